@@ -1,0 +1,211 @@
+//! Blocks.
+//!
+//! Wire form:
+//! ```text
+//! parent (32) | height u64 (8) | timestamp_ms u64 (8) | proposer ed25519 key (32)
+//! | state_root (32) | transaction count (varint) | transactions…
+//! ```
+//! The digest is `SHA-256(parent | height | timestamp_ms | proposer | state_root | tx_root)` with
+//! `tx_root = SHA-256(hash(tx_0) | … | hash(tx_n))`.
+//!
+//! `state_root` is the root of the authenticated state (see [`crate::proof`]) after executing
+//! this block on its parent's state. The genesis block (height 0) carries the chain id's hash in
+//! its `state_root` field: it commits to the genesis content, whose state is built by every node.
+
+use bytes::BufMut;
+use commonware_codec::Buf;
+use commonware_codec::{EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
+use commonware_cryptography::{Digestible, Hasher, Sha256};
+use logos_primitives::{Hash, Height, PublicKey};
+use logos_state::{transaction::TRANSACTION_MAX_BYTES, Transaction};
+
+/// Decoding bounds of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockCfg {
+    /// Maximum number of transactions.
+    pub max_transactions: usize,
+}
+
+/// A block of the Logos chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Digest of the parent block.
+    pub parent: Hash,
+    /// Height (genesis is 0).
+    pub height: Height,
+    /// Proposer's clock when proposing, ms since the Unix epoch (never decreases along a chain).
+    pub timestamp_ms: u64,
+    /// The leader that proposed the block; fees are credited to its address.
+    pub proposer: PublicKey,
+    /// Authenticated state root after this block.
+    pub state_root: Hash,
+    /// Transactions in execution order.
+    pub transactions: Vec<Transaction>,
+    digest: Hash,
+}
+
+impl Block {
+    /// Assembles a block and computes its digest.
+    pub fn new(
+        parent: Hash,
+        height: Height,
+        timestamp_ms: u64,
+        proposer: PublicKey,
+        state_root: Hash,
+        transactions: Vec<Transaction>,
+    ) -> Self {
+        let digest = Self::compute_digest(&parent, height, timestamp_ms, &proposer, &state_root, &transactions);
+        Self {
+            parent,
+            height,
+            timestamp_ms,
+            proposer,
+            state_root,
+            transactions,
+            digest,
+        }
+    }
+
+    /// The genesis block of a network: height 0, no parent, no transactions.
+    pub fn genesis(chain_id: &logos_primitives::ChainId, timestamp_ms: u64, proposer: PublicKey) -> Self {
+        Self::new(Hash::from([0u8; 32]), Height::zero(), timestamp_ms, proposer, chain_id.0, Vec::new())
+    }
+
+    fn compute_digest(
+        parent: &Hash,
+        height: Height,
+        timestamp_ms: u64,
+        proposer: &PublicKey,
+        state_root: &Hash,
+        transactions: &[Transaction],
+    ) -> Hash {
+        let mut hasher = Sha256::default();
+        for transaction in transactions {
+            hasher.update(transaction.hash().as_ref());
+        }
+        let (_, tx_root) = hasher.finalize();
+        Sha256::hash(&[
+            parent.as_ref(),
+            &height.get().to_be_bytes(),
+            &timestamp_ms.to_be_bytes(),
+            proposer.as_ref(),
+            state_root.as_ref(),
+            tx_root.as_ref(),
+        ])
+    }
+
+    /// Encoded size bound for `cfg`.
+    pub fn max_size_bytes(cfg: &BlockCfg) -> usize {
+        32 + 8 + 8 + 32 + 32 + 10 + cfg.max_transactions * TRANSACTION_MAX_BYTES
+    }
+}
+
+impl Write for Block {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.parent.write(buf);
+        self.height.get().write(buf);
+        self.timestamp_ms.write(buf);
+        self.proposer.write(buf);
+        self.state_root.write(buf);
+        self.transactions.write(buf);
+    }
+}
+
+impl EncodeSize for Block {
+    fn encode_size(&self) -> usize {
+        self.parent.encode_size()
+            + 16
+            + self.proposer.encode_size()
+            + self.state_root.encode_size()
+            + self.transactions.encode_size()
+    }
+}
+
+impl Read for Block {
+    type Cfg = BlockCfg;
+
+    fn read_cfg(buf: &mut impl Buf, cfg: &BlockCfg) -> Result<Self, CodecError> {
+        let parent = Hash::read(buf)?;
+        let height = Height::new(u64::read(buf)?);
+        let timestamp_ms = u64::read(buf)?;
+        let proposer = PublicKey::read(buf)?;
+        let state_root = Hash::read(buf)?;
+        let transactions =
+            Vec::<Transaction>::read_cfg(buf, &(RangeCfg::new(0..=cfg.max_transactions), ()))?;
+        Ok(Self::new(parent, height, timestamp_ms, proposer, state_root, transactions))
+    }
+}
+
+impl Digestible for Block {
+    type Digest = Hash;
+
+    fn digest(&self) -> Hash {
+        self.digest
+    }
+}
+
+impl commonware_consensus::Heightable for Block {
+    fn height(&self) -> Height {
+        self.height
+    }
+}
+
+impl commonware_consensus::Block for Block {
+    fn parent(&self) -> Hash {
+        self.parent
+    }
+}
+
+impl commonware_consensus::BoundedBlock for Block {
+    fn max_encode_size(cfg: &BlockCfg) -> usize {
+        Self::max_size_bytes(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_codec::{Decode, Encode};
+    use commonware_cryptography::Signer;
+    use logos_primitives::{Address, Amount, ChainId, PrivateKey};
+    use logos_state::{modules::balances, Call, TransactionPayload};
+
+    fn block(transactions: usize) -> Block {
+        let key = PrivateKey::from_seed(3);
+        let chain_id = ChainId(logos_primitives::hash(&[b"x"]));
+        let transactions = (0..transactions as u64)
+            .map(|nonce| {
+                TransactionPayload {
+                    chain_id,
+                    sender: key.public_key(),
+                    nonce,
+                    fee: Amount(1),
+                    call: Call::Balances(balances::Call::Transfer { to: Address([1; 20]), amount: Amount(2) }),
+                }
+                .sign(&key)
+            })
+            .collect();
+        Block::new(Hash::from([7; 32]), Height::new(5), 99, key.public_key(), Hash::from([8; 32]), transactions)
+    }
+
+    #[test]
+    fn block_round_trips_with_same_digest() {
+        let original = block(3);
+        let cfg = BlockCfg { max_transactions: 10 };
+        let decoded = Block::decode_cfg(original.encode(), &cfg).unwrap();
+        assert_eq!(decoded, original);
+        assert_eq!(decoded.digest(), original.digest());
+        assert!(original.encode().len() <= Block::max_size_bytes(&cfg));
+    }
+
+    #[test]
+    fn block_over_the_transaction_bound_is_rejected() {
+        let cfg = BlockCfg { max_transactions: 2 };
+        assert!(Block::decode_cfg(block(3).encode(), &cfg).is_err());
+    }
+
+    #[test]
+    fn digest_commits_to_transactions() {
+        assert_ne!(block(1).digest(), block(2).digest());
+    }
+}

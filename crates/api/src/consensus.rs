@@ -1,0 +1,43 @@
+//! The consensus signing scheme and finality checks a client can do on its own.
+//!
+//! Validators vote with ed25519 (simplex, [`Scheme`]); a finalization certificate carries a
+//! quorum (2f+1 of n) of finalize votes. A client that knows the validator set (from genesis)
+//! verifies a certificate and the block digest it names without trusting any RPC server.
+
+use commonware_consensus::simplex::{scheme::ed25519, types::Finalization};
+use commonware_parallel::Sequential;
+use commonware_utils::ordered::Set;
+use logos_primitives::{Hash, PublicKey};
+
+/// The simplex signing scheme of the Logos chain: ed25519 votes, attributable certificates.
+pub type Scheme = ed25519::Scheme;
+
+/// A finalization certificate over a block digest.
+pub type FinalizationCertificate = Finalization<Scheme, Hash>;
+
+/// Namespace of consensus messages (votes and certificates).
+pub fn consensus_namespace(chain_id: &logos_primitives::ChainId) -> Vec<u8> {
+    let mut namespace = b"logos-consensus-v1-".to_vec();
+    namespace.extend_from_slice(chain_id.0.as_ref());
+    namespace
+}
+
+/// The ordered participant set for `validators`.
+pub fn participants(validators: &[PublicKey]) -> Set<PublicKey> {
+    Set::from_iter_dedup(validators.iter().cloned())
+}
+
+/// True if `certificate` finalizes `digest` with a quorum of `validators`.
+pub fn verify_finalization(
+    chain_id: &logos_primitives::ChainId,
+    validators: &[PublicKey],
+    certificate: &FinalizationCertificate,
+    digest: &Hash,
+) -> bool {
+    if &certificate.proposal.payload != digest {
+        return false;
+    }
+    let verifier = Scheme::verifier(&consensus_namespace(chain_id), participants(validators));
+    let mut rng = commonware_utils::test_rng();
+    certificate.verify(&mut rng, &verifier, &Sequential)
+}

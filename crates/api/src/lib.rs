@@ -1,0 +1,19 @@
+//! The Logos chain's API: what clients, daemons and the node agree on.
+//!
+//! - [`block`]: the block format and its digest (what consensus orders).
+//! - [`rpc`]: the JSON-RPC interface (jsonrpsee), its JSON types and error codes.
+//! - [`proof`]: the authenticated state layout (QMDB `current`) and proof verification, so a
+//!   client checks any storage value against a finalized block's state root.
+//! - [`consensus`]: the simplex signing scheme and the check of a finalization certificate.
+//!
+//! Off-chain programs (the CLI, provisioners, gatekeepers) depend on this crate and
+//! [`logos_state`] for types, never on the node's internals.
+
+pub mod block;
+pub mod consensus;
+pub mod proof;
+pub mod rpc;
+
+pub use block::{Block, BlockCfg};
+pub use logos_primitives as primitives;
+pub use logos_state as state;

@@ -1,0 +1,266 @@
+//! The JSON-RPC interface of a Logos node (HTTP and WebSocket on one port).
+//!
+//! Method names are `logos_<name>`. Amounts are decimal strings in the smallest unit; hashes,
+//! keys and byte strings are `0x` hex. Errors carry the codes in [`codes`].
+//!
+//! | method | params | result |
+//! |---|---|---|
+//! | `logos_chainInfo` | | [`ChainInfo`] |
+//! | `logos_submitTransaction` | hex of the signed transaction | [`Submitted`] |
+//! | `logos_getAccount` | address | [`AccountState`] at the finalized head |
+//! | `logos_getBlockByHeight` | height | [`BlockInfo`] or null |
+//! | `logos_getBlockByHash` | hash | [`BlockInfo`] or null |
+//! | `logos_getFinalizedHead` | | [`Head`] |
+//! | `logos_getStorage` | hex storage key | [`StorageValue`] with proof |
+//! | `logos_getFinalization` | height | hex of the finalization certificate, or null |
+//! | `logos_subscribeFinalizedHeads` | | notifications `logos_finalizedHead`: [`Head`] |
+//! | `logos_subscribeEvents` | | notifications `logos_event`: [`EventRecord`] |
+
+use crate::block::Block;
+use jsonrpsee::{core::SubscriptionResult, proc_macros::rpc, types::ErrorObjectOwned};
+use logos_primitives::{format_hash, format_public_key, Address, Amount, ChainId};
+use logos_state::{Call, Event, Receipt, Transaction};
+use serde::{Deserialize, Serialize};
+
+/// JSON-RPC error codes of the Logos API (application range, -32000 and below).
+pub mod codes {
+    /// The transaction bytes are not hex, do not decode, or are too large.
+    pub const MALFORMED_TRANSACTION: i32 = -32001;
+    /// The transaction's signature does not verify.
+    pub const BAD_SIGNATURE: i32 = -32002;
+    /// The transaction is for another network.
+    pub const WRONG_CHAIN_ID: i32 = -32003;
+    /// The nonce is below the sender's next nonce (already used).
+    pub const STALE_NONCE: i32 = -32004;
+    /// The sender cannot pay the fee (plus the amount it moves).
+    pub const INSUFFICIENT_BALANCE: i32 = -32005;
+    /// The fee is below the chain minimum.
+    pub const FEE_TOO_LOW: i32 = -32006;
+    /// The mempool already holds this transaction.
+    pub const ALREADY_KNOWN: i32 = -32007;
+    /// The mempool (or the sender's share of it) is full and the fee does not displace anything.
+    pub const POOL_FULL: i32 = -32008;
+    /// The nonce is too far ahead of the sender's next nonce.
+    pub const NONCE_GAP: i32 = -32009;
+    /// A parameter is malformed (bad hex, bad address, …).
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// The node could not serve the request (storage error, not yet started).
+    pub const UNAVAILABLE: i32 = -32010;
+}
+
+/// Builds an error object with `code` and `message`.
+pub fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, message.into(), None::<()>)
+}
+
+/// What the node serves and which network it belongs to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChainInfo {
+    /// The network's chain id (hash of genesis).
+    pub chain_id: ChainId,
+    /// The network's name.
+    pub chain_name: String,
+    /// Genesis validators, `0x` hex ed25519 keys.
+    pub validators: Vec<String>,
+    /// Minimum fee per transaction, smallest unit.
+    pub min_fee: Amount,
+    /// Maximum transactions per block.
+    pub max_block_transactions: u32,
+}
+
+/// The answer to an accepted transaction.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Submitted {
+    /// Transaction hash.
+    pub hash: String,
+}
+
+/// An account at the finalized head.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountState {
+    /// The account.
+    pub address: Address,
+    /// Next nonce.
+    pub nonce: u64,
+    /// Free balance, smallest unit.
+    pub balance: Amount,
+    /// Finalized height the values were read at.
+    pub height: u64,
+}
+
+/// A transaction as JSON.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TransactionInfo {
+    /// Transaction hash.
+    pub hash: String,
+    /// Sender address.
+    pub sender: Address,
+    /// Sender's key.
+    pub sender_key: String,
+    /// Nonce.
+    pub nonce: u64,
+    /// Fee, smallest unit.
+    pub fee: Amount,
+    /// The call.
+    pub call: Call,
+}
+
+impl From<&Transaction> for TransactionInfo {
+    fn from(transaction: &Transaction) -> Self {
+        let payload = transaction.payload();
+        Self {
+            hash: format_hash(&transaction.hash()),
+            sender: transaction.sender(),
+            sender_key: format_public_key(&payload.sender),
+            nonce: payload.nonce,
+            fee: payload.fee,
+            call: payload.call.clone(),
+        }
+    }
+}
+
+/// A block as JSON.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Block digest.
+    pub hash: String,
+    /// Parent digest.
+    pub parent: String,
+    /// Height.
+    pub height: u64,
+    /// Proposer's timestamp, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Proposer's key.
+    pub proposer: String,
+    /// State root after the block.
+    pub state_root: String,
+    /// Transactions.
+    pub transactions: Vec<TransactionInfo>,
+    /// Receipts, when the node still holds them (recent blocks only).
+    pub receipts: Option<Vec<Receipt>>,
+}
+
+impl BlockInfo {
+    /// JSON form of `block` with optional receipts.
+    pub fn new(block: &Block, receipts: Option<Vec<Receipt>>) -> Self {
+        use commonware_cryptography::Digestible;
+        Self {
+            hash: format_hash(&block.digest()),
+            parent: format_hash(&block.parent),
+            height: block.height.get(),
+            timestamp_ms: block.timestamp_ms,
+            proposer: format_public_key(&block.proposer),
+            state_root: format_hash(&block.state_root),
+            transactions: block.transactions.iter().map(TransactionInfo::from).collect(),
+            receipts,
+        }
+    }
+}
+
+/// A finalized head.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Head {
+    /// Height.
+    pub height: u64,
+    /// Block digest.
+    pub hash: String,
+    /// State root after the block.
+    pub state_root: String,
+    /// Proposer's timestamp, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Hashes of the block's transactions.
+    pub transactions: Vec<String>,
+}
+
+impl Head {
+    /// The head summary of `block`.
+    pub fn new(block: &Block) -> Self {
+        use commonware_cryptography::Digestible;
+        Self {
+            height: block.height.get(),
+            hash: format_hash(&block.digest()),
+            state_root: format_hash(&block.state_root),
+            timestamp_ms: block.timestamp_ms,
+            transactions: block
+                .transactions
+                .iter()
+                .map(|transaction| format_hash(&transaction.hash()))
+                .collect(),
+        }
+    }
+}
+
+/// A storage value with its proof against a finalized state root.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StorageValue {
+    /// The storage key, hex.
+    pub key: String,
+    /// The value, hex; null if the key holds nothing.
+    pub value: Option<String>,
+    /// Hex of the [`crate::proof::StateProof`]; null when there is no value.
+    pub proof: Option<String>,
+    /// The state root the proof verifies against.
+    pub state_root: String,
+    /// Finalized height of that root.
+    pub height: u64,
+    /// Digest of the finalized block with that root.
+    pub block_hash: String,
+}
+
+/// An event with where it happened.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Height of the finalized block.
+    pub height: u64,
+    /// Digest of that block.
+    pub block_hash: String,
+    /// Hash of the transaction that emitted it.
+    pub transaction: String,
+    /// The event.
+    pub event: Event,
+}
+
+/// The Logos JSON-RPC API (server and client from one definition).
+#[rpc(server, client, namespace = "logos")]
+pub trait LogosApi {
+    /// Network identity and parameters.
+    #[method(name = "chainInfo")]
+    async fn chain_info(&self) -> Result<ChainInfo, ErrorObjectOwned>;
+
+    /// Validates a signed transaction (hex of its wire form), adds it to the mempool and
+    /// relays it to the other validators.
+    #[method(name = "submitTransaction")]
+    async fn submit_transaction(&self, transaction: String) -> Result<Submitted, ErrorObjectOwned>;
+
+    /// An account's nonce and balance at the finalized head.
+    #[method(name = "getAccount")]
+    async fn get_account(&self, address: String) -> Result<AccountState, ErrorObjectOwned>;
+
+    /// A finalized block by height.
+    #[method(name = "getBlockByHeight")]
+    async fn get_block_by_height(&self, height: u64) -> Result<Option<BlockInfo>, ErrorObjectOwned>;
+
+    /// A finalized block by digest.
+    #[method(name = "getBlockByHash")]
+    async fn get_block_by_hash(&self, hash: String) -> Result<Option<BlockInfo>, ErrorObjectOwned>;
+
+    /// The latest finalized block executed by this node.
+    #[method(name = "getFinalizedHead")]
+    async fn get_finalized_head(&self) -> Result<Head, ErrorObjectOwned>;
+
+    /// A storage value with a proof against the finalized state root.
+    #[method(name = "getStorage")]
+    async fn get_storage(&self, key: String) -> Result<StorageValue, ErrorObjectOwned>;
+
+    /// The finalization certificate of the block at `height`, hex of its codec form.
+    #[method(name = "getFinalization")]
+    async fn get_finalization(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
+
+    /// Finalized heads as they are executed.
+    #[subscription(name = "subscribeFinalizedHeads" => "finalizedHead", unsubscribe = "unsubscribeFinalizedHeads", item = Head)]
+    async fn subscribe_finalized_heads(&self) -> SubscriptionResult;
+
+    /// Events of finalized blocks as they are executed.
+    #[subscription(name = "subscribeEvents" => "event", unsubscribe = "unsubscribeEvents", item = EventRecord)]
+    async fn subscribe_events(&self) -> SubscriptionResult;
+}

@@ -1,0 +1,340 @@
+//! The mempool: transactions waiting for a block.
+//!
+//! Pure data structure; the node supplies each sender's finalized account state on admission.
+//!
+//! # Admission ([`Mempool::insert`])
+//! A transaction is rejected ([`Rejection`]) when it is for another chain, its signature does
+//! not verify, its fee is below the minimum, its nonce is below the sender's next nonce
+//! (replayed) or more than `nonce_gap_max` above it, the sender cannot cover the fee plus the
+//! amount it moves, it is already pooled, or the pool is full and it does not pay more than the
+//! cheapest pooled transaction. A transaction with the same sender and nonce as a pooled one
+//! replaces it only with a strictly higher fee.
+//!
+//! # Selection ([`Mempool::select`])
+//! Per sender, transactions form a run of consecutive nonces starting at the sender's next
+//! nonce in the parent state; across senders, the run heads are taken highest fee first.
+//!
+//! # Limits
+//! `transactions_max` in total and `per_sender_max` per sender; when full, the cheapest
+//! transaction and the sender's later nonces are evicted to admit a better-paying one.
+
+use logos_primitives::{Address, Amount, ChainId, Hash};
+use logos_state::{modules::balances, Call, Transaction, TransactionError};
+use std::{
+    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
+    sync::Arc,
+};
+
+/// Mempool limits.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Most transactions held in total.
+    pub transactions_max: usize,
+    /// Most transactions held per sender.
+    pub per_sender_max: usize,
+    /// Largest accepted distance between a nonce and the sender's next nonce.
+    pub nonce_gap_max: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            transactions_max: 100_000,
+            per_sender_max: 4_096,
+            nonce_gap_max: 4_096,
+        }
+    }
+}
+
+/// Why a transaction was not admitted. Each maps to one JSON-RPC error code.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Malformed, oversize, bad signature or wrong chain id.
+    #[error(transparent)]
+    Invalid(#[from] TransactionError),
+    /// The nonce was already used.
+    #[error("stale nonce: the sender's next nonce is {expected}, got {actual}")]
+    StaleNonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        actual: u64,
+    },
+    /// The nonce is too far ahead.
+    #[error("nonce {actual} is more than {gap_max} ahead of the next nonce {expected}")]
+    NonceGap {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        actual: u64,
+        /// The limit.
+        gap_max: u64,
+    },
+    /// The fee is below the chain minimum.
+    #[error("fee {fee} is below the minimum {min_fee}")]
+    FeeTooLow {
+        /// Offered fee.
+        fee: Amount,
+        /// Chain minimum.
+        min_fee: Amount,
+    },
+    /// Balance below fee plus amount.
+    #[error("insufficient balance: {available} available, {required} required")]
+    InsufficientBalance {
+        /// The sender's finalized balance.
+        available: Amount,
+        /// Fee plus moved amount.
+        required: Amount,
+    },
+    /// Already pooled.
+    #[error("transaction already known")]
+    AlreadyKnown,
+    /// A pooled transaction with the same sender and nonce pays at least as much.
+    #[error("a transaction with this nonce is pooled with fee {pooled_fee}; replacement needs a higher fee")]
+    ReplacementUnderpriced {
+        /// Fee of the pooled transaction.
+        pooled_fee: Amount,
+    },
+    /// Pool or sender share is full and the fee does not displace anything.
+    #[error("mempool full")]
+    PoolFull,
+}
+
+/// What the pool needs to know about the sender and the chain to admit a transaction.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    /// This network.
+    pub chain_id: ChainId,
+    /// Minimum fee.
+    pub min_fee: Amount,
+    /// The sender's account at the finalized head.
+    pub account: balances::AccountInfo,
+    /// Whether the signature was already verified (e.g. in a batch).
+    pub signature_verified: bool,
+}
+
+struct Entry {
+    transaction: Arc<Transaction>,
+    sender: Address,
+}
+
+/// The pool. See the module docs.
+pub struct Mempool {
+    config: Config,
+    by_hash: HashMap<Hash, Entry>,
+    by_sender: BTreeMap<Address, BTreeMap<u64, Hash>>,
+    by_fee: BTreeSet<(Amount, Hash)>,
+}
+
+impl Mempool {
+    /// An empty pool with `config` limits.
+    pub fn new(config: Config) -> Self {
+        assert!(config.transactions_max > 0 && config.per_sender_max > 0);
+        Self {
+            config,
+            by_hash: HashMap::new(),
+            by_sender: BTreeMap::new(),
+            by_fee: BTreeSet::new(),
+        }
+    }
+
+    /// Number of pooled transactions.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// True if nothing is pooled.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// True if `hash` is pooled (its signature was verified on admission).
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.by_hash.contains_key(hash)
+    }
+
+    /// Admits `transaction` or says why not (see the module docs). Failed admissions change
+    /// nothing.
+    pub fn insert(&mut self, transaction: Transaction, admission: &Admission) -> Result<Hash, Rejection> {
+        let hash = transaction.hash();
+        if self.by_hash.contains_key(&hash) {
+            return Err(Rejection::AlreadyKnown);
+        }
+        transaction.check_chain_id(&admission.chain_id)?;
+        let payload = transaction.payload();
+        if payload.fee < admission.min_fee {
+            return Err(Rejection::FeeTooLow {
+                fee: payload.fee,
+                min_fee: admission.min_fee,
+            });
+        }
+        check_nonce(payload.nonce, admission.account.nonce, self.config.nonce_gap_max)?;
+        check_balance(&transaction, admission.account.balance)?;
+        if !admission.signature_verified {
+            transaction.verify_signature()?;
+        }
+        let sender = transaction.sender();
+        let replaced = self.replaced_entry(&sender, payload.nonce, payload.fee)?;
+        if replaced.is_none() {
+            self.make_room(&sender, payload.fee)?;
+        }
+        if let Some(old) = replaced {
+            self.remove(&old);
+        }
+        self.by_sender.entry(sender).or_default().insert(payload.nonce, hash);
+        self.by_fee.insert((payload.fee, hash));
+        self.by_hash.insert(
+            hash,
+            Entry {
+                transaction: Arc::new(transaction),
+                sender,
+            },
+        );
+        Ok(hash)
+    }
+
+    fn replaced_entry(&self, sender: &Address, nonce: u64, fee: Amount) -> Result<Option<Hash>, Rejection> {
+        let Some(existing) = self.by_sender.get(sender).and_then(|nonces| nonces.get(&nonce)) else {
+            return Ok(None);
+        };
+        let pooled_fee = self.by_hash[existing].transaction.payload().fee;
+        if fee <= pooled_fee {
+            return Err(Rejection::ReplacementUnderpriced { pooled_fee });
+        }
+        Ok(Some(*existing))
+    }
+
+    fn make_room(&mut self, sender: &Address, fee: Amount) -> Result<(), Rejection> {
+        let sender_count = self.by_sender.get(sender).map_or(0, BTreeMap::len);
+        if sender_count >= self.config.per_sender_max {
+            return Err(Rejection::PoolFull);
+        }
+        if self.by_hash.len() < self.config.transactions_max {
+            return Ok(());
+        }
+        let &(cheapest_fee, cheapest) = self.by_fee.first().expect("full pool is not empty");
+        if fee <= cheapest_fee {
+            return Err(Rejection::PoolFull);
+        }
+        // Evict the cheapest and its sender's later nonces so no sender is left with a gap.
+        let victim_sender = self.by_hash[&cheapest].sender;
+        let victim_nonce = self.by_hash[&cheapest].transaction.payload().nonce;
+        let doomed: Vec<Hash> = self.by_sender[&victim_sender]
+            .range(victim_nonce..)
+            .map(|(_, hash)| *hash)
+            .collect();
+        for hash in doomed {
+            self.remove(&hash);
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, hash: &Hash) -> Option<Arc<Transaction>> {
+        let entry = self.by_hash.remove(hash)?;
+        let payload = entry.transaction.payload();
+        self.by_fee.remove(&(payload.fee, *hash));
+        if let Some(nonces) = self.by_sender.get_mut(&entry.sender) {
+            nonces.remove(&payload.nonce);
+            if nonces.is_empty() {
+                self.by_sender.remove(&entry.sender);
+            }
+        }
+        Some(entry.transaction)
+    }
+
+    /// Drops `sender`'s transactions with nonces below `next_nonce` (included in a finalized
+    /// block, or made stale by one).
+    pub fn prune_sender(&mut self, sender: &Address, next_nonce: u64) {
+        let Some(nonces) = self.by_sender.get(sender) else {
+            return;
+        };
+        let stale: Vec<Hash> = nonces.range(..next_nonce).map(|(_, hash)| *hash).collect();
+        for hash in stale {
+            self.remove(&hash);
+        }
+    }
+
+    /// Each sender's pooled transactions in nonce order, for block building.
+    pub fn runs(&self) -> Vec<(Address, Vec<Arc<Transaction>>)> {
+        self.by_sender
+            .iter()
+            .map(|(sender, nonces)| {
+                let run = nonces.values().map(|hash| self.by_hash[hash].transaction.clone()).collect();
+                (*sender, run)
+            })
+            .collect()
+    }
+
+    /// Picks up to `max` transactions (see the module docs). `next_nonce` gives each sender's
+    /// next nonce in the parent state.
+    pub fn select(
+        runs: Vec<(Address, Vec<Arc<Transaction>>)>,
+        next_nonce: &BTreeMap<Address, u64>,
+        max: usize,
+    ) -> Vec<Arc<Transaction>> {
+        let mut queues: Vec<std::collections::VecDeque<Arc<Transaction>>> = Vec::new();
+        for (sender, run) in runs {
+            let mut expected = next_nonce.get(&sender).copied().unwrap_or(0);
+            let mut queue = std::collections::VecDeque::new();
+            for transaction in run {
+                let nonce = transaction.payload().nonce;
+                if nonce < expected {
+                    continue;
+                }
+                if nonce != expected {
+                    break;
+                }
+                queue.push_back(transaction);
+                expected += 1;
+            }
+            if !queue.is_empty() {
+                queues.push(queue);
+            }
+        }
+        let mut heap: BinaryHeap<(Amount, std::cmp::Reverse<usize>)> = queues
+            .iter()
+            .enumerate()
+            .map(|(index, queue)| (queue[0].payload().fee, std::cmp::Reverse(index)))
+            .collect();
+        let mut selected = Vec::new();
+        while selected.len() < max {
+            let Some((_, std::cmp::Reverse(index))) = heap.pop() else {
+                break;
+            };
+            let queue = &mut queues[index];
+            selected.push(queue.pop_front().expect("queued run is not empty"));
+            if let Some(next) = queue.front() {
+                heap.push((next.payload().fee, std::cmp::Reverse(index)));
+            }
+        }
+        selected
+    }
+}
+
+fn check_nonce(nonce: u64, expected: u64, gap_max: u64) -> Result<(), Rejection> {
+    if nonce < expected {
+        return Err(Rejection::StaleNonce { expected, actual: nonce });
+    }
+    if nonce - expected > gap_max {
+        return Err(Rejection::NonceGap { expected, actual: nonce, gap_max });
+    }
+    Ok(())
+}
+
+fn check_balance(transaction: &Transaction, available: Amount) -> Result<(), Rejection> {
+    let payload = transaction.payload();
+    let moved = match &payload.call {
+        Call::Balances(balances::Call::Transfer { amount, .. }) => *amount,
+    };
+    let required = payload.fee.checked_add(moved).ok_or(Rejection::InsufficientBalance {
+        available,
+        required: Amount(u128::MAX),
+    })?;
+    if available < required {
+        return Err(Rejection::InsufficientBalance { available, required });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

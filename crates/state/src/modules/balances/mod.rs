@@ -1,0 +1,166 @@
+//! `balances` (module index 0): accounts, transfers and fees.
+//!
+//! # Storage (module index 0)
+//! | item | key | value |
+//! |---|---|---|
+//! | 0 `Account` | address (20 bytes) | [`AccountInfo`] |
+//! | 1 `TotalIssuance` | (none) | [`Amount`]: sum of all balances |
+//!
+//! # Calls
+//! | index | call | effect |
+//! |---|---|---|
+//! | 0 | [`Call::Transfer`] | moves `amount` from the sender to `to` |
+//!
+//! Fees are charged by the executor through [`charge_fee`] before the call runs.
+//!
+//! # Invariant ([`try_state`])
+//! The sum of all account balances equals `TotalIssuance`; fees and transfers only move tokens.
+
+mod types;
+#[cfg(test)]
+mod tests;
+
+pub use types::{AccountInfo, Call, Error, Event};
+
+use crate::storage::{read_value, Overlay, StateError, StateReader, StorageKey, WriteSet};
+use commonware_codec::Encode;
+use logos_primitives::{Address, Amount};
+use std::collections::BTreeMap;
+
+/// Module index of `balances` in storage keys and calls.
+pub const MODULE_INDEX: u8 = 0;
+const ITEM_ACCOUNT: u8 = 0;
+const ITEM_TOTAL_ISSUANCE: u8 = 1;
+
+/// Storage key of `address`'s [`AccountInfo`].
+pub fn account_key(address: &Address) -> StorageKey {
+    StorageKey::new(MODULE_INDEX, ITEM_ACCOUNT, address.as_bytes())
+}
+
+/// Storage key of the total issuance.
+pub fn total_issuance_key() -> StorageKey {
+    StorageKey::new(MODULE_INDEX, ITEM_TOTAL_ISSUANCE, &[])
+}
+
+/// Reads `address`'s account (the default, empty account if none is stored).
+pub async fn account<R: StateReader>(
+    overlay: &Overlay<'_, R>,
+    address: &Address,
+) -> Result<AccountInfo, StateError> {
+    Ok(read_value(overlay, &account_key(address)).await?.unwrap_or_default())
+}
+
+/// Writes `address`'s account; an empty account (nonce 0, balance 0) is deleted.
+pub fn set_account<R: StateReader>(overlay: &mut Overlay<'_, R>, address: &Address, info: AccountInfo) {
+    let value = (info != AccountInfo::default()).then(|| info.encode().to_vec());
+    overlay.put(account_key(address), value);
+}
+
+/// Moves `fee` from `payer` to `author`. Errors leave the overlay untouched.
+pub async fn charge_fee<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    payer: &Address,
+    author: &Address,
+    fee: Amount,
+) -> Result<Result<Event, Error>, StateError> {
+    Ok(move_balance(overlay, payer, author, fee).await?.map(|()| Event::FeePaid {
+        payer: *payer,
+        author: *author,
+        amount: fee,
+    }))
+}
+
+/// Runs `call` for `sender`. Returns the events, or the module error (the executor then drops
+/// the call's writes).
+pub async fn dispatch<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    sender: &Address,
+    call: &Call,
+) -> Result<Result<Vec<Event>, Error>, StateError> {
+    match call {
+        Call::Transfer { to, amount } => {
+            if *amount == Amount::ZERO {
+                return Ok(Err(Error::ZeroAmount));
+            }
+            Ok(move_balance(overlay, sender, to, *amount).await?.map(|()| {
+                vec![Event::Transferred {
+                    from: *sender,
+                    to: *to,
+                    amount: *amount,
+                }]
+            }))
+        }
+    }
+}
+
+async fn move_balance<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    from: &Address,
+    to: &Address,
+    amount: Amount,
+) -> Result<Result<(), Error>, StateError> {
+    let mut source = account(overlay, from).await?;
+    let Some(remaining) = source.balance.checked_sub(amount) else {
+        return Ok(Err(Error::InsufficientBalance {
+            available: source.balance,
+            required: amount,
+        }));
+    };
+    if from == to {
+        return Ok(Ok(()));
+    }
+    let mut destination = account(overlay, to).await?;
+    let Some(credited) = destination.balance.checked_add(amount) else {
+        return Ok(Err(Error::BalanceOverflow));
+    };
+    source.balance = remaining;
+    destination.balance = credited;
+    set_account(overlay, from, source);
+    set_account(overlay, to, destination);
+    Ok(Ok(()))
+}
+
+/// Genesis writes: the given balances and their sum as total issuance.
+///
+/// Panics if the balances overflow (a malformed genesis is rejected earlier by validation).
+pub fn genesis_writes(balances: &BTreeMap<Address, Amount>) -> WriteSet {
+    let mut writes = WriteSet::new();
+    let mut total = Amount::ZERO;
+    for (address, balance) in balances {
+        total = total.checked_add(*balance).expect("genesis issuance overflows");
+        let info = AccountInfo {
+            nonce: 0,
+            balance: *balance,
+        };
+        writes.insert(account_key(address), Some(info.encode().to_vec()));
+    }
+    writes.insert(total_issuance_key(), Some(total.encode().to_vec()));
+    writes
+}
+
+/// Invariant check over a full state map: balances sum to the total issuance.
+///
+/// Returns a description of the violation, if any. Tests run it after every block.
+pub fn try_state(state: &BTreeMap<StorageKey, Vec<u8>>) -> Result<(), String> {
+    let prefix = [MODULE_INDEX, ITEM_ACCOUNT];
+    let mut sum = Amount::ZERO;
+    for (key, value) in state.range(StorageKey::new(MODULE_INDEX, ITEM_ACCOUNT, &[])..) {
+        if !key.as_bytes().starts_with(&prefix) {
+            break;
+        }
+        let info: AccountInfo =
+            crate::storage::decode_value(key, value).map_err(|error| error.to_string())?;
+        sum = sum
+            .checked_add(info.balance)
+            .ok_or("sum of balances overflows")?;
+    }
+    let total: Amount = match state.get(&total_issuance_key()) {
+        Some(bytes) => crate::storage::decode_value(&total_issuance_key(), bytes)
+            .map_err(|error| error.to_string())?,
+        None => Amount::ZERO,
+    };
+    if sum != total {
+        return Err(format!("balances sum to {sum}, total issuance is {total}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! On-chain modules, one folder each (FRAME-pallet shaped).
+//!
+//! | index | module | owns |
+//! |---|---|---|
+//! | 0 | [`balances`] | accounts (nonce, balance), total issuance, transfers, fees |
+
+pub mod balances;
