@@ -5,6 +5,7 @@
 //! verifies a certificate and the block digest it names without trusting any RPC server.
 
 use commonware_consensus::simplex::{scheme::ed25519, types::Finalization};
+use commonware_cryptography::certificate::Verifier as _;
 use commonware_parallel::Sequential;
 use commonware_utils::ordered::Set;
 use logos_primitives::{Hash, PublicKey};
@@ -40,4 +41,16 @@ pub fn verify_finalization(
     let verifier = Scheme::verifier(&consensus_namespace(chain_id), participants(validators));
     let mut rng = commonware_utils::test_rng();
     certificate.verify(&mut rng, &verifier, &Sequential)
+}
+
+/// Decodes a finalization certificate (hex of its codec form, as `logos_getFinalization`
+/// returns it), bounded by the size of the validator set.
+pub fn decode_finalization(
+    chain_id: &logos_primitives::ChainId,
+    validators: &[PublicKey],
+    bytes: &[u8],
+) -> Result<FinalizationCertificate, commonware_codec::Error> {
+    use commonware_codec::Decode;
+    let verifier = Scheme::verifier(&consensus_namespace(chain_id), participants(validators));
+    FinalizationCertificate::decode_cfg(commonware_codec::Copying(bytes), &verifier.certificate_codec_config())
 }

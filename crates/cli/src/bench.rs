@@ -1,0 +1,233 @@
+//! `logos bench …`: whole-scenario benchmarks.
+//!
+//! `logos bench consensus --validators N --seconds S --json` starts an N-validator devnet (as
+//! separate processes), drives signed transfers from funded accounts through the validators'
+//! RPC at `--tps` per second for S seconds, and follows finalized heads over WebSocket. It
+//! prints one JSON object:
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `finality_ms_p50`, `finality_ms_p99` | submission (RPC call start) to the finalized head that carries the transaction, as seen by a subscriber of validator 0 |
+//! | `block_interval_ms_p50` | median difference of consecutive finalized block timestamps |
+//! | `finalized_tps` | transactions submitted in the window and finalized, divided by S |
+//! | `validators` | N |
+//! | `rss_mb_max` | largest peak resident set (VmHWM) over the validator processes, MiB |
+//! | `submitted`, `rejected`, `finalized` | counts |
+
+use crate::devnet::{self, DevnetArgs};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use commonware_cryptography::Signer;
+use futures::StreamExt;
+use jsonrpsee::{core::client::Subscription, ws_client::WsClientBuilder};
+use logos_api::rpc::{Head, LogosApiClient};
+use logos_primitives::{format_hash, Address, Amount, PrivateKey};
+use logos_state::{codec_bytes, modules::balances, Call, TransactionPayload};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// `logos bench …`
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Finality latency and throughput of an N-validator devnet under transfer load.
+    Consensus {
+        /// Number of validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Length of the load window, seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Offered load, transactions per second.
+        #[arg(long, default_value_t = 2_500)]
+        tps: u64,
+        /// Number of sending accounts.
+        #[arg(long, default_value_t = 64)]
+        accounts: usize,
+        /// Print only the JSON result.
+        #[arg(long)]
+        json: bool,
+        /// Devnet directory (default: a fresh directory under $TMPDIR).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Runs `logos bench …`.
+pub fn run(command: BenchCommand) -> Result<()> {
+    let BenchCommand::Consensus { validators, seconds, tps, accounts, json, dir } = command;
+    let args = DevnetArgs {
+        validators,
+        dir: Some(dir.unwrap_or_else(|| std::env::temp_dir().join(format!("logos-bench-{}", std::process::id())))),
+        resume: false,
+        init_only: false,
+        p2p_base_port: 31_300,
+        rpc_base_port: 18_545,
+        metrics_base_port: 19_100,
+        block_time_ms: 25,
+        accounts,
+        log_level: "warn".into(),
+    };
+    let layout = devnet::init(&args)?;
+    let mut processes = Vec::new();
+    for config in &layout.configs {
+        match devnet::spawn(config, Duration::from_secs(60)) {
+            Ok(process) => processes.push(process),
+            Err(error) => {
+                devnet::stop(&mut processes);
+                return Err(error);
+            }
+        }
+    }
+    if !json {
+        eprintln!("{validators} validators up; loading {tps} tx/s for {seconds} s");
+    }
+    let keys: Result<Vec<PrivateKey>> = (0..accounts)
+        .map(|j| crate::keystore::load(&layout.keystore, &format!("account-{j}")))
+        .collect();
+    let urls: Vec<String> = processes.iter().map(|process| process.rpc.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let result = keys.and_then(|keys| runtime.block_on(drive(&urls, keys, tps, seconds)));
+    let pids: Vec<u32> = processes.iter().map(|process| process.child.id()).collect();
+    let rss_mb_max = pids.iter().filter_map(|pid| peak_rss_mb(*pid)).fold(0.0f64, f64::max);
+    devnet::stop(&mut processes);
+    let _ = std::fs::remove_dir_all(&layout.dir);
+    let mut report = result?;
+    report["validators"] = validators.into();
+    report["rss_mb_max"] = serde_json::json!((rss_mb_max * 10.0).round() / 10.0);
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Peak resident set of `pid` in MiB (VmHWM from /proc).
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+struct Sender {
+    key: PrivateKey,
+    nonce: u64,
+}
+
+async fn drive(urls: &[String], keys: Vec<PrivateKey>, tps: u64, seconds: u64) -> Result<serde_json::Value> {
+    let ws_urls: Vec<String> = urls.iter().map(|url| url.replace("http://", "ws://")).collect();
+    let mut clients = Vec::new();
+    for url in &ws_urls {
+        clients.push(Arc::new(WsClientBuilder::default().max_concurrent_requests(4_096).build(url).await.with_context(|| format!("connect {url}"))?));
+    }
+    let info = clients[0].chain_info().await?;
+    let mut heads: Subscription<Head> = clients[0].subscribe_finalized_heads().await?;
+    let submitted_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let finalized_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let timestamps: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let follower = {
+        let finalized_at = finalized_at.clone();
+        let timestamps = timestamps.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(head)) = heads.next().await {
+                let now = Instant::now();
+                timestamps.lock().expect("lock").push(head.timestamp_ms);
+                let mut finalized = finalized_at.lock().expect("lock");
+                for hash in head.transactions {
+                    finalized.insert(hash, now);
+                }
+            }
+        })
+    };
+    let mut senders: Vec<Sender> = keys.into_iter().map(|key| Sender { key, nonce: 0 }).collect();
+    let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tick = Duration::from_millis(10);
+    let per_tick = (tps as f64 * tick.as_secs_f64()).max(1.0);
+    let start = Instant::now();
+    let window = Duration::from_secs(seconds);
+    let mut owed = 0.0;
+    let mut next_sender = 0usize;
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut ticker = tokio::time::interval(tick);
+    while start.elapsed() < window {
+        ticker.tick().await;
+        owed += per_tick;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let index = next_sender;
+            next_sender = (next_sender + 1) % senders.len();
+            let sender = &mut senders[index];
+            let transaction = TransactionPayload {
+                chain_id: info.chain_id,
+                sender: sender.key.public_key(),
+                nonce: sender.nonce,
+                fee: info.min_fee,
+                call: Call::Balances(balances::Call::Transfer { to: Address([7; 20]), amount: Amount(1) }),
+            }
+            .sign(&sender.key);
+            sender.nonce += 1;
+            let hash = format_hash(&transaction.hash());
+            let hex = format!("0x{}", hex::encode(codec_bytes(&transaction)));
+            let client = clients[index % clients.len()].clone();
+            let submitted_at = submitted_at.clone();
+            let rejected = rejected.clone();
+            in_flight.push(tokio::spawn(async move {
+                submitted_at.lock().expect("lock").insert(hash, Instant::now());
+                if client.submit_transaction(hex).await.is_err() {
+                    rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }));
+        }
+        while let Some(Some(_)) = futures::FutureExt::now_or_never(in_flight.next()) {}
+    }
+    while in_flight.next().await.is_some() {}
+    // Let the last submissions finalize.
+    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending = {
+            let submitted = submitted_at.lock().expect("lock");
+            let finalized = finalized_at.lock().expect("lock");
+            submitted.keys().filter(|hash| !finalized.contains_key(*hash)).count() as u64
+        };
+        if pending <= rejected.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    follower.abort();
+    let submitted = submitted_at.lock().expect("lock").clone();
+    let finalized = finalized_at.lock().expect("lock").clone();
+    let mut latencies: Vec<f64> = submitted
+        .iter()
+        .filter_map(|(hash, sent)| finalized.get(hash).map(|done| done.saturating_duration_since(*sent).as_secs_f64() * 1000.0))
+        .collect();
+    if latencies.is_empty() {
+        bail!("no transaction was finalized");
+    }
+    latencies.sort_by(f64::total_cmp);
+    let timestamps = timestamps.lock().expect("lock").clone();
+    let mut intervals: Vec<f64> = timestamps.windows(2).map(|pair| pair[1].saturating_sub(pair[0]) as f64).collect();
+    intervals.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "finality_ms_p50": round(percentile(&latencies, 0.50)),
+        "finality_ms_p99": round(percentile(&latencies, 0.99)),
+        "block_interval_ms_p50": round(if intervals.is_empty() { 0.0 } else { percentile(&intervals, 0.50) }),
+        "finalized_tps": round(latencies.len() as f64 / seconds as f64),
+        "offered_tps": tps,
+        "seconds": seconds,
+        "submitted": submitted.len(),
+        "rejected": rejected.load(std::sync::atomic::Ordering::Relaxed),
+        "finalized": latencies.len(),
+        "blocks": timestamps.len(),
+    }))
+}
+
+fn percentile(sorted: &[f64], quantile: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn round(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}

@@ -1,0 +1,228 @@
+//! `logos tx …` and `logos query …`: clients of a node's JSON-RPC.
+
+use crate::keystore;
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use commonware_cryptography::Signer;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use logos_api::{
+    consensus::{decode_finalization, verify_finalization},
+    proof::{decode_proof, verify_value},
+    rpc::LogosApiClient,
+};
+use logos_primitives::{parse_hash, parse_public_key, Address, Amount};
+use logos_state::{codec_bytes, modules::balances, Call, Genesis, StorageKey, TransactionPayload};
+use std::{path::PathBuf, time::Duration};
+
+/// Default RPC endpoint.
+pub const DEFAULT_RPC: &str = "http://127.0.0.1:8545";
+
+/// `logos tx …`
+#[derive(Subcommand)]
+pub enum TxCommand {
+    /// Transfer tokens.
+    Transfer {
+        /// Name of the sender's key in the keystore.
+        #[arg(long)]
+        from: String,
+        /// Recipient address (0x + 40 hex digits).
+        #[arg(long)]
+        to: Address,
+        /// Amount in the smallest unit.
+        #[arg(long)]
+        amount: Amount,
+        /// Fee in the smallest unit (default: the chain minimum).
+        #[arg(long)]
+        fee: Option<Amount>,
+        /// Nonce (default: the sender's next nonce at the finalized head).
+        #[arg(long)]
+        nonce: Option<u64>,
+        /// Wait until the transfer is finalized.
+        #[arg(long)]
+        wait: bool,
+        /// Keystore directory.
+        #[arg(long, env = "LOGOS_KEYSTORE")]
+        keystore: Option<PathBuf>,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+}
+
+/// `logos query …`
+#[derive(Subcommand)]
+pub enum QueryCommand {
+    /// An account's nonce and balance at the finalized head.
+    Account {
+        /// The address.
+        address: Address,
+        /// Verify the value with a Merkle proof against a finalized block and its finalization
+        /// certificate (validators from --genesis, or from the node if not given).
+        #[arg(long)]
+        prove: bool,
+        /// Genesis file whose validators are trusted for --prove.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+    /// A finalized block by height or hash.
+    Block {
+        /// Height (decimal) or hash (0x hex).
+        id: String,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+    /// The finalized head.
+    Head {
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+    /// Network identity and parameters.
+    Chain {
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+}
+
+/// An HTTP JSON-RPC client for `url`.
+pub fn connect(url: &str) -> Result<HttpClient> {
+    HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(30))
+        .build(url)
+        .with_context(|| format!("RPC endpoint {url}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("start tokio")
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Runs `logos tx …`.
+pub fn run_tx(command: TxCommand) -> Result<()> {
+    let TxCommand::Transfer { from, to, amount, fee, nonce, wait, keystore, rpc } = command;
+    let key = keystore::load(&keystore::directory(keystore), &from)?;
+    runtime()?.block_on(async move {
+        let client = connect(&rpc)?;
+        let info = client.chain_info().await.context("chain info")?;
+        let sender = Address::from_public_key(&key.public_key());
+        let nonce = match nonce {
+            Some(nonce) => nonce,
+            None => client.get_account(sender.to_string()).await?.nonce,
+        };
+        let transaction = TransactionPayload {
+            chain_id: info.chain_id,
+            sender: key.public_key(),
+            nonce,
+            fee: fee.unwrap_or(info.min_fee),
+            call: Call::Balances(balances::Call::Transfer { to, amount }),
+        }
+        .sign(&key);
+        let submitted = client
+            .submit_transaction(format!("0x{}", hex::encode(codec_bytes(&transaction))))
+            .await
+            .context("submit transaction")?;
+        if !wait {
+            return print_json(&submitted);
+        }
+        eprintln!("submitted {}; waiting for finality…", submitted.hash);
+        for _ in 0..600 {
+            let account = client.get_account(sender.to_string()).await?;
+            if account.nonce > nonce {
+                return print_json(&serde_json::json!({
+                    "hash": submitted.hash,
+                    "finalized_at_or_before": account.height,
+                    "sender_balance": account.balance,
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("transaction {} not finalized within 60 s", submitted.hash)
+    })
+}
+
+/// Runs `logos query …`.
+pub fn run_query(command: QueryCommand) -> Result<()> {
+    runtime()?.block_on(async move {
+        match command {
+            QueryCommand::Account { address, prove, genesis, rpc } => {
+                let client = connect(&rpc)?;
+                if prove {
+                    return print_json(&prove_account(&client, &address, genesis).await?);
+                }
+                print_json(&client.get_account(address.to_string()).await?)
+            }
+            QueryCommand::Block { id, rpc } => {
+                let client = connect(&rpc)?;
+                let block = match id.parse::<u64>() {
+                    Ok(height) => client.get_block_by_height(height).await?,
+                    Err(_) => client.get_block_by_hash(id).await?,
+                };
+                print_json(&block)
+            }
+            QueryCommand::Head { rpc } => print_json(&connect(&rpc)?.get_finalized_head().await?),
+            QueryCommand::Chain { rpc } => print_json(&connect(&rpc)?.chain_info().await?),
+        }
+    })
+}
+
+/// Fetches an account with its proof and checks it end to end: the value against the state
+/// root, the root against the finalized block, the block against its finalization certificate
+/// signed by a quorum of the trusted validators.
+async fn prove_account(client: &HttpClient, address: &Address, genesis: Option<PathBuf>) -> Result<serde_json::Value> {
+    let info = client.chain_info().await?;
+    let validators = match genesis {
+        Some(path) => {
+            let genesis = Genesis::load(&path)?;
+            if genesis.chain_id() != info.chain_id {
+                bail!("the node serves chain {}, the genesis file defines {}", info.chain_id, genesis.chain_id());
+            }
+            genesis.validator_keys()?
+        }
+        None => info.validators.iter().map(|key| parse_public_key(key)).collect::<Result<_, _>>()?,
+    };
+    let key = balances::account_key(address);
+    let storage = client.get_storage(format!("0x{}", hex::encode(key.as_bytes()))).await?;
+    let root = parse_hash(&storage.state_root)?;
+    let (Some(value), Some(proof)) = (&storage.value, &storage.proof) else {
+        return Ok(serde_json::json!({"address": address, "exists": false, "height": storage.height}));
+    };
+    let value = hex::decode(value.trim_start_matches("0x"))?;
+    let proof = decode_proof(&hex::decode(proof.trim_start_matches("0x"))?)?;
+    if !verify_value(&StorageKey::new(balances::MODULE_INDEX, 0, address.as_bytes()), &value, &proof, &root) {
+        bail!("storage proof does not verify against state root {}", storage.state_root);
+    }
+    let block = client
+        .get_block_by_height(storage.height)
+        .await?
+        .with_context(|| format!("block {} not served", storage.height))?;
+    if block.state_root != storage.state_root || block.hash != storage.block_hash {
+        bail!("block {} does not carry the proven state root", storage.height);
+    }
+    let certificate = client
+        .get_finalization(storage.height)
+        .await?
+        .with_context(|| format!("no finalization certificate for height {}", storage.height))?;
+    let certificate = decode_finalization(&info.chain_id, &validators, &hex::decode(certificate.trim_start_matches("0x"))?)?;
+    if !verify_finalization(&info.chain_id, &validators, &certificate, &parse_hash(&block.hash)?) {
+        bail!("finalization certificate does not verify");
+    }
+    let account: balances::AccountInfo = logos_state::storage::decode_value(&key, &value)?;
+    Ok(serde_json::json!({
+        "address": address,
+        "nonce": account.nonce,
+        "balance": account.balance,
+        "height": storage.height,
+        "block_hash": block.hash,
+        "state_root": storage.state_root,
+        "verified": true,
+    }))
+}

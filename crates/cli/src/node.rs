@@ -1,0 +1,131 @@
+//! `logos node run --config FILE`: one validator process.
+//!
+//! Opens storage under `data_dir`, connects to the genesis validators over authenticated,
+//! encrypted TCP (commonware-p2p `lookup`), runs consensus, and serves JSON-RPC. When ready it
+//! prints one JSON line to stdout: `{"ready": true, "rpc": "http://…", "public_key": "0x…"}`.
+
+use crate::keystore;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use commonware_cryptography::{ChaCha20Poly1305, Signer};
+use commonware_p2p::{authenticated::lookup, AddressableManager};
+use commonware_runtime::{tokio as runtime, Quota, Runner, Supervisor};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{ordered::Map, NZUsize, NZU32};
+use logos_api::consensus::consensus_namespace;
+use logos_node::{
+    config::NodeConfig,
+    engine::{self, channels, Networks},
+    rpc::{self, RpcConfig},
+};
+use logos_primitives::format_public_key;
+use logos_state::Genesis;
+use std::{path::PathBuf, time::Duration};
+
+/// `logos node …`
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Run a validator.
+    Run {
+        /// Node configuration file (TOML; see `logos_node::config`).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Runs `logos node …`.
+pub fn run(command: NodeCommand) -> Result<()> {
+    let NodeCommand::Run { config } = command;
+    let config = NodeConfig::load(&config)?;
+    let genesis = Genesis::load(&config.genesis_file)?;
+    let signer = keystore::load_file(&config.key_file)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;
+    let runtime_config = runtime::Config::new()
+        .with_storage_directory(config.data_dir.join("storage"))
+        .with_worker_threads(2)
+        .with_tcp_nodelay(Some(true))
+        .with_catch_panics(false);
+    let runner = runtime::Runner::new(runtime_config);
+    runner.start(|context| async move { serve(context, config, genesis, signer).await })
+}
+
+async fn serve(
+    context: runtime::Context,
+    config: NodeConfig,
+    genesis: Genesis,
+    signer: logos_primitives::PrivateKey,
+) -> Result<()> {
+    let level = config.log_level.parse().unwrap_or(tracing::Level::INFO);
+    runtime::telemetry::init(
+        context.child("telemetry"),
+        runtime::telemetry::Logs { level, json: false },
+        config.metrics_listen,
+        None,
+    );
+    let chain_id = genesis.chain_id();
+    let validators = genesis.validator_keys()?;
+    let handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer: signer.clone(),
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let mut p2p_config = lookup::Config::local(
+        handshake,
+        &consensus_namespace(&chain_id),
+        config.p2p_listen,
+        NZUsize!(validators.len().max(1)),
+        engine::max_message_size_bytes(&genesis),
+        NZUsize!(1_024),
+    );
+    p2p_config.dial_frequency = Duration::from_millis(200);
+    let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p_config);
+    let peers: Vec<(logos_primitives::PublicKey, commonware_p2p::Address)> = genesis
+        .validators
+        .iter()
+        .zip(&validators)
+        .map(|(validator, key)| (key.clone(), validator.p2p_address.into()))
+        .collect();
+    let peers: Map<_, _> = peers.try_into().map_err(|_| anyhow::anyhow!("duplicate validator in genesis"))?;
+    let _ = oracle.track(0, peers);
+    let consensus_quota = Quota::per_second(NZU32!(1_000));
+    let data_quota = Quota::per_second(NZU32!(500));
+    let networks = Networks {
+        votes: network.register(channels::VOTES, consensus_quota),
+        certificates: network.register(channels::CERTIFICATES, consensus_quota),
+        resolver: network.register(channels::RESOLVER, data_quota),
+        backfill: network.register(channels::BACKFILL, data_quota),
+        blocks: network.register(channels::BLOCKS, consensus_quota),
+        transactions: network.register(channels::TRANSACTIONS, data_quota),
+    };
+    network.start();
+
+    let mut engine_config = engine::Config::new(signer.clone(), genesis, "logos".into());
+    engine_config.block_time_ms = config.block_time_ms;
+    let node = engine::start(context.child("node"), engine_config, networks, oracle.clone(), oracle).await?;
+
+    let rpc_config = RpcConfig {
+        listen: config.rpc_listen,
+        body_max_bytes: config.rpc_body_max_bytes,
+        connections_max: config.rpc_connections_max,
+        requests_per_second: config.rpc_requests_per_second,
+    };
+    let (address, _rpc) = rpc::start(&rpc_config, node.shared.clone(), node.marshal.clone(), node.relay.clone())
+        .await
+        .with_context(|| format!("bind RPC on {}", config.rpc_listen))?;
+    let ready = serde_json::json!({
+        "ready": true,
+        "rpc": format!("http://{address}"),
+        "public_key": format_public_key(&signer.public_key()),
+        "chain_id": chain_id.to_string(),
+    });
+    println!("{ready}");
+    node.consensus.await.context("consensus stopped")?;
+    Ok(())
+}

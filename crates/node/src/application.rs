@@ -1,0 +1,418 @@
+//! Block building, verification and finalization for commonware's marshal.
+//!
+//! The [`Application`] is wrapped by marshal's `Inline` adapter, which hands it the ancestry of
+//! the block to build or verify (newest first: `[parent, …]` for propose, `[block, parent, …]`
+//! for verify). Every block is executed on its parent's speculative state ([`crate::chain`]).
+//!
+//! - **propose**: wait until `block_time_ms` after the parent's timestamp, pick transactions
+//!   from the mempool (nonce order per sender, highest fee first), execute them, drop any that
+//!   are invalid on the parent's state, and commit to the resulting state root.
+//! - **verify**: the proposer must be the round's leader, the timestamp must not go backwards
+//!   nor run more than [`TIMESTAMP_DRIFT_MAX_MS`] ahead of the local clock, every signature must
+//!   verify (batched; transactions already in the local mempool were verified on admission),
+//!   and re-execution must give the block's state root.
+//! - **finalize** ([`Finalizer`]): marshal delivers finalized blocks in height order, at least
+//!   once; each is applied and committed, then acknowledged, so marshal's processed height never
+//!   runs ahead of the state.
+
+use crate::chain::{ChainError, ChainState};
+use commonware_consensus::{
+    marshal::{ancestry::Ancestry, Update},
+    simplex::types::Context,
+    Reporter,
+};
+use commonware_cryptography::{BatchEntry, BatchVerifier, Digested, Digestible};
+use commonware_parallel::Sequential;
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use commonware_utils::Acknowledgement;
+use futures::{channel::mpsc, StreamExt};
+use logos_api::{consensus::Scheme, Block};
+use logos_mempool::Mempool;
+use logos_primitives::{Address, ChainId, Hash, Height, PublicKey};
+use logos_state::{
+    modules::balances::{self, AccountInfo},
+    storage::decode_value,
+    BlockContext, BlockError, Genesis, Receipt, Transaction, TRANSACTION_NAMESPACE,
+};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, UNIX_EPOCH},
+};
+use tracing::{debug, info, warn};
+
+/// How far ahead of the local clock a block's timestamp may be, in ms.
+pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 5_000;
+/// Finalized blocks kept in memory with their receipts (for RPC), newest first out.
+pub const RECENT_BLOCKS_MAX: usize = 1_024;
+/// Capacity of the finalized-block notification channel (RPC subscriptions).
+pub const NOTIFICATIONS_MAX: usize = 4_096;
+/// Most attempts to build a block when candidate transactions turn out invalid.
+const BUILD_ATTEMPTS_MAX: usize = 16;
+
+/// A finalized, executed block with its receipts.
+#[derive(Debug)]
+pub struct FinalizedBlock {
+    /// The block.
+    pub block: Block,
+    /// One receipt per transaction.
+    pub receipts: Arc<Vec<Receipt>>,
+}
+
+/// State shared by the application, the finalizer, the relay and the RPC server.
+pub struct Shared<E: Storage + Clock + Metrics + Spawner> {
+    /// Chain state (finalized + speculative).
+    pub chain: tokio::sync::RwLock<ChainState<E>>,
+    /// Pending transactions.
+    pub mempool: Mutex<Mempool>,
+    /// The network's genesis.
+    pub genesis: Genesis,
+    /// The network's chain id.
+    pub chain_id: ChainId,
+    /// Finalized blocks as they are applied (bounded: slow subscribers lag and skip).
+    pub finalized: tokio::sync::broadcast::Sender<Arc<FinalizedBlock>>,
+    /// The latest finalized blocks by height, at most [`RECENT_BLOCKS_MAX`].
+    pub recent: Mutex<BTreeMap<u64, Arc<FinalizedBlock>>>,
+}
+
+impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
+    /// Shared state over an opened chain.
+    pub fn new(chain: ChainState<E>, mempool: Mempool, genesis: Genesis) -> Self {
+        let chain_id = genesis.chain_id();
+        let (finalized, _) = tokio::sync::broadcast::channel(NOTIFICATIONS_MAX);
+        Self {
+            chain: tokio::sync::RwLock::new(chain),
+            mempool: Mutex::new(mempool),
+            genesis,
+            chain_id,
+            finalized,
+            recent: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The execution context of `block`.
+    pub fn block_context(&self, block: &Block) -> BlockContext {
+        BlockContext {
+            chain_id: self.chain_id,
+            height: block.height.get(),
+            author: Address::from_public_key(&block.proposer),
+            params: self.genesis.params.clone(),
+        }
+    }
+
+    /// `address`'s account in the state after block `at`.
+    pub async fn account_at(chain: &ChainState<E>, at: &Hash, address: &Address) -> Result<AccountInfo, ChainError> {
+        let key = balances::account_key(address);
+        match chain.read(at, &key).await? {
+            Some(bytes) => decode_value(&key, &bytes).map_err(|error| ChainError::Storage(error.to_string())),
+            None => Ok(AccountInfo::default()),
+        }
+    }
+}
+
+/// Builds and verifies blocks (see the module docs).
+pub struct Application<E: Storage + Clock + Metrics + Spawner> {
+    shared: Arc<Shared<E>>,
+    me: PublicKey,
+    block_time_ms: u64,
+}
+
+impl<E: Storage + Clock + Metrics + Spawner> Clone for Application<E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            me: self.me.clone(),
+            block_time_ms: self.block_time_ms,
+        }
+    }
+}
+
+fn now_ms(clock: &impl Clock) -> u64 {
+    clock.current().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0)
+}
+
+impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
+    /// An application for the validator `me`, proposing at most one block per `block_time_ms`.
+    pub fn new(shared: Arc<Shared<E>>, me: PublicKey, block_time_ms: u64) -> Self {
+        Self { shared, me, block_time_ms }
+    }
+
+    /// Makes sure the state after `parent` is known, executing unfinalized ancestors taken
+    /// from `ancestry` if needed. False if the parent conflicts with the finalized chain.
+    async fn ensure_parent_state(&self, parent: &Digested<Block>, mut ancestry: impl Ancestry<Block>) -> bool {
+        let mut missing = Vec::new();
+        let mut cursor = parent.clone();
+        {
+            let chain = self.shared.chain.read().await;
+            while !chain.knows(&cursor.digest()) {
+                if cursor.inner().height <= chain.tip().height || missing.len() >= crate::chain::PENDING_BLOCKS_MAX {
+                    return false;
+                }
+                missing.push(cursor);
+                match ancestry.next().await {
+                    Some(block) => cursor = block,
+                    None => return false,
+                }
+            }
+        }
+        for block in missing.into_iter().rev() {
+            let context = self.shared.block_context(block.inner());
+            let mut chain = self.shared.chain.write().await;
+            if let Err(error) = chain.verify(block.inner(), &context).await {
+                warn!(height = block.inner().height.get(), %error, "ancestor failed to execute");
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn build(&self, parent: &Block, timestamp_ms: u64) -> Option<Block> {
+        let parent_digest = parent.digest();
+        let height = Height::new(parent.height.get() + 1);
+        let max = self.shared.genesis.params.max_block_transactions as usize;
+        let runs = self.shared.mempool.lock().expect("mempool lock").runs();
+        let chain = self.shared.chain.read().await;
+        let mut next_nonce = BTreeMap::new();
+        for (sender, _) in &runs {
+            let account = Shared::account_at(&chain, &parent_digest, sender).await.ok()?;
+            next_nonce.insert(*sender, account.nonce);
+        }
+        let mut candidates: Vec<Transaction> =
+            Mempool::select(runs, &next_nonce, max).into_iter().map(|transaction| (*transaction).clone()).collect();
+        let author = Address::from_public_key(&self.me);
+        let context = BlockContext {
+            chain_id: self.shared.chain_id,
+            height: height.get(),
+            author,
+            params: self.shared.genesis.params.clone(),
+        };
+        for _ in 0..BUILD_ATTEMPTS_MAX {
+            match chain.execute(&parent_digest, height, &context, &candidates).await {
+                Ok((batch, receipts)) => {
+                    let block = Block::new(parent_digest, height, timestamp_ms, self.me.clone(), batch.root(), candidates);
+                    drop(chain);
+                    let mut chain = self.shared.chain.write().await;
+                    chain.insert_pending(&block, batch, receipts).ok()?;
+                    return Some(block);
+                }
+                Err(ChainError::InvalidBlock(error)) => drop_invalid(&mut candidates, &error),
+                Err(error) => {
+                    warn!(%error, "cannot build block");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    fn signatures_valid(&self, rng: &mut impl rand::CryptoRng, block: &Block) -> bool {
+        let unverified: Vec<&Transaction> = {
+            let mempool = self.shared.mempool.lock().expect("mempool lock");
+            block.transactions.iter().filter(|transaction| !mempool.contains(&transaction.hash())).collect()
+        };
+        if unverified.is_empty() {
+            return true;
+        }
+        let messages: Vec<Vec<u8>> = unverified.iter().map(|transaction| logos_state::codec_bytes(transaction.payload())).collect();
+        PublicKey::verify_batch(
+            rng,
+            &unverified,
+            |index, transaction| BatchEntry {
+                namespace: TRANSACTION_NAMESPACE,
+                message: &messages[index],
+                public_key: &transaction.payload().sender,
+                signature: transaction.signature(),
+            },
+            &Sequential,
+        )
+    }
+}
+
+/// Removes the transaction a [`BlockError`] names, and its sender's later transactions.
+fn drop_invalid(candidates: &mut Vec<Transaction>, error: &BlockError) {
+    let index = match error {
+        BlockError::WrongChainId { index }
+        | BlockError::BadNonce { index, .. }
+        | BlockError::FeeTooLow { index, .. }
+        | BlockError::FeeUnpaid { index, .. } => *index,
+        BlockError::TooManyTransactions { max, .. } => {
+            candidates.truncate(*max as usize);
+            return;
+        }
+        BlockError::State(_) => {
+            candidates.clear();
+            return;
+        }
+    };
+    let sender = candidates[index].sender();
+    let mut position = 0;
+    candidates.retain(|transaction| {
+        let keep = position < index || transaction.sender() != sender;
+        position += 1;
+        keep
+    });
+}
+
+impl<E> commonware_consensus::Application<E> for Application<E>
+where
+    E: Storage + Clock + Metrics + Spawner + rand::CryptoRng,
+{
+    type SigningScheme = Scheme;
+    type Context = Context<Hash, PublicKey>;
+    type Block = Block;
+    type Input = ();
+
+    async fn propose(
+        &mut self,
+        (runtime, _context): (E, Self::Context),
+        mut ancestry: impl Ancestry<Block>,
+        _input: (),
+    ) -> Option<Digested<Block>> {
+        let parent_digested = ancestry.next().await?;
+        if !self.ensure_parent_state(&parent_digested, ancestry).await {
+            return None;
+        }
+        let parent = parent_digested.inner();
+        let earliest_ms = parent.timestamp_ms.saturating_add(self.block_time_ms);
+        let now = now_ms(&runtime);
+        if now < earliest_ms {
+            runtime.sleep(Duration::from_millis(earliest_ms - now)).await;
+        }
+        let timestamp_ms = now_ms(&runtime).max(parent.timestamp_ms);
+        let block = self.build(parent, timestamp_ms).await?;
+        debug!(height = block.height.get(), transactions = block.transactions.len(), "proposed block");
+        let digest = block.digest();
+        Some(Digested::precomputed(block, digest))
+    }
+
+    async fn verify(&mut self, (mut runtime, context): (E, Self::Context), mut ancestry: impl Ancestry<Block>) -> bool {
+        let (Some(block), Some(parent_digested)) = (ancestry.next().await, ancestry.next().await) else {
+            return false;
+        };
+        let block = block.inner();
+        let parent = parent_digested.inner();
+        if block.proposer != context.leader {
+            warn!(height = block.height.get(), "block not proposed by the round's leader");
+            return false;
+        }
+        if block.timestamp_ms < parent.timestamp_ms || block.timestamp_ms > now_ms(&runtime) + TIMESTAMP_DRIFT_MAX_MS {
+            warn!(height = block.height.get(), "block timestamp out of bounds");
+            return false;
+        }
+        if !self.signatures_valid(&mut runtime, block) {
+            warn!(height = block.height.get(), "block carries an invalid signature");
+            return false;
+        }
+        if !self.ensure_parent_state(&parent_digested, ancestry).await {
+            return false;
+        }
+        let block_context = self.shared.block_context(block);
+        let executed = {
+            let chain = self.shared.chain.read().await;
+            chain.execute(&block.parent, block.height, &block_context, &block.transactions).await
+        };
+        let (batch, receipts) = match executed {
+            Ok(executed) => executed,
+            Err(error) => {
+                warn!(height = block.height.get(), %error, "block invalid");
+                return false;
+            }
+        };
+        if batch.root() != block.state_root {
+            warn!(height = block.height.get(), "block state root mismatch");
+            return false;
+        }
+        let mut chain = self.shared.chain.write().await;
+        chain.insert_pending(block, batch, receipts).is_ok()
+    }
+}
+
+/// Receives marshal's finalized-block updates (the marshal [`Reporter`]).
+///
+/// The channel is unbounded, but marshal holds at most `max_pending_acks` unacknowledged
+/// blocks, which bounds it; tips are not forwarded.
+#[derive(Clone)]
+pub struct FinalizedReporter {
+    sender: mpsc::UnboundedSender<Update<Block>>,
+}
+
+impl Reporter for FinalizedReporter {
+    type Activity = Update<Block>;
+
+    fn report(&mut self, activity: Self::Activity) -> commonware_actor::Feedback {
+        if matches!(activity, Update::Tip(..)) {
+            return commonware_actor::Feedback::Ok;
+        }
+        match self.sender.unbounded_send(activity) {
+            Ok(()) => commonware_actor::Feedback::Ok,
+            Err(_) => commonware_actor::Feedback::Closed,
+        }
+    }
+}
+
+/// Applies finalized blocks in order (see the module docs).
+pub struct Finalizer<E: Storage + Clock + Metrics + Spawner> {
+    shared: Arc<Shared<E>>,
+    receiver: mpsc::UnboundedReceiver<Update<Block>>,
+}
+
+impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
+    /// A finalizer and the reporter to give marshal.
+    pub fn new(shared: Arc<Shared<E>>) -> (Self, FinalizedReporter) {
+        let (sender, receiver) = mpsc::unbounded();
+        (Self { shared, receiver }, FinalizedReporter { sender })
+    }
+
+    /// Runs until marshal stops.
+    pub async fn run(mut self) {
+        while let Some(update) = self.receiver.next().await {
+            let Update::Block(block, acknowledgement) = update else {
+                continue;
+            };
+            if let Err(error) = self.apply(block.inner()).await {
+                // Without acknowledgement marshal redelivers after a restart; the state is intact.
+                panic!("cannot apply finalized block {}: {error}", block.inner().height.get());
+            }
+            acknowledgement.acknowledge();
+        }
+    }
+
+    async fn apply(&self, block: &Block) -> Result<(), ChainError> {
+        let mut chain = self.shared.chain.write().await;
+        if block.height <= chain.tip().height {
+            return Ok(()); // redelivery after a restart
+        }
+        let context = self.shared.block_context(block);
+        let receipts = chain.finalize(block, &context).await?;
+        let tip = chain.tip().digest;
+        let mut senders = BTreeMap::new();
+        for transaction in &block.transactions {
+            let sender = transaction.sender();
+            let account = Shared::account_at(&chain, &tip, &sender).await?;
+            senders.insert(sender, account.nonce);
+        }
+        drop(chain);
+        {
+            let mut mempool = self.shared.mempool.lock().expect("mempool lock");
+            for (sender, nonce) in &senders {
+                mempool.prune_sender(sender, *nonce);
+            }
+        }
+        if block.height.get() % 100 == 0 || !block.transactions.is_empty() {
+            info!(height = block.height.get(), transactions = block.transactions.len(), "finalized");
+        }
+        let finalized = Arc::new(FinalizedBlock {
+            block: block.clone(),
+            receipts,
+        });
+        {
+            let mut recent = self.shared.recent.lock().expect("recent lock");
+            recent.insert(block.height.get(), finalized.clone());
+            while recent.len() > RECENT_BLOCKS_MAX {
+                recent.pop_first();
+            }
+        }
+        let _ = self.shared.finalized.send(finalized);
+        Ok(())
+    }
+}

@@ -1,0 +1,341 @@
+//! The chain's state: finalized state in QMDB plus speculative batches for unfinalized blocks.
+//!
+//! Simplex lets a leader build on a parent that is notarized but not yet finalized, so a block
+//! is executed on its parent's *speculative* state: a QMDB batch chained on the parent's batch
+//! (see `commonware_storage::qmdb` "Batch validity"). Each verified block keeps its merkleized
+//! batch here until its height is finalized; finalization applies the batch and commits it
+//! with the block height as commit metadata, so after a crash the database says which block
+//! its state belongs to.
+
+use commonware_codec::RangeCfg;
+use commonware_cryptography::{Digestible, Sha256};
+use commonware_runtime::{buffer::paged::CacheRef, Clock, Metrics, Spawner, Storage};
+use commonware_storage::{
+    journal::contiguous::variable::Config as JournalConfig,
+    merkle::full::Config as MerkleConfig,
+    qmdb::{
+        any::{unordered::Update, value::VariableEncoding},
+        current::{self, batch::MerkleizedBatch, unordered::variable::Db},
+        floor::Proportional,
+    },
+    translator::EightCap,
+};
+use commonware_parallel::Sequential;
+use commonware_utils::{NZUsize, NZU16, NZU64};
+use logos_api::{
+    proof::{state_key, StateFamily, StateProof, BITMAP_CHUNK_BYTES},
+    Block,
+};
+use logos_primitives::{Hash, Height};
+use logos_state::{
+    execute_block, storage::STORAGE_VALUE_MAX_BYTES, BlockContext, BlockError, Genesis, Receipt,
+    StateError, StateReader, StorageKey, Transaction, WriteSet,
+};
+use std::{collections::BTreeMap, sync::Arc};
+
+/// The QMDB database holding the state.
+pub type StateDb<E> = Db<StateFamily, E, Hash, Vec<u8>, Sha256, EightCap, BITMAP_CHUNK_BYTES, Sequential>;
+
+/// A merkleized speculative batch (the state after one unfinalized block).
+pub type StateBatch =
+    Arc<MerkleizedBatch<StateFamily, Hash, Update<Hash, VariableEncoding<Vec<u8>>>, BITMAP_CHUNK_BYTES, Sequential>>;
+
+/// Most unfinalized blocks whose batches are kept (forks included).
+pub const PENDING_BLOCKS_MAX: usize = 1_024;
+
+/// Errors of the chain state.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The storage engine failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The block is invalid on its parent's state.
+    #[error("invalid block: {0}")]
+    InvalidBlock(#[from] BlockError),
+    /// The block's state root differs from the one execution produced.
+    #[error("state root mismatch: block says {claimed}, execution gives {computed}")]
+    StateRootMismatch {
+        /// Root in the block.
+        claimed: String,
+        /// Root computed here.
+        computed: String,
+    },
+    /// The parent's state is not known here (not finalized, not verified).
+    #[error("unknown parent state")]
+    UnknownParent,
+    /// Too many unfinalized blocks are held.
+    #[error("too many unfinalized blocks ({PENDING_BLOCKS_MAX})")]
+    TooManyPending,
+}
+
+fn storage_error(error: impl std::fmt::Display) -> ChainError {
+    ChainError::Storage(error.to_string())
+}
+
+/// An executed, unfinalized block.
+pub struct Pending {
+    /// Its height.
+    pub height: Height,
+    /// Its parent's digest.
+    pub parent: Hash,
+    /// Its state.
+    pub batch: StateBatch,
+    /// Its receipts.
+    pub receipts: Arc<Vec<Receipt>>,
+}
+
+/// The latest finalized and executed block.
+#[derive(Clone, Debug)]
+pub struct FinalizedTip {
+    /// Height.
+    pub height: Height,
+    /// Digest.
+    pub digest: Hash,
+    /// State root after it (the genesis block carries the chain id; see [`logos_api::block`]).
+    pub state_root: Hash,
+}
+
+/// Finalized state plus speculative batches. See the module docs.
+pub struct ChainState<E: Storage + Clock + Metrics + Spawner> {
+    db: Option<StateDb<E>>,
+    tip: FinalizedTip,
+    pending: BTreeMap<Hash, Pending>,
+}
+
+struct Reader<'a, E: Storage + Clock + Metrics + Spawner> {
+    db: &'a StateDb<E>,
+    parent: Option<&'a StateBatch>,
+}
+
+impl<E: Storage + Clock + Metrics + Spawner> StateReader for Reader<'_, E> {
+    async fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StateError> {
+        let key = state_key(key);
+        let result = match self.parent {
+            Some(batch) => batch.get(&key, self.db).await,
+            None => self.db.get(&key).await,
+        };
+        result.map_err(|error| StateError::Backend(error.to_string()))
+    }
+}
+
+/// Configuration of the state database's storage.
+fn db_config(partition: &str) -> current::VariableConfig<EightCap, ((), (RangeCfg<usize>, ())), Sequential> {
+    let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(4096));
+    current::VariableConfig {
+        merkle_config: MerkleConfig {
+            journal_partition: format!("{partition}-merkle-journal"),
+            metadata_partition: format!("{partition}-merkle-metadata"),
+            items_per_blob: NZU64!(65_536),
+            write_buffer: NZUsize!(1 << 20),
+            replay_buffer: NZUsize!(1 << 20),
+            strategy: Sequential,
+            page_cache: page_cache.clone(),
+        },
+        journal_config: JournalConfig {
+            partition: format!("{partition}-log"),
+            items_per_section: NZU64!(16_384),
+            compression: None,
+            codec_config: ((), (RangeCfg::from(0..=STORAGE_VALUE_MAX_BYTES), ())),
+            page_cache,
+            write_buffer: NZUsize!(1 << 20),
+            replay_buffer: NZUsize!(1 << 20),
+        },
+        grafted_metadata_partition: format!("{partition}-grafted-metadata"),
+        translator: EightCap,
+        init_cache: Some(NZUsize!(65_536)),
+        init_buffer: NZUsize!(1 << 21),
+        init_concurrency: (),
+    }
+}
+
+impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
+    /// Opens the state in `partition`; on first start, writes the genesis state.
+    pub async fn open(context: E, partition: &str, genesis: &Genesis, genesis_block: &Block) -> Result<Self, ChainError> {
+        let db = StateDb::init(context, db_config(partition), None).await.map_err(storage_error)?;
+        let metadata = db.get_metadata().await.map_err(storage_error)?;
+        let mut state = Self {
+            db: Some(db),
+            tip: FinalizedTip {
+                height: Height::zero(),
+                digest: genesis_block.digest(),
+                state_root: genesis_block.state_root,
+            },
+            pending: BTreeMap::new(),
+        };
+        match metadata {
+            None => state.write_genesis(genesis).await?,
+            Some(bytes) => state.tip.height = decode_height(&bytes)?,
+        }
+        Ok(state)
+    }
+
+    async fn write_genesis(&mut self, genesis: &Genesis) -> Result<(), ChainError> {
+        let db = self.db.as_ref().expect("db present");
+        let batch = stage(db, None, genesis.state_writes(), Height::zero()).await?;
+        self.apply(batch).await
+    }
+
+    /// Restores the tip's digest and root once the block at the persisted height is known
+    /// (after a restart the database only records the height).
+    pub fn restore_tip(&mut self, block: &Block) {
+        assert_eq!(block.height, self.tip.height, "restored tip at the wrong height");
+        self.tip.digest = block.digest();
+        self.tip.state_root = block.state_root;
+    }
+
+    /// The latest finalized and executed block.
+    pub fn tip(&self) -> &FinalizedTip {
+        &self.tip
+    }
+
+    /// The state database (finalized state).
+    pub fn db(&self) -> &StateDb<E> {
+        self.db.as_ref().expect("db present")
+    }
+
+    /// True if the state after `digest` is known (finalized tip or verified pending block).
+    pub fn knows(&self, digest: &Hash) -> bool {
+        *digest == self.tip.digest || self.pending.contains_key(digest)
+    }
+
+    /// The pending block with `digest`.
+    pub fn pending(&self, digest: &Hash) -> Option<&Pending> {
+        self.pending.get(digest)
+    }
+
+    /// Reads `key` in the state after block `at` (tip or pending).
+    pub async fn read(&self, at: &Hash, key: &StorageKey) -> Result<Option<Vec<u8>>, ChainError> {
+        let parent = self.parent_batch(at)?;
+        Reader { db: self.db(), parent }.get(key).await.map_err(storage_error)
+    }
+
+    fn parent_batch(&self, parent: &Hash) -> Result<Option<&StateBatch>, ChainError> {
+        if *parent == self.tip.digest {
+            return Ok(None);
+        }
+        self.pending.get(parent).map(|pending| Some(&pending.batch)).ok_or(ChainError::UnknownParent)
+    }
+
+    /// Executes `transactions` as a block at `height` on the state after `parent`, returning
+    /// the state batch (with its root) and receipts. Nothing is stored.
+    pub async fn execute(
+        &self,
+        parent: &Hash,
+        height: Height,
+        context: &BlockContext,
+        transactions: &[Transaction],
+    ) -> Result<(StateBatch, Vec<Receipt>), ChainError> {
+        let parent_batch = self.parent_batch(parent)?;
+        let reader = Reader { db: self.db(), parent: parent_batch };
+        let outcome = execute_block(&reader, context, transactions).await?;
+        let batch = stage(self.db(), parent_batch, outcome.writes, height).await?;
+        Ok((batch, outcome.receipts))
+    }
+
+    /// Executes and checks `block` against its state root, then keeps its batch as pending.
+    pub async fn verify(&mut self, block: &Block, context: &BlockContext) -> Result<(), ChainError> {
+        if self.pending.contains_key(&block.digest()) {
+            return Ok(());
+        }
+        let (batch, receipts) = self.execute(&block.parent, block.height, context, &block.transactions).await?;
+        if batch.root() != block.state_root {
+            return Err(ChainError::StateRootMismatch {
+                claimed: logos_primitives::format_hash(&block.state_root),
+                computed: logos_primitives::format_hash(&batch.root()),
+            });
+        }
+        self.insert_pending(block, batch, receipts)
+    }
+
+    /// Keeps an executed block's batch.
+    pub fn insert_pending(&mut self, block: &Block, batch: StateBatch, receipts: Vec<Receipt>) -> Result<(), ChainError> {
+        if self.pending.len() >= PENDING_BLOCKS_MAX {
+            return Err(ChainError::TooManyPending);
+        }
+        self.pending.insert(
+            block.digest(),
+            Pending {
+                height: block.height,
+                parent: block.parent,
+                batch,
+                receipts: Arc::new(receipts),
+            },
+        );
+        Ok(())
+    }
+
+    /// Applies the finalized `block` (the tip's child) and makes it durable.
+    ///
+    /// Returns its receipts. Panics if the block does not extend the tip or its state root
+    /// differs from execution: a finalized block is final, so either this node's state is
+    /// corrupt or a quorum finalized an invalid block; continuing would serve a wrong state.
+    pub async fn finalize(&mut self, block: &Block, context: &BlockContext) -> Result<Arc<Vec<Receipt>>, ChainError> {
+        assert_eq!(block.parent, self.tip.digest, "finalized block does not extend the tip");
+        if !self.pending.contains_key(&block.digest()) {
+            match self.verify(block, context).await {
+                Err(ChainError::StateRootMismatch { claimed, computed }) => {
+                    panic!("finalized block {} has state root {claimed}, execution gives {computed}", block.height)
+                }
+                other => other?,
+            }
+        }
+        let pending = self.pending.remove(&block.digest()).expect("verified above");
+        self.apply(pending.batch).await?;
+        self.tip = FinalizedTip {
+            height: block.height,
+            digest: block.digest(),
+            state_root: block.state_root,
+        };
+        // Batches at or below the finalized height are applied or on dead forks.
+        self.pending.retain(|_, pending| pending.height > block.height);
+        Ok(pending.receipts)
+    }
+
+    async fn apply(&mut self, batch: StateBatch) -> Result<(), ChainError> {
+        let db = self.db.take().expect("db present");
+        let db = db.apply_batch(batch).await.map_err(storage_error)?;
+        let db = db.commit().await.map_err(storage_error)?;
+        self.db = Some(db);
+        Ok(())
+    }
+
+    /// A proof of `key`'s current value in the finalized state (`None` if it has no value).
+    pub async fn prove(&self, key: &StorageKey) -> Result<Option<(Vec<u8>, StateProof)>, ChainError> {
+        let db = self.db();
+        let hashed = state_key(key);
+        let Some(value) = db.get(&hashed).await.map_err(storage_error)? else {
+            return Ok(None);
+        };
+        let proof = db.key_value_proof(hashed).await.map_err(storage_error)?;
+        Ok(Some((value, proof)))
+    }
+
+    /// Root of the finalized state database.
+    pub fn db_root(&self) -> Hash {
+        self.db().root()
+    }
+}
+
+async fn stage<E: Storage + Clock + Metrics + Spawner>(
+    db: &StateDb<E>,
+    parent: Option<&StateBatch>,
+    writes: WriteSet,
+    height: Height,
+) -> Result<StateBatch, ChainError> {
+    let mut batch = match parent {
+        Some(parent) => parent.new_batch::<Sha256>(),
+        None => db.new_batch(),
+    };
+    for (key, value) in writes {
+        batch = batch.write(state_key(&key), value);
+    }
+    let metadata = height.get().to_be_bytes().to_vec();
+    batch.merkleize(db, Some(metadata), &mut Proportional).await.map_err(storage_error)
+}
+
+fn decode_height(bytes: &[u8]) -> Result<Height, ChainError> {
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| ChainError::Storage(format!("state metadata is {} bytes, expected 8", bytes.len())))?;
+    Ok(Height::new(u64::from_be_bytes(bytes)))
+}

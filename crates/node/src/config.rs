@@ -1,0 +1,106 @@
+//! The node configuration file (TOML).
+//!
+//! ```toml
+//! key_file = "validator-0.key"      # keystore file of this validator (see `logos keys`)
+//! genesis_file = "genesis.toml"
+//! data_dir = "data/validator-0"
+//! p2p_listen = "127.0.0.1:30300"
+//! rpc_listen = "127.0.0.1:8545"     # JSON-RPC over HTTP and WebSocket
+//! metrics_listen = "127.0.0.1:9100" # Prometheus text format at /metrics
+//! block_time_ms = 25
+//! rpc_requests_per_second = 5000    # per server; excess requests get HTTP 429
+//! rpc_body_max_bytes = 1048576
+//! ```
+
+use std::{net::SocketAddr, path::PathBuf};
+
+/// A node's configuration.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct NodeConfig {
+    /// Keystore file with this validator's ed25519 key.
+    pub key_file: PathBuf,
+    /// Genesis file of the network.
+    pub genesis_file: PathBuf,
+    /// Directory for all storage.
+    pub data_dir: PathBuf,
+    /// p2p listen address.
+    pub p2p_listen: SocketAddr,
+    /// JSON-RPC listen address (binds 127.0.0.1 unless configured otherwise).
+    #[serde(default = "default_rpc_listen")]
+    pub rpc_listen: SocketAddr,
+    /// Prometheus metrics listen address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Minimum time between a block and its child, ms.
+    #[serde(default = "default_block_time_ms")]
+    pub block_time_ms: u64,
+    /// Rate limit of the RPC server, requests per second.
+    #[serde(default = "default_rpc_requests_per_second")]
+    pub rpc_requests_per_second: u32,
+    /// Largest RPC request body, bytes.
+    #[serde(default = "default_rpc_body_max_bytes")]
+    pub rpc_body_max_bytes: u32,
+    /// Largest number of concurrent RPC connections.
+    #[serde(default = "default_rpc_connections_max")]
+    pub rpc_connections_max: u32,
+    /// Log level (error, warn, info, debug, trace).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+fn default_rpc_listen() -> SocketAddr {
+    "127.0.0.1:8545".parse().expect("valid address")
+}
+
+fn default_block_time_ms() -> u64 {
+    25
+}
+
+fn default_rpc_requests_per_second() -> u32 {
+    20_000
+}
+
+fn default_rpc_body_max_bytes() -> u32 {
+    1 << 20
+}
+
+fn default_rpc_connections_max() -> u32 {
+    256
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Errors reading a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid configuration TOML.
+    #[error("invalid configuration: {0}")]
+    Toml(String),
+}
+
+impl NodeConfig {
+    /// Reads a configuration file; relative paths in it are resolved against its directory.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|error| ConfigError::Toml(error.to_string()))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        for field in [&mut config.key_file, &mut config.genesis_file, &mut config.data_dir] {
+            if field.is_relative() {
+                *field = base.join(&*field);
+            }
+        }
+        Ok(config)
+    }
+}

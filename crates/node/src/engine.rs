@@ -1,0 +1,368 @@
+//! Wiring of one validator: p2p channels, marshal, simplex, the application and the relay.
+//!
+//! Data flow:
+//! ```text
+//! simplex (votes, certificates, resolver channels)
+//!   ├─ Inline(Application): propose / verify / certify ── marshal mailbox
+//!   └─ reporter: Inline forwards notarizations and finalizations to marshal
+//! marshal (block broadcast via buffered, backfill via p2p resolver, finalized archives)
+//!   └─ delivers finalized blocks in height order to the Finalizer ─ ChainState::finalize
+//! relay (transactions channel) ─ Mempool
+//! ```
+//! Channels: 0 votes, 1 certificates, 2 simplex resolver, 3 marshal backfill, 4 block
+//! broadcast, 5 transaction relay. Every validator must use the same channel numbers.
+
+use crate::{
+    application::{Application, Finalizer, Shared},
+    chain::{ChainError, ChainState},
+    relay::{self, Relay},
+};
+use commonware_broadcast::buffered;
+use commonware_consensus::{
+    marshal::{self, core::Mailbox as CoreMailbox, resolver::p2p as marshal_resolver, standard::{Inline, Standard}},
+    simplex::{
+        self,
+        config::{ForwardPolicy, SkipBudget, SkipPolicy},
+        elector::RoundRobin,
+    },
+    types::{Epoch, FixedEpocher, ViewDelta},
+};
+use commonware_cryptography::{certificate::{ConstantProvider, Verifier as _}, Digested, Digestible, Sha256, Signer};
+use commonware_p2p::{Blocker, Provider, Receiver, Sender};
+use commonware_parallel::Sequential;
+use commonware_runtime::{buffer::paged::CacheRef, Clock, Handle, Metrics, Spawner, Storage, Supervisor};
+use commonware_storage::archive::immutable;
+use commonware_utils::{NZDuration, NZUsize, NZU16, NZU64};
+use logos_api::{
+    block::BlockCfg,
+    consensus::{consensus_namespace, participants, Scheme},
+    Block,
+};
+use logos_mempool::Mempool;
+use logos_primitives::{Height, PrivateKey, PublicKey};
+use logos_state::Genesis;
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
+
+/// The marshal mailbox of a Logos node.
+pub type MarshalMailbox = CoreMailbox<Scheme, Standard<Block>>;
+
+/// Engine settings (all durations in ms).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This validator's key (identity, votes, proposals).
+    pub signer: PrivateKey,
+    /// The network's genesis.
+    pub genesis: Genesis,
+    /// Prefix of every storage partition this node uses.
+    pub partition_prefix: String,
+    /// Mempool limits.
+    pub mempool: logos_mempool::Config,
+    /// Minimum time between a block and its child.
+    pub block_time_ms: u64,
+    /// How long to wait for a leader's proposal before voting to skip the view.
+    pub leader_timeout_ms: u64,
+    /// How long to wait for a notarization before voting to skip the view.
+    pub certification_timeout_ms: u64,
+    /// How often to retry after a timeout.
+    pub timeout_retry_ms: u64,
+    /// How long to wait for a peer's answer when fetching missing data.
+    pub fetch_timeout_ms: u64,
+    /// Capacity of internal actor mailboxes.
+    pub mailbox_size: usize,
+}
+
+impl Config {
+    /// Defaults tuned for validators on one LAN or host.
+    pub fn new(signer: PrivateKey, genesis: Genesis, partition_prefix: String) -> Self {
+        Self {
+            signer,
+            genesis,
+            partition_prefix,
+            mempool: logos_mempool::Config::default(),
+            block_time_ms: 25,
+            leader_timeout_ms: 1_000,
+            certification_timeout_ms: 2_000,
+            timeout_retry_ms: 1_500,
+            fetch_timeout_ms: 1_000,
+            mailbox_size: 1_024,
+        }
+    }
+}
+
+/// The six p2p channels of a validator (see the module docs).
+pub struct Networks<S, R> {
+    /// Channel 0.
+    pub votes: (S, R),
+    /// Channel 1.
+    pub certificates: (S, R),
+    /// Channel 2.
+    pub resolver: (S, R),
+    /// Channel 3.
+    pub backfill: (S, R),
+    /// Channel 4.
+    pub blocks: (S, R),
+    /// Channel 5.
+    pub transactions: (S, R),
+}
+
+/// p2p channel numbers.
+pub mod channels {
+    /// Votes.
+    pub const VOTES: u64 = 0;
+    /// Certificates.
+    pub const CERTIFICATES: u64 = 1;
+    /// Simplex resolver.
+    pub const RESOLVER: u64 = 2;
+    /// Marshal backfill.
+    pub const BACKFILL: u64 = 3;
+    /// Block broadcast.
+    pub const BLOCKS: u64 = 4;
+    /// Transaction relay.
+    pub const TRANSACTIONS: u64 = 5;
+}
+
+/// Largest p2p message in bytes: a block at its bound plus framing.
+pub fn max_message_size_bytes(genesis: &Genesis) -> u32 {
+    let cfg = block_cfg(genesis);
+    (Block::max_size_bytes(&cfg) + 64 * 1024) as u32
+}
+
+/// Decoding bounds of blocks on this network.
+pub fn block_cfg(genesis: &Genesis) -> BlockCfg {
+    BlockCfg {
+        max_transactions: genesis.params.max_block_transactions as usize,
+    }
+}
+
+/// A running validator.
+pub struct Node<E: Storage + Clock + Metrics + Spawner> {
+    /// Shared state (chain, mempool, notifications).
+    pub shared: Arc<Shared<E>>,
+    /// Marshal's mailbox (finalized blocks and certificates by height or digest).
+    pub marshal: MarshalMailbox,
+    /// Submits transactions to the relay.
+    pub relay: relay::Mailbox,
+    /// The genesis block.
+    pub genesis_block: Block,
+    /// The consensus engine's task.
+    pub consensus: Handle<()>,
+}
+
+/// Errors starting a validator.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The signer is not a genesis validator.
+    #[error("this key is not a validator of the genesis")]
+    NotAValidator,
+    /// The genesis is invalid.
+    #[error(transparent)]
+    Genesis(#[from] logos_state::GenesisError),
+    /// The chain state could not be opened.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// Marshal does not have the block at the state's height (storage out of step).
+    #[error("no finalized block at the state's height {0}")]
+    MissingTipBlock(u64),
+}
+
+/// The genesis block of `genesis`.
+pub fn genesis_block(genesis: &Genesis) -> Result<Block, EngineError> {
+    let validators = genesis.validator_keys()?;
+    Ok(Block::genesis(&genesis.chain_id(), genesis.timestamp_ms, validators[0].clone()))
+}
+
+fn archive_config<C>(prefix: &str, name: &str, page_cache: &CacheRef, codec_config: C) -> immutable::Config<C> {
+    immutable::Config {
+        metadata_partition: format!("{prefix}-{name}-metadata"),
+        freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
+        freezer_table_initial_size: 65_536,
+        freezer_table_resize_frequency: 4,
+        freezer_table_resize_chunk_size: 16_384,
+        freezer_key_partition: format!("{prefix}-{name}-freezer-key"),
+        freezer_key_page_cache: page_cache.clone(),
+        freezer_value_partition: format!("{prefix}-{name}-freezer-value"),
+        freezer_value_target_size: 1 << 26,
+        freezer_value_compression: None,
+        ordinal_partition: format!("{prefix}-{name}-ordinal"),
+        items_per_section: NZU64!(4_096),
+        codec_config,
+        replay_buffer: NZUsize!(1 << 20),
+        freezer_key_write_buffer: NZUsize!(1 << 20),
+        freezer_value_write_buffer: NZUsize!(1 << 20),
+        ordinal_write_buffer: NZUsize!(1 << 20),
+    }
+}
+
+/// Starts a validator on `networks`. `peers` provides the peer set, `blocker` blocks peers
+/// that misbehave.
+pub async fn start<E, S, R, P, B>(
+    context: E,
+    config: Config,
+    networks: Networks<S, R>,
+    peers: P,
+    blocker: B,
+) -> Result<Node<E>, EngineError>
+where
+    E: Spawner + Storage + Clock + Metrics + Supervisor + rand::CryptoRng + Send + Sync + 'static,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    P: Provider<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+{
+    config.genesis.validate()?;
+    let me = config.signer.public_key();
+    let validators = config.genesis.validator_keys()?;
+    if !validators.contains(&me) {
+        return Err(EngineError::NotAValidator);
+    }
+    let chain_id = config.genesis.chain_id();
+    let namespace = consensus_namespace(&chain_id);
+    let scheme = Scheme::signer(&namespace, participants(&validators), config.signer.clone())
+        .ok_or(EngineError::NotAValidator)?;
+    let genesis_block = genesis_block(&config.genesis)?;
+    let prefix = config.partition_prefix.clone();
+    let mailbox_size = NonZeroUsize::new(config.mailbox_size).expect("mailbox size positive");
+    let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(8192));
+    let block_cfg = block_cfg(&config.genesis);
+
+    // Chain state.
+    let chain = ChainState::open(context.child("state"), &format!("{prefix}-state"), &config.genesis, &genesis_block).await?;
+    let shared = Arc::new(Shared::new(chain, Mempool::new(config.mempool.clone()), config.genesis.clone()));
+
+    // Marshal: backfill resolver, block broadcast, finalized archives.
+    let resolver = marshal_resolver::init(
+        context.child("marshal_resolver"),
+        marshal_resolver::Config {
+            public_key: me.clone(),
+            peer_provider: peers.clone(),
+            blocker: blocker.clone(),
+            mailbox_size,
+            fetch_timeout: NZDuration!(Duration::from_millis(config.fetch_timeout_ms)),
+            fetch_retry_delay: Duration::from_millis(100),
+            priority_requests: false,
+            priority_responses: false,
+        },
+        networks.backfill,
+    );
+    let (broadcast_engine, buffer) = buffered::Engine::new(
+        context.child("broadcast"),
+        buffered::Config {
+            public_key: me.clone(),
+            mailbox_size,
+            deque_size: 64,
+            priority: false,
+            codec_config: block_cfg,
+            peer_provider: peers.clone(),
+            strategy: Sequential,
+        },
+    );
+    broadcast_engine.start(networks.blocks);
+    let finalizations_by_height = immutable::Archive::init(
+        context.child("finalizations_by_height"),
+        archive_config(&prefix, "finalizations", &page_cache, Scheme::certificate_codec_config_unbounded()),
+    )
+    .await
+    .expect("open finalizations archive");
+    let finalized_blocks = immutable::Archive::init(
+        context.child("finalized_blocks"),
+        archive_config(&prefix, "blocks", &page_cache, block_cfg),
+    )
+    .await
+    .expect("open blocks archive");
+    let epocher = FixedEpocher::new(NZU64!(u64::MAX));
+    let (actor, marshal, _floor) = marshal::core::Actor::init(
+        context.child("marshal"),
+        finalizations_by_height,
+        finalized_blocks,
+        marshal::Config {
+            provider: ConstantProvider::new(scheme.clone()),
+            epocher: epocher.clone(),
+            start: marshal::Start::Genesis(Digested::precomputed(genesis_block.clone(), genesis_block.digest())),
+            mailbox_size,
+            view_retention: ViewDelta::new(10),
+            max_repair: NZUsize!(64),
+            max_pending_acks: NZUsize!(16),
+            block_codec_config: block_cfg,
+            partition_prefix: format!("{prefix}-marshal"),
+            prunable_items_per_section: NZU64!(4_096),
+            replay_buffer: NZUsize!(1 << 20),
+            key_write_buffer: NZUsize!(1 << 20),
+            value_write_buffer: NZUsize!(1 << 20),
+            page_cache: page_cache.clone(),
+            strategy: Sequential,
+        },
+    )
+    .await;
+
+    // After a restart the state database knows its height; fetch that block for its digest.
+    restore_tip(&shared, &marshal, &genesis_block).await?;
+
+    let (finalizer, reporter) = Finalizer::new(shared.clone());
+    context.child("finalizer").spawn(|_| finalizer.run());
+    actor.start(reporter, buffer, resolver);
+
+    // Transaction relay.
+    let relay = Relay::start(context.child("relay"), shared.clone(), networks.transactions);
+
+    // Consensus.
+    let application = Application::new(shared.clone(), me.clone(), config.block_time_ms);
+    let inline = Inline::new(context.child("inline"), application, marshal.clone(), epocher);
+    let engine = simplex::Engine::new(
+        context.child("simplex"),
+        simplex::config::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker,
+            automaton: inline.clone(),
+            relay: inline.clone(),
+            reporter: inline,
+            strategy: Sequential,
+            partition: format!("{prefix}-simplex"),
+            mailbox_size,
+            epoch: Epoch::zero(),
+            floor: simplex::config::Floor::Genesis(genesis_block.digest()),
+            replay_buffer: NZUsize!(1 << 20),
+            write_buffer: NZUsize!(1 << 20),
+            page_cache,
+            leader_timeout: Duration::from_millis(config.leader_timeout_ms),
+            certification_timeout: Duration::from_millis(config.certification_timeout_ms),
+            timeout_retry: Duration::from_millis(config.timeout_retry_ms),
+            view_retention: ViewDelta::new(256),
+            skip: SkipPolicy::Enabled {
+                timeout: Duration::from_millis(config.leader_timeout_ms * 4),
+                budget: SkipBudget::Participants,
+            },
+            fetch_timeout: NZDuration!(Duration::from_millis(config.fetch_timeout_ms)),
+            fetch_retry_delay: Duration::from_millis(100),
+            forward: ForwardPolicy::Disabled,
+            track_historical_votes: false,
+        },
+    );
+    let consensus = engine.start(networks.votes, networks.certificates, networks.resolver);
+    Ok(Node {
+        shared,
+        marshal,
+        relay,
+        genesis_block,
+        consensus,
+    })
+}
+
+async fn restore_tip<E: Storage + Clock + Metrics + Spawner>(
+    shared: &Shared<E>,
+    marshal: &MarshalMailbox,
+    genesis_block: &Block,
+) -> Result<(), EngineError> {
+    let mut chain = shared.chain.write().await;
+    let height = chain.tip().height;
+    if height == Height::zero() {
+        chain.restore_tip(genesis_block);
+        return Ok(());
+    }
+    let block = marshal
+        .get_block(marshal::Identifier::Height(height))
+        .await
+        .ok_or(EngineError::MissingTipBlock(height.get()))?;
+    chain.restore_tip(block.inner());
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! The Logos node.
+//!
+//! - [`chain`]: authenticated state (QMDB) with speculative batches for unfinalized blocks.
+//! - [`application`]: builds and verifies blocks for commonware's marshal/simplex, and applies
+//!   finalized blocks.
+//! - [`engine`]: wires p2p channels, marshal (dissemination, backfill, ordered delivery) and
+//!   simplex (ordering and finality) for one validator.
+//! - [`relay`]: transaction relay between validators.
+//! - [`rpc`]: the JSON-RPC server.
+//! - [`config`]: the node configuration file.
+
+pub mod application;
+pub mod chain;
+pub mod config;
+pub mod engine;
+pub mod relay;
+pub mod rpc;
