@@ -54,7 +54,14 @@ impl Block {
         state_root: Hash,
         transactions: Vec<Transaction>,
     ) -> Self {
-        let digest = Self::compute_digest(&parent, height, timestamp_ms, &proposer, &state_root, &transactions);
+        let digest = Self::compute_digest(
+            &parent,
+            height,
+            timestamp_ms,
+            &proposer,
+            &state_root,
+            &transactions,
+        );
         Self {
             parent,
             height,
@@ -67,8 +74,19 @@ impl Block {
     }
 
     /// The genesis block of a network: height 0, no parent, no transactions.
-    pub fn genesis(chain_id: &logos_primitives::ChainId, timestamp_ms: u64, proposer: PublicKey) -> Self {
-        Self::new(Hash::from([0u8; 32]), Height::zero(), timestamp_ms, proposer, chain_id.0, Vec::new())
+    pub fn genesis(
+        chain_id: &logos_primitives::ChainId,
+        timestamp_ms: u64,
+        proposer: PublicKey,
+    ) -> Self {
+        Self::new(
+            Hash::from([0u8; 32]),
+            Height::zero(),
+            timestamp_ms,
+            proposer,
+            chain_id.0,
+            Vec::new(),
+        )
     }
 
     fn compute_digest(
@@ -132,7 +150,14 @@ impl Read for Block {
         let state_root = Hash::read(buf)?;
         let transactions =
             Vec::<Transaction>::read_cfg(buf, &(RangeCfg::new(0..=cfg.max_transactions), ()))?;
-        Ok(Self::new(parent, height, timestamp_ms, proposer, state_root, transactions))
+        Ok(Self::new(
+            parent,
+            height,
+            timestamp_ms,
+            proposer,
+            state_root,
+            transactions,
+        ))
     }
 }
 
@@ -180,18 +205,30 @@ mod tests {
                     sender: key.public_key(),
                     nonce,
                     fee: Amount(1),
-                    call: Call::Balances(balances::Call::Transfer { to: Address([1; 20]), amount: Amount(2) }),
+                    call: Call::Balances(balances::Call::Transfer {
+                        to: Address([1; 20]),
+                        amount: Amount(2),
+                    }),
                 }
                 .sign(&key)
             })
             .collect();
-        Block::new(Hash::from([7; 32]), Height::new(5), 99, key.public_key(), Hash::from([8; 32]), transactions)
+        Block::new(
+            Hash::from([7; 32]),
+            Height::new(5),
+            99,
+            key.public_key(),
+            Hash::from([8; 32]),
+            transactions,
+        )
     }
 
     #[test]
     fn block_round_trips_with_same_digest() {
         let original = block(3);
-        let cfg = BlockCfg { max_transactions: 10 };
+        let cfg = BlockCfg {
+            max_transactions: 10,
+        };
         let decoded = Block::decode_cfg(original.encode(), &cfg).unwrap();
         assert_eq!(decoded, original);
         assert_eq!(decoded.digest(), original.digest());
@@ -200,7 +237,9 @@ mod tests {
 
     #[test]
     fn block_over_the_transaction_bound_is_rejected() {
-        let cfg = BlockCfg { max_transactions: 2 };
+        let cfg = BlockCfg {
+            max_transactions: 2,
+        };
         assert!(Block::decode_cfg(block(3).encode(), &cfg).is_err());
     }
 

@@ -52,5 +52,8 @@ pub fn decode_finalization(
 ) -> Result<FinalizationCertificate, commonware_codec::Error> {
     use commonware_codec::Decode;
     let verifier = Scheme::verifier(&consensus_namespace(chain_id), participants(validators));
-    FinalizationCertificate::decode_cfg(commonware_codec::Copying(bytes), &verifier.certificate_codec_config())
+    FinalizationCertificate::decode_cfg(
+        commonware_codec::Copying(bytes),
+        &verifier.certificate_codec_config(),
+    )
 }

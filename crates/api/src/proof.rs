@@ -26,8 +26,11 @@ pub type StateFamily = mmr::Family;
 pub const BITMAP_CHUNK_BYTES: usize = 32;
 
 /// A proof that a key currently has a value, under a state root.
-pub type StateProof =
-    commonware_storage::qmdb::current::unordered::proof::constant::KeyValueProof<StateFamily, Hash, BITMAP_CHUNK_BYTES>;
+pub type StateProof = commonware_storage::qmdb::current::unordered::proof::constant::KeyValueProof<
+    StateFamily,
+    Hash,
+    BITMAP_CHUNK_BYTES,
+>;
 
 /// Largest number of digests a decoded [`StateProof`] may carry.
 pub const PROOF_DIGESTS_MAX: usize = 256;

@@ -151,7 +151,11 @@ impl BlockInfo {
             timestamp_ms: block.timestamp_ms,
             proposer: format_public_key(&block.proposer),
             state_root: format_hash(&block.state_root),
-            transactions: block.transactions.iter().map(TransactionInfo::from).collect(),
+            transactions: block
+                .transactions
+                .iter()
+                .map(TransactionInfo::from)
+                .collect(),
             receipts,
         }
     }
@@ -238,7 +242,8 @@ pub trait LogosApi {
 
     /// A finalized block by height.
     #[method(name = "getBlockByHeight")]
-    async fn get_block_by_height(&self, height: u64) -> Result<Option<BlockInfo>, ErrorObjectOwned>;
+    async fn get_block_by_height(&self, height: u64)
+        -> Result<Option<BlockInfo>, ErrorObjectOwned>;
 
     /// A finalized block by digest.
     #[method(name = "getBlockByHash")]

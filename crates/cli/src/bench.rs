@@ -58,10 +58,19 @@ pub enum BenchCommand {
 
 /// Runs `logos bench …`.
 pub fn run(command: BenchCommand) -> Result<()> {
-    let BenchCommand::Consensus { validators, seconds, tps, accounts, json, dir } = command;
+    let BenchCommand::Consensus {
+        validators,
+        seconds,
+        tps,
+        accounts,
+        json,
+        dir,
+    } = command;
     let args = DevnetArgs {
         validators,
-        dir: Some(dir.unwrap_or_else(|| std::env::temp_dir().join(format!("logos-bench-{}", std::process::id())))),
+        dir: Some(dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("logos-bench-{}", std::process::id()))
+        })),
         resume: false,
         init_only: false,
         p2p_base_port: 31_300,
@@ -88,11 +97,20 @@ pub fn run(command: BenchCommand) -> Result<()> {
     let keys: Result<Vec<PrivateKey>> = (0..accounts)
         .map(|j| crate::keystore::load(&layout.keystore, &format!("account-{j}")))
         .collect();
-    let urls: Vec<String> = processes.iter().map(|process| process.rpc.clone()).collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let urls: Vec<String> = processes
+        .iter()
+        .map(|process| process.rpc.clone())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let result = keys.and_then(|keys| runtime.block_on(drive(&urls, keys, tps, seconds)));
     let pids: Vec<u32> = processes.iter().map(|process| process.child.id()).collect();
-    let rss_mb_max = pids.iter().filter_map(|pid| peak_rss_mb(*pid)).fold(0.0f64, f64::max);
+    let rss_mb_max = pids
+        .iter()
+        .filter_map(|pid| peak_rss_mb(*pid))
+        .fold(0.0f64, f64::max);
     devnet::stop(&mut processes);
     let _ = std::fs::remove_dir_all(&layout.dir);
     let mut report = result?;
@@ -115,11 +133,25 @@ struct Sender {
     nonce: u64,
 }
 
-async fn drive(urls: &[String], keys: Vec<PrivateKey>, tps: u64, seconds: u64) -> Result<serde_json::Value> {
-    let ws_urls: Vec<String> = urls.iter().map(|url| url.replace("http://", "ws://")).collect();
+async fn drive(
+    urls: &[String],
+    keys: Vec<PrivateKey>,
+    tps: u64,
+    seconds: u64,
+) -> Result<serde_json::Value> {
+    let ws_urls: Vec<String> = urls
+        .iter()
+        .map(|url| url.replace("http://", "ws://"))
+        .collect();
     let mut clients = Vec::new();
     for url in &ws_urls {
-        clients.push(Arc::new(WsClientBuilder::default().max_concurrent_requests(4_096).build(url).await.with_context(|| format!("connect {url}"))?));
+        clients.push(Arc::new(
+            WsClientBuilder::default()
+                .max_concurrent_requests(4_096)
+                .build(url)
+                .await
+                .with_context(|| format!("connect {url}"))?,
+        ));
     }
     let info = clients[0].chain_info().await?;
     let mut heads: Subscription<Head> = clients[0].subscribe_finalized_heads().await?;
@@ -140,7 +172,10 @@ async fn drive(urls: &[String], keys: Vec<PrivateKey>, tps: u64, seconds: u64) -
             }
         })
     };
-    let mut senders: Vec<Sender> = keys.into_iter().map(|key| Sender { key, nonce: 0 }).collect();
+    let mut senders: Vec<Sender> = keys
+        .into_iter()
+        .map(|key| Sender { key, nonce: 0 })
+        .collect();
     let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let tick = Duration::from_millis(10);
     let per_tick = (tps as f64 * tick.as_secs_f64()).max(1.0);
@@ -163,7 +198,10 @@ async fn drive(urls: &[String], keys: Vec<PrivateKey>, tps: u64, seconds: u64) -
                 sender: sender.key.public_key(),
                 nonce: sender.nonce,
                 fee: info.min_fee,
-                call: Call::Balances(balances::Call::Transfer { to: Address([7; 20]), amount: Amount(1) }),
+                call: Call::Balances(balances::Call::Transfer {
+                    to: Address([7; 20]),
+                    amount: Amount(1),
+                }),
             }
             .sign(&sender.key);
             sender.nonce += 1;
@@ -173,7 +211,10 @@ async fn drive(urls: &[String], keys: Vec<PrivateKey>, tps: u64, seconds: u64) -
             let submitted_at = submitted_at.clone();
             let rejected = rejected.clone();
             in_flight.push(tokio::spawn(async move {
-                submitted_at.lock().expect("lock").insert(hash, Instant::now());
+                submitted_at
+                    .lock()
+                    .expect("lock")
+                    .insert(hash, Instant::now());
                 if client.submit_transaction(hex).await.is_err() {
                     rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -188,9 +229,14 @@ async fn drive(urls: &[String], keys: Vec<PrivateKey>, tps: u64, seconds: u64) -
         let pending = {
             let submitted = submitted_at.lock().expect("lock");
             let finalized = finalized_at.lock().expect("lock");
-            submitted.keys().filter(|hash| !finalized.contains_key(*hash)).count() as u64
+            submitted
+                .keys()
+                .filter(|hash| !finalized.contains_key(*hash))
+                .count() as u64
         };
-        if pending <= rejected.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > drain_deadline {
+        if pending <= rejected.load(std::sync::atomic::Ordering::Relaxed)
+            || Instant::now() > drain_deadline
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -200,14 +246,21 @@ async fn drive(urls: &[String], keys: Vec<PrivateKey>, tps: u64, seconds: u64) -
     let finalized = finalized_at.lock().expect("lock").clone();
     let mut latencies: Vec<f64> = submitted
         .iter()
-        .filter_map(|(hash, sent)| finalized.get(hash).map(|done| done.saturating_duration_since(*sent).as_secs_f64() * 1000.0))
+        .filter_map(|(hash, sent)| {
+            finalized
+                .get(hash)
+                .map(|done| done.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
+        })
         .collect();
     if latencies.is_empty() {
         bail!("no transaction was finalized");
     }
     latencies.sort_by(f64::total_cmp);
     let timestamps = timestamps.lock().expect("lock").clone();
-    let mut intervals: Vec<f64> = timestamps.windows(2).map(|pair| pair[1].saturating_sub(pair[0]) as f64).collect();
+    let mut intervals: Vec<f64> = timestamps
+        .windows(2)
+        .map(|pair| pair[1].saturating_sub(pair[0]) as f64)
+        .collect();
     intervals.sort_by(f64::total_cmp);
     Ok(serde_json::json!({
         "finality_ms_p50": round(percentile(&latencies, 0.50)),

@@ -98,7 +98,10 @@ pub fn connect(url: &str) -> Result<HttpClient> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("start tokio")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start tokio")
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -108,7 +111,16 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 
 /// Runs `logos tx …`.
 pub fn run_tx(command: TxCommand) -> Result<()> {
-    let TxCommand::Transfer { from, to, amount, fee, nonce, wait, keystore, rpc } = command;
+    let TxCommand::Transfer {
+        from,
+        to,
+        amount,
+        fee,
+        nonce,
+        wait,
+        keystore,
+        rpc,
+    } = command;
     let key = keystore::load(&keystore::directory(keystore), &from)?;
     runtime()?.block_on(async move {
         let client = connect(&rpc)?;
@@ -153,7 +165,12 @@ pub fn run_tx(command: TxCommand) -> Result<()> {
 pub fn run_query(command: QueryCommand) -> Result<()> {
     runtime()?.block_on(async move {
         match command {
-            QueryCommand::Account { address, prove, genesis, rpc } => {
+            QueryCommand::Account {
+                address,
+                prove,
+                genesis,
+                rpc,
+            } => {
                 let client = connect(&rpc)?;
                 if prove {
                     return print_json(&prove_account(&client, &address, genesis).await?);
@@ -177,42 +194,78 @@ pub fn run_query(command: QueryCommand) -> Result<()> {
 /// Fetches an account with its proof and checks it end to end: the value against the state
 /// root, the root against the finalized block, the block against its finalization certificate
 /// signed by a quorum of the trusted validators.
-async fn prove_account(client: &HttpClient, address: &Address, genesis: Option<PathBuf>) -> Result<serde_json::Value> {
+async fn prove_account(
+    client: &HttpClient,
+    address: &Address,
+    genesis: Option<PathBuf>,
+) -> Result<serde_json::Value> {
     let info = client.chain_info().await?;
     let validators = match genesis {
         Some(path) => {
             let genesis = Genesis::load(&path)?;
             if genesis.chain_id() != info.chain_id {
-                bail!("the node serves chain {}, the genesis file defines {}", info.chain_id, genesis.chain_id());
+                bail!(
+                    "the node serves chain {}, the genesis file defines {}",
+                    info.chain_id,
+                    genesis.chain_id()
+                );
             }
             genesis.validator_keys()?
         }
-        None => info.validators.iter().map(|key| parse_public_key(key)).collect::<Result<_, _>>()?,
+        None => info
+            .validators
+            .iter()
+            .map(|key| parse_public_key(key))
+            .collect::<Result<_, _>>()?,
     };
     let key = balances::account_key(address);
-    let storage = client.get_storage(format!("0x{}", hex::encode(key.as_bytes()))).await?;
+    let storage = client
+        .get_storage(format!("0x{}", hex::encode(key.as_bytes())))
+        .await?;
     let root = parse_hash(&storage.state_root)?;
     let (Some(value), Some(proof)) = (&storage.value, &storage.proof) else {
-        return Ok(serde_json::json!({"address": address, "exists": false, "height": storage.height}));
+        return Ok(
+            serde_json::json!({"address": address, "exists": false, "height": storage.height}),
+        );
     };
     let value = hex::decode(value.trim_start_matches("0x"))?;
     let proof = decode_proof(&hex::decode(proof.trim_start_matches("0x"))?)?;
-    if !verify_value(&StorageKey::new(balances::MODULE_INDEX, 0, address.as_bytes()), &value, &proof, &root) {
-        bail!("storage proof does not verify against state root {}", storage.state_root);
+    if !verify_value(
+        &StorageKey::new(balances::MODULE_INDEX, 0, address.as_bytes()),
+        &value,
+        &proof,
+        &root,
+    ) {
+        bail!(
+            "storage proof does not verify against state root {}",
+            storage.state_root
+        );
     }
     let block = client
         .get_block_by_height(storage.height)
         .await?
         .with_context(|| format!("block {} not served", storage.height))?;
     if block.state_root != storage.state_root || block.hash != storage.block_hash {
-        bail!("block {} does not carry the proven state root", storage.height);
+        bail!(
+            "block {} does not carry the proven state root",
+            storage.height
+        );
     }
     let certificate = client
         .get_finalization(storage.height)
         .await?
         .with_context(|| format!("no finalization certificate for height {}", storage.height))?;
-    let certificate = decode_finalization(&info.chain_id, &validators, &hex::decode(certificate.trim_start_matches("0x"))?)?;
-    if !verify_finalization(&info.chain_id, &validators, &certificate, &parse_hash(&block.hash)?) {
+    let certificate = decode_finalization(
+        &info.chain_id,
+        &validators,
+        &hex::decode(certificate.trim_start_matches("0x"))?,
+    )?;
+    if !verify_finalization(
+        &info.chain_id,
+        &validators,
+        &certificate,
+        &parse_hash(&block.hash)?,
+    ) {
         bail!("finalization certificate does not verify");
     }
     let account: balances::AccountInfo = logos_state::storage::decode_value(&key, &value)?;

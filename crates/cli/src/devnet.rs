@@ -24,7 +24,6 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{atomic::{AtomicBool, Ordering}, Arc},
     time::{Duration, Instant},
 };
 
@@ -84,7 +83,9 @@ pub struct Layout {
 
 impl DevnetArgs {
     fn directory(&self) -> PathBuf {
-        self.dir.clone().unwrap_or_else(|| std::env::temp_dir().join("logos-devnet"))
+        self.dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("logos-devnet"))
     }
 }
 
@@ -98,7 +99,9 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
     let layout = Layout {
         keystore: keystore.clone(),
         genesis: dir.join("genesis.toml"),
-        configs: (0..args.validators).map(|i| dir.join(format!("validator-{i}")).join("config.toml")).collect(),
+        configs: (0..args.validators)
+            .map(|i| dir.join(format!("validator-{i}")).join("config.toml"))
+            .collect(),
         rpc_urls: (0..args.validators)
             .map(|i| format!("http://127.0.0.1:{}", args.rpc_base_port as usize + i))
             .collect(),
@@ -108,7 +111,8 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         return Ok(layout);
     }
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("remove old devnet {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("remove old devnet {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
     let mut validators = Vec::new();
@@ -120,17 +124,28 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
             public_key: format_public_key(&key.public_key()),
             p2p_address: format!("127.0.0.1:{}", args.p2p_base_port as usize + i).parse()?,
         });
-        accounts.push(GenesisAccount { address: Address::from_public_key(&key.public_key()), balance: Amount(ACCOUNT_BALANCE) });
+        accounts.push(GenesisAccount {
+            address: Address::from_public_key(&key.public_key()),
+            balance: Amount(ACCOUNT_BALANCE),
+        });
     }
     let dev = keystore::generate()?;
     keystore::save(&keystore, "dev", &dev)?;
-    accounts.push(GenesisAccount { address: Address::from_public_key(&dev.public_key()), balance: Amount(DEV_BALANCE) });
+    accounts.push(GenesisAccount {
+        address: Address::from_public_key(&dev.public_key()),
+        balance: Amount(DEV_BALANCE),
+    });
     for j in 0..args.accounts {
         let key = keystore::generate()?;
         keystore::save(&keystore, &format!("account-{j}"), &key)?;
-        accounts.push(GenesisAccount { address: Address::from_public_key(&key.public_key()), balance: Amount(ACCOUNT_BALANCE) });
+        accounts.push(GenesisAccount {
+            address: Address::from_public_key(&key.public_key()),
+            balance: Amount(ACCOUNT_BALANCE),
+        });
     }
-    let timestamp_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let timestamp_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
     let genesis = Genesis {
         chain_name: "logos-devnet".into(),
         timestamp_ms,
@@ -169,7 +184,10 @@ pub struct Validator {
 /// waits up to `timeout` for its ready line.
 pub fn spawn(config: &Path, timeout: Duration) -> Result<Validator> {
     let directory = config.parent().expect("config has a directory");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(directory.join("node.log"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(directory.join("node.log"))?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["node", "run", "--config"])
         .arg(config)
@@ -191,14 +209,21 @@ pub fn spawn(config: &Path, timeout: Duration) -> Result<Validator> {
             Ok(line) => {
                 if let Ok(ready) = serde_json::from_str::<serde_json::Value>(&line) {
                     if let Some(rpc) = ready.get("rpc").and_then(|rpc| rpc.as_str()) {
-                        return Ok(Validator { child, rpc: rpc.to_string() });
+                        return Ok(Validator {
+                            child,
+                            rpc: rpc.to_string(),
+                        });
                     }
                 }
             }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("validator {} did not become ready; see {}", config.display(), directory.join("node.log").display());
+                bail!(
+                    "validator {} did not become ready; see {}",
+                    config.display(),
+                    directory.join("node.log").display()
+                );
             }
         }
     }
@@ -226,7 +251,9 @@ pub fn stop(validators: &mut [Validator]) {
 
 /// Sends SIGTERM through kill(1) (no unsafe code in this workspace).
 fn terminate(pid: u32) {
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 /// Runs `logos devnet`.
@@ -234,12 +261,15 @@ pub fn run(args: DevnetArgs) -> Result<()> {
     let layout = init(&args)?;
     eprintln!("devnet directory: {}", layout.dir.display());
     if args.init_only {
-        println!("{}", serde_json::json!({"dir": layout.dir, "genesis": layout.genesis, "configs": layout.configs, "rpc": layout.rpc_urls}));
+        println!(
+            "{}",
+            serde_json::json!({"dir": layout.dir, "genesis": layout.genesis, "configs": layout.configs, "rpc": layout.rpc_urls})
+        );
         return Ok(());
     }
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut validators = Vec::new();
     for (i, config) in layout.configs.iter().enumerate() {
         eprintln!("starting validator {i}…");
@@ -252,7 +282,11 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         }
     }
     for (i, validator) in validators.iter().enumerate() {
-        println!("validator-{i}  rpc {}  ws {}", validator.rpc, validator.rpc.replace("http://", "ws://"));
+        println!(
+            "validator-{i}  rpc {}  ws {}",
+            validator.rpc,
+            validator.rpc.replace("http://", "ws://")
+        );
     }
     println!(
         "keystore {}  (funded key: dev)\ntry: logos tx transfer --keystore {} --from dev --to 0x{} --amount 1000 --wait --rpc {}",
@@ -273,14 +307,21 @@ pub fn run(args: DevnetArgs) -> Result<()> {
                 }
             }
         };
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install SIGTERM handler");
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => { flag.store(true, Ordering::SeqCst); None }
+            _ = tokio::signal::ctrl_c() => None,
+            _ = terminate.recv() => None,
             exited = watcher => Some(exited),
         }
     });
     stop(&mut validators);
     match exited {
-        Some((i, status)) => bail!("validator {i} exited ({status}); see {}", layout.dir.join(format!("validator-{i}/node.log")).display()),
+        Some((i, status)) => bail!(
+            "validator {i} exited ({status}); see {}",
+            layout.dir.join(format!("validator-{i}/node.log")).display()
+        ),
         None => {
             eprintln!("stopped {} validators", validators.len());
             Ok(())

@@ -54,7 +54,9 @@ pub struct PublicInfo {
 /// The keystore directory to use.
 pub fn directory(explicit: Option<PathBuf>) -> PathBuf {
     explicit.unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         home.join(".logos").join("keys")
     })
 }
@@ -68,7 +70,11 @@ pub fn generate() -> Result<PrivateKey> {
 
 /// Writes `key` as `<dir>/<name>.key` with owner-only permissions; refuses to overwrite.
 pub fn save(dir: &Path, name: &str, key: &PrivateKey) -> Result<PathBuf> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         bail!("key names use letters, digits, '-' and '_' only");
     }
     fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -95,11 +101,17 @@ pub fn save(dir: &Path, name: &str, key: &PrivateKey) -> Result<PathBuf> {
 /// Reads a key file.
 pub fn load_file(path: &Path) -> Result<PrivateKey> {
     let text = fs::read_to_string(path).with_context(|| format!("read key {}", path.display()))?;
-    let file: KeyFile = serde_json::from_str(&text).with_context(|| format!("parse key {}", path.display()))?;
-    let bytes = hex::decode(file.private_key.trim_start_matches("0x")).context("private key is not hex")?;
-    let key = PrivateKey::decode(commonware_codec::Copying(bytes.as_slice())).context("invalid private key")?;
+    let file: KeyFile =
+        serde_json::from_str(&text).with_context(|| format!("parse key {}", path.display()))?;
+    let bytes =
+        hex::decode(file.private_key.trim_start_matches("0x")).context("private key is not hex")?;
+    let key = PrivateKey::decode(commonware_codec::Copying(bytes.as_slice()))
+        .context("invalid private key")?;
     if format_public_key(&key.public_key()) != file.public_key {
-        bail!("key file {} is inconsistent: public key does not match", path.display());
+        bail!(
+            "key file {} is inconsistent: public key does not match",
+            path.display()
+        );
     }
     Ok(key)
 }
@@ -134,7 +146,11 @@ pub fn run(command: KeysCommand, keystore: Option<PathBuf>) -> Result<()> {
                 for entry in fs::read_dir(&dir)? {
                     let path = entry?.path();
                     if path.extension().is_some_and(|extension| extension == "key") {
-                        let name = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+                        let name = path
+                            .file_stem()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .to_string();
                         keys.push(info(&name, &load_file(&path)?));
                     }
                 }
@@ -143,7 +159,10 @@ pub fn run(command: KeysCommand, keystore: Option<PathBuf>) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&keys)?);
         }
         KeysCommand::Show { name } => {
-            println!("{}", serde_json::to_string_pretty(&info(&name, &load(&dir, &name)?))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&info(&name, &load(&dir, &name)?))?
+            );
         }
     }
     Ok(())

@@ -11,7 +11,11 @@ use std::path::PathBuf;
 
 /// The Logos chain command line.
 #[derive(Parser)]
-#[command(name = "logos", version, about = "Logos chain: node, local devnet, keys, transactions and queries")]
+#[command(
+    name = "logos",
+    version,
+    about = "Logos chain: node, local devnet, keys, transactions and queries"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -36,13 +36,53 @@ pub enum NodeCommand {
     },
 }
 
+/// Logs go to stderr (stdout carries only the ready line); `RUST_LOG` overrides the level.
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Serves the runtime's Prometheus registry as text at `http://<address>/metrics`.
+async fn serve_metrics(context: runtime::Context, address: std::net::SocketAddr) -> Result<()> {
+    use commonware_runtime::{Metrics, Spawner};
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("bind metrics on {address}"))?;
+    let registry = std::sync::Arc::new(context.child("registry"));
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    registry.encode(),
+                )
+            }
+        }),
+    );
+    context.spawn(|_| async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(())
+}
+
 /// Runs `logos node …`.
 pub fn run(command: NodeCommand) -> Result<()> {
     let NodeCommand::Run { config } = command;
     let config = NodeConfig::load(&config)?;
     let genesis = Genesis::load(&config.genesis_file)?;
     let signer = keystore::load_file(&config.key_file)?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create {}", config.data_dir.display()))?;
     let runtime_config = runtime::Config::new()
         .with_storage_directory(config.data_dir.join("storage"))
         .with_worker_threads(2)
@@ -58,13 +98,10 @@ async fn serve(
     genesis: Genesis,
     signer: logos_primitives::PrivateKey,
 ) -> Result<()> {
-    let level = config.log_level.parse().unwrap_or(tracing::Level::INFO);
-    runtime::telemetry::init(
-        context.child("telemetry"),
-        runtime::telemetry::Logs { level, json: false },
-        config.metrics_listen,
-        None,
-    );
+    init_logging(&config.log_level);
+    if let Some(address) = config.metrics_listen {
+        serve_metrics(context.child("metrics"), address).await?;
+    }
     let chain_id = genesis.chain_id();
     let validators = genesis.validator_keys()?;
     let handshake = Cups::<_, ChaCha20Poly1305>::new(
@@ -92,7 +129,9 @@ async fn serve(
         .zip(&validators)
         .map(|(validator, key)| (key.clone(), validator.p2p_address.into()))
         .collect();
-    let peers: Map<_, _> = peers.try_into().map_err(|_| anyhow::anyhow!("duplicate validator in genesis"))?;
+    let peers: Map<_, _> = peers
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("duplicate validator in genesis"))?;
     let _ = oracle.track(0, peers);
     let consensus_quota = Quota::per_second(NZU32!(1_000));
     let data_quota = Quota::per_second(NZU32!(500));
@@ -108,7 +147,14 @@ async fn serve(
 
     let mut engine_config = engine::Config::new(signer.clone(), genesis, "logos".into());
     engine_config.block_time_ms = config.block_time_ms;
-    let node = engine::start(context.child("node"), engine_config, networks, oracle.clone(), oracle).await?;
+    let node = engine::start(
+        context.child("node"),
+        engine_config,
+        networks,
+        oracle.clone(),
+        oracle,
+    )
+    .await?;
 
     let rpc_config = RpcConfig {
         listen: config.rpc_listen,
@@ -116,9 +162,14 @@ async fn serve(
         connections_max: config.rpc_connections_max,
         requests_per_second: config.rpc_requests_per_second,
     };
-    let (address, _rpc) = rpc::start(&rpc_config, node.shared.clone(), node.marshal.clone(), node.relay.clone())
-        .await
-        .with_context(|| format!("bind RPC on {}", config.rpc_listen))?;
+    let (address, _rpc) = rpc::start(
+        &rpc_config,
+        node.shared.clone(),
+        node.marshal.clone(),
+        node.relay.clone(),
+    )
+    .await
+    .with_context(|| format!("bind RPC on {}", config.rpc_listen))?;
     let ready = serde_json::json!({
         "ready": true,
         "rpc": format!("http://{address}"),
@@ -126,6 +177,13 @@ async fn serve(
         "chain_id": chain_id.to_string(),
     });
     println!("{ready}");
-    node.consensus.await.context("consensus stopped")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = node.consensus => {
+            result.context("consensus stopped")?;
+        }
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = terminate.recv() => tracing::info!("terminated; stopping"),
+    }
     Ok(())
 }

@@ -155,7 +155,11 @@ impl Mempool {
 
     /// Admits `transaction` or says why not (see the module docs). Failed admissions change
     /// nothing.
-    pub fn insert(&mut self, transaction: Transaction, admission: &Admission) -> Result<Hash, Rejection> {
+    pub fn insert(
+        &mut self,
+        transaction: Transaction,
+        admission: &Admission,
+    ) -> Result<Hash, Rejection> {
         let hash = transaction.hash();
         if self.by_hash.contains_key(&hash) {
             return Err(Rejection::AlreadyKnown);
@@ -168,7 +172,11 @@ impl Mempool {
                 min_fee: admission.min_fee,
             });
         }
-        check_nonce(payload.nonce, admission.account.nonce, self.config.nonce_gap_max)?;
+        check_nonce(
+            payload.nonce,
+            admission.account.nonce,
+            self.config.nonce_gap_max,
+        )?;
         check_balance(&transaction, admission.account.balance)?;
         if !admission.signature_verified {
             transaction.verify_signature()?;
@@ -181,7 +189,10 @@ impl Mempool {
         if let Some(old) = replaced {
             self.remove(&old);
         }
-        self.by_sender.entry(sender).or_default().insert(payload.nonce, hash);
+        self.by_sender
+            .entry(sender)
+            .or_default()
+            .insert(payload.nonce, hash);
         self.by_fee.insert((payload.fee, hash));
         self.by_hash.insert(
             hash,
@@ -193,8 +204,17 @@ impl Mempool {
         Ok(hash)
     }
 
-    fn replaced_entry(&self, sender: &Address, nonce: u64, fee: Amount) -> Result<Option<Hash>, Rejection> {
-        let Some(existing) = self.by_sender.get(sender).and_then(|nonces| nonces.get(&nonce)) else {
+    fn replaced_entry(
+        &self,
+        sender: &Address,
+        nonce: u64,
+        fee: Amount,
+    ) -> Result<Option<Hash>, Rejection> {
+        let Some(existing) = self
+            .by_sender
+            .get(sender)
+            .and_then(|nonces| nonces.get(&nonce))
+        else {
             return Ok(None);
         };
         let pooled_fee = self.by_hash[existing].transaction.payload().fee;
@@ -259,7 +279,10 @@ impl Mempool {
         self.by_sender
             .iter()
             .map(|(sender, nonces)| {
-                let run = nonces.values().map(|hash| self.by_hash[hash].transaction.clone()).collect();
+                let run = nonces
+                    .values()
+                    .map(|hash| self.by_hash[hash].transaction.clone())
+                    .collect();
                 (*sender, run)
             })
             .collect()
@@ -313,10 +336,17 @@ impl Mempool {
 
 fn check_nonce(nonce: u64, expected: u64, gap_max: u64) -> Result<(), Rejection> {
     if nonce < expected {
-        return Err(Rejection::StaleNonce { expected, actual: nonce });
+        return Err(Rejection::StaleNonce {
+            expected,
+            actual: nonce,
+        });
     }
     if nonce - expected > gap_max {
-        return Err(Rejection::NonceGap { expected, actual: nonce, gap_max });
+        return Err(Rejection::NonceGap {
+            expected,
+            actual: nonce,
+            gap_max,
+        });
     }
     Ok(())
 }
@@ -326,12 +356,18 @@ fn check_balance(transaction: &Transaction, available: Amount) -> Result<(), Rej
     let moved = match &payload.call {
         Call::Balances(balances::Call::Transfer { amount, .. }) => *amount,
     };
-    let required = payload.fee.checked_add(moved).ok_or(Rejection::InsufficientBalance {
-        available,
-        required: Amount(u128::MAX),
-    })?;
+    let required = payload
+        .fee
+        .checked_add(moved)
+        .ok_or(Rejection::InsufficientBalance {
+            available,
+            required: Amount(u128::MAX),
+        })?;
     if available < required {
-        return Err(Rejection::InsufficientBalance { available, required });
+        return Err(Rejection::InsufficientBalance {
+            available,
+            required,
+        });
     }
     Ok(())
 }

@@ -23,7 +23,10 @@ use commonware_consensus::{
 };
 use commonware_cryptography::{BatchEntry, BatchVerifier, Digested, Digestible};
 use commonware_parallel::Sequential;
-use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use commonware_runtime::{
+    telemetry::metrics::{Counter, Gauge, MetricsExt as _},
+    Clock, Metrics, Spawner, Storage,
+};
 use commonware_utils::Acknowledgement;
 use futures::{channel::mpsc, StreamExt};
 use logos_api::{consensus::Scheme, Block};
@@ -101,10 +104,16 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
     }
 
     /// `address`'s account in the state after block `at`.
-    pub async fn account_at(chain: &ChainState<E>, at: &Hash, address: &Address) -> Result<AccountInfo, ChainError> {
+    pub async fn account_at(
+        chain: &ChainState<E>,
+        at: &Hash,
+        address: &Address,
+    ) -> Result<AccountInfo, ChainError> {
         let key = balances::account_key(address);
         match chain.read(at, &key).await? {
-            Some(bytes) => decode_value(&key, &bytes).map_err(|error| ChainError::Storage(error.to_string())),
+            Some(bytes) => {
+                decode_value(&key, &bytes).map_err(|error| ChainError::Storage(error.to_string()))
+            }
             None => Ok(AccountInfo::default()),
         }
     }
@@ -128,24 +137,38 @@ impl<E: Storage + Clock + Metrics + Spawner> Clone for Application<E> {
 }
 
 fn now_ms(clock: &impl Clock) -> u64 {
-    clock.current().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0)
+    clock
+        .current()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
     /// An application for the validator `me`, proposing at most one block per `block_time_ms`.
     pub fn new(shared: Arc<Shared<E>>, me: PublicKey, block_time_ms: u64) -> Self {
-        Self { shared, me, block_time_ms }
+        Self {
+            shared,
+            me,
+            block_time_ms,
+        }
     }
 
     /// Makes sure the state after `parent` is known, executing unfinalized ancestors taken
     /// from `ancestry` if needed. False if the parent conflicts with the finalized chain.
-    async fn ensure_parent_state(&self, parent: &Digested<Block>, mut ancestry: impl Ancestry<Block>) -> bool {
+    async fn ensure_parent_state(
+        &self,
+        parent: &Digested<Block>,
+        mut ancestry: impl Ancestry<Block>,
+    ) -> bool {
         let mut missing = Vec::new();
         let mut cursor = parent.clone();
         {
             let chain = self.shared.chain.read().await;
             while !chain.knows(&cursor.digest()) {
-                if cursor.inner().height <= chain.tip().height || missing.len() >= crate::chain::PENDING_BLOCKS_MAX {
+                if cursor.inner().height <= chain.tip().height
+                    || missing.len() >= crate::chain::PENDING_BLOCKS_MAX
+                {
                     return false;
                 }
                 missing.push(cursor);
@@ -174,11 +197,15 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
         let chain = self.shared.chain.read().await;
         let mut next_nonce = BTreeMap::new();
         for (sender, _) in &runs {
-            let account = Shared::account_at(&chain, &parent_digest, sender).await.ok()?;
+            let account = Shared::account_at(&chain, &parent_digest, sender)
+                .await
+                .ok()?;
             next_nonce.insert(*sender, account.nonce);
         }
-        let mut candidates: Vec<Transaction> =
-            Mempool::select(runs, &next_nonce, max).into_iter().map(|transaction| (*transaction).clone()).collect();
+        let mut candidates: Vec<Transaction> = Mempool::select(runs, &next_nonce, max)
+            .into_iter()
+            .map(|transaction| (*transaction).clone())
+            .collect();
         let author = Address::from_public_key(&self.me);
         let context = BlockContext {
             chain_id: self.shared.chain_id,
@@ -187,9 +214,19 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
             params: self.shared.genesis.params.clone(),
         };
         for _ in 0..BUILD_ATTEMPTS_MAX {
-            match chain.execute(&parent_digest, height, &context, &candidates).await {
+            match chain
+                .execute(&parent_digest, height, &context, &candidates)
+                .await
+            {
                 Ok((batch, receipts)) => {
-                    let block = Block::new(parent_digest, height, timestamp_ms, self.me.clone(), batch.root(), candidates);
+                    let block = Block::new(
+                        parent_digest,
+                        height,
+                        timestamp_ms,
+                        self.me.clone(),
+                        batch.root(),
+                        candidates,
+                    );
                     drop(chain);
                     let mut chain = self.shared.chain.write().await;
                     chain.insert_pending(&block, batch, receipts).ok()?;
@@ -208,12 +245,19 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
     fn signatures_valid(&self, rng: &mut impl rand::CryptoRng, block: &Block) -> bool {
         let unverified: Vec<&Transaction> = {
             let mempool = self.shared.mempool.lock().expect("mempool lock");
-            block.transactions.iter().filter(|transaction| !mempool.contains(&transaction.hash())).collect()
+            block
+                .transactions
+                .iter()
+                .filter(|transaction| !mempool.contains(&transaction.hash()))
+                .collect()
         };
         if unverified.is_empty() {
             return true;
         }
-        let messages: Vec<Vec<u8>> = unverified.iter().map(|transaction| logos_state::codec_bytes(transaction.payload())).collect();
+        let messages: Vec<Vec<u8>> = unverified
+            .iter()
+            .map(|transaction| logos_state::codec_bytes(transaction.payload()))
+            .collect();
         PublicKey::verify_batch(
             rng,
             &unverified,
@@ -276,31 +320,50 @@ where
         let earliest_ms = parent.timestamp_ms.saturating_add(self.block_time_ms);
         let now = now_ms(&runtime);
         if now < earliest_ms {
-            runtime.sleep(Duration::from_millis(earliest_ms - now)).await;
+            runtime
+                .sleep(Duration::from_millis(earliest_ms - now))
+                .await;
         }
         let timestamp_ms = now_ms(&runtime).max(parent.timestamp_ms);
         let block = self.build(parent, timestamp_ms).await?;
-        debug!(height = block.height.get(), transactions = block.transactions.len(), "proposed block");
+        debug!(
+            height = block.height.get(),
+            transactions = block.transactions.len(),
+            "proposed block"
+        );
         let digest = block.digest();
         Some(Digested::precomputed(block, digest))
     }
 
-    async fn verify(&mut self, (mut runtime, context): (E, Self::Context), mut ancestry: impl Ancestry<Block>) -> bool {
-        let (Some(block), Some(parent_digested)) = (ancestry.next().await, ancestry.next().await) else {
+    async fn verify(
+        &mut self,
+        (mut runtime, context): (E, Self::Context),
+        mut ancestry: impl Ancestry<Block>,
+    ) -> bool {
+        let (Some(block), Some(parent_digested)) = (ancestry.next().await, ancestry.next().await)
+        else {
             return false;
         };
         let block = block.inner();
         let parent = parent_digested.inner();
         if block.proposer != context.leader {
-            warn!(height = block.height.get(), "block not proposed by the round's leader");
+            warn!(
+                height = block.height.get(),
+                "block not proposed by the round's leader"
+            );
             return false;
         }
-        if block.timestamp_ms < parent.timestamp_ms || block.timestamp_ms > now_ms(&runtime) + TIMESTAMP_DRIFT_MAX_MS {
+        if block.timestamp_ms < parent.timestamp_ms
+            || block.timestamp_ms > now_ms(&runtime) + TIMESTAMP_DRIFT_MAX_MS
+        {
             warn!(height = block.height.get(), "block timestamp out of bounds");
             return false;
         }
         if !self.signatures_valid(&mut runtime, block) {
-            warn!(height = block.height.get(), "block carries an invalid signature");
+            warn!(
+                height = block.height.get(),
+                "block carries an invalid signature"
+            );
             return false;
         }
         if !self.ensure_parent_state(&parent_digested, ancestry).await {
@@ -309,7 +372,14 @@ where
         let block_context = self.shared.block_context(block);
         let executed = {
             let chain = self.shared.chain.read().await;
-            chain.execute(&block.parent, block.height, &block_context, &block.transactions).await
+            chain
+                .execute(
+                    &block.parent,
+                    block.height,
+                    &block_context,
+                    &block.transactions,
+                )
+                .await
         };
         let (batch, receipts) = match executed {
             Ok(executed) => executed,
@@ -350,17 +420,49 @@ impl Reporter for FinalizedReporter {
     }
 }
 
+/// Prometheus metrics of finalization (names prefixed by the runtime label).
+struct FinalizerMetrics {
+    height: Gauge,
+    transactions: Counter,
+    failed_calls: Counter,
+    mempool: Gauge,
+}
+
 /// Applies finalized blocks in order (see the module docs).
 pub struct Finalizer<E: Storage + Clock + Metrics + Spawner> {
     shared: Arc<Shared<E>>,
     receiver: mpsc::UnboundedReceiver<Update<Block>>,
+    metrics: FinalizerMetrics,
 }
 
 impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
-    /// A finalizer and the reporter to give marshal.
-    pub fn new(shared: Arc<Shared<E>>) -> (Self, FinalizedReporter) {
+    /// A finalizer and the reporter to give marshal; registers its metrics on `metrics`.
+    pub fn new(shared: Arc<Shared<E>>, metrics: &impl Metrics) -> (Self, FinalizedReporter) {
         let (sender, receiver) = mpsc::unbounded();
-        (Self { shared, receiver }, FinalizedReporter { sender })
+        let metrics = FinalizerMetrics {
+            height: metrics.gauge(
+                "finalized_height",
+                "height of the latest finalized and executed block",
+            ),
+            transactions: metrics
+                .counter("finalized_transactions", "transactions in finalized blocks"),
+            failed_calls: metrics.counter(
+                "failed_calls",
+                "finalized transactions whose call failed (fee still paid)",
+            ),
+            mempool: metrics.gauge(
+                "mempool_transactions",
+                "transactions waiting in the mempool",
+            ),
+        };
+        (
+            Self {
+                shared,
+                receiver,
+                metrics,
+            },
+            FinalizedReporter { sender },
+        )
     }
 
     /// Runs until marshal stops.
@@ -371,7 +473,10 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
             };
             if let Err(error) = self.apply(block.inner()).await {
                 // Without acknowledgement marshal redelivers after a restart; the state is intact.
-                panic!("cannot apply finalized block {}: {error}", block.inner().height.get());
+                panic!(
+                    "cannot apply finalized block {}: {error}",
+                    block.inner().height.get()
+                );
             }
             acknowledgement.acknowledge();
         }
@@ -397,9 +502,20 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
             for (sender, nonce) in &senders {
                 mempool.prune_sender(sender, *nonce);
             }
+            self.metrics.mempool.set(mempool.len() as i64);
         }
-        if block.height.get() % 100 == 0 || !block.transactions.is_empty() {
-            info!(height = block.height.get(), transactions = block.transactions.len(), "finalized");
+        self.metrics.height.set(block.height.get() as i64);
+        self.metrics
+            .transactions
+            .inc_by(block.transactions.len() as u64);
+        let failed = receipts.iter().filter(|receipt| !receipt.success).count();
+        self.metrics.failed_calls.inc_by(failed as u64);
+        if block.height.get().is_multiple_of(100) || !block.transactions.is_empty() {
+            info!(
+                height = block.height.get(),
+                transactions = block.transactions.len(),
+                "finalized"
+            );
         }
         let finalized = Arc::new(FinalizedBlock {
             block: block.clone(),

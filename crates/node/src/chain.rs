@@ -9,6 +9,7 @@
 
 use commonware_codec::RangeCfg;
 use commonware_cryptography::{Digestible, Sha256};
+use commonware_parallel::Sequential;
 use commonware_runtime::{buffer::paged::CacheRef, Clock, Metrics, Spawner, Storage};
 use commonware_storage::{
     journal::contiguous::variable::Config as JournalConfig,
@@ -20,7 +21,6 @@ use commonware_storage::{
     },
     translator::EightCap,
 };
-use commonware_parallel::Sequential;
 use commonware_utils::{NZUsize, NZU16, NZU64};
 use logos_api::{
     proof::{state_key, StateFamily, StateProof, BITMAP_CHUNK_BYTES},
@@ -34,11 +34,19 @@ use logos_state::{
 use std::{collections::BTreeMap, sync::Arc};
 
 /// The QMDB database holding the state.
-pub type StateDb<E> = Db<StateFamily, E, Hash, Vec<u8>, Sha256, EightCap, BITMAP_CHUNK_BYTES, Sequential>;
+pub type StateDb<E> =
+    Db<StateFamily, E, Hash, Vec<u8>, Sha256, EightCap, BITMAP_CHUNK_BYTES, Sequential>;
 
 /// A merkleized speculative batch (the state after one unfinalized block).
-pub type StateBatch =
-    Arc<MerkleizedBatch<StateFamily, Hash, Update<Hash, VariableEncoding<Vec<u8>>>, BITMAP_CHUNK_BYTES, Sequential>>;
+pub type StateBatch = Arc<
+    MerkleizedBatch<
+        StateFamily,
+        Hash,
+        Update<Hash, VariableEncoding<Vec<u8>>>,
+        BITMAP_CHUNK_BYTES,
+        Sequential,
+    >,
+>;
 
 /// Most unfinalized blocks whose batches are kept (forks included).
 pub const PENDING_BLOCKS_MAX: usize = 1_024;
@@ -118,8 +126,12 @@ impl<E: Storage + Clock + Metrics + Spawner> StateReader for Reader<'_, E> {
     }
 }
 
+/// Codec bounds of a state operation: the key needs none, values are at most
+/// [`STORAGE_VALUE_MAX_BYTES`].
+type OperationCfg = ((), (RangeCfg<usize>, ()));
+
 /// Configuration of the state database's storage.
-fn db_config(partition: &str) -> current::VariableConfig<EightCap, ((), (RangeCfg<usize>, ())), Sequential> {
+fn db_config(partition: &str) -> current::VariableConfig<EightCap, OperationCfg, Sequential> {
     let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(4096));
     current::VariableConfig {
         merkle_config: MerkleConfig {
@@ -150,8 +162,15 @@ fn db_config(partition: &str) -> current::VariableConfig<EightCap, ((), (RangeCf
 
 impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     /// Opens the state in `partition`; on first start, writes the genesis state.
-    pub async fn open(context: E, partition: &str, genesis: &Genesis, genesis_block: &Block) -> Result<Self, ChainError> {
-        let db = StateDb::init(context, db_config(partition), None).await.map_err(storage_error)?;
+    pub async fn open(
+        context: E,
+        partition: &str,
+        genesis: &Genesis,
+        genesis_block: &Block,
+    ) -> Result<Self, ChainError> {
+        let db = StateDb::init(context, db_config(partition), None)
+            .await
+            .map_err(storage_error)?;
         let metadata = db.get_metadata().await.map_err(storage_error)?;
         let mut state = Self {
             db: Some(db),
@@ -178,7 +197,10 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     /// Restores the tip's digest and root once the block at the persisted height is known
     /// (after a restart the database only records the height).
     pub fn restore_tip(&mut self, block: &Block) {
-        assert_eq!(block.height, self.tip.height, "restored tip at the wrong height");
+        assert_eq!(
+            block.height, self.tip.height,
+            "restored tip at the wrong height"
+        );
         self.tip.digest = block.digest();
         self.tip.state_root = block.state_root;
     }
@@ -206,14 +228,23 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     /// Reads `key` in the state after block `at` (tip or pending).
     pub async fn read(&self, at: &Hash, key: &StorageKey) -> Result<Option<Vec<u8>>, ChainError> {
         let parent = self.parent_batch(at)?;
-        Reader { db: self.db(), parent }.get(key).await.map_err(storage_error)
+        Reader {
+            db: self.db(),
+            parent,
+        }
+        .get(key)
+        .await
+        .map_err(storage_error)
     }
 
     fn parent_batch(&self, parent: &Hash) -> Result<Option<&StateBatch>, ChainError> {
         if *parent == self.tip.digest {
             return Ok(None);
         }
-        self.pending.get(parent).map(|pending| Some(&pending.batch)).ok_or(ChainError::UnknownParent)
+        self.pending
+            .get(parent)
+            .map(|pending| Some(&pending.batch))
+            .ok_or(ChainError::UnknownParent)
     }
 
     /// Executes `transactions` as a block at `height` on the state after `parent`, returning
@@ -226,18 +257,27 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         transactions: &[Transaction],
     ) -> Result<(StateBatch, Vec<Receipt>), ChainError> {
         let parent_batch = self.parent_batch(parent)?;
-        let reader = Reader { db: self.db(), parent: parent_batch };
+        let reader = Reader {
+            db: self.db(),
+            parent: parent_batch,
+        };
         let outcome = execute_block(&reader, context, transactions).await?;
         let batch = stage(self.db(), parent_batch, outcome.writes, height).await?;
         Ok((batch, outcome.receipts))
     }
 
     /// Executes and checks `block` against its state root, then keeps its batch as pending.
-    pub async fn verify(&mut self, block: &Block, context: &BlockContext) -> Result<(), ChainError> {
+    pub async fn verify(
+        &mut self,
+        block: &Block,
+        context: &BlockContext,
+    ) -> Result<(), ChainError> {
         if self.pending.contains_key(&block.digest()) {
             return Ok(());
         }
-        let (batch, receipts) = self.execute(&block.parent, block.height, context, &block.transactions).await?;
+        let (batch, receipts) = self
+            .execute(&block.parent, block.height, context, &block.transactions)
+            .await?;
         if batch.root() != block.state_root {
             return Err(ChainError::StateRootMismatch {
                 claimed: logos_primitives::format_hash(&block.state_root),
@@ -248,7 +288,12 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     }
 
     /// Keeps an executed block's batch.
-    pub fn insert_pending(&mut self, block: &Block, batch: StateBatch, receipts: Vec<Receipt>) -> Result<(), ChainError> {
+    pub fn insert_pending(
+        &mut self,
+        block: &Block,
+        batch: StateBatch,
+        receipts: Vec<Receipt>,
+    ) -> Result<(), ChainError> {
         if self.pending.len() >= PENDING_BLOCKS_MAX {
             return Err(ChainError::TooManyPending);
         }
@@ -269,17 +314,30 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     /// Returns its receipts. Panics if the block does not extend the tip or its state root
     /// differs from execution: a finalized block is final, so either this node's state is
     /// corrupt or a quorum finalized an invalid block; continuing would serve a wrong state.
-    pub async fn finalize(&mut self, block: &Block, context: &BlockContext) -> Result<Arc<Vec<Receipt>>, ChainError> {
-        assert_eq!(block.parent, self.tip.digest, "finalized block does not extend the tip");
+    pub async fn finalize(
+        &mut self,
+        block: &Block,
+        context: &BlockContext,
+    ) -> Result<Arc<Vec<Receipt>>, ChainError> {
+        assert_eq!(
+            block.parent, self.tip.digest,
+            "finalized block does not extend the tip"
+        );
         if !self.pending.contains_key(&block.digest()) {
             match self.verify(block, context).await {
                 Err(ChainError::StateRootMismatch { claimed, computed }) => {
-                    panic!("finalized block {} has state root {claimed}, execution gives {computed}", block.height)
+                    panic!(
+                        "finalized block {} has state root {claimed}, execution gives {computed}",
+                        block.height
+                    )
                 }
                 other => other?,
             }
         }
-        let pending = self.pending.remove(&block.digest()).expect("verified above");
+        let pending = self
+            .pending
+            .remove(&block.digest())
+            .expect("verified above");
         self.apply(pending.batch).await?;
         self.tip = FinalizedTip {
             height: block.height,
@@ -287,7 +345,8 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
             state_root: block.state_root,
         };
         // Batches at or below the finalized height are applied or on dead forks.
-        self.pending.retain(|_, pending| pending.height > block.height);
+        self.pending
+            .retain(|_, pending| pending.height > block.height);
         Ok(pending.receipts)
     }
 
@@ -300,7 +359,10 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     }
 
     /// A proof of `key`'s current value in the finalized state (`None` if it has no value).
-    pub async fn prove(&self, key: &StorageKey) -> Result<Option<(Vec<u8>, StateProof)>, ChainError> {
+    pub async fn prove(
+        &self,
+        key: &StorageKey,
+    ) -> Result<Option<(Vec<u8>, StateProof)>, ChainError> {
         let db = self.db();
         let hashed = state_key(key);
         let Some(value) = db.get(&hashed).await.map_err(storage_error)? else {
@@ -330,12 +392,18 @@ async fn stage<E: Storage + Clock + Metrics + Spawner>(
         batch = batch.write(state_key(&key), value);
     }
     let metadata = height.get().to_be_bytes().to_vec();
-    batch.merkleize(db, Some(metadata), &mut Proportional).await.map_err(storage_error)
+    batch
+        .merkleize(db, Some(metadata), &mut Proportional)
+        .await
+        .map_err(storage_error)
 }
 
 fn decode_height(bytes: &[u8]) -> Result<Height, ChainError> {
-    let bytes: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| ChainError::Storage(format!("state metadata is {} bytes, expected 8", bytes.len())))?;
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| {
+        ChainError::Storage(format!(
+            "state metadata is {} bytes, expected 8",
+            bytes.len()
+        ))
+    })?;
     Ok(Height::new(u64::from_be_bytes(bytes)))
 }

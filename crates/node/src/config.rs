@@ -94,9 +94,14 @@ impl NodeConfig {
             path: path.display().to_string(),
             source,
         })?;
-        let mut config: NodeConfig = toml::from_str(&text).map_err(|error| ConfigError::Toml(error.to_string()))?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).map_err(|error| ConfigError::Toml(error.to_string()))?;
         let base = path.parent().unwrap_or(std::path::Path::new("."));
-        for field in [&mut config.key_file, &mut config.genesis_file, &mut config.data_dir] {
+        for field in [
+            &mut config.key_file,
+            &mut config.genesis_file,
+            &mut config.data_dir,
+        ] {
             if field.is_relative() {
                 *field = base.join(&*field);
             }

@@ -19,7 +19,12 @@ use crate::{
 };
 use commonware_broadcast::buffered;
 use commonware_consensus::{
-    marshal::{self, core::Mailbox as CoreMailbox, resolver::p2p as marshal_resolver, standard::{Inline, Standard}},
+    marshal::{
+        self,
+        core::Mailbox as CoreMailbox,
+        resolver::p2p as marshal_resolver,
+        standard::{Inline, Standard},
+    },
     simplex::{
         self,
         config::{ForwardPolicy, SkipBudget, SkipPolicy},
@@ -27,10 +32,15 @@ use commonware_consensus::{
     },
     types::{Epoch, FixedEpocher, ViewDelta},
 };
-use commonware_cryptography::{certificate::{ConstantProvider, Verifier as _}, Digested, Digestible, Sha256, Signer};
+use commonware_cryptography::{
+    certificate::{ConstantProvider, Verifier as _},
+    Digested, Digestible, Sha256, Signer,
+};
 use commonware_p2p::{Blocker, Provider, Receiver, Sender};
 use commonware_parallel::Sequential;
-use commonware_runtime::{buffer::paged::CacheRef, Clock, Handle, Metrics, Spawner, Storage, Supervisor};
+use commonware_runtime::{
+    buffer::paged::CacheRef, Clock, Handle, Metrics, Spawner, Storage, Supervisor,
+};
 use commonware_storage::archive::immutable;
 use commonware_utils::{NZDuration, NZUsize, NZU16, NZU64};
 use logos_api::{
@@ -168,10 +178,19 @@ pub enum EngineError {
 /// The genesis block of `genesis`.
 pub fn genesis_block(genesis: &Genesis) -> Result<Block, EngineError> {
     let validators = genesis.validator_keys()?;
-    Ok(Block::genesis(&genesis.chain_id(), genesis.timestamp_ms, validators[0].clone()))
+    Ok(Block::genesis(
+        &genesis.chain_id(),
+        genesis.timestamp_ms,
+        validators[0].clone(),
+    ))
 }
 
-fn archive_config<C>(prefix: &str, name: &str, page_cache: &CacheRef, codec_config: C) -> immutable::Config<C> {
+fn archive_config<C>(
+    prefix: &str,
+    name: &str,
+    page_cache: &CacheRef,
+    codec_config: C,
+) -> immutable::Config<C> {
     immutable::Config {
         metadata_partition: format!("{prefix}-{name}-metadata"),
         freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
@@ -226,8 +245,18 @@ where
     let block_cfg = block_cfg(&config.genesis);
 
     // Chain state.
-    let chain = ChainState::open(context.child("state"), &format!("{prefix}-state"), &config.genesis, &genesis_block).await?;
-    let shared = Arc::new(Shared::new(chain, Mempool::new(config.mempool.clone()), config.genesis.clone()));
+    let chain = ChainState::open(
+        context.child("state"),
+        &format!("{prefix}-state"),
+        &config.genesis,
+        &genesis_block,
+    )
+    .await?;
+    let shared = Arc::new(Shared::new(
+        chain,
+        Mempool::new(config.mempool.clone()),
+        config.genesis.clone(),
+    ));
 
     // Marshal: backfill resolver, block broadcast, finalized archives.
     let resolver = marshal_resolver::init(
@@ -259,7 +288,12 @@ where
     broadcast_engine.start(networks.blocks);
     let finalizations_by_height = immutable::Archive::init(
         context.child("finalizations_by_height"),
-        archive_config(&prefix, "finalizations", &page_cache, Scheme::certificate_codec_config_unbounded()),
+        archive_config(
+            &prefix,
+            "finalizations",
+            &page_cache,
+            Scheme::certificate_codec_config_unbounded(),
+        ),
     )
     .await
     .expect("open finalizations archive");
@@ -277,7 +311,10 @@ where
         marshal::Config {
             provider: ConstantProvider::new(scheme.clone()),
             epocher: epocher.clone(),
-            start: marshal::Start::Genesis(Digested::precomputed(genesis_block.clone(), genesis_block.digest())),
+            start: marshal::Start::Genesis(Digested::precomputed(
+                genesis_block.clone(),
+                genesis_block.digest(),
+            )),
             mailbox_size,
             view_retention: ViewDelta::new(10),
             max_repair: NZUsize!(64),
@@ -294,19 +331,29 @@ where
     )
     .await;
 
-    // After a restart the state database knows its height; fetch that block for its digest.
-    restore_tip(&shared, &marshal, &genesis_block).await?;
-
-    let (finalizer, reporter) = Finalizer::new(shared.clone());
-    context.child("finalizer").spawn(|_| finalizer.run());
+    // Marshal runs before the finalizer: its deliveries queue in the finalizer's channel while
+    // the tip is restored (after a restart the state database knows only its height; the
+    // block at that height, from marshal's archive, gives the digest).
+    let (finalizer, reporter) = Finalizer::new(shared.clone(), &context.child("chain"));
     actor.start(reporter, buffer, resolver);
+    restore_tip(&shared, &marshal, &genesis_block).await?;
+    context.child("finalizer").spawn(|_| finalizer.run());
 
     // Transaction relay.
-    let relay = Relay::start(context.child("relay"), shared.clone(), networks.transactions);
+    let relay = Relay::start(
+        context.child("relay"),
+        shared.clone(),
+        networks.transactions,
+    );
 
     // Consensus.
     let application = Application::new(shared.clone(), me.clone(), config.block_time_ms);
-    let inline = Inline::new(context.child("inline"), application, marshal.clone(), epocher);
+    let inline = Inline::new(
+        context.child("inline"),
+        application,
+        marshal.clone(),
+        epocher,
+    );
     let engine = simplex::Engine::new(
         context.child("simplex"),
         simplex::config::Config {

@@ -30,7 +30,9 @@ pub async fn admit<E: Storage + Clock + Metrics + Spawner>(
     let account = {
         let chain = shared.chain.read().await;
         let tip = chain.tip().digest;
-        Shared::account_at(&chain, &tip, &transaction.sender()).await.unwrap_or_default()
+        Shared::account_at(&chain, &tip, &transaction.sender())
+            .await
+            .unwrap_or_default()
     };
     let admission = Admission {
         chain_id: shared.chain_id,
@@ -38,7 +40,11 @@ pub async fn admit<E: Storage + Clock + Metrics + Spawner>(
         account,
         signature_verified: false,
     };
-    shared.mempool.lock().expect("mempool lock").insert(transaction, &admission)
+    shared
+        .mempool
+        .lock()
+        .expect("mempool lock")
+        .insert(transaction, &admission)
 }
 
 /// Queues transactions for relay.
@@ -67,8 +73,12 @@ impl Relay {
     {
         let (sender, receiver) = mpsc::channel(RELAY_QUEUE_MAX);
         let (network_sender, network_receiver) = network;
-        context.child("outbound").spawn(|_| outbound(receiver, network_sender));
-        context.child("inbound").spawn(|_| inbound(shared, network_receiver));
+        context
+            .child("outbound")
+            .spawn(|_| outbound(receiver, network_sender));
+        context
+            .child("inbound")
+            .spawn(|_| inbound(shared, network_receiver));
         Mailbox { sender }
     }
 }

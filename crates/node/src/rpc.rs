@@ -10,16 +10,23 @@ use commonware_consensus::marshal::Identifier;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jsonrpsee::{
-    core::{middleware::{Batch, Notification, RpcServiceT}, SubscriptionResult},
-    server::{middleware::rpc::RpcServiceBuilder, MethodResponse, PendingSubscriptionSink, ServerHandle, SubscriptionMessage},
+    core::{
+        middleware::{Batch, Notification, RpcServiceT},
+        SubscriptionResult,
+    },
+    server::{
+        middleware::rpc::RpcServiceBuilder, MethodResponse, PendingSubscriptionSink, ServerHandle,
+        SubscriptionMessage,
+    },
     types::{ErrorObjectOwned, Request},
 };
 use logos_api::rpc::{
-    codes, error, AccountState, BlockInfo, ChainInfo, EventRecord, Head, LogosApiServer, StorageValue, Submitted,
+    codes, error, AccountState, BlockInfo, ChainInfo, EventRecord, Head, LogosApiServer,
+    StorageValue, Submitted,
 };
+use logos_mempool::Rejection;
 use logos_primitives::{format_hash, format_public_key, parse_hash, Address, Height};
 use logos_state::{StorageKey, Transaction, TransactionError};
-use logos_mempool::Rejection;
 use std::{net::SocketAddr, num::NonZeroU32, sync::Arc};
 
 /// JSON-RPC error code for a request over the rate limit.
@@ -57,7 +64,8 @@ pub async fn start<E>(
 where
     E: Storage + Clock + Metrics + Spawner + Send + Sync + 'static,
 {
-    let quota = Quota::per_second(NonZeroU32::new(config.requests_per_second.max(1)).expect("positive"));
+    let quota =
+        Quota::per_second(NonZeroU32::new(config.requests_per_second.max(1)).expect("positive"));
     let limiter = Arc::new(RateLimiter::direct(quota));
     let middleware = RpcServiceBuilder::new().layer_fn(move |service| RateLimit {
         service,
@@ -75,7 +83,14 @@ where
         .build(config.listen)
         .await?;
     let address = server.local_addr()?;
-    let handle = server.start(RpcServer { shared, marshal, relay }.into_rpc());
+    let handle = server.start(
+        RpcServer {
+            shared,
+            marshal,
+            relay,
+        }
+        .into_rpc(),
+    );
     Ok((address, handle))
 }
 
@@ -88,8 +103,11 @@ struct RateLimit<S> {
 
 impl<S> RpcServiceT for RateLimit<S>
 where
-    S: RpcServiceT<MethodResponse = MethodResponse, BatchResponse = MethodResponse, NotificationResponse = MethodResponse>
-        + Send
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
         + Sync
         + Clone
         + 'static,
@@ -98,7 +116,10 @@ where
     type NotificationResponse = MethodResponse;
     type BatchResponse = MethodResponse;
 
-    fn call<'a>(&self, request: Request<'a>) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
+    fn call<'a>(
+        &self,
+        request: Request<'a>,
+    ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
         let allowed = self.limiter.check().is_ok();
         let service = self.service.clone();
         async move {
@@ -110,11 +131,17 @@ where
         }
     }
 
-    fn batch<'a>(&self, requests: Batch<'a>) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
+    fn batch<'a>(
+        &self,
+        requests: Batch<'a>,
+    ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
         self.service.batch(requests)
     }
 
-    fn notification<'a>(&self, notification: Notification<'a>) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
+    fn notification<'a>(
+        &self,
+        notification: Notification<'a>,
+    ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
         self.service.notification(notification)
     }
 }
@@ -122,7 +149,9 @@ where
 /// The JSON-RPC error for a mempool rejection.
 pub fn rejection_error(rejection: &Rejection) -> ErrorObjectOwned {
     let code = match rejection {
-        Rejection::Invalid(TransactionError::Malformed(_) | TransactionError::Oversize { .. }) => codes::MALFORMED_TRANSACTION,
+        Rejection::Invalid(TransactionError::Malformed(_) | TransactionError::Oversize { .. }) => {
+            codes::MALFORMED_TRANSACTION
+        }
         Rejection::Invalid(TransactionError::BadSignature) => codes::BAD_SIGNATURE,
         Rejection::Invalid(TransactionError::WrongChainId { .. }) => codes::WRONG_CHAIN_ID,
         Rejection::StaleNonce { .. } => codes::STALE_NONCE,
@@ -144,7 +173,10 @@ fn invalid_params(message: impl std::fmt::Display) -> ErrorObjectOwned {
 }
 
 impl<E: Storage + Clock + Metrics + Spawner> RpcServer<E> {
-    async fn block_info(&self, identifier: Identifier<logos_primitives::Hash>) -> Option<BlockInfo> {
+    async fn block_info(
+        &self,
+        identifier: Identifier<logos_primitives::Hash>,
+    ) -> Option<BlockInfo> {
         let block = self.marshal.get_block(identifier).await?;
         let block = block.inner();
         let receipts = self
@@ -178,22 +210,30 @@ where
 
     async fn submit_transaction(&self, transaction: String) -> Result<Submitted, ErrorObjectOwned> {
         let text = transaction.strip_prefix("0x").unwrap_or(&transaction);
-        let bytes = hex::decode(text)
-            .map_err(|decode_error| error(codes::MALFORMED_TRANSACTION, format!("transaction is not hex: {decode_error}")))?;
+        let bytes = hex::decode(text).map_err(|decode_error| {
+            error(
+                codes::MALFORMED_TRANSACTION,
+                format!("transaction is not hex: {decode_error}"),
+            )
+        })?;
         let transaction = Transaction::decode_bytes(&bytes)
             .map_err(|invalid| rejection_error(&Rejection::Invalid(invalid)))?;
         let hash = relay::admit(&self.shared, transaction.clone())
             .await
             .map_err(|rejection| rejection_error(&rejection))?;
         self.relay.relay(transaction);
-        Ok(Submitted { hash: format_hash(&hash) })
+        Ok(Submitted {
+            hash: format_hash(&hash),
+        })
     }
 
     async fn get_account(&self, address: String) -> Result<AccountState, ErrorObjectOwned> {
         let address: Address = address.parse().map_err(invalid_params)?;
         let chain = self.shared.chain.read().await;
         let tip = chain.tip().clone();
-        let account = Shared::account_at(&chain, &tip.digest, &address).await.map_err(unavailable)?;
+        let account = Shared::account_at(&chain, &tip.digest, &address)
+            .await
+            .map_err(unavailable)?;
         Ok(AccountState {
             address,
             nonce: account.nonce,
@@ -202,8 +242,13 @@ where
         })
     }
 
-    async fn get_block_by_height(&self, height: u64) -> Result<Option<BlockInfo>, ErrorObjectOwned> {
-        Ok(self.block_info(Identifier::Height(Height::new(height))).await)
+    async fn get_block_by_height(
+        &self,
+        height: u64,
+    ) -> Result<Option<BlockInfo>, ErrorObjectOwned> {
+        Ok(self
+            .block_info(Identifier::Height(Height::new(height)))
+            .await)
     }
 
     async fn get_block_by_hash(&self, hash: String) -> Result<Option<BlockInfo>, ErrorObjectOwned> {
@@ -213,7 +258,13 @@ where
 
     async fn get_finalized_head(&self) -> Result<Head, ErrorObjectOwned> {
         let tip = self.shared.chain.read().await.tip().clone();
-        if let Some(finalized) = self.shared.recent.lock().expect("recent lock").get(&tip.height.get()) {
+        if let Some(finalized) = self
+            .shared
+            .recent
+            .lock()
+            .expect("recent lock")
+            .get(&tip.height.get())
+        {
             return Ok(Head::new(&finalized.block));
         }
         let block = self
@@ -226,12 +277,19 @@ where
 
     async fn get_storage(&self, key: String) -> Result<StorageValue, ErrorObjectOwned> {
         let bytes = hex::decode(key.strip_prefix("0x").unwrap_or(&key)).map_err(invalid_params)?;
-        let storage_key = StorageKey::from_bytes(bytes).ok_or_else(|| invalid_params("storage key must be 2 to 128 bytes"))?;
+        let storage_key = StorageKey::from_bytes(bytes)
+            .ok_or_else(|| invalid_params("storage key must be 2 to 128 bytes"))?;
         let chain = self.shared.chain.read().await;
         let tip = chain.tip().clone();
         let proven = chain.prove(&storage_key).await.map_err(unavailable)?;
         let (value, proof) = match proven {
-            Some((value, proof)) => (Some(format!("0x{}", hex::encode(value))), Some(format!("0x{}", hex::encode(logos_api::proof::encode_proof(&proof))))),
+            Some((value, proof)) => (
+                Some(format!("0x{}", hex::encode(value))),
+                Some(format!(
+                    "0x{}",
+                    hex::encode(logos_api::proof::encode_proof(&proof))
+                )),
+            ),
             None => (None, None),
         };
         Ok(StorageValue {
@@ -249,7 +307,10 @@ where
         Ok(finalization.map(|certificate| format!("0x{}", hex::encode(certificate.encode()))))
     }
 
-    async fn subscribe_finalized_heads(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+    async fn subscribe_finalized_heads(
+        &self,
+        pending: PendingSubscriptionSink,
+    ) -> SubscriptionResult {
         let sink = pending.accept().await?;
         let mut receiver = self.shared.finalized.subscribe();
         tokio::spawn(async move {
@@ -290,10 +351,15 @@ where
 }
 
 fn json_message(value: &impl serde::Serialize) -> Result<SubscriptionMessage, serde_json::Error> {
-    Ok(SubscriptionMessage::from(serde_json::value::to_raw_value(value)?))
+    Ok(SubscriptionMessage::from(serde_json::value::to_raw_value(
+        value,
+    )?))
 }
 
-async fn send_events(sink: &jsonrpsee::SubscriptionSink, finalized: &crate::application::FinalizedBlock) -> bool {
+async fn send_events(
+    sink: &jsonrpsee::SubscriptionSink,
+    finalized: &crate::application::FinalizedBlock,
+) -> bool {
     use commonware_cryptography::Digestible;
     let block_hash = format_hash(&finalized.block.digest());
     for receipt in finalized.receipts.iter() {

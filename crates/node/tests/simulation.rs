@@ -84,10 +84,18 @@ async fn network(context: &Context, n: u64) -> Network_ {
     )
     .await;
     network.start();
-    Network_ { oracle, keys, genesis, funded }
+    Network_ {
+        oracle,
+        keys,
+        genesis,
+        funded,
+    }
 }
 
-async fn channels(oracle: &Oracle<PublicKey, Context>, key: &PublicKey) -> Networks<simulated::Sender<PublicKey, Context>, simulated::Receiver<PublicKey>> {
+async fn channels(
+    oracle: &Oracle<PublicKey, Context>,
+    key: &PublicKey,
+) -> Networks<simulated::Sender<PublicKey, Context>, simulated::Receiver<PublicKey>> {
     let control = oracle.control(key.clone());
     let mut registered = Vec::new();
     for channel in 0..6 {
@@ -107,7 +115,11 @@ async fn channels(oracle: &Oracle<PublicKey, Context>, key: &PublicKey) -> Netwo
 async fn start_validator(context: &Context, net: &Network_, index: usize) -> Node<Context> {
     let key = net.keys[index].clone();
     let networks = channels(&net.oracle, &key.public_key()).await;
-    let config = engine::Config::new(key.clone(), net.genesis.clone(), format!("validator-{index}"));
+    let config = engine::Config::new(
+        key.clone(),
+        net.genesis.clone(),
+        format!("validator-{index}"),
+    );
     engine::start(
         context.child(Box::leak(format!("validator_{index}").into_boxed_str())),
         config,
@@ -123,7 +135,10 @@ async fn connect(oracle: &Oracle<PublicKey, Context>, keys: &[PrivateKey], laten
     for a in keys {
         for b in keys {
             if a.public_key() != b.public_key() {
-                oracle.add_link(a.public_key(), b.public_key(), link(latency_ms)).await.unwrap();
+                oracle
+                    .add_link(a.public_key(), b.public_key(), link(latency_ms))
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -134,7 +149,12 @@ async fn tip(node: &Node<Context>) -> Height {
 }
 
 /// Waits until every node's finalized tip is at least `height`; panics after `bound`.
-async fn wait_for_height(context: &Context, nodes: &[&Node<Context>], height: u64, bound: Duration) {
+async fn wait_for_height(
+    context: &Context,
+    nodes: &[&Node<Context>],
+    height: u64,
+    bound: Duration,
+) {
     let deadline = context.current() + bound;
     loop {
         let mut lowest = u64::MAX;
@@ -144,7 +164,10 @@ async fn wait_for_height(context: &Context, nodes: &[&Node<Context>], height: u6
         if lowest >= height {
             return;
         }
-        assert!(context.current() < deadline, "liveness: height {height} not reached within {bound:?} (lowest tip {lowest})");
+        assert!(
+            context.current() < deadline,
+            "liveness: height {height} not reached within {bound:?} (lowest tip {lowest})"
+        );
         context.sleep(Duration::from_millis(50)).await;
     }
 }
@@ -156,17 +179,28 @@ async fn assert_safety(nodes: &[&Node<Context>]) {
     for node in nodes {
         lowest = lowest.min(tip(node).await.get());
         let chain = node.shared.chain.read().await;
-        assert_eq!(chain.db_root(), chain.tip().state_root, "state root diverged from the tip block");
+        assert_eq!(
+            chain.db_root(),
+            chain.tip().state_root,
+            "state root diverged from the tip block"
+        );
     }
     assert!(lowest > 0, "nothing finalized");
     for height in 1..=lowest {
         let mut digest: Option<Hash> = None;
         for node in nodes {
-            let block = node.marshal.get_block(Identifier::Height(Height::new(height))).await.expect("finalized block stored");
+            let block = node
+                .marshal
+                .get_block(Identifier::Height(Height::new(height)))
+                .await
+                .expect("finalized block stored");
             let block_digest = block.inner().digest();
             match digest {
                 None => digest = Some(block_digest),
-                Some(expected) => assert_eq!(expected, block_digest, "two different blocks finalized at height {height}"),
+                Some(expected) => assert_eq!(
+                    expected, block_digest,
+                    "two different blocks finalized at height {height}"
+                ),
             }
         }
     }
@@ -179,10 +213,15 @@ async fn submit_transfers(node: &Node<Context>, net: &Network_, count: u64) {
             sender: net.funded.public_key(),
             nonce,
             fee: Amount(1_000),
-            call: Call::Balances(balances::Call::Transfer { to: RECIPIENT, amount: Amount(10) }),
+            call: Call::Balances(balances::Call::Transfer {
+                to: RECIPIENT,
+                amount: Amount(10),
+            }),
         }
         .sign(&net.funded);
-        relay::admit(&node.shared, transaction.clone()).await.expect("admitted");
+        relay::admit(&node.shared, transaction.clone())
+            .await
+            .expect("admitted");
         assert!(node.relay.relay(transaction));
     }
 }
@@ -190,7 +229,10 @@ async fn submit_transfers(node: &Node<Context>, net: &Network_, count: u64) {
 async fn recipient_balance(node: &Node<Context>) -> Amount {
     let chain = node.shared.chain.read().await;
     let tip = chain.tip().digest;
-    Shared::account_at(&chain, &tip, &RECIPIENT).await.unwrap().balance
+    Shared::account_at(&chain, &tip, &RECIPIENT)
+        .await
+        .unwrap()
+        .balance
 }
 
 fn simulate<F, Fut>(seed: u64, scenario: F)
@@ -198,7 +240,9 @@ where
     F: FnOnce(Context) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let config = deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(600)));
+    let config = deterministic::Config::new()
+        .with_seed(seed)
+        .with_timeout(Some(Duration::from_secs(600)));
     deterministic::Runner::new(config).start(scenario);
 }
 
@@ -216,7 +260,11 @@ fn all_online(n: u64, latency_ms: u64, seed: u64) {
         wait_for_height(&context, &refs, 25, Duration::from_secs(60)).await;
         assert_safety(&refs).await;
         for node in &nodes {
-            assert_eq!(recipient_balance(node).await, Amount(200), "every transfer applied on every validator");
+            assert_eq!(
+                recipient_balance(node).await,
+                Amount(200),
+                "every transfer applied on every validator"
+            );
         }
     });
 }
@@ -266,8 +314,14 @@ fn partition_halts_finality_and_heals() {
         // Split {0,1} from {2,3}: neither side has a quorum (3 of 4).
         for a in 0..2 {
             for b in 2..4 {
-                net.oracle.remove_link(net.keys[a].public_key(), net.keys[b].public_key()).await.unwrap();
-                net.oracle.remove_link(net.keys[b].public_key(), net.keys[a].public_key()).await.unwrap();
+                net.oracle
+                    .remove_link(net.keys[a].public_key(), net.keys[b].public_key())
+                    .await
+                    .unwrap();
+                net.oracle
+                    .remove_link(net.keys[b].public_key(), net.keys[a].public_key())
+                    .await
+                    .unwrap();
             }
         }
         context.sleep(Duration::from_secs(2)).await;
@@ -284,8 +338,14 @@ fn partition_halts_finality_and_heals() {
         // Heal: finalization must resume within a bound.
         for a in 0..2 {
             for b in 2..4 {
-                net.oracle.add_link(net.keys[a].public_key(), net.keys[b].public_key(), link(10)).await.unwrap();
-                net.oracle.add_link(net.keys[b].public_key(), net.keys[a].public_key(), link(10)).await.unwrap();
+                net.oracle
+                    .add_link(net.keys[a].public_key(), net.keys[b].public_key(), link(10))
+                    .await
+                    .unwrap();
+                net.oracle
+                    .add_link(net.keys[b].public_key(), net.keys[a].public_key(), link(10))
+                    .await
+                    .unwrap();
             }
         }
         wait_for_height(&context, &refs, highest + 10, Duration::from_secs(60)).await;
@@ -304,7 +364,12 @@ fn equivocating_validator_breaks_neither_safety_nor_liveness() {
         // Validator 3 is byzantine: as leader it sends different proposals to different peers.
         let byzantine = net.keys[3].clone();
         let validators: Vec<PublicKey> = net.keys.iter().map(|key| key.public_key()).collect();
-        let scheme = Scheme::signer(&consensus_namespace(&net.genesis.chain_id()), participants(&validators), byzantine.clone()).unwrap();
+        let scheme = Scheme::signer(
+            &consensus_namespace(&net.genesis.chain_id()),
+            participants(&validators),
+            byzantine.clone(),
+        )
+        .unwrap();
         let networks = channels(&net.oracle, &byzantine.public_key()).await;
         let equivocator = mocks::equivocator::Equivocator::<_, _, _, Sha256>::new(
             context.child("equivocator"),

@@ -101,7 +101,10 @@ mod tests {
         let key = PrivateKey::from_seed(7).public_key();
         let address = Address::from_public_key(&key);
         assert_eq!(address, Address::from_public_key(&key));
-        assert_ne!(address, Address::from_public_key(&PrivateKey::from_seed(8).public_key()));
+        assert_ne!(
+            address,
+            Address::from_public_key(&PrivateKey::from_seed(8).public_key())
+        );
         assert_eq!(address.to_string().parse::<Address>().unwrap(), address);
         assert_eq!(Address::decode(address.encode()).unwrap(), address);
     }

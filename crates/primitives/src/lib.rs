@@ -56,10 +56,12 @@ pub fn hash(parts: &[&[u8]]) -> Hash {
 pub fn decode_hex_array<const N: usize>(text: &str) -> Result<[u8; N], ParseError> {
     let text = text.strip_prefix("0x").unwrap_or(text);
     let bytes = hex::decode(text).map_err(|error| ParseError::Hex(error.to_string()))?;
-    bytes.try_into().map_err(|bytes: Vec<u8>| ParseError::Length {
-        expected: N,
-        actual: bytes.len(),
-    })
+    bytes
+        .try_into()
+        .map_err(|bytes: Vec<u8>| ParseError::Length {
+            expected: N,
+            actual: bytes.len(),
+        })
 }
 
 /// Parses a hex-encoded [`Hash`] (optional `0x` prefix).
@@ -76,7 +78,8 @@ pub fn format_hash(hash: &Hash) -> String {
 pub fn parse_public_key(text: &str) -> Result<PublicKey, ParseError> {
     use codec::DecodeExt;
     let bytes = decode_hex_array::<32>(text)?;
-    PublicKey::decode(codec::Copying(bytes.as_slice())).map_err(|error| ParseError::Key(error.to_string()))
+    PublicKey::decode(codec::Copying(bytes.as_slice()))
+        .map_err(|error| ParseError::Key(error.to_string()))
 }
 
 /// Formats an ed25519 public key as `0x`-prefixed lowercase hex.
@@ -103,6 +106,9 @@ mod tests {
                 actual: 2
             })
         );
-        assert!(matches!(decode_hex_array::<1>("zz"), Err(ParseError::Hex(_))));
+        assert!(matches!(
+            decode_hex_array::<1>("zz"),
+            Err(ParseError::Hex(_))
+        ));
     }
 }

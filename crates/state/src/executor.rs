@@ -146,16 +146,17 @@ async fn apply_transaction<R: StateReader>(
     }
     account.nonce += 1;
     balances::set_account(overlay, &sender, account);
-    let fee_event = match balances::charge_fee(overlay, &sender, &context.author, payload.fee).await? {
-        Ok(event) => Event::Balances(event),
-        Err(error) => {
-            overlay.rollback_transaction();
-            return Err(BlockError::FeeUnpaid {
-                index,
-                reason: error.to_string(),
-            });
-        }
-    };
+    let fee_event =
+        match balances::charge_fee(overlay, &sender, &context.author, payload.fee).await? {
+            Ok(event) => Event::Balances(event),
+            Err(error) => {
+                overlay.rollback_transaction();
+                return Err(BlockError::FeeUnpaid {
+                    index,
+                    reason: error.to_string(),
+                });
+            }
+        };
     // Fee and nonce are kept whatever the call does.
     overlay.commit_transaction();
     let result = match &payload.call {

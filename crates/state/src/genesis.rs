@@ -242,10 +242,16 @@ mod tests {
     fn inconsistent_genesis_is_rejected() {
         let mut duplicate = genesis();
         duplicate.accounts.push(duplicate.accounts[0].clone());
-        assert!(matches!(duplicate.validate(), Err(GenesisError::Invalid(_))));
+        assert!(matches!(
+            duplicate.validate(),
+            Err(GenesisError::Invalid(_))
+        ));
         let mut empty = genesis();
         empty.validators.clear();
         assert!(matches!(empty.validate(), Err(GenesisError::Invalid(_))));
-        assert!(matches!(Genesis::from_toml("chain_name = 3"), Err(GenesisError::Toml(_))));
+        assert!(matches!(
+            Genesis::from_toml("chain_name = 3"),
+            Err(GenesisError::Toml(_))
+        ));
     }
 }

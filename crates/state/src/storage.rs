@@ -23,7 +23,10 @@ impl StorageKey {
     ///
     /// Panics if the key would exceed [`STORAGE_KEY_MAX_BYTES`] (a bug in a module's key layout).
     pub fn new(module: u8, item: u8, key: &[u8]) -> Self {
-        assert!(key.len() + 2 <= STORAGE_KEY_MAX_BYTES, "storage key too long");
+        assert!(
+            key.len() + 2 <= STORAGE_KEY_MAX_BYTES,
+            "storage key too long"
+        );
         let mut bytes = Vec::with_capacity(key.len() + 2);
         bytes.push(module);
         bytes.push(item);
@@ -130,7 +133,10 @@ impl<'a, R: StateReader> Overlay<'a, R> {
     /// Buffers a write in the current transaction.
     pub fn put(&mut self, key: StorageKey, value: Option<Vec<u8>>) {
         if let Some(bytes) = &value {
-            assert!(bytes.len() <= STORAGE_VALUE_MAX_BYTES, "storage value too large");
+            assert!(
+                bytes.len() <= STORAGE_VALUE_MAX_BYTES,
+                "storage value too large"
+            );
         }
         self.transaction.insert(key, value);
     }
@@ -154,7 +160,10 @@ impl<'a, R: StateReader> Overlay<'a, R> {
 }
 
 /// Reads and decodes a value through an overlay.
-pub async fn read_value<R, T>(overlay: &Overlay<'_, R>, key: &StorageKey) -> Result<Option<T>, StateError>
+pub async fn read_value<R, T>(
+    overlay: &Overlay<'_, R>,
+    key: &StorageKey,
+) -> Result<Option<T>, StateError>
 where
     R: StateReader,
     T: Read<Cfg = ()>,

@@ -182,7 +182,8 @@ impl Transaction {
                 size_bytes: bytes.len(),
             });
         }
-        Self::decode(commonware_codec::Copying(bytes)).map_err(|error| TransactionError::Malformed(error.to_string()))
+        Self::decode(commonware_codec::Copying(bytes))
+            .map_err(|error| TransactionError::Malformed(error.to_string()))
     }
 
     /// The signed payload.
@@ -312,7 +313,10 @@ mod tests {
         let mut bytes = transaction.encode().to_vec();
         bytes[70] ^= 1; // flip a bit of the nonce
         let tampered = Transaction::decode_bytes(&bytes).unwrap();
-        assert_eq!(tampered.verify(&chain_id), Err(TransactionError::BadSignature));
+        assert_eq!(
+            tampered.verify(&chain_id),
+            Err(TransactionError::BadSignature)
+        );
     }
 
     #[test]

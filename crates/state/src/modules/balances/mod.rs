@@ -16,9 +16,9 @@
 //! # Invariant ([`try_state`])
 //! The sum of all account balances equals `TotalIssuance`; fees and transfers only move tokens.
 
-mod types;
 #[cfg(test)]
 mod tests;
+mod types;
 
 pub use types::{AccountInfo, Call, Error, Event};
 
@@ -47,11 +47,17 @@ pub async fn account<R: StateReader>(
     overlay: &Overlay<'_, R>,
     address: &Address,
 ) -> Result<AccountInfo, StateError> {
-    Ok(read_value(overlay, &account_key(address)).await?.unwrap_or_default())
+    Ok(read_value(overlay, &account_key(address))
+        .await?
+        .unwrap_or_default())
 }
 
 /// Writes `address`'s account; an empty account (nonce 0, balance 0) is deleted.
-pub fn set_account<R: StateReader>(overlay: &mut Overlay<'_, R>, address: &Address, info: AccountInfo) {
+pub fn set_account<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    address: &Address,
+    info: AccountInfo,
+) {
     let value = (info != AccountInfo::default()).then(|| info.encode().to_vec());
     overlay.put(account_key(address), value);
 }
@@ -63,11 +69,13 @@ pub async fn charge_fee<R: StateReader>(
     author: &Address,
     fee: Amount,
 ) -> Result<Result<Event, Error>, StateError> {
-    Ok(move_balance(overlay, payer, author, fee).await?.map(|()| Event::FeePaid {
-        payer: *payer,
-        author: *author,
-        amount: fee,
-    }))
+    Ok(move_balance(overlay, payer, author, fee)
+        .await?
+        .map(|()| Event::FeePaid {
+            payer: *payer,
+            author: *author,
+            amount: fee,
+        }))
 }
 
 /// Runs `call` for `sender`. Returns the events, or the module error (the executor then drops
@@ -127,7 +135,9 @@ pub fn genesis_writes(balances: &BTreeMap<Address, Amount>) -> WriteSet {
     let mut writes = WriteSet::new();
     let mut total = Amount::ZERO;
     for (address, balance) in balances {
-        total = total.checked_add(*balance).expect("genesis issuance overflows");
+        total = total
+            .checked_add(*balance)
+            .expect("genesis issuance overflows");
         let info = AccountInfo {
             nonce: 0,
             balance: *balance,

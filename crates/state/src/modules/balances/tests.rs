@@ -65,7 +65,14 @@ impl MockChain {
     }
 }
 
-fn transfer(key: &PrivateKey, chain: &MockChain, nonce: u64, to: Address, amount: u128, fee: u128) -> Transaction {
+fn transfer(
+    key: &PrivateKey,
+    chain: &MockChain,
+    nonce: u64,
+    to: Address,
+    amount: u128,
+    fee: u128,
+) -> Transaction {
     TransactionPayload {
         chain_id: chain.chain_id,
         sender: key.public_key(),
@@ -95,12 +102,22 @@ fn transfer_moves_balance_pays_fee_and_increments_nonce() {
         .execute(&[transfer(&key, &chain, 0, BOB, 40_000, 1_000)])
         .unwrap();
     assert!(receipts[0].success);
-    assert_eq!(chain.account(&alice), AccountInfo { nonce: 1, balance: Amount(59_000) });
+    assert_eq!(
+        chain.account(&alice),
+        AccountInfo {
+            nonce: 1,
+            balance: Amount(59_000)
+        }
+    );
     assert_eq!(chain.account(&BOB).balance, Amount(40_000));
     assert_eq!(chain.account(&chain.author).balance, Amount(1_000));
     assert_eq!(
         receipts[0].events[1],
-        crate::Event::Balances(Event::Transferred { from: alice, to: BOB, amount: Amount(40_000) })
+        crate::Event::Balances(Event::Transferred {
+            from: alice,
+            to: BOB,
+            amount: Amount(40_000)
+        })
     );
 }
 
@@ -112,8 +129,18 @@ fn failed_call_keeps_fee_and_nonce_but_drops_its_writes() {
         .execute(&[transfer(&key, &chain, 0, BOB, 10_000, 1_000)])
         .unwrap();
     assert!(!receipts[0].success);
-    assert!(receipts[0].error.as_ref().unwrap().contains("insufficient balance"));
-    assert_eq!(chain.account(&alice), AccountInfo { nonce: 1, balance: Amount(4_000) });
+    assert!(receipts[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .contains("insufficient balance"));
+    assert_eq!(
+        chain.account(&alice),
+        AccountInfo {
+            nonce: 1,
+            balance: Amount(4_000)
+        }
+    );
     assert_eq!(chain.account(&BOB), AccountInfo::default());
 }
 
@@ -121,7 +148,9 @@ fn failed_call_keeps_fee_and_nonce_but_drops_its_writes() {
 fn zero_transfer_is_an_error() {
     let (key, alice) = alice();
     let mut chain = MockChain::new(&[(alice, 5_000)]);
-    let receipts = chain.execute(&[transfer(&key, &chain, 0, BOB, 0, 1_000)]).unwrap();
+    let receipts = chain
+        .execute(&[transfer(&key, &chain, 0, BOB, 0, 1_000)])
+        .unwrap();
     assert_eq!(receipts[0].error.as_deref(), Some("zero amount"));
 }
 
@@ -131,11 +160,24 @@ fn invalid_transactions_reject_the_block_and_leave_state_untouched() {
     let mut chain = MockChain::new(&[(alice, 5_000)]);
     let before = chain.state.clone();
     let stale = transfer(&key, &chain, 1, BOB, 1, 1_000);
-    assert!(matches!(chain.execute(&[stale]), Err(BlockError::BadNonce { expected: 0, actual: 1, .. })));
+    assert!(matches!(
+        chain.execute(&[stale]),
+        Err(BlockError::BadNonce {
+            expected: 0,
+            actual: 1,
+            ..
+        })
+    ));
     let cheap = transfer(&key, &chain, 0, BOB, 1, 999);
-    assert!(matches!(chain.execute(&[cheap]), Err(BlockError::FeeTooLow { .. })));
+    assert!(matches!(
+        chain.execute(&[cheap]),
+        Err(BlockError::FeeTooLow { .. })
+    ));
     let unpaid = transfer(&key, &chain, 0, BOB, 1, 6_000);
-    assert!(matches!(chain.execute(&[unpaid]), Err(BlockError::FeeUnpaid { .. })));
+    assert!(matches!(
+        chain.execute(&[unpaid]),
+        Err(BlockError::FeeUnpaid { .. })
+    ));
     let mut foreign = chain.chain_id;
     foreign.0 = hash(&[b"other"]);
     let wrong_chain = TransactionPayload {
@@ -143,10 +185,16 @@ fn invalid_transactions_reject_the_block_and_leave_state_untouched() {
         sender: key.public_key(),
         nonce: 0,
         fee: Amount(1_000),
-        call: RuntimeCall::Balances(Call::Transfer { to: BOB, amount: Amount(1) }),
+        call: RuntimeCall::Balances(Call::Transfer {
+            to: BOB,
+            amount: Amount(1),
+        }),
     }
     .sign(&key);
-    assert!(matches!(chain.execute(&[wrong_chain]), Err(BlockError::WrongChainId { index: 0 })));
+    assert!(matches!(
+        chain.execute(&[wrong_chain]),
+        Err(BlockError::WrongChainId { index: 0 })
+    ));
     assert_eq!(chain.state, before);
 }
 
@@ -157,7 +205,11 @@ fn replayed_nonce_in_the_same_block_is_rejected() {
     let first = transfer(&key, &chain, 0, BOB, 1, 1_000);
     assert!(matches!(
         chain.execute(&[first.clone(), first]),
-        Err(BlockError::BadNonce { index: 1, expected: 1, actual: 0 })
+        Err(BlockError::BadNonce {
+            index: 1,
+            expected: 1,
+            actual: 0
+        })
     ));
 }
 
@@ -166,8 +218,13 @@ fn block_with_too_many_transactions_is_rejected() {
     let (key, alice) = alice();
     let mut chain = MockChain::new(&[(alice, u128::MAX / 2)]);
     let max = Params::default().max_block_transactions as u64;
-    let transactions: Vec<_> = (0..=max).map(|nonce| transfer(&key, &chain, nonce, BOB, 1, 1_000)).collect();
-    assert!(matches!(chain.execute(&transactions), Err(BlockError::TooManyTransactions { .. })));
+    let transactions: Vec<_> = (0..=max)
+        .map(|nonce| transfer(&key, &chain, nonce, BOB, 1, 1_000))
+        .collect();
+    assert!(matches!(
+        chain.execute(&transactions),
+        Err(BlockError::TooManyTransactions { .. })
+    ));
 }
 
 #[test]
@@ -175,7 +232,16 @@ fn many_blocks_conserve_issuance() {
     let (key, alice) = alice();
     let mut chain = MockChain::new(&[(alice, 10_000_000), (BOB, 7)]);
     for nonce in 0..50u64 {
-        chain.execute(&[transfer(&key, &chain, nonce, Address([nonce as u8; 20]), 100 + nonce as u128, 1_000)]).unwrap();
+        chain
+            .execute(&[transfer(
+                &key,
+                &chain,
+                nonce,
+                Address([nonce as u8; 20]),
+                100 + nonce as u128,
+                1_000,
+            )])
+            .unwrap();
     }
     assert_eq!(chain.account(&alice).nonce, 50);
 }
