@@ -128,6 +128,9 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Finalized blocks to see before the load starts.
+const WARM_UP_BLOCKS: usize = 10;
+
 struct Sender {
     key: PrivateKey,
     nonce: u64,
@@ -172,6 +175,15 @@ async fn drive(
             }
         })
     };
+    // Warm up: measure steady state, not connection setup.
+    let warm_deadline = Instant::now() + Duration::from_secs(30);
+    while timestamps.lock().expect("lock").len() < WARM_UP_BLOCKS {
+        if Instant::now() > warm_deadline {
+            bail!("the devnet did not finalize {WARM_UP_BLOCKS} blocks within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    timestamps.lock().expect("lock").clear();
     let mut senders: Vec<Sender> = keys
         .into_iter()
         .map(|key| Sender { key, nonce: 0 })
@@ -244,14 +256,23 @@ async fn drive(
     follower.abort();
     let submitted = submitted_at.lock().expect("lock").clone();
     let finalized = finalized_at.lock().expect("lock").clone();
-    let mut latencies: Vec<f64> = submitted
+    let timed: Vec<(f64, f64)> = submitted
         .iter()
         .filter_map(|(hash, sent)| {
-            finalized
-                .get(hash)
-                .map(|done| done.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
+            let done = finalized.get(hash)?;
+            let sent_at_s = sent.saturating_duration_since(start).as_secs_f64();
+            Some((
+                sent_at_s,
+                done.saturating_duration_since(*sent).as_secs_f64() * 1000.0,
+            ))
         })
         .collect();
+    let worst =
+        timed.iter().copied().fold(
+            (0.0, 0.0),
+            |worst, sample| if sample.1 > worst.1 { sample } else { worst },
+        );
+    let mut latencies: Vec<f64> = timed.iter().map(|(_, latency)| *latency).collect();
     if latencies.is_empty() {
         bail!("no transaction was finalized");
     }
@@ -273,6 +294,8 @@ async fn drive(
         "rejected": rejected.load(std::sync::atomic::Ordering::Relaxed),
         "finalized": latencies.len(),
         "blocks": timestamps.len(),
+        "finality_ms_max": round(worst.1),
+        "finality_max_at_s": round(worst.0),
     }))
 }
 
