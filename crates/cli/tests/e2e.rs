@@ -24,7 +24,9 @@ struct Devnet {
 }
 
 impl Devnet {
-    /// Writes a devnet with `validators` validators and `accounts` funded accounts.
+    /// Writes a devnet with `validators` validators and `accounts` funded accounts. Ports:
+    /// p2p `port_base + i`, RPC `+ 1000`, metrics `+ 2000`; keep them below the ephemeral
+    /// range (32768 and up on Linux), where outgoing connections take their local ports.
     fn init(
         name: &str,
         validators: usize,
@@ -221,7 +223,7 @@ async fn load_round(
 
 #[test]
 fn killed_validator_restarts_and_catches_up_to_the_same_state() {
-    let mut devnet = Devnet::init("kill", 4, 4, 32_300, "");
+    let mut devnet = Devnet::init("kill", 4, 4, 20_300, "");
     let senders: Vec<PrivateKey> = (0..4)
         .map(|j| devnet.key(&format!("account-{j}")))
         .collect();
@@ -353,7 +355,7 @@ fn error_code(
 
 #[test]
 fn rpc_rejects_bad_input_with_clear_errors() {
-    let devnet = Devnet::init("rpc", 1, 1, 35_300, "rpc_requests_per_second = 200\n");
+    let devnet = Devnet::init("rpc", 1, 1, 23_300, "rpc_requests_per_second = 200\n");
     let url = devnet.rpc[0].clone();
     let address = url.trim_start_matches("http://").to_string();
     let key = devnet.key("account-0");
