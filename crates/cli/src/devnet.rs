@@ -7,6 +7,9 @@
 //! keys/validator-<i>.key, keys/dev.key, keys/account-<j>.key
 //! validator-<i>/config.toml, validator-<i>/node.log, validator-<i>/storage/…
 //! ```
+//! The `dev` key is funded and is the privileged account (provider admission, catalog,
+//! prices) until governance exists.
+//!
 //! Validator `i` uses p2p port `p2p_base_port + i`, RPC `rpc_base_port + i` and metrics
 //! `metrics_base_port + i`, all on 127.0.0.1. Ctrl-C stops every validator (SIGTERM, then
 //! SIGKILL after 5 s) and exits.
@@ -149,7 +152,10 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
     let genesis = Genesis {
         chain_name: "logos-devnet".into(),
         timestamp_ms,
-        params: Params::default(),
+        params: Params {
+            privileged_account: Some(Address::from_public_key(&dev.public_key())),
+            ..Params::default()
+        },
         validators,
         accounts,
     };

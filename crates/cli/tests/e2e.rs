@@ -384,6 +384,19 @@ fn rpc_rejects_bad_input_with_clear_errors() {
         assert_eq!(code, codes::MALFORMED_TRANSACTION, "{message}");
         let (code, message) = error_code(client.submit_transaction("0x0102".into()).await);
         assert_eq!(code, codes::MALFORMED_TRANSACTION, "{message}");
+        // Oversize transaction (the body itself is within limits).
+        let (code, message) = error_code(
+            client
+                .submit_transaction(format!("0x{}", "00".repeat(2_048)))
+                .await,
+        );
+        assert_eq!(
+            (code, message.as_str()),
+            (
+                codes::MALFORMED_TRANSACTION,
+                "transaction is 2048 bytes, the limit is 1024"
+            )
+        );
         // Bad signature: flip a signature bit.
         let mut bytes = codec_bytes(&transfer(&key, chain_id, 0, sender, 1, 1_000).sign(&key));
         let last = bytes.len() - 1;

@@ -6,7 +6,7 @@
 //! A transaction is rejected ([`Rejection`]) when it is for another chain, its signature does
 //! not verify, its fee is below the minimum, its nonce is below the sender's next nonce
 //! (replayed) or more than `nonce_gap_max` above it, the sender cannot cover the fee plus the
-//! amount it moves, it is already pooled, or the pool is full and it does not pay more than the
+//! amount it moves or reserves (a transfer's amount, a provider's bond), it is already pooled, or the pool is full and it does not pay more than the
 //! cheapest pooled transaction. A transaction with the same sender and nonce as a pooled one
 //! replaces it only with a strictly higher fee.
 //!
@@ -19,7 +19,10 @@
 //! transaction and the sender's later nonces are evicted to admit a better-paying one.
 
 use logos_primitives::{Address, Amount, ChainId, Hash};
-use logos_state::{modules::balances, Call, Transaction, TransactionError};
+use logos_state::{
+    modules::{balances, dvci},
+    Call, Transaction, TransactionError,
+};
 use std::{
     collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
     sync::Arc,
@@ -355,6 +358,8 @@ fn check_balance(transaction: &Transaction, available: Amount) -> Result<(), Rej
     let payload = transaction.payload();
     let moved = match &payload.call {
         Call::Balances(balances::Call::Transfer { amount, .. }) => *amount,
+        Call::Dvci(dvci::Call::RegisterProvider { bond, .. }) => *bond,
+        Call::Dvci(_) => Amount::ZERO,
     };
     let required = payload
         .fee

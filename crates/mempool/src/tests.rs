@@ -29,6 +29,7 @@ fn admission(nonce: u64, balance: u128) -> Admission {
         account: balances::AccountInfo {
             nonce,
             balance: Amount(balance),
+            reserved: Amount::ZERO,
         },
         signature_verified: false,
     }

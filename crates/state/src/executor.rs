@@ -1,10 +1,10 @@
 //! Block execution (see the crate docs for the steps).
 
 use crate::{
-    modules::balances,
+    modules::{balances, dvci},
     storage::{Overlay, StateError, StateReader, WriteSet},
     transaction::{Call, Event, Transaction},
-    Params,
+    Origin, Params,
 };
 use logos_primitives::{Address, Amount, ChainId, Hash};
 
@@ -159,10 +159,18 @@ async fn apply_transaction<R: StateReader>(
         };
     // Fee and nonce are kept whatever the call does.
     overlay.commit_transaction();
+    let origin = Origin {
+        sender,
+        privileged: context.params.privileged_account == Some(sender),
+    };
     let result = match &payload.call {
         Call::Balances(call) => balances::dispatch(overlay, &sender, call)
             .await?
             .map(|events| events.into_iter().map(Event::Balances).collect::<Vec<_>>())
+            .map_err(|error| error.to_string()),
+        Call::Dvci(call) => dvci::dispatch(overlay, &origin, call)
+            .await?
+            .map(|events| events.into_iter().map(Event::Dvci).collect::<Vec<_>>())
             .map_err(|error| error.to_string()),
     };
     let mut events = vec![fee_event];

@@ -35,6 +35,11 @@ pub struct Params {
     pub min_fee: Amount,
     /// Maximum transactions per block.
     pub max_block_transactions: u32,
+    /// The account whose transactions are the privileged origin (catalog, prices, provider
+    /// admission). It stands in until on-chain governance owns these calls; `None` disables
+    /// privileged calls.
+    #[serde(default)]
+    pub privileged_account: Option<Address>,
 }
 
 impl Default for Params {
@@ -42,6 +47,7 @@ impl Default for Params {
         Self {
             min_fee: Amount(1_000),
             max_block_transactions: 2_048,
+            privileged_account: None,
         }
     }
 }
@@ -176,6 +182,13 @@ impl Genesis {
         self.timestamp_ms.write(&mut bytes);
         self.params.min_fee.write(&mut bytes);
         self.params.max_block_transactions.write(&mut bytes);
+        match &self.params.privileged_account {
+            Some(account) => {
+                1u8.write(&mut bytes);
+                account.write(&mut bytes);
+            }
+            None => 0u8.write(&mut bytes),
+        }
         let mut keys = self.validator_keys().expect("validated genesis");
         keys.sort();
         (keys.len() as u32).write(&mut bytes);

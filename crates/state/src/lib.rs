@@ -25,6 +25,8 @@
 
 pub mod executor;
 pub mod genesis;
+#[cfg(test)]
+mod mock;
 pub mod modules;
 pub mod storage;
 pub mod transaction;
@@ -33,6 +35,16 @@ pub use executor::{execute_block, BlockContext, BlockError, BlockOutcome, Receip
 pub use genesis::{Genesis, GenesisError, Params};
 pub use storage::{Overlay, StateError, StateReader, StorageKey, WriteSet};
 pub use transaction::{Call, Event, Transaction, TransactionError, TransactionPayload};
+
+/// Who is calling a module: the transaction's sender, and whether it is the privileged origin
+/// (the genesis `privileged_account` until governance owns privileged calls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The sender's address.
+    pub sender: logos_primitives::Address,
+    /// True for the privileged origin.
+    pub privileged: bool,
+}
 
 /// Namespace of transaction signatures (prepended to the signed payload by ed25519 signing).
 pub const TRANSACTION_NAMESPACE: &[u8] = b"logos-transaction-v1";

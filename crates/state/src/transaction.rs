@@ -7,7 +7,10 @@
 //! ```
 //! The signature covers everything before it, under [`crate::TRANSACTION_NAMESPACE`].
 
-use crate::{modules::balances, TRANSACTION_NAMESPACE};
+use crate::{
+    modules::{balances, dvci},
+    TRANSACTION_NAMESPACE,
+};
 use bytes::BufMut;
 use commonware_codec::Buf;
 use commonware_codec::{Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
@@ -23,11 +26,15 @@ pub const TRANSACTION_MAX_BYTES: usize = 1024;
 pub enum Call {
     /// Module index 0: [`balances`].
     Balances(balances::Call),
+    /// Module index 1: [`dvci`].
+    Dvci(dvci::Call),
 }
 
 impl Call {
     /// Module index of `balances`.
-    pub const BALANCES: u8 = 0;
+    pub const BALANCES: u8 = balances::MODULE_INDEX;
+    /// Module index of `dvci`.
+    pub const DVCI: u8 = dvci::MODULE_INDEX;
 }
 
 impl Write for Call {
@@ -35,6 +42,10 @@ impl Write for Call {
         match self {
             Call::Balances(call) => {
                 Self::BALANCES.write(buf);
+                call.write(buf);
+            }
+            Call::Dvci(call) => {
+                Self::DVCI.write(buf);
                 call.write(buf);
             }
         }
@@ -45,6 +56,7 @@ impl EncodeSize for Call {
     fn encode_size(&self) -> usize {
         1 + match self {
             Call::Balances(call) => call.encode_size(),
+            Call::Dvci(call) => call.encode_size(),
         }
     }
 }
@@ -55,6 +67,7 @@ impl Read for Call {
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         match u8::read(buf)? {
             Self::BALANCES => Ok(Call::Balances(balances::Call::read(buf)?)),
+            Self::DVCI => Ok(Call::Dvci(dvci::Call::read(buf)?)),
             other => Err(CodecError::InvalidEnum(other)),
         }
     }
@@ -66,6 +79,8 @@ impl Read for Call {
 pub enum Event {
     /// An event of [`balances`].
     Balances(balances::Event),
+    /// An event of [`dvci`].
+    Dvci(dvci::Event),
 }
 
 /// The signed part of a transaction.

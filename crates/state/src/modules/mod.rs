@@ -2,6 +2,8 @@
 //!
 //! | index | module | owns |
 //! |---|---|---|
-//! | 0 | [`balances`] | accounts (nonce, balance), total issuance, transfers, fees |
+//! | 0 | [`balances`] | accounts (nonce, free and reserved balance), total issuance, transfers, fees |
+//! | 1 | [`dvci`] | regions, providers (bonded), host aggregates with a backup buffer, placement |
 
 pub mod balances;
+pub mod dvci;

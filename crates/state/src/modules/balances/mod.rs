@@ -4,17 +4,20 @@
 //! | item | key | value |
 //! |---|---|---|
 //! | 0 `Account` | address (20 bytes) | [`AccountInfo`] |
-//! | 1 `TotalIssuance` | (none) | [`Amount`]: sum of all balances |
+//! | 1 `TotalIssuance` | (none) | [`Amount`]: sum of all free and reserved balances |
 //!
 //! # Calls
 //! | index | call | effect |
 //! |---|---|---|
 //! | 0 | [`Call::Transfer`] | moves `amount` from the sender to `to` |
 //!
-//! Fees are charged by the executor through [`charge_fee`] before the call runs.
+//! Fees are charged by the executor through [`charge_fee`] before the call runs. Other modules
+//! hold tokens with [`reserve`] / [`unreserve`] (bonds, escrows): reserved tokens stay on the
+//! owner's account but cannot be spent.
 //!
 //! # Invariant ([`try_state`])
-//! The sum of all account balances equals `TotalIssuance`; fees and transfers only move tokens.
+//! The sum of all free and reserved balances equals `TotalIssuance`; fees, transfers, reserves
+//! and releases only move tokens.
 
 #[cfg(test)]
 mod tests;
@@ -101,6 +104,50 @@ pub async fn dispatch<R: StateReader>(
     }
 }
 
+/// Moves `amount` of `who`'s free balance to its reserved balance.
+pub async fn reserve<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    who: &Address,
+    amount: Amount,
+) -> Result<Result<(), Error>, StateError> {
+    let mut info = account(overlay, who).await?;
+    let Some(free) = info.balance.checked_sub(amount) else {
+        return Ok(Err(Error::InsufficientBalance {
+            available: info.balance,
+            required: amount,
+        }));
+    };
+    let Some(reserved) = info.reserved.checked_add(amount) else {
+        return Ok(Err(Error::BalanceOverflow));
+    };
+    info.balance = free;
+    info.reserved = reserved;
+    set_account(overlay, who, info);
+    Ok(Ok(()))
+}
+
+/// Moves `amount` of `who`'s reserved balance back to its free balance.
+pub async fn unreserve<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    who: &Address,
+    amount: Amount,
+) -> Result<Result<(), Error>, StateError> {
+    let mut info = account(overlay, who).await?;
+    let Some(reserved) = info.reserved.checked_sub(amount) else {
+        return Ok(Err(Error::InsufficientReserved {
+            reserved: info.reserved,
+            required: amount,
+        }));
+    };
+    let Some(free) = info.balance.checked_add(amount) else {
+        return Ok(Err(Error::BalanceOverflow));
+    };
+    info.balance = free;
+    info.reserved = reserved;
+    set_account(overlay, who, info);
+    Ok(Ok(()))
+}
+
 async fn move_balance<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
     from: &Address,
@@ -141,6 +188,7 @@ pub fn genesis_writes(balances: &BTreeMap<Address, Amount>) -> WriteSet {
         let info = AccountInfo {
             nonce: 0,
             balance: *balance,
+            reserved: Amount::ZERO,
         };
         writes.insert(account_key(address), Some(info.encode().to_vec()));
     }
@@ -162,6 +210,7 @@ pub fn try_state(state: &BTreeMap<StorageKey, Vec<u8>>) -> Result<(), String> {
             crate::storage::decode_value(key, value).map_err(|error| error.to_string())?;
         sum = sum
             .checked_add(info.balance)
+            .and_then(|sum| sum.checked_add(info.reserved))
             .ok_or("sum of balances overflows")?;
     }
     let total: Amount = match state.get(&total_issuance_key()) {

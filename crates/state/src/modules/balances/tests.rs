@@ -3,67 +3,11 @@
 
 use super::*;
 use crate::{
-    execute_block, storage::StorageKey, BlockContext, BlockError, Call as RuntimeCall, Params,
-    Transaction, TransactionPayload,
+    mock::MockChain, BlockError, Call as RuntimeCall, Params, Transaction, TransactionPayload,
 };
-use commonware_codec::DecodeExt;
 use commonware_cryptography::Signer;
 use futures::executor::block_on;
-use logos_primitives::{hash, ChainId, PrivateKey};
-
-struct MockChain {
-    state: BTreeMap<StorageKey, Vec<u8>>,
-    chain_id: ChainId,
-    author: Address,
-    height: u64,
-}
-
-impl MockChain {
-    fn new(balances: &[(Address, u128)]) -> Self {
-        let balances = balances
-            .iter()
-            .map(|(address, amount)| (*address, Amount(*amount)))
-            .collect();
-        let mut chain = Self {
-            state: BTreeMap::new(),
-            chain_id: ChainId(hash(&[b"mock"])),
-            author: Address([0xAA; 20]),
-            height: 0,
-        };
-        chain.apply(genesis_writes(&balances));
-        chain
-    }
-
-    fn apply(&mut self, writes: WriteSet) {
-        for (key, value) in writes {
-            match value {
-                Some(value) => self.state.insert(key, value),
-                None => self.state.remove(&key),
-            };
-        }
-        try_state(&self.state).expect("invariant holds after every block");
-    }
-
-    fn execute(&mut self, transactions: &[Transaction]) -> Result<Vec<crate::Receipt>, BlockError> {
-        let context = BlockContext {
-            chain_id: self.chain_id,
-            height: self.height + 1,
-            author: self.author,
-            params: Params::default(),
-        };
-        let outcome = block_on(execute_block(&self.state, &context, transactions))?;
-        self.height += 1;
-        self.apply(outcome.writes);
-        Ok(outcome.receipts)
-    }
-
-    fn account(&self, address: &Address) -> AccountInfo {
-        self.state
-            .get(&account_key(address))
-            .map(|bytes| AccountInfo::decode(commonware_codec::Copying(bytes.as_slice())).unwrap())
-            .unwrap_or_default()
-    }
-}
+use logos_primitives::{hash, PrivateKey};
 
 fn transfer(
     key: &PrivateKey,
@@ -106,7 +50,8 @@ fn transfer_moves_balance_pays_fee_and_increments_nonce() {
         chain.account(&alice),
         AccountInfo {
             nonce: 1,
-            balance: Amount(59_000)
+            balance: Amount(59_000),
+            reserved: Amount::ZERO,
         }
     );
     assert_eq!(chain.account(&BOB).balance, Amount(40_000));
@@ -138,7 +83,8 @@ fn failed_call_keeps_fee_and_nonce_but_drops_its_writes() {
         chain.account(&alice),
         AccountInfo {
             nonce: 1,
-            balance: Amount(4_000)
+            balance: Amount(4_000),
+            reserved: Amount::ZERO,
         }
     );
     assert_eq!(chain.account(&BOB), AccountInfo::default());
@@ -244,4 +190,36 @@ fn many_blocks_conserve_issuance() {
             .unwrap();
     }
     assert_eq!(chain.account(&alice).nonce, 50);
+}
+
+#[test]
+fn reserve_and_unreserve_keep_issuance_and_refuse_overdrafts() {
+    let (_, alice) = alice();
+    let chain = MockChain::new(&[(alice, 1_000)]);
+    let mut overlay = Overlay::new(&chain.state);
+    block_on(async {
+        assert_eq!(
+            reserve(&mut overlay, &alice, Amount(600)).await.unwrap(),
+            Ok(())
+        );
+        assert!(matches!(
+            reserve(&mut overlay, &alice, Amount(600)).await.unwrap(),
+            Err(Error::InsufficientBalance { .. })
+        ));
+        assert!(matches!(
+            unreserve(&mut overlay, &alice, Amount(700)).await.unwrap(),
+            Err(Error::InsufficientReserved { .. })
+        ));
+        let info = account(&overlay, &alice).await.unwrap();
+        assert_eq!((info.balance, info.reserved), (Amount(400), Amount(600)));
+    });
+    overlay.commit_transaction();
+    let mut state = chain.state.clone();
+    for (key, value) in overlay.into_writes() {
+        match value {
+            Some(value) => state.insert(key, value),
+            None => state.remove(&key),
+        };
+    }
+    try_state(&state).expect("reserved tokens still count toward issuance");
 }

@@ -5,19 +5,24 @@ use commonware_codec::Buf;
 use commonware_codec::{EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write};
 use logos_primitives::{Address, Amount};
 
-/// An account: its next nonce and its free balance.
+/// An account: its next nonce, its free balance and its reserved balance (bonds, escrows).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccountInfo {
     /// The nonce the account's next transaction must carry.
     pub nonce: u64,
     /// Free balance in the smallest unit.
     pub balance: Amount,
+    /// Reserved balance in the smallest unit: held by modules (a provider's bond, …), not
+    /// spendable, returned or slashed by the module that reserved it.
+    #[serde(default)]
+    pub reserved: Amount,
 }
 
 impl Write for AccountInfo {
     fn write(&self, buf: &mut impl BufMut) {
         self.nonce.write(buf);
         self.balance.write(buf);
+        self.reserved.write(buf);
     }
 }
 
@@ -28,12 +33,13 @@ impl Read for AccountInfo {
         Ok(Self {
             nonce: u64::read(buf)?,
             balance: Amount::read(buf)?,
+            reserved: Amount::read(buf)?,
         })
     }
 }
 
 impl FixedSize for AccountInfo {
-    const SIZE: usize = u64::SIZE + Amount::SIZE;
+    const SIZE: usize = u64::SIZE + Amount::SIZE + Amount::SIZE;
 }
 
 /// Calls of the `balances` module. The byte after the module index is the call index.
@@ -128,4 +134,12 @@ pub enum Error {
     /// A balance would exceed the largest representable amount.
     #[error("balance overflow")]
     BalanceOverflow,
+    /// Less is reserved than the operation releases (a module bug; never from user input).
+    #[error("insufficient reserved balance: {reserved} reserved, {required} required")]
+    InsufficientReserved {
+        /// Reserved balance.
+        reserved: Amount,
+        /// What was to be released.
+        required: Amount,
+    },
 }
