@@ -4,7 +4,11 @@
 //! `connections_max` connections, and a token bucket of `requests_per_second` over all clients:
 //! a request beyond it is answered with error [`RATE_LIMITED`] without being executed.
 
-use crate::{application::Shared, engine::MarshalMailbox, relay};
+use crate::{
+    application::{FinalizedBlock, Shared},
+    engine::MarshalMailbox,
+    relay,
+};
 use commonware_codec::Encode;
 use commonware_consensus::marshal::Identifier;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
@@ -312,71 +316,66 @@ where
         pending: PendingSubscriptionSink,
     ) -> SubscriptionResult {
         let sink = pending.accept().await?;
-        let mut receiver = self.shared.finalized.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let finalized = match receiver.recv().await {
-                    Ok(finalized) => finalized,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                };
-                let Ok(message) = json_message(&Head::new(&finalized.block)) else {
-                    break;
-                };
-                if sink.send(message).await.is_err() {
-                    break;
-                }
-            }
-        });
+        forward(sink, self.shared.finalized.subscribe(), head_messages);
         Ok(())
     }
 
     async fn subscribe_events(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
         let sink = pending.accept().await?;
-        let mut receiver = self.shared.finalized.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let finalized = match receiver.recv().await {
-                    Ok(finalized) => finalized,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                };
-                if !send_events(&sink, &finalized).await {
-                    break;
-                }
-            }
-        });
+        forward(sink, self.shared.finalized.subscribe(), event_messages);
         Ok(())
     }
+}
+
+/// Sends `messages(block)` to `sink` for every finalized block until the client goes away.
+/// A subscriber that falls behind the notification channel skips the blocks it missed.
+fn forward(
+    sink: jsonrpsee::SubscriptionSink,
+    mut receiver: tokio::sync::broadcast::Receiver<Arc<FinalizedBlock>>,
+    messages: fn(&FinalizedBlock) -> Vec<serde_json::Result<SubscriptionMessage>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::spawn(async move {
+        loop {
+            let finalized = match receiver.recv().await {
+                Ok(finalized) => finalized,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            for message in messages(&finalized) {
+                let Ok(message) = message else { return };
+                if sink.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn head_messages(finalized: &FinalizedBlock) -> Vec<serde_json::Result<SubscriptionMessage>> {
+    vec![json_message(&Head::new(&finalized.block))]
+}
+
+fn event_messages(finalized: &FinalizedBlock) -> Vec<serde_json::Result<SubscriptionMessage>> {
+    use commonware_cryptography::Digestible;
+    let block_hash = format_hash(&finalized.block.digest());
+    finalized
+        .receipts
+        .iter()
+        .flat_map(|receipt| receipt.events.iter().map(move |event| (receipt, event)))
+        .map(|(receipt, event)| {
+            json_message(&EventRecord {
+                height: finalized.block.height.get(),
+                block_hash: block_hash.clone(),
+                transaction: format_hash(&receipt.transaction),
+                event: event.clone(),
+            })
+        })
+        .collect()
 }
 
 fn json_message(value: &impl serde::Serialize) -> Result<SubscriptionMessage, serde_json::Error> {
     Ok(SubscriptionMessage::from(serde_json::value::to_raw_value(
         value,
     )?))
-}
-
-async fn send_events(
-    sink: &jsonrpsee::SubscriptionSink,
-    finalized: &crate::application::FinalizedBlock,
-) -> bool {
-    use commonware_cryptography::Digestible;
-    let block_hash = format_hash(&finalized.block.digest());
-    for receipt in finalized.receipts.iter() {
-        for event in &receipt.events {
-            let record = EventRecord {
-                height: finalized.block.height.get(),
-                block_hash: block_hash.clone(),
-                transaction: format_hash(&receipt.transaction),
-                event: event.clone(),
-            };
-            let Ok(message) = json_message(&record) else {
-                return false;
-            };
-            if sink.send(message).await.is_err() {
-                return false;
-            }
-        }
-    }
-    true
 }

@@ -144,6 +144,22 @@ async fn connect(oracle: &Oracle<PublicKey, Context>, keys: &[PrivateKey], laten
     }
 }
 
+/// A network of `n` validators of which the first `started` run, fully linked.
+async fn start_network(
+    context: &Context,
+    n: u64,
+    started: usize,
+    latency_ms: u64,
+) -> (Network_, Vec<Node<Context>>) {
+    let net = network(context, n).await;
+    let mut nodes = Vec::new();
+    for index in 0..started {
+        nodes.push(start_validator(context, &net, index).await);
+    }
+    connect(&net.oracle, &net.keys, latency_ms).await;
+    (net, nodes)
+}
+
 async fn tip(node: &Node<Context>) -> Height {
     node.shared.chain.read().await.tip().height
 }
@@ -248,12 +264,7 @@ where
 
 fn all_online(n: u64, latency_ms: u64, seed: u64) {
     simulate(seed, move |context| async move {
-        let net = network(&context, n).await;
-        let mut nodes = Vec::new();
-        for index in 0..n as usize {
-            nodes.push(start_validator(&context, &net, index).await);
-        }
-        connect(&net.oracle, &net.keys, latency_ms).await;
+        let (net, nodes) = start_network(&context, n, n as usize, latency_ms).await;
         let refs: Vec<&Node<Context>> = nodes.iter().collect();
         wait_for_height(&context, &refs, 3, Duration::from_secs(30)).await;
         submit_transfers(&nodes[0], &net, 20).await;
@@ -282,12 +293,7 @@ fn ten_validators_with_latency_finalize_and_agree() {
 #[test]
 fn one_validator_offline_is_skipped() {
     simulate(3, |context| async move {
-        let net = network(&context, 4).await;
-        let mut nodes = Vec::new();
-        for index in 0..3 {
-            nodes.push(start_validator(&context, &net, index).await);
-        }
-        connect(&net.oracle, &net.keys, 10).await;
+        let (net, nodes) = start_network(&context, 4, 3, 10).await;
         let refs: Vec<&Node<Context>> = nodes.iter().collect();
         submit_transfers(&nodes[1], &net, 5).await;
         // Every fourth view has the offline leader; it must be skipped by timeout.
@@ -302,12 +308,7 @@ fn one_validator_offline_is_skipped() {
 #[test]
 fn partition_halts_finality_and_heals() {
     simulate(4, |context| async move {
-        let net = network(&context, 4).await;
-        let mut nodes = Vec::new();
-        for index in 0..4 {
-            nodes.push(start_validator(&context, &net, index).await);
-        }
-        connect(&net.oracle, &net.keys, 10).await;
+        let (net, nodes) = start_network(&context, 4, 4, 10).await;
         let refs: Vec<&Node<Context>> = nodes.iter().collect();
         wait_for_height(&context, &refs, 10, Duration::from_secs(30)).await;
 
