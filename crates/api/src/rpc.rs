@@ -218,8 +218,8 @@ pub struct EventRecord {
     pub height: u64,
     /// Digest of that block.
     pub block_hash: String,
-    /// Hash of the transaction that emitted it.
-    pub transaction: String,
+    /// Hash of the transaction that emitted it; null for end-of-block events (lease billing).
+    pub transaction: Option<String>,
     /// The event.
     pub event: Event,
 }

@@ -360,6 +360,9 @@ fn check_balance(transaction: &Transaction, available: Amount) -> Result<(), Rej
         Call::Balances(balances::Call::Transfer { amount, .. }) => *amount,
         Call::Dvci(dvci::Call::RegisterProvider { bond, .. }) => *bond,
         Call::Dvci(_) => Amount::ZERO,
+        // A lease's escrow depends on the catalog and prices, which the pool does not read;
+        // an unpayable escrow fails the call in execution (the fee is still charged).
+        Call::Market(_) => Amount::ZERO,
     };
     let required = payload
         .fee

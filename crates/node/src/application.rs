@@ -15,7 +15,7 @@
 //!   once; each is applied and committed, then acknowledged, so marshal's processed height never
 //!   runs ahead of the state.
 
-use crate::chain::{ChainError, ChainState};
+use crate::chain::{ChainError, ChainState, Executed};
 use commonware_consensus::{
     marshal::{ancestry::Ancestry, Update},
     simplex::types::Context,
@@ -35,7 +35,7 @@ use logos_primitives::{Address, ChainId, Hash, Height, PublicKey};
 use logos_state::{
     modules::balances::{self, AccountInfo},
     storage::decode_value,
-    BlockContext, BlockError, Genesis, Receipt, Transaction, TRANSACTION_NAMESPACE,
+    BlockContext, BlockError, Genesis, Transaction, TRANSACTION_NAMESPACE,
 };
 use std::{
     collections::BTreeMap,
@@ -53,13 +53,13 @@ pub const NOTIFICATIONS_MAX: usize = 4_096;
 /// Most attempts to build a block when candidate transactions turn out invalid.
 const BUILD_ATTEMPTS_MAX: usize = 16;
 
-/// A finalized, executed block with its receipts.
+/// A finalized, executed block with its receipts and end-of-block events.
 #[derive(Debug)]
 pub struct FinalizedBlock {
     /// The block.
     pub block: Block,
-    /// One receipt per transaction.
-    pub receipts: Arc<Vec<Receipt>>,
+    /// What executing it produced.
+    pub executed: Arc<Executed>,
 }
 
 /// State shared by the application, the finalizer, the relay and the RPC server.
@@ -100,6 +100,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
             height: block.height.get(),
             author: Address::from_public_key(&block.proposer),
             params: self.genesis.params.clone(),
+            randomness: block.parent,
         }
     }
 
@@ -212,13 +213,14 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
             height: height.get(),
             author,
             params: self.shared.genesis.params.clone(),
+            randomness: parent_digest,
         };
         for _ in 0..BUILD_ATTEMPTS_MAX {
             match chain
                 .execute(&parent_digest, height, &context, &candidates)
                 .await
             {
-                Ok((batch, receipts)) => {
+                Ok((batch, executed)) => {
                     let block = Block::new(
                         parent_digest,
                         height,
@@ -229,7 +231,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
                     );
                     drop(chain);
                     let mut chain = self.shared.chain.write().await;
-                    chain.insert_pending(&block, batch, receipts).ok()?;
+                    chain.insert_pending(&block, batch, executed).ok()?;
                     return Some(block);
                 }
                 Err(ChainError::InvalidBlock(error)) => drop_invalid(&mut candidates, &error),
@@ -381,7 +383,7 @@ where
                 )
                 .await
         };
-        let (batch, receipts) = match executed {
+        let (batch, executed) = match executed {
             Ok(executed) => executed,
             Err(error) => {
                 warn!(height = block.height.get(), %error, "block invalid");
@@ -393,7 +395,7 @@ where
             return false;
         }
         let mut chain = self.shared.chain.write().await;
-        chain.insert_pending(block, batch, receipts).is_ok()
+        chain.insert_pending(block, batch, executed).is_ok()
     }
 }
 
@@ -488,7 +490,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
             return Ok(()); // redelivery after a restart
         }
         let context = self.shared.block_context(block);
-        let receipts = chain.finalize(block, &context).await?;
+        let executed = chain.finalize(block, &context).await?;
         let tip = chain.tip().digest;
         let mut senders = BTreeMap::new();
         for transaction in &block.transactions {
@@ -508,7 +510,11 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
         self.metrics
             .transactions
             .inc_by(block.transactions.len() as u64);
-        let failed = receipts.iter().filter(|receipt| !receipt.success).count();
+        let failed = executed
+            .receipts
+            .iter()
+            .filter(|receipt| !receipt.success)
+            .count();
         self.metrics.failed_calls.inc_by(failed as u64);
         if block.height.get().is_multiple_of(100) || !block.transactions.is_empty() {
             info!(
@@ -519,7 +525,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
         }
         let finalized = Arc::new(FinalizedBlock {
             block: block.clone(),
-            receipts,
+            executed,
         });
         {
             let mut recent = self.shared.recent.lock().expect("recent lock");

@@ -28,8 +28,8 @@ use logos_api::{
 };
 use logos_primitives::{Hash, Height};
 use logos_state::{
-    execute_block, storage::STORAGE_VALUE_MAX_BYTES, BlockContext, BlockError, Genesis, Receipt,
-    StateError, StateReader, StorageKey, Transaction, WriteSet,
+    execute_block, storage::STORAGE_VALUE_MAX_BYTES, BlockContext, BlockError, Event, Genesis,
+    Receipt, StateError, StateReader, StorageKey, Transaction, WriteSet,
 };
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -80,6 +80,15 @@ fn storage_error(error: impl std::fmt::Display) -> ChainError {
     ChainError::Storage(error.to_string())
 }
 
+/// What executing a block produced besides its state.
+#[derive(Debug, Default)]
+pub struct Executed {
+    /// One receipt per transaction.
+    pub receipts: Vec<Receipt>,
+    /// Events of the end-of-block hooks.
+    pub block_events: Vec<Event>,
+}
+
 /// An executed, unfinalized block.
 pub struct Pending {
     /// Its height.
@@ -88,8 +97,8 @@ pub struct Pending {
     pub parent: Hash,
     /// Its state.
     pub batch: StateBatch,
-    /// Its receipts.
-    pub receipts: Arc<Vec<Receipt>>,
+    /// Its receipts and events.
+    pub executed: Arc<Executed>,
 }
 
 /// The latest finalized and executed block.
@@ -255,7 +264,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         height: Height,
         context: &BlockContext,
         transactions: &[Transaction],
-    ) -> Result<(StateBatch, Vec<Receipt>), ChainError> {
+    ) -> Result<(StateBatch, Executed), ChainError> {
         let parent_batch = self.parent_batch(parent)?;
         let reader = Reader {
             db: self.db(),
@@ -263,7 +272,11 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         };
         let outcome = execute_block(&reader, context, transactions).await?;
         let batch = stage(self.db(), parent_batch, outcome.writes, height).await?;
-        Ok((batch, outcome.receipts))
+        let executed = Executed {
+            receipts: outcome.receipts,
+            block_events: outcome.block_events,
+        };
+        Ok((batch, executed))
     }
 
     /// Executes and checks `block` against its state root, then keeps its batch as pending.
@@ -275,7 +288,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         if self.pending.contains_key(&block.digest()) {
             return Ok(());
         }
-        let (batch, receipts) = self
+        let (batch, executed) = self
             .execute(&block.parent, block.height, context, &block.transactions)
             .await?;
         if batch.root() != block.state_root {
@@ -284,7 +297,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
                 computed: logos_primitives::format_hash(&batch.root()),
             });
         }
-        self.insert_pending(block, batch, receipts)
+        self.insert_pending(block, batch, executed)
     }
 
     /// Keeps an executed block's batch.
@@ -292,7 +305,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         &mut self,
         block: &Block,
         batch: StateBatch,
-        receipts: Vec<Receipt>,
+        executed: Executed,
     ) -> Result<(), ChainError> {
         if self.pending.len() >= PENDING_BLOCKS_MAX {
             return Err(ChainError::TooManyPending);
@@ -303,7 +316,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
                 height: block.height,
                 parent: block.parent,
                 batch,
-                receipts: Arc::new(receipts),
+                executed: Arc::new(executed),
             },
         );
         Ok(())
@@ -311,14 +324,14 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
 
     /// Applies the finalized `block` (the tip's child) and makes it durable.
     ///
-    /// Returns its receipts. Panics if the block does not extend the tip or its state root
+    /// Returns its receipts and events. Panics if the block does not extend the tip or its state root
     /// differs from execution: a finalized block is final, so either this node's state is
     /// corrupt or a quorum finalized an invalid block; continuing would serve a wrong state.
     pub async fn finalize(
         &mut self,
         block: &Block,
         context: &BlockContext,
-    ) -> Result<Arc<Vec<Receipt>>, ChainError> {
+    ) -> Result<Arc<Executed>, ChainError> {
         assert_eq!(
             block.parent, self.tip.digest,
             "finalized block does not extend the tip"
@@ -347,7 +360,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         // Batches at or below the finalized height are applied or on dead forks.
         self.pending
             .retain(|_, pending| pending.height > block.height);
-        Ok(pending.receipts)
+        Ok(pending.executed)
     }
 
     async fn apply(&mut self, batch: StateBatch) -> Result<(), ChainError> {

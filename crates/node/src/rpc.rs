@@ -190,7 +190,7 @@ impl<E: Storage + Clock + Metrics + Spawner> RpcServer<E> {
             .expect("recent lock")
             .get(&block.height.get())
             .filter(|finalized| finalized.block == *block)
-            .map(|finalized| (*finalized.receipts).clone());
+            .map(|finalized| finalized.executed.receipts.clone());
         Some(BlockInfo::new(block, receipts))
     }
 }
@@ -359,15 +359,21 @@ fn head_messages(finalized: &FinalizedBlock) -> Vec<serde_json::Result<Subscript
 fn event_messages(finalized: &FinalizedBlock) -> Vec<serde_json::Result<SubscriptionMessage>> {
     use commonware_cryptography::Digestible;
     let block_hash = format_hash(&finalized.block.digest());
-    finalized
-        .receipts
-        .iter()
-        .flat_map(|receipt| receipt.events.iter().map(move |event| (receipt, event)))
-        .map(|(receipt, event)| {
+    let executed = &finalized.executed;
+    let transaction_events = executed.receipts.iter().flat_map(|receipt| {
+        receipt
+            .events
+            .iter()
+            .map(move |event| (Some(format_hash(&receipt.transaction)), event))
+    });
+    let block_events = executed.block_events.iter().map(|event| (None, event));
+    transaction_events
+        .chain(block_events)
+        .map(|(transaction, event)| {
             json_message(&EventRecord {
                 height: finalized.block.height.get(),
                 block_hash: block_hash.clone(),
-                transaction: format_hash(&receipt.transaction),
+                transaction,
                 event: event.clone(),
             })
         })

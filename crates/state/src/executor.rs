@@ -1,7 +1,7 @@
 //! Block execution (see the crate docs for the steps).
 
 use crate::{
-    modules::{balances, dvci},
+    modules::{balances, dvci, market},
     storage::{Overlay, StateError, StateReader, WriteSet},
     transaction::{Call, Event, Transaction},
     Origin, Params,
@@ -19,6 +19,9 @@ pub struct BlockContext {
     pub author: Address,
     /// Chain parameters from genesis.
     pub params: Params,
+    /// Chain randomness for this block: the parent block's digest (known to every validator,
+    /// fixed before the block's transactions are chosen). Breaks placement ties.
+    pub randomness: Hash,
 }
 
 /// The result of one transaction.
@@ -42,6 +45,8 @@ pub struct BlockOutcome {
     pub writes: WriteSet,
     /// One receipt per transaction, in block order.
     pub receipts: Vec<Receipt>,
+    /// Events of the end-of-block hooks (lease metering), after all transactions.
+    pub block_events: Vec<Event>,
 }
 
 /// Why a block is invalid (the whole block is rejected), or state could not be read.
@@ -112,9 +117,16 @@ pub async fn execute_block<R: StateReader>(
     for (index, transaction) in transactions.iter().enumerate() {
         receipts.push(apply_transaction(&mut overlay, context, index, transaction).await?);
     }
+    let block_events = market::on_block_end(&mut overlay, context)
+        .await?
+        .into_iter()
+        .map(Event::Market)
+        .collect();
+    overlay.commit_transaction();
     Ok(BlockOutcome {
         writes: overlay.into_writes(),
         receipts,
+        block_events,
     })
 }
 
@@ -171,6 +183,10 @@ async fn apply_transaction<R: StateReader>(
         Call::Dvci(call) => dvci::dispatch(overlay, &origin, call)
             .await?
             .map(|events| events.into_iter().map(Event::Dvci).collect::<Vec<_>>())
+            .map_err(|error| error.to_string()),
+        Call::Market(call) => market::dispatch(overlay, &origin, context, call)
+            .await?
+            .map(|events| events.into_iter().map(Event::Market).collect::<Vec<_>>())
             .map_err(|error| error.to_string()),
     };
     let mut events = vec![fee_event];

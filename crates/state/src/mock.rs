@@ -3,7 +3,7 @@
 
 use crate::{
     execute_block,
-    modules::{balances, dvci},
+    modules::{balances, dvci, market},
     storage::{decode_value, StorageKey, WriteSet},
     BlockContext, BlockError, Params, Receipt, Transaction, TransactionPayload,
 };
@@ -55,20 +55,30 @@ impl MockChain {
         }
         balances::try_state(&self.state).expect("balances invariant holds after every block");
         dvci::try_state(&self.state).expect("dvci invariant holds after every block");
+        market::try_state(&self.state).expect("market invariant holds after every block");
     }
 
     /// Executes one block of `transactions`; on error the state is untouched.
     pub fn execute(&mut self, transactions: &[Transaction]) -> Result<Vec<Receipt>, BlockError> {
+        Ok(self.execute_with_events(transactions)?.0)
+    }
+
+    /// Like [`Self::execute`], also returning the end-of-block events.
+    pub fn execute_with_events(
+        &mut self,
+        transactions: &[Transaction],
+    ) -> Result<(Vec<Receipt>, Vec<crate::Event>), BlockError> {
         let context = BlockContext {
             chain_id: self.chain_id,
             height: self.height + 1,
             author: self.author,
             params: self.params.clone(),
+            randomness: hash(&[&self.height.to_be_bytes()]),
         };
         let outcome = block_on(execute_block(&self.state, &context, transactions))?;
         self.height += 1;
         self.apply(outcome.writes);
-        Ok(outcome.receipts)
+        Ok((outcome.receipts, outcome.block_events))
     }
 
     /// Signs `call` from `key` with its next nonce and executes it alone in a block; returns

@@ -182,3 +182,31 @@ pub fn decode_value<T: Read<Cfg = ()>>(key: &StorageKey, bytes: &[u8]) -> Result
         reason: error.to_string(),
     })
 }
+
+/// Writes `text` as length-prefixed UTF-8 bytes.
+pub fn write_text(text: &str, buf: &mut impl BufMut) {
+    text.as_bytes().to_vec().write(buf);
+}
+
+/// Encoded size of `text` written by [`write_text`].
+pub fn text_size(text: &str) -> usize {
+    text.as_bytes().to_vec().encode_size()
+}
+
+/// Reads text written by [`write_text`], refusing more than `max_bytes` bytes or invalid UTF-8.
+pub fn read_text(buf: &mut impl Buf, max_bytes: usize) -> Result<String, CodecError> {
+    let bytes = Vec::<u8>::read_cfg(buf, &(RangeCfg::new(0..=max_bytes), ()))?;
+    String::from_utf8(bytes).map_err(|_| CodecError::Invalid("text", "not UTF-8"))
+}
+
+/// The entries of one storage item (`module`, `item`) in a full state map, in key order
+/// (for invariant checks over a whole state).
+pub fn prefixed(
+    state: &BTreeMap<StorageKey, Vec<u8>>,
+    module: u8,
+    item: u8,
+) -> impl Iterator<Item = (&StorageKey, &Vec<u8>)> {
+    state
+        .range(StorageKey::new(module, item, &[])..)
+        .take_while(move |(key, _)| key.as_bytes()[..2] == [module, item])
+}

@@ -8,7 +8,7 @@
 //! The signature covers everything before it, under [`crate::TRANSACTION_NAMESPACE`].
 
 use crate::{
-    modules::{balances, dvci},
+    modules::{balances, dvci, market},
     TRANSACTION_NAMESPACE,
 };
 use bytes::BufMut;
@@ -28,6 +28,8 @@ pub enum Call {
     Balances(balances::Call),
     /// Module index 1: [`dvci`].
     Dvci(dvci::Call),
+    /// Module index 2: [`market`].
+    Market(market::Call),
 }
 
 impl Call {
@@ -35,6 +37,8 @@ impl Call {
     pub const BALANCES: u8 = balances::MODULE_INDEX;
     /// Module index of `dvci`.
     pub const DVCI: u8 = dvci::MODULE_INDEX;
+    /// Module index of `market`.
+    pub const MARKET: u8 = market::MODULE_INDEX;
 }
 
 impl Write for Call {
@@ -48,6 +52,10 @@ impl Write for Call {
                 Self::DVCI.write(buf);
                 call.write(buf);
             }
+            Call::Market(call) => {
+                Self::MARKET.write(buf);
+                call.write(buf);
+            }
         }
     }
 }
@@ -57,6 +65,7 @@ impl EncodeSize for Call {
         1 + match self {
             Call::Balances(call) => call.encode_size(),
             Call::Dvci(call) => call.encode_size(),
+            Call::Market(call) => call.encode_size(),
         }
     }
 }
@@ -68,6 +77,7 @@ impl Read for Call {
         match u8::read(buf)? {
             Self::BALANCES => Ok(Call::Balances(balances::Call::read(buf)?)),
             Self::DVCI => Ok(Call::Dvci(dvci::Call::read(buf)?)),
+            Self::MARKET => Ok(Call::Market(market::Call::read(buf)?)),
             other => Err(CodecError::InvalidEnum(other)),
         }
     }
@@ -81,6 +91,8 @@ pub enum Event {
     Balances(balances::Event),
     /// An event of [`dvci`].
     Dvci(dvci::Event),
+    /// An event of [`market`].
+    Market(market::Event),
 }
 
 /// The signed part of a transaction.

@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | 0 | [`balances`] | accounts (nonce, free and reserved balance), total issuance, transfers, fees |
 //! | 1 | [`dvci`] | regions, providers (bonded), host aggregates with a backup buffer, placement |
+//! | 2 | [`market`] | catalog (products, templates), price table, leases with escrow metered per block |
 
 pub mod balances;
 pub mod dvci;
+pub mod market;

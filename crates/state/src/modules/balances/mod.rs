@@ -148,6 +148,27 @@ pub async fn unreserve<R: StateReader>(
     Ok(Ok(()))
 }
 
+/// Pays `amount` out of `from`'s reserved balance into `to`'s free balance (e.g. a lease's
+/// escrow paying its provider). Errors leave the overlay untouched.
+pub async fn pay_reserved<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    from: &Address,
+    to: &Address,
+    amount: Amount,
+) -> Result<Result<(), Error>, StateError> {
+    if let Err(error) = unreserve(overlay, from, amount).await? {
+        return Ok(Err(error));
+    }
+    if let Err(error) = move_balance(overlay, from, to, amount).await? {
+        // Undo the release so the error changes nothing.
+        reserve(overlay, from, amount)
+            .await?
+            .expect("just released");
+        return Ok(Err(error));
+    }
+    Ok(Ok(()))
+}
+
 async fn move_balance<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
     from: &Address,

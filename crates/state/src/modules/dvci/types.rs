@@ -1,5 +1,6 @@
 //! Types of the `dvci` module.
 
+use crate::storage::{read_text, text_size, write_text};
 use bytes::BufMut;
 use commonware_codec::{
     Buf, EncodeSize, Error as CodecError, FixedSize, RangeCfg, Read, ReadExt, Write,
@@ -207,19 +208,6 @@ pub struct Provider {
     pub status: ProviderStatus,
     /// Resources placed on it.
     pub allocated: Resources,
-}
-
-fn write_text(text: &str, buf: &mut impl BufMut) {
-    text.as_bytes().to_vec().write(buf);
-}
-
-fn text_size(text: &str) -> usize {
-    text.as_bytes().to_vec().encode_size()
-}
-
-fn read_text(buf: &mut impl Buf, max_bytes: usize) -> Result<String, CodecError> {
-    let bytes = Vec::<u8>::read_cfg(buf, &(RangeCfg::new(0..=max_bytes), ()))?;
-    String::from_utf8(bytes).map_err(|_| CodecError::Invalid("text", "not UTF-8"))
 }
 
 impl Write for Provider {
