@@ -141,6 +141,11 @@ impl<'a, R: StateReader> Overlay<'a, R> {
         self.transaction.insert(key, value);
     }
 
+    /// Buffers the codec encoding of `value` under `key` in the current transaction.
+    pub fn put_encoded(&mut self, key: StorageKey, value: &impl commonware_codec::Encode) {
+        self.put(key, Some(value.encode().to_vec()));
+    }
+
     /// Keeps the current transaction's writes.
     pub fn commit_transaction(&mut self) {
         let writes = std::mem::take(&mut self.transaction);

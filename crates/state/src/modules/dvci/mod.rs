@@ -43,7 +43,6 @@ use crate::{
     storage::{decode_value, read_value, Overlay, StateError, StateReader, StorageKey},
     Origin,
 };
-use commonware_codec::Encode;
 use logos_primitives::Amount;
 use std::collections::BTreeMap;
 
@@ -125,10 +124,6 @@ pub async fn minimum_bond<R: StateReader>(overlay: &Overlay<'_, R>) -> Result<Am
         .unwrap_or(DEFAULT_MINIMUM_BOND))
 }
 
-fn put<R: StateReader>(overlay: &mut Overlay<'_, R>, key: StorageKey, value: &impl Encode) {
-    overlay.put(key, Some(value.encode().to_vec()));
-}
-
 /// Runs `call` for `origin`. Module errors leave the overlay to be rolled back by the executor.
 pub async fn dispatch<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
@@ -168,7 +163,7 @@ pub async fn dispatch<R: StateReader>(
             {
                 return Ok(Err(Error::RegionExists(*region)));
             }
-            put(overlay, region_key(*region), &Region { name: name.clone() });
+            overlay.put_encoded(region_key(*region), &Region { name: name.clone() });
             Ok(Ok(vec![Event::RegionCreated { region: *region }]))
         }
         Call::SetBufferPercent { percent } => {
@@ -178,14 +173,14 @@ pub async fn dispatch<R: StateReader>(
             if *percent > BUFFER_PERCENT_MAX {
                 return Ok(Err(Error::BufferTooLarge(*percent)));
             }
-            put(overlay, buffer_percent_key(), percent);
+            overlay.put_encoded(buffer_percent_key(), percent);
             Ok(Ok(vec![Event::BufferChanged { percent: *percent }]))
         }
         Call::SetMinimumBond { bond } => {
             if !origin.privileged {
                 return Ok(Err(Error::NotPrivileged));
             }
-            put(overlay, minimum_bond_key(), bond);
+            overlay.put_encoded(minimum_bond_key(), bond);
             Ok(Ok(vec![Event::MinimumBondChanged { bond: *bond }]))
         }
     }
@@ -225,7 +220,7 @@ async fn register<R: StateReader>(
     let id: ProviderId = read_value(overlay, &next_provider_id_key())
         .await?
         .unwrap_or(0);
-    put(overlay, next_provider_id_key(), &(id + 1));
+    overlay.put_encoded(next_provider_id_key(), &(id + 1));
     let record = Provider {
         owner: origin.sender,
         endpoint: endpoint.to_string(),
@@ -236,7 +231,7 @@ async fn register<R: StateReader>(
         status: ProviderStatus::Pending,
         allocated: Resources::default(),
     };
-    put(overlay, provider_key(id), &record);
+    overlay.put_encoded(provider_key(id), &record);
     Ok(Ok(vec![Event::ProviderRegistered {
         provider: id,
         owner: origin.sender,
@@ -287,7 +282,7 @@ async fn set_status<R: StateReader>(
         }
     }
     record.status = status;
-    put(overlay, provider_key(id), &record);
+    overlay.put_encoded(provider_key(id), &record);
     Ok(Ok(vec![Event::ProviderStatusChanged {
         provider: id,
         status,
@@ -316,7 +311,7 @@ async fn join_aggregate<R: StateReader>(
         .binary_search(&id)
         .expect_err("inactive provider is not listed");
     group.providers.insert(position, id);
-    put(overlay, aggregate_key(record.region, record.class), &group);
+    overlay.put_encoded(aggregate_key(record.region, record.class), &group);
     Ok(Ok(()))
 }
 
@@ -339,7 +334,7 @@ async fn leave_aggregate<R: StateReader>(
         .allocated
         .checked_sub(&record.allocated)
         .expect("aggregate allocation covers its providers");
-    put(overlay, aggregate_key(record.region, record.class), &group);
+    overlay.put_encoded(aggregate_key(record.region, record.class), &group);
     Ok(())
 }
 
@@ -402,8 +397,8 @@ pub async fn allocate<R: StateReader>(
         .checked_add(request)
         .expect("fits in capacity");
     record.allocated = allocated;
-    put(overlay, aggregate_key(record.region, record.class), &group);
-    put(overlay, provider_key(id), &record);
+    overlay.put_encoded(aggregate_key(record.region, record.class), &group);
+    overlay.put_encoded(provider_key(id), &record);
     Ok(Ok(()))
 }
 
@@ -428,9 +423,9 @@ pub async fn release<R: StateReader>(
             .allocated
             .checked_sub(released)
             .expect("aggregate covers its placements");
-        put(overlay, aggregate_key(record.region, record.class), &group);
+        overlay.put_encoded(aggregate_key(record.region, record.class), &group);
     }
-    put(overlay, provider_key(id), &record);
+    overlay.put_encoded(provider_key(id), &record);
     Ok(())
 }
 
@@ -495,10 +490,7 @@ fn items<T: commonware_codec::Read<Cfg = ()>>(
     state: &BTreeMap<StorageKey, Vec<u8>>,
     item: u8,
 ) -> Result<Vec<(Vec<u8>, T)>, String> {
-    let start = StorageKey::new(MODULE_INDEX, item, &[]);
-    state
-        .range(start..)
-        .take_while(|(key, _)| key.as_bytes()[..2] == [MODULE_INDEX, item])
+    crate::storage::prefixed(state, MODULE_INDEX, item)
         .map(|(key, value)| {
             Ok((
                 key.as_bytes()[2..].to_vec(),

@@ -38,7 +38,7 @@ use crate::{
     storage::{decode_value, prefixed, read_value, Overlay, StateError, StateReader, StorageKey},
     BlockContext, Origin,
 };
-use commonware_codec::{Encode, RangeCfg, Read};
+use commonware_codec::{RangeCfg, Read};
 use logos_primitives::{hash, Address, Amount};
 use std::collections::BTreeMap;
 
@@ -98,10 +98,6 @@ fn community_share_key() -> StorageKey {
     StorageKey::new(MODULE_INDEX, ITEM_COMMUNITY_SHARE, &[])
 }
 
-fn put<R: StateReader>(overlay: &mut Overlay<'_, R>, key: StorageKey, value: &impl Encode) {
-    overlay.put(key, Some(value.encode().to_vec()));
-}
-
 fn decode_active(key: &StorageKey, bytes: &[u8]) -> Result<Vec<LeaseId>, StateError> {
     let cfg = (RangeCfg::new(0..=ACTIVE_LEASES_MAX), ());
     Vec::<LeaseId>::read_cfg(&mut commonware_codec::Copying(bytes), &cfg).map_err(|error| {
@@ -153,7 +149,7 @@ pub async fn dispatch<R: StateReader>(
             if product.resources.is_zero() || product.compute_units == 0 {
                 return Ok(Err(Error::EmptyLease));
             }
-            put(overlay, product_key(*id), product);
+            overlay.put_encoded(product_key(*id), product);
             Ok(Ok(vec![Event::ProductSet { id: *id }]))
         }
         Call::SetTemplate { id, template } => {
@@ -163,11 +159,11 @@ pub async fn dispatch<R: StateReader>(
             {
                 return Ok(Err(Error::UnknownProduct(template.product)));
             }
-            put(overlay, template_key(*id), template);
+            overlay.put_encoded(template_key(*id), template);
             Ok(Ok(vec![Event::TemplateSet { id: *id }]))
         }
         Call::SetPrice { class, price } => {
-            put(overlay, price_key(*class), price);
+            overlay.put_encoded(price_key(*class), price);
             Ok(Ok(vec![Event::PriceSet {
                 class: *class,
                 price: *price,
@@ -177,7 +173,7 @@ pub async fn dispatch<R: StateReader>(
             if *percent > 100 {
                 return Ok(Err(Error::ShareTooLarge(*percent)));
             }
-            put(overlay, community_share_key(), percent);
+            overlay.put_encoded(community_share_key(), percent);
             Ok(Ok(vec![Event::CommunityShareSet { percent: *percent }]))
         }
         Call::CreateLease {
@@ -259,7 +255,7 @@ async fn create_lease<R: StateReader>(
     let id: LeaseId = read_value(overlay, &next_lease_id_key())
         .await?
         .unwrap_or(0);
-    put(overlay, next_lease_id_key(), &(id + 1));
+    overlay.put_encoded(next_lease_id_key(), &(id + 1));
     let record = Lease {
         tenant: origin.sender,
         template: template_id,
@@ -272,9 +268,9 @@ async fn create_lease<R: StateReader>(
         blocks_billed: 0,
         closed: None,
     };
-    put(overlay, lease_key(id), &record);
+    overlay.put_encoded(lease_key(id), &record);
     active.push(id);
-    put(overlay, active_leases_key(), &active);
+    overlay.put_encoded(active_leases_key(), &active);
     Ok(Ok(vec![Event::LeaseCreated {
         lease: id,
         tenant: origin.sender,
@@ -338,7 +334,7 @@ async fn extend_lease<R: StateReader>(
         return Ok(Err(Error::EscrowUnpaid(error.to_string())));
     }
     record.escrow = escrow;
-    put(overlay, lease_key(id), &record);
+    overlay.put_encoded(lease_key(id), &record);
     Ok(Ok(vec![Event::LeaseExtended { lease: id, added }]))
 }
 
@@ -357,10 +353,10 @@ async fn close<R: StateReader>(
     dvci::release(overlay, record.provider, &record.resources).await?;
     record.escrow = Amount::ZERO;
     record.closed = Some((height, reason));
-    put(overlay, lease_key(id), &record);
+    overlay.put_encoded(lease_key(id), &record);
     let mut active = active_leases(overlay).await?;
     active.retain(|active_id| *active_id != id);
-    put(overlay, active_leases_key(), &active);
+    overlay.put_encoded(active_leases_key(), &active);
     Ok(Event::LeaseClosed {
         lease: id,
         reason,
@@ -413,7 +409,7 @@ pub async fn on_block_end<R: StateReader>(
                 .await?,
             );
         } else {
-            put(overlay, lease_key(id), &record);
+            overlay.put_encoded(lease_key(id), &record);
         }
     }
     Ok(events)
