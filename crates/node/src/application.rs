@@ -46,7 +46,7 @@ use tracing::{debug, info, warn};
 
 /// How far ahead of the local clock a block's timestamp may be, in ms.
 pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 5_000;
-/// Finalized blocks kept in memory with their receipts (for RPC), newest first out.
+/// Finalized blocks kept in memory with their receipts (for RPC); the oldest is dropped first.
 pub const RECENT_BLOCKS_MAX: usize = 1_024;
 /// Capacity of the finalized-block notification channel (RPC subscriptions).
 pub const NOTIFICATIONS_MAX: usize = 4_096;
