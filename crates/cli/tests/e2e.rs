@@ -301,7 +301,7 @@ fn killed_validator_restarts_and_catches_up_to_the_same_state() {
             );
         }
         // Identical account state on every validator.
-        let recipient_balances: Vec<Amount> = futures_balances(&rpc, recipient).await;
+        let recipient_balances: Vec<Amount> = balances_on_every_validator(&rpc, recipient).await;
         assert!(
             recipient_balances
                 .iter()
@@ -311,7 +311,7 @@ fn killed_validator_restarts_and_catches_up_to_the_same_state() {
     });
 }
 
-async fn futures_balances(rpc: &[String], address: Address) -> Vec<Amount> {
+async fn balances_on_every_validator(rpc: &[String], address: Address) -> Vec<Amount> {
     let mut balances = Vec::new();
     for url in rpc {
         balances.push(

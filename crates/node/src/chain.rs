@@ -93,8 +93,6 @@ pub struct Executed {
 pub struct Pending {
     /// Its height.
     pub height: Height,
-    /// Its parent's digest.
-    pub parent: Hash,
     /// Its state.
     pub batch: StateBatch,
     /// Its receipts and events.
@@ -229,11 +227,6 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         *digest == self.tip.digest || self.pending.contains_key(digest)
     }
 
-    /// The pending block with `digest`.
-    pub fn pending(&self, digest: &Hash) -> Option<&Pending> {
-        self.pending.get(digest)
-    }
-
     /// Reads `key` in the state after block `at` (tip or pending).
     pub async fn read(&self, at: &Hash, key: &StorageKey) -> Result<Option<Vec<u8>>, ChainError> {
         let parent = self.parent_batch(at)?;
@@ -288,6 +281,16 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         if self.pending.contains_key(&block.digest()) {
             return Ok(());
         }
+        let (batch, executed) = self.execute_block(block, context).await?;
+        self.insert_pending(block, batch, executed)
+    }
+
+    /// Executes `block` on its parent's state and checks its state root; nothing is stored.
+    pub async fn execute_block(
+        &self,
+        block: &Block,
+        context: &BlockContext,
+    ) -> Result<(StateBatch, Executed), ChainError> {
         let (batch, executed) = self
             .execute(&block.parent, block.height, context, &block.transactions)
             .await?;
@@ -297,7 +300,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
                 computed: logos_primitives::format_hash(&batch.root()),
             });
         }
-        self.insert_pending(block, batch, executed)
+        Ok((batch, executed))
     }
 
     /// Keeps an executed block's batch.
@@ -314,7 +317,6 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
             block.digest(),
             Pending {
                 height: block.height,
-                parent: block.parent,
                 batch,
                 executed: Arc::new(executed),
             },

@@ -176,18 +176,15 @@ async fn apply_transaction<R: StateReader>(
         privileged: context.params.privileged_account == Some(sender),
     };
     let result = match &payload.call {
-        Call::Balances(call) => balances::dispatch(overlay, &sender, call)
-            .await?
-            .map(|events| events.into_iter().map(Event::Balances).collect::<Vec<_>>())
-            .map_err(|error| error.to_string()),
-        Call::Dvci(call) => dvci::dispatch(overlay, &origin, call)
-            .await?
-            .map(|events| events.into_iter().map(Event::Dvci).collect::<Vec<_>>())
-            .map_err(|error| error.to_string()),
-        Call::Market(call) => market::dispatch(overlay, &origin, context, call)
-            .await?
-            .map(|events| events.into_iter().map(Event::Market).collect::<Vec<_>>())
-            .map_err(|error| error.to_string()),
+        Call::Balances(call) => lift(
+            balances::dispatch(overlay, &sender, call).await?,
+            Event::Balances,
+        ),
+        Call::Dvci(call) => lift(dvci::dispatch(overlay, &origin, call).await?, Event::Dvci),
+        Call::Market(call) => lift(
+            market::dispatch(overlay, &origin, context, call).await?,
+            Event::Market,
+        ),
     };
     let mut events = vec![fee_event];
     let receipt = match result {
@@ -212,6 +209,16 @@ async fn apply_transaction<R: StateReader>(
         }
     };
     Ok(receipt)
+}
+
+/// A module's call result as the executor records it: runtime events or the error's text.
+fn lift<E, M: std::fmt::Display>(
+    result: Result<Vec<E>, M>,
+    wrap: fn(E) -> Event,
+) -> Result<Vec<Event>, String> {
+    result
+        .map(|events| events.into_iter().map(wrap).collect())
+        .map_err(|error| error.to_string())
 }
 
 mod hash_hex {
