@@ -20,7 +20,7 @@
 
 use logos_primitives::{Address, Amount, ChainId, Hash};
 use logos_state::{
-    modules::{balances, dvci},
+    modules::{balances, dvci, provisioning},
     Call, Transaction, TransactionError,
 };
 use std::{
@@ -362,7 +362,9 @@ fn check_balance(transaction: &Transaction, available: Amount) -> Result<(), Rej
         Call::Dvci(_) => Amount::ZERO,
         // A lease's escrow depends on the catalog and prices, which the pool does not read;
         // an unpayable escrow fails the call in execution (the fee is still charged).
-        Call::Market(_) => Amount::ZERO,
+        Call::Market(_) | Call::Operations(_) => Amount::ZERO,
+        Call::Provisioning(provisioning::Call::RegisterProvisioner { stake }) => *stake,
+        Call::Provisioning(_) => Amount::ZERO,
     };
     let required = payload
         .fee

@@ -1,7 +1,7 @@
 //! Block execution (see the crate docs for the steps).
 
 use crate::{
-    modules::{balances, dvci, market},
+    modules::{balances, dvci, market, operations, provisioning},
     storage::{Overlay, StateError, StateReader, WriteSet},
     transaction::{Call, Event, Transaction},
     Origin, Params,
@@ -117,11 +117,8 @@ pub async fn execute_block<R: StateReader>(
     for (index, transaction) in transactions.iter().enumerate() {
         receipts.push(apply_transaction(&mut overlay, context, index, transaction).await?);
     }
-    let block_events = market::on_block_end(&mut overlay, context)
-        .await?
-        .into_iter()
-        .map(Event::Market)
-        .collect();
+    let mut block_events = market::on_block_end(&mut overlay, context).await?;
+    block_events.extend(provisioning::on_block_end(&mut overlay, context).await?);
     overlay.commit_transaction();
     Ok(BlockOutcome {
         writes: overlay.into_writes(),
@@ -183,7 +180,15 @@ async fn apply_transaction<R: StateReader>(
         Call::Dvci(call) => lift(dvci::dispatch(overlay, &origin, call).await?, Event::Dvci),
         Call::Market(call) => lift(
             market::dispatch(overlay, &origin, context, call).await?,
-            Event::Market,
+            std::convert::identity,
+        ),
+        Call::Operations(call) => lift(
+            operations::dispatch(overlay, &origin, context, call).await?,
+            std::convert::identity,
+        ),
+        Call::Provisioning(call) => lift(
+            provisioning::dispatch(overlay, &origin, context, call).await?,
+            std::convert::identity,
         ),
     };
     let mut events = vec![fee_event];

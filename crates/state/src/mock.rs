@@ -3,7 +3,7 @@
 
 use crate::{
     execute_block,
-    modules::{balances, dvci, market},
+    modules::{balances, dvci, market, operations, provisioning},
     storage::{decode_value, StorageKey, WriteSet},
     BlockContext, BlockError, Params, Receipt, Transaction, TransactionPayload,
 };
@@ -56,6 +56,9 @@ impl MockChain {
         balances::try_state(&self.state).expect("balances invariant holds after every block");
         dvci::try_state(&self.state).expect("dvci invariant holds after every block");
         market::try_state(&self.state).expect("market invariant holds after every block");
+        operations::try_state(&self.state).expect("operations invariant holds after every block");
+        provisioning::try_state(&self.state)
+            .expect("provisioning invariant holds after every block");
     }
 
     /// Executes one block of `transactions`; on error the state is untouched.

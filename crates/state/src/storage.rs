@@ -215,3 +215,32 @@ pub fn prefixed(
         .range(StorageKey::new(module, item, &[])..)
         .take_while(move |(key, _)| key.as_bytes()[..2] == [module, item])
 }
+
+/// Implements the codec for a field-less enum as one byte, its discriminant (`0..`).
+/// Decoding an unknown byte fails with `InvalidEnum`.
+#[macro_export]
+macro_rules! codec_u8_enum {
+    ($name:ident { $($variant:ident = $index:literal),+ $(,)? }) => {
+        impl commonware_codec::Write for $name {
+            fn write(&self, buf: &mut impl bytes::BufMut) {
+                let index: u8 = match self { $($name::$variant => $index),+ };
+                commonware_codec::Write::write(&index, buf);
+            }
+        }
+        impl commonware_codec::FixedSize for $name {
+            const SIZE: usize = 1;
+        }
+        impl commonware_codec::Read for $name {
+            type Cfg = ();
+            fn read_cfg(
+                buf: &mut impl commonware_codec::Buf,
+                _: &(),
+            ) -> Result<Self, commonware_codec::Error> {
+                match <u8 as commonware_codec::ReadExt>::read(buf)? {
+                    $($index => Ok($name::$variant),)+
+                    other => Err(commonware_codec::Error::InvalidEnum(other)),
+                }
+            }
+        }
+    };
+}

@@ -8,7 +8,7 @@
 //! The signature covers everything before it, under [`crate::TRANSACTION_NAMESPACE`].
 
 use crate::{
-    modules::{balances, dvci, market},
+    modules::{balances, dvci, market, operations, provisioning},
     TRANSACTION_NAMESPACE,
 };
 use bytes::BufMut;
@@ -30,6 +30,10 @@ pub enum Call {
     Dvci(dvci::Call),
     /// Module index 2: [`market`].
     Market(market::Call),
+    /// Module index 3: [`operations`].
+    Operations(operations::Call),
+    /// Module index 4: [`provisioning`].
+    Provisioning(provisioning::Call),
 }
 
 impl Call {
@@ -39,6 +43,10 @@ impl Call {
     pub const DVCI: u8 = dvci::MODULE_INDEX;
     /// Module index of `market`.
     pub const MARKET: u8 = market::MODULE_INDEX;
+    /// Module index of `operations`.
+    pub const OPERATIONS: u8 = operations::MODULE_INDEX;
+    /// Module index of `provisioning`.
+    pub const PROVISIONING: u8 = provisioning::MODULE_INDEX;
 }
 
 impl Write for Call {
@@ -56,6 +64,14 @@ impl Write for Call {
                 Self::MARKET.write(buf);
                 call.write(buf);
             }
+            Call::Operations(call) => {
+                Self::OPERATIONS.write(buf);
+                call.write(buf);
+            }
+            Call::Provisioning(call) => {
+                Self::PROVISIONING.write(buf);
+                call.write(buf);
+            }
         }
     }
 }
@@ -66,6 +82,8 @@ impl EncodeSize for Call {
             Call::Balances(call) => call.encode_size(),
             Call::Dvci(call) => call.encode_size(),
             Call::Market(call) => call.encode_size(),
+            Call::Operations(call) => call.encode_size(),
+            Call::Provisioning(call) => call.encode_size(),
         }
     }
 }
@@ -78,6 +96,8 @@ impl Read for Call {
             Self::BALANCES => Ok(Call::Balances(balances::Call::read(buf)?)),
             Self::DVCI => Ok(Call::Dvci(dvci::Call::read(buf)?)),
             Self::MARKET => Ok(Call::Market(market::Call::read(buf)?)),
+            Self::OPERATIONS => Ok(Call::Operations(operations::Call::read(buf)?)),
+            Self::PROVISIONING => Ok(Call::Provisioning(provisioning::Call::read(buf)?)),
             other => Err(CodecError::InvalidEnum(other)),
         }
     }
@@ -93,6 +113,10 @@ pub enum Event {
     Dvci(dvci::Event),
     /// An event of [`market`].
     Market(market::Event),
+    /// An event of [`operations`].
+    Operations(operations::Event),
+    /// An event of [`provisioning`].
+    Provisioning(provisioning::Event),
 }
 
 /// The signed part of a transaction.

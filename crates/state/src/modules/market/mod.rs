@@ -24,17 +24,17 @@
 //! refunds the unspent escrow; `ExtendLease` escrows more blocks.
 //!
 //! # Invariant ([`try_state`]): escrow conservation
-//! The sum of all reserved balances equals the sum of provider bonds plus the escrow of active
-//! leases; closed leases hold no escrow; every active lease is listed and vice versa.
+//! The sum of all reserved balances equals the sum of provider bonds, the escrow of active
+//! leases and the provisioner stakes; closed leases hold no escrow; every active lease is listed and vice versa.
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod types;
 
 pub use types::*;
 
 use crate::{
-    modules::{balances, dvci},
+    modules::{balances, dvci, operations, provisioning},
     storage::{decode_value, prefixed, read_value, Overlay, StateError, StateReader, StorageKey},
     BlockContext, Origin,
 };
@@ -133,7 +133,25 @@ pub async fn dispatch<R: StateReader>(
     origin: &Origin,
     context: &BlockContext,
     call: &Call,
-) -> Result<Result<Vec<Event>, Error>, StateError> {
+) -> Result<Result<Vec<crate::Event>, Error>, StateError> {
+    let result = dispatch_market(overlay, origin, context, call).await?;
+    Ok(result.map(|events| events.into_iter().flatten().collect()))
+}
+
+/// Market calls return their own events, each followed by the events of other modules it
+/// caused (environment created or destroyed, task assigned).
+type Emitted = Vec<Vec<crate::Event>>;
+
+fn own(event: Event) -> Vec<crate::Event> {
+    vec![crate::Event::Market(event)]
+}
+
+async fn dispatch_market<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    origin: &Origin,
+    context: &BlockContext,
+    call: &Call,
+) -> Result<Result<Emitted, Error>, StateError> {
     let privileged = matches!(
         call,
         Call::SetProduct { .. }
@@ -150,7 +168,7 @@ pub async fn dispatch<R: StateReader>(
                 return Ok(Err(Error::EmptyLease));
             }
             overlay.put_encoded(product_key(*id), product);
-            Ok(Ok(vec![Event::ProductSet { id: *id }]))
+            Ok(Ok(vec![own(Event::ProductSet { id: *id })]))
         }
         Call::SetTemplate { id, template } => {
             if read_value::<_, Product>(overlay, &product_key(template.product))
@@ -160,21 +178,23 @@ pub async fn dispatch<R: StateReader>(
                 return Ok(Err(Error::UnknownProduct(template.product)));
             }
             overlay.put_encoded(template_key(*id), template);
-            Ok(Ok(vec![Event::TemplateSet { id: *id }]))
+            Ok(Ok(vec![own(Event::TemplateSet { id: *id })]))
         }
         Call::SetPrice { class, price } => {
             overlay.put_encoded(price_key(*class), price);
-            Ok(Ok(vec![Event::PriceSet {
+            Ok(Ok(vec![own(Event::PriceSet {
                 class: *class,
                 price: *price,
-            }]))
+            })]))
         }
         Call::SetCommunityShare { percent } => {
             if *percent > 100 {
                 return Ok(Err(Error::ShareTooLarge(*percent)));
             }
             overlay.put_encoded(community_share_key(), percent);
-            Ok(Ok(vec![Event::CommunityShareSet { percent: *percent }]))
+            Ok(Ok(vec![own(Event::CommunityShareSet {
+                percent: *percent,
+            })]))
         }
         Call::CreateLease {
             template,
@@ -194,15 +214,9 @@ pub async fn dispatch<R: StateReader>(
             if record.closed.is_some() {
                 return Ok(Err(Error::LeaseClosed(*id)));
             }
+            let reason = CloseReason::ClosedByTenant;
             Ok(Ok(vec![
-                close(
-                    overlay,
-                    *id,
-                    record,
-                    context.height,
-                    CloseReason::ClosedByTenant,
-                )
-                .await?,
+                close(overlay, *id, record, context.height, reason).await?,
             ]))
         }
     }
@@ -215,7 +229,7 @@ async fn create_lease<R: StateReader>(
     template_id: TemplateId,
     region: dvci::RegionId,
     blocks: u64,
-) -> Result<Result<Vec<Event>, Error>, StateError> {
+) -> Result<Result<Emitted, Error>, StateError> {
     let Some(template) = read_value::<_, Template>(overlay, &template_key(template_id)).await?
     else {
         return Ok(Err(Error::UnknownTemplate(template_id)));
@@ -271,12 +285,32 @@ async fn create_lease<R: StateReader>(
     overlay.put_encoded(lease_key(id), &record);
     active.push(id);
     overlay.put_encoded(active_leases_key(), &active);
-    Ok(Ok(vec![Event::LeaseCreated {
+    let spec = operations::Spec {
+        resources: product.resources,
+        workload: template.workload,
+    };
+    let created = operations::create(
+        overlay,
+        context,
+        id,
+        origin.sender,
+        provider,
+        template_id,
+        spec,
+    )
+    .await?;
+    let caused = match created {
+        Ok(events) => events,
+        Err(error) => return Ok(Err(Error::Environment(error.to_string()))),
+    };
+    let mut events = own(Event::LeaseCreated {
         lease: id,
         tenant: origin.sender,
         provider,
         rate,
-    }]))
+    });
+    events.extend(caused);
+    Ok(Ok(vec![events]))
 }
 
 /// Places `request` in `region` (see the module docs) and returns the provider it went to.
@@ -311,7 +345,7 @@ async fn extend_lease<R: StateReader>(
     origin: &Origin,
     id: LeaseId,
     blocks: u64,
-) -> Result<Result<Vec<Event>, Error>, StateError> {
+) -> Result<Result<Emitted, Error>, StateError> {
     let Some(mut record) = lease(overlay, id).await? else {
         return Ok(Err(Error::UnknownLease(id)));
     };
@@ -335,17 +369,18 @@ async fn extend_lease<R: StateReader>(
     }
     record.escrow = escrow;
     overlay.put_encoded(lease_key(id), &record);
-    Ok(Ok(vec![Event::LeaseExtended { lease: id, added }]))
+    Ok(Ok(vec![own(Event::LeaseExtended { lease: id, added })]))
 }
 
-/// Ends a lease: refunds its escrow, releases its placement, drops it from the active list.
+/// Ends a lease: refunds its escrow, releases its placement, drops it from the active list and
+/// asks for its environment to be destroyed.
 async fn close<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
     id: LeaseId,
     mut record: Lease,
     height: u64,
     reason: CloseReason,
-) -> Result<Event, StateError> {
+) -> Result<Vec<crate::Event>, StateError> {
     let refund = record.escrow;
     balances::unreserve(overlay, &record.tenant, refund)
         .await?
@@ -357,18 +392,22 @@ async fn close<R: StateReader>(
     let mut active = active_leases(overlay).await?;
     active.retain(|active_id| *active_id != id);
     overlay.put_encoded(active_leases_key(), &active);
-    Ok(Event::LeaseClosed {
-        lease: id,
-        reason,
-        refund,
-    })
+    let destroyed = operations::destroy(overlay, id, height).await?;
+    Ok(vec![
+        crate::Event::Market(Event::LeaseClosed {
+            lease: id,
+            reason,
+            refund,
+        }),
+        crate::Event::Operations(destroyed),
+    ])
 }
 
 /// End-of-block metering (see the module docs). Returns the events, in lease order.
 pub async fn on_block_end<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
     context: &BlockContext,
-) -> Result<Vec<Event>, StateError> {
+) -> Result<Vec<crate::Event>, StateError> {
     let share: u8 = read_value(overlay, &community_share_key())
         .await?
         .unwrap_or(DEFAULT_COMMUNITY_SHARE);
@@ -392,22 +431,14 @@ pub async fn on_block_end<R: StateReader>(
             .checked_sub(record.rate)
             .expect("escrow covers the rate");
         record.blocks_billed += 1;
-        events.push(Event::LeaseBilled {
+        events.push(crate::Event::Market(Event::LeaseBilled {
             lease: id,
             provider_payout,
             community_payout,
-        });
+        }));
         if record.escrow < record.rate {
-            events.push(
-                close(
-                    overlay,
-                    id,
-                    record,
-                    context.height,
-                    CloseReason::EscrowExhausted,
-                )
-                .await?,
-            );
+            let reason = CloseReason::EscrowExhausted;
+            events.extend(close(overlay, id, record, context.height, reason).await?);
         } else {
             overlay.put_encoded(lease_key(id), &record);
         }
@@ -463,10 +494,14 @@ pub fn try_state(state: &BTreeMap<StorageKey, Vec<u8>>) -> Result<(), String> {
             .checked_add(account.reserved)
             .ok_or("reserved overflow")?;
     }
-    let held = bonds.checked_add(escrow).ok_or("overflow")?;
+    let stakes = provisioning::total_stake(state)?;
+    let held = bonds
+        .checked_add(escrow)
+        .and_then(|held| held.checked_add(stakes))
+        .ok_or("overflow")?;
     if reserved != held {
         return Err(format!(
-            "reserved {reserved} != bonds {bonds} + escrow {escrow}"
+            "reserved {reserved} != bonds {bonds} + escrow {escrow} + stakes {stakes}"
         ));
     }
     Ok(())

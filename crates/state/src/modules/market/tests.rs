@@ -10,18 +10,18 @@ use crate::{
 use commonware_cryptography::Signer;
 use logos_primitives::PrivateKey;
 
-const REGION: dvci::RegionId = 1;
+pub(crate) const REGION: dvci::RegionId = 1;
 const PRICE: u128 = 10; // per compute unit per block
 const UNITS: u32 = 2; // compute units of the product: rate = 20 per block
 
-struct Market {
-    chain: MockChain,
-    root: PrivateKey,
-    owner: PrivateKey,
-    tenant: PrivateKey,
+pub(crate) struct Market {
+    pub(crate) chain: MockChain,
+    pub(crate) root: PrivateKey,
+    pub(crate) owner: PrivateKey,
+    pub(crate) tenant: PrivateKey,
 }
 
-fn address(key: &PrivateKey) -> Address {
+pub(crate) fn address(key: &PrivateKey) -> Address {
     Address::from_public_key(&key.public_key())
 }
 
@@ -41,7 +41,7 @@ fn privileged(market: &mut Market, call: Call) -> Receipt {
 
 /// A chain with region 1, `providers` active 10-vCPU providers, product 0 ("small"),
 /// template 0 and a price for compute-hosted.
-fn market(providers: usize) -> Market {
+pub(crate) fn market(providers: usize) -> Market {
     let (root, owner, tenant) = (
         PrivateKey::from_seed(1),
         PrivateKey::from_seed(2),
@@ -131,7 +131,7 @@ fn market(providers: usize) -> Market {
     market
 }
 
-fn tenant_call(market: &mut Market, call: Call) -> Receipt {
+pub(crate) fn tenant_call(market: &mut Market, call: Call) -> Receipt {
     let tenant = market.tenant.clone();
     market.chain.call(&tenant, RuntimeCall::Market(call))
 }
@@ -176,8 +176,15 @@ fn lease_is_billed_every_block_and_closed_when_escrow_runs_out() {
     let (_, events) = market.chain.execute_with_events(&[]).unwrap();
     assert_eq!(
         events.len(),
-        2,
-        "billed, then closed in the same block: {events:?}"
+        3,
+        "billed, closed and destroy requested in the same block: {events:?}"
+    );
+    assert_eq!(
+        events[2],
+        crate::Event::Operations(crate::modules::operations::Event::DestroyRequested {
+            environment: 0,
+            generation: 2
+        })
     );
     assert_eq!(
         events[1],

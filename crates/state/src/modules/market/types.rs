@@ -530,6 +530,9 @@ pub enum Error {
     /// The tenant cannot reserve the escrow.
     #[error("cannot reserve the escrow: {0}")]
     EscrowUnpaid(String),
+    /// The environment could not be recorded.
+    #[error("environment: {0}")]
+    Environment(String),
     /// No active provider of the class in the region has room outside the backup buffer.
     #[error("no capacity in region {0} for this product")]
     NoCapacity(RegionId),
