@@ -5,10 +5,12 @@
 //! - [`proof`]: the authenticated state layout (QMDB `current`) and proof verification, so a
 //!   client checks any storage value against a finalized block's state root.
 //! - [`consensus`]: the simplex signing scheme and the check of a finalization certificate.
+//! - [`agent`]: the provider agent's HTTP API and the signatures it checks.
 //!
 //! Off-chain programs (the CLI, provisioners, gatekeepers) depend on this crate and
 //! [`logos_state`] for types, never on the node's internals.
 
+pub mod agent;
 pub mod block;
 pub mod consensus;
 pub mod proof;

@@ -13,6 +13,7 @@
 //! | `logos_getFinalizedHead` | | [`Head`] |
 //! | `logos_getStorage` | hex storage key | [`StorageValue`] with proof |
 //! | `logos_getFinalization` | height | hex of the finalization certificate, or null |
+//! | `logos_getRawBlock` | height | hex of the finalized block's codec form, or null |
 //! | `logos_subscribeFinalizedHeads` | | notifications `logos_finalizedHead`: [`Head`] |
 //! | `logos_subscribeEvents` | | notifications `logos_event`: [`EventRecord`] |
 
@@ -260,6 +261,11 @@ pub trait LogosApi {
     /// The finalization certificate of the block at `height`, hex of its codec form.
     #[method(name = "getFinalization")]
     async fn get_finalization(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
+
+    /// The finalized block at `height` in its codec form (hex), for followers that execute
+    /// blocks themselves.
+    #[method(name = "getRawBlock")]
+    async fn get_raw_block(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
 
     /// Finalized heads as they are executed.
     #[subscription(name = "subscribeFinalizedHeads" => "finalizedHead", unsubscribe = "unsubscribeFinalizedHeads", item = Head)]

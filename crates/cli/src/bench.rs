@@ -54,32 +54,43 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Time from `lease create` to a Running and to a Verified "Logos full node" environment
+    /// (its node synced), over several leases on a fresh devnet with the sub0layer.
+    Lease {
+        /// Number of leases (one after another; each is closed once measured).
+        #[arg(long, default_value_t = 5)]
+        leases: usize,
+        /// Number of validators (each runs a provisioner).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Print only the JSON result.
+        #[arg(long)]
+        json: bool,
+        /// Devnet directory (default: a fresh directory under $TMPDIR).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs `logos bench …`.
 pub fn run(command: BenchCommand) -> Result<()> {
-    let BenchCommand::Consensus {
-        validators,
-        seconds,
-        tps,
-        accounts,
-        json,
-        dir,
-    } = command;
-    let args = DevnetArgs {
-        validators,
-        dir: Some(dir.unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("logos-bench-{}", std::process::id()))
-        })),
-        resume: false,
-        init_only: false,
-        p2p_base_port: 31_300,
-        rpc_base_port: 18_545,
-        metrics_base_port: 19_100,
-        block_time_ms: 25,
-        accounts,
-        log_level: "warn".into(),
+    let (validators, seconds, tps, accounts, json, dir) = match command {
+        BenchCommand::Consensus {
+            validators,
+            seconds,
+            tps,
+            accounts,
+            json,
+            dir,
+        } => (validators, seconds, tps, accounts, json, dir),
+        BenchCommand::Lease {
+            leases,
+            validators,
+            json,
+            dir,
+        } => return run_lease_bench(leases, validators, json, dir),
     };
+    let args = bench_devnet(validators, accounts, 0, dir);
     let layout = devnet::init(&args)?;
     let mut processes = Vec::new();
     for config in &layout.configs {
@@ -306,4 +317,79 @@ fn percentile(sorted: &[f64], quantile: f64) -> f64 {
 
 fn round(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
+}
+
+/// Devnet options of the benchmarks (ports and network indices apart from a default devnet).
+fn bench_devnet(validators: usize, accounts: usize, providers: usize, dir: Option<PathBuf>) -> DevnetArgs {
+    DevnetArgs {
+        validators,
+        dir: Some(dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("logos-bench-{}", std::process::id()))
+        })),
+        resume: false,
+        init_only: false,
+        p2p_base_port: 31_300,
+        rpc_base_port: 18_545,
+        metrics_base_port: 19_100,
+        block_time_ms: 25,
+        accounts,
+        log_level: "warn".into(),
+        providers,
+        agent_base_port: 17_100,
+        network_base_index: 201,
+        demo: false,
+        byzantine_provisioners: Vec::new(),
+    }
+}
+
+/// `logos bench lease`: see [`BenchCommand::Lease`]. Prints one JSON object:
+///
+/// | field | meaning |
+/// |---|---|
+/// | `lease_to_running_ms_p50`, `_max` | `lease create` submitted → the environment's `Ready` condition `True` in finalized state (workload running, health check passing) |
+/// | `lease_to_verified_ms_p50`, `_max` | submitted → `Verified` `True` (a quorum of cross-checks agreed) and the leased node's `/health` says synced |
+/// | `leases`, `validators`, `providers` | the scenario |
+fn run_lease_bench(leases: usize, validators: usize, json: bool, dir: Option<PathBuf>) -> Result<()> {
+    let args = bench_devnet(validators, 0, 2, dir);
+    let layout = devnet::init(&args)?;
+    let mut network = devnet::start(&args, &layout)?;
+    let rpc = network.validators[0].rpc.clone();
+    let keys = layout.keystore.clone();
+    let result = crate::operator::runtime()?.block_on(async move {
+        let client = logos_client::Client::connect(&rpc).await?;
+        let dev = logos_client::Wallet::new(crate::keystore::load(&keys, "dev")?);
+        let mut running = Vec::new();
+        let mut verified = Vec::new();
+        for index in 0..leases {
+            let started = Instant::now();
+            let (lease, _) = crate::lease::create_lease(&client, &dev, 0, 1, 36_000).await?;
+            let mut say = |step: String| {
+                if !json {
+                    eprintln!("lease {index} [{:>6} ms] {step}", started.elapsed().as_millis())
+                }
+            };
+            let milestones =
+                crate::lease::watch(&client, lease, Duration::from_secs(120), &mut say).await?;
+            let ms = |at: Option<Instant>| at.map_or(f64::NAN, |at| (at - started).as_secs_f64() * 1e3);
+            running.push(ms(milestones.running));
+            verified.push(ms(milestones.verified.max(milestones.synced)));
+            let close = logos_state::Call::Market(logos_state::modules::market::Call::CloseLease { lease });
+            crate::operator::execute(&client, &dev, close).await?;
+        }
+        running.sort_by(f64::total_cmp);
+        verified.sort_by(f64::total_cmp);
+        Ok::<_, anyhow::Error>(serde_json::json!({
+            "leases": leases,
+            "validators": validators,
+            "providers": 2,
+            "lease_to_running_ms_p50": round(percentile(&running, 0.5)),
+            "lease_to_running_ms_max": round(percentile(&running, 1.0)),
+            "lease_to_verified_ms_p50": round(percentile(&verified, 0.5)),
+            "lease_to_verified_ms_max": round(percentile(&verified, 1.0)),
+        }))
+    });
+    network.stop();
+    let result = result?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
 }

@@ -5,13 +5,9 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use commonware_cryptography::Signer;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
-use logos_api::{
-    consensus::{decode_finalization, verify_finalization},
-    proof::{decode_proof, verify_value},
-    rpc::LogosApiClient,
-};
-use logos_primitives::{parse_hash, parse_public_key, Address, Amount};
-use logos_state::{codec_bytes, modules::balances, Call, Genesis, StorageKey, TransactionPayload};
+use logos_api::rpc::LogosApiClient;
+use logos_primitives::{Address, Amount};
+use logos_state::{codec_bytes, modules::balances, Call, Genesis, TransactionPayload};
 use std::{path::PathBuf, time::Duration};
 
 /// Default RPC endpoint.
@@ -171,11 +167,10 @@ pub fn run_query(command: QueryCommand) -> Result<()> {
                 genesis,
                 rpc,
             } => {
-                let client = connect(&rpc)?;
                 if prove {
-                    return print_json(&prove_account(&client, &address, genesis).await?);
+                    return print_json(&prove_account(&rpc, &address, genesis).await?);
                 }
-                print_json(&client.get_account(address.to_string()).await?)
+                print_json(&connect(&rpc)?.get_account(address.to_string()).await?)
             }
             QueryCommand::Block { id, rpc } => {
                 let client = connect(&rpc)?;
@@ -191,91 +186,41 @@ pub fn run_query(command: QueryCommand) -> Result<()> {
     })
 }
 
-/// Fetches an account with its proof and checks it end to end: the value against the state
-/// root, the root against the finalized block, the block against its finalization certificate
-/// signed by a quorum of the trusted validators.
+/// Fetches an account with its proof and checks it end to end (see `logos_client`): the value
+/// against the state root, the root against the finalized block, the block against its
+/// finalization certificate signed by a quorum of the trusted validators.
 async fn prove_account(
-    client: &HttpClient,
+    rpc: &str,
     address: &Address,
     genesis: Option<PathBuf>,
 ) -> Result<serde_json::Value> {
-    let info = client.chain_info().await?;
-    let validators = match genesis {
+    let client = logos_client::Client::connect(rpc).await?;
+    let client = match genesis {
         Some(path) => {
             let genesis = Genesis::load(&path)?;
-            if genesis.chain_id() != info.chain_id {
+            if genesis.chain_id() != client.info().chain_id {
                 bail!(
                     "the node serves chain {}, the genesis file defines {}",
-                    info.chain_id,
+                    client.info().chain_id,
                     genesis.chain_id()
                 );
             }
-            genesis.validator_keys()?
+            let validators = genesis.validator_keys()?;
+            client.trust(validators)
         }
-        None => info
-            .validators
-            .iter()
-            .map(|key| parse_public_key(key))
-            .collect::<Result<_, _>>()?,
+        None => client,
     };
-    let key = balances::account_key(address);
-    let storage = client
-        .get_storage(format!("0x{}", hex::encode(key.as_bytes())))
+    let (account, height) = client
+        .read_proven::<balances::AccountInfo>(&balances::account_key(address))
         .await?;
-    let root = parse_hash(&storage.state_root)?;
-    let (Some(value), Some(proof)) = (&storage.value, &storage.proof) else {
-        return Ok(
-            serde_json::json!({"address": address, "exists": false, "height": storage.height}),
-        );
+    let Some(account) = account else {
+        return Ok(serde_json::json!({"address": address, "exists": false, "height": height}));
     };
-    let value = hex::decode(value.trim_start_matches("0x"))?;
-    let proof = decode_proof(&hex::decode(proof.trim_start_matches("0x"))?)?;
-    if !verify_value(
-        &StorageKey::new(balances::MODULE_INDEX, 0, address.as_bytes()),
-        &value,
-        &proof,
-        &root,
-    ) {
-        bail!(
-            "storage proof does not verify against state root {}",
-            storage.state_root
-        );
-    }
-    let block = client
-        .get_block_by_height(storage.height)
-        .await?
-        .with_context(|| format!("block {} not served", storage.height))?;
-    if block.state_root != storage.state_root || block.hash != storage.block_hash {
-        bail!(
-            "block {} does not carry the proven state root",
-            storage.height
-        );
-    }
-    let certificate = client
-        .get_finalization(storage.height)
-        .await?
-        .with_context(|| format!("no finalization certificate for height {}", storage.height))?;
-    let certificate = decode_finalization(
-        &info.chain_id,
-        &validators,
-        &hex::decode(certificate.trim_start_matches("0x"))?,
-    )?;
-    if !verify_finalization(
-        &info.chain_id,
-        &validators,
-        &certificate,
-        &parse_hash(&block.hash)?,
-    ) {
-        bail!("finalization certificate does not verify");
-    }
-    let account: balances::AccountInfo = logos_state::storage::decode_value(&key, &value)?;
     Ok(serde_json::json!({
         "address": address,
         "nonce": account.nonce,
         "balance": account.balance,
-        "height": storage.height,
-        "block_hash": block.hash,
-        "state_root": storage.state_root,
+        "height": height,
         "verified": true,
     }))
 }

@@ -68,6 +68,21 @@ pub struct DevnetArgs {
     /// Log level of the validators.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Provider agents (sandbox driver) to start and register; 0 runs the chain only.
+    #[arg(long, default_value_t = 2)]
+    pub providers: usize,
+    /// First agent API port.
+    #[arg(long, default_value_t = 7100)]
+    pub agent_base_port: u16,
+    /// Network index of the first agent (bridge lgbrN, environments on 10.88.N.0/24).
+    #[arg(long, default_value_t = 1)]
+    pub network_base_index: u8,
+    /// Also lease the "Logos full node" template and show each step until it is synced.
+    #[arg(long)]
+    pub demo: bool,
+    /// TEST ONLY: provisioners (by validator index) that lie in their reports.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub byzantine_provisioners: Vec<usize>,
 }
 
 /// A devnet on disk.
@@ -82,6 +97,10 @@ pub struct Layout {
     pub configs: Vec<PathBuf>,
     /// One RPC URL per validator.
     pub rpc_urls: Vec<String>,
+    /// Number of provider agents.
+    pub providers: usize,
+    /// First agent API port.
+    pub agent_base_port: u16,
 }
 
 impl DevnetArgs {
@@ -109,6 +128,8 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
             .map(|i| format!("http://127.0.0.1:{}", args.rpc_base_port as usize + i))
             .collect(),
         dir: dir.clone(),
+        providers: args.providers,
+        agent_base_port: args.agent_base_port,
     };
     if args.resume && layout.genesis.exists() {
         return Ok(layout);
@@ -138,9 +159,12 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         address: Address::from_public_key(&dev.public_key()),
         balance: Amount(DEV_BALANCE),
     });
-    for j in 0..args.accounts {
+    let names = (0..args.accounts)
+        .map(|j| format!("account-{j}"))
+        .chain(crate::sub0::key_names(args.validators, args.providers));
+    for name in names {
         let key = keystore::generate()?;
-        keystore::save(&keystore, &format!("account-{j}"), &key)?;
+        keystore::save(&keystore, &name, &key)?;
         accounts.push(GenesisAccount {
             address: Address::from_public_key(&key.public_key()),
             balance: Amount(ACCOUNT_BALANCE),
@@ -190,17 +214,32 @@ pub struct Validator {
 /// waits up to `timeout` for its ready line.
 pub fn spawn(config: &Path, timeout: Duration) -> Result<Validator> {
     let directory = config.parent().expect("config has a directory");
-    let log = std::fs::OpenOptions::new()
+    let mut args = vec!["node".into(), "run".into(), "--config".into()];
+    args.push(config.as_os_str().to_owned());
+    let (child, ready) = spawn_logos(&args, &directory.join("node.log"), timeout)?;
+    let rpc = ready["rpc"].as_str().unwrap_or_default().to_string();
+    Ok(Validator { child, rpc })
+}
+
+/// Starts `logos <args>` with stderr appended to `log` and waits up to `timeout` for the JSON
+/// line it prints on stdout when ready (`{"ready": true, …}`); returns the child and that line.
+pub fn spawn_logos(
+    args: &[std::ffi::OsString],
+    log: &Path,
+    timeout: Duration,
+) -> Result<(Child, serde_json::Value)> {
+    let directory = log.parent().expect("log has a directory");
+    std::fs::create_dir_all(directory)?;
+    let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(directory.join("node.log"))?;
+        .open(log)?;
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["node", "run", "--config"])
-        .arg(config)
+        .args(args)
         .stdout(Stdio::piped())
-        .stderr(log)
+        .stderr(log_file)
         .spawn()
-        .context("spawn validator")?;
+        .context("spawn logos")?;
     let stdout = child.stdout.take().expect("piped stdout");
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -214,11 +253,8 @@ pub fn spawn(config: &Path, timeout: Duration) -> Result<Validator> {
         match receiver.recv_timeout(remaining) {
             Ok(line) => {
                 if let Ok(ready) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if let Some(rpc) = ready.get("rpc").and_then(|rpc| rpc.as_str()) {
-                        return Ok(Validator {
-                            child,
-                            rpc: rpc.to_string(),
-                        });
+                    if ready["ready"] == true {
+                        return Ok((child, ready));
                     }
                 }
             }
@@ -226,9 +262,9 @@ pub fn spawn(config: &Path, timeout: Duration) -> Result<Validator> {
                 let _ = child.kill();
                 let _ = child.wait();
                 bail!(
-                    "validator {} did not become ready; see {}",
-                    config.display(),
-                    directory.join("node.log").display()
+                    "`logos {}` did not become ready; see {}",
+                    args.join(std::ffi::OsStr::new(" ")).to_string_lossy(),
+                    log.display()
                 );
             }
         }
@@ -237,21 +273,27 @@ pub fn spawn(config: &Path, timeout: Duration) -> Result<Validator> {
 
 /// Sends SIGTERM to each validator, waits up to 5 s, then SIGKILLs what is left.
 pub fn stop(validators: &mut [Validator]) {
-    for validator in validators.iter() {
-        terminate(validator.child.id());
+    let mut children: Vec<&mut Child> = validators.iter_mut().map(|v| &mut v.child).collect();
+    stop_children(&mut children);
+}
+
+/// Sends SIGTERM to each child, waits up to 5 s, then SIGKILLs what is left.
+pub fn stop_children(children: &mut [&mut Child]) {
+    for child in children.iter() {
+        terminate(child.id());
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    for validator in validators.iter_mut() {
+    for child in children.iter_mut() {
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = validator.child.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        if let Ok(None) = validator.child.try_wait() {
-            let _ = validator.child.kill();
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
         }
-        let _ = validator.child.wait();
+        let _ = child.wait();
     }
 }
 
@@ -273,64 +315,108 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut validators = Vec::new();
+    let mut network = start(&args, &layout)?;
+    print_summary(&layout, &network);
+    let runtime = crate::operator::runtime()?;
+    let outcome = runtime.block_on(async {
+        if args.demo {
+            if let Err(error) = crate::sub0::demo(&network.validators[0].rpc, &layout).await {
+                eprintln!("demo failed: {error:#}");
+            }
+        }
+        println!("press Ctrl-C to stop");
+        supervise(&mut network).await
+    });
+    network.stop();
+    match outcome {
+        Some(exited) => bail!("{exited}; see the logs under {}", layout.dir.display()),
+        None => {
+            eprintln!("stopped the devnet");
+            Ok(())
+        }
+    }
+}
+
+/// A running devnet: validators, and the sub0layer daemons.
+pub struct Network {
+    /// Validator processes, by index.
+    pub validators: Vec<Validator>,
+    /// Agents and provisioners, with a name for messages.
+    pub daemons: Vec<(String, Child)>,
+}
+
+impl Network {
+    /// Stops daemons first (agents destroy their environments), then validators.
+    pub fn stop(&mut self) {
+        let mut daemons: Vec<&mut Child> = self.daemons.iter_mut().map(|(_, c)| c).collect();
+        stop_children(&mut daemons);
+        stop(&mut self.validators);
+    }
+}
+
+/// Starts the validators and, with providers, the sub0layer (agents, provisioners, catalog).
+pub fn start(args: &DevnetArgs, layout: &Layout) -> Result<Network> {
+    let mut network = Network {
+        validators: Vec::new(),
+        daemons: Vec::new(),
+    };
     for (i, config) in layout.configs.iter().enumerate() {
         eprintln!("starting validator {i}…");
         match spawn(config, Duration::from_secs(60)) {
-            Ok(validator) => validators.push(validator),
+            Ok(validator) => network.validators.push(validator),
             Err(error) => {
-                stop(&mut validators);
+                network.stop();
                 return Err(error);
             }
         }
     }
-    for (i, validator) in validators.iter().enumerate() {
+    if args.providers > 0 {
+        if let Err(error) = crate::sub0::start(args, layout, &mut network) {
+            network.stop();
+            return Err(error);
+        }
+    }
+    Ok(network)
+}
+
+fn print_summary(layout: &Layout, network: &Network) {
+    for (i, validator) in network.validators.iter().enumerate() {
         println!(
             "validator-{i}  rpc {}  ws {}",
             validator.rpc,
             validator.rpc.replace("http://", "ws://")
         );
     }
+    for (name, child) in &network.daemons {
+        println!("{name}  pid {}", child.id());
+    }
     println!(
-        "keystore {}  (funded key: dev)\ntry: logos tx transfer --keystore {} --from dev --to 0x{} --amount 1000 --wait --rpc {}",
+        "keystore {}  (funded key: dev)\ntry: logos catalog --rpc {rpc}\n     logos lease create --keystore {ks} --from dev --template 0 --wait --rpc {rpc}",
         layout.keystore.display(),
-        layout.keystore.display(),
-        "00".repeat(20),
-        validators[0].rpc
+        rpc = network.validators[0].rpc,
+        ks = layout.keystore.display(),
     );
-    println!("press Ctrl-C to stop");
-    let exited = runtime.block_on(async {
-        let watcher = async {
-            loop {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                for (i, validator) in validators.iter_mut().enumerate() {
-                    if let Ok(Some(status)) = validator.child.try_wait() {
-                        return (i, status);
-                    }
+}
+
+/// Waits for Ctrl-C or SIGTERM (`None`) or for a process to exit (a message saying which).
+async fn supervise(network: &mut Network) -> Option<String> {
+    let watcher = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for (i, validator) in network.validators.iter_mut().enumerate() {
+                if let Ok(Some(status)) = validator.child.try_wait() {
+                    return format!("validator {i} exited ({status})");
                 }
             }
-        };
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("install SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => None,
-            _ = terminate.recv() => None,
-            exited = watcher => Some(exited),
+            for (name, child) in network.daemons.iter_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return format!("{name} exited ({status})");
+                }
+            }
         }
-    });
-    stop(&mut validators);
-    match exited {
-        Some((i, status)) => bail!(
-            "validator {i} exited ({status}); see {}",
-            layout.dir.join(format!("validator-{i}/node.log")).display()
-        ),
-        None => {
-            eprintln!("stopped {} validators", validators.len());
-            Ok(())
-        }
+    };
+    tokio::select! {
+        () = crate::operator::wait_for_signal() => None,
+        exited = watcher => Some(exited),
     }
 }

@@ -4,7 +4,10 @@ mod bench;
 mod client;
 mod devnet;
 mod keystore;
+mod lease;
 mod node;
+mod operator;
+mod sub0;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -14,7 +17,7 @@ use std::path::PathBuf;
 #[command(
     name = "logos",
     version,
-    about = "Logos chain: node, local devnet, keys, transactions and queries"
+    about = "Logos chain and sub0layer: node, devnet, keys, transactions, queries, providers, provisioners, catalog and leases"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,6 +51,37 @@ enum Command {
         #[command(subcommand)]
         command: client::QueryCommand,
     },
+    /// Register or inspect providers (machines offered to the network).
+    Provider {
+        #[command(subcommand)]
+        command: operator::ProviderCommand,
+    },
+    /// Run the provider agent (gatekeeper executor with the sandbox driver).
+    Agent {
+        #[command(subcommand)]
+        command: operator::AgentCommand,
+    },
+    /// Register or run a provisioner.
+    Provisioner {
+        #[command(subcommand)]
+        command: operator::ProvisionerCommand,
+    },
+    /// The catalog: templates with their product and price per block.
+    Catalog {
+        /// Node RPC endpoint.
+        #[arg(long, default_value = client::DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+    /// Lease environments from the catalog.
+    Lease {
+        #[command(subcommand)]
+        command: lease::LeaseCommand,
+    },
+    /// Leased environments.
+    Env {
+        #[command(subcommand)]
+        command: lease::EnvCommand,
+    },
     /// Measure whole scenarios.
     Bench {
         #[command(subcommand)]
@@ -64,5 +98,11 @@ fn main() -> anyhow::Result<()> {
         Command::Tx { command } => client::run_tx(command),
         Command::Query { command } => client::run_query(command),
         Command::Bench { command } => bench::run(command),
+        Command::Provider { command } => operator::run_provider(command),
+        Command::Agent { command } => operator::run_agent(command),
+        Command::Provisioner { command } => operator::run_provisioner(command),
+        Command::Catalog { rpc } => lease::run_catalog(rpc),
+        Command::Lease { command } => lease::run_lease(command),
+        Command::Env { command } => lease::run_env(command),
     }
 }

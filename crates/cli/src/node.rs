@@ -34,6 +34,25 @@ pub enum NodeCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run a full node that follows the chain through another node's RPC, executing and
+    /// checking every block itself (no validator key); serves `GET /health`.
+    Follow {
+        /// Genesis file of the network (its validators are the trust anchor).
+        #[arg(long)]
+        genesis: PathBuf,
+        /// RPC endpoint of a node to fetch finalized blocks and certificates from.
+        #[arg(long, env = "LOGOS_CHAIN_RPC")]
+        rpc: String,
+        /// Where to serve `/health`.
+        #[arg(long, default_value = "127.0.0.1:8645")]
+        listen: std::net::SocketAddr,
+        /// Directory for the follower's state.
+        #[arg(long, default_value = "follower-data")]
+        data_dir: PathBuf,
+        /// Time between polls, ms.
+        #[arg(long, default_value_t = 200)]
+        poll_ms: u64,
+    },
 }
 
 /// Logs go to stderr (stdout carries only the ready line); `RUST_LOG` overrides the level.
@@ -77,7 +96,16 @@ async fn serve_metrics(context: runtime::Context, address: std::net::SocketAddr)
 
 /// Runs `logos node …`.
 pub fn run(command: NodeCommand) -> Result<()> {
-    let NodeCommand::Run { config } = command;
+    let config = match command {
+        NodeCommand::Run { config } => config,
+        NodeCommand::Follow {
+            genesis,
+            rpc,
+            listen,
+            data_dir,
+            poll_ms,
+        } => return follow(genesis, rpc, listen, data_dir, poll_ms),
+    };
     let config = NodeConfig::load(&config)?;
     let genesis = Genesis::load(&config.genesis_file)?;
     let signer = keystore::load_file(&config.key_file)?;
@@ -186,4 +214,32 @@ async fn serve(
         _ = terminate.recv() => tracing::info!("terminated; stopping"),
     }
     Ok(())
+}
+
+fn follow(
+    genesis: PathBuf,
+    rpc: String,
+    listen: std::net::SocketAddr,
+    data_dir: PathBuf,
+    poll_ms: u64,
+) -> Result<()> {
+    let genesis = Genesis::load(&genesis)?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("create {}", data_dir.display()))?;
+    let runtime_config = runtime::Config::new()
+        .with_storage_directory(data_dir.join("storage"))
+        .with_worker_threads(1)
+        .with_catch_panics(false);
+    runtime::Runner::new(runtime_config).start(|context| async move {
+        init_logging("info");
+        let config = logos_node::follower::FollowerConfig {
+            genesis,
+            rpc,
+            listen,
+            poll_ms,
+        };
+        println!("{}", serde_json::json!({"following": config.rpc, "health": format!("http://{listen}/health")}));
+        logos_node::follower::run(context.child("follower"), config).await?;
+        Ok(())
+    })
 }

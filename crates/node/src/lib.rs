@@ -8,10 +8,12 @@
 //! - [`relay`]: transaction relay between validators.
 //! - [`rpc`]: the JSON-RPC server.
 //! - [`config`]: the node configuration file.
+//! - [`follower`]: a full node that follows the chain through another node's RPC.
 
 pub mod application;
 pub mod chain;
 pub mod config;
 pub mod engine;
+pub mod follower;
 pub mod relay;
 pub mod rpc;

@@ -311,6 +311,14 @@ where
         Ok(finalization.map(|certificate| format!("0x{}", hex::encode(certificate.encode()))))
     }
 
+    async fn get_raw_block(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned> {
+        let block = self
+            .marshal
+            .get_block(Identifier::Height(Height::new(height)))
+            .await;
+        Ok(block.map(|block| format!("0x{}", hex::encode(block.inner().encode()))))
+    }
+
     async fn subscribe_finalized_heads(
         &self,
         pending: PendingSubscriptionSink,

@@ -85,7 +85,8 @@ pub fn lease_key(id: LeaseId) -> StorageKey {
     StorageKey::new(MODULE_INDEX, ITEM_LEASE, &id.to_be_bytes())
 }
 
-fn next_lease_id_key() -> StorageKey {
+/// Storage key of the next lease id (u64).
+pub fn next_lease_id_key() -> StorageKey {
     StorageKey::new(MODULE_INDEX, ITEM_NEXT_LEASE_ID, &[])
 }
 

@@ -56,7 +56,8 @@ pub fn active_environments_key() -> StorageKey {
     StorageKey::new(MODULE_INDEX, ITEM_ACTIVE, &[])
 }
 
-pub(crate) fn decode_active(
+/// Decodes the active environment list stored at `key`.
+pub fn decode_active(
     key: &StorageKey,
     bytes: &[u8],
 ) -> Result<Vec<EnvironmentId>, StateError> {

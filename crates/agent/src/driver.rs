@@ -1,0 +1,50 @@
+//! The driver interface: how an agent makes environments exist.
+
+use logos_api::agent::Observation;
+use logos_state::modules::operations::Spec;
+use std::future::Future;
+
+/// Errors of a driver.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The spec asks for something this driver cannot provide (e.g. an unknown image).
+    #[error("unsupported spec: {0}")]
+    Unsupported(String),
+    /// The driver has no room (e.g. no free address on the service network).
+    #[error("out of capacity: {0}")]
+    Capacity(String),
+    /// A system command or file operation failed.
+    #[error("{0}")]
+    System(String),
+}
+
+/// Realizes environments on one machine. Every operation is idempotent.
+pub trait Driver: Send + Sync + 'static {
+    /// Makes `environment` run `spec` at `generation`: creates it if absent, recreates it if it
+    /// realizes another generation, restarts its workload if it stopped.
+    fn ensure(
+        &self,
+        environment: u64,
+        generation: u64,
+        spec: &Spec,
+    ) -> impl Future<Output = Result<Observation, DriverError>> + Send;
+
+    /// What exists of `environment`, if anything.
+    fn inspect(
+        &self,
+        environment: u64,
+    ) -> impl Future<Output = Result<Option<Observation>, DriverError>> + Send;
+
+    /// Removes everything of `environment` (nothing to do if absent).
+    fn destroy(&self, environment: u64) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// The environments that exist on this machine, ascending.
+    fn list(&self) -> impl Future<Output = Result<Vec<u64>, DriverError>> + Send;
+
+    /// The last `max_bytes` of the workload's output.
+    fn logs(
+        &self,
+        environment: u64,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Option<String>, DriverError>> + Send;
+}

@@ -1,0 +1,115 @@
+//! The provider agent's HTTP API (what provisioners and tenants send to a gatekeeper).
+//!
+//! | method | path | body / answer |
+//! |---|---|---|
+//! | `POST` | `/v1/environments/{id}` | [`AgentRequest`] → [`Observation`] (403 with a reason if the chain does not back it) |
+//! | `GET` | `/v1/environments/{id}` | [`Observation`] (404 if absent) |
+//! | `GET` | `/v1/environments/{id}/logs?timestamp_s=T&public_key=K&signature=S` | the tail of the workload's output (text); `K` is the tenant's key, `S` its signature of [`logs_message`] |
+//!
+//! An agent acts on a request only if, in finalized chain state, the environment is placed on
+//! its provider, its generation equals the request's, its desired state matches the action,
+//! and the signer is the environment's assigned provisioner.
+
+use logos_primitives::{parse_public_key, PublicKey, Signature};
+use serde::{Deserialize, Serialize};
+
+/// Namespace of provisioner signatures on agent requests.
+pub const AGENT_NAMESPACE: &[u8] = b"logos-agent-v1";
+/// Namespace of tenant signatures on log requests.
+pub const LOGS_NAMESPACE: &[u8] = b"logos-agent-logs-v1";
+/// Largest request body an agent accepts, bytes.
+pub const REQUEST_MAX_BYTES: usize = 4_096;
+/// Largest log tail an agent returns, bytes.
+pub const LOGS_MAX_BYTES: u64 = 64 * 1024;
+/// How old a log request's timestamp may be, s.
+pub const LOGS_MAX_AGE_S: u64 = 60;
+
+/// What the provisioner wants done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Make the environment exist and run the current generation (create, recreate or restart).
+    Ensure,
+    /// Make the environment not exist.
+    Destroy,
+}
+
+/// A signed request from a provisioner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRequest {
+    /// The provider the request is for.
+    pub provider: u64,
+    /// The environment.
+    pub environment: u64,
+    /// The generation of desired state the request realizes.
+    pub generation: u64,
+    /// What to do.
+    pub action: Action,
+    /// The provisioner's ed25519 public key (`0x` hex).
+    pub provisioner: String,
+    /// Its signature of [`request_message`] (`0x` hex).
+    pub signature: String,
+}
+
+/// The bytes a provisioner signs for a request.
+pub fn request_message(provider: u64, environment: u64, generation: u64, action: Action) -> Vec<u8> {
+    let mut message = Vec::with_capacity(25);
+    message.extend_from_slice(&provider.to_be_bytes());
+    message.extend_from_slice(&environment.to_be_bytes());
+    message.extend_from_slice(&generation.to_be_bytes());
+    message.push(match action {
+        Action::Ensure => 0,
+        Action::Destroy => 1,
+    });
+    message
+}
+
+/// The bytes a tenant signs to read an environment's logs at `timestamp_s` (Unix seconds).
+pub fn logs_message(environment: u64, timestamp_s: u64) -> Vec<u8> {
+    let mut message = environment.to_be_bytes().to_vec();
+    message.extend_from_slice(&timestamp_s.to_be_bytes());
+    message
+}
+
+/// Decodes a `0x` hex public key and signature.
+pub fn decode_signer(key: &str, signature: &str) -> Result<(PublicKey, Signature), String> {
+    use commonware_codec::DecodeExt;
+    let key = parse_public_key(key).map_err(|error| error.to_string())?;
+    let bytes = hex::decode(signature.trim_start_matches("0x")).map_err(|e| e.to_string())?;
+    let signature =
+        Signature::decode(commonware_codec::Copying(bytes.as_slice())).map_err(|error| format!("signature: {error}"))?;
+    Ok((key, signature))
+}
+
+/// What runs of an environment, as the driver sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum WorkloadState {
+    /// The workload's processes are alive.
+    Running,
+    /// The workload exited on its own (`code` is its exit status if known).
+    Exited {
+        /// Exit status.
+        code: Option<i32>,
+    },
+    /// The kernel killed the workload for exceeding its memory limit.
+    OomKilled {
+        /// The limit, MiB.
+        limit_mib: u64,
+    },
+}
+
+/// An environment as the agent observed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The environment.
+    pub environment: u64,
+    /// The generation it realizes.
+    pub generation: u64,
+    /// Its workload's state.
+    pub workload: WorkloadState,
+    /// `ip:port` of its health port on the provider's service network.
+    pub endpoint: String,
+    /// How many times it was restarted in this generation.
+    pub restarts: u32,
+}

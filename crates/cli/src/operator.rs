@@ -1,0 +1,382 @@
+//! `logos provider …`, `logos agent run` and `logos provisioner …`: the operator side of the
+//! sub0layer.
+
+use crate::{client::DEFAULT_RPC, keystore};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use logos_agent::{
+    gatekeeper::{self, AgentConfig},
+    sandbox::{SandboxConfig, SandboxDriver},
+};
+use logos_client::{Client, Wallet};
+use logos_primitives::Amount;
+use logos_provisioner::{Byzantine, Provisioner, ProvisionerConfig};
+use logos_state::{
+    modules::{dvci, provisioning},
+    Call, Event,
+};
+use std::{net::SocketAddr, path::PathBuf};
+
+/// Key selection shared by operator commands.
+#[derive(clap::Args, Clone, Debug)]
+pub struct KeyArgs {
+    /// Name of the signing key in the keystore.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Path of a key file (instead of --from).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Keystore directory.
+    #[arg(long, env = "LOGOS_KEYSTORE")]
+    pub keystore: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// Loads the selected key.
+    pub fn wallet(&self) -> Result<Wallet> {
+        let key = match (&self.key_file, &self.from) {
+            (Some(path), _) => keystore::load_file(path)?,
+            (None, Some(name)) => keystore::load(&keystore::directory(self.keystore.clone()), name)?,
+            (None, None) => bail!("give --from NAME or --key-file PATH"),
+        };
+        Ok(Wallet::new(key))
+    }
+}
+
+/// Parses a resource class name.
+pub fn parse_class(text: &str) -> Result<dvci::ResourceClass, String> {
+    match text {
+        "compute-kvm" => Ok(dvci::ResourceClass::ComputeKvm),
+        "compute-hosted" => Ok(dvci::ResourceClass::ComputeHosted),
+        "gpu" => Ok(dvci::ResourceClass::Gpu),
+        "storage" => Ok(dvci::ResourceClass::Storage),
+        other => Err(format!(
+            "unknown class {other:?} (compute-kvm, compute-hosted, gpu, storage)"
+        )),
+    }
+}
+
+/// `logos provider …`
+#[derive(Subcommand)]
+pub enum ProviderCommand {
+    /// Register the signing account's machine as a provider (pending until admitted).
+    Register {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Where the machine's agent listens (`host:port`).
+        #[arg(long)]
+        endpoint: String,
+        /// Virtual CPUs offered.
+        #[arg(long)]
+        vcpu: u32,
+        /// Memory offered, MiB.
+        #[arg(long)]
+        memory_mib: u64,
+        /// Disk offered, GiB.
+        #[arg(long)]
+        disk_gib: u64,
+        /// GPUs offered.
+        #[arg(long, default_value_t = 0)]
+        gpus: u32,
+        /// Resource class: compute-kvm, compute-hosted, gpu or storage.
+        #[arg(long, default_value = "compute-hosted", value_parser = parse_class)]
+        class: dvci::ResourceClass,
+        /// Region id.
+        #[arg(long, default_value_t = 1)]
+        region: u16,
+        /// Bond in the smallest unit.
+        #[arg(long)]
+        bond: Amount,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+    /// A provider's record (status, inventory, allocation, bond).
+    Status {
+        /// Provider id.
+        id: u64,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+}
+
+/// `logos agent …`
+#[derive(Subcommand)]
+pub enum AgentCommand {
+    /// Run the provider agent with the sandbox driver (needs root: namespaces and cgroups).
+    Run {
+        /// The provider id this machine is registered as.
+        #[arg(long)]
+        provider: u64,
+        /// Node RPC endpoint (read with proofs; also the target of the environments' relay).
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+        /// API listen address.
+        #[arg(long, default_value = "127.0.0.1:7100")]
+        listen: SocketAddr,
+        /// Network index N: bridge lgbrN, environments on 10.88.N.0/24.
+        #[arg(long, default_value_t = 1)]
+        network_index: u8,
+        /// Directory for environment state.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Genesis file, bound read-only into environments at /opt/logos/genesis.toml.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Port of the chain relay on the bridge address.
+        #[arg(long, default_value_t = 8545)]
+        relay_port: u16,
+        /// Requests per second the API serves.
+        #[arg(long, default_value_t = 200)]
+        requests_per_second: u32,
+        /// Time between garbage collections, ms.
+        #[arg(long, default_value_t = 3_000)]
+        gc_interval_ms: u64,
+        /// Destroy every environment when stopped (throwaway networks such as a devnet).
+        #[arg(long)]
+        destroy_on_exit: bool,
+    },
+}
+
+/// `logos provisioner …`
+#[derive(Subcommand)]
+pub enum ProvisionerCommand {
+    /// Register the signing account as a provisioner with a stake.
+    Register {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Stake in the smallest unit.
+        #[arg(long)]
+        stake: Amount,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+    /// Run the provisioner daemon.
+    Run {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+        /// Time between head polls, ms.
+        #[arg(long, default_value_t = 100)]
+        poll_ms: u64,
+        /// Longest time between full resyncs, ms.
+        #[arg(long, default_value_t = 2_000)]
+        resync_ms: u64,
+        /// Timeout of agent requests and health probes, ms.
+        #[arg(long, default_value_t = 2_000)]
+        probe_timeout_ms: u64,
+        /// TEST ONLY: lie about assigned environments (report them running without creating
+        /// them), to exercise cross-checks and slashing.
+        #[arg(long, hide = true)]
+        byzantine_report_running: bool,
+    },
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start tokio")
+}
+
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Submits `call` from `wallet`, waits for finality and fails if the call failed.
+pub(crate) async fn execute(
+    client: &Client,
+    wallet: &Wallet,
+    call: Call,
+) -> Result<(logos_state::Receipt, u64)> {
+    let (receipt, height) = client.submit_and_wait(wallet, call).await?;
+    if !receipt.success {
+        bail!(
+            "transaction failed at height {height}: {}",
+            receipt.error.clone().unwrap_or_default()
+        );
+    }
+    Ok((receipt, height))
+}
+
+/// Runs `logos provider …`.
+pub fn run_provider(command: ProviderCommand) -> Result<()> {
+    runtime()?.block_on(async move {
+        match command {
+            ProviderCommand::Register {
+                key,
+                endpoint,
+                vcpu,
+                memory_mib,
+                disk_gib,
+                gpus,
+                class,
+                region,
+                bond,
+                rpc,
+            } => {
+                let wallet = key.wallet()?;
+                let client = Client::connect(&rpc).await?;
+                let call = Call::Dvci(dvci::Call::RegisterProvider {
+                    endpoint,
+                    inventory: dvci::Resources {
+                        vcpu,
+                        memory_mib,
+                        disk_gib,
+                        gpus,
+                    },
+                    class,
+                    region,
+                    bond,
+                });
+                let (receipt, height) = execute(&client, &wallet, call).await?;
+                let provider = receipt.events.iter().find_map(|event| match event {
+                    Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => Some(*provider),
+                    _ => None,
+                });
+                println!(
+                    "{}",
+                    serde_json::json!({"provider": provider, "height": height, "status": "pending"})
+                );
+                Ok(())
+            }
+            ProviderCommand::Status { id, rpc } => {
+                let client = Client::connect(&rpc).await?;
+                let (provider, height) = client
+                    .read_proven::<dvci::Provider>(&dvci::provider_key(id))
+                    .await?;
+                let provider = provider.with_context(|| format!("no provider {id}"))?;
+                let mut value = serde_json::to_value(&provider)?;
+                value["id"] = id.into();
+                value["height"] = height.into();
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Runs `logos agent …`.
+pub fn run_agent(command: AgentCommand) -> Result<()> {
+    let AgentCommand::Run {
+        provider,
+        rpc,
+        listen,
+        network_index,
+        state_dir,
+        genesis,
+        relay_port,
+        requests_per_second,
+        gc_interval_ms,
+        destroy_on_exit,
+    } = command;
+    init_logging();
+    let mut binds = vec![(std::env::current_exe()?, "/opt/logos/bin/logos".to_string())];
+    if let Some(genesis) = genesis {
+        binds.push((genesis.canonicalize()?, "/opt/logos/genesis.toml".to_string()));
+    }
+    let sandbox = SandboxConfig {
+        state_dir,
+        name: format!("agent-{network_index}"),
+        network_index,
+        chain_relay_port: relay_port,
+        binds,
+    };
+    let relay_target: SocketAddr = rpc
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("--rpc {rpc} must be http://ip:port"))?;
+    let config = AgentConfig {
+        provider,
+        listen,
+        requests_per_second,
+        gc_interval_ms,
+        relay_listen: SocketAddr::new(sandbox.gateway().into(), relay_port),
+        relay_target,
+        relay_connections_max: 256,
+    };
+    runtime()?.block_on(async move {
+        let driver = SandboxDriver::new(sandbox);
+        driver.prepare_host().await?;
+        let client = Client::connect(&rpc).await?;
+        let address = gatekeeper::start(config, client, driver.clone()).await?;
+        println!(
+            "{}",
+            serde_json::json!({"ready": true, "agent": address.to_string(), "provider": provider})
+        );
+        wait_for_signal().await;
+        if destroy_on_exit {
+            driver.destroy_all().await?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `logos provisioner …`.
+pub fn run_provisioner(command: ProvisionerCommand) -> Result<()> {
+    runtime()?.block_on(async move {
+        match command {
+            ProvisionerCommand::Register { key, stake, rpc } => {
+                let wallet = key.wallet()?;
+                let client = Client::connect(&rpc).await?;
+                let call = Call::Provisioning(provisioning::Call::RegisterProvisioner { stake });
+                let (_, height) = execute(&client, &wallet, call).await?;
+                println!(
+                    "{}",
+                    serde_json::json!({"provisioner": wallet.address(), "height": height})
+                );
+                Ok(())
+            }
+            ProvisionerCommand::Run {
+                key,
+                rpc,
+                poll_ms,
+                resync_ms,
+                probe_timeout_ms,
+                byzantine_report_running,
+            } => {
+                init_logging();
+                let wallet = key.wallet()?;
+                let client = Client::connect(&rpc).await?;
+                let address = wallet.address();
+                let config = ProvisionerConfig {
+                    poll_ms,
+                    resync_ms,
+                    probe_timeout_ms,
+                    byzantine: byzantine_report_running.then_some(Byzantine::ReportRunning),
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({"ready": true, "provisioner": address})
+                );
+                tokio::select! {
+                    result = Provisioner::new(config, client, wallet).run() => result?,
+                    () = wait_for_signal() => {}
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

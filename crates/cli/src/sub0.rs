@@ -1,0 +1,292 @@
+//! The devnet's sub0layer: provider agents, provisioners and the default catalog.
+//!
+//! After the validators are up, `logos devnet` (unless `--providers 0`):
+//! 1. publishes with the privileged `dev` key: region 1 `local`, products `full-node`
+//!    (1 vCPU, 1024 MiB, 10 GiB, 4 compute units) and `micro` (1 vCPU, 64 MiB, 1 GiB, 1 unit),
+//!    a compute-hosted price of [`PRICE_PER_UNIT`] per compute unit per block, template 0
+//!    "Logos full node" (`logos node follow` against the chain through the agent's relay) and
+//!    template 1 "Static web server";
+//! 2. registers `provider-<k>` as providers (agent at `127.0.0.1:agent_base_port + k`) and
+//!    admits them, registers `provisioner-<i>` (one per validator) with a stake;
+//! 3. starts one `logos agent run` per provider (needs root: namespaces, cgroups) and one
+//!    `logos provisioner run` per validator, each against its validator's RPC.
+
+use crate::{
+    devnet::{spawn_logos, DevnetArgs, Layout, Network},
+    keystore,
+    lease::{create_lease, watch},
+    operator::execute,
+};
+use anyhow::{bail, Context, Result};
+use logos_client::{Client, Wallet};
+use logos_primitives::Amount;
+use logos_state::{
+    modules::{
+        dvci::{self, ProviderStatus, ResourceClass, Resources},
+        market::{self, Product, Template, Workload},
+        provisioning,
+    },
+    Call, Event,
+};
+use std::{ffi::OsString, time::Duration};
+
+/// Price of a compute-hosted compute unit per block, smallest unit.
+pub const PRICE_PER_UNIT: u128 = 1_000;
+/// Bond of each devnet provider, smallest unit.
+pub const PROVIDER_BOND: u128 = 1_000_000_000;
+/// Stake of each devnet provisioner, smallest unit.
+pub const PROVISIONER_STAKE: u128 = 100_000_000;
+/// Region of the devnet.
+pub const REGION: u16 = 1;
+/// Health port of the full node template.
+pub const FULL_NODE_HEALTH_PORT: u16 = 8645;
+
+/// Names of the funded keys the sub0layer needs.
+pub fn key_names(validators: usize, providers: usize) -> impl Iterator<Item = String> {
+    (0..providers)
+        .map(|k| format!("provider-{k}"))
+        .chain((0..validators).map(|i| format!("provisioner-{i}")))
+}
+
+/// The default catalog: (product id, product), (template id, template).
+pub fn default_catalog() -> (Vec<(u32, Product)>, Vec<(u32, Template)>) {
+    let products = vec![
+        (
+            0,
+            Product {
+                name: "full-node".into(),
+                resources: Resources {
+                    vcpu: 1,
+                    memory_mib: 1_024,
+                    disk_gib: 10,
+                    gpus: 0,
+                },
+                class: ResourceClass::ComputeHosted,
+                compute_units: 4,
+            },
+        ),
+        (
+            1,
+            Product {
+                name: "micro".into(),
+                resources: Resources {
+                    vcpu: 1,
+                    memory_mib: 64,
+                    disk_gib: 1,
+                    gpus: 0,
+                },
+                class: ResourceClass::ComputeHosted,
+                compute_units: 1,
+            },
+        ),
+    ];
+    let node = [
+        "/opt/logos/bin/logos",
+        "node",
+        "follow",
+        "--genesis",
+        "/opt/logos/genesis.toml",
+        "--rpc",
+        "${CHAIN_RPC}",
+        "--listen",
+        "0.0.0.0:8645",
+        "--data-dir",
+        "/data/node",
+    ];
+    let web = "mkdir -p www && echo ok > www/health && cd www && exec python3 -m http.server 8080";
+    let templates = vec![
+        (
+            0,
+            Template {
+                name: "Logos full node".into(),
+                product: 0,
+                workload: Workload {
+                    image: String::new(),
+                    command: node.iter().map(|part| part.to_string()).collect(),
+                    ports: vec![FULL_NODE_HEALTH_PORT],
+                    health_port: FULL_NODE_HEALTH_PORT,
+                },
+            },
+        ),
+        (
+            1,
+            Template {
+                name: "Static web server".into(),
+                product: 1,
+                workload: Workload {
+                    image: String::new(),
+                    command: vec!["sh".into(), "-c".into(), web.into()],
+                    ports: vec![8080],
+                    health_port: 8080,
+                },
+            },
+        ),
+    ];
+    (products, templates)
+}
+
+fn wallet(layout: &Layout, name: &str) -> Result<Wallet> {
+    Ok(Wallet::new(keystore::load(&layout.keystore, name)?))
+}
+
+/// Publishes the region and catalog, registers providers and provisioners (see the module
+/// docs). Returns the provider ids in order.
+pub async fn bootstrap(client: &Client, layout: &Layout, validators: usize) -> Result<Vec<u64>> {
+    let dev = wallet(layout, "dev")?;
+    let region = Call::Dvci(dvci::Call::CreateRegion {
+        region: REGION,
+        name: "local".into(),
+    });
+    execute(client, &dev, region).await?;
+    let (products, templates) = default_catalog();
+    let mut calls: Vec<Call> = products
+        .into_iter()
+        .map(|(id, product)| Call::Market(market::Call::SetProduct { id, product }))
+        .collect();
+    calls.extend(
+        templates
+            .into_iter()
+            .map(|(id, template)| Call::Market(market::Call::SetTemplate { id, template })),
+    );
+    calls.push(Call::Market(market::Call::SetPrice {
+        class: ResourceClass::ComputeHosted,
+        price: Amount(PRICE_PER_UNIT),
+    }));
+    for call in calls {
+        execute(client, &dev, call).await?;
+    }
+    let mut providers = Vec::new();
+    for k in 0..layout.providers {
+        let owner = wallet(layout, &format!("provider-{k}"))?;
+        let register = Call::Dvci(dvci::Call::RegisterProvider {
+            endpoint: agent_endpoint(layout, k),
+            inventory: Resources {
+                vcpu: 4,
+                memory_mib: 8_192,
+                disk_gib: 100,
+                gpus: 0,
+            },
+            class: ResourceClass::ComputeHosted,
+            region: REGION,
+            bond: Amount(PROVIDER_BOND),
+        });
+        let (receipt, _) = execute(client, &owner, register).await?;
+        let id = receipt
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => Some(*provider),
+                _ => None,
+            })
+            .context("no ProviderRegistered event")?;
+        let admit = Call::Dvci(dvci::Call::SetProviderStatus {
+            provider: id,
+            status: ProviderStatus::Active,
+        });
+        execute(client, &dev, admit).await?;
+        providers.push(id);
+    }
+    for i in 0..validators {
+        let provisioner = wallet(layout, &format!("provisioner-{i}"))?;
+        let register = Call::Provisioning(provisioning::Call::RegisterProvisioner {
+            stake: Amount(PROVISIONER_STAKE),
+        });
+        execute(client, &provisioner, register).await?;
+    }
+    Ok(providers)
+}
+
+fn agent_endpoint(layout: &Layout, k: usize) -> String {
+    format!("127.0.0.1:{}", layout.agent_base_port as usize + k)
+}
+
+/// Bootstraps the sub0layer and starts its daemons into `network`.
+pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Result<()> {
+    if !running_as_root() {
+        bail!(
+            "the sandbox driver needs root (network namespaces, cgroups); run as root or pass --providers 0"
+        );
+    }
+    let rpc = network.validators[0].rpc.clone();
+    let runtime = crate::operator::runtime()?;
+    eprintln!("publishing the catalog, registering providers and provisioners…");
+    let providers = runtime.block_on(async {
+        let client = Client::connect(&rpc).await?;
+        bootstrap(&client, layout, network.validators.len()).await
+    })?;
+    for (k, provider) in providers.iter().enumerate() {
+        let rpc = &network.validators[k % network.validators.len()].rpc;
+        let index = args.network_base_index as usize + k;
+        let dir = layout.dir.join(format!("agent-{k}"));
+        let agent: Vec<OsString> = [
+            "agent".into(),
+            "run".into(),
+            "--provider".into(),
+            provider.to_string(),
+            "--rpc".into(),
+            rpc.clone(),
+            "--listen".into(),
+            agent_endpoint(layout, k),
+            "--network-index".into(),
+            index.to_string(),
+            "--state-dir".into(),
+            dir.join("state").display().to_string(),
+            "--genesis".into(),
+            layout.genesis.display().to_string(),
+            "--relay-port".into(),
+            rpc.rsplit(':').next().unwrap_or("8545").to_string(),
+            "--destroy-on-exit".into(),
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        eprintln!("starting agent {k} for provider {provider}…");
+        let (child, _) = spawn_logos(&agent, &dir.join("agent.log"), Duration::from_secs(30))?;
+        network.daemons.push((format!("agent-{k}"), child));
+    }
+    for i in 0..network.validators.len() {
+        let dir = layout.dir.join(format!("provisioner-{i}"));
+        let key = layout.keystore.join(format!("provisioner-{i}.key"));
+        let mut command: Vec<OsString> = vec![
+            "provisioner".into(),
+            "run".into(),
+            "--key-file".into(),
+            key.into(),
+            "--rpc".into(),
+            network.validators[i].rpc.clone().into(),
+        ];
+        if args.byzantine_provisioners.contains(&i) {
+            command.push("--byzantine-report-running".into());
+        }
+        eprintln!("starting provisioner {i}…");
+        let (child, _) =
+            spawn_logos(&command, &dir.join("provisioner.log"), Duration::from_secs(30))?;
+        network.daemons.push((format!("provisioner-{i}"), child));
+    }
+    Ok(())
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// `logos devnet --demo`: leases the "Logos full node" template with the `dev` key and prints
+/// each step until the leased node reports a synced finalized height.
+pub async fn demo(rpc: &str, layout: &Layout) -> Result<()> {
+    let client = Client::connect(rpc).await?;
+    let dev = wallet(layout, "dev")?;
+    let started = std::time::Instant::now();
+    println!("demo: leasing template 0 \"Logos full node\" for 36000 blocks…");
+    let (lease, height) = create_lease(&client, &dev, 0, REGION, 36_000).await?;
+    println!("demo: lease {lease} finalized at height {height}");
+    let mut say = |step: String| println!("demo [{:>6} ms] {step}", started.elapsed().as_millis());
+    watch(&client, lease, Duration::from_secs(180), &mut say).await?;
+    println!(
+        "demo: done; inspect with `logos lease status {lease} --rpc {rpc}` and `logos env logs {lease} --keystore {} --from dev --rpc {rpc}`",
+        layout.keystore.display()
+    );
+    Ok(())
+}

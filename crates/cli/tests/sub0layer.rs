@@ -1,0 +1,390 @@
+//! End-to-end tests of the sub0layer with real processes: `logos devnet` with validators,
+//! provider agents (sandbox driver), provisioners and sandboxed workloads. They need root
+//! (network namespaces, cgroups), as the agent does.
+
+use commonware_codec::Encode;
+use commonware_cryptography::Signer;
+use logos_api::agent::{request_message, Action, AgentRequest, AGENT_NAMESPACE};
+use logos_client::{Client, Wallet};
+use logos_primitives::{format_public_key, Address, Amount, PrivateKey};
+use logos_state::{
+    modules::{
+        balances,
+        dvci::{self, Provider},
+        market::{self, CloseReason, Lease, Template, Workload},
+        operations::{self, ConditionStatus, ConditionType, Environment, Phase},
+        provisioning::{self, Assignment, Provisioner},
+    },
+    Call, Event,
+};
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const LOGOS: &str = env!("CARGO_BIN_EXE_logos");
+
+/// A `logos devnet` process with its sub0layer.
+struct Devnet {
+    dir: PathBuf,
+    rpc: String,
+    network_index: u8,
+    child: Child,
+}
+
+impl Devnet {
+    /// Starts 4 validators, 2 agents and 4 provisioners. Ports: p2p `base + i`, RPC
+    /// `base + 1000 + i`, metrics `base + 2000 + i`, agents `base + 3000 + k` (all below the
+    /// ephemeral range).
+    fn start(name: &str, base: u16, network_index: u8, extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("logos-sub0-{name}-{}", std::process::id()));
+        let mut child = Command::new(LOGOS)
+            .args(["devnet", "--validators", "4", "--providers", "2"])
+            .args(["--p2p-base-port", &base.to_string()])
+            .args(["--rpc-base-port", &(base + 1_000).to_string()])
+            .args(["--metrics-base-port", &(base + 2_000).to_string()])
+            .args(["--agent-base-port", &(base + 3_000).to_string()])
+            .args(["--network-base-index", &network_index.to_string()])
+            .args(extra)
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let line = receiver
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("devnet not ready; see {}", dir.display()));
+            if line.contains("press Ctrl-C") {
+                break;
+            }
+        }
+        Self {
+            rpc: format!("http://127.0.0.1:{}", base + 1_000),
+            dir,
+            network_index,
+            child,
+        }
+    }
+
+    fn wallet(&self, name: &str) -> Wallet {
+        Wallet::new(key(&self.dir.join(format!("keys/{name}.key"))))
+    }
+
+    fn cgroup(&self, agent: usize, environment: u64) -> PathBuf {
+        PathBuf::from(format!(
+            "/sys/fs/cgroup/memory/logos/agent-{}/env-{environment}",
+            self.network_index as usize + agent
+        ))
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn key(path: &Path) -> PrivateKey {
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let bytes = hex::decode(file["private_key"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    use commonware_codec::DecodeExt;
+    PrivateKey::decode(commonware_codec::Copying(bytes.as_slice())).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn execute(client: &Client, wallet: &Wallet, call: Call) -> (logos_state::Receipt, u64) {
+    let (receipt, height) = client.submit_and_wait(wallet, call).await.unwrap();
+    assert!(receipt.success, "{receipt:?}");
+    (receipt, height)
+}
+
+async fn lease(client: &Client, tenant: &Wallet, template: u32, blocks: u64) -> u64 {
+    let call = Call::Market(market::Call::CreateLease {
+        template,
+        region: 1,
+        blocks,
+    });
+    let (receipt, _) = execute(client, tenant, call).await;
+    receipt
+        .events
+        .iter()
+        .find_map(|event| match event {
+            Event::Market(market::Event::LeaseCreated { lease, .. }) => Some(*lease),
+            _ => None,
+        })
+        .unwrap()
+}
+
+async fn read<T: commonware_codec::Read<Cfg = ()>>(client: &Client, key: &logos_state::StorageKey) -> Option<T> {
+    client.read(key).await.unwrap().0
+}
+
+async fn environment(client: &Client, id: u64) -> Environment {
+    read(client, &operations::environment_key(id)).await.unwrap()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `bound`.
+async fn eventually<T, F, Fut>(what: &str, bound: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// True if condition `kind` is `True`, or, with a reason, `False` for that reason.
+async fn condition_is(client: &Client, id: u64, kind: ConditionType, reason: Option<&str>) -> bool {
+    let record = environment(client, id).await;
+    let condition = record.condition(kind);
+    match reason {
+        Some(reason) => condition.status == ConditionStatus::False && condition.reason == reason,
+        None => condition.status == ConditionStatus::True,
+    }
+}
+
+/// Sum of free and reserved balances of `accounts` (reserved holds escrows, bonds, stakes).
+async fn holdings(client: &Client, accounts: &[Address]) -> u128 {
+    let mut total = 0;
+    for account in accounts {
+        let info: balances::AccountInfo = read(client, &balances::account_key(account))
+            .await
+            .unwrap_or_default();
+        total += info.balance.0 + info.reserved.0;
+    }
+    total
+}
+
+fn all_accounts(devnet: &Devnet) -> Vec<Address> {
+    let genesis = std::fs::read_to_string(devnet.dir.join("genesis.toml")).unwrap();
+    let genesis = logos_state::Genesis::from_toml(&genesis).unwrap();
+    let mut accounts: Vec<_> = genesis.accounts.iter().map(|a| a.address).collect();
+    accounts.push(market::community_account());
+    accounts
+}
+
+fn agent_request(wallet: &Wallet, provider: u64, environment: u64, generation: u64) -> AgentRequest {
+    let message = request_message(provider, environment, generation, Action::Ensure);
+    AgentRequest {
+        provider,
+        environment,
+        generation,
+        action: Action::Ensure,
+        provisioner: format_public_key(&wallet.public_key()),
+        signature: format!("0x{}", hex::encode(wallet.sign(AGENT_NAMESPACE, &message).encode())),
+    }
+}
+
+#[test]
+fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
+    let devnet = Devnet::start("lifecycle", 20_600, 11, &[]);
+    runtime().block_on(async {
+        let client = Client::connect(&devnet.rpc).await.unwrap();
+        let dev = devnet.wallet("dev");
+        let accounts = all_accounts(&devnet);
+        let issuance: Amount = read(&client, &balances::total_issuance_key()).await.unwrap();
+        assert_eq!(holdings(&client, &accounts).await, issuance.0);
+
+        // Lease → Running → Verified, with the full node inside synced.
+        let id = lease(&client, &dev, 0, 36_000).await;
+        eventually("Ready", Duration::from_secs(60), || async {
+            condition_is(&client, id, ConditionType::Ready, None).await.then_some(())
+        })
+        .await;
+        eventually("Verified", Duration::from_secs(60), || async {
+            condition_is(&client, id, ConditionType::Verified, None).await.then_some(())
+        })
+        .await;
+        let record = environment(&client, id).await;
+        let health: serde_json::Value = reqwest::get(format!("http://{}/health", record.endpoint))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["synced"], true, "{health}");
+        assert!(health["finalized_height"].as_u64().unwrap() > 0);
+
+        // Billed every block.
+        let first: Lease = read(&client, &market::lease_key(id)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let later: Lease = read(&client, &market::lease_key(id)).await.unwrap();
+        let billed = later.blocks_billed - first.blocks_billed;
+        assert!(billed > 10, "only {billed} blocks billed in 2 s");
+        assert_eq!(first.escrow.0 - later.escrow.0, billed as u128 * first.rate.0);
+
+        // Killing the workload makes the provisioner restore it.
+        let provider: Provider = read(&client, &dvci::provider_key(record.provider)).await.unwrap();
+        let agent = (record.provider) as usize;
+        let procs = devnet.cgroup(agent, id).join("cgroup.procs");
+        for pid in std::fs::read_to_string(&procs).unwrap().lines() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+        let url = format!("http://{}/v1/environments/{id}", provider.endpoint);
+        eventually("restart", Duration::from_secs(60), || async {
+            let observed: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            (observed["restarts"].as_u64()? >= 1 && observed["workload"]["state"] == "running")
+                .then_some(())
+        })
+        .await;
+        eventually("Ready again", Duration::from_secs(60), || async {
+            condition_is(&client, id, ConditionType::Ready, None).await.then_some(())
+        })
+        .await;
+
+        // The agent refuses what the chain does not back.
+        let http = reqwest::Client::new();
+        let stranger = agent_request(&dev, record.provider, id, record.generation);
+        let refused = http.post(&url).json(&stranger).send().await.unwrap();
+        assert_eq!(refused.status(), 403);
+        assert!(refused.text().await.unwrap().contains("not the assigned provisioner"));
+        let task: Assignment = read(&client, &provisioning::assignment_key(id)).await.unwrap();
+        let assigned = (0..4)
+            .map(|i| devnet.wallet(&format!("provisioner-{i}")))
+            .find(|wallet| Some(wallet.address()) == task.assigned)
+            .unwrap();
+        let stale = agent_request(&assigned, record.provider, id, record.generation + 1);
+        let refused = http.post(&url).json(&stale).send().await.unwrap();
+        assert_eq!(refused.status(), 403);
+        assert!(refused.text().await.unwrap().contains("generation"));
+
+        // The tenant reads the workload's logs through the agent.
+        let logs = Command::new(LOGOS)
+            .args(["env", "logs", &id.to_string(), "--from", "dev", "--rpc", &devnet.rpc])
+            .arg("--keystore")
+            .arg(devnet.dir.join("keys"))
+            .output()
+            .unwrap();
+        assert!(logs.status.success(), "{}", String::from_utf8_lossy(&logs.stderr));
+        assert!(!logs.stdout.is_empty());
+
+        // Close: refund, and the sandbox is destroyed.
+        let close = Call::Market(market::Call::CloseLease { lease: id });
+        execute(&client, &dev, close).await;
+        let cgroup = devnet.cgroup(agent, id);
+        eventually("sandbox destroyed", Duration::from_secs(30), || async {
+            let gone = !cgroup.exists();
+            let finished = environment(&client, id).await.phase == Phase::Destroyed;
+            (gone && finished).then_some(())
+        })
+        .await;
+
+        // Escrow exhaustion closes the lease at the right block and destroys the sandbox.
+        let short = lease(&client, &dev, 1, 120).await;
+        let closed = eventually("escrow exhausted", Duration::from_secs(60), || async {
+            let record: Lease = read(&client, &market::lease_key(short)).await?;
+            record.closed.map(|closed| (record, closed))
+        })
+        .await;
+        let (record, (height, reason)) = closed;
+        assert_eq!(reason, CloseReason::EscrowExhausted);
+        assert_eq!(record.blocks_billed, 120);
+        assert_eq!(height, record.created_at + 119, "closed in the block that spent it");
+        let short_agent = record.provider as usize;
+        let cgroup = devnet.cgroup(short_agent, short);
+        eventually("exhausted sandbox destroyed", Duration::from_secs(30), || async {
+            (!cgroup.exists()).then_some(())
+        })
+        .await;
+
+        // Balances conserved: every account plus escrows, bonds and stakes (fees went to
+        // validators, payouts to the provider owners and the community pool).
+        assert_eq!(holdings(&client, &accounts).await, issuance.0);
+        let after: Amount = read(&client, &balances::total_issuance_key()).await.unwrap();
+        assert_eq!(after, issuance);
+    });
+}
+
+#[test]
+fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
+    let devnet = Devnet::start("byzantine", 24_600, 13, &["--byzantine-provisioners", "0"]);
+    runtime().block_on(async {
+        let client = Client::connect(&devnet.rpc).await.unwrap();
+        let dev = devnet.wallet("dev");
+        let liar = devnet.wallet("provisioner-0").address();
+
+        // Lease until the liar is assigned (each lease draws from chain randomness).
+        let mut target = None;
+        for _ in 0..30 {
+            let id = lease(&client, &dev, 1, 36_000).await;
+            let task: Assignment = read(&client, &provisioning::assignment_key(id)).await.unwrap();
+            if task.assigned == Some(liar) {
+                target = Some(id);
+                break;
+            }
+            execute(&client, &dev, Call::Market(market::Call::CloseLease { lease: id })).await;
+        }
+        let id = target.expect("the liar was never assigned in 30 leases");
+        let slashed = eventually("slash", Duration::from_secs(60), || async {
+            let record: Provisioner = read(&client, &provisioning::provisioner_key(&liar)).await?;
+            (record.slashed.0 > 0).then_some(record)
+        })
+        .await;
+        assert_eq!(slashed.slashed.0, 100_000_000 / 10);
+        let task: Assignment = read(&client, &provisioning::assignment_key(id)).await.unwrap();
+        assert_ne!(task.assigned, Some(liar));
+        assert!(task.replaced.contains(&liar));
+        eventually("Verified by an honest provisioner", Duration::from_secs(60), || async {
+            condition_is(&client, id, ConditionType::Verified, None).await.then_some(())
+        })
+        .await;
+
+        // A workload over its memory limit is killed by the kernel and reported.
+        let template = Template {
+            name: "memory hog".into(),
+            product: 1,
+            workload: Workload {
+                image: String::new(),
+                command: vec!["tail".into(), "/dev/zero".into()],
+                ports: vec![],
+                health_port: 8080,
+            },
+        };
+        execute(&client, &dev, Call::Market(market::Call::SetTemplate { id: 9, template })).await;
+        let hog = lease(&client, &dev, 9, 36_000).await;
+        eventually("OOMKilled reported", Duration::from_secs(60), || async {
+            condition_is(&client, hog, ConditionType::Ready, Some("OOMKilled")).await.then_some(())
+        })
+        .await;
+    });
+}

@@ -1,0 +1,325 @@
+//! A client of a Logos node's JSON-RPC for daemons and the CLI.
+//!
+//! - [`Client::submit`] signs a call with a [`Wallet`] (which tracks its next nonce) and
+//!   [`Client::submit_and_wait`] waits for the finalized receipt.
+//! - [`Client::read`] reads a storage value at the finalized head; [`Client::read_proven`]
+//!   also checks the QMDB proof against the state root, the root against the block, and the
+//!   block against its simplex finalization certificate signed by a quorum of the trusted
+//!   validators, so nothing the RPC server says is taken on trust.
+
+use commonware_codec::Read;
+use commonware_cryptography::Signer;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use logos_api::{
+    consensus::{decode_finalization, verify_finalization},
+    proof::{decode_proof, verify_value},
+    rpc::{ChainInfo, LogosApiClient},
+};
+use logos_primitives::{parse_hash, parse_public_key, Address, PrivateKey, PublicKey};
+use logos_state::{codec_bytes, storage::decode_value, Call, Receipt, StorageKey, TransactionPayload};
+use std::{collections::BTreeMap, sync::Mutex, time::Duration};
+
+/// How long [`Client::submit_and_wait`] waits for finality, ms.
+pub const WAIT_TIMEOUT_MS: u64 = 60_000;
+/// Finalized roots remembered by [`Client::read_proven`] (oldest dropped first).
+const VERIFIED_ROOTS_MAX: usize = 64;
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The RPC call failed (transport, server error or rejection).
+    #[error("RPC: {0}")]
+    Rpc(#[from] jsonrpsee::core::ClientError),
+    /// The server answered something malformed.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// A proof or certificate did not verify.
+    #[error("not proven: {0}")]
+    NotProven(String),
+    /// The transaction was not finalized in time.
+    #[error("transaction {0} not finalized within {WAIT_TIMEOUT_MS} ms")]
+    Timeout(String),
+}
+
+fn malformed(error: impl std::fmt::Display) -> ClientError {
+    ClientError::Malformed(error.to_string())
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, ClientError> {
+    hex::decode(text.trim_start_matches("0x")).map_err(malformed)
+}
+
+/// A signing key and its next nonce (learned from the chain on first use).
+pub struct Wallet {
+    key: PrivateKey,
+    next_nonce: Mutex<Option<u64>>,
+}
+
+impl Wallet {
+    /// A wallet for `key`.
+    pub fn new(key: PrivateKey) -> Self {
+        Self {
+            key,
+            next_nonce: Mutex::new(None),
+        }
+    }
+
+    /// The account address.
+    pub fn address(&self) -> Address {
+        Address::from_public_key(&self.key.public_key())
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    /// Signs `message` under `namespace`.
+    pub fn sign(&self, namespace: &[u8], message: &[u8]) -> logos_primitives::Signature {
+        self.key.sign(namespace, message)
+    }
+
+    /// Forgets the nonce, so the next submission reads it from the chain again.
+    pub fn reset_nonce(&self) {
+        *self.next_nonce.lock().expect("nonce lock") = None;
+    }
+}
+
+/// A connection to one node.
+pub struct Client {
+    rpc: HttpClient,
+    info: ChainInfo,
+    validators: Vec<PublicKey>,
+    verified: Mutex<BTreeMap<u64, String>>,
+}
+
+impl Client {
+    /// Connects to `url` and trusts the validators the node reports.
+    pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        let rpc = HttpClientBuilder::default()
+            .request_timeout(Duration::from_secs(30))
+            .build(url)?;
+        let info = rpc.chain_info().await?;
+        let validators = info
+            .validators
+            .iter()
+            .map(|key| parse_public_key(key))
+            .collect::<Result<_, _>>()
+            .map_err(malformed)?;
+        Ok(Self {
+            rpc,
+            info,
+            validators,
+            verified: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Trusts `validators` (e.g. from a genesis file) instead of the node's list.
+    pub fn trust(mut self, validators: Vec<PublicKey>) -> Self {
+        self.validators = validators;
+        self
+    }
+
+    /// The raw RPC client.
+    pub fn rpc(&self) -> &HttpClient {
+        &self.rpc
+    }
+
+    /// Network identity and parameters.
+    pub fn info(&self) -> &ChainInfo {
+        &self.info
+    }
+
+    /// Signs `call` from `wallet` with its next nonce and the minimum fee and submits it;
+    /// returns the transaction hash. A stale nonce is refreshed once.
+    pub async fn submit(&self, wallet: &Wallet, call: Call) -> Result<(String, u64), ClientError> {
+        for attempt in 0..2 {
+            let nonce = self.next_nonce(wallet).await?;
+            let transaction = TransactionPayload {
+                chain_id: self.info.chain_id,
+                sender: wallet.key.public_key(),
+                nonce,
+                fee: self.info.min_fee,
+                call: call.clone(),
+            }
+            .sign(&wallet.key);
+            let hex = format!("0x{}", hex::encode(codec_bytes(&transaction)));
+            match self.rpc.submit_transaction(hex).await {
+                Ok(submitted) => {
+                    *wallet.next_nonce.lock().expect("nonce lock") = Some(nonce + 1);
+                    return Ok((submitted.hash, nonce));
+                }
+                Err(error) if attempt == 0 && error.to_string().contains("nonce") => {
+                    wallet.reset_nonce();
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn next_nonce(&self, wallet: &Wallet) -> Result<u64, ClientError> {
+        if let Some(nonce) = *wallet.next_nonce.lock().expect("nonce lock") {
+            return Ok(nonce);
+        }
+        let account = self.rpc.get_account(wallet.address().to_string()).await?;
+        Ok(account.nonce)
+    }
+
+    /// Submits `call` and waits until it is finalized; returns its receipt (which says whether
+    /// the call succeeded) and the height of its block.
+    pub async fn submit_and_wait(
+        &self,
+        wallet: &Wallet,
+        call: Call,
+    ) -> Result<(Receipt, u64), ClientError> {
+        let start = self.rpc.get_finalized_head().await?.height;
+        let (hash, nonce) = self.submit(wallet, call).await?;
+        self.wait(&wallet.address(), &hash, nonce, start).await
+    }
+
+    /// Waits until transaction `hash` (nonce `nonce` of `sender`, submitted when the head was
+    /// at `start`) is finalized, and finds its receipt.
+    pub async fn wait(
+        &self,
+        sender: &Address,
+        hash: &str,
+        nonce: u64,
+        start: u64,
+    ) -> Result<(Receipt, u64), ClientError> {
+        let mut scanned = start;
+        for _ in 0..WAIT_TIMEOUT_MS / 50 {
+            let account = self.rpc.get_account(sender.to_string()).await?;
+            while scanned < account.height {
+                scanned += 1;
+                if let Some(found) = self.receipt_in(scanned, hash).await? {
+                    return Ok((found, scanned));
+                }
+            }
+            if account.nonce > nonce && scanned >= account.height {
+                return Err(ClientError::Malformed(format!(
+                    "nonce {nonce} used but no receipt for {hash} after height {start}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(ClientError::Timeout(hash.to_string()))
+    }
+
+    async fn receipt_in(&self, height: u64, hash: &str) -> Result<Option<Receipt>, ClientError> {
+        let Some(block) = self.rpc.get_block_by_height(height).await? else {
+            return Ok(None);
+        };
+        if !block.transactions.iter().any(|tx| tx.hash == hash) {
+            return Ok(None);
+        }
+        let receipts = block
+            .receipts
+            .ok_or_else(|| malformed(format!("block {height} served without receipts")))?;
+        let receipt = receipts
+            .into_iter()
+            .find(|receipt| logos_primitives::format_hash(&receipt.transaction) == hash)
+            .ok_or_else(|| malformed(format!("no receipt for {hash} in block {height}")))?;
+        Ok(Some(receipt))
+    }
+
+    /// The finalized head's height.
+    pub async fn head_height(&self) -> Result<u64, ClientError> {
+        Ok(self.rpc.get_finalized_head().await?.height)
+    }
+
+    /// The raw bytes at `key` in the finalized state (not proven) and its height.
+    pub async fn read_raw(&self, key: &StorageKey) -> Result<(Option<Vec<u8>>, u64), ClientError> {
+        let storage = self
+            .rpc
+            .get_storage(format!("0x{}", hex::encode(key.as_bytes())))
+            .await?;
+        let value = storage.value.as_deref().map(unhex).transpose()?;
+        Ok((value, storage.height))
+    }
+
+    /// The value at `key` in the finalized state (not proven) and its height.
+    pub async fn read<T: Read<Cfg = ()>>(
+        &self,
+        key: &StorageKey,
+    ) -> Result<(Option<T>, u64), ClientError> {
+        let storage = self
+            .rpc
+            .get_storage(format!("0x{}", hex::encode(key.as_bytes())))
+            .await?;
+        let value = match &storage.value {
+            Some(value) => Some(decode_value(key, &unhex(value)?).map_err(malformed)?),
+            None => None,
+        };
+        Ok((value, storage.height))
+    }
+
+    /// Like [`Self::read`], with the value proven (see the crate docs). An absent value is
+    /// reported as absent without proof (the API proves only present values).
+    pub async fn read_proven<T: Read<Cfg = ()>>(
+        &self,
+        key: &StorageKey,
+    ) -> Result<(Option<T>, u64), ClientError> {
+        let storage = self
+            .rpc
+            .get_storage(format!("0x{}", hex::encode(key.as_bytes())))
+            .await?;
+        let (Some(value), Some(proof)) = (&storage.value, &storage.proof) else {
+            return Ok((None, storage.height));
+        };
+        let value = unhex(value)?;
+        let proof = decode_proof(&unhex(proof)?).map_err(malformed)?;
+        let root = parse_hash(&storage.state_root).map_err(malformed)?;
+        if !verify_value(key, &value, &proof, &root) {
+            return Err(ClientError::NotProven(format!(
+                "value of {} against root {}",
+                hex::encode(key.as_bytes()),
+                storage.state_root
+            )));
+        }
+        self.verify_root(storage.height, &storage.state_root, &storage.block_hash)
+            .await?;
+        let decoded = decode_value(key, &value).map_err(malformed)?;
+        Ok((Some(decoded), storage.height))
+    }
+
+    /// Checks that `root` is the state root of the finalized block `block_hash` at `height`.
+    async fn verify_root(&self, height: u64, root: &str, block_hash: &str) -> Result<(), ClientError> {
+        if self.verified.lock().expect("roots lock").get(&height).map(String::as_str) == Some(root) {
+            return Ok(());
+        }
+        let block = self
+            .rpc
+            .get_block_by_height(height)
+            .await?
+            .ok_or_else(|| ClientError::NotProven(format!("block {height} not served")))?;
+        if block.state_root != root || block.hash != block_hash {
+            return Err(ClientError::NotProven(format!(
+                "block {height} does not carry root {root}"
+            )));
+        }
+        let certificate = self
+            .rpc
+            .get_finalization(height)
+            .await?
+            .ok_or_else(|| ClientError::NotProven(format!("no finalization for {height}")))?;
+        let certificate = decode_finalization(
+            &self.info.chain_id,
+            &self.validators,
+            &unhex(&certificate)?,
+        )
+        .map_err(|error| ClientError::NotProven(error.to_string()))?;
+        let digest = parse_hash(&block.hash).map_err(malformed)?;
+        if !verify_finalization(&self.info.chain_id, &self.validators, &certificate, &digest) {
+            return Err(ClientError::NotProven(format!(
+                "finalization certificate of block {height}"
+            )));
+        }
+        let mut verified = self.verified.lock().expect("roots lock");
+        verified.insert(height, root.to_string());
+        while verified.len() > VERIFIED_ROOTS_MAX {
+            verified.pop_first();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,265 @@
+//! A full node that follows the chain through another node's RPC and executes every block
+//! itself (the workload of the catalog's "Logos full node" template).
+//!
+//! Every poll ([`FollowerConfig::poll_ms`]) it fetches the finalized blocks above its tip (at
+//! most [`BATCH_BLOCKS_MAX`] at a time), checks that they link by parent digest to its tip,
+//! checks the simplex finalization certificate of the batch's last block against the genesis
+//! validators (which finalizes every ancestor), then executes each block on its own QMDB state
+//! and refuses any whose state root differs from its own execution. The serving node is
+//! trusted for nothing: a wrong block fails the link, certificate or state-root check and the
+//! follower stops advancing until a correct answer comes.
+//!
+//! `GET /health` on [`FollowerConfig::listen`] answers `200` with
+//! `{"finalized_height", "state_root", "head_seen", "synced": true}` when the follower is
+//! within [`SYNC_SLACK_BLOCKS`] of the head it last saw and that poll succeeded, `503` (same
+//! body, `synced: false`) otherwise.
+
+use crate::{
+    chain::{ChainError, ChainState},
+    engine::{block_cfg, genesis_block},
+};
+use commonware_codec::Decode as _;
+use commonware_cryptography::Digestible;
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use logos_api::{
+    consensus::{decode_finalization, verify_finalization},
+    rpc::LogosApiClient,
+    Block,
+};
+use logos_primitives::{format_hash, Address};
+use logos_state::{BlockContext, Genesis};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+/// Most blocks fetched and checked per poll.
+pub const BATCH_BLOCKS_MAX: u64 = 256;
+/// How far behind the seen head the follower may be and still call itself synced, blocks.
+pub const SYNC_SLACK_BLOCKS: u64 = 64;
+
+/// Follower settings.
+#[derive(Clone, Debug)]
+pub struct FollowerConfig {
+    /// The network's genesis (its validators are the only trust anchor).
+    pub genesis: Genesis,
+    /// RPC endpoint of any node of the network (e.g. `http://10.88.1.1:8545`).
+    pub rpc: String,
+    /// Where `/health` is served.
+    pub listen: SocketAddr,
+    /// Time between polls, ms.
+    pub poll_ms: u64,
+}
+
+/// Errors of the follower.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// RPC transport or server error.
+    #[error("RPC: {0}")]
+    Rpc(#[from] jsonrpsee::core::ClientError),
+    /// The serving node sent something that does not check out.
+    #[error("rejected from the serving node: {0}")]
+    Rejected(String),
+    /// The local state failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The genesis is unusable.
+    #[error("genesis: {0}")]
+    Genesis(String),
+    /// The health endpoint could not be bound.
+    #[error("bind {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// What `/health` reports.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Status {
+    /// Height of the last executed finalized block.
+    pub finalized_height: u64,
+    /// State root after it.
+    pub state_root: String,
+    /// The serving node's finalized height at the last poll.
+    pub head_seen: u64,
+    /// True when within [`SYNC_SLACK_BLOCKS`] of `head_seen` and the last poll succeeded.
+    pub synced: bool,
+    /// The last poll's error, if it failed.
+    pub last_error: Option<String>,
+}
+
+/// Runs the follower until the process ends.
+pub async fn run<E: Storage + Clock + Metrics + Spawner>(
+    context: E,
+    config: FollowerConfig,
+) -> Result<(), FollowError> {
+    let genesis = &config.genesis;
+    let first = genesis_block(genesis).map_err(|e| FollowError::Genesis(e.to_string()))?;
+    let mut chain = ChainState::open(context, "follower-state", genesis, &first).await?;
+    let rpc = HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(10))
+        .build(&config.rpc)?;
+    let status = Arc::new(Mutex::new(Status::default()));
+    serve_health(config.listen, status.clone()).await?;
+    let mut restored = chain.tip().height.get() == 0;
+    loop {
+        let result = match restored {
+            true => poll(&rpc, genesis, &mut chain).await,
+            false => restore(&rpc, genesis, &mut chain).await.map(|()| {
+                restored = true;
+                0
+            }),
+        };
+        update(&status, &chain, result);
+        tokio::time::sleep(Duration::from_millis(config.poll_ms)).await;
+    }
+}
+
+fn update<E: Storage + Clock + Metrics + Spawner>(
+    status: &Mutex<Status>,
+    chain: &ChainState<E>,
+    result: Result<u64, FollowError>,
+) {
+    let mut status = status.lock().expect("status lock");
+    status.finalized_height = chain.tip().height.get();
+    status.state_root = format_hash(&chain.tip().state_root);
+    match result {
+        Ok(head) => {
+            status.head_seen = status.head_seen.max(head);
+            status.last_error = None;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "follow");
+            status.last_error = Some(error.to_string());
+        }
+    }
+    status.synced = status.last_error.is_none()
+        && status.finalized_height + SYNC_SLACK_BLOCKS >= status.head_seen;
+}
+
+/// After a restart the store knows only its height: fetch that block and check it matches.
+async fn restore<E: Storage + Clock + Metrics + Spawner>(
+    rpc: &HttpClient,
+    genesis: &Genesis,
+    chain: &mut ChainState<E>,
+) -> Result<(), FollowError> {
+    let height = chain.tip().height.get();
+    let block = fetch(rpc, genesis, height).await?;
+    if block.state_root != chain.db_root() {
+        return Err(FollowError::Rejected(format!(
+            "block {height} does not carry the stored state root"
+        )));
+    }
+    chain.restore_tip(&block);
+    Ok(())
+}
+
+async fn fetch(rpc: &HttpClient, genesis: &Genesis, height: u64) -> Result<Block, FollowError> {
+    let hex = rpc
+        .get_raw_block(height)
+        .await?
+        .ok_or_else(|| FollowError::Rejected(format!("block {height} not served")))?;
+    let bytes = hex::decode(hex.trim_start_matches("0x"))
+        .map_err(|e| FollowError::Rejected(e.to_string()))?;
+    let block = Block::decode_cfg(commonware_codec::Copying(bytes.as_slice()), &block_cfg(genesis))
+        .map_err(|e| FollowError::Rejected(format!("block {height}: {e}")))?;
+    if block.height.get() != height {
+        return Err(FollowError::Rejected(format!("asked {height}, got another height")));
+    }
+    Ok(block)
+}
+
+/// One poll: fetch, check and execute the next batch. Returns the head seen.
+async fn poll<E: Storage + Clock + Metrics + Spawner>(
+    rpc: &HttpClient,
+    genesis: &Genesis,
+    chain: &mut ChainState<E>,
+) -> Result<u64, FollowError> {
+    let head = rpc.get_finalized_head().await?.height;
+    let tip = chain.tip().height.get();
+    if head <= tip {
+        return Ok(head);
+    }
+    let last = head.min(tip + BATCH_BLOCKS_MAX);
+    let mut blocks = Vec::with_capacity((last - tip) as usize);
+    let mut parent = chain.tip().digest;
+    for height in tip + 1..=last {
+        let block = fetch(rpc, genesis, height).await?;
+        if block.parent != parent {
+            return Err(FollowError::Rejected(format!(
+                "block {height} does not extend {}",
+                format_hash(&parent)
+            )));
+        }
+        parent = block.digest();
+        blocks.push(block);
+    }
+    let certified = certified_prefix(rpc, genesis, &blocks).await?;
+    let chain_id = genesis.chain_id();
+    for block in &blocks[..certified] {
+        let context = BlockContext {
+            chain_id,
+            height: block.height.get(),
+            author: Address::from_public_key(&block.proposer),
+            params: genesis.params.clone(),
+            randomness: block.parent,
+        };
+        // Verify first: a wrong state root is an error here, not a panic as in `finalize`.
+        chain.verify(block, &context).await?;
+        chain.finalize(block, &context).await?;
+    }
+    Ok(head)
+}
+
+/// The length of the longest prefix of `blocks` whose last block carries a valid finalization
+/// certificate (its ancestors are final with it).
+async fn certified_prefix(
+    rpc: &HttpClient,
+    genesis: &Genesis,
+    blocks: &[Block],
+) -> Result<usize, FollowError> {
+    let chain_id = genesis.chain_id();
+    let validators = genesis
+        .validator_keys()
+        .map_err(|e| FollowError::Genesis(e.to_string()))?;
+    for (index, block) in blocks.iter().enumerate().rev().take(16) {
+        let Some(hex) = rpc.get_finalization(block.height.get()).await? else {
+            continue;
+        };
+        let bytes = hex::decode(hex.trim_start_matches("0x"))
+            .map_err(|e| FollowError::Rejected(e.to_string()))?;
+        let certificate = decode_finalization(&chain_id, &validators, &bytes)
+            .map_err(|e| FollowError::Rejected(format!("certificate: {e}")))?;
+        if !verify_finalization(&chain_id, &validators, &certificate, &block.digest()) {
+            return Err(FollowError::Rejected(format!(
+                "finalization of block {} does not verify",
+                block.height
+            )));
+        }
+        return Ok(index + 1);
+    }
+    Ok(0)
+}
+
+async fn serve_health(listen: SocketAddr, status: Arc<Mutex<Status>>) -> Result<(), FollowError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| FollowError::Bind(listen, e))?;
+    let app = axum::Router::new().route(
+        "/health",
+        axum::routing::get(move || {
+            let status = status.lock().expect("status lock").clone();
+            async move {
+                let code = match status.synced {
+                    true => axum::http::StatusCode::OK,
+                    false => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                };
+                (code, axum::Json(status))
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(())
+}
