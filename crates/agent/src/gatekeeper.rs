@@ -98,13 +98,18 @@ pub async fn start<D: Driver>(
             "/v1/environments/{id}",
             axum::routing::post(handle_request::<D>).get(handle_inspect::<D>),
         )
-        .route("/v1/environments/{id}/logs", axum::routing::get(handle_logs::<D>))
+        .route(
+            "/v1/environments/{id}/logs",
+            axum::routing::get(handle_logs::<D>),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_MAX_BYTES))
         .with_state(inner.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| AgentError::Bind(listen, error))?;
-    let address = listener.local_addr().map_err(|e| AgentError::Bind(listen, e))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| AgentError::Bind(listen, e))?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -130,7 +135,11 @@ async fn handle_request<D: Driver>(
     let result = match request.action {
         Action::Ensure => {
             let spec = &environment.spec;
-            inner.driver.ensure(id, request.generation, spec).await.map(Some)
+            inner
+                .driver
+                .ensure(id, request.generation, spec)
+                .await
+                .map(Some)
         }
         Action::Destroy => inner.driver.destroy(id).await.map(|()| None),
     };
@@ -150,9 +159,13 @@ async fn authorize<D: Driver>(
     request: &AgentRequest,
 ) -> Result<Environment, Response> {
     let id = request.environment;
-    let forbidden = |reason: String| refuse(StatusCode::FORBIDDEN, format!("environment {id}: {reason}"));
+    let forbidden =
+        |reason: String| refuse(StatusCode::FORBIDDEN, format!("environment {id}: {reason}"));
     if request.provider != inner.config.provider {
-        return Err(forbidden(format!("addressed to provider {}", request.provider)));
+        return Err(forbidden(format!(
+            "addressed to provider {}",
+            request.provider
+        )));
     }
     let (public_key, signature) =
         decode_signer(&request.provisioner, &request.signature).map_err(&forbidden)?;
@@ -160,7 +173,8 @@ async fn authorize<D: Driver>(
     if !public_key.verify(AGENT_NAMESPACE, &message, &signature) {
         return Err(forbidden("bad signature".into()));
     }
-    let unavailable = |error: ClientError| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+    let unavailable =
+        |error: ClientError| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
     let (environment, _) = inner
         .client
         .read_proven::<Environment>(&operations::environment_key(id))
@@ -168,7 +182,10 @@ async fn authorize<D: Driver>(
         .map_err(unavailable)?;
     let environment = environment.ok_or_else(|| forbidden("not in finalized state".into()))?;
     if environment.provider != inner.config.provider {
-        return Err(forbidden(format!("placed on provider {}", environment.provider)));
+        return Err(forbidden(format!(
+            "placed on provider {}",
+            environment.provider
+        )));
     }
     if environment.generation != request.generation {
         return Err(forbidden(format!(
@@ -190,7 +207,9 @@ async fn authorize<D: Driver>(
         .map_err(unavailable)?;
     let signer = Address::from_public_key(&public_key);
     if assignment.and_then(|task| task.assigned) != Some(signer) {
-        return Err(forbidden(format!("{signer} is not the assigned provisioner")));
+        return Err(forbidden(format!(
+            "{signer} is not the assigned provisioner"
+        )));
     }
     Ok(environment)
 }
@@ -245,7 +264,11 @@ async fn handle_logs<D: Driver>(
     let authorized =
         decode_signer(&query.public_key, &query.signature).is_ok_and(|(key, signature)| {
             Address::from_public_key(&key) == environment.tenant
-                && key.verify(LOGS_NAMESPACE, &logs_message(id, query.timestamp_s), &signature)
+                && key.verify(
+                    LOGS_NAMESPACE,
+                    &logs_message(id, query.timestamp_s),
+                    &signature,
+                )
         });
     if !authorized {
         return refuse(StatusCode::FORBIDDEN, "not signed by the tenant".into());

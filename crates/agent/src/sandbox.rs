@@ -246,7 +246,10 @@ impl SandboxDriver {
     }
 
     fn env_dir(&self, environment: u64) -> PathBuf {
-        self.config.state_dir.join("envs").join(environment.to_string())
+        self.config
+            .state_dir
+            .join("envs")
+            .join(environment.to_string())
     }
 
     fn namespace(&self, environment: u64) -> String {
@@ -402,7 +405,9 @@ impl SandboxDriver {
         let address = format!("{}/24", self.address(record.host));
         let gateway = self.config.gateway().to_string();
         run("ip", &["netns", "add", &namespace]).await?;
-        let veth = ["link", "add", &host_veth, "type", "veth", "peer", "name", &inner];
+        let veth = [
+            "link", "add", &host_veth, "type", "veth", "peer", "name", &inner,
+        ];
         run("ip", &veth).await?;
         run("ip", &["link", "set", &inner, "netns", &namespace]).await?;
         let bridge = self.config.bridge();
@@ -489,10 +494,18 @@ impl SandboxDriver {
             ["--setenv", "LOGOS_CHAIN_RPC", &relay],
             ["--setenv", "LOGOS_ENVIRONMENT", &environment_text],
         ] {
-            args.extend(pair.iter().filter(|part| !part.is_empty()).map(|part| part.to_string()));
+            args.extend(
+                pair.iter()
+                    .filter(|part| !part.is_empty())
+                    .map(|part| part.to_string()),
+            );
         }
         for (host, inside) in &self.config.binds {
-            args.extend(["--ro-bind".into(), host.display().to_string(), inside.clone()]);
+            args.extend([
+                "--ro-bind".into(),
+                host.display().to_string(),
+                inside.clone(),
+            ]);
         }
         args.push("--".into());
         args.extend(record.spec.workload.command.iter().map(|part| {

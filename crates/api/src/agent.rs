@@ -52,7 +52,12 @@ pub struct AgentRequest {
 }
 
 /// The bytes a provisioner signs for a request.
-pub fn request_message(provider: u64, environment: u64, generation: u64, action: Action) -> Vec<u8> {
+pub fn request_message(
+    provider: u64,
+    environment: u64,
+    generation: u64,
+    action: Action,
+) -> Vec<u8> {
     let mut message = Vec::with_capacity(25);
     message.extend_from_slice(&provider.to_be_bytes());
     message.extend_from_slice(&environment.to_be_bytes());
@@ -76,8 +81,8 @@ pub fn decode_signer(key: &str, signature: &str) -> Result<(PublicKey, Signature
     use commonware_codec::DecodeExt;
     let key = parse_public_key(key).map_err(|error| error.to_string())?;
     let bytes = hex::decode(signature.trim_start_matches("0x")).map_err(|e| e.to_string())?;
-    let signature =
-        Signature::decode(commonware_codec::Copying(bytes.as_slice())).map_err(|error| format!("signature: {error}"))?;
+    let signature = Signature::decode(commonware_codec::Copying(bytes.as_slice()))
+        .map_err(|error| format!("signature: {error}"))?;
     Ok((key, signature))
 }
 

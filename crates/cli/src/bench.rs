@@ -320,7 +320,12 @@ fn round(value: f64) -> f64 {
 }
 
 /// Devnet options of the benchmarks (ports and network indices apart from a default devnet).
-fn bench_devnet(validators: usize, accounts: usize, providers: usize, dir: Option<PathBuf>) -> DevnetArgs {
+fn bench_devnet(
+    validators: usize,
+    accounts: usize,
+    providers: usize,
+    dir: Option<PathBuf>,
+) -> DevnetArgs {
     DevnetArgs {
         validators,
         dir: Some(dir.unwrap_or_else(|| {
@@ -349,7 +354,12 @@ fn bench_devnet(validators: usize, accounts: usize, providers: usize, dir: Optio
 /// | `lease_to_running_ms_p50`, `_max` | `lease create` submitted → the environment's `Ready` condition `True` in finalized state (workload running, health check passing) |
 /// | `lease_to_verified_ms_p50`, `_max` | submitted → `Verified` `True` (a quorum of cross-checks agreed) and the leased node's `/health` says synced |
 /// | `leases`, `validators`, `providers` | the scenario |
-fn run_lease_bench(leases: usize, validators: usize, json: bool, dir: Option<PathBuf>) -> Result<()> {
+fn run_lease_bench(
+    leases: usize,
+    validators: usize,
+    json: bool,
+    dir: Option<PathBuf>,
+) -> Result<()> {
     let args = bench_devnet(validators, 0, 2, dir);
     let layout = devnet::init(&args)?;
     let mut network = devnet::start(&args, &layout)?;
@@ -365,15 +375,20 @@ fn run_lease_bench(leases: usize, validators: usize, json: bool, dir: Option<Pat
             let (lease, _) = crate::lease::create_lease(&client, &dev, 0, 1, 36_000).await?;
             let mut say = |step: String| {
                 if !json {
-                    eprintln!("lease {index} [{:>6} ms] {step}", started.elapsed().as_millis())
+                    eprintln!(
+                        "lease {index} [{:>6} ms] {step}",
+                        started.elapsed().as_millis()
+                    )
                 }
             };
             let milestones =
                 crate::lease::watch(&client, lease, Duration::from_secs(120), &mut say).await?;
-            let ms = |at: Option<Instant>| at.map_or(f64::NAN, |at| (at - started).as_secs_f64() * 1e3);
+            let ms =
+                |at: Option<Instant>| at.map_or(f64::NAN, |at| (at - started).as_secs_f64() * 1e3);
             running.push(ms(milestones.running));
             verified.push(ms(milestones.verified.max(milestones.synced)));
-            let close = logos_state::Call::Market(logos_state::modules::market::Call::CloseLease { lease });
+            let close =
+                logos_state::Call::Market(logos_state::modules::market::Call::CloseLease { lease });
             crate::operator::execute(&client, &dev, close).await?;
         }
         running.sort_by(f64::total_cmp);

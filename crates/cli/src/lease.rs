@@ -249,13 +249,18 @@ fn steps(status: &LeaseStatus) -> Vec<String> {
             if condition.kind == ConditionType::Scheduled {
                 continue;
             }
-            if condition.status != ConditionStatus::Unknown || condition.reason != "AwaitingReport" {
+            if condition.status != ConditionStatus::Unknown || condition.reason != "AwaitingReport"
+            {
                 steps.push(format!(
                     "{:?}={:?} ({}{}{})",
                     condition.kind,
                     condition.status,
                     condition.reason,
-                    if condition.message.is_empty() { "" } else { ": " },
+                    if condition.message.is_empty() {
+                        ""
+                    } else {
+                        ": "
+                    },
                     condition.message
                 ));
             }
@@ -335,7 +340,8 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 if !wait {
                     return print_json(&serde_json::json!({"lease": lease, "height": height}));
                 }
-                let mut say = |step: String| eprintln!("[{:>6} ms] {step}", started.elapsed().as_millis());
+                let mut say =
+                    |step: String| eprintln!("[{:>6} ms] {step}", started.elapsed().as_millis());
                 let milestones =
                     watch(&client, lease, Duration::from_secs(timeout_s), &mut say).await?;
                 let ms = |at: Option<Instant>| at.map(|at| (at - started).as_millis() as u64);
@@ -355,7 +361,10 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 let (next, _) = client.read_raw(&market::next_lease_id_key()).await?;
                 let next = match next {
                     Some(bytes) => u64::from_be_bytes(
-                        bytes.as_slice().try_into().context("malformed lease counter")?,
+                        bytes
+                            .as_slice()
+                            .try_into()
+                            .context("malformed lease counter")?,
                     ),
                     None => 0,
                 };
@@ -420,7 +429,10 @@ pub fn run_env(command: EnvCommand) -> Result<()> {
             .query(&[
                 ("timestamp_s", timestamp_s.to_string()),
                 ("public_key", format_public_key(&wallet.public_key())),
-                ("signature", format!("0x{}", hex::encode(signature.encode()))),
+                (
+                    "signature",
+                    format!("0x{}", hex::encode(signature.encode())),
+                ),
                 ("bytes", bytes.min(LOGS_MAX_BYTES).to_string()),
             ])
             .send()

@@ -224,8 +224,7 @@ fn follow(
     poll_ms: u64,
 ) -> Result<()> {
     let genesis = Genesis::load(&genesis)?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("create {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let runtime_config = runtime::Config::new()
         .with_storage_directory(data_dir.join("storage"))
         .with_worker_threads(1)

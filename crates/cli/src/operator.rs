@@ -36,7 +36,9 @@ impl KeyArgs {
     pub fn wallet(&self) -> Result<Wallet> {
         let key = match (&self.key_file, &self.from) {
             (Some(path), _) => keystore::load_file(path)?,
-            (None, Some(name)) => keystore::load(&keystore::directory(self.keystore.clone()), name)?,
+            (None, Some(name)) => {
+                keystore::load(&keystore::directory(self.keystore.clone()), name)?
+            }
             (None, None) => bail!("give --from NAME or --key-file PATH"),
         };
         Ok(Wallet::new(key))
@@ -242,7 +244,9 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                 });
                 let (receipt, height) = execute(&client, &wallet, call).await?;
                 let provider = receipt.events.iter().find_map(|event| match event {
-                    Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => Some(*provider),
+                    Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => {
+                        Some(*provider)
+                    }
                     _ => None,
                 });
                 println!(
@@ -284,7 +288,10 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
     init_logging();
     let mut binds = vec![(std::env::current_exe()?, "/opt/logos/bin/logos".to_string())];
     if let Some(genesis) = genesis {
-        binds.push((genesis.canonicalize()?, "/opt/logos/genesis.toml".to_string()));
+        binds.push((
+            genesis.canonicalize()?,
+            "/opt/logos/genesis.toml".to_string(),
+        ));
     }
     let sandbox = SandboxConfig {
         state_dir,

@@ -259,8 +259,11 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
             command.push("--byzantine-report-running".into());
         }
         eprintln!("starting provisioner {i}…");
-        let (child, _) =
-            spawn_logos(&command, &dir.join("provisioner.log"), Duration::from_secs(30))?;
+        let (child, _) = spawn_logos(
+            &command,
+            &dir.join("provisioner.log"),
+            Duration::from_secs(30),
+        )?;
         network.daemons.push((format!("provisioner-{i}"), child));
     }
     Ok(())

@@ -3,7 +3,6 @@
 //! (network namespaces, cgroups), as the agent does.
 
 use commonware_codec::Encode;
-use commonware_cryptography::Signer;
 use logos_api::agent::{request_message, Action, AgentRequest, AGENT_NAMESPACE};
 use logos_client::{Client, Wallet};
 use logos_primitives::{format_public_key, Address, Amount, PrivateKey};
@@ -113,7 +112,13 @@ impl Drop for Devnet {
 fn key(path: &Path) -> PrivateKey {
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let bytes = hex::decode(file["private_key"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    let bytes = hex::decode(
+        file["private_key"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+    )
+    .unwrap();
     use commonware_codec::DecodeExt;
     PrivateKey::decode(commonware_codec::Copying(bytes.as_slice())).unwrap()
 }
@@ -149,12 +154,17 @@ async fn lease(client: &Client, tenant: &Wallet, template: u32, blocks: u64) -> 
         .unwrap()
 }
 
-async fn read<T: commonware_codec::Read<Cfg = ()>>(client: &Client, key: &logos_state::StorageKey) -> Option<T> {
+async fn read<T: commonware_codec::Read<Cfg = ()>>(
+    client: &Client,
+    key: &logos_state::StorageKey,
+) -> Option<T> {
     client.read(key).await.unwrap().0
 }
 
 async fn environment(client: &Client, id: u64) -> Environment {
-    read(client, &operations::environment_key(id)).await.unwrap()
+    read(client, &operations::environment_key(id))
+        .await
+        .unwrap()
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most `bound`.
@@ -203,7 +213,12 @@ fn all_accounts(devnet: &Devnet) -> Vec<Address> {
     accounts
 }
 
-fn agent_request(wallet: &Wallet, provider: u64, environment: u64, generation: u64) -> AgentRequest {
+fn agent_request(
+    wallet: &Wallet,
+    provider: u64,
+    environment: u64,
+    generation: u64,
+) -> AgentRequest {
     let message = request_message(provider, environment, generation, Action::Ensure);
     AgentRequest {
         provider,
@@ -211,7 +226,10 @@ fn agent_request(wallet: &Wallet, provider: u64, environment: u64, generation: u
         generation,
         action: Action::Ensure,
         provisioner: format_public_key(&wallet.public_key()),
-        signature: format!("0x{}", hex::encode(wallet.sign(AGENT_NAMESPACE, &message).encode())),
+        signature: format!(
+            "0x{}",
+            hex::encode(wallet.sign(AGENT_NAMESPACE, &message).encode())
+        ),
     }
 }
 
@@ -222,17 +240,23 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         let client = Client::connect(&devnet.rpc).await.unwrap();
         let dev = devnet.wallet("dev");
         let accounts = all_accounts(&devnet);
-        let issuance: Amount = read(&client, &balances::total_issuance_key()).await.unwrap();
+        let issuance: Amount = read(&client, &balances::total_issuance_key())
+            .await
+            .unwrap();
         assert_eq!(holdings(&client, &accounts).await, issuance.0);
 
         // Lease → Running → Verified, with the full node inside synced.
         let id = lease(&client, &dev, 0, 36_000).await;
         eventually("Ready", Duration::from_secs(60), || async {
-            condition_is(&client, id, ConditionType::Ready, None).await.then_some(())
+            condition_is(&client, id, ConditionType::Ready, None)
+                .await
+                .then_some(())
         })
         .await;
         eventually("Verified", Duration::from_secs(60), || async {
-            condition_is(&client, id, ConditionType::Verified, None).await.then_some(())
+            condition_is(&client, id, ConditionType::Verified, None)
+                .await
+                .then_some(())
         })
         .await;
         let record = environment(&client, id).await;
@@ -251,10 +275,15 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         let later: Lease = read(&client, &market::lease_key(id)).await.unwrap();
         let billed = later.blocks_billed - first.blocks_billed;
         assert!(billed > 10, "only {billed} blocks billed in 2 s");
-        assert_eq!(first.escrow.0 - later.escrow.0, billed as u128 * first.rate.0);
+        assert_eq!(
+            first.escrow.0 - later.escrow.0,
+            billed as u128 * first.rate.0
+        );
 
         // Killing the workload makes the provisioner restore it.
-        let provider: Provider = read(&client, &dvci::provider_key(record.provider)).await.unwrap();
+        let provider: Provider = read(&client, &dvci::provider_key(record.provider))
+            .await
+            .unwrap();
         let agent = (record.provider) as usize;
         let procs = devnet.cgroup(agent, id).join("cgroup.procs");
         for pid in std::fs::read_to_string(&procs).unwrap().lines() {
@@ -268,7 +297,9 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         })
         .await;
         eventually("Ready again", Duration::from_secs(60), || async {
-            condition_is(&client, id, ConditionType::Ready, None).await.then_some(())
+            condition_is(&client, id, ConditionType::Ready, None)
+                .await
+                .then_some(())
         })
         .await;
 
@@ -277,8 +308,14 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         let stranger = agent_request(&dev, record.provider, id, record.generation);
         let refused = http.post(&url).json(&stranger).send().await.unwrap();
         assert_eq!(refused.status(), 403);
-        assert!(refused.text().await.unwrap().contains("not the assigned provisioner"));
-        let task: Assignment = read(&client, &provisioning::assignment_key(id)).await.unwrap();
+        assert!(refused
+            .text()
+            .await
+            .unwrap()
+            .contains("not the assigned provisioner"));
+        let task: Assignment = read(&client, &provisioning::assignment_key(id))
+            .await
+            .unwrap();
         let assigned = (0..4)
             .map(|i| devnet.wallet(&format!("provisioner-{i}")))
             .find(|wallet| Some(wallet.address()) == task.assigned)
@@ -290,12 +327,24 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
 
         // The tenant reads the workload's logs through the agent.
         let logs = Command::new(LOGOS)
-            .args(["env", "logs", &id.to_string(), "--from", "dev", "--rpc", &devnet.rpc])
+            .args([
+                "env",
+                "logs",
+                &id.to_string(),
+                "--from",
+                "dev",
+                "--rpc",
+                &devnet.rpc,
+            ])
             .arg("--keystore")
             .arg(devnet.dir.join("keys"))
             .output()
             .unwrap();
-        assert!(logs.status.success(), "{}", String::from_utf8_lossy(&logs.stderr));
+        assert!(
+            logs.status.success(),
+            "{}",
+            String::from_utf8_lossy(&logs.stderr)
+        );
         assert!(!logs.stdout.is_empty());
 
         // Close: refund, and the sandbox is destroyed.
@@ -319,18 +368,26 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         let (record, (height, reason)) = closed;
         assert_eq!(reason, CloseReason::EscrowExhausted);
         assert_eq!(record.blocks_billed, 120);
-        assert_eq!(height, record.created_at + 119, "closed in the block that spent it");
+        assert_eq!(
+            height,
+            record.created_at + 119,
+            "closed in the block that spent it"
+        );
         let short_agent = record.provider as usize;
         let cgroup = devnet.cgroup(short_agent, short);
-        eventually("exhausted sandbox destroyed", Duration::from_secs(30), || async {
-            (!cgroup.exists()).then_some(())
-        })
+        eventually(
+            "exhausted sandbox destroyed",
+            Duration::from_secs(30),
+            || async { (!cgroup.exists()).then_some(()) },
+        )
         .await;
 
         // Balances conserved: every account plus escrows, bonds and stakes (fees went to
         // validators, payouts to the provider owners and the community pool).
         assert_eq!(holdings(&client, &accounts).await, issuance.0);
-        let after: Amount = read(&client, &balances::total_issuance_key()).await.unwrap();
+        let after: Amount = read(&client, &balances::total_issuance_key())
+            .await
+            .unwrap();
         assert_eq!(after, issuance);
     });
 }
@@ -347,12 +404,19 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
         let mut target = None;
         for _ in 0..30 {
             let id = lease(&client, &dev, 1, 36_000).await;
-            let task: Assignment = read(&client, &provisioning::assignment_key(id)).await.unwrap();
+            let task: Assignment = read(&client, &provisioning::assignment_key(id))
+                .await
+                .unwrap();
             if task.assigned == Some(liar) {
                 target = Some(id);
                 break;
             }
-            execute(&client, &dev, Call::Market(market::Call::CloseLease { lease: id })).await;
+            execute(
+                &client,
+                &dev,
+                Call::Market(market::Call::CloseLease { lease: id }),
+            )
+            .await;
         }
         let id = target.expect("the liar was never assigned in 30 leases");
         let slashed = eventually("slash", Duration::from_secs(60), || async {
@@ -361,12 +425,20 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
         })
         .await;
         assert_eq!(slashed.slashed.0, 100_000_000 / 10);
-        let task: Assignment = read(&client, &provisioning::assignment_key(id)).await.unwrap();
+        let task: Assignment = read(&client, &provisioning::assignment_key(id))
+            .await
+            .unwrap();
         assert_ne!(task.assigned, Some(liar));
         assert!(task.replaced.contains(&liar));
-        eventually("Verified by an honest provisioner", Duration::from_secs(60), || async {
-            condition_is(&client, id, ConditionType::Verified, None).await.then_some(())
-        })
+        eventually(
+            "Verified by an honest provisioner",
+            Duration::from_secs(60),
+            || async {
+                condition_is(&client, id, ConditionType::Verified, None)
+                    .await
+                    .then_some(())
+            },
+        )
         .await;
 
         // A workload over its memory limit is killed by the kernel and reported.
@@ -380,10 +452,17 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
                 health_port: 8080,
             },
         };
-        execute(&client, &dev, Call::Market(market::Call::SetTemplate { id: 9, template })).await;
+        execute(
+            &client,
+            &dev,
+            Call::Market(market::Call::SetTemplate { id: 9, template }),
+        )
+        .await;
         let hog = lease(&client, &dev, 9, 36_000).await;
         eventually("OOMKilled reported", Duration::from_secs(60), || async {
-            condition_is(&client, hog, ConditionType::Ready, Some("OOMKilled")).await.then_some(())
+            condition_is(&client, hog, ConditionType::Ready, Some("OOMKilled"))
+                .await
+                .then_some(())
         })
         .await;
     });

@@ -16,7 +16,9 @@ use logos_api::{
     rpc::{ChainInfo, LogosApiClient},
 };
 use logos_primitives::{parse_hash, parse_public_key, Address, PrivateKey, PublicKey};
-use logos_state::{codec_bytes, storage::decode_value, Call, Receipt, StorageKey, TransactionPayload};
+use logos_state::{
+    codec_bytes, storage::decode_value, Call, Receipt, StorageKey, TransactionPayload,
+};
 use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
 /// How long [`Client::submit_and_wait`] waits for finality, ms.
@@ -284,8 +286,20 @@ impl Client {
     }
 
     /// Checks that `root` is the state root of the finalized block `block_hash` at `height`.
-    async fn verify_root(&self, height: u64, root: &str, block_hash: &str) -> Result<(), ClientError> {
-        if self.verified.lock().expect("roots lock").get(&height).map(String::as_str) == Some(root) {
+    async fn verify_root(
+        &self,
+        height: u64,
+        root: &str,
+        block_hash: &str,
+    ) -> Result<(), ClientError> {
+        if self
+            .verified
+            .lock()
+            .expect("roots lock")
+            .get(&height)
+            .map(String::as_str)
+            == Some(root)
+        {
             return Ok(());
         }
         let block = self
@@ -303,12 +317,9 @@ impl Client {
             .get_finalization(height)
             .await?
             .ok_or_else(|| ClientError::NotProven(format!("no finalization for {height}")))?;
-        let certificate = decode_finalization(
-            &self.info.chain_id,
-            &self.validators,
-            &unhex(&certificate)?,
-        )
-        .map_err(|error| ClientError::NotProven(error.to_string()))?;
+        let certificate =
+            decode_finalization(&self.info.chain_id, &self.validators, &unhex(&certificate)?)
+                .map_err(|error| ClientError::NotProven(error.to_string()))?;
         let digest = parse_hash(&block.hash).map_err(malformed)?;
         if !verify_finalization(&self.info.chain_id, &self.validators, &certificate, &digest) {
             return Err(ClientError::NotProven(format!(

@@ -161,10 +161,15 @@ async fn fetch(rpc: &HttpClient, genesis: &Genesis, height: u64) -> Result<Block
         .ok_or_else(|| FollowError::Rejected(format!("block {height} not served")))?;
     let bytes = hex::decode(hex.trim_start_matches("0x"))
         .map_err(|e| FollowError::Rejected(e.to_string()))?;
-    let block = Block::decode_cfg(commonware_codec::Copying(bytes.as_slice()), &block_cfg(genesis))
-        .map_err(|e| FollowError::Rejected(format!("block {height}: {e}")))?;
+    let block = Block::decode_cfg(
+        commonware_codec::Copying(bytes.as_slice()),
+        &block_cfg(genesis),
+    )
+    .map_err(|e| FollowError::Rejected(format!("block {height}: {e}")))?;
     if block.height.get() != height {
-        return Err(FollowError::Rejected(format!("asked {height}, got another height")));
+        return Err(FollowError::Rejected(format!(
+            "asked {height}, got another height"
+        )));
     }
     Ok(block)
 }

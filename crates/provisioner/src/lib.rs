@@ -2,9 +2,10 @@
 //! cross-check each other).
 //!
 //! A level-triggered reconcile loop in the Kubernetes-controller manner:
-//! 1. **Observe.** On every new finalized head, and at least every [`ProvisionerConfig::resync_ms`],
-//!    it lists the active environments and reads each one's desired state and assignment from
-//!    finalized state, with proofs.
+//! 1. **Observe.** On every new finalized head it lists the active environments and reads each
+//!    one's desired state and assignment from finalized state; changed ones are queued, and
+//!    every [`ProvisionerConfig::resync_ms`] all of them (a periodic resync catches drift such
+//!    as a killed workload). Before acting, a worker re-reads what it acts on with proofs.
 //! 2. **Queue.** Environments assigned to it, and rounds it was drawn to cross-check and has
 //!    not voted in, go into a de-duplicating work queue; failed items come back after an
 //!    exponential backoff ([`BACKOFF_BASE_MS`] doubling to [`BACKOFF_MAX_MS`]).
@@ -22,7 +23,9 @@
 mod probe;
 
 use futures::future::join_all;
-use logos_api::agent::{request_message, Action, AgentRequest, Observation, WorkloadState, AGENT_NAMESPACE};
+use logos_api::agent::{
+    request_message, Action, AgentRequest, Observation, WorkloadState, AGENT_NAMESPACE,
+};
 use logos_client::{Client, ClientError, Wallet};
 use logos_primitives::format_public_key;
 use logos_state::{
@@ -148,6 +151,8 @@ pub struct Provisioner {
     submitted: Mutex<BTreeMap<u64, (Report, Instant)>>,
     /// Rounds voted in (bounded: cleared when it reaches [`QUEUE_MAX`]).
     voted: Mutex<BTreeSet<(u64, u64)>>,
+    /// Desired state and assignment last seen per active environment.
+    fingerprints: Mutex<BTreeMap<u64, String>>,
 }
 
 impl Provisioner {
@@ -164,6 +169,7 @@ impl Provisioner {
             http,
             submitted: Mutex::new(BTreeMap::new()),
             voted: Mutex::new(BTreeSet::new()),
+            fingerprints: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -176,10 +182,12 @@ impl Provisioner {
             let head = self.client.head_height().await.unwrap_or(last_head);
             let resync_due = last_resync.elapsed() >= Duration::from_millis(self.config.resync_ms);
             if head != last_head || resync_due {
-                match self.observe(&mut queue).await {
+                match self.observe(&mut queue, resync_due).await {
                     Ok(()) => {
                         last_head = head;
-                        last_resync = Instant::now();
+                        if resync_due {
+                            last_resync = Instant::now();
+                        }
                     }
                     Err(error) => tracing::warn!(%error, "observe"),
                 }
@@ -201,28 +209,51 @@ impl Provisioner {
     }
 
     /// Lists what concerns this provisioner and queues it.
-    async fn observe(&self, queue: &mut WorkQueue) -> Result<(), ProvisionerError> {
+    /// With `full`, queues every assigned environment (periodic resync); otherwise only those
+    /// whose desired state or assignment changed since the last observation.
+    async fn observe(&self, queue: &mut WorkQueue, full: bool) -> Result<(), ProvisionerError> {
         let me = self.wallet.address();
         let (active, _) = self
             .client
             .read_raw(&operations::active_environments_key())
             .await?;
         let active = match active {
-            Some(bytes) => operations::decode_active(&operations::active_environments_key(), &bytes)
-                .map_err(|error| ProvisionerError::NotReady(error.to_string()))?,
+            Some(bytes) => {
+                operations::decode_active(&operations::active_environments_key(), &bytes)
+                    .map_err(|error| ProvisionerError::NotReady(error.to_string()))?
+            }
             None => Vec::new(),
         };
+        let mut fingerprints = self.fingerprints.lock().expect("fingerprints lock").clone();
+        fingerprints.retain(|id, _| active.binary_search(id).is_ok());
         for environment in active {
+            // The listing is a hint (unproven); reconcile re-reads with proofs before acting.
             let (task, _) = self
                 .client
-                .read_proven::<Assignment>(&provisioning::assignment_key(environment))
+                .read::<Assignment>(&provisioning::assignment_key(environment))
                 .await?;
-            let Some(task) = task else { continue };
-            if task.assigned == Some(me) {
+            let (record, _) = self
+                .client
+                .read::<Environment>(&operations::environment_key(environment))
+                .await?;
+            let (Some(task), Some(record)) = (task, record) else {
+                continue;
+            };
+            let fingerprint = format!("{}:{:?}:{task:?}", record.generation, record.desired);
+            let changed =
+                fingerprints.insert(environment, fingerprint.clone()) != Some(fingerprint);
+            if task.assigned == Some(me) && (changed || full) {
                 queue.add(Item::Reconcile(environment));
             }
-            let running = task.report.as_ref().is_some_and(|r| r.phase == Phase::Running);
-            let voted = self.voted.lock().expect("voted lock").contains(&(environment, task.round))
+            let running = task
+                .report
+                .as_ref()
+                .is_some_and(|r| r.phase == Phase::Running);
+            let voted = self
+                .voted
+                .lock()
+                .expect("voted lock")
+                .contains(&(environment, task.round))
                 || task.votes.iter().any(|(voter, _)| *voter == me);
             if task.checkers.contains(&me) && !task.decided && running && !voted {
                 queue.add(Item::CrossCheck {
@@ -231,6 +262,7 @@ impl Provisioner {
                 });
             }
         }
+        *self.fingerprints.lock().expect("fingerprints lock") = fingerprints;
         let stale = Duration::from_millis(self.config.resync_ms.max(5_000));
         self.submitted
             .lock()
@@ -283,10 +315,25 @@ impl Provisioner {
                 message: "HealthCheckPassed".into(),
             },
             (Desired::Running, None) => {
-                let observed = self
-                    .request(&provider, &record, environment, Action::Ensure)
-                    .await?;
-                self.assess(&record, observed).await
+                // A workload that stopped is reported (with why) before it is restored.
+                let stopped = self
+                    .inspect(&provider, environment)
+                    .await
+                    .filter(|observed| observed.generation == record.generation)
+                    .filter(|observed| observed.workload != WorkloadState::Running);
+                let failure = match stopped {
+                    Some(observed) => Some(self.assess(&record, Some(observed)).await),
+                    None => None,
+                };
+                match failure {
+                    Some(report) if !self.already_reported(environment, &task, &report) => report,
+                    _ => {
+                        let observed = self
+                            .request(&provider, &record, environment, Action::Ensure)
+                            .await?;
+                        self.assess(&record, observed).await
+                    }
+                }
             }
             (Desired::Destroyed, _) => {
                 self.request(&provider, &record, environment, Action::Destroy)
@@ -299,7 +346,8 @@ impl Provisioner {
                 }
             }
         };
-        self.submit_report(environment, &task, report.clone()).await?;
+        self.submit_report(environment, &task, report.clone())
+            .await?;
         match report.phase {
             Phase::Running | Phase::Destroyed => Ok(()),
             // Not there yet: come back after a backoff (and restore it if it stopped).
@@ -314,34 +362,45 @@ impl Provisioner {
     async fn assess(&self, record: &Environment, observed: Option<Observation>) -> Report {
         let generation = record.generation;
         let Some(observed) = observed else {
-            return failed(generation, "Missing: the agent has no such environment".into());
+            return failed(
+                generation,
+                "Missing: the agent has no such environment".into(),
+            );
         };
         match observed.workload {
-            WorkloadState::Running => {
-                match probe_health(&self.http, &observed.endpoint).await {
-                    Ok(()) => Report {
-                        generation,
-                        phase: Phase::Running,
-                        endpoint: observed.endpoint,
-                        message: "HealthCheckPassed".into(),
-                    },
-                    Err(_) => Report {
-                        generation,
-                        phase: Phase::Pending,
-                        endpoint: observed.endpoint,
-                        message: "Starting: health check not passing yet".into(),
-                    },
-                }
-            }
+            WorkloadState::Running => match probe_health(&self.http, &observed.endpoint).await {
+                Ok(()) => Report {
+                    generation,
+                    phase: Phase::Running,
+                    endpoint: observed.endpoint,
+                    message: "HealthCheckPassed".into(),
+                },
+                Err(_) => Report {
+                    generation,
+                    phase: Phase::Pending,
+                    endpoint: observed.endpoint,
+                    message: "Starting: health check not passing yet".into(),
+                },
+            },
             WorkloadState::OomKilled { limit_mib } => failed(
                 generation,
                 format!("OOMKilled: exceeded its memory limit of {limit_mib} MiB; restarting"),
             ),
-            WorkloadState::Exited { code } => failed(
-                generation,
-                format!("Exited: status {code:?}; restarting"),
-            ),
+            WorkloadState::Exited { code } => {
+                failed(generation, format!("Exited: status {code:?}; restarting"))
+            }
         }
+    }
+
+    /// True if `report` is on chain or was submitted recently.
+    fn already_reported(&self, environment: u64, task: &Assignment, report: &Report) -> bool {
+        task.report.as_ref() == Some(report)
+            || self
+                .submitted
+                .lock()
+                .expect("submitted lock")
+                .get(&environment)
+                .is_some_and(|(submitted, _)| submitted == report)
     }
 
     async fn submit_report(
@@ -350,16 +409,7 @@ impl Provisioner {
         task: &Assignment,
         report: Report,
     ) -> Result<(), ProvisionerError> {
-        if task.report.as_ref() == Some(&report) {
-            return Ok(());
-        }
-        if self
-            .submitted
-            .lock()
-            .expect("submitted lock")
-            .get(&environment)
-            .is_some_and(|(submitted, _)| *submitted == report)
-        {
+        if self.already_reported(environment, task, &report) {
             return Ok(());
         }
         let phase = report.phase;
@@ -424,7 +474,10 @@ impl Provisioner {
             generation,
             action,
             provisioner: format_public_key(&self.wallet.public_key()),
-            signature: format!("0x{}", hex::encode(commonware_codec::Encode::encode(&signature))),
+            signature: format!(
+                "0x{}",
+                hex::encode(commonware_codec::Encode::encode(&signature))
+            ),
         };
         let url = format!("http://{}/v1/environments/{environment}", provider.endpoint);
         let agent_error = |reason: String| ProvisionerError::Agent {
@@ -439,7 +492,10 @@ impl Provisioner {
             .await
             .map_err(|error| agent_error(error.to_string()))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| agent_error(e.to_string()))?;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| agent_error(e.to_string()))?;
         if !status.is_success() {
             return Err(agent_error(format!("{status}: {body}")));
         }
@@ -462,5 +518,44 @@ fn failed(generation: u64, message: String) -> Report {
         phase: Phase::Failed,
         endpoint: String::new(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_deduplicates_and_backs_off_exponentially() {
+        let mut queue = WorkQueue::default();
+        let start = Instant::now();
+        queue.add(Item::Reconcile(1));
+        queue.add(Item::Reconcile(1));
+        queue.add(Item::Reconcile(2));
+        assert_eq!(
+            queue.take(10, start),
+            vec![Item::Reconcile(1), Item::Reconcile(2)]
+        );
+        assert!(queue.take(10, start).is_empty());
+        queue.failed(Item::Reconcile(1), start);
+        assert!(queue.take(10, start).is_empty(), "backing off");
+        let first = Duration::from_millis(BACKOFF_BASE_MS << 1);
+        assert_eq!(queue.take(10, start + first), vec![Item::Reconcile(1)]);
+        queue.failed(Item::Reconcile(1), start);
+        assert!(queue.take(10, start + first).is_empty(), "doubled");
+        assert_eq!(queue.take(10, start + first * 2), vec![Item::Reconcile(1)]);
+        for _ in 0..20 {
+            queue.failed(Item::Reconcile(1), start);
+            queue.take(10, start + Duration::from_millis(BACKOFF_MAX_MS));
+        }
+        queue.failed(Item::Reconcile(1), start);
+        assert_eq!(
+            queue.take(10, start + Duration::from_millis(BACKOFF_MAX_MS)),
+            vec![Item::Reconcile(1)],
+            "capped"
+        );
+        queue.succeeded(Item::Reconcile(1));
+        queue.add(Item::Reconcile(1));
+        assert_eq!(queue.take(10, start), vec![Item::Reconcile(1)], "reset");
     }
 }

@@ -57,10 +57,7 @@ pub fn active_environments_key() -> StorageKey {
 }
 
 /// Decodes the active environment list stored at `key`.
-pub fn decode_active(
-    key: &StorageKey,
-    bytes: &[u8],
-) -> Result<Vec<EnvironmentId>, StateError> {
+pub fn decode_active(key: &StorageKey, bytes: &[u8]) -> Result<Vec<EnvironmentId>, StateError> {
     let cfg = (RangeCfg::new(0..=ACTIVE_ENVIRONMENTS_MAX), ());
     Vec::<EnvironmentId>::read_cfg(&mut commonware_codec::Copying(bytes), &cfg).map_err(|error| {
         StateError::Corrupt {
