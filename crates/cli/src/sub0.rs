@@ -48,8 +48,16 @@ pub fn key_names(validators: usize, providers: usize) -> impl Iterator<Item = St
         .chain((0..validators).map(|i| format!("provisioner-{i}")))
 }
 
-/// The default catalog: (product id, product), (template id, template).
-pub fn default_catalog() -> (Vec<(u32, Product)>, Vec<(u32, Template)>) {
+/// A catalog: products and templates with their ids.
+pub struct Catalog {
+    /// (product id, product).
+    pub products: Vec<(u32, Product)>,
+    /// (template id, template).
+    pub templates: Vec<(u32, Template)>,
+}
+
+/// The default catalog (see the module docs).
+pub fn default_catalog() -> Catalog {
     let products = vec![
         (
             0,
@@ -122,7 +130,10 @@ pub fn default_catalog() -> (Vec<(u32, Product)>, Vec<(u32, Template)>) {
             },
         ),
     ];
-    (products, templates)
+    Catalog {
+        products,
+        templates,
+    }
 }
 
 fn wallet(layout: &Layout, name: &str) -> Result<Wallet> {
@@ -138,7 +149,10 @@ pub async fn bootstrap(client: &Client, layout: &Layout, validators: usize) -> R
         name: "local".into(),
     });
     execute(client, &dev, region).await?;
-    let (products, templates) = default_catalog();
+    let Catalog {
+        products,
+        templates,
+    } = default_catalog();
     let mut calls: Vec<Call> = products
         .into_iter()
         .map(|(id, product)| Call::Market(market::Call::SetProduct { id, product }))
