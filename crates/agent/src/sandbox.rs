@@ -96,19 +96,7 @@ fn system(error: impl std::fmt::Display) -> DriverError {
 
 /// Runs `program args…`; fails with its stderr unless it exits 0.
 async fn run(program: &str, args: &[&str]) -> Result<(), DriverError> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .map_err(|error| DriverError::System(format!("{program}: {error}")))?;
-    if !output.status.success() {
-        return Err(DriverError::System(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(())
+    run_with_input(program, args, "").await
 }
 
 /// Like [`run`] with `input` on stdin.
@@ -117,6 +105,7 @@ async fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(),
     let mut child = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|error| DriverError::System(format!("{program}: {error}")))?;
@@ -687,5 +676,87 @@ impl SandboxDriver {
             tokio::fs::remove_dir_all(&dir).await.map_err(system)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logos_state::modules::{dvci::Resources, market::Workload};
+
+    fn driver() -> SandboxDriver {
+        SandboxDriver::new(SandboxConfig {
+            state_dir: PathBuf::from("/var/lib/agent"),
+            name: "agent-3".into(),
+            network_index: 3,
+            chain_relay_port: 8545,
+            binds: vec![(
+                PathBuf::from("/usr/bin/logos"),
+                "/opt/logos/bin/logos".into(),
+            )],
+        })
+    }
+
+    fn record(command: &[&str]) -> Record {
+        Record {
+            generation: 2,
+            spec: Spec {
+                resources: Resources {
+                    vcpu: 1,
+                    memory_mib: 64,
+                    disk_gib: 1,
+                    gpus: 0,
+                },
+                workload: Workload {
+                    image: String::new(),
+                    command: command.iter().map(|part| part.to_string()).collect(),
+                    ports: vec![8080],
+                    health_port: 8080,
+                },
+            },
+            host: 7,
+            restarts: 0,
+            oom_kills_at_start: 0,
+        }
+    }
+
+    #[test]
+    fn sandbox_command_isolates_and_substitutes_the_chain_relay() {
+        let args = driver().sandbox_args(
+            42,
+            &record(&["run", "--rpc", "${CHAIN_RPC}", "${ENVIRONMENT}"]),
+        );
+        let text = args.join(" ");
+        for flag in [
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from {text}");
+        }
+        assert!(text.contains("--ro-bind /usr /usr"));
+        assert!(text.contains("--bind /var/lib/agent/envs/42/data /data"));
+        assert!(text.contains("--ro-bind /usr/bin/logos /opt/logos/bin/logos"));
+        assert!(text.contains("--hostname env-42"));
+        let command = &args[args.iter().position(|arg| arg == "--").unwrap() + 1..];
+        assert_eq!(command, ["run", "--rpc", "http://10.88.3.1:8545", "42"]);
+    }
+
+    #[test]
+    fn names_and_addresses_follow_the_network_index() {
+        let driver = driver();
+        assert_eq!(driver.config().bridge(), "lgbr3");
+        assert_eq!(driver.namespace(42), "lg3-42");
+        assert_eq!(driver.host_veth(42), "lg3h42");
+        assert!(
+            driver.host_veth(u64::MAX).len() <= 15,
+            "interface names fit IFNAMSIZ"
+        );
+        assert_eq!(driver.address(7).to_string(), "10.88.3.7");
+        assert_eq!(
+            driver.cgroup("memory", 42),
+            PathBuf::from("/sys/fs/cgroup/memory/logos/agent-3/env-42")
+        );
     }
 }

@@ -1,5 +1,9 @@
 //! `logos bench …`: whole-scenario benchmarks.
 //!
+//! `logos bench lease --leases 5 --json` starts a devnet with the sub0layer and measures, per
+//! lease of the "Logos full node" template, the time from submitting `CreateLease` to the
+//! environment's `Ready` and `Verified` conditions (see [`run_lease_bench`] for the fields).
+//!
 //! `logos bench consensus --validators N --seconds S --json` starts an N-validator devnet (as
 //! separate processes), drives signed transfers from funded accounts through the validators'
 //! RPC at `--tps` per second for S seconds, and follows finalized heads over WebSocket. It

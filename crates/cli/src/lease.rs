@@ -334,6 +334,7 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 let wallet = key.wallet()?;
                 let client = Client::connect(&rpc).await?;
                 let started = Instant::now();
+                eprintln!("submitting the lease of template {template}; waiting for finality…");
                 let (lease, height) =
                     create_lease(&client, &wallet, template, region, blocks).await?;
                 eprintln!("lease {lease} created at height {height}");

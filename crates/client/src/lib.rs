@@ -13,7 +13,7 @@ use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use logos_api::{
     consensus::{decode_finalization, verify_finalization},
     proof::{decode_proof, verify_value},
-    rpc::{ChainInfo, LogosApiClient},
+    rpc::{ChainInfo, LogosApiClient, StorageValue},
 };
 use logos_primitives::{parse_hash, parse_public_key, Address, PrivateKey, PublicKey};
 use logos_state::{
@@ -230,12 +230,14 @@ impl Client {
         Ok(self.rpc.get_finalized_head().await?.height)
     }
 
+    async fn storage(&self, key: &StorageKey) -> Result<StorageValue, ClientError> {
+        let key = format!("0x{}", hex::encode(key.as_bytes()));
+        Ok(self.rpc.get_storage(key).await?)
+    }
+
     /// The raw bytes at `key` in the finalized state (not proven) and its height.
     pub async fn read_raw(&self, key: &StorageKey) -> Result<(Option<Vec<u8>>, u64), ClientError> {
-        let storage = self
-            .rpc
-            .get_storage(format!("0x{}", hex::encode(key.as_bytes())))
-            .await?;
+        let storage = self.storage(key).await?;
         let value = storage.value.as_deref().map(unhex).transpose()?;
         Ok((value, storage.height))
     }
@@ -245,15 +247,11 @@ impl Client {
         &self,
         key: &StorageKey,
     ) -> Result<(Option<T>, u64), ClientError> {
-        let storage = self
-            .rpc
-            .get_storage(format!("0x{}", hex::encode(key.as_bytes())))
-            .await?;
-        let value = match &storage.value {
-            Some(value) => Some(decode_value(key, &unhex(value)?).map_err(malformed)?),
-            None => None,
-        };
-        Ok((value, storage.height))
+        let (bytes, height) = self.read_raw(key).await?;
+        let value = bytes
+            .map(|bytes| decode_value(key, &bytes).map_err(malformed))
+            .transpose()?;
+        Ok((value, height))
     }
 
     /// Like [`Self::read`], with the value proven (see the crate docs). An absent value is
@@ -262,10 +260,7 @@ impl Client {
         &self,
         key: &StorageKey,
     ) -> Result<(Option<T>, u64), ClientError> {
-        let storage = self
-            .rpc
-            .get_storage(format!("0x{}", hex::encode(key.as_bytes())))
-            .await?;
+        let storage = self.storage(key).await?;
         let (Some(value), Some(proof)) = (&storage.value, &storage.proof) else {
             return Ok((None, storage.height));
         };

@@ -218,10 +218,8 @@ impl Provisioner {
             .read_raw(&operations::active_environments_key())
             .await?;
         let active = match active {
-            Some(bytes) => {
-                operations::decode_active(&operations::active_environments_key(), &bytes)
-                    .map_err(|error| ProvisionerError::NotReady(error.to_string()))?
-            }
+            Some(bytes) => operations::decode_active(&bytes)
+                .map_err(|error| ProvisionerError::NotReady(error.to_string()))?,
             None => Vec::new(),
         };
         let mut fingerprints = self.fingerprints.lock().expect("fingerprints lock").clone();

@@ -188,6 +188,45 @@ pub fn decode_value<T: Read<Cfg = ()>>(key: &StorageKey, bytes: &[u8]) -> Result
     })
 }
 
+/// Decodes a stored list of at most `max` items (a bounded storage value such as an id list).
+pub fn decode_list<T: Read<Cfg = ()>>(
+    key: &StorageKey,
+    bytes: &[u8],
+    max: usize,
+) -> Result<Vec<T>, StateError> {
+    let cfg = (RangeCfg::new(0..=max), ());
+    Vec::<T>::read_cfg(&mut commonware_codec::Copying(bytes), &cfg).map_err(|error| {
+        StateError::Corrupt {
+            key: hex::encode(key.as_bytes()),
+            reason: error.to_string(),
+        }
+    })
+}
+
+/// Reads a list stored at `key` (empty if absent), at most `max` items.
+pub async fn read_list<R: StateReader, T: Read<Cfg = ()>>(
+    overlay: &Overlay<'_, R>,
+    key: &StorageKey,
+    max: usize,
+) -> Result<Vec<T>, StateError> {
+    match overlay.get(key).await? {
+        Some(bytes) => decode_list(key, &bytes, max),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Like [`read_list`] over a full state map (for invariant checks).
+pub fn state_list<T: Read<Cfg = ()>>(
+    state: &BTreeMap<StorageKey, Vec<u8>>,
+    key: &StorageKey,
+    max: usize,
+) -> Result<Vec<T>, String> {
+    match state.get(key) {
+        Some(bytes) => decode_list(key, bytes, max).map_err(|error| error.to_string()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Writes `text` as length-prefixed UTF-8 bytes.
 pub fn write_text(text: &str, buf: &mut impl BufMut) {
     text.as_bytes().to_vec().write(buf);

@@ -35,10 +35,12 @@ pub use types::*;
 
 use crate::{
     modules::{balances, dvci, operations, provisioning},
-    storage::{decode_value, prefixed, read_value, Overlay, StateError, StateReader, StorageKey},
+    storage::{
+        decode_value, prefixed, read_list, read_value, state_list, Overlay, StateError,
+        StateReader, StorageKey,
+    },
     BlockContext, Origin,
 };
-use commonware_codec::{RangeCfg, Read};
 use logos_primitives::{hash, Address, Amount};
 use std::collections::BTreeMap;
 
@@ -99,25 +101,11 @@ fn community_share_key() -> StorageKey {
     StorageKey::new(MODULE_INDEX, ITEM_COMMUNITY_SHARE, &[])
 }
 
-fn decode_active(key: &StorageKey, bytes: &[u8]) -> Result<Vec<LeaseId>, StateError> {
-    let cfg = (RangeCfg::new(0..=ACTIVE_LEASES_MAX), ());
-    Vec::<LeaseId>::read_cfg(&mut commonware_codec::Copying(bytes), &cfg).map_err(|error| {
-        StateError::Corrupt {
-            key: hex::encode(key.as_bytes()),
-            reason: error.to_string(),
-        }
-    })
-}
-
 /// The ids of the active leases, ascending.
 pub async fn active_leases<R: StateReader>(
     overlay: &Overlay<'_, R>,
 ) -> Result<Vec<LeaseId>, StateError> {
-    let key = active_leases_key();
-    match overlay.get(&key).await? {
-        Some(bytes) => decode_active(&key, &bytes),
-        None => Ok(Vec::new()),
-    }
+    read_list(overlay, &active_leases_key(), ACTIVE_LEASES_MAX).await
 }
 
 /// Reads a lease.
@@ -450,10 +438,7 @@ pub async fn on_block_end<R: StateReader>(
 /// Escrow conservation over a full state map (see the module docs).
 pub fn try_state(state: &BTreeMap<StorageKey, Vec<u8>>) -> Result<(), String> {
     let decode_error = |error: StateError| error.to_string();
-    let active = match state.get(&active_leases_key()) {
-        Some(bytes) => decode_active(&active_leases_key(), bytes).map_err(decode_error)?,
-        None => Vec::new(),
-    };
+    let active: Vec<LeaseId> = state_list(state, &active_leases_key(), ACTIVE_LEASES_MAX)?;
     let mut escrow = Amount::ZERO;
     let mut open = 0usize;
     for (key, value) in prefixed(state, MODULE_INDEX, ITEM_LEASE) {

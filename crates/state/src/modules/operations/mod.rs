@@ -31,10 +31,12 @@ pub use types::*;
 
 use crate::{
     modules::{dvci::ProviderId, market, provisioning},
-    storage::{decode_value, prefixed, read_value, Overlay, StateError, StateReader, StorageKey},
+    storage::{
+        decode_list, decode_value, prefixed, read_list, read_value, state_list, Overlay,
+        StateError, StateReader, StorageKey,
+    },
     BlockContext, Origin,
 };
-use commonware_codec::{RangeCfg, Read};
 use logos_primitives::Address;
 use std::collections::BTreeMap;
 
@@ -56,26 +58,16 @@ pub fn active_environments_key() -> StorageKey {
     StorageKey::new(MODULE_INDEX, ITEM_ACTIVE, &[])
 }
 
-/// Decodes the active environment list stored at `key`.
-pub fn decode_active(key: &StorageKey, bytes: &[u8]) -> Result<Vec<EnvironmentId>, StateError> {
-    let cfg = (RangeCfg::new(0..=ACTIVE_ENVIRONMENTS_MAX), ());
-    Vec::<EnvironmentId>::read_cfg(&mut commonware_codec::Copying(bytes), &cfg).map_err(|error| {
-        StateError::Corrupt {
-            key: hex::encode(key.as_bytes()),
-            reason: error.to_string(),
-        }
-    })
+/// Decodes the active environment list (bytes stored at [`active_environments_key`]).
+pub fn decode_active(bytes: &[u8]) -> Result<Vec<EnvironmentId>, StateError> {
+    decode_list(&active_environments_key(), bytes, ACTIVE_ENVIRONMENTS_MAX)
 }
 
 /// Ids of the environments not yet reported destroyed, ascending.
 pub async fn active_environments<R: StateReader>(
     overlay: &Overlay<'_, R>,
 ) -> Result<Vec<EnvironmentId>, StateError> {
-    let key = active_environments_key();
-    match overlay.get(&key).await? {
-        Some(bytes) => decode_active(&key, &bytes),
-        None => Ok(Vec::new()),
-    }
+    read_list(overlay, &active_environments_key(), ACTIVE_ENVIRONMENTS_MAX).await
 }
 
 /// Reads an environment.
@@ -309,12 +301,8 @@ pub async fn dispatch<R: StateReader>(
 
 /// The invariant over a full state map (see the module docs).
 pub fn try_state(state: &BTreeMap<StorageKey, Vec<u8>>) -> Result<(), String> {
-    let active = match state.get(&active_environments_key()) {
-        Some(bytes) => {
-            decode_active(&active_environments_key(), bytes).map_err(|e| e.to_string())?
-        }
-        None => Vec::new(),
-    };
+    let active: Vec<EnvironmentId> =
+        state_list(state, &active_environments_key(), ACTIVE_ENVIRONMENTS_MAX)?;
     if active.windows(2).any(|pair| pair[0] >= pair[1]) {
         return Err("active environments not ascending".into());
     }

@@ -33,17 +33,19 @@
 //! have an assignment; checkers never include the assignee; votes come from distinct checkers.
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod types;
 
 pub use types::*;
 
 use crate::{
     modules::{balances, market, operations},
-    storage::{decode_value, prefixed, read_value, Overlay, StateError, StateReader, StorageKey},
+    storage::{
+        decode_value, prefixed, read_list, read_value, state_list, Overlay, StateError,
+        StateReader, StorageKey,
+    },
     BlockContext, Origin,
 };
-use commonware_codec::{RangeCfg, Read};
 use logos_primitives::{hash, Address, Amount};
 use operations::{ConditionStatus, EnvironmentId, Phase};
 use std::collections::BTreeMap;
@@ -85,24 +87,11 @@ fn minimum_stake_key() -> StorageKey {
     StorageKey::new(MODULE_INDEX, ITEM_MINIMUM_STAKE, &[])
 }
 
-fn decode_list(key: &StorageKey, bytes: &[u8]) -> Result<Vec<Address>, StateError> {
-    let cfg = (RangeCfg::new(0..=PROVISIONERS_MAX), ());
-    Vec::<Address>::read_cfg(&mut commonware_codec::Copying(bytes), &cfg).map_err(|error| {
-        StateError::Corrupt {
-            key: hex::encode(key.as_bytes()),
-            reason: error.to_string(),
-        }
-    })
-}
-
 /// The provisioners eligible for tasks, ascending.
 pub async fn provisioners<R: StateReader>(
     overlay: &Overlay<'_, R>,
 ) -> Result<Vec<Address>, StateError> {
-    match overlay.get(&provisioners_key()).await? {
-        Some(bytes) => decode_list(&provisioners_key(), &bytes),
-        None => Ok(Vec::new()),
-    }
+    read_list(overlay, &provisioners_key(), PROVISIONERS_MAX).await
 }
 
 /// Reads an environment's assignment.
@@ -585,10 +574,7 @@ pub fn total_stake(state: &BTreeMap<StorageKey, Vec<u8>>) -> Result<Amount, Stri
 
 /// The invariant over a full state map (see the module docs).
 pub fn try_state(state: &BTreeMap<StorageKey, Vec<u8>>) -> Result<(), String> {
-    let list = match state.get(&provisioners_key()) {
-        Some(bytes) => decode_list(&provisioners_key(), bytes).map_err(|e| e.to_string())?,
-        None => Vec::new(),
-    };
+    let list: Vec<Address> = state_list(state, &provisioners_key(), PROVISIONERS_MAX)?;
     if list.windows(2).any(|pair| pair[0] >= pair[1]) {
         return Err("provisioner list not ascending".into());
     }
@@ -598,11 +584,11 @@ pub fn try_state(state: &BTreeMap<StorageKey, Vec<u8>>) -> Result<(), String> {
     {
         return Err(format!("listed provisioner {missing} has no record"));
     }
-    let active = match state.get(&operations::active_environments_key()) {
-        Some(bytes) => operations::decode_active(&operations::active_environments_key(), bytes)
-            .map_err(|e| e.to_string())?,
-        None => Vec::new(),
-    };
+    let active: Vec<EnvironmentId> = state_list(
+        state,
+        &operations::active_environments_key(),
+        operations::ACTIVE_ENVIRONMENTS_MAX,
+    )?;
     let mut assigned = Vec::new();
     for (key, value) in prefixed(state, MODULE_INDEX, ITEM_ASSIGNMENT) {
         let record: Assignment = decode_value(key, value).map_err(|e| e.to_string())?;
