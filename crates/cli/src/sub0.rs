@@ -143,6 +143,13 @@ fn wallet(layout: &Layout, name: &str) -> Result<Wallet> {
 /// Publishes the region and catalog, registers providers and provisioners (see the module
 /// docs). Returns the provider ids in order.
 pub async fn bootstrap(client: &Client, layout: &Layout, validators: usize) -> Result<Vec<u64>> {
+    let (region, _) = client
+        .read::<dvci::Region>(&dvci::region_key(REGION))
+        .await?;
+    if region.is_some() {
+        // A resumed devnet: the catalog, providers (ids 0, 1, … in order) and provisioners exist.
+        return Ok((0..layout.providers as u64).collect());
+    }
     let dev = wallet(layout, "dev")?;
     let region = Call::Dvci(dvci::Call::CreateRegion {
         region: REGION,
