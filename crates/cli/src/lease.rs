@@ -68,6 +68,19 @@ pub enum LeaseCommand {
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
     },
+    /// Escrow `blocks` more blocks for a lease.
+    Extend {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Lease id.
+        id: u64,
+        /// Additional blocks.
+        #[arg(long)]
+        blocks: u64,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
     /// Close a lease now and get the unspent escrow back; its environment is destroyed.
     Close {
         #[command(flatten)]
@@ -383,6 +396,23 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                     leases.push(value);
                 }
                 print_json(&leases)
+            }
+            LeaseCommand::Extend {
+                key,
+                id,
+                blocks,
+                rpc,
+            } => {
+                let wallet = key.wallet()?;
+                let client = Client::connect(&rpc).await?;
+                let call = Call::Market(market::Call::ExtendLease { lease: id, blocks });
+                let (_, height) = execute(&client, &wallet, call).await?;
+                let status = lease_status(&client, id).await?;
+                print_json(&serde_json::json!({
+                    "lease": id,
+                    "extended_at": height,
+                    "escrow": status.record.escrow,
+                }))
             }
             LeaseCommand::Close { key, id, rpc } => {
                 let wallet = key.wallet()?;

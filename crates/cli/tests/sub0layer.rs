@@ -123,6 +123,22 @@ fn key(path: &Path) -> PrivateKey {
     PrivateKey::decode(commonware_codec::Copying(bytes.as_slice())).unwrap()
 }
 
+/// Runs `logos <args> --rpc … --keystore …` and parses its JSON output.
+fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(LOGOS)
+        .args(args)
+        .args(["--rpc", &devnet.rpc])
+        .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "logos {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -268,6 +284,35 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             .unwrap();
         assert_eq!(health["synced"], true, "{health}");
         assert!(health["finalized_height"].as_u64().unwrap() > 0);
+
+        // The CLI shows the catalog and the lease, and extends it.
+        let catalog = cli(&devnet, &["catalog"]);
+        assert_eq!(catalog[0]["name"], "Logos full node");
+        let status = cli(&devnet, &["lease", "status", &id.to_string()]);
+        assert_eq!(status["environment"]["conditions"][2]["type"], "Verified");
+        assert_eq!(status["environment"]["conditions"][2]["status"], "True");
+        let listed = cli(&devnet, &["lease", "list"]);
+        assert_eq!(listed[0]["lease"], id);
+        let before: Lease = read(&client, &market::lease_key(id)).await.unwrap();
+        let extended = cli(
+            &devnet,
+            &[
+                "lease",
+                "extend",
+                &id.to_string(),
+                "--blocks",
+                "100",
+                "--from",
+                "dev",
+            ],
+        );
+        assert_eq!(extended["lease"], id);
+        let after: Lease = read(&client, &market::lease_key(id)).await.unwrap();
+        let billed = after.blocks_billed - before.blocks_billed;
+        assert_eq!(
+            after.escrow.0 + billed as u128 * after.rate.0,
+            before.escrow.0 + 100 * after.rate.0
+        );
 
         // Billed every block.
         let first: Lease = read(&client, &market::lease_key(id)).await.unwrap();
