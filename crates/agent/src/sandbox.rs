@@ -480,6 +480,7 @@ impl SandboxDriver {
             ["--bind", &data, "/data"],
             ["--chdir", "/data", ""],
             ["--setenv", "HOME", "/data"],
+            ["--setenv", "PATH", "/usr/bin:/usr/sbin:/bin:/sbin"],
             ["--setenv", "LOGOS_CHAIN_RPC", &relay],
             ["--setenv", "LOGOS_ENVIRONMENT", &environment_text],
         ] {
@@ -669,7 +670,19 @@ impl SandboxDriver {
                     .map_err(|error| system(format!("{}: {error}", path.display())))?;
             }
         }
-        let _ = run("ip", &["netns", "del", &self.namespace(environment)]).await;
+        // Anything still inside the network namespace (outside the cgroups) goes too, or it
+        // would keep the namespace and its address alive after `netns del`.
+        let namespace = self.namespace(environment);
+        if let Ok(output) = Command::new("ip")
+            .args(["netns", "pids", &namespace])
+            .output()
+            .await
+        {
+            for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                let _ = run("kill", &["-9", pid]).await;
+            }
+        }
+        let _ = run("ip", &["netns", "del", &namespace]).await;
         let _ = run("ip", &["link", "del", &self.host_veth(environment)]).await;
         let dir = self.env_dir(environment);
         if dir.exists() {

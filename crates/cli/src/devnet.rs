@@ -274,15 +274,15 @@ pub fn spawn_logos(
 /// Sends SIGTERM to each validator, waits up to 5 s, then SIGKILLs what is left.
 pub fn stop(validators: &mut [Validator]) {
     let mut children: Vec<&mut Child> = validators.iter_mut().map(|v| &mut v.child).collect();
-    stop_children(&mut children);
+    stop_children(&mut children, Duration::from_secs(5));
 }
 
-/// Sends SIGTERM to each child, waits up to 5 s, then SIGKILLs what is left.
-pub fn stop_children(children: &mut [&mut Child]) {
+/// Sends SIGTERM to each child, waits up to `grace`, then SIGKILLs what is left.
+pub fn stop_children(children: &mut [&mut Child], grace: Duration) {
     for child in children.iter() {
         terminate(child.id());
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + grace;
     for child in children.iter_mut() {
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -348,8 +348,9 @@ pub struct Network {
 impl Network {
     /// Stops daemons first (agents destroy their environments), then validators.
     pub fn stop(&mut self) {
+        // Agents destroy their environments before they exit: give them time.
         let mut daemons: Vec<&mut Child> = self.daemons.iter_mut().map(|(_, c)| c).collect();
-        stop_children(&mut daemons);
+        stop_children(&mut daemons, Duration::from_secs(15));
         stop(&mut self.validators);
     }
 }

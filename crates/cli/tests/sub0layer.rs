@@ -94,7 +94,7 @@ impl Drop for Devnet {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(40);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;
@@ -510,5 +510,41 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
                 .then_some(())
         })
         .await;
+
+        // Only declared ports are reachable from outside the sandbox: 8080 is, 9000 is not,
+        // although something listens on both.
+        let script = "mkdir -p w && echo ok > w/health && cd w && \
+                      (python3 -m http.server 9000 &) && exec python3 -m http.server 8080";
+        let template = Template {
+            name: "two listeners".into(),
+            product: 1,
+            workload: Workload {
+                image: String::new(),
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                ports: vec![8080],
+                health_port: 8080,
+            },
+        };
+        execute(
+            &client,
+            &dev,
+            Call::Market(market::Call::SetTemplate { id: 10, template }),
+        )
+        .await;
+        let web = lease(&client, &dev, 10, 36_000).await;
+        eventually("web server Ready", Duration::from_secs(60), || async {
+            condition_is(&client, web, ConditionType::Ready, None)
+                .await
+                .then_some(())
+        })
+        .await;
+        let ip = environment(&client, web).await.endpoint;
+        let ip = ip.split(':').next().unwrap().to_string();
+        let connect = |port: u16| {
+            let address = format!("{ip}:{port}").parse().unwrap();
+            std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))
+        };
+        assert!(connect(8080).is_ok(), "declared port unreachable");
+        assert!(connect(9000).is_err(), "undeclared port 9000 reachable");
     });
 }
