@@ -93,14 +93,8 @@ pub fn connect(url: &str) -> Result<HttpClient> {
         .with_context(|| format!("RPC endpoint {url}"))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start tokio")
-}
-
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
+/// Prints `value` as pretty JSON on stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -118,7 +112,7 @@ pub fn run_tx(command: TxCommand) -> Result<()> {
         rpc,
     } = command;
     let key = keystore::load(&keystore::directory(keystore), &from)?;
-    runtime()?.block_on(async move {
+    crate::operator::runtime()?.block_on(async move {
         let client = connect(&rpc)?;
         let info = client.chain_info().await.context("chain info")?;
         let sender = Address::from_public_key(&key.public_key());
@@ -159,7 +153,7 @@ pub fn run_tx(command: TxCommand) -> Result<()> {
 
 /// Runs `logos query …`.
 pub fn run_query(command: QueryCommand) -> Result<()> {
-    runtime()?.block_on(async move {
+    crate::operator::runtime()?.block_on(async move {
         match command {
             QueryCommand::Account {
                 address,

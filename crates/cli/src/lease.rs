@@ -1,7 +1,7 @@
 //! `logos catalog`, `logos lease …` and `logos env logs`: the tenant side of the sub0layer.
 
 use crate::{
-    client::DEFAULT_RPC,
+    client::{print_json, DEFAULT_RPC},
     operator::{execute, runtime, KeyArgs},
 };
 use anyhow::{bail, Context, Result};
@@ -293,11 +293,6 @@ fn steps(status: &LeaseStatus) -> Vec<String> {
         }
     }
     steps
-}
-
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 /// Runs `logos catalog`.

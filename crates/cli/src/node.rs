@@ -56,7 +56,7 @@ pub enum NodeCommand {
 }
 
 /// Logs go to stderr (stdout carries only the ready line); `RUST_LOG` overrides the level.
-fn init_logging(level: &str) {
+pub(crate) fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
@@ -205,13 +205,11 @@ async fn serve(
         "chain_id": chain_id.to_string(),
     });
     println!("{ready}");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         result = node.consensus => {
             result.context("consensus stopped")?;
         }
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-        _ = terminate.recv() => tracing::info!("terminated; stopping"),
+        () = crate::operator::wait_for_signal() => tracing::info!("signalled; stopping"),
     }
     Ok(())
 }

@@ -186,16 +186,6 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("start tokio")
 }
 
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
-}
-
 /// Submits `call` from `wallet`, waits for finality and fails if the call failed.
 pub(crate) async fn execute(
     client: &Client,
@@ -210,6 +200,44 @@ pub(crate) async fn execute(
         );
     }
     Ok((receipt, height))
+}
+
+/// Submits `calls` from `wallet` back to back (consecutive nonces), then waits until each is
+/// finalized; fails if any call failed.
+pub(crate) async fn execute_all(client: &Client, wallet: &Wallet, calls: Vec<Call>) -> Result<()> {
+    let start = client.head_height().await?;
+    let mut submitted = Vec::with_capacity(calls.len());
+    for call in calls {
+        submitted.push(client.submit(wallet, call).await?);
+    }
+    for (hash, nonce) in submitted {
+        let (receipt, height) = client.wait(&wallet.address(), &hash, nonce, start).await?;
+        if !receipt.success {
+            bail!(
+                "transaction {hash} failed at height {height}: {}",
+                receipt.error.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Submits a `RegisterProvider` call and returns the new provider's id and the height.
+pub(crate) async fn register_provider(
+    client: &Client,
+    owner: &Wallet,
+    call: dvci::Call,
+) -> Result<(u64, u64)> {
+    let (receipt, height) = execute(client, owner, Call::Dvci(call)).await?;
+    let provider = receipt
+        .events
+        .iter()
+        .find_map(|event| match event {
+            Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => Some(*provider),
+            _ => None,
+        })
+        .context("no ProviderRegistered event")?;
+    Ok((provider, height))
 }
 
 /// Runs `logos provider …`.
@@ -230,7 +258,7 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
             } => {
                 let wallet = key.wallet()?;
                 let client = Client::connect(&rpc).await?;
-                let call = Call::Dvci(dvci::Call::RegisterProvider {
+                let call = dvci::Call::RegisterProvider {
                     endpoint,
                     inventory: dvci::Resources {
                         vcpu,
@@ -241,14 +269,8 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                     class,
                     region,
                     bond,
-                });
-                let (receipt, height) = execute(&client, &wallet, call).await?;
-                let provider = receipt.events.iter().find_map(|event| match event {
-                    Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => {
-                        Some(*provider)
-                    }
-                    _ => None,
-                });
+                };
+                let (provider, height) = register_provider(&client, &wallet, call).await?;
                 println!(
                     "{}",
                     serde_json::json!({"provider": provider, "height": height, "status": "pending"})
@@ -285,7 +307,7 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
         gc_interval_ms,
         destroy_on_exit,
     } = command;
-    init_logging();
+    crate::node::init_logging("info");
     let mut binds = vec![(std::env::current_exe()?, "/opt/logos/bin/logos".to_string())];
     if let Some(genesis) = genesis {
         binds.push((
@@ -354,7 +376,7 @@ pub fn run_provisioner(command: ProvisionerCommand) -> Result<()> {
                 probe_timeout_ms,
                 byzantine_report_running,
             } => {
-                init_logging();
+                crate::node::init_logging("info");
                 let wallet = key.wallet()?;
                 let client = Client::connect(&rpc).await?;
                 let address = wallet.address();

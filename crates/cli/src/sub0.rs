@@ -15,9 +15,10 @@ use crate::{
     devnet::{spawn_logos, DevnetArgs, Layout, Network},
     keystore,
     lease::{create_lease, watch},
-    operator::execute,
+    operator::{execute, execute_all, register_provider},
 };
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use futures::future::try_join_all;
 use logos_client::{Client, Wallet};
 use logos_primitives::Amount;
 use logos_state::{
@@ -26,7 +27,7 @@ use logos_state::{
         market::{self, Product, Template, Workload},
         provisioning,
     },
-    Call, Event,
+    Call,
 };
 use std::{ffi::OsString, time::Duration};
 
@@ -150,20 +151,22 @@ pub async fn bootstrap(client: &Client, layout: &Layout, validators: usize) -> R
         // A resumed devnet: the catalog, providers (ids 0, 1, … in order) and provisioners exist.
         return Ok((0..layout.providers as u64).collect());
     }
+    // The region and catalog first (providers need the region); each batch is submitted at
+    // once and waited for together, and different keys register concurrently.
     let dev = wallet(layout, "dev")?;
-    let region = Call::Dvci(dvci::Call::CreateRegion {
-        region: REGION,
-        name: "local".into(),
-    });
-    execute(client, &dev, region).await?;
     let Catalog {
         products,
         templates,
     } = default_catalog();
-    let mut calls: Vec<Call> = products
-        .into_iter()
-        .map(|(id, product)| Call::Market(market::Call::SetProduct { id, product }))
-        .collect();
+    let mut calls = vec![Call::Dvci(dvci::Call::CreateRegion {
+        region: REGION,
+        name: "local".into(),
+    })];
+    calls.extend(
+        products
+            .into_iter()
+            .map(|(id, product)| Call::Market(market::Call::SetProduct { id, product })),
+    );
     calls.extend(
         templates
             .into_iter()
@@ -173,13 +176,12 @@ pub async fn bootstrap(client: &Client, layout: &Layout, validators: usize) -> R
         class: ResourceClass::ComputeHosted,
         price: Amount(PRICE_PER_UNIT),
     }));
-    for call in calls {
-        execute(client, &dev, call).await?;
-    }
-    let mut providers = Vec::new();
-    for k in 0..layout.providers {
-        let owner = wallet(layout, &format!("provider-{k}"))?;
-        let register = Call::Dvci(dvci::Call::RegisterProvider {
+    execute_all(client, &dev, calls).await?;
+    let owners = (0..layout.providers)
+        .map(|k| wallet(layout, &format!("provider-{k}")))
+        .collect::<Result<Vec<_>>>()?;
+    let registrations = owners.iter().enumerate().map(|(k, owner)| {
+        let register = dvci::Call::RegisterProvider {
             endpoint: agent_endpoint(layout, k),
             inventory: Resources {
                 vcpu: 4,
@@ -190,30 +192,37 @@ pub async fn bootstrap(client: &Client, layout: &Layout, validators: usize) -> R
             class: ResourceClass::ComputeHosted,
             region: REGION,
             bond: Amount(PROVIDER_BOND),
-        });
-        let (receipt, _) = execute(client, &owner, register).await?;
-        let id = receipt
-            .events
-            .iter()
-            .find_map(|event| match event {
-                Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => Some(*provider),
-                _ => None,
+        };
+        register_provider(client, owner, register)
+    });
+    let providers: Vec<u64> = try_join_all(registrations)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let admissions = providers
+        .iter()
+        .map(|provider| {
+            Call::Dvci(dvci::Call::SetProviderStatus {
+                provider: *provider,
+                status: ProviderStatus::Active,
             })
-            .context("no ProviderRegistered event")?;
-        let admit = Call::Dvci(dvci::Call::SetProviderStatus {
-            provider: id,
-            status: ProviderStatus::Active,
-        });
-        execute(client, &dev, admit).await?;
-        providers.push(id);
-    }
-    for i in 0..validators {
-        let provisioner = wallet(layout, &format!("provisioner-{i}"))?;
-        let register = Call::Provisioning(provisioning::Call::RegisterProvisioner {
-            stake: Amount(PROVISIONER_STAKE),
-        });
-        execute(client, &provisioner, register).await?;
-    }
+        })
+        .collect();
+    let provisioners = (0..validators)
+        .map(|i| wallet(layout, &format!("provisioner-{i}")))
+        .collect::<Result<Vec<_>>>()?;
+    let stake = Call::Provisioning(provisioning::Call::RegisterProvisioner {
+        stake: Amount(PROVISIONER_STAKE),
+    });
+    let staked = try_join_all(
+        provisioners
+            .iter()
+            .map(|provisioner| execute(client, provisioner, stake.clone())),
+    );
+    let (admitted, staked) = futures::join!(execute_all(client, &dev, admissions), staked);
+    admitted?;
+    staked?;
     Ok(providers)
 }
 

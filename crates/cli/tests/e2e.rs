@@ -15,6 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
+use common::{load_key, runtime};
+
 const LOGOS: &str = env!("CARGO_BIN_EXE_logos");
 
 struct Devnet {
@@ -113,17 +117,7 @@ impl Devnet {
     }
 
     fn key(&self, name: &str) -> PrivateKey {
-        let text = std::fs::read_to_string(self.dir.join(format!("keys/{name}.key"))).unwrap();
-        let file: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let bytes = hex::decode(
-            file["private_key"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("0x"),
-        )
-        .unwrap();
-        use commonware_codec::DecodeExt;
-        PrivateKey::decode(commonware_codec::Copying(bytes.as_slice())).unwrap()
+        load_key(&self.dir.join(format!("keys/{name}.key")))
     }
 }
 
@@ -137,14 +131,6 @@ impl Drop for Devnet {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn client(url: &str) -> jsonrpsee::http_client::HttpClient {

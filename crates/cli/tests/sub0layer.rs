@@ -5,7 +5,7 @@
 use commonware_codec::Encode;
 use logos_api::agent::{request_message, Action, AgentRequest, AGENT_NAMESPACE};
 use logos_client::{Client, Wallet};
-use logos_primitives::{format_public_key, Address, Amount, PrivateKey};
+use logos_primitives::{format_public_key, Address, Amount};
 use logos_state::{
     modules::{
         balances,
@@ -18,10 +18,14 @@ use logos_state::{
 };
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+mod common;
+
+use common::{load_key, runtime};
 
 const LOGOS: &str = env!("CARGO_BIN_EXE_logos");
 
@@ -78,7 +82,7 @@ impl Devnet {
     }
 
     fn wallet(&self, name: &str) -> Wallet {
-        Wallet::new(key(&self.dir.join(format!("keys/{name}.key"))))
+        Wallet::new(load_key(&self.dir.join(format!("keys/{name}.key"))))
     }
 
     fn cgroup(&self, agent: usize, environment: u64) -> PathBuf {
@@ -109,20 +113,6 @@ impl Drop for Devnet {
     }
 }
 
-fn key(path: &Path) -> PrivateKey {
-    let file: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let bytes = hex::decode(
-        file["private_key"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-    )
-    .unwrap();
-    use commonware_codec::DecodeExt;
-    PrivateKey::decode(commonware_codec::Copying(bytes.as_slice())).unwrap()
-}
-
 /// Runs `logos <args> --rpc … --keystore …` and parses its JSON output.
 fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
     let output = Command::new(LOGOS)
@@ -137,14 +127,6 @@ fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn execute(client: &Client, wallet: &Wallet, call: Call) -> (logos_state::Receipt, u64) {

@@ -222,7 +222,8 @@ impl Provisioner {
                 .map_err(|error| ProvisionerError::NotReady(error.to_string()))?,
             None => Vec::new(),
         };
-        let mut fingerprints = self.fingerprints.lock().expect("fingerprints lock").clone();
+        let mut fingerprints =
+            std::mem::take(&mut *self.fingerprints.lock().expect("fingerprints lock"));
         fingerprints.retain(|id, _| active.binary_search(id).is_ok());
         for environment in active {
             // The listing is a hint (unproven); reconcile re-reads with proofs before acting.
@@ -253,7 +254,7 @@ impl Provisioner {
                 .expect("voted lock")
                 .contains(&(environment, task.round))
                 || task.votes.iter().any(|(voter, _)| *voter == me);
-            if task.checkers.contains(&me) && !task.decided && running && !voted {
+            if task.checkers.contains(&me) && !task.decided() && running && !voted {
                 queue.add(Item::CrossCheck {
                     environment,
                     round: task.round,
@@ -428,7 +429,7 @@ impl Provisioner {
     async fn cross_check(&self, environment: u64, round: u64) -> Result<(), ProvisionerError> {
         let (_, task, provider) = self.read_environment(environment).await?;
         let me = self.wallet.address();
-        if task.round != round || !task.checkers.contains(&me) || task.decided {
+        if task.round != round || !task.checkers.contains(&me) || task.decided() {
             return Ok(());
         }
         let Some(report) = task.report.as_ref() else {

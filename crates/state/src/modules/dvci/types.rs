@@ -1,6 +1,9 @@
 //! Types of the `dvci` module.
 
-use crate::storage::{read_text, text_size, write_text};
+use crate::{
+    codec_u8_enum,
+    storage::{read_text, text_size, write_text},
+};
 use bytes::BufMut;
 use commonware_codec::{
     Buf, EncodeSize, Error as CodecError, FixedSize, RangeCfg, Read, ReadExt, Write,
@@ -36,41 +39,18 @@ pub enum ResourceClass {
 }
 
 impl ResourceClass {
-    /// All classes in index order.
-    pub const ALL: [ResourceClass; 4] = [
-        Self::ComputeKvm,
-        Self::ComputeHosted,
-        Self::Gpu,
-        Self::Storage,
-    ];
-
     /// The wire index.
     pub fn index(self) -> u8 {
         self as u8
     }
 }
 
-impl Write for ResourceClass {
-    fn write(&self, buf: &mut impl BufMut) {
-        self.index().write(buf);
-    }
-}
-
-impl Read for ResourceClass {
-    type Cfg = ();
-
-    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let index = u8::read(buf)?;
-        Self::ALL
-            .get(index as usize)
-            .copied()
-            .ok_or(CodecError::InvalidEnum(index))
-    }
-}
-
-impl FixedSize for ResourceClass {
-    const SIZE: usize = 1;
-}
+codec_u8_enum!(ResourceClass {
+    ComputeKvm = 0,
+    ComputeHosted = 1,
+    Gpu = 2,
+    Storage = 3
+});
 
 /// An amount of machine resources.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -170,24 +150,11 @@ pub enum ProviderStatus {
     Excluded,
 }
 
-impl Write for ProviderStatus {
-    fn write(&self, buf: &mut impl BufMut) {
-        (*self as u8).write(buf);
-    }
-}
-
-impl Read for ProviderStatus {
-    type Cfg = ();
-
-    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        match u8::read(buf)? {
-            0 => Ok(Self::Pending),
-            1 => Ok(Self::Active),
-            2 => Ok(Self::Excluded),
-            other => Err(CodecError::InvalidEnum(other)),
-        }
-    }
-}
+codec_u8_enum!(ProviderStatus {
+    Pending = 0,
+    Active = 1,
+    Excluded = 2
+});
 
 /// A registered provider (distributed resource node).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -116,26 +116,16 @@ pub async fn lease<R: StateReader>(
     read_value(overlay, &lease_key(id)).await
 }
 
-/// Runs `call` for `origin` in the block described by `context`.
-pub async fn dispatch<R: StateReader>(
-    overlay: &mut Overlay<'_, R>,
-    origin: &Origin,
-    context: &BlockContext,
-    call: &Call,
-) -> Result<Result<Vec<crate::Event>, Error>, StateError> {
-    let result = dispatch_market(overlay, origin, context, call).await?;
-    Ok(result.map(|events| events.into_iter().flatten().collect()))
-}
-
 /// Market calls return their own events, each followed by the events of other modules it
 /// caused (environment created or destroyed, task assigned).
-type Emitted = Vec<Vec<crate::Event>>;
+type Emitted = Vec<crate::Event>;
 
-fn own(event: Event) -> Vec<crate::Event> {
+fn own(event: Event) -> Emitted {
     vec![crate::Event::Market(event)]
 }
 
-async fn dispatch_market<R: StateReader>(
+/// Runs `call` for `origin` in the block described by `context`.
+pub async fn dispatch<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
     origin: &Origin,
     context: &BlockContext,
@@ -157,7 +147,7 @@ async fn dispatch_market<R: StateReader>(
                 return Ok(Err(Error::EmptyLease));
             }
             overlay.put_encoded(product_key(*id), product);
-            Ok(Ok(vec![own(Event::ProductSet { id: *id })]))
+            Ok(Ok(own(Event::ProductSet { id: *id })))
         }
         Call::SetTemplate { id, template } => {
             if read_value::<_, Product>(overlay, &product_key(template.product))
@@ -167,23 +157,21 @@ async fn dispatch_market<R: StateReader>(
                 return Ok(Err(Error::UnknownProduct(template.product)));
             }
             overlay.put_encoded(template_key(*id), template);
-            Ok(Ok(vec![own(Event::TemplateSet { id: *id })]))
+            Ok(Ok(own(Event::TemplateSet { id: *id })))
         }
         Call::SetPrice { class, price } => {
             overlay.put_encoded(price_key(*class), price);
-            Ok(Ok(vec![own(Event::PriceSet {
+            Ok(Ok(own(Event::PriceSet {
                 class: *class,
                 price: *price,
-            })]))
+            })))
         }
         Call::SetCommunityShare { percent } => {
             if *percent > 100 {
                 return Ok(Err(Error::ShareTooLarge(*percent)));
             }
             overlay.put_encoded(community_share_key(), percent);
-            Ok(Ok(vec![own(Event::CommunityShareSet {
-                percent: *percent,
-            })]))
+            Ok(Ok(own(Event::CommunityShareSet { percent: *percent })))
         }
         Call::CreateLease {
             template,
@@ -204,9 +192,9 @@ async fn dispatch_market<R: StateReader>(
                 return Ok(Err(Error::LeaseClosed(*id)));
             }
             let reason = CloseReason::ClosedByTenant;
-            Ok(Ok(vec![
-                close(overlay, *id, record, context.height, reason).await?,
-            ]))
+            Ok(Ok(
+                close(overlay, *id, record, context.height, reason).await?
+            ))
         }
     }
 }
@@ -299,7 +287,7 @@ async fn create_lease<R: StateReader>(
         rate,
     });
     events.extend(caused);
-    Ok(Ok(vec![events]))
+    Ok(Ok(events))
 }
 
 /// Places `request` in `region` (see the module docs) and returns the provider it went to.
@@ -358,7 +346,7 @@ async fn extend_lease<R: StateReader>(
     }
     record.escrow = escrow;
     overlay.put_encoded(lease_key(id), &record);
-    Ok(Ok(vec![own(Event::LeaseExtended { lease: id, added })]))
+    Ok(Ok(own(Event::LeaseExtended { lease: id, added })))
 }
 
 /// Ends a lease: refunds its escrow, releases its placement, drops it from the active list and

@@ -1,6 +1,7 @@
 //! Types of the `market` module.
 
 use crate::{
+    codec_u8_enum,
     modules::dvci::{ProviderId, RegionId, ResourceClass, Resources},
     storage::{read_text, text_size, write_text},
 };
@@ -179,6 +180,10 @@ pub enum CloseReason {
     /// 1: its escrow could not pay the next block.
     EscrowExhausted,
 }
+codec_u8_enum!(CloseReason {
+    ClosedByTenant = 0,
+    EscrowExhausted = 1
+});
 
 /// A lease. `escrow` is reserved on the tenant's account and pays `rate` at the end of every
 /// block from the one that created it until it is closed.
@@ -217,14 +222,7 @@ impl Write for Lease {
         self.escrow.write(buf);
         self.created_at.write(buf);
         self.blocks_billed.write(buf);
-        match self.closed {
-            None => 0u8.write(buf),
-            Some((height, reason)) => {
-                1u8.write(buf);
-                height.write(buf);
-                (reason as u8).write(buf);
-            }
-        }
+        self.closed.write(buf);
     }
 }
 
@@ -238,8 +236,7 @@ impl EncodeSize for Lease {
             + 2 * Amount::SIZE
             + 8
             + 8
-            + 1
-            + if self.closed.is_some() { 9 } else { 0 }
+            + self.closed.encode_size()
     }
 }
 
@@ -256,19 +253,7 @@ impl Read for Lease {
         let escrow = Amount::read(buf)?;
         let created_at = u64::read(buf)?;
         let blocks_billed = u64::read(buf)?;
-        let closed = match u8::read(buf)? {
-            0 => None,
-            1 => {
-                let height = u64::read(buf)?;
-                let reason = match u8::read(buf)? {
-                    0 => CloseReason::ClosedByTenant,
-                    1 => CloseReason::EscrowExhausted,
-                    other => return Err(CodecError::InvalidEnum(other)),
-                };
-                Some((height, reason))
-            }
-            other => return Err(CodecError::InvalidEnum(other)),
-        };
+        let closed = Option::<(u64, CloseReason)>::read_cfg(buf, &((), ()))?;
         Ok(Self {
             tenant,
             template,

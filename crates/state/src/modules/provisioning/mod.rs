@@ -203,7 +203,6 @@ async fn assign<R: StateReader>(
     record.report = None;
     record.checkers.clear();
     record.votes.clear();
-    record.decided = false;
     Ok(chosen
         .map(|provisioner| {
             wrap(Event::TaskAssigned {
@@ -238,7 +237,6 @@ async fn open_round<R: StateReader>(
         CHECKERS,
     );
     record.votes.clear();
-    record.decided = false;
     if record.checkers.is_empty() {
         return Ok(Vec::new());
     }
@@ -390,7 +388,6 @@ async fn record_report<R: StateReader>(
     } else {
         record.checkers.clear();
         record.votes.clear();
-        record.decided = false;
     }
     overlay.put_encoded(assignment_key(environment), &record);
     Ok(Ok(events))
@@ -411,7 +408,7 @@ async fn cross_check<R: StateReader>(
     if record.round != round || !record.checkers.contains(&checker) {
         return Ok(Err(Error::NotChecker(round)));
     }
-    if record.decided {
+    if record.decided() {
         return Ok(Err(Error::RoundDecided(round)));
     }
     if record.votes.iter().any(|(voter, _)| *voter == checker) {
@@ -424,12 +421,10 @@ async fn cross_check<R: StateReader>(
         checker,
         agrees,
     })];
-    let quorum = record.checkers.len() / 2 + 1;
-    let agreeing = record.votes.iter().filter(|(_, vote)| *vote).count();
-    let disagreeing = record.votes.len() - agreeing;
+    let quorum = record.quorum();
+    let (agreeing, disagreeing) = record.tally();
     let height = context.height;
     if agreeing >= quorum {
-        record.decided = true;
         let message = format!(
             "{agreeing} of {} cross-checks agreed",
             record.checkers.len()
@@ -541,9 +536,9 @@ pub async fn on_block_end<R: StateReader>(
             }
             (Some(_), Some(report)) if report.phase == Phase::Running => {
                 let age = height.saturating_sub(record.round_opened_at);
-                let stalled = !record.decided && age > CHECK_TIMEOUT_BLOCKS;
+                let stalled = !record.decided() && age > CHECK_TIMEOUT_BLOCKS;
                 let unchecked = record.checkers.is_empty() && eligible > 1;
-                let due = record.decided && age > RECHECK_INTERVAL_BLOCKS;
+                let due = record.decided() && age > RECHECK_INTERVAL_BLOCKS;
                 if stalled || unchecked || due {
                     events.extend(open_round(overlay, context, environment, &mut record).await?);
                     if record.checkers.is_empty() {

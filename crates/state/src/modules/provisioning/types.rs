@@ -111,10 +111,27 @@ pub struct Assignment {
     pub checkers: Vec<Address>,
     /// Their votes: agrees with the report or not.
     pub votes: Vec<(Address, bool)>,
-    /// True once a quorum decided this round.
-    pub decided: bool,
     /// Provisioners removed from this environment for a missing or contradicted report.
     pub replaced: Vec<Address>,
+}
+
+impl Assignment {
+    /// Votes that decide a round: a majority of its checkers.
+    pub fn quorum(&self) -> usize {
+        self.checkers.len() / 2 + 1
+    }
+
+    /// (agreeing, disagreeing) votes of the current round.
+    pub fn tally(&self) -> (usize, usize) {
+        let agreeing = self.votes.iter().filter(|(_, agrees)| *agrees).count();
+        (agreeing, self.votes.len() - agreeing)
+    }
+
+    /// True once a quorum of the round's checkers agreed. (A disagreeing quorum reassigns the
+    /// environment, which clears the round.)
+    pub fn decided(&self) -> bool {
+        !self.checkers.is_empty() && self.tally().0 >= self.quorum()
+    }
 }
 
 impl Write for Assignment {
@@ -126,7 +143,6 @@ impl Write for Assignment {
         self.round_opened_at.write(buf);
         self.checkers.write(buf);
         self.votes.write(buf);
-        self.decided.write(buf);
         self.replaced.write(buf);
     }
 }
@@ -139,7 +155,6 @@ impl EncodeSize for Assignment {
             + 16
             + self.checkers.encode_size()
             + self.votes.encode_size()
-            + 1
             + self.replaced.encode_size()
     }
 }
@@ -157,7 +172,6 @@ impl Read for Assignment {
             round_opened_at: u64::read(buf)?,
             checkers: Vec::<Address>::read_cfg(buf, &checkers)?,
             votes: Vec::<(Address, bool)>::read_cfg(buf, &(RangeCfg::new(0..=CHECKERS), ((), ())))?,
-            decided: bool::read(buf)?,
             replaced: Vec::<Address>::read_cfg(buf, &(RangeCfg::new(0..=PROVISIONERS_MAX), ()))?,
         })
     }

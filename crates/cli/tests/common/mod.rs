@@ -1,0 +1,26 @@
+//! Helpers shared by the end-to-end test binaries.
+
+use logos_primitives::PrivateKey;
+use std::path::Path;
+
+/// Reads the private key of a keystore file written by `logos keys` / `logos devnet`.
+pub fn load_key(path: &Path) -> PrivateKey {
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let hex_key = file["private_key"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("0x");
+    let bytes = hex::decode(hex_key).unwrap();
+    use commonware_codec::DecodeExt;
+    PrivateKey::decode(commonware_codec::Copying(bytes.as_slice())).unwrap()
+}
+
+/// A two-thread tokio runtime for driving RPC clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
