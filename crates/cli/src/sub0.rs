@@ -152,7 +152,7 @@ pub async fn bootstrap(client: &Client, layout: &Layout, validators: usize) -> R
         return Ok((0..layout.providers as u64).collect());
     }
     // The region and catalog first (providers need the region); each batch is submitted at
-    // once and waited for together, and different keys register concurrently.
+    // once and waited for together, and provisioners register concurrently.
     let dev = wallet(layout, "dev")?;
     let Catalog {
         products,
@@ -180,7 +180,10 @@ pub async fn bootstrap(client: &Client, layout: &Layout, validators: usize) -> R
     let owners = (0..layout.providers)
         .map(|k| wallet(layout, &format!("provider-{k}")))
         .collect::<Result<Vec<_>>>()?;
-    let registrations = owners.iter().enumerate().map(|(k, owner)| {
+    // One after another, so that `provider-<k>` gets provider id k (a resumed devnet and the
+    // agents' network indices rely on it).
+    let mut providers = Vec::with_capacity(owners.len());
+    for (k, owner) in owners.iter().enumerate() {
         let register = dvci::Call::RegisterProvider {
             endpoint: agent_endpoint(layout, k),
             inventory: Resources {
@@ -193,13 +196,8 @@ pub async fn bootstrap(client: &Client, layout: &Layout, validators: usize) -> R
             region: REGION,
             bond: Amount(PROVIDER_BOND),
         };
-        register_provider(client, owner, register)
-    });
-    let providers: Vec<u64> = try_join_all(registrations)
-        .await?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+        providers.push(register_provider(client, owner, register).await?.0);
+    }
     let admissions = providers
         .iter()
         .map(|provider| {
