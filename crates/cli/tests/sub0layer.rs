@@ -514,8 +514,10 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
         )
         .await;
         let web = lease(&client, &dev, 10, 36_000).await;
-        eventually("web server Ready", Duration::from_secs(60), || async {
-            condition_is(&client, web, ConditionType::Ready, None)
+        // Verified, not just Ready: the lying provisioner may be assigned and report Ready at
+        // a made-up endpoint until it is outvoted.
+        eventually("web server Verified", Duration::from_secs(60), || async {
+            condition_is(&client, web, ConditionType::Verified, None)
                 .await
                 .then_some(())
         })
