@@ -1,7 +1,7 @@
 //! The driver interface: how an agent makes environments exist.
 
 use logos_api::agent::Observation;
-use logos_state::modules::operations::Spec;
+use logos_types::operations::{EnvironmentId, Spec};
 use std::future::Future;
 
 /// Errors of a driver.
@@ -24,7 +24,7 @@ pub trait Driver: Send + Sync + 'static {
     /// realizes another generation, restarts its workload if it stopped.
     fn ensure(
         &self,
-        environment: u64,
+        environment: EnvironmentId,
         generation: u64,
         spec: &Spec,
     ) -> impl Future<Output = Result<Observation, DriverError>> + Send;
@@ -32,19 +32,22 @@ pub trait Driver: Send + Sync + 'static {
     /// What exists of `environment`, if anything.
     fn inspect(
         &self,
-        environment: u64,
+        environment: EnvironmentId,
     ) -> impl Future<Output = Result<Option<Observation>, DriverError>> + Send;
 
     /// Removes everything of `environment` (nothing to do if absent).
-    fn destroy(&self, environment: u64) -> impl Future<Output = Result<(), DriverError>> + Send;
+    fn destroy(
+        &self,
+        environment: EnvironmentId,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
 
     /// The environments that exist on this machine, ascending.
-    fn list(&self) -> impl Future<Output = Result<Vec<u64>, DriverError>> + Send;
+    fn list(&self) -> impl Future<Output = Result<Vec<EnvironmentId>, DriverError>> + Send;
 
     /// The last `max_bytes` of the workload's output.
     fn logs(
         &self,
-        environment: u64,
+        environment: EnvironmentId,
         max_bytes: u64,
     ) -> impl Future<Output = Result<Option<String>, DriverError>> + Send;
 }

@@ -1,34 +1,33 @@
-//! The agent's HTTP API (`logos_api::agent`), its chain checks, garbage collection and the
-//! chain relay.
+//! The agent's HTTP API (`logos_api::agent`), garbage collection and the chain relay: the I/O
+//! around the decisions of [`crate::authorize`].
 //!
 //! Every request is checked against finalized chain state read with proofs
-//! (`logos_client::Client::read_proven`): the environment must be placed on this provider, its
+//! (`logos_client::Client::map_proven`): the environment must be placed on this provider, its
 //! generation and desired state must match the request, and the request must be signed by the
-//! environment's assigned provisioner. Anything else is refused with `403` and the reason is
-//! logged. Requests are rate-limited ([`AgentConfig::requests_per_second`]) and bodies bounded
+//! environment's assigned provisioner. Anything else is refused with `403` (`400` when the
+//! request contradicts itself) and the reason is logged. Requests are rate-limited ([`AgentConfig::requests_per_second`]) and bodies bounded
 //! (`REQUEST_MAX_BYTES`).
 //!
 //! Every [`AgentConfig::gc_interval_ms`] the agent destroys local environments that finalized
 //! state no longer wants here (gone, destroyed, or placed elsewhere).
 
-use crate::driver::{Driver, DriverError};
+use crate::{
+    authorize::{self, ChainFacts, LogsRequest, Refusal},
+    driver::{Driver, DriverError},
+};
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
 };
-use commonware_cryptography::Verifier as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use logos_api::agent::{
-    decode_signer, logs_message, request_message, Action, AgentRequest, AGENT_NAMESPACE,
-    LOGS_MAX_AGE_S, LOGS_MAX_BYTES, LOGS_NAMESPACE, REQUEST_MAX_BYTES,
-};
+use logos_api::agent::{Action, AgentRequest, LOGS_MAX_BYTES, REQUEST_MAX_BYTES};
 use logos_client::{Client, ClientError};
-use logos_primitives::Address;
-use logos_state::modules::{
-    operations::{self, Desired, Environment},
-    provisioning::{self, Assignment},
+use logos_types::{
+    dvci::ProviderId,
+    operations::{EnvironmentId, Environments},
+    provisioning::Assignments,
 };
 use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -36,7 +35,7 @@ use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     /// The provider this agent runs.
-    pub provider: u64,
+    pub provider: ProviderId,
     /// Where the API listens (127.0.0.1 unless configured otherwise).
     pub listen: SocketAddr,
     /// Requests per second the API serves before answering 429.
@@ -84,7 +83,7 @@ pub async fn start<D: Driver>(
     client: Client,
     driver: D,
 ) -> Result<SocketAddr, AgentError> {
-    let rate = NonZeroU32::new(config.requests_per_second.max(1)).expect("non-zero");
+    let rate = NonZeroU32::new(config.requests_per_second).unwrap_or(NonZeroU32::MIN);
     let listen = config.listen;
     let inner = Arc::new(Inner {
         limiter: RateLimiter::direct(Quota::per_second(rate)),
@@ -119,33 +118,38 @@ pub async fn start<D: Driver>(
 
 async fn handle_request<D: Driver>(
     State(inner): State<Arc<Inner<D>>>,
-    Path(id): Path<u64>,
+    Path(id): Path<EnvironmentId>,
     Json(request): Json<AgentRequest>,
 ) -> Response {
     if inner.limiter.check().is_err() {
         return refuse(StatusCode::TOO_MANY_REQUESTS, "rate limit".into());
     }
-    if request.environment != id {
-        return refuse(StatusCode::BAD_REQUEST, "path and body disagree".into());
-    }
-    let environment = match authorize(&inner, &request).await {
-        Ok(environment) => environment,
-        Err(response) => return response,
+    let provider = inner.config.provider;
+    let signed = match authorize::verify(request, id, provider) {
+        Ok(signed) => signed,
+        Err(refusal) => return refused(id, &refusal),
     };
-    let result = match request.action {
-        Action::Ensure => {
-            let spec = &environment.spec;
-            inner
-                .driver
-                .ensure(id, request.generation, spec)
-                .await
-                .map(Some)
-        }
-        Action::Destroy => inner.driver.destroy(id).await.map(|()| None),
+    let facts = match read_facts(&inner.client, id).await {
+        Ok(facts) => facts,
+        Err(error) => return refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    };
+    let action = match authorize::authorize(&signed, provider, &facts) {
+        Ok(action) => action,
+        Err(refusal) => return refused(id, &refusal),
+    };
+    let generation = signed.request().generation;
+    let result = match (action, facts.environment) {
+        (Action::Ensure, Some(environment)) => inner
+            .driver
+            .ensure(id, generation, &environment.spec)
+            .await
+            .map(Some),
+        (Action::Ensure, None) => return refused(id, &Refusal::UnknownEnvironment),
+        (Action::Destroy, _) => inner.driver.destroy(id).await.map(|()| None),
     };
     match result {
         Ok(observation) => {
-            tracing::info!(environment = id, action = ?request.action, generation = request.generation, "done");
+            tracing::info!(environment = %id, ?action, generation, "done");
             Json(observation).into_response()
         }
         Err(DriverError::Unsupported(reason)) => refuse(StatusCode::UNPROCESSABLE_ENTITY, reason),
@@ -153,70 +157,29 @@ async fn handle_request<D: Driver>(
     }
 }
 
-/// Checks `request` against finalized chain state (see the module docs).
-async fn authorize<D: Driver>(
-    inner: &Inner<D>,
-    request: &AgentRequest,
-) -> Result<Environment, Response> {
-    let id = request.environment;
-    let forbidden =
-        |reason: String| refuse(StatusCode::FORBIDDEN, format!("environment {id}: {reason}"));
-    if request.provider != inner.config.provider {
-        return Err(forbidden(format!(
-            "addressed to provider {}",
-            request.provider
-        )));
-    }
-    let (public_key, signature) =
-        decode_signer(&request.provisioner, &request.signature).map_err(&forbidden)?;
-    let message = request_message(request.provider, id, request.generation, request.action);
-    if !public_key.verify(AGENT_NAMESPACE, &message, &signature) {
-        return Err(forbidden("bad signature".into()));
-    }
-    let unavailable =
-        |error: ClientError| refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
-    let (environment, _) = inner
-        .client
-        .read_proven::<Environment>(&operations::environment_key(id))
-        .await
-        .map_err(unavailable)?;
-    let environment = environment.ok_or_else(|| forbidden("not in finalized state".into()))?;
-    if environment.provider != inner.config.provider {
-        return Err(forbidden(format!(
-            "placed on provider {}",
-            environment.provider
-        )));
-    }
-    if environment.generation != request.generation {
-        return Err(forbidden(format!(
-            "generation {} requested, finalized state has {}",
-            request.generation, environment.generation
-        )));
-    }
-    let wanted = match environment.desired {
-        Desired::Running => Action::Ensure,
-        Desired::Destroyed => Action::Destroy,
+/// The answer to a refused request: 400 when malformed in itself, 403 otherwise.
+fn refused(id: EnvironmentId, refusal: &Refusal) -> Response {
+    let status = if refusal.is_malformed() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::FORBIDDEN
     };
-    if request.action != wanted {
-        return Err(forbidden(format!("finalized state wants {wanted:?}")));
-    }
-    let (assignment, _) = inner
-        .client
-        .read_proven::<Assignment>(&provisioning::assignment_key(id))
-        .await
-        .map_err(unavailable)?;
-    let signer = Address::from_public_key(&public_key);
-    if assignment.and_then(|task| task.assigned) != Some(signer) {
-        return Err(forbidden(format!(
-            "{signer} is not the assigned provisioner"
-        )));
-    }
-    Ok(environment)
+    refuse(status, format!("environment {id}: {refusal}"))
+}
+
+/// What finalized state says about environment `id`, read with proofs.
+async fn read_facts(client: &Client, id: EnvironmentId) -> Result<ChainFacts, ClientError> {
+    let (environment, _) = client.map_proven::<Environments>(&id).await?;
+    let (assignment, _) = client.map_proven::<Assignments>(&id).await?;
+    Ok(ChainFacts {
+        environment,
+        assignment,
+    })
 }
 
 async fn handle_inspect<D: Driver>(
     State(inner): State<Arc<Inner<D>>>,
-    Path(id): Path<u64>,
+    Path(id): Path<EnvironmentId>,
 ) -> Response {
     if inner.limiter.check().is_err() {
         return refuse(StatusCode::TOO_MANY_REQUESTS, "rate limit".into());
@@ -228,19 +191,10 @@ async fn handle_inspect<D: Driver>(
     }
 }
 
-/// Query of a log request.
-#[derive(serde::Deserialize)]
-struct LogsQuery {
-    timestamp_s: u64,
-    public_key: String,
-    signature: String,
-    bytes: Option<u64>,
-}
-
 async fn handle_logs<D: Driver>(
     State(inner): State<Arc<Inner<D>>>,
-    Path(id): Path<u64>,
-    Query(query): Query<LogsQuery>,
+    Path(id): Path<EnvironmentId>,
+    Query(request): Query<LogsRequest>,
 ) -> Response {
     if inner.limiter.check().is_err() {
         return refuse(StatusCode::TOO_MANY_REQUESTS, "rate limit".into());
@@ -249,31 +203,15 @@ async fn handle_logs<D: Driver>(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0);
-    if now_s.abs_diff(query.timestamp_s) > LOGS_MAX_AGE_S {
-        return refuse(StatusCode::FORBIDDEN, "log request expired".into());
-    }
-    let environment = match inner
-        .client
-        .read_proven::<Environment>(&operations::environment_key(id))
-        .await
-    {
+    let environment = match inner.client.map_proven::<Environments>(&id).await {
         Ok((Some(environment), _)) => environment,
         Ok((None, _)) => return refuse(StatusCode::NOT_FOUND, "no such environment".into()),
         Err(error) => return refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
     };
-    let authorized =
-        decode_signer(&query.public_key, &query.signature).is_ok_and(|(key, signature)| {
-            Address::from_public_key(&key) == environment.tenant
-                && key.verify(
-                    LOGS_NAMESPACE,
-                    &logs_message(id, query.timestamp_s),
-                    &signature,
-                )
-        });
-    if !authorized {
-        return refuse(StatusCode::FORBIDDEN, "not signed by the tenant".into());
+    if let Err(refusal) = authorize::authorize_logs(&request, id, &environment, now_s) {
+        return refused(id, &refusal);
     }
-    let max = query.bytes.unwrap_or(LOGS_MAX_BYTES).min(LOGS_MAX_BYTES);
+    let max = request.bytes.unwrap_or(LOGS_MAX_BYTES).min(LOGS_MAX_BYTES);
     match inner.driver.logs(id, max).await {
         Ok(Some(text)) => text.into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
@@ -290,26 +228,19 @@ async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
             continue;
         };
         for id in local {
-            let wanted = match inner
-                .client
-                .read_proven::<Environment>(&operations::environment_key(id))
-                .await
-            {
-                Ok((Some(environment), _)) => {
-                    environment.desired == Desired::Running
-                        && environment.provider == inner.config.provider
-                }
-                Ok((None, _)) => false,
+            let environment = match inner.client.map_proven::<Environments>(&id).await {
+                Ok((environment, _)) => environment,
                 Err(error) => {
                     tracing::warn!(%error, "garbage collection: chain unreadable");
                     break;
                 }
             };
-            if !wanted {
-                tracing::info!(environment = id, "garbage-collecting: not desired here");
-                if let Err(error) = inner.driver.destroy(id).await {
-                    tracing::warn!(environment = id, %error, "garbage collection failed");
-                }
+            if authorize::wanted_here(environment.as_ref(), inner.config.provider) {
+                continue;
+            }
+            tracing::info!(environment = %id, "garbage-collecting: not desired here");
+            if let Err(error) = inner.driver.destroy(id).await {
+                tracing::warn!(environment = %id, %error, "garbage collection failed");
             }
         }
     }

@@ -11,6 +11,7 @@
 //! and the signer is the environment's assigned provisioner.
 
 use logos_primitives::{parse_public_key, PublicKey, Signature};
+use logos_types::{dvci::ProviderId, operations::EnvironmentId};
 use serde::{Deserialize, Serialize};
 
 /// Namespace of provisioner signatures on agent requests.
@@ -38,9 +39,9 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRequest {
     /// The provider the request is for.
-    pub provider: u64,
+    pub provider: ProviderId,
     /// The environment.
-    pub environment: u64,
+    pub environment: EnvironmentId,
     /// The generation of desired state the request realizes.
     pub generation: u64,
     /// What to do.
@@ -53,14 +54,14 @@ pub struct AgentRequest {
 
 /// The bytes a provisioner signs for a request.
 pub fn request_message(
-    provider: u64,
-    environment: u64,
+    provider: ProviderId,
+    environment: EnvironmentId,
     generation: u64,
     action: Action,
 ) -> Vec<u8> {
     let mut message = Vec::with_capacity(25);
-    message.extend_from_slice(&provider.to_be_bytes());
-    message.extend_from_slice(&environment.to_be_bytes());
+    message.extend_from_slice(&provider.get().to_be_bytes());
+    message.extend_from_slice(&environment.get().to_be_bytes());
     message.extend_from_slice(&generation.to_be_bytes());
     message.push(match action {
         Action::Ensure => 0,
@@ -70,8 +71,8 @@ pub fn request_message(
 }
 
 /// The bytes a tenant signs to read an environment's logs at `timestamp_s` (Unix seconds).
-pub fn logs_message(environment: u64, timestamp_s: u64) -> Vec<u8> {
-    let mut message = environment.to_be_bytes().to_vec();
+pub fn logs_message(environment: EnvironmentId, timestamp_s: u64) -> Vec<u8> {
+    let mut message = environment.get().to_be_bytes().to_vec();
     message.extend_from_slice(&timestamp_s.to_be_bytes());
     message
 }
@@ -108,7 +109,7 @@ pub enum WorkloadState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     /// The environment.
-    pub environment: u64,
+    pub environment: EnvironmentId,
     /// The generation it realizes.
     pub generation: u64,
     /// Its workload's state.

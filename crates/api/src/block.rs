@@ -17,7 +17,7 @@ use commonware_codec::Buf;
 use commonware_codec::{EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
 use commonware_cryptography::{Digestible, Hasher, Sha256};
 use logos_primitives::{Hash, Height, PublicKey};
-use logos_state::{transaction::TRANSACTION_MAX_BYTES, Transaction};
+use logos_types::{Transaction, TRANSACTION_MAX_BYTES};
 
 /// Decoding bounds of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,7 +193,7 @@ mod tests {
     use commonware_codec::{Decode, Encode};
     use commonware_cryptography::Signer;
     use logos_primitives::{Address, Amount, ChainId, PrivateKey};
-    use logos_state::{modules::balances, Call, TransactionPayload};
+    use logos_types::{balances, Call, TransactionPayload};
 
     fn block(transactions: usize) -> Block {
         let key = PrivateKey::from_seed(3);

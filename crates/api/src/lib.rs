@@ -8,7 +8,7 @@
 //! - [`agent`]: the provider agent's HTTP API and the signatures it checks.
 //!
 //! Off-chain programs (the CLI, provisioners, gatekeepers) depend on this crate and
-//! [`logos_state`] for types, never on the node's internals.
+//! `logos-types` for the chain's types, never on the node or the runtime that executes blocks.
 
 pub mod agent;
 pub mod block;
@@ -17,5 +17,3 @@ pub mod proof;
 pub mod rpc;
 
 pub use block::{Block, BlockCfg};
-pub use logos_primitives as primitives;
-pub use logos_state as state;

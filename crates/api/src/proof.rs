@@ -17,7 +17,7 @@ use commonware_storage::{
     qmdb::any::unordered::{variable::Operation, Update as UnorderedUpdate},
 };
 use logos_primitives::{hash, Hash};
-use logos_state::StorageKey;
+use logos_types::StorageKey;
 
 /// The Merkle family of the state database.
 pub type StateFamily = mmr::Family;

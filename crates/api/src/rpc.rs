@@ -20,7 +20,7 @@
 use crate::block::Block;
 use jsonrpsee::{core::SubscriptionResult, proc_macros::rpc, types::ErrorObjectOwned};
 use logos_primitives::{format_hash, format_public_key, Address, Amount, ChainId};
-use logos_state::{Call, Event, Receipt, Transaction};
+use logos_types::{Call, Event, Receipt, Transaction};
 use serde::{Deserialize, Serialize};
 
 /// JSON-RPC error codes of the Logos API (application range, -32000 and below).
@@ -52,6 +52,30 @@ pub mod codes {
 /// Builds an error object with `code` and `message`.
 pub fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, message.into(), None::<()>)
+}
+
+/// What an error's `data` names: the component that refused and its error
+/// (`{"module":"mempool","error":"StaleNonce"}`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorData {
+    /// The refusing component (`mempool` for admission, a module name for a call).
+    pub module: String,
+    /// The error's name.
+    pub error: String,
+}
+
+/// Builds an error object with `code`, `message` and [`ErrorData`].
+pub fn error_with_data(
+    code: i32,
+    message: impl Into<String>,
+    module: &str,
+    name: &str,
+) -> ErrorObjectOwned {
+    let data = ErrorData {
+        module: module.to_string(),
+        error: name.to_string(),
+    };
+    ErrorObjectOwned::owned(code, message.into(), Some(data))
 }
 
 /// What the node serves and which network it belongs to.

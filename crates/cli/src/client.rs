@@ -1,13 +1,17 @@
 //! `logos tx …` and `logos query …`: clients of a node's JSON-RPC.
 
-use crate::keystore;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use commonware_cryptography::Signer;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use logos_api::rpc::LogosApiClient;
+use logos_client::keystore;
 use logos_primitives::{Address, Amount};
-use logos_state::{codec_bytes, modules::balances, Call, Genesis, TransactionPayload};
+use logos_types::{
+    balances::{self, Accounts},
+    codec::encode,
+    Call, Genesis, TransactionPayload,
+};
 use std::{path::PathBuf, time::Duration};
 
 /// Default RPC endpoint.
@@ -112,7 +116,7 @@ pub fn run_tx(command: TxCommand) -> Result<()> {
         rpc,
     } = command;
     let key = keystore::load(&keystore::directory(keystore), &from)?;
-    crate::operator::runtime()?.block_on(async move {
+    logos_devnet::runtime()?.block_on(async move {
         let client = connect(&rpc)?;
         let info = client.chain_info().await.context("chain info")?;
         let sender = Address::from_public_key(&key.public_key());
@@ -129,7 +133,7 @@ pub fn run_tx(command: TxCommand) -> Result<()> {
         }
         .sign(&key);
         let submitted = client
-            .submit_transaction(format!("0x{}", hex::encode(codec_bytes(&transaction))))
+            .submit_transaction(format!("0x{}", hex::encode(encode(&transaction))))
             .await
             .context("submit transaction")?;
         if !wait {
@@ -153,7 +157,7 @@ pub fn run_tx(command: TxCommand) -> Result<()> {
 
 /// Runs `logos query …`.
 pub fn run_query(command: QueryCommand) -> Result<()> {
-    crate::operator::runtime()?.block_on(async move {
+    logos_devnet::runtime()?.block_on(async move {
         match command {
             QueryCommand::Account {
                 address,
@@ -204,9 +208,7 @@ async fn prove_account(
         }
         None => client,
     };
-    let (account, height) = client
-        .read_proven::<balances::AccountInfo>(&balances::account_key(address))
-        .await?;
+    let (account, height) = client.map_proven::<Accounts>(address).await?;
     let Some(account) = account else {
         return Ok(serde_json::json!({"address": address, "exists": false, "height": height}));
     };

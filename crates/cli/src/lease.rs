@@ -2,20 +2,23 @@
 
 use crate::{
     client::{print_json, DEFAULT_RPC},
-    operator::{execute, runtime, KeyArgs},
+    operator::KeyArgs,
 };
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use commonware_codec::Encode;
 use logos_api::agent::{logs_message, LOGS_MAX_BYTES, LOGS_NAMESPACE};
-use logos_client::{Client, Wallet};
+use logos_client::{
+    tenant::{create_lease, lease_status, watch},
+    Client,
+};
+use logos_devnet::runtime;
 use logos_primitives::{format_public_key, Address};
-use logos_state::{
-    modules::{
-        market::{self, Lease, Product, Template},
-        operations::{self, ConditionStatus, ConditionType, Environment},
-        provisioning::{self, Assignment},
-    },
+use logos_types::{
+    catalog::{Products, TemplateId, Templates},
+    dvci::{Providers, RegionId},
+    market::{self, LeaseId, Leases, NextLeaseId, Prices},
+    operations::{EnvironmentId, Environments},
     Call, Event,
 };
 use std::time::{Duration, Instant};
@@ -34,13 +37,13 @@ pub enum LeaseCommand {
         key: KeyArgs,
         /// Template id (see `logos catalog`).
         #[arg(long)]
-        template: u32,
+        template: TemplateId,
         /// Blocks to pay for up front.
         #[arg(long, default_value_t = 36_000)]
         blocks: u64,
         /// Region id.
-        #[arg(long, default_value_t = 1)]
-        region: u16,
+        #[arg(long, default_value = "1")]
+        region: RegionId,
         /// Show progress until the environment is Verified (or fails).
         #[arg(long)]
         wait: bool,
@@ -54,7 +57,7 @@ pub enum LeaseCommand {
     /// A lease with its environment's desired state, status and assignment.
     Status {
         /// Lease id.
-        id: u64,
+        id: LeaseId,
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
@@ -73,7 +76,7 @@ pub enum LeaseCommand {
         #[command(flatten)]
         key: KeyArgs,
         /// Lease id.
-        id: u64,
+        id: LeaseId,
         /// Additional blocks.
         #[arg(long)]
         blocks: u64,
@@ -86,7 +89,7 @@ pub enum LeaseCommand {
         #[command(flatten)]
         key: KeyArgs,
         /// Lease id.
-        id: u64,
+        id: LeaseId,
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
@@ -102,7 +105,7 @@ pub enum EnvCommand {
         #[command(flatten)]
         key: KeyArgs,
         /// Environment id (= lease id).
-        id: u64,
+        id: EnvironmentId,
         /// Most bytes to show.
         #[arg(long, default_value_t = 16_384)]
         bytes: u64,
@@ -112,206 +115,22 @@ pub enum EnvCommand {
     },
 }
 
-/// Everything about one lease.
-#[derive(serde::Serialize)]
-pub struct LeaseStatus {
-    /// Lease id (= environment id).
-    pub lease: u64,
-    /// The lease record.
-    pub record: Lease,
-    /// Its environment (desired state and reported status).
-    pub environment: Option<Environment>,
-    /// Who realizes and checks it (none once destroyed).
-    pub assignment: Option<Assignment>,
-    /// Finalized height of the reads.
-    pub height: u64,
-}
-
-/// Reads a lease's full status.
-pub async fn lease_status(client: &Client, id: u64) -> Result<LeaseStatus> {
-    let (record, height) = client.read::<Lease>(&market::lease_key(id)).await?;
-    let record = record.with_context(|| format!("no lease {id}"))?;
-    let (environment, _) = client
-        .read::<Environment>(&operations::environment_key(id))
-        .await?;
-    let (assignment, _) = client
-        .read::<Assignment>(&provisioning::assignment_key(id))
-        .await?;
-    Ok(LeaseStatus {
-        lease: id,
-        record,
-        environment,
-        assignment,
-        height,
-    })
-}
-
-/// Creates a lease from `wallet`; returns its id and the height it was created at.
-pub async fn create_lease(
-    client: &Client,
-    wallet: &Wallet,
-    template: u32,
-    region: u16,
-    blocks: u64,
-) -> Result<(u64, u64)> {
-    let call = Call::Market(market::Call::CreateLease {
-        template,
-        region,
-        blocks,
-    });
-    let (receipt, height) = execute(client, wallet, call).await?;
-    let lease = receipt
-        .events
-        .iter()
-        .find_map(|event| match event {
-            Event::Market(market::Event::LeaseCreated { lease, .. }) => Some(*lease),
-            _ => None,
-        })
-        .context("no LeaseCreated event")?;
-    Ok((lease, height))
-}
-
-/// Milestones of a lease, in the order they happen.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Milestones {
-    /// First seen Ready=True.
-    pub running: Option<Instant>,
-    /// First seen Verified=True.
-    pub verified: Option<Instant>,
-    /// First seen the workload's own health saying it is synced.
-    pub synced: Option<Instant>,
-}
-
-/// Follows lease `id` until it is Verified and its workload healthy (or `timeout`), calling
-/// `say` with each new step. Fails if the lease closes or the environment fails for good.
-pub async fn watch(
-    client: &Client,
-    id: u64,
-    timeout: Duration,
-    say: &mut impl FnMut(String),
-) -> Result<Milestones> {
-    let deadline = Instant::now() + timeout;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()?;
-    let mut seen = Vec::<String>::new();
-    let mut milestones = Milestones::default();
-    while Instant::now() < deadline {
-        let status = lease_status(client, id).await?;
-        for step in steps(&status) {
-            if !seen.contains(&step) {
-                say(step.clone());
-                seen.push(step);
-            }
-        }
-        let Some(environment) = &status.environment else {
-            bail!("lease {id} has no environment");
-        };
-        if status.record.closed.is_some() {
-            bail!("lease {id} closed: {:?}", status.record.closed);
-        }
-        let now = Instant::now();
-        if environment.condition(ConditionType::Ready).status == ConditionStatus::True {
-            milestones.running.get_or_insert(now);
-        }
-        if environment.condition(ConditionType::Verified).status == ConditionStatus::True {
-            milestones.verified.get_or_insert(now);
-        }
-        if milestones.synced.is_none() && !environment.endpoint.is_empty() {
-            let url = format!("http://{}/health", environment.endpoint);
-            if let Ok(response) = http.get(&url).send().await {
-                if response.status().is_success() {
-                    let body: serde_json::Value = response.json().await.unwrap_or_default();
-                    say(format!(
-                        "workload healthy: {}",
-                        summarize_health(&body, status.height)
-                    ));
-                    milestones.synced = Some(now);
-                }
-            }
-        }
-        if milestones.verified.is_some() && milestones.synced.is_some() {
-            return Ok(milestones);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("lease {id} not verified within {} s", timeout.as_secs())
-}
-
-fn summarize_health(body: &serde_json::Value, chain_height: u64) -> String {
-    match body.get("finalized_height") {
-        Some(height) => format!(
-            "leased full node synced to finalized height {height} (chain head {chain_height})"
-        ),
-        None => body.to_string(),
-    }
-}
-
-/// Human-readable steps of a lease's status.
-fn steps(status: &LeaseStatus) -> Vec<String> {
-    let mut steps = vec![format!(
-        "lease {} created at height {}: {} per block",
-        status.lease, status.record.created_at, status.record.rate
-    )];
-    steps.push(format!("placed on provider {}", status.record.provider));
-    if let Some(assigned) = status.assignment.as_ref().and_then(|task| task.assigned) {
-        steps.push(format!("assigned to provisioner {assigned}"));
-    }
-    if let Some(environment) = &status.environment {
-        for condition in &environment.conditions {
-            if condition.kind == ConditionType::Scheduled {
-                continue;
-            }
-            if condition.status != ConditionStatus::Unknown || condition.reason != "AwaitingReport"
-            {
-                steps.push(format!(
-                    "{:?}={:?} ({}{}{})",
-                    condition.kind,
-                    condition.status,
-                    condition.reason,
-                    if condition.message.is_empty() {
-                        ""
-                    } else {
-                        ": "
-                    },
-                    condition.message
-                ));
-            }
-        }
-        if !environment.endpoint.is_empty() {
-            steps.push(format!("endpoint {}", environment.endpoint));
-        }
-    }
-    if let Some(task) = &status.assignment {
-        if !task.checkers.is_empty() {
-            let checkers: Vec<String> = task.checkers.iter().map(|c| c.to_string()).collect();
-            steps.push(format!(
-                "cross-check round {} drawn: {}",
-                task.round,
-                checkers.join(", ")
-            ));
-        }
-    }
-    steps
-}
-
 /// Runs `logos catalog`.
 pub fn run_catalog(rpc: String) -> Result<()> {
     runtime()?.block_on(async move {
         let client = Client::connect(&rpc).await?;
         let mut entries = Vec::new();
-        for id in 0..CATALOG_SCAN {
-            let (template, _) = client.read::<Template>(&market::template_key(id)).await?;
-            let Some(template) = template else { continue };
-            let (product, _) = client
-                .read::<Product>(&market::product_key(template.product))
-                .await?;
+        for id in (0..CATALOG_SCAN).map(TemplateId) {
+            let (Some(template), _) = client.map::<Templates>(&id).await? else {
+                continue;
+            };
+            let (product, _) = client.map::<Products>(&template.product).await?;
             let price = match &product {
                 Some(product) => client
-                    .read::<logos_primitives::Amount>(&market::price_key(product.class))
+                    .map::<Prices>(&product.class)
                     .await?
                     .0
-                    .map(|price| price.0 * product.compute_units as u128),
+                    .and_then(|price| price.0.checked_mul(product.compute_units as u128)),
                 None => None,
             };
             entries.push(serde_json::json!({
@@ -365,33 +184,7 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 let client = Client::connect(&rpc).await?;
                 print_json(&lease_status(&client, id).await?)
             }
-            LeaseCommand::List { tenant, rpc } => {
-                let client = Client::connect(&rpc).await?;
-                let (next, _) = client.read_raw(&market::next_lease_id_key()).await?;
-                let next = match next {
-                    Some(bytes) => u64::from_be_bytes(
-                        bytes
-                            .as_slice()
-                            .try_into()
-                            .context("malformed lease counter")?,
-                    ),
-                    None => 0,
-                };
-                let mut leases = Vec::new();
-                for id in (next.saturating_sub(LIST_MAX)..next).rev() {
-                    let (Some(record), _) = client.read::<Lease>(&market::lease_key(id)).await?
-                    else {
-                        continue;
-                    };
-                    if tenant.is_some_and(|tenant| tenant != record.tenant) {
-                        continue;
-                    }
-                    let mut value = serde_json::to_value(&record)?;
-                    value["lease"] = id.into();
-                    leases.push(value);
-                }
-                print_json(&leases)
-            }
+            LeaseCommand::List { tenant, rpc } => list(tenant, &rpc).await,
             LeaseCommand::Extend {
                 key,
                 id,
@@ -401,7 +194,7 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 let wallet = key.wallet()?;
                 let client = Client::connect(&rpc).await?;
                 let call = Call::Market(market::Call::ExtendLease { lease: id, blocks });
-                let (_, height) = execute(&client, &wallet, call).await?;
+                let (_, height) = client.execute(&wallet, call).await?;
                 let status = lease_status(&client, id).await?;
                 print_json(&serde_json::json!({
                     "lease": id,
@@ -413,7 +206,7 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 let wallet = key.wallet()?;
                 let client = Client::connect(&rpc).await?;
                 let call = Call::Market(market::Call::CloseLease { lease: id });
-                let (receipt, height) = execute(&client, &wallet, call).await?;
+                let (receipt, height) = client.execute(&wallet, call).await?;
                 let refund = receipt.events.iter().find_map(|event| match event {
                     Event::Market(market::Event::LeaseClosed { refund, .. }) => Some(*refund),
                     _ => None,
@@ -422,6 +215,25 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
             }
         }
     })
+}
+
+/// `logos lease list`: the newest [`LIST_MAX`] leases, optionally only `tenant`'s.
+async fn list(tenant: Option<Address>, rpc: &str) -> Result<()> {
+    let client = Client::connect(rpc).await?;
+    let (next, _) = client.value::<NextLeaseId>().await?;
+    let mut leases = Vec::new();
+    for id in (next.get().saturating_sub(LIST_MAX)..next.get()).rev() {
+        let (Some(record), _) = client.map::<Leases>(&LeaseId(id)).await? else {
+            continue;
+        };
+        if tenant.is_some_and(|tenant| tenant != record.tenant) {
+            continue;
+        }
+        let mut value = serde_json::to_value(&record)?;
+        value["lease"] = id.into();
+        leases.push(value);
+    }
+    print_json(&leases)
 }
 
 /// Runs `logos env …`.
@@ -435,14 +247,10 @@ pub fn run_env(command: EnvCommand) -> Result<()> {
     let wallet = key.wallet()?;
     runtime()?.block_on(async move {
         let client = Client::connect(&rpc).await?;
-        let (environment, _) = client
-            .read_proven::<Environment>(&operations::environment_key(id))
-            .await?;
+        let (environment, _) = client.map_proven::<Environments>(&id).await?;
         let environment = environment.with_context(|| format!("no environment {id}"))?;
         let (provider, _) = client
-            .read_proven::<logos_state::modules::dvci::Provider>(
-                &logos_state::modules::dvci::provider_key(environment.provider),
-            )
+            .map_proven::<Providers>(&environment.provider)
             .await?;
         let provider = provider.context("provider gone")?;
         let timestamp_s = std::time::SystemTime::now()

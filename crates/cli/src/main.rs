@@ -1,13 +1,11 @@
-//! `logos`: the command-line interface of the Logos chain.
+//! `logos`: the command-line interface of the Logos chain. Devnets and benchmarks live in
+//! `logos-devnet`, which this binary calls.
 
-mod bench;
 mod client;
-mod devnet;
-mod keystore;
+mod keys;
 mod lease;
 mod node;
 mod operator;
-mod sub0;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -29,7 +27,7 @@ enum Command {
     /// Manage ed25519 keys in a keystore directory.
     Keys {
         #[command(subcommand)]
-        command: keystore::KeysCommand,
+        command: keys::KeysCommand,
         /// Keystore directory (default: $LOGOS_KEYSTORE or ~/.logos/keys).
         #[arg(long, global = true, env = "LOGOS_KEYSTORE")]
         keystore: Option<PathBuf>,
@@ -40,7 +38,7 @@ enum Command {
         command: node::NodeCommand,
     },
     /// Start a local network of validators as separate processes on loopback.
-    Devnet(devnet::DevnetArgs),
+    Devnet(logos_devnet::DevnetArgs),
     /// Build, sign and submit transactions.
     Tx {
         #[command(subcommand)]
@@ -85,19 +83,19 @@ enum Command {
     /// Measure whole scenarios.
     Bench {
         #[command(subcommand)]
-        command: bench::BenchCommand,
+        command: logos_devnet::bench::BenchCommand,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Keys { command, keystore } => keystore::run(command, keystore),
+        Command::Keys { command, keystore } => keys::run(command, keystore),
         Command::Node { command } => node::run(command),
-        Command::Devnet(args) => devnet::run(args),
+        Command::Devnet(args) => logos_devnet::run(args),
         Command::Tx { command } => client::run_tx(command),
         Command::Query { command } => client::run_query(command),
-        Command::Bench { command } => bench::run(command),
+        Command::Bench { command } => logos_devnet::bench::run(command),
         Command::Provider { command } => operator::run_provider(command),
         Command::Agent { command } => operator::run_agent(command),
         Command::Provisioner { command } => operator::run_provisioner(command),

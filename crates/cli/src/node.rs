@@ -4,7 +4,6 @@
 //! encrypted TCP (commonware-p2p `lookup`), runs consensus, and serves JSON-RPC. When ready it
 //! prints one JSON line to stdout: `{"ready": true, "rpc": "http://…", "public_key": "0x…"}`.
 
-use crate::keystore;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use commonware_cryptography::{ChaCha20Poly1305, Signer};
@@ -16,13 +15,14 @@ use commonware_stream::{
 };
 use commonware_utils::{ordered::Map, NZUsize, NZU32};
 use logos_api::consensus::consensus_namespace;
+use logos_client::keystore;
 use logos_node::{
     config::NodeConfig,
     engine::{self, channels, Networks},
     rpc::{self, RpcConfig},
 };
 use logos_primitives::format_public_key;
-use logos_state::Genesis;
+use logos_types::Genesis;
 use std::{path::PathBuf, time::Duration};
 
 /// `logos node …`
@@ -175,6 +175,7 @@ async fn serve(
 
     let mut engine_config = engine::Config::new(signer.clone(), genesis, "logos".into());
     engine_config.block_time_ms = config.block_time_ms;
+    engine_config.check_invariants = config.check_invariants;
     let node = engine::start(
         context.child("node"),
         engine_config,
@@ -209,7 +210,7 @@ async fn serve(
         result = node.consensus => {
             result.context("consensus stopped")?;
         }
-        () = crate::operator::wait_for_signal() => tracing::info!("signalled; stopping"),
+        () = logos_devnet::wait_for_signal() => tracing::info!("signalled; stopping"),
     }
     Ok(())
 }

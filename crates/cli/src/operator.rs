@@ -1,21 +1,25 @@
 //! `logos provider …`, `logos agent run` and `logos provisioner …`: the operator side of the
 //! sub0layer.
 
-use crate::{client::DEFAULT_RPC, keystore};
+use crate::client::DEFAULT_RPC;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use logos_agent::{
     gatekeeper::{self, AgentConfig},
-    sandbox::{SandboxConfig, SandboxDriver},
+    sandbox::{network::Network, SandboxConfig, SandboxDriver},
 };
-use logos_client::{Client, Wallet};
+use logos_client::{keystore, Client, Wallet};
+use logos_devnet::{runtime, wait_for_signal};
 use logos_primitives::Amount;
-use logos_provisioner::{Byzantine, Provisioner, ProvisionerConfig};
-use logos_state::{
-    modules::{dvci, provisioning},
-    Call, Event,
+use logos_provisioner::{Provisioner, ProvisionerConfig};
+use logos_types::{
+    dvci::{self, ProviderId, Providers, RegionId, ResourceClass},
+    provisioning, Call,
 };
 use std::{net::SocketAddr, path::PathBuf};
+
+/// Most relayed connections from environments open at once.
+const RELAY_CONNECTIONS_MAX: usize = 256;
 
 /// Key selection shared by operator commands.
 #[derive(clap::Args, Clone, Debug)]
@@ -45,19 +49,6 @@ impl KeyArgs {
     }
 }
 
-/// Parses a resource class name.
-pub fn parse_class(text: &str) -> Result<dvci::ResourceClass, String> {
-    match text {
-        "compute-kvm" => Ok(dvci::ResourceClass::ComputeKvm),
-        "compute-hosted" => Ok(dvci::ResourceClass::ComputeHosted),
-        "gpu" => Ok(dvci::ResourceClass::Gpu),
-        "storage" => Ok(dvci::ResourceClass::Storage),
-        other => Err(format!(
-            "unknown class {other:?} (compute-kvm, compute-hosted, gpu, storage)"
-        )),
-    }
-}
-
 /// `logos provider …`
 #[derive(Subcommand)]
 pub enum ProviderCommand {
@@ -81,11 +72,11 @@ pub enum ProviderCommand {
         #[arg(long, default_value_t = 0)]
         gpus: u32,
         /// Resource class: compute-kvm, compute-hosted, gpu or storage.
-        #[arg(long, default_value = "compute-hosted", value_parser = parse_class)]
-        class: dvci::ResourceClass,
+        #[arg(long, default_value = "compute-hosted")]
+        class: ResourceClass,
         /// Region id.
-        #[arg(long, default_value_t = 1)]
-        region: u16,
+        #[arg(long, default_value = "1")]
+        region: RegionId,
         /// Bond in the smallest unit.
         #[arg(long)]
         bond: Amount,
@@ -96,7 +87,7 @@ pub enum ProviderCommand {
     /// A provider's record (status, inventory, allocation, bond).
     Status {
         /// Provider id.
-        id: u64,
+        id: ProviderId,
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
@@ -110,7 +101,7 @@ pub enum AgentCommand {
     Run {
         /// The provider id this machine is registered as.
         #[arg(long)]
-        provider: u64,
+        provider: ProviderId,
         /// Node RPC endpoint (read with proofs; also the target of the environments' relay).
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
@@ -171,73 +162,7 @@ pub enum ProvisionerCommand {
         /// Timeout of agent requests and health probes, ms.
         #[arg(long, default_value_t = 2_000)]
         probe_timeout_ms: u64,
-        /// TEST ONLY: lie about assigned environments (report them running without creating
-        /// them), to exercise cross-checks and slashing.
-        #[arg(long, hide = true)]
-        byzantine_report_running: bool,
     },
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("start tokio")
-}
-
-/// Submits `call` from `wallet`, waits for finality and fails if the call failed.
-pub(crate) async fn execute(
-    client: &Client,
-    wallet: &Wallet,
-    call: Call,
-) -> Result<(logos_state::Receipt, u64)> {
-    let (receipt, height) = client.submit_and_wait(wallet, call).await?;
-    if !receipt.success {
-        bail!(
-            "transaction failed at height {height}: {}",
-            receipt.error.clone().unwrap_or_default()
-        );
-    }
-    Ok((receipt, height))
-}
-
-/// Submits `calls` from `wallet` back to back (consecutive nonces), then waits until each is
-/// finalized; fails if any call failed.
-pub(crate) async fn execute_all(client: &Client, wallet: &Wallet, calls: Vec<Call>) -> Result<()> {
-    let start = client.head_height().await?;
-    let mut submitted = Vec::with_capacity(calls.len());
-    for call in calls {
-        submitted.push(client.submit(wallet, call).await?);
-    }
-    for (hash, nonce) in submitted {
-        let (receipt, height) = client.wait(&wallet.address(), &hash, nonce, start).await?;
-        if !receipt.success {
-            bail!(
-                "transaction {hash} failed at height {height}: {}",
-                receipt.error.unwrap_or_default()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Submits a `RegisterProvider` call and returns the new provider's id and the height.
-pub(crate) async fn register_provider(
-    client: &Client,
-    owner: &Wallet,
-    call: dvci::Call,
-) -> Result<(u64, u64)> {
-    let (receipt, height) = execute(client, owner, Call::Dvci(call)).await?;
-    let provider = receipt
-        .events
-        .iter()
-        .find_map(|event| match event {
-            Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => Some(*provider),
-            _ => None,
-        })
-        .context("no ProviderRegistered event")?;
-    Ok((provider, height))
 }
 
 /// Runs `logos provider …`.
@@ -259,7 +184,7 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                 let wallet = key.wallet()?;
                 let client = Client::connect(&rpc).await?;
                 let call = dvci::Call::RegisterProvider {
-                    endpoint,
+                    endpoint: endpoint.as_str().try_into()?,
                     inventory: dvci::Resources {
                         vcpu,
                         memory_mib,
@@ -270,7 +195,7 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                     region,
                     bond,
                 };
-                let (provider, height) = register_provider(&client, &wallet, call).await?;
+                let (provider, height) = client.register_provider(&wallet, call).await?;
                 println!(
                     "{}",
                     serde_json::json!({"provider": provider, "height": height, "status": "pending"})
@@ -279,12 +204,10 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
             }
             ProviderCommand::Status { id, rpc } => {
                 let client = Client::connect(&rpc).await?;
-                let (provider, height) = client
-                    .read_proven::<dvci::Provider>(&dvci::provider_key(id))
-                    .await?;
+                let (provider, height) = client.map_proven::<Providers>(&id).await?;
                 let provider = provider.with_context(|| format!("no provider {id}"))?;
                 let mut value = serde_json::to_value(&provider)?;
-                value["id"] = id.into();
+                value["id"] = id.get().into();
                 value["height"] = height.into();
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 Ok(())
@@ -318,8 +241,10 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
     let sandbox = SandboxConfig {
         state_dir,
         name: format!("agent-{network_index}"),
-        network_index,
-        chain_relay_port: relay_port,
+        network: Network {
+            index: network_index,
+            relay_port,
+        },
         binds,
     };
     let relay_target: SocketAddr = rpc
@@ -332,9 +257,9 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
         listen,
         requests_per_second,
         gc_interval_ms,
-        relay_listen: SocketAddr::new(sandbox.gateway().into(), relay_port),
+        relay_listen: SocketAddr::new(sandbox.network.gateway().into(), relay_port),
         relay_target,
-        relay_connections_max: 256,
+        relay_connections_max: RELAY_CONNECTIONS_MAX,
     };
     runtime()?.block_on(async move {
         let driver = SandboxDriver::new(sandbox);
@@ -361,7 +286,7 @@ pub fn run_provisioner(command: ProvisionerCommand) -> Result<()> {
                 let wallet = key.wallet()?;
                 let client = Client::connect(&rpc).await?;
                 let call = Call::Provisioning(provisioning::Call::RegisterProvisioner { stake });
-                let (_, height) = execute(&client, &wallet, call).await?;
+                let (_, height) = client.execute(&wallet, call).await?;
                 println!(
                     "{}",
                     serde_json::json!({"provisioner": wallet.address(), "height": height})
@@ -374,7 +299,6 @@ pub fn run_provisioner(command: ProvisionerCommand) -> Result<()> {
                 poll_ms,
                 resync_ms,
                 probe_timeout_ms,
-                byzantine_report_running,
             } => {
                 crate::node::init_logging("info");
                 let wallet = key.wallet()?;
@@ -384,28 +308,18 @@ pub fn run_provisioner(command: ProvisionerCommand) -> Result<()> {
                     poll_ms,
                     resync_ms,
                     probe_timeout_ms,
-                    byzantine: byzantine_report_running.then_some(Byzantine::ReportRunning),
                 };
+                let provisioner = Provisioner::new(config, client, wallet)?;
                 println!(
                     "{}",
                     serde_json::json!({"ready": true, "provisioner": address})
                 );
                 tokio::select! {
-                    result = Provisioner::new(config, client, wallet).run() => result?,
+                    result = provisioner.run() => result?,
                     () = wait_for_signal() => {}
                 }
                 Ok(())
             }
         }
     })
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn wait_for_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

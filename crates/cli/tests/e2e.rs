@@ -6,7 +6,7 @@ use jsonrpsee::{
 };
 use logos_api::rpc::{codes, EventRecord, LogosApiClient};
 use logos_primitives::{Address, Amount, ChainId, PrivateKey};
-use logos_state::{codec_bytes, modules::balances, Call, Event, TransactionPayload};
+use logos_types::{balances, codec::encode as codec_bytes, Call, Event, TransactionPayload};
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
@@ -445,9 +445,41 @@ fn rpc_rejects_bad_input_with_clear_errors() {
             }
             assert!(Instant::now() < deadline);
         }
-        // Replay after finality: stale nonce.
-        let (code, message) = error_code(client.submit_transaction(valid).await);
-        assert_eq!(code, codes::STALE_NONCE, "{message}");
+        // Replay after finality: stale nonce, and the error names who refused it.
+        let refused = client.submit_transaction(valid).await;
+        let Err(jsonrpsee::core::client::Error::Call(error)) = &refused else {
+            panic!("a replay after finality was accepted: {refused:?}");
+        };
+        assert_eq!(error.code(), codes::STALE_NONCE, "{}", error.message());
+        let data: serde_json::Value =
+            serde_json::from_str(error.data().expect("error data").get()).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({"module": "mempool", "error": "StaleNonce"})
+        );
+
+        // A call that fails in execution: its receipt, served over RPC, names the module and
+        // error with their stable indices.
+        let chain = logos_client::Client::connect(&url).await.unwrap();
+        let wallet = logos_client::Wallet::new(key.clone());
+        let zero = Call::Balances(balances::Call::Transfer {
+            to: recipient,
+            amount: Amount::ZERO,
+        });
+        let (receipt, height) = chain.submit_and_wait(&wallet, zero).await.unwrap();
+        assert!(!receipt.success);
+        let block = client.get_block_by_height(height).await.unwrap().unwrap();
+        let served = serde_json::to_value(block.receipts.unwrap()).unwrap();
+        let failure = served
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|receipt| receipt["success"] == false)
+            .expect("the failed receipt is served");
+        assert_eq!(failure["error"]["module"], "balances");
+        assert_eq!(failure["error"]["error"], "ZeroAmount");
+        assert_eq!(failure["error"]["index"], serde_json::json!([0, 1]));
+        assert_eq!(failure["error"]["message"], "zero amount");
 
         // Rate limit: 200 requests per second; a burst of 600 gets some refusals.
         let mut limited = 0;

@@ -5,16 +5,19 @@
 use commonware_codec::Encode;
 use logos_api::agent::{request_message, Action, AgentRequest, AGENT_NAMESPACE};
 use logos_client::{Client, Wallet};
-use logos_primitives::{format_public_key, Address, Amount};
-use logos_state::{
-    modules::{
-        balances,
-        dvci::{self, Provider},
-        market::{self, CloseReason, Lease, Template, Workload},
-        operations::{self, ConditionStatus, ConditionType, Environment, Phase},
-        provisioning::{self, Assignment, Provisioner},
-    },
-    Call, Event,
+use logos_primitives::{format_public_key, Address};
+use logos_provisioner::{
+    core::AgentView, AgentEffects, Effects, Provisioner as Daemon, ProvisionerConfig,
+    ProvisionerError, Target,
+};
+use logos_types::{
+    balances::{community_account, Accounts, TotalIssuance},
+    catalog::{self, ProductId, Template, TemplateId, Workload},
+    dvci::{ProviderId, Providers, RegionId},
+    market::{self, CloseReason, LeaseId, Leases},
+    operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments, Phase},
+    provisioning::{Assignments, Provisioners, Report},
+    Call, Event, StorageMap,
 };
 use std::{
     io::{BufRead, BufReader},
@@ -85,7 +88,7 @@ impl Devnet {
         Wallet::new(load_key(&self.dir.join(format!("keys/{name}.key"))))
     }
 
-    fn cgroup(&self, agent: usize, environment: u64) -> PathBuf {
+    fn cgroup(&self, agent: usize, environment: EnvironmentId) -> PathBuf {
         PathBuf::from(format!(
             "/sys/fs/cgroup/memory/logos/agent-{}/env-{environment}",
             self.network_index as usize + agent
@@ -129,16 +132,16 @@ fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-async fn execute(client: &Client, wallet: &Wallet, call: Call) -> (logos_state::Receipt, u64) {
+async fn execute(client: &Client, wallet: &Wallet, call: Call) -> (logos_types::Receipt, u64) {
     let (receipt, height) = client.submit_and_wait(wallet, call).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
     (receipt, height)
 }
 
-async fn lease(client: &Client, tenant: &Wallet, template: u32, blocks: u64) -> u64 {
+async fn lease(client: &Client, tenant: &Wallet, template: u32, blocks: u64) -> EnvironmentId {
     let call = Call::Market(market::Call::CreateLease {
-        template,
-        region: 1,
+        template: TemplateId(template),
+        region: RegionId(1),
         blocks,
     });
     let (receipt, _) = execute(client, tenant, call).await;
@@ -146,23 +149,20 @@ async fn lease(client: &Client, tenant: &Wallet, template: u32, blocks: u64) -> 
         .events
         .iter()
         .find_map(|event| match event {
-            Event::Market(market::Event::LeaseCreated { lease, .. }) => Some(*lease),
+            Event::Market(market::Event::LeaseCreated { lease, .. }) => {
+                Some(EnvironmentId::from(*lease))
+            }
             _ => None,
         })
         .unwrap()
 }
 
-async fn read<T: commonware_codec::Read<Cfg = ()>>(
-    client: &Client,
-    key: &logos_state::StorageKey,
-) -> Option<T> {
-    client.read(key).await.unwrap().0
+async fn read<I: StorageMap>(client: &Client, key: &I::Key) -> Option<I::Value> {
+    client.map::<I>(key).await.unwrap().0
 }
 
-async fn environment(client: &Client, id: u64) -> Environment {
-    read(client, &operations::environment_key(id))
-        .await
-        .unwrap()
+async fn environment(client: &Client, id: EnvironmentId) -> Environment {
+    read::<Environments>(client, &id).await.unwrap()
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most `bound`.
@@ -182,7 +182,12 @@ where
 }
 
 /// True if condition `kind` is `True`, or, with a reason, `False` for that reason.
-async fn condition_is(client: &Client, id: u64, kind: ConditionType, reason: Option<&str>) -> bool {
+async fn condition_is(
+    client: &Client,
+    id: EnvironmentId,
+    kind: ConditionType,
+    reason: Option<&str>,
+) -> bool {
     let record = environment(client, id).await;
     let condition = record.condition(kind);
     match reason {
@@ -195,9 +200,7 @@ async fn condition_is(client: &Client, id: u64, kind: ConditionType, reason: Opt
 async fn holdings(client: &Client, accounts: &[Address]) -> u128 {
     let mut total = 0;
     for account in accounts {
-        let info: balances::AccountInfo = read(client, &balances::account_key(account))
-            .await
-            .unwrap_or_default();
+        let info = read::<Accounts>(client, account).await.unwrap_or_default();
         total += info.balance.0 + info.reserved.0;
     }
     total
@@ -205,16 +208,16 @@ async fn holdings(client: &Client, accounts: &[Address]) -> u128 {
 
 fn all_accounts(devnet: &Devnet) -> Vec<Address> {
     let genesis = std::fs::read_to_string(devnet.dir.join("genesis.toml")).unwrap();
-    let genesis = logos_state::Genesis::from_toml(&genesis).unwrap();
+    let genesis = logos_types::Genesis::from_toml(&genesis).unwrap();
     let mut accounts: Vec<_> = genesis.accounts.iter().map(|a| a.address).collect();
-    accounts.push(market::community_account());
+    accounts.push(community_account());
     accounts
 }
 
 fn agent_request(
     wallet: &Wallet,
-    provider: u64,
-    environment: u64,
+    provider: ProviderId,
+    environment: EnvironmentId,
     generation: u64,
 ) -> AgentRequest {
     let message = request_message(provider, environment, generation, Action::Ensure);
@@ -238,9 +241,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         let client = Client::connect(&devnet.rpc).await.unwrap();
         let dev = devnet.wallet("dev");
         let accounts = all_accounts(&devnet);
-        let issuance: Amount = read(&client, &balances::total_issuance_key())
-            .await
-            .unwrap();
+        let (issuance, _) = client.value::<TotalIssuance>().await.unwrap();
         assert_eq!(holdings(&client, &accounts).await, issuance.0);
 
         // Lease → Running → Verified, with the full node inside synced.
@@ -274,8 +275,8 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         assert_eq!(status["environment"]["conditions"][2]["type"], "Verified");
         assert_eq!(status["environment"]["conditions"][2]["status"], "True");
         let listed = cli(&devnet, &["lease", "list"]);
-        assert_eq!(listed[0]["lease"], id);
-        let before: Lease = read(&client, &market::lease_key(id)).await.unwrap();
+        assert_eq!(listed[0]["lease"], id.get());
+        let before = read::<Leases>(&client, &LeaseId::from(id)).await.unwrap();
         let extended = cli(
             &devnet,
             &[
@@ -288,8 +289,8 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
                 "dev",
             ],
         );
-        assert_eq!(extended["lease"], id);
-        let after: Lease = read(&client, &market::lease_key(id)).await.unwrap();
+        assert_eq!(extended["lease"], id.get());
+        let after = read::<Leases>(&client, &LeaseId::from(id)).await.unwrap();
         let billed = after.blocks_billed - before.blocks_billed;
         assert_eq!(
             after.escrow.0 + billed as u128 * after.rate.0,
@@ -297,9 +298,9 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         );
 
         // Billed every block.
-        let first: Lease = read(&client, &market::lease_key(id)).await.unwrap();
+        let first = read::<Leases>(&client, &LeaseId::from(id)).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let later: Lease = read(&client, &market::lease_key(id)).await.unwrap();
+        let later = read::<Leases>(&client, &LeaseId::from(id)).await.unwrap();
         let billed = later.blocks_billed - first.blocks_billed;
         assert!(billed > 10, "only {billed} blocks billed in 2 s");
         assert_eq!(
@@ -308,10 +309,8 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         );
 
         // Killing the workload makes the provisioner restore it.
-        let provider: Provider = read(&client, &dvci::provider_key(record.provider))
-            .await
-            .unwrap();
-        let agent = (record.provider) as usize;
+        let provider = read::<Providers>(&client, &record.provider).await.unwrap();
+        let agent = record.provider.get() as usize;
         let procs = devnet.cgroup(agent, id).join("cgroup.procs");
         for pid in std::fs::read_to_string(&procs).unwrap().lines() {
             let _ = Command::new("kill").args(["-9", pid]).status();
@@ -340,9 +339,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             .await
             .unwrap()
             .contains("not the assigned provisioner"));
-        let task: Assignment = read(&client, &provisioning::assignment_key(id))
-            .await
-            .unwrap();
+        let task = read::<Assignments>(&client, &id).await.unwrap();
         let assigned = (0..4)
             .map(|i| devnet.wallet(&format!("provisioner-{i}")))
             .find(|wallet| Some(wallet.address()) == task.assigned)
@@ -375,7 +372,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         assert!(!logs.stdout.is_empty());
 
         // Close: refund, and the sandbox is destroyed.
-        let close = Call::Market(market::Call::CloseLease { lease: id });
+        let close = Call::Market(market::Call::CloseLease { lease: id.into() });
         execute(&client, &dev, close).await;
         let cgroup = devnet.cgroup(agent, id);
         eventually("sandbox destroyed", Duration::from_secs(30), || async {
@@ -388,7 +385,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         // Escrow exhaustion closes the lease at the right block and destroys the sandbox.
         let short = lease(&client, &dev, 1, 120).await;
         let closed = eventually("escrow exhausted", Duration::from_secs(60), || async {
-            let record: Lease = read(&client, &market::lease_key(short)).await?;
+            let record = read::<Leases>(&client, &LeaseId::from(short)).await?;
             record.closed.map(|closed| (record, closed))
         })
         .await;
@@ -400,7 +397,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             record.created_at + 119,
             "closed in the block that spent it"
         );
-        let short_agent = record.provider as usize;
+        let short_agent = record.provider.get() as usize;
         let cgroup = devnet.cgroup(short_agent, short);
         eventually(
             "exhausted sandbox destroyed",
@@ -412,49 +409,108 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         // Balances conserved: every account plus escrows, bonds and stakes (fees went to
         // validators, payouts to the provider owners and the community pool).
         assert_eq!(holdings(&client, &accounts).await, issuance.0);
-        let after: Amount = read(&client, &balances::total_issuance_key())
-            .await
-            .unwrap();
+        let (after, _) = client.value::<TotalIssuance>().await.unwrap();
         assert_eq!(after, issuance);
     });
 }
 
+/// A lying provisioner (a test double, injected through the daemon's effect handler): it never
+/// asks the agent for anything and reports every environment it must ensure as running at a
+/// made-up endpoint. Its other effects (votes included) are honest.
+struct Liar {
+    honest: AgentEffects,
+    lied: std::sync::Mutex<std::collections::BTreeSet<(EnvironmentId, u64)>>,
+}
+
+/// Where the liar says its environments run (unroutable, never probed successfully).
+const MADE_UP_ENDPOINT: &str = "10.88.250.250:8080";
+
+impl Effects for Liar {
+    async fn ensure(&self, target: &Target) -> AgentView {
+        let fresh = self
+            .lied
+            .lock()
+            .unwrap()
+            .insert((target.environment, target.generation));
+        if fresh {
+            let lie = Report {
+                generation: target.generation,
+                phase: Phase::Running,
+                endpoint: MADE_UP_ENDPOINT.try_into().unwrap(),
+                message: "HealthCheckPassed".try_into().unwrap(),
+            };
+            let _ = self.honest.report(target.environment, lie).await;
+        }
+        AgentView::Unreachable("lying".into())
+    }
+
+    async fn destroy(&self, target: &Target) -> Result<(), ProvisionerError> {
+        self.honest.destroy(target).await
+    }
+
+    async fn report(
+        &self,
+        environment: EnvironmentId,
+        report: Report,
+    ) -> Result<(), ProvisionerError> {
+        self.honest.report(environment, report).await
+    }
+
+    async fn vote(
+        &self,
+        environment: EnvironmentId,
+        round: u64,
+        agrees: bool,
+    ) -> Result<(), ProvisionerError> {
+        self.honest.vote(environment, round, agrees).await
+    }
+}
+
 #[test]
 fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
-    let devnet = Devnet::start("byzantine", 24_600, 13, &["--byzantine-provisioners", "0"]);
+    let devnet = Devnet::start("byzantine", 24_600, 13, &["--external-provisioners", "0"]);
     runtime().block_on(async {
         let client = Client::connect(&devnet.rpc).await.unwrap();
         let dev = devnet.wallet("dev");
-        let liar = devnet.wallet("provisioner-0").address();
+        let liar_wallet = devnet.wallet("provisioner-0");
+        let liar = liar_wallet.address();
+        let config = ProvisionerConfig {
+            poll_ms: 100,
+            resync_ms: 2_000,
+            probe_timeout_ms: 2_000,
+        };
+        let daemon = Daemon::with_effects(
+            config,
+            Client::connect(&devnet.rpc).await.unwrap(),
+            liar_wallet,
+            |honest| Liar {
+                honest,
+                lied: Default::default(),
+            },
+        )
+        .unwrap();
+        let liar_task = tokio::spawn(daemon.run());
 
         // Lease until the liar is assigned (each lease draws from chain randomness).
         let mut target = None;
         for _ in 0..30 {
             let id = lease(&client, &dev, 1, 36_000).await;
-            let task: Assignment = read(&client, &provisioning::assignment_key(id))
-                .await
-                .unwrap();
+            let task = read::<Assignments>(&client, &id).await.unwrap();
             if task.assigned == Some(liar) {
                 target = Some(id);
                 break;
             }
-            execute(
-                &client,
-                &dev,
-                Call::Market(market::Call::CloseLease { lease: id }),
-            )
-            .await;
+            let close = Call::Market(market::Call::CloseLease { lease: id.into() });
+            execute(&client, &dev, close).await;
         }
         let id = target.expect("the liar was never assigned in 30 leases");
         let slashed = eventually("slash", Duration::from_secs(60), || async {
-            let record: Provisioner = read(&client, &provisioning::provisioner_key(&liar)).await?;
+            let record = read::<Provisioners>(&client, &liar).await?;
             (record.slashed.0 > 0).then_some(record)
         })
         .await;
         assert_eq!(slashed.slashed.0, 100_000_000 / 10);
-        let task: Assignment = read(&client, &provisioning::assignment_key(id))
-            .await
-            .unwrap();
+        let task = read::<Assignments>(&client, &id).await.unwrap();
         assert_ne!(task.assigned, Some(liar));
         assert!(task.replaced.contains(&liar));
         eventually(
@@ -470,19 +526,17 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
 
         // A workload over its memory limit is killed by the kernel and reported.
         let template = Template {
-            name: "memory hog".into(),
-            product: 1,
-            workload: Workload {
-                image: String::new(),
-                command: vec!["tail".into(), "/dev/zero".into()],
-                ports: vec![],
-                health_port: 8080,
-            },
+            name: "memory hog".try_into().unwrap(),
+            product: ProductId(1),
+            workload: workload(&["tail", "/dev/zero"], &[], 8080),
         };
         execute(
             &client,
             &dev,
-            Call::Market(market::Call::SetTemplate { id: 9, template }),
+            Call::Catalog(catalog::Call::SetTemplate {
+                id: TemplateId(9),
+                template,
+            }),
         )
         .await;
         let hog = lease(&client, &dev, 9, 36_000).await;
@@ -498,19 +552,17 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
         let script = "mkdir -p w && echo ok > w/health && cd w && \
                       (python3 -m http.server 9000 &) && exec python3 -m http.server 8080";
         let template = Template {
-            name: "two listeners".into(),
-            product: 1,
-            workload: Workload {
-                image: String::new(),
-                command: vec!["sh".into(), "-c".into(), script.into()],
-                ports: vec![8080],
-                health_port: 8080,
-            },
+            name: "two listeners".try_into().unwrap(),
+            product: ProductId(1),
+            workload: workload(&["sh", "-c", script], &[8080], 8080),
         };
         execute(
             &client,
             &dev,
-            Call::Market(market::Call::SetTemplate { id: 10, template }),
+            Call::Catalog(catalog::Call::SetTemplate {
+                id: TemplateId(10),
+                template,
+            }),
         )
         .await;
         let web = lease(&client, &dev, 10, 36_000).await;
@@ -530,5 +582,20 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
         };
         assert!(connect(8080).is_ok(), "declared port unreachable");
         assert!(connect(9000).is_err(), "undeclared port 9000 reachable");
+        liar_task.abort();
     });
+}
+
+fn workload(command: &[&str], ports: &[u16], health_port: u16) -> Workload {
+    Workload {
+        image: Default::default(),
+        command: command
+            .iter()
+            .map(|part| (*part).try_into().unwrap())
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap(),
+        ports: ports.to_vec().try_into().unwrap(),
+        health_port,
+    }
 }

@@ -1,23 +1,30 @@
 //! A client of a Logos node's JSON-RPC for daemons and the CLI.
 //!
-//! - [`Client::submit`] signs a call with a [`Wallet`] (which tracks its next nonce) and
-//!   [`Client::submit_and_wait`] waits for the finalized receipt.
-//! - [`Client::read`] reads a storage value at the finalized head; [`Client::read_proven`]
-//!   also checks the QMDB proof against the state root, the root against the block, and the
-//!   block against its simplex finalization certificate signed by a quorum of the trusted
-//!   validators, so nothing the RPC server says is taken on trust.
+//! - [`Client::submit`] signs a call with a [`Wallet`] (which tracks its next nonce),
+//!   [`Client::submit_and_wait`] waits for the finalized receipt and [`Client::execute`] also
+//!   fails when the call failed (with the module and error the receipt names).
+//! - [`Client::map`] and [`Client::value`] read typed storage items (declared in
+//!   `logos-types`) at the finalized head; [`Client::map_proven`] also checks the QMDB proof
+//!   against the state root, the root against the block, and the block against its simplex
+//!   finalization certificate signed by a quorum of the trusted validators, so nothing the RPC
+//!   server says is taken on trust.
+//! - [`tenant`]: leasing and following a lease until its environment is verified.
+//! - [`keystore`]: key files on disk, owner-only.
 
-use commonware_codec::Read;
+pub mod keystore;
+pub mod tenant;
+
 use commonware_cryptography::Signer;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use logos_api::{
     consensus::{decode_finalization, verify_finalization},
     proof::{decode_proof, verify_value},
-    rpc::{ChainInfo, LogosApiClient, StorageValue},
+    rpc::{ChainInfo, LogosApiClient, StorageValue as StoredValue},
 };
 use logos_primitives::{parse_hash, parse_public_key, Address, PrivateKey, PublicKey};
-use logos_state::{
-    codec_bytes, storage::decode_value, Call, Receipt, StorageKey, TransactionPayload,
+use logos_types::{
+    codec::encode, Call, CallError, Receipt, StorageItem, StorageKey, StorageMap, StorageValue,
+    TransactionPayload,
 };
 use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
@@ -41,6 +48,33 @@ pub enum ClientError {
     /// The transaction was not finalized in time.
     #[error("transaction {0} not finalized within {WAIT_TIMEOUT_MS} ms")]
     Timeout(String),
+    /// The transaction was finalized but its call failed.
+    #[error("call failed at height {height}: {error}")]
+    CallFailed {
+        /// Height of its block.
+        height: u64,
+        /// The module and error that refused it.
+        error: CallError,
+    },
+    /// The chain does not hold what was expected (e.g. an event of a successful call).
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// `receipt` if its call succeeded.
+fn check(receipt: Receipt, height: u64) -> Result<(Receipt, u64), ClientError> {
+    match receipt.error {
+        None if receipt.success => Ok((receipt, height)),
+        error => Err(ClientError::CallFailed {
+            height,
+            error: error.unwrap_or_else(|| CallError {
+                module: "runtime".into(),
+                error: "Unknown".into(),
+                index: [u8::MAX, u8::MAX],
+                message: "failed without an error".into(),
+            }),
+        }),
+    }
 }
 
 fn malformed(error: impl std::fmt::Display) -> ClientError {
@@ -145,7 +179,7 @@ impl Client {
                 call: call.clone(),
             }
             .sign(&wallet.key);
-            let hex = format!("0x{}", hex::encode(codec_bytes(&transaction)));
+            let hex = format!("0x{}", hex::encode(encode(&transaction)));
             match self.rpc.submit_transaction(hex).await {
                 Ok(submitted) => {
                     *wallet.next_nonce.lock().expect("nonce lock") = Some(nonce + 1);
@@ -225,12 +259,62 @@ impl Client {
         Ok(Some(receipt))
     }
 
+    /// Submits `call` from `wallet`, waits for finality and fails if the call failed.
+    pub async fn execute(
+        &self,
+        wallet: &Wallet,
+        call: Call,
+    ) -> Result<(Receipt, u64), ClientError> {
+        let (receipt, height) = self.submit_and_wait(wallet, call).await?;
+        check(receipt, height)
+    }
+
+    /// Registers `owner`'s machine as a provider with `call` (a `RegisterProvider`); returns
+    /// the new provider's id and the height.
+    pub async fn register_provider(
+        &self,
+        owner: &Wallet,
+        call: logos_types::dvci::Call,
+    ) -> Result<(logos_types::dvci::ProviderId, u64), ClientError> {
+        use logos_types::{dvci, Event};
+        let (receipt, height) = self.execute(owner, Call::Dvci(call)).await?;
+        let provider = receipt
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => Some(*provider),
+                _ => None,
+            })
+            .ok_or_else(|| ClientError::Missing("no ProviderRegistered event".into()))?;
+        Ok((provider, height))
+    }
+
+    /// Submits `calls` from `wallet` back to back (consecutive nonces), then waits until each
+    /// is finalized; fails if any call failed.
+    pub async fn execute_all(
+        &self,
+        wallet: &Wallet,
+        calls: Vec<Call>,
+    ) -> Result<Vec<(Receipt, u64)>, ClientError> {
+        let start = self.head_height().await?;
+        let mut submitted = Vec::with_capacity(calls.len());
+        for call in calls {
+            submitted.push(self.submit(wallet, call).await?);
+        }
+        let mut receipts = Vec::with_capacity(submitted.len());
+        for (hash, nonce) in submitted {
+            let (receipt, height) = self.wait(&wallet.address(), &hash, nonce, start).await?;
+            receipts.push(check(receipt, height)?);
+        }
+        Ok(receipts)
+    }
+
     /// The finalized head's height.
     pub async fn head_height(&self) -> Result<u64, ClientError> {
         Ok(self.rpc.get_finalized_head().await?.height)
     }
 
-    async fn storage(&self, key: &StorageKey) -> Result<StorageValue, ClientError> {
+    async fn storage(&self, key: &StorageKey) -> Result<StoredValue, ClientError> {
         let key = format!("0x{}", hex::encode(key.as_bytes()));
         Ok(self.rpc.get_storage(key).await?)
     }
@@ -242,24 +326,50 @@ impl Client {
         Ok((value, storage.height))
     }
 
-    /// The value at `key` in the finalized state (not proven) and its height.
-    pub async fn read<T: Read<Cfg = ()>>(
+    async fn read_item<I: StorageItem>(
         &self,
         key: &StorageKey,
-    ) -> Result<(Option<T>, u64), ClientError> {
+    ) -> Result<(Option<I::Value>, u64), ClientError> {
         let (bytes, height) = self.read_raw(key).await?;
         let value = bytes
-            .map(|bytes| decode_value(key, &bytes).map_err(malformed))
+            .map(|bytes| I::decode_value(key, &bytes).map_err(malformed))
             .transpose()?;
         Ok((value, height))
     }
 
-    /// Like [`Self::read`], with the value proven (see the crate docs). An absent value is
-    /// reported as absent without proof (the API proves only present values).
-    pub async fn read_proven<T: Read<Cfg = ()>>(
+    /// The value of map item `I` under `key` in the finalized state (not proven), and the
+    /// height read at.
+    pub async fn map<I: StorageMap>(
         &self,
-        key: &StorageKey,
-    ) -> Result<(Option<T>, u64), ClientError> {
+        key: &I::Key,
+    ) -> Result<(Option<I::Value>, u64), ClientError> {
+        self.read_item::<I>(&I::key(key)).await
+    }
+
+    /// The value of item `I` in the finalized state (its default while absent; not proven),
+    /// and the height read at.
+    pub async fn value<I: StorageValue>(&self) -> Result<(I::Value, u64), ClientError> {
+        let (value, height) = self.read_item::<I>(&I::key()).await?;
+        Ok((value.unwrap_or_else(I::default_value), height))
+    }
+
+    /// Like [`Self::map`], with the value proven (see the crate docs). An absent value is
+    /// reported as absent without proof (the API proves only present values).
+    pub async fn map_proven<I: StorageMap>(
+        &self,
+        key: &I::Key,
+    ) -> Result<(Option<I::Value>, u64), ClientError> {
+        let key = I::key(key);
+        let (value, height) = self.proven_bytes(&key).await?;
+        let decoded = value
+            .map(|value| I::decode_value(&key, &value).map_err(malformed))
+            .transpose()?;
+        Ok((decoded, height))
+    }
+
+    /// The bytes at `key`, checked against a finalized block (see the crate docs), `None` when
+    /// the server says it holds nothing; and the height read at.
+    async fn proven_bytes(&self, key: &StorageKey) -> Result<(Option<Vec<u8>>, u64), ClientError> {
         let storage = self.storage(key).await?;
         let (Some(value), Some(proof)) = (&storage.value, &storage.proof) else {
             return Ok((None, storage.height));
@@ -276,8 +386,7 @@ impl Client {
         }
         self.verify_root(storage.height, &storage.state_root, &storage.block_hash)
             .await?;
-        let decoded = decode_value(key, &value).map_err(malformed)?;
-        Ok((Some(decoded), storage.height))
+        Ok((Some(value), storage.height))
     }
 
     /// Checks that `root` is the state root of the finalized block `block_hash` at `height`.

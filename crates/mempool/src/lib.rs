@@ -19,10 +19,7 @@
 //! transaction and the sender's later nonces are evicted to admit a better-paying one.
 
 use logos_primitives::{Address, Amount, ChainId, Hash};
-use logos_state::{
-    modules::{balances, dvci, provisioning},
-    Call, Transaction, TransactionError,
-};
+use logos_types::{balances, dvci, provisioning, Call, Transaction, TransactionError};
 use std::{
     collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
     sync::Arc,
@@ -101,6 +98,25 @@ pub enum Rejection {
     /// Pool or sender share is full and the fee does not displace anything.
     #[error("mempool full")]
     PoolFull,
+}
+
+impl Rejection {
+    /// The rejection's name (its variant), as JSON-RPC errors carry it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rejection::Invalid(TransactionError::Malformed(_)) => "Malformed",
+            Rejection::Invalid(TransactionError::Oversize { .. }) => "Oversize",
+            Rejection::Invalid(TransactionError::BadSignature) => "BadSignature",
+            Rejection::Invalid(TransactionError::WrongChainId { .. }) => "WrongChainId",
+            Rejection::StaleNonce { .. } => "StaleNonce",
+            Rejection::NonceGap { .. } => "NonceGap",
+            Rejection::FeeTooLow { .. } => "FeeTooLow",
+            Rejection::InsufficientBalance { .. } => "InsufficientBalance",
+            Rejection::AlreadyKnown => "AlreadyKnown",
+            Rejection::ReplacementUnderpriced { .. } => "ReplacementUnderpriced",
+            Rejection::PoolFull => "PoolFull",
+        }
+    }
 }
 
 /// What the pool needs to know about the sender and the chain to admit a transaction.
@@ -362,7 +378,7 @@ fn check_balance(transaction: &Transaction, available: Amount) -> Result<(), Rej
         Call::Dvci(_) => Amount::ZERO,
         // A lease's escrow depends on the catalog and prices, which the pool does not read;
         // an unpayable escrow fails the call in execution (the fee is still charged).
-        Call::Market(_) | Call::Operations(_) => Amount::ZERO,
+        Call::Market(_) | Call::Operations(_) | Call::Catalog(_) => Amount::ZERO,
         Call::Provisioning(provisioning::Call::RegisterProvisioner { stake }) => *stake,
         Call::Provisioning(_) => Amount::ZERO,
     };

@@ -1,7 +1,7 @@
 use super::*;
 use commonware_cryptography::Signer;
 use logos_primitives::{hash, PrivateKey};
-use logos_state::TransactionPayload;
+use logos_types::TransactionPayload;
 
 fn chain() -> ChainId {
     ChainId(hash(&[b"mempool-test"]))
@@ -83,8 +83,7 @@ fn every_rejection_path_has_its_error_and_changes_nothing() {
     // A valid transaction re-signed by nobody: keep the payload, break the signature.
     let genuine = transfer(3, 0, 100);
     let forged_bytes = {
-        use logos_state::codec_bytes;
-        let mut bytes = codec_bytes(&genuine);
+        let mut bytes = logos_types::codec::encode(&genuine);
         let last = bytes.len() - 1;
         bytes[last] ^= 0xFF;
         bytes

@@ -15,7 +15,11 @@
 //!   once; each is applied and committed, then acknowledged, so marshal's processed height never
 //!   runs ahead of the state.
 
-use crate::chain::{ChainError, ChainState, Executed};
+use crate::{
+    chain::ChainError,
+    invariants::InvariantCheck,
+    shared::{FinalizedBlock, Shared},
+};
 use commonware_consensus::{
     marshal::{ancestry::Ancestry, Update},
     simplex::types::Context,
@@ -31,94 +35,20 @@ use commonware_utils::Acknowledgement;
 use futures::{channel::mpsc, StreamExt};
 use logos_api::{consensus::Scheme, Block};
 use logos_mempool::Mempool;
-use logos_primitives::{Address, ChainId, Hash, Height, PublicKey};
-use logos_state::{
-    modules::balances::{self, AccountInfo},
-    storage::decode_value,
-    BlockContext, BlockError, Genesis, Transaction, TRANSACTION_NAMESPACE,
-};
+use logos_primitives::{Address, Hash, Height, PublicKey};
+use logos_runtime::BlockError;
+use logos_types::{codec::encode, Transaction, TRANSACTION_NAMESPACE};
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
 use tracing::{debug, info, warn};
 
 /// How far ahead of the local clock a block's timestamp may be, in ms.
 pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 5_000;
-/// Finalized blocks kept in memory with their receipts (for RPC); the oldest is dropped first.
-pub const RECENT_BLOCKS_MAX: usize = 1_024;
-/// Capacity of the finalized-block notification channel (RPC subscriptions).
-pub const NOTIFICATIONS_MAX: usize = 4_096;
 /// Most attempts to build a block when candidate transactions turn out invalid.
 const BUILD_ATTEMPTS_MAX: usize = 16;
-
-/// A finalized, executed block with its receipts and end-of-block events.
-#[derive(Debug)]
-pub struct FinalizedBlock {
-    /// The block.
-    pub block: Block,
-    /// What executing it produced.
-    pub executed: Arc<Executed>,
-}
-
-/// State shared by the application, the finalizer, the relay and the RPC server.
-pub struct Shared<E: Storage + Clock + Metrics + Spawner> {
-    /// Chain state (finalized + speculative).
-    pub chain: tokio::sync::RwLock<ChainState<E>>,
-    /// Pending transactions.
-    pub mempool: Mutex<Mempool>,
-    /// The network's genesis.
-    pub genesis: Genesis,
-    /// The network's chain id.
-    pub chain_id: ChainId,
-    /// Finalized blocks as they are applied (bounded: slow subscribers lag and skip).
-    pub finalized: tokio::sync::broadcast::Sender<Arc<FinalizedBlock>>,
-    /// The latest finalized blocks by height, at most [`RECENT_BLOCKS_MAX`].
-    pub recent: Mutex<BTreeMap<u64, Arc<FinalizedBlock>>>,
-}
-
-impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
-    /// Shared state over an opened chain.
-    pub fn new(chain: ChainState<E>, mempool: Mempool, genesis: Genesis) -> Self {
-        let chain_id = genesis.chain_id();
-        let (finalized, _) = tokio::sync::broadcast::channel(NOTIFICATIONS_MAX);
-        Self {
-            chain: tokio::sync::RwLock::new(chain),
-            mempool: Mutex::new(mempool),
-            genesis,
-            chain_id,
-            finalized,
-            recent: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// The execution context of `block`.
-    pub fn block_context(&self, block: &Block) -> BlockContext {
-        BlockContext {
-            chain_id: self.chain_id,
-            height: block.height.get(),
-            author: Address::from_public_key(&block.proposer),
-            params: self.genesis.params.clone(),
-            randomness: block.parent,
-        }
-    }
-
-    /// `address`'s account in the state after block `at`.
-    pub async fn account_at(
-        chain: &ChainState<E>,
-        at: &Hash,
-        address: &Address,
-    ) -> Result<AccountInfo, ChainError> {
-        let key = balances::account_key(address);
-        match chain.read(at, &key).await? {
-            Some(bytes) => {
-                decode_value(&key, &bytes).map_err(|error| ChainError::Storage(error.to_string()))
-            }
-            None => Ok(AccountInfo::default()),
-        }
-    }
-}
 
 /// Builds and verifies blocks (see the module docs).
 pub struct Application<E: Storage + Clock + Metrics + Spawner> {
@@ -165,7 +95,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
         let mut missing = Vec::new();
         let mut cursor = parent.clone();
         {
-            let chain = self.shared.chain.read().await;
+            let chain = self.shared.chain().await;
             while !chain.knows(&cursor.digest()) {
                 if cursor.inner().height <= chain.tip().height
                     || missing.len() >= crate::chain::PENDING_BLOCKS_MAX
@@ -181,7 +111,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
         }
         for block in missing.into_iter().rev() {
             let context = self.shared.block_context(block.inner());
-            let mut chain = self.shared.chain.write().await;
+            let mut chain = self.shared.chain_mut().await;
             if let Err(error) = chain.verify(block.inner(), &context).await {
                 warn!(height = block.inner().height.get(), %error, "ancestor failed to execute");
                 return false;
@@ -193,14 +123,12 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
     async fn build(&self, parent: &Block, timestamp_ms: u64) -> Option<Block> {
         let parent_digest = parent.digest();
         let height = Height::new(parent.height.get() + 1);
-        let max = self.shared.genesis.params.max_block_transactions as usize;
-        let runs = self.shared.mempool.lock().expect("mempool lock").runs();
-        let chain = self.shared.chain.read().await;
+        let max = self.shared.genesis().params.max_block_transactions as usize;
+        let runs = self.shared.with_mempool(|pool| pool.runs());
+        let chain = self.shared.chain().await;
         let mut next_nonce = BTreeMap::new();
         for (sender, _) in &runs {
-            let account = Shared::account_at(&chain, &parent_digest, sender)
-                .await
-                .ok()?;
+            let account = chain.account_at(&parent_digest, sender).await.ok()?;
             next_nonce.insert(*sender, account.nonce);
         }
         let mut candidates: Vec<Transaction> = Mempool::select(runs, &next_nonce, max)
@@ -208,13 +136,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
             .map(|transaction| (*transaction).clone())
             .collect();
         let author = Address::from_public_key(&self.me);
-        let context = BlockContext {
-            chain_id: self.shared.chain_id,
-            height: height.get(),
-            author,
-            params: self.shared.genesis.params.clone(),
-            randomness: parent_digest,
-        };
+        let context = self.shared.context(height.get(), author, parent_digest);
         for _ in 0..BUILD_ATTEMPTS_MAX {
             match chain
                 .execute(&parent_digest, height, &context, &candidates)
@@ -230,7 +152,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
                         candidates,
                     );
                     drop(chain);
-                    let mut chain = self.shared.chain.write().await;
+                    let mut chain = self.shared.chain_mut().await;
                     chain.insert_pending(&block, batch, executed).ok()?;
                     return Some(block);
                 }
@@ -245,20 +167,19 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
     }
 
     fn signatures_valid(&self, rng: &mut impl rand::CryptoRng, block: &Block) -> bool {
-        let unverified: Vec<&Transaction> = {
-            let mempool = self.shared.mempool.lock().expect("mempool lock");
+        let unverified: Vec<&Transaction> = self.shared.with_mempool(|pool| {
             block
                 .transactions
                 .iter()
-                .filter(|transaction| !mempool.contains(&transaction.hash()))
+                .filter(|transaction| !pool.contains(&transaction.hash()))
                 .collect()
-        };
+        });
         if unverified.is_empty() {
             return true;
         }
         let messages: Vec<Vec<u8>> = unverified
             .iter()
-            .map(|transaction| logos_state::codec_bytes(transaction.payload()))
+            .map(|transaction| encode(transaction.payload()))
             .collect();
         PublicKey::verify_batch(
             rng,
@@ -373,7 +294,7 @@ where
         }
         let block_context = self.shared.block_context(block);
         let executed = {
-            let chain = self.shared.chain.read().await;
+            let chain = self.shared.chain().await;
             chain.execute_block(block, &block_context).await
         };
         let (batch, executed) = match executed {
@@ -383,7 +304,7 @@ where
                 return false;
             }
         };
-        let mut chain = self.shared.chain.write().await;
+        let mut chain = self.shared.chain_mut().await;
         chain.insert_pending(block, batch, executed).is_ok()
     }
 }
@@ -424,9 +345,16 @@ pub struct Finalizer<E: Storage + Clock + Metrics + Spawner> {
     shared: Arc<Shared<E>>,
     receiver: mpsc::UnboundedReceiver<Update<Block>>,
     metrics: FinalizerMetrics,
+    invariants: Option<InvariantCheck>,
 }
 
 impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
+    /// Also checks every invariant after every finalized block (see [`InvariantCheck`]).
+    pub fn check_invariants(mut self, check: InvariantCheck) -> Self {
+        self.invariants = Some(check);
+        self
+    }
+
     /// A finalizer and the reporter to give marshal; registers its metrics on `metrics`.
     pub fn new(shared: Arc<Shared<E>>, metrics: &impl Metrics) -> (Self, FinalizedReporter) {
         let (sender, receiver) = mpsc::unbounded();
@@ -451,6 +379,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
                 shared,
                 receiver,
                 metrics,
+                invariants: None,
             },
             FinalizedReporter { sender },
         )
@@ -458,25 +387,33 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
 
     /// Runs until marshal stops.
     pub async fn run(mut self) {
+        let mut invariants = self.invariants.take();
         while let Some(update) = self.receiver.next().await {
             let Update::Block(block, acknowledgement) = update else {
                 continue;
             };
-            if let Err(error) = self.apply(block.inner()).await {
+            match self.apply(block.inner()).await {
+                Ok(Some(finalized)) => {
+                    if let Some(check) = invariants.as_mut() {
+                        check.after(&finalized);
+                    }
+                }
+                Ok(None) => {}
                 // Without acknowledgement marshal redelivers after a restart; the state is intact.
-                panic!(
+                Err(error) => panic!(
                     "cannot apply finalized block {}: {error}",
                     block.inner().height.get()
-                );
+                ),
             }
             acknowledgement.acknowledge();
         }
     }
 
-    async fn apply(&self, block: &Block) -> Result<(), ChainError> {
-        let mut chain = self.shared.chain.write().await;
+    /// Applies `block`; the finalized block, or `None` for a redelivery of an applied one.
+    async fn apply(&self, block: &Block) -> Result<Option<Arc<FinalizedBlock>>, ChainError> {
+        let mut chain = self.shared.chain_mut().await;
         if block.height <= chain.tip().height {
-            return Ok(()); // redelivery after a restart
+            return Ok(None); // redelivery after a restart
         }
         let context = self.shared.block_context(block);
         let executed = chain.finalize(block, &context).await?;
@@ -484,17 +421,17 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
         let mut senders = BTreeMap::new();
         for transaction in &block.transactions {
             let sender = transaction.sender();
-            let account = Shared::account_at(&chain, &tip, &sender).await?;
+            let account = chain.account_at(&tip, &sender).await?;
             senders.insert(sender, account.nonce);
         }
         drop(chain);
-        {
-            let mut mempool = self.shared.mempool.lock().expect("mempool lock");
+        let pooled = self.shared.with_mempool(|pool| {
             for (sender, nonce) in &senders {
-                mempool.prune_sender(sender, *nonce);
+                pool.prune_sender(sender, *nonce);
             }
-            self.metrics.mempool.set(mempool.len() as i64);
-        }
+            pool.len()
+        });
+        self.metrics.mempool.set(pooled as i64);
         self.metrics.height.set(block.height.get() as i64);
         self.metrics
             .transactions
@@ -516,14 +453,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
             block: block.clone(),
             executed,
         });
-        {
-            let mut recent = self.shared.recent.lock().expect("recent lock");
-            recent.insert(block.height.get(), finalized.clone());
-            while recent.len() > RECENT_BLOCKS_MAX {
-                recent.pop_first();
-            }
-        }
-        let _ = self.shared.finalized.send(finalized);
-        Ok(())
+        self.shared.publish(finalized.clone());
+        Ok(Some(finalized))
     }
 }

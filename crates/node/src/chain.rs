@@ -26,10 +26,14 @@ use logos_api::{
     proof::{state_key, StateFamily, StateProof, BITMAP_CHUNK_BYTES},
     Block,
 };
+use logos_framework::{StateReader, WriteSet};
+use logos_primitives::Address;
 use logos_primitives::{Hash, Height};
-use logos_state::{
-    execute_block, storage::STORAGE_VALUE_MAX_BYTES, BlockContext, BlockError, Event, Genesis,
-    Receipt, StateError, StateReader, StorageKey, Transaction, WriteSet,
+use logos_runtime::{execute_block, genesis_state, BlockContext, BlockError};
+use logos_types::{
+    balances::{AccountInfo, Accounts},
+    storage::STORAGE_VALUE_MAX_BYTES,
+    Event, Genesis, Receipt, StateError, StorageItem, StorageKey, StorageMap, Transaction,
 };
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -74,6 +78,9 @@ pub enum ChainError {
     /// Too many unfinalized blocks are held.
     #[error("too many unfinalized blocks ({PENDING_BLOCKS_MAX})")]
     TooManyPending,
+    /// The genesis state could not be built.
+    #[error("genesis: {0}")]
+    Genesis(String),
 }
 
 fn storage_error(error: impl std::fmt::Display) -> ChainError {
@@ -87,6 +94,9 @@ pub struct Executed {
     pub receipts: Vec<Receipt>,
     /// Events of the end-of-block hooks.
     pub block_events: Vec<Event>,
+    /// The block's writes, kept only when the node checks invariants (see
+    /// [`ChainState::keep_writes`]).
+    pub writes: Option<WriteSet>,
 }
 
 /// An executed, unfinalized block.
@@ -115,6 +125,7 @@ pub struct ChainState<E: Storage + Clock + Metrics + Spawner> {
     db: Option<StateDb<E>>,
     tip: FinalizedTip,
     pending: BTreeMap<Hash, Pending>,
+    keep_writes: bool,
 }
 
 struct Reader<'a, E: Storage + Clock + Metrics + Spawner> {
@@ -187,6 +198,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
                 state_root: genesis_block.state_root,
             },
             pending: BTreeMap::new(),
+            keep_writes: false,
         };
         match metadata {
             None => state.write_genesis(genesis).await?,
@@ -196,9 +208,15 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     }
 
     async fn write_genesis(&mut self, genesis: &Genesis) -> Result<(), ChainError> {
-        let db = self.db.as_ref().expect("db present");
-        let batch = stage(db, None, genesis.state_writes(), Height::zero()).await?;
+        let writes = genesis_state(genesis).map_err(ChainError::Genesis)?;
+        let batch = stage(self.db(), None, writes, Height::zero()).await?;
         self.apply(batch).await
+    }
+
+    /// Keeps every executed block's write set in its [`Executed`] (for the invariant check of
+    /// `check_invariants`; off by default, it costs memory per unfinalized block).
+    pub fn keep_writes(&mut self, keep: bool) {
+        self.keep_writes = keep;
     }
 
     /// Restores the tip's digest and root once the block at the persisted height is known
@@ -264,10 +282,12 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
             parent: parent_batch,
         };
         let outcome = execute_block(&reader, context, transactions).await?;
+        let writes = self.keep_writes.then(|| outcome.writes.clone());
         let batch = stage(self.db(), parent_batch, outcome.writes, height).await?;
         let executed = Executed {
             receipts: outcome.receipts,
             block_events: outcome.block_events,
+            writes,
         };
         Ok((batch, executed))
     }
@@ -390,6 +410,20 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     /// Root of the finalized state database.
     pub fn db_root(&self) -> Hash {
         self.db().root()
+    }
+
+    /// `address`'s account in the state after block `at` (tip or pending).
+    pub async fn account_at(
+        &self,
+        at: &Hash,
+        address: &Address,
+    ) -> Result<AccountInfo, ChainError> {
+        let key = Accounts::key(address);
+        match self.read(at, &key).await? {
+            Some(bytes) => Accounts::decode_value(&key, &bytes)
+                .map_err(|error| ChainError::Storage(error.to_string())),
+            None => Ok(AccountInfo::default()),
+        }
     }
 }
 

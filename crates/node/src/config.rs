@@ -10,6 +10,7 @@
 //! block_time_ms = 25
 //! rpc_requests_per_second = 5000    # per server; excess requests get HTTP 429
 //! rpc_body_max_bytes = 1048576
+//! check_invariants = false          # check the runtime's invariants after every block (debug)
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -45,6 +46,10 @@ pub struct NodeConfig {
     /// Log level (error, warn, info, debug, trace).
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Check every invariant of the runtime after every finalized block (a debugging aid that
+    /// keeps a copy of the state in memory; see `logos_node::invariants`).
+    #[serde(default)]
+    pub check_invariants: bool,
 }
 
 fn default_rpc_listen() -> SocketAddr {

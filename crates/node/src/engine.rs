@@ -13,9 +13,11 @@
 //! broadcast, 5 transaction relay. Every validator must use the same channel numbers.
 
 use crate::{
-    application::{Application, Finalizer, Shared},
+    application::{Application, Finalizer},
     chain::{ChainError, ChainState},
+    invariants::InvariantCheck,
     relay::{self, Relay},
+    shared::Shared,
 };
 use commonware_broadcast::buffered;
 use commonware_consensus::{
@@ -50,8 +52,48 @@ use logos_api::{
 };
 use logos_mempool::Mempool;
 use logos_primitives::{Height, PrivateKey, PublicKey};
-use logos_state::Genesis;
+use logos_types::Genesis;
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
+
+/// Storage tuning of the engine's journals and archives (sizes in bytes unless named otherwise).
+pub mod tuning {
+    /// Page size of the page caches.
+    pub const PAGE_BYTES: u16 = 4_096;
+    /// Pages held by the shared page cache of marshal and simplex.
+    pub const PAGE_CACHE_PAGES: usize = 8_192;
+    /// Read buffer when replaying a journal or archive on start.
+    pub const REPLAY_BUFFER_BYTES: usize = 1 << 20;
+    /// Write buffer of journals and archives.
+    pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
+    /// Items per section of the archives (blocks, certificates).
+    pub const ARCHIVE_ITEMS_PER_SECTION: u64 = 4_096;
+    /// Initial slots of an archive's freezer table.
+    pub const FREEZER_TABLE_INITIAL_SLOTS: u32 = 65_536;
+    /// Resizes of the freezer table happen every this many insertions of a full table.
+    pub const FREEZER_TABLE_RESIZE_FREQUENCY: u8 = 4;
+    /// Slots moved per resize step of the freezer table.
+    pub const FREEZER_TABLE_RESIZE_CHUNK_SLOTS: u32 = 16_384;
+    /// Target size of one freezer value blob.
+    pub const FREEZER_VALUE_TARGET_BYTES: u64 = 1 << 26;
+    /// Blocks marshal's broadcast buffer keeps per peer.
+    pub const BROADCAST_DEQUE_BLOCKS: usize = 64;
+    /// Delay before a failed fetch is retried, ms.
+    pub const FETCH_RETRY_DELAY_MS: u64 = 100;
+    /// Views marshal keeps notarizations for.
+    pub const MARSHAL_VIEW_RETENTION: u64 = 10;
+    /// Views simplex keeps its state for.
+    pub const SIMPLEX_VIEW_RETENTION: u64 = 256;
+    /// Most blocks marshal repairs at once.
+    pub const MAX_REPAIR_BLOCKS: usize = 64;
+    /// Most finalized blocks delivered and not yet acknowledged by the finalizer.
+    pub const MAX_PENDING_ACKS: usize = 16;
+    /// A skipped leader's timeout, in multiples of the leader timeout.
+    pub const SKIP_TIMEOUT_LEADER_TIMEOUTS: u64 = 4;
+    /// Headroom over a maximal block in a p2p message (certificates, framing).
+    pub const MESSAGE_OVERHEAD_BYTES: usize = 64 * 1024;
+}
+
+use tuning::*;
 
 /// The marshal mailbox of a Logos node.
 pub type MarshalMailbox = CoreMailbox<Scheme, Standard<Block>>;
@@ -79,6 +121,9 @@ pub struct Config {
     pub fetch_timeout_ms: u64,
     /// Capacity of internal actor mailboxes.
     pub mailbox_size: usize,
+    /// Check every invariant of the runtime after every finalized block (see
+    /// [`crate::invariants`]).
+    pub check_invariants: bool,
 }
 
 impl Config {
@@ -95,6 +140,7 @@ impl Config {
             timeout_retry_ms: 1_500,
             fetch_timeout_ms: 1_000,
             mailbox_size: 1_024,
+            check_invariants: false,
         }
     }
 }
@@ -134,7 +180,7 @@ pub mod channels {
 /// Largest p2p message in bytes: a block at its bound plus framing.
 pub fn max_message_size_bytes(genesis: &Genesis) -> u32 {
     let cfg = block_cfg(genesis);
-    (Block::max_size_bytes(&cfg) + 64 * 1024) as u32
+    u32::try_from(Block::max_size_bytes(&cfg) + MESSAGE_OVERHEAD_BYTES).unwrap_or(u32::MAX)
 }
 
 /// Decoding bounds of blocks on this network.
@@ -166,7 +212,7 @@ pub enum EngineError {
     NotAValidator,
     /// The genesis is invalid.
     #[error(transparent)]
-    Genesis(#[from] logos_state::GenesisError),
+    Genesis(#[from] logos_types::GenesisError),
     /// The chain state could not be opened.
     #[error(transparent)]
     Chain(#[from] ChainError),
@@ -194,21 +240,21 @@ fn archive_config<C>(
     immutable::Config {
         metadata_partition: format!("{prefix}-{name}-metadata"),
         freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
-        freezer_table_initial_size: 65_536,
-        freezer_table_resize_frequency: 4,
-        freezer_table_resize_chunk_size: 16_384,
+        freezer_table_initial_size: FREEZER_TABLE_INITIAL_SLOTS,
+        freezer_table_resize_frequency: FREEZER_TABLE_RESIZE_FREQUENCY,
+        freezer_table_resize_chunk_size: FREEZER_TABLE_RESIZE_CHUNK_SLOTS,
         freezer_key_partition: format!("{prefix}-{name}-freezer-key"),
         freezer_key_page_cache: page_cache.clone(),
         freezer_value_partition: format!("{prefix}-{name}-freezer-value"),
-        freezer_value_target_size: 1 << 26,
+        freezer_value_target_size: FREEZER_VALUE_TARGET_BYTES,
         freezer_value_compression: None,
         ordinal_partition: format!("{prefix}-{name}-ordinal"),
-        items_per_section: NZU64!(4_096),
+        items_per_section: NZU64!(ARCHIVE_ITEMS_PER_SECTION),
         codec_config,
-        replay_buffer: NZUsize!(1 << 20),
-        freezer_key_write_buffer: NZUsize!(1 << 20),
-        freezer_value_write_buffer: NZUsize!(1 << 20),
-        ordinal_write_buffer: NZUsize!(1 << 20),
+        replay_buffer: NZUsize!(REPLAY_BUFFER_BYTES),
+        freezer_key_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
+        freezer_value_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
+        ordinal_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
     }
 }
 
@@ -240,18 +286,19 @@ where
         .ok_or(EngineError::NotAValidator)?;
     let genesis_block = genesis_block(&config.genesis)?;
     let prefix = config.partition_prefix.clone();
-    let mailbox_size = NonZeroUsize::new(config.mailbox_size).expect("mailbox size positive");
-    let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(8192));
+    let mailbox_size = NonZeroUsize::new(config.mailbox_size).unwrap_or(NonZeroUsize::MIN);
+    let page_cache = CacheRef::new(NZU16!(PAGE_BYTES), NZUsize!(PAGE_CACHE_PAGES));
     let block_cfg = block_cfg(&config.genesis);
 
     // Chain state.
-    let chain = ChainState::open(
+    let mut chain = ChainState::open(
         context.child("state"),
         &format!("{prefix}-state"),
         &config.genesis,
         &genesis_block,
     )
     .await?;
+    chain.keep_writes(config.check_invariants);
     let shared = Arc::new(Shared::new(
         chain,
         Mempool::new(config.mempool.clone()),
@@ -267,7 +314,7 @@ where
             blocker: blocker.clone(),
             mailbox_size,
             fetch_timeout: NZDuration!(Duration::from_millis(config.fetch_timeout_ms)),
-            fetch_retry_delay: Duration::from_millis(100),
+            fetch_retry_delay: Duration::from_millis(FETCH_RETRY_DELAY_MS),
             priority_requests: false,
             priority_responses: false,
         },
@@ -278,7 +325,7 @@ where
         buffered::Config {
             public_key: me.clone(),
             mailbox_size,
-            deque_size: 64,
+            deque_size: BROADCAST_DEQUE_BLOCKS,
             priority: false,
             codec_config: block_cfg,
             peer_provider: peers.clone(),
@@ -316,15 +363,15 @@ where
                 genesis_block.digest(),
             )),
             mailbox_size,
-            view_retention: ViewDelta::new(10),
-            max_repair: NZUsize!(64),
-            max_pending_acks: NZUsize!(16),
+            view_retention: ViewDelta::new(MARSHAL_VIEW_RETENTION),
+            max_repair: NZUsize!(MAX_REPAIR_BLOCKS),
+            max_pending_acks: NZUsize!(MAX_PENDING_ACKS),
             block_codec_config: block_cfg,
             partition_prefix: format!("{prefix}-marshal"),
-            prunable_items_per_section: NZU64!(4_096),
-            replay_buffer: NZUsize!(1 << 20),
-            key_write_buffer: NZUsize!(1 << 20),
-            value_write_buffer: NZUsize!(1 << 20),
+            prunable_items_per_section: NZU64!(ARCHIVE_ITEMS_PER_SECTION),
+            replay_buffer: NZUsize!(REPLAY_BUFFER_BYTES),
+            key_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
+            value_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
             page_cache: page_cache.clone(),
             strategy: Sequential,
         },
@@ -334,9 +381,15 @@ where
     // Marshal runs before the finalizer: its deliveries queue in the finalizer's channel while
     // the tip is restored (after a restart the state database knows only its height; the
     // block at that height, from marshal's archive, gives the digest).
-    let (finalizer, reporter) = Finalizer::new(shared.clone(), &context.child("chain"));
+    let (mut finalizer, reporter) = Finalizer::new(shared.clone(), &context.child("chain"));
     actor.start(reporter, buffer, resolver);
-    restore_tip(&shared, &marshal, &genesis_block).await?;
+    let tip = restore_tip(&shared, &marshal, &genesis_block).await?;
+    if config.check_invariants {
+        let check = InvariantCheck::new(&config.genesis, &context.child("invariants"))?
+            .replay(&shared, &marshal, tip)
+            .await?;
+        finalizer = finalizer.check_invariants(check);
+    }
     context.child("finalizer").spawn(|_| finalizer.run());
 
     // Transaction relay.
@@ -368,19 +421,23 @@ where
             mailbox_size,
             epoch: Epoch::zero(),
             floor: simplex::config::Floor::Genesis(genesis_block.digest()),
-            replay_buffer: NZUsize!(1 << 20),
-            write_buffer: NZUsize!(1 << 20),
+            replay_buffer: NZUsize!(REPLAY_BUFFER_BYTES),
+            write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
             page_cache,
             leader_timeout: Duration::from_millis(config.leader_timeout_ms),
             certification_timeout: Duration::from_millis(config.certification_timeout_ms),
             timeout_retry: Duration::from_millis(config.timeout_retry_ms),
-            view_retention: ViewDelta::new(256),
+            view_retention: ViewDelta::new(SIMPLEX_VIEW_RETENTION),
             skip: SkipPolicy::Enabled {
-                timeout: Duration::from_millis(config.leader_timeout_ms * 4),
+                timeout: Duration::from_millis(
+                    config
+                        .leader_timeout_ms
+                        .saturating_mul(SKIP_TIMEOUT_LEADER_TIMEOUTS),
+                ),
                 budget: SkipBudget::Participants,
             },
             fetch_timeout: NZDuration!(Duration::from_millis(config.fetch_timeout_ms)),
-            fetch_retry_delay: Duration::from_millis(100),
+            fetch_retry_delay: Duration::from_millis(FETCH_RETRY_DELAY_MS),
             forward: ForwardPolicy::Disabled,
             track_historical_votes: false,
         },
@@ -395,21 +452,22 @@ where
     })
 }
 
+/// Restores the tip's digest and root from marshal's archive; returns the tip's height.
 async fn restore_tip<E: Storage + Clock + Metrics + Spawner>(
     shared: &Shared<E>,
     marshal: &MarshalMailbox,
     genesis_block: &Block,
-) -> Result<(), EngineError> {
-    let mut chain = shared.chain.write().await;
+) -> Result<Height, EngineError> {
+    let mut chain = shared.chain_mut().await;
     let height = chain.tip().height;
     if height == Height::zero() {
         chain.restore_tip(genesis_block);
-        return Ok(());
+        return Ok(height);
     }
     let block = marshal
         .get_block(marshal::Identifier::Height(height))
         .await
         .ok_or(EngineError::MissingTipBlock(height.get()))?;
     chain.restore_tip(block.inner());
-    Ok(())
+    Ok(height)
 }

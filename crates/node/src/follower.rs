@@ -28,7 +28,8 @@ use logos_api::{
     Block,
 };
 use logos_primitives::{format_hash, Address};
-use logos_state::{BlockContext, Genesis};
+use logos_runtime::BlockContext;
+use logos_types::Genesis;
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},

@@ -5,6 +5,10 @@
 //!   finalized blocks.
 //! - [`engine`]: wires p2p channels, marshal (dissemination, backfill, ordered delivery) and
 //!   simplex (ordering and finality) for one validator.
+//! - [`shared`]: the state the application, finalizer, relay and RPC server share, behind one
+//!   small interface.
+//! - [`invariants`]: the runtime's invariants checked after every finalized block (a
+//!   debugging aid, `check_invariants`).
 //! - [`relay`]: transaction relay between validators.
 //! - [`rpc`]: the JSON-RPC server.
 //! - [`config`]: the node configuration file.
@@ -15,5 +19,7 @@ pub mod chain;
 pub mod config;
 pub mod engine;
 pub mod follower;
+pub mod invariants;
 pub mod relay;
 pub mod rpc;
+pub mod shared;

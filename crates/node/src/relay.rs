@@ -5,14 +5,12 @@
 //! message. Receivers admit each transaction into their own mempool with the same checks as
 //! RPC and do not forward it again (validators form a full mesh).
 
-use crate::application::Shared;
+use crate::shared::Shared;
 use commonware_codec::{Decode, Encode, RangeCfg};
 use commonware_p2p::{Receiver, Recipients, Sender};
 use commonware_runtime::{Clock, Metrics, Spawner, Storage, Supervisor};
 use futures::{channel::mpsc, StreamExt};
-use logos_mempool::{Admission, Rejection};
-use logos_primitives::Hash;
-use logos_state::Transaction;
+use logos_types::Transaction;
 use std::sync::Arc;
 use tracing::debug;
 
@@ -21,31 +19,6 @@ pub const RELAY_BATCH_MAX: usize = 1_024;
 /// Capacity of the outbound queue; when full, relaying is skipped (the transaction stays in
 /// the local mempool and is still proposed by this validator).
 pub const RELAY_QUEUE_MAX: usize = 65_536;
-
-/// Admits `transaction` into the mempool after checking it against the finalized state.
-pub async fn admit<E: Storage + Clock + Metrics + Spawner>(
-    shared: &Shared<E>,
-    transaction: Transaction,
-) -> Result<Hash, Rejection> {
-    let account = {
-        let chain = shared.chain.read().await;
-        let tip = chain.tip().digest;
-        Shared::account_at(&chain, &tip, &transaction.sender())
-            .await
-            .unwrap_or_default()
-    };
-    let admission = Admission {
-        chain_id: shared.chain_id,
-        min_fee: shared.genesis.params.min_fee,
-        account,
-        signature_verified: false,
-    };
-    shared
-        .mempool
-        .lock()
-        .expect("mempool lock")
-        .insert(transaction, &admission)
-}
 
 /// Queues transactions for relay.
 #[derive(Clone)]
@@ -108,7 +81,7 @@ where
             continue;
         };
         for transaction in batch {
-            if let Err(rejection) = admit(&shared, transaction).await {
+            if let Err(rejection) = shared.admit(transaction).await {
                 debug!(?peer, %rejection, "relayed transaction rejected");
             }
         }

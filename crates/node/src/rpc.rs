@@ -5,9 +5,9 @@
 //! a request beyond it is answered with error [`RATE_LIMITED`] without being executed.
 
 use crate::{
-    application::{FinalizedBlock, Shared},
     engine::MarshalMailbox,
     relay,
+    shared::{FinalizedBlock, Shared},
 };
 use commonware_codec::Encode;
 use commonware_consensus::marshal::Identifier;
@@ -25,12 +25,12 @@ use jsonrpsee::{
     types::{ErrorObjectOwned, Request},
 };
 use logos_api::rpc::{
-    codes, error, AccountState, BlockInfo, ChainInfo, EventRecord, Head, LogosApiServer,
-    StorageValue, Submitted,
+    codes, error, error_with_data, AccountState, BlockInfo, ChainInfo, EventRecord, Head,
+    LogosApiServer, StorageValue, Submitted,
 };
 use logos_mempool::Rejection;
 use logos_primitives::{format_hash, format_public_key, parse_hash, Address, Height};
-use logos_state::{StorageKey, Transaction, TransactionError};
+use logos_types::{StorageKey, Transaction, TransactionError};
 use std::{net::SocketAddr, num::NonZeroU32, sync::Arc};
 
 /// JSON-RPC error code for a request over the rate limit.
@@ -165,7 +165,7 @@ pub fn rejection_error(rejection: &Rejection) -> ErrorObjectOwned {
         Rejection::AlreadyKnown | Rejection::ReplacementUnderpriced { .. } => codes::ALREADY_KNOWN,
         Rejection::PoolFull => codes::POOL_FULL,
     };
-    error(code, rejection.to_string())
+    error_with_data(code, rejection.to_string(), "mempool", rejection.name())
 }
 
 fn unavailable(message: impl std::fmt::Display) -> ErrorObjectOwned {
@@ -185,10 +185,7 @@ impl<E: Storage + Clock + Metrics + Spawner> RpcServer<E> {
         let block = block.inner();
         let receipts = self
             .shared
-            .recent
-            .lock()
-            .expect("recent lock")
-            .get(&block.height.get())
+            .recent(block.height.get())
             .filter(|finalized| finalized.block == *block)
             .map(|finalized| finalized.executed.receipts.clone());
         Some(BlockInfo::new(block, receipts))
@@ -201,10 +198,10 @@ where
     E: Storage + Clock + Metrics + Spawner + Send + Sync + 'static,
 {
     async fn chain_info(&self) -> Result<ChainInfo, ErrorObjectOwned> {
-        let genesis = &self.shared.genesis;
+        let genesis = self.shared.genesis();
         let validators = genesis.validator_keys().map_err(unavailable)?;
         Ok(ChainInfo {
-            chain_id: self.shared.chain_id,
+            chain_id: self.shared.chain_id(),
             chain_name: genesis.chain_name.clone(),
             validators: validators.iter().map(format_public_key).collect(),
             min_fee: genesis.params.min_fee,
@@ -222,7 +219,9 @@ where
         })?;
         let transaction = Transaction::decode_bytes(&bytes)
             .map_err(|invalid| rejection_error(&Rejection::Invalid(invalid)))?;
-        let hash = relay::admit(&self.shared, transaction.clone())
+        let hash = self
+            .shared
+            .admit(transaction.clone())
             .await
             .map_err(|rejection| rejection_error(&rejection))?;
         self.relay.relay(transaction);
@@ -233,9 +232,9 @@ where
 
     async fn get_account(&self, address: String) -> Result<AccountState, ErrorObjectOwned> {
         let address: Address = address.parse().map_err(invalid_params)?;
-        let chain = self.shared.chain.read().await;
-        let tip = chain.tip().clone();
-        let account = Shared::account_at(&chain, &tip.digest, &address)
+        let (account, tip) = self
+            .shared
+            .finalized_account(&address)
             .await
             .map_err(unavailable)?;
         Ok(AccountState {
@@ -261,14 +260,8 @@ where
     }
 
     async fn get_finalized_head(&self) -> Result<Head, ErrorObjectOwned> {
-        let tip = self.shared.chain.read().await.tip().clone();
-        if let Some(finalized) = self
-            .shared
-            .recent
-            .lock()
-            .expect("recent lock")
-            .get(&tip.height.get())
-        {
+        let tip = self.shared.tip().await;
+        if let Some(finalized) = self.shared.recent(tip.height.get()) {
             return Ok(Head::new(&finalized.block));
         }
         let block = self
@@ -283,7 +276,7 @@ where
         let bytes = hex::decode(key.strip_prefix("0x").unwrap_or(&key)).map_err(invalid_params)?;
         let storage_key = StorageKey::from_bytes(bytes)
             .ok_or_else(|| invalid_params("storage key must be 2 to 128 bytes"))?;
-        let chain = self.shared.chain.read().await;
+        let chain = self.shared.chain().await;
         let tip = chain.tip().clone();
         let proven = chain.prove(&storage_key).await.map_err(unavailable)?;
         let (value, proof) = match proven {
@@ -324,13 +317,13 @@ where
         pending: PendingSubscriptionSink,
     ) -> SubscriptionResult {
         let sink = pending.accept().await?;
-        forward(sink, self.shared.finalized.subscribe(), head_messages);
+        forward(sink, self.shared.subscribe(), head_messages);
         Ok(())
     }
 
     async fn subscribe_events(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
         let sink = pending.accept().await?;
-        forward(sink, self.shared.finalized.subscribe(), event_messages);
+        forward(sink, self.shared.subscribe(), event_messages);
         Ok(())
     }
 }

@@ -15,15 +15,11 @@ use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_runtime::{deterministic, Clock, Quota, Runner, Supervisor};
 use commonware_utils::{probability, NZUsize, NZU32};
 use logos_api::consensus::{consensus_namespace, participants, Scheme};
-use logos_node::{
-    application::Shared,
-    engine::{self, Networks, Node},
-    relay,
-};
+use logos_node::engine::{self, Networks, Node};
 use logos_primitives::{format_public_key, Address, Amount, Hash, Height, PrivateKey, PublicKey};
-use logos_state::{
+use logos_types::{
+    balances,
     genesis::{GenesisAccount, GenesisValidator},
-    modules::balances,
     Call, Genesis, Params, TransactionPayload,
 };
 use std::{sync::Arc, time::Duration};
@@ -161,7 +157,7 @@ async fn start_network(
 }
 
 async fn tip(node: &Node<Context>) -> Height {
-    node.shared.chain.read().await.tip().height
+    node.shared.tip().await.height
 }
 
 /// Waits until every node's finalized tip is at least `height`; panics after `bound`.
@@ -194,7 +190,7 @@ async fn assert_safety(nodes: &[&Node<Context>]) {
     let mut lowest = u64::MAX;
     for node in nodes {
         lowest = lowest.min(tip(node).await.get());
-        let chain = node.shared.chain.read().await;
+        let chain = node.shared.chain().await;
         assert_eq!(
             chain.db_root(),
             chain.tip().state_root,
@@ -225,7 +221,7 @@ async fn assert_safety(nodes: &[&Node<Context>]) {
 async fn submit_transfers(node: &Node<Context>, net: &Network_, count: u64) {
     for nonce in 0..count {
         let transaction = TransactionPayload {
-            chain_id: node.shared.chain_id,
+            chain_id: node.shared.chain_id(),
             sender: net.funded.public_key(),
             nonce,
             fee: Amount(1_000),
@@ -235,7 +231,8 @@ async fn submit_transfers(node: &Node<Context>, net: &Network_, count: u64) {
             }),
         }
         .sign(&net.funded);
-        relay::admit(&node.shared, transaction.clone())
+        node.shared
+            .admit(transaction.clone())
             .await
             .expect("admitted");
         assert!(node.relay.relay(transaction));
@@ -243,12 +240,8 @@ async fn submit_transfers(node: &Node<Context>, net: &Network_, count: u64) {
 }
 
 async fn recipient_balance(node: &Node<Context>) -> Amount {
-    let chain = node.shared.chain.read().await;
-    let tip = chain.tip().digest;
-    Shared::account_at(&chain, &tip, &RECIPIENT)
-        .await
-        .unwrap()
-        .balance
+    let (account, _) = node.shared.finalized_account(&RECIPIENT).await.unwrap();
+    account.balance
 }
 
 fn simulate<F, Fut>(seed: u64, scenario: F)

@@ -7,58 +7,49 @@
 //!    every [`ProvisionerConfig::resync_ms`] all of them (a periodic resync catches drift such
 //!    as a killed workload). Before acting, a worker re-reads what it acts on with proofs.
 //! 2. **Queue.** Environments assigned to it, and rounds it was drawn to cross-check and has
-//!    not voted in, go into a de-duplicating work queue; failed items come back after an
-//!    exponential backoff ([`BACKOFF_BASE_MS`] doubling to [`BACKOFF_MAX_MS`]).
-//! 3. **Reconcile** an assigned environment: ask the provider's agent (a signed
-//!    `logos_api::agent` request) to ensure or destroy it, probe its health endpoint
-//!    (`GET /health`, 2xx = healthy), and report the observed phase on chain when it differs from
-//!    the last report. A stopped or OOM-killed workload is reported `Failed` and restored by the
-//!    next ensure.
-//! 4. **Cross-check** a drawn round: ask the agent what runs and probe the reported endpoint
-//!    itself; vote that the report holds only if both agree with it.
+//!    not voted in, go into a de-duplicating work queue ([`queue`]); failed items come back
+//!    after an exponential backoff.
+//! 3. **Reconcile** an assigned environment: ask the provider's agent what runs, probe the
+//!    workload's health, and let the pure [`core::decide`] say what to do (ensure, destroy,
+//!    report, retry); carry out its effects and decide again on the new view, at most
+//!    [`RECONCILE_STEPS_MAX`] times per item.
+//! 4. **Cross-check** a drawn round: ask the agent what runs, probe the reported endpoint
+//!    itself, and vote what [`core::decide_vote`] says.
 //!
-//! Test-only misbehaviour ([`Byzantine`]) exists so end-to-end tests can show that a lying
-//! provisioner is outvoted and slashed.
+//! Effects go through an [`Effects`] handler: [`AgentEffects`] in the daemon; tests wrap it to
+//! play a lying provisioner, so no misbehaviour is compiled into the shipped binary. The
+//! provisioner verifies proofs; it never executes blocks.
 
+pub mod core;
+mod effects;
 mod probe;
+pub mod queue;
 
+pub use effects::{AgentEffects, Connection, Effects, Target};
+pub use probe::probe_health;
+
+use crate::core::{AgentView, Effect, Observed};
 use futures::future::join_all;
-use logos_api::agent::{
-    request_message, Action, AgentRequest, Observation, WorkloadState, AGENT_NAMESPACE,
-};
+use logos_api::agent::WorkloadState;
 use logos_client::{Client, ClientError, Wallet};
-use logos_primitives::format_public_key;
-use logos_state::{
-    modules::{
-        dvci,
-        operations::{self, Desired, Environment, Phase},
-        provisioning::{self, Assignment, Report},
-    },
-    Call,
+use logos_types::{
+    dvci::{Provider, Providers},
+    operations::{ActiveEnvironments, Environment, EnvironmentId, Environments},
+    provisioning::{Assignment, Assignments, Report},
 };
+use queue::{Item, WorkQueue, QUEUE_MAX};
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::Mutex,
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-pub use probe::probe_health;
-
-/// First retry delay of a failed item, ms.
-pub const BACKOFF_BASE_MS: u64 = 250;
-/// Longest retry delay, ms.
-pub const BACKOFF_MAX_MS: u64 = 8_000;
-/// Most items reconciled at once.
+/// Most items worked on at once.
 pub const WORKERS: usize = 4;
-/// Most items in the work queue.
-pub const QUEUE_MAX: usize = 4_096;
-
-/// Deliberate misbehaviour, for end-to-end tests of slashing only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Byzantine {
-    /// Never touch the agent; report every assigned environment `Running` at a made-up endpoint.
-    ReportRunning,
-}
+/// Most decide-and-act steps per reconciled item before it is retried later.
+pub const RECONCILE_STEPS_MAX: usize = 4;
+/// Shortest time a submitted report is remembered as pending, ms.
+const SUBMITTED_MEMORY_MIN_MS: u64 = 5_000;
 
 /// Provisioner settings.
 #[derive(Clone, Debug)]
@@ -69,8 +60,6 @@ pub struct ProvisionerConfig {
     pub resync_ms: u64,
     /// Timeout of agent requests and health probes, ms.
     pub probe_timeout_ms: u64,
-    /// Misbehaviour (tests only).
-    pub byzantine: Option<Byzantine>,
 }
 
 /// Errors of the provisioner.
@@ -87,113 +76,90 @@ pub enum ProvisionerError {
         /// What went wrong.
         reason: String,
     },
-    /// The environment is in a state the provisioner cannot act on yet.
+    /// The environment is not where it should be yet (retried after a backoff).
     #[error("{0}")]
     NotReady(String),
 }
 
-/// A unit of work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Item {
-    Reconcile(u64),
-    CrossCheck { environment: u64, round: u64 },
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The de-duplicating work queue with per-item backoff.
-#[derive(Default)]
-struct WorkQueue {
-    ready: BTreeSet<Item>,
-    failures: BTreeMap<Item, (u32, Instant)>,
-}
-
-impl WorkQueue {
-    fn add(&mut self, item: Item) {
-        if self.ready.len() < QUEUE_MAX {
-            self.ready.insert(item);
-        }
-    }
-
-    /// Up to `count` items whose backoff has passed.
-    fn take(&mut self, count: usize, now: Instant) -> Vec<Item> {
-        let due: Vec<Item> = self
-            .ready
-            .iter()
-            .filter(|item| self.failures.get(item).is_none_or(|(_, at)| *at <= now))
-            .take(count)
-            .copied()
-            .collect();
-        for item in &due {
-            self.ready.remove(item);
-        }
-        due
-    }
-
-    fn succeeded(&mut self, item: Item) {
-        self.failures.remove(&item);
-    }
-
-    fn failed(&mut self, item: Item, now: Instant) {
-        let failures = self.failures.get(&item).map_or(0, |(count, _)| *count) + 1;
-        let delay_ms = (BACKOFF_BASE_MS << failures.min(10)).min(BACKOFF_MAX_MS);
-        self.failures
-            .insert(item, (failures, now + Duration::from_millis(delay_ms)));
-        self.add(item);
-    }
-}
-
-/// The daemon's state.
-pub struct Provisioner {
+/// The daemon (see the crate docs).
+pub struct Provisioner<E: Effects = AgentEffects> {
     config: ProvisionerConfig,
-    client: Client,
-    wallet: Wallet,
-    http: reqwest::Client,
-    /// Reports submitted and not yet visible in finalized state, to avoid resubmitting them.
-    submitted: Mutex<BTreeMap<u64, (Report, Instant)>>,
-    /// Rounds voted in (bounded: cleared when it reaches [`QUEUE_MAX`]).
-    voted: Mutex<BTreeSet<(u64, u64)>>,
+    connection: Arc<Connection>,
+    effects: E,
+    /// Reports submitted and maybe not yet final, so they are not submitted twice.
+    submitted: Mutex<BTreeMap<EnvironmentId, (Report, Instant)>>,
+    /// Rounds voted in (cleared when it reaches [`QUEUE_MAX`]).
+    voted: Mutex<BTreeSet<(EnvironmentId, u64)>>,
     /// Desired state and assignment last seen per active environment.
-    fingerprints: Mutex<BTreeMap<u64, String>>,
+    fingerprints: Mutex<BTreeMap<EnvironmentId, String>>,
 }
 
-impl Provisioner {
+impl Provisioner<AgentEffects> {
     /// A provisioner signing with `wallet`.
-    pub fn new(config: ProvisionerConfig, client: Client, wallet: Wallet) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.probe_timeout_ms))
-            .build()
-            .expect("HTTP client");
-        Self {
+    pub fn new(
+        config: ProvisionerConfig,
+        client: Client,
+        wallet: Wallet,
+    ) -> Result<Self, ProvisionerError> {
+        Self::with_effects(config, client, wallet, |effects| effects)
+    }
+}
+
+impl<E: Effects> Provisioner<E> {
+    /// A provisioner whose effects go through `wrap(AgentEffects)`.
+    pub fn with_effects(
+        config: ProvisionerConfig,
+        client: Client,
+        wallet: Wallet,
+        wrap: impl FnOnce(AgentEffects) -> E,
+    ) -> Result<Self, ProvisionerError> {
+        let connection = Arc::new(Connection::new(client, wallet, config.probe_timeout_ms)?);
+        Ok(Self {
+            effects: wrap(AgentEffects::new(connection.clone())),
             config,
-            client,
-            wallet,
-            http,
+            connection,
             submitted: Mutex::new(BTreeMap::new()),
             voted: Mutex::new(BTreeSet::new()),
             fingerprints: Mutex::new(BTreeMap::new()),
-        }
+        })
+    }
+
+    fn me(&self) -> logos_primitives::Address {
+        self.connection.wallet.address()
     }
 
     /// Runs the loop until the process ends.
     pub async fn run(self) -> Result<(), ProvisionerError> {
         let mut queue = WorkQueue::default();
         let mut last_head = 0;
-        let mut last_resync = Instant::now() - Duration::from_millis(self.config.resync_ms);
+        let resync = Duration::from_millis(self.config.resync_ms);
+        let mut last_resync: Option<Instant> = None;
         loop {
-            let head = self.client.head_height().await.unwrap_or(last_head);
-            let resync_due = last_resync.elapsed() >= Duration::from_millis(self.config.resync_ms);
+            let head = self
+                .connection
+                .client
+                .head_height()
+                .await
+                .unwrap_or(last_head);
+            let resync_due = last_resync.is_none_or(|at| at.elapsed() >= resync);
             if head != last_head || resync_due {
                 match self.observe(&mut queue, resync_due).await {
                     Ok(()) => {
                         last_head = head;
                         if resync_due {
-                            last_resync = Instant::now();
+                            last_resync = Some(Instant::now());
                         }
                     }
                     Err(error) => tracing::warn!(%error, "observe"),
                 }
             }
-            let now = Instant::now();
-            let items = queue.take(WORKERS, now);
+            let items = queue.take(WORKERS, Instant::now());
             let results = join_all(items.iter().map(|item| self.work(*item))).await;
             for (item, result) in items.into_iter().zip(results) {
                 match result {
@@ -208,65 +174,39 @@ impl Provisioner {
         }
     }
 
-    /// Lists what concerns this provisioner and queues it.
-    /// With `full`, queues every assigned environment (periodic resync); otherwise only those
-    /// whose desired state or assignment changed since the last observation.
+    /// Lists what concerns this provisioner and queues it. With `full`, queues every assigned
+    /// environment (periodic resync); otherwise only those whose desired state or assignment
+    /// changed since the last observation.
     async fn observe(&self, queue: &mut WorkQueue, full: bool) -> Result<(), ProvisionerError> {
-        let me = self.wallet.address();
-        let (active, _) = self
-            .client
-            .read_raw(&operations::active_environments_key())
-            .await?;
-        let active = match active {
-            Some(bytes) => operations::decode_active(&bytes)
-                .map_err(|error| ProvisionerError::NotReady(error.to_string()))?,
-            None => Vec::new(),
-        };
-        let mut fingerprints =
-            std::mem::take(&mut *self.fingerprints.lock().expect("fingerprints lock"));
+        let me = self.me();
+        let client = &self.connection.client;
+        // The listing is a hint (unproven); reconcile re-reads with proofs before acting.
+        let (active, _) = client.value::<ActiveEnvironments>().await?;
+        let mut fingerprints = std::mem::take(&mut *lock(&self.fingerprints));
         fingerprints.retain(|id, _| active.binary_search(id).is_ok());
         for environment in active {
-            // The listing is a hint (unproven); reconcile re-reads with proofs before acting.
-            let (task, _) = self
-                .client
-                .read::<Assignment>(&provisioning::assignment_key(environment))
-                .await?;
-            let (record, _) = self
-                .client
-                .read::<Environment>(&operations::environment_key(environment))
-                .await?;
+            let (task, _) = client.map::<Assignments>(&environment).await?;
+            let (record, _) = client.map::<Environments>(&environment).await?;
             let (Some(task), Some(record)) = (task, record) else {
                 continue;
             };
             let fingerprint = format!("{}:{:?}:{task:?}", record.generation, record.desired);
             let changed =
                 fingerprints.insert(environment, fingerprint.clone()) != Some(fingerprint);
-            if task.assigned == Some(me) && (changed || full) {
+            if core::assigned_to(me, &task) && (changed || full) {
                 queue.add(Item::Reconcile(environment));
             }
-            let running = task
-                .report
-                .as_ref()
-                .is_some_and(|r| r.phase == Phase::Running);
-            let voted = self
-                .voted
-                .lock()
-                .expect("voted lock")
-                .contains(&(environment, task.round))
-                || task.votes.iter().any(|(voter, _)| *voter == me);
-            if task.checkers.contains(&me) && !task.decided() && running && !voted {
+            let voted = lock(&self.voted).contains(&(environment, task.round));
+            if core::must_vote(me, &task) && !voted {
                 queue.add(Item::CrossCheck {
                     environment,
                     round: task.round,
                 });
             }
         }
-        *self.fingerprints.lock().expect("fingerprints lock") = fingerprints;
-        let stale = Duration::from_millis(self.config.resync_ms.max(5_000));
-        self.submitted
-            .lock()
-            .expect("submitted lock")
-            .retain(|_, (_, at)| at.elapsed() < stale);
+        *lock(&self.fingerprints) = fingerprints;
+        let remembered = Duration::from_millis(self.config.resync_ms.max(SUBMITTED_MEMORY_MIN_MS));
+        lock(&self.submitted).retain(|_, (_, at)| at.elapsed() < remembered);
         Ok(())
     }
 
@@ -277,284 +217,121 @@ impl Provisioner {
         }
     }
 
+    /// The environment, its assignment and its provider, read with proofs.
     async fn read_environment(
         &self,
-        environment: u64,
-    ) -> Result<(Environment, Assignment, dvci::Provider), ProvisionerError> {
-        let not_ready = || ProvisionerError::NotReady(format!("environment {environment} gone"));
-        let (record, _) = self
-            .client
-            .read_proven::<Environment>(&operations::environment_key(environment))
-            .await?;
-        let record = record.ok_or_else(not_ready)?;
-        let (task, _) = self
-            .client
-            .read_proven::<Assignment>(&provisioning::assignment_key(environment))
-            .await?;
-        let task = task.ok_or_else(not_ready)?;
-        let (provider, _) = self
-            .client
-            .read_proven::<dvci::Provider>(&dvci::provider_key(record.provider))
-            .await?;
-        let provider = provider.ok_or_else(not_ready)?;
-        Ok((record, task, provider))
+        environment: EnvironmentId,
+    ) -> Result<(Environment, Assignment, Provider), ProvisionerError> {
+        let gone = || ProvisionerError::NotReady(format!("environment {environment} gone"));
+        let client = &self.connection.client;
+        let (record, _) = client.map_proven::<Environments>(&environment).await?;
+        let record = record.ok_or_else(gone)?;
+        let (task, _) = client.map_proven::<Assignments>(&environment).await?;
+        let task = task.ok_or_else(gone)?;
+        let (provider, _) = client.map_proven::<Providers>(&record.provider).await?;
+        Ok((record, task, provider.ok_or_else(gone)?))
+    }
+
+    /// What is observed of `target` given the agent's `view`: the health probe is made only
+    /// when the agent says the current generation runs.
+    async fn observed(&self, view: AgentView, generation: u64) -> Observed {
+        let health = match &view {
+            AgentView::Present(observation)
+                if observation.generation == generation
+                    && observation.workload == WorkloadState::Running =>
+            {
+                Some(self.connection.probe(&observation.endpoint).await)
+            }
+            _ => None,
+        };
+        Observed {
+            agent: view,
+            health,
+        }
     }
 
     /// Makes the assigned environment match its desired state and reports what it sees.
-    async fn reconcile(&self, environment: u64) -> Result<(), ProvisionerError> {
+    async fn reconcile(&self, environment: EnvironmentId) -> Result<(), ProvisionerError> {
         let (record, task, provider) = self.read_environment(environment).await?;
-        if task.assigned != Some(self.wallet.address()) {
+        if !core::assigned_to(self.me(), &task) {
             return Ok(());
         }
-        let report = match (record.desired, self.config.byzantine) {
-            (Desired::Running, Some(Byzantine::ReportRunning)) => Report {
-                generation: record.generation,
-                phase: Phase::Running,
-                endpoint: format!("10.88.250.250:{}", record.spec.workload.health_port),
-                message: "HealthCheckPassed".into(),
-            },
-            (Desired::Running, None) => {
-                // A workload that stopped is reported (with why) before it is restored.
-                let stopped = self
-                    .inspect(&provider, environment)
-                    .await
-                    .filter(|observed| observed.generation == record.generation)
-                    .filter(|observed| observed.workload != WorkloadState::Running);
-                let failure = match stopped {
-                    Some(observed) => Some(self.assess(&record, Some(observed)).await),
-                    None => None,
-                };
-                match failure {
-                    Some(report) if !self.already_reported(environment, &task, &report) => report,
-                    _ => {
-                        let observed = self
-                            .request(&provider, &record, environment, Action::Ensure)
-                            .await?;
-                        self.assess(&record, observed).await
-                    }
-                }
-            }
-            (Desired::Destroyed, _) => {
-                self.request(&provider, &record, environment, Action::Destroy)
-                    .await?;
-                Report {
-                    generation: record.generation,
-                    phase: Phase::Destroyed,
-                    endpoint: String::new(),
-                    message: "Destroyed".into(),
-                }
-            }
-        };
-        self.submit_report(environment, &task, report.clone())
-            .await?;
-        match report.phase {
-            Phase::Running | Phase::Destroyed => Ok(()),
-            // Not there yet: come back after a backoff (and restore it if it stopped).
-            Phase::Pending | Phase::Failed => Err(ProvisionerError::NotReady(format!(
-                "environment {environment}: {}",
-                report.message
-            ))),
-        }
-    }
-
-    /// Turns the agent's observation and a health probe into a report.
-    async fn assess(&self, record: &Environment, observed: Option<Observation>) -> Report {
-        let generation = record.generation;
-        let Some(observed) = observed else {
-            return failed(
-                generation,
-                "Missing: the agent has no such environment".into(),
-            );
-        };
-        match observed.workload {
-            WorkloadState::Running => match probe_health(&self.http, &observed.endpoint).await {
-                Ok(()) => Report {
-                    generation,
-                    phase: Phase::Running,
-                    endpoint: observed.endpoint,
-                    message: "HealthCheckPassed".into(),
-                },
-                Err(_) => Report {
-                    generation,
-                    phase: Phase::Pending,
-                    endpoint: observed.endpoint,
-                    message: "Starting: health check not passing yet".into(),
-                },
-            },
-            WorkloadState::OomKilled { limit_mib } => failed(
-                generation,
-                format!("OOMKilled: exceeded its memory limit of {limit_mib} MiB; restarting"),
-            ),
-            WorkloadState::Exited { code } => {
-                failed(generation, format!("Exited: status {code:?}; restarting"))
-            }
-        }
-    }
-
-    /// True if `report` is on chain or was submitted recently.
-    fn already_reported(&self, environment: u64, task: &Assignment, report: &Report) -> bool {
-        task.report.as_ref() == Some(report)
-            || self
-                .submitted
-                .lock()
-                .expect("submitted lock")
-                .get(&environment)
-                .is_some_and(|(submitted, _)| submitted == report)
-    }
-
-    async fn submit_report(
-        &self,
-        environment: u64,
-        task: &Assignment,
-        report: Report,
-    ) -> Result<(), ProvisionerError> {
-        if self.already_reported(environment, task, &report) {
-            return Ok(());
-        }
-        let phase = report.phase;
-        let call = Call::Provisioning(provisioning::Call::Report {
+        let target = Target {
             environment,
-            report: report.clone(),
-        });
-        let (hash, _) = self.client.submit(&self.wallet, call).await?;
-        tracing::info!(environment, ?phase, %hash, "reported");
-        self.submitted
-            .lock()
-            .expect("submitted lock")
-            .insert(environment, (report, Instant::now()));
-        Ok(())
+            provider: record.provider,
+            agent: provider.endpoint.to_string(),
+            generation: record.generation,
+        };
+        let mut view = self.connection.inspect(&target).await;
+        for _ in 0..RECONCILE_STEPS_MAX {
+            let observed = self.observed(view, record.generation).await;
+            let submitted = lock(&self.submitted)
+                .get(&environment)
+                .map(|(r, _)| r.clone());
+            let effects = core::decide(self.me(), &record, &observed, &task, submitted.as_ref());
+            let mut next = None;
+            for effect in effects {
+                match effect {
+                    Effect::Ensure => next = Some(self.effects.ensure(&target).await),
+                    Effect::Destroy => {
+                        self.effects.destroy(&target).await?;
+                        next = Some(AgentView::Absent);
+                    }
+                    Effect::Report(report) => {
+                        self.effects.report(environment, report.clone()).await?;
+                        lock(&self.submitted).insert(environment, (report, Instant::now()));
+                    }
+                    Effect::Retry(reason) => {
+                        return Err(ProvisionerError::NotReady(format!(
+                            "environment {environment}: {reason}"
+                        )))
+                    }
+                    Effect::Vote { .. } => {}
+                }
+            }
+            match next {
+                Some(new_view) => view = new_view,
+                None => return Ok(()),
+            }
+        }
+        Err(ProvisionerError::NotReady(format!(
+            "environment {environment} did not settle in {RECONCILE_STEPS_MAX} steps"
+        )))
     }
 
     /// Votes on round `round` of `environment`.
-    async fn cross_check(&self, environment: u64, round: u64) -> Result<(), ProvisionerError> {
-        let (_, task, provider) = self.read_environment(environment).await?;
-        let me = self.wallet.address();
-        if task.round != round || !task.checkers.contains(&me) || task.decided() {
-            return Ok(());
-        }
-        let Some(report) = task.report.as_ref() else {
-            return Ok(());
-        };
-        let agent_view = self.inspect(&provider, environment).await;
-        let agent_agrees = agent_view.as_ref().is_some_and(|observed| {
-            observed.workload == WorkloadState::Running && observed.endpoint == report.endpoint
-        });
-        let probe = probe_health(&self.http, &report.endpoint).await;
-        let agrees = agent_agrees && probe.is_ok();
-        let call = Call::Provisioning(provisioning::Call::CrossCheck {
-            environment,
-            round,
-            agrees,
-        });
-        let (hash, _) = self.client.submit(&self.wallet, call).await?;
-        tracing::info!(environment, round, agrees, probe = ?probe.err(), %hash, "cross-checked");
-        let mut voted = self.voted.lock().expect("voted lock");
-        if voted.len() >= QUEUE_MAX {
-            voted.clear();
-        }
-        voted.insert((environment, round));
-        Ok(())
-    }
-
-    /// Sends a signed request to the provider's agent.
-    async fn request(
+    async fn cross_check(
         &self,
-        provider: &dvci::Provider,
-        record: &Environment,
-        environment: u64,
-        action: Action,
-    ) -> Result<Option<Observation>, ProvisionerError> {
-        let (provider_id, generation) = (record.provider, record.generation);
-        let message = request_message(provider_id, environment, generation, action);
-        let signature = self.wallet.sign(AGENT_NAMESPACE, &message);
-        let request = AgentRequest {
-            provider: provider_id,
+        environment: EnvironmentId,
+        round: u64,
+    ) -> Result<(), ProvisionerError> {
+        let (record, task, provider) = self.read_environment(environment).await?;
+        let me = self.me();
+        let Some(report) = task
+            .report
+            .as_ref()
+            .filter(|_| task.round == round && core::must_vote(me, &task))
+        else {
+            return Ok(());
+        };
+        let target = Target {
             environment,
-            generation,
-            action,
-            provisioner: format_public_key(&self.wallet.public_key()),
-            signature: format!(
-                "0x{}",
-                hex::encode(commonware_codec::Encode::encode(&signature))
-            ),
+            provider: record.provider,
+            agent: provider.endpoint.to_string(),
+            generation: record.generation,
         };
-        let url = format!("http://{}/v1/environments/{environment}", provider.endpoint);
-        let agent_error = |reason: String| ProvisionerError::Agent {
-            endpoint: provider.endpoint.clone(),
-            reason,
-        };
-        let response = self
-            .http
-            .post(&url)
-            .json(&request)
-            .send()
-            .await
-            .map_err(|error| agent_error(error.to_string()))?;
-        let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| agent_error(e.to_string()))?;
-        if !status.is_success() {
-            return Err(agent_error(format!("{status}: {body}")));
+        let view = self.connection.inspect(&target).await;
+        let probe = self.connection.probe(&report.endpoint).await;
+        for effect in core::decide_vote(me, round, &task, &view, &probe) {
+            if let Effect::Vote { round, agrees } = effect {
+                self.effects.vote(environment, round, agrees).await?;
+                let mut voted = lock(&self.voted);
+                if voted.len() >= QUEUE_MAX {
+                    voted.clear();
+                }
+                voted.insert((environment, round));
+            }
         }
-        serde_json::from_str(&body).map_err(|error| agent_error(error.to_string()))
-    }
-
-    async fn inspect(&self, provider: &dvci::Provider, environment: u64) -> Option<Observation> {
-        let url = format!("http://{}/v1/environments/{environment}", provider.endpoint);
-        let response = self.http.get(&url).send().await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
-    }
-}
-
-fn failed(generation: u64, message: String) -> Report {
-    Report {
-        generation,
-        phase: Phase::Failed,
-        endpoint: String::new(),
-        message,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_deduplicates_and_backs_off_exponentially() {
-        let mut queue = WorkQueue::default();
-        let start = Instant::now();
-        queue.add(Item::Reconcile(1));
-        queue.add(Item::Reconcile(1));
-        queue.add(Item::Reconcile(2));
-        assert_eq!(
-            queue.take(10, start),
-            vec![Item::Reconcile(1), Item::Reconcile(2)]
-        );
-        assert!(queue.take(10, start).is_empty());
-        queue.failed(Item::Reconcile(1), start);
-        assert!(queue.take(10, start).is_empty(), "backing off");
-        let first = Duration::from_millis(BACKOFF_BASE_MS << 1);
-        assert_eq!(queue.take(10, start + first), vec![Item::Reconcile(1)]);
-        queue.failed(Item::Reconcile(1), start);
-        assert!(queue.take(10, start + first).is_empty(), "doubled");
-        assert_eq!(queue.take(10, start + first * 2), vec![Item::Reconcile(1)]);
-        for _ in 0..20 {
-            queue.failed(Item::Reconcile(1), start);
-            queue.take(10, start + Duration::from_millis(BACKOFF_MAX_MS));
-        }
-        queue.failed(Item::Reconcile(1), start);
-        assert_eq!(
-            queue.take(10, start + Duration::from_millis(BACKOFF_MAX_MS)),
-            vec![Item::Reconcile(1)],
-            "capped"
-        );
-        queue.succeeded(Item::Reconcile(1));
-        queue.add(Item::Reconcile(1));
-        assert_eq!(queue.take(10, start), vec![Item::Reconcile(1)], "reset");
+        Ok(())
     }
 }

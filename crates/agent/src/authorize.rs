@@ -1,0 +1,230 @@
+//! The gatekeeper's decisions, pure: what the agent does with a request given the facts of
+//! finalized chain state. No I/O here; [`crate::gatekeeper`] reads the facts (with proofs) and
+//! acts on the answer.
+//!
+//! A provisioner's request is handled in two steps, the cheap one first so that a forged or
+//! misaddressed request costs no chain reads:
+//! 1. [`verify`]: the request is for this provider and this path, and its signature verifies;
+//! 2. [`authorize`]: finalized state places the environment on this provider at the requested
+//!    generation, wants the requested action, and names the signer as the assigned
+//!    provisioner.
+//!
+//! A tenant's log request must be fresh ([`LOGS_MAX_AGE_S`]) and signed by the environment's
+//! tenant ([`authorize_logs`]). Garbage collection destroys what [`wanted_here`] says finalized
+//! state does not want on this provider.
+
+use commonware_cryptography::Verifier as _;
+use logos_api::agent::{
+    decode_signer, logs_message, request_message, Action, AgentRequest, AGENT_NAMESPACE,
+    LOGS_MAX_AGE_S, LOGS_NAMESPACE,
+};
+use logos_primitives::Address;
+use logos_types::{
+    dvci::ProviderId,
+    operations::{Desired, Environment, EnvironmentId},
+    provisioning::Assignment,
+};
+
+/// Why the agent refuses a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The body names another environment than the path.
+    #[error("path names environment {path}, the body {body}")]
+    PathMismatch {
+        /// Environment of the path.
+        path: EnvironmentId,
+        /// Environment of the body.
+        body: EnvironmentId,
+    },
+    /// The request is for another provider.
+    #[error("addressed to provider {0}")]
+    WrongProvider(ProviderId),
+    /// The key or signature does not decode.
+    #[error("malformed signer: {0}")]
+    MalformedSigner(String),
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Finalized state has no such environment.
+    #[error("not in finalized state")]
+    UnknownEnvironment,
+    /// Finalized state places the environment on another provider.
+    #[error("placed on provider {0}")]
+    PlacedElsewhere(ProviderId),
+    /// The request realizes another generation than finalized state's.
+    #[error("generation {requested} requested, finalized state has {finalized}")]
+    WrongGeneration {
+        /// The request's.
+        requested: u64,
+        /// Finalized state's.
+        finalized: u64,
+    },
+    /// Finalized state wants the other action.
+    #[error("finalized state wants {0:?}")]
+    WrongAction(Action),
+    /// The signer is not the environment's assigned provisioner.
+    #[error("{0} is not the assigned provisioner")]
+    NotAssigned(Address),
+    /// A log request older (or newer) than [`LOGS_MAX_AGE_S`].
+    #[error("log request expired")]
+    Expired,
+    /// A log request not signed by the environment's tenant.
+    #[error("not signed by the tenant")]
+    NotTenant,
+}
+
+impl Refusal {
+    /// True for requests that are malformed in themselves (answered 400, not 403).
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, Refusal::PathMismatch { .. })
+    }
+}
+
+/// A request whose address and signature checked out (only [`verify`] makes one).
+#[derive(Clone, Debug)]
+pub struct SignedRequest {
+    request: AgentRequest,
+    signer: Address,
+}
+
+impl SignedRequest {
+    /// The request.
+    pub fn request(&self) -> &AgentRequest {
+        &self.request
+    }
+
+    /// The signer's address.
+    pub fn signer(&self) -> Address {
+        self.signer
+    }
+}
+
+/// Step 1: `request`, posted to the path of environment `path`, is for `provider` and signed.
+pub fn verify(
+    request: AgentRequest,
+    path: EnvironmentId,
+    provider: ProviderId,
+) -> Result<SignedRequest, Refusal> {
+    if request.environment != path {
+        return Err(Refusal::PathMismatch {
+            path,
+            body: request.environment,
+        });
+    }
+    if request.provider != provider {
+        return Err(Refusal::WrongProvider(request.provider));
+    }
+    let (key, signature) = decode_signer(&request.provisioner, &request.signature)
+        .map_err(Refusal::MalformedSigner)?;
+    let message = request_message(
+        request.provider,
+        request.environment,
+        request.generation,
+        request.action,
+    );
+    if !key.verify(AGENT_NAMESPACE, &message, &signature) {
+        return Err(Refusal::BadSignature);
+    }
+    Ok(SignedRequest {
+        request,
+        signer: Address::from_public_key(&key),
+    })
+}
+
+/// What finalized state says about one environment (read with proofs by the shell).
+#[derive(Clone, Debug, Default)]
+pub struct ChainFacts {
+    /// The environment, if it exists.
+    pub environment: Option<Environment>,
+    /// Its assignment, if it is active.
+    pub assignment: Option<Assignment>,
+}
+
+/// The action finalized state wants for `environment`.
+pub fn wanted_action(environment: &Environment) -> Action {
+    match environment.desired {
+        Desired::Running => Action::Ensure,
+        Desired::Destroyed => Action::Destroy,
+    }
+}
+
+/// Step 2: whether finalized state backs `signed` on `provider` (see the module docs). On
+/// success the request's action is the one to take.
+pub fn authorize(
+    signed: &SignedRequest,
+    provider: ProviderId,
+    facts: &ChainFacts,
+) -> Result<Action, Refusal> {
+    let request = &signed.request;
+    let environment = facts
+        .environment
+        .as_ref()
+        .ok_or(Refusal::UnknownEnvironment)?;
+    if environment.provider != provider {
+        return Err(Refusal::PlacedElsewhere(environment.provider));
+    }
+    if environment.generation != request.generation {
+        return Err(Refusal::WrongGeneration {
+            requested: request.generation,
+            finalized: environment.generation,
+        });
+    }
+    let wanted = wanted_action(environment);
+    if request.action != wanted {
+        return Err(Refusal::WrongAction(wanted));
+    }
+    let assigned = facts.assignment.as_ref().and_then(|task| task.assigned);
+    if assigned != Some(signed.signer) {
+        return Err(Refusal::NotAssigned(signed.signer));
+    }
+    Ok(request.action)
+}
+
+/// A tenant's request for an environment's logs.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct LogsRequest {
+    /// When it was signed, Unix seconds.
+    pub timestamp_s: u64,
+    /// The tenant's key, `0x` hex.
+    pub public_key: String,
+    /// Its signature of `logs_message`, `0x` hex.
+    pub signature: String,
+    /// Most bytes wanted.
+    pub bytes: Option<u64>,
+}
+
+/// Whether `request` (received at `now_s`) may read the logs of `environment` (id `id`).
+pub fn authorize_logs(
+    request: &LogsRequest,
+    id: EnvironmentId,
+    environment: &Environment,
+    now_s: u64,
+) -> Result<(), Refusal> {
+    if now_s.abs_diff(request.timestamp_s) > LOGS_MAX_AGE_S {
+        return Err(Refusal::Expired);
+    }
+    let (key, signature) =
+        decode_signer(&request.public_key, &request.signature).map_err(Refusal::MalformedSigner)?;
+    if Address::from_public_key(&key) != environment.tenant {
+        return Err(Refusal::NotTenant);
+    }
+    if !key.verify(
+        LOGS_NAMESPACE,
+        &logs_message(id, request.timestamp_s),
+        &signature,
+    ) {
+        return Err(Refusal::BadSignature);
+    }
+    Ok(())
+}
+
+/// True if finalized state wants `environment` to run on `provider` (garbage collection
+/// destroys the rest).
+pub fn wanted_here(environment: Option<&Environment>, provider: ProviderId) -> bool {
+    environment.is_some_and(|environment| {
+        environment.desired == Desired::Running && environment.provider == provider
+    })
+}
+
+#[cfg(test)]
+mod tests;

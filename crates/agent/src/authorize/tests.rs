@@ -1,0 +1,278 @@
+//! Every decision of the gatekeeper's core, one refusal reason at a time.
+
+use super::*;
+use commonware_codec::Encode;
+use commonware_cryptography::Signer;
+use logos_primitives::{format_public_key, PrivateKey};
+use logos_types::{
+    catalog::{TemplateId, Workload},
+    codec::BoundedString,
+    dvci::Resources,
+    operations::{Condition, ConditionStatus, ConditionType, Desired, Phase, Spec},
+};
+
+const PROVIDER: ProviderId = ProviderId(3);
+const ID: EnvironmentId = EnvironmentId(42);
+
+fn provisioner() -> PrivateKey {
+    PrivateKey::from_seed(7)
+}
+
+fn tenant() -> PrivateKey {
+    PrivateKey::from_seed(8)
+}
+
+fn sign(key: &PrivateKey, provider: ProviderId, generation: u64, action: Action) -> AgentRequest {
+    let message = request_message(provider, ID, generation, action);
+    AgentRequest {
+        provider,
+        environment: ID,
+        generation,
+        action,
+        provisioner: format_public_key(&key.public_key()),
+        signature: format!(
+            "0x{}",
+            hex::encode(key.sign(AGENT_NAMESPACE, &message).encode())
+        ),
+    }
+}
+
+fn condition(kind: ConditionType) -> Condition {
+    Condition {
+        kind,
+        status: ConditionStatus::Unknown,
+        reason: BoundedString::new(),
+        message: BoundedString::new(),
+        last_transition_height: 0,
+    }
+}
+
+fn environment(desired: Desired) -> Environment {
+    Environment {
+        tenant: Address::from_public_key(&tenant().public_key()),
+        provider: PROVIDER,
+        template: TemplateId(0),
+        spec: Spec {
+            resources: Resources::default(),
+            workload: Workload {
+                image: BoundedString::new(),
+                command: Default::default(),
+                ports: Default::default(),
+                health_port: 8080,
+            },
+        },
+        generation: 2,
+        generation_height: 10,
+        desired,
+        phase: Phase::Pending,
+        observed_generation: 0,
+        endpoint: BoundedString::new(),
+        conditions: ConditionType::ALL.map(condition),
+    }
+}
+
+fn facts(desired: Desired, assigned: Option<&PrivateKey>) -> ChainFacts {
+    ChainFacts {
+        environment: Some(environment(desired)),
+        assignment: Some(Assignment {
+            assigned: assigned.map(|key| Address::from_public_key(&key.public_key())),
+            ..Assignment::default()
+        }),
+    }
+}
+
+fn signed(generation: u64, action: Action) -> SignedRequest {
+    verify(
+        sign(&provisioner(), PROVIDER, generation, action),
+        ID,
+        PROVIDER,
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_assigned_provisioner_gets_the_action_finalized_state_wants() {
+    let me = provisioner();
+    let running = facts(Desired::Running, Some(&me));
+    assert_eq!(
+        authorize(&signed(2, Action::Ensure), PROVIDER, &running),
+        Ok(Action::Ensure)
+    );
+    let destroyed = facts(Desired::Destroyed, Some(&me));
+    assert_eq!(
+        authorize(&signed(2, Action::Destroy), PROVIDER, &destroyed),
+        Ok(Action::Destroy)
+    );
+}
+
+#[test]
+fn verify_refuses_misaddressed_mismatched_and_forged_requests() {
+    let request = sign(&provisioner(), PROVIDER, 2, Action::Ensure);
+    assert_eq!(
+        verify(request.clone(), EnvironmentId(1), PROVIDER).unwrap_err(),
+        Refusal::PathMismatch {
+            path: EnvironmentId(1),
+            body: ID
+        }
+    );
+    assert!(Refusal::PathMismatch { path: ID, body: ID }.is_malformed());
+    assert_eq!(
+        verify(
+            sign(&provisioner(), ProviderId(9), 2, Action::Ensure),
+            ID,
+            PROVIDER
+        )
+        .unwrap_err(),
+        Refusal::WrongProvider(ProviderId(9))
+    );
+    let mut garbled = request.clone();
+    garbled.signature = "0xzz".into();
+    assert!(matches!(
+        verify(garbled, ID, PROVIDER),
+        Err(Refusal::MalformedSigner(_))
+    ));
+    let mut no_key = request.clone();
+    no_key.provisioner = "0x1234".into();
+    assert!(matches!(
+        verify(no_key, ID, PROVIDER),
+        Err(Refusal::MalformedSigner(_))
+    ));
+    // A genuine signature over another generation (a replay of an older request).
+    let mut replayed = sign(&provisioner(), PROVIDER, 1, Action::Ensure);
+    replayed.generation = 2;
+    assert_eq!(
+        verify(replayed, ID, PROVIDER).unwrap_err(),
+        Refusal::BadSignature
+    );
+    // The same signature claimed by another key.
+    let mut impostor = request;
+    impostor.provisioner = format_public_key(&PrivateKey::from_seed(99).public_key());
+    assert_eq!(
+        verify(impostor, ID, PROVIDER).unwrap_err(),
+        Refusal::BadSignature
+    );
+}
+
+#[test]
+fn authorize_refuses_what_finalized_state_does_not_back() {
+    let me = provisioner();
+    let request = signed(2, Action::Ensure);
+    assert_eq!(
+        authorize(&request, PROVIDER, &ChainFacts::default()),
+        Err(Refusal::UnknownEnvironment)
+    );
+    let mut elsewhere = facts(Desired::Running, Some(&me));
+    elsewhere.environment.as_mut().unwrap().provider = ProviderId(4);
+    assert_eq!(
+        authorize(&request, PROVIDER, &elsewhere),
+        Err(Refusal::PlacedElsewhere(ProviderId(4)))
+    );
+    let running = facts(Desired::Running, Some(&me));
+    assert_eq!(
+        authorize(&signed(3, Action::Ensure), PROVIDER, &running),
+        Err(Refusal::WrongGeneration {
+            requested: 3,
+            finalized: 2
+        })
+    );
+    assert_eq!(
+        authorize(&signed(2, Action::Destroy), PROVIDER, &running),
+        Err(Refusal::WrongAction(Action::Ensure))
+    );
+    let destroyed = facts(Desired::Destroyed, Some(&me));
+    assert_eq!(
+        authorize(&request, PROVIDER, &destroyed),
+        Err(Refusal::WrongAction(Action::Destroy))
+    );
+    let signer = request.signer();
+    let stranger = facts(Desired::Running, Some(&tenant()));
+    assert_eq!(
+        authorize(&request, PROVIDER, &stranger),
+        Err(Refusal::NotAssigned(signer))
+    );
+    let unassigned = facts(Desired::Running, None);
+    assert_eq!(
+        authorize(&request, PROVIDER, &unassigned),
+        Err(Refusal::NotAssigned(signer))
+    );
+    let no_assignment = ChainFacts {
+        environment: Some(environment(Desired::Running)),
+        assignment: None,
+    };
+    assert_eq!(
+        authorize(&request, PROVIDER, &no_assignment),
+        Err(Refusal::NotAssigned(signer))
+    );
+}
+
+fn logs_request(key: &PrivateKey, timestamp_s: u64) -> LogsRequest {
+    LogsRequest {
+        timestamp_s,
+        public_key: format_public_key(&key.public_key()),
+        signature: format!(
+            "0x{}",
+            hex::encode(
+                key.sign(LOGS_NAMESPACE, &logs_message(ID, timestamp_s))
+                    .encode()
+            )
+        ),
+        bytes: None,
+    }
+}
+
+#[test]
+fn logs_go_only_to_the_tenant_and_only_fresh() {
+    let record = environment(Desired::Running);
+    let now = 1_000_000;
+    assert_eq!(
+        authorize_logs(&logs_request(&tenant(), now), ID, &record, now),
+        Ok(())
+    );
+    assert_eq!(
+        authorize_logs(
+            &logs_request(&tenant(), now - LOGS_MAX_AGE_S - 1),
+            ID,
+            &record,
+            now
+        ),
+        Err(Refusal::Expired)
+    );
+    assert_eq!(
+        authorize_logs(
+            &logs_request(&tenant(), now + LOGS_MAX_AGE_S + 1),
+            ID,
+            &record,
+            now
+        ),
+        Err(Refusal::Expired)
+    );
+    assert_eq!(
+        authorize_logs(&logs_request(&provisioner(), now), ID, &record, now),
+        Err(Refusal::NotTenant)
+    );
+    // The tenant's signature of another moment.
+    let mut stale = logs_request(&tenant(), now - 5);
+    stale.timestamp_s = now;
+    assert_eq!(
+        authorize_logs(&stale, ID, &record, now),
+        Err(Refusal::BadSignature)
+    );
+    let mut garbled = logs_request(&tenant(), now);
+    garbled.public_key = "nope".into();
+    assert!(matches!(
+        authorize_logs(&garbled, ID, &record, now),
+        Err(Refusal::MalformedSigner(_))
+    ));
+}
+
+#[test]
+fn garbage_collection_keeps_only_what_runs_here() {
+    let running = environment(Desired::Running);
+    assert!(wanted_here(Some(&running), PROVIDER));
+    assert!(!wanted_here(Some(&running), ProviderId(4)));
+    assert!(!wanted_here(
+        Some(&environment(Desired::Destroyed)),
+        PROVIDER
+    ));
+    assert!(!wanted_here(None, PROVIDER));
+}

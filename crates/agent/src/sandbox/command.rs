@@ -1,0 +1,53 @@
+//! Running the system commands the sandbox is built with (`ip`, `iptables`, `kill`).
+
+use crate::driver::DriverError;
+use tokio::process::Command;
+
+/// A driver error from any displayable failure.
+pub fn system(error: impl std::fmt::Display) -> DriverError {
+    DriverError::System(error.to_string())
+}
+
+/// Runs `program args…`; fails with its stderr unless it exits 0.
+pub async fn run(program: &str, args: &[&str]) -> Result<(), DriverError> {
+    run_with_input(program, args, "").await
+}
+
+/// Like [`run`] with `input` on stdin.
+pub async fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), DriverError> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|error| DriverError::System(format!("{program}: {error}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).await.map_err(system)?;
+    }
+    let output = child.wait_with_output().await.map_err(system)?;
+    if !output.status.success() {
+        return Err(DriverError::System(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The standard output of `program args…` (empty if it cannot run).
+pub async fn output(program: &str, args: &[&str]) -> String {
+    match Command::new(program).args(args).output().await {
+        Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Sends SIGKILL to each of `pids` (errors ignored: a process may be gone already).
+pub async fn kill(pids: Vec<String>) {
+    for pid in pids {
+        let _ = run("kill", &["-9", &pid]).await;
+    }
+}

@@ -1,0 +1,423 @@
+//! `logos bench …`: whole-scenario benchmarks.
+//!
+//! `logos bench lease --leases 5 --json` starts a devnet with the sub0layer and measures, per
+//! lease of the "Logos full node" template, the time from submitting `CreateLease` to the
+//! environment's `Ready` and `Verified` conditions (see [`run_lease_bench`] for the fields).
+//!
+//! `logos bench consensus --validators N --seconds S --json` starts an N-validator devnet (as
+//! separate processes), drives signed transfers from funded accounts through the validators'
+//! RPC at `--tps` per second for S seconds, and follows finalized heads over WebSocket. It
+//! prints one JSON object:
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `finality_ms_p50`, `finality_ms_p99` | submission (RPC call start) to the finalized head that carries the transaction, as seen by a subscriber of validator 0 |
+//! | `block_interval_ms_p50` | median difference of consecutive finalized block timestamps |
+//! | `finalized_tps` | transactions submitted in the window and finalized, divided by S |
+//! | `validators` | N |
+//! | `rss_mb_max` | largest peak resident set (VmHWM) over the validator processes, MiB |
+//! | `submitted`, `rejected`, `finalized` | counts |
+
+use crate::network::{self as devnet, DevnetArgs};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use commonware_cryptography::Signer;
+use futures::StreamExt;
+use jsonrpsee::{core::client::Subscription, ws_client::WsClientBuilder};
+use logos_api::rpc::{Head, LogosApiClient};
+use logos_client::keystore;
+use logos_primitives::{format_hash, Address, Amount, PrivateKey};
+use logos_types::{balances, catalog::TemplateId, codec::encode, market, Call, TransactionPayload};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// `logos bench …`
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Finality latency and throughput of an N-validator devnet under transfer load.
+    Consensus {
+        /// Number of validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Length of the load window, seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Offered load, transactions per second.
+        #[arg(long, default_value_t = 2_500)]
+        tps: u64,
+        /// Number of sending accounts.
+        #[arg(long, default_value_t = 64)]
+        accounts: usize,
+        /// Print only the JSON result.
+        #[arg(long)]
+        json: bool,
+        /// Devnet directory (default: a fresh directory under $TMPDIR).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Time from `lease create` to a Running and to a Verified "Logos full node" environment
+    /// (its node synced), over several leases on a fresh devnet with the sub0layer.
+    Lease {
+        /// Number of leases (one after another; each is closed once measured).
+        #[arg(long, default_value_t = 5)]
+        leases: usize,
+        /// Number of validators (each runs a provisioner).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Print only the JSON result.
+        #[arg(long)]
+        json: bool,
+        /// Devnet directory (default: a fresh directory under $TMPDIR).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Runs `logos bench …`.
+pub fn run(command: BenchCommand) -> Result<()> {
+    let (validators, seconds, tps, accounts, json, dir) = match command {
+        BenchCommand::Consensus {
+            validators,
+            seconds,
+            tps,
+            accounts,
+            json,
+            dir,
+        } => (validators, seconds, tps, accounts, json, dir),
+        BenchCommand::Lease {
+            leases,
+            validators,
+            json,
+            dir,
+        } => return run_lease_bench(leases, validators, json, dir),
+    };
+    let args = bench_devnet(validators, accounts, 0, dir);
+    let layout = devnet::init(&args)?;
+    let mut processes = Vec::new();
+    for config in &layout.configs {
+        match devnet::spawn(config, Duration::from_secs(60)) {
+            Ok(process) => processes.push(process),
+            Err(error) => {
+                devnet::stop(&mut processes);
+                return Err(error);
+            }
+        }
+    }
+    if !json {
+        eprintln!("{validators} validators up; loading {tps} tx/s for {seconds} s");
+    }
+    let keys: Result<Vec<PrivateKey>> = (0..accounts)
+        .map(|j| Ok(keystore::load(&layout.keystore, &format!("account-{j}"))?))
+        .collect();
+    let urls: Vec<String> = processes
+        .iter()
+        .map(|process| process.rpc.clone())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = keys.and_then(|keys| runtime.block_on(drive(&urls, keys, tps, seconds)));
+    let pids: Vec<u32> = processes.iter().map(|process| process.child.id()).collect();
+    let rss_mb_max = pids
+        .iter()
+        .filter_map(|pid| peak_rss_mb(*pid))
+        .fold(0.0f64, f64::max);
+    devnet::stop(&mut processes);
+    let _ = std::fs::remove_dir_all(&layout.dir);
+    let mut report = result?;
+    report["validators"] = validators.into();
+    report["rss_mb_max"] = serde_json::json!((rss_mb_max * 10.0).round() / 10.0);
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Peak resident set of `pid` in MiB (VmHWM from /proc).
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Finalized blocks to see before the load starts.
+const WARM_UP_BLOCKS: usize = 10;
+
+struct Sender {
+    key: PrivateKey,
+    nonce: u64,
+}
+
+async fn drive(
+    urls: &[String],
+    keys: Vec<PrivateKey>,
+    tps: u64,
+    seconds: u64,
+) -> Result<serde_json::Value> {
+    let ws_urls: Vec<String> = urls
+        .iter()
+        .map(|url| url.replace("http://", "ws://"))
+        .collect();
+    let mut clients = Vec::new();
+    for url in &ws_urls {
+        clients.push(Arc::new(
+            WsClientBuilder::default()
+                .max_concurrent_requests(4_096)
+                .build(url)
+                .await
+                .with_context(|| format!("connect {url}"))?,
+        ));
+    }
+    let info = clients[0].chain_info().await?;
+    let mut heads: Subscription<Head> = clients[0].subscribe_finalized_heads().await?;
+    let submitted_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let finalized_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let timestamps: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let follower = {
+        let finalized_at = finalized_at.clone();
+        let timestamps = timestamps.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(head)) = heads.next().await {
+                let now = Instant::now();
+                timestamps.lock().expect("lock").push(head.timestamp_ms);
+                let mut finalized = finalized_at.lock().expect("lock");
+                for hash in head.transactions {
+                    finalized.insert(hash, now);
+                }
+            }
+        })
+    };
+    // Warm up: measure steady state, not connection setup.
+    let warm_deadline = Instant::now() + Duration::from_secs(30);
+    while timestamps.lock().expect("lock").len() < WARM_UP_BLOCKS {
+        if Instant::now() > warm_deadline {
+            bail!("the devnet did not finalize {WARM_UP_BLOCKS} blocks within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    timestamps.lock().expect("lock").clear();
+    let mut senders: Vec<Sender> = keys
+        .into_iter()
+        .map(|key| Sender { key, nonce: 0 })
+        .collect();
+    let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tick = Duration::from_millis(10);
+    let per_tick = (tps as f64 * tick.as_secs_f64()).max(1.0);
+    let start = Instant::now();
+    let window = Duration::from_secs(seconds);
+    let mut owed = 0.0;
+    let mut next_sender = 0usize;
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut ticker = tokio::time::interval(tick);
+    while start.elapsed() < window {
+        ticker.tick().await;
+        owed += per_tick;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let index = next_sender;
+            next_sender = (next_sender + 1) % senders.len();
+            let sender = &mut senders[index];
+            let transaction = TransactionPayload {
+                chain_id: info.chain_id,
+                sender: sender.key.public_key(),
+                nonce: sender.nonce,
+                fee: info.min_fee,
+                call: Call::Balances(balances::Call::Transfer {
+                    to: Address([7; 20]),
+                    amount: Amount(1),
+                }),
+            }
+            .sign(&sender.key);
+            sender.nonce += 1;
+            let hash = format_hash(&transaction.hash());
+            let hex = format!("0x{}", hex::encode(encode(&transaction)));
+            let client = clients[index % clients.len()].clone();
+            let submitted_at = submitted_at.clone();
+            let rejected = rejected.clone();
+            in_flight.push(tokio::spawn(async move {
+                submitted_at
+                    .lock()
+                    .expect("lock")
+                    .insert(hash, Instant::now());
+                if client.submit_transaction(hex).await.is_err() {
+                    rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }));
+        }
+        while let Some(Some(_)) = futures::FutureExt::now_or_never(in_flight.next()) {}
+    }
+    while in_flight.next().await.is_some() {}
+    // Let the last submissions finalize.
+    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending = {
+            let submitted = submitted_at.lock().expect("lock");
+            let finalized = finalized_at.lock().expect("lock");
+            submitted
+                .keys()
+                .filter(|hash| !finalized.contains_key(*hash))
+                .count() as u64
+        };
+        if pending <= rejected.load(std::sync::atomic::Ordering::Relaxed)
+            || Instant::now() > drain_deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    follower.abort();
+    let submitted = submitted_at.lock().expect("lock").clone();
+    let finalized = finalized_at.lock().expect("lock").clone();
+    let timed: Vec<(f64, f64)> = submitted
+        .iter()
+        .filter_map(|(hash, sent)| {
+            let done = finalized.get(hash)?;
+            let sent_at_s = sent.saturating_duration_since(start).as_secs_f64();
+            Some((
+                sent_at_s,
+                done.saturating_duration_since(*sent).as_secs_f64() * 1000.0,
+            ))
+        })
+        .collect();
+    let worst =
+        timed.iter().copied().fold(
+            (0.0, 0.0),
+            |worst, sample| if sample.1 > worst.1 { sample } else { worst },
+        );
+    let mut latencies: Vec<f64> = timed.iter().map(|(_, latency)| *latency).collect();
+    if latencies.is_empty() {
+        bail!("no transaction was finalized");
+    }
+    latencies.sort_by(f64::total_cmp);
+    let timestamps = timestamps.lock().expect("lock").clone();
+    let mut intervals: Vec<f64> = timestamps
+        .windows(2)
+        .map(|pair| pair[1].saturating_sub(pair[0]) as f64)
+        .collect();
+    intervals.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "finality_ms_p50": round(percentile(&latencies, 0.50)),
+        "finality_ms_p99": round(percentile(&latencies, 0.99)),
+        "block_interval_ms_p50": round(if intervals.is_empty() { 0.0 } else { percentile(&intervals, 0.50) }),
+        "finalized_tps": round(latencies.len() as f64 / seconds as f64),
+        "offered_tps": tps,
+        "seconds": seconds,
+        "submitted": submitted.len(),
+        "rejected": rejected.load(std::sync::atomic::Ordering::Relaxed),
+        "finalized": latencies.len(),
+        "blocks": timestamps.len(),
+        "finality_ms_max": round(worst.1),
+        "finality_max_at_s": round(worst.0),
+    }))
+}
+
+fn percentile(sorted: &[f64], quantile: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn round(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+/// Devnet options of the benchmarks (ports and network indices apart from a default devnet).
+fn bench_devnet(
+    validators: usize,
+    accounts: usize,
+    providers: usize,
+    dir: Option<PathBuf>,
+) -> DevnetArgs {
+    DevnetArgs {
+        validators,
+        dir: Some(dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("logos-bench-{}", std::process::id()))
+        })),
+        resume: false,
+        init_only: false,
+        p2p_base_port: 31_300,
+        rpc_base_port: 18_545,
+        metrics_base_port: 19_100,
+        block_time_ms: 25,
+        accounts,
+        log_level: "warn".into(),
+        providers,
+        agent_base_port: 17_100,
+        network_base_index: 201,
+        demo: false,
+        external_provisioners: Vec::new(),
+        check_invariants: false,
+    }
+}
+
+/// `logos bench lease`: see [`BenchCommand::Lease`]. Prints one JSON object:
+///
+/// | field | meaning |
+/// |---|---|
+/// | `lease_to_running_ms_p50`, `_max` | `lease create` submitted → the environment's `Ready` condition `True` in finalized state (workload running, health check passing) |
+/// | `lease_to_verified_ms_p50`, `_max` | submitted → `Verified` `True` (a quorum of cross-checks agreed) and the leased node's `/health` says synced |
+/// | `leases`, `validators`, `providers` | the scenario |
+fn run_lease_bench(
+    leases: usize,
+    validators: usize,
+    json: bool,
+    dir: Option<PathBuf>,
+) -> Result<()> {
+    let args = bench_devnet(validators, 0, 2, dir);
+    let layout = devnet::init(&args)?;
+    let mut network = devnet::start(&args, &layout)?;
+    let rpc = network.validators[0].rpc.clone();
+    let keys = layout.keystore.clone();
+    let result = crate::runtime()?.block_on(async move {
+        let client = logos_client::Client::connect(&rpc).await?;
+        let dev = logos_client::Wallet::new(keystore::load(&keys, "dev")?);
+        let mut running = Vec::new();
+        let mut verified = Vec::new();
+        for index in 0..leases {
+            let started = Instant::now();
+            let (lease, _) = logos_client::tenant::create_lease(
+                &client,
+                &dev,
+                TemplateId(0),
+                crate::sub0::REGION,
+                36_000,
+            )
+            .await?;
+            let mut say = |step: String| {
+                if !json {
+                    eprintln!(
+                        "lease {index} [{:>6} ms] {step}",
+                        started.elapsed().as_millis()
+                    )
+                }
+            };
+            let milestones =
+                logos_client::tenant::watch(&client, lease, Duration::from_secs(120), &mut say)
+                    .await?;
+            let ms =
+                |at: Option<Instant>| at.map_or(f64::NAN, |at| (at - started).as_secs_f64() * 1e3);
+            running.push(ms(milestones.running));
+            verified.push(ms(milestones.verified.max(milestones.synced)));
+            let close = Call::Market(market::Call::CloseLease { lease });
+            client.execute(&dev, close).await?;
+        }
+        running.sort_by(f64::total_cmp);
+        verified.sort_by(f64::total_cmp);
+        Ok::<_, anyhow::Error>(serde_json::json!({
+            "leases": leases,
+            "validators": validators,
+            "providers": 2,
+            "lease_to_running_ms_p50": round(percentile(&running, 0.5)),
+            "lease_to_running_ms_max": round(percentile(&running, 1.0)),
+            "lease_to_verified_ms_p50": round(percentile(&verified, 0.5)),
+            "lease_to_verified_ms_max": round(percentile(&verified, 1.0)),
+        }))
+    });
+    network.stop();
+    let result = result?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}

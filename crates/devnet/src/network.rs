@@ -1,0 +1,431 @@
+//! `logos devnet`: a local network of validators, each a separate `logos node run` process on
+//! loopback, with generated keys, genesis and configuration.
+//!
+//! Layout of the devnet directory (default `$TMPDIR/logos-devnet`, recreated unless `--resume`):
+//! ```text
+//! genesis.toml
+//! keys/validator-<i>.key, keys/dev.key, keys/account-<j>.key
+//! validator-<i>/config.toml, validator-<i>/node.log, validator-<i>/storage/…
+//! ```
+//! The `dev` key is funded and is the privileged account (provider admission, catalog,
+//! prices) until governance exists. With `--check-invariants` every validator checks the
+//! runtime's invariants after every finalized block.
+//!
+//! Validator `i` uses p2p port `p2p_base_port + i`, RPC `rpc_base_port + i` and metrics
+//! `metrics_base_port + i`, all on 127.0.0.1. Ctrl-C stops every validator (SIGTERM, then
+//! SIGKILL after 5 s) and exits.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use commonware_cryptography::Signer;
+use logos_client::keystore;
+use logos_primitives::{format_public_key, Address, Amount};
+use logos_types::{
+    genesis::{GenesisAccount, GenesisValidator},
+    Genesis, Params,
+};
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Balance of the `dev` account, smallest unit.
+pub const DEV_BALANCE: u128 = 1_000_000_000_000_000_000_000;
+/// Balance of each validator and each extra account, smallest unit.
+pub const ACCOUNT_BALANCE: u128 = 1_000_000_000_000_000_000;
+
+/// `logos devnet` options.
+#[derive(Args, Clone, Debug)]
+pub struct DevnetArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// Devnet directory (default: $TMPDIR/logos-devnet).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep an existing devnet directory (same keys, genesis and chain) instead of recreating it.
+    #[arg(long)]
+    pub resume: bool,
+    /// Write keys, genesis and configurations, then exit without starting validators.
+    #[arg(long)]
+    pub init_only: bool,
+    /// First p2p port.
+    #[arg(long, default_value_t = 30300)]
+    pub p2p_base_port: u16,
+    /// First RPC port.
+    #[arg(long, default_value_t = 8545)]
+    pub rpc_base_port: u16,
+    /// First metrics port.
+    #[arg(long, default_value_t = 9100)]
+    pub metrics_base_port: u16,
+    /// Minimum time between blocks, ms.
+    #[arg(long, default_value_t = 25)]
+    pub block_time_ms: u64,
+    /// Extra funded accounts (`account-<j>` keys), e.g. for load generation.
+    #[arg(long, default_value_t = 0)]
+    pub accounts: usize,
+    /// Log level of the validators.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Provider agents (sandbox driver) to start and register; 0 runs the chain only.
+    #[arg(long, default_value_t = 2)]
+    pub providers: usize,
+    /// First agent API port.
+    #[arg(long, default_value_t = 7100)]
+    pub agent_base_port: u16,
+    /// Network index of the first agent (bridge lgbrN, environments on 10.88.N.0/24).
+    #[arg(long, default_value_t = 1)]
+    pub network_base_index: u8,
+    /// Also lease the "Logos full node" template and show each step until it is synced.
+    #[arg(long)]
+    pub demo: bool,
+    /// Provisioners (by validator index) that are registered and funded but whose daemon the
+    /// devnet does not start: their operator runs them (`logos provisioner run --key-file
+    /// <dir>/keys/provisioner-<i>.key`).
+    #[arg(long, value_delimiter = ',')]
+    pub external_provisioners: Vec<usize>,
+    /// Check every invariant of the runtime in every validator after every finalized block
+    /// (violations are logged and counted in the `invariant_violations` metric).
+    #[arg(long)]
+    pub check_invariants: bool,
+}
+
+/// A devnet on disk.
+pub struct Layout {
+    /// The devnet directory.
+    pub dir: PathBuf,
+    /// Keystore directory.
+    pub keystore: PathBuf,
+    /// Genesis file.
+    pub genesis: PathBuf,
+    /// One configuration file per validator.
+    pub configs: Vec<PathBuf>,
+    /// One RPC URL per validator.
+    pub rpc_urls: Vec<String>,
+    /// Number of provider agents.
+    pub providers: usize,
+    /// First agent API port.
+    pub agent_base_port: u16,
+}
+
+impl DevnetArgs {
+    fn directory(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("logos-devnet"))
+    }
+}
+
+/// Writes (or, with `--resume`, reuses) the devnet directory.
+pub fn init(args: &DevnetArgs) -> Result<Layout> {
+    if args.validators == 0 {
+        bail!("a devnet needs at least one validator");
+    }
+    let dir = args.directory();
+    let keystore = dir.join("keys");
+    let layout = Layout {
+        keystore: keystore.clone(),
+        genesis: dir.join("genesis.toml"),
+        configs: (0..args.validators)
+            .map(|i| dir.join(format!("validator-{i}")).join("config.toml"))
+            .collect(),
+        rpc_urls: (0..args.validators)
+            .map(|i| format!("http://127.0.0.1:{}", args.rpc_base_port as usize + i))
+            .collect(),
+        dir: dir.clone(),
+        providers: args.providers,
+        agent_base_port: args.agent_base_port,
+    };
+    if args.resume && layout.genesis.exists() {
+        return Ok(layout);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("remove old devnet {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut validators = Vec::new();
+    let mut accounts = Vec::new();
+    for i in 0..args.validators {
+        let key = keystore::generate()?;
+        keystore::save(&keystore, &format!("validator-{i}"), &key)?;
+        validators.push(GenesisValidator {
+            public_key: format_public_key(&key.public_key()),
+            p2p_address: format!("127.0.0.1:{}", args.p2p_base_port as usize + i).parse()?,
+        });
+        accounts.push(GenesisAccount {
+            address: Address::from_public_key(&key.public_key()),
+            balance: Amount(ACCOUNT_BALANCE),
+        });
+    }
+    let dev = keystore::generate()?;
+    keystore::save(&keystore, "dev", &dev)?;
+    accounts.push(GenesisAccount {
+        address: Address::from_public_key(&dev.public_key()),
+        balance: Amount(DEV_BALANCE),
+    });
+    let names = (0..args.accounts)
+        .map(|j| format!("account-{j}"))
+        .chain(crate::sub0::key_names(args.validators, args.providers));
+    for name in names {
+        let key = keystore::generate()?;
+        keystore::save(&keystore, &name, &key)?;
+        accounts.push(GenesisAccount {
+            address: Address::from_public_key(&key.public_key()),
+            balance: Amount(ACCOUNT_BALANCE),
+        });
+    }
+    let timestamp_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let genesis = Genesis {
+        chain_name: "logos-devnet".into(),
+        timestamp_ms,
+        params: Params {
+            privileged_account: Some(Address::from_public_key(&dev.public_key())),
+            ..Params::default()
+        },
+        validators,
+        accounts,
+    };
+    genesis.validate()?;
+    std::fs::write(&layout.genesis, genesis.to_toml()?)?;
+    for (i, config) in layout.configs.iter().enumerate() {
+        std::fs::create_dir_all(config.parent().expect("config has a directory"))?;
+        let text = format!(
+            "key_file = \"../keys/validator-{i}.key\"\ngenesis_file = \"../genesis.toml\"\ndata_dir = \".\"\n\
+             p2p_listen = \"127.0.0.1:{p2p}\"\nrpc_listen = \"127.0.0.1:{rpc}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
+             block_time_ms = {block_time}\nlog_level = \"{level}\"\ncheck_invariants = {check}\n",
+            p2p = args.p2p_base_port as usize + i,
+            rpc = args.rpc_base_port as usize + i,
+            metrics = args.metrics_base_port as usize + i,
+            block_time = args.block_time_ms,
+            level = args.log_level,
+            check = args.check_invariants,
+        );
+        std::fs::write(config, text)?;
+    }
+    Ok(layout)
+}
+
+/// A running validator process.
+pub struct Validator {
+    /// The process.
+    pub child: Child,
+    /// Its RPC URL (from its ready line).
+    pub rpc: String,
+}
+
+/// Starts `logos node run --config <config>`, logging to `node.log` beside the config, and
+/// waits up to `timeout` for its ready line.
+pub fn spawn(config: &Path, timeout: Duration) -> Result<Validator> {
+    let directory = config.parent().expect("config has a directory");
+    let mut args = vec!["node".into(), "run".into(), "--config".into()];
+    args.push(config.as_os_str().to_owned());
+    let (child, ready) = spawn_logos(&args, &directory.join("node.log"), timeout)?;
+    let rpc = ready["rpc"].as_str().unwrap_or_default().to_string();
+    Ok(Validator { child, rpc })
+}
+
+/// Starts `logos <args>` with stderr appended to `log` and waits up to `timeout` for the JSON
+/// line it prints on stdout when ready (`{"ready": true, …}`); returns the child and that line.
+pub fn spawn_logos(
+    args: &[std::ffi::OsString],
+    log: &Path,
+    timeout: Duration,
+) -> Result<(Child, serde_json::Value)> {
+    let directory = log.parent().expect("log has a directory");
+    std::fs::create_dir_all(directory)?;
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .context("spawn logos")?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(remaining) {
+            Ok(line) => {
+                if let Ok(ready) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if ready["ready"] == true {
+                        return Ok((child, ready));
+                    }
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "`logos {}` did not become ready; see {}",
+                    args.join(std::ffi::OsStr::new(" ")).to_string_lossy(),
+                    log.display()
+                );
+            }
+        }
+    }
+}
+
+/// Sends SIGTERM to each validator, waits up to 5 s, then SIGKILLs what is left.
+pub fn stop(validators: &mut [Validator]) {
+    let mut children: Vec<&mut Child> = validators.iter_mut().map(|v| &mut v.child).collect();
+    stop_children(&mut children, Duration::from_secs(5));
+}
+
+/// Sends SIGTERM to each child, waits up to `grace`, then SIGKILLs what is left.
+pub fn stop_children(children: &mut [&mut Child], grace: Duration) {
+    for child in children.iter() {
+        terminate(child.id());
+    }
+    let deadline = Instant::now() + grace;
+    for child in children.iter_mut() {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+}
+
+/// Sends SIGTERM through kill(1) (no unsafe code in this workspace).
+fn terminate(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+/// Runs `logos devnet`.
+pub fn run(args: DevnetArgs) -> Result<()> {
+    let layout = init(&args)?;
+    eprintln!("devnet directory: {}", layout.dir.display());
+    if args.init_only {
+        println!(
+            "{}",
+            serde_json::json!({"dir": layout.dir, "genesis": layout.genesis, "configs": layout.configs, "rpc": layout.rpc_urls})
+        );
+        return Ok(());
+    }
+    let mut network = start(&args, &layout)?;
+    print_summary(&layout, &network);
+    let runtime = crate::runtime()?;
+    let outcome = runtime.block_on(async {
+        if args.demo {
+            if let Err(error) = crate::sub0::demo(&network.validators[0].rpc, &layout).await {
+                eprintln!("demo failed: {error:#}");
+            }
+        }
+        println!("press Ctrl-C to stop");
+        supervise(&mut network).await
+    });
+    network.stop();
+    match outcome {
+        Some(exited) => bail!("{exited}; see the logs under {}", layout.dir.display()),
+        None => {
+            eprintln!("stopped the devnet");
+            Ok(())
+        }
+    }
+}
+
+/// A running devnet: validators, and the sub0layer daemons.
+pub struct Network {
+    /// Validator processes, by index.
+    pub validators: Vec<Validator>,
+    /// Agents and provisioners, with a name for messages.
+    pub daemons: Vec<(String, Child)>,
+}
+
+impl Network {
+    /// Stops daemons first (agents destroy their environments), then validators.
+    pub fn stop(&mut self) {
+        // Agents destroy their environments before they exit: give them time.
+        let mut daemons: Vec<&mut Child> = self.daemons.iter_mut().map(|(_, c)| c).collect();
+        stop_children(&mut daemons, Duration::from_secs(15));
+        stop(&mut self.validators);
+    }
+}
+
+/// Starts the validators and, with providers, the sub0layer (agents, provisioners, catalog).
+pub fn start(args: &DevnetArgs, layout: &Layout) -> Result<Network> {
+    let mut network = Network {
+        validators: Vec::new(),
+        daemons: Vec::new(),
+    };
+    for (i, config) in layout.configs.iter().enumerate() {
+        eprintln!("starting validator {i}…");
+        match spawn(config, Duration::from_secs(60)) {
+            Ok(validator) => network.validators.push(validator),
+            Err(error) => {
+                network.stop();
+                return Err(error);
+            }
+        }
+    }
+    if args.providers > 0 {
+        if let Err(error) = crate::sub0::start(args, layout, &mut network) {
+            network.stop();
+            return Err(error);
+        }
+    }
+    Ok(network)
+}
+
+fn print_summary(layout: &Layout, network: &Network) {
+    for (i, validator) in network.validators.iter().enumerate() {
+        println!(
+            "validator-{i}  rpc {}  ws {}",
+            validator.rpc,
+            validator.rpc.replace("http://", "ws://")
+        );
+    }
+    for (name, child) in &network.daemons {
+        println!("{name}  pid {}", child.id());
+    }
+    println!(
+        "keystore {}  (funded key: dev)\ntry: logos catalog --rpc {rpc}\n     logos lease create --keystore {ks} --from dev --template 0 --wait --rpc {rpc}",
+        layout.keystore.display(),
+        rpc = network.validators[0].rpc,
+        ks = layout.keystore.display(),
+    );
+}
+
+/// Waits for Ctrl-C or SIGTERM (`None`) or for a process to exit (a message saying which).
+async fn supervise(network: &mut Network) -> Option<String> {
+    let watcher = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for (i, validator) in network.validators.iter_mut().enumerate() {
+                if let Ok(Some(status)) = validator.child.try_wait() {
+                    return format!("validator {i} exited ({status})");
+                }
+            }
+            for (name, child) in network.daemons.iter_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return format!("{name} exited ({status})");
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = crate::wait_for_signal() => None,
+        exited = watcher => Some(exited),
+    }
+}

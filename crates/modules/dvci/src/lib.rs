@@ -1,0 +1,448 @@
+//! `dvci` (module index 1): regions, providers and host aggregates of the Distributed Virtual
+//! Computing Infrastructure (seed `002`: DVCI, DRN, host aggregates with a backup buffer).
+//!
+//! Owns [`Regions`], [`Providers`], [`Aggregates`] and the buffer and bond settings; types,
+//! calls and storage are declared in [`logos_types::dvci`].
+//!
+//! - A provider registers with a bond (reserved through `balances`), starts `Pending`, and only
+//!   the privileged origin admits (`Active`) or excludes it. Its owner deregisters it once
+//!   nothing is placed on it, and gets the bond back.
+//! - **Host aggregates and the buffer.** Only active providers count: an aggregate's capacity
+//!   is the sum of its active providers' inventories. Placement ([`Placement::allocate`]) never
+//!   hands out the backup buffer: after it, the aggregate's allocation stays within
+//!   `capacity × (100 − buffer) / 100` in every dimension, and the provider's within its
+//!   inventory. Raising the buffer does not evict what is placed.
+//!
+//! # Invariant ([`Dvci::try_state`])
+//! Each aggregate's capacity and allocation equal the sums over the active providers it lists;
+//! every listed provider is active and of its region and class; every active provider is
+//! listed; no provider's allocation exceeds its inventory.
+
+#[cfg(test)]
+mod tests;
+
+use logos_balances::{Balances, Currency as _};
+use logos_framework::{
+    ensure_privileged, events, Context, DispatchResult, MapExt, Module, Overlay, State,
+    StateReader, TryStateResult, ValueExt,
+};
+use logos_primitives::Amount;
+use logos_types::{
+    codec::BoundedString,
+    corruption,
+    dvci::{
+        Aggregate, Aggregates, BufferPercent, Call, CallHandler, Endpoint, Error, Event,
+        MinimumBond, NextProviderId, Provider, ProviderId, ProviderStatus, Providers, Region,
+        RegionId, Regions, ResourceClass, Resources, BUFFER_PERCENT_MAX, INDEX,
+        REGION_NAME_MAX_BYTES,
+    },
+    DispatchError, Origin, StateError,
+};
+use std::{collections::BTreeMap, future::Future};
+
+/// The `dvci` module.
+pub struct Dvci;
+
+/// What `market` uses of `dvci`: the providers of an aggregate, and placing resources on them.
+pub trait Placement {
+    /// The host aggregate of `class` in `region` (empty if none).
+    fn aggregate<R: StateReader>(
+        overlay: &Overlay<'_, R>,
+        region: RegionId,
+        class: ResourceClass,
+    ) -> impl Future<Output = Result<Aggregate, StateError>> + Send;
+
+    /// A provider's record.
+    fn provider<R: StateReader>(
+        overlay: &Overlay<'_, R>,
+        id: ProviderId,
+    ) -> impl Future<Output = Result<Option<Provider>, StateError>> + Send;
+
+    /// Places `request` on provider `id` if it is active, has room, and the aggregate stays
+    /// outside its buffer; `Ok(false)` (nothing written) otherwise.
+    fn allocate<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        request: &Resources,
+    ) -> impl Future<Output = Result<bool, DispatchError>> + Send;
+
+    /// Returns `released` from provider `id` (and its aggregate while the provider is active).
+    fn release<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        released: &Resources,
+    ) -> impl Future<Output = Result<(), DispatchError>> + Send;
+}
+
+fn aggregate_key(provider: &Provider) -> (RegionId, ResourceClass) {
+    (provider.region, provider.class)
+}
+
+impl Dvci {
+    /// Sum of all provider bonds in a full state (reserved through `balances`).
+    pub fn total_bonds(state: &State) -> Result<Amount, String> {
+        let mut total = Amount::ZERO;
+        for entry in Providers::iter_from(state) {
+            let (_, provider) = entry.map_err(|error| error.to_string())?;
+            total = total.checked_add(provider.bond).ok_or("bonds overflow")?;
+        }
+        Ok(total)
+    }
+
+    /// What placement may still hand out in an aggregate: capacity less the buffer less what is
+    /// allocated (per dimension, floored at zero).
+    pub async fn allocatable<R: StateReader>(
+        overlay: &Overlay<'_, R>,
+        region: RegionId,
+        class: ResourceClass,
+    ) -> Result<Resources, StateError> {
+        let group = Self::aggregate(overlay, region, class).await?;
+        let buffer = BufferPercent::get(overlay).await?;
+        let usable = group.capacity.percent(100u8.saturating_sub(buffer));
+        Ok(usable.saturating_sub(&group.allocated))
+    }
+
+    async fn join_aggregate<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        record: &Provider,
+    ) -> Result<(), DispatchError> {
+        let key = aggregate_key(record);
+        let mut group = Self::aggregate(overlay, key.0, key.1).await?;
+        group.capacity = group
+            .capacity
+            .checked_add(&record.inventory)
+            .ok_or(Error::CapacityOverflow)?;
+        group.allocated = group
+            .allocated
+            .checked_add(&record.allocated)
+            .ok_or(Error::CapacityOverflow)?;
+        if !group
+            .providers
+            .insert_sorted(id)
+            .map_err(|_| Error::AggregateFull)?
+        {
+            return Err(corruption(format!("inactive provider {id} is listed")));
+        }
+        Ok(Aggregates::insert(overlay, &key, &group)?)
+    }
+
+    async fn leave_aggregate<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        record: &Provider,
+    ) -> Result<(), DispatchError> {
+        let key = aggregate_key(record);
+        let mut group = Self::aggregate(overlay, key.0, key.1).await?;
+        let unlisted = || corruption(format!("active provider {id} is not in its aggregate"));
+        if !group.providers.remove_sorted(&id) {
+            return Err(unlisted());
+        }
+        group.capacity = group
+            .capacity
+            .checked_sub(&record.inventory)
+            .ok_or_else(unlisted)?;
+        group.allocated = group
+            .allocated
+            .checked_sub(&record.allocated)
+            .ok_or_else(unlisted)?;
+        Ok(Aggregates::insert(overlay, &key, &group)?)
+    }
+
+    async fn set_status<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        status: ProviderStatus,
+    ) -> DispatchResult {
+        let mut record = Providers::get(overlay, &id)
+            .await?
+            .ok_or(Error::UnknownProvider(id))?;
+        let was_active = record.status == ProviderStatus::Active;
+        let active = status == ProviderStatus::Active;
+        if was_active && !active {
+            Self::leave_aggregate(overlay, id, &record).await?;
+        }
+        if !was_active && active {
+            Self::join_aggregate(overlay, id, &record).await?;
+        }
+        record.status = status;
+        Providers::insert(overlay, &id, &record)?;
+        Ok(events([Event::ProviderStatusChanged {
+            provider: id,
+            status,
+        }]))
+    }
+}
+
+impl Placement for Dvci {
+    async fn aggregate<R: StateReader>(
+        overlay: &Overlay<'_, R>,
+        region: RegionId,
+        class: ResourceClass,
+    ) -> Result<Aggregate, StateError> {
+        Ok(Aggregates::get(overlay, &(region, class))
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn provider<R: StateReader>(
+        overlay: &Overlay<'_, R>,
+        id: ProviderId,
+    ) -> Result<Option<Provider>, StateError> {
+        Providers::get(overlay, &id).await
+    }
+
+    async fn allocate<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        request: &Resources,
+    ) -> Result<bool, DispatchError> {
+        let Some(mut record) = Providers::get(overlay, &id)
+            .await?
+            .filter(|record| record.status == ProviderStatus::Active)
+        else {
+            return Ok(false);
+        };
+        let Some(allocated) = record
+            .allocated
+            .checked_add(request)
+            .filter(|total| total.fits_in(&record.inventory))
+        else {
+            return Ok(false);
+        };
+        if !request.fits_in(&Self::allocatable(overlay, record.region, record.class).await?) {
+            return Ok(false);
+        }
+        let key = aggregate_key(&record);
+        let mut group = Self::aggregate(overlay, key.0, key.1).await?;
+        group.allocated = group
+            .allocated
+            .checked_add(request)
+            .ok_or_else(|| corruption("aggregate allocation overflows its capacity"))?;
+        record.allocated = allocated;
+        Aggregates::insert(overlay, &key, &group)?;
+        Providers::insert(overlay, &id, &record)?;
+        Ok(true)
+    }
+
+    async fn release<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        released: &Resources,
+    ) -> Result<(), DispatchError> {
+        let uncovered = || corruption(format!("release on provider {id} exceeds its placements"));
+        let mut record = Providers::get(overlay, &id)
+            .await?
+            .ok_or_else(|| corruption(format!("release on unknown provider {id}")))?;
+        record.allocated = record
+            .allocated
+            .checked_sub(released)
+            .ok_or_else(uncovered)?;
+        if record.status == ProviderStatus::Active {
+            let key = aggregate_key(&record);
+            let mut group = Self::aggregate(overlay, key.0, key.1).await?;
+            group.allocated = group
+                .allocated
+                .checked_sub(released)
+                .ok_or_else(uncovered)?;
+            Aggregates::insert(overlay, &key, &group)?;
+        }
+        Ok(Providers::insert(overlay, &id, &record)?)
+    }
+}
+
+impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
+    type Output = DispatchResult;
+
+    async fn register_provider(
+        ctx: &mut Context<'_, '_, R>,
+        origin: &Origin,
+        endpoint: &Endpoint,
+        inventory: &Resources,
+        class: &ResourceClass,
+        region: &RegionId,
+        bond: &Amount,
+    ) -> DispatchResult {
+        if endpoint.is_empty() {
+            return Err(Error::EmptyText.into());
+        }
+        if inventory.is_zero() {
+            return Err(Error::EmptyInventory.into());
+        }
+        if !Regions::contains(ctx.overlay, region).await? {
+            return Err(Error::UnknownRegion(*region).into());
+        }
+        let minimum = MinimumBond::get(ctx.overlay).await?;
+        if *bond < minimum {
+            return Err(Error::BondTooLow {
+                offered: *bond,
+                minimum,
+            }
+            .into());
+        }
+        Balances::reserve(ctx.overlay, &origin.sender, *bond).await?;
+        let id = NextProviderId::get(ctx.overlay).await?;
+        NextProviderId::put(ctx.overlay, &id.next().ok_or(Error::IdsExhausted)?)?;
+        let record = Provider {
+            owner: origin.sender,
+            endpoint: endpoint.clone(),
+            inventory: *inventory,
+            class: *class,
+            region: *region,
+            bond: *bond,
+            status: ProviderStatus::Pending,
+            allocated: Resources::default(),
+        };
+        Providers::insert(ctx.overlay, &id, &record)?;
+        Ok(events([Event::ProviderRegistered {
+            provider: id,
+            owner: origin.sender,
+            region: *region,
+            class: *class,
+        }]))
+    }
+
+    async fn deregister_provider(
+        ctx: &mut Context<'_, '_, R>,
+        origin: &Origin,
+        provider: &ProviderId,
+    ) -> DispatchResult {
+        let id = *provider;
+        let record = Providers::get(ctx.overlay, &id)
+            .await?
+            .ok_or(Error::UnknownProvider(id))?;
+        if record.owner != origin.sender {
+            return Err(Error::NotOwner.into());
+        }
+        if !record.allocated.is_zero() {
+            return Err(Error::ProviderBusy(id).into());
+        }
+        if record.status == ProviderStatus::Active {
+            Dvci::leave_aggregate(ctx.overlay, id, &record).await?;
+        }
+        Balances::unreserve(ctx.overlay, &record.owner, record.bond).await?;
+        Providers::remove(ctx.overlay, &id)?;
+        Ok(events([Event::ProviderDeregistered { provider: id }]))
+    }
+
+    async fn set_provider_status(
+        ctx: &mut Context<'_, '_, R>,
+        origin: &Origin,
+        provider: &ProviderId,
+        status: &ProviderStatus,
+    ) -> DispatchResult {
+        ensure_privileged(origin, Error::NotPrivileged)?;
+        Dvci::set_status(ctx.overlay, *provider, *status).await
+    }
+
+    async fn create_region(
+        ctx: &mut Context<'_, '_, R>,
+        origin: &Origin,
+        region: &RegionId,
+        name: &BoundedString<REGION_NAME_MAX_BYTES>,
+    ) -> DispatchResult {
+        ensure_privileged(origin, Error::NotPrivileged)?;
+        if name.is_empty() {
+            return Err(Error::EmptyText.into());
+        }
+        if Regions::contains(ctx.overlay, region).await? {
+            return Err(Error::RegionExists(*region).into());
+        }
+        Regions::insert(ctx.overlay, region, &Region { name: name.clone() })?;
+        Ok(events([Event::RegionCreated { region: *region }]))
+    }
+
+    async fn set_buffer_percent(
+        ctx: &mut Context<'_, '_, R>,
+        origin: &Origin,
+        percent: &u8,
+    ) -> DispatchResult {
+        ensure_privileged(origin, Error::NotPrivileged)?;
+        if *percent > BUFFER_PERCENT_MAX {
+            return Err(Error::BufferTooLarge(*percent).into());
+        }
+        BufferPercent::put(ctx.overlay, percent)?;
+        Ok(events([Event::BufferChanged { percent: *percent }]))
+    }
+
+    async fn set_minimum_bond(
+        ctx: &mut Context<'_, '_, R>,
+        origin: &Origin,
+        bond: &Amount,
+    ) -> DispatchResult {
+        ensure_privileged(origin, Error::NotPrivileged)?;
+        MinimumBond::put(ctx.overlay, bond)?;
+        Ok(events([Event::MinimumBondChanged { bond: *bond }]))
+    }
+}
+
+impl Module for Dvci {
+    const INDEX: u8 = INDEX;
+    const NAME: &'static str = "dvci";
+    type Call = Call;
+
+    async fn dispatch<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        origin: &Origin,
+        call: &Call,
+    ) -> DispatchResult {
+        call.dispatch::<_, Self>(ctx, origin).await
+    }
+
+    /// See the module docs.
+    fn try_state(state: &State) -> TryStateResult {
+        let text = |error: StateError| error.to_string();
+        let providers: BTreeMap<ProviderId, Provider> = Providers::iter_from(state)
+            .collect::<Result<_, _>>()
+            .map_err(text)?;
+        let mut listed = 0usize;
+        for entry in Aggregates::iter_from(state) {
+            let ((region, class), group) = entry.map_err(text)?;
+            let mut capacity = Resources::default();
+            let mut allocated = Resources::default();
+            for id in &group.providers {
+                let record = providers
+                    .get(id)
+                    .ok_or(format!("aggregate lists unknown provider {id}"))?;
+                if record.status != ProviderStatus::Active
+                    || record.region != region
+                    || record.class != class
+                {
+                    return Err(format!(
+                        "aggregate lists provider {id} that is inactive or elsewhere"
+                    ));
+                }
+                capacity = capacity
+                    .checked_add(&record.inventory)
+                    .ok_or("capacity overflow")?;
+                allocated = allocated
+                    .checked_add(&record.allocated)
+                    .ok_or("allocation overflow")?;
+            }
+            if capacity != group.capacity || allocated != group.allocated {
+                return Err(format!(
+                    "aggregate {region}/{class:?} sums differ from its providers"
+                ));
+            }
+            if group.providers.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err(format!("aggregate {region}/{class:?} not ascending"));
+            }
+            listed += group.providers.len();
+        }
+        for (id, record) in &providers {
+            if !record.allocated.fits_in(&record.inventory) {
+                return Err(format!("provider {id} over-allocated"));
+            }
+        }
+        let active = providers
+            .values()
+            .filter(|record| record.status == ProviderStatus::Active)
+            .count();
+        if active != listed {
+            return Err(format!(
+                "{active} active providers, {listed} listed in aggregates"
+            ));
+        }
+        Ok(())
+    }
+}

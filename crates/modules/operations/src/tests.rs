@@ -1,0 +1,77 @@
+//! Tests of `operations` against the mock chain (the lease, provisioner and report paths are
+//! exercised with `provisioning`'s; these cover the tenant's update and the invariant).
+
+use crate::Operations;
+use logos_framework::Module;
+use logos_runtime::mock::{assert_failed, fixtures::provisioned};
+use logos_types::{
+    codec::{encode, BoundedVec},
+    market,
+    operations::{
+        ActiveEnvironments, Call, ConditionStatus, ConditionType, Desired, EnvironmentId,
+        Environments,
+    },
+    StorageMap, StorageValue,
+};
+
+const FIRST: EnvironmentId = EnvironmentId(0);
+
+#[test]
+fn tenant_updates_bump_the_generation() {
+    let mut world = provisioned(2);
+    let stranger = world.provisioners[0].clone();
+    let update = Call::UpdateEnvironment { environment: FIRST };
+    let refused = world.chain.call(&stranger, update.clone());
+    assert_eq!(
+        assert_failed(&refused, "operations", "NotTenant"),
+        "only the tenant may change this environment"
+    );
+    assert_eq!(world.environment().generation, 1);
+    assert!(world.tenant_call(update.clone()).success);
+    let environment = world.environment();
+    assert_eq!(environment.generation, 2);
+    assert_eq!(
+        environment.condition(ConditionType::Ready).status,
+        ConditionStatus::Unknown
+    );
+    let missing = world.tenant_call(Call::UpdateEnvironment {
+        environment: EnvironmentId(9),
+    });
+    assert_failed(&missing, "operations", "UnknownEnvironment");
+    // Once its lease closes, an environment cannot be updated (valid now, invalid a block
+    // later).
+    assert!(
+        world
+            .tenant_call(market::Call::CloseLease {
+                lease: market::LeaseId(0)
+            })
+            .success
+    );
+    assert_eq!(world.environment().desired, Desired::Destroyed);
+    assert_failed(&world.tenant_call(update), "operations", "Destroying");
+    assert_eq!(world.environment().generation, 3);
+}
+
+#[test]
+fn invariant_catches_an_environment_missing_from_the_active_list() {
+    let mut world = provisioned(1);
+    world.chain.state.insert(
+        ActiveEnvironments::key(),
+        encode(&BoundedVec::<EnvironmentId, 8>::new()),
+    );
+    let violation = Operations::try_state(&world.chain.state).unwrap_err();
+    assert!(violation.contains("differs"), "{violation}");
+}
+
+#[test]
+fn invariant_catches_conditions_out_of_order() {
+    let mut world = provisioned(1);
+    let mut environment = world.environment();
+    environment.conditions.swap(1, 2);
+    world
+        .chain
+        .state
+        .insert(Environments::key(&FIRST), encode(&environment));
+    let violation = Operations::try_state(&world.chain.state).unwrap_err();
+    assert!(violation.contains("out of order"), "{violation}");
+}

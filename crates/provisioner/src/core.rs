@@ -1,0 +1,202 @@
+//! The provisioner's decisions, pure: given the desired state, what was observed and the
+//! assignment, which effects to carry out. No I/O here; [`crate::Provisioner`] observes,
+//! calls [`decide`] or [`decide_vote`], and hands each [`Effect`] to its [`crate::Effects`].
+//!
+//! Reconciling an assigned environment (level-triggered: the decision depends only on the
+//! latest observation, never on what happened before):
+//!
+//! | desired | agent says | effects |
+//! |---|---|---|
+//! | any | nothing (unreachable) | retry later |
+//! | Destroyed | it exists | destroy |
+//! | Destroyed | it is absent | report `Destroyed` |
+//! | Running | absent, or another generation | ensure |
+//! | Running | stopped (exited, OOM-killed) | report `Failed` with why, retry later; once that is reported: ensure (restart) |
+//! | Running | running, health check passes | report `Running` at its endpoint |
+//! | Running | running, health check fails | report `Pending`, retry later |
+//!
+//! A report already on chain (or submitted and not yet final) is not submitted again.
+//!
+//! Cross-checking: a checker of the current, undecided round agrees only if the provider's
+//! agent says the workload runs at the reported endpoint *and* its own probe of that endpoint
+//! passes.
+
+use logos_api::agent::{Observation, WorkloadState};
+use logos_primitives::Address;
+use logos_types::{
+    dvci::Endpoint,
+    operations::{Desired, Environment, Message, Phase},
+    provisioning::{Assignment, Report},
+};
+
+/// What the provider's agent says about an environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentView {
+    /// The agent did not answer (or answered something unreadable).
+    Unreachable(String),
+    /// The agent has no such environment.
+    Absent,
+    /// The agent runs (or ran) it.
+    Present(Observation),
+}
+
+/// Everything observed about one environment before deciding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The agent's view.
+    pub agent: AgentView,
+    /// The probe of the workload's health endpoint (made when the agent says it runs).
+    pub health: Option<Result<(), String>>,
+}
+
+/// What the provisioner does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Ask the agent to create, recreate or restart the current generation (resumes with the
+    /// agent's new view).
+    Ensure,
+    /// Ask the agent to remove the environment (resumes with it absent).
+    Destroy,
+    /// Submit this report on chain.
+    Report(Report),
+    /// Vote in the cross-check round.
+    Vote {
+        /// The round.
+        round: u64,
+        /// Whether the report holds.
+        agrees: bool,
+    },
+    /// Come back after a backoff: the environment is not where it should be yet.
+    Retry(String),
+}
+
+fn report(generation: u64, phase: Phase, endpoint: &str, message: &str) -> Report {
+    Report {
+        generation,
+        phase,
+        endpoint: Endpoint::truncated(endpoint),
+        message: Message::truncated(message),
+    }
+}
+
+/// The `Failed` report of a stopped workload.
+fn stopped(generation: u64, workload: &WorkloadState) -> Option<Report> {
+    let message = match workload {
+        WorkloadState::Running => return None,
+        WorkloadState::OomKilled { limit_mib } => {
+            format!("OOMKilled: exceeded its memory limit of {limit_mib} MiB; restarting")
+        }
+        WorkloadState::Exited { code } => format!("Exited: status {code:?}; restarting"),
+    };
+    Some(report(generation, Phase::Failed, "", &message))
+}
+
+/// Reconciles one environment (see the module docs). `submitted` is the last report this
+/// provisioner submitted that may not be final yet.
+pub fn decide(
+    me: Address,
+    desired: &Environment,
+    observed: &Observed,
+    assignment: &Assignment,
+    submitted: Option<&Report>,
+) -> Vec<Effect> {
+    if assignment.assigned != Some(me) {
+        return Vec::new();
+    }
+    let generation = desired.generation;
+    let new = |report: Report| {
+        let known = assignment.report.as_ref() == Some(&report) || submitted == Some(&report);
+        (!known).then_some(Effect::Report(report))
+    };
+    let observation = match (&observed.agent, desired.desired) {
+        (AgentView::Unreachable(reason), _) => {
+            return vec![Effect::Retry(format!("agent unreachable: {reason}"))]
+        }
+        (AgentView::Present(_), Desired::Destroyed) => return vec![Effect::Destroy],
+        (AgentView::Absent, Desired::Destroyed) => {
+            return new(report(generation, Phase::Destroyed, "", "Destroyed"))
+                .into_iter()
+                .collect();
+        }
+        (AgentView::Absent, Desired::Running) => return vec![Effect::Ensure],
+        (AgentView::Present(observation), Desired::Running) => observation,
+    };
+    if observation.generation != generation {
+        return vec![Effect::Ensure];
+    }
+    if let Some(failure) = stopped(generation, &observation.workload) {
+        return match new(failure) {
+            // Reported first (with why), restored next time.
+            Some(effect) => vec![effect, Effect::Retry("workload stopped".into())],
+            None => vec![Effect::Ensure],
+        };
+    }
+    match &observed.health {
+        Some(Ok(())) => new(report(
+            generation,
+            Phase::Running,
+            &observation.endpoint,
+            "HealthCheckPassed",
+        ))
+        .into_iter()
+        .collect(),
+        failing => {
+            let why = match failing {
+                Some(Err(reason)) => reason.clone(),
+                _ => "not probed".into(),
+            };
+            let starting = report(
+                generation,
+                Phase::Pending,
+                &observation.endpoint,
+                "Starting: health check not passing yet",
+            );
+            new(starting)
+                .into_iter()
+                .chain([Effect::Retry(format!("health check: {why}"))])
+                .collect()
+        }
+    }
+}
+
+/// True if `me` should reconcile the environment of `assignment`.
+pub fn assigned_to(me: Address, assignment: &Assignment) -> bool {
+    assignment.assigned == Some(me)
+}
+
+/// True if `me` is a checker of the current round, has not voted, and there is something to
+/// check (an undecided round on a `Running` report).
+pub fn must_vote(me: Address, assignment: &Assignment) -> bool {
+    let running = assignment
+        .report
+        .as_ref()
+        .is_some_and(|report| report.phase == Phase::Running);
+    assignment.checkers.contains(&me) && !assignment.decided() && running && !assignment.voted(&me)
+}
+
+/// The vote of `me` on `round` of `assignment` (see the module docs), or nothing if the round
+/// moved on, is decided, or is not `me`'s to check.
+pub fn decide_vote(
+    me: Address,
+    round: u64,
+    assignment: &Assignment,
+    agent: &AgentView,
+    probe: &Result<(), String>,
+) -> Vec<Effect> {
+    if assignment.round != round || !must_vote(me, assignment) {
+        return Vec::new();
+    }
+    let Some(report) = assignment.report.as_ref() else {
+        return Vec::new();
+    };
+    let agent_agrees = matches!(agent, AgentView::Present(observation)
+        if observation.workload == WorkloadState::Running
+            && observation.endpoint == report.endpoint.as_str());
+    vec![Effect::Vote {
+        round,
+        agrees: agent_agrees && probe.is_ok(),
+    }]
+}
+
+#[cfg(test)]
+mod tests;

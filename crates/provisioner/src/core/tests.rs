@@ -1,0 +1,267 @@
+//! Every effect of the provisioner's core, case by case.
+
+use super::*;
+use logos_api::agent::Observation;
+use logos_types::{
+    catalog::{TemplateId, Workload},
+    codec::BoundedString,
+    dvci::{ProviderId, Resources},
+    operations::{Condition, ConditionStatus, ConditionType, EnvironmentId, Spec},
+};
+
+const ME: Address = Address([1; 20]);
+const OTHER: Address = Address([2; 20]);
+const ENDPOINT: &str = "10.88.1.2:8645";
+
+fn environment(desired: Desired, generation: u64) -> Environment {
+    let condition = |kind| Condition {
+        kind,
+        status: ConditionStatus::Unknown,
+        reason: BoundedString::new(),
+        message: BoundedString::new(),
+        last_transition_height: 0,
+    };
+    Environment {
+        tenant: OTHER,
+        provider: ProviderId(0),
+        template: TemplateId(0),
+        spec: Spec {
+            resources: Resources::default(),
+            workload: Workload {
+                image: BoundedString::new(),
+                command: Default::default(),
+                ports: Default::default(),
+                health_port: 8645,
+            },
+        },
+        generation,
+        generation_height: 1,
+        desired,
+        phase: Phase::Pending,
+        observed_generation: 0,
+        endpoint: BoundedString::new(),
+        conditions: ConditionType::ALL.map(condition),
+    }
+}
+
+fn assigned(to: Address) -> Assignment {
+    Assignment {
+        assigned: Some(to),
+        ..Assignment::default()
+    }
+}
+
+fn present(generation: u64, workload: WorkloadState) -> AgentView {
+    AgentView::Present(Observation {
+        environment: EnvironmentId(0),
+        generation,
+        workload,
+        endpoint: ENDPOINT.into(),
+        restarts: 0,
+    })
+}
+
+fn observed(agent: AgentView, health: Option<Result<(), String>>) -> Observed {
+    Observed { agent, health }
+}
+
+fn running_report(generation: u64) -> Report {
+    report(generation, Phase::Running, ENDPOINT, "HealthCheckPassed")
+}
+
+#[test]
+fn nothing_to_do_unless_assigned() {
+    let seen = observed(AgentView::Absent, None);
+    let desired = environment(Desired::Running, 1);
+    assert!(decide(ME, &desired, &seen, &assigned(OTHER), None).is_empty());
+    assert!(decide(ME, &desired, &seen, &Assignment::default(), None).is_empty());
+}
+
+#[test]
+fn an_unreachable_agent_is_retried() {
+    let seen = observed(AgentView::Unreachable("refused".into()), None);
+    for desired in [Desired::Running, Desired::Destroyed] {
+        let effects = decide(ME, &environment(desired, 1), &seen, &assigned(ME), None);
+        assert!(
+            matches!(effects.as_slice(), [Effect::Retry(reason)] if reason.contains("refused"))
+        );
+    }
+}
+
+#[test]
+fn running_is_ensured_when_absent_or_of_another_generation() {
+    let desired = environment(Desired::Running, 2);
+    let absent = observed(AgentView::Absent, None);
+    assert_eq!(
+        decide(ME, &desired, &absent, &assigned(ME), None),
+        vec![Effect::Ensure]
+    );
+    let old = observed(present(1, WorkloadState::Running), Some(Ok(())));
+    assert_eq!(
+        decide(ME, &desired, &old, &assigned(ME), None),
+        vec![Effect::Ensure]
+    );
+}
+
+#[test]
+fn a_healthy_workload_is_reported_running_once() {
+    let desired = environment(Desired::Running, 1);
+    let healthy = observed(present(1, WorkloadState::Running), Some(Ok(())));
+    assert_eq!(
+        decide(ME, &desired, &healthy, &assigned(ME), None),
+        vec![Effect::Report(running_report(1))]
+    );
+    let mut reported = assigned(ME);
+    reported.report = Some(running_report(1));
+    assert!(
+        decide(ME, &desired, &healthy, &reported, None).is_empty(),
+        "on chain already"
+    );
+    let pending = running_report(1);
+    assert!(
+        decide(ME, &desired, &healthy, &assigned(ME), Some(&pending)).is_empty(),
+        "submitted already"
+    );
+}
+
+#[test]
+fn an_unhealthy_workload_is_reported_pending_and_retried() {
+    let desired = environment(Desired::Running, 1);
+    let unhealthy = observed(present(1, WorkloadState::Running), Some(Err("503".into())));
+    let effects = decide(ME, &desired, &unhealthy, &assigned(ME), None);
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Report(report), Effect::Retry(reason)]
+            if report.phase == Phase::Pending && reason.contains("503")
+    ));
+    let Effect::Report(starting) = effects[0].clone() else {
+        unreachable!()
+    };
+    let again = decide(ME, &desired, &unhealthy, &assigned(ME), Some(&starting));
+    assert!(matches!(again.as_slice(), [Effect::Retry(_)]), "{again:?}");
+}
+
+#[test]
+fn a_stopped_workload_is_reported_then_restored() {
+    let desired = environment(Desired::Running, 1);
+    for workload in [
+        WorkloadState::OomKilled { limit_mib: 64 },
+        WorkloadState::Exited { code: Some(1) },
+    ] {
+        let stopped_view = observed(present(1, workload.clone()), None);
+        let effects = decide(ME, &desired, &stopped_view, &assigned(ME), None);
+        let [Effect::Report(failure), Effect::Retry(_)] = effects.as_slice() else {
+            panic!("{effects:?}");
+        };
+        assert_eq!(failure.phase, Phase::Failed);
+        let reason = match workload {
+            WorkloadState::OomKilled { .. } => "OOMKilled",
+            _ => "Exited",
+        };
+        assert!(failure.message.starts_with(reason), "{}", failure.message);
+        let mut reported = assigned(ME);
+        reported.report = Some(failure.clone());
+        assert_eq!(
+            decide(ME, &desired, &stopped_view, &reported, None),
+            vec![Effect::Ensure],
+            "restored once the failure is on chain"
+        );
+    }
+}
+
+#[test]
+fn destroyed_is_removed_then_reported() {
+    let desired = environment(Desired::Destroyed, 2);
+    let there = observed(present(1, WorkloadState::Running), None);
+    assert_eq!(
+        decide(ME, &desired, &there, &assigned(ME), None),
+        vec![Effect::Destroy]
+    );
+    let gone = observed(AgentView::Absent, None);
+    let effects = decide(ME, &desired, &gone, &assigned(ME), None);
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Report(report)] if report.phase == Phase::Destroyed && report.generation == 2
+    ));
+    let Effect::Report(destroyed) = &effects[0] else {
+        unreachable!()
+    };
+    assert!(decide(ME, &desired, &gone, &assigned(ME), Some(destroyed)).is_empty());
+}
+
+fn round(report: Report) -> Assignment {
+    Assignment {
+        assigned: Some(OTHER),
+        report: Some(report),
+        round: 4,
+        checkers: vec![ME, Address([3; 20])].try_into().unwrap(),
+        ..Assignment::default()
+    }
+}
+
+#[test]
+fn a_checker_agrees_only_when_the_agent_and_its_own_probe_agree() {
+    let task = round(running_report(1));
+    let running = present(1, WorkloadState::Running);
+    assert!(must_vote(ME, &task));
+    assert_eq!(
+        decide_vote(ME, 4, &task, &running, &Ok(())),
+        vec![Effect::Vote {
+            round: 4,
+            agrees: true
+        }]
+    );
+    let disagree = Effect::Vote {
+        round: 4,
+        agrees: false,
+    };
+    assert_eq!(
+        decide_vote(ME, 4, &task, &running, &Err("refused".into())),
+        vec![disagree.clone()]
+    );
+    let exited = present(1, WorkloadState::Exited { code: None });
+    assert_eq!(
+        decide_vote(ME, 4, &task, &exited, &Ok(())),
+        vec![disagree.clone()]
+    );
+    assert_eq!(
+        decide_vote(ME, 4, &task, &AgentView::Absent, &Ok(())),
+        vec![disagree.clone()]
+    );
+    let mut elsewhere = running_report(1);
+    elsewhere.endpoint = "10.88.250.250:8645".try_into().unwrap();
+    assert_eq!(
+        decide_vote(ME, 4, &round(elsewhere), &running, &Ok(())),
+        vec![disagree],
+        "a report at a made-up endpoint is contradicted"
+    );
+}
+
+#[test]
+fn no_vote_outside_ones_own_open_round() {
+    let task = round(running_report(1));
+    let running = present(1, WorkloadState::Running);
+    assert!(
+        decide_vote(ME, 3, &task, &running, &Ok(())).is_empty(),
+        "another round"
+    );
+    assert!(
+        decide_vote(OTHER, 4, &task, &running, &Ok(())).is_empty(),
+        "not a checker"
+    );
+    let mut voted = task.clone();
+    voted.votes = vec![(ME, true)].try_into().unwrap();
+    assert!(!must_vote(ME, &voted));
+    assert!(
+        decide_vote(ME, 4, &voted, &running, &Ok(())).is_empty(),
+        "voted already"
+    );
+    let mut decided = task.clone();
+    decided.votes = vec![(ME, true), (Address([3; 20]), true)]
+        .try_into()
+        .unwrap();
+    assert!(decide_vote(Address([3; 20]), 4, &decided, &running, &Ok(())).is_empty());
+    let failed = round(report(1, Phase::Failed, "", "Exited"));
+    assert!(!must_vote(ME, &failed), "nothing to check");
+    assert!(assigned_to(OTHER, &task) && !assigned_to(ME, &task));
+}

@@ -1,0 +1,230 @@
+//! Carrying out the core's effects, and the observations it decides on: the provider agent's
+//! HTTP API (`logos_api::agent`), health probes, and submissions to the chain.
+
+use crate::{core::AgentView, probe::probe_health, ProvisionerError};
+use logos_api::agent::{request_message, Action, AgentRequest, Observation, AGENT_NAMESPACE};
+use logos_client::{Client, Wallet};
+use logos_primitives::format_public_key;
+use logos_types::{
+    dvci::ProviderId,
+    operations::EnvironmentId,
+    provisioning::{self, Report},
+    Call,
+};
+use std::{future::Future, sync::Arc, time::Duration};
+
+/// Where an effect on an environment goes.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The environment.
+    pub environment: EnvironmentId,
+    /// Its provider.
+    pub provider: ProviderId,
+    /// The provider's agent (`host:port`).
+    pub agent: String,
+    /// The generation of desired state the effect realizes.
+    pub generation: u64,
+}
+
+/// What a provisioner talks to: the chain (as its wallet) and, over HTTP, agents and
+/// workloads.
+pub struct Connection {
+    /// The chain.
+    pub client: Client,
+    /// The provisioner's signing key.
+    pub wallet: Wallet,
+    /// HTTP client for agents and probes (bounded by the probe timeout).
+    pub http: reqwest::Client,
+}
+
+impl Connection {
+    /// A connection whose HTTP requests time out after `timeout_ms`.
+    pub fn new(client: Client, wallet: Wallet, timeout_ms: u64) -> Result<Self, ProvisionerError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(timeout_ms))
+            .build()
+            .map_err(|error| ProvisionerError::NotReady(error.to_string()))?;
+        Ok(Self {
+            client,
+            wallet,
+            http,
+        })
+    }
+
+    /// What `target`'s agent says about its environment.
+    pub async fn inspect(&self, target: &Target) -> AgentView {
+        let url = environment_url(target);
+        let response = match self.http.get(&url).send().await {
+            Ok(response) => response,
+            Err(error) => return AgentView::Unreachable(error.to_string()),
+        };
+        match response.status() {
+            status if status == reqwest::StatusCode::NOT_FOUND => AgentView::Absent,
+            status if status.is_success() => match response.json::<Observation>().await {
+                Ok(observation) => AgentView::Present(observation),
+                Err(error) => AgentView::Unreachable(error.to_string()),
+            },
+            status => AgentView::Unreachable(format!("agent answered {status}")),
+        }
+    }
+
+    /// Probes `GET http://{endpoint}/health`.
+    pub async fn probe(&self, endpoint: &str) -> Result<(), String> {
+        probe_health(&self.http, endpoint).await
+    }
+}
+
+fn environment_url(target: &Target) -> String {
+    format!(
+        "http://{}/v1/environments/{}",
+        target.agent, target.environment
+    )
+}
+
+/// Carries out effects. The daemon uses [`AgentEffects`]; tests inject misbehaviour by
+/// wrapping it (a provisioner that lies in its reports, say), never in the shipped binary.
+pub trait Effects: Send + Sync + 'static {
+    /// Asks the agent to ensure the target's generation; the agent's new view.
+    fn ensure(&self, target: &Target) -> impl Future<Output = AgentView> + Send;
+
+    /// Asks the agent to remove the target's environment.
+    fn destroy(&self, target: &Target)
+        -> impl Future<Output = Result<(), ProvisionerError>> + Send;
+
+    /// Submits `report` on `environment`.
+    fn report(
+        &self,
+        environment: EnvironmentId,
+        report: Report,
+    ) -> impl Future<Output = Result<(), ProvisionerError>> + Send;
+
+    /// Submits a cross-check vote.
+    fn vote(
+        &self,
+        environment: EnvironmentId,
+        round: u64,
+        agrees: bool,
+    ) -> impl Future<Output = Result<(), ProvisionerError>> + Send;
+}
+
+/// The real effects: signed agent requests and chain submissions.
+#[derive(Clone)]
+pub struct AgentEffects {
+    connection: Arc<Connection>,
+}
+
+impl AgentEffects {
+    /// Effects through `connection`.
+    pub fn new(connection: Arc<Connection>) -> Self {
+        Self { connection }
+    }
+
+    /// The connection the effects go through.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Sends a signed `action` request for `target` to its agent; the observation it answers.
+    async fn request(
+        &self,
+        target: &Target,
+        action: Action,
+    ) -> Result<Option<Observation>, ProvisionerError> {
+        let wallet = &self.connection.wallet;
+        let message = request_message(
+            target.provider,
+            target.environment,
+            target.generation,
+            action,
+        );
+        let signature = wallet.sign(AGENT_NAMESPACE, &message);
+        let request = AgentRequest {
+            provider: target.provider,
+            environment: target.environment,
+            generation: target.generation,
+            action,
+            provisioner: format_public_key(&wallet.public_key()),
+            signature: format!(
+                "0x{}",
+                hex::encode(commonware_codec::Encode::encode(&signature))
+            ),
+        };
+        let agent_error = |reason: String| ProvisionerError::Agent {
+            endpoint: target.agent.clone(),
+            reason,
+        };
+        let response = self
+            .connection
+            .http
+            .post(environment_url(target))
+            .json(&request)
+            .send()
+            .await
+            .map_err(|error| agent_error(error.to_string()))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|error| agent_error(error.to_string()))?;
+        if !status.is_success() {
+            return Err(agent_error(format!("{status}: {body}")));
+        }
+        serde_json::from_str(&body).map_err(|error| agent_error(error.to_string()))
+    }
+
+    async fn submit(&self, call: provisioning::Call) -> Result<String, ProvisionerError> {
+        let connection = &self.connection;
+        let (hash, _) = connection
+            .client
+            .submit(&connection.wallet, Call::Provisioning(call))
+            .await?;
+        Ok(hash)
+    }
+}
+
+impl Effects for AgentEffects {
+    async fn ensure(&self, target: &Target) -> AgentView {
+        match self.request(target, Action::Ensure).await {
+            Ok(Some(observation)) => AgentView::Present(observation),
+            Ok(None) => AgentView::Absent,
+            Err(error) => AgentView::Unreachable(error.to_string()),
+        }
+    }
+
+    async fn destroy(&self, target: &Target) -> Result<(), ProvisionerError> {
+        self.request(target, Action::Destroy).await.map(|_| ())
+    }
+
+    async fn report(
+        &self,
+        environment: EnvironmentId,
+        report: Report,
+    ) -> Result<(), ProvisionerError> {
+        let phase = report.phase;
+        let hash = self
+            .submit(provisioning::Call::Report {
+                environment,
+                report,
+            })
+            .await?;
+        tracing::info!(%environment, ?phase, %hash, "reported");
+        Ok(())
+    }
+
+    async fn vote(
+        &self,
+        environment: EnvironmentId,
+        round: u64,
+        agrees: bool,
+    ) -> Result<(), ProvisionerError> {
+        let hash = self
+            .submit(provisioning::Call::CrossCheck {
+                environment,
+                round,
+                agrees,
+            })
+            .await?;
+        tracing::info!(%environment, round, agrees, %hash, "cross-checked");
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! The Logos runtime: the on-chain modules composed in their fixed order.
+//!
+//! Execution is a pure function of (state before, block context, transactions): no wall clock,
+//! no floats, no randomness beyond the block's, no hash-map iteration. State is read through a
+//! `StateReader` (the node backs it with its authenticated store, tests with a map) and changed
+//! only through the write set that [`execute_block`] returns.
+//!
+//! # Block execution, step by step
+//! 1. For each transaction, in block order:
+//!    - its chain id must equal the network's, its nonce must equal the sender's next nonce, and
+//!      its fee must be at least `min_fee` and covered by the sender's balance; otherwise the
+//!      whole block is invalid ([`BlockError`]);
+//!    - the fee moves from the sender to the block's author and the nonce increments;
+//!    - the call runs in a layer of its own ([`dispatch`]): on success its writes and events
+//!      are kept, on a [`DispatchError`] they are dropped and the receipt names the module and
+//!      error (the fee stays paid).
+//! 2. The end-of-block hooks run in module order ([`on_block_end`]): `market` bills leases,
+//!    `provisioning` keeps assignments alive. A failing hook's writes are dropped and a
+//!    `HookFailed` event says why; the chain goes on.
+//! 3. The block's write set is the union of all kept writes, in key order.
+//!
+//! Signatures are checked by the caller before execution (the node batches them); see
+//! `Transaction::verify_signature`.
+//!
+//! # Module layering
+//! ```text
+//! provisioning (4) ──▶ operations (3) ──▶ catalog (5)
+//!      │                                    ▲
+//!      ▼                                    │
+//! balances (0) ◀── dvci (1) ◀── market (2) ─┘
+//!      ▲                          │
+//!      └──────────────────────────┘
+//! ```
+//! Arrows point to the module used. `market` needs an environment per lease from the modules
+//! above it: it declares [`logos_market::EnvironmentLifecycle`], and [`Runtime`] implements it
+//! with `operations` (desired state) and `provisioning` (assignment).
+//!
+//! # Chain-wide invariants ([`try_state_all`])
+//! Every module's `try_state`, and the reserved-balance conservation: the sum of all reserved
+//! balances equals the provider bonds plus the open leases' escrow plus the provisioner stakes.
+
+mod executor;
+#[cfg(any(test, feature = "mock"))]
+pub mod mock;
+
+pub use executor::{execute_block, BlockError, BlockOutcome};
+pub use logos_framework::{BlockContext, State, StateReader, WriteSet};
+
+use executor::hook_failure;
+use logos_balances::Balances;
+use logos_catalog::CatalogModule;
+use logos_dvci::Dvci;
+use logos_framework::{Context, DispatchResult, Module, Overlay, TryStateResult};
+use logos_market::{EnvironmentLifecycle, Market, NewEnvironment};
+use logos_operations::{EnvironmentState as _, Operations};
+use logos_provisioning::Provisioning;
+use logos_types::{market::LeaseId, operations::EnvironmentId, Call, Event, Genesis, Origin};
+
+/// The runtime: wires the modules together (see the crate docs).
+pub struct Runtime;
+
+/// The market, creating environments through the runtime.
+pub type MarketModule = Market<Runtime>;
+
+impl EnvironmentLifecycle for Runtime {
+    async fn create<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        environment: NewEnvironment,
+    ) -> DispatchResult {
+        let id = EnvironmentId::from(environment.lease);
+        let mut emitted = Operations::create(
+            ctx,
+            id,
+            environment.tenant,
+            environment.provider,
+            environment.template,
+            environment.spec,
+        )
+        .await?;
+        emitted.extend(Provisioning::assign_new(ctx, id).await?);
+        Ok(emitted)
+    }
+
+    async fn destroy<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        lease: LeaseId,
+    ) -> DispatchResult {
+        Operations::destroy(ctx, EnvironmentId::from(lease)).await
+    }
+}
+
+/// Routes `call` to its module.
+pub async fn dispatch<R: StateReader>(
+    ctx: &mut Context<'_, '_, R>,
+    origin: &Origin,
+    call: &Call,
+) -> DispatchResult {
+    match call {
+        Call::Balances(call) => Balances::dispatch(ctx, origin, call).await,
+        Call::Dvci(call) => Dvci::dispatch(ctx, origin, call).await,
+        Call::Market(call) => MarketModule::dispatch(ctx, origin, call).await,
+        Call::Operations(call) => Operations::dispatch(ctx, origin, call).await,
+        Call::Provisioning(call) => Provisioning::dispatch(ctx, origin, call).await,
+        Call::Catalog(call) => CatalogModule::dispatch(ctx, origin, call).await,
+    }
+}
+
+/// Runs one module's end-of-block hook in a layer of its own (see the crate docs).
+async fn hook<M: Module, R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    block: &BlockContext,
+    emitted: &mut Vec<Event>,
+) -> Result<(), BlockError> {
+    let mut ctx = Context {
+        overlay: &mut *overlay,
+        block,
+    };
+    match M::on_block_end(&mut ctx).await {
+        Ok(events) => {
+            overlay.commit();
+            emitted.extend(events);
+        }
+        Err(error) => {
+            overlay.rollback();
+            emitted.push(hook_failure(M::NAME, error)?);
+        }
+    }
+    Ok(())
+}
+
+/// The end-of-block hooks of every module, in module index order.
+pub async fn on_block_end<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    block: &BlockContext,
+) -> Result<Vec<Event>, BlockError> {
+    let mut emitted = Vec::new();
+    hook::<Balances, R>(overlay, block, &mut emitted).await?;
+    hook::<Dvci, R>(overlay, block, &mut emitted).await?;
+    hook::<MarketModule, R>(overlay, block, &mut emitted).await?;
+    hook::<Operations, R>(overlay, block, &mut emitted).await?;
+    hook::<Provisioning, R>(overlay, block, &mut emitted).await?;
+    hook::<CatalogModule, R>(overlay, block, &mut emitted).await?;
+    Ok(emitted)
+}
+
+/// The state a network starts from: every module's genesis writes.
+pub fn genesis_state(genesis: &Genesis) -> Result<WriteSet, String> {
+    let mut writes = WriteSet::new();
+    for module_writes in [
+        Balances::genesis(genesis)?,
+        Dvci::genesis(genesis)?,
+        MarketModule::genesis(genesis)?,
+        Operations::genesis(genesis)?,
+        Provisioning::genesis(genesis)?,
+        CatalogModule::genesis(genesis)?,
+    ] {
+        writes.extend(module_writes);
+    }
+    Ok(writes)
+}
+
+/// A module's name and its invariant check.
+type Check = (&'static str, fn(&State) -> TryStateResult);
+
+/// Every module's invariants and the chain-wide ones (see the crate docs) over a full state.
+pub fn try_state_all(state: &State) -> TryStateResult {
+    let checks: [Check; 6] = [
+        (Balances::NAME, Balances::try_state),
+        (Dvci::NAME, Dvci::try_state),
+        (MarketModule::NAME, MarketModule::try_state),
+        (Operations::NAME, Operations::try_state),
+        (Provisioning::NAME, Provisioning::try_state),
+        (CatalogModule::NAME, CatalogModule::try_state),
+    ];
+    for (module, check) in checks {
+        check(state).map_err(|violation| format!("{module}: {violation}"))?;
+    }
+    reserves_conserved(state).map_err(|violation| format!("runtime: {violation}"))
+}
+
+/// Reserved balances = provider bonds + open lease escrow + provisioner stakes.
+fn reserves_conserved(state: &State) -> Result<(), String> {
+    let reserved = Balances::total_reserved(state)?;
+    let bonds = Dvci::total_bonds(state)?;
+    let escrow = MarketModule::total_escrow(state)?;
+    let stakes = Provisioning::total_stake(state)?;
+    let held = bonds
+        .checked_add(escrow)
+        .and_then(|held| held.checked_add(stakes))
+        .ok_or("held tokens overflow")?;
+    if reserved != held {
+        return Err(format!(
+            "reserved {reserved} != bonds {bonds} + escrow {escrow} + stakes {stakes}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

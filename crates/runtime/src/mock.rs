@@ -1,0 +1,419 @@
+//! A mock chain for module tests: a map state, blocks applied through the real executor, and
+//! [`try_state_all`](crate::try_state_all) (every module's invariants and the chain-wide ones)
+//! checked after every block.
+
+use crate::{execute_block, genesis_state, try_state_all, BlockError};
+use commonware_cryptography::Signer;
+use futures::executor::block_on;
+use logos_framework::{apply, BlockContext, MapExt, State, ValueExt, WriteSet};
+use logos_primitives::{hash, Address, Amount, ChainId, PrivateKey};
+use logos_types::{
+    balances::{AccountInfo, Accounts},
+    genesis::GenesisAccount,
+    Call, Event, Genesis, Params, Receipt, StorageMap, StorageValue, Transaction,
+    TransactionPayload,
+};
+use std::collections::BTreeMap;
+
+/// The mock chain.
+pub struct MockChain {
+    /// Full state.
+    pub state: State,
+    /// Chain id of transactions.
+    pub chain_id: ChainId,
+    /// Author of every block.
+    pub author: Address,
+    /// Height of the last block.
+    pub height: u64,
+    /// Chain parameters.
+    pub params: Params,
+    nonces: BTreeMap<Address, u64>,
+}
+
+/// The address of `key`.
+pub fn address(key: &PrivateKey) -> Address {
+    Address::from_public_key(&key.public_key())
+}
+
+impl MockChain {
+    /// A chain whose genesis funds `balances`.
+    pub fn new(balances: &[(Address, u128)]) -> Self {
+        let genesis = Genesis {
+            chain_name: "mock".into(),
+            timestamp_ms: 0,
+            params: Params::default(),
+            validators: Vec::new(),
+            accounts: balances
+                .iter()
+                .map(|(address, amount)| GenesisAccount {
+                    address: *address,
+                    balance: Amount(*amount),
+                })
+                .collect(),
+        };
+        let mut chain = Self {
+            state: State::new(),
+            chain_id: ChainId(hash(&[b"mock"])),
+            author: Address([0xAA; 20]),
+            height: 0,
+            params: Params::default(),
+            nonces: BTreeMap::new(),
+        };
+        chain.apply(genesis_state(&genesis).expect("mock genesis"));
+        chain
+    }
+
+    fn apply(&mut self, writes: WriteSet) {
+        apply(&mut self.state, writes);
+        if let Err(violation) = try_state_all(&self.state) {
+            panic!("invariant broken after block {}: {violation}", self.height);
+        }
+    }
+
+    /// Executes one block of `transactions`; on error the state is untouched.
+    pub fn execute(&mut self, transactions: &[Transaction]) -> Result<Vec<Receipt>, BlockError> {
+        Ok(self.execute_with_events(transactions)?.0)
+    }
+
+    /// Like [`Self::execute`], also returning the end-of-block events.
+    pub fn execute_with_events(
+        &mut self,
+        transactions: &[Transaction],
+    ) -> Result<(Vec<Receipt>, Vec<Event>), BlockError> {
+        let context = BlockContext {
+            chain_id: self.chain_id,
+            height: self.height + 1,
+            author: self.author,
+            params: self.params.clone(),
+            randomness: hash(&[&self.height.to_be_bytes()]),
+        };
+        let outcome = block_on(execute_block(&self.state, &context, transactions))?;
+        self.height += 1;
+        self.apply(outcome.writes);
+        Ok((outcome.receipts, outcome.block_events))
+    }
+
+    /// `call` signed by `key` with its next nonce and the minimum fee.
+    pub fn sign(&mut self, key: &PrivateKey, call: Call) -> Transaction {
+        let nonce = self.nonces.entry(address(key)).or_default();
+        let transaction = TransactionPayload {
+            chain_id: self.chain_id,
+            sender: key.public_key(),
+            nonce: *nonce,
+            fee: self.params.min_fee,
+            call,
+        }
+        .sign(key);
+        *nonce += 1;
+        transaction
+    }
+
+    /// Signs `call` from `key` and executes it alone in a block; returns its receipt.
+    pub fn call(&mut self, key: &PrivateKey, call: impl Into<Call>) -> Receipt {
+        let transaction = self.sign(key, call.into());
+        self.execute(&[transaction])
+            .expect("a valid block")
+            .remove(0)
+    }
+
+    /// Runs `blocks` empty blocks.
+    pub fn advance(&mut self, blocks: u64) {
+        for _ in 0..blocks {
+            self.execute(&[]).expect("an empty block is valid");
+        }
+    }
+
+    /// The value of map item `I` under `key`.
+    pub fn map<I: StorageMap>(&self, key: &I::Key) -> Option<I::Value> {
+        I::get_from(&self.state, key).expect("stored values decode")
+    }
+
+    /// The value of item `I` (its default while absent).
+    pub fn value<I: StorageValue>(&self) -> I::Value {
+        I::get_from(&self.state).expect("stored values decode")
+    }
+
+    /// `address`'s account.
+    pub fn account(&self, address: &Address) -> AccountInfo {
+        self.map::<Accounts>(address).unwrap_or_default()
+    }
+}
+
+/// Asserts that `receipt` failed with `module`'s `error` (by name); returns the error's text.
+pub fn assert_failed(receipt: &Receipt, module: &str, error: &str) -> String {
+    assert!(
+        !receipt.success,
+        "expected {module}::{error}, the call succeeded"
+    );
+    let failure = receipt
+        .error
+        .as_ref()
+        .expect("a failed call names its error");
+    assert_eq!(
+        (failure.module.as_str(), failure.error.as_str()),
+        (module, error),
+        "{failure}"
+    );
+    failure.message.clone()
+}
+
+/// A market to lease from: region [`REGION`], active providers, product 0 "small"
+/// ([`small`], [`UNITS`] compute units), template 0 "Logos full node" and a compute-hosted
+/// price of [`PRICE`] per compute unit per block (a rate of 20 per block).
+pub mod fixtures {
+    use super::*;
+    use logos_types::{
+        catalog::{self, Product, ProductId, Template, TemplateId, Workload},
+        dvci::{self, ProviderId, ProviderStatus, RegionId, ResourceClass, Resources},
+        market::{self, LeaseId},
+        operations::{Environment, EnvironmentId, Environments, Phase},
+        provisioning::{self, Assignment, Assignments, Report},
+    };
+
+    /// The fixtures' region.
+    pub const REGION: RegionId = RegionId(1);
+    /// Price per compute unit per block.
+    pub const PRICE: u128 = 10;
+    /// Compute units of product 0.
+    pub const UNITS: u32 = 2;
+    /// Stake of each fixture provisioner.
+    pub const STAKE: Amount = Amount(2_000_000);
+
+    /// What product 0 gets.
+    pub fn small() -> Resources {
+        Resources {
+            vcpu: 2,
+            memory_mib: 2_048,
+            disk_gib: 20,
+            gpus: 0,
+        }
+    }
+
+    /// A 10-vCPU provider's inventory.
+    pub fn machine() -> Resources {
+        Resources {
+            vcpu: 10,
+            memory_mib: 10_240,
+            disk_gib: 100,
+            gpus: 0,
+        }
+    }
+
+    /// The chain and its actors: `root` is privileged, `owner` owns the providers, `tenant`
+    /// leases, `provisioners` are registered with [`STAKE`].
+    pub struct World {
+        /// The chain.
+        pub chain: MockChain,
+        /// The privileged account's key.
+        pub root: PrivateKey,
+        /// The providers' owner.
+        pub owner: PrivateKey,
+        /// The tenant.
+        pub tenant: PrivateKey,
+        /// Registered provisioners.
+        pub provisioners: Vec<PrivateKey>,
+    }
+
+    /// `providers` active providers in [`REGION`], the catalog and a price.
+    pub fn market(providers: u64) -> World {
+        let (root, owner, tenant) = (
+            PrivateKey::from_seed(1),
+            PrivateKey::from_seed(2),
+            PrivateKey::from_seed(3),
+        );
+        let mut chain = MockChain::new(&[
+            (address(&root), 1_000_000_000),
+            (address(&owner), 1_000_000_000),
+            (address(&tenant), 1_000_000),
+        ]);
+        chain.params.privileged_account = Some(address(&root));
+        let mut world = World {
+            chain,
+            root,
+            owner,
+            tenant,
+            provisioners: Vec::new(),
+        };
+        world.privileged(dvci::Call::CreateRegion {
+            region: REGION,
+            name: "local".try_into().expect("short name"),
+        });
+        for provider in 0..providers {
+            let endpoint = format!("127.0.0.1:{}", 7_000 + provider);
+            let owner = world.owner.clone();
+            let registered = world.chain.call(
+                &owner,
+                dvci::Call::RegisterProvider {
+                    endpoint: endpoint.as_str().try_into().expect("short endpoint"),
+                    inventory: machine(),
+                    class: ResourceClass::ComputeHosted,
+                    region: REGION,
+                    bond: Amount(1_000_000),
+                },
+            );
+            assert!(registered.success, "{registered:?}");
+            world.privileged(dvci::Call::SetProviderStatus {
+                provider: ProviderId(provider),
+                status: ProviderStatus::Active,
+            });
+        }
+        world.privileged(catalog::Call::SetProduct {
+            id: ProductId(0),
+            product: Product {
+                name: "small".try_into().expect("short name"),
+                resources: small(),
+                class: ResourceClass::ComputeHosted,
+                compute_units: UNITS,
+            },
+        });
+        world.privileged(catalog::Call::SetTemplate {
+            id: TemplateId(0),
+            template: Template {
+                name: "Logos full node".try_into().expect("short name"),
+                product: ProductId(0),
+                workload: workload(&["logos", "node"], 8545),
+            },
+        });
+        world.privileged(market::Call::SetPrice {
+            class: ResourceClass::ComputeHosted,
+            price: Amount(PRICE),
+        });
+        world
+    }
+
+    /// A workload running `command` with `port` declared and probed.
+    pub fn workload(command: &[&str], port: u16) -> Workload {
+        Workload {
+            image: Default::default(),
+            command: command
+                .iter()
+                .map(|part| (*part).try_into().expect("short argument"))
+                .collect::<Vec<_>>()
+                .try_into()
+                .expect("few arguments"),
+            ports: vec![port].try_into().expect("one port"),
+            health_port: port,
+        }
+    }
+
+    /// One active provider, `count` registered provisioners and one lease (environment 0) of
+    /// 10,000 blocks.
+    pub fn provisioned(count: u64) -> World {
+        let mut world = market(1);
+        for seed in 0..count {
+            let key = PrivateKey::from_seed(100 + seed);
+            let root = world.root.clone();
+            let funded = world.chain.call(
+                &root,
+                logos_types::balances::Call::Transfer {
+                    to: address(&key),
+                    amount: Amount(10_000_000),
+                },
+            );
+            assert!(funded.success);
+            let registered = world.chain.call(
+                &key,
+                provisioning::Call::RegisterProvisioner { stake: STAKE },
+            );
+            assert!(registered.success, "{registered:?}");
+            world.provisioners.push(key);
+        }
+        let created = world.lease(10_000);
+        assert!(created.success, "{created:?}");
+        world
+    }
+
+    impl World {
+        /// Runs `call` from the privileged account and asserts that it succeeded.
+        pub fn privileged(&mut self, call: impl Into<Call>) -> Receipt {
+            let root = self.root.clone();
+            let receipt = self.chain.call(&root, call);
+            assert!(receipt.success, "{receipt:?}");
+            receipt
+        }
+
+        /// Runs `call` from the tenant.
+        pub fn tenant_call(&mut self, call: impl Into<Call>) -> Receipt {
+            let tenant = self.tenant.clone();
+            self.chain.call(&tenant, call)
+        }
+
+        /// The tenant leases template 0 in [`REGION`] for `blocks` blocks.
+        pub fn lease(&mut self, blocks: u64) -> Receipt {
+            self.tenant_call(market::Call::CreateLease {
+                template: TemplateId(0),
+                region: REGION,
+                blocks,
+            })
+        }
+
+        /// A lease.
+        pub fn lease_record(&self, id: u64) -> market::Lease {
+            self.chain
+                .map::<market::Leases>(&LeaseId(id))
+                .expect("lease stored")
+        }
+
+        /// Environment 0.
+        pub fn environment(&self) -> Environment {
+            self.chain
+                .map::<Environments>(&EnvironmentId(0))
+                .expect("environment 0")
+        }
+
+        /// Environment 0's assignment.
+        pub fn assignment(&self) -> Assignment {
+            self.chain
+                .map::<Assignments>(&EnvironmentId(0))
+                .expect("environment 0 assigned")
+        }
+
+        /// The fixture provisioner with `account`.
+        pub fn key_of(&self, account: Address) -> PrivateKey {
+            self.provisioners
+                .iter()
+                .find(|key| address(key) == account)
+                .expect("a fixture provisioner")
+                .clone()
+        }
+
+        /// A provisioning call from `key`.
+        pub fn provisioning(&mut self, key: &PrivateKey, call: provisioning::Call) -> Receipt {
+            self.chain.call(key, call)
+        }
+
+        /// `key` reports environment 0's `generation` in `phase`.
+        pub fn report(&mut self, key: &PrivateKey, generation: u64, phase: Phase) -> Receipt {
+            let report = Report {
+                generation,
+                phase,
+                endpoint: "10.88.1.2:8645".try_into().expect("short endpoint"),
+                message: "HealthCheckPassed: 200".try_into().expect("short message"),
+            };
+            self.provisioning(
+                key,
+                provisioning::Call::Report {
+                    environment: EnvironmentId(0),
+                    report,
+                },
+            )
+        }
+
+        /// Every checker of environment 0's round votes `agrees`.
+        pub fn vote_all(&mut self, agrees: bool) {
+            let task = self.assignment();
+            for checker in task.checkers {
+                let key = self.key_of(checker);
+                let receipt = self.provisioning(
+                    &key,
+                    provisioning::Call::CrossCheck {
+                        environment: EnvironmentId(0),
+                        round: task.round,
+                        agrees,
+                    },
+                );
+                assert!(receipt.success, "{receipt:?}");
+            }
+        }
+    }
+}

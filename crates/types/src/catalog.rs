@@ -1,0 +1,163 @@
+//! Types of `catalog` (module index 5): the products (machine types) and templates (a product
+//! plus a workload, e.g. "Logos full node") tenants lease from (seed `003`: W3bI catalog).
+//!
+//! # Storage
+//! | item | key | value |
+//! |---|---|---|
+//! | 0 [`Products`] | [`ProductId`] | [`Product`] |
+//! | 1 [`Templates`] | [`TemplateId`] | [`Template`] |
+//!
+//! # Calls
+//! | index | call | origin |
+//! |---|---|---|
+//! | 0 | [`Call::SetProduct`] | privileged |
+//! | 1 | [`Call::SetTemplate`] | privileged; its product must exist |
+
+use crate::{
+    codec::{BoundedString, BoundedVec},
+    dvci::{ResourceClass, Resources},
+    storage, Codec, Dispatch, MaxEncodeSize, ModuleError,
+};
+
+/// Module index of `catalog`.
+pub const INDEX: u8 = 5;
+
+/// Longest product or template name, bytes.
+pub const NAME_MAX_BYTES: usize = 64;
+/// Longest image reference or command argument, bytes.
+pub const ARGUMENT_MAX_BYTES: usize = 256;
+/// Most command arguments of a workload.
+pub const ARGUMENTS_MAX: usize = 16;
+/// Most ports a workload declares.
+pub const PORTS_MAX: usize = 16;
+
+/// A product or template name.
+pub type Name = BoundedString<NAME_MAX_BYTES>;
+/// An image reference or a command argument.
+pub type Argument = BoundedString<ARGUMENT_MAX_BYTES>;
+
+id_type!(
+    /// Identifies a product (machine type).
+    ProductId(u32)
+);
+id_type!(
+    /// Identifies a template.
+    TemplateId(u32)
+);
+
+/// A machine type of the catalog.
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
+)]
+pub struct Product {
+    /// Name, e.g. `small`.
+    pub name: Name,
+    /// What an environment of this product gets.
+    pub resources: Resources,
+    /// Where it runs.
+    pub class: ResourceClass,
+    /// Compute units it is billed for per block.
+    pub compute_units: u32,
+}
+
+/// What runs in an environment: an image or command, its ports and its health check.
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
+)]
+pub struct Workload {
+    /// Image reference (empty for a plain command).
+    pub image: Argument,
+    /// Command and arguments.
+    pub command: BoundedVec<Argument, ARGUMENTS_MAX>,
+    /// Ports reachable from outside the environment.
+    pub ports: BoundedVec<u16, PORTS_MAX>,
+    /// Port probed for health (`GET /health`).
+    pub health_port: u16,
+}
+
+/// A product plus a workload, e.g. "Logos full node".
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
+)]
+pub struct Template {
+    /// Name.
+    pub name: Name,
+    /// The machine type.
+    pub product: ProductId,
+    /// What runs.
+    pub workload: Workload,
+}
+
+/// Calls of `catalog`.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    Codec,
+    MaxEncodeSize,
+    Dispatch,
+)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Call {
+    /// (privileged) Create or replace a product.
+    #[index(0)]
+    SetProduct {
+        /// Its id.
+        id: ProductId,
+        /// The product.
+        product: Product,
+    },
+    /// (privileged) Create or replace a template.
+    #[index(1)]
+    SetTemplate {
+        /// Its id.
+        id: TemplateId,
+        /// The template.
+        template: Template,
+    },
+}
+
+/// Events of `catalog`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A product was created or replaced.
+    ProductSet {
+        /// Its id.
+        id: ProductId,
+    },
+    /// A template was created or replaced.
+    TemplateSet {
+        /// Its id.
+        id: TemplateId,
+    },
+}
+
+/// Errors of `catalog`.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, ModuleError)]
+#[module_error(index = INDEX, name = "catalog")]
+pub enum Error {
+    /// Only the privileged origin may make this call.
+    #[index(0)]
+    #[error("privileged call from an unprivileged account")]
+    NotPrivileged,
+    /// No such product.
+    #[index(1)]
+    #[error("unknown product {0}")]
+    UnknownProduct(ProductId),
+    /// A product with no resources or no compute units.
+    #[index(2)]
+    #[error("a product needs resources and compute units")]
+    EmptyProduct,
+}
+
+storage! {
+    module = INDEX;
+    /// Products by id.
+    pub Products: map(0) ProductId => Product;
+    /// Templates by id.
+    pub Templates: map(1) TemplateId => Template;
+}

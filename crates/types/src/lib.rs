@@ -1,0 +1,56 @@
+//! What clients, daemons and the runtime share about the Logos chain's state machine, and
+//! nothing that executes it.
+//!
+//! For every on-chain module (one submodule each, named after it) this crate holds its records,
+//! its `Call` enum, its `Event` and `Error` enums, its typed ids and its storage items:
+//!
+//! | index | module | owns |
+//! |---|---|---|
+//! | 0 | [`balances`] | accounts (nonce, free and reserved balance), total issuance, the community account |
+//! | 1 | [`dvci`] | regions, bonded providers, host aggregates with a backup buffer |
+//! | 2 | [`market`] | the price table, leases with escrow billed every block |
+//! | 3 | [`operations`] | desired state of environments (spec, generation) and reported status |
+//! | 4 | [`provisioning`] | staked provisioners, assignments, cross-check rounds, slashing |
+//! | 5 | [`catalog`] | products and templates |
+//!
+//! Each module's shape, declared once on its types:
+//! - calls: `#[derive(Codec, Dispatch)]` with a fixed `#[index(N)]` per call gives the wire
+//!   format and a `CallHandler` trait whose methods the module implements (the one routing
+//!   `match` is generated);
+//! - errors: `#[derive(ModuleError)]` with a fixed `#[index(N)]` per error gives the
+//!   [`DispatchError`] that receipts show as `{module, error, index, message}` ([`CallError`]);
+//! - storage: [`storage!`] declares every item with its fixed index, key and value types
+//!   (see [`storage`]), checked against the storage bounds at compile time;
+//! - ids: newtypes ([`market::LeaseId`], [`dvci::ProviderId`], …), never bare integers.
+//!
+//! Also here: the runtime [`Call`] and [`Event`], signed [`Transaction`]s, [`Receipt`]s and the
+//! [`Genesis`] file. The bounded codec ([`codec`]) is `commonware-codec` with bounded
+//! containers, so every decoder's lengths are bounded by its type.
+
+#[macro_use]
+mod ids;
+
+pub mod balances;
+pub mod catalog;
+pub mod codec;
+mod dispatch;
+pub mod dvci;
+pub mod genesis;
+pub mod market;
+pub mod operations;
+pub mod provisioning;
+mod runtime;
+pub mod storage;
+pub mod transaction;
+
+pub use dispatch::{
+    corruption, CallError, DispatchError, ModuleError, Origin, StateError, CORRUPTION_MODULE,
+};
+pub use genesis::{Genesis, GenesisError, Params};
+pub use logos_derive::{Codec, Dispatch, MaxEncodeSize, ModuleError};
+pub use logos_primitives as primitives;
+pub use runtime::{Call, Event, Receipt, RuntimeEvent};
+pub use storage::{StorageItem, StorageKey, StorageMap, StorageValue};
+pub use transaction::{
+    Transaction, TransactionError, TransactionPayload, TRANSACTION_MAX_BYTES, TRANSACTION_NAMESPACE,
+};

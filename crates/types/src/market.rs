@@ -1,0 +1,265 @@
+//! Types of `market` (module index 2): the price table and leases with escrow billed every
+//! block (seed `003`: per-block pricing set by the DAO).
+//!
+//! # Storage
+//! | item | key | value |
+//! |---|---|---|
+//! | 2 [`Prices`] | [`ResourceClass`] | [`Amount`] per compute unit per block |
+//! | 3 [`Leases`] | [`LeaseId`] | [`Lease`] |
+//! | 4 [`NextLeaseId`] | | [`LeaseId`] |
+//! | 5 [`ActiveLeases`] | | ascending [`LeaseId`]s, at most [`ACTIVE_LEASES_MAX`] |
+//! | 6 [`CommunityShare`] | | u8 percent, default [`DEFAULT_COMMUNITY_SHARE`] |
+//!
+//! Items 0 and 1 (products and templates) moved to `catalog`; their indices stay retired.
+//!
+//! # Calls
+//! | index | call | origin |
+//! |---|---|---|
+//! | 2 | [`Call::SetPrice`] | privileged |
+//! | 3 | [`Call::CreateLease`] | anyone (becomes the tenant; the escrow is reserved) |
+//! | 4 | [`Call::ExtendLease`] | tenant |
+//! | 5 | [`Call::CloseLease`] | tenant |
+//! | 6 | [`Call::SetCommunityShare`] | privileged |
+
+use crate::{
+    catalog::TemplateId,
+    codec::BoundedVec,
+    dvci::{ProviderId, RegionId, ResourceClass, Resources},
+    storage, Codec, Dispatch, MaxEncodeSize, ModuleError,
+};
+use logos_primitives::{Address, Amount};
+
+/// Module index of `market`.
+pub const INDEX: u8 = 2;
+
+/// Most leases active at once.
+pub const ACTIVE_LEASES_MAX: usize = 4_096;
+/// Share of lease payments to the community pool unless changed, percent.
+pub const DEFAULT_COMMUNITY_SHARE: u8 = 10;
+
+id_type!(
+    /// Identifies a lease (assigned in creation order from 0).
+    LeaseId(u64)
+);
+
+/// Why a lease ended. Wire: one byte, the index.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The tenant closed it.
+    #[index(0)]
+    ClosedByTenant,
+    /// Its escrow could not pay the next block.
+    #[index(1)]
+    EscrowExhausted,
+}
+
+/// A lease. `escrow` is reserved on the tenant's account and pays `rate` at the end of every
+/// block from the one that created it until it is closed.
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
+)]
+pub struct Lease {
+    /// Who pays.
+    pub tenant: Address,
+    /// What was leased.
+    pub template: TemplateId,
+    /// Where it was placed.
+    pub provider: ProviderId,
+    /// Region of the provider.
+    pub region: RegionId,
+    /// Resources held on the provider.
+    pub resources: Resources,
+    /// Price per block, smallest unit.
+    pub rate: Amount,
+    /// Unspent escrow, smallest unit.
+    pub escrow: Amount,
+    /// Height of the block that created it.
+    pub created_at: u64,
+    /// Blocks billed so far.
+    pub blocks_billed: u64,
+    /// Height and reason of its end, if closed.
+    pub closed: Option<(u64, CloseReason)>,
+}
+
+/// Calls of `market`.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    Codec,
+    MaxEncodeSize,
+    Dispatch,
+)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Call {
+    /// (privileged) Set the price of a compute unit per block for a class.
+    #[index(2)]
+    SetPrice {
+        /// The class.
+        class: ResourceClass,
+        /// Smallest unit per compute unit per block.
+        price: Amount,
+    },
+    /// Lease `template` in `region` for `blocks` blocks, escrowing the whole price.
+    #[index(3)]
+    CreateLease {
+        /// What to lease.
+        template: TemplateId,
+        /// Where.
+        region: RegionId,
+        /// How many blocks to pay for up front (at least one).
+        blocks: u64,
+    },
+    /// (tenant) Pay for `blocks` more blocks.
+    #[index(4)]
+    ExtendLease {
+        /// The lease.
+        lease: LeaseId,
+        /// Additional blocks.
+        blocks: u64,
+    },
+    /// (tenant) Close the lease now and get the unspent escrow back.
+    #[index(5)]
+    CloseLease {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// (privileged) Set the community share of lease payments, percent.
+    #[index(6)]
+    SetCommunityShare {
+        /// 0 to 100.
+        percent: u8,
+    },
+}
+
+/// Events of `market`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A class's price changed.
+    PriceSet {
+        /// The class.
+        class: ResourceClass,
+        /// New price per compute unit per block.
+        price: Amount,
+    },
+    /// A lease was created and placed.
+    LeaseCreated {
+        /// Its id.
+        lease: LeaseId,
+        /// Who pays.
+        tenant: Address,
+        /// Where it was placed.
+        provider: ProviderId,
+        /// Price per block.
+        rate: Amount,
+    },
+    /// A lease was billed for one block.
+    LeaseBilled {
+        /// The lease.
+        lease: LeaseId,
+        /// Paid to the provider's owner.
+        provider_payout: Amount,
+        /// Paid to the community pool.
+        community_payout: Amount,
+    },
+    /// A lease got more escrow.
+    LeaseExtended {
+        /// The lease.
+        lease: LeaseId,
+        /// Escrow added.
+        added: Amount,
+    },
+    /// A lease ended and its unspent escrow was refunded.
+    LeaseClosed {
+        /// The lease.
+        lease: LeaseId,
+        /// Why.
+        reason: CloseReason,
+        /// Refunded to the tenant.
+        refund: Amount,
+    },
+    /// The community share changed.
+    CommunityShareSet {
+        /// New percent.
+        percent: u8,
+    },
+}
+
+/// Errors of `market`.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, ModuleError)]
+#[module_error(index = INDEX, name = "market")]
+pub enum Error {
+    /// Only the privileged origin may make this call.
+    #[index(0)]
+    #[error("privileged call from an unprivileged account")]
+    NotPrivileged,
+    /// Only the lease's tenant may make this call.
+    #[index(1)]
+    #[error("not the lease's tenant")]
+    NotTenant,
+    /// No such template.
+    #[index(2)]
+    #[error("unknown template {0}")]
+    UnknownTemplate(TemplateId),
+    /// The template's product is gone from the catalog.
+    #[index(3)]
+    #[error("the product of template {0} is gone")]
+    UnknownProduct(TemplateId),
+    /// No such lease.
+    #[index(4)]
+    #[error("unknown lease {0}")]
+    UnknownLease(LeaseId),
+    /// The lease is closed.
+    #[index(5)]
+    #[error("lease {0} is closed")]
+    LeaseClosed(LeaseId),
+    /// The class has no price yet.
+    #[index(6)]
+    #[error("no price for class {0:?}")]
+    NoPrice(ResourceClass),
+    /// Zero blocks, or a product with no resources or compute units.
+    #[index(7)]
+    #[error("nothing to lease or pay for")]
+    EmptyLease,
+    /// Price or escrow overflows.
+    #[index(8)]
+    #[error("amount overflow")]
+    AmountOverflow,
+    /// No active provider of the class in the region has room outside the backup buffer.
+    #[index(9)]
+    #[error("no capacity in region {0} for this product")]
+    NoCapacity(RegionId),
+    /// Too many active leases.
+    #[index(10)]
+    #[error("too many active leases")]
+    TooManyLeases,
+    /// The community share is above 100 %.
+    #[index(11)]
+    #[error("community share {0} above 100")]
+    ShareTooLarge(u8),
+    /// Lease ids are used up.
+    #[index(12)]
+    #[error("no lease ids left")]
+    IdsExhausted,
+}
+
+storage! {
+    module = INDEX;
+    /// Price of a compute unit per block, by class (absent: the class cannot be leased).
+    pub Prices: map(2) ResourceClass => Amount;
+    /// Leases by id (closed ones stay, with no escrow).
+    pub Leases: map(3) LeaseId => Lease;
+    /// The id the next lease gets.
+    pub NextLeaseId: value(4) LeaseId;
+    /// Open leases, ascending.
+    pub ActiveLeases: value(5) BoundedVec<LeaseId, ACTIVE_LEASES_MAX>;
+    /// Share of lease payments to the community pool, percent.
+    pub CommunityShare: value(6) u8 = DEFAULT_COMMUNITY_SHARE;
+}
