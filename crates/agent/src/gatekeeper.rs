@@ -71,6 +71,18 @@ struct Inner<D> {
     limiter: DefaultDirectRateLimiter,
 }
 
+/// The rate limit in front of every route: 429 once the bucket is empty.
+async fn rate_limit<D: Driver>(
+    State(inner): State<Arc<Inner<D>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match inner.limiter.check() {
+        Ok(()) => next.run(request).await,
+        Err(_) => refuse(StatusCode::TOO_MANY_REQUESTS, "rate limit".into()),
+    }
+}
+
 /// Why a request is refused.
 fn refuse(status: StatusCode, reason: String) -> Response {
     tracing::warn!(%reason, "request refused");
@@ -102,6 +114,10 @@ pub async fn start<D: Driver>(
             axum::routing::get(handle_logs::<D>),
         )
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_MAX_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            inner.clone(),
+            rate_limit::<D>,
+        ))
         .with_state(inner.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -121,9 +137,6 @@ async fn handle_request<D: Driver>(
     Path(id): Path<EnvironmentId>,
     Json(request): Json<AgentRequest>,
 ) -> Response {
-    if inner.limiter.check().is_err() {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "rate limit".into());
-    }
     let provider = inner.config.provider;
     let signed = match authorize::verify(request, id, provider) {
         Ok(signed) => signed,
@@ -181,9 +194,6 @@ async fn handle_inspect<D: Driver>(
     State(inner): State<Arc<Inner<D>>>,
     Path(id): Path<EnvironmentId>,
 ) -> Response {
-    if inner.limiter.check().is_err() {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "rate limit".into());
-    }
     match inner.driver.inspect(id).await {
         Ok(Some(observation)) => Json(observation).into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
@@ -196,9 +206,6 @@ async fn handle_logs<D: Driver>(
     Path(id): Path<EnvironmentId>,
     Query(request): Query<LogsRequest>,
 ) -> Response {
-    if inner.limiter.check().is_err() {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "rate limit".into());
-    }
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())

@@ -158,8 +158,7 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 timeout_s,
                 rpc,
             } => {
-                let wallet = key.wallet()?;
-                let client = Client::connect(&rpc).await?;
+                let (wallet, client) = key.connect(&rpc).await?;
                 let started = Instant::now();
                 eprintln!("submitting the lease of template {template}; waiting for finality…");
                 let (lease, height) =
@@ -191,8 +190,7 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 blocks,
                 rpc,
             } => {
-                let wallet = key.wallet()?;
-                let client = Client::connect(&rpc).await?;
+                let (wallet, client) = key.connect(&rpc).await?;
                 let call = Call::Market(market::Call::ExtendLease { lease: id, blocks });
                 let (_, height) = client.execute(&wallet, call).await?;
                 let status = lease_status(&client, id).await?;
@@ -203,8 +201,7 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 }))
             }
             LeaseCommand::Close { key, id, rpc } => {
-                let wallet = key.wallet()?;
-                let client = Client::connect(&rpc).await?;
+                let (wallet, client) = key.connect(&rpc).await?;
                 let call = Call::Market(market::Call::CloseLease { lease: id });
                 let (receipt, height) = client.execute(&wallet, call).await?;
                 let refund = receipt.events.iter().find_map(|event| match event {

@@ -36,6 +36,11 @@ pub struct KeyArgs {
 }
 
 impl KeyArgs {
+    /// Loads the selected key and connects to `rpc`.
+    pub async fn connect(&self, rpc: &str) -> Result<(Wallet, Client)> {
+        Ok((self.wallet()?, Client::connect(rpc).await?))
+    }
+
     /// Loads the selected key.
     pub fn wallet(&self) -> Result<Wallet> {
         let key = match (&self.key_file, &self.from) {
@@ -181,8 +186,7 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                 bond,
                 rpc,
             } => {
-                let wallet = key.wallet()?;
-                let client = Client::connect(&rpc).await?;
+                let (wallet, client) = key.connect(&rpc).await?;
                 let call = dvci::Call::RegisterProvider {
                     endpoint: endpoint.as_str().try_into()?,
                     inventory: dvci::Resources {
@@ -283,8 +287,7 @@ pub fn run_provisioner(command: ProvisionerCommand) -> Result<()> {
     runtime()?.block_on(async move {
         match command {
             ProvisionerCommand::Register { key, stake, rpc } => {
-                let wallet = key.wallet()?;
-                let client = Client::connect(&rpc).await?;
+                let (wallet, client) = key.connect(&rpc).await?;
                 let call = Call::Provisioning(provisioning::Call::RegisterProvisioner { stake });
                 let (_, height) = client.execute(&wallet, call).await?;
                 println!(
@@ -301,8 +304,7 @@ pub fn run_provisioner(command: ProvisionerCommand) -> Result<()> {
                 probe_timeout_ms,
             } => {
                 crate::node::init_logging("info");
-                let wallet = key.wallet()?;
-                let client = Client::connect(&rpc).await?;
+                let (wallet, client) = key.connect(&rpc).await?;
                 let address = wallet.address();
                 let config = ProvisionerConfig {
                     poll_ms,

@@ -8,7 +8,7 @@ use logos_api::rpc::{codes, EventRecord, LogosApiClient};
 use logos_primitives::{Address, Amount, ChainId, PrivateKey};
 use logos_types::{balances, codec::encode as codec_bytes, Call, Event, TransactionPayload};
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -17,9 +17,7 @@ use std::{
 
 mod common;
 
-use common::{load_key, runtime};
-
-const LOGOS: &str = env!("CARGO_BIN_EXE_logos");
+use common::{load_key, runtime, stdout_lines, LOGOS};
 
 struct Devnet {
     dir: PathBuf,
@@ -91,13 +89,7 @@ impl Devnet {
             .stderr(log)
             .spawn()
             .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
+        let receiver = stdout_lines(&mut child);
         let line = receiver
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_default();

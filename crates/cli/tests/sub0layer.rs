@@ -7,8 +7,8 @@ use logos_api::agent::{request_message, Action, AgentRequest, AGENT_NAMESPACE};
 use logos_client::{Client, Wallet};
 use logos_primitives::{format_public_key, Address};
 use logos_provisioner::{
-    core::AgentView, AgentEffects, Effects, Provisioner as Daemon, ProvisionerConfig,
-    ProvisionerError, Target,
+    core::{AgentView, Effect},
+    AgentEffects, Effects, Provisioner as Daemon, ProvisionerConfig, ProvisionerError, Target,
 };
 use logos_types::{
     balances::{community_account, Accounts, TotalIssuance},
@@ -20,7 +20,6 @@ use logos_types::{
     Call, Event, StorageMap,
 };
 use std::{
-    io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -28,9 +27,7 @@ use std::{
 
 mod common;
 
-use common::{load_key, runtime};
-
-const LOGOS: &str = env!("CARGO_BIN_EXE_logos");
+use common::{load_key, runtime, stdout_lines, LOGOS};
 
 /// A `logos devnet` process with its sub0layer.
 struct Devnet {
@@ -60,13 +57,7 @@ impl Devnet {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
+        let receiver = stdout_lines(&mut child);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let line = receiver
@@ -426,7 +417,14 @@ struct Liar {
 const MADE_UP_ENDPOINT: &str = "10.88.250.250:8080";
 
 impl Effects for Liar {
-    async fn ensure(&self, target: &Target) -> AgentView {
+    async fn apply(
+        &self,
+        target: &Target,
+        effect: &Effect,
+    ) -> Result<Option<AgentView>, ProvisionerError> {
+        if *effect != Effect::Ensure {
+            return self.honest.apply(target, effect).await;
+        }
         let fresh = self
             .lied
             .lock()
@@ -439,30 +437,9 @@ impl Effects for Liar {
                 endpoint: MADE_UP_ENDPOINT.try_into().unwrap(),
                 message: "HealthCheckPassed".try_into().unwrap(),
             };
-            let _ = self.honest.report(target.environment, lie).await;
+            let _ = self.honest.apply(target, &Effect::Report(lie)).await;
         }
-        AgentView::Unreachable("lying".into())
-    }
-
-    async fn destroy(&self, target: &Target) -> Result<(), ProvisionerError> {
-        self.honest.destroy(target).await
-    }
-
-    async fn report(
-        &self,
-        environment: EnvironmentId,
-        report: Report,
-    ) -> Result<(), ProvisionerError> {
-        self.honest.report(environment, report).await
-    }
-
-    async fn vote(
-        &self,
-        environment: EnvironmentId,
-        round: u64,
-        agrees: bool,
-    ) -> Result<(), ProvisionerError> {
-        self.honest.vote(environment, round, agrees).await
+        Ok(Some(AgentView::Unreachable("lying".into())))
     }
 }
 

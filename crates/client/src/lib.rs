@@ -61,6 +61,19 @@ pub enum ClientError {
     Missing(String),
 }
 
+/// The first event of `receipt` that `pick` recognizes (named `name` in the error).
+pub fn find_event<T>(
+    receipt: &Receipt,
+    name: &str,
+    pick: impl Fn(&logos_types::Event) -> Option<T>,
+) -> Result<T, ClientError> {
+    receipt
+        .events
+        .iter()
+        .find_map(pick)
+        .ok_or_else(|| ClientError::Missing(format!("no {name} event")))
+}
+
 /// `receipt` if its call succeeded.
 fn check(receipt: Receipt, height: u64) -> Result<(Receipt, u64), ClientError> {
     match receipt.error {
@@ -278,14 +291,10 @@ impl Client {
     ) -> Result<(logos_types::dvci::ProviderId, u64), ClientError> {
         use logos_types::{dvci, Event};
         let (receipt, height) = self.execute(owner, Call::Dvci(call)).await?;
-        let provider = receipt
-            .events
-            .iter()
-            .find_map(|event| match event {
-                Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => Some(*provider),
-                _ => None,
-            })
-            .ok_or_else(|| ClientError::Missing("no ProviderRegistered event".into()))?;
+        let provider = find_event(&receipt, "ProviderRegistered", |event| match event {
+            Event::Dvci(dvci::Event::ProviderRegistered { provider, .. }) => Some(*provider),
+            _ => None,
+        })?;
         Ok((provider, height))
     }
 

@@ -1,7 +1,7 @@
 //! The tenant's side: lease a template, read a lease's full status, follow it until its
 //! environment is verified and its workload healthy.
 
-use crate::{Client, ClientError, Wallet};
+use crate::{find_event, Client, ClientError, Wallet};
 use logos_types::{
     catalog::TemplateId,
     dvci::RegionId,
@@ -63,14 +63,10 @@ pub async fn create_lease(
         blocks,
     });
     let (receipt, height) = client.execute(wallet, call).await?;
-    let lease = receipt
-        .events
-        .iter()
-        .find_map(|event| match event {
-            Event::Market(market::Event::LeaseCreated { lease, .. }) => Some(*lease),
-            _ => None,
-        })
-        .ok_or_else(|| ClientError::Missing("no LeaseCreated event".into()))?;
+    let lease = find_event(&receipt, "LeaseCreated", |event| match event {
+        Event::Market(market::Event::LeaseCreated { lease, .. }) => Some(*lease),
+        _ => None,
+    })?;
     Ok((lease, height))
 }
 

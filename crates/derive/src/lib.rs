@@ -11,12 +11,23 @@
 //!   largest variant for enums, plus its index byte), so storage items and calls can assert
 //!   their bound at compile time.
 //! - [`Dispatch`](macro@Dispatch): on a module's `Call` enum, a `CallHandler` trait with one
-//!   method per call (the variant name in snake case, taking the origin and the call's fields by
-//!   reference) and `Call::dispatch`, the one `match` that routes a call to its handler.
+//!   method per call (the variant name in snake case, taking the dispatch context and the
+//!   call's fields by reference, returning `crate::DispatchResult`) and `Call::dispatch`, the
+//!   one `match` that routes a call to its handler.
 //! - [`ModuleError`](macro@ModuleError): on a module's `Error` enum, the stable `index()` of
 //!   every error (its `#[index(N)]`), its `name()`, and the conversion into
 //!   `crate::DispatchError` with the module's index and name from
 //!   `#[module_error(index = EXPR, name = "…")]`.
+//!
+//! Four attributes bundle the derives each kind of runtime type takes, so that a module's file
+//! declares each type's shape once:
+//! - [`record`](macro@record): a stored or transported struct or field-less enum (`Clone`,
+//!   `Debug`, `PartialEq`, `Eq`, serde, `Codec`, `MaxEncodeSize`);
+//! - [`calls`](macro@calls): a module's `Call` enum (as a record, plus `Dispatch`, serde-tagged
+//!   by `call`);
+//! - [`events`](macro@events): a module's `Event` enum (serde-tagged by `event`);
+//! - [`errors`](macro@errors): a module's `Error` enum (`thiserror`, `ModuleError` with the
+//!   `INDEX` and `NAME` constants of the module it is declared in).
 //!
 //! The generated code names `crate::codec` (the codec re-exports of `logos-types`),
 //! `crate::Origin` and `crate::DispatchError`: these derives are for `logos-types` only.
@@ -27,7 +38,7 @@ use proc_macro2::{Span, TokenStream as Tokens};
 use quote::{format_ident, quote};
 use syn::{
     parse_macro_input, spanned::Spanned, Attribute, Data, DeriveInput, Error, Expr, Fields, Ident,
-    LitStr, Type,
+    Type,
 };
 
 /// Derives `Write`, `EncodeSize` and `Read<Cfg = ()>` (see the crate docs).
@@ -57,6 +68,65 @@ pub fn derive_dispatch(input: TokenStream) -> TokenStream {
 pub fn derive_module_error(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand(module_error(&input))
+}
+
+/// Marks a record: a struct or field-less enum stored or sent on chain.
+#[proc_macro_attribute]
+pub fn record(_attribute: TokenStream, item: TokenStream) -> TokenStream {
+    bundle(
+        quote! {
+            #[derive(
+                Clone, Debug, PartialEq, Eq, ::serde::Serialize, ::serde::Deserialize,
+                crate::Codec, crate::MaxEncodeSize,
+            )]
+        },
+        item,
+    )
+}
+
+/// Marks a module's `Call` enum (see the crate docs).
+#[proc_macro_attribute]
+pub fn calls(_attribute: TokenStream, item: TokenStream) -> TokenStream {
+    bundle(
+        quote! {
+            #[derive(
+                Clone, Debug, PartialEq, Eq, ::serde::Serialize, ::serde::Deserialize,
+                crate::Codec, crate::MaxEncodeSize, crate::Dispatch,
+            )]
+            #[serde(tag = "call", rename_all = "snake_case")]
+        },
+        item,
+    )
+}
+
+/// Marks a module's `Event` enum (see the crate docs).
+#[proc_macro_attribute]
+pub fn events(_attribute: TokenStream, item: TokenStream) -> TokenStream {
+    bundle(
+        quote! {
+            #[derive(Clone, Debug, PartialEq, Eq, ::serde::Serialize, ::serde::Deserialize)]
+            #[serde(tag = "event", rename_all = "snake_case")]
+        },
+        item,
+    )
+}
+
+/// Marks a module's `Error` enum (see the crate docs): its module is the `INDEX` and `NAME`
+/// in scope.
+#[proc_macro_attribute]
+pub fn errors(_attribute: TokenStream, item: TokenStream) -> TokenStream {
+    bundle(
+        quote! {
+            #[derive(Debug, Clone, PartialEq, Eq, ::thiserror::Error, crate::ModuleError)]
+            #[module_error(index = INDEX, name = NAME)]
+        },
+        item,
+    )
+}
+
+fn bundle(attributes: Tokens, item: TokenStream) -> TokenStream {
+    let item = Tokens::from(item);
+    quote!(#attributes #item).into()
 }
 
 fn expand(result: syn::Result<Tokens>) -> TokenStream {
@@ -344,13 +414,10 @@ fn dispatch(input: &DeriveInput) -> syn::Result<Tokens> {
             #[doc = #doc]
             fn #method(
                 ctx: &mut C,
-                origin: &crate::Origin,
                 #(#parameters),*
-            ) -> impl ::core::future::Future<Output = Self::Output> + Send;
+            ) -> impl ::core::future::Future<Output = crate::DispatchResult> + Send;
         });
-        arms.push(
-            quote!(Self::#variant_name #pattern => H::#method(ctx, origin, #(#bound),*).await),
-        );
+        arms.push(quote!(Self::#variant_name #pattern => H::#method(ctx, #(#bound),*).await));
         let text = variant_name.to_string();
         names.push(quote!(Self::#variant_name { .. } => #text));
         let index = &variant.index;
@@ -362,18 +429,15 @@ fn dispatch(input: &DeriveInput) -> syn::Result<Tokens> {
     Ok(quote! {
         #[doc = #trait_doc]
         pub trait CallHandler<C: ?Sized + Send> {
-            /// What every handler returns.
-            type Output;
             #(#methods)*
         }
 
         impl #name {
-            /// Routes the call to its handler in `H`.
+            /// Routes the call to its handler in `H` (the context carries who calls).
             pub async fn dispatch<C: ?Sized + Send, H: CallHandler<C>>(
                 &self,
                 ctx: &mut C,
-                origin: &crate::Origin,
-            ) -> H::Output {
+            ) -> crate::DispatchResult {
                 match self { #(#arms,)* }
             }
 
@@ -398,13 +462,10 @@ fn module_error(input: &DeriveInput) -> syn::Result<Tokens> {
         .iter()
         .find(|attr| attr.path().is_ident("module_error"))
         .ok_or_else(|| {
-            Error::new_spanned(
-                input,
-                "needs #[module_error(index = EXPR, name = \"module\")]",
-            )
+            Error::new_spanned(input, "needs #[module_error(index = EXPR, name = EXPR)]")
         })?;
     let mut module_index: Option<Expr> = None;
-    let mut module_name: Option<LitStr> = None;
+    let mut module_name: Option<Expr> = None;
     attr.parse_nested_meta(|meta| {
         if meta.path.is_ident("index") {
             module_index = Some(meta.value()?.parse()?);

@@ -49,23 +49,57 @@ pub struct BlockContext {
     pub randomness: Hash,
 }
 
-/// What a call or hook runs with: the state through an overlay, and the block.
+/// What a call or hook runs with: the state through an overlay, the block, and (for a call)
+/// who calls.
 pub struct Context<'a, 'o, R: StateReader> {
     /// The state, with the block's writes so far.
     pub overlay: &'a mut Overlay<'o, R>,
     /// The block.
     pub block: &'a BlockContext,
+    origin: Option<Origin>,
 }
 
-impl<R: StateReader> Context<'_, '_, R> {
+impl<'a, 'o, R: StateReader> Context<'a, 'o, R> {
+    /// The context of an end-of-block hook (no caller).
+    pub fn new(overlay: &'a mut Overlay<'o, R>, block: &'a BlockContext) -> Self {
+        Self {
+            overlay,
+            block,
+            origin: None,
+        }
+    }
+
+    /// This context, for a call from `origin`.
+    pub fn called_by(mut self, origin: Origin) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
     /// Height of the block being executed.
     pub fn height(&self) -> u64 {
         self.block.height
     }
+
+    /// Who calls ([`DispatchError::BadOrigin`] in a hook, where nobody does).
+    pub fn origin(&self) -> Result<&Origin, DispatchError> {
+        self.origin.as_ref().ok_or(DispatchError::BadOrigin)
+    }
+
+    /// The calling account.
+    pub fn sender(&self) -> Result<Address, DispatchError> {
+        Ok(self.origin()?.sender)
+    }
+
+    /// Fails with [`DispatchError::BadOrigin`] unless the caller is the privileged origin.
+    pub fn ensure_privileged(&self) -> Result<(), DispatchError> {
+        match self.origin()?.privileged {
+            true => Ok(()),
+            false => Err(DispatchError::BadOrigin),
+        }
+    }
 }
 
-/// What a call or a hook returns: its events, or why it failed.
-pub type DispatchResult = Result<Vec<Event>, DispatchError>;
+pub use logos_types::DispatchResult;
 
 /// The result of an invariant check: a description of the first violation found.
 pub type TryStateResult = Result<(), String>;
@@ -79,7 +113,7 @@ pub trait Module {
     /// Its calls.
     type Call: Sync;
 
-    /// Runs `call` for `origin`.
+    /// Runs `call` for `origin` (which the context then carries).
     fn dispatch<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         origin: &Origin,
@@ -102,15 +136,44 @@ pub trait Module {
     }
 }
 
-/// Fails with `error` unless `origin` is privileged.
-pub fn ensure_privileged(
-    origin: &Origin,
-    error: impl Into<DispatchError>,
-) -> Result<(), DispatchError> {
-    if origin.privileged {
-        Ok(())
-    } else {
-        Err(error.into())
+/// The [`Module`] items every module writes the same way, from its `logos_types` module: its
+/// index, name and call type, and `dispatch` routing each call to the module's `CallHandler`
+/// (the one `match`, generated with the call enum).
+///
+/// ```ignore
+/// impl Module for Dvci {
+///     logos_framework::module_calls!(logos_types::dvci);
+///     fn try_state(state: &State) -> TryStateResult { … }
+/// }
+/// ```
+#[macro_export]
+macro_rules! module_calls {
+    ($($types:ident)::+) => {
+        const INDEX: u8 = $($types)::+::INDEX;
+        const NAME: &'static str = $($types)::+::NAME;
+        type Call = $($types)::+::Call;
+
+        async fn dispatch<R: $crate::StateReader>(
+            ctx: &mut $crate::Context<'_, '_, R>,
+            origin: &$crate::__private::Origin,
+            call: &Self::Call,
+        ) -> $crate::DispatchResult {
+            let mut ctx = $crate::Context::new(&mut *ctx.overlay, ctx.block).called_by(*origin);
+            call.dispatch::<_, Self>(&mut ctx).await
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use logos_types::Origin;
+}
+
+/// Fails unless `list` is strictly ascending (the sorted id lists of `try_state`).
+pub fn ensure_ascending<T: Ord>(list: &[T], what: &str) -> TryStateResult {
+    match list.windows(2).all(|pair| pair[0] < pair[1]) {
+        true => Ok(()),
+        false => Err(format!("{what} not ascending")),
     }
 }
 

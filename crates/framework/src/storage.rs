@@ -9,7 +9,8 @@
 //! ```
 
 use crate::overlay::{Overlay, State, StateReader};
-use logos_types::{codec::encode, StateError, StorageMap, StorageValue};
+use logos_primitives::Amount;
+use logos_types::{codec::encode, corruption, DispatchError, StateError, StorageMap, StorageValue};
 use std::future::Future;
 
 /// Reads and writes of a [`StorageValue`].
@@ -63,6 +64,22 @@ pub trait MapExt: StorageMap {
         }
     }
 
+    /// The value under `key`, which other state refers to: its absence is corruption (a
+    /// broken invariant), not a refusal.
+    fn require<R: StateReader>(
+        overlay: &Overlay<'_, R>,
+        key: &Self::Key,
+    ) -> impl Future<Output = Result<Self::Value, DispatchError>> + Send {
+        async move {
+            Self::get(overlay, key).await?.ok_or_else(|| {
+                corruption(format!(
+                    "{} under key {key:?} is referenced but missing",
+                    Self::NAME
+                ))
+            })
+        }
+    }
+
     /// True if `key` holds a value.
     fn contains<R: StateReader>(
         overlay: &Overlay<'_, R>,
@@ -95,6 +112,19 @@ pub trait MapExt: StorageMap {
             .get(&key)
             .map(|bytes| Self::decode_value(&key, bytes))
             .transpose()
+    }
+
+    /// The sum of `amount(value)` over every value of the map in a full state (the reserves
+    /// the chain-wide invariant adds up).
+    fn sum_from(state: &State, amount: impl Fn(&Self::Value) -> Amount) -> Result<Amount, String> {
+        let mut total = Amount::ZERO;
+        for entry in Self::iter_from(state) {
+            let (_, value) = entry.map_err(|error| error.to_string())?;
+            total = total
+                .checked_add(amount(&value))
+                .ok_or_else(|| format!("the amounts of {} overflow", Self::NAME))?;
+        }
+        Ok(total)
     }
 
     /// Every entry of the map in a full state, in key order.

@@ -20,12 +20,6 @@ impl fmt::Display for ChainId {
     }
 }
 
-impl fmt::Debug for ChainId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
 impl FromStr for ChainId {
     type Err = ParseError;
 
@@ -34,18 +28,7 @@ impl FromStr for ChainId {
     }
 }
 
-impl serde::Serialize for ChainId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ChainId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+text_form!(ChainId);
 
 impl Write for ChainId {
     fn write(&self, buf: &mut impl BufMut) {

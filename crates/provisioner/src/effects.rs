@@ -1,15 +1,18 @@
 //! Carrying out the core's effects, and the observations it decides on: the provider agent's
 //! HTTP API (`logos_api::agent`), health probes, and submissions to the chain.
 
-use crate::{core::AgentView, probe::probe_health, ProvisionerError};
+use crate::{
+    core::{AgentView, Effect},
+    probe::probe_health,
+    ProvisionerError,
+};
 use logos_api::agent::{request_message, Action, AgentRequest, Observation, AGENT_NAMESPACE};
 use logos_client::{Client, Wallet};
 use logos_primitives::format_public_key;
 use logos_types::{
-    dvci::ProviderId,
-    operations::EnvironmentId,
-    provisioning::{self, Report},
-    Call,
+    dvci::{Provider, ProviderId},
+    operations::{Environment, EnvironmentId},
+    provisioning, Call,
 };
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -24,6 +27,18 @@ pub struct Target {
     pub agent: String,
     /// The generation of desired state the effect realizes.
     pub generation: u64,
+}
+
+impl Target {
+    /// The target of `environment` (with desired state `record`) on `provider`.
+    pub fn of(environment: EnvironmentId, record: &Environment, provider: &Provider) -> Self {
+        Self {
+            environment,
+            provider: record.provider,
+            agent: provider.endpoint.to_string(),
+            generation: record.generation,
+        }
+    }
 }
 
 /// What a provisioner talks to: the chain (as its wallet) and, over HTTP, agents and
@@ -81,30 +96,17 @@ fn environment_url(target: &Target) -> String {
     )
 }
 
-/// Carries out effects. The daemon uses [`AgentEffects`]; tests inject misbehaviour by
-/// wrapping it (a provisioner that lies in its reports, say), never in the shipped binary.
+/// Carries out the core's effects. The daemon uses [`AgentEffects`]; tests inject
+/// misbehaviour by wrapping it (a provisioner that lies in its reports, say), never in the
+/// shipped binary.
 pub trait Effects: Send + Sync + 'static {
-    /// Asks the agent to ensure the target's generation; the agent's new view.
-    fn ensure(&self, target: &Target) -> impl Future<Output = AgentView> + Send;
-
-    /// Asks the agent to remove the target's environment.
-    fn destroy(&self, target: &Target)
-        -> impl Future<Output = Result<(), ProvisionerError>> + Send;
-
-    /// Submits `report` on `environment`.
-    fn report(
+    /// Carries out `effect` on `target`; for `Ensure` and `Destroy`, the agent's view after it.
+    /// (`Retry` is the shell's own and never reaches the handler.)
+    fn apply(
         &self,
-        environment: EnvironmentId,
-        report: Report,
-    ) -> impl Future<Output = Result<(), ProvisionerError>> + Send;
-
-    /// Submits a cross-check vote.
-    fn vote(
-        &self,
-        environment: EnvironmentId,
-        round: u64,
-        agrees: bool,
-    ) -> impl Future<Output = Result<(), ProvisionerError>> + Send;
+        target: &Target,
+        effect: &Effect,
+    ) -> impl Future<Output = Result<Option<AgentView>, ProvisionerError>> + Send;
 }
 
 /// The real effects: signed agent requests and chain submissions.
@@ -183,48 +185,39 @@ impl AgentEffects {
 }
 
 impl Effects for AgentEffects {
-    async fn ensure(&self, target: &Target) -> AgentView {
-        match self.request(target, Action::Ensure).await {
-            Ok(Some(observation)) => AgentView::Present(observation),
-            Ok(None) => AgentView::Absent,
-            Err(error) => AgentView::Unreachable(error.to_string()),
-        }
-    }
-
-    async fn destroy(&self, target: &Target) -> Result<(), ProvisionerError> {
-        self.request(target, Action::Destroy).await.map(|_| ())
-    }
-
-    async fn report(
+    async fn apply(
         &self,
-        environment: EnvironmentId,
-        report: Report,
-    ) -> Result<(), ProvisionerError> {
-        let phase = report.phase;
-        let hash = self
-            .submit(provisioning::Call::Report {
+        target: &Target,
+        effect: &Effect,
+    ) -> Result<Option<AgentView>, ProvisionerError> {
+        let environment = target.environment;
+        let call = match effect {
+            Effect::Ensure => {
+                let view = match self.request(target, Action::Ensure).await {
+                    Ok(Some(observation)) => AgentView::Present(observation),
+                    Ok(None) => AgentView::Absent,
+                    Err(error) => AgentView::Unreachable(error.to_string()),
+                };
+                return Ok(Some(view));
+            }
+            Effect::Destroy => {
+                self.request(target, Action::Destroy).await?;
+                return Ok(Some(AgentView::Absent));
+            }
+            Effect::Retry(_) => return Ok(None),
+            Effect::Report(report) => provisioning::Call::Report {
                 environment,
-                report,
-            })
-            .await?;
-        tracing::info!(%environment, ?phase, %hash, "reported");
-        Ok(())
-    }
-
-    async fn vote(
-        &self,
-        environment: EnvironmentId,
-        round: u64,
-        agrees: bool,
-    ) -> Result<(), ProvisionerError> {
-        let hash = self
-            .submit(provisioning::Call::CrossCheck {
+                report: report.clone(),
+            },
+            Effect::Vote { round, agrees } => provisioning::Call::CrossCheck {
                 environment,
-                round,
-                agrees,
-            })
-            .await?;
-        tracing::info!(%environment, round, agrees, %hash, "cross-checked");
-        Ok(())
+                round: *round,
+                agrees: *agrees,
+            },
+        };
+        let name = call.name();
+        let hash = self.submit(call).await?;
+        tracing::info!(%environment, call = name, %hash, "submitted");
+        Ok(None)
     }
 }

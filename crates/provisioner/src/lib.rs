@@ -256,12 +256,7 @@ impl<E: Effects> Provisioner<E> {
         if !core::assigned_to(self.me(), &task) {
             return Ok(());
         }
-        let target = Target {
-            environment,
-            provider: record.provider,
-            agent: provider.endpoint.to_string(),
-            generation: record.generation,
-        };
+        let target = Target::of(environment, &record, &provider);
         let mut view = self.connection.inspect(&target).await;
         for _ in 0..RECONCILE_STEPS_MAX {
             let observed = self.observed(view, record.generation).await;
@@ -271,22 +266,16 @@ impl<E: Effects> Provisioner<E> {
             let effects = core::decide(self.me(), &record, &observed, &task, submitted.as_ref());
             let mut next = None;
             for effect in effects {
-                match effect {
-                    Effect::Ensure => next = Some(self.effects.ensure(&target).await),
-                    Effect::Destroy => {
-                        self.effects.destroy(&target).await?;
-                        next = Some(AgentView::Absent);
-                    }
-                    Effect::Report(report) => {
-                        self.effects.report(environment, report.clone()).await?;
-                        lock(&self.submitted).insert(environment, (report, Instant::now()));
-                    }
-                    Effect::Retry(reason) => {
-                        return Err(ProvisionerError::NotReady(format!(
-                            "environment {environment}: {reason}"
-                        )))
-                    }
-                    Effect::Vote { .. } => {}
+                if let Effect::Retry(reason) = &effect {
+                    return Err(ProvisionerError::NotReady(format!(
+                        "environment {environment}: {reason}"
+                    )));
+                }
+                if let Some(view) = self.effects.apply(&target, &effect).await? {
+                    next = Some(view);
+                }
+                if let Effect::Report(report) = effect {
+                    lock(&self.submitted).insert(environment, (report, Instant::now()));
                 }
             }
             match next {
@@ -314,17 +303,12 @@ impl<E: Effects> Provisioner<E> {
         else {
             return Ok(());
         };
-        let target = Target {
-            environment,
-            provider: record.provider,
-            agent: provider.endpoint.to_string(),
-            generation: record.generation,
-        };
+        let target = Target::of(environment, &record, &provider);
         let view = self.connection.inspect(&target).await;
         let probe = self.connection.probe(&report.endpoint).await;
         for effect in core::decide_vote(me, round, &task, &view, &probe) {
-            if let Effect::Vote { round, agrees } = effect {
-                self.effects.vote(environment, round, agrees).await?;
+            self.effects.apply(&target, &effect).await?;
+            if let Effect::Vote { round, .. } = effect {
                 let mut voted = lock(&self.voted);
                 if voted.len() >= QUEUE_MAX {
                     voted.clear();

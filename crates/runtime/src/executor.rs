@@ -153,10 +153,7 @@ async fn apply_transaction<R: StateReader>(
         sender,
         privileged: block.params.privileged_account == Some(sender),
     };
-    let mut ctx = Context {
-        overlay: &mut *overlay,
-        block,
-    };
+    let mut ctx = Context::new(&mut *overlay, block);
     let result = dispatch(&mut ctx, &origin, &payload.call).await;
     let mut events = vec![fee_event];
     let error = match result {
@@ -168,7 +165,7 @@ async fn apply_transaction<R: StateReader>(
         Err(DispatchError::Backend(reason)) => return Err(StateError::Backend(reason).into()),
         Err(error) => {
             overlay.rollback();
-            CallError::from_dispatch(&error)
+            CallError::from_dispatch(&error, payload.call.module())
         }
     };
     Ok(Receipt {
@@ -180,10 +177,10 @@ async fn apply_transaction<R: StateReader>(
 }
 
 /// Turns a hook's failure into a block error (backend) or its error event (anything else).
-pub(crate) fn hook_failure(module: &str, error: DispatchError) -> Result<Event, BlockError> {
-    match CallError::from_dispatch(&error) {
+pub(crate) fn hook_failure(module: (u8, &str), error: DispatchError) -> Result<Event, BlockError> {
+    match CallError::from_dispatch(&error, module) {
         Some(error) => Ok(Event::Runtime(logos_types::RuntimeEvent::HookFailed {
-            module: module.to_string(),
+            module: module.1.to_string(),
             error,
         })),
         None => Err(BlockError::from_dispatch(error)),

@@ -52,9 +52,13 @@ use logos_catalog::CatalogModule;
 use logos_dvci::Dvci;
 use logos_framework::{Context, DispatchResult, Module, Overlay, TryStateResult};
 use logos_market::{EnvironmentLifecycle, Market, NewEnvironment};
-use logos_operations::{EnvironmentState as _, Operations};
+use logos_operations::Operations;
 use logos_provisioning::Provisioning;
-use logos_types::{market::LeaseId, operations::EnvironmentId, Call, Event, Genesis, Origin};
+use logos_types::{
+    market::LeaseId,
+    operations::{Environment, EnvironmentId},
+    Call, Event, Genesis, Origin,
+};
 
 /// The runtime: wires the modules together (see the crate docs).
 pub struct Runtime;
@@ -68,15 +72,14 @@ impl EnvironmentLifecycle for Runtime {
         environment: NewEnvironment,
     ) -> DispatchResult {
         let id = EnvironmentId::from(environment.lease);
-        let mut emitted = Operations::create(
-            ctx,
-            id,
+        let record = Environment::new(
             environment.tenant,
             environment.provider,
             environment.template,
             environment.spec,
-        )
-        .await?;
+            ctx.height(),
+        );
+        let mut emitted = Operations::create(ctx, id, record).await?;
         emitted.extend(Provisioning::assign_new(ctx, id).await?);
         Ok(emitted)
     }
@@ -111,10 +114,7 @@ async fn hook<M: Module, R: StateReader>(
     block: &BlockContext,
     emitted: &mut Vec<Event>,
 ) -> Result<(), BlockError> {
-    let mut ctx = Context {
-        overlay: &mut *overlay,
-        block,
-    };
+    let mut ctx = Context::new(&mut *overlay, block);
     match M::on_block_end(&mut ctx).await {
         Ok(events) => {
             overlay.commit();
@@ -122,7 +122,7 @@ async fn hook<M: Module, R: StateReader>(
         }
         Err(error) => {
             overlay.rollback();
-            emitted.push(hook_failure(M::NAME, error)?);
+            emitted.push(hook_failure((M::INDEX, M::NAME), error)?);
         }
     }
     Ok(())

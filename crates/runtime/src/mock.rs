@@ -133,6 +133,13 @@ impl MockChain {
         I::get_from(&self.state).expect("stored values decode")
     }
 
+    /// Writes `value` under `key` of item `I` directly into the state, bypassing every module
+    /// (to show that an invariant check catches a corrupted state).
+    pub fn corrupt<I: StorageMap>(&mut self, key: &I::Key, value: &I::Value) {
+        self.state
+            .insert(I::key(key), logos_types::codec::encode(value));
+    }
+
     /// `address`'s account.
     pub fn account(&self, address: &Address) -> AccountInfo {
         self.map::<Accounts>(address).unwrap_or_default()

@@ -38,8 +38,8 @@ fn every_module_names_its_failures_in_receipts() {
         (
             dvci::Call::SetBufferPercent { percent: 10 }.into(),
             "dvci",
-            "NotPrivileged",
-            [1, 0],
+            "BadOrigin",
+            [1, 255],
         ),
         (
             market::Call::CloseLease {
@@ -48,7 +48,7 @@ fn every_module_names_its_failures_in_receipts() {
             .into(),
             "market",
             "UnknownLease",
-            [2, 4],
+            [2, 3],
         ),
         (
             operations::Call::UpdateEnvironment {
@@ -63,7 +63,7 @@ fn every_module_names_its_failures_in_receipts() {
             provisioning::Call::RegisterProvisioner { stake: Amount(1) }.into(),
             "provisioning",
             "StakeTooLow",
-            [4, 1],
+            [4, 0],
         ),
         (
             catalog::Call::SetProduct {
@@ -77,8 +77,8 @@ fn every_module_names_its_failures_in_receipts() {
             }
             .into(),
             "catalog",
-            "NotPrivileged",
-            [5, 0],
+            "BadOrigin",
+            [5, 255],
         ),
     ];
     for (call, module, error, index) in cases {

@@ -11,10 +11,12 @@
 //! |---|---|---|
 //! | 0 | [`Call::Transfer`] | moves `amount` of the sender's free balance to `to` |
 
-use crate::{storage, Codec, Dispatch, MaxEncodeSize, ModuleError};
+use crate::{calls, errors, events, record, storage};
 use logos_primitives::{hash, Address, Amount};
 
-/// Module index of `balances` (storage prefix, call routing, error index).
+/// Name of the module (in receipts and logs).
+pub const NAME: &str = "balances";
+/// Module index of `balances`: storage prefix, call routing, error index.
 pub const INDEX: u8 = 0;
 
 /// The community pool's account: receives the community share of lease payments and slashed
@@ -28,18 +30,8 @@ pub fn community_account() -> Address {
 
 /// An account: its next nonce, its free balance and its reserved balance (bonds, escrows,
 /// stakes).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    Codec,
-    MaxEncodeSize,
-)]
+#[record]
+#[derive(Copy, Default)]
 pub struct AccountInfo {
     /// The nonce the account's next transaction must carry.
     pub nonce: u64,
@@ -52,18 +44,7 @@ pub struct AccountInfo {
 }
 
 /// Calls of `balances`.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    Codec,
-    MaxEncodeSize,
-    Dispatch,
-)]
-#[serde(tag = "call", rename_all = "snake_case")]
+#[calls]
 pub enum Call {
     /// Move `amount` from the sender to `to`.
     #[index(0)]
@@ -76,8 +57,7 @@ pub enum Call {
 }
 
 /// Events of `balances`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[events]
 pub enum Event {
     /// `amount` moved from `from` to `to`.
     Transferred {
@@ -100,8 +80,7 @@ pub enum Event {
 }
 
 /// Errors of `balances`.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, ModuleError)]
-#[module_error(index = INDEX, name = "balances")]
+#[errors]
 pub enum Error {
     /// The account's free balance is below what the operation needs.
     #[index(0)]

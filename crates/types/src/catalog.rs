@@ -12,14 +12,18 @@
 //! |---|---|---|
 //! | 0 | [`Call::SetProduct`] | privileged |
 //! | 1 | [`Call::SetTemplate`] | privileged; its product must exist |
+//! | 2 | [`Call::RemoveTemplate`] | privileged; leases already made keep their copy of it |
 
 use crate::{
+    calls,
     codec::{BoundedString, BoundedVec},
     dvci::{ResourceClass, Resources},
-    storage, Codec, Dispatch, MaxEncodeSize, ModuleError,
+    errors, events, record, storage,
 };
 
-/// Module index of `catalog`.
+/// Name of the module (in receipts and logs).
+pub const NAME: &str = "catalog";
+/// Module index of `catalog`: storage prefix, call routing, error index.
 pub const INDEX: u8 = 5;
 
 /// Longest product or template name, bytes.
@@ -46,9 +50,7 @@ id_type!(
 );
 
 /// A machine type of the catalog.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
 pub struct Product {
     /// Name, e.g. `small`.
     pub name: Name,
@@ -61,9 +63,8 @@ pub struct Product {
 }
 
 /// What runs in an environment: an image or command, its ports and its health check.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Default)]
 pub struct Workload {
     /// Image reference (empty for a plain command).
     pub image: Argument,
@@ -76,9 +77,7 @@ pub struct Workload {
 }
 
 /// A product plus a workload, e.g. "Logos full node".
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
 pub struct Template {
     /// Name.
     pub name: Name,
@@ -89,18 +88,7 @@ pub struct Template {
 }
 
 /// Calls of `catalog`.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    Codec,
-    MaxEncodeSize,
-    Dispatch,
-)]
-#[serde(tag = "call", rename_all = "snake_case")]
+#[calls]
 pub enum Call {
     /// (privileged) Create or replace a product.
     #[index(0)]
@@ -118,11 +106,18 @@ pub enum Call {
         /// The template.
         template: Template,
     },
+    /// (privileged) Withdraw a template from the catalog: no new lease can name it and
+    /// `operations::Call::UpdateEnvironment` on an environment made from it then fails with
+    /// `UnknownTemplate`; running environments keep the workload they were given.
+    #[index(2)]
+    RemoveTemplate {
+        /// Its id.
+        id: TemplateId,
+    },
 }
 
 /// Events of `catalog`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[events]
 pub enum Event {
     /// A product was created or replaced.
     ProductSet {
@@ -134,24 +129,28 @@ pub enum Event {
         /// Its id.
         id: TemplateId,
     },
+    /// A template was withdrawn from the catalog.
+    TemplateRemoved {
+        /// Its id.
+        id: TemplateId,
+    },
 }
 
 /// Errors of `catalog`.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, ModuleError)]
-#[module_error(index = INDEX, name = "catalog")]
+#[errors]
 pub enum Error {
-    /// Only the privileged origin may make this call.
-    #[index(0)]
-    #[error("privileged call from an unprivileged account")]
-    NotPrivileged,
     /// No such product.
-    #[index(1)]
+    #[index(0)]
     #[error("unknown product {0}")]
     UnknownProduct(ProductId),
     /// A product with no resources or no compute units.
-    #[index(2)]
+    #[index(1)]
     #[error("a product needs resources and compute units")]
     EmptyProduct,
+    /// No such template.
+    #[index(2)]
+    #[error("unknown template {0}")]
+    UnknownTemplate(TemplateId),
 }
 
 storage! {

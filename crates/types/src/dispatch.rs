@@ -65,6 +65,9 @@ pub enum DispatchError {
     /// A module refused the call.
     #[error("{}::{}: {}", .0.module_name, .0.error_name, .0.message)]
     Module(ModuleError),
+    /// The call needs the privileged origin (the framework's check, for every module).
+    #[error("privileged call from an unprivileged account")]
+    BadOrigin,
     /// State breaks an invariant or does not decode (a bug, caught by `try_state` in tests):
     /// the call fails and its writes are dropped, the chain goes on.
     #[error("state corruption: {0}")]
@@ -83,6 +86,9 @@ impl From<StateError> for DispatchError {
     }
 }
 
+/// What a call or a hook returns: its events, or why it failed.
+pub type DispatchResult = Result<Vec<crate::Event>, DispatchError>;
+
 /// A broken invariant (see [`DispatchError::Corruption`]).
 pub fn corruption(what: impl Into<String>) -> DispatchError {
     DispatchError::Corruption(what.into())
@@ -90,6 +96,9 @@ pub fn corruption(what: impl Into<String>) -> DispatchError {
 
 /// Module index reported for [`DispatchError::Corruption`] (no module owns it).
 pub const CORRUPTION_MODULE: u8 = u8::MAX;
+/// Error index reported for [`DispatchError::BadOrigin`] within the module that was called
+/// (reserved in every module).
+pub const BAD_ORIGIN_ERROR: u8 = u8::MAX;
 
 /// A failed call as receipts and RPC show it:
 /// `{"module":"market","error":"LeaseClosed","index":[2,7],"message":"lease 3 is closed"}`.
@@ -106,10 +115,16 @@ pub struct CallError {
 }
 
 impl CallError {
-    /// The receipt form of a call's failure; `None` for a backend failure (the block is not
-    /// executed at all then).
-    pub fn from_dispatch(error: &DispatchError) -> Option<Self> {
+    /// The receipt form of a failure of a call (or hook) of module `module` (index, name);
+    /// `None` for a backend failure (the block is not executed at all then).
+    pub fn from_dispatch(error: &DispatchError, module: (u8, &str)) -> Option<Self> {
         match error {
+            DispatchError::BadOrigin => Some(Self {
+                module: module.1.to_string(),
+                error: "BadOrigin".into(),
+                index: [module.0, BAD_ORIGIN_ERROR],
+                message: error.to_string(),
+            }),
             DispatchError::Module(module) => Some(Self {
                 module: module.module_name.to_string(),
                 error: module.error_name.to_string(),

@@ -23,12 +23,15 @@
 //! | 5 | [`Call::SetMinimumBond`] | privileged |
 
 use crate::{
+    calls,
     codec::{BoundedString, BoundedVec},
-    storage, Codec, Dispatch, MaxEncodeSize, ModuleError,
+    errors, events, record, storage,
 };
 use logos_primitives::{Address, Amount};
 
-/// Module index of `dvci`.
+/// Name of the module (in receipts and logs).
+pub const NAME: &str = "dvci";
+/// Module index of `dvci`: storage prefix, call routing, error index.
 pub const INDEX: u8 = 1;
 
 /// Longest provider (or environment) endpoint, bytes.
@@ -57,20 +60,8 @@ id_type!(
 );
 
 /// A provider's resource class. Wire: one byte, the index.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    Codec,
-    MaxEncodeSize,
-)]
+#[record]
+#[derive(Copy, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResourceClass {
     /// VMs on KVM.
@@ -104,18 +95,8 @@ impl std::str::FromStr for ResourceClass {
 }
 
 /// An amount of machine resources.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    Codec,
-    MaxEncodeSize,
-)]
+#[record]
+#[derive(Copy, Default)]
 pub struct Resources {
     /// Virtual CPUs.
     pub vcpu: u32,
@@ -128,34 +109,36 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// Combines `self` and `other` dimension by dimension (`None` if any dimension is).
+    fn zip(
+        &self,
+        other: &Resources,
+        narrow: impl Fn(u32, u32) -> Option<u32>,
+        wide: impl Fn(u64, u64) -> Option<u64>,
+    ) -> Option<Resources> {
+        Some(Resources {
+            vcpu: narrow(self.vcpu, other.vcpu)?,
+            memory_mib: wide(self.memory_mib, other.memory_mib)?,
+            disk_gib: wide(self.disk_gib, other.disk_gib)?,
+            gpus: narrow(self.gpus, other.gpus)?,
+        })
+    }
+
     /// `self + other`, or `None` on overflow.
     pub fn checked_add(&self, other: &Resources) -> Option<Resources> {
-        Some(Resources {
-            vcpu: self.vcpu.checked_add(other.vcpu)?,
-            memory_mib: self.memory_mib.checked_add(other.memory_mib)?,
-            disk_gib: self.disk_gib.checked_add(other.disk_gib)?,
-            gpus: self.gpus.checked_add(other.gpus)?,
-        })
+        self.zip(other, u32::checked_add, u64::checked_add)
     }
 
     /// `self - other`, or `None` if any dimension would go negative.
     pub fn checked_sub(&self, other: &Resources) -> Option<Resources> {
-        Some(Resources {
-            vcpu: self.vcpu.checked_sub(other.vcpu)?,
-            memory_mib: self.memory_mib.checked_sub(other.memory_mib)?,
-            disk_gib: self.disk_gib.checked_sub(other.disk_gib)?,
-            gpus: self.gpus.checked_sub(other.gpus)?,
-        })
+        self.zip(other, u32::checked_sub, u64::checked_sub)
     }
 
     /// `self - other` per dimension, floored at zero.
     pub fn saturating_sub(&self, other: &Resources) -> Resources {
-        Resources {
-            vcpu: self.vcpu.saturating_sub(other.vcpu),
-            memory_mib: self.memory_mib.saturating_sub(other.memory_mib),
-            disk_gib: self.disk_gib.saturating_sub(other.disk_gib),
-            gpus: self.gpus.saturating_sub(other.gpus),
-        }
+        let floor32 = |a: u32, b: u32| Some(a.saturating_sub(b));
+        let floor64 = |a: u64, b: u64| Some(a.saturating_sub(b));
+        self.zip(other, floor32, floor64).unwrap_or_default()
     }
 
     /// True if every dimension of `self` is at most that of `other`.
@@ -186,9 +169,8 @@ impl Resources {
 }
 
 /// Where a provider stands. Wire: one byte, the index.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Copy)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderStatus {
     /// Registered, not yet admitted; receives no environments.
@@ -203,9 +185,7 @@ pub enum ProviderStatus {
 }
 
 /// A registered provider (distributed resource node).
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
 pub struct Provider {
     /// The account that registered it and owns it.
     pub owner: Address,
@@ -226,9 +206,8 @@ pub struct Provider {
 }
 
 /// A host aggregate: the active providers of one class in one region.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Default)]
 pub struct Aggregate {
     /// Sum of the active providers' inventories.
     pub capacity: Resources,
@@ -239,27 +218,14 @@ pub struct Aggregate {
 }
 
 /// A region's record.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
 pub struct Region {
     /// Human-readable name, e.g. `eu-central`.
     pub name: BoundedString<REGION_NAME_MAX_BYTES>,
 }
 
 /// Calls of `dvci`.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    Codec,
-    MaxEncodeSize,
-    Dispatch,
-)]
-#[serde(tag = "call", rename_all = "snake_case")]
+#[calls]
 pub enum Call {
     /// Register the sender's machine as a provider, reserving `bond` from its balance.
     #[index(0)]
@@ -312,8 +278,7 @@ pub enum Call {
 }
 
 /// Events of `dvci`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[events]
 pub enum Event {
     /// A provider registered (status pending).
     ProviderRegistered {
@@ -356,31 +321,26 @@ pub enum Event {
 }
 
 /// Errors of `dvci`.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, ModuleError)]
-#[module_error(index = INDEX, name = "dvci")]
+#[errors]
 pub enum Error {
-    /// Only the privileged origin may make this call.
-    #[index(0)]
-    #[error("privileged call from an unprivileged account")]
-    NotPrivileged,
     /// Only the provider's owner may make this call.
-    #[index(1)]
+    #[index(0)]
     #[error("not the provider's owner")]
     NotOwner,
     /// No such region.
-    #[index(2)]
+    #[index(1)]
     #[error("unknown region {0}")]
     UnknownRegion(RegionId),
     /// The region exists already.
-    #[index(3)]
+    #[index(2)]
     #[error("region {0} exists")]
     RegionExists(RegionId),
     /// No such provider.
-    #[index(4)]
+    #[index(3)]
     #[error("unknown provider {0}")]
     UnknownProvider(ProviderId),
     /// The bond is below the minimum.
-    #[index(5)]
+    #[index(4)]
     #[error("bond {offered} below the minimum {minimum}")]
     BondTooLow {
         /// Offered.
@@ -389,31 +349,31 @@ pub enum Error {
         minimum: Amount,
     },
     /// The inventory is empty.
-    #[index(6)]
+    #[index(5)]
     #[error("empty inventory")]
     EmptyInventory,
     /// An endpoint or name is empty.
-    #[index(7)]
+    #[index(6)]
     #[error("empty endpoint or name")]
     EmptyText,
     /// The provider still hosts environments.
-    #[index(8)]
+    #[index(7)]
     #[error("provider {0} still hosts environments")]
     ProviderBusy(ProviderId),
     /// The host aggregate holds its maximum number of providers.
-    #[index(9)]
+    #[index(8)]
     #[error("host aggregate full ({AGGREGATE_PROVIDERS_MAX} providers)")]
     AggregateFull,
     /// A capacity sum would overflow.
-    #[index(10)]
+    #[index(9)]
     #[error("capacity overflow")]
     CapacityOverflow,
     /// The buffer percent is above [`BUFFER_PERCENT_MAX`].
-    #[index(11)]
+    #[index(10)]
     #[error("buffer percent {0} above {BUFFER_PERCENT_MAX}")]
     BufferTooLarge(u8),
     /// Provider ids are used up.
-    #[index(12)]
+    #[index(11)]
     #[error("no provider ids left")]
     IdsExhausted,
 }

@@ -44,10 +44,13 @@ pub mod storage;
 pub mod transaction;
 
 pub use dispatch::{
-    corruption, CallError, DispatchError, ModuleError, Origin, StateError, CORRUPTION_MODULE,
+    corruption, CallError, DispatchError, DispatchResult, ModuleError, Origin, StateError,
+    BAD_ORIGIN_ERROR, CORRUPTION_MODULE,
 };
 pub use genesis::{Genesis, GenesisError, Params};
-pub use logos_derive::{Codec, Dispatch, MaxEncodeSize, ModuleError};
+pub use logos_derive::{
+    calls, errors, events, record, Codec, Dispatch, MaxEncodeSize, ModuleError,
+};
 pub use logos_primitives as primitives;
 pub use runtime::{Call, Event, Receipt, RuntimeEvent};
 pub use storage::{StorageItem, StorageKey, StorageMap, StorageValue};

@@ -22,14 +22,17 @@
 //! | 6 | [`Call::SetCommunityShare`] | privileged |
 
 use crate::{
+    calls,
     catalog::TemplateId,
     codec::BoundedVec,
     dvci::{ProviderId, RegionId, ResourceClass, Resources},
-    storage, Codec, Dispatch, MaxEncodeSize, ModuleError,
+    errors, events, record, storage,
 };
 use logos_primitives::{Address, Amount};
 
-/// Module index of `market`.
+/// Name of the module (in receipts and logs).
+pub const NAME: &str = "market";
+/// Module index of `market`: storage prefix, call routing, error index.
 pub const INDEX: u8 = 2;
 
 /// Most leases active at once.
@@ -43,9 +46,8 @@ id_type!(
 );
 
 /// Why a lease ended. Wire: one byte, the index.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Copy)]
 #[serde(rename_all = "snake_case")]
 pub enum CloseReason {
     /// The tenant closed it.
@@ -58,9 +60,7 @@ pub enum CloseReason {
 
 /// A lease. `escrow` is reserved on the tenant's account and pays `rate` at the end of every
 /// block from the one that created it until it is closed.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
 pub struct Lease {
     /// Who pays.
     pub tenant: Address,
@@ -85,18 +85,7 @@ pub struct Lease {
 }
 
 /// Calls of `market`.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    Codec,
-    MaxEncodeSize,
-    Dispatch,
-)]
-#[serde(tag = "call", rename_all = "snake_case")]
+#[calls]
 pub enum Call {
     /// (privileged) Set the price of a compute unit per block for a class.
     #[index(2)]
@@ -139,8 +128,7 @@ pub enum Call {
 }
 
 /// Events of `market`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[events]
 pub enum Event {
     /// A class's price changed.
     PriceSet {
@@ -193,59 +181,54 @@ pub enum Event {
 }
 
 /// Errors of `market`.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, ModuleError)]
-#[module_error(index = INDEX, name = "market")]
+#[errors]
 pub enum Error {
-    /// Only the privileged origin may make this call.
-    #[index(0)]
-    #[error("privileged call from an unprivileged account")]
-    NotPrivileged,
     /// Only the lease's tenant may make this call.
-    #[index(1)]
+    #[index(0)]
     #[error("not the lease's tenant")]
     NotTenant,
     /// No such template.
-    #[index(2)]
+    #[index(1)]
     #[error("unknown template {0}")]
     UnknownTemplate(TemplateId),
     /// The template's product is gone from the catalog.
-    #[index(3)]
+    #[index(2)]
     #[error("the product of template {0} is gone")]
     UnknownProduct(TemplateId),
     /// No such lease.
-    #[index(4)]
+    #[index(3)]
     #[error("unknown lease {0}")]
     UnknownLease(LeaseId),
     /// The lease is closed.
-    #[index(5)]
+    #[index(4)]
     #[error("lease {0} is closed")]
     LeaseClosed(LeaseId),
     /// The class has no price yet.
-    #[index(6)]
+    #[index(5)]
     #[error("no price for class {0:?}")]
     NoPrice(ResourceClass),
     /// Zero blocks, or a product with no resources or compute units.
-    #[index(7)]
+    #[index(6)]
     #[error("nothing to lease or pay for")]
     EmptyLease,
     /// Price or escrow overflows.
-    #[index(8)]
+    #[index(7)]
     #[error("amount overflow")]
     AmountOverflow,
     /// No active provider of the class in the region has room outside the backup buffer.
-    #[index(9)]
+    #[index(8)]
     #[error("no capacity in region {0} for this product")]
     NoCapacity(RegionId),
     /// Too many active leases.
-    #[index(10)]
+    #[index(9)]
     #[error("too many active leases")]
     TooManyLeases,
     /// The community share is above 100 %.
-    #[index(11)]
+    #[index(10)]
     #[error("community share {0} above 100")]
     ShareTooLarge(u8),
     /// Lease ids are used up.
-    #[index(12)]
+    #[index(11)]
     #[error("no lease ids left")]
     IdsExhausted,
 }

@@ -14,15 +14,19 @@
 //! | 0 | [`Call::UpdateEnvironment`] | tenant |
 
 use crate::{
+    calls,
     catalog::{TemplateId, Workload},
     codec::{BoundedString, BoundedVec},
     dvci::{Endpoint, ProviderId, Resources},
+    errors, events,
     market::LeaseId,
-    storage, Codec, Dispatch, MaxEncodeSize, ModuleError,
+    record, storage,
 };
 use logos_primitives::Address;
 
-/// Module index of `operations`.
+/// Name of the module (in receipts and logs).
+pub const NAME: &str = "operations";
+/// Module index of `operations`: storage prefix, call routing, error index.
 pub const INDEX: u8 = 3;
 
 /// Longest condition reason (a CamelCase word), bytes.
@@ -57,9 +61,8 @@ impl From<EnvironmentId> for LeaseId {
 }
 
 /// What the chain wants to exist.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Copy)]
 pub enum Desired {
     /// The environment must run its spec.
     #[index(0)]
@@ -70,9 +73,8 @@ pub enum Desired {
 }
 
 /// What a provisioner observed.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Copy)]
 pub enum Phase {
     /// Nothing observed yet, or being created.
     #[index(0)]
@@ -89,9 +91,8 @@ pub enum Phase {
 }
 
 /// Condition types, in the order an environment lists them.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Copy)]
 pub enum ConditionType {
     /// Placed on a provider and assigned to a provisioner.
     #[index(0)]
@@ -119,9 +120,8 @@ impl ConditionType {
 }
 
 /// A condition's truth value (Kubernetes style).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Copy)]
 pub enum ConditionStatus {
     /// Not known yet.
     #[index(0)]
@@ -135,9 +135,7 @@ pub enum ConditionStatus {
 }
 
 /// One condition of an environment's status.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
 pub struct Condition {
     /// Which condition.
     #[serde(rename = "type")]
@@ -153,9 +151,8 @@ pub struct Condition {
 }
 
 /// What an environment must be: the product's resources and the template's workload.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Default)]
 pub struct Spec {
     /// Limits of the environment (vCPU, memory MiB, disk GiB, GPUs).
     pub resources: Resources,
@@ -164,9 +161,7 @@ pub struct Spec {
 }
 
 /// An environment: desired state (spec, generation, desired) and the status reported back.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
 pub struct Environment {
     /// The tenant who owns it.
     pub tenant: Address,
@@ -193,6 +188,48 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// The record of a new environment placed on `provider` at `height`: generation 1, desired
+    /// `Running`, `Scheduled` true, `Ready` and `Verified` unknown until a report.
+    pub fn new(
+        tenant: Address,
+        provider: ProviderId,
+        template: TemplateId,
+        spec: Spec,
+        height: u64,
+    ) -> Self {
+        let condition = |kind, status, reason: &str, message: &str| Condition {
+            kind,
+            status,
+            reason: Reason::truncated(reason),
+            message: Message::truncated(message),
+            last_transition_height: height,
+        };
+        let placed = format!("placed on provider {provider}");
+        let unknown = ConditionStatus::Unknown;
+        Self {
+            tenant,
+            provider,
+            template,
+            spec,
+            generation: 1,
+            generation_height: height,
+            desired: Desired::Running,
+            phase: Phase::Pending,
+            observed_generation: 0,
+            endpoint: Endpoint::new(),
+            conditions: [
+                condition(
+                    ConditionType::Scheduled,
+                    ConditionStatus::True,
+                    "Placed",
+                    &placed,
+                ),
+                condition(ConditionType::Ready, unknown, "AwaitingReport", ""),
+                condition(ConditionType::Verified, unknown, "AwaitingReport", ""),
+            ],
+        }
+    }
+
     /// The condition of `kind`.
     pub fn condition(&self, kind: ConditionType) -> &Condition {
         &self.conditions[kind.position()]
@@ -219,18 +256,7 @@ impl Environment {
 }
 
 /// Calls of `operations`.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    Codec,
-    MaxEncodeSize,
-    Dispatch,
-)]
-#[serde(tag = "call", rename_all = "snake_case")]
+#[calls]
 pub enum Call {
     /// (tenant) Re-apply the template's current workload and bump the generation, so the
     /// environment is recreated.
@@ -242,8 +268,7 @@ pub enum Call {
 }
 
 /// Events of `operations`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[events]
 pub enum Event {
     /// An environment's desired state was recorded (generation 1).
     EnvironmentCreated {
@@ -283,8 +308,7 @@ pub enum Event {
 }
 
 /// Errors of `operations`.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, ModuleError)]
-#[module_error(index = INDEX, name = "operations")]
+#[errors]
 pub enum Error {
     /// No such environment.
     #[index(0)]

@@ -20,14 +20,18 @@
 //! | 4 | [`Call::SetMinimumStake`] | privileged |
 
 use crate::{
+    calls,
     codec::BoundedVec,
     dvci::Endpoint,
+    errors, events,
     operations::{EnvironmentId, Message, Phase},
-    storage, Codec, Dispatch, MaxEncodeSize, ModuleError,
+    record, storage,
 };
 use logos_primitives::{Address, Amount};
 
-/// Module index of `provisioning`.
+/// Name of the module (in receipts and logs).
+pub const NAME: &str = "provisioning";
+/// Module index of `provisioning`: storage prefix, call routing, error index.
 pub const INDEX: u8 = 4;
 
 /// Most registered provisioners.
@@ -46,9 +50,7 @@ pub const CHECK_TIMEOUT_BLOCKS: u64 = 600;
 pub const RECHECK_INTERVAL_BLOCKS: u64 = 3_000;
 
 /// A registered provisioner.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
 pub struct Provisioner {
     /// Stake reserved from its account, smallest unit.
     pub stake: Amount,
@@ -59,9 +61,7 @@ pub struct Provisioner {
 }
 
 /// What the assigned provisioner observed about one generation of an environment.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
 pub struct Report {
     /// The generation observed.
     pub generation: u64,
@@ -74,9 +74,8 @@ pub struct Report {
 }
 
 /// Who realizes an environment and who checks it.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, Codec, MaxEncodeSize,
-)]
+#[record]
+#[derive(Default)]
 pub struct Assignment {
     /// The provisioner that must realize the desired state (none while no provisioner is free).
     pub assigned: Option<Address>,
@@ -134,18 +133,7 @@ pub enum AssignReason {
 }
 
 /// Calls of `provisioning`.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    Codec,
-    MaxEncodeSize,
-    Dispatch,
-)]
-#[serde(tag = "call", rename_all = "snake_case")]
+#[calls]
 pub enum Call {
     /// Register the sender as a provisioner, reserving `stake` (at least the minimum).
     #[index(0)]
@@ -183,8 +171,7 @@ pub enum Call {
 }
 
 /// Events of `provisioning`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[events]
 pub enum Event {
     /// A provisioner registered.
     ProvisionerRegistered {
@@ -253,46 +240,41 @@ pub enum Event {
 }
 
 /// Errors of `provisioning`.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, ModuleError)]
-#[module_error(index = INDEX, name = "provisioning")]
+#[errors]
 pub enum Error {
-    /// The call needs the privileged origin.
-    #[index(0)]
-    #[error("privileged call from an unprivileged account")]
-    NotPrivileged,
     /// The stake is below the minimum.
-    #[index(1)]
+    #[index(0)]
     #[error("stake below the minimum of {minimum}")]
     StakeTooLow {
         /// The minimum.
         minimum: Amount,
     },
     /// The sender is already a provisioner.
-    #[index(2)]
+    #[index(1)]
     #[error("already registered")]
     AlreadyRegistered,
     /// The sender is not a provisioner.
-    #[index(3)]
+    #[index(2)]
     #[error("not a registered provisioner")]
     NotRegistered,
     /// The provisioner set is full.
-    #[index(4)]
+    #[index(3)]
     #[error("provisioner set is full")]
     TooManyProvisioners,
     /// The provisioner is still assigned to an active environment.
-    #[index(5)]
+    #[index(4)]
     #[error("still assigned to environment {0}")]
     StillAssigned(EnvironmentId),
     /// No such active environment.
-    #[index(6)]
+    #[index(5)]
     #[error("unknown or inactive environment {0}")]
     UnknownEnvironment(EnvironmentId),
     /// The sender is not the environment's assigned provisioner.
-    #[index(7)]
+    #[index(6)]
     #[error("not the assigned provisioner of environment {0}")]
     NotAssigned(EnvironmentId),
     /// The report is about another generation than the current one.
-    #[index(8)]
+    #[index(7)]
     #[error("generation {reported} is not the current generation {current}")]
     WrongGeneration {
         /// The report's.
@@ -301,19 +283,19 @@ pub enum Error {
         current: u64,
     },
     /// The report repeats the last one.
-    #[index(9)]
+    #[index(8)]
     #[error("report unchanged")]
     UnchangedReport,
     /// The sender is not a checker of this round, or the round is not the current one.
-    #[index(10)]
+    #[index(9)]
     #[error("not a cross-checker of round {0}")]
     NotChecker(u64),
     /// The checker already voted in this round.
-    #[index(11)]
+    #[index(10)]
     #[error("already voted")]
     AlreadyVoted,
     /// The round is already decided.
-    #[index(12)]
+    #[index(11)]
     #[error("round {0} is already decided")]
     RoundDecided(u64),
 }

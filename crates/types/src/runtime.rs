@@ -9,66 +9,49 @@ use crate::{
 use logos_primitives::Hash;
 use serde::{Deserialize, Serialize};
 
-/// A call into one on-chain module.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Codec, MaxEncodeSize)]
-#[serde(tag = "module", rename_all = "snake_case")]
-pub enum Call {
-    /// A call of `balances`.
-    #[index(balances::INDEX)]
-    Balances(balances::Call),
-    /// A call of `dvci`.
-    #[index(dvci::INDEX)]
-    Dvci(dvci::Call),
-    /// A call of `market`.
-    #[index(market::INDEX)]
-    Market(market::Call),
-    /// A call of `operations`.
-    #[index(operations::INDEX)]
-    Operations(operations::Call),
-    /// A call of `provisioning`.
-    #[index(provisioning::INDEX)]
-    Provisioning(provisioning::Call),
-    /// A call of `catalog`.
-    #[index(catalog::INDEX)]
-    Catalog(catalog::Call),
-}
-
-impl Call {
-    /// `[module index, call index]` of the call.
-    pub fn index(&self) -> [u8; 2] {
-        match self {
-            Call::Balances(call) => [balances::INDEX, call.index()],
-            Call::Dvci(call) => [dvci::INDEX, call.index()],
-            Call::Market(call) => [market::INDEX, call.index()],
-            Call::Operations(call) => [operations::INDEX, call.index()],
-            Call::Provisioning(call) => [provisioning::INDEX, call.index()],
-            Call::Catalog(call) => [catalog::INDEX, call.index()],
-        }
-    }
-}
-
-/// An event emitted during execution.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "module", rename_all = "snake_case")]
-pub enum Event {
-    /// An event of `balances`.
-    Balances(balances::Event),
-    /// An event of `dvci`.
-    Dvci(dvci::Event),
-    /// An event of `market`.
-    Market(market::Event),
-    /// An event of `operations`.
-    Operations(operations::Event),
-    /// An event of `provisioning`.
-    Provisioning(provisioning::Event),
-    /// An event of `catalog`.
-    Catalog(catalog::Event),
-    /// An event of the runtime itself.
-    Runtime(RuntimeEvent),
-}
-
-macro_rules! from_module {
+/// Declares the runtime's `Call` and `Event` enums from the list of modules, once: each
+/// module's calls and events under its variant, the module's `INDEX` as the call's first byte.
+macro_rules! runtime_enums {
     ($($module:ident => $variant:ident),* $(,)?) => {
+        /// A call into one on-chain module.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Codec, MaxEncodeSize)]
+        #[serde(tag = "module", rename_all = "snake_case")]
+        pub enum Call {
+            $(
+                #[doc = concat!("A call of `", stringify!($module), "`.")]
+                #[index($module::INDEX)]
+                $variant($module::Call),
+            )*
+        }
+
+        impl Call {
+            /// Index and name of the module the call is for.
+            pub fn module(&self) -> (u8, &'static str) {
+                match self {
+                    $(Call::$variant(_) => ($module::INDEX, $module::NAME),)*
+                }
+            }
+
+            /// `[module index, call index]` of the call.
+            pub fn index(&self) -> [u8; 2] {
+                match self {
+                    $(Call::$variant(call) => [$module::INDEX, call.index()],)*
+                }
+            }
+        }
+
+        /// An event emitted during execution.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "module", rename_all = "snake_case")]
+        pub enum Event {
+            $(
+                #[doc = concat!("An event of `", stringify!($module), "`.")]
+                $variant($module::Event),
+            )*
+            /// An event of the runtime itself.
+            Runtime(RuntimeEvent),
+        }
+
         $(
             impl From<$module::Event> for Event {
                 fn from(event: $module::Event) -> Self {
@@ -85,7 +68,7 @@ macro_rules! from_module {
     };
 }
 
-from_module!(
+runtime_enums!(
     balances => Balances,
     dvci => Dvci,
     market => Market,

@@ -104,7 +104,7 @@ pub trait StorageValue: StorageItem {
 /// Values by key (FRAME's `StorageMap`); absent keys hold nothing.
 pub trait StorageMap: StorageItem {
     /// What the values are keyed by (fixed-size keys only: ids, addresses, tuples of them).
-    type Key: StorageCodec + Clone;
+    type Key: StorageCodec + Clone + std::fmt::Debug;
 
     /// The storage key of `key`'s value.
     fn key(key: &Self::Key) -> StorageKey {
@@ -171,33 +171,17 @@ macro_rules! __storage_items {
         $(#[$meta:meta])* $vis:vis $name:ident: map($item:literal) $key:ty => $value:ty;
         $($rest:tt)*
     ) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug)]
-        $vis struct $name;
-
-        impl $crate::storage::StorageItem for $name {
-            const MODULE: u8 = $module;
-            const ITEM: u8 = $item;
-            const NAME: &'static str = stringify!($name);
-            type Value = $value;
-        }
+        $crate::__storage_items!(@item $module, $item, $(#[$meta])* $vis $name, $value);
 
         impl $crate::storage::StorageMap for $name {
             type Key = $key;
         }
 
-        const _: () = {
-            assert!(
-                2 + <$key as $crate::codec::MaxEncodeSize>::MAX_ENCODE_SIZE
-                    <= $crate::storage::STORAGE_KEY_MAX_BYTES,
-                concat!("the key of ", stringify!($name), " can exceed a storage key")
-            );
-            assert!(
-                <$value as $crate::codec::MaxEncodeSize>::MAX_ENCODE_SIZE
-                    <= $crate::storage::STORAGE_VALUE_MAX_BYTES,
-                concat!("a value of ", stringify!($name), " can exceed a storage value")
-            );
-        };
+        const _: () = assert!(
+            2 + <$key as $crate::codec::MaxEncodeSize>::MAX_ENCODE_SIZE
+                <= $crate::storage::STORAGE_KEY_MAX_BYTES,
+            concat!("the key of ", stringify!($name), " can exceed a storage key")
+        );
 
         $crate::__storage_items!(@items $module; [$($index)* $item]; $($rest)*);
     };
@@ -205,6 +189,17 @@ macro_rules! __storage_items {
         $(#[$meta:meta])* $vis:vis $name:ident: value($item:literal) $value:ty $(= $default:expr)?;
         $($rest:tt)*
     ) => {
+        $crate::__storage_items!(@item $module, $item, $(#[$meta])* $vis $name, $value);
+
+        impl $crate::storage::StorageValue for $name {
+            fn default_value() -> $value {
+                $crate::__storage_default!($value $(, $default)?)
+            }
+        }
+
+        $crate::__storage_items!(@items $module; [$($index)* $item]; $($rest)*);
+    };
+    (@item $module:expr, $item:literal, $(#[$meta:meta])* $vis:vis $name:ident, $value:ty) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug)]
         $vis struct $name;
@@ -216,19 +211,11 @@ macro_rules! __storage_items {
             type Value = $value;
         }
 
-        impl $crate::storage::StorageValue for $name {
-            fn default_value() -> $value {
-                $crate::__storage_default!($value $(, $default)?)
-            }
-        }
-
         const _: () = assert!(
             <$value as $crate::codec::MaxEncodeSize>::MAX_ENCODE_SIZE
                 <= $crate::storage::STORAGE_VALUE_MAX_BYTES,
             concat!("a value of ", stringify!($name), " can exceed a storage value")
         );
-
-        $crate::__storage_items!(@items $module; [$($index)* $item]; $($rest)*);
     };
 }
 

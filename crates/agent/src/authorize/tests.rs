@@ -5,10 +5,8 @@ use commonware_codec::Encode;
 use commonware_cryptography::Signer;
 use logos_primitives::{format_public_key, PrivateKey};
 use logos_types::{
-    catalog::{TemplateId, Workload},
-    codec::BoundedString,
-    dvci::Resources,
-    operations::{Condition, ConditionStatus, ConditionType, Desired, Phase, Spec},
+    catalog::TemplateId,
+    operations::{Desired, Spec},
 };
 
 const PROVIDER: ProviderId = ProviderId(3);
@@ -37,38 +35,14 @@ fn sign(key: &PrivateKey, provider: ProviderId, generation: u64, action: Action)
     }
 }
 
-fn condition(kind: ConditionType) -> Condition {
-    Condition {
-        kind,
-        status: ConditionStatus::Unknown,
-        reason: BoundedString::new(),
-        message: BoundedString::new(),
-        last_transition_height: 0,
-    }
-}
-
 fn environment(desired: Desired) -> Environment {
-    Environment {
-        tenant: Address::from_public_key(&tenant().public_key()),
-        provider: PROVIDER,
-        template: TemplateId(0),
-        spec: Spec {
-            resources: Resources::default(),
-            workload: Workload {
-                image: BoundedString::new(),
-                command: Default::default(),
-                ports: Default::default(),
-                health_port: 8080,
-            },
-        },
-        generation: 2,
-        generation_height: 10,
-        desired,
-        phase: Phase::Pending,
-        observed_generation: 0,
-        endpoint: BoundedString::new(),
-        conditions: ConditionType::ALL.map(condition),
-    }
+    let mut spec = Spec::default();
+    spec.workload.health_port = 8080;
+    let tenant = Address::from_public_key(&tenant().public_key());
+    let mut record = Environment::new(tenant, PROVIDER, TemplateId(0), spec, 10);
+    record.generation = 2;
+    record.desired = desired;
+    record
 }
 
 fn facts(desired: Desired, assigned: Option<&PrivateKey>) -> ChainFacts {

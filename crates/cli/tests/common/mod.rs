@@ -1,7 +1,27 @@
 //! Helpers shared by the end-to-end test binaries.
 
 use logos_primitives::PrivateKey;
-use std::path::Path;
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::Child,
+    sync::mpsc::Receiver,
+};
+
+/// The `logos` binary under test.
+pub const LOGOS: &str = env!("CARGO_BIN_EXE_logos");
+
+/// The lines `child` prints on stdout (piped), as they come.
+pub fn stdout_lines(child: &mut Child) -> Receiver<String> {
+    let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    receiver
+}
 
 /// Reads the private key of a keystore file written by `logos keys` / `logos devnet`.
 pub fn load_key(path: &Path) -> PrivateKey {

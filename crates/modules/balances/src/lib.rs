@@ -5,7 +5,7 @@
 //!
 //! - **Transfer** ([`Call::Transfer`]) moves a non-zero amount of free balance.
 //! - **Fees** are charged by the executor through [`Balances::charge_fee`] before the call runs.
-//! - **Reserves** ([`Currency`], the interface other modules use): bonds, escrows and stakes are
+//! - **Reserves** (`reserve`, `unreserve`, `pay_reserved`: what other modules use): bonds, escrows and stakes are
 //!   moved from an account's free to its reserved balance; they stay on the owner's account
 //!   but cannot be spent, and only the module that reserved them releases or pays them out.
 //! - An account that becomes empty (nonce 0, no balance) is deleted.
@@ -23,41 +23,13 @@ use logos_framework::{
 };
 use logos_primitives::{Address, Amount};
 use logos_types::{
-    balances::{AccountInfo, Accounts, Call, CallHandler, Error, Event, TotalIssuance, INDEX},
+    balances::{AccountInfo, Accounts, CallHandler, Error, Event, TotalIssuance},
     codec::encode,
-    DispatchError, Genesis, Origin, StateError, StorageMap, StorageValue,
+    DispatchError, Genesis, StateError, StorageMap, StorageValue,
 };
-use std::future::Future;
 
 /// The `balances` module.
 pub struct Balances;
-
-/// Holding and releasing tokens: what other modules use of `balances` (FRAME's
-/// `ReservableCurrency`). Every error leaves the overlay untouched.
-pub trait Currency {
-    /// Moves `amount` of `who`'s free balance to its reserved balance.
-    fn reserve<R: StateReader>(
-        overlay: &mut Overlay<'_, R>,
-        who: &Address,
-        amount: Amount,
-    ) -> impl Future<Output = Result<(), DispatchError>> + Send;
-
-    /// Moves `amount` of `who`'s reserved balance back to its free balance.
-    fn unreserve<R: StateReader>(
-        overlay: &mut Overlay<'_, R>,
-        who: &Address,
-        amount: Amount,
-    ) -> impl Future<Output = Result<(), DispatchError>> + Send;
-
-    /// Pays `amount` out of `from`'s reserved balance into `to`'s free balance (a lease's escrow
-    /// paying its provider, a slashed stake going to the community pool).
-    fn pay_reserved<R: StateReader>(
-        overlay: &mut Overlay<'_, R>,
-        from: &Address,
-        to: &Address,
-        amount: Amount,
-    ) -> impl Future<Output = Result<(), DispatchError>> + Send;
-}
 
 impl Balances {
     /// `address`'s account (the empty account if none is stored).
@@ -88,7 +60,7 @@ impl Balances {
         author: &Address,
         fee: Amount,
     ) -> Result<Event, DispatchError> {
-        move_free(overlay, payer, author, fee).await?;
+        shift(overlay, (payer, Part::Free), (author, Part::Free), fee).await?;
         Ok(Event::FeePaid {
             payer: *payer,
             author: *author,
@@ -99,132 +71,110 @@ impl Balances {
     /// Sum of all reserved balances in a full state (the runtime checks it against the
     /// bonds, escrows and stakes that the other modules hold).
     pub fn total_reserved(state: &State) -> Result<Amount, String> {
-        let mut total = Amount::ZERO;
-        for entry in Accounts::iter_from(state) {
-            let (_, account) = entry.map_err(|error| error.to_string())?;
-            total = total
-                .checked_add(account.reserved)
-                .ok_or("reserved balances overflow")?;
-        }
-        Ok(total)
+        Accounts::sum_from(state, |account| account.reserved)
     }
 }
 
-impl Currency for Balances {
-    async fn reserve<R: StateReader>(
+/// Holding and releasing tokens: what other modules use of `balances` (FRAME's `ReservableCurrency`). Every error leaves the overlay untouched.
+impl Balances {
+    /// Moves `amount` of `who`'s free balance to its reserved balance.
+    pub async fn reserve<R: StateReader>(
         overlay: &mut Overlay<'_, R>,
         who: &Address,
         amount: Amount,
     ) -> Result<(), DispatchError> {
-        let mut info = Self::account(overlay, who).await?;
-        info.balance = info
-            .balance
-            .checked_sub(amount)
-            .ok_or(Error::InsufficientBalance {
-                available: info.balance,
-                required: amount,
-            })?;
-        info.reserved = info
-            .reserved
-            .checked_add(amount)
-            .ok_or(Error::BalanceOverflow)?;
-        Ok(Self::set_account(overlay, who, info)?)
+        shift(overlay, (who, Part::Free), (who, Part::Reserved), amount).await
     }
 
-    async fn unreserve<R: StateReader>(
+    /// Moves `amount` of `who`'s reserved balance back to its free balance.
+    pub async fn unreserve<R: StateReader>(
         overlay: &mut Overlay<'_, R>,
         who: &Address,
         amount: Amount,
     ) -> Result<(), DispatchError> {
-        let mut info = Self::account(overlay, who).await?;
-        info.reserved = info
-            .reserved
-            .checked_sub(amount)
-            .ok_or(Error::InsufficientReserved {
-                reserved: info.reserved,
-                required: amount,
-            })?;
-        info.balance = info
-            .balance
-            .checked_add(amount)
-            .ok_or(Error::BalanceOverflow)?;
-        Ok(Self::set_account(overlay, who, info)?)
+        shift(overlay, (who, Part::Reserved), (who, Part::Free), amount).await
     }
 
-    async fn pay_reserved<R: StateReader>(
+    /// Pays `amount` out of `from`'s reserved balance into `to`'s free balance (a lease's escrow
+    /// paying its provider, a slashed stake going to the community pool).
+    pub async fn pay_reserved<R: StateReader>(
         overlay: &mut Overlay<'_, R>,
         from: &Address,
         to: &Address,
         amount: Amount,
     ) -> Result<(), DispatchError> {
-        let mut payer = Self::account(overlay, from).await?;
-        payer.reserved = payer
-            .reserved
-            .checked_sub(amount)
-            .ok_or(Error::InsufficientReserved {
-                reserved: payer.reserved,
-                required: amount,
-            })?;
-        if from == to {
-            payer.balance = payer
-                .balance
-                .checked_add(amount)
-                .ok_or(Error::BalanceOverflow)?;
-            return Ok(Self::set_account(overlay, from, payer)?);
-        }
-        let mut payee = Self::account(overlay, to).await?;
-        payee.balance = payee
-            .balance
-            .checked_add(amount)
-            .ok_or(Error::BalanceOverflow)?;
-        Self::set_account(overlay, from, payer)?;
-        Ok(Self::set_account(overlay, to, payee)?)
+        shift(overlay, (from, Part::Reserved), (to, Part::Free), amount).await
     }
 }
 
-/// Moves `amount` of free balance from `from` to `to`; errors leave the overlay untouched.
-async fn move_free<R: StateReader>(
+/// Where tokens sit on an account.
+#[derive(Clone, Copy)]
+enum Part {
+    Free,
+    Reserved,
+}
+
+impl Part {
+    fn of(self, account: &mut AccountInfo) -> &mut Amount {
+        match self {
+            Part::Free => &mut account.balance,
+            Part::Reserved => &mut account.reserved,
+        }
+    }
+
+    fn shortfall(self, held: Amount, required: Amount) -> Error {
+        match self {
+            Part::Free => Error::InsufficientBalance {
+                available: held,
+                required,
+            },
+            Part::Reserved => Error::InsufficientReserved {
+                reserved: held,
+                required,
+            },
+        }
+    }
+}
+
+/// Moves `amount` from one part of an account to a part of the same or another account; every
+/// error leaves the overlay untouched.
+async fn shift<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
-    from: &Address,
-    to: &Address,
+    (from, from_part): (&Address, Part),
+    (to, to_part): (&Address, Part),
     amount: Amount,
 ) -> Result<(), DispatchError> {
     let mut source = Balances::account(overlay, from).await?;
-    let remaining = source
-        .balance
+    let held = *from_part.of(&mut source);
+    *from_part.of(&mut source) = held
         .checked_sub(amount)
-        .ok_or(Error::InsufficientBalance {
-            available: source.balance,
-            required: amount,
-        })?;
-    if from == to {
-        return Ok(());
+        .ok_or_else(|| from_part.shortfall(held, amount))?;
+    let mut destination = match from == to {
+        true => source,
+        false => Balances::account(overlay, to).await?,
+    };
+    let credited = to_part.of(&mut destination);
+    *credited = credited.checked_add(amount).ok_or(Error::BalanceOverflow)?;
+    if from != to {
+        Balances::set_account(overlay, from, source)?;
     }
-    let mut destination = Balances::account(overlay, to).await?;
-    destination.balance = destination
-        .balance
-        .checked_add(amount)
-        .ok_or(Error::BalanceOverflow)?;
-    source.balance = remaining;
-    Balances::set_account(overlay, from, source)?;
     Ok(Balances::set_account(overlay, to, destination)?)
 }
 
 impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Balances {
-    type Output = DispatchResult;
-
     async fn transfer(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         to: &Address,
         amount: &Amount,
     ) -> DispatchResult {
+        let sender = ctx.sender()?;
         if *amount == Amount::ZERO {
             return Err(Error::ZeroAmount.into());
         }
-        move_free(ctx.overlay, &origin.sender, to, *amount).await?;
+        let from = (&sender, Part::Free);
+        shift(ctx.overlay, from, (to, Part::Free), *amount).await?;
         Ok(events([Event::Transferred {
-            from: origin.sender,
+            from: sender,
             to: *to,
             amount: *amount,
         }]))
@@ -232,17 +182,7 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Balances {
 }
 
 impl Module for Balances {
-    const INDEX: u8 = INDEX;
-    const NAME: &'static str = "balances";
-    type Call = Call;
-
-    async fn dispatch<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        call: &Call,
-    ) -> DispatchResult {
-        call.dispatch::<_, Self>(ctx, origin).await
-    }
+    logos_framework::module_calls!(logos_types::balances);
 
     /// Free and reserved balances sum to the total issuance.
     fn try_state(state: &State) -> TryStateResult {

@@ -1,7 +1,7 @@
 //! Tests of `balances` against the mock chain (blocks through the real executor, every
 //! invariant checked after every block).
 
-use crate::{Balances, Currency};
+use crate::Balances;
 use commonware_cryptography::Signer;
 use futures::executor::block_on;
 use logos_framework::{apply, Module, Overlay};
@@ -12,7 +12,7 @@ use logos_runtime::{
 };
 use logos_types::{
     balances::{AccountInfo, Call, Event},
-    Call as RuntimeCall, Params, Transaction, TransactionPayload,
+    Call as RuntimeCall, Params, Receipt, Transaction, TransactionPayload,
 };
 
 fn transfer(
@@ -44,14 +44,18 @@ fn alice() -> (PrivateKey, Address) {
 
 const BOB: Address = Address([0xB0; 20]);
 
+/// The receipt of `key`'s first transfer of `amount` to Bob with `fee`, alone in a block.
+fn pay_bob(chain: &mut MockChain, key: &PrivateKey, amount: u128, fee: u128) -> Receipt {
+    let transaction = transfer(key, chain, 0, BOB, amount, fee);
+    chain.execute(&[transaction]).unwrap().remove(0)
+}
+
 #[test]
 fn transfer_moves_balance_pays_fee_and_increments_nonce() {
     let (key, alice) = alice();
     let mut chain = MockChain::new(&[(alice, 100_000)]);
-    let receipts = chain
-        .execute(&[transfer(&key, &chain, 0, BOB, 40_000, 1_000)])
-        .unwrap();
-    assert!(receipts[0].success);
+    let receipt = pay_bob(&mut chain, &key, 40_000, 1_000);
+    assert!(receipt.success);
     assert_eq!(
         chain.account(&alice),
         AccountInfo {
@@ -63,7 +67,7 @@ fn transfer_moves_balance_pays_fee_and_increments_nonce() {
     assert_eq!(chain.account(&BOB).balance, Amount(40_000));
     assert_eq!(chain.account(&chain.author).balance, Amount(1_000));
     assert_eq!(
-        receipts[0].events[1],
+        receipt.events[1],
         logos_types::Event::Balances(Event::Transferred {
             from: alice,
             to: BOB,
@@ -76,10 +80,8 @@ fn transfer_moves_balance_pays_fee_and_increments_nonce() {
 fn failed_call_keeps_fee_and_nonce_but_drops_its_writes() {
     let (key, alice) = alice();
     let mut chain = MockChain::new(&[(alice, 5_000)]);
-    let receipts = chain
-        .execute(&[transfer(&key, &chain, 0, BOB, 10_000, 1_000)])
-        .unwrap();
-    let message = assert_failed(&receipts[0], "balances", "InsufficientBalance");
+    let receipt = pay_bob(&mut chain, &key, 10_000, 1_000);
+    let message = assert_failed(&receipt, "balances", "InsufficientBalance");
     assert!(message.contains("insufficient balance"), "{message}");
     assert_eq!(
         chain.account(&alice),
@@ -96,11 +98,9 @@ fn failed_call_keeps_fee_and_nonce_but_drops_its_writes() {
 fn zero_transfer_is_an_error() {
     let (key, alice) = alice();
     let mut chain = MockChain::new(&[(alice, 5_000)]);
-    let receipts = chain
-        .execute(&[transfer(&key, &chain, 0, BOB, 0, 1_000)])
-        .unwrap();
+    let receipt = pay_bob(&mut chain, &key, 0, 1_000);
     assert_eq!(
-        assert_failed(&receipts[0], "balances", "ZeroAmount"),
+        assert_failed(&receipt, "balances", "ZeroAmount"),
         "zero amount"
     );
 }

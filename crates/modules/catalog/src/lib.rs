@@ -2,10 +2,13 @@
 //! workload, e.g. "Logos full node") that tenants lease (seed `003`: the W3bI catalog).
 //!
 //! Owns [`Products`] and [`Templates`]; types, calls and storage are declared in
-//! [`logos_types::catalog`]. Only the privileged origin (governance, later) sets them. A
-//! product needs resources and compute units; a template's product must exist when it is set.
+//! [`logos_types::catalog`]. Only the privileged origin (governance, later) sets them and
+//! removes templates. A product needs resources and compute units; a template's product must
+//! exist when it is set. Removing a template stops new leases of it; environments already made
+//! from it keep their copy of its workload (`operations` stores the spec).
 //! `market` prices and leases templates and `operations` re-applies a template's current
-//! workload on an update, both through [`Catalog`].
+//! workload on an update; both read its storage items ([`Products`], [`Templates`]) directly,
+//! and only this module writes them.
 //!
 //! # Invariant ([`CatalogModule::try_state`])
 //! Every product has resources and compute units.
@@ -14,66 +17,26 @@
 mod tests;
 
 use logos_framework::{
-    ensure_privileged, events, Context, DispatchResult, MapExt, Module, Overlay, State,
-    StateReader, TryStateResult,
+    events, Context, DispatchResult, MapExt, Module, State, StateReader, TryStateResult,
 };
-use logos_types::{
-    catalog::{
-        Call, CallHandler, Error, Event, Product, ProductId, Products, Template, TemplateId,
-        Templates, INDEX,
-    },
-    Origin, StateError,
+use logos_types::catalog::{
+    CallHandler, Error, Event, Product, ProductId, Products, Template, TemplateId, Templates,
 };
-use std::future::Future;
 
 /// The `catalog` module.
 pub struct CatalogModule;
-
-/// What other modules read of the catalog.
-pub trait Catalog {
-    /// A product.
-    fn product<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-        id: ProductId,
-    ) -> impl Future<Output = Result<Option<Product>, StateError>> + Send;
-
-    /// A template.
-    fn template<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-        id: TemplateId,
-    ) -> impl Future<Output = Result<Option<Template>, StateError>> + Send;
-}
-
-impl Catalog for CatalogModule {
-    async fn product<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-        id: ProductId,
-    ) -> Result<Option<Product>, StateError> {
-        Products::get(overlay, &id).await
-    }
-
-    async fn template<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-        id: TemplateId,
-    ) -> Result<Option<Template>, StateError> {
-        Templates::get(overlay, &id).await
-    }
-}
 
 fn is_empty(product: &Product) -> bool {
     product.resources.is_zero() || product.compute_units == 0
 }
 
 impl<R: StateReader> CallHandler<Context<'_, '_, R>> for CatalogModule {
-    type Output = DispatchResult;
-
     async fn set_product(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         id: &ProductId,
         product: &Product,
     ) -> DispatchResult {
-        ensure_privileged(origin, Error::NotPrivileged)?;
+        ctx.ensure_privileged()?;
         if is_empty(product) {
             return Err(Error::EmptyProduct.into());
         }
@@ -83,31 +46,29 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for CatalogModule {
 
     async fn set_template(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         id: &TemplateId,
         template: &Template,
     ) -> DispatchResult {
-        ensure_privileged(origin, Error::NotPrivileged)?;
+        ctx.ensure_privileged()?;
         if !Products::contains(ctx.overlay, &template.product).await? {
             return Err(Error::UnknownProduct(template.product).into());
         }
         Templates::insert(ctx.overlay, id, template)?;
         Ok(events([Event::TemplateSet { id: *id }]))
     }
+
+    async fn remove_template(ctx: &mut Context<'_, '_, R>, id: &TemplateId) -> DispatchResult {
+        ctx.ensure_privileged()?;
+        if !Templates::contains(ctx.overlay, id).await? {
+            return Err(Error::UnknownTemplate(*id).into());
+        }
+        Templates::remove(ctx.overlay, id)?;
+        Ok(events([Event::TemplateRemoved { id: *id }]))
+    }
 }
 
 impl Module for CatalogModule {
-    const INDEX: u8 = INDEX;
-    const NAME: &'static str = "catalog";
-    type Call = Call;
-
-    async fn dispatch<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        call: &Call,
-    ) -> DispatchResult {
-        call.dispatch::<_, Self>(ctx, origin).await
-    }
+    logos_framework::module_calls!(logos_types::catalog);
 
     /// See the module docs.
     fn try_state(state: &State) -> TryStateResult {

@@ -3,14 +3,15 @@
 use crate::CatalogModule;
 use logos_framework::Module;
 use logos_runtime::mock::{
-    assert_failed,
-    fixtures::{market, small, workload},
+    address, assert_failed,
+    fixtures::{market, provisioned, small, workload},
 };
 use logos_types::{
-    catalog::{Call, Product, ProductId, Products, Template, TemplateId, Templates},
-    codec::encode,
+    catalog::{Call, Event, Product, ProductId, Products, Template, TemplateId, Templates},
     dvci::{ResourceClass, Resources},
-    StorageMap,
+    market::{LeaseId, Leases},
+    operations::{self, EnvironmentId},
+    Event as RuntimeEvent,
 };
 
 fn product(resources: Resources, compute_units: u32) -> Product {
@@ -30,7 +31,7 @@ fn only_the_privileged_origin_sets_the_catalog() {
         product: product(small(), 1),
     });
     assert_eq!(
-        assert_failed(&refused, "catalog", "NotPrivileged"),
+        assert_failed(&refused, "catalog", "BadOrigin"),
         "privileged call from an unprivileged account"
     );
     assert!(world.chain.map::<Products>(&ProductId(9)).is_none());
@@ -43,7 +44,7 @@ fn only_the_privileged_origin_sets_the_catalog() {
         id: TemplateId(5),
         template,
     });
-    assert_failed(&refused, "catalog", "NotPrivileged");
+    assert_failed(&refused, "catalog", "BadOrigin");
     assert!(world.chain.map::<Templates>(&TemplateId(5)).is_none());
 }
 
@@ -94,10 +95,58 @@ fn templates_need_a_product_and_products_need_resources() {
 #[test]
 fn invariant_catches_an_empty_product() {
     let mut world = market(0);
-    world.chain.state.insert(
-        Products::key(&ProductId(8)),
-        encode(&product(Resources::default(), 0)),
-    );
+    let empty = product(Resources::default(), 0);
+    world.chain.corrupt::<Products>(&ProductId(8), &empty);
     let violation = CatalogModule::try_state(&world.chain.state).unwrap_err();
     assert!(violation.contains("product 8"), "{violation}");
+}
+
+#[test]
+fn a_removed_template_leases_no_more_but_running_environments_keep_it() {
+    let mut world = provisioned(1);
+    let before = world.environment();
+    let refused = world.tenant_call(Call::RemoveTemplate { id: TemplateId(0) });
+    assert_failed(&refused, "catalog", "BadOrigin");
+    assert!(world.chain.map::<Templates>(&TemplateId(0)).is_some());
+    let missing = world.chain.call(
+        &world.root.clone(),
+        Call::RemoveTemplate { id: TemplateId(7) },
+    );
+    assert_eq!(
+        assert_failed(&missing, "catalog", "UnknownTemplate"),
+        "unknown template 7"
+    );
+
+    let removed = world.privileged(Call::RemoveTemplate { id: TemplateId(0) });
+    assert!(removed.events.iter().any(|event| matches!(
+        event,
+        RuntimeEvent::Catalog(Event::TemplateRemoved { id: TemplateId(0) })
+    )));
+    assert!(world.chain.map::<Templates>(&TemplateId(0)).is_none());
+    // Valid a block ago, refused now; the tenant's balance only pays the fee.
+    let before_account = world.chain.account(&address(&world.tenant));
+    let lease = world.lease(100);
+    assert_failed(&lease, "market", "UnknownTemplate");
+    let after_account = world.chain.account(&address(&world.tenant));
+    assert_eq!(
+        after_account.balance.0,
+        before_account.balance.0 - world.chain.params.min_fee.0
+    );
+    // No escrow was taken: what is reserved only shrank by lease 0's billing.
+    assert!(after_account.reserved <= before_account.reserved);
+    assert!(world.chain.map::<Leases>(&LeaseId(1)).is_none());
+    // The running environment keeps the workload it was given; updating it to the template's
+    // current workload fails since there is none.
+    assert_eq!(world.environment().spec, before.spec);
+    let update = world.tenant_call(operations::Call::UpdateEnvironment {
+        environment: EnvironmentId(0),
+    });
+    assert_failed(&update, "operations", "UnknownTemplate");
+    assert_eq!(world.environment().generation, before.generation);
+    // Removing twice is refused.
+    let again = world.chain.call(
+        &world.root.clone(),
+        Call::RemoveTemplate { id: TemplateId(0) },
+    );
+    assert_failed(&again, "catalog", "UnknownTemplate");
 }

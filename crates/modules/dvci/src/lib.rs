@@ -8,7 +8,7 @@
 //!   the privileged origin admits (`Active`) or excludes it. Its owner deregisters it once
 //!   nothing is placed on it, and gets the bond back.
 //! - **Host aggregates and the buffer.** Only active providers count: an aggregate's capacity
-//!   is the sum of its active providers' inventories. Placement ([`Placement::allocate`]) never
+//!   is the sum of its active providers' inventories. Placement ([`Dvci::allocate`]) never
 //!   hands out the backup buffer: after it, the aggregate's allocation stays within
 //!   `capacity × (100 − buffer) / 100` in every dimension, and the provider's within its
 //!   inventory. Raising the buffer does not evict what is placed.
@@ -21,72 +21,45 @@
 #[cfg(test)]
 mod tests;
 
-use logos_balances::{Balances, Currency as _};
+use logos_balances::Balances;
 use logos_framework::{
-    ensure_privileged, events, Context, DispatchResult, MapExt, Module, Overlay, State,
-    StateReader, TryStateResult, ValueExt,
+    ensure_ascending, events, Context, DispatchResult, MapExt, Module, Overlay, State, StateReader,
+    TryStateResult, ValueExt,
 };
 use logos_primitives::Amount;
 use logos_types::{
     codec::BoundedString,
     corruption,
     dvci::{
-        Aggregate, Aggregates, BufferPercent, Call, CallHandler, Endpoint, Error, Event,
-        MinimumBond, NextProviderId, Provider, ProviderId, ProviderStatus, Providers, Region,
-        RegionId, Regions, ResourceClass, Resources, BUFFER_PERCENT_MAX, INDEX,
-        REGION_NAME_MAX_BYTES,
+        Aggregate, Aggregates, BufferPercent, CallHandler, Endpoint, Error, Event, MinimumBond,
+        NextProviderId, Provider, ProviderId, ProviderStatus, Providers, Region, RegionId, Regions,
+        ResourceClass, Resources, BUFFER_PERCENT_MAX, REGION_NAME_MAX_BYTES,
     },
-    DispatchError, Origin, StateError,
+    DispatchError, StateError,
 };
-use std::{collections::BTreeMap, future::Future};
+use std::collections::BTreeMap;
 
 /// The `dvci` module.
 pub struct Dvci;
-
-/// What `market` uses of `dvci`: the providers of an aggregate, and placing resources on them.
-pub trait Placement {
-    /// The host aggregate of `class` in `region` (empty if none).
-    fn aggregate<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-        region: RegionId,
-        class: ResourceClass,
-    ) -> impl Future<Output = Result<Aggregate, StateError>> + Send;
-
-    /// A provider's record.
-    fn provider<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-        id: ProviderId,
-    ) -> impl Future<Output = Result<Option<Provider>, StateError>> + Send;
-
-    /// Places `request` on provider `id` if it is active, has room, and the aggregate stays
-    /// outside its buffer; `Ok(false)` (nothing written) otherwise.
-    fn allocate<R: StateReader>(
-        overlay: &mut Overlay<'_, R>,
-        id: ProviderId,
-        request: &Resources,
-    ) -> impl Future<Output = Result<bool, DispatchError>> + Send;
-
-    /// Returns `released` from provider `id` (and its aggregate while the provider is active).
-    fn release<R: StateReader>(
-        overlay: &mut Overlay<'_, R>,
-        id: ProviderId,
-        released: &Resources,
-    ) -> impl Future<Output = Result<(), DispatchError>> + Send;
-}
 
 fn aggregate_key(provider: &Provider) -> (RegionId, ResourceClass) {
     (provider.region, provider.class)
 }
 
+/// The key and record of `provider`'s host aggregate.
+async fn aggregate_of<R: StateReader>(
+    overlay: &Overlay<'_, R>,
+    provider: &Provider,
+) -> Result<((RegionId, ResourceClass), Aggregate), StateError> {
+    let key = aggregate_key(provider);
+    let group = Dvci::aggregate(overlay, key.0, key.1).await?;
+    Ok((key, group))
+}
+
 impl Dvci {
     /// Sum of all provider bonds in a full state (reserved through `balances`).
     pub fn total_bonds(state: &State) -> Result<Amount, String> {
-        let mut total = Amount::ZERO;
-        for entry in Providers::iter_from(state) {
-            let (_, provider) = entry.map_err(|error| error.to_string())?;
-            total = total.checked_add(provider.bond).ok_or("bonds overflow")?;
-        }
-        Ok(total)
+        Providers::sum_from(state, |provider| provider.bond)
     }
 
     /// What placement may still hand out in an aggregate: capacity less the buffer less what is
@@ -107,8 +80,7 @@ impl Dvci {
         id: ProviderId,
         record: &Provider,
     ) -> Result<(), DispatchError> {
-        let key = aggregate_key(record);
-        let mut group = Self::aggregate(overlay, key.0, key.1).await?;
+        let (key, mut group) = aggregate_of(overlay, record).await?;
         group.capacity = group
             .capacity
             .checked_add(&record.inventory)
@@ -132,8 +104,7 @@ impl Dvci {
         id: ProviderId,
         record: &Provider,
     ) -> Result<(), DispatchError> {
-        let key = aggregate_key(record);
-        let mut group = Self::aggregate(overlay, key.0, key.1).await?;
+        let (key, mut group) = aggregate_of(overlay, record).await?;
         let unlisted = || corruption(format!("active provider {id} is not in its aggregate"));
         if !group.providers.remove_sorted(&id) {
             return Err(unlisted());
@@ -174,8 +145,10 @@ impl Dvci {
     }
 }
 
-impl Placement for Dvci {
-    async fn aggregate<R: StateReader>(
+/// What `market` uses of `dvci`: the providers of an aggregate, and placing resources on them.
+impl Dvci {
+    /// The host aggregate of `class` in `region` (empty if none).
+    pub async fn aggregate<R: StateReader>(
         overlay: &Overlay<'_, R>,
         region: RegionId,
         class: ResourceClass,
@@ -185,14 +158,9 @@ impl Placement for Dvci {
             .unwrap_or_default())
     }
 
-    async fn provider<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-        id: ProviderId,
-    ) -> Result<Option<Provider>, StateError> {
-        Providers::get(overlay, &id).await
-    }
-
-    async fn allocate<R: StateReader>(
+    /// Places `request` on provider `id` if it is active, has room, and the aggregate stays
+    /// outside its buffer; `Ok(false)` (nothing written) otherwise.
+    pub async fn allocate<R: StateReader>(
         overlay: &mut Overlay<'_, R>,
         id: ProviderId,
         request: &Resources,
@@ -213,8 +181,7 @@ impl Placement for Dvci {
         if !request.fits_in(&Self::allocatable(overlay, record.region, record.class).await?) {
             return Ok(false);
         }
-        let key = aggregate_key(&record);
-        let mut group = Self::aggregate(overlay, key.0, key.1).await?;
+        let (key, mut group) = aggregate_of(overlay, &record).await?;
         group.allocated = group
             .allocated
             .checked_add(request)
@@ -225,7 +192,8 @@ impl Placement for Dvci {
         Ok(true)
     }
 
-    async fn release<R: StateReader>(
+    /// Returns `released` from provider `id` (and its aggregate while the provider is active).
+    pub async fn release<R: StateReader>(
         overlay: &mut Overlay<'_, R>,
         id: ProviderId,
         released: &Resources,
@@ -239,8 +207,7 @@ impl Placement for Dvci {
             .checked_sub(released)
             .ok_or_else(uncovered)?;
         if record.status == ProviderStatus::Active {
-            let key = aggregate_key(&record);
-            let mut group = Self::aggregate(overlay, key.0, key.1).await?;
+            let (key, mut group) = aggregate_of(overlay, &record).await?;
             group.allocated = group
                 .allocated
                 .checked_sub(released)
@@ -252,17 +219,15 @@ impl Placement for Dvci {
 }
 
 impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
-    type Output = DispatchResult;
-
     async fn register_provider(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         endpoint: &Endpoint,
         inventory: &Resources,
         class: &ResourceClass,
         region: &RegionId,
         bond: &Amount,
     ) -> DispatchResult {
+        let sender = ctx.sender()?;
         if endpoint.is_empty() {
             return Err(Error::EmptyText.into());
         }
@@ -280,11 +245,11 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
             }
             .into());
         }
-        Balances::reserve(ctx.overlay, &origin.sender, *bond).await?;
+        Balances::reserve(ctx.overlay, &sender, *bond).await?;
         let id = NextProviderId::get(ctx.overlay).await?;
         NextProviderId::put(ctx.overlay, &id.next().ok_or(Error::IdsExhausted)?)?;
         let record = Provider {
-            owner: origin.sender,
+            owner: sender,
             endpoint: endpoint.clone(),
             inventory: *inventory,
             class: *class,
@@ -296,7 +261,7 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
         Providers::insert(ctx.overlay, &id, &record)?;
         Ok(events([Event::ProviderRegistered {
             provider: id,
-            owner: origin.sender,
+            owner: sender,
             region: *region,
             class: *class,
         }]))
@@ -304,14 +269,14 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
 
     async fn deregister_provider(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         provider: &ProviderId,
     ) -> DispatchResult {
+        let sender = ctx.sender()?;
         let id = *provider;
         let record = Providers::get(ctx.overlay, &id)
             .await?
             .ok_or(Error::UnknownProvider(id))?;
-        if record.owner != origin.sender {
+        if record.owner != sender {
             return Err(Error::NotOwner.into());
         }
         if !record.allocated.is_zero() {
@@ -327,21 +292,19 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
 
     async fn set_provider_status(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         provider: &ProviderId,
         status: &ProviderStatus,
     ) -> DispatchResult {
-        ensure_privileged(origin, Error::NotPrivileged)?;
+        ctx.ensure_privileged()?;
         Dvci::set_status(ctx.overlay, *provider, *status).await
     }
 
     async fn create_region(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         region: &RegionId,
         name: &BoundedString<REGION_NAME_MAX_BYTES>,
     ) -> DispatchResult {
-        ensure_privileged(origin, Error::NotPrivileged)?;
+        ctx.ensure_privileged()?;
         if name.is_empty() {
             return Err(Error::EmptyText.into());
         }
@@ -352,12 +315,8 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
         Ok(events([Event::RegionCreated { region: *region }]))
     }
 
-    async fn set_buffer_percent(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        percent: &u8,
-    ) -> DispatchResult {
-        ensure_privileged(origin, Error::NotPrivileged)?;
+    async fn set_buffer_percent(ctx: &mut Context<'_, '_, R>, percent: &u8) -> DispatchResult {
+        ctx.ensure_privileged()?;
         if *percent > BUFFER_PERCENT_MAX {
             return Err(Error::BufferTooLarge(*percent).into());
         }
@@ -365,29 +324,15 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
         Ok(events([Event::BufferChanged { percent: *percent }]))
     }
 
-    async fn set_minimum_bond(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        bond: &Amount,
-    ) -> DispatchResult {
-        ensure_privileged(origin, Error::NotPrivileged)?;
+    async fn set_minimum_bond(ctx: &mut Context<'_, '_, R>, bond: &Amount) -> DispatchResult {
+        ctx.ensure_privileged()?;
         MinimumBond::put(ctx.overlay, bond)?;
         Ok(events([Event::MinimumBondChanged { bond: *bond }]))
     }
 }
 
 impl Module for Dvci {
-    const INDEX: u8 = INDEX;
-    const NAME: &'static str = "dvci";
-    type Call = Call;
-
-    async fn dispatch<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        call: &Call,
-    ) -> DispatchResult {
-        call.dispatch::<_, Self>(ctx, origin).await
-    }
+    logos_framework::module_calls!(logos_types::dvci);
 
     /// See the module docs.
     fn try_state(state: &State) -> TryStateResult {
@@ -424,9 +369,7 @@ impl Module for Dvci {
                     "aggregate {region}/{class:?} sums differ from its providers"
                 ));
             }
-            if group.providers.windows(2).any(|pair| pair[0] >= pair[1]) {
-                return Err(format!("aggregate {region}/{class:?} not ascending"));
-            }
+            ensure_ascending(&group.providers, "an aggregate's providers")?;
             listed += group.providers.len();
         }
         for (id, record) in &providers {

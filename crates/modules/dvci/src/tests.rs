@@ -1,6 +1,6 @@
 //! Tests of `dvci` against the mock chain (every invariant checked after every block).
 
-use crate::{Dvci, Placement};
+use crate::Dvci;
 use commonware_cryptography::Signer;
 use futures::executor::block_on;
 use logos_framework::{apply, Module, Overlay};
@@ -12,7 +12,7 @@ use logos_types::{
         Aggregate, Aggregates, Call, Endpoint, Provider, ProviderId, ProviderStatus, Providers,
         RegionId, ResourceClass, Resources, ENDPOINT_MAX_BYTES,
     },
-    Receipt, StorageMap,
+    Receipt,
 };
 
 const REGION: RegionId = RegionId(7);
@@ -62,6 +62,12 @@ fn set_status(chain: &mut MockChain, who: &PrivateKey, status: ProviderStatus) -
             status,
         },
     )
+}
+
+/// Registers provider 0 of `owner` and has `root` admit it.
+fn active_provider(chain: &mut MockChain, root: &PrivateKey, owner: &PrivateKey) {
+    assert!(register(chain, owner, 2_000_000).success);
+    assert!(set_status(chain, root, ProviderStatus::Active).success);
 }
 
 fn aggregate(chain: &MockChain) -> Aggregate {
@@ -133,11 +139,11 @@ fn only_the_privileged_origin_admits_providers_and_configures() {
     assert!(register(&mut chain, &owner, 2_000_000).success);
     let receipt = set_status(&mut chain, &owner, ProviderStatus::Active);
     assert_eq!(
-        assert_failed(&receipt, "dvci", "NotPrivileged"),
+        assert_failed(&receipt, "dvci", "BadOrigin"),
         "privileged call from an unprivileged account"
     );
     let receipt = chain.call(&owner, Call::SetBufferPercent { percent: 10 });
-    assert_failed(&receipt, "dvci", "NotPrivileged");
+    assert_failed(&receipt, "dvci", "BadOrigin");
     let receipt = chain.call(
         &owner,
         Call::CreateRegion {
@@ -145,15 +151,14 @@ fn only_the_privileged_origin_admits_providers_and_configures() {
             name: "x".try_into().unwrap(),
         },
     );
-    assert_failed(&receipt, "dvci", "NotPrivileged");
+    assert_failed(&receipt, "dvci", "BadOrigin");
     assert!(aggregate(&chain).providers.is_empty());
 }
 
 #[test]
 fn only_the_owner_deregisters_and_gets_the_bond_back() {
     let (mut chain, root, owner) = chain();
-    assert!(register(&mut chain, &owner, 2_000_000).success);
-    assert!(set_status(&mut chain, &root, ProviderStatus::Active).success);
+    active_provider(&mut chain, &root, &owner);
     let receipt = chain.call(&root, Call::DeregisterProvider { provider: FIRST });
     assert_eq!(
         assert_failed(&receipt, "dvci", "NotOwner"),
@@ -178,8 +183,7 @@ fn only_the_owner_deregisters_and_gets_the_bond_back() {
 #[test]
 fn placement_never_hands_out_the_buffer() {
     let (mut chain, root, owner) = chain();
-    assert!(register(&mut chain, &owner, 2_000_000).success);
-    assert!(set_status(&mut chain, &root, ProviderStatus::Active).success);
+    active_provider(&mut chain, &root, &owner);
     let mut overlay = Overlay::new(&chain.state);
     block_on(async {
         // 30 % of 10 vCPU is held back: 7 can be placed, 8 cannot.
@@ -220,14 +224,10 @@ fn placement_never_hands_out_the_buffer() {
 #[test]
 fn invariant_catches_a_corrupted_aggregate() {
     let (mut chain, root, owner) = chain();
-    assert!(register(&mut chain, &owner, 2_000_000).success);
-    assert!(set_status(&mut chain, &root, ProviderStatus::Active).success);
+    active_provider(&mut chain, &root, &owner);
     let mut group = aggregate(&chain);
     group.capacity.vcpu += 1;
-    chain.state.insert(
-        Aggregates::key(&(REGION, ResourceClass::ComputeHosted)),
-        encode(&group),
-    );
+    chain.corrupt::<Aggregates>(&(REGION, ResourceClass::ComputeHosted), &group);
     assert!(Dvci::try_state(&chain.state)
         .unwrap_err()
         .contains("sums differ"));

@@ -27,25 +27,24 @@
 #[cfg(test)]
 mod tests;
 
-use logos_balances::{Balances, Currency as _};
-use logos_catalog::{Catalog as _, CatalogModule};
-use logos_dvci::{Dvci, Placement as _};
+use logos_balances::Balances;
+use logos_dvci::Dvci;
 use logos_framework::{
-    ensure_privileged, events, Context, DispatchResult, MapExt, Module, State, StateReader,
+    ensure_ascending, events, Context, DispatchResult, MapExt, Module, State, StateReader,
     TryStateResult, ValueExt,
 };
 use logos_primitives::{hash, Address, Amount};
 use logos_types::{
     balances::community_account,
-    catalog::TemplateId,
+    catalog::{Products, TemplateId, Templates},
     corruption,
-    dvci::{ProviderId, RegionId, ResourceClass, Resources},
+    dvci::{ProviderId, Providers, RegionId, ResourceClass, Resources},
     market::{
-        ActiveLeases, Call, CallHandler, CloseReason, CommunityShare, Error, Event, Lease, LeaseId,
-        Leases, NextLeaseId, Prices, INDEX,
+        ActiveLeases, CallHandler, CloseReason, CommunityShare, Error, Event, Lease, LeaseId,
+        Leases, NextLeaseId, Prices,
     },
     operations::Spec,
-    DispatchError, Event as RuntimeEvent, Origin,
+    DispatchError, Event as RuntimeEvent,
 };
 use std::{future::Future, marker::PhantomData};
 
@@ -87,23 +86,18 @@ pub struct Market<L>(PhantomData<L>);
 impl<L: EnvironmentLifecycle> Market<L> {
     /// Sum of the escrow of open leases in a full state (reserved through `balances`).
     pub fn total_escrow(state: &State) -> Result<Amount, String> {
-        let mut total = Amount::ZERO;
-        for entry in Leases::iter_from(state) {
-            let (_, lease) = entry.map_err(|error| error.to_string())?;
-            total = total.checked_add(lease.escrow).ok_or("escrow overflows")?;
-        }
-        Ok(total)
+        Leases::sum_from(state, |lease| lease.escrow)
     }
 
     async fn lease_of_tenant<R: StateReader>(
         ctx: &Context<'_, '_, R>,
-        origin: &Origin,
+        sender: Address,
         id: LeaseId,
     ) -> Result<Lease, DispatchError> {
         let record = Leases::get(ctx.overlay, &id)
             .await?
             .ok_or(Error::UnknownLease(id))?;
-        if record.tenant != origin.sender {
+        if record.tenant != sender {
             return Err(Error::NotTenant.into());
         }
         if record.closed.is_some() {
@@ -146,12 +140,9 @@ impl<L: EnvironmentLifecycle> Market<L> {
         id: LeaseId,
         share: u8,
     ) -> DispatchResult {
-        let mut record = Leases::get(ctx.overlay, &id)
+        let mut record = Leases::require(ctx.overlay, &id).await?;
+        let owner = Providers::require(ctx.overlay, &record.provider)
             .await?
-            .ok_or_else(|| corruption("an active lease has no record"))?;
-        let owner = Dvci::provider(ctx.overlay, record.provider)
-            .await?
-            .ok_or_else(|| corruption("a lease is placed on an unknown provider"))?
             .owner;
         // rate × share / 100 without overflow (share ≤ 100).
         let share = share as u128;
@@ -193,9 +184,7 @@ pub async fn schedule<R: StateReader>(
     let group = Dvci::aggregate(ctx.overlay, region, class).await?;
     let mut ranked = Vec::with_capacity(group.providers.len());
     for id in group.providers {
-        let record = Dvci::provider(ctx.overlay, id)
-            .await?
-            .ok_or_else(|| corruption("an aggregate lists an unknown provider"))?;
+        let record = Providers::require(ctx.overlay, &id).await?;
         let free_vcpu = record.inventory.vcpu.saturating_sub(record.allocated.vcpu);
         let tie = hash(&[ctx.block.randomness.as_ref(), &id.get().to_be_bytes()]);
         ranked.push((std::cmp::Reverse(free_vcpu), tie, id));
@@ -210,15 +199,12 @@ pub async fn schedule<R: StateReader>(
 }
 
 impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> for Market<L> {
-    type Output = DispatchResult;
-
     async fn set_price(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         class: &ResourceClass,
         price: &Amount,
     ) -> DispatchResult {
-        ensure_privileged(origin, Error::NotPrivileged)?;
+        ctx.ensure_privileged()?;
         Prices::insert(ctx.overlay, class, price)?;
         Ok(events([Event::PriceSet {
             class: *class,
@@ -228,15 +214,15 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
 
     async fn create_lease(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         template_id: &TemplateId,
         region: &RegionId,
         blocks: &u64,
     ) -> DispatchResult {
-        let template = CatalogModule::template(ctx.overlay, *template_id)
+        let sender = ctx.sender()?;
+        let template = Templates::get(ctx.overlay, template_id)
             .await?
             .ok_or(Error::UnknownTemplate(*template_id))?;
-        let product = CatalogModule::product(ctx.overlay, template.product)
+        let product = Products::get(ctx.overlay, &template.product)
             .await?
             .ok_or(Error::UnknownProduct(*template_id))?;
         let price = Prices::get(ctx.overlay, &product.class)
@@ -259,14 +245,14 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         if active.is_full() {
             return Err(Error::TooManyLeases.into());
         }
-        Balances::reserve(ctx.overlay, &origin.sender, escrow).await?;
+        Balances::reserve(ctx.overlay, &sender, escrow).await?;
         let provider = schedule(ctx, *region, product.class, &product.resources)
             .await?
             .ok_or(Error::NoCapacity(*region))?;
         let id = NextLeaseId::get(ctx.overlay).await?;
         NextLeaseId::put(ctx.overlay, &id.next().ok_or(Error::IdsExhausted)?)?;
         let record = Lease {
-            tenant: origin.sender,
+            tenant: sender,
             template: *template_id,
             provider,
             region: *region,
@@ -282,13 +268,13 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         ActiveLeases::put(ctx.overlay, &active)?;
         let mut emitted = events([Event::LeaseCreated {
             lease: id,
-            tenant: origin.sender,
+            tenant: sender,
             provider,
             rate,
         }]);
         let environment = NewEnvironment {
             lease: id,
-            tenant: origin.sender,
+            tenant: sender,
             provider,
             template: *template_id,
             spec: Spec {
@@ -302,11 +288,11 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
 
     async fn extend_lease(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         lease: &LeaseId,
         blocks: &u64,
     ) -> DispatchResult {
-        let mut record = Self::lease_of_tenant(ctx, origin, *lease).await?;
+        let sender = ctx.sender()?;
+        let mut record = Self::lease_of_tenant(ctx, sender, *lease).await?;
         if *blocks == 0 {
             return Err(Error::EmptyLease.into());
         }
@@ -320,7 +306,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             .escrow
             .checked_add(added)
             .ok_or(Error::AmountOverflow)?;
-        Balances::reserve(ctx.overlay, &origin.sender, added).await?;
+        Balances::reserve(ctx.overlay, &sender, added).await?;
         Leases::insert(ctx.overlay, lease, &record)?;
         Ok(events([Event::LeaseExtended {
             lease: *lease,
@@ -328,21 +314,14 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         }]))
     }
 
-    async fn close_lease(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        lease: &LeaseId,
-    ) -> DispatchResult {
-        let record = Self::lease_of_tenant(ctx, origin, *lease).await?;
+    async fn close_lease(ctx: &mut Context<'_, '_, R>, lease: &LeaseId) -> DispatchResult {
+        let sender = ctx.sender()?;
+        let record = Self::lease_of_tenant(ctx, sender, *lease).await?;
         Self::close(ctx, *lease, record, CloseReason::ClosedByTenant).await
     }
 
-    async fn set_community_share(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        percent: &u8,
-    ) -> DispatchResult {
-        ensure_privileged(origin, Error::NotPrivileged)?;
+    async fn set_community_share(ctx: &mut Context<'_, '_, R>, percent: &u8) -> DispatchResult {
+        ctx.ensure_privileged()?;
         if *percent > 100 {
             return Err(Error::ShareTooLarge(*percent).into());
         }
@@ -352,17 +331,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
 }
 
 impl<L: EnvironmentLifecycle> Module for Market<L> {
-    const INDEX: u8 = INDEX;
-    const NAME: &'static str = "market";
-    type Call = Call;
-
-    async fn dispatch<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        call: &Call,
-    ) -> DispatchResult {
-        call.dispatch::<_, Self>(ctx, origin).await
-    }
+    logos_framework::module_calls!(logos_types::market);
 
     /// Bills every active lease (see the module docs); events in lease order.
     async fn on_block_end<R: StateReader>(ctx: &mut Context<'_, '_, R>) -> DispatchResult {
@@ -378,9 +347,7 @@ impl<L: EnvironmentLifecycle> Module for Market<L> {
     fn try_state(state: &State) -> TryStateResult {
         let text = |error: logos_types::StateError| error.to_string();
         let active = ActiveLeases::get_from(state).map_err(text)?;
-        if active.windows(2).any(|pair| pair[0] >= pair[1]) {
-            return Err("active leases not ascending".into());
-        }
+        ensure_ascending(&active, "active leases")?;
         let mut open = Vec::new();
         for entry in Leases::iter_from(state) {
             let (id, record) = entry.map_err(text)?;

@@ -168,9 +168,9 @@ fn prices_and_the_community_share_are_privileged() {
         class: ResourceClass::Gpu,
         price: Amount(1),
     });
-    assert_failed(&refused, "market", "NotPrivileged");
+    assert_failed(&refused, "market", "BadOrigin");
     let refused = world.tenant_call(Call::SetCommunityShare { percent: 50 });
-    assert_failed(&refused, "market", "NotPrivileged");
+    assert_failed(&refused, "market", "BadOrigin");
     let root = world.root.clone();
     let too_large = world
         .chain

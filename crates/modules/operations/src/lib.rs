@@ -14,8 +14,8 @@
 //!   leaves the active set once its provisioner reports it `Destroyed`.
 //!
 //! Status (`phase`, `observed_generation`, `endpoint`, conditions `Scheduled`, `Ready`,
-//! `Verified`) is written only through [`EnvironmentState::record_report`] and
-//! [`EnvironmentState::set_verified`], which `provisioning` calls after checking who reports.
+//! `Verified`) is written only through [`Operations::record_report`] and
+//! [`Operations::set_verified`], which `provisioning` calls after checking who reports.
 //!
 //! # Invariant ([`Operations::try_state`])
 //! The active list is ascending and holds exactly the environments not yet reported destroyed;
@@ -24,98 +24,27 @@
 #[cfg(test)]
 mod tests;
 
-use logos_catalog::{Catalog as _, CatalogModule};
 use logos_framework::{
-    events, Context, DispatchResult, MapExt, Module, Overlay, State, StateReader, TryStateResult,
-    ValueExt,
+    ensure_ascending, events, Context, DispatchResult, MapExt, Module, State, StateReader,
+    TryStateResult, ValueExt,
 };
-use logos_primitives::Address;
 use logos_types::{
-    catalog::TemplateId,
+    catalog::Templates,
     codec::BoundedVec,
     corruption,
-    dvci::{Endpoint, ProviderId},
     operations::{
-        ActiveEnvironments, Call, CallHandler, Condition, ConditionStatus, ConditionType, Desired,
-        Environment, EnvironmentId, Environments, Error, Event, Message, Phase, Reason, Spec,
-        ACTIVE_ENVIRONMENTS_MAX, INDEX,
+        ActiveEnvironments, CallHandler, ConditionStatus, ConditionType, Desired, Environment,
+        EnvironmentId, Environments, Error, Event, Phase, ACTIVE_ENVIRONMENTS_MAX,
     },
     provisioning::Report,
-    DispatchError, Origin, StateError,
+    DispatchError, StateError,
 };
-use std::future::Future;
 
 /// The `operations` module.
 pub struct Operations;
 
 /// The ids of the environments not yet reported destroyed, ascending.
 pub type ActiveList = BoundedVec<EnvironmentId, ACTIVE_ENVIRONMENTS_MAX>;
-
-/// What the modules above use of `operations`: environments' desired state and status.
-pub trait EnvironmentState {
-    /// An environment.
-    fn environment<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-        id: EnvironmentId,
-    ) -> impl Future<Output = Result<Option<Environment>, StateError>> + Send;
-
-    /// The environments not yet reported destroyed.
-    fn active<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-    ) -> impl Future<Output = Result<ActiveList, StateError>> + Send;
-
-    /// Records the desired state of a new environment (see the module docs). Fails with
-    /// [`Error::TooManyEnvironments`] when the active set is full.
-    fn create<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        id: EnvironmentId,
-        tenant: Address,
-        provider: ProviderId,
-        template: TemplateId,
-        spec: Spec,
-    ) -> impl Future<Output = DispatchResult> + Send;
-
-    /// Wants environment `id` gone (its lease closed): desired `Destroyed`, generation + 1.
-    fn destroy<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        id: EnvironmentId,
-    ) -> impl Future<Output = DispatchResult> + Send;
-
-    /// Records the assigned provisioner's report (already checked by `provisioning`). A
-    /// `Destroyed` report of a `Destroyed` desired state removes the environment from the
-    /// active set.
-    fn record_report<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        id: EnvironmentId,
-        report: &Report,
-    ) -> impl Future<Output = DispatchResult> + Send;
-
-    /// Sets the `Verified` condition (a quorum decided, or a round reopened); `False` also
-    /// makes `Ready` false and the phase `Pending`.
-    fn set_verified<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        id: EnvironmentId,
-        status: ConditionStatus,
-        reason: &str,
-        message: &str,
-    ) -> impl Future<Output = Result<(), DispatchError>> + Send;
-}
-
-fn condition(
-    kind: ConditionType,
-    status: ConditionStatus,
-    reason: &str,
-    message: &str,
-    height: u64,
-) -> Condition {
-    Condition {
-        kind,
-        status,
-        reason: Reason::truncated(reason),
-        message: Message::truncated(message),
-        last_transition_height: height,
-    }
-}
 
 /// Bumps the generation and records the change of desired state in `record`.
 fn bump(record: &mut Environment, height: u64) {
@@ -134,34 +63,14 @@ fn split_message(message: &str) -> (&str, &str) {
     }
 }
 
-async fn existing<R: StateReader>(
-    overlay: &Overlay<'_, R>,
-    id: EnvironmentId,
-) -> Result<Environment, DispatchError> {
-    Environments::get(overlay, &id)
-        .await?
-        .ok_or_else(|| corruption(format!("environment {id} is referenced but missing")))
-}
-
-impl EnvironmentState for Operations {
-    async fn environment<R: StateReader>(
-        overlay: &Overlay<'_, R>,
-        id: EnvironmentId,
-    ) -> Result<Option<Environment>, StateError> {
-        Environments::get(overlay, &id).await
-    }
-
-    async fn active<R: StateReader>(overlay: &Overlay<'_, R>) -> Result<ActiveList, StateError> {
-        ActiveEnvironments::get(overlay).await
-    }
-
-    async fn create<R: StateReader>(
+/// What the modules above use of `operations`: environments' desired state and status.
+impl Operations {
+    /// Records the desired state of a new environment (`Environment::new`, see the module
+    /// docs). Fails with [`Error::TooManyEnvironments`] when the active set is full.
+    pub async fn create<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         id: EnvironmentId,
-        tenant: Address,
-        provider: ProviderId,
-        template: TemplateId,
-        spec: Spec,
+        record: Environment,
     ) -> DispatchResult {
         let mut active = ActiveEnvironments::get(ctx.overlay).await?;
         if Environments::contains(ctx.overlay, &id).await? {
@@ -173,51 +82,20 @@ impl EnvironmentState for Operations {
         {
             return Err(Error::EnvironmentExists(id).into());
         }
-        let height = ctx.height();
-        let placed = format!("placed on provider {provider}");
-        let unknown = ConditionStatus::Unknown;
-        let record = Environment {
-            tenant,
-            provider,
-            template,
-            spec,
-            generation: 1,
-            generation_height: height,
-            desired: Desired::Running,
-            phase: Phase::Pending,
-            observed_generation: 0,
-            endpoint: Endpoint::new(),
-            conditions: [
-                condition(
-                    ConditionType::Scheduled,
-                    ConditionStatus::True,
-                    "Placed",
-                    &placed,
-                    height,
-                ),
-                condition(ConditionType::Ready, unknown, "AwaitingReport", "", height),
-                condition(
-                    ConditionType::Verified,
-                    unknown,
-                    "AwaitingReport",
-                    "",
-                    height,
-                ),
-            ],
-        };
         Environments::insert(ctx.overlay, &id, &record)?;
         ActiveEnvironments::put(ctx.overlay, &active)?;
         Ok(events([Event::EnvironmentCreated {
             environment: id,
-            provider,
+            provider: record.provider,
         }]))
     }
 
-    async fn destroy<R: StateReader>(
+    /// Wants environment `id` gone (its lease closed): desired `Destroyed`, generation + 1.
+    pub async fn destroy<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         id: EnvironmentId,
     ) -> DispatchResult {
-        let mut record = existing(ctx.overlay, id).await?;
+        let mut record = Environments::require(ctx.overlay, &id).await?;
         if record.desired == Desired::Destroyed {
             return Err(corruption(format!("environment {id} destroyed twice")));
         }
@@ -230,13 +108,16 @@ impl EnvironmentState for Operations {
         }]))
     }
 
-    async fn record_report<R: StateReader>(
+    /// Records the assigned provisioner's report (already checked by `provisioning`). A
+    /// `Destroyed` report of a `Destroyed` desired state removes the environment from the
+    /// active set.
+    pub async fn record_report<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         id: EnvironmentId,
         report: &Report,
     ) -> DispatchResult {
         let height = ctx.height();
-        let mut record = existing(ctx.overlay, id).await?;
+        let mut record = Environments::require(ctx.overlay, &id).await?;
         record.phase = report.phase;
         record.observed_generation = report.generation;
         record.endpoint = report.endpoint.clone();
@@ -273,7 +154,9 @@ impl EnvironmentState for Operations {
         Ok(events(emitted))
     }
 
-    async fn set_verified<R: StateReader>(
+    /// Sets the `Verified` condition (a quorum decided, or a round reopened); `False` also
+    /// makes `Ready` false and the phase `Pending`.
+    pub async fn set_verified<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         id: EnvironmentId,
         status: ConditionStatus,
@@ -281,7 +164,7 @@ impl EnvironmentState for Operations {
         message: &str,
     ) -> Result<(), DispatchError> {
         let height = ctx.height();
-        let mut record = existing(ctx.overlay, id).await?;
+        let mut record = Environments::require(ctx.overlay, &id).await?;
         record.set_condition(ConditionType::Verified, status, reason, message, height);
         if status == ConditionStatus::False {
             record.set_condition(
@@ -298,24 +181,22 @@ impl EnvironmentState for Operations {
 }
 
 impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Operations {
-    type Output = DispatchResult;
-
     async fn update_environment(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         environment: &EnvironmentId,
     ) -> DispatchResult {
+        let sender = ctx.sender()?;
         let id = *environment;
         let mut record = Environments::get(ctx.overlay, &id)
             .await?
             .ok_or(Error::UnknownEnvironment(id))?;
-        if record.tenant != origin.sender {
+        if record.tenant != sender {
             return Err(Error::NotTenant.into());
         }
         if record.desired == Desired::Destroyed {
             return Err(Error::Destroying(id).into());
         }
-        let template = CatalogModule::template(ctx.overlay, record.template)
+        let template = Templates::get(ctx.overlay, &record.template)
             .await?
             .ok_or(Error::UnknownTemplate(record.template))?;
         record.spec.workload = template.workload;
@@ -329,25 +210,13 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Operations {
 }
 
 impl Module for Operations {
-    const INDEX: u8 = INDEX;
-    const NAME: &'static str = "operations";
-    type Call = Call;
-
-    async fn dispatch<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        call: &Call,
-    ) -> DispatchResult {
-        call.dispatch::<_, Self>(ctx, origin).await
-    }
+    logos_framework::module_calls!(logos_types::operations);
 
     /// See the module docs.
     fn try_state(state: &State) -> TryStateResult {
         let text = |error: StateError| error.to_string();
         let active = ActiveEnvironments::get_from(state).map_err(text)?;
-        if active.windows(2).any(|pair| pair[0] >= pair[1]) {
-            return Err("active environments not ascending".into());
-        }
+        ensure_ascending(&active, "active environments")?;
         let mut live = Vec::new();
         for entry in Environments::iter_from(state) {
             let (id, record) = entry.map_err(text)?;

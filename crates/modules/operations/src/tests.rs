@@ -5,13 +5,13 @@ use crate::Operations;
 use logos_framework::Module;
 use logos_runtime::mock::{assert_failed, fixtures::provisioned};
 use logos_types::{
-    codec::{encode, BoundedVec},
+    codec::encode,
     market,
     operations::{
         ActiveEnvironments, Call, ConditionStatus, ConditionType, Desired, EnvironmentId,
         Environments,
     },
-    StorageMap, StorageValue,
+    StorageValue,
 };
 
 const FIRST: EnvironmentId = EnvironmentId(0);
@@ -55,10 +55,12 @@ fn tenant_updates_bump_the_generation() {
 #[test]
 fn invariant_catches_an_environment_missing_from_the_active_list() {
     let mut world = provisioned(1);
-    world.chain.state.insert(
-        ActiveEnvironments::key(),
-        encode(&BoundedVec::<EnvironmentId, 8>::new()),
-    );
+    let mut active = world.chain.value::<ActiveEnvironments>();
+    active.clear();
+    world
+        .chain
+        .state
+        .insert(ActiveEnvironments::key(), encode(&active));
     let violation = Operations::try_state(&world.chain.state).unwrap_err();
     assert!(violation.contains("differs"), "{violation}");
 }
@@ -68,10 +70,7 @@ fn invariant_catches_conditions_out_of_order() {
     let mut world = provisioned(1);
     let mut environment = world.environment();
     environment.conditions.swap(1, 2);
-    world
-        .chain
-        .state
-        .insert(Environments::key(&FIRST), encode(&environment));
+    world.chain.corrupt::<Environments>(&FIRST, &environment);
     let violation = Operations::try_state(&world.chain.state).unwrap_err();
     assert!(violation.contains("out of order"), "{violation}");
 }

@@ -31,23 +31,25 @@
 #[cfg(test)]
 mod tests;
 
-use logos_balances::{Balances, Currency as _};
+use logos_balances::Balances;
 use logos_framework::{
-    ensure_privileged, events, Context, DispatchResult, MapExt, Module, State, StateReader,
+    ensure_ascending, events, Context, DispatchResult, MapExt, Module, State, StateReader,
     TryStateResult, ValueExt,
 };
-use logos_operations::{EnvironmentState as _, Operations};
+use logos_operations::Operations;
 use logos_primitives::{hash, Address, Amount};
 use logos_types::{
     balances::community_account,
     corruption,
-    operations::{ActiveEnvironments, ConditionStatus, Desired, Environment, EnvironmentId, Phase},
-    provisioning::{
-        AssignReason, Assignment, Assignments, Call, CallHandler, Eligible, Error, Event,
-        MinimumStake, Provisioner, Provisioners, Report, CHECKERS, CHECK_TIMEOUT_BLOCKS, INDEX,
-        RECHECK_INTERVAL_BLOCKS, REPORT_TIMEOUT_BLOCKS, SLASH_PERCENT,
+    operations::{
+        ActiveEnvironments, ConditionStatus, Desired, EnvironmentId, Environments, Phase,
     },
-    DispatchError, Event as RuntimeEvent, Origin, StateError,
+    provisioning::{
+        AssignReason, Assignment, Assignments, CallHandler, Eligible, Error, Event, MinimumStake,
+        Provisioner, Provisioners, Report, CHECKERS, CHECK_TIMEOUT_BLOCKS, RECHECK_INTERVAL_BLOCKS,
+        REPORT_TIMEOUT_BLOCKS, SLASH_PERCENT,
+    },
+    DispatchError, Event as RuntimeEvent, StateError,
 };
 
 /// The `provisioning` module.
@@ -82,24 +84,6 @@ pub fn draw(
         .collect()
 }
 
-async fn assignment<R: StateReader>(
-    ctx: &Context<'_, '_, R>,
-    environment: EnvironmentId,
-) -> Result<Assignment, DispatchError> {
-    Assignments::get(ctx.overlay, &environment)
-        .await?
-        .ok_or_else(|| corruption(format!("active environment {environment} is unassigned")))
-}
-
-async fn environment_of<R: StateReader>(
-    ctx: &Context<'_, '_, R>,
-    id: EnvironmentId,
-) -> Result<Environment, DispatchError> {
-    Operations::environment(ctx.overlay, id)
-        .await?
-        .ok_or_else(|| corruption(format!("assigned environment {id} is missing")))
-}
-
 impl Provisioning {
     /// Assigns a new environment (when it is created, through the runtime).
     pub async fn assign_new<R: StateReader>(
@@ -114,12 +98,7 @@ impl Provisioning {
 
     /// Sum of all provisioner stakes in a full state (reserved through `balances`).
     pub fn total_stake(state: &State) -> Result<Amount, String> {
-        let mut total = Amount::ZERO;
-        for entry in Provisioners::iter_from(state) {
-            let (_, record) = entry.map_err(|error| error.to_string())?;
-            total = total.checked_add(record.stake).ok_or("stakes overflow")?;
-        }
-        Ok(total)
+        Provisioners::sum_from(state, |record| record.stake)
     }
 
     /// Gives `record` a new assignee (not the current one, and not one replaced before while
@@ -209,9 +188,7 @@ impl Provisioning {
         account: Address,
         environment: EnvironmentId,
     ) -> Result<RuntimeEvent, DispatchError> {
-        let mut record = Provisioners::get(ctx.overlay, &account)
-            .await?
-            .ok_or_else(|| corruption(format!("assignee {account} is not registered")))?;
+        let mut record = Provisioners::require(ctx.overlay, &account).await?;
         let stake = record.stake.0;
         // 10 % of the stake, at least one unit while any is left; no overflow (percent ≤ 100).
         let amount = Amount(
@@ -244,8 +221,8 @@ impl Provisioning {
         eligible: usize,
     ) -> DispatchResult {
         let height = ctx.height();
-        let mut record = assignment(ctx, environment).await?;
-        let current = environment_of(ctx, environment).await?;
+        let mut record = Assignments::require(ctx.overlay, &environment).await?;
+        let current = Environments::require(ctx.overlay, &environment).await?;
         let reported = record
             .report
             .as_ref()
@@ -287,14 +264,9 @@ impl Provisioning {
 }
 
 impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
-    type Output = DispatchResult;
-
-    async fn register_provisioner(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        stake: &Amount,
-    ) -> DispatchResult {
-        let account = origin.sender;
+    async fn register_provisioner(ctx: &mut Context<'_, '_, R>, stake: &Amount) -> DispatchResult {
+        let sender = ctx.sender()?;
+        let account = sender;
         if Provisioners::contains(ctx.overlay, &account).await? {
             return Err(Error::AlreadyRegistered.into());
         }
@@ -323,16 +295,18 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         }]))
     }
 
-    async fn deregister_provisioner(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-    ) -> DispatchResult {
-        let account = origin.sender;
+    async fn deregister_provisioner(ctx: &mut Context<'_, '_, R>) -> DispatchResult {
+        let sender = ctx.sender()?;
+        let account = sender;
         let record = Provisioners::get(ctx.overlay, &account)
             .await?
             .ok_or(Error::NotRegistered)?;
         for environment in ActiveEnvironments::get(ctx.overlay).await? {
-            if assignment(ctx, environment).await?.assigned == Some(account) {
+            if Assignments::require(ctx.overlay, &environment)
+                .await?
+                .assigned
+                == Some(account)
+            {
                 return Err(Error::StillAssigned(environment).into());
             }
         }
@@ -349,18 +323,18 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
 
     async fn report(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         environment: &EnvironmentId,
         report: &Report,
     ) -> DispatchResult {
+        let sender = ctx.sender()?;
         let id = *environment;
         let mut record = Assignments::get(ctx.overlay, &id)
             .await?
             .ok_or(Error::UnknownEnvironment(id))?;
-        if record.assigned != Some(origin.sender) {
+        if record.assigned != Some(sender) {
             return Err(Error::NotAssigned(id).into());
         }
-        let current = environment_of(ctx, id).await?;
+        let current = Environments::require(ctx.overlay, &id).await?;
         if report.generation != current.generation {
             return Err(Error::WrongGeneration {
                 reported: report.generation,
@@ -389,16 +363,16 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
 
     async fn cross_check(
         ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
         environment: &EnvironmentId,
         round: &u64,
         agrees: &bool,
     ) -> DispatchResult {
+        let sender = ctx.sender()?;
         let (id, round, agrees) = (*environment, *round, *agrees);
         let mut record = Assignments::get(ctx.overlay, &id)
             .await?
             .ok_or(Error::UnknownEnvironment(id))?;
-        let checker = origin.sender;
+        let checker = sender;
         if record.round != round || !record.checkers.contains(&checker) {
             return Err(Error::NotChecker(round).into());
         }
@@ -453,29 +427,15 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         Ok(emitted)
     }
 
-    async fn set_minimum_stake(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        stake: &Amount,
-    ) -> DispatchResult {
-        ensure_privileged(origin, Error::NotPrivileged)?;
+    async fn set_minimum_stake(ctx: &mut Context<'_, '_, R>, stake: &Amount) -> DispatchResult {
+        ctx.ensure_privileged()?;
         MinimumStake::put(ctx.overlay, stake)?;
         Ok(events([Event::MinimumStakeSet { stake: *stake }]))
     }
 }
 
 impl Module for Provisioning {
-    const INDEX: u8 = INDEX;
-    const NAME: &'static str = "provisioning";
-    type Call = Call;
-
-    async fn dispatch<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        origin: &Origin,
-        call: &Call,
-    ) -> DispatchResult {
-        call.dispatch::<_, Self>(ctx, origin).await
-    }
+    logos_framework::module_calls!(logos_types::provisioning);
 
     /// Liveness duties for every active environment (see the module docs); events in
     /// environment order.
@@ -492,9 +452,7 @@ impl Module for Provisioning {
     fn try_state(state: &State) -> TryStateResult {
         let text = |error: StateError| error.to_string();
         let eligible = Eligible::get_from(state).map_err(text)?;
-        if eligible.windows(2).any(|pair| pair[0] >= pair[1]) {
-            return Err("eligible provisioners not ascending".into());
-        }
+        ensure_ascending(&eligible, "eligible provisioners")?;
         for account in &eligible {
             if Provisioners::get_from(state, account)
                 .map_err(text)?

@@ -3,10 +3,9 @@
 use super::*;
 use logos_api::agent::Observation;
 use logos_types::{
-    catalog::{TemplateId, Workload},
-    codec::BoundedString,
-    dvci::{ProviderId, Resources},
-    operations::{Condition, ConditionStatus, ConditionType, EnvironmentId, Spec},
+    catalog::TemplateId,
+    dvci::ProviderId,
+    operations::{EnvironmentId, Spec},
 };
 
 const ME: Address = Address([1; 20]);
@@ -14,34 +13,12 @@ const OTHER: Address = Address([2; 20]);
 const ENDPOINT: &str = "10.88.1.2:8645";
 
 fn environment(desired: Desired, generation: u64) -> Environment {
-    let condition = |kind| Condition {
-        kind,
-        status: ConditionStatus::Unknown,
-        reason: BoundedString::new(),
-        message: BoundedString::new(),
-        last_transition_height: 0,
-    };
-    Environment {
-        tenant: OTHER,
-        provider: ProviderId(0),
-        template: TemplateId(0),
-        spec: Spec {
-            resources: Resources::default(),
-            workload: Workload {
-                image: BoundedString::new(),
-                command: Default::default(),
-                ports: Default::default(),
-                health_port: 8645,
-            },
-        },
-        generation,
-        generation_height: 1,
-        desired,
-        phase: Phase::Pending,
-        observed_generation: 0,
-        endpoint: BoundedString::new(),
-        conditions: ConditionType::ALL.map(condition),
-    }
+    let mut spec = Spec::default();
+    spec.workload.health_port = 8645;
+    let mut record = Environment::new(OTHER, ProviderId(0), TemplateId(0), spec, 1);
+    record.generation = generation;
+    record.desired = desired;
+    record
 }
 
 fn assigned(to: Address) -> Assignment {
