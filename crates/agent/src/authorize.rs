@@ -193,27 +193,32 @@ pub struct LogsRequest {
     pub bytes: Option<u64>,
 }
 
-/// Whether `request` (received at `now_s`) may read the logs of `environment` (id `id`).
-pub fn authorize_logs(
+/// Checks a logs request for environment `id` received at `now_s` on its own (fresh, well
+/// formed, signed), before any chain read; returns the signer.
+pub fn verify_logs(
     request: &LogsRequest,
     id: EnvironmentId,
-    environment: &Environment,
     now_s: u64,
-) -> Result<(), Refusal> {
+) -> Result<Address, Refusal> {
     if now_s.abs_diff(request.timestamp_s) > LOGS_MAX_AGE_S {
         return Err(Refusal::Expired);
     }
     let (key, signature) =
         decode_signer(&request.public_key, &request.signature).map_err(Refusal::MalformedSigner)?;
-    if Address::from_public_key(&key) != environment.tenant {
-        return Err(Refusal::NotTenant);
-    }
     if !key.verify(
         LOGS_NAMESPACE,
         &logs_message(id, request.timestamp_s),
         &signature,
     ) {
         return Err(Refusal::BadSignature);
+    }
+    Ok(Address::from_public_key(&key))
+}
+
+/// Whether `signer` (from [`verify_logs`]) may read the logs of `environment`: only its tenant.
+pub fn authorize_logs(signer: Address, environment: &Environment) -> Result<(), Refusal> {
+    if signer != environment.tenant {
+        return Err(Refusal::NotTenant);
     }
     Ok(())
 }

@@ -210,12 +210,17 @@ async fn handle_logs<D: Driver>(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0);
+    // A forged or stale request costs no chain read.
+    let signer = match authorize::verify_logs(&request, id, now_s) {
+        Ok(signer) => signer,
+        Err(refusal) => return refused(id, &refusal),
+    };
     let environment = match inner.client.map_proven::<Environments>(&id).await {
         Ok((Some(environment), _)) => environment,
         Ok((None, _)) => return refuse(StatusCode::NOT_FOUND, "no such environment".into()),
         Err(error) => return refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
     };
-    if let Err(refusal) = authorize::authorize_logs(&request, id, &environment, now_s) {
+    if let Err(refusal) = authorize::authorize_logs(signer, &environment) {
         return refused(id, &refusal);
     }
     let max = request.bytes.unwrap_or(LOGS_MAX_BYTES).min(LOGS_MAX_BYTES);

@@ -494,8 +494,20 @@ fn module_error(input: &DeriveInput) -> syn::Result<Tokens> {
         let text = variant_name.to_string();
         quote!(Self::#variant_name { .. } => #text)
     });
+    let all = variants.iter().map(|variant| &variant.index);
+    let reserved = format!("an error of {name} uses index 255, reserved for BadOrigin");
     Ok(quote! {
         #checks
+
+        // Error index 255 is the framework's `BadOrigin` in every module's receipts.
+        const _: () = {
+            let indices: &[u8] = &[#(#all),*];
+            let mut i = 0;
+            while i < indices.len() {
+                assert!(indices[i] != crate::BAD_ORIGIN_ERROR, #reserved);
+                i += 1;
+            }
+        };
 
         impl #name {
             /// Index of the module that raises these errors.

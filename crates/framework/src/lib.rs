@@ -18,8 +18,8 @@
 //! randomness) and the call; no wall clock, floats, hash-map iteration order or other
 //! randomness. It never panics: a broken invariant is a `DispatchError::Corruption`.
 //!
-//! A module never imports a module above it: it calls the small interface traits the modules
-//! below it implement, and a need upward (the market creating an environment) is a trait the
+//! A module never imports a module above it: it calls the inherent functions the modules below
+//! it offer (`Balances::reserve`) and reads their storage items, and a need upward (the market creating an environment) is a trait the
 //! lower module declares and the runtime implements.
 
 mod overlay;

@@ -27,6 +27,18 @@ impl Amount {
     pub fn checked_sub(self, other: Amount) -> Option<Amount> {
         self.0.checked_sub(other.0).map(Amount)
     }
+
+    /// `percent` % of `self`, rounded down, or `None` if `percent > 100`. Never overflows: it
+    /// scales down before it multiplies.
+    pub fn percent(self, percent: u8) -> Option<Amount> {
+        if percent > 100 {
+            return None;
+        }
+        let percent = u128::from(percent);
+        let whole = (self.0 / 100).checked_mul(percent)?;
+        let rest = (self.0 % 100).checked_mul(percent)? / 100;
+        whole.checked_add(rest).map(Amount)
+    }
 }
 
 impl fmt::Display for Amount {
@@ -93,6 +105,20 @@ mod tests {
         assert_eq!(Amount(1).checked_sub(Amount(2)), None);
         assert_eq!(Amount(u128::MAX).checked_add(Amount(1)), None);
         assert_eq!(Amount(5).checked_sub(Amount(2)), Some(Amount(3)));
+    }
+
+    #[test]
+    fn percent_rounds_down_and_never_overflows() {
+        assert_eq!(Amount(1_234).percent(10), Some(Amount(123)));
+        assert_eq!(Amount(99).percent(50), Some(Amount(49)));
+        assert_eq!(Amount(7).percent(100), Some(Amount(7)));
+        assert_eq!(Amount(7).percent(0), Some(Amount::ZERO));
+        assert_eq!(Amount(u128::MAX).percent(100), Some(Amount(u128::MAX)));
+        assert_eq!(
+            Amount(u128::MAX).percent(50),
+            Some(Amount(u128::MAX / 100 * 50 + u128::MAX % 100 * 50 / 100))
+        );
+        assert_eq!(Amount(7).percent(101), None);
     }
 
     #[test]

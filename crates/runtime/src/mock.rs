@@ -2,7 +2,7 @@
 //! [`try_state_all`](crate::try_state_all) (every module's invariants and the chain-wide ones)
 //! checked after every block.
 
-use crate::{execute_block, genesis_state, try_state_all, BlockError};
+use crate::{execute_block, genesis_state, try_state_all, BlockError, BlockOutcome};
 use commonware_cryptography::Signer;
 use futures::executor::block_on;
 use logos_framework::{apply, BlockContext, MapExt, State, ValueExt, WriteSet};
@@ -80,6 +80,15 @@ impl MockChain {
         &mut self,
         transactions: &[Transaction],
     ) -> Result<(Vec<Receipt>, Vec<Event>), BlockError> {
+        let outcome = self.dry_run(transactions)?;
+        self.height += 1;
+        self.apply(outcome.writes);
+        Ok((outcome.receipts, outcome.block_events))
+    }
+
+    /// Executes the next block of `transactions` without applying it or checking invariants
+    /// (to look at what a block on a corrupted state does).
+    pub fn dry_run(&self, transactions: &[Transaction]) -> Result<BlockOutcome, BlockError> {
         let context = BlockContext {
             chain_id: self.chain_id,
             height: self.height + 1,
@@ -87,10 +96,7 @@ impl MockChain {
             params: self.params.clone(),
             randomness: hash(&[&self.height.to_be_bytes()]),
         };
-        let outcome = block_on(execute_block(&self.state, &context, transactions))?;
-        self.height += 1;
-        self.apply(outcome.writes);
-        Ok((outcome.receipts, outcome.block_events))
+        block_on(execute_block(&self.state, &context, transactions))
     }
 
     /// `call` signed by `key` with its next nonce and the minimum fee.

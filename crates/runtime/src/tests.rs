@@ -1,7 +1,8 @@
 //! Runtime tests: receipts name the module and error of a failed call (one failure per module),
-//! and the chain-wide invariant catches unaccounted reserves.
+//! a failing end-of-block hook drops its writes, and the chain-wide invariants catch unaccounted
+//! reserves and allocations.
 
-use crate::mock::{address, MockChain};
+use crate::mock::{address, fixtures::provisioned, MockChain};
 use commonware_cryptography::Signer;
 use logos_framework::MapExt;
 use logos_primitives::{Address, Amount, PrivateKey};
@@ -9,7 +10,9 @@ use logos_types::{
     balances::{self, AccountInfo, Accounts},
     catalog,
     codec::encode,
-    dvci, market, operations, provisioning, CallError, Receipt, StorageMap,
+    dvci::{self, ProviderId},
+    market::{self, LeaseId},
+    operations, provisioning, CallError, Event, Receipt, RuntimeEvent, StorageMap,
 };
 
 fn failure(receipt: &Receipt) -> &CallError {
@@ -123,5 +126,43 @@ fn unaccounted_reserve_breaks_the_chain_wide_invariant() {
         Accounts::get_from(&state, &address(&key)).unwrap(),
         Some(stolen)
     );
-    let _ = key.public_key();
+}
+
+#[test]
+fn a_failing_hook_drops_its_writes_and_says_why() {
+    let mut world = provisioned(1);
+    assert!(world.lease(100).success);
+    // Lease 1 names a provider that does not exist: billing it is a corruption. Lease 0 is
+    // billed first, so its payment is a write the failed hook must drop.
+    let mut broken = world.lease_record(1);
+    broken.provider = ProviderId(99);
+    world.chain.corrupt::<market::Leases>(&LeaseId(1), &broken);
+    let tenant = world.chain.account(&address(&world.tenant));
+    let outcome = world.chain.dry_run(&[]).unwrap();
+
+    let failed: Vec<_> = outcome
+        .block_events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Runtime(RuntimeEvent::HookFailed { module, error }) => Some((module, error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", outcome.block_events);
+    assert_eq!(failed[0].0, "market");
+    assert_eq!(failed[0].1.error, "Corruption");
+    assert!(!outcome
+        .block_events
+        .iter()
+        .any(|event| matches!(event, Event::Market(market::Event::LeaseBilled { .. }))));
+    let mut after = world.chain.state.clone();
+    logos_framework::apply(&mut after, outcome.writes);
+    assert_eq!(
+        Accounts::get_from(&after, &address(&world.tenant)).unwrap(),
+        Some(tenant)
+    );
+    assert_eq!(
+        market::Leases::get_from(&after, &LeaseId(0)).unwrap(),
+        Some(world.lease_record(0))
+    );
 }

@@ -101,7 +101,7 @@ pub const CORRUPTION_MODULE: u8 = u8::MAX;
 pub const BAD_ORIGIN_ERROR: u8 = u8::MAX;
 
 /// A failed call as receipts and RPC show it:
-/// `{"module":"market","error":"LeaseClosed","index":[2,7],"message":"lease 3 is closed"}`.
+/// `{"module":"market","error":"LeaseClosed","index":[2,4],"message":"lease 3 is closed"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallError {
     /// Name of the module that refused (`runtime` for corruption).

@@ -334,6 +334,11 @@ pub enum Error {
     #[index(5)]
     #[error("environment {0} exists")]
     EnvironmentExists(EnvironmentId),
+    /// The template now names a product with other resources than the environment holds (its
+    /// lease pays for what it holds).
+    #[index(6)]
+    #[error("template {0} now needs other resources than this environment holds")]
+    ProductChanged(TemplateId),
 }
 
 storage! {

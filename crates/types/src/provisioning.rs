@@ -41,7 +41,7 @@ pub const CHECKERS: usize = 2;
 /// Minimum stake unless changed, smallest unit.
 pub const DEFAULT_MINIMUM_STAKE: Amount = Amount(1_000_000);
 /// Share of the stake slashed for a contradicted report, percent.
-pub const SLASH_PERCENT: u128 = 10;
+pub const SLASH_PERCENT: u8 = 10;
 /// Blocks an assignee has to report on a new generation before it is replaced.
 pub const REPORT_TIMEOUT_BLOCKS: u64 = 900;
 /// Blocks a round may stay undecided before new checkers are drawn.

@@ -179,6 +179,11 @@ fn authorize_refuses_what_finalized_state_does_not_back() {
     );
 }
 
+/// The gatekeeper's two steps for a logs request: on its own, then against the chain.
+fn logs(request: &LogsRequest, environment: &Environment, now_s: u64) -> Result<(), Refusal> {
+    verify_logs(request, ID, now_s).and_then(|signer| authorize_logs(signer, environment))
+}
+
 fn logs_request(key: &PrivateKey, timestamp_s: u64) -> LogsRequest {
     LogsRequest {
         timestamp_s,
@@ -198,43 +203,40 @@ fn logs_request(key: &PrivateKey, timestamp_s: u64) -> LogsRequest {
 fn logs_go_only_to_the_tenant_and_only_fresh() {
     let record = environment(Desired::Running);
     let now = 1_000_000;
+    assert_eq!(logs(&logs_request(&tenant(), now), &record, now), Ok(()));
     assert_eq!(
-        authorize_logs(&logs_request(&tenant(), now), ID, &record, now),
-        Ok(())
-    );
-    assert_eq!(
-        authorize_logs(
+        logs(
             &logs_request(&tenant(), now - LOGS_MAX_AGE_S - 1),
-            ID,
             &record,
             now
         ),
         Err(Refusal::Expired)
     );
     assert_eq!(
-        authorize_logs(
+        logs(
             &logs_request(&tenant(), now + LOGS_MAX_AGE_S + 1),
-            ID,
             &record,
             now
         ),
         Err(Refusal::Expired)
     );
     assert_eq!(
-        authorize_logs(&logs_request(&provisioner(), now), ID, &record, now),
+        logs(&logs_request(&provisioner(), now), &record, now),
         Err(Refusal::NotTenant)
     );
     // The tenant's signature of another moment.
     let mut stale = logs_request(&tenant(), now - 5);
     stale.timestamp_s = now;
+    assert_eq!(logs(&stale, &record, now), Err(Refusal::BadSignature));
+    // The tenant's signature for another environment.
     assert_eq!(
-        authorize_logs(&stale, ID, &record, now),
+        verify_logs(&logs_request(&tenant(), now), EnvironmentId(ID.0 + 1), now),
         Err(Refusal::BadSignature)
     );
     let mut garbled = logs_request(&tenant(), now);
     garbled.public_key = "nope".into();
     assert!(matches!(
-        authorize_logs(&garbled, ID, &record, now),
+        logs(&garbled, &record, now),
         Err(Refusal::MalformedSigner(_))
     ));
 }

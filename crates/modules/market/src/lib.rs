@@ -21,7 +21,8 @@
 //!
 //! # Invariant ([`Market::try_state`])
 //! The active list is ascending and holds exactly the open leases; closed leases hold no
-//! escrow. (That escrows, bonds and stakes add up to the reserved balances is a chain-wide
+//! escrow and open ones can pay their next block; each provider's allocation is the sum of
+//! the resources of the open leases placed on it. (That escrows, bonds and stakes add up to the reserved balances is a chain-wide
 //! invariant, checked by the runtime with [`Market::total_escrow`].)
 
 #[cfg(test)]
@@ -46,7 +47,7 @@ use logos_types::{
     operations::Spec,
     DispatchError, Event as RuntimeEvent,
 };
-use std::{future::Future, marker::PhantomData};
+use std::{collections::BTreeMap, future::Future, marker::PhantomData};
 
 /// The environment of a new lease, as `market` asks for it.
 #[derive(Clone, Debug)]
@@ -144,11 +145,14 @@ impl<L: EnvironmentLifecycle> Market<L> {
         let owner = Providers::require(ctx.overlay, &record.provider)
             .await?
             .owner;
-        // rate × share / 100 without overflow (share ≤ 100).
-        let share = share as u128;
-        let community_payout =
-            Amount(record.rate.0 / 100 * share + record.rate.0 % 100 * share / 100);
-        let provider_payout = Amount(record.rate.0 - community_payout.0);
+        let community_payout = record
+            .rate
+            .percent(share)
+            .ok_or_else(|| corruption("community share above 100 %"))?;
+        let provider_payout = record
+            .rate
+            .checked_sub(community_payout)
+            .ok_or_else(|| corruption("community payout above the rate"))?;
         for (to, amount) in [
             (owner, provider_payout),
             (community_account(), community_payout),
@@ -349,10 +353,20 @@ impl<L: EnvironmentLifecycle> Module for Market<L> {
         let active = ActiveLeases::get_from(state).map_err(text)?;
         ensure_ascending(&active, "active leases")?;
         let mut open = Vec::new();
+        let mut placed: BTreeMap<ProviderId, Resources> = BTreeMap::new();
         for entry in Leases::iter_from(state) {
             let (id, record) = entry.map_err(text)?;
             match record.closed {
-                None => open.push(id),
+                None if record.escrow < record.rate => {
+                    return Err(format!("open lease {id} cannot pay its next block"))
+                }
+                None => {
+                    open.push(id);
+                    let sum = placed.entry(record.provider).or_default();
+                    *sum = sum.checked_add(&record.resources).ok_or_else(|| {
+                        format!("resources on provider {} overflow", record.provider)
+                    })?;
+                }
                 Some(_) if record.escrow != Amount::ZERO => {
                     return Err(format!("closed lease {id} holds escrow"))
                 }
@@ -364,6 +378,19 @@ impl<L: EnvironmentLifecycle> Module for Market<L> {
                 "open leases {open:?} differ from the active list {active:?}"
             ));
         }
-        Ok(())
+        for entry in Providers::iter_from(state) {
+            let (id, provider) = entry.map_err(text)?;
+            let leased = placed.remove(&id).unwrap_or_default();
+            if provider.allocated != leased {
+                return Err(format!(
+                    "provider {id} has {:?} allocated but {leased:?} leased",
+                    provider.allocated
+                ));
+            }
+        }
+        match placed.keys().next() {
+            Some(id) => Err(format!("open leases on unknown provider {id}")),
+            None => Ok(()),
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! Tests of `market` against the mock chain (every invariant checked after every block, the
 //! chain-wide escrow conservation included).
 
+use logos_framework::Module;
 use logos_primitives::Amount;
 use logos_runtime::mock::{
     address, assert_failed,
-    fixtures::{market, REGION},
+    fixtures::{market, small, REGION},
 };
+use logos_runtime::MarketModule;
 use logos_types::{
     balances::community_account,
     catalog::TemplateId,
@@ -243,4 +245,29 @@ fn scheduler_fills_the_freest_provider_and_respects_the_buffer() {
     // 12 of 14 usable vCPU are taken: one more lease (2 vCPU) fits, the next does not.
     assert!(world.lease(1_000).success);
     assert_failed(&world.lease(1_000), "market", "NoCapacity");
+}
+
+#[test]
+fn invariant_catches_unleased_allocations_and_unpayable_open_leases() {
+    let mut world = market(1);
+    assert!(world.lease(100).success);
+    MarketModule::try_state(&world.chain.state).expect("a fresh lease is consistent");
+
+    // Resources held on a provider that no open lease accounts for.
+    let mut state_world = market(1);
+    assert!(state_world.lease(100).success);
+    let mut provider = state_world.chain.map::<Providers>(&ProviderId(0)).unwrap();
+    provider.allocated = provider.allocated.checked_add(&small()).unwrap();
+    state_world
+        .chain
+        .corrupt::<Providers>(&ProviderId(0), &provider);
+    let violation = MarketModule::try_state(&state_world.chain.state).unwrap_err();
+    assert!(violation.contains("provider 0 has"), "{violation}");
+
+    // An open lease whose escrow cannot pay its next block.
+    let mut lease = world.lease_record(0);
+    lease.escrow = Amount(lease.rate.0 - 1);
+    world.chain.corrupt::<Leases>(&FIRST, &lease);
+    let violation = MarketModule::try_state(&world.chain.state).unwrap_err();
+    assert!(violation.contains("cannot pay"), "{violation}");
 }

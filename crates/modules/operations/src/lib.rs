@@ -9,7 +9,8 @@
 //! - **create** (when a lease is created, through the runtime): generation 1, desired
 //!   `Running`, the product's resources and the template's workload as the spec.
 //! - **update** ([`Call::UpdateEnvironment`], tenant): the template's current workload becomes
-//!   the spec, generation + 1.
+//!   the spec, generation + 1; refused if the template now names a product with other resources
+//!   than the environment holds (its lease pays for those).
 //! - **destroy** (when its lease closes): desired `Destroyed`, generation + 1. The environment
 //!   leaves the active set once its provisioner reports it `Destroyed`.
 //!
@@ -29,7 +30,7 @@ use logos_framework::{
     TryStateResult, ValueExt,
 };
 use logos_types::{
-    catalog::Templates,
+    catalog::{Products, Templates},
     codec::BoundedVec,
     corruption,
     operations::{
@@ -199,6 +200,10 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Operations {
         let template = Templates::get(ctx.overlay, &record.template)
             .await?
             .ok_or(Error::UnknownTemplate(record.template))?;
+        let product = Products::get(ctx.overlay, &template.product).await?;
+        if product.map(|product| product.resources) != Some(record.spec.resources) {
+            return Err(Error::ProductChanged(record.template).into());
+        }
         record.spec.workload = template.workload;
         bump(&mut record, ctx.height());
         Environments::insert(ctx.overlay, &id, &record)?;

@@ -3,9 +3,14 @@
 
 use crate::Operations;
 use logos_framework::Module;
-use logos_runtime::mock::{assert_failed, fixtures::provisioned};
+use logos_runtime::mock::{
+    assert_failed,
+    fixtures::{machine, provisioned, workload},
+};
 use logos_types::{
+    catalog::{self, Product, ProductId, Template, TemplateId},
     codec::encode,
+    dvci::ResourceClass,
     market,
     operations::{
         ActiveEnvironments, Call, ConditionStatus, ConditionType, Desired, EnvironmentId,
@@ -73,4 +78,55 @@ fn invariant_catches_conditions_out_of_order() {
     world.chain.corrupt::<Environments>(&FIRST, &environment);
     let violation = Operations::try_state(&world.chain.state).unwrap_err();
     assert!(violation.contains("out of order"), "{violation}");
+}
+
+#[test]
+fn an_update_cannot_move_an_environment_to_a_bigger_product() {
+    let mut world = provisioned(1);
+    let big = Product {
+        name: "big".try_into().unwrap(),
+        resources: machine(),
+        class: ResourceClass::ComputeHosted,
+        compute_units: 50,
+    };
+    world.privileged(catalog::Call::SetProduct {
+        id: ProductId(1),
+        product: big,
+    });
+    // The template is withdrawn and its id reused for another product: an update would give
+    // the environment resources its lease does not pay for.
+    world.privileged(catalog::Call::RemoveTemplate { id: TemplateId(0) });
+    world.privileged(catalog::Call::SetTemplate {
+        id: TemplateId(0),
+        template: Template {
+            name: "reused".try_into().unwrap(),
+            product: ProductId(1),
+            workload: workload(&["other"], 9000),
+        },
+    });
+    let before = world.environment();
+    let refused = world.tenant_call(Call::UpdateEnvironment { environment: FIRST });
+    assert_eq!(
+        assert_failed(&refused, "operations", "ProductChanged"),
+        "template 0 now needs other resources than this environment holds"
+    );
+    assert_eq!(world.environment(), before);
+    // Back on a product of the same resources, the new workload applies.
+    world.privileged(catalog::Call::SetTemplate {
+        id: TemplateId(0),
+        template: Template {
+            name: "reused".try_into().unwrap(),
+            product: ProductId(0),
+            workload: workload(&["other"], 9000),
+        },
+    });
+    assert!(
+        world
+            .tenant_call(Call::UpdateEnvironment { environment: FIRST })
+            .success
+    );
+    let updated = world.environment();
+    assert_eq!(updated.generation, before.generation + 1);
+    assert_eq!(updated.spec.workload, workload(&["other"], 9000));
+    assert_eq!(updated.spec.resources, before.spec.resources);
 }

@@ -189,13 +189,16 @@ impl Provisioning {
         environment: EnvironmentId,
     ) -> Result<RuntimeEvent, DispatchError> {
         let mut record = Provisioners::require(ctx.overlay, &account).await?;
-        let stake = record.stake.0;
-        // 10 % of the stake, at least one unit while any is left; no overflow (percent ≤ 100).
-        let amount = Amount(
-            (stake / 100 * SLASH_PERCENT + stake % 100 * SLASH_PERCENT / 100).max(stake.min(1)),
-        );
+        let stake = record.stake;
+        // SLASH_PERCENT of the stake, at least one unit while any is left.
+        let amount = stake
+            .percent(SLASH_PERCENT)
+            .ok_or_else(|| corruption("slash above 100 %"))?
+            .max(stake.min(Amount(1)));
         Balances::pay_reserved(ctx.overlay, &account, &community_account(), amount).await?;
-        record.stake = Amount(stake - amount.0);
+        record.stake = stake
+            .checked_sub(amount)
+            .ok_or_else(|| corruption("slash above the stake"))?;
         record.slashed = record
             .slashed
             .checked_add(amount)
