@@ -117,3 +117,37 @@ mod hash_hex {
         parse_hash(&text).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        catalog::TemplateId,
+        codec::{decode, encode, Error, MaxEncodeSize},
+    };
+
+    #[test]
+    fn wire_form_is_module_call_arguments_and_nothing_else() {
+        let call = Call::Catalog(catalog::Call::RemoveTemplate { id: TemplateId(7) });
+        let bytes = encode(&call);
+        assert_eq!(bytes, [catalog::INDEX, 2, 0, 0, 0, 7]);
+        assert_eq!(call.index(), [5, 2]);
+        assert_eq!(decode::<Call>(&bytes).unwrap(), call);
+        // A trailing byte, a missing one, an unknown module, an unknown call of a known module.
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode::<Call>(&trailing).is_err());
+        assert!(decode::<Call>(&bytes[..bytes.len() - 1]).is_err());
+        assert!(matches!(
+            decode::<Call>(&[6, 0]),
+            Err(Error::InvalidEnum(6))
+        ));
+        assert!(matches!(
+            decode::<Call>(&[catalog::INDEX, 3, 0, 0, 0, 7]),
+            Err(Error::InvalidEnum(3))
+        ));
+        // Retired market call indices 0 and 1 (products and templates moved to catalog).
+        assert!(decode::<Call>(&[market::INDEX, 0]).is_err());
+        assert!(bytes.len() <= <Call as MaxEncodeSize>::MAX_ENCODE_SIZE);
+    }
+}

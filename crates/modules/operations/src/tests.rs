@@ -80,6 +80,18 @@ fn invariant_catches_conditions_out_of_order() {
     assert!(violation.contains("out of order"), "{violation}");
 }
 
+/// Template 0 set anew: another workload on `product`.
+fn reused_template(product: ProductId) -> catalog::Call {
+    catalog::Call::SetTemplate {
+        id: TemplateId(0),
+        template: Template {
+            name: "reused".try_into().unwrap(),
+            product,
+            workload: workload(&["other"], 9000),
+        },
+    }
+}
+
 #[test]
 fn an_update_cannot_move_an_environment_to_a_bigger_product() {
     let mut world = provisioned(1);
@@ -96,14 +108,7 @@ fn an_update_cannot_move_an_environment_to_a_bigger_product() {
     // The template is withdrawn and its id reused for another product: an update would give
     // the environment resources its lease does not pay for.
     world.privileged(catalog::Call::RemoveTemplate { id: TemplateId(0) });
-    world.privileged(catalog::Call::SetTemplate {
-        id: TemplateId(0),
-        template: Template {
-            name: "reused".try_into().unwrap(),
-            product: ProductId(1),
-            workload: workload(&["other"], 9000),
-        },
-    });
+    world.privileged(reused_template(ProductId(1)));
     let before = world.environment();
     let refused = world.tenant_call(Call::UpdateEnvironment { environment: FIRST });
     assert_eq!(
@@ -112,14 +117,7 @@ fn an_update_cannot_move_an_environment_to_a_bigger_product() {
     );
     assert_eq!(world.environment(), before);
     // Back on a product of the same resources, the new workload applies.
-    world.privileged(catalog::Call::SetTemplate {
-        id: TemplateId(0),
-        template: Template {
-            name: "reused".try_into().unwrap(),
-            product: ProductId(0),
-            workload: workload(&["other"], 9000),
-        },
-    });
+    world.privileged(reused_template(ProductId(0)));
     assert!(
         world
             .tenant_call(Call::UpdateEnvironment { environment: FIRST })
