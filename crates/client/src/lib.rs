@@ -80,7 +80,7 @@ fn check(receipt: Receipt, height: u64) -> Result<(Receipt, u64), ClientError> {
         None if receipt.success => Ok((receipt, height)),
         error => Err(ClientError::CallFailed {
             height,
-            error: error.unwrap_or_else(|| CallError {
+            error: error.map(|error| *error).unwrap_or_else(|| CallError {
                 module: "runtime".into(),
                 error: "Unknown".into(),
                 index: [u8::MAX, u8::MAX],

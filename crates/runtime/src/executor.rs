@@ -165,7 +165,7 @@ async fn apply_transaction<R: StateReader>(
         Err(DispatchError::Backend(reason)) => return Err(StateError::Backend(reason).into()),
         Err(error) => {
             overlay.rollback();
-            CallError::from_dispatch(&error, payload.call.module())
+            CallError::from_dispatch(&error, payload.call.module()).map(Box::new)
         }
     };
     Ok(Receipt {
@@ -181,7 +181,7 @@ pub(crate) fn hook_failure(module: (u8, &str), error: DispatchError) -> Result<E
     match CallError::from_dispatch(&error, module) {
         Some(error) => Ok(Event::Runtime(logos_types::RuntimeEvent::HookFailed {
             module: module.1.to_string(),
-            error,
+            error: Box::new(error),
         })),
         None => Err(BlockError::from_dispatch(error)),
     }

@@ -85,8 +85,8 @@ pub enum RuntimeEvent {
     HookFailed {
         /// The module.
         module: String,
-        /// Why.
-        error: CallError,
+        /// Why (boxed: events sit in every receipt, and this variant is the largest).
+        error: Box<CallError>,
     },
 }
 
@@ -98,8 +98,9 @@ pub struct Receipt {
     pub transaction: Hash,
     /// Whether the call succeeded (the fee is paid either way).
     pub success: bool,
-    /// Which module refused the call, with what, when it failed.
-    pub error: Option<CallError>,
+    /// Which module refused the call, with what, when it failed (boxed: receipts of the recent
+    /// blocks are kept in memory, and most succeed).
+    pub error: Option<Box<CallError>>,
     /// Events emitted, the fee payment first.
     pub events: Vec<Event>,
 }
