@@ -13,7 +13,7 @@
 //! | Running | absent, or another generation | ensure |
 //! | Running | stopped (exited, OOM-killed) | report `Failed` with why, retry later; once that is reported: ensure (restart) |
 //! | Running | running, health check passes | report `Running` at its endpoint |
-//! | Running | running, health check fails | report `Pending`, retry later |
+//! | Running | running, health check fails | report `Pending`, recheck soon (it is starting) |
 //!
 //! A report already on chain (or submitted and not yet final) is not submitted again.
 //!
@@ -68,6 +68,9 @@ pub enum Effect {
     },
     /// Come back after a backoff: the environment is not where it should be yet.
     Retry(String),
+    /// Come back soon: the workload runs and its health check does not pass yet, which is
+    /// what a starting workload looks like (the backoff is capped lower than [`Effect::Retry`]'s).
+    Recheck(String),
 }
 
 fn report(generation: u64, phase: Phase, endpoint: &str, message: &str) -> Report {
@@ -153,7 +156,7 @@ pub fn decide(
             );
             new(starting)
                 .into_iter()
-                .chain([Effect::Retry(format!("health check: {why}"))])
+                .chain([Effect::Recheck(format!("health check: {why}"))])
                 .collect()
         }
     }

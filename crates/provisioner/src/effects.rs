@@ -101,7 +101,7 @@ fn environment_url(target: &Target) -> String {
 /// shipped binary.
 pub trait Effects: Send + Sync + 'static {
     /// Carries out `effect` on `target`; for `Ensure` and `Destroy`, the agent's view after it.
-    /// (`Retry` is the shell's own and never reaches the handler.)
+    /// (`Retry` and `Recheck` are the shell's own and never reach the handler.)
     fn apply(
         &self,
         target: &Target,
@@ -204,7 +204,7 @@ impl Effects for AgentEffects {
                 self.request(target, Action::Destroy).await?;
                 return Ok(Some(AgentView::Absent));
             }
-            Effect::Retry(_) => return Ok(None),
+            Effect::Retry(_) | Effect::Recheck(_) => return Ok(None),
             Effect::Report(report) => provisioning::Call::Report {
                 environment,
                 report: report.clone(),

@@ -8,10 +8,10 @@
 //!    as a killed workload). Before acting, a worker re-reads what it acts on with proofs.
 //! 2. **Queue.** Environments assigned to it, and rounds it was drawn to cross-check and has
 //!    not voted in, go into a de-duplicating work queue ([`queue`]); failed items come back
-//!    after an exponential backoff.
+//!    after an exponential backoff (a workload that is starting gets a few quick rechecks).
 //! 3. **Reconcile** an assigned environment: ask the provider's agent what runs, probe the
 //!    workload's health, and let the pure [`core::decide`] say what to do (ensure, destroy,
-//!    report, retry); carry out its effects and decide again on the new view, at most
+//!    report, retry, recheck); carry out its effects and decide again on the new view, at most
 //!    [`RECONCILE_STEPS_MAX`] times per item.
 //! 4. **Cross-check** a drawn round: ask the agent what runs, probe the reported endpoint
 //!    itself, and vote what [`core::decide_vote`] says.
@@ -79,6 +79,26 @@ pub enum ProvisionerError {
     /// The environment is not where it should be yet (retried after a backoff).
     #[error("{0}")]
     NotReady(String),
+    /// The workload runs and its health check does not pass yet (rechecked soon).
+    #[error("{0}")]
+    Starting(String),
+}
+
+impl ProvisionerError {
+    /// The error that ends a reconcile on `effect` (`Retry` or `Recheck`), if it is one.
+    fn come_back(environment: EnvironmentId, effect: &Effect) -> Option<Self> {
+        let why = |reason: &str| format!("environment {environment}: {reason}");
+        match effect {
+            Effect::Retry(reason) => Some(Self::NotReady(why(reason))),
+            Effect::Recheck(reason) => Some(Self::Starting(why(reason))),
+            _ => None,
+        }
+    }
+
+    /// Whether the failed item is a starting workload (quick rechecks, see [`queue`]).
+    fn is_starting(&self) -> bool {
+        matches!(self, Self::Starting(_))
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -165,8 +185,14 @@ impl<E: Effects> Provisioner<E> {
                 match result {
                     Ok(()) => queue.succeeded(item),
                     Err(error) => {
-                        tracing::warn!(?item, %error, "retrying with backoff");
-                        queue.failed(item, Instant::now());
+                        let starting = error.is_starting();
+                        if starting {
+                            // The tenant's workload decides how often this happens: not a warning.
+                            tracing::debug!(?item, %error, "rechecking soon");
+                        } else {
+                            tracing::warn!(?item, %error, "retrying with backoff");
+                        }
+                        queue.failed(item, Instant::now(), starting);
                     }
                 }
             }
@@ -266,10 +292,8 @@ impl<E: Effects> Provisioner<E> {
             let effects = core::decide(self.me(), &record, &observed, &task, submitted.as_ref());
             let mut next = None;
             for effect in effects {
-                if let Effect::Retry(reason) = &effect {
-                    return Err(ProvisionerError::NotReady(format!(
-                        "environment {environment}: {reason}"
-                    )));
+                if let Some(error) = ProvisionerError::come_back(environment, &effect) {
+                    return Err(error);
                 }
                 if let Some(view) = self.effects.apply(&target, &effect).await? {
                     next = Some(view);
@@ -317,5 +341,21 @@ impl<E: Effects> Provisioner<E> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_recheck_counts_as_starting() {
+        let id = EnvironmentId(7);
+        let recheck = ProvisionerError::come_back(id, &Effect::Recheck("503".into()));
+        let retry = ProvisionerError::come_back(id, &Effect::Retry("refused".into()));
+        assert!(recheck.as_ref().is_some_and(ProvisionerError::is_starting));
+        assert!(retry.as_ref().is_some_and(|error| !error.is_starting()));
+        assert!(retry.is_some_and(|error| error.to_string() == "environment 7: refused"));
+        assert!(ProvisionerError::come_back(id, &Effect::Ensure).is_none());
     }
 }

@@ -1,4 +1,5 @@
-//! The de-duplicating work queue with per-item exponential backoff.
+//! The de-duplicating work queue with per-item exponential backoff, taken round-robin so
+//! that no item (a low environment id, say) is always served first.
 
 use logos_types::operations::EnvironmentId;
 use std::{
@@ -10,6 +11,17 @@ use std::{
 pub const BACKOFF_BASE_MS: u64 = 250;
 /// Longest retry delay, ms.
 pub const BACKOFF_MAX_MS: u64 = 8_000;
+/// Longest retry delay of a workload that runs and is not healthy yet (it is starting: a
+/// node's RPC answers once it has synced), ms. Lower than [`BACKOFF_MAX_MS`] so a lease turns
+/// `Running` soon after its workload is ready.
+pub const STARTING_BACKOFF_MAX_MS: u64 = 1_000;
+/// Quick rechecks (capped at [`STARTING_BACKOFF_MAX_MS`]) an item gets per
+/// [`STARTING_WINDOW_MS`]; after them it backs off normally. Counted apart from other
+/// failures and not reset by a success, so a workload that never turns healthy, or flaps, gets
+/// at most this many extra probes a minute.
+pub const STARTING_RECHECKS_MAX: u32 = 10;
+/// The window over which [`STARTING_RECHECKS_MAX`] counts, ms.
+pub const STARTING_WINDOW_MS: u64 = 60_000;
 /// Most items in the work queue.
 pub const QUEUE_MAX: usize = 4_096;
 /// Doublings of the backoff before it is capped.
@@ -33,7 +45,12 @@ pub enum Item {
 #[derive(Default)]
 pub struct WorkQueue {
     ready: BTreeSet<Item>,
+    /// Failures in a row and when the item is due again.
     failures: BTreeMap<Item, (u32, Instant)>,
+    /// Quick rechecks spent and when the current window began (at most [`QUEUE_MAX`]).
+    rechecks: BTreeMap<Item, (u32, Instant)>,
+    /// The last item taken: the next take starts after it.
+    cursor: Option<Item>,
 }
 
 impl WorkQueue {
@@ -44,17 +61,29 @@ impl WorkQueue {
         }
     }
 
-    /// Up to `count` items whose backoff has passed at `now`.
+    /// Up to `count` items whose backoff has passed at `now`, starting after the last item
+    /// taken (round-robin).
     pub fn take(&mut self, count: usize, now: Instant) -> Vec<Item> {
-        let due: Vec<Item> = self
+        let cursor = self.cursor;
+        let after = self
             .ready
             .iter()
+            .filter(|item| cursor.is_none_or(|c| **item > c));
+        let before = self
+            .ready
+            .iter()
+            .filter(|item| cursor.is_some_and(|c| **item <= c));
+        let due: Vec<Item> = after
+            .chain(before)
             .filter(|item| self.failures.get(item).is_none_or(|(_, at)| *at <= now))
             .take(count)
             .copied()
             .collect();
         for item in &due {
             self.ready.remove(item);
+        }
+        if let Some(last) = due.last() {
+            self.cursor = Some(*last);
         }
         due
     }
@@ -64,15 +93,48 @@ impl WorkQueue {
         self.failures.remove(&item);
     }
 
-    /// `item` failed at `now`: it comes back after a doubled backoff.
-    pub fn failed(&mut self, item: Item, now: Instant) {
-        let failures = self.failures.get(&item).map_or(0, |(count, _)| *count) + 1;
-        let delay_ms = (BACKOFF_BASE_MS << failures.min(BACKOFF_DOUBLINGS_MAX)).min(BACKOFF_MAX_MS);
+    /// `item` failed at `now`: it comes back after [`BACKOFF_BASE_MS`], doubled on each
+    /// further failure in a row up to [`BACKOFF_MAX_MS`]; when `starting` (its workload runs
+    /// and is not healthy yet) and a quick recheck is left, up to [`STARTING_BACKOFF_MAX_MS`].
+    pub fn failed(&mut self, item: Item, now: Instant, starting: bool) {
+        let failures = self
+            .failures
+            .get(&item)
+            .map_or(0, |(count, _)| *count)
+            .saturating_add(1);
+        let doublings = (failures - 1).min(BACKOFF_DOUBLINGS_MAX);
+        let max_ms = if starting && self.spend_recheck(item, now) {
+            STARTING_BACKOFF_MAX_MS
+        } else {
+            BACKOFF_MAX_MS
+        };
+        let delay_ms = (BACKOFF_BASE_MS << doublings).min(max_ms);
         if self.failures.len() < QUEUE_MAX || self.failures.contains_key(&item) {
             self.failures
                 .insert(item, (failures, now + Duration::from_millis(delay_ms)));
         }
         self.add(item);
+    }
+
+    /// Spends one of `item`'s quick rechecks of the current window; false if none is left.
+    fn spend_recheck(&mut self, item: Item, now: Instant) -> bool {
+        let window = Duration::from_millis(STARTING_WINDOW_MS);
+        let open = |since: &Instant| now.saturating_duration_since(*since) < window;
+        let (spent, since) = match self.rechecks.get(&item) {
+            Some((spent, since)) if open(since) => (*spent, *since),
+            _ => (0, now),
+        };
+        if spent >= STARTING_RECHECKS_MAX {
+            return false;
+        }
+        if self.rechecks.len() >= QUEUE_MAX && !self.rechecks.contains_key(&item) {
+            self.rechecks.retain(|_, (_, since)| open(since));
+            if self.rechecks.len() >= QUEUE_MAX {
+                return false;
+            }
+        }
+        self.rechecks.insert(item, (spent + 1, since));
+        true
     }
 }
 
@@ -92,18 +154,23 @@ mod tests {
         queue.add(TWO);
         assert_eq!(queue.take(10, start), vec![ONE, TWO]);
         assert!(queue.take(10, start).is_empty());
-        queue.failed(ONE, start);
+        queue.failed(ONE, start, false);
         assert!(queue.take(10, start).is_empty(), "backing off");
-        let first = Duration::from_millis(BACKOFF_BASE_MS << 1);
+        let first = Duration::from_millis(BACKOFF_BASE_MS);
         assert_eq!(queue.take(10, start + first), vec![ONE]);
-        queue.failed(ONE, start);
+        queue.failed(ONE, start, false);
         assert!(queue.take(10, start + first).is_empty(), "doubled");
         assert_eq!(queue.take(10, start + first * 2), vec![ONE]);
         for _ in 0..20 {
-            queue.failed(ONE, start);
+            queue.failed(ONE, start, false);
             queue.take(10, start + Duration::from_millis(BACKOFF_MAX_MS));
         }
-        queue.failed(ONE, start);
+        queue.failed(ONE, start, false);
+        let almost = Duration::from_millis(BACKOFF_MAX_MS - 1);
+        assert!(
+            queue.take(10, start + almost).is_empty(),
+            "capped, not less"
+        );
         assert_eq!(
             queue.take(10, start + Duration::from_millis(BACKOFF_MAX_MS)),
             vec![ONE],
@@ -112,6 +179,86 @@ mod tests {
         queue.succeeded(ONE);
         queue.add(ONE);
         assert_eq!(queue.take(10, start), vec![ONE], "reset");
+        queue.failed(ONE, start, false);
+        assert!(queue
+            .take(10, start + first - Duration::from_millis(1))
+            .is_empty());
+        assert_eq!(
+            queue.take(10, start + first),
+            vec![ONE],
+            "back to the base delay"
+        );
+    }
+
+    #[test]
+    fn items_are_taken_round_robin() {
+        const THREE: Item = Item::Reconcile(EnvironmentId(3));
+        let mut queue = WorkQueue::default();
+        let now = Instant::now();
+        for item in [ONE, TWO, THREE] {
+            queue.add(item);
+        }
+        assert_eq!(queue.take(1, now), vec![ONE]);
+        queue.add(ONE);
+        assert_eq!(queue.take(1, now), vec![TWO], "the low id waits its turn");
+        queue.add(TWO);
+        assert_eq!(queue.take(2, now), vec![THREE, ONE], "wraps around");
+        assert_eq!(queue.take(2, now), vec![TWO]);
+    }
+
+    #[test]
+    fn a_starting_workload_is_rechecked_soon_but_not_forever() {
+        let mut queue = WorkQueue::default();
+        let start = Instant::now();
+        let soon = start + Duration::from_millis(STARTING_BACKOFF_MAX_MS);
+        for _ in 0..STARTING_RECHECKS_MAX {
+            queue.failed(ONE, start, true);
+            assert_eq!(queue.take(10, soon), vec![ONE], "rechecked within a second");
+        }
+        queue.failed(ONE, start, true);
+        assert!(
+            queue.take(10, soon).is_empty(),
+            "never healthy: normal backoff"
+        );
+        let later = start + Duration::from_millis(BACKOFF_MAX_MS);
+        assert_eq!(queue.take(10, later), vec![ONE]);
+    }
+
+    #[test]
+    fn flapping_does_not_renew_quick_rechecks_until_the_window_ends() {
+        let mut queue = WorkQueue::default();
+        let start = Instant::now();
+        let soon = |at: Instant| at + Duration::from_millis(STARTING_BACKOFF_MAX_MS);
+        for _ in 0..STARTING_RECHECKS_MAX {
+            queue.failed(ONE, start, true);
+            queue.take(10, soon(start));
+            queue.succeeded(ONE);
+        }
+        for _ in 0..4 {
+            queue.failed(ONE, start, true);
+        }
+        assert!(
+            queue.take(10, soon(start)).is_empty(),
+            "no quick recheck left"
+        );
+        queue.succeeded(ONE);
+        let next_window = start + Duration::from_millis(STARTING_WINDOW_MS);
+        for _ in 0..4 {
+            queue.failed(ONE, next_window, true);
+        }
+        assert_eq!(queue.take(10, soon(next_window)), vec![ONE], "a new window");
+    }
+
+    #[test]
+    fn other_failures_do_not_spend_quick_rechecks() {
+        let mut queue = WorkQueue::default();
+        let start = Instant::now();
+        for _ in 0..STARTING_RECHECKS_MAX * 2 {
+            queue.failed(ONE, start, false);
+        }
+        queue.failed(ONE, start, true);
+        let soon = start + Duration::from_millis(STARTING_BACKOFF_MAX_MS);
+        assert_eq!(queue.take(10, soon), vec![ONE]);
     }
 
     #[test]

@@ -102,20 +102,23 @@ fn a_healthy_workload_is_reported_running_once() {
 }
 
 #[test]
-fn an_unhealthy_workload_is_reported_pending_and_retried() {
+fn an_unhealthy_workload_is_reported_pending_and_rechecked() {
     let desired = environment(Desired::Running, 1);
     let unhealthy = observed(present(1, WorkloadState::Running), Some(Err("503".into())));
     let effects = decide(ME, &desired, &unhealthy, &assigned(ME), None);
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Report(report), Effect::Retry(reason)]
+        [Effect::Report(report), Effect::Recheck(reason)]
             if report.phase == Phase::Pending && reason.contains("503")
     ));
     let Effect::Report(starting) = effects[0].clone() else {
         unreachable!()
     };
     let again = decide(ME, &desired, &unhealthy, &assigned(ME), Some(&starting));
-    assert!(matches!(again.as_slice(), [Effect::Retry(_)]), "{again:?}");
+    assert!(
+        matches!(again.as_slice(), [Effect::Recheck(_)]),
+        "{again:?}"
+    );
 }
 
 #[test]
