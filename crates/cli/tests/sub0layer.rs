@@ -188,13 +188,28 @@ async fn condition_is(
 }
 
 /// Sum of free and reserved balances of `accounts` (reserved holds escrows, bonds, stakes).
-async fn holdings(client: &Client, accounts: &[Address]) -> u128 {
-    let mut total = 0;
-    for account in accounts {
-        let info = read::<Accounts>(client, account).await.unwrap_or_default();
-        total += info.balance.0 + info.reserved.0;
-    }
-    total
+/// The sum of `accounts`' balances and reserves, and the total issuance, read at one height
+/// (each read is at the head when served, and billing and fees move funds every block: reads
+/// at different heights would not add up). Retries until all reads were served at one height.
+async fn holdings(client: &Client, accounts: &[Address]) -> (u128, u128) {
+    eventually(
+        "holdings read at one height",
+        Duration::from_secs(30),
+        || async {
+            let (issuance, height) = client.value::<TotalIssuance>().await.unwrap();
+            let mut total = 0;
+            for account in accounts {
+                let (info, at) = client.map::<Accounts>(account).await.unwrap();
+                if at != height {
+                    return None;
+                }
+                let info = info.unwrap_or_default();
+                total += info.balance.0 + info.reserved.0;
+            }
+            Some((total, issuance.0))
+        },
+    )
+    .await
 }
 
 fn all_accounts(devnet: &Devnet) -> Vec<Address> {
@@ -232,8 +247,8 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         let client = Client::connect(&devnet.rpc).await.unwrap();
         let dev = devnet.wallet("dev");
         let accounts = all_accounts(&devnet);
-        let (issuance, _) = client.value::<TotalIssuance>().await.unwrap();
-        assert_eq!(holdings(&client, &accounts).await, issuance.0);
+        let (total, issuance) = holdings(&client, &accounts).await;
+        assert_eq!(total, issuance, "balances add up at genesis");
 
         // Lease → Running → Verified, with the full node inside synced.
         let id = lease(&client, &dev, 0, 36_000).await;
@@ -399,9 +414,9 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
 
         // Balances conserved: every account plus escrows, bonds and stakes (fees went to
         // validators, payouts to the provider owners and the community pool).
-        assert_eq!(holdings(&client, &accounts).await, issuance.0);
-        let (after, _) = client.value::<TotalIssuance>().await.unwrap();
-        assert_eq!(after, issuance);
+        let (total, after) = holdings(&client, &accounts).await;
+        assert_eq!(total, after, "balances add up");
+        assert_eq!(after, issuance, "nothing minted or burnt");
     });
 }
 

@@ -22,6 +22,10 @@
 //! it offer (`Balances::reserve`) and reads their storage items, and a need upward (the market creating an environment) is a trait the
 //! lower module declares and the runtime implements.
 
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 mod overlay;
 mod storage;
 

@@ -10,6 +10,10 @@
 //! - [`ChainId`]: the hash of a network's genesis; signed transactions commit to it.
 //! - [`Height`], [`Epoch`], [`View`]: the consensus newtypes of `commonware-consensus`.
 
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 pub use commonware_codec as codec;
 pub use commonware_consensus::types::{Epoch, Height, View};
 pub use commonware_cryptography::ed25519::{PrivateKey, PublicKey, Signature};

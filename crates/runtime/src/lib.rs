@@ -39,8 +39,13 @@
 //! Every module's `try_state`, and the reserved-balance conservation: the sum of all reserved
 //! balances equals the provider bonds plus the open leases' escrow plus the provisioner stakes.
 
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 mod executor;
 #[cfg(any(test, feature = "mock"))]
+#[allow(clippy::arithmetic_side_effects)] // Test support (heights and clocks of a mock chain).
 pub mod mock;
 
 pub use executor::{execute_block, BlockError, BlockOutcome};

@@ -15,10 +15,10 @@ use std::{fmt, ops::Deref};
 
 /// Bytes the codec's length prefix (a varint of the length) takes for `length`.
 pub const fn varint_size(length: usize) -> usize {
-    let mut size = 1;
+    let mut size: usize = 1;
     let mut rest = length >> 7;
     while rest > 0 {
-        size += 1;
+        size = size.saturating_add(1);
         rest >>= 7;
     }
     size
@@ -80,7 +80,7 @@ impl<T, const MAX: usize> BoundedVec<T, MAX> {
     fn check_room(&self) -> Result<(), BoundError> {
         if self.0.len() >= MAX {
             return Err(BoundError {
-                length: self.0.len() + 1,
+                length: self.0.len().saturating_add(1),
                 max: MAX,
             });
         }
@@ -248,7 +248,7 @@ impl<const MAX: usize> BoundedString<MAX> {
     pub fn truncated(text: &str) -> Self {
         let mut end = text.len().min(MAX);
         while !text.is_char_boundary(end) {
-            end -= 1;
+            end = end.saturating_sub(1);
         }
         Self(text[..end].to_string())
     }

@@ -152,8 +152,10 @@ impl Resources {
     /// Each dimension scaled by `percent` / 100 (at most 100), rounded down (integers only).
     pub fn percent(&self, percent: u8) -> Resources {
         let percent = percent.min(100);
-        let scale64 = |value: u64| (value as u128 * percent as u128 / 100) as u64;
-        let scale32 = |value: u32| (value as u64 * percent as u64 / 100) as u32;
+        let scale64 =
+            |value: u64| (u128::from(value).saturating_mul(u128::from(percent)) / 100) as u64;
+        let scale32 =
+            |value: u32| (u64::from(value).saturating_mul(u64::from(percent)) / 100) as u32;
         Resources {
             vcpu: scale32(self.vcpu),
             memory_mib: scale64(self.memory_mib),

@@ -27,6 +27,10 @@
 //! [`Genesis`] file. The bounded codec ([`codec`]) is `commonware-codec` with bounded
 //! containers, so every decoder's lengths are bounded by its type.
 
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 #[macro_use]
 mod ids;
 

@@ -98,13 +98,13 @@ pub struct Assignment {
 impl Assignment {
     /// Votes that decide a round: a majority of its checkers.
     pub fn quorum(&self) -> usize {
-        self.checkers.len() / 2 + 1
+        (self.checkers.len() / 2).saturating_add(1)
     }
 
     /// (agreeing, disagreeing) votes of the current round.
     pub fn tally(&self) -> (usize, usize) {
         let agreeing = self.votes.iter().filter(|(_, agrees)| *agrees).count();
-        (agreeing, self.votes.len() - agreeing)
+        (agreeing, self.votes.len().saturating_sub(agreeing))
     }
 
     /// True once a quorum of the round's checkers agreed. (A disagreeing quorum reassigns the

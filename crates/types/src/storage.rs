@@ -31,7 +31,7 @@ impl StorageKey {
     /// The key of item `I` under `key` (only through typed items, whose key sizes
     /// [`storage!`] bounds at compile time).
     fn of<K: Encode>(module: u8, item: u8, key: &K) -> Self {
-        let mut bytes = Vec::with_capacity(2 + key.encode_size());
+        let mut bytes = Vec::with_capacity(key.encode_size().saturating_add(2));
         bytes.push(module);
         bytes.push(item);
         key.write(&mut bytes);

@@ -81,7 +81,9 @@ pub enum TransactionError {
 
 impl Transaction {
     fn new(payload: TransactionPayload, signature: Signature) -> Self {
-        let size_bytes = payload.encode_size() + signature.encode_size();
+        let size_bytes = payload
+            .encode_size()
+            .saturating_add(signature.encode_size());
         let mut bytes = Vec::with_capacity(size_bytes);
         payload.write(&mut bytes);
         signature.write(&mut bytes);

@@ -14,6 +14,10 @@
 //! The sum of all free and reserved balances equals `TotalIssuance`: fees, transfers, reserves
 //! and payouts only move tokens.
 
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 #[cfg(test)]
 mod tests;
 

@@ -13,6 +13,10 @@
 //! # Invariant ([`CatalogModule::try_state`])
 //! Every product has resources and compute units.
 
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 #[cfg(test)]
 mod tests;
 

@@ -18,6 +18,10 @@
 //! every listed provider is active and of its region and class; every active provider is
 //! listed; no provider's allocation exceeds its inventory.
 
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 #[cfg(test)]
 mod tests;
 
@@ -370,7 +374,7 @@ impl Module for Dvci {
                 ));
             }
             ensure_ascending(&group.providers, "an aggregate's providers")?;
-            listed += group.providers.len();
+            listed = listed.saturating_add(group.providers.len());
         }
         for (id, record) in &providers {
             if !record.allocated.fits_in(&record.inventory) {

@@ -22,8 +22,13 @@
 //! # Invariant ([`Market::try_state`])
 //! The active list is ascending and holds exactly the open leases; closed leases hold no
 //! escrow and open ones can pay their next block; each provider's allocation is the sum of
-//! the resources of the open leases placed on it. (That escrows, bonds and stakes add up to the reserved balances is a chain-wide
-//! invariant, checked by the runtime with [`Market::total_escrow`].)
+//! the resources of the open leases placed on it. (That escrows, bonds and stakes add up to the
+//! reserved balances is a chain-wide invariant, checked by the runtime with
+//! [`Market::total_escrow`].)
+
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,10 @@
 //! The active list is ascending and holds exactly the environments not yet reported destroyed;
 //! every environment lists its three conditions in order; `observed_generation ≤ generation`.
 
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 #[cfg(test)]
 mod tests;
 

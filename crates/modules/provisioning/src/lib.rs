@@ -28,6 +28,10 @@
 //! The eligible list is ascending and each entry has a record; exactly the active environments
 //! have an assignment; checkers never include the assignee; votes come from distinct checkers.
 
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 #[cfg(test)]
 mod tests;
 
