@@ -19,8 +19,8 @@
 //! randomness. It never panics: a broken invariant is a `DispatchError::Corruption`.
 //!
 //! A module never imports a module above it: it calls the inherent functions the modules below
-//! it offer (`Balances::reserve`) and reads their storage items, and a need upward (the market creating an environment) is a trait the
-//! lower module declares and the runtime implements.
+//! it offer (`Balances::reserve`) and reads their storage items; a need upward (the market
+//! creating an environment) is a trait the lower module declares and the runtime implements.
 
 // State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
 // only), outside tests.
