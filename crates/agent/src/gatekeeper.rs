@@ -231,7 +231,8 @@ async fn handle_logs<D: Driver>(
     }
 }
 
-/// Destroys local environments that finalized state does not want on this provider.
+/// Destroys local environments whose proven record does not want them on this provider
+/// (desired `Destroyed`, or placed elsewhere); never on a record reported absent.
 async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
     let interval = Duration::from_millis(inner.config.gc_interval_ms);
     loop {
@@ -241,13 +242,19 @@ async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
         };
         for id in local {
             let environment = match inner.client.map_proven::<Environments>(&id).await {
-                Ok((environment, _)) => environment,
+                Ok((Some(environment), _)) => environment,
+                // Records are never deleted, so a local environment with no record means a
+                // lying or lagging server (absence is not proven): keep it.
+                Ok((None, _)) => {
+                    tracing::warn!(environment = %id, "garbage collection: record reported absent, unproven; kept");
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "garbage collection: chain unreadable");
                     break;
                 }
             };
-            if authorize::wanted_here(environment.as_ref(), inner.config.provider) {
+            if authorize::wanted_here(Some(&environment), inner.config.provider) {
                 continue;
             }
             tracing::info!(environment = %id, "garbage-collecting: not desired here");

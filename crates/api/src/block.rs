@@ -97,24 +97,107 @@ impl Block {
         state_root: &Hash,
         transactions: &[Transaction],
     ) -> Hash {
-        let mut hasher = Sha256::default();
-        for transaction in transactions {
-            hasher.update(transaction.hash().as_ref());
+        BlockHeader {
+            parent: *parent,
+            height,
+            timestamp_ms,
+            proposer: proposer.clone(),
+            state_root: *state_root,
+            transactions_root: transactions_root(transactions),
         }
-        let (_, tx_root) = hasher.finalize();
-        Sha256::hash(&[
-            parent.as_ref(),
-            &height.get().to_be_bytes(),
-            &timestamp_ms.to_be_bytes(),
-            proposer.as_ref(),
-            state_root.as_ref(),
-            tx_root.as_ref(),
-        ])
+        .digest()
+    }
+
+    /// The block's header: what its digest commits to, with the transactions as their root.
+    pub fn header(&self) -> BlockHeader {
+        BlockHeader {
+            parent: self.parent,
+            height: self.height,
+            timestamp_ms: self.timestamp_ms,
+            proposer: self.proposer.clone(),
+            state_root: self.state_root,
+            transactions_root: transactions_root(&self.transactions),
+        }
     }
 
     /// Encoded size bound for `cfg`.
     pub fn max_size_bytes(cfg: &BlockCfg) -> usize {
         32 + 8 + 8 + 32 + 32 + 10 + cfg.max_transactions * TRANSACTION_MAX_BYTES
+    }
+}
+
+/// `SHA-256(hash(tx_0) | … | hash(tx_n))`: the transactions' commitment in a block digest.
+pub fn transactions_root(transactions: &[Transaction]) -> Hash {
+    let mut hasher = Sha256::default();
+    for transaction in transactions {
+        hasher.update(transaction.hash().as_ref());
+    }
+    let (_, root) = hasher.finalize();
+    root
+}
+
+/// A block without its transactions: enough to recompute the block's digest, so a light
+/// client checks a finalization certificate and a state root without trusting the server.
+///
+/// Wire form (144 bytes): `parent (32) | height u64 (8) | timestamp_ms u64 (8) | proposer (32)
+/// | state_root (32) | transactions_root (32)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// Digest of the parent block.
+    pub parent: Hash,
+    /// Height.
+    pub height: Height,
+    /// Proposer's clock, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The proposer.
+    pub proposer: PublicKey,
+    /// Authenticated state root after the block.
+    pub state_root: Hash,
+    /// [`transactions_root`] of the block's transactions.
+    pub transactions_root: Hash,
+}
+
+impl BlockHeader {
+    /// The block digest (see the module docs): what finalization certificates sign.
+    pub fn digest(&self) -> Hash {
+        Sha256::hash(&[
+            self.parent.as_ref(),
+            &self.height.get().to_be_bytes(),
+            &self.timestamp_ms.to_be_bytes(),
+            self.proposer.as_ref(),
+            self.state_root.as_ref(),
+            self.transactions_root.as_ref(),
+        ])
+    }
+}
+
+impl Write for BlockHeader {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.parent.write(buf);
+        self.height.get().write(buf);
+        self.timestamp_ms.write(buf);
+        self.proposer.write(buf);
+        self.state_root.write(buf);
+        self.transactions_root.write(buf);
+    }
+}
+
+impl commonware_codec::FixedSize for BlockHeader {
+    const SIZE: usize = 32 + 8 + 8 + 32 + 32 + 32;
+}
+
+impl Read for BlockHeader {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            parent: Hash::read(buf)?,
+            height: Height::new(u64::read(buf)?),
+            timestamp_ms: u64::read(buf)?,
+            proposer: PublicKey::read(buf)?,
+            state_root: Hash::read(buf)?,
+            transactions_root: Hash::read(buf)?,
+        })
     }
 }
 

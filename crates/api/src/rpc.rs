@@ -14,6 +14,7 @@
 //! | `logos_getStorage` | hex storage key | [`StorageValue`] with proof |
 //! | `logos_getFinalization` | height | hex of the finalization certificate, or null |
 //! | `logos_getRawBlock` | height | hex of the finalized block's codec form, or null |
+//! | `logos_getBlockHeader` | height | hex of the finalized block's [`crate::block::BlockHeader`] (144 bytes), or null |
 //! | `logos_subscribeFinalizedHeads` | | notifications `logos_finalizedHead`: [`Head`] |
 //! | `logos_subscribeEvents` | | notifications `logos_event`: [`EventRecord`] |
 
@@ -46,7 +47,17 @@ pub mod codes {
     /// A parameter is malformed (bad hex, bad address, …).
     pub const INVALID_PARAMS: i32 = -32602;
     /// The node could not serve the request (storage error, not yet started).
-    pub const UNAVAILABLE: i32 = -32010;
+    pub const UNAVAILABLE: i32 = -32020;
+    /// A batch has more calls than the server's `batch_max` (jsonrpsee's own code).
+    pub const BATCH_TOO_LARGE: i32 = jsonrpsee::types::error::TOO_BIG_BATCH_REQUEST_CODE;
+    /// The server-wide rate limit is exhausted.
+    pub const RATE_LIMITED: i32 = -32029;
+    /// The client's IP address is over its rate limit.
+    pub const RATE_LIMITED_IP: i32 = -32030;
+    /// The connection is over its rate limit.
+    pub const RATE_LIMITED_CONNECTION: i32 = -32031;
+    /// The call ran longer than the server's request timeout.
+    pub const TIMED_OUT: i32 = -32032;
 }
 
 /// Builds an error object with `code` and `message`.
@@ -290,6 +301,11 @@ pub trait LogosApi {
     /// blocks themselves.
     #[method(name = "getRawBlock")]
     async fn get_raw_block(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
+
+    /// The header of the finalized block at `height` (hex of its 144-byte codec form), from
+    /// which a client recomputes the block digest that the finalization certificate signs.
+    #[method(name = "getBlockHeader")]
+    async fn get_block_header(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
 
     /// Finalized heads as they are executed.
     #[subscription(name = "subscribeFinalizedHeads" => "finalizedHead", unsubscribe = "unsubscribeFinalizedHeads", item = Head)]

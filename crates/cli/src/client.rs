@@ -56,12 +56,12 @@ pub enum QueryCommand {
     Account {
         /// The address.
         address: Address,
-        /// Verify the value with a Merkle proof against a finalized block and its finalization
-        /// certificate (validators from --genesis, or from the node if not given).
+        /// Verify the value with a Merkle proof against a finalized block header and its
+        /// finalization certificate, signed by the validators of --genesis.
         #[arg(long)]
         prove: bool,
-        /// Genesis file whose validators are trusted for --prove.
-        #[arg(long)]
+        /// Genesis file whose chain id and validators are trusted for --prove.
+        #[arg(long, env = "LOGOS_GENESIS")]
         genesis: Option<PathBuf>,
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
@@ -192,25 +192,16 @@ async fn prove_account(
     address: &Address,
     genesis: Option<PathBuf>,
 ) -> Result<serde_json::Value> {
-    let client = logos_client::Client::connect(rpc).await?;
-    let client = match genesis {
-        Some(path) => {
-            let genesis = Genesis::load(&path)?;
-            if genesis.chain_id() != client.info().chain_id {
-                bail!(
-                    "the node serves chain {}, the genesis file defines {}",
-                    client.info().chain_id,
-                    genesis.chain_id()
-                );
-            }
-            let validators = genesis.validator_keys()?;
-            client.trust(validators)
-        }
-        None => client,
-    };
+    let client = trusted_client(rpc, genesis.as_deref()).await?;
     let (account, height) = client.map_proven::<Accounts>(address).await?;
     let Some(account) = account else {
-        return Ok(serde_json::json!({"address": address, "exists": false, "height": height}));
+        // The server's word: the state has no exclusion proofs yet.
+        return Ok(serde_json::json!({
+            "address": address,
+            "exists": false,
+            "height": height,
+            "verified": false,
+        }));
     };
     Ok(serde_json::json!({
         "address": address,
@@ -219,4 +210,16 @@ async fn prove_account(
         "height": height,
         "verified": true,
     }))
+}
+
+/// A client whose proven reads trust the chain id and validators of the genesis file at
+/// `genesis` (`--genesis` or `LOGOS_GENESIS`), never the server's.
+pub async fn trusted_client(
+    rpc: &str,
+    genesis: Option<&std::path::Path>,
+) -> Result<logos_client::Client> {
+    let path = genesis.ok_or(logos_client::ClientError::NoTrustAnchor)?;
+    let genesis = Genesis::load(path)
+        .with_context(|| format!("cannot read the trusted genesis {}", path.display()))?;
+    Ok(logos_client::Client::connect_trusted(rpc, &genesis).await?)
 }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// `logos keys …`
 #[derive(Subcommand)]
 pub enum KeysCommand {
-    /// Generate a new key.
+    /// Generate a new key, encrypted with a passphrase ($LOGOS_PASSPHRASE, --passphrase-file,
+    /// or asked twice on the terminal).
     New {
         /// Name of the key.
         name: String,
@@ -28,7 +29,8 @@ pub fn run(command: KeysCommand, keystore: Option<PathBuf>) -> Result<()> {
     match command {
         KeysCommand::New { name } => {
             let key = keystore::generate()?;
-            let path = keystore::save(&dir, &name, &key)?;
+            let passphrase = keystore::new_passphrase(&dir.join(format!("{name}.key")))?;
+            let path = keystore::save(&dir, &name, &key, &passphrase)?;
             crate::client::print_json(&PublicInfo::of(&name, &key))?;
             eprintln!("saved to {}", path.display());
         }

@@ -112,6 +112,9 @@ pub enum EnvCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        /// Genesis file whose validators are trusted to prove the environment and provider.
+        #[arg(long, env = "LOGOS_GENESIS")]
+        genesis: Option<std::path::PathBuf>,
     },
 }
 
@@ -240,10 +243,11 @@ pub fn run_env(command: EnvCommand) -> Result<()> {
         id,
         bytes,
         rpc,
+        genesis,
     } = command;
     let wallet = key.wallet()?;
     runtime()?.block_on(async move {
-        let client = Client::connect(&rpc).await?;
+        let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
         let (environment, _) = client.map_proven::<Environments>(&id).await?;
         let environment = environment.with_context(|| format!("no environment {id}"))?;
         let (provider, _) = client

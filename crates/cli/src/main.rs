@@ -20,6 +20,10 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// File whose first line is the passphrase of encrypted key files (else
+    /// $LOGOS_PASSPHRASE, else the empty passphrase, else a prompt on the terminal).
+    #[arg(long, global = true, env = "LOGOS_PASSPHRASE_FILE")]
+    passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -89,6 +93,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(path) = cli.passphrase_file {
+        logos_client::keystore::set_passphrase_file(path);
+    }
     match cli.command {
         Command::Keys { command, keystore } => keys::run(command, keystore),
         Command::Node { command } => node::run(command),

@@ -176,6 +176,7 @@ async fn serve(
     let mut engine_config = engine::Config::new(signer.clone(), genesis, "logos".into());
     engine_config.block_time_ms = config.block_time_ms;
     engine_config.check_invariants = config.check_invariants;
+    engine_config.mempool = config.mempool();
     let node = engine::start(
         context.child("node"),
         engine_config,
@@ -190,6 +191,10 @@ async fn serve(
         body_max_bytes: config.rpc_body_max_bytes,
         connections_max: config.rpc_connections_max,
         requests_per_second: config.rpc_requests_per_second,
+        requests_per_second_per_ip: config.rpc_requests_per_second_per_ip,
+        requests_per_second_per_connection: config.rpc_requests_per_second_per_connection,
+        batch_max: config.rpc_batch_max,
+        request_timeout_ms: config.rpc_request_timeout_ms,
     };
     let (address, _rpc) = rpc::start(
         &rpc_config,

@@ -96,6 +96,9 @@ pub enum ProviderCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        /// Genesis file whose validators are trusted to prove the record.
+        #[arg(long, env = "LOGOS_GENESIS")]
+        genesis: Option<PathBuf>,
     },
 }
 
@@ -119,9 +122,11 @@ pub enum AgentCommand {
         /// Directory for environment state.
         #[arg(long)]
         state_dir: PathBuf,
-        /// Genesis file, bound read-only into environments at /opt/logos/genesis.toml.
-        #[arg(long)]
-        genesis: Option<PathBuf>,
+        /// Genesis file of the network: its validators are trusted to prove every chain read
+        /// the agent acts on, and it is bound read-only into environments at
+        /// /opt/logos/genesis.toml.
+        #[arg(long, env = "LOGOS_GENESIS")]
+        genesis: PathBuf,
         /// Port of the chain relay on the bridge address.
         #[arg(long, default_value_t = 8545)]
         relay_port: u16,
@@ -167,6 +172,10 @@ pub enum ProvisionerCommand {
         /// Timeout of agent requests and health probes, ms.
         #[arg(long, default_value_t = 2_000)]
         probe_timeout_ms: u64,
+        /// Genesis file of the network: its validators are trusted to prove every read the
+        /// provisioner acts on.
+        #[arg(long, env = "LOGOS_GENESIS")]
+        genesis: PathBuf,
     },
 }
 
@@ -206,8 +215,8 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                 );
                 Ok(())
             }
-            ProviderCommand::Status { id, rpc } => {
-                let client = Client::connect(&rpc).await?;
+            ProviderCommand::Status { id, rpc, genesis } => {
+                let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
                 let (provider, height) = client.map_proven::<Providers>(&id).await?;
                 let provider = provider.with_context(|| format!("no provider {id}"))?;
                 let mut value = serde_json::to_value(&provider)?;
@@ -236,12 +245,10 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
     } = command;
     crate::node::init_logging("info");
     let mut binds = vec![(std::env::current_exe()?, "/opt/logos/bin/logos".to_string())];
-    if let Some(genesis) = genesis {
-        binds.push((
-            genesis.canonicalize()?,
-            "/opt/logos/genesis.toml".to_string(),
-        ));
-    }
+    binds.push((
+        genesis.canonicalize()?,
+        "/opt/logos/genesis.toml".to_string(),
+    ));
     let sandbox = SandboxConfig {
         state_dir,
         name: format!("agent-{network_index}"),
@@ -268,7 +275,7 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
     runtime()?.block_on(async move {
         let driver = SandboxDriver::new(sandbox);
         driver.prepare_host().await?;
-        let client = Client::connect(&rpc).await?;
+        let client = crate::client::trusted_client(&rpc, Some(&genesis)).await?;
         let address = gatekeeper::start(config, client, driver.clone()).await?;
         println!(
             "{}",
@@ -302,9 +309,11 @@ pub fn run_provisioner(command: ProvisionerCommand) -> Result<()> {
                 poll_ms,
                 resync_ms,
                 probe_timeout_ms,
+                genesis,
             } => {
                 crate::node::init_logging("info");
-                let (wallet, client) = key.connect(&rpc).await?;
+                let wallet = key.wallet()?;
+                let client = crate::client::trusted_client(&rpc, Some(&genesis)).await?;
                 let address = wallet.address();
                 let config = ProvisionerConfig {
                     poll_ms,

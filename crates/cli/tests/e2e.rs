@@ -493,3 +493,451 @@ async fn futures_next(subscription: &mut Subscription<EventRecord>) -> EventReco
         .expect("subscription open")
         .expect("valid notification")
 }
+
+/// The Prometheus gauge `name` of the node whose metrics listen on `port`.
+fn gauge(port: u16, name: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|metric| metric.ends_with(name))
+        })
+        .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+}
+
+#[test]
+fn senders_with_unpayable_follow_ups_cannot_halt_the_chain() {
+    const ATTACKERS: usize = 20;
+    const PORT_BASE: u16 = 21_400;
+    let mut devnet = Devnet::init("poison", 4, ATTACKERS + 2, PORT_BASE, "");
+    // Validator 0 admits no nonce ahead of the next one, so the follow-ups relayed to it are
+    // refused there and it pools the drains: the two halves of each attack sit on different
+    // validators, as they would with an attacker who sends them to different RPC servers.
+    let config = devnet.dir.join("validator-0/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}mempool_nonce_gap_max = 0\n")).unwrap();
+    devnet.kill(0);
+    devnet.start(0);
+    let attackers: Vec<PrivateKey> = (0..ATTACKERS)
+        .map(|j| devnet.key(&format!("account-{j}")))
+        .collect();
+    let honest = devnet.key(&format!("account-{ATTACKERS}"));
+    let greedy = devnet.key(&format!("account-{}", ATTACKERS + 1));
+    let rpc = devnet.rpc.clone();
+    let runtime = runtime();
+    runtime.block_on(async {
+        wait_for_height(&rpc[0], 2, Duration::from_secs(60)).await;
+        let chain_id = client(&rpc[0]).chain_info().await.unwrap().chain_id;
+        let fee = 1_000;
+        let sink = Address([0x66; 20]);
+        // Each attacker's follow-up (nonce 1, fee unpayable once the drain finalizes) goes to
+        // validator 1, where no drain is pooled yet, so it passes admission there; its drain
+        // (nonce 0) goes to validator 0. Relayed, each is refused by the other's pool (the
+        // pending spend, the nonce gap), so validators 1 to 3 hold 20 run heads that fail once
+        // the drains finalize.
+        let mut balances = Vec::new();
+        for key in &attackers {
+            let address = Address::from_public_key(&key.public_key());
+            let balance = client(&rpc[0])
+                .get_account(address.to_string())
+                .await
+                .unwrap()
+                .balance;
+            balances.push(balance.0);
+            let follow_up = transfer(key, chain_id, 1, sink, 1, fee);
+            client(&rpc[1])
+                .submit_transaction(to_hex(follow_up, key))
+                .await
+                .unwrap();
+        }
+        for (key, balance) in attackers.iter().zip(&balances) {
+            let drain = transfer(key, chain_id, 0, sink, balance - fee, fee);
+            client(&rpc[0])
+                .submit_transaction(to_hex(drain, key))
+                .await
+                .unwrap();
+        }
+        // Admission counts the pending spend: a follow-up sent where its drain is pooled is
+        // refused with the pending amount named.
+        let greedy_address = Address::from_public_key(&greedy.public_key());
+        let balance = client(&rpc[2])
+            .get_account(greedy_address.to_string())
+            .await
+            .unwrap()
+            .balance;
+        let drain = transfer(&greedy, chain_id, 0, sink, balance.0 - fee, fee);
+        client(&rpc[2])
+            .submit_transaction(to_hex(drain, &greedy))
+            .await
+            .unwrap();
+        let follow_up = transfer(&greedy, chain_id, 1, sink, 1, fee);
+        let (code, message) = error_code(
+            client(&rpc[2])
+                .submit_transaction(to_hex(follow_up, &greedy))
+                .await,
+        );
+        assert_eq!(code, codes::INSUFFICIENT_BALANCE, "{message}");
+        assert!(message.contains("pooled transactions"), "{message}");
+        // Every drain finalizes, no follow-up does.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for key in &attackers {
+            let address = Address::from_public_key(&key.public_key());
+            loop {
+                let account = client(&rpc[2])
+                    .get_account(address.to_string())
+                    .await
+                    .unwrap();
+                if account.nonce == 1 {
+                    assert_eq!(account.balance, Amount::ZERO);
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "drain of {address} never finalized"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        // The chain keeps finalizing through every leader, and an honest transfer sent now
+        // finalizes within 2 s.
+        let start_height = head_height(&rpc[0]).await;
+        wait_for_height(&rpc[0], start_height + 40, Duration::from_secs(20)).await;
+        let honest_address = Address::from_public_key(&honest.public_key());
+        let submitted = Instant::now();
+        client(&rpc[3])
+            .submit_transaction(to_hex(
+                transfer(&honest, chain_id, 0, sink, 7, fee),
+                &honest,
+            ))
+            .await
+            .unwrap();
+        loop {
+            let account = client(&rpc[3])
+                .get_account(honest_address.to_string())
+                .await
+                .unwrap();
+            if account.nonce == 1 {
+                break;
+            }
+            assert!(
+                submitted.elapsed() < Duration::from_secs(2),
+                "honest transfer not final within 2 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let latency = submitted.elapsed();
+        eprintln!("honest transfer final after {latency:?}");
+        for key in &attackers {
+            let address = Address::from_public_key(&key.public_key());
+            let account = client(&rpc[1])
+                .get_account(address.to_string())
+                .await
+                .unwrap();
+            assert_eq!(account.nonce, 1, "a follow-up of {address} was included");
+        }
+        // Validator 1 evicted the follow-ups it could not include.
+        let pooled = gauge(PORT_BASE + 2_001, "mempool_transactions");
+        assert_eq!(pooled, Some(0.0), "validator 1 still pools transactions");
+    });
+}
+
+/// Posts `body` over HTTP/1.1 from the local address `source`; the response text.
+async fn post_from(source: &str, server: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(server.parse().unwrap()).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await;
+    response
+}
+
+fn batch_of(calls: usize) -> String {
+    let entries: Vec<String> = (0..calls)
+        .map(|id| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"logos_getBlockByHeight","params":[{id}]}}"#
+            )
+        })
+        .collect();
+    format!("[{}]", entries.join(","))
+}
+
+#[test]
+fn rpc_limits_batches_and_floods_per_client() {
+    let devnet = Devnet::init(
+        "limits",
+        1,
+        1,
+        26_100,
+        "rpc_requests_per_second_per_ip = 60\nrpc_requests_per_second_per_connection = 20\nrpc_batch_max = 50\n",
+    );
+    let url = devnet.rpc[0].clone();
+    let server = url.trim_start_matches("http://").to_string();
+    let runtime = runtime();
+    runtime.block_on(async {
+        wait_for_height(&url, 1, Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await; // let the buckets refill
+                                                          // A 10,000-call batch (about 800 KB, under the body limit) is refused whole, before
+                                                          // any call runs.
+        let body = batch_of(10_000);
+        assert!(body.len() > 700_000 && body.len() < 1 << 20);
+        let started = Instant::now();
+        let response = post_from("127.0.0.1", &server, &body).await;
+        assert!(
+            response.contains(&codes::BATCH_TOO_LARGE.to_string()),
+            "{}",
+            &response[..response.len().min(300)]
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // A batch within the size limit is charged per call: 50 calls exceed one connection's
+        // 20 per second.
+        let response = post_from("127.0.0.1", &server, &batch_of(50)).await;
+        assert!(
+            response.contains(&codes::RATE_LIMITED_CONNECTION.to_string()),
+            "{}",
+            &response[..response.len().min(300)]
+        );
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // One WebSocket connection flooding: its own bucket refuses it.
+        let ws = WsClientBuilder::default()
+            .build(url.replace("http://", "ws://"))
+            .await
+            .unwrap();
+        let flood: Vec<_> = (0..100).map(|_| ws.chain_info()).collect();
+        let codes_seen: Vec<i32> = futures::future::join_all(flood)
+            .await
+            .into_iter()
+            .filter_map(|result| match result {
+                Err(jsonrpsee::core::client::Error::Call(error)) => Some(error.code()),
+                _ => None,
+            })
+            .collect();
+        assert!(codes_seen.len() >= 50, "{} refused", codes_seen.len());
+        assert!(codes_seen
+            .iter()
+            .all(|code| *code == codes::RATE_LIMITED_CONNECTION));
+        // Many connections from one address: the address's bucket refuses them.
+        let requests: Vec<_> = (0..120)
+            .map(|_| {
+                post_from(
+                    "127.0.0.1",
+                    &server,
+                    r#"{"jsonrpc":"2.0","id":1,"method":"logos_chainInfo"}"#,
+                )
+            })
+            .collect();
+        let responses = futures::future::join_all(requests).await;
+        let per_ip = responses
+            .iter()
+            .filter(|response| response.contains(&codes::RATE_LIMITED_IP.to_string()))
+            .count();
+        assert!(per_ip >= 40, "{per_ip} refused per IP");
+        // Another client, from another address, is still served at once.
+        let response = post_from(
+            "127.0.0.2",
+            &server,
+            r#"{"jsonrpc":"2.0","id":1,"method":"logos_chainInfo"}"#,
+        )
+        .await;
+        assert!(response.contains("\"chain_id\""), "{response}");
+        assert!(!response.contains("\"error\""), "{response}");
+    });
+}
+
+/// How the lying RPC server of [`lying_proxy`] lies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lie {
+    /// Another chain's value, proof and state root, dressed with a genuine height and hash.
+    ForeignState,
+    /// As `ForeignState`, and the genuine header rewritten to carry the foreign state root.
+    ForgedHeader,
+}
+
+/// A JSON-RPC server that forwards to `genuine` except that storage reads come from `foreign`
+/// (see [`Lie`]). Returns its URL.
+async fn lying_proxy(genuine: String, foreign: String, lie: Lie) -> String {
+    use axum::{extract::State, routing::post, Json, Router};
+    type Shared = (String, String, Lie, reqwest::Client);
+    async fn forward(
+        http: &reqwest::Client,
+        url: &str,
+        request: &serde_json::Value,
+    ) -> serde_json::Value {
+        http.post(url)
+            .json(request)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+    async fn handle(
+        State((genuine, foreign, lie, http)): State<Shared>,
+        Json(request): Json<serde_json::Value>,
+    ) -> Json<serde_json::Value> {
+        let method = request["method"].as_str().unwrap_or_default().to_string();
+        if method == "logos_getStorage" {
+            let mut response = forward(&http, &foreign, &request).await;
+            // A height the genuine chain has finalized, with its genuine block hash.
+            let head = forward(&http, &genuine, &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"logos_getFinalizedHead","params":[]})).await;
+            response["result"]["height"] = head["result"]["height"].clone();
+            response["result"]["block_hash"] = head["result"]["hash"].clone();
+            return Json(response);
+        }
+        let mut response = forward(&http, &genuine, &request).await;
+        if method == "logos_getBlockByHeight" {
+            // The JSON block, genuine hash and all, claims the foreign root (what fooled
+            // clients that compared JSON fields).
+            let head = forward(&http, &foreign, &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"logos_getFinalizedHead","params":[]})).await;
+            response["result"]["state_root"] = head["result"]["state_root"].clone();
+        }
+        if method == "logos_getBlockHeader" && lie == Lie::ForgedHeader {
+            use commonware_codec::{DecodeExt, Encode};
+            let bytes = hex::decode(
+                response["result"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("0x"),
+            )
+            .unwrap();
+            let mut header =
+                logos_api::block::BlockHeader::decode(commonware_codec::Copying(bytes.as_slice()))
+                    .unwrap();
+            let head = forward(&http, &foreign, &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"logos_getFinalizedHead","params":[]})).await;
+            let root = head["result"]["state_root"].as_str().unwrap().to_string();
+            header.state_root = logos_primitives::parse_hash(&root).unwrap();
+            response["result"] = format!("0x{}", hex::encode(header.encode())).into();
+        }
+        Json(response)
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().route("/", post(handle)).with_state((
+        genuine,
+        foreign,
+        lie,
+        reqwest::Client::new(),
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// `logos query account ADDRESS --prove --genesis GENESIS --rpc RPC`: (success, stdout, stderr).
+fn prove_account(address: Address, genesis: &std::path::Path, rpc: &str) -> (bool, String, String) {
+    let output = Command::new(LOGOS)
+        .args([
+            "query",
+            "account",
+            &address.to_string(),
+            "--prove",
+            "--rpc",
+            rpc,
+        ])
+        .arg("--genesis")
+        .arg(genesis)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_lying_server_cannot_forge_a_proven_read() {
+    let genuine = Devnet::init("trust-a", 1, 1, 26_300, "");
+    let foreign = Devnet::init("trust-b", 1, 2, 26_400, "");
+    let genesis = genuine.dir.join("genesis.toml");
+    let victim = Address::from_public_key(&foreign.key("account-1").public_key());
+    let ours = Address::from_public_key(&genuine.key("account-0").public_key());
+    let runtime = runtime();
+    let (state_proxy, header_proxy) = runtime.block_on(async {
+        wait_for_height(&genuine.rpc[0], 2, Duration::from_secs(30)).await;
+        wait_for_height(&foreign.rpc[0], 2, Duration::from_secs(30)).await;
+        (
+            lying_proxy(
+                genuine.rpc[0].clone(),
+                foreign.rpc[0].clone(),
+                Lie::ForeignState,
+            )
+            .await,
+            lying_proxy(
+                genuine.rpc[0].clone(),
+                foreign.rpc[0].clone(),
+                Lie::ForgedHeader,
+            )
+            .await,
+        )
+    });
+    // The honest server's answer verifies.
+    let (ok, stdout, stderr) = prove_account(ours, &genesis, &genuine.rpc[0]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"verified\": true"), "{stdout}");
+    // The foreign chain's genuine proof, paired with a genuine block of the trusted chain.
+    let (ok, stdout, stderr) = prove_account(victim, &genesis, &state_proxy);
+    assert!(!ok, "a foreign state was accepted: {stdout}");
+    assert!(
+        stderr.contains("not proven") && stderr.contains("carries"),
+        "{stderr}"
+    );
+    // The same with the header rewritten to carry the foreign root: the certificate no longer
+    // signs the digest recomputed from it.
+    let (ok, stdout, stderr) = prove_account(victim, &genesis, &header_proxy);
+    assert!(!ok, "a forged header was accepted: {stdout}");
+    assert!(stderr.contains("does not sign block"), "{stderr}");
+    // The foreign server itself, with its own validator list: refused by the trusted genesis.
+    let (ok, _, stderr) = prove_account(victim, &genesis, &foreign.rpc[0]);
+    assert!(!ok);
+    assert!(stderr.contains("the trusted genesis defines"), "{stderr}");
+    // No genesis, no proven read.
+    let output = Command::new(LOGOS)
+        .args([
+            "query",
+            "account",
+            &ours.to_string(),
+            "--prove",
+            "--rpc",
+            &genuine.rpc[0],
+        ])
+        .env_remove("LOGOS_GENESIS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--genesis"));
+    // The daemons' proven reads go through the same client and fail the same way.
+    runtime.block_on(async {
+        let genesis = logos_types::Genesis::load(&genesis).unwrap();
+        for proxy in [&state_proxy, &header_proxy] {
+            let client = logos_client::Client::connect_trusted(proxy, &genesis)
+                .await
+                .unwrap();
+            let refused = client.map_proven::<balances::Accounts>(&victim).await;
+            assert!(
+                matches!(refused, Err(logos_client::ClientError::NotProven(_))),
+                "{refused:?}"
+            );
+        }
+    });
+}

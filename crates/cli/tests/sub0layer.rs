@@ -107,12 +107,21 @@ impl Drop for Devnet {
     }
 }
 
+/// A client of the devnet whose proven reads trust the devnet's genesis file.
+async fn trusted(devnet: &Devnet) -> Client {
+    let genesis = logos_types::Genesis::load(&devnet.dir.join("genesis.toml")).unwrap();
+    Client::connect_trusted(&devnet.rpc, &genesis)
+        .await
+        .unwrap()
+}
+
 /// Runs `logos <args> --rpc … --keystore …` and parses its JSON output.
 fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
     let output = Command::new(LOGOS)
         .args(args)
         .args(["--rpc", &devnet.rpc])
         .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
+        .env("LOGOS_GENESIS", devnet.dir.join("genesis.toml"))
         .output()
         .unwrap();
     assert!(
@@ -244,7 +253,7 @@ fn agent_request(
 fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
     let devnet = Devnet::start("lifecycle", 20_600, 11, &[]);
     runtime().block_on(async {
-        let client = Client::connect(&devnet.rpc).await.unwrap();
+        let client = trusted(&devnet).await;
         let dev = devnet.wallet("dev");
         let accounts = all_accounts(&devnet);
         let (total, issuance) = holdings(&client, &accounts).await;
@@ -368,6 +377,8 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             ])
             .arg("--keystore")
             .arg(devnet.dir.join("keys"))
+            .arg("--genesis")
+            .arg(devnet.dir.join("genesis.toml"))
             .output()
             .unwrap();
         assert!(
@@ -462,7 +473,7 @@ impl Effects for Liar {
 fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
     let devnet = Devnet::start("byzantine", 24_600, 13, &["--external-provisioners", "0"]);
     runtime().block_on(async {
-        let client = Client::connect(&devnet.rpc).await.unwrap();
+        let client = trusted(&devnet).await;
         let dev = devnet.wallet("dev");
         let liar_wallet = devnet.wallet("provisioner-0");
         let liar = liar_wallet.address();
@@ -471,16 +482,12 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
             resync_ms: 2_000,
             probe_timeout_ms: 2_000,
         };
-        let daemon = Daemon::with_effects(
-            config,
-            Client::connect(&devnet.rpc).await.unwrap(),
-            liar_wallet,
-            |honest| Liar {
+        let daemon =
+            Daemon::with_effects(config, trusted(&devnet).await, liar_wallet, |honest| Liar {
                 honest,
                 lied: Default::default(),
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
         let liar_task = tokio::spawn(daemon.run());
 
         // Lease until the liar is assigned (each lease draws from chain randomness).

@@ -4,27 +4,36 @@
 //!   [`Client::submit_and_wait`] waits for the finalized receipt and [`Client::execute`] also
 //!   fails when the call failed (with the module and error the receipt names).
 //! - [`Client::map`] and [`Client::value`] read typed storage items (declared in
-//!   `logos-types`) at the finalized head; [`Client::map_proven`] also checks the QMDB proof
-//!   against the state root, the root against the block, and the block against its simplex
-//!   finalization certificate signed by a quorum of the trusted validators, so nothing the RPC
-//!   server says is taken on trust.
+//!   `logos-types`) at the finalized head, on the server's word.
+//! - [`Client::map_proven`] takes nothing on the server's word. Its [`TrustAnchor`] (chain id
+//!   and validator set) comes from the network's genesis file, never from the server. For a
+//!   present value it checks the QMDB proof against a state root, then fetches that height's
+//!   [`BlockHeader`] (`logos_getBlockHeader`), recomputes the block digest from it, checks the
+//!   simplex finalization certificate over that digest with a quorum of the anchor's
+//!   validators, and requires the header's own `state_root` to be the proof's root. The JSON
+//!   `state_root` and `block_hash` the server attaches are only hints. An absent value is the
+//!   server's word (the state has no exclusion proofs yet): it is reported as absent and
+//!   unproven, and callers must not act on it as if proven (the agent's garbage collection
+//!   keeps an environment whose record is reported absent).
 //! - [`tenant`]: leasing and following a lease until its environment is verified.
 //! - [`keystore`]: key files on disk, owner-only.
 
 pub mod keystore;
 pub mod tenant;
 
+use commonware_codec::DecodeExt;
 use commonware_cryptography::Signer;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use logos_api::{
+    block::BlockHeader,
     consensus::{decode_finalization, verify_finalization},
     proof::{decode_proof, verify_value},
     rpc::{ChainInfo, LogosApiClient, StorageValue as StoredValue},
 };
-use logos_primitives::{parse_hash, parse_public_key, Address, PrivateKey, PublicKey};
+use logos_primitives::{format_hash, parse_hash, Address, ChainId, Hash, PrivateKey, PublicKey};
 use logos_types::{
-    codec::encode, Call, CallError, Receipt, StorageItem, StorageKey, StorageMap, StorageValue,
-    TransactionPayload,
+    codec::encode, Call, CallError, Genesis, Receipt, StorageItem, StorageKey, StorageMap,
+    StorageValue, TransactionPayload,
 };
 use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
@@ -55,6 +64,20 @@ pub enum ClientError {
         height: u64,
         /// The module and error that refused it.
         error: CallError,
+    },
+    /// A proven read was asked of a client without a trust anchor.
+    #[error(
+        "proven reads need the network's genesis file (pass --genesis FILE or set \
+         LOGOS_GENESIS; a devnet writes <dir>/genesis.toml)"
+    )]
+    NoTrustAnchor,
+    /// The server serves another network than the trusted genesis defines.
+    #[error("the node serves chain {served}, the trusted genesis defines {trusted}")]
+    WrongChain {
+        /// Chain id the server reports.
+        served: String,
+        /// Chain id of the trusted genesis.
+        trusted: String,
     },
     /// The chain does not hold what was expected (e.g. an event of a successful call).
     #[error("{0}")]
@@ -134,39 +157,69 @@ impl Wallet {
     }
 }
 
+/// What a client trusts instead of the server for proven reads: the network's chain id (the
+/// namespace of its certificates) and its validator set, taken from the genesis file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustAnchor {
+    /// The network's chain id (hash of its genesis).
+    pub chain_id: ChainId,
+    /// The validators whose quorum signs finalizations.
+    pub validators: Vec<PublicKey>,
+}
+
+impl TrustAnchor {
+    /// The anchor of the network `genesis` defines. Errors: a malformed validator key.
+    pub fn from_genesis(genesis: &Genesis) -> Result<Self, ClientError> {
+        Ok(Self {
+            chain_id: genesis.chain_id(),
+            validators: genesis.validator_keys().map_err(malformed)?,
+        })
+    }
+}
+
 /// A connection to one node.
 pub struct Client {
     rpc: HttpClient,
     info: ChainInfo,
-    validators: Vec<PublicKey>,
-    verified: Mutex<BTreeMap<u64, String>>,
+    anchor: Option<TrustAnchor>,
+    /// State roots already checked against a finalization, by height.
+    verified: Mutex<BTreeMap<u64, Hash>>,
 }
 
 impl Client {
-    /// Connects to `url` and trusts the validators the node reports.
+    /// Connects to `url` for submissions and reads on the server's word; proven reads fail
+    /// with [`ClientError::NoTrustAnchor`] until [`Self::trust`] gives an anchor.
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
         let rpc = HttpClientBuilder::default()
             .request_timeout(Duration::from_secs(30))
             .build(url)?;
         let info = rpc.chain_info().await?;
-        let validators = info
-            .validators
-            .iter()
-            .map(|key| parse_public_key(key))
-            .collect::<Result<_, _>>()
-            .map_err(malformed)?;
         Ok(Self {
             rpc,
             info,
-            validators,
+            anchor: None,
             verified: Mutex::new(BTreeMap::new()),
         })
     }
 
-    /// Trusts `validators` (e.g. from a genesis file) instead of the node's list.
-    pub fn trust(mut self, validators: Vec<PublicKey>) -> Self {
-        self.validators = validators;
-        self
+    /// Connects to `url` and trusts `genesis` for proven reads (see [`Self::trust`]).
+    pub async fn connect_trusted(url: &str, genesis: &Genesis) -> Result<Self, ClientError> {
+        Self::connect(url)
+            .await?
+            .trust(TrustAnchor::from_genesis(genesis)?)
+    }
+
+    /// Uses `anchor` for proven reads. Errors: the server reports another chain id
+    /// ([`ClientError::WrongChain`]).
+    pub fn trust(mut self, anchor: TrustAnchor) -> Result<Self, ClientError> {
+        if anchor.chain_id != self.info.chain_id {
+            return Err(ClientError::WrongChain {
+                served: self.info.chain_id.to_string(),
+                trusted: anchor.chain_id.to_string(),
+            });
+        }
+        self.anchor = Some(anchor);
+        Ok(self)
     }
 
     /// The raw RPC client.
@@ -362,8 +415,9 @@ impl Client {
         Ok((value.unwrap_or_else(I::default_value), height))
     }
 
-    /// Like [`Self::map`], with the value proven (see the crate docs). An absent value is
-    /// reported as absent without proof (the API proves only present values).
+    /// Like [`Self::map`], with a present value proven (see the crate docs). `None` is the
+    /// server's unproven word that the key is absent: never act on it as on a proven fact.
+    /// Errors: [`ClientError::NoTrustAnchor`], [`ClientError::NotProven`] (with what failed).
     pub async fn map_proven<I: StorageMap>(
         &self,
         key: &I::Key,
@@ -379,6 +433,9 @@ impl Client {
     /// The bytes at `key`, checked against a finalized block (see the crate docs), `None` when
     /// the server says it holds nothing; and the height read at.
     async fn proven_bytes(&self, key: &StorageKey) -> Result<(Option<Vec<u8>>, u64), ClientError> {
+        if self.anchor.is_none() {
+            return Err(ClientError::NoTrustAnchor);
+        }
         let storage = self.storage(key).await?;
         let (Some(value), Some(proof)) = (&storage.value, &storage.proof) else {
             return Ok((None, storage.height));
@@ -393,36 +450,29 @@ impl Client {
                 storage.state_root
             )));
         }
-        self.verify_root(storage.height, &storage.state_root, &storage.block_hash)
-            .await?;
+        self.verify_root(storage.height, &root).await?;
         Ok((Some(value), storage.height))
     }
 
-    /// Checks that `root` is the state root of the finalized block `block_hash` at `height`.
-    async fn verify_root(
-        &self,
-        height: u64,
-        root: &str,
-        block_hash: &str,
-    ) -> Result<(), ClientError> {
-        if self
-            .verified
-            .lock()
-            .expect("roots lock")
-            .get(&height)
-            .map(String::as_str)
-            == Some(root)
-        {
+    /// Checks that `root` is the state root of the block finalized at `height`: the header
+    /// is fetched and its digest recomputed here, the certificate must sign that digest with
+    /// a quorum of the anchor's validators, and the header must carry `root`.
+    async fn verify_root(&self, height: u64, root: &Hash) -> Result<(), ClientError> {
+        let anchor = self.anchor.as_ref().ok_or(ClientError::NoTrustAnchor)?;
+        if self.verified.lock().expect("roots lock").get(&height) == Some(root) {
             return Ok(());
         }
-        let block = self
+        let header = self
             .rpc
-            .get_block_by_height(height)
+            .get_block_header(height)
             .await?
             .ok_or_else(|| ClientError::NotProven(format!("block {height} not served")))?;
-        if block.state_root != root || block.hash != block_hash {
+        let header = BlockHeader::decode(commonware_codec::Copying(unhex(&header)?.as_slice()))
+            .map_err(malformed)?;
+        if header.height.get() != height {
             return Err(ClientError::NotProven(format!(
-                "block {height} does not carry root {root}"
+                "asked for block {height}, the server sent block {}",
+                header.height.get()
             )));
         }
         let certificate = self
@@ -431,16 +481,25 @@ impl Client {
             .await?
             .ok_or_else(|| ClientError::NotProven(format!("no finalization for {height}")))?;
         let certificate =
-            decode_finalization(&self.info.chain_id, &self.validators, &unhex(&certificate)?)
+            decode_finalization(&anchor.chain_id, &anchor.validators, &unhex(&certificate)?)
                 .map_err(|error| ClientError::NotProven(error.to_string()))?;
-        let digest = parse_hash(&block.hash).map_err(malformed)?;
-        if !verify_finalization(&self.info.chain_id, &self.validators, &certificate, &digest) {
+        let digest = header.digest();
+        if !verify_finalization(&anchor.chain_id, &anchor.validators, &certificate, &digest) {
             return Err(ClientError::NotProven(format!(
-                "finalization certificate of block {height}"
+                "the finalization certificate of height {height} does not sign block {} \
+                 with a quorum of the trusted validators",
+                format_hash(&digest)
+            )));
+        }
+        if header.state_root != *root {
+            return Err(ClientError::NotProven(format!(
+                "the proof is against state root {}, but finalized block {height} carries {}",
+                format_hash(root),
+                format_hash(&header.state_root)
             )));
         }
         let mut verified = self.verified.lock().expect("roots lock");
-        verified.insert(height, root.to_string());
+        verified.insert(height, *root);
         while verified.len() > VERIFIED_ROOTS_MAX {
             verified.pop_first();
         }

@@ -146,11 +146,21 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
             .with_context(|| format!("remove old devnet {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
+    eprintln!(
+        "*** devnet keys in {} are encrypted with an EMPTY passphrase: for this throwaway \
+         network only ***",
+        keystore.display()
+    );
     let mut validators = Vec::new();
     let mut accounts = Vec::new();
     for i in 0..args.validators {
         let key = keystore::generate()?;
-        keystore::save(&keystore, &format!("validator-{i}"), &key)?;
+        keystore::save(
+            &keystore,
+            &format!("validator-{i}"),
+            &key,
+            DEVNET_PASSPHRASE,
+        )?;
         validators.push(GenesisValidator {
             public_key: format_public_key(&key.public_key()),
             p2p_address: format!("127.0.0.1:{}", args.p2p_base_port as usize + i).parse()?,
@@ -161,7 +171,7 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         });
     }
     let dev = keystore::generate()?;
-    keystore::save(&keystore, "dev", &dev)?;
+    keystore::save(&keystore, "dev", &dev, DEVNET_PASSPHRASE)?;
     accounts.push(GenesisAccount {
         address: Address::from_public_key(&dev.public_key()),
         balance: Amount(DEV_BALANCE),
@@ -171,7 +181,7 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         .chain(crate::sub0::key_names(args.validators, args.providers));
     for name in names {
         let key = keystore::generate()?;
-        keystore::save(&keystore, &name, &key)?;
+        keystore::save(&keystore, &name, &key, DEVNET_PASSPHRASE)?;
         accounts.push(GenesisAccount {
             address: Address::from_public_key(&key.public_key()),
             balance: Amount(ACCOUNT_BALANCE),
@@ -363,6 +373,10 @@ impl Network {
     }
 }
 
+/// The passphrase of every devnet key: empty, so devnet commands need none (said loudly when
+/// the keys are written).
+pub const DEVNET_PASSPHRASE: &str = "";
+
 /// Starts the validators and, with providers, the sub0layer (agents, provisioners, catalog).
 pub fn start(args: &DevnetArgs, layout: &Layout) -> Result<Network> {
     let mut network = Network {
@@ -379,7 +393,23 @@ pub fn start(args: &DevnetArgs, layout: &Layout) -> Result<Network> {
             }
         }
     }
-    if args.providers > 0 {
+    let unready = if args.providers > 0 {
+        crate::sub0::prepare_host().unwrap_or_else(|error| Some(format!("{error:#}")))
+    } else {
+        None
+    };
+    if let Some(reason) = &unready {
+        eprintln!(
+            "\n*** the sub0layer is NOT started: {reason}.\n*** The chain runs alone. To add \
+             the sub0layer, stop this devnet and run, as root from the repository:\n***   \
+             scripts/install-deps && cargo run --release -p logos-cli -- devnet\n"
+        );
+        if args.demo {
+            network.stop();
+            anyhow::bail!("--demo needs the sub0layer: {reason}");
+        }
+    }
+    if args.providers > 0 && unready.is_none() {
         if let Err(error) = crate::sub0::start(args, layout, &mut network) {
             network.stop();
             return Err(error);

@@ -231,12 +231,57 @@ fn agent_endpoint(layout: &Layout, k: usize) -> String {
     format!("127.0.0.1:{}", layout.agent_base_port as usize + k)
 }
 
+/// Host commands the sandbox driver runs, and the Debian package of each.
+const HOST_COMMANDS: [(&str, &str); 4] = [
+    ("bwrap", "bubblewrap"),
+    ("ip", "iproute2"),
+    ("iptables", "iptables"),
+    ("python3", "python3-minimal"),
+];
+
+/// Why this host cannot run the sub0layer's agents, if it cannot: not root, or a command of
+/// [`HOST_COMMANDS`] missing.
+fn host_unready() -> Option<String> {
+    if !running_as_root() {
+        return Some("the sandbox driver needs root (network namespaces, cgroups)".into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<String> = HOST_COMMANDS
+        .iter()
+        .filter(|(command, _)| !std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
+        .map(|(command, package)| format!("{command} (Debian package {package})"))
+        .collect();
+    (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
+}
+
+/// Makes the host ready for the sub0layer: when commands are missing and the project's
+/// `scripts/install-deps` is at hand (a checkout), runs it. `Ok(None)` when ready, else the
+/// reason it is not (the devnet then runs the chain alone).
+pub fn prepare_host() -> Result<Option<String>> {
+    let Some(reason) = host_unready() else {
+        return Ok(None);
+    };
+    let script = std::path::Path::new("scripts/install-deps");
+    if running_as_root() && script.is_file() {
+        eprintln!(
+            "the sub0layer needs host packages ({reason}); running {}…",
+            script.display()
+        );
+        let status = std::process::Command::new(script).status()?;
+        if !status.success() {
+            return Ok(Some(format!(
+                "{reason}; {} failed ({status})",
+                script.display()
+            )));
+        }
+    }
+    Ok(host_unready())
+}
+
 /// Bootstraps the sub0layer and starts its daemons into `network`.
 pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Result<()> {
-    if !running_as_root() {
-        bail!(
-            "the sandbox driver needs root (network namespaces, cgroups); run as root or pass --providers 0"
-        );
+    if let Some(reason) = host_unready() {
+        bail!("{reason}; run scripts/install-deps as root, or pass --providers 0");
     }
     let rpc = network.validators[0].rpc.clone();
     let runtime = crate::runtime()?;
@@ -289,6 +334,8 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
             key.into(),
             "--rpc".into(),
             network.validators[i].rpc.clone().into(),
+            "--genesis".into(),
+            layout.genesis.clone().into(),
         ];
         eprintln!("starting provisioner {i}…");
         let (child, _) = spawn_logos(

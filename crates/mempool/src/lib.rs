@@ -5,10 +5,20 @@
 //! # Admission ([`Mempool::insert`])
 //! A transaction is rejected ([`Rejection`]) when it is for another chain, its signature does
 //! not verify, its fee is below the minimum, its nonce is below the sender's next nonce
-//! (replayed) or more than `nonce_gap_max` above it, the sender cannot cover the fee plus the
-//! amount it moves or reserves (a transfer's amount, a provider's bond), it is already pooled, or the pool is full and it does not pay more than the
-//! cheapest pooled transaction. A transaction with the same sender and nonce as a pooled one
-//! replaces it only with a strictly higher fee.
+//! (replayed) or more than `nonce_gap_max` above it, the sender's finalized balance cannot cover
+//! its **pending spend** (the fees and moved amounts of all its pooled transactions) plus this
+//! transaction's fee and the amount it moves or reserves (a transfer's amount, a provider's
+//! bond, a provisioner's stake), it is already pooled, or the pool is full and it does not pay
+//! more than the cheapest pooled transaction. A transaction with the same sender and nonce as a
+//! pooled one replaces it only with a strictly higher fee (its cost replaces the old one's in
+//! the pending spend).
+//!
+//! Pending spend is what stops a sender from queueing transactions that pass admission one by
+//! one but cannot all be paid: a draining transfer followed by a next nonce that pays a fee
+//! from the drained balance is refused here. What the pool cannot see (a lease's escrow, read
+//! from the catalog by the runtime) can still make a later transaction unpayable; the block
+//! builder then skips it and [`Mempool::evict`]s it, and [`Mempool::recheck_sender`] drops
+//! whatever a finalized block made unpayable.
 //!
 //! # Selection ([`Mempool::select`])
 //! Per sender, transactions form a run of consecutive nonces starting at the sender's next
@@ -16,7 +26,10 @@
 //!
 //! # Limits
 //! `transactions_max` in total and `per_sender_max` per sender; when full, the cheapest
-//! transaction and the sender's later nonces are evicted to admit a better-paying one.
+//! transaction and the sender's later nonces are evicted to admit a better-paying one. Whenever
+//! a transaction leaves the pool other than by being finalized (evicted, displaced, made
+//! unpayable), its sender's later nonces leave with it: they cannot run before it, and a
+//! re-submission is admitted afresh against the sender's balance.
 
 use logos_primitives::{Address, Amount, ChainId, Hash};
 use logos_types::{balances, dvci, provisioning, Call, Transaction, TransactionError};
@@ -78,13 +91,19 @@ pub enum Rejection {
         /// Chain minimum.
         min_fee: Amount,
     },
-    /// Balance below fee plus amount.
-    #[error("insufficient balance: {available} available, {required} required")]
+    /// Balance below the pending spend plus this transaction's fee and moved amount.
+    #[error(
+        "insufficient balance: {available} available, {required} required \
+         ({pending} of it by the sender's pooled transactions)"
+    )]
     InsufficientBalance {
-        /// The sender's finalized balance.
+        /// The sender's finalized free balance.
         available: Amount,
-        /// Fee plus moved amount.
+        /// Pending spend plus this transaction's fee and moved amount.
         required: Amount,
+        /// The pending spend: fees and moved amounts of the sender's pooled transactions
+        /// (without the one this transaction replaces).
+        pending: Amount,
     },
     /// Already pooled.
     #[error("transaction already known")]
@@ -135,6 +154,8 @@ pub struct Admission {
 struct Entry {
     transaction: Arc<Transaction>,
     sender: Address,
+    /// Fee plus moved amount ([`cost`]), counted in the sender's pending spend.
+    cost: Amount,
 }
 
 /// The pool. See the module docs.
@@ -143,6 +164,8 @@ pub struct Mempool {
     by_hash: HashMap<Hash, Entry>,
     by_sender: BTreeMap<Address, BTreeMap<u64, Hash>>,
     by_fee: BTreeSet<(Amount, Hash)>,
+    /// Per sender, the sum of its pooled transactions' costs (one entry per pooled sender).
+    pending_spend: BTreeMap<Address, Amount>,
 }
 
 impl Mempool {
@@ -154,6 +177,7 @@ impl Mempool {
             by_hash: HashMap::new(),
             by_sender: BTreeMap::new(),
             by_fee: BTreeSet::new(),
+            pending_spend: BTreeMap::new(),
         }
     }
 
@@ -196,12 +220,15 @@ impl Mempool {
             admission.account.nonce,
             self.config.nonce_gap_max,
         )?;
-        check_balance(&transaction, admission.account.balance)?;
+        let sender = transaction.sender();
+        let replaced = self.replaced_entry(&sender, payload.nonce, payload.fee)?;
+        let pending = self
+            .pending_spend(&sender)
+            .saturating_sub(replaced.map_or(Amount::ZERO, |old| self.by_hash[&old].cost));
+        let cost = check_balance(&transaction, pending, admission.account.balance)?;
         if !admission.signature_verified {
             transaction.verify_signature()?;
         }
-        let sender = transaction.sender();
-        let replaced = self.replaced_entry(&sender, payload.nonce, payload.fee)?;
         if replaced.is_none() {
             self.make_room(&sender, payload.fee)?;
         }
@@ -213,14 +240,25 @@ impl Mempool {
             .or_default()
             .insert(payload.nonce, hash);
         self.by_fee.insert((payload.fee, hash));
+        let spend = self.pending_spend.entry(sender).or_insert(Amount::ZERO);
+        *spend = spend.saturating_add(cost);
         self.by_hash.insert(
             hash,
             Entry {
                 transaction: Arc::new(transaction),
                 sender,
+                cost,
             },
         );
         Ok(hash)
+    }
+
+    /// The fees and moved amounts of `sender`'s pooled transactions.
+    pub fn pending_spend(&self, sender: &Address) -> Amount {
+        self.pending_spend
+            .get(sender)
+            .copied()
+            .unwrap_or(Amount::ZERO)
     }
 
     fn replaced_entry(
@@ -256,41 +294,81 @@ impl Mempool {
             return Err(Rejection::PoolFull);
         }
         // Evict the cheapest and its sender's later nonces so no sender is left with a gap.
-        let victim_sender = self.by_hash[&cheapest].sender;
-        let victim_nonce = self.by_hash[&cheapest].transaction.payload().nonce;
-        let doomed: Vec<Hash> = self.by_sender[&victim_sender]
-            .range(victim_nonce..)
-            .map(|(_, hash)| *hash)
-            .collect();
-        for hash in doomed {
-            self.remove(&hash);
-        }
+        self.evict(&cheapest);
         Ok(())
+    }
+
+    /// Removes `hash` and its sender's later nonces (see the module docs); returns how many
+    /// transactions left. The block builder calls this for a transaction that could not be
+    /// included (its fee unpayable on the parent state, or otherwise invalid there).
+    pub fn evict(&mut self, hash: &Hash) -> usize {
+        let Some(entry) = self.by_hash.get(hash) else {
+            return 0;
+        };
+        let sender = entry.sender;
+        let nonce = entry.transaction.payload().nonce;
+        self.remove_from(&sender, nonce)
+    }
+
+    /// Removes `sender`'s transactions from `nonce` on; returns how many.
+    fn remove_from(&mut self, sender: &Address, nonce: u64) -> usize {
+        let doomed: Vec<Hash> = self
+            .by_sender
+            .get(sender)
+            .map(|nonces| nonces.range(nonce..).map(|(_, hash)| *hash).collect())
+            .unwrap_or_default();
+        for hash in &doomed {
+            self.remove(hash);
+        }
+        doomed.len()
     }
 
     fn remove(&mut self, hash: &Hash) -> Option<Arc<Transaction>> {
         let entry = self.by_hash.remove(hash)?;
         let payload = entry.transaction.payload();
         self.by_fee.remove(&(payload.fee, *hash));
+        if let Some(spend) = self.pending_spend.get_mut(&entry.sender) {
+            *spend = spend.saturating_sub(entry.cost);
+        }
         if let Some(nonces) = self.by_sender.get_mut(&entry.sender) {
             nonces.remove(&payload.nonce);
             if nonces.is_empty() {
                 self.by_sender.remove(&entry.sender);
+                self.pending_spend.remove(&entry.sender);
             }
         }
         Some(entry.transaction)
     }
 
-    /// Drops `sender`'s transactions with nonces below `next_nonce` (included in a finalized
-    /// block, or made stale by one).
-    pub fn prune_sender(&mut self, sender: &Address, next_nonce: u64) {
+    /// Brings `sender`'s transactions up to date with its account at the new finalized tip:
+    /// drops nonces below `account.nonce` (included in a finalized block, or made stale by
+    /// one), then walks the rest in nonce order and evicts, from the first whose running cost
+    /// exceeds `account.balance`, that transaction and all later ones. Returns how many were
+    /// evicted as unpayable.
+    pub fn recheck_sender(&mut self, sender: &Address, account: &balances::AccountInfo) -> usize {
         let Some(nonces) = self.by_sender.get(sender) else {
-            return;
+            return 0;
         };
-        let stale: Vec<Hash> = nonces.range(..next_nonce).map(|(_, hash)| *hash).collect();
+        let stale: Vec<Hash> = nonces
+            .range(..account.nonce)
+            .map(|(_, hash)| *hash)
+            .collect();
         for hash in stale {
             self.remove(&hash);
         }
+        let Some(nonces) = self.by_sender.get(sender) else {
+            return 0;
+        };
+        let mut running = Amount::ZERO;
+        let mut unpayable = None;
+        for (nonce, hash) in nonces {
+            running = running.saturating_add(self.by_hash[hash].cost);
+            if running > account.balance {
+                unpayable = Some(*nonce);
+                break;
+            }
+        }
+        unpayable.map_or(0, |nonce| self.remove_from(sender, nonce))
     }
 
     /// Each sender's pooled transactions in nonce order, for block building.
@@ -370,7 +448,12 @@ fn check_nonce(nonce: u64, expected: u64, gap_max: u64) -> Result<(), Rejection>
     Ok(())
 }
 
-fn check_balance(transaction: &Transaction, available: Amount) -> Result<(), Rejection> {
+/// Checks that `available` covers `pending` plus the transaction's cost; returns the cost.
+fn check_balance(
+    transaction: &Transaction,
+    pending: Amount,
+    available: Amount,
+) -> Result<Amount, Rejection> {
     let payload = transaction.payload();
     let moved = match &payload.call {
         Call::Balances(balances::Call::Transfer { amount, .. }) => *amount,
@@ -382,20 +465,22 @@ fn check_balance(transaction: &Transaction, available: Amount) -> Result<(), Rej
         Call::Provisioning(provisioning::Call::RegisterProvisioner { stake }) => *stake,
         Call::Provisioning(_) => Amount::ZERO,
     };
-    let required = payload
+    let unpayable = |required| Rejection::InsufficientBalance {
+        available,
+        required,
+        pending,
+    };
+    let cost = payload
         .fee
         .checked_add(moved)
-        .ok_or(Rejection::InsufficientBalance {
-            available,
-            required: Amount(u128::MAX),
-        })?;
+        .ok_or(unpayable(Amount(u128::MAX)))?;
+    let required = cost
+        .checked_add(pending)
+        .ok_or(unpayable(Amount(u128::MAX)))?;
     if available < required {
-        return Err(Rejection::InsufficientBalance {
-            available,
-            required,
-        });
+        return Err(unpayable(required));
     }
-    Ok(())
+    Ok(cost)
 }
 
 #[cfg(test)]

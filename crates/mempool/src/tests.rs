@@ -8,6 +8,10 @@ fn chain() -> ChainId {
 }
 
 fn transfer(seed: u64, nonce: u64, fee: u128) -> Transaction {
+    transfer_of(seed, nonce, fee, 10)
+}
+
+fn transfer_of(seed: u64, nonce: u64, fee: u128, amount: u128) -> Transaction {
     let key = PrivateKey::from_seed(seed);
     TransactionPayload {
         chain_id: chain(),
@@ -16,7 +20,7 @@ fn transfer(seed: u64, nonce: u64, fee: u128) -> Transaction {
         fee: Amount(fee),
         call: Call::Balances(balances::Call::Transfer {
             to: Address([2; 20]),
-            amount: Amount(10),
+            amount: Amount(amount),
         }),
     }
     .sign(&key)
@@ -71,7 +75,8 @@ fn every_rejection_path_has_its_error_and_changes_nothing() {
         pool.insert(transfer(2, 0, 100), &admission(0, 109)),
         Err(Rejection::InsufficientBalance {
             available: Amount(109),
-            required: Amount(110)
+            required: Amount(110),
+            pending: Amount::ZERO,
         })
     );
     let mut wrong_chain = admission(0, 1_000);
@@ -178,9 +183,121 @@ fn pruning_drops_included_nonces() {
             .unwrap();
     }
     let sender = transfer(1, 0, 100).sender();
-    pool.prune_sender(&sender, 3);
+    let account = |nonce, balance| balances::AccountInfo {
+        nonce,
+        balance: Amount(balance),
+        reserved: Amount::ZERO,
+    };
+    assert_eq!(pool.recheck_sender(&sender, &account(3, 1_000_000)), 0);
     assert_eq!(pool.len(), 1);
+    assert_eq!(pool.pending_spend(&sender), Amount(110));
     let mut next = BTreeMap::new();
     next.insert(sender, 3);
     assert_eq!(Mempool::select(pool.runs(), &next, 10).len(), 1);
+}
+
+/// The pool's own bookkeeping: each sender's pending spend is the sum of its entries' costs.
+fn assert_spend_consistent(pool: &Mempool) {
+    for (sender, nonces) in &pool.by_sender {
+        let sum = nonces.values().fold(Amount::ZERO, |sum, hash| {
+            sum.saturating_add(pool.by_hash[hash].cost)
+        });
+        assert_eq!(pool.pending_spend(sender), sum);
+    }
+    assert_eq!(pool.pending_spend.len(), pool.by_sender.len());
+}
+
+#[test]
+fn a_next_nonce_that_the_pending_spend_leaves_unpayable_is_refused() {
+    let mut pool = pool(100);
+    // Balance 1,000: a transfer of 900 with fee 100 drains it.
+    pool.insert(transfer_of(1, 0, 100, 900), &admission(0, 1_000))
+        .unwrap();
+    assert_eq!(
+        pool.insert(transfer_of(1, 1, 100, 0), &admission(0, 1_000)),
+        Err(Rejection::InsufficientBalance {
+            available: Amount(1_000),
+            required: Amount(1_100),
+            pending: Amount(1_000),
+        })
+    );
+    // Replacing the drain with a smaller transfer frees room: the old cost no longer counts.
+    pool.insert(transfer_of(1, 0, 200, 500), &admission(0, 1_000))
+        .unwrap();
+    pool.insert(transfer_of(1, 1, 100, 200), &admission(0, 1_000))
+        .unwrap();
+    assert_eq!(pool.len(), 2);
+    assert_eq!(
+        pool.pending_spend(&transfer(1, 0, 100).sender()),
+        Amount(1_000)
+    );
+    assert_spend_consistent(&pool);
+}
+
+#[test]
+fn eviction_takes_the_later_nonces_and_frees_the_pending_spend() {
+    let mut pool = pool(100);
+    let hashes: Vec<Hash> = (0..4)
+        .map(|nonce| {
+            pool.insert(transfer(1, nonce, 100), &admission(0, 10_000))
+                .unwrap()
+        })
+        .collect();
+    pool.insert(transfer(2, 0, 100), &admission(0, 10_000))
+        .unwrap();
+    assert_eq!(pool.evict(&hashes[1]), 3);
+    assert_eq!(pool.evict(&hashes[1]), 0, "evicting twice changes nothing");
+    assert!(pool.contains(&hashes[0]));
+    assert_eq!(pool.len(), 2);
+    let sender = transfer(1, 0, 100).sender();
+    assert_eq!(pool.pending_spend(&sender), Amount(110));
+    assert_spend_consistent(&pool);
+    assert_eq!(pool.evict(&hashes[0]), 1);
+    assert_eq!(pool.pending_spend(&sender), Amount::ZERO);
+    assert_spend_consistent(&pool);
+}
+
+#[test]
+fn recheck_drops_what_a_finalized_block_made_unpayable() {
+    let mut pool = pool(100);
+    for nonce in 0..4 {
+        pool.insert(transfer(1, nonce, 100), &admission(0, 10_000))
+            .unwrap();
+    }
+    let sender = transfer(1, 0, 100).sender();
+    // Nonce 0 finalized, and something the pool cannot see (an escrow) took most of the
+    // balance: 250 left pays two of the three remaining transfers (110 each).
+    let account = balances::AccountInfo {
+        nonce: 1,
+        balance: Amount(250),
+        reserved: Amount(9_000),
+    };
+    assert_eq!(pool.recheck_sender(&sender, &account), 1);
+    assert_eq!(pool.len(), 2);
+    assert!(pool.contains(&transfer(1, 1, 100).hash()));
+    assert!(pool.contains(&transfer(1, 2, 100).hash()));
+    assert_spend_consistent(&pool);
+}
+
+#[test]
+fn costs_that_overflow_are_refused_not_wrapped() {
+    let mut pool = pool(100);
+    let huge = transfer_of(1, 0, 100, u128::MAX - 50);
+    assert!(matches!(
+        pool.insert(huge, &admission(0, u128::MAX)),
+        Err(Rejection::InsufficientBalance { .. })
+    ));
+    pool.insert(
+        transfer_of(1, 0, 100, u128::MAX - 200),
+        &admission(0, u128::MAX),
+    )
+    .unwrap();
+    assert!(matches!(
+        pool.insert(
+            transfer_of(1, 1, 100, u128::MAX - 200),
+            &admission(0, u128::MAX)
+        ),
+        Err(Rejection::InsufficientBalance { .. })
+    ));
+    assert_spend_consistent(&pool);
 }

@@ -4,9 +4,11 @@
 //! the block to build or verify (newest first: `[parent, …]` for propose, `[block, parent, …]`
 //! for verify). Every block is executed on its parent's speculative state ([`crate::chain`]).
 //!
-//! - **propose**: wait until `block_time_ms` after the parent's timestamp, pick transactions
-//!   from the mempool (nonce order per sender, highest fee first), execute them, drop any that
-//!   are invalid on the parent's state, and commit to the resulting state root.
+//! - **propose**: wait until `block_time_ms` after the parent's timestamp (at most
+//!   `block_time_ms`), pick transactions from the mempool (nonce order per sender, highest fee
+//!   first), execute them, leave out and evict from the mempool any that are invalid on the
+//!   parent's state (`logos_runtime::build_block`), and commit to the resulting state root. A
+//!   leader always proposes, an empty block if nothing is includable.
 //! - **verify**: the proposer must be the round's leader, the timestamp must not go backwards
 //!   nor run more than [`TIMESTAMP_DRIFT_MAX_MS`] ahead of the local clock, every signature must
 //!   verify (batched; transactions already in the local mempool were verified on admission),
@@ -36,7 +38,6 @@ use futures::{channel::mpsc, StreamExt};
 use logos_api::{consensus::Scheme, Block};
 use logos_mempool::Mempool;
 use logos_primitives::{Address, Hash, Height, PublicKey};
-use logos_runtime::BlockError;
 use logos_types::{codec::encode, Transaction, TRANSACTION_NAMESPACE};
 use std::{
     collections::BTreeMap,
@@ -45,10 +46,12 @@ use std::{
 };
 use tracing::{debug, info, warn};
 
-/// How far ahead of the local clock a block's timestamp may be, in ms.
-pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 5_000;
-/// Most attempts to build a block when candidate transactions turn out invalid.
-const BUILD_ATTEMPTS_MAX: usize = 16;
+/// How far ahead of the local clock a block's timestamp may be, in ms. Well below the leader
+/// timeout (1,000 ms by default; the engine refuses a configuration where drift plus block
+/// time reaches it): a leader that stamps its block this far ahead cannot make the next
+/// leader's proposal miss its view, because a proposer waits at most `block_time_ms` for its
+/// parent's timestamp to pass (see [`Application`]'s `propose`).
+pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 500;
 
 /// Builds and verifies blocks (see the module docs).
 pub struct Application<E: Storage + Clock + Metrics + Spawner> {
@@ -120,50 +123,80 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
         true
     }
 
+    /// Builds the child of `parent`. Candidates that cannot be included on the parent's state
+    /// are left out and evicted from the mempool (with their senders' later nonces), so a
+    /// block is always built unless the state cannot be read or too many blocks are pending.
     async fn build(&self, parent: &Block, timestamp_ms: u64) -> Option<Block> {
         let parent_digest = parent.digest();
-        let height = Height::new(parent.height.get() + 1);
+        let height = Height::new(parent.height.get().saturating_add(1));
+        let candidates = self.candidates(&parent_digest).await;
+        let author = Address::from_public_key(&self.me);
+        let context = self.shared.context(height.get(), author, parent_digest);
+        let chain = self.shared.chain().await;
+        let built = match chain
+            .build(&parent_digest, height, &context, &candidates)
+            .await
+        {
+            Ok(built) => built,
+            Err(error) => {
+                warn!(%error, "cannot build block");
+                return None;
+            }
+        };
+        drop(chain);
+        if !built.skipped.is_empty() {
+            let evicted = self.shared.with_mempool(|pool| {
+                built
+                    .skipped
+                    .iter()
+                    .map(|(transaction, _)| pool.evict(&transaction.hash()))
+                    .sum::<usize>()
+            });
+            debug!(
+                height = height.get(),
+                skipped = built.skipped.len(),
+                evicted,
+                first_reason = %built.skipped[0].1,
+                "left transactions out of the block"
+            );
+        }
+        let block = Block::new(
+            parent_digest,
+            height,
+            timestamp_ms,
+            self.me.clone(),
+            built.batch.root(),
+            built.included,
+        );
+        let mut chain = self.shared.chain_mut().await;
+        chain
+            .insert_pending(&block, built.batch, built.executed)
+            .ok()?;
+        Some(block)
+    }
+
+    /// The mempool's candidates for a child of `parent`: per sender a run of nonces from its
+    /// next nonce in the parent's state (a sender whose account cannot be read is left out),
+    /// highest fee first, at most `max_block_transactions`.
+    async fn candidates(&self, parent: &Hash) -> Vec<Transaction> {
         let max = self.shared.genesis().params.max_block_transactions as usize;
         let runs = self.shared.with_mempool(|pool| pool.runs());
         let chain = self.shared.chain().await;
         let mut next_nonce = BTreeMap::new();
-        for (sender, _) in &runs {
-            let account = chain.account_at(&parent_digest, sender).await.ok()?;
-            next_nonce.insert(*sender, account.nonce);
-        }
-        let mut candidates: Vec<Transaction> = Mempool::select(runs, &next_nonce, max)
-            .into_iter()
-            .map(|transaction| (*transaction).clone())
-            .collect();
-        let author = Address::from_public_key(&self.me);
-        let context = self.shared.context(height.get(), author, parent_digest);
-        for _ in 0..BUILD_ATTEMPTS_MAX {
-            match chain
-                .execute(&parent_digest, height, &context, &candidates)
-                .await
-            {
-                Ok((batch, executed)) => {
-                    let block = Block::new(
-                        parent_digest,
-                        height,
-                        timestamp_ms,
-                        self.me.clone(),
-                        batch.root(),
-                        candidates,
-                    );
-                    drop(chain);
-                    let mut chain = self.shared.chain_mut().await;
-                    chain.insert_pending(&block, batch, executed).ok()?;
-                    return Some(block);
+        let mut readable = Vec::with_capacity(runs.len());
+        for (sender, run) in runs {
+            match chain.account_at(parent, &sender).await {
+                Ok(account) => {
+                    next_nonce.insert(sender, account.nonce);
+                    readable.push((sender, run));
                 }
-                Err(ChainError::InvalidBlock(error)) => drop_invalid(&mut candidates, &error),
-                Err(error) => {
-                    warn!(%error, "cannot build block");
-                    return None;
-                }
+                Err(error) => debug!(%error, "sender's account unreadable; left out"),
             }
         }
-        None
+        Mempool::select(readable, &next_nonce, max)
+            .into_iter()
+            .map(|transaction| (*transaction).clone())
+            .collect()
     }
 
     fn signatures_valid(&self, rng: &mut impl rand::CryptoRng, block: &Block) -> bool {
@@ -195,31 +228,6 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
     }
 }
 
-/// Removes the transaction a [`BlockError`] names, and its sender's later transactions.
-fn drop_invalid(candidates: &mut Vec<Transaction>, error: &BlockError) {
-    let index = match error {
-        BlockError::WrongChainId { index }
-        | BlockError::BadNonce { index, .. }
-        | BlockError::FeeTooLow { index, .. }
-        | BlockError::FeeUnpaid { index, .. } => *index,
-        BlockError::TooManyTransactions { max, .. } => {
-            candidates.truncate(*max as usize);
-            return;
-        }
-        BlockError::State(_) => {
-            candidates.clear();
-            return;
-        }
-    };
-    let sender = candidates[index].sender();
-    let mut position = 0;
-    candidates.retain(|transaction| {
-        let keep = position < index || transaction.sender() != sender;
-        position += 1;
-        keep
-    });
-}
-
 impl<E> commonware_consensus::Application<E> for Application<E>
 where
     E: Storage + Clock + Metrics + Spawner + rand::CryptoRng,
@@ -240,12 +248,13 @@ where
             return None;
         }
         let parent = parent_digested.inner();
+        // Pace blocks at `block_time_ms`, but never wait longer than that: a parent stamped
+        // in the future (by at most the allowed drift) must not stall this view.
         let earliest_ms = parent.timestamp_ms.saturating_add(self.block_time_ms);
         let now = now_ms(&runtime);
-        if now < earliest_ms {
-            runtime
-                .sleep(Duration::from_millis(earliest_ms - now))
-                .await;
+        let wait_ms = earliest_ms.saturating_sub(now).min(self.block_time_ms);
+        if wait_ms > 0 {
+            runtime.sleep(Duration::from_millis(wait_ms)).await;
         }
         let timestamp_ms = now_ms(&runtime).max(parent.timestamp_ms);
         let block = self.build(parent, timestamp_ms).await?;
@@ -277,7 +286,7 @@ where
             return false;
         }
         if block.timestamp_ms < parent.timestamp_ms
-            || block.timestamp_ms > now_ms(&runtime) + TIMESTAMP_DRIFT_MAX_MS
+            || block.timestamp_ms > now_ms(&runtime).saturating_add(TIMESTAMP_DRIFT_MAX_MS)
         {
             warn!(height = block.height.get(), "block timestamp out of bounds");
             return false;
@@ -422,12 +431,14 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
         for transaction in &block.transactions {
             let sender = transaction.sender();
             let account = chain.account_at(&tip, &sender).await?;
-            senders.insert(sender, account.nonce);
+            senders.insert(sender, account);
         }
         drop(chain);
+        // Included nonces leave the pool; what the block made unpayable (an escrow the pool
+        // could not see) leaves with them.
         let pooled = self.shared.with_mempool(|pool| {
-            for (sender, nonce) in &senders {
-                pool.prune_sender(sender, *nonce);
+            for (sender, account) in &senders {
+                pool.recheck_sender(sender, account);
             }
             pool.len()
         });

@@ -29,7 +29,9 @@ use logos_api::{
 use logos_framework::{StateReader, WriteSet};
 use logos_primitives::Address;
 use logos_primitives::{Hash, Height};
-use logos_runtime::{execute_block, genesis_state, BlockContext, BlockError};
+use logos_runtime::{
+    build_block, execute_block, genesis_state, BlockContext, BlockError, BlockOutcome,
+};
 use logos_types::{
     balances::{AccountInfo, Accounts},
     storage::STORAGE_VALUE_MAX_BYTES,
@@ -85,6 +87,18 @@ pub enum ChainError {
 
 fn storage_error(error: impl std::fmt::Display) -> ChainError {
     ChainError::Storage(error.to_string())
+}
+
+/// A block built by [`ChainState::build`].
+pub struct Built {
+    /// The state after the block.
+    pub batch: StateBatch,
+    /// Receipts and events of the included transactions.
+    pub executed: Executed,
+    /// The transactions in the block, in order.
+    pub included: Vec<Transaction>,
+    /// Candidates left out, with why (see [`logos_runtime::BuiltBlock::skipped`]).
+    pub skipped: Vec<(Transaction, BlockError)>,
 }
 
 /// What executing a block produced besides its state.
@@ -282,6 +296,44 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
             parent: parent_batch,
         };
         let outcome = execute_block(&reader, context, transactions).await?;
+        self.stage_outcome(parent_batch, height, outcome).await
+    }
+
+    /// Builds a block at `height` on the state after `parent` from `candidates`, leaving out
+    /// those that cannot be included ([`build_block`]): the state batch, receipts, the included
+    /// transactions and the skipped ones with their reasons. Nothing is stored.
+    pub async fn build(
+        &self,
+        parent: &Hash,
+        height: Height,
+        context: &BlockContext,
+        candidates: &[Transaction],
+    ) -> Result<Built, ChainError> {
+        let parent_batch = self.parent_batch(parent)?;
+        let reader = Reader {
+            db: self.db(),
+            parent: parent_batch,
+        };
+        let built = build_block(&reader, context, candidates)
+            .await
+            .map_err(BlockError::from)?;
+        let (batch, executed) = self
+            .stage_outcome(parent_batch, height, built.outcome)
+            .await?;
+        Ok(Built {
+            batch,
+            executed,
+            included: built.included,
+            skipped: built.skipped,
+        })
+    }
+
+    async fn stage_outcome(
+        &self,
+        parent_batch: Option<&StateBatch>,
+        height: Height,
+        outcome: BlockOutcome,
+    ) -> Result<(StateBatch, Executed), ChainError> {
         let writes = self.keep_writes.then(|| outcome.writes.clone());
         let batch = stage(self.db(), parent_batch, outcome.writes, height).await?;
         let executed = Executed {

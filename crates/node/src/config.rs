@@ -8,8 +8,15 @@
 //! rpc_listen = "127.0.0.1:8545"     # JSON-RPC over HTTP and WebSocket
 //! metrics_listen = "127.0.0.1:9100" # Prometheus text format at /metrics
 //! block_time_ms = 25
-//! rpc_requests_per_second = 5000    # per server; excess requests get HTTP 429
-//! rpc_body_max_bytes = 1048576
+//! rpc_requests_per_second = 20000   # calls per second, whole server (error -32029)
+//! rpc_requests_per_second_per_ip = 10000         # per client IP address (error -32030)
+//! rpc_requests_per_second_per_connection = 5000  # per connection (error -32031)
+//! rpc_batch_max = 100               # calls per batch (error -32010)
+//! rpc_request_timeout_ms = 10000    # longest call (error -32032)
+//! rpc_body_max_bytes = 1048576      # larger bodies get HTTP 413
+//! mempool_transactions_max = 100000   # pooled transactions in total
+//! mempool_per_sender_max = 4096        # pooled transactions per sender
+//! mempool_nonce_gap_max = 4096         # how far ahead of the next nonce a nonce may be
 //! check_invariants = false          # check the runtime's invariants after every block (debug)
 //! ```
 
@@ -34,15 +41,36 @@ pub struct NodeConfig {
     /// Minimum time between a block and its child, ms.
     #[serde(default = "default_block_time_ms")]
     pub block_time_ms: u64,
-    /// Rate limit of the RPC server, requests per second.
+    /// Rate limit of the RPC server, calls per second over all clients.
     #[serde(default = "default_rpc_requests_per_second")]
     pub rpc_requests_per_second: u32,
+    /// Rate limit per client IP address, calls per second.
+    #[serde(default = "default_rpc_requests_per_second_per_ip")]
+    pub rpc_requests_per_second_per_ip: u32,
+    /// Rate limit per connection, calls per second.
+    #[serde(default = "default_rpc_requests_per_second_per_connection")]
+    pub rpc_requests_per_second_per_connection: u32,
+    /// Most calls in one JSON-RPC batch.
+    #[serde(default = "default_rpc_batch_max")]
+    pub rpc_batch_max: u32,
+    /// Longest an RPC call may run, ms.
+    #[serde(default = "default_rpc_request_timeout_ms")]
+    pub rpc_request_timeout_ms: u64,
     /// Largest RPC request body, bytes.
     #[serde(default = "default_rpc_body_max_bytes")]
     pub rpc_body_max_bytes: u32,
     /// Largest number of concurrent RPC connections.
     #[serde(default = "default_rpc_connections_max")]
     pub rpc_connections_max: u32,
+    /// Most transactions in the mempool.
+    #[serde(default = "default_mempool_transactions_max")]
+    pub mempool_transactions_max: usize,
+    /// Most mempool transactions per sender.
+    #[serde(default = "default_mempool_per_sender_max")]
+    pub mempool_per_sender_max: usize,
+    /// Largest distance between an admitted nonce and the sender's next nonce.
+    #[serde(default = "default_mempool_nonce_gap_max")]
+    pub mempool_nonce_gap_max: u64,
     /// Log level (error, warn, info, debug, trace).
     #[serde(default = "default_log_level")]
     pub log_level: String,
@@ -64,12 +92,51 @@ fn default_rpc_requests_per_second() -> u32 {
     20_000
 }
 
+fn default_rpc_requests_per_second_per_ip() -> u32 {
+    10_000
+}
+
+fn default_rpc_requests_per_second_per_connection() -> u32 {
+    5_000
+}
+
+fn default_rpc_batch_max() -> u32 {
+    100
+}
+
+fn default_rpc_request_timeout_ms() -> u64 {
+    10_000
+}
+
 fn default_rpc_body_max_bytes() -> u32 {
     1 << 20
 }
 
 fn default_rpc_connections_max() -> u32 {
     256
+}
+
+fn default_mempool_transactions_max() -> usize {
+    logos_mempool::Config::default().transactions_max
+}
+
+fn default_mempool_per_sender_max() -> usize {
+    logos_mempool::Config::default().per_sender_max
+}
+
+fn default_mempool_nonce_gap_max() -> u64 {
+    logos_mempool::Config::default().nonce_gap_max
+}
+
+impl NodeConfig {
+    /// The mempool limits of this configuration (at least one transaction, one per sender).
+    pub fn mempool(&self) -> logos_mempool::Config {
+        logos_mempool::Config {
+            transactions_max: self.mempool_transactions_max.max(1),
+            per_sender_max: self.mempool_per_sender_max.max(1),
+            nonce_gap_max: self.mempool_nonce_gap_max,
+        }
+    }
 }
 
 fn default_log_level() -> String {

@@ -219,6 +219,18 @@ pub enum EngineError {
     /// Marshal does not have the block at the state's height (storage out of step).
     #[error("no finalized block at the state's height {0}")]
     MissingTipBlock(u64),
+    /// The leader timeout leaves no room for the allowed timestamp drift plus block time, so
+    /// a leader stamping its block in the future could make honest proposals miss their view.
+    #[error(
+        "leader timeout {leader_timeout_ms} ms must exceed the block time plus the allowed \
+         timestamp drift ({required_ms} ms)"
+    )]
+    LeaderTimeoutTooShort {
+        /// Configured leader timeout, ms.
+        leader_timeout_ms: u64,
+        /// Block time plus `TIMESTAMP_DRIFT_MAX_MS`, ms.
+        required_ms: u64,
+    },
 }
 
 /// The genesis block of `genesis`.
@@ -275,6 +287,15 @@ where
     B: Blocker<PublicKey = PublicKey>,
 {
     config.genesis.validate()?;
+    let required_ms = config
+        .block_time_ms
+        .saturating_add(crate::application::TIMESTAMP_DRIFT_MAX_MS);
+    if config.leader_timeout_ms <= required_ms {
+        return Err(EngineError::LeaderTimeoutTooShort {
+            leader_timeout_ms: config.leader_timeout_ms,
+            required_ms,
+        });
+    }
     let me = config.signer.public_key();
     let validators = config.genesis.validator_keys()?;
     if !validators.contains(&me) {

@@ -1,8 +1,23 @@
 //! The JSON-RPC server (HTTP and WebSocket on one port; interface in [`logos_api::rpc`]).
 //!
-//! Limits: request bodies above `body_max_bytes` are refused (HTTP 413), at most
-//! `connections_max` connections, and a token bucket of `requests_per_second` over all clients:
-//! a request beyond it is answered with error [`RATE_LIMITED`] without being executed.
+//! # Limits
+//! Every refusal has its own JSON-RPC error code (in [`codes`]) and leaves nothing executed:
+//! - a request body above `body_max_bytes` is refused with HTTP 413;
+//! - at most `connections_max` TCP connections are open at once (further ones are closed on
+//!   accept) and at most as many requests in flight;
+//! - a batch of more than `batch_max` calls is refused whole
+//!   ([`codes::BATCH_TOO_LARGE`], jsonrpsee's `BatchRequestConfig`);
+//! - three token buckets ([`governor`]), each refilled per second, charge one token per call
+//!   and one per call of a batch: per connection ([`codes::RATE_LIMITED_CONNECTION`]), per
+//!   client IP address ([`codes::RATE_LIMITED_IP`]), and for the whole server
+//!   ([`codes::RATE_LIMITED`]), so one client's flood exhausts its own buckets, not the
+//!   server's, as long as the per-IP rate is below the server's;
+//! - a call running longer than `request_timeout_ms` is answered with
+//!   [`codes::TIMED_OUT`].
+//!
+//! The keyed buckets forget idle clients every [`LIMITER_SWEEP_MS`] and hold at most
+//! [`LIMITER_KEYS_MAX`] keys; a new client beyond that is refused as if the server bucket were
+//! empty until the next sweep.
 
 use crate::{
     engine::MarshalMailbox,
@@ -12,33 +27,44 @@ use crate::{
 use commonware_codec::Encode;
 use commonware_consensus::marshal::Identifier;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jsonrpsee::{
     core::{
         middleware::{Batch, Notification, RpcServiceT},
         SubscriptionResult,
     },
     server::{
-        middleware::rpc::RpcServiceBuilder, MethodResponse, PendingSubscriptionSink, ServerHandle,
-        SubscriptionMessage,
+        middleware::rpc::RpcServiceBuilder, serve_with_graceful_shutdown, stop_channel,
+        BatchRequestConfig, ConnectionId, MethodResponse, Methods, PendingSubscriptionSink,
+        ServerHandle, SubscriptionMessage,
     },
-    types::{ErrorObjectOwned, Request},
+    types::{ErrorObjectOwned, Id, Request},
 };
+pub use logos_api::rpc::codes;
 use logos_api::rpc::{
-    codes, error, error_with_data, AccountState, BlockInfo, ChainInfo, EventRecord, Head,
-    LogosApiServer, StorageValue, Submitted,
+    error, error_with_data, AccountState, BlockInfo, ChainInfo, EventRecord, Head, LogosApiServer,
+    StorageValue, Submitted,
 };
 use logos_mempool::Rejection;
 use logos_primitives::{format_hash, format_public_key, parse_hash, Address, Height};
 use logos_types::{StorageKey, Transaction, TransactionError};
-use std::{net::SocketAddr, num::NonZeroU32, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
+};
 
-/// JSON-RPC error code for a request over the rate limit.
-pub const RATE_LIMITED: i32 = -32029;
+/// JSON-RPC error code for a request over the server-wide rate limit.
+pub const RATE_LIMITED: i32 = codes::RATE_LIMITED;
 /// Most subscriptions per connection.
 pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 64;
+/// How often the per-IP and per-connection buckets forget idle clients, ms.
+pub const LIMITER_SWEEP_MS: u64 = 10_000;
+/// Most clients (IP addresses, and connections) the keyed buckets track at once.
+pub const LIMITER_KEYS_MAX: usize = 65_536;
 
-/// Limits of the RPC server.
+/// Limits of the RPC server (see the module docs).
 #[derive(Clone, Debug)]
 pub struct RpcConfig {
     /// Listen address.
@@ -47,8 +73,16 @@ pub struct RpcConfig {
     pub body_max_bytes: u32,
     /// Most concurrent connections.
     pub connections_max: u32,
-    /// Requests per second over all clients.
+    /// Calls per second over all clients.
     pub requests_per_second: u32,
+    /// Calls per second from one IP address.
+    pub requests_per_second_per_ip: u32,
+    /// Calls per second on one connection.
+    pub requests_per_second_per_connection: u32,
+    /// Most calls in one batch.
+    pub batch_max: u32,
+    /// Longest a call may run, ms.
+    pub request_timeout_ms: u64,
 }
 
 /// Serves the Logos API from one node.
@@ -57,6 +91,12 @@ pub struct RpcServer<E: Storage + Clock + Metrics + Spawner> {
     marshal: MarshalMailbox,
     relay: relay::Mailbox,
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The client's IP address, put into every HTTP request's extensions by the accept loop.
+#[derive(Clone, Copy, Debug)]
+struct ClientIp(IpAddr);
 
 /// Starts the server; it runs until the handle is stopped or dropped.
 pub async fn start<E>(
@@ -68,41 +108,165 @@ pub async fn start<E>(
 where
     E: Storage + Clock + Metrics + Spawner + Send + Sync + 'static,
 {
-    let quota =
-        Quota::per_second(NonZeroU32::new(config.requests_per_second.max(1)).expect("positive"));
-    let limiter = Arc::new(RateLimiter::direct(quota));
+    let limits = Arc::new(Limits::new(config));
+    let sweeper = limits.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(LIMITER_SWEEP_MS));
+        loop {
+            interval.tick().await;
+            sweeper.sweep();
+            if Arc::strong_count(&sweeper) == 1 {
+                break; // the server is gone
+            }
+        }
+    });
     let middleware = RpcServiceBuilder::new().layer_fn(move |service| RateLimit {
         service,
-        limiter: limiter.clone(),
+        limits: limits.clone(),
     });
     let server_config = jsonrpsee::server::ServerConfig::builder()
         .max_request_body_size(config.body_max_bytes)
         .max_response_body_size(16 * 1024 * 1024)
         .max_connections(config.connections_max)
         .max_subscriptions_per_connection(SUBSCRIPTIONS_PER_CONNECTION_MAX)
+        .set_batch_request_config(BatchRequestConfig::Limit(config.batch_max))
         .build();
-    let server = jsonrpsee::server::Server::builder()
+    let builder = jsonrpsee::server::Server::builder()
         .set_config(server_config)
         .set_rpc_middleware(middleware)
-        .build(config.listen)
-        .await?;
-    let address = server.local_addr()?;
-    let handle = server.start(
-        RpcServer {
-            shared,
-            marshal,
-            relay,
+        .to_service_builder();
+    let methods: Methods = RpcServer {
+        shared,
+        marshal,
+        relay,
+    }
+    .into_rpc()
+    .into();
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let address = listener.local_addr()?;
+    let (stop, handle) = stop_channel();
+    let connections = Arc::new(tokio::sync::Semaphore::new(config.connections_max as usize));
+    tokio::spawn(async move {
+        loop {
+            let (socket, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(_) => continue,
+                },
+                _ = stop.clone().shutdown() => break,
+            };
+            let Ok(permit) = connections.clone().try_acquire_owned().map(Arc::new) else {
+                continue; // over `connections_max`: the socket is closed
+            };
+            let ip = ClientIp(remote.ip());
+            // One jsonrpsee service per TCP connection, so its connection id (and bucket) is
+            // the same for every request on a kept-alive HTTP connection.
+            let connection = builder.clone().build(methods.clone(), stop.clone());
+            let service = tower::service_fn(
+                move |mut request: jsonrpsee::server::HttpRequest<hyper::body::Incoming>| {
+                    // The connection's permit lives as long as its service (the connection).
+                    let _permit = &permit;
+                    request.extensions_mut().insert(ip);
+                    let mut service = connection.clone();
+                    async move {
+                        let response: Result<_, BoxError> =
+                            tower::Service::call(&mut service, request).await;
+                        response
+                    }
+                },
+            );
+            tokio::spawn(serve_with_graceful_shutdown(
+                socket,
+                service,
+                stop.clone().shutdown(),
+            ));
         }
-        .into_rpc(),
-    );
+    });
     Ok((address, handle))
 }
 
-/// Token-bucket rate limit in front of every method call.
+/// The three token buckets and the call timeout (see the module docs).
+struct Limits {
+    server: DefaultDirectRateLimiter,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_connection: DefaultKeyedRateLimiter<usize>,
+    timeout: Duration,
+}
+
+fn per_second(rate: u32) -> Quota {
+    Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
+}
+
+impl Limits {
+    fn new(config: &RpcConfig) -> Self {
+        Self {
+            server: RateLimiter::direct(per_second(config.requests_per_second)),
+            per_ip: RateLimiter::keyed(per_second(config.requests_per_second_per_ip)),
+            per_connection: RateLimiter::keyed(per_second(
+                config.requests_per_second_per_connection,
+            )),
+            timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+        }
+    }
+
+    fn sweep(&self) {
+        self.per_ip.retain_recent();
+        self.per_ip.shrink_to_fit();
+        self.per_connection.retain_recent();
+        self.per_connection.shrink_to_fit();
+    }
+
+    /// Charges `calls` tokens to the connection, the IP and the server, in that order; the
+    /// error of the first bucket that cannot pay.
+    fn charge(
+        &self,
+        extensions: &jsonrpsee::types::Extensions,
+        calls: u32,
+    ) -> Result<(), ErrorObjectOwned> {
+        let calls = NonZeroU32::new(calls).unwrap_or(NonZeroU32::MIN);
+        if let Some(connection) = extensions.get::<ConnectionId>() {
+            if !self.has_room(self.per_connection.len())
+                || !matches!(
+                    self.per_connection.check_key_n(&connection.0, calls),
+                    Ok(Ok(()))
+                )
+            {
+                return Err(error(
+                    codes::RATE_LIMITED_CONNECTION,
+                    "rate limit of this connection exceeded",
+                ));
+            }
+        }
+        if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
+            if !self.has_room(self.per_ip.len())
+                || !matches!(self.per_ip.check_key_n(ip, calls), Ok(Ok(())))
+            {
+                return Err(error(
+                    codes::RATE_LIMITED_IP,
+                    format!("rate limit of {ip} exceeded"),
+                ));
+            }
+        }
+        if !matches!(self.server.check_n(calls), Ok(Ok(()))) {
+            return Err(error(codes::RATE_LIMITED, "rate limit exceeded"));
+        }
+        Ok(())
+    }
+
+    fn has_room(&self, keys: usize) -> bool {
+        keys < LIMITER_KEYS_MAX
+    }
+}
+
+/// The rate limits and timeout in front of every method call.
 #[derive(Clone)]
 struct RateLimit<S> {
     service: S,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limits: Arc<Limits>,
+}
+
+fn timed_out() -> ErrorObjectOwned {
+    error(codes::TIMED_OUT, "request timed out")
 }
 
 impl<S> RpcServiceT for RateLimit<S>
@@ -124,29 +288,53 @@ where
         &self,
         request: Request<'a>,
     ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-        let allowed = self.limiter.check().is_ok();
+        let charged = self.limits.charge(request.extensions(), 1);
+        let timeout = self.limits.timeout;
         let service = self.service.clone();
         async move {
-            if allowed {
-                service.call(request).await
-            } else {
-                MethodResponse::error(request.id, error(RATE_LIMITED, "rate limit exceeded"))
+            if let Err(refusal) = charged {
+                return MethodResponse::error(request.id, refusal);
+            }
+            let id = request.id.clone();
+            match tokio::time::timeout(timeout, service.call(request)).await {
+                Ok(response) => response,
+                Err(_) => MethodResponse::error(id, timed_out()),
             }
         }
     }
 
     fn batch<'a>(
         &self,
-        requests: Batch<'a>,
+        mut requests: Batch<'a>,
     ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-        self.service.batch(requests)
+        let calls = u32::try_from(requests.len()).unwrap_or(u32::MAX);
+        let charged = self.limits.charge(requests.extensions(), calls);
+        let timeout = self.limits.timeout;
+        let service = self.service.clone();
+        async move {
+            if let Err(refusal) = charged {
+                return MethodResponse::error(Id::Null, refusal);
+            }
+            match tokio::time::timeout(timeout, service.batch(requests)).await {
+                Ok(response) => response,
+                Err(_) => MethodResponse::error(Id::Null, timed_out()),
+            }
+        }
     }
 
     fn notification<'a>(
         &self,
         notification: Notification<'a>,
     ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-        self.service.notification(notification)
+        let charged = self.limits.charge(notification.extensions(), 1);
+        let service = self.service.clone();
+        async move {
+            match charged {
+                Ok(()) => service.notification(notification).await,
+                // Notifications get no answer; a refused one is dropped.
+                Err(_) => MethodResponse::notification(),
+            }
+        }
     }
 }
 
@@ -310,6 +498,14 @@ where
             .get_block(Identifier::Height(Height::new(height)))
             .await;
         Ok(block.map(|block| format!("0x{}", hex::encode(block.inner().encode()))))
+    }
+
+    async fn get_block_header(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned> {
+        let block = self
+            .marshal
+            .get_block(Identifier::Height(Height::new(height)))
+            .await;
+        Ok(block.map(|block| format!("0x{}", hex::encode(block.inner().header().encode()))))
     }
 
     async fn subscribe_finalized_heads(

@@ -28,6 +28,17 @@ impl Amount {
         self.0.checked_sub(other.0).map(Amount)
     }
 
+    /// `self + other`, capped at `u128::MAX` (for sums that only bound something, such as a
+    /// mempool's pending spend; balances use the checked forms).
+    pub fn saturating_add(self, other: Amount) -> Amount {
+        Amount(self.0.saturating_add(other.0))
+    }
+
+    /// `self - other`, floored at zero (see [`Amount::saturating_add`]).
+    pub fn saturating_sub(self, other: Amount) -> Amount {
+        Amount(self.0.saturating_sub(other.0))
+    }
+
     /// `percent` % of `self`, rounded down, or `None` if `percent > 100`. Never overflows: it
     /// scales down before it multiplies.
     pub fn percent(self, percent: u8) -> Option<Amount> {

@@ -5,6 +5,7 @@ use logos_balances::Balances;
 use logos_framework::{BlockContext, Context, Overlay, StateReader, WriteSet};
 use logos_primitives::Amount;
 use logos_types::{CallError, DispatchError, Event, Origin, Receipt, StateError, Transaction};
+use std::collections::BTreeSet;
 
 /// The result of executing a valid block.
 #[derive(Clone, Debug, Default)]
@@ -105,6 +106,65 @@ pub async fn execute_block<R: StateReader>(
         receipts,
         block_events,
     })
+}
+
+/// A block built from candidate transactions by [`build_block`].
+#[derive(Clone, Debug, Default)]
+pub struct BuiltBlock {
+    /// The execution of exactly `included`: what [`execute_block`] gives for them.
+    pub outcome: BlockOutcome,
+    /// The candidates that made it into the block, in order.
+    pub included: Vec<Transaction>,
+    /// Candidates left out because they cannot be included on this state, each with the
+    /// reason (its sender's later candidates are left out with it, without an entry).
+    pub skipped: Vec<(Transaction, BlockError)>,
+}
+
+/// Builds a block on top of `state` from `candidates` (nonce order per sender): each is
+/// applied in turn, and one that makes the block invalid (wrong chain, stale nonce, fee below
+/// the minimum or unpayable) is skipped with its sender's later candidates instead of failing
+/// the block, so no set of transactions can stop a leader from proposing. At most
+/// `max_block_transactions` are included; an empty candidate list gives an empty block.
+/// Errors: only [`StateError`] (the state could not be read).
+pub async fn build_block<R: StateReader>(
+    state: &R,
+    block: &BlockContext,
+    candidates: &[Transaction],
+) -> Result<BuiltBlock, StateError> {
+    let max = block.params.max_block_transactions as usize;
+    let mut overlay = Overlay::new(state);
+    let mut built = BuiltBlock::default();
+    let mut skipped_senders = BTreeSet::new();
+    for transaction in candidates {
+        if built.included.len() >= max {
+            break;
+        }
+        let sender = transaction.sender();
+        if skipped_senders.contains(&sender) {
+            continue;
+        }
+        let index = built.included.len();
+        match apply_transaction(&mut overlay, block, index, transaction).await {
+            Ok(receipt) => {
+                built.outcome.receipts.push(receipt);
+                built.included.push(transaction.clone());
+            }
+            Err(BlockError::State(error)) => return Err(error),
+            // A refused transaction wrote nothing: the checks come before any write, and an
+            // unpayable fee rolls back the nonce bump.
+            Err(error) => {
+                skipped_senders.insert(sender);
+                built.skipped.push((transaction.clone(), error));
+            }
+        }
+    }
+    built.outcome.block_events = match on_block_end(&mut overlay, block).await {
+        Ok(events) => events,
+        Err(BlockError::State(error)) => return Err(error),
+        Err(other) => return Err(StateError::Backend(other.to_string())),
+    };
+    built.outcome.writes = overlay.into_writes();
+    Ok(built)
 }
 
 /// Checks and charges the transaction (nonce, fee), then runs its call in a layer of its own.

@@ -19,6 +19,10 @@
 //!    `HookFailed` event says why; the chain goes on.
 //! 3. The block's write set is the union of all kept writes, in key order.
 //!
+//! A leader builds its block with [`build_block`]: the same steps, except that a transaction
+//! that would make the block invalid is left out (with its sender's later ones) and reported,
+//! so a block can always be built.
+//!
 //! Signatures are checked by the caller before execution (the node batches them); see
 //! `Transaction::verify_signature`.
 //!
@@ -48,7 +52,7 @@ mod executor;
 #[allow(clippy::arithmetic_side_effects)] // Test support (heights and clocks of a mock chain).
 pub mod mock;
 
-pub use executor::{execute_block, BlockError, BlockOutcome};
+pub use executor::{build_block, execute_block, BlockError, BlockOutcome, BuiltBlock};
 pub use logos_framework::{BlockContext, State, StateReader, WriteSet};
 
 use executor::hook_failure;
@@ -201,5 +205,7 @@ fn reserves_conserved(state: &State) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

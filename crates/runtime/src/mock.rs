@@ -2,7 +2,9 @@
 //! [`try_state_all`](crate::try_state_all) (every module's invariants and the chain-wide ones)
 //! checked after every block.
 
-use crate::{execute_block, genesis_state, try_state_all, BlockError, BlockOutcome};
+use crate::{
+    build_block, execute_block, genesis_state, try_state_all, BlockError, BlockOutcome, BuiltBlock,
+};
 use commonware_cryptography::Signer;
 use futures::executor::block_on;
 use logos_framework::{apply, BlockContext, MapExt, State, ValueExt, WriteSet};
@@ -10,7 +12,7 @@ use logos_primitives::{hash, Address, Amount, ChainId, PrivateKey};
 use logos_types::{
     balances::{AccountInfo, Accounts},
     genesis::GenesisAccount,
-    Call, Event, Genesis, Params, Receipt, StorageMap, StorageValue, Transaction,
+    Call, Event, Genesis, Params, Receipt, StateError, StorageMap, StorageValue, Transaction,
     TransactionPayload,
 };
 use std::collections::BTreeMap;
@@ -89,14 +91,27 @@ impl MockChain {
     /// Executes the next block of `transactions` without applying it or checking invariants
     /// (to look at what a block on a corrupted state does).
     pub fn dry_run(&self, transactions: &[Transaction]) -> Result<BlockOutcome, BlockError> {
-        let context = BlockContext {
+        block_on(execute_block(
+            &self.state,
+            &self.next_context(),
+            transactions,
+        ))
+    }
+
+    /// Builds the next block from `candidates` as a leader would ([`build_block`]), without
+    /// applying it.
+    pub fn build(&self, candidates: &[Transaction]) -> Result<BuiltBlock, StateError> {
+        block_on(build_block(&self.state, &self.next_context(), candidates))
+    }
+
+    fn next_context(&self) -> BlockContext {
+        BlockContext {
             chain_id: self.chain_id,
             height: self.height + 1,
             author: self.author,
             params: self.params.clone(),
             randomness: hash(&[&self.height.to_be_bytes()]),
-        };
-        block_on(execute_block(&self.state, &context, transactions))
+        }
     }
 
     /// `call` signed by `key` with its next nonce and the minimum fee.

@@ -3,6 +3,7 @@
 //! reserves and allocations.
 
 use crate::mock::{address, fixtures::provisioned, MockChain};
+use crate::BlockError;
 use commonware_cryptography::Signer;
 use logos_framework::MapExt;
 use logos_primitives::{Address, Amount, PrivateKey};
@@ -165,4 +166,96 @@ fn a_failing_hook_drops_its_writes_and_says_why() {
         market::Leases::get_from(&after, &LeaseId(0)).unwrap(),
         Some(world.lease_record(0))
     );
+}
+
+#[test]
+fn a_leader_builds_a_block_whatever_the_candidates() {
+    let keys: Vec<PrivateKey> = (0..20).map(PrivateKey::from_seed).collect();
+    let honest = PrivateKey::from_seed(100);
+    let mut funded: Vec<(Address, u128)> = keys.iter().map(|key| (address(key), 1_000)).collect();
+    funded.push((address(&honest), 1_000_000));
+    let mut chain = MockChain::new(&funded);
+    let fee = chain.params.min_fee;
+    let mut candidates = Vec::new();
+    for key in &keys {
+        // A transfer that drains the balance, then a next nonce whose fee cannot be paid.
+        let drain = 1_000 - fee.0;
+        for amount in [drain, 1] {
+            candidates.push(
+                chain.sign(
+                    key,
+                    balances::Call::Transfer {
+                        to: Address([7; 20]),
+                        amount: Amount(amount),
+                    }
+                    .into(),
+                ),
+            );
+        }
+    }
+    // A stale nonce and a foreign chain's transaction from the honest account, then its
+    // genuine transfer (same sender, so the genuine one rides behind the refused ones).
+    let mut foreign = chain.sign(
+        &honest,
+        balances::Call::Transfer {
+            to: Address([8; 20]),
+            amount: Amount(5),
+        }
+        .into(),
+    );
+    let genuine = chain.sign(
+        &honest,
+        balances::Call::Transfer {
+            to: Address([8; 20]),
+            amount: Amount(5),
+        }
+        .into(),
+    );
+    let other = PrivateKey::from_seed(101);
+    let stranger = chain.sign(
+        &other,
+        balances::Call::Transfer {
+            to: Address([8; 20]),
+            amount: Amount(5),
+        }
+        .into(),
+    );
+    candidates.push(stranger.clone());
+    candidates.push(genuine);
+    foreign = logos_types::TransactionPayload {
+        chain_id: logos_primitives::ChainId(logos_primitives::hash(&[b"elsewhere"])),
+        ..foreign.payload().clone()
+    }
+    .sign(&honest);
+    candidates.insert(0, foreign);
+
+    let built = chain.build(&candidates).unwrap();
+    // The 20 drains are in; the 20 unpayable follow-ups, the unfunded stranger and the foreign
+    // transaction are out. The honest sender's genuine transfer has nonce 1 and so follows the
+    // foreign one (nonce 0): it is left out with it, as a nonce-ordered run must be.
+    assert_eq!(built.included.len(), 20);
+    assert_eq!(built.skipped.len(), 20 + 2);
+    let reasons: Vec<&BlockError> = built.skipped.iter().map(|(_, reason)| reason).collect();
+    assert!(
+        matches!(reasons[0], BlockError::WrongChainId { .. }),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|reason| matches!(reason, BlockError::FeeUnpaid { .. }))
+            .count(),
+        21
+    );
+    // What was built is exactly what every validator computes for the included list.
+    let executed = chain.dry_run(&built.included).unwrap();
+    assert_eq!(executed.writes, built.outcome.writes);
+    assert_eq!(executed.receipts, built.outcome.receipts);
+    chain.execute(&built.included).unwrap();
+    for key in &keys {
+        assert_eq!(chain.account(&address(key)).balance, Amount::ZERO);
+    }
+    // Nothing at all is buildable too: an empty block.
+    let empty = chain.build(&[]).unwrap();
+    assert!(empty.included.is_empty() && empty.skipped.is_empty());
 }

@@ -23,17 +23,10 @@ pub fn stdout_lines(child: &mut Child) -> Receiver<String> {
     receiver
 }
 
-/// Reads the private key of a keystore file written by `logos keys` / `logos devnet`.
+/// Reads the private key of a keystore file written by `logos keys` / `logos devnet` (devnet
+/// keys use the empty passphrase).
 pub fn load_key(path: &Path) -> PrivateKey {
-    let file: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let hex_key = file["private_key"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("0x");
-    let bytes = hex::decode(hex_key).unwrap();
-    use commonware_codec::DecodeExt;
-    PrivateKey::decode(commonware_codec::Copying(bytes.as_slice())).unwrap()
+    logos_client::keystore::load_file(path).unwrap()
 }
 
 /// A two-thread tokio runtime for driving RPC clients.
