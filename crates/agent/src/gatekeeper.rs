@@ -232,7 +232,7 @@ async fn handle_logs<D: Driver>(
 }
 
 /// Destroys local environments whose proven record does not want them on this provider
-/// (desired `Destroyed`, or placed elsewhere); never on a record reported absent.
+/// (desired `Destroyed`, placed elsewhere, or proven absent); never on an unproven answer.
 async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
     let interval = Duration::from_millis(inner.config.gc_interval_ms);
     loop {
@@ -241,20 +241,16 @@ async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
             continue;
         };
         for id in local {
+            // Only what is proven counts: a present record that does not want the environment
+            // here, or a proven absence. An unproven answer is an error and changes nothing.
             let environment = match inner.client.map_proven::<Environments>(&id).await {
-                Ok((Some(environment), _)) => environment,
-                // Records are never deleted, so a local environment with no record means a
-                // lying or lagging server (absence is not proven): keep it.
-                Ok((None, _)) => {
-                    tracing::warn!(environment = %id, "garbage collection: record reported absent, unproven; kept");
-                    continue;
-                }
+                Ok((environment, _)) => environment,
                 Err(error) => {
-                    tracing::warn!(%error, "garbage collection: chain unreadable");
+                    tracing::warn!(%error, "garbage collection: chain unreadable or unproven");
                     break;
                 }
             };
-            if authorize::wanted_here(Some(&environment), inner.config.provider) {
+            if authorize::wanted_here(environment.as_ref(), inner.config.provider) {
                 continue;
             }
             tracing::info!(environment = %id, "garbage-collecting: not desired here");

@@ -237,7 +237,8 @@ pub struct StorageValue {
     pub key: String,
     /// The value, hex; null if the key holds nothing.
     pub value: Option<String>,
-    /// Hex of the [`crate::proof::StateProof`]; null when there is no value.
+    /// Hex of the [`crate::proof::StateProof`] of the value or, when `value` is null, of the
+    /// [`crate::proof::AbsenceProof`].
     pub proof: Option<String>,
     /// The state root the proof verifies against.
     pub state_root: String,

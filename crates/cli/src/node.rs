@@ -190,6 +190,7 @@ async fn serve(
         listen: config.rpc_listen,
         body_max_bytes: config.rpc_body_max_bytes,
         connections_max: config.rpc_connections_max,
+        connections_per_ip_max: config.rpc_connections_per_ip_max,
         requests_per_second: config.rpc_requests_per_second,
         requests_per_second_per_ip: config.rpc_requests_per_second_per_ip,
         requests_per_second_per_connection: config.rpc_requests_per_second_per_connection,

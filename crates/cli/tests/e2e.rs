@@ -57,7 +57,18 @@ impl Devnet {
         assert!(status.success());
         for i in 0..validators {
             let config = dir.join(format!("validator-{i}/config.toml"));
-            let mut text = std::fs::read_to_string(&config).unwrap();
+            // `extra_config` overrides the devnet's own value of each key it sets.
+            let overridden: Vec<&str> = extra_config
+                .lines()
+                .filter_map(|line| line.split('=').next())
+                .map(str::trim)
+                .collect();
+            let mut text: String = std::fs::read_to_string(&config)
+                .unwrap()
+                .lines()
+                .filter(|line| !overridden.contains(&line.split('=').next().unwrap_or("").trim()))
+                .map(|line| format!("{line}\n"))
+                .collect();
             text.push_str(extra_config);
             std::fs::write(&config, text).unwrap();
         }
@@ -516,20 +527,11 @@ fn gauge(port: u16, name: &str) -> Option<f64> {
 fn senders_with_unpayable_follow_ups_cannot_halt_the_chain() {
     const ATTACKERS: usize = 20;
     const PORT_BASE: u16 = 21_400;
-    let mut devnet = Devnet::init("poison", 4, ATTACKERS + 2, PORT_BASE, "");
-    // Validator 0 admits no nonce ahead of the next one, so the follow-ups relayed to it are
-    // refused there and it pools the drains: the two halves of each attack sit on different
-    // validators, as they would with an attacker who sends them to different RPC servers.
-    let config = devnet.dir.join("validator-0/config.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{text}mempool_nonce_gap_max = 0\n")).unwrap();
-    devnet.kill(0);
-    devnet.start(0);
+    let devnet = Devnet::init("poison", 4, ATTACKERS + 1, PORT_BASE, "");
     let attackers: Vec<PrivateKey> = (0..ATTACKERS)
         .map(|j| devnet.key(&format!("account-{j}")))
         .collect();
     let honest = devnet.key(&format!("account-{ATTACKERS}"));
-    let greedy = devnet.key(&format!("account-{}", ATTACKERS + 1));
     let rpc = devnet.rpc.clone();
     let runtime = runtime();
     runtime.block_on(async {
@@ -537,12 +539,10 @@ fn senders_with_unpayable_follow_ups_cannot_halt_the_chain() {
         let chain_id = client(&rpc[0]).chain_info().await.unwrap().chain_id;
         let fee = 1_000;
         let sink = Address([0x66; 20]);
-        // Each attacker's follow-up (nonce 1, fee unpayable once the drain finalizes) goes to
-        // validator 1, where no drain is pooled yet, so it passes admission there; its drain
-        // (nonce 0) goes to validator 0. Relayed, each is refused by the other's pool (the
-        // pending spend, the nonce gap), so validators 1 to 3 hold 20 run heads that fail once
-        // the drains finalize.
-        let mut balances = Vec::new();
+        // Each attacker drains its balance through validator 0 and, before that finalizes,
+        // sends a next nonce whose fee the drain leaves unpayable, to validator 0 and to
+        // validator 1. Where the drain is pooled its pending spend refuses the follow-up; where
+        // it is not (yet) the follow-up would be a gap. Nothing unpayable is pooled anywhere.
         for key in &attackers {
             let address = Address::from_public_key(&key.public_key());
             let balance = client(&rpc[0])
@@ -550,41 +550,24 @@ fn senders_with_unpayable_follow_ups_cannot_halt_the_chain() {
                 .await
                 .unwrap()
                 .balance;
-            balances.push(balance.0);
-            let follow_up = transfer(key, chain_id, 1, sink, 1, fee);
-            client(&rpc[1])
-                .submit_transaction(to_hex(follow_up, key))
-                .await
-                .unwrap();
-        }
-        for (key, balance) in attackers.iter().zip(&balances) {
-            let drain = transfer(key, chain_id, 0, sink, balance - fee, fee);
+            let drain = transfer(key, chain_id, 0, sink, balance.0 - fee, fee);
             client(&rpc[0])
                 .submit_transaction(to_hex(drain, key))
                 .await
                 .unwrap();
+            for (url, allowed) in [
+                (&rpc[0], vec![codes::INSUFFICIENT_BALANCE]),
+                (&rpc[1], vec![codes::INSUFFICIENT_BALANCE, codes::NONCE_GAP]),
+            ] {
+                let follow_up = transfer(key, chain_id, 1, sink, 1, fee);
+                let (code, message) =
+                    error_code(client(url).submit_transaction(to_hex(follow_up, key)).await);
+                assert!(allowed.contains(&code), "{url}: {code} {message}");
+                if code == codes::INSUFFICIENT_BALANCE {
+                    assert!(message.contains("pooled transactions"), "{message}");
+                }
+            }
         }
-        // Admission counts the pending spend: a follow-up sent where its drain is pooled is
-        // refused with the pending amount named.
-        let greedy_address = Address::from_public_key(&greedy.public_key());
-        let balance = client(&rpc[2])
-            .get_account(greedy_address.to_string())
-            .await
-            .unwrap()
-            .balance;
-        let drain = transfer(&greedy, chain_id, 0, sink, balance.0 - fee, fee);
-        client(&rpc[2])
-            .submit_transaction(to_hex(drain, &greedy))
-            .await
-            .unwrap();
-        let follow_up = transfer(&greedy, chain_id, 1, sink, 1, fee);
-        let (code, message) = error_code(
-            client(&rpc[2])
-                .submit_transaction(to_hex(follow_up, &greedy))
-                .await,
-        );
-        assert_eq!(code, codes::INSUFFICIENT_BALANCE, "{message}");
-        assert!(message.contains("pooled transactions"), "{message}");
         // Every drain finalizes, no follow-up does.
         let deadline = Instant::now() + Duration::from_secs(30);
         for key in &attackers {
@@ -632,8 +615,7 @@ fn senders_with_unpayable_follow_ups_cannot_halt_the_chain() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let latency = submitted.elapsed();
-        eprintln!("honest transfer final after {latency:?}");
+        eprintln!("honest transfer final after {:?}", submitted.elapsed());
         for key in &attackers {
             let address = Address::from_public_key(&key.public_key());
             let account = client(&rpc[1])
@@ -642,9 +624,17 @@ fn senders_with_unpayable_follow_ups_cannot_halt_the_chain() {
                 .unwrap();
             assert_eq!(account.nonce, 1, "a follow-up of {address} was included");
         }
-        // Validator 1 evicted the follow-ups it could not include.
-        let pooled = gauge(PORT_BASE + 2_001, "mempool_transactions");
-        assert_eq!(pooled, Some(0.0), "validator 1 still pools transactions");
+        // Nothing is left pooled anywhere.
+        wait_for_height(
+            &rpc[0],
+            head_height(&rpc[0]).await + 2,
+            Duration::from_secs(10),
+        )
+        .await;
+        for i in 0..4 {
+            let pooled = gauge(PORT_BASE + 2_000 + i, "mempool_transactions");
+            assert_eq!(pooled, Some(0.0), "validator {i} still pools transactions");
+        }
     });
 }
 
@@ -770,6 +760,10 @@ enum Lie {
     ForeignState,
     /// As `ForeignState`, and the genuine header rewritten to carry the foreign state root.
     ForgedHeader,
+    /// The genuine chain's identity, everything else (state, headers, certificates) foreign.
+    AllForeign,
+    /// The genuine answer with the value dropped: "absent", with the value's proof.
+    HiddenValue,
 }
 
 /// A JSON-RPC server that forwards to `genuine` except that storage reads come from `foreign`
@@ -796,6 +790,16 @@ async fn lying_proxy(genuine: String, foreign: String, lie: Lie) -> String {
         Json(request): Json<serde_json::Value>,
     ) -> Json<serde_json::Value> {
         let method = request["method"].as_str().unwrap_or_default().to_string();
+        if lie == Lie::AllForeign && method != "logos_chainInfo" {
+            return Json(forward(&http, &foreign, &request).await);
+        }
+        if lie == Lie::HiddenValue {
+            let mut response = forward(&http, &genuine, &request).await;
+            if method == "logos_getStorage" {
+                response["result"]["value"] = serde_json::Value::Null;
+            }
+            return Json(response);
+        }
         if method == "logos_getStorage" {
             let mut response = forward(&http, &foreign, &request).await;
             // A height the genuine chain has finalized, with its genuine block hash.
@@ -873,30 +877,29 @@ fn a_lying_server_cannot_forge_a_proven_read() {
     let victim = Address::from_public_key(&foreign.key("account-1").public_key());
     let ours = Address::from_public_key(&genuine.key("account-0").public_key());
     let runtime = runtime();
-    let (state_proxy, header_proxy) = runtime.block_on(async {
+    let proxies = runtime.block_on(async {
         wait_for_height(&genuine.rpc[0], 2, Duration::from_secs(30)).await;
         wait_for_height(&foreign.rpc[0], 2, Duration::from_secs(30)).await;
-        (
-            lying_proxy(
-                genuine.rpc[0].clone(),
-                foreign.rpc[0].clone(),
-                Lie::ForeignState,
-            )
-            .await,
-            lying_proxy(
-                genuine.rpc[0].clone(),
-                foreign.rpc[0].clone(),
-                Lie::ForgedHeader,
-            )
-            .await,
-        )
+        let mut proxies = Vec::new();
+        for lie in [
+            Lie::ForeignState,
+            Lie::ForgedHeader,
+            Lie::AllForeign,
+            Lie::HiddenValue,
+        ] {
+            proxies.push(lying_proxy(genuine.rpc[0].clone(), foreign.rpc[0].clone(), lie).await);
+        }
+        proxies
     });
+    let [state_proxy, header_proxy, foreign_proxy, hiding_proxy] = &proxies[..] else {
+        unreachable!()
+    };
     // The honest server's answer verifies.
     let (ok, stdout, stderr) = prove_account(ours, &genesis, &genuine.rpc[0]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"verified\": true"), "{stdout}");
     // The foreign chain's genuine proof, paired with a genuine block of the trusted chain.
-    let (ok, stdout, stderr) = prove_account(victim, &genesis, &state_proxy);
+    let (ok, stdout, stderr) = prove_account(victim, &genesis, state_proxy);
     assert!(!ok, "a foreign state was accepted: {stdout}");
     assert!(
         stderr.contains("not proven") && stderr.contains("carries"),
@@ -904,9 +907,26 @@ fn a_lying_server_cannot_forge_a_proven_read() {
     );
     // The same with the header rewritten to carry the foreign root: the certificate no longer
     // signs the digest recomputed from it.
-    let (ok, stdout, stderr) = prove_account(victim, &genesis, &header_proxy);
+    let (ok, stdout, stderr) = prove_account(victim, &genesis, header_proxy);
     assert!(!ok, "a forged header was accepted: {stdout}");
     assert!(stderr.contains("does not sign block"), "{stderr}");
+    // The genuine chain's chain info in front of another chain's state, headers and
+    // certificates: the trusted validators signed none of them.
+    let (ok, stdout, stderr) = prove_account(victim, &genesis, foreign_proxy);
+    assert!(!ok, "another chain's certificate was accepted: {stdout}");
+    assert!(stderr.contains("not proven"), "{stderr}");
+    // An existing account reported absent: the value's proof is no proof of absence.
+    let (ok, stdout, stderr) = prove_account(ours, &genesis, hiding_proxy);
+    assert!(!ok, "a hidden value passed as absent: {stdout}");
+    // A genuinely absent account is proven absent.
+    let nobody = Address([0x99; 20]);
+    let (ok, stdout, stderr_absent) = prove_account(nobody, &genesis, &genuine.rpc[0]);
+    assert!(ok, "{stderr_absent}");
+    assert!(
+        stdout.contains("\"exists\": false") && stdout.contains("\"verified\": true"),
+        "{stdout}"
+    );
+    let _ = stderr;
     // The foreign server itself, with its own validator list: refused by the trusted genesis.
     let (ok, _, stderr) = prove_account(victim, &genesis, &foreign.rpc[0]);
     assert!(!ok);
@@ -929,14 +949,19 @@ fn a_lying_server_cannot_forge_a_proven_read() {
     // The daemons' proven reads go through the same client and fail the same way.
     runtime.block_on(async {
         let genesis = logos_types::Genesis::load(&genesis).unwrap();
-        for proxy in [&state_proxy, &header_proxy] {
+        for proxy in [state_proxy, header_proxy, foreign_proxy, hiding_proxy] {
             let client = logos_client::Client::connect_trusted(proxy, &genesis)
                 .await
                 .unwrap();
-            let refused = client.map_proven::<balances::Accounts>(&victim).await;
+            let asked = if proxy == hiding_proxy { ours } else { victim };
+            let refused = client.map_proven::<balances::Accounts>(&asked).await;
             assert!(
-                matches!(refused, Err(logos_client::ClientError::NotProven(_))),
-                "{refused:?}"
+                matches!(
+                    refused,
+                    Err(logos_client::ClientError::NotProven(_)
+                        | logos_client::ClientError::Malformed(_))
+                ),
+                "{proxy}: {refused:?}"
             );
         }
     });

@@ -65,10 +65,10 @@ pub enum KeystoreError {
 
 /// scrypt cost of new key files: 2^15 iterations (32 MiB with r = 8).
 pub const SCRYPT_LOG_N: u8 = 15;
-/// Largest scrypt cost a key file may ask for (2^20: 1 GiB with r = 8).
+/// Largest scrypt cost a key file may ask for (2^20 with r ≤ 8, p ≤ 4: 1 GiB of memory).
 pub const SCRYPT_LOG_N_MAX: u8 = 20;
 const SCRYPT_R: u32 = 8;
-const SCRYPT_R_MAX: u32 = 16;
+const SCRYPT_R_MAX: u32 = 8;
 const SCRYPT_P: u32 = 1;
 const SCRYPT_P_MAX: u32 = 4;
 
@@ -112,10 +112,11 @@ pub fn new_passphrase(path: &Path) -> Result<zeroize::Zeroizing<String>, Keystor
     let again = zeroize::Zeroizing::new(
         rpassword::prompt_password("Repeat the passphrase: ").map_err(io(path))?,
     );
-    if *first != *again {
+    if *first != *again || first.is_empty() {
         return Err(KeystoreError::Invalid {
             path: path.to_path_buf(),
-            reason: "the passphrases differ".into(),
+            reason: "the passphrases differ or are empty (an empty passphrase encrypts nothing)"
+                .into(),
         });
     }
     Ok(first)
@@ -211,7 +212,7 @@ fn decrypt(
     let salt = hex_field(&crypto.salt)?;
     let nonce = hex_field(&crypto.nonce)?;
     let ciphertext = hex_field(&crypto.ciphertext)?;
-    if salt.len() > 64 || nonce.len() != 24 || ciphertext.len() > 256 {
+    if !(16..=64).contains(&salt.len()) || nonce.len() != 24 || ciphertext.len() > 256 {
         return Err("salt, nonce or ciphertext of the wrong size".into());
     }
     let secret = derive_key(passphrase, &salt, crypto.log_n, crypto.r, crypto.p)?;
@@ -326,14 +327,19 @@ pub fn save(
     Ok(path)
 }
 
+/// Largest key file read, bytes.
+const KEY_FILE_MAX_BYTES: u64 = 4_096;
+
 fn read_key_file(path: &Path) -> Result<KeyFile, KeystoreError> {
-    let text = fs::read_to_string(path).map_err(io(path))?;
-    if text.len() > 4_096 {
+    // A FIFO or a huge file named *.key is refused before it is read.
+    let metadata = fs::metadata(path).map_err(io(path))?;
+    if !metadata.is_file() || metadata.len() > KEY_FILE_MAX_BYTES {
         return Err(KeystoreError::Invalid {
             path: path.to_path_buf(),
-            reason: "larger than a key file".into(),
+            reason: "not a regular file of a key file's size".into(),
         });
     }
+    let text = fs::read_to_string(path).map_err(io(path))?;
     serde_json::from_str(&text).map_err(|error| KeystoreError::Invalid {
         path: path.to_path_buf(),
         reason: error.to_string(),

@@ -11,10 +11,10 @@
 //!   [`BlockHeader`] (`logos_getBlockHeader`), recomputes the block digest from it, checks the
 //!   simplex finalization certificate over that digest with a quorum of the anchor's
 //!   validators, and requires the header's own `state_root` to be the proof's root. The JSON
-//!   `state_root` and `block_hash` the server attaches are only hints. An absent value is the
-//!   server's word (the state has no exclusion proofs yet): it is reported as absent and
-//!   unproven, and callers must not act on it as if proven (the agent's garbage collection
-//!   keeps an environment whose record is reported absent).
+//!   `state_root` and `block_hash` the server attaches are only hints. Absence is proven the
+//!   same way, with the ordered QMDB's exclusion proof (`logos_api::proof::AbsenceProof`). A
+//!   client never accepts an answer from a lower height than one it already proved (a server
+//!   replaying an older state).
 //! - [`tenant`]: leasing and following a lease until its environment is verified.
 //! - [`keystore`]: key files on disk, owner-only.
 
@@ -27,7 +27,7 @@ use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use logos_api::{
     block::BlockHeader,
     consensus::{decode_finalization, verify_finalization},
-    proof::{decode_proof, verify_value},
+    proof::{decode_absence_proof, decode_proof, verify_absence, verify_value},
     rpc::{ChainInfo, LogosApiClient, StorageValue as StoredValue},
 };
 use logos_primitives::{format_hash, parse_hash, Address, ChainId, Hash, PrivateKey, PublicKey};
@@ -184,6 +184,9 @@ pub struct Client {
     anchor: Option<TrustAnchor>,
     /// State roots already checked against a finalization, by height.
     verified: Mutex<BTreeMap<u64, Hash>>,
+    /// The highest height a proven read was answered at: an answer from a lower height (a
+    /// server replaying an older state) is refused.
+    highest: Mutex<u64>,
 }
 
 impl Client {
@@ -199,6 +202,7 @@ impl Client {
             info,
             anchor: None,
             verified: Mutex::new(BTreeMap::new()),
+            highest: Mutex::new(0),
         })
     }
 
@@ -415,9 +419,9 @@ impl Client {
         Ok((value.unwrap_or_else(I::default_value), height))
     }
 
-    /// Like [`Self::map`], with a present value proven (see the crate docs). `None` is the
-    /// server's unproven word that the key is absent: never act on it as on a proven fact.
-    /// Errors: [`ClientError::NoTrustAnchor`], [`ClientError::NotProven`] (with what failed).
+    /// Like [`Self::map`], with the value, or its absence (`None`), proven (see the crate
+    /// docs). Errors: [`ClientError::NoTrustAnchor`], [`ClientError::NotProven`] (with what
+    /// failed: the value or absence proof, the certificate, the header's root, a stale height).
     pub async fn map_proven<I: StorageMap>(
         &self,
         key: &I::Key,
@@ -431,27 +435,52 @@ impl Client {
     }
 
     /// The bytes at `key`, checked against a finalized block (see the crate docs), `None` when
-    /// the server says it holds nothing; and the height read at.
+    /// it is proven to hold nothing; and the height read at.
     async fn proven_bytes(&self, key: &StorageKey) -> Result<(Option<Vec<u8>>, u64), ClientError> {
         if self.anchor.is_none() {
             return Err(ClientError::NoTrustAnchor);
         }
         let storage = self.storage(key).await?;
-        let (Some(value), Some(proof)) = (&storage.value, &storage.proof) else {
-            return Ok((None, storage.height));
-        };
-        let value = unhex(value)?;
-        let proof = decode_proof(&unhex(proof)?).map_err(malformed)?;
-        let root = parse_hash(&storage.state_root).map_err(malformed)?;
-        if !verify_value(key, &value, &proof, &root) {
+        let highest = *self.highest.lock().expect("height lock");
+        if storage.height < highest {
             return Err(ClientError::NotProven(format!(
-                "value of {} against root {}",
-                hex::encode(key.as_bytes()),
-                storage.state_root
+                "stale answer: height {} is below height {highest} already proven",
+                storage.height
             )));
         }
+        let root = parse_hash(&storage.state_root).map_err(malformed)?;
+        let proof = unhex(storage.proof.as_deref().ok_or_else(|| {
+            ClientError::NotProven(format!("no proof of {}", hex::encode(key.as_bytes())))
+        })?)?;
+        let value = match &storage.value {
+            Some(value) => {
+                let value = unhex(value)?;
+                let proof = decode_proof(&proof).map_err(malformed)?;
+                if !verify_value(key, &value, &proof, &root) {
+                    return Err(ClientError::NotProven(format!(
+                        "value of {} against root {}",
+                        hex::encode(key.as_bytes()),
+                        storage.state_root
+                    )));
+                }
+                Some(value)
+            }
+            None => {
+                let proof = decode_absence_proof(&proof).map_err(malformed)?;
+                if !verify_absence(key, &proof, &root) {
+                    return Err(ClientError::NotProven(format!(
+                        "absence of {} against root {}",
+                        hex::encode(key.as_bytes()),
+                        storage.state_root
+                    )));
+                }
+                None
+            }
+        };
         self.verify_root(storage.height, &root).await?;
-        Ok((Some(value), storage.height))
+        let mut highest = self.highest.lock().expect("height lock");
+        *highest = (*highest).max(storage.height);
+        Ok((value, storage.height))
     }
 
     /// Checks that `root` is the state root of the block finalized at `height`: the header

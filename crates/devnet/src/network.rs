@@ -207,7 +207,10 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         let text = format!(
             "key_file = \"../keys/validator-{i}.key\"\ngenesis_file = \"../genesis.toml\"\ndata_dir = \".\"\n\
              p2p_listen = \"127.0.0.1:{p2p}\"\nrpc_listen = \"127.0.0.1:{rpc}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
-             block_time_ms = {block_time}\nlog_level = \"{level}\"\ncheck_invariants = {check}\n",
+             block_time_ms = {block_time}\nlog_level = \"{level}\"\ncheck_invariants = {check}\n\
+             # every devnet client (daemons, CLI, benchmarks) shares 127.0.0.1\n\
+             rpc_requests_per_second_per_ip = 20000\nrpc_requests_per_second_per_connection = 10000\n\
+             rpc_connections_per_ip_max = 256\n",
             p2p = args.p2p_base_port as usize + i,
             rpc = args.rpc_base_port as usize + i,
             metrics = args.metrics_base_port as usize + i,

@@ -5,7 +5,10 @@
 //! # Admission ([`Mempool::insert`])
 //! A transaction is rejected ([`Rejection`]) when it is for another chain, its signature does
 //! not verify, its fee is below the minimum, its nonce is below the sender's next nonce
-//! (replayed) or more than `nonce_gap_max` above it, the sender's finalized balance cannot cover
+//! (replayed), or it is neither a pooled nonce (a replacement) nor the next free one after the
+//! sender's pooled run (no gaps: a nonce that cannot run yet would hold a slot, and evict
+//! runnable transactions, without ever paying a fee), or it is more than `nonce_gap_max` above
+//! the sender's next nonce, the sender's finalized balance cannot cover
 //! its **pending spend** (the fees and moved amounts of all its pooled transactions) plus this
 //! transaction's fee and the amount it moves or reserves (a transfer's amount, a provider's
 //! bond, a provisioner's stake), it is already pooled, or the pool is full and it does not pay
@@ -15,10 +18,11 @@
 //!
 //! Pending spend is what stops a sender from queueing transactions that pass admission one by
 //! one but cannot all be paid: a draining transfer followed by a next nonce that pays a fee
-//! from the drained balance is refused here. What the pool cannot see (a lease's escrow, read
-//! from the catalog by the runtime) can still make a later transaction unpayable; the block
-//! builder then skips it and [`Mempool::evict`]s it, and [`Mempool::recheck_sender`] drops
-//! whatever a finalized block made unpayable.
+//! from the drained balance is refused here. A call whose cost the pool cannot see (a lease's
+//! escrow, priced by the runtime from the catalog) counts as spending the whole free balance,
+//! so nothing queues behind it until it is finalized. Should a later transaction still turn out
+//! unpayable (admission raced a block), the block builder skips it and [`Mempool::evict`]s it,
+//! and [`Mempool::recheck_sender`] drops whatever a finalized block made unpayable.
 //!
 //! # Selection ([`Mempool::select`])
 //! Per sender, transactions form a run of consecutive nonces starting at the sender's next
@@ -32,7 +36,7 @@
 //! re-submission is admitted afresh against the sender's balance.
 
 use logos_primitives::{Address, Amount, ChainId, Hash};
-use logos_types::{balances, dvci, provisioning, Call, Transaction, TransactionError};
+use logos_types::{balances, dvci, market, provisioning, Call, Transaction, TransactionError};
 use std::{
     collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
     sync::Arc,
@@ -222,6 +226,9 @@ impl Mempool {
         )?;
         let sender = transaction.sender();
         let replaced = self.replaced_entry(&sender, payload.nonce, payload.fee)?;
+        if replaced.is_none() {
+            self.check_contiguous(&sender, payload.nonce, admission.account.nonce)?;
+        }
         let pending = self
             .pending_spend(&sender)
             .saturating_sub(replaced.map_or(Amount::ZERO, |old| self.by_hash[&old].cost));
@@ -261,6 +268,24 @@ impl Mempool {
             .unwrap_or(Amount::ZERO)
     }
 
+    /// A new nonce must be the next free one after the sender's pooled run (which starts at its
+    /// next nonce and has no gaps).
+    fn check_contiguous(&self, sender: &Address, nonce: u64, next: u64) -> Result<(), Rejection> {
+        let pooled = self
+            .by_sender
+            .get(sender)
+            .map_or(0, |nonces| nonces.range(next..).count() as u64);
+        let expected = next.saturating_add(pooled);
+        if nonce != expected {
+            return Err(Rejection::NonceGap {
+                expected,
+                actual: nonce,
+                gap_max: self.config.nonce_gap_max,
+            });
+        }
+        Ok(())
+    }
+
     fn replaced_entry(
         &self,
         sender: &Address,
@@ -289,8 +314,12 @@ impl Mempool {
         if self.by_hash.len() < self.config.transactions_max {
             return Ok(());
         }
-        let &(cheapest_fee, cheapest) = self.by_fee.first().expect("full pool is not empty");
-        if fee <= cheapest_fee {
+        let Some(&(cheapest_fee, cheapest)) = self.by_fee.first() else {
+            return Err(Rejection::PoolFull);
+        };
+        // Never the sender's own transactions: evicting an earlier nonce would leave this one
+        // behind a gap.
+        if fee <= cheapest_fee || self.by_hash[&cheapest].sender == *sender {
             return Err(Rejection::PoolFull);
         }
         // Evict the cheapest and its sender's later nonces so no sender is left with a gap.
@@ -459,8 +488,13 @@ fn check_balance(
         Call::Balances(balances::Call::Transfer { amount, .. }) => *amount,
         Call::Dvci(dvci::Call::RegisterProvider { bond, .. }) => *bond,
         Call::Dvci(_) => Amount::ZERO,
-        // A lease's escrow depends on the catalog and prices, which the pool does not read;
-        // an unpayable escrow fails the call in execution (the fee is still charged).
+        // A lease's escrow depends on the catalog and prices, which the pool does not read:
+        // it may take everything left after the fee, so nothing is admitted behind it.
+        Call::Market(market::Call::CreateLease { .. } | market::Call::ExtendLease { .. }) => {
+            available
+                .saturating_sub(pending)
+                .saturating_sub(payload.fee)
+        }
         Call::Market(_) | Call::Operations(_) | Call::Catalog(_) => Amount::ZERO,
         Call::Provisioning(provisioning::Call::RegisterProvisioner { stake }) => *stake,
         Call::Provisioning(_) => Amount::ZERO,

@@ -154,7 +154,7 @@ fn per_sender_limit_is_enforced() {
 #[test]
 fn selection_is_nonce_ordered_per_sender_and_fee_first_across_senders() {
     let mut pool = pool(100);
-    for nonce in [2, 0, 1] {
+    for nonce in [0, 1, 2] {
         pool.insert(
             transfer(1, nonce, 100 + nonce as u128),
             &admission(0, 1_000_000),
@@ -163,8 +163,23 @@ fn selection_is_nonce_ordered_per_sender_and_fee_first_across_senders() {
     }
     pool.insert(transfer(2, 0, 1_000), &admission(0, 1_000_000))
         .unwrap();
-    pool.insert(transfer(3, 5, 5_000), &admission(0, 1_000_000))
-        .unwrap(); // gap: not selectable
+    // A nonce that cannot run yet is not pooled at all (it would hold a slot for free).
+    assert_eq!(
+        pool.insert(transfer(3, 5, 5_000), &admission(0, 1_000_000)),
+        Err(Rejection::NonceGap {
+            expected: 0,
+            actual: 5,
+            gap_max: 16
+        })
+    );
+    assert_eq!(
+        pool.insert(transfer(1, 4, 5_000), &admission(0, 1_000_000)),
+        Err(Rejection::NonceGap {
+            expected: 3,
+            actual: 4,
+            gap_max: 16
+        })
+    );
     let selected = Mempool::select(pool.runs(), &BTreeMap::new(), 10);
     let order: Vec<(u128, u64)> = selected
         .iter()
@@ -299,5 +314,50 @@ fn costs_that_overflow_are_refused_not_wrapped() {
         ),
         Err(Rejection::InsufficientBalance { .. })
     ));
+    assert_spend_consistent(&pool);
+}
+
+#[test]
+fn nothing_queues_behind_a_call_whose_cost_the_pool_cannot_see() {
+    let mut pool = pool(100);
+    let key = PrivateKey::from_seed(1);
+    let lease = TransactionPayload {
+        chain_id: chain(),
+        sender: key.public_key(),
+        nonce: 0,
+        fee: Amount(100),
+        call: Call::Market(market::Call::CreateLease {
+            template: logos_types::catalog::TemplateId(0),
+            region: logos_types::dvci::RegionId(1),
+            blocks: 1_000,
+        }),
+    }
+    .sign(&key);
+    pool.insert(lease, &admission(0, 10_000)).unwrap();
+    assert_eq!(pool.pending_spend(&key_address(&key)), Amount(10_000));
+    assert!(matches!(
+        pool.insert(transfer(1, 1, 100), &admission(0, 10_000)),
+        Err(Rejection::InsufficientBalance { .. })
+    ));
+    assert_spend_consistent(&pool);
+}
+
+fn key_address(key: &PrivateKey) -> Address {
+    Address::from_public_key(&key.public_key())
+}
+
+#[test]
+fn a_full_pool_never_evicts_the_senders_own_earlier_nonce() {
+    let mut pool = pool(2);
+    pool.insert(transfer(1, 0, 100), &admission(0, 10_000))
+        .unwrap();
+    pool.insert(transfer(2, 0, 500), &admission(0, 10_000))
+        .unwrap();
+    // Sender 1's next nonce pays more than its own nonce 0, the cheapest: refused, not a gap.
+    assert_eq!(
+        pool.insert(transfer(1, 1, 900), &admission(0, 10_000)),
+        Err(Rejection::PoolFull)
+    );
+    assert_eq!(pool.len(), 2);
     assert_spend_consistent(&pool);
 }

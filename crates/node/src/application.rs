@@ -176,24 +176,38 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
     }
 
     /// The mempool's candidates for a child of `parent`: per sender a run of nonces from its
-    /// next nonce in the parent's state (a sender whose account cannot be read is left out),
-    /// highest fee first, at most `max_block_transactions`.
+    /// next nonce in the parent's state, highest fee first, at most `max_block_transactions`.
+    /// Accounts are read only for senders taken in head-fee order until the block could be
+    /// full (so a pool of many senders costs at most `max_block_transactions` reads of
+    /// senders with something runnable); a sender whose account cannot be read is left out.
     async fn candidates(&self, parent: &Hash) -> Vec<Transaction> {
         let max = self.shared.genesis().params.max_block_transactions as usize;
-        let runs = self.shared.with_mempool(|pool| pool.runs());
+        let mut runs = self.shared.with_mempool(|pool| pool.runs());
+        runs.sort_by_key(|(_, run)| {
+            std::cmp::Reverse(run.first().map(|first| first.payload().fee))
+        });
         let chain = self.shared.chain().await;
         let mut next_nonce = BTreeMap::new();
-        let mut readable = Vec::with_capacity(runs.len());
+        let mut taken = Vec::new();
+        let mut runnable = 0usize;
         for (sender, run) in runs {
+            if runnable >= max {
+                break;
+            }
             match chain.account_at(parent, &sender).await {
                 Ok(account) => {
+                    runnable = runnable.saturating_add(
+                        run.iter()
+                            .filter(|transaction| transaction.payload().nonce >= account.nonce)
+                            .count(),
+                    );
                     next_nonce.insert(sender, account.nonce);
-                    readable.push((sender, run));
+                    taken.push((sender, run));
                 }
                 Err(error) => debug!(%error, "sender's account unreadable; left out"),
             }
         }
-        Mempool::select(readable, &next_nonce, max)
+        Mempool::select(taken, &next_nonce, max)
             .into_iter()
             .map(|transaction| (*transaction).clone())
             .collect()
@@ -285,9 +299,12 @@ where
             );
             return false;
         }
-        if block.timestamp_ms < parent.timestamp_ms
-            || block.timestamp_ms > now_ms(&runtime).saturating_add(TIMESTAMP_DRIFT_MAX_MS)
-        {
+        // Ahead of this clock by more than the drift is refused, unless the block only
+        // repeats its parent's (already accepted) timestamp: an honest child of a
+        // future-stamped parent must not be refused by a validator with a slower clock.
+        let ahead = block.timestamp_ms > now_ms(&runtime).saturating_add(TIMESTAMP_DRIFT_MAX_MS)
+            && block.timestamp_ms > parent.timestamp_ms;
+        if block.timestamp_ms < parent.timestamp_ms || ahead {
             warn!(height = block.height.get(), "block timestamp out of bounds");
             return false;
         }

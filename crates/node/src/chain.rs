@@ -15,15 +15,15 @@ use commonware_storage::{
     journal::contiguous::variable::Config as JournalConfig,
     merkle::full::Config as MerkleConfig,
     qmdb::{
-        any::{unordered::Update, value::VariableEncoding},
-        current::{self, batch::MerkleizedBatch, unordered::variable::Db},
+        any::{ordered::Update, value::VariableEncoding},
+        current::{self, batch::MerkleizedBatch, ordered::variable::Db},
         floor::Proportional,
     },
     translator::EightCap,
 };
 use commonware_utils::{NZUsize, NZU16, NZU64};
 use logos_api::{
-    proof::{state_key, StateFamily, StateProof, BITMAP_CHUNK_BYTES},
+    proof::{state_key, AbsenceProof, StateFamily, StateProof, BITMAP_CHUNK_BYTES},
     Block,
 };
 use logos_framework::{StateReader, WriteSet};
@@ -87,6 +87,14 @@ pub enum ChainError {
 
 fn storage_error(error: impl std::fmt::Display) -> ChainError {
     ChainError::Storage(error.to_string())
+}
+
+/// A key's finalized value with its proof, or the proof that it has none.
+pub enum Proven {
+    /// The value and its proof.
+    Value(Vec<u8>, StateProof),
+    /// The key holds nothing.
+    Absent(AbsenceProof),
 }
 
 /// A block built by [`ChainState::build`].
@@ -445,18 +453,16 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         Ok(())
     }
 
-    /// A proof of `key`'s current value in the finalized state (`None` if it has no value).
-    pub async fn prove(
-        &self,
-        key: &StorageKey,
-    ) -> Result<Option<(Vec<u8>, StateProof)>, ChainError> {
+    /// A proof of `key`'s current value in the finalized state, or of its absence.
+    pub async fn prove(&self, key: &StorageKey) -> Result<Proven, ChainError> {
         let db = self.db();
         let hashed = state_key(key);
         let Some(value) = db.get(&hashed).await.map_err(storage_error)? else {
-            return Ok(None);
+            let proof = db.exclusion_proof(&hashed).await.map_err(storage_error)?;
+            return Ok(Proven::Absent(proof));
         };
         let proof = db.key_value_proof(hashed).await.map_err(storage_error)?;
-        Ok(Some((value, proof)))
+        Ok(Proven::Value(value, proof))
     }
 
     /// Root of the finalized state database.

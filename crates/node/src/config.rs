@@ -9,8 +9,9 @@
 //! metrics_listen = "127.0.0.1:9100" # Prometheus text format at /metrics
 //! block_time_ms = 25
 //! rpc_requests_per_second = 20000   # calls per second, whole server (error -32029)
-//! rpc_requests_per_second_per_ip = 10000         # per client IP address (error -32030)
-//! rpc_requests_per_second_per_connection = 5000  # per connection (error -32031)
+//! rpc_requests_per_second_per_ip = 2000          # per client IP address (error -32030)
+//! rpc_requests_per_second_per_connection = 1000  # per connection (error -32031)
+//! rpc_connections_per_ip_max = 32   # open connections per IP address (IPv6: per /64)
 //! rpc_batch_max = 100               # calls per batch (error -32010)
 //! rpc_request_timeout_ms = 10000    # longest call (error -32032)
 //! rpc_body_max_bytes = 1048576      # larger bodies get HTTP 413
@@ -62,6 +63,9 @@ pub struct NodeConfig {
     /// Largest number of concurrent RPC connections.
     #[serde(default = "default_rpc_connections_max")]
     pub rpc_connections_max: u32,
+    /// Largest number of concurrent RPC connections from one IP address (IPv6: one /64).
+    #[serde(default = "default_rpc_connections_per_ip_max")]
+    pub rpc_connections_per_ip_max: u32,
     /// Most transactions in the mempool.
     #[serde(default = "default_mempool_transactions_max")]
     pub mempool_transactions_max: usize,
@@ -93,11 +97,11 @@ fn default_rpc_requests_per_second() -> u32 {
 }
 
 fn default_rpc_requests_per_second_per_ip() -> u32 {
-    10_000
+    2_000
 }
 
 fn default_rpc_requests_per_second_per_connection() -> u32 {
-    5_000
+    1_000
 }
 
 fn default_rpc_batch_max() -> u32 {
@@ -114,6 +118,10 @@ fn default_rpc_body_max_bytes() -> u32 {
 
 fn default_rpc_connections_max() -> u32 {
     256
+}
+
+fn default_rpc_connections_per_ip_max() -> u32 {
+    32
 }
 
 fn default_mempool_transactions_max() -> usize {

@@ -3,8 +3,9 @@
 //! # Limits
 //! Every refusal has its own JSON-RPC error code (in [`codes`]) and leaves nothing executed:
 //! - a request body above `body_max_bytes` is refused with HTTP 413;
-//! - at most `connections_max` TCP connections are open at once (further ones are closed on
-//!   accept) and at most as many requests in flight;
+//! - at most `connections_max` TCP connections are open at once, and `connections_per_ip_max`
+//!   from one client (an IPv4 address or an IPv6 /64); further ones are closed on accept. A
+//!   connection's slot is held by its socket, so a WebSocket keeps it until it closes;
 //! - a batch of more than `batch_max` calls is refused whole
 //!   ([`codes::BATCH_TOO_LARGE`], jsonrpsee's `BatchRequestConfig`);
 //! - three token buckets ([`governor`]), each refilled per second, charge one token per call
@@ -15,11 +16,12 @@
 //! - a call running longer than `request_timeout_ms` is answered with
 //!   [`codes::TIMED_OUT`].
 //!
-//! The keyed buckets forget idle clients every [`LIMITER_SWEEP_MS`] and hold at most
-//! [`LIMITER_KEYS_MAX`] keys; a new client beyond that is refused as if the server bucket were
-//! empty until the next sweep.
+//! The per-IP buckets forget idle clients every [`LIMITER_SWEEP_MS`]; beyond
+//! [`LIMITER_KEYS_MAX`] keys the per-IP bucket is skipped until the next sweep (the server
+//! bucket still applies). Each connection's bucket lives and dies with the connection.
 
 use crate::{
+    chain::Proven,
     engine::MarshalMailbox,
     relay,
     shared::{FinalizedBlock, Shared},
@@ -35,8 +37,8 @@ use jsonrpsee::{
     },
     server::{
         middleware::rpc::RpcServiceBuilder, serve_with_graceful_shutdown, stop_channel,
-        BatchRequestConfig, ConnectionId, MethodResponse, Methods, PendingSubscriptionSink,
-        ServerHandle, SubscriptionMessage,
+        BatchRequestConfig, MethodResponse, Methods, PendingSubscriptionSink, ServerHandle,
+        SubscriptionMessage,
     },
     types::{ErrorObjectOwned, Id, Request},
 };
@@ -61,7 +63,7 @@ pub const RATE_LIMITED: i32 = codes::RATE_LIMITED;
 pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 64;
 /// How often the per-IP and per-connection buckets forget idle clients, ms.
 pub const LIMITER_SWEEP_MS: u64 = 10_000;
-/// Most clients (IP addresses, and connections) the keyed buckets track at once.
+/// Most client keys the per-IP buckets track at once.
 pub const LIMITER_KEYS_MAX: usize = 65_536;
 
 /// Limits of the RPC server (see the module docs).
@@ -73,6 +75,8 @@ pub struct RpcConfig {
     pub body_max_bytes: u32,
     /// Most concurrent connections.
     pub connections_max: u32,
+    /// Most concurrent connections from one IP address (IPv6: one /64).
+    pub connections_per_ip_max: u32,
     /// Calls per second over all clients.
     pub requests_per_second: u32,
     /// Calls per second from one IP address.
@@ -145,28 +149,34 @@ where
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let (stop, handle) = stop_channel();
-    let connections = Arc::new(tokio::sync::Semaphore::new(config.connections_max as usize));
+    let slots = Arc::new(Slots::new(config));
+    let connection_quota = per_second(config.requests_per_second_per_connection);
     tokio::spawn(async move {
         loop {
             let (socket, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
-                    Err(_) => continue,
+                    Err(_) => {
+                        // Out of descriptors, most likely: do not spin.
+                        tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                        continue;
+                    }
                 },
                 _ = stop.clone().shutdown() => break,
             };
-            let Ok(permit) = connections.clone().try_acquire_owned().map(Arc::new) else {
-                continue; // over `connections_max`: the socket is closed
+            let key = ip_key(remote.ip());
+            let Some(slot) = slots.acquire(key) else {
+                continue; // over `connections_max` or the per-IP cap: the socket is closed
             };
-            let ip = ClientIp(remote.ip());
-            // One jsonrpsee service per TCP connection, so its connection id (and bucket) is
-            // the same for every request on a kept-alive HTTP connection.
+            let client = ClientIp(key);
+            let bucket = ConnectionBucket(Arc::new(RateLimiter::direct(connection_quota)));
+            // One jsonrpsee service per TCP connection, so its connection id is the same for
+            // every request on a kept-alive HTTP connection.
             let connection = builder.clone().build(methods.clone(), stop.clone());
             let service = tower::service_fn(
                 move |mut request: jsonrpsee::server::HttpRequest<hyper::body::Incoming>| {
-                    // The connection's permit lives as long as its service (the connection).
-                    let _permit = &permit;
-                    request.extensions_mut().insert(ip);
+                    request.extensions_mut().insert(client);
+                    request.extensions_mut().insert(bucket.clone());
                     let mut service = connection.clone();
                     async move {
                         let response: Result<_, BoxError> =
@@ -175,6 +185,12 @@ where
                     }
                 },
             );
+            // The slot travels with the socket, into a WebSocket upgrade too, and is given back
+            // when the socket closes.
+            let socket = Slotted {
+                io: socket,
+                _slot: slot,
+            };
             tokio::spawn(serve_with_graceful_shutdown(
                 socket,
                 service,
@@ -185,11 +201,131 @@ where
     Ok((address, handle))
 }
 
-/// The three token buckets and the call timeout (see the module docs).
+/// Delay before accepting again after an accept error, ms.
+const ACCEPT_RETRY_MS: u64 = 10;
+
+/// The client key of an address: an IPv4 address, or the /64 prefix of an IPv6 one (one
+/// subscriber usually holds a whole /64).
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
+/// Open connections: at most `connections_max` in all and `connections_per_ip_max` per
+/// client key. The map holds only keys with an open connection (so at most
+/// `connections_max` entries).
+struct Slots {
+    open: std::sync::Mutex<std::collections::BTreeMap<IpAddr, u32>>,
+    total_max: u32,
+    per_ip_max: u32,
+}
+
+/// One open connection's place in [`Slots`]; given back on drop.
+struct Slot {
+    slots: Arc<Slots>,
+    key: IpAddr,
+}
+
+impl Slots {
+    fn new(config: &RpcConfig) -> Self {
+        Self {
+            open: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            total_max: config.connections_max,
+            per_ip_max: config.connections_per_ip_max,
+        }
+    }
+
+    fn acquire(self: &Arc<Self>, key: IpAddr) -> Option<Slot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let total: u32 = open.values().sum();
+        let here = open.get(&key).copied().unwrap_or(0);
+        if total >= self.total_max || here >= self.per_ip_max {
+            return None;
+        }
+        open.insert(key, here.saturating_add(1));
+        Some(Slot {
+            slots: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A socket that holds its connection slot.
+struct Slotted {
+    io: tokio::net::TcpStream,
+    _slot: Slot,
+}
+
+impl tokio::io::AsyncRead for Slotted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Slotted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// The connection's own token bucket, put into every request's extensions.
+#[derive(Clone)]
+struct ConnectionBucket(Arc<DefaultDirectRateLimiter>);
+
+/// The server's and the per-IP token buckets and the call timeout (see the module docs;
+/// each connection's bucket travels in its requests).
 struct Limits {
     server: DefaultDirectRateLimiter,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    per_connection: DefaultKeyedRateLimiter<usize>,
     timeout: Duration,
 }
 
@@ -202,9 +338,6 @@ impl Limits {
         Self {
             server: RateLimiter::direct(per_second(config.requests_per_second)),
             per_ip: RateLimiter::keyed(per_second(config.requests_per_second_per_ip)),
-            per_connection: RateLimiter::keyed(per_second(
-                config.requests_per_second_per_connection,
-            )),
             timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
         }
     }
@@ -212,25 +345,19 @@ impl Limits {
     fn sweep(&self) {
         self.per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
-        self.per_connection.retain_recent();
-        self.per_connection.shrink_to_fit();
     }
 
     /// Charges `calls` tokens to the connection, the IP and the server, in that order; the
-    /// error of the first bucket that cannot pay.
+    /// error of the first bucket that cannot pay. When the per-IP map is full, the IP bucket is
+    /// skipped (the server bucket still bounds the load) rather than refusing everyone.
     fn charge(
         &self,
         extensions: &jsonrpsee::types::Extensions,
         calls: u32,
     ) -> Result<(), ErrorObjectOwned> {
         let calls = NonZeroU32::new(calls).unwrap_or(NonZeroU32::MIN);
-        if let Some(connection) = extensions.get::<ConnectionId>() {
-            if !self.has_room(self.per_connection.len())
-                || !matches!(
-                    self.per_connection.check_key_n(&connection.0, calls),
-                    Ok(Ok(()))
-                )
-            {
+        if let Some(ConnectionBucket(bucket)) = extensions.get::<ConnectionBucket>() {
+            if !matches!(bucket.check_n(calls), Ok(Ok(()))) {
                 return Err(error(
                     codes::RATE_LIMITED_CONNECTION,
                     "rate limit of this connection exceeded",
@@ -238,8 +365,8 @@ impl Limits {
             }
         }
         if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
-            if !self.has_room(self.per_ip.len())
-                || !matches!(self.per_ip.check_key_n(ip, calls), Ok(Ok(())))
+            if self.per_ip.len() < LIMITER_KEYS_MAX
+                && !matches!(self.per_ip.check_key_n(ip, calls), Ok(Ok(())))
             {
                 return Err(error(
                     codes::RATE_LIMITED_IP,
@@ -251,10 +378,6 @@ impl Limits {
             return Err(error(codes::RATE_LIMITED, "rate limit exceeded"));
         }
         Ok(())
-    }
-
-    fn has_room(&self, keys: usize) -> bool {
-        keys < LIMITER_KEYS_MAX
     }
 }
 
@@ -468,15 +591,13 @@ where
         let tip = chain.tip().clone();
         let proven = chain.prove(&storage_key).await.map_err(unavailable)?;
         let (value, proof) = match proven {
-            Some((value, proof)) => (
+            Proven::Value(value, proof) => (
                 Some(format!("0x{}", hex::encode(value))),
-                Some(format!(
-                    "0x{}",
-                    hex::encode(logos_api::proof::encode_proof(&proof))
-                )),
+                logos_api::proof::encode_proof(&proof),
             ),
-            None => (None, None),
+            Proven::Absent(proof) => (None, logos_api::proof::encode_absence_proof(&proof)),
         };
+        let proof = Some(format!("0x{}", hex::encode(proof)));
         Ok(StorageValue {
             key,
             value,

@@ -385,3 +385,60 @@ fn equivocating_validator_breaks_neither_safety_nor_liveness() {
         }
     });
 }
+
+/// Transactions that passed admission but cannot pay when their block is built (an admission
+/// that raced a block, a cost the pool could not see) are left out and evicted by the leader:
+/// twenty such senders in every validator's pool neither halt the chain nor stay pooled.
+#[test]
+fn unpayable_pooled_transactions_are_evicted_and_never_halt_the_chain() {
+    for seed in [10, 11, 12] {
+        simulate(seed, |context| async move {
+            let (net, nodes) = start_network(&context, 4, 4, 10).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            wait_for_height(&context, &refs, 3, Duration::from_secs(30)).await;
+            // The test double of a raced admission: the pool is told each (unfunded) sender
+            // holds plenty.
+            let claimed = logos_mempool::Admission {
+                chain_id: nodes[0].shared.chain_id(),
+                min_fee: Amount(1_000),
+                account: balances::AccountInfo {
+                    nonce: 0,
+                    balance: Amount(1_000_000),
+                    reserved: Amount::ZERO,
+                },
+                signature_verified: false,
+            };
+            for seed in 0..20 {
+                let key = PrivateKey::from_seed(5_000 + seed);
+                let transaction = TransactionPayload {
+                    chain_id: nodes[0].shared.chain_id(),
+                    sender: key.public_key(),
+                    nonce: 0,
+                    fee: Amount(5_000),
+                    call: Call::Balances(balances::Call::Transfer {
+                        to: RECIPIENT,
+                        amount: Amount(1),
+                    }),
+                }
+                .sign(&key);
+                for node in &nodes {
+                    node.shared
+                        .with_mempool(|pool| pool.insert(transaction.clone(), &claimed))
+                        .expect("pooled past admission");
+                }
+            }
+            submit_transfers(&nodes[2], &net, 5).await;
+            let height = tip(&nodes[0]).await.get();
+            wait_for_height(&context, &refs, height + 20, Duration::from_secs(60)).await;
+            assert_safety(&refs).await;
+            for node in &nodes {
+                assert_eq!(
+                    recipient_balance(node).await,
+                    Amount(50),
+                    "honest transfers final"
+                );
+                assert_eq!(node.shared.with_mempool(|pool| pool.len()), 0, "evicted");
+            }
+        });
+    }
+}
