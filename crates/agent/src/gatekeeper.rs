@@ -232,7 +232,7 @@ async fn handle_logs<D: Driver>(
 }
 
 /// Destroys local environments whose proven record does not want them on this provider
-/// (desired `Destroyed`, placed elsewhere, or proven absent); never on an unproven answer.
+/// (desired `Destroyed`, or placed elsewhere); never on an absent record or an unproven answer.
 async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
     let interval = Duration::from_millis(inner.config.gc_interval_ms);
     loop {
@@ -241,16 +241,21 @@ async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
             continue;
         };
         for id in local {
-            // Only what is proven counts: a present record that does not want the environment
-            // here, or a proven absence. An unproven answer is an error and changes nothing.
+            // Only a proven record that does not want the environment here destroys it.
+            // Records are never deleted, so a proven absence can only come from a server
+            // answering from before the environment existed (an old height): keep it.
             let environment = match inner.client.map_proven::<Environments>(&id).await {
-                Ok((environment, _)) => environment,
+                Ok((Some(environment), _)) => environment,
+                Ok((None, height)) => {
+                    tracing::warn!(environment = %id, height, "garbage collection: no record at this height; kept");
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "garbage collection: chain unreadable or unproven");
                     break;
                 }
             };
-            if authorize::wanted_here(environment.as_ref(), inner.config.provider) {
+            if authorize::wanted_here(Some(&environment), inner.config.provider) {
                 continue;
             }
             tracing::info!(environment = %id, "garbage-collecting: not desired here");

@@ -44,6 +44,9 @@ pub mod codes {
     pub const POOL_FULL: i32 = -32008;
     /// The nonce is too far ahead of the sender's next nonce.
     pub const NONCE_GAP: i32 = -32009;
+    /// An earlier pooled nonce of the sender is a lease call whose escrow is known only when
+    /// it runs; later nonces wait until it is finalized.
+    pub const BEHIND_UNPRICED_CALL: i32 = -32012;
     /// A parameter is malformed (bad hex, bad address, …).
     pub const INVALID_PARAMS: i32 = -32602;
     /// The node could not serve the request (storage error, not yet started).

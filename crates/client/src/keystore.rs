@@ -92,7 +92,13 @@ pub fn passphrase() -> Result<Option<zeroize::Zeroizing<String>>, KeystoreError>
     let Some(path) = file else {
         return Ok(None);
     };
-    let text = zeroize::Zeroizing::new(fs::read_to_string(&path).map_err(io(&path))?);
+    let text =
+        zeroize::Zeroizing::new(read_bounded(&path, KEY_FILE_MAX_BYTES)?.ok_or_else(|| {
+            KeystoreError::Invalid {
+                path: path.clone(),
+                reason: "passphrase file is not a small regular file".into(),
+            }
+        })?);
     let line = text.lines().next().unwrap_or_default();
     Ok(Some(zeroize::Zeroizing::new(line.to_string())))
 }
@@ -101,6 +107,12 @@ pub fn passphrase() -> Result<Option<zeroize::Zeroizing<String>>, KeystoreError>
 /// without a terminal ([`KeystoreError::Locked`] naming `path`).
 pub fn new_passphrase(path: &Path) -> Result<zeroize::Zeroizing<String>, KeystoreError> {
     if let Some(given) = passphrase()? {
+        if given.is_empty() {
+            return Err(KeystoreError::Invalid {
+                path: path.to_path_buf(),
+                reason: "an empty passphrase encrypts nothing".into(),
+            });
+        }
         return Ok(given);
     }
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -331,19 +343,42 @@ pub fn save(
 const KEY_FILE_MAX_BYTES: u64 = 4_096;
 
 fn read_key_file(path: &Path) -> Result<KeyFile, KeystoreError> {
-    // A FIFO or a huge file named *.key is refused before it is read.
-    let metadata = fs::metadata(path).map_err(io(path))?;
-    if !metadata.is_file() || metadata.len() > KEY_FILE_MAX_BYTES {
-        return Err(KeystoreError::Invalid {
-            path: path.to_path_buf(),
-            reason: "not a regular file of a key file's size".into(),
-        });
-    }
-    let text = fs::read_to_string(path).map_err(io(path))?;
-    serde_json::from_str(&text).map_err(|error| KeystoreError::Invalid {
+    let invalid = |reason: &str| KeystoreError::Invalid {
         path: path.to_path_buf(),
-        reason: error.to_string(),
-    })
+        reason: reason.into(),
+    };
+    let text = read_bounded(path, KEY_FILE_MAX_BYTES)?
+        .ok_or_else(|| invalid("not a regular file of a key file's size"))?;
+    serde_json::from_str(&text).map_err(|error| invalid(&error.to_string()))
+}
+
+/// Reads `path` if it is a regular file of at most `max` bytes (checked on the opened
+/// handle, and the read itself bounded, so a swapped-in FIFO or a growing file cannot hang
+/// or exhaust memory); `None` otherwise.
+fn read_bounded(path: &Path, max: u64) -> Result<Option<String>, KeystoreError> {
+    use std::io::Read as _;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nonblock())
+        .open(path)
+        .map_err(io(path))?;
+    let metadata = file.metadata().map_err(io(path))?;
+    if !metadata.is_file() || metadata.len() > max {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    file.take(max.saturating_add(1))
+        .read_to_string(&mut text)
+        .map_err(io(path))?;
+    if text.len() as u64 > max {
+        return Ok(None);
+    }
+    Ok(Some(text))
+}
+
+/// `O_NONBLOCK`, so opening a FIFO does not wait for a writer (Linux value).
+fn libc_o_nonblock() -> i32 {
+    0o4000
 }
 
 /// Reads and decrypts a key file, with the passphrase from [`passphrase`], the empty one, or

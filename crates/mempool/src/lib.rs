@@ -18,9 +18,9 @@
 //!
 //! Pending spend is what stops a sender from queueing transactions that pass admission one by
 //! one but cannot all be paid: a draining transfer followed by a next nonce that pays a fee
-//! from the drained balance is refused here. A call whose cost the pool cannot see (a lease's
-//! escrow, priced by the runtime from the catalog) counts as spending the whole free balance,
-//! so nothing queues behind it until it is finalized. Should a later transaction still turn out
+//! from the drained balance is refused here. Nothing queues behind a call whose cost the pool
+//! cannot see (a lease's escrow, priced by the runtime from the catalog) until it is finalized
+//! ([`Rejection::BehindUnpricedCall`]). Should a later transaction still turn out
 //! unpayable (admission raced a block), the block builder skips it and [`Mempool::evict`]s it,
 //! and [`Mempool::recheck_sender`] drops whatever a finalized block made unpayable.
 //!
@@ -57,8 +57,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             transactions_max: 100_000,
-            per_sender_max: 4_096,
-            nonce_gap_max: 4_096,
+            per_sender_max: 256,
+            nonce_gap_max: 256,
         }
     }
 }
@@ -121,6 +121,24 @@ pub enum Rejection {
     /// Pool or sender share is full and the fee does not displace anything.
     #[error("mempool full")]
     PoolFull,
+    /// An earlier pooled nonce of the sender is a call whose cost is known only when it runs
+    /// (a lease's escrow): later nonces wait until it is finalized.
+    #[error(
+        "nonce {nonce} of this sender is a lease call whose escrow is known only when it runs; \
+         send later nonces once it is finalized"
+    )]
+    BehindUnpricedCall {
+        /// The pooled nonce with the unpriced call.
+        nonce: u64,
+    },
+}
+
+/// True for calls whose cost to the sender the pool cannot compute (a lease's escrow).
+fn unpriced(call: &Call) -> bool {
+    matches!(
+        call,
+        Call::Market(market::Call::CreateLease { .. } | market::Call::ExtendLease { .. })
+    )
 }
 
 impl Rejection {
@@ -138,6 +156,7 @@ impl Rejection {
             Rejection::AlreadyKnown => "AlreadyKnown",
             Rejection::ReplacementUnderpriced { .. } => "ReplacementUnderpriced",
             Rejection::PoolFull => "PoolFull",
+            Rejection::BehindUnpricedCall { .. } => "BehindUnpricedCall",
         }
     }
 }
@@ -283,6 +302,15 @@ impl Mempool {
                 gap_max: self.config.nonce_gap_max,
             });
         }
+        let barrier = self.by_sender.get(sender).and_then(|nonces| {
+            nonces
+                .iter()
+                .find(|(_, hash)| unpriced(&self.by_hash[*hash].transaction.payload().call))
+                .map(|(nonce, _)| *nonce)
+        });
+        if let Some(nonce) = barrier {
+            return Err(Rejection::BehindUnpricedCall { nonce });
+        }
         Ok(())
     }
 
@@ -314,14 +342,17 @@ impl Mempool {
         if self.by_hash.len() < self.config.transactions_max {
             return Ok(());
         }
-        let Some(&(cheapest_fee, cheapest)) = self.by_fee.first() else {
+        // The cheapest transaction of another sender: evicting one of the sender's own
+        // earlier nonces would leave this one behind a gap.
+        let victim = self
+            .by_fee
+            .iter()
+            .take_while(|(pooled_fee, _)| *pooled_fee < fee)
+            .find(|(_, hash)| self.by_hash[hash].sender != *sender)
+            .map(|(_, hash)| *hash);
+        let Some(cheapest) = victim else {
             return Err(Rejection::PoolFull);
         };
-        // Never the sender's own transactions: evicting an earlier nonce would leave this one
-        // behind a gap.
-        if fee <= cheapest_fee || self.by_hash[&cheapest].sender == *sender {
-            return Err(Rejection::PoolFull);
-        }
         // Evict the cheapest and its sender's later nonces so no sender is left with a gap.
         self.evict(&cheapest);
         Ok(())
@@ -488,13 +519,9 @@ fn check_balance(
         Call::Balances(balances::Call::Transfer { amount, .. }) => *amount,
         Call::Dvci(dvci::Call::RegisterProvider { bond, .. }) => *bond,
         Call::Dvci(_) => Amount::ZERO,
-        // A lease's escrow depends on the catalog and prices, which the pool does not read:
-        // it may take everything left after the fee, so nothing is admitted behind it.
-        Call::Market(market::Call::CreateLease { .. } | market::Call::ExtendLease { .. }) => {
-            available
-                .saturating_sub(pending)
-                .saturating_sub(payload.fee)
-        }
+        // A lease's escrow depends on the catalog and prices, which the pool does not read;
+        // nothing is admitted behind such a call ([`Rejection::BehindUnpricedCall`]), and an
+        // unpayable escrow fails the call in execution (the fee is still charged).
         Call::Market(_) | Call::Operations(_) | Call::Catalog(_) => Amount::ZERO,
         Call::Provisioning(provisioning::Call::RegisterProvisioner { stake }) => *stake,
         Call::Provisioning(_) => Amount::ZERO,

@@ -333,12 +333,26 @@ fn nothing_queues_behind_a_call_whose_cost_the_pool_cannot_see() {
         }),
     }
     .sign(&key);
-    pool.insert(lease, &admission(0, 10_000)).unwrap();
-    assert_eq!(pool.pending_spend(&key_address(&key)), Amount(10_000));
-    assert!(matches!(
+    pool.insert(lease.clone(), &admission(0, 10_000)).unwrap();
+    assert_eq!(
         pool.insert(transfer(1, 1, 100), &admission(0, 10_000)),
-        Err(Rejection::InsufficientBalance { .. })
-    ));
+        Err(Rejection::BehindUnpricedCall { nonce: 0 })
+    );
+    // Not even after a credit raised the balance.
+    assert_eq!(
+        pool.insert(transfer(1, 1, 100), &admission(0, 10_000_000)),
+        Err(Rejection::BehindUnpricedCall { nonce: 0 })
+    );
+    // Once the lease is finalized (nonce 1 next), the sender queues again.
+    let account = balances::AccountInfo {
+        nonce: 1,
+        balance: Amount(9_000),
+        reserved: Amount(900),
+    };
+    pool.recheck_sender(&key_address(&key), &account);
+    pool.insert(transfer(1, 1, 100), &admission(1, 9_000))
+        .unwrap();
+    assert!(!pool.contains(&lease.hash()));
     assert_spend_consistent(&pool);
 }
 
@@ -353,11 +367,40 @@ fn a_full_pool_never_evicts_the_senders_own_earlier_nonce() {
         .unwrap();
     pool.insert(transfer(2, 0, 500), &admission(0, 10_000))
         .unwrap();
-    // Sender 1's next nonce pays more than its own nonce 0, the cheapest: refused, not a gap.
+    // Sender 1's next nonce outbids its own nonce 0, the cheapest: the victim is sender 2's.
+    pool.insert(transfer(1, 1, 900), &admission(0, 10_000))
+        .unwrap();
+    assert!(pool.contains(&transfer(1, 0, 100).hash()));
+    assert!(!pool.contains(&transfer(2, 0, 500).hash()));
+    // Outbidding only its own transactions: refused, never a gap.
     assert_eq!(
-        pool.insert(transfer(1, 1, 900), &admission(0, 10_000)),
+        pool.insert(transfer(1, 2, 950), &admission(0, 10_000)),
         Err(Rejection::PoolFull)
     );
-    assert_eq!(pool.len(), 2);
+    assert_spend_consistent(&pool);
+}
+
+#[test]
+fn a_pooled_nonce_can_be_replaced_but_not_skipped() {
+    let mut pool = pool(100);
+    for nonce in 0..3 {
+        pool.insert(transfer(1, nonce, 100), &admission(0, 10_000))
+            .unwrap();
+    }
+    // Replacing the middle nonce with a higher fee keeps the run contiguous.
+    pool.insert(transfer_of(1, 1, 200, 10), &admission(0, 10_000))
+        .unwrap();
+    assert_eq!(pool.len(), 3);
+    // Stale pooled nonces (below the account's) do not count toward the next free nonce.
+    pool.insert(transfer(1, 3, 100), &admission(2, 10_000))
+        .unwrap();
+    assert_eq!(
+        pool.insert(transfer(1, 5, 100), &admission(2, 10_000)),
+        Err(Rejection::NonceGap {
+            expected: 4,
+            actual: 5,
+            gap_max: 16
+        })
+    );
     assert_spend_consistent(&pool);
 }

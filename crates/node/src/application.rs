@@ -178,8 +178,8 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
     /// The mempool's candidates for a child of `parent`: per sender a run of nonces from its
     /// next nonce in the parent's state, highest fee first, at most `max_block_transactions`.
     /// Accounts are read only for senders taken in head-fee order until the block could be
-    /// full (so a pool of many senders costs at most `max_block_transactions` reads of
-    /// senders with something runnable); a sender whose account cannot be read is left out.
+    /// full, and for at most twice `max_block_transactions` senders; a sender whose account
+    /// cannot be read is left out.
     async fn candidates(&self, parent: &Hash) -> Vec<Transaction> {
         let max = self.shared.genesis().params.max_block_transactions as usize;
         let mut runs = self.shared.with_mempool(|pool| pool.runs());
@@ -190,7 +190,9 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
         let mut next_nonce = BTreeMap::new();
         let mut taken = Vec::new();
         let mut runnable = 0usize;
-        for (sender, run) in runs {
+        // At most this many account reads per proposal, whatever the pool holds.
+        let reads_max = max.saturating_mul(2);
+        for (sender, run) in runs.into_iter().take(reads_max) {
             if runnable >= max {
                 break;
             }

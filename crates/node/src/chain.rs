@@ -172,6 +172,9 @@ type OperationCfg = ((), (RangeCfg<usize>, ()));
 
 /// Configuration of the state database's storage.
 fn db_config(partition: &str) -> current::VariableConfig<EightCap, OperationCfg, Sequential> {
+    // The ordered database's own partitions: a data directory of the earlier unordered
+    // database is never read as this one.
+    let partition = &format!("{partition}-ordered");
     let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(4096));
     current::VariableConfig {
         merkle_config: MerkleConfig {

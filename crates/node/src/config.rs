@@ -16,8 +16,8 @@
 //! rpc_request_timeout_ms = 10000    # longest call (error -32032)
 //! rpc_body_max_bytes = 1048576      # larger bodies get HTTP 413
 //! mempool_transactions_max = 100000   # pooled transactions in total
-//! mempool_per_sender_max = 4096        # pooled transactions per sender
-//! mempool_nonce_gap_max = 4096         # how far ahead of the next nonce a nonce may be
+//! mempool_per_sender_max = 256         # pooled transactions per sender
+//! mempool_nonce_gap_max = 256          # how far ahead of the next nonce a nonce may be
 //! check_invariants = false          # check the runtime's invariants after every block (debug)
 //! ```
 

@@ -17,8 +17,9 @@
 //!   [`codes::TIMED_OUT`].
 //!
 //! The per-IP buckets forget idle clients every [`LIMITER_SWEEP_MS`]; beyond
-//! [`LIMITER_KEYS_MAX`] keys the per-IP bucket is skipped until the next sweep (the server
-//! bucket still applies). Each connection's bucket lives and dies with the connection.
+//! [`LIMITER_KEYS_MAX`] keys new clients share one overflow bucket of the per-IP size until the
+//! next sweep. Each connection's bucket lives and dies with the connection, and a connection
+//! silent both ways for [`IDLE_TIMEOUT_MS`] is closed (its slot given back).
 
 use crate::{
     chain::Proven,
@@ -187,10 +188,7 @@ where
             );
             // The slot travels with the socket, into a WebSocket upgrade too, and is given back
             // when the socket closes.
-            let socket = Slotted {
-                io: socket,
-                _slot: slot,
-            };
+            let socket = Slotted::new(socket, slot);
             tokio::spawn(serve_with_graceful_shutdown(
                 socket,
                 service,
@@ -277,10 +275,45 @@ impl Drop for Slot {
     }
 }
 
-/// A socket that holds its connection slot.
+/// A socket that holds its connection slot and closes after [`IDLE_TIMEOUT_MS`] without a
+/// byte read or written (a kept-alive or WebSocket connection that idles gives its slot back;
+/// a subscription's notifications count as traffic).
 struct Slotted {
     io: tokio::net::TcpStream,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
     _slot: Slot,
+}
+
+/// Longest a connection may stay silent both ways, ms.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+
+impl Slotted {
+    fn new(io: tokio::net::TcpStream, slot: Slot) -> Self {
+        Self {
+            io,
+            idle: Box::pin(tokio::time::sleep(Duration::from_millis(IDLE_TIMEOUT_MS))),
+            _slot: slot,
+        }
+    }
+
+    fn active(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(IDLE_TIMEOUT_MS);
+        self.idle.as_mut().reset(deadline);
+    }
+
+    /// With the socket not ready: an error once the idle deadline has passed.
+    fn idle_expired<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        match std::future::Future::poll(self.idle.as_mut(), cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "idle connection",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for Slotted {
@@ -289,7 +322,16 @@ impl tokio::io::AsyncRead for Slotted {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.io).poll_read(cx, buf) {
+            std::task::Poll::Pending => self.idle_expired(cx),
+            ready => {
+                if buf.filled().len() > before {
+                    self.active();
+                }
+                ready
+            }
+        }
     }
 }
 
@@ -299,7 +341,15 @@ impl tokio::io::AsyncWrite for Slotted {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+        match std::pin::Pin::new(&mut self.io).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.idle_expired(cx),
+            ready => {
+                if matches!(ready, std::task::Poll::Ready(Ok(written)) if written > 0) {
+                    self.active();
+                }
+                ready
+            }
+        }
     }
 
     fn poll_flush(
@@ -326,6 +376,8 @@ struct ConnectionBucket(Arc<DefaultDirectRateLimiter>);
 struct Limits {
     server: DefaultDirectRateLimiter,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// One per-IP-sized bucket shared by the clients beyond [`LIMITER_KEYS_MAX`].
+    overflow: DefaultDirectRateLimiter,
     timeout: Duration,
 }
 
@@ -338,6 +390,7 @@ impl Limits {
         Self {
             server: RateLimiter::direct(per_second(config.requests_per_second)),
             per_ip: RateLimiter::keyed(per_second(config.requests_per_second_per_ip)),
+            overflow: RateLimiter::direct(per_second(config.requests_per_second_per_ip)),
             timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
         }
     }
@@ -348,8 +401,8 @@ impl Limits {
     }
 
     /// Charges `calls` tokens to the connection, the IP and the server, in that order; the
-    /// error of the first bucket that cannot pay. When the per-IP map is full, the IP bucket is
-    /// skipped (the server bucket still bounds the load) rather than refusing everyone.
+    /// error of the first bucket that cannot pay. When the per-IP map is full, clients share
+    /// one overflow bucket of the per-IP size until the next sweep.
     fn charge(
         &self,
         extensions: &jsonrpsee::types::Extensions,
@@ -365,9 +418,12 @@ impl Limits {
             }
         }
         if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
-            if self.per_ip.len() < LIMITER_KEYS_MAX
-                && !matches!(self.per_ip.check_key_n(ip, calls), Ok(Ok(())))
-            {
+            let paid = if self.per_ip.len() < LIMITER_KEYS_MAX {
+                self.per_ip.check_key_n(ip, calls)
+            } else {
+                self.overflow.check_n(calls)
+            };
+            if !matches!(paid, Ok(Ok(()))) {
                 return Err(error(
                     codes::RATE_LIMITED_IP,
                     format!("rate limit of {ip} exceeded"),
@@ -475,6 +531,7 @@ pub fn rejection_error(rejection: &Rejection) -> ErrorObjectOwned {
         Rejection::InsufficientBalance { .. } => codes::INSUFFICIENT_BALANCE,
         Rejection::AlreadyKnown | Rejection::ReplacementUnderpriced { .. } => codes::ALREADY_KNOWN,
         Rejection::PoolFull => codes::POOL_FULL,
+        Rejection::BehindUnpricedCall { .. } => codes::BEHIND_UNPRICED_CALL,
     };
     error_with_data(code, rejection.to_string(), "mempool", rejection.name())
 }
@@ -702,4 +759,92 @@ fn json_message(value: &impl serde::Serialize) -> Result<SubscriptionMessage, se
     Ok(SubscriptionMessage::from(serde_json::value::to_raw_value(
         value,
     )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(total: u32, per_ip: u32) -> RpcConfig {
+        RpcConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            body_max_bytes: 1 << 20,
+            connections_max: total,
+            connections_per_ip_max: per_ip,
+            requests_per_second: 100,
+            requests_per_second_per_ip: 10,
+            requests_per_second_per_connection: 5,
+            batch_max: 10,
+            request_timeout_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_and_mapped_ipv4_by_address() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(ip_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn connection_slots_are_capped_per_client_and_in_all_and_given_back() {
+        let slots = Arc::new(Slots::new(&config(3, 2)));
+        let one: IpAddr = "10.0.0.1".parse().unwrap();
+        let two: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = slots.acquire(one).unwrap();
+        let _second = slots.acquire(one).unwrap();
+        assert!(slots.acquire(one).is_none(), "per-client cap");
+        let other = slots.acquire(two).unwrap();
+        assert!(slots.acquire(two).is_none(), "total cap");
+        drop(first);
+        assert!(
+            slots.acquire(one).is_some(),
+            "a closed connection gives its slot back"
+        );
+        drop(other);
+        assert!(
+            !slots.open.lock().unwrap().contains_key(&two),
+            "no entry for a gone client"
+        );
+    }
+
+    #[test]
+    fn buckets_charge_the_connection_then_the_client_then_the_server() {
+        let limits = Limits::new(&config(10, 10));
+        let mut extensions = jsonrpsee::types::Extensions::new();
+        extensions.insert(ClientIp("10.0.0.1".parse().unwrap()));
+        extensions.insert(ConnectionBucket(Arc::new(RateLimiter::direct(per_second(
+            5,
+        )))));
+        let code = |result: Result<(), ErrorObjectOwned>| result.err().map(|error| error.code());
+        assert_eq!(code(limits.charge(&extensions, 5)), None);
+        assert_eq!(
+            code(limits.charge(&extensions, 1)),
+            Some(codes::RATE_LIMITED_CONNECTION)
+        );
+        // A second connection of the same client: its own bucket, the client's is shared.
+        extensions.insert(ConnectionBucket(Arc::new(RateLimiter::direct(per_second(
+            5,
+        )))));
+        assert_eq!(code(limits.charge(&extensions, 5)), None);
+        extensions.insert(ConnectionBucket(Arc::new(RateLimiter::direct(per_second(
+            5,
+        )))));
+        assert_eq!(
+            code(limits.charge(&extensions, 1)),
+            Some(codes::RATE_LIMITED_IP)
+        );
+        // A batch larger than any bucket is refused whole.
+        let mut other = jsonrpsee::types::Extensions::new();
+        other.insert(ClientIp("10.0.0.2".parse().unwrap()));
+        assert_eq!(
+            code(limits.charge(&other, 11)),
+            Some(codes::RATE_LIMITED_IP)
+        );
+        assert_eq!(code(limits.charge(&other, 10)), None);
+    }
 }

@@ -120,11 +120,16 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
     }
 
     /// Admits `transaction` into the mempool after checking it against the finalized state.
+    ///
+    /// The chain's read lock is held from the account read to the insert, so no block is
+    /// finalized (and the sender rechecked) in between: a transaction is never pooled against
+    /// an account older than the pool's last recheck.
     pub async fn admit(&self, transaction: Transaction) -> Result<Hash, Rejection> {
-        let account = self
-            .finalized_account(&transaction.sender())
+        let chain = self.chain.read().await;
+        let tip = chain.tip().digest;
+        let account = chain
+            .account_at(&tip, &transaction.sender())
             .await
-            .map(|(account, _)| account)
             .unwrap_or_default();
         let admission = Admission {
             chain_id: self.chain_id,
@@ -132,7 +137,9 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
             account,
             signature_verified: false,
         };
-        self.with_mempool(|pool| pool.insert(transaction, &admission))
+        let admitted = self.with_mempool(|pool| pool.insert(transaction, &admission));
+        drop(chain);
+        admitted
     }
 
     /// Publishes a finalized block: kept among the recent ones, and sent to subscribers.
