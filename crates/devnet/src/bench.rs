@@ -22,7 +22,6 @@ use crate::network::{self as devnet, DevnetArgs};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use commonware_cryptography::Signer;
-use futures::StreamExt;
 use jsonrpsee::{core::client::Subscription, ws_client::WsClientBuilder};
 use logos_api::rpc::{Head, LogosApiClient};
 use logos_client::keystore;
@@ -211,7 +210,23 @@ async fn drive(
     let window = Duration::from_secs(seconds);
     let mut owed = 0.0;
     let mut next_sender = 0usize;
-    let mut in_flight = futures::stream::FuturesUnordered::new();
+    // One submitter per sender, in nonce order (the mempool admits no nonce gaps), each on
+    // its validator's client.
+    let mut queues = Vec::with_capacity(senders.len());
+    let mut submitters = Vec::with_capacity(senders.len());
+    for index in 0..senders.len() {
+        let (queue, mut pending) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let client = clients[index % clients.len()].clone();
+        let rejected = rejected.clone();
+        submitters.push(tokio::spawn(async move {
+            while let Some(hex) = pending.recv().await {
+                if client.submit_transaction(hex).await.is_err() {
+                    rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+        queues.push(queue);
+    }
     let mut ticker = tokio::time::interval(tick);
     while start.elapsed() < window {
         ticker.tick().await;
@@ -235,22 +250,20 @@ async fn drive(
             sender.nonce += 1;
             let hash = format_hash(&transaction.hash());
             let hex = format!("0x{}", hex::encode(encode(&transaction)));
-            let client = clients[index % clients.len()].clone();
-            let submitted_at = submitted_at.clone();
-            let rejected = rejected.clone();
-            in_flight.push(tokio::spawn(async move {
-                submitted_at
-                    .lock()
-                    .expect("lock")
-                    .insert(hash, Instant::now());
-                if client.submit_transaction(hex).await.is_err() {
-                    rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }));
+            submitted_at
+                .lock()
+                .expect("lock")
+                .insert(hash, Instant::now());
+            // A closed queue means its submitter died; the transaction counts as rejected.
+            if queues[index].send(hex).is_err() {
+                rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
-        while let Some(Some(_)) = futures::FutureExt::now_or_never(in_flight.next()) {}
     }
-    while in_flight.next().await.is_some() {}
+    drop(queues);
+    for submitter in submitters {
+        let _ = submitter.await;
+    }
     // Let the last submissions finalize.
     let drain_deadline = Instant::now() + Duration::from_secs(10);
     loop {
