@@ -58,8 +58,6 @@ use std::{
     time::Duration,
 };
 
-/// JSON-RPC error code for a request over the server-wide rate limit.
-pub const RATE_LIMITED: i32 = codes::RATE_LIMITED;
 /// Most subscriptions per connection.
 pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 64;
 /// How often the per-IP and per-connection buckets forget idle clients, ms.

@@ -193,33 +193,19 @@ fn a_leader_builds_a_block_whatever_the_candidates() {
             );
         }
     }
-    // A stale nonce and a foreign chain's transaction from the honest account, then its
-    // genuine transfer (same sender, so the genuine one rides behind the refused ones).
-    let mut foreign = chain.sign(
-        &honest,
+    // A foreign chain's transaction from the honest account, then its genuine transfer (same
+    // sender, so the genuine one rides behind the refused one), and an unfunded stranger's.
+    let small = || -> logos_types::Call {
         balances::Call::Transfer {
             to: Address([8; 20]),
             amount: Amount(5),
         }
-        .into(),
-    );
-    let genuine = chain.sign(
-        &honest,
-        balances::Call::Transfer {
-            to: Address([8; 20]),
-            amount: Amount(5),
-        }
-        .into(),
-    );
+        .into()
+    };
+    let mut foreign = chain.sign(&honest, small());
+    let genuine = chain.sign(&honest, small());
     let other = PrivateKey::from_seed(101);
-    let stranger = chain.sign(
-        &other,
-        balances::Call::Transfer {
-            to: Address([8; 20]),
-            amount: Amount(5),
-        }
-        .into(),
-    );
+    let stranger = chain.sign(&other, small());
     candidates.push(stranger.clone());
     candidates.push(genuine);
     foreign = logos_types::TransactionPayload {
