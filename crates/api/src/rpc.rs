@@ -280,7 +280,8 @@ pub trait LogosApi {
     #[method(name = "getAccount")]
     async fn get_account(&self, address: String) -> Result<AccountState, ErrorObjectOwned>;
 
-    /// A finalized block by height.
+    /// A finalized block by height; `null` above the tip or below a pruning node's retention
+    /// window.
     #[method(name = "getBlockByHeight")]
     async fn get_block_by_height(&self, height: u64)
         -> Result<Option<BlockInfo>, ErrorObjectOwned>;

@@ -33,6 +33,13 @@ pub enum NodeCommand {
         /// Node configuration file (TOML; see `logos_node::config`).
         #[arg(long)]
         config: PathBuf,
+        /// Finalized blocks (with certificates) and state history to keep behind the tip
+        /// (overrides the file's `retention_blocks`; default 100,000, at least 1,024).
+        #[arg(long, conflicts_with = "archive")]
+        retention_blocks: Option<u64>,
+        /// Keep every block, certificate and state operation (overrides the file's `archive`).
+        #[arg(long)]
+        archive: bool,
     },
     /// Run a full node that follows the chain through another node's RPC, executing and
     /// checking every block itself (no validator key); serves `GET /health`.
@@ -96,8 +103,12 @@ async fn serve_metrics(context: runtime::Context, address: std::net::SocketAddr)
 
 /// Runs `logos node …`.
 pub fn run(command: NodeCommand) -> Result<()> {
-    let config = match command {
-        NodeCommand::Run { config } => config,
+    let (config, retention_blocks, archive) = match command {
+        NodeCommand::Run {
+            config,
+            retention_blocks,
+            archive,
+        } => (config, retention_blocks, archive),
         NodeCommand::Follow {
             genesis,
             rpc,
@@ -106,7 +117,12 @@ pub fn run(command: NodeCommand) -> Result<()> {
             poll_ms,
         } => return follow(genesis, rpc, listen, data_dir, poll_ms),
     };
-    let config = NodeConfig::load(&config)?;
+    let mut config = NodeConfig::load(&config)?;
+    if let Some(blocks) = retention_blocks {
+        config.retention_blocks = blocks;
+        config.archive = false;
+    }
+    config.archive |= archive;
     let genesis = Genesis::load(&config.genesis_file)?;
     let signer = keystore::load_file(&config.key_file)?;
     std::fs::create_dir_all(&config.data_dir)
@@ -177,6 +193,7 @@ async fn serve(
     engine_config.block_time_ms = config.block_time_ms;
     engine_config.check_invariants = config.check_invariants;
     engine_config.mempool = config.mempool();
+    engine_config.retention_blocks = config.retention();
     let node = engine::start(
         context.child("node"),
         engine_config,

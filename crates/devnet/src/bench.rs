@@ -17,6 +17,9 @@
 //! | `validators` | N |
 //! | `rss_mb_max` | largest peak resident set (VmHWM) over the validator processes, MiB |
 //! | `submitted`, `rejected`, `finalized` | counts |
+//! | `unfinalized` | submitted, accepted by the RPC, and not finalized within 10 s after the window (none expected) |
+//! | `disk_mb_per_hour` | growth of a validator's storage (allocated bytes of its data directory, logs excluded; the mean over validators) during the load window, MiB per hour |
+//! | `disk_mb_per_hour_idle` | the same over `--idle-seconds` without load, before the window |
 
 use crate::network::{self as devnet, DevnetArgs};
 use anyhow::{bail, Context, Result};
@@ -51,6 +54,9 @@ pub enum BenchCommand {
         /// Number of sending accounts.
         #[arg(long, default_value_t = 64)]
         accounts: usize,
+        /// Length of the idle window before the load, seconds (for `disk_mb_per_hour_idle`).
+        #[arg(long, default_value_t = 30)]
+        idle_seconds: u64,
         /// Print only the JSON result.
         #[arg(long)]
         json: bool,
@@ -78,15 +84,16 @@ pub enum BenchCommand {
 
 /// Runs `logos bench …`.
 pub fn run(command: BenchCommand) -> Result<()> {
-    let (validators, seconds, tps, accounts, json, dir) = match command {
+    let (validators, seconds, tps, accounts, idle_seconds, json, dir) = match command {
         BenchCommand::Consensus {
             validators,
             seconds,
             tps,
             accounts,
+            idle_seconds,
             json,
             dir,
-        } => (validators, seconds, tps, accounts, json, dir),
+        } => (validators, seconds, tps, accounts, idle_seconds, json, dir),
         BenchCommand::Lease {
             leases,
             validators,
@@ -120,7 +127,19 @@ pub fn run(command: BenchCommand) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = keys.and_then(|keys| runtime.block_on(drive(&urls, keys, tps, seconds)));
+    let storage = Storage {
+        dirs: layout
+            .configs
+            .iter()
+            .filter_map(|config| config.parent().map(PathBuf::from))
+            .collect(),
+    };
+    let load = Load {
+        tps,
+        seconds,
+        idle_seconds,
+    };
+    let result = keys.and_then(|keys| runtime.block_on(drive(&urls, keys, &load, &storage)));
     let pids: Vec<u32> = processes.iter().map(|process| process.child.id()).collect();
     let rss_mb_max = pids
         .iter()
@@ -146,6 +165,53 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 /// Finalized blocks to see before the load starts.
 const WARM_UP_BLOCKS: usize = 10;
 
+/// The offered load.
+struct Load {
+    tps: u64,
+    seconds: u64,
+    idle_seconds: u64,
+}
+
+/// The validators' data directories, measured for `disk_mb_per_hour`.
+struct Storage {
+    dirs: Vec<PathBuf>,
+}
+
+impl Storage {
+    /// Mean allocated bytes per validator (log files left out: their size depends on the log
+    /// level, not on the chain).
+    fn mean_bytes(&self) -> f64 {
+        let total: u64 = self.dirs.iter().map(|dir| allocated_bytes(dir)).sum();
+        total as f64 / self.dirs.len().max(1) as f64
+    }
+}
+
+/// Allocated bytes (512-byte blocks, as `du` counts) of the files under `dir`, `.log` files
+/// excluded; unreadable entries count as empty.
+fn allocated_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => allocated_bytes(&path),
+                Ok(_) if path.extension().is_some_and(|ext| ext == "log") => 0,
+                Ok(meta) => meta.blocks().saturating_mul(512),
+                Err(_) => 0,
+            }
+        })
+        .sum()
+}
+
+/// MiB per hour from a growth of `bytes` over `elapsed`.
+fn mb_per_hour(bytes: f64, elapsed: Duration) -> f64 {
+    bytes / (1024.0 * 1024.0) * 3600.0 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
 struct Sender {
     key: PrivateKey,
     nonce: u64,
@@ -154,9 +220,10 @@ struct Sender {
 async fn drive(
     urls: &[String],
     keys: Vec<PrivateKey>,
-    tps: u64,
-    seconds: u64,
+    load: &Load,
+    storage: &Storage,
 ) -> Result<serde_json::Value> {
+    let (tps, seconds) = (load.tps, load.seconds);
     let ws_urls: Vec<String> = urls
         .iter()
         .map(|url| url.replace("http://", "ws://"))
@@ -198,6 +265,11 @@ async fn drive(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Idle storage growth: blocks keep coming with nothing in them.
+    let idle_start = (Instant::now(), storage.mean_bytes());
+    tokio::time::sleep(Duration::from_secs(load.idle_seconds)).await;
+    let disk_mb_per_hour_idle =
+        mb_per_hour(storage.mean_bytes() - idle_start.1, idle_start.0.elapsed());
     timestamps.lock().expect("lock").clear();
     let mut senders: Vec<Sender> = keys
         .into_iter()
@@ -207,6 +279,7 @@ async fn drive(
     let tick = Duration::from_millis(10);
     let per_tick = (tps as f64 * tick.as_secs_f64()).max(1.0);
     let start = Instant::now();
+    let bytes_at_start = storage.mean_bytes();
     let window = Duration::from_secs(seconds);
     let mut owed = 0.0;
     let mut next_sender = 0usize;
@@ -264,6 +337,7 @@ async fn drive(
     for submitter in submitters {
         let _ = submitter.await;
     }
+    let disk_mb_per_hour = mb_per_hour(storage.mean_bytes() - bytes_at_start, start.elapsed());
     // Let the last submissions finalize.
     let drain_deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -322,6 +396,11 @@ async fn drive(
         "submitted": submitted.len(),
         "rejected": rejected.load(std::sync::atomic::Ordering::Relaxed),
         "finalized": latencies.len(),
+        "unfinalized": (submitted.len() as u64)
+            .saturating_sub(rejected.load(std::sync::atomic::Ordering::Relaxed))
+            .saturating_sub(latencies.len() as u64),
+        "disk_mb_per_hour": round(disk_mb_per_hour),
+        "disk_mb_per_hour_idle": round(disk_mb_per_hour_idle),
         "blocks": timestamps.len(),
         "finality_ms_max": round(worst.1),
         "finality_max_at_s": round(worst.0),
@@ -363,6 +442,9 @@ fn bench_devnet(
         demo: false,
         external_provisioners: Vec::new(),
         check_invariants: false,
+        // Validators prune as a default node does (`retention_blocks` = 100,000):
+        // `disk_mb_per_hour` is what an operator sees.
+        retention_blocks: Some(100_000),
     }
 }
 

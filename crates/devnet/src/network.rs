@@ -90,6 +90,11 @@ pub struct DevnetArgs {
     /// (violations are logged and counted in the `invariant_violations` metric).
     #[arg(long)]
     pub check_invariants: bool,
+    /// Validators prune finalized blocks, certificates and state history older than this
+    /// many blocks (default: they keep everything, so a full node leased at any time syncs
+    /// from genesis through them).
+    #[arg(long)]
+    pub retention_blocks: Option<u64>,
 }
 
 /// A devnet on disk.
@@ -210,13 +215,17 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
              block_time_ms = {block_time}\nlog_level = \"{level}\"\ncheck_invariants = {check}\n\
              # every devnet client (daemons, CLI, benchmarks) shares 127.0.0.1\n\
              rpc_requests_per_second_per_ip = 20000\nrpc_requests_per_second_per_connection = 10000\n\
-             rpc_connections_per_ip_max = 256\n",
+             rpc_connections_per_ip_max = 256\n{retention}",
             p2p = args.p2p_base_port as usize + i,
             rpc = args.rpc_base_port as usize + i,
             metrics = args.metrics_base_port as usize + i,
             block_time = args.block_time_ms,
             level = args.log_level,
             check = args.check_invariants,
+            retention = match args.retention_blocks {
+                Some(blocks) => format!("retention_blocks = {blocks}\n"),
+                None => "# leased full nodes sync from genesis through the validators\narchive = true\n".into(),
+            },
         );
         std::fs::write(config, text)?;
     }

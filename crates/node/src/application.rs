@@ -18,7 +18,8 @@
 //!   runs ahead of the state.
 
 use crate::{
-    chain::ChainError,
+    chain::{ChainError, PRUNE_INTERVAL_BLOCKS},
+    engine::MarshalMailbox,
     invariants::InvariantCheck,
     shared::{FinalizedBlock, Shared},
 };
@@ -374,12 +375,21 @@ pub struct Finalizer<E: Storage + Clock + Metrics + Spawner> {
     receiver: mpsc::UnboundedReceiver<Update<Block>>,
     metrics: FinalizerMetrics,
     invariants: Option<InvariantCheck>,
+    retention: Option<(MarshalMailbox, u64)>,
 }
 
 impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
     /// Also checks every invariant after every finalized block (see [`InvariantCheck`]).
     pub fn check_invariants(mut self, check: InvariantCheck) -> Self {
         self.invariants = Some(check);
+        self
+    }
+
+    /// Also asks marshal to prune finalized blocks and certificates more than `blocks` below
+    /// the tip, every [`PRUNE_INTERVAL_BLOCKS`] blocks (marshal drops whole archive sections,
+    /// so up to a section more is kept).
+    pub fn retain(mut self, marshal: MarshalMailbox, blocks: u64) -> Self {
+        self.retention = Some((marshal, blocks));
         self
     }
 
@@ -408,6 +418,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
                 receiver,
                 metrics,
                 invariants: None,
+                retention: None,
             },
             FinalizedReporter { sender },
         )
@@ -478,6 +489,12 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
                 transactions = block.transactions.len(),
                 "finalized"
             );
+        }
+        if let Some((marshal, blocks)) = &self.retention {
+            let height = block.height.get();
+            if height.is_multiple_of(PRUNE_INTERVAL_BLOCKS) && height > *blocks {
+                marshal.prune(Height::new(height - blocks));
+            }
         }
         let finalized = Arc::new(FinalizedBlock {
             block: block.clone(),

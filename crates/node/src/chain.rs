@@ -37,7 +37,7 @@ use logos_types::{
     storage::STORAGE_VALUE_MAX_BYTES,
     Event, Genesis, Receipt, StateError, StorageItem, StorageKey, StorageMap, Transaction,
 };
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, num::NonZeroU64, sync::Arc};
 
 /// The QMDB database holding the state.
 pub type StateDb<E> =
@@ -56,6 +56,14 @@ pub type StateBatch = Arc<
 
 /// Most unfinalized blocks whose batches are kept (forks included).
 pub const PENDING_BLOCKS_MAX: usize = 1_024;
+
+/// Operations per section of the state database's log by default: the granularity of its
+/// pruning (about 2 operations per empty block, 3 more per transfer).
+pub const STATE_LOG_ITEMS_PER_SECTION: u64 = 16_384;
+
+/// How often (in finalized blocks) the state's operation log is pruned when history is not
+/// kept (see [`ChainState::prune_history`]).
+pub const PRUNE_INTERVAL_BLOCKS: u64 = 256;
 
 /// Errors of the chain state.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +156,7 @@ pub struct ChainState<E: Storage + Clock + Metrics + Spawner> {
     tip: FinalizedTip,
     pending: BTreeMap<Hash, Pending>,
     keep_writes: bool,
+    prune_history: bool,
 }
 
 struct Reader<'a, E: Storage + Clock + Metrics + Spawner> {
@@ -171,7 +180,10 @@ impl<E: Storage + Clock + Metrics + Spawner> StateReader for Reader<'_, E> {
 type OperationCfg = ((), (RangeCfg<usize>, ()));
 
 /// Configuration of the state database's storage.
-fn db_config(partition: &str) -> current::VariableConfig<EightCap, OperationCfg, Sequential> {
+fn db_config(
+    partition: &str,
+    log_items_per_section: u64,
+) -> current::VariableConfig<EightCap, OperationCfg, Sequential> {
     // The ordered database's own partitions: a data directory of the earlier unordered
     // database is never read as this one.
     let partition = &format!("{partition}-ordered");
@@ -188,7 +200,7 @@ fn db_config(partition: &str) -> current::VariableConfig<EightCap, OperationCfg,
         },
         journal_config: JournalConfig {
             partition: format!("{partition}-log"),
-            items_per_section: NZU64!(16_384),
+            items_per_section: NonZeroU64::new(log_items_per_section).unwrap_or(NonZeroU64::MIN),
             compression: None,
             codec_config: ((), (RangeCfg::from(0..=STORAGE_VALUE_MAX_BYTES), ())),
             page_cache,
@@ -204,14 +216,17 @@ fn db_config(partition: &str) -> current::VariableConfig<EightCap, OperationCfg,
 }
 
 impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
-    /// Opens the state in `partition`; on first start, writes the genesis state.
+    /// Opens the state in `partition` (its log in sections of `log_items_per_section`
+    /// operations, see [`STATE_LOG_ITEMS_PER_SECTION`]); on first start, writes the genesis
+    /// state.
     pub async fn open(
         context: E,
         partition: &str,
+        log_items_per_section: u64,
         genesis: &Genesis,
         genesis_block: &Block,
     ) -> Result<Self, ChainError> {
-        let db = StateDb::init(context, db_config(partition), None)
+        let db = StateDb::init(context, db_config(partition, log_items_per_section), None)
             .await
             .map_err(storage_error)?;
         let metadata = db.get_metadata().await.map_err(storage_error)?;
@@ -224,6 +239,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
             },
             pending: BTreeMap::new(),
             keep_writes: false,
+            prune_history: false,
         };
         match metadata {
             None => state.write_genesis(genesis).await?,
@@ -242,6 +258,20 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     /// `check_invariants`; off by default, it costs memory per unfinalized block).
     pub fn keep_writes(&mut self, keep: bool) {
         self.keep_writes = keep;
+    }
+
+    /// Prunes the state database's operation log below its sync boundary every
+    /// [`PRUNE_INTERVAL_BLOCKS`] finalized blocks (off by default: archive nodes keep every
+    /// operation). QMDB keeps every operation it ever applied; those below the inactivity floor
+    /// no longer define the current state or its root, so pruning them bounds the log to about
+    /// the live state's size without changing any root or proof the node serves.
+    pub fn prune_history(&mut self, prune: bool) {
+        self.prune_history = prune;
+    }
+
+    /// First operation location the state database still holds (0 until it is pruned).
+    pub fn oldest_retained_operation(&self) -> u64 {
+        *self.db().bounds().start
     }
 
     /// Restores the tip's digest and root once the block at the persisted height is known
@@ -445,7 +475,20 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         // Batches at or below the finalized height are applied or on dead forks.
         self.pending
             .retain(|_, pending| pending.height > block.height);
+        if self.prune_history && block.height.get().is_multiple_of(PRUNE_INTERVAL_BLOCKS) {
+            self.prune().await?;
+        }
         Ok(pending.executed)
+    }
+
+    /// Prunes the operation log up to the database's sync boundary (see
+    /// [`Self::prune_history`]); pending batches stay valid, pruning changes no root.
+    async fn prune(&mut self) -> Result<(), ChainError> {
+        let db = self.db.take().expect("db present");
+        let boundary = db.sync_boundary();
+        let db = db.prune(boundary).await.map_err(storage_error)?;
+        self.db = Some(db);
+        Ok(())
     }
 
     async fn apply(&mut self, batch: StateBatch) -> Result<(), ChainError> {

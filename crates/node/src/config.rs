@@ -18,6 +18,8 @@
 //! mempool_transactions_max = 100000   # pooled transactions in total
 //! mempool_per_sender_max = 256         # pooled transactions per sender
 //! mempool_nonce_gap_max = 256          # how far ahead of the next nonce a nonce may be
+//! retention_blocks = 100000        # finalized blocks, certificates and state history kept
+//! archive = false                   # true: keep everything (retention_blocks is ignored)
 //! check_invariants = false          # check the runtime's invariants after every block (debug)
 //! ```
 
@@ -79,9 +81,20 @@ pub struct NodeConfig {
     #[serde(default = "default_log_level")]
     pub log_level: String,
     /// Check every invariant of the runtime after every finalized block (a debugging aid that
-    /// keeps a copy of the state in memory; see `logos_node::invariants`).
+    /// keeps a copy of the state in memory and every block; see `logos_node::invariants`).
     #[serde(default)]
     pub check_invariants: bool,
+    /// Finalized blocks (with their certificates) and state history kept behind the tip, at
+    /// least `logos_node::engine::RETENTION_BLOCKS_MIN`; older ones are pruned.
+    #[serde(default = "default_retention_blocks")]
+    pub retention_blocks: u64,
+    /// Keep every block, certificate and state operation (`retention_blocks` is ignored).
+    #[serde(default)]
+    pub archive: bool,
+}
+
+fn default_retention_blocks() -> u64 {
+    crate::engine::RETENTION_BLOCKS_DEFAULT
 }
 
 fn default_rpc_listen() -> SocketAddr {
@@ -137,6 +150,11 @@ fn default_mempool_nonce_gap_max() -> u64 {
 }
 
 impl NodeConfig {
+    /// The retention window the engine uses: `None` for an archive node.
+    pub fn retention(&self) -> Option<u64> {
+        (!self.archive).then_some(self.retention_blocks)
+    }
+
     /// The mempool limits of this configuration (at least one transaction, one per sender).
     pub fn mempool(&self) -> logos_mempool::Config {
         logos_mempool::Config {

@@ -43,7 +43,7 @@ use commonware_parallel::Sequential;
 use commonware_runtime::{
     buffer::paged::CacheRef, Clock, Handle, Metrics, Spawner, Storage, Supervisor,
 };
-use commonware_storage::archive::immutable;
+use commonware_storage::{archive::prunable, translator::EightCap};
 use commonware_utils::{NZDuration, NZUsize, NZU16, NZU64};
 use logos_api::{
     block::BlockCfg,
@@ -51,9 +51,13 @@ use logos_api::{
     Block,
 };
 use logos_mempool::Mempool;
-use logos_primitives::{Height, PrivateKey, PublicKey};
+use logos_primitives::{Hash, Height, PrivateKey, PublicKey};
 use logos_types::Genesis;
-use std::{num::NonZeroUsize, sync::Arc, time::Duration};
+use std::{
+    num::{NonZeroU64, NonZeroUsize},
+    sync::Arc,
+    time::Duration,
+};
 
 /// Storage tuning of the engine's journals and archives (sizes in bytes unless named otherwise).
 pub mod tuning {
@@ -65,16 +69,9 @@ pub mod tuning {
     pub const REPLAY_BUFFER_BYTES: usize = 1 << 20;
     /// Write buffer of journals and archives.
     pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
-    /// Items per section of the archives (blocks, certificates).
+    /// Items per section of the archives (blocks, certificates) by default (see
+    /// `Config::archive_items_per_section`).
     pub const ARCHIVE_ITEMS_PER_SECTION: u64 = 4_096;
-    /// Initial slots of an archive's freezer table.
-    pub const FREEZER_TABLE_INITIAL_SLOTS: u32 = 65_536;
-    /// Resizes of the freezer table happen every this many insertions of a full table.
-    pub const FREEZER_TABLE_RESIZE_FREQUENCY: u8 = 4;
-    /// Slots moved per resize step of the freezer table.
-    pub const FREEZER_TABLE_RESIZE_CHUNK_SLOTS: u32 = 16_384;
-    /// Target size of one freezer value blob.
-    pub const FREEZER_VALUE_TARGET_BYTES: u64 = 1 << 26;
     /// Blocks marshal's broadcast buffer keeps per peer.
     pub const BROADCAST_DEQUE_BLOCKS: usize = 64;
     /// Delay before a failed fetch is retried, ms.
@@ -122,9 +119,27 @@ pub struct Config {
     /// Capacity of internal actor mailboxes.
     pub mailbox_size: usize,
     /// Check every invariant of the runtime after every finalized block (see
-    /// [`crate::invariants`]).
+    /// [`crate::invariants`]; it replays every block from genesis on start, so it keeps
+    /// every block whatever `retention_blocks` says).
     pub check_invariants: bool,
+    /// Finalized blocks (with their certificates) and state history kept behind the tip;
+    /// `None` keeps everything (an archive node). At least [`RETENTION_BLOCKS_MIN`].
+    pub retention_blocks: Option<u64>,
+    /// Blocks (and certificates) per archive section: pruning drops whole sections, so a
+    /// pruning node holds up to this many blocks beyond its retention. Fixed for the life of
+    /// the data directory.
+    pub archive_items_per_section: u64,
+    /// Operations per section of the state database's log (its pruning granularity; see
+    /// [`crate::chain::STATE_LOG_ITEMS_PER_SECTION`]). Fixed for the life of the data
+    /// directory.
+    pub state_log_items_per_section: u64,
 }
+
+/// Finalized blocks a pruning node keeps by default (about 42 minutes at 25 ms blocks).
+pub const RETENTION_BLOCKS_DEFAULT: u64 = 100_000;
+/// Smallest retention: peers that fell behind fetch recent blocks from here, and simplex
+/// keeps `SIMPLEX_VIEW_RETENTION` views.
+pub const RETENTION_BLOCKS_MIN: u64 = 1_024;
 
 impl Config {
     /// Defaults tuned for validators on one LAN or host.
@@ -141,6 +156,9 @@ impl Config {
             fetch_timeout_ms: 1_000,
             mailbox_size: 1_024,
             check_invariants: false,
+            retention_blocks: Some(RETENTION_BLOCKS_DEFAULT),
+            archive_items_per_section: ARCHIVE_ITEMS_PER_SECTION,
+            state_log_items_per_section: crate::chain::STATE_LOG_ITEMS_PER_SECTION,
         }
     }
 }
@@ -219,6 +237,9 @@ pub enum EngineError {
     /// Marshal does not have the block at the state's height (storage out of step).
     #[error("no finalized block at the state's height {0}")]
     MissingTipBlock(u64),
+    /// The retention window is below [`RETENTION_BLOCKS_MIN`].
+    #[error("retention of {0} blocks is below the minimum of {RETENTION_BLOCKS_MIN}")]
+    RetentionTooShort(u64),
     /// The leader timeout leaves no room for the allowed timestamp drift plus block time, so
     /// a leader stamping its block in the future could make honest proposals miss their view.
     #[error(
@@ -246,27 +267,22 @@ pub fn genesis_block(genesis: &Genesis) -> Result<Block, EngineError> {
 fn archive_config<C>(
     prefix: &str,
     name: &str,
+    items_per_section: u64,
     page_cache: &CacheRef,
     codec_config: C,
-) -> immutable::Config<C> {
-    immutable::Config {
-        metadata_partition: format!("{prefix}-{name}-metadata"),
-        freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
-        freezer_table_initial_size: FREEZER_TABLE_INITIAL_SLOTS,
-        freezer_table_resize_frequency: FREEZER_TABLE_RESIZE_FREQUENCY,
-        freezer_table_resize_chunk_size: FREEZER_TABLE_RESIZE_CHUNK_SLOTS,
-        freezer_key_partition: format!("{prefix}-{name}-freezer-key"),
-        freezer_key_page_cache: page_cache.clone(),
-        freezer_value_partition: format!("{prefix}-{name}-freezer-value"),
-        freezer_value_target_size: FREEZER_VALUE_TARGET_BYTES,
-        freezer_value_compression: None,
-        ordinal_partition: format!("{prefix}-{name}-ordinal"),
-        items_per_section: NZU64!(ARCHIVE_ITEMS_PER_SECTION),
+) -> prunable::Config<EightCap, C> {
+    prunable::Config {
+        translator: EightCap,
+        metadata_partition: format!("{prefix}-{name}-pruned-metadata"),
+        key_partition: format!("{prefix}-{name}-pruned-keys"),
+        key_page_cache: page_cache.clone(),
+        value_partition: format!("{prefix}-{name}-pruned-values"),
+        compression: None,
         codec_config,
+        items_per_section: NonZeroU64::new(items_per_section).unwrap_or(NonZeroU64::MIN),
+        key_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
+        value_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
         replay_buffer: NZUsize!(REPLAY_BUFFER_BYTES),
-        freezer_key_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
-        freezer_value_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
-        ordinal_write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
     }
 }
 
@@ -286,6 +302,40 @@ where
     P: Provider<PublicKey = PublicKey>,
     B: Blocker<PublicKey = PublicKey>,
 {
+    start_wrapped(context, config, networks, peers, blocker, |application| {
+        application
+    })
+    .await
+}
+
+/// [`start`], with the [`Application`] handed to consensus through `wrap` first.
+///
+/// Nodes run the application as it is ([`start`]); the deterministic simulations wrap it in
+/// byzantine doubles (a leader that proposes a wrong state root, an invalid transaction or a
+/// future timestamp) to show that honest validators refuse such blocks and keep finalizing.
+pub async fn start_wrapped<E, S, R, P, B, A, W>(
+    context: E,
+    config: Config,
+    networks: Networks<S, R>,
+    peers: P,
+    blocker: B,
+    wrap: W,
+) -> Result<Node<E>, EngineError>
+where
+    E: Spawner + Storage + Clock + Metrics + Supervisor + rand::CryptoRng + Send + Sync + 'static,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    P: Provider<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+    A: commonware_consensus::Application<
+        E,
+        SigningScheme = Scheme,
+        Context = simplex::types::Context<Hash, PublicKey>,
+        Block = Block,
+        Input = (),
+    >,
+    W: FnOnce(Application<E>) -> A,
+{
     config.genesis.validate()?;
     let required_ms = config
         .block_time_ms
@@ -295,6 +345,11 @@ where
             leader_timeout_ms: config.leader_timeout_ms,
             required_ms,
         });
+    }
+    // An invariant check replays every block from genesis: it keeps them all.
+    let retention_blocks = config.retention_blocks.filter(|_| !config.check_invariants);
+    if let Some(blocks) = retention_blocks.filter(|blocks| *blocks < RETENTION_BLOCKS_MIN) {
+        return Err(EngineError::RetentionTooShort(blocks));
     }
     let me = config.signer.public_key();
     let validators = config.genesis.validator_keys()?;
@@ -315,11 +370,13 @@ where
     let mut chain = ChainState::open(
         context.child("state"),
         &format!("{prefix}-state"),
+        config.state_log_items_per_section,
         &config.genesis,
         &genesis_block,
     )
     .await?;
     chain.keep_writes(config.check_invariants);
+    chain.prune_history(retention_blocks.is_some());
     let shared = Arc::new(Shared::new(
         chain,
         Mempool::new(config.mempool.clone()),
@@ -354,20 +411,27 @@ where
         },
     );
     broadcast_engine.start(networks.blocks);
-    let finalizations_by_height = immutable::Archive::init(
+    let finalizations_by_height = prunable::Archive::init(
         context.child("finalizations_by_height"),
         archive_config(
             &prefix,
             "finalizations",
+            config.archive_items_per_section,
             &page_cache,
             Scheme::certificate_codec_config_unbounded(),
         ),
     )
     .await
     .expect("open finalizations archive");
-    let finalized_blocks = immutable::Archive::init(
+    let finalized_blocks = prunable::Archive::init(
         context.child("finalized_blocks"),
-        archive_config(&prefix, "blocks", &page_cache, block_cfg),
+        archive_config(
+            &prefix,
+            "blocks",
+            config.archive_items_per_section,
+            &page_cache,
+            block_cfg,
+        ),
     )
     .await
     .expect("open blocks archive");
@@ -405,6 +469,9 @@ where
     let (mut finalizer, reporter) = Finalizer::new(shared.clone(), &context.child("chain"));
     actor.start(reporter, buffer, resolver);
     let tip = restore_tip(&shared, &marshal, &genesis_block).await?;
+    if let Some(blocks) = retention_blocks {
+        finalizer = finalizer.retain(marshal.clone(), blocks);
+    }
     if config.check_invariants {
         let check = InvariantCheck::new(&config.genesis, &context.child("invariants"))?
             .replay(&shared, &marshal, tip)
@@ -421,7 +488,11 @@ where
     );
 
     // Consensus.
-    let application = Application::new(shared.clone(), me.clone(), config.block_time_ms);
+    let application = wrap(Application::new(
+        shared.clone(),
+        me.clone(),
+        config.block_time_ms,
+    ));
     let inline = Inline::new(
         context.child("inline"),
         application,

@@ -96,7 +96,14 @@ pub async fn run<E: Storage + Clock + Metrics + Spawner>(
 ) -> Result<(), FollowError> {
     let genesis = &config.genesis;
     let first = genesis_block(genesis).map_err(|e| FollowError::Genesis(e.to_string()))?;
-    let mut chain = ChainState::open(context, "follower-state", genesis, &first).await?;
+    let mut chain = ChainState::open(
+        context,
+        "follower-state",
+        crate::chain::STATE_LOG_ITEMS_PER_SECTION,
+        genesis,
+        &first,
+    )
+    .await?;
     let rpc = HttpClientBuilder::default()
         .request_timeout(Duration::from_secs(10))
         .build(&config.rpc)?;

@@ -3,28 +3,69 @@
 //!
 //! Every scenario asserts safety (at every height all honest validators finalized the same
 //! block, and each validator's state root equals the root its finalized tip commits to) and
-//! liveness (finalization reaches a target within a bound of simulated time).
+//! liveness (finalization reaches a target within a bound of simulated time), and runs over
+//! many seeds: [`SEEDS_DEFAULT`] each, or `LOGOS_SIMULATION_SEEDS` (a failing run prints its
+//! seed on stderr).
+//!
+//! Hostile cases: a validator offline, partitions that heal, 10 % packet loss on every link,
+//! an equivocating leader, a byzantine leader (wrong state root, forged signature, unpayable
+//! transaction, timestamp beyond the drift bound, timestamp at the drift bound), an unclean
+//! crash of every validator followed by a restart from what storage kept, and pooled
+//! transactions that cannot pay.
 
 use commonware_consensus::{
-    marshal::Identifier,
-    simplex::{elector::RoundRobin, mocks},
+    marshal::{ancestry::Ancestry, Identifier},
+    simplex::{elector::RoundRobin, mocks, types::Context as RoundContext},
     types::Epoch,
 };
-use commonware_cryptography::{Digestible, Sha256, Signer};
+use commonware_cryptography::{Digested, Digestible, Sha256, Signer};
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_runtime::{deterministic, Clock, Quota, Runner, Supervisor};
 use commonware_utils::{probability, NZUsize, NZU32};
-use logos_api::consensus::{consensus_namespace, participants, Scheme};
-use logos_node::engine::{self, Networks, Node};
+use logos_api::{
+    consensus::{consensus_namespace, participants, Scheme},
+    Block,
+};
+use logos_node::{
+    application::{Application, TIMESTAMP_DRIFT_MAX_MS},
+    engine::{self, Networks, Node},
+};
 use logos_primitives::{format_public_key, Address, Amount, Hash, Height, PrivateKey, PublicKey};
 use logos_types::{
     balances,
     genesis::{GenesisAccount, GenesisValidator},
     Call, Genesis, Params, TransactionPayload,
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, UNIX_EPOCH},
+};
 
 type Context = deterministic::Context;
+
+/// Seeds per scenario unless `LOGOS_SIMULATION_SEEDS` says otherwise.
+const SEEDS_DEFAULT: u64 = 100;
+
+/// Runs `scenario` once per seed from `base` (see the module docs); the seed is printed first,
+/// so a failure names the seed that reproduces it.
+fn over_seeds(base: u64, scenario: impl Fn(u64)) {
+    over_seeds_n(base, SEEDS_DEFAULT, scenario);
+}
+
+/// [`over_seeds`] with `default` seeds (for long scenarios).
+fn over_seeds_n(base: u64, default: u64, scenario: impl Fn(u64)) {
+    let count = std::env::var("LOGOS_SIMULATION_SEEDS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default);
+    for seed in base..base + count {
+        eprintln!("seed {seed}");
+        scenario(seed);
+    }
+}
 
 const QUOTA: Quota = Quota::per_second(NZU32!(1_024));
 const RECIPIENT: Address = Address([0x42; 20]);
@@ -37,11 +78,21 @@ fn link(latency_ms: u64) -> Link {
     }
 }
 
+/// A link that drops one message in ten.
+fn lossy_link(latency_ms: u64) -> Link {
+    Link {
+        success_rate: probability!(0.9),
+        ..link(latency_ms)
+    }
+}
+
 struct Network_ {
     oracle: Oracle<PublicKey, Context>,
     keys: Vec<PrivateKey>,
     genesis: Genesis,
     funded: PrivateKey,
+    /// Adjusts each validator's engine configuration before it starts.
+    configure: fn(&mut engine::Config),
 }
 
 fn genesis(keys: &[PrivateKey], funded: &PrivateKey) -> Genesis {
@@ -85,6 +136,7 @@ async fn network(context: &Context, n: u64) -> Network_ {
         keys,
         genesis,
         funded,
+        configure: |_| {},
     }
 }
 
@@ -109,30 +161,198 @@ async fn channels(
 }
 
 async fn start_validator(context: &Context, net: &Network_, index: usize) -> Node<Context> {
+    launch(context, net, index, |application| application).await
+}
+
+/// Starts validator `index` with its application wrapped by `wrap` (a byzantine double).
+async fn launch<A, W>(context: &Context, net: &Network_, index: usize, wrap: W) -> Node<Context>
+where
+    A: commonware_consensus::Application<
+        Context,
+        SigningScheme = Scheme,
+        Context = RoundContext<Hash, PublicKey>,
+        Block = Block,
+        Input = (),
+    >,
+    W: FnOnce(Application<Context>) -> A,
+{
     let key = net.keys[index].clone();
     let networks = channels(&net.oracle, &key.public_key()).await;
-    let config = engine::Config::new(
+    let mut config = engine::Config::new(
         key.clone(),
         net.genesis.clone(),
         format!("validator-{index}"),
     );
-    engine::start(
+    (net.configure)(&mut config);
+    engine::start_wrapped(
         context.child(Box::leak(format!("validator_{index}").into_boxed_str())),
         config,
         networks,
         net.oracle.manager(),
         net.oracle.control(key.public_key()),
+        wrap,
     )
     .await
     .expect("validator starts")
 }
 
+/// What a byzantine leader does to the block its honest application built.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Commits to a state root execution does not give.
+    WrongStateRoot,
+    /// Adds a transfer from a funded account signed by another key.
+    ForgedSignature,
+    /// Adds a well-signed transaction from an account that cannot pay its fee.
+    UnpayableTransaction,
+    /// Stamps the block ten times the allowed drift ahead of its clock.
+    FutureTimestamp,
+    /// Stamps the block exactly the allowed drift ahead (valid: honest leaders after it must
+    /// still make their views).
+    TimestampAtDriftBound,
+}
+
+impl Fault {
+    /// Whether honest validators must refuse every block with this fault.
+    fn refused(self) -> bool {
+        !matches!(self, Fault::TimestampAtDriftBound)
+    }
+}
+
+/// A validator's application that builds honestly, then applies its [`Fault`] to every block
+/// it proposes (it verifies others' blocks honestly).
+#[derive(Clone)]
+struct Byzantine {
+    inner: Application<Context>,
+    fault: Fault,
+    /// A funded account whose transfers it forges.
+    victim: PublicKey,
+    chain_id: logos_primitives::ChainId,
+    /// Corrupted blocks proposed so far.
+    proposed: Arc<AtomicUsize>,
+}
+
+impl Byzantine {
+    fn corrupt(&self, honest: &Block, now_ms: u64) -> Block {
+        let mut timestamp_ms = honest.timestamp_ms;
+        let mut state_root = honest.state_root;
+        let mut transactions = honest.transactions.clone();
+        let forger = PrivateKey::from_seed(7_777);
+        match self.fault {
+            Fault::WrongStateRoot => state_root = Hash::from([0xab; 32]),
+            Fault::ForgedSignature => transactions.push(
+                TransactionPayload {
+                    chain_id: self.chain_id,
+                    sender: self.victim.clone(),
+                    nonce: 0,
+                    fee: Amount(1_000),
+                    call: Call::Balances(balances::Call::Transfer {
+                        to: Address::from_public_key(&forger.public_key()),
+                        amount: Amount(1_000_000),
+                    }),
+                }
+                .sign(&forger),
+            ),
+            Fault::UnpayableTransaction => transactions.push(
+                TransactionPayload {
+                    chain_id: self.chain_id,
+                    sender: forger.public_key(),
+                    nonce: 0,
+                    fee: Amount(1_000),
+                    call: Call::Balances(balances::Call::Transfer {
+                        to: RECIPIENT,
+                        amount: Amount(1),
+                    }),
+                }
+                .sign(&forger),
+            ),
+            Fault::FutureTimestamp => timestamp_ms = now_ms + 10 * TIMESTAMP_DRIFT_MAX_MS,
+            Fault::TimestampAtDriftBound => timestamp_ms = now_ms + TIMESTAMP_DRIFT_MAX_MS,
+        }
+        Block::new(
+            honest.parent,
+            honest.height,
+            timestamp_ms,
+            honest.proposer.clone(),
+            state_root,
+            transactions,
+        )
+    }
+}
+
+impl commonware_consensus::Application<Context> for Byzantine {
+    type SigningScheme = Scheme;
+    type Context = RoundContext<Hash, PublicKey>;
+    type Block = Block;
+    type Input = ();
+
+    async fn propose(
+        &mut self,
+        context: (Context, Self::Context),
+        ancestry: impl Ancestry<Block>,
+        input: (),
+    ) -> Option<Digested<Block>> {
+        // Read before building, which may wait: the stamp is then at most the drift ahead
+        // of any later clock.
+        let now_ms = context
+            .0
+            .current()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let honest = self.inner.propose(context, ancestry, input).await?;
+        let block = self.corrupt(honest.inner(), now_ms);
+        self.proposed.fetch_add(1, Ordering::Relaxed);
+        let digest = block.digest();
+        Some(Digested::precomputed(block, digest))
+    }
+
+    async fn verify(
+        &mut self,
+        context: (Context, Self::Context),
+        ancestry: impl Ancestry<Block>,
+    ) -> bool {
+        self.inner.verify(context, ancestry).await
+    }
+}
+
+/// Starts validator `index` as a [`Byzantine`] leader with `fault`; the counter gives how
+/// many corrupted blocks it proposed.
+async fn start_byzantine(
+    context: &Context,
+    net: &Network_,
+    index: usize,
+    fault: Fault,
+) -> (Node<Context>, Arc<AtomicUsize>) {
+    let victim = net.funded.public_key();
+    let chain_id = net.genesis.chain_id();
+    let proposed = Arc::new(AtomicUsize::new(0));
+    let counter = proposed.clone();
+    let node = launch(context, net, index, move |inner| Byzantine {
+        inner,
+        fault,
+        victim,
+        chain_id,
+        proposed: counter,
+    })
+    .await;
+    (node, proposed)
+}
+
 async fn connect(oracle: &Oracle<PublicKey, Context>, keys: &[PrivateKey], latency_ms: u64) {
+    connect_with(oracle, keys, || link(latency_ms)).await;
+}
+
+async fn connect_with(
+    oracle: &Oracle<PublicKey, Context>,
+    keys: &[PrivateKey],
+    link: impl Fn() -> Link,
+) {
     for a in keys {
         for b in keys {
             if a.public_key() != b.public_key() {
                 oracle
-                    .add_link(a.public_key(), b.public_key(), link(latency_ms))
+                    .add_link(a.public_key(), b.public_key(), link())
                     .await
                     .unwrap();
             }
@@ -187,6 +407,11 @@ async fn wait_for_height(
 /// Safety: all nodes finalized the same block at every height up to the lowest tip, and each
 /// node's state root is the one its tip block commits to.
 async fn assert_safety(nodes: &[&Node<Context>]) {
+    assert_safety_from(nodes, 1).await;
+}
+
+/// [`assert_safety`] for the heights from `from` (below it, pruning nodes dropped the blocks).
+async fn assert_safety_from(nodes: &[&Node<Context>], from: u64) {
     let mut lowest = u64::MAX;
     for node in nodes {
         lowest = lowest.min(tip(node).await.get());
@@ -198,7 +423,7 @@ async fn assert_safety(nodes: &[&Node<Context>]) {
         );
     }
     assert!(lowest > 0, "nothing finalized");
-    for height in 1..=lowest {
+    for height in from..=lowest {
         let mut digest: Option<Hash> = None;
         for node in nodes {
             let block = node
@@ -219,7 +444,12 @@ async fn assert_safety(nodes: &[&Node<Context>]) {
 }
 
 async fn submit_transfers(node: &Node<Context>, net: &Network_, count: u64) {
-    for nonce in 0..count {
+    resubmit_transfers(node, net, 0, count).await;
+}
+
+/// Submits the funded account's transfers of nonces `from..count` (10 units each).
+async fn resubmit_transfers(node: &Node<Context>, net: &Network_, from: u64, count: u64) {
+    for nonce in from..count {
         let transaction = TransactionPayload {
             chain_id: node.shared.chain_id(),
             sender: net.funded.public_key(),
@@ -275,17 +505,21 @@ fn all_online(n: u64, latency_ms: u64, seed: u64) {
 
 #[test]
 fn four_validators_with_latency_finalize_and_agree() {
-    all_online(4, 10, 1);
+    over_seeds(1_000, |seed| all_online(4, 10, seed));
 }
 
 #[test]
 fn ten_validators_with_latency_finalize_and_agree() {
-    all_online(10, 20, 2);
+    over_seeds(2_000, |seed| all_online(10, 20, seed));
 }
 
 #[test]
 fn one_validator_offline_is_skipped() {
-    simulate(3, |context| async move {
+    over_seeds(3_000, one_validator_offline);
+}
+
+fn one_validator_offline(seed: u64) {
+    simulate(seed, |context| async move {
         let (net, nodes) = start_network(&context, 4, 3, 10).await;
         let refs: Vec<&Node<Context>> = nodes.iter().collect();
         submit_transfers(&nodes[1], &net, 5).await;
@@ -300,7 +534,11 @@ fn one_validator_offline_is_skipped() {
 
 #[test]
 fn partition_halts_finality_and_heals() {
-    simulate(4, |context| async move {
+    over_seeds(4_000, partition_and_heal);
+}
+
+fn partition_and_heal(seed: u64) {
+    simulate(seed, |context| async move {
         let (net, nodes) = start_network(&context, 4, 4, 10).await;
         let refs: Vec<&Node<Context>> = nodes.iter().collect();
         wait_for_height(&context, &refs, 10, Duration::from_secs(30)).await;
@@ -349,7 +587,11 @@ fn partition_halts_finality_and_heals() {
 
 #[test]
 fn equivocating_validator_breaks_neither_safety_nor_liveness() {
-    simulate(5, |context| async move {
+    over_seeds(5_000, equivocating_validator);
+}
+
+fn equivocating_validator(seed: u64) {
+    simulate(seed, |context| async move {
         let net = network(&context, 4).await;
         let mut nodes = Vec::new();
         for index in 0..3 {
@@ -391,7 +633,7 @@ fn equivocating_validator_breaks_neither_safety_nor_liveness() {
 /// twenty such senders in every validator's pool neither halt the chain nor stay pooled.
 #[test]
 fn unpayable_pooled_transactions_are_evicted_and_never_halt_the_chain() {
-    for seed in [10, 11, 12] {
+    over_seeds(6_000, |seed| {
         simulate(seed, |context| async move {
             let (net, nodes) = start_network(&context, 4, 4, 10).await;
             let refs: Vec<&Node<Context>> = nodes.iter().collect();
@@ -440,5 +682,221 @@ fn unpayable_pooled_transactions_are_evicted_and_never_halt_the_chain() {
                 assert_eq!(node.shared.with_mempool(|pool| pool.len()), 0, "evicted");
             }
         });
+    });
+}
+
+/// Every link drops one message in ten: finality slows but never stops, and every honest
+/// transfer is applied on every validator.
+#[test]
+fn ten_percent_packet_loss_slows_but_never_stops_finality() {
+    over_seeds(7_000, |seed| {
+        simulate(seed, |context| async move {
+            let net = network(&context, 4).await;
+            let mut nodes = Vec::new();
+            for index in 0..4 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            connect_with(&net.oracle, &net.keys, || lossy_link(10)).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            wait_for_height(&context, &refs, 3, Duration::from_secs(60)).await;
+            submit_transfers(&nodes[0], &net, 5).await;
+            let height = tip(&nodes[0]).await.get();
+            wait_for_height(&context, &refs, height + 20, Duration::from_secs(120)).await;
+            assert_safety(&refs).await;
+            for node in &nodes {
+                assert_eq!(recipient_balance(node).await, Amount(50));
+            }
+        });
+    });
+}
+
+/// How many finalized blocks up to `node`'s tip `proposer` proposed.
+async fn finalized_by(node: &Node<Context>, proposer: &PublicKey) -> usize {
+    let mut count = 0;
+    for height in 1..=tip(node).await.get() {
+        let block = node
+            .marshal
+            .get_block(Identifier::Height(Height::new(height)))
+            .await
+            .expect("finalized block stored");
+        if &block.inner().proposer == proposer {
+            count += 1;
+        }
     }
+    count
+}
+
+/// Three honest validators and one that corrupts every block it proposes with `fault`: honest
+/// validators refuse every corrupted block (none is finalized), finalize without it within the
+/// bound and apply every honest transfer; a leader stamping at the drift bound is accepted and
+/// slows nobody down.
+fn byzantine_leader(fault: Fault, seed: u64) {
+    simulate(seed, move |context| async move {
+        let net = network(&context, 4).await;
+        let mut honest = Vec::new();
+        for index in 0..3 {
+            honest.push(start_validator(&context, &net, index).await);
+        }
+        let (_byzantine, proposed) = start_byzantine(&context, &net, 3, fault).await;
+        connect(&net.oracle, &net.keys, 10).await;
+        let refs: Vec<&Node<Context>> = honest.iter().collect();
+        submit_transfers(&honest[0], &net, 5).await;
+        let bound = if fault.refused() {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_secs(10)
+        };
+        wait_for_height(&context, &refs, 20, bound).await;
+        assert_safety(&refs).await;
+        assert!(
+            proposed.load(Ordering::Relaxed) > 0,
+            "the byzantine validator led a view"
+        );
+        let byzantine_key = net.keys[3].public_key();
+        for node in &honest {
+            let finalized = finalized_by(node, &byzantine_key).await;
+            if fault.refused() {
+                assert_eq!(finalized, 0, "a block with {fault:?} was finalized");
+            } else {
+                assert!(
+                    finalized > 0,
+                    "the byzantine leader's valid blocks are finalized"
+                );
+            }
+            assert_eq!(recipient_balance(node).await, Amount(50));
+            let forger = Address::from_public_key(&PrivateKey::from_seed(7_777).public_key());
+            let (account, _) = node.shared.finalized_account(&forger).await.unwrap();
+            assert_eq!(account.balance, Amount::ZERO, "nothing forged was paid");
+        }
+    });
+}
+
+#[test]
+fn byzantine_leader_with_a_wrong_state_root_is_refused() {
+    over_seeds(8_000, |seed| byzantine_leader(Fault::WrongStateRoot, seed));
+}
+
+#[test]
+fn byzantine_leader_with_a_forged_signature_is_refused() {
+    over_seeds(9_000, |seed| byzantine_leader(Fault::ForgedSignature, seed));
+}
+
+#[test]
+fn byzantine_leader_with_an_unpayable_transaction_is_refused() {
+    over_seeds(10_000, |seed| {
+        byzantine_leader(Fault::UnpayableTransaction, seed)
+    });
+}
+
+#[test]
+fn byzantine_leader_with_a_future_timestamp_is_refused() {
+    over_seeds(11_000, |seed| {
+        byzantine_leader(Fault::FutureTimestamp, seed)
+    });
+}
+
+#[test]
+fn byzantine_leader_at_the_drift_bound_stalls_no_view() {
+    over_seeds(12_000, |seed| {
+        byzantine_leader(Fault::TimestampAtDriftBound, seed)
+    });
+}
+
+/// Every validator crashes at once at a seed-dependent moment (the deterministic runtime drops
+/// every task and resolves unsynced writes as a crash would), then restarts from what its
+/// storage kept: each resumes from a consistent tip, they agree, finality resumes, and the
+/// client resubmitting from the finalized nonce gets every transfer applied exactly once.
+#[test]
+fn every_validator_crashes_and_restarts_from_its_storage() {
+    over_seeds(13_000, |seed| {
+        let config = deterministic::Config::new()
+            .with_seed(seed)
+            .with_timeout(Some(Duration::from_secs(600)));
+        let (before, checkpoint) =
+            deterministic::Runner::new(config).start_and_recover(move |context| async move {
+                let (net, nodes) = start_network(&context, 4, 4, 10).await;
+                let refs: Vec<&Node<Context>> = nodes.iter().collect();
+                wait_for_height(&context, &refs, 3, Duration::from_secs(30)).await;
+                submit_transfers(&nodes[0], &net, 10).await;
+                context.sleep(Duration::from_millis(seed * 37 % 400)).await;
+                let mut tips = Vec::new();
+                for node in &nodes {
+                    tips.push(tip(node).await.get());
+                }
+                tips
+            });
+        deterministic::Runner::from(checkpoint).start(move |context| async move {
+            let (net, nodes) = start_network(&context, 4, 4, 10).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            for node in &nodes {
+                // Every finalized block was committed before it was acknowledged.
+                assert!(
+                    tip(node).await.get() >= 3,
+                    "restarted from storage, not genesis"
+                );
+            }
+            let highest = before.iter().copied().max().unwrap();
+            wait_for_height(&context, &refs, highest + 10, Duration::from_secs(60)).await;
+            let (account, _) = nodes[0]
+                .shared
+                .finalized_account(&Address::from_public_key(&net.funded.public_key()))
+                .await
+                .unwrap();
+            resubmit_transfers(&nodes[0], &net, account.nonce, 10).await;
+            let height = tip(&nodes[0]).await.get();
+            wait_for_height(&context, &refs, height + 10, Duration::from_secs(60)).await;
+            assert_safety(&refs).await;
+            for node in &nodes {
+                assert_eq!(
+                    recipient_balance(node).await,
+                    Amount(100),
+                    "every transfer applied once"
+                );
+            }
+        });
+    });
+}
+
+/// Validators with the smallest retention window run far past it: each keeps the recent
+/// blocks (and serves the tip's state), drops the blocks of whole archive sections behind the
+/// window and prunes its state's operation log, and all keep agreeing (2,600 blocks, so
+/// several seeds rather than a hundred; small sections so pruning starts early).
+#[test]
+fn pruning_validators_keep_a_bounded_window_and_agree() {
+    over_seeds_n(14_000, 3, |seed| {
+        simulate(seed, |context| async move {
+            let mut net = network(&context, 4).await;
+            net.configure = |config| {
+                config.retention_blocks = Some(engine::RETENTION_BLOCKS_MIN);
+                config.archive_items_per_section = 512;
+                config.state_log_items_per_section = 1_024;
+            };
+            let mut nodes = Vec::new();
+            for index in 0..4 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            connect(&net.oracle, &net.keys, 5).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            submit_transfers(&nodes[0], &net, 5).await;
+            // Heights below 1,024 go once a prune point (every 256) passes 1,024 + 1,024.
+            wait_for_height(&context, &refs, 2_600, Duration::from_secs(600)).await;
+            let window_start = tip(&nodes[0]).await.get() - engine::RETENTION_BLOCKS_MIN;
+            for node in &nodes {
+                for height in [1, 100, 1_000] {
+                    assert!(
+                        node.marshal
+                            .get_block(Identifier::Height(Height::new(height)))
+                            .await
+                            .is_none(),
+                        "block {height} pruned"
+                    );
+                }
+                let chain = node.shared.chain().await;
+                assert!(chain.oldest_retained_operation() > 0, "state log pruned");
+                drop(chain);
+                assert_eq!(recipient_balance(node).await, Amount(50));
+            }
+            assert_safety_from(&refs, window_start).await;
+        });
+    });
 }
