@@ -3,13 +3,14 @@
 //! Wire form:
 //! ```text
 //! parent (32) | height u64 (8) | timestamp_ms u64 (8) | proposer ed25519 key (32)
-//! | state_root (32) | transaction count (varint) | transactions…
+//! | state_root (32) | receipts_root (32) | transaction count (varint) | transactions…
 //! ```
-//! The digest is `SHA-256(parent | height | timestamp_ms | proposer | state_root | tx_root)` with
-//! `tx_root = SHA-256(hash(tx_0) | … | hash(tx_n))`.
+//! The digest is `SHA-256(parent | height | timestamp_ms | proposer | state_root | tx_root |
+//! receipts_root)` with `tx_root = SHA-256(hash(tx_0) | … | hash(tx_n))`.
 //!
 //! `state_root` is the root of the authenticated state (see [`crate::proof`]) after executing
-//! this block on its parent's state. The genesis block (height 0) carries the chain id's hash in
+//! this block on its parent's state; `receipts_root` commits to the receipts that execution
+//! gives (see [`crate::receipt`]). The genesis block (height 0) carries the chain id's hash in
 //! its `state_root` field: it commits to the genesis content, whose state is built by every node.
 
 use bytes::BufMut;
@@ -39,6 +40,8 @@ pub struct Block {
     pub proposer: PublicKey,
     /// Authenticated state root after this block.
     pub state_root: Hash,
+    /// Root of the block's receipts ([`crate::receipt::receipts_root`]).
+    pub receipts_root: Hash,
     /// Transactions in execution order.
     pub transactions: Vec<Transaction>,
     digest: Hash,
@@ -52,25 +55,21 @@ impl Block {
         timestamp_ms: u64,
         proposer: PublicKey,
         state_root: Hash,
+        receipts_root: Hash,
         transactions: Vec<Transaction>,
     ) -> Self {
-        let digest = Self::compute_digest(
-            &parent,
-            height,
-            timestamp_ms,
-            &proposer,
-            &state_root,
-            &transactions,
-        );
-        Self {
+        let mut block = Self {
             parent,
             height,
             timestamp_ms,
             proposer,
             state_root,
+            receipts_root,
             transactions,
-            digest,
-        }
+            digest: Hash::from([0u8; 32]),
+        };
+        block.digest = block.header().digest();
+        block
     }
 
     /// The genesis block of a network: height 0, no parent, no transactions.
@@ -85,27 +84,9 @@ impl Block {
             timestamp_ms,
             proposer,
             chain_id.0,
+            crate::receipt::receipts_root(&[]),
             Vec::new(),
         )
-    }
-
-    fn compute_digest(
-        parent: &Hash,
-        height: Height,
-        timestamp_ms: u64,
-        proposer: &PublicKey,
-        state_root: &Hash,
-        transactions: &[Transaction],
-    ) -> Hash {
-        BlockHeader {
-            parent: *parent,
-            height,
-            timestamp_ms,
-            proposer: proposer.clone(),
-            state_root: *state_root,
-            transactions_root: transactions_root(transactions),
-        }
-        .digest()
     }
 
     /// The block's header: what its digest commits to, with the transactions as their root.
@@ -117,12 +98,13 @@ impl Block {
             proposer: self.proposer.clone(),
             state_root: self.state_root,
             transactions_root: transactions_root(&self.transactions),
+            receipts_root: self.receipts_root,
         }
     }
 
     /// Encoded size bound for `cfg`.
     pub fn max_size_bytes(cfg: &BlockCfg) -> usize {
-        32 + 8 + 8 + 32 + 32 + 10 + cfg.max_transactions * TRANSACTION_MAX_BYTES
+        32 + 8 + 8 + 32 + 32 + 32 + 10 + cfg.max_transactions * TRANSACTION_MAX_BYTES
     }
 }
 
@@ -139,8 +121,8 @@ pub fn transactions_root(transactions: &[Transaction]) -> Hash {
 /// A block without its transactions: enough to recompute the block's digest, so a light
 /// client checks a finalization certificate and a state root without trusting the server.
 ///
-/// Wire form (144 bytes): `parent (32) | height u64 (8) | timestamp_ms u64 (8) | proposer (32)
-/// | state_root (32) | transactions_root (32)`.
+/// Wire form (176 bytes): `parent (32) | height u64 (8) | timestamp_ms u64 (8) | proposer (32)
+/// | state_root (32) | transactions_root (32) | receipts_root (32)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockHeader {
     /// Digest of the parent block.
@@ -155,6 +137,8 @@ pub struct BlockHeader {
     pub state_root: Hash,
     /// [`transactions_root`] of the block's transactions.
     pub transactions_root: Hash,
+    /// Root of the block's receipts ([`crate::receipt`]).
+    pub receipts_root: Hash,
 }
 
 impl BlockHeader {
@@ -167,6 +151,7 @@ impl BlockHeader {
             self.proposer.as_ref(),
             self.state_root.as_ref(),
             self.transactions_root.as_ref(),
+            self.receipts_root.as_ref(),
         ])
     }
 }
@@ -179,11 +164,12 @@ impl Write for BlockHeader {
         self.proposer.write(buf);
         self.state_root.write(buf);
         self.transactions_root.write(buf);
+        self.receipts_root.write(buf);
     }
 }
 
 impl commonware_codec::FixedSize for BlockHeader {
-    const SIZE: usize = 32 + 8 + 8 + 32 + 32 + 32;
+    const SIZE: usize = 32 + 8 + 8 + 32 + 32 + 32 + 32;
 }
 
 impl Read for BlockHeader {
@@ -197,6 +183,7 @@ impl Read for BlockHeader {
             proposer: PublicKey::read(buf)?,
             state_root: Hash::read(buf)?,
             transactions_root: Hash::read(buf)?,
+            receipts_root: Hash::read(buf)?,
         })
     }
 }
@@ -208,6 +195,7 @@ impl Write for Block {
         self.timestamp_ms.write(buf);
         self.proposer.write(buf);
         self.state_root.write(buf);
+        self.receipts_root.write(buf);
         self.transactions.write(buf);
     }
 }
@@ -218,6 +206,7 @@ impl EncodeSize for Block {
             + 16
             + self.proposer.encode_size()
             + self.state_root.encode_size()
+            + self.receipts_root.encode_size()
             + self.transactions.encode_size()
     }
 }
@@ -231,6 +220,7 @@ impl Read for Block {
         let timestamp_ms = u64::read(buf)?;
         let proposer = PublicKey::read(buf)?;
         let state_root = Hash::read(buf)?;
+        let receipts_root = Hash::read(buf)?;
         let transactions =
             Vec::<Transaction>::read_cfg(buf, &(RangeCfg::new(0..=cfg.max_transactions), ()))?;
         Ok(Self::new(
@@ -239,6 +229,7 @@ impl Read for Block {
             timestamp_ms,
             proposer,
             state_root,
+            receipts_root,
             transactions,
         ))
     }
@@ -302,6 +293,7 @@ mod tests {
             99,
             key.public_key(),
             Hash::from([8; 32]),
+            Hash::from([6; 32]),
             transactions,
         )
     }
@@ -329,5 +321,25 @@ mod tests {
     #[test]
     fn digest_commits_to_transactions() {
         assert_ne!(block(1).digest(), block(2).digest());
+    }
+
+    #[test]
+    fn digest_and_header_commit_to_the_receipts_root() {
+        let honest = block(1);
+        let mut header = honest.header();
+        assert_eq!(header.digest(), honest.digest());
+        assert_eq!(header.encode().len(), 176);
+        header.receipts_root = Hash::from([5; 32]);
+        assert_ne!(header.digest(), honest.digest());
+        let forged = Block::new(
+            honest.parent,
+            honest.height,
+            honest.timestamp_ms,
+            honest.proposer.clone(),
+            honest.state_root,
+            Hash::from([5; 32]),
+            honest.transactions.clone(),
+        );
+        assert_ne!(forged.digest(), honest.digest());
     }
 }

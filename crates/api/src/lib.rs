@@ -14,6 +14,7 @@ pub mod agent;
 pub mod block;
 pub mod consensus;
 pub mod proof;
+pub mod receipt;
 pub mod rpc;
 
 pub use block::{Block, BlockCfg};

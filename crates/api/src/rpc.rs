@@ -14,7 +14,9 @@
 //! | `logos_getStorage` | hex storage key | [`StorageValue`] with proof |
 //! | `logos_getFinalization` | height | hex of the finalization certificate, or null |
 //! | `logos_getRawBlock` | height | hex of the finalized block's codec form, or null |
-//! | `logos_getBlockHeader` | height | hex of the finalized block's [`crate::block::BlockHeader`] (144 bytes), or null |
+//! | `logos_getBlockHeader` | height | hex of the finalized block's [`crate::block::BlockHeader`] (176 bytes), or null |
+//! | `logos_getTransaction` | transaction hash | [`TransactionLookup`] (pooled or finalized), or null |
+//! | `logos_getReceipt` | transaction hash | [`ReceiptInfo`] with its inclusion proof, or null |
 //! | `logos_subscribeFinalizedHeads` | | notifications `logos_finalizedHead`: [`Head`] |
 //! | `logos_subscribeEvents` | | notifications `logos_event`: [`EventRecord`] |
 
@@ -125,6 +127,52 @@ pub struct AccountState {
     pub balance: Amount,
     /// Finalized height the values were read at.
     pub height: u64,
+}
+
+/// Where a transaction is (`logos_getTransaction`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TransactionLookup {
+    /// `pending` (in this node's mempool) or `finalized`.
+    pub status: TransactionStatus,
+    /// Height of the finalized block that holds it.
+    pub height: Option<u64>,
+    /// Digest of that block.
+    pub block_hash: Option<String>,
+    /// Position in that block.
+    pub index: Option<u32>,
+    /// The transaction.
+    pub transaction: TransactionInfo,
+}
+
+/// Whether a transaction waits or is final.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionStatus {
+    /// In the mempool of the node asked.
+    Pending,
+    /// In a finalized block.
+    Finalized,
+}
+
+/// A receipt with what proves it (`logos_getReceipt`): `receipt_bytes` hash to leaf `index`
+/// of the block's receipts tree, `proof` is its inclusion proof, and the block header at
+/// `height` (whose digest a finalization certificate signs) carries the root.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceiptInfo {
+    /// The transaction's hash.
+    pub transaction: String,
+    /// Height of the finalized block that holds it.
+    pub height: u64,
+    /// Digest of that block.
+    pub block_hash: String,
+    /// Position in the block.
+    pub index: u32,
+    /// The receipt (the parsed `receipt_bytes`; a verifying client uses the bytes).
+    pub receipt: Receipt,
+    /// Hex of the receipt's canonical bytes ([`crate::receipt::receipt_bytes`]).
+    pub receipt_bytes: String,
+    /// Hex of the codec form of the inclusion proof ([`crate::receipt::receipt_proof`]).
+    pub proof: String,
 }
 
 /// A transaction as JSON.
@@ -307,10 +355,23 @@ pub trait LogosApi {
     #[method(name = "getRawBlock")]
     async fn get_raw_block(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
 
-    /// The header of the finalized block at `height` (hex of its 144-byte codec form), from
+    /// The header of the finalized block at `height` (hex of its 176-byte codec form), from
     /// which a client recomputes the block digest that the finalization certificate signs.
     #[method(name = "getBlockHeader")]
     async fn get_block_header(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
+
+    /// A transaction by hash: pooled here, or where a retained finalized block holds it;
+    /// `null` if neither (unknown, dropped, or pruned).
+    #[method(name = "getTransaction")]
+    async fn get_transaction(
+        &self,
+        hash: String,
+    ) -> Result<Option<TransactionLookup>, ErrorObjectOwned>;
+
+    /// The receipt of a finalized transaction with its inclusion proof under the block's
+    /// `receipts_root` (see [`crate::receipt`]); `null` if no retained finalized block holds it.
+    #[method(name = "getReceipt")]
+    async fn get_receipt(&self, hash: String) -> Result<Option<ReceiptInfo>, ErrorObjectOwned>;
 
     /// Finalized heads as they are executed.
     #[subscription(name = "subscribeFinalizedHeads" => "finalizedHead", unsubscribe = "unsubscribeFinalizedHeads", item = Head)]

@@ -47,6 +47,19 @@ pub enum TxCommand {
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
     },
+    /// Where a transaction is: `finalized` (with its receipt: success, error, events, block),
+    /// `pending` in the node's mempool, or `unknown` (never seen, dropped, or pruned). With a
+    /// trusted genesis the receipt is proven against the finalized block (`"verified": true`).
+    Status {
+        /// The transaction hash (0x + 64 hex digits).
+        hash: String,
+        /// Genesis file whose chain id and validators are trusted to verify the receipt.
+        #[arg(long, env = "LOGOS_GENESIS")]
+        genesis: Option<PathBuf>,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
 }
 
 /// `logos query …`
@@ -105,16 +118,23 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
 
 /// Runs `logos tx …`.
 pub fn run_tx(command: TxCommand) -> Result<()> {
-    let TxCommand::Transfer {
-        from,
-        to,
-        amount,
-        fee,
-        nonce,
-        wait,
-        keystore,
-        rpc,
-    } = command;
+    let (from, to, amount, fee, nonce, wait, keystore, rpc) = match command {
+        TxCommand::Transfer {
+            from,
+            to,
+            amount,
+            fee,
+            nonce,
+            wait,
+            keystore,
+            rpc,
+        } => (from, to, amount, fee, nonce, wait, keystore, rpc),
+        TxCommand::Status { hash, genesis, rpc } => {
+            return logos_devnet::runtime()?.block_on(async move {
+                print_json(&transaction_status(&rpc, &hash, genesis.as_deref()).await?)
+            })
+        }
+    };
     let key = keystore::load(&keystore::directory(keystore), &from)?;
     logos_devnet::runtime()?.block_on(async move {
         let client = connect(&rpc)?;
@@ -153,6 +173,67 @@ pub fn run_tx(command: TxCommand) -> Result<()> {
         }
         bail!("transaction {} not finalized within 60 s", submitted.hash)
     })
+}
+
+/// `logos tx status`: the receipt, proven when a genesis is trusted (see [`TxCommand::Status`]).
+async fn transaction_status(
+    rpc: &str,
+    hash: &str,
+    genesis: Option<&std::path::Path>,
+) -> Result<serde_json::Value> {
+    let parsed = logos_primitives::parse_hash(hash)
+        .map_err(|error| anyhow::anyhow!("bad transaction hash {hash}: {error}"))?;
+    let hash = logos_primitives::format_hash(&parsed);
+    let trusted = match genesis {
+        Some(path) => Some(trusted_client(rpc, Some(path)).await?),
+        None => None,
+    };
+    let plain = logos_client::Client::connect(rpc).await?;
+    // Twice at most: a transaction finalized between the receipt and the mempool lookups is
+    // asked for again.
+    for _ in 0..2 {
+        let found = match &trusted {
+            Some(client) => client.receipt_proven(&parsed).await?.map(|proven| {
+                let block_hash = logos_primitives::format_hash(&proven.block_hash);
+                (
+                    proven.receipt,
+                    proven.height,
+                    block_hash,
+                    proven.index,
+                    true,
+                )
+            }),
+            None => plain.receipt(&parsed).await?.map(|info| {
+                (
+                    info.receipt,
+                    info.height,
+                    info.block_hash,
+                    info.index,
+                    false,
+                )
+            }),
+        };
+        if let Some((receipt, height, block_hash, index, verified)) = found {
+            return Ok(serde_json::json!({
+                "hash": hash,
+                "status": "finalized",
+                "height": height,
+                "block_hash": block_hash,
+                "index": index,
+                "success": receipt.success,
+                "error": receipt.error,
+                "events": receipt.events,
+                "verified": verified,
+            }));
+        }
+        let status = match plain.rpc().get_transaction(hash.clone()).await? {
+            Some(found) if found.status == logos_api::rpc::TransactionStatus::Finalized => continue,
+            Some(_) => "pending",
+            None => "unknown",
+        };
+        return Ok(serde_json::json!({ "hash": hash, "status": status, "verified": false }));
+    }
+    bail!("the node reports {hash} finalized but serves no receipt for it")
 }
 
 /// Runs `logos query …`.

@@ -966,3 +966,193 @@ fn a_lying_server_cannot_forge_a_proven_read() {
         }
     });
 }
+
+/// How [`receipt_proxy`] lies about receipts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReceiptLie {
+    /// The failed call's receipt rewritten as a success (bytes and parsed receipt).
+    Flipped,
+    /// The genuine receipt and proof, claimed at another position of the block.
+    Moved,
+    /// The genuine receipt and proof, claimed in the block before.
+    OtherBlock,
+}
+
+/// A JSON-RPC server that forwards to `genuine` and rewrites `logos_getReceipt` answers.
+async fn receipt_proxy(genuine: String, lie: ReceiptLie) -> String {
+    use axum::{extract::State, routing::post, Json, Router};
+    async fn handle(
+        State((genuine, lie, http)): State<(String, ReceiptLie, reqwest::Client)>,
+        Json(request): Json<serde_json::Value>,
+    ) -> Json<serde_json::Value> {
+        let mut response: serde_json::Value = http
+            .post(&genuine)
+            .json(&request)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let result = &mut response["result"];
+        if request["method"] == "logos_getReceipt" && result.is_object() {
+            match lie {
+                ReceiptLie::Flipped => {
+                    result["receipt"]["success"] = true.into();
+                    result["receipt"]["error"] = serde_json::Value::Null;
+                    let bytes = serde_json::to_vec(&result["receipt"]).unwrap();
+                    result["receipt_bytes"] = format!("0x{}", hex::encode(bytes)).into();
+                }
+                ReceiptLie::Moved => {
+                    let index = result["index"].as_u64().unwrap();
+                    result["index"] = (index ^ 1).into();
+                }
+                ReceiptLie::OtherBlock => {
+                    let height = result["height"].as_u64().unwrap();
+                    result["height"] = (height - 1).into();
+                }
+            }
+        }
+        Json(response)
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app =
+        Router::new()
+            .route("/", post(handle))
+            .with_state((genuine, lie, reqwest::Client::new()));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// `logos tx status HASH --rpc RPC [--genesis GENESIS]`: the JSON on success, stderr otherwise.
+fn tx_status(
+    hash: &str,
+    rpc: &str,
+    genesis: Option<&std::path::Path>,
+) -> Result<serde_json::Value, String> {
+    let mut command = Command::new(LOGOS);
+    command
+        .args(["tx", "status", hash, "--rpc", rpc])
+        .env_remove("LOGOS_GENESIS")
+        .env("RUST_BACKTRACE", "0");
+    if let Some(genesis) = genesis {
+        command.arg("--genesis").arg(genesis);
+    }
+    let output = command.output().unwrap();
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).to_string());
+    }
+    Ok(serde_json::from_slice(&output.stdout).unwrap())
+}
+
+#[test]
+fn tx_status_proves_receipts_that_survive_a_restart_and_refuses_forged_ones() {
+    let mut devnet = Devnet::init("receipts", 1, 1, 26_600, "");
+    let genesis = devnet.dir.join("genesis.toml");
+    let rpc = devnet.rpc[0].clone();
+    let key = devnet.key("account-0");
+    let runtime = runtime();
+    let (succeeded, failed) = runtime.block_on(async {
+        wait_for_height(&rpc, 2, Duration::from_secs(30)).await;
+        let client = client(&rpc);
+        let chain_id = client.chain_info().await.unwrap().chain_id;
+        let transfer = transfer(&key, chain_id, 0, Address([0x66; 20]), 5, 1_000);
+        let succeeded = client
+            .submit_transaction(to_hex(transfer, &key))
+            .await
+            .unwrap()
+            .hash;
+        // Admitted (the fee is payable), refused by the market when it runs: no such lease.
+        let close = TransactionPayload {
+            chain_id,
+            sender: key.public_key(),
+            nonce: 1,
+            fee: Amount(1_000),
+            call: Call::Market(logos_types::market::Call::CloseLease {
+                lease: logos_types::market::LeaseId(999_999),
+            }),
+        };
+        let failed = client
+            .submit_transaction(to_hex(close, &key))
+            .await
+            .unwrap()
+            .hash;
+        (succeeded, failed)
+    });
+    // Both finalize; their receipts are proven against the finalized blocks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (ok, refused) = loop {
+        let ok = tx_status(&succeeded, &rpc, Some(&genesis)).unwrap();
+        let refused = tx_status(&failed, &rpc, Some(&genesis)).unwrap();
+        if ok["status"] == "finalized" && refused["status"] == "finalized" {
+            break (ok, refused);
+        }
+        assert!(
+            ["pending", "finalized"].contains(&ok["status"].as_str().unwrap()),
+            "{ok}"
+        );
+        assert!(Instant::now() < deadline, "not finalized: {ok} {refused}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ok["success"], true, "{ok}");
+    assert_eq!(ok["verified"], true, "{ok}");
+    assert!(ok["events"].to_string().contains("transferred"), "{ok}");
+    assert_eq!(refused["success"], false, "{refused}");
+    assert_eq!(refused["verified"], true, "{refused}");
+    assert_eq!(refused["error"]["module"], "market", "{refused}");
+    // Without a trusted genesis the same answer, unverified.
+    let unverified = tx_status(&failed, &rpc, None).unwrap();
+    assert_eq!(unverified["success"], false);
+    assert_eq!(unverified["verified"], false);
+    // A hash nobody sent, and a malformed one.
+    let unknown = format!("0x{}", "ab".repeat(32));
+    assert_eq!(
+        tx_status(&unknown, &rpc, Some(&genesis)).unwrap()["status"],
+        "unknown"
+    );
+    assert!(tx_status("0x1234", &rpc, None)
+        .unwrap_err()
+        .contains("bad transaction hash"));
+    // The transaction lookup agrees with the receipt.
+    runtime.block_on(async {
+        let found = client(&rpc)
+            .get_transaction(failed.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.height, refused["height"].as_u64());
+        assert_eq!(found.index, refused["index"].as_u64().map(|index| index as u32));
+        assert_eq!(found.transaction.hash, failed);
+        let bad = client(&rpc).get_receipt("0xnothex".into()).await.unwrap_err();
+        assert!(
+            matches!(&bad, jsonrpsee::core::ClientError::Call(error) if error.code() == codes::INVALID_PARAMS),
+            "{bad}"
+        );
+    });
+    // Receipts are on disk: a crash and restart keeps them, still proven.
+    devnet.kill(0);
+    devnet.start(0);
+    runtime.block_on(wait_for_height(
+        &rpc,
+        refused["height"].as_u64().unwrap() + 2,
+        Duration::from_secs(30),
+    ));
+    let after = tx_status(&failed, &rpc, Some(&genesis)).unwrap();
+    assert_eq!(after, refused, "same proven receipt after the restart");
+    // A server that rewrites a receipt, or moves a genuine one, is caught.
+    for lie in [
+        ReceiptLie::Flipped,
+        ReceiptLie::Moved,
+        ReceiptLie::OtherBlock,
+    ] {
+        let proxy = runtime.block_on(receipt_proxy(rpc.clone(), lie));
+        let refused = tx_status(&failed, &proxy, Some(&genesis)).unwrap_err();
+        assert!(refused.contains("not proven"), "{refused}");
+        // Unverified, the lie goes through: which is why daemons trust a genesis.
+        let fooled = tx_status(&failed, &proxy, None).unwrap();
+        if lie == ReceiptLie::Flipped {
+            assert_eq!(fooled["success"], true, "{fooled}");
+        }
+    }
+}

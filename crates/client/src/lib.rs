@@ -28,7 +28,8 @@ use logos_api::{
     block::BlockHeader,
     consensus::{decode_finalization, verify_finalization},
     proof::{decode_absence_proof, decode_proof, verify_absence, verify_value},
-    rpc::{ChainInfo, LogosApiClient, StorageValue as StoredValue},
+    receipt::verify_receipt,
+    rpc::{ChainInfo, LogosApiClient, ReceiptInfo, StorageValue as StoredValue},
 };
 use logos_primitives::{format_hash, parse_hash, Address, ChainId, Hash, PrivateKey, PublicKey};
 use logos_types::{
@@ -119,6 +120,19 @@ fn malformed(error: impl std::fmt::Display) -> ClientError {
 
 fn unhex(text: &str) -> Result<Vec<u8>, ClientError> {
     hex::decode(text.trim_start_matches("0x")).map_err(malformed)
+}
+
+/// A receipt proven against a finalized block ([`Client::receipt_proven`]).
+#[derive(Clone, Debug)]
+pub struct ProvenReceipt {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// Height of the finalized block that holds it.
+    pub height: u64,
+    /// That block's digest.
+    pub block_hash: Hash,
+    /// Position in the block.
+    pub index: u32,
 }
 
 /// A signing key and its next nonce (learned from the chain on first use).
@@ -487,10 +501,32 @@ impl Client {
     /// is fetched and its digest recomputed here, the certificate must sign that digest with
     /// a quorum of the anchor's validators, and the header must carry `root`.
     async fn verify_root(&self, height: u64, root: &Hash) -> Result<(), ClientError> {
-        let anchor = self.anchor.as_ref().ok_or(ClientError::NoTrustAnchor)?;
+        if self.anchor.is_none() {
+            return Err(ClientError::NoTrustAnchor);
+        }
         if self.verified.lock().expect("roots lock").get(&height) == Some(root) {
             return Ok(());
         }
+        let header = self.verified_header(height).await?;
+        if header.state_root != *root {
+            return Err(ClientError::NotProven(format!(
+                "the proof is against state root {}, but finalized block {height} carries {}",
+                format_hash(root),
+                format_hash(&header.state_root)
+            )));
+        }
+        let mut verified = self.verified.lock().expect("roots lock");
+        verified.insert(height, *root);
+        while verified.len() > VERIFIED_ROOTS_MAX {
+            verified.pop_first();
+        }
+        Ok(())
+    }
+
+    /// The header of the block finalized at `height`: its digest is recomputed here and a
+    /// quorum of the anchor's validators must sign it in the finalization certificate.
+    async fn verified_header(&self, height: u64) -> Result<BlockHeader, ClientError> {
+        let anchor = self.anchor.as_ref().ok_or(ClientError::NoTrustAnchor)?;
         let header = self
             .rpc
             .get_block_header(height)
@@ -520,18 +556,46 @@ impl Client {
                 format_hash(&digest)
             )));
         }
-        if header.state_root != *root {
+        Ok(header)
+    }
+
+    /// The receipt of transaction `hash` as the server reports it, unverified; `None` if no
+    /// retained finalized block holds it on that server.
+    pub async fn receipt(&self, hash: &Hash) -> Result<Option<ReceiptInfo>, ClientError> {
+        Ok(self.rpc.get_receipt(format_hash(hash)).await?)
+    }
+
+    /// The receipt of transaction `hash`, proven: the receipt's bytes must be the leaf at its
+    /// position under the `receipts_root` of a block header whose digest a quorum of the
+    /// trusted validators finalized (see [`logos_api::receipt`]). `None` when the server
+    /// says no retained finalized block holds it, which a server can always claim: absence is
+    /// not proven.
+    pub async fn receipt_proven(&self, hash: &Hash) -> Result<Option<ProvenReceipt>, ClientError> {
+        if self.anchor.is_none() {
+            return Err(ClientError::NoTrustAnchor);
+        }
+        let Some(info) = self.receipt(hash).await? else {
+            return Ok(None);
+        };
+        let header = self.verified_header(info.height).await?;
+        let block_hash = header.digest();
+        if format_hash(&block_hash) != info.block_hash {
             return Err(ClientError::NotProven(format!(
-                "the proof is against state root {}, but finalized block {height} carries {}",
-                format_hash(root),
-                format_hash(&header.state_root)
+                "the receipt names block {}, finalized block {} is {}",
+                info.block_hash,
+                info.height,
+                format_hash(&block_hash)
             )));
         }
-        let mut verified = self.verified.lock().expect("roots lock");
-        verified.insert(height, *root);
-        while verified.len() > VERIFIED_ROOTS_MAX {
-            verified.pop_first();
-        }
-        Ok(())
+        let bytes = unhex(&info.receipt_bytes)?;
+        let proof = unhex(&info.proof)?;
+        let receipt = verify_receipt(&bytes, info.index, &proof, &header.receipts_root, hash)
+            .map_err(|error| ClientError::NotProven(error.to_string()))?;
+        Ok(Some(ProvenReceipt {
+            receipt,
+            height: info.height,
+            block_hash,
+            index: info.index,
+        }))
     }
 }

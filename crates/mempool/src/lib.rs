@@ -219,6 +219,13 @@ impl Mempool {
         self.by_hash.contains_key(hash)
     }
 
+    /// The pooled transaction with `hash`, if any.
+    pub fn get(&self, hash: &Hash) -> Option<Arc<Transaction>> {
+        self.by_hash
+            .get(hash)
+            .map(|entry| entry.transaction.clone())
+    }
+
     /// Admits `transaction` or says why not (see the module docs). Failed admissions change
     /// nothing.
     pub fn insert(

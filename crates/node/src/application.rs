@@ -167,6 +167,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
             timestamp_ms,
             self.me.clone(),
             built.batch.root(),
+            built.executed.receipts_root,
             built.included,
         );
         let mut chain = self.shared.chain_mut().await;
@@ -455,6 +456,20 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
             return Ok(None); // redelivery after a restart
         }
         let context = self.shared.block_context(block);
+        // Receipts are durable before the state moves past the block (see `crate::receipts`).
+        let prepared = chain.prepare_finalize(block, &context).await?;
+        let hashes: Vec<Hash> = block.transactions.iter().map(|tx| tx.hash()).collect();
+        self.shared
+            .receipts_mut()
+            .await
+            .put(
+                block.height.get(),
+                block.digest(),
+                &hashes,
+                &prepared.receipt_bytes,
+            )
+            .await
+            .map_err(|error| ChainError::Storage(error.to_string()))?;
         let executed = chain.finalize(block, &context).await?;
         let tip = chain.tip().digest;
         let mut senders = BTreeMap::new();
@@ -494,6 +509,12 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
             let height = block.height.get();
             if height.is_multiple_of(PRUNE_INTERVAL_BLOCKS) && height > *blocks {
                 marshal.prune(Height::new(height - blocks));
+                self.shared
+                    .receipts_mut()
+                    .await
+                    .prune(height - blocks)
+                    .await
+                    .map_err(|error| ChainError::Storage(error.to_string()))?;
             }
         }
         let finalized = Arc::new(FinalizedBlock {

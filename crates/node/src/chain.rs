@@ -24,6 +24,7 @@ use commonware_storage::{
 use commonware_utils::{NZUsize, NZU16, NZU64};
 use logos_api::{
     proof::{state_key, AbsenceProof, StateFamily, StateProof, BITMAP_CHUNK_BYTES},
+    receipt::{receipt_bytes, receipts_root_of_bytes},
     Block,
 };
 use logos_framework::{StateReader, WriteSet};
@@ -82,6 +83,14 @@ pub enum ChainError {
         /// Root computed here.
         computed: String,
     },
+    /// The block's receipts root differs from the receipts execution produced.
+    #[error("receipts root mismatch: block says {claimed}, execution gives {computed}")]
+    ReceiptsRootMismatch {
+        /// Root in the block.
+        claimed: String,
+        /// Root computed here.
+        computed: String,
+    },
     /// The parent's state is not known here (not finalized, not verified).
     #[error("unknown parent state")]
     UnknownParent,
@@ -118,10 +127,14 @@ pub struct Built {
 }
 
 /// What executing a block produced besides its state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Executed {
     /// One receipt per transaction.
     pub receipts: Vec<Receipt>,
+    /// Their canonical bytes ([`logos_api::receipt::receipt_bytes`]), in the same order.
+    pub receipt_bytes: Vec<Vec<u8>>,
+    /// Root of those bytes: the block's `receipts_root`.
+    pub receipts_root: Hash,
     /// Events of the end-of-block hooks.
     pub block_events: Vec<Event>,
     /// The block's writes, kept only when the node checks invariants (see
@@ -377,8 +390,11 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     ) -> Result<(StateBatch, Executed), ChainError> {
         let writes = self.keep_writes.then(|| outcome.writes.clone());
         let batch = stage(self.db(), parent_batch, outcome.writes, height).await?;
+        let receipt_bytes: Vec<Vec<u8>> = outcome.receipts.iter().map(receipt_bytes).collect();
         let executed = Executed {
             receipts: outcome.receipts,
+            receipts_root: receipts_root_of_bytes(&receipt_bytes),
+            receipt_bytes,
             block_events: outcome.block_events,
             writes,
         };
@@ -411,6 +427,12 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
             return Err(ChainError::StateRootMismatch {
                 claimed: logos_primitives::format_hash(&block.state_root),
                 computed: logos_primitives::format_hash(&batch.root()),
+            });
+        }
+        if executed.receipts_root != block.receipts_root {
+            return Err(ChainError::ReceiptsRootMismatch {
+                claimed: logos_primitives::format_hash(&block.receipts_root),
+                computed: logos_primitives::format_hash(&executed.receipts_root),
             });
         }
         Ok((batch, executed))
@@ -447,25 +469,48 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         block: &Block,
         context: &BlockContext,
     ) -> Result<Arc<Executed>, ChainError> {
+        self.prepare_finalize(block, context).await?;
+        self.apply_finalized(block).await
+    }
+
+    /// Makes sure `block` (the tip's child) is executed and checked, and returns what
+    /// executing it produced, without applying it (see [`Self::finalize`], same panics).
+    pub async fn prepare_finalize(
+        &mut self,
+        block: &Block,
+        context: &BlockContext,
+    ) -> Result<Arc<Executed>, ChainError> {
         assert_eq!(
             block.parent, self.tip.digest,
             "finalized block does not extend the tip"
         );
         if !self.pending.contains_key(&block.digest()) {
             match self.verify(block, context).await {
-                Err(ChainError::StateRootMismatch { claimed, computed }) => {
+                Err(
+                    ChainError::StateRootMismatch { claimed, computed }
+                    | ChainError::ReceiptsRootMismatch { claimed, computed },
+                ) => {
                     panic!(
-                        "finalized block {} has state root {claimed}, execution gives {computed}",
+                        "finalized block {} commits to {claimed}, execution gives {computed}",
                         block.height
                     )
                 }
                 other => other?,
             }
         }
+        Ok(self
+            .pending
+            .get(&block.digest())
+            .expect("verified above")
+            .executed
+            .clone())
+    }
+
+    async fn apply_finalized(&mut self, block: &Block) -> Result<Arc<Executed>, ChainError> {
         let pending = self
             .pending
             .remove(&block.digest())
-            .expect("verified above");
+            .expect("prepared by prepare_finalize");
         self.apply(pending.batch).await?;
         self.tip = FinalizedTip {
             height: block.height,

@@ -16,6 +16,7 @@ use crate::{
     application::{Application, Finalizer},
     chain::{ChainError, ChainState},
     invariants::InvariantCheck,
+    receipts::{ReceiptStore, ReceiptStoreError},
     relay::{self, Relay},
     shared::Shared,
 };
@@ -234,6 +235,9 @@ pub enum EngineError {
     /// The chain state could not be opened.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The receipt store could not be opened.
+    #[error(transparent)]
+    Receipts(#[from] ReceiptStoreError),
     /// Marshal does not have the block at the state's height (storage out of step).
     #[error("no finalized block at the state's height {0}")]
     MissingTipBlock(u64),
@@ -377,8 +381,16 @@ where
     .await?;
     chain.keep_writes(config.check_invariants);
     chain.prune_history(retention_blocks.is_some());
+    let receipts = ReceiptStore::open(
+        context.child("receipt_store"),
+        &format!("{prefix}-receipts"),
+        config.archive_items_per_section,
+        &page_cache,
+    )
+    .await?;
     let shared = Arc::new(Shared::new(
         chain,
+        receipts,
         Mempool::new(config.mempool.clone()),
         config.genesis.clone(),
     ));

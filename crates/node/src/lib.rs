@@ -9,6 +9,7 @@
 //!   small interface.
 //! - [`invariants`]: the runtime's invariants checked after every finalized block (a
 //!   debugging aid, `check_invariants`).
+//! - [`receipts`]: receipts of finalized blocks on disk, found by transaction hash.
 //! - [`relay`]: transaction relay between validators.
 //! - [`rpc`]: the JSON-RPC server.
 //! - [`config`]: the node configuration file.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod engine;
 pub mod follower;
 pub mod invariants;
+pub mod receipts;
 pub mod relay;
 pub mod rpc;
 pub mod shared;

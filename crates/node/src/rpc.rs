@@ -29,6 +29,7 @@ use crate::{
 };
 use commonware_codec::Encode;
 use commonware_consensus::marshal::Identifier;
+use commonware_cryptography::Digestible;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jsonrpsee::{
@@ -43,14 +44,15 @@ use jsonrpsee::{
     },
     types::{ErrorObjectOwned, Id, Request},
 };
+use logos_api::receipt::receipt_proof;
 pub use logos_api::rpc::codes;
 use logos_api::rpc::{
     error, error_with_data, AccountState, BlockInfo, ChainInfo, EventRecord, Head, LogosApiServer,
-    StorageValue, Submitted,
+    ReceiptInfo, StorageValue, Submitted, TransactionInfo, TransactionLookup, TransactionStatus,
 };
 use logos_mempool::Rejection;
 use logos_primitives::{format_hash, format_public_key, parse_hash, Address, Height};
-use logos_types::{StorageKey, Transaction, TransactionError};
+use logos_types::{Receipt, StorageKey, Transaction, TransactionError};
 use std::{
     net::{IpAddr, SocketAddr},
     num::NonZeroU32,
@@ -549,13 +551,30 @@ impl<E: Storage + Clock + Metrics + Spawner> RpcServer<E> {
     ) -> Option<BlockInfo> {
         let block = self.marshal.get_block(identifier).await?;
         let block = block.inner();
-        let receipts = self
+        let recent = self
             .shared
             .recent(block.height.get())
             .filter(|finalized| finalized.block == *block)
             .map(|finalized| finalized.executed.receipts.clone());
+        let receipts = match recent {
+            Some(receipts) => Some(receipts),
+            None => self.stored_receipts(block.height.get()).await,
+        };
         Some(BlockInfo::new(block, receipts))
     }
+
+    /// The stored receipts of the block at `height`, parsed (none if pruned or unreadable).
+    async fn stored_receipts(&self, height: u64) -> Option<Vec<Receipt>> {
+        let bytes = self.shared.receipts().await.block(height).await.ok()??;
+        bytes
+            .iter()
+            .map(|receipt| serde_json::from_slice(receipt).ok())
+            .collect()
+    }
+}
+
+fn parse_transaction_hash(hash: &str) -> Result<logos_primitives::Hash, ErrorObjectOwned> {
+    parse_hash(hash).map_err(invalid_params)
 }
 
 #[jsonrpsee::core::async_trait]
@@ -682,6 +701,89 @@ where
             .get_block(Identifier::Height(Height::new(height)))
             .await;
         Ok(block.map(|block| format!("0x{}", hex::encode(block.inner().header().encode()))))
+    }
+
+    async fn get_transaction(
+        &self,
+        hash: String,
+    ) -> Result<Option<TransactionLookup>, ErrorObjectOwned> {
+        let hash = parse_transaction_hash(&hash)?;
+        if let Some(transaction) = self.shared.with_mempool(|pool| pool.get(&hash)) {
+            return Ok(Some(TransactionLookup {
+                status: TransactionStatus::Pending,
+                height: None,
+                block_hash: None,
+                index: None,
+                transaction: TransactionInfo::from(transaction.as_ref()),
+            }));
+        }
+        let located = self
+            .shared
+            .receipts()
+            .await
+            .locate(&hash)
+            .await
+            .map_err(unavailable)?;
+        let Some(located) = located else {
+            return Ok(None);
+        };
+        let Some(block) = self
+            .marshal
+            .get_block(Identifier::Height(Height::new(located.height)))
+            .await
+        else {
+            return Ok(None); // pruned between the two reads
+        };
+        let block = block.inner();
+        let transaction = block
+            .transactions
+            .get(located.index as usize)
+            .filter(|transaction| transaction.hash() == hash)
+            .ok_or_else(|| unavailable("transaction index out of step with the block"))?;
+        Ok(Some(TransactionLookup {
+            status: TransactionStatus::Finalized,
+            height: Some(located.height),
+            block_hash: Some(format_hash(&block.digest())),
+            index: Some(located.index),
+            transaction: TransactionInfo::from(transaction),
+        }))
+    }
+
+    async fn get_receipt(&self, hash: String) -> Result<Option<ReceiptInfo>, ErrorObjectOwned> {
+        let hash = parse_transaction_hash(&hash)?;
+        let located = self
+            .shared
+            .receipts()
+            .await
+            .locate(&hash)
+            .await
+            .map_err(unavailable)?;
+        let Some(located) = located else {
+            return Ok(None);
+        };
+        let Some(block) = self
+            .marshal
+            .get_block(Identifier::Height(Height::new(located.height)))
+            .await
+        else {
+            return Ok(None);
+        };
+        let bytes = located
+            .receipts
+            .get(located.index as usize)
+            .ok_or_else(|| unavailable("receipt index out of step with the block"))?;
+        let proof = receipt_proof(&located.receipts, located.index)
+            .ok_or_else(|| unavailable("no proof for the receipt"))?;
+        let receipt: Receipt = serde_json::from_slice(bytes).map_err(unavailable)?;
+        Ok(Some(ReceiptInfo {
+            transaction: format_hash(&hash),
+            height: located.height,
+            block_hash: format_hash(&block.inner().digest()),
+            index: located.index,
+            receipt,
+            receipt_bytes: format!("0x{}", hex::encode(bytes)),
+            proof: format!("0x{}", hex::encode(proof)),
+        }))
     }
 
     async fn subscribe_finalized_heads(

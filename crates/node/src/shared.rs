@@ -1,10 +1,13 @@
 //! The state the application, the finalizer, the relay and the RPC server share, behind one
 //! small interface: the chain (finalized and speculative state), the mempool, and what the
 //! finalizer publishes (recent finalized blocks with their receipts, and a notification per
-//! finalized block). Its locks are private: each method takes what it needs and no caller holds
+//! finalized block), and the receipts kept on disk. Its locks are private: each method takes what it needs and no caller holds
 //! two of them.
 
-use crate::chain::{ChainError, ChainState, Executed, FinalizedTip};
+use crate::{
+    chain::{ChainError, ChainState, Executed, FinalizedTip},
+    receipts::ReceiptStore,
+};
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
 use logos_api::Block;
 use logos_mempool::{Admission, Mempool, Rejection};
@@ -39,6 +42,7 @@ pub struct Shared<E: Storage + Clock + Metrics + Spawner> {
     chain_id: ChainId,
     finalized: broadcast::Sender<Arc<FinalizedBlock>>,
     recent: Mutex<BTreeMap<u64, Arc<FinalizedBlock>>>,
+    receipts: RwLock<ReceiptStore<E>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,8 +52,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
-    /// Shared state over an opened chain.
-    pub fn new(chain: ChainState<E>, mempool: Mempool, genesis: Genesis) -> Self {
+    /// Shared state over an opened chain and receipt store.
+    pub fn new(
+        chain: ChainState<E>,
+        receipts: ReceiptStore<E>,
+        mempool: Mempool,
+        genesis: Genesis,
+    ) -> Self {
         let chain_id = genesis.chain_id();
         let (finalized, _) = broadcast::channel(NOTIFICATIONS_MAX);
         Self {
@@ -59,6 +68,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
             chain_id,
             finalized,
             recent: Mutex::new(BTreeMap::new()),
+            receipts: RwLock::new(receipts),
         }
     }
 
@@ -112,6 +122,16 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
         let chain = self.chain.read().await;
         let tip = chain.tip().clone();
         Ok((chain.account_at(&tip.digest, address).await?, tip))
+    }
+
+    /// Reads the receipt store.
+    pub async fn receipts(&self) -> RwLockReadGuard<'_, ReceiptStore<E>> {
+        self.receipts.read().await
+    }
+
+    /// Writes the receipt store (the finalizer).
+    pub async fn receipts_mut(&self) -> RwLockWriteGuard<'_, ReceiptStore<E>> {
+        self.receipts.write().await
     }
 
     /// Runs `f` on the mempool.

@@ -8,7 +8,7 @@
 //! seed on stderr).
 //!
 //! Hostile cases: a validator offline, partitions that heal, 10 % packet loss on every link,
-//! an equivocating leader, a byzantine leader (wrong state root, forged signature, unpayable
+//! an equivocating leader, a byzantine leader (wrong state or receipts root, forged signature, unpayable
 //! transaction, timestamp beyond the drift bound, timestamp at the drift bound), an unclean
 //! crash of every validator followed by a restart from what storage kept, and pooled
 //! transactions that cannot pay.
@@ -201,6 +201,8 @@ where
 enum Fault {
     /// Commits to a state root execution does not give.
     WrongStateRoot,
+    /// Commits to receipts execution does not give (a failed call claimed as a success).
+    WrongReceiptsRoot,
     /// Adds a transfer from a funded account signed by another key.
     ForgedSignature,
     /// Adds a well-signed transaction from an account that cannot pay its fee.
@@ -236,10 +238,12 @@ impl Byzantine {
     fn corrupt(&self, honest: &Block, now_ms: u64) -> Block {
         let mut timestamp_ms = honest.timestamp_ms;
         let mut state_root = honest.state_root;
+        let mut receipts_root = honest.receipts_root;
         let mut transactions = honest.transactions.clone();
         let forger = PrivateKey::from_seed(7_777);
         match self.fault {
             Fault::WrongStateRoot => state_root = Hash::from([0xab; 32]),
+            Fault::WrongReceiptsRoot => receipts_root = Hash::from([0xcd; 32]),
             Fault::ForgedSignature => transactions.push(
                 TransactionPayload {
                     chain_id: self.chain_id,
@@ -275,6 +279,7 @@ impl Byzantine {
             timestamp_ms,
             honest.proposer.clone(),
             state_root,
+            receipts_root,
             transactions,
         )
     }
@@ -774,6 +779,13 @@ fn byzantine_leader(fault: Fault, seed: u64) {
 #[test]
 fn byzantine_leader_with_a_wrong_state_root_is_refused() {
     over_seeds(8_000, |seed| byzantine_leader(Fault::WrongStateRoot, seed));
+}
+
+#[test]
+fn byzantine_leader_with_a_wrong_receipts_root_is_refused() {
+    over_seeds(15_000, |seed| {
+        byzantine_leader(Fault::WrongReceiptsRoot, seed)
+    });
 }
 
 #[test]

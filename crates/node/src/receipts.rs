@@ -1,0 +1,211 @@
+//! Receipts kept on disk, with a lookup by transaction hash.
+//!
+//! Two commonware prunable archives, both indexed by block height:
+//! - `receipts`: per finalized block (key: its digest) the canonical bytes of its receipts in
+//!   block order ([`logos_api::receipt`]), from which any receipt's inclusion proof under the
+//!   block's `receipts_root` is rebuilt;
+//! - `transactions`: per included transaction (key: its hash) its `(height, position)`.
+//!
+//! The finalizer writes a block's receipts, synced, before it commits the block's state, so a
+//! crash in between re-executes the block on restart and finds its receipts already there
+//! (a put at an existing height is skipped). Both archives prune with the node's retention
+//! window (whole sections of `items_per_section` heights).
+
+use commonware_codec::RangeCfg;
+use commonware_runtime::{buffer::paged::CacheRef, Clock, Metrics, Storage};
+use commonware_storage::{
+    archive::{prunable, Archive as _, Identifier, MultiArchive as _},
+    translator::EightCap,
+};
+use commonware_utils::NZUsize;
+use logos_api::receipt::RECEIPT_MAX_BYTES;
+use logos_primitives::Hash;
+use std::num::NonZeroU64;
+
+/// Most receipts one block's entry may hold (the decoding bound; a block holds at most
+/// `max_block_transactions`, which genesis keeps far below this).
+pub const RECEIPTS_PER_BLOCK_MAX: usize = 65_536;
+
+type Receipts<E> = prunable::Archive<EightCap, E, Hash, Vec<Vec<u8>>>;
+type Positions<E> = prunable::Archive<EightCap, E, Hash, (u64, u32)>;
+
+/// Errors of the receipt store.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptStoreError {
+    /// The storage engine failed.
+    #[error("receipt storage: {0}")]
+    Storage(String),
+    /// The transaction index names a block whose receipts are gone (pruned in between).
+    #[error("receipts of block {0} are missing")]
+    Missing(u64),
+}
+
+fn storage_error(error: impl std::fmt::Display) -> ReceiptStoreError {
+    ReceiptStoreError::Storage(error.to_string())
+}
+
+/// Where a transaction's receipt is, with its block's receipts (canonical bytes, in order).
+pub struct Located {
+    /// Height of the block that included the transaction.
+    pub height: u64,
+    /// Its position in the block.
+    pub index: u32,
+    /// The block's receipts.
+    pub receipts: Vec<Vec<u8>>,
+}
+
+/// The receipt store (see the module docs).
+pub struct ReceiptStore<E: Storage + Metrics + Clock> {
+    receipts: Option<Receipts<E>>,
+    positions: Option<Positions<E>>,
+}
+
+fn config<C>(
+    prefix: &str,
+    name: &str,
+    items_per_section: u64,
+    page_cache: &CacheRef,
+    codec_config: C,
+) -> prunable::Config<EightCap, C> {
+    prunable::Config {
+        translator: EightCap,
+        metadata_partition: format!("{prefix}-{name}-metadata"),
+        key_partition: format!("{prefix}-{name}-keys"),
+        key_page_cache: page_cache.clone(),
+        value_partition: format!("{prefix}-{name}-values"),
+        compression: None,
+        codec_config,
+        items_per_section: NonZeroU64::new(items_per_section).unwrap_or(NonZeroU64::MIN),
+        key_write_buffer: NZUsize!(1 << 20),
+        value_write_buffer: NZUsize!(1 << 20),
+        replay_buffer: NZUsize!(1 << 20),
+    }
+}
+
+impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
+    /// Opens (or creates) the store in partitions named after `prefix`.
+    pub async fn open(
+        context: E,
+        prefix: &str,
+        items_per_section: u64,
+        page_cache: &CacheRef,
+    ) -> Result<Self, ReceiptStoreError>
+    where
+        E: commonware_runtime::Supervisor,
+    {
+        let bytes_cfg = (
+            RangeCfg::from(0..=RECEIPTS_PER_BLOCK_MAX),
+            (RangeCfg::from(0..=RECEIPT_MAX_BYTES), ()),
+        );
+        let receipts = Receipts::init(
+            context.child("receipts"),
+            config(prefix, "receipts", items_per_section, page_cache, bytes_cfg),
+        )
+        .await
+        .map_err(storage_error)?;
+        let positions = Positions::init(
+            context.child("receipt_positions"),
+            config(
+                prefix,
+                "receipt-positions",
+                items_per_section,
+                page_cache,
+                ((), ()),
+            ),
+        )
+        .await
+        .map_err(storage_error)?;
+        Ok(Self {
+            receipts: Some(receipts),
+            positions: Some(positions),
+        })
+    }
+
+    /// Stores the receipts of the finalized block at `height` (`digest`), whose transactions
+    /// have `hashes` in block order, and syncs; a block already stored is left as it is.
+    pub async fn put(
+        &mut self,
+        height: u64,
+        digest: Hash,
+        hashes: &[Hash],
+        receipts: &[Vec<u8>],
+    ) -> Result<(), ReceiptStoreError> {
+        let stored = self.receipts()?;
+        if stored
+            .has(Identifier::Index(height))
+            .await
+            .map_err(storage_error)?
+        {
+            return Ok(());
+        }
+        let mut positions = self.positions.take().ok_or_else(closed)?;
+        for (index, hash) in hashes.iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            positions = positions
+                .put_multi(height, *hash, &(height, index))
+                .await
+                .map_err(storage_error)?;
+        }
+        self.positions = Some(positions.sync().await.map_err(storage_error)?);
+        // The block's entry last: its presence means the positions are durable too.
+        let receipts_archive = self.receipts.take().ok_or_else(closed)?;
+        let receipts_archive = receipts_archive
+            .put(height, digest, &receipts.to_vec())
+            .await
+            .map_err(storage_error)?
+            .sync()
+            .await
+            .map_err(storage_error)?;
+        self.receipts = Some(receipts_archive);
+        Ok(())
+    }
+
+    /// Where the receipt of transaction `hash` is, if a retained finalized block holds it.
+    pub async fn locate(&self, hash: &Hash) -> Result<Option<Located>, ReceiptStoreError> {
+        let positions = self.positions.as_ref().ok_or_else(closed)?;
+        let Some((height, index)) = positions
+            .get(Identifier::Key(hash))
+            .await
+            .map_err(storage_error)?
+        else {
+            return Ok(None);
+        };
+        let receipts = self
+            .receipts()?
+            .get(Identifier::Index(height))
+            .await
+            .map_err(storage_error)?
+            .ok_or(ReceiptStoreError::Missing(height))?;
+        Ok(Some(Located {
+            height,
+            index,
+            receipts,
+        }))
+    }
+
+    /// The receipts of the block at `height`, if retained.
+    pub async fn block(&self, height: u64) -> Result<Option<Vec<Vec<u8>>>, ReceiptStoreError> {
+        self.receipts()?
+            .get(Identifier::Index(height))
+            .await
+            .map_err(storage_error)
+    }
+
+    /// Drops the receipts of blocks below `min_height` (whole sections).
+    pub async fn prune(&mut self, min_height: u64) -> Result<(), ReceiptStoreError> {
+        let receipts = self.receipts.take().ok_or_else(closed)?;
+        self.receipts = Some(receipts.prune(min_height).await.map_err(storage_error)?);
+        let positions = self.positions.take().ok_or_else(closed)?;
+        self.positions = Some(positions.prune(min_height).await.map_err(storage_error)?);
+        Ok(())
+    }
+
+    fn receipts(&self) -> Result<&Receipts<E>, ReceiptStoreError> {
+        self.receipts.as_ref().ok_or_else(closed)
+    }
+}
+
+/// A failed write consumed an archive: every later call says so.
+fn closed() -> ReceiptStoreError {
+    ReceiptStoreError::Storage("the store failed earlier and is closed".into())
+}
