@@ -198,9 +198,10 @@ mod tests {
             verify_receipt(&receipts[1], 1, &trailing, &root, &target),
             Err(ReceiptError::MalformedProof)
         );
-        let mut long = bmt::Proof::<Hash>::default();
-        long.leaf_count = 5;
-        long.siblings = vec![Hash::from([0; 32]); bmt::MAX_LEVELS + 1];
+        let long = bmt::Proof::<Hash> {
+            leaf_count: 5,
+            siblings: vec![Hash::from([0; 32]); bmt::MAX_LEVELS + 1],
+        };
         assert_eq!(
             verify_receipt(&receipts[1], 1, &long.encode(), &root, &target),
             Err(ReceiptError::MalformedProof)
