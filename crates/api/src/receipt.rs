@@ -2,8 +2,11 @@
 //! `receipts_root` of its header ([`crate::block::BlockHeader`]).
 //!
 //! - A receipt's **canonical bytes** are its JSON form (`serde_json`, fields in declaration
-//!   order, no whitespace): what the node stores, serves and hashes. A client hashes the bytes
-//!   it was served and only then parses them, so it never depends on re-encoding.
+//!   order, no whitespace) with the error's human `message` left empty: the transaction, the
+//!   outcome, the failing module, error name and index, and the events are committed; wording
+//!   is not (so rewording an error message is no consensus change). The node stores and serves
+//!   these bytes; a client hashes the bytes it was served and only then parses them, so it
+//!   never depends on re-encoding.
 //! - The **leaf** of receipt `i` is `SHA-256(canonical bytes)`; the **receipts root** is the
 //!   root of commonware's binary Merkle tree (`commonware_storage::bmt`: leaves hashed with
 //!   their position, the root binds the leaf count) over the block's leaves in order. A block
@@ -44,8 +47,12 @@ pub enum ReceiptError {
 
 /// The canonical bytes of `receipt` (see the module docs).
 pub fn receipt_bytes(receipt: &Receipt) -> Vec<u8> {
+    let mut committed = receipt.clone();
+    if let Some(error) = committed.error.as_mut() {
+        error.message.clear();
+    }
     // Serializing these plain data types cannot fail (no maps with non-string keys, no I/O).
-    serde_json::to_vec(receipt).unwrap_or_default()
+    serde_json::to_vec(&committed).unwrap_or_default()
 }
 
 fn tree(leaves: &[Vec<u8>]) -> bmt::Tree<Hash> {
@@ -211,6 +218,15 @@ mod tests {
             verify_receipt(&huge, 1, &proof, &root, &target),
             Err(ReceiptError::TooLarge(RECEIPT_MAX_BYTES + 1))
         );
+    }
+
+    #[test]
+    fn rewording_an_error_changes_no_root_but_its_index_does() {
+        let mut reworded = receipt(1, false);
+        reworded.error.as_mut().unwrap().message = "other words".into();
+        assert_eq!(receipt_bytes(&reworded), receipt_bytes(&receipt(1, false)));
+        reworded.error.as_mut().unwrap().index = [0, 2];
+        assert_ne!(receipt_bytes(&reworded), receipt_bytes(&receipt(1, false)));
     }
 
     #[test]

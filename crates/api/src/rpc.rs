@@ -167,7 +167,8 @@ pub struct ReceiptInfo {
     pub block_hash: String,
     /// Position in the block.
     pub index: u32,
-    /// The receipt (the parsed `receipt_bytes`; a verifying client uses the bytes).
+    /// The receipt (the parsed `receipt_bytes`, so its error message is empty; a verifying
+    /// client uses the bytes).
     pub receipt: Receipt,
     /// Hex of the receipt's canonical bytes ([`crate::receipt::receipt_bytes`]).
     pub receipt_bytes: String,
@@ -223,7 +224,8 @@ pub struct BlockInfo {
     pub state_root: String,
     /// Transactions.
     pub transactions: Vec<TransactionInfo>,
-    /// Receipts, when the node still holds them (recent blocks only).
+    /// Receipts, when the node still holds them (its retention window; read from disk they
+    /// carry no error message, which is not committed: see [`crate::receipt`]).
     pub receipts: Option<Vec<Receipt>>,
 }
 

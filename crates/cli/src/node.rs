@@ -34,7 +34,7 @@ pub enum NodeCommand {
         #[arg(long)]
         config: PathBuf,
         /// Finalized blocks (with certificates) and state history to keep behind the tip
-        /// (overrides the file's `retention_blocks`; default 100,000, at least 1,024).
+        /// (overrides the file's `retention_blocks`; default 1,000,000, at least 1,024).
         #[arg(long, conflicts_with = "archive")]
         retention_blocks: Option<u64>,
         /// Keep every block, certificate and state operation (overrides the file's `archive`).

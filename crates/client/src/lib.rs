@@ -40,6 +40,9 @@ use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
 /// How long [`Client::submit_and_wait`] waits for finality, ms.
 pub const WAIT_TIMEOUT_MS: u64 = 60_000;
+/// Blocks above a block stored without its own finalization certificate searched for one
+/// that covers it through parent links ([`Client::receipt_proven`], proven reads).
+pub const CERTIFIED_SEARCH_BLOCKS: u64 = 256;
 /// Finalized roots remembered by [`Client::read_proven`] (oldest dropped first).
 const VERIFIED_ROOTS_MAX: usize = 64;
 
@@ -120,6 +123,12 @@ fn malformed(error: impl std::fmt::Display) -> ClientError {
 
 fn unhex(text: &str) -> Result<Vec<u8>, ClientError> {
     hex::decode(text.trim_start_matches("0x")).map_err(malformed)
+}
+
+fn unlinked(height: u64) -> ClientError {
+    ClientError::NotProven(format!(
+        "block {height} is not an ancestor of the certified block above it"
+    ))
 }
 
 /// A receipt proven against a finalized block ([`Client::receipt_proven`]).
@@ -524,9 +533,50 @@ impl Client {
     }
 
     /// The header of the block finalized at `height`: its digest is recomputed here and a
-    /// quorum of the anchor's validators must sign it in the finalization certificate.
+    /// quorum of the anchor's validators must sign it in a finalization certificate, either
+    /// its own or, for a block stored without one (marshal keeps some repaired blocks so), the
+    /// certificate of the nearest of the [`CERTIFIED_SEARCH_BLOCKS`] blocks above it, linked
+    /// back to it by the headers' parent digests.
     async fn verified_header(&self, height: u64) -> Result<BlockHeader, ClientError> {
-        let anchor = self.anchor.as_ref().ok_or(ClientError::NoTrustAnchor)?;
+        let header = self.header(height).await?;
+        for certified in height..=height.saturating_add(CERTIFIED_SEARCH_BLOCKS) {
+            let above = match certified == height {
+                true => header.clone(),
+                false => self.header(certified).await?,
+            };
+            if self.certify(&above).await? {
+                return self.link_down(header, above).await;
+            }
+        }
+        Err(ClientError::NotProven(format!(
+            "no finalization for {height} or the {CERTIFIED_SEARCH_BLOCKS} blocks above it"
+        )))
+    }
+
+    /// `header` if the chain of parent digests from `certified` down reaches it.
+    async fn link_down(
+        &self,
+        header: BlockHeader,
+        certified: BlockHeader,
+    ) -> Result<BlockHeader, ClientError> {
+        let mut expected_parent = certified.parent;
+        let mut below = certified.height.get();
+        while below > header.height.get() + 1 {
+            below -= 1;
+            let step = self.header(below).await?;
+            if step.digest() != expected_parent {
+                return Err(unlinked(below));
+            }
+            expected_parent = step.parent;
+        }
+        if certified.height != header.height && header.digest() != expected_parent {
+            return Err(unlinked(header.height.get()));
+        }
+        Ok(header)
+    }
+
+    /// The header of the block at `height` as served (not yet verified).
+    async fn header(&self, height: u64) -> Result<BlockHeader, ClientError> {
         let header = self
             .rpc
             .get_block_header(height)
@@ -540,11 +590,18 @@ impl Client {
                 header.height.get()
             )));
         }
-        let certificate = self
-            .rpc
-            .get_finalization(height)
-            .await?
-            .ok_or_else(|| ClientError::NotProven(format!("no finalization for {height}")))?;
+        Ok(header)
+    }
+
+    /// True if a finalization certificate signed by a quorum of the anchor's validators covers
+    /// `header`'s digest; false if the server has no certificate at its height; an error if the
+    /// certificate it serves does not sign that digest.
+    async fn certify(&self, header: &BlockHeader) -> Result<bool, ClientError> {
+        let anchor = self.anchor.as_ref().ok_or(ClientError::NoTrustAnchor)?;
+        let height = header.height.get();
+        let Some(certificate) = self.rpc.get_finalization(height).await? else {
+            return Ok(false);
+        };
         let certificate =
             decode_finalization(&anchor.chain_id, &anchor.validators, &unhex(&certificate)?)
                 .map_err(|error| ClientError::NotProven(error.to_string()))?;
@@ -556,7 +613,7 @@ impl Client {
                 format_hash(&digest)
             )));
         }
-        Ok(header)
+        Ok(true)
     }
 
     /// The receipt of transaction `hash` as the server reports it, unverified; `None` if no

@@ -7,15 +7,17 @@
 //! - **propose**: wait until `block_time_ms` after the parent's timestamp (at most
 //!   `block_time_ms`), pick transactions from the mempool (nonce order per sender, highest fee
 //!   first), execute them, leave out and evict from the mempool any that are invalid on the
-//!   parent's state (`logos_runtime::build_block`), and commit to the resulting state root. A
-//!   leader always proposes, an empty block if nothing is includable.
+//!   parent's state (`logos_runtime::build_block`), and commit to the resulting state root and
+//!   receipts root. A leader always proposes, an empty block if nothing is includable.
 //! - **verify**: the proposer must be the round's leader, the timestamp must not go backwards
 //!   nor run more than [`TIMESTAMP_DRIFT_MAX_MS`] ahead of the local clock, every signature must
 //!   verify (batched; transactions already in the local mempool were verified on admission),
-//!   and re-execution must give the block's state root.
+//!   and re-execution must give the block's state root and receipts root.
 //! - **finalize** ([`Finalizer`]): marshal delivers finalized blocks in height order, at least
-//!   once; each is applied and committed, then acknowledged, so marshal's processed height never
-//!   runs ahead of the state.
+//!   once; each block's receipts are written to the receipt store (synced), then its state is
+//!   applied and committed, then it is acknowledged, so marshal's processed height never runs
+//!   ahead of the state; a pruning node prunes blocks, certificates and receipts behind its
+//!   retention window every `PRUNE_INTERVAL_BLOCKS`.
 
 use crate::{
     chain::{ChainError, PRUNE_INTERVAL_BLOCKS},
@@ -36,7 +38,7 @@ use commonware_runtime::{
 };
 use commonware_utils::Acknowledgement;
 use futures::{channel::mpsc, StreamExt};
-use logos_api::{consensus::Scheme, Block};
+use logos_api::{consensus::Scheme, receipt::receipt_bytes, Block};
 use logos_mempool::Mempool;
 use logos_primitives::{Address, Hash, Height, PublicKey};
 use logos_types::{codec::encode, Transaction, TRANSACTION_NAMESPACE};
@@ -451,25 +453,26 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
 
     /// Applies `block`; the finalized block, or `None` for a redelivery of an applied one.
     async fn apply(&self, block: &Block) -> Result<Option<Arc<FinalizedBlock>>, ChainError> {
-        let mut chain = self.shared.chain_mut().await;
-        if block.height <= chain.tip().height {
-            return Ok(None); // redelivery after a restart
-        }
         let context = self.shared.block_context(block);
-        // Receipts are durable before the state moves past the block (see `crate::receipts`).
-        let prepared = chain.prepare_finalize(block, &context).await?;
+        let prepared = {
+            let mut chain = self.shared.chain_mut().await;
+            if block.height <= chain.tip().height {
+                return Ok(None); // redelivery after a restart
+            }
+            chain.prepare_finalize(block, &context).await?
+        };
+        // Receipts are durable before the state moves past the block (see `crate::receipts`),
+        // written without the chain lock (only this finalizer finalizes, so the prepared
+        // block stays pending meanwhile).
         let hashes: Vec<Hash> = block.transactions.iter().map(|tx| tx.hash()).collect();
+        let bytes: Vec<Vec<u8>> = prepared.receipts.iter().map(receipt_bytes).collect();
         self.shared
             .receipts_mut()
             .await
-            .put(
-                block.height.get(),
-                block.digest(),
-                &hashes,
-                &prepared.receipt_bytes,
-            )
+            .put(block.height.get(), block.digest(), &hashes, &bytes)
             .await
             .map_err(|error| ChainError::Storage(error.to_string()))?;
+        let mut chain = self.shared.chain_mut().await;
         let executed = chain.finalize(block, &context).await?;
         let tip = chain.tip().digest;
         let mut senders = BTreeMap::new();

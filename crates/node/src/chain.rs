@@ -24,7 +24,7 @@ use commonware_storage::{
 use commonware_utils::{NZUsize, NZU16, NZU64};
 use logos_api::{
     proof::{state_key, AbsenceProof, StateFamily, StateProof, BITMAP_CHUNK_BYTES},
-    receipt::{receipt_bytes, receipts_root_of_bytes},
+    receipt::receipts_root,
     Block,
 };
 use logos_framework::{StateReader, WriteSet};
@@ -131,9 +131,7 @@ pub struct Built {
 pub struct Executed {
     /// One receipt per transaction.
     pub receipts: Vec<Receipt>,
-    /// Their canonical bytes ([`logos_api::receipt::receipt_bytes`]), in the same order.
-    pub receipt_bytes: Vec<Vec<u8>>,
-    /// Root of those bytes: the block's `receipts_root`.
+    /// Root of their canonical bytes ([`logos_api::receipt`]): the block's `receipts_root`.
     pub receipts_root: Hash,
     /// Events of the end-of-block hooks.
     pub block_events: Vec<Event>,
@@ -390,11 +388,9 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     ) -> Result<(StateBatch, Executed), ChainError> {
         let writes = self.keep_writes.then(|| outcome.writes.clone());
         let batch = stage(self.db(), parent_batch, outcome.writes, height).await?;
-        let receipt_bytes: Vec<Vec<u8>> = outcome.receipts.iter().map(receipt_bytes).collect();
         let executed = Executed {
+            receipts_root: receipts_root(&outcome.receipts),
             receipts: outcome.receipts,
-            receipts_root: receipts_root_of_bytes(&receipt_bytes),
-            receipt_bytes,
             block_events: outcome.block_events,
             writes,
         };
@@ -461,8 +457,8 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
 
     /// Applies the finalized `block` (the tip's child) and makes it durable.
     ///
-    /// Returns its receipts and events. Panics if the block does not extend the tip or its state root
-    /// differs from execution: a finalized block is final, so either this node's state is
+    /// Returns its receipts and events. Panics if the block does not extend the tip or its state
+    /// root or receipts root differs from execution: a finalized block is final, so either this node's state is
     /// corrupt or a quorum finalized an invalid block; continuing would serve a wrong state.
     pub async fn finalize(
         &mut self,

@@ -18,7 +18,7 @@
 //! mempool_transactions_max = 100000   # pooled transactions in total
 //! mempool_per_sender_max = 256         # pooled transactions per sender
 //! mempool_nonce_gap_max = 256          # how far ahead of the next nonce a nonce may be
-//! retention_blocks = 100000        # finalized blocks, certificates and state history kept
+//! retention_blocks = 1000000       # finalized blocks, certificates, receipts and state history kept
 //! archive = false                   # true: keep everything (retention_blocks is ignored)
 //! check_invariants = false          # check the runtime's invariants after every block (debug)
 //! ```

@@ -136,8 +136,9 @@ pub struct Config {
     pub state_log_items_per_section: u64,
 }
 
-/// Finalized blocks a pruning node keeps by default (about 42 minutes at 25 ms blocks).
-pub const RETENTION_BLOCKS_DEFAULT: u64 = 100_000;
+/// Finalized blocks a pruning node keeps by default (about 7 hours at 25 ms blocks: a
+/// validator offline that long, or a full node that far behind, still catches up from peers).
+pub const RETENTION_BLOCKS_DEFAULT: u64 = 1_000_000;
 /// Smallest retention: peers that fell behind fetch recent blocks from here, and simplex
 /// keeps `SIMPLEX_VIEW_RETENTION` views.
 pub const RETENTION_BLOCKS_MIN: u64 = 1_024;

@@ -23,8 +23,8 @@ use logos_primitives::Hash;
 use std::num::NonZeroU64;
 
 /// Most receipts one block's entry may hold (the decoding bound; a block holds at most
-/// `max_block_transactions`, which genesis keeps far below this).
-pub const RECEIPTS_PER_BLOCK_MAX: usize = 65_536;
+/// `max_block_transactions`, which genesis validation caps at this).
+pub const RECEIPTS_PER_BLOCK_MAX: usize = logos_types::genesis::MAX_BLOCK_TRANSACTIONS_MAX as usize;
 
 type Receipts<E> = prunable::Archive<EightCap, E, Hash, Vec<Vec<u8>>>;
 type Positions<E> = prunable::Archive<EightCap, E, Hash, (u64, u32)>;
@@ -35,9 +35,6 @@ pub enum ReceiptStoreError {
     /// The storage engine failed.
     #[error("receipt storage: {0}")]
     Storage(String),
-    /// The transaction index names a block whose receipts are gone (pruned in between).
-    #[error("receipts of block {0} are missing")]
-    Missing(u64),
 }
 
 fn storage_error(error: impl std::fmt::Display) -> ReceiptStoreError {
@@ -138,15 +135,17 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         {
             return Ok(());
         }
-        let mut positions = self.positions.take().ok_or_else(closed)?;
-        for (index, hash) in hashes.iter().enumerate() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            positions = positions
-                .put_multi(height, *hash, &(height, index))
-                .await
-                .map_err(storage_error)?;
+        if !hashes.is_empty() {
+            let mut positions = self.positions.take().ok_or_else(closed)?;
+            for (index, hash) in hashes.iter().enumerate() {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                positions = positions
+                    .put_multi(height, *hash, &(height, index))
+                    .await
+                    .map_err(storage_error)?;
+            }
+            self.positions = Some(positions.sync().await.map_err(storage_error)?);
         }
-        self.positions = Some(positions.sync().await.map_err(storage_error)?);
         // The block's entry last: its presence means the positions are durable too.
         let receipts_archive = self.receipts.take().ok_or_else(closed)?;
         let receipts_archive = receipts_archive
@@ -160,7 +159,8 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         Ok(())
     }
 
-    /// Where the receipt of transaction `hash` is, if a retained finalized block holds it.
+    /// Where the receipt of transaction `hash` is, if a retained finalized block holds it
+    /// (`None` too when its block's receipts were pruned and its position not yet).
     pub async fn locate(&self, hash: &Hash) -> Result<Option<Located>, ReceiptStoreError> {
         let positions = self.positions.as_ref().ok_or_else(closed)?;
         let Some((height, index)) = positions
@@ -174,9 +174,8 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
             .receipts()?
             .get(Identifier::Index(height))
             .await
-            .map_err(storage_error)?
-            .ok_or(ReceiptStoreError::Missing(height))?;
-        Ok(Some(Located {
+            .map_err(storage_error)?;
+        Ok(receipts.map(|receipts| Located {
             height,
             index,
             receipts,
@@ -191,12 +190,13 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
             .map_err(storage_error)
     }
 
-    /// Drops the receipts of blocks below `min_height` (whole sections).
+    /// Drops the receipts of blocks below `min_height` (whole sections): positions first, so
+    /// a crash in between leaves no position naming pruned receipts.
     pub async fn prune(&mut self, min_height: u64) -> Result<(), ReceiptStoreError> {
-        let receipts = self.receipts.take().ok_or_else(closed)?;
-        self.receipts = Some(receipts.prune(min_height).await.map_err(storage_error)?);
         let positions = self.positions.take().ok_or_else(closed)?;
         self.positions = Some(positions.prune(min_height).await.map_err(storage_error)?);
+        let receipts = self.receipts.take().ok_or_else(closed)?;
+        self.receipts = Some(receipts.prune(min_height).await.map_err(storage_error)?);
         Ok(())
     }
 

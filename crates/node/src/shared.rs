@@ -1,8 +1,9 @@
 //! The state the application, the finalizer, the relay and the RPC server share, behind one
 //! small interface: the chain (finalized and speculative state), the mempool, and what the
 //! finalizer publishes (recent finalized blocks with their receipts, and a notification per
-//! finalized block), and the receipts kept on disk. Its locks are private: each method takes what it needs and no caller holds
-//! two of them.
+//! finalized block), and the receipts kept on disk. Its locks are private: each method takes
+//! what it needs and no caller holds two of them (the finalizer writes receipts between two
+//! holds of the chain lock, never inside one).
 
 use crate::{
     chain::{ChainError, ChainState, Executed, FinalizedTip},

@@ -201,7 +201,7 @@ where
 enum Fault {
     /// Commits to a state root execution does not give.
     WrongStateRoot,
-    /// Commits to receipts execution does not give (a failed call claimed as a success).
+    /// Commits to a receipts root execution does not give.
     WrongReceiptsRoot,
     /// Adds a transfer from a funded account signed by another key.
     ForgedSignature,
@@ -452,20 +452,25 @@ async fn submit_transfers(node: &Node<Context>, net: &Network_, count: u64) {
     resubmit_transfers(node, net, 0, count).await;
 }
 
+/// The funded account's transfer with `nonce` (10 units to [`RECIPIENT`]).
+fn transfer_of(net: &Network_, nonce: u64) -> logos_types::Transaction {
+    TransactionPayload {
+        chain_id: net.genesis.chain_id(),
+        sender: net.funded.public_key(),
+        nonce,
+        fee: Amount(1_000),
+        call: Call::Balances(balances::Call::Transfer {
+            to: RECIPIENT,
+            amount: Amount(10),
+        }),
+    }
+    .sign(&net.funded)
+}
+
 /// Submits the funded account's transfers of nonces `from..count` (10 units each).
 async fn resubmit_transfers(node: &Node<Context>, net: &Network_, from: u64, count: u64) {
     for nonce in from..count {
-        let transaction = TransactionPayload {
-            chain_id: node.shared.chain_id(),
-            sender: net.funded.public_key(),
-            nonce,
-            fee: Amount(1_000),
-            call: Call::Balances(balances::Call::Transfer {
-                to: RECIPIENT,
-                amount: Amount(10),
-            }),
-        }
-        .sign(&net.funded);
+        let transaction = transfer_of(net, nonce);
         node.shared
             .admit(transaction.clone())
             .await
@@ -864,6 +869,13 @@ fn every_validator_crashes_and_restarts_from_its_storage() {
                     Amount(100),
                     "every transfer applied once"
                 );
+                // Every transfer's receipt survived the crash (or was written on replay).
+                let receipts = node.shared.receipts().await;
+                for nonce in 0..10 {
+                    let hash = transfer_of(&net, nonce).hash();
+                    let located = receipts.locate(&hash).await.unwrap().expect("receipt kept");
+                    assert!(located.receipts.len() > located.index as usize);
+                }
             }
         });
     });
@@ -906,6 +918,17 @@ fn pruning_validators_keep_a_bounded_window_and_agree() {
                 let chain = node.shared.chain().await;
                 assert!(chain.oldest_retained_operation() > 0, "state log pruned");
                 drop(chain);
+                // The early transfers' receipts went with their blocks.
+                let receipts = node.shared.receipts().await;
+                let early = receipts.locate(&transfer_of(&net, 0).hash()).await.unwrap();
+                assert!(early.is_none(), "receipt pruned with its block");
+                assert!(receipts.block(1).await.unwrap().is_none());
+                let recent = tip(node).await.get() - 10;
+                assert!(
+                    receipts.block(recent).await.unwrap().is_some(),
+                    "recent receipts kept"
+                );
+                drop(receipts);
                 assert_eq!(recipient_balance(node).await, Amount(50));
             }
             assert_safety_from(&refs, window_start).await;

@@ -26,6 +26,9 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 pub const GENESIS_VALIDATORS_MAX: usize = 256;
 /// Largest number of accounts a genesis may list.
 pub const GENESIS_ACCOUNTS_MAX: usize = 1_000_000;
+/// Largest `max_block_transactions` (a block's receipts and the receipt store's decoding
+/// bound; blocks are also bounded by the p2p message size).
+pub const MAX_BLOCK_TRANSACTIONS_MAX: u32 = 65_536;
 
 /// Chain parameters.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -142,6 +145,11 @@ impl Genesis {
         }
         if self.params.max_block_transactions == 0 {
             return invalid("max_block_transactions must be positive".into());
+        }
+        if self.params.max_block_transactions > MAX_BLOCK_TRANSACTIONS_MAX {
+            return invalid(format!(
+                "max_block_transactions above {MAX_BLOCK_TRANSACTIONS_MAX}"
+            ));
         }
         let keys = self.validator_keys()?;
         let unique: std::collections::BTreeSet<_> = keys.iter().collect();
