@@ -269,7 +269,9 @@ pub fn genesis_block(genesis: &Genesis) -> Result<Block, EngineError> {
     ))
 }
 
-fn archive_config<C>(
+/// Configuration of a prunable archive `name` (partitions `<prefix>-<name>-pruned-…`) with the
+/// engine's buffer sizes.
+pub(crate) fn archive_config<C>(
     prefix: &str,
     name: &str,
     items_per_section: u64,

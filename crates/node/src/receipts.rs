@@ -6,21 +6,22 @@
 //!   block's `receipts_root` is rebuilt;
 //! - `transactions`: per included transaction (key: its hash) its `(height, position)`.
 //!
-//! The finalizer writes a block's receipts, synced, before it commits the block's state, so a
-//! crash in between re-executes the block on restart and finds its receipts already there
-//! (a put at an existing height is skipped). Both archives prune with the node's retention
+//! The finalizer writes a block's receipts before it commits the block's state; their fsyncs
+//! run in the background and are awaited before the next block's receipts are written, so a
+//! crash loses at most the last finalized block's receipts (its transactions then read as
+//! unknown; the state is intact). A redelivered block whose receipts are stored is skipped
+//! (a put at an existing height does nothing). Both archives prune with the node's retention
 //! window (whole sections of `items_per_section` heights).
 
+use crate::engine::archive_config;
 use commonware_codec::RangeCfg;
-use commonware_runtime::{buffer::paged::CacheRef, Clock, Metrics, Storage};
+use commonware_runtime::{buffer::paged::CacheRef, Clock, Handle, Metrics, Storage};
 use commonware_storage::{
     archive::{prunable, Archive as _, Identifier, MultiArchive as _},
     translator::EightCap,
 };
-use commonware_utils::NZUsize;
 use logos_api::receipt::RECEIPT_MAX_BYTES;
 use logos_primitives::Hash;
-use std::num::NonZeroU64;
 
 /// Most receipts one block's entry may hold (the decoding bound; a block holds at most
 /// `max_block_transactions`, which genesis validation caps at this).
@@ -55,28 +56,8 @@ pub struct Located {
 pub struct ReceiptStore<E: Storage + Metrics + Clock> {
     receipts: Option<Receipts<E>>,
     positions: Option<Positions<E>>,
-}
-
-fn config<C>(
-    prefix: &str,
-    name: &str,
-    items_per_section: u64,
-    page_cache: &CacheRef,
-    codec_config: C,
-) -> prunable::Config<EightCap, C> {
-    prunable::Config {
-        translator: EightCap,
-        metadata_partition: format!("{prefix}-{name}-metadata"),
-        key_partition: format!("{prefix}-{name}-keys"),
-        key_page_cache: page_cache.clone(),
-        value_partition: format!("{prefix}-{name}-values"),
-        compression: None,
-        codec_config,
-        items_per_section: NonZeroU64::new(items_per_section).unwrap_or(NonZeroU64::MIN),
-        key_write_buffer: NZUsize!(1 << 20),
-        value_write_buffer: NZUsize!(1 << 20),
-        replay_buffer: NZUsize!(1 << 20),
-    }
+    /// Syncs started by the last [`Self::put`], awaited by the next one (or by [`Self::flush`]).
+    syncing: Vec<Handle<()>>,
 }
 
 impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
@@ -96,13 +77,13 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         );
         let receipts = Receipts::init(
             context.child("receipts"),
-            config(prefix, "receipts", items_per_section, page_cache, bytes_cfg),
+            archive_config(prefix, "receipts", items_per_section, page_cache, bytes_cfg),
         )
         .await
         .map_err(storage_error)?;
         let positions = Positions::init(
             context.child("receipt_positions"),
-            config(
+            archive_config(
                 prefix,
                 "receipt-positions",
                 items_per_section,
@@ -115,11 +96,16 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         Ok(Self {
             receipts: Some(receipts),
             positions: Some(positions),
+            syncing: Vec::new(),
         })
     }
 
     /// Stores the receipts of the finalized block at `height` (`digest`), whose transactions
-    /// have `hashes` in block order, and syncs; a block already stored is left as it is.
+    /// have `hashes` in block order; a block already stored is left as it is.
+    ///
+    /// The writes are synced in the background: this call first waits for the previous
+    /// block's syncs, so at most one block's receipts are not yet durable (an fsync per block
+    /// on the finalizer's path doubled finality latency under load; see `crate::receipts`).
     pub async fn put(
         &mut self,
         height: u64,
@@ -127,6 +113,7 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         hashes: &[Hash],
         receipts: &[Vec<u8>],
     ) -> Result<(), ReceiptStoreError> {
+        self.flush().await?;
         let stored = self.receipts()?;
         if stored
             .has(Identifier::Index(height))
@@ -144,18 +131,29 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
                     .await
                     .map_err(storage_error)?;
             }
-            self.positions = Some(positions.sync().await.map_err(storage_error)?);
+            let (positions, handle) = positions.start_sync().await.map_err(storage_error)?;
+            self.positions = Some(positions);
+            self.syncing.push(handle);
         }
         // The block's entry last: its presence means the positions are durable too.
         let receipts_archive = self.receipts.take().ok_or_else(closed)?;
-        let receipts_archive = receipts_archive
+        let (receipts_archive, handle) = receipts_archive
             .put(height, digest, &receipts.to_vec())
             .await
             .map_err(storage_error)?
-            .sync()
+            .start_sync()
             .await
             .map_err(storage_error)?;
         self.receipts = Some(receipts_archive);
+        self.syncing.push(handle);
+        Ok(())
+    }
+
+    /// Waits until every receipt written so far is durable.
+    pub async fn flush(&mut self) -> Result<(), ReceiptStoreError> {
+        for handle in self.syncing.drain(..) {
+            handle.await.map_err(storage_error)?;
+        }
         Ok(())
     }
 

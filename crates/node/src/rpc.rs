@@ -24,6 +24,7 @@
 use crate::{
     chain::Proven,
     engine::MarshalMailbox,
+    receipts::Located,
     relay,
     shared::{FinalizedBlock, Shared},
 };
@@ -563,6 +564,29 @@ impl<E: Storage + Clock + Metrics + Spawner> RpcServer<E> {
         Some(BlockInfo::new(block, receipts))
     }
 
+    /// Where a retained finalized block holds transaction `hash`, with that block; `None` if
+    /// none does (or it was pruned between the two reads).
+    async fn located(
+        &self,
+        hash: &logos_primitives::Hash,
+    ) -> Result<Option<(Located, logos_api::Block)>, ErrorObjectOwned> {
+        let located = self
+            .shared
+            .receipts()
+            .await
+            .locate(hash)
+            .await
+            .map_err(unavailable)?;
+        let Some(located) = located else {
+            return Ok(None);
+        };
+        let block = self
+            .marshal
+            .get_block(Identifier::Height(Height::new(located.height)))
+            .await;
+        Ok(block.map(|block| (located, block.inner().clone())))
+    }
+
     /// The stored receipts of the block at `height`, parsed (none if pruned or unreadable).
     async fn stored_receipts(&self, height: u64) -> Option<Vec<Receipt>> {
         let bytes = self.shared.receipts().await.block(height).await.ok()??;
@@ -717,24 +741,9 @@ where
                 transaction: TransactionInfo::from(transaction.as_ref()),
             }));
         }
-        let located = self
-            .shared
-            .receipts()
-            .await
-            .locate(&hash)
-            .await
-            .map_err(unavailable)?;
-        let Some(located) = located else {
+        let Some((located, block)) = self.located(&hash).await? else {
             return Ok(None);
         };
-        let Some(block) = self
-            .marshal
-            .get_block(Identifier::Height(Height::new(located.height)))
-            .await
-        else {
-            return Ok(None); // pruned between the two reads
-        };
-        let block = block.inner();
         let transaction = block
             .transactions
             .get(located.index as usize)
@@ -751,21 +760,7 @@ where
 
     async fn get_receipt(&self, hash: String) -> Result<Option<ReceiptInfo>, ErrorObjectOwned> {
         let hash = parse_transaction_hash(&hash)?;
-        let located = self
-            .shared
-            .receipts()
-            .await
-            .locate(&hash)
-            .await
-            .map_err(unavailable)?;
-        let Some(located) = located else {
-            return Ok(None);
-        };
-        let Some(block) = self
-            .marshal
-            .get_block(Identifier::Height(Height::new(located.height)))
-            .await
-        else {
+        let Some((located, block)) = self.located(&hash).await? else {
             return Ok(None);
         };
         let bytes = located
@@ -778,7 +773,7 @@ where
         Ok(Some(ReceiptInfo {
             transaction: format_hash(&hash),
             height: located.height,
-            block_hash: format_hash(&block.inner().digest()),
+            block_hash: format_hash(&block.digest()),
             index: located.index,
             receipt,
             receipt_bytes: format!("0x{}", hex::encode(bytes)),
