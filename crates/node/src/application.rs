@@ -14,7 +14,7 @@
 //!   verify (batched; transactions already in the local mempool were verified on admission),
 //!   and re-execution must give the block's state root and receipts root.
 //! - **finalize** ([`Finalizer`]): marshal delivers finalized blocks in height order, at least
-//!   once; each block's receipts are written to the receipt store (synced), then its state is
+//!   once; each block's receipts are written to the receipt store, then its state is
 //!   applied and committed, then it is acknowledged, so marshal's processed height never runs
 //!   ahead of the state; a pruning node prunes blocks, certificates and receipts behind its
 //!   retention window every `PRUNE_INTERVAL_BLOCKS`.
