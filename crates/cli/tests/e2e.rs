@@ -1124,11 +1124,19 @@ fn tx_status_proves_receipts_that_survive_a_restart_and_refuses_forged_ones() {
         assert_eq!(found.height, refused["height"].as_u64());
         assert_eq!(found.index, refused["index"].as_u64().map(|index| index as u32));
         assert_eq!(found.transaction.hash, failed);
-        let bad = client(&rpc).get_receipt("0xnothex".into()).await.unwrap_err();
-        assert!(
-            matches!(&bad, jsonrpsee::core::ClientError::Call(error) if error.code() == codes::INVALID_PARAMS),
-            "{bad}"
-        );
+        // Malformed and oversize hashes, on both lookups: refused as parameters.
+        for hash in ["0xnothex".to_string(), format!("0x{}", "ab".repeat(4_096))] {
+            let bad = client(&rpc).get_receipt(hash.clone()).await.unwrap_err();
+            assert!(
+                matches!(&bad, jsonrpsee::core::ClientError::Call(error) if error.code() == codes::INVALID_PARAMS),
+                "{bad}"
+            );
+            let bad = client(&rpc).get_transaction(hash).await.unwrap_err();
+            assert!(
+                matches!(&bad, jsonrpsee::core::ClientError::Call(error) if error.code() == codes::INVALID_PARAMS),
+                "{bad}"
+            );
+        }
     });
     // Receipts are on disk: a crash and restart keeps them, still proven.
     devnet.kill(0);

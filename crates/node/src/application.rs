@@ -73,7 +73,8 @@ impl<E: Storage + Clock + Metrics + Spawner> Clone for Application<E> {
     }
 }
 
-fn now_ms(clock: &impl Clock) -> u64 {
+/// `clock`'s time in ms since the Unix epoch (0 before it): the unit of block timestamps.
+pub fn now_ms(clock: &impl Clock) -> u64 {
     clock
         .current()
         .duration_since(UNIX_EPOCH)

@@ -27,7 +27,7 @@ use logos_api::{
     Block,
 };
 use logos_node::{
-    application::{Application, TIMESTAMP_DRIFT_MAX_MS},
+    application::{now_ms, Application, TIMESTAMP_DRIFT_MAX_MS},
     engine::{self, Networks, Node},
 };
 use logos_primitives::{format_public_key, Address, Amount, Hash, Height, PrivateKey, PublicKey};
@@ -41,7 +41,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::{Duration, UNIX_EPOCH},
+    time::Duration,
 };
 
 type Context = deterministic::Context;
@@ -299,12 +299,7 @@ impl commonware_consensus::Application<Context> for Byzantine {
     ) -> Option<Digested<Block>> {
         // Read before building, which may wait: the stamp is then at most the drift ahead
         // of any later clock.
-        let now_ms = context
-            .0
-            .current()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now_ms = now_ms(&context.0);
         let honest = self.inner.propose(context, ancestry, input).await?;
         let block = self.corrupt(honest.inner(), now_ms);
         self.proposed.fetch_add(1, Ordering::Relaxed);
@@ -933,5 +928,30 @@ fn pruning_validators_keep_a_bounded_window_and_agree() {
             }
             assert_safety_from(&refs, window_start).await;
         });
+    });
+}
+
+/// A retention window below the minimum is refused at start (peers behind could not catch up,
+/// simplex keeps more views than that).
+#[test]
+fn a_retention_below_the_minimum_is_refused() {
+    simulate(16_000, |context| async move {
+        let net = network(&context, 1).await;
+        let key = net.keys[0].clone();
+        let networks = channels(&net.oracle, &key.public_key()).await;
+        let mut config = engine::Config::new(key.clone(), net.genesis.clone(), "short".into());
+        config.retention_blocks = Some(engine::RETENTION_BLOCKS_MIN - 1);
+        let refused = engine::start(
+            context.child("short"),
+            config,
+            networks,
+            net.oracle.manager(),
+            net.oracle.control(key.public_key()),
+        )
+        .await;
+        assert!(matches!(
+            refused,
+            Err(engine::EngineError::RetentionTooShort(blocks)) if blocks == engine::RETENTION_BLOCKS_MIN - 1
+        ));
     });
 }

@@ -275,4 +275,17 @@ mod tests {
             Err(GenesisError::Toml(_))
         ));
     }
+
+    #[test]
+    fn block_size_beyond_what_receipts_can_decode_is_rejected() {
+        let mut at_cap = genesis();
+        at_cap.params.max_block_transactions = MAX_BLOCK_TRANSACTIONS_MAX;
+        assert!(at_cap.validate().is_ok());
+        let mut above = genesis();
+        above.params.max_block_transactions = MAX_BLOCK_TRANSACTIONS_MAX + 1;
+        assert!(matches!(above.validate(), Err(GenesisError::Invalid(_))));
+        let mut zero = genesis();
+        zero.params.max_block_transactions = 0;
+        assert!(matches!(zero.validate(), Err(GenesisError::Invalid(_))));
+    }
 }
