@@ -1,13 +1,15 @@
-//! `logos node run --config FILE`: one validator process.
+//! `logos node run --config FILE [--role validator|full]`: one validator or full node process.
 //!
 //! Opens storage under `data_dir`, connects to the genesis validators over authenticated,
-//! encrypted TCP (commonware-p2p `lookup`), runs consensus, and serves JSON-RPC. When ready it
-//! prints one JSON line to stdout: `{"ready": true, "rpc": "http://…", "public_key": "0x…"}`.
+//! encrypted TCP (commonware-p2p `lookup`; the configured `full_nodes` are tracked as
+//! secondary peers), runs consensus (a validator) or follows it (a full node, see
+//! `logos_node::full`), and serves JSON-RPC. When ready it prints one JSON line to stdout:
+//! `{"ready": true, "role": "validator"|"full", "rpc": "http://…", "public_key": "0x…", "chain_id": "…"}`.
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use commonware_cryptography::{ChaCha20Poly1305, Signer};
-use commonware_p2p::{authenticated::lookup, AddressableManager};
+use commonware_p2p::{authenticated::lookup, AddressableManager, AddressableTrackedPeers};
 use commonware_runtime::{tokio as runtime, Quota, Runner, Supervisor};
 use commonware_stream::{
     cups::{self, Cups},
@@ -17,22 +19,28 @@ use commonware_utils::{ordered::Map, NZUsize, NZU32};
 use logos_api::consensus::consensus_namespace;
 use logos_client::keystore;
 use logos_node::{
-    config::NodeConfig,
+    config::{NodeConfig, Role},
     engine::{self, channels, Networks},
+    full,
     rpc::{self, RpcConfig},
 };
-use logos_primitives::format_public_key;
+use logos_primitives::{format_public_key, parse_public_key, PublicKey};
 use logos_types::Genesis;
 use std::{path::PathBuf, time::Duration};
 
 /// `logos node …`
 #[derive(Subcommand)]
 pub enum NodeCommand {
-    /// Run a validator.
+    /// Run a validator, or a full node that follows the validators over p2p.
     Run {
         /// Node configuration file (TOML; see `logos_node::config`).
         #[arg(long)]
         config: PathBuf,
+        /// `validator` (votes; its key must be a genesis validator's) or `full` (a non-voting
+        /// peer that executes every finalized block and serves the same JSON-RPC; every
+        /// validator must list its key in `full_nodes`). Overrides the file's `role`.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
         /// Finalized blocks (with certificates) and state history to keep behind the tip
         /// (overrides the file's `retention_blocks`; default 1,000,000, at least 1,024).
         #[arg(long, conflicts_with = "archive")]
@@ -60,6 +68,24 @@ pub enum NodeCommand {
         #[arg(long, default_value_t = 200)]
         poll_ms: u64,
     },
+}
+
+/// `--role`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum RoleArg {
+    /// A genesis validator.
+    Validator,
+    /// A full node.
+    Full,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Validator => Role::Validator,
+            RoleArg::Full => Role::Full,
+        }
+    }
 }
 
 /// Logs go to stderr (stdout carries only the ready line); `RUST_LOG` overrides the level.
@@ -103,12 +129,13 @@ async fn serve_metrics(context: runtime::Context, address: std::net::SocketAddr)
 
 /// Runs `logos node …`.
 pub fn run(command: NodeCommand) -> Result<()> {
-    let (config, retention_blocks, archive) = match command {
+    let (config, role, retention_blocks, archive) = match command {
         NodeCommand::Run {
             config,
+            role,
             retention_blocks,
             archive,
-        } => (config, retention_blocks, archive),
+        } => (config, role, retention_blocks, archive),
         NodeCommand::Follow {
             genesis,
             rpc,
@@ -123,8 +150,25 @@ pub fn run(command: NodeCommand) -> Result<()> {
         config.archive = false;
     }
     config.archive |= archive;
+    if let Some(role) = role {
+        config.role = role.into();
+    }
     let genesis = Genesis::load(&config.genesis_file)?;
     let signer = keystore::load_file(&config.key_file)?;
+    // Before anything binds a port: a wrong key for the role is the likelier mistake.
+    let is_validator = genesis.validator_keys()?.contains(&signer.public_key());
+    match (config.role, is_validator) {
+        (Role::Full, true) => anyhow::bail!(
+            "{}: a full node's key must not be a validator's (it would take the validator's \
+             connections)",
+            config.key_file.display()
+        ),
+        (Role::Validator, false) => anyhow::bail!(
+            "{}: this key is not a validator of the genesis (run a full node with --role full)",
+            config.key_file.display()
+        ),
+        _ => {}
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create {}", config.data_dir.display()))?;
     let runtime_config = runtime::Config::new()
@@ -157,11 +201,13 @@ async fn serve(
         },
         cups::Version::V1,
     );
+    let full_nodes = full_node_peers(&config, &validators)?;
     let mut p2p_config = lookup::Config::local(
         handshake,
         &consensus_namespace(&chain_id),
         config.p2p_listen,
-        NZUsize!(validators.len().max(1)),
+        // The set counts this node too when it is not among them (a full node).
+        NZUsize!(validators.len() + full_nodes.len() + 1),
         engine::max_message_size_bytes(&genesis),
         NZUsize!(1_024),
     );
@@ -176,7 +222,7 @@ async fn serve(
     let peers: Map<_, _> = peers
         .try_into()
         .map_err(|_| anyhow::anyhow!("duplicate validator in genesis"))?;
-    let _ = oracle.track(0, peers);
+    let _ = oracle.track(0, AddressableTrackedPeers::new(peers, full_nodes));
     let consensus_quota = Quota::per_second(NZU32!(1_000));
     let data_quota = Quota::per_second(NZU32!(500));
     let networks = Networks {
@@ -194,14 +240,29 @@ async fn serve(
     engine_config.check_invariants = config.check_invariants;
     engine_config.mempool = config.mempool();
     engine_config.retention_blocks = config.retention();
-    let node = engine::start(
-        context.child("node"),
-        engine_config,
-        networks,
-        oracle.clone(),
-        oracle,
-    )
-    .await?;
+    let role = config.role;
+    let node = match role {
+        Role::Validator => {
+            engine::start(
+                context.child("node"),
+                engine_config,
+                networks,
+                oracle.clone(),
+                oracle,
+            )
+            .await?
+        }
+        Role::Full => {
+            full::start_full(
+                context.child("node"),
+                engine_config,
+                networks,
+                oracle.clone(),
+                oracle,
+            )
+            .await?
+        }
+    };
 
     let rpc_config = RpcConfig {
         listen: config.rpc_listen,
@@ -224,6 +285,7 @@ async fn serve(
     .with_context(|| format!("bind RPC on {}", config.rpc_listen))?;
     let ready = serde_json::json!({
         "ready": true,
+        "role": role,
         "rpc": format!("http://{address}"),
         "public_key": format_public_key(&signer.public_key()),
         "chain_id": chain_id.to_string(),
@@ -231,11 +293,33 @@ async fn serve(
     println!("{ready}");
     tokio::select! {
         result = node.consensus => {
-            result.context("consensus stopped")?;
+            result.context("consensus (or, on a full node, the certificate follower) stopped")?;
         }
         () = logos_devnet::wait_for_signal() => tracing::info!("signalled; stopping"),
     }
     Ok(())
+}
+
+/// The configured full nodes as secondary p2p peers (none may be a validator).
+fn full_node_peers(
+    config: &NodeConfig,
+    validators: &[PublicKey],
+) -> Result<Map<PublicKey, commonware_p2p::Address>> {
+    let peers = config
+        .full_nodes
+        .iter()
+        .map(|peer| {
+            let key = parse_public_key(&peer.public_key)
+                .with_context(|| format!("full node key {}", peer.public_key))?;
+            if validators.contains(&key) {
+                anyhow::bail!("full_nodes lists validator key {}", peer.public_key);
+            }
+            Ok((key, peer.p2p_address.into()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    peers
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a full node is listed twice in full_nodes"))
 }
 
 fn follow(

@@ -36,6 +36,19 @@ impl Devnet {
         port_base: u16,
         extra_config: &str,
     ) -> Self {
+        Self::init_with_full_nodes(name, validators, accounts, port_base, extra_config, 0)
+    }
+
+    /// [`Self::init`] with `full_nodes` full-node configurations written (and listed in every
+    /// validator's `full_nodes`) but not started: `full-node-<k>/config.toml`.
+    fn init_with_full_nodes(
+        name: &str,
+        validators: usize,
+        accounts: usize,
+        port_base: u16,
+        extra_config: &str,
+        full_nodes: usize,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("logos-e2e-{name}-{}", std::process::id()));
         let status = Command::new(LOGOS)
             .args([
@@ -45,6 +58,8 @@ impl Devnet {
                 &validators.to_string(),
                 "--accounts",
                 &accounts.to_string(),
+                "--full-nodes",
+                &full_nodes.to_string(),
             ])
             .args(["--p2p-base-port", &port_base.to_string()])
             .args(["--rpc-base-port", &(port_base + 1_000).to_string()])
@@ -1163,4 +1178,169 @@ fn tx_status_proves_receipts_that_survive_a_restart_and_refuses_forged_ones() {
             assert_eq!(fooled["success"], true, "{fooled}");
         }
     }
+}
+
+/// Starts `logos node run --role full --config <config>` (stderr to `node.log` beside it) and
+/// returns the process and its ready line (empty if none came within 60 s).
+fn start_full_node(config: &std::path::Path, passphrase: &str) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.parent().unwrap().join("node.log"))
+        .unwrap();
+    let mut child = Command::new(LOGOS)
+        .args(["node", "run", "--role", "full", "--config"])
+        .arg(config)
+        .env("LOGOS_PASSPHRASE", passphrase)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let line = stdout_lines(&mut child)
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_default();
+    (child, line)
+}
+
+/// A full node started after the chain has run catches up over p2p and serves the validators'
+/// JSON-RPC: the same account and blocks, proofs that verify against the genesis, finalized
+/// heads over WebSocket, and transactions relayed to the validators. A full node whose key no
+/// validator lists gets nowhere, and a validator's key cannot run a full node.
+#[test]
+fn a_full_node_follows_over_p2p_and_serves_the_validators_rpc() {
+    const PORT_BASE: u16 = 27_800;
+    let mut devnet = Devnet::init_with_full_nodes("full", 4, 2, PORT_BASE, "", 1);
+    let validator = devnet.rpc[0].clone();
+    let full_rpc = format!("http://127.0.0.1:{}", PORT_BASE + 1_000 + 4);
+    let sender = devnet.key("account-0");
+    let recipient = Address([0x5a; 20]);
+    let runtime = runtime();
+    let chain_id = runtime.block_on(async {
+        wait_for_height(&validator, 2, Duration::from_secs(30)).await;
+        let chain_id = client(&validator).chain_info().await.unwrap().chain_id;
+        let payload = transfer(&sender, chain_id, 0, recipient, 7, 1_000);
+        client(&validator)
+            .submit_transaction(to_hex(payload, &sender))
+            .await
+            .unwrap();
+        // Enough blocks that the full node has to backfill many of them.
+        wait_for_height(&validator, 400, Duration::from_secs(60)).await;
+        chain_id
+    });
+
+    // A validator's key cannot run a full node.
+    let validator_config = devnet.dir.join("validator-0/config.toml");
+    let refused = Command::new(LOGOS)
+        .args(["node", "run", "--role", "full", "--config"])
+        .arg(&validator_config)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("must not be a validator's"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let (child, ready) = start_full_node(&devnet.dir.join("full-node-0/config.toml"), "");
+    devnet.processes.push(Some(child));
+    assert!(ready.contains("\"role\":\"full\""), "not ready: {ready:?}");
+    let head = runtime.block_on(head_height(&validator));
+    runtime.block_on(wait_for_height(&full_rpc, head, Duration::from_secs(60)));
+
+    runtime.block_on(async {
+        // Same block at a height both have, same account.
+        let (ours, theirs) = (client(&full_rpc), client(&validator));
+        assert_eq!(
+            ours.get_raw_block(head).await.unwrap(),
+            theirs.get_raw_block(head).await.unwrap()
+        );
+        let address = recipient.to_string();
+        let (a, b) = (
+            ours.get_account(address.clone()).await.unwrap(),
+            theirs.get_account(address).await.unwrap(),
+        );
+        assert_eq!((a.nonce, a.balance), (b.nonce, b.balance));
+        assert_eq!(a.balance, Amount(7));
+
+        // Finalized heads over WebSocket.
+        let ws = WsClientBuilder::default()
+            .build(full_rpc.replace("http://", "ws://"))
+            .await
+            .unwrap();
+        let mut heads: Subscription<logos_api::rpc::Head> =
+            ws.subscribe_finalized_heads().await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(10), heads.next())
+            .await
+            .expect("a finalized head within 10 s")
+            .unwrap()
+            .unwrap();
+        assert!(next.height >= head);
+
+        // A transaction given to the full node is relayed and finalized by the validators.
+        let payload = transfer(&sender, chain_id, 1, recipient, 3, 1_000);
+        ours.submit_transaction(to_hex(payload, &sender))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let balance = theirs
+                .get_account(recipient.to_string())
+                .await
+                .unwrap()
+                .balance;
+            if balance == Amount(10) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relayed transfer not finalized: {balance:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    // Proven reads from the full node verify against the genesis validators.
+    let (ok, stdout, stderr) =
+        prove_account(recipient, &devnet.dir.join("genesis.toml"), &full_rpc);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"verified\": true"), "{stdout}");
+
+    // A full node no validator lists is refused by every validator's p2p handshake.
+    let stranger = devnet.dir.join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    let status = Command::new(LOGOS)
+        .args(["keys", "new", "stranger", "--keystore"])
+        .arg(&stranger)
+        .env("LOGOS_PASSPHRASE", "stranger passphrase")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = std::fs::read_to_string(devnet.dir.join("full-node-0/config.toml"))
+        .unwrap()
+        .replace("../keys/full-node-0.key", "stranger.key")
+        .replace(
+            &format!(":{}", PORT_BASE + 4),
+            &format!(":{}", PORT_BASE + 5),
+        )
+        .replace(
+            &format!(":{}", PORT_BASE + 1_004),
+            &format!(":{}", PORT_BASE + 1_005),
+        )
+        .replace(
+            &format!(":{}", PORT_BASE + 2_004),
+            &format!(":{}", PORT_BASE + 2_005),
+        );
+    std::fs::write(stranger.join("config.toml"), config).unwrap();
+    let (child, ready) = start_full_node(&stranger.join("config.toml"), "stranger passphrase");
+    devnet.processes.push(Some(child));
+    assert!(ready.contains("\"ready\":true"), "not ready: {ready:?}");
+    std::thread::sleep(Duration::from_secs(5));
+    let stranger_rpc = format!("http://127.0.0.1:{}", PORT_BASE + 1_005);
+    assert_eq!(
+        runtime.block_on(head_height(&stranger_rpc)),
+        0,
+        "an unlisted peer synced"
+    );
 }

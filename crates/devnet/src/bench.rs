@@ -452,6 +452,7 @@ fn bench_devnet(
         demo: false,
         external_provisioners: Vec::new(),
         check_invariants: false,
+        full_nodes: 0,
         // Validators prune as a default node does (`retention_blocks` = 1,000,000; pruning
         // starts past that many blocks, so within a bench window `disk_mb_per_hour` is the
         // growth before any pruning, which bounds it at the window's size).

@@ -6,13 +6,16 @@
 //! genesis.toml
 //! keys/validator-<i>.key, keys/dev.key, keys/account-<j>.key
 //! validator-<i>/config.toml, validator-<i>/node.log, validator-<i>/storage/…
+//! keys/full-node-<k>.key, full-node-<k>/config.toml, full-node-<k>/node.log, …  (--full-nodes)
 //! ```
 //! The `dev` key is funded and is the privileged account (provider admission, catalog,
 //! prices) until governance exists. With `--check-invariants` every validator checks the
 //! runtime's invariants after every finalized block.
 //!
 //! Validator `i` uses p2p port `p2p_base_port + i`, RPC `rpc_base_port + i` and metrics
-//! `metrics_base_port + i`, all on 127.0.0.1. Ctrl-C stops every validator (SIGTERM, then
+//! `metrics_base_port + i`, all on 127.0.0.1; full node `k` (`--full-nodes`: non-voting p2p
+//! peers listed in every validator's `full_nodes`, serving the same JSON-RPC) uses the ports
+//! after the validators' (`+ validators + k`). Ctrl-C stops every validator (SIGTERM, then
 //! SIGKILL after 5 s) and exits.
 
 use anyhow::{bail, Context, Result};
@@ -90,6 +93,10 @@ pub struct DevnetArgs {
     /// (violations are logged and counted in the `invariant_violations` metric).
     #[arg(long)]
     pub check_invariants: bool,
+    /// Full nodes to run beside the validators (`logos node run --role full`: they follow
+    /// the validators over p2p and serve the same JSON-RPC).
+    #[arg(long, default_value_t = 0)]
+    pub full_nodes: usize,
     /// Validators prune finalized blocks, certificates and state history older than this
     /// many blocks (default: they keep everything, so a full node leased at any time syncs
     /// from genesis through them).
@@ -109,6 +116,8 @@ pub struct Layout {
     pub configs: Vec<PathBuf>,
     /// One RPC URL per validator.
     pub rpc_urls: Vec<String>,
+    /// One configuration file per full node.
+    pub full_node_configs: Vec<PathBuf>,
     /// Number of provider agents.
     pub providers: usize,
     /// First agent API port.
@@ -138,6 +147,9 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
             .collect(),
         rpc_urls: (0..args.validators)
             .map(|i| format!("http://127.0.0.1:{}", args.rpc_base_port as usize + i))
+            .collect(),
+        full_node_configs: (0..args.full_nodes)
+            .map(|k| dir.join(format!("full-node-{k}")).join("config.toml"))
             .collect(),
         dir: dir.clone(),
         providers: args.providers,
@@ -207,10 +219,11 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
     };
     genesis.validate()?;
     std::fs::write(&layout.genesis, genesis.to_toml()?)?;
+    let full_nodes = write_full_nodes(args, &layout)?;
     for (i, config) in layout.configs.iter().enumerate() {
         std::fs::create_dir_all(config.parent().expect("config has a directory"))?;
         let text = format!(
-            "key_file = \"../keys/validator-{i}.key\"\ngenesis_file = \"../genesis.toml\"\ndata_dir = \".\"\n\
+            "{full_nodes}key_file = \"../keys/validator-{i}.key\"\ngenesis_file = \"../genesis.toml\"\ndata_dir = \".\"\n\
              p2p_listen = \"127.0.0.1:{p2p}\"\nrpc_listen = \"127.0.0.1:{rpc}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
              block_time_ms = {block_time}\nlog_level = \"{level}\"\ncheck_invariants = {check}\n\
              # every devnet client (daemons, CLI, benchmarks) shares 127.0.0.1\n\
@@ -230,6 +243,42 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         std::fs::write(config, text)?;
     }
     Ok(layout)
+}
+
+/// Writes the full nodes' keys and configurations; returns the validators' `full_nodes` line.
+fn write_full_nodes(args: &DevnetArgs, layout: &Layout) -> Result<String> {
+    let mut peers = Vec::new();
+    for (k, config) in layout.full_node_configs.iter().enumerate() {
+        let key = keystore::generate()?;
+        let name = format!("full-node-{k}");
+        keystore::save(&layout.keystore, &name, &key, DEVNET_PASSPHRASE)?;
+        let offset = args.validators + k;
+        let p2p = format!("127.0.0.1:{}", args.p2p_base_port as usize + offset);
+        peers.push(format!(
+            "{{ public_key = \"{}\", p2p_address = \"{p2p}\" }}",
+            format_public_key(&key.public_key())
+        ));
+        std::fs::create_dir_all(config.parent().expect("config has a directory"))?;
+        let text = format!(
+            "role = \"full\"\nkey_file = \"../keys/{name}.key\"\ngenesis_file = \"../genesis.toml\"\n\
+             data_dir = \".\"\np2p_listen = \"{p2p}\"\nrpc_listen = \"127.0.0.1:{rpc}\"\n\
+             metrics_listen = \"127.0.0.1:{metrics}\"\nlog_level = \"{level}\"\n\
+             rpc_requests_per_second_per_ip = 20000\nrpc_requests_per_second_per_connection = 10000\n\
+             rpc_connections_per_ip_max = 256\n{retention}",
+            rpc = args.rpc_base_port as usize + offset,
+            metrics = args.metrics_base_port as usize + offset,
+            level = args.log_level,
+            retention = match args.retention_blocks {
+                Some(blocks) => format!("retention_blocks = {blocks}\n"),
+                None => "archive = true\n".into(),
+            },
+        );
+        std::fs::write(config, text)?;
+    }
+    Ok(match peers.is_empty() {
+        true => String::new(),
+        false => format!("full_nodes = [{}]\n", peers.join(", ")),
+    })
 }
 
 /// A running validator process.
@@ -341,7 +390,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
     if args.init_only {
         println!(
             "{}",
-            serde_json::json!({"dir": layout.dir, "genesis": layout.genesis, "configs": layout.configs, "rpc": layout.rpc_urls})
+            serde_json::json!({"dir": layout.dir, "genesis": layout.genesis, "configs": layout.configs, "rpc": layout.rpc_urls, "full_nodes": layout.full_node_configs})
         );
         return Ok(());
     }
@@ -399,6 +448,21 @@ pub fn start(args: &DevnetArgs, layout: &Layout) -> Result<Network> {
         eprintln!("starting validator {i}…");
         match spawn(config, Duration::from_secs(60)) {
             Ok(validator) => network.validators.push(validator),
+            Err(error) => {
+                network.stop();
+                return Err(error);
+            }
+        }
+    }
+    for (k, config) in layout.full_node_configs.iter().enumerate() {
+        eprintln!("starting full node {k}…");
+        match spawn(config, Duration::from_secs(60)) {
+            Ok(full_node) => {
+                println!("full-node-{k}  rpc {}", full_node.rpc);
+                network
+                    .daemons
+                    .push((format!("full node {k}"), full_node.child));
+            }
             Err(error) => {
                 network.stop();
                 return Err(error);

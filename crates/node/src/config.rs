@@ -21,7 +21,13 @@
 //! retention_blocks = 1000000       # finalized blocks, certificates, receipts and state history kept
 //! archive = false                   # true: keep everything (retention_blocks is ignored)
 //! check_invariants = false          # check the runtime's invariants after every block (debug)
+//! role = "validator"                # or "full": a non-voting peer (see `logos_node::full`)
+//! # full nodes this validator serves (tracked as secondary p2p peers), at most 256
+//! full_nodes = [{ public_key = "0x…", p2p_address = "127.0.0.1:30400" }]
 //! ```
+//!
+//! A full node's file has the same keys: `key_file` is its p2p identity (any key but a
+//! validator's), and every validator it follows must list it in `full_nodes`.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -91,6 +97,37 @@ pub struct NodeConfig {
     /// Keep every block, certificate and state operation (`retention_blocks` is ignored).
     #[serde(default)]
     pub archive: bool,
+    /// What this node is.
+    #[serde(default)]
+    pub role: Role,
+    /// Full nodes allowed to connect (commonware p2p secondary peers), at most
+    /// [`FULL_NODES_MAX`].
+    #[serde(default)]
+    pub full_nodes: Vec<FullNodePeer>,
+}
+
+/// Most full nodes one node's configuration may list (each is a p2p peer slot).
+pub const FULL_NODES_MAX: usize = 256;
+
+/// What a node is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A genesis validator: votes, proposes, finalizes.
+    #[default]
+    Validator,
+    /// A non-voting peer that follows the validators (see `logos_node::full`).
+    Full,
+}
+
+/// A full node a validator lets connect.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct FullNodePeer {
+    /// Its p2p public key (`0x` + 64 hex digits).
+    pub public_key: String,
+    /// Its p2p address; inbound connections must come from this IP (the port is not dialed:
+    /// full nodes dial validators).
+    pub p2p_address: SocketAddr,
 }
 
 fn default_retention_blocks() -> u64 {
@@ -183,6 +220,9 @@ pub enum ConfigError {
     /// The file is not valid configuration TOML.
     #[error("invalid configuration: {0}")]
     Toml(String),
+    /// More than [`FULL_NODES_MAX`] full nodes are listed.
+    #[error("{0} full nodes listed; at most {FULL_NODES_MAX}")]
+    TooManyFullNodes(usize),
 }
 
 impl NodeConfig {
@@ -194,6 +234,9 @@ impl NodeConfig {
         })?;
         let mut config: NodeConfig =
             toml::from_str(&text).map_err(|error| ConfigError::Toml(error.to_string()))?;
+        if config.full_nodes.len() > FULL_NODES_MAX {
+            return Err(ConfigError::TooManyFullNodes(config.full_nodes.len()));
+        }
         let base = path.parent().unwrap_or(std::path::Path::new("."));
         for field in [
             &mut config.key_file,
@@ -205,5 +248,53 @@ impl NodeConfig {
             }
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("logos-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.toml", text.len()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const BASE: &str =
+        "key_file = \"k\"\ngenesis_file = \"g\"\ndata_dir = \".\"\np2p_listen = \"127.0.0.1:1\"\n";
+
+    #[test]
+    fn role_defaults_to_validator_and_parses_full() {
+        assert_eq!(
+            NodeConfig::load(&write(BASE)).unwrap().role,
+            Role::Validator
+        );
+        let full = format!("{BASE}role = \"full\"\n");
+        assert_eq!(NodeConfig::load(&write(&full)).unwrap().role, Role::Full);
+        let unknown = format!("{BASE}role = \"observer\"\n");
+        assert!(matches!(
+            NodeConfig::load(&write(&unknown)),
+            Err(ConfigError::Toml(_))
+        ));
+    }
+
+    #[test]
+    fn more_full_nodes_than_the_bound_are_refused() {
+        let peer = "{ public_key = \"0x00\", p2p_address = \"127.0.0.1:2\" }";
+        let list = |n: usize| format!("{BASE}full_nodes = [{}]\n", vec![peer; n].join(", "));
+        assert_eq!(
+            NodeConfig::load(&write(&list(FULL_NODES_MAX)))
+                .unwrap()
+                .full_nodes
+                .len(),
+            FULL_NODES_MAX
+        );
+        assert!(matches!(
+            NodeConfig::load(&write(&list(FULL_NODES_MAX + 1))),
+            Err(ConfigError::TooManyFullNodes(n)) if n == FULL_NODES_MAX + 1
+        ));
     }
 }

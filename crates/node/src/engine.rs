@@ -1,4 +1,5 @@
-//! Wiring of one validator: p2p channels, marshal, simplex, the application and the relay.
+//! Wiring of one validator (p2p channels, marshal, simplex, the application and the relay),
+//! and of what a full node shares with it ([`start_base`]).
 //!
 //! Data flow:
 //! ```text
@@ -11,6 +12,12 @@
 //! ```
 //! Channels: 0 votes, 1 certificates, 2 simplex resolver, 3 marshal backfill, 4 block
 //! broadcast, 5 transaction relay. Every validator must use the same channel numbers.
+//!
+//! A node's peers are the validators and the full nodes it lets connect (p2p secondary peers,
+//! see [`crate::full`]). What goes "to all" on channels 0, 4 and 5 goes to the validators only
+//! ([`ValidatorsOnly`]): votes are of no use to a full node, and a leader uploading each block
+//! to every full node would compete with its upload to the validators (full nodes fetch
+//! finalized blocks by backfill). Certificates (channel 1) reach full nodes: they follow them.
 
 use crate::{
     application::{Application, Finalizer},
@@ -39,7 +46,7 @@ use commonware_cryptography::{
     certificate::{ConstantProvider, Verifier as _},
     Digested, Digestible, Sha256, Signer,
 };
-use commonware_p2p::{Blocker, Provider, Receiver, Sender};
+use commonware_p2p::{Blocker, LimitedSender, Provider, Receiver, Recipients, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::{
     buffer::paged::CacheRef, Clock, Handle, Metrics, Spawner, Storage, Supervisor,
@@ -197,6 +204,41 @@ pub mod channels {
     pub const TRANSACTIONS: u64 = 5;
 }
 
+/// A p2p sender whose [`Recipients::All`] means the validators (other than this node) rather
+/// than every connected peer (see the module docs).
+#[derive(Clone)]
+pub struct ValidatorsOnly<S> {
+    inner: S,
+    validators: Vec<PublicKey>,
+}
+
+impl<S> ValidatorsOnly<S> {
+    /// Wraps `inner`; `validators` are the genesis validators, `me` this node's key.
+    pub fn new(inner: S, validators: &[PublicKey], me: &PublicKey) -> Self {
+        let validators = validators.iter().filter(|v| *v != me).cloned().collect();
+        Self { inner, validators }
+    }
+}
+
+impl<S: LimitedSender<PublicKey = PublicKey>> LimitedSender for ValidatorsOnly<S> {
+    type PublicKey = PublicKey;
+    type Checked<'a>
+        = S::Checked<'a>
+    where
+        Self: 'a;
+
+    fn check(
+        &mut self,
+        recipients: Recipients<PublicKey>,
+    ) -> Result<Self::Checked<'_>, std::time::SystemTime> {
+        let recipients = match recipients {
+            Recipients::All => Recipients::Some(self.validators.clone()),
+            other => other,
+        };
+        self.inner.check(recipients)
+    }
+}
+
 /// Largest p2p message in bytes: a block at its bound plus framing.
 pub fn max_message_size_bytes(genesis: &Genesis) -> u32 {
     let cfg = block_cfg(genesis);
@@ -230,6 +272,9 @@ pub enum EngineError {
     /// The signer is not a genesis validator.
     #[error("this key is not a validator of the genesis")]
     NotAValidator,
+    /// A full node was given a validator's key (see [`crate::full::start_full`]).
+    #[error("a full node's key must not be a validator's")]
+    ValidatorKeyOnFullNode,
     /// The genesis is invalid.
     #[error(transparent)]
     Genesis(#[from] logos_types::GenesisError),
@@ -353,6 +398,131 @@ where
             required_ms,
         });
     }
+    let me = config.signer.public_key();
+    let validators = config.genesis.validator_keys()?;
+    if !validators.contains(&me) {
+        return Err(EngineError::NotAValidator);
+    }
+    let namespace = consensus_namespace(&config.genesis.chain_id());
+    let scheme = Scheme::signer(&namespace, participants(&validators), config.signer.clone())
+        .ok_or(EngineError::NotAValidator)?;
+    let Networks {
+        votes,
+        certificates,
+        resolver,
+        backfill,
+        blocks,
+        transactions,
+    } = networks;
+    let base = start_base(
+        &context,
+        &config,
+        scheme.clone(),
+        (backfill, blocks, transactions),
+        peers,
+        blocker.clone(),
+    )
+    .await?;
+    let Base {
+        shared,
+        marshal,
+        relay,
+        genesis_block,
+        epocher,
+        page_cache,
+        mailbox_size,
+    } = base;
+    let prefix = &config.partition_prefix;
+
+    // Consensus.
+    let application = wrap(Application::new(
+        shared.clone(),
+        me.clone(),
+        config.block_time_ms,
+    ));
+    let inline = Inline::new(
+        context.child("inline"),
+        application,
+        marshal.clone(),
+        epocher,
+    );
+    let engine = simplex::Engine::new(
+        context.child("simplex"),
+        simplex::config::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker,
+            automaton: inline.clone(),
+            relay: inline.clone(),
+            reporter: inline,
+            strategy: Sequential,
+            partition: format!("{prefix}-simplex"),
+            mailbox_size,
+            epoch: Epoch::zero(),
+            floor: simplex::config::Floor::Genesis(genesis_block.digest()),
+            replay_buffer: NZUsize!(REPLAY_BUFFER_BYTES),
+            write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
+            page_cache,
+            leader_timeout: Duration::from_millis(config.leader_timeout_ms),
+            certification_timeout: Duration::from_millis(config.certification_timeout_ms),
+            timeout_retry: Duration::from_millis(config.timeout_retry_ms),
+            view_retention: ViewDelta::new(SIMPLEX_VIEW_RETENTION),
+            skip: SkipPolicy::Enabled {
+                timeout: Duration::from_millis(
+                    config
+                        .leader_timeout_ms
+                        .saturating_mul(SKIP_TIMEOUT_LEADER_TIMEOUTS),
+                ),
+                budget: SkipBudget::Participants,
+            },
+            fetch_timeout: NZDuration!(Duration::from_millis(config.fetch_timeout_ms)),
+            fetch_retry_delay: Duration::from_millis(FETCH_RETRY_DELAY_MS),
+            forward: ForwardPolicy::Disabled,
+            track_historical_votes: false,
+        },
+    );
+    let votes = (ValidatorsOnly::new(votes.0, &validators, &me), votes.1);
+    let consensus = engine.start(votes, certificates, resolver);
+    Ok(Node {
+        shared,
+        marshal,
+        relay,
+        genesis_block,
+        consensus,
+    })
+}
+
+/// What a validator and a full node share (see [`start_base`]).
+pub(crate) struct Base<E: Storage + Clock + Metrics + Spawner> {
+    pub(crate) shared: Arc<Shared<E>>,
+    pub(crate) marshal: MarshalMailbox,
+    pub(crate) relay: relay::Mailbox,
+    pub(crate) genesis_block: Block,
+    pub(crate) epocher: FixedEpocher,
+    pub(crate) page_cache: CacheRef,
+    pub(crate) mailbox_size: NonZeroUsize,
+}
+
+/// Opens the state, receipts and mempool, starts marshal (backfill resolver, block broadcast,
+/// finalized archives; `scheme` checks certificates and, for a validator, signs), the
+/// finalizer that executes finalized blocks (pruning and the invariant check as configured)
+/// and the transaction relay: everything but consensus.
+pub(crate) async fn start_base<E, S, R, P, B>(
+    context: &E,
+    config: &Config,
+    scheme: Scheme,
+    (backfill, blocks, transactions): ((S, R), (S, R), (S, R)),
+    peers: P,
+    blocker: B,
+) -> Result<Base<E>, EngineError>
+where
+    E: Spawner + Storage + Clock + Metrics + Supervisor + rand::CryptoRng + Send + Sync + 'static,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    P: Provider<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+{
+    config.genesis.validate()?;
     // An invariant check replays every block from genesis: it keeps them all.
     let retention_blocks = config.retention_blocks.filter(|_| !config.check_invariants);
     if let Some(blocks) = retention_blocks.filter(|blocks| *blocks < RETENTION_BLOCKS_MIN) {
@@ -360,13 +530,11 @@ where
     }
     let me = config.signer.public_key();
     let validators = config.genesis.validator_keys()?;
-    if !validators.contains(&me) {
-        return Err(EngineError::NotAValidator);
-    }
-    let chain_id = config.genesis.chain_id();
-    let namespace = consensus_namespace(&chain_id);
-    let scheme = Scheme::signer(&namespace, participants(&validators), config.signer.clone())
-        .ok_or(EngineError::NotAValidator)?;
+    let blocks = (ValidatorsOnly::new(blocks.0, &validators, &me), blocks.1);
+    let transactions = (
+        ValidatorsOnly::new(transactions.0, &validators, &me),
+        transactions.1,
+    );
     let genesis_block = genesis_block(&config.genesis)?;
     let prefix = config.partition_prefix.clone();
     let mailbox_size = NonZeroUsize::new(config.mailbox_size).unwrap_or(NonZeroUsize::MIN);
@@ -411,7 +579,7 @@ where
             priority_requests: false,
             priority_responses: false,
         },
-        networks.backfill,
+        backfill,
     );
     let (broadcast_engine, buffer) = buffered::Engine::new(
         context.child("broadcast"),
@@ -425,7 +593,7 @@ where
             strategy: Sequential,
         },
     );
-    broadcast_engine.start(networks.blocks);
+    broadcast_engine.start(blocks);
     let finalizations_by_height = prunable::Archive::init(
         context.child("finalizations_by_height"),
         archive_config(
@@ -496,66 +664,16 @@ where
     context.child("finalizer").spawn(|_| finalizer.run());
 
     // Transaction relay.
-    let relay = Relay::start(
-        context.child("relay"),
-        shared.clone(),
-        networks.transactions,
-    );
+    let relay = Relay::start(context.child("relay"), shared.clone(), transactions);
 
-    // Consensus.
-    let application = wrap(Application::new(
-        shared.clone(),
-        me.clone(),
-        config.block_time_ms,
-    ));
-    let inline = Inline::new(
-        context.child("inline"),
-        application,
-        marshal.clone(),
-        epocher,
-    );
-    let engine = simplex::Engine::new(
-        context.child("simplex"),
-        simplex::config::Config {
-            scheme,
-            elector: RoundRobin::<Sha256>::default(),
-            blocker,
-            automaton: inline.clone(),
-            relay: inline.clone(),
-            reporter: inline,
-            strategy: Sequential,
-            partition: format!("{prefix}-simplex"),
-            mailbox_size,
-            epoch: Epoch::zero(),
-            floor: simplex::config::Floor::Genesis(genesis_block.digest()),
-            replay_buffer: NZUsize!(REPLAY_BUFFER_BYTES),
-            write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
-            page_cache,
-            leader_timeout: Duration::from_millis(config.leader_timeout_ms),
-            certification_timeout: Duration::from_millis(config.certification_timeout_ms),
-            timeout_retry: Duration::from_millis(config.timeout_retry_ms),
-            view_retention: ViewDelta::new(SIMPLEX_VIEW_RETENTION),
-            skip: SkipPolicy::Enabled {
-                timeout: Duration::from_millis(
-                    config
-                        .leader_timeout_ms
-                        .saturating_mul(SKIP_TIMEOUT_LEADER_TIMEOUTS),
-                ),
-                budget: SkipBudget::Participants,
-            },
-            fetch_timeout: NZDuration!(Duration::from_millis(config.fetch_timeout_ms)),
-            fetch_retry_delay: Duration::from_millis(FETCH_RETRY_DELAY_MS),
-            forward: ForwardPolicy::Disabled,
-            track_historical_votes: false,
-        },
-    );
-    let consensus = engine.start(networks.votes, networks.certificates, networks.resolver);
-    Ok(Node {
+    Ok(Base {
         shared,
         marshal,
         relay,
         genesis_block,
-        consensus,
+        epocher,
+        page_cache,
+        mailbox_size,
     })
 }
 

@@ -13,6 +13,8 @@
 //! - [`relay`]: transaction relay between validators.
 //! - [`rpc`]: the JSON-RPC server.
 //! - [`config`]: the node configuration file.
+//! - [`full`]: a full node, a non-voting p2p peer that executes every finalized block and
+//!   serves the validator's JSON-RPC.
 //! - [`follower`]: a full node that follows the chain through another node's RPC.
 
 pub mod application;
@@ -20,6 +22,7 @@ pub mod chain;
 pub mod config;
 pub mod engine;
 pub mod follower;
+pub mod full;
 pub mod invariants;
 pub mod receipts;
 pub mod relay;

@@ -29,6 +29,7 @@ use logos_api::{
 use logos_node::{
     application::{now_ms, Application, TIMESTAMP_DRIFT_MAX_MS},
     engine::{self, Networks, Node},
+    full,
 };
 use logos_primitives::{format_public_key, Address, Amount, Hash, Height, PrivateKey, PublicKey};
 use logos_types::{
@@ -123,7 +124,8 @@ async fn network(context: &Context, n: u64) -> Network_ {
         context.child("network"),
         simulated::Config {
             max_size: engine::max_message_size_bytes(&genesis),
-            max_peers_per_set: NZUsize!(n as usize),
+            // Room for one full node beside the validators.
+            max_peers_per_set: NZUsize!(n as usize + 1),
             disconnect_on_block: true,
             tracked_peer_sets: NZUsize!(1),
         },
@@ -953,5 +955,157 @@ fn a_retention_below_the_minimum_is_refused() {
             refused,
             Err(engine::EngineError::RetentionTooShort(blocks)) if blocks == engine::RETENTION_BLOCKS_MIN - 1
         ));
+    });
+}
+
+/// Starts a full node with `key` (a secondary peer of the network, see
+/// `track_full_node`), linked to every validator.
+async fn start_full_node(context: &Context, net: &Network_, key: &PrivateKey) -> Node<Context> {
+    let networks = channels(&net.oracle, &key.public_key()).await;
+    let mut config = engine::Config::new(key.clone(), net.genesis.clone(), "full-node".into());
+    (net.configure)(&mut config);
+    let node = full::start_full(
+        context.child("full_node"),
+        config,
+        networks,
+        net.oracle.manager(),
+        net.oracle.control(key.public_key()),
+    )
+    .await
+    .expect("full node starts");
+    for validator in &net.keys {
+        for (a, b) in [
+            (key.public_key(), validator.public_key()),
+            (validator.public_key(), key.public_key()),
+        ] {
+            net.oracle.add_link(a, b, link(5)).await.unwrap();
+        }
+    }
+    node
+}
+
+/// Tracks the validators as primary peers and `full_node` as a secondary one (what a
+/// validator's `full_nodes` configuration does).
+async fn track_full_node(net: &Network_, full_node: &PrivateKey) {
+    let primary = participants(&net.keys.iter().map(|k| k.public_key()).collect::<Vec<_>>());
+    let secondary = participants(&[full_node.public_key()]);
+    let mut manager = net.oracle.manager();
+    let _ = commonware_p2p::Manager::track(
+        &mut manager,
+        1,
+        commonware_p2p::TrackedPeers::new(primary, secondary),
+    );
+}
+
+/// The must-show of full nodes: 10,000 blocks (with transfers early on) are finalized before a
+/// full node starts; it catches up over p2p (finalizations from the validators' broadcasts,
+/// every missing block by backfill), executes every block, agrees with the validators on every
+/// block and state root, answers an account read (`logos_getAccount`'s source) like them, and
+/// relays a transaction it is given to the validators, which finalize it.
+#[test]
+fn a_full_node_started_after_ten_thousand_blocks_catches_up_over_p2p() {
+    over_seeds_n(17_000, 1, |seed| {
+        let config = deterministic::Config::new()
+            .with_seed(seed)
+            .with_timeout(Some(Duration::from_secs(3_600)));
+        deterministic::Runner::new(config).start(|context| async move {
+            let mut net = network(&context, 4).await;
+            net.configure = |config| config.block_time_ms = 5;
+            let full_key = PrivateKey::from_seed(2_000);
+            track_full_node(&net, &full_key).await;
+            let mut nodes = Vec::new();
+            for index in 0..4 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            connect(&net.oracle, &net.keys, 5).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            submit_transfers(&nodes[0], &net, 10).await;
+            wait_for_height(&context, &refs, 10_000, Duration::from_secs(3_000)).await;
+
+            let full = start_full_node(&context, &net, &full_key).await;
+            let head = tip(&nodes[0]).await.get();
+            wait_for_height(&context, &[&full], head, Duration::from_secs(300)).await;
+            let mut all = refs.clone();
+            all.push(&full);
+            assert_safety(&all).await;
+            let (theirs, _) = nodes[1].shared.finalized_account(&RECIPIENT).await.unwrap();
+            let (ours, _) = full.shared.finalized_account(&RECIPIENT).await.unwrap();
+            assert_eq!(ours, theirs, "the full node answers like a validator");
+            assert_eq!(ours.balance, Amount(100));
+
+            // Transactions submitted to the full node reach the validators.
+            let transaction = transfer_of(&net, 10);
+            full.shared
+                .admit(transaction.clone())
+                .await
+                .expect("admitted");
+            assert!(full.relay.relay(transaction));
+            let height = tip(&nodes[0]).await.get();
+            wait_for_height(&context, &all, height + 20, Duration::from_secs(60)).await;
+            for node in &all {
+                assert_eq!(recipient_balance(node).await, Amount(110));
+            }
+            assert!(net.oracle.blocked().await.unwrap().is_empty());
+        });
+    });
+}
+
+/// A peer that sends a full node a malformed certificate, then a finalization whose signatures
+/// do not cover it (a genuine one moved to a later view), is blocked by it; the full node
+/// takes neither and keeps following the honest validators.
+#[test]
+fn a_full_node_blocks_a_peer_that_sends_forged_certificates() {
+    over_seeds_n(18_000, 20, |seed| {
+        simulate(seed, |context| async move {
+            use commonware_codec::Encode as _;
+            use commonware_consensus::{
+                simplex::types::{Certificate, Finalization, Proposal},
+                types::{Round, View},
+            };
+            use commonware_p2p::{Recipients, Sender as _};
+            // Five genesis validators, four running: the fifth key is the liar.
+            let net = network(&context, 5).await;
+            let full_key = PrivateKey::from_seed(2_000);
+            track_full_node(&net, &full_key).await;
+            let mut nodes = Vec::new();
+            for index in 0..4 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            connect(&net.oracle, &net.keys[..4], 5).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            wait_for_height(&context, &refs, 10, Duration::from_secs(60)).await;
+            let full = start_full_node(&context, &net, &full_key).await;
+            let liar = net.keys[4].public_key();
+            let (mut sender, _receiver) = net
+                .oracle
+                .control(liar.clone())
+                .register(engine::channels::CERTIFICATES, QUOTA)
+                .await
+                .unwrap();
+            let head = tip(&nodes[0]).await;
+            let genuine = nodes[0].marshal.get_finalization(head).await.unwrap();
+            let forged = Finalization::<Scheme, Hash> {
+                proposal: Proposal::new(
+                    Round::new(Epoch::zero(), View::new(1 << 40)),
+                    genuine.proposal.parent,
+                    genuine.proposal.payload,
+                ),
+                certificate: genuine.certificate.clone(),
+            };
+            let to_full = || Recipients::One(full_key.public_key());
+            sender.send(to_full(), vec![0xff_u8; 64], false);
+            sender.send(to_full(), Certificate::Finalization(forged).encode(), false);
+            let height = tip(&nodes[0]).await.get();
+            let mut all = refs.clone();
+            all.push(&full);
+            wait_for_height(&context, &all, height + 20, Duration::from_secs(60)).await;
+            assert_safety(&all).await;
+            let blocked = net.oracle.blocked().await.unwrap();
+            assert_eq!(
+                blocked,
+                vec![(full_key.public_key(), liar)],
+                "only the liar blocked"
+            );
+        });
     });
 }
