@@ -664,7 +664,12 @@ where
     context.child("finalizer").spawn(|_| finalizer.run());
 
     // Transaction relay.
-    let relay = Relay::start(context.child("relay"), shared.clone(), transactions);
+    let relay = Relay::start(
+        context.child("relay"),
+        shared.clone(),
+        transactions,
+        blocker.clone(),
+    );
 
     Ok(Base {
         shared,

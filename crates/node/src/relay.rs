@@ -3,22 +3,39 @@
 //! A transaction admitted through RPC is sent once to every other validator, batched: the
 //! outbound task takes whatever is queued (up to [`RELAY_BATCH_MAX`]) and sends it as one
 //! message. Receivers admit each transaction into their own mempool with the same checks as
-//! RPC and do not forward it again (validators form a full mesh).
+//! RPC and do not forward it again (validators form a full mesh; a full node relays what it
+//! is given to the validators).
+//!
+//! Peers are held to what an honest relay does: a peer that sends a malformed message, or a
+//! transaction that fails the stateless checks (signature, size, chain id: an honest peer
+//! admitted it first, and those checks give the same answer everywhere), is blocked. Each peer
+//! has a budget of [`RELAY_TRANSACTIONS_PER_SECOND_PER_PEER`] transactions (token bucket,
+//! `governor`); beyond it a batch is dropped unchecked, so one peer cannot spend a node's
+//! signature checks.
 
 use crate::shared::Shared;
 use commonware_codec::{Decode, Encode, RangeCfg};
-use commonware_p2p::{Receiver, Recipients, Sender};
-use commonware_runtime::{Clock, Metrics, Spawner, Storage, Supervisor};
+use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
+use commonware_runtime::{
+    telemetry::metrics::{Counter, MetricsExt as _},
+    Clock, Metrics, Spawner, Storage, Supervisor,
+};
 use futures::{channel::mpsc, StreamExt};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use logos_mempool::Rejection;
+use logos_primitives::PublicKey;
 use logos_types::Transaction;
-use std::sync::Arc;
-use tracing::debug;
+use std::{num::NonZeroU32, sync::Arc};
+use tracing::{debug, warn};
 
 /// Most transactions in one relay message.
 pub const RELAY_BATCH_MAX: usize = 1_024;
 /// Capacity of the outbound queue; when full, relaying is skipped (the transaction stays in
 /// the local mempool and is still proposed by this validator).
 pub const RELAY_QUEUE_MAX: usize = 65_536;
+/// Relayed transactions one peer may have checked per second (above an RPC server's default
+/// 20,000 calls per second, so an honest relay is never held back).
+pub const RELAY_TRANSACTIONS_PER_SECOND_PER_PEER: u32 = 25_000;
 
 /// Queues transactions for relay.
 #[derive(Clone)]
@@ -37,21 +54,28 @@ impl Mailbox {
 pub struct Relay;
 
 impl Relay {
-    /// Starts the outbound and inbound tasks on `network`.
-    pub fn start<E, S, R>(context: E, shared: Arc<Shared<E>>, network: (S, R)) -> Mailbox
+    /// Starts the outbound and inbound tasks on `network`; `blocker` blocks peers that relay
+    /// what no honest peer would (see the module docs).
+    pub fn start<E, S, R, B>(
+        context: E,
+        shared: Arc<Shared<E>>,
+        network: (S, R),
+        blocker: B,
+    ) -> Mailbox
     where
         E: Spawner + Storage + Clock + Metrics + Supervisor,
         S: Sender,
-        R: Receiver,
+        R: Receiver<PublicKey = PublicKey>,
+        B: Blocker<PublicKey = PublicKey>,
     {
         let (sender, receiver) = mpsc::channel(RELAY_QUEUE_MAX);
         let (network_sender, network_receiver) = network;
         context
             .child("outbound")
             .spawn(|_| outbound(receiver, network_sender));
-        context
-            .child("inbound")
-            .spawn(|_| inbound(shared, network_receiver));
+        let inbound_context = context.child("inbound");
+        let checks = Checks::new(&inbound_context, blocker);
+        inbound_context.spawn(|_| inbound(shared, network_receiver, checks));
         Mailbox { sender }
     }
 }
@@ -69,20 +93,77 @@ async fn outbound<S: Sender>(mut queue: mpsc::Receiver<Transaction>, mut network
     }
 }
 
-async fn inbound<E, R>(shared: Arc<Shared<E>>, mut network: R)
+/// The inbound task's budget per peer and its blocker.
+struct Checks<B> {
+    budget: DefaultKeyedRateLimiter<PublicKey>,
+    blocker: B,
+    dropped: Counter,
+    blocked: Counter,
+}
+
+impl<B: Blocker<PublicKey = PublicKey>> Checks<B> {
+    fn new(metrics: &impl Metrics, blocker: B) -> Self {
+        let rate =
+            NonZeroU32::new(RELAY_TRANSACTIONS_PER_SECOND_PER_PEER).unwrap_or(NonZeroU32::MIN);
+        Self {
+            budget: RateLimiter::keyed(Quota::per_second(rate)),
+            blocker,
+            dropped: metrics.counter(
+                "relay_dropped_transactions",
+                "relayed transactions dropped over a peer's budget",
+            ),
+            blocked: metrics.counter(
+                "relay_blocked_peers",
+                "peers blocked for a malformed or invalid relay",
+            ),
+        }
+    }
+
+    /// True if `peer` may have `count` more transactions checked now.
+    fn within_budget(&self, peer: &PublicKey, count: usize) -> bool {
+        let count = NonZeroU32::new(count as u32).unwrap_or(NonZeroU32::MIN);
+        let within = matches!(self.budget.check_key_n(peer, count), Ok(Ok(())));
+        if !within {
+            self.dropped.inc_by(count.get().into());
+        }
+        within
+    }
+
+    fn block(&mut self, peer: PublicKey, reason: &str) {
+        warn!(?peer, reason, "relay peer blocked");
+        self.blocked.inc();
+        self.blocker.block(peer);
+    }
+}
+
+async fn inbound<E, R, B>(shared: Arc<Shared<E>>, mut network: R, mut checks: Checks<B>)
 where
     E: Storage + Clock + Metrics + Spawner,
-    R: Receiver,
+    R: Receiver<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
 {
     let cfg = (RangeCfg::new(1..=RELAY_BATCH_MAX), ());
     while let Ok((peer, message)) = network.recv().await {
         let Ok(batch) = Vec::<Transaction>::decode_cfg(message, &cfg) else {
-            debug!(?peer, "malformed relay message");
+            checks.block(peer, "malformed relay message");
             continue;
         };
+        if !checks.within_budget(&peer, batch.len()) {
+            debug!(
+                ?peer,
+                transactions = batch.len(),
+                "relay batch over the peer's budget"
+            );
+            continue;
+        }
         for transaction in batch {
-            if let Err(rejection) = shared.admit(transaction).await {
-                debug!(?peer, %rejection, "relayed transaction rejected");
+            match shared.admit(transaction).await {
+                Ok(_) => {}
+                Err(Rejection::Invalid(error)) => {
+                    checks.block(peer, &format!("invalid relayed transaction: {error}"));
+                    break;
+                }
+                Err(rejection) => debug!(?peer, %rejection, "relayed transaction rejected"),
             }
         }
     }

@@ -1109,3 +1109,64 @@ fn a_full_node_blocks_a_peer_that_sends_forged_certificates() {
         });
     });
 }
+
+/// A peer that relays a malformed message, or a transaction whose signature does not verify
+/// (a funded account's transfer with one bit of its signature flipped), is blocked by the validator it sent them to; nothing it sent is pooled or paid,
+/// and the chain goes on.
+#[test]
+fn a_peer_that_relays_garbage_or_forged_transactions_is_blocked() {
+    over_seeds_n(19_000, 20, |seed| {
+        simulate(seed, |context| async move {
+            use commonware_codec::Encode as _;
+            use commonware_p2p::{Recipients, Sender as _};
+            let net = network(&context, 5).await;
+            let mut nodes = Vec::new();
+            for index in 0..4 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            connect(&net.oracle, &net.keys[..4], 5).await;
+            let liar = net.keys[4].public_key();
+            for validator in &net.keys[..2] {
+                for (a, b) in [
+                    (liar.clone(), validator.public_key()),
+                    (validator.public_key(), liar.clone()),
+                ] {
+                    net.oracle.add_link(a, b, link(5)).await.unwrap();
+                }
+            }
+            let (mut sender, _receiver) = net
+                .oracle
+                .control(liar.clone())
+                .register(engine::channels::TRANSACTIONS, QUOTA)
+                .await
+                .unwrap();
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            wait_for_height(&context, &refs, 5, Duration::from_secs(60)).await;
+            // The funded account's transfer with the last byte of its signature flipped.
+            let mut forged = vec![transfer_of(&net, 0)].encode().to_vec();
+            *forged.last_mut().unwrap() ^= 1;
+            let (first, second) = (net.keys[0].public_key(), net.keys[1].public_key());
+            sender.send(Recipients::One(first.clone()), vec![0xff_u8; 64], false);
+            sender.send(
+                Recipients::One(second.clone()),
+                vec![forged].encode(),
+                false,
+            );
+            let height = tip(&nodes[0]).await.get();
+            wait_for_height(&context, &refs, height + 20, Duration::from_secs(60)).await;
+            assert_safety(&refs).await;
+            let mut blocked = net.oracle.blocked().await.unwrap();
+            blocked.sort();
+            let mut expected = vec![(first, liar.clone()), (second, liar)];
+            expected.sort();
+            assert_eq!(blocked, expected, "the liar, and only it, blocked by both");
+            for node in &nodes {
+                assert_eq!(
+                    recipient_balance(node).await,
+                    Amount(0),
+                    "nothing forged paid"
+                );
+            }
+        });
+    });
+}
