@@ -1117,7 +1117,7 @@ fn a_full_node_blocks_a_peer_that_sends_forged_certificates() {
 fn a_peer_that_relays_garbage_or_forged_transactions_is_blocked() {
     over_seeds_n(19_000, 20, |seed| {
         simulate(seed, |context| async move {
-            use commonware_codec::Encode as _;
+            use commonware_codec::{Decode as _, Encode as _};
             use commonware_p2p::{Recipients, Sender as _};
             let net = network(&context, 5).await;
             let mut nodes = Vec::new();
@@ -1142,16 +1142,25 @@ fn a_peer_that_relays_garbage_or_forged_transactions_is_blocked() {
                 .unwrap();
             let refs: Vec<&Node<Context>> = nodes.iter().collect();
             wait_for_height(&context, &refs, 5, Duration::from_secs(60)).await;
-            // The funded account's transfer with the last byte of its signature flipped.
+            // A relay batch of the funded account's transfer with one bit of its signature (the
+            // encoding's last 64 bytes) flipped: well-formed, so only the signature check can
+            // refuse it.
             let mut forged = vec![transfer_of(&net, 0)].encode().to_vec();
-            *forged.last_mut().unwrap() ^= 1;
+            let bit = forged.len() - 40;
+            forged[bit] ^= 1;
+            let cfg = (commonware_codec::RangeCfg::new(1..=1), ());
+            let decoded = Vec::<logos_types::Transaction>::decode_cfg(
+                commonware_codec::Copying(forged.as_slice()),
+                &cfg,
+            )
+            .expect("a well-formed batch");
+            assert!(
+                decoded[0].verify_signature().is_err(),
+                "the signature is broken"
+            );
             let (first, second) = (net.keys[0].public_key(), net.keys[1].public_key());
             sender.send(Recipients::One(first.clone()), vec![0xff_u8; 64], false);
-            sender.send(
-                Recipients::One(second.clone()),
-                vec![forged].encode(),
-                false,
-            );
+            sender.send(Recipients::One(second.clone()), forged, false);
             let height = tip(&nodes[0]).await.get();
             wait_for_height(&context, &refs, height + 20, Duration::from_secs(60)).await;
             assert_safety(&refs).await;
