@@ -348,3 +348,46 @@ fn follow(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logos_node::config::FullNodePeer;
+
+    fn config_with(full_nodes: Vec<FullNodePeer>) -> NodeConfig {
+        let text = "key_file = \"k\"\ngenesis_file = \"g\"\ndata_dir = \".\"\np2p_listen = \"127.0.0.1:1\"\n";
+        let mut config: NodeConfig = toml::from_str(text).unwrap();
+        config.full_nodes = full_nodes;
+        config
+    }
+
+    fn peer(key: &PublicKey) -> FullNodePeer {
+        FullNodePeer {
+            public_key: format_public_key(key),
+            p2p_address: "127.0.0.1:2".parse().unwrap(),
+        }
+    }
+
+    /// The `full_nodes` list is operator input: a validator's key, a key listed twice and a
+    /// malformed key are refused; distinct full nodes are tracked.
+    #[test]
+    fn full_nodes_refuse_validator_keys_duplicates_and_malformed_keys() {
+        let validator = logos_primitives::PrivateKey::from_seed(1).public_key();
+        let full = logos_primitives::PrivateKey::from_seed(2).public_key();
+        let other = logos_primitives::PrivateKey::from_seed(3).public_key();
+        let validators = [validator.clone()];
+        let ok = full_node_peers(&config_with(vec![peer(&full), peer(&other)]), &validators);
+        assert_eq!(ok.unwrap().len(), 2);
+        let error = full_node_peers(&config_with(vec![peer(&validator)]), &validators)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("validator key"), "{error}");
+        let error = full_node_peers(&config_with(vec![peer(&full), peer(&full)]), &validators)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("listed twice"), "{error}");
+        let mut malformed = peer(&full);
+        malformed.public_key = "0x1234".into();
+        assert!(full_node_peers(&config_with(vec![malformed]), &validators).is_err());
+    }
+}
