@@ -24,9 +24,10 @@ use axum::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use logos_api::agent::{Action, AgentRequest, LOGS_MAX_BYTES, REQUEST_MAX_BYTES};
 use logos_client::{Client, ClientError};
+use logos_primitives::Address;
 use logos_types::{
     dvci::ProviderId,
-    operations::{EnvironmentId, Environments},
+    operations::{EnvironmentId, Environments, Spec},
     provisioning::Assignments,
 };
 use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
@@ -46,8 +47,36 @@ pub struct AgentConfig {
     pub relay_listen: SocketAddr,
     /// The chain RPC they are relayed to (`host:port`).
     pub relay_target: SocketAddr,
-    /// Most relayed connections open at once.
+    /// The p2p relays: (listen address on the bridge, a genesis validator's p2p address), in
+    /// genesis order, so that a leased full node can follow the chain (its p2p sessions are
+    /// end-to-end authenticated and encrypted; the relay only forwards bytes).
+    pub p2p_relays: Vec<(SocketAddr, SocketAddr)>,
+    /// Most relayed connections open at once (RPC and p2p together; each environment at most
+    /// [`RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX`] of them).
     pub relay_connections_max: usize,
+}
+
+/// Placeholder in a workload command for the environment's tenant account (replaced here, from
+/// the proven record, before the driver sees the spec).
+pub const TENANT_PLACEHOLDER: &str = "${TENANT}";
+
+/// `spec` with `${TENANT}` replaced by `tenant` in its command; `Unsupported` if an argument
+/// would grow past its bound.
+pub fn with_tenant(spec: &Spec, tenant: &Address) -> Result<Spec, DriverError> {
+    let tenant = tenant.to_string();
+    let mut spec = spec.clone();
+    for argument in spec.workload.command.iter_mut() {
+        if !argument.contains(TENANT_PLACEHOLDER) {
+            continue;
+        }
+        let replaced = argument.replace(TENANT_PLACEHOLDER, &tenant);
+        *argument = replaced.as_str().try_into().map_err(|_| {
+            DriverError::Unsupported(format!(
+                "argument too long once the tenant is in: {replaced}"
+            ))
+        })?;
+    }
+    Ok(spec)
 }
 
 /// Errors of the agent.
@@ -103,7 +132,11 @@ pub async fn start<D: Driver>(
         client,
         driver,
     });
-    start_relay(&inner.config).await?;
+    let slots = Arc::new(RelaySlots::new(inner.config.relay_connections_max));
+    start_relay(inner.config.relay_listen, inner.config.relay_target, &slots).await?;
+    for (listen, target) in &inner.config.p2p_relays {
+        start_relay(*listen, *target, &slots).await?;
+    }
     let app = axum::Router::new()
         .route(
             "/v1/environments/{id}",
@@ -152,11 +185,12 @@ async fn handle_request<D: Driver>(
     };
     let generation = signed.request().generation;
     let result = match (action, facts.environment) {
-        (Action::Ensure, Some(environment)) => inner
-            .driver
-            .ensure(id, generation, &environment.spec)
-            .await
-            .map(Some),
+        (Action::Ensure, Some(environment)) => {
+            match with_tenant(&environment.spec, &environment.tenant) {
+                Ok(spec) => inner.driver.ensure(id, generation, &spec).await.map(Some),
+                Err(error) => Err(error),
+            }
+        }
         (Action::Ensure, None) => return refused(id, &Refusal::UnknownEnvironment),
         (Action::Destroy, _) => inner.driver.destroy(id).await.map(|()| None),
     };
@@ -266,28 +300,168 @@ async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
     }
 }
 
-/// Relays TCP connections from environments (on the bridge) to the chain RPC.
-async fn start_relay(config: &AgentConfig) -> Result<(), AgentError> {
-    let listener = tokio::net::TcpListener::bind(config.relay_listen)
+/// Relays TCP connections from environments (on the bridge, at `listen`) to `target` (the
+/// chain RPC, or a validator's p2p port), at most `slots` at once over all relays.
+async fn start_relay(
+    listen: SocketAddr,
+    target: SocketAddr,
+    slots: &Arc<RelaySlots>,
+) -> Result<(), AgentError> {
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|error| AgentError::Bind(config.relay_listen, error))?;
-    let target = config.relay_target;
-    let slots = Arc::new(tokio::sync::Semaphore::new(config.relay_connections_max));
+        .map_err(|error| AgentError::Bind(listen, error))?;
+    let slots = slots.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
+            let Ok((mut inbound, source)) = listener.accept().await else {
                 continue;
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Over the total or this environment's share: the connection is closed.
+            let Some(slot) = RelaySlots::acquire(&slots, source.ip()) else {
                 continue;
             };
             tokio::spawn(async move {
                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 }
-                drop(permit);
+                drop(slot);
             });
         }
     });
     Ok(())
+}
+
+/// Most relayed connections open at once from one environment (its address on the bridge),
+/// over all relays: a leased full node holds one per validator plus a few RPC connections, and
+/// one environment cannot take the slots of the others.
+pub const RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX: usize = 32;
+
+/// Open relayed connections: at most `total_max` in all and
+/// [`RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX`] per source address (the map holds only sources
+/// with an open connection, so at most `total_max` entries).
+pub struct RelaySlots {
+    open: std::sync::Mutex<std::collections::BTreeMap<std::net::IpAddr, usize>>,
+    total_max: usize,
+}
+
+/// One relayed connection's place in [`RelaySlots`]; given back on drop.
+pub struct RelaySlot {
+    slots: Arc<RelaySlots>,
+    source: std::net::IpAddr,
+}
+
+impl RelaySlots {
+    /// Room for `total_max` connections.
+    pub fn new(total_max: usize) -> Self {
+        Self {
+            open: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            total_max,
+        }
+    }
+
+    fn open(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<std::net::IpAddr, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for a connection from `source`, if there is room.
+    pub fn acquire(slots: &Arc<Self>, source: std::net::IpAddr) -> Option<RelaySlot> {
+        let mut open = slots.open();
+        let total: usize = open.values().sum();
+        let mine = open.get(&source).copied().unwrap_or(0);
+        if total >= slots.total_max || mine >= RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX {
+            return None;
+        }
+        open.insert(source, mine.saturating_add(1));
+        Some(RelaySlot {
+            slots: slots.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for RelaySlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open();
+        if let Some(count) = open.get_mut(&self.source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.source);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logos_types::{catalog::Workload, dvci::Resources};
+
+    fn spec(command: &[&str]) -> Spec {
+        Spec {
+            resources: Resources::default(),
+            workload: Workload {
+                command: command
+                    .iter()
+                    .map(|part| (*part).try_into().unwrap())
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .unwrap(),
+                ..Workload::default()
+            },
+        }
+    }
+
+    /// One environment cannot hold more than its share of the relay, nor all environments
+    /// together more than the total; closed connections give their slots back.
+    #[test]
+    fn relay_slots_are_bounded_per_environment_and_in_all() {
+        let slots = Arc::new(RelaySlots::new(40));
+        let greedy: std::net::IpAddr = "10.88.1.2".parse().unwrap();
+        let held: Vec<RelaySlot> = (0..RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX)
+            .map(|_| RelaySlots::acquire(&slots, greedy).unwrap())
+            .collect();
+        assert!(
+            RelaySlots::acquire(&slots, greedy).is_none(),
+            "over its share"
+        );
+        let other: Vec<RelaySlot> = (3..11)
+            .map(|host| RelaySlots::acquire(&slots, format!("10.88.1.{host}").parse().unwrap()))
+            .map(Option::unwrap)
+            .collect();
+        let late: std::net::IpAddr = "10.88.1.99".parse().unwrap();
+        assert!(
+            RelaySlots::acquire(&slots, late).is_none(),
+            "over the total"
+        );
+        drop(held);
+        assert!(RelaySlots::acquire(&slots, late).is_some());
+        drop(other);
+        assert!(slots.open().is_empty(), "every slot given back");
+    }
+
+    /// The tenant comes from the proven record, never from the template's author, and an
+    /// argument that would outgrow its bound is refused rather than cut.
+    #[test]
+    fn the_tenant_placeholder_takes_the_records_tenant_and_stays_bounded() {
+        let tenant = Address([7; 20]);
+        let replaced = with_tenant(
+            &spec(&["run", "--register-for", "${TENANT}@1.2.3.4:1"]),
+            &tenant,
+        )
+        .unwrap();
+        assert_eq!(
+            replaced.workload.command[2].as_str(),
+            format!("{tenant}@1.2.3.4:1")
+        );
+        assert_eq!(replaced.workload.command[0].as_str(), "run");
+        let long = format!("{}{TENANT_PLACEHOLDER}", "x".repeat(240));
+        assert!(matches!(
+            with_tenant(&spec(&[&long]), &tenant),
+            Err(DriverError::Unsupported(_))
+        ));
+    }
 }

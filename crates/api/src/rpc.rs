@@ -314,6 +314,44 @@ pub struct EventRecord {
     pub event: Event,
 }
 
+/// A node's `GET /health` answer becomes stale after this long without a newer finalized block
+/// (its tip's timestamp older than this, ms): leaders propose at least an empty block every
+/// few block times, so a following node is far below it.
+pub const HEALTH_STALE_MS: u64 = 10_000;
+
+/// What a full node signs so that one account can register it on chain
+/// (`logos_types::peers::Call::RegisterFullNode`): served in its [`Health`] answer, harmless to
+/// anyone else (the signature names the account and address).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FullNodeRegistration {
+    /// The node's p2p key.
+    pub key: logos_primitives::NodeKey,
+    /// The account allowed to submit the registration.
+    pub owner: Address,
+    /// The IP (and any port) the node's connections come from, `IP:port`.
+    pub address: logos_types::peers::P2pAddress,
+    /// The node key's signature over `logos_types::peers::registration_message`.
+    pub signature: logos_primitives::KeySignature,
+}
+
+/// `GET /health` on a node's RPC port: HTTP 200 when synced, 503 otherwise, this body either way.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// The finalized tip is younger than [`HEALTH_STALE_MS`].
+    pub synced: bool,
+    /// `validator` or `full`.
+    pub role: String,
+    /// The node's p2p key, `0x` hex.
+    pub public_key: String,
+    /// Height of the finalized tip.
+    pub finalized_height: u64,
+    /// Age of the finalized tip by this node's clock, ms (absent when its block is not held).
+    pub age_ms: Option<u64>,
+    /// A registration the node asks an account to submit, if configured
+    /// (`logos node run --register-for`).
+    pub registration: Option<FullNodeRegistration>,
+}
+
 /// The Logos JSON-RPC API (server and client from one definition).
 #[rpc(server, client, namespace = "logos")]
 pub trait LogosApi {

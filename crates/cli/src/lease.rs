@@ -172,8 +172,14 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 }
                 let mut say =
                     |step: String| eprintln!("[{:>6} ms] {step}", started.elapsed().as_millis());
-                let milestones =
-                    watch(&client, lease, Duration::from_secs(timeout_s), &mut say).await?;
+                let milestones = watch(
+                    &client,
+                    lease,
+                    Duration::from_secs(timeout_s),
+                    Some(&wallet),
+                    &mut say,
+                )
+                .await?;
                 let ms = |at: Option<Instant>| at.map(|at| (at - started).as_millis() as u64);
                 print_json(&serde_json::json!({
                     "lease": lease,

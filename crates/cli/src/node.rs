@@ -25,7 +25,7 @@ use logos_node::{
     rpc::{self, RpcConfig},
 };
 use logos_primitives::{format_public_key, parse_public_key, PublicKey};
-use logos_types::Genesis;
+use logos_types::{peers::FULL_NODES_MAX, Genesis};
 use std::{path::PathBuf, time::Duration};
 
 /// `logos node …`
@@ -33,9 +33,12 @@ use std::{path::PathBuf, time::Duration};
 pub enum NodeCommand {
     /// Run a validator, or a full node that follows the validators over p2p.
     Run {
-        /// Node configuration file (TOML; see `logos_node::config`).
-        #[arg(long)]
-        config: PathBuf,
+        /// Node configuration file (TOML; see `logos_node::config`). Without it, a full node
+        /// is configured from `--genesis` and `--data-dir` (and the flags below).
+        #[arg(long, required_unless_present = "genesis")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        full: FullNodeFlags,
         /// `validator` (votes; its key must be a genesis validator's) or `full` (a non-voting
         /// peer that executes every finalized block and serves the same JSON-RPC; every
         /// validator must list its key in `full_nodes`). Overrides the file's `role`.
@@ -67,6 +70,34 @@ pub enum NodeCommand {
         /// Time between polls, ms.
         #[arg(long, default_value_t = 200)]
         poll_ms: u64,
+    },
+    /// Register a full node's p2p key on chain (so every validator lets it connect), from the
+    /// registration it offers at `GET /health` (`--register-for`), reserving a deposit until
+    /// `logos node deregister`. Prints `{"key", "address", "deposit", "height"}`.
+    Register {
+        #[command(flatten)]
+        key: crate::operator::KeyArgs,
+        /// The full node's RPC address (`IP:PORT` or `http://IP:PORT`) serving `/health`.
+        #[arg(long)]
+        node: String,
+        /// Deposit, smallest unit (default: the chain's minimum).
+        #[arg(long)]
+        deposit: Option<logos_primitives::Amount>,
+        /// Chain RPC endpoint.
+        #[arg(long, default_value = crate::client::DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+    /// Deregister a full node registered by the signing account and release its deposit.
+    /// Prints `{"key", "height"}`.
+    Deregister {
+        #[command(flatten)]
+        key: crate::operator::KeyArgs,
+        /// The node's p2p key (`0x` + 64 hex digits).
+        #[arg(long)]
+        node_key: logos_primitives::NodeKey,
+        /// Chain RPC endpoint.
+        #[arg(long, default_value = crate::client::DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
     },
 }
 
@@ -129,13 +160,14 @@ async fn serve_metrics(context: runtime::Context, address: std::net::SocketAddr)
 
 /// Runs `logos node …`.
 pub fn run(command: NodeCommand) -> Result<()> {
-    let (config, role, retention_blocks, archive) = match command {
+    let (file, role, retention_blocks, archive, flags) = match command {
         NodeCommand::Run {
             config,
+            full,
             role,
             retention_blocks,
             archive,
-        } => (config, role, retention_blocks, archive),
+        } => (config, role, retention_blocks, archive, full),
         NodeCommand::Follow {
             genesis,
             rpc,
@@ -143,8 +175,21 @@ pub fn run(command: NodeCommand) -> Result<()> {
             data_dir,
             poll_ms,
         } => return follow(genesis, rpc, listen, data_dir, poll_ms),
+        NodeCommand::Register {
+            key,
+            node,
+            deposit,
+            rpc,
+        } => return register(key, node, deposit, rpc),
+        NodeCommand::Deregister { key, node_key, rpc } => return deregister(key, node_key, rpc),
     };
-    let mut config = NodeConfig::load(&config)?;
+    let mut config = match &file {
+        Some(file) => NodeConfig::load(file)?,
+        None => flags.config(role)?,
+    };
+    if !flags.validator_addresses.is_empty() {
+        config.validator_addresses = flags.validator_addresses.clone();
+    }
     if let Some(blocks) = retention_blocks {
         config.retention_blocks = blocks;
         config.archive = false;
@@ -154,7 +199,18 @@ pub fn run(command: NodeCommand) -> Result<()> {
         config.role = role.into();
     }
     let genesis = Genesis::load(&config.genesis_file)?;
+    if file.is_none() && !config.key_file.exists() {
+        create_node_key(&config.key_file)?;
+    }
     let signer = keystore::load_file(&config.key_file)?;
+    if flags.register_for.is_some() && config.role != Role::Full {
+        anyhow::bail!("--register-for: only a full node is registered (run with --role full)");
+    }
+    let registration = flags
+        .register_for
+        .as_deref()
+        .map(|text| registration(&signer, &genesis.chain_id(), text))
+        .transpose()?;
     // Before anything binds a port: a wrong key for the role is the likelier mistake.
     let is_validator = genesis.validator_keys()?.contains(&signer.public_key());
     match (config.role, is_validator) {
@@ -177,7 +233,146 @@ pub fn run(command: NodeCommand) -> Result<()> {
         .with_tcp_nodelay(Some(true))
         .with_catch_panics(false);
     let runner = runtime::Runner::new(runtime_config);
-    runner.start(|context| async move { serve(context, config, genesis, signer).await })
+    runner
+        .start(|context| async move { serve(context, config, genesis, signer, registration).await })
+}
+
+/// The flags that configure a full node without a file (and its registration offer).
+#[derive(clap::Args)]
+pub struct FullNodeFlags {
+    /// (without `--config`) Genesis file of the network.
+    #[arg(long, conflicts_with = "config", requires = "data_dir")]
+    genesis: Option<PathBuf>,
+    /// (without `--config`) Directory for all storage. The p2p key is `<dir>/p2p.key`,
+    /// created on first start (encrypted with `LOGOS_PASSPHRASE`, else with the empty
+    /// passphrase, said on stderr).
+    #[arg(long, conflicts_with = "config")]
+    data_dir: Option<PathBuf>,
+    /// (without `--config`) JSON-RPC listen address (`GET /health` too).
+    #[arg(long, conflicts_with = "config")]
+    rpc_listen: Option<std::net::SocketAddr>,
+    /// (without `--config`) p2p listen address (a full node dials out; it may stay on
+    /// loopback).
+    #[arg(long, conflicts_with = "config", default_value = "127.0.0.1:0")]
+    p2p_listen: std::net::SocketAddr,
+    /// Where to dial the genesis validators, comma-separated in genesis order (e.g. a
+    /// provider's relay); overrides the file's `validator_addresses`.
+    #[arg(long, value_delimiter = ',')]
+    validator_addresses: Vec<std::net::SocketAddr>,
+    /// `ACCOUNT@IP:PORT`: sign a registration of this node's p2p key for ACCOUNT, with
+    /// connections from IP, and serve it at `GET /health` for ACCOUNT to submit
+    /// (`logos node register`).
+    #[arg(long)]
+    register_for: Option<String>,
+}
+
+impl FullNodeFlags {
+    /// A full node's configuration from the flags (`--role validator` needs a file).
+    fn config(&self, role: Option<RoleArg>) -> Result<NodeConfig> {
+        if matches!(role, Some(RoleArg::Validator)) {
+            anyhow::bail!("a validator needs --config (its key file and peers)");
+        }
+        let (Some(genesis), Some(data_dir)) = (&self.genesis, &self.data_dir) else {
+            anyhow::bail!("without --config, give --genesis and --data-dir");
+        };
+        let key_file = data_dir.join("p2p.key");
+        let mut config = NodeConfig::full_node(&key_file, genesis, data_dir, self.p2p_listen)?;
+        if let Some(listen) = self.rpc_listen {
+            config.rpc_listen = listen;
+        }
+        Ok(config)
+    }
+}
+
+/// `logos node register`.
+fn register(
+    key: crate::operator::KeyArgs,
+    node: String,
+    deposit: Option<logos_primitives::Amount>,
+    rpc: String,
+) -> Result<()> {
+    logos_devnet::runtime()?.block_on(async move {
+        let (wallet, client) = key.connect(&rpc).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let endpoint = node.trim_start_matches("http://").trim_end_matches('/');
+        let registration = logos_client::tenant::offered_registration(&http, endpoint)
+            .await
+            .with_context(|| format!("{endpoint}/health offers no registration"))?;
+        let (height, deposit) =
+            logos_client::tenant::register_full_node(&client, &wallet, &registration, deposit)
+                .await?;
+        crate::client::print_json(&serde_json::json!({
+            "key": registration.key,
+            "address": registration.address,
+            "deposit": deposit,
+            "height": height,
+        }))
+    })
+}
+
+/// `logos node deregister`.
+fn deregister(
+    key: crate::operator::KeyArgs,
+    node_key: logos_primitives::NodeKey,
+    rpc: String,
+) -> Result<()> {
+    logos_devnet::runtime()?.block_on(async move {
+        let (wallet, client) = key.connect(&rpc).await?;
+        let call = logos_types::Call::Peers(logos_types::peers::Call::DeregisterFullNode {
+            key: node_key,
+        });
+        let (_, height) = client.execute(&wallet, call).await?;
+        crate::client::print_json(&serde_json::json!({ "key": node_key, "height": height }))
+    })
+}
+
+/// Creates a full node's p2p key at `path` (see `--data-dir`).
+fn create_node_key(path: &std::path::Path) -> Result<()> {
+    let passphrase = std::env::var("LOGOS_PASSPHRASE").unwrap_or_default();
+    if passphrase.is_empty() {
+        eprintln!(
+            "WARNING: {} is encrypted with the EMPTY passphrase (set LOGOS_PASSPHRASE to choose \
+             one): whoever reads the file holds this node's p2p identity",
+            path.display()
+        );
+    }
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .context("key file name")?;
+    keystore::save(dir, name, &keystore::generate()?, &passphrase)?;
+    Ok(())
+}
+
+/// The signed registration of `--register-for ACCOUNT@IP:PORT` on `chain_id`.
+fn registration(
+    signer: &logos_primitives::PrivateKey,
+    chain_id: &logos_primitives::ChainId,
+    text: &str,
+) -> Result<logos_api::rpc::FullNodeRegistration> {
+    let (owner, address) = text
+        .split_once('@')
+        .with_context(|| format!("--register-for {text}: expected ACCOUNT@IP:PORT"))?;
+    let owner: logos_primitives::Address = owner
+        .parse()
+        .with_context(|| format!("--register-for: account {owner}"))?;
+    let p2p_address: logos_types::peers::P2pAddress = address
+        .parse()
+        .with_context(|| format!("--register-for: address {address} is not IP:PORT"))?;
+    if !p2p_address.is_source() {
+        anyhow::bail!("--register-for: {address} cannot be a connection's source");
+    }
+    let (key, signature) =
+        logos_types::peers::sign_registration(signer, chain_id, &owner, &p2p_address);
+    Ok(logos_api::rpc::FullNodeRegistration {
+        key,
+        owner,
+        address: p2p_address,
+        signature,
+    })
 }
 
 async fn serve(
@@ -185,6 +380,7 @@ async fn serve(
     config: NodeConfig,
     genesis: Genesis,
     signer: logos_primitives::PrivateKey,
+    registration: Option<logos_api::rpc::FullNodeRegistration>,
 ) -> Result<()> {
     init_logging(&config.log_level);
     if let Some(address) = config.metrics_listen {
@@ -206,23 +402,36 @@ async fn serve(
         handshake,
         &consensus_namespace(&chain_id),
         config.p2p_listen,
-        // The set counts this node too when it is not among them (a full node).
-        NZUsize!(validators.len() + full_nodes.len() + 1),
+        // The set counts this node too when it is not among them (a full node), and every
+        // full node the registry may hold (`logos_node::peers`).
+        NZUsize!(validators.len() + full_nodes.len() + FULL_NODES_MAX + 1),
         engine::max_message_size_bytes(&genesis),
         NZUsize!(1_024),
     );
     p2p_config.dial_frequency = Duration::from_millis(200);
+    // One peer set: the validators never change, and a full node deregistered on chain must
+    // lose its slot as soon as the next set is tracked (`logos_node::peers`).
+    p2p_config.tracked_peer_sets = NZUsize!(1);
     let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p_config);
-    let peers: Vec<(logos_primitives::PublicKey, commonware_p2p::Address)> = genesis
+    let genesis_addresses: Vec<std::net::SocketAddr> = genesis
         .validators
         .iter()
+        .map(|validator| validator.p2p_address)
+        .collect();
+    let peers: Vec<(logos_primitives::PublicKey, commonware_p2p::Address)> = config
+        .dial_addresses(&genesis_addresses)?
+        .into_iter()
         .zip(&validators)
-        .map(|(validator, key)| (key.clone(), validator.p2p_address.into()))
+        .map(|(address, key)| (key.clone(), address.into()))
         .collect();
     let peers: Map<_, _> = peers
         .try_into()
         .map_err(|_| anyhow::anyhow!("duplicate validator in genesis"))?;
-    let _ = oracle.track(0, AddressableTrackedPeers::new(peers, full_nodes));
+    let _ = oracle.track(
+        0,
+        AddressableTrackedPeers::new(peers.clone(), full_nodes.clone()),
+    );
+    let registry_manager = oracle.clone();
     let consensus_quota = Quota::per_second(NZU32!(1_000));
     let data_quota = Quota::per_second(NZU32!(500));
     let networks = Networks {
@@ -243,14 +452,24 @@ async fn serve(
     let role = config.role;
     let node = match role {
         Role::Validator => {
-            engine::start(
+            let node = engine::start(
                 context.child("node"),
                 engine_config,
                 networks,
                 oracle.clone(),
                 oracle,
             )
-            .await?
+            .await?;
+            // Full nodes registered on chain get a slot too (full nodes themselves serve
+            // no other full node, so they track the validators only).
+            logos_node::peers::track_registered(
+                context.child("peers"),
+                node.shared.clone(),
+                registry_manager,
+                peers,
+                full_nodes,
+            );
+            node
         }
         Role::Full => {
             full::start_full(
@@ -275,8 +494,17 @@ async fn serve(
         batch_max: config.rpc_batch_max,
         request_timeout_ms: config.rpc_request_timeout_ms,
     };
+    let identity = rpc::Identity {
+        role: serde_json::to_value(role)?
+            .as_str()
+            .unwrap_or("validator")
+            .to_string(),
+        public_key: format_public_key(&signer.public_key()),
+        registration,
+    };
     let (address, _rpc) = rpc::start(
         &rpc_config,
+        identity,
         node.shared.clone(),
         node.marshal.clone(),
         node.relay.clone(),

@@ -130,6 +130,15 @@ pub enum AgentCommand {
         /// Port of the chain relay on the bridge address.
         #[arg(long, default_value_t = 8545)]
         relay_port: u16,
+        /// First p2p relay port on the bridge address: genesis validator `i` is relayed from
+        /// this port + i (a leased full node dials them, `${CHAIN_P2P}`).
+        #[arg(long, default_value_t = 30300)]
+        p2p_relay_port: u16,
+        /// The IP validators see relayed p2p connections come from (this machine's address
+        /// towards them: a leased full node registers it, `${P2P_EGRESS}`, and validators
+        /// refuse its connections from any other IP; a devnet on one host: 127.0.0.1).
+        #[arg(long)]
+        p2p_egress_ip: std::net::IpAddr,
         /// Requests per second the API serves.
         #[arg(long, default_value_t = 200)]
         requests_per_second: u32,
@@ -239,10 +248,17 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
         state_dir,
         genesis,
         relay_port,
+        p2p_relay_port,
+        p2p_egress_ip,
         requests_per_second,
         gc_interval_ms,
         destroy_on_exit,
     } = command;
+    let validators = logos_types::Genesis::load(&genesis)?.validators;
+    let p2p_relays = u16::try_from(validators.len()).context("too many validators to relay")?;
+    if p2p_relay_port.checked_add(p2p_relays).is_none() {
+        anyhow::bail!("--p2p-relay-port {p2p_relay_port}: no room for {p2p_relays} relay ports");
+    }
     crate::node::init_logging("info");
     let mut binds = vec![(std::env::current_exe()?, "/opt/logos/bin/logos".to_string())];
     binds.push((
@@ -255,6 +271,9 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
         network: Network {
             index: network_index,
             relay_port,
+            p2p_relay_port,
+            p2p_relays,
+            p2p_egress_ip,
         },
         binds,
     };
@@ -270,6 +289,12 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
         gc_interval_ms,
         relay_listen: SocketAddr::new(sandbox.network.gateway().into(), relay_port),
         relay_target,
+        p2p_relays: sandbox
+            .network
+            .p2p_relay_addresses()
+            .into_iter()
+            .zip(validators.iter().map(|validator| validator.p2p_address))
+            .collect(),
         relay_connections_max: RELAY_CONNECTIONS_MAX,
     };
     runtime()?.block_on(async move {

@@ -1344,3 +1344,146 @@ fn a_full_node_follows_over_p2p_and_serves_the_validators_rpc() {
         "an unlisted peer synced"
     );
 }
+
+/// `GET http://127.0.0.1:{port}/health`: status and body.
+fn health(port: u16) -> (u16, serde_json::Value) {
+    runtime().block_on(async {
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    })
+}
+
+/// A full node no validator's file lists gets a slot by registration on chain: started with no
+/// file (`--genesis`, `--data-dir`, key created), it offers at `/health` a registration signed
+/// by its key for one account (503 while not synced); `logos node register` submits it, every
+/// validator tracks the key within about a second, and the node syncs and serves the chain.
+/// Malformed `--register-for` values are refused before anything starts; deregistering
+/// disconnects it and gives the deposit back.
+#[test]
+fn a_full_node_registered_on_chain_is_let_in_by_every_validator() {
+    const PORT_BASE: u16 = 28_600;
+    const RPC_PORT: u16 = PORT_BASE + 1_010;
+    let mut devnet = Devnet::init("registered", 4, 2, PORT_BASE, "");
+    let validator = devnet.rpc[0].clone();
+    let runtime = runtime();
+    runtime.block_on(wait_for_height(&validator, 20, Duration::from_secs(30)));
+    let owner = devnet.key("account-0");
+    let owner_address = Address::from_public_key(&owner.public_key());
+    let genesis = devnet.dir.join("genesis.toml");
+    let data_dir = devnet.dir.join("registered-node");
+    let run = |register_for: &str| {
+        let mut command = Command::new(LOGOS);
+        command
+            .args(["node", "run", "--role", "full", "--genesis"])
+            .arg(&genesis)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--rpc-listen", &format!("127.0.0.1:{RPC_PORT}")])
+            .args(["--register-for", register_for])
+            .env("LOGOS_PASSPHRASE", "node passphrase");
+        command
+    };
+    for malformed in [
+        "no-at-sign",
+        "0x12@127.0.0.1:0",
+        &format!("{owner_address}@localhost:1"),
+        &format!("{owner_address}@127.0.0.1"),
+    ] {
+        let output = run(malformed).output().unwrap();
+        assert!(!output.status.success(), "{malformed} accepted");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("--register-for"),
+            "{malformed}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let log = std::fs::File::create(devnet.dir.join("registered-node.log")).unwrap();
+    let mut child = run(&format!("{owner_address}@127.0.0.1:0"))
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let ready = stdout_lines(&mut child)
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_default();
+    devnet.processes.push(Some(child));
+    assert!(ready.contains("\"role\":\"full\""), "not ready: {ready:?}");
+    assert!(data_dir.join("p2p.key").exists(), "key created");
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, body) = health(RPC_PORT);
+    assert_eq!(status, 503, "synced without a slot: {body}");
+    assert_eq!(body["finalized_height"], 0);
+    assert_eq!(body["registration"]["owner"], owner_address.to_string());
+    assert_eq!(body["registration"]["address"], "127.0.0.1:0");
+    let key = body["registration"]["key"].as_str().unwrap().to_string();
+    assert_eq!(body["public_key"], key);
+
+    let cli = |args: &[&str]| {
+        let output = Command::new(LOGOS)
+            .args(args)
+            .args(["--rpc", &validator, "--key-file"])
+            .arg(devnet.dir.join("keys/account-0.key"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let registered = cli(&[
+        "node",
+        "register",
+        "--node",
+        &format!("127.0.0.1:{RPC_PORT}"),
+    ]);
+    assert_eq!(registered["key"], key);
+    let node_rpc = format!("http://127.0.0.1:{RPC_PORT}");
+    let head = runtime.block_on(head_height(&validator));
+    runtime.block_on(wait_for_height(&node_rpc, head, Duration::from_secs(30)));
+    let (status, body) = health(RPC_PORT);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["synced"], true);
+    runtime.block_on(async {
+        assert_eq!(
+            client(&node_rpc).get_raw_block(head).await.unwrap(),
+            client(&validator).get_raw_block(head).await.unwrap()
+        );
+        let chain = logos_client::Client::connect(&validator).await.unwrap();
+        let (account, _) = chain
+            .map::<balances::Accounts>(&owner_address)
+            .await
+            .unwrap();
+        assert_eq!(
+            account.unwrap().reserved,
+            logos_types::peers::DEFAULT_MINIMUM_DEPOSIT
+        );
+    });
+
+    let deregistered = cli(&["node", "deregister", "--node-key", &key]);
+    assert_eq!(deregistered["key"], key);
+    // Deregistered, it loses its slot: every validator tracks a set without it at its next
+    // read (one set kept) and disconnects it, so it stops while the chain goes on.
+    std::thread::sleep(Duration::from_secs(3));
+    let stalled = runtime.block_on(head_height(&node_rpc));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        runtime.block_on(head_height(&node_rpc)),
+        stalled,
+        "still following"
+    );
+    assert!(runtime.block_on(head_height(&validator)) > stalled + 10);
+    runtime.block_on(async {
+        let chain = logos_client::Client::connect(&validator).await.unwrap();
+        let (account, _) = chain
+            .map::<balances::Accounts>(&owner_address)
+            .await
+            .unwrap();
+        assert_eq!(account.unwrap().reserved, Amount::ZERO);
+    });
+}

@@ -16,6 +16,7 @@ use logos_types::{
     dvci::{ProviderId, Providers, RegionId},
     market::{self, CloseReason, LeaseId, Leases},
     operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments, Phase},
+    peers,
     provisioning::{Assignments, Provisioners, Report},
     Call, Event, StorageMap,
 };
@@ -221,6 +222,70 @@ async fn holdings(client: &Client, accounts: &[Address]) -> (u128, u128) {
     .await
 }
 
+/// A leased full node cannot follow the chain until its key is registered: it offers a
+/// registration for its tenant at `/health` (503 meanwhile); another account cannot use that
+/// offer; the tenant submits it with `logos node register`.
+async fn register_leased_full_node(
+    devnet: &Devnet,
+    client: &Client,
+    tenant: &Wallet,
+    id: EnvironmentId,
+) {
+    let endpoint = eventually("endpoint reported", Duration::from_secs(60), || async {
+        let endpoint = environment(client, id).await.endpoint;
+        (!endpoint.is_empty()).then(|| endpoint.to_string())
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let (status, health) = eventually("registration offered", Duration::from_secs(60), || async {
+        let response = http
+            .get(format!("http://{endpoint}/health"))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.ok()?;
+        Some((status, body))
+    })
+    .await;
+    assert_eq!(status, 503, "not synced before registration: {health}");
+    assert_eq!(health["synced"], false);
+    assert_eq!(health["role"], "full");
+    assert_eq!(
+        health["registration"]["owner"],
+        tenant.address().to_string()
+    );
+    let offered: logos_api::rpc::FullNodeRegistration =
+        serde_json::from_value(health["registration"].clone()).unwrap();
+
+    // Someone else submitting the tenant's offer (to squat the key, or hold it at another
+    // address) is refused by the chain: the node key signed the tenant's account.
+    let thief = devnet.wallet("provider-1");
+    let stolen = Call::Peers(peers::Call::RegisterFullNode {
+        key: offered.key,
+        address: offered.address,
+        deposit: peers::DEFAULT_MINIMUM_DEPOSIT,
+        signature: offered.signature,
+    });
+    let (receipt, _) = client.submit_and_wait(&thief, stolen).await.unwrap();
+    assert!(!receipt.success);
+    assert_eq!(receipt.error.unwrap().error, "BadSignature");
+    assert!(read::<peers::FullNodes>(client, &offered.key)
+        .await
+        .is_none());
+
+    let registered = cli(
+        devnet,
+        &["node", "register", "--node", &endpoint, "--from", "dev"],
+    );
+    assert_eq!(registered["key"], offered.key.to_string());
+    let record = read::<peers::FullNodes>(client, &offered.key)
+        .await
+        .unwrap();
+    assert_eq!(record.owner, tenant.address());
+    assert_eq!(record.deposit, peers::DEFAULT_MINIMUM_DEPOSIT);
+}
+
 fn all_accounts(devnet: &Devnet) -> Vec<Address> {
     let genesis = std::fs::read_to_string(devnet.dir.join("genesis.toml")).unwrap();
     let genesis = logos_types::Genesis::from_toml(&genesis).unwrap();
@@ -261,6 +326,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
 
         // Lease → Running → Verified, with the full node inside synced.
         let id = lease(&client, &dev, 0, 36_000).await;
+        register_leased_full_node(&devnet, &client, &dev, id).await;
         eventually("Ready", Duration::from_secs(60), || async {
             condition_is(&client, id, ConditionType::Ready, None)
                 .await
@@ -282,6 +348,31 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             .unwrap();
         assert_eq!(health["synced"], true, "{health}");
         assert!(health["finalized_height"].as_u64().unwrap() > 0);
+
+        // The leased full node serves the chain's JSON-RPC (through the tenant's reach of its
+        // port), with proofs that verify against the genesis validators, and the same answers.
+        let genesis = logos_types::Genesis::load(&devnet.dir.join("genesis.toml")).unwrap();
+        let leased = Client::connect_trusted(&format!("http://{}", record.endpoint), &genesis)
+            .await
+            .unwrap();
+        assert_eq!(leased.info().chain_id, client.info().chain_id);
+        let (provider, _) = leased
+            .map_proven::<Providers>(&ProviderId(0))
+            .await
+            .unwrap();
+        let (expected, _) = client
+            .map_proven::<Providers>(&ProviderId(0))
+            .await
+            .unwrap();
+        assert_eq!(provider, expected);
+        assert!(provider.is_some());
+        let height = client.head_height().await.unwrap();
+        eventually(
+            "leased node at the validators' height",
+            Duration::from_secs(30),
+            || async { (leased.head_height().await.ok()? >= height).then_some(()) },
+        )
+        .await;
 
         // The CLI shows the catalog and the lease, and extends it.
         let catalog = cli(&devnet, &["catalog"]);

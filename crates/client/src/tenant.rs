@@ -1,12 +1,16 @@
 //! The tenant's side: lease a template, read a lease's full status, follow it until its
-//! environment is verified and its workload healthy.
+//! environment is verified and its workload healthy, and register a leased full node's p2p key
+//! (the validators let only known keys connect; see `logos_types::peers`).
 
 use crate::{find_event, Client, ClientError, Wallet};
+use logos_api::rpc::FullNodeRegistration;
+use logos_primitives::{ChainId, NodeKey};
 use logos_types::{
     catalog::TemplateId,
     dvci::RegionId,
     market::{self, Lease, LeaseId, Leases},
     operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments},
+    peers::{self, FullNodes, MinimumDeposit},
     provisioning::{Assignment, Assignments},
     Call, Event,
 };
@@ -79,14 +83,79 @@ pub struct Milestones {
     pub verified: Option<Instant>,
     /// First seen the workload's own health saying it is healthy.
     pub synced: Option<Instant>,
+    /// The full-node key registered for the workload (by [`watch`] with a wallet).
+    pub registered: Option<NodeKey>,
+}
+
+/// The registration a workload's `GET http://{endpoint}/health` offers, whatever its status.
+pub async fn offered_registration(
+    http: &reqwest::Client,
+    endpoint: &str,
+) -> Option<FullNodeRegistration> {
+    let response = http
+        .get(format!("http://{endpoint}/health"))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = response.json().await.ok()?;
+    serde_json::from_value(body.get("registration")?.clone()).ok()
+}
+
+/// True if the node key signed `registration` for this chain, its owner and its address (what
+/// the chain checks; a forged offer is refused here instead of costing a fee).
+pub fn registration_verifies(registration: &FullNodeRegistration, chain_id: &ChainId) -> bool {
+    let message = peers::registration_message(chain_id, &registration.owner, &registration.address);
+    registration.key.verifies(
+        peers::REGISTRATION_NAMESPACE,
+        &message,
+        &registration.signature,
+    )
+}
+
+/// Submits `registration` from `wallet` with the chain's minimum deposit (or `deposit`) and
+/// waits for finality; returns the height and the deposit. Refused before submission if the
+/// registration names another account or does not verify.
+pub async fn register_full_node(
+    client: &Client,
+    wallet: &Wallet,
+    registration: &FullNodeRegistration,
+    deposit: Option<logos_primitives::Amount>,
+) -> Result<(u64, logos_primitives::Amount), ClientError> {
+    if registration.owner != wallet.address() {
+        return Err(ClientError::Malformed(format!(
+            "the registration is for {}, not {}",
+            registration.owner,
+            wallet.address()
+        )));
+    }
+    if !registration_verifies(registration, &client.info().chain_id) {
+        return Err(ClientError::Malformed(
+            "the registration's signature does not verify for this chain".into(),
+        ));
+    }
+    let deposit = match deposit {
+        Some(deposit) => deposit,
+        None => client.value::<MinimumDeposit>().await?.0,
+    };
+    let call = Call::Peers(peers::Call::RegisterFullNode {
+        key: registration.key,
+        address: registration.address,
+        deposit,
+        signature: registration.signature,
+    });
+    let (_, height) = client.execute(wallet, call).await?;
+    Ok((height, deposit))
 }
 
 /// Follows lease `id` until it is Verified and its workload healthy (or `timeout`), calling
-/// `say` with each new step. Fails if the lease closes.
+/// `say` with each new step. Fails if the lease closes. With `register`, a workload that
+/// offers a full-node registration for that wallet (a leased full node) is registered once, so
+/// that the validators let it connect.
 pub async fn watch(
     client: &Client,
     id: LeaseId,
     timeout: Duration,
+    register: Option<&Wallet>,
     say: &mut impl FnMut(String),
 ) -> Result<Milestones, ClientError> {
     let deadline = Instant::now() + timeout;
@@ -120,8 +189,17 @@ pub async fn watch(
         if environment.condition(ConditionType::Verified).status == ConditionStatus::True {
             milestones.verified.get_or_insert(now);
         }
+        if let (Some(wallet), None, false) = (
+            register,
+            milestones.registered,
+            environment.endpoint.is_empty(),
+        ) {
+            milestones.registered =
+                register_offered(client, wallet, &http, &environment.endpoint, say).await?;
+        }
         if milestones.synced.is_none() && !environment.endpoint.is_empty() {
-            if let Some(health) = probe(&http, &environment.endpoint).await {
+            let health = probe(&http, &environment.endpoint).await;
+            if let Some(health) = health.filter(|health| caught_up(health, status.height)) {
                 say(format!(
                     "workload healthy: {}",
                     summarize_health(&health, status.height)
@@ -138,6 +216,60 @@ pub async fn watch(
         "lease {id} not verified within {} s",
         timeout.as_secs()
     )))
+}
+
+/// Registers the full node at `endpoint` if it offers a registration for `wallet` and its key
+/// is not registered yet; returns the key once handled: registered (by anyone: a key
+/// registered by another account is reported), or refused or failed (said, not retried: a
+/// retry every poll would spend a fee each time; `logos node register` retries by hand).
+async fn register_offered(
+    client: &Client,
+    wallet: &Wallet,
+    http: &reqwest::Client,
+    endpoint: &str,
+    say: &mut impl FnMut(String),
+) -> Result<Option<NodeKey>, ClientError> {
+    let Some(registration) = offered_registration(http, endpoint).await else {
+        return Ok(None);
+    };
+    if registration.owner != wallet.address() {
+        return Ok(None);
+    }
+    if let (Some(existing), _) = client.map::<FullNodes>(&registration.key).await? {
+        say(format!(
+            "full node {} is registered already (by {})",
+            registration.key, existing.owner
+        ));
+        return Ok(Some(registration.key));
+    }
+    match register_full_node(client, wallet, &registration, None).await {
+        Ok((height, deposit)) => say(format!(
+            "registered the leased full node's p2p key {} (connections from {}, deposit {deposit} \
+             reserved until `logos node deregister`) at height {height}",
+            registration.key, registration.address
+        )),
+        Err(error) => say(format!(
+            "could not register the leased full node's p2p key {}: {error}",
+            registration.key
+        )),
+    }
+    Ok(Some(registration.key))
+}
+
+/// Most blocks a workload reporting a `finalized_height` (a leased node) may lag the chain head
+/// and count as synced (a node that is catching up answers 200 as soon as its tip is recent).
+pub const SYNC_LAG_BLOCKS_MAX: u64 = 100;
+
+/// True unless `health` reports a `finalized_height` more than [`SYNC_LAG_BLOCKS_MAX`] behind
+/// `chain_height`.
+fn caught_up(health: &serde_json::Value, chain_height: u64) -> bool {
+    match health
+        .get("finalized_height")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(height) => height.saturating_add(SYNC_LAG_BLOCKS_MAX) >= chain_height,
+        None => true,
+    }
 }
 
 /// The body of `GET http://{endpoint}/health` if it answers 2xx.
@@ -204,4 +336,57 @@ fn steps(status: &LeaseStatus) -> Vec<String> {
         }
     }
     steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_cryptography::Signer;
+    use logos_primitives::{hash, KeySignature, PrivateKey};
+
+    /// A node far behind the head is not synced yet, whatever its status code said.
+    #[test]
+    fn a_node_far_behind_the_head_is_not_caught_up() {
+        let at = |height: u64| serde_json::json!({ "finalized_height": height });
+        assert!(!caught_up(&at(7), 111 + SYNC_LAG_BLOCKS_MAX));
+        assert!(caught_up(&at(111), 111 + SYNC_LAG_BLOCKS_MAX));
+        assert!(caught_up(&at(500), 400));
+        assert!(caught_up(&serde_json::json!({ "ok": true }), 1_000));
+    }
+
+    /// An offer is checked like the chain checks it: for this chain, this owner and address.
+    #[test]
+    fn only_an_offer_the_chain_would_accept_verifies() {
+        let node = PrivateKey::from_seed(1);
+        let owner = logos_primitives::Address([9; 20]);
+        let chain = ChainId(hash(&[b"here"]));
+        let address: peers::P2pAddress = "127.0.0.1:0".parse().unwrap();
+        let (key, signature) = peers::sign_registration(&node, &chain, &owner, &address);
+        let offer = FullNodeRegistration {
+            key,
+            owner,
+            address,
+            signature,
+        };
+        assert!(registration_verifies(&offer, &chain));
+        assert!(!registration_verifies(
+            &offer,
+            &ChainId(hash(&[b"elsewhere"]))
+        ));
+        let moved = FullNodeRegistration {
+            address: "10.0.0.1:0".parse().unwrap(),
+            ..offer.clone()
+        };
+        assert!(!registration_verifies(&moved, &chain));
+        let forged = FullNodeRegistration {
+            signature: KeySignature([0; 64]),
+            ..offer.clone()
+        };
+        assert!(!registration_verifies(&forged, &chain));
+        let other = FullNodeRegistration {
+            key: NodeKey::from_public_key(&PrivateKey::from_seed(2).public_key()),
+            ..offer
+        };
+        assert!(!registration_verifies(&other, &chain));
+    }
 }

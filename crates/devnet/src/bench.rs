@@ -501,15 +501,25 @@ fn run_lease_bench(
                     )
                 }
             };
-            let milestones =
-                logos_client::tenant::watch(&client, lease, Duration::from_secs(120), &mut say)
-                    .await?;
+            let milestones = logos_client::tenant::watch(
+                &client,
+                lease,
+                Duration::from_secs(120),
+                Some(&dev),
+                &mut say,
+            )
+            .await?;
             let ms =
                 |at: Option<Instant>| at.map_or(f64::NAN, |at| (at - started).as_secs_f64() * 1e3);
             running.push(ms(milestones.running));
             verified.push(ms(milestones.verified.max(milestones.synced)));
             let close = Call::Market(market::Call::CloseLease { lease });
             client.execute(&dev, close).await?;
+            if let Some(key) = milestones.registered {
+                // The registry is bounded: give the slot (and the deposit) back.
+                let deregister = Call::Peers(logos_types::peers::Call::DeregisterFullNode { key });
+                client.execute(&dev, deregister).await?;
+            }
         }
         running.sort_by(f64::total_cmp);
         verified.sort_by(f64::total_cmp);

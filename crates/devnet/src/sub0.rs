@@ -4,8 +4,10 @@
 //! 1. publishes with the privileged `dev` key: region 1 `local`, products `full-node`
 //!    (1 vCPU, 1024 MiB, 10 GiB, 4 compute units) and `micro` (1 vCPU, 64 MiB, 1 GiB, 1 unit),
 //!    a compute-hosted price of [`PRICE_PER_UNIT`] per compute unit per block, template 0
-//!    "Logos full node" (`logos node follow` against the chain through the agent's relay) and
-//!    template 1 "Static web server";
+//!    "Logos full node" (`logos node run --role full`: a p2p full node that dials the
+//!    validators through the agent's p2p relays, serves JSON-RPC and `/health` on
+//!    [`FULL_NODE_RPC_PORT`] and offers its tenant a signed registration, which the tenant's
+//!    `lease create --wait` or `--demo` submits) and template 1 "Static web server";
 //! 2. registers `provider-<k>` as providers (agent at `127.0.0.1:agent_base_port + k`) and
 //!    admits them, registers `provisioner-<i>` (one per validator) with a stake;
 //! 3. starts one `logos agent run` per provider (needs root: namespaces, cgroups) and one
@@ -35,8 +37,8 @@ pub const PROVIDER_BOND: u128 = 1_000_000_000;
 pub const PROVISIONER_STAKE: u128 = 100_000_000;
 /// Region of the devnet.
 pub const REGION: RegionId = RegionId(1);
-/// Health port of the full node template.
-pub const FULL_NODE_HEALTH_PORT: u16 = 8645;
+/// JSON-RPC (and health) port of the full node template.
+pub const FULL_NODE_RPC_PORT: u16 = 8545;
 
 /// Names of the funded keys the sub0layer needs.
 pub fn key_names(validators: usize, providers: usize) -> impl Iterator<Item = String> {
@@ -102,15 +104,19 @@ pub fn default_catalog() -> Result<Catalog> {
     let node = [
         "/opt/logos/bin/logos",
         "node",
-        "follow",
+        "run",
+        "--role",
+        "full",
         "--genesis",
         "/opt/logos/genesis.toml",
-        "--rpc",
-        "${CHAIN_RPC}",
-        "--listen",
-        "0.0.0.0:8645",
         "--data-dir",
         "/data/node",
+        "--rpc-listen",
+        "0.0.0.0:8545",
+        "--validator-addresses",
+        "${CHAIN_P2P}",
+        "--register-for",
+        "${TENANT}@${P2P_EGRESS}",
     ];
     let web = "mkdir -p www && echo ok > www/health && cd www && exec python3 -m http.server 8080";
     let templates = vec![
@@ -119,7 +125,7 @@ pub fn default_catalog() -> Result<Catalog> {
             Template {
                 name: "Logos full node".try_into()?,
                 product: ProductId(0),
-                workload: workload(&node, FULL_NODE_HEALTH_PORT)?,
+                workload: workload(&node, FULL_NODE_RPC_PORT)?,
             },
         ),
         (
@@ -311,6 +317,9 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
             layout.genesis.display().to_string(),
             "--relay-port".into(),
             rpc.rsplit(':').next().unwrap_or("8545").to_string(),
+            // Validators of a one-host devnet see relayed connections from loopback.
+            "--p2p-egress-ip".into(),
+            "127.0.0.1".into(),
             "--destroy-on-exit".into(),
         ]
         .into_iter()
@@ -365,7 +374,14 @@ pub async fn demo(rpc: &str, layout: &Layout) -> Result<()> {
     let (lease, height) = create_lease(&client, &dev, TemplateId(0), REGION, 36_000).await?;
     println!("demo: lease {lease} finalized at height {height}");
     let mut say = |step: String| println!("demo [{:>6} ms] {step}", started.elapsed().as_millis());
-    watch(&client, lease, Duration::from_secs(180), &mut say).await?;
+    watch(
+        &client,
+        lease,
+        Duration::from_secs(180),
+        Some(&dev),
+        &mut say,
+    )
+    .await?;
     println!(
         "demo: done; inspect with `logos lease status {lease} --rpc {rpc}` and `logos env logs {lease} --keystore {} --from dev --rpc {rpc}`",
         layout.keystore.display()

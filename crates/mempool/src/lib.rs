@@ -36,7 +36,9 @@
 //! re-submission is admitted afresh against the sender's balance.
 
 use logos_primitives::{Address, Amount, ChainId, Hash};
-use logos_types::{balances, dvci, market, provisioning, Call, Transaction, TransactionError};
+use logos_types::{
+    balances, dvci, market, peers, provisioning, Call, Transaction, TransactionError,
+};
 use std::{
     collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
     sync::Arc,
@@ -532,6 +534,8 @@ fn check_balance(
         Call::Market(_) | Call::Operations(_) | Call::Catalog(_) => Amount::ZERO,
         Call::Provisioning(provisioning::Call::RegisterProvisioner { stake }) => *stake,
         Call::Provisioning(_) => Amount::ZERO,
+        Call::Peers(peers::Call::RegisterFullNode { deposit, .. }) => *deposit,
+        Call::Peers(_) => Amount::ZERO,
     };
     let unpayable = |required| Rejection::InsufficientBalance {
         available,

@@ -24,10 +24,14 @@
 //! role = "validator"                # or "full": a non-voting peer (see `logos_node::full`)
 //! # full nodes this validator serves (tracked as secondary p2p peers), at most 256
 //! full_nodes = [{ public_key = "0x…", p2p_address = "127.0.0.1:30400" }]
+//! # where to dial the validators, in genesis order (e.g. a provider's relay); default: genesis
+//! validator_addresses = ["10.88.1.1:30300", "10.88.1.1:30301"]
 //! ```
 //!
 //! A full node's file has the same keys: `key_file` is its p2p identity (any key but a
-//! validator's), and every validator it follows must list it in `full_nodes`.
+//! validator's), and every validator it follows must list it in `full_nodes` or find it
+//! registered on chain (`logos_types::peers`). [`NodeConfig::full_node`] builds a full node's
+//! configuration without a file (`logos node run --role full --genesis … --data-dir …`).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -104,6 +108,11 @@ pub struct NodeConfig {
     /// [`FULL_NODES_MAX`].
     #[serde(default)]
     pub full_nodes: Vec<FullNodePeer>,
+    /// Where to dial the genesis validators, in genesis order (as many as there are
+    /// validators); empty: their genesis `p2p_address`. A full node behind a provider's relay
+    /// dials the relay's ports.
+    #[serde(default)]
+    pub validator_addresses: Vec<SocketAddr>,
 }
 
 /// Most full nodes one node's configuration may list (each is a p2p peer slot).
@@ -223,9 +232,60 @@ pub enum ConfigError {
     /// More than [`FULL_NODES_MAX`] full nodes are listed.
     #[error("{0} full nodes listed; at most {FULL_NODES_MAX}")]
     TooManyFullNodes(usize),
+    /// `validator_addresses` is neither empty nor one address per genesis validator.
+    #[error("{given} validator addresses for {validators} validators")]
+    ValidatorAddresses {
+        /// Addresses given.
+        given: usize,
+        /// Genesis validators.
+        validators: usize,
+    },
+}
+
+/// The keys a configuration cannot do without.
+#[derive(serde::Serialize)]
+struct Required<'a> {
+    key_file: &'a std::path::Path,
+    genesis_file: &'a std::path::Path,
+    data_dir: &'a std::path::Path,
+    p2p_listen: SocketAddr,
+    role: Role,
 }
 
 impl NodeConfig {
+    /// A full node's configuration: the given paths and listen address, everything else at
+    /// the file format's defaults.
+    pub fn full_node(
+        key_file: &std::path::Path,
+        genesis_file: &std::path::Path,
+        data_dir: &std::path::Path,
+        p2p_listen: SocketAddr,
+    ) -> Result<Self, ConfigError> {
+        let required = Required {
+            key_file,
+            genesis_file,
+            data_dir,
+            p2p_listen,
+            role: Role::Full,
+        };
+        let text =
+            toml::to_string(&required).map_err(|error| ConfigError::Toml(error.to_string()))?;
+        toml::from_str(&text).map_err(|error| ConfigError::Toml(error.to_string()))
+    }
+
+    /// Where to dial each of `validators` genesis validators: `validator_addresses`, or the
+    /// genesis addresses (`genesis`) when it is empty.
+    pub fn dial_addresses(&self, genesis: &[SocketAddr]) -> Result<Vec<SocketAddr>, ConfigError> {
+        match self.validator_addresses.len() {
+            0 => Ok(genesis.to_vec()),
+            given if given == genesis.len() => Ok(self.validator_addresses.clone()),
+            given => Err(ConfigError::ValidatorAddresses {
+                given,
+                validators: genesis.len(),
+            }),
+        }
+    }
+
     /// Reads a configuration file; relative paths in it are resolved against its directory.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -278,6 +338,35 @@ mod tests {
         assert!(matches!(
             NodeConfig::load(&write(&unknown)),
             Err(ConfigError::Toml(_))
+        ));
+    }
+
+    #[test]
+    fn a_full_node_needs_no_file_and_validator_addresses_match_the_genesis() {
+        let config = NodeConfig::full_node(
+            "d/p2p.key".as_ref(),
+            "g.toml".as_ref(),
+            "d".as_ref(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config.role, Role::Full);
+        assert_eq!(config.rpc_listen, default_rpc_listen());
+        assert_eq!(config.retention_blocks, default_retention_blocks());
+        let genesis: Vec<SocketAddr> = vec!["127.0.0.1:1".parse().unwrap(); 2];
+        assert_eq!(config.dial_addresses(&genesis).unwrap(), genesis);
+        let relay = format!("{BASE}validator_addresses = [\"10.88.1.1:1\", \"10.88.1.1:2\"]\n");
+        let config = NodeConfig::load(&write(&relay)).unwrap();
+        assert_eq!(
+            config.dial_addresses(&genesis).unwrap()[1],
+            "10.88.1.1:2".parse().unwrap()
+        );
+        assert!(matches!(
+            config.dial_addresses(&genesis[..1]),
+            Err(ConfigError::ValidatorAddresses {
+                given: 2,
+                validators: 1
+            })
         ));
     }
 

@@ -239,6 +239,63 @@ impl<S: LimitedSender<PublicKey = PublicKey>> LimitedSender for ValidatorsOnly<S
     }
 }
 
+/// A p2p receiver for a consensus channel (votes, certificates, simplex resolver): a message
+/// from anyone but a genesis validator is dropped and its sender blocked. Full nodes never send
+/// on these channels, and each registered full node is a peer of every validator: without
+/// this, a few hundred registered keys could crowd the channel's shared inbound queue and
+/// delay the validators' own votes.
+pub struct FromValidatorsOnly<R, B> {
+    inner: R,
+    blocker: B,
+    /// The genesis validators, ascending.
+    validators: Vec<PublicKey>,
+}
+
+impl<R, B> FromValidatorsOnly<R, B> {
+    /// Wraps `inner`; `blocker` blocks senders that are not among `validators`.
+    pub fn new(inner: R, blocker: B, validators: &[PublicKey]) -> Self {
+        let mut validators = validators.to_vec();
+        validators.sort();
+        Self {
+            inner,
+            blocker,
+            validators,
+        }
+    }
+}
+
+impl<R: std::fmt::Debug, B> std::fmt::Debug for FromValidatorsOnly<R, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FromValidatorsOnly")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<R, B> Receiver for FromValidatorsOnly<R, B>
+where
+    R: Receiver<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+{
+    type Error = R::Error;
+    type PublicKey = PublicKey;
+
+    async fn recv(&mut self) -> Result<commonware_p2p::Message<PublicKey>, Self::Error> {
+        loop {
+            let (peer, message) = self.inner.recv().await?;
+            if self.validators.binary_search(&peer).is_ok() {
+                return Ok((peer, message));
+            }
+            tracing::warn!(%peer, "a non-validator sent on a consensus channel; blocked");
+            let _ = self.blocker.block(peer);
+        }
+    }
+
+    fn capacity(&self) -> NonZeroUsize {
+        self.inner.capacity()
+    }
+}
+
 /// Largest p2p message in bytes: a block at its bound plus framing.
 pub fn max_message_size_bytes(genesis: &Genesis) -> u32 {
     let cfg = block_cfg(genesis);
@@ -406,6 +463,7 @@ where
     let namespace = consensus_namespace(&config.genesis.chain_id());
     let scheme = Scheme::signer(&namespace, participants(&validators), config.signer.clone())
         .ok_or(EngineError::NotAValidator)?;
+    let channel_blocker = blocker.clone();
     let Networks {
         votes,
         certificates,
@@ -481,7 +539,13 @@ where
             track_historical_votes: false,
         },
     );
-    let votes = (ValidatorsOnly::new(votes.0, &validators, &me), votes.1);
+    let only = |receiver| FromValidatorsOnly::new(receiver, channel_blocker.clone(), &validators);
+    let votes = (
+        ValidatorsOnly::new(votes.0, &validators, &me),
+        only(votes.1),
+    );
+    let certificates = (certificates.0, only(certificates.1));
+    let resolver = (resolver.0, only(resolver.1));
     let consensus = engine.start(votes, certificates, resolver);
     Ok(Node {
         shared,

@@ -10,6 +10,7 @@
 //! - [`invariants`]: the runtime's invariants checked after every finalized block (a
 //!   debugging aid, `check_invariants`).
 //! - [`receipts`]: receipts of finalized blocks on disk, found by transaction hash.
+//! - [`peers`]: the full nodes a validator lets connect (configured and registered on chain).
 //! - [`relay`]: transaction relay between validators.
 //! - [`rpc`]: the JSON-RPC server.
 //! - [`config`]: the node configuration file.
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod follower;
 pub mod full;
 pub mod invariants;
+pub mod peers;
 pub mod receipts;
 pub mod relay;
 pub mod rpc;

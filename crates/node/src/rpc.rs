@@ -20,6 +20,13 @@
 //! [`LIMITER_KEYS_MAX`] keys new clients share one overflow bucket of the per-IP size until the
 //! next sweep. Each connection's bucket lives and dies with the connection, and a connection
 //! silent both ways for [`IDLE_TIMEOUT_MS`] is closed (its slot given back).
+//!
+//! # Health
+//! `GET /health` answers [`logos_api::rpc::Health`] (HTTP 200 when the finalized tip is younger
+//! than [`logos_api::rpc::HEALTH_STALE_MS`], 503 otherwise): the node's role, p2p key, tip and,
+//! on a full node started with `--register-for`, its signed registration. It is charged like
+//! one call to the connection's, the IP's and the server's buckets (HTTP 429 once one is
+//! empty, the body naming which).
 
 use crate::{
     chain::Proven,
@@ -40,16 +47,17 @@ use jsonrpsee::{
     },
     server::{
         middleware::rpc::RpcServiceBuilder, serve_with_graceful_shutdown, stop_channel,
-        BatchRequestConfig, MethodResponse, Methods, PendingSubscriptionSink, ServerHandle,
-        SubscriptionMessage,
+        BatchRequestConfig, HttpBody, HttpResponse, MethodResponse, Methods,
+        PendingSubscriptionSink, ServerHandle, SubscriptionMessage,
     },
     types::{ErrorObjectOwned, Id, Request},
 };
 use logos_api::receipt::receipt_proof;
 pub use logos_api::rpc::codes;
 use logos_api::rpc::{
-    error, error_with_data, AccountState, BlockInfo, ChainInfo, EventRecord, Head, LogosApiServer,
-    ReceiptInfo, StorageValue, Submitted, TransactionInfo, TransactionLookup, TransactionStatus,
+    error, error_with_data, AccountState, BlockInfo, ChainInfo, EventRecord, FullNodeRegistration,
+    Head, Health, LogosApiServer, ReceiptInfo, StorageValue, Submitted, TransactionInfo,
+    TransactionLookup, TransactionStatus, HEALTH_STALE_MS,
 };
 use logos_mempool::Rejection;
 use logos_primitives::{format_hash, format_public_key, parse_hash, Address, Height};
@@ -104,9 +112,67 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Clone, Copy, Debug)]
 struct ClientIp(IpAddr);
 
+/// Who this node is, as `GET /health` says.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// `validator` or `full`.
+    pub role: String,
+    /// The node's p2p key, `0x` hex.
+    pub public_key: String,
+    /// The registration it asks an account to submit, if any.
+    pub registration: Option<FullNodeRegistration>,
+}
+
+/// The `GET /health` answer: status and body (see the module docs).
+async fn health<E>(shared: &Shared<E>, identity: &Identity) -> (hyper::StatusCode, Health)
+where
+    E: Storage + Clock + Metrics + Spawner,
+{
+    let height = shared.tip().await.height.get();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    let age_ms = shared
+        .recent(height)
+        .map(|finalized| now_ms.saturating_sub(finalized.block.timestamp_ms));
+    let synced = height > 0 && age_ms.is_some_and(|age| age <= HEALTH_STALE_MS);
+    let status = if synced {
+        hyper::StatusCode::OK
+    } else {
+        hyper::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Health {
+        synced,
+        role: identity.role.clone(),
+        public_key: identity.public_key.clone(),
+        finalized_height: height,
+        age_ms,
+        registration: identity.registration.clone(),
+    };
+    (status, body)
+}
+
+/// `request` asks for `GET /health`.
+fn is_health<B>(request: &jsonrpsee::server::HttpRequest<B>) -> bool {
+    request.method() == hyper::Method::GET && request.uri().path() == "/health"
+}
+
+/// A JSON HTTP answer outside JSON-RPC (health, its rate limit).
+fn http_json(status: hyper::StatusCode, body: &impl serde::Serialize) -> HttpResponse {
+    let text = serde_json::to_string(body).unwrap_or_default();
+    let mut response = HttpResponse::new(HttpBody::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// Starts the server; it runs until the handle is stopped or dropped.
 pub async fn start<E>(
     config: &RpcConfig,
+    identity: Identity,
     shared: Arc<Shared<E>>,
     marshal: MarshalMailbox,
     relay: relay::Mailbox,
@@ -126,6 +192,7 @@ where
             }
         }
     });
+    let health_limits = limits.clone();
     let middleware = RpcServiceBuilder::new().layer_fn(move |service| RateLimit {
         service,
         limits: limits.clone(),
@@ -141,6 +208,8 @@ where
         .set_config(server_config)
         .set_rpc_middleware(middleware)
         .to_service_builder();
+    let identity = Arc::new(identity);
+    let health_shared = shared.clone();
     let methods: Methods = RpcServer {
         shared,
         marshal,
@@ -175,12 +244,33 @@ where
             // One jsonrpsee service per TCP connection, so its connection id is the same for
             // every request on a kept-alive HTTP connection.
             let connection = builder.clone().build(methods.clone(), stop.clone());
+            let (shared, identity) = (health_shared.clone(), identity.clone());
+            let limits = health_limits.clone();
             let service = tower::service_fn(
                 move |mut request: jsonrpsee::server::HttpRequest<hyper::body::Incoming>| {
                     request.extensions_mut().insert(client);
                     request.extensions_mut().insert(bucket.clone());
+                    // `/health` pays like one call: connection, IP and server buckets.
+                    let health_asked = is_health(&request).then(|| {
+                        limits
+                            .charge(request.extensions(), 1)
+                            .map_err(|e| e.message().to_string())
+                    });
                     let mut service = connection.clone();
+                    let (shared, identity) = (shared.clone(), identity.clone());
                     async move {
+                        match health_asked {
+                            Some(Ok(())) => {
+                                let (status, body) = health(&shared, &identity).await;
+                                return Ok(http_json(status, &body));
+                            }
+                            Some(Err(refusal)) => {
+                                let refusal = serde_json::json!({ "error": refusal });
+                                let status = hyper::StatusCode::TOO_MANY_REQUESTS;
+                                return Ok(http_json(status, &refusal));
+                            }
+                            None => {}
+                        }
                         let response: Result<_, BoxError> =
                             tower::Service::call(&mut service, request).await;
                         response

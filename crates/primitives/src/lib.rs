@@ -47,10 +47,12 @@ macro_rules! text_form {
 mod address;
 mod amount;
 mod chain_id;
+mod node_key;
 
 pub use address::Address;
 pub use amount::Amount;
 pub use chain_id::ChainId;
+pub use node_key::{KeySignature, NodeKey};
 
 use commonware_cryptography::{Hasher, Sha256};
 

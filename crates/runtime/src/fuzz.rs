@@ -7,13 +7,14 @@
 
 use crate::mock::{address, fixtures::provisioned, MockChain};
 use commonware_cryptography::Signer;
-use logos_primitives::{Address, Amount, PrivateKey};
+use logos_primitives::{Address, Amount, NodeKey, PrivateKey};
 use logos_types::{
     balances,
     catalog::{self, Product, ProductId, Template, TemplateId},
     dvci::{self, ProviderId, ProviderStatus, RegionId, ResourceClass, Resources},
     market::{self, LeaseId},
     operations::{self, EnvironmentId, Phase},
+    peers,
     provisioning::{self, Report},
     Call, Transaction, TransactionPayload,
 };
@@ -46,7 +47,7 @@ struct Step {
 fn step() -> impl Strategy<Value = Step> {
     (
         0usize..7,
-        0u8..23,
+        0u8..26,
         any::<u64>(),
         any::<u64>(),
         0usize..AMOUNTS.len(),
@@ -91,7 +92,12 @@ fn resources(n: u64) -> Resources {
     }
 }
 
-fn call(step: &Step, actors: &[Address]) -> Option<Call> {
+/// The p2p key of fuzzed full node `id`.
+fn fuzz_node(id: u64) -> PrivateKey {
+    PrivateKey::from_seed(500 + id)
+}
+
+fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -> Option<Call> {
     let (a, b) = (step.a, step.b);
     let amount = Amount(AMOUNTS[step.amount]);
     let id = a % 4;
@@ -199,6 +205,33 @@ fn call(step: &Step, actors: &[Address]) -> Option<Call> {
         }
         .into(),
         20 => provisioning::Call::SetMinimumStake { stake: amount }.into(),
+        21 => {
+            // Signed for the sender, or (one in three) for another account: a replay.
+            let sender = actors[step.actor % actors.len()];
+            let owner = if b.is_multiple_of(3) {
+                actors[(b / 3 % actors.len() as u64) as usize]
+            } else {
+                sender
+            };
+            let address: peers::P2pAddress = ["127.0.0.1:30400", "[::1]:1", "0.0.0.0:1"]
+                [(a / 4 % 3) as usize]
+                .parse()
+                .ok()?;
+            let (key, signature) =
+                peers::sign_registration(&fuzz_node(id), chain_id, &owner, &address);
+            peers::Call::RegisterFullNode {
+                key,
+                address,
+                deposit: amount,
+                signature,
+            }
+            .into()
+        }
+        22 => peers::Call::DeregisterFullNode {
+            key: NodeKey::from_public_key(&fuzz_node(id).public_key()),
+        }
+        .into(),
+        23 => peers::Call::SetMinimumDeposit { deposit: amount }.into(),
         _ => return None, // an empty block
     })
 }
@@ -235,7 +268,7 @@ fn run(steps: Vec<Step>, per_block: usize) {
         let mut candidates = Vec::new();
         let mut queued = vec![0u64; keys.len()];
         for step in block {
-            let Some(call) = call(step, &actors) else {
+            let Some(call) = call(step, &actors, &world.chain.chain_id) else {
                 continue;
             };
             let actor = step.actor % keys.len();

@@ -32,8 +32,9 @@
 //!      │                                    ▲
 //!      ▼                                    │
 //! balances (0) ◀── dvci (1) ◀── market (2) ─┘
-//!      ▲                          │
-//!      └──────────────────────────┘
+//!      ▲  ▲                       │
+//!      │  └───────────────────────┘
+//!      └── peers (6)
 //! ```
 //! Arrows point to the module used. `market` needs an environment per lease from the modules
 //! above it: it declares [`logos_market::EnvironmentLifecycle`], and [`Runtime`] implements it
@@ -41,7 +42,8 @@
 //!
 //! # Chain-wide invariants ([`try_state_all`])
 //! Every module's `try_state`, and the reserved-balance conservation: the sum of all reserved
-//! balances equals the provider bonds plus the open leases' escrow plus the provisioner stakes.
+//! balances equals the provider bonds plus the open leases' escrow plus the provisioner stakes
+//! plus the full-node registration deposits (`peers`).
 
 // State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
 // only), outside tests.
@@ -62,6 +64,7 @@ use logos_dvci::Dvci;
 use logos_framework::{Context, DispatchResult, Module, Overlay, TryStateResult};
 use logos_market::{EnvironmentLifecycle, Market, NewEnvironment};
 use logos_operations::Operations;
+use logos_peers::Peers;
 use logos_provisioning::Provisioning;
 use logos_types::{
     market::LeaseId,
@@ -114,6 +117,7 @@ pub async fn dispatch<R: StateReader>(
         Call::Operations(call) => Operations::dispatch(ctx, origin, call).await,
         Call::Provisioning(call) => Provisioning::dispatch(ctx, origin, call).await,
         Call::Catalog(call) => CatalogModule::dispatch(ctx, origin, call).await,
+        Call::Peers(call) => Peers::dispatch(ctx, origin, call).await,
     }
 }
 
@@ -149,6 +153,7 @@ pub async fn on_block_end<R: StateReader>(
     hook::<Operations, R>(overlay, block, &mut emitted).await?;
     hook::<Provisioning, R>(overlay, block, &mut emitted).await?;
     hook::<CatalogModule, R>(overlay, block, &mut emitted).await?;
+    hook::<Peers, R>(overlay, block, &mut emitted).await?;
     Ok(emitted)
 }
 
@@ -162,6 +167,7 @@ pub fn genesis_state(genesis: &Genesis) -> Result<WriteSet, String> {
         Operations::genesis(genesis)?,
         Provisioning::genesis(genesis)?,
         CatalogModule::genesis(genesis)?,
+        Peers::genesis(genesis)?,
     ] {
         writes.extend(module_writes);
     }
@@ -173,13 +179,14 @@ type Check = (&'static str, fn(&State) -> TryStateResult);
 
 /// Every module's invariants and the chain-wide ones (see the crate docs) over a full state.
 pub fn try_state_all(state: &State) -> TryStateResult {
-    let checks: [Check; 6] = [
+    let checks: [Check; 7] = [
         (Balances::NAME, Balances::try_state),
         (Dvci::NAME, Dvci::try_state),
         (MarketModule::NAME, MarketModule::try_state),
         (Operations::NAME, Operations::try_state),
         (Provisioning::NAME, Provisioning::try_state),
         (CatalogModule::NAME, CatalogModule::try_state),
+        (Peers::NAME, Peers::try_state),
     ];
     for (module, check) in checks {
         check(state).map_err(|violation| format!("{module}: {violation}"))?;
@@ -187,19 +194,23 @@ pub fn try_state_all(state: &State) -> TryStateResult {
     reserves_conserved(state).map_err(|violation| format!("runtime: {violation}"))
 }
 
-/// Reserved balances = provider bonds + open lease escrow + provisioner stakes.
+/// Reserved balances = provider bonds + open lease escrow + provisioner stakes + full-node
+/// deposits.
 fn reserves_conserved(state: &State) -> Result<(), String> {
     let reserved = Balances::total_reserved(state)?;
     let bonds = Dvci::total_bonds(state)?;
     let escrow = MarketModule::total_escrow(state)?;
     let stakes = Provisioning::total_stake(state)?;
+    let deposits = Peers::total_deposits(state)?;
     let held = bonds
         .checked_add(escrow)
         .and_then(|held| held.checked_add(stakes))
+        .and_then(|held| held.checked_add(deposits))
         .ok_or("held tokens overflow")?;
     if reserved != held {
         return Err(format!(
-            "reserved {reserved} != bonds {bonds} + escrow {escrow} + stakes {stakes}"
+            "reserved {reserved} != bonds {bonds} + escrow {escrow} + stakes {stakes} + \
+             deposits {deposits}"
         ));
     }
     Ok(())

@@ -12,6 +12,7 @@
 //! | 3 | [`operations`] | desired state of environments (spec, generation) and reported status |
 //! | 4 | [`provisioning`] | staked provisioners, assignments, cross-check rounds, slashing |
 //! | 5 | [`catalog`] | products and templates |
+//! | 6 | [`peers`] | registered full nodes (p2p keys validators let connect) |
 //!
 //! Each module's shape, declared once on its types:
 //! - calls: `#[derive(Codec, Dispatch)]` with a fixed `#[index(N)]` per call gives the wire
@@ -42,6 +43,7 @@ pub mod dvci;
 pub mod genesis;
 pub mod market;
 pub mod operations;
+pub mod peers;
 pub mod provisioning;
 mod runtime;
 pub mod storage;

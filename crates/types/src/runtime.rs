@@ -4,7 +4,8 @@
 //! index is each module's `INDEX`, the call index its `#[index]`, both declared once.
 
 use crate::{
-    balances, catalog, dvci, market, operations, provisioning, CallError, Codec, MaxEncodeSize,
+    balances, catalog, dvci, market, operations, peers, provisioning, CallError, Codec,
+    MaxEncodeSize,
 };
 use logos_primitives::Hash;
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,7 @@ runtime_enums!(
     operations => Operations,
     provisioning => Provisioning,
     catalog => Catalog,
+    peers => Peers,
 );
 
 /// Events of the runtime (not of a module).
@@ -140,9 +142,20 @@ mod tests {
         assert!(decode::<Call>(&trailing).is_err());
         assert!(decode::<Call>(&bytes[..bytes.len() - 1]).is_err());
         assert!(matches!(
-            decode::<Call>(&[6, 0]),
-            Err(Error::InvalidEnum(6))
+            decode::<Call>(&[7, 0]),
+            Err(Error::InvalidEnum(7))
         ));
+        // `peers` (6): a registration whose address is cut short does not decode.
+        let register = Call::Peers(peers::Call::RegisterFullNode {
+            key: logos_primitives::NodeKey([1; 32]),
+            address: "127.0.0.1:1".parse().unwrap(),
+            deposit: logos_primitives::Amount(1),
+            signature: logos_primitives::KeySignature([2; 64]),
+        });
+        let bytes = encode(&register);
+        assert_eq!(&bytes[..2], [peers::INDEX, 0]);
+        assert_eq!(decode::<Call>(&bytes).unwrap(), register);
+        assert!(decode::<Call>(&bytes[..2 + 32 + 10]).is_err());
         assert!(matches!(
             decode::<Call>(&[catalog::INDEX, 3, 0, 0, 0, 7]),
             Err(Error::InvalidEnum(3))

@@ -203,6 +203,8 @@ impl SandboxDriver {
             .open(dir.join("log"))
             .map_err(system)?;
         let relay_url = self.config.network.relay_url();
+        let chain_p2p = self.config.network.chain_p2p();
+        let p2p_egress = self.config.network.p2p_egress();
         let command: Vec<String> = record
             .spec
             .workload
@@ -214,6 +216,8 @@ impl SandboxDriver {
             environment,
             data: &dir.join("data"),
             relay_url: &relay_url,
+            chain_p2p: &chain_p2p,
+            p2p_egress: &p2p_egress,
             binds: &self.config.binds,
             command: &command,
         };

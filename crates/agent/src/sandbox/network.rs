@@ -4,13 +4,14 @@
 //!
 //! Inside the namespace iptables drops every inbound connection except to the template's
 //! declared ports (and its health port). On the host, connections from the bridge are
-//! accepted only to the chain relay port (the gatekeeper's relay to the chain RPC) and as
-//! replies.
+//! accepted only to the chain relay port (the gatekeeper's relay to the chain RPC), to the
+//! p2p relay ports (one per genesis validator, relayed to its p2p address, so a leased full
+//! node can follow the chain) and as replies.
 
 use super::command::{kill, output, run, run_with_input};
 use crate::driver::DriverError;
 use logos_types::operations::EnvironmentId;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Longest Linux interface name (IFNAMSIZ − 1), bytes.
 pub const INTERFACE_NAME_MAX_BYTES: usize = 15;
@@ -24,6 +25,14 @@ pub struct Network {
     pub index: u8,
     /// Port of the chain relay on the bridge address.
     pub relay_port: u16,
+    /// First p2p relay port on the bridge address: validator `i` (genesis order) is relayed
+    /// from `p2p_relay_port + i`.
+    pub p2p_relay_port: u16,
+    /// Number of p2p relay ports (the genesis validators).
+    pub p2p_relays: u16,
+    /// The IP validators see relayed p2p connections come from (the host's address towards
+    /// them), which a leased full node registers.
+    pub p2p_egress_ip: IpAddr,
 }
 
 impl Network {
@@ -69,6 +78,31 @@ impl Network {
         format!("http://{}:{}", self.gateway(), self.relay_port)
     }
 
+    /// The p2p relay addresses environments dial, one per genesis validator in order.
+    pub fn p2p_relay_addresses(&self) -> Vec<SocketAddr> {
+        (0..self.p2p_relays)
+            .filter_map(|i| self.p2p_relay_port.checked_add(i))
+            .map(|port| SocketAddr::new(self.gateway().into(), port))
+            .collect()
+    }
+
+    /// `${CHAIN_P2P}`: the p2p relay addresses, comma-separated.
+    pub fn chain_p2p(&self) -> String {
+        let addresses: Vec<String> = self
+            .p2p_relay_addresses()
+            .iter()
+            .map(|address| address.to_string())
+            .collect();
+        addresses.join(",")
+    }
+
+    /// `${P2P_EGRESS}`: where validators see relayed p2p connections come from, `IP:0`
+    /// (validators check the IP of a full node's connections and never dial it: commonware
+    /// dials primary peers only; port 0 says nothing listens there).
+    pub fn p2p_egress(&self) -> String {
+        SocketAddr::new(self.p2p_egress_ip, 0).to_string()
+    }
+
     /// Creates the bridge, its address and the host firewall for it (idempotent).
     pub async fn prepare_host(&self) -> Result<(), DriverError> {
         let bridge = self.bridge();
@@ -81,7 +115,8 @@ impl Network {
         self.host_firewall(&bridge).await
     }
 
-    /// From the bridge, the host accepts only replies and connections to the chain relay.
+    /// From the bridge, the host accepts only replies and connections to the chain relay and
+    /// the p2p relays.
     async fn host_firewall(&self, bridge: &str) -> Result<(), DriverError> {
         let chain = format!("LOGOS-{}", bridge.to_uppercase());
         let port = self.relay_port.to_string();
@@ -93,8 +128,22 @@ impl Network {
             &[&["-A", &chain][..], &state[..], &["-j", "ACCEPT"]].concat(),
         )
         .await?;
-        let relay = ["-A", &chain, "-p", "tcp", "--dport", &port, "-j", "ACCEPT"];
-        run("iptables", &relay).await?;
+        // Only to the relays' own address: not to whatever else listens on the host.
+        let gateway = self.gateway().to_string();
+        let to_relay = ["-A", &chain, "-d", &gateway, "-p", "tcp", "--dport"];
+        run(
+            "iptables",
+            &[&to_relay[..], &[&port, "-j", "ACCEPT"]].concat(),
+        )
+        .await?;
+        if let Some(last) = self.p2p_relay_addresses().last() {
+            let ports = format!("{}:{}", self.p2p_relay_port, last.port());
+            run(
+                "iptables",
+                &[&to_relay[..], &[&ports, "-j", "ACCEPT"]].concat(),
+            )
+            .await?;
+        }
         run("iptables", &["-A", &chain, "-j", "DROP"]).await?;
         let hook = ["INPUT", "-i", bridge, "-j", &chain];
         if run("iptables", &[&["-C"][..], &hook[..]].concat())
