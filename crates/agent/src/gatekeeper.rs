@@ -51,9 +51,10 @@ pub struct AgentConfig {
     /// genesis order, so that a leased full node can follow the chain (its p2p sessions are
     /// end-to-end authenticated and encrypted; the relay only forwards bytes).
     pub p2p_relays: Vec<(SocketAddr, SocketAddr)>,
-    /// Most relayed connections open at once (RPC and p2p together; each environment at most
-    /// [`RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX`] of them).
+    /// Most relayed connections open at once (RPC and p2p together).
     pub relay_connections_max: usize,
+    /// Most of them from one environment (its address on the bridge).
+    pub relay_connections_per_environment_max: usize,
 }
 
 /// Placeholder in a workload command for the environment's tenant account (replaced here, from
@@ -132,7 +133,10 @@ pub async fn start<D: Driver>(
         client,
         driver,
     });
-    let slots = Arc::new(RelaySlots::new(inner.config.relay_connections_max));
+    let slots = Arc::new(RelaySlots::new(
+        inner.config.relay_connections_max,
+        inner.config.relay_connections_per_environment_max,
+    ));
     start_relay(inner.config.relay_listen, inner.config.relay_target, &slots).await?;
     for (listen, target) in &inner.config.p2p_relays {
         start_relay(*listen, *target, &slots).await?;
@@ -331,17 +335,14 @@ async fn start_relay(
     Ok(())
 }
 
-/// Most relayed connections open at once from one environment (its address on the bridge),
-/// over all relays: a leased full node holds one per validator plus a few RPC connections, and
-/// one environment cannot take the slots of the others.
-pub const RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX: usize = 32;
-
-/// Open relayed connections: at most `total_max` in all and
-/// [`RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX`] per source address (the map holds only sources
-/// with an open connection, so at most `total_max` entries).
+/// Open relayed connections: at most `total_max` in all and `per_source_max` per source
+/// address, an environment (the map holds only sources with an open connection, so at most
+/// `total_max` entries). A leased full node holds one per validator plus a few RPC
+/// connections; with `total_max` = environments × `per_source_max` none can take the others'.
 pub struct RelaySlots {
     open: std::sync::Mutex<std::collections::BTreeMap<std::net::IpAddr, usize>>,
     total_max: usize,
+    per_source_max: usize,
 }
 
 /// One relayed connection's place in [`RelaySlots`]; given back on drop.
@@ -351,11 +352,12 @@ pub struct RelaySlot {
 }
 
 impl RelaySlots {
-    /// Room for `total_max` connections.
-    pub fn new(total_max: usize) -> Self {
+    /// Room for `total_max` connections, `per_source_max` from one source.
+    pub fn new(total_max: usize, per_source_max: usize) -> Self {
         Self {
             open: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             total_max,
+            per_source_max,
         }
     }
 
@@ -372,7 +374,7 @@ impl RelaySlots {
         let mut open = slots.open();
         let total: usize = open.values().sum();
         let mine = open.get(&source).copied().unwrap_or(0);
-        if total >= slots.total_max || mine >= RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX {
+        if total >= slots.total_max || mine >= slots.per_source_max {
             return None;
         }
         open.insert(source, mine.saturating_add(1));
@@ -419,9 +421,9 @@ mod tests {
     /// together more than the total; closed connections give their slots back.
     #[test]
     fn relay_slots_are_bounded_per_environment_and_in_all() {
-        let slots = Arc::new(RelaySlots::new(40));
+        let slots = Arc::new(RelaySlots::new(40, 32));
         let greedy: std::net::IpAddr = "10.88.1.2".parse().unwrap();
-        let held: Vec<RelaySlot> = (0..RELAY_CONNECTIONS_PER_ENVIRONMENT_MAX)
+        let held: Vec<RelaySlot> = (0..32)
             .map(|_| RelaySlots::acquire(&slots, greedy).unwrap())
             .collect();
         assert!(

@@ -9,17 +9,17 @@ use clap::Subcommand;
 use commonware_codec::Encode;
 use logos_api::agent::{logs_message, LOGS_MAX_BYTES, LOGS_NAMESPACE};
 use logos_client::{
-    tenant::{create_lease, lease_status, watch},
-    Client,
+    tenant::{create_lease, lease_status, offered_registration, watch, HEALTH_TIMEOUT_MS},
+    Client, Wallet,
 };
 use logos_devnet::runtime;
-use logos_primitives::{format_public_key, Address};
+use logos_primitives::{format_public_key, Address, NodeKey};
 use logos_types::{
     catalog::{Products, TemplateId, Templates},
     dvci::{Providers, RegionId},
     market::{self, LeaseId, Leases, NextLeaseId, Prices},
     operations::{EnvironmentId, Environments},
-    Call, Event,
+    peers, Call, Event,
 };
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,9 @@ pub enum LeaseCommand {
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
     },
-    /// Close a lease now and get the unspent escrow back; its environment is destroyed.
+    /// Close a lease now and get the unspent escrow back; its environment is destroyed. A
+    /// full-node key its workload offered and the signer registered is deregistered too (the
+    /// deposit comes back). Prints `{"lease", "closed_at", "refund", "deregistered_full_node"}`.
     Close {
         #[command(flatten)]
         key: KeyArgs,
@@ -211,16 +213,47 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
             }
             LeaseCommand::Close { key, id, rpc } => {
                 let (wallet, client) = key.connect(&rpc).await?;
+                // Before the workload goes: the full-node key it may have had registered.
+                let registered = registered_node(&client, &wallet, id).await;
                 let call = Call::Market(market::Call::CloseLease { lease: id });
                 let (receipt, height) = client.execute(&wallet, call).await?;
                 let refund = receipt.events.iter().find_map(|event| match event {
                     Event::Market(market::Event::LeaseClosed { refund, .. }) => Some(*refund),
                     _ => None,
                 });
-                print_json(&serde_json::json!({"lease": id, "closed_at": height, "refund": refund}))
+                let mut deregistered = None;
+                if let Some(node) = registered {
+                    // The registry is bounded: the slot and the deposit come back with the lease.
+                    let call = Call::Peers(peers::Call::DeregisterFullNode { key: node });
+                    client.execute(&wallet, call).await?;
+                    deregistered = Some(node);
+                }
+                print_json(&serde_json::json!({
+                    "lease": id,
+                    "closed_at": height,
+                    "refund": refund,
+                    "deregistered_full_node": deregistered,
+                }))
             }
         }
     })
+}
+
+/// The full-node key registered by `wallet` that lease `id`'s workload offers at `/health`, if
+/// any (best effort: an unreachable workload has none).
+async fn registered_node(client: &Client, wallet: &Wallet, id: LeaseId) -> Option<NodeKey> {
+    let (environment, _) = client
+        .map::<Environments>(&EnvironmentId::from(id))
+        .await
+        .ok()?;
+    let endpoint = environment?.endpoint;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(HEALTH_TIMEOUT_MS))
+        .build()
+        .ok()?;
+    let offer = offered_registration(&http, &endpoint).await?;
+    let (record, _) = client.map::<peers::FullNodes>(&offer.key).await.ok()?;
+    (record?.owner == wallet.address()).then_some(offer.key)
 }
 
 /// `logos lease list`: the newest [`LIST_MAX`] leases, optionally only `tenant`'s.

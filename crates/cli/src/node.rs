@@ -40,8 +40,9 @@ pub enum NodeCommand {
         #[command(flatten)]
         full: FullNodeFlags,
         /// `validator` (votes; its key must be a genesis validator's) or `full` (a non-voting
-        /// peer that executes every finalized block and serves the same JSON-RPC; every
-        /// validator must list its key in `full_nodes`). Overrides the file's `role`.
+        /// peer that executes every finalized block and serves the same JSON-RPC; validators
+        /// let it connect if they list its key in `full_nodes` or it is registered on chain,
+        /// `logos node register`). Overrides the file's `role`.
         #[arg(long, value_enum)]
         role: Option<RoleArg>,
         /// Finalized blocks (with certificates) and state history to keep behind the tip
@@ -199,18 +200,29 @@ pub fn run(command: NodeCommand) -> Result<()> {
         config.role = role.into();
     }
     let genesis = Genesis::load(&config.genesis_file)?;
+    if flags.register_for.is_some() && config.role != Role::Full {
+        anyhow::bail!("--register-for: only a full node is registered (run with --role full)");
+    }
+    // Checked before the key exists: a mistyped flag creates nothing.
+    let offer = flags
+        .register_for
+        .as_deref()
+        .map(parse_register_for)
+        .transpose()?;
     if file.is_none() && !config.key_file.exists() {
         create_node_key(&config.key_file)?;
     }
     let signer = keystore::load_file(&config.key_file)?;
-    if flags.register_for.is_some() && config.role != Role::Full {
-        anyhow::bail!("--register-for: only a full node is registered (run with --role full)");
-    }
-    let registration = flags
-        .register_for
-        .as_deref()
-        .map(|text| registration(&signer, &genesis.chain_id(), text))
-        .transpose()?;
+    let registration = offer.map(|(owner, address)| {
+        let (key, signature) =
+            logos_types::peers::sign_registration(&signer, &genesis.chain_id(), &owner, &address);
+        logos_api::rpc::FullNodeRegistration {
+            key,
+            owner,
+            address,
+            signature,
+        }
+    });
     // Before anything binds a port: a wrong key for the role is the likelier mistake.
     let is_validator = genesis.validator_keys()?.contains(&signer.public_key());
     match (config.role, is_validator) {
@@ -347,12 +359,10 @@ fn create_node_key(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// The signed registration of `--register-for ACCOUNT@IP:PORT` on `chain_id`.
-fn registration(
-    signer: &logos_primitives::PrivateKey,
-    chain_id: &logos_primitives::ChainId,
+/// The account and address of `--register-for ACCOUNT@IP:PORT`.
+fn parse_register_for(
     text: &str,
-) -> Result<logos_api::rpc::FullNodeRegistration> {
+) -> Result<(logos_primitives::Address, logos_types::peers::P2pAddress)> {
     let (owner, address) = text
         .split_once('@')
         .with_context(|| format!("--register-for {text}: expected ACCOUNT@IP:PORT"))?;
@@ -365,14 +375,7 @@ fn registration(
     if !p2p_address.is_source() {
         anyhow::bail!("--register-for: {address} cannot be a connection's source");
     }
-    let (key, signature) =
-        logos_types::peers::sign_registration(signer, chain_id, &owner, &p2p_address);
-    Ok(logos_api::rpc::FullNodeRegistration {
-        key,
-        owner,
-        address: p2p_address,
-        signature,
-    })
+    Ok((owner, p2p_address))
 }
 
 async fn serve(

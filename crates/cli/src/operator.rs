@@ -4,6 +4,7 @@
 use crate::client::DEFAULT_RPC;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use logos_agent::sandbox::ENVIRONMENTS_MAX;
 use logos_agent::{
     gatekeeper::{self, AgentConfig},
     sandbox::{network::Network, SandboxConfig, SandboxDriver},
@@ -18,8 +19,14 @@ use logos_types::{
 };
 use std::{net::SocketAddr, path::PathBuf};
 
-/// Most relayed connections from environments open at once.
-const RELAY_CONNECTIONS_MAX: usize = 256;
+/// Relayed connections one environment may hold besides one per validator (RPC clients).
+const RELAY_RPC_CONNECTIONS_PER_ENVIRONMENT: usize = 8;
+
+/// One environment's share of the relays with `validators` p2p relays: a p2p connection per
+/// validator plus [`RELAY_RPC_CONNECTIONS_PER_ENVIRONMENT`].
+fn relay_share(validators: u16) -> usize {
+    usize::from(validators).saturating_add(RELAY_RPC_CONNECTIONS_PER_ENVIRONMENT)
+}
 
 /// Key selection shared by operator commands.
 #[derive(clap::Args, Clone, Debug)]
@@ -256,8 +263,12 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
     } = command;
     let validators = logos_types::Genesis::load(&genesis)?.validators;
     let p2p_relays = u16::try_from(validators.len()).context("too many validators to relay")?;
-    if p2p_relay_port.checked_add(p2p_relays).is_none() {
+    let relay_ports = u32::from(p2p_relay_port)..u32::from(p2p_relay_port) + u32::from(p2p_relays);
+    if relay_ports.end > 1 << 16 {
         anyhow::bail!("--p2p-relay-port {p2p_relay_port}: no room for {p2p_relays} relay ports");
+    }
+    if relay_ports.contains(&u32::from(relay_port)) {
+        anyhow::bail!("--relay-port {relay_port} is one of the p2p relay ports {relay_ports:?}");
     }
     crate::node::init_logging("info");
     let mut binds = vec![(std::env::current_exe()?, "/opt/logos/bin/logos".to_string())];
@@ -295,7 +306,9 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
             .into_iter()
             .zip(validators.iter().map(|validator| validator.p2p_address))
             .collect(),
-        relay_connections_max: RELAY_CONNECTIONS_MAX,
+        // Every environment can hold its share at once: no tenant starves another.
+        relay_connections_per_environment_max: relay_share(p2p_relays),
+        relay_connections_max: relay_share(p2p_relays).saturating_mul(ENVIRONMENTS_MAX),
     };
     runtime()?.block_on(async move {
         let driver = SandboxDriver::new(sandbox);

@@ -230,7 +230,7 @@ async fn register_leased_full_node(
     client: &Client,
     tenant: &Wallet,
     id: EnvironmentId,
-) {
+) -> logos_primitives::NodeKey {
     let endpoint = eventually("endpoint reported", Duration::from_secs(60), || async {
         let endpoint = environment(client, id).await.endpoint;
         (!endpoint.is_empty()).then(|| endpoint.to_string())
@@ -284,6 +284,7 @@ async fn register_leased_full_node(
         .unwrap();
     assert_eq!(record.owner, tenant.address());
     assert_eq!(record.deposit, peers::DEFAULT_MINIMUM_DEPOSIT);
+    offered.key
 }
 
 fn all_accounts(devnet: &Devnet) -> Vec<Address> {
@@ -326,7 +327,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
 
         // Lease → Running → Verified, with the full node inside synced.
         let id = lease(&client, &dev, 0, 36_000).await;
-        register_leased_full_node(&devnet, &client, &dev, id).await;
+        let node_key = register_leased_full_node(&devnet, &client, &dev, id).await;
         eventually("Ready", Duration::from_secs(60), || async {
             condition_is(&client, id, ConditionType::Ready, None)
                 .await
@@ -479,9 +480,13 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         );
         assert!(!logs.stdout.is_empty());
 
-        // Close: refund, and the sandbox is destroyed.
-        let close = Call::Market(market::Call::CloseLease { lease: id.into() });
-        execute(&client, &dev, close).await;
+        // Close: refund, the node's registration given back, and the sandbox is destroyed.
+        let closed = cli(
+            &devnet,
+            &["lease", "close", &id.to_string(), "--from", "dev"],
+        );
+        assert_eq!(closed["deregistered_full_node"], node_key.to_string());
+        assert!(read::<peers::FullNodes>(&client, &node_key).await.is_none());
         let cgroup = devnet.cgroup(agent, id);
         eventually("sandbox destroyed", Duration::from_secs(30), || async {
             let gone = !cgroup.exists();

@@ -83,7 +83,8 @@ pub struct Milestones {
     pub verified: Option<Instant>,
     /// First seen the workload's own health saying it is healthy.
     pub synced: Option<Instant>,
-    /// The full-node key registered for the workload (by [`watch`] with a wallet).
+    /// The full-node key [`watch`] registered for the workload with its wallet (none if it
+    /// offered none, or the registration failed or was someone else's).
     pub registered: Option<NodeKey>,
 }
 
@@ -165,6 +166,7 @@ pub async fn watch(
         .map_err(|error| ClientError::Malformed(error.to_string()))?;
     let mut seen = Vec::<String>::new();
     let mut milestones = Milestones::default();
+    let mut offer_handled = false;
     while Instant::now() < deadline {
         let status = lease_status(client, id).await?;
         for step in steps(&status) {
@@ -189,13 +191,15 @@ pub async fn watch(
         if environment.condition(ConditionType::Verified).status == ConditionStatus::True {
             milestones.verified.get_or_insert(now);
         }
-        if let (Some(wallet), None, false) = (
-            register,
-            milestones.registered,
-            environment.endpoint.is_empty(),
-        ) {
-            milestones.registered =
-                register_offered(client, wallet, &http, &environment.endpoint, say).await?;
+        if let (Some(wallet), false, false) =
+            (register, offer_handled, environment.endpoint.is_empty())
+        {
+            if let Some(registered) =
+                register_offered(client, wallet, &http, &environment.endpoint, say).await?
+            {
+                offer_handled = true;
+                milestones.registered = registered;
+            }
         }
         if milestones.synced.is_none() && !environment.endpoint.is_empty() {
             let health = probe(&http, &environment.endpoint).await;
@@ -219,16 +223,17 @@ pub async fn watch(
 }
 
 /// Registers the full node at `endpoint` if it offers a registration for `wallet` and its key
-/// is not registered yet; returns the key once handled: registered (by anyone: a key
-/// registered by another account is reported), or refused or failed (said, not retried: a
-/// retry every poll would spend a fee each time; `logos node register` retries by hand).
+/// is not registered yet. `None` while there is no offer for `wallet`; once handled, the key
+/// if `wallet` registered it now, else nothing: registered already, refused or failed (said,
+/// not retried: a retry every poll would spend a fee each time; `logos node register` retries
+/// by hand).
 async fn register_offered(
     client: &Client,
     wallet: &Wallet,
     http: &reqwest::Client,
     endpoint: &str,
     say: &mut impl FnMut(String),
-) -> Result<Option<NodeKey>, ClientError> {
+) -> Result<Option<Option<NodeKey>>, ClientError> {
     let Some(registration) = offered_registration(http, endpoint).await else {
         return Ok(None);
     };
@@ -240,20 +245,25 @@ async fn register_offered(
             "full node {} is registered already (by {})",
             registration.key, existing.owner
         ));
-        return Ok(Some(registration.key));
+        return Ok(Some(None));
     }
     match register_full_node(client, wallet, &registration, None).await {
-        Ok((height, deposit)) => say(format!(
-            "registered the leased full node's p2p key {} (connections from {}, deposit {deposit} \
-             reserved until `logos node deregister`) at height {height}",
-            registration.key, registration.address
-        )),
-        Err(error) => say(format!(
-            "could not register the leased full node's p2p key {}: {error}",
-            registration.key
-        )),
+        Ok((height, deposit)) => {
+            say(format!(
+                "registered the leased full node's p2p key {} (connections from {}, deposit \
+                 {deposit} reserved until `logos node deregister`) at height {height}",
+                registration.key, registration.address
+            ));
+            Ok(Some(Some(registration.key)))
+        }
+        Err(error) => {
+            say(format!(
+                "could not register the leased full node's p2p key {}: {error}",
+                registration.key
+            ));
+            Ok(Some(None))
+        }
     }
-    Ok(Some(registration.key))
 }
 
 /// Most blocks a workload reporting a `finalized_height` (a leased node) may lag the chain head

@@ -239,11 +239,11 @@ impl<S: LimitedSender<PublicKey = PublicKey>> LimitedSender for ValidatorsOnly<S
     }
 }
 
-/// A p2p receiver for a consensus channel (votes, certificates, simplex resolver): a message
-/// from anyone but a genesis validator is dropped and its sender blocked. Full nodes never send
-/// on these channels, and each registered full node is a peer of every validator: without
-/// this, a few hundred registered keys could crowd the channel's shared inbound queue and
-/// delay the validators' own votes.
+/// A p2p receiver for a channel only validators send on (votes, certificates, simplex
+/// resolver, blocks): a message from anyone else is dropped and its sender blocked. Full nodes
+/// never send on these channels, and each registered full node is a peer of every validator:
+/// without this, a few hundred registered keys could crowd the channel's shared inbound queue
+/// and delay the validators' own votes.
 pub struct FromValidatorsOnly<R, B> {
     inner: R,
     blocker: B,
@@ -594,7 +594,12 @@ where
     }
     let me = config.signer.public_key();
     let validators = config.genesis.validator_keys()?;
-    let blocks = (ValidatorsOnly::new(blocks.0, &validators, &me), blocks.1);
+    // Blocks are disseminated by their proposer, a validator: a full node never sends one,
+    // and each would be decoded and hashed before being dropped.
+    let blocks = (
+        ValidatorsOnly::new(blocks.0, &validators, &me),
+        FromValidatorsOnly::new(blocks.1, blocker.clone(), &validators),
+    );
     let transactions = (
         ValidatorsOnly::new(transactions.0, &validators, &me),
         transactions.1,

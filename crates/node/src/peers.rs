@@ -29,19 +29,26 @@ use tracing::{info, warn};
 pub const REGISTRY_POLL_MS: u64 = 1_000;
 
 /// The registered full nodes at the finalized tip, ascending by key, and the tip's height.
+///
+/// The chain lock is taken for one read at a time (at most 257), so block verification and
+/// finalization are not held up; a tip that moves meanwhile makes a later read fail
+/// (`UnknownParent`: the state after the old tip is gone) rather than mix two states.
 pub async fn read_registry<E: Storage + Clock + Metrics + Spawner>(
     shared: &Shared<E>,
 ) -> Result<(u64, Vec<(NodeKey, FullNode)>), ChainError> {
-    let chain = shared.chain().await;
-    let tip = chain.tip().clone();
-    let Some(bytes) = chain.read(&tip.digest, &FullNodeKeys::key()).await? else {
+    let tip = shared.tip().await;
+    let read = |key: logos_types::StorageKey| {
+        let digest = tip.digest;
+        async move { shared.chain().await.read(&digest, &key).await }
+    };
+    let Some(bytes) = read(FullNodeKeys::key()).await? else {
         return Ok((tip.height.get(), Vec::new()));
     };
     let keys: <FullNodeKeys as logos_types::StorageItem>::Value =
         decode(&bytes).map_err(|error| ChainError::Storage(error.to_string()))?;
     let mut registry = Vec::with_capacity(keys.len());
     for key in keys {
-        let Some(bytes) = chain.read(&tip.digest, &FullNodes::key(&key)).await? else {
+        let Some(bytes) = read(FullNodes::key(&key)).await? else {
             return Err(ChainError::Storage(format!(
                 "listed full node {key} has no record"
             )));
@@ -79,8 +86,8 @@ pub fn secondary_peers(
 }
 
 /// Spawns the registry poll (see the module docs): `validators` are tracked as primary peers,
-/// `configured` and the registry as secondary ones; the set first tracked (id 0) is
-/// `initial`.
+/// `configured` and the registry as secondary ones. The caller has tracked `validators` and
+/// `configured` under id 0; the poll tracks under the tip's height, so ids only grow.
 pub fn track_registered<E, M>(
     context: E,
     shared: Arc<Shared<E>>,
@@ -153,7 +160,7 @@ mod tests {
     }
 
     /// Registered nodes join the configured ones; a validator's key, an invalid point and an
-    /// address that does not parse are left out, and a configured key keeps its address.
+    /// address that cannot be a source are left out, and a configured key keeps its address.
     #[test]
     fn registered_full_nodes_join_the_configured_ones_except_what_cannot_be_trusted() {
         let configured = Map::from_iter_dedup([(

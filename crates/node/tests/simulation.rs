@@ -1179,3 +1179,58 @@ fn a_peer_that_relays_garbage_or_forged_transactions_is_blocked() {
         });
     });
 }
+
+/// A peer that is not a validator (a full node's slot) sending on a channel only validators
+/// use, votes or blocks, is blocked by the validator it reached; finality goes on.
+#[test]
+fn a_non_validator_sending_votes_or_blocks_is_blocked() {
+    over_seeds_n(21_000, 10, |seed| {
+        simulate(seed, |context| async move {
+            use commonware_p2p::{Recipients, Sender as _};
+            // Four validators; the intruder holds a full node's slot (a registered key).
+            let net = network(&context, 4).await;
+            let intruder_key = PrivateKey::from_seed(3_000);
+            track_full_node(&net, &intruder_key).await;
+            let mut nodes = Vec::new();
+            for index in 0..4 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            connect(&net.oracle, &net.keys, 5).await;
+            let intruder = intruder_key.public_key();
+            for validator in &net.keys[..2] {
+                for (a, b) in [
+                    (intruder.clone(), validator.public_key()),
+                    (validator.public_key(), intruder.clone()),
+                ] {
+                    net.oracle.add_link(a, b, link(5)).await.unwrap();
+                }
+            }
+            let control = net.oracle.control(intruder.clone());
+            let (mut votes, _votes) = control
+                .clone()
+                .register(engine::channels::VOTES, QUOTA)
+                .await
+                .unwrap();
+            let (mut blocks, _blocks) = control
+                .register(engine::channels::BLOCKS, QUOTA)
+                .await
+                .unwrap();
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            wait_for_height(&context, &refs, 5, Duration::from_secs(60)).await;
+            let (first, second) = (net.keys[0].public_key(), net.keys[1].public_key());
+            votes.send(Recipients::One(first.clone()), vec![0x01_u8; 64], false);
+            blocks.send(Recipients::One(second.clone()), vec![0x02_u8; 64], false);
+            let height = tip(&nodes[0]).await.get();
+            wait_for_height(&context, &refs, height + 20, Duration::from_secs(60)).await;
+            assert_safety(&refs).await;
+            let mut blocked = net.oracle.blocked().await.unwrap();
+            blocked.sort();
+            let mut expected = vec![(first, intruder.clone()), (second, intruder)];
+            expected.sort();
+            assert_eq!(
+                blocked, expected,
+                "the intruder, and only it, blocked by both"
+            );
+        });
+    });
+}

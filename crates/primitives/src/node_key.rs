@@ -80,8 +80,21 @@ impl NodeKey {
         Self(bytes)
     }
 
-    /// The key as a checked ed25519 point; [`ParseError::Key`] if it is not one.
+    /// The key as a checked ed25519 point; [`ParseError::Key`] if it is not one, is not in
+    /// canonical encoding, or is of small order: commonware verifies ZIP-215 style (cofactored), under which a
+    /// small-order key has signatures that verify for every message, so holding such a "key"
+    /// proves nothing.
     pub fn public_key(&self) -> Result<PublicKey, ParseError> {
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(self.0)
+            .decompress()
+            .ok_or_else(|| ParseError::Key("not a curve point".into()))?;
+        if point.is_small_order() {
+            return Err(ParseError::Key("a small-order point".into()));
+        }
+        // ZIP-215 decoding also takes non-canonical encodings: one point, one key.
+        if point.compress().to_bytes() != self.0 {
+            return Err(ParseError::Key("a non-canonical encoding".into()));
+        }
         PublicKey::decode(commonware_codec::Copying(self.0.as_slice()))
             .map_err(|error| ParseError::Key(error.to_string()))
     }
@@ -129,10 +142,19 @@ mod tests {
         let mut flipped = signature;
         flipped.0[0] ^= 1;
         assert!(!key.verifies(b"ns", b"message", &flipped));
-        // Not a point on the curve, and a short text form.
+        // A non-canonical encoding (y ≥ p), and a short text form.
         let invalid = NodeKey([0xff; 32]);
         assert!(invalid.public_key().is_err());
         assert!(!invalid.verifies(b"ns", b"message", &signature));
         assert!("0x1234".parse::<NodeKey>().is_err());
+        // The identity (y = 1) and the other small-order points are refused.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(NodeKey(identity).public_key().is_err());
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION;
+        for point in torsion {
+            let key = NodeKey(point.compress().to_bytes());
+            assert!(key.public_key().is_err(), "{key}");
+        }
     }
 }

@@ -290,8 +290,8 @@ storage! {
     module = INDEX;
     /// Registered full nodes by p2p key.
     pub FullNodes: map(0) NodeKey => FullNode;
-    /// The keys of [`FullNodes`], ascending: one read tells a node whether the registry
-    /// changed (256 keys of 32 bytes, 8 KiB).
+    /// The keys of [`FullNodes`], ascending: what a node reads first to list the registry
+    /// (256 keys of 32 bytes, 8 KiB).
     pub FullNodeKeys: value(1) BoundedVec<NodeKey, FULL_NODES_MAX>;
     /// The minimum deposit of a registration, smallest unit.
     pub MinimumDeposit: value(2) Amount = DEFAULT_MINIMUM_DEPOSIT;
