@@ -24,13 +24,19 @@ use axum::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use logos_api::agent::{Action, AgentRequest, LOGS_MAX_BYTES, REQUEST_MAX_BYTES};
 use logos_client::{Client, ClientError};
+use logos_limits::Slots;
 use logos_primitives::Address;
 use logos_types::{
     dvci::ProviderId,
     operations::{EnvironmentId, Environments, Spec},
     provisioning::Assignments,
 };
-use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
+};
 
 /// Agent settings.
 #[derive(Clone, Debug)]
@@ -52,9 +58,9 @@ pub struct AgentConfig {
     /// end-to-end authenticated and encrypted; the relay only forwards bytes).
     pub p2p_relays: Vec<(SocketAddr, SocketAddr)>,
     /// Most relayed connections open at once (RPC and p2p together).
-    pub relay_connections_max: usize,
+    pub relay_connections_max: u32,
     /// Most of them from one environment (its address on the bridge).
-    pub relay_connections_per_environment_max: usize,
+    pub relay_connections_per_environment_max: u32,
 }
 
 /// Placeholder in a workload command for the environment's tenant account (replaced here, from
@@ -133,7 +139,7 @@ pub async fn start<D: Driver>(
         client,
         driver,
     });
-    let slots = Arc::new(RelaySlots::new(
+    let slots = Arc::new(Slots::new(
         inner.config.relay_connections_max,
         inner.config.relay_connections_per_environment_max,
     ));
@@ -304,24 +310,32 @@ async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
     }
 }
 
+/// Wait after a failed accept (out of descriptors, most likely) before trying again, ms.
+const ACCEPT_RETRY_MS: u64 = 100;
+
 /// Relays TCP connections from environments (on the bridge, at `listen`) to `target` (the
-/// chain RPC, or a validator's p2p port), at most `slots` at once over all relays.
+/// chain RPC, or a validator's p2p port), at most `slots` at once over all relays; returns
+/// the address it listens on. A connection over the total or over its source's share is
+/// closed at once.
 async fn start_relay(
     listen: SocketAddr,
     target: SocketAddr,
-    slots: &Arc<RelaySlots>,
-) -> Result<(), AgentError> {
+    slots: &Arc<Slots<IpAddr>>,
+) -> Result<SocketAddr, AgentError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
+        .map_err(|error| AgentError::Bind(listen, error))?;
+    let local = listener
+        .local_addr()
         .map_err(|error| AgentError::Bind(listen, error))?;
     let slots = slots.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut inbound, source)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
                 continue;
             };
-            // Over the total or this environment's share: the connection is closed.
-            let Some(slot) = RelaySlots::acquire(&slots, source.ip()) else {
+            let Some(slot) = Slots::acquire(&slots, source.ip()) else {
                 continue;
             };
             tokio::spawn(async move {
@@ -332,69 +346,7 @@ async fn start_relay(
             });
         }
     });
-    Ok(())
-}
-
-/// Open relayed connections: at most `total_max` in all and `per_source_max` per source
-/// address, an environment (the map holds only sources with an open connection, so at most
-/// `total_max` entries). A leased full node holds one per validator plus a few RPC
-/// connections; with `total_max` = environments × `per_source_max` none can take the others'.
-pub struct RelaySlots {
-    open: std::sync::Mutex<std::collections::BTreeMap<std::net::IpAddr, usize>>,
-    total_max: usize,
-    per_source_max: usize,
-}
-
-/// One relayed connection's place in [`RelaySlots`]; given back on drop.
-pub struct RelaySlot {
-    slots: Arc<RelaySlots>,
-    source: std::net::IpAddr,
-}
-
-impl RelaySlots {
-    /// Room for `total_max` connections, `per_source_max` from one source.
-    pub fn new(total_max: usize, per_source_max: usize) -> Self {
-        Self {
-            open: std::sync::Mutex::new(std::collections::BTreeMap::new()),
-            total_max,
-            per_source_max,
-        }
-    }
-
-    fn open(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<std::net::IpAddr, usize>> {
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A slot for a connection from `source`, if there is room.
-    pub fn acquire(slots: &Arc<Self>, source: std::net::IpAddr) -> Option<RelaySlot> {
-        let mut open = slots.open();
-        let total: usize = open.values().sum();
-        let mine = open.get(&source).copied().unwrap_or(0);
-        if total >= slots.total_max || mine >= slots.per_source_max {
-            return None;
-        }
-        open.insert(source, mine.saturating_add(1));
-        Some(RelaySlot {
-            slots: slots.clone(),
-            source,
-        })
-    }
-}
-
-impl Drop for RelaySlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open();
-        if let Some(count) = open.get_mut(&self.source) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.source);
-            }
-        }
-    }
+    Ok(local)
 }
 
 #[cfg(test)]
@@ -417,32 +369,65 @@ mod tests {
         }
     }
 
-    /// One environment cannot hold more than its share of the relay, nor all environments
-    /// together more than the total; closed connections give their slots back.
-    #[test]
-    fn relay_slots_are_bounded_per_environment_and_in_all() {
-        let slots = Arc::new(RelaySlots::new(40, 32));
-        let greedy: std::net::IpAddr = "10.88.1.2".parse().unwrap();
-        let held: Vec<RelaySlot> = (0..32)
-            .map(|_| RelaySlots::acquire(&slots, greedy).unwrap())
-            .collect();
+    /// Connects to `relay` from the loopback address `source` and checks the connection is
+    /// relayed (an echo comes back); false if the relay closed it.
+    async fn relayed(relay: SocketAddr, source: IpAddr) -> Option<tokio::net::TcpStream> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let mut stream = socket.connect(relay).await.unwrap();
+        stream.write_all(b"ping").await.ok()?;
+        let mut echo = [0u8; 4];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echo))
+            .await
+            .ok()?;
+        (read.is_ok() && &echo == b"ping").then_some(stream)
+    }
+
+    /// Attacker's side of the relays: one environment opening connections until refused
+    /// holds exactly its share, another environment still connects meanwhile, the total
+    /// holds over all relays together, and a closed connection gives its slot back.
+    #[tokio::test]
+    async fn one_environment_exhausting_its_relay_share_leaves_room_for_another() {
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut read, mut write) = stream.split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                });
+            }
+        });
+        let slots = Arc::new(Slots::new(7, 4));
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let rpc = start_relay(any, target, &slots).await.unwrap();
+        let p2p = start_relay(any, target, &slots).await.unwrap();
+        let greedy: IpAddr = "127.0.0.2".parse().unwrap();
+        let mut held = Vec::new();
+        for relay in [rpc, p2p, rpc, p2p] {
+            held.push(relayed(relay, greedy).await.expect("within its share"));
+        }
+        for relay in [rpc, p2p] {
+            assert!(relayed(relay, greedy).await.is_none(), "over its share");
+        }
+        let other: IpAddr = "127.0.0.3".parse().unwrap();
+        let mut others = Vec::new();
+        for relay in [p2p, rpc, p2p] {
+            others.push(relayed(relay, other).await.expect("another environment"));
+        }
+        let third: IpAddr = "127.0.0.4".parse().unwrap();
+        assert!(relayed(rpc, third).await.is_none(), "over the total");
+        assert_eq!(slots.open_total(), 7);
+        drop(held.pop());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while slots.open_total() > 6 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(
-            RelaySlots::acquire(&slots, greedy).is_none(),
-            "over its share"
+            relayed(p2p, third).await.is_some(),
+            "a closed slot is given back"
         );
-        let other: Vec<RelaySlot> = (3..11)
-            .map(|host| RelaySlots::acquire(&slots, format!("10.88.1.{host}").parse().unwrap()))
-            .map(Option::unwrap)
-            .collect();
-        let late: std::net::IpAddr = "10.88.1.99".parse().unwrap();
-        assert!(
-            RelaySlots::acquire(&slots, late).is_none(),
-            "over the total"
-        );
-        drop(held);
-        assert!(RelaySlots::acquire(&slots, late).is_some());
-        drop(other);
-        assert!(slots.open().is_empty(), "every slot given back");
     }
 
     /// The tenant comes from the proven record, never from the template's author, and an

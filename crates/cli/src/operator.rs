@@ -20,12 +20,12 @@ use logos_types::{
 use std::{net::SocketAddr, path::PathBuf};
 
 /// Relayed connections one environment may hold besides one per validator (RPC clients).
-const RELAY_RPC_CONNECTIONS_PER_ENVIRONMENT: usize = 8;
+const RELAY_RPC_CONNECTIONS_PER_ENVIRONMENT: u32 = 8;
 
 /// One environment's share of the relays with `validators` p2p relays: a p2p connection per
 /// validator plus [`RELAY_RPC_CONNECTIONS_PER_ENVIRONMENT`].
-fn relay_share(validators: u16) -> usize {
-    usize::from(validators).saturating_add(RELAY_RPC_CONNECTIONS_PER_ENVIRONMENT)
+fn relay_share(validators: u16) -> u32 {
+    u32::from(validators).saturating_add(RELAY_RPC_CONNECTIONS_PER_ENVIRONMENT)
 }
 
 /// Key selection shared by operator commands.
@@ -308,7 +308,8 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
             .collect(),
         // Every environment can hold its share at once: no tenant starves another.
         relay_connections_per_environment_max: relay_share(p2p_relays),
-        relay_connections_max: relay_share(p2p_relays).saturating_mul(ENVIRONMENTS_MAX),
+        relay_connections_max: relay_share(p2p_relays)
+            .saturating_mul(u32::try_from(ENVIRONMENTS_MAX).unwrap_or(u32::MAX)),
     };
     runtime()?.block_on(async move {
         let driver = SandboxDriver::new(sandbox);

@@ -59,6 +59,7 @@ use logos_api::rpc::{
     Head, Health, LogosApiServer, ReceiptInfo, StorageValue, Submitted, TransactionInfo,
     TransactionLookup, TransactionStatus, HEALTH_STALE_MS,
 };
+use logos_limits::{Slot, Slots};
 use logos_mempool::Rejection;
 use logos_primitives::{format_hash, format_public_key, parse_hash, Address, Height};
 use logos_types::{Receipt, StorageKey, Transaction, TransactionError};
@@ -220,7 +221,10 @@ where
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let (stop, handle) = stop_channel();
-    let slots = Arc::new(Slots::new(config));
+    let slots = Arc::new(Slots::new(
+        config.connections_max,
+        config.connections_per_ip_max,
+    ));
     let connection_quota = per_second(config.requests_per_second_per_connection);
     tokio::spawn(async move {
         loop {
@@ -236,7 +240,7 @@ where
                 _ = stop.clone().shutdown() => break,
             };
             let key = ip_key(remote.ip());
-            let Some(slot) = slots.acquire(key) else {
+            let Some(slot) = Slots::acquire(&slots, key) else {
                 continue; // over `connections_max` or the per-IP cap: the socket is closed
             };
             let client = ClientIp(key);
@@ -308,78 +312,20 @@ fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Open connections: at most `connections_max` in all and `connections_per_ip_max` per
-/// client key. The map holds only keys with an open connection (so at most
-/// `connections_max` entries).
-struct Slots {
-    open: std::sync::Mutex<std::collections::BTreeMap<IpAddr, u32>>,
-    total_max: u32,
-    per_ip_max: u32,
-}
-
-/// One open connection's place in [`Slots`]; given back on drop.
-struct Slot {
-    slots: Arc<Slots>,
-    key: IpAddr,
-}
-
-impl Slots {
-    fn new(config: &RpcConfig) -> Self {
-        Self {
-            open: std::sync::Mutex::new(std::collections::BTreeMap::new()),
-            total_max: config.connections_max,
-            per_ip_max: config.connections_per_ip_max,
-        }
-    }
-
-    fn acquire(self: &Arc<Self>, key: IpAddr) -> Option<Slot> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let total: u32 = open.values().sum();
-        let here = open.get(&key).copied().unwrap_or(0);
-        if total >= self.total_max || here >= self.per_ip_max {
-            return None;
-        }
-        open.insert(key, here.saturating_add(1));
-        Some(Slot {
-            slots: self.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self
-            .slots
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = open.get_mut(&self.key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
-}
-
 /// A socket that holds its connection slot and closes after [`IDLE_TIMEOUT_MS`] without a
 /// byte read or written (a kept-alive or WebSocket connection that idles gives its slot back;
 /// a subscription's notifications count as traffic).
 struct Slotted {
     io: tokio::net::TcpStream,
     idle: std::pin::Pin<Box<tokio::time::Sleep>>,
-    _slot: Slot,
+    _slot: Slot<IpAddr>,
 }
 
 /// Longest a connection may stay silent both ways, ms.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 
 impl Slotted {
-    fn new(io: tokio::net::TcpStream, slot: Slot) -> Self {
+    fn new(io: tokio::net::TcpStream, slot: Slot<IpAddr>) -> Self {
         Self {
             io,
             idle: Box::pin(tokio::time::sleep(Duration::from_millis(IDLE_TIMEOUT_MS))),
@@ -973,28 +919,6 @@ mod tests {
         assert_ne!(ip_key(a), ip_key(c));
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(ip_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
-    }
-
-    #[test]
-    fn connection_slots_are_capped_per_client_and_in_all_and_given_back() {
-        let slots = Arc::new(Slots::new(&config(3, 2)));
-        let one: IpAddr = "10.0.0.1".parse().unwrap();
-        let two: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = slots.acquire(one).unwrap();
-        let _second = slots.acquire(one).unwrap();
-        assert!(slots.acquire(one).is_none(), "per-client cap");
-        let other = slots.acquire(two).unwrap();
-        assert!(slots.acquire(two).is_none(), "total cap");
-        drop(first);
-        assert!(
-            slots.acquire(one).is_some(),
-            "a closed connection gives its slot back"
-        );
-        drop(other);
-        assert!(
-            !slots.open.lock().unwrap().contains_key(&two),
-            "no entry for a gone client"
-        );
     }
 
     #[test]
