@@ -2,30 +2,38 @@
 //! configuration (`full_nodes`) and those registered on chain (`logos_types::peers`).
 //!
 //! commonware-p2p refuses any key it does not track, so a full node needs a slot on every
-//! validator it dials. [`track_registered`] polls finalized state every
-//! [`REGISTRY_POLL_MS`]: when the finalized tip moved, it reads [`FullNodeKeys`] and each
-//! [`FullNodes`] record, and when the resulting secondary set differs from the one tracked, it
-//! tracks a new peer set (validators primary, full nodes secondary) under the tip's height
-//! (strictly increasing, as commonware requires). Registered keys that are a validator's, not a
-//! valid ed25519 point, or whose address cannot be a source are left out (the module checks the
-//! last two; a validator's key there would take its connections). Nodes keep one peer set
+//! validator it dials. [`track_registered`] takes each finalized block as it is published and
+//! notes whether it emitted `FullNodeRegistered` or `FullNodeDeregistered` (every write of the
+//! registry emits one; see `logos_types::peers`). Every [`REGISTRY_POLL_MS`], if one did (or
+//! blocks were missed, or the last read failed, or at start), it reads [`FullNodeKeys`] and each
+//! [`FullNodes`] record at the finalized tip (at most 257 reads, so not on every block); when
+//! the resulting secondary set differs from the one tracked, it tracks a new peer set
+//! (validators primary, full nodes secondary) under the tip's height (strictly increasing, as
+//! commonware requires). Registered keys that are a validator's, not a valid ed25519 point, or
+//! whose address cannot be a source are left out (the module checks the last two; a
+//! validator's key there would take its connections). Nodes keep one peer set
 //! (`tracked_peer_sets = 1`), so a deregistered node is disconnected and refused as soon as
 //! the next set is tracked.
 
-use crate::{chain::ChainError, shared::Shared};
+use crate::{
+    chain::{ChainError, Executed},
+    shared::Shared,
+};
 use commonware_p2p::{Address, AddressableManager, AddressableTrackedPeers};
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
 use commonware_utils::ordered::Map;
+use futures::FutureExt as _;
 use logos_primitives::{NodeKey, PublicKey};
 use logos_types::{
     codec::decode,
-    peers::{FullNode, FullNodeKeys, FullNodes},
-    StorageMap, StorageValue,
+    peers::{self, FullNode, FullNodeKeys, FullNodes},
+    Event, StorageMap, StorageValue,
 };
 use std::{sync::Arc, time::Duration};
+use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
-/// Time between reads of the on-chain registry, ms.
+/// Time between checks for a changed on-chain registry, ms (changes within it are read once).
 pub const REGISTRY_POLL_MS: u64 = 1_000;
 
 /// The registered full nodes at the finalized tip, ascending by key, and the tip's height.
@@ -85,9 +93,30 @@ pub fn secondary_peers(
     Map::from_iter_dedup(peers)
 }
 
-/// Spawns the registry poll (see the module docs): `validators` are tracked as primary peers,
-/// `configured` and the registry as secondary ones. The caller has tracked `validators` and
-/// `configured` under id 0; the poll tracks under the tip's height, so ids only grow.
+/// Whether a finalized block's execution changed the registry: an event of a registration
+/// or deregistration, from a transaction or an end-of-block hook.
+pub fn changes_registry(executed: &Executed) -> bool {
+    let registry_event = |event: &Event| {
+        matches!(
+            event,
+            Event::Peers(
+                peers::Event::FullNodeRegistered { .. } | peers::Event::FullNodeDeregistered { .. }
+            )
+        )
+    };
+    executed
+        .receipts
+        .iter()
+        .flat_map(|receipt| receipt.events.iter())
+        .chain(executed.block_events.iter())
+        .any(registry_event)
+}
+
+/// Spawns the registry follower (see the module docs): `validators` are tracked as primary
+/// peers, `configured` and the registry as secondary ones. The caller has tracked
+/// `validators` and `configured` under id 0; the follower tracks under the tip's height, so
+/// ids only grow. It takes each finalized block as it is published (so the notification
+/// channel holds none for it) and stops when the p2p manager is closed.
 pub fn track_registered<E, M>(
     context: E,
     shared: Arc<Shared<E>>,
@@ -99,14 +128,29 @@ pub fn track_registered<E, M>(
     M: AddressableManager<PublicKey = PublicKey>,
 {
     let validator_keys: Vec<PublicKey> = validators.iter().cloned().collect();
+    // Subscribed before the first read, so no change between the two is missed.
+    let mut blocks = shared.subscribe();
     context.child("registry").spawn(move |context| async move {
         let mut tracked = configured.clone();
-        let mut polled_height = 0;
+        // Read at start: the registry may already hold nodes.
+        let mut stale = true;
         loop {
-            context.sleep(Duration::from_millis(REGISTRY_POLL_MS)).await;
-            // The registry changes only with the finalized tip: read it only then.
-            let tip = shared.tip().await.height.get();
-            if tip == polled_height {
+            let check = context
+                .sleep(Duration::from_millis(REGISTRY_POLL_MS))
+                .fuse();
+            futures::pin_mut!(check);
+            loop {
+                futures::select_biased! {
+                    received = blocks.recv().fuse() => match received {
+                        Ok(finalized) => stale |= changes_registry(&finalized.executed),
+                        // Skipped blocks may have changed it.
+                        Err(RecvError::Lagged(_)) => stale = true,
+                        Err(RecvError::Closed) => return,
+                    },
+                    () = check => break,
+                }
+            }
+            if !stale {
                 continue;
             }
             let (height, registry) = match read_registry(&shared).await {
@@ -116,16 +160,18 @@ pub fn track_registered<E, M>(
                     continue;
                 }
             };
-            polled_height = height;
             let secondary = secondary_peers(&configured, &registry, &validator_keys);
             if secondary == tracked {
+                stale = false;
                 continue;
             }
             let peers = AddressableTrackedPeers::new(validators.clone(), secondary.clone());
             if !manager.track(height, peers).accepted() {
-                // Retried at the next tip (a later height, as commonware requires).
-                warn!(height, "p2p refused the new peer set");
-                continue;
+                warn!(
+                    height,
+                    "p2p is closed; no longer tracking registered full nodes"
+                );
+                return;
             }
             info!(
                 height,
@@ -133,6 +179,7 @@ pub fn track_registered<E, M>(
                 "tracking registered full nodes"
             );
             tracked = secondary;
+            stale = false;
         }
     });
 }
@@ -157,6 +204,50 @@ mod tests {
                 deposit: Amount(1),
             },
         )
+    }
+
+    fn executed(events: Vec<Event>, block_events: Vec<Event>) -> Executed {
+        Executed {
+            receipts: vec![logos_types::Receipt {
+                transaction: logos_primitives::hash(&[b"test"]),
+                success: true,
+                error: None,
+                events,
+            }],
+            receipts_root: logos_primitives::hash(&[b"test"]),
+            block_events,
+            writes: None,
+        }
+    }
+
+    /// Only a registration or deregistration, from a transaction or a hook, makes the
+    /// registry be read again; a block of transfers or a deposit change does not.
+    #[test]
+    fn only_registry_events_make_the_registry_be_read_again() {
+        let transfer = Event::Balances(logos_types::balances::Event::Transferred {
+            from: Account([1; 20]),
+            to: Account([2; 20]),
+            amount: Amount(1),
+        });
+        let deposit = Event::Peers(peers::Event::MinimumDepositChanged { deposit: Amount(5) });
+        let node = NodeKey::from_public_key(&key(1));
+        let registered = Event::Peers(peers::Event::FullNodeRegistered {
+            key: node,
+            owner: Account([1; 20]),
+        });
+        let deregistered = Event::Peers(peers::Event::FullNodeDeregistered { key: node });
+        assert!(!changes_registry(&executed(
+            vec![transfer.clone(), deposit],
+            vec![]
+        )));
+        assert!(changes_registry(&executed(
+            vec![transfer.clone(), registered],
+            vec![]
+        )));
+        assert!(changes_registry(&executed(
+            vec![transfer],
+            vec![deregistered]
+        )));
     }
 
     /// Registered nodes join the configured ones; a validator's key, an invalid point and an

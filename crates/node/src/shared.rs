@@ -23,7 +23,8 @@ use tokio::sync::{broadcast, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Finalized blocks kept in memory with their receipts (for RPC); the oldest is dropped first.
 pub const RECENT_BLOCKS_MAX: usize = 1_024;
-/// Capacity of the finalized-block notification channel (RPC subscriptions).
+/// Capacity of the finalized-block notification channel (RPC subscriptions, the full-node
+/// registry follower of `crate::peers`).
 pub const NOTIFICATIONS_MAX: usize = 4_096;
 
 /// A finalized, executed block with its receipts and end-of-block events.

@@ -9,6 +9,11 @@
 //! registering account deregisters. Nodes read [`FullNodes`] from finalized state and track its
 //! keys as p2p secondary peers (a validator's key there is ignored by them).
 //!
+//! Every write of [`FullNodes`] or [`FullNodeKeys`] emits `FullNodeRegistered` or
+//! `FullNodeDeregistered` in the same call: validators re-read the registry only after a
+//! block with one of those events (`logos_node::peers`), so a write without its event would
+//! leave them tracking a stale set. A new writer (a hook, an expiry) must emit them too.
+//!
 //! # Invariant ([`Peers::try_state`])
 //! [`FullNodeKeys`] lists exactly the keys of [`FullNodes`], ascending; every entry's key is a
 //! valid point and its address a possible source.
