@@ -9,7 +9,9 @@ use clap::Subcommand;
 use commonware_codec::Encode;
 use logos_api::agent::{logs_message, LOGS_MAX_BYTES, LOGS_NAMESPACE};
 use logos_client::{
-    tenant::{create_lease, lease_status, offered_registration, watch, HEALTH_TIMEOUT_MS},
+    tenant::{
+        create_lease, lease_status, offered_registration, watch, workload_http, HEALTH_TIMEOUT_MS,
+    },
     Client, Wallet,
 };
 use logos_devnet::runtime;
@@ -247,10 +249,7 @@ async fn registered_node(client: &Client, wallet: &Wallet, id: LeaseId) -> Optio
         .await
         .ok()?;
     let endpoint = environment?.endpoint;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(HEALTH_TIMEOUT_MS))
-        .build()
-        .ok()?;
+    let http = workload_http(Duration::from_millis(HEALTH_TIMEOUT_MS)).ok()?;
     let offer = offered_registration(&http, &endpoint).await?;
     let (record, _) = client.map::<peers::FullNodes>(&offer.key).await.ok()?;
     (record?.owner == wallet.address()).then_some(offer.key)

@@ -305,13 +305,17 @@ fn register(
 ) -> Result<()> {
     logos_devnet::runtime()?.block_on(async move {
         let (wallet, client) = key.connect(&rpc).await?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?;
+        let http = logos_client::tenant::workload_http(Duration::from_secs(5))?;
         let endpoint = node.trim_start_matches("http://").trim_end_matches('/');
         let registration = logos_client::tenant::offered_registration(&http, endpoint)
             .await
-            .with_context(|| format!("{endpoint}/health offers no registration"))?;
+            .with_context(|| {
+                format!(
+                    "{endpoint}/health offers no registration (unreachable, not JSON, over {} \
+                     bytes, or no `registration` field)",
+                    logos_client::tenant::HEALTH_BODY_MAX_BYTES
+                )
+            })?;
         let (height, deposit) =
             logos_client::tenant::register_full_node(&client, &wallet, &registration, deposit)
                 .await?;

@@ -655,12 +655,23 @@ fn senders_with_unpayable_follow_ups_cannot_halt_the_chain() {
 
 /// Posts `body` over HTTP/1.1 from the local address `source`; the response text.
 async fn post_from(source: &str, server: &str, body: &str) -> String {
+    request_from(source, server, "POST /", body).await
+}
+
+/// `GET /health` on `server` from the loopback address `source`: the raw HTTP response.
+async fn health_from(source: &str, server: &str) -> String {
+    request_from(source, server, "GET /health", "").await
+}
+
+/// Sends `request` (method and path) with `body` on a fresh connection from `source` and
+/// reads the whole response.
+async fn request_from(source: &str, server: &str, request: &str, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
     let mut stream = socket.connect(server.parse().unwrap()).await.unwrap();
     let head = format!(
-        "POST / HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{request} HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -692,7 +703,7 @@ fn rpc_limits_batches_and_floods_per_client() {
         1,
         1,
         26_100,
-        "rpc_requests_per_second_per_ip = 60\nrpc_requests_per_second_per_connection = 20\nrpc_batch_max = 50\n",
+        "rpc_requests_per_second_per_ip = 60\nrpc_requests_per_second_per_connection = 20\nrpc_batch_max = 50\nrpc_connections_per_ip_max = 256\n",
     );
     let url = devnet.rpc[0].clone();
     let server = url.trim_start_matches("http://").to_string();
@@ -765,6 +776,25 @@ fn rpc_limits_batches_and_floods_per_client() {
         .await;
         assert!(response.contains("\"chain_id\""), "{response}");
         assert!(!response.contains("\"error\""), "{response}");
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // `/health` pays like a call: a flood of it from one address gets 429 with the
+        // address's refusal, and another address is still told the node's health.
+        let flood: Vec<_> = (0..120)
+            .map(|_| health_from("127.0.0.3", &server))
+            .collect();
+        let responses = futures::future::join_all(flood).await;
+        let refused = responses
+            .iter()
+            .filter(|response| response.starts_with("HTTP/1.1 429"))
+            .count();
+        assert!(refused >= 40, "{refused} /health requests refused");
+        assert!(responses
+            .iter()
+            .filter(|response| response.starts_with("HTTP/1.1 429"))
+            .all(|response| response.contains("rate limit of 127.0.0.3 exceeded")));
+        let response = health_from("127.0.0.4", &server).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"synced\":true"), "{response}");
     });
 }
 
@@ -1345,6 +1375,42 @@ fn a_full_node_follows_over_p2p_and_serves_the_validators_rpc() {
     );
 }
 
+/// Serves `body` as the answer (200, JSON) to every request on a fresh loopback port, as a
+/// lying `/health` would, with a `Content-Length` or (without `announce_length`) until the
+/// connection closes; returns its address.
+async fn lying_health(body: String, announce_length: bool) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4_096];
+                let _ = stream.read(&mut request).await;
+                let length = if announce_length {
+                    format!("Content-Length: {}\r\n", body.len())
+                } else {
+                    String::new()
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    address
+}
+
+/// The nonce of `address`'s account at the tip of `url`.
+async fn account_nonce(url: &str, address: &Address) -> u64 {
+    let chain = logos_client::Client::connect(url).await.unwrap();
+    let (account, _) = chain.map::<balances::Accounts>(address).await.unwrap();
+    account.map(|account| account.nonce).unwrap_or(0)
+}
+
 /// `GET http://127.0.0.1:{port}/health`: status and body.
 fn health(port: u16) -> (u16, serde_json::Value) {
     runtime().block_on(async {
@@ -1436,6 +1502,77 @@ fn a_full_node_registered_on_chain_is_let_in_by_every_validator() {
         );
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
+    // A lying /health (the node, or anyone between) gets nothing submitted: each forged offer
+    // is refused with its reason before a fee is spent.
+    let nonce_before = runtime.block_on(account_nonce(&validator, &owner_address));
+    let genuine = body["registration"].clone();
+    let stranger = PrivateKey::from_seed(4_242);
+    let foreign_chain = ChainId(logos_primitives::hash(&[b"another chain"]));
+    let (foreign_key, foreign_signature) = logos_types::peers::sign_registration(
+        &stranger,
+        &foreign_chain,
+        &owner_address,
+        &"127.0.0.1:0".parse().unwrap(),
+    );
+    let mut moved = genuine.clone();
+    moved["address"] = "10.9.9.9:30400".into();
+    let mut other_owner = genuine.clone();
+    other_owner["owner"] = Address([9; 20]).to_string().into();
+    let mut flipped = genuine.clone();
+    let signature = genuine["signature"].as_str().unwrap();
+    let last = signature.chars().last().unwrap();
+    let flipped_last = if last == '0' { '1' } else { '0' };
+    flipped["signature"] = format!("{}{flipped_last}", &signature[..signature.len() - 1]).into();
+    let other_chain = serde_json::json!({
+        "key": foreign_key,
+        "owner": owner_address,
+        "address": "127.0.0.1:0",
+        "signature": foreign_signature,
+    });
+    let offer = |registration: &serde_json::Value| {
+        serde_json::json!({ "synced": true, "registration": registration }).to_string()
+    };
+    let lies = [
+        (offer(&moved), "does not verify"),
+        (offer(&other_chain), "does not verify"),
+        (offer(&flipped), "does not verify"),
+        (offer(&other_owner), "the registration is for"),
+        ("not json".to_string(), "offers no registration"),
+    ];
+    // The genuine offer padded past the bound: refused whether the length is announced or
+    // not (read until the connection closes).
+    let padded = serde_json::json!({ "registration": genuine, "pad": "x".repeat(100_000) });
+    let oversized = [(padded.to_string(), true), (padded.to_string(), false)];
+    let lies = lies
+        .into_iter()
+        .map(|(lie, reason)| (lie, true, reason))
+        .chain(
+            oversized
+                .into_iter()
+                .map(|(lie, length)| (lie, length, "offers no registration")),
+        );
+    for (lie, announce_length, reason) in lies {
+        let liar = runtime.block_on(lying_health(lie.clone(), announce_length));
+        let output = Command::new(LOGOS)
+            .args(["node", "register", "--node", &liar.to_string()])
+            .args(["--rpc", &validator, "--key-file"])
+            .arg(devnet.dir.join("keys/account-0.key"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "accepted {}",
+            &lie[..lie.len().min(200)]
+        );
+        assert!(stderr.contains(reason), "{reason}: {stderr}");
+    }
+    assert_eq!(
+        runtime.block_on(account_nonce(&validator, &owner_address)),
+        nonce_before,
+        "a forged offer was submitted"
+    );
+
     let registered = cli(&[
         "node",
         "register",

@@ -88,7 +88,20 @@ pub struct Milestones {
     pub registered: Option<NodeKey>,
 }
 
-/// The registration a workload's `GET http://{endpoint}/health` offers, whatever its status.
+/// An HTTP client for a workload's endpoint (untrusted: any tenant's or provider's code
+/// answers there): every request times out after `timeout`, and redirects are not followed,
+/// so a workload cannot point the tenant's requests elsewhere (its own machine's loopback
+/// services, say).
+pub fn workload_http(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// The registration a workload's `GET http://{endpoint}/health` offers, whatever its status;
+/// `None` if it is unreachable, its body is over [`HEALTH_BODY_MAX_BYTES`] or not JSON, or it
+/// offers none. The offer is untrusted: check it with [`registration_verifies`].
 pub async fn offered_registration(
     http: &reqwest::Client,
     endpoint: &str,
@@ -98,8 +111,31 @@ pub async fn offered_registration(
         .send()
         .await
         .ok()?;
-    let body: serde_json::Value = response.json().await.ok()?;
+    let body = bounded_json(response).await?;
     serde_json::from_value(body.get("registration")?.clone()).ok()
+}
+
+/// Largest `/health` body read, bytes (a node's is under 1 KiB; a workload serving more is
+/// not read further).
+pub const HEALTH_BODY_MAX_BYTES: usize = 16_384;
+
+/// The JSON body of `response`, read at most [`HEALTH_BODY_MAX_BYTES`] (more is refused, as
+/// is a body that is not JSON).
+async fn bounded_json(mut response: reqwest::Response) -> Option<serde_json::Value> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > HEALTH_BODY_MAX_BYTES as u64)
+    {
+        return None;
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len().saturating_add(chunk.len()) > HEALTH_BODY_MAX_BYTES {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).ok()
 }
 
 /// True if the node key signed `registration` for this chain, its owner and its address (what
@@ -160,9 +196,7 @@ pub async fn watch(
     say: &mut impl FnMut(String),
 ) -> Result<Milestones, ClientError> {
     let deadline = Instant::now() + timeout;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(HEALTH_TIMEOUT_MS))
-        .build()
+    let http = workload_http(Duration::from_millis(HEALTH_TIMEOUT_MS))
         .map_err(|error| ClientError::Malformed(error.to_string()))?;
     let mut seen = Vec::<String>::new();
     let mut milestones = Milestones::default();
@@ -292,7 +326,7 @@ async fn probe(http: &reqwest::Client, endpoint: &str) -> Option<serde_json::Val
     if !response.status().is_success() {
         return None;
     }
-    Some(response.json().await.unwrap_or_default())
+    Some(bounded_json(response).await.unwrap_or_default())
 }
 
 fn summarize_health(body: &serde_json::Value, chain_height: u64) -> String {

@@ -55,8 +55,11 @@ pub struct Connection {
 impl Connection {
     /// A connection whose HTTP requests time out after `timeout_ms`.
     pub fn new(client: Client, wallet: Wallet, timeout_ms: u64) -> Result<Self, ProvisionerError> {
+        // Agents run on providers' machines: a redirect is not followed (it could point the
+        // provisioner's requests at its own machine's services).
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| ProvisionerError::NotReady(error.to_string()))?;
         Ok(Self {
