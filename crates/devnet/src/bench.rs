@@ -11,7 +11,8 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `finality_ms_p50`, `finality_ms_p99` | submission (RPC call start) to the finalized head that carries the transaction, as seen by a subscriber of validator 0 |
+//! | `finality_ms_p50`, `finality_ms_p99` | offer (the moment the load generator signs and queues the transaction for its sender's submitter; one submitter per sender, in nonce order) to the finalized head that carries the transaction, as seen by a subscriber of validator 0 |
+//! | `offered_tps`, `seconds` | the offered load (`--tps`) and the window (`--seconds`) |
 //! | `block_interval_ms_p50` | median difference of consecutive finalized block timestamps |
 //! | `finalized_tps` | transactions submitted in the window and finalized, divided by S |
 //! | `validators` | N |
@@ -20,6 +21,13 @@
 //! | `unfinalized` | submitted, accepted by the RPC, and not finalized within 10 s after the window (none expected) |
 //! | `disk_mb_per_hour` | growth of a validator's storage (allocated bytes of its data directory, logs excluded; the mean over validators) during the load window, MiB per hour |
 //! | `disk_mb_per_hour_idle` | the same over `--idle-seconds` without load, before the window |
+//!
+//! With `--sweep-to-tps MAX` (and `--sweep-step-tps`, default 500) it runs at `--tps`, then at
+//! each step up to MAX, a fresh devnet each, stopping after the first run that is not
+//! sustained (`finality_ms_p99` over 1,000 ms, or any transaction rejected or unfinalized, or
+//! the run failed: then its step is `{"offered_tps", "error"}`), and prints `{"steps": [one
+//! object as above per run], "max_offered_tps_p99_within_1s", "finalized_tps_at_max"}` (null
+//! when even the first run was not sustained).
 
 use crate::network::{self as devnet, DevnetArgs};
 use anyhow::{bail, Context, Result};
@@ -49,7 +57,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
         /// Offered load, transactions per second.
-        #[arg(long, default_value_t = 2_500)]
+        #[arg(long, default_value_t = 2_500, value_parser = clap::value_parser!(u64).range(1..))]
         tps: u64,
         /// Number of sending accounts.
         #[arg(long, default_value_t = 64)]
@@ -57,6 +65,15 @@ pub enum BenchCommand {
         /// Length of the idle window before the load, seconds (for `disk_mb_per_hour_idle`).
         #[arg(long, default_value_t = 30)]
         idle_seconds: u64,
+        /// Also run at `--tps` + k × `--sweep-step-tps` up to this load (a fresh devnet each),
+        /// stopping after the first that is not sustained (p99 over 1,000 ms, or a transaction
+        /// refused or never finalized), and report the highest sustained load (see the module
+        /// docs).
+        #[arg(long)]
+        sweep_to_tps: Option<u64>,
+        /// Step of `--sweep-to-tps`, transactions per second.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+        sweep_step_tps: u64,
         /// Print only the JSON result.
         #[arg(long)]
         json: bool,
@@ -84,74 +101,150 @@ pub enum BenchCommand {
 
 /// Runs `logos bench …`.
 pub fn run(command: BenchCommand) -> Result<()> {
-    let (validators, seconds, tps, accounts, idle_seconds, json, dir) = match command {
+    match command {
         BenchCommand::Consensus {
             validators,
             seconds,
             tps,
             accounts,
             idle_seconds,
+            sweep_to_tps,
+            sweep_step_tps,
             json,
             dir,
-        } => (validators, seconds, tps, accounts, idle_seconds, json, dir),
+        } => {
+            let bench = ConsensusBench {
+                validators,
+                accounts,
+                load: Load {
+                    tps,
+                    seconds,
+                    idle_seconds,
+                },
+                json,
+                dir,
+            };
+            let report = match sweep_to_tps {
+                None => bench.run()?,
+                Some(last) => bench.sweep(last, sweep_step_tps)?,
+            };
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         BenchCommand::Lease {
             leases,
             validators,
             json,
             dir,
-        } => return run_lease_bench(leases, validators, json, dir),
-    };
-    let args = bench_devnet(validators, accounts, 0, dir);
-    let layout = devnet::init(&args)?;
-    let mut processes = Vec::new();
-    for config in &layout.configs {
-        match devnet::spawn(config, Duration::from_secs(60)) {
-            Ok(process) => processes.push(process),
-            Err(error) => {
-                devnet::stop(&mut processes);
-                return Err(error);
+        } => run_lease_bench(leases, validators, json, dir),
+    }
+}
+
+/// Highest p99 finality a sweep step may have to count as sustained, ms.
+pub const SWEEP_P99_MAX_MS: f64 = 1_000.0;
+
+/// One `logos bench consensus` configuration.
+struct ConsensusBench {
+    validators: usize,
+    accounts: usize,
+    load: Load,
+    json: bool,
+    dir: Option<PathBuf>,
+}
+
+impl ConsensusBench {
+    /// Runs at `self.load.tps`, then `+ step` up to `last`, each on a fresh devnet, until a
+    /// step is not sustained (p99 over [`SWEEP_P99_MAX_MS`], or a transaction refused or
+    /// never finalized; a run that fails counts as not sustained, with its error); the steps,
+    /// and the highest sustained load with its `finalized_tps` (null if none was).
+    fn sweep(&self, last: u64, step: u64) -> Result<serde_json::Value> {
+        if step == 0 || last < self.load.tps {
+            bail!("--sweep-to-tps must be at least --tps, and --sweep-step-tps above 0");
+        }
+        let mut steps = Vec::new();
+        let mut sustained: Option<serde_json::Value> = None;
+        let mut next = Some(self.load.tps);
+        while let Some(tps) = next.filter(|tps| *tps <= last) {
+            let run = ConsensusBench {
+                load: Load { tps, ..self.load },
+                dir: self.dir.clone(),
+                ..*self
+            }
+            .run();
+            let report = run.unwrap_or_else(
+                |error| serde_json::json!({ "offered_tps": tps, "error": format!("{error:#}") }),
+            );
+            let within = report["finality_ms_p99"]
+                .as_f64()
+                .is_some_and(|p99| p99 <= SWEEP_P99_MAX_MS)
+                && report["unfinalized"] == 0
+                && report["rejected"] == 0;
+            if within {
+                sustained = Some(report.clone());
+            }
+            steps.push(report);
+            if !within {
+                break;
+            }
+            next = tps.checked_add(step);
+        }
+        Ok(serde_json::json!({
+            "steps": steps,
+            "max_offered_tps_p99_within_1s": sustained.as_ref().map(|report| report["offered_tps"].clone()),
+            "finalized_tps_at_max": sustained.as_ref().map(|report| report["finalized_tps"].clone()),
+        }))
+    }
+
+    /// One run: a fresh devnet loaded at `self.load` (see the module docs for the fields).
+    fn run(&self) -> Result<serde_json::Value> {
+        let (validators, tps, seconds) = (self.validators, self.load.tps, self.load.seconds);
+        let args = bench_devnet(validators, self.accounts, 0, self.dir.clone());
+        let layout = devnet::init(&args)?;
+        let mut processes = Vec::new();
+        for config in &layout.configs {
+            match devnet::spawn(config, Duration::from_secs(60)) {
+                Ok(process) => processes.push(process),
+                Err(error) => {
+                    devnet::stop(&mut processes);
+                    return Err(error);
+                }
             }
         }
-    }
-    if !json {
-        eprintln!("{validators} validators up; loading {tps} tx/s for {seconds} s");
-    }
-    let keys: Result<Vec<PrivateKey>> = (0..accounts)
-        .map(|j| Ok(keystore::load(&layout.keystore, &format!("account-{j}"))?))
-        .collect();
-    let urls: Vec<String> = processes
-        .iter()
-        .map(|process| process.rpc.clone())
-        .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let storage = Storage {
-        dirs: layout
-            .configs
+        if !self.json {
+            eprintln!("{validators} validators up; loading {tps} tx/s for {seconds} s");
+        }
+        let keys: Result<Vec<PrivateKey>> = (0..self.accounts)
+            .map(|j| Ok(keystore::load(&layout.keystore, &format!("account-{j}"))?))
+            .collect();
+        let urls: Vec<String> = processes
             .iter()
-            .filter_map(|config| config.parent().map(PathBuf::from))
-            .collect(),
-    };
-    let load = Load {
-        tps,
-        seconds,
-        idle_seconds,
-    };
-    let result = keys.and_then(|keys| runtime.block_on(drive(&urls, keys, &load, &storage)));
-    let pids: Vec<u32> = processes.iter().map(|process| process.child.id()).collect();
-    let rss_mb_max = pids
-        .iter()
-        .filter_map(|pid| peak_rss_mb(*pid))
-        .fold(0.0f64, f64::max);
-    devnet::stop(&mut processes);
-    let _ = std::fs::remove_dir_all(&layout.dir);
-    let mut report = result?;
-    report["validators"] = validators.into();
-    report["rss_mb_max"] = serde_json::json!((rss_mb_max * 10.0).round() / 10.0);
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
+            .map(|process| process.rpc.clone())
+            .collect();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let storage = Storage {
+            dirs: layout
+                .configs
+                .iter()
+                .filter_map(|config| config.parent().map(PathBuf::from))
+                .collect(),
+        };
+        let result =
+            keys.and_then(|keys| runtime.block_on(drive(&urls, keys, &self.load, &storage)));
+        let pids: Vec<u32> = processes.iter().map(|process| process.child.id()).collect();
+        let rss_mb_max = pids
+            .iter()
+            .filter_map(|pid| peak_rss_mb(*pid))
+            .fold(0.0f64, f64::max);
+        devnet::stop(&mut processes);
+        let _ = std::fs::remove_dir_all(&layout.dir);
+        let mut report = result?;
+        report["validators"] = validators.into();
+        report["rss_mb_max"] = serde_json::json!((rss_mb_max * 10.0).round() / 10.0);
+        Ok(report)
+    }
 }
 
 /// Peak resident set of `pid` in MiB (VmHWM from /proc).
@@ -166,6 +259,7 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 const WARM_UP_BLOCKS: usize = 10;
 
 /// The offered load.
+#[derive(Clone, Copy)]
 struct Load {
     tps: u64,
     seconds: u64,
@@ -278,7 +372,8 @@ async fn drive(
     let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let refused: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     let tick = Duration::from_millis(10);
-    let per_tick = (tps as f64 * tick.as_secs_f64()).max(1.0);
+    // Fractions carry over in `owed`, so a load below one per tick is offered as asked.
+    let per_tick = tps as f64 * tick.as_secs_f64();
     let start = Instant::now();
     let bytes_at_start = storage.mean_bytes();
     let window = Duration::from_secs(seconds);

@@ -1,8 +1,8 @@
 //! Transaction relay between validators (p2p channel 5).
 //!
 //! A transaction admitted through RPC is sent once to every other validator, batched: the
-//! outbound task takes whatever is queued (up to [`RELAY_BATCH_MAX`]) and sends it as one
-//! message. Receivers admit each transaction into their own mempool with the same checks as
+//! outbound task sends at most one message per [`RELAY_BATCH_WINDOW_MS`], holding whatever is
+//! queued meanwhile (up to [`RELAY_BATCH_MAX`]) for the next one. Receivers admit each transaction into their own mempool with the same checks as
 //! RPC and do not forward it again (validators form a full mesh; a full node relays what it
 //! is given to the validators).
 //!
@@ -25,11 +25,14 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use logos_mempool::Rejection;
 use logos_primitives::PublicKey;
 use logos_types::Transaction;
-use std::{num::NonZeroU32, sync::Arc};
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
 use tracing::{debug, warn};
 
 /// Most transactions in one relay message.
 pub const RELAY_BATCH_MAX: usize = 1_024;
+/// Least time between two relay messages, ms (so each peer gets at most 200 a second; a
+/// transaction queued after a quiet window is sent at once).
+pub const RELAY_BATCH_WINDOW_MS: u64 = 5;
 /// Capacity of the outbound queue; when full, relaying is skipped (the transaction stays in
 /// the local mempool and is still proposed by this validator).
 pub const RELAY_QUEUE_MAX: usize = 65_536;
@@ -72,7 +75,7 @@ impl Relay {
         let (network_sender, network_receiver) = network;
         context
             .child("outbound")
-            .spawn(|_| outbound(receiver, network_sender));
+            .spawn(|context| outbound(context, receiver, network_sender));
         let inbound_context = context.child("inbound");
         let checks = Checks::new(&inbound_context, blocker);
         inbound_context.spawn(|_| inbound(shared, network_receiver, checks));
@@ -80,8 +83,22 @@ impl Relay {
     }
 }
 
-async fn outbound<S: Sender>(mut queue: mpsc::Receiver<Transaction>, mut network: S) {
+async fn outbound<S: Sender>(
+    clock: impl Clock,
+    mut queue: mpsc::Receiver<Transaction>,
+    mut network: S,
+) {
+    let window = Duration::from_millis(RELAY_BATCH_WINDOW_MS);
+    let mut last_sent = None;
     while let Some(first) = queue.next().await {
+        // At most one message per window to each peer whatever the load, well under the data
+        // channel's per-peer quota (commonware-p2p skips a recipient over it, so a faster
+        // relay would lose batches); after a quiet window a transaction goes at once. Measured
+        // as elapsed time, so a clock stepped back does not stall the relay.
+        let since = last_sent.map(|sent| clock.current().duration_since(sent).unwrap_or(window));
+        if let Some(since) = since.filter(|since| *since < window) {
+            clock.sleep(window - since).await;
+        }
         let mut batch = vec![first];
         while batch.len() < RELAY_BATCH_MAX {
             match queue.try_recv() {
@@ -90,6 +107,7 @@ async fn outbound<S: Sender>(mut queue: mpsc::Receiver<Transaction>, mut network
             }
         }
         network.send(Recipients::All, batch.encode(), false);
+        last_sent = Some(clock.current());
     }
 }
 
