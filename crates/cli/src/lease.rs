@@ -9,9 +9,8 @@ use clap::Subcommand;
 use commonware_codec::Encode;
 use logos_api::agent::{logs_message, LOGS_MAX_BYTES, LOGS_NAMESPACE};
 use logos_client::{
-    tenant::{
-        create_lease, lease_status, offered_registration, watch, workload_http, HEALTH_TIMEOUT_MS,
-    },
+    http::{read_bounded, untrusted},
+    tenant::{create_lease, lease_status, offered_registration, watch, HEALTH_TIMEOUT_MS},
     Client, Wallet,
 };
 use logos_devnet::runtime;
@@ -24,6 +23,11 @@ use logos_types::{
     peers, Call, Event,
 };
 use std::time::{Duration, Instant};
+
+/// Timeout of `env logs`' request to the provider's agent, ms.
+const LOGS_TIMEOUT_MS: u64 = 10_000;
+/// Room for an agent's error message beyond the logs asked for, bytes.
+const LOGS_ERROR_MAX_BYTES: usize = 4_096;
 
 /// Templates `logos catalog` looks at (ids `0..CATALOG_SCAN`).
 pub const CATALOG_SCAN: u32 = 32;
@@ -249,7 +253,7 @@ async fn registered_node(client: &Client, wallet: &Wallet, id: LeaseId) -> Optio
         .await
         .ok()?;
     let endpoint = environment?.endpoint;
-    let http = workload_http(Duration::from_millis(HEALTH_TIMEOUT_MS)).ok()?;
+    let http = untrusted(Duration::from_millis(HEALTH_TIMEOUT_MS)).ok()?;
     let offer = offered_registration(&http, &endpoint).await?;
     let (record, _) = client.map::<peers::FullNodes>(&offer.key).await.ok()?;
     (record?.owner == wallet.address()).then_some(offer.key)
@@ -297,7 +301,7 @@ pub fn run_env(command: EnvCommand) -> Result<()> {
             .as_secs();
         let signature = wallet.sign(LOGS_NAMESPACE, &logs_message(id, timestamp_s));
         let url = format!("http://{}/v1/environments/{id}/logs", provider.endpoint);
-        let response = reqwest::Client::new()
+        let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?
             .get(&url)
             .query(&[
                 ("timestamp_s", timestamp_s.to_string()),
@@ -311,7 +315,9 @@ pub fn run_env(command: EnvCommand) -> Result<()> {
             .send()
             .await?;
         let status = response.status();
-        let text = response.text().await?;
+        // The agent is the provider's: at most the asked bytes plus room for an error.
+        let bound = usize::try_from(LOGS_MAX_BYTES).unwrap_or(usize::MAX) + LOGS_ERROR_MAX_BYTES;
+        let text = String::from_utf8_lossy(&read_bounded(response, bound).await?).into_owned();
         if !status.is_success() {
             bail!("agent answered {status}: {text}");
         }

@@ -305,7 +305,7 @@ fn register(
 ) -> Result<()> {
     logos_devnet::runtime()?.block_on(async move {
         let (wallet, client) = key.connect(&rpc).await?;
-        let http = logos_client::tenant::workload_http(Duration::from_secs(5))?;
+        let http = logos_client::http::untrusted(Duration::from_secs(5))?;
         let endpoint = node.trim_start_matches("http://").trim_end_matches('/');
         let registration = logos_client::tenant::offered_registration(&http, endpoint)
             .await

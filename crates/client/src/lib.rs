@@ -18,6 +18,7 @@
 //! - [`tenant`]: leasing and following a lease until its environment is verified.
 //! - [`keystore`]: key files on disk, owner-only.
 
+pub mod http;
 pub mod keystore;
 pub mod tenant;
 

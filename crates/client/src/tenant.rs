@@ -2,7 +2,11 @@
 //! environment is verified and its workload healthy, and register a leased full node's p2p key
 //! (the validators let only known keys connect; see `logos_types::peers`).
 
-use crate::{find_event, Client, ClientError, Wallet};
+use crate::{
+    find_event,
+    http::{read_bounded, untrusted},
+    Client, ClientError, Wallet,
+};
 use logos_api::rpc::FullNodeRegistration;
 use logos_primitives::{ChainId, NodeKey};
 use logos_types::{
@@ -88,17 +92,6 @@ pub struct Milestones {
     pub registered: Option<NodeKey>,
 }
 
-/// An HTTP client for a workload's endpoint (untrusted: any tenant's or provider's code
-/// answers there): every request times out after `timeout`, and redirects are not followed,
-/// so a workload cannot point the tenant's requests elsewhere (its own machine's loopback
-/// services, say).
-pub fn workload_http(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-}
-
 /// The registration a workload's `GET http://{endpoint}/health` offers, whatever its status;
 /// `None` if it is unreachable, its body is over [`HEALTH_BODY_MAX_BYTES`] or not JSON, or it
 /// offers none. The offer is untrusted: check it with [`registration_verifies`].
@@ -121,20 +114,8 @@ pub const HEALTH_BODY_MAX_BYTES: usize = 16_384;
 
 /// The JSON body of `response`, read at most [`HEALTH_BODY_MAX_BYTES`] (more is refused, as
 /// is a body that is not JSON).
-async fn bounded_json(mut response: reqwest::Response) -> Option<serde_json::Value> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > HEALTH_BODY_MAX_BYTES as u64)
-    {
-        return None;
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.ok()? {
-        if body.len().saturating_add(chunk.len()) > HEALTH_BODY_MAX_BYTES {
-            return None;
-        }
-        body.extend_from_slice(&chunk);
-    }
+async fn bounded_json(response: reqwest::Response) -> Option<serde_json::Value> {
+    let body = read_bounded(response, HEALTH_BODY_MAX_BYTES).await.ok()?;
     serde_json::from_slice(&body).ok()
 }
 
@@ -196,7 +177,7 @@ pub async fn watch(
     say: &mut impl FnMut(String),
 ) -> Result<Milestones, ClientError> {
     let deadline = Instant::now() + timeout;
-    let http = workload_http(Duration::from_millis(HEALTH_TIMEOUT_MS))
+    let http = untrusted(Duration::from_millis(HEALTH_TIMEOUT_MS))
         .map_err(|error| ClientError::Malformed(error.to_string()))?;
     let mut seen = Vec::<String>::new();
     let mut milestones = Milestones::default();

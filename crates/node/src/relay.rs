@@ -2,8 +2,8 @@
 //!
 //! A transaction admitted through RPC is sent once to every other validator, batched: the
 //! outbound task sends at most one message per [`RELAY_BATCH_WINDOW_MS`], holding whatever is
-//! queued meanwhile (up to [`RELAY_BATCH_MAX`]) for the next one. Receivers admit each transaction into their own mempool with the same checks as
-//! RPC and do not forward it again (validators form a full mesh; a full node relays what it
+//! queued meanwhile (up to [`RELAY_BATCH_MAX`]) for the next one. Receivers admit each
+//! transaction into their own mempool with the same checks as RPC and do not forward it again (validators form a full mesh; a full node relays what it
 //! is given to the validators).
 //!
 //! Peers are held to what an honest relay does: a peer that sends a malformed message, or a

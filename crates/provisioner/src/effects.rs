@@ -52,15 +52,15 @@ pub struct Connection {
     pub http: reqwest::Client,
 }
 
+/// Largest answer read from an agent, bytes: an observation is well under 1 KiB, and an agent
+/// (the provider's) that sends more is treated as failing.
+pub const AGENT_ANSWER_MAX_BYTES: usize = 64 * 1024;
+
 impl Connection {
     /// A connection whose HTTP requests time out after `timeout_ms`.
     pub fn new(client: Client, wallet: Wallet, timeout_ms: u64) -> Result<Self, ProvisionerError> {
-        // Agents run on providers' machines: a redirect is not followed (it could point the
-        // provisioner's requests at its own machine's services).
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        // Agents run on providers' machines: an untrusted server.
+        let http = logos_client::http::untrusted(Duration::from_millis(timeout_ms))
             .map_err(|error| ProvisionerError::NotReady(error.to_string()))?;
         Ok(Self {
             client,
@@ -167,10 +167,10 @@ impl AgentEffects {
             .await
             .map_err(|error| agent_error(error.to_string()))?;
         let status = response.status();
-        let body = response
-            .text()
+        let body = logos_client::http::read_bounded(response, AGENT_ANSWER_MAX_BYTES)
             .await
             .map_err(|error| agent_error(error.to_string()))?;
+        let body = String::from_utf8_lossy(&body);
         if !status.is_success() {
             return Err(agent_error(format!("{status}: {body}")));
         }
