@@ -16,7 +16,7 @@
 use commonware_cryptography::Verifier as _;
 use logos_api::agent::{
     decode_signer, logs_message, request_message, Action, AgentRequest, AGENT_NAMESPACE,
-    LOGS_MAX_AGE_S, LOGS_NAMESPACE,
+    LOGS_MAX_AGE_S, LOGS_NAMESPACE, STATS_REQUEST_NAMESPACE,
 };
 use logos_primitives::Address;
 use logos_types::{
@@ -191,14 +191,18 @@ pub struct LogsRequest {
     pub signature: String,
     /// Most bytes wanted.
     pub bytes: Option<u64>,
+    /// Keep streaming what the workload writes next (logs only).
+    pub follow: Option<bool>,
 }
 
-/// Checks a logs request for environment `id` received at `now_s` on its own (fresh, well
-/// formed, signed), before any chain read; returns the signer.
-pub fn verify_logs(
+/// Checks a tenant's read of environment `id` (logs: [`LOGS_NAMESPACE`], stats:
+/// [`STATS_REQUEST_NAMESPACE`]) received at `now_s` on its own (fresh, well formed, signed in
+/// that namespace), before any chain read; returns the signer.
+pub fn verify_read(
     request: &LogsRequest,
     id: EnvironmentId,
     now_s: u64,
+    namespace: &[u8],
 ) -> Result<Address, Refusal> {
     if now_s.abs_diff(request.timestamp_s) > LOGS_MAX_AGE_S {
         return Err(Refusal::Expired);
@@ -206,7 +210,7 @@ pub fn verify_logs(
     let (key, signature) =
         decode_signer(&request.public_key, &request.signature).map_err(Refusal::MalformedSigner)?;
     if !key.verify(
-        LOGS_NAMESPACE,
+        namespace,
         &logs_message(id, request.timestamp_s),
         &signature,
     ) {
@@ -215,7 +219,8 @@ pub fn verify_logs(
     Ok(Address::from_public_key(&key))
 }
 
-/// Whether `signer` (from [`verify_logs`]) may read the logs of `environment`: only its tenant.
+/// Whether `signer` (from [`verify_read`]) may read the logs or stats of `environment`: only its
+/// tenant.
 pub fn authorize_logs(signer: Address, environment: &Environment) -> Result<(), Refusal> {
     if signer != environment.tenant {
         return Err(Refusal::NotTenant);

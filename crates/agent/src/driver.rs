@@ -1,5 +1,6 @@
 //! The driver interface: how an agent makes environments exist.
 
+use crate::container::shim::LogCursor;
 use logos_api::agent::Observation;
 use logos_types::operations::{EnvironmentId, Spec};
 use std::future::Future;
@@ -13,6 +14,10 @@ pub enum DriverError {
     /// The driver has no room (e.g. no free address on the service network).
     #[error("out of capacity: {0}")]
     Capacity(String),
+    /// The workload's image cannot be run: not pulled, not verified, too large, or not
+    /// unpackable.
+    #[error("image refused: {0}")]
+    Image(String),
     /// A system command or file operation failed.
     #[error("{0}")]
     System(String),
@@ -50,4 +55,46 @@ pub trait Driver: Send + Sync + 'static {
         environment: EnvironmentId,
         max_bytes: u64,
     ) -> impl Future<Output = Result<Option<String>, DriverError>> + Send;
+
+    /// Up to `max_bytes` of output written after `cursor` (a default cursor: the tail), and
+    /// the cursor after it; `None` if the environment does not exist.
+    fn read_logs(
+        &self,
+        environment: EnvironmentId,
+        cursor: LogCursor,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, LogCursor)>, DriverError>> + Send;
+
+    /// What the environment uses (CPU, memory, disk, network), `None` if it does not exist.
+    fn usage(
+        &self,
+        environment: EnvironmentId,
+    ) -> impl Future<Output = Result<Option<Usage>, DriverError>> + Send;
+}
+
+/// What an environment uses, as a driver measures it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// The generation running.
+    pub generation: u64,
+    /// CPU time used since the workload started, µs.
+    pub cpu_usage_us: u64,
+    /// CPU allowed, vCPU.
+    pub cpu_limit_vcpu: u32,
+    /// Memory in use and its limit, bytes.
+    pub memory_bytes: u64,
+    /// The memory limit, bytes.
+    pub memory_limit_bytes: u64,
+    /// Disk in use, bytes.
+    pub disk_used_bytes: u64,
+    /// Disk size, bytes.
+    pub disk_size_bytes: u64,
+    /// Bytes received.
+    pub network_rx_bytes: u64,
+    /// Bytes sent.
+    pub network_tx_bytes: u64,
+    /// Processes alive.
+    pub pids: u64,
+    /// Restarts in this generation.
+    pub restarts: u32,
 }

@@ -8,12 +8,21 @@
 //! request contradicts itself) and the reason is logged. Requests are rate-limited ([`AgentConfig::requests_per_second`]) and bodies bounded
 //! (`REQUEST_MAX_BYTES`).
 //!
+//! A tenant reads its environment's logs (the tail, or followed: streamed at most
+//! `FOLLOW_BYTES_PER_SECOND` for at most `FOLLOW_MAX_S`, at most [`FOLLOW_STREAMS_MAX`] streams
+//! at once) and its stats, which the agent signs with its key (the provider's `agent_key` on
+//! chain) so the tenant can hold the provider to them.
+//!
 //! Every [`AgentConfig::gc_interval_ms`] the agent destroys local environments that finalized
 //! state no longer wants here (gone, destroyed, or placed elsewhere).
 
 use crate::{
     authorize::{self, ChainFacts, LogsRequest, Refusal},
     driver::{Driver, DriverError},
+};
+use crate::{
+    container::shim::LogCursor,
+    driver::Usage,
 };
 use axum::{
     extract::{Path, Query, State},
@@ -22,7 +31,12 @@ use axum::{
     Json,
 };
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use logos_api::agent::{Action, AgentRequest, LOGS_MAX_BYTES, REQUEST_MAX_BYTES};
+use logos_api::agent::{
+    Action, AgentRequest, EnvironmentStats, Refused, SignedStats, FOLLOW_BYTES_PER_SECOND,
+    FOLLOW_MAX_S, LOGS_MAX_BYTES, LOGS_NAMESPACE, REQUEST_MAX_BYTES, STATS_NAMESPACE,
+    STATS_REQUEST_NAMESPACE,
+};
+use logos_primitives::{format_public_key, PrivateKey};
 use logos_client::{Client, ClientError};
 use logos_limits::Slots;
 use logos_primitives::Address;
@@ -61,7 +75,15 @@ pub struct AgentConfig {
     pub relay_connections_max: u32,
     /// Most of them from one environment (its address on the bridge).
     pub relay_connections_per_environment_max: u32,
+    /// The key the agent signs stats with (the provider's `agent_key`); without one, stats
+    /// are refused.
+    pub key: Option<PrivateKey>,
 }
+
+/// Most followed log streams served at once.
+pub const FOLLOW_STREAMS_MAX: usize = 64;
+/// Time between reads of a followed log, ms.
+const FOLLOW_POLL_MS: u64 = 250;
 
 /// Placeholder in a workload command for the environment's tenant account (replaced here, from
 /// the proven record, before the driver sees the spec).
@@ -105,6 +127,7 @@ struct Inner<D> {
     client: Client,
     driver: D,
     limiter: DefaultDirectRateLimiter,
+    follows: Arc<tokio::sync::Semaphore>,
 }
 
 /// The rate limit in front of every route: 429 once the bucket is empty.
@@ -135,6 +158,7 @@ pub async fn start<D: Driver>(
     let listen = config.listen;
     let inner = Arc::new(Inner {
         limiter: RateLimiter::direct(Quota::per_second(rate)),
+        follows: Arc::new(tokio::sync::Semaphore::new(FOLLOW_STREAMS_MAX)),
         config,
         client,
         driver,
@@ -155,6 +179,10 @@ pub async fn start<D: Driver>(
         .route(
             "/v1/environments/{id}/logs",
             axum::routing::get(handle_logs::<D>),
+        )
+        .route(
+            "/v1/environments/{id}/stats",
+            axum::routing::get(handle_stats::<D>),
         )
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_MAX_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -209,9 +237,20 @@ async fn handle_request<D: Driver>(
             tracing::info!(environment = %id, ?action, generation, "done");
             Json(observation).into_response()
         }
-        Err(DriverError::Unsupported(reason)) => refuse(StatusCode::UNPROCESSABLE_ENTITY, reason),
+        Err(DriverError::Image(error)) => unprocessable(error, "ImageRefused"),
+        Err(DriverError::Unsupported(error)) => unprocessable(error, "Unsupported"),
         Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
     }
+}
+
+/// A `422` saying why the environment cannot be realized ([`Refused`]).
+fn unprocessable(error: String, reason: &str) -> Response {
+    tracing::warn!(%error, reason, "environment cannot be realized");
+    let body = Refused {
+        error,
+        reason: reason.into(),
+    };
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
 }
 
 /// The answer to a refused request: 400 when malformed in itself, 403 otherwise.
@@ -245,33 +284,131 @@ async fn handle_inspect<D: Driver>(
     }
 }
 
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// Checks a tenant's read on its own, then against the proven record; the refusal as an
+/// answer.
+async fn tenant_read<D: Driver>(
+    inner: &Inner<D>,
+    id: EnvironmentId,
+    request: &LogsRequest,
+    namespace: &[u8],
+) -> Result<(), Response> {
+    // A forged or stale request costs no chain read.
+    let signer = authorize::verify_read(request, id, now_s(), namespace).map_err(|refusal| refused(id, &refusal))?;
+    let environment = match inner.client.map_proven::<Environments>(&id).await {
+        Ok((Some(environment), _)) => environment,
+        Ok((None, _)) => return Err(refuse(StatusCode::NOT_FOUND, "no such environment".into())),
+        Err(error) => return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string())),
+    };
+    authorize::authorize_logs(signer, &environment).map_err(|refusal| refused(id, &refusal))
+}
+
 async fn handle_logs<D: Driver>(
     State(inner): State<Arc<Inner<D>>>,
     Path(id): Path<EnvironmentId>,
     Query(request): Query<LogsRequest>,
 ) -> Response {
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0);
-    // A forged or stale request costs no chain read.
-    let signer = match authorize::verify_logs(&request, id, now_s) {
-        Ok(signer) => signer,
-        Err(refusal) => return refused(id, &refusal),
-    };
-    let environment = match inner.client.map_proven::<Environments>(&id).await {
-        Ok((Some(environment), _)) => environment,
-        Ok((None, _)) => return refuse(StatusCode::NOT_FOUND, "no such environment".into()),
-        Err(error) => return refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
-    };
-    if let Err(refusal) = authorize::authorize_logs(signer, &environment) {
-        return refused(id, &refusal);
+    if let Err(refusal) = tenant_read(&inner, id, &request, LOGS_NAMESPACE).await {
+        return refusal;
     }
     let max = request.bytes.unwrap_or(LOGS_MAX_BYTES).min(LOGS_MAX_BYTES);
+    if request.follow == Some(true) {
+        return follow(inner, id, max).await;
+    }
     match inner.driver.logs(id, max).await {
         Ok(Some(text)) => text.into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
+}
+
+/// Streams the tail of at most `first_bytes`, then what the workload writes, at most
+/// `FOLLOW_BYTES_PER_SECOND`, until `FOLLOW_MAX_S` pass or the environment is gone.
+async fn follow<D: Driver>(inner: Arc<Inner<D>>, id: EnvironmentId, first_bytes: u64) -> Response {
+    let Ok(permit) = inner.follows.clone().try_acquire_owned() else {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many followed logs".into());
+    };
+    let per_poll = FOLLOW_BYTES_PER_SECOND * FOLLOW_POLL_MS / 1_000;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(FOLLOW_MAX_S);
+    let state = (inner, LogCursor::default(), first_bytes, permit);
+    let stream = futures::stream::unfold(state, move |(inner, cursor, budget, permit)| async move {
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            let (bytes, next) = match inner.driver.read_logs(id, cursor, budget).await {
+                Ok(Some(read)) => read,
+                _ => return None,
+            };
+            if !bytes.is_empty() {
+                let chunk = Ok::<_, std::io::Error>(bytes::Bytes::from(bytes));
+                return Some((chunk, (inner, next, per_poll, permit)));
+            }
+            tokio::time::sleep(Duration::from_millis(FOLLOW_POLL_MS)).await;
+        }
+    });
+    axum::body::Body::from_stream(stream).into_response()
+}
+
+async fn handle_stats<D: Driver>(
+    State(inner): State<Arc<Inner<D>>>,
+    Path(id): Path<EnvironmentId>,
+    Query(request): Query<LogsRequest>,
+) -> Response {
+    let Some(key) = inner.config.key.as_ref() else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this agent has no signing key".into());
+    };
+    if let Err(refusal) = tenant_read(&inner, id, &request, STATS_REQUEST_NAMESPACE).await {
+        return refusal;
+    }
+    match inner.driver.usage(id).await {
+        Ok(Some(usage)) => {
+            let stats = stats(inner.config.provider, id, request.timestamp_s, &usage);
+            Json(sign_stats(key, &stats)).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(error) => refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
+}
+
+fn stats(provider: ProviderId, id: EnvironmentId, request_timestamp_s: u64, usage: &Usage) -> EnvironmentStats {
+    EnvironmentStats {
+        provider,
+        environment: id,
+        generation: usage.generation,
+        request_timestamp_s,
+        measured_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
+        cpu_usage_us: usage.cpu_usage_us,
+        cpu_limit_vcpu: usage.cpu_limit_vcpu,
+        memory_bytes: usage.memory_bytes,
+        memory_limit_bytes: usage.memory_limit_bytes,
+        disk_used_bytes: usage.disk_used_bytes,
+        disk_size_bytes: usage.disk_size_bytes,
+        network_rx_bytes: usage.network_rx_bytes,
+        network_tx_bytes: usage.network_tx_bytes,
+        pids: usage.pids,
+        restarts: usage.restarts,
+    }
+}
+
+/// `stats` as JSON, signed with `key` in [`STATS_NAMESPACE`].
+pub fn sign_stats(key: &PrivateKey, stats: &EnvironmentStats) -> SignedStats {
+    use commonware_cryptography::Signer as _;
+    let text = serde_json::to_string(stats).unwrap_or_default();
+    let signature = key.sign(STATS_NAMESPACE, text.as_bytes());
+    SignedStats {
+        stats: text,
+        agent_key: format_public_key(&key.public_key()),
+        signature: format!("0x{}", hex::encode(commonware_codec::Encode::encode(&signature))),
     }
 }
 

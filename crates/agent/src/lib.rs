@@ -4,15 +4,18 @@
 //!   finalized chain state (unit-tested case by case).
 //! - [`gatekeeper`]: the HTTP API of `logos_api::agent` around those decisions (it reads the
 //!   facts with proofs), garbage collection of what the chain no longer wants, and the relay of
-//!   environments' chain RPC traffic (the only path from an environment to the chain).
+//!   environments' chain traffic (the only path from an environment to the chain).
 //! - [`driver`]: the [`driver::Driver`] trait every way of running environments implements.
-//! - [`sandbox`]: the Linux sandbox driver (bubblewrap in its own network namespace, cgroup v1
-//!   limits, a veth pair on the provider's bridge, a per-environment filesystem).
+//! - [`image`]: OCI images pinned by digest: pulled, verified blob by blob, cached, unpacked.
+//! - [`container`]: the container driver: runc with a user namespace, no capabilities, the
+//!   engines' seccomp profile, cgroup limits, a fixed-size disk with a persistent volume, a
+//!   network namespace with published ports, and a shim per workload that keeps its logs.
 //!
 //! The agent verifies proofs; it never executes blocks (it depends on `logos-types`, not on the
 //! runtime).
 
 pub mod authorize;
+pub mod container;
 pub mod driver;
 pub mod gatekeeper;
-pub mod sandbox;
+pub mod image;

@@ -4,14 +4,21 @@
 //! |---|---|---|
 //! | `POST` | `/v1/environments/{id}` | [`AgentRequest`] → [`Observation`] (403 with a reason if the chain does not back it) |
 //! | `GET` | `/v1/environments/{id}` | [`Observation`] (404 if absent) |
-//! | `GET` | `/v1/environments/{id}/logs?timestamp_s=T&public_key=K&signature=S` | the tail of the workload's output (text); `K` is the tenant's key, `S` its signature of [`logs_message`] |
+//! | `GET` | `/v1/environments/{id}/logs?timestamp_s=T&public_key=K&signature=S[&follow=true]` | the tail of the workload's output (text); with `follow`, then what it writes next, streamed at most [`FOLLOW_BYTES_PER_SECOND`] for at most [`FOLLOW_MAX_S`]; `K` is the tenant's key, `S` its signature of [`logs_message`] |
+//! | `GET` | `/v1/environments/{id}/stats?timestamp_s=T&public_key=K&signature=S` | [`SignedStats`]: CPU, memory, disk and network use signed by the agent's key (the provider's `agent_key` on chain) |
+//!
+//! A refused ensure (an image that cannot be run, say) is answered `422` with
+//! `{"error": why, "reason": CamelCaseWord}` ([`Refused`]).
 //!
 //! An agent acts on a request only if, in finalized chain state, the environment is placed on
 //! its provider, its generation equals the request's, its desired state matches the action,
 //! and the signer is the environment's assigned provisioner.
 
 use logos_primitives::{parse_public_key, PublicKey, Signature};
-use logos_types::{dvci::ProviderId, operations::EnvironmentId};
+use logos_types::{
+    dvci::ProviderId,
+    operations::{EnvironmentId, PortMapping},
+};
 use serde::{Deserialize, Serialize};
 
 /// Namespace of provisioner signatures on agent requests.
@@ -24,6 +31,14 @@ pub const REQUEST_MAX_BYTES: usize = 4_096;
 pub const LOGS_MAX_BYTES: u64 = 64 * 1024;
 /// How old a log request's timestamp may be, s.
 pub const LOGS_MAX_AGE_S: u64 = 60;
+/// Fastest a followed log is streamed, bytes per second.
+pub const FOLLOW_BYTES_PER_SECOND: u64 = 64 * 1024;
+/// Longest a followed log is streamed before the agent ends it (the client asks again), s.
+pub const FOLLOW_MAX_S: u64 = 600;
+/// Namespace of tenant signatures on stats requests (the message is [`logs_message`]'s).
+pub const STATS_REQUEST_NAMESPACE: &[u8] = b"logos-agent-stats-request-v1";
+/// Namespace of agent signatures on stats.
+pub const STATS_NAMESPACE: &[u8] = b"logos-agent-stats-v1";
 
 /// What the provisioner wants done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,8 +129,69 @@ pub struct Observation {
     pub generation: u64,
     /// Its workload's state.
     pub workload: WorkloadState,
-    /// `ip:port` of its health port on the provider's service network.
+    /// `host:port` of its health port as published on the provider's address.
     pub endpoint: String,
+    /// Every declared port and where it is published (at the endpoint's host).
+    pub ports: Vec<PortMapping>,
     /// How many times it was restarted in this generation.
     pub restarts: u32,
+    /// The image it runs (`sha256:<hex>`, the pinned digest).
+    pub image: String,
+}
+
+/// Why an agent refused to realize an environment (the body of a `422`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// What went wrong, for humans.
+    pub error: String,
+    /// One CamelCase word: `ImageRefused` (the image cannot be pulled, verified or unpacked)
+    /// or `Unsupported` (the spec asks for what this agent cannot give).
+    pub reason: String,
+}
+
+/// What an environment uses, as its provider's agent measured it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentStats {
+    /// The provider.
+    pub provider: ProviderId,
+    /// The environment.
+    pub environment: EnvironmentId,
+    /// The generation running.
+    pub generation: u64,
+    /// The tenant's request timestamp this answers (Unix s).
+    pub request_timestamp_s: u64,
+    /// When measured, by the agent's clock (Unix ms).
+    pub measured_at_ms: u64,
+    /// CPU time used since the workload started, µs.
+    pub cpu_usage_us: u64,
+    /// CPU allowed, vCPU.
+    pub cpu_limit_vcpu: u32,
+    /// Memory in use, bytes.
+    pub memory_bytes: u64,
+    /// Memory limit, bytes.
+    pub memory_limit_bytes: u64,
+    /// Disk in use (image and volume), bytes.
+    pub disk_used_bytes: u64,
+    /// Disk size, bytes.
+    pub disk_size_bytes: u64,
+    /// Bytes the environment received.
+    pub network_rx_bytes: u64,
+    /// Bytes the environment sent.
+    pub network_tx_bytes: u64,
+    /// Processes alive.
+    pub pids: u64,
+    /// Restarts in this generation.
+    pub restarts: u32,
+}
+
+/// [`EnvironmentStats`] signed by the agent: `stats` is the JSON text signed, so a client
+/// verifies the bytes it was served, then reads them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedStats {
+    /// [`EnvironmentStats`] as JSON.
+    pub stats: String,
+    /// The agent's ed25519 key (`0x` hex).
+    pub agent_key: String,
+    /// Its signature of `stats`'s bytes in [`STATS_NAMESPACE`] (`0x` hex).
+    pub signature: String,
 }

@@ -10,10 +10,10 @@ use commonware_cryptography::Signer;
 use logos_primitives::{Address, Amount, NodeKey, PrivateKey};
 use logos_types::{
     balances,
-    catalog::{self, Product, ProductId, Template, TemplateId},
+    catalog::{self, Product, ProductId, Template, TemplateId, Workload},
     dvci::{self, ProviderId, ProviderStatus, RegionId, ResourceClass, Resources},
     market::{self, LeaseId},
-    operations::{self, EnvironmentId, Phase},
+    operations::{self, EnvironmentId, Phase, PortMapping},
     peers,
     provisioning::{self, Report},
     Call, Transaction, TransactionPayload,
@@ -47,7 +47,7 @@ struct Step {
 fn step() -> impl Strategy<Value = Step> {
     (
         0usize..7,
-        0u8..26,
+        0u8..28,
         any::<u64>(),
         any::<u64>(),
         0usize..AMOUNTS.len(),
@@ -90,6 +90,18 @@ fn resources(n: u64) -> Resources {
             gpus: u32::MAX,
         },
     }
+}
+
+/// A workload probed on a port from `b`: valid, or (one in four) with an unpinned image, or
+/// (one in four) with its health port undeclared.
+fn fuzz_workload(a: u64, b: u64) -> Option<Workload> {
+    let mut workload = crate::mock::fixtures::workload(&["run"], (b % 65_536) as u16);
+    match a % 4 {
+        0 => workload.image = "127.0.0.1:5000/x:latest".try_into().ok()?,
+        1 => workload.health.port = workload.health.port.wrapping_add(1),
+        _ => {}
+    }
+    Some(workload)
 }
 
 /// The p2p key of fuzzed full node `id`.
@@ -151,7 +163,7 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
             template: Template {
                 name: "t".try_into().ok()?,
                 product: ProductId((b % 3) as u32),
-                workload: crate::mock::fixtures::workload(&["run"], (b % 65_536) as u16),
+                workload: fuzz_workload(a, b)?,
             },
         }
         .into(),
@@ -194,6 +206,16 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
                     Phase::Destroyed,
                 ][(a / 4 % 4) as usize],
                 endpoint: "10.88.1.2:8645".try_into().ok()?,
+                // Declared (8545 in the fixture's template), undeclared, or mapped twice.
+                ports: vec![
+                    PortMapping {
+                        port: [8545, 8546, 0][(a / 16 % 3) as usize],
+                        published: (b % 65_536) as u16,
+                    };
+                    (b / 65_536 % 3) as usize
+                ]
+                .try_into()
+                .ok()?,
                 message: "fuzz".try_into().ok()?,
             },
         }
@@ -232,6 +254,24 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
         }
         .into(),
         23 => peers::Call::SetMinimumDeposit { deposit: amount }.into(),
+        24 => catalog::Call::AddTemplate {
+            template: Template {
+                name: "added".try_into().ok()?,
+                product: ProductId((b % 3) as u32),
+                workload: fuzz_workload(a, b)?,
+            },
+        }
+        .into(),
+        25 => dvci::Call::SetAgentKey {
+            provider: ProviderId(id),
+            // A real key, or (one in two) bytes that are no usable key.
+            key: if b.is_multiple_of(2) {
+                NodeKey::from_public_key(&fuzz_node(id).public_key())
+            } else {
+                NodeKey([(b % 256) as u8; 32])
+            },
+        }
+        .into(),
         _ => return None, // an empty block
     })
 }

@@ -191,7 +191,7 @@ pub fn assert_failed(receipt: &Receipt, module: &str, error: &str) -> String {
 pub mod fixtures {
     use super::*;
     use logos_types::{
-        catalog::{self, Product, ProductId, Template, TemplateId, Workload},
+        catalog::{self, HealthCheck, Product, ProductId, Template, TemplateId, Workload},
         dvci::{self, ProviderId, ProviderStatus, RegionId, ResourceClass, Resources},
         market::{self, LeaseId},
         operations::{Environment, EnvironmentId, Environments, Phase},
@@ -309,10 +309,15 @@ pub mod fixtures {
         world
     }
 
-    /// A workload running `command` with `port` declared and probed.
+    /// An image reference pinned by a made-up digest (test fixtures only).
+    pub const IMAGE: &str =
+        "127.0.0.1:5000/logos/node@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A workload of [`IMAGE`] running `command` with `port` declared and probed over HTTP
+    /// (`/health`).
     pub fn workload(command: &[&str], port: u16) -> Workload {
         Workload {
-            image: Default::default(),
+            image: IMAGE.try_into().expect("short reference"),
             command: command
                 .iter()
                 .map(|part| (*part).try_into().expect("short argument"))
@@ -320,7 +325,11 @@ pub mod fixtures {
                 .try_into()
                 .expect("few arguments"),
             ports: vec![port].try_into().expect("one port"),
-            health_port: port,
+            health: HealthCheck {
+                port,
+                path: Some("/health".try_into().expect("short path")),
+            },
+            ..Workload::default()
         }
     }
 
@@ -416,6 +425,7 @@ pub mod fixtures {
                 generation,
                 phase,
                 endpoint: "10.88.1.2:8645".try_into().expect("short endpoint"),
+                ports: Default::default(),
                 message: "HealthCheckPassed: 200".try_into().expect("short message"),
             };
             self.provisioning(

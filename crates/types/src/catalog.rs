@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | 0 [`Products`] | [`ProductId`] | [`Product`] |
 //! | 1 [`Templates`] | [`TemplateId`] | [`Template`] |
+//! | 2 [`NextTemplateId`] | | the id [`Call::AddTemplate`] gives next |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -13,12 +14,20 @@
 //! | 0 | [`Call::SetProduct`] | privileged |
 //! | 1 | [`Call::SetTemplate`] | privileged; its product must exist |
 //! | 2 | [`Call::RemoveTemplate`] | privileged; leases already made keep their copy of it |
+//! | 3 | [`Call::AddTemplate`] | privileged; its product must exist; takes the next free id |
+//!
+//! A template's workload must pass [`Workload::validate`] (an image pinned by digest, declared
+//! ports, a health check on one of them; see [`crate::workload`]).
 
 use crate::{
     calls,
-    codec::{BoundedString, BoundedVec},
+    codec::BoundedString,
     dvci::{ResourceClass, Resources},
     errors, events, record, storage,
+};
+pub use crate::workload::{
+    Argument, Capability, EnvVar, HealthCheck, Workload, WorkloadError, ARGUMENTS_MAX,
+    ARGUMENT_MAX_BYTES, PORTS_MAX,
 };
 
 /// Name of the module (in receipts and logs).
@@ -28,17 +37,9 @@ pub const INDEX: u8 = 5;
 
 /// Longest product or template name, bytes.
 pub const NAME_MAX_BYTES: usize = 64;
-/// Longest image reference or command argument, bytes.
-pub const ARGUMENT_MAX_BYTES: usize = 256;
-/// Most command arguments of a workload.
-pub const ARGUMENTS_MAX: usize = 16;
-/// Most ports a workload declares.
-pub const PORTS_MAX: usize = 16;
 
 /// A product or template name.
 pub type Name = BoundedString<NAME_MAX_BYTES>;
-/// An image reference or a command argument.
-pub type Argument = BoundedString<ARGUMENT_MAX_BYTES>;
 
 id_type!(
     /// Identifies a product (machine type).
@@ -60,20 +61,6 @@ pub struct Product {
     pub class: ResourceClass,
     /// Compute units it is billed for per block.
     pub compute_units: u32,
-}
-
-/// What runs in an environment: an image or command, its ports and its health check.
-#[record]
-#[derive(Default)]
-pub struct Workload {
-    /// Image reference (empty for a plain command).
-    pub image: Argument,
-    /// Command and arguments.
-    pub command: BoundedVec<Argument, ARGUMENTS_MAX>,
-    /// Ports reachable from outside the environment.
-    pub ports: BoundedVec<u16, PORTS_MAX>,
-    /// Port probed for health (`GET /health`).
-    pub health_port: u16,
 }
 
 /// A product plus a workload, e.g. "Logos full node".
@@ -114,6 +101,13 @@ pub enum Call {
         /// Its id.
         id: TemplateId,
     },
+    /// (privileged) Publish a new template under the next free id ([`NextTemplateId`]);
+    /// `TemplateSet` names the id.
+    #[index(3)]
+    AddTemplate {
+        /// The template.
+        template: Template,
+    },
 }
 
 /// Events of `catalog`.
@@ -151,6 +145,14 @@ pub enum Error {
     #[index(2)]
     #[error("unknown template {0}")]
     UnknownTemplate(TemplateId),
+    /// The template's workload breaks a rule of [`Workload::validate`].
+    #[index(3)]
+    #[error("invalid workload: {0}")]
+    InvalidWorkload(WorkloadError),
+    /// Every template id is taken.
+    #[index(4)]
+    #[error("no template id is left")]
+    TemplateIdsExhausted,
 }
 
 storage! {
@@ -159,4 +161,6 @@ storage! {
     pub Products: map(0) ProductId => Product;
     /// Templates by id.
     pub Templates: map(1) TemplateId => Template;
+    /// The id the next [`Call::AddTemplate`] takes (above every id set so far).
+    pub NextTemplateId: value(2) TemplateId = TemplateId(0);
 }

@@ -21,13 +21,14 @@
 //! | 3 | [`Call::CreateRegion`] | privileged |
 //! | 4 | [`Call::SetBufferPercent`] | privileged |
 //! | 5 | [`Call::SetMinimumBond`] | privileged |
+//! | 6 | [`Call::SetAgentKey`] | owner |
 
 use crate::{
     calls,
     codec::{BoundedString, BoundedVec},
     errors, events, record, storage,
 };
-use logos_primitives::{Address, Amount};
+use logos_primitives::{Address, Amount, NodeKey};
 
 /// Name of the module (in receipts and logs).
 pub const NAME: &str = "dvci";
@@ -205,6 +206,9 @@ pub struct Provider {
     pub status: ProviderStatus,
     /// Resources placed on it.
     pub allocated: Resources,
+    /// The ed25519 key its agent signs what it observes with (stats, observations), set by
+    /// the owner with [`Call::SetAgentKey`]; none until then.
+    pub agent_key: Option<NodeKey>,
 }
 
 /// A host aggregate: the active providers of one class in one region.
@@ -277,6 +281,15 @@ pub enum Call {
         /// Smallest unit.
         bond: Amount,
     },
+    /// (owner) Set the key the provider's agent signs with (a valid ed25519 point, not of
+    /// small order).
+    #[index(6)]
+    SetAgentKey {
+        /// The provider.
+        provider: ProviderId,
+        /// The agent's public key.
+        key: NodeKey,
+    },
 }
 
 /// Events of `dvci`.
@@ -319,6 +332,13 @@ pub enum Event {
     MinimumBondChanged {
         /// New minimum.
         bond: Amount,
+    },
+    /// A provider's agent key changed.
+    AgentKeySet {
+        /// The provider.
+        provider: ProviderId,
+        /// The new key.
+        key: NodeKey,
     },
 }
 
@@ -378,6 +398,10 @@ pub enum Error {
     #[index(11)]
     #[error("no provider ids left")]
     IdsExhausted,
+    /// The agent key is not a usable ed25519 public key.
+    #[index(12)]
+    #[error("agent key {0} is not a usable ed25519 public key")]
+    InvalidAgentKey(NodeKey),
 }
 
 storage! {

@@ -48,6 +48,7 @@ pub mod provisioning;
 mod runtime;
 pub mod storage;
 pub mod transaction;
+pub mod workload;
 
 pub use dispatch::{
     corruption, CallError, DispatchError, DispatchResult, ModuleError, Origin, StateError,

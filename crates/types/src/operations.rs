@@ -15,7 +15,7 @@
 
 use crate::{
     calls,
-    catalog::{TemplateId, Workload},
+    catalog::{TemplateId, Workload, PORTS_MAX},
     codec::{BoundedString, BoundedVec},
     dvci::{Endpoint, ProviderId, Resources},
     errors, events,
@@ -58,6 +58,17 @@ impl From<EnvironmentId> for LeaseId {
     fn from(environment: EnvironmentId) -> Self {
         Self(environment.0)
     }
+}
+
+/// A declared port of an environment and the port its provider publishes it on (at the
+/// endpoint's host).
+#[record]
+#[derive(Copy)]
+pub struct PortMapping {
+    /// The port the workload listens on, as declared.
+    pub port: u16,
+    /// The port on the provider's public address.
+    pub published: u16,
 }
 
 /// What the chain wants to exist.
@@ -181,8 +192,12 @@ pub struct Environment {
     pub phase: Phase,
     /// The generation the last report was about (0: none yet).
     pub observed_generation: u64,
-    /// Where the workload is reachable (`ip:port` of its health port), empty if unknown.
+    /// Where the workload is reachable (`host:port`: its health port as published on the
+    /// provider's address), empty if unknown.
     pub endpoint: Endpoint,
+    /// Every declared port and where it is published (at the endpoint's host), as last
+    /// reported.
+    pub ports: BoundedVec<PortMapping, PORTS_MAX>,
     /// Scheduled, Ready and Verified, in that order ([`ConditionType::position`]).
     pub conditions: [Condition; 3],
 }
@@ -217,6 +232,7 @@ impl Environment {
             phase: Phase::Pending,
             observed_generation: 0,
             endpoint: Endpoint::new(),
+            ports: BoundedVec::default(),
             conditions: [
                 condition(
                     ConditionType::Scheduled,

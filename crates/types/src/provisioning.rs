@@ -24,7 +24,8 @@ use crate::{
     codec::BoundedVec,
     dvci::Endpoint,
     errors, events,
-    operations::{EnvironmentId, Message, Phase},
+    operations::{EnvironmentId, Message, Phase, PortMapping},
+    workload::PORTS_MAX,
     record, storage,
 };
 use logos_primitives::{Address, Amount};
@@ -67,8 +68,11 @@ pub struct Report {
     pub generation: u64,
     /// The phase observed.
     pub phase: Phase,
-    /// Where the workload's health port is reachable (`ip:port`), empty if nowhere.
+    /// Where the workload's health port is reachable (`host:port`), empty if nowhere.
     pub endpoint: Endpoint,
+    /// Every declared port and the port it is published on at the endpoint's host (each
+    /// declared port at most once).
+    pub ports: BoundedVec<PortMapping, PORTS_MAX>,
     /// Why (a CamelCase reason, then details), e.g. `HealthCheckPassed` or `OOMKilled: …`.
     pub message: Message,
 }
@@ -298,6 +302,10 @@ pub enum Error {
     #[index(11)]
     #[error("round {0} is already decided")]
     RoundDecided(u64),
+    /// The report maps a port the workload does not declare, or one port twice.
+    #[index(12)]
+    #[error("port {0} is not declared by the workload or is mapped twice")]
+    UndeclaredPort(u16),
 }
 
 storage! {

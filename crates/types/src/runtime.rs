@@ -157,8 +157,8 @@ mod tests {
         assert_eq!(decode::<Call>(&bytes).unwrap(), register);
         assert!(decode::<Call>(&bytes[..2 + 32 + 10]).is_err());
         assert!(matches!(
-            decode::<Call>(&[catalog::INDEX, 3, 0, 0, 0, 7]),
-            Err(Error::InvalidEnum(3))
+            decode::<Call>(&[catalog::INDEX, 4, 0, 0, 0, 7]),
+            Err(Error::InvalidEnum(4))
         ));
         // Retired market call indices 0 and 1 (products and templates moved to catalog).
         assert!(decode::<Call>(&[market::INDEX, 0]).is_err());

@@ -10,8 +10,13 @@
 //! workload on an update; both read its storage items ([`Products`], [`Templates`]) directly,
 //! and only this module writes them.
 //!
+//! Every template's workload passes `Workload::validate` (an image pinned by digest, declared
+//! ports, a health check on one of them) when it is set; `AddTemplate` stores a template under
+//! the next free id ([`NextTemplateId`], kept above every id set so far).
+//!
 //! # Invariant ([`CatalogModule::try_state`])
-//! Every product has resources and compute units.
+//! Every product has resources and compute units; every template's id is below
+//! [`NextTemplateId`].
 
 // State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
 // only), outside tests.
@@ -22,9 +27,11 @@ mod tests;
 
 use logos_framework::{
     events, Context, DispatchResult, MapExt, Module, State, StateReader, TryStateResult,
+    ValueExt,
 };
 use logos_types::catalog::{
-    CallHandler, Error, Event, Product, ProductId, Products, Template, TemplateId, Templates,
+    CallHandler, Error, Event, NextTemplateId, Product, ProductId, Products, Template,
+    TemplateId, Templates,
 };
 
 /// The `catalog` module.
@@ -54,11 +61,13 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for CatalogModule {
         template: &Template,
     ) -> DispatchResult {
         ctx.ensure_privileged()?;
-        if !Products::contains(ctx.overlay, &template.product).await? {
-            return Err(Error::UnknownProduct(template.product).into());
-        }
-        Templates::insert(ctx.overlay, id, template)?;
-        Ok(events([Event::TemplateSet { id: *id }]))
+        store_template(ctx, *id, template).await
+    }
+
+    async fn add_template(ctx: &mut Context<'_, '_, R>, template: &Template) -> DispatchResult {
+        ctx.ensure_privileged()?;
+        let id = NextTemplateId::get(ctx.overlay).await?;
+        store_template(ctx, id, template).await
     }
 
     async fn remove_template(ctx: &mut Context<'_, '_, R>, id: &TemplateId) -> DispatchResult {
@@ -71,6 +80,28 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for CatalogModule {
     }
 }
 
+/// Checks `template` and stores it under `id`, moving [`NextTemplateId`] above `id`.
+async fn store_template<R: StateReader>(
+    ctx: &mut Context<'_, '_, R>,
+    id: TemplateId,
+    template: &Template,
+) -> DispatchResult {
+    template
+        .workload
+        .validate()
+        .map_err(Error::InvalidWorkload)?;
+    if !Products::contains(ctx.overlay, &template.product).await? {
+        return Err(Error::UnknownProduct(template.product).into());
+    }
+    let next = NextTemplateId::get(ctx.overlay).await?;
+    if id >= next {
+        let after = id.get().checked_add(1).ok_or(Error::TemplateIdsExhausted)?;
+        NextTemplateId::put(ctx.overlay, &TemplateId(after))?;
+    }
+    Templates::insert(ctx.overlay, &id, template)?;
+    Ok(events([Event::TemplateSet { id }]))
+}
+
 impl Module for CatalogModule {
     logos_framework::module_calls!(logos_types::catalog);
 
@@ -80,6 +111,13 @@ impl Module for CatalogModule {
             let (id, product) = entry.map_err(|error| error.to_string())?;
             if is_empty(&product) {
                 return Err(format!("product {id} has no resources or compute units"));
+            }
+        }
+        let next = NextTemplateId::get_from(state).map_err(|error| error.to_string())?;
+        for entry in Templates::iter_from(state) {
+            let (id, _) = entry.map_err(|error| error.to_string())?;
+            if id >= next {
+                return Err(format!("template {id} is not below the next id {next}"));
             }
         }
         Ok(())

@@ -7,7 +7,10 @@ use logos_runtime::mock::{
     fixtures::{market, provisioned, small, workload},
 };
 use logos_types::{
-    catalog::{Call, Event, Product, ProductId, Products, Template, TemplateId, Templates},
+    catalog::{
+        Call, Event, NextTemplateId, Product, ProductId, Products, Template, TemplateId,
+        Templates,
+    },
     dvci::{ResourceClass, Resources},
     market::{LeaseId, Leases},
     operations::{self, EnvironmentId},
@@ -155,4 +158,123 @@ fn a_removed_template_leases_no_more_but_running_environments_keep_it() {
         Call::RemoveTemplate { id: TemplateId(0) },
     );
     assert_failed(&again, "catalog", "UnknownTemplate");
+}
+
+fn added_id(receipt: &logos_types::Receipt) -> TemplateId {
+    assert!(receipt.success, "{receipt:?}");
+    receipt
+        .events
+        .iter()
+        .find_map(|event| match event {
+            RuntimeEvent::Catalog(Event::TemplateSet { id }) => Some(*id),
+            _ => None,
+        })
+        .expect("TemplateSet")
+}
+
+#[test]
+fn added_templates_take_the_next_free_id_above_every_id_set() {
+    let mut world = market(0);
+    // The fixture set template 0.
+    assert_eq!(world.chain.value::<NextTemplateId>(), TemplateId(1));
+    let template = |name: &str| Template {
+        name: name.try_into().unwrap(),
+        product: ProductId(0),
+        workload: workload(&["x"], 8080),
+    };
+    let first = world.privileged(Call::AddTemplate {
+        template: template("a"),
+    });
+    assert_eq!(added_id(&first), TemplateId(1));
+    world.privileged(Call::SetTemplate {
+        id: TemplateId(7),
+        template: template("b"),
+    });
+    let next = world.privileged(Call::AddTemplate {
+        template: template("c"),
+    });
+    assert_eq!(added_id(&next), TemplateId(8), "above the explicit id 7");
+    assert_eq!(world.chain.map::<Templates>(&TemplateId(8)).unwrap().name, "c");
+    // Not from anyone else, and nothing moves when refused.
+    let refused = world.tenant_call(Call::AddTemplate {
+        template: template("d"),
+    });
+    assert_failed(&refused, "catalog", "BadOrigin");
+    assert_eq!(world.chain.value::<NextTemplateId>(), TemplateId(9));
+    // The last usable id is u32::MAX - 1: after it, no id is left to add or set.
+    world.privileged(Call::SetTemplate {
+        id: TemplateId(u32::MAX - 1),
+        template: template("last"),
+    });
+    assert_eq!(world.chain.value::<NextTemplateId>(), TemplateId(u32::MAX));
+    let root = world.root.clone();
+    for call in [
+        Call::AddTemplate {
+            template: template("over"),
+        },
+        Call::SetTemplate {
+            id: TemplateId(u32::MAX),
+            template: template("over"),
+        },
+    ] {
+        let exhausted = world.chain.call(&root, call);
+        assert_failed(&exhausted, "catalog", "TemplateIdsExhausted");
+    }
+    assert!(world.chain.map::<Templates>(&TemplateId(u32::MAX)).is_none());
+}
+
+#[test]
+fn templates_with_unpinned_images_or_broken_workloads_are_refused() {
+    let mut world = market(0);
+    let root = world.root.clone();
+    let mut tagged = workload(&["x"], 8080);
+    tagged.image = "127.0.0.1:5000/logos/node:latest".try_into().unwrap();
+    let mut undeclared = workload(&["x"], 8080);
+    undeclared.health.port = 9;
+    let mut reserved = workload(&["x"], 8080);
+    reserved
+        .env
+        .try_push(logos_types::catalog::EnvVar {
+            name: "LOGOS_CHAIN_RPC".try_into().unwrap(),
+            value: "http://evil".try_into().unwrap(),
+        })
+        .unwrap();
+    let mut over_proc = workload(&["x"], 8080);
+    over_proc.volume_path = Some("/proc/self".try_into().unwrap());
+    for (bad, message) in [
+        (tagged, "is not registry/repository@sha256"),
+        (undeclared, "health port 9 is not one of the declared ports"),
+        (reserved, "is reserved"),
+        (over_proc, "volume path"),
+    ] {
+        let template = Template {
+            name: "bad".try_into().unwrap(),
+            product: ProductId(0),
+            workload: bad,
+        };
+        for call in [
+            Call::AddTemplate {
+                template: template.clone(),
+            },
+            Call::SetTemplate {
+                id: TemplateId(3),
+                template,
+            },
+        ] {
+            let receipt = world.chain.call(&root, call);
+            let text = assert_failed(&receipt, "catalog", "InvalidWorkload");
+            assert!(text.contains(message), "{text}");
+        }
+    }
+    assert!(world.chain.map::<Templates>(&TemplateId(3)).is_none());
+    assert_eq!(world.chain.value::<NextTemplateId>(), TemplateId(1));
+}
+
+#[test]
+fn invariant_catches_a_template_at_or_above_the_next_id() {
+    let mut world = market(0);
+    let template = world.chain.map::<Templates>(&TemplateId(0)).unwrap();
+    world.chain.corrupt::<Templates>(&TemplateId(5), &template);
+    let violation = CatalogModule::try_state(&world.chain.state).unwrap_err();
+    assert!(violation.contains("template 5"), "{violation}");
 }

@@ -30,7 +30,7 @@ use logos_framework::{
     ensure_ascending, events, Context, DispatchResult, MapExt, Module, Overlay, State, StateReader,
     TryStateResult, ValueExt,
 };
-use logos_primitives::Amount;
+use logos_primitives::{Amount, NodeKey};
 use logos_types::{
     codec::BoundedString,
     corruption,
@@ -261,6 +261,7 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
             bond: *bond,
             status: ProviderStatus::Pending,
             allocated: Resources::default(),
+            agent_key: None,
         };
         Providers::insert(ctx.overlay, &id, &record)?;
         Ok(events([Event::ProviderRegistered {
@@ -292,6 +293,30 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
         Balances::unreserve(ctx.overlay, &record.owner, record.bond).await?;
         Providers::remove(ctx.overlay, &id)?;
         Ok(events([Event::ProviderDeregistered { provider: id }]))
+    }
+
+    async fn set_agent_key(
+        ctx: &mut Context<'_, '_, R>,
+        provider: &ProviderId,
+        key: &NodeKey,
+    ) -> DispatchResult {
+        let sender = ctx.sender()?;
+        let id = *provider;
+        let mut record = Providers::get(ctx.overlay, &id)
+            .await?
+            .ok_or(Error::UnknownProvider(id))?;
+        if record.owner != sender {
+            return Err(Error::NotOwner.into());
+        }
+        if key.public_key().is_err() {
+            return Err(Error::InvalidAgentKey(*key).into());
+        }
+        record.agent_key = Some(*key);
+        Providers::insert(ctx.overlay, &id, &record)?;
+        Ok(events([Event::AgentKeySet {
+            provider: id,
+            key: *key,
+        }]))
     }
 
     async fn set_provider_status(

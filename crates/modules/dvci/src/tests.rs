@@ -252,3 +252,33 @@ fn calls_round_trip_and_oversize_fields_do_not_decode() {
     assert!(Endpoint::try_from("x".repeat(ENDPOINT_MAX_BYTES + 1)).is_err());
     let _ = Address::default();
 }
+
+#[test]
+fn only_the_owner_sets_a_usable_agent_key() {
+    use logos_primitives::NodeKey;
+    let (mut chain, root, owner) = chain();
+    assert!(register(&mut chain, &owner, 1_000_000).success);
+    let agent = NodeKey::from_public_key(&PrivateKey::from_seed(9).public_key());
+    let set = |key| Call::SetAgentKey {
+        provider: FIRST,
+        key,
+    };
+    assert_failed(&chain.call(&root, set(agent)), "dvci", "NotOwner");
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    for unusable in [NodeKey([0xff; 32]), NodeKey(identity)] {
+        let receipt = chain.call(&owner, set(unusable));
+        assert_failed(&receipt, "dvci", "InvalidAgentKey");
+    }
+    assert_eq!(chain.map::<Providers>(&FIRST).unwrap().agent_key, None);
+    let missing = chain.call(
+        &owner,
+        Call::SetAgentKey {
+            provider: ProviderId(5),
+            key: agent,
+        },
+    );
+    assert_failed(&missing, "dvci", "UnknownProvider");
+    assert!(chain.call(&owner, set(agent)).success);
+    assert_eq!(chain.map::<Providers>(&FIRST).unwrap().agent_key, Some(agent));
+}

@@ -126,6 +126,7 @@ impl Operations {
         record.phase = report.phase;
         record.observed_generation = report.generation;
         record.endpoint = report.endpoint.clone();
+        record.ports = report.ports.clone();
         let (reason, message) = split_message(&report.message);
         let ready = match report.phase {
             Phase::Running => ConditionStatus::True,

@@ -270,6 +270,18 @@ impl Provisioning {
     }
 }
 
+/// Every mapped port is declared, and mapped once.
+fn check_ports(report: &Report, declared: &[u16]) -> Result<(), Error> {
+    for (position, mapping) in report.ports.iter().enumerate() {
+        let earlier = report.ports.iter().take(position);
+        let repeated = earlier.clone().any(|other| other.port == mapping.port);
+        if repeated || !declared.contains(&mapping.port) {
+            return Err(Error::UndeclaredPort(mapping.port));
+        }
+    }
+    Ok(())
+}
+
 impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
     async fn register_provisioner(ctx: &mut Context<'_, '_, R>, stake: &Amount) -> DispatchResult {
         let sender = ctx.sender()?;
@@ -352,6 +364,7 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         if record.report.as_ref() == Some(report) {
             return Err(Error::UnchangedReport.into());
         }
+        check_ports(report, &current.spec.workload.ports)?;
         let mut emitted = Operations::record_report(ctx, id, report).await?;
         record.report = Some(report.clone());
         if report.phase == Phase::Destroyed && current.desired == Desired::Destroyed {

@@ -268,3 +268,37 @@ fn invariant_catches_an_assignee_that_checks_itself() {
     let violation = Provisioning::try_state(&world.chain.state).unwrap_err();
     assert!(violation.contains("checks itself"), "{violation}");
 }
+
+#[test]
+fn reported_port_mappings_must_be_declared_and_distinct() {
+    use logos_types::operations::PortMapping;
+    let mut world = provisioned(4);
+    let assigned = world.assignment().assigned.expect("assigned at creation");
+    let assignee = world.key_of(assigned);
+    let mapping = |port, published| PortMapping { port, published };
+    let report = |ports: Vec<PortMapping>| Call::Report {
+        environment: FIRST,
+        report: Report {
+            generation: 1,
+            phase: Phase::Running,
+            endpoint: "10.77.1.100:24000".try_into().unwrap(),
+            ports: ports.try_into().unwrap(),
+            message: "HealthCheckPassed".try_into().unwrap(),
+        },
+    };
+    // The fixture's workload declares 8545 only.
+    for ports in [
+        vec![mapping(22, 24001)],
+        vec![mapping(8545, 24000), mapping(8545, 24001)],
+    ] {
+        let receipt = world.provisioning(&assignee, report(ports));
+        assert_failed(&receipt, "provisioning", "UndeclaredPort");
+        assert!(world.assignment().report.is_none(), "nothing recorded");
+        assert!(world.environment().ports.is_empty());
+    }
+    let accepted = world.provisioning(&assignee, report(vec![mapping(8545, 24000)]));
+    assert!(accepted.success, "{accepted:?}");
+    let environment = world.environment();
+    assert_eq!(environment.endpoint, "10.77.1.100:24000");
+    assert_eq!(environment.ports.to_vec(), vec![mapping(8545, 24000)]);
+}

@@ -1,10 +1,11 @@
 //! What the driver remembers of each environment, on disk, so that every operation is
 //! idempotent and a restarted agent finds its environments again:
-//! `STATE/envs/E/record.json`, beside the environment's `data/` and `log`.
+//! `STATE/envs/E/record.json`, beside the environment's disk image, its mount point, its
+//! runtime bundle, its logs and its shim's exit file.
 
 use super::command::system;
 use crate::driver::DriverError;
-use logos_types::operations::{EnvironmentId, Spec};
+use logos_types::operations::{EnvironmentId, PortMapping, Spec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -15,12 +16,19 @@ pub struct Record {
     pub generation: u64,
     /// The spec it runs.
     pub spec: Spec,
-    /// Its host number on the service network.
+    /// Its host number on the service network (also picks its id range and ports).
     pub host: u8,
     /// Restarts of its workload in this generation.
     pub restarts: u32,
-    /// The cgroup's OOM kill counter when the workload last started.
-    pub oom_kills_at_start: u64,
+    /// The image's pinned digest (hex) its root filesystem was unpacked from; empty until
+    /// unpacked.
+    pub image_digest_hex: String,
+    /// Time the image pull took for this generation, ms (0 if it was cached).
+    pub image_pull_ms: u64,
+    /// Where its declared ports are published.
+    pub ports: Vec<PortMapping>,
+    /// When the workload last started (Unix ms).
+    pub started_at_ms: u64,
 }
 
 /// The environment directories under a state directory.
@@ -89,11 +97,14 @@ impl Records {
         Ok(environments)
     }
 
-    /// Removes `environment`'s directory (its record, data and log).
+    /// Removes `environment`'s directory (its record, disk image, bundle and logs). It never
+    /// crosses into another filesystem: a disk still mounted there fails the removal rather
+    /// than being emptied.
     pub async fn remove(&self, environment: EnvironmentId) -> Result<(), DriverError> {
         let dir = self.dir(environment);
         if dir.exists() {
-            tokio::fs::remove_dir_all(&dir).await.map_err(system)?;
+            let path = dir.display().to_string();
+            super::command::run("rm", &["-rf", "--one-file-system", &path]).await?;
         }
         Ok(())
     }

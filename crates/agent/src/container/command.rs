@@ -1,4 +1,5 @@
-//! Running the system commands the sandbox is built with (`ip`, `iptables`, `kill`).
+//! Running the system commands environments are built with (`ip`, `iptables`, `runc`,
+//! `mount`, …).
 
 use crate::driver::DriverError;
 use tokio::process::Command;
@@ -39,9 +40,24 @@ pub async fn run_with_input(program: &str, args: &[&str], input: &str) -> Result
 
 /// The standard output of `program args…` (empty if it cannot run).
 pub async fn output(program: &str, args: &[&str]) -> String {
-    match Command::new(program).args(args).output().await {
-        Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
-        Err(_) => String::new(),
+    output_status(program, args).await.1
+}
+
+/// Whether `program args…` exited 0, and its standard output (`false` and empty if it cannot
+/// run).
+pub async fn output_status(program: &str, args: &[&str]) -> (bool, String) {
+    match Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+    {
+        Ok(output) => (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        ),
+        Err(_) => (false, String::new()),
     }
 }
 

@@ -1,0 +1,750 @@
+//! The container driver: one environment = one OCI container run by Debian's `runc` from its
+//! pinned image, in its own user namespace, network namespace, cgroups and fixed-size disk.
+//!
+//! For environment `E` of agent `A` (network index `N`), under the state directory:
+//! - `envs/E/record.json` ([`record`]): what it realizes; makes every operation idempotent
+//!   and lets a restarted agent adopt what runs;
+//! - `envs/E/disk.img`, mounted at `envs/E/disk` ([`disk`]): `rootfs/` (the image unpacked by
+//!   [`crate::image`] with the environment's id range) and `volume/` (kept across
+//!   generations, mounted at the workload's volume path);
+//! - `envs/E/bundle/config.json` ([`spec`]): the runtime spec; `envs/E/logs/` and
+//!   `envs/E/exit`: the shim's output ([`shim`]);
+//! - network namespace `lgN-E` on bridge `lgbrN`, ports published on the provider's address
+//!   ([`network`]); cgroups `/logos/A/env-E` (created by runc, read by [`cgroup`]); container
+//!   `A-env-E` in runc's state under `runc/` ([`runc`]).
+//!
+//! Ids: the user namespace of the environment on host number `H` maps container ids
+//! `0..65536` to host ids from `(256 × N + H) × 65536`, a range no other environment of any
+//! agent on the machine shares.
+//!
+//! Lifecycle: a new generation of a running environment stops its workload, unpacks the new
+//! image over a fresh `rootfs/`, keeps `volume/`, re-publishes its ports and starts again;
+//! destroy removes the container, cgroups, namespace, port mappings, disk and directory. A
+//! starting agent adopts every environment it has a record of (mounting its disk and
+//! publishing its ports again: running workloads keep running under their shims) and removes
+//! everything of its own that has no record.
+
+pub mod cgroup;
+mod command;
+pub mod disk;
+pub mod network;
+pub mod record;
+pub mod runc;
+pub mod seccomp;
+pub mod shim;
+pub mod spec;
+
+use crate::{
+    driver::{Driver, DriverError, Usage},
+    image::{Image, ImageLimits, ImageStore},
+};
+use cgroup::Hierarchy;
+use command::system;
+use logos_api::agent::{Observation, WorkloadState};
+use logos_types::operations::{EnvironmentId, Spec};
+use network::{Network, HOSTS};
+use record::{Record, Records};
+use runc::Runc;
+use shim::{LogCursor, ShimConfig};
+use spec::{IdRange, SpecInput, ID_RANGE};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+/// Most environments per agent (hosts 2..=254 of its /24).
+pub const ENVIRONMENTS_MAX: usize = 253;
+/// How long a start waits for the workload to run: polls × interval.
+const START_POLLS: u32 = 100;
+const START_POLL_MS: u64 = 20;
+/// How long a stop waits for the workload to die: polls × interval.
+const STOP_POLLS: u32 = 250;
+const STOP_POLL_MS: u64 = 20;
+/// Largest log file before the shim rotates it, bytes (two files are kept).
+pub const DEFAULT_LOG_FILE_MAX_BYTES: u64 = 1024 * 1024;
+/// Most output a workload writes per second before it blocks, bytes.
+pub const DEFAULT_LOG_BYTES_PER_SECOND: u64 = 256 * 1024;
+/// Cached images beyond this are evicted (oldest unused first), bytes.
+pub const DEFAULT_IMAGE_CACHE_MAX_BYTES: u64 = 20 * 1024 * 1024 * 1024;
+/// Placeholder in a command for the URL of the chain relay.
+pub const CHAIN_RPC_PLACEHOLDER: &str = "${CHAIN_RPC}";
+/// Placeholder in a command for the environment's id.
+pub const ENVIRONMENT_PLACEHOLDER: &str = "${ENVIRONMENT}";
+/// Placeholder in a command for the p2p relay addresses.
+pub const CHAIN_P2P_PLACEHOLDER: &str = "${CHAIN_P2P}";
+/// Placeholder in a command for the relayed p2p connections' source address.
+pub const P2P_EGRESS_PLACEHOLDER: &str = "${P2P_EGRESS}";
+/// Commands the driver runs, and the Debian package of each.
+pub const HOST_COMMANDS: [(&str, &str); 8] = [
+    ("runc", "runc"),
+    ("umoci", "umoci"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("ip", "iproute2"),
+    ("iptables", "iptables"),
+    ("ip6tables", "iptables"),
+    ("mount", "mount"),
+    ("df", "coreutils"),
+];
+
+/// Settings of a container driver.
+#[derive(Clone, Debug)]
+pub struct ContainerConfig {
+    /// Directory for records, disks, bundles, logs, runc's state and the image cache.
+    pub state_dir: PathBuf,
+    /// The agent's name: its cgroups are `/logos/<name>`, its containers `<name>-env-<id>`.
+    pub name: String,
+    /// The agent's service network.
+    pub network: Network,
+    /// Read-only binds into every environment: (host path, path inside).
+    pub binds: Vec<(PathBuf, String)>,
+    /// The command that runs a shim (`logos agent shim`), program first; the shim's own
+    /// arguments follow.
+    pub shim_command: Vec<String>,
+    /// The engines' default seccomp profile ([`seccomp::DEFAULT_PROFILE_PATH`]).
+    pub seccomp_profile: PathBuf,
+    /// Registries (`host:port`) reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Bounds of an image.
+    pub image_limits: ImageLimits,
+    /// Cached images beyond this are evicted, bytes.
+    pub image_cache_max_bytes: u64,
+    /// Size at which a workload's log is rotated, bytes.
+    pub log_file_max_bytes: u64,
+    /// Most output a workload writes per second, bytes.
+    pub log_bytes_per_second: u64,
+}
+
+/// The container driver (see the module docs).
+#[derive(Clone)]
+pub struct ContainerDriver {
+    config: Arc<ContainerConfig>,
+    records: Records,
+    images: Arc<ImageStore>,
+    runc: Runc,
+    hierarchy: Hierarchy,
+    seccomp: Arc<String>,
+    /// Serializes changes (create, update, restart, destroy).
+    changes: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl ContainerDriver {
+    /// A driver; call [`Self::prepare_host`] once before use. Fails if the machine has no
+    /// usable cgroup hierarchy or the seccomp profile cannot be read.
+    pub fn new(config: ContainerConfig) -> Result<Self, DriverError> {
+        let hierarchy = Hierarchy::detect().ok_or_else(|| {
+            DriverError::Unsupported("no cgroup hierarchy with the memory and pids controllers".into())
+        })?;
+        let profile = seccomp::read_profile(&config.seccomp_profile).map_err(system)?;
+        seccomp::for_container(&profile, &seccomp::Machine::current(), &[]).map_err(system)?;
+        let images = ImageStore::new(
+            &config.state_dir.join("images"),
+            config.insecure_registries.clone(),
+            config.image_limits,
+        )
+        .map_err(system)?;
+        Ok(Self {
+            records: Records::new(&config.state_dir),
+            runc: Runc::new(&config.state_dir.join("runc")),
+            images: Arc::new(images),
+            hierarchy,
+            seccomp: Arc::new(profile),
+            config: Arc::new(config),
+            changes: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// The driver's settings.
+    pub fn config(&self) -> &ContainerConfig {
+        &self.config
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    /// The cgroup hierarchy in use.
+    pub fn hierarchy(&self) -> Hierarchy {
+        self.hierarchy
+    }
+
+    /// Checks the host commands, sets up the bridge and firewall, adopts the environments it
+    /// has records of and removes what an earlier agent left without one.
+    pub async fn prepare_host(&self) -> Result<(), DriverError> {
+        for (command, package) in HOST_COMMANDS {
+            if command::output_status("sh", &["-c", &format!("command -v {command}")]).await.0 {
+                continue;
+            }
+            return Err(DriverError::Unsupported(format!(
+                "{command} is missing (Debian package {package}; scripts/install-deps installs it)"
+            )));
+        }
+        self.images.prepare().await.map_err(system)?;
+        self.config.network.prepare_host().await?;
+        self.records.prepare().await?;
+        tokio::fs::create_dir_all(self.runc.root()).await.map_err(system)?;
+        self.adopt().await?;
+        self.sweep_orphans().await
+    }
+
+    /// Mounts the disk and publishes the ports of every recorded environment again.
+    async fn adopt(&self) -> Result<(), DriverError> {
+        let network = &self.config.network;
+        for environment in self.records.list().await? {
+            let Some(record) = self.records.read(environment).await? else {
+                continue;
+            };
+            let dir = self.records.dir(environment);
+            let adopted = async {
+                disk::mount(&dir.join("disk.img"), &dir.join("disk")).await?;
+                network.admit(environment, &record.spec.workload.ports).await?;
+                network.publish(environment, record.host, &record.spec.workload.ports).await
+            };
+            match adopted.await {
+                Ok(_) => tracing::info!(%environment, "adopted"),
+                Err(error) => {
+                    tracing::warn!(%environment, %error, "cannot adopt; removing it");
+                    self.remove(environment).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes containers, cgroups and network namespaces of this agent that have no record.
+    async fn sweep_orphans(&self) -> Result<(), DriverError> {
+        let known = self.records.list().await?;
+        let mut orphans: Vec<EnvironmentId> = self
+            .hierarchy
+            .environments(&self.agent_cgroup())
+            .into_iter()
+            .map(EnvironmentId)
+            .collect();
+        orphans.extend(self.config.network.list().await);
+        let prefix = format!("{}-env-", self.config.name);
+        orphans.extend(
+            self.runc
+                .list()
+                .await
+                .iter()
+                .filter_map(|id| id.strip_prefix(&prefix).and_then(|id| id.parse::<EnvironmentId>().ok())),
+        );
+        orphans.sort();
+        orphans.dedup();
+        for id in orphans.into_iter().filter(|id| !known.contains(id)) {
+            tracing::info!(environment = %id, "removing an orphaned environment");
+            self.remove(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Destroys every environment of this agent and takes down its bridge, firewall rules
+    /// and cgroup directory (for throwaway networks such as a devnet).
+    pub async fn destroy_all(&self) -> Result<(), DriverError> {
+        for id in self.records.list().await? {
+            self.destroy(id).await?;
+        }
+        self.config.network.teardown_host().await;
+        self.hierarchy.remove(&self.agent_cgroup());
+        Ok(())
+    }
+
+    fn agent_cgroup(&self) -> String {
+        format!("/logos/{}", self.config.name)
+    }
+
+    fn cgroup(&self, environment: EnvironmentId) -> String {
+        format!("{}/env-{environment}", self.agent_cgroup())
+    }
+
+    fn container_id(&self, environment: EnvironmentId) -> String {
+        format!("{}-env-{environment}", self.config.name)
+    }
+
+    /// The host id range of the environment on `host`.
+    fn ids(&self, host: u8) -> IdRange {
+        let slot = u32::from(self.config.network.index) * 256 + u32::from(host);
+        IdRange {
+            base: slot.saturating_mul(ID_RANGE),
+        }
+    }
+
+    async fn observe(&self, environment: EnvironmentId, record: &Record) -> Observation {
+        let state = self.runc.state(&self.container_id(environment)).await;
+        let workload = match state {
+            Some(state) if state.is_alive() => WorkloadState::Running,
+            // A stopped container's cgroups stay until the next start deletes them.
+            _ if self.hierarchy.oom_kills(&self.cgroup(environment)) > 0 => WorkloadState::OomKilled {
+                limit_mib: record.spec.resources.memory_mib,
+            },
+            _ => WorkloadState::Exited {
+                code: shim::read_exit(&self.records.dir(environment).join("exit")),
+            },
+        };
+        let network = &self.config.network;
+        let health = record.spec.workload.health.port;
+        let endpoint = record
+            .ports
+            .iter()
+            .find(|mapping| mapping.port == health)
+            .map(|mapping| network.endpoint(mapping.published))
+            .unwrap_or_default();
+        Observation {
+            environment,
+            generation: record.generation,
+            workload,
+            endpoint,
+            ports: record.ports.clone(),
+            restarts: record.restarts,
+            image: format!("sha256:{}", record.image_digest_hex),
+        }
+    }
+
+    async fn free_host(&self) -> Result<u8, DriverError> {
+        let mut used = Vec::new();
+        for environment in self.records.list().await? {
+            if let Some(record) = self.records.read(environment).await? {
+                used.push(record.host);
+            }
+        }
+        HOSTS
+            .into_iter()
+            .find(|host| !used.contains(host))
+            .ok_or_else(|| DriverError::Capacity("no free address on the service network".into()))
+    }
+
+    /// Makes `image` present, as an image refusal.
+    async fn image(&self, reference: &str) -> Result<Image, DriverError> {
+        self.images
+            .ensure(reference)
+            .await
+            .map_err(|error| DriverError::Image(error.to_string()))
+    }
+
+    /// Allocates and builds a new environment (disk, rootfs, volume, network) and starts it.
+    async fn create(
+        &self,
+        environment: EnvironmentId,
+        generation: u64,
+        spec: &Spec,
+        image: &Image,
+    ) -> Result<Record, DriverError> {
+        if self.records.list().await?.len() >= ENVIRONMENTS_MAX {
+            return Err(DriverError::Capacity("environment limit reached".into()));
+        }
+        let mut record = Record {
+            generation,
+            spec: spec.clone(),
+            host: self.free_host().await?,
+            restarts: 0,
+            image_digest_hex: String::new(),
+            image_pull_ms: image.pull_ms,
+            ports: Vec::new(),
+            started_at_ms: 0,
+        };
+        let dir = self.records.dir(environment);
+        tokio::fs::create_dir_all(&dir).await.map_err(system)?;
+        // Written first: whatever a crash leaves half-built is found and removed by it.
+        self.records.write(environment, &record).await?;
+        let built = self.build(environment, &mut record, image).await;
+        if let Err(error) = built {
+            let _ = self.remove(environment).await;
+            return Err(error);
+        }
+        self.start(environment, &mut record).await?;
+        Ok(record)
+    }
+
+    async fn build(
+        &self,
+        environment: EnvironmentId,
+        record: &mut Record,
+        image: &Image,
+    ) -> Result<(), DriverError> {
+        let dir = self.records.dir(environment);
+        let ids = self.ids(record.host);
+        disk::create(&dir.join("disk.img"), record.spec.resources.disk_gib, (ids.base, ids.base)).await?;
+        disk::mount(&dir.join("disk.img"), &dir.join("disk")).await?;
+        let volume = dir.join("disk/volume");
+        tokio::fs::create_dir(&volume).await.map_err(system)?;
+        std::os::unix::fs::chown(&volume, Some(ids.workload_uid()), Some(ids.workload_gid()))
+            .map_err(system)?;
+        self.unpack(environment, record, image).await?;
+        let ports = record.spec.workload.ports.to_vec();
+        self.config.network.create(environment, record.host, &ports).await?;
+        record.ports = self.config.network.publish(environment, record.host, &ports).await?;
+        self.records.write(environment, record).await
+    }
+
+    /// Unpacks `image` over a fresh `rootfs/` on the environment's disk.
+    async fn unpack(
+        &self,
+        environment: EnvironmentId,
+        record: &mut Record,
+        image: &Image,
+    ) -> Result<(), DriverError> {
+        let rootfs = self.records.dir(environment).join("disk/rootfs");
+        if rootfs.exists() {
+            tokio::fs::remove_dir_all(&rootfs).await.map_err(system)?;
+        }
+        let ids = self.ids(record.host);
+        let unpacked = self.images.unpack(image, &rootfs, ids.base, ID_RANGE).await;
+        if let Err(error) = unpacked {
+            let _ = tokio::fs::remove_dir_all(&rootfs).await;
+            return Err(DriverError::Image(format!(
+                "{error} (the environment's disk holds {} GiB)",
+                record.spec.resources.disk_gib
+            )));
+        }
+        record.image_digest_hex = image.digest_hex.clone();
+        Ok(())
+    }
+
+    /// Moves an environment to a new generation: stops it, unpacks the new image over its
+    /// rootfs, keeps its volume, re-publishes changed ports and starts it.
+    async fn update(
+        &self,
+        environment: EnvironmentId,
+        mut record: Record,
+        generation: u64,
+        spec: &Spec,
+        image: &Image,
+    ) -> Result<Record, DriverError> {
+        self.stop(environment).await?;
+        let network = &self.config.network;
+        let (old, new) = (record.spec.workload.ports.to_vec(), spec.workload.ports.to_vec());
+        record.generation = generation;
+        record.spec = spec.clone();
+        record.restarts = 0;
+        record.image_pull_ms = image.pull_ms;
+        self.unpack(environment, &mut record, image).await?;
+        if old != new {
+            network.unpublish(environment, record.host, &old).await;
+            network.admit(environment, &new).await?;
+            record.ports = network.publish(environment, record.host, &new).await?;
+        }
+        self.records.write(environment, &record).await?;
+        self.start(environment, &mut record).await?;
+        Ok(record)
+    }
+
+    /// The process's arguments: the template's command (or the image's entrypoint and
+    /// command) with the placeholders replaced.
+    fn arguments(&self, environment: EnvironmentId, spec: &Spec, image: &Image) -> Result<Vec<String>, DriverError> {
+        let network = &self.config.network;
+        let (relay, p2p, egress) = (network.relay_url(), network.chain_p2p(), network.p2p_egress());
+        let id = environment.to_string();
+        let template: Vec<String> = spec.workload.command.iter().map(|part| part.to_string()).collect();
+        let args = if template.is_empty() {
+            [image.config.entrypoint.clone(), image.config.cmd.clone()].concat()
+        } else {
+            template
+        };
+        if args.is_empty() {
+            return Err(DriverError::Image(
+                "the image has no entrypoint or command and the template names none".into(),
+            ));
+        }
+        Ok(args
+            .iter()
+            .map(|part| {
+                part.replace(CHAIN_RPC_PLACEHOLDER, &relay)
+                    .replace(CHAIN_P2P_PLACEHOLDER, &p2p)
+                    .replace(P2P_EGRESS_PLACEHOLDER, &egress)
+                    .replace(ENVIRONMENT_PLACEHOLDER, &id)
+            })
+            .collect())
+    }
+
+    /// The process's environment: the image's, then the template's, then the agent's
+    /// `LOGOS_*` variables (a later name replaces an earlier one).
+    fn variables(&self, environment: EnvironmentId, spec: &Spec, image: &Image) -> Vec<String> {
+        let network = &self.config.network;
+        let volume = spec.workload.volume_path();
+        let mut variables: Vec<(String, String)> = vec![
+            ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            ("HOME".into(), volume.into()),
+        ];
+        let image_env = image.config.env.iter().filter_map(|entry| {
+            entry.split_once('=').map(|(name, value)| (name.to_string(), value.to_string()))
+        });
+        let template_env = spec
+            .workload
+            .env
+            .iter()
+            .map(|variable| (variable.name.to_string(), variable.value.to_string()));
+        let agent_env = [
+            ("LOGOS_CHAIN_RPC".to_string(), network.relay_url()),
+            ("LOGOS_CHAIN_P2P".to_string(), network.chain_p2p()),
+            ("LOGOS_ENVIRONMENT".to_string(), environment.to_string()),
+        ];
+        for (name, value) in image_env.chain(template_env).chain(agent_env) {
+            variables.retain(|(other, _)| *other != name);
+            variables.push((name, value));
+        }
+        variables.into_iter().map(|(name, value)| format!("{name}={value}")).collect()
+    }
+
+    /// Writes the runtime spec of `record` into `envs/E/bundle/config.json`.
+    async fn write_bundle(&self, environment: EnvironmentId, record: &Record) -> Result<(), DriverError> {
+        let image = self.image(&record.spec.workload.image).await?;
+        let dir = self.records.dir(environment);
+        let spec = &record.spec;
+        let seccomp = seccomp::for_container(&self.seccomp, &seccomp::Machine::current(), &spec.workload.capabilities)
+            .map_err(system)?;
+        let volume_path = spec.workload.volume_path().to_string();
+        let input = SpecInput {
+            environment,
+            rootfs: dir.join("disk/rootfs"),
+            args: self.arguments(environment, spec, &image)?,
+            env: self.variables(environment, spec, &image),
+            cwd: image.config.working_dir.clone().unwrap_or_else(|| volume_path.clone()),
+            ids: self.ids(record.host),
+            capabilities: spec.workload.capabilities.to_vec(),
+            resources: spec.resources,
+            cgroups_path: self.cgroup(environment),
+            network_namespace: Path::new("/run/netns").join(self.config.network.namespace(environment)),
+            volume: (dir.join("disk/volume"), volume_path),
+            binds: self.config.binds.clone(),
+            seccomp,
+        };
+        let runtime_spec = spec::build(&input).map_err(system)?;
+        let bundle = dir.join("bundle");
+        tokio::fs::create_dir_all(&bundle).await.map_err(system)?;
+        let json = serde_json::to_vec_pretty(&runtime_spec).map_err(system)?;
+        tokio::fs::write(bundle.join("config.json"), json).await.map_err(system)
+    }
+
+    /// Starts the workload under a new shim and waits briefly for it to run.
+    async fn start(&self, environment: EnvironmentId, record: &mut Record) -> Result<(), DriverError> {
+        let id = self.container_id(environment);
+        self.runc.delete(&id).await?;
+        let dir = self.records.dir(environment);
+        let _ = tokio::fs::remove_file(dir.join("exit")).await;
+        self.write_bundle(environment, record).await?;
+        let shim = ShimConfig {
+            runc_args: self.runc.run_args(&dir.join("bundle"), &id),
+            log_dir: dir.join("logs"),
+            log_file_max_bytes: self.config.log_file_max_bytes,
+            log_bytes_per_second: self.config.log_bytes_per_second,
+            exit_file: dir.join("exit"),
+        };
+        let shim_log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("shim.log"))
+            .map_err(system)?;
+        let (program, prefix) = self
+            .config
+            .shim_command
+            .split_first()
+            .ok_or_else(|| DriverError::System("no shim command configured".into()))?;
+        // Its own process group: a Ctrl-C meant for the agent's terminal does not reach it.
+        tokio::process::Command::new(program)
+            .args(prefix)
+            .args(shim.to_args())
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(shim_log)
+            .spawn()
+            .map_err(|error| DriverError::System(format!("shim: {error}")))?;
+        record.started_at_ms = now_ms();
+        self.records.write(environment, record).await?;
+        for _ in 0..START_POLLS {
+            let state = self.runc.state(&id).await;
+            if state.as_ref().is_some_and(|state| state.status == "running") || dir.join("exit").exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(START_POLL_MS)).await;
+        }
+        Ok(())
+    }
+
+    /// Kills the workload and waits for it and its shim to be gone; deletes the container.
+    async fn stop(&self, environment: EnvironmentId) -> Result<(), DriverError> {
+        let id = self.container_id(environment);
+        if self.runc.state(&id).await.is_none() {
+            return Ok(());
+        }
+        let exit = self.records.dir(environment).join("exit");
+        for _ in 0..STOP_POLLS {
+            let alive = self.runc.state(&id).await.is_some_and(|state| state.is_alive());
+            if !alive && (exit.exists() || !self.records.dir(environment).exists()) {
+                break;
+            }
+            self.runc.kill(&id).await;
+            tokio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+        }
+        self.runc.delete(&id).await
+    }
+
+    /// Removes everything of `environment`: container, port mappings, namespace, disk,
+    /// cgroups and directory.
+    async fn remove(&self, environment: EnvironmentId) -> Result<(), DriverError> {
+        self.stop(environment).await?;
+        let network = &self.config.network;
+        if let Ok(Some(record)) = self.records.read(environment).await {
+            network.unpublish(environment, record.host, &record.spec.workload.ports).await;
+        }
+        network.remove(environment).await;
+        let dir = self.records.dir(environment);
+        disk::unmount(&dir.join("disk")).await?;
+        self.hierarchy.remove(&self.cgroup(environment));
+        self.records.remove(environment).await
+    }
+
+    /// Restarts the workload of the current generation if it stopped.
+    async fn restart(&self, environment: EnvironmentId, mut record: Record) -> Result<Record, DriverError> {
+        let alive = self
+            .runc
+            .state(&self.container_id(environment))
+            .await
+            .is_some_and(|state| state.is_alive());
+        if !alive {
+            record.restarts = record.restarts.saturating_add(1);
+            self.start(environment, &mut record).await?;
+        }
+        Ok(record)
+    }
+
+    /// Evicts cached images no environment uses beyond the cache's bound.
+    async fn evict_images(&self) {
+        let mut keep = Vec::new();
+        for environment in self.records.list().await.unwrap_or_default() {
+            if let Ok(Some(record)) = self.records.read(environment).await {
+                keep.push(record.image_digest_hex);
+            }
+        }
+        if let Err(error) = self.images.evict(&keep, self.config.image_cache_max_bytes).await {
+            tracing::warn!(%error, "image cache eviction failed");
+        }
+    }
+
+    /// Bytes the environment's veth moved: (received by it, sent by it), from the host end's
+    /// counters in `/proc/net/dev` (the agent's network namespace).
+    async fn traffic(&self, environment: EnvironmentId) -> (u64, u64) {
+        let text = tokio::fs::read_to_string("/proc/net/dev").await.unwrap_or_default();
+        let veth = self.config.network.host_veth(environment);
+        interface_traffic(&text, &veth)
+            // The host end sends what the environment receives.
+            .map(|(host_rx, host_tx)| (host_tx, host_rx))
+            .unwrap_or((0, 0))
+    }
+}
+
+/// (received, sent) bytes of `interface` in `/proc/net/dev`'s format.
+fn interface_traffic(text: &str, interface: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find_map(|line| {
+        let (name, counters) = line.split_once(':')?;
+        (name.trim() == interface).then_some(counters)
+    })?;
+    let numbers: Vec<u64> = line.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    Some((*numbers.first()?, *numbers.get(8)?))
+}
+
+impl Driver for ContainerDriver {
+    async fn ensure(
+        &self,
+        environment: EnvironmentId,
+        generation: u64,
+        spec: &Spec,
+    ) -> Result<Observation, DriverError> {
+        // Pulled before the changes lock: one slow pull does not hold up other environments.
+        let image = self.image(&spec.workload.image).await?;
+        let _guard = self.changes.lock().await;
+        let record = match self.records.read(environment).await? {
+            None => {
+                let record = self.create(environment, generation, spec, &image).await?;
+                self.evict_images().await;
+                record
+            }
+            Some(record) if record.generation != generation => {
+                let record = self.update(environment, record, generation, spec, &image).await?;
+                self.evict_images().await;
+                record
+            }
+            Some(record) => self.restart(environment, record).await?,
+        };
+        Ok(self.observe(environment, &record).await)
+    }
+
+    async fn inspect(&self, environment: EnvironmentId) -> Result<Option<Observation>, DriverError> {
+        match self.records.read(environment).await? {
+            Some(record) => Ok(Some(self.observe(environment, &record).await)),
+            None => Ok(None),
+        }
+    }
+
+    async fn destroy(&self, environment: EnvironmentId) -> Result<(), DriverError> {
+        let _guard = self.changes.lock().await;
+        self.remove(environment).await
+    }
+
+    async fn list(&self) -> Result<Vec<EnvironmentId>, DriverError> {
+        self.records.list().await
+    }
+
+    async fn logs(&self, environment: EnvironmentId, max_bytes: u64) -> Result<Option<String>, DriverError> {
+        let dir = self.records.dir(environment).join("logs");
+        let bytes = tokio::task::spawn_blocking(move || shim::tail(&dir, max_bytes))
+            .await
+            .map_err(system)?
+            .map_err(system)?;
+        Ok(bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    async fn read_logs(
+        &self,
+        environment: EnvironmentId,
+        cursor: LogCursor,
+        max_bytes: u64,
+    ) -> Result<Option<(Vec<u8>, LogCursor)>, DriverError> {
+        let dir = self.records.dir(environment).join("logs");
+        if !dir.join(shim::LOG_FILE).exists() {
+            return Ok(None);
+        }
+        let read = tokio::task::spawn_blocking(move || shim::read_after(&dir, cursor, max_bytes))
+            .await
+            .map_err(system)?;
+        match read {
+            Ok(read) => Ok(Some(read)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(system(error)),
+        }
+    }
+
+    async fn usage(&self, environment: EnvironmentId) -> Result<Option<Usage>, DriverError> {
+        let Some(record) = self.records.read(environment).await? else {
+            return Ok(None);
+        };
+        let cgroups = self.hierarchy.usage(&self.cgroup(environment));
+        let disk = disk::usage(&self.records.dir(environment).join("disk")).await;
+        let (received, sent) = self.traffic(environment).await;
+        Ok(Some(Usage {
+            generation: record.generation,
+            cpu_usage_us: cgroups.cpu_usage_us,
+            cpu_limit_vcpu: record.spec.resources.vcpu,
+            memory_bytes: cgroups.memory_bytes,
+            memory_limit_bytes: cgroups.memory_limit_bytes,
+            disk_used_bytes: disk.used_bytes,
+            disk_size_bytes: disk.size_bytes,
+            network_rx_bytes: received,
+            network_tx_bytes: sent,
+            pids: cgroups.pids,
+            restarts: record.restarts,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,435 @@
+//! The network of an environment: a named network namespace `lgN-E` joined to the provider's
+//! bridge `lgbrN` (`10.88.N.1/24`) by a veth pair (`eth0`, `10.88.N.H/24`, default route via
+//! the bridge), its declared ports published on the provider's public address.
+//!
+//! Firewall (iptables and ip6tables alike, so IPv6 is filtered as IPv4 is):
+//! - **inside the namespace**: inbound only to the declared ports, loopback and replies;
+//! - **host input from the bridge** (`LOGOS-LGBRN`): only to the agent's relays on the
+//!   bridge address (the chain RPC relay and one p2p relay per genesis validator: the
+//!   environments' one path to the chain) and replies; nothing over IPv6;
+//! - **forwarding to and from the bridge** (`LOGOS-FWD-N`): only replies and connections
+//!   the provider's port mapping translated (`ctstate DNAT`): an environment reaches no other
+//!   host, validators included, and no host reaches an environment except through a published
+//!   port;
+//! - **port mapping** (`LOGOS-PUB-N` in the `nat` table, from `PREROUTING` and `OUTPUT`):
+//!   declared port `p` (the `i`-th of the workload's ports) of the environment on host `H` is
+//!   published at `public_ip:publish_port_base + (H − 2) × PORTS_MAX + i`, one rule per port,
+//!   added when the environment is created and removed when it is destroyed. When the public
+//!   address is not the bridge's own, the agent turns on IPv4 forwarding in its network
+//!   namespace, which only these rules use.
+//!
+//! Environments on one bridge reach each other's declared ports only (each namespace's own
+//! input filter).
+
+use super::command::{kill, output, run, run_with_input};
+use crate::driver::DriverError;
+use logos_types::{operations::{EnvironmentId, PortMapping}, workload::PORTS_MAX};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Longest Linux interface name (IFNAMSIZ − 1), bytes.
+pub const INTERFACE_NAME_MAX_BYTES: usize = 15;
+/// Environment ids are folded into interface names modulo this.
+const INTERFACE_ID_MODULUS: u64 = 100_000;
+/// First and last host number given to environments (1 is the gateway).
+pub const HOSTS: std::ops::RangeInclusive<u8> = 2..=254;
+/// Published ports one agent uses from its base: every host number times [`PORTS_MAX`].
+pub const PUBLISHED_PORTS: u16 = 253 * PORTS_MAX as u16;
+
+/// The service network of one agent: bridge `lgbrN`, environments on `10.88.N.0/24`.
+#[derive(Clone, Copy, Debug)]
+pub struct Network {
+    /// Network index `N` (1..=250).
+    pub index: u8,
+    /// Port of the chain relay on the bridge address.
+    pub relay_port: u16,
+    /// First p2p relay port on the bridge address: validator `i` (genesis order) is relayed
+    /// from `p2p_relay_port + i`.
+    pub p2p_relay_port: u16,
+    /// Number of p2p relay ports (the genesis validators).
+    pub p2p_relays: u16,
+    /// The IP validators see relayed p2p connections come from (the host's address towards
+    /// them), which a leased full node registers.
+    pub p2p_egress_ip: IpAddr,
+    /// The provider's address environments' ports are published on (the bridge address on a
+    /// single-host devnet).
+    pub public_ip: Ipv4Addr,
+    /// First published port (see the module docs); at most `65535 − PUBLISHED_PORTS`.
+    pub publish_port_base: u16,
+}
+
+impl Network {
+    /// The bridge's name.
+    pub fn bridge(&self) -> String {
+        format!("lgbr{}", self.index)
+    }
+
+    /// The bridge's address (the environments' gateway).
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 88, self.index, 1)
+    }
+
+    /// The address of host `host` on the network.
+    pub fn address(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 88, self.index, host)
+    }
+
+    /// `environment`'s network namespace.
+    pub fn namespace(&self, environment: EnvironmentId) -> String {
+        format!("lg{}-{environment}", self.index)
+    }
+
+    /// The host end of `environment`'s veth pair.
+    pub fn host_veth(&self, environment: EnvironmentId) -> String {
+        format!("lg{}h{}", self.index, environment.get() % INTERFACE_ID_MODULUS)
+    }
+
+    fn inner_veth(&self, environment: EnvironmentId) -> String {
+        format!("lg{}c{}", self.index, environment.get() % INTERFACE_ID_MODULUS)
+    }
+
+    fn input_chain(&self) -> String {
+        format!("LOGOS-{}", self.bridge().to_uppercase())
+    }
+
+    fn forward_chain(&self) -> String {
+        format!("LOGOS-FWD-{}", self.index)
+    }
+
+    fn publish_chain(&self) -> String {
+        format!("LOGOS-PUB-{}", self.index)
+    }
+
+    /// The URL environments reach the chain RPC at (the relay on the gateway).
+    pub fn relay_url(&self) -> String {
+        format!("http://{}:{}", self.gateway(), self.relay_port)
+    }
+
+    /// The p2p relay addresses environments dial, one per genesis validator in order.
+    pub fn p2p_relay_addresses(&self) -> Vec<SocketAddr> {
+        (0..self.p2p_relays)
+            .filter_map(|i| self.p2p_relay_port.checked_add(i))
+            .map(|port| SocketAddr::new(self.gateway().into(), port))
+            .collect()
+    }
+
+    /// `${CHAIN_P2P}`: the p2p relay addresses, comma-separated.
+    pub fn chain_p2p(&self) -> String {
+        let addresses: Vec<String> = self
+            .p2p_relay_addresses()
+            .iter()
+            .map(|address| address.to_string())
+            .collect();
+        addresses.join(",")
+    }
+
+    /// `${P2P_EGRESS}`: where validators see relayed p2p connections come from, `IP:0`
+    /// (validators check the IP of a full node's connections and never dial it: commonware
+    /// dials primary peers only; port 0 says nothing listens there).
+    pub fn p2p_egress(&self) -> String {
+        SocketAddr::new(self.p2p_egress_ip, 0).to_string()
+    }
+
+    /// Where `ports` of the environment on `host` are published (see the module docs), in
+    /// their order; `None` if `host` is outside [`HOSTS`] or a port would pass 65535.
+    pub fn published(&self, host: u8, ports: &[u16]) -> Option<Vec<PortMapping>> {
+        if !HOSTS.contains(&host) {
+            return None;
+        }
+        let first = u32::from(self.publish_port_base) + u32::from(host - 2) * PORTS_MAX as u32;
+        ports
+            .iter()
+            .take(PORTS_MAX)
+            .zip(0u32..)
+            .map(|(port, offset)| {
+                let published = u16::try_from(first + offset).ok()?;
+                Some(PortMapping {
+                    port: *port,
+                    published,
+                })
+            })
+            .collect()
+    }
+
+    /// `public_ip:port`.
+    pub fn endpoint(&self, published: u16) -> String {
+        SocketAddr::new(self.public_ip.into(), published).to_string()
+    }
+
+    /// Creates the bridge, its address and the host firewall (idempotent; the port mappings
+    /// are emptied, the driver publishes its environments' ports again).
+    pub async fn prepare_host(&self) -> Result<(), DriverError> {
+        let bridge = self.bridge();
+        if run("ip", &["link", "show", &bridge]).await.is_err() {
+            run("ip", &["link", "add", &bridge, "type", "bridge"]).await?;
+        }
+        let address = format!("{}/24", self.gateway());
+        run("ip", &["addr", "replace", &address, "dev", &bridge]).await?;
+        run("ip", &["link", "set", &bridge, "up"]).await?;
+        self.input_firewall(&bridge).await?;
+        self.forward_firewall(&bridge).await?;
+        self.publish_firewall().await?;
+        if self.public_ip != self.gateway() {
+            tokio::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                .await
+                .map_err(|error| DriverError::System(format!("ip_forward: {error}")))?;
+        }
+        Ok(())
+    }
+
+    /// Creates (or empties) chain `chain` of `table` for `tool` and hooks it from `hooks`
+    /// (each a builtin chain with its match), once.
+    async fn chain(
+        tool: &str,
+        table: &str,
+        chain: &str,
+        hooks: &[(&str, Vec<&str>)],
+    ) -> Result<(), DriverError> {
+        let _ = run(tool, &["-t", table, "-N", chain]).await;
+        run(tool, &["-t", table, "-F", chain]).await?;
+        for (builtin, matches) in hooks {
+            let rule = [&[*builtin][..], matches, &["-j", chain]].concat();
+            let check = [&["-t", table, "-C"][..], &rule].concat();
+            if run(tool, &check).await.is_err() {
+                run(tool, &[&["-t", table, "-I"][..], &rule].concat()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// From the bridge, the host accepts only replies and connections to the relays.
+    async fn input_firewall(&self, bridge: &str) -> Result<(), DriverError> {
+        let chain = self.input_chain();
+        let hook = [("INPUT", vec!["-i", bridge])];
+        Self::chain("iptables", "filter", &chain, &hook).await?;
+        Self::chain("ip6tables", "filter", &chain, &hook).await?;
+        let replies = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"];
+        for tool in ["iptables", "ip6tables"] {
+            run(tool, &[&["-A", &chain][..], &replies].concat()).await?;
+        }
+        // Only to the relays' own address: not to whatever else listens on the host.
+        let gateway = self.gateway().to_string();
+        let relay = self.relay_port.to_string();
+        let to_relay = ["-A", &chain, "-d", &gateway, "-p", "tcp", "--dport"];
+        run("iptables", &[&to_relay[..], &[&relay, "-j", "ACCEPT"]].concat()).await?;
+        if let Some(last) = self.p2p_relay_addresses().last() {
+            let ports = format!("{}:{}", self.p2p_relay_port, last.port());
+            run("iptables", &[&to_relay[..], &[&ports, "-j", "ACCEPT"]].concat()).await?;
+        }
+        for tool in ["iptables", "ip6tables"] {
+            run(tool, &["-A", &chain, "-j", "DROP"]).await?;
+        }
+        Ok(())
+    }
+
+    /// Through the host, to and from the bridge: replies and published connections only.
+    async fn forward_firewall(&self, bridge: &str) -> Result<(), DriverError> {
+        let chain = self.forward_chain();
+        let hooks = [("FORWARD", vec!["-i", bridge]), ("FORWARD", vec!["-o", bridge])];
+        Self::chain("iptables", "filter", &chain, &hooks).await?;
+        Self::chain("ip6tables", "filter", &chain, &hooks).await?;
+        let replies = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"];
+        run("iptables", &[&["-A", &chain][..], &replies].concat()).await?;
+        let published = ["-A", &chain, "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"];
+        run("iptables", &published).await?;
+        for tool in ["iptables", "ip6tables"] {
+            run(tool, &["-A", &chain, "-j", "DROP"]).await?;
+        }
+        Ok(())
+    }
+
+    /// The (empty) port mapping chain, hooked for connections to the public address.
+    async fn publish_firewall(&self) -> Result<(), DriverError> {
+        let public = self.public_ip.to_string();
+        let to_public = vec!["-d", public.as_str()];
+        let hooks = [("PREROUTING", to_public.clone()), ("OUTPUT", to_public)];
+        Self::chain("iptables", "nat", &self.publish_chain(), &hooks).await
+    }
+
+    /// The `nat` rules publishing `mappings` of the environment on `host` (without `-A`/`-D`).
+    fn mapping_rules(&self, environment: EnvironmentId, host: u8, mappings: &[PortMapping]) -> Vec<Vec<String>> {
+        let public = self.public_ip.to_string();
+        mappings
+            .iter()
+            .map(|mapping| {
+                let target = SocketAddr::new(self.address(host).into(), mapping.port).to_string();
+                [
+                    &self.publish_chain(), "-d", &public, "-p", "tcp", "--dport",
+                    &mapping.published.to_string(), "-m", "comment", "--comment",
+                    &format!("env-{environment}"), "-j", "DNAT", "--to-destination", &target,
+                ]
+                .iter()
+                .map(|part| part.to_string())
+                .collect()
+            })
+            .collect()
+    }
+
+    /// Publishes `ports` of the environment on `host`; returns where (idempotent).
+    pub async fn publish(
+        &self,
+        environment: EnvironmentId,
+        host: u8,
+        ports: &[u16],
+    ) -> Result<Vec<PortMapping>, DriverError> {
+        let mappings = self
+            .published(host, ports)
+            .ok_or_else(|| DriverError::Capacity(format!("no published port for host {host}")))?;
+        for rule in self.mapping_rules(environment, host, &mappings) {
+            let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
+            let check = [&["-t", "nat", "-C"][..], &rule].concat();
+            if run("iptables", &check).await.is_err() {
+                run("iptables", &[&["-t", "nat", "-A"][..], &rule].concat()).await?;
+            }
+        }
+        Ok(mappings)
+    }
+
+    /// Removes what [`Self::publish`] added (nothing if absent).
+    pub async fn unpublish(&self, environment: EnvironmentId, host: u8, ports: &[u16]) {
+        let Some(mappings) = self.published(host, ports) else {
+            return;
+        };
+        for rule in self.mapping_rules(environment, host, &mappings) {
+            let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
+            while run("iptables", &[&["-t", "nat", "-D"][..], &rule].concat()).await.is_ok() {}
+        }
+    }
+
+    /// The rules of the `nat` chain naming `environment` (for tests and leak checks).
+    pub async fn published_rules(&self, environment: EnvironmentId) -> Vec<String> {
+        let marker = format!("env-{environment} ");
+        output("iptables", &["-t", "nat", "-S", &self.publish_chain()])
+            .await
+            .lines()
+            .filter(|line| line.contains(&marker) || line.ends_with(&format!("env-{environment}")))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Creates `environment`'s namespace on host `host`, reachable only on `ports`.
+    pub async fn create(
+        &self,
+        environment: EnvironmentId,
+        host: u8,
+        ports: &[u16],
+    ) -> Result<(), DriverError> {
+        let namespace = self.namespace(environment);
+        let host_veth = self.host_veth(environment);
+        let inner = self.inner_veth(environment);
+        let address = format!("{}/24", self.address(host));
+        let gateway = self.gateway().to_string();
+        run("ip", &["netns", "add", &namespace]).await?;
+        let veth = ["link", "add", &host_veth, "type", "veth", "peer", "name", &inner];
+        run("ip", &veth).await?;
+        run("ip", &["link", "set", &inner, "netns", &namespace]).await?;
+        let bridge = self.bridge();
+        run("ip", &["link", "set", &host_veth, "master", &bridge, "up"]).await?;
+        let n = ["-n", namespace.as_str()];
+        for args in [
+            &["link", "set", &inner, "name", "eth0"][..],
+            &["addr", "add", &address, "dev", "eth0"],
+            &["link", "set", "eth0", "up"],
+            &["link", "set", "lo", "up"],
+            &["route", "add", "default", "via", &gateway],
+        ] {
+            run("ip", &[&n[..], args].concat()).await?;
+        }
+        self.admit(environment, ports).await
+    }
+
+    /// Replaces the namespace's input filter (IPv4 and IPv6) to admit exactly `ports`.
+    pub async fn admit(&self, environment: EnvironmentId, ports: &[u16]) -> Result<(), DriverError> {
+        let namespace = self.namespace(environment);
+        let rules = inbound_rules(ports);
+        for restore in ["iptables-restore", "ip6tables-restore"] {
+            run_with_input("ip", &["netns", "exec", &namespace, restore], &rules).await?;
+        }
+        Ok(())
+    }
+
+    /// Kills whatever still runs in `environment`'s namespace (it would keep the namespace and
+    /// its address alive) and removes the namespace and the veth pair.
+    pub async fn remove(&self, environment: EnvironmentId) {
+        let namespace = self.namespace(environment);
+        let pids = output("ip", &["netns", "pids", &namespace]).await;
+        kill(pids.split_whitespace().map(String::from).collect()).await;
+        let _ = run("ip", &["netns", "del", &namespace]).await;
+        let _ = run("ip", &["link", "del", &self.host_veth(environment)]).await;
+    }
+
+    /// The environments with a namespace of this agent.
+    pub async fn list(&self) -> Vec<EnvironmentId> {
+        let prefix = format!("lg{}-", self.index);
+        output("ip", &["netns", "list"])
+            .await
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter_map(|name| name.strip_prefix(&prefix).and_then(|id| id.parse().ok()))
+            .collect()
+    }
+
+    /// Removes the bridge, the firewall chains and their hooks (after every environment is
+    /// gone), leaving the host as before [`Self::prepare_host`].
+    pub async fn teardown_host(&self) {
+        let bridge = self.bridge();
+        let public = self.public_ip.to_string();
+        let hooks: [(&str, &str, String, Vec<&str>); 5] = [
+            ("filter", "INPUT", self.input_chain(), vec!["-i", &bridge]),
+            ("filter", "FORWARD", self.forward_chain(), vec!["-i", &bridge]),
+            ("filter", "FORWARD", self.forward_chain(), vec!["-o", &bridge]),
+            ("nat", "PREROUTING", self.publish_chain(), vec!["-d", &public]),
+            ("nat", "OUTPUT", self.publish_chain(), vec!["-d", &public]),
+        ];
+        for tool in ["iptables", "ip6tables"] {
+            for (table, builtin, chain, matches) in &hooks {
+                let rule = [&["-t", table, "-D", builtin][..], matches, &["-j", chain]].concat();
+                while run(tool, &rule).await.is_ok() {}
+            }
+            for chain in [self.input_chain(), self.forward_chain()] {
+                let _ = run(tool, &["-F", &chain]).await;
+                let _ = run(tool, &["-X", &chain]).await;
+            }
+        }
+        let _ = run("iptables", &["-t", "nat", "-F", &self.publish_chain()]).await;
+        let _ = run("iptables", &["-t", "nat", "-X", &self.publish_chain()]).await;
+        let _ = run("ip", &["link", "del", &bridge]).await;
+    }
+
+    /// Every firewall rule of this agent's chains and hooks, and its bridge if present (for
+    /// leak checks: empty after [`Self::teardown_host`]).
+    pub async fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let names = [self.input_chain(), self.forward_chain(), self.publish_chain()];
+        for (tool, table) in [("iptables", "filter"), ("ip6tables", "filter"), ("iptables", "nat")] {
+            let rules = output(tool, &["-t", table, "-S"]).await;
+            found.extend(
+                rules
+                    .lines()
+                    .filter(|line| names.iter().any(|name| line.contains(name.as_str())))
+                    .map(|line| format!("{tool} -t {table}: {line}")),
+            );
+        }
+        if run("ip", &["link", "show", &self.bridge()]).await.is_ok() {
+            found.push(format!("bridge {}", self.bridge()));
+        }
+        found
+    }
+}
+
+/// The namespace's `iptables-restore` / `ip6tables-restore` input: inbound only to `ports`,
+/// loopback and replies; nothing forwarded.
+pub fn inbound_rules(ports: &[u16]) -> String {
+    let mut rules = String::from(
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A INPUT -i lo -j ACCEPT\n\
+         -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",
+    );
+    let mut ports = ports.to_vec();
+    ports.sort();
+    ports.dedup();
+    for port in ports {
+        rules.push_str(&format!("-A INPUT -p tcp --dport {port} -j ACCEPT\n"));
+    }
+    rules.push_str("COMMIT\n");
+    rules
+}
