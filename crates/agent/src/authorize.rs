@@ -16,7 +16,7 @@
 use commonware_cryptography::Verifier as _;
 use logos_api::agent::{
     decode_signer, logs_message, request_message, Action, AgentRequest, AGENT_NAMESPACE,
-    LOGS_MAX_AGE_S, LOGS_NAMESPACE, STATS_REQUEST_NAMESPACE,
+    LOGS_MAX_AGE_S,
 };
 use logos_primitives::Address;
 use logos_types::{
@@ -195,8 +195,8 @@ pub struct LogsRequest {
     pub follow: Option<bool>,
 }
 
-/// Checks a tenant's read of environment `id` (logs: [`LOGS_NAMESPACE`], stats:
-/// [`STATS_REQUEST_NAMESPACE`]) received at `now_s` on its own (fresh, well formed, signed in
+/// Checks a tenant's read of environment `id` (logs: `LOGS_NAMESPACE`, stats:
+/// `STATS_REQUEST_NAMESPACE`) received at `now_s` on its own (fresh, well formed, signed in
 /// that namespace), before any chain read; returns the signer.
 pub fn verify_read(
     request: &LogsRequest,

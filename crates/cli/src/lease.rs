@@ -1,4 +1,5 @@
-//! `logos catalog`, `logos lease …` and `logos env logs`: the tenant side of the sub0layer.
+//! `logos catalog [publish]`, `logos template validate`, `logos lease …` and `logos env
+//! logs|stats`: the tenant (and catalog author) side of the sub0layer.
 
 use crate::{
     client::{print_json, DEFAULT_RPC},
@@ -7,17 +8,21 @@ use crate::{
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use commonware_codec::Encode;
-use logos_api::agent::{logs_message, LOGS_MAX_BYTES, LOGS_NAMESPACE};
+use logos_api::agent::{
+    logs_message, EnvironmentStats, SignedStats, LOGS_MAX_BYTES, LOGS_NAMESPACE, STATS_NAMESPACE,
+    STATS_REQUEST_NAMESPACE,
+};
 use logos_client::{
     http::{read_bounded, untrusted},
+    template::{Images, ProductRef, TemplateFile},
     tenant::{create_lease, lease_status, offered_registration, watch, HEALTH_TIMEOUT_MS},
     Client, Wallet,
 };
 use logos_devnet::runtime;
 use logos_primitives::{format_public_key, Address, NodeKey};
 use logos_types::{
-    catalog::{Products, TemplateId, Templates},
-    dvci::{Providers, RegionId},
+    catalog::{self, ProductId, Products, TemplateId, Templates},
+    dvci::{Provider, Providers, RegionId},
     market::{self, LeaseId, Leases, NextLeaseId, Prices},
     operations::{EnvironmentId, Environments},
     peers, Call, Event,
@@ -31,6 +36,12 @@ const LOGS_ERROR_MAX_BYTES: usize = 4_096;
 
 /// Templates `logos catalog` looks at (ids `0..CATALOG_SCAN`).
 pub const CATALOG_SCAN: u32 = 32;
+/// Products a template file's product name is looked up among (ids `0..PRODUCT_SCAN`).
+pub const PRODUCT_SCAN: u32 = 64;
+/// Largest stats answer read from an agent, bytes.
+const STATS_MAX_BYTES: usize = 16 * 1024;
+/// Agent stats older (by the agent's clock) than this many seconds are refused.
+const STATS_MAX_AGE_S: u64 = 60;
 /// Leases `logos lease list` looks at (the newest).
 pub const LIST_MAX: u64 = 256;
 
@@ -108,7 +119,8 @@ pub enum LeaseCommand {
 #[derive(Subcommand)]
 pub enum EnvCommand {
     /// The tail of an environment's workload output, fetched from its provider's agent with a
-    /// request signed by the tenant.
+    /// request signed by the tenant; with `--follow`, then what it writes next (the agent
+    /// streams at most 64 KiB/s and ends the stream after 10 minutes; run it again).
     Logs {
         #[command(flatten)]
         key: KeyArgs,
@@ -117,6 +129,9 @@ pub enum EnvCommand {
         /// Most bytes to show.
         #[arg(long, default_value_t = 16_384)]
         bytes: u64,
+        /// Keep showing what the workload writes.
+        #[arg(long)]
+        follow: bool,
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
@@ -124,6 +139,146 @@ pub enum EnvCommand {
         #[arg(long, env = "LOGOS_GENESIS")]
         genesis: Option<std::path::PathBuf>,
     },
+    /// CPU, memory, disk and network use of an environment, measured by its provider's agent
+    /// and signed with the provider's agent key (checked against the chain).
+    Stats {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Environment id (= lease id).
+        id: EnvironmentId,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+        /// Genesis file whose validators are trusted to prove the environment and provider.
+        #[arg(long, env = "LOGOS_GENESIS")]
+        genesis: Option<std::path::PathBuf>,
+    },
+}
+
+/// `logos catalog …` (without a subcommand: the templates with their price).
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// Publish a template file (`logos template validate` first) under the next free id,
+    /// from the privileged account (the bootstrap authority until governance owns the
+    /// catalog). Prints `{"template": id, "height": h, "transaction_bytes": n}`.
+    Publish {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The template file (TOML).
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Image names the file may use (`name = "registry/repository@sha256:…"`; a devnet
+        /// writes `<dir>/images.toml`).
+        #[arg(long, env = "LOGOS_IMAGES")]
+        images: Option<std::path::PathBuf>,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+}
+
+/// `logos template …`
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// Check a template file as the chain will (bounds, image pinned by digest, ports, health
+    /// check, volume path, transaction size) without submitting it. With `--rpc`, its product
+    /// must exist. Prints the template as the chain stores it; exits 1 with the reason if not
+    /// valid.
+    Validate {
+        /// The template file (TOML).
+        file: std::path::PathBuf,
+        /// Image names the file may use.
+        #[arg(long, env = "LOGOS_IMAGES")]
+        images: Option<std::path::PathBuf>,
+        /// Check the product against this node's catalog.
+        #[arg(long)]
+        rpc: Option<String>,
+    },
+}
+
+/// Reads a file of at most `max_bytes`.
+fn read_small(path: &std::path::Path, max_bytes: usize) -> Result<String> {
+    let size = std::fs::metadata(path).with_context(|| path.display().to_string())?.len();
+    if size > max_bytes as u64 {
+        bail!("{} is larger than {max_bytes} bytes", path.display());
+    }
+    std::fs::read_to_string(path).with_context(|| path.display().to_string())
+}
+
+fn images(path: Option<&std::path::Path>) -> Result<Images> {
+    match path {
+        Some(path) => Ok(Images::parse(&read_small(path, logos_client::template::TEMPLATE_FILE_MAX_BYTES)?)?),
+        None => Ok(Images::default()),
+    }
+}
+
+/// The id of `product` in the catalog of `client` (a name is looked up among the first
+/// [`PRODUCT_SCAN`] ids).
+async fn product_id(client: &Client, product: &ProductRef) -> Result<ProductId> {
+    match product {
+        ProductRef::Id(id) => {
+            let id = ProductId(*id);
+            client.map::<Products>(&id).await?.0.with_context(|| format!("no product {id}"))?;
+            Ok(id)
+        }
+        ProductRef::Name(name) => {
+            for id in (0..PRODUCT_SCAN).map(ProductId) {
+                if client.map::<Products>(&id).await?.0.is_some_and(|product| product.name == name.as_str()) {
+                    return Ok(id);
+                }
+            }
+            bail!("no product named {name:?} (see `logos catalog`)")
+        }
+    }
+}
+
+/// Runs `logos template …`.
+pub fn run_template(command: TemplateCommand) -> Result<()> {
+    let TemplateCommand::Validate { file, images: images_file, rpc } = command;
+    let parsed = TemplateFile::parse(&read_small(&file, logos_client::template::TEMPLATE_FILE_MAX_BYTES)?)
+        .with_context(|| file.display().to_string())?;
+    let images = images(images_file.as_deref())?;
+    let product = match &rpc {
+        Some(rpc) => runtime()?.block_on(async {
+            let client = Client::connect(rpc).await?;
+            product_id(&client, &parsed.product).await
+        })?,
+        // Offline: only the form is checked (a name stands for some id).
+        None => match parsed.product {
+            ProductRef::Id(id) => ProductId(id),
+            ProductRef::Name(_) => ProductId(0),
+        },
+    };
+    let (template, size) = parsed
+        .template(product, &images)
+        .with_context(|| format!("{} is not a valid template", file.display()))?;
+    print_json(&serde_json::json!({
+        "valid": true,
+        "template": template,
+        "product_checked": rpc.is_some(),
+        "transaction_bytes": size,
+    }))
+}
+
+/// Runs `logos catalog publish`.
+pub fn run_catalog_publish(command: CatalogCommand) -> Result<()> {
+    let CatalogCommand::Publish { key, file, images: images_file, rpc } = command;
+    let parsed = TemplateFile::parse(&read_small(&file, logos_client::template::TEMPLATE_FILE_MAX_BYTES)?)
+        .with_context(|| file.display().to_string())?;
+    let images = images(images_file.as_deref())?;
+    runtime()?.block_on(async move {
+        let (wallet, client) = key.connect(&rpc).await?;
+        let product = product_id(&client, &parsed.product).await?;
+        let (template, size) = parsed.template(product, &images)?;
+        let call = Call::Catalog(catalog::Call::AddTemplate { template });
+        let (receipt, height) = client.execute(&wallet, call).await?;
+        let id = receipt.events.iter().find_map(|event| match event {
+            Event::Catalog(catalog::Event::TemplateSet { id }) => Some(*id),
+            _ => None,
+        });
+        let id = id.context("no TemplateSet event in the receipt")?;
+        print_json(&serde_json::json!({"template": id, "height": height, "transaction_bytes": size}))
+    })
 }
 
 /// Runs `logos catalog`.
@@ -278,50 +433,192 @@ async fn list(tenant: Option<Address>, rpc: &str) -> Result<()> {
     print_json(&leases)
 }
 
+/// The environment's record and its provider's, proven.
+async fn environment_and_provider(
+    client: &Client,
+    id: EnvironmentId,
+) -> Result<(logos_types::operations::Environment, Provider)> {
+    let (environment, _) = client.map_proven::<Environments>(&id).await?;
+    let environment = environment.with_context(|| format!("no environment {id}"))?;
+    let (provider, _) = client.map_proven::<Providers>(&environment.provider).await?;
+    Ok((environment, provider.context("provider gone")?))
+}
+
+/// The query of a tenant's signed read of `id` in `namespace`, and its timestamp.
+fn signed_read(wallet: &Wallet, id: EnvironmentId, namespace: &[u8]) -> Result<(Vec<(&'static str, String)>, u64)> {
+    let timestamp_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let signature = wallet.sign(namespace, &logs_message(id, timestamp_s));
+    let query = vec![
+        ("timestamp_s", timestamp_s.to_string()),
+        ("public_key", format_public_key(&wallet.public_key())),
+        ("signature", format!("0x{}", hex::encode(signature.encode()))),
+    ];
+    Ok((query, timestamp_s))
+}
+
 /// Runs `logos env …`.
 pub fn run_env(command: EnvCommand) -> Result<()> {
-    let EnvCommand::Logs {
-        key,
-        id,
-        bytes,
-        rpc,
-        genesis,
-    } = command;
-    let wallet = key.wallet()?;
-    runtime()?.block_on(async move {
-        let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
-        let (environment, _) = client.map_proven::<Environments>(&id).await?;
-        let environment = environment.with_context(|| format!("no environment {id}"))?;
-        let (provider, _) = client
-            .map_proven::<Providers>(&environment.provider)
-            .await?;
-        let provider = provider.context("provider gone")?;
-        let timestamp_s = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs();
-        let signature = wallet.sign(LOGS_NAMESPACE, &logs_message(id, timestamp_s));
-        let url = format!("http://{}/v1/environments/{id}/logs", provider.endpoint);
-        let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?
+    match command {
+        EnvCommand::Logs {
+            key,
+            id,
+            bytes,
+            follow,
+            rpc,
+            genesis,
+        } => {
+            let wallet = key.wallet()?;
+            runtime()?.block_on(logs(wallet, id, bytes, follow, rpc, genesis))
+        }
+        EnvCommand::Stats { key, id, rpc, genesis } => {
+            let wallet = key.wallet()?;
+            runtime()?.block_on(stats(wallet, id, rpc, genesis))
+        }
+    }
+}
+
+async fn logs(
+    wallet: Wallet,
+    id: EnvironmentId,
+    bytes: u64,
+    follow: bool,
+    rpc: String,
+    genesis: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
+    let (_, provider) = environment_and_provider(&client, id).await?;
+    let (mut query, _) = signed_read(&wallet, id, LOGS_NAMESPACE)?;
+    query.push(("bytes", bytes.min(LOGS_MAX_BYTES).to_string()));
+    let url = format!("http://{}/v1/environments/{id}/logs", provider.endpoint);
+    if follow {
+        query.push(("follow", "true".into()));
+        // No overall timeout: the agent ends the stream; each read is bounded by the stream.
+        let mut response = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_millis(LOGS_TIMEOUT_MS))
+            .build()?
             .get(&url)
-            .query(&[
-                ("timestamp_s", timestamp_s.to_string()),
-                ("public_key", format_public_key(&wallet.public_key())),
-                (
-                    "signature",
-                    format!("0x{}", hex::encode(signature.encode())),
-                ),
-                ("bytes", bytes.min(LOGS_MAX_BYTES).to_string()),
-            ])
+            .query(&query)
             .send()
             .await?;
         let status = response.status();
-        // The agent is the provider's: at most the asked bytes plus room for an error.
-        let bound = usize::try_from(LOGS_MAX_BYTES).unwrap_or(usize::MAX) + LOGS_ERROR_MAX_BYTES;
-        let text = String::from_utf8_lossy(&read_bounded(response, bound).await?).into_owned();
         if !status.is_success() {
+            let bound = LOGS_ERROR_MAX_BYTES;
+            let text = String::from_utf8_lossy(&read_bounded(response, bound).await?).into_owned();
             bail!("agent answered {status}: {text}");
         }
-        print!("{text}");
-        Ok(())
-    })
+        use std::io::Write;
+        while let Some(chunk) = response.chunk().await? {
+            std::io::stdout().write_all(&chunk)?;
+            std::io::stdout().flush()?;
+        }
+        return Ok(());
+    }
+    let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?
+        .get(&url)
+        .query(&query)
+        .send()
+        .await?;
+    let status = response.status();
+    // The agent is the provider's: at most the asked bytes plus room for an error.
+    let bound = usize::try_from(LOGS_MAX_BYTES).unwrap_or(usize::MAX) + LOGS_ERROR_MAX_BYTES;
+    let text = String::from_utf8_lossy(&read_bounded(response, bound).await?).into_owned();
+    if !status.is_success() {
+        bail!("agent answered {status}: {text}");
+    }
+    print!("{text}");
+    Ok(())
+}
+
+/// `logos env stats`: asks the agent, then checks its signature against the provider's agent
+/// key on chain, the environment, the provider and the freshness before printing.
+async fn stats(wallet: Wallet, id: EnvironmentId, rpc: String, genesis: Option<std::path::PathBuf>) -> Result<()> {
+    let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
+    let (environment, provider) = environment_and_provider(&client, id).await?;
+    let agent_key = provider
+        .agent_key
+        .with_context(|| format!("provider {} has no agent key on chain: its stats cannot be checked", environment.provider))?;
+    let (query, timestamp_s) = signed_read(&wallet, id, STATS_REQUEST_NAMESPACE)?;
+    let url = format!("http://{}/v1/environments/{id}/stats", provider.endpoint);
+    let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?.get(&url).query(&query).send().await?;
+    let status = response.status();
+    let body = read_bounded(response, STATS_MAX_BYTES).await?;
+    if !status.is_success() {
+        bail!("agent answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    let signed: SignedStats = serde_json::from_slice(&body).context("the agent's answer is not signed stats")?;
+    let stats = verify_stats(&signed, &agent_key, environment.provider, id, timestamp_s)?;
+    let mut value = serde_json::to_value(&stats)?;
+    value["signed_by"] = agent_key.to_string().into();
+    print_json(&value)
+}
+
+/// The stats in `signed` if the provider's agent key signed exactly those bytes, for this
+/// provider, environment and request (a replayed or foreign answer is refused).
+fn verify_stats(
+    signed: &SignedStats,
+    agent_key: &NodeKey,
+    provider: logos_types::dvci::ProviderId,
+    id: EnvironmentId,
+    request_timestamp_s: u64,
+) -> Result<EnvironmentStats> {
+    let signature: logos_primitives::KeySignature = signed.signature.parse().context("signature")?;
+    if !agent_key.verifies(STATS_NAMESPACE, signed.stats.as_bytes(), &signature) {
+        bail!("the stats are not signed by provider {provider}'s agent key {agent_key}");
+    }
+    let stats: EnvironmentStats = serde_json::from_str(&signed.stats)?;
+    if stats.provider != provider || stats.environment != id {
+        bail!("the signed stats are about provider {} environment {}", stats.provider, stats.environment);
+    }
+    if stats.request_timestamp_s != request_timestamp_s {
+        bail!("the signed stats answer another request (a replay)");
+    }
+    let measured_s = stats.measured_at_ms / 1_000;
+    if measured_s.abs_diff(request_timestamp_s) > STATS_MAX_AGE_S {
+        bail!("the signed stats were measured at {measured_s}, not near the request ({request_timestamp_s})");
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_cryptography::Signer;
+    use logos_primitives::PrivateKey;
+
+    fn signed(key: &PrivateKey, stats: &EnvironmentStats) -> SignedStats {
+        logos_agent::gatekeeper::sign_stats(key, stats)
+    }
+
+    /// A tenant holds the provider to what its agent signed, and only to that.
+    #[test]
+    fn only_fresh_stats_signed_by_the_providers_agent_key_for_this_request_are_shown() {
+        let agent = PrivateKey::from_seed(5);
+        let key = NodeKey::from_public_key(&agent.public_key());
+        let (provider, id, now) = (logos_types::dvci::ProviderId(1), EnvironmentId(7), 1_000_000);
+        let stats = EnvironmentStats {
+            provider,
+            environment: id,
+            request_timestamp_s: now,
+            measured_at_ms: now * 1_000,
+            memory_bytes: 5,
+            ..EnvironmentStats::default()
+        };
+        assert_eq!(verify_stats(&signed(&agent, &stats), &key, provider, id, now).unwrap(), stats);
+        let impostor = PrivateKey::from_seed(6);
+        assert!(verify_stats(&signed(&impostor, &stats), &key, provider, id, now).is_err());
+        let mut tampered = signed(&agent, &stats);
+        tampered.stats = tampered.stats.replace("\"memory_bytes\":5", "\"memory_bytes\":1");
+        assert!(verify_stats(&tampered, &key, provider, id, now).is_err());
+        assert!(verify_stats(&signed(&agent, &stats), &key, provider, EnvironmentId(8), now).is_err());
+        assert!(verify_stats(&signed(&agent, &stats), &key, logos_types::dvci::ProviderId(2), id, now).is_err());
+        assert!(verify_stats(&signed(&agent, &stats), &key, provider, id, now + 5).is_err(), "replayed");
+        let stale = EnvironmentStats { measured_at_ms: (now - 3_600) * 1_000, ..stats };
+        assert!(verify_stats(&signed(&agent, &stale), &key, provider, id, now).is_err());
+        let mut garbled = signed(&agent, &stats);
+        garbled.signature = "0x12".into();
+        assert!(verify_stats(&garbled, &key, provider, id, now).is_err());
+    }
 }

@@ -58,7 +58,7 @@ enum Command {
         #[command(subcommand)]
         command: operator::ProviderCommand,
     },
-    /// Run the provider agent (gatekeeper executor with the sandbox driver).
+    /// Run the provider agent (gatekeeper executor with the runc container driver).
     Agent {
         #[command(subcommand)]
         command: operator::AgentCommand,
@@ -68,11 +68,18 @@ enum Command {
         #[command(subcommand)]
         command: operator::ProvisionerCommand,
     },
-    /// The catalog: templates with their product and price per block.
+    /// The catalog: templates with their product and price per block; `publish` adds one.
     Catalog {
+        #[command(subcommand)]
+        command: Option<lease::CatalogCommand>,
         /// Node RPC endpoint.
         #[arg(long, default_value = client::DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+    },
+    /// Template files: check one before publishing it.
+    Template {
+        #[command(subcommand)]
+        command: lease::TemplateCommand,
     },
     /// Lease environments from the catalog.
     Lease {
@@ -106,7 +113,12 @@ fn main() -> anyhow::Result<()> {
         Command::Provider { command } => operator::run_provider(command),
         Command::Agent { command } => operator::run_agent(command),
         Command::Provisioner { command } => operator::run_provisioner(command),
-        Command::Catalog { rpc } => lease::run_catalog(rpc),
+        Command::Catalog { command: None, rpc } => lease::run_catalog(rpc),
+        Command::Catalog {
+            command: Some(command),
+            ..
+        } => lease::run_catalog_publish(command),
+        Command::Template { command } => lease::run_template(command),
         Command::Lease { command } => lease::run_lease(command),
         Command::Env { command } => lease::run_env(command),
     }

@@ -313,7 +313,7 @@ fn register(
                 format!(
                     "{endpoint}/health offers no registration (unreachable, not JSON, over {} \
                      bytes, or no `registration` field)",
-                    logos_client::tenant::HEALTH_BODY_MAX_BYTES
+                    logos_client::http::HEALTH_BODY_MAX_BYTES
                 )
             })?;
         let (height, deposit) =

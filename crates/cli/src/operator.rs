@@ -4,14 +4,18 @@
 use crate::client::DEFAULT_RPC;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use logos_agent::sandbox::ENVIRONMENTS_MAX;
 use logos_agent::{
+    container::{
+        network::{Network, PUBLISHED_PORTS},
+        seccomp, shim, ContainerConfig, ContainerDriver, DEFAULT_IMAGE_CACHE_MAX_BYTES,
+        DEFAULT_LOG_BYTES_PER_SECOND, DEFAULT_LOG_FILE_MAX_BYTES, ENVIRONMENTS_MAX,
+    },
     gatekeeper::{self, AgentConfig},
-    sandbox::{network::Network, SandboxConfig, SandboxDriver},
+    image::{ImageLimits, DEFAULT_IMAGE_MAX_BYTES},
 };
 use logos_client::{keystore, Client, Wallet};
 use logos_devnet::{runtime, wait_for_signal};
-use logos_primitives::Amount;
+use logos_primitives::{Amount, NodeKey};
 use logos_provisioner::{Provisioner, ProvisionerConfig};
 use logos_types::{
     dvci::{self, ProviderId, Providers, RegionId, ResourceClass},
@@ -92,6 +96,23 @@ pub enum ProviderCommand {
         /// Bond in the smallest unit.
         #[arg(long)]
         bond: Amount,
+        /// The agent's public key (`0x` hex; `logos keys show`): the key it signs stats with.
+        #[arg(long)]
+        agent_key: Option<NodeKey>,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+    /// Set the key a provider's agent signs with (owner only).
+    SetAgentKey {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Provider id.
+        #[arg(long)]
+        provider: ProviderId,
+        /// The agent's public key (`0x` hex).
+        #[arg(long)]
+        agent_key: NodeKey,
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
@@ -112,50 +133,111 @@ pub enum ProviderCommand {
 /// `logos agent …`
 #[derive(Subcommand)]
 pub enum AgentCommand {
-    /// Run the provider agent with the sandbox driver (needs root: namespaces and cgroups).
-    Run {
-        /// The provider id this machine is registered as.
-        #[arg(long)]
-        provider: ProviderId,
-        /// Node RPC endpoint (read with proofs; also the target of the environments' relay).
-        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
-        rpc: String,
-        /// API listen address.
-        #[arg(long, default_value = "127.0.0.1:7100")]
-        listen: SocketAddr,
-        /// Network index N: bridge lgbrN, environments on 10.88.N.0/24.
-        #[arg(long, default_value_t = 1)]
-        network_index: u8,
-        /// Directory for environment state.
-        #[arg(long)]
-        state_dir: PathBuf,
-        /// Genesis file of the network: its validators are trusted to prove every chain read
-        /// the agent acts on, and it is bound read-only into environments at
-        /// /opt/logos/genesis.toml.
-        #[arg(long, env = "LOGOS_GENESIS")]
-        genesis: PathBuf,
-        /// Port of the chain relay on the bridge address.
-        #[arg(long, default_value_t = 8545)]
-        relay_port: u16,
-        /// First p2p relay port on the bridge address: genesis validator `i` is relayed from
-        /// this port + i (a leased full node dials them, `${CHAIN_P2P}`).
-        #[arg(long, default_value_t = 30300)]
-        p2p_relay_port: u16,
-        /// The IP validators see relayed p2p connections come from (this machine's address
-        /// towards them: a leased full node registers it, `${P2P_EGRESS}`, and validators
-        /// refuse its connections from any other IP; a devnet on one host: 127.0.0.1).
-        #[arg(long)]
-        p2p_egress_ip: std::net::IpAddr,
-        /// Requests per second the API serves.
-        #[arg(long, default_value_t = 200)]
-        requests_per_second: u32,
-        /// Time between garbage collections, ms.
-        #[arg(long, default_value_t = 3_000)]
-        gc_interval_ms: u64,
-        /// Destroy every environment when stopped (throwaway networks such as a devnet).
-        #[arg(long)]
-        destroy_on_exit: bool,
-    },
+    /// Run the provider agent with the container driver (runc; needs root: namespaces,
+    /// cgroups, loop-mounted disks, the firewall).
+    Run(AgentRunArgs),
+    /// (internal) The shim of one environment: runs `runc run` for the agent, keeps the
+    /// workload's output in rotating logs and its exit status.
+    #[command(hide = true)]
+    Shim(ShimArgs),
+}
+
+/// `logos agent run` options.
+#[derive(clap::Args)]
+pub struct AgentRunArgs {
+    /// The provider id this machine is registered as.
+    #[arg(long)]
+    pub provider: ProviderId,
+    /// Node RPC endpoint (read with proofs; also the target of the environments' relay).
+    #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+    pub rpc: String,
+    /// API listen address.
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    pub listen: SocketAddr,
+    /// Network index N: bridge lgbrN, environments on 10.88.N.0/24.
+    #[arg(long, default_value_t = 1)]
+    pub network_index: u8,
+    /// Directory for environment state.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Genesis file of the network: its validators are trusted to prove every chain read
+    /// the agent acts on, and it is bound read-only into environments at
+    /// /opt/logos/genesis.toml.
+    #[arg(long, env = "LOGOS_GENESIS")]
+    pub genesis: PathBuf,
+    /// Port of the chain relay on the bridge address.
+    #[arg(long, default_value_t = 8545)]
+    pub relay_port: u16,
+    /// First p2p relay port on the bridge address: genesis validator `i` is relayed from
+    /// this port + i (a leased full node dials them, `${CHAIN_P2P}`).
+    #[arg(long, default_value_t = 30300)]
+    pub p2p_relay_port: u16,
+    /// The IP validators see relayed p2p connections come from (this machine's address
+    /// towards them: a leased full node registers it, `${P2P_EGRESS}`, and validators
+    /// refuse its connections from any other IP; a devnet on one host: 127.0.0.1).
+    #[arg(long)]
+    pub p2p_egress_ip: std::net::IpAddr,
+    /// The address environments' declared ports are published on (this machine's address
+    /// towards tenants; default: the bridge address, reachable from this machine only).
+    #[arg(long)]
+    pub public_ip: Option<std::net::Ipv4Addr>,
+    /// First published port: the environment on host H of the bridge gets
+    /// base + (H − 2) × 16 + i for its i-th declared port.
+    #[arg(long, default_value_t = 24_000)]
+    pub publish_port_base: u16,
+    /// The agent's key file (its public key is the provider's agent key on chain): signs
+    /// stats. Without it, stats are refused.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// A registry (`host:port`) reached over plain HTTP (repeatable; e.g. the devnet's
+    /// loopback registry). Others are reached over HTTPS.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// The container engines' default seccomp profile.
+    #[arg(long, default_value = seccomp::DEFAULT_PROFILE_PATH)]
+    pub seccomp_profile: PathBuf,
+    /// Largest image (config and compressed layers), bytes.
+    #[arg(long, default_value_t = DEFAULT_IMAGE_MAX_BYTES)]
+    pub image_max_bytes: u64,
+    /// Cached images beyond this are evicted, bytes.
+    #[arg(long, default_value_t = DEFAULT_IMAGE_CACHE_MAX_BYTES)]
+    pub image_cache_max_bytes: u64,
+    /// A workload's log is rotated at this size (two files kept), bytes.
+    #[arg(long, default_value_t = DEFAULT_LOG_FILE_MAX_BYTES)]
+    pub log_file_max_bytes: u64,
+    /// Most output a workload writes per second (it blocks beyond), bytes.
+    #[arg(long, default_value_t = DEFAULT_LOG_BYTES_PER_SECOND)]
+    pub log_bytes_per_second: u64,
+    /// Requests per second the API serves.
+    #[arg(long, default_value_t = 200)]
+    pub requests_per_second: u32,
+    /// Time between garbage collections, ms.
+    #[arg(long, default_value_t = 3_000)]
+    pub gc_interval_ms: u64,
+    /// Destroy every environment when stopped (throwaway networks such as a devnet), and
+    /// take down the bridge, firewall rules and cgroups.
+    #[arg(long)]
+    pub destroy_on_exit: bool,
+}
+
+/// `logos agent shim` options.
+#[derive(clap::Args)]
+pub struct ShimArgs {
+    /// Directory of the logs.
+    #[arg(long)]
+    pub log_dir: PathBuf,
+    /// Size at which the log is rotated, bytes.
+    #[arg(long)]
+    pub log_file_max_bytes: u64,
+    /// Most output written per second, bytes.
+    #[arg(long)]
+    pub log_bytes_per_second: u64,
+    /// Where the exit status is written.
+    #[arg(long)]
+    pub exit_file: PathBuf,
+    /// runc's arguments.
+    #[arg(last = true)]
+    pub runc_args: Vec<String>,
 }
 
 /// `logos provisioner …`
@@ -209,6 +291,7 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                 class,
                 region,
                 bond,
+                agent_key,
                 rpc,
             } => {
                 let (wallet, client) = key.connect(&rpc).await?;
@@ -225,9 +308,28 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                     bond,
                 };
                 let (provider, height) = client.register_provider(&wallet, call).await?;
+                if let Some(agent_key) = agent_key {
+                    let call = Call::Dvci(dvci::Call::SetAgentKey { provider, key: agent_key });
+                    client.execute(&wallet, call).await?;
+                }
                 println!(
                     "{}",
-                    serde_json::json!({"provider": provider, "height": height, "status": "pending"})
+                    serde_json::json!({"provider": provider, "height": height, "status": "pending", "agent_key": agent_key})
+                );
+                Ok(())
+            }
+            ProviderCommand::SetAgentKey {
+                key,
+                provider,
+                agent_key,
+                rpc,
+            } => {
+                let (wallet, client) = key.connect(&rpc).await?;
+                let call = Call::Dvci(dvci::Call::SetAgentKey { provider, key: agent_key });
+                let (_, height) = client.execute(&wallet, call).await?;
+                println!(
+                    "{}",
+                    serde_json::json!({"provider": provider, "agent_key": agent_key, "height": height})
                 );
                 Ok(())
             }
@@ -247,7 +349,37 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
 
 /// Runs `logos agent …`.
 pub fn run_agent(command: AgentCommand) -> Result<()> {
-    let AgentCommand::Run {
+    match command {
+        AgentCommand::Shim(ShimArgs {
+            log_dir,
+            log_file_max_bytes,
+            log_bytes_per_second,
+            exit_file,
+            runc_args,
+        }) => {
+            let config = shim::ShimConfig {
+                runc_args,
+                log_dir,
+                log_file_max_bytes,
+                log_bytes_per_second,
+                exit_file,
+            };
+            let code = shim::run(&config)?;
+            std::process::exit(code.clamp(0, 255));
+        }
+        AgentCommand::Run(args) => run_agent_daemon(args),
+    }
+}
+
+/// The ports one environment may hold at once through the relays, and all of them.
+fn relay_slots(validators: u16) -> (u32, u32) {
+    let share = relay_share(validators);
+    let total = share.saturating_mul(u32::try_from(ENVIRONMENTS_MAX).unwrap_or(u32::MAX));
+    (share, total)
+}
+
+fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
+    let AgentRunArgs {
         provider,
         rpc,
         listen,
@@ -257,10 +389,19 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
         relay_port,
         p2p_relay_port,
         p2p_egress_ip,
+        public_ip,
+        publish_port_base,
+        key_file,
+        insecure_registries,
+        seccomp_profile,
+        image_max_bytes,
+        image_cache_max_bytes,
+        log_file_max_bytes,
+        log_bytes_per_second,
         requests_per_second,
         gc_interval_ms,
         destroy_on_exit,
-    } = command;
+    } = args;
     let validators = logos_types::Genesis::load(&genesis)?.validators;
     let p2p_relays = u16::try_from(validators.len()).context("too many validators to relay")?;
     let relay_ports = u32::from(p2p_relay_port)..u32::from(p2p_relay_port) + u32::from(p2p_relays);
@@ -270,55 +411,73 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
     if relay_ports.contains(&u32::from(relay_port)) {
         anyhow::bail!("--relay-port {relay_port} is one of the p2p relay ports {relay_ports:?}");
     }
+    if u32::from(publish_port_base) + u32::from(PUBLISHED_PORTS) > 1 << 16 {
+        anyhow::bail!("--publish-port-base {publish_port_base}: no room for {PUBLISHED_PORTS} published ports");
+    }
+    let key = key_file.as_deref().map(keystore::load_file).transpose()?;
     crate::node::init_logging("info");
-    let mut binds = vec![(std::env::current_exe()?, "/opt/logos/bin/logos".to_string())];
-    binds.push((
+    let binds = vec![(
         genesis.canonicalize()?,
         "/opt/logos/genesis.toml".to_string(),
-    ));
-    let sandbox = SandboxConfig {
+    )];
+    let mut network = Network {
+        index: network_index,
+        relay_port,
+        p2p_relay_port,
+        p2p_relays,
+        p2p_egress_ip,
+        public_ip: std::net::Ipv4Addr::UNSPECIFIED,
+        publish_port_base,
+    };
+    network.public_ip = public_ip.unwrap_or_else(|| network.gateway());
+    let container = ContainerConfig {
         state_dir,
         name: format!("agent-{network_index}"),
-        network: Network {
-            index: network_index,
-            relay_port,
-            p2p_relay_port,
-            p2p_relays,
-            p2p_egress_ip,
-        },
+        network,
         binds,
+        shim_command: vec![
+            std::env::current_exe()?.display().to_string(),
+            "agent".into(),
+            "shim".into(),
+        ],
+        seccomp_profile,
+        insecure_registries,
+        image_limits: ImageLimits { image_max_bytes },
+        image_cache_max_bytes,
+        log_file_max_bytes,
+        log_bytes_per_second,
     };
     let relay_target: SocketAddr = rpc
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .parse()
         .with_context(|| format!("--rpc {rpc} must be http://ip:port"))?;
+    let (share, total) = relay_slots(p2p_relays);
     let config = AgentConfig {
         provider,
         listen,
         requests_per_second,
         gc_interval_ms,
-        relay_listen: SocketAddr::new(sandbox.network.gateway().into(), relay_port),
+        relay_listen: SocketAddr::new(network.gateway().into(), relay_port),
         relay_target,
-        p2p_relays: sandbox
-            .network
+        p2p_relays: network
             .p2p_relay_addresses()
             .into_iter()
             .zip(validators.iter().map(|validator| validator.p2p_address))
             .collect(),
         // Every environment can hold its share at once: no tenant starves another.
-        relay_connections_per_environment_max: relay_share(p2p_relays),
-        relay_connections_max: relay_share(p2p_relays)
-            .saturating_mul(u32::try_from(ENVIRONMENTS_MAX).unwrap_or(u32::MAX)),
+        relay_connections_per_environment_max: share,
+        relay_connections_max: total,
+        key,
     };
     runtime()?.block_on(async move {
-        let driver = SandboxDriver::new(sandbox);
+        let driver = ContainerDriver::new(container)?;
         driver.prepare_host().await?;
         let client = crate::client::trusted_client(&rpc, Some(&genesis)).await?;
         let address = gatekeeper::start(config, client, driver.clone()).await?;
         println!(
             "{}",
-            serde_json::json!({"ready": true, "agent": address.to_string(), "provider": provider})
+            serde_json::json!({"ready": true, "agent": address.to_string(), "provider": provider, "cgroups": format!("{:?}", driver.hierarchy())})
         );
         wait_for_signal().await;
         if destroy_on_exit {

@@ -557,6 +557,7 @@ impl Effects for Liar {
                 generation: target.generation,
                 phase: Phase::Running,
                 endpoint: MADE_UP_ENDPOINT.try_into().unwrap(),
+                ports: Default::default(),
                 message: "HealthCheckPassed".try_into().unwrap(),
             };
             let _ = self.honest.apply(target, &Effect::Report(lie)).await;

@@ -56,6 +56,43 @@ pub async fn read_bounded(
     Ok(body)
 }
 
+/// Largest health answer read, bytes (a node's `/health` is under 1 KiB; more is not read).
+pub const HEALTH_BODY_MAX_BYTES: usize = 16_384;
+
+/// Probes a workload's health as its template says (`logos_types::workload::HealthCheck`):
+/// with a path, `GET http://{endpoint}{path}` must answer 2xx (its body, read at most
+/// [`HEALTH_BODY_MAX_BYTES`], is returned as JSON when it is JSON); without, a TCP connection
+/// to `endpoint` must be accepted within `timeout`. The error says why not.
+pub async fn probe_health(
+    http: &reqwest::Client,
+    endpoint: &str,
+    path: Option<&str>,
+    timeout: Duration,
+) -> Result<Option<serde_json::Value>, String> {
+    if endpoint.is_empty() {
+        return Err("no endpoint".into());
+    }
+    let Some(path) = path else {
+        let connect = tokio::net::TcpStream::connect(endpoint);
+        return match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(_)) => Ok(None),
+            Ok(Err(error)) => Err(format!("TCP {endpoint}: {error}")),
+            Err(_) => Err(format!("TCP {endpoint}: no answer in {} ms", timeout.as_millis())),
+        };
+    };
+    let response = http
+        .get(format!("http://{endpoint}{path}"))
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("health check answered {status}"));
+    }
+    let body = read_bounded(response, HEALTH_BODY_MAX_BYTES).await.unwrap_or_default();
+    Ok(serde_json::from_slice(&body).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

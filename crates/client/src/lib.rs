@@ -20,6 +20,7 @@
 
 pub mod http;
 pub mod keystore;
+pub mod template;
 pub mod tenant;
 
 use commonware_codec::DecodeExt;

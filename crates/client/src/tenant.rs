@@ -4,7 +4,7 @@
 
 use crate::{
     find_event,
-    http::{read_bounded, untrusted},
+    http::{probe_health, read_bounded, untrusted, HEALTH_BODY_MAX_BYTES},
     Client, ClientError, Wallet,
 };
 use logos_api::rpc::FullNodeRegistration;
@@ -107,10 +107,6 @@ pub async fn offered_registration(
     let body = bounded_json(response).await?;
     serde_json::from_value(body.get("registration")?.clone()).ok()
 }
-
-/// Largest `/health` body read, bytes (a node's is under 1 KiB; a workload serving more is
-/// not read further).
-pub const HEALTH_BODY_MAX_BYTES: usize = 16_384;
 
 /// The JSON body of `response`, read at most [`HEALTH_BODY_MAX_BYTES`] (more is refused, as
 /// is a body that is not JSON).
@@ -217,7 +213,7 @@ pub async fn watch(
             }
         }
         if milestones.synced.is_none() && !environment.endpoint.is_empty() {
-            let health = probe(&http, &environment.endpoint).await;
+            let health = probe(&http, environment).await;
             if let Some(health) = health.filter(|health| caught_up(health, status.height)) {
                 say(format!(
                     "workload healthy: {}",
@@ -297,17 +293,14 @@ fn caught_up(health: &serde_json::Value, chain_height: u64) -> bool {
     }
 }
 
-/// The body of `GET http://{endpoint}/health` if it answers 2xx.
-async fn probe(http: &reqwest::Client, endpoint: &str) -> Option<serde_json::Value> {
-    let response = http
-        .get(format!("http://{endpoint}/health"))
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    Some(bounded_json(response).await.unwrap_or_default())
+/// The environment's health check as its template says (the body when it is JSON, else
+/// `{}`), `None` while it fails.
+async fn probe(http: &reqwest::Client, environment: &Environment) -> Option<serde_json::Value> {
+    let health = &environment.spec.workload.health;
+    let path = health.path.as_deref();
+    let timeout = Duration::from_millis(HEALTH_TIMEOUT_MS);
+    let body = probe_health(http, &environment.endpoint, path, timeout).await.ok()?;
+    Some(body.unwrap_or_default())
 }
 
 fn summarize_health(body: &serde_json::Value, chain_height: u64) -> String {

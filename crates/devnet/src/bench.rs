@@ -552,6 +552,8 @@ fn bench_devnet(
         // starts past that many blocks, so within a bench window `disk_mb_per_hour` is the
         // growth before any pruning, which bounds it at the window's size).
         retention_blocks: Some(1_000_000),
+        images: None,
+        registry: crate::sub0::DEFAULT_REGISTRY.into(),
     }
 }
 

@@ -102,6 +102,14 @@ pub struct DevnetArgs {
     /// from genesis through them).
     #[arg(long)]
     pub retention_blocks: Option<u64>,
+    /// The images to run (`name = "registry/repository@sha256:…"` per line) instead of
+    /// building them with `scripts/images`; written to `<dir>/images.toml` either way.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// The registry `scripts/images` pushes to and agents pull from (started by
+    /// `scripts/registry` on loopback).
+    #[arg(long, default_value = crate::sub0::DEFAULT_REGISTRY)]
+    pub registry: String,
 }
 
 /// A devnet on disk.
@@ -122,6 +130,8 @@ pub struct Layout {
     pub providers: usize,
     /// First agent API port.
     pub agent_base_port: u16,
+    /// The images the devnet runs (`images.toml`).
+    pub images: PathBuf,
 }
 
 impl DevnetArgs {
@@ -154,6 +164,7 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         dir: dir.clone(),
         providers: args.providers,
         agent_base_port: args.agent_base_port,
+        images: dir.join("images.toml"),
     };
     if args.resume && layout.genesis.exists() {
         return Ok(layout);

@@ -1,29 +1,37 @@
 //! The devnet's sub0layer: provider agents, provisioners and the default catalog.
 //!
 //! After the validators are up, `logos devnet` (unless `--providers 0`):
-//! 1. publishes with the privileged `dev` key: region 1 `local`, products `full-node`
+//! 1. builds the project's OCI images and pushes them to the loopback registry
+//!    (`scripts/images`: `busybox`, and `logos-node` from this very binary), and writes
+//!    `<dir>/images.toml` (`name = "registry/logos/name@sha256:…"`), or takes `--images FILE`;
+//! 2. publishes with the privileged `dev` key: region 1 `local`, products `full-node`
 //!    (1 vCPU, 1024 MiB, 10 GiB, 4 compute units) and `micro` (1 vCPU, 64 MiB, 1 GiB, 1 unit),
-//!    a compute-hosted price of [`PRICE_PER_UNIT`] per compute unit per block, template 0
-//!    "Logos full node" (`logos node run --role full`: a p2p full node that dials the
-//!    validators through the agent's p2p relays, serves JSON-RPC and `/health` on
-//!    [`FULL_NODE_RPC_PORT`] and offers its tenant a signed registration, which the tenant's
-//!    `lease create --wait` or `--demo` submits) and template 1 "Static web server";
-//! 2. registers `provider-<k>` as providers (agent at `127.0.0.1:agent_base_port + k`) and
-//!    admits them, registers `provisioner-<i>` (one per validator) with a stake;
-//! 3. starts one `logos agent run` per provider (needs root: namespaces, cgroups) and one
-//!    `logos provisioner run` per validator, each against its validator's RPC.
+//!    a compute-hosted price of [`PRICE_PER_UNIT`] per compute unit per block, and the template
+//!    files of the repository's `templates/` ([`DEFAULT_TEMPLATES`], compiled in): template 0
+//!    "Logos full node" (the `logos-node` image running `logos node run --role full`: a p2p
+//!    full node that dials the validators through the agent's p2p relays, serves JSON-RPC and
+//!    `/health` on [`FULL_NODE_RPC_PORT`] and offers its tenant a signed registration, which
+//!    the tenant's `lease create --wait` or `--demo` submits) and template 1 "Static web server";
+//! 3. registers `provider-<k>` as providers (agent at `127.0.0.1:agent_base_port + k`, agent
+//!    key `agent-<k>`) and admits them, registers `provisioner-<i>` (one per validator) with a
+//!    stake;
+//! 4. starts one `logos agent run` per provider (runc driver; needs root: namespaces, cgroups,
+//!    loop devices, the firewall) and one `logos provisioner run` per validator, each against
+//!    its validator's RPC.
 
 use crate::network::{spawn_logos, DevnetArgs, Layout, Network};
 use anyhow::{bail, Context, Result};
 use futures::future::try_join_all;
 use logos_client::{
     keystore,
+    template::{Images, TemplateFile},
     tenant::{create_lease, watch},
     Client, Wallet,
 };
 use logos_primitives::Amount;
+use logos_primitives::NodeKey;
 use logos_types::{
-    catalog::{self, Product, ProductId, Template, TemplateId, Workload},
+    catalog::{self, Product, ProductId, Template, TemplateId},
     dvci::{self, ProviderId, ProviderStatus, RegionId, ResourceClass, Resources},
     market, provisioning, Call,
 };
@@ -39,11 +47,24 @@ pub const PROVISIONER_STAKE: u128 = 100_000_000;
 pub const REGION: RegionId = RegionId(1);
 /// JSON-RPC (and health) port of the full node template.
 pub const FULL_NODE_RPC_PORT: u16 = 8545;
+/// The default registry: Debian's docker-registry on loopback (`scripts/registry`).
+pub const DEFAULT_REGISTRY: &str = "127.0.0.1:5000";
+/// The template files of the default catalog, in the order they are published (ids 0, 1, …).
+pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
+    (
+        "templates/logos-full-node.toml",
+        include_str!("../../../templates/logos-full-node.toml"),
+    ),
+    (
+        "templates/static-web-server.toml",
+        include_str!("../../../templates/static-web-server.toml"),
+    ),
+];
 
-/// Names of the funded keys the sub0layer needs.
+/// Names of the funded keys the sub0layer needs (`agent-<k>` sign their agent's stats).
 pub fn key_names(validators: usize, providers: usize) -> impl Iterator<Item = String> {
     (0..providers)
-        .map(|k| format!("provider-{k}"))
+        .flat_map(|k| [format!("provider-{k}"), format!("agent-{k}")])
         .chain((0..validators).map(|i| format!("provisioner-{i}")))
 }
 
@@ -55,22 +76,9 @@ pub struct Catalog {
     pub templates: Vec<(TemplateId, Template)>,
 }
 
-/// A workload running `command` that declares `port` and is probed on it.
-pub fn workload(command: &[&str], port: u16) -> Result<Workload> {
-    let command = command
-        .iter()
-        .map(|part| (*part).try_into())
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Workload {
-        image: Default::default(),
-        command: command.try_into()?,
-        ports: vec![port].try_into()?,
-        health_port: port,
-    })
-}
-
-/// The default catalog (see the module docs).
-pub fn default_catalog() -> Result<Catalog> {
+/// The default catalog (see the module docs), its templates from [`DEFAULT_TEMPLATES`] with
+/// image names resolved through `images`.
+pub fn default_catalog(images: &Images) -> Result<Catalog> {
     let products = vec![
         (
             ProductId(0),
@@ -101,46 +109,52 @@ pub fn default_catalog() -> Result<Catalog> {
             },
         ),
     ];
-    let node = [
-        "/opt/logos/bin/logos",
-        "node",
-        "run",
-        "--role",
-        "full",
-        "--genesis",
-        "/opt/logos/genesis.toml",
-        "--data-dir",
-        "/data/node",
-        "--rpc-listen",
-        "0.0.0.0:8545",
-        "--validator-addresses",
-        "${CHAIN_P2P}",
-        "--register-for",
-        "${TENANT}@${P2P_EGRESS}",
-    ];
-    let web = "mkdir -p www && echo ok > www/health && cd www && exec python3 -m http.server 8080";
-    let templates = vec![
-        (
-            TemplateId(0),
-            Template {
-                name: "Logos full node".try_into()?,
-                product: ProductId(0),
-                workload: workload(&node, FULL_NODE_RPC_PORT)?,
-            },
-        ),
-        (
-            TemplateId(1),
-            Template {
-                name: "Static web server".try_into()?,
-                product: ProductId(1),
-                workload: workload(&["sh", "-c", web], 8080)?,
-            },
-        ),
-    ];
+    let mut templates = Vec::new();
+    for (id, (path, text)) in (0u32..).zip(DEFAULT_TEMPLATES) {
+        let file = TemplateFile::parse(text).with_context(|| path.to_string())?;
+        let product = products
+            .iter()
+            .find(|(product_id, product)| match &file.product {
+                logos_client::template::ProductRef::Id(wanted) => product_id.get() == *wanted,
+                logos_client::template::ProductRef::Name(name) => product.name == name.as_str(),
+            })
+            .map(|(product_id, _)| *product_id)
+            .with_context(|| format!("{path}: no such product"))?;
+        let (template, _) = file.template(product, images).with_context(|| path.to_string())?;
+        templates.push((TemplateId(id), template));
+    }
     Ok(Catalog {
         products,
         templates,
     })
+}
+
+/// Makes the project's images available and returns them: `--images FILE` if given, else
+/// `scripts/images` (from the checkout) builds them from this binary, pushes them to
+/// `registry` and writes them; either way they are written to `<dir>/images.toml`.
+pub fn prepare_images(layout: &Layout, given: Option<&std::path::Path>, registry: &str) -> Result<Images> {
+    let text = match given {
+        Some(path) => std::fs::read_to_string(path).with_context(|| path.display().to_string())?,
+        None => {
+            let script = std::path::Path::new("scripts/images");
+            if !script.is_file() {
+                bail!("no images: pass --images FILE, or run the devnet from the repository (scripts/images builds them)");
+            }
+            eprintln!("building the project's images and pushing them to {registry} (scripts/images)…");
+            let output = std::process::Command::new(script)
+                .arg("--logos")
+                .arg(std::env::current_exe()?)
+                .args(["--registry", registry])
+                .output()?;
+            if !output.status.success() {
+                bail!("scripts/images failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+            }
+            String::from_utf8(output.stdout)?
+        }
+    };
+    let images = Images::parse(&text)?;
+    std::fs::write(&layout.images, images.to_toml())?;
+    Ok(images)
 }
 
 fn wallet(layout: &Layout, name: &str) -> Result<Wallet> {
@@ -154,6 +168,7 @@ pub async fn bootstrap(
     client: &Client,
     layout: &Layout,
     validators: usize,
+    images: &Images,
 ) -> Result<Vec<ProviderId>> {
     let (region, _) = client.map::<dvci::Regions>(&REGION).await?;
     if region.is_some() {
@@ -166,7 +181,7 @@ pub async fn bootstrap(
     let Catalog {
         products,
         templates,
-    } = default_catalog()?;
+    } = default_catalog(images)?;
     let mut calls = vec![Call::Dvci(dvci::Call::CreateRegion {
         region: REGION,
         name: "local".try_into()?,
@@ -176,10 +191,11 @@ pub async fn bootstrap(
             .into_iter()
             .map(|(id, product)| Call::Catalog(catalog::Call::SetProduct { id, product })),
     );
+    // Published in order: template i takes id i.
     calls.extend(
         templates
             .into_iter()
-            .map(|(id, template)| Call::Catalog(catalog::Call::SetTemplate { id, template })),
+            .map(|(_, template)| Call::Catalog(catalog::Call::AddTemplate { template })),
     );
     calls.push(Call::Market(market::Call::SetPrice {
         class: ResourceClass::ComputeHosted,
@@ -205,7 +221,13 @@ pub async fn bootstrap(
             region: REGION,
             bond: Amount(PROVIDER_BOND),
         };
-        providers.push(client.register_provider(owner, register).await?.0);
+        let provider = client.register_provider(owner, register).await?.0;
+        let agent = keystore::load(&layout.keystore, &format!("agent-{k}"))?;
+        let key = NodeKey::from_public_key(&commonware_cryptography::Signer::public_key(&agent));
+        client
+            .execute(owner, Call::Dvci(dvci::Call::SetAgentKey { provider, key }))
+            .await?;
+        providers.push(provider);
     }
     let admissions = providers
         .iter()
@@ -237,26 +259,37 @@ fn agent_endpoint(layout: &Layout, k: usize) -> String {
     format!("127.0.0.1:{}", layout.agent_base_port as usize + k)
 }
 
-/// Host commands the sandbox driver runs, and the Debian package of each.
-const HOST_COMMANDS: [(&str, &str); 4] = [
-    ("bwrap", "bubblewrap"),
-    ("ip", "iproute2"),
-    ("iptables", "iptables"),
-    ("python3", "python3-minimal"),
+/// Host commands the sub0layer needs besides the container driver's
+/// ([`logos_agent::container::HOST_COMMANDS`]): the image build's and the registry's, and the
+/// Debian package of each.
+const IMAGE_COMMANDS: [(&str, &str); 5] = [
+    ("skopeo", "skopeo"),
+    ("docker-registry", "docker-registry"),
+    ("busybox", "busybox-static"),
+    ("curl", "curl"),
+    ("nsenter", "util-linux"),
 ];
 
 /// Why this host cannot run the sub0layer's agents, if it cannot: not root, or a command of
 /// [`HOST_COMMANDS`] missing.
 fn host_unready() -> Option<String> {
     if !running_as_root() {
-        return Some("the sandbox driver needs root (network namespaces, cgroups)".into());
+        return Some(
+            "the container driver needs root (namespaces, cgroups, loop devices, the firewall)"
+                .into(),
+        );
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let missing: Vec<String> = HOST_COMMANDS
+    let mut missing: Vec<String> = logos_agent::container::HOST_COMMANDS
         .iter()
+        .chain(IMAGE_COMMANDS.iter())
         .filter(|(command, _)| !std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
         .map(|(command, package)| format!("{command} (Debian package {package})"))
         .collect();
+    let profile = logos_agent::container::seccomp::DEFAULT_PROFILE_PATH;
+    if !std::path::Path::new(profile).is_file() {
+        missing.push(format!("{profile} (Debian package golang-github-containers-common)"));
+    }
     (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
 }
 
@@ -290,12 +323,19 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
         bail!("{reason}; run scripts/install-deps as root, or pass --providers 0");
     }
     let rpc = network.validators[0].rpc.clone();
+    let images = prepare_images(layout, args.images.as_deref(), &args.registry)?;
+    println!("images ({}):\n{}", layout.images.display(), images.to_toml().trim_end());
     let runtime = crate::runtime()?;
     eprintln!("publishing the catalog, registering providers and provisioners…");
     let providers = runtime.block_on(async {
         let client = Client::connect(&rpc).await?;
-        bootstrap(&client, layout, network.validators.len()).await
+        bootstrap(&client, layout, network.validators.len(), &images).await
     })?;
+    let registries: Vec<String> = images
+        .0
+        .values()
+        .filter_map(|reference| reference.split_once('/').map(|(registry, _)| registry.to_string()))
+        .collect();
     for (k, provider) in providers.iter().enumerate() {
         let rpc = &network.validators[k % network.validators.len()].rpc;
         let index = args.network_base_index as usize + k;
@@ -320,9 +360,12 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
             // Validators of a one-host devnet see relayed connections from loopback.
             "--p2p-egress-ip".into(),
             "127.0.0.1".into(),
+            "--key-file".into(),
+            layout.keystore.join(format!("agent-{k}.key")).display().to_string(),
             "--destroy-on-exit".into(),
         ]
         .into_iter()
+        .chain(registries.iter().flat_map(|registry| ["--insecure-registry".to_string(), registry.clone()]))
         .map(OsString::from)
         .collect();
         eprintln!("starting agent {k} for provider {provider}…");

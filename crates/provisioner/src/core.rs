@@ -8,6 +8,7 @@
 //! | desired | agent says | effects |
 //! |---|---|---|
 //! | any | nothing (unreachable) | retry later |
+//! | Running | refused to realize it (e.g. its image: `ImageRefused`) | report `Failed` with the agent's reason, retry later |
 //! | Destroyed | it exists | destroy |
 //! | Destroyed | it is absent | report `Destroyed` |
 //! | Running | absent, or another generation | ensure |
@@ -18,14 +19,14 @@
 //! A report already on chain (or submitted and not yet final) is not submitted again.
 //!
 //! Cross-checking: a checker of the current, undecided round agrees only if the provider's
-//! agent says the workload runs at the reported endpoint *and* its own probe of that endpoint
-//! passes.
+//! agent says the workload runs at the reported endpoint with the reported port mappings *and*
+//! its own probe of that endpoint (the template's health check) passes.
 
-use logos_api::agent::{Observation, WorkloadState};
+use logos_api::agent::{Observation, Refused, WorkloadState};
 use logos_primitives::Address;
 use logos_types::{
     dvci::Endpoint,
-    operations::{Desired, Environment, Message, Phase},
+    operations::{Desired, Environment, Message, Phase, PortMapping},
     provisioning::{Assignment, Report},
 };
 
@@ -38,6 +39,8 @@ pub enum AgentView {
     Absent,
     /// The agent runs (or ran) it.
     Present(Observation),
+    /// The agent refused to realize it, and said why.
+    Refused(Refused),
 }
 
 /// Everything observed about one environment before deciding.
@@ -78,8 +81,18 @@ fn report(generation: u64, phase: Phase, endpoint: &str, message: &str) -> Repor
         generation,
         phase,
         endpoint: Endpoint::truncated(endpoint),
+        ports: Default::default(),
         message: Message::truncated(message),
     }
+}
+
+/// A report of what `observation` shows: its endpoint and port mappings (at most
+/// `PORTS_MAX`, the chain refuses undeclared ones).
+fn observed_report(generation: u64, phase: Phase, observation: &Observation, message: &str) -> Report {
+    let mut report = report(generation, phase, &observation.endpoint, message);
+    let ports: Vec<PortMapping> = observation.ports.iter().take(logos_types::workload::PORTS_MAX).copied().collect();
+    report.ports = ports.try_into().unwrap_or_default();
+    report
 }
 
 /// The `Failed` report of a stopped workload.
@@ -122,6 +135,13 @@ pub fn decide(
                 .collect();
         }
         (AgentView::Absent, Desired::Running) => return vec![Effect::Ensure],
+        (AgentView::Refused(refused), Desired::Running) => {
+            let message = format!("{}: {}", refused.reason, refused.error);
+            let failed = report(generation, Phase::Failed, "", &message);
+            let retry = Effect::Retry(format!("agent refused: {}", refused.error));
+            return new(failed).into_iter().chain([retry]).collect();
+        }
+        (AgentView::Refused(_), Desired::Destroyed) => return vec![Effect::Destroy],
         (AgentView::Present(observation), Desired::Running) => observation,
     };
     if observation.generation != generation {
@@ -135,10 +155,10 @@ pub fn decide(
         };
     }
     match &observed.health {
-        Some(Ok(())) => new(report(
+        Some(Ok(())) => new(observed_report(
             generation,
             Phase::Running,
-            &observation.endpoint,
+            observation,
             "HealthCheckPassed",
         ))
         .into_iter()
@@ -148,10 +168,10 @@ pub fn decide(
                 Some(Err(reason)) => reason.clone(),
                 _ => "not probed".into(),
             };
-            let starting = report(
+            let starting = observed_report(
                 generation,
                 Phase::Pending,
-                &observation.endpoint,
+                observation,
                 "Starting: health check not passing yet",
             );
             new(starting)
@@ -194,7 +214,8 @@ pub fn decide_vote(
     };
     let agent_agrees = matches!(agent, AgentView::Present(observation)
         if observation.workload == WorkloadState::Running
-            && observation.endpoint == report.endpoint.as_str());
+            && observation.endpoint == report.endpoint.as_str()
+            && observation.ports.iter().eq(report.ports.iter()));
     vec![Effect::Vote {
         round,
         agrees: agent_agrees && probe.is_ok(),

@@ -6,13 +6,17 @@ use crate::{
     probe::probe_health,
     ProvisionerError,
 };
-use logos_api::agent::{request_message, Action, AgentRequest, Observation, AGENT_NAMESPACE};
+use logos_api::agent::{
+    request_message, Action, AgentRequest, Observation, Refused, AGENT_NAMESPACE,
+};
 use logos_client::{Client, Wallet};
 use logos_primitives::format_public_key;
 use logos_types::{
     dvci::{Provider, ProviderId},
     operations::{Environment, EnvironmentId},
-    provisioning, Call,
+    provisioning,
+    workload::HealthCheck,
+    Call,
 };
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -50,6 +54,8 @@ pub struct Connection {
     pub wallet: Wallet,
     /// HTTP client for agents and probes (bounded by the probe timeout).
     pub http: reqwest::Client,
+    /// Timeout of agent requests and probes.
+    pub timeout: Duration,
 }
 
 /// Largest answer read from an agent, bytes: an observation is well under 1 KiB, and an agent
@@ -60,12 +66,14 @@ impl Connection {
     /// A connection whose HTTP requests time out after `timeout_ms`.
     pub fn new(client: Client, wallet: Wallet, timeout_ms: u64) -> Result<Self, ProvisionerError> {
         // Agents run on providers' machines: an untrusted server.
-        let http = logos_client::http::untrusted(Duration::from_millis(timeout_ms))
+        let timeout = Duration::from_millis(timeout_ms);
+        let http = logos_client::http::untrusted(timeout)
             .map_err(|error| ProvisionerError::NotReady(error.to_string()))?;
         Ok(Self {
             client,
             wallet,
             http,
+            timeout,
         })
     }
 
@@ -86,9 +94,9 @@ impl Connection {
         }
     }
 
-    /// Probes `GET http://{endpoint}/health`.
-    pub async fn probe(&self, endpoint: &str) -> Result<(), String> {
-        probe_health(&self.http, endpoint).await
+    /// Probes the workload at `endpoint` with its health check.
+    pub async fn probe(&self, endpoint: &str, check: &HealthCheck) -> Result<(), String> {
+        probe_health(&self.http, endpoint, check, self.timeout).await
     }
 }
 
@@ -129,12 +137,9 @@ impl AgentEffects {
         &self.connection
     }
 
-    /// Sends a signed `action` request for `target` to its agent; the observation it answers.
-    async fn request(
-        &self,
-        target: &Target,
-        action: Action,
-    ) -> Result<Option<Observation>, ProvisionerError> {
+    /// Sends a signed `action` request for `target` to its agent; the agent's view after it
+    /// (what it observes, or why it refused to realize the environment).
+    async fn request(&self, target: &Target, action: Action) -> Result<AgentView, ProvisionerError> {
         let wallet = &self.connection.wallet;
         let message = request_message(
             target.provider,
@@ -170,11 +175,18 @@ impl AgentEffects {
         let body = logos_client::http::read_bounded(response, AGENT_ANSWER_MAX_BYTES)
             .await
             .map_err(|error| agent_error(error.to_string()))?;
+        if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
+            if let Ok(refused) = serde_json::from_slice::<Refused>(&body) {
+                return Ok(AgentView::Refused(refused));
+            }
+        }
         let body = String::from_utf8_lossy(&body);
         if !status.is_success() {
             return Err(agent_error(format!("{status}: {body}")));
         }
-        serde_json::from_str(&body).map_err(|error| agent_error(error.to_string()))
+        let observation: Option<Observation> =
+            serde_json::from_str(&body).map_err(|error| agent_error(error.to_string()))?;
+        Ok(observation.map_or(AgentView::Absent, AgentView::Present))
     }
 
     async fn submit(&self, call: provisioning::Call) -> Result<String, ProvisionerError> {
@@ -197,8 +209,7 @@ impl Effects for AgentEffects {
         let call = match effect {
             Effect::Ensure => {
                 let view = match self.request(target, Action::Ensure).await {
-                    Ok(Some(observation)) => AgentView::Present(observation),
-                    Ok(None) => AgentView::Absent,
+                    Ok(view) => view,
                     Err(error) => AgentView::Unreachable(error.to_string()),
                 };
                 return Ok(Some(view));

@@ -258,15 +258,16 @@ impl<E: Effects> Provisioner<E> {
         Ok((record, task, provider.ok_or_else(gone)?))
     }
 
-    /// What is observed of `target` given the agent's `view`: the health probe is made only
-    /// when the agent says the current generation runs.
-    async fn observed(&self, view: AgentView, generation: u64) -> Observed {
+    /// What is observed of `record`'s environment given the agent's `view`: the health probe
+    /// is made only when the agent says the current generation runs.
+    async fn observed(&self, view: AgentView, record: &Environment) -> Observed {
         let health = match &view {
             AgentView::Present(observation)
-                if observation.generation == generation
+                if observation.generation == record.generation
                     && observation.workload == WorkloadState::Running =>
             {
-                Some(self.connection.probe(&observation.endpoint).await)
+                let check = &record.spec.workload.health;
+                Some(self.connection.probe(&observation.endpoint, check).await)
             }
             _ => None,
         };
@@ -285,7 +286,7 @@ impl<E: Effects> Provisioner<E> {
         let target = Target::of(environment, &record, &provider);
         let mut view = self.connection.inspect(&target).await;
         for _ in 0..RECONCILE_STEPS_MAX {
-            let observed = self.observed(view, record.generation).await;
+            let observed = self.observed(view, &record).await;
             let submitted = lock(&self.submitted)
                 .get(&environment)
                 .map(|(r, _)| r.clone());
@@ -329,7 +330,10 @@ impl<E: Effects> Provisioner<E> {
         };
         let target = Target::of(environment, &record, &provider);
         let view = self.connection.inspect(&target).await;
-        let probe = self.connection.probe(&report.endpoint).await;
+        let probe = self
+            .connection
+            .probe(&report.endpoint, &record.spec.workload.health)
+            .await;
         for effect in core::decide_vote(me, round, &task, &view, &probe) {
             self.effects.apply(&target, &effect).await?;
             if let Effect::Vote { round, .. } = effect {

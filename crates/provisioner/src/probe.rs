@@ -1,18 +1,17 @@
-//! Health probes.
+//! Health probes: the workload's health check as its template declares it (HTTP path or TCP),
+//! through `logos_client::http::probe_health`.
 
-/// `GET http://{endpoint}/health`; `Ok` on a 2xx answer.
-pub async fn probe_health(http: &reqwest::Client, endpoint: &str) -> Result<(), String> {
-    if endpoint.is_empty() {
-        return Err("no endpoint".into());
-    }
-    let response = http
-        .get(format!("http://{endpoint}/health"))
-        .send()
+use logos_types::workload::HealthCheck;
+use std::time::Duration;
+
+/// Probes `endpoint` with `check`; `Ok` when healthy, else why not.
+pub async fn probe_health(
+    http: &reqwest::Client,
+    endpoint: &str,
+    check: &HealthCheck,
+    timeout: Duration,
+) -> Result<(), String> {
+    logos_client::http::probe_health(http, endpoint, check.path.as_deref(), timeout)
         .await
-        .map_err(|error| error.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("health check answered {}", response.status()))
-    }
+        .map(|_| ())
 }

@@ -62,5 +62,6 @@ pub use logos_primitives as primitives;
 pub use runtime::{Call, Event, Receipt, RuntimeEvent};
 pub use storage::{StorageItem, StorageKey, StorageMap, StorageValue};
 pub use transaction::{
-    Transaction, TransactionError, TransactionPayload, TRANSACTION_MAX_BYTES, TRANSACTION_NAMESPACE,
+    transaction_size, Transaction, TransactionError, TransactionPayload, TRANSACTION_MAX_BYTES,
+    TRANSACTION_NAMESPACE, TRANSACTION_OVERHEAD_BYTES,
 };

@@ -21,6 +21,15 @@ pub const TRANSACTION_NAMESPACE: &[u8] = b"logos-transaction-v1";
 /// Maximum encoded size of a transaction in bytes. Larger transactions are rejected on decode.
 pub const TRANSACTION_MAX_BYTES: usize = 1024;
 
+/// Bytes of a transaction besides its call: chain id, sender key, nonce, fee and signature.
+pub const TRANSACTION_OVERHEAD_BYTES: usize = 32 + 32 + 8 + 16 + 64;
+
+/// The encoded size of a transaction carrying `call`, bytes (compare with
+/// [`TRANSACTION_MAX_BYTES`]).
+pub fn transaction_size(call: &Call) -> usize {
+    TRANSACTION_OVERHEAD_BYTES.saturating_add(call.encode_size())
+}
+
 /// The signed part of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Codec)]
 pub struct TransactionPayload {
@@ -218,6 +227,7 @@ mod tests {
         let transaction = transfer(&key, chain_id, 3);
         let decoded = Transaction::decode(transaction.encode()).unwrap();
         assert_eq!(decoded, transaction);
+        assert_eq!(transaction_size(&transaction.payload().call), transaction.encode().len());
         assert_eq!(decoded.hash(), transaction.hash());
         assert_eq!(decoded.verify(&chain_id), Ok(()));
     }

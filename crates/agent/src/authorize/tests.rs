@@ -3,6 +3,7 @@
 use super::*;
 use commonware_codec::Encode;
 use commonware_cryptography::Signer;
+use logos_api::agent::{LOGS_NAMESPACE, STATS_REQUEST_NAMESPACE};
 use logos_primitives::{format_public_key, PrivateKey};
 use logos_types::{
     catalog::TemplateId,

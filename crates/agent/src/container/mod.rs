@@ -172,6 +172,16 @@ impl ContainerDriver {
         &self.images
     }
 
+    /// The directory of `environment` (record, disk, bundle, logs).
+    pub fn environment_dir(&self, environment: EnvironmentId) -> PathBuf {
+        self.records.dir(environment)
+    }
+
+    /// runc, with the driver's state directory.
+    pub fn runc(&self) -> &Runc {
+        &self.runc
+    }
+
     /// The cgroup hierarchy in use.
     pub fn hierarchy(&self) -> Hierarchy {
         self.hierarchy
@@ -262,11 +272,13 @@ impl ContainerDriver {
         format!("/logos/{}", self.config.name)
     }
 
-    fn cgroup(&self, environment: EnvironmentId) -> String {
+    /// The cgroup path of `environment` (`/logos/<agent>/env-<id>`).
+    pub fn cgroup(&self, environment: EnvironmentId) -> String {
         format!("{}/env-{environment}", self.agent_cgroup())
     }
 
-    fn container_id(&self, environment: EnvironmentId) -> String {
+    /// runc's id of `environment`'s container.
+    pub fn container_id(&self, environment: EnvironmentId) -> String {
         format!("{}-env-{environment}", self.config.name)
     }
 

@@ -7,10 +7,10 @@
 //! - **host input from the bridge** (`LOGOS-LGBRN`): only to the agent's relays on the
 //!   bridge address (the chain RPC relay and one p2p relay per genesis validator: the
 //!   environments' one path to the chain) and replies; nothing over IPv6;
-//! - **forwarding to and from the bridge** (`LOGOS-FWD-N`): only replies and connections
-//!   the provider's port mapping translated (`ctstate DNAT`): an environment reaches no other
-//!   host, validators included, and no host reaches an environment except through a published
-//!   port;
+//! - **forwarding to and from the bridge** (`LOGOS-FWD-N`): only replies, connections the
+//!   provider's port mapping translated (`ctstate DNAT`) and traffic between environments on
+//!   the bridge: an environment reaches no other host, validators included, and no host
+//!   reaches an environment except through a published port;
 //! - **port mapping** (`LOGOS-PUB-N` in the `nat` table, from `PREROUTING` and `OUTPUT`):
 //!   declared port `p` (the `i`-th of the workload's ports) of the environment on host `H` is
 //!   published at `public_ip:publish_port_base + (H − 2) × PORTS_MAX + i`, one rule per port,
@@ -231,6 +231,10 @@ impl Network {
         run("iptables", &[&["-A", &chain][..], &replies].concat()).await?;
         let published = ["-A", &chain, "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"];
         run("iptables", &published).await?;
+        // Between environments on the bridge (seen here when the kernel filters bridged
+        // traffic, br_netfilter): each namespace's own input filter admits declared ports only.
+        let within = ["-A", &chain, "-i", bridge, "-o", bridge, "-j", "ACCEPT"];
+        run("iptables", &within).await?;
         for tool in ["iptables", "ip6tables"] {
             run(tool, &["-A", &chain, "-j", "DROP"]).await?;
         }

@@ -14,7 +14,7 @@ const ENDPOINT: &str = "10.88.1.2:8645";
 
 fn environment(desired: Desired, generation: u64) -> Environment {
     let mut spec = Spec::default();
-    spec.workload.health_port = 8645;
+    spec.workload.health.port = 8645;
     let mut record = Environment::new(OTHER, ProviderId(0), TemplateId(0), spec, 1);
     record.generation = generation;
     record.desired = desired;
@@ -34,7 +34,12 @@ fn present(generation: u64, workload: WorkloadState) -> AgentView {
         generation,
         workload,
         endpoint: ENDPOINT.into(),
+        ports: vec![PortMapping {
+            port: 8645,
+            published: 24_000,
+        }],
         restarts: 0,
+        image: "sha256:00".into(),
     })
 }
 
@@ -43,7 +48,14 @@ fn observed(agent: AgentView, health: Option<Result<(), String>>) -> Observed {
 }
 
 fn running_report(generation: u64) -> Report {
-    report(generation, Phase::Running, ENDPOINT, "HealthCheckPassed")
+    let mut report = report(generation, Phase::Running, ENDPOINT, "HealthCheckPassed");
+    report.ports = vec![PortMapping {
+        port: 8645,
+        published: 24_000,
+    }]
+    .try_into()
+    .unwrap();
+    report
 }
 
 #[test]
@@ -212,9 +224,40 @@ fn a_checker_agrees_only_when_the_agent_and_its_own_probe_agree() {
     elsewhere.endpoint = "10.88.250.250:8645".try_into().unwrap();
     assert_eq!(
         decide_vote(ME, 4, &round(elsewhere), &running, &Ok(())),
-        vec![disagree],
+        vec![disagree.clone()],
         "a report at a made-up endpoint is contradicted"
     );
+    let mut remapped = running_report(1);
+    remapped.ports[0].published = 24_001;
+    assert_eq!(
+        decide_vote(ME, 4, &round(remapped), &running, &Ok(())),
+        vec![disagree],
+        "a report with made-up port mappings is contradicted"
+    );
+}
+
+#[test]
+fn a_refused_image_is_reported_failed_with_the_agents_reason_and_retried() {
+    let refused = AgentView::Refused(Refused {
+        error: "digest mismatch: expected sha256:aa, got sha256:bb".into(),
+        reason: "ImageRefused".into(),
+    });
+    let desired = environment(Desired::Running, 1);
+    let effects = decide(ME, &desired, &observed(refused.clone(), None), &assigned(ME), None);
+    let Some(Effect::Report(failed)) = effects.first() else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(failed.phase, Phase::Failed);
+    assert!(failed.message.starts_with("ImageRefused: digest mismatch"), "{}", failed.message);
+    assert!(matches!(effects[1], Effect::Retry(_)));
+    // Reported once: then only retried.
+    let mut reported = assigned(ME);
+    reported.report = Some(failed.clone());
+    let again = decide(ME, &desired, &observed(refused.clone(), None), &reported, None);
+    assert!(matches!(again.as_slice(), [Effect::Retry(_)]), "{again:?}");
+    // Destroyed anyway when the chain wants it gone.
+    let gone = environment(Desired::Destroyed, 2);
+    assert_eq!(decide(ME, &gone, &observed(refused, None), &assigned(ME), None), vec![Effect::Destroy]);
 }
 
 #[test]

@@ -1,0 +1,376 @@
+//! The container driver against hostile workloads, on this machine (root: namespaces, cgroups,
+//! loop devices, the firewall). Each workload runs in a real environment from the
+//! `escape-probe` image (`scripts/images --test`) and tries to get out; the test reads what it
+//! reports and checks the host side itself.
+
+use logos_agent::{
+    container::{
+        network::Network, seccomp, spec::WORKLOAD_UID, ContainerConfig, ContainerDriver,
+        DEFAULT_IMAGE_CACHE_MAX_BYTES,
+    },
+    driver::{Driver, DriverError},
+    image::ImageLimits,
+};
+use logos_api::agent::WorkloadState;
+use logos_client::template::Images;
+use logos_types::{
+    catalog::{HealthCheck, Workload},
+    dvci::Resources,
+    operations::{EnvironmentId, Spec},
+};
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+mod common;
+use common::{runtime, LOGOS};
+
+/// Log bound of the test agents: a file is rotated at this size, two are kept.
+const LOG_FILE_MAX_BYTES: u64 = 64 * 1024;
+
+/// The project's images, built and pushed to the loopback registry.
+fn images() -> Images {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/images");
+    let output = std::process::Command::new(script)
+        .args(["--logos", LOGOS, "--test"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    Images::parse(&String::from_utf8(output.stdout).unwrap()).unwrap()
+}
+
+/// An agent's driver with its own state directory, network index and cgroups.
+struct Host {
+    driver: ContainerDriver,
+    state: PathBuf,
+    images: Images,
+}
+
+impl Host {
+    fn new(name: &str, index: u8) -> Self {
+        let state = std::env::temp_dir().join(format!("logos-escape-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        let mut network = Network {
+            index,
+            relay_port: 18_545,
+            p2p_relay_port: 18_600,
+            p2p_relays: 0,
+            p2p_egress_ip: Ipv4Addr::LOCALHOST.into(),
+            public_ip: Ipv4Addr::UNSPECIFIED,
+            publish_port_base: 24_000,
+        };
+        network.public_ip = network.gateway();
+        let config = ContainerConfig {
+            state_dir: state.clone(),
+            name: format!("agent-{index}"),
+            network,
+            binds: Vec::new(),
+            shim_command: vec![LOGOS.into(), "agent".into(), "shim".into()],
+            seccomp_profile: seccomp::DEFAULT_PROFILE_PATH.into(),
+            insecure_registries: vec!["127.0.0.1:5000".into()],
+            image_limits: ImageLimits::default(),
+            image_cache_max_bytes: DEFAULT_IMAGE_CACHE_MAX_BYTES,
+            log_file_max_bytes: LOG_FILE_MAX_BYTES,
+            log_bytes_per_second: 4 * LOG_FILE_MAX_BYTES,
+        };
+        let driver = ContainerDriver::new(config).unwrap();
+        runtime().block_on(driver.prepare_host()).unwrap();
+        Self {
+            driver,
+            state,
+            images: images(),
+        }
+    }
+
+    fn network(&self) -> &Network {
+        &self.driver.config().network
+    }
+
+    fn image(&self, name: &str) -> String {
+        self.images.0[name].clone()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = runtime().block_on(self.driver.destroy_all());
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn spec(image: &str, script: &str, ports: &[u16], disk_gib: u64) -> Spec {
+    let health = ports.first().copied().unwrap_or(1);
+    Spec {
+        resources: Resources {
+            vcpu: 1,
+            memory_mib: 128,
+            disk_gib,
+            gpus: 0,
+        },
+        workload: Workload {
+            image: image.try_into().unwrap(),
+            command: vec!["/bin/sh".try_into().unwrap(), "-c".try_into().unwrap(), script.try_into().unwrap()]
+                .try_into()
+                .unwrap(),
+            ports: if ports.is_empty() { vec![1] } else { ports.to_vec() }.try_into().unwrap(),
+            health: HealthCheck { port: health, path: None },
+            ..Workload::default()
+        },
+    }
+}
+
+/// Waits until the environment's log holds `marker`; returns the log.
+fn log_until(host: &Host, id: EnvironmentId, marker: &str, bound: Duration) -> String {
+    let deadline = Instant::now() + bound;
+    loop {
+        let log = runtime()
+            .block_on(host.driver.logs(id, 1 << 20))
+            .unwrap()
+            .unwrap_or_default();
+        if log.contains(marker) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "no {marker:?} in the log:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The probe's verdicts: name → `allowed` or the errno name.
+fn verdicts(log: &str) -> std::collections::BTreeMap<String, String> {
+    log.lines()
+        .filter_map(|line| line.strip_prefix("PROBE "))
+        .filter_map(|rest| {
+            let mut parts = rest.split_whitespace();
+            let name = parts.next()?.to_string();
+            let verdict = match parts.next()? {
+                "denied" => parts.next().unwrap_or("?").to_string(),
+                other => other.to_string(),
+            };
+            Some((name, verdict))
+        })
+        .collect()
+}
+
+fn connects(address: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&address, Duration::from_secs(2)).is_ok()
+}
+
+#[test]
+fn a_hostile_workload_cannot_touch_the_host_or_reach_what_it_was_not_given() {
+    let host = Host::new("hostile", 201);
+    let image = host.image("escape-probe");
+    // Things it must not reach: a "validator" on the host's loopback, a service on the host's
+    // bridge address, and another environment's undeclared port.
+    let validator = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gateway = host.network().gateway();
+    let on_bridge = TcpListener::bind((gateway, 0)).unwrap();
+    let neighbour = EnvironmentId(2);
+    let web = "mkdir -p /data/www && echo ok > /data/www/index.html && (httpd -p 9000 -h /data/www) && exec httpd -f -p 8080 -h /data/www";
+    runtime().block_on(host.driver.ensure(neighbour, 1, &spec(&host.image("busybox"), web, &[8080], 1))).unwrap();
+    let neighbour_ip = host.network().address(2);
+
+    let host_pid = std::process::id();
+    let script = format!(
+        "escape-probe syscalls {host_pid}; \
+         escape-probe connect 127.0.0.1:{validator} {gateway}:{bridge} {neighbour_ip}:9000 {neighbour_ip}:8080; \
+         echo PROBE_DONE; sleep 600",
+        validator = validator.local_addr().unwrap().port(),
+        bridge = on_bridge.local_addr().unwrap().port(),
+    );
+    let id = EnvironmentId(1);
+    let observation = runtime().block_on(host.driver.ensure(id, 1, &spec(&image, &script, &[], 1))).unwrap();
+    assert_eq!(observation.workload, WorkloadState::Running);
+    let log = log_until(&host, id, "PROBE_DONE", Duration::from_secs(60));
+    let seen = verdicts(&log);
+    for (probe, expected) in [
+        ("mount_tmpfs", "EPERM"),
+        ("remount_root_rw", "EPERM"),
+        ("mount_proc", "EPERM"),
+        ("mknod_char_device", "EPERM"),
+        ("raw_socket", "EPERM"),
+        ("packet_socket", "EPERM"),
+        ("init_module", "EPERM"),
+        ("finit_module", "EPERM"),
+        ("ptrace_host_process", "ESRCH"),
+        ("kill_host_process", "ESRCH"),
+        ("setuid_root", "EPERM"),
+        ("write_root_filesystem", "EROFS"),
+        ("write_usr", "EROFS"),
+        ("write_cgroup_v1_memory_limit", "EROFS"),
+        ("write_cgroup_v1_pids_limit", "EROFS"),
+        ("write_proc_sys", "EROFS"),
+    ] {
+        assert_eq!(seen.get(probe).map(String::as_str), Some(expected), "{probe}: {log}");
+    }
+    // Read-only or absent (kernels without magic SysRq have no such file).
+    let sysrq = seen.get("write_proc_sysrq").map(String::as_str);
+    assert!(matches!(sysrq, Some("EROFS" | "ENOENT" | "EACCES")), "{sysrq:?}");
+    assert_ne!(seen.get("write_cgroup_v2_memory_limit").map(String::as_str), Some("allowed"));
+    let neighbour_declared = format!("connect_{neighbour_ip}:8080");
+    assert_eq!(seen[&neighbour_declared], "allowed", "a declared port of another environment is reachable");
+    // Refused (nothing listens on its own loopback) or timed out (dropped by a firewall).
+    for target in [
+        format!("connect_127.0.0.1:{}", validator.local_addr().unwrap().port()),
+        format!("connect_{gateway}:{}", on_bridge.local_addr().unwrap().port()),
+        format!("connect_{neighbour_ip}:9000"),
+    ] {
+        let verdict = seen.get(&target).map(String::as_str);
+        assert!(matches!(verdict, Some("ECONNREFUSED" | "ETIMEDOUT")), "{target}: {verdict:?}\n{log}");
+    }
+
+    // The host side: nothing written, no limit changed, no process of the workload is root.
+    assert!(!Path::new("/probe-was-here").exists());
+    assert!(!Path::new("/usr/local/bin/probe-was-here").exists());
+    let limit = std::fs::read_to_string(host_memory_limit(&host, id)).unwrap();
+    assert_eq!(limit.trim(), (128u64 << 20).to_string(), "the product's 128 MiB, still");
+    let pids = host.driver.hierarchy().pids(&host.driver.cgroup(id));
+    assert!(!pids.is_empty());
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let uid = status.lines().find(|line| line.starts_with("Uid:")).unwrap_or_default().to_string();
+        assert!(!uid.split_whitespace().skip(1).any(|id| id == "0"), "a workload process runs as host root: {uid}");
+        let capabilities = status.lines().find(|line| line.starts_with("CapEff:")).unwrap_or_default().to_string();
+        assert!(capabilities.ends_with("0000000000000000"), "{capabilities}");
+    }
+    // From this host only the declared port is published; the environment's own address
+    // answers on declared ports only.
+    let mapping = runtime().block_on(host.driver.inspect(neighbour)).unwrap().unwrap().ports;
+    assert!(connects(SocketAddr::new(host.network().public_ip.into(), mapping[0].published)));
+    assert!(connects(SocketAddr::new(neighbour_ip.into(), 8080)));
+    assert!(!connects(SocketAddr::new(neighbour_ip.into(), 9000)));
+}
+
+/// The memory limit file of an environment's cgroup on the host.
+fn host_memory_limit(host: &Host, id: EnvironmentId) -> PathBuf {
+    let hierarchy = host.driver.hierarchy();
+    let file = match hierarchy {
+        logos_agent::container::cgroup::Hierarchy::V1 => "memory.limit_in_bytes",
+        logos_agent::container::cgroup::Hierarchy::V2 => "memory.max",
+    };
+    hierarchy.directory("memory", &host.driver.cgroup(id)).join(file)
+}
+
+#[test]
+fn the_disk_quota_and_the_log_bound_hold_and_nothing_is_left_behind() {
+    let host = Host::new("quota", 202);
+    let image = host.image("escape-probe");
+    let id = EnvironmentId(7);
+    // The fill's result goes to the volume (the log is rotated away by the flood after it).
+    let script = "escape-probe fill /data/big > /tmp/fill; rm /data/big; cp /tmp/fill /data/fill; \
+                  escape-probe flood 2000000; echo PROBE_DONE; sleep 600";
+    let free_before = free_bytes(&host.state);
+    runtime().block_on(host.driver.ensure(id, 1, &spec(&image, script, &[], 1))).unwrap();
+    let log = log_until(&host, id, "PROBE_DONE", Duration::from_secs(180));
+    let fill = std::fs::read_to_string(host.driver.environment_dir(id).join("disk/volume/fill")).unwrap();
+    let filled: u64 = fill
+        .lines()
+        .find_map(|line| line.strip_prefix("PROBE fill_bytes "))
+        .and_then(|bytes| bytes.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no fill_bytes in {fill}"));
+    assert!(filled < 1 << 30, "wrote {filled} bytes on a 1 GiB disk");
+    assert!(filled > 500 << 20, "only {filled} bytes written");
+    assert_eq!(verdicts(&fill)["fill_past_quota"], "ENOSPC", "{fill}");
+    assert!(log.contains("PROBE flood_done 2000000"), "the flood ran to its end");
+    // The host lost at most the disk's size (the sparse image filled up), not more.
+    let used = free_before.saturating_sub(free_bytes(&host.state));
+    assert!(used < (1 << 30) + (64 << 20), "the host lost {used} bytes");
+    // 20 MB of output left at most two log files of the bound.
+    let logs = host.driver.environment_dir(id).join("logs");
+    let total: u64 = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(total <= 2 * LOG_FILE_MAX_BYTES, "logs hold {total} bytes");
+
+    // Destroyed: no container, cgroup, namespace, mount, port mapping or directory is left.
+    runtime().block_on(host.driver.destroy(id)).unwrap();
+    assert_leaves_nothing(&host, id);
+}
+
+fn free_bytes(path: &Path) -> u64 {
+    let output = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path.parent().unwrap())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap()
+}
+
+fn assert_leaves_nothing(host: &Host, id: EnvironmentId) {
+    let driver = &host.driver;
+    assert!(runtime().block_on(driver.runc().state(&driver.container_id(id))).is_none(), "container left");
+    let cgroup = driver.hierarchy().directory("memory", &driver.cgroup(id));
+    assert!(!cgroup.exists(), "cgroup {} left", cgroup.display());
+    let namespace = host.network().namespace(id);
+    let namespaces = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&namespaces.stdout).contains(&namespace), "namespace left");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = driver.environment_dir(id);
+    assert!(!mounts.contains(&dir.display().to_string()), "mount left");
+    assert!(!dir.exists(), "directory left");
+    assert!(runtime().block_on(host.network().published_rules(id)).is_empty(), "port mapping left");
+}
+
+#[test]
+fn an_update_keeps_the_volume_a_restarted_agent_adopts_and_a_wrong_digest_is_refused() {
+    let mut host = Host::new("lifecycle", 203);
+    let busybox = host.image("busybox");
+    let id = EnvironmentId(3);
+    let write = "echo kept > /data/marker; id -u > /data/uid; exec httpd -f -p 8080 -h /data";
+    let first = runtime().block_on(host.driver.ensure(id, 1, &spec(&busybox, write, &[8080], 1))).unwrap();
+    assert_eq!(first.workload, WorkloadState::Running);
+    assert_eq!(first.image, format!("sha256:{}", busybox.rsplit(':').next().unwrap()));
+    let endpoint: SocketAddr = first.endpoint.parse().unwrap();
+    assert!(connects(endpoint));
+    let volume = host.driver.environment_dir(id).join("disk/volume");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !volume.join("uid").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(volume.join("uid")).unwrap().trim(), WORKLOAD_UID.to_string());
+
+    // A new generation restarts the workload with the new spec on the same volume.
+    let read = "cat /data/marker > /data/seen; exec httpd -f -p 8080 -h /data";
+    let second = runtime().block_on(host.driver.ensure(id, 2, &spec(&busybox, read, &[8080], 1))).unwrap();
+    assert_eq!(second.generation, 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !volume.join("seen").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(volume.join("seen")).unwrap().trim(), "kept");
+    assert_eq!(second.endpoint, first.endpoint, "the same published port");
+
+    // The agent goes away without a word (as after kill -9) and a new one starts: the
+    // workload kept running under its shim and is adopted, its port published again.
+    let pids = host.driver.hierarchy().pids(&host.driver.cgroup(id));
+    let config = host.driver.config().clone();
+    let restarted = ContainerDriver::new(config).unwrap();
+    runtime().block_on(restarted.prepare_host()).unwrap();
+    host.driver = restarted;
+    let adopted = runtime().block_on(host.driver.inspect(id)).unwrap().unwrap();
+    assert_eq!(adopted.workload, WorkloadState::Running);
+    assert_eq!(adopted.generation, 2);
+    assert_eq!(host.driver.hierarchy().pids(&host.driver.cgroup(id)), pids, "the same processes");
+    assert!(connects(endpoint));
+
+    // An image whose digest the registry does not hold is refused with the reason; nothing
+    // of the environment is created.
+    let wrong = format!("127.0.0.1:5000/logos/busybox@sha256:{}", "0".repeat(64));
+    let refused = runtime().block_on(host.driver.ensure(EnvironmentId(4), 1, &spec(&wrong, "true", &[8080], 1)));
+    match refused {
+        Err(DriverError::Image(reason)) => assert!(reason.contains("404"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_leaves_nothing(&host, EnvironmentId(4));
+
+    runtime().block_on(host.driver.destroy(id)).unwrap();
+    assert_leaves_nothing(&host, id);
+    runtime().block_on(host.driver.destroy_all()).unwrap();
+    assert!(runtime().block_on(host.network().leftovers()).is_empty(), "bridge or firewall rules left");
+}
