@@ -1,6 +1,6 @@
 //! End-to-end tests of the sub0layer with real processes: `logos devnet` with validators,
-//! provider agents (sandbox driver), provisioners and sandboxed workloads. They need root
-//! (network namespaces, cgroups), as the agent does.
+//! provider agents (runc container driver), provisioners and workloads from the project's OCI
+//! images. They need root (namespaces, cgroups, loop devices, the firewall), as the agent does.
 
 use commonware_codec::Encode;
 use logos_api::agent::{request_message, Action, AgentRequest, AGENT_NAMESPACE};
@@ -81,10 +81,27 @@ impl Devnet {
     }
 
     fn cgroup(&self, agent: usize, environment: EnvironmentId) -> PathBuf {
-        PathBuf::from(format!(
-            "/sys/fs/cgroup/memory/logos/agent-{}/env-{environment}",
-            self.network_index as usize + agent
-        ))
+        let hierarchy = logos_agent::container::cgroup::Hierarchy::detect().unwrap();
+        let path = format!("/logos/agent-{}/env-{environment}", self.network_index as usize + agent);
+        hierarchy.directory("memory", &path)
+    }
+
+    /// The image the devnet named `name` (its `images.toml`).
+    fn image(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.join("images.toml")).unwrap();
+        logos_client::template::Images::parse(&text).unwrap().0[name].clone()
+    }
+
+    /// The address of environment `environment` of agent `agent` on its bridge.
+    fn environment_ip(&self, agent: usize, environment: EnvironmentId) -> String {
+        let namespace = format!("lg{}-{environment}", self.network_index as usize + agent);
+        let output = Command::new("ip")
+            .args(["-n", &namespace, "-4", "-o", "addr", "show", "eth0"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let address = text.split_whitespace().nth(3).unwrap_or_else(|| panic!("no address: {text}"));
+        address.split('/').next().unwrap().to_string()
     }
 }
 
@@ -621,10 +638,11 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
         .await;
 
         // A workload over its memory limit is killed by the kernel and reported.
+        let busybox = devnet.image("busybox");
         let template = Template {
             name: "memory hog".try_into().unwrap(),
             product: ProductId(1),
-            workload: workload(&["tail", "/dev/zero"], &[], 8080),
+            workload: workload(&busybox, &["tail", "/dev/zero"], &[8080], 8080),
         };
         execute(
             &client,
@@ -645,12 +663,12 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
 
         // Only declared ports are reachable from outside the sandbox: 8080 is, 9000 is not,
         // although something listens on both.
-        let script = "mkdir -p w && echo ok > w/health && cd w && \
-                      (python3 -m http.server 9000 &) && exec python3 -m http.server 8080";
+        let script = "mkdir -p /data/w && echo ok > /data/w/health && \
+                      httpd -p 9000 -h /data/w && exec httpd -f -p 8080 -h /data/w";
         let template = Template {
             name: "two listeners".try_into().unwrap(),
             product: ProductId(1),
-            workload: workload(&["sh", "-c", script], &[8080], 8080),
+            workload: workload(&busybox, &["sh", "-c", script], &[8080], 8080),
         };
         execute(
             &client,
@@ -670,21 +688,25 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
                 .then_some(())
         })
         .await;
-        let ip = environment(&client, web).await.endpoint;
-        let ip = ip.split(':').next().unwrap().to_string();
-        let connect = |port: u16| {
-            let address = format!("{ip}:{port}").parse().unwrap();
+        // The endpoint is the declared port as published on the provider's address; on the
+        // environment's own address only the declared port answers.
+        let record = environment(&client, web).await;
+        let connect = |address: String| {
+            let address = address.parse().unwrap();
             std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))
         };
-        assert!(connect(8080).is_ok(), "declared port unreachable");
-        assert!(connect(9000).is_err(), "undeclared port 9000 reachable");
+        assert!(connect(record.endpoint.to_string()).is_ok(), "published port unreachable");
+        assert_eq!(record.ports[0].port, 8080);
+        let ip = devnet.environment_ip(record.provider.get() as usize, web);
+        assert!(connect(format!("{ip}:8080")).is_ok(), "declared port unreachable");
+        assert!(connect(format!("{ip}:9000")).is_err(), "undeclared port 9000 reachable");
         liar_task.abort();
     });
 }
 
-fn workload(command: &[&str], ports: &[u16], health_port: u16) -> Workload {
+fn workload(image: &str, command: &[&str], ports: &[u16], health_port: u16) -> Workload {
     Workload {
-        image: Default::default(),
+        image: image.try_into().unwrap(),
         command: command
             .iter()
             .map(|part| (*part).try_into().unwrap())
@@ -692,6 +714,10 @@ fn workload(command: &[&str], ports: &[u16], health_port: u16) -> Workload {
             .try_into()
             .unwrap(),
         ports: ports.to_vec().try_into().unwrap(),
-        health_port,
+        health: logos_types::catalog::HealthCheck {
+            port: health_port,
+            path: Some("/health".try_into().unwrap()),
+        },
+        ..Workload::default()
     }
 }

@@ -202,7 +202,7 @@ impl ConsensusBench {
         let layout = devnet::init(&args)?;
         let mut processes = Vec::new();
         for config in &layout.configs {
-            match devnet::spawn(config, Duration::from_secs(60)) {
+            match devnet::spawn(config, None, Duration::from_secs(60)) {
                 Ok(process) => processes.push(process),
                 Err(error) => {
                     devnet::stop(&mut processes);
@@ -554,6 +554,7 @@ fn bench_devnet(
         retention_blocks: Some(1_000_000),
         images: None,
         registry: crate::sub0::DEFAULT_REGISTRY.into(),
+        hosts: false,
     }
 }
 

@@ -2,14 +2,18 @@
 //!
 //! - [`network`]: `logos devnet`: validators as separate `logos node run` processes on
 //!   loopback, with generated keys, genesis and configuration.
-//! - [`sub0`]: the devnet's sub0layer: the default catalog, providers and provisioners
-//!   registered on chain, `logos agent run` and `logos provisioner run` daemons, `--demo`.
+//! - [`sub0`]: the devnet's sub0layer: the project's images, the default catalog from the
+//!   repository's template files, providers and provisioners registered on chain, `logos agent
+//!   run` and `logos provisioner run` daemons (started again when they exit), `--demo`.
+//! - [`hosts`]: `--hosts`, every validator, full node and provider on a network namespace of
+//!   its own with its own address on a devnet bridge.
 //! - [`bench`]: `logos bench consensus` and `logos bench lease`.
 //!
 //! Every node and daemon is a child process of the running `logos` binary
 //! (`std::env::current_exe`), so a devnet runs exactly what an operator would.
 
 pub mod bench;
+pub mod hosts;
 pub mod network;
 pub mod sub0;
 

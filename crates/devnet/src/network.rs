@@ -18,6 +18,7 @@
 //! after the validators' (`+ validators + k`). Ctrl-C stops every validator (SIGTERM, then
 //! SIGKILL after 5 s) and exits.
 
+use crate::hosts::{Host, Hosts, Role};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use commonware_cryptography::Signer;
@@ -29,6 +30,7 @@ use logos_types::{
 };
 use std::{
     io::{BufRead, BufReader},
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -110,6 +112,12 @@ pub struct DevnetArgs {
     /// `scripts/registry` on loopback).
     #[arg(long, default_value = crate::sub0::DEFAULT_REGISTRY)]
     pub registry: String,
+    /// Put every validator, full node and provider on a host of its own: a network namespace
+    /// with its own address on a devnet bridge (`10.77.B.0/24`, B = --network-base-index),
+    /// plus a tenant host (see `logos_devnet::hosts`). Agents listen and publish
+    /// environments' ports on their host's address.
+    #[arg(long)]
+    pub hosts: bool,
 }
 
 /// A devnet on disk.
@@ -135,6 +143,22 @@ pub struct Layout {
 }
 
 impl DevnetArgs {
+    /// The hosts of a `--hosts` devnet.
+    pub fn host_layout(&self) -> Option<Hosts> {
+        self.hosts.then(|| Hosts::new(self.network_base_index))
+    }
+
+    /// The host `role` runs on (`None`: this machine's loopback).
+    pub fn host(&self, role: Role) -> Option<Host> {
+        self.host_layout().map(|hosts| hosts.host(role))
+    }
+
+    /// The address `role` listens on.
+    pub fn address(&self, role: Role) -> IpAddr {
+        self.host(role)
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |host| host.address.into())
+    }
+
     fn directory(&self) -> PathBuf {
         self.dir
             .clone()
@@ -156,7 +180,10 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
             .map(|i| dir.join(format!("validator-{i}")).join("config.toml"))
             .collect(),
         rpc_urls: (0..args.validators)
-            .map(|i| format!("http://127.0.0.1:{}", args.rpc_base_port as usize + i))
+            .map(|i| {
+                let address = args.address(Role::Validator(i));
+                format!("http://{address}:{}", args.rpc_base_port as usize + i)
+            })
             .collect(),
         full_node_configs: (0..args.full_nodes)
             .map(|k| dir.join(format!("full-node-{k}")).join("config.toml"))
@@ -191,7 +218,10 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         )?;
         validators.push(GenesisValidator {
             public_key: format_public_key(&key.public_key()),
-            p2p_address: format!("127.0.0.1:{}", args.p2p_base_port as usize + i).parse()?,
+            p2p_address: std::net::SocketAddr::new(
+                args.address(Role::Validator(i)),
+                u16::try_from(args.p2p_base_port as usize + i)?,
+            ),
         });
         accounts.push(GenesisAccount {
             address: Address::from_public_key(&key.public_key()),
@@ -233,9 +263,10 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
     let full_nodes = write_full_nodes(args, &layout)?;
     for (i, config) in layout.configs.iter().enumerate() {
         std::fs::create_dir_all(config.parent().expect("config has a directory"))?;
+        let ip = args.address(Role::Validator(i));
         let text = format!(
             "{full_nodes}key_file = \"../keys/validator-{i}.key\"\ngenesis_file = \"../genesis.toml\"\ndata_dir = \".\"\n\
-             p2p_listen = \"127.0.0.1:{p2p}\"\nrpc_listen = \"127.0.0.1:{rpc}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
+             p2p_listen = \"{ip}:{p2p}\"\nrpc_listen = \"{ip}:{rpc}\"\nmetrics_listen = \"{ip}:{metrics}\"\n\
              block_time_ms = {block_time}\nlog_level = \"{level}\"\ncheck_invariants = {check}\n\
              # every devnet client (daemons, CLI, benchmarks) shares 127.0.0.1\n\
              rpc_requests_per_second_per_ip = 20000\nrpc_requests_per_second_per_connection = 10000\n\
@@ -264,7 +295,8 @@ fn write_full_nodes(args: &DevnetArgs, layout: &Layout) -> Result<String> {
         let name = format!("full-node-{k}");
         keystore::save(&layout.keystore, &name, &key, DEVNET_PASSPHRASE)?;
         let offset = args.validators + k;
-        let p2p = format!("127.0.0.1:{}", args.p2p_base_port as usize + offset);
+        let ip = args.address(Role::FullNode(k));
+        let p2p = format!("{ip}:{}", args.p2p_base_port as usize + offset);
         peers.push(format!(
             "{{ public_key = \"{}\", p2p_address = \"{p2p}\" }}",
             format_public_key(&key.public_key())
@@ -272,8 +304,8 @@ fn write_full_nodes(args: &DevnetArgs, layout: &Layout) -> Result<String> {
         std::fs::create_dir_all(config.parent().expect("config has a directory"))?;
         let text = format!(
             "role = \"full\"\nkey_file = \"../keys/{name}.key\"\ngenesis_file = \"../genesis.toml\"\n\
-             data_dir = \".\"\np2p_listen = \"{p2p}\"\nrpc_listen = \"127.0.0.1:{rpc}\"\n\
-             metrics_listen = \"127.0.0.1:{metrics}\"\nlog_level = \"{level}\"\n\
+             data_dir = \".\"\np2p_listen = \"{p2p}\"\nrpc_listen = \"{ip}:{rpc}\"\n\
+             metrics_listen = \"{ip}:{metrics}\"\nlog_level = \"{level}\"\n\
              rpc_requests_per_second_per_ip = 20000\nrpc_requests_per_second_per_connection = 10000\n\
              rpc_connections_per_ip_max = 256\n{retention}",
             rpc = args.rpc_base_port as usize + offset,
@@ -300,21 +332,23 @@ pub struct Validator {
     pub rpc: String,
 }
 
-/// Starts `logos node run --config <config>`, logging to `node.log` beside the config, and
-/// waits up to `timeout` for its ready line.
-pub fn spawn(config: &Path, timeout: Duration) -> Result<Validator> {
+/// Starts `logos node run --config <config>` (on `host`, if any), logging to `node.log` beside
+/// the config, and waits up to `timeout` for its ready line.
+pub fn spawn(config: &Path, host: Option<&Host>, timeout: Duration) -> Result<Validator> {
     let directory = config.parent().expect("config has a directory");
     let mut args = vec!["node".into(), "run".into(), "--config".into()];
     args.push(config.as_os_str().to_owned());
-    let (child, ready) = spawn_logos(&args, &directory.join("node.log"), timeout)?;
+    let (child, ready) = spawn_logos(&args, host, &directory.join("node.log"), timeout)?;
     let rpc = ready["rpc"].as_str().unwrap_or_default().to_string();
     Ok(Validator { child, rpc })
 }
 
-/// Starts `logos <args>` with stderr appended to `log` and waits up to `timeout` for the JSON
-/// line it prints on stdout when ready (`{"ready": true, …}`); returns the child and that line.
+/// Starts `logos <args>` (on `host`, if any) with stderr appended to `log` and waits up to
+/// `timeout` for the JSON line it prints on stdout when ready (`{"ready": true, …}`); returns
+/// the child and that line.
 pub fn spawn_logos(
     args: &[std::ffi::OsString],
+    host: Option<&Host>,
     log: &Path,
     timeout: Duration,
 ) -> Result<(Child, serde_json::Value)> {
@@ -324,7 +358,7 @@ pub fn spawn_logos(
         .create(true)
         .append(true)
         .open(log)?;
-    let mut child = Command::new(std::env::current_exe()?)
+    let mut child = crate::hosts::command_in(host, &std::env::current_exe()?)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(log_file)
@@ -406,7 +440,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         return Ok(());
     }
     let mut network = start(&args, &layout)?;
-    print_summary(&layout, &network);
+    print_summary(&args, &layout, &network);
     let runtime = crate::runtime()?;
     let outcome = runtime.block_on(async {
         if args.demo {
@@ -427,21 +461,87 @@ pub fn run(args: DevnetArgs) -> Result<()> {
     }
 }
 
+/// Most restarts of one daemon within [`RESTART_WINDOW`] before the devnet gives up on it.
+pub const RESTARTS_MAX: usize = 5;
+/// The window [`RESTARTS_MAX`] counts restarts in.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// A supervised daemon (agent, provisioner, full node): what started it, so that it can be
+/// started again when it exits, as an operator's service manager would.
+pub struct Daemon {
+    /// Its name in messages.
+    pub name: String,
+    /// `logos` arguments.
+    pub args: Vec<std::ffi::OsString>,
+    /// The host it runs on.
+    pub host: Option<Host>,
+    /// Its log file.
+    pub log: PathBuf,
+    /// The running process.
+    pub child: Child,
+    /// When it was restarted, newest last (within [`RESTART_WINDOW`]).
+    restarts: std::collections::VecDeque<Instant>,
+}
+
+impl Daemon {
+    /// Starts `logos <args>` on `host` and waits for its ready line.
+    pub fn start(name: String, args: Vec<std::ffi::OsString>, host: Option<Host>, log: PathBuf) -> Result<Self> {
+        let (child, _) = spawn_logos(&args, host.as_ref(), &log, Duration::from_secs(30))?;
+        Ok(Self {
+            name,
+            args,
+            host,
+            log,
+            child,
+            restarts: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// If the process exited, starts it again; an error once it exited more than
+    /// [`RESTARTS_MAX`] times within [`RESTART_WINDOW`] or cannot start.
+    fn keep_running(&mut self) -> Result<()> {
+        let Ok(Some(status)) = self.child.try_wait() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        self.restarts.retain(|at| now.duration_since(*at) < RESTART_WINDOW);
+        if self.restarts.len() >= RESTARTS_MAX {
+            bail!("{} exited ({status}) {RESTARTS_MAX} times within a minute", self.name);
+        }
+        eprintln!("{} exited ({status}); starting it again", self.name);
+        self.restarts.push_back(now);
+        let (child, _) = spawn_logos(&self.args, self.host.as_ref(), &self.log, Duration::from_secs(30))
+            .with_context(|| format!("restarting {}", self.name))?;
+        self.child = child;
+        eprintln!("{}  pid {}", self.name, self.child.id());
+        Ok(())
+    }
+}
+
 /// A running devnet: validators, and the sub0layer daemons.
 pub struct Network {
     /// Validator processes, by index.
     pub validators: Vec<Validator>,
-    /// Agents and provisioners, with a name for messages.
-    pub daemons: Vec<(String, Child)>,
+    /// Full nodes, agents and provisioners.
+    pub daemons: Vec<Daemon>,
+    /// The hosts of a `--hosts` devnet, and the roles placed on them.
+    pub hosts: Option<(Hosts, Vec<Role>)>,
 }
 
 impl Network {
-    /// Stops daemons first (agents destroy their environments), then validators.
+    /// Stops daemons first (agents destroy their environments), then validators, then takes
+    /// the hosts down.
     pub fn stop(&mut self) {
         // Agents destroy their environments before they exit: give them time.
-        let mut daemons: Vec<&mut Child> = self.daemons.iter_mut().map(|(_, c)| c).collect();
+        let mut daemons: Vec<&mut Child> = self.daemons.iter_mut().map(|d| &mut d.child).collect();
         stop_children(&mut daemons, Duration::from_secs(15));
         stop(&mut self.validators);
+        if let Some((hosts, roles)) = &self.hosts {
+            hosts.destroy(roles);
+            let _ = Command::new("scripts/registry")
+                .args(["stop", &format!("{}:{}", hosts.gateway(), crate::sub0::REGISTRY_PORT)])
+                .status();
+        }
     }
 }
 
@@ -454,31 +554,33 @@ pub fn start(args: &DevnetArgs, layout: &Layout) -> Result<Network> {
     let mut network = Network {
         validators: Vec::new(),
         daemons: Vec::new(),
+        hosts: None,
     };
+    if let Some(hosts) = args.host_layout() {
+        let roles = Hosts::roles(args.validators, args.full_nodes, args.providers)?;
+        hosts.create(&roles)?;
+        network.hosts = Some((hosts, roles));
+    }
+    if let Err(error) = start_processes(args, layout, &mut network) {
+        network.stop();
+        return Err(error);
+    }
+    Ok(network)
+}
+
+fn start_processes(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Result<()> {
     for (i, config) in layout.configs.iter().enumerate() {
         eprintln!("starting validator {i}…");
-        match spawn(config, Duration::from_secs(60)) {
-            Ok(validator) => network.validators.push(validator),
-            Err(error) => {
-                network.stop();
-                return Err(error);
-            }
-        }
+        let host = args.host(Role::Validator(i));
+        network.validators.push(spawn(config, host.as_ref(), Duration::from_secs(60))?);
     }
     for (k, config) in layout.full_node_configs.iter().enumerate() {
         eprintln!("starting full node {k}…");
-        match spawn(config, Duration::from_secs(60)) {
-            Ok(full_node) => {
-                println!("full-node-{k}  rpc {}", full_node.rpc);
-                network
-                    .daemons
-                    .push((format!("full node {k}"), full_node.child));
-            }
-            Err(error) => {
-                network.stop();
-                return Err(error);
-            }
-        }
+        let directory = config.parent().expect("config has a directory");
+        let args_k = vec!["node".into(), "run".into(), "--config".into(), config.as_os_str().to_owned()];
+        let daemon = Daemon::start(format!("full-node-{k}"), args_k, args.host(Role::FullNode(k)), directory.join("node.log"))?;
+        println!("full-node-{k}  rpc http://{}:{}", args.address(Role::FullNode(k)), args.rpc_base_port as usize + args.validators + k);
+        network.daemons.push(daemon);
     }
     let unready = if args.providers > 0 {
         crate::sub0::prepare_host().unwrap_or_else(|error| Some(format!("{error:#}")))
@@ -492,20 +594,16 @@ pub fn start(args: &DevnetArgs, layout: &Layout) -> Result<Network> {
              scripts/install-deps && cargo run --release -p logos-cli -- devnet\n"
         );
         if args.demo {
-            network.stop();
-            anyhow::bail!("--demo needs the sub0layer: {reason}");
+            bail!("--demo needs the sub0layer: {reason}");
         }
     }
     if args.providers > 0 && unready.is_none() {
-        if let Err(error) = crate::sub0::start(args, layout, &mut network) {
-            network.stop();
-            return Err(error);
-        }
+        crate::sub0::start(args, layout, network)?;
     }
-    Ok(network)
+    Ok(())
 }
 
-fn print_summary(layout: &Layout, network: &Network) {
+fn print_summary(args: &DevnetArgs, layout: &Layout, network: &Network) {
     for (i, validator) in network.validators.iter().enumerate() {
         println!(
             "validator-{i}  rpc {}  ws {}",
@@ -513,8 +611,15 @@ fn print_summary(layout: &Layout, network: &Network) {
             validator.rpc.replace("http://", "ws://")
         );
     }
-    for (name, child) in &network.daemons {
-        println!("{name}  pid {}", child.id());
+    for daemon in &network.daemons {
+        println!("{}  pid {}", daemon.name, daemon.child.id());
+    }
+    if let Some(tenant) = args.host(Role::Tenant) {
+        println!(
+            "hosts: each validator, full node and provider on its own network namespace; the \
+             tenant's host is {} ({}): run commands there with `nsenter --net=/run/netns/{} …`",
+            tenant.namespace, tenant.address, tenant.namespace
+        );
     }
     println!(
         "keystore {}  (funded key: dev)\ntry: logos catalog --rpc {rpc}\n     logos lease create --keystore {ks} --from dev --template 0 --wait --rpc {rpc}",
@@ -524,7 +629,8 @@ fn print_summary(layout: &Layout, network: &Network) {
     );
 }
 
-/// Waits for Ctrl-C or SIGTERM (`None`) or for a process to exit (a message saying which).
+/// Waits for Ctrl-C or SIGTERM (`None`), or for a validator to exit or a daemon to exit too
+/// often to be restarted (a message saying which). Daemons that exit are started again.
 async fn supervise(network: &mut Network) -> Option<String> {
     let watcher = async {
         loop {
@@ -534,9 +640,9 @@ async fn supervise(network: &mut Network) -> Option<String> {
                     return format!("validator {i} exited ({status})");
                 }
             }
-            for (name, child) in network.daemons.iter_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return format!("{name} exited ({status})");
+            for daemon in network.daemons.iter_mut() {
+                if let Err(error) = daemon.keep_running() {
+                    return format!("{error:#}");
                 }
             }
         }

@@ -19,7 +19,10 @@
 //!    loop devices, the firewall) and one `logos provisioner run` per validator, each against
 //!    its validator's RPC.
 
-use crate::network::{spawn_logos, DevnetArgs, Layout, Network};
+use crate::{
+    hosts::Role,
+    network::{Daemon, DevnetArgs, Layout, Network},
+};
 use anyhow::{bail, Context, Result};
 use futures::future::try_join_all;
 use logos_client::{
@@ -49,6 +52,8 @@ pub const REGION: RegionId = RegionId(1);
 pub const FULL_NODE_RPC_PORT: u16 = 8545;
 /// The default registry: Debian's docker-registry on loopback (`scripts/registry`).
 pub const DEFAULT_REGISTRY: &str = "127.0.0.1:5000";
+/// The registry's port on a `--hosts` devnet's bridge address.
+pub const REGISTRY_PORT: u16 = 5000;
 /// The template files of the default catalog, in the order they are published (ids 0, 1, …).
 pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
     (
@@ -166,6 +171,7 @@ fn wallet(layout: &Layout, name: &str) -> Result<Wallet> {
 /// docs). Returns the provider ids in order.
 pub async fn bootstrap(
     client: &Client,
+    args: &DevnetArgs,
     layout: &Layout,
     validators: usize,
     images: &Images,
@@ -210,7 +216,7 @@ pub async fn bootstrap(
     let mut providers = Vec::with_capacity(owners.len());
     for (k, owner) in owners.iter().enumerate() {
         let register = dvci::Call::RegisterProvider {
-            endpoint: agent_endpoint(layout, k).as_str().try_into()?,
+            endpoint: agent_endpoint(args, layout, k).as_str().try_into()?,
             inventory: Resources {
                 vcpu: 4,
                 memory_mib: 8_192,
@@ -255,8 +261,9 @@ pub async fn bootstrap(
     Ok(providers)
 }
 
-fn agent_endpoint(layout: &Layout, k: usize) -> String {
-    format!("127.0.0.1:{}", layout.agent_base_port as usize + k)
+fn agent_endpoint(args: &DevnetArgs, layout: &Layout, k: usize) -> String {
+    let address = args.address(Role::Provider(k));
+    format!("{address}:{}", layout.agent_base_port as usize + k)
 }
 
 /// Host commands the sub0layer needs besides the container driver's
@@ -317,6 +324,72 @@ pub fn prepare_host() -> Result<Option<String>> {
     Ok(host_unready())
 }
 
+/// The images as agents pull them: on a `--hosts` devnet from the registry on the devnet
+/// bridge (started here, serving the same storage as the loopback one).
+fn images_for_agents(args: &DevnetArgs, layout: &Layout, images: Images) -> Result<Images> {
+    let Some(hosts) = args.host_layout() else {
+        return Ok(images);
+    };
+    let address = format!("{}:{REGISTRY_PORT}", hosts.gateway());
+    let status = std::process::Command::new("scripts/registry")
+        .args(["start", &address])
+        .status()
+        .context("scripts/registry (run --hosts from the repository)")?;
+    if !status.success() {
+        bail!("scripts/registry could not start a registry at {address}");
+    }
+    let moved = images
+        .0
+        .into_iter()
+        .map(|(name, reference)| {
+            let path = reference.split_once('/').map_or(reference.as_str(), |(_, path)| path);
+            (name, format!("{address}/{path}"))
+        })
+        .collect();
+    let images = Images(moved);
+    std::fs::write(&layout.images, images.to_toml())?;
+    Ok(images)
+}
+
+/// `logos agent run` arguments of provider `k`.
+fn agent_args(args: &DevnetArgs, layout: &Layout, k: usize, provider: ProviderId, rpc: &str, registries: &[String]) -> Vec<OsString> {
+    let index = args.network_base_index as usize + k;
+    let dir = layout.dir.join(format!("agent-{k}"));
+    // One host: validators see relayed connections from loopback and tenants reach the
+    // bridge address. Many hosts: everything goes through the provider host's address.
+    let address = args.address(Role::Provider(k));
+    let mut agent: Vec<String> = vec![
+        "agent".into(),
+        "run".into(),
+        "--provider".into(),
+        provider.to_string(),
+        "--rpc".into(),
+        rpc.into(),
+        "--listen".into(),
+        agent_endpoint(args, layout, k),
+        "--network-index".into(),
+        index.to_string(),
+        "--state-dir".into(),
+        dir.join("state").display().to_string(),
+        "--genesis".into(),
+        layout.genesis.display().to_string(),
+        "--relay-port".into(),
+        rpc.rsplit(':').next().unwrap_or("8545").to_string(),
+        "--p2p-egress-ip".into(),
+        address.to_string(),
+        "--key-file".into(),
+        layout.keystore.join(format!("agent-{k}.key")).display().to_string(),
+        "--destroy-on-exit".into(),
+    ];
+    if args.hosts {
+        agent.extend(["--public-ip".into(), address.to_string()]);
+    }
+    for registry in registries {
+        agent.extend(["--insecure-registry".into(), registry.clone()]);
+    }
+    agent.into_iter().map(OsString::from).collect()
+}
+
 /// Bootstraps the sub0layer and starts its daemons into `network`.
 pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Result<()> {
     if let Some(reason) = host_unready() {
@@ -324,53 +397,28 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
     }
     let rpc = network.validators[0].rpc.clone();
     let images = prepare_images(layout, args.images.as_deref(), &args.registry)?;
+    let images = images_for_agents(args, layout, images)?;
     println!("images ({}):\n{}", layout.images.display(), images.to_toml().trim_end());
     let runtime = crate::runtime()?;
     eprintln!("publishing the catalog, registering providers and provisioners…");
     let providers = runtime.block_on(async {
         let client = Client::connect(&rpc).await?;
-        bootstrap(&client, layout, network.validators.len(), &images).await
+        bootstrap(&client, args, layout, network.validators.len(), &images).await
     })?;
-    let registries: Vec<String> = images
+    let mut registries: Vec<String> = images
         .0
         .values()
         .filter_map(|reference| reference.split_once('/').map(|(registry, _)| registry.to_string()))
         .collect();
+    registries.sort();
+    registries.dedup();
     for (k, provider) in providers.iter().enumerate() {
         let rpc = &network.validators[k % network.validators.len()].rpc;
-        let index = args.network_base_index as usize + k;
-        let dir = layout.dir.join(format!("agent-{k}"));
-        let agent: Vec<OsString> = [
-            "agent".into(),
-            "run".into(),
-            "--provider".into(),
-            provider.to_string(),
-            "--rpc".into(),
-            rpc.clone(),
-            "--listen".into(),
-            agent_endpoint(layout, k),
-            "--network-index".into(),
-            index.to_string(),
-            "--state-dir".into(),
-            dir.join("state").display().to_string(),
-            "--genesis".into(),
-            layout.genesis.display().to_string(),
-            "--relay-port".into(),
-            rpc.rsplit(':').next().unwrap_or("8545").to_string(),
-            // Validators of a one-host devnet see relayed connections from loopback.
-            "--p2p-egress-ip".into(),
-            "127.0.0.1".into(),
-            "--key-file".into(),
-            layout.keystore.join(format!("agent-{k}.key")).display().to_string(),
-            "--destroy-on-exit".into(),
-        ]
-        .into_iter()
-        .chain(registries.iter().flat_map(|registry| ["--insecure-registry".to_string(), registry.clone()]))
-        .map(OsString::from)
-        .collect();
+        let agent = agent_args(args, layout, k, *provider, rpc, &registries);
         eprintln!("starting agent {k} for provider {provider}…");
-        let (child, _) = spawn_logos(&agent, &dir.join("agent.log"), Duration::from_secs(30))?;
-        network.daemons.push((format!("agent-{k}"), child));
+        let log = layout.dir.join(format!("agent-{k}")).join("agent.log");
+        let daemon = Daemon::start(format!("agent-{k}"), agent, args.host(Role::Provider(k)), log)?;
+        network.daemons.push(daemon);
     }
     for i in 0..network.validators.len() {
         if args.external_provisioners.contains(&i) {
@@ -390,12 +438,10 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
             layout.genesis.clone().into(),
         ];
         eprintln!("starting provisioner {i}…");
-        let (child, _) = spawn_logos(
-            &command,
-            &dir.join("provisioner.log"),
-            Duration::from_secs(30),
-        )?;
-        network.daemons.push((format!("provisioner-{i}"), child));
+        // A provisioner runs beside its validator (on its host).
+        let host = args.host(Role::Validator(i));
+        let daemon = Daemon::start(format!("provisioner-{i}"), command, host, dir.join("provisioner.log"))?;
+        network.daemons.push(daemon);
     }
     Ok(())
 }

@@ -1,4 +1,6 @@
 //! Helpers shared by the end-to-end test binaries.
+// Each test binary uses some of these helpers.
+#![allow(dead_code)]
 
 use logos_primitives::PrivateKey;
 use std::{
