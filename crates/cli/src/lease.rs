@@ -24,7 +24,7 @@ use logos_types::{
     catalog::{self, ProductId, Products, TemplateId, Templates},
     dvci::{Provider, Providers, RegionId},
     market::{self, LeaseId, Leases, NextLeaseId, Prices},
-    operations::{EnvironmentId, Environments},
+    operations::{self, EnvironmentId, Environments},
     peers, Call, Event,
 };
 use std::time::{Duration, Instant};
@@ -97,6 +97,18 @@ pub enum LeaseCommand {
         /// Additional blocks.
         #[arg(long)]
         blocks: u64,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
+    /// Move a lease's environment to its template's current workload (a new generation): the
+    /// provider restarts it with the new image and spec on the same volume. Prints
+    /// `{"lease", "generation", "height"}`.
+    Update {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Lease id.
+        id: LeaseId,
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
@@ -370,6 +382,23 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                     "lease": id,
                     "extended_at": height,
                     "escrow": status.record.escrow,
+                }))
+            }
+            LeaseCommand::Update { key, id, rpc } => {
+                let (wallet, client) = key.connect(&rpc).await?;
+                let environment = EnvironmentId::from(id);
+                let call = Call::Operations(operations::Call::UpdateEnvironment { environment });
+                let (receipt, height) = client.execute(&wallet, call).await?;
+                let generation = receipt.events.iter().find_map(|event| match event {
+                    Event::Operations(operations::Event::EnvironmentUpdated { generation, .. }) => {
+                        Some(*generation)
+                    }
+                    _ => None,
+                });
+                print_json(&serde_json::json!({
+                    "lease": id,
+                    "generation": generation,
+                    "height": height,
                 }))
             }
             LeaseCommand::Close { key, id, rpc } => {

@@ -166,9 +166,14 @@ impl TemplateFile {
         toml::from_str(text).map_err(|error| TemplateError::Syntax(error.to_string()))
     }
 
-    /// The image reference, with a name resolved through `images`.
+    /// The image reference, with a name (letters, digits, `-`, `_`, `.`: no `/`, `:` or `@`)
+    /// resolved through `images`; anything else is taken as a reference and checked as one.
     pub fn image(&self, images: &Images) -> Result<String, TemplateError> {
-        if self.image.contains('@') {
+        let is_name = self
+            .image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !is_name {
             return Ok(self.image.clone());
         }
         images
@@ -288,8 +293,12 @@ mod tests {
         assert!(matches!(refuse(&format!("{NODE}\nunknown = 1")), TemplateError::Syntax(_)));
         assert!(matches!(refuse(&" ".repeat(TEMPLATE_FILE_MAX_BYTES + 1)), TemplateError::TooLarge(_)));
         assert!(matches!(
-            refuse(&NODE.replace("\"logos-node\"", "\"busybox:latest\"")),
+            refuse(&NODE.replace("\"logos-node\"", "\"busybox\"")),
             TemplateError::UnknownImage(_)
+        ));
+        assert!(matches!(
+            refuse(&NODE.replace("\"logos-node\"", "\"busybox:latest\"")),
+            TemplateError::Workload(WorkloadError::ImageReference(_))
         ));
         assert!(matches!(
             refuse(&NODE.replace("\"logos-node\"", "\"127.0.0.1:5000/x:latest@sha256:00\"")),

@@ -538,9 +538,10 @@ impl Network {
         stop(&mut self.validators);
         if let Some((hosts, roles)) = &self.hosts {
             hosts.destroy(roles);
-            let _ = Command::new("scripts/registry")
-                .args(["stop", &format!("{}:{}", hosts.gateway(), crate::sub0::REGISTRY_PORT)])
-                .status();
+            if let Some(script) = crate::sub0::project_script("registry") {
+                let address = format!("{}:{}", hosts.gateway(), crate::sub0::REGISTRY_PORT);
+                let _ = Command::new(script).args(["stop", &address]).status();
+            }
         }
     }
 }

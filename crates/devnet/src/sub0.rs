@@ -141,10 +141,9 @@ pub fn prepare_images(layout: &Layout, given: Option<&std::path::Path>, registry
     let text = match given {
         Some(path) => std::fs::read_to_string(path).with_context(|| path.display().to_string())?,
         None => {
-            let script = std::path::Path::new("scripts/images");
-            if !script.is_file() {
+            let Some(script) = project_script("images") else {
                 bail!("no images: pass --images FILE, or run the devnet from the repository (scripts/images builds them)");
-            }
+            };
             eprintln!("building the project's images and pushing them to {registry} (scripts/images)…");
             let output = std::process::Command::new(script)
                 .arg("--logos")
@@ -307,13 +306,13 @@ pub fn prepare_host() -> Result<Option<String>> {
     let Some(reason) = host_unready() else {
         return Ok(None);
     };
-    let script = std::path::Path::new("scripts/install-deps");
-    if running_as_root() && script.is_file() {
+    let script = project_script("install-deps");
+    if let (true, Some(script)) = (running_as_root(), script) {
         eprintln!(
             "the sub0layer needs host packages ({reason}); running {}…",
             script.display()
         );
-        let status = std::process::Command::new(script).status()?;
+        let status = std::process::Command::new(&script).status()?;
         if !status.success() {
             return Ok(Some(format!(
                 "{reason}; {} failed ({status})",
@@ -331,10 +330,10 @@ fn images_for_agents(args: &DevnetArgs, layout: &Layout, images: Images) -> Resu
         return Ok(images);
     };
     let address = format!("{}:{REGISTRY_PORT}", hosts.gateway());
-    let status = std::process::Command::new("scripts/registry")
+    let script = project_script("registry").context("scripts/registry: run --hosts from the repository")?;
+    let status = std::process::Command::new(script)
         .args(["start", &address])
-        .status()
-        .context("scripts/registry (run --hosts from the repository)")?;
+        .status()?;
     if !status.success() {
         bail!("scripts/registry could not start a registry at {address}");
     }
@@ -444,6 +443,15 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
         network.daemons.push(daemon);
     }
     Ok(())
+}
+
+/// The project's `scripts/<name>` when the devnet runs from the repository (the current
+/// directory or one above it).
+pub fn project_script(name: &str) -> Option<std::path::PathBuf> {
+    let here = std::env::current_dir().ok()?;
+    here.ancestors()
+        .map(|dir| dir.join("scripts").join(name))
+        .find(|script| script.is_file())
 }
 
 fn running_as_root() -> bool {
