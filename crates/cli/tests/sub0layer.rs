@@ -522,7 +522,13 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         let status = std::fs::read_to_string(format!("/proc/{}/status", devnet.child.id()));
         let devnet_alive = status.is_ok_and(|status| !status.contains("State:\tZ"));
         assert!(devnet_alive, "the devnet keeps running");
-        assert!(condition_is(&client, id, ConditionType::Ready, None).await);
+        // The node's relayed p2p connections went with the old agent: it dials again.
+        eventually("Ready after the agent's restart", Duration::from_secs(60), || async {
+            condition_is(&client, id, ConditionType::Ready, None)
+                .await
+                .then_some(())
+        })
+        .await;
 
         // The agent refuses what the chain does not back.
         let http = reqwest::Client::new();

@@ -82,11 +82,16 @@ pub enum BenchCommand {
         dir: Option<PathBuf>,
     },
     /// Time from `lease create` to a Running and to a Verified "Logos full node" environment
-    /// (its node synced), over several leases on a fresh devnet with the sub0layer.
+    /// (its node synced), over several leases on a fresh devnet with the sub0layer, with the
+    /// providers' image caches warm; and the time to pull the node's image into a cold cache.
     Lease {
         /// Number of leases (one after another; each is closed once measured).
         #[arg(long, default_value_t = 5)]
         leases: usize,
+        /// The template leased (0: "Logos full node", whose health check passes once the
+        /// node has synced the chain from genesis; 1: "Static web server").
+        #[arg(long, default_value_t = 0)]
+        template: u32,
         /// Number of validators (each runs a provisioner).
         #[arg(long, default_value_t = 4)]
         validators: usize,
@@ -133,10 +138,11 @@ pub fn run(command: BenchCommand) -> Result<()> {
         }
         BenchCommand::Lease {
             leases,
+            template,
             validators,
             json,
             dir,
-        } => run_lease_bench(leases, validators, json, dir),
+        } => run_lease_bench(leases, TemplateId(template), validators, json, dir),
     }
 }
 
@@ -558,15 +564,20 @@ fn bench_devnet(
     }
 }
 
-/// `logos bench lease`: see [`BenchCommand::Lease`]. Prints one JSON object:
+/// `logos bench lease`: see [`BenchCommand::Lease`]. Prints one JSON object (`template`: the
+/// template leased):
 ///
 /// | field | meaning |
 /// |---|---|
-/// | `lease_to_running_ms_p50`, `_max` | `lease create` submitted → the environment's `Ready` condition `True` in finalized state (workload running, health check passing) |
-/// | `lease_to_verified_ms_p50`, `_max` | submitted → `Verified` `True` (a quorum of cross-checks agreed) and the leased node's `/health` says synced |
+/// | `lease_to_running_ms_p50`, `_max` | `lease create` submitted → the environment's `Ready` condition `True` in finalized state (workload running, health check passing), image caches warm |
+/// | `lease_to_verified_ms_p50`, `_max` | submitted → `Verified` `True` (a quorum of cross-checks agreed) and the leased node's `/health` says synced, caches warm |
+/// | `lease_to_running_ms_cold` | the same for the first lease, whose provider pulled the image |
+/// | `image_pull_ms_p50`, `_max` | the node's image pulled, verified and cached into an empty cache by the agent's image store, from the devnet's registry (one pull per lease measured) |
+/// | `image_bytes` | the image's compressed size |
 /// | `leases`, `validators`, `providers` | the scenario |
 fn run_lease_bench(
     leases: usize,
+    template: TemplateId,
     validators: usize,
     json: bool,
     dir: Option<PathBuf>,
@@ -576,63 +587,109 @@ fn run_lease_bench(
     let mut network = devnet::start(&args, &layout)?;
     let rpc = network.validators[0].rpc.clone();
     let keys = layout.keystore.clone();
+    let images = layout.images.clone();
     let result = crate::runtime()?.block_on(async move {
         let client = logos_client::Client::connect(&rpc).await?;
         let dev = logos_client::Wallet::new(keystore::load(&keys, "dev")?);
+        // Warm-up: until every provider hosted one lease (its cache then holds the image).
+        let mut warmed = std::collections::BTreeSet::new();
+        let mut cold = None;
+        for _ in 0..8 {
+            let (running, _, provider) = measure_lease(&client, &dev, template, "warm-up", json).await?;
+            cold.get_or_insert(running);
+            warmed.insert(provider);
+            if warmed.len() == 2 {
+                break;
+            }
+        }
         let mut running = Vec::new();
         let mut verified = Vec::new();
         for index in 0..leases {
-            let started = Instant::now();
-            let (lease, _) = logos_client::tenant::create_lease(
-                &client,
-                &dev,
-                TemplateId(0),
-                crate::sub0::REGION,
-                36_000,
-            )
-            .await?;
-            let mut say = |step: String| {
-                if !json {
-                    eprintln!(
-                        "lease {index} [{:>6} ms] {step}",
-                        started.elapsed().as_millis()
-                    )
-                }
-            };
-            let milestones = logos_client::tenant::watch(
-                &client,
-                lease,
-                Duration::from_secs(120),
-                Some(&dev),
-                &mut say,
-            )
-            .await?;
-            let ms =
-                |at: Option<Instant>| at.map_or(f64::NAN, |at| (at - started).as_secs_f64() * 1e3);
-            running.push(ms(milestones.running));
-            verified.push(ms(milestones.verified.max(milestones.synced)));
-            let close = Call::Market(market::Call::CloseLease { lease });
-            client.execute(&dev, close).await?;
-            if let Some(key) = milestones.registered {
-                // The registry is bounded: give the slot (and the deposit) back.
-                let deregister = Call::Peers(logos_types::peers::Call::DeregisterFullNode { key });
-                client.execute(&dev, deregister).await?;
-            }
+            let (to_running, to_verified, _) =
+                measure_lease(&client, &dev, template, &index.to_string(), json).await?;
+            running.push(to_running);
+            verified.push(to_verified);
         }
+        let (pulls, image_bytes) = cold_pulls(&images, leases).await?;
         running.sort_by(f64::total_cmp);
         verified.sort_by(f64::total_cmp);
         Ok::<_, anyhow::Error>(serde_json::json!({
             "leases": leases,
+            "template": template,
             "validators": validators,
             "providers": 2,
             "lease_to_running_ms_p50": round(percentile(&running, 0.5)),
             "lease_to_running_ms_max": round(percentile(&running, 1.0)),
             "lease_to_verified_ms_p50": round(percentile(&verified, 0.5)),
             "lease_to_verified_ms_max": round(percentile(&verified, 1.0)),
+            "lease_to_running_ms_cold": cold.map(round),
+            "image_pull_ms_p50": round(percentile(&pulls, 0.5)),
+            "image_pull_ms_max": round(percentile(&pulls, 1.0)),
+            "image_bytes": image_bytes,
         }))
     });
     network.stop();
     let result = result?;
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
+}
+
+/// Leases the "Logos full node", follows it to Verified and synced, closes it; returns
+/// (ms to Running, ms to Verified and synced, its provider).
+async fn measure_lease(
+    client: &logos_client::Client,
+    dev: &logos_client::Wallet,
+    template: TemplateId,
+    label: &str,
+    json: bool,
+) -> Result<(f64, f64, u64)> {
+    let started = Instant::now();
+    let (lease, _) =
+        logos_client::tenant::create_lease(client, dev, template, crate::sub0::REGION, 36_000)
+            .await?;
+    let mut say = |step: String| {
+        if !json {
+            eprintln!("lease {label} [{:>6} ms] {step}", started.elapsed().as_millis())
+        }
+    };
+    let milestones =
+        logos_client::tenant::watch(client, lease, Duration::from_secs(120), Some(dev), &mut say)
+            .await?;
+    let ms = |at: Option<Instant>| at.map_or(f64::NAN, |at| (at - started).as_secs_f64() * 1e3);
+    let status = logos_client::tenant::lease_status(client, lease).await?;
+    let close = Call::Market(market::Call::CloseLease { lease });
+    client.execute(dev, close).await?;
+    if let Some(key) = milestones.registered {
+        // The registry is bounded: give the slot (and the deposit) back.
+        let deregister = Call::Peers(logos_types::peers::Call::DeregisterFullNode { key });
+        client.execute(dev, deregister).await?;
+    }
+    Ok((
+        ms(milestones.running),
+        ms(milestones.verified.max(milestones.synced)),
+        status.record.provider.get(),
+    ))
+}
+
+/// Pulls the devnet's `logos-node` image `count` times into a fresh cache each time with the
+/// agent's image store; returns the times (ms) and the image's compressed size.
+async fn cold_pulls(images: &std::path::Path, count: usize) -> Result<(Vec<f64>, u64)> {
+    let images = logos_client::template::Images::parse(&std::fs::read_to_string(images)?)?;
+    let reference = images.0.get("logos-node").context("no logos-node image")?.clone();
+    let registry = reference.split_once('/').map(|(registry, _)| registry.to_string()).unwrap_or_default();
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for attempt in 0..count.max(1) {
+        let cache = std::env::temp_dir().join(format!("logos-bench-pull-{}-{attempt}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        let store = logos_agent::image::ImageStore::new(&cache, vec![registry.clone()], Default::default())?;
+        store.prepare().await?;
+        let started = Instant::now();
+        store.ensure(&reference).await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        bytes = store.size_bytes().await?;
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times, bytes))
 }

@@ -74,7 +74,7 @@ pub struct DevnetArgs {
     /// Log level of the validators.
     #[arg(long, default_value = "info")]
     pub log_level: String,
-    /// Provider agents (sandbox driver) to start and register; 0 runs the chain only.
+    /// Provider agents (runc container driver) to start and register; 0 runs the chain only.
     #[arg(long, default_value_t = 2)]
     pub providers: usize,
     /// First agent API port.
@@ -605,6 +605,9 @@ fn start_processes(args: &DevnetArgs, layout: &Layout, network: &mut Network) ->
 }
 
 fn print_summary(args: &DevnetArgs, layout: &Layout, network: &Network) {
+    if let Ok(images) = std::fs::read_to_string(&layout.images) {
+        println!("images ({}):\n{}", layout.images.display(), images.trim_end());
+    }
     for (i, validator) in network.validators.iter().enumerate() {
         println!(
             "validator-{i}  rpc {}  ws {}",

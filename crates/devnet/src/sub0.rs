@@ -397,7 +397,6 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
     let rpc = network.validators[0].rpc.clone();
     let images = prepare_images(layout, args.images.as_deref(), &args.registry)?;
     let images = images_for_agents(args, layout, images)?;
-    println!("images ({}):\n{}", layout.images.display(), images.to_toml().trim_end());
     let runtime = crate::runtime()?;
     eprintln!("publishing the catalog, registering providers and provisioners…");
     let providers = runtime.block_on(async {

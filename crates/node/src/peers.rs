@@ -4,9 +4,11 @@
 //! commonware-p2p refuses any key it does not track, so a full node needs a slot on every
 //! validator it dials. [`track_registered`] takes each finalized block as it is published and
 //! notes whether it emitted `FullNodeRegistered` or `FullNodeDeregistered` (every write of the
-//! registry emits one; see `logos_types::peers`). Every [`REGISTRY_POLL_MS`], if one did (or
-//! blocks were missed, or the last read failed, or at start), it reads [`FullNodeKeys`] and each
-//! [`FullNodes`] record at the finalized tip (at most 257 reads, so not on every block); when
+//! registry emits one; see `logos_types::peers`). When one did (or blocks were missed, or the
+//! last read failed, or at start), it reads [`FullNodeKeys`] and each [`FullNodes`] record at
+//! the finalized tip, at once but at most once per [`REGISTRY_POLL_MS`] (at most 257 reads, so
+//! not on every block: a registration is let in within one block, a burst of them within a
+//! second); when
 //! the resulting secondary set differs from the one tracked, it tracks a new peer set
 //! (validators primary, full nodes secondary) under the tip's height (strictly increasing, as
 //! commonware requires). Registered keys that are a validator's, not a valid ed25519 point, or
@@ -33,7 +35,8 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
-/// Time between checks for a changed on-chain registry, ms (changes within it are read once).
+/// Shortest time between two reads of the on-chain registry, ms (changes within it are read
+/// once).
 pub const REGISTRY_POLL_MS: u64 = 1_000;
 
 /// The registered full nodes at the finalized tip, ascending by key, and the tip's height.
@@ -134,25 +137,35 @@ pub fn track_registered<E, M>(
         let mut tracked = configured.clone();
         // Read at start: the registry may already hold nodes.
         let mut stale = true;
+        let poll = Duration::from_millis(REGISTRY_POLL_MS);
+        let mut last_read: Option<std::time::SystemTime> = None;
         loop {
-            let check = context
-                .sleep(Duration::from_millis(REGISTRY_POLL_MS))
-                .fuse();
-            futures::pin_mut!(check);
-            loop {
-                futures::select_biased! {
-                    received = blocks.recv().fuse() => match received {
-                        Ok(finalized) => stale |= changes_registry(&finalized.executed),
-                        // Skipped blocks may have changed it.
-                        Err(RecvError::Lagged(_)) => stale = true,
-                        Err(RecvError::Closed) => return,
-                    },
-                    () = check => break,
+            // Until a finalized block changed the registry (or blocks were missed).
+            while !stale {
+                match blocks.recv().await {
+                    Ok(finalized) => stale |= changes_registry(&finalized.executed),
+                    // Skipped blocks may have changed it.
+                    Err(RecvError::Lagged(_)) => stale = true,
+                    Err(RecvError::Closed) => return,
                 }
             }
-            if !stale {
-                continue;
+            // At most one read per REGISTRY_POLL_MS: blocks published meanwhile are taken
+            // (the coming read covers them).
+            let since = last_read.and_then(|at| context.current().duration_since(at).ok());
+            let wait = since.map_or(Duration::ZERO, |since| poll.saturating_sub(since));
+            if !wait.is_zero() {
+                let check = context.sleep(wait).fuse();
+                futures::pin_mut!(check);
+                loop {
+                    futures::select_biased! {
+                        received = blocks.recv().fuse() => if let Err(RecvError::Closed) = received {
+                            return;
+                        },
+                        () = check => break,
+                    }
+                }
             }
+            last_read = Some(context.current());
             let (height, registry) = match read_registry(&shared).await {
                 Ok(read) => read,
                 Err(error) => {

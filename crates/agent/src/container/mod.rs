@@ -290,10 +290,20 @@ impl ContainerDriver {
         }
     }
 
-    async fn observe(&self, environment: EnvironmentId, record: &Record) -> Observation {
+    /// Whether the workload of `record` may be alive: runc says so, or its shim still runs
+    /// and has written no exit status (runc has not created the container yet).
+    async fn alive(&self, environment: EnvironmentId, record: &Record) -> bool {
         let state = self.runc.state(&self.container_id(environment)).await;
-        let workload = match state {
-            Some(state) if state.is_alive() => WorkloadState::Running,
+        if state.as_ref().is_some_and(|state| state.is_alive()) {
+            return true;
+        }
+        let exited = self.records.dir(environment).join("exit").exists();
+        !exited && shim_running(record.shim_pid)
+    }
+
+    async fn observe(&self, environment: EnvironmentId, record: &Record) -> Observation {
+        let workload = match self.alive(environment, record).await {
+            true => WorkloadState::Running,
             // A stopped container's cgroups stay until the next start deletes them.
             _ if self.hierarchy.oom_kills(&self.cgroup(environment)) > 0 => WorkloadState::OomKilled {
                 limit_mib: record.spec.resources.memory_mib,
@@ -362,6 +372,7 @@ impl ContainerDriver {
             image_pull_ms: image.pull_ms,
             ports: Vec::new(),
             started_at_ms: 0,
+            shim_pid: 0,
         };
         let dir = self.records.dir(environment);
         tokio::fs::create_dir_all(&dir).await.map_err(system)?;
@@ -561,7 +572,7 @@ impl ContainerDriver {
             .split_first()
             .ok_or_else(|| DriverError::System("no shim command configured".into()))?;
         // Its own process group: a Ctrl-C meant for the agent's terminal does not reach it.
-        tokio::process::Command::new(program)
+        let shim = tokio::process::Command::new(program)
             .args(prefix)
             .args(shim.to_args())
             .process_group(0)
@@ -571,6 +582,7 @@ impl ContainerDriver {
             .spawn()
             .map_err(|error| DriverError::System(format!("shim: {error}")))?;
         record.started_at_ms = now_ms();
+        record.shim_pid = shim.id().unwrap_or(0);
         self.records.write(environment, record).await?;
         for _ in 0..START_POLLS {
             let state = self.runc.state(&id).await;
@@ -585,17 +597,21 @@ impl ContainerDriver {
     /// Kills the workload and waits for it and its shim to be gone; deletes the container.
     async fn stop(&self, environment: EnvironmentId) -> Result<(), DriverError> {
         let id = self.container_id(environment);
-        if self.runc.state(&id).await.is_none() {
-            return Ok(());
-        }
-        let exit = self.records.dir(environment).join("exit");
+        let shim = match self.records.read(environment).await {
+            Ok(Some(record)) => record.shim_pid,
+            _ => 0,
+        };
         for _ in 0..STOP_POLLS {
             let alive = self.runc.state(&id).await.is_some_and(|state| state.is_alive());
-            if !alive && (exit.exists() || !self.records.dir(environment).exists()) {
+            // A starting workload: its shim runs, runc may not know the container yet.
+            if !alive && !shim_running(shim) {
                 break;
             }
             self.runc.kill(&id).await;
             tokio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+        }
+        if shim_running(shim) {
+            let _ = command::run("kill", &["-9", &shim.to_string()]).await;
         }
         self.runc.delete(&id).await
     }
@@ -615,14 +631,10 @@ impl ContainerDriver {
         self.records.remove(environment).await
     }
 
-    /// Restarts the workload of the current generation if it stopped.
+    /// Restarts the workload of the current generation if it stopped (one still starting is
+    /// left alone).
     async fn restart(&self, environment: EnvironmentId, mut record: Record) -> Result<Record, DriverError> {
-        let alive = self
-            .runc
-            .state(&self.container_id(environment))
-            .await
-            .is_some_and(|state| state.is_alive());
-        if !alive {
+        if !self.alive(environment, &record).await {
             record.restarts = record.restarts.saturating_add(1);
             self.start(environment, &mut record).await?;
         }
@@ -652,6 +664,16 @@ impl ContainerDriver {
             .map(|(host_rx, host_tx)| (host_tx, host_rx))
             .unwrap_or((0, 0))
     }
+}
+
+/// Whether `pid` is a running shim (`… agent shim …`; a reused pid is some other program).
+fn shim_running(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let arguments: Vec<&[u8]> = command_line.split(|byte| *byte == 0).collect();
+    arguments.windows(2).any(|pair| pair == [b"agent".as_slice(), b"shim".as_slice()])
 }
 
 /// (received, sent) bytes of `interface` in `/proc/net/dev`'s format.

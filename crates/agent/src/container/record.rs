@@ -29,6 +29,8 @@ pub struct Record {
     pub ports: Vec<PortMapping>,
     /// When the workload last started (Unix ms).
     pub started_at_ms: u64,
+    /// The pid of its shim (0 before the first start).
+    pub shim_pid: u32,
 }
 
 /// The environment directories under a state directory.
