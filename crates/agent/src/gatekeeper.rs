@@ -20,10 +20,7 @@ use crate::{
     authorize::{self, ChainFacts, LogsRequest, Refusal},
     driver::{Driver, DriverError},
 };
-use crate::{
-    container::shim::LogCursor,
-    driver::Usage,
-};
+use crate::{container::shim::LogCursor, driver::Usage};
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
@@ -36,10 +33,10 @@ use logos_api::agent::{
     FOLLOW_MAX_S, LOGS_MAX_BYTES, LOGS_NAMESPACE, REQUEST_MAX_BYTES, STATS_NAMESPACE,
     STATS_REQUEST_NAMESPACE,
 };
-use logos_primitives::{format_public_key, PrivateKey};
 use logos_client::{Client, ClientError};
 use logos_limits::Slots;
 use logos_primitives::Address;
+use logos_primitives::{format_public_key, PrivateKey};
 use logos_types::{
     dvci::ProviderId,
     operations::{EnvironmentId, Environments, Spec},
@@ -300,7 +297,8 @@ async fn tenant_read<D: Driver>(
     namespace: &[u8],
 ) -> Result<(), Response> {
     // A forged or stale request costs no chain read.
-    let signer = authorize::verify_read(request, id, now_s(), namespace).map_err(|refusal| refused(id, &refusal))?;
+    let signer = authorize::verify_read(request, id, now_s(), namespace)
+        .map_err(|refusal| refused(id, &refusal))?;
     let environment = match inner.client.map_proven::<Environments>(&id).await {
         Ok((Some(environment), _)) => environment,
         Ok((None, _)) => return Err(refuse(StatusCode::NOT_FOUND, "no such environment".into())),
@@ -332,27 +330,31 @@ async fn handle_logs<D: Driver>(
 /// `FOLLOW_BYTES_PER_SECOND`, until `FOLLOW_MAX_S` pass or the environment is gone.
 async fn follow<D: Driver>(inner: Arc<Inner<D>>, id: EnvironmentId, first_bytes: u64) -> Response {
     let Ok(permit) = inner.follows.clone().try_acquire_owned() else {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many followed logs".into());
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many followed logs".into(),
+        );
     };
     let per_poll = FOLLOW_BYTES_PER_SECOND * FOLLOW_POLL_MS / 1_000;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(FOLLOW_MAX_S);
     let state = (inner, LogCursor::default(), first_bytes, permit);
-    let stream = futures::stream::unfold(state, move |(inner, cursor, budget, permit)| async move {
-        loop {
-            if tokio::time::Instant::now() >= deadline {
-                return None;
+    let stream =
+        futures::stream::unfold(state, move |(inner, cursor, budget, permit)| async move {
+            loop {
+                if tokio::time::Instant::now() >= deadline {
+                    return None;
+                }
+                let (bytes, next) = match inner.driver.read_logs(id, cursor, budget).await {
+                    Ok(Some(read)) => read,
+                    _ => return None,
+                };
+                if !bytes.is_empty() {
+                    let chunk = Ok::<_, std::io::Error>(bytes::Bytes::from(bytes));
+                    return Some((chunk, (inner, next, per_poll, permit)));
+                }
+                tokio::time::sleep(Duration::from_millis(FOLLOW_POLL_MS)).await;
             }
-            let (bytes, next) = match inner.driver.read_logs(id, cursor, budget).await {
-                Ok(Some(read)) => read,
-                _ => return None,
-            };
-            if !bytes.is_empty() {
-                let chunk = Ok::<_, std::io::Error>(bytes::Bytes::from(bytes));
-                return Some((chunk, (inner, next, per_poll, permit)));
-            }
-            tokio::time::sleep(Duration::from_millis(FOLLOW_POLL_MS)).await;
-        }
-    });
+        });
     axum::body::Body::from_stream(stream).into_response()
 }
 
@@ -362,7 +364,10 @@ async fn handle_stats<D: Driver>(
     Query(request): Query<LogsRequest>,
 ) -> Response {
     let Some(key) = inner.config.key.as_ref() else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this agent has no signing key".into());
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this agent has no signing key".into(),
+        );
     };
     if let Err(refusal) = tenant_read(&inner, id, &request, STATS_REQUEST_NAMESPACE).await {
         return refusal;
@@ -377,7 +382,12 @@ async fn handle_stats<D: Driver>(
     }
 }
 
-fn stats(provider: ProviderId, id: EnvironmentId, request_timestamp_s: u64, usage: &Usage) -> EnvironmentStats {
+fn stats(
+    provider: ProviderId,
+    id: EnvironmentId,
+    request_timestamp_s: u64,
+    usage: &Usage,
+) -> EnvironmentStats {
     EnvironmentStats {
         provider,
         environment: id,
@@ -408,7 +418,10 @@ pub fn sign_stats(key: &PrivateKey, stats: &EnvironmentStats) -> SignedStats {
     SignedStats {
         stats: text,
         agent_key: format_public_key(&key.public_key()),
-        signature: format!("0x{}", hex::encode(commonware_codec::Encode::encode(&signature))),
+        signature: format!(
+            "0x{}",
+            hex::encode(commonware_codec::Encode::encode(&signature))
+        ),
     }
 }
 

@@ -210,7 +210,9 @@ pub enum TemplateCommand {
 
 /// Reads a file of at most `max_bytes`.
 fn read_small(path: &std::path::Path, max_bytes: usize) -> Result<String> {
-    let size = std::fs::metadata(path).with_context(|| path.display().to_string())?.len();
+    let size = std::fs::metadata(path)
+        .with_context(|| path.display().to_string())?
+        .len();
     if size > max_bytes as u64 {
         bail!("{} is larger than {max_bytes} bytes", path.display());
     }
@@ -219,7 +221,10 @@ fn read_small(path: &std::path::Path, max_bytes: usize) -> Result<String> {
 
 fn images(path: Option<&std::path::Path>) -> Result<Images> {
     match path {
-        Some(path) => Ok(Images::parse(&read_small(path, logos_client::template::TEMPLATE_FILE_MAX_BYTES)?)?),
+        Some(path) => Ok(Images::parse(&read_small(
+            path,
+            logos_client::template::TEMPLATE_FILE_MAX_BYTES,
+        )?)?),
         None => Ok(Images::default()),
     }
 }
@@ -230,12 +235,21 @@ async fn product_id(client: &Client, product: &ProductRef) -> Result<ProductId> 
     match product {
         ProductRef::Id(id) => {
             let id = ProductId(*id);
-            client.map::<Products>(&id).await?.0.with_context(|| format!("no product {id}"))?;
+            client
+                .map::<Products>(&id)
+                .await?
+                .0
+                .with_context(|| format!("no product {id}"))?;
             Ok(id)
         }
         ProductRef::Name(name) => {
             for id in (0..PRODUCT_SCAN).map(ProductId) {
-                if client.map::<Products>(&id).await?.0.is_some_and(|product| product.name == name.as_str()) {
+                if client
+                    .map::<Products>(&id)
+                    .await?
+                    .0
+                    .is_some_and(|product| product.name == name.as_str())
+                {
                     return Ok(id);
                 }
             }
@@ -246,9 +260,16 @@ async fn product_id(client: &Client, product: &ProductRef) -> Result<ProductId> 
 
 /// Runs `logos template …`.
 pub fn run_template(command: TemplateCommand) -> Result<()> {
-    let TemplateCommand::Validate { file, images: images_file, rpc } = command;
-    let parsed = TemplateFile::parse(&read_small(&file, logos_client::template::TEMPLATE_FILE_MAX_BYTES)?)
-        .with_context(|| file.display().to_string())?;
+    let TemplateCommand::Validate {
+        file,
+        images: images_file,
+        rpc,
+    } = command;
+    let parsed = TemplateFile::parse(&read_small(
+        &file,
+        logos_client::template::TEMPLATE_FILE_MAX_BYTES,
+    )?)
+    .with_context(|| file.display().to_string())?;
     let images = images(images_file.as_deref())?;
     let product = match &rpc {
         Some(rpc) => runtime()?.block_on(async {
@@ -274,9 +295,17 @@ pub fn run_template(command: TemplateCommand) -> Result<()> {
 
 /// Runs `logos catalog publish`.
 pub fn run_catalog_publish(command: CatalogCommand) -> Result<()> {
-    let CatalogCommand::Publish { key, file, images: images_file, rpc } = command;
-    let parsed = TemplateFile::parse(&read_small(&file, logos_client::template::TEMPLATE_FILE_MAX_BYTES)?)
-        .with_context(|| file.display().to_string())?;
+    let CatalogCommand::Publish {
+        key,
+        file,
+        images: images_file,
+        rpc,
+    } = command;
+    let parsed = TemplateFile::parse(&read_small(
+        &file,
+        logos_client::template::TEMPLATE_FILE_MAX_BYTES,
+    )?)
+    .with_context(|| file.display().to_string())?;
     let images = images(images_file.as_deref())?;
     runtime()?.block_on(async move {
         let (wallet, client) = key.connect(&rpc).await?;
@@ -289,7 +318,9 @@ pub fn run_catalog_publish(command: CatalogCommand) -> Result<()> {
             _ => None,
         });
         let id = id.context("no TemplateSet event in the receipt")?;
-        print_json(&serde_json::json!({"template": id, "height": height, "transaction_bytes": size}))
+        print_json(
+            &serde_json::json!({"template": id, "height": height, "transaction_bytes": size}),
+        )
     })
 }
 
@@ -390,9 +421,9 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 let call = Call::Operations(operations::Call::UpdateEnvironment { environment });
                 let (receipt, height) = client.execute(&wallet, call).await?;
                 let generation = receipt.events.iter().find_map(|event| match event {
-                    Event::Operations(operations::Event::EnvironmentUpdated { generation, .. }) => {
-                        Some(*generation)
-                    }
+                    Event::Operations(operations::Event::EnvironmentUpdated {
+                        generation, ..
+                    }) => Some(*generation),
                     _ => None,
                 });
                 print_json(&serde_json::json!({
@@ -469,12 +500,18 @@ async fn environment_and_provider(
 ) -> Result<(logos_types::operations::Environment, Provider)> {
     let (environment, _) = client.map_proven::<Environments>(&id).await?;
     let environment = environment.with_context(|| format!("no environment {id}"))?;
-    let (provider, _) = client.map_proven::<Providers>(&environment.provider).await?;
+    let (provider, _) = client
+        .map_proven::<Providers>(&environment.provider)
+        .await?;
     Ok((environment, provider.context("provider gone")?))
 }
 
 /// The query of a tenant's signed read of `id` in `namespace`, and its timestamp.
-fn signed_read(wallet: &Wallet, id: EnvironmentId, namespace: &[u8]) -> Result<(Vec<(&'static str, String)>, u64)> {
+fn signed_read(
+    wallet: &Wallet,
+    id: EnvironmentId,
+    namespace: &[u8],
+) -> Result<(Vec<(&'static str, String)>, u64)> {
     let timestamp_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
@@ -482,7 +519,10 @@ fn signed_read(wallet: &Wallet, id: EnvironmentId, namespace: &[u8]) -> Result<(
     let query = vec![
         ("timestamp_s", timestamp_s.to_string()),
         ("public_key", format_public_key(&wallet.public_key())),
-        ("signature", format!("0x{}", hex::encode(signature.encode()))),
+        (
+            "signature",
+            format!("0x{}", hex::encode(signature.encode())),
+        ),
     ];
     Ok((query, timestamp_s))
 }
@@ -501,7 +541,12 @@ pub fn run_env(command: EnvCommand) -> Result<()> {
             let wallet = key.wallet()?;
             runtime()?.block_on(logs(wallet, id, bytes, follow, rpc, genesis))
         }
-        EnvCommand::Stats { key, id, rpc, genesis } => {
+        EnvCommand::Stats {
+            key,
+            id,
+            rpc,
+            genesis,
+        } => {
             let wallet = key.wallet()?;
             runtime()?.block_on(stats(wallet, id, rpc, genesis))
         }
@@ -563,21 +608,37 @@ async fn logs(
 
 /// `logos env stats`: asks the agent, then checks its signature against the provider's agent
 /// key on chain, the environment, the provider and the freshness before printing.
-async fn stats(wallet: Wallet, id: EnvironmentId, rpc: String, genesis: Option<std::path::PathBuf>) -> Result<()> {
+async fn stats(
+    wallet: Wallet,
+    id: EnvironmentId,
+    rpc: String,
+    genesis: Option<std::path::PathBuf>,
+) -> Result<()> {
     let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
     let (environment, provider) = environment_and_provider(&client, id).await?;
-    let agent_key = provider
-        .agent_key
-        .with_context(|| format!("provider {} has no agent key on chain: its stats cannot be checked", environment.provider))?;
+    let agent_key = provider.agent_key.with_context(|| {
+        format!(
+            "provider {} has no agent key on chain: its stats cannot be checked",
+            environment.provider
+        )
+    })?;
     let (query, timestamp_s) = signed_read(&wallet, id, STATS_REQUEST_NAMESPACE)?;
     let url = format!("http://{}/v1/environments/{id}/stats", provider.endpoint);
-    let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?.get(&url).query(&query).send().await?;
+    let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?
+        .get(&url)
+        .query(&query)
+        .send()
+        .await?;
     let status = response.status();
     let body = read_bounded(response, STATS_MAX_BYTES).await?;
     if !status.is_success() {
-        bail!("agent answered {status}: {}", String::from_utf8_lossy(&body));
+        bail!(
+            "agent answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
-    let signed: SignedStats = serde_json::from_slice(&body).context("the agent's answer is not signed stats")?;
+    let signed: SignedStats =
+        serde_json::from_slice(&body).context("the agent's answer is not signed stats")?;
     let stats = verify_stats(&signed, &agent_key, environment.provider, id, timestamp_s)?;
     let mut value = serde_json::to_value(&stats)?;
     value["signed_by"] = agent_key.to_string().into();
@@ -593,13 +654,18 @@ fn verify_stats(
     id: EnvironmentId,
     request_timestamp_s: u64,
 ) -> Result<EnvironmentStats> {
-    let signature: logos_primitives::KeySignature = signed.signature.parse().context("signature")?;
+    let signature: logos_primitives::KeySignature =
+        signed.signature.parse().context("signature")?;
     if !agent_key.verifies(STATS_NAMESPACE, signed.stats.as_bytes(), &signature) {
         bail!("the stats are not signed by provider {provider}'s agent key {agent_key}");
     }
     let stats: EnvironmentStats = serde_json::from_str(&signed.stats)?;
     if stats.provider != provider || stats.environment != id {
-        bail!("the signed stats are about provider {} environment {}", stats.provider, stats.environment);
+        bail!(
+            "the signed stats are about provider {} environment {}",
+            stats.provider,
+            stats.environment
+        );
     }
     if stats.request_timestamp_s != request_timestamp_s {
         bail!("the signed stats answer another request (a replay)");
@@ -626,7 +692,11 @@ mod tests {
     fn only_fresh_stats_signed_by_the_providers_agent_key_for_this_request_are_shown() {
         let agent = PrivateKey::from_seed(5);
         let key = NodeKey::from_public_key(&agent.public_key());
-        let (provider, id, now) = (logos_types::dvci::ProviderId(1), EnvironmentId(7), 1_000_000);
+        let (provider, id, now) = (
+            logos_types::dvci::ProviderId(1),
+            EnvironmentId(7),
+            1_000_000,
+        );
         let stats = EnvironmentStats {
             provider,
             environment: id,
@@ -635,16 +705,41 @@ mod tests {
             memory_bytes: 5,
             ..EnvironmentStats::default()
         };
-        assert_eq!(verify_stats(&signed(&agent, &stats), &key, provider, id, now).unwrap(), stats);
+        assert_eq!(
+            verify_stats(&signed(&agent, &stats), &key, provider, id, now).unwrap(),
+            stats
+        );
         let impostor = PrivateKey::from_seed(6);
         assert!(verify_stats(&signed(&impostor, &stats), &key, provider, id, now).is_err());
         let mut tampered = signed(&agent, &stats);
-        tampered.stats = tampered.stats.replace("\"memory_bytes\":5", "\"memory_bytes\":1");
+        tampered.stats = tampered
+            .stats
+            .replace("\"memory_bytes\":5", "\"memory_bytes\":1");
         assert!(verify_stats(&tampered, &key, provider, id, now).is_err());
-        assert!(verify_stats(&signed(&agent, &stats), &key, provider, EnvironmentId(8), now).is_err());
-        assert!(verify_stats(&signed(&agent, &stats), &key, logos_types::dvci::ProviderId(2), id, now).is_err());
-        assert!(verify_stats(&signed(&agent, &stats), &key, provider, id, now + 5).is_err(), "replayed");
-        let stale = EnvironmentStats { measured_at_ms: (now - 3_600) * 1_000, ..stats };
+        assert!(verify_stats(
+            &signed(&agent, &stats),
+            &key,
+            provider,
+            EnvironmentId(8),
+            now
+        )
+        .is_err());
+        assert!(verify_stats(
+            &signed(&agent, &stats),
+            &key,
+            logos_types::dvci::ProviderId(2),
+            id,
+            now
+        )
+        .is_err());
+        assert!(
+            verify_stats(&signed(&agent, &stats), &key, provider, id, now + 5).is_err(),
+            "replayed"
+        );
+        let stale = EnvironmentStats {
+            measured_at_ms: (now - 3_600) * 1_000,
+            ..stats
+        };
         assert!(verify_stats(&signed(&agent, &stale), &key, provider, id, now).is_err());
         let mut garbled = signed(&agent, &stats);
         garbled.signature = "0x12".into();

@@ -37,7 +37,11 @@ fn images() -> Images {
         .args(["--logos", LOGOS, "--test"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Images::parse(&String::from_utf8(output.stdout).unwrap()).unwrap()
 }
 
@@ -50,7 +54,8 @@ struct Host {
 
 impl Host {
     fn new(name: &str, index: u8) -> Self {
-        let state = std::env::temp_dir().join(format!("logos-escape-{name}-{}", std::process::id()));
+        let state =
+            std::env::temp_dir().join(format!("logos-escape-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
         let mut network = Network {
             index,
@@ -111,11 +116,24 @@ fn spec(image: &str, script: &str, ports: &[u16], disk_gib: u64) -> Spec {
         },
         workload: Workload {
             image: image.try_into().unwrap(),
-            command: vec!["/bin/sh".try_into().unwrap(), "-c".try_into().unwrap(), script.try_into().unwrap()]
-                .try_into()
-                .unwrap(),
-            ports: if ports.is_empty() { vec![1] } else { ports.to_vec() }.try_into().unwrap(),
-            health: HealthCheck { port: health, path: None },
+            command: vec![
+                "/bin/sh".try_into().unwrap(),
+                "-c".try_into().unwrap(),
+                script.try_into().unwrap(),
+            ]
+            .try_into()
+            .unwrap(),
+            ports: if ports.is_empty() {
+                vec![1]
+            } else {
+                ports.to_vec()
+            }
+            .try_into()
+            .unwrap(),
+            health: HealthCheck {
+                port: health,
+                path: None,
+            },
             ..Workload::default()
         },
     }
@@ -132,7 +150,10 @@ fn log_until(host: &Host, id: EnvironmentId, marker: &str, bound: Duration) -> S
         if log.contains(marker) {
             return log;
         }
-        assert!(Instant::now() < deadline, "no {marker:?} in the log:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no {marker:?} in the log:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -168,7 +189,12 @@ fn a_hostile_workload_cannot_touch_the_host_or_reach_what_it_was_not_given() {
     let on_bridge = TcpListener::bind((gateway, 0)).unwrap();
     let neighbour = EnvironmentId(2);
     let web = "mkdir -p /data/www && echo ok > /data/www/index.html && (httpd -p 9000 -h /data/www) && exec httpd -f -p 8080 -h /data/www";
-    runtime().block_on(host.driver.ensure(neighbour, 1, &spec(&host.image("busybox"), web, &[8080], 1))).unwrap();
+    runtime()
+        .block_on(
+            host.driver
+                .ensure(neighbour, 1, &spec(&host.image("busybox"), web, &[8080], 1)),
+        )
+        .unwrap();
     let neighbour_ip = host.network().address(2);
 
     let host_pid = std::process::id();
@@ -180,7 +206,9 @@ fn a_hostile_workload_cannot_touch_the_host_or_reach_what_it_was_not_given() {
         bridge = on_bridge.local_addr().unwrap().port(),
     );
     let id = EnvironmentId(1);
-    let observation = runtime().block_on(host.driver.ensure(id, 1, &spec(&image, &script, &[], 1))).unwrap();
+    let observation = runtime()
+        .block_on(host.driver.ensure(id, 1, &spec(&image, &script, &[], 1)))
+        .unwrap();
     assert_eq!(observation.workload, WorkloadState::Running);
     let log = log_until(&host, id, "PROBE_DONE", Duration::from_secs(60));
     let seen = verdicts(&log);
@@ -202,42 +230,86 @@ fn a_hostile_workload_cannot_touch_the_host_or_reach_what_it_was_not_given() {
         ("write_cgroup_v1_pids_limit", "EROFS"),
         ("write_proc_sys", "EROFS"),
     ] {
-        assert_eq!(seen.get(probe).map(String::as_str), Some(expected), "{probe}: {log}");
+        assert_eq!(
+            seen.get(probe).map(String::as_str),
+            Some(expected),
+            "{probe}: {log}"
+        );
     }
     // Read-only or absent (kernels without magic SysRq have no such file).
     let sysrq = seen.get("write_proc_sysrq").map(String::as_str);
-    assert!(matches!(sysrq, Some("EROFS" | "ENOENT" | "EACCES")), "{sysrq:?}");
-    assert_ne!(seen.get("write_cgroup_v2_memory_limit").map(String::as_str), Some("allowed"));
+    assert!(
+        matches!(sysrq, Some("EROFS" | "ENOENT" | "EACCES")),
+        "{sysrq:?}"
+    );
+    assert_ne!(
+        seen.get("write_cgroup_v2_memory_limit").map(String::as_str),
+        Some("allowed")
+    );
     let neighbour_declared = format!("connect_{neighbour_ip}:8080");
-    assert_eq!(seen[&neighbour_declared], "allowed", "a declared port of another environment is reachable");
+    assert_eq!(
+        seen[&neighbour_declared], "allowed",
+        "a declared port of another environment is reachable"
+    );
     // Refused (nothing listens on its own loopback) or timed out (dropped by a firewall).
     for target in [
-        format!("connect_127.0.0.1:{}", validator.local_addr().unwrap().port()),
-        format!("connect_{gateway}:{}", on_bridge.local_addr().unwrap().port()),
+        format!(
+            "connect_127.0.0.1:{}",
+            validator.local_addr().unwrap().port()
+        ),
+        format!(
+            "connect_{gateway}:{}",
+            on_bridge.local_addr().unwrap().port()
+        ),
         format!("connect_{neighbour_ip}:9000"),
     ] {
         let verdict = seen.get(&target).map(String::as_str);
-        assert!(matches!(verdict, Some("ECONNREFUSED" | "ETIMEDOUT")), "{target}: {verdict:?}\n{log}");
+        assert!(
+            matches!(verdict, Some("ECONNREFUSED" | "ETIMEDOUT")),
+            "{target}: {verdict:?}\n{log}"
+        );
     }
 
     // The host side: nothing written, no limit changed, no process of the workload is root.
     assert!(!Path::new("/probe-was-here").exists());
     assert!(!Path::new("/usr/local/bin/probe-was-here").exists());
     let limit = std::fs::read_to_string(host_memory_limit(&host, id)).unwrap();
-    assert_eq!(limit.trim(), (128u64 << 20).to_string(), "the product's 128 MiB, still");
+    assert_eq!(
+        limit.trim(),
+        (128u64 << 20).to_string(),
+        "the product's 128 MiB, still"
+    );
     let pids = host.driver.hierarchy().pids(&host.driver.cgroup(id));
     assert!(!pids.is_empty());
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let uid = status.lines().find(|line| line.starts_with("Uid:")).unwrap_or_default().to_string();
-        assert!(!uid.split_whitespace().skip(1).any(|id| id == "0"), "a workload process runs as host root: {uid}");
-        let capabilities = status.lines().find(|line| line.starts_with("CapEff:")).unwrap_or_default().to_string();
+        let uid = status
+            .lines()
+            .find(|line| line.starts_with("Uid:"))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            !uid.split_whitespace().skip(1).any(|id| id == "0"),
+            "a workload process runs as host root: {uid}"
+        );
+        let capabilities = status
+            .lines()
+            .find(|line| line.starts_with("CapEff:"))
+            .unwrap_or_default()
+            .to_string();
         assert!(capabilities.ends_with("0000000000000000"), "{capabilities}");
     }
     // From this host only the declared port is published; the environment's own address
     // answers on declared ports only.
-    let mapping = runtime().block_on(host.driver.inspect(neighbour)).unwrap().unwrap().ports;
-    assert!(connects(SocketAddr::new(host.network().public_ip.into(), mapping[0].published)));
+    let mapping = runtime()
+        .block_on(host.driver.inspect(neighbour))
+        .unwrap()
+        .unwrap()
+        .ports;
+    assert!(connects(SocketAddr::new(
+        host.network().public_ip.into(),
+        mapping[0].published
+    )));
     assert!(connects(SocketAddr::new(neighbour_ip.into(), 8080)));
     assert!(!connects(SocketAddr::new(neighbour_ip.into(), 9000)));
 }
@@ -249,7 +321,9 @@ fn host_memory_limit(host: &Host, id: EnvironmentId) -> PathBuf {
         logos_agent::container::cgroup::Hierarchy::V1 => "memory.limit_in_bytes",
         logos_agent::container::cgroup::Hierarchy::V2 => "memory.max",
     };
-    hierarchy.directory("memory", &host.driver.cgroup(id)).join(file)
+    hierarchy
+        .directory("memory", &host.driver.cgroup(id))
+        .join(file)
 }
 
 #[test]
@@ -261,9 +335,12 @@ fn the_disk_quota_and_the_log_bound_hold_and_nothing_is_left_behind() {
     let script = "escape-probe fill /data/big > /tmp/fill; rm /data/big; cp /tmp/fill /data/fill; \
                   escape-probe flood 2000000; echo PROBE_DONE; sleep 600";
     let free_before = free_bytes(&host.state);
-    runtime().block_on(host.driver.ensure(id, 1, &spec(&image, script, &[], 1))).unwrap();
+    runtime()
+        .block_on(host.driver.ensure(id, 1, &spec(&image, script, &[], 1)))
+        .unwrap();
     let log = log_until(&host, id, "PROBE_DONE", Duration::from_secs(180));
-    let fill = std::fs::read_to_string(host.driver.environment_dir(id).join("disk/volume/fill")).unwrap();
+    let fill =
+        std::fs::read_to_string(host.driver.environment_dir(id).join("disk/volume/fill")).unwrap();
     let filled: u64 = fill
         .lines()
         .find_map(|line| line.strip_prefix("PROBE fill_bytes "))
@@ -272,7 +349,10 @@ fn the_disk_quota_and_the_log_bound_hold_and_nothing_is_left_behind() {
     assert!(filled < 1 << 30, "wrote {filled} bytes on a 1 GiB disk");
     assert!(filled > 500 << 20, "only {filled} bytes written");
     assert_eq!(verdicts(&fill)["fill_past_quota"], "ENOSPC", "{fill}");
-    assert!(log.contains("PROBE flood_done 2000000"), "the flood ran to its end");
+    assert!(
+        log.contains("PROBE flood_done 2000000"),
+        "the flood ran to its end"
+    );
     // The host lost at most the disk's size (the sparse image filled up), not more.
     let used = free_before.saturating_sub(free_bytes(&host.state));
     assert!(used < (1 << 30) + (64 << 20), "the host lost {used} bytes");
@@ -304,17 +384,33 @@ fn free_bytes(path: &Path) -> u64 {
 
 fn assert_leaves_nothing(host: &Host, id: EnvironmentId) {
     let driver = &host.driver;
-    assert!(runtime().block_on(driver.runc().state(&driver.container_id(id))).is_none(), "container left");
+    assert!(
+        runtime()
+            .block_on(driver.runc().state(&driver.container_id(id)))
+            .is_none(),
+        "container left"
+    );
     let cgroup = driver.hierarchy().directory("memory", &driver.cgroup(id));
     assert!(!cgroup.exists(), "cgroup {} left", cgroup.display());
     let namespace = host.network().namespace(id);
-    let namespaces = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&namespaces.stdout).contains(&namespace), "namespace left");
+    let namespaces = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&namespaces.stdout).contains(&namespace),
+        "namespace left"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let dir = driver.environment_dir(id);
     assert!(!mounts.contains(&dir.display().to_string()), "mount left");
     assert!(!dir.exists(), "directory left");
-    assert!(runtime().block_on(host.network().published_rules(id)).is_empty(), "port mapping left");
+    assert!(
+        runtime()
+            .block_on(host.network().published_rules(id))
+            .is_empty(),
+        "port mapping left"
+    );
 }
 
 #[test]
@@ -323,9 +419,17 @@ fn an_update_keeps_the_volume_a_restarted_agent_adopts_and_a_wrong_digest_is_ref
     let busybox = host.image("busybox");
     let id = EnvironmentId(3);
     let write = "echo kept > /data/marker; id -u > /data/uid; exec httpd -f -p 8080 -h /data";
-    let first = runtime().block_on(host.driver.ensure(id, 1, &spec(&busybox, write, &[8080], 1))).unwrap();
+    let first = runtime()
+        .block_on(
+            host.driver
+                .ensure(id, 1, &spec(&busybox, write, &[8080], 1)),
+        )
+        .unwrap();
     assert_eq!(first.workload, WorkloadState::Running);
-    assert_eq!(first.image, format!("sha256:{}", busybox.rsplit(':').next().unwrap()));
+    assert_eq!(
+        first.image,
+        format!("sha256:{}", busybox.rsplit(':').next().unwrap())
+    );
     let endpoint: SocketAddr = first.endpoint.parse().unwrap();
     assert!(connects(endpoint));
     let volume = host.driver.environment_dir(id).join("disk/volume");
@@ -333,17 +437,25 @@ fn an_update_keeps_the_volume_a_restarted_agent_adopts_and_a_wrong_digest_is_ref
     while !volume.join("uid").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(std::fs::read_to_string(volume.join("uid")).unwrap().trim(), WORKLOAD_UID.to_string());
+    assert_eq!(
+        std::fs::read_to_string(volume.join("uid")).unwrap().trim(),
+        WORKLOAD_UID.to_string()
+    );
 
     // A new generation restarts the workload with the new spec on the same volume.
     let read = "cat /data/marker > /data/seen; exec httpd -f -p 8080 -h /data";
-    let second = runtime().block_on(host.driver.ensure(id, 2, &spec(&busybox, read, &[8080], 1))).unwrap();
+    let second = runtime()
+        .block_on(host.driver.ensure(id, 2, &spec(&busybox, read, &[8080], 1)))
+        .unwrap();
     assert_eq!(second.generation, 2);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !volume.join("seen").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(std::fs::read_to_string(volume.join("seen")).unwrap().trim(), "kept");
+    assert_eq!(
+        std::fs::read_to_string(volume.join("seen")).unwrap().trim(),
+        "kept"
+    );
     assert_eq!(second.endpoint, first.endpoint, "the same published port");
 
     // The agent goes away without a word (as after kill -9) and a new one starts: the
@@ -353,16 +465,27 @@ fn an_update_keeps_the_volume_a_restarted_agent_adopts_and_a_wrong_digest_is_ref
     let restarted = ContainerDriver::new(config).unwrap();
     runtime().block_on(restarted.prepare_host()).unwrap();
     host.driver = restarted;
-    let adopted = runtime().block_on(host.driver.inspect(id)).unwrap().unwrap();
+    let adopted = runtime()
+        .block_on(host.driver.inspect(id))
+        .unwrap()
+        .unwrap();
     assert_eq!(adopted.workload, WorkloadState::Running);
     assert_eq!(adopted.generation, 2);
-    assert_eq!(host.driver.hierarchy().pids(&host.driver.cgroup(id)), pids, "the same processes");
+    assert_eq!(
+        host.driver.hierarchy().pids(&host.driver.cgroup(id)),
+        pids,
+        "the same processes"
+    );
     assert!(connects(endpoint));
 
     // An image whose digest the registry does not hold is refused with the reason; nothing
     // of the environment is created.
     let wrong = format!("127.0.0.1:5000/logos/busybox@sha256:{}", "0".repeat(64));
-    let refused = runtime().block_on(host.driver.ensure(EnvironmentId(4), 1, &spec(&wrong, "true", &[8080], 1)));
+    let refused = runtime().block_on(host.driver.ensure(
+        EnvironmentId(4),
+        1,
+        &spec(&wrong, "true", &[8080], 1),
+    ));
     match refused {
         Err(DriverError::Image(reason)) => assert!(reason.contains("404"), "{reason}"),
         other => panic!("{other:?}"),
@@ -372,5 +495,8 @@ fn an_update_keeps_the_volume_a_restarted_agent_adopts_and_a_wrong_digest_is_ref
     runtime().block_on(host.driver.destroy(id)).unwrap();
     assert_leaves_nothing(&host, id);
     runtime().block_on(host.driver.destroy_all()).unwrap();
-    assert!(runtime().block_on(host.network().leftovers()).is_empty(), "bridge or firewall rules left");
+    assert!(
+        runtime().block_on(host.network().leftovers()).is_empty(),
+        "bridge or firewall rules left"
+    );
 }

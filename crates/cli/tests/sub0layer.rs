@@ -95,7 +95,10 @@ impl Devnet {
 
     fn cgroup(&self, agent: usize, environment: EnvironmentId) -> PathBuf {
         let hierarchy = logos_agent::container::cgroup::Hierarchy::detect().unwrap();
-        let path = format!("/logos/agent-{}/env-{environment}", self.network_index as usize + agent);
+        let path = format!(
+            "/logos/agent-{}/env-{environment}",
+            self.network_index as usize + agent
+        );
         hierarchy.directory("memory", &path)
     }
 
@@ -113,7 +116,10 @@ impl Devnet {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&output.stdout).to_string();
-        let address = text.split_whitespace().nth(3).unwrap_or_else(|| panic!("no address: {text}"));
+        let address = text
+            .split_whitespace()
+            .nth(3)
+            .unwrap_or_else(|| panic!("no address: {text}"));
         address.split('/').next().unwrap().to_string()
     }
 }
@@ -506,28 +512,42 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         // Ready and Verified.
         let procs_before = std::fs::read_to_string(&procs).unwrap();
         let agent_pid = devnet.pids[&format!("agent-{agent}")];
-        let _ = Command::new("kill").args(["-9", &agent_pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-9", &agent_pid.to_string()])
+            .status();
         eventually("agent restarted", Duration::from_secs(60), || async {
             let restarted = Command::new("pgrep")
                 .args(["-f", &format!("agent run --provider {agent} ")])
                 .output()
                 .ok()?;
-            let pid = String::from_utf8_lossy(&restarted.stdout).trim().to_string();
+            let pid = String::from_utf8_lossy(&restarted.stdout)
+                .trim()
+                .to_string();
             let observed: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
-            (!pid.is_empty() && pid != agent_pid.to_string() && observed["workload"]["state"] == "running")
+            (!pid.is_empty()
+                && pid != agent_pid.to_string()
+                && observed["workload"]["state"] == "running")
                 .then_some(())
         })
         .await;
-        assert_eq!(std::fs::read_to_string(&procs).unwrap(), procs_before, "the workload was adopted, not restarted");
+        assert_eq!(
+            std::fs::read_to_string(&procs).unwrap(),
+            procs_before,
+            "the workload was adopted, not restarted"
+        );
         let status = std::fs::read_to_string(format!("/proc/{}/status", devnet.child.id()));
         let devnet_alive = status.is_ok_and(|status| !status.contains("State:\tZ"));
         assert!(devnet_alive, "the devnet keeps running");
         // The node's relayed p2p connections went with the old agent: it dials again.
-        eventually("Ready after the agent's restart", Duration::from_secs(60), || async {
-            condition_is(&client, id, ConditionType::Ready, None)
-                .await
-                .then_some(())
-        })
+        eventually(
+            "Ready after the agent's restart",
+            Duration::from_secs(60),
+            || async {
+                condition_is(&client, id, ConditionType::Ready, None)
+                    .await
+                    .then_some(())
+            },
+        )
         .await;
 
         // The agent refuses what the chain does not back.
@@ -772,42 +792,95 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
             let address = address.parse().unwrap();
             std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))
         };
-        assert!(connect(record.endpoint.to_string()).is_ok(), "published port unreachable");
+        assert!(
+            connect(record.endpoint.to_string()).is_ok(),
+            "published port unreachable"
+        );
         assert_eq!(record.ports[0].port, 8080);
         let ip = devnet.environment_ip(record.provider.get() as usize, web);
-        assert!(connect(format!("{ip}:8080")).is_ok(), "declared port unreachable");
-        assert!(connect(format!("{ip}:9000")).is_err(), "undeclared port 9000 reachable");
+        assert!(
+            connect(format!("{ip}:8080")).is_ok(),
+            "declared port unreachable"
+        );
+        assert!(
+            connect(format!("{ip}:9000")).is_err(),
+            "undeclared port 9000 reachable"
+        );
 
         // Templates as files: a broken one is refused before any fee; one whose image digest
         // the registry does not hold is published, but the agent refuses its image and the
         // lease says why.
         let broken = devnet.dir.join("broken.toml");
-        std::fs::write(&broken, template_file("127.0.0.1:5000/logos/busybox:latest")).unwrap();
+        std::fs::write(
+            &broken,
+            template_file("127.0.0.1:5000/logos/busybox:latest"),
+        )
+        .unwrap();
         let refused = cli_error(&devnet, &["template", "validate", broken.to_str().unwrap()]);
-        assert!(refused.contains("is not registry/repository@sha256"), "{refused}");
-        let refused = cli_error(&devnet, &["catalog", "publish", "--file", broken.to_str().unwrap(), "--from", "dev"]);
-        assert!(refused.contains("is not registry/repository@sha256"), "{refused}");
-        let wrong = format!("{}@sha256:{}", busybox.split('@').next().unwrap(), "ab".repeat(32));
+        assert!(
+            refused.contains("is not registry/repository@sha256"),
+            "{refused}"
+        );
+        let refused = cli_error(
+            &devnet,
+            &[
+                "catalog",
+                "publish",
+                "--file",
+                broken.to_str().unwrap(),
+                "--from",
+                "dev",
+            ],
+        );
+        assert!(
+            refused.contains("is not registry/repository@sha256"),
+            "{refused}"
+        );
+        let wrong = format!(
+            "{}@sha256:{}",
+            busybox.split('@').next().unwrap(),
+            "ab".repeat(32)
+        );
         let file = devnet.dir.join("wrong-digest.toml");
         std::fs::write(&file, template_file(&wrong)).unwrap();
         let validated = cli(&devnet, &["template", "validate", file.to_str().unwrap()]);
         assert_eq!(validated["valid"], true);
         assert_eq!(validated["product_checked"], true);
-        let published = cli(&devnet, &["catalog", "publish", "--file", file.to_str().unwrap(), "--from", "dev"]);
+        let published = cli(
+            &devnet,
+            &[
+                "catalog",
+                "publish",
+                "--file",
+                file.to_str().unwrap(),
+                "--from",
+                "dev",
+            ],
+        );
         let template = published["template"].as_u64().unwrap() as u32;
-        let stored = read::<catalog::Templates>(&client, &TemplateId(template)).await.unwrap();
+        let stored = read::<catalog::Templates>(&client, &TemplateId(template))
+            .await
+            .unwrap();
         assert_eq!(stored.workload.image, wrong.as_str());
         let refused_lease = lease(&client, &dev, template, 36_000).await;
         eventually("ImageRefused reported", Duration::from_secs(60), || async {
-            condition_is(&client, refused_lease, ConditionType::Ready, Some("ImageRefused"))
-                .await
-                .then_some(())
+            condition_is(
+                &client,
+                refused_lease,
+                ConditionType::Ready,
+                Some("ImageRefused"),
+            )
+            .await
+            .then_some(())
         })
         .await;
         let status = cli(&devnet, &["lease", "status", &refused_lease.to_string()]);
         let ready = &status["environment"]["conditions"][1];
         assert_eq!(ready["reason"], "ImageRefused");
-        assert!(ready["message"].as_str().unwrap().contains("404"), "{ready}");
+        assert!(
+            ready["message"].as_str().unwrap().contains("404"),
+            "{ready}"
+        );
         liar_task.abort();
     });
 }
@@ -853,7 +926,10 @@ fn tenant_cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
 /// `program` run in the network namespace `namespace`.
 fn in_host(namespace: &str, program: &str) -> Command {
     let mut command = Command::new("nsenter");
-    command.arg(format!("--net=/run/netns/{namespace}")).arg("--").arg(program);
+    command
+        .arg(format!("--net=/run/netns/{namespace}"))
+        .arg("--")
+        .arg(program);
     command
 }
 
@@ -861,7 +937,16 @@ fn in_host(namespace: &str, program: &str) -> Command {
 /// answered within 3 s.
 fn get_from(namespace: &str, endpoint: &str, path: &str) -> Option<(u16, String)> {
     let output = in_host(namespace, "curl")
-        .args(["-sS", "-m", "3", "-o", "-", "-w", "\n%{http_code}", &format!("http://{endpoint}{path}")])
+        .args([
+            "-sS",
+            "-m",
+            "3",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://{endpoint}{path}"),
+        ])
         .output()
         .ok()?;
     if !output.status.success() {
@@ -880,46 +965,92 @@ fn a_leased_node_on_its_providers_host_is_reached_from_the_tenants_updated_and_l
         let client = trusted(&devnet).await;
         // The tenant leases the Logos full node (an OCI image) from its own host; the CLI
         // registers the node's key and waits until it is verified and synced.
-        let created = tenant_cli(&devnet, &["lease", "create", "--template", "0", "--wait", "--from", "dev"]);
+        let created = tenant_cli(
+            &devnet,
+            &[
+                "lease",
+                "create",
+                "--template",
+                "0",
+                "--wait",
+                "--from",
+                "dev",
+            ],
+        );
         let id = EnvironmentId(created["lease"].as_u64().unwrap());
         let record = environment(&client, id).await;
         let provider = record.provider.get() as usize;
         let provider_ip = format!("10.77.41.{}", 100 + provider);
-        assert!(record.endpoint.starts_with(&format!("{provider_ip}:")), "{}", record.endpoint);
+        assert!(
+            record.endpoint.starts_with(&format!("{provider_ip}:")),
+            "{}",
+            record.endpoint
+        );
         let endpoint = record.endpoint.to_string();
 
         // Reached from the tenant's host, with proofs, and from a validator's host.
-        let (status, health) = get_from(tenant, &endpoint, "/health").expect("endpoint unreachable");
+        let (status, health) =
+            get_from(tenant, &endpoint, "/health").expect("endpoint unreachable");
         assert_eq!(status, 200, "{health}");
         let health: serde_json::Value = serde_json::from_str(&health).unwrap();
         assert_eq!(health["synced"], true);
-        let proven = tenant_cli(&devnet, &["query", "account", &logos_primitives::Address([1; 20]).to_string(), "--prove", "--rpc", &format!("http://{endpoint}")]);
+        let proven = tenant_cli(
+            &devnet,
+            &[
+                "query",
+                "account",
+                &logos_primitives::Address([1; 20]).to_string(),
+                "--prove",
+                "--rpc",
+                &format!("http://{endpoint}"),
+            ],
+        );
         assert_eq!(proven["verified"], true);
-        assert!(get_from("lgd41v2", &endpoint, "/health").is_some(), "unreachable from a validator's host");
+        assert!(
+            get_from("lgd41v2", &endpoint, "/health").is_some(),
+            "unreachable from a validator's host"
+        );
         // Undeclared: the next published port and the environment's own address are closed
         // from the tenant's host.
         let next = format!("{provider_ip}:{}", record.ports[0].published + 1);
         assert!(get_from(tenant, &next, "/").is_none(), "{next} answers");
         let bridge_ip = format!("10.88.{}.2:8545", 41 + provider);
-        assert!(get_from(tenant, &bridge_ip, "/health").is_none(), "the environment's own address answers");
+        assert!(
+            get_from(tenant, &bridge_ip, "/health").is_none(),
+            "the environment's own address answers"
+        );
 
         // A new generation restarts the node on the same volume: same key, data kept.
         let before_height = health["finalized_height"].as_u64().unwrap();
-        let updated = tenant_cli(&devnet, &["lease", "update", &id.to_string(), "--from", "dev"]);
+        let updated = tenant_cli(
+            &devnet,
+            &["lease", "update", &id.to_string(), "--from", "dev"],
+        );
         assert_eq!(updated["generation"], 2);
-        let after = eventually("generation 2 running and synced", Duration::from_secs(120), || async {
-            let record = environment(&client, id).await;
-            let ready = record.observed_generation == 2 && record.condition(ConditionType::Ready).status == ConditionStatus::True;
-            let (status, body) = get_from(tenant, &endpoint, "/health")?;
-            let body: serde_json::Value = serde_json::from_str(&body).ok()?;
-            (ready && status == 200).then_some(body)
-        })
+        let after = eventually(
+            "generation 2 running and synced",
+            Duration::from_secs(120),
+            || async {
+                let record = environment(&client, id).await;
+                let ready = record.observed_generation == 2
+                    && record.condition(ConditionType::Ready).status == ConditionStatus::True;
+                let (status, body) = get_from(tenant, &endpoint, "/health")?;
+                let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+                (ready && status == 200).then_some(body)
+            },
+        )
         .await;
-        assert_eq!(after["public_key"], health["public_key"], "the node's key survived the update");
+        assert_eq!(
+            after["public_key"], health["public_key"],
+            "the node's key survived the update"
+        );
         assert!(after["finalized_height"].as_u64().unwrap() >= before_height);
 
         // Closed: nothing of the environment is left on the provider's host.
-        tenant_cli(&devnet, &["lease", "close", &id.to_string(), "--from", "dev"]);
+        tenant_cli(
+            &devnet,
+            &["lease", "close", &id.to_string(), "--from", "dev"],
+        );
         eventually("destroyed", Duration::from_secs(60), || async {
             (environment(&client, id).await.phase == Phase::Destroyed).then_some(())
         })
@@ -927,25 +1058,74 @@ fn a_leased_node_on_its_providers_host_is_reached_from_the_tenants_updated_and_l
         (id, provider)
     });
     let agent = 41 + provider;
-    let namespaces = String::from_utf8(Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
-    assert!(!namespaces.contains(&format!("lg{agent}-{id} ")) && !namespaces.contains(&format!("lg{agent}-{id}\n")), "{namespaces}");
+    let namespaces = String::from_utf8(
+        Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        !namespaces.contains(&format!("lg{agent}-{id} "))
+            && !namespaces.contains(&format!("lg{agent}-{id}\n")),
+        "{namespaces}"
+    );
     assert!(!devnet.cgroup(provider, id).exists(), "cgroup left");
-    let rules = in_host(&format!("lgd41p{provider}"), "iptables").args(["-t", "nat", "-S"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&rules.stdout).contains(&format!("env-{id}")), "port mapping left");
+    let rules = in_host(&format!("lgd41p{provider}"), "iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&rules.stdout).contains(&format!("env-{id}")),
+        "port mapping left"
+    );
     let state = devnet.dir.join(format!("agent-{provider}/state/envs/{id}"));
-    assert!(!state.exists(), "rootfs or volume left at {}", state.display());
+    assert!(
+        !state.exists(),
+        "rootfs or volume left at {}",
+        state.display()
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&state.display().to_string()), "disk still mounted");
+    assert!(
+        !mounts.contains(&state.display().to_string()),
+        "disk still mounted"
+    );
 
     // A clean stop leaves no host, bridge, namespace or cgroup behind.
     devnet.stop();
-    let links = String::from_utf8(Command::new("ip").args(["-o", "link"]).output().unwrap().stdout).unwrap();
+    let links = String::from_utf8(
+        Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     assert!(!links.contains("lgdv41"), "devnet bridge left");
-    let namespaces = String::from_utf8(Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
-    assert!(!namespaces.contains("lgd41"), "host namespaces left: {namespaces}");
+    let namespaces = String::from_utf8(
+        Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        !namespaces.contains("lgd41"),
+        "host namespaces left: {namespaces}"
+    );
     for agent in [41, 42] {
-        assert!(!namespaces.contains(&format!("lg{agent}-")), "environment namespaces left: {namespaces}");
+        assert!(
+            !namespaces.contains(&format!("lg{agent}-")),
+            "environment namespaces left: {namespaces}"
+        );
         let hierarchy = logos_agent::container::cgroup::Hierarchy::detect().unwrap();
-        assert!(!hierarchy.directory("memory", &format!("/logos/agent-{agent}")).exists(), "agent cgroups left");
+        assert!(
+            !hierarchy
+                .directory("memory", &format!("/logos/agent-{agent}"))
+                .exists(),
+            "agent cgroups left"
+        );
     }
 }

@@ -77,7 +77,10 @@ pub async fn probe_health(
         return match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(_)) => Ok(None),
             Ok(Err(error)) => Err(format!("TCP {endpoint}: {error}")),
-            Err(_) => Err(format!("TCP {endpoint}: no answer in {} ms", timeout.as_millis())),
+            Err(_) => Err(format!(
+                "TCP {endpoint}: no answer in {} ms",
+                timeout.as_millis()
+            )),
         };
     };
     let response = http
@@ -89,7 +92,9 @@ pub async fn probe_health(
     if !status.is_success() {
         return Err(format!("health check answered {status}"));
     }
-    let body = read_bounded(response, HEALTH_BODY_MAX_BYTES).await.unwrap_or_default();
+    let body = read_bounded(response, HEALTH_BODY_MAX_BYTES)
+        .await
+        .unwrap_or_default();
     Ok(serde_json::from_slice(&body).ok())
 }
 

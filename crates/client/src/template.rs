@@ -119,8 +119,8 @@ impl Images {
     /// Parses an images file.
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
         bounded_text(text, "the images file")?;
-        let images: BTreeMap<String, String> =
-            toml::from_str(text).map_err(|error| TemplateError::Syntax(format!("images file: {error}")))?;
+        let images: BTreeMap<String, String> = toml::from_str(text)
+            .map_err(|error| TemplateError::Syntax(format!("images file: {error}")))?;
         if images.len() > IMAGES_MAX {
             return Err(TemplateError::Bound {
                 field: "images".into(),
@@ -226,7 +226,11 @@ impl TemplateFile {
     }
 
     /// The chain's template for `product`, and the size of the transaction that publishes it.
-    pub fn template(&self, product: ProductId, images: &Images) -> Result<(Template, usize), TemplateError> {
+    pub fn template(
+        &self,
+        product: ProductId,
+        images: &Images,
+    ) -> Result<(Template, usize), TemplateError> {
         let template = Template {
             name: bounded(&self.name, "name")?,
             product,
@@ -250,7 +254,10 @@ mod tests {
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn images() -> Images {
-        Images::parse(&format!("logos-node = \"127.0.0.1:5000/logos/node@{DIGEST}\"\n")).unwrap()
+        Images::parse(&format!(
+            "logos-node = \"127.0.0.1:5000/logos/node@{DIGEST}\"\n"
+        ))
+        .unwrap()
     }
 
     const NODE: &str = r#"
@@ -270,15 +277,27 @@ mod tests {
         assert_eq!(file.product, ProductRef::Name("full-node".into()));
         let (template, size) = file.template(ProductId(0), &images()).unwrap();
         assert_eq!(template.name, "Logos full node");
-        assert_eq!(template.workload.image, format!("127.0.0.1:5000/logos/node@{DIGEST}").as_str());
+        assert_eq!(
+            template.workload.image,
+            format!("127.0.0.1:5000/logos/node@{DIGEST}").as_str()
+        );
         assert_eq!(template.workload.health.path.as_deref(), Some("/health"));
         assert_eq!(template.workload.env[0].name, "RUST_LOG");
         assert!(size <= TRANSACTION_MAX_BYTES);
-        let tcp = NODE.replace(r#"health = { port = 8545, path = "/health" }"#, "health = { port = 8545 }");
-        let (template, _) = TemplateFile::parse(&tcp).unwrap().template(ProductId(0), &images()).unwrap();
+        let tcp = NODE.replace(
+            r#"health = { port = 8545, path = "/health" }"#,
+            "health = { port = 8545 }",
+        );
+        let (template, _) = TemplateFile::parse(&tcp)
+            .unwrap()
+            .template(ProductId(0), &images())
+            .unwrap();
         assert_eq!(template.workload.health.path, None);
         let by_id = NODE.replace(r#"product = "full-node""#, "product = 3");
-        assert_eq!(TemplateFile::parse(&by_id).unwrap().product, ProductRef::Id(3));
+        assert_eq!(
+            TemplateFile::parse(&by_id).unwrap().product,
+            ProductRef::Id(3)
+        );
         assert_eq!(Images::parse(&images().to_toml()).unwrap(), images());
     }
 
@@ -290,8 +309,14 @@ mod tests {
                 .unwrap_err()
         };
         assert!(matches!(refuse("name = "), TemplateError::Syntax(_)));
-        assert!(matches!(refuse(&format!("{NODE}\nunknown = 1")), TemplateError::Syntax(_)));
-        assert!(matches!(refuse(&" ".repeat(TEMPLATE_FILE_MAX_BYTES + 1)), TemplateError::TooLarge(_)));
+        assert!(matches!(
+            refuse(&format!("{NODE}\nunknown = 1")),
+            TemplateError::Syntax(_)
+        ));
+        assert!(matches!(
+            refuse(&" ".repeat(TEMPLATE_FILE_MAX_BYTES + 1)),
+            TemplateError::TooLarge(_)
+        ));
         assert!(matches!(
             refuse(&NODE.replace("\"logos-node\"", "\"busybox\"")),
             TemplateError::UnknownImage(_)
@@ -314,7 +339,10 @@ mod tests {
         ));
         let many_ports: Vec<String> = (1..=17).map(|port| port.to_string()).collect();
         assert!(matches!(
-            refuse(&NODE.replace("ports = [8545]", &format!("ports = [8545, {}]", many_ports.join(", ")))),
+            refuse(&NODE.replace(
+                "ports = [8545]",
+                &format!("ports = [8545, {}]", many_ports.join(", "))
+            )),
             TemplateError::Bound { .. }
         ));
         assert!(matches!(
@@ -334,11 +362,16 @@ mod tests {
             TemplateError::Syntax(_)
         ));
         // Within every bound, yet too large for one transaction.
-        let long: Vec<String> = (0..16).map(|_| format!("\"{}\"", "a".repeat(200))).collect();
+        let long: Vec<String> = (0..16)
+            .map(|_| format!("\"{}\"", "a".repeat(200)))
+            .collect();
         let huge = NODE.replace(
             r#"command = ["logos", "node", "run", "--role", "full", "--rpc-listen", "0.0.0.0:8545"]"#,
             &format!("command = [{}]", long.join(", ")),
         );
-        assert!(matches!(refuse(&huge), TemplateError::TransactionTooLarge { .. }));
+        assert!(matches!(
+            refuse(&huge),
+            TemplateError::TransactionTooLarge { .. }
+        ));
     }
 }

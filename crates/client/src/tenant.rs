@@ -299,7 +299,9 @@ async fn probe(http: &reqwest::Client, environment: &Environment) -> Option<serd
     let health = &environment.spec.workload.health;
     let path = health.path.as_deref();
     let timeout = Duration::from_millis(HEALTH_TIMEOUT_MS);
-    let body = probe_health(http, &environment.endpoint, path, timeout).await.ok()?;
+    let body = probe_health(http, &environment.endpoint, path, timeout)
+        .await
+        .ok()?;
     Some(body.unwrap_or_default())
 }
 

@@ -595,7 +595,8 @@ fn run_lease_bench(
         let mut warmed = std::collections::BTreeSet::new();
         let mut cold = None;
         for _ in 0..8 {
-            let (running, _, provider) = measure_lease(&client, &dev, template, "warm-up", json).await?;
+            let (running, _, provider) =
+                measure_lease(&client, &dev, template, "warm-up", json).await?;
             cold.get_or_insert(running);
             warmed.insert(provider);
             if warmed.len() == 2 {
@@ -649,7 +650,10 @@ async fn measure_lease(
             .await?;
     let mut say = |step: String| {
         if !json {
-            eprintln!("lease {label} [{:>6} ms] {step}", started.elapsed().as_millis())
+            eprintln!(
+                "lease {label} [{:>6} ms] {step}",
+                started.elapsed().as_millis()
+            )
         }
     };
     let milestones =
@@ -675,14 +679,26 @@ async fn measure_lease(
 /// agent's image store; returns the times (ms) and the image's compressed size.
 async fn cold_pulls(images: &std::path::Path, count: usize) -> Result<(Vec<f64>, u64)> {
     let images = logos_client::template::Images::parse(&std::fs::read_to_string(images)?)?;
-    let reference = images.0.get("logos-node").context("no logos-node image")?.clone();
-    let registry = reference.split_once('/').map(|(registry, _)| registry.to_string()).unwrap_or_default();
+    let reference = images
+        .0
+        .get("logos-node")
+        .context("no logos-node image")?
+        .clone();
+    let registry = reference
+        .split_once('/')
+        .map(|(registry, _)| registry.to_string())
+        .unwrap_or_default();
     let mut times = Vec::new();
     let mut bytes = 0;
     for attempt in 0..count.max(1) {
-        let cache = std::env::temp_dir().join(format!("logos-bench-pull-{}-{attempt}", std::process::id()));
+        let cache =
+            std::env::temp_dir().join(format!("logos-bench-pull-{}-{attempt}", std::process::id()));
         let _ = std::fs::remove_dir_all(&cache);
-        let store = logos_agent::image::ImageStore::new(&cache, vec![registry.clone()], Default::default())?;
+        let store = logos_agent::image::ImageStore::new(
+            &cache,
+            vec![registry.clone()],
+            Default::default(),
+        )?;
         store.prepare().await?;
         let started = Instant::now();
         store.ensure(&reference).await?;

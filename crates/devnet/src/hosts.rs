@@ -95,16 +95,55 @@ impl Hosts {
         self.destroy(roles);
         let bridge = self.bridge();
         run("ip", &["link", "add", &bridge, "type", "bridge"])?;
-        run("ip", &["addr", "add", &format!("{}/24", self.gateway()), "dev", &bridge])?;
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", self.gateway()),
+                "dev",
+                &bridge,
+            ],
+        )?;
         run("ip", &["link", "set", &bridge, "up"])?;
         for role in roles {
             let host = self.host(*role);
             run("ip", &["netns", "add", &host.namespace])?;
-            run("ip", &["link", "add", &host.veth, "type", "veth", "peer", "name", "eth0", "netns", &host.namespace])?;
+            run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    &host.veth,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    &host.namespace,
+                ],
+            )?;
             run("ip", &["link", "set", &host.veth, "master", &bridge, "up"])?;
             let inside = ["-n", host.namespace.as_str()];
-            run("ip", &[&inside[..], &["addr", "add", &format!("{}/24", host.address), "dev", "eth0"]].concat())?;
-            run("ip", &[&inside[..], &["link", "set", "eth0", "up"]].concat())?;
+            run(
+                "ip",
+                &[
+                    &inside[..],
+                    &[
+                        "addr",
+                        "add",
+                        &format!("{}/24", host.address),
+                        "dev",
+                        "eth0",
+                    ],
+                ]
+                .concat(),
+            )?;
+            run(
+                "ip",
+                &[&inside[..], &["link", "set", "eth0", "up"]].concat(),
+            )?;
             run("ip", &[&inside[..], &["link", "set", "lo", "up"]].concat())?;
         }
         Ok(())
@@ -114,7 +153,9 @@ impl Hosts {
     pub fn destroy(&self, roles: &[Role]) {
         for role in roles {
             let host = self.host(*role);
-            let pids = Command::new("ip").args(["netns", "pids", &host.namespace]).output();
+            let pids = Command::new("ip")
+                .args(["netns", "pids", &host.namespace])
+                .output();
             if let Ok(pids) = pids {
                 for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
                     let _ = Command::new("kill").args(["-9", pid]).status();
@@ -128,7 +169,10 @@ impl Hosts {
 
     /// The roles of a devnet of `validators`, `full_nodes` and `providers`.
     pub fn roles(validators: usize, full_nodes: usize, providers: usize) -> Result<Vec<Role>> {
-        if [validators, full_nodes, providers].iter().any(|count| *count > HOSTS_PER_ROLE_MAX) {
+        if [validators, full_nodes, providers]
+            .iter()
+            .any(|count| *count > HOSTS_PER_ROLE_MAX)
+        {
             bail!("--hosts places at most {HOSTS_PER_ROLE_MAX} validators, full nodes and providers each");
         }
         Ok((0..validators)
@@ -145,7 +189,10 @@ pub fn command_in(host: Option<&Host>, program: &std::path::Path) -> Command {
     match host {
         Some(host) => {
             let mut command = Command::new("nsenter");
-            command.arg(format!("--net=/run/netns/{}", host.namespace)).arg("--").arg(program);
+            command
+                .arg(format!("--net=/run/netns/{}", host.namespace))
+                .arg("--")
+                .arg(program);
             command
         }
         None => Command::new(program),
@@ -159,7 +206,11 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
         .output()
         .with_context(|| format!("{program}: not installed?"))?;
     if !output.status.success() {
-        bail!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -175,10 +226,15 @@ mod tests {
         let placed: Vec<Host> = roles.iter().map(|role| hosts.host(*role)).collect();
         for (i, host) in placed.iter().enumerate() {
             assert!(host.veth.len() <= 15, "{}", host.veth);
-            assert!(placed[..i].iter().all(|other| other.address != host.address && other.namespace != host.namespace));
+            assert!(placed[..i]
+                .iter()
+                .all(|other| other.address != host.address && other.namespace != host.namespace));
             assert_ne!(host.address, hosts.gateway());
         }
-        assert_eq!(hosts.host(Role::Provider(1)).address, Ipv4Addr::new(10, 77, 201, 101));
+        assert_eq!(
+            hosts.host(Role::Provider(1)).address,
+            Ipv4Addr::new(10, 77, 201, 101)
+        );
         assert!(Hosts::roles(41, 0, 0).is_err());
     }
 }

@@ -485,7 +485,12 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `logos <args>` on `host` and waits for its ready line.
-    pub fn start(name: String, args: Vec<std::ffi::OsString>, host: Option<Host>, log: PathBuf) -> Result<Self> {
+    pub fn start(
+        name: String,
+        args: Vec<std::ffi::OsString>,
+        host: Option<Host>,
+        log: PathBuf,
+    ) -> Result<Self> {
         let (child, _) = spawn_logos(&args, host.as_ref(), &log, Duration::from_secs(30))?;
         Ok(Self {
             name,
@@ -504,14 +509,23 @@ impl Daemon {
             return Ok(());
         };
         let now = Instant::now();
-        self.restarts.retain(|at| now.duration_since(*at) < RESTART_WINDOW);
+        self.restarts
+            .retain(|at| now.duration_since(*at) < RESTART_WINDOW);
         if self.restarts.len() >= RESTARTS_MAX {
-            bail!("{} exited ({status}) {RESTARTS_MAX} times within a minute", self.name);
+            bail!(
+                "{} exited ({status}) {RESTARTS_MAX} times within a minute",
+                self.name
+            );
         }
         eprintln!("{} exited ({status}); starting it again", self.name);
         self.restarts.push_back(now);
-        let (child, _) = spawn_logos(&self.args, self.host.as_ref(), &self.log, Duration::from_secs(30))
-            .with_context(|| format!("restarting {}", self.name))?;
+        let (child, _) = spawn_logos(
+            &self.args,
+            self.host.as_ref(),
+            &self.log,
+            Duration::from_secs(30),
+        )
+        .with_context(|| format!("restarting {}", self.name))?;
         self.child = child;
         eprintln!("{}  pid {}", self.name, self.child.id());
         Ok(())
@@ -573,14 +587,30 @@ fn start_processes(args: &DevnetArgs, layout: &Layout, network: &mut Network) ->
     for (i, config) in layout.configs.iter().enumerate() {
         eprintln!("starting validator {i}…");
         let host = args.host(Role::Validator(i));
-        network.validators.push(spawn(config, host.as_ref(), Duration::from_secs(60))?);
+        network
+            .validators
+            .push(spawn(config, host.as_ref(), Duration::from_secs(60))?);
     }
     for (k, config) in layout.full_node_configs.iter().enumerate() {
         eprintln!("starting full node {k}…");
         let directory = config.parent().expect("config has a directory");
-        let args_k = vec!["node".into(), "run".into(), "--config".into(), config.as_os_str().to_owned()];
-        let daemon = Daemon::start(format!("full-node-{k}"), args_k, args.host(Role::FullNode(k)), directory.join("node.log"))?;
-        println!("full-node-{k}  rpc http://{}:{}", args.address(Role::FullNode(k)), args.rpc_base_port as usize + args.validators + k);
+        let args_k = vec![
+            "node".into(),
+            "run".into(),
+            "--config".into(),
+            config.as_os_str().to_owned(),
+        ];
+        let daemon = Daemon::start(
+            format!("full-node-{k}"),
+            args_k,
+            args.host(Role::FullNode(k)),
+            directory.join("node.log"),
+        )?;
+        println!(
+            "full-node-{k}  rpc http://{}:{}",
+            args.address(Role::FullNode(k)),
+            args.rpc_base_port as usize + args.validators + k
+        );
         network.daemons.push(daemon);
     }
     let unready = if args.providers > 0 {
@@ -606,7 +636,11 @@ fn start_processes(args: &DevnetArgs, layout: &Layout, network: &mut Network) ->
 
 fn print_summary(args: &DevnetArgs, layout: &Layout, network: &Network) {
     if let Ok(images) = std::fs::read_to_string(&layout.images) {
-        println!("images ({}):\n{}", layout.images.display(), images.trim_end());
+        println!(
+            "images ({}):\n{}",
+            layout.images.display(),
+            images.trim_end()
+        );
     }
     for (i, validator) in network.validators.iter().enumerate() {
         println!(

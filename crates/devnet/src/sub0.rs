@@ -125,7 +125,9 @@ pub fn default_catalog(images: &Images) -> Result<Catalog> {
             })
             .map(|(product_id, _)| *product_id)
             .with_context(|| format!("{path}: no such product"))?;
-        let (template, _) = file.template(product, images).with_context(|| path.to_string())?;
+        let (template, _) = file
+            .template(product, images)
+            .with_context(|| path.to_string())?;
         templates.push((TemplateId(id), template));
     }
     Ok(Catalog {
@@ -137,21 +139,30 @@ pub fn default_catalog(images: &Images) -> Result<Catalog> {
 /// Makes the project's images available and returns them: `--images FILE` if given, else
 /// `scripts/images` (from the checkout) builds them from this binary, pushes them to
 /// `registry` and writes them; either way they are written to `<dir>/images.toml`.
-pub fn prepare_images(layout: &Layout, given: Option<&std::path::Path>, registry: &str) -> Result<Images> {
+pub fn prepare_images(
+    layout: &Layout,
+    given: Option<&std::path::Path>,
+    registry: &str,
+) -> Result<Images> {
     let text = match given {
         Some(path) => std::fs::read_to_string(path).with_context(|| path.display().to_string())?,
         None => {
             let Some(script) = project_script("images") else {
                 bail!("no images: pass --images FILE, or run the devnet from the repository (scripts/images builds them)");
             };
-            eprintln!("building the project's images and pushing them to {registry} (scripts/images)…");
+            eprintln!(
+                "building the project's images and pushing them to {registry} (scripts/images)…"
+            );
             let output = std::process::Command::new(script)
                 .arg("--logos")
                 .arg(std::env::current_exe()?)
                 .args(["--registry", registry])
                 .output()?;
             if !output.status.success() {
-                bail!("scripts/images failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+                bail!(
+                    "scripts/images failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
             }
             String::from_utf8(output.stdout)?
         }
@@ -294,7 +305,9 @@ fn host_unready() -> Option<String> {
         .collect();
     let profile = logos_agent::container::seccomp::DEFAULT_PROFILE_PATH;
     if !std::path::Path::new(profile).is_file() {
-        missing.push(format!("{profile} (Debian package golang-github-containers-common)"));
+        missing.push(format!(
+            "{profile} (Debian package golang-github-containers-common)"
+        ));
     }
     (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
 }
@@ -330,7 +343,8 @@ fn images_for_agents(args: &DevnetArgs, layout: &Layout, images: Images) -> Resu
         return Ok(images);
     };
     let address = format!("{}:{REGISTRY_PORT}", hosts.gateway());
-    let script = project_script("registry").context("scripts/registry: run --hosts from the repository")?;
+    let script =
+        project_script("registry").context("scripts/registry: run --hosts from the repository")?;
     let status = std::process::Command::new(script)
         .args(["start", &address])
         .status()?;
@@ -341,7 +355,9 @@ fn images_for_agents(args: &DevnetArgs, layout: &Layout, images: Images) -> Resu
         .0
         .into_iter()
         .map(|(name, reference)| {
-            let path = reference.split_once('/').map_or(reference.as_str(), |(_, path)| path);
+            let path = reference
+                .split_once('/')
+                .map_or(reference.as_str(), |(_, path)| path);
             (name, format!("{address}/{path}"))
         })
         .collect();
@@ -351,7 +367,14 @@ fn images_for_agents(args: &DevnetArgs, layout: &Layout, images: Images) -> Resu
 }
 
 /// `logos agent run` arguments of provider `k`.
-fn agent_args(args: &DevnetArgs, layout: &Layout, k: usize, provider: ProviderId, rpc: &str, registries: &[String]) -> Vec<OsString> {
+fn agent_args(
+    args: &DevnetArgs,
+    layout: &Layout,
+    k: usize,
+    provider: ProviderId,
+    rpc: &str,
+    registries: &[String],
+) -> Vec<OsString> {
     let index = args.network_base_index as usize + k;
     let dir = layout.dir.join(format!("agent-{k}"));
     // One host: validators see relayed connections from loopback and tenants reach the
@@ -377,7 +400,11 @@ fn agent_args(args: &DevnetArgs, layout: &Layout, k: usize, provider: ProviderId
         "--p2p-egress-ip".into(),
         address.to_string(),
         "--key-file".into(),
-        layout.keystore.join(format!("agent-{k}.key")).display().to_string(),
+        layout
+            .keystore
+            .join(format!("agent-{k}.key"))
+            .display()
+            .to_string(),
         "--destroy-on-exit".into(),
     ];
     if args.hosts {
@@ -406,7 +433,11 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
     let mut registries: Vec<String> = images
         .0
         .values()
-        .filter_map(|reference| reference.split_once('/').map(|(registry, _)| registry.to_string()))
+        .filter_map(|reference| {
+            reference
+                .split_once('/')
+                .map(|(registry, _)| registry.to_string())
+        })
         .collect();
     registries.sort();
     registries.dedup();
@@ -415,7 +446,12 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
         let agent = agent_args(args, layout, k, *provider, rpc, &registries);
         eprintln!("starting agent {k} for provider {provider}…");
         let log = layout.dir.join(format!("agent-{k}")).join("agent.log");
-        let daemon = Daemon::start(format!("agent-{k}"), agent, args.host(Role::Provider(k)), log)?;
+        let daemon = Daemon::start(
+            format!("agent-{k}"),
+            agent,
+            args.host(Role::Provider(k)),
+            log,
+        )?;
         network.daemons.push(daemon);
     }
     for i in 0..network.validators.len() {
@@ -438,7 +474,12 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
         eprintln!("starting provisioner {i}…");
         // A provisioner runs beside its validator (on its host).
         let host = args.host(Role::Validator(i));
-        let daemon = Daemon::start(format!("provisioner-{i}"), command, host, dir.join("provisioner.log"))?;
+        let daemon = Daemon::start(
+            format!("provisioner-{i}"),
+            command,
+            host,
+            dir.join("provisioner.log"),
+        )?;
         network.daemons.push(daemon);
     }
     Ok(())

@@ -88,9 +88,19 @@ fn report(generation: u64, phase: Phase, endpoint: &str, message: &str) -> Repor
 
 /// A report of what `observation` shows: its endpoint and port mappings (at most
 /// `PORTS_MAX`, the chain refuses undeclared ones).
-fn observed_report(generation: u64, phase: Phase, observation: &Observation, message: &str) -> Report {
+fn observed_report(
+    generation: u64,
+    phase: Phase,
+    observation: &Observation,
+    message: &str,
+) -> Report {
     let mut report = report(generation, phase, &observation.endpoint, message);
-    let ports: Vec<PortMapping> = observation.ports.iter().take(logos_types::workload::PORTS_MAX).copied().collect();
+    let ports: Vec<PortMapping> = observation
+        .ports
+        .iter()
+        .take(logos_types::workload::PORTS_MAX)
+        .copied()
+        .collect();
     report.ports = ports.try_into().unwrap_or_default();
     report
 }

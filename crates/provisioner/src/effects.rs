@@ -139,7 +139,11 @@ impl AgentEffects {
 
     /// Sends a signed `action` request for `target` to its agent; the agent's view after it
     /// (what it observes, or why it refused to realize the environment).
-    async fn request(&self, target: &Target, action: Action) -> Result<AgentView, ProvisionerError> {
+    async fn request(
+        &self,
+        target: &Target,
+        action: Action,
+    ) -> Result<AgentView, ProvisionerError> {
         let wallet = &self.connection.wallet;
         let message = request_message(
             target.provider,

@@ -19,15 +19,15 @@
 //! A template's workload must pass [`Workload::validate`] (an image pinned by digest, declared
 //! ports, a health check on one of them; see [`crate::workload`]).
 
+pub use crate::workload::{
+    Argument, Capability, EnvVar, HealthCheck, Workload, WorkloadError, ARGUMENTS_MAX,
+    ARGUMENT_MAX_BYTES, PORTS_MAX,
+};
 use crate::{
     calls,
     codec::BoundedString,
     dvci::{ResourceClass, Resources},
     errors, events, record, storage,
-};
-pub use crate::workload::{
-    Argument, Capability, EnvVar, HealthCheck, Workload, WorkloadError, ARGUMENTS_MAX,
-    ARGUMENT_MAX_BYTES, PORTS_MAX,
 };
 
 /// Name of the module (in receipts and logs).

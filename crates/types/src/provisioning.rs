@@ -25,8 +25,8 @@ use crate::{
     dvci::Endpoint,
     errors, events,
     operations::{EnvironmentId, Message, Phase, PortMapping},
-    workload::PORTS_MAX,
     record, storage,
+    workload::PORTS_MAX,
 };
 use logos_primitives::{Address, Amount};
 

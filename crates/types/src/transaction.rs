@@ -227,7 +227,10 @@ mod tests {
         let transaction = transfer(&key, chain_id, 3);
         let decoded = Transaction::decode(transaction.encode()).unwrap();
         assert_eq!(decoded, transaction);
-        assert_eq!(transaction_size(&transaction.payload().call), transaction.encode().len());
+        assert_eq!(
+            transaction_size(&transaction.payload().call),
+            transaction.encode().len()
+        );
         assert_eq!(decoded.hash(), transaction.hash());
         assert_eq!(decoded.verify(&chain_id), Ok(()));
     }

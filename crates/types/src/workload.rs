@@ -250,7 +250,10 @@ fn valid_volume_path(path: &str) -> bool {
         && path.chars().all(|c| c.is_ascii_graphic());
     let clashes = RESERVED_PATHS.iter().any(|reserved| {
         let under = |inner: &str, outer: &str| {
-            inner == outer || inner.strip_prefix(outer).is_some_and(|r| r.starts_with('/'))
+            inner == outer
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|r| r.starts_with('/'))
         };
         under(path, reserved) || under(reserved, path)
     });
@@ -317,7 +320,12 @@ impl Workload {
             names.push(name);
         }
         let values = self.env.iter().map(|variable| &variable.value);
-        if self.command.iter().chain(values).any(|text| text.contains('\0')) {
+        if self
+            .command
+            .iter()
+            .chain(values)
+            .any(|text| text.contains('\0'))
+        {
             return Err(WorkloadError::NulByte);
         }
         Ok(())
@@ -426,7 +434,10 @@ mod tests {
             ("1X", WorkloadError::EnvName("1X".into())),
             ("A-B", WorkloadError::EnvName("A-B".into())),
             ("", WorkloadError::EnvName("".into())),
-            ("LOGOS_CHAIN_RPC", WorkloadError::EnvReserved("LOGOS_CHAIN_RPC".into())),
+            (
+                "LOGOS_CHAIN_RPC",
+                WorkloadError::EnvReserved("LOGOS_CHAIN_RPC".into()),
+            ),
             ("RUST_LOG", WorkloadError::EnvDuplicate("RUST_LOG".into())),
         ] {
             let mut bad = workload();
@@ -442,8 +453,20 @@ mod tests {
         nul.command.try_push("a\0b".try_into().unwrap()).unwrap();
         assert_eq!(nul.validate(), Err(WorkloadError::NulByte));
         for path in [
-            "/", "data", "/data/", "/a//b", "/a/../b", "/./a", "/proc", "/proc/x", "/sys",
-            "/dev/shm", "/tmp", "/opt", "/opt/logos/x", "/a b",
+            "/",
+            "data",
+            "/data/",
+            "/a//b",
+            "/a/../b",
+            "/./a",
+            "/proc",
+            "/proc/x",
+            "/sys",
+            "/dev/shm",
+            "/tmp",
+            "/opt",
+            "/opt/logos/x",
+            "/a b",
         ] {
             let mut bad = workload();
             bad.volume_path = Some(path.try_into().unwrap());
@@ -462,7 +485,9 @@ mod tests {
             .unwrap();
         assert_eq!(
             caps.validate(),
-            Err(WorkloadError::CapabilityDuplicate(Capability::NetBindService))
+            Err(WorkloadError::CapabilityDuplicate(
+                Capability::NetBindService
+            ))
         );
     }
 }

@@ -182,7 +182,8 @@ fn authorize_refuses_what_finalized_state_does_not_back() {
 
 /// The gatekeeper's two steps for a logs request: on its own, then against the chain.
 fn logs(request: &LogsRequest, environment: &Environment, now_s: u64) -> Result<(), Refusal> {
-    verify_read(request, ID, now_s, LOGS_NAMESPACE).and_then(|signer| authorize_logs(signer, environment))
+    verify_read(request, ID, now_s, LOGS_NAMESPACE)
+        .and_then(|signer| authorize_logs(signer, environment))
 }
 
 fn logs_request(key: &PrivateKey, timestamp_s: u64) -> LogsRequest {
@@ -232,12 +233,22 @@ fn logs_go_only_to_the_tenant_and_only_fresh() {
     assert_eq!(logs(&stale, &record, now), Err(Refusal::BadSignature));
     // The tenant's signature for another environment.
     assert_eq!(
-        verify_read(&logs_request(&tenant(), now), EnvironmentId(ID.0 + 1), now, LOGS_NAMESPACE),
+        verify_read(
+            &logs_request(&tenant(), now),
+            EnvironmentId(ID.0 + 1),
+            now,
+            LOGS_NAMESPACE
+        ),
         Err(Refusal::BadSignature)
     );
     // A logs request replayed as a stats request (another namespace).
     assert_eq!(
-        verify_read(&logs_request(&tenant(), now), ID, now, STATS_REQUEST_NAMESPACE),
+        verify_read(
+            &logs_request(&tenant(), now),
+            ID,
+            now,
+            STATS_REQUEST_NAMESPACE
+        ),
         Err(Refusal::BadSignature)
     );
     let mut garbled = logs_request(&tenant(), now);

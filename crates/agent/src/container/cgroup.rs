@@ -70,7 +70,10 @@ impl Hierarchy {
     pub fn controllers(self) -> &'static [&'static str] {
         match self {
             // runc creates the environment's cgroup in every v1 hierarchy it finds.
-            Self::V1 => &["memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer", "systemd"],
+            Self::V1 => &[
+                "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer",
+                "systemd",
+            ],
             Self::V2 => &[""],
         }
     }
@@ -95,7 +98,10 @@ impl Hierarchy {
     /// What cgroup `path` uses (zeros for what cannot be read).
     pub fn usage(self, path: &str) -> CgroupUsage {
         let number = |controller: &str, file: &str| -> u64 {
-            self.read(controller, path, file).trim().parse().unwrap_or(0)
+            self.read(controller, path, file)
+                .trim()
+                .parse()
+                .unwrap_or(0)
         };
         match self {
             Self::V1 => CgroupUsage {
@@ -141,7 +147,9 @@ impl Hierarchy {
 
 /// PIDs listed one per line.
 fn parse_procs(text: &str) -> Vec<i32> {
-    text.lines().filter_map(|line| line.trim().parse().ok()).collect()
+    text.lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
 }
 
 /// The value of `key` in a flat-keyed file (`key value` per line); 0 if absent.
@@ -187,6 +195,9 @@ mod tests {
 
     #[test]
     fn this_machine_has_a_usable_hierarchy() {
-        assert!(Hierarchy::detect().is_some(), "no cgroup hierarchy with memory and pids");
+        assert!(
+            Hierarchy::detect().is_some(),
+            "no cgroup hierarchy with memory and pids"
+        );
     }
 }

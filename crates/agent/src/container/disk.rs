@@ -36,7 +36,11 @@ pub async fn create(image: &Path, size_gib: u64, owner: (u32, u32)) -> Result<()
     let root_owner = format!("root_owner={}:{}", owner.0, owner.1);
     let options = format!("lazy_itable_init=1,lazy_journal_init=1,{root_owner}");
     let image = image.display().to_string();
-    run("mkfs.ext4", &["-q", "-F", "-m", "0", "-E", &options, &image]).await
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-m", "0", "-E", &options, &image],
+    )
+    .await
 }
 
 /// Mounts `image` at `target` (created if missing) unless something is mounted there already.
@@ -48,7 +52,11 @@ pub async fn mount(image: &Path, target: &Path) -> Result<(), DriverError> {
         .await
         .map_err(|error| DriverError::System(format!("{}: {error}", target.display())))?;
     let (image, target) = (image.display().to_string(), target.display().to_string());
-    run("mount", &["-o", "loop,nosuid,nodev,noatime", &image, &target]).await
+    run(
+        "mount",
+        &["-o", "loop,nosuid,nodev,noatime", &image, &target],
+    )
+    .await
 }
 
 /// Unmounts `target` if mounted (the loop device goes with it).
@@ -80,7 +88,11 @@ fn mounted_at(mountinfo: &str, target: &str) -> bool {
 
 /// The space used on the filesystem mounted at `target`.
 pub async fn usage(target: &Path) -> DiskUsage {
-    let text = output("df", &["-B1", "--output=used,size", &target.display().to_string()]).await;
+    let text = output(
+        "df",
+        &["-B1", "--output=used,size", &target.display().to_string()],
+    )
+    .await;
     parse_df(&text).unwrap_or_default()
 }
 

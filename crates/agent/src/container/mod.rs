@@ -141,7 +141,9 @@ impl ContainerDriver {
     /// usable cgroup hierarchy or the seccomp profile cannot be read.
     pub fn new(config: ContainerConfig) -> Result<Self, DriverError> {
         let hierarchy = Hierarchy::detect().ok_or_else(|| {
-            DriverError::Unsupported("no cgroup hierarchy with the memory and pids controllers".into())
+            DriverError::Unsupported(
+                "no cgroup hierarchy with the memory and pids controllers".into(),
+            )
         })?;
         let profile = seccomp::read_profile(&config.seccomp_profile).map_err(system)?;
         seccomp::for_container(&profile, &seccomp::Machine::current(), &[]).map_err(system)?;
@@ -191,7 +193,10 @@ impl ContainerDriver {
     /// has records of and removes what an earlier agent left without one.
     pub async fn prepare_host(&self) -> Result<(), DriverError> {
         for (command, package) in HOST_COMMANDS {
-            if command::output_status("sh", &["-c", &format!("command -v {command}")]).await.0 {
+            if command::output_status("sh", &["-c", &format!("command -v {command}")])
+                .await
+                .0
+            {
                 continue;
             }
             return Err(DriverError::Unsupported(format!(
@@ -201,7 +206,9 @@ impl ContainerDriver {
         self.images.prepare().await.map_err(system)?;
         self.config.network.prepare_host().await?;
         self.records.prepare().await?;
-        tokio::fs::create_dir_all(self.runc.root()).await.map_err(system)?;
+        tokio::fs::create_dir_all(self.runc.root())
+            .await
+            .map_err(system)?;
         self.adopt().await?;
         self.sweep_orphans().await
     }
@@ -216,8 +223,12 @@ impl ContainerDriver {
             let dir = self.records.dir(environment);
             let adopted = async {
                 disk::mount(&dir.join("disk.img"), &dir.join("disk")).await?;
-                network.admit(environment, &record.spec.workload.ports).await?;
-                network.publish(environment, record.host, &record.spec.workload.ports).await
+                network
+                    .admit(environment, &record.spec.workload.ports)
+                    .await?;
+                network
+                    .publish(environment, record.host, &record.spec.workload.ports)
+                    .await
             };
             match adopted.await {
                 Ok(_) => tracing::info!(%environment, "adopted"),
@@ -241,13 +252,10 @@ impl ContainerDriver {
             .collect();
         orphans.extend(self.config.network.list().await);
         let prefix = format!("{}-env-", self.config.name);
-        orphans.extend(
-            self.runc
-                .list()
-                .await
-                .iter()
-                .filter_map(|id| id.strip_prefix(&prefix).and_then(|id| id.parse::<EnvironmentId>().ok())),
-        );
+        orphans.extend(self.runc.list().await.iter().filter_map(|id| {
+            id.strip_prefix(&prefix)
+                .and_then(|id| id.parse::<EnvironmentId>().ok())
+        }));
         orphans.sort();
         orphans.dedup();
         for id in orphans.into_iter().filter(|id| !known.contains(id)) {
@@ -305,9 +313,11 @@ impl ContainerDriver {
         let workload = match self.alive(environment, record).await {
             true => WorkloadState::Running,
             // A stopped container's cgroups stay until the next start deletes them.
-            _ if self.hierarchy.oom_kills(&self.cgroup(environment)) > 0 => WorkloadState::OomKilled {
-                limit_mib: record.spec.resources.memory_mib,
-            },
+            _ if self.hierarchy.oom_kills(&self.cgroup(environment)) > 0 => {
+                WorkloadState::OomKilled {
+                    limit_mib: record.spec.resources.memory_mib,
+                }
+            }
             _ => WorkloadState::Exited {
                 code: shim::read_exit(&self.records.dir(environment).join("exit")),
             },
@@ -395,7 +405,12 @@ impl ContainerDriver {
     ) -> Result<(), DriverError> {
         let dir = self.records.dir(environment);
         let ids = self.ids(record.host);
-        disk::create(&dir.join("disk.img"), record.spec.resources.disk_gib, (ids.base, ids.base)).await?;
+        disk::create(
+            &dir.join("disk.img"),
+            record.spec.resources.disk_gib,
+            (ids.base, ids.base),
+        )
+        .await?;
         disk::mount(&dir.join("disk.img"), &dir.join("disk")).await?;
         let volume = dir.join("disk/volume");
         tokio::fs::create_dir(&volume).await.map_err(system)?;
@@ -403,8 +418,15 @@ impl ContainerDriver {
             .map_err(system)?;
         self.unpack(environment, record, image).await?;
         let ports = record.spec.workload.ports.to_vec();
-        self.config.network.create(environment, record.host, &ports).await?;
-        record.ports = self.config.network.publish(environment, record.host, &ports).await?;
+        self.config
+            .network
+            .create(environment, record.host, &ports)
+            .await?;
+        record.ports = self
+            .config
+            .network
+            .publish(environment, record.host, &ports)
+            .await?;
         self.records.write(environment, record).await
     }
 
@@ -444,7 +466,10 @@ impl ContainerDriver {
     ) -> Result<Record, DriverError> {
         self.stop(environment).await?;
         let network = &self.config.network;
-        let (old, new) = (record.spec.workload.ports.to_vec(), spec.workload.ports.to_vec());
+        let (old, new) = (
+            record.spec.workload.ports.to_vec(),
+            spec.workload.ports.to_vec(),
+        );
         record.generation = generation;
         record.spec = spec.clone();
         record.restarts = 0;
@@ -462,11 +487,25 @@ impl ContainerDriver {
 
     /// The process's arguments: the template's command (or the image's entrypoint and
     /// command) with the placeholders replaced.
-    fn arguments(&self, environment: EnvironmentId, spec: &Spec, image: &Image) -> Result<Vec<String>, DriverError> {
+    fn arguments(
+        &self,
+        environment: EnvironmentId,
+        spec: &Spec,
+        image: &Image,
+    ) -> Result<Vec<String>, DriverError> {
         let network = &self.config.network;
-        let (relay, p2p, egress) = (network.relay_url(), network.chain_p2p(), network.p2p_egress());
+        let (relay, p2p, egress) = (
+            network.relay_url(),
+            network.chain_p2p(),
+            network.p2p_egress(),
+        );
         let id = environment.to_string();
-        let template: Vec<String> = spec.workload.command.iter().map(|part| part.to_string()).collect();
+        let template: Vec<String> = spec
+            .workload
+            .command
+            .iter()
+            .map(|part| part.to_string())
+            .collect();
         let args = if template.is_empty() {
             [image.config.entrypoint.clone(), image.config.cmd.clone()].concat()
         } else {
@@ -494,11 +533,16 @@ impl ContainerDriver {
         let network = &self.config.network;
         let volume = spec.workload.volume_path();
         let mut variables: Vec<(String, String)> = vec![
-            ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            (
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
             ("HOME".into(), volume.into()),
         ];
         let image_env = image.config.env.iter().filter_map(|entry| {
-            entry.split_once('=').map(|(name, value)| (name.to_string(), value.to_string()))
+            entry
+                .split_once('=')
+                .map(|(name, value)| (name.to_string(), value.to_string()))
         });
         let template_env = spec
             .workload
@@ -514,28 +558,44 @@ impl ContainerDriver {
             variables.retain(|(other, _)| *other != name);
             variables.push((name, value));
         }
-        variables.into_iter().map(|(name, value)| format!("{name}={value}")).collect()
+        variables
+            .into_iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect()
     }
 
     /// Writes the runtime spec of `record` into `envs/E/bundle/config.json`.
-    async fn write_bundle(&self, environment: EnvironmentId, record: &Record) -> Result<(), DriverError> {
+    async fn write_bundle(
+        &self,
+        environment: EnvironmentId,
+        record: &Record,
+    ) -> Result<(), DriverError> {
         let image = self.image(&record.spec.workload.image).await?;
         let dir = self.records.dir(environment);
         let spec = &record.spec;
-        let seccomp = seccomp::for_container(&self.seccomp, &seccomp::Machine::current(), &spec.workload.capabilities)
-            .map_err(system)?;
+        let seccomp = seccomp::for_container(
+            &self.seccomp,
+            &seccomp::Machine::current(),
+            &spec.workload.capabilities,
+        )
+        .map_err(system)?;
         let volume_path = spec.workload.volume_path().to_string();
         let input = SpecInput {
             environment,
             rootfs: dir.join("disk/rootfs"),
             args: self.arguments(environment, spec, &image)?,
             env: self.variables(environment, spec, &image),
-            cwd: image.config.working_dir.clone().unwrap_or_else(|| volume_path.clone()),
+            cwd: image
+                .config
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| volume_path.clone()),
             ids: self.ids(record.host),
             capabilities: spec.workload.capabilities.to_vec(),
             resources: spec.resources,
             cgroups_path: self.cgroup(environment),
-            network_namespace: Path::new("/run/netns").join(self.config.network.namespace(environment)),
+            network_namespace: Path::new("/run/netns")
+                .join(self.config.network.namespace(environment)),
             volume: (dir.join("disk/volume"), volume_path),
             binds: self.config.binds.clone(),
             seccomp,
@@ -544,11 +604,17 @@ impl ContainerDriver {
         let bundle = dir.join("bundle");
         tokio::fs::create_dir_all(&bundle).await.map_err(system)?;
         let json = serde_json::to_vec_pretty(&runtime_spec).map_err(system)?;
-        tokio::fs::write(bundle.join("config.json"), json).await.map_err(system)
+        tokio::fs::write(bundle.join("config.json"), json)
+            .await
+            .map_err(system)
     }
 
     /// Starts the workload under a new shim and waits briefly for it to run.
-    async fn start(&self, environment: EnvironmentId, record: &mut Record) -> Result<(), DriverError> {
+    async fn start(
+        &self,
+        environment: EnvironmentId,
+        record: &mut Record,
+    ) -> Result<(), DriverError> {
         let id = self.container_id(environment);
         self.runc.delete(&id).await?;
         let dir = self.records.dir(environment);
@@ -586,7 +652,11 @@ impl ContainerDriver {
         self.records.write(environment, record).await?;
         for _ in 0..START_POLLS {
             let state = self.runc.state(&id).await;
-            if state.as_ref().is_some_and(|state| state.status == "running") || dir.join("exit").exists() {
+            if state
+                .as_ref()
+                .is_some_and(|state| state.status == "running")
+                || dir.join("exit").exists()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(START_POLL_MS)).await;
@@ -602,7 +672,11 @@ impl ContainerDriver {
             _ => 0,
         };
         for _ in 0..STOP_POLLS {
-            let alive = self.runc.state(&id).await.is_some_and(|state| state.is_alive());
+            let alive = self
+                .runc
+                .state(&id)
+                .await
+                .is_some_and(|state| state.is_alive());
             // A starting workload: its shim runs, runc may not know the container yet.
             if !alive && !shim_running(shim) {
                 break;
@@ -622,7 +696,9 @@ impl ContainerDriver {
         self.stop(environment).await?;
         let network = &self.config.network;
         if let Ok(Some(record)) = self.records.read(environment).await {
-            network.unpublish(environment, record.host, &record.spec.workload.ports).await;
+            network
+                .unpublish(environment, record.host, &record.spec.workload.ports)
+                .await;
         }
         network.remove(environment).await;
         let dir = self.records.dir(environment);
@@ -633,7 +709,11 @@ impl ContainerDriver {
 
     /// Restarts the workload of the current generation if it stopped (one still starting is
     /// left alone).
-    async fn restart(&self, environment: EnvironmentId, mut record: Record) -> Result<Record, DriverError> {
+    async fn restart(
+        &self,
+        environment: EnvironmentId,
+        mut record: Record,
+    ) -> Result<Record, DriverError> {
         if !self.alive(environment, &record).await {
             record.restarts = record.restarts.saturating_add(1);
             self.start(environment, &mut record).await?;
@@ -649,7 +729,11 @@ impl ContainerDriver {
                 keep.push(record.image_digest_hex);
             }
         }
-        if let Err(error) = self.images.evict(&keep, self.config.image_cache_max_bytes).await {
+        if let Err(error) = self
+            .images
+            .evict(&keep, self.config.image_cache_max_bytes)
+            .await
+        {
             tracing::warn!(%error, "image cache eviction failed");
         }
     }
@@ -657,7 +741,9 @@ impl ContainerDriver {
     /// Bytes the environment's veth moved: (received by it, sent by it), from the host end's
     /// counters in `/proc/net/dev` (the agent's network namespace).
     async fn traffic(&self, environment: EnvironmentId) -> (u64, u64) {
-        let text = tokio::fs::read_to_string("/proc/net/dev").await.unwrap_or_default();
+        let text = tokio::fs::read_to_string("/proc/net/dev")
+            .await
+            .unwrap_or_default();
         let veth = self.config.network.host_veth(environment);
         interface_traffic(&text, &veth)
             // The host end sends what the environment receives.
@@ -673,7 +759,9 @@ fn shim_running(pid: u32) -> bool {
     }
     let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let arguments: Vec<&[u8]> = command_line.split(|byte| *byte == 0).collect();
-    arguments.windows(2).any(|pair| pair == [b"agent".as_slice(), b"shim".as_slice()])
+    arguments
+        .windows(2)
+        .any(|pair| pair == [b"agent".as_slice(), b"shim".as_slice()])
 }
 
 /// (received, sent) bytes of `interface` in `/proc/net/dev`'s format.
@@ -682,7 +770,10 @@ fn interface_traffic(text: &str, interface: &str) -> Option<(u64, u64)> {
         let (name, counters) = line.split_once(':')?;
         (name.trim() == interface).then_some(counters)
     })?;
-    let numbers: Vec<u64> = line.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
     Some((*numbers.first()?, *numbers.get(8)?))
 }
 
@@ -703,7 +794,9 @@ impl Driver for ContainerDriver {
                 record
             }
             Some(record) if record.generation != generation => {
-                let record = self.update(environment, record, generation, spec, &image).await?;
+                let record = self
+                    .update(environment, record, generation, spec, &image)
+                    .await?;
                 self.evict_images().await;
                 record
             }
@@ -712,7 +805,10 @@ impl Driver for ContainerDriver {
         Ok(self.observe(environment, &record).await)
     }
 
-    async fn inspect(&self, environment: EnvironmentId) -> Result<Option<Observation>, DriverError> {
+    async fn inspect(
+        &self,
+        environment: EnvironmentId,
+    ) -> Result<Option<Observation>, DriverError> {
         match self.records.read(environment).await? {
             Some(record) => Ok(Some(self.observe(environment, &record).await)),
             None => Ok(None),
@@ -728,7 +824,11 @@ impl Driver for ContainerDriver {
         self.records.list().await
     }
 
-    async fn logs(&self, environment: EnvironmentId, max_bytes: u64) -> Result<Option<String>, DriverError> {
+    async fn logs(
+        &self,
+        environment: EnvironmentId,
+        max_bytes: u64,
+    ) -> Result<Option<String>, DriverError> {
         let dir = self.records.dir(environment).join("logs");
         let bytes = tokio::task::spawn_blocking(move || shim::tail(&dir, max_bytes))
             .await

@@ -23,7 +23,10 @@
 
 use super::command::{kill, output, run, run_with_input};
 use crate::driver::DriverError;
-use logos_types::{operations::{EnvironmentId, PortMapping}, workload::PORTS_MAX};
+use logos_types::{
+    operations::{EnvironmentId, PortMapping},
+    workload::PORTS_MAX,
+};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Longest Linux interface name (IFNAMSIZ − 1), bytes.
@@ -80,11 +83,19 @@ impl Network {
 
     /// The host end of `environment`'s veth pair.
     pub fn host_veth(&self, environment: EnvironmentId) -> String {
-        format!("lg{}h{}", self.index, environment.get() % INTERFACE_ID_MODULUS)
+        format!(
+            "lg{}h{}",
+            self.index,
+            environment.get() % INTERFACE_ID_MODULUS
+        )
     }
 
     fn inner_veth(&self, environment: EnvironmentId) -> String {
-        format!("lg{}c{}", self.index, environment.get() % INTERFACE_ID_MODULUS)
+        format!(
+            "lg{}c{}",
+            self.index,
+            environment.get() % INTERFACE_ID_MODULUS
+        )
     }
 
     fn input_chain(&self) -> String {
@@ -202,7 +213,14 @@ impl Network {
         let hook = [("INPUT", vec!["-i", bridge])];
         Self::chain("iptables", "filter", &chain, &hook).await?;
         Self::chain("ip6tables", "filter", &chain, &hook).await?;
-        let replies = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"];
+        let replies = [
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED,RELATED",
+            "-j",
+            "ACCEPT",
+        ];
         for tool in ["iptables", "ip6tables"] {
             run(tool, &[&["-A", &chain][..], &replies].concat()).await?;
         }
@@ -210,10 +228,18 @@ impl Network {
         let gateway = self.gateway().to_string();
         let relay = self.relay_port.to_string();
         let to_relay = ["-A", &chain, "-d", &gateway, "-p", "tcp", "--dport"];
-        run("iptables", &[&to_relay[..], &[&relay, "-j", "ACCEPT"]].concat()).await?;
+        run(
+            "iptables",
+            &[&to_relay[..], &[&relay, "-j", "ACCEPT"]].concat(),
+        )
+        .await?;
         if let Some(last) = self.p2p_relay_addresses().last() {
             let ports = format!("{}:{}", self.p2p_relay_port, last.port());
-            run("iptables", &[&to_relay[..], &[&ports, "-j", "ACCEPT"]].concat()).await?;
+            run(
+                "iptables",
+                &[&to_relay[..], &[&ports, "-j", "ACCEPT"]].concat(),
+            )
+            .await?;
         }
         for tool in ["iptables", "ip6tables"] {
             run(tool, &["-A", &chain, "-j", "DROP"]).await?;
@@ -224,12 +250,33 @@ impl Network {
     /// Through the host, to and from the bridge: replies and published connections only.
     async fn forward_firewall(&self, bridge: &str) -> Result<(), DriverError> {
         let chain = self.forward_chain();
-        let hooks = [("FORWARD", vec!["-i", bridge]), ("FORWARD", vec!["-o", bridge])];
+        let hooks = [
+            ("FORWARD", vec!["-i", bridge]),
+            ("FORWARD", vec!["-o", bridge]),
+        ];
         Self::chain("iptables", "filter", &chain, &hooks).await?;
         Self::chain("ip6tables", "filter", &chain, &hooks).await?;
-        let replies = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"];
+        let replies = [
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED,RELATED",
+            "-j",
+            "ACCEPT",
+        ];
         run("iptables", &[&["-A", &chain][..], &replies].concat()).await?;
-        let published = ["-A", &chain, "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"];
+        let published = [
+            "-A",
+            &chain,
+            "-o",
+            bridge,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "DNAT",
+            "-j",
+            "ACCEPT",
+        ];
         run("iptables", &published).await?;
         // Between environments on the bridge (seen here when the kernel filters bridged
         // traffic, br_netfilter): each namespace's own input filter admits declared ports only.
@@ -250,16 +297,33 @@ impl Network {
     }
 
     /// The `nat` rules publishing `mappings` of the environment on `host` (without `-A`/`-D`).
-    fn mapping_rules(&self, environment: EnvironmentId, host: u8, mappings: &[PortMapping]) -> Vec<Vec<String>> {
+    fn mapping_rules(
+        &self,
+        environment: EnvironmentId,
+        host: u8,
+        mappings: &[PortMapping],
+    ) -> Vec<Vec<String>> {
         let public = self.public_ip.to_string();
         mappings
             .iter()
             .map(|mapping| {
                 let target = SocketAddr::new(self.address(host).into(), mapping.port).to_string();
                 [
-                    &self.publish_chain(), "-d", &public, "-p", "tcp", "--dport",
-                    &mapping.published.to_string(), "-m", "comment", "--comment",
-                    &format!("env-{environment}"), "-j", "DNAT", "--to-destination", &target,
+                    &self.publish_chain(),
+                    "-d",
+                    &public,
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    &mapping.published.to_string(),
+                    "-m",
+                    "comment",
+                    "--comment",
+                    &format!("env-{environment}"),
+                    "-j",
+                    "DNAT",
+                    "--to-destination",
+                    &target,
                 ]
                 .iter()
                 .map(|part| part.to_string())
@@ -295,7 +359,10 @@ impl Network {
         };
         for rule in self.mapping_rules(environment, host, &mappings) {
             let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
-            while run("iptables", &[&["-t", "nat", "-D"][..], &rule].concat()).await.is_ok() {}
+            while run("iptables", &[&["-t", "nat", "-D"][..], &rule].concat())
+                .await
+                .is_ok()
+            {}
         }
     }
 
@@ -323,7 +390,9 @@ impl Network {
         let address = format!("{}/24", self.address(host));
         let gateway = self.gateway().to_string();
         run("ip", &["netns", "add", &namespace]).await?;
-        let veth = ["link", "add", &host_veth, "type", "veth", "peer", "name", &inner];
+        let veth = [
+            "link", "add", &host_veth, "type", "veth", "peer", "name", &inner,
+        ];
         run("ip", &veth).await?;
         run("ip", &["link", "set", &inner, "netns", &namespace]).await?;
         let bridge = self.bridge();
@@ -342,7 +411,11 @@ impl Network {
     }
 
     /// Replaces the namespace's input filter (IPv4 and IPv6) to admit exactly `ports`.
-    pub async fn admit(&self, environment: EnvironmentId, ports: &[u16]) -> Result<(), DriverError> {
+    pub async fn admit(
+        &self,
+        environment: EnvironmentId,
+        ports: &[u16],
+    ) -> Result<(), DriverError> {
         let namespace = self.namespace(environment);
         let rules = inbound_rules(ports);
         for restore in ["iptables-restore", "ip6tables-restore"] {
@@ -379,9 +452,24 @@ impl Network {
         let public = self.public_ip.to_string();
         let hooks: [(&str, &str, String, Vec<&str>); 5] = [
             ("filter", "INPUT", self.input_chain(), vec!["-i", &bridge]),
-            ("filter", "FORWARD", self.forward_chain(), vec!["-i", &bridge]),
-            ("filter", "FORWARD", self.forward_chain(), vec!["-o", &bridge]),
-            ("nat", "PREROUTING", self.publish_chain(), vec!["-d", &public]),
+            (
+                "filter",
+                "FORWARD",
+                self.forward_chain(),
+                vec!["-i", &bridge],
+            ),
+            (
+                "filter",
+                "FORWARD",
+                self.forward_chain(),
+                vec!["-o", &bridge],
+            ),
+            (
+                "nat",
+                "PREROUTING",
+                self.publish_chain(),
+                vec!["-d", &public],
+            ),
             ("nat", "OUTPUT", self.publish_chain(), vec!["-d", &public]),
         ];
         for tool in ["iptables", "ip6tables"] {
@@ -403,8 +491,16 @@ impl Network {
     /// leak checks: empty after [`Self::teardown_host`]).
     pub async fn leftovers(&self) -> Vec<String> {
         let mut found = Vec::new();
-        let names = [self.input_chain(), self.forward_chain(), self.publish_chain()];
-        for (tool, table) in [("iptables", "filter"), ("ip6tables", "filter"), ("iptables", "nat")] {
+        let names = [
+            self.input_chain(),
+            self.forward_chain(),
+            self.publish_chain(),
+        ];
+        for (tool, table) in [
+            ("iptables", "filter"),
+            ("ip6tables", "filter"),
+            ("iptables", "nat"),
+        ] {
             let rules = output(tool, &["-t", table, "-S"]).await;
             found.extend(
                 rules

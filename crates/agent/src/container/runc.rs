@@ -23,7 +23,10 @@ pub struct ContainerState {
 impl ContainerState {
     /// Whether the workload's processes may be alive.
     pub fn is_alive(&self) -> bool {
-        matches!(self.status.as_str(), "creating" | "created" | "running" | "paused")
+        matches!(
+            self.status.as_str(),
+            "creating" | "created" | "running" | "paused"
+        )
     }
 }
 
@@ -109,16 +112,27 @@ mod tests {
 
     #[test]
     fn states_parse_and_the_run_command_keeps_the_container() {
-        let state: ContainerState =
-            serde_json::from_str(r#"{"ociVersion":"1.0.2","id":"x","pid":42,"status":"running","bundle":"/b"}"#)
-                .unwrap();
+        let state: ContainerState = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","id":"x","pid":42,"status":"running","bundle":"/b"}"#,
+        )
+        .unwrap();
         assert!(state.is_alive());
-        let stopped: ContainerState = serde_json::from_str(r#"{"status":"stopped","pid":0}"#).unwrap();
+        let stopped: ContainerState =
+            serde_json::from_str(r#"{"status":"stopped","pid":0}"#).unwrap();
         assert!(!stopped.is_alive());
-        let args = Runc::new(Path::new("/s/runc")).run_args(Path::new("/s/envs/1/bundle"), "agent-1-env-1");
+        let args = Runc::new(Path::new("/s/runc"))
+            .run_args(Path::new("/s/envs/1/bundle"), "agent-1-env-1");
         assert_eq!(
             args,
-            ["--root", "/s/runc", "run", "--keep", "--bundle", "/s/envs/1/bundle", "agent-1-env-1"]
+            [
+                "--root",
+                "/s/runc",
+                "run",
+                "--keep",
+                "--bundle",
+                "/s/envs/1/bundle",
+                "agent-1-env-1"
+            ]
         );
     }
 }

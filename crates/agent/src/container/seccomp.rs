@@ -122,7 +122,9 @@ pub fn read_profile(path: &Path) -> Result<String, SeccompError> {
         path: path.display().to_string(),
         reason,
     };
-    let size = std::fs::metadata(path).map_err(|e| error(e.to_string()))?.len();
+    let size = std::fs::metadata(path)
+        .map_err(|e| error(e.to_string()))?
+        .len();
     if size > PROFILE_MAX_BYTES {
         return Err(error(format!("larger than {PROFILE_MAX_BYTES} bytes")));
     }
@@ -135,14 +137,16 @@ pub fn for_container(
     machine: &Machine,
     capabilities: &[Capability],
 ) -> Result<LinuxSeccomp, SeccompError> {
-    let profile: Profile =
-        serde_json::from_str(profile).map_err(|error| SeccompError::Malformed(error.to_string()))?;
+    let profile: Profile = serde_json::from_str(profile)
+        .map_err(|error| SeccompError::Malformed(error.to_string()))?;
     let held: Vec<&str> = capabilities.iter().map(|cap| cap.kernel_name()).collect();
     let architectures: Vec<String> = profile
         .arch_map
         .iter()
         .filter(|map| map.architecture == machine.seccomp_arch)
-        .flat_map(|map| std::iter::once(map.architecture.clone()).chain(map.sub_architectures.clone()))
+        .flat_map(|map| {
+            std::iter::once(map.architecture.clone()).chain(map.sub_architectures.clone())
+        })
         .collect();
     if architectures.is_empty() {
         return Err(SeccompError::Malformed(format!(
@@ -178,13 +182,13 @@ pub fn for_container(
 
 /// Whether `rule` applies on `machine` to a process holding `held` capabilities.
 fn applies(rule: &Rule, machine: &Machine, held: &[&str]) -> bool {
-    let arch_ok = |arches: &[String]| arches.iter().any(|arch| *arch == machine.arch);
+    let arch_ok = |arches: &[String]| arches.contains(&machine.arch);
     let caps_all = |caps: &[String]| caps.iter().all(|cap| held.contains(&cap.as_str()));
     let caps_any = |caps: &[String]| caps.iter().any(|cap| held.contains(&cap.as_str()));
     let kernel_at_least = |minimum: &Option<String>| {
-        minimum
-            .as_deref()
-            .is_none_or(|minimum| kernel_version(minimum).is_some_and(|minimum| machine.kernel >= minimum))
+        minimum.as_deref().is_none_or(|minimum| {
+            kernel_version(minimum).is_some_and(|minimum| machine.kernel >= minimum)
+        })
     };
     let include = &rule.includes;
     let exclude = &rule.excludes;
@@ -288,7 +292,10 @@ mod tests {
             for_container(PROFILE, &riscv, &[]),
             Err(SeccompError::Malformed(_))
         ));
-        let bad_action = PROFILE.replace("\"SCMP_ACT_ERRNO\", \"defaultErrnoRet\"", "\"SCMP_ACT_MAYBE\", \"defaultErrnoRet\"");
+        let bad_action = PROFILE.replace(
+            "\"SCMP_ACT_ERRNO\", \"defaultErrnoRet\"",
+            "\"SCMP_ACT_MAYBE\", \"defaultErrnoRet\"",
+        );
         assert!(for_container(&bad_action, &machine(), &[]).is_err());
         assert_eq!(kernel_version("6.18.44-fc-v1098"), Some((6, 18)));
         assert_eq!(kernel_version("garbage"), None);
@@ -304,9 +311,21 @@ mod tests {
         // Without CAP_SYS_MODULE no module is loaded, without CAP_SYS_ADMIN no bpf (mount,
         // unshare, setns and the like are left to the kernel's capability checks, as the
         // engines do: the workload holds no capability in its user namespace).
-        for denied in ["init_module", "finit_module", "delete_module", "bpf", "kexec_load"] {
-            assert!(rules.contains(&(denied.into(), "SCMP_ACT_ERRNO".into())), "{denied}");
-            assert!(!rules.contains(&(denied.into(), "SCMP_ACT_ALLOW".into())), "{denied}");
+        for denied in [
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "bpf",
+            "kexec_load",
+        ] {
+            assert!(
+                rules.contains(&(denied.into(), "SCMP_ACT_ERRNO".into())),
+                "{denied}"
+            );
+            assert!(
+                !rules.contains(&(denied.into(), "SCMP_ACT_ALLOW".into())),
+                "{denied}"
+            );
         }
     }
 }

@@ -79,7 +79,10 @@ impl LogWriter {
     pub fn open(dir: &Path, max_bytes: u64, per_second: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG_FILE);
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         let written = file.metadata()?.len();
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -249,14 +252,24 @@ pub fn read_after(
                 rotated.take(max_bytes).read_to_end(&mut bytes)?;
                 if !bytes.is_empty() {
                     let offset = cursor.offset.saturating_add(bytes.len() as u64);
-                    return Ok((bytes, LogCursor { inode: cursor.inode, offset }));
+                    return Ok((
+                        bytes,
+                        LogCursor {
+                            inode: cursor.inode,
+                            offset,
+                        },
+                    ));
                 }
             }
         }
         return read_after(dir, LogCursor { inode, offset: 0 }, max_bytes);
     }
     let length = current.metadata()?.len();
-    let offset = if cursor.inode == 0 { length.saturating_sub(max_bytes) } else { cursor.offset.min(length) };
+    let offset = if cursor.inode == 0 {
+        length.saturating_sub(max_bytes)
+    } else {
+        cursor.offset.min(length)
+    };
     current.seek(SeekFrom::Start(offset))?;
     let mut bytes = Vec::new();
     current.take(max_bytes).read_to_end(&mut bytes)?;

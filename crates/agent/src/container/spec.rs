@@ -22,9 +22,8 @@ use logos_types::{dvci::Resources, operations::EnvironmentId, workload::Capabili
 use oci_spec::runtime::{
     Capability as OciCapability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxDeviceCgroupBuilder, LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount,
-    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
-    UserBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use std::{collections::HashSet, path::PathBuf, str::FromStr};
 
@@ -168,7 +167,12 @@ fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result
         .destination(destination)
         .typ(typ)
         .source(source)
-        .options(options.iter().map(|option| option.to_string()).collect::<Vec<_>>())
+        .options(
+            options
+                .iter()
+                .map(|option| option.to_string())
+                .collect::<Vec<_>>(),
+        )
         .build()
         .map_err(spec_error)
 }
@@ -184,10 +188,20 @@ fn mounts(input: &SpecInput) -> Result<Vec<Mount>, SpecError> {
         .iter()
         .position(|mount| mount.destination() == &PathBuf::from("/sys/fs/cgroup"))
         .unwrap_or(mounts.len());
-    let sys = mount("/sys", "tmpfs", "tmpfs", &["nosuid", "noexec", "nodev", "ro", "size=4k"])?;
+    let sys = mount(
+        "/sys",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "noexec", "nodev", "ro", "size=4k"],
+    )?;
     mounts.insert(position, sys);
     let tmp_size = format!("size={}k", TMP_MAX_MIB.saturating_mul(1024));
-    mounts.push(mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777", &tmp_size])?);
+    mounts.push(mount(
+        "/tmp",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "nodev", "mode=1777", &tmp_size],
+    )?);
     let (volume, inside) = &input.volume;
     mounts.push(mount(
         inside,
@@ -247,7 +261,8 @@ fn linux(input: &SpecInput) -> Result<oci_spec::runtime::Linux, SpecError> {
 }
 
 fn resources(product: &Resources) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
-    let memory_bytes = i64::try_from(product.memory_mib.saturating_mul(MIB_BYTES)).unwrap_or(i64::MAX);
+    let memory_bytes =
+        i64::try_from(product.memory_mib.saturating_mul(MIB_BYTES)).unwrap_or(i64::MAX);
     let memory = LinuxMemoryBuilder::default()
         .limit(memory_bytes)
         .swap(memory_bytes)
@@ -301,7 +316,10 @@ mod tests {
             cgroups_path: "/logos/agent-3/env-42".into(),
             network_namespace: "/run/netns/lg3-42".into(),
             volume: ("/state/envs/42/disk/volume".into(), "/data".into()),
-            binds: vec![("/etc/logos/genesis.toml".into(), "/opt/logos/genesis.toml".into())],
+            binds: vec![(
+                "/etc/logos/genesis.toml".into(),
+                "/opt/logos/genesis.toml".into(),
+            )],
             seccomp: oci_spec::runtime::LinuxSeccompBuilder::default()
                 .default_action(oci_spec::runtime::LinuxSeccompAction::ScmpActErrno)
                 .build()
@@ -320,7 +338,13 @@ mod tests {
         assert_eq!(process["user"]["uid"], WORKLOAD_UID);
         assert_eq!(process["user"]["gid"], WORKLOAD_GID);
         assert_eq!(process["noNewPrivileges"], true);
-        for set in ["bounding", "effective", "inheritable", "permitted", "ambient"] {
+        for set in [
+            "bounding",
+            "effective",
+            "inheritable",
+            "permitted",
+            "ambient",
+        ] {
             assert_eq!(process["capabilities"][set], serde_json::json!([]), "{set}");
         }
         assert_eq!(process["rlimits"][0]["hard"], FILES_MAX);
@@ -355,7 +379,13 @@ mod tests {
     #[test]
     fn an_allowed_capability_is_kept_in_every_set() {
         let spec = json(&build(&input(vec![Capability::NetBindService])).unwrap());
-        for set in ["bounding", "effective", "inheritable", "permitted", "ambient"] {
+        for set in [
+            "bounding",
+            "effective",
+            "inheritable",
+            "permitted",
+            "ambient",
+        ] {
             assert_eq!(
                 spec["process"]["capabilities"][set],
                 serde_json::json!(["CAP_NET_BIND_SERVICE"]),
@@ -383,15 +413,33 @@ mod tests {
                 .unwrap_or_else(|| panic!("no mount at {path}"))
         };
         assert_eq!(at("/sys")["type"], "tmpfs");
-        assert!(at("/sys")["options"].as_array().unwrap().contains(&"ro".into()));
-        let sys = mounts.iter().position(|m| m["destination"] == "/sys").unwrap();
-        let cgroup = mounts.iter().position(|m| m["destination"] == "/sys/fs/cgroup").unwrap();
+        assert!(at("/sys")["options"]
+            .as_array()
+            .unwrap()
+            .contains(&"ro".into()));
+        let sys = mounts
+            .iter()
+            .position(|m| m["destination"] == "/sys")
+            .unwrap();
+        let cgroup = mounts
+            .iter()
+            .position(|m| m["destination"] == "/sys/fs/cgroup")
+            .unwrap();
         assert!(sys < cgroup, "/sys is mounted before the cgroups under it");
-        assert!(at("/sys/fs/cgroup")["options"].as_array().unwrap().contains(&"ro".into()));
+        assert!(at("/sys/fs/cgroup")["options"]
+            .as_array()
+            .unwrap()
+            .contains(&"ro".into()));
         assert_eq!(at("/data")["source"], "/state/envs/42/disk/volume");
-        assert!(at("/data")["options"].as_array().unwrap().contains(&"rw".into()));
+        assert!(at("/data")["options"]
+            .as_array()
+            .unwrap()
+            .contains(&"rw".into()));
         let genesis = at("/opt/logos/genesis.toml")["options"].as_array().unwrap();
         assert!(genesis.contains(&"ro".into()));
-        assert!(at("/tmp")["options"].as_array().unwrap().contains(&"size=65536k".into()));
+        assert!(at("/tmp")["options"]
+            .as_array()
+            .unwrap()
+            .contains(&"size=65536k".into()));
     }
 }

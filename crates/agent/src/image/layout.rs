@@ -174,7 +174,10 @@ impl Layout {
     /// The manifest hex named `name`, if any.
     pub async fn named(&self, name: &str) -> Result<Option<String>, ImageError> {
         let names = self.names().await?;
-        Ok(names.into_iter().find(|(other, _)| other == name).map(|(_, hex)| hex))
+        Ok(names
+            .into_iter()
+            .find(|(other, _)| other == name)
+            .map(|(_, hex)| hex))
     }
 
     /// Removes a blob (nothing if absent).
@@ -200,7 +203,9 @@ impl Layout {
     async fn write_index(&self, index: &Index) -> Result<(), ImageError> {
         let bytes = serde_json::to_vec(index)
             .map_err(|error| ImageError::Cache(format!("index.json: {error}")))?;
-        let partial = self.root.join(format!(".index-{}.json", std::process::id()));
+        let partial = self
+            .root
+            .join(format!(".index-{}.json", std::process::id()));
         tokio::fs::write(&partial, bytes).await?;
         tokio::fs::rename(&partial, self.root.join("index.json")).await?;
         Ok(())

@@ -149,7 +149,11 @@ pub struct ImageStore {
 impl ImageStore {
     /// A store caching under `root`; registries in `insecure` (`host:port`) are reached over
     /// plain HTTP, all others over HTTPS.
-    pub fn new(root: &Path, insecure: Vec<String>, limits: ImageLimits) -> Result<Self, ImageError> {
+    pub fn new(
+        root: &Path,
+        insecure: Vec<String>,
+        limits: ImageLimits,
+    ) -> Result<Self, ImageError> {
         let timeout = Duration::from_millis(REGISTRY_TIMEOUT_MS);
         let http = logos_client::http::untrusted(timeout)
             .map_err(|error| ImageError::Registry(error.to_string()))?;
@@ -181,8 +185,8 @@ impl ImageStore {
 
     /// Makes `reference` present in the cache (pulling what is missing) and returns it.
     pub async fn ensure(&self, reference: &str) -> Result<Image, ImageError> {
-        let pinned =
-            parse_image_reference(reference).map_err(|error| ImageError::Reference(error.to_string()))?;
+        let pinned = parse_image_reference(reference)
+            .map_err(|error| ImageError::Reference(error.to_string()))?;
         let target: oci_client::Reference = reference
             .parse()
             .map_err(|error: oci_client::ParseError| ImageError::Reference(error.to_string()))?;
@@ -213,7 +217,9 @@ impl ImageStore {
             return Ok(None);
         };
         let manifest = parse_manifest(&self.layout.read(&manifest_hex, MANIFEST_MAX_BYTES).await?)?;
-        let complete = blobs_of(&manifest)?.iter().all(|blob| self.layout.has(blob));
+        let complete = blobs_of(&manifest)?
+            .iter()
+            .all(|blob| self.layout.has(blob));
         Ok(complete.then_some(manifest))
     }
 
@@ -227,7 +233,7 @@ impl ImageStore {
         let (manifest_hex, bytes) = match media_type {
             MediaType::ImageIndex => {
                 let platform = platform_manifest(&bytes)?;
-                let platform_hex = digest_hex(&platform.digest().to_string())?.to_string();
+                let platform_hex = digest_hex(platform.digest().as_ref())?.to_string();
                 let (platform_bytes, platform_type) =
                     self.fetch_manifest(target, &platform_hex).await?;
                 if platform_type != MediaType::ImageManifest {
@@ -305,7 +311,10 @@ impl ImageStore {
                 actual: format!("sha256:{actual}"),
             });
         }
-        Ok((bytes.clone(), manifest_media_type(&bytes, declared.as_deref())?))
+        Ok((
+            bytes.clone(),
+            manifest_media_type(&bytes, declared.as_deref())?,
+        ))
     }
 
     async fn get_manifest(
@@ -352,7 +361,9 @@ impl ImageStore {
             .await
             .map_err(|error| ImageError::Registry(format!("blob {digest}: {error}")))?;
         let partial = self.layout.partial(&hex, 1);
-        let result = self.write_blob(&mut stream.stream, &partial, &digest, size).await;
+        let result = self
+            .write_blob(&mut stream.stream, &partial, &digest, size)
+            .await;
         match result {
             Ok(()) => Ok(tokio::fs::rename(&partial, self.layout.blob(&hex)).await?),
             Err(error) => {
@@ -416,7 +427,7 @@ impl ImageStore {
 
     /// The configuration of a cached manifest.
     async fn config(&self, manifest: &ImageManifest) -> Result<ImageConfig, ImageError> {
-        let hex = digest_hex(&manifest.config().digest().to_string())?.to_string();
+        let hex = digest_hex(manifest.config().digest().as_ref())?.to_string();
         let bytes = self.layout.read(&hex, CONFIG_MAX_BYTES).await?;
         parse_config(&bytes)
     }
@@ -433,7 +444,15 @@ impl ImageStore {
         let map = format!("0:{id_base}:{count}");
         let image_arg = format!("{}:{}", self.layout.root().display(), image.digest_hex);
         let output = tokio::process::Command::new("umoci")
-            .args(["raw", "unpack", "--uid-map", &map, "--gid-map", &map, "--image"])
+            .args([
+                "raw",
+                "unpack",
+                "--uid-map",
+                &map,
+                "--gid-map",
+                &map,
+                "--image",
+            ])
             .arg(&image_arg)
             .arg(rootfs)
             .stdin(std::process::Stdio::null())
@@ -462,7 +481,10 @@ impl ImageStore {
         }
         candidates.sort();
         while self.size_bytes().await? > max_bytes {
-            let Some(position) = candidates.iter().position(|(_, name, _)| !keep.contains(name)) else {
+            let Some(position) = candidates
+                .iter()
+                .position(|(_, name, _)| !keep.contains(name))
+            else {
                 return Ok(());
             };
             let (_, name, manifest_hex) = candidates.remove(position);
@@ -502,7 +524,9 @@ impl ImageStore {
 
 /// A blob that ended before its descriptor's size.
 fn short(digest: &str, written: u64, size: u64) -> ImageError {
-    ImageError::Malformed(format!("blob {digest}: {written} bytes served, {size} described"))
+    ImageError::Malformed(format!(
+        "blob {digest}: {written} bytes served, {size} described"
+    ))
 }
 
 /// The manifest's media type: the content's own `mediaType`, which must agree with the
@@ -535,7 +559,8 @@ fn manifest_media_type(bytes: &[u8], declared: Option<&str>) -> Result<MediaType
 }
 
 fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest, ImageError> {
-    ImageManifest::from_reader(bytes).map_err(|error| ImageError::Malformed(format!("manifest: {error}")))
+    ImageManifest::from_reader(bytes)
+        .map_err(|error| ImageError::Malformed(format!("manifest: {error}")))
 }
 
 /// The index entry for `linux` on this machine's architecture.
@@ -554,7 +579,9 @@ fn platform_manifest(bytes: &[u8]) -> Result<Descriptor, ImageError> {
                 .is_some_and(|platform| *platform.os() == linux && *platform.architecture() == arch)
         })
         .cloned()
-        .ok_or_else(|| ImageError::Unsupported(format!("no manifest for linux/{arch} in the index")))
+        .ok_or_else(|| {
+            ImageError::Unsupported(format!("no manifest for linux/{arch} in the index"))
+        })
 }
 
 /// Refuses a manifest with too many layers, layer types umoci cannot unpack, or more bytes
@@ -575,7 +602,10 @@ fn check_manifest(manifest: &ImageManifest, image_max_bytes: u64) -> Result<(), 
     }
     let mut total = manifest.config().size();
     for layer in layers {
-        if !matches!(layer.media_type(), MediaType::ImageLayer | MediaType::ImageLayerGzip) {
+        if !matches!(
+            layer.media_type(),
+            MediaType::ImageLayer | MediaType::ImageLayerGzip
+        ) {
             return Err(ImageError::Unsupported(format!(
                 "layer media type {}",
                 layer.media_type()
@@ -596,7 +626,7 @@ fn check_manifest(manifest: &ImageManifest, image_max_bytes: u64) -> Result<(), 
 fn blobs_of(manifest: &ImageManifest) -> Result<Vec<String>, ImageError> {
     std::iter::once(manifest.config())
         .chain(manifest.layers())
-        .map(|descriptor| digest_hex(&descriptor.digest().to_string()).map(String::from))
+        .map(|descriptor| digest_hex(descriptor.digest().as_ref()).map(String::from))
         .collect()
 }
 

@@ -101,7 +101,11 @@ impl Fixture {
             "layers": layers.iter().map(|layer| descriptor(layer_type, layer)).collect::<Vec<_>>(),
         }))
         .unwrap();
-        Self { config, layers, manifest }
+        Self {
+            config,
+            layers,
+            manifest,
+        }
     }
 
     fn honest() -> Self {
@@ -110,8 +114,13 @@ impl Fixture {
 
     fn publish(&self, registry: &Shared) {
         let mut registry = registry.lock().unwrap();
-        registry.manifests.insert(digest(&self.manifest), (self.manifest.clone(), layout::MANIFEST_MEDIA_TYPE.into()));
-        registry.blobs.insert(digest(&self.config), self.config.clone());
+        registry.manifests.insert(
+            digest(&self.manifest),
+            (self.manifest.clone(), layout::MANIFEST_MEDIA_TYPE.into()),
+        );
+        registry
+            .blobs
+            .insert(digest(&self.config), self.config.clone());
         for layer in &self.layers {
             registry.blobs.insert(digest(layer), layer.clone());
         }
@@ -155,13 +164,25 @@ async fn a_pinned_image_is_pulled_verified_cached_and_its_config_read() {
     let before = registry.lock().unwrap().requests.load(Ordering::SeqCst);
     let cached = store.ensure(&image.reference(&address)).await.unwrap();
     assert_eq!(cached.pull_ms, 0);
-    assert_eq!(registry.lock().unwrap().requests.load(Ordering::SeqCst), before);
+    assert_eq!(
+        registry.lock().unwrap().requests.load(Ordering::SeqCst),
+        before
+    );
     // Evicted when the cache is over its bound and nothing keeps it.
-    store.evict(&[pulled.digest_hex.clone()], 0).await.unwrap();
-    assert!(store.layout().has(&sha256_hex(&image.layers[0])), "kept while in use");
+    store
+        .evict(std::slice::from_ref(&pulled.digest_hex), 0)
+        .await
+        .unwrap();
+    assert!(
+        store.layout().has(&sha256_hex(&image.layers[0])),
+        "kept while in use"
+    );
     store.evict(&[], 0).await.unwrap();
     assert!(!store.layout().has(&sha256_hex(&image.layers[0])));
-    assert_eq!(store.layout().named(&pulled.digest_hex).await.unwrap(), None);
+    assert_eq!(
+        store.layout().named(&pulled.digest_hex).await.unwrap(),
+        None
+    );
     let _ = std::fs::remove_dir_all(root);
 }
 
@@ -169,7 +190,10 @@ async fn a_pinned_image_is_pulled_verified_cached_and_its_config_read() {
 async fn refused(store: &ImageStore, reference: &str, check: impl Fn(&ImageError) -> bool) {
     let error = store.ensure(reference).await.unwrap_err();
     assert!(check(&error), "{reference}: unexpected {error}");
-    assert!(store.layout().names().await.unwrap().is_empty(), "{error}: something was cached");
+    assert!(
+        store.layout().names().await.unwrap().is_empty(),
+        "{error}: something was cached"
+    );
 }
 
 #[tokio::test]
@@ -184,48 +208,102 @@ async fn lying_registries_are_refused_and_nothing_they_serve_is_cached() {
         digest(&genuine.manifest),
         (swapped.manifest.clone(), layout::MANIFEST_MEDIA_TYPE.into()),
     );
-    refused(&store, &genuine.reference(&address), |e| matches!(e, ImageError::DigestMismatch { .. })).await;
+    refused(&store, &genuine.reference(&address), |e| {
+        matches!(e, ImageError::DigestMismatch { .. })
+    })
+    .await;
 
     // A manifest too large to read (its digest pinned, so only its size is wrong).
     let huge = vec![b' '; MANIFEST_MAX_BYTES as usize + 1];
-    registry.lock().unwrap().manifests.insert(digest(&huge), (huge.clone(), layout::MANIFEST_MEDIA_TYPE.into()));
+    registry.lock().unwrap().manifests.insert(
+        digest(&huge),
+        (huge.clone(), layout::MANIFEST_MEDIA_TYPE.into()),
+    );
     let reference = format!("{address}/logos/test@{}", digest(&huge));
-    refused(&store, &reference, |e| matches!(e, ImageError::TooLarge { .. })).await;
+    refused(&store, &reference, |e| {
+        matches!(e, ImageError::TooLarge { .. })
+    })
+    .await;
 
     // A layer whose bytes are not its digest's.
     let image = Fixture::new(vec![b"good layer".to_vec()], LAYER);
     image.publish(&registry);
-    registry.lock().unwrap().blobs.insert(digest(&image.layers[0]), b"evil layer".to_vec());
-    refused(&store, &image.reference(&address), |e| matches!(e, ImageError::DigestMismatch { .. })).await;
+    registry
+        .lock()
+        .unwrap()
+        .blobs
+        .insert(digest(&image.layers[0]), b"evil layer".to_vec());
+    refused(&store, &image.reference(&address), |e| {
+        matches!(e, ImageError::DigestMismatch { .. })
+    })
+    .await;
     assert!(!store.layout().has(&sha256_hex(&image.layers[0])));
 
     // A layer served longer or shorter than its descriptor.
     let image = Fixture::new(vec![b"exact".to_vec()], LAYER);
     image.publish(&registry);
-    registry.lock().unwrap().blobs.insert(digest(&image.layers[0]), b"exact and then some".to_vec());
-    refused(&store, &image.reference(&address), |e| matches!(e, ImageError::TooLarge { .. })).await;
+    registry
+        .lock()
+        .unwrap()
+        .blobs
+        .insert(digest(&image.layers[0]), b"exact and then some".to_vec());
+    refused(&store, &image.reference(&address), |e| {
+        matches!(e, ImageError::TooLarge { .. })
+    })
+    .await;
     let image = Fixture::new(vec![b"longer layer".to_vec()], LAYER);
     image.publish(&registry);
-    registry.lock().unwrap().blobs.insert(digest(&image.layers[0]), b"longer".to_vec());
-    refused(&store, &image.reference(&address), |e| matches!(e, ImageError::Malformed(_))).await;
+    registry
+        .lock()
+        .unwrap()
+        .blobs
+        .insert(digest(&image.layers[0]), b"longer".to_vec());
+    refused(&store, &image.reference(&address), |e| {
+        matches!(e, ImageError::Malformed(_))
+    })
+    .await;
 
     // Layer types umoci cannot unpack, too many layers, more bytes than allowed.
-    let zstd = Fixture::new(vec![b"z".to_vec()], "application/vnd.oci.image.layer.v1.tar+zstd");
+    let zstd = Fixture::new(
+        vec![b"z".to_vec()],
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+    );
     zstd.publish(&registry);
-    refused(&store, &zstd.reference(&address), |e| matches!(e, ImageError::Unsupported(_))).await;
-    let many = Fixture::new((0..=LAYERS_MAX).map(|i| format!("l{i}").into_bytes()).collect(), LAYER);
+    refused(&store, &zstd.reference(&address), |e| {
+        matches!(e, ImageError::Unsupported(_))
+    })
+    .await;
+    let many = Fixture::new(
+        (0..=LAYERS_MAX)
+            .map(|i| format!("l{i}").into_bytes())
+            .collect(),
+        LAYER,
+    );
     many.publish(&registry);
-    refused(&store, &many.reference(&address), |e| matches!(e, ImageError::TooLarge { .. })).await;
+    refused(&store, &many.reference(&address), |e| {
+        matches!(e, ImageError::TooLarge { .. })
+    })
+    .await;
     let big = Fixture::new(vec![vec![7u8; 4096]], LAYER);
     big.publish(&registry);
     let (small_store, small_root) = {
         let root = root.with_extension("small");
         let _ = std::fs::remove_dir_all(&root);
-        let store = ImageStore::new(&root, vec![address.clone()], ImageLimits { image_max_bytes: 1024 }).unwrap();
+        let store = ImageStore::new(
+            &root,
+            vec![address.clone()],
+            ImageLimits {
+                image_max_bytes: 1024,
+            },
+        )
+        .unwrap();
         store.prepare().await.unwrap();
         (store, root)
     };
-    refused(&small_store, &big.reference(&address), |e| matches!(e, ImageError::TooLarge { .. })).await;
+    refused(&small_store, &big.reference(&address), |e| {
+        matches!(e, ImageError::TooLarge { .. })
+    })
+    .await;
 
     // A Docker-format manifest (only OCI media types are run).
     let docker = serde_json::to_vec(&serde_json::json!({
@@ -234,13 +312,30 @@ async fn lying_registries_are_refused_and_nothing_they_serve_is_cached() {
         "config": descriptor(CONFIG, b"{}"), "layers": []
     }))
     .unwrap();
-    registry.lock().unwrap().manifests.insert(digest(&docker), (docker.clone(), "application/vnd.docker.distribution.manifest.v2+json".into()));
-    refused(&store, &format!("{address}/logos/test@{}", digest(&docker)), |e| matches!(e, ImageError::Unsupported(_))).await;
+    registry.lock().unwrap().manifests.insert(
+        digest(&docker),
+        (
+            docker.clone(),
+            "application/vnd.docker.distribution.manifest.v2+json".into(),
+        ),
+    );
+    refused(
+        &store,
+        &format!("{address}/logos/test@{}", digest(&docker)),
+        |e| matches!(e, ImageError::Unsupported(_)),
+    )
+    .await;
 
     // Not pinned by digest: refused before any request.
     let before = registry.lock().unwrap().requests.load(Ordering::SeqCst);
-    refused(&store, &format!("{address}/logos/test:latest"), |e| matches!(e, ImageError::Reference(_))).await;
-    assert_eq!(registry.lock().unwrap().requests.load(Ordering::SeqCst), before);
+    refused(&store, &format!("{address}/logos/test:latest"), |e| {
+        matches!(e, ImageError::Reference(_))
+    })
+    .await;
+    assert_eq!(
+        registry.lock().unwrap().requests.load(Ordering::SeqCst),
+        before
+    );
     let _ = std::fs::remove_dir_all(root);
     let _ = std::fs::remove_dir_all(small_root);
 }
@@ -264,11 +359,30 @@ async fn an_index_resolves_to_this_platform_and_is_checked_the_same_way() {
         "manifests": [entry("s390x", &other.manifest), entry(&arch, &image.manifest)],
     }))
     .unwrap();
-    registry.lock().unwrap().manifests.insert(digest(&index), (index.clone(), "application/vnd.oci.image.index.v1+json".into()));
-    let pulled = store.ensure(&format!("{address}/logos/test@{}", digest(&index))).await.unwrap();
-    assert_eq!(pulled.digest_hex, sha256_hex(&index), "named by the pinned digest");
-    assert_eq!(store.layout().named(&pulled.digest_hex).await.unwrap(), Some(sha256_hex(&image.manifest)));
-    assert!(!store.layout().has(&sha256_hex(&other.layers[0])), "the other platform is not pulled");
+    registry.lock().unwrap().manifests.insert(
+        digest(&index),
+        (
+            index.clone(),
+            "application/vnd.oci.image.index.v1+json".into(),
+        ),
+    );
+    let pulled = store
+        .ensure(&format!("{address}/logos/test@{}", digest(&index)))
+        .await
+        .unwrap();
+    assert_eq!(
+        pulled.digest_hex,
+        sha256_hex(&index),
+        "named by the pinned digest"
+    );
+    assert_eq!(
+        store.layout().named(&pulled.digest_hex).await.unwrap(),
+        Some(sha256_hex(&image.manifest))
+    );
+    assert!(
+        !store.layout().has(&sha256_hex(&other.layers[0])),
+        "the other platform is not pulled"
+    );
 
     // An index without this platform.
     let foreign = serde_json::to_vec(&serde_json::json!({
@@ -277,8 +391,17 @@ async fn an_index_resolves_to_this_platform_and_is_checked_the_same_way() {
         "manifests": [entry("s390x", &other.manifest)],
     }))
     .unwrap();
-    registry.lock().unwrap().manifests.insert(digest(&foreign), (foreign.clone(), "application/vnd.oci.image.index.v1+json".into()));
-    let error = store.ensure(&format!("{address}/logos/test@{}", digest(&foreign))).await.unwrap_err();
+    registry.lock().unwrap().manifests.insert(
+        digest(&foreign),
+        (
+            foreign.clone(),
+            "application/vnd.oci.image.index.v1+json".into(),
+        ),
+    );
+    let error = store
+        .ensure(&format!("{address}/logos/test@{}", digest(&foreign)))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ImageError::Unsupported(_)), "{error}");
     let _ = std::fs::remove_dir_all(root);
 }
@@ -288,7 +411,10 @@ fn digests_from_registries_are_checked_before_they_name_files() {
     assert!(digest_hex("sha256:../../etc/passwd").is_err());
     assert!(digest_hex(&format!("sha256:{}", "A".repeat(64))).is_err());
     assert!(digest_hex(&format!("sha512:{}", "a".repeat(64))).is_err());
-    assert_eq!(digest_hex(&format!("sha256:{}", "a".repeat(64))).unwrap(), "a".repeat(64));
+    assert_eq!(
+        digest_hex(&format!("sha256:{}", "a".repeat(64))).unwrap(),
+        "a".repeat(64)
+    );
     let oversized_config = serde_json::json!({
         "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
         "config": {"Env": vec!["A=1"; IMAGE_CONFIG_ENTRIES_MAX + 1]}

@@ -26,12 +26,11 @@
 mod tests;
 
 use logos_framework::{
-    events, Context, DispatchResult, MapExt, Module, State, StateReader, TryStateResult,
-    ValueExt,
+    events, Context, DispatchResult, MapExt, Module, State, StateReader, TryStateResult, ValueExt,
 };
 use logos_types::catalog::{
-    CallHandler, Error, Event, NextTemplateId, Product, ProductId, Products, Template,
-    TemplateId, Templates,
+    CallHandler, Error, Event, NextTemplateId, Product, ProductId, Products, Template, TemplateId,
+    Templates,
 };
 
 /// The `catalog` module.

@@ -8,8 +8,7 @@ use logos_runtime::mock::{
 };
 use logos_types::{
     catalog::{
-        Call, Event, NextTemplateId, Product, ProductId, Products, Template, TemplateId,
-        Templates,
+        Call, Event, NextTemplateId, Product, ProductId, Products, Template, TemplateId, Templates,
     },
     dvci::{ResourceClass, Resources},
     market::{LeaseId, Leases},
@@ -194,7 +193,10 @@ fn added_templates_take_the_next_free_id_above_every_id_set() {
         template: template("c"),
     });
     assert_eq!(added_id(&next), TemplateId(8), "above the explicit id 7");
-    assert_eq!(world.chain.map::<Templates>(&TemplateId(8)).unwrap().name, "c");
+    assert_eq!(
+        world.chain.map::<Templates>(&TemplateId(8)).unwrap().name,
+        "c"
+    );
     // Not from anyone else, and nothing moves when refused.
     let refused = world.tenant_call(Call::AddTemplate {
         template: template("d"),
@@ -220,7 +222,10 @@ fn added_templates_take_the_next_free_id_above_every_id_set() {
         let exhausted = world.chain.call(&root, call);
         assert_failed(&exhausted, "catalog", "TemplateIdsExhausted");
     }
-    assert!(world.chain.map::<Templates>(&TemplateId(u32::MAX)).is_none());
+    assert!(world
+        .chain
+        .map::<Templates>(&TemplateId(u32::MAX))
+        .is_none());
 }
 
 #[test]

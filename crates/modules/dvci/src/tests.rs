@@ -280,5 +280,8 @@ fn only_the_owner_sets_a_usable_agent_key() {
     );
     assert_failed(&missing, "dvci", "UnknownProvider");
     assert!(chain.call(&owner, set(agent)).success);
-    assert_eq!(chain.map::<Providers>(&FIRST).unwrap().agent_key, Some(agent));
+    assert_eq!(
+        chain.map::<Providers>(&FIRST).unwrap().agent_key,
+        Some(agent)
+    );
 }

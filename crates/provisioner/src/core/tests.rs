@@ -243,21 +243,40 @@ fn a_refused_image_is_reported_failed_with_the_agents_reason_and_retried() {
         reason: "ImageRefused".into(),
     });
     let desired = environment(Desired::Running, 1);
-    let effects = decide(ME, &desired, &observed(refused.clone(), None), &assigned(ME), None);
+    let effects = decide(
+        ME,
+        &desired,
+        &observed(refused.clone(), None),
+        &assigned(ME),
+        None,
+    );
     let Some(Effect::Report(failed)) = effects.first() else {
         panic!("{effects:?}");
     };
     assert_eq!(failed.phase, Phase::Failed);
-    assert!(failed.message.starts_with("ImageRefused: digest mismatch"), "{}", failed.message);
+    assert!(
+        failed.message.starts_with("ImageRefused: digest mismatch"),
+        "{}",
+        failed.message
+    );
     assert!(matches!(effects[1], Effect::Retry(_)));
     // Reported once: then only retried.
     let mut reported = assigned(ME);
     reported.report = Some(failed.clone());
-    let again = decide(ME, &desired, &observed(refused.clone(), None), &reported, None);
+    let again = decide(
+        ME,
+        &desired,
+        &observed(refused.clone(), None),
+        &reported,
+        None,
+    );
     assert!(matches!(again.as_slice(), [Effect::Retry(_)]), "{again:?}");
     // Destroyed anyway when the chain wants it gone.
     let gone = environment(Desired::Destroyed, 2);
-    assert_eq!(decide(ME, &gone, &observed(refused, None), &assigned(ME), None), vec![Effect::Destroy]);
+    assert_eq!(
+        decide(ME, &gone, &observed(refused, None), &assigned(ME), None),
+        vec![Effect::Destroy]
+    );
 }
 
 #[test]
