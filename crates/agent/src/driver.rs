@@ -1,7 +1,7 @@
 //! The driver interface: how an agent makes environments exist.
 
 use crate::container::shim::LogCursor;
-use logos_api::agent::Observation;
+use logos_api::agent::{Observation, Usage};
 use logos_types::operations::{EnvironmentId, Spec};
 use std::future::Future;
 
@@ -70,31 +70,4 @@ pub trait Driver: Send + Sync + 'static {
         &self,
         environment: EnvironmentId,
     ) -> impl Future<Output = Result<Option<Usage>, DriverError>> + Send;
-}
-
-/// What an environment uses, as a driver measures it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// The generation running.
-    pub generation: u64,
-    /// CPU time used since the workload started, µs.
-    pub cpu_usage_us: u64,
-    /// CPU allowed, vCPU.
-    pub cpu_limit_vcpu: u32,
-    /// Memory in use and its limit, bytes.
-    pub memory_bytes: u64,
-    /// The memory limit, bytes.
-    pub memory_limit_bytes: u64,
-    /// Disk in use, bytes.
-    pub disk_used_bytes: u64,
-    /// Disk size, bytes.
-    pub disk_size_bytes: u64,
-    /// Bytes received.
-    pub network_rx_bytes: u64,
-    /// Bytes sent.
-    pub network_tx_bytes: u64,
-    /// Processes alive.
-    pub pids: u64,
-    /// Restarts in this generation.
-    pub restarts: u32,
 }

@@ -18,9 +18,9 @@
 
 use crate::{
     authorize::{self, ChainFacts, LogsRequest, Refusal},
+    container::shim::LogCursor,
     driver::{Driver, DriverError},
 };
-use crate::{container::shim::LogCursor, driver::Usage};
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
@@ -29,7 +29,7 @@ use axum::{
 };
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use logos_api::agent::{
-    Action, AgentRequest, EnvironmentStats, Refused, SignedStats, FOLLOW_BYTES_PER_SECOND,
+    Action, AgentRequest, EnvironmentStats, Refused, SignedStats, Usage, FOLLOW_BYTES_PER_SECOND,
     FOLLOW_MAX_S, LOGS_MAX_BYTES, LOGS_NAMESPACE, REQUEST_MAX_BYTES, STATS_NAMESPACE,
     STATS_REQUEST_NAMESPACE,
 };
@@ -374,7 +374,7 @@ async fn handle_stats<D: Driver>(
     }
     match inner.driver.usage(id).await {
         Ok(Some(usage)) => {
-            let stats = stats(inner.config.provider, id, request.timestamp_s, &usage);
+            let stats = stats(inner.config.provider, id, request.timestamp_s, usage);
             Json(sign_stats(key, &stats)).into_response()
         }
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
@@ -386,27 +386,17 @@ fn stats(
     provider: ProviderId,
     id: EnvironmentId,
     request_timestamp_s: u64,
-    usage: &Usage,
+    usage: Usage,
 ) -> EnvironmentStats {
     EnvironmentStats {
         provider,
         environment: id,
-        generation: usage.generation,
         request_timestamp_s,
         measured_at_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0),
-        cpu_usage_us: usage.cpu_usage_us,
-        cpu_limit_vcpu: usage.cpu_limit_vcpu,
-        memory_bytes: usage.memory_bytes,
-        memory_limit_bytes: usage.memory_limit_bytes,
-        disk_used_bytes: usage.disk_used_bytes,
-        disk_size_bytes: usage.disk_size_bytes,
-        network_rx_bytes: usage.network_rx_bytes,
-        network_tx_bytes: usage.network_tx_bytes,
-        pids: usage.pids,
-        restarts: usage.restarts,
+        usage,
     }
 }
 

@@ -149,19 +149,27 @@ pub struct Refused {
     pub reason: String,
 }
 
-/// What an environment uses, as its provider's agent measured it.
+/// What an environment uses, as its provider's agent measured it, for one request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentStats {
     /// The provider.
     pub provider: ProviderId,
     /// The environment.
     pub environment: EnvironmentId,
-    /// The generation running.
-    pub generation: u64,
     /// The tenant's request timestamp this answers (Unix s).
     pub request_timestamp_s: u64,
     /// When measured, by the agent's clock (Unix ms).
     pub measured_at_ms: u64,
+    /// What it uses.
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+/// What an environment uses: CPU and memory from its cgroups, its disk, its network interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// The generation running.
+    pub generation: u64,
     /// CPU time used since the workload started, µs.
     pub cpu_usage_us: u64,
     /// CPU allowed, vCPU.

@@ -219,14 +219,19 @@ fn read_small(path: &std::path::Path, max_bytes: usize) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| path.display().to_string())
 }
 
-fn images(path: Option<&std::path::Path>) -> Result<Images> {
-    match path {
-        Some(path) => Ok(Images::parse(&read_small(
-            path,
-            logos_client::template::TEMPLATE_FILE_MAX_BYTES,
-        )?)?),
-        None => Ok(Images::default()),
-    }
+/// A template file and the images it may name.
+fn load_template(
+    file: &std::path::Path,
+    images: Option<&std::path::Path>,
+) -> Result<(TemplateFile, Images)> {
+    let bound = logos_client::template::TEMPLATE_FILE_MAX_BYTES;
+    let parsed = TemplateFile::parse(&read_small(file, bound)?)
+        .with_context(|| file.display().to_string())?;
+    let images = match images {
+        Some(path) => Images::parse(&read_small(path, bound)?)?,
+        None => Images::default(),
+    };
+    Ok((parsed, images))
 }
 
 /// The id of `product` in the catalog of `client` (a name is looked up among the first
@@ -265,12 +270,7 @@ pub fn run_template(command: TemplateCommand) -> Result<()> {
         images: images_file,
         rpc,
     } = command;
-    let parsed = TemplateFile::parse(&read_small(
-        &file,
-        logos_client::template::TEMPLATE_FILE_MAX_BYTES,
-    )?)
-    .with_context(|| file.display().to_string())?;
-    let images = images(images_file.as_deref())?;
+    let (parsed, images) = load_template(&file, images_file.as_deref())?;
     let product = match &rpc {
         Some(rpc) => runtime()?.block_on(async {
             let client = Client::connect(rpc).await?;
@@ -301,12 +301,7 @@ pub fn run_catalog_publish(command: CatalogCommand) -> Result<()> {
         images: images_file,
         rpc,
     } = command;
-    let parsed = TemplateFile::parse(&read_small(
-        &file,
-        logos_client::template::TEMPLATE_FILE_MAX_BYTES,
-    )?)
-    .with_context(|| file.display().to_string())?;
-    let images = images(images_file.as_deref())?;
+    let (parsed, images) = load_template(&file, images_file.as_deref())?;
     runtime()?.block_on(async move {
         let (wallet, client) = key.connect(&rpc).await?;
         let product = product_id(&client, &parsed.product).await?;
@@ -702,8 +697,10 @@ mod tests {
             environment: id,
             request_timestamp_s: now,
             measured_at_ms: now * 1_000,
-            memory_bytes: 5,
-            ..EnvironmentStats::default()
+            usage: logos_api::agent::Usage {
+                memory_bytes: 5,
+                ..Default::default()
+            },
         };
         assert_eq!(
             verify_stats(&signed(&agent, &stats), &key, provider, id, now).unwrap(),

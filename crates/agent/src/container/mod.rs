@@ -35,12 +35,12 @@ pub mod shim;
 pub mod spec;
 
 use crate::{
-    driver::{Driver, DriverError, Usage},
+    driver::{Driver, DriverError},
     image::{Image, ImageLimits, ImageStore},
 };
 use cgroup::Hierarchy;
 use command::system;
-use logos_api::agent::{Observation, WorkloadState};
+use logos_api::agent::{Observation, Usage, WorkloadState};
 use logos_types::operations::{EnvironmentId, Spec};
 use network::{Network, HOSTS};
 use record::{Record, Records};

@@ -35,6 +35,15 @@ pub const INTERFACE_NAME_MAX_BYTES: usize = 15;
 const INTERFACE_ID_MODULUS: u64 = 100_000;
 /// First and last host number given to environments (1 is the gateway).
 pub const HOSTS: std::ops::RangeInclusive<u8> = 2..=254;
+/// The firewall rule's match and target accepting replies to allowed connections.
+const REPLIES: [&str; 6] = [
+    "-m",
+    "conntrack",
+    "--ctstate",
+    "ESTABLISHED,RELATED",
+    "-j",
+    "ACCEPT",
+];
 /// Published ports one agent uses from its base: every host number times [`PORTS_MAX`].
 pub const PUBLISHED_PORTS: u16 = 253 * PORTS_MAX as u16;
 
@@ -213,16 +222,8 @@ impl Network {
         let hook = [("INPUT", vec!["-i", bridge])];
         Self::chain("iptables", "filter", &chain, &hook).await?;
         Self::chain("ip6tables", "filter", &chain, &hook).await?;
-        let replies = [
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "ESTABLISHED,RELATED",
-            "-j",
-            "ACCEPT",
-        ];
         for tool in ["iptables", "ip6tables"] {
-            run(tool, &[&["-A", &chain][..], &replies].concat()).await?;
+            run(tool, &[&["-A", &chain][..], &REPLIES].concat()).await?;
         }
         // Only to the relays' own address: not to whatever else listens on the host.
         let gateway = self.gateway().to_string();
@@ -256,15 +257,7 @@ impl Network {
         ];
         Self::chain("iptables", "filter", &chain, &hooks).await?;
         Self::chain("ip6tables", "filter", &chain, &hooks).await?;
-        let replies = [
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "ESTABLISHED,RELATED",
-            "-j",
-            "ACCEPT",
-        ];
-        run("iptables", &[&["-A", &chain][..], &replies].concat()).await?;
+        run("iptables", &[&["-A", &chain][..], &REPLIES].concat()).await?;
         let published = [
             "-A",
             &chain,
