@@ -10,7 +10,7 @@
 //!
 //! A tenant reads its environment's logs (the tail, or followed: streamed at most
 //! `FOLLOW_BYTES_PER_SECOND` for at most `FOLLOW_MAX_S`, at most [`FOLLOW_STREAMS_MAX`] streams
-//! at once) and its stats, which the agent signs with its key (the provider's `agent_key` on
+//! at once and [`FOLLOW_STREAMS_PER_ENVIRONMENT_MAX`] per environment) and its stats, which the agent signs with its key (the provider's `agent_key` on
 //! chain) so the tenant can hold the provider to them.
 //!
 //! Every [`AgentConfig::gc_interval_ms`] the agent destroys local environments that finalized
@@ -78,7 +78,9 @@ pub struct AgentConfig {
 }
 
 /// Most followed log streams served at once.
-pub const FOLLOW_STREAMS_MAX: usize = 64;
+pub const FOLLOW_STREAMS_MAX: u32 = 64;
+/// Most followed log streams of one environment at once (its tenant cannot take them all).
+pub const FOLLOW_STREAMS_PER_ENVIRONMENT_MAX: u32 = 4;
 /// Time between reads of a followed log, ms.
 const FOLLOW_POLL_MS: u64 = 250;
 
@@ -124,7 +126,7 @@ struct Inner<D> {
     client: Client,
     driver: D,
     limiter: DefaultDirectRateLimiter,
-    follows: Arc<tokio::sync::Semaphore>,
+    follows: Arc<Slots<EnvironmentId>>,
 }
 
 /// The rate limit in front of every route: 429 once the bucket is empty.
@@ -155,7 +157,10 @@ pub async fn start<D: Driver>(
     let listen = config.listen;
     let inner = Arc::new(Inner {
         limiter: RateLimiter::direct(Quota::per_second(rate)),
-        follows: Arc::new(tokio::sync::Semaphore::new(FOLLOW_STREAMS_MAX)),
+        follows: Arc::new(Slots::new(
+            FOLLOW_STREAMS_MAX,
+            FOLLOW_STREAMS_PER_ENVIRONMENT_MAX,
+        )),
         config,
         client,
         driver,

@@ -639,6 +639,31 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         assert_eq!(total, after, "balances add up");
         assert_eq!(after, issuance, "nothing minted or burnt");
     });
+
+    // A clean stop leaves neither bridge nor firewall rule nor cgroup of the agents.
+    let mut devnet = devnet;
+    devnet.stop();
+    let rules = Command::new("iptables-save").output().unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    let hierarchy = logos_agent::container::cgroup::Hierarchy::detect().unwrap();
+    for agent in [11, 12] {
+        for name in [
+            format!("LGBR{agent} "),
+            format!("FWD-{agent} "),
+            format!("PUB-{agent} "),
+        ] {
+            assert!(!rules.contains(&name), "firewall rules left: {name}");
+        }
+        assert!(
+            !links.contains(&format!("lgbr{agent}:")),
+            "bridge lgbr{agent} left"
+        );
+        assert!(!hierarchy
+            .directory("memory", &format!("/logos/agent-{agent}"))
+            .exists());
+    }
 }
 
 /// A lying provisioner (a test double, injected through the daemon's effect handler): it never
