@@ -334,10 +334,10 @@ async fn handle_logs<D: Driver>(
 /// Streams the tail of at most `first_bytes`, then what the workload writes, at most
 /// `FOLLOW_BYTES_PER_SECOND`, until `FOLLOW_MAX_S` pass or the environment is gone.
 async fn follow<D: Driver>(inner: Arc<Inner<D>>, id: EnvironmentId, first_bytes: u64) -> Response {
-    let Ok(permit) = inner.follows.clone().try_acquire_owned() else {
+    let Some(permit) = Slots::acquire(&inner.follows, id) else {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
-            "too many followed logs".into(),
+            "too many followed logs (of this environment, or in all)".into(),
         );
     };
     let per_poll = FOLLOW_BYTES_PER_SECOND * FOLLOW_POLL_MS / 1_000;
