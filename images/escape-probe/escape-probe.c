@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -76,6 +77,15 @@ static int syscalls(pid_t host_pid) {
   report("write_cgroup_v2_memory_limit", write_file("/sys/fs/cgroup/memory.max", "max"));
   report("write_proc_sysrq", write_file("/proc/sysrq-trigger", "h"));
   report("write_proc_sys", write_file("/proc/sys/kernel/hostname", "escaped"));
+  report("unshare_user_namespace", unshare(CLONE_NEWUSER));
+  report("unshare_network_namespace", unshare(CLONE_NEWNET));
+  report("clone_user_namespace", (int)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0));
+  report("keyctl", (int)syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0));
+  report("chroot", chroot("/tmp"));
+  /* What is allowed still works: a plain fork. */
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  report("fork", child > 0 ? 0 : -1);
   return 0;
 }
 

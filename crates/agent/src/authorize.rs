@@ -211,7 +211,7 @@ pub fn verify_read(
         decode_signer(&request.public_key, &request.signature).map_err(Refusal::MalformedSigner)?;
     if !key.verify(
         namespace,
-        &logs_message(id, request.timestamp_s),
+        &logs_message(id, request.timestamp_s, request.follow == Some(true)),
         &signature,
     ) {
         return Err(Refusal::BadSignature);

@@ -10,7 +10,7 @@
 //!
 //! A tenant reads its environment's logs (the tail, or followed: streamed at most
 //! `FOLLOW_BYTES_PER_SECOND` for at most `FOLLOW_MAX_S`, at most [`FOLLOW_STREAMS_MAX`] streams
-//! at once and [`FOLLOW_STREAMS_PER_ENVIRONMENT_MAX`] per environment) and its stats, which the agent signs with its key (the provider's `agent_key` on
+//! at once and [`FOLLOW_STREAMS_PER_TENANT_MAX`] per tenant) and its stats, which the agent signs with its key (the provider's `agent_key` on
 //! chain) so the tenant can hold the provider to them.
 //!
 //! Every [`AgentConfig::gc_interval_ms`] the agent destroys local environments that finalized
@@ -35,8 +35,7 @@ use logos_api::agent::{
 };
 use logos_client::{Client, ClientError};
 use logos_limits::Slots;
-use logos_primitives::Address;
-use logos_primitives::{format_public_key, PrivateKey};
+use logos_primitives::{format_public_key, Address, PrivateKey};
 use logos_types::{
     dvci::ProviderId,
     operations::{EnvironmentId, Environments, Spec},
@@ -79,8 +78,10 @@ pub struct AgentConfig {
 
 /// Most followed log streams served at once.
 pub const FOLLOW_STREAMS_MAX: u32 = 64;
-/// Most followed log streams of one environment at once (its tenant cannot take them all).
-pub const FOLLOW_STREAMS_PER_ENVIRONMENT_MAX: u32 = 4;
+/// Most followed log streams of one tenant at once (no tenant takes them all).
+pub const FOLLOW_STREAMS_PER_TENANT_MAX: u32 = 4;
+/// Longest a followed stream waits for its client to take a chunk before it ends, ms.
+pub const FOLLOW_SEND_TIMEOUT_MS: u64 = 30_000;
 /// Time between reads of a followed log, ms.
 const FOLLOW_POLL_MS: u64 = 250;
 
@@ -126,7 +127,7 @@ struct Inner<D> {
     client: Client,
     driver: D,
     limiter: DefaultDirectRateLimiter,
-    follows: Arc<Slots<EnvironmentId>>,
+    follows: Arc<Slots<Address>>,
 }
 
 /// The rate limit in front of every route: 429 once the bucket is empty.
@@ -159,7 +160,7 @@ pub async fn start<D: Driver>(
         limiter: RateLimiter::direct(Quota::per_second(rate)),
         follows: Arc::new(Slots::new(
             FOLLOW_STREAMS_MAX,
-            FOLLOW_STREAMS_PER_ENVIRONMENT_MAX,
+            FOLLOW_STREAMS_PER_TENANT_MAX,
         )),
         config,
         client,
@@ -224,15 +225,29 @@ async fn handle_request<D: Driver>(
         Err(refusal) => return refused(id, &refusal),
     };
     let generation = signed.request().generation;
-    let result = match (action, facts.environment) {
+    let spec = match (action, facts.environment) {
         (Action::Ensure, Some(environment)) => {
             match with_tenant(&environment.spec, &environment.tenant) {
-                Ok(spec) => inner.driver.ensure(id, generation, &spec).await.map(Some),
-                Err(error) => Err(error),
+                Ok(spec) => Some(spec),
+                Err(DriverError::Unsupported(error)) => return unprocessable(error, "Unsupported"),
+                Err(error) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
             }
         }
         (Action::Ensure, None) => return refused(id, &Refusal::UnknownEnvironment),
-        (Action::Destroy, _) => inner.driver.destroy(id).await.map(|()| None),
+        (Action::Destroy, _) => None,
+    };
+    // Carried out to its end even if the client gives up waiting (a half-made environment
+    // would otherwise be left): a later request finds it done.
+    let worker = inner.clone();
+    let task = tokio::spawn(async move {
+        match spec {
+            Some(spec) => worker.driver.ensure(id, generation, &spec).await.map(Some),
+            None => worker.driver.destroy(id).await.map(|()| None),
+        }
+    });
+    let result = match task.await {
+        Ok(result) => result,
+        Err(error) => Err(DriverError::System(format!("driver task: {error}"))),
     };
     match result {
         Ok(observation) => {
@@ -300,7 +315,7 @@ async fn tenant_read<D: Driver>(
     id: EnvironmentId,
     request: &LogsRequest,
     namespace: &[u8],
-) -> Result<(), Response> {
+) -> Result<Address, Response> {
     // A forged or stale request costs no chain read.
     let signer = authorize::verify_read(request, id, now_s(), namespace)
         .map_err(|refusal| refused(id, &refusal))?;
@@ -309,7 +324,8 @@ async fn tenant_read<D: Driver>(
         Ok((None, _)) => return Err(refuse(StatusCode::NOT_FOUND, "no such environment".into())),
         Err(error) => return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string())),
     };
-    authorize::authorize_logs(signer, &environment).map_err(|refusal| refused(id, &refusal))
+    authorize::authorize_logs(signer, &environment).map_err(|refusal| refused(id, &refusal))?;
+    Ok(signer)
 }
 
 async fn handle_logs<D: Driver>(
@@ -317,12 +333,13 @@ async fn handle_logs<D: Driver>(
     Path(id): Path<EnvironmentId>,
     Query(request): Query<LogsRequest>,
 ) -> Response {
-    if let Err(refusal) = tenant_read(&inner, id, &request, LOGS_NAMESPACE).await {
-        return refusal;
-    }
+    let tenant = match tenant_read(&inner, id, &request, LOGS_NAMESPACE).await {
+        Ok(tenant) => tenant,
+        Err(refusal) => return refusal,
+    };
     let max = request.bytes.unwrap_or(LOGS_MAX_BYTES).min(LOGS_MAX_BYTES);
     if request.follow == Some(true) {
-        return follow(inner, id, max).await;
+        return follow(inner, id, tenant, max);
     }
     match inner.driver.logs(id, max).await {
         Ok(Some(text)) => text.into_response(),
@@ -332,34 +349,45 @@ async fn handle_logs<D: Driver>(
 }
 
 /// Streams the tail of at most `first_bytes`, then what the workload writes, at most
-/// `FOLLOW_BYTES_PER_SECOND`, until `FOLLOW_MAX_S` pass or the environment is gone.
-async fn follow<D: Driver>(inner: Arc<Inner<D>>, id: EnvironmentId, first_bytes: u64) -> Response {
-    let Some(permit) = Slots::acquire(&inner.follows, id) else {
+/// `FOLLOW_BYTES_PER_SECOND`, until `FOLLOW_MAX_S` pass, the environment is gone, or the
+/// client takes nothing for [`FOLLOW_SEND_TIMEOUT_MS`] (its slot is then given back).
+fn follow<D: Driver>(
+    inner: Arc<Inner<D>>,
+    id: EnvironmentId,
+    tenant: Address,
+    first_bytes: u64,
+) -> Response {
+    let Some(permit) = Slots::acquire(&inner.follows, tenant) else {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
-            "too many followed logs (of this environment, or in all)".into(),
+            "too many followed logs (of this tenant, or in all)".into(),
         );
     };
-    let per_poll = FOLLOW_BYTES_PER_SECOND * FOLLOW_POLL_MS / 1_000;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(FOLLOW_MAX_S);
-    let state = (inner, LogCursor::default(), first_bytes, permit);
-    let stream =
-        futures::stream::unfold(state, move |(inner, cursor, budget, permit)| async move {
-            loop {
-                if tokio::time::Instant::now() >= deadline {
-                    return None;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let per_poll = FOLLOW_BYTES_PER_SECOND * FOLLOW_POLL_MS / 1_000;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(FOLLOW_MAX_S);
+        let (mut cursor, mut budget) = (LogCursor::default(), first_bytes);
+        while tokio::time::Instant::now() < deadline {
+            let Ok(Some((bytes, next))) = inner.driver.read_logs(id, cursor, budget).await else {
+                return;
+            };
+            (cursor, budget) = (next, per_poll);
+            if !bytes.is_empty() {
+                let timeout = Duration::from_millis(FOLLOW_SEND_TIMEOUT_MS);
+                let sent = tokio::time::timeout(timeout, sender.send(bytes.into())).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return;
                 }
-                let (bytes, next) = match inner.driver.read_logs(id, cursor, budget).await {
-                    Ok(Some(read)) => read,
-                    _ => return None,
-                };
-                if !bytes.is_empty() {
-                    let chunk = Ok::<_, std::io::Error>(bytes::Bytes::from(bytes));
-                    return Some((chunk, (inner, next, per_poll, permit)));
-                }
-                tokio::time::sleep(Duration::from_millis(FOLLOW_POLL_MS)).await;
             }
-        });
+            tokio::time::sleep(Duration::from_millis(FOLLOW_POLL_MS)).await;
+        }
+    });
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok::<_, std::io::Error>(chunk), receiver))
+    });
     axum::body::Body::from_stream(stream).into_response()
 }
 

@@ -85,10 +85,13 @@ pub fn request_message(
     message
 }
 
-/// The bytes a tenant signs to read an environment's logs at `timestamp_s` (Unix seconds).
-pub fn logs_message(environment: EnvironmentId, timestamp_s: u64) -> Vec<u8> {
+/// The bytes a tenant signs to read an environment's logs (or stats) at `timestamp_s` (Unix
+/// seconds), following them or not (so that a seen request cannot be replayed as a
+/// ten-minute stream).
+pub fn logs_message(environment: EnvironmentId, timestamp_s: u64, follow: bool) -> Vec<u8> {
     let mut message = environment.get().to_be_bytes().to_vec();
     message.extend_from_slice(&timestamp_s.to_be_bytes());
+    message.push(u8::from(follow));
     message
 }
 

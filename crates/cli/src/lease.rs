@@ -501,16 +501,18 @@ async fn environment_and_provider(
     Ok((environment, provider.context("provider gone")?))
 }
 
-/// The query of a tenant's signed read of `id` in `namespace`, and its timestamp.
+/// The query of a tenant's signed read of `id` in `namespace` (followed or not), and its
+/// timestamp.
 fn signed_read(
     wallet: &Wallet,
     id: EnvironmentId,
     namespace: &[u8],
+    follow: bool,
 ) -> Result<(Vec<(&'static str, String)>, u64)> {
     let timestamp_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let signature = wallet.sign(namespace, &logs_message(id, timestamp_s));
+    let signature = wallet.sign(namespace, &logs_message(id, timestamp_s, follow));
     let query = vec![
         ("timestamp_s", timestamp_s.to_string()),
         ("public_key", format_public_key(&wallet.public_key())),
@@ -558,7 +560,7 @@ async fn logs(
 ) -> Result<()> {
     let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
     let (_, provider) = environment_and_provider(&client, id).await?;
-    let (mut query, _) = signed_read(&wallet, id, LOGS_NAMESPACE)?;
+    let (mut query, _) = signed_read(&wallet, id, LOGS_NAMESPACE, follow)?;
     query.push(("bytes", bytes.min(LOGS_MAX_BYTES).to_string()));
     let url = format!("http://{}/v1/environments/{id}/logs", provider.endpoint);
     if follow {
@@ -617,7 +619,7 @@ async fn stats(
             environment.provider
         )
     })?;
-    let (query, timestamp_s) = signed_read(&wallet, id, STATS_REQUEST_NAMESPACE)?;
+    let (query, timestamp_s) = signed_read(&wallet, id, STATS_REQUEST_NAMESPACE, false)?;
     let url = format!("http://{}/v1/environments/{id}/stats", provider.endpoint);
     let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?
         .get(&url)

@@ -154,8 +154,9 @@ pub struct AgentRunArgs {
     /// API listen address.
     #[arg(long, default_value = "127.0.0.1:7100")]
     pub listen: SocketAddr,
-    /// Network index N: bridge lgbrN, environments on 10.88.N.0/24.
-    #[arg(long, default_value_t = 1)]
+    /// Network index N (1 to 250): bridge lgbrN, environments on 10.88.N.0/24, host ids of
+    /// environments from (256 N + 2) × 65536.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=250))]
     pub network_index: u8,
     /// Directory for environment state.
     #[arg(long)]

@@ -100,6 +100,21 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the environments said, for the failure's report.
+            for id in runtime().block_on(self.driver.list()).unwrap_or_default() {
+                let dir = self.driver.environment_dir(id);
+                let shim = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+                let log = runtime()
+                    .block_on(self.driver.logs(id, 4_096))
+                    .ok()
+                    .flatten();
+                eprintln!(
+                    "environment {id}: shim: {shim}\nlog: {}",
+                    log.unwrap_or_default()
+                );
+            }
+        }
         let _ = runtime().block_on(self.driver.destroy_all());
         let _ = std::fs::remove_dir_all(&self.state);
     }
@@ -182,9 +197,11 @@ fn connects(address: SocketAddr) -> bool {
 fn a_hostile_workload_cannot_touch_the_host_or_reach_what_it_was_not_given() {
     let host = Host::new("hostile", 201);
     let image = host.image("escape-probe");
-    // Things it must not reach: a "validator" on the host's loopback, a service on the host's
-    // bridge address, and another environment's undeclared port.
-    let validator = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Things it must not reach: a "validator" listening on every address of the host (reached
+    // at the host's own address), a service on the host's bridge address, and another
+    // environment's undeclared port.
+    let validator = TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_ip = host_address();
     let gateway = host.network().gateway();
     let on_bridge = TcpListener::bind((gateway, 0)).unwrap();
     let neighbour = EnvironmentId(2);
@@ -200,7 +217,7 @@ fn a_hostile_workload_cannot_touch_the_host_or_reach_what_it_was_not_given() {
     let host_pid = std::process::id();
     let script = format!(
         "escape-probe syscalls {host_pid}; \
-         escape-probe connect 127.0.0.1:{validator} {gateway}:{bridge} {neighbour_ip}:9000 {neighbour_ip}:8080; \
+         escape-probe connect {host_ip}:{validator} {gateway}:{bridge} {neighbour_ip}:9000 {neighbour_ip}:8080; \
          echo PROBE_DONE; sleep 600",
         validator = validator.local_addr().unwrap().port(),
         bridge = on_bridge.local_addr().unwrap().port(),
@@ -229,6 +246,13 @@ fn a_hostile_workload_cannot_touch_the_host_or_reach_what_it_was_not_given() {
         ("write_cgroup_v1_memory_limit", "EROFS"),
         ("write_cgroup_v1_pids_limit", "EROFS"),
         ("write_proc_sys", "EROFS"),
+        ("unshare_user_namespace", "EPERM"),
+        ("unshare_network_namespace", "EPERM"),
+        // No rule lets it through: the profile's default answer.
+        ("clone_user_namespace", "ENOSYS"),
+        ("keyctl", "EPERM"),
+        ("chroot", "EPERM"),
+        ("fork", "allowed"),
     ] {
         assert_eq!(
             seen.get(probe).map(String::as_str),
@@ -254,7 +278,7 @@ fn a_hostile_workload_cannot_touch_the_host_or_reach_what_it_was_not_given() {
     // Refused (nothing listens on its own loopback) or timed out (dropped by a firewall).
     for target in [
         format!(
-            "connect_127.0.0.1:{}",
+            "connect_{host_ip}:{}",
             validator.local_addr().unwrap().port()
         ),
         format!(
@@ -312,6 +336,56 @@ fn a_hostile_workload_cannot_touch_the_host_or_reach_what_it_was_not_given() {
     )));
     assert!(connects(SocketAddr::new(neighbour_ip.into(), 8080)));
     assert!(!connects(SocketAddr::new(neighbour_ip.into(), 9000)));
+    // IPv6 is filtered as IPv4 is: at the neighbour's link-local address only the declared
+    // port answers (busybox httpd listens on both families).
+    let (link_local, scope) = link_local(&host, neighbour);
+    let v6 = |port| SocketAddr::V6(std::net::SocketAddrV6::new(link_local, port, 0, scope));
+    assert!(connects(v6(8080)), "declared port unreachable over IPv6");
+    assert!(!connects(v6(9000)), "undeclared port reachable over IPv6");
+}
+
+/// The IPv6 link-local address of an environment and the scope (the bridge) to reach it by.
+fn link_local(host: &Host, id: EnvironmentId) -> (std::net::Ipv6Addr, u32) {
+    let namespace = host.network().namespace(id);
+    let output = std::process::Command::new("ip")
+        .args([
+            "-n", &namespace, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let address = text
+        .split_whitespace()
+        .nth(3)
+        .and_then(|address| address.split('/').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no IPv6 link-local address in {namespace}: {text}"));
+    let index = std::fs::read_to_string(format!(
+        "/sys/class/net/{}/ifindex",
+        host.network().bridge()
+    ))
+    .unwrap();
+    (address, index.trim().parse().unwrap())
+}
+
+/// An address of this machine other than loopback and the test bridges (its own network's,
+/// where services bound to every address answer), or the loopback address if it has none.
+fn host_address() -> Ipv4Addr {
+    let output = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.contains(" lg"))
+        .find_map(|line| {
+            line.split_whitespace()
+                .nth(3)?
+                .split('/')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("a global IPv4 address on this machine")
 }
 
 /// The memory limit file of an environment's cgroup on the host.
@@ -499,4 +573,48 @@ fn an_update_keeps_the_volume_a_restarted_agent_adopts_and_a_wrong_digest_is_ref
         runtime().block_on(host.network().leftovers()).is_empty(),
         "bridge or firewall rules left"
     );
+}
+
+#[test]
+fn only_a_kept_capability_lets_a_workload_bind_a_low_port() {
+    let host = Host::new("capability", 204);
+    let busybox = host.image("busybox");
+    let serve = "mkdir -p /data/w && echo ok > /data/w/health && exec httpd -f -p 80 -h /data/w";
+    let mut kept = spec(&busybox, serve, &[80], 1);
+    kept.workload.capabilities = vec![logos_types::workload::Capability::NetBindService]
+        .try_into()
+        .unwrap();
+    let plain = spec(&busybox, serve, &[80], 1);
+    let (with, without) = (EnvironmentId(1), EnvironmentId(2));
+    runtime()
+        .block_on(host.driver.ensure(with, 1, &kept))
+        .unwrap();
+    runtime()
+        .block_on(host.driver.ensure(without, 1, &plain))
+        .unwrap();
+    let address = |id| {
+        let observation = runtime()
+            .block_on(host.driver.inspect(id))
+            .unwrap()
+            .unwrap();
+        observation.endpoint.parse::<SocketAddr>().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !connects(address(with)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        connects(address(with)),
+        "port 80 not served with NET_BIND_SERVICE"
+    );
+    let exited = runtime()
+        .block_on(host.driver.inspect(without))
+        .unwrap()
+        .unwrap();
+    assert!(
+        !matches!(exited.workload, WorkloadState::Running) || !connects(address(without)),
+        "port 80 bound without the capability"
+    );
+    let log = log_until(&host, without, "httpd", Duration::from_secs(20));
+    assert!(log.contains("ermission denied"), "{log}");
 }

@@ -171,6 +171,10 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
     if args.validators == 0 {
         bail!("a devnet needs at least one validator");
     }
+    let last_index = usize::from(args.network_base_index) + args.providers.max(1) - 1;
+    if args.network_base_index == 0 || last_index > 250 {
+        bail!("--network-base-index: agents take indices 1 to 250 (this devnet needs up to {last_index})");
+    }
     let dir = args.directory();
     let keystore = dir.join("keys");
     let layout = Layout {

@@ -12,7 +12,8 @@
 //!    full node that dials the validators through the agent's p2p relays, serves JSON-RPC and
 //!    `/health` on [`FULL_NODE_RPC_PORT`] and offers its tenant a signed registration, which
 //!    the tenant's `lease create --wait` or `--demo` submits) and template 1 "Static web server";
-//! 3. registers `provider-<k>` as providers (agent at `127.0.0.1:agent_base_port + k`, agent
+//! 3. registers `provider-<k>` as providers (agent at `10.88.N.1:agent_base_port + k`, its
+//!    bridge's address, N = `network_base_index + k`; on `--hosts`, its host's address; agent
 //!    key `agent-<k>`) and admits them, registers `provisioner-<i>` (one per validator) with a
 //!    stake;
 //! 4. starts one `logos agent run` per provider (runc driver; needs root: namespaces, cgroups,
@@ -271,9 +272,18 @@ pub async fn bootstrap(
     Ok(providers)
 }
 
+/// Where agent `k` listens: its host's address (`--hosts`), or on one host its bridge's
+/// address, where it also publishes environments' ports (the chain checks that an endpoint is
+/// the provider's own host).
 fn agent_endpoint(args: &DevnetArgs, layout: &Layout, k: usize) -> String {
-    let address = args.address(Role::Provider(k));
-    format!("{address}:{}", layout.agent_base_port as usize + k)
+    let port = layout.agent_base_port as usize + k;
+    match args.host(Role::Provider(k)) {
+        Some(host) => format!("{}:{port}", host.address),
+        None => {
+            let index = (args.network_base_index as usize + k) % 256;
+            format!("10.88.{index}.1:{port}")
+        }
+    }
 }
 
 /// Host commands the sub0layer needs besides the container driver's

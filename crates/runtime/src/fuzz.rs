@@ -205,7 +205,11 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
                     Phase::Failed,
                     Phase::Destroyed,
                 ][(a / 4 % 4) as usize],
-                endpoint: "10.88.1.2:8645".try_into().ok()?,
+                // The fixture provider's host, another host, or loopback.
+                endpoint: ["10.77.1.100:24000", "10.77.9.9:24000", "127.0.0.1:24000"]
+                    [(a / 48 % 3) as usize]
+                    .try_into()
+                    .ok()?,
                 // Declared (8545 in the fixture's template), undeclared, or mapped twice.
                 ports: vec![
                     PortMapping {

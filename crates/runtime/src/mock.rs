@@ -194,6 +194,7 @@ pub mod fixtures {
         catalog::{self, HealthCheck, Product, ProductId, Template, TemplateId, Workload},
         dvci::{self, ProviderId, ProviderStatus, RegionId, ResourceClass, Resources},
         market::{self, LeaseId},
+        operations::PortMapping,
         operations::{Environment, EnvironmentId, Environments, Phase},
         provisioning::{self, Assignment, Assignments, Report},
     };
@@ -267,7 +268,7 @@ pub mod fixtures {
             name: "local".try_into().expect("short name"),
         });
         for provider in 0..providers {
-            let endpoint = format!("127.0.0.1:{}", 7_000 + provider);
+            let endpoint = format!("10.77.1.{}:7100", 100 + provider);
             let owner = world.owner.clone();
             let registered = world.chain.call(
                 &owner,
@@ -424,8 +425,13 @@ pub mod fixtures {
             let report = Report {
                 generation,
                 phase,
-                endpoint: "10.88.1.2:8645".try_into().expect("short endpoint"),
-                ports: Default::default(),
+                endpoint: "10.77.1.100:24000".try_into().expect("short endpoint"),
+                ports: vec![PortMapping {
+                    port: 8545,
+                    published: 24_000,
+                }]
+                .try_into()
+                .expect("one port"),
                 message: "HealthCheckPassed: 200".try_into().expect("short message"),
             };
             self.provisioning(

@@ -68,7 +68,8 @@ pub struct Report {
     pub generation: u64,
     /// The phase observed.
     pub phase: Phase,
-    /// Where the workload's health port is reachable (`host:port`), empty if nowhere.
+    /// Where the workload's health port is reachable (`host:port`): the provider's host (its
+    /// agent's, as registered) and the health port's published port; empty if nowhere.
     pub endpoint: Endpoint,
     /// Every declared port and the port it is published on at the endpoint's host (each
     /// declared port at most once).
@@ -306,6 +307,11 @@ pub enum Error {
     #[index(12)]
     #[error("port {0} is not declared by the workload or is mapped twice")]
     UndeclaredPort(u16),
+    /// The endpoint is not `host:port` with the provider's own host (not loopback) and the
+    /// health port's published port.
+    #[index(13)]
+    #[error("the endpoint must be the provider's host and the health port's published port")]
+    EndpointMismatch,
 }
 
 storage! {

@@ -193,7 +193,7 @@ fn logs_request(key: &PrivateKey, timestamp_s: u64) -> LogsRequest {
         signature: format!(
             "0x{}",
             hex::encode(
-                key.sign(LOGS_NAMESPACE, &logs_message(ID, timestamp_s))
+                key.sign(LOGS_NAMESPACE, &logs_message(ID, timestamp_s, false))
                     .encode()
             )
         ),
@@ -241,6 +241,10 @@ fn logs_go_only_to_the_tenant_and_only_fresh() {
         ),
         Err(Refusal::BadSignature)
     );
+    // A request for the tail replayed as a followed one.
+    let mut followed = logs_request(&tenant(), now);
+    followed.follow = Some(true);
+    assert_eq!(logs(&followed, &record, now), Err(Refusal::BadSignature));
     // A logs request replayed as a stats request (another namespace).
     assert_eq!(
         verify_read(

@@ -14,10 +14,17 @@ pub async fn run(program: &str, args: &[&str]) -> Result<(), DriverError> {
     run_with_input(program, args, "").await
 }
 
-/// Like [`run`] with `input` on stdin.
+/// Like [`run`] with `input` on stdin. `iptables` and `ip6tables` wait for the xtables lock
+/// (`-w`) rather than fail when another program holds it.
 pub async fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), DriverError> {
     use tokio::io::AsyncWriteExt;
+    let wait: &[&str] = if matches!(program, "iptables" | "ip6tables") {
+        &["-w"]
+    } else {
+        &[]
+    };
     let mut child = Command::new(program)
+        .args(wait)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

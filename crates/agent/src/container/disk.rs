@@ -22,13 +22,15 @@ pub struct DiskUsage {
     pub size_bytes: u64,
 }
 
-/// Creates `image` of `size_gib` GiB holding an empty ext4 filesystem whose root directory
-/// belongs to host `owner` (uid, gid). Fails if `image` exists.
+/// Creates `image` of `size_gib` GiB (readable by root only) holding an empty ext4 filesystem
+/// whose root directory belongs to host `owner` (uid, gid). Fails if `image` exists.
 pub async fn create(image: &Path, size_gib: u64, owner: (u32, u32)) -> Result<(), DriverError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let size = size_gib.max(1).saturating_mul(GIB_BYTES);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(image)
         .map_err(|error| DriverError::System(format!("{}: {error}", image.display())))?;
     file.set_len(size)
@@ -43,20 +45,26 @@ pub async fn create(image: &Path, size_gib: u64, owner: (u32, u32)) -> Result<()
     .await
 }
 
-/// Mounts `image` at `target` (created if missing) unless something is mounted there already.
+/// Mounts `image` at `target` (created if missing) unless something is mounted there
+/// already; its root directory is open to its owner only (the environment's user namespace's
+/// root, which reaches its root filesystem and volume through it).
 pub async fn mount(image: &Path, target: &Path) -> Result<(), DriverError> {
-    if is_mounted(target).await {
-        return Ok(());
+    use std::os::unix::fs::PermissionsExt;
+    if !is_mounted(target).await {
+        tokio::fs::create_dir_all(target)
+            .await
+            .map_err(|error| DriverError::System(format!("{}: {error}", target.display())))?;
+        let (image, point) = (image.display().to_string(), target.display().to_string());
+        run(
+            "mount",
+            &["-o", "loop,nosuid,nodev,noatime", &image, &point],
+        )
+        .await?;
     }
-    tokio::fs::create_dir_all(target)
+    let owner_only = std::fs::Permissions::from_mode(0o700);
+    tokio::fs::set_permissions(target, owner_only)
         .await
-        .map_err(|error| DriverError::System(format!("{}: {error}", target.display())))?;
-    let (image, target) = (image.display().to_string(), target.display().to_string());
-    run(
-        "mount",
-        &["-o", "loop,nosuid,nodev,noatime", &image, &target],
-    )
-    .await
+        .map_err(|error| DriverError::System(format!("{}: {error}", target.display())))
 }
 
 /// Unmounts `target` if mounted (the loop device goes with it).
@@ -94,6 +102,19 @@ pub async fn usage(target: &Path) -> DiskUsage {
     )
     .await;
     parse_df(&text).unwrap_or_default()
+}
+
+/// Bytes available on the filesystem holding `path` (0 if unknown).
+pub async fn free_bytes(path: &Path) -> u64 {
+    let text = output(
+        "df",
+        &["-B1", "--output=avail", &path.display().to_string()],
+    )
+    .await;
+    text.lines()
+        .nth(1)
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn parse_df(text: &str) -> Option<DiskUsage> {

@@ -36,7 +36,7 @@ pub mod spec;
 
 use crate::{
     driver::{Driver, DriverError},
-    image::{Image, ImageLimits, ImageStore},
+    image::{Image, ImageConfig, ImageLimits, ImageStore, Pin},
 };
 use cgroup::Hierarchy;
 use command::system;
@@ -204,7 +204,10 @@ impl ContainerDriver {
             )));
         }
         self.images.prepare().await.map_err(system)?;
-        self.config.network.prepare_host().await?;
+        self.config
+            .network
+            .prepare_host(&self.forwarding_marker())
+            .await?;
         self.records.prepare().await?;
         tokio::fs::create_dir_all(self.runc.root())
             .await
@@ -213,31 +216,49 @@ impl ContainerDriver {
         self.sweep_orphans().await
     }
 
-    /// Mounts the disk and publishes the ports of every recorded environment again.
+    /// Takes over every recorded environment: one whose creation did not finish is removed
+    /// (nothing of its tenant's is on it yet); a built one gets its disk mounted, its network
+    /// namespace made again if it is gone (after a reboot) and its ports published again. One
+    /// that cannot be adopted now is left as it is, volume included, and tried again by the
+    /// next ensure: only the chain decides that an environment goes.
     async fn adopt(&self) -> Result<(), DriverError> {
-        let network = &self.config.network;
         for environment in self.records.list().await? {
-            let Some(record) = self.records.read(environment).await? else {
-                continue;
-            };
-            let dir = self.records.dir(environment);
-            let adopted = async {
-                disk::mount(&dir.join("disk.img"), &dir.join("disk")).await?;
-                network
-                    .admit(environment, &record.spec.workload.ports)
-                    .await?;
-                network
-                    .publish(environment, record.host, &record.spec.workload.ports)
-                    .await
-            };
-            match adopted.await {
-                Ok(_) => tracing::info!(%environment, "adopted"),
+            let record = match self.records.read(environment).await {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
                 Err(error) => {
-                    tracing::warn!(%environment, %error, "cannot adopt; removing it");
-                    self.remove(environment).await?;
+                    tracing::warn!(%environment, %error, "unreadable record: left as it is");
+                    continue;
                 }
+            };
+            if !record.built {
+                tracing::info!(%environment, "removing an environment whose creation did not finish");
+                self.remove(environment).await?;
+                continue;
+            }
+            match self.attach(environment, &record).await {
+                Ok(()) => tracing::info!(%environment, "adopted"),
+                Err(error) => tracing::warn!(%environment, %error, "cannot adopt now; kept"),
             }
         }
+        Ok(())
+    }
+
+    /// Makes a built environment's disk, network namespace and published ports present
+    /// (idempotent).
+    async fn attach(&self, environment: EnvironmentId, record: &Record) -> Result<(), DriverError> {
+        let dir = self.records.dir(environment);
+        let network = &self.config.network;
+        let ports = record.spec.workload.ports.to_vec();
+        disk::mount(&dir.join("disk.img"), &dir.join("disk")).await?;
+        if network.exists(environment).await {
+            network.admit(environment, &ports).await?;
+        } else {
+            network
+                .create(environment, record.host, &ports, low_ports(&record.spec))
+                .await?;
+        }
+        network.publish(environment, record.host, &ports).await?;
         Ok(())
     }
 
@@ -265,13 +286,21 @@ impl ContainerDriver {
         Ok(())
     }
 
+    /// Where the network remembers that it turned IPv4 forwarding on.
+    fn forwarding_marker(&self) -> PathBuf {
+        self.config.state_dir.join("ip-forward-enabled")
+    }
+
     /// Destroys every environment of this agent and takes down its bridge, firewall rules
     /// and cgroup directory (for throwaway networks such as a devnet).
     pub async fn destroy_all(&self) -> Result<(), DriverError> {
         for id in self.records.list().await? {
             self.destroy(id).await?;
         }
-        self.config.network.teardown_host().await;
+        self.config
+            .network
+            .teardown_host(&self.forwarding_marker())
+            .await;
         self.hierarchy.remove(&self.agent_cgroup());
         Ok(())
     }
@@ -305,8 +334,8 @@ impl ContainerDriver {
         if state.as_ref().is_some_and(|state| state.is_alive()) {
             return true;
         }
-        let exited = self.records.dir(environment).join("exit").exists();
-        !exited && shim_running(record.shim_pid)
+        let exit = self.records.dir(environment).join("exit");
+        !exit.exists() && shim_running(record.shim_pid, &exit)
     }
 
     async fn observe(&self, environment: EnvironmentId, record: &Record) -> Observation {
@@ -341,6 +370,20 @@ impl ContainerDriver {
         }
     }
 
+    /// Refuses a disk of `disk_gib` when the state directory's filesystem has less room than
+    /// it (disks are sparse: this stops a create that could never fill its disk, it does not
+    /// reserve the space).
+    async fn check_free_space(&self, disk_gib: u64) -> Result<(), DriverError> {
+        let free = disk::free_bytes(&self.config.state_dir).await;
+        let wanted = disk_gib.max(1).saturating_mul(1 << 30);
+        if free < wanted {
+            return Err(DriverError::Capacity(format!(
+                "{free} bytes free for a disk of {wanted} bytes"
+            )));
+        }
+        Ok(())
+    }
+
     async fn free_host(&self) -> Result<u8, DriverError> {
         let mut used = Vec::new();
         for environment in self.records.list().await? {
@@ -354,8 +397,8 @@ impl ContainerDriver {
             .ok_or_else(|| DriverError::Capacity("no free address on the service network".into()))
     }
 
-    /// Makes `image` present, as an image refusal.
-    async fn image(&self, reference: &str) -> Result<Image, DriverError> {
+    /// Makes `image` present (pinned against eviction), as an image refusal.
+    async fn image(&self, reference: &str) -> Result<(Image, Pin), DriverError> {
         self.images
             .ensure(reference)
             .await
@@ -373,26 +416,30 @@ impl ContainerDriver {
         if self.records.list().await?.len() >= ENVIRONMENTS_MAX {
             return Err(DriverError::Capacity("environment limit reached".into()));
         }
+        self.check_free_space(spec.resources.disk_gib).await?;
         let mut record = Record {
             generation,
             spec: spec.clone(),
             host: self.free_host().await?,
             restarts: 0,
             image_digest_hex: String::new(),
+            image_config: ImageConfig::default(),
             image_pull_ms: image.pull_ms,
             ports: Vec::new(),
             started_at_ms: 0,
             shim_pid: 0,
+            built: false,
         };
-        let dir = self.records.dir(environment);
-        tokio::fs::create_dir_all(&dir).await.map_err(system)?;
-        // Written first: whatever a crash leaves half-built is found and removed by it.
+        self.records.create_dir(environment).await?;
+        // Written first: whatever a crash leaves half-built is found (not `built`) and removed.
         self.records.write(environment, &record).await?;
         let built = self.build(environment, &mut record, image).await;
         if let Err(error) = built {
             let _ = self.remove(environment).await;
             return Err(error);
         }
+        record.built = true;
+        self.records.write(environment, &record).await?;
         self.start(environment, &mut record).await?;
         Ok(record)
     }
@@ -418,9 +465,10 @@ impl ContainerDriver {
             .map_err(system)?;
         self.unpack(environment, record, image).await?;
         let ports = record.spec.workload.ports.to_vec();
+        let low = low_ports(&record.spec);
         self.config
             .network
-            .create(environment, record.host, &ports)
+            .create(environment, record.host, &ports, low)
             .await?;
         record.ports = self
             .config
@@ -451,6 +499,7 @@ impl ContainerDriver {
             )));
         }
         record.image_digest_hex = image.digest_hex.clone();
+        record.image_config = image.config.clone();
         Ok(())
     }
 
@@ -491,7 +540,7 @@ impl ContainerDriver {
         &self,
         environment: EnvironmentId,
         spec: &Spec,
-        image: &Image,
+        image: &ImageConfig,
     ) -> Result<Vec<String>, DriverError> {
         let network = &self.config.network;
         let (relay, p2p, egress) = (
@@ -507,7 +556,7 @@ impl ContainerDriver {
             .map(|part| part.to_string())
             .collect();
         let args = if template.is_empty() {
-            [image.config.entrypoint.clone(), image.config.cmd.clone()].concat()
+            [image.entrypoint.clone(), image.cmd.clone()].concat()
         } else {
             template
         };
@@ -529,7 +578,12 @@ impl ContainerDriver {
 
     /// The process's environment: the image's, then the template's, then the agent's
     /// `LOGOS_*` variables (a later name replaces an earlier one).
-    fn variables(&self, environment: EnvironmentId, spec: &Spec, image: &Image) -> Vec<String> {
+    fn variables(
+        &self,
+        environment: EnvironmentId,
+        spec: &Spec,
+        image: &ImageConfig,
+    ) -> Vec<String> {
         let network = &self.config.network;
         let volume = spec.workload.volume_path();
         let mut variables: Vec<(String, String)> = vec![
@@ -539,7 +593,7 @@ impl ContainerDriver {
             ),
             ("HOME".into(), volume.into()),
         ];
-        let image_env = image.config.env.iter().filter_map(|entry| {
+        let image_env = image.env.iter().filter_map(|entry| {
             entry
                 .split_once('=')
                 .map(|(name, value)| (name.to_string(), value.to_string()))
@@ -570,7 +624,7 @@ impl ContainerDriver {
         environment: EnvironmentId,
         record: &Record,
     ) -> Result<(), DriverError> {
-        let image = self.image(&record.spec.workload.image).await?;
+        let image = &record.image_config;
         let dir = self.records.dir(environment);
         let spec = &record.spec;
         let seccomp = seccomp::for_container(
@@ -583,13 +637,9 @@ impl ContainerDriver {
         let input = SpecInput {
             environment,
             rootfs: dir.join("disk/rootfs"),
-            args: self.arguments(environment, spec, &image)?,
-            env: self.variables(environment, spec, &image),
-            cwd: image
-                .config
-                .working_dir
-                .clone()
-                .unwrap_or_else(|| volume_path.clone()),
+            args: self.arguments(environment, spec, image)?,
+            env: self.variables(environment, spec, image),
+            cwd: working_dir(image).unwrap_or_else(|| volume_path.clone()),
             ids: self.ids(record.host),
             capabilities: spec.workload.capabilities.to_vec(),
             resources: spec.resources,
@@ -671,6 +721,7 @@ impl ContainerDriver {
             Ok(Some(record)) => record.shim_pid,
             _ => 0,
         };
+        let exit = self.records.dir(environment).join("exit");
         for _ in 0..STOP_POLLS {
             let alive = self
                 .runc
@@ -678,13 +729,13 @@ impl ContainerDriver {
                 .await
                 .is_some_and(|state| state.is_alive());
             // A starting workload: its shim runs, runc may not know the container yet.
-            if !alive && !shim_running(shim) {
+            if !alive && !shim_running(shim, &exit) {
                 break;
             }
             self.runc.kill(&id).await;
             tokio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
         }
-        if shim_running(shim) {
+        if shim_running(shim, &exit) {
             let _ = command::run("kill", &["-9", &shim.to_string()]).await;
         }
         self.runc.delete(&id).await
@@ -695,12 +746,15 @@ impl ContainerDriver {
     async fn remove(&self, environment: EnvironmentId) -> Result<(), DriverError> {
         self.stop(environment).await?;
         let network = &self.config.network;
-        if let Ok(Some(record)) = self.records.read(environment).await {
+        let record = self.records.read(environment).await.ok().flatten();
+        if let Some(record) = &record {
             network
                 .unpublish(environment, record.host, &record.spec.workload.ports)
                 .await;
         }
-        network.remove(environment).await;
+        network
+            .remove(environment, record.as_ref().map(|record| record.host))
+            .await;
         let dir = self.records.dir(environment);
         disk::unmount(&dir.join("disk")).await?;
         self.hierarchy.remove(&self.cgroup(environment));
@@ -740,11 +794,11 @@ impl ContainerDriver {
 
     /// Bytes the environment's veth moved: (received by it, sent by it), from the host end's
     /// counters in `/proc/net/dev` (the agent's network namespace).
-    async fn traffic(&self, environment: EnvironmentId) -> (u64, u64) {
+    async fn traffic(&self, record: &Record) -> (u64, u64) {
         let text = tokio::fs::read_to_string("/proc/net/dev")
             .await
             .unwrap_or_default();
-        let veth = self.config.network.host_veth(environment);
+        let veth = self.config.network.host_veth(record.host);
         interface_traffic(&text, &veth)
             // The host end sends what the environment receives.
             .map(|(host_rx, host_tx)| (host_tx, host_rx))
@@ -752,16 +806,44 @@ impl ContainerDriver {
     }
 }
 
-/// Whether `pid` is a running shim (`… agent shim …`; a reused pid is some other program).
-fn shim_running(pid: u32) -> bool {
+/// Whether `pid` is the running shim writing `exit` (`… agent shim … --exit-file <exit> …`):
+/// a reused pid is some other process, another environment's shim included.
+fn shim_running(pid: u32, exit: &Path) -> bool {
     if pid == 0 {
         return false;
     }
     let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let arguments: Vec<&[u8]> = command_line.split(|byte| *byte == 0).collect();
-    arguments
+    let exit = exit.as_os_str().as_encoded_bytes();
+    let is_shim = arguments
         .windows(2)
-        .any(|pair| pair == [b"agent".as_slice(), b"shim".as_slice()])
+        .any(|pair| pair == [b"agent".as_slice(), b"shim".as_slice()]);
+    let ours = arguments
+        .windows(2)
+        .any(|pair| pair == [b"--exit-file".as_slice(), exit]);
+    is_shim && ours
+}
+
+/// Whether the spec's workload may bind ports below 1024 (it keeps `NET_BIND_SERVICE`).
+fn low_ports(spec: &Spec) -> bool {
+    spec.workload
+        .capabilities
+        .contains(&logos_types::workload::Capability::NetBindService)
+}
+
+/// The image's working directory if it is a plain absolute path off the runtime's own mounts
+/// (an image's `WorkingDir` is untrusted: `/proc/self/fd/…` once let workloads out).
+fn working_dir(image: &ImageConfig) -> Option<String> {
+    let dir = image.working_dir.as_deref()?;
+    let plain = dir.starts_with('/')
+        && dir
+            .split('/')
+            .skip(1)
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    let runtime = ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|reserved| dir == *reserved || dir.starts_with(&format!("{reserved}/")));
+    (dir == "/" || (plain && !runtime)).then(|| dir.to_string())
 }
 
 /// (received, sent) bytes of `interface` in `/proc/net/dev`'s format.
@@ -784,10 +866,19 @@ impl Driver for ContainerDriver {
         generation: u64,
         spec: &Spec,
     ) -> Result<Observation, DriverError> {
-        // Pulled before the changes lock: one slow pull does not hold up other environments.
-        let image = self.image(&spec.workload.image).await?;
+        // Pulled before the changes lock (a pull takes only its image's lock), pinned until
+        // the environment records it.
+        let (image, _pin) = self.image(&spec.workload.image).await?;
         let _guard = self.changes.lock().await;
-        let record = match self.records.read(environment).await? {
+        let existing = match self.records.read(environment).await? {
+            // A creation that did not finish (an agent killed, say) starts over.
+            Some(record) if !record.built => {
+                self.remove(environment).await?;
+                None
+            }
+            other => other,
+        };
+        let record = match existing {
             None => {
                 let record = self.create(environment, generation, spec, &image).await?;
                 self.evict_images().await;
@@ -863,7 +954,7 @@ impl Driver for ContainerDriver {
         };
         let cgroups = self.hierarchy.usage(&self.cgroup(environment));
         let disk = disk::usage(&self.records.dir(environment).join("disk")).await;
-        let (received, sent) = self.traffic(environment).await;
+        let (received, sent) = self.traffic(&record).await;
         Ok(Some(Usage {
             generation: record.generation,
             cpu_usage_us: cgroups.cpu_usage_us,

@@ -15,8 +15,9 @@
 //!   declared port `p` (the `i`-th of the workload's ports) of the environment on host `H` is
 //!   published at `public_ip:publish_port_base + (H − 2) × PORTS_MAX + i`, one rule per port,
 //!   added when the environment is created and removed when it is destroyed. When the public
-//!   address is not the bridge's own, the agent turns on IPv4 forwarding in its network
-//!   namespace, which only these rules use.
+//!   address is not the bridge's own, connections to it are forwarded: if the host did not
+//!   forward IPv4, the agent turns forwarding on with the `FORWARD` policy `DROP` (so only
+//!   these rules forward) and turns it off again when it takes its network down.
 //!
 //! Environments on one bridge reach each other's declared ports only (each namespace's own
 //! input filter).
@@ -31,8 +32,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Longest Linux interface name (IFNAMSIZ − 1), bytes.
 pub const INTERFACE_NAME_MAX_BYTES: usize = 15;
-/// Environment ids are folded into interface names modulo this.
-const INTERFACE_ID_MODULUS: u64 = 100_000;
 /// First and last host number given to environments (1 is the gateway).
 pub const HOSTS: std::ops::RangeInclusive<u8> = 2..=254;
 /// The firewall rule's match and target accepting replies to allowed connections.
@@ -43,6 +42,14 @@ const REPLIES: [&str; 6] = [
     "ESTABLISHED,RELATED",
     "-j",
     "ACCEPT",
+];
+/// ICMPv6 neighbour discovery (RFC 4861: router solicitation and advertisement, neighbour
+/// solicitation and advertisement), let in over IPv6 where everything else is filtered.
+const NEIGHBOUR_DISCOVERY: [&str; 4] = [
+    "router-solicitation",
+    "router-advertisement",
+    "neighbour-solicitation",
+    "neighbour-advertisement",
 ];
 /// Published ports one agent uses from its base: every host number times [`PORTS_MAX`].
 pub const PUBLISHED_PORTS: u16 = 253 * PORTS_MAX as u16;
@@ -90,21 +97,14 @@ impl Network {
         format!("lg{}-{environment}", self.index)
     }
 
-    /// The host end of `environment`'s veth pair.
-    pub fn host_veth(&self, environment: EnvironmentId) -> String {
-        format!(
-            "lg{}h{}",
-            self.index,
-            environment.get() % INTERFACE_ID_MODULUS
-        )
+    /// The host end of the veth pair of the environment on host `host` (host numbers are
+    /// unique per agent, so no two environments share a name).
+    pub fn host_veth(&self, host: u8) -> String {
+        format!("lg{}h{host}", self.index)
     }
 
-    fn inner_veth(&self, environment: EnvironmentId) -> String {
-        format!(
-            "lg{}c{}",
-            self.index,
-            environment.get() % INTERFACE_ID_MODULUS
-        )
+    fn inner_veth(&self, host: u8) -> String {
+        format!("lg{}c{host}", self.index)
     }
 
     fn input_chain(&self) -> String {
@@ -176,8 +176,11 @@ impl Network {
     }
 
     /// Creates the bridge, its address and the host firewall (idempotent; the port mappings
-    /// are emptied, the driver publishes its environments' ports again).
-    pub async fn prepare_host(&self) -> Result<(), DriverError> {
+    /// are emptied, the driver publishes its environments' ports again). When the public
+    /// address is not the bridge's and the host does not forward IPv4, forwarding is turned
+    /// on with the `FORWARD` policy set to `DROP` (so only the agent's rules forward), and
+    /// `marker` remembers it for [`Self::teardown_host`].
+    pub async fn prepare_host(&self, marker: &std::path::Path) -> Result<(), DriverError> {
         let bridge = self.bridge();
         if run("ip", &["link", "show", &bridge]).await.is_err() {
             run("ip", &["link", "add", &bridge, "type", "bridge"]).await?;
@@ -189,11 +192,24 @@ impl Network {
         self.forward_firewall(&bridge).await?;
         self.publish_firewall().await?;
         if self.public_ip != self.gateway() {
-            tokio::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-                .await
-                .map_err(|error| DriverError::System(format!("ip_forward: {error}")))?;
+            self.enable_forwarding(marker).await?;
         }
         Ok(())
+    }
+
+    async fn enable_forwarding(&self, marker: &std::path::Path) -> Result<(), DriverError> {
+        let setting = "/proc/sys/net/ipv4/ip_forward";
+        let current = tokio::fs::read_to_string(setting).await.unwrap_or_default();
+        if current.trim() == "1" {
+            return Ok(());
+        }
+        run("iptables", &["-P", "FORWARD", "DROP"]).await?;
+        tokio::fs::write(marker, "forwarding enabled by the agent\n")
+            .await
+            .map_err(|error| DriverError::System(format!("{}: {error}", marker.display())))?;
+        tokio::fs::write(setting, "1")
+            .await
+            .map_err(|error| DriverError::System(format!("ip_forward: {error}")))
     }
 
     /// Creates (or empties) chain `chain` of `table` for `tool` and hooks it from `hooks`
@@ -241,6 +257,19 @@ impl Network {
                 &[&to_relay[..], &[&ports, "-j", "ACCEPT"]].concat(),
             )
             .await?;
+        }
+        for ndp in NEIGHBOUR_DISCOVERY {
+            let rule = [
+                "-A",
+                &chain,
+                "-p",
+                "ipv6-icmp",
+                "--icmpv6-type",
+                ndp,
+                "-j",
+                "ACCEPT",
+            ];
+            run("ip6tables", &rule).await?;
         }
         for tool in ["iptables", "ip6tables"] {
             run(tool, &["-A", &chain, "-j", "DROP"]).await?;
@@ -370,16 +399,27 @@ impl Network {
             .collect()
     }
 
-    /// Creates `environment`'s namespace on host `host`, reachable only on `ports`.
+    /// Whether `environment`'s namespace exists.
+    pub async fn exists(&self, environment: EnvironmentId) -> bool {
+        self.list().await.contains(&environment)
+    }
+
+    /// Creates `environment`'s namespace on host `host`, reachable only on `ports`; with
+    /// `low_ports`, the workload may bind ports below 1024 in it (the template keeps
+    /// `NET_BIND_SERVICE`: the namespace is not the workload's user namespace's, so the
+    /// capability alone would not do).
     pub async fn create(
         &self,
         environment: EnvironmentId,
         host: u8,
         ports: &[u16],
+        low_ports: bool,
     ) -> Result<(), DriverError> {
         let namespace = self.namespace(environment);
-        let host_veth = self.host_veth(environment);
-        let inner = self.inner_veth(environment);
+        let host_veth = self.host_veth(host);
+        let inner = self.inner_veth(host);
+        // Left by a creation that did not finish: the name is this environment's host's.
+        let _ = run("ip", &["link", "del", &host_veth]).await;
         let address = format!("{}/24", self.address(host));
         let gateway = self.gateway().to_string();
         run("ip", &["netns", "add", &namespace]).await?;
@@ -400,6 +440,11 @@ impl Network {
         ] {
             run("ip", &[&n[..], args].concat()).await?;
         }
+        if low_ports {
+            let sysctl = ["netns", "exec", &namespace, "sysctl", "-qw"];
+            let setting = "net.ipv4.ip_unprivileged_port_start=0";
+            run("ip", &[&sysctl[..], &[setting]].concat()).await?;
+        }
         self.admit(environment, ports).await
     }
 
@@ -410,21 +455,24 @@ impl Network {
         ports: &[u16],
     ) -> Result<(), DriverError> {
         let namespace = self.namespace(environment);
-        let rules = inbound_rules(ports);
-        for restore in ["iptables-restore", "ip6tables-restore"] {
-            run_with_input("ip", &["netns", "exec", &namespace, restore], &rules).await?;
+        for (restore, ipv6) in [("iptables-restore", false), ("ip6tables-restore", true)] {
+            let args = ["netns", "exec", &namespace, restore, "-w"];
+            run_with_input("ip", &args, &inbound_rules(ports, ipv6)).await?;
         }
         Ok(())
     }
 
     /// Kills whatever still runs in `environment`'s namespace (it would keep the namespace and
-    /// its address alive) and removes the namespace and the veth pair.
-    pub async fn remove(&self, environment: EnvironmentId) {
+    /// its address alive) and removes the namespace (its veth pair goes with it), and the host
+    /// end of a pair left outside by a creation that did not finish (with `host`, when known).
+    pub async fn remove(&self, environment: EnvironmentId, host: Option<u8>) {
         let namespace = self.namespace(environment);
         let pids = output("ip", &["netns", "pids", &namespace]).await;
         kill(pids.split_whitespace().map(String::from).collect()).await;
         let _ = run("ip", &["netns", "del", &namespace]).await;
-        let _ = run("ip", &["link", "del", &self.host_veth(environment)]).await;
+        if let Some(host) = host {
+            let _ = run("ip", &["link", "del", &self.host_veth(host)]).await;
+        }
     }
 
     /// The environments with a namespace of this agent.
@@ -439,8 +487,13 @@ impl Network {
     }
 
     /// Removes the bridge, the firewall chains and their hooks (after every environment is
-    /// gone), leaving the host as before [`Self::prepare_host`].
-    pub async fn teardown_host(&self) {
+    /// gone) and turns forwarding off again if [`Self::prepare_host`] turned it on, leaving the
+    /// host as before.
+    pub async fn teardown_host(&self, marker: &std::path::Path) {
+        if tokio::fs::remove_file(marker).await.is_ok() {
+            let _ = tokio::fs::write("/proc/sys/net/ipv4/ip_forward", "0").await;
+            let _ = run("iptables", &["-P", "FORWARD", "ACCEPT"]).await;
+        }
         let bridge = self.bridge();
         let public = self.public_ip.to_string();
         let hooks: [(&str, &str, String, Vec<&str>); 5] = [
@@ -509,14 +562,22 @@ impl Network {
     }
 }
 
-/// The namespace's `iptables-restore` / `ip6tables-restore` input: inbound only to `ports`,
-/// loopback and replies; nothing forwarded.
-pub fn inbound_rules(ports: &[u16]) -> String {
+/// The namespace's `iptables-restore` (or, with `ipv6`, `ip6tables-restore`) input: inbound
+/// only to `ports`, loopback and replies (and IPv6 neighbour discovery, without which no IPv6
+/// packet reaches anyone: IPv4's ARP is not filtered); nothing forwarded.
+pub fn inbound_rules(ports: &[u16], ipv6: bool) -> String {
     let mut rules = String::from(
         "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
          -A INPUT -i lo -j ACCEPT\n\
          -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",
     );
+    if ipv6 {
+        for ndp in NEIGHBOUR_DISCOVERY {
+            rules.push_str(&format!(
+                "-A INPUT -p ipv6-icmp --icmpv6-type {ndp} -j ACCEPT\n"
+            ));
+        }
+    }
     let mut ports = ports.to_vec();
     ports.sort();
     ports.dedup();

@@ -79,13 +79,16 @@ impl Runc {
         let _ = run("runc", &["--root", &root, "kill", "--all", id, "KILL"]).await;
     }
 
-    /// Removes container `id` (killing what still runs); nothing if unknown.
+    /// Removes container `id` (killing what still runs); nothing if unknown. A container runc
+    /// cannot even report a state of (one whose start failed half-way) is deleted too: its
+    /// state directory would otherwise block every later `run` of that id.
     pub async fn delete(&self, id: &str) -> Result<(), DriverError> {
-        if self.state(id).await.is_none() {
-            return Ok(());
-        }
         let root = self.root.display().to_string();
-        run("runc", &["--root", &root, "delete", "--force", id]).await
+        let deleted = run("runc", &["--root", &root, "delete", "--force", id]).await;
+        if deleted.is_err() && self.root.join(id).exists() {
+            return deleted;
+        }
+        Ok(())
     }
 
     /// The ids of the containers runc knows.

@@ -9,11 +9,46 @@
 //! (`minKernel`). [`for_container`] resolves those conditions for this machine and the
 //! capabilities the workload keeps, the same way the engines do, and returns the filter runc
 //! installs.
+//!
+//! That profile leaves `clone` with namespace flags, `unshare`, `setns`, mounting and the
+//! kernel keyring to the kernel's capability checks, so a workload could still make itself a
+//! user namespace of its own and reach code (nf_tables, overlayfs, …) that user namespaces
+//! open to unprivileged processes, the usual path of kernel privilege escalations. As
+//! Docker's default profile does, [`harden`] takes these away: `clone` only without
+//! namespace flags ([`NAMESPACE_FLAGS`]), `clone3` fails with `ENOSYS` (so the C library falls
+//! back to `clone`), and [`DENIED`] fail with `EPERM`.
 
 use logos_types::workload::Capability;
 use oci_spec::runtime::LinuxSeccomp;
 use serde::Deserialize;
 use std::path::Path;
+
+/// `CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
+/// CLONE_NEWPID | CLONE_NEWNET`: `clone` with any of these is refused.
+pub const NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+/// Syscalls refused outright (namespaces, mounts, the kernel keyring).
+pub const DENIED: [&str; 17] = [
+    "unshare",
+    "setns",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "chroot",
+];
+/// `EPERM` and `ENOSYS`.
+const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
 
 /// Where Debian installs the engines' default profile.
 pub const DEFAULT_PROFILE_PATH: &str = "/usr/share/containers/seccomp.json";
@@ -55,7 +90,7 @@ struct ArchMap {
     sub_architectures: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Rule {
     names: Vec<String>,
@@ -69,7 +104,7 @@ struct Rule {
     excludes: Condition,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Condition {
     #[serde(default)]
@@ -158,6 +193,8 @@ pub fn for_container(
         .syscalls
         .iter()
         .filter(|rule| applies(rule, machine, &held))
+        .filter_map(harden)
+        .chain(hardening(machine))
         .map(|rule| {
             let mut syscall = serde_json::json!({"names": rule.names, "action": rule.action});
             if let Some(errno) = rule.errno_ret {
@@ -178,6 +215,55 @@ pub fn for_container(
         filter["defaultErrnoRet"] = errno.into();
     }
     serde_json::from_value(filter).map_err(|error| SeccompError::Malformed(error.to_string()))
+}
+
+/// `rule` without the syscalls [`hardening`] rules on (`None` if none is left).
+fn harden(rule: &Rule) -> Option<Rule> {
+    let ruled =
+        |name: &String| DENIED.contains(&name.as_str()) || name == "clone" || name == "clone3";
+    let names: Vec<String> = rule
+        .names
+        .iter()
+        .filter(|name| !ruled(name))
+        .cloned()
+        .collect();
+    (!names.is_empty()).then(|| Rule {
+        names,
+        action: rule.action.clone(),
+        errno_ret: rule.errno_ret,
+        args: rule.args.clone(),
+        includes: Condition::default(),
+        excludes: Condition::default(),
+    })
+}
+
+/// The rules replacing what [`harden`] took out (see the module docs).
+fn hardening(machine: &Machine) -> Vec<Rule> {
+    // s390 passes clone's flags second.
+    let flags_index = if machine.arch.starts_with("s390") {
+        1
+    } else {
+        0
+    };
+    let rule = |names: &[&str],
+                action: &str,
+                errno: Option<u32>,
+                args: Option<Vec<serde_json::Value>>| Rule {
+        names: names.iter().map(|name| name.to_string()).collect(),
+        action: action.into(),
+        errno_ret: errno,
+        args,
+        includes: Condition::default(),
+        excludes: Condition::default(),
+    };
+    let no_namespace = serde_json::json!({
+        "index": flags_index, "value": NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"
+    });
+    vec![
+        rule(&["clone"], "SCMP_ACT_ALLOW", None, Some(vec![no_namespace])),
+        rule(&["clone3"], "SCMP_ACT_ERRNO", Some(ENOSYS), None),
+        rule(&DENIED, "SCMP_ACT_ERRNO", Some(EPERM), None),
+    ]
 }
 
 /// Whether `rule` applies on `machine` to a process holding `held` capabilities.
@@ -278,6 +364,34 @@ mod tests {
         assert_eq!(personality["args"][0]["value"], 8, "arguments kept");
         let kept = for_container(PROFILE, &machine(), &[Capability::NetBindService]).unwrap();
         assert!(names(&kept).contains(&("bind_low".into(), "SCMP_ACT_ALLOW".into())));
+    }
+
+    #[test]
+    fn namespaces_mounts_and_the_keyring_are_taken_away() {
+        let profile = r#"{"defaultAction": "SCMP_ACT_ERRNO", "archMap": [{"architecture": "SCMP_ARCH_X86_64"}],
+            "syscalls": [{"names": ["read", "clone", "clone3", "unshare", "mount", "keyctl"], "action": "SCMP_ACT_ALLOW"}]}"#;
+        let filter = for_container(profile, &machine(), &[]).unwrap();
+        let value = serde_json::to_value(&filter).unwrap();
+        let rules = value["syscalls"].as_array().unwrap();
+        let rule_of = |name: &str| -> Vec<&serde_json::Value> {
+            rules
+                .iter()
+                .filter(|rule| rule["names"].as_array().unwrap().contains(&name.into()))
+                .collect()
+        };
+        assert_eq!(rule_of("read")[0]["action"], "SCMP_ACT_ALLOW");
+        let clone = rule_of("clone");
+        assert_eq!(clone.len(), 1, "only the conditional rule");
+        assert_eq!(clone[0]["action"], "SCMP_ACT_ALLOW");
+        assert_eq!(clone[0]["args"][0]["value"], NAMESPACE_FLAGS);
+        assert_eq!(clone[0]["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
+        assert_eq!(rule_of("clone3")[0]["errnoRet"], 38);
+        for denied in ["unshare", "mount", "keyctl"] {
+            let rule = rule_of(denied);
+            assert_eq!(rule.len(), 1, "{denied}");
+            assert_eq!(rule[0]["action"], "SCMP_ACT_ERRNO", "{denied}");
+            assert_eq!(rule[0]["errnoRet"], 1, "{denied}");
+        }
     }
 
     #[test]

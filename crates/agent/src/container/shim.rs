@@ -75,9 +75,12 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Appends to `dir/log` (created if missing).
+    /// Appends to `dir/log` (created if missing; the directory open to root only).
     pub fn open(dir: &Path, max_bytes: u64, per_second: u64) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(dir)?;
+        // Open to root only: a tenant's output is not other users'.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         let path = dir.join(LOG_FILE);
         let file = std::fs::OpenOptions::new()
             .create(true)

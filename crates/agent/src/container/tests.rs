@@ -42,9 +42,13 @@ fn p2p_relay_ports_never_wrap_past_the_last_port() {
 fn names_and_addresses_follow_the_network_index() {
     assert_eq!(NETWORK.bridge(), "lgbr3");
     assert_eq!(NETWORK.namespace(EnvironmentId(42)), "lg3-42");
-    assert_eq!(NETWORK.host_veth(EnvironmentId(42)), "lg3h42");
+    assert_eq!(NETWORK.host_veth(42), "lg3h42");
+    let widest = Network {
+        index: 250,
+        ..NETWORK
+    };
     assert!(
-        NETWORK.host_veth(EnvironmentId(u64::MAX)).len() <= INTERFACE_NAME_MAX_BYTES,
+        widest.host_veth(254).len() <= INTERFACE_NAME_MAX_BYTES,
         "interface names fit IFNAMSIZ"
     );
     assert_eq!(NETWORK.address(7).to_string(), "10.88.3.7");
@@ -75,7 +79,11 @@ fn each_host_gets_its_own_block_of_published_ports() {
 
 #[test]
 fn only_declared_ports_are_admitted_inbound() {
-    let rules = inbound_rules(&[8080, 8645, 8080]);
+    let rules = inbound_rules(&[8080, 8645, 8080], false);
+    assert!(!rules.contains("icmpv6"));
+    let v6 = inbound_rules(&[8080], true);
+    assert!(v6.contains("--icmpv6-type neighbour-solicitation -j ACCEPT"));
+    assert!(v6.contains(":INPUT DROP") && v6.contains("--dport 8080 -j ACCEPT"));
     assert!(rules.contains(":INPUT DROP"));
     assert!(rules.contains(":FORWARD DROP"));
     assert_eq!(rules.matches("--dport 8080").count(), 1, "deduplicated");

@@ -115,11 +115,14 @@ impl Layout {
         Ok(tokio::fs::read(path).await?)
     }
 
-    /// A temporary path beside the blob for a download in progress (unique per caller).
-    pub fn partial(&self, hex: &str, attempt: u64) -> PathBuf {
+    /// A temporary path beside the blob for a download in progress (unique per call: two
+    /// images sharing a layer may pull it at once).
+    pub fn partial(&self, hex: &str) -> PathBuf {
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.root
             .join("blobs/sha256")
-            .join(format!(".partial-{hex}-{}-{attempt}", std::process::id()))
+            .join(format!(".partial-{hex}-{}-{call}", std::process::id()))
     }
 
     /// Stores `bytes` as the blob `hex` after checking their digest.
@@ -131,7 +134,7 @@ impl Layout {
                 actual: format!("sha256:{actual}"),
             });
         }
-        let partial = self.partial(hex, 0);
+        let partial = self.partial(hex);
         tokio::fs::write(&partial, bytes).await?;
         tokio::fs::rename(&partial, self.blob(hex)).await?;
         Ok(())
@@ -178,6 +181,37 @@ impl Layout {
             .into_iter()
             .find(|(other, _)| other == name)
             .map(|(_, hex)| hex))
+    }
+
+    /// The hex digests of every complete blob in the cache.
+    pub async fn blobs(&self) -> Result<Vec<String>, ImageError> {
+        let mut found = Vec::new();
+        let mut entries = tokio::fs::read_dir(self.root.join("blobs/sha256")).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if digest_hex(&format!("sha256:{name}")).is_ok() {
+                found.push(name);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes the partial files an interrupted pull left (call when no pull runs).
+    pub async fn remove_partials(&self) -> Result<(), ImageError> {
+        let mut entries = tokio::fs::read_dir(self.root.join("blobs/sha256")).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            if entry.file_name().to_string_lossy().starts_with(".partial-") {
+                tokio::fs::remove_file(entry.path()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks blob `hex` used now (its modification time orders eviction).
+    pub fn touch(&self, hex: &str) {
+        if let Ok(file) = std::fs::File::options().append(true).open(self.blob(hex)) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
     }
 
     /// Removes a blob (nothing if absent).

@@ -29,7 +29,9 @@ use logos_types::workload::parse_image_reference;
 use oci_client::{secrets::RegistryAuth, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 use tokio::io::AsyncWriteExt;
@@ -44,6 +46,10 @@ pub const LAYERS_MAX: usize = 128;
 pub const DEFAULT_IMAGE_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Time a registry request may take before it fails, ms (a layer download counts per read).
 pub const REGISTRY_TIMEOUT_MS: u64 = 30_000;
+/// Longest a whole pull may take, ms (a registry sending a byte now and then fails here).
+pub const PULL_DEADLINE_MS: u64 = 600_000;
+/// Most images pulled (or waiting to be) at once.
+pub const PULLS_MAX: usize = 64;
 /// Most entrypoint, command or environment entries taken from an image's configuration.
 pub const IMAGE_CONFIG_ENTRIES_MAX: usize = 256;
 
@@ -112,7 +118,7 @@ impl Default for ImageLimits {
 }
 
 /// What an environment needs of an image's configuration (OCI image spec, `config`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageConfig {
     /// `Entrypoint`.
     pub entrypoint: Vec<String>,
@@ -142,8 +148,35 @@ pub struct ImageStore {
     oci: oci_client::Client,
     insecure: Vec<String>,
     limits: ImageLimits,
-    /// One pull at a time (the cache's index is rewritten by each).
-    pulls: tokio::sync::Mutex<()>,
+    /// One pull per image at a time (different images are pulled at once), at most
+    /// [`PULLS_MAX`] images: digest hex → its lock.
+    pulls: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Writes of `index.json` (and eviction), one at a time.
+    index: tokio::sync::Mutex<()>,
+    /// Images in use by a creation or update that has not recorded them yet: never evicted.
+    pins: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+}
+
+/// Keeps an image from eviction while it lives (see [`ImageStore::ensure`]).
+#[derive(Debug)]
+pub struct Pin {
+    pins: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    hex: String,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut pins = self
+            .pins
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = pins.get_mut(&self.hex) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                pins.remove(&self.hex);
+            }
+        }
+    }
 }
 
 impl ImageStore {
@@ -169,7 +202,9 @@ impl ImageStore {
             oci,
             insecure,
             limits,
-            pulls: tokio::sync::Mutex::new(()),
+            pulls: std::sync::Mutex::new(BTreeMap::new()),
+            index: tokio::sync::Mutex::new(()),
+            pins: Arc::default(),
         })
     }
 
@@ -178,26 +213,75 @@ impl ImageStore {
         &self.layout
     }
 
-    /// Creates the cache directory.
+    /// Creates the cache directory and removes what an interrupted pull left (partial files).
     pub async fn prepare(&self) -> Result<(), ImageError> {
-        self.layout.prepare().await
+        self.layout.prepare().await?;
+        self.layout.remove_partials().await
     }
 
-    /// Makes `reference` present in the cache (pulling what is missing) and returns it.
-    pub async fn ensure(&self, reference: &str) -> Result<Image, ImageError> {
+    /// Makes `reference` present in the cache (pulling what is missing, within
+    /// [`PULL_DEADLINE_MS`]) and returns it, pinned: it is not evicted while the [`Pin`] lives.
+    pub async fn ensure(&self, reference: &str) -> Result<(Image, Pin), ImageError> {
         let pinned = parse_image_reference(reference)
             .map_err(|error| ImageError::Reference(error.to_string()))?;
         let target: oci_client::Reference = reference
             .parse()
             .map_err(|error: oci_client::ParseError| ImageError::Reference(error.to_string()))?;
-        let _pull = self.pulls.lock().await;
         let hex = pinned.digest_hex.to_string();
+        let pin = self.pin(&hex);
+        let deadline = Duration::from_millis(PULL_DEADLINE_MS);
+        let image = tokio::time::timeout(deadline, self.ensure_pinned(&target, &hex))
+            .await
+            .map_err(|_| {
+                ImageError::Registry(format!(
+                    "pull of {reference} took over {PULL_DEADLINE_MS} ms"
+                ))
+            })??;
+        Ok((image, pin))
+    }
+
+    fn pin(&self, hex: &str) -> Pin {
+        let mut pins = self
+            .pins
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *pins.entry(hex.to_string()).or_insert(0) += 1;
+        Pin {
+            pins: self.pins.clone(),
+            hex: hex.to_string(),
+        }
+    }
+
+    /// The lock of image `hex`'s pulls; refused when [`PULLS_MAX`] images are in flight.
+    fn pull_lock(&self, hex: &str) -> Result<Arc<tokio::sync::Mutex<()>>, ImageError> {
+        let mut pulls = self
+            .pulls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Locks nobody holds or waits on are dropped.
+        pulls.retain(|_, lock| Arc::strong_count(lock) > 1);
+        if !pulls.contains_key(hex) && pulls.len() >= PULLS_MAX {
+            return Err(ImageError::Registry(format!(
+                "{PULLS_MAX} images are being pulled already"
+            )));
+        }
+        Ok(pulls.entry(hex.to_string()).or_default().clone())
+    }
+
+    async fn ensure_pinned(
+        &self,
+        target: &oci_client::Reference,
+        hex: &str,
+    ) -> Result<Image, ImageError> {
+        let lock = self.pull_lock(hex)?;
+        let _pull = lock.lock().await;
         let started = Instant::now();
-        let cached = self.cached(&hex).await?;
+        let cached = self.cached(hex).await?;
         let (manifest, pulled) = match cached {
             Some(manifest) => (manifest, false),
-            None => (self.pull(&target, &hex).await?, true),
+            None => (self.pull(target, hex).await?, true),
         };
+        let hex = hex.to_string();
         let config = self.config(&manifest).await?;
         let pull_ms = if pulled {
             u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -211,11 +295,13 @@ impl ImageStore {
         })
     }
 
-    /// The manifest cached under `hex` if it and every blob it names are in the cache.
+    /// The manifest cached under `hex` if it and every blob it names are in the cache (used
+    /// now: eviction goes by last use).
     async fn cached(&self, hex: &str) -> Result<Option<ImageManifest>, ImageError> {
         let Some(manifest_hex) = self.layout.named(hex).await? else {
             return Ok(None);
         };
+        self.layout.touch(&manifest_hex);
         let manifest = parse_manifest(&self.layout.read(&manifest_hex, MANIFEST_MAX_BYTES).await?)?;
         let complete = blobs_of(&manifest)?
             .iter()
@@ -256,6 +342,7 @@ impl ImageStore {
         self.layout.store(&manifest_hex, &bytes).await?;
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         // A pinned index is named by its digest but points at the platform manifest.
+        let _index = self.index.lock().await;
         self.layout.name(hex, &manifest_hex, size).await?;
         Ok(manifest)
     }
@@ -360,7 +447,7 @@ impl ImageStore {
             .pull_blob_stream(target, digest.as_str())
             .await
             .map_err(|error| ImageError::Registry(format!("blob {digest}: {error}")))?;
-        let partial = self.layout.partial(&hex, 1);
+        let partial = self.layout.partial(&hex);
         let result = self
             .write_blob(&mut stream.stream, &partial, &digest, size)
             .await;
@@ -467,40 +554,62 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Removes cached images not named in `keep` (hex digests), oldest first, until the
-    /// cache's blobs take at most `max_bytes`; blobs another kept image uses stay.
+    /// Removes cached images not named in `keep` (hex digests) nor pinned, least recently
+    /// used first, until the cache's blobs take at most `max_bytes`; blobs another kept image
+    /// uses stay, and blobs no cached image names (left by a failed pull) go first.
     pub async fn evict(&self, keep: &[String], max_bytes: u64) -> Result<(), ImageError> {
-        let _pull = self.pulls.lock().await;
+        let _index = self.index.lock().await;
+        let pinned: Vec<String> = self
+            .pins
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         let mut candidates = Vec::new();
         for (name, manifest_hex) in self.layout.names().await? {
-            let modified = tokio::fs::metadata(self.layout.blob(&manifest_hex))
+            let used = tokio::fs::metadata(self.layout.blob(&manifest_hex))
                 .await
                 .and_then(|meta| meta.modified())
                 .ok();
-            candidates.push((modified, name, manifest_hex));
+            candidates.push((used, name, manifest_hex));
         }
         candidates.sort();
+        self.remove_unnamed_blobs(&candidates, &pinned).await?;
         while self.size_bytes().await? > max_bytes {
-            let Some(position) = candidates
-                .iter()
-                .position(|(_, name, _)| !keep.contains(name))
-            else {
+            let removable = |name: &String| !keep.contains(name) && !pinned.contains(name);
+            let Some(position) = candidates.iter().position(|(_, name, _)| removable(name)) else {
                 return Ok(());
             };
-            let (_, name, manifest_hex) = candidates.remove(position);
+            let (_, name, _) = candidates.remove(position);
             self.layout.forget(&name).await?;
-            let mut used = Vec::new();
-            for (_, _, other) in &candidates {
-                if let Ok(bytes) = self.layout.read(other, MANIFEST_MAX_BYTES).await {
-                    used.extend(blobs_of(&parse_manifest(&bytes)?)?);
-                    used.push(other.clone());
-                }
-            }
-            let bytes = self.layout.read(&manifest_hex, MANIFEST_MAX_BYTES).await?;
-            let mut mine = blobs_of(&parse_manifest(&bytes)?)?;
-            mine.push(manifest_hex);
-            for blob in mine.iter().filter(|blob| !used.contains(blob)) {
-                self.layout.remove_blob(blob).await?;
+            self.remove_unnamed_blobs(&candidates, &pinned).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every blob that no named image (`candidates`) uses, unless a pull is in flight
+    /// (`pinned` not empty: its blobs are not named yet).
+    async fn remove_unnamed_blobs(
+        &self,
+        candidates: &[(Option<std::time::SystemTime>, String, String)],
+        pinned: &[String],
+    ) -> Result<(), ImageError> {
+        let pulling = pinned
+            .iter()
+            .any(|hex| !candidates.iter().any(|(_, name, _)| name == hex));
+        if pulling {
+            return Ok(());
+        }
+        let mut used = Vec::new();
+        for (_, _, manifest_hex) in candidates {
+            let bytes = self.layout.read(manifest_hex, MANIFEST_MAX_BYTES).await?;
+            used.extend(blobs_of(&parse_manifest(&bytes)?)?);
+            used.push(manifest_hex.clone());
+        }
+        for blob in self.layout.blobs().await? {
+            if !used.contains(&blob) {
+                self.layout.remove_blob(&blob).await?;
             }
         }
         Ok(())

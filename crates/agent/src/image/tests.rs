@@ -151,7 +151,7 @@ async fn a_pinned_image_is_pulled_verified_cached_and_its_config_read() {
     let (registry, address, store, root) = setup("honest").await;
     let image = Fixture::honest();
     image.publish(&registry);
-    let pulled = store.ensure(&image.reference(&address)).await.unwrap();
+    let (pulled, pin) = store.ensure(&image.reference(&address)).await.unwrap();
     assert_eq!(pulled.digest_hex, sha256_hex(&image.manifest));
     assert_eq!(pulled.config.entrypoint, ["/bin/node"]);
     assert_eq!(pulled.config.cmd, ["--serve"]);
@@ -162,13 +162,15 @@ async fn a_pinned_image_is_pulled_verified_cached_and_its_config_read() {
     }
     // Cached: no request reaches the registry the second time.
     let before = registry.lock().unwrap().requests.load(Ordering::SeqCst);
-    let cached = store.ensure(&image.reference(&address)).await.unwrap();
+    let (cached, second_pin) = store.ensure(&image.reference(&address)).await.unwrap();
     assert_eq!(cached.pull_ms, 0);
     assert_eq!(
         registry.lock().unwrap().requests.load(Ordering::SeqCst),
         before
     );
-    // Evicted when the cache is over its bound and nothing keeps it.
+    // Evicted when the cache is over its bound and nothing keeps it: not while an
+    // environment uses it, nor while a creation holds it pinned.
+    drop((pin, second_pin));
     store
         .evict(std::slice::from_ref(&pulled.digest_hex), 0)
         .await
@@ -177,6 +179,13 @@ async fn a_pinned_image_is_pulled_verified_cached_and_its_config_read() {
         store.layout().has(&sha256_hex(&image.layers[0])),
         "kept while in use"
     );
+    let (_, pin) = store.ensure(&image.reference(&address)).await.unwrap();
+    store.evict(&[], 0).await.unwrap();
+    assert!(
+        store.layout().has(&sha256_hex(&image.layers[0])),
+        "kept while pinned"
+    );
+    drop(pin);
     store.evict(&[], 0).await.unwrap();
     assert!(!store.layout().has(&sha256_hex(&image.layers[0])));
     assert_eq!(
@@ -336,6 +345,14 @@ async fn lying_registries_are_refused_and_nothing_they_serve_is_cached() {
         registry.lock().unwrap().requests.load(Ordering::SeqCst),
         before
     );
+    // What the failed pulls left (blobs no cached image names) is swept by eviction.
+    let good = Fixture::new(vec![b"good layer".to_vec()], LAYER);
+    store.evict(&[], u64::MAX).await.unwrap();
+    assert!(
+        store.layout().blobs().await.unwrap().is_empty(),
+        "orphaned blobs left"
+    );
+    assert!(!store.layout().has(&sha256_hex(&good.config)));
     let _ = std::fs::remove_dir_all(root);
     let _ = std::fs::remove_dir_all(small_root);
 }
@@ -366,7 +383,7 @@ async fn an_index_resolves_to_this_platform_and_is_checked_the_same_way() {
             "application/vnd.oci.image.index.v1+json".into(),
         ),
     );
-    let pulled = store
+    let (pulled, _pin) = store
         .ensure(&format!("{address}/logos/test@{}", digest(&index)))
         .await
         .unwrap();

@@ -45,6 +45,7 @@ use logos_primitives::{hash, Address, Amount};
 use logos_types::{
     balances::community_account,
     corruption,
+    dvci::Providers,
     operations::{
         ActiveEnvironments, ConditionStatus, Desired, EnvironmentId, Environments, Phase,
     },
@@ -282,6 +283,39 @@ fn check_ports(report: &Report, declared: &[u16]) -> Result<(), Error> {
     Ok(())
 }
 
+/// An endpoint, when reported, is the provider's host (its agent's, as registered; never a
+/// loopback or unspecified address, which would send checkers' probes to their own machine)
+/// and the port the health port is published on.
+fn check_endpoint(report: &Report, provider: &str, health_port: u16) -> Result<(), Error> {
+    if report.endpoint.is_empty() {
+        return Ok(());
+    }
+    let host_of = |endpoint: &str| {
+        endpoint
+            .rsplit_once(':')
+            .map(|(host, port)| (host.to_string(), port.to_string()))
+    };
+    let (Some((host, port)), Some((provider_host, _))) =
+        (host_of(&report.endpoint), host_of(provider))
+    else {
+        return Err(Error::EndpointMismatch);
+    };
+    let local = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    let published = report
+        .ports
+        .iter()
+        .find(|mapping| mapping.port == health_port)
+        .map(|mapping| mapping.published.to_string());
+    if host != provider_host || local || published.as_deref() != Some(port.as_str()) {
+        return Err(Error::EndpointMismatch);
+    }
+    Ok(())
+}
+
 impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
     async fn register_provisioner(ctx: &mut Context<'_, '_, R>, stake: &Amount) -> DispatchResult {
         let sender = ctx.sender()?;
@@ -365,6 +399,19 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
             return Err(Error::UnchangedReport.into());
         }
         check_ports(report, &current.spec.workload.ports)?;
+        let provider = Providers::get(ctx.overlay, &current.provider)
+            .await?
+            .ok_or_else(|| {
+                corruption(format!(
+                    "provider {} of environment {id} gone",
+                    current.provider
+                ))
+            })?;
+        check_endpoint(
+            report,
+            &provider.endpoint,
+            current.spec.workload.health.port,
+        )?;
         let mut emitted = Operations::record_report(ctx, id, report).await?;
         record.report = Some(report.clone());
         if report.phase == Phase::Destroyed && current.desired == Desired::Destroyed {

@@ -74,7 +74,7 @@ fn lease_creates_an_assigned_environment_that_a_quorum_verifies() {
         (environment.phase, environment.observed_generation),
         (Phase::Running, 1)
     );
-    assert_eq!(environment.endpoint, "10.88.1.2:8645");
+    assert_eq!(environment.endpoint, "10.77.1.100:24000");
     let ready = environment.condition(ConditionType::Ready);
     assert_eq!(
         (ready.status, ready.reason.as_str()),
@@ -301,4 +301,42 @@ fn reported_port_mappings_must_be_declared_and_distinct() {
     let environment = world.environment();
     assert_eq!(environment.endpoint, "10.77.1.100:24000");
     assert_eq!(environment.ports.to_vec(), vec![mapping(8545, 24000)]);
+}
+
+#[test]
+fn an_endpoint_must_be_the_providers_host_at_the_health_ports_published_port() {
+    use logos_types::operations::PortMapping;
+    let mut world = provisioned(4);
+    let assigned = world.assignment().assigned.expect("assigned at creation");
+    let assignee = world.key_of(assigned);
+    let report = |endpoint: &str| Call::Report {
+        environment: FIRST,
+        report: Report {
+            generation: 1,
+            phase: Phase::Running,
+            endpoint: endpoint.try_into().unwrap(),
+            ports: vec![PortMapping {
+                port: 8545,
+                published: 24_000,
+            }]
+            .try_into()
+            .unwrap(),
+            message: "HealthCheckPassed".try_into().unwrap(),
+        },
+    };
+    // The fixture's provider 0 registered its agent at 10.77.1.100:7100.
+    for lie in [
+        "10.77.9.9:24000", // another host (a checker probing itself or a third party)
+        "127.0.0.1:24000", // every checker's own machine
+        "0.0.0.0:24000",
+        "10.77.1.100:24001", // not where the health port is published
+        "10.77.1.100",       // no port
+        "10.77.1.100:port",
+    ] {
+        let receipt = world.provisioning(&assignee, report(lie));
+        assert_failed(&receipt, "provisioning", "EndpointMismatch");
+        assert!(world.assignment().report.is_none(), "{lie} recorded");
+    }
+    let accepted = world.provisioning(&assignee, report("10.77.1.100:24000"));
+    assert!(accepted.success, "{accepted:?}");
 }
