@@ -20,9 +20,18 @@
 //! Lifecycle: a new generation of a running environment stops its workload, unpacks the new
 //! image over a fresh `rootfs/`, keeps `volume/`, re-publishes its ports and starts again;
 //! destroy removes the container, cgroups, namespace, port mappings, disk and directory. A
-//! starting agent adopts every environment it has a record of (mounting its disk and
-//! publishing its ports again: running workloads keep running under their shims) and removes
-//! everything of its own that has no record.
+//! record is written before anything is made and marked `built` once all is: a creation
+//! that did not finish (an agent killed half-way) is removed and made again. A starting agent
+//! adopts every built environment it has a record of (mounting its disk, making its network
+//! namespace again if it is gone, publishing its ports again: running workloads keep running
+//! under their shims); one it cannot adopt now is kept, volume included, for the next
+//! ensure (only the chain says that an environment goes); everything of its own that has no
+//! record is removed.
+//!
+//! The state directory's `envs/` and each environment's directory are listed by root only
+//! (mode 0711: the environment's user namespace passes through to its root filesystem and
+//! volume), its disk image, disk root and logs are open to root (and the disk to its own
+//! namespace's root) only.
 
 pub mod cgroup;
 mod command;

@@ -5,8 +5,10 @@
 //!   host range (`IdRange`); the workload runs as [`WORKLOAD_UID`]:[`WORKLOAD_GID`], never 0.
 //! - **Capabilities**: none, unless the template lists an allowed one
 //!   (`logos_types::workload::Capability`), which is then kept in every set (ambient too, so a
-//!   non-root process holds it).
-//! - `noNewPrivileges`; the default seccomp profile container engines use ([`super::seccomp`]);
+//!   non-root process holds it; for `NET_BIND_SERVICE` the network namespace, which the
+//!   workload's user namespace does not own, also lets unprivileged ports start at 0).
+//! - `noNewPrivileges`; the default seccomp profile container engines use, without namespaces,
+//!   mounts or the kernel keyring ([`super::seccomp`]);
 //!   the default masked and read-only `/proc` paths; a read-only root filesystem; `/sys` an
 //!   empty read-only tmpfs (sysfs cannot be mounted for a network namespace the user namespace
 //!   does not own) with the environment's own cgroups read-only under it.

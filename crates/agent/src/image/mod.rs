@@ -3,15 +3,23 @@
 //! [`ImageStore::ensure`] makes an image named `registry/repository@sha256:<hex>`
 //! ([`logos_types::workload`]) present in the cache ([`layout`], an OCI image layout):
 //! 1. the manifest is fetched by its digest (`GET /v2/<repository>/manifests/<digest>`, OCI
-//!    distribution spec), read to at most [`ImageLimits::manifest_max_bytes`], and its
-//!    SHA-256 must equal the pinned digest; an image index is resolved to this machine's
-//!    platform (`linux` and the agent's architecture), whose manifest is fetched and checked
-//!    against the index's digest the same way;
-//! 2. the config and every layer are streamed through `oci-client` into the cache, each
-//!    counted against its descriptor's size and [`ImageLimits::image_max_bytes`] in all, and
-//!    hashed: a blob whose digest or size differs is refused and never enters the cache;
+//!    distribution spec), read to at most [`MANIFEST_MAX_BYTES`], and its SHA-256 must equal
+//!    the pinned digest; its media type is the one its content states (the registry's
+//!    `Content-Type` only when the content states none); an image index is resolved to this
+//!    machine's platform (`linux` and the agent's architecture), whose manifest is fetched
+//!    and checked against the index's digest the same way;
+//! 2. the config (at most [`CONFIG_MAX_BYTES`]) and every layer are streamed through
+//!    `oci-client` into the cache, each counted against its descriptor's size and
+//!    [`ImageLimits::image_max_bytes`] in all, and hashed: a blob whose digest or size differs
+//!    is refused and never enters the cache;
 //! 3. only OCI media types are accepted (manifest, index, config, `tar` and `tar+gzip`
-//!    layers), at most [`ImageLimits::layers_max`] layers.
+//!    layers), at most [`LAYERS_MAX`] layers;
+//! 4. a pull takes its image's lock only (other images are pulled at once, at most
+//!    [`PULLS_MAX`]) and at most [`PULL_DEADLINE_MS`] in all.
+//!
+//! [`ImageStore::evict`] keeps the cache within its bound: images no environment uses and
+//! no creation holds ([`Pin`]) go, least recently used first, and blobs no cached image names
+//! (left by a failed pull) before them.
 //!
 //! [`ImageStore::unpack`] runs Debian's `umoci raw unpack` on a cached image with the
 //! environment's uid/gid mapping, so the root filesystem's files belong to the environment's
@@ -638,8 +646,8 @@ fn short(digest: &str, written: u64, size: u64) -> ImageError {
     ))
 }
 
-/// The manifest's media type: the content's own `mediaType`, which must agree with the
-/// `Content-Type` the registry declared when it declared one.
+/// The manifest's media type: the content's own `mediaType`, or the `Content-Type` the
+/// registry declared when the content states none.
 fn manifest_media_type(bytes: &[u8], declared: Option<&str>) -> Result<MediaType, ImageError> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
