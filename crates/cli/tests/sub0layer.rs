@@ -674,8 +674,8 @@ struct Liar {
     lied: std::sync::Mutex<std::collections::BTreeSet<(EnvironmentId, u64)>>,
 }
 
-/// Where the liar says its environments run (unroutable, never probed successfully).
-const MADE_UP_ENDPOINT: &str = "10.88.250.250:8080";
+/// The port the liar says the health port is published on (nothing is: it never asked).
+const MADE_UP_PORT: u16 = 24_999;
 
 impl Effects for Liar {
     async fn apply(
@@ -692,11 +692,23 @@ impl Effects for Liar {
             .unwrap()
             .insert((target.environment, target.generation));
         if fresh {
+            // A lie the chain cannot tell from the truth: the provider's host, a mapping of the
+            // declared health port (the micro template's 8080); only checkers asking the agent
+            // and probing it find nothing there.
+            let host = target.agent.rsplit_once(':').unwrap().0;
             let lie = Report {
                 generation: target.generation,
                 phase: Phase::Running,
-                endpoint: MADE_UP_ENDPOINT.try_into().unwrap(),
-                ports: Default::default(),
+                endpoint: format!("{host}:{MADE_UP_PORT}")
+                    .as_str()
+                    .try_into()
+                    .unwrap(),
+                ports: vec![logos_types::operations::PortMapping {
+                    port: 8080,
+                    published: MADE_UP_PORT,
+                }]
+                .try_into()
+                .unwrap(),
                 message: "HealthCheckPassed".try_into().unwrap(),
             };
             let _ = self.honest.apply(target, &Effect::Report(lie)).await;
