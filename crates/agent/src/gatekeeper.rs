@@ -239,6 +239,7 @@ async fn handle_request<D: Driver>(
     // Carried out to its end even if the client gives up waiting (a half-made environment
     // would otherwise be left): a later request finds it done.
     let worker = inner.clone();
+    let started = std::time::Instant::now();
     let task = tokio::spawn(async move {
         match spec {
             Some(spec) => worker.driver.ensure(id, generation, &spec).await.map(Some),
@@ -251,7 +252,8 @@ async fn handle_request<D: Driver>(
     };
     match result {
         Ok(observation) => {
-            tracing::info!(environment = %id, ?action, generation, "done");
+            let elapsed_ms = started.elapsed().as_millis();
+            tracing::info!(environment = %id, ?action, generation, elapsed_ms, "done");
             Json(observation).into_response()
         }
         Err(DriverError::Image(error)) => unprocessable(error, "ImageRefused"),

@@ -476,6 +476,10 @@ async fn serve(
 
     let mut engine_config = engine::Config::new(signer.clone(), genesis, "logos".into());
     engine_config.block_time_ms = config.block_time_ms;
+    engine_config.fetch_timeout_ms = config.fetch_timeout_ms.unwrap_or(match config.role {
+        Role::Validator => engine_config.fetch_timeout_ms,
+        Role::Full => full::FETCH_TIMEOUT_MS,
+    });
     engine_config.check_invariants = config.check_invariants;
     engine_config.mempool = config.mempool();
     engine_config.retention_blocks = config.retention();

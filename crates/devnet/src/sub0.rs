@@ -530,8 +530,9 @@ pub async fn demo(rpc: &str, layout: &Layout) -> Result<()> {
     )
     .await?;
     println!(
-        "demo: done; inspect with `logos lease status {lease} --rpc {rpc}` and `logos env logs {lease} --keystore {} --from dev --rpc {rpc}`",
-        layout.keystore.display()
+        "demo: done; inspect with `logos lease status {lease} --rpc {rpc}` and `logos env logs {lease} --keystore {} --from dev --genesis {} --rpc {rpc}`",
+        layout.keystore.display(),
+        layout.genesis.display()
     );
     Ok(())
 }

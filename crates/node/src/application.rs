@@ -14,9 +14,11 @@
 //!   verify (batched; transactions already in the local mempool were verified on admission),
 //!   and re-execution must give the block's state root and receipts root.
 //! - **finalize** ([`Finalizer`]): marshal delivers finalized blocks in height order, at least
-//!   once; each block's receipts are written to the receipt store, then its state is
-//!   applied and committed, then it is acknowledged, so marshal's processed height never runs
-//!   ahead of the state; a pruning node prunes blocks, certificates and receipts behind its
+//!   once; each block's receipts are written to the receipt store, then its state is applied
+//!   (readers and subscribers see it at once); the blocks marshal has ready are then made
+//!   durable together (receipts and state, one fsync each: one block at the tip, up to
+//!   `MAX_PENDING_ACKS` while catching up) and only then acknowledged, so marshal's processed
+//!   height never runs ahead of the durable state; a pruning node prunes blocks, certificates and receipts behind its
 //!   retention window every `PRUNE_INTERVAL_BLOCKS`.
 
 use crate::{
@@ -431,7 +433,23 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
     /// Runs until marshal stops.
     pub async fn run(mut self) {
         let mut invariants = self.invariants.take();
-        while let Some(update) = self.receiver.next().await {
+        // Applied, not yet durable: acknowledged by the next commit.
+        let mut uncommitted = Vec::new();
+        loop {
+            let update = if uncommitted.is_empty() {
+                self.receiver.next().await
+            } else {
+                match self.receiver.try_recv() {
+                    Ok(update) => Some(update),
+                    Err(mpsc::TryRecvError::Closed) => None,
+                    // Nothing more ready: the group ends here.
+                    Err(mpsc::TryRecvError::Empty) => {
+                        self.commit(&mut uncommitted).await;
+                        continue;
+                    }
+                }
+            };
+            let Some(update) = update else { break };
             let Update::Block(block, acknowledgement) = update else {
                 continue;
             };
@@ -448,6 +466,39 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
                     block.inner().height.get()
                 ),
             }
+            uncommitted.push(acknowledgement);
+            if uncommitted.len() >= crate::engine::tuning::MAX_PENDING_ACKS {
+                self.commit(&mut uncommitted).await;
+            }
+        }
+        self.commit(&mut uncommitted).await;
+    }
+
+    /// Makes the applied blocks' receipts and state durable (the two fsyncs overlap), then
+    /// acknowledges the blocks.
+    async fn commit<A: Acknowledgement>(&self, acknowledgements: &mut Vec<A>) {
+        let result = async {
+            let syncing = self
+                .shared
+                .receipts_mut()
+                .await
+                .start_sync()
+                .await
+                .map_err(|error| ChainError::Storage(error.to_string()))?;
+            self.shared.chain_mut().await.commit().await?;
+            for handle in syncing {
+                handle
+                    .await
+                    .map_err(|error| ChainError::Storage(error.to_string()))?;
+            }
+            Ok::<_, ChainError>(())
+        }
+        .await;
+        // Without acknowledgement marshal redelivers after a restart; the state is intact.
+        if let Err(error) = result {
+            panic!("cannot commit finalized blocks: {error}");
+        }
+        for acknowledgement in acknowledgements.drain(..) {
             acknowledgement.acknowledge();
         }
     }

@@ -3,9 +3,11 @@
 //! Simplex lets a leader build on a parent that is notarized but not yet finalized, so a block
 //! is executed on its parent's *speculative* state: a QMDB batch chained on the parent's batch
 //! (see `commonware_storage::qmdb` "Batch validity"). Each verified block keeps its merkleized
-//! batch here until its height is finalized; finalization applies the batch and commits it
-//! with the block height as commit metadata, so after a crash the database says which block
-//! its state belongs to.
+//! batch here until its height is finalized; finalization applies the batch (with the block
+//! height as its metadata) and [`ChainState::commit`] makes every applied batch durable with
+//! one fsync, so after a crash the database says which block its state belongs to. The
+//! finalizer commits once per group of blocks marshal has ready (one block at the tip, up to
+//! `MAX_PENDING_ACKS` while catching up) and acknowledges them only then.
 
 use commonware_codec::RangeCfg;
 use commonware_cryptography::{Digestible, Sha256};
@@ -168,6 +170,8 @@ pub struct ChainState<E: Storage + Clock + Metrics + Spawner> {
     pending: BTreeMap<Hash, Pending>,
     keep_writes: bool,
     prune_history: bool,
+    /// Finalized blocks applied since the last [`ChainState::commit`].
+    uncommitted_blocks: u64,
 }
 
 struct Reader<'a, E: Storage + Clock + Metrics + Spawner> {
@@ -251,6 +255,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
             pending: BTreeMap::new(),
             keep_writes: false,
             prune_history: false,
+            uncommitted_blocks: 0,
         };
         match metadata {
             None => state.write_genesis(genesis).await?,
@@ -262,7 +267,9 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     async fn write_genesis(&mut self, genesis: &Genesis) -> Result<(), ChainError> {
         let writes = genesis_state(genesis).map_err(ChainError::Genesis)?;
         let batch = stage(self.db(), None, writes, Height::zero()).await?;
-        self.apply(batch).await
+        self.apply(batch).await?;
+        self.uncommitted_blocks = 1;
+        self.commit().await
     }
 
     /// Keeps every executed block's write set in its [`Executed`] (for the invariant check of
@@ -455,7 +462,8 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         Ok(())
     }
 
-    /// Applies the finalized `block` (the tip's child) and makes it durable.
+    /// Applies the finalized `block` (the tip's child): readers see it at once, it is durable
+    /// after the next [`Self::commit`].
     ///
     /// Returns its receipts and events. Panics if the block does not extend the tip or its state
     /// root or receipts root differs from execution: a finalized block is final, so either this node's state is
@@ -508,6 +516,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
             .remove(&block.digest())
             .expect("prepared by prepare_finalize");
         self.apply(pending.batch).await?;
+        self.uncommitted_blocks += 1;
         self.tip = FinalizedTip {
             height: block.height,
             digest: block.digest(),
@@ -517,6 +526,8 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         self.pending
             .retain(|_, pending| pending.height > block.height);
         if self.prune_history && block.height.get().is_multiple_of(PRUNE_INTERVAL_BLOCKS) {
+            // Pruning works on durable state only.
+            self.commit().await?;
             self.prune().await?;
         }
         Ok(pending.executed)
@@ -535,9 +546,26 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     async fn apply(&mut self, batch: StateBatch) -> Result<(), ChainError> {
         let db = self.db.take().expect("db present");
         let db = db.apply_batch(batch).await.map_err(storage_error)?;
-        let db = db.commit().await.map_err(storage_error)?;
         self.db = Some(db);
         Ok(())
+    }
+
+    /// Makes every finalized block applied so far durable (one fsync however many there
+    /// are; nothing to do if none). After a crash the state reopens at the last commit.
+    pub async fn commit(&mut self) -> Result<(), ChainError> {
+        if self.uncommitted_blocks == 0 {
+            return Ok(());
+        }
+        let db = self.db.take().expect("db present");
+        let db = db.commit().await.map_err(storage_error)?;
+        self.db = Some(db);
+        self.uncommitted_blocks = 0;
+        Ok(())
+    }
+
+    /// Finalized blocks applied but not yet committed (see [`Self::commit`]).
+    pub fn uncommitted_blocks(&self) -> u64 {
+        self.uncommitted_blocks
     }
 
     /// A proof of `key`'s current value in the finalized state, or of its absence.

@@ -8,6 +8,7 @@
 //! rpc_listen = "127.0.0.1:8545"     # JSON-RPC over HTTP and WebSocket
 //! metrics_listen = "127.0.0.1:9100" # Prometheus text format at /metrics
 //! block_time_ms = 25
+//! fetch_timeout_ms = 1000           # default 1000 (validator) or 500 (full node)
 //! rpc_requests_per_second = 20000   # calls per second, whole server (error -32029)
 //! rpc_requests_per_second_per_ip = 2000          # per client IP address (error -32030)
 //! rpc_requests_per_second_per_connection = 1000  # per connection (error -32031)
@@ -54,6 +55,12 @@ pub struct NodeConfig {
     /// Minimum time between a block and its child, ms.
     #[serde(default = "default_block_time_ms")]
     pub block_time_ms: u64,
+    /// How long to wait for a peer's answer to a fetch (a missing block or certificate)
+    /// before asking another, ms; default 1,000 for a validator and
+    /// [`crate::full::FETCH_TIMEOUT_MS`] for a full node. A largest block must arrive within
+    /// it: raise it on slow links.
+    #[serde(default)]
+    pub fetch_timeout_ms: Option<u64>,
     /// Rate limit of the RPC server, calls per second over all clients.
     #[serde(default = "default_rpc_requests_per_second")]
     pub rpc_requests_per_second: u32,

@@ -221,6 +221,8 @@ async fn poll<E: Storage + Clock + Metrics + Spawner>(
         chain.verify(block, &context).await?;
         chain.finalize(block, &context).await?;
     }
+    // One fsync for the whole batch.
+    chain.commit().await?;
     Ok(head)
 }
 

@@ -50,6 +50,14 @@ use logos_api::consensus::{consensus_namespace, participants, Scheme};
 use logos_primitives::{Hash, PublicKey};
 use tracing::{debug, warn};
 
+/// How long a full node waits by default for a validator's answer to a fetch before asking
+/// another, ms (the node file's `fetch_timeout_ms` overrides it; validators wait 1,000). While
+/// a node starts, the resolver also picks validators it is not connected to yet (or that have
+/// not yet read its registration), whose requests are lost: each such loss stalls the catch-up
+/// this long. A block of the default largest size (2,048 transactions of at most 1 KiB) arrives
+/// within it on links of about 40 Mbit/s or more; slower links need a longer timeout.
+pub const FETCH_TIMEOUT_MS: u64 = 500;
+
 /// Starts a full node on `networks` (the validator's six channels; see [`crate::engine`]).
 /// `config.signer` is the node's p2p identity, which must not be a validator's key (a validator
 /// and a full node with one key would take each other's connections). The returned

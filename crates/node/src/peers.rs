@@ -8,7 +8,7 @@
 //! last read failed, or at start), it reads [`FullNodeKeys`] and each [`FullNodes`] record at
 //! the finalized tip, at once but at most once per [`REGISTRY_POLL_MS`] (at most 257 reads, so
 //! not on every block: a registration is let in within one block, a burst of them within a
-//! second); when
+//! quarter second, so every validator lets a new node in at nearly the same time); when
 //! the resulting secondary set differs from the one tracked, it tracks a new peer set
 //! (validators primary, full nodes secondary) under the tip's height (strictly increasing, as
 //! commonware requires). Registered keys that are a validator's, not a valid ed25519 point, or
@@ -37,7 +37,7 @@ use tracing::{info, warn};
 
 /// Shortest time between two reads of the on-chain registry, ms (changes within it are read
 /// once).
-pub const REGISTRY_POLL_MS: u64 = 1_000;
+pub const REGISTRY_POLL_MS: u64 = 250;
 
 /// The registered full nodes at the finalized tip, ascending by key, and the tip's height.
 ///

@@ -6,10 +6,10 @@
 //!   block's `receipts_root` is rebuilt;
 //! - `transactions`: per included transaction (key: its hash) its `(height, position)`.
 //!
-//! The finalizer writes a block's receipts before it commits the block's state; their fsyncs
-//! run in the background and are awaited before the next block's receipts are written, so a
-//! crash loses at most the last finalized block's receipts (its transactions then read as
-//! unknown; the state is intact). A redelivered block whose receipts are stored is skipped
+//! The finalizer writes a block's receipts before it applies the block's state, and syncs them
+//! ([`ReceiptStore::start_sync`]) alongside the state's commit of the same group of blocks,
+//! before it acknowledges them to marshal; a crash between the two fsyncs loses at most that
+//! group's receipts (its transactions then read as unknown; the state is intact). A redelivered block whose receipts are stored is skipped
 //! (a put at an existing height does nothing). Both archives prune with the node's retention
 //! window (whole sections of `items_per_section` heights).
 
@@ -56,8 +56,8 @@ pub struct Located {
 pub struct ReceiptStore<E: Storage + Metrics + Clock> {
     receipts: Option<Receipts<E>>,
     positions: Option<Positions<E>>,
-    /// Syncs started by the last [`Self::put`], awaited by the next one (or by [`Self::flush`]).
-    syncing: Vec<Handle<()>>,
+    /// Whether [`Self::put`] wrote anything since the last [`Self::start_sync`].
+    dirty: bool,
 }
 
 impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
@@ -96,16 +96,13 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         Ok(Self {
             receipts: Some(receipts),
             positions: Some(positions),
-            syncing: Vec::new(),
+            dirty: false,
         })
     }
 
     /// Stores the receipts of the finalized block at `height` (`digest`), whose transactions
-    /// have `hashes` in block order; a block already stored is left as it is.
-    ///
-    /// The writes are synced in the background: this call first waits for the previous
-    /// block's syncs, so at most one block's receipts are not yet durable (an fsync per block
-    /// on the finalizer's path doubled finality latency under load; see `crate::receipts`).
+    /// have `hashes` in block order; what is already stored of it is left as it is. Durable
+    /// once the handles of the next [`Self::start_sync`] resolve.
     pub async fn put(
         &mut self,
         height: u64,
@@ -113,48 +110,61 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         hashes: &[Hash],
         receipts: &[Vec<u8>],
     ) -> Result<(), ReceiptStoreError> {
-        self.flush().await?;
-        let stored = self.receipts()?;
-        if stored
-            .has(Identifier::Index(height))
-            .await
-            .map_err(storage_error)?
-        {
-            return Ok(());
-        }
-        if !hashes.is_empty() {
+        // The archives are append-only journals that sync independently: after a crash either
+        // may hold the block without the other, and positions hold a prefix of the block's.
+        let positions_stored = match hashes.last() {
+            Some(last) => self
+                .positions
+                .as_ref()
+                .ok_or_else(closed)?
+                .has_at(height, last)
+                .await
+                .map_err(storage_error)?,
+            None => true,
+        };
+        if !positions_stored {
             let mut positions = self.positions.take().ok_or_else(closed)?;
             for (index, hash) in hashes.iter().enumerate() {
                 let index = u32::try_from(index).unwrap_or(u32::MAX);
+                // A position written again after a crash reads the same.
                 positions = positions
                     .put_multi(height, *hash, &(height, index))
                     .await
                     .map_err(storage_error)?;
             }
-            let (positions, handle) = positions.start_sync().await.map_err(storage_error)?;
             self.positions = Some(positions);
-            self.syncing.push(handle);
+            self.dirty = true;
         }
-        // The block's entry last: its presence means the positions are durable too.
-        let receipts_archive = self.receipts.take().ok_or_else(closed)?;
-        let (receipts_archive, handle) = receipts_archive
-            .put(height, digest, &receipts.to_vec())
-            .await
-            .map_err(storage_error)?
-            .start_sync()
+        let entry_stored = self
+            .receipts()?
+            .has(Identifier::Index(height))
             .await
             .map_err(storage_error)?;
-        self.receipts = Some(receipts_archive);
-        self.syncing.push(handle);
+        if !entry_stored {
+            let archive = self.receipts.take().ok_or_else(closed)?;
+            let archive = archive
+                .put(height, digest, &receipts.to_vec())
+                .await
+                .map_err(storage_error)?;
+            self.receipts = Some(archive);
+            self.dirty = true;
+        }
         Ok(())
     }
 
-    /// Waits until every receipt written so far is durable.
-    pub async fn flush(&mut self) -> Result<(), ReceiptStoreError> {
-        for handle in self.syncing.drain(..) {
-            handle.await.map_err(storage_error)?;
+    /// Starts making every receipt written so far durable; the handles resolve once it is. The caller awaits them without holding the
+    /// store, so readers are not held up by the fsync.
+    pub async fn start_sync(&mut self) -> Result<Vec<Handle<()>>, ReceiptStoreError> {
+        if !std::mem::take(&mut self.dirty) {
+            return Ok(Vec::new());
         }
-        Ok(())
+        let positions = self.positions.take().ok_or_else(closed)?;
+        let (positions, first) = positions.start_sync().await.map_err(storage_error)?;
+        self.positions = Some(positions);
+        let receipts = self.receipts.take().ok_or_else(closed)?;
+        let (receipts, second) = receipts.start_sync().await.map_err(storage_error)?;
+        self.receipts = Some(receipts);
+        Ok(vec![first, second])
     }
 
     /// Where the receipt of transaction `hash` is, if a retained finalized block holds it

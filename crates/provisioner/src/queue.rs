@@ -11,15 +11,15 @@ use std::{
 pub const BACKOFF_BASE_MS: u64 = 250;
 /// Longest retry delay, ms.
 pub const BACKOFF_MAX_MS: u64 = 8_000;
-/// Longest retry delay of a workload that runs and is not healthy yet (it is starting: a
-/// node's RPC answers once it has synced), ms. Lower than [`BACKOFF_MAX_MS`] so a lease turns
-/// `Running` soon after its workload is ready.
-pub const STARTING_BACKOFF_MAX_MS: u64 = 1_000;
-/// Quick rechecks (capped at [`STARTING_BACKOFF_MAX_MS`]) an item gets per
-/// [`STARTING_WINDOW_MS`]; after them it backs off normally. Counted apart from other
-/// failures and not reset by a success, so a workload that never turns healthy, or flaps, gets
-/// at most this many extra probes a minute.
-pub const STARTING_RECHECKS_MAX: u32 = 10;
+/// Retry delay of a workload that runs and is not healthy yet (it is starting: a node's
+/// health check passes once it has synced), ms, while it has quick rechecks left: constant, so
+/// a lease turns `Running` within this of its workload turning healthy.
+pub const STARTING_RECHECK_MS: u64 = 250;
+/// Quick rechecks (every [`STARTING_RECHECK_MS`]) an item gets per [`STARTING_WINDOW_MS`]
+/// (10 s of them); after them it backs off normally. Counted apart from other failures and not
+/// reset by a success, so a workload that never turns healthy, or flaps, gets at most this
+/// many extra probes a minute.
+pub const STARTING_RECHECKS_MAX: u32 = 40;
 /// The window over which [`STARTING_RECHECKS_MAX`] counts, ms.
 pub const STARTING_WINDOW_MS: u64 = 60_000;
 /// Most items in the work queue.
@@ -95,7 +95,7 @@ impl WorkQueue {
 
     /// `item` failed at `now`: it comes back after [`BACKOFF_BASE_MS`], doubled on each
     /// further failure in a row up to [`BACKOFF_MAX_MS`]; when `starting` (its workload runs
-    /// and is not healthy yet) and a quick recheck is left, up to [`STARTING_BACKOFF_MAX_MS`].
+    /// and is not healthy yet) and a quick recheck is left, after [`STARTING_RECHECK_MS`].
     pub fn failed(&mut self, item: Item, now: Instant, starting: bool) {
         let failures = self
             .failures
@@ -103,12 +103,11 @@ impl WorkQueue {
             .map_or(0, |(count, _)| *count)
             .saturating_add(1);
         let doublings = (failures - 1).min(BACKOFF_DOUBLINGS_MAX);
-        let max_ms = if starting && self.spend_recheck(item, now) {
-            STARTING_BACKOFF_MAX_MS
+        let delay_ms = if starting && self.spend_recheck(item, now) {
+            STARTING_RECHECK_MS
         } else {
-            BACKOFF_MAX_MS
+            (BACKOFF_BASE_MS << doublings).min(BACKOFF_MAX_MS)
         };
-        let delay_ms = (BACKOFF_BASE_MS << doublings).min(max_ms);
         if self.failures.len() < QUEUE_MAX || self.failures.contains_key(&item) {
             self.failures
                 .insert(item, (failures, now + Duration::from_millis(delay_ms)));
@@ -210,10 +209,14 @@ mod tests {
     fn a_starting_workload_is_rechecked_soon_but_not_forever() {
         let mut queue = WorkQueue::default();
         let start = Instant::now();
-        let soon = start + Duration::from_millis(STARTING_BACKOFF_MAX_MS);
+        let soon = start + Duration::from_millis(STARTING_RECHECK_MS);
         for _ in 0..STARTING_RECHECKS_MAX {
             queue.failed(ONE, start, true);
-            assert_eq!(queue.take(10, soon), vec![ONE], "rechecked within a second");
+            assert_eq!(
+                queue.take(10, soon),
+                vec![ONE],
+                "rechecked within a quarter second"
+            );
         }
         queue.failed(ONE, start, true);
         assert!(
@@ -228,7 +231,7 @@ mod tests {
     fn flapping_does_not_renew_quick_rechecks_until_the_window_ends() {
         let mut queue = WorkQueue::default();
         let start = Instant::now();
-        let soon = |at: Instant| at + Duration::from_millis(STARTING_BACKOFF_MAX_MS);
+        let soon = |at: Instant| at + Duration::from_millis(STARTING_RECHECK_MS);
         for _ in 0..STARTING_RECHECKS_MAX {
             queue.failed(ONE, start, true);
             queue.take(10, soon(start));
@@ -257,7 +260,7 @@ mod tests {
             queue.failed(ONE, start, false);
         }
         queue.failed(ONE, start, true);
-        let soon = start + Duration::from_millis(STARTING_BACKOFF_MAX_MS);
+        let soon = start + Duration::from_millis(STARTING_RECHECK_MS);
         assert_eq!(queue.take(10, soon), vec![ONE]);
     }
 

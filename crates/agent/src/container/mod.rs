@@ -461,6 +461,7 @@ impl ContainerDriver {
     ) -> Result<(), DriverError> {
         let dir = self.records.dir(environment);
         let ids = self.ids(record.host);
+        let started = std::time::Instant::now();
         disk::create(
             &dir.join("disk.img"),
             record.spec.resources.disk_gib,
@@ -472,7 +473,9 @@ impl ContainerDriver {
         tokio::fs::create_dir(&volume).await.map_err(system)?;
         std::os::unix::fs::chown(&volume, Some(ids.workload_uid()), Some(ids.workload_gid()))
             .map_err(system)?;
+        let disk_ms = started.elapsed().as_millis();
         self.unpack(environment, record, image).await?;
+        let unpack_ms = started.elapsed().as_millis() - disk_ms;
         let ports = record.spec.workload.ports.to_vec();
         let low = low_ports(&record.spec);
         self.config
@@ -484,6 +487,8 @@ impl ContainerDriver {
             .network
             .publish(environment, record.host, &ports)
             .await?;
+        let network_ms = started.elapsed().as_millis() - disk_ms - unpack_ms;
+        tracing::info!(%environment, disk_ms, unpack_ms, network_ms, "built");
         self.records.write(environment, record).await
     }
 
