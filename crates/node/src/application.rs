@@ -474,24 +474,18 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
         self.commit(&mut uncommitted).await;
     }
 
-    /// Makes the applied blocks' receipts and state durable (the two fsyncs overlap), then
-    /// acknowledges the blocks.
+    /// Makes the applied blocks' receipts durable, then their state (one fsync for the
+    /// group), then acknowledges the blocks: the state never holds a block whose receipts a
+    /// crash could lose.
     async fn commit<A: Acknowledgement>(&self, acknowledgements: &mut Vec<A>) {
         let result = async {
-            let syncing = self
-                .shared
-                .receipts_mut()
-                .await
-                .start_sync()
-                .await
-                .map_err(|error| ChainError::Storage(error.to_string()))?;
-            self.shared.chain_mut().await.commit().await?;
+            let syncing = self.shared.receipts_mut().await.take_syncs();
             for handle in syncing {
                 handle
                     .await
                     .map_err(|error| ChainError::Storage(error.to_string()))?;
             }
-            Ok::<_, ChainError>(())
+            self.shared.chain_mut().await.commit().await
         }
         .await;
         // Without acknowledgement marshal redelivers after a restart; the state is intact.
@@ -513,8 +507,8 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
             }
             chain.prepare_finalize(block, &context).await?
         };
-        // Receipts are durable before the state moves past the block (see `crate::receipts`),
-        // written without the chain lock (only this finalizer finalizes, so the prepared
+        // Receipts reach the operating system before the state moves past the block and are
+        // synced before its commit (see `crate::receipts`), written without the chain lock (only this finalizer finalizes, so the prepared
         // block stays pending meanwhile).
         let hashes: Vec<Hash> = block.transactions.iter().map(|tx| tx.hash()).collect();
         let bytes: Vec<Vec<u8>> = prepared.receipts.iter().map(receipt_bytes).collect();

@@ -170,8 +170,11 @@ pub struct ChainState<E: Storage + Clock + Metrics + Spawner> {
     pending: BTreeMap<Hash, Pending>,
     keep_writes: bool,
     prune_history: bool,
-    /// Finalized blocks applied since the last [`ChainState::commit`].
+    /// Finalized blocks applied since the last [`ChainState::commit`] (1 after a restart: the
+    /// reopened state may have been written but not synced before the crash).
     uncommitted_blocks: u64,
+    /// A pruning height was applied since the last commit.
+    prune_due: bool,
 }
 
 struct Reader<'a, E: Storage + Clock + Metrics + Spawner> {
@@ -256,10 +259,16 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
             keep_writes: false,
             prune_history: false,
             uncommitted_blocks: 0,
+            prune_due: false,
         };
         match metadata {
             None => state.write_genesis(genesis).await?,
-            Some(bytes) => state.tip.height = decode_height(&bytes)?,
+            Some(bytes) => {
+                state.tip.height = decode_height(&bytes)?;
+                // What the crash left may be written and not synced: the first commit syncs
+                // it before marshal hears of anything above it.
+                state.uncommitted_blocks = 1;
+            }
         }
         Ok(state)
     }
@@ -526,9 +535,8 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         self.pending
             .retain(|_, pending| pending.height > block.height);
         if self.prune_history && block.height.get().is_multiple_of(PRUNE_INTERVAL_BLOCKS) {
-            // Pruning works on durable state only.
-            self.commit().await?;
-            self.prune().await?;
+            // By the next commit, which the finalizer makes after the receipts are durable.
+            self.prune_due = true;
         }
         Ok(pending.executed)
     }
@@ -552,6 +560,8 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
 
     /// Makes every finalized block applied so far durable (one fsync however many there
     /// are; nothing to do if none). After a crash the state reopens at the last commit.
+    /// Prunes the operation log too when a block applied since the last commit was at a
+    /// multiple of [`PRUNE_INTERVAL_BLOCKS`] (pruning works on durable state only).
     pub async fn commit(&mut self) -> Result<(), ChainError> {
         if self.uncommitted_blocks == 0 {
             return Ok(());
@@ -560,6 +570,9 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         let db = db.commit().await.map_err(storage_error)?;
         self.db = Some(db);
         self.uncommitted_blocks = 0;
+        if std::mem::take(&mut self.prune_due) {
+            self.prune().await?;
+        }
         Ok(())
     }
 

@@ -221,7 +221,8 @@ async fn poll<E: Storage + Clock + Metrics + Spawner>(
         chain.verify(block, &context).await?;
         chain.finalize(block, &context).await?;
     }
-    // One fsync for the whole batch.
+    // One fsync for the whole batch (a batch cut short by an error above stays applied in
+    // memory and is committed with the next one).
     chain.commit().await?;
     Ok(head)
 }

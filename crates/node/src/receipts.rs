@@ -6,12 +6,14 @@
 //!   block's `receipts_root` is rebuilt;
 //! - `transactions`: per included transaction (key: its hash) its `(height, position)`.
 //!
-//! The finalizer writes a block's receipts before it applies the block's state, and syncs them
-//! ([`ReceiptStore::start_sync`]) alongside the state's commit of the same group of blocks,
-//! before it acknowledges them to marshal; a crash between the two fsyncs loses at most that
-//! group's receipts (its transactions then read as unknown; the state is intact). A redelivered block whose receipts are stored is skipped
-//! (a put at an existing height does nothing). Both archives prune with the node's retention
-//! window (whole sections of `items_per_section` heights).
+//! The finalizer writes a block's receipts before it applies the block's state: each
+//! [`ReceiptStore::put`] hands the writes to the operating system and starts their fsync in the
+//! background, and before the finalizer commits a group of blocks' state it awaits those fsyncs
+//! ([`ReceiptStore::take_syncs`]). So a killed process never leaves the state holding a block
+//! whose receipts are lost, and committed state's receipts are on disk. A redelivered block
+//! (above the reopened state) has its receipts written again where a crash left them
+//! incomplete. Both archives prune with the node's retention window (whole sections of
+//! `items_per_section` heights).
 
 use crate::engine::archive_config;
 use commonware_codec::RangeCfg;
@@ -56,8 +58,9 @@ pub struct Located {
 pub struct ReceiptStore<E: Storage + Metrics + Clock> {
     receipts: Option<Receipts<E>>,
     positions: Option<Positions<E>>,
-    /// Whether [`Self::put`] wrote anything since the last [`Self::start_sync`].
-    dirty: bool,
+    /// Syncs started by [`Self::put`] and not yet taken by [`Self::take_syncs`] (at most two
+    /// per block of a commit group).
+    syncing: Vec<Handle<()>>,
 }
 
 impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
@@ -96,13 +99,14 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         Ok(Self {
             receipts: Some(receipts),
             positions: Some(positions),
-            dirty: false,
+            syncing: Vec::new(),
         })
     }
 
     /// Stores the receipts of the finalized block at `height` (`digest`), whose transactions
-    /// have `hashes` in block order; what is already stored of it is left as it is. Durable
-    /// once the handles of the next [`Self::start_sync`] resolve.
+    /// have `hashes` in block order; what is already stored of it is left as it is. The writes
+    /// reach the operating system before this returns; they are durable once the handles of
+    /// the next [`Self::take_syncs`] resolve.
     pub async fn put(
         &mut self,
         height: u64,
@@ -132,8 +136,9 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
                     .await
                     .map_err(storage_error)?;
             }
+            let (positions, handle) = positions.start_sync().await.map_err(storage_error)?;
             self.positions = Some(positions);
-            self.dirty = true;
+            self.syncing.push(handle);
         }
         let entry_stored = self
             .receipts()?
@@ -142,29 +147,24 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
             .map_err(storage_error)?;
         if !entry_stored {
             let archive = self.receipts.take().ok_or_else(closed)?;
-            let archive = archive
+            let (archive, handle) = archive
                 .put(height, digest, &receipts.to_vec())
+                .await
+                .map_err(storage_error)?
+                .start_sync()
                 .await
                 .map_err(storage_error)?;
             self.receipts = Some(archive);
-            self.dirty = true;
+            self.syncing.push(handle);
         }
         Ok(())
     }
 
-    /// Starts making every receipt written so far durable; the handles resolve once it is. The caller awaits them without holding the
-    /// store, so readers are not held up by the fsync.
-    pub async fn start_sync(&mut self) -> Result<Vec<Handle<()>>, ReceiptStoreError> {
-        if !std::mem::take(&mut self.dirty) {
-            return Ok(Vec::new());
-        }
-        let positions = self.positions.take().ok_or_else(closed)?;
-        let (positions, first) = positions.start_sync().await.map_err(storage_error)?;
-        self.positions = Some(positions);
-        let receipts = self.receipts.take().ok_or_else(closed)?;
-        let (receipts, second) = receipts.start_sync().await.map_err(storage_error)?;
-        self.receipts = Some(receipts);
-        Ok(vec![first, second])
+    /// The fsyncs started since the last call: every receipt written so far is durable once
+    /// they resolve. The caller awaits them without holding the store, so readers are not held
+    /// up by the fsync.
+    pub fn take_syncs(&mut self) -> Vec<Handle<()>> {
+        std::mem::take(&mut self.syncing)
     }
 
     /// Where the receipt of transaction `hash` is, if a retained finalized block holds it

@@ -8,7 +8,8 @@
 //!    as a killed workload). Before acting, a worker re-reads what it acts on with proofs.
 //! 2. **Queue.** Environments assigned to it, and rounds it was drawn to cross-check and has
 //!    not voted in, go into a de-duplicating work queue ([`queue`]); failed items come back
-//!    after an exponential backoff (a workload that is starting gets a few quick rechecks).
+//!    after an exponential backoff (a workload that is starting is rechecked every 250 ms, at
+//!    most 40 times a minute).
 //! 3. **Reconcile** an assigned environment: ask the provider's agent what runs, probe the
 //!    workload's health, and let the pure [`core::decide`] say what to do (ensure, destroy,
 //!    report, retry, recheck); carry out its effects and decide again on the new view, at most
