@@ -618,11 +618,43 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         .await;
         let (record, (height, reason)) = closed;
         assert_eq!(reason, CloseReason::EscrowExhausted);
+        // Charged for 120 blocks of verified service (none while it started), each block
+        // counted once as verified or not, and the charge split as the terms say.
         assert_eq!(record.blocks_billed, 120);
+        assert!(record.unverified_blocks > 0, "starting is not charged");
         assert_eq!(
-            height,
-            record.created_at + 119,
+            record.verified_blocks + record.unverified_blocks,
+            height - record.created_at + 1,
             "closed in the block that spent it"
+        );
+        let status = cli(&devnet, &["lease", "status", &short.to_string()]);
+        let billing = &status["billing"];
+        assert_eq!(billing["charged_blocks"], 120);
+        assert_eq!(billing["verified_blocks"], record.verified_blocks);
+        let paid = billing["paid"].as_array().unwrap();
+        // Amounts are decimal strings (u128 does not fit a JSON number).
+        let amount = |payout: &serde_json::Value| -> u128 {
+            payout["amount"].as_str().unwrap().parse().unwrap()
+        };
+        let total: u128 = paid.iter().map(amount).sum();
+        assert_eq!(total, 120 * record.rate.0, "{billing}");
+        let terms = logos_types::market::Terms::default();
+        for (role, share) in [("community", 10), ("assignee", terms.assignee_share)] {
+            let paid_as: u128 = paid
+                .iter()
+                .filter(|payout| payout["role"] == role)
+                .map(amount)
+                .sum();
+            assert_eq!(
+                paid_as,
+                120 * record.rate.0 * share as u128 / 100,
+                "{role}: {billing}"
+            );
+        }
+        assert!(
+            paid.iter()
+                .any(|payout| payout["role"] == "checker" && amount(payout) > 0),
+            "the confirming checkers are paid: {billing}"
         );
         let short_agent = record.provider.get() as usize;
         let cgroup = devnet.cgroup(short_agent, short);
@@ -917,6 +949,92 @@ fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
         assert!(
             ready["message"].as_str().unwrap().contains("404"),
             "{ready}"
+        );
+
+        // A workload that never becomes healthy is never verified: nothing is charged, and at
+        // the deadline the lease closes with everything refunded.
+        let deadline = 200;
+        let terms = logos_types::market::Terms {
+            verify_deadline_blocks: deadline,
+            ..Default::default()
+        };
+        execute(
+            &client,
+            &dev,
+            Call::Market(market::Call::SetTerms { terms }),
+        )
+        .await;
+        let template = Template {
+            name: "never healthy".try_into().unwrap(),
+            product: ProductId(1),
+            workload: workload(&busybox, &["sleep", "100000"], &[8080], 8080),
+        };
+        execute(
+            &client,
+            &dev,
+            Call::Catalog(catalog::Call::SetTemplate {
+                id: TemplateId(11),
+                template,
+            }),
+        )
+        .await;
+        // A tenant of its own, so that nothing else moves its balance.
+        let tenant = Wallet::new(
+            <logos_primitives::PrivateKey as commonware_cryptography::Signer>::from_seed(4_242),
+        );
+        let funding = logos_types::balances::Call::Transfer {
+            to: tenant.address(),
+            amount: logos_primitives::Amount(1_000_000_000),
+        };
+        execute(&client, &dev, Call::Balances(funding)).await;
+        let (before, _) = client.map::<Accounts>(&tenant.address()).await.unwrap();
+        let before = before.unwrap();
+        let call = Call::Market(market::Call::CreateLease {
+            template: TemplateId(11),
+            region: RegionId(1),
+            blocks: 36_000,
+        });
+        let (receipt, _) = execute(&client, &tenant, call).await;
+        let fee = receipt
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::Balances(logos_types::balances::Event::FeePaid { amount, .. }) => {
+                    Some(amount.0)
+                }
+                _ => None,
+            })
+            .unwrap();
+        let (sick, escrow) = receipt
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::Market(market::Event::LeaseCreated { lease, rate, .. }) => {
+                    Some((*lease, rate.0 * 36_000))
+                }
+                _ => None,
+            })
+            .unwrap();
+        let closed = eventually("closed unverified", Duration::from_secs(60), || async {
+            let record = read::<Leases>(&client, &sick).await?;
+            record.closed.map(|closed| (record, closed))
+        })
+        .await;
+        let (record, (height, reason)) = closed;
+        assert_eq!(reason, CloseReason::NeverVerified);
+        assert_eq!(height, record.created_at + deadline);
+        assert_eq!((record.blocks_billed, record.verified_blocks), (0, 0));
+        assert!(record.payouts.is_empty());
+        let (after, _) = client.map::<Accounts>(&tenant.address()).await.unwrap();
+        let after = after.unwrap();
+        assert_eq!(
+            after.reserved, before.reserved,
+            "escrow of {escrow} released"
+        );
+        assert_eq!(
+            after.balance.0 + fee,
+            before.balance.0,
+            "charged nothing but the fee of its transaction"
         );
         liar_task.abort();
     });

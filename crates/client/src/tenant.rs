@@ -8,11 +8,11 @@ use crate::{
     Client, ClientError, Wallet,
 };
 use logos_api::rpc::FullNodeRegistration;
-use logos_primitives::{ChainId, NodeKey};
+use logos_primitives::{Amount, ChainId, NodeKey};
 use logos_types::{
     catalog::TemplateId,
     dvci::RegionId,
-    market::{self, Lease, LeaseId, Leases},
+    market::{self, Lease, LeaseId, Leases, Payout},
     operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments},
     peers::{self, FullNodes, MinimumDeposit},
     provisioning::{Assignment, Assignments},
@@ -36,8 +36,47 @@ pub struct LeaseStatus {
     pub environment: Option<Environment>,
     /// Who realizes and checks it (none once destroyed).
     pub assignment: Option<Assignment>,
+    /// What was verified, charged and paid to whom.
+    pub billing: Billing,
     /// Finalized height of the reads.
     pub height: u64,
+}
+
+/// A lease's billing: it is charged only for verified blocks (and grace blocks after one).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Billing {
+    /// Blocks in which its environment was `Verified`.
+    pub verified_blocks: u64,
+    /// Blocks in which it was not.
+    pub unverified_blocks: u64,
+    /// Blocks charged.
+    pub charged_blocks: u64,
+    /// Total charged, smallest unit.
+    pub charged: Amount,
+    /// Who was paid what, by account and role (provider, community, assignee, checker).
+    pub paid: Vec<Payout>,
+    /// Paid to accounts beyond the listed ones, smallest unit.
+    pub paid_unlisted: Amount,
+}
+
+impl Billing {
+    /// The billing summary of `record`.
+    pub fn of(record: &Lease) -> Self {
+        let charged = Amount(
+            record
+                .rate
+                .0
+                .saturating_mul(u128::from(record.blocks_billed)),
+        );
+        Billing {
+            verified_blocks: record.verified_blocks,
+            unverified_blocks: record.unverified_blocks,
+            charged_blocks: record.blocks_billed,
+            charged,
+            paid: record.payouts.to_vec(),
+            paid_unlisted: record.paid_unlisted,
+        }
+    }
 }
 
 /// Reads a lease's full status (not proven: for display).
@@ -49,6 +88,7 @@ pub async fn lease_status(client: &Client, id: LeaseId) -> Result<LeaseStatus, C
     let (assignment, _) = client.map::<Assignments>(&environment_id).await?;
     Ok(LeaseStatus {
         lease: id,
+        billing: Billing::of(&record),
         record,
         environment,
         assignment,

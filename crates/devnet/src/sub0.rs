@@ -14,11 +14,11 @@
 //!    the tenant's `lease create --wait` or `--demo` submits) and template 1 "Static web server";
 //! 3. registers `provider-<k>` as providers (agent at `10.88.N.1:agent_base_port + k`, its
 //!    bridge's address, N = `network_base_index + k`; on `--hosts`, its host's address; agent
-//!    key `agent-<k>`) and admits them, registers `provisioner-<i>` (one per validator) with a
-//!    stake;
+//!    key `agent-<k>`) and admits them, registers `provisioner-<i>` (one per validator, at
+//!    least [`provisioner_count`]: enough to assign and cross-check a lease) with a stake;
 //! 4. starts one `logos agent run` per provider (runc driver; needs root: namespaces, cgroups,
-//!    loop devices, the firewall) and one `logos provisioner run` per validator, each against
-//!    its validator's RPC.
+//!    loop devices, the firewall) and one `logos provisioner run` per provisioner, each against
+//!    the RPC of validator `i mod validators`, on its host.
 
 use crate::{
     hosts::Role,
@@ -67,11 +67,18 @@ pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
     ),
 ];
 
+/// Provisioners the devnet runs: one per validator, and at least as many as a lease needs to
+/// be assigned and checked (`provisioning`'s default `min_provisioners`).
+pub fn provisioner_count(validators: usize) -> usize {
+    let needed = logos_types::provisioning::Parameters::default().min_provisioners;
+    validators.max(usize::from(needed))
+}
+
 /// Names of the funded keys the sub0layer needs (`agent-<k>` sign their agent's stats).
 pub fn key_names(validators: usize, providers: usize) -> impl Iterator<Item = String> {
     (0..providers)
         .flat_map(|k| [format!("provider-{k}"), format!("agent-{k}")])
-        .chain((0..validators).map(|i| format!("provisioner-{i}")))
+        .chain((0..provisioner_count(validators)).map(|i| format!("provisioner-{i}")))
 }
 
 /// A catalog: products and templates with their ids.
@@ -255,7 +262,7 @@ pub async fn bootstrap(
             })
         })
         .collect();
-    let provisioners = (0..validators)
+    let provisioners = (0..provisioner_count(validators))
         .map(|i| wallet(layout, &format!("provisioner-{i}")))
         .collect::<Result<Vec<_>>>()?;
     let stake = Call::Provisioning(provisioning::Call::RegisterProvisioner {
@@ -464,7 +471,8 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
         )?;
         network.daemons.push(daemon);
     }
-    for i in 0..network.validators.len() {
+    let validators = network.validators.len();
+    for i in 0..provisioner_count(validators) {
         if args.external_provisioners.contains(&i) {
             eprintln!("provisioner {i} is run by its operator");
             continue;
@@ -477,13 +485,13 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
             "--key-file".into(),
             key.into(),
             "--rpc".into(),
-            network.validators[i].rpc.clone().into(),
+            network.validators[i % validators].rpc.clone().into(),
             "--genesis".into(),
             layout.genesis.clone().into(),
         ];
         eprintln!("starting provisioner {i}…");
         // A provisioner runs beside its validator (on its host).
-        let host = args.host(Role::Validator(i));
+        let host = args.host(Role::Validator(i % validators));
         let daemon = Daemon::start(
             format!("provisioner-{i}"),
             command,

@@ -18,16 +18,24 @@
 //!
 //! A report already on chain (or submitted and not yet final) is not submitted again.
 //!
-//! Cross-checking: a checker of the current, undecided round agrees only if the provider's
-//! agent says the workload runs at the reported endpoint with the reported port mappings *and*
-//! its own probe of that endpoint (the template's health check) passes.
+//! Cross-checking: a checker of the current, undecided round gives a [`Verdict`] from what it
+//! observed itself, so that blame falls where the fault is:
+//!
+//! | the provider's agent | the checker's own probe of the endpoint | verdict |
+//! |---|---|---|
+//! | does not answer | — | `AgentUnreachable` (the provider) |
+//! | says the reported generation runs at the reported endpoint and ports | passes | `Confirmed` |
+//! | says so | fails | `EndpointDead` (the provider) |
+//! | says anything else (absent, stopped, refused, other generation, endpoint or ports) | — | `Contradicted` (the assignee) |
+//!
+//! The caller retries an unreachable agent and a failing probe a few times before it votes.
 
 use logos_api::agent::{Observation, Refused, WorkloadState};
 use logos_primitives::Address;
 use logos_types::{
     dvci::Endpoint,
     operations::{Desired, Environment, Message, Phase, PortMapping},
-    provisioning::{Assignment, Report},
+    provisioning::{Assignment, Report, Verdict},
 };
 
 /// What the provider's agent says about an environment.
@@ -66,8 +74,8 @@ pub enum Effect {
     Vote {
         /// The round.
         round: u64,
-        /// Whether the report holds.
-        agrees: bool,
+        /// What was observed.
+        verdict: Verdict,
     },
     /// Come back after a backoff: the environment is not where it should be yet.
     Retry(String),
@@ -198,17 +206,35 @@ pub fn assigned_to(me: Address, assignment: &Assignment) -> bool {
 }
 
 /// True if `me` is a checker of the current round, has not voted, and there is something to
-/// check (an undecided round on a `Running` report).
+/// check (a drawn, undecided round on a `Running` report).
 pub fn must_vote(me: Address, assignment: &Assignment) -> bool {
-    let running = assignment
-        .report
-        .as_ref()
-        .is_some_and(|report| report.phase == Phase::Running);
-    assignment.checkers.contains(&me) && !assignment.decided() && running && !assignment.voted(&me)
+    assignment.round_open()
+        && assignment.draw_at.is_none()
+        && assignment.checkers.contains(&me)
+        && !assignment.voted(&me)
 }
 
-/// The vote of `me` on `round` of `assignment` (see the module docs), or nothing if the round
-/// moved on, is decided, or is not `me`'s to check.
+/// What `me` observed of `assignment`'s report (see the module docs): the agent's view and its
+/// own probe of the reported endpoint.
+pub fn verdict(report: &Report, agent: &AgentView, probe: &Result<(), String>) -> Verdict {
+    let observation = match agent {
+        AgentView::Unreachable(_) => return Verdict::AgentUnreachable,
+        AgentView::Present(observation) => observation,
+        AgentView::Absent | AgentView::Refused(_) => return Verdict::Contradicted,
+    };
+    let as_reported = observation.generation == report.generation
+        && observation.workload == WorkloadState::Running
+        && observation.endpoint == report.endpoint.as_str()
+        && observation.ports.iter().eq(report.ports.iter());
+    match (as_reported, probe) {
+        (false, _) => Verdict::Contradicted,
+        (true, Ok(())) => Verdict::Confirmed,
+        (true, Err(_)) => Verdict::EndpointDead,
+    }
+}
+
+/// The vote of `me` on `round` of `assignment`, or nothing if the round moved on, is decided,
+/// or is not `me`'s to check.
 pub fn decide_vote(
     me: Address,
     round: u64,
@@ -222,13 +248,9 @@ pub fn decide_vote(
     let Some(report) = assignment.report.as_ref() else {
         return Vec::new();
     };
-    let agent_agrees = matches!(agent, AgentView::Present(observation)
-        if observation.workload == WorkloadState::Running
-            && observation.endpoint == report.endpoint.as_str()
-            && observation.ports.iter().eq(report.ports.iter()));
     vec![Effect::Vote {
         round,
-        agrees: agent_agrees && probe.is_ok(),
+        verdict: verdict(report, agent, probe),
     }]
 }
 

@@ -227,10 +227,10 @@ impl Effects for AgentEffects {
                 environment,
                 report: report.clone(),
             },
-            Effect::Vote { round, agrees } => provisioning::Call::CrossCheck {
+            Effect::Vote { round, verdict } => provisioning::Call::CrossCheck {
                 environment,
                 round: *round,
-                agrees: *agrees,
+                verdict: *verdict,
             },
         };
         let name = call.name();

@@ -36,7 +36,7 @@ use logos_client::{Client, ClientError, Wallet};
 use logos_types::{
     dvci::{Provider, Providers},
     operations::{ActiveEnvironments, Environment, EnvironmentId, Environments},
-    provisioning::{Assignment, Assignments, Report},
+    provisioning::{Assignment, Assignments, Report, Verdict},
 };
 use queue::{Item, WorkQueue, QUEUE_MAX};
 use std::{
@@ -49,6 +49,11 @@ use std::{
 pub const WORKERS: usize = 4;
 /// Most decide-and-act steps per reconciled item before it is retried later.
 pub const RECONCILE_STEPS_MAX: usize = 4;
+/// Observations a checker makes before a vote that blames the provider (agent unreachable,
+/// endpoint dead).
+pub const VOTE_ATTEMPTS: u32 = 3;
+/// Pause between those observations, ms.
+pub const VOTE_RETRY_MS: u64 = 500;
 /// Shortest time a submitted report is remembered as pending, ms.
 const SUBMITTED_MEMORY_MIN_MS: u64 = 5_000;
 
@@ -330,11 +335,23 @@ impl<E: Effects> Provisioner<E> {
             return Ok(());
         };
         let target = Target::of(environment, &record, &provider);
-        let view = self.connection.inspect(&target).await;
-        let probe = self
-            .connection
-            .probe(&report.endpoint, &record.spec.workload.health)
-            .await;
+        // A blip is not a fault: what would blame the provider is observed again first.
+        let mut attempt = 0;
+        let (view, probe) = loop {
+            attempt += 1;
+            let view = self.connection.inspect(&target).await;
+            let probe = self
+                .connection
+                .probe(&report.endpoint, &record.spec.workload.health)
+                .await;
+            let verdict = core::verdict(report, &view, &probe);
+            let blames_provider =
+                matches!(verdict, Verdict::AgentUnreachable | Verdict::EndpointDead);
+            if !blames_provider || attempt >= VOTE_ATTEMPTS {
+                break (view, probe);
+            }
+            tokio::time::sleep(Duration::from_millis(VOTE_RETRY_MS)).await;
+        };
         for effect in core::decide_vote(me, round, &task, &view, &probe) {
             self.effects.apply(&target, &effect).await?;
             if let Effect::Vote { round, .. } = effect {

@@ -46,8 +46,8 @@ struct Step {
 
 fn step() -> impl Strategy<Value = Step> {
     (
-        0usize..7,
-        0u8..28,
+        0usize..9,
+        0u8..30,
         any::<u64>(),
         any::<u64>(),
         0usize..AMOUNTS.len(),
@@ -227,7 +227,12 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
         19 => provisioning::Call::CrossCheck {
             environment: EnvironmentId(id),
             round: b % 4,
-            agrees: a.is_multiple_of(2),
+            verdict: [
+                provisioning::Verdict::Confirmed,
+                provisioning::Verdict::Contradicted,
+                provisioning::Verdict::AgentUnreachable,
+                provisioning::Verdict::EndpointDead,
+            ][(a % 4) as usize],
         }
         .into(),
         20 => provisioning::Call::SetMinimumStake { stake: amount }.into(),
@@ -273,6 +278,25 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
                 NodeKey::from_public_key(&fuzz_node(id).public_key())
             } else {
                 NodeKey([(b % 256) as u8; 32])
+            },
+        }
+        .into(),
+        26 => provisioning::Call::SetParameters {
+            parameters: provisioning::Parameters {
+                checkers: (a % 9) as u8,
+                min_provisioners: (b % 9) as u8,
+                draw_delay_blocks: a % 3,
+                checker_slash_percent: (b % 120) as u8,
+                provider_slash_percent: (a % 120) as u8,
+            },
+        }
+        .into(),
+        27 => market::Call::SetTerms {
+            terms: market::Terms {
+                grace_blocks: a % 5,
+                verify_deadline_blocks: b % 40,
+                assignee_share: (a % 60) as u8,
+                checkers_share: (b % 60) as u8,
             },
         }
         .into(),

@@ -61,15 +61,17 @@ use executor::hook_failure;
 use logos_balances::Balances;
 use logos_catalog::CatalogModule;
 use logos_dvci::Dvci;
-use logos_framework::{Context, DispatchResult, Module, Overlay, TryStateResult};
-use logos_market::{EnvironmentLifecycle, Market, NewEnvironment};
+use logos_framework::{Context, DispatchResult, MapExt, Module, Overlay, TryStateResult};
+use logos_market::{EnvironmentLifecycle, Market, NewEnvironment, Service};
 use logos_operations::Operations;
 use logos_peers::Peers;
 use logos_provisioning::Provisioning;
 use logos_types::{
     market::LeaseId,
-    operations::{Environment, EnvironmentId},
-    Call, Event, Genesis, Origin,
+    operations::{
+        ConditionStatus, ConditionType, Desired, Environment, EnvironmentId, Environments,
+    },
+    Call, DispatchError, Event, Genesis, Origin,
 };
 
 /// The runtime: wires the modules together (see the crate docs).
@@ -101,6 +103,23 @@ impl EnvironmentLifecycle for Runtime {
         lease: LeaseId,
     ) -> DispatchResult {
         Operations::destroy(ctx, EnvironmentId::from(lease)).await
+    }
+
+    async fn service<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        lease: LeaseId,
+    ) -> Result<Service, DispatchError> {
+        let id = EnvironmentId::from(lease);
+        let environment = Environments::require(ctx.overlay, &id).await?;
+        let verified = environment.condition(ConditionType::Verified).status
+            == ConditionStatus::True
+            && environment.desired == Desired::Running;
+        let verifiers = Provisioning::verifiers(ctx, id).await?;
+        Ok(Service {
+            verified,
+            assignee: verifiers.assignee,
+            checkers: verifiers.checkers.into_inner(),
+        })
     }
 }
 

@@ -29,6 +29,8 @@ pub struct MockChain {
     pub height: u64,
     /// Chain parameters.
     pub params: Params,
+    /// Mixed into every block's randomness (tests vary it to sample draws).
+    pub seed: u64,
     nonces: BTreeMap<Address, u64>,
 }
 
@@ -59,6 +61,7 @@ impl MockChain {
             author: Address([0xAA; 20]),
             height: 0,
             params: Params::default(),
+            seed: 0,
             nonces: BTreeMap::new(),
         };
         chain.apply(genesis_state(&genesis).expect("mock genesis"));
@@ -110,7 +113,7 @@ impl MockChain {
             height: self.height + 1,
             author: self.author,
             params: self.params.clone(),
-            randomness: hash(&[&self.height.to_be_bytes()]),
+            randomness: hash(&[&self.seed.to_be_bytes(), &self.height.to_be_bytes()]),
         }
     }
 
@@ -196,7 +199,7 @@ pub mod fixtures {
         market::{self, LeaseId},
         operations::PortMapping,
         operations::{Environment, EnvironmentId, Environments, Phase},
-        provisioning::{self, Assignment, Assignments, Report},
+        provisioning::{self, Assignment, Assignments, Outcome, Report, Verdict},
     };
 
     /// The fixtures' region.
@@ -243,8 +246,20 @@ pub mod fixtures {
         pub provisioners: Vec<PrivateKey>,
     }
 
-    /// `providers` active providers in [`REGION`], the catalog and a price.
+    /// Provisioners [`market`] registers: enough for the default verification parameters
+    /// (an assignee and three checkers) and one spare.
+    pub const PROVISIONERS: u64 = 5;
+
+    /// `providers` active providers in [`REGION`], the catalog, a price and [`PROVISIONERS`]
+    /// registered provisioners.
     pub fn market(providers: u64) -> World {
+        let mut world = bare(providers);
+        world.add_provisioners(PROVISIONERS);
+        world
+    }
+
+    /// `providers` active providers in [`REGION`], the catalog and a price; no provisioners.
+    pub fn bare(providers: u64) -> World {
         let (root, owner, tenant) = (
             PrivateKey::from_seed(1),
             PrivateKey::from_seed(2),
@@ -334,34 +349,40 @@ pub mod fixtures {
         }
     }
 
-    /// One active provider, `count` registered provisioners and one lease (environment 0) of
-    /// 10,000 blocks.
+    /// One active provider, `count` registered provisioners (at least [`PROVISIONERS`]) and
+    /// one lease (environment 0) of 10,000 blocks.
     pub fn provisioned(count: u64) -> World {
         let mut world = market(1);
-        for seed in 0..count {
-            let key = PrivateKey::from_seed(100 + seed);
-            let root = world.root.clone();
-            let funded = world.chain.call(
-                &root,
-                logos_types::balances::Call::Transfer {
-                    to: address(&key),
-                    amount: Amount(10_000_000),
-                },
-            );
-            assert!(funded.success);
-            let registered = world.chain.call(
-                &key,
-                provisioning::Call::RegisterProvisioner { stake: STAKE },
-            );
-            assert!(registered.success, "{registered:?}");
-            world.provisioners.push(key);
-        }
+        world.add_provisioners(count.saturating_sub(PROVISIONERS));
         let created = world.lease(10_000);
         assert!(created.success, "{created:?}");
         world
     }
 
     impl World {
+        /// Funds and registers `count` more provisioners with [`STAKE`].
+        pub fn add_provisioners(&mut self, count: u64) {
+            for _ in 0..count {
+                let seed = 100 + self.provisioners.len() as u64;
+                let key = PrivateKey::from_seed(seed);
+                let root = self.root.clone();
+                let funded = self.chain.call(
+                    &root,
+                    logos_types::balances::Call::Transfer {
+                        to: address(&key),
+                        amount: Amount(10_000_000),
+                    },
+                );
+                assert!(funded.success);
+                let registered = self.chain.call(
+                    &key,
+                    provisioning::Call::RegisterProvisioner { stake: STAKE },
+                );
+                assert!(registered.success, "{registered:?}");
+                self.provisioners.push(key);
+            }
+        }
+
         /// Runs `call` from the privileged account and asserts that it succeeded.
         pub fn privileged(&mut self, call: impl Into<Call>) -> Receipt {
             let root = self.root.clone();
@@ -420,12 +441,21 @@ pub mod fixtures {
             self.chain.call(key, call)
         }
 
-        /// `key` reports environment 0's `generation` in `phase`.
+        /// `key` reports environment 0's `generation` in `phase`, at port 24000 on its provider's
+        /// host.
         pub fn report(&mut self, key: &PrivateKey, generation: u64, phase: Phase) -> Receipt {
+            let provider = self.environment().provider;
+            let agent = self
+                .chain
+                .map::<dvci::Providers>(&provider)
+                .expect("provider stored")
+                .endpoint;
+            let host = agent.rsplit_once(':').expect("host:port").0;
+            let endpoint = format!("{host}:24000");
             let report = Report {
                 generation,
                 phase,
-                endpoint: "10.77.1.100:24000".try_into().expect("short endpoint"),
+                endpoint: endpoint.as_str().try_into().expect("short endpoint"),
                 ports: vec![PortMapping {
                     port: 8545,
                     published: 24_000,
@@ -443,21 +473,50 @@ pub mod fixtures {
             )
         }
 
-        /// Every checker of environment 0's round votes `agrees`.
-        pub fn vote_all(&mut self, agrees: bool) {
+        /// Runs blocks until environment 0's round has its checkers drawn.
+        pub fn draw(&mut self) {
+            let delay = self.chain.value::<provisioning::Params>().draw_delay_blocks;
+            for _ in 0..=delay {
+                if self.assignment().draw_at.is_none() {
+                    break;
+                }
+                self.chain.advance(1);
+            }
+            assert!(self.assignment().draw_at.is_none(), "checkers drawn");
+        }
+
+        /// Every checker of environment 0's round gives `verdict`.
+        pub fn vote_all(&mut self, verdict: Verdict) {
             let task = self.assignment();
-            for checker in task.checkers {
+            for checker in task.checkers.clone() {
+                let now = self.assignment();
+                if now.decided() || now.checkers != task.checkers {
+                    break; // decided (a contradicted report also clears the round)
+                }
                 let key = self.key_of(checker);
                 let receipt = self.provisioning(
                     &key,
                     provisioning::Call::CrossCheck {
                         environment: EnvironmentId(0),
                         round: task.round,
-                        agrees,
+                        verdict,
                     },
                 );
                 assert!(receipt.success, "{receipt:?}");
             }
+        }
+
+        /// The assignee reports environment 0 `Running`, its checkers are drawn and confirm it:
+        /// it is `Verified` from the block of the last vote.
+        pub fn verify(&mut self) {
+            let assignee = self.assignment().assigned.expect("assigned");
+            let key = self.key_of(assignee);
+            let generation = self.environment().generation;
+            let reported = self.report(&key, generation, Phase::Running);
+            assert!(reported.success, "{reported:?}");
+            self.draw();
+            self.vote_all(Verdict::Confirmed);
+            assert_eq!(self.assignment().outcome, Some(Outcome::Confirmed));
         }
     }
 }

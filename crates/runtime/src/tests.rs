@@ -132,6 +132,7 @@ fn unaccounted_reserve_breaks_the_chain_wide_invariant() {
 #[test]
 fn a_failing_hook_drops_its_writes_and_says_why() {
     let mut world = provisioned(1);
+    world.verify();
     assert!(world.lease(100).success);
     // Lease 1 names a provider that does not exist: billing it is a corruption. Lease 0 is
     // billed first, so its payment is a write the failed hook must drop.

@@ -11,6 +11,7 @@
 //! | 3 [`Aggregates`] | ([`RegionId`], [`ResourceClass`]) | [`Aggregate`] |
 //! | 4 [`BufferPercent`] | | u8, default [`DEFAULT_BUFFER_PERCENT`] |
 //! | 5 [`MinimumBond`] | | [`Amount`], default [`DEFAULT_MINIMUM_BOND`] |
+//! | 6 [`Reliabilities`] | [`ProviderId`] | [`Reliability`] (absent: a new provider) |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -209,6 +210,40 @@ pub struct Provider {
     /// The ed25519 key its agent signs what it observes with (stats, observations), set by
     /// the owner with [`Call::SetAgentKey`]; none until then.
     pub agent_key: Option<NodeKey>,
+}
+
+/// A provider's service record, kept by the chain and used by placement: blocks its leased
+/// environments were verified or not, and faults a quorum of cross-checkers observed (its agent
+/// unreachable, or a workload it says runs dead at its endpoint).
+#[record]
+#[derive(Default, Copy)]
+pub struct Reliability {
+    /// Lease-blocks in which the environment was `Verified`.
+    pub verified_blocks: u64,
+    /// Lease-blocks in which it was not (pending, failed, unverified, contradicted).
+    pub unverified_blocks: u64,
+    /// Faults blamed on the provider by a quorum of cross-checkers.
+    pub faults: u64,
+}
+
+/// Weight of one fault in [`Reliability::score_permille`], in lease-blocks.
+pub const FAULT_WEIGHT_BLOCKS: u64 = 100;
+
+impl Reliability {
+    /// Share of good service, per mille: `verified / (verified + unverified +
+    /// FAULT_WEIGHT_BLOCKS × faults)`; 1000 for a provider with no record yet.
+    pub fn score_permille(&self) -> u64 {
+        let penalty = self.faults.saturating_mul(FAULT_WEIGHT_BLOCKS);
+        let total = self
+            .verified_blocks
+            .saturating_add(self.unverified_blocks)
+            .saturating_add(penalty);
+        // Below 2^64 / 1000 blocks the product cannot saturate; beyond, the score only flattens.
+        self.verified_blocks
+            .saturating_mul(1_000)
+            .checked_div(total)
+            .unwrap_or(1_000)
+    }
 }
 
 /// A host aggregate: the active providers of one class in one region.
@@ -418,4 +453,6 @@ storage! {
     pub BufferPercent: value(4) u8 = DEFAULT_BUFFER_PERCENT;
     /// The minimum provider bond, smallest unit.
     pub MinimumBond: value(5) Amount = DEFAULT_MINIMUM_BOND;
+    /// Providers' service records (see [`Reliability`]).
+    pub Reliabilities: map(6) ProviderId => Reliability;
 }

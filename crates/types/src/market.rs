@@ -9,6 +9,7 @@
 //! | 4 [`NextLeaseId`] | | [`LeaseId`] |
 //! | 5 [`ActiveLeases`] | | ascending [`LeaseId`]s, at most [`ACTIVE_LEASES_MAX`] |
 //! | 6 [`CommunityShare`] | | u8 percent, default [`DEFAULT_COMMUNITY_SHARE`] |
+//! | 7 [`LeaseTerms`] | | [`Terms`], default [`Terms::default`] |
 //!
 //! Items 0 and 1 (products and templates) moved to `catalog`; their indices stay retired.
 //!
@@ -20,6 +21,7 @@
 //! | 4 | [`Call::ExtendLease`] | tenant |
 //! | 5 | [`Call::CloseLease`] | tenant |
 //! | 6 | [`Call::SetCommunityShare`] | privileged |
+//! | 7 | [`Call::SetTerms`] | privileged |
 
 use crate::{
     calls,
@@ -40,6 +42,79 @@ pub const ACTIVE_LEASES_MAX: usize = 4_096;
 /// Share of lease payments to the community pool unless changed, percent.
 pub const DEFAULT_COMMUNITY_SHARE: u8 = 10;
 
+/// Most distinct payees listed on a lease (its provider's owner, the community pool and every
+/// provisioner that can exist); later ones are summed in [`Lease::paid_unlisted`].
+pub const PAYEES_MAX: usize = 2 + crate::provisioning::PROVISIONERS_MAX;
+
+/// How leases are billed and rewarded (privileged: [`Call::SetTerms`]).
+#[record]
+#[derive(Copy)]
+pub struct Terms {
+    /// Blocks after the last verified block that are still charged (a recheck or a restart in
+    /// progress).
+    pub grace_blocks: u64,
+    /// Blocks a lease may go without verified service (from its creation, or from its last
+    /// verified block) before it is closed and its unspent escrow refunded (at least 1).
+    pub verify_deadline_blocks: u64,
+    /// Share of each charged block paid to the assignee of the last verifying round, percent.
+    pub assignee_share: u8,
+    /// Share paid to the checkers that confirmed the last verifying round (split evenly, the
+    /// remainder to the provider), percent.
+    pub checkers_share: u8,
+}
+
+impl Terms {
+    /// Checks the bounds stated on each field, with `community` the community share.
+    pub fn check(&self, community: u8) -> bool {
+        let shares = u16::from(community)
+            .saturating_add(u16::from(self.assignee_share))
+            .saturating_add(u16::from(self.checkers_share));
+        shares <= 100 && self.verify_deadline_blocks >= 1
+    }
+}
+
+impl Default for Terms {
+    fn default() -> Self {
+        Terms {
+            grace_blocks: 20,
+            verify_deadline_blocks: 1_200,
+            assignee_share: 5,
+            checkers_share: 5,
+        }
+    }
+}
+
+/// Who a payout went to. Wire: one byte, the index.
+#[record]
+#[derive(Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The provider's owner.
+    #[index(0)]
+    Provider,
+    /// The community pool.
+    #[index(1)]
+    Community,
+    /// The assignee of the last verifying round.
+    #[index(2)]
+    Assignee,
+    /// A checker that confirmed the last verifying round.
+    #[index(3)]
+    Checker,
+}
+
+/// A payment out of a lease's escrow.
+#[record]
+#[derive(Copy)]
+pub struct Payout {
+    /// Paid to.
+    pub account: Address,
+    /// As what.
+    pub role: Role,
+    /// Smallest unit.
+    pub amount: Amount,
+}
+
 id_type!(
     /// Identifies a lease (assigned in creation order from 0).
     LeaseId(u64)
@@ -56,10 +131,17 @@ pub enum CloseReason {
     /// Its escrow could not pay the next block.
     #[index(1)]
     EscrowExhausted,
+    /// Its environment was never verified within the deadline: everything refunded.
+    #[index(2)]
+    NeverVerified,
+    /// Its environment went unverified for longer than the deadline.
+    #[index(3)]
+    ServiceLost,
 }
 
 /// A lease. `escrow` is reserved on the tenant's account and pays `rate` at the end of every
-/// block from the one that created it until it is closed.
+/// block in which its environment is `Verified` (or within the grace window after), until it
+/// is closed.
 #[record]
 pub struct Lease {
     /// Who pays.
@@ -78,8 +160,18 @@ pub struct Lease {
     pub escrow: Amount,
     /// Height of the block that created it.
     pub created_at: u64,
-    /// Blocks billed so far.
+    /// Blocks charged so far.
     pub blocks_billed: u64,
+    /// Blocks in which its environment was `Verified`.
+    pub verified_blocks: u64,
+    /// Blocks in which it was not.
+    pub unverified_blocks: u64,
+    /// The last block in which it was `Verified`.
+    pub last_verified_at: Option<u64>,
+    /// Everything paid out of its escrow, by payee and role (at most [`PAYEES_MAX`]).
+    pub payouts: BoundedVec<Payout, PAYEES_MAX>,
+    /// Paid to payees beyond [`PAYEES_MAX`], smallest unit.
+    pub paid_unlisted: Amount,
     /// Height and reason of its end, if closed.
     pub closed: Option<(u64, CloseReason)>,
 }
@@ -122,8 +214,14 @@ pub enum Call {
     /// (privileged) Set the community share of lease payments, percent.
     #[index(6)]
     SetCommunityShare {
-        /// 0 to 100.
+        /// 0 to 100 (with the terms' shares, at most 100 in all).
         percent: u8,
+    },
+    /// (privileged) Set the billing and reward terms.
+    #[index(7)]
+    SetTerms {
+        /// The new terms.
+        terms: Terms,
     },
 }
 
@@ -148,14 +246,14 @@ pub enum Event {
         /// Price per block.
         rate: Amount,
     },
-    /// A lease was billed for one block.
+    /// A lease was charged for one block of verified service, and the charge split.
     LeaseBilled {
         /// The lease.
         lease: LeaseId,
-        /// Paid to the provider's owner.
-        provider_payout: Amount,
-        /// Paid to the community pool.
-        community_payout: Amount,
+        /// Charged, smallest unit (the lease's rate).
+        charged: Amount,
+        /// Every payment the charge was split into.
+        payouts: Vec<Payout>,
     },
     /// A lease got more escrow.
     LeaseExtended {
@@ -177,6 +275,11 @@ pub enum Event {
     CommunityShareSet {
         /// New percent.
         percent: u8,
+    },
+    /// The billing and reward terms changed.
+    TermsSet {
+        /// The new terms.
+        terms: Terms,
     },
 }
 
@@ -223,14 +326,22 @@ pub enum Error {
     #[index(9)]
     #[error("too many active leases")]
     TooManyLeases,
-    /// The community share is above 100 %.
+    /// The community share is above 100 % (with the terms' shares).
     #[index(10)]
-    #[error("community share {0} above 100")]
+    #[error("community share {0} with the terms' shares above 100")]
     ShareTooLarge(u8),
     /// Lease ids are used up.
     #[index(11)]
     #[error("no lease ids left")]
     IdsExhausted,
+    /// A price of zero (a lease that would never end and pay nothing).
+    #[index(12)]
+    #[error("a price must be above zero")]
+    ZeroPrice,
+    /// Shares add up to more than 100 %, or a deadline of zero.
+    #[index(13)]
+    #[error("terms out of bounds (community, assignee and checkers shares at most 100 in all, a deadline of at least 1 block)")]
+    InvalidTerms,
 }
 
 storage! {
@@ -245,4 +356,6 @@ storage! {
     pub ActiveLeases: value(5) BoundedVec<LeaseId, ACTIVE_LEASES_MAX>;
     /// Share of lease payments to the community pool, percent.
     pub CommunityShare: value(6) u8 = DEFAULT_COMMUNITY_SHARE;
+    /// How leases are billed and rewarded.
+    pub LeaseTerms: value(7) Terms = Terms::default();
 }

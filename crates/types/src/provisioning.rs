@@ -9,6 +9,7 @@
 //! | 1 [`Eligible`] | | ascending accounts eligible for tasks, at most [`PROVISIONERS_MAX`] |
 //! | 2 [`Assignments`] | [`EnvironmentId`] | [`Assignment`] |
 //! | 3 [`MinimumStake`] | | [`Amount`], default [`DEFAULT_MINIMUM_STAKE`] |
+//! | 4 [`Params`] | | [`Parameters`], default [`Parameters::default`] |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -18,11 +19,12 @@
 //! | 2 | [`Call::Report`] | the environment's assigned provisioner |
 //! | 3 | [`Call::CrossCheck`] | a checker drawn for the round |
 //! | 4 | [`Call::SetMinimumStake`] | privileged |
+//! | 5 | [`Call::SetParameters`] | privileged |
 
 use crate::{
     calls,
     codec::BoundedVec,
-    dvci::Endpoint,
+    dvci::{Endpoint, ProviderId},
     errors, events,
     operations::{EnvironmentId, Message, Phase, PortMapping},
     record, storage,
@@ -37,12 +39,128 @@ pub const INDEX: u8 = 4;
 
 /// Most registered provisioners.
 pub const PROVISIONERS_MAX: usize = 128;
-/// Cross-checkers drawn per round (fewer if fewer other provisioners exist).
-pub const CHECKERS: usize = 2;
+/// Most cross-checkers a round can draw ([`Parameters::checkers`] is at most this).
+pub const CHECKERS_MAX: usize = 7;
 /// Minimum stake unless changed, smallest unit.
 pub const DEFAULT_MINIMUM_STAKE: Amount = Amount(1_000_000);
 /// Share of the stake slashed for a contradicted report, percent.
 pub const SLASH_PERCENT: u8 = 10;
+
+/// The settings of verification (privileged: [`Call::SetParameters`]).
+#[record]
+#[derive(Copy)]
+pub struct Parameters {
+    /// Cross-checkers drawn per round, 1 to [`CHECKERS_MAX`]; a quorum is a majority of them.
+    pub checkers: u8,
+    /// Eligible provisioners a new lease needs (besides any of its provider's owner), at least
+    /// `checkers + 1`: an assignee and a full round of checkers. Below it leases are refused.
+    pub min_provisioners: u8,
+    /// Blocks between the block that includes a `Running` report and the block whose
+    /// randomness draws its checkers (at least 1: the draw is fixed only after the report).
+    pub draw_delay_blocks: u64,
+    /// Share of a checker's stake taken when it votes against the quorum or does not answer
+    /// before the round times out, percent.
+    pub checker_slash_percent: u8,
+    /// Share of a provider's bond taken when a quorum observes its fault, percent.
+    pub provider_slash_percent: u8,
+}
+
+impl Default for Parameters {
+    fn default() -> Self {
+        Parameters {
+            checkers: 3,
+            min_provisioners: 4,
+            draw_delay_blocks: 2,
+            checker_slash_percent: 2,
+            provider_slash_percent: 5,
+        }
+    }
+}
+
+impl Parameters {
+    /// Checks the bounds stated on each field.
+    pub fn check(&self) -> Result<(), Error> {
+        let checkers = usize::from(self.checkers);
+        let valid = (1..=CHECKERS_MAX).contains(&checkers)
+            && self.min_provisioners > self.checkers
+            && self.draw_delay_blocks >= 1
+            && self.checker_slash_percent <= 100
+            && self.provider_slash_percent <= 100;
+        if !valid {
+            return Err(Error::InvalidParameters);
+        }
+        Ok(())
+    }
+
+    /// Votes that decide a round: a majority of [`Parameters::checkers`].
+    pub fn quorum(&self) -> usize {
+        (usize::from(self.checkers) / 2).saturating_add(1)
+    }
+}
+
+/// What a cross-checker observed about a `Running` report. Blame follows what was observed: a
+/// quorum of [`Verdict::Confirmed`] verifies the environment, of [`Verdict::Contradicted`]
+/// slashes the assignee, of provider faults ([`Verdict::AgentUnreachable`] and
+/// [`Verdict::EndpointDead`] together) slashes the provider's bond. Wire: one byte, the index.
+#[record]
+#[derive(Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The provider's agent says the workload runs as reported and the checker's own probe of
+    /// the endpoint passes.
+    #[index(0)]
+    Confirmed,
+    /// The agent answers but says otherwise (not running, another generation, endpoint or
+    /// port mapping): the assignee's report is false.
+    #[index(1)]
+    Contradicted,
+    /// The provider's agent does not answer (or not with a valid signed observation).
+    #[index(2)]
+    AgentUnreachable,
+    /// The agent says the workload runs as reported but the endpoint does not pass the probe.
+    #[index(3)]
+    EndpointDead,
+}
+
+/// Who a round's outcome blames. Wire: one byte, the index.
+#[record]
+#[derive(Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A quorum confirmed the report.
+    #[index(0)]
+    Confirmed,
+    /// A quorum contradicted the report: the assignee.
+    #[index(1)]
+    AssigneeFault,
+    /// A quorum observed the provider's agent unreachable or its endpoint dead: the provider.
+    #[index(2)]
+    ProviderFault,
+}
+
+impl Verdict {
+    /// The outcome a quorum of this verdict (with those of its class) gives.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Verdict::Confirmed => Outcome::Confirmed,
+            Verdict::Contradicted => Outcome::AssigneeFault,
+            Verdict::AgentUnreachable | Verdict::EndpointDead => Outcome::ProviderFault,
+        }
+    }
+}
+
+/// Who was paid for an environment's verified service: the assignee and the checkers that
+/// confirmed its last verifying round.
+#[record]
+#[derive(Default)]
+pub struct Verifiers {
+    /// The round that verified it.
+    pub round: u64,
+    /// The assignee whose report was confirmed.
+    pub assignee: Option<Address>,
+    /// The checkers that confirmed it.
+    pub checkers: BoundedVec<Address, CHECKERS_MAX>,
+}
 /// Blocks an assignee has to report on a new generation before it is replaced.
 pub const REPORT_TIMEOUT_BLOCKS: u64 = 900;
 /// Blocks a round may stay undecided before new checkers are drawn.
@@ -90,32 +208,47 @@ pub struct Assignment {
     pub report: Option<Report>,
     /// Cross-check round (increments with every new round).
     pub round: u64,
-    /// Height the round opened at.
+    /// Height the round opened at (its report's inclusion, a redraw or a recheck), then the
+    /// height its checkers were drawn at.
     pub round_opened_at: u64,
+    /// The height whose block randomness draws the round's checkers, while they are not drawn.
+    pub draw_at: Option<u64>,
     /// The provisioners drawn to cross-check the report in this round.
-    pub checkers: BoundedVec<Address, CHECKERS>,
-    /// Their votes: agrees with the report or not.
-    pub votes: BoundedVec<(Address, bool), CHECKERS>,
+    pub checkers: BoundedVec<Address, CHECKERS_MAX>,
+    /// Their verdicts.
+    pub votes: BoundedVec<(Address, Verdict), CHECKERS_MAX>,
+    /// How the round ended (none while it is open or no round checks the report).
+    pub outcome: Option<Outcome>,
+    /// True once a round confirmed the current report (later rounds on it are rechecks).
+    pub confirmed: bool,
+    /// Who verified the environment last (paid while it is billed).
+    pub verifiers: Verifiers,
     /// Provisioners removed from this environment for a missing or contradicted report.
     pub replaced: BoundedVec<Address, PROVISIONERS_MAX>,
 }
 
 impl Assignment {
-    /// Votes that decide a round: a majority of its checkers.
-    pub fn quorum(&self) -> usize {
-        (self.checkers.len() / 2).saturating_add(1)
+    /// True while a round checks the current report: it is `Running` and no outcome ended the
+    /// round (its checkers may not be drawn yet).
+    pub fn round_open(&self) -> bool {
+        let running = self
+            .report
+            .as_ref()
+            .is_some_and(|report| report.phase == Phase::Running);
+        running && self.outcome.is_none()
     }
 
-    /// (agreeing, disagreeing) votes of the current round.
-    pub fn tally(&self) -> (usize, usize) {
-        let agreeing = self.votes.iter().filter(|(_, agrees)| *agrees).count();
-        (agreeing, self.votes.len().saturating_sub(agreeing))
-    }
-
-    /// True once a quorum of the round's checkers agreed. (A disagreeing quorum reassigns the
-    /// environment, which clears the round.)
+    /// True once the current round ended (by a quorum).
     pub fn decided(&self) -> bool {
-        !self.checkers.is_empty() && self.tally().0 >= self.quorum()
+        self.outcome.is_some()
+    }
+
+    /// Votes of the current round whose verdict gives `outcome`.
+    pub fn tally(&self, outcome: Outcome) -> usize {
+        self.votes
+            .iter()
+            .filter(|(_, verdict)| verdict.outcome() == outcome)
+            .count()
     }
 
     /// True if `account` voted in the current round.
@@ -157,21 +290,27 @@ pub enum Call {
         /// What was observed.
         report: Report,
     },
-    /// (drawn cross-checker) Agree or disagree with the report of round `round`.
+    /// (drawn cross-checker) Say what was observed of the report of round `round`.
     #[index(3)]
     CrossCheck {
         /// The environment.
         environment: EnvironmentId,
         /// The round voted on.
         round: u64,
-        /// True if the checker observed what the report says.
-        agrees: bool,
+        /// What the checker observed.
+        verdict: Verdict,
     },
     /// (privileged) Set the minimum stake.
     #[index(4)]
     SetMinimumStake {
         /// Smallest unit.
         stake: Amount,
+    },
+    /// (privileged) Set the verification parameters.
+    #[index(5)]
+    SetParameters {
+        /// The new parameters (bounds: [`Parameters::check`]).
+        parameters: Parameters,
     },
 }
 
@@ -201,6 +340,25 @@ pub enum Event {
         /// Why.
         reason: AssignReason,
     },
+    /// A `Running` report opened a cross-check round (or a round was reopened on it); its
+    /// checkers are drawn with the randomness of block `draw_at`.
+    RoundOpened {
+        /// The environment.
+        environment: EnvironmentId,
+        /// The round.
+        round: u64,
+        /// Height whose block randomness draws the checkers.
+        draw_at: u64,
+    },
+    /// A round ended without a quorum (it timed out, or its verdicts split); a new one opens.
+    RoundExpired {
+        /// The environment.
+        environment: EnvironmentId,
+        /// The round.
+        round: u64,
+        /// Checkers that did not answer (each slashed).
+        silent: Vec<Address>,
+    },
     /// Cross-checkers were drawn for a report.
     CrossChecksDrawn {
         /// The environment.
@@ -218,8 +376,8 @@ pub enum Event {
         round: u64,
         /// The checker.
         checker: Address,
-        /// Its vote.
-        agrees: bool,
+        /// What it observed.
+        verdict: Verdict,
     },
     /// A quorum of cross-checks agreed with the report: the environment is Verified.
     EnvironmentVerified {
@@ -234,8 +392,47 @@ pub enum Event {
         provisioner: Address,
         /// The environment it misreported.
         environment: EnvironmentId,
+        /// The round.
+        round: u64,
+        /// The quorum's verdicts (the evidence): checker and what it observed.
+        evidence: Vec<(Address, Verdict)>,
         /// Amount moved from its stake to the community pool, smallest unit.
         amount: Amount,
+    },
+    /// A checker lost part of its stake: it voted against the round's quorum, or did not
+    /// answer before the round timed out.
+    CheckerSlashed {
+        /// The checker.
+        checker: Address,
+        /// The environment.
+        environment: EnvironmentId,
+        /// The round.
+        round: u64,
+        /// Its verdict (none: it did not answer).
+        verdict: Option<Verdict>,
+        /// The round's outcome it went against (none: the round timed out).
+        outcome: Option<Outcome>,
+        /// Amount moved from its stake to the community pool, smallest unit.
+        amount: Amount,
+    },
+    /// A quorum of checkers observed the provider's fault: part of its bond was taken and
+    /// its reliability lowered.
+    ProviderSlashed {
+        /// The provider.
+        provider: ProviderId,
+        /// The environment observed.
+        environment: EnvironmentId,
+        /// The round.
+        round: u64,
+        /// The quorum's verdicts (the evidence): checker and what it observed.
+        evidence: Vec<(Address, Verdict)>,
+        /// Amount moved from its bond to the community pool, smallest unit.
+        amount: Amount,
+    },
+    /// The verification parameters changed.
+    ParametersSet {
+        /// The new parameters.
+        parameters: Parameters,
     },
     /// The minimum stake changed.
     MinimumStakeSet {
@@ -312,6 +509,29 @@ pub enum Error {
     #[index(13)]
     #[error("the endpoint must be the provider's host and the health port's published port")]
     EndpointMismatch,
+    /// A round checks the assignee's last report: no new report about the same generation
+    /// until it ends.
+    #[index(14)]
+    #[error("round {0} checks the last report; no new report until it ends")]
+    RoundOpen(u64),
+    /// Too few eligible provisioners (other than the provider's owner) to assign and check a
+    /// new environment.
+    #[index(15)]
+    #[error("{eligible} eligible provisioners; verification needs {needed}")]
+    TooFewProvisioners {
+        /// Eligible now.
+        eligible: u64,
+        /// Needed ([`Parameters::min_provisioners`]).
+        needed: u64,
+    },
+    /// The parameters are out of their bounds.
+    #[index(16)]
+    #[error("parameters out of bounds (1 to 7 checkers, more provisioners than checkers, a draw delay of at least 1, percents up to 100)")]
+    InvalidParameters,
+    /// The round's checkers are not drawn yet.
+    #[index(17)]
+    #[error("the checkers of round {0} are not drawn yet")]
+    NotDrawn(u64),
 }
 
 storage! {
@@ -324,4 +544,6 @@ storage! {
     pub Assignments: map(2) EnvironmentId => Assignment;
     /// The minimum stake, smallest unit.
     pub MinimumStake: value(3) Amount = DEFAULT_MINIMUM_STAKE;
+    /// The verification parameters.
+    pub Params: value(4) Parameters = Parameters::default();
 }

@@ -37,7 +37,8 @@ use logos_types::{
     dvci::{
         Aggregate, Aggregates, BufferPercent, CallHandler, Endpoint, Error, Event, MinimumBond,
         NextProviderId, Provider, ProviderId, ProviderStatus, Providers, Region, RegionId, Regions,
-        ResourceClass, Resources, BUFFER_PERCENT_MAX, REGION_NAME_MAX_BYTES,
+        Reliabilities, Reliability, ResourceClass, Resources, BUFFER_PERCENT_MAX,
+        REGION_NAME_MAX_BYTES,
     },
     DispatchError, StateError,
 };
@@ -146,6 +147,58 @@ impl Dvci {
             provider: id,
             status,
         }]))
+    }
+}
+
+/// What `market` and `provisioning` use of `dvci`: service records and bond slashes.
+impl Dvci {
+    /// Provider `id`'s service record (default for a provider with none).
+    pub async fn reliability<R: StateReader>(
+        overlay: &Overlay<'_, R>,
+        id: ProviderId,
+    ) -> Result<Reliability, StateError> {
+        Ok(Reliabilities::get(overlay, &id).await?.unwrap_or_default())
+    }
+
+    /// Counts one lease-block of provider `id`: verified or not.
+    pub async fn record_service<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        verified: bool,
+    ) -> Result<(), StateError> {
+        let mut record = Self::reliability(overlay, id).await?;
+        let counter = match verified {
+            true => &mut record.verified_blocks,
+            false => &mut record.unverified_blocks,
+        };
+        *counter = counter.saturating_add(1);
+        Reliabilities::insert(overlay, &id, &record)
+    }
+
+    /// Takes `percent` of provider `id`'s bond (at least one unit while any is left) and pays
+    /// it to `to`; counts a fault on its service record. Returns the amount taken.
+    pub async fn slash_bond<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        percent: u8,
+        to: &logos_primitives::Address,
+    ) -> Result<Amount, DispatchError> {
+        let mut record = Providers::require(overlay, &id).await?;
+        let amount = record
+            .bond
+            .percent(percent)
+            .ok_or_else(|| corruption("bond slash above 100 %"))?
+            .max(record.bond.min(Amount(1)));
+        Balances::pay_reserved(overlay, &record.owner, to, amount).await?;
+        record.bond = record
+            .bond
+            .checked_sub(amount)
+            .ok_or_else(|| corruption("slash above the bond"))?;
+        Providers::insert(overlay, &id, &record)?;
+        let mut service = Self::reliability(overlay, id).await?;
+        service.faults = service.faults.saturating_add(1);
+        Reliabilities::insert(overlay, &id, &service)?;
+        Ok(amount)
     }
 }
 

@@ -13,11 +13,23 @@
 //! [`EnvironmentLifecycle`], the trait the runtime implements with `operations` and
 //! `provisioning` (modules above this one).
 //!
-//! At the end of every block ([`Module::on_block_end`]) each active lease pays `rate` out of
-//! its escrow: `share %` to the community pool, the rest to the provider's owner. A lease whose
-//! escrow cannot pay the next block is closed in the block that spent it (it never runs free),
-//! its placement is released and its environment destroyed. `CloseLease` ends it early and
-//! refunds the unspent escrow; `ExtendLease` escrows more blocks.
+//! # Billing follows verified service
+//! At the end of every block ([`Module::on_block_end`]) each active lease asks
+//! [`EnvironmentLifecycle::service`] whether its environment is `Verified` (a quorum of
+//! staked cross-checkers confirmed it, see `provisioning`) and counts the block as verified
+//! or not, for the lease and for the provider's service record (`dvci`, used by placement).
+//! It is **charged** `rate` only in a verified block or within [`Terms::grace_blocks`] after
+//! one. The charge is split: the community share to the community pool, `assignee_share` to
+//! the assignee of the last verifying round, `checkers_share` evenly to the checkers that
+//! confirmed it, the rest (with any rounding remainder) to the provider's owner; every payout
+//! is in the `LeaseBilled` event and summed on the lease.
+//!
+//! A lease that goes [`Terms::verify_deadline_blocks`] without verified service (from its
+//! creation: never verified, a full refund; or from its last verified block) is closed with
+//! its unspent escrow refunded. A lease whose escrow cannot pay the next block is closed in
+//! the block that spent it (it never runs free), its placement released and its environment
+//! destroyed. `CloseLease` ends it early and refunds the unspent escrow; `ExtendLease` escrows
+//! more blocks. A price is never zero, so every lease ends.
 //!
 //! # Invariant ([`Market::try_state`])
 //! The active list is ascending and holds exactly the open leases; closed leases hold no
@@ -44,15 +56,15 @@ use logos_types::{
     balances::community_account,
     catalog::{Products, TemplateId, Templates},
     corruption,
-    dvci::{ProviderId, Providers, RegionId, ResourceClass, Resources},
+    dvci::{MinimumBond, ProviderId, Providers, RegionId, ResourceClass, Resources},
     market::{
         ActiveLeases, CallHandler, CloseReason, CommunityShare, Error, Event, Lease, LeaseId,
-        Leases, NextLeaseId, Prices,
+        LeaseTerms, Leases, NextLeaseId, Payout, Prices, Role, Terms,
     },
     operations::Spec,
     DispatchError, Event as RuntimeEvent,
 };
-use std::{collections::BTreeMap, future::Future, marker::PhantomData};
+use std::{cmp::Reverse, collections::BTreeMap, future::Future, marker::PhantomData};
 
 /// The environment of a new lease, as `market` asks for it.
 #[derive(Clone, Debug)]
@@ -84,6 +96,23 @@ pub trait EnvironmentLifecycle: Send + Sync + 'static {
         ctx: &mut Context<'_, '_, R>,
         lease: LeaseId,
     ) -> impl Future<Output = DispatchResult> + Send;
+
+    /// Whether the lease's environment is `Verified` now, and who verified it last.
+    fn service<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<Service, DispatchError>> + Send;
+}
+
+/// The service of a lease's environment, as `market` bills it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Service {
+    /// The environment is `Verified` in this block.
+    pub verified: bool,
+    /// The assignee of its last verifying round.
+    pub assignee: Option<Address>,
+    /// The checkers that confirmed that round.
+    pub checkers: Vec<Address>,
 }
 
 /// The `market` module, creating and destroying environments through `L`.
@@ -140,29 +169,46 @@ impl<L: EnvironmentLifecycle> Market<L> {
         Ok(emitted)
     }
 
-    /// Bills one lease for this block; closes it if its escrow cannot pay the next one.
+    /// Counts one block of `id`'s service and charges it if verified (or in grace); closes
+    /// the lease past the verification deadline or when its escrow cannot pay the next block.
     async fn bill<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         id: LeaseId,
         share: u8,
+        terms: &Terms,
     ) -> DispatchResult {
+        let height = ctx.height();
         let mut record = Leases::require(ctx.overlay, &id).await?;
-        let owner = Providers::require(ctx.overlay, &record.provider)
-            .await?
-            .owner;
-        let community_payout = record
-            .rate
-            .percent(share)
-            .ok_or_else(|| corruption("community share above 100 %"))?;
-        let provider_payout = record
-            .rate
-            .checked_sub(community_payout)
-            .ok_or_else(|| corruption("community payout above the rate"))?;
-        for (to, amount) in [
-            (owner, provider_payout),
-            (community_account(), community_payout),
-        ] {
-            Balances::pay_reserved(ctx.overlay, &record.tenant, &to, amount).await?;
+        // A lease on a provider that is gone is a broken invariant, not an unverified block.
+        Providers::require(ctx.overlay, &record.provider).await?;
+        let service = L::service(ctx, id).await?;
+        Dvci::record_service(ctx.overlay, record.provider, service.verified).await?;
+        if service.verified {
+            record.verified_blocks = record.verified_blocks.saturating_add(1);
+            record.last_verified_at = Some(height);
+        } else {
+            record.unverified_blocks = record.unverified_blocks.saturating_add(1);
+        }
+        let in_grace = record
+            .last_verified_at
+            .is_some_and(|at| height.saturating_sub(at) <= terms.grace_blocks);
+        if !in_grace {
+            let since = record.last_verified_at.unwrap_or(record.created_at);
+            if height.saturating_sub(since) >= terms.verify_deadline_blocks {
+                let reason = match record.last_verified_at {
+                    None => CloseReason::NeverVerified,
+                    Some(_) => CloseReason::ServiceLost,
+                };
+                return Self::close(ctx, id, record, reason).await;
+            }
+            Leases::insert(ctx.overlay, &id, &record)?;
+            return Ok(Vec::new());
+        }
+        let payouts = Self::split(ctx, &record, &service, share, terms).await?;
+        for payout in &payouts {
+            Balances::pay_reserved(ctx.overlay, &record.tenant, &payout.account, payout.amount)
+                .await?;
+            Self::add_payout(&mut record, payout);
         }
         record.escrow = record
             .escrow
@@ -171,8 +217,8 @@ impl<L: EnvironmentLifecycle> Market<L> {
         record.blocks_billed = record.blocks_billed.saturating_add(1);
         let mut emitted = events([Event::LeaseBilled {
             lease: id,
-            provider_payout,
-            community_payout,
+            charged: record.rate,
+            payouts,
         }]);
         if record.escrow < record.rate {
             emitted.extend(Self::close(ctx, id, record, CloseReason::EscrowExhausted).await?);
@@ -181,7 +227,93 @@ impl<L: EnvironmentLifecycle> Market<L> {
         }
         Ok(emitted)
     }
+
+    /// Splits one block's `rate` (see the module docs); the payouts add up to the rate.
+    async fn split<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        record: &Lease,
+        service: &Service,
+        share: u8,
+        terms: &Terms,
+    ) -> Result<Vec<Payout>, DispatchError> {
+        let owner = Providers::require(ctx.overlay, &record.provider)
+            .await?
+            .owner;
+        let part = |percent: u8| {
+            record
+                .rate
+                .percent(percent)
+                .ok_or_else(|| corruption("a share above 100 %"))
+        };
+        let mut payouts = vec![Payout {
+            account: community_account(),
+            role: Role::Community,
+            amount: part(share)?,
+        }];
+        if let Some(assignee) = service.assignee {
+            payouts.push(Payout {
+                account: assignee,
+                role: Role::Assignee,
+                amount: part(terms.assignee_share)?,
+            });
+        }
+        let checkers_part = part(terms.checkers_share)?;
+        let each = checkers_part
+            .0
+            .checked_div(service.checkers.len() as u128)
+            .unwrap_or(0);
+        for checker in &service.checkers {
+            payouts.push(Payout {
+                account: *checker,
+                role: Role::Checker,
+                amount: Amount(each),
+            });
+        }
+        let paid = payouts
+            .iter()
+            .try_fold(Amount::ZERO, |sum, payout| sum.checked_add(payout.amount))
+            .ok_or_else(|| corruption("payouts overflow"))?;
+        let rest = record
+            .rate
+            .checked_sub(paid)
+            .ok_or_else(|| corruption("shares above the rate"))?;
+        payouts.insert(
+            0,
+            Payout {
+                account: owner,
+                role: Role::Provider,
+                amount: rest,
+            },
+        );
+        payouts.retain(|payout| payout.amount != Amount::ZERO);
+        Ok(payouts)
+    }
+
+    /// Sums `payout` into the lease's list (or its unlisted total when the list is full).
+    fn add_payout(record: &mut Lease, payout: &Payout) {
+        let listed = record
+            .payouts
+            .iter_mut()
+            .find(|entry| entry.account == payout.account && entry.role == payout.role);
+        let sum = |total: Amount| {
+            total
+                .checked_add(payout.amount)
+                .unwrap_or(Amount(u128::MAX))
+        };
+        match listed {
+            Some(entry) => entry.amount = sum(entry.amount),
+            None => {
+                if record.payouts.try_push(*payout).is_err() {
+                    record.paid_unlisted = sum(record.paid_unlisted);
+                }
+            }
+        }
+    }
 }
+
+/// Width of the reliability bands placement ranks providers by, per mille: providers whose
+/// scores differ by less count as equally reliable.
+pub const RELIABILITY_BAND_PERMILLE: u64 = 50;
 
 /// Places `request` in `region` (see the module docs) and returns the provider it went to.
 pub async fn schedule<R: StateReader>(
@@ -191,15 +323,21 @@ pub async fn schedule<R: StateReader>(
     request: &Resources,
 ) -> Result<Option<ProviderId>, DispatchError> {
     let group = Dvci::aggregate(ctx.overlay, region, class).await?;
+    let minimum_bond = MinimumBond::get(ctx.overlay).await?;
     let mut ranked = Vec::with_capacity(group.providers.len());
     for id in group.providers {
         let record = Providers::require(ctx.overlay, &id).await?;
+        if record.bond < minimum_bond {
+            continue;
+        }
+        let score = Dvci::reliability(ctx.overlay, id).await?.score_permille();
+        let band = score / RELIABILITY_BAND_PERMILLE;
         let free_vcpu = record.inventory.vcpu.saturating_sub(record.allocated.vcpu);
         let tie = hash(&[ctx.block.randomness.as_ref(), &id.get().to_be_bytes()]);
-        ranked.push((std::cmp::Reverse(free_vcpu), tie, id));
+        ranked.push((Reverse(band), Reverse(free_vcpu), tie, id));
     }
     ranked.sort();
-    for (_, _, id) in ranked {
+    for (_, _, _, id) in ranked {
         if Dvci::allocate(ctx.overlay, id, request).await? {
             return Ok(Some(id));
         }
@@ -214,6 +352,9 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         price: &Amount,
     ) -> DispatchResult {
         ctx.ensure_privileged()?;
+        if *price == Amount::ZERO {
+            return Err(Error::ZeroPrice.into());
+        }
         Prices::insert(ctx.overlay, class, price)?;
         Ok(events([Event::PriceSet {
             class: *class,
@@ -245,6 +386,9 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             .checked_mul(product.compute_units as u128)
             .map(Amount)
             .ok_or(Error::AmountOverflow)?;
+        if rate == Amount::ZERO {
+            return Err(Error::ZeroPrice.into());
+        }
         let escrow = rate
             .0
             .checked_mul(*blocks as u128)
@@ -270,6 +414,11 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             escrow,
             created_at: ctx.height(),
             blocks_billed: 0,
+            verified_blocks: 0,
+            unverified_blocks: 0,
+            last_verified_at: None,
+            payouts: Default::default(),
+            paid_unlisted: Amount::ZERO,
             closed: None,
         };
         Leases::insert(ctx.overlay, &id, &record)?;
@@ -331,11 +480,20 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
 
     async fn set_community_share(ctx: &mut Context<'_, '_, R>, percent: &u8) -> DispatchResult {
         ctx.ensure_privileged()?;
-        if *percent > 100 {
+        if *percent > 100 || !LeaseTerms::get(ctx.overlay).await?.check(*percent) {
             return Err(Error::ShareTooLarge(*percent).into());
         }
         CommunityShare::put(ctx.overlay, percent)?;
         Ok(events([Event::CommunityShareSet { percent: *percent }]))
+    }
+
+    async fn set_terms(ctx: &mut Context<'_, '_, R>, terms: &Terms) -> DispatchResult {
+        ctx.ensure_privileged()?;
+        if !terms.check(CommunityShare::get(ctx.overlay).await?) {
+            return Err(Error::InvalidTerms.into());
+        }
+        LeaseTerms::put(ctx.overlay, terms)?;
+        Ok(events([Event::TermsSet { terms: *terms }]))
     }
 }
 
@@ -345,9 +503,10 @@ impl<L: EnvironmentLifecycle> Module for Market<L> {
     /// Bills every active lease (see the module docs); events in lease order.
     async fn on_block_end<R: StateReader>(ctx: &mut Context<'_, '_, R>) -> DispatchResult {
         let share = CommunityShare::get(ctx.overlay).await?.min(100);
+        let terms = LeaseTerms::get(ctx.overlay).await?;
         let mut emitted: Vec<RuntimeEvent> = Vec::new();
         for id in ActiveLeases::get(ctx.overlay).await? {
-            emitted.extend(Self::bill(ctx, id, share).await?);
+            emitted.extend(Self::bill(ctx, id, share, &terms).await?);
         }
         Ok(emitted)
     }

@@ -1,91 +1,229 @@
 //! Tests of `market` against the mock chain (every invariant checked after every block, the
-//! chain-wide escrow conservation included).
+//! chain-wide escrow conservation included): billing that follows verified service, its split,
+//! refunds, and the attacker's inputs (zero prices, shares above 100 %, overflows).
 
-use logos_framework::Module;
+use logos_framework::{MapExt, Module};
 use logos_primitives::Amount;
 use logos_runtime::mock::{
     address, assert_failed,
-    fixtures::{market, small, REGION},
+    fixtures::{market, small, World, REGION},
 };
 use logos_runtime::MarketModule;
 use logos_types::{
-    balances::community_account,
+    balances::{community_account, Accounts},
     catalog::TemplateId,
-    dvci::{ProviderId, Providers, ResourceClass},
-    market::{Call, CloseReason, Event, LeaseId, Leases},
-    operations::{self, EnvironmentId},
+    dvci::{ProviderId, Providers, Reliabilities, ResourceClass},
+    market::{Call, CloseReason, Event, LeaseId, Leases, Payout, Role, Terms},
+    operations::{EnvironmentId, Phase},
+    provisioning::Verdict,
     Event as RuntimeEvent,
 };
 
 const FIRST: LeaseId = LeaseId(0);
 
+/// Every token: balances and reserves (escrows, bonds, stakes, deposits) of every account.
+fn total_supply(world: &World) -> u128 {
+    Accounts::iter_from(&world.chain.state)
+        .map(|entry| {
+            let (_, account) = entry.unwrap();
+            account.balance.0 + account.reserved.0
+        })
+        .sum()
+}
+
+/// Runs `blocks` empty blocks, checking after each that no token was made or lost.
+fn advance_conserving(world: &mut World, blocks: u64) -> Vec<RuntimeEvent> {
+    let supply = total_supply(world);
+    let mut all = Vec::new();
+    for _ in 0..blocks {
+        let (_, events) = world.chain.execute_with_events(&[]).unwrap();
+        assert_eq!(total_supply(world), supply, "tokens conserved");
+        all.extend(events);
+    }
+    all
+}
+
+fn market_events(events: &[RuntimeEvent]) -> Vec<Event> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            RuntimeEvent::Market(event) => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn lease_is_billed_every_block_and_closed_when_escrow_runs_out() {
+fn a_lease_is_charged_only_for_verified_blocks_and_the_charge_is_split() {
     let mut world = market(1);
-    let owner_before = world.chain.account(&address(&world.owner)).balance;
-    let receipt = world.lease(3);
-    assert!(receipt.success, "{receipt:?}");
-    let created_at = world.chain.height;
-    // Billed at the end of the creating block: 20 per block, 10 % to the community pool.
+    world.privileged(Call::SetPrice {
+        class: ResourceClass::ComputeHosted,
+        price: Amount(100),
+    });
+    let supply = total_supply(&world);
+    let owner = address(&world.owner);
+    let owner_before = world.chain.account(&owner).balance;
+    assert!(world.lease(5).success);
+    let escrow = Amount(5 * 200);
+    // Pending: nothing charged, the block counted against the provider.
+    advance_conserving(&mut world, 3);
     let lease = world.lease_record(0);
+    assert_eq!((lease.escrow, lease.blocks_billed), (escrow, 0));
+    assert_eq!(lease.unverified_blocks, 4);
+    world.verify();
+    let verified_at = world.chain.height;
+    let task = world.assignment();
+    let assignee = task.assigned.unwrap();
+    let confirmers = task.verifiers.checkers.to_vec();
+    assert_eq!(confirmers.len(), 2, "the quorum that confirmed");
+    // Charged from the block that verified it: 200 per block; 10 % community, 5 % assignee,
+    // 5 % split between the two confirming checkers, the rest to the provider.
+    let lease = world.lease_record(0);
+    assert_eq!(lease.blocks_billed, 1);
+    assert_eq!(lease.last_verified_at, Some(verified_at));
+    let events = advance_conserving(&mut world, 1);
+    let payouts = vec![
+        Payout {
+            account: owner,
+            role: Role::Provider,
+            amount: Amount(160),
+        },
+        Payout {
+            account: community_account(),
+            role: Role::Community,
+            amount: Amount(20),
+        },
+        Payout {
+            account: assignee,
+            role: Role::Assignee,
+            amount: Amount(10),
+        },
+        Payout {
+            account: confirmers[0],
+            role: Role::Checker,
+            amount: Amount(5),
+        },
+        Payout {
+            account: confirmers[1],
+            role: Role::Checker,
+            amount: Amount(5),
+        },
+    ];
     assert_eq!(
-        (lease.rate, lease.escrow, lease.blocks_billed),
-        (Amount(20), Amount(40), 1)
-    );
-    assert_eq!(
-        world.chain.account(&address(&world.tenant)).reserved,
-        Amount(40)
-    );
-    let (_, events) = world.chain.execute_with_events(&[]).unwrap();
-    assert_eq!(
-        events,
-        vec![RuntimeEvent::Market(Event::LeaseBilled {
+        market_events(&events),
+        vec![Event::LeaseBilled {
             lease: FIRST,
-            provider_payout: Amount(18),
-            community_payout: Amount(2)
-        })]
+            charged: Amount(200),
+            payouts: payouts.clone()
+        }]
     );
-    let (_, events) = world.chain.execute_with_events(&[]).unwrap();
-    assert_eq!(
-        events.len(),
-        3,
-        "billed, closed and destroy requested in the same block: {events:?}"
-    );
-    assert_eq!(
-        events[1],
-        RuntimeEvent::Market(Event::LeaseClosed {
-            lease: FIRST,
-            reason: CloseReason::EscrowExhausted,
-            refund: Amount::ZERO
+    let events = advance_conserving(&mut world, 3);
+    let closed = market_events(&events);
+    assert!(closed.contains(&Event::LeaseClosed {
+        lease: FIRST,
+        reason: CloseReason::EscrowExhausted,
+        refund: Amount::ZERO
+    }));
+    let lease = world.lease_record(0);
+    assert_eq!((lease.blocks_billed, lease.verified_blocks), (5, 5));
+    let summed: Vec<_> = payouts
+        .iter()
+        .map(|payout| Payout {
+            amount: Amount(payout.amount.0 * 5),
+            ..*payout
         })
-    );
+        .collect();
+    assert_eq!(lease.payouts.to_vec(), summed, "who was paid what");
     assert_eq!(
-        events[2],
-        RuntimeEvent::Operations(operations::Event::DestroyRequested {
-            environment: EnvironmentId(0),
-            generation: 2
-        })
+        world.chain.account(&owner).balance,
+        Amount(owner_before.0 + 800)
     );
+    let reliability = world.chain.map::<Reliabilities>(&ProviderId(0)).unwrap();
+    assert_eq!(
+        (reliability.verified_blocks, reliability.unverified_blocks),
+        (5, lease.unverified_blocks)
+    );
+    // Never runs free after that.
+    assert!(market_events(&advance_conserving(&mut world, 2)).is_empty());
+    assert_eq!(total_supply(&world), supply);
+}
+
+#[test]
+fn a_lease_never_verified_is_closed_at_the_deadline_with_a_full_refund() {
+    let mut world = market(1);
+    world.privileged(Call::SetTerms {
+        terms: Terms {
+            verify_deadline_blocks: 30,
+            ..Terms::default()
+        },
+    });
+    let tenant = address(&world.tenant);
+    let before = world.chain.account(&tenant);
+    assert!(world.lease(100).success);
+    let created_at = world.chain.height;
+    // The assignee says it runs; a quorum finds it dead: never verified.
+    let assignee = world.key_of(world.assignment().assigned.unwrap());
+    assert!(world.report(&assignee, 1, Phase::Running).success);
+    world.draw();
+    world.vote_all(Verdict::EndpointDead);
+    let remaining = created_at + 30 - world.chain.height;
+    let events = advance_conserving(&mut world, remaining);
+    assert!(market_events(&events).contains(&Event::LeaseClosed {
+        lease: FIRST,
+        reason: CloseReason::NeverVerified,
+        refund: Amount(2_000)
+    }));
     let lease = world.lease_record(0);
     assert_eq!(
         lease.closed,
-        Some((created_at + 2, CloseReason::EscrowExhausted))
+        Some((created_at + 30, CloseReason::NeverVerified))
     );
-    assert_eq!(lease.blocks_billed, 3);
-    // Never runs free: no more billing, placement released, provider paid 3 × 18.
-    let (_, events) = world.chain.execute_with_events(&[]).unwrap();
-    assert!(events.is_empty());
+    assert_eq!((lease.blocks_billed, lease.payouts.len()), (0, 0));
+    let after = world.chain.account(&tenant);
+    assert_eq!(after.reserved, before.reserved);
+    assert_eq!(
+        after.balance.0 + world.chain.params.min_fee.0,
+        before.balance.0,
+        "everything back but the fee of its transaction"
+    );
     let provider = world.chain.map::<Providers>(&ProviderId(0)).unwrap();
     assert!(provider.allocated.is_zero());
+}
+
+#[test]
+fn grace_covers_a_short_gap_and_a_long_one_closes_the_lease() {
+    let mut world = market(1);
+    world.privileged(Call::SetTerms {
+        terms: Terms {
+            grace_blocks: 3,
+            verify_deadline_blocks: 20,
+            ..Terms::default()
+        },
+    });
+    assert!(world.lease(1_000).success);
+    world.verify();
+    let assignee = world.key_of(world.assignment().assigned.unwrap());
+    let billed = world.lease_record(0).blocks_billed;
+    // The workload stops: reported, no longer verified.
+    assert!(world.report(&assignee, 1, Phase::Failed).success);
+    let stopped_at = world.chain.height;
+    advance_conserving(&mut world, 10);
+    let lease = world.lease_record(0);
+    let last = lease.last_verified_at.unwrap();
+    assert_eq!(last, stopped_at - 1);
     assert_eq!(
-        world.chain.account(&address(&world.owner)).balance,
-        Amount(owner_before.0 + 54)
+        lease.blocks_billed,
+        billed + 3,
+        "charged for the grace blocks only"
     );
-    assert_eq!(world.chain.account(&community_account()).balance, Amount(6));
-    assert_eq!(
-        world.chain.account(&address(&world.tenant)).reserved,
-        Amount::ZERO
-    );
+    let remaining = last + 20 - world.chain.height;
+    let events = advance_conserving(&mut world, remaining);
+    let refund = Amount(lease.escrow.0);
+    assert!(market_events(&events).contains(&Event::LeaseClosed {
+        lease: FIRST,
+        reason: CloseReason::ServiceLost,
+        refund
+    }));
 }
 
 #[test]
@@ -96,8 +234,8 @@ fn tenant_closes_early_and_gets_the_unspent_escrow_back() {
     let before = world.chain.account(&tenant);
     let receipt = world.tenant_call(Call::CloseLease { lease: FIRST });
     assert!(receipt.success);
-    // One block billed (the creating one); the close happens before the next block's billing.
-    let refund = Amount(20 * 99);
+    // Never verified: nothing was charged.
+    let refund = Amount(20 * 100);
     assert_eq!(
         receipt.events[1],
         RuntimeEvent::Market(Event::LeaseClosed {
@@ -126,9 +264,90 @@ fn tenant_closes_early_and_gets_the_unspent_escrow_back() {
 }
 
 #[test]
+fn a_zero_price_is_refused() {
+    let mut world = market(1);
+    let root = world.root.clone();
+    let zero = world.chain.call(
+        &root,
+        Call::SetPrice {
+            class: ResourceClass::ComputeHosted,
+            price: Amount::ZERO,
+        },
+    );
+    assert_eq!(
+        assert_failed(&zero, "market", "ZeroPrice"),
+        "a price must be above zero"
+    );
+    assert_eq!(
+        world
+            .chain
+            .map::<logos_types::market::Prices>(&ResourceClass::ComputeHosted),
+        Some(Amount(10)),
+        "the old price stands"
+    );
+}
+
+#[test]
+fn terms_are_privileged_and_shares_never_exceed_the_charge() {
+    let mut world = market(1);
+    let terms = Terms {
+        assignee_share: 40,
+        checkers_share: 50,
+        ..Terms::default()
+    };
+    let refused = world.tenant_call(Call::SetTerms { terms });
+    assert_failed(&refused, "market", "BadOrigin");
+    let root = world.root.clone();
+    // 10 % community + 40 + 51 > 100.
+    let over = world.chain.call(
+        &root,
+        Call::SetTerms {
+            terms: Terms {
+                checkers_share: 51,
+                ..terms
+            },
+        },
+    );
+    assert_failed(&over, "market", "InvalidTerms");
+    let no_deadline = world.chain.call(
+        &root,
+        Call::SetTerms {
+            terms: Terms {
+                verify_deadline_blocks: 0,
+                ..terms
+            },
+        },
+    );
+    assert_failed(&no_deadline, "market", "InvalidTerms");
+    assert!(world.privileged(Call::SetTerms { terms }).success);
+    let share = world
+        .chain
+        .call(&root, Call::SetCommunityShare { percent: 11 });
+    assert_failed(&share, "market", "ShareTooLarge");
+}
+
+#[test]
+fn placement_prefers_providers_that_served_well() {
+    let mut world = market(2);
+    assert!(world.lease(1_000).success);
+    let first = world.lease_record(0).provider;
+    // A quorum finds environment 0's provider unreachable: a fault on its record.
+    let assignee = world.key_of(world.assignment().assigned.unwrap());
+    assert!(world.report(&assignee, 1, Phase::Running).success);
+    world.draw();
+    world.vote_all(Verdict::AgentUnreachable);
+    let faulty = world.chain.map::<Reliabilities>(&first).unwrap();
+    assert_eq!(faulty.faults, 1);
+    // The other provider has less free vCPU after two leases, and still comes first.
+    for lease in 1..4 {
+        assert!(world.lease(1_000).success);
+        assert_ne!(world.lease_record(lease).provider, first, "lease {lease}");
+    }
+}
+
+#[test]
 fn only_the_tenant_extends_or_closes() {
     let mut world = market(1);
-    // Four blocks: billed in the creating block and in the owner's two refused blocks below.
     assert!(world.lease(4).success);
     let owner = world.owner.clone();
     let refused = world.chain.call(&owner, Call::CloseLease { lease: FIRST });
@@ -156,16 +375,19 @@ fn only_the_tenant_extends_or_closes() {
             added: Amount(100)
         })
     );
+    world.verify();
     world.chain.advance(4);
     assert!(
         world.lease_record(0).closed.is_none(),
         "extension keeps it running"
     );
+    assert_eq!(world.lease_record(0).escrow, Amount(20 * 9 - 20 * 5));
 }
 
 #[test]
 fn prices_and_the_community_share_are_privileged() {
     let mut world = market(0);
+    let _ = EnvironmentId(0);
     let refused = world.tenant_call(Call::SetPrice {
         class: ResourceClass::Gpu,
         price: Amount(1),

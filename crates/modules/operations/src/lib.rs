@@ -176,8 +176,8 @@ impl Operations {
             record.set_condition(
                 ConditionType::Ready,
                 ConditionStatus::False,
-                "ReportContradicted",
-                "a quorum of cross-checks disagreed with the report",
+                reason,
+                message,
                 height,
             );
             record.phase = Phase::Pending;

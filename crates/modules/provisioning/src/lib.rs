@@ -2,31 +2,64 @@
 //! cross-checks it (seed `002`: provisioners realize desired state off chain, cross-check each
 //! other and are slashed for lying).
 //!
-//! Owns [`Provisioners`], [`Eligible`], [`Assignments`] and the minimum stake; types, calls and
-//! storage are declared in [`logos_types::provisioning`]. Stakes are reserved and slashed
-//! through `balances`; environments are read and their status written through `operations`.
+//! Owns [`Provisioners`], [`Eligible`], [`Assignments`], the minimum stake and the
+//! [`Parameters`]; types, calls and storage are declared in [`logos_types::provisioning`].
+//! Stakes are reserved and slashed through `balances`, provider bonds through `dvci`;
+//! environments are read and their status written through `operations`.
 //!
 //! # Protocol
-//! 1. **Assignment.** A new environment gets one provisioner ([`Provisioning::assign_new`]):
-//!    the eligible account with the lowest `SHA-256(randomness ‖ environment ‖ round ‖
-//!    account)`, where `randomness` is the block's chain randomness (its parent's digest).
-//! 2. **Report.** Only the assigned provisioner reports, and only about the current generation.
-//!    A `Running` report opens a cross-check round: up to [`CHECKERS`] other eligible
-//!    provisioners are drawn the same way (a new draw every round: checkers rotate).
-//! 3. **Cross-check.** Each drawn checker probes the reported endpoint and votes. With `c`
-//!    checkers the quorum is `c / 2 + 1`. A quorum agreeing makes the environment `Verified`; a
-//!    quorum disagreeing slashes [`SLASH_PERCENT`] of the assignee's stake to the community pool
-//!    and reassigns the environment to another provisioner.
-//! 4. **Liveness** (end of every block): an assignee that has not reported on the current
-//!    generation [`REPORT_TIMEOUT_BLOCKS`] after it was assigned or the generation changed is
-//!    replaced; an undecided round older than [`CHECK_TIMEOUT_BLOCKS`] is redrawn; a decided
-//!    round is reopened with new checkers every [`RECHECK_INTERVAL_BLOCKS`].
+//! 1. **Assignment.** A new environment gets one provisioner ([`Provisioning::assign_new`]),
+//!    drawn by stake ([`draw`]) from the eligible provisioners other than the provider's owner.
+//!    Fewer than [`Parameters::min_provisioners`] of them and the lease is refused
+//!    ([`Error::TooFewProvisioners`]): nobody could check it.
+//! 2. **Report.** Only the assignee reports, and only about the current generation. A
+//!    `Running` report opens a cross-check **round bound to that report**: while it is open no
+//!    other report on the same generation is accepted ([`Error::RoundOpen`]), so a reporter
+//!    cannot restart a round that is going against it. (A round rechecking an already
+//!    confirmed report may be ended by a report that the workload stopped: that report claims
+//!    nothing and stops the billing.)
+//! 3. **Draw.** The round's checkers are drawn at the end of block `draw_at = inclusion +
+//!    draw_delay_blocks` with that block's randomness, fixed only after the report was
+//!    included: [`Parameters::checkers`] of the eligible provisioners other than the assignee
+//!    and the provider's owner, each pick weighted by stake ([`draw`]). Fewer candidates and
+//!    the draw waits.
+//! 4. **Cross-check.** Each checker observes and sends a [`Verdict`]. A round ends when a
+//!    quorum (a majority of `checkers`) gives one [`Outcome`]:
+//!    - `Confirmed`: the environment is `Verified`; the assignee and the confirming checkers
+//!      are its [`Verifiers`], paid by `market` for every verified block;
+//!    - `AssigneeFault` (contradicted): [`SLASH_PERCENT`] of the assignee's stake goes to the
+//!      community pool, the environment is reassigned;
+//!    - `ProviderFault` (agent unreachable or endpoint dead): `provider_slash_percent` of the
+//!      provider's bond goes to the community pool and `dvci` counts a fault against it.
 //!
-//! A provisioner whose stake falls below the minimum stops being eligible for new tasks.
+//!    Every checker whose verdict went against the quorum loses `checker_slash_percent` of its
+//!    stake. Every slash is an event carrying the quorum's verdicts (the evidence).
+//! 5. **Liveness** (end of every block): an assignee that has not reported on the current
+//!    generation [`REPORT_TIMEOUT_BLOCKS`] after it was assigned or the generation changed is
+//!    replaced; a round undecided [`CHECK_TIMEOUT_BLOCKS`] after its draw expires: checkers
+//!    that did not answer lose `checker_slash_percent` of their stake and a new round (new
+//!    draw) checks the same report; so does a round whose verdicts split with no quorum. A
+//!    confirmed report is rechecked by a new round every [`RECHECK_INTERVAL_BLOCKS`], a
+//!    provider fault every [`CHECK_TIMEOUT_BLOCKS`].
+//!
+//! A provisioner whose stake falls below the minimum stops being eligible for new tasks; one
+//! that is assigned, or is a checker of an undecided round, cannot leave.
+//!
+//! # What the draw still lets one party steer
+//! The randomness of block `h` is the digest of block `h − 1`, chosen by that block's
+//! proposer. A reporter cannot pick its checkers: the block whose digest draws them is built
+//! `draw_delay_blocks − 1` blocks after the report is included, and a report cannot be
+//! withdrawn or replaced while its round is open. A proposer of that block who colludes with
+//! the reporter can try `k` variants of its block (transaction order, inclusion) and keep the
+//! one whose draw suits it: if a quorum of Sybil checkers is drawn with probability `p` per
+//! draw, that proposer gets it with probability at most `1 − (1 − p)^k ≤ k·p`, once per round
+//! and only in the views it leads. Skipping its view instead hands the block to the next
+//! leader. A beacon no proposer can grind (threshold signatures) removes the `k`.
 //!
 //! # Invariant ([`Provisioning::try_state`])
 //! The eligible list is ascending and each entry has a record; exactly the active environments
-//! have an assignment; checkers never include the assignee; votes come from distinct checkers.
+//! have an assignment; checkers never include the assignee; votes come from distinct checkers;
+//! a round waiting for its draw has no checkers; only a `Running` report has an outcome.
 
 // State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
 // only), outside tests.
@@ -36,6 +69,7 @@
 mod tests;
 
 use logos_balances::Balances;
+use logos_dvci::Dvci;
 use logos_framework::{
     ensure_ascending, events, Context, DispatchResult, MapExt, Module, State, StateReader,
     TryStateResult, ValueExt,
@@ -51,8 +85,8 @@ use logos_types::{
     },
     provisioning::{
         AssignReason, Assignment, Assignments, CallHandler, Eligible, Error, Event, MinimumStake,
-        Provisioner, Provisioners, Report, CHECKERS, CHECK_TIMEOUT_BLOCKS, RECHECK_INTERVAL_BLOCKS,
-        REPORT_TIMEOUT_BLOCKS, SLASH_PERCENT,
+        Outcome, Parameters, Params, Provisioner, Provisioners, Report, Verdict, Verifiers,
+        CHECK_TIMEOUT_BLOCKS, RECHECK_INTERVAL_BLOCKS, REPORT_TIMEOUT_BLOCKS, SLASH_PERCENT,
     },
     DispatchError, Event as RuntimeEvent, StateError,
 };
@@ -60,41 +94,74 @@ use logos_types::{
 /// The `provisioning` module.
 pub struct Provisioning;
 
-/// Up to `count` of `candidates`, ordered by `SHA-256(randomness ‖ environment ‖ round ‖
-/// account)` (see the module docs).
+/// Up to `count` distinct accounts of `candidates` (account, stake), each pick weighted by
+/// stake among those not yet picked: pick `i` takes the first 16 bytes of
+/// `SHA-256(randomness ‖ environment ‖ round ‖ i)` as a number `r`, and walks the remaining
+/// candidates in the given order until their cumulative stake exceeds `r mod total`. A
+/// candidate with no stake is never picked. Integer arithmetic only; the modulo bias is below
+/// `total / 2^128`.
 pub fn draw(
-    candidates: &[Address],
+    candidates: &[(Address, Amount)],
     randomness: &[u8],
     environment: EnvironmentId,
     round: u64,
     count: usize,
 ) -> Vec<Address> {
-    let mut ranked: Vec<_> = candidates
+    let mut remaining: Vec<(Address, u128)> = candidates
         .iter()
-        .map(|account| {
-            let rank = hash(&[
-                randomness,
-                &environment.get().to_be_bytes(),
-                &round.to_be_bytes(),
-                account.as_bytes(),
-            ]);
-            (rank, *account)
-        })
+        .filter(|(_, stake)| stake.0 > 0)
+        .map(|(account, stake)| (*account, stake.0))
         .collect();
-    ranked.sort();
-    ranked
-        .into_iter()
-        .take(count)
-        .map(|(_, account)| account)
-        .collect()
+    let mut picked = Vec::with_capacity(count.min(remaining.len()));
+    for pick in 0..count as u64 {
+        let total = remaining
+            .iter()
+            .fold(0u128, |sum, (_, stake)| sum.saturating_add(*stake));
+        if total == 0 {
+            break;
+        }
+        let digest = hash(&[
+            randomness,
+            &environment.get().to_be_bytes(),
+            &round.to_be_bytes(),
+            &pick.to_be_bytes(),
+        ]);
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest.as_ref()[..16]);
+        let mut target = u128::from_be_bytes(first).checked_rem(total).unwrap_or(0);
+        let position = remaining
+            .iter()
+            .position(|(_, stake)| match target.checked_sub(*stake) {
+                Some(rest) => {
+                    target = rest;
+                    false
+                }
+                None => true,
+            })
+            .unwrap_or(remaining.len().saturating_sub(1));
+        picked.push(remaining.remove(position).0);
+    }
+    picked
 }
 
 impl Provisioning {
-    /// Assigns a new environment (when it is created, through the runtime).
+    /// Assigns a new environment (when it is created, through the runtime); refuses it when
+    /// fewer than [`Parameters::min_provisioners`] eligible provisioners other than the
+    /// provider's owner could assign and check it.
     pub async fn assign_new<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         environment: EnvironmentId,
     ) -> DispatchResult {
+        let params = Params::get(ctx.overlay).await?;
+        let owner = Self::provider_owner(ctx, environment).await?;
+        let eligible = Self::candidates(ctx, &[owner]).await?.len();
+        if eligible < usize::from(params.min_provisioners) {
+            return Err(Error::TooFewProvisioners {
+                eligible: eligible as u64,
+                needed: u64::from(params.min_provisioners),
+            }
+            .into());
+        }
         let mut record = Assignment::default();
         let emitted = Self::assign(ctx, environment, &mut record, AssignReason::Created).await?;
         Assignments::insert(ctx.overlay, &environment, &record)?;
@@ -106,15 +173,55 @@ impl Provisioning {
         Provisioners::sum_from(state, |record| record.stake)
     }
 
-    /// Gives `record` a new assignee (not the current one, and not one replaced before while
-    /// others are eligible) and clears its report and round.
+    /// Who to pay for `environment`'s verified service: its last verifying round's assignee
+    /// and confirming checkers (none if it has no assignment).
+    pub async fn verifiers<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        environment: EnvironmentId,
+    ) -> Result<Verifiers, StateError> {
+        Ok(Assignments::get(ctx.overlay, &environment)
+            .await?
+            .map(|record| record.verifiers)
+            .unwrap_or_default())
+    }
+
+    /// The owner of the provider `environment` is placed on.
+    async fn provider_owner<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        environment: EnvironmentId,
+    ) -> Result<Address, DispatchError> {
+        let provider = Environments::require(ctx.overlay, &environment)
+            .await?
+            .provider;
+        Ok(Providers::require(ctx.overlay, &provider).await?.owner)
+    }
+
+    /// The eligible provisioners other than `excluded`, with their stakes, ascending.
+    async fn candidates<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        excluded: &[Address],
+    ) -> Result<Vec<(Address, Amount)>, DispatchError> {
+        let mut candidates = Vec::new();
+        for account in Eligible::get(ctx.overlay).await? {
+            if !excluded.contains(&account) {
+                let stake = Provisioners::require(ctx.overlay, &account).await?.stake;
+                candidates.push((account, stake));
+            }
+        }
+        Ok(candidates)
+    }
+
+    /// Gives `record` a new assignee, drawn by stake (not the provider's owner nor the current
+    /// assignee, and not one replaced before while others are eligible), and clears its report
+    /// and round.
     async fn assign<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         environment: EnvironmentId,
         record: &mut Assignment,
         reason: AssignReason,
     ) -> DispatchResult {
-        let eligible = Eligible::get(ctx.overlay).await?.into_inner();
+        let owner = Self::provider_owner(ctx, environment).await?;
+        let eligible = Self::candidates(ctx, &[owner]).await?;
         if let Some(previous) = record.assigned {
             if !record.replaced.contains(&previous) {
                 // A full list forgets nobody important: every provisioner fits in it.
@@ -123,12 +230,12 @@ impl Provisioning {
         }
         let fresh: Vec<_> = eligible
             .iter()
-            .filter(|account| !record.replaced.contains(account))
+            .filter(|(account, _)| !record.replaced.contains(account))
             .copied()
             .collect();
         let others: Vec<_> = eligible
             .iter()
-            .filter(|account| Some(**account) != record.assigned)
+            .filter(|(account, _)| Some(*account) != record.assigned)
             .copied()
             .collect();
         let pool = [fresh, others, eligible]
@@ -142,8 +249,8 @@ impl Provisioning {
         record.assigned = chosen;
         record.assigned_at = ctx.height();
         record.report = None;
-        record.checkers.clear();
-        record.votes.clear();
+        Self::clear_round(record);
+        record.confirmed = false;
         Ok(events(chosen.map(|provisioner| Event::TaskAssigned {
             environment,
             provisioner,
@@ -151,34 +258,64 @@ impl Provisioning {
         })))
     }
 
-    /// Opens a new cross-check round on `record`'s report with freshly drawn checkers.
-    async fn open_round<R: StateReader>(
+    /// Forgets the current round's draw, checkers, votes and outcome.
+    fn clear_round(record: &mut Assignment) {
+        record.draw_at = None;
+        record.checkers.clear();
+        record.votes.clear();
+        record.outcome = None;
+    }
+
+    /// Opens a new round on `record`'s report; its checkers are drawn at `draw_at`.
+    fn open_round<R: StateReader>(
         ctx: &Context<'_, '_, R>,
         environment: EnvironmentId,
         record: &mut Assignment,
-    ) -> DispatchResult {
-        let others: Vec<_> = Eligible::get(ctx.overlay)
-            .await?
-            .into_iter()
-            .filter(|account| Some(*account) != record.assigned)
-            .collect();
+        params: &Parameters,
+    ) -> Vec<RuntimeEvent> {
+        Self::clear_round(record);
         record.round = record.round.saturating_add(1);
         record.round_opened_at = ctx.height();
+        let draw_at = ctx.height().saturating_add(params.draw_delay_blocks);
+        record.draw_at = Some(draw_at);
+        events([Event::RoundOpened {
+            environment,
+            round: record.round,
+            draw_at,
+        }])
+    }
+
+    /// Draws the round's checkers with this block's randomness, if enough are eligible (else
+    /// the draw waits: nothing changes).
+    async fn draw_checkers<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        environment: EnvironmentId,
+        record: &mut Assignment,
+        params: &Parameters,
+    ) -> DispatchResult {
+        let assignee = record
+            .assigned
+            .ok_or_else(|| corruption("a round without an assignee"))?;
+        let owner = Self::provider_owner(ctx, environment).await?;
+        let candidates = Self::candidates(ctx, &[assignee, owner]).await?;
+        let count = usize::from(params.checkers);
+        if candidates.len() < count {
+            return Ok(Vec::new());
+        }
+        let randomness = ctx.block.randomness;
         let checkers = draw(
-            &others,
-            ctx.block.randomness.as_ref(),
+            &candidates,
+            randomness.as_ref(),
             environment,
             record.round,
-            CHECKERS,
+            count,
         );
         record.checkers = checkers
             .clone()
             .try_into()
             .map_err(|_| corruption("more checkers drawn than a round holds"))?;
-        record.votes.clear();
-        if checkers.is_empty() {
-            return Ok(Vec::new());
-        }
+        record.draw_at = None;
+        record.round_opened_at = ctx.height();
         Ok(events([Event::CrossChecksDrawn {
             environment,
             round: record.round,
@@ -186,18 +323,17 @@ impl Provisioning {
         }]))
     }
 
-    /// Takes [`SLASH_PERCENT`] of `account`'s stake to the community pool; below the minimum it
-    /// stops being eligible.
-    async fn slash<R: StateReader>(
+    /// Takes `percent` of `account`'s stake (at least one unit while any is left) to the
+    /// community pool; below the minimum it stops being eligible. Returns the amount.
+    async fn slash_stake<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         account: Address,
-        environment: EnvironmentId,
-    ) -> Result<RuntimeEvent, DispatchError> {
+        percent: u8,
+    ) -> Result<Amount, DispatchError> {
         let mut record = Provisioners::require(ctx.overlay, &account).await?;
         let stake = record.stake;
-        // SLASH_PERCENT of the stake, at least one unit while any is left.
         let amount = stake
-            .percent(SLASH_PERCENT)
+            .percent(percent)
             .ok_or_else(|| corruption("slash above 100 %"))?
             .max(stake.min(Amount(1)));
         Balances::pay_reserved(ctx.overlay, &account, &community_account(), amount).await?;
@@ -214,12 +350,224 @@ impl Provisioning {
             eligible.remove_sorted(&account);
             Eligible::put(ctx.overlay, &eligible)?;
         }
-        Ok(Event::ProvisionerSlashed {
-            provisioner: account,
-            environment,
-            amount,
+        Ok(amount)
+    }
+
+    /// Slashes each of `checkers` for `verdict` (none: silence) against `outcome` (none: a
+    /// timeout).
+    async fn slash_checkers<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        environment: EnvironmentId,
+        round: u64,
+        checkers: &[(Address, Option<Verdict>)],
+        outcome: Option<Outcome>,
+        params: &Parameters,
+    ) -> DispatchResult {
+        let mut emitted = Vec::new();
+        for (checker, verdict) in checkers {
+            let amount = Self::slash_stake(ctx, *checker, params.checker_slash_percent).await?;
+            emitted.push(
+                Event::CheckerSlashed {
+                    checker: *checker,
+                    environment,
+                    round,
+                    verdict: *verdict,
+                    outcome,
+                    amount,
+                }
+                .into(),
+            );
         }
-        .into())
+        Ok(emitted)
+    }
+
+    /// Ends the round if its votes decide it (a quorum for one outcome) or can no longer
+    /// decide it (everyone voted, no quorum: a new round opens).
+    async fn tally<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        environment: EnvironmentId,
+        record: &mut Assignment,
+        params: &Parameters,
+    ) -> DispatchResult {
+        let quorum = params.quorum();
+        let outcomes = [
+            Outcome::Confirmed,
+            Outcome::AssigneeFault,
+            Outcome::ProviderFault,
+        ];
+        if let Some(outcome) = outcomes
+            .into_iter()
+            .find(|outcome| record.tally(*outcome) >= quorum)
+        {
+            return Self::conclude(ctx, environment, record, outcome, params).await;
+        }
+        if record.votes.len() < record.checkers.len() {
+            return Ok(Vec::new());
+        }
+        let mut emitted = events([Event::RoundExpired {
+            environment,
+            round: record.round,
+            silent: Vec::new(),
+        }]);
+        emitted.extend(Self::open_round(ctx, environment, record, params));
+        Ok(emitted)
+    }
+
+    /// Applies a quorum's `outcome` (see the module docs).
+    async fn conclude<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        environment: EnvironmentId,
+        record: &mut Assignment,
+        outcome: Outcome,
+        params: &Parameters,
+    ) -> DispatchResult {
+        let round = record.round;
+        let (quorum, against): (Vec<_>, Vec<_>) = record
+            .votes
+            .iter()
+            .copied()
+            .partition(|(_, verdict)| verdict.outcome() == outcome);
+        let against: Vec<_> = against
+            .into_iter()
+            .map(|(checker, verdict)| (checker, Some(verdict)))
+            .collect();
+        let mut emitted =
+            Self::slash_checkers(ctx, environment, round, &against, Some(outcome), params).await?;
+        record.outcome = Some(outcome);
+        let evidence = quorum.clone();
+        let message = format!("{} of {} cross-checks", quorum.len(), record.checkers.len());
+        match outcome {
+            Outcome::Confirmed => {
+                Operations::set_verified(
+                    ctx,
+                    environment,
+                    ConditionStatus::True,
+                    "QuorumConfirmed",
+                    &message,
+                )
+                .await?;
+                record.confirmed = true;
+                record.verifiers = Verifiers {
+                    round,
+                    assignee: record.assigned,
+                    checkers: quorum
+                        .iter()
+                        .map(|(checker, _)| *checker)
+                        .collect::<Vec<_>>()
+                        .try_into()
+                        .map_err(|_| corruption("more confirmations than checkers"))?,
+                };
+                emitted.push(Event::EnvironmentVerified { environment, round }.into());
+            }
+            Outcome::AssigneeFault => {
+                let liar = record
+                    .assigned
+                    .ok_or_else(|| corruption("a round without an assignee"))?;
+                let amount = Self::slash_stake(ctx, liar, SLASH_PERCENT).await?;
+                emitted.push(
+                    Event::ProvisionerSlashed {
+                        provisioner: liar,
+                        environment,
+                        round,
+                        evidence,
+                        amount,
+                    }
+                    .into(),
+                );
+                let why = format!("{message} contradicted the report");
+                Operations::set_verified(
+                    ctx,
+                    environment,
+                    ConditionStatus::False,
+                    "ReportContradicted",
+                    &why,
+                )
+                .await?;
+                let reason = AssignReason::ReportContradicted;
+                emitted.extend(Self::assign(ctx, environment, record, reason).await?);
+            }
+            Outcome::ProviderFault => {
+                let provider = Environments::require(ctx.overlay, &environment)
+                    .await?
+                    .provider;
+                let percent = params.provider_slash_percent;
+                let amount =
+                    Dvci::slash_bond(ctx.overlay, provider, percent, &community_account()).await?;
+                emitted.push(
+                    Event::ProviderSlashed {
+                        provider,
+                        environment,
+                        round,
+                        evidence,
+                        amount,
+                    }
+                    .into(),
+                );
+                let why = format!("{message} found the agent unreachable or the endpoint dead");
+                Operations::set_verified(
+                    ctx,
+                    environment,
+                    ConditionStatus::False,
+                    "ProviderFault",
+                    &why,
+                )
+                .await?;
+            }
+        }
+        Ok(emitted)
+    }
+
+    /// Ends a round undecided after [`CHECK_TIMEOUT_BLOCKS`]: slashes its silent checkers and
+    /// opens a new one on the same report.
+    async fn expire<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        environment: EnvironmentId,
+        record: &mut Assignment,
+        params: &Parameters,
+    ) -> DispatchResult {
+        let round = record.round;
+        let silent: Vec<_> = record
+            .checkers
+            .iter()
+            .filter(|checker| !record.voted(checker))
+            .map(|checker| (*checker, None))
+            .collect();
+        let mut emitted =
+            Self::slash_checkers(ctx, environment, round, &silent, None, params).await?;
+        emitted.extend(events([Event::RoundExpired {
+            environment,
+            round,
+            silent: silent.iter().map(|(checker, _)| *checker).collect(),
+        }]));
+        emitted.extend(Self::open_round(ctx, environment, record, params));
+        Ok(emitted)
+    }
+
+    /// The round duties of an environment whose current report is `Running`.
+    async fn keep_round<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        environment: EnvironmentId,
+        record: &mut Assignment,
+        params: &Parameters,
+    ) -> DispatchResult {
+        let height = ctx.height();
+        let age = height.saturating_sub(record.round_opened_at);
+        match (record.draw_at, record.outcome) {
+            (Some(draw_at), _) if height >= draw_at => {
+                Self::draw_checkers(ctx, environment, record, params).await
+            }
+            (Some(_), _) => Ok(Vec::new()),
+            (None, None) if age > CHECK_TIMEOUT_BLOCKS => {
+                Self::expire(ctx, environment, record, params).await
+            }
+            (None, Some(Outcome::Confirmed)) if age > RECHECK_INTERVAL_BLOCKS => {
+                Ok(Self::open_round(ctx, environment, record, params))
+            }
+            (None, Some(Outcome::ProviderFault)) if age > CHECK_TIMEOUT_BLOCKS => {
+                Ok(Self::open_round(ctx, environment, record, params))
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// The liveness duties of one active environment (see the module docs).
@@ -227,44 +575,37 @@ impl Provisioning {
         ctx: &mut Context<'_, '_, R>,
         environment: EnvironmentId,
         eligible: usize,
+        params: &Parameters,
     ) -> DispatchResult {
         let height = ctx.height();
         let mut record = Assignments::require(ctx.overlay, &environment).await?;
+        let before = record.clone();
         let current = Environments::require(ctx.overlay, &environment).await?;
         let reported = record
             .report
             .as_ref()
-            .filter(|report| report.generation == current.generation);
-        let mut emitted = Vec::new();
-        match (record.assigned, reported) {
+            .filter(|report| report.generation == current.generation)
+            .map(|report| report.phase);
+        let emitted = match (record.assigned, reported) {
             (None, _) if eligible > 0 => {
                 let reason = AssignReason::ProvisionerAvailable;
-                emitted = Self::assign(ctx, environment, &mut record, reason).await?;
+                Self::assign(ctx, environment, &mut record, reason).await?
             }
-            (None, _) => {}
             (Some(_), None) => {
                 let since = record.assigned_at.max(current.generation_height);
                 if height.saturating_sub(since) > REPORT_TIMEOUT_BLOCKS {
                     let reason = AssignReason::ReportMissing;
-                    emitted = Self::assign(ctx, environment, &mut record, reason).await?;
+                    Self::assign(ctx, environment, &mut record, reason).await?
+                } else {
+                    Vec::new()
                 }
             }
-            (Some(_), Some(report)) if report.phase == Phase::Running => {
-                let age = height.saturating_sub(record.round_opened_at);
-                let stalled = !record.decided() && age > CHECK_TIMEOUT_BLOCKS;
-                let unchecked = record.checkers.is_empty() && eligible > 1;
-                let due = record.decided() && age > RECHECK_INTERVAL_BLOCKS;
-                if stalled || unchecked || due {
-                    emitted = Self::open_round(ctx, environment, &mut record).await?;
-                    if record.checkers.is_empty() {
-                        // Nobody else is eligible yet: try again next block without a new event.
-                        record.round_opened_at = height;
-                    }
-                }
+            (Some(_), Some(Phase::Running)) => {
+                Self::keep_round(ctx, environment, &mut record, params).await?
             }
-            (Some(_), Some(_)) => {}
-        }
-        if !emitted.is_empty() || record.round_opened_at == height {
+            _ => Vec::new(),
+        };
+        if record != before {
             Assignments::insert(ctx.overlay, &environment, &record)?;
         }
         Ok(emitted)
@@ -355,11 +696,9 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
             .await?
             .ok_or(Error::NotRegistered)?;
         for environment in ActiveEnvironments::get(ctx.overlay).await? {
-            if Assignments::require(ctx.overlay, &environment)
-                .await?
-                .assigned
-                == Some(account)
-            {
+            let task = Assignments::require(ctx.overlay, &environment).await?;
+            let checking = task.checkers.contains(&account) && !task.decided();
+            if task.assigned == Some(account) || checking {
                 return Err(Error::StillAssigned(environment).into());
             }
         }
@@ -398,6 +737,16 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         if record.report.as_ref() == Some(report) {
             return Err(Error::UnchangedReport.into());
         }
+        let same_generation = record
+            .report
+            .as_ref()
+            .is_some_and(|last| last.generation == report.generation);
+        // Only a recheck of a confirmed report may be ended early, and only by a report that
+        // claims nothing (the workload stopped or is starting again).
+        let ends_recheck = record.confirmed && report.phase != Phase::Running;
+        if same_generation && record.round_open() && !ends_recheck {
+            return Err(Error::RoundOpen(record.round).into());
+        }
         check_ports(report, &current.spec.workload.ports)?;
         let provider = Providers::get(ctx.overlay, &current.provider)
             .await?
@@ -414,15 +763,15 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         )?;
         let mut emitted = Operations::record_report(ctx, id, report).await?;
         record.report = Some(report.clone());
+        record.confirmed = false;
+        Provisioning::clear_round(&mut record);
         if report.phase == Phase::Destroyed && current.desired == Desired::Destroyed {
             Assignments::remove(ctx.overlay, &id)?;
             return Ok(emitted);
         }
         if report.phase == Phase::Running {
-            emitted.extend(Provisioning::open_round(ctx, id, &mut record).await?);
-        } else {
-            record.checkers.clear();
-            record.votes.clear();
+            let params = Params::get(ctx.overlay).await?;
+            emitted.extend(Provisioning::open_round(ctx, id, &mut record, &params));
         }
         Assignments::insert(ctx.overlay, &id, &record)?;
         Ok(emitted)
@@ -432,10 +781,10 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         ctx: &mut Context<'_, '_, R>,
         environment: &EnvironmentId,
         round: &u64,
-        agrees: &bool,
+        verdict: &Verdict,
     ) -> DispatchResult {
         let sender = ctx.sender()?;
-        let (id, round, agrees) = (*environment, *round, *agrees);
+        let (id, round, verdict) = (*environment, *round, *verdict);
         let mut record = Assignments::get(ctx.overlay, &id)
             .await?
             .ok_or(Error::UnknownEnvironment(id))?;
@@ -449,47 +798,28 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         if record.voted(&checker) {
             return Err(Error::AlreadyVoted.into());
         }
+        let current = Environments::require(ctx.overlay, &id).await?;
+        let reported = record.report.as_ref().map_or(0, |report| report.generation);
+        if reported != current.generation {
+            // The tenant changed the environment: the round's report is about the past.
+            return Err(Error::WrongGeneration {
+                reported,
+                current: current.generation,
+            }
+            .into());
+        }
         record
             .votes
-            .try_push((checker, agrees))
+            .try_push((checker, verdict))
             .map_err(|_| corruption("more votes than checkers"))?;
         let mut emitted = events([Event::CrossChecked {
             environment: id,
             round,
             checker,
-            agrees,
+            verdict,
         }]);
-        let quorum = record.quorum();
-        let (agreeing, disagreeing) = record.tally();
-        let checkers = record.checkers.len();
-        if agreeing >= quorum {
-            let message = format!("{agreeing} of {checkers} cross-checks agreed");
-            Operations::set_verified(ctx, id, ConditionStatus::True, "QuorumAgreed", &message)
-                .await?;
-            emitted.push(
-                Event::EnvironmentVerified {
-                    environment: id,
-                    round,
-                }
-                .into(),
-            );
-        } else if disagreeing >= quorum {
-            let liar = record
-                .assigned
-                .ok_or_else(|| corruption("a round without an assignee"))?;
-            emitted.push(Provisioning::slash(ctx, liar, id).await?);
-            let message = format!("{disagreeing} of {checkers} cross-checks disagreed");
-            Operations::set_verified(
-                ctx,
-                id,
-                ConditionStatus::False,
-                "ReportContradicted",
-                &message,
-            )
-            .await?;
-            let reason = AssignReason::ReportContradicted;
-            emitted.extend(Provisioning::assign(ctx, id, &mut record, reason).await?);
-        }
+        let params = Params::get(ctx.overlay).await?;
+        emitted.extend(Provisioning::tally(ctx, id, &mut record, &params).await?);
         Assignments::insert(ctx.overlay, &id, &record)?;
         Ok(emitted)
     }
@@ -498,6 +828,18 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         ctx.ensure_privileged()?;
         MinimumStake::put(ctx.overlay, stake)?;
         Ok(events([Event::MinimumStakeSet { stake: *stake }]))
+    }
+
+    async fn set_parameters(
+        ctx: &mut Context<'_, '_, R>,
+        parameters: &Parameters,
+    ) -> DispatchResult {
+        ctx.ensure_privileged()?;
+        parameters.check()?;
+        Params::put(ctx.overlay, parameters)?;
+        Ok(events([Event::ParametersSet {
+            parameters: *parameters,
+        }]))
     }
 }
 
@@ -508,9 +850,10 @@ impl Module for Provisioning {
     /// environment order.
     async fn on_block_end<R: StateReader>(ctx: &mut Context<'_, '_, R>) -> DispatchResult {
         let eligible = Eligible::get(ctx.overlay).await?.len();
+        let params = Params::get(ctx.overlay).await?;
         let mut emitted = Vec::new();
         for environment in ActiveEnvironments::get(ctx.overlay).await? {
-            emitted.extend(Self::keep_alive(ctx, environment, eligible).await?);
+            emitted.extend(Self::keep_alive(ctx, environment, eligible, &params).await?);
         }
         Ok(emitted)
     }
@@ -545,6 +888,16 @@ impl Module for Provisioning {
                         "environment {id}: vote from a non-checker or twice"
                     ));
                 }
+            }
+            if record.draw_at.is_some() && !record.checkers.is_empty() {
+                return Err(format!("environment {id}: checkers drawn before the draw"));
+            }
+            let running = record
+                .report
+                .as_ref()
+                .is_some_and(|report| report.phase == Phase::Running);
+            if record.outcome.is_some() && !running {
+                return Err(format!("environment {id}: an outcome without a round"));
             }
             assigned.push(id);
         }

@@ -2,6 +2,7 @@
 
 use super::*;
 use logos_api::agent::Observation;
+use logos_types::provisioning::Outcome;
 use logos_types::{
     catalog::TemplateId,
     dvci::ProviderId,
@@ -192,46 +193,52 @@ fn round(report: Report) -> Assignment {
 }
 
 #[test]
-fn a_checker_agrees_only_when_the_agent_and_its_own_probe_agree() {
+fn a_checkers_verdict_blames_what_it_observed() {
     let task = round(running_report(1));
     let running = present(1, WorkloadState::Running);
     assert!(must_vote(ME, &task));
+    let vote = |verdict| vec![Effect::Vote { round: 4, verdict }];
     assert_eq!(
         decide_vote(ME, 4, &task, &running, &Ok(())),
-        vec![Effect::Vote {
-            round: 4,
-            agrees: true
-        }]
+        vote(Verdict::Confirmed)
     );
-    let disagree = Effect::Vote {
-        round: 4,
-        agrees: false,
-    };
     assert_eq!(
         decide_vote(ME, 4, &task, &running, &Err("refused".into())),
-        vec![disagree.clone()]
+        vote(Verdict::EndpointDead),
+        "the agent says it runs, the endpoint is dead: the provider's fault"
+    );
+    let unreachable = AgentView::Unreachable("timed out".into());
+    assert_eq!(
+        decide_vote(ME, 4, &task, &unreachable, &Err("refused".into())),
+        vote(Verdict::AgentUnreachable)
     );
     let exited = present(1, WorkloadState::Exited { code: None });
     assert_eq!(
         decide_vote(ME, 4, &task, &exited, &Ok(())),
-        vec![disagree.clone()]
+        vote(Verdict::Contradicted)
     );
     assert_eq!(
         decide_vote(ME, 4, &task, &AgentView::Absent, &Ok(())),
-        vec![disagree.clone()]
+        vote(Verdict::Contradicted)
+    );
+    let older = present(2, WorkloadState::Running);
+    assert_eq!(
+        decide_vote(ME, 4, &task, &older, &Ok(())),
+        vote(Verdict::Contradicted),
+        "another generation runs than the one reported"
     );
     let mut elsewhere = running_report(1);
     elsewhere.endpoint = "10.88.250.250:8645".try_into().unwrap();
     assert_eq!(
         decide_vote(ME, 4, &round(elsewhere), &running, &Ok(())),
-        vec![disagree.clone()],
+        vote(Verdict::Contradicted),
         "a report at a made-up endpoint is contradicted"
     );
     let mut remapped = running_report(1);
     remapped.ports[0].published = 24_001;
     assert_eq!(
         decide_vote(ME, 4, &round(remapped), &running, &Ok(())),
-        vec![disagree],
+        vote(Verdict::Contradicted),
         "a report with made-up port mappings is contradicted"
     );
 }
@@ -292,18 +299,19 @@ fn no_vote_outside_ones_own_open_round() {
         "not a checker"
     );
     let mut voted = task.clone();
-    voted.votes = vec![(ME, true)].try_into().unwrap();
+    voted.votes = vec![(ME, Verdict::Confirmed)].try_into().unwrap();
     assert!(!must_vote(ME, &voted));
     assert!(
         decide_vote(ME, 4, &voted, &running, &Ok(())).is_empty(),
         "voted already"
     );
     let mut decided = task.clone();
-    decided.votes = vec![(ME, true), (Address([3; 20]), true)]
-        .try_into()
-        .unwrap();
+    decided.outcome = Some(Outcome::Confirmed);
     assert!(decide_vote(Address([3; 20]), 4, &decided, &running, &Ok(())).is_empty());
     let failed = round(report(1, Phase::Failed, "", "Exited"));
     assert!(!must_vote(ME, &failed), "nothing to check");
+    let mut undrawn = task.clone();
+    undrawn.draw_at = Some(9);
+    assert!(!must_vote(ME, &undrawn), "checkers not drawn yet");
     assert!(assigned_to(OTHER, &task) && !assigned_to(ME, &task));
 }
