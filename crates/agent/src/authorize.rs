@@ -2,12 +2,17 @@
 //! finalized chain state. No I/O here; [`crate::gatekeeper`] reads the facts (with proofs) and
 //! acts on the answer.
 //!
-//! A provisioner's request is handled in two steps, the cheap one first so that a forged or
-//! misaddressed request costs no chain reads:
-//! 1. [`verify`]: the request is for this provider and this path, and its signature verifies;
-//! 2. [`authorize`]: finalized state places the environment on this provider at the requested
-//!    generation, wants the requested action, and names the signer as the assigned
-//!    provisioner.
+//! A provisioner's request is handled in three steps, the cheap ones first so that a forged,
+//! misaddressed or replayed request costs no chain reads:
+//! 1. [`verify`]: the request is for this chain, this provider and this path, and its
+//!    signature verifies;
+//! 2. [`authorize`]: at the finalized height it has not expired (nor does it expire further
+//!    ahead than `REQUEST_EXPIRY_MAX_BLOCKS`), and finalized state places the environment on
+//!    this provider at the requested generation, wants the requested action, and names the
+//!    signer as the assigned provisioner (`observe`: the assignee or a checker of the current
+//!    round);
+//! 3. [`Nonces::admit`]: its nonce was not used by the signer before (remembered until the
+//!    request expires, at most [`NONCES_PER_SIGNER_MAX`] per signer).
 //!
 //! A tenant's log request must be fresh ([`LOGS_MAX_AGE_S`]) and signed by the environment's
 //! tenant ([`authorize_logs`]). Garbage collection destroys what [`wanted_here`] says finalized
@@ -15,8 +20,8 @@
 
 use commonware_cryptography::Verifier as _;
 use logos_api::agent::{
-    decode_signer, logs_message, request_message, Action, AgentRequest, AGENT_NAMESPACE,
-    LOGS_MAX_AGE_S,
+    decode_signer, logs_message, Action, AgentRequest, AGENT_NAMESPACE, LOGS_MAX_AGE_S,
+    REQUEST_EXPIRY_MAX_BLOCKS,
 };
 use logos_primitives::Address;
 use logos_types::{
@@ -24,6 +29,7 @@ use logos_types::{
     operations::{Desired, Environment, EnvironmentId},
     provisioning::Assignment,
 };
+use std::collections::BTreeMap;
 
 /// Why the agent refuses a request.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +77,36 @@ pub enum Refusal {
     /// A log request not signed by the environment's tenant.
     #[error("not signed by the tenant")]
     NotTenant,
+    /// The request is for another chain.
+    #[error("for chain {0}")]
+    WrongChain(String),
+    /// Finalized state is past the request's `expires_at`.
+    #[error("expired at height {expires_at}, finalized height is {height}")]
+    RequestExpired {
+        /// The request's.
+        expires_at: u64,
+        /// Finalized.
+        height: u64,
+    },
+    /// The request expires further ahead than an agent remembers nonces.
+    #[error(
+        "expires at {expires_at}, more than {REQUEST_EXPIRY_MAX_BLOCKS} blocks after {height}"
+    )]
+    ExpiryTooFar {
+        /// The request's.
+        expires_at: u64,
+        /// Finalized.
+        height: u64,
+    },
+    /// The signer used this nonce before.
+    #[error("nonce {0} already used")]
+    Replayed(u64),
+    /// The signer has too many unexpired requests remembered.
+    #[error("too many requests in flight from {0}")]
+    TooManyInFlight(Address),
+    /// `observe` from a provisioner that neither realizes nor checks the environment.
+    #[error("{0} neither realizes nor checks this environment")]
+    NotObserver(Address),
 }
 
 impl Refusal {
@@ -99,11 +135,13 @@ impl SignedRequest {
     }
 }
 
-/// Step 1: `request`, posted to the path of environment `path`, is for `provider` and signed.
+/// Step 1: `request`, posted to the path of environment `path`, is for `chain_id` and
+/// `provider`, and signed.
 pub fn verify(
     request: AgentRequest,
     path: EnvironmentId,
     provider: ProviderId,
+    chain_id: &str,
 ) -> Result<SignedRequest, Refusal> {
     if request.environment != path {
         return Err(Refusal::PathMismatch {
@@ -111,18 +149,15 @@ pub fn verify(
             body: request.environment,
         });
     }
+    if request.chain_id != chain_id {
+        return Err(Refusal::WrongChain(request.chain_id));
+    }
     if request.provider != provider {
         return Err(Refusal::WrongProvider(request.provider));
     }
     let (key, signature) = decode_signer(&request.provisioner, &request.signature)
         .map_err(Refusal::MalformedSigner)?;
-    let message = request_message(
-        request.provider,
-        request.environment,
-        request.generation,
-        request.action,
-    );
-    if !key.verify(AGENT_NAMESPACE, &message, &signature) {
+    if !key.verify(AGENT_NAMESPACE, &request.message(), &signature) {
         return Err(Refusal::BadSignature);
     }
     Ok(SignedRequest {
@@ -148,14 +183,27 @@ pub fn wanted_action(environment: &Environment) -> Action {
     }
 }
 
-/// Step 2: whether finalized state backs `signed` on `provider` (see the module docs). On
-/// success the request's action is the one to take.
+/// Step 2: whether finalized state at `height` backs `signed` on `provider` (see the module
+/// docs). On success the request's action is the one to take.
 pub fn authorize(
     signed: &SignedRequest,
     provider: ProviderId,
     facts: &ChainFacts,
+    height: u64,
 ) -> Result<Action, Refusal> {
     let request = &signed.request;
+    if height > request.expires_at {
+        return Err(Refusal::RequestExpired {
+            expires_at: request.expires_at,
+            height,
+        });
+    }
+    if request.expires_at > height.saturating_add(REQUEST_EXPIRY_MAX_BLOCKS) {
+        return Err(Refusal::ExpiryTooFar {
+            expires_at: request.expires_at,
+            height,
+        });
+    }
     let environment = facts
         .environment
         .as_ref()
@@ -169,15 +217,60 @@ pub fn authorize(
             finalized: environment.generation,
         });
     }
+    let task = facts.assignment.as_ref();
+    let assigned = task.and_then(|task| task.assigned);
+    if request.action == Action::Observe {
+        let checks = task.is_some_and(|task| task.checkers.contains(&signed.signer));
+        if assigned != Some(signed.signer) && !checks {
+            return Err(Refusal::NotObserver(signed.signer));
+        }
+        return Ok(Action::Observe);
+    }
     let wanted = wanted_action(environment);
     if request.action != wanted {
         return Err(Refusal::WrongAction(wanted));
     }
-    let assigned = facts.assignment.as_ref().and_then(|task| task.assigned);
     if assigned != Some(signed.signer) {
         return Err(Refusal::NotAssigned(signed.signer));
     }
     Ok(request.action)
+}
+
+/// Most unexpired nonces remembered per signer.
+pub const NONCES_PER_SIGNER_MAX: usize = 1_024;
+/// Most signers whose nonces are remembered (each an authorized provisioner).
+pub const NONCE_SIGNERS_MAX: usize = 512;
+
+/// The nonces of authorized requests until they expire (step 3).
+#[derive(Debug, Default)]
+pub struct Nonces {
+    /// signer → (nonce → expires_at).
+    seen: BTreeMap<Address, BTreeMap<u64, u64>>,
+}
+
+impl Nonces {
+    /// Remembers `signed`'s nonce at finalized `height`; refuses a nonce seen before, and a
+    /// signer with [`NONCES_PER_SIGNER_MAX`] unexpired ones (or a new signer beyond
+    /// [`NONCE_SIGNERS_MAX`]).
+    pub fn admit(&mut self, signed: &SignedRequest, height: u64) -> Result<(), Refusal> {
+        let request = &signed.request;
+        self.seen.retain(|_, nonces| {
+            nonces.retain(|_, expires_at| *expires_at >= height);
+            !nonces.is_empty()
+        });
+        if !self.seen.contains_key(&signed.signer) && self.seen.len() >= NONCE_SIGNERS_MAX {
+            return Err(Refusal::TooManyInFlight(signed.signer));
+        }
+        let nonces = self.seen.entry(signed.signer).or_default();
+        if nonces.contains_key(&request.nonce) {
+            return Err(Refusal::Replayed(request.nonce));
+        }
+        if nonces.len() >= NONCES_PER_SIGNER_MAX {
+            return Err(Refusal::TooManyInFlight(signed.signer));
+        }
+        nonces.insert(request.nonce, request.expires_at);
+        Ok(())
+    }
 }
 
 /// A tenant's request for an environment's logs.

@@ -4,9 +4,18 @@
 //! Every request is checked against finalized chain state read with proofs
 //! (`logos_client::Client::map_proven`): the environment must be placed on this provider, its
 //! generation and desired state must match the request, and the request must be signed by the
-//! environment's assigned provisioner. Anything else is refused with `403` (`400` when the
-//! request contradicts itself) and the reason is logged. Requests are rate-limited ([`AgentConfig::requests_per_second`]) and bodies bounded
-//! (`REQUEST_MAX_BYTES`).
+//! environment's assigned provisioner; it must be for this chain, unexpired and not a replay
+//! ([`crate::authorize`]). Anything else is refused with `403` (`400` when the request
+//! contradicts itself) and the reason is logged. Rate limits are per caller
+//! ([`crate::admission`]: known callers have their own budgets, unknown ones and unsigned reads
+//! share [`AgentConfig::requests_per_second`] each) and bodies are bounded
+//! (`REQUEST_MAX_BYTES`). The known callers (eligible provisioners, tenants of the
+//! environments here) are read from finalized state, with proofs, every
+//! [`KNOWN_REFRESH_MS`].
+//!
+//! An `observe` request (from the assignee or a checker of the current round) is answered
+//! with the observation signed by the agent's key: the workload's image digest, start time,
+//! restart count and limits, which a checker compares with the desired spec.
 //!
 //! A tenant reads its environment's logs (the tail, or followed: streamed at most
 //! `FOLLOW_BYTES_PER_SECOND` for at most `FOLLOW_MAX_S`, at most [`FOLLOW_STREAMS_MAX`] streams
@@ -17,7 +26,8 @@
 //! state no longer wants here (gone, destroyed, or placed elsewhere).
 
 use crate::{
-    authorize::{self, ChainFacts, LogsRequest, Refusal},
+    admission::{Admission, Throttled},
+    authorize::{self, ChainFacts, LogsRequest, Nonces, Refusal},
     container::shim::LogCursor,
     driver::{Driver, DriverError},
 };
@@ -27,11 +37,10 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use logos_api::agent::{
-    Action, AgentRequest, EnvironmentStats, Refused, SignedStats, Usage, FOLLOW_BYTES_PER_SECOND,
-    FOLLOW_MAX_S, LOGS_MAX_BYTES, LOGS_NAMESPACE, REQUEST_MAX_BYTES, STATS_NAMESPACE,
-    STATS_REQUEST_NAMESPACE,
+    observation_message, Action, AgentRequest, EnvironmentStats, Refused, SignedObservation,
+    SignedStats, Usage, FOLLOW_BYTES_PER_SECOND, FOLLOW_MAX_S, LOGS_MAX_BYTES, LOGS_NAMESPACE,
+    OBSERVATION_NAMESPACE, REQUEST_MAX_BYTES, STATS_NAMESPACE, STATS_REQUEST_NAMESPACE,
 };
 use logos_client::{Client, ClientError};
 use logos_limits::Slots;
@@ -39,12 +48,11 @@ use logos_primitives::{format_public_key, Address, PrivateKey};
 use logos_types::{
     dvci::ProviderId,
     operations::{EnvironmentId, Environments, Spec},
-    provisioning::Assignments,
+    provisioning::{Assignments, Eligible},
 };
 use std::{
     net::{IpAddr, SocketAddr},
-    num::NonZeroU32,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -55,7 +63,9 @@ pub struct AgentConfig {
     pub provider: ProviderId,
     /// Where the API listens (127.0.0.1 unless configured otherwise).
     pub listen: SocketAddr,
-    /// Requests per second the API serves before answering 429.
+    /// Requests per second the API serves to callers the chain does not know, and (apart) to
+    /// unsigned reads, before answering 429; each known caller has its own budget
+    /// ([`crate::admission`]).
     pub requests_per_second: u32,
     /// Time between garbage collections, ms.
     pub gc_interval_ms: u64,
@@ -84,6 +94,8 @@ pub const FOLLOW_STREAMS_PER_TENANT_MAX: u32 = 4;
 pub const FOLLOW_SEND_TIMEOUT_MS: u64 = 30_000;
 /// Time between reads of a followed log, ms.
 const FOLLOW_POLL_MS: u64 = 250;
+/// Time between reads of the known callers from finalized state, ms.
+pub const KNOWN_REFRESH_MS: u64 = 2_000;
 
 /// Placeholder in a workload command for the environment's tenant account (replaced here, from
 /// the proven record, before the driver sees the spec).
@@ -126,20 +138,25 @@ struct Inner<D> {
     config: AgentConfig,
     client: Client,
     driver: D,
-    limiter: DefaultDirectRateLimiter,
+    admission: Admission,
+    nonces: Mutex<Nonces>,
+    /// The chain's id, as requests name it.
+    chain_id: String,
     follows: Arc<Slots<Address>>,
 }
 
-/// The rate limit in front of every route: 429 once the bucket is empty.
-async fn rate_limit<D: Driver>(
-    State(inner): State<Arc<Inner<D>>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    match inner.limiter.check() {
-        Ok(()) => next.run(request).await,
-        Err(_) => refuse(StatusCode::TOO_MANY_REQUESTS, "rate limit".into()),
-    }
+/// The answer to a request over its budget.
+fn throttled(throttled: Throttled) -> Response {
+    refuse(StatusCode::TOO_MANY_REQUESTS, throttled.to_string())
+}
+
+/// Spends the budget of the caller `public_key` claims to be, before its signature is checked
+/// (an unknown key spends the strangers' budget).
+fn admit_claimed<D>(inner: &Inner<D>, public_key: &str) -> Result<(), Throttled> {
+    let claimed = logos_primitives::parse_public_key(public_key)
+        .map(|key| Address::from_public_key(&key))
+        .unwrap_or(Address([0; 20]));
+    inner.admission.claimed(&claimed)
 }
 
 /// Why a request is refused.
@@ -154,10 +171,11 @@ pub async fn start<D: Driver>(
     client: Client,
     driver: D,
 ) -> Result<SocketAddr, AgentError> {
-    let rate = NonZeroU32::new(config.requests_per_second).unwrap_or(NonZeroU32::MIN);
     let listen = config.listen;
     let inner = Arc::new(Inner {
-        limiter: RateLimiter::direct(Quota::per_second(rate)),
+        admission: Admission::new(config.requests_per_second),
+        nonces: Mutex::new(Nonces::default()),
+        chain_id: client.info().chain_id.to_string(),
         follows: Arc::new(Slots::new(
             FOLLOW_STREAMS_MAX,
             FOLLOW_STREAMS_PER_TENANT_MAX,
@@ -188,10 +206,6 @@ pub async fn start<D: Driver>(
             axum::routing::get(handle_stats::<D>),
         )
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_MAX_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            inner.clone(),
-            rate_limit::<D>,
-        ))
         .with_state(inner.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -202,6 +216,7 @@ pub async fn start<D: Driver>(
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
+    tokio::spawn(refresh_known(inner.clone()));
     tokio::spawn(collect_garbage(inner));
     Ok(address)
 }
@@ -212,20 +227,35 @@ async fn handle_request<D: Driver>(
     Json(request): Json<AgentRequest>,
 ) -> Response {
     let provider = inner.config.provider;
-    let signed = match authorize::verify(request, id, provider) {
+    if let Err(limit) = admit_claimed(&inner, &request.provisioner) {
+        return throttled(limit);
+    }
+    let signed = match authorize::verify(request, id, provider, &inner.chain_id) {
         Ok(signed) => signed,
         Err(refusal) => return refused(id, &refusal),
     };
-    let facts = match read_facts(&inner.client, id).await {
-        Ok(facts) => facts,
+    if let Err(limit) = inner.admission.verified(&signed.signer()) {
+        return throttled(limit);
+    }
+    let (facts, height) = match read_facts(&inner.client, id).await {
+        Ok(read) => read,
         Err(error) => return refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
     };
-    let action = match authorize::authorize(&signed, provider, &facts) {
+    let action = match authorize::authorize(&signed, provider, &facts, height) {
         Ok(action) => action,
         Err(refusal) => return refused(id, &refusal),
     };
+    let admitted = inner
+        .nonces
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .admit(&signed, height);
+    if let Err(refusal) = admitted {
+        return refused(id, &refusal);
+    }
     let generation = signed.request().generation;
     let spec = match (action, facts.environment) {
+        (Action::Observe, _) => return observe(&inner, id, signed.request().nonce).await,
         (Action::Ensure, Some(environment)) => {
             match with_tenant(&environment.spec, &environment.tenant) {
                 Ok(spec) => Some(spec),
@@ -282,20 +312,56 @@ fn refused(id: EnvironmentId, refusal: &Refusal) -> Response {
     refuse(status, format!("environment {id}: {refusal}"))
 }
 
-/// What finalized state says about environment `id`, read with proofs.
-async fn read_facts(client: &Client, id: EnvironmentId) -> Result<ChainFacts, ClientError> {
-    let (environment, _) = client.map_proven::<Environments>(&id).await?;
-    let (assignment, _) = client.map_proven::<Assignments>(&id).await?;
-    Ok(ChainFacts {
+/// What finalized state says about environment `id`, read with proofs, and the (lower)
+/// height of the two reads.
+async fn read_facts(client: &Client, id: EnvironmentId) -> Result<(ChainFacts, u64), ClientError> {
+    let (environment, environment_height) = client.map_proven::<Environments>(&id).await?;
+    let (assignment, assignment_height) = client.map_proven::<Assignments>(&id).await?;
+    let facts = ChainFacts {
         environment,
         assignment,
+    };
+    Ok((facts, environment_height.min(assignment_height)))
+}
+
+/// The answer to `observe`: what runs, signed by the agent's key with the request's `nonce`
+/// (404 if nothing of the environment is here; 503 without a key).
+async fn observe<D: Driver>(inner: &Inner<D>, id: EnvironmentId, nonce: u64) -> Response {
+    let Some(key) = inner.config.key.as_ref() else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "no agent key".into());
+    };
+    let observation = match inner.driver.inspect(id).await {
+        Ok(Some(observation)) => observation,
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(error) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    };
+    let observation = match serde_json::to_string(&observation) {
+        Ok(json) => json,
+        Err(error) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    };
+    use commonware_cryptography::Signer as _;
+    let signature = key.sign(
+        OBSERVATION_NAMESPACE,
+        &observation_message(nonce, &observation),
+    );
+    Json(SignedObservation {
+        observation,
+        agent_key: format_public_key(&key.public_key()),
+        signature: format!(
+            "0x{}",
+            hex::encode(commonware_codec::Encode::encode(&signature))
+        ),
     })
+    .into_response()
 }
 
 async fn handle_inspect<D: Driver>(
     State(inner): State<Arc<Inner<D>>>,
     Path(id): Path<EnvironmentId>,
 ) -> Response {
+    if let Err(limit) = inner.admission.unsigned() {
+        return throttled(limit);
+    }
     match inner.driver.inspect(id).await {
         Ok(Some(observation)) => Json(observation).into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
@@ -319,8 +385,10 @@ async fn tenant_read<D: Driver>(
     namespace: &[u8],
 ) -> Result<Address, Response> {
     // A forged or stale request costs no chain read.
+    admit_claimed(inner, &request.public_key).map_err(throttled)?;
     let signer = authorize::verify_read(request, id, now_s(), namespace)
         .map_err(|refusal| refused(id, &refusal))?;
+    inner.admission.verified(&signer).map_err(throttled)?;
     let environment = match inner.client.map_proven::<Environments>(&id).await {
         Ok((Some(environment), _)) => environment,
         Ok((None, _)) => return Err(refuse(StatusCode::NOT_FOUND, "no such environment".into())),
@@ -452,6 +520,30 @@ pub fn sign_stats(key: &PrivateKey, stats: &EnvironmentStats) -> SignedStats {
 
 /// Destroys local environments whose proven record does not want them on this provider
 /// (desired `Destroyed`, or placed elsewhere); never on an absent record or an unproven answer.
+/// Reads the known callers (eligible provisioners, tenants of the environments here) from
+/// finalized state with proofs every [`KNOWN_REFRESH_MS`]; an unreadable or unproven read
+/// keeps the previous set.
+async fn refresh_known<D: Driver>(inner: Arc<Inner<D>>) {
+    loop {
+        if let Err(error) = read_known(&inner).await {
+            tracing::debug!(%error, "known callers not refreshed");
+        }
+        tokio::time::sleep(Duration::from_millis(KNOWN_REFRESH_MS)).await;
+    }
+}
+
+async fn read_known<D: Driver>(inner: &Inner<D>) -> Result<(), AgentError> {
+    let (eligible, _) = inner.client.value_proven::<Eligible>().await?;
+    let mut known: Vec<Address> = eligible.into_inner();
+    for id in inner.driver.list().await? {
+        if let (Some(environment), _) = inner.client.map_proven::<Environments>(&id).await? {
+            known.push(environment.tenant);
+        }
+    }
+    inner.admission.set_known(known);
+    Ok(())
+}
+
 async fn collect_garbage<D: Driver>(inner: Arc<Inner<D>>) {
     let interval = Duration::from_millis(inner.config.gc_interval_ms);
     loop {

@@ -14,6 +14,7 @@
 //! The agent verifies proofs; it never executes blocks (it depends on `logos-types`, not on the
 //! runtime).
 
+pub mod admission;
 pub mod authorize;
 pub mod container;
 pub mod driver;

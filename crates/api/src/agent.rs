@@ -2,21 +2,29 @@
 //!
 //! | method | path | body / answer |
 //! |---|---|---|
-//! | `POST` | `/v1/environments/{id}` | [`AgentRequest`] → [`Observation`] (403 with a reason if the chain does not back it) |
-//! | `GET` | `/v1/environments/{id}` | [`Observation`] (404 if absent) |
+//! | `POST` | `/v1/environments/{id}` | [`AgentRequest`] → [`Observation`] for `ensure` and `destroy`, [`SignedObservation`] for `observe` (403 with a reason if the chain does not back it) |
+//! | `GET` | `/v1/environments/{id}` | [`Observation`] (404 if absent), unsigned: served from a small budget of its own |
 //! | `GET` | `/v1/environments/{id}/logs?timestamp_s=T&public_key=K&signature=S[&follow=true]` | the tail of the workload's output (text); with `follow`, then what it writes next, streamed at most [`FOLLOW_BYTES_PER_SECOND`] for at most [`FOLLOW_MAX_S`]; `K` is the tenant's key, `S` its signature of [`logs_message`] |
 //! | `GET` | `/v1/environments/{id}/stats?timestamp_s=T&public_key=K&signature=S` | [`SignedStats`]: CPU, memory, disk and network use signed by the agent's key (the provider's `agent_key` on chain) |
 //!
 //! A refused ensure (an image that cannot be run, say) is answered `422` with
 //! `{"error": why, "reason": CamelCaseWord}` ([`Refused`]).
 //!
-//! An agent acts on a request only if, in finalized chain state, the environment is placed on
-//! its provider, its generation equals the request's, its desired state matches the action,
-//! and the signer is the environment's assigned provisioner.
+//! An agent acts on a request only if it is for its chain (`chain_id`), not expired (finalized
+//! height at most `expires_at`, which is at most [`REQUEST_EXPIRY_MAX_BLOCKS`] ahead), not a
+//! replay (`nonce` not seen before from the signer), and in finalized chain state the
+//! environment is placed on its provider, its generation equals the request's, its desired
+//! state matches the action, and the signer is the environment's assigned provisioner (for
+//! `observe`: the assignee or a checker of the current cross-check round).
+//!
+//! Rate limits are per caller: requests signed by a caller the chain knows (an eligible
+//! provisioner, the tenant of an environment here) draw on that caller's own budget; others,
+//! and unsigned reads, share small budgets of their own, so that nobody's flood takes a
+//! checker's answers away.
 
 use logos_primitives::{parse_public_key, PublicKey, Signature};
 use logos_types::{
-    dvci::ProviderId,
+    dvci::{ProviderId, Resources},
     operations::{EnvironmentId, PortMapping},
 };
 use serde::{Deserialize, Serialize};
@@ -39,6 +47,10 @@ pub const FOLLOW_MAX_S: u64 = 600;
 pub const STATS_REQUEST_NAMESPACE: &[u8] = b"logos-agent-stats-request-v1";
 /// Namespace of agent signatures on stats.
 pub const STATS_NAMESPACE: &[u8] = b"logos-agent-stats-v1";
+/// Namespace of agent signatures on observations answered to `observe`.
+pub const OBSERVATION_NAMESPACE: &[u8] = b"logos-agent-observation-v1";
+/// Furthest ahead of the finalized height a request's `expires_at` may be, blocks.
+pub const REQUEST_EXPIRY_MAX_BLOCKS: u64 = 1_200;
 
 /// What the provisioner wants done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,40 +60,71 @@ pub enum Action {
     Ensure,
     /// Make the environment not exist.
     Destroy,
+    /// Say what runs, signed by the agent's key (for the assignee and cross-checkers).
+    Observe,
 }
 
 /// A signed request from a provisioner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRequest {
+    /// The chain it is for (its id, hex).
+    pub chain_id: String,
     /// The provider the request is for.
     pub provider: ProviderId,
     /// The environment.
     pub environment: EnvironmentId,
-    /// The generation of desired state the request realizes.
+    /// The generation of desired state the request realizes (or observes).
     pub generation: u64,
     /// What to do.
     pub action: Action,
+    /// The last finalized height at which the request may be acted on.
+    pub expires_at: u64,
+    /// Distinct for every request of a signer while it is valid (a replay is refused).
+    pub nonce: u64,
     /// The provisioner's ed25519 public key (`0x` hex).
     pub provisioner: String,
-    /// Its signature of [`request_message`] (`0x` hex).
+    /// Its signature of [`AgentRequest::message`] in [`AGENT_NAMESPACE`] (`0x` hex).
     pub signature: String,
 }
 
-/// The bytes a provisioner signs for a request.
-pub fn request_message(
-    provider: ProviderId,
-    environment: EnvironmentId,
-    generation: u64,
-    action: Action,
-) -> Vec<u8> {
-    let mut message = Vec::with_capacity(25);
-    message.extend_from_slice(&provider.get().to_be_bytes());
-    message.extend_from_slice(&environment.get().to_be_bytes());
-    message.extend_from_slice(&generation.to_be_bytes());
-    message.push(match action {
-        Action::Ensure => 0,
-        Action::Destroy => 1,
-    });
+impl AgentRequest {
+    /// The bytes a provisioner signs: every field but the key and the signature.
+    pub fn message(&self) -> Vec<u8> {
+        let mut message = Vec::with_capacity(128);
+        let chain_id = self.chain_id.as_bytes();
+        message.extend_from_slice(&(chain_id.len() as u64).to_be_bytes());
+        message.extend_from_slice(chain_id);
+        message.extend_from_slice(&self.provider.get().to_be_bytes());
+        message.extend_from_slice(&self.environment.get().to_be_bytes());
+        message.extend_from_slice(&self.generation.to_be_bytes());
+        message.push(match self.action {
+            Action::Ensure => 0,
+            Action::Destroy => 1,
+            Action::Observe => 2,
+        });
+        message.extend_from_slice(&self.expires_at.to_be_bytes());
+        message.extend_from_slice(&self.nonce.to_be_bytes());
+        message
+    }
+}
+
+/// An observation answered to `observe`, signed by the agent's key so that what a checker
+/// saw can be held against the provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedObservation {
+    /// [`Observation`] as JSON.
+    pub observation: String,
+    /// The agent's ed25519 key (`0x` hex).
+    pub agent_key: String,
+    /// Its signature of [`observation_message`] in [`OBSERVATION_NAMESPACE`] (`0x` hex).
+    pub signature: String,
+}
+
+/// The bytes an agent signs for an observation answering the request with `nonce` (binding
+/// the answer to the question).
+pub fn observation_message(nonce: u64, observation: &str) -> Vec<u8> {
+    let mut message = nonce.to_be_bytes().to_vec();
+    message.extend_from_slice(observation.as_bytes());
     message
 }
 
@@ -140,6 +183,12 @@ pub struct Observation {
     pub restarts: u32,
     /// The image it runs (`sha256:<hex>`, the pinned digest).
     pub image: String,
+    /// When its workload last started, by the agent's clock (Unix ms; 0 if never).
+    #[serde(default)]
+    pub started_at_ms: u64,
+    /// The resource limits it runs under (memory, CPU, pids from the product, disk).
+    #[serde(default)]
+    pub limits: Resources,
 }
 
 /// Why an agent refused to realize an environment (the body of a `422`).

@@ -209,7 +209,8 @@ pub struct AgentRunArgs {
     /// Most output a workload writes per second (it blocks beyond), bytes.
     #[arg(long, default_value_t = DEFAULT_LOG_BYTES_PER_SECOND)]
     pub log_bytes_per_second: u64,
-    /// Requests per second the API serves.
+    /// Requests per second the API serves to callers the chain does not know, and (apart) to
+    /// unsigned reads; eligible provisioners and local tenants have budgets of their own.
     #[arg(long, default_value_t = 200)]
     pub requests_per_second: u32,
     /// Time between garbage collections, ms.

@@ -3,7 +3,7 @@
 //! images. They need root (namespaces, cgroups, loop devices, the firewall), as the agent does.
 
 use commonware_codec::Encode;
-use logos_api::agent::{request_message, Action, AgentRequest, AGENT_NAMESPACE};
+use logos_api::agent::{Action, AgentRequest, AGENT_NAMESPACE};
 use logos_client::{Client, Wallet};
 use logos_primitives::{format_public_key, Address};
 use logos_provisioner::{
@@ -366,24 +366,35 @@ fn all_accounts(devnet: &Devnet) -> Vec<Address> {
     accounts
 }
 
-fn agent_request(
+/// A request signed by `wallet` for this chain, valid for 100 blocks, with `nonce`.
+async fn agent_request(
+    client: &Client,
     wallet: &Wallet,
-    provider: ProviderId,
-    environment: EnvironmentId,
-    generation: u64,
+    (provider, environment, generation): (ProviderId, EnvironmentId, u64),
+    action: Action,
+    nonce: u64,
 ) -> AgentRequest {
-    let message = request_message(provider, environment, generation, Action::Ensure);
-    AgentRequest {
+    let height = client.head_height().await.unwrap();
+    let mut request = AgentRequest {
+        chain_id: client.info().chain_id.to_string(),
         provider,
         environment,
         generation,
-        action: Action::Ensure,
+        action,
+        expires_at: height + 100,
+        nonce,
         provisioner: format_public_key(&wallet.public_key()),
-        signature: format!(
-            "0x{}",
-            hex::encode(wallet.sign(AGENT_NAMESPACE, &message).encode())
-        ),
-    }
+        signature: String::new(),
+    };
+    resign(wallet, &mut request);
+    request
+}
+
+fn resign(wallet: &Wallet, request: &mut AgentRequest) {
+    request.signature = format!(
+        "0x{}",
+        hex::encode(wallet.sign(AGENT_NAMESPACE, &request.message()).encode())
+    );
 }
 
 #[test]
@@ -552,7 +563,8 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
 
         // The agent refuses what the chain does not back.
         let http = reqwest::Client::new();
-        let stranger = agent_request(&dev, record.provider, id, record.generation);
+        let what = (record.provider, id, record.generation);
+        let stranger = agent_request(&client, &dev, what, Action::Ensure, 1).await;
         let refused = http.post(&url).json(&stranger).send().await.unwrap();
         assert_eq!(refused.status(), 403);
         assert!(refused
@@ -560,15 +572,57 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             .await
             .unwrap()
             .contains("not the assigned provisioner"));
+        let observe = agent_request(&client, &dev, what, Action::Observe, 2).await;
+        let refused = http.post(&url).json(&observe).send().await.unwrap();
+        assert_eq!(
+            refused.status(),
+            403,
+            "only the assignee and checkers observe"
+        );
         let task = read::<Assignments>(&client, &id).await.unwrap();
         let assigned = (0..4)
             .map(|i| devnet.wallet(&format!("provisioner-{i}")))
             .find(|wallet| Some(wallet.address()) == task.assigned)
             .unwrap();
-        let stale = agent_request(&assigned, record.provider, id, record.generation + 1);
+        let next = (record.provider, id, record.generation + 1);
+        let stale = agent_request(&client, &assigned, next, Action::Ensure, 3).await;
         let refused = http.post(&url).json(&stale).send().await.unwrap();
         assert_eq!(refused.status(), 403);
         assert!(refused.text().await.unwrap().contains("generation"));
+        // The assignee's signed observation: answered once, refused when replayed; a request
+        // for another chain or past its expiry is refused.
+        let mut observe = agent_request(&client, &assigned, what, Action::Observe, 4).await;
+        let answer = http.post(&url).json(&observe).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let body = answer.bytes().await.unwrap();
+        let key = provider.agent_key.expect("the devnet sets agent keys");
+        let observed = logos_provisioner::verify_observation(&body, &key, observe.nonce).unwrap();
+        let desired = environment(&client, id).await;
+        assert_eq!(observed.limits, desired.spec.resources);
+        assert!(desired.spec.workload.image.ends_with(&observed.image));
+        assert!(observed.started_at_ms > 0);
+        assert!(
+            logos_provisioner::verify_observation(&body, &key, observe.nonce + 1).is_err(),
+            "an answer to another request"
+        );
+        let replayed = http.post(&url).json(&observe).send().await.unwrap();
+        assert_eq!(replayed.status(), 403);
+        assert!(replayed.text().await.unwrap().contains("already used"));
+        observe.chain_id = "0x00".into();
+        observe.nonce = 5;
+        resign(&assigned, &mut observe);
+        let refused = http.post(&url).json(&observe).send().await.unwrap();
+        assert!(refused.text().await.unwrap().contains("for chain 0x00"));
+        let mut expired = agent_request(&client, &assigned, what, Action::Observe, 6).await;
+        expired.expires_at = 1;
+        resign(&assigned, &mut expired);
+        let refused = http.post(&url).json(&expired).send().await.unwrap();
+        assert_eq!(refused.status(), 403);
+        assert!(refused
+            .text()
+            .await
+            .unwrap()
+            .contains("expired at height 1"));
 
         // The tenant reads the workload's logs through the agent.
         let logs = Command::new(LOGOS)

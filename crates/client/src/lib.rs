@@ -459,6 +459,17 @@ impl Client {
         Ok((decoded, height))
     }
 
+    /// Like [`Self::value`], proven (its default when proven absent). Errors: those of
+    /// [`Self::map_proven`].
+    pub async fn value_proven<I: StorageValue>(&self) -> Result<(I::Value, u64), ClientError> {
+        let key = I::key();
+        let (value, height) = self.proven_bytes(&key).await?;
+        let decoded = value
+            .map(|value| I::decode_value(&key, &value).map_err(malformed))
+            .transpose()?;
+        Ok((decoded.unwrap_or_else(I::default_value), height))
+    }
+
     /// The bytes at `key`, checked against a finalized block (see the crate docs), `None` when
     /// it is proven to hold nothing; and the height read at.
     async fn proven_bytes(&self, key: &StorageKey) -> Result<(Option<Vec<u8>>, u64), ClientError> {

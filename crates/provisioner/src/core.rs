@@ -26,6 +26,7 @@
 //! | does not answer | — | `AgentUnreachable` (the provider) |
 //! | says the reported generation runs at the reported endpoint and ports | passes | `Confirmed` |
 //! | says so | fails | `EndpointDead` (the provider) |
+//! | says so, with another image digest or other limits than the desired spec | — | `SpecMismatch` (the provider) |
 //! | says anything else (absent, stopped, refused, other generation, endpoint or ports) | — | `Contradicted` (the assignee) |
 //!
 //! The caller retries an unreachable agent and a failing probe a few times before it votes.
@@ -34,7 +35,7 @@ use logos_api::agent::{Observation, Refused, WorkloadState};
 use logos_primitives::Address;
 use logos_types::{
     dvci::Endpoint,
-    operations::{Desired, Environment, Message, Phase, PortMapping},
+    operations::{Desired, Environment, Message, Phase, PortMapping, Spec},
     provisioning::{Assignment, Report, Verdict},
 };
 
@@ -214,9 +215,14 @@ pub fn must_vote(me: Address, assignment: &Assignment) -> bool {
         && !assignment.voted(&me)
 }
 
-/// What `me` observed of `assignment`'s report (see the module docs): the agent's view and its
-/// own probe of the reported endpoint.
-pub fn verdict(report: &Report, agent: &AgentView, probe: &Result<(), String>) -> Verdict {
+/// What was observed of `report` against the desired `spec` (see the module docs): the agent's
+/// signed view and the checker's own probe of the reported endpoint.
+pub fn verdict(
+    report: &Report,
+    spec: &Spec,
+    agent: &AgentView,
+    probe: &Result<(), String>,
+) -> Verdict {
     let observation = match agent {
         AgentView::Unreachable(_) => return Verdict::AgentUnreachable,
         AgentView::Present(observation) => observation,
@@ -226,10 +232,18 @@ pub fn verdict(report: &Report, agent: &AgentView, probe: &Result<(), String>) -
         && observation.workload == WorkloadState::Running
         && observation.endpoint == report.endpoint.as_str()
         && observation.ports.iter().eq(report.ports.iter());
-    match (as_reported, probe) {
-        (false, _) => Verdict::Contradicted,
-        (true, Ok(())) => Verdict::Confirmed,
-        (true, Err(_)) => Verdict::EndpointDead,
+    let digest = spec
+        .workload
+        .image
+        .rsplit_once('@')
+        .map(|(_, digest)| digest);
+    let as_desired =
+        digest == Some(observation.image.as_str()) && observation.limits == spec.resources;
+    match (as_reported, as_desired, probe) {
+        (false, _, _) => Verdict::Contradicted,
+        (true, false, _) => Verdict::SpecMismatch,
+        (true, true, Ok(())) => Verdict::Confirmed,
+        (true, true, Err(_)) => Verdict::EndpointDead,
     }
 }
 
@@ -239,6 +253,7 @@ pub fn decide_vote(
     me: Address,
     round: u64,
     assignment: &Assignment,
+    spec: &Spec,
     agent: &AgentView,
     probe: &Result<(), String>,
 ) -> Vec<Effect> {
@@ -250,7 +265,7 @@ pub fn decide_vote(
     };
     vec![Effect::Vote {
         round,
-        verdict: verdict(report, agent, probe),
+        verdict: verdict(report, spec, agent, probe),
     }]
 }
 

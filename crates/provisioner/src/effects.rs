@@ -6,11 +6,13 @@ use crate::{
     probe::probe_health,
     ProvisionerError,
 };
+use commonware_cryptography::Verifier as _;
 use logos_api::agent::{
-    request_message, Action, AgentRequest, Observation, Refused, AGENT_NAMESPACE,
+    decode_signer, observation_message, Action, AgentRequest, Observation, Refused,
+    SignedObservation, AGENT_NAMESPACE, OBSERVATION_NAMESPACE,
 };
 use logos_client::{Client, Wallet};
-use logos_primitives::format_public_key;
+use logos_primitives::{format_public_key, NodeKey};
 use logos_types::{
     dvci::{Provider, ProviderId},
     operations::{Environment, EnvironmentId},
@@ -18,7 +20,17 @@ use logos_types::{
     workload::HealthCheck,
     Call,
 };
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+/// Blocks after the finalized height read that an agent request stays valid.
+pub const REQUEST_VALIDITY_BLOCKS: u64 = 300;
 
 /// Where an effect on an environment goes.
 #[derive(Clone, Debug)]
@@ -31,16 +43,29 @@ pub struct Target {
     pub agent: String,
     /// The generation of desired state the effect realizes.
     pub generation: u64,
+    /// The key the provider's agent signs observations with (none: it cannot be observed).
+    pub agent_key: Option<NodeKey>,
+    /// The finalized height the desired state was read at (requests expire
+    /// [`REQUEST_VALIDITY_BLOCKS`] after it).
+    pub height: u64,
 }
 
 impl Target {
-    /// The target of `environment` (with desired state `record`) on `provider`.
-    pub fn of(environment: EnvironmentId, record: &Environment, provider: &Provider) -> Self {
+    /// The target of `environment` (with desired state `record`, read at `height`) on
+    /// `provider`.
+    pub fn of(
+        environment: EnvironmentId,
+        record: &Environment,
+        provider: &Provider,
+        height: u64,
+    ) -> Self {
         Self {
             environment,
             provider: record.provider,
             agent: provider.endpoint.to_string(),
             generation: record.generation,
+            agent_key: provider.agent_key,
+            height,
         }
     }
 }
@@ -56,6 +81,9 @@ pub struct Connection {
     pub http: reqwest::Client,
     /// Timeout of agent requests and probes.
     pub timeout: Duration,
+    /// The next request's nonce (starts at the wall clock in ns, so that a restart does not
+    /// reuse the nonces of unexpired requests).
+    nonce: AtomicU64,
 }
 
 /// Largest answer read from an agent, bytes: an observation is well under 1 KiB, and an agent
@@ -69,28 +97,79 @@ impl Connection {
         let timeout = Duration::from_millis(timeout_ms);
         let http = logos_client::http::untrusted(timeout)
             .map_err(|error| ProvisionerError::NotReady(error.to_string()))?;
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos() as u64)
+            .unwrap_or(0);
         Ok(Self {
             client,
             wallet,
             http,
             timeout,
+            nonce: AtomicU64::new(now_ns),
         })
     }
 
-    /// What `target`'s agent says about its environment.
+    /// `action` on `target`, signed for this chain, expiring [`REQUEST_VALIDITY_BLOCKS`] after
+    /// the height `target` was read at, with a fresh nonce.
+    pub fn signed_request(&self, target: &Target, action: Action) -> AgentRequest {
+        let wallet = &self.wallet;
+        let mut request = AgentRequest {
+            chain_id: self.client.info().chain_id.to_string(),
+            provider: target.provider,
+            environment: target.environment,
+            generation: target.generation,
+            action,
+            expires_at: target.height.saturating_add(REQUEST_VALIDITY_BLOCKS),
+            nonce: self.nonce.fetch_add(1, Ordering::Relaxed),
+            provisioner: format_public_key(&wallet.public_key()),
+            signature: String::new(),
+        };
+        let signature = wallet.sign(AGENT_NAMESPACE, &request.message());
+        request.signature = format!(
+            "0x{}",
+            hex::encode(commonware_codec::Encode::encode(&signature))
+        );
+        request
+    }
+
+    /// What `target`'s agent says about its environment, signed by the agent's key (an
+    /// `observe` request; only the assignee and the round's checkers are answered). An answer
+    /// that is not signed by the provider's `agent_key` for this request counts as no answer.
     pub async fn inspect(&self, target: &Target) -> AgentView {
-        let url = environment_url(target);
-        let response = match self.http.get(&url).send().await {
+        let Some(agent_key) = target.agent_key else {
+            return AgentView::Unreachable("the provider has no agent key".into());
+        };
+        let request = self.signed_request(target, Action::Observe);
+        let sent = self
+            .http
+            .post(environment_url(target))
+            .json(&request)
+            .send()
+            .await;
+        let response = match sent {
             Ok(response) => response,
             Err(error) => return AgentView::Unreachable(error.to_string()),
         };
-        match response.status() {
-            status if status == reqwest::StatusCode::NOT_FOUND => AgentView::Absent,
-            status if status.is_success() => match response.json::<Observation>().await {
-                Ok(observation) => AgentView::Present(observation),
-                Err(error) => AgentView::Unreachable(error.to_string()),
-            },
-            status => AgentView::Unreachable(format!("agent answered {status}")),
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return AgentView::Absent;
+        }
+        let body = logos_client::http::read_bounded(response, AGENT_ANSWER_MAX_BYTES).await;
+        let body = match (status.is_success(), body) {
+            (true, Ok(body)) => body,
+            (false, body) => {
+                let text = body.map(|b| String::from_utf8_lossy(&b).to_string());
+                return AgentView::Unreachable(format!(
+                    "agent answered {status}: {}",
+                    text.unwrap_or_default()
+                ));
+            }
+            (true, Err(error)) => return AgentView::Unreachable(error.to_string()),
+        };
+        match verify_observation(&body, &agent_key, request.nonce) {
+            Ok(observation) => AgentView::Present(observation),
+            Err(reason) => AgentView::Unreachable(reason),
         }
     }
 
@@ -98,6 +177,27 @@ impl Connection {
     pub async fn probe(&self, endpoint: &str, check: &HealthCheck) -> Result<(), String> {
         probe_health(&self.http, endpoint, check, self.timeout).await
     }
+}
+
+/// The observation in `body` if it is a [`SignedObservation`] by `agent_key` answering the
+/// request with `nonce`.
+pub fn verify_observation(
+    body: &[u8],
+    agent_key: &NodeKey,
+    nonce: u64,
+) -> Result<Observation, String> {
+    let signed: SignedObservation =
+        serde_json::from_slice(body).map_err(|error| format!("unreadable answer: {error}"))?;
+    let expected = agent_key
+        .public_key()
+        .map_err(|error| format!("the provider's agent key: {error}"))?;
+    let (key, signature) = decode_signer(&signed.agent_key, &signed.signature)?;
+    let message = observation_message(nonce, &signed.observation);
+    if key != expected || !key.verify(OBSERVATION_NAMESPACE, &message, &signature) {
+        return Err("observation not signed by the provider's agent key".into());
+    }
+    serde_json::from_str(&signed.observation)
+        .map_err(|error| format!("unreadable observation: {error}"))
 }
 
 fn environment_url(target: &Target) -> String {
@@ -144,25 +244,7 @@ impl AgentEffects {
         target: &Target,
         action: Action,
     ) -> Result<AgentView, ProvisionerError> {
-        let wallet = &self.connection.wallet;
-        let message = request_message(
-            target.provider,
-            target.environment,
-            target.generation,
-            action,
-        );
-        let signature = wallet.sign(AGENT_NAMESPACE, &message);
-        let request = AgentRequest {
-            provider: target.provider,
-            environment: target.environment,
-            generation: target.generation,
-            action,
-            provisioner: format_public_key(&wallet.public_key()),
-            signature: format!(
-                "0x{}",
-                hex::encode(commonware_codec::Encode::encode(&signature))
-            ),
-        };
+        let request = self.connection.signed_request(target, action);
         let agent_error = |reason: String| ProvisionerError::Agent {
             endpoint: target.agent.clone(),
             reason,

@@ -26,7 +26,9 @@ mod effects;
 mod probe;
 pub mod queue;
 
-pub use effects::{AgentEffects, Connection, Effects, Target};
+pub use effects::{
+    verify_observation, AgentEffects, Connection, Effects, Target, REQUEST_VALIDITY_BLOCKS,
+};
 pub use probe::probe_health;
 
 use crate::core::{AgentView, Effect, Observed};
@@ -249,19 +251,22 @@ impl<E: Effects> Provisioner<E> {
         }
     }
 
-    /// The environment, its assignment and its provider, read with proofs.
+    /// The environment, its assignment and its provider, read with proofs, and the target of
+    /// requests about it.
     async fn read_environment(
         &self,
         environment: EnvironmentId,
-    ) -> Result<(Environment, Assignment, Provider), ProvisionerError> {
+    ) -> Result<(Environment, Assignment, Target), ProvisionerError> {
         let gone = || ProvisionerError::NotReady(format!("environment {environment} gone"));
         let client = &self.connection.client;
-        let (record, _) = client.map_proven::<Environments>(&environment).await?;
+        let (record, height) = client.map_proven::<Environments>(&environment).await?;
         let record = record.ok_or_else(gone)?;
         let (task, _) = client.map_proven::<Assignments>(&environment).await?;
         let task = task.ok_or_else(gone)?;
         let (provider, _) = client.map_proven::<Providers>(&record.provider).await?;
-        Ok((record, task, provider.ok_or_else(gone)?))
+        let provider: Provider = provider.ok_or_else(gone)?;
+        let target = Target::of(environment, &record, &provider, height);
+        Ok((record, task, target))
     }
 
     /// What is observed of `record`'s environment given the agent's `view`: the health probe
@@ -285,11 +290,10 @@ impl<E: Effects> Provisioner<E> {
 
     /// Makes the assigned environment match its desired state and reports what it sees.
     async fn reconcile(&self, environment: EnvironmentId) -> Result<(), ProvisionerError> {
-        let (record, task, provider) = self.read_environment(environment).await?;
+        let (record, task, target) = self.read_environment(environment).await?;
         if !core::assigned_to(self.me(), &task) {
             return Ok(());
         }
-        let target = Target::of(environment, &record, &provider);
         let mut view = self.connection.inspect(&target).await;
         for _ in 0..RECONCILE_STEPS_MAX {
             let observed = self.observed(view, &record).await;
@@ -325,7 +329,7 @@ impl<E: Effects> Provisioner<E> {
         environment: EnvironmentId,
         round: u64,
     ) -> Result<(), ProvisionerError> {
-        let (record, task, provider) = self.read_environment(environment).await?;
+        let (record, task, target) = self.read_environment(environment).await?;
         let me = self.me();
         let Some(report) = task
             .report
@@ -334,7 +338,6 @@ impl<E: Effects> Provisioner<E> {
         else {
             return Ok(());
         };
-        let target = Target::of(environment, &record, &provider);
         // A blip is not a fault: what would blame the provider is observed again first.
         let mut attempt = 0;
         let (view, probe) = loop {
@@ -344,7 +347,7 @@ impl<E: Effects> Provisioner<E> {
                 .connection
                 .probe(&report.endpoint, &record.spec.workload.health)
                 .await;
-            let verdict = core::verdict(report, &view, &probe);
+            let verdict = core::verdict(report, &record.spec, &view, &probe);
             let blames_provider =
                 matches!(verdict, Verdict::AgentUnreachable | Verdict::EndpointDead);
             if !blames_provider || attempt >= VOTE_ATTEMPTS {
@@ -352,7 +355,7 @@ impl<E: Effects> Provisioner<E> {
             }
             tokio::time::sleep(Duration::from_millis(VOTE_RETRY_MS)).await;
         };
-        for effect in core::decide_vote(me, round, &task, &view, &probe) {
+        for effect in core::decide_vote(me, round, &task, &record.spec, &view, &probe) {
             self.effects.apply(&target, &effect).await?;
             if let Effect::Vote { round, .. } = effect {
                 let mut voted = lock(&self.voted);

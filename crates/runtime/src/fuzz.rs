@@ -232,7 +232,8 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
                 provisioning::Verdict::Contradicted,
                 provisioning::Verdict::AgentUnreachable,
                 provisioning::Verdict::EndpointDead,
-            ][(a % 4) as usize],
+                provisioning::Verdict::SpecMismatch,
+            ][(a % 5) as usize],
         }
         .into(),
         20 => provisioning::Call::SetMinimumStake { stake: amount }.into(),

@@ -100,8 +100,9 @@ impl Parameters {
 
 /// What a cross-checker observed about a `Running` report. Blame follows what was observed: a
 /// quorum of [`Verdict::Confirmed`] verifies the environment, of [`Verdict::Contradicted`]
-/// slashes the assignee, of provider faults ([`Verdict::AgentUnreachable`] and
-/// [`Verdict::EndpointDead`] together) slashes the provider's bond. Wire: one byte, the index.
+/// slashes the assignee, of provider faults ([`Verdict::AgentUnreachable`],
+/// [`Verdict::EndpointDead`] and [`Verdict::SpecMismatch`] together) slashes the provider's
+/// bond. Wire: one byte, the index.
 #[record]
 #[derive(Copy)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +121,10 @@ pub enum Verdict {
     /// The agent says the workload runs as reported but the endpoint does not pass the probe.
     #[index(3)]
     EndpointDead,
+    /// The agent's signed observation shows another image digest or other resource limits
+    /// than the desired spec: the provider does not run what was leased.
+    #[index(4)]
+    SpecMismatch,
 }
 
 /// Who a round's outcome blames. Wire: one byte, the index.
@@ -144,7 +149,9 @@ impl Verdict {
         match self {
             Verdict::Confirmed => Outcome::Confirmed,
             Verdict::Contradicted => Outcome::AssigneeFault,
-            Verdict::AgentUnreachable | Verdict::EndpointDead => Outcome::ProviderFault,
+            Verdict::AgentUnreachable | Verdict::EndpointDead | Verdict::SpecMismatch => {
+                Outcome::ProviderFault
+            }
         }
     }
 }

@@ -12,6 +12,9 @@ use logos_types::{
 
 const PROVIDER: ProviderId = ProviderId(3);
 const ID: EnvironmentId = EnvironmentId(42);
+const CHAIN: &str = "0xc4a1";
+/// The finalized height the tests authorize at.
+const HEIGHT: u64 = 100;
 
 fn provisioner() -> PrivateKey {
     PrivateKey::from_seed(7)
@@ -22,18 +25,33 @@ fn tenant() -> PrivateKey {
 }
 
 fn sign(key: &PrivateKey, provider: ProviderId, generation: u64, action: Action) -> AgentRequest {
-    let message = request_message(provider, ID, generation, action);
-    AgentRequest {
+    signed_with(key, provider, generation, action, HEIGHT + 10, 1)
+}
+
+fn signed_with(
+    key: &PrivateKey,
+    provider: ProviderId,
+    generation: u64,
+    action: Action,
+    expires_at: u64,
+    nonce: u64,
+) -> AgentRequest {
+    let mut request = AgentRequest {
+        chain_id: CHAIN.into(),
         provider,
         environment: ID,
         generation,
         action,
+        expires_at,
+        nonce,
         provisioner: format_public_key(&key.public_key()),
-        signature: format!(
-            "0x{}",
-            hex::encode(key.sign(AGENT_NAMESPACE, &message).encode())
-        ),
-    }
+        signature: String::new(),
+    };
+    request.signature = format!(
+        "0x{}",
+        hex::encode(key.sign(AGENT_NAMESPACE, &request.message()).encode())
+    );
+    request
 }
 
 fn environment(desired: Desired) -> Environment {
@@ -61,6 +79,7 @@ fn signed(generation: u64, action: Action) -> SignedRequest {
         sign(&provisioner(), PROVIDER, generation, action),
         ID,
         PROVIDER,
+        CHAIN,
     )
     .unwrap()
 }
@@ -70,12 +89,12 @@ fn the_assigned_provisioner_gets_the_action_finalized_state_wants() {
     let me = provisioner();
     let running = facts(Desired::Running, Some(&me));
     assert_eq!(
-        authorize(&signed(2, Action::Ensure), PROVIDER, &running),
+        authorize(&signed(2, Action::Ensure), PROVIDER, &running, HEIGHT),
         Ok(Action::Ensure)
     );
     let destroyed = facts(Desired::Destroyed, Some(&me));
     assert_eq!(
-        authorize(&signed(2, Action::Destroy), PROVIDER, &destroyed),
+        authorize(&signed(2, Action::Destroy), PROVIDER, &destroyed, HEIGHT),
         Ok(Action::Destroy)
     );
 }
@@ -84,7 +103,7 @@ fn the_assigned_provisioner_gets_the_action_finalized_state_wants() {
 fn verify_refuses_misaddressed_mismatched_and_forged_requests() {
     let request = sign(&provisioner(), PROVIDER, 2, Action::Ensure);
     assert_eq!(
-        verify(request.clone(), EnvironmentId(1), PROVIDER).unwrap_err(),
+        verify(request.clone(), EnvironmentId(1), PROVIDER, CHAIN).unwrap_err(),
         Refusal::PathMismatch {
             path: EnvironmentId(1),
             body: ID
@@ -95,7 +114,8 @@ fn verify_refuses_misaddressed_mismatched_and_forged_requests() {
         verify(
             sign(&provisioner(), ProviderId(9), 2, Action::Ensure),
             ID,
-            PROVIDER
+            PROVIDER,
+            CHAIN
         )
         .unwrap_err(),
         Refusal::WrongProvider(ProviderId(9))
@@ -103,27 +123,60 @@ fn verify_refuses_misaddressed_mismatched_and_forged_requests() {
     let mut garbled = request.clone();
     garbled.signature = "0xzz".into();
     assert!(matches!(
-        verify(garbled, ID, PROVIDER),
+        verify(garbled, ID, PROVIDER, CHAIN),
         Err(Refusal::MalformedSigner(_))
     ));
     let mut no_key = request.clone();
     no_key.provisioner = "0x1234".into();
     assert!(matches!(
-        verify(no_key, ID, PROVIDER),
+        verify(no_key, ID, PROVIDER, CHAIN),
         Err(Refusal::MalformedSigner(_))
     ));
     // A genuine signature over another generation (a replay of an older request).
     let mut replayed = sign(&provisioner(), PROVIDER, 1, Action::Ensure);
     replayed.generation = 2;
     assert_eq!(
-        verify(replayed, ID, PROVIDER).unwrap_err(),
+        verify(replayed, ID, PROVIDER, CHAIN).unwrap_err(),
         Refusal::BadSignature
+    );
+    // A genuine request for another chain.
+    let key = provisioner();
+    let mut other_chain = sign(&key, PROVIDER, 2, Action::Ensure);
+    other_chain.chain_id = "0xfeed".into();
+    other_chain.signature = format!(
+        "0x{}",
+        hex::encode(key.sign(AGENT_NAMESPACE, &other_chain.message()).encode())
+    );
+    assert_eq!(
+        verify(other_chain.clone(), ID, PROVIDER, CHAIN).unwrap_err(),
+        Refusal::WrongChain("0xfeed".into())
+    );
+    // Relabelled for this chain, its signature no longer verifies.
+    other_chain.chain_id = CHAIN.into();
+    assert_eq!(
+        verify(other_chain, ID, PROVIDER, CHAIN).unwrap_err(),
+        Refusal::BadSignature
+    );
+    let resigned = sign(&provisioner(), PROVIDER, 2, Action::Ensure);
+    let mut relabelled = resigned.clone();
+    relabelled.expires_at += 1;
+    assert_eq!(
+        verify(relabelled, ID, PROVIDER, CHAIN).unwrap_err(),
+        Refusal::BadSignature,
+        "the expiry is signed"
+    );
+    let mut renonced = resigned;
+    renonced.nonce += 1;
+    assert_eq!(
+        verify(renonced, ID, PROVIDER, CHAIN).unwrap_err(),
+        Refusal::BadSignature,
+        "the nonce is signed"
     );
     // The same signature claimed by another key.
     let mut impostor = request;
     impostor.provisioner = format_public_key(&PrivateKey::from_seed(99).public_key());
     assert_eq!(
-        verify(impostor, ID, PROVIDER).unwrap_err(),
+        verify(impostor, ID, PROVIDER, CHAIN).unwrap_err(),
         Refusal::BadSignature
     );
 }
@@ -133,41 +186,41 @@ fn authorize_refuses_what_finalized_state_does_not_back() {
     let me = provisioner();
     let request = signed(2, Action::Ensure);
     assert_eq!(
-        authorize(&request, PROVIDER, &ChainFacts::default()),
+        authorize(&request, PROVIDER, &ChainFacts::default(), HEIGHT),
         Err(Refusal::UnknownEnvironment)
     );
     let mut elsewhere = facts(Desired::Running, Some(&me));
     elsewhere.environment.as_mut().unwrap().provider = ProviderId(4);
     assert_eq!(
-        authorize(&request, PROVIDER, &elsewhere),
+        authorize(&request, PROVIDER, &elsewhere, HEIGHT),
         Err(Refusal::PlacedElsewhere(ProviderId(4)))
     );
     let running = facts(Desired::Running, Some(&me));
     assert_eq!(
-        authorize(&signed(3, Action::Ensure), PROVIDER, &running),
+        authorize(&signed(3, Action::Ensure), PROVIDER, &running, HEIGHT),
         Err(Refusal::WrongGeneration {
             requested: 3,
             finalized: 2
         })
     );
     assert_eq!(
-        authorize(&signed(2, Action::Destroy), PROVIDER, &running),
+        authorize(&signed(2, Action::Destroy), PROVIDER, &running, HEIGHT),
         Err(Refusal::WrongAction(Action::Ensure))
     );
     let destroyed = facts(Desired::Destroyed, Some(&me));
     assert_eq!(
-        authorize(&request, PROVIDER, &destroyed),
+        authorize(&request, PROVIDER, &destroyed, HEIGHT),
         Err(Refusal::WrongAction(Action::Destroy))
     );
     let signer = request.signer();
     let stranger = facts(Desired::Running, Some(&tenant()));
     assert_eq!(
-        authorize(&request, PROVIDER, &stranger),
+        authorize(&request, PROVIDER, &stranger, HEIGHT),
         Err(Refusal::NotAssigned(signer))
     );
     let unassigned = facts(Desired::Running, None);
     assert_eq!(
-        authorize(&request, PROVIDER, &unassigned),
+        authorize(&request, PROVIDER, &unassigned, HEIGHT),
         Err(Refusal::NotAssigned(signer))
     );
     let no_assignment = ChainFacts {
@@ -175,7 +228,7 @@ fn authorize_refuses_what_finalized_state_does_not_back() {
         assignment: None,
     };
     assert_eq!(
-        authorize(&request, PROVIDER, &no_assignment),
+        authorize(&request, PROVIDER, &no_assignment, HEIGHT),
         Err(Refusal::NotAssigned(signer))
     );
 }
@@ -273,4 +326,94 @@ fn garbage_collection_keeps_only_what_runs_here() {
         PROVIDER
     ));
     assert!(!wanted_here(None, PROVIDER));
+}
+
+fn signed_at(expires_at: u64, nonce: u64, action: Action) -> SignedRequest {
+    let request = signed_with(&provisioner(), PROVIDER, 2, action, expires_at, nonce);
+    verify(request, ID, PROVIDER, CHAIN).unwrap()
+}
+
+#[test]
+fn a_request_is_valid_until_its_expiry_and_not_beyond_the_window() {
+    let me = provisioner();
+    let running = facts(Desired::Running, Some(&me));
+    let at_expiry = signed_at(HEIGHT, 1, Action::Ensure);
+    assert_eq!(
+        authorize(&at_expiry, PROVIDER, &running, HEIGHT),
+        Ok(Action::Ensure)
+    );
+    // Valid now, refused a block later.
+    assert_eq!(
+        authorize(&at_expiry, PROVIDER, &running, HEIGHT + 1),
+        Err(Refusal::RequestExpired {
+            expires_at: HEIGHT,
+            height: HEIGHT + 1
+        })
+    );
+    let far = signed_at(HEIGHT + REQUEST_EXPIRY_MAX_BLOCKS + 1, 1, Action::Ensure);
+    assert_eq!(
+        authorize(&far, PROVIDER, &running, HEIGHT),
+        Err(Refusal::ExpiryTooFar {
+            expires_at: HEIGHT + REQUEST_EXPIRY_MAX_BLOCKS + 1,
+            height: HEIGHT
+        })
+    );
+}
+
+#[test]
+fn a_replayed_nonce_is_refused_until_it_expires_and_memory_is_bounded() {
+    let mut nonces = Nonces::default();
+    let first = signed_at(HEIGHT + 5, 7, Action::Ensure);
+    assert_eq!(nonces.admit(&first, HEIGHT), Ok(()));
+    assert_eq!(nonces.admit(&first, HEIGHT + 1), Err(Refusal::Replayed(7)));
+    // Another nonce of the same signer is fine; an expired one is forgotten (and refused by
+    // `authorize` anyway).
+    assert_eq!(
+        nonces.admit(&signed_at(HEIGHT + 5, 8, Action::Ensure), HEIGHT),
+        Ok(())
+    );
+    assert_eq!(nonces.admit(&first, HEIGHT + 6), Ok(()));
+    let mut flood = Nonces::default();
+    for nonce in 0..NONCES_PER_SIGNER_MAX as u64 {
+        assert_eq!(
+            flood.admit(&signed_at(HEIGHT + 5, nonce, Action::Ensure), HEIGHT),
+            Ok(())
+        );
+    }
+    let signer = first.signer();
+    assert_eq!(
+        flood.admit(&signed_at(HEIGHT + 5, u64::MAX, Action::Ensure), HEIGHT),
+        Err(Refusal::TooManyInFlight(signer))
+    );
+    assert_eq!(
+        flood.admit(&signed_at(HEIGHT + 5, u64::MAX, Action::Ensure), HEIGHT + 6),
+        Ok(()),
+        "room again once they expired"
+    );
+}
+
+#[test]
+fn only_the_assignee_and_the_rounds_checkers_may_observe() {
+    let me = provisioner();
+    let observe = signed(2, Action::Observe);
+    let signer = observe.signer();
+    // The assignee, whatever finalized state wants.
+    let destroyed = facts(Desired::Destroyed, Some(&me));
+    assert_eq!(
+        authorize(&observe, PROVIDER, &destroyed, HEIGHT),
+        Ok(Action::Observe)
+    );
+    // A checker of the current round.
+    let mut checked = facts(Desired::Running, Some(&tenant()));
+    checked.assignment.as_mut().unwrap().checkers = vec![signer].try_into().unwrap();
+    assert_eq!(
+        authorize(&observe, PROVIDER, &checked, HEIGHT),
+        Ok(Action::Observe)
+    );
+    // Anyone else.
+    let other = facts(Desired::Running, Some(&tenant()));
+    assert_eq!(
+        authorize(&observe, PROVIDER, &other, HEIGHT),
+        Err(Refusal::NotObserver(signer))
+    );
 }

@@ -376,6 +376,8 @@ impl ContainerDriver {
             ports: record.ports.clone(),
             restarts: record.restarts,
             image: format!("sha256:{}", record.image_digest_hex),
+            started_at_ms: record.started_at_ms,
+            limits: record.spec.resources,
         }
     }
 

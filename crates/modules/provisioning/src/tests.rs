@@ -412,6 +412,19 @@ fn a_provider_outage_blames_the_provider_and_not_the_assignee() {
 }
 
 #[test]
+fn a_provider_running_less_than_was_leased_is_slashed_on_its_agents_own_word() {
+    let mut world = provisioned(5);
+    let (assignee, _) = reported_and_drawn(&mut world);
+    let bond = world.chain.map::<Providers>(&ProviderId(0)).unwrap().bond;
+    world.vote_all(Verdict::SpecMismatch);
+    assert_eq!(world.assignment().outcome, Some(Outcome::ProviderFault));
+    let provider = world.chain.map::<Providers>(&ProviderId(0)).unwrap();
+    assert_eq!(provider.bond, Amount(bond.0 - bond.0 * 5 / 100));
+    assert_eq!(stake_of(&world, &assignee), STAKE);
+    assert_ne!(verified(&world), ConditionStatus::True);
+}
+
+#[test]
 fn split_verdicts_open_a_new_round_and_slash_nobody() {
     let mut world = provisioned(5);
     let (_, checkers) = reported_and_drawn(&mut world);

@@ -41,7 +41,17 @@ fn present(generation: u64, workload: WorkloadState) -> AgentView {
         }],
         restarts: 0,
         image: "sha256:00".into(),
+        started_at_ms: 1,
+        limits: Default::default(),
     })
+}
+
+/// The desired spec the fixtures' observations match (image digest `sha256:00`, default
+/// resources).
+fn spec() -> Spec {
+    let mut spec = Spec::default();
+    spec.workload.image = "127.0.0.1:5000/x@sha256:00".try_into().unwrap();
+    spec
 }
 
 fn observed(agent: AgentView, health: Option<Result<(), String>>) -> Observed {
@@ -199,45 +209,63 @@ fn a_checkers_verdict_blames_what_it_observed() {
     assert!(must_vote(ME, &task));
     let vote = |verdict| vec![Effect::Vote { round: 4, verdict }];
     assert_eq!(
-        decide_vote(ME, 4, &task, &running, &Ok(())),
+        decide_vote(ME, 4, &task, &spec(), &running, &Ok(())),
         vote(Verdict::Confirmed)
     );
     assert_eq!(
-        decide_vote(ME, 4, &task, &running, &Err("refused".into())),
+        decide_vote(ME, 4, &task, &spec(), &running, &Err("refused".into())),
         vote(Verdict::EndpointDead),
         "the agent says it runs, the endpoint is dead: the provider's fault"
     );
     let unreachable = AgentView::Unreachable("timed out".into());
     assert_eq!(
-        decide_vote(ME, 4, &task, &unreachable, &Err("refused".into())),
+        decide_vote(ME, 4, &task, &spec(), &unreachable, &Err("refused".into())),
         vote(Verdict::AgentUnreachable)
     );
     let exited = present(1, WorkloadState::Exited { code: None });
     assert_eq!(
-        decide_vote(ME, 4, &task, &exited, &Ok(())),
+        decide_vote(ME, 4, &task, &spec(), &exited, &Ok(())),
         vote(Verdict::Contradicted)
     );
     assert_eq!(
-        decide_vote(ME, 4, &task, &AgentView::Absent, &Ok(())),
+        decide_vote(ME, 4, &task, &spec(), &AgentView::Absent, &Ok(())),
         vote(Verdict::Contradicted)
+    );
+    // The agent's signed observation shows what the provider really runs: another image, or
+    // smaller limits than leased, is the provider's fault.
+    let mut cheaper = running.clone();
+    if let AgentView::Present(observation) = &mut cheaper {
+        observation.limits.memory_mib = 1;
+    }
+    assert_eq!(
+        decide_vote(ME, 4, &task, &spec(), &cheaper, &Ok(())),
+        vote(Verdict::SpecMismatch)
+    );
+    let mut other_image = running.clone();
+    if let AgentView::Present(observation) = &mut other_image {
+        observation.image = "sha256:ff".into();
+    }
+    assert_eq!(
+        decide_vote(ME, 4, &task, &spec(), &other_image, &Ok(())),
+        vote(Verdict::SpecMismatch)
     );
     let older = present(2, WorkloadState::Running);
     assert_eq!(
-        decide_vote(ME, 4, &task, &older, &Ok(())),
+        decide_vote(ME, 4, &task, &spec(), &older, &Ok(())),
         vote(Verdict::Contradicted),
         "another generation runs than the one reported"
     );
     let mut elsewhere = running_report(1);
     elsewhere.endpoint = "10.88.250.250:8645".try_into().unwrap();
     assert_eq!(
-        decide_vote(ME, 4, &round(elsewhere), &running, &Ok(())),
+        decide_vote(ME, 4, &round(elsewhere), &spec(), &running, &Ok(())),
         vote(Verdict::Contradicted),
         "a report at a made-up endpoint is contradicted"
     );
     let mut remapped = running_report(1);
     remapped.ports[0].published = 24_001;
     assert_eq!(
-        decide_vote(ME, 4, &round(remapped), &running, &Ok(())),
+        decide_vote(ME, 4, &round(remapped), &spec(), &running, &Ok(())),
         vote(Verdict::Contradicted),
         "a report with made-up port mappings is contradicted"
     );
@@ -291,23 +319,23 @@ fn no_vote_outside_ones_own_open_round() {
     let task = round(running_report(1));
     let running = present(1, WorkloadState::Running);
     assert!(
-        decide_vote(ME, 3, &task, &running, &Ok(())).is_empty(),
+        decide_vote(ME, 3, &task, &spec(), &running, &Ok(())).is_empty(),
         "another round"
     );
     assert!(
-        decide_vote(OTHER, 4, &task, &running, &Ok(())).is_empty(),
+        decide_vote(OTHER, 4, &task, &spec(), &running, &Ok(())).is_empty(),
         "not a checker"
     );
     let mut voted = task.clone();
     voted.votes = vec![(ME, Verdict::Confirmed)].try_into().unwrap();
     assert!(!must_vote(ME, &voted));
     assert!(
-        decide_vote(ME, 4, &voted, &running, &Ok(())).is_empty(),
+        decide_vote(ME, 4, &voted, &spec(), &running, &Ok(())).is_empty(),
         "voted already"
     );
     let mut decided = task.clone();
     decided.outcome = Some(Outcome::Confirmed);
-    assert!(decide_vote(Address([3; 20]), 4, &decided, &running, &Ok(())).is_empty());
+    assert!(decide_vote(Address([3; 20]), 4, &decided, &spec(), &running, &Ok(())).is_empty());
     let failed = round(report(1, Phase::Failed, "", "Exited"));
     assert!(!must_vote(ME, &failed), "nothing to check");
     let mut undrawn = task.clone();
