@@ -9,13 +9,18 @@
 //! - A request signed by any other key draws on the strangers' bucket before its signature
 //!   is even checked (keys cost nothing to make: one bucket for all of them).
 //! - Unsigned reads draw on a bucket of their own.
+//! - In front of all of it, every source address (an IPv6 /64 counts as one) has a generous
+//!   bucket ([`SOURCE_REQUESTS_PER_SECOND`]): what fails before a signature is checked (bad
+//!   JSON, forged signatures naming a known key) still costs its sender.
 //!
-//! Memory: one bucket per known caller, at most [`KNOWN_CALLERS_MAX`] of them.
+//! Memory: one bucket per known caller, at most [`KNOWN_CALLERS_MAX`] of them, and one per
+//! source seen since the last [`Admission::set_known`] (idle ones are forgotten then).
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use logos_primitives::Address;
 use std::{
     collections::BTreeSet,
+    net::IpAddr,
     num::NonZeroU32,
     sync::{RwLock, RwLockReadGuard},
 };
@@ -26,6 +31,9 @@ pub const CALLER_REQUESTS_PER_SECOND: u32 = 20;
 pub const CALLER_BURST: u32 = 40;
 /// Most known callers (eligible provisioners and local tenants).
 pub const KNOWN_CALLERS_MAX: usize = 4_096;
+/// Requests per second from one source address (loopback devnets put every provisioner
+/// behind one).
+pub const SOURCE_REQUESTS_PER_SECOND: u32 = 500;
 
 /// Which budget ran out.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +47,9 @@ pub enum Throttled {
     /// This caller's own budget.
     #[error("rate limit of {0}")]
     Caller(Address),
+    /// This source address's budget.
+    #[error("rate limit of {0}")]
+    Source(IpAddr),
 }
 
 /// The agent's rate limits (see the module docs).
@@ -46,7 +57,20 @@ pub struct Admission {
     unsigned: DefaultDirectRateLimiter,
     strangers: DefaultDirectRateLimiter,
     callers: DefaultKeyedRateLimiter<Address>,
+    sources: DefaultKeyedRateLimiter<IpAddr>,
     known: RwLock<BTreeSet<Address>>,
+}
+
+/// The key of `source`'s budget: the address, or for IPv6 its /64.
+fn source_key(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V4(_) => source,
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::V6(octets.into())
+        }
+    }
 }
 
 fn per_second(rate: u32) -> NonZeroU32 {
@@ -63,6 +87,7 @@ impl Admission {
             unsigned: RateLimiter::direct(Quota::per_second(per_second(shared_per_second))),
             strangers: RateLimiter::direct(Quota::per_second(per_second(shared_per_second))),
             callers: RateLimiter::keyed(caller),
+            sources: RateLimiter::keyed(Quota::per_second(per_second(SOURCE_REQUESTS_PER_SECOND))),
             known: RwLock::new(BTreeSet::new()),
         }
     }
@@ -71,6 +96,14 @@ impl Admission {
         self.known
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Any request from `source`, before anything else.
+    pub fn source(&self, source: IpAddr) -> Result<(), Throttled> {
+        let key = source_key(source);
+        self.sources
+            .check_key(&key)
+            .map_err(|_| Throttled::Source(key))
     }
 
     /// An unsigned read.
@@ -97,8 +130,8 @@ impl Admission {
             .map_err(|_| Throttled::Caller(*signer))
     }
 
-    /// Replaces the known callers (at most [`KNOWN_CALLERS_MAX`], the lowest addresses kept)
-    /// and forgets idle buckets.
+    /// Replaces the known callers (the first [`KNOWN_CALLERS_MAX`] given: eligible
+    /// provisioners come first) and forgets idle buckets.
     pub fn set_known(&self, callers: impl IntoIterator<Item = Address>) {
         let known: BTreeSet<Address> = callers.into_iter().take(KNOWN_CALLERS_MAX).collect();
         *self
@@ -106,6 +139,7 @@ impl Admission {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = known;
         self.callers.retain_recent();
+        self.sources.retain_recent();
     }
 }
 
@@ -145,6 +179,17 @@ mod tests {
             assert_eq!(admission.claimed(&HONEST), Ok(()));
             assert_eq!(admission.verified(&HONEST), Ok(()));
         }
+    }
+
+    #[test]
+    fn each_source_has_its_own_budget_and_an_ipv6_64_counts_as_one() {
+        let admission = Admission::new(1);
+        let flooder: IpAddr = "2001:db8::1".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8::ffff".parse().unwrap();
+        let other: IpAddr = "192.0.2.7".parse().unwrap();
+        while admission.source(flooder).is_ok() {}
+        assert!(admission.source(neighbour).is_err(), "the same /64");
+        assert_eq!(admission.source(other), Ok(()));
     }
 
     #[test]

@@ -39,16 +39,19 @@ use axum::{
 };
 use logos_api::agent::{
     observation_message, Action, AgentRequest, EnvironmentStats, Refused, SignedObservation,
-    SignedStats, Usage, FOLLOW_BYTES_PER_SECOND, FOLLOW_MAX_S, LOGS_MAX_BYTES, LOGS_NAMESPACE,
-    OBSERVATION_NAMESPACE, REQUEST_MAX_BYTES, STATS_NAMESPACE, STATS_REQUEST_NAMESPACE,
+    SignedStats, Usage, WorkloadState, FOLLOW_BYTES_PER_SECOND, FOLLOW_MAX_S, LOGS_MAX_BYTES,
+    LOGS_NAMESPACE, OBSERVATION_NAMESPACE, REQUEST_MAX_BYTES, STATS_NAMESPACE,
+    STATS_REQUEST_NAMESPACE,
 };
 use logos_client::{Client, ClientError};
 use logos_limits::Slots;
-use logos_primitives::{format_public_key, Address, PrivateKey};
+use logos_primitives::{format_public_key, Address, KeySignature, PrivateKey};
 use logos_types::{
     dvci::ProviderId,
     operations::{EnvironmentId, Environments, Spec},
-    provisioning::{Assignments, Eligible},
+    provisioning::{
+        attestation_message, Assignments, Attestation, Eligible, ATTESTATION_NAMESPACE,
+    },
 };
 use std::{
     net::{IpAddr, SocketAddr},
@@ -145,6 +148,20 @@ struct Inner<D> {
     follows: Arc<Slots<Address>>,
 }
 
+/// The budget of the request's source address, in front of every route (before the body is
+/// even parsed).
+async fn limit_source<D: Driver>(
+    State(inner): State<Arc<Inner<D>>>,
+    axum::extract::ConnectInfo(source): axum::extract::ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match inner.admission.source(source.ip()) {
+        Ok(()) => next.run(request).await,
+        Err(limit) => throttled(limit),
+    }
+}
+
 /// The answer to a request over its budget.
 fn throttled(throttled: Throttled) -> Response {
     refuse(StatusCode::TOO_MANY_REQUESTS, throttled.to_string())
@@ -206,6 +223,10 @@ pub async fn start<D: Driver>(
             axum::routing::get(handle_stats::<D>),
         )
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_MAX_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            inner.clone(),
+            limit_source::<D>,
+        ))
         .with_state(inner.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -214,6 +235,7 @@ pub async fn start<D: Driver>(
         .local_addr()
         .map_err(|e| AgentError::Bind(listen, e))?;
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let _ = axum::serve(listener, app).await;
     });
     tokio::spawn(refresh_known(inner.clone()));
@@ -324,22 +346,42 @@ async fn read_facts(client: &Client, id: EnvironmentId) -> Result<(ChainFacts, u
     Ok((facts, environment_height.min(assignment_height)))
 }
 
-/// The answer to `observe`: what runs, signed by the agent's key with the request's `nonce`
-/// (404 if nothing of the environment is here; 503 without a key).
+/// The answer to `observe`: what runs (JSON `null` if nothing of the environment is here),
+/// signed by the agent's key with the request's `nonce`, a running workload's generation,
+/// endpoint and ports also attested for the chain (503 without a key).
 async fn observe<D: Driver>(inner: &Inner<D>, id: EnvironmentId, nonce: u64) -> Response {
     let Some(key) = inner.config.key.as_ref() else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "no agent key".into());
     };
-    let observation = match inner.driver.inspect(id).await {
-        Ok(Some(observation)) => observation,
-        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+    let mut observation = match inner.driver.inspect(id).await {
+        Ok(Some(observation)) => Some(observation),
+        Ok(None) => None,
         Err(error) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
     };
+    use commonware_cryptography::Signer as _;
+    if let Some(observation) = observation
+        .as_mut()
+        .filter(|o| o.workload == WorkloadState::Running && !o.endpoint.is_empty())
+    {
+        let message = attestation_message(
+            &inner.client.info().chain_id,
+            inner.config.provider,
+            id,
+            observation.generation,
+            &observation.endpoint,
+            &observation.ports,
+            nonce,
+        );
+        observation.attestation = Some(Attestation {
+            nonce,
+            signature: KeySignature::from_signature(&key.sign(ATTESTATION_NAMESPACE, &message)),
+        });
+    }
+    // Absence is signed too (`null`): an unsigned 404 proves nothing against anyone.
     let observation = match serde_json::to_string(&observation) {
         Ok(json) => json,
         Err(error) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
     };
-    use commonware_cryptography::Signer as _;
     let signature = key.sign(
         OBSERVATION_NAMESPACE,
         &observation_message(nonce, &observation),
@@ -520,7 +562,8 @@ pub fn sign_stats(key: &PrivateKey, stats: &EnvironmentStats) -> SignedStats {
 
 /// Destroys local environments whose proven record does not want them on this provider
 /// (desired `Destroyed`, or placed elsewhere); never on an absent record or an unproven answer.
-/// Reads the known callers (eligible provisioners, tenants of the environments here) from
+/// Reads the known callers (eligible provisioners; tenants, assignees and checkers of the
+/// environments here) from
 /// finalized state with proofs every [`KNOWN_REFRESH_MS`]; an unreadable or unproven read
 /// keeps the previous set.
 async fn refresh_known<D: Driver>(inner: Arc<Inner<D>>) {
@@ -538,6 +581,12 @@ async fn read_known<D: Driver>(inner: &Inner<D>) -> Result<(), AgentError> {
     for id in inner.driver.list().await? {
         if let (Some(environment), _) = inner.client.map_proven::<Environments>(&id).await? {
             known.push(environment.tenant);
+        }
+        // Whoever realizes or checks it (a checker just slashed below the minimum stake, or
+        // drawn right after registering, is not eligible but still owes its verdict).
+        if let (Some(task), _) = inner.client.map_proven::<Assignments>(&id).await? {
+            known.extend(task.assigned);
+            known.extend(task.checkers.iter().copied());
         }
     }
     inner.admission.set_known(known);

@@ -2,7 +2,7 @@
 //!
 //! | method | path | body / answer |
 //! |---|---|---|
-//! | `POST` | `/v1/environments/{id}` | [`AgentRequest`] → [`Observation`] for `ensure` and `destroy`, [`SignedObservation`] for `observe` (403 with a reason if the chain does not back it) |
+//! | `POST` | `/v1/environments/{id}` | [`AgentRequest`] → [`Observation`] for `ensure` and `destroy`, [`SignedObservation`] for `observe` (of `null` if the environment is absent; a running workload's with the agent's attestation for the chain) (403 with a reason if the chain does not back it, 429 over a budget) |
 //! | `GET` | `/v1/environments/{id}` | [`Observation`] (404 if absent), unsigned: served from a small budget of its own |
 //! | `GET` | `/v1/environments/{id}/logs?timestamp_s=T&public_key=K&signature=S[&follow=true]` | the tail of the workload's output (text); with `follow`, then what it writes next, streamed at most [`FOLLOW_BYTES_PER_SECOND`] for at most [`FOLLOW_MAX_S`]; `K` is the tenant's key, `S` its signature of [`logs_message`] |
 //! | `GET` | `/v1/environments/{id}/stats?timestamp_s=T&public_key=K&signature=S` | [`SignedStats`]: CPU, memory, disk and network use signed by the agent's key (the provider's `agent_key` on chain) |
@@ -26,6 +26,7 @@ use logos_primitives::{parse_public_key, PublicKey, Signature};
 use logos_types::{
     dvci::{ProviderId, Resources},
     operations::{EnvironmentId, PortMapping},
+    provisioning::Attestation,
 };
 use serde::{Deserialize, Serialize};
 
@@ -109,10 +110,11 @@ impl AgentRequest {
 }
 
 /// An observation answered to `observe`, signed by the agent's key so that what a checker
-/// saw can be held against the provider.
+/// saw can be held against the provider. `observation` is `null` when the environment is not
+/// on the agent (absence is signed too).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedObservation {
-    /// [`Observation`] as JSON.
+    /// An `Option<`[`Observation`]`>` as JSON.
     pub observation: String,
     /// The agent's ed25519 key (`0x` hex).
     pub agent_key: String,
@@ -186,9 +188,15 @@ pub struct Observation {
     /// When its workload last started, by the agent's clock (Unix ms; 0 if never).
     #[serde(default)]
     pub started_at_ms: u64,
-    /// The resource limits it runs under (memory, CPU, pids from the product, disk).
+    /// The resource limits the agent applied (memory, CPU, pids from the product, disk): the
+    /// agent's signed word, which a checker holds against the desired spec.
     #[serde(default)]
     pub limits: Resources,
+    /// In an answer to `observe` of a running workload: the agent's attestation of its
+    /// generation, endpoint and port mappings for the request's nonce, which the assignee
+    /// puts in its `Running` report.
+    #[serde(default)]
+    pub attestation: Option<Attestation>,
 }
 
 /// Why an agent refused to realize an environment (the body of a `422`).

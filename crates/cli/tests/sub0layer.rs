@@ -596,11 +596,17 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         assert_eq!(answer.status(), 200);
         let body = answer.bytes().await.unwrap();
         let key = provider.agent_key.expect("the devnet sets agent keys");
-        let observed = logos_provisioner::verify_observation(&body, &key, observe.nonce).unwrap();
+        let observed = logos_provisioner::verify_observation(&body, &key, observe.nonce)
+            .unwrap()
+            .expect("it runs here");
         let desired = environment(&client, id).await;
         assert_eq!(observed.limits, desired.spec.resources);
         assert!(desired.spec.workload.image.ends_with(&observed.image));
         assert!(observed.started_at_ms > 0);
+        assert!(
+            observed.attestation.is_some(),
+            "a running workload is attested"
+        );
         assert!(
             logos_provisioner::verify_observation(&body, &key, observe.nonce + 1).is_err(),
             "an answer to another request"
@@ -796,6 +802,7 @@ impl Effects for Liar {
                 .try_into()
                 .unwrap(),
                 message: "HealthCheckPassed".try_into().unwrap(),
+                attestation: None,
             };
             let _ = self.honest.apply(target, &Effect::Report(lie)).await;
         }

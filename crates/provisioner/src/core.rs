@@ -29,7 +29,9 @@
 //! | says so, with another image digest or other limits than the desired spec | — | `SpecMismatch` (the provider) |
 //! | says anything else (absent, stopped, refused, other generation, endpoint or ports) | — | `Contradicted` (the assignee) |
 //!
-//! The caller retries an unreachable agent and a failing probe a few times before it votes.
+//! A verdict that blames the provider for what may be a blip (`AgentUnreachable`,
+//! `EndpointDead`) is given only once the round is [`PROVIDER_BLAME_PATIENCE_BLOCKS`] old
+//! ([`vote_now`]); until then the checker observes again.
 
 use logos_api::agent::{Observation, Refused, WorkloadState};
 use logos_primitives::Address;
@@ -92,11 +94,13 @@ fn report(generation: u64, phase: Phase, endpoint: &str, message: &str) -> Repor
         endpoint: Endpoint::truncated(endpoint),
         ports: Default::default(),
         message: Message::truncated(message),
+        attestation: None,
     }
 }
 
 /// A report of what `observation` shows: its endpoint and port mappings (at most
-/// `PORTS_MAX`, the chain refuses undeclared ones).
+/// `PORTS_MAX`, the chain refuses undeclared ones), and for `Running` the agent's attestation
+/// of them.
 fn observed_report(
     generation: u64,
     phase: Phase,
@@ -111,6 +115,9 @@ fn observed_report(
         .copied()
         .collect();
     report.ports = ports.try_into().unwrap_or_default();
+    if phase == Phase::Running {
+        report.attestation = observation.attestation.clone();
+    }
     report
 }
 
@@ -140,7 +147,8 @@ pub fn decide(
     }
     let generation = desired.generation;
     let new = |report: Report| {
-        let known = assignment.report.as_ref() == Some(&report) || submitted == Some(&report);
+        let same = |known: Option<&Report>| known.is_some_and(|known| known.same_as(&report));
+        let known = same(assignment.report.as_ref()) || same(submitted);
         (!known).then_some(Effect::Report(report))
     };
     let observation = match (&observed.agent, desired.desired) {
@@ -213,6 +221,23 @@ pub fn must_vote(me: Address, assignment: &Assignment) -> bool {
         && assignment.draw_at.is_none()
         && assignment.checkers.contains(&me)
         && !assignment.voted(&me)
+}
+
+/// Blocks a round must be old (since its draw) before a checker blames the provider for what
+/// may be a blip: well inside `CHECK_TIMEOUT_BLOCKS` (600), so a patient checker is never
+/// silent.
+pub const PROVIDER_BLAME_PATIENCE_BLOCKS: u64 = 200;
+
+// A patient checker (the queue's backoff is at most 8 s: 320 blocks at 40 blocks/s) still
+// answers before the round times out.
+const _: () =
+    assert!(PROVIDER_BLAME_PATIENCE_BLOCKS + 320 < logos_types::provisioning::CHECK_TIMEOUT_BLOCKS);
+
+/// Whether to vote `verdict` now, `round_age_blocks` after the round's draw: at once, unless it
+/// blames the provider for what a later observation may not show.
+pub fn vote_now(verdict: Verdict, round_age_blocks: u64) -> bool {
+    let transient = matches!(verdict, Verdict::AgentUnreachable | Verdict::EndpointDead);
+    !transient || round_age_blocks >= PROVIDER_BLAME_PATIENCE_BLOCKS
 }
 
 /// What was observed of `report` against the desired `spec` (see the module docs): the agent's

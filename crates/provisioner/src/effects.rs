@@ -30,7 +30,7 @@ use std::{
 };
 
 /// Blocks after the finalized height read that an agent request stays valid.
-pub const REQUEST_VALIDITY_BLOCKS: u64 = 300;
+pub const REQUEST_VALIDITY_BLOCKS: u64 = 600;
 
 /// Where an effect on an environment goes.
 #[derive(Clone, Debug)]
@@ -152,9 +152,6 @@ impl Connection {
             Err(error) => return AgentView::Unreachable(error.to_string()),
         };
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return AgentView::Absent;
-        }
         let body = logos_client::http::read_bounded(response, AGENT_ANSWER_MAX_BYTES).await;
         let body = match (status.is_success(), body) {
             (true, Ok(body)) => body,
@@ -168,7 +165,9 @@ impl Connection {
             (true, Err(error)) => return AgentView::Unreachable(error.to_string()),
         };
         match verify_observation(&body, &agent_key, request.nonce) {
-            Ok(observation) => AgentView::Present(observation),
+            Ok(Some(observation)) => AgentView::Present(observation),
+            // Absence counts only when the agent signed it.
+            Ok(None) => AgentView::Absent,
             Err(reason) => AgentView::Unreachable(reason),
         }
     }
@@ -179,13 +178,13 @@ impl Connection {
     }
 }
 
-/// The observation in `body` if it is a [`SignedObservation`] by `agent_key` answering the
-/// request with `nonce`.
+/// The observation in `body` (none: the agent says the environment is absent) if it is a
+/// [`SignedObservation`] by `agent_key` answering the request with `nonce`.
 pub fn verify_observation(
     body: &[u8],
     agent_key: &NodeKey,
     nonce: u64,
-) -> Result<Observation, String> {
+) -> Result<Option<Observation>, String> {
     let signed: SignedObservation =
         serde_json::from_slice(body).map_err(|error| format!("unreadable answer: {error}"))?;
     let expected = agent_key

@@ -38,7 +38,7 @@ use logos_client::{Client, ClientError, Wallet};
 use logos_types::{
     dvci::{Provider, Providers},
     operations::{ActiveEnvironments, Environment, EnvironmentId, Environments},
-    provisioning::{Assignment, Assignments, Report, Verdict},
+    provisioning::{Assignment, Assignments, Report},
 };
 use queue::{Item, WorkQueue, QUEUE_MAX};
 use std::{
@@ -51,11 +51,6 @@ use std::{
 pub const WORKERS: usize = 4;
 /// Most decide-and-act steps per reconciled item before it is retried later.
 pub const RECONCILE_STEPS_MAX: usize = 4;
-/// Observations a checker makes before a vote that blames the provider (agent unreachable,
-/// endpoint dead).
-pub const VOTE_ATTEMPTS: u32 = 3;
-/// Pause between those observations, ms.
-pub const VOTE_RETRY_MS: u64 = 500;
 /// Shortest time a submitted report is remembered as pending, ms.
 const SUBMITTED_MEMORY_MIN_MS: u64 = 5_000;
 
@@ -338,23 +333,20 @@ impl<E: Effects> Provisioner<E> {
         else {
             return Ok(());
         };
-        // A blip is not a fault: what would blame the provider is observed again first.
-        let mut attempt = 0;
-        let (view, probe) = loop {
-            attempt += 1;
-            let view = self.connection.inspect(&target).await;
-            let probe = self
-                .connection
-                .probe(&report.endpoint, &record.spec.workload.health)
-                .await;
-            let verdict = core::verdict(report, &record.spec, &view, &probe);
-            let blames_provider =
-                matches!(verdict, Verdict::AgentUnreachable | Verdict::EndpointDead);
-            if !blames_provider || attempt >= VOTE_ATTEMPTS {
-                break (view, probe);
-            }
-            tokio::time::sleep(Duration::from_millis(VOTE_RETRY_MS)).await;
-        };
+        let view = self.connection.inspect(&target).await;
+        let probe = self
+            .connection
+            .probe(&report.endpoint, &record.spec.workload.health)
+            .await;
+        let verdict = core::verdict(report, &record.spec, &view, &probe);
+        let round_age = target.height.saturating_sub(task.round_opened_at);
+        if !core::vote_now(verdict, round_age) {
+            // A blip, a refusal by an agent a block behind, a rate limit: observed again (with
+            // the queue's backoff) before the provider is blamed.
+            return Err(ProvisionerError::NotReady(format!(
+                "environment {environment}: {verdict:?} after {round_age} blocks; observing again"
+            )));
+        }
         for effect in core::decide_vote(me, round, &task, &record.spec, &view, &probe) {
             self.effects.apply(&target, &effect).await?;
             if let Effect::Vote { round, .. } = effect {

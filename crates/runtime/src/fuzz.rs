@@ -221,6 +221,7 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
                 .try_into()
                 .ok()?,
                 message: "fuzz".try_into().ok()?,
+                attestation: None,
             },
         }
         .into(),

@@ -71,6 +71,7 @@ use logos_types::{
     operations::{
         ConditionStatus, ConditionType, Desired, Environment, EnvironmentId, Environments,
     },
+    provisioning::{Assignments, Outcome},
     Call, DispatchError, Event, Genesis, Origin,
 };
 
@@ -114,11 +115,18 @@ impl EnvironmentLifecycle for Runtime {
         let verified = environment.condition(ConditionType::Verified).status
             == ConditionStatus::True
             && environment.desired == Desired::Running;
-        let verifiers = Provisioning::verifiers(ctx, id).await?;
+        let task = Assignments::get(ctx.overlay, &id)
+            .await?
+            .unwrap_or_default();
+        let disputed = matches!(
+            task.outcome,
+            Some(Outcome::AssigneeFault | Outcome::ProviderFault)
+        );
         Ok(Service {
             verified,
-            assignee: verifiers.assignee,
-            checkers: verifiers.checkers.into_inner(),
+            assignee: task.verifiers.assignee,
+            checkers: task.verifiers.checkers.into_inner(),
+            disputed,
         })
     }
 }

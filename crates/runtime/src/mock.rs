@@ -258,7 +258,8 @@ pub mod fixtures {
         world
     }
 
-    /// `providers` active providers in [`REGION`], the catalog and a price; no provisioners.
+    /// `providers` active providers in [`REGION`] (provider `k`'s agent key from seed
+    /// `500 + k`), the catalog and a price; no provisioners.
     pub fn bare(providers: u64) -> World {
         let (root, owner, tenant) = (
             PrivateKey::from_seed(1),
@@ -296,6 +297,16 @@ pub mod fixtures {
                 },
             );
             assert!(registered.success, "{registered:?}");
+            // Placement takes only providers whose agent can sign what it observes.
+            let agent = PrivateKey::from_seed(500 + provider);
+            let keyed = world.chain.call(
+                &owner,
+                dvci::Call::SetAgentKey {
+                    provider: ProviderId(provider),
+                    key: logos_primitives::NodeKey::from_public_key(&agent.public_key()),
+                },
+            );
+            assert!(keyed.success, "{keyed:?}");
             world.privileged(dvci::Call::SetProviderStatus {
                 provider: ProviderId(provider),
                 status: ProviderStatus::Active,
@@ -463,6 +474,7 @@ pub mod fixtures {
                 .try_into()
                 .expect("one port"),
                 message: "HealthCheckPassed: 200".try_into().expect("short message"),
+                attestation: None,
             };
             self.provisioning(
                 key,

@@ -228,21 +228,27 @@ pub struct Reliability {
 
 /// Weight of one fault in [`Reliability::score_permille`], in lease-blocks.
 pub const FAULT_WEIGHT_BLOCKS: u64 = 100;
+/// Lease-blocks of prior evidence every provider starts with, half of them verified: a new
+/// provider scores 500 ‰ and earns more by serving (so that registering again does not wipe
+/// a bad record clean).
+pub const PRIOR_BLOCKS: u64 = 100;
 
 impl Reliability {
-    /// Share of good service, per mille: `verified / (verified + unverified +
-    /// FAULT_WEIGHT_BLOCKS × faults)`; 1000 for a provider with no record yet.
+    /// Share of good service, per mille: `(verified + PRIOR_BLOCKS / 2) / (verified +
+    /// unverified + FAULT_WEIGHT_BLOCKS × faults + PRIOR_BLOCKS)`.
     pub fn score_permille(&self) -> u64 {
         let penalty = self.faults.saturating_mul(FAULT_WEIGHT_BLOCKS);
         let total = self
             .verified_blocks
             .saturating_add(self.unverified_blocks)
-            .saturating_add(penalty);
+            .saturating_add(penalty)
+            .saturating_add(PRIOR_BLOCKS);
         // Below 2^64 / 1000 blocks the product cannot saturate; beyond, the score only flattens.
         self.verified_blocks
+            .saturating_add(PRIOR_BLOCKS / 2)
             .saturating_mul(1_000)
             .checked_div(total)
-            .unwrap_or(1_000)
+            .unwrap_or(0)
     }
 }
 

@@ -42,9 +42,11 @@ pub const ACTIVE_LEASES_MAX: usize = 4_096;
 /// Share of lease payments to the community pool unless changed, percent.
 pub const DEFAULT_COMMUNITY_SHARE: u8 = 10;
 
-/// Most distinct payees listed on a lease (its provider's owner, the community pool and every
-/// provisioner that can exist); later ones are summed in [`Lease::paid_unlisted`].
-pub const PAYEES_MAX: usize = 2 + crate::provisioning::PROVISIONERS_MAX;
+/// Most distinct (payee, role) pairs listed on a lease: its provider's owner, the community
+/// pool and the provisioners of its first verifying rounds; later ones are summed in
+/// [`Lease::paid_unlisted`] (the `LeaseBilled` events name every payout). Small because a
+/// lease is read and written every block.
+pub const PAYEES_MAX: usize = 16;
 
 /// How leases are billed and rewarded (privileged: [`Call::SetTerms`]).
 #[record]
@@ -77,7 +79,7 @@ impl Default for Terms {
     fn default() -> Self {
         Terms {
             grace_blocks: 20,
-            verify_deadline_blocks: 1_200,
+            verify_deadline_blocks: 2_400,
             assignee_share: 5,
             checkers_share: 5,
         }

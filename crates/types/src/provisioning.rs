@@ -30,7 +30,7 @@ use crate::{
     record, storage,
     workload::PORTS_MAX,
 };
-use logos_primitives::{Address, Amount};
+use logos_primitives::{Address, Amount, ChainId, KeySignature};
 
 /// Name of the module (in receipts and logs).
 pub const NAME: &str = "provisioning";
@@ -56,7 +56,8 @@ pub struct Parameters {
     /// `checkers + 1`: an assignee and a full round of checkers. Below it leases are refused.
     pub min_provisioners: u8,
     /// Blocks between the block that includes a `Running` report and the block whose
-    /// randomness draws its checkers (at least 1: the draw is fixed only after the report).
+    /// randomness draws its checkers (at least 2: that randomness is the digest of a block
+    /// built after the report's, so the report's own proposer cannot grind it).
     pub draw_delay_blocks: u64,
     /// Share of a checker's stake taken when it votes against the quorum or does not answer
     /// before the round times out, percent.
@@ -83,18 +84,13 @@ impl Parameters {
         let checkers = usize::from(self.checkers);
         let valid = (1..=CHECKERS_MAX).contains(&checkers)
             && self.min_provisioners > self.checkers
-            && self.draw_delay_blocks >= 1
+            && self.draw_delay_blocks >= 2
             && self.checker_slash_percent <= 100
             && self.provider_slash_percent <= 100;
         if !valid {
             return Err(Error::InvalidParameters);
         }
         Ok(())
-    }
-
-    /// Votes that decide a round: a majority of [`Parameters::checkers`].
-    pub fn quorum(&self) -> usize {
-        (usize::from(self.checkers) / 2).saturating_add(1)
     }
 }
 
@@ -138,7 +134,8 @@ pub enum Outcome {
     /// A quorum contradicted the report: the assignee.
     #[index(1)]
     AssigneeFault,
-    /// A quorum observed the provider's agent unreachable or its endpoint dead: the provider.
+    /// A quorum observed the provider's agent unreachable, its endpoint dead or another spec
+    /// than leased, or contradicted what its agent attested: the provider.
     #[index(2)]
     ProviderFault,
 }
@@ -186,6 +183,48 @@ pub struct Provisioner {
     pub registered_at: u64,
 }
 
+/// Namespace of an agent's signature over [`attestation_message`].
+pub const ATTESTATION_NAMESPACE: &[u8] = b"logos-agent-attestation-v1";
+
+/// The provider's agent's word that an environment runs: its signature (by the provider's
+/// `agent_key`) over [`attestation_message`] of the report's generation, endpoint and port
+/// mappings, answering the assignee's request with `nonce`. A `Running` report that carries one
+/// is the agent's own claim: if checkers later find otherwise, the provider contradicted itself
+/// and is blamed, not the assignee that relayed it.
+#[record]
+pub struct Attestation {
+    /// The nonce of the request the agent answered.
+    pub nonce: u64,
+    /// The agent's signature.
+    pub signature: KeySignature,
+}
+
+/// The bytes an agent signs to attest that `environment` (on `provider`, of chain `chain_id`)
+/// runs `generation` at `endpoint` with `ports`, answering the request with `nonce`.
+pub fn attestation_message(
+    chain_id: &ChainId,
+    provider: ProviderId,
+    environment: EnvironmentId,
+    generation: u64,
+    endpoint: &str,
+    ports: &[PortMapping],
+    nonce: u64,
+) -> Vec<u8> {
+    let mut message = chain_id.0.as_ref().to_vec();
+    message.extend_from_slice(&provider.get().to_be_bytes());
+    message.extend_from_slice(&environment.get().to_be_bytes());
+    message.extend_from_slice(&generation.to_be_bytes());
+    message.extend_from_slice(&(endpoint.len() as u64).to_be_bytes());
+    message.extend_from_slice(endpoint.as_bytes());
+    message.extend_from_slice(&(ports.len() as u64).to_be_bytes());
+    for mapping in ports {
+        message.extend_from_slice(&mapping.port.to_be_bytes());
+        message.extend_from_slice(&mapping.published.to_be_bytes());
+    }
+    message.extend_from_slice(&nonce.to_be_bytes());
+    message
+}
+
 /// What the assigned provisioner observed about one generation of an environment.
 #[record]
 pub struct Report {
@@ -201,6 +240,28 @@ pub struct Report {
     pub ports: BoundedVec<PortMapping, PORTS_MAX>,
     /// Why (a CamelCase reason, then details), e.g. `HealthCheckPassed` or `OOMKilled: …`.
     pub message: Message,
+    /// The agent's attestation of a `Running` report (none: the assignee's word alone).
+    pub attestation: Option<Attestation>,
+}
+
+impl Report {
+    /// True if `other` says the same, whatever either's attestation (a fresh attestation of
+    /// the same facts is not a new report).
+    pub fn same_as(&self, other: &Report) -> bool {
+        (
+            self.generation,
+            self.phase,
+            &self.endpoint,
+            &self.ports,
+            &self.message,
+        ) == (
+            other.generation,
+            other.phase,
+            &other.endpoint,
+            &other.ports,
+            &other.message,
+        )
+    }
 }
 
 /// Who realizes an environment and who checks it.
@@ -226,8 +287,8 @@ pub struct Assignment {
     pub votes: BoundedVec<(Address, Verdict), CHECKERS_MAX>,
     /// How the round ended (none while it is open or no round checks the report).
     pub outcome: Option<Outcome>,
-    /// True once a round confirmed the current report (later rounds on it are rechecks).
-    pub confirmed: bool,
+    /// Height the current report was included at.
+    pub reported_at: u64,
     /// Who verified the environment last (paid while it is billed).
     pub verifiers: Verifiers,
     /// Provisioners removed from this environment for a missing or contradicted report.
@@ -248,6 +309,11 @@ impl Assignment {
     /// True once the current round ended (by a quorum).
     pub fn decided(&self) -> bool {
         self.outcome.is_some()
+    }
+
+    /// Votes that decide the current round: a majority of the checkers it drew.
+    pub fn quorum(&self) -> usize {
+        (self.checkers.len() / 2).saturating_add(1)
     }
 
     /// Votes of the current round whose verdict gives `outcome`.
@@ -273,6 +339,9 @@ pub enum AssignReason {
     ReportMissing,
     /// The previous assignee's report was contradicted by a quorum of cross-checks.
     ReportContradicted,
+    /// The previous assignee reported the workload not running for
+    /// [`REPORT_TIMEOUT_BLOCKS`]: another provisioner tries.
+    NotRunning,
     /// A provisioner became available for an unassigned environment.
     ProvisionerAvailable,
 }
@@ -533,12 +602,13 @@ pub enum Error {
     },
     /// The parameters are out of their bounds.
     #[index(16)]
-    #[error("parameters out of bounds (1 to 7 checkers, more provisioners than checkers, a draw delay of at least 1, percents up to 100)")]
+    #[error("parameters out of bounds (1 to 7 checkers, more provisioners than checkers, a draw delay of at least 2, percents up to 100)")]
     InvalidParameters,
-    /// The round's checkers are not drawn yet.
+    /// The attestation is not the provider's agent's signature over the report (or the
+    /// provider has no agent key, or the report is not `Running`).
     #[index(17)]
-    #[error("the checkers of round {0} are not drawn yet")]
-    NotDrawn(u64),
+    #[error("the attestation is not the provider's agent's signature of this report")]
+    BadAttestation,
 }
 
 storage! {

@@ -378,6 +378,7 @@ impl ContainerDriver {
             image: format!("sha256:{}", record.image_digest_hex),
             started_at_ms: record.started_at_ms,
             limits: record.spec.resources,
+            attestation: None,
         }
     }
 

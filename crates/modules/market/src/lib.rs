@@ -19,7 +19,7 @@
 //! staked cross-checkers confirmed it, see `provisioning`) and counts the block as verified
 //! or not, for the lease and for the provider's service record (`dvci`, used by placement).
 //! It is **charged** `rate` only in a verified block or within [`Terms::grace_blocks`] after
-//! one. The charge is split: the community share to the community pool, `assignee_share` to
+//! one (unless a quorum found a fault since: no grace then). The charge is split: the community share to the community pool, `assignee_share` to
 //! the assignee of the last verifying round, `checkers_share` evenly to the checkers that
 //! confirmed it, the rest (with any rounding remainder) to the provider's owner; every payout
 //! is in the `LeaseBilled` event and summed on the lease.
@@ -33,7 +33,8 @@
 //!
 //! # Invariant ([`Market::try_state`])
 //! The active list is ascending and holds exactly the open leases; closed leases hold no
-//! escrow and open ones can pay their next block; each provider's allocation is the sum of
+//! escrow and open ones can pay their next block; every lease's payouts add up to its charged
+//! blocks times its rate; each provider's allocation is the sum of
 //! the resources of the open leases placed on it. (That escrows, bonds and stakes add up to the
 //! reserved balances is a chain-wide invariant, checked by the runtime with
 //! [`Market::total_escrow`].)
@@ -113,6 +114,8 @@ pub struct Service {
     pub assignee: Option<Address>,
     /// The checkers that confirmed that round.
     pub checkers: Vec<Address>,
+    /// A quorum found a fault in the current report: no grace after the last verified block.
+    pub disputed: bool,
 }
 
 /// The `market` module, creating and destroying environments through `L`.
@@ -189,9 +192,10 @@ impl<L: EnvironmentLifecycle> Market<L> {
         } else {
             record.unverified_blocks = record.unverified_blocks.saturating_add(1);
         }
-        let in_grace = record
-            .last_verified_at
-            .is_some_and(|at| height.saturating_sub(at) <= terms.grace_blocks);
+        let in_grace = !service.disputed
+            && record
+                .last_verified_at
+                .is_some_and(|at| height.saturating_sub(at) <= terms.grace_blocks);
         if !in_grace {
             let since = record.last_verified_at.unwrap_or(record.created_at);
             if height.saturating_sub(since) >= terms.verify_deadline_blocks {
@@ -327,7 +331,8 @@ pub async fn schedule<R: StateReader>(
     let mut ranked = Vec::with_capacity(group.providers.len());
     for id in group.providers {
         let record = Providers::require(ctx.overlay, &id).await?;
-        if record.bond < minimum_bond {
+        // Under-bonded, or without an agent key (nobody could check what it runs).
+        if record.bond < minimum_bond || record.agent_key.is_none() {
             continue;
         }
         let score = Dvci::reliability(ctx.overlay, id).await?.score_permille();
@@ -520,6 +525,19 @@ impl<L: EnvironmentLifecycle> Module for Market<L> {
         let mut placed: BTreeMap<ProviderId, Resources> = BTreeMap::new();
         for entry in Leases::iter_from(state) {
             let (id, record) = entry.map_err(text)?;
+            let paid = record
+                .payouts
+                .iter()
+                .try_fold(record.paid_unlisted, |sum, payout| {
+                    sum.checked_add(payout.amount)
+                });
+            let charged = record.rate.0.checked_mul(u128::from(record.blocks_billed));
+            if paid.map(|paid| paid.0) != charged {
+                return Err(format!(
+                    "lease {id}: payouts {paid:?} differ from {} charged blocks of {}",
+                    record.blocks_billed, record.rate
+                ));
+            }
             match record.closed {
                 None if record.escrow < record.rate => {
                     return Err(format!("open lease {id} cannot pay its next block"))

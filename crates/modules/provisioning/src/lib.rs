@@ -15,9 +15,9 @@
 //! 2. **Report.** Only the assignee reports, and only about the current generation. A
 //!    `Running` report opens a cross-check **round bound to that report**: while it is open no
 //!    other report on the same generation is accepted ([`Error::RoundOpen`]), so a reporter
-//!    cannot restart a round that is going against it. (A round rechecking an already
-//!    confirmed report may be ended by a report that the workload stopped: that report claims
-//!    nothing and stops the billing.)
+//!    cannot restart a round that is going against it (nor re-roll its checkers). A `Running`
+//!    report may carry the provider's agent's [`Attestation`] (its signature over the
+//!    generation, endpoint and port mappings, checked against the provider's `agent_key`).
 //! 3. **Draw.** The round's checkers are drawn at the end of block `draw_at = inclusion +
 //!    draw_delay_blocks` with that block's randomness, fixed only after the report was
 //!    included: [`Parameters::checkers`] of the eligible provisioners other than the assignee
@@ -28,15 +28,19 @@
 //!    - `Confirmed`: the environment is `Verified`; the assignee and the confirming checkers
 //!      are its [`Verifiers`], paid by `market` for every verified block;
 //!    - `AssigneeFault` (contradicted): [`SLASH_PERCENT`] of the assignee's stake goes to the
-//!      community pool, the environment is reassigned;
-//!    - `ProviderFault` (agent unreachable or endpoint dead): `provider_slash_percent` of the
-//!      provider's bond goes to the community pool and `dvci` counts a fault against it.
+//!      community pool, the environment is reassigned; but if the report carried the agent's
+//!      attestation, the provider contradicted its own signed word: a provider fault instead;
+//!    - `ProviderFault` (agent unreachable, endpoint dead, or a signed observation of another
+//!      image or other limits than the spec): `provider_slash_percent` of the provider's bond
+//!      goes to the community pool and `dvci` counts a fault against it.
+//!
+//!    A fault ends the verifiers' pay for the environment until a round confirms it again.
 //!
 //!    Every checker whose verdict went against the quorum loses `checker_slash_percent` of its
 //!    stake. Every slash is an event carrying the quorum's verdicts (the evidence).
 //! 5. **Liveness** (end of every block): an assignee that has not reported on the current
-//!    generation [`REPORT_TIMEOUT_BLOCKS`] after it was assigned or the generation changed is
-//!    replaced; a round undecided [`CHECK_TIMEOUT_BLOCKS`] after its draw expires: checkers
+//!    generation [`REPORT_TIMEOUT_BLOCKS`] after it was assigned or the generation changed, or
+//!    whose last report says the workload is not running for as long, is replaced; a round undecided [`CHECK_TIMEOUT_BLOCKS`] after its draw expires: checkers
 //!    that did not answer lose `checker_slash_percent` of their stake and a new round (new
 //!    draw) checks the same report; so does a round whose verdicts split with no quorum. A
 //!    confirmed report is rechecked by a new round every [`RECHECK_INTERVAL_BLOCKS`], a
@@ -79,14 +83,15 @@ use logos_primitives::{hash, Address, Amount};
 use logos_types::{
     balances::community_account,
     corruption,
-    dvci::Providers,
+    dvci::{Provider, ProviderId, Providers},
     operations::{
         ActiveEnvironments, ConditionStatus, Desired, EnvironmentId, Environments, Phase,
     },
     provisioning::{
-        AssignReason, Assignment, Assignments, CallHandler, Eligible, Error, Event, MinimumStake,
-        Outcome, Parameters, Params, Provisioner, Provisioners, Report, Verdict, Verifiers,
-        CHECK_TIMEOUT_BLOCKS, RECHECK_INTERVAL_BLOCKS, REPORT_TIMEOUT_BLOCKS, SLASH_PERCENT,
+        attestation_message, AssignReason, Assignment, Assignments, CallHandler, Eligible, Error,
+        Event, MinimumStake, Outcome, Parameters, Params, Provisioner, Provisioners, Report,
+        Verdict, Verifiers, ATTESTATION_NAMESPACE, CHECK_TIMEOUT_BLOCKS, RECHECK_INTERVAL_BLOCKS,
+        REPORT_TIMEOUT_BLOCKS, SLASH_PERCENT,
     },
     DispatchError, Event as RuntimeEvent, StateError,
 };
@@ -173,18 +178,6 @@ impl Provisioning {
         Provisioners::sum_from(state, |record| record.stake)
     }
 
-    /// Who to pay for `environment`'s verified service: its last verifying round's assignee
-    /// and confirming checkers (none if it has no assignment).
-    pub async fn verifiers<R: StateReader>(
-        ctx: &Context<'_, '_, R>,
-        environment: EnvironmentId,
-    ) -> Result<Verifiers, StateError> {
-        Ok(Assignments::get(ctx.overlay, &environment)
-            .await?
-            .map(|record| record.verifiers)
-            .unwrap_or_default())
-    }
-
     /// The owner of the provider `environment` is placed on.
     async fn provider_owner<R: StateReader>(
         ctx: &Context<'_, '_, R>,
@@ -250,7 +243,6 @@ impl Provisioning {
         record.assigned_at = ctx.height();
         record.report = None;
         Self::clear_round(record);
-        record.confirmed = false;
         Ok(events(chosen.map(|provisioner| Event::TaskAssigned {
             environment,
             provisioner,
@@ -389,7 +381,7 @@ impl Provisioning {
         record: &mut Assignment,
         params: &Parameters,
     ) -> DispatchResult {
-        let quorum = params.quorum();
+        let quorum = record.quorum();
         let outcomes = [
             Outcome::Confirmed,
             Outcome::AssigneeFault,
@@ -433,10 +425,23 @@ impl Provisioning {
             .collect();
         let mut emitted =
             Self::slash_checkers(ctx, environment, round, &against, Some(outcome), params).await?;
-        record.outcome = Some(outcome);
+        let attested = record
+            .report
+            .as_ref()
+            .is_some_and(|report| report.attestation.is_some());
+        // A contradicted report the agent itself attested: the provider broke its own word.
+        let blamed = match outcome {
+            Outcome::AssigneeFault if attested => Outcome::ProviderFault,
+            other => other,
+        };
+        record.outcome = Some(blamed);
         let evidence = quorum.clone();
         let message = format!("{} of {} cross-checks", quorum.len(), record.checkers.len());
-        match outcome {
+        if blamed != Outcome::Confirmed {
+            // Nobody is paid for what a quorum found wrong.
+            record.verifiers = Verifiers::default();
+        }
+        match blamed {
             Outcome::Confirmed => {
                 Operations::set_verified(
                     ctx,
@@ -446,7 +451,6 @@ impl Provisioning {
                     &message,
                 )
                 .await?;
-                record.confirmed = true;
                 record.verifiers = Verifiers {
                     round,
                     assignee: record.assigned,
@@ -503,7 +507,14 @@ impl Provisioning {
                     }
                     .into(),
                 );
-                let why = format!("{message} found the agent unreachable or the endpoint dead");
+                let why = match outcome {
+                    Outcome::AssigneeFault => {
+                        format!("{message} contradicted what the provider's agent attested")
+                    }
+                    _ => format!(
+                        "{message} found the agent unreachable, the endpoint dead or another spec"
+                    ),
+                };
                 Operations::set_verified(
                     ctx,
                     environment,
@@ -603,6 +614,15 @@ impl Provisioning {
             (Some(_), Some(Phase::Running)) => {
                 Self::keep_round(ctx, environment, &mut record, params).await?
             }
+            (Some(_), Some(Phase::Pending | Phase::Failed)) => {
+                let since = record.reported_at.max(current.generation_height);
+                if height.saturating_sub(since) > REPORT_TIMEOUT_BLOCKS {
+                    let reason = AssignReason::NotRunning;
+                    Self::assign(ctx, environment, &mut record, reason).await?
+                } else {
+                    Vec::new()
+                }
+            }
             _ => Vec::new(),
         };
         if record != before {
@@ -653,6 +673,36 @@ fn check_endpoint(report: &Report, provider: &str, health_port: u16) -> Result<(
         .map(|mapping| mapping.published.to_string());
     if host != provider_host || local || published.as_deref() != Some(port.as_str()) {
         return Err(Error::EndpointMismatch);
+    }
+    Ok(())
+}
+
+/// An attestation, when a report carries one, is the provider's agent's signature (its
+/// `agent_key`) over the report's generation, endpoint and port mappings, and only a
+/// `Running` report has one.
+fn check_attestation<R: StateReader>(
+    ctx: &Context<'_, '_, R>,
+    (environment, provider_id): (EnvironmentId, ProviderId),
+    report: &Report,
+    provider: &Provider,
+) -> Result<(), Error> {
+    let Some(attestation) = &report.attestation else {
+        return Ok(());
+    };
+    let (Some(key), Phase::Running) = (provider.agent_key, report.phase) else {
+        return Err(Error::BadAttestation);
+    };
+    let message = attestation_message(
+        &ctx.block.chain_id,
+        provider_id,
+        environment,
+        report.generation,
+        report.endpoint.as_str(),
+        &report.ports,
+        attestation.nonce,
+    );
+    if !key.verifies(ATTESTATION_NAMESPACE, &message, &attestation.signature) {
+        return Err(Error::BadAttestation);
     }
     Ok(())
 }
@@ -734,17 +784,18 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
             }
             .into());
         }
-        if record.report.as_ref() == Some(report) {
+        if record
+            .report
+            .as_ref()
+            .is_some_and(|last| last.same_as(report))
+        {
             return Err(Error::UnchangedReport.into());
         }
         let same_generation = record
             .report
             .as_ref()
             .is_some_and(|last| last.generation == report.generation);
-        // Only a recheck of a confirmed report may be ended early, and only by a report that
-        // claims nothing (the workload stopped or is starting again).
-        let ends_recheck = record.confirmed && report.phase != Phase::Running;
-        if same_generation && record.round_open() && !ends_recheck {
+        if same_generation && record.round_open() {
             return Err(Error::RoundOpen(record.round).into());
         }
         check_ports(report, &current.spec.workload.ports)?;
@@ -761,9 +812,10 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
             &provider.endpoint,
             current.spec.workload.health.port,
         )?;
+        check_attestation(ctx, (id, current.provider), report, &provider)?;
         let mut emitted = Operations::record_report(ctx, id, report).await?;
         record.report = Some(report.clone());
-        record.confirmed = false;
+        record.reported_at = ctx.height();
         Provisioning::clear_round(&mut record);
         if report.phase == Phase::Destroyed && current.desired == Desired::Destroyed {
             Assignments::remove(ctx.overlay, &id)?;

@@ -11,6 +11,7 @@ use logos_runtime::mock::{
     address, assert_failed,
     fixtures::{bare, provisioned, World, STAKE},
 };
+use logos_types::provisioning::{attestation_message, Attestation, ATTESTATION_NAMESPACE};
 use logos_types::{
     balances::{self, community_account},
     dvci::{ProviderId, Providers, Reliabilities},
@@ -65,6 +66,7 @@ fn running(message: &str) -> Call {
             .try_into()
             .unwrap(),
             message: message.try_into().unwrap(),
+            attestation: None,
         },
     }
 }
@@ -204,6 +206,7 @@ fn a_reporter_cannot_restart_a_round_going_against_it() {
                 endpoint: Default::default(),
                 ports: Default::default(),
                 message: "Exited: oops".try_into().unwrap(),
+                attestation: None,
             },
         },
     ] {
@@ -390,7 +393,7 @@ fn a_provider_outage_blames_the_provider_and_not_the_assignee() {
     );
     let reliability = world.chain.map::<Reliabilities>(&ProviderId(0)).unwrap();
     assert_eq!(reliability.faults, 1);
-    assert!(reliability.score_permille() < 1_000);
+    assert!(reliability.score_permille() < 500, "below a new provider's");
     assert_eq!(
         stake_of(&world, &assignee),
         STAKE,
@@ -473,26 +476,167 @@ fn a_new_generation_ends_the_round_without_blame() {
 }
 
 #[test]
-fn a_recheck_may_be_ended_by_a_report_that_the_workload_stopped() {
+fn a_recheck_cannot_be_ended_by_the_assignee_either() {
     let mut world = provisioned(5);
     world.verify();
     let assignee = world.key_of(world.assignment().assigned.unwrap());
     world.chain.advance(RECHECK_INTERVAL_BLOCKS + 1);
     let recheck = world.assignment();
-    assert!(recheck.round_open() && recheck.confirmed);
+    assert!(recheck.round_open() && recheck.round > 1);
     assert_eq!(
         verified(&world),
         ConditionStatus::True,
         "verified while rechecked"
     );
-    let stopped = world.report(&assignee, 1, Phase::Failed);
-    assert!(stopped.success, "{stopped:?}");
-    assert_ne!(verified(&world), ConditionStatus::True);
-    assert_eq!(stake_of(&world, &assignee), STAKE);
-    // A fresh report's round cannot be ended so.
-    assert!(world.report(&assignee, 1, Phase::Running).success);
-    let dodge = world.report(&assignee, 1, Phase::Pending);
-    assert_failed(&dodge, "provisioning", "RoundOpen");
+    world.draw();
+    let checkers = world.assignment().checkers;
+    let first = world.key_of(checkers[0]);
+    let round = world.assignment().round;
+    assert!(
+        world
+            .provisioning(&first, vote(round, Verdict::Contradicted))
+            .success
+    );
+    // Going against it: neither a stopped nor a new report ends it (no re-roll).
+    for phase in [Phase::Failed, Phase::Pending] {
+        let dodge = world.report(&assignee, 1, phase);
+        assert_failed(&dodge, "provisioning", "RoundOpen");
+    }
+    assert_eq!(world.assignment().votes.len(), 1, "votes kept");
+}
+
+#[test]
+fn a_report_stuck_short_of_running_gets_another_assignee() {
+    let mut world = provisioned(5);
+    let first = world.assignment().assigned.unwrap();
+    let key = world.key_of(first);
+    assert!(world.report(&key, 1, Phase::Pending).success);
+    world.chain.advance(REPORT_TIMEOUT_BLOCKS);
+    assert_eq!(world.assignment().assigned, Some(first), "not yet");
+    let (_, events) = world.chain.execute_with_events(&[]).unwrap();
+    let successor = world.assignment().assigned.unwrap();
+    assert_ne!(successor, first);
+    assert!(provisioning_events(&events).contains(&Event::TaskAssigned {
+        environment: FIRST,
+        provisioner: successor,
+        reason: AssignReason::NotRunning
+    }));
+}
+
+/// Provider 0's agent key (the fixture registers seed 500 + provider id).
+fn agent_key(_world: &mut World) -> PrivateKey {
+    PrivateKey::from_seed(500)
+}
+
+/// A `Running` report of generation 1 attested by `agent` for `nonce`.
+fn attested(world: &World, agent: &PrivateKey, nonce: u64) -> Call {
+    let Call::Report { mut report, .. } = running("HealthCheckPassed") else {
+        unreachable!()
+    };
+    let message = attestation_message(
+        &world.chain.chain_id,
+        ProviderId(0),
+        FIRST,
+        1,
+        report.endpoint.as_str(),
+        &report.ports,
+        nonce,
+    );
+    report.attestation = Some(Attestation {
+        nonce,
+        signature: logos_primitives::KeySignature::from_signature(
+            &agent.sign(ATTESTATION_NAMESPACE, &message),
+        ),
+    });
+    Call::Report {
+        environment: FIRST,
+        report,
+    }
+}
+
+#[test]
+fn a_report_the_agent_attested_and_then_contradicted_blames_the_provider() {
+    let mut world = provisioned(5);
+    let agent = agent_key(&mut world);
+    let assignee = world.key_of(world.assignment().assigned.unwrap());
+    let report = attested(&world, &agent, 9);
+    assert!(world.provisioning(&assignee, report).success);
+    world.draw();
+    let round = world.assignment().round;
+    let bond = world.chain.map::<Providers>(&ProviderId(0)).unwrap().bond;
+    world.vote_all(Verdict::Contradicted);
+    assert_eq!(
+        stake_of(&world, &assignee),
+        STAKE,
+        "it relayed the agent's word"
+    );
+    let task = world.assignment();
+    assert_eq!(task.outcome, Some(Outcome::ProviderFault));
+    assert_eq!(task.assigned, Some(address(&assignee)));
+    let provider = world.chain.map::<Providers>(&ProviderId(0)).unwrap();
+    assert_eq!(provider.bond, Amount(bond.0 - bond.0 * 5 / 100));
+    assert_eq!(task.verifiers, Verifiers::default(), "nobody paid for it");
+    assert!(round > 0);
+}
+
+#[test]
+fn a_forged_or_misplaced_attestation_is_refused() {
+    let mut world = provisioned(5);
+    let assignee = world.key_of(world.assignment().assigned.unwrap());
+    let forger = PrivateKey::from_seed(501);
+    let agent = agent_key(&mut world);
+    let forged = world.provisioning(&assignee, attested(&world, &forger, 1));
+    assert_eq!(
+        assert_failed(&forged, "provisioning", "BadAttestation"),
+        "the attestation is not the provider's agent's signature of this report"
+    );
+    // The agent's signature over another endpoint.
+    let Call::Report { mut report, .. } = attested(&world, &agent, 2) else {
+        unreachable!()
+    };
+    report.ports[0].published = 24_001;
+    report.endpoint = "10.77.1.100:24001".try_into().unwrap();
+    let moved = world.provisioning(
+        &assignee,
+        Call::Report {
+            environment: FIRST,
+            report: report.clone(),
+        },
+    );
+    assert_failed(&moved, "provisioning", "BadAttestation");
+    // On a report that is not `Running`.
+    report.phase = Phase::Pending;
+    let pending = world.provisioning(
+        &assignee,
+        Call::Report {
+            environment: FIRST,
+            report,
+        },
+    );
+    assert_failed(&pending, "provisioning", "BadAttestation");
+    assert!(world.assignment().report.is_none(), "nothing recorded");
+    assert!(
+        world
+            .provisioning(&assignee, attested(&world, &agent, 3))
+            .success
+    );
+}
+
+#[test]
+fn a_fresh_attestation_of_the_same_facts_is_not_a_new_report() {
+    let mut world = provisioned(5);
+    let agent = agent_key(&mut world);
+    let assignee = world.key_of(world.assignment().assigned.unwrap());
+    assert!(
+        world
+            .provisioning(&assignee, attested(&world, &agent, 1))
+            .success
+    );
+    world.draw();
+    world.vote_all(Verdict::Confirmed);
+    // Decided: a re-attested copy would open a new round (a new draw) if it counted as new.
+    let again = world.provisioning(&assignee, attested(&world, &agent, 2));
+    assert_failed(&again, "provisioning", "UnchangedReport");
 }
 
 #[test]
@@ -642,7 +786,7 @@ fn parameters_are_privileged_and_bounded() {
             ..params
         },
         Parameters {
-            draw_delay_blocks: 0,
+            draw_delay_blocks: 1,
             ..params
         },
         Parameters {
@@ -779,6 +923,7 @@ fn reported_port_mappings_must_be_declared_and_distinct() {
             endpoint: "10.77.1.100:24000".try_into().unwrap(),
             ports: ports.try_into().unwrap(),
             message: "HealthCheckPassed".try_into().unwrap(),
+            attestation: None,
         },
     };
     // The fixture's workload declares 8545 only.
@@ -817,6 +962,7 @@ fn an_endpoint_must_be_the_providers_host_at_the_health_ports_published_port() {
             .try_into()
             .unwrap(),
             message: "HealthCheckPassed".try_into().unwrap(),
+            attestation: None,
         },
     };
     // The fixture's provider 0 registered its agent at 10.77.1.100:7100.

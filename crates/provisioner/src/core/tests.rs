@@ -43,6 +43,7 @@ fn present(generation: u64, workload: WorkloadState) -> AgentView {
         image: "sha256:00".into(),
         started_at_ms: 1,
         limits: Default::default(),
+        attestation: None,
     })
 }
 
@@ -342,4 +343,20 @@ fn no_vote_outside_ones_own_open_round() {
     undrawn.draw_at = Some(9);
     assert!(!must_vote(ME, &undrawn), "checkers not drawn yet");
     assert!(assigned_to(OTHER, &task) && !assigned_to(ME, &task));
+}
+
+#[test]
+fn a_checker_is_patient_before_blaming_the_provider_for_a_blip() {
+    for verdict in [
+        Verdict::Confirmed,
+        Verdict::Contradicted,
+        Verdict::SpecMismatch,
+    ] {
+        assert!(vote_now(verdict, 0), "{verdict:?} is not a blip");
+    }
+    for verdict in [Verdict::AgentUnreachable, Verdict::EndpointDead] {
+        assert!(!vote_now(verdict, 0));
+        assert!(!vote_now(verdict, PROVIDER_BLAME_PATIENCE_BLOCKS - 1));
+        assert!(vote_now(verdict, PROVIDER_BLAME_PATIENCE_BLOCKS));
+    }
 }
