@@ -14,7 +14,7 @@
 //!   JSON, forged signatures naming a known key) still costs its sender.
 //!
 //! Memory: one bucket per known caller, at most [`KNOWN_CALLERS_MAX`] of them, and one per
-//! source seen since the last [`Admission::set_known`] (idle ones are forgotten then).
+//! source seen since the last [`Admission::forget_idle`] (every 2 s).
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use logos_primitives::Address;
@@ -138,8 +138,16 @@ impl Admission {
             .known
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = known;
+        self.forget_idle();
+    }
+
+    /// Forgets the buckets of callers and sources idle long enough to be full again (the
+    /// gatekeeper calls it every refresh, whether or not the chain could be read).
+    pub fn forget_idle(&self) {
         self.callers.retain_recent();
         self.sources.retain_recent();
+        self.callers.shrink_to_fit();
+        self.sources.shrink_to_fit();
     }
 }
 

@@ -50,7 +50,7 @@ use logos_types::{
     dvci::ProviderId,
     operations::{EnvironmentId, Environments, Spec},
     provisioning::{
-        attestation_message, Assignments, Attestation, Eligible, ATTESTATION_NAMESPACE,
+        attestation_message, Assignments, Attestation, Attested, Eligible, ATTESTATION_NAMESPACE,
     },
 };
 use std::{
@@ -277,7 +277,7 @@ async fn handle_request<D: Driver>(
     }
     let generation = signed.request().generation;
     let spec = match (action, facts.environment) {
-        (Action::Observe, _) => return observe(&inner, id, signed.request().nonce).await,
+        (Action::Observe, _) => return observe(&inner, id, &signed).await,
         (Action::Ensure, Some(environment)) => {
             match with_tenant(&environment.spec, &environment.tenant) {
                 Ok(spec) => Some(spec),
@@ -349,7 +349,12 @@ async fn read_facts(client: &Client, id: EnvironmentId) -> Result<(ChainFacts, u
 /// The answer to `observe`: what runs (JSON `null` if nothing of the environment is here),
 /// signed by the agent's key with the request's `nonce`, a running workload's generation,
 /// endpoint and ports also attested for the chain (503 without a key).
-async fn observe<D: Driver>(inner: &Inner<D>, id: EnvironmentId, nonce: u64) -> Response {
+async fn observe<D: Driver>(
+    inner: &Inner<D>,
+    id: EnvironmentId,
+    signed: &authorize::SignedRequest,
+) -> Response {
+    let nonce = signed.request().nonce;
     let Some(key) = inner.config.key.as_ref() else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "no agent key".into());
     };
@@ -363,17 +368,21 @@ async fn observe<D: Driver>(inner: &Inner<D>, id: EnvironmentId, nonce: u64) -> 
         .as_mut()
         .filter(|o| o.workload == WorkloadState::Running && !o.endpoint.is_empty())
     {
-        let message = attestation_message(
-            &inner.client.info().chain_id,
-            inner.config.provider,
-            id,
-            observation.generation,
-            &observation.endpoint,
-            &observation.ports,
-            nonce,
-        );
+        // For the asker only (the assignee reports it), until its request expires.
+        let expires_at = signed.request().expires_at;
+        let attested = Attested {
+            provider: inner.config.provider,
+            environment: id,
+            generation: observation.generation,
+            endpoint: &observation.endpoint,
+            ports: &observation.ports,
+            assignee: signed.signer(),
+            expires_at,
+        };
+        let message = attestation_message(&inner.client.info().chain_id, &attested, nonce);
         observation.attestation = Some(Attestation {
             nonce,
+            expires_at,
             signature: KeySignature::from_signature(&key.sign(ATTESTATION_NAMESPACE, &message)),
         });
     }
@@ -571,6 +580,7 @@ async fn refresh_known<D: Driver>(inner: Arc<Inner<D>>) {
         if let Err(error) = read_known(&inner).await {
             tracing::debug!(%error, "known callers not refreshed");
         }
+        inner.admission.forget_idle();
         tokio::time::sleep(Duration::from_millis(KNOWN_REFRESH_MS)).await;
     }
 }

@@ -390,6 +390,42 @@ async fn agent_request(
     request
 }
 
+/// Posts `observe` requests signed by a fresh key each (strangers to the agent) to `url`, one
+/// every 2.5 ms, until aborted; counts the 429 answers in `throttled`.
+async fn flood(
+    url: String,
+    (provider, chain_id): (ProviderId, String),
+    throttled: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let http = reqwest::Client::new();
+    let mut tick = tokio::time::interval(Duration::from_micros(2_500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u64.. {
+        tick.tick().await;
+        let key = <logos_primitives::PrivateKey as commonware_cryptography::Signer>::from_seed(
+            1_000_000 + n,
+        );
+        let stranger = Wallet::new(key);
+        let mut request = AgentRequest {
+            chain_id: chain_id.clone(),
+            provider,
+            environment: EnvironmentId(0),
+            generation: 1,
+            action: Action::Observe,
+            expires_at: 1_000,
+            nonce: n,
+            provisioner: format_public_key(&stranger.public_key()),
+            signature: String::new(),
+        };
+        resign(&stranger, &mut request);
+        if let Ok(response) = http.post(&url).json(&request).send().await {
+            if response.status() == 429 {
+                throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 fn resign(wallet: &Wallet, request: &mut AgentRequest) {
     request.signature = format!(
         "0x{}",
@@ -669,6 +705,25 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         })
         .await;
 
+        // Meanwhile strangers flood both agents (a fresh key per request) at twice the budget
+        // they share: the provisioners, each with a budget of its own, are still answered,
+        // and nobody honest is slashed.
+        let mut providers = Vec::new();
+        for k in 0..2 {
+            providers.push(read::<Providers>(&client, &ProviderId(k)).await.unwrap());
+        }
+        let throttled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let chain_id = client.info().chain_id.to_string();
+        let floods: Vec<_> = providers
+            .iter()
+            .enumerate()
+            .map(|(k, provider)| {
+                let url = format!("http://{}/v1/environments/0", provider.endpoint);
+                let target = (ProviderId(k as u64), chain_id.clone());
+                tokio::spawn(flood(url, target, throttled.clone()))
+            })
+            .collect();
+
         // Escrow exhaustion closes the lease at the right block and destroys the sandbox.
         let short = lease(&client, &dev, 1, 120).await;
         let closed = eventually("escrow exhausted", Duration::from_secs(60), || async {
@@ -716,6 +771,26 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
                 .any(|payout| payout["role"] == "checker" && amount(payout) > 0),
             "the confirming checkers are paid: {billing}"
         );
+        for flood in floods {
+            flood.abort();
+        }
+        assert!(
+            throttled.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "the flood went over the strangers' budget"
+        );
+        for (k, before) in providers.iter().enumerate() {
+            let after = read::<Providers>(&client, &ProviderId(k as u64))
+                .await
+                .unwrap();
+            assert_eq!(after.bond, before.bond, "provider {k} not slashed");
+        }
+        for i in 0..4 {
+            let wallet = devnet.wallet(&format!("provisioner-{i}"));
+            let record = read::<Provisioners>(&client, &wallet.address())
+                .await
+                .unwrap();
+            assert_eq!(record.slashed.0, 0, "provisioner {i} not slashed");
+        }
         let short_agent = record.provider.get() as usize;
         let cgroup = devnet.cgroup(short_agent, short);
         eventually(

@@ -13,7 +13,8 @@
 //! | Destroyed | it is absent | report `Destroyed` |
 //! | Running | absent, or another generation | ensure |
 //! | Running | stopped (exited, OOM-killed) | report `Failed` with why, retry later; once that is reported: ensure (restart) |
-//! | Running | running, health check passes | report `Running` at its endpoint |
+//! | Running | running, health check passes, attested by the agent | report `Running` at its endpoint, with the attestation |
+//! | Running | running, health check passes, not attested | retry later |
 //! | Running | running, health check fails | report `Pending`, recheck soon (it is starting) |
 //!
 //! A report already on chain (or submitted and not yet final) is not submitted again.
@@ -27,7 +28,8 @@
 //! | says the reported generation runs at the reported endpoint and ports | passes | `Confirmed` |
 //! | says so | fails | `EndpointDead` (the provider) |
 //! | says so, with another image digest or other limits than the desired spec | — | `SpecMismatch` (the provider) |
-//! | says anything else (absent, stopped, refused, other generation, endpoint or ports) | — | `Contradicted` (the assignee) |
+//! | says the reported generation's workload stopped (exited, OOM-killed) | — | `Stopped` (nobody if the report was attested, else the assignee) |
+//! | says anything else (absent, refused, other generation, endpoint or ports) | — | `Contradicted` (the assignee; the provider if the report was attested) |
 //!
 //! A verdict that blames the provider for what may be a blip (`AgentUnreachable`,
 //! `EndpointDead`) is given only once the round is [`PROVIDER_BLAME_PATIENCE_BLOCKS`] old
@@ -182,6 +184,13 @@ pub fn decide(
         };
     }
     match &observed.health {
+        // Reported `Running` only on the agent's attested word: a provider that withholds it
+        // cannot later deny it to the checkers and have the assignee blamed.
+        Some(Ok(())) if observation.attestation.is_none() => {
+            vec![Effect::Retry(
+                "the agent did not attest that it runs".into(),
+            )]
+        }
         Some(Ok(())) => new(observed_report(
             generation,
             Phase::Running,
@@ -253,7 +262,11 @@ pub fn verdict(
         AgentView::Present(observation) => observation,
         AgentView::Absent | AgentView::Refused(_) => return Verdict::Contradicted,
     };
-    let as_reported = observation.generation == report.generation
+    let generation = observation.generation == report.generation;
+    if generation && observation.workload != WorkloadState::Running {
+        return Verdict::Stopped;
+    }
+    let as_reported = generation
         && observation.workload == WorkloadState::Running
         && observation.endpoint == report.endpoint.as_str()
         && observation.ports.iter().eq(report.ports.iter());

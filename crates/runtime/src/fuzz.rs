@@ -109,7 +109,40 @@ fn fuzz_node(id: u64) -> PrivateKey {
     PrivateKey::from_seed(500 + id)
 }
 
-fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -> Option<Call> {
+/// A `Running` report's attestation for `report` by provider 0's agent (the fixture's key,
+/// seed 500) or (one in two) by a key that is not the agent's, for `assignee` until `expires_at`.
+fn attestation(
+    report: &Report,
+    chain: (&logos_primitives::ChainId, u64),
+    (environment, assignee): (EnvironmentId, Address),
+    forged: bool,
+) -> provisioning::Attestation {
+    let (chain_id, expires_at) = chain;
+    let agent = PrivateKey::from_seed(if forged { 501 } else { 500 });
+    let attested = provisioning::Attested {
+        provider: ProviderId(0),
+        environment,
+        generation: report.generation,
+        endpoint: report.endpoint.as_str(),
+        ports: &report.ports,
+        assignee,
+        expires_at,
+    };
+    let message = provisioning::attestation_message(chain_id, &attested, 7);
+    provisioning::Attestation {
+        nonce: 7,
+        expires_at,
+        signature: logos_primitives::KeySignature::from_signature(
+            &agent.sign(provisioning::ATTESTATION_NAMESPACE, &message),
+        ),
+    }
+}
+
+fn call(
+    step: &Step,
+    actors: &[Address],
+    (chain_id, height): (&logos_primitives::ChainId, u64),
+) -> Option<Call> {
     let (a, b) = (step.a, step.b);
     let amount = Amount(AMOUNTS[step.amount]);
     let id = a % 4;
@@ -195,9 +228,8 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
         .into(),
         16 => provisioning::Call::RegisterProvisioner { stake: amount }.into(),
         17 => provisioning::Call::DeregisterProvisioner.into(),
-        18 => provisioning::Call::Report {
-            environment: EnvironmentId(id),
-            report: Report {
+        18 => {
+            let mut report = Report {
                 generation: b % 4,
                 phase: [
                     Phase::Pending,
@@ -214,7 +246,12 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
                 ports: vec![
                     PortMapping {
                         port: [8545, 8546, 0][(a / 16 % 3) as usize],
-                        published: (b % 65_536) as u16,
+                        // Mostly where the endpoint says, so that rounds open.
+                        published: if b % 3 == 0 {
+                            (b % 65_536) as u16
+                        } else {
+                            24_000
+                        },
                     };
                     (b / 65_536 % 3) as usize
                 ]
@@ -222,9 +259,27 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
                 .ok()?,
                 message: "fuzz".try_into().ok()?,
                 attestation: None,
-            },
+            };
+            // None, the agent's own for the sender (valid, or expired), or a forged one.
+            let environment = EnvironmentId(id);
+            let sender = actors[step.actor % actors.len()];
+            let expires_at = [height + 50, height.saturating_sub(1)][(b / 7 % 2) as usize];
+            let chain = (chain_id, expires_at);
+            report.attestation = match a / 144 % 3 {
+                0 => None,
+                kind => Some(attestation(
+                    &report,
+                    chain,
+                    (environment, sender),
+                    kind == 2,
+                )),
+            };
+            provisioning::Call::Report {
+                environment,
+                report,
+            }
+            .into()
         }
-        .into(),
         19 => provisioning::Call::CrossCheck {
             environment: EnvironmentId(id),
             round: b % 4,
@@ -234,7 +289,8 @@ fn call(step: &Step, actors: &[Address], chain_id: &logos_primitives::ChainId) -
                 provisioning::Verdict::AgentUnreachable,
                 provisioning::Verdict::EndpointDead,
                 provisioning::Verdict::SpecMismatch,
-            ][(a % 5) as usize],
+                provisioning::Verdict::Stopped,
+            ][(a % 6) as usize],
         }
         .into(),
         20 => provisioning::Call::SetMinimumStake { stake: amount }.into(),
@@ -324,7 +380,11 @@ fn sign(chain: &MockChain, key: &PrivateKey, queued: u64, call: Call, step: &Ste
     .sign(key)
 }
 
-fn run(steps: Vec<Step>, per_block: usize) {
+/// The step kinds from which on (in [`run`] with `skips`) a step runs hundreds of empty blocks
+/// instead (otherwise they make empty blocks).
+const SKIP: u8 = 28;
+
+fn run(steps: Vec<Step>, per_block: usize, skips: bool) {
     let mut world = provisioned(3);
     let mut keys = vec![
         world.root.clone(),
@@ -338,7 +398,15 @@ fn run(steps: Vec<Step>, per_block: usize) {
         let mut candidates = Vec::new();
         let mut queued = vec![0u64; keys.len()];
         for step in block {
-            let Some(call) = call(step, &actors, &world.chain.chain_id) else {
+            if skips && step.kind >= SKIP {
+                // Past the round, report and recheck timeouts (600, 900, 3,000 blocks).
+                world
+                    .chain
+                    .advance([601, 901, 3_001][(step.a % 3) as usize]);
+                continue;
+            }
+            let chain = (&world.chain.chain_id, world.chain.height);
+            let Some(call) = call(step, &actors, chain) else {
                 continue;
             };
             let actor = step.actor % keys.len();
@@ -368,6 +436,19 @@ proptest! {
         steps in prop::collection::vec(step(), 1..200),
         per_block in 1usize..6,
     ) {
-        run(steps, per_block);
+        run(steps, per_block, false);
+    }
+}
+
+proptest! {
+    // Few cases: each skip runs up to 3,001 blocks with every invariant checked after each.
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_calls_across_the_timeouts_keep_every_invariant(
+        steps in prop::collection::vec(step(), 1..60),
+        per_block in 1usize..4,
+    ) {
+        run(steps, per_block, true);
     }
 }

@@ -71,7 +71,7 @@ use logos_types::{
     operations::{
         ConditionStatus, ConditionType, Desired, Environment, EnvironmentId, Environments,
     },
-    provisioning::{Assignments, Outcome},
+    provisioning::Assignments,
     Call, DispatchError, Event, Genesis, Origin,
 };
 
@@ -118,10 +118,9 @@ impl EnvironmentLifecycle for Runtime {
         let task = Assignments::get(ctx.overlay, &id)
             .await?
             .unwrap_or_default();
-        let disputed = matches!(
-            task.outcome,
-            Some(Outcome::AssigneeFault | Outcome::ProviderFault)
-        );
+        // A quorum's finding against the report clears the verifiers until a round confirms
+        // it again: no grace meanwhile.
+        let disputed = task.verifiers.assignee.is_none();
         Ok(Service {
             verified,
             assignee: task.verifiers.assignee,

@@ -229,8 +229,8 @@ pub struct Reliability {
 /// Weight of one fault in [`Reliability::score_permille`], in lease-blocks.
 pub const FAULT_WEIGHT_BLOCKS: u64 = 100;
 /// Lease-blocks of prior evidence every provider starts with, half of them verified: a new
-/// provider scores 500 ‰ and earns more by serving (so that registering again does not wipe
-/// a bad record clean).
+/// provider scores 500 ‰ and earns more by serving, so a good record always ranks above a
+/// fresh registration (which costs a new bond; a provider below 500 ‰ can get back to it so).
 pub const PRIOR_BLOCKS: u64 = 100;
 
 impl Reliability {

@@ -117,6 +117,11 @@ pub enum Verdict {
     /// The agent says the workload runs as reported but the endpoint does not pass the probe.
     #[index(3)]
     EndpointDead,
+    /// The agent says the reported generation is there but its workload stopped (exited,
+    /// OOM-killed): after the agent's attestation nobody lied (a workload may stop at any
+    /// time; the tenant may stop it on purpose); without one, the report is contradicted.
+    #[index(5)]
+    Stopped,
     /// The agent's signed observation shows another image digest or other resource limits
     /// than the desired spec: the provider does not run what was leased.
     #[index(4)]
@@ -138,6 +143,9 @@ pub enum Outcome {
     /// than leased, or contradicted what its agent attested: the provider.
     #[index(2)]
     ProviderFault,
+    /// A quorum found the attested workload stopped: nobody is blamed, nothing verified.
+    #[index(3)]
+    Stopped,
 }
 
 impl Verdict {
@@ -146,6 +154,7 @@ impl Verdict {
         match self {
             Verdict::Confirmed => Outcome::Confirmed,
             Verdict::Contradicted => Outcome::AssigneeFault,
+            Verdict::Stopped => Outcome::Stopped,
             Verdict::AgentUnreachable | Verdict::EndpointDead | Verdict::SpecMismatch => {
                 Outcome::ProviderFault
             }
@@ -188,29 +197,58 @@ pub const ATTESTATION_NAMESPACE: &[u8] = b"logos-agent-attestation-v1";
 
 /// The provider's agent's word that an environment runs: its signature (by the provider's
 /// `agent_key`) over [`attestation_message`] of the report's generation, endpoint and port
-/// mappings, answering the assignee's request with `nonce`. A `Running` report that carries one
-/// is the agent's own claim: if checkers later find otherwise, the provider contradicted itself
-/// and is blamed, not the assignee that relayed it.
+/// mappings, for the assignee that asked and until the height its request expired at. A
+/// `Running` report that carries one is the agent's own claim: if checkers later find the
+/// environment absent or elsewhere, the provider contradicted itself and is blamed, not the
+/// assignee that relayed it. Only that assignee can use it, and only until `expires_at`.
 #[record]
 pub struct Attestation {
     /// The nonce of the request the agent answered.
     pub nonce: u64,
+    /// The last height at which the attestation may be reported (the request's expiry).
+    pub expires_at: u64,
     /// The agent's signature.
     pub signature: KeySignature,
 }
 
-/// The bytes an agent signs to attest that `environment` (on `provider`, of chain `chain_id`)
-/// runs `generation` at `endpoint` with `ports`, answering the request with `nonce`.
-pub fn attestation_message(
-    chain_id: &ChainId,
-    provider: ProviderId,
-    environment: EnvironmentId,
-    generation: u64,
-    endpoint: &str,
-    ports: &[PortMapping],
-    nonce: u64,
-) -> Vec<u8> {
+/// Furthest ahead of the reporting height an attestation's `expires_at` may be, blocks.
+pub const ATTESTATION_EXPIRY_MAX_BLOCKS: u64 = 1_200;
+
+/// What an agent attests: `environment` (on `provider`) runs `generation` at `endpoint` with
+/// `ports`, said to `assignee` (the request's signer) until `expires_at`.
+#[derive(Clone, Copy, Debug)]
+pub struct Attested<'a> {
+    /// The provider.
+    pub provider: ProviderId,
+    /// The environment.
+    pub environment: EnvironmentId,
+    /// The generation running.
+    pub generation: u64,
+    /// Where its health port is published.
+    pub endpoint: &'a str,
+    /// Its declared ports' published ports.
+    pub ports: &'a [PortMapping],
+    /// Who asked (the only account that may report it).
+    pub assignee: Address,
+    /// The last height it may be reported at.
+    pub expires_at: u64,
+}
+
+/// The bytes an agent signs for `attested` on chain `chain_id`, answering the request with
+/// `nonce`.
+pub fn attestation_message(chain_id: &ChainId, attested: &Attested<'_>, nonce: u64) -> Vec<u8> {
+    let Attested {
+        provider,
+        environment,
+        generation,
+        endpoint,
+        ports,
+        assignee,
+        expires_at,
+    } = *attested;
     let mut message = chain_id.0.as_ref().to_vec();
+    message.extend_from_slice(assignee.as_bytes());
+    message.extend_from_slice(&expires_at.to_be_bytes());
     message.extend_from_slice(&provider.get().to_be_bytes());
     message.extend_from_slice(&environment.get().to_be_bytes());
     message.extend_from_slice(&generation.to_be_bytes());
@@ -245,22 +283,11 @@ pub struct Report {
 }
 
 impl Report {
-    /// True if `other` says the same, whatever either's attestation (a fresh attestation of
-    /// the same facts is not a new report).
+    /// True if `other` says the same, whatever either's message or attestation (a reworded
+    /// report, or a fresh attestation of the same facts, is not a new report).
     pub fn same_as(&self, other: &Report) -> bool {
-        (
-            self.generation,
-            self.phase,
-            &self.endpoint,
-            &self.ports,
-            &self.message,
-        ) == (
-            other.generation,
-            other.phase,
-            &other.endpoint,
-            &other.ports,
-            &other.message,
-        )
+        (self.generation, self.phase, &self.endpoint, &self.ports)
+            == (other.generation, other.phase, &other.endpoint, &other.ports)
     }
 }
 
@@ -287,8 +314,12 @@ pub struct Assignment {
     pub votes: BoundedVec<(Address, Verdict), CHECKERS_MAX>,
     /// How the round ended (none while it is open or no round checks the report).
     pub outcome: Option<Outcome>,
-    /// Height the current report was included at.
-    pub reported_at: u64,
+    /// Since when the reports on the current generation say the workload is not running
+    /// (none: the last report says `Running`, or no report yet).
+    pub stuck_since: Option<u64>,
+    /// After a provider fault or a stopped workload: (generation, height) until which no new
+    /// `Running` report on that generation is taken ([`Error::RecheckPending`]).
+    pub quiet_until: Option<(u64, u64)>,
     /// Who verified the environment last (paid while it is billed).
     pub verifiers: Verifiers,
     /// Provisioners removed from this environment for a missing or contradicted report.
@@ -604,11 +635,18 @@ pub enum Error {
     #[index(16)]
     #[error("parameters out of bounds (1 to 7 checkers, more provisioners than checkers, a draw delay of at least 2, percents up to 100)")]
     InvalidParameters,
-    /// The attestation is not the provider's agent's signature over the report (or the
-    /// provider has no agent key, or the report is not `Running`).
+    /// The attestation is not the provider's agent's signature over the report for the
+    /// sender, or it expired (or the provider has no agent key, or the report is not
+    /// `Running`).
     #[index(17)]
-    #[error("the attestation is not the provider's agent's signature of this report")]
+    #[error("the attestation is not the provider's agent's signature of this report for the sender, or it expired")]
     BadAttestation,
+    /// A quorum just found a fault in this generation's `Running` report: another one waits
+    /// for the recheck ([`CHECK_TIMEOUT_BLOCKS`] after that round), so rounds cannot be
+    /// re-rolled.
+    #[index(18)]
+    #[error("round {0} found a fault; a new Running report waits for its recheck")]
+    RecheckPending(u64),
 }
 
 storage! {

@@ -114,7 +114,8 @@ pub struct Service {
     pub assignee: Option<Address>,
     /// The checkers that confirmed that round.
     pub checkers: Vec<Address>,
-    /// A quorum found a fault in the current report: no grace after the last verified block.
+    /// No round confirmed the current state since a quorum found a fault (or none ever did):
+    /// no grace after the last verified block.
     pub disputed: bool,
 }
 

@@ -17,7 +17,8 @@
 //!    other report on the same generation is accepted ([`Error::RoundOpen`]), so a reporter
 //!    cannot restart a round that is going against it (nor re-roll its checkers). A `Running`
 //!    report may carry the provider's agent's [`Attestation`] (its signature over the
-//!    generation, endpoint and port mappings, checked against the provider's `agent_key`).
+//!    generation, endpoint and port mappings for this assignee until an expiry, checked against
+//!    the provider's `agent_key`).
 //! 3. **Draw.** The round's checkers are drawn at the end of block `draw_at = inclusion +
 //!    draw_delay_blocks` with that block's randomness, fixed only after the report was
 //!    included: [`Parameters::checkers`] of the eligible provisioners other than the assignee
@@ -34,7 +35,13 @@
 //!      image or other limits than the spec): `provider_slash_percent` of the provider's bond
 //!      goes to the community pool and `dvci` counts a fault against it.
 //!
-//!    A fault ends the verifiers' pay for the environment until a round confirms it again.
+//!    - `Stopped` (the agent says the reported generation's workload stopped): on an attested
+//!      report nobody is blamed (a workload may stop, a tenant may stop it); on an unattested
+//!      one it contradicts the assignee's word alone (`AssigneeFault`).
+//!
+//!    A fault ends the verifiers' pay for the environment until a round confirms it again; after
+//!    a provider fault or a stopped workload, a new `Running` report on the same generation
+//!    waits for the recheck ([`Error::RecheckPending`]), so rounds cannot be re-rolled.
 //!
 //!    Every checker whose verdict went against the quorum loses `checker_slash_percent` of its
 //!    stake. Every slash is an event carrying the quorum's verdicts (the evidence).
@@ -88,9 +95,10 @@ use logos_types::{
         ActiveEnvironments, ConditionStatus, Desired, EnvironmentId, Environments, Phase,
     },
     provisioning::{
-        attestation_message, AssignReason, Assignment, Assignments, CallHandler, Eligible, Error,
-        Event, MinimumStake, Outcome, Parameters, Params, Provisioner, Provisioners, Report,
-        Verdict, Verifiers, ATTESTATION_NAMESPACE, CHECK_TIMEOUT_BLOCKS, RECHECK_INTERVAL_BLOCKS,
+        attestation_message, AssignReason, Assignment, Assignments, Attested, CallHandler,
+        Eligible, Error, Event, MinimumStake, Outcome, Parameters, Params, Provisioner,
+        Provisioners, Report, Verdict, Verifiers, ATTESTATION_EXPIRY_MAX_BLOCKS,
+        ATTESTATION_NAMESPACE, CHECK_TIMEOUT_BLOCKS, RECHECK_INTERVAL_BLOCKS,
         REPORT_TIMEOUT_BLOCKS, SLASH_PERCENT,
     },
     DispatchError, Event as RuntimeEvent, StateError,
@@ -198,7 +206,10 @@ impl Provisioning {
         for account in Eligible::get(ctx.overlay).await? {
             if !excluded.contains(&account) {
                 let stake = Provisioners::require(ctx.overlay, &account).await?.stake;
-                candidates.push((account, stake));
+                // Nothing at stake, nothing to lose: never drawn (see `draw`).
+                if stake > Amount::ZERO {
+                    candidates.push((account, stake));
+                }
             }
         }
         Ok(candidates)
@@ -386,6 +397,7 @@ impl Provisioning {
             Outcome::Confirmed,
             Outcome::AssigneeFault,
             Outcome::ProviderFault,
+            Outcome::Stopped,
         ];
         if let Some(outcome) = outcomes
             .into_iter()
@@ -429,12 +441,21 @@ impl Provisioning {
             .report
             .as_ref()
             .is_some_and(|report| report.attestation.is_some());
-        // A contradicted report the agent itself attested: the provider broke its own word.
-        let blamed = match outcome {
-            Outcome::AssigneeFault if attested => Outcome::ProviderFault,
-            other => other,
+        // A report the agent itself attested and then denied: the provider broke its own
+        // word. A stopped workload the agent attested running: nobody lied. Unattested, a
+        // stopped workload contradicts the assignee's word alone.
+        let blamed = match (outcome, attested) {
+            (Outcome::AssigneeFault, true) => Outcome::ProviderFault,
+            (Outcome::Stopped, false) => Outcome::AssigneeFault,
+            (other, _) => other,
         };
         record.outcome = Some(blamed);
+        if matches!(blamed, Outcome::ProviderFault | Outcome::Stopped) {
+            // Whatever is reported meanwhile, the next round on this generation waits.
+            let generation = record.report.as_ref().map_or(0, |report| report.generation);
+            let until = ctx.height().saturating_add(CHECK_TIMEOUT_BLOCKS);
+            record.quiet_until = Some((generation, until));
+        }
         let evidence = quorum.clone();
         let message = format!("{} of {} cross-checks", quorum.len(), record.checkers.len());
         if blamed != Outcome::Confirmed {
@@ -489,6 +510,17 @@ impl Provisioning {
                 .await?;
                 let reason = AssignReason::ReportContradicted;
                 emitted.extend(Self::assign(ctx, environment, record, reason).await?);
+            }
+            Outcome::Stopped => {
+                let why = format!("{message} found the attested workload stopped");
+                Operations::set_verified(
+                    ctx,
+                    environment,
+                    ConditionStatus::False,
+                    "WorkloadStopped",
+                    &why,
+                )
+                .await?;
             }
             Outcome::ProviderFault => {
                 let provider = Environments::require(ctx.overlay, &environment)
@@ -574,7 +606,9 @@ impl Provisioning {
             (None, Some(Outcome::Confirmed)) if age > RECHECK_INTERVAL_BLOCKS => {
                 Ok(Self::open_round(ctx, environment, record, params))
             }
-            (None, Some(Outcome::ProviderFault)) if age > CHECK_TIMEOUT_BLOCKS => {
+            (None, Some(Outcome::ProviderFault | Outcome::Stopped))
+                if age > CHECK_TIMEOUT_BLOCKS =>
+            {
                 Ok(Self::open_round(ctx, environment, record, params))
             }
             _ => Ok(Vec::new()),
@@ -614,8 +648,11 @@ impl Provisioning {
             (Some(_), Some(Phase::Running)) => {
                 Self::keep_round(ctx, environment, &mut record, params).await?
             }
-            (Some(_), Some(Phase::Pending | Phase::Failed)) => {
-                let since = record.reported_at.max(current.generation_height);
+            (Some(_), Some(Phase::Pending | Phase::Failed | Phase::Destroyed)) => {
+                let since = record
+                    .stuck_since
+                    .unwrap_or(height)
+                    .max(current.generation_height);
                 if height.saturating_sub(since) > REPORT_TIMEOUT_BLOCKS {
                     let reason = AssignReason::NotRunning;
                     Self::assign(ctx, environment, &mut record, reason).await?
@@ -678,31 +715,38 @@ fn check_endpoint(report: &Report, provider: &str, health_port: u16) -> Result<(
 }
 
 /// An attestation, when a report carries one, is the provider's agent's signature (its
-/// `agent_key`) over the report's generation, endpoint and port mappings, and only a
-/// `Running` report has one.
+/// `agent_key`) over the report's generation, endpoint and port mappings for the sender (the
+/// assignee) and an expiry this block has not passed (and not too far ahead); only a `Running`
+/// report has one.
 fn check_attestation<R: StateReader>(
     ctx: &Context<'_, '_, R>,
     (environment, provider_id): (EnvironmentId, ProviderId),
     report: &Report,
     provider: &Provider,
-) -> Result<(), Error> {
+) -> Result<(), DispatchError> {
     let Some(attestation) = &report.attestation else {
         return Ok(());
     };
     let (Some(key), Phase::Running) = (provider.agent_key, report.phase) else {
-        return Err(Error::BadAttestation);
+        return Err(Error::BadAttestation.into());
     };
-    let message = attestation_message(
-        &ctx.block.chain_id,
-        provider_id,
+    let height = ctx.height();
+    let horizon = height.saturating_add(ATTESTATION_EXPIRY_MAX_BLOCKS);
+    if attestation.expires_at < height || attestation.expires_at > horizon {
+        return Err(Error::BadAttestation.into());
+    }
+    let attested = Attested {
+        provider: provider_id,
         environment,
-        report.generation,
-        report.endpoint.as_str(),
-        &report.ports,
-        attestation.nonce,
-    );
+        generation: report.generation,
+        endpoint: report.endpoint.as_str(),
+        ports: &report.ports,
+        assignee: ctx.sender()?,
+        expires_at: attestation.expires_at,
+    };
+    let message = attestation_message(&ctx.block.chain_id, &attested, attestation.nonce);
     if !key.verifies(ATTESTATION_NAMESPACE, &message, &attestation.signature) {
-        return Err(Error::BadAttestation);
+        return Err(Error::BadAttestation.into());
     }
     Ok(())
 }
@@ -798,6 +842,12 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         if same_generation && record.round_open() {
             return Err(Error::RoundOpen(record.round).into());
         }
+        let quiet = record.quiet_until.filter(|(generation, until)| {
+            *generation == report.generation && ctx.height() <= *until
+        });
+        if quiet.is_some() && report.phase == Phase::Running {
+            return Err(Error::RecheckPending(record.round).into());
+        }
         check_ports(report, &current.spec.workload.ports)?;
         let provider = Providers::get(ctx.overlay, &current.provider)
             .await?
@@ -814,8 +864,12 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         )?;
         check_attestation(ctx, (id, current.provider), report, &provider)?;
         let mut emitted = Operations::record_report(ctx, id, report).await?;
+        record.stuck_since = match (report.phase, record.stuck_since) {
+            (Phase::Running, _) => None,
+            (_, Some(since)) if same_generation => Some(since),
+            _ => Some(ctx.height()),
+        };
         record.report = Some(report.clone());
-        record.reported_at = ctx.height();
         Provisioning::clear_round(&mut record);
         if report.phase == Phase::Destroyed && current.desired == Desired::Destroyed {
             Assignments::remove(ctx.overlay, &id)?;

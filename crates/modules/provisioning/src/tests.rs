@@ -11,7 +11,9 @@ use logos_runtime::mock::{
     address, assert_failed,
     fixtures::{bare, provisioned, World, STAKE},
 };
-use logos_types::provisioning::{attestation_message, Attestation, ATTESTATION_NAMESPACE};
+use logos_types::provisioning::{
+    attestation_message, Attestation, Attested, ATTESTATION_NAMESPACE,
+};
 use logos_types::{
     balances::{self, community_account},
     dvci::{ProviderId, Providers, Reliabilities},
@@ -195,9 +197,27 @@ fn a_reporter_cannot_restart_a_round_going_against_it() {
     let round = world.assignment().round;
     let first = world.provisioning(&checkers[0], vote(round, Verdict::Contradicted));
     assert!(first.success);
-    // The old dodge: a changed report restarted the round and cleared the votes.
+    // The old dodge: a changed report restarted the round and cleared the votes. Reworded,
+    // it is no new report at all; anything else waits for the round's end.
+    let reworded = world.provisioning(&liar, running("HealthCheckPassed: 200 (again)"));
+    assert_failed(&reworded, "provisioning", "UnchangedReport");
     for dodge in [
-        running("HealthCheckPassed: 200 (again)"),
+        Call::Report {
+            environment: FIRST,
+            report: Report {
+                generation: 1,
+                phase: Phase::Running,
+                endpoint: "10.77.1.100:24002".try_into().unwrap(),
+                ports: vec![operations::PortMapping {
+                    port: 8545,
+                    published: 24_002,
+                }]
+                .try_into()
+                .unwrap(),
+                message: "HealthCheckPassed".try_into().unwrap(),
+                attestation: None,
+            },
+        },
         Call::Report {
             environment: FIRST,
             report: Report {
@@ -528,22 +548,36 @@ fn agent_key(_world: &mut World) -> PrivateKey {
     PrivateKey::from_seed(500)
 }
 
-/// A `Running` report of generation 1 attested by `agent` for `nonce`.
+/// A `Running` report of generation 1 attested by `agent` for `nonce`, for the current
+/// assignee, until 100 blocks from now.
 fn attested(world: &World, agent: &PrivateKey, nonce: u64) -> Call {
+    let assignee = world.assignment().assigned.unwrap();
+    attested_for(world, agent, nonce, assignee, world.chain.height + 100)
+}
+
+fn attested_for(
+    world: &World,
+    agent: &PrivateKey,
+    nonce: u64,
+    assignee: Address,
+    expires_at: u64,
+) -> Call {
     let Call::Report { mut report, .. } = running("HealthCheckPassed") else {
         unreachable!()
     };
-    let message = attestation_message(
-        &world.chain.chain_id,
-        ProviderId(0),
-        FIRST,
-        1,
-        report.endpoint.as_str(),
-        &report.ports,
-        nonce,
-    );
+    let attested = Attested {
+        provider: ProviderId(0),
+        environment: FIRST,
+        generation: 1,
+        endpoint: report.endpoint.as_str(),
+        ports: &report.ports,
+        assignee,
+        expires_at,
+    };
+    let message = attestation_message(&world.chain.chain_id, &attested, nonce);
     report.attestation = Some(Attestation {
         nonce,
+        expires_at,
         signature: logos_primitives::KeySignature::from_signature(
             &agent.sign(ATTESTATION_NAMESPACE, &message),
         ),
@@ -552,6 +586,83 @@ fn attested(world: &World, agent: &PrivateKey, nonce: u64) -> Call {
         environment: FIRST,
         report,
     }
+}
+
+#[test]
+fn an_attestation_serves_only_its_asker_and_only_until_it_expires() {
+    let mut world = provisioned(5);
+    let agent = agent_key(&mut world);
+    let assignee = world.key_of(world.assignment().assigned.unwrap());
+    // Attested for another provisioner (say, a previous assignee): not this one's to use.
+    let other = world
+        .provisioners
+        .iter()
+        .map(address)
+        .find(|account| *account != address(&assignee))
+        .unwrap();
+    let height = world.chain.height;
+    let copied = attested_for(&world, &agent, 1, other, height + 100);
+    assert_failed(
+        &world.provisioning(&assignee, copied),
+        "provisioning",
+        "BadAttestation",
+    );
+    // Valid when signed, expired a block later.
+    let expiring = attested_for(&world, &agent, 2, address(&assignee), height + 1);
+    world.chain.advance(1);
+    assert_failed(
+        &world.provisioning(&assignee, expiring),
+        "provisioning",
+        "BadAttestation",
+    );
+    let far = attested_for(&world, &agent, 3, address(&assignee), height + 5_000);
+    assert_failed(
+        &world.provisioning(&assignee, far),
+        "provisioning",
+        "BadAttestation",
+    );
+    assert!(world.assignment().report.is_none(), "nothing recorded");
+}
+
+#[test]
+fn a_workload_stopped_after_its_attestation_blames_nobody_and_cannot_be_rerolled() {
+    let mut world = provisioned(5);
+    let agent = agent_key(&mut world);
+    let assignee = world.key_of(world.assignment().assigned.unwrap());
+    assert!(
+        world
+            .provisioning(&assignee, attested(&world, &agent, 1))
+            .success
+    );
+    world.draw();
+    let bond = world.chain.map::<Providers>(&ProviderId(0)).unwrap().bond;
+    // The tenant stops its workload right after the draw: checkers find it stopped.
+    world.vote_all(Verdict::Stopped);
+    let task = world.assignment();
+    assert_eq!(task.outcome, Some(Outcome::Stopped));
+    assert_eq!(stake_of(&world, &assignee), STAKE);
+    let provider = world.chain.map::<Providers>(&ProviderId(0)).unwrap();
+    assert_eq!(provider.bond, bond, "nobody lied");
+    assert_ne!(verified(&world), ConditionStatus::True);
+    // A new Running report waits for the recheck, even after a Failed one in between.
+    assert!(world.report(&assignee, 1, Phase::Failed).success);
+    let again = world.provisioning(&assignee, attested(&world, &agent, 2));
+    assert_failed(&again, "provisioning", "RecheckPending");
+    world.chain.advance(CHECK_TIMEOUT_BLOCKS);
+    assert!(
+        world
+            .provisioning(&assignee, attested(&world, &agent, 3))
+            .success
+    );
+}
+
+#[test]
+fn a_stopped_workload_behind_an_unattested_report_contradicts_the_assignee() {
+    let mut world = provisioned(5);
+    let (assignee, _) = reported_and_drawn(&mut world);
+    world.vote_all(Verdict::Stopped);
+    assert_eq!(stake_of(&world, &assignee), Amount(STAKE.0 - STAKE.0 / 10));
+    assert_ne!(world.assignment().assigned, Some(address(&assignee)));
 }
 
 #[test]
@@ -588,7 +699,8 @@ fn a_forged_or_misplaced_attestation_is_refused() {
     let forged = world.provisioning(&assignee, attested(&world, &forger, 1));
     assert_eq!(
         assert_failed(&forged, "provisioning", "BadAttestation"),
-        "the attestation is not the provider's agent's signature of this report"
+        "the attestation is not the provider's agent's signature of this report for the \
+         sender, or it expired"
     );
     // The agent's signature over another endpoint.
     let Call::Report { mut report, .. } = attested(&world, &agent, 2) else {

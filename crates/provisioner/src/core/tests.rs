@@ -29,6 +29,15 @@ fn assigned(to: Address) -> Assignment {
     }
 }
 
+/// An attestation as the agent gives it (its signature is the chain's to check).
+fn attestation() -> logos_types::provisioning::Attestation {
+    logos_types::provisioning::Attestation {
+        nonce: 1,
+        expires_at: 100,
+        signature: logos_primitives::KeySignature([7; 64]),
+    }
+}
+
 fn present(generation: u64, workload: WorkloadState) -> AgentView {
     AgentView::Present(Observation {
         environment: EnvironmentId(0),
@@ -43,7 +52,7 @@ fn present(generation: u64, workload: WorkloadState) -> AgentView {
         image: "sha256:00".into(),
         started_at_ms: 1,
         limits: Default::default(),
-        attestation: None,
+        attestation: Some(attestation()),
     })
 }
 
@@ -67,6 +76,7 @@ fn running_report(generation: u64) -> Report {
     }]
     .try_into()
     .unwrap();
+    report.attestation = Some(attestation());
     report
 }
 
@@ -226,7 +236,8 @@ fn a_checkers_verdict_blames_what_it_observed() {
     let exited = present(1, WorkloadState::Exited { code: None });
     assert_eq!(
         decide_vote(ME, 4, &task, &spec(), &exited, &Ok(())),
-        vote(Verdict::Contradicted)
+        vote(Verdict::Stopped),
+        "stopped: blames nobody after an attestation, the assignee without one"
     );
     assert_eq!(
         decide_vote(ME, 4, &task, &spec(), &AgentView::Absent, &Ok(())),
@@ -359,4 +370,27 @@ fn a_checker_is_patient_before_blaming_the_provider_for_a_blip() {
         assert!(!vote_now(verdict, PROVIDER_BLAME_PATIENCE_BLOCKS - 1));
         assert!(vote_now(verdict, PROVIDER_BLAME_PATIENCE_BLOCKS));
     }
+}
+
+#[test]
+fn running_is_reported_only_with_the_agents_attestation() {
+    let desired = environment(Desired::Running, 1);
+    let AgentView::Present(mut observation) = present(1, WorkloadState::Running) else {
+        unreachable!()
+    };
+    let healthy =
+        |observation: &Observation| observed(AgentView::Present(observation.clone()), Some(Ok(())));
+    let effects = decide(ME, &desired, &healthy(&observation), &assigned(ME), None);
+    let Some(Effect::Report(report)) = effects.first() else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(report.phase, Phase::Running);
+    assert_eq!(report.attestation, Some(attestation()));
+    // A provider that withholds it gets no Running report it could later deny.
+    observation.attestation = None;
+    let effects = decide(ME, &desired, &healthy(&observation), &assigned(ME), None);
+    assert!(
+        matches!(effects.as_slice(), [Effect::Retry(_)]),
+        "{effects:?}"
+    );
 }
