@@ -458,6 +458,8 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
                 .then_some(())
         })
         .await;
+        let (total, now) = holdings(&client, &accounts).await;
+        assert_eq!((total, now), (issuance, issuance), "conserved while leased");
         let record = environment(&client, id).await;
         let health: serde_json::Value = reqwest::get(format!("http://{}/health", record.endpoint))
             .await
@@ -736,6 +738,10 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         // Charged for 120 blocks of verified service (none while it started), each block
         // counted once as verified or not, and the charge split as the terms say.
         assert_eq!(record.blocks_billed, 120);
+        assert_eq!(
+            record.verified_blocks, 120,
+            "charged exactly for its verified blocks"
+        );
         assert!(record.unverified_blocks > 0, "starting is not charged");
         assert_eq!(
             record.verified_blocks + record.unverified_blocks,
