@@ -524,7 +524,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             before.escrow.0 + 100 * after.rate.0
         );
 
-        // Billed every block.
+        // Charged every verified block.
         let first = read::<Leases>(&client, &LeaseId::from(id)).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let later = read::<Leases>(&client, &LeaseId::from(id)).await.unwrap();

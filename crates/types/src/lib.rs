@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 0 | [`balances`] | accounts (nonce, free and reserved balance), total issuance, the community account |
 //! | 1 | [`dvci`] | regions, bonded providers, host aggregates with a backup buffer |
-//! | 2 | [`market`] | the price table, leases with escrow billed every block |
+//! | 2 | [`market`] | the price table, leases with escrow charged for verified blocks |
 //! | 3 | [`operations`] | desired state of environments (spec, generation) and reported status |
 //! | 4 | [`provisioning`] | staked provisioners, assignments, cross-check rounds, slashing |
 //! | 5 | [`catalog`] | products and templates |

@@ -1,5 +1,5 @@
-//! Types of `market` (module index 2): the price table and leases with escrow billed every
-//! block (seed `003`: per-block pricing set by the DAO).
+//! Types of `market` (module index 2): the price table and leases with escrow charged for
+//! verified blocks (seed `003`: per-block pricing set by the DAO).
 //!
 //! # Storage
 //! | item | key | value |

@@ -1,5 +1,5 @@
-//! `market` (module index 2): the price table and leases with escrow billed every block (seed
-//! `003`: per-block pricing set by the DAO).
+//! `market` (module index 2): the price table and leases with escrow charged for verified
+//! blocks (seed `003`: per-block pricing set by the DAO).
 //!
 //! Owns [`Prices`], [`Leases`], [`ActiveLeases`] and the community share; types, calls and
 //! storage are declared in [`logos_types::market`].
