@@ -398,10 +398,7 @@ async fn observe<D: Driver>(
     Json(SignedObservation {
         observation,
         agent_key: format_public_key(&key.public_key()),
-        signature: format!(
-            "0x{}",
-            hex::encode(commonware_codec::Encode::encode(&signature))
-        ),
+        signature: KeySignature::from_signature(&signature).to_string(),
     })
     .into_response()
 }
@@ -562,10 +559,7 @@ pub fn sign_stats(key: &PrivateKey, stats: &EnvironmentStats) -> SignedStats {
     SignedStats {
         stats: text,
         agent_key: format_public_key(&key.public_key()),
-        signature: format!(
-            "0x{}",
-            hex::encode(commonware_codec::Encode::encode(&signature))
-        ),
+        signature: KeySignature::from_signature(&signature).to_string(),
     }
 }
 

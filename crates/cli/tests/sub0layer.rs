@@ -370,18 +370,31 @@ fn all_accounts(devnet: &Devnet) -> Vec<Address> {
 async fn agent_request(
     client: &Client,
     wallet: &Wallet,
-    (provider, environment, generation): (ProviderId, EnvironmentId, u64),
+    what: (ProviderId, EnvironmentId, u64),
     action: Action,
     nonce: u64,
 ) -> AgentRequest {
     let height = client.head_height().await.unwrap();
+    let chain_id = client.info().chain_id.to_string();
+    signed_request(wallet, (chain_id, height + 100), what, action, nonce)
+}
+
+/// `action` on `what` (provider, environment, generation) signed by `wallet` for `chain_id`,
+/// expiring at `expires_at`, with `nonce`.
+fn signed_request(
+    wallet: &Wallet,
+    (chain_id, expires_at): (String, u64),
+    (provider, environment, generation): (ProviderId, EnvironmentId, u64),
+    action: Action,
+    nonce: u64,
+) -> AgentRequest {
     let mut request = AgentRequest {
-        chain_id: client.info().chain_id.to_string(),
+        chain_id,
         provider,
         environment,
         generation,
         action,
-        expires_at: height + 100,
+        expires_at,
         nonce,
         provisioner: format_public_key(&wallet.public_key()),
         signature: String::new(),
@@ -406,18 +419,9 @@ async fn flood(
             1_000_000 + n,
         );
         let stranger = Wallet::new(key);
-        let mut request = AgentRequest {
-            chain_id: chain_id.clone(),
-            provider,
-            environment: EnvironmentId(0),
-            generation: 1,
-            action: Action::Observe,
-            expires_at: 1_000,
-            nonce: n,
-            provisioner: format_public_key(&stranger.public_key()),
-            signature: String::new(),
-        };
-        resign(&stranger, &mut request);
+        let what = (provider, EnvironmentId(0), 1);
+        let chain = (chain_id.clone(), 1_000);
+        let request = signed_request(&stranger, chain, what, Action::Observe, n);
         if let Ok(response) = http.post(&url).json(&request).send().await {
             if response.status() == 429 {
                 throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -50,6 +50,13 @@ impl Amount {
         let rest = (self.0 % 100).checked_mul(percent)? / 100;
         whole.checked_add(rest).map(Amount)
     }
+
+    /// The part a slash of `percent` takes: [`Amount::percent`], but at least one unit while
+    /// anything is left (so that a small holding still pays); `None` above 100 %.
+    pub fn slash_share(self, percent: u8) -> Option<Amount> {
+        self.percent(percent)
+            .map(|share| share.max(self.min(Amount(1))))
+    }
 }
 
 impl fmt::Display for Amount {
@@ -116,6 +123,15 @@ mod tests {
         assert_eq!(Amount(1).checked_sub(Amount(2)), None);
         assert_eq!(Amount(u128::MAX).checked_add(Amount(1)), None);
         assert_eq!(Amount(5).checked_sub(Amount(2)), Some(Amount(3)));
+    }
+
+    #[test]
+    fn a_slash_takes_at_least_one_unit_while_anything_is_left() {
+        assert_eq!(Amount(1_000).slash_share(10), Some(Amount(100)));
+        assert_eq!(Amount(5).slash_share(10), Some(Amount(1)));
+        assert_eq!(Amount::ZERO.slash_share(10), Some(Amount::ZERO));
+        assert_eq!(Amount(5).slash_share(0), Some(Amount(1)));
+        assert_eq!(Amount(5).slash_share(101), None);
     }
 
     #[test]

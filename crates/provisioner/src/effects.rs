@@ -12,7 +12,7 @@ use logos_api::agent::{
     SignedObservation, AGENT_NAMESPACE, OBSERVATION_NAMESPACE,
 };
 use logos_client::{Client, Wallet};
-use logos_primitives::{format_public_key, NodeKey};
+use logos_primitives::{format_public_key, KeySignature, NodeKey};
 use logos_types::{
     dvci::{Provider, ProviderId},
     operations::{Environment, EnvironmentId},
@@ -126,10 +126,7 @@ impl Connection {
             signature: String::new(),
         };
         let signature = wallet.sign(AGENT_NAMESPACE, &request.message());
-        request.signature = format!(
-            "0x{}",
-            hex::encode(commonware_codec::Encode::encode(&signature))
-        );
+        request.signature = KeySignature::from_signature(&signature).to_string();
         request
     }
 
@@ -318,5 +315,70 @@ impl Effects for AgentEffects {
         let hash = self.submit(call).await?;
         tracing::info!(%environment, call = name, %hash, "submitted");
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_cryptography::Signer as _;
+    use logos_api::agent::WorkloadState;
+    use logos_primitives::PrivateKey;
+
+    fn observation() -> Observation {
+        Observation {
+            environment: EnvironmentId(3),
+            generation: 2,
+            workload: WorkloadState::Running,
+            endpoint: "10.0.0.1:24000".into(),
+            ports: Vec::new(),
+            restarts: 0,
+            image: "sha256:00".into(),
+            started_at_ms: 1,
+            limits: Default::default(),
+            attestation: None,
+        }
+    }
+
+    /// The agent's answer: `observation` as JSON, signed by `key` for `nonce`.
+    fn answer(key: &PrivateKey, nonce: u64, observation: &Option<Observation>) -> Vec<u8> {
+        let json = serde_json::to_string(observation).unwrap();
+        let signature = key.sign(OBSERVATION_NAMESPACE, &observation_message(nonce, &json));
+        let signed = SignedObservation {
+            observation: json,
+            agent_key: format_public_key(&key.public_key()),
+            signature: KeySignature::from_signature(&signature).to_string(),
+        };
+        serde_json::to_vec(&signed).unwrap()
+    }
+
+    #[test]
+    fn only_the_providers_agent_answering_this_request_is_believed() {
+        let agent = PrivateKey::from_seed(1);
+        let key = NodeKey::from_public_key(&agent.public_key());
+        let present = Some(observation());
+        let body = answer(&agent, 7, &present);
+        assert_eq!(verify_observation(&body, &key, 7), Ok(present.clone()));
+        // Signed absence is absence; it still needs the agent's signature.
+        assert_eq!(
+            verify_observation(&answer(&agent, 7, &None), &key, 7),
+            Ok(None)
+        );
+        // An answer to another request (a replayed one).
+        assert!(verify_observation(&body, &key, 8).is_err());
+        // Signed by another key, whatever key it names.
+        let impostor = PrivateKey::from_seed(2);
+        assert!(verify_observation(&answer(&impostor, 7, &present), &key, 7).is_err());
+        // Tampered after signing.
+        let mut signed: SignedObservation = serde_json::from_slice(&body).unwrap();
+        signed.observation = signed.observation.replace("24000", "24001");
+        let tampered = serde_json::to_vec(&signed).unwrap();
+        assert!(verify_observation(&tampered, &key, 7).is_err());
+        // Malformed: not JSON, a bad signature, a bare observation without one.
+        assert!(verify_observation(b"<html>", &key, 7).is_err());
+        signed.signature = "0xzz".into();
+        assert!(verify_observation(&serde_json::to_vec(&signed).unwrap(), &key, 7).is_err());
+        let bare = serde_json::to_vec(&observation()).unwrap();
+        assert!(verify_observation(&bare, &key, 7).is_err());
     }
 }

@@ -186,9 +186,8 @@ impl Dvci {
         let mut record = Providers::require(overlay, &id).await?;
         let amount = record
             .bond
-            .percent(percent)
-            .ok_or_else(|| corruption("bond slash above 100 %"))?
-            .max(record.bond.min(Amount(1)));
+            .slash_share(percent)
+            .ok_or_else(|| corruption("bond slash above 100 %"))?;
         Balances::pay_reserved(overlay, &record.owner, to, amount).await?;
         record.bond = record
             .bond

@@ -184,7 +184,9 @@ impl<L: EnvironmentLifecycle> Market<L> {
         let height = ctx.height();
         let mut record = Leases::require(ctx.overlay, &id).await?;
         // A lease on a provider that is gone is a broken invariant, not an unverified block.
-        Providers::require(ctx.overlay, &record.provider).await?;
+        let owner = Providers::require(ctx.overlay, &record.provider)
+            .await?
+            .owner;
         let service = L::service(ctx, id).await?;
         Dvci::record_service(ctx.overlay, record.provider, service.verified).await?;
         if service.verified {
@@ -209,7 +211,7 @@ impl<L: EnvironmentLifecycle> Market<L> {
             Leases::insert(ctx.overlay, &id, &record)?;
             return Ok(Vec::new());
         }
-        let payouts = Self::split(ctx, &record, &service, share, terms).await?;
+        let payouts = Self::split(owner, &record, &service, (share, terms))?;
         for payout in &payouts {
             Balances::pay_reserved(ctx.overlay, &record.tenant, &payout.account, payout.amount)
                 .await?;
@@ -233,17 +235,14 @@ impl<L: EnvironmentLifecycle> Market<L> {
         Ok(emitted)
     }
 
-    /// Splits one block's `rate` (see the module docs); the payouts add up to the rate.
-    async fn split<R: StateReader>(
-        ctx: &Context<'_, '_, R>,
+    /// Splits one block's `rate` (see the module docs) between the provider's `owner`, the
+    /// community (`share` %) and the verifiers; the payouts add up to the rate.
+    fn split(
+        owner: Address,
         record: &Lease,
         service: &Service,
-        share: u8,
-        terms: &Terms,
+        (share, terms): (u8, &Terms),
     ) -> Result<Vec<Payout>, DispatchError> {
-        let owner = Providers::require(ctx.overlay, &record.provider)
-            .await?
-            .owner;
         let part = |percent: u8| {
             record
                 .rate

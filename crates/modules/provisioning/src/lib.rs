@@ -167,16 +167,17 @@ impl Provisioning {
     ) -> DispatchResult {
         let params = Params::get(ctx.overlay).await?;
         let owner = Self::provider_owner(ctx, environment).await?;
-        let eligible = Self::candidates(ctx, &[owner]).await?.len();
-        if eligible < usize::from(params.min_provisioners) {
+        let eligible = Self::candidates(ctx, &[owner]).await?;
+        if eligible.len() < usize::from(params.min_provisioners) {
             return Err(Error::TooFewProvisioners {
-                eligible: eligible as u64,
+                eligible: eligible.len() as u64,
                 needed: u64::from(params.min_provisioners),
             }
             .into());
         }
         let mut record = Assignment::default();
-        let emitted = Self::assign(ctx, environment, &mut record, AssignReason::Created).await?;
+        let reason = AssignReason::Created;
+        let emitted = Self::assign_among(ctx, environment, &mut record, reason, eligible);
         Assignments::insert(ctx.overlay, &environment, &record)?;
         Ok(emitted)
     }
@@ -226,6 +227,24 @@ impl Provisioning {
     ) -> DispatchResult {
         let owner = Self::provider_owner(ctx, environment).await?;
         let eligible = Self::candidates(ctx, &[owner]).await?;
+        Ok(Self::assign_among(
+            ctx,
+            environment,
+            record,
+            reason,
+            eligible,
+        ))
+    }
+
+    /// [`Self::assign`] with the eligible provisioners (stake > 0, not the provider's owner)
+    /// already read.
+    fn assign_among<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        environment: EnvironmentId,
+        record: &mut Assignment,
+        reason: AssignReason,
+        eligible: Vec<(Address, Amount)>,
+    ) -> Vec<RuntimeEvent> {
         if let Some(previous) = record.assigned {
             if !record.replaced.contains(&previous) {
                 // A full list forgets nobody important: every provisioner fits in it.
@@ -254,11 +273,11 @@ impl Provisioning {
         record.assigned_at = ctx.height();
         record.report = None;
         Self::clear_round(record);
-        Ok(events(chosen.map(|provisioner| Event::TaskAssigned {
+        events(chosen.map(|provisioner| Event::TaskAssigned {
             environment,
             provisioner,
             reason,
-        })))
+        }))
     }
 
     /// Forgets the current round's draw, checkers, votes and outcome.
@@ -336,9 +355,8 @@ impl Provisioning {
         let mut record = Provisioners::require(ctx.overlay, &account).await?;
         let stake = record.stake;
         let amount = stake
-            .percent(percent)
-            .ok_or_else(|| corruption("slash above 100 %"))?
-            .max(stake.min(Amount(1)));
+            .slash_share(percent)
+            .ok_or_else(|| corruption("slash above 100 %"))?;
         Balances::pay_reserved(ctx.overlay, &account, &community_account(), amount).await?;
         record.stake = stake
             .checked_sub(amount)

@@ -55,15 +55,24 @@ fn provisioning_events(events: &[RuntimeEvent]) -> Vec<Event> {
 
 /// A `Running` report of generation 1 with `message`.
 fn running(message: &str) -> Call {
+    report_at(Phase::Running, 24_000, message)
+}
+
+/// A report of generation 1 in `phase`, its health port published at `published` on provider
+/// 0's host.
+fn report_at(phase: Phase, published: u16, message: &str) -> Call {
     Call::Report {
         environment: FIRST,
         report: Report {
             generation: 1,
-            phase: Phase::Running,
-            endpoint: "10.77.1.100:24000".try_into().unwrap(),
+            phase,
+            endpoint: format!("10.77.1.100:{published}")
+                .as_str()
+                .try_into()
+                .unwrap(),
             ports: vec![operations::PortMapping {
                 port: 8545,
-                published: 24_000,
+                published,
             }]
             .try_into()
             .unwrap(),
@@ -202,22 +211,7 @@ fn a_reporter_cannot_restart_a_round_going_against_it() {
     let reworded = world.provisioning(&liar, running("HealthCheckPassed: 200 (again)"));
     assert_failed(&reworded, "provisioning", "UnchangedReport");
     for dodge in [
-        Call::Report {
-            environment: FIRST,
-            report: Report {
-                generation: 1,
-                phase: Phase::Running,
-                endpoint: "10.77.1.100:24002".try_into().unwrap(),
-                ports: vec![operations::PortMapping {
-                    port: 8545,
-                    published: 24_002,
-                }]
-                .try_into()
-                .unwrap(),
-                message: "HealthCheckPassed".try_into().unwrap(),
-                attestation: None,
-            },
-        },
+        report_at(Phase::Running, 24_002, "HealthCheckPassed"),
         Call::Report {
             environment: FIRST,
             report: Report {
