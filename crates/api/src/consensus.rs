@@ -16,11 +16,10 @@ pub type Scheme = ed25519::Scheme;
 /// A finalization certificate over a block digest.
 pub type FinalizationCertificate = Finalization<Scheme, Hash>;
 
-/// Namespace of consensus messages (votes and certificates).
+/// Namespace of consensus messages (votes and certificates): see
+/// [`logos_primitives::ChainId::consensus_namespace`].
 pub fn consensus_namespace(chain_id: &logos_primitives::ChainId) -> Vec<u8> {
-    let mut namespace = b"logos-consensus-v1-".to_vec();
-    namespace.extend_from_slice(chain_id.0.as_ref());
-    namespace
+    chain_id.consensus_namespace()
 }
 
 /// The ordered participant set for `validators`.

@@ -94,6 +94,16 @@ pub enum QueryCommand {
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
     },
+    /// The committee (validators, consensus keys, backing) of an epoch, the current one by
+    /// default.
+    Committee {
+        /// The epoch.
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// Node RPC endpoint.
+        #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
+        rpc: String,
+    },
     /// Network identity and parameters.
     Chain {
         /// Node RPC endpoint.
@@ -261,6 +271,9 @@ pub fn run_query(command: QueryCommand) -> Result<()> {
             }
             QueryCommand::Head { rpc } => print_json(&connect(&rpc)?.get_finalized_head().await?),
             QueryCommand::Chain { rpc } => print_json(&connect(&rpc)?.chain_info().await?),
+            QueryCommand::Committee { epoch, rpc } => {
+                print_json(&crate::gov::query_committee(epoch, &rpc).await?)
+            }
         }
     })
 }

@@ -2,6 +2,7 @@
 //! `logos-devnet`, which this binary calls.
 
 mod client;
+mod gov;
 mod keys;
 mod lease;
 mod node;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 #[command(
     name = "logos",
     version,
-    about = "Logos chain and sub0layer: node, devnet, keys, transactions, queries, providers, provisioners, catalog and leases"
+    about = "Logos chain and sub0layer: node, devnet, keys, transactions, queries, staking, governance, providers, provisioners, catalog and leases"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -91,6 +92,16 @@ enum Command {
         #[command(subcommand)]
         command: lease::EnvCommand,
     },
+    /// Bond stake, declare a validator, nominate, and see an account's stake.
+    Stake {
+        #[command(subcommand)]
+        command: gov::StakeCommand,
+    },
+    /// The DAO: propose, vote, list and show proposals.
+    Gov {
+        #[command(subcommand)]
+        command: gov::GovCommand,
+    },
     /// Measure whole scenarios.
     Bench {
         #[command(subcommand)]
@@ -121,5 +132,7 @@ fn main() -> anyhow::Result<()> {
         Command::Template { command } => lease::run_template(command),
         Command::Lease { command } => lease::run_lease(command),
         Command::Env { command } => lease::run_env(command),
+        Command::Stake { command } => gov::run_stake(command),
+        Command::Gov { command } => gov::run_gov(command),
     }
 }

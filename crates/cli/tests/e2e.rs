@@ -1624,3 +1624,197 @@ fn a_full_node_registered_on_chain_is_let_in_by_every_validator() {
         assert_eq!(account.unwrap().reserved, Amount::ZERO);
     });
 }
+
+/// Runs `logos` with `args` against `devnet`'s first validator (and its keystore when signing);
+/// returns stdout, or stderr as the error when the command fails.
+fn logos_cli(devnet: &Devnet, args: &[&str]) -> Result<String, String> {
+    let mut command = Command::new(LOGOS);
+    command.args(args).args(["--rpc", &devnet.rpc[0]]);
+    if args.contains(&"--from") {
+        command.arg("--keystore").arg(devnet.dir.join("keys"));
+    }
+    let output = command.output().unwrap();
+    match output.status.success() {
+        true => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+    }
+}
+
+/// `logos gov show ID --json`.
+fn proposal(devnet: &Devnet, id: u64) -> serde_json::Value {
+    let shown = logos_cli(devnet, &["gov", "show", &id.to_string(), "--json"]).unwrap();
+    serde_json::from_str(&shown).unwrap()
+}
+
+/// The DAO end to end, through the CLI as people use it: stake bonded, a price changed by a
+/// proposal in exactly its enactment block, a proposal without quorum failing, and the
+/// bootstrap authority giving its power away, after which its privileged calls are refused
+/// with an error that says what to do instead.
+#[test]
+fn governance_changes_a_price_at_its_enactment_block_and_outlives_the_authority() {
+    use logos_types::{
+        dvci::ResourceClass,
+        governance::{self, GovernanceConfig},
+        market::{self, Prices},
+    };
+    const PORT_BASE: u16 = 27_300;
+    let devnet = Devnet::init("gov", 4, 1, PORT_BASE, "");
+    let rt = runtime();
+    let url = devnet.rpc[0].clone();
+    let dev = logos_client::Wallet::new(devnet.key("dev"));
+    let client = rt.block_on(logos_client::Client::connect(&url)).unwrap();
+    // The bootstrap authority shortens the periods for the test (its own privileged call).
+    let config = GovernanceConfig {
+        deposit: Amount(1_000_000),
+        // Long enough for the CLI calls below, each waiting for finality.
+        voting_period_blocks: 150,
+        enactment_delay_blocks: 5,
+        quorum_percent: 30,
+        threshold_percent: 50,
+    };
+    rt.block_on(client.execute(
+        &dev,
+        Call::Governance(governance::Call::SetConfig { config }),
+    ))
+    .unwrap();
+    // Stakes of 50 %, 30 % and 20 %.
+    for (name, stake) in [("validator-0", 5), ("validator-1", 3), ("validator-2", 2)] {
+        let amount = (stake * 1_000_000u128).to_string();
+        logos_cli(
+            &devnet,
+            &["stake", "bond", "--amount", &amount, "--from", name],
+        )
+        .unwrap();
+    }
+    let status: serde_json::Value = serde_json::from_str(
+        &logos_cli(
+            &devnet,
+            &[
+                "stake",
+                "status",
+                &Address::from_public_key(&devnet.key("validator-0").public_key()).to_string(),
+                "--json",
+            ],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["active"], "5000000");
+    // Subscribe before anything is enacted: the events say in which block it happened.
+    let ws = rt
+        .block_on(WsClientBuilder::default().build(url.replace("http://", "ws://")))
+        .unwrap();
+    let mut events: Subscription<EventRecord> = rt.block_on(ws.subscribe_events()).unwrap();
+    let propose = |price: &str, from: &str| -> serde_json::Value {
+        let out = logos_cli(
+            &devnet,
+            &[
+                "gov",
+                "propose",
+                "set-price",
+                "--class",
+                "compute-hosted",
+                "--amount",
+                price,
+                "--from",
+                from,
+                "--json",
+            ],
+        )
+        .unwrap();
+        serde_json::from_str(&out).unwrap()
+    };
+    let approved = propose("5000", "validator-2");
+    let starved = propose("7000", "validator-2");
+    let (approved_id, starved_id) = (
+        approved["id"].as_u64().unwrap(),
+        starved["id"].as_u64().unwrap(),
+    );
+    let vote = |id: u64, side: &str, from: &str| {
+        logos_cli(
+            &devnet,
+            &["gov", "vote", &id.to_string(), side, "--from", from],
+        )
+        .unwrap();
+    };
+    vote(approved_id, "--aye", "validator-0");
+    vote(approved_id, "--nay", "validator-1");
+    // 20 % turnout: below the 30 % quorum.
+    vote(starved_id, "--aye", "validator-2");
+    let live = proposal(&devnet, approved_id);
+    assert_eq!(live["status"], "voting");
+    assert_eq!(live["tally"]["ayes"], "5000000");
+    // Votes after the close are refused.
+    let enact_wait = starved["voting_ends_at"].as_u64().unwrap() + 7;
+    rt.block_on(wait_for_height(&url, enact_wait, Duration::from_secs(120)));
+    let late = logos_cli(
+        &devnet,
+        &[
+            "gov",
+            "vote",
+            &approved_id.to_string(),
+            "--aye",
+            "--from",
+            "validator-2",
+        ],
+    )
+    .unwrap_err();
+    assert!(late.contains("VotingClosed"), "{late}");
+    let enacted = proposal(&devnet, approved_id);
+    assert_eq!(enacted["status"], "enacted", "{enacted}");
+    let enactment_height = enacted["enactment_height"].as_u64().unwrap();
+    assert_eq!(
+        enactment_height,
+        approved["voting_ends_at"].as_u64().unwrap() + 5
+    );
+    assert_eq!(proposal(&devnet, starved_id)["status"], "no_quorum");
+    // The price changed in the enactment block (at its start), and only then.
+    let mut price_set_at = Vec::new();
+    let mut enacted_at = None;
+    while enacted_at.is_none() || price_set_at.is_empty() {
+        let record = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), futures_next(&mut events))
+                .await
+                .expect("events arrive")
+        });
+        match record.event {
+            Event::Market(market::Event::PriceSet { .. }) => price_set_at.push(record.height),
+            Event::Governance(governance::Event::Enacted { proposal, success }) => {
+                assert_eq!(proposal.get(), approved_id);
+                assert!(success);
+                enacted_at = Some(record.height);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(enacted_at, Some(enactment_height));
+    assert_eq!(price_set_at, vec![enactment_height]);
+    let (price, _) = rt
+        .block_on(client.map::<Prices>(&ResourceClass::ComputeHosted))
+        .unwrap();
+    assert_eq!(price, Some(Amount(5_000)));
+    // The authority gives its power away; its privileged calls then fail, saying why.
+    let removed =
+        rt.block_on(client.execute(&dev, Call::Governance(governance::Call::RemoveAuthority)));
+    assert!(removed.is_ok(), "{removed:?}");
+    let refused = rt
+        .block_on(client.execute(
+            &dev,
+            Call::Market(market::Call::SetPrice {
+                class: ResourceClass::ComputeHosted,
+                price: Amount(1),
+            }),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("BadOrigin"), "{refused}");
+    assert!(refused.contains("logos gov propose"), "{refused}");
+    let (price, _) = rt
+        .block_on(client.map::<Prices>(&ResourceClass::ComputeHosted))
+        .unwrap();
+    assert_eq!(price, Some(Amount(5_000)));
+    // The committee query answers with the genesis validators (proof of authority).
+    let committee: serde_json::Value =
+        serde_json::from_str(&logos_cli(&devnet, &["query", "committee"]).unwrap()).unwrap();
+    assert_eq!(committee["members"].as_array().unwrap().len(), 4);
+}

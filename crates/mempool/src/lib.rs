@@ -37,7 +37,8 @@
 
 use logos_primitives::{Address, Amount, ChainId, Hash};
 use logos_types::{
-    balances, dvci, market, peers, provisioning, Call, Transaction, TransactionError,
+    balances, dvci, governance, market, peers, provisioning, staking, Call, Transaction,
+    TransactionError,
 };
 use std::{
     collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
@@ -135,11 +136,13 @@ pub enum Rejection {
     },
 }
 
-/// True for calls whose cost to the sender the pool cannot compute (a lease's escrow).
+/// True for calls whose cost to the sender the pool cannot compute (a lease's escrow, a
+/// proposal's deposit).
 fn unpriced(call: &Call) -> bool {
     matches!(
         call,
         Call::Market(market::Call::CreateLease { .. } | market::Call::ExtendLease { .. })
+            | Call::Governance(governance::Call::Propose { .. })
     )
 }
 
@@ -286,6 +289,17 @@ impl Mempool {
             },
         );
         Ok(hash)
+    }
+
+    /// The nonce `sender`'s next transaction takes: after its highest pooled one, or
+    /// `finalized` (its next nonce in the finalized state) when none is pooled.
+    pub fn next_nonce(&self, sender: &Address, finalized: u64) -> u64 {
+        self.by_sender
+            .get(sender)
+            .and_then(|nonces| nonces.keys().next_back())
+            .map_or(finalized, |highest| {
+                highest.saturating_add(1).max(finalized)
+            })
     }
 
     /// The fees and moved amounts of `sender`'s pooled transactions.
@@ -536,6 +550,8 @@ fn check_balance(
         Call::Provisioning(_) => Amount::ZERO,
         Call::Peers(peers::Call::RegisterFullNode { deposit, .. }) => *deposit,
         Call::Peers(_) => Amount::ZERO,
+        Call::Staking(staking::Call::Bond { amount }) => *amount,
+        Call::Staking(_) | Call::Governance(_) => Amount::ZERO,
     };
     let unpayable = |required| Rejection::InsufficientBalance {
         available,

@@ -5,7 +5,8 @@
 //! ```text
 //! simplex (votes, certificates, resolver channels)
 //!   ├─ Inline(Application): propose / verify / certify ── marshal mailbox
-//!   └─ reporter: Inline forwards notarizations and finalizations to marshal
+//!   └─ reporter: Inline forwards notarizations and finalizations to marshal; faults also
+//!      become evidence transactions (`crate::evidence`)
 //! marshal (block broadcast via buffered, backfill via p2p resolver, finalized archives)
 //!   └─ delivers finalized blocks in height order to the Finalizer ─ ChainState::finalize
 //! relay (transactions channel) ─ Mempool
@@ -22,6 +23,7 @@
 use crate::{
     application::{Application, Finalizer},
     chain::{ChainError, ChainState},
+    evidence::{self, EvidenceReporter},
     invariants::InvariantCheck,
     receipts::{ReceiptStore, ReceiptStoreError},
     relay::{self, Relay},
@@ -504,6 +506,12 @@ where
         marshal.clone(),
         epocher,
     );
+    // Faults simplex attributes become evidence transactions from this validator's account.
+    let (reporter, faults) = EvidenceReporter::new(inline.clone());
+    context.child("evidence").spawn({
+        let (shared, relay, key) = (shared.clone(), relay.clone(), config.signer.clone());
+        move |context| evidence::submit(context, shared, relay, key, faults)
+    });
     let engine = simplex::Engine::new(
         context.child("simplex"),
         simplex::config::Config {
@@ -512,7 +520,7 @@ where
             blocker,
             automaton: inline.clone(),
             relay: inline.clone(),
-            reporter: inline,
+            reporter,
             strategy: Sequential,
             partition: format!("{prefix}-simplex"),
             mailbox_size,

@@ -22,6 +22,7 @@ pub mod application;
 pub mod chain;
 pub mod config;
 pub mod engine;
+pub mod evidence;
 pub mod follower;
 pub mod full;
 pub mod invariants;

@@ -20,7 +20,7 @@ use commonware_consensus::{
 };
 use commonware_cryptography::{Digested, Digestible, Sha256, Signer};
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
-use commonware_runtime::{deterministic, Clock, Quota, Runner, Supervisor};
+use commonware_runtime::{deterministic, Clock, Quota, Runner, Spawner, Supervisor};
 use commonware_utils::{probability, NZUsize, NZU32};
 use logos_api::{
     consensus::{consensus_namespace, participants, Scheme},
@@ -631,6 +631,153 @@ fn equivocating_validator(seed: u64) {
         assert_safety(&refs).await;
         for node in &nodes {
             assert_eq!(recipient_balance(node).await, Amount(50));
+        }
+    });
+}
+
+/// A committee member that signs two conflicting notarize (and finalize) votes in every view it
+/// sees: the honest validators' simplex attributes the fault, they report it on chain as
+/// evidence, and the chain slashes its bond, unseats it from the next committee and
+/// disqualifies it, while finality goes on.
+#[test]
+fn a_conflicting_voter_is_slashed_on_chain_and_leaves_the_next_committee() {
+    over_seeds_n(5_500, 5, conflicting_voter);
+}
+
+/// A byzantine voter: for every notarize vote it receives, it signs the same proposal (which
+/// honest validators accept) and then another one for the same view (which they can
+/// attribute: commonware's own `Conflicter` signs the other one first, and a validator that
+/// already knows the leader's proposal drops that vote without evidence).
+async fn double_vote<S, R>(scheme: Scheme, (mut sender, mut receiver): (S, R))
+where
+    S: commonware_p2p::Sender<PublicKey = PublicKey>,
+    R: commonware_p2p::Receiver<PublicKey = PublicKey>,
+{
+    use commonware_codec::{DecodeExt, Encode};
+    use commonware_consensus::simplex::types::{Notarize, Proposal, Vote};
+    let mut signed = std::collections::BTreeSet::new();
+    while let Ok((_, message)) = receiver.recv().await {
+        let Ok(Vote::Notarize(vote)) = Vote::<Scheme, Hash>::decode(message) else {
+            continue;
+        };
+        if !signed.insert(vote.proposal.round) {
+            continue;
+        }
+
+        let other = Proposal::new(
+            vote.proposal.round,
+            vote.proposal.parent,
+            logos_primitives::hash(&[vote.proposal.payload.as_ref()]),
+        );
+        for proposal in [vote.proposal.clone(), other] {
+            let notarize = Notarize::<Scheme, Hash>::sign(&scheme, proposal).unwrap();
+            let _ = sender.send(
+                commonware_p2p::Recipients::All,
+                Vote::Notarize(notarize).encode(),
+                true,
+            );
+        }
+    }
+}
+
+/// The finalized value of map item `I` under `key` on `node`.
+async fn finalized<I: logos_types::StorageMap>(
+    node: &Node<Context>,
+    key: &I::Key,
+) -> Option<I::Value> {
+    let chain = node.shared.chain().await;
+    let tip = chain.tip().digest;
+    let storage_key = I::key(key);
+    let bytes = chain.read(&tip, &storage_key).await.unwrap()?;
+    Some(I::decode_value(&storage_key, &bytes).unwrap())
+}
+
+fn conflicting_voter(seed: u64) {
+    use logos_types::staking::{self, Committees, Disqualified, Epoch as StakingEpoch, Ledgers};
+    simulate(seed, |context| async move {
+        let mut net = network(&context, 5).await;
+        // Every validator can pay fees (the reporters); the byzantine one bonds.
+        for key in &net.keys {
+            net.genesis.accounts.push(GenesisAccount {
+                address: Address::from_public_key(&key.public_key()),
+                balance: Amount(10_000_000_000),
+            });
+        }
+        let byzantine = net.keys[4].clone();
+        let offender = Address::from_public_key(&byzantine.public_key());
+        let mut nodes = Vec::new();
+        for index in 0..4 {
+            nodes.push(start_validator(&context, &net, index).await);
+        }
+        let bond = TransactionPayload {
+            chain_id: net.genesis.chain_id(),
+            sender: byzantine.public_key(),
+            nonce: 0,
+            fee: Amount(1_000),
+            call: Call::Staking(staking::Call::Bond {
+                amount: Amount(1_000_000_000),
+            }),
+        }
+        .sign(&byzantine);
+        nodes[0].shared.admit(bond.clone()).await.expect("admitted");
+        assert!(nodes[0].relay.relay(bond));
+        let validators: Vec<PublicKey> = net.keys.iter().map(|key| key.public_key()).collect();
+        let scheme = Scheme::signer(
+            &consensus_namespace(&net.genesis.chain_id()),
+            participants(&validators),
+            byzantine.clone(),
+        )
+        .unwrap();
+        let networks = channels(&net.oracle, &byzantine.public_key()).await;
+        // The byzantine voter is close to everyone (1 ms), honest validators far from each
+        // other (50 ms): its two votes reach them while the view is still open.
+        for a in &net.keys {
+            for b in &net.keys {
+                if a.public_key() == b.public_key() {
+                    continue;
+                }
+                let near = a.public_key() == byzantine.public_key()
+                    || b.public_key() == byzantine.public_key();
+                let latency = if near { 1 } else { 50 };
+                net.oracle
+                    .add_link(a.public_key(), b.public_key(), link(latency))
+                    .await
+                    .unwrap();
+            }
+        }
+        let refs: Vec<&Node<Context>> = nodes.iter().collect();
+        // Bonded first, so that the faults cost it stake.
+        let deadline = context.current() + Duration::from_secs(60);
+        while finalized::<Ledgers>(&nodes[0], &offender).await.is_none() {
+            assert!(context.current() < deadline, "the bond was never finalized");
+            context.sleep(Duration::from_millis(50)).await;
+        }
+        context
+            .child("double_voter")
+            .spawn(move |_| double_vote(scheme, networks.votes));
+        let deadline = context.current() + Duration::from_secs(120);
+        loop {
+            let disqualified = finalized::<Disqualified>(&nodes[0], &offender).await;
+            if disqualified.is_some() {
+                break;
+            }
+            assert!(context.current() < deadline, "the fault was never punished");
+            context.sleep(Duration::from_millis(50)).await;
+        }
+        let start = tip(&nodes[0]).await.get();
+        wait_for_height(&context, &refs, start + 10, Duration::from_secs(60)).await;
+        assert_safety(&refs).await;
+        for node in &nodes {
+            let ledger = finalized::<Ledgers>(node, &offender).await.expect("ledger");
+            assert!(ledger.active < Amount(1_000_000_000), "{ledger:?}");
+            let next = finalized::<Committees>(node, &StakingEpoch(1))
+                .await
+                .expect("committee");
+            assert_eq!(next.members.len(), 4);
+            assert!(next
+                .members
+                .iter()
+                .all(|member| member.validator != offender));
         }
     });
 }

@@ -30,6 +30,17 @@ impl FromStr for ChainId {
 
 text_form!(ChainId);
 
+impl ChainId {
+    /// Namespace of this network's consensus messages (simplex votes and certificates):
+    /// `logos-consensus-v1-` followed by the chain id's 32 bytes, so that a vote of one
+    /// network never verifies on another.
+    pub fn consensus_namespace(&self) -> Vec<u8> {
+        let mut namespace = b"logos-consensus-v1-".to_vec();
+        namespace.extend_from_slice(self.0.as_ref());
+        namespace
+    }
+}
+
 impl Write for ChainId {
     fn write(&self, buf: &mut impl BufMut) {
         self.0.write(buf);

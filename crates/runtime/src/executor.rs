@@ -1,8 +1,9 @@
 //! Block execution (see the crate docs for the steps).
 
-use crate::{dispatch, on_block_end};
+use crate::{dispatch, on_block_end, on_block_start};
 use logos_balances::Balances;
 use logos_framework::{BlockContext, Context, Overlay, StateReader, WriteSet};
+use logos_governance::Governance;
 use logos_primitives::Amount;
 use logos_types::{CallError, DispatchError, Event, Origin, Receipt, StateError, Transaction};
 use std::collections::BTreeSet;
@@ -14,7 +15,8 @@ pub struct BlockOutcome {
     pub writes: WriteSet,
     /// One receipt per transaction, in block order.
     pub receipts: Vec<Receipt>,
-    /// Events of the end-of-block hooks (lease billing, liveness), after all transactions.
+    /// Events of the block itself: governance enactments at its start, then the end-of-block
+    /// hooks (lease billing, liveness, epochs, tallies) after all transactions.
     pub block_events: Vec<Event>,
 }
 
@@ -96,11 +98,12 @@ pub async fn execute_block<R: StateReader>(
         });
     }
     let mut overlay = Overlay::new(state);
+    let mut block_events = on_block_start(&mut overlay, block).await?;
     let mut receipts = Vec::with_capacity(transactions.len());
     for (index, transaction) in transactions.iter().enumerate() {
         receipts.push(apply_transaction(&mut overlay, block, index, transaction).await?);
     }
-    let block_events = on_block_end(&mut overlay, block).await?;
+    block_events.extend(on_block_end(&mut overlay, block).await?);
     Ok(BlockOutcome {
         writes: overlay.into_writes(),
         receipts,
@@ -134,6 +137,11 @@ pub async fn build_block<R: StateReader>(
     let max = block.params.max_block_transactions as usize;
     let mut overlay = Overlay::new(state);
     let mut built = BuiltBlock::default();
+    built.outcome.block_events = match on_block_start(&mut overlay, block).await {
+        Ok(events) => events,
+        Err(BlockError::State(error)) => return Err(error),
+        Err(other) => return Err(StateError::Backend(other.to_string())),
+    };
     let mut skipped_senders = BTreeSet::new();
     for transaction in candidates {
         if built.included.len() >= max {
@@ -158,11 +166,11 @@ pub async fn build_block<R: StateReader>(
             }
         }
     }
-    built.outcome.block_events = match on_block_end(&mut overlay, block).await {
-        Ok(events) => events,
+    match on_block_end(&mut overlay, block).await {
+        Ok(events) => built.outcome.block_events.extend(events),
         Err(BlockError::State(error)) => return Err(error),
         Err(other) => return Err(StateError::Backend(other.to_string())),
-    };
+    }
     built.outcome.writes = overlay.into_writes();
     Ok(built)
 }
@@ -211,7 +219,7 @@ async fn apply_transaction<R: StateReader>(
     overlay.commit();
     let origin = Origin {
         sender,
-        privileged: block.params.privileged_account == Some(sender),
+        privileged: Governance::is_authority(overlay, &sender).await?,
     };
     let mut ctx = Context::new(&mut *overlay, block);
     let result = dispatch(&mut ctx, &origin, &payload.call).await;

@@ -12,11 +12,12 @@ use logos_types::{
     balances,
     catalog::{self, Product, ProductId, Template, TemplateId, Workload},
     dvci::{self, ProviderId, ProviderStatus, RegionId, ResourceClass, Resources},
+    governance,
     market::{self, LeaseId},
     operations::{self, EnvironmentId, Phase, PortMapping},
     peers,
     provisioning::{self, Report},
-    Call, Transaction, TransactionPayload,
+    staking, Call, Transaction, TransactionPayload,
 };
 use proptest::prelude::*;
 
@@ -47,7 +48,7 @@ struct Step {
 fn step() -> impl Strategy<Value = Step> {
     (
         0usize..9,
-        0u8..30,
+        0u8..41,
         any::<u64>(),
         any::<u64>(),
         0usize..AMOUNTS.len(),
@@ -358,7 +359,126 @@ fn call(
             },
         }
         .into(),
+        28..=35 => staking_call(step, actors, chain_id)?,
+        36..=38 => governance_call(step, actors)?,
         _ => return None, // an empty block
+    })
+}
+
+/// A `staking` call from step kinds 28 to 35.
+fn staking_call(
+    step: &Step,
+    actors: &[Address],
+    chain_id: &logos_primitives::ChainId,
+) -> Option<Call> {
+    let (a, b) = (step.a, step.b);
+    let amount = Amount(AMOUNTS[step.amount]);
+    let sender = actors[step.actor % actors.len()];
+    Some(match step.kind {
+        28 => staking::Call::Bond { amount }.into(),
+        29 => staking::Call::Unbond { amount }.into(),
+        30 => staking::Call::Rebond { amount }.into(),
+        31 => staking::Call::WithdrawUnbonded.into(),
+        32 => {
+            // Signed for the sender, or (one in three) replayed from another account.
+            let signer = if b.is_multiple_of(3) {
+                actors[(b / 3 % actors.len() as u64) as usize]
+            } else {
+                sender
+            };
+            let address: peers::P2pAddress = ["127.0.0.1:30500", "0.0.0.0:1", "127.0.0.1:0"]
+                [(a / 4 % 3) as usize]
+                .parse()
+                .ok()?;
+            let (consensus_key, signature) =
+                staking::sign_intent(&fuzz_node(10 + a % 4), chain_id, &signer, &address);
+            staking::Call::Validate {
+                consensus_key,
+                p2p_address: address,
+                commission_permille: (b % 1_100) as u16,
+                signature,
+            }
+            .into()
+        }
+        33 => staking::Call::Nominate {
+            targets: (0..(a % 4))
+                .map(|i| actors[((b + i) % actors.len() as u64) as usize])
+                .collect::<Vec<_>>()
+                .try_into()
+                .ok()?,
+        }
+        .into(),
+        34 if a.is_multiple_of(2) => staking::Call::Chill.into(),
+        34 => staking::Call::SetElections {
+            elections: b.is_multiple_of(2),
+        }
+        .into(),
+        _ => staking::Call::SetConfig {
+            config: staking::StakingConfig {
+                committee_size: (a % 8) as u16,
+                epoch_length_blocks: [10, 9, 1_000][(b % 3) as usize],
+                unbonding_blocks: b % 30,
+                min_validator_bond: Amount(AMOUNTS[(a % 6) as usize]),
+                min_bond: amount,
+                elections: a.is_multiple_of(2),
+                equivocation_slash_percent: (b % 120) as u8,
+                reporter_reward_percent: (a % 60) as u8,
+                epoch_reward: Amount(AMOUNTS[(b % 8) as usize]),
+            },
+        }
+        .into(),
+    })
+}
+
+/// A `governance` call from step kinds 36 to 38.
+fn governance_call(step: &Step, actors: &[Address]) -> Option<Call> {
+    let (a, b) = (step.a, step.b);
+    Some(match step.kind {
+        36 => {
+            let inner: Call = match a % 4 {
+                0 => market::Call::SetPrice {
+                    class: class(b),
+                    price: Amount(AMOUNTS[step.amount]),
+                }
+                .into(),
+                1 => governance::Call::RemoveAuthority.into(),
+                2 => governance::Call::Vote {
+                    proposal: governance::ProposalId(b % 3),
+                    aye: true,
+                }
+                .into(),
+                _ => balances::Call::Transfer {
+                    to: actors[(b % actors.len() as u64) as usize],
+                    amount: Amount(AMOUNTS[step.amount]),
+                }
+                .into(),
+            };
+            let mut encoded = logos_types::codec::encode(&inner);
+            if b.is_multiple_of(5) {
+                encoded.truncate(encoded.len() / 2);
+            }
+            governance::Call::Propose {
+                encoded: encoded.try_into().ok()?,
+            }
+            .into()
+        }
+        37 => governance::Call::Vote {
+            proposal: governance::ProposalId(a % 4),
+            aye: b.is_multiple_of(2),
+        }
+        .into(),
+        // Rarely the authority's own removal; mostly settings (short periods, or out of bounds).
+        _ if a.is_multiple_of(16) => governance::Call::RemoveAuthority.into(),
+        _ => governance::Call::SetConfig {
+            config: governance::GovernanceConfig {
+                deposit: Amount(AMOUNTS[step.amount]),
+                voting_period_blocks: b % 12,
+                enactment_delay_blocks: a % 6,
+                quorum_percent: (a % 120) as u8,
+                threshold_percent: (b % 120) as u8,
+            },
+        }
+        .into(),
     })
 }
 
@@ -382,7 +502,7 @@ fn sign(chain: &MockChain, key: &PrivateKey, queued: u64, call: Call, step: &Ste
 
 /// The step kinds from which on (in [`run`] with `skips`) a step runs hundreds of empty blocks
 /// instead (otherwise they make empty blocks).
-const SKIP: u8 = 28;
+const SKIP: u8 = 39;
 
 fn run(steps: Vec<Step>, per_block: usize, skips: bool) {
     let mut world = provisioned(3);

@@ -6,6 +6,8 @@
 //! only through the write set that [`execute_block`] returns.
 //!
 //! # Block execution, step by step
+//! 0. The governance proposals due at this height are enacted ([`on_block_start`]), each call
+//!    in a layer of its own as the privileged origin with the treasury as sender.
 //! 1. For each transaction, in block order:
 //!    - its chain id must equal the network's, its nonce must equal the sender's next nonce, and
 //!      its fee must be at least `min_fee` and covered by the sender's balance; otherwise the
@@ -15,7 +17,8 @@
 //!      are kept, on a [`DispatchError`] they are dropped and the receipt names the module and
 //!      error (the fee stays paid).
 //! 2. The end-of-block hooks run in module order ([`on_block_end`]): `market` bills leases,
-//!    `provisioning` keeps assignments alive. A failing hook's writes are dropped and a
+//!    `provisioning` keeps assignments alive, `staking` starts epochs and fixes committees,
+//!    `governance` tallies the votes that end. A failing hook's writes are dropped and a
 //!    `HookFailed` event says why; the chain goes on.
 //! 3. The block's write set is the union of all kept writes, in key order.
 //!
@@ -34,7 +37,8 @@
 //! balances (0) ◀── dvci (1) ◀── market (2) ─┘
 //!      ▲  ▲                       │
 //!      │  └───────────────────────┘
-//!      └── peers (6)
+//!      ├── peers (6)
+//!      └── staking (7) ◀── governance (8)
 //! ```
 //! Arrows point to the module used. `market` needs an environment per lease from the modules
 //! above it: it declares [`logos_market::EnvironmentLifecycle`], and [`Runtime`] implements it
@@ -43,7 +47,8 @@
 //! # Chain-wide invariants ([`try_state_all`])
 //! Every module's `try_state`, and the reserved-balance conservation: the sum of all reserved
 //! balances equals the provider bonds plus the open leases' escrow plus the provisioner stakes
-//! plus the full-node registration deposits (`peers`).
+//! plus the full-node registration deposits (`peers`) plus the bonded stake (`staking`) plus
+//! the deposits of proposals still voting (`governance`).
 
 // State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
 // only), outside tests.
@@ -56,16 +61,20 @@ pub mod mock;
 
 pub use executor::{build_block, execute_block, BlockError, BlockOutcome, BuiltBlock};
 pub use logos_framework::{BlockContext, State, StateReader, WriteSet};
+pub use logos_governance::Governance as GovernanceModule;
+pub use logos_staking::Staking as StakingModule;
 
 use executor::hook_failure;
 use logos_balances::Balances;
 use logos_catalog::CatalogModule;
 use logos_dvci::Dvci;
 use logos_framework::{Context, DispatchResult, MapExt, Module, Overlay, TryStateResult};
+use logos_governance::Governance;
 use logos_market::{EnvironmentLifecycle, Market, NewEnvironment, Service};
 use logos_operations::Operations;
 use logos_peers::Peers;
 use logos_provisioning::Provisioning;
+use logos_staking::Staking;
 use logos_types::{
     market::LeaseId,
     operations::{
@@ -144,6 +153,8 @@ pub async fn dispatch<R: StateReader>(
         Call::Provisioning(call) => Provisioning::dispatch(ctx, origin, call).await,
         Call::Catalog(call) => CatalogModule::dispatch(ctx, origin, call).await,
         Call::Peers(call) => Peers::dispatch(ctx, origin, call).await,
+        Call::Staking(call) => Staking::dispatch(ctx, origin, call).await,
+        Call::Governance(call) => Governance::dispatch(ctx, origin, call).await,
     }
 }
 
@@ -167,6 +178,78 @@ async fn hook<M: Module, R: StateReader>(
     Ok(())
 }
 
+/// The start of a block, before its transactions: the governance proposals due at this height
+/// are enacted: each proposal is concluded first (`Enacted`, so its call never runs twice),
+/// then its call runs in a layer of its own as [`Governance::enactment_origin`]; a failing
+/// call's writes are dropped and the proposal is marked `Failed`, with why.
+pub async fn on_block_start<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    block: &BlockContext,
+) -> Result<Vec<Event>, BlockError> {
+    let mut ctx = Context::new(&mut *overlay, block);
+    let (due, mut emitted) = match Governance::due(&mut ctx).await {
+        Ok(found) => found,
+        Err(error) => {
+            overlay.rollback();
+            return Ok(vec![hook_failure(
+                (Governance::INDEX, Governance::NAME),
+                error,
+            )?]);
+        }
+    };
+    overlay.commit();
+    let origin = Governance::enactment_origin();
+    for (id, call) in due {
+        // Concluded first and on its own: the call never runs twice.
+        let mut ctx = Context::new(&mut *overlay, block);
+        let concluded = Governance::conclude(&mut ctx, id, None).await;
+        if !settle(overlay, concluded, &mut emitted)? {
+            continue;
+        }
+        let mut ctx = Context::new(&mut *overlay, block);
+        let failure = match dispatch(&mut ctx, &origin, &call).await {
+            Ok(events) => {
+                overlay.commit();
+                emitted.extend(Governance::enacted(id, true));
+                emitted.extend(events);
+                continue;
+            }
+            Err(DispatchError::Backend(reason)) => {
+                return Err(BlockError::State(logos_types::StateError::Backend(reason)))
+            }
+            Err(error) => {
+                overlay.rollback();
+                error.to_string()
+            }
+        };
+        let mut ctx = Context::new(&mut *overlay, block);
+        let recorded = Governance::record_failure(&mut ctx, id, failure).await;
+        settle(overlay, recorded, &mut emitted)?;
+    }
+    Ok(emitted)
+}
+
+/// Keeps a governance step's writes and events, or drops its writes and reports it as a
+/// `HookFailed` event; true if it was kept.
+fn settle<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    result: DispatchResult,
+    emitted: &mut Vec<Event>,
+) -> Result<bool, BlockError> {
+    match result {
+        Ok(events) => {
+            overlay.commit();
+            emitted.extend(events);
+            Ok(true)
+        }
+        Err(error) => {
+            overlay.rollback();
+            emitted.push(hook_failure((Governance::INDEX, Governance::NAME), error)?);
+            Ok(false)
+        }
+    }
+}
+
 /// The end-of-block hooks of every module, in module index order.
 pub async fn on_block_end<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
@@ -180,6 +263,8 @@ pub async fn on_block_end<R: StateReader>(
     hook::<Provisioning, R>(overlay, block, &mut emitted).await?;
     hook::<CatalogModule, R>(overlay, block, &mut emitted).await?;
     hook::<Peers, R>(overlay, block, &mut emitted).await?;
+    hook::<Staking, R>(overlay, block, &mut emitted).await?;
+    hook::<Governance, R>(overlay, block, &mut emitted).await?;
     Ok(emitted)
 }
 
@@ -194,6 +279,8 @@ pub fn genesis_state(genesis: &Genesis) -> Result<WriteSet, String> {
         Provisioning::genesis(genesis)?,
         CatalogModule::genesis(genesis)?,
         Peers::genesis(genesis)?,
+        Staking::genesis(genesis)?,
+        Governance::genesis(genesis)?,
     ] {
         writes.extend(module_writes);
     }
@@ -205,7 +292,7 @@ type Check = (&'static str, fn(&State) -> TryStateResult);
 
 /// Every module's invariants and the chain-wide ones (see the crate docs) over a full state.
 pub fn try_state_all(state: &State) -> TryStateResult {
-    let checks: [Check; 7] = [
+    let checks: [Check; 9] = [
         (Balances::NAME, Balances::try_state),
         (Dvci::NAME, Dvci::try_state),
         (MarketModule::NAME, MarketModule::try_state),
@@ -213,6 +300,8 @@ pub fn try_state_all(state: &State) -> TryStateResult {
         (Provisioning::NAME, Provisioning::try_state),
         (CatalogModule::NAME, CatalogModule::try_state),
         (Peers::NAME, Peers::try_state),
+        (Staking::NAME, Staking::try_state),
+        (Governance::NAME, Governance::try_state),
     ];
     for (module, check) in checks {
         check(state).map_err(|violation| format!("{module}: {violation}"))?;
@@ -221,22 +310,23 @@ pub fn try_state_all(state: &State) -> TryStateResult {
 }
 
 /// Reserved balances = provider bonds + open lease escrow + provisioner stakes + full-node
-/// deposits.
+/// deposits + bonded stake + proposal deposits.
 fn reserves_conserved(state: &State) -> Result<(), String> {
     let reserved = Balances::total_reserved(state)?;
     let bonds = Dvci::total_bonds(state)?;
     let escrow = MarketModule::total_escrow(state)?;
     let stakes = Provisioning::total_stake(state)?;
     let deposits = Peers::total_deposits(state)?;
-    let held = bonds
-        .checked_add(escrow)
-        .and_then(|held| held.checked_add(stakes))
-        .and_then(|held| held.checked_add(deposits))
+    let bonded = Staking::total_bonded(state)?;
+    let proposals = Governance::total_deposits(state)?;
+    let held = [escrow, stakes, deposits, bonded, proposals]
+        .into_iter()
+        .try_fold(bonds, |held, amount| held.checked_add(amount))
         .ok_or("held tokens overflow")?;
     if reserved != held {
         return Err(format!(
             "reserved {reserved} != bonds {bonds} + escrow {escrow} + stakes {stakes} + \
-             deposits {deposits}"
+             deposits {deposits} + bonded {bonded} + proposal deposits {proposals}"
         ));
     }
     Ok(())

@@ -40,13 +40,39 @@ pub fn address(key: &PrivateKey) -> Address {
 }
 
 impl MockChain {
-    /// A chain whose genesis funds `balances`.
+    /// A chain whose genesis funds `balances`, without a bootstrap authority.
     pub fn new(balances: &[(Address, u128)]) -> Self {
+        Self::with_params(balances, Params::default())
+    }
+
+    /// A chain whose genesis funds `balances` and names `authority` the bootstrap authority.
+    pub fn with_authority(balances: &[(Address, u128)], authority: Address) -> Self {
+        let params = Params {
+            privileged_account: Some(authority),
+            ..Params::default()
+        };
+        Self::with_params(balances, params)
+    }
+
+    /// The keys of the mock genesis validators (the committee of epochs 0 and 1).
+    pub fn genesis_validators() -> Vec<PrivateKey> {
+        (0..5).map(|i| PrivateKey::from_seed(9_000 + i)).collect()
+    }
+
+    fn with_params(balances: &[(Address, u128)], params: Params) -> Self {
+        let validators = Self::genesis_validators()
+            .iter()
+            .enumerate()
+            .map(|(i, key)| logos_types::genesis::GenesisValidator {
+                public_key: logos_primitives::format_public_key(&key.public_key()),
+                p2p_address: std::net::SocketAddr::from(([127, 0, 0, 1], 30_300 + i as u16)),
+            })
+            .collect();
         let genesis = Genesis {
             chain_name: "mock".into(),
             timestamp_ms: 0,
-            params: Params::default(),
-            validators: Vec::new(),
+            params: params.clone(),
+            validators,
             accounts: balances
                 .iter()
                 .map(|(address, amount)| GenesisAccount {
@@ -60,7 +86,7 @@ impl MockChain {
             chain_id: ChainId(hash(&[b"mock"])),
             author: Address([0xAA; 20]),
             height: 0,
-            params: Params::default(),
+            params,
             seed: 0,
             nonces: BTreeMap::new(),
         };
@@ -266,12 +292,14 @@ pub mod fixtures {
             PrivateKey::from_seed(2),
             PrivateKey::from_seed(3),
         );
-        let mut chain = MockChain::new(&[
-            (address(&root), 1_000_000_000),
-            (address(&owner), 1_000_000_000),
-            (address(&tenant), 1_000_000),
-        ]);
-        chain.params.privileged_account = Some(address(&root));
+        let chain = MockChain::with_authority(
+            &[
+                (address(&root), 1_000_000_000),
+                (address(&owner), 1_000_000_000),
+                (address(&tenant), 1_000_000),
+            ],
+            address(&root),
+        );
         let mut world = World {
             chain,
             root,

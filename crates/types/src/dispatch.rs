@@ -10,7 +10,7 @@ use logos_primitives::Address;
 use serde::{Deserialize, Serialize};
 
 /// Who is calling a module: the transaction's sender, and whether it is the privileged origin
-/// (the genesis `privileged_account` until governance owns privileged calls).
+/// (the bootstrap authority while it exists, or an enacted governance proposal).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin {
     /// The sender's address.
@@ -66,7 +66,10 @@ pub enum DispatchError {
     #[error("{}::{}: {}", .0.module_name, .0.error_name, .0.message)]
     Module(ModuleError),
     /// The call needs the privileged origin (the framework's check, for every module).
-    #[error("privileged call from an unprivileged account")]
+    #[error(
+        "privileged call: only an enacted governance proposal (logos gov propose) or the \
+         bootstrap authority, while it exists, may make it"
+    )]
     BadOrigin,
     /// State breaks an invariant or does not decode (a bug, caught by `try_state` in tests):
     /// the call fails and its writes are dropped, the chain goes on.

@@ -13,6 +13,8 @@
 //! | 4 | [`provisioning`] | staked provisioners, assignments, cross-check rounds, slashing |
 //! | 5 | [`catalog`] | products and templates |
 //! | 6 | [`peers`] | registered full nodes (p2p keys validators let connect) |
+//! | 7 | [`staking`] | bonded stake, validator candidates, nominations, epochs and elected committees |
+//! | 8 | [`governance`] | proposals, stake-weighted votes, enactment, the bootstrap authority |
 //!
 //! Each module's shape, declared once on its types:
 //! - calls: `#[derive(Codec, Dispatch)]` with a fixed `#[index(N)]` per call gives the wire
@@ -41,11 +43,13 @@ pub mod codec;
 mod dispatch;
 pub mod dvci;
 pub mod genesis;
+pub mod governance;
 pub mod market;
 pub mod operations;
 pub mod peers;
 pub mod provisioning;
 mod runtime;
+pub mod staking;
 pub mod storage;
 pub mod transaction;
 pub mod workload;

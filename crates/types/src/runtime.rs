@@ -4,8 +4,8 @@
 //! index is each module's `INDEX`, the call index its `#[index]`, both declared once.
 
 use crate::{
-    balances, catalog, dvci, market, operations, peers, provisioning, CallError, Codec,
-    MaxEncodeSize,
+    balances, catalog, dvci, governance, market, operations, peers, provisioning, staking,
+    CallError, Codec, MaxEncodeSize,
 };
 use logos_primitives::Hash;
 use serde::{Deserialize, Serialize};
@@ -77,6 +77,8 @@ runtime_enums!(
     provisioning => Provisioning,
     catalog => Catalog,
     peers => Peers,
+    staking => Staking,
+    governance => Governance,
 );
 
 /// Events of the runtime (not of a module).
@@ -142,8 +144,8 @@ mod tests {
         assert!(decode::<Call>(&trailing).is_err());
         assert!(decode::<Call>(&bytes[..bytes.len() - 1]).is_err());
         assert!(matches!(
-            decode::<Call>(&[7, 0]),
-            Err(Error::InvalidEnum(7))
+            decode::<Call>(&[9, 0]),
+            Err(Error::InvalidEnum(9))
         ));
         // `peers` (6): a registration whose address is cut short does not decode.
         let register = Call::Peers(peers::Call::RegisterFullNode {

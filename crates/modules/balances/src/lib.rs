@@ -99,6 +99,17 @@ impl Balances {
         shift(overlay, (who, Part::Reserved), (who, Part::Free), amount).await
     }
 
+    /// Moves `amount` of `from`'s free balance to `to`'s free balance (a module paying out of
+    /// an account it controls: the treasury's staking rewards).
+    pub async fn pay_free<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        from: &Address,
+        to: &Address,
+        amount: Amount,
+    ) -> Result<(), DispatchError> {
+        shift(overlay, (from, Part::Free), (to, Part::Free), amount).await
+    }
+
     /// Pays `amount` out of `from`'s reserved balance into `to`'s free balance (a lease's escrow
     /// paying its provider, a slashed stake going to the community pool).
     pub async fn pay_reserved<R: StateReader>(

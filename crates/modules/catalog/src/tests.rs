@@ -34,7 +34,7 @@ fn only_the_privileged_origin_sets_the_catalog() {
     });
     assert_eq!(
         assert_failed(&refused, "catalog", "BadOrigin"),
-        "privileged call from an unprivileged account"
+        logos_types::DispatchError::BadOrigin.to_string()
     );
     assert!(world.chain.map::<Products>(&ProductId(9)).is_none());
     let template = Template {
