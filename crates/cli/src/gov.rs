@@ -74,6 +74,9 @@ pub enum StakeCommand {
         /// Candidate accounts (0x + 40 hex digits), comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         targets: Vec<Address>,
+        /// When the nominator list is full: a nominator with less active stake to replace.
+        #[arg(long)]
+        evict: Option<Address>,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -90,6 +93,10 @@ pub enum StakeCommand {
         /// Commission, permille (0 to 1000).
         #[arg(long, default_value_t = 0)]
         commission_permille: u16,
+        /// When the candidate list is full: a candidate to replace (less self-bond and serving
+        /// in no committee, or below the minimum).
+        #[arg(long)]
+        evict: Option<Address>,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -243,26 +250,32 @@ pub fn run_stake(command: StakeCommand) -> Result<()> {
         StakeCommand::Rebond { amount, key, rpc } => (staking::Call::Rebond { amount }, key, rpc),
         StakeCommand::Withdraw { key, rpc } => (staking::Call::WithdrawUnbonded, key, rpc),
         StakeCommand::Chill { key, rpc } => (staking::Call::Chill, key, rpc),
-        StakeCommand::Nominate { targets, key, rpc } => {
+        StakeCommand::Nominate {
+            targets,
+            evict,
+            key,
+            rpc,
+        } => {
             let targets = targets
                 .try_into()
                 .map_err(|_| anyhow::anyhow!("at most {} targets", staking::NOMINATIONS_MAX))?;
-            (staking::Call::Nominate { targets }, key, rpc)
+            (staking::Call::Nominate { targets, evict }, key, rpc)
         }
         StakeCommand::Validate {
             consensus_key,
             p2p_address,
             commission_permille,
+            evict,
             key,
             rpc,
         } => {
-            return runtime()?.block_on(validate(
-                &consensus_key,
+            let intent = Intent {
+                consensus_key,
                 p2p_address,
                 commission_permille,
-                key,
-                rpc.rpc,
-            ))
+                evict,
+            };
+            return runtime()?.block_on(validate(intent, key, rpc.rpc));
         }
     };
     runtime()?.block_on(async move {
@@ -272,15 +285,23 @@ pub fn run_stake(command: StakeCommand) -> Result<()> {
     })
 }
 
-async fn validate(
-    consensus_key: &str,
+/// What `logos stake validate` declares.
+struct Intent {
+    consensus_key: String,
     p2p_address: P2pAddress,
     commission_permille: u16,
-    key: KeyArgs,
-    rpc: String,
-) -> Result<()> {
+    evict: Option<Address>,
+}
+
+async fn validate(intent: Intent, key: KeyArgs, rpc: String) -> Result<()> {
+    let Intent {
+        consensus_key,
+        p2p_address,
+        commission_permille,
+        evict,
+    } = intent;
     let (wallet, client) = key.connect(&rpc).await?;
-    let consensus = keystore::load(&keystore::directory(key.keystore.clone()), consensus_key)?;
+    let consensus = keystore::load(&keystore::directory(key.keystore.clone()), &consensus_key)?;
     let (consensus_key, signature) = staking::sign_intent(
         &consensus,
         &client.info().chain_id,
@@ -292,6 +313,7 @@ async fn validate(
         p2p_address,
         commission_permille,
         signature,
+        evict,
     };
     let (receipt, height) = client.execute(&wallet, Call::Staking(call)).await?;
     print_json(&serde_json::json!({"height": height, "events": receipt.events}))

@@ -8,11 +8,12 @@
 //! transaction signed by this validator's key (its account is credited with the reporter's
 //! reward), admitted into the local mempool and relayed to the other validators. The chain
 //! verifies the votes itself and punishes an offender once per disqualification; so that
-//! every validator does not pay a fee for the same report, each waits
-//! [`STAGGER_MS`] × its position among the validators, then skips an offender the finalized
-//! state shows disqualified already, and any fault it submitted before (the last
-//! [`EVIDENCE_SEEN_MAX`]; a fault whose transaction was not admitted is not remembered, so it
-//! can be tried again when simplex reports it again).
+//! every validator does not pay a fee for the same report, each skips any fault it submitted
+//! before (the last [`EVIDENCE_SEEN_MAX`]; a fault whose transaction was not admitted is not
+//! remembered, so it can be tried again when simplex reports it again), any offender it
+//! reported in the last [`OFFENDER_MEMORY_MS`], and any offender the finalized state shows
+//! disqualified; then it waits [`STAGGER_MS`] × its position among the validators and checks
+//! the state again.
 
 use crate::{relay, shared::Shared};
 use commonware_codec::Encode;
@@ -38,6 +39,9 @@ pub const EVIDENCE_QUEUE_MAX: usize = 64;
 pub const EVIDENCE_SEEN_MAX: usize = 1_024;
 /// Wait per position among the validators before reporting, ms.
 pub const STAGGER_MS: u64 = 250;
+/// How long a reported offender is not reported again by this node, ms (its report is being
+/// finalized meanwhile).
+pub const OFFENDER_MEMORY_MS: u64 = 60_000;
 
 /// One fault as the chain takes it, with the offender's participant index.
 pub type Evidence = (FaultKind, Vec<u8>, u32);
@@ -110,14 +114,27 @@ pub async fn submit<E: Storage + Clock + Metrics + Spawner>(
         .unwrap_or(0);
     let stagger = Duration::from_millis(STAGGER_MS.saturating_mul(position as u64));
     let mut seen: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut reported: VecDeque<(Address, std::time::SystemTime)> = VecDeque::new();
     while let Some((kind, bytes, signer)) = faults.next().await {
-        if seen.contains(&bytes) {
-            continue;
-        }
-        context.sleep(stagger).await;
         let offender = validators
             .get(signer as usize)
             .map(Address::from_public_key);
+        // Cheap checks first: a flood of one offender's faults costs no waiting.
+        let now = context.current();
+        let recent = |(who, at): &(Address, std::time::SystemTime)| {
+            Some(*who) == offender
+                && now.duration_since(*at).unwrap_or_default()
+                    < Duration::from_millis(OFFENDER_MEMORY_MS)
+        };
+        if seen.contains(&bytes) || reported.iter().any(recent) {
+            continue;
+        }
+        if let Some(offender) = offender {
+            if punished(&shared, &offender).await {
+                continue;
+            }
+        }
+        context.sleep(stagger).await;
         if let Some(offender) = offender {
             if punished(&shared, &offender).await {
                 continue;
@@ -142,8 +159,11 @@ pub async fn submit<E: Storage + Clock + Metrics + Spawner>(
                 relay.relay(transaction);
                 if seen.len() >= EVIDENCE_SEEN_MAX {
                     seen.pop_front();
+                    reported.pop_front();
                 }
                 seen.push_back(bytes);
+                // One report per offender at a time: the chain punishes it once anyway.
+                reported.push_back((offender.unwrap_or(sender), context.current()));
             }
             Err(rejection) => warn!(?kind, %rejection, "evidence transaction not admitted"),
         }

@@ -397,6 +397,9 @@ fn staking_call(
                 p2p_address: address,
                 commission_permille: (b % 1_100) as u16,
                 signature,
+                evict: b
+                    .is_multiple_of(4)
+                    .then(|| actors[(a / 7 % actors.len() as u64) as usize]),
             }
             .into()
         }
@@ -406,6 +409,9 @@ fn staking_call(
                 .collect::<Vec<_>>()
                 .try_into()
                 .ok()?,
+            evict: a
+                .is_multiple_of(3)
+                .then(|| actors[(b / 5 % actors.len() as u64) as usize]),
         }
         .into(),
         34 if a.is_multiple_of(2) => staking::Call::Chill.into(),

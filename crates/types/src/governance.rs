@@ -5,7 +5,7 @@
 //! - **Proposals.** Any account proposes one runtime call (its wire encoding, at most
 //!   [`PROPOSAL_CALL_MAX_BYTES`]) and reserves the configured deposit. The call must decode and
 //!   must not be a governance `Propose` or `Vote`. At most [`OPEN_MAX`] proposals are open
-//!   (voting or awaiting enactment) at once.
+//!   (voting or awaiting enactment) at once, at most [`PROPOSER_OPEN_MAX`] of one account.
 //! - **Votes.** An account with active stake (`staking`) votes aye or nay until the end of the
 //!   voting period (the block `voting_ends_at` included), with the weight of its active stake
 //!   at that moment; its stake is then locked (no unbonding) until the voting period ends, so
@@ -59,6 +59,8 @@ pub const INDEX: u8 = 8;
 pub const PROPOSAL_CALL_MAX_BYTES: usize = 16 * 1024;
 /// Most proposals open at once.
 pub const OPEN_MAX: usize = 32;
+/// Most proposals one account has open at once (one holder cannot fill [`OPEN_MAX`] alone).
+pub const PROPOSER_OPEN_MAX: usize = 4;
 /// Longest reason kept for a failed enactment, bytes.
 pub const FAILURE_MAX_BYTES: usize = 256;
 /// Longest voting period, blocks.
@@ -326,6 +328,10 @@ pub enum Error {
     #[index(9)]
     #[error("proposal ids exhausted")]
     IdsExhausted,
+    /// The proposer has [`PROPOSER_OPEN_MAX`] proposals open.
+    #[index(10)]
+    #[error("{PROPOSER_OPEN_MAX} of your proposals are open already")]
+    ProposerLimit,
 }
 
 storage! {

@@ -22,8 +22,9 @@
 //!   methods and justified representation", AAAI 2017) from the candidates' self-bonds and
 //!   their nominators' active stake, in integer arithmetic ([`crate`] users: see
 //!   `logos_staking::elect`); a candidate's backing is its self-bond plus an equal share of
-//!   each of its nominators' stake split among the nominator's elected targets (the
-//!   [`EXPOSURES_MAX`] largest, fixed in [`Exposures`] at the election). An election
+//!   each of its nominators' stake split among the nominator's elected targets (all of them,
+//!   fixed in [`Exposures`] at the election; a carried-forward committee carries none). An
+//!   election
 //!   with fewer than [`COMMITTEE_MIN`] electable candidates keeps the previous committee
 //!   (`ElectionFailed`): a committee never shrinks below a BFT quorum of 4.
 //! - **Slashing.** Anyone may report a fault simplex attributes to one voter (two conflicting
@@ -36,13 +37,16 @@
 //!   `reporter_reward_percent` of the offender's own slash only (reporting oneself never
 //!   pays), the treasury the rest. The offender is chilled, dropped from every nomination,
 //!   removed from the next committee if that leaves at least [`COMMITTEE_MIN`] members, and
-//!   disqualified for [`DISQUALIFIED_EPOCHS`] epochs (not declared, not elected); it is
-//!   punished once per disqualification, whatever number of faults are reported meanwhile.
-//!   The treasury cannot stake.
+//!   disqualified for [`DISQUALIFIED_EPOCHS`] epochs (not declared, not elected, not paid);
+//!   it is punished once per disqualification: a fault proven meanwhile is recorded
+//!   (`OffenceNoted`) and never punished later. A candidate left below `min_validator_bond`
+//!   or a nominator left with nothing is chilled. Exposures are kept [`EXPOSURE_EPOCHS`]
+//!   epochs. The treasury cannot stake.
 //! - **Rewards.** When an epoch ends its committee shares `epoch_reward` from the treasury
 //!   (at most what the treasury holds): each member's part is proportional to its backing
 //!   (equal parts when nobody has backing, under proof of authority), reduced in proportion to
-//!   the leader turns it missed (`min(produced, expected) / expected` with `expected` = epoch
+//!   the leader turns it missed (blocks proposed with its consensus key: `min(produced,
+//!   expected) / expected` with `expected` = epoch
 //!   length / committee size: an offline or skipped leader proposes fewer blocks); what is
 //!   withheld stays in the treasury. Of a member's part it keeps its commission, and the rest
 //!   is split between its self-bond and its nominators' exposure pro rata (floor; the
@@ -96,8 +100,9 @@ pub const COMMITTEE_MAX: usize = crate::genesis::GENESIS_VALIDATORS_MAX;
 pub const COMMITTEE_MIN: usize = 4;
 /// Most validator candidates at once.
 pub const CANDIDATES_MAX: usize = 256;
-/// Most nominators at once (20-byte addresses: 40 KiB list).
-pub const NOMINATORS_MAX: usize = 2_048;
+/// Most nominators at once (20-byte addresses: 30 KiB list; every one of them fits in one
+/// member's [`Exposures`]).
+pub const NOMINATORS_MAX: usize = 1_536;
 /// Most candidates one nominator backs.
 pub const NOMINATIONS_MAX: usize = 16;
 /// Most unlocking chunks of one ledger.
@@ -110,9 +115,12 @@ pub const EPOCH_LENGTH_MAX_BLOCKS: u64 = 1_000_000;
 pub const UNBONDING_MAX_BLOCKS: u64 = 10_000_000;
 /// Largest commission, permille.
 pub const COMMISSION_MAX_PERMILLE: u16 = 1_000;
-/// Most nominators whose exposure is kept per committee member (the largest): they are paid
-/// and slashed with it; smaller ones back nothing in that epoch.
-pub const EXPOSURES_MAX: usize = 512;
+/// Most exposures of one committee member: every nominator (36-byte entries: 54 KiB), so all
+/// stake that backs a seat is at risk with it.
+pub const EXPOSURES_MAX: usize = NOMINATORS_MAX;
+/// Epochs after which a member's exposures are pruned (its nominators are no longer slashable
+/// for that epoch).
+pub const EXPOSURE_EPOCHS: u64 = 3;
 /// Largest encoded evidence of a consensus fault, bytes (two votes of about 120 bytes).
 pub const EVIDENCE_MAX_BYTES: usize = 512;
 /// Epochs a slashed validator may not declare or be elected, counted from the offence's
@@ -135,7 +143,9 @@ pub struct StakingConfig {
     /// Length of epochs started from now on, [`EPOCH_LENGTH_MIN_BLOCKS`] to
     /// [`EPOCH_LENGTH_MAX_BLOCKS`].
     pub epoch_length_blocks: u64,
-    /// Blocks before unbonded stake can be withdrawn, 1 to [`UNBONDING_MAX_BLOCKS`].
+    /// Blocks before unbonded stake can be withdrawn, at least three epochs (stake fixed in a
+    /// committee one epoch ahead stays at risk while it serves), at most
+    /// [`UNBONDING_MAX_BLOCKS`].
     pub unbonding_blocks: u64,
     /// Least active stake of a validator candidate, smallest unit.
     pub min_validator_bond: Amount,
@@ -147,8 +157,8 @@ pub struct StakingConfig {
     /// Share of an equivocating validator's bond, and of its nominators' exposure, taken,
     /// percent (0 to 100).
     pub equivocation_slash_percent: u8,
-    /// Share of a slash paid to whoever reported the evidence, percent (0 to 50); the rest goes
-    /// to the treasury.
+    /// Share of the offender's own slash paid to whoever reported the evidence, percent (0 to
+    /// 50); the rest of every slash goes to the treasury.
     pub reporter_reward_percent: u8,
     /// Paid from the treasury to each epoch's committee at its end (at most what the treasury
     /// holds), smallest unit.
@@ -178,7 +188,8 @@ impl StakingConfig {
         let valid = (COMMITTEE_MIN..=COMMITTEE_MAX).contains(&size)
             && (EPOCH_LENGTH_MIN_BLOCKS..=EPOCH_LENGTH_MAX_BLOCKS)
                 .contains(&self.epoch_length_blocks)
-            && (1..=UNBONDING_MAX_BLOCKS).contains(&self.unbonding_blocks)
+            && (self.epoch_length_blocks.saturating_mul(3)..=UNBONDING_MAX_BLOCKS)
+                .contains(&self.unbonding_blocks)
             && self.min_bond > Amount::ZERO
             && self.min_validator_bond >= self.min_bond
             && self.equivocation_slash_percent <= 100
@@ -402,12 +413,20 @@ pub enum Call {
         commission_permille: u16,
         /// The consensus key's signature over [`intent_message`] in [`INTENT_NAMESPACE`].
         signature: KeySignature,
+        /// When [`CANDIDATES_MAX`] candidates are listed: the one to replace, which must hold
+        /// less self-bond than the sender and serve in neither the current nor the next
+        /// committee, or be below `min_validator_bond` (found off chain: the chain checks only
+        /// that one).
+        evict: Option<Address>,
     },
     /// Back `targets` (candidates) with the sender's active stake (drops its candidacy).
     #[index(5)]
     Nominate {
         /// Candidates, 1 to [`NOMINATIONS_MAX`], distinct.
         targets: BoundedVec<Address, NOMINATIONS_MAX>,
+        /// When [`NOMINATORS_MAX`] nominators are listed: the one to replace, which must hold
+        /// less active stake than the sender.
+        evict: Option<Address>,
     },
     /// Drop the sender's candidacy or nominations.
     #[index(6)]
@@ -485,7 +504,17 @@ pub enum Event {
         /// How many candidates.
         targets: u8,
     },
-    /// An account dropped its candidacy or nominations.
+    /// A fault was proven while its offender was disqualified already: recorded (never
+    /// punished again), not slashed.
+    OffenceNoted {
+        /// The offender.
+        validator: Address,
+        /// Epoch of the votes.
+        epoch: Epoch,
+        /// View of the votes.
+        view: u64,
+    },
+    /// An account dropped its candidacy or nominations (or was replaced in a full list).
     Chilled {
         /// The account.
         account: Address,
@@ -618,9 +647,12 @@ pub enum Error {
     #[index(10)]
     #[error("commission {0}‰ above {COMMISSION_MAX_PERMILLE}‰")]
     InvalidCommission(u16),
-    /// [`CANDIDATES_MAX`] or [`NOMINATORS_MAX`] reached.
+    /// [`CANDIDATES_MAX`] or [`NOMINATORS_MAX`] reached, and no replaceable entry named.
     #[index(11)]
-    #[error("too many candidates or nominators")]
+    #[error(
+        "too many candidates or nominators: name a weaker, replaceable entry to evict \
+         (logos stake status lists)"
+    )]
     RegistryFull,
     /// No targets, a duplicate, or a target that is not a candidate.
     #[index(12)]
@@ -658,6 +690,10 @@ pub enum Error {
     #[index(20)]
     #[error("the treasury cannot stake")]
     TreasuryCannotStake,
+    /// The entry named for eviction cannot be replaced by the sender.
+    #[index(21)]
+    #[error("{0} cannot be replaced: it holds as much stake, or serves in a committee")]
+    NotReplaceable(Address),
 }
 
 storage! {

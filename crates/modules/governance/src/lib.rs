@@ -35,7 +35,7 @@ use logos_types::{
     governance::{
         Authority, CallHandler, Config, Error, Event, GovernanceConfig, NextProposalId, Open,
         Proposal, ProposalId, ProposalStatus, Proposals, Tally, Vote, VoteKey, Votes,
-        PROPOSAL_CALL_MAX_BYTES,
+        PROPOSAL_CALL_MAX_BYTES, PROPOSER_OPEN_MAX,
     },
     staking::TotalActive,
     Call, DispatchError, Genesis, Origin, StateError, StorageValue,
@@ -237,6 +237,15 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Governance {
         let mut open = Open::get(ctx.overlay).await?;
         if open.is_full() {
             return Err(Error::TooManyOpen.into());
+        }
+        let mut own = 0usize;
+        for id in open.iter() {
+            if Proposals::require(ctx.overlay, id).await?.proposer == proposer {
+                own = own.saturating_add(1);
+            }
+        }
+        if own >= PROPOSER_OPEN_MAX {
+            return Err(Error::ProposerLimit.into());
         }
         let id = NextProposalId::get(ctx.overlay).await?;
         let next = id.next().ok_or(Error::IdsExhausted)?;

@@ -11,7 +11,7 @@ use logos_types::{
     dvci::ResourceClass,
     governance::{
         Authority, Call, Config, GovernanceConfig, Open, ProposalId, ProposalStatus, Proposals,
-        VoteKey, Votes, OPEN_MAX,
+        VoteKey, Votes, OPEN_MAX, PROPOSER_OPEN_MAX,
     },
     market::{self, Prices},
     staking, Call as RuntimeCall, Event as RuntimeEvent,
@@ -341,9 +341,29 @@ fn proposals_must_decode_must_not_nest_and_are_bounded() {
             ..config()
         },
     });
-    for _ in 0..OPEN_MAX {
+    // One account holds at most four open proposals.
+    for _ in 0..PROPOSER_OPEN_MAX {
         propose(&mut world, &voters[0], set_price(1));
     }
+    let fifth = world.chain.call(
+        &voters[0],
+        Call::Propose {
+            encoded: encode(&set_price(1)).try_into().unwrap(),
+        },
+    );
+    assert_failed(&fifth, "governance", "ProposerLimit");
+    // Many accounts together stop at the bound.
+    for seed in 0..(OPEN_MAX / PROPOSER_OPEN_MAX - 1) as u64 {
+        let proposer = PrivateKey::from_seed(500 + seed);
+        world.privileged(balances::Call::Transfer {
+            to: address(&proposer),
+            amount: Amount(1_000_000),
+        });
+        for _ in 0..PROPOSER_OPEN_MAX {
+            propose(&mut world, &proposer, set_price(1));
+        }
+    }
+    assert_eq!(world.chain.value::<Open>().len(), OPEN_MAX);
     let flood = world.chain.call(
         &voters[1],
         Call::Propose {

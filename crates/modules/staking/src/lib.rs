@@ -42,8 +42,8 @@ use logos_types::{
         Epoch, EpochInfo, Error, Event, Exposure, ExposureKey, Exposures, FaultKind, KeyOwners,
         Ledger, Ledgers, Member, Nominations, NominatorList, Offence, Offences, Produced,
         StakingConfig, TotalActive, Unlocking, ValidatorList, Validators, COMMISSION_MAX_PERMILLE,
-        COMMITTEE_MIN, DISQUALIFIED_EPOCHS, EVIDENCE_MAX_BYTES, EXPOSURES_MAX, INTENT_NAMESPACE,
-        NOMINATIONS_MAX,
+        COMMITTEE_MIN, DISQUALIFIED_EPOCHS, EVIDENCE_MAX_BYTES, EXPOSURES_MAX, EXPOSURE_EPOCHS,
+        INTENT_NAMESPACE, NOMINATIONS_MAX,
     },
     DispatchError, Genesis, StateError, StorageMap,
 };
@@ -188,32 +188,59 @@ fn not_treasury(account: &Address) -> Result<(), DispatchError> {
     }
 }
 
-/// Makes room in a full `list` for `newcomer` with `stake`: the listed account with the least
-/// active stake (the higher account on ties) is chilled if it has less; else
-/// [`Error::RegistryFull`]. A full list never locks out more stake than it holds.
-async fn make_room<R: StateReader>(
+/// Which list a newcomer joins.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    Candidates,
+    Nominators,
+}
+
+/// Makes room in a full list for a newcomer holding `stake` by chilling `evict`, which must be
+/// listed and replaceable (see `Call::Validate` and `Call::Nominate`): only the named entry is
+/// read, so a full list costs no scan. Returns the `Chilled` event of the evicted.
+async fn replace<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
-    list: &[Address],
+    listing: Listing,
+    evict: Option<Address>,
     stake: Amount,
-) -> Result<(), DispatchError> {
-    let mut weakest: Option<(Amount, Address)> = None;
-    for account in list {
-        let held = Staking::active_stake(overlay, account).await?;
-        let weaker = match weakest {
-            None => true,
-            Some((least, at)) => held < least || held == least && *account > at,
-        };
-        if weaker {
-            weakest = Some((held, *account));
+) -> Result<Event, DispatchError> {
+    let evict = evict.ok_or(Error::RegistryFull)?;
+    let listed = match listing {
+        Listing::Candidates => Validators::contains(overlay, &evict).await?,
+        Listing::Nominators => Nominations::contains(overlay, &evict).await?,
+    };
+    if !listed {
+        return Err(Error::NotReplaceable(evict).into());
+    }
+    let held = Staking::active_stake(overlay, &evict).await?;
+    let replaceable = match listing {
+        Listing::Nominators => held < stake,
+        Listing::Candidates => {
+            let config = Config::get(overlay).await?;
+            held < config.min_validator_bond || held < stake && !serves(overlay, &evict).await?
+        }
+    };
+    if !replaceable {
+        return Err(Error::NotReplaceable(evict).into());
+    }
+    chill(overlay, &evict).await?;
+    Ok(Event::Chilled { account: evict })
+}
+
+/// True if `account` is in the committee of the current or the next epoch.
+async fn serves<R: StateReader>(
+    overlay: &Overlay<'_, R>,
+    account: &Address,
+) -> Result<bool, DispatchError> {
+    let current = CurrentEpoch::get(overlay).await?.epoch;
+    for epoch in [current, Epoch(current.get().saturating_add(1))] {
+        if let Some(committee) = Committees::get(overlay, &epoch).await? {
+            if committee.members.iter().any(|m| m.validator == *account) {
+                return Ok(true);
+            }
         }
     }
-    match weakest {
-        Some((least, account)) if least < stake => {
-            chill(overlay, &account).await?;
-            Ok(())
-        }
-        _ => Err(Error::RegistryFull.into()),
-    }
+    Ok(false)
 }
 
 fn invalid_targets(why: &str) -> DispatchError {
@@ -377,6 +404,7 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Staking {
         p2p_address: &P2pAddress,
         commission_permille: &u16,
         signature: &KeySignature,
+        evict: &Option<Address>,
     ) -> DispatchResult {
         let account = ctx.sender()?;
         not_treasury(&account)?;
@@ -414,9 +442,9 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Staking {
             .into());
         }
         chill(ctx.overlay, &account).await?;
-        let listed = ValidatorList::get(ctx.overlay).await?;
-        if listed.is_full() {
-            make_room(ctx.overlay, &listed, active).await?;
+        let mut emitted = Vec::new();
+        if ValidatorList::get(ctx.overlay).await?.is_full() {
+            emitted.push(replace(ctx.overlay, Listing::Candidates, *evict, active).await?);
         }
         let mut list = ValidatorList::get(ctx.overlay).await?;
         list.insert_sorted(account)
@@ -429,15 +457,17 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Staking {
         };
         Validators::insert(ctx.overlay, &account, &validator)?;
         KeyOwners::insert(ctx.overlay, consensus_key, &account)?;
-        Ok(events([Event::ValidatorDeclared {
+        emitted.push(Event::ValidatorDeclared {
             account,
             consensus_key: *consensus_key,
-        }]))
+        });
+        Ok(events(emitted))
     }
 
     async fn nominate(
         ctx: &mut Context<'_, '_, R>,
         targets: &BoundedVec<Address, NOMINATIONS_MAX>,
+        evict: &Option<Address>,
     ) -> DispatchResult {
         let account = ctx.sender()?;
         not_treasury(&account)?;
@@ -460,19 +490,20 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Staking {
             return Err(Error::BondTooLow { active, minimum }.into());
         }
         chill(ctx.overlay, &account).await?;
-        let listed = NominatorList::get(ctx.overlay).await?;
-        if listed.is_full() {
-            make_room(ctx.overlay, &listed, active).await?;
+        let mut emitted = Vec::new();
+        if NominatorList::get(ctx.overlay).await?.is_full() {
+            emitted.push(replace(ctx.overlay, Listing::Nominators, *evict, active).await?);
         }
         let mut list = NominatorList::get(ctx.overlay).await?;
         list.insert_sorted(account)
             .map_err(|_| Error::RegistryFull)?;
         NominatorList::put(ctx.overlay, &list)?;
         Nominations::insert(ctx.overlay, &account, &sorted)?;
-        Ok(events([Event::Nominated {
+        emitted.push(Event::Nominated {
             account,
             targets: u8::try_from(sorted.len()).unwrap_or(u8::MAX),
-        }]))
+        });
+        Ok(events(emitted))
     }
 
     async fn chill(ctx: &mut Context<'_, '_, R>) -> DispatchResult {
@@ -508,7 +539,12 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Staking {
         let committee = Committees::get(ctx.overlay, &epoch)
             .await?
             .ok_or(Error::UnknownEpoch(epoch))?;
-        let fault = slashing::verify(*kind, evidence, &ctx.block.chain_id, &committee)?;
+        let mut fault = slashing::verify(*kind, evidence, &ctx.block.chain_id, &committee)?;
+        // The account accountable for a key is the candidate that declared it (a genesis
+        // validator may bond from another wallet).
+        if let Some(owner) = KeyOwners::get(ctx.overlay, &fault.consensus_key).await? {
+            fault.validator = owner;
+        }
         let offence = Offence {
             epoch: fault.epoch,
             view: fault.view,
@@ -517,13 +553,18 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Staking {
         if Offences::contains(ctx.overlay, &offence).await? {
             return Err(Error::AlreadyReported.into());
         }
-        // Punished once per disqualification, whatever number of faults meanwhile.
+        Offences::insert(ctx.overlay, &offence, &ctx.height())?;
+        // Punished once per disqualification: a fault proven meanwhile is recorded, so that it
+        // cannot be kept and reported once the disqualification ends.
         if let Some(until) = Disqualified::get(ctx.overlay, &fault.validator).await? {
             if CurrentEpoch::get(ctx.overlay).await?.epoch < until {
-                return Err(Error::AlreadyReported.into());
+                return Ok(events([Event::OffenceNoted {
+                    validator: fault.validator,
+                    epoch: fault.epoch,
+                    view: fault.view,
+                }]));
             }
         }
-        Offences::insert(ctx.overlay, &offence, &ctx.height())?;
         punish(ctx, *kind, fault, reporter).await
     }
 }
@@ -671,7 +712,17 @@ async fn take<R: StateReader>(
     let taken = amount.saturating_sub(left);
     Balances::pay_reserved(overlay, account, &community_account(), taken).await?;
     adjust_total(overlay, from_active, false).await?;
+    let active = ledger.active;
     store_ledger(overlay, account, &ledger).await?;
+    // No slot is kept below the minimum a slot needs.
+    let minimum = Config::get(overlay).await?.min_validator_bond;
+    let below = match Validators::contains(overlay, account).await? {
+        true => active < minimum,
+        false => active == Amount::ZERO,
+    };
+    if below {
+        chill(overlay, account).await?;
+    }
     Ok(taken)
 }
 
@@ -718,20 +769,11 @@ async fn next_committee<R: StateReader>(
 ) -> Result<(Elected, Event), DispatchError> {
     let previous_epoch = Epoch(epoch.get().saturating_sub(1));
     let previous = Committees::require(overlay, &previous_epoch).await?;
-    let carried = |previous: Committee, exposures, event| Ok(((previous, exposures), event));
-    let mut kept = Vec::new();
-    for member in previous.members.iter() {
-        let key = ExposureKey {
-            epoch: previous_epoch,
-            validator: member.validator,
-        };
-        if let Some(exposures) = Exposures::get(overlay, &key).await? {
-            kept.push((member.validator, exposures.into_inner()));
-        }
-    }
+    // A carried committee carries no exposures: nobody's stake was elected into it.
+    let carried = |previous: Committee, event| Ok(((previous, Vec::new()), event));
     if !config.elections {
         let event = committee_event(epoch, &previous, false);
-        return carried(previous, kept, event);
+        return carried(previous, event);
     }
     let (candidates, nominators) = election_inputs(overlay, config).await?;
     let seats = elect(&candidates, &nominators, usize::from(config.committee_size));
@@ -741,7 +783,7 @@ async fn next_committee<R: StateReader>(
             epoch,
             candidates: found,
         };
-        return carried(previous, kept, event);
+        return carried(previous, event);
     }
     let mut members = BoundedVec::default();
     let mut exposures = Vec::new();
@@ -776,6 +818,28 @@ fn committee_event(epoch: Epoch, committee: &Committee, elected: bool) -> Event 
     }
 }
 
+/// Drops the exposures of the epoch [`EXPOSURE_EPOCHS`] before `starting` (its nominators are
+/// no longer slashable for it; at most one committee's worth of deletions per epoch).
+async fn prune_exposures<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    starting: Epoch,
+) -> Result<(), DispatchError> {
+    let Some(old) = starting.get().checked_sub(EXPOSURE_EPOCHS).map(Epoch) else {
+        return Ok(());
+    };
+    let Some(committee) = Committees::get(overlay, &old).await? else {
+        return Ok(());
+    };
+    for member in committee.members.iter() {
+        let key = ExposureKey {
+            epoch: old,
+            validator: member.validator,
+        };
+        Exposures::remove(overlay, &key)?;
+    }
+    Ok(())
+}
+
 /// Counts the block's author in [`Produced`] (a full list counts no newcomer).
 async fn count_author<R: StateReader>(ctx: &mut Context<'_, '_, R>) -> Result<(), DispatchError> {
     let author = ctx.block.author;
@@ -807,8 +871,18 @@ async fn pay_rewards<R: StateReader>(
     let budget = config.epoch_reward.min(held);
     let parts =
         rewards::member_rewards(&committee.members, &produced, ending.length_blocks, budget);
+    let mut remaining = budget;
     let mut emitted = Vec::new();
-    for (member, part) in committee.members.iter().zip(parts) {
+    for (member, mut part) in committee.members.iter().zip(parts) {
+        // A slashed member is not paid; no part exceeds what is left of the budget.
+        if Disqualified::get(ctx.overlay, &member.validator)
+            .await?
+            .is_some_and(|until| ending.epoch < until)
+        {
+            continue;
+        }
+        part.amount = part.amount.min(remaining);
+        remaining = remaining.saturating_sub(part.amount);
         let key = ExposureKey {
             epoch: ending.epoch,
             validator: member.validator,
@@ -872,6 +946,7 @@ impl Module for Staking {
             length_blocks: config.epoch_length_blocks,
         };
         CurrentEpoch::put(ctx.overlay, &next)?;
+        prune_exposures(ctx.overlay, next.epoch).await?;
         let elected_epoch = next
             .epoch
             .next()

@@ -44,7 +44,8 @@ pub fn mul_div(value: u128, numerator: u128, denominator: u128) -> u128 {
 
 /// Splits `budget` among `members` by backing (equally when no member has backing), each part
 /// reduced to `min(produced, expected) / expected` of itself with `expected = max(1,
-/// length_blocks / members)`.
+/// length_blocks / members)`; a member's blocks are those authored by the address of its
+/// consensus key (the key that proposes). The parts never sum above `budget`.
 pub fn member_rewards(
     members: &[Member],
     produced: &[Authored],
@@ -64,9 +65,14 @@ pub fn member_rewards(
                 total => (member.backing.0, total),
             };
             let base = mul_div(budget.0, weight, weights);
+            let proposer = member
+                .consensus_key
+                .public_key()
+                .map(|key| Address::from_public_key(&key))
+                .ok();
             let blocks = produced
                 .iter()
-                .find(|authored| authored.author == member.validator)
+                .find(|authored| Some(authored.author) == proposer)
                 .map_or(0, |authored| authored.blocks);
             let earned = mul_div(base, u128::from(blocks.min(expected)), u128::from(expected));
             MemberReward {

@@ -17,7 +17,7 @@ use commonware_consensus::{
 };
 use commonware_parallel::Sequential;
 use commonware_utils::ordered::Set;
-use logos_primitives::{Address, ChainId, Hash, PublicKey};
+use logos_primitives::{Address, ChainId, Hash, NodeKey, PublicKey};
 use logos_types::{
     codec::BoundedString,
     staking::{Committee, Epoch, Error, FaultKind},
@@ -30,8 +30,10 @@ pub struct Fault {
     pub epoch: Epoch,
     /// Their view.
     pub view: u64,
-    /// The offender.
+    /// The offending member's account in the committee.
     pub validator: Address,
+    /// The key that signed the votes.
+    pub consensus_key: NodeKey,
 }
 
 fn invalid(why: &str) -> Error {
@@ -119,21 +121,21 @@ fn check<T: Evidence>(
     committee: &Committee,
 ) -> Result<Fault, Error> {
     // Simplex orders participants by key; the committee is ordered by account.
-    let mut members: Vec<(PublicKey, Address)> = Vec::new();
+    let mut members: Vec<(PublicKey, Address, NodeKey)> = Vec::new();
     for member in committee.members.iter() {
         let key = member
             .consensus_key
             .public_key()
             .map_err(|_| invalid("a committee key is not a point"))?;
-        members.push((key, member.validator));
+        members.push((key, member.validator, member.consensus_key));
     }
     members.sort_by(|a, b| a.0.cmp(&b.0));
-    let participants = Set::from_iter_dedup(members.iter().map(|(key, _)| key.clone()));
+    let participants = Set::from_iter_dedup(members.iter().map(|(key, _, _)| key.clone()));
     if participants.len() != members.len() {
         return Err(invalid("the committee repeats a key"));
     }
     let signer = usize::try_from(evidence.signer().get()).unwrap_or(usize::MAX);
-    let (_, validator) = members
+    let (_, validator, consensus_key) = members
         .get(signer)
         .ok_or_else(|| invalid("the signer is not a committee member"))?;
     let scheme = Scheme::verifier(&chain_id.consensus_namespace(), participants);
@@ -144,5 +146,6 @@ fn check<T: Evidence>(
         epoch: Epoch(evidence.epoch().get()),
         view: evidence.view().get(),
         validator: *validator,
+        consensus_key: *consensus_key,
     })
 }

@@ -23,7 +23,7 @@ fn config(elections: bool) -> StakingConfig {
     StakingConfig {
         committee_size: 5,
         epoch_length_blocks: 10,
-        unbonding_blocks: 20,
+        unbonding_blocks: 30,
         min_validator_bond: MIN_VALIDATOR_BOND,
         min_bond: MIN_BOND,
         elections,
@@ -71,6 +71,7 @@ fn validate(world: &mut World, account: &PrivateKey, consensus: &PrivateKey, por
             p2p_address: at(port),
             commission_permille: 50,
             signature,
+            evict: None,
         },
     );
     receipt.success
@@ -128,7 +129,7 @@ fn bond_unbond_rebond_withdraw_move_exactly_the_stake() {
         },
     );
     assert!(unbond.success);
-    let unlocks_at = world.chain.height + 20;
+    let unlocks_at = world.chain.height + 30;
     assert_eq!(world.chain.value::<TotalActive>(), Amount(30_000));
     // Not matured: nothing to withdraw, and the reserve stays.
     let early = world.chain.call(&alice, Call::WithdrawUnbonded);
@@ -166,7 +167,7 @@ fn bond_unbond_rebond_withdraw_move_exactly_the_stake() {
             )
             .success
     );
-    world.chain.advance(20);
+    world.chain.advance(30);
     assert!(world.chain.call(&alice, Call::WithdrawUnbonded).success);
     assert!(world.chain.map::<Ledgers>(&who).is_none());
     assert_eq!(world.chain.account(&who).reserved, Amount::ZERO);
@@ -288,6 +289,7 @@ fn intents_need_the_consensus_keys_own_signature_for_this_account_and_chain() {
             p2p_address: at(30_001),
             commission_permille: 0,
             signature,
+            evict: None,
         },
     );
     assert_failed(&replayed, "staking", "BadSignature");
@@ -305,6 +307,7 @@ fn intents_need_the_consensus_keys_own_signature_for_this_account_and_chain() {
             p2p_address: at(30_001),
             commission_permille: 0,
             signature: foreign,
+            evict: None,
         },
     );
     assert_failed(&other_chain, "staking", "BadSignature");
@@ -321,6 +324,7 @@ fn intents_need_the_consensus_keys_own_signature_for_this_account_and_chain() {
             p2p_address: at(30_002),
             commission_permille: 0,
             signature,
+            evict: None,
         },
     );
     assert_failed(&moved, "staking", "BadSignature");
@@ -332,6 +336,7 @@ fn intents_need_the_consensus_keys_own_signature_for_this_account_and_chain() {
             p2p_address: at(30_001),
             commission_permille: 0,
             signature,
+            evict: None,
         },
     );
     assert!(!garbage.success);
@@ -349,6 +354,7 @@ fn intents_need_the_consensus_keys_own_signature_for_this_account_and_chain() {
             p2p_address: at(30_003),
             commission_permille: 0,
             signature,
+            evict: None,
         }
     });
     assert_failed(&stolen, "staking", "KeyInUse");
@@ -377,6 +383,7 @@ fn intents_out_of_bounds_are_refused() {
             p2p_address: at(30_001),
             commission_permille: 0,
             signature,
+            evict: None,
         },
     );
     assert_failed(&poor, "staking", "BondTooLow");
@@ -393,6 +400,7 @@ fn intents_out_of_bounds_are_refused() {
             p2p_address: at(30_001),
             commission_permille: 1_001,
             signature,
+            evict: None,
         },
     );
     assert_failed(&greedy, "staking", "InvalidCommission");
@@ -405,6 +413,7 @@ fn intents_out_of_bounds_are_refused() {
                 p2p_address: text.parse().unwrap(),
                 commission_permille: 0,
                 signature,
+                evict: None,
             },
         );
         assert_failed(&unreachable, "staking", "InvalidAddress");
@@ -450,6 +459,7 @@ fn nominations_name_distinct_candidates() {
             &nominator,
             Call::Nominate {
                 targets: targets.try_into().unwrap(),
+                evict: None,
             },
         );
         let message = assert_failed(&receipt, "staking", "InvalidTargets");
@@ -459,6 +469,7 @@ fn nominations_name_distinct_candidates() {
         &nominator,
         Call::Nominate {
             targets: vec![address(&a)].try_into().unwrap(),
+            evict: None,
         },
     );
     assert!(ok.success);
@@ -468,6 +479,7 @@ fn nominations_name_distinct_candidates() {
         &stranger,
         Call::Nominate {
             targets: vec![address(&a)].try_into().unwrap(),
+            evict: None,
         },
     );
     assert_failed(&unbonded, "staking", "NotBonded");
@@ -548,7 +560,8 @@ fn epochs_carry_the_genesis_committee_then_elect_from_stake() {
             .call(
                 &nominator,
                 Call::Nominate {
-                    targets: vec![backed].try_into().unwrap()
+                    targets: vec![backed].try_into().unwrap(),
+                    evict: None,
                 }
             )
             .success
@@ -753,7 +766,8 @@ mod equivocation {
                 .call(
                     &nominator,
                     Call::Nominate {
-                        targets: targets.try_into().unwrap()
+                        targets: targets.try_into().unwrap(),
+                        evict: None,
                     }
                 )
                 .success
@@ -842,6 +856,7 @@ mod equivocation {
                 p2p_address: at(30_300),
                 commission_permille: 0,
                 signature,
+                evict: None,
             }
         });
         assert_failed(&redeclare, "staking", "Disqualified");
@@ -872,8 +887,28 @@ mod equivocation {
         assert_failed(&replay, "staking", "AlreadyReported");
         // Another view while disqualified: punished once per disqualification, not per view.
         let later = conflicting(0, &world.chain.chain_id, 0, 8);
-        let later = report(&mut world, &reporter, FaultKind::ConflictingNotarize, later);
-        assert_failed(&later, "staking", "AlreadyReported");
+        let noted = report(
+            &mut world,
+            &reporter,
+            FaultKind::ConflictingNotarize,
+            later.clone(),
+        );
+        assert!(noted.success, "{noted:?}");
+        assert!(noted.events.iter().any(|event| matches!(
+            event,
+            RuntimeEvent::Staking(Event::OffenceNoted { view: 8, .. })
+        )));
+        assert_eq!(
+            world
+                .chain
+                .map::<Ledgers>(&address(&validator))
+                .unwrap()
+                .active,
+            Amount(90_000)
+        );
+        // Recorded: it cannot be kept and reported again once the disqualification ends.
+        let kept = report(&mut world, &reporter, FaultKind::ConflictingNotarize, later);
+        assert_failed(&kept, "staking", "AlreadyReported");
         // The offender is out of every nomination.
         let targets = world
             .chain
@@ -900,7 +935,8 @@ mod equivocation {
                 .call(
                     &early,
                     Call::Nominate {
-                        targets: targets.try_into().unwrap()
+                        targets: targets.try_into().unwrap(),
+                        evict: None,
                     }
                 )
                 .success
@@ -922,7 +958,8 @@ mod equivocation {
                 .call(
                     &late,
                     Call::Nominate {
-                        targets: targets.try_into().unwrap()
+                        targets: targets.try_into().unwrap(),
+                        evict: None,
                     }
                 )
                 .success
@@ -1090,13 +1127,55 @@ mod lists_and_rewards {
                 p2p_address: at(40_000),
                 commission_permille: 0,
                 signature,
+                evict: None,
             },
         );
-        assert_failed(&refused, "staking", "RegistryFull");
-        // Stronger: the weakest listed (10,000, seed 1,000) is chilled to make room.
-        let strong = candidate(&mut world, 5_002, 50_000);
-        assert!(world.chain.map::<Validators>(&address(&strong)).is_some());
+        let message = assert_failed(&refused, "staking", "RegistryFull");
+        assert!(message.contains("evict"), "{message}");
+        // Naming a stronger entry, or one not listed, replaces nothing.
         let weakest = PrivateKey::from_seed(1_000);
+        let strongest = PrivateKey::from_seed(1_000 + CANDIDATES_MAX as u64 - 1);
+        for named in [&strongest, &weak] {
+            let receipt = world.chain.call(
+                &weak,
+                Call::Validate {
+                    consensus_key: key,
+                    p2p_address: at(40_000),
+                    commission_permille: 0,
+                    signature,
+                    evict: Some(address(named)),
+                },
+            );
+            assert_failed(&receipt, "staking", "NotReplaceable");
+        }
+        // Stronger, naming the weakest listed (10,000, seed 1,000): it is chilled, with an
+        // event, to make room; only the named entry is read.
+        let strong = funded(&mut world, 5_002, 1_000_000);
+        assert!(bond(&mut world, &strong, Amount(50_000)));
+        let consensus = PrivateKey::from_seed(5_003);
+        let (key, signature) = sign_intent(
+            &consensus,
+            &world.chain.chain_id,
+            &address(&strong),
+            &at(40_001),
+        );
+        let receipt = world.chain.call(
+            &strong,
+            Call::Validate {
+                consensus_key: key,
+                p2p_address: at(40_001),
+                commission_permille: 0,
+                signature,
+                evict: Some(address(&weakest)),
+            },
+        );
+        assert!(receipt.success, "{receipt:?}");
+        assert!(receipt.events.iter().any(|event| matches!(
+            event,
+            RuntimeEvent::Staking(logos_types::staking::Event::Chilled { account })
+                if *account == address(&weakest)
+        )));
+        assert!(world.chain.map::<Validators>(&address(&strong)).is_some());
         assert!(world.chain.map::<Validators>(&address(&weakest)).is_none());
         assert_eq!(world.chain.value::<ValidatorList>().len(), CANDIDATES_MAX);
     }
@@ -1114,7 +1193,8 @@ mod lists_and_rewards {
                 .call(
                     &nominator,
                     Call::Nominate {
-                        targets: targets.try_into().unwrap()
+                        targets: targets.try_into().unwrap(),
+                        evict: None,
                     }
                 )
                 .success
@@ -1168,10 +1248,17 @@ mod lists_and_rewards {
         );
     }
 
+    /// The address a member's consensus key proposes blocks as.
+    fn proposer(seed: u8) -> Address {
+        address(&PrivateKey::from_seed(u64::from(seed)))
+    }
+
     fn member(seed: u8, backing: u128, commission_permille: u16) -> Member {
         Member {
             validator: Address([seed; 20]),
-            consensus_key: NodeKey([seed; 32]),
+            consensus_key: NodeKey::from_public_key(
+                &PrivateKey::from_seed(u64::from(seed)).public_key(),
+            ),
             p2p_address: at(1),
             backing: Amount(backing),
             commission_permille,
@@ -1182,14 +1269,19 @@ mod lists_and_rewards {
     #[test]
     fn rewards_follow_backing_and_produced_blocks() {
         let members = [member(1, 300, 0), member(2, 100, 0)];
+        // Blocks count for the key that proposed them, not for the staking account.
         let produced = [
             Authored {
-                author: Address([1; 20]),
+                author: proposer(1),
                 blocks: 50,
             },
             Authored {
-                author: Address([2; 20]),
+                author: proposer(2),
                 blocks: 25,
+            },
+            Authored {
+                author: Address([1; 20]),
+                blocks: 1_000,
             },
         ];
         // 100 blocks, 2 members: 50 expected each.
