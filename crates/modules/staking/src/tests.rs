@@ -1233,21 +1233,6 @@ mod lists_and_rewards {
         assert_eq!(config.epoch_length_blocks, 10);
     }
 
-    #[test]
-    fn the_treasury_cannot_bond() {
-        let mut world = world(false);
-        // Only an enacted proposal sends as the treasury; the call itself refuses it.
-        world.privileged(balances::Call::Transfer {
-            to: community_account(),
-            amount: Amount(1_000_000),
-        });
-        assert!(world.chain.map::<Ledgers>(&community_account()).is_none());
-        assert_eq!(
-            logos_types::staking::Error::TreasuryCannotStake.to_string(),
-            "the treasury cannot stake"
-        );
-    }
-
     /// The address a member's consensus key proposes blocks as.
     fn proposer(seed: u8) -> Address {
         address(&PrivateKey::from_seed(u64::from(seed)))
