@@ -35,7 +35,7 @@
 //! | 0 [`Proposals`] | [`ProposalId`] | [`Proposal`] |
 //! | 1 [`Votes`] | [`VoteKey`] (proposal, voter) | [`Vote`] |
 //! | 2 [`NextProposalId`] | | [`ProposalId`] |
-//! | 3 [`Open`] | | open proposals, ascending |
+//! | 3 [`Open`] | | open proposals ([`OpenEntry`]: due height, proposer), ascending |
 //! | 4 [`Authority`] | | the bootstrap authority, if any |
 //! | 5 [`Config`] | | [`GovernanceConfig`] |
 //!
@@ -184,6 +184,20 @@ pub struct Proposal {
     pub tally: Tally,
     /// Why the enacted call failed.
     pub failure: Option<BoundedString<FAILURE_MAX_BYTES>>,
+}
+
+/// An open proposal as the per-block hooks see it: when it next needs them (the end of its
+/// vote, then its enactment) and who proposed it, so that a block reads no proposal that is
+/// not due.
+#[record]
+#[derive(Copy)]
+pub struct OpenEntry {
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// Its `voting_ends_at` while voting, its `enact_at` once approved.
+    pub due_at: u64,
+    /// Its proposer (for [`PROPOSER_OPEN_MAX`]).
+    pub proposer: Address,
 }
 
 /// Where a vote is stored: its proposal and voter.
@@ -342,8 +356,8 @@ storage! {
     pub Votes: map(1) VoteKey => Vote;
     /// The next proposal's id.
     pub NextProposalId: value(2) ProposalId;
-    /// Open proposals (voting or approved), ascending.
-    pub Open: value(3) BoundedVec<ProposalId, OPEN_MAX>;
+    /// Open proposals (voting or approved), ascending by id, with the height each is due.
+    pub Open: value(3) BoundedVec<OpenEntry, OPEN_MAX>;
     /// The bootstrap authority while it exists.
     pub Authority: value(4) Option<Address>;
     /// The settings.

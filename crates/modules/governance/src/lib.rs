@@ -34,7 +34,7 @@ use logos_types::{
     corruption,
     governance::{
         Authority, CallHandler, Config, Error, Event, GovernanceConfig, NextProposalId, Open,
-        Proposal, ProposalId, ProposalStatus, Proposals, Tally, Vote, VoteKey, Votes,
+        OpenEntry, Proposal, ProposalId, ProposalStatus, Proposals, Tally, Vote, VoteKey, Votes,
         PROPOSAL_CALL_MAX_BYTES, PROPOSER_OPEN_MAX,
     },
     staking::TotalActive,
@@ -73,18 +73,16 @@ impl Governance {
     ) -> Result<(Vec<(ProposalId, Call)>, Vec<logos_types::Event>), DispatchError> {
         let mut due = Vec::new();
         let mut emitted = Vec::new();
-        for id in Open::get(ctx.overlay).await?.iter() {
-            let proposal = Proposals::require(ctx.overlay, id).await?;
-            let ready = proposal.status == ProposalStatus::Approved
-                && proposal.enact_at.is_some_and(|at| at <= ctx.height());
-            if !ready {
+        for id in due_now(ctx).await? {
+            let proposal = Proposals::require(ctx.overlay, &id).await?;
+            if proposal.status != ProposalStatus::Approved {
                 continue;
             }
             match decode::<Call>(&proposal.call) {
-                Ok(call) => due.push((*id, call)),
+                Ok(call) => due.push((id, call)),
                 Err(error) => {
                     let failure = format!("the call no longer decodes: {error}");
-                    emitted.extend(Self::conclude(ctx, *id, Some(failure)).await?);
+                    emitted.extend(Self::conclude(ctx, id, Some(failure)).await?);
                 }
             }
         }
@@ -138,15 +136,45 @@ impl Governance {
     }
 }
 
+/// The open proposals due at or before this block (one small read; no proposal is read).
+async fn due_now<R: StateReader>(
+    ctx: &Context<'_, '_, R>,
+) -> Result<Vec<ProposalId>, DispatchError> {
+    let open = Open::get(ctx.overlay).await?;
+    Ok(open
+        .iter()
+        .filter(|entry| entry.due_at <= ctx.height())
+        .map(|entry| entry.proposal)
+        .collect())
+}
+
 /// Removes `id` from [`Open`].
 async fn close<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
     id: ProposalId,
 ) -> Result<(), DispatchError> {
     let mut open = Open::get(overlay).await?;
-    if !open.remove_sorted(&id) {
+    let before = open.len();
+    open.retain(|entry| entry.proposal != id);
+    if open.len() == before {
         return Err(corruption(format!("open proposal {id} is not listed")));
     }
+    Open::put(overlay, &open)?;
+    Ok(())
+}
+
+/// Makes `id` due again at `at` (its enactment).
+async fn reschedule<R: StateReader>(
+    overlay: &mut Overlay<'_, R>,
+    id: ProposalId,
+    at: u64,
+) -> Result<(), DispatchError> {
+    let mut open = Open::get(overlay).await?;
+    let entry = open
+        .iter_mut()
+        .find(|entry| entry.proposal == id)
+        .ok_or_else(|| corruption(format!("open proposal {id} is not listed")))?;
+    entry.due_at = at;
     Open::put(overlay, &open)?;
     Ok(())
 }
@@ -205,6 +233,7 @@ async fn tally<R: StateReader>(
             .saturating_add(config.enactment_delay_blocks)
             .max(ctx.height().saturating_add(1));
         proposal.enact_at = Some(at);
+        reschedule(ctx.overlay, id, at).await?;
     } else {
         close(ctx.overlay, id).await?;
     }
@@ -238,12 +267,10 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Governance {
         if open.is_full() {
             return Err(Error::TooManyOpen.into());
         }
-        let mut own = 0usize;
-        for id in open.iter() {
-            if Proposals::require(ctx.overlay, id).await?.proposer == proposer {
-                own = own.saturating_add(1);
-            }
-        }
+        let own = open
+            .iter()
+            .filter(|entry| entry.proposer == proposer)
+            .count();
         if own >= PROPOSER_OPEN_MAX {
             return Err(Error::ProposerLimit.into());
         }
@@ -262,7 +289,13 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Governance {
             tally: Tally::default(),
             failure: None,
         };
-        open.insert_sorted(id).map_err(|_| Error::TooManyOpen)?;
+        // Ids only grow: appending keeps the list ascending.
+        open.try_push(OpenEntry {
+            proposal: id,
+            due_at: voting_ends_at,
+            proposer,
+        })
+        .map_err(|_| Error::TooManyOpen)?;
         Open::put(ctx.overlay, &open)?;
         NextProposalId::put(ctx.overlay, &next)?;
         Proposals::insert(ctx.overlay, &id, &proposal)?;
@@ -351,11 +384,10 @@ impl Module for Governance {
     /// Closes the votes that end at this block.
     async fn on_block_end<R: StateReader>(ctx: &mut Context<'_, '_, R>) -> DispatchResult {
         let mut emitted = Vec::new();
-        for id in Open::get(ctx.overlay).await?.iter() {
-            let proposal = Proposals::require(ctx.overlay, id).await?;
-            if proposal.status == ProposalStatus::Voting && ctx.height() >= proposal.voting_ends_at
-            {
-                emitted.extend(tally(ctx, *id, proposal).await?);
+        for id in due_now(ctx).await? {
+            let proposal = Proposals::require(ctx.overlay, &id).await?;
+            if proposal.status == ProposalStatus::Voting {
+                emitted.extend(tally(ctx, id, proposal).await?);
             }
         }
         Ok(emitted)
@@ -372,7 +404,11 @@ impl Module for Governance {
                 return Err(format!("proposal {id} at or above the next id {next}"));
             }
             if proposal.status.is_open() {
-                open.push(id);
+                let due_at = match proposal.status {
+                    ProposalStatus::Voting => Some(proposal.voting_ends_at),
+                    _ => proposal.enact_at,
+                };
+                open.push((id, due_at, proposal.proposer));
             }
             let voting = proposal.status == ProposalStatus::Voting;
             if !voting && proposal.deposit != Amount::ZERO {
@@ -386,8 +422,15 @@ impl Module for Governance {
                 ));
             }
         }
-        if Open::get_from(state).map_err(text)?[..] != open[..] {
-            return Err("open list differs from the open proposals".into());
+        let listed: Vec<_> = Open::get_from(state)
+            .map_err(text)?
+            .iter()
+            .map(|entry| (entry.proposal, Some(entry.due_at), entry.proposer))
+            .collect();
+        if listed != open {
+            return Err(
+                "open list differs from the open proposals (ids, due heights, proposers)".into(),
+            );
         }
         Ok(())
     }

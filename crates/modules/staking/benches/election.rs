@@ -5,7 +5,10 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use logos_primitives::{Address, Amount, NodeKey};
 use logos_staking::{elect, Candidate, Nominator};
-use logos_types::staking::{Validator, CANDIDATES_MAX, NOMINATIONS_MAX, NOMINATORS_MAX};
+use logos_types::{
+    peers::P2pAddress,
+    staking::{Validator, CANDIDATES_MAX, NOMINATIONS_MAX, NOMINATORS_MAX},
+};
 
 fn account(i: usize) -> Address {
     let mut bytes = [0u8; 20];
@@ -20,7 +23,10 @@ fn inputs() -> (Vec<Candidate>, Vec<Nominator>) {
             own: Amount(1_000_000_000 + (i as u128) * 7_919),
             validator: Validator {
                 consensus_key: NodeKey([1; 32]),
-                p2p_address: "127.0.0.1:1".parse().unwrap(),
+                p2p_address: P2pAddress {
+                    ip: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1],
+                    port: 1,
+                },
                 commission_permille: 0,
             },
         })

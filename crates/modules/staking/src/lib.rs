@@ -584,7 +584,14 @@ async fn punish<R: StateReader>(
             let total = ledger
                 .total()
                 .ok_or_else(|| corruption("ledger overflows"))?;
-            take(ctx.overlay, &offender, ledger, share_of(total, percent)).await?
+            let share = share_of(total, percent);
+            take(
+                ctx.overlay,
+                &offender,
+                ledger,
+                (share, config.min_validator_bond),
+            )
+            .await?
         }
         None => Amount::ZERO,
     };
@@ -608,7 +615,8 @@ async fn punish<R: StateReader>(
             continue;
         };
         let share = share_of(exposure.stake, percent);
-        let taken = take(ctx.overlay, &exposure.nominator, ledger, share).await?;
+        let slash = (share, config.min_validator_bond);
+        let taken = take(ctx.overlay, &exposure.nominator, ledger, slash).await?;
         from_nominators = from_nominators.saturating_add(taken);
     }
     chill(ctx.overlay, &offender).await?;
@@ -693,12 +701,13 @@ async fn drop_from_nominations<R: StateReader>(
 }
 
 /// Takes up to `amount` from `account`'s `ledger` (active first, then unlocking, newest first)
-/// into the treasury; returns what was taken.
+/// into the treasury; returns what was taken. A candidate left below `validator_minimum`, or
+/// a nominator left with nothing, is chilled.
 async fn take<R: StateReader>(
     overlay: &mut Overlay<'_, R>,
     account: &Address,
     mut ledger: Ledger,
-    amount: Amount,
+    (amount, validator_minimum): (Amount, Amount),
 ) -> Result<Amount, DispatchError> {
     let from_active = ledger.active.min(amount);
     ledger.active = ledger.active.saturating_sub(from_active);
@@ -715,9 +724,8 @@ async fn take<R: StateReader>(
     let active = ledger.active;
     store_ledger(overlay, account, &ledger).await?;
     // No slot is kept below the minimum a slot needs.
-    let minimum = Config::get(overlay).await?.min_validator_bond;
     let below = match Validators::contains(overlay, account).await? {
-        true => active < minimum,
+        true => active < validator_minimum,
         false => active == Amount::ZERO,
     };
     if below {

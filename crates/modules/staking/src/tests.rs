@@ -178,27 +178,19 @@ fn bonds_below_the_minimum_over_the_balance_or_zero_are_refused_and_change_nothi
     let mut world = world(false);
     let alice = funded(&mut world, 41, 5_000);
     let before = world.chain.account(&address(&alice)).reserved;
-    let zero = world.chain.call(
-        &alice,
-        Call::Bond {
-            amount: Amount::ZERO,
-        },
-    );
-    assert_failed(&zero, "staking", "ZeroAmount");
-    let small = world.chain.call(
-        &alice,
-        Call::Bond {
-            amount: Amount(999),
-        },
-    );
-    assert_failed(&small, "staking", "BondTooLow");
-    let rich = world.chain.call(
-        &alice,
-        Call::Bond {
-            amount: Amount(1_000_000),
-        },
-    );
-    assert_failed(&rich, "balances", "InsufficientBalance");
+    for (amount, module, error) in [
+        (0, "staking", "ZeroAmount"),
+        (999, "staking", "BondTooLow"),
+        (1_000_000, "balances", "InsufficientBalance"),
+    ] {
+        let receipt = world.chain.call(
+            &alice,
+            Call::Bond {
+                amount: Amount(amount),
+            },
+        );
+        assert_failed(&receipt, module, error);
+    }
     assert_eq!(world.chain.account(&address(&alice)).reserved, before);
     assert!(world.chain.map::<Ledgers>(&address(&alice)).is_none());
     // Unbonding what is not there, or leaving dust below the minimum.
