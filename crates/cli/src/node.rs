@@ -231,8 +231,9 @@ pub fn run(command: NodeCommand) -> Result<()> {
              connections)",
             config.key_file.display()
         ),
-        (Role::Validator, false) => anyhow::bail!(
-            "{}: this key is not a validator of the genesis (run a full node with --role full)",
+        (Role::Validator, false) => eprintln!(
+            "{}: this key is not a genesis validator: the node follows the chain as a full node \
+             until a committee holds its key (logos stake validate), then votes",
             config.key_file.display()
         ),
         _ => {}
@@ -430,15 +431,22 @@ async fn serve(
         handshake,
         &consensus_namespace(&chain_id),
         config.p2p_listen,
-        // The set counts this node too when it is not among them (a full node), and every
-        // full node the registry may hold (`logos_node::peers`).
-        NZUsize!(validators.len() + full_nodes.len() + FULL_NODES_MAX + 1),
+        // The set counts this node too when it is not among them (a full node), every full
+        // node the registry may hold and the members of three committees
+        // (`logos_node::peers`).
+        NZUsize!(
+            validators.len()
+                + full_nodes.len()
+                + FULL_NODES_MAX
+                + 3 * logos_types::staking::COMMITTEE_MAX
+                + 1
+        ),
         engine::max_message_size_bytes(&genesis),
         NZUsize!(1_024),
     );
     p2p_config.dial_frequency = Duration::from_millis(200);
-    // One peer set: the validators never change, and a full node deregistered on chain must
-    // lose its slot as soon as the next set is tracked (`logos_node::peers`).
+    // One peer set: a full node deregistered on chain, or a validator out of the recent
+    // committees, loses its slot as soon as the next set is tracked (`logos_node::peers`).
     p2p_config.tracked_peer_sets = NZUsize!(1);
     let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p_config);
     let genesis_addresses: Vec<std::net::SocketAddr> = genesis
@@ -494,26 +502,36 @@ async fn serve(
                 oracle,
             )
             .await?;
-            // Full nodes registered on chain get a slot too (full nodes themselves serve
-            // no other full node, so they track the validators only).
+            // Full nodes registered on chain get a slot too, and elected committees theirs.
             logos_node::peers::track_registered(
                 context.child("peers"),
                 node.shared.clone(),
                 registry_manager,
                 peers,
                 full_nodes,
+                true,
             );
             node
         }
         Role::Full => {
-            full::start_full(
+            let node = full::start_full(
                 context.child("node"),
                 engine_config,
                 networks,
                 oracle.clone(),
                 oracle,
             )
-            .await?
+            .await?;
+            // Full nodes serve no other full node: they track the committees only.
+            logos_node::peers::track_registered(
+                context.child("peers"),
+                node.shared.clone(),
+                registry_manager,
+                peers,
+                full_nodes,
+                false,
+            );
+            node
         }
     };
 

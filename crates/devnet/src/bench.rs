@@ -4,6 +4,9 @@
 //! lease of the "Logos full node" template, the time from submitting `CreateLease` to the
 //! environment's `Ready` and `Verified` conditions (see [`run_lease_bench`] for the fields).
 //!
+//! `logos bench epoch --json` starts a devnet with short epochs and reports the longest pause
+//! in finality across epoch changes (see [`run_epoch_bench`]).
+//!
 //! `logos bench consensus --validators N --seconds S --json` starts an N-validator devnet (as
 //! separate processes), drives signed transfers from funded accounts through the validators'
 //! RPC at `--tps` per second for S seconds, and follows finalized heads over WebSocket. It
@@ -81,6 +84,26 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The longest pause in finality across epoch changes: an N-validator devnet with short
+    /// epochs, its finalized heads followed over WebSocket across `--epochs` changes (see
+    /// [`run_epoch_bench`] for the fields).
+    Epoch {
+        /// Number of validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Epoch changes to cross.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+        epochs: u64,
+        /// Epoch length, blocks.
+        #[arg(long, default_value_t = 100)]
+        epoch_length_blocks: u64,
+        /// Print only the JSON result.
+        #[arg(long)]
+        json: bool,
+        /// Devnet directory (default: a fresh directory under $TMPDIR).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Time from `lease create` to a Running and to a Verified "Logos full node" environment
     /// (its node synced), over several leases on a fresh devnet with the sub0layer, with the
     /// providers' image caches warm; and the time to pull the node's image into a cold cache.
@@ -133,6 +156,17 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 None => bench.run()?,
                 Some(last) => bench.sweep(last, sweep_step_tps)?,
             };
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        BenchCommand::Epoch {
+            validators,
+            epochs,
+            epoch_length_blocks,
+            json,
+            dir,
+        } => {
+            let report = run_epoch_bench(validators, epochs, epoch_length_blocks, json, dir)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
@@ -561,6 +595,9 @@ fn bench_devnet(
         images: None,
         registry: crate::sub0::DEFAULT_REGISTRY.into(),
         hosts: false,
+        epoch_length_blocks: None,
+        committee_size: None,
+        elections: false,
     }
 }
 
@@ -708,4 +745,121 @@ async fn cold_pulls(images: &std::path::Path, count: usize) -> Result<(Vec<f64>,
     }
     times.sort_by(f64::total_cmp);
     Ok((times, bytes))
+}
+
+/// An arrival gap listed in `slow_intervals` is longer than this, ms.
+const SLOW_INTERVAL_MS: f64 = 500.0;
+/// Most gaps listed in `slow_intervals`.
+const SLOW_INTERVALS_MAX: usize = 32;
+
+/// Most time to wait for the devnet to cross the epochs of [`run_epoch_bench`], per block, ms.
+const EPOCH_BENCH_WAIT_PER_BLOCK_MS: u64 = 1_000;
+
+/// `logos bench epoch`: an N-validator devnet whose genesis sets `epoch_length_blocks`; a
+/// subscriber of validator 0's finalized heads notes when each height arrives, until `epochs`
+/// epoch changes are crossed. At each change every validator stops its epoch's simplex engine
+/// and starts the next one's (a fresh journal, the previous epoch's last block as floor).
+/// Prints one JSON object:
+///
+/// | field | meaning |
+/// |---|---|
+/// | `epoch_change_gap_ms` | the longest of `epoch_change_gaps_ms` |
+/// | `epoch_change_gaps_ms` | per change: arrival of the new epoch's first finalized block minus arrival of the old epoch's last |
+/// | `block_interval_ms_p50`, `block_interval_ms_max` | arrival gaps of consecutive finalized blocks inside epochs (changes excluded) |
+/// | `slow_intervals` | `[height, gap_ms]` of every arrival gap over 500 ms (at most 32): where finality paused |
+/// | `epochs`, `epoch_length_blocks`, `validators` | the scenario |
+pub fn run_epoch_bench(
+    validators: usize,
+    epochs: u64,
+    epoch_length_blocks: u64,
+    json: bool,
+    dir: Option<PathBuf>,
+) -> Result<serde_json::Value> {
+    let mut args = bench_devnet(validators, 0, 0, dir);
+    args.epoch_length_blocks = Some(epoch_length_blocks);
+    let layout = devnet::init(&args)?;
+    let mut processes = Vec::new();
+    for config in &layout.configs {
+        match devnet::spawn(config, None, Duration::from_secs(60)) {
+            Ok(process) => processes.push(process),
+            Err(error) => {
+                devnet::stop(&mut processes);
+                return Err(error);
+            }
+        }
+    }
+    // Epoch 0 spans heights 0 to L; epoch k ends at (k + 1) L.
+    let last = epoch_length_blocks.saturating_mul(epochs).saturating_add(2);
+    if !json {
+        eprintln!("{validators} validators up; following finality to height {last}");
+    }
+    let url = processes[0].rpc.replace("http://", "ws://");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let arrivals = runtime.block_on(follow_heads(&url, last));
+    devnet::stop(&mut processes);
+    let _ = std::fs::remove_dir_all(&layout.dir);
+    let arrivals = arrivals?;
+    let mut report = epoch_gaps(&arrivals, epoch_length_blocks, epochs)?;
+    report["validators"] = validators.into();
+    Ok(report)
+}
+
+/// When each finalized height arrived at a subscriber of `url`, until `last`.
+async fn follow_heads(url: &str, last: u64) -> Result<Vec<(u64, Instant)>> {
+    let client = WsClientBuilder::default().build(url).await?;
+    let mut heads: Subscription<Head> = client.subscribe_finalized_heads().await?;
+    let wait = Duration::from_millis(EPOCH_BENCH_WAIT_PER_BLOCK_MS.saturating_mul(last));
+    let deadline = Instant::now() + wait;
+    let mut arrivals = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let head = tokio::time::timeout(left, heads.next())
+            .await
+            .with_context(|| format!("height {last} not finalized within {wait:?}"))?
+            .context("head subscription closed")??;
+        arrivals.push((head.height, Instant::now()));
+        if head.height >= last {
+            return Ok(arrivals);
+        }
+    }
+}
+
+/// The report of [`run_epoch_bench`] from `arrivals` (heights ascending).
+fn epoch_gaps(
+    arrivals: &[(u64, Instant)],
+    epoch_length_blocks: u64,
+    epochs: u64,
+) -> Result<serde_json::Value> {
+    let mut changes = Vec::new();
+    let mut inside = Vec::new();
+    let mut slow = Vec::new();
+    for pair in arrivals.windows(2) {
+        let ((before, at), (after, next)) = (pair[0], pair[1]);
+        let gap_ms = next.duration_since(at).as_secs_f64() * 1_000.0;
+        if gap_ms > SLOW_INTERVAL_MS && slow.len() < SLOW_INTERVALS_MAX {
+            slow.push(serde_json::json!([after, round(gap_ms)]));
+        }
+        // A change lies between the last height of an epoch and the next one.
+        let boundary = (before..after).any(|h| h > 0 && h % epoch_length_blocks == 0);
+        match boundary {
+            true => changes.push(round(gap_ms)),
+            false => inside.push(gap_ms),
+        }
+    }
+    if (changes.len() as u64) < epochs {
+        bail!("crossed {} epoch changes of {epochs}", changes.len());
+    }
+    inside.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "epoch_change_gap_ms": changes.iter().copied().fold(0.0f64, f64::max),
+        "epoch_change_gaps_ms": changes,
+        "block_interval_ms_p50": round(percentile(&inside, 0.5)),
+        "block_interval_ms_max": round(inside.last().copied().unwrap_or(0.0)),
+        "slow_intervals": slow,
+        "epochs": epochs,
+        "epoch_length_blocks": epoch_length_blocks,
+    }))
 }

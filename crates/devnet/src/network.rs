@@ -118,6 +118,16 @@ pub struct DevnetArgs {
     /// environments' ports on their host's address.
     #[arg(long)]
     pub hosts: bool,
+    /// Epoch length at genesis, blocks (default: the staking default, 7,200).
+    #[arg(long)]
+    pub epoch_length_blocks: Option<u64>,
+    /// Seats of an elected committee at genesis (default 16).
+    #[arg(long)]
+    pub committee_size: Option<u16>,
+    /// Elect committees from stake from genesis on (default: the validators serve as a
+    /// proof-of-authority committee until a governance proposal switches elections on).
+    #[arg(long)]
+    pub elections: bool,
 }
 
 /// A devnet on disk.
@@ -257,6 +267,9 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         timestamp_ms,
         params: Params {
             privileged_account: Some(Address::from_public_key(&dev.public_key())),
+            epoch_length_blocks: args.epoch_length_blocks,
+            committee_size: args.committee_size,
+            elections: args.elections,
             ..Params::default()
         },
         validators,

@@ -1,30 +1,38 @@
-//! Wiring of one validator (p2p channels, marshal, simplex, the application and the relay),
-//! and of what a full node shares with it ([`start_base`]).
+//! Wiring of one validator (p2p channels, marshal, one simplex engine per epoch, the
+//! application and the relay), and of what a full node shares with it ([`start_base`]).
 //!
 //! Data flow:
 //! ```text
-//! simplex (votes, certificates, resolver channels)
-//!   ├─ Inline(Application): propose / verify / certify ── marshal mailbox
-//!   └─ reporter: Inline forwards notarizations and finalizations to marshal; faults also
-//!      become evidence transactions (`crate::evidence`)
-//! marshal (block broadcast via buffered, backfill via p2p resolver, finalized archives)
+//! orchestrator (crate::orchestrator): per epoch, from the chain's committee (crate::epochs)
+//!   └─ simplex of the epoch (votes, certificates, resolver subchannels of that epoch), or,
+//!      where this key is not a member, a certificate follower
+//!        ├─ Inline(Application): propose / verify / certify ── marshal mailbox
+//!        └─ reporter: Inline forwards notarizations and finalizations to marshal; faults
+//!           also become evidence transactions (`crate::evidence`)
+//! marshal (block broadcast via buffered, backfill via p2p resolver, finalized archives;
+//!          certificates checked against their epoch's committee)
 //!   └─ delivers finalized blocks in height order to the Finalizer ─ ChainState::finalize
+//!        └─ a block that ends an epoch: the orchestrator enters the next
 //! relay (transactions channel) ─ Mempool
 //! ```
-//! Channels: 0 votes, 1 certificates, 2 simplex resolver, 3 marshal backfill, 4 block
-//! broadcast, 5 transaction relay. Every validator must use the same channel numbers.
+//! Channels: 0 votes, 1 certificates, 2 simplex resolver (these three multiplexed by epoch),
+//! 3 marshal backfill, 4 block broadcast, 5 transaction relay. Every validator must use the
+//! same channel numbers.
 //!
 //! A node's peers are the validators and the full nodes it lets connect (p2p secondary peers,
-//! see [`crate::full`]). What goes "to all" on channels 0, 4 and 5 goes to the validators only
-//! ([`ValidatorsOnly`]): votes are of no use to a full node, and a leader uploading each block
-//! to every full node would compete with its upload to the validators (full nodes fetch
-//! finalized blocks by backfill). Certificates (channel 1) reach full nodes: they follow them.
+//! see [`crate::full`]). What goes "to all" on channels 0, 4 and 5 goes to the consensus peers
+//! only (the recent committees, [`ValidatorsOnly`]): votes are of no use to a full node, and
+//! a leader uploading each block to every full node would compete with its upload to the
+//! committee (full nodes fetch finalized blocks by backfill). Certificates (channel 1) reach
+//! full nodes: they follow them.
 
 use crate::{
     application::{Application, Finalizer},
     chain::{ChainError, ChainState},
+    epochs::{read_epoch_state, Epochs},
     evidence::{self, EvidenceReporter},
     invariants::InvariantCheck,
+    orchestrator::{EngineStart, Orchestrator, OrchestratorConfig, StartEngine},
     receipts::{ReceiptStore, ReceiptStoreError},
     relay::{self, Relay},
     shared::Shared,
@@ -42,22 +50,21 @@ use commonware_consensus::{
         config::{ForwardPolicy, SkipBudget, SkipPolicy},
         elector::RoundRobin,
     },
-    types::{Epoch, FixedEpocher, ViewDelta},
+    types::ViewDelta,
 };
-use commonware_cryptography::{
-    certificate::{ConstantProvider, Verifier as _},
-    Digested, Digestible, Sha256, Signer,
-};
+use commonware_cryptography::{certificate::Verifier as _, Digested, Digestible, Sha256, Signer};
 use commonware_p2p::{Blocker, LimitedSender, Provider, Receiver, Recipients, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::{
-    buffer::paged::CacheRef, Clock, Handle, Metrics, Spawner, Storage, Supervisor,
+    buffer::paged::CacheRef,
+    telemetry::metrics::{Counter, MetricsExt as _},
+    Clock, Handle, Metrics, Spawner, Storage, Supervisor,
 };
 use commonware_storage::{archive::prunable, translator::EightCap};
 use commonware_utils::{NZDuration, NZUsize, NZU16, NZU64};
 use logos_api::{
     block::BlockCfg,
-    consensus::{consensus_namespace, participants, Scheme},
+    consensus::{consensus_namespace, Scheme},
     Block,
 };
 use logos_mempool::Mempool;
@@ -206,19 +213,31 @@ pub mod channels {
     pub const TRANSACTIONS: u64 = 5;
 }
 
-/// A p2p sender whose [`Recipients::All`] means the validators (other than this node) rather
-/// than every connected peer (see the module docs).
+/// A p2p sender whose [`Recipients::All`] means the consensus peers (other than this node;
+/// see [`crate::epochs`]) rather than every connected peer (see the module docs), or, made
+/// with [`ValidatorsOnly::everyone`], every connected peer.
 #[derive(Clone)]
 pub struct ValidatorsOnly<S> {
     inner: S,
-    validators: Vec<PublicKey>,
+    /// `None`: every connected peer.
+    epochs: Option<(Epochs, PublicKey)>,
 }
 
 impl<S> ValidatorsOnly<S> {
-    /// Wraps `inner`; `validators` are the genesis validators, `me` this node's key.
-    pub fn new(inner: S, validators: &[PublicKey], me: &PublicKey) -> Self {
-        let validators = validators.iter().filter(|v| *v != me).cloned().collect();
-        Self { inner, validators }
+    /// Wraps `inner`; `me` is this node's key.
+    pub fn new(inner: S, epochs: &Epochs, me: &PublicKey) -> Self {
+        Self {
+            inner,
+            epochs: Some((epochs.clone(), me.clone())),
+        }
+    }
+
+    /// Wraps `inner` and sends to whom it is asked (certificates reach full nodes).
+    pub fn everyone(inner: S) -> Self {
+        Self {
+            inner,
+            epochs: None,
+        }
     }
 }
 
@@ -233,40 +252,43 @@ impl<S: LimitedSender<PublicKey = PublicKey>> LimitedSender for ValidatorsOnly<S
         &mut self,
         recipients: Recipients<PublicKey>,
     ) -> Result<Self::Checked<'_>, std::time::SystemTime> {
-        let recipients = match recipients {
-            Recipients::All => Recipients::Some(self.validators.clone()),
-            other => other,
+        let recipients = match (recipients, &self.epochs) {
+            (Recipients::All, Some((epochs, me))) => {
+                let mut peers = epochs.peers();
+                peers.retain(|peer| peer != me);
+                Recipients::Some(peers)
+            }
+            (other, _) => other,
         };
         self.inner.check(recipients)
     }
 }
 
-/// A p2p receiver for a channel only validators send on (votes, certificates, simplex
-/// resolver, blocks): a message from anyone else is dropped and its sender blocked. Full nodes
-/// never send on these channels, and each registered full node is a peer of every validator:
-/// without this, a few hundred registered keys could crowd the channel's shared inbound queue
-/// and delay the validators' own votes.
-pub struct FromValidatorsOnly<R, B> {
+/// A p2p receiver for a channel only consensus peers send on (votes, certificates, simplex
+/// resolver, blocks): a message from anyone else is dropped unread. Full nodes never send on
+/// these channels, and each registered full node is a peer of every validator: without this,
+/// a few hundred registered keys could make a node decode their messages. The sender is not
+/// blocked: a node behind the chain does not know the newest committee yet, and must still
+/// take its members' backfill answers on other channels.
+pub struct FromValidatorsOnly<R> {
     inner: R,
-    blocker: B,
-    /// The genesis validators, ascending.
-    validators: Vec<PublicKey>,
+    epochs: Epochs,
+    dropped: Counter,
 }
 
-impl<R, B> FromValidatorsOnly<R, B> {
-    /// Wraps `inner`; `blocker` blocks senders that are not among `validators`.
-    pub fn new(inner: R, blocker: B, validators: &[PublicKey]) -> Self {
-        let mut validators = validators.to_vec();
-        validators.sort();
+impl<R> FromValidatorsOnly<R> {
+    /// Wraps `inner`; messages from other than `epochs`' consensus peers are dropped and
+    /// counted in `dropped`.
+    pub fn new(inner: R, epochs: &Epochs, dropped: Counter) -> Self {
         Self {
             inner,
-            blocker,
-            validators,
+            epochs: epochs.clone(),
+            dropped,
         }
     }
 }
 
-impl<R: std::fmt::Debug, B> std::fmt::Debug for FromValidatorsOnly<R, B> {
+impl<R: std::fmt::Debug> std::fmt::Debug for FromValidatorsOnly<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FromValidatorsOnly")
             .field("inner", &self.inner)
@@ -274,10 +296,9 @@ impl<R: std::fmt::Debug, B> std::fmt::Debug for FromValidatorsOnly<R, B> {
     }
 }
 
-impl<R, B> Receiver for FromValidatorsOnly<R, B>
+impl<R> Receiver for FromValidatorsOnly<R>
 where
     R: Receiver<PublicKey = PublicKey>,
-    B: Blocker<PublicKey = PublicKey>,
 {
     type Error = R::Error;
     type PublicKey = PublicKey;
@@ -285,11 +306,11 @@ where
     async fn recv(&mut self) -> Result<commonware_p2p::Message<PublicKey>, Self::Error> {
         loop {
             let (peer, message) = self.inner.recv().await?;
-            if self.validators.binary_search(&peer).is_ok() {
+            if self.epochs.is_peer(&peer) {
                 return Ok((peer, message));
             }
-            tracing::warn!(%peer, "a non-validator sent on a consensus channel; blocked");
-            let _ = self.blocker.block(peer);
+            self.dropped.inc();
+            tracing::debug!(%peer, "a non-member sent on a consensus channel; dropped");
         }
     }
 
@@ -321,16 +342,13 @@ pub struct Node<E: Storage + Clock + Metrics + Spawner> {
     pub relay: relay::Mailbox,
     /// The genesis block.
     pub genesis_block: Block,
-    /// The consensus engine's task.
+    /// The consensus task (the epoch orchestrator, see [`crate::orchestrator`]).
     pub consensus: Handle<()>,
 }
 
 /// Errors starting a validator.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The signer is not a genesis validator.
-    #[error("this key is not a validator of the genesis")]
-    NotAValidator,
     /// A full node was given a validator's key (see [`crate::full::start_full`]).
     #[error("a full node's key must not be a validator's")]
     ValidatorKeyOnFullNode,
@@ -398,7 +416,8 @@ pub(crate) fn archive_config<C>(
 }
 
 /// Starts a validator on `networks`. `peers` provides the peer set, `blocker` blocks peers
-/// that misbehave.
+/// that misbehave. It runs consensus in each epoch whose committee holds its key and follows
+/// the others as a full node does (a staking candidate not yet elected).
 pub async fn start<E, S, R, P, B>(
     context: E,
     config: Config,
@@ -457,15 +476,6 @@ where
             required_ms,
         });
     }
-    let me = config.signer.public_key();
-    let validators = config.genesis.validator_keys()?;
-    if !validators.contains(&me) {
-        return Err(EngineError::NotAValidator);
-    }
-    let namespace = consensus_namespace(&config.genesis.chain_id());
-    let scheme = Scheme::signer(&namespace, participants(&validators), config.signer.clone())
-        .ok_or(EngineError::NotAValidator)?;
-    let channel_blocker = blocker.clone();
     let Networks {
         votes,
         certificates,
@@ -477,7 +487,6 @@ where
     let base = start_base(
         &context,
         &config,
-        scheme.clone(),
         (backfill, blocks, transactions),
         peers,
         blocker.clone(),
@@ -488,73 +497,93 @@ where
         marshal,
         relay,
         genesis_block,
-        epocher,
+        epochs,
         page_cache,
         mailbox_size,
     } = base;
-    let prefix = &config.partition_prefix;
 
-    // Consensus.
+    // Consensus: one simplex engine per epoch whose committee holds this key.
     let application = wrap(Application::new(
         shared.clone(),
-        me.clone(),
+        config.signer.public_key(),
         config.block_time_ms,
     ));
     let inline = Inline::new(
         context.child("inline"),
         application,
         marshal.clone(),
-        epocher,
+        epochs.clone(),
     );
     // Faults simplex attributes become evidence transactions from this validator's account.
     let (reporter, faults) = EvidenceReporter::new(inline.clone());
     context.child("evidence").spawn({
         let (shared, relay, key) = (shared.clone(), relay.clone(), config.signer.clone());
-        move |context| evidence::submit(context, shared, relay, key, faults)
+        let epochs = epochs.clone();
+        move |context| evidence::submit(context, shared, relay, key, epochs, faults)
     });
-    let engine = simplex::Engine::new(
-        context.child("simplex"),
-        simplex::config::Config {
-            scheme,
-            elector: RoundRobin::<Sha256>::default(),
+    let start_engine = {
+        let (context, blocker, prefix) = (
+            context.child("simplex"),
+            blocker.clone(),
+            config.partition_prefix.clone(),
+        );
+        let config = config.clone();
+        Box::new(move |start: EngineStart<_>| {
+            let epoch = start.epoch;
+            let engine = simplex::Engine::new(
+                context.child("engine").with_attribute("epoch", epoch),
+                simplex::config::Config {
+                    scheme: start.scheme,
+                    elector: RoundRobin::<Sha256>::default(),
+                    blocker: blocker.clone(),
+                    automaton: inline.clone(),
+                    relay: inline.clone(),
+                    reporter: reporter.clone(),
+                    strategy: Sequential,
+                    partition: simplex_partition(&prefix, epoch.get()),
+                    mailbox_size,
+                    epoch,
+                    floor: simplex::config::Floor::Genesis(start.floor),
+                    replay_buffer: NZUsize!(REPLAY_BUFFER_BYTES),
+                    write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
+                    page_cache: page_cache.clone(),
+                    leader_timeout: Duration::from_millis(config.leader_timeout_ms),
+                    certification_timeout: Duration::from_millis(config.certification_timeout_ms),
+                    timeout_retry: Duration::from_millis(config.timeout_retry_ms),
+                    view_retention: ViewDelta::new(SIMPLEX_VIEW_RETENTION),
+                    skip: SkipPolicy::Enabled {
+                        timeout: Duration::from_millis(
+                            config
+                                .leader_timeout_ms
+                                .saturating_mul(SKIP_TIMEOUT_LEADER_TIMEOUTS),
+                        ),
+                        budget: SkipBudget::Participants,
+                    },
+                    fetch_timeout: NZDuration!(Duration::from_millis(config.fetch_timeout_ms)),
+                    fetch_retry_delay: Duration::from_millis(FETCH_RETRY_DELAY_MS),
+                    forward: ForwardPolicy::Disabled,
+                    // Votes are kept until their view is pruned, not dropped once a certificate
+                    // forms: a conflicting vote arriving late is still attributable evidence.
+                    track_historical_votes: true,
+                },
+            );
+            let (votes, certificates, resolver) = start.channels;
+            engine.start(votes, certificates, resolver)
+        }) as StartEngine<_>
+    };
+    let consensus = start_orchestrator(
+        &context,
+        &config,
+        OrchestratorParts {
+            shared: shared.clone(),
+            epochs,
+            marshal: marshal.clone(),
             blocker,
-            automaton: inline.clone(),
-            relay: inline.clone(),
-            reporter,
-            strategy: Sequential,
-            partition: format!("{prefix}-simplex"),
-            mailbox_size,
-            epoch: Epoch::zero(),
-            floor: simplex::config::Floor::Genesis(genesis_block.digest()),
-            replay_buffer: NZUsize!(REPLAY_BUFFER_BYTES),
-            write_buffer: NZUsize!(WRITE_BUFFER_BYTES),
-            page_cache,
-            leader_timeout: Duration::from_millis(config.leader_timeout_ms),
-            certification_timeout: Duration::from_millis(config.certification_timeout_ms),
-            timeout_retry: Duration::from_millis(config.timeout_retry_ms),
-            view_retention: ViewDelta::new(SIMPLEX_VIEW_RETENTION),
-            skip: SkipPolicy::Enabled {
-                timeout: Duration::from_millis(
-                    config
-                        .leader_timeout_ms
-                        .saturating_mul(SKIP_TIMEOUT_LEADER_TIMEOUTS),
-                ),
-                budget: SkipBudget::Participants,
-            },
-            fetch_timeout: NZDuration!(Duration::from_millis(config.fetch_timeout_ms)),
-            fetch_retry_delay: Duration::from_millis(FETCH_RETRY_DELAY_MS),
-            forward: ForwardPolicy::Disabled,
-            track_historical_votes: false,
+            genesis: genesis_block.digest(),
         },
+        (votes, certificates, resolver),
+        Some(start_engine),
     );
-    let only = |receiver| FromValidatorsOnly::new(receiver, channel_blocker.clone(), &validators);
-    let votes = (
-        ValidatorsOnly::new(votes.0, &validators, &me),
-        only(votes.1),
-    );
-    let certificates = (certificates.0, only(certificates.1));
-    let resolver = (resolver.0, only(resolver.1));
-    let consensus = engine.start(votes, certificates, resolver);
     Ok(Node {
         shared,
         marshal,
@@ -564,25 +593,92 @@ where
     })
 }
 
+/// Partition of epoch `epoch`'s simplex journal (epoch 0 keeps the name it had before epochs).
+pub fn simplex_partition(prefix: &str, epoch: u64) -> String {
+    match epoch {
+        0 => format!("{prefix}-simplex"),
+        epoch => format!("{prefix}-simplex-{epoch}"),
+    }
+}
+
+/// What [`start_orchestrator`] needs from the base.
+pub(crate) struct OrchestratorParts<E: Storage + Clock + Metrics + Spawner, B> {
+    pub(crate) shared: Arc<Shared<E>>,
+    pub(crate) epochs: Epochs,
+    pub(crate) marshal: MarshalMailbox,
+    pub(crate) blocker: B,
+    pub(crate) genesis: Hash,
+}
+
+/// Wraps the three consensus channels (votes to the consensus peers only, certificates and
+/// resolver requests as asked; each taken only from consensus peers) and spawns the
+/// [`Orchestrator`]; returns its task.
+pub(crate) fn start_orchestrator<E, S, R, B>(
+    context: &E,
+    config: &Config,
+    parts: OrchestratorParts<E, B>,
+    (votes, certificates, resolver): ((S, R), (S, R), (S, R)),
+    start_engine: Option<StartEngine<ValidatorsOnly<S>>>,
+) -> Handle<()>
+where
+    E: Spawner + Storage + Clock + Metrics + Supervisor + rand::CryptoRng + Send + Sync + 'static,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+{
+    let me = config.signer.public_key();
+    let dropped = context.child("consensus_channels").counter(
+        "non_member_messages_dropped",
+        "messages on consensus channels from keys of no recent committee",
+    );
+    let only = |receiver| FromValidatorsOnly::new(receiver, &parts.epochs, dropped.clone());
+    let channels = (
+        (
+            ValidatorsOnly::new(votes.0, &parts.epochs, &me),
+            only(votes.1),
+        ),
+        (
+            ValidatorsOnly::everyone(certificates.0),
+            only(certificates.1),
+        ),
+        (ValidatorsOnly::everyone(resolver.0), only(resolver.1)),
+    );
+    let orchestrator = Orchestrator::new(
+        context.child("orchestrator"),
+        parts.shared,
+        parts.epochs,
+        parts.marshal,
+        parts.blocker,
+        channels,
+        OrchestratorConfig {
+            start_engine,
+            partition: simplex_partition,
+            prefix: config.partition_prefix.clone(),
+            genesis: parts.genesis,
+        },
+    );
+    context.child("epochs").spawn(move |_| orchestrator.run())
+}
+
 /// What a validator and a full node share (see [`start_base`]).
 pub(crate) struct Base<E: Storage + Clock + Metrics + Spawner> {
     pub(crate) shared: Arc<Shared<E>>,
     pub(crate) marshal: MarshalMailbox,
     pub(crate) relay: relay::Mailbox,
     pub(crate) genesis_block: Block,
-    pub(crate) epocher: FixedEpocher,
+    pub(crate) epochs: Epochs,
     pub(crate) page_cache: CacheRef,
     pub(crate) mailbox_size: NonZeroUsize,
 }
 
-/// Opens the state, receipts and mempool, starts marshal (backfill resolver, block broadcast,
-/// finalized archives; `scheme` checks certificates and, for a validator, signs), the
+/// Opens the state, receipts and mempool, learns the tip's epoch ([`Epochs`]), starts marshal
+/// (backfill resolver, block broadcast, finalized archives; certificates checked against each
+/// epoch's committee), the
 /// finalizer that executes finalized blocks (pruning and the invariant check as configured)
 /// and the transaction relay: everything but consensus.
 pub(crate) async fn start_base<E, S, R, P, B>(
     context: &E,
     config: &Config,
-    scheme: Scheme,
     (backfill, blocks, transactions): ((S, R), (S, R), (S, R)),
     peers: P,
     blocker: B,
@@ -601,17 +697,6 @@ where
         return Err(EngineError::RetentionTooShort(blocks));
     }
     let me = config.signer.public_key();
-    let validators = config.genesis.validator_keys()?;
-    // Blocks are disseminated by their proposer, a validator: a full node never sends one,
-    // and each would be decoded and hashed before being dropped.
-    let blocks = (
-        ValidatorsOnly::new(blocks.0, &validators, &me),
-        FromValidatorsOnly::new(blocks.1, blocker.clone(), &validators),
-    );
-    let transactions = (
-        ValidatorsOnly::new(transactions.0, &validators, &me),
-        transactions.1,
-    );
     let genesis_block = genesis_block(&config.genesis)?;
     let prefix = config.partition_prefix.clone();
     let mailbox_size = NonZeroUsize::new(config.mailbox_size).unwrap_or(NonZeroUsize::MIN);
@@ -642,6 +727,27 @@ where
         Mempool::new(config.mempool.clone()),
         config.genesis.clone(),
     ));
+    // The tip's epoch is known before any channel is read (the consensus channels take
+    // messages from its committees only).
+    let epochs = Epochs::new(
+        consensus_namespace(&config.genesis.chain_id()),
+        config.signer.clone(),
+    );
+    epochs.learn(&read_epoch_state(&shared).await?);
+    // Blocks are disseminated by their proposer, a committee member: a full node never sends
+    // one, and each would be decoded and hashed before being dropped.
+    let dropped = context.child("block_channel").counter(
+        "non_member_messages_dropped",
+        "blocks from keys of no recent committee",
+    );
+    let blocks = (
+        ValidatorsOnly::new(blocks.0, &epochs, &me),
+        FromValidatorsOnly::new(blocks.1, &epochs, dropped),
+    );
+    let transactions = (
+        ValidatorsOnly::new(transactions.0, &epochs, &me),
+        transactions.1,
+    );
 
     // Marshal: backfill resolver, block broadcast, finalized archives.
     let resolver = marshal_resolver::init(
@@ -695,14 +801,13 @@ where
     )
     .await
     .expect("open blocks archive");
-    let epocher = FixedEpocher::new(NZU64!(u64::MAX));
     let (actor, marshal, _floor) = marshal::core::Actor::init(
         context.child("marshal"),
         finalizations_by_height,
         finalized_blocks,
         marshal::Config {
-            provider: ConstantProvider::new(scheme.clone()),
-            epocher: epocher.clone(),
+            provider: epochs.clone(),
+            epocher: epochs.clone(),
             start: marshal::Start::Genesis(Digested::precomputed(
                 genesis_block.clone(),
                 genesis_block.digest(),
@@ -753,7 +858,7 @@ where
         marshal,
         relay,
         genesis_block,
-        epocher,
+        epochs,
         page_cache,
         mailbox_size,
     })

@@ -12,14 +12,14 @@
 //! before (the last [`EVIDENCE_SEEN_MAX`]; a fault whose transaction was not admitted is not
 //! remembered, so it can be tried again when simplex reports it again), any offender it
 //! reported in the last [`OFFENDER_MEMORY_MS`], and any offender the finalized state shows
-//! disqualified; then it waits [`STAGGER_MS`] × its position among the validators and checks
-//! the state again.
+//! disqualified; then it waits [`STAGGER_MS`] × its position in the fault's committee and
+//! checks the state again.
 
-use crate::{relay, shared::Shared};
+use crate::{epochs::Epochs, relay, shared::Shared};
 use commonware_codec::Encode;
 use commonware_consensus::{
     simplex::types::{Activity, Attributable},
-    Reporter,
+    Epochable as _, Reporter,
 };
 use commonware_cryptography::Signer;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
@@ -43,8 +43,9 @@ pub const STAGGER_MS: u64 = 250;
 /// finalized meanwhile).
 pub const OFFENDER_MEMORY_MS: u64 = 60_000;
 
-/// One fault as the chain takes it, with the offender's participant index.
-pub type Evidence = (FaultKind, Vec<u8>, u32);
+/// One fault as the chain takes it, with its epoch and the offender's participant index in
+/// that epoch's committee.
+pub type Evidence = (FaultKind, Vec<u8>, u64, u32);
 
 /// The fault in `activity`, encoded, if it is one.
 pub fn evidence_of(activity: &Activity<Scheme, Hash>) -> Option<Evidence> {
@@ -52,16 +53,19 @@ pub fn evidence_of(activity: &Activity<Scheme, Hash>) -> Option<Evidence> {
         Activity::ConflictingNotarize(fault) => Some((
             FaultKind::ConflictingNotarize,
             fault.encode().to_vec(),
+            fault.epoch().get(),
             fault.signer().get(),
         )),
         Activity::ConflictingFinalize(fault) => Some((
             FaultKind::ConflictingFinalize,
             fault.encode().to_vec(),
+            fault.epoch().get(),
             fault.signer().get(),
         )),
         Activity::NullifyFinalize(fault) => Some((
             FaultKind::NullifyFinalize,
             fault.encode().to_vec(),
+            fault.epoch().get(),
             fault.signer().get(),
         )),
         _ => None,
@@ -96,29 +100,28 @@ impl<R: Reporter<Activity = Activity<Scheme, Hash>>> Reporter for EvidenceReport
     }
 }
 
-/// Submits queued faults as transactions from `key`'s account until the queue closes.
+/// Submits queued faults as transactions from `key`'s account until the queue closes. `epochs`
+/// names each epoch's committee (the offender's index counts in it, in simplex's order).
 pub async fn submit<E: Storage + Clock + Metrics + Spawner>(
     context: E,
     shared: Arc<Shared<E>>,
     relay: relay::Mailbox,
     key: PrivateKey,
+    epochs: Epochs,
     mut faults: mpsc::Receiver<Evidence>,
 ) {
     let sender = Address::from_public_key(&key.public_key());
-    // Participants in simplex's order (ascending keys), as the signer index counts them.
-    let mut validators = shared.genesis().validator_keys().unwrap_or_default();
-    validators.sort();
-    let position = validators
-        .iter()
-        .position(|validator| *validator == key.public_key())
-        .unwrap_or(0);
-    let stagger = Duration::from_millis(STAGGER_MS.saturating_mul(position as u64));
     let mut seen: VecDeque<Vec<u8>> = VecDeque::new();
     let mut reported: VecDeque<(Address, std::time::SystemTime)> = VecDeque::new();
-    while let Some((kind, bytes, signer)) = faults.next().await {
-        let offender = validators
-            .get(signer as usize)
-            .map(Address::from_public_key);
+    while let Some((kind, bytes, epoch, signer)) = faults.next().await {
+        tracing::debug!(?kind, epoch, signer, "consensus fault attributed");
+        let committee = epochs.committee(epoch).unwrap_or_default();
+        let offender = committee.get(signer as usize).map(Address::from_public_key);
+        let position = committee
+            .iter()
+            .position(|member| *member == key.public_key())
+            .unwrap_or(0);
+        let stagger = Duration::from_millis(STAGGER_MS.saturating_mul(position as u64));
         // Cheap checks first: a flood of one offender's faults costs no waiting.
         let now = context.current();
         let recent = |(who, at): &(Address, std::time::SystemTime)| {

@@ -2,9 +2,11 @@
 //! itself (the workload of the catalog's "Logos full node" template).
 //!
 //! Every poll ([`FollowerConfig::poll_ms`]) it fetches the finalized blocks above its tip (at
-//! most [`BATCH_BLOCKS_MAX`] at a time), checks that they link by parent digest to its tip,
-//! checks the simplex finalization certificate of the batch's last block against the genesis
-//! validators (which finalizes every ancestor), then executes each block on its own QMDB state
+//! most [`BATCH_BLOCKS_MAX`] at a time, and none past the end of its state's current epoch),
+//! checks that they link by parent digest to its tip, checks the simplex finalization
+//! certificate of the batch's last block against the epoch's committee as its own state names
+//! it (the genesis validators, then each elected committee, fixed on chain two epochs ahead;
+//! this finalizes every ancestor), then executes each block on its own QMDB state
 //! and refuses any whose state root differs from its own execution. The serving node is
 //! trusted for nothing: a wrong block fails the link, certificate or state-root check and the
 //! follower stops advancing until a correct answer comes.
@@ -17,6 +19,7 @@
 use crate::{
     chain::{ChainError, ChainState},
     engine::{block_cfg, genesis_block},
+    epochs::{epoch_state, EpochState},
 };
 use commonware_codec::Decode as _;
 use commonware_cryptography::Digestible;
@@ -193,7 +196,10 @@ async fn poll<E: Storage + Clock + Metrics + Spawner>(
     if head <= tip {
         return Ok(head);
     }
-    let last = head.min(tip + BATCH_BLOCKS_MAX);
+    // A batch stays within the current epoch: the next one's committee signs past its end.
+    let epochs = epoch_state(chain).await?;
+    let epoch_end = epochs.current.last_height().unwrap_or(u64::MAX);
+    let last = head.min(tip + BATCH_BLOCKS_MAX).min(epoch_end);
     let mut blocks = Vec::with_capacity((last - tip) as usize);
     let mut parent = chain.tip().digest;
     for height in tip + 1..=last {
@@ -207,7 +213,7 @@ async fn poll<E: Storage + Clock + Metrics + Spawner>(
         parent = block.digest();
         blocks.push(block);
     }
-    let certified = certified_prefix(rpc, genesis, &blocks).await?;
+    let certified = certified_prefix(rpc, genesis, &epochs, &blocks).await?;
     let chain_id = genesis.chain_id();
     for block in &blocks[..certified] {
         let context = BlockContext {
@@ -228,27 +234,31 @@ async fn poll<E: Storage + Clock + Metrics + Spawner>(
 }
 
 /// The length of the longest prefix of `blocks` whose last block carries a valid finalization
-/// certificate (its ancestors are final with it).
+/// certificate of the current epoch's committee (its ancestors are final with it).
 async fn certified_prefix(
     rpc: &HttpClient,
     genesis: &Genesis,
+    epochs: &EpochState,
     blocks: &[Block],
 ) -> Result<usize, FollowError> {
     let chain_id = genesis.chain_id();
-    let validators = genesis
-        .validator_keys()
-        .map_err(|e| FollowError::Genesis(e.to_string()))?;
+    let epoch = epochs.current.epoch.get();
+    let committee = epochs
+        .committee(epoch)
+        .ok_or_else(|| FollowError::Genesis(format!("no committee for epoch {epoch}")))?;
     for (index, block) in blocks.iter().enumerate().rev().take(16) {
         let Some(hex) = rpc.get_finalization(block.height.get()).await? else {
             continue;
         };
         let bytes = hex::decode(hex.trim_start_matches("0x"))
             .map_err(|e| FollowError::Rejected(e.to_string()))?;
-        let certificate = decode_finalization(&chain_id, &validators, &bytes)
+        let certificate = decode_finalization(&chain_id, committee, &bytes)
             .map_err(|e| FollowError::Rejected(format!("certificate: {e}")))?;
-        if !verify_finalization(&chain_id, &validators, &certificate, &block.digest()) {
+        if certificate.proposal.round.epoch().get() != epoch
+            || !verify_finalization(&chain_id, committee, &certificate, &block.digest())
+        {
             return Err(FollowError::Rejected(format!(
-                "finalization of block {} does not verify",
+                "finalization of block {} does not verify for epoch {epoch}",
                 block.height
             )));
         }

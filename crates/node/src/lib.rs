@@ -5,6 +5,9 @@
 //!   finalized blocks.
 //! - [`engine`]: wires p2p channels, marshal (dissemination, backfill, ordered delivery) and
 //!   simplex (ordering and finality) for one validator.
+//! - [`epochs`]: each epoch's heights, committee scheme and consensus peers, from the chain.
+//! - [`orchestrator`]: one simplex engine per epoch where this key is a member, a certificate
+//!   follower elsewhere.
 //! - [`shared`]: the state the application, finalizer, relay and RPC server share, behind one
 //!   small interface.
 //! - [`invariants`]: the runtime's invariants checked after every finalized block (a
@@ -22,10 +25,12 @@ pub mod application;
 pub mod chain;
 pub mod config;
 pub mod engine;
+pub mod epochs;
 pub mod evidence;
 pub mod follower;
 pub mod full;
 pub mod invariants;
+pub mod orchestrator;
 pub mod peers;
 pub mod receipts;
 pub mod relay;

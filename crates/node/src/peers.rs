@@ -16,6 +16,12 @@
 //! validator's key there would take its connections). Nodes keep one peer set
 //! (`tracked_peer_sets = 1`), so a deregistered node is disconnected and refused as soon as
 //! the next set is tracked.
+//!
+//! The primary peers are the genesis validators and the members of the previous, current and
+//! next committees at the tip (their consensus keys and on-chain p2p addresses; a genesis
+//! validator keeps its configured address): an elected candidate is dialed a full epoch
+//! before it serves, and an unseated one keeps its slot for the epoch after. An epoch start
+//! (`EpochStarted`) makes the sets be read again, like a registry change.
 
 use crate::{
     chain::{ChainError, Executed},
@@ -29,9 +35,10 @@ use logos_primitives::{NodeKey, PublicKey};
 use logos_types::{
     codec::decode,
     peers::{self, FullNode, FullNodeKeys, FullNodes},
-    Event, StorageMap, StorageValue,
+    staking::{self, Committees, CurrentEpoch, Epoch as StakingEpoch},
+    Event, StorageItem, StorageMap, StorageValue,
 };
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
@@ -96,15 +103,69 @@ pub fn secondary_peers(
     Map::from_iter_dedup(peers)
 }
 
-/// Whether a finalized block's execution changed the registry: an event of a registration
-/// or deregistration, from a transaction or an end-of-block hook.
+/// The primary peers: `validators` (the genesis validators at their configured addresses)
+/// and every member of `state`'s committees whose key is valid and address can be a source.
+pub fn primary_peers(
+    validators: &Map<PublicKey, Address>,
+    committees: &[(PublicKey, SocketAddr)],
+) -> Map<PublicKey, Address> {
+    let mut peers: Vec<(PublicKey, Address)> = validators
+        .iter_pairs()
+        .map(|(key, address)| (key.clone(), address.clone()))
+        .collect();
+    for (key, address) in committees {
+        let usable = !address.ip().is_unspecified() && address.port() != 0;
+        if usable && validators.position(key).is_none() {
+            peers.push((key.clone(), (*address).into()));
+        }
+    }
+    Map::from_iter_dedup(peers)
+}
+
+/// The members of the previous, current and next committees at the finalized tip, with their
+/// on-chain p2p addresses.
+pub async fn read_committee_peers<E: Storage + Clock + Metrics + Spawner>(
+    shared: &Shared<E>,
+) -> Result<Vec<(PublicKey, SocketAddr)>, ChainError> {
+    let chain = shared.chain().await;
+    let tip = chain.tip().digest;
+    let key = CurrentEpoch::key();
+    let current = match chain.read(&tip, &key).await? {
+        Some(bytes) => CurrentEpoch::decode_value(&key, &bytes)
+            .map_err(|error| ChainError::Storage(error.to_string()))?,
+        None => CurrentEpoch::default_value(),
+    };
+    let epoch = current.epoch.get();
+    let mut members = Vec::new();
+    for number in [epoch.checked_sub(1), Some(epoch), epoch.checked_add(1)]
+        .into_iter()
+        .flatten()
+    {
+        let key = Committees::key(&StakingEpoch(number));
+        let Some(bytes) = chain.read(&tip, &key).await? else {
+            continue;
+        };
+        let committee = Committees::decode_value(&key, &bytes)
+            .map_err(|error| ChainError::Storage(error.to_string()))?;
+        for member in committee.members.iter() {
+            if let Ok(key) = member.consensus_key.public_key() {
+                members.push((key, member.p2p_address.socket_address()));
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// Whether a finalized block's execution changed the registry or the committees: an event of
+/// a registration or deregistration, from a transaction or an end-of-block hook, or the start
+/// of an epoch.
 pub fn changes_registry(executed: &Executed) -> bool {
     let registry_event = |event: &Event| {
         matches!(
             event,
             Event::Peers(
                 peers::Event::FullNodeRegistered { .. } | peers::Event::FullNodeDeregistered { .. }
-            )
+            ) | Event::Staking(staking::Event::EpochStarted { .. })
         )
     };
     executed
@@ -115,8 +176,9 @@ pub fn changes_registry(executed: &Executed) -> bool {
         .any(registry_event)
 }
 
-/// Spawns the registry follower (see the module docs): `validators` are tracked as primary
-/// peers, `configured` and the registry as secondary ones. The caller has tracked
+/// Spawns the registry follower (see the module docs): `validators` and the recent
+/// committees are tracked as primary peers, `configured` and (if `registry`: validators serve
+/// full nodes, full nodes serve none) the registry as secondary ones. The caller has tracked
 /// `validators` and `configured` under id 0; the follower tracks under the tip's height, so
 /// ids only grow. It takes each finalized block as it is published (so the notification
 /// channel holds none for it) and stops when the p2p manager is closed.
@@ -126,15 +188,15 @@ pub fn track_registered<E, M>(
     mut manager: M,
     validators: Map<PublicKey, Address>,
     configured: Map<PublicKey, Address>,
+    registry: bool,
 ) where
     E: Storage + Clock + Metrics + Spawner,
     M: AddressableManager<PublicKey = PublicKey>,
 {
-    let validator_keys: Vec<PublicKey> = validators.iter().cloned().collect();
     // Subscribed before the first read, so no change between the two is missed.
     let mut blocks = shared.subscribe();
     context.child("registry").spawn(move |context| async move {
-        let mut tracked = configured.clone();
+        let mut tracked = (validators.clone(), configured.clone());
         // Read at start: the registry may already hold nodes.
         let mut stale = true;
         let poll = Duration::from_millis(REGISTRY_POLL_MS);
@@ -166,19 +228,35 @@ pub fn track_registered<E, M>(
                 }
             }
             last_read = Some(context.current());
-            let (height, registry) = match read_registry(&shared).await {
+            let read = async {
+                let committees = read_committee_peers(&shared).await?;
+                let (height, nodes) = match registry {
+                    true => read_registry(&shared).await?,
+                    false => (shared.tip().await.height.get(), Vec::new()),
+                };
+                Ok::<_, ChainError>((height, committees, nodes))
+            };
+            let (height, committees, nodes) = match read.await {
                 Ok(read) => read,
                 Err(error) => {
-                    warn!(%error, "full-node registry unreadable");
+                    warn!(%error, "full-node registry or committees unreadable");
                     continue;
                 }
             };
-            let secondary = secondary_peers(&configured, &registry, &validator_keys);
-            if secondary == tracked {
+            let primary = primary_peers(&validators, &committees);
+            let primary_keys: Vec<PublicKey> = primary.iter().cloned().collect();
+            let secondary = secondary_peers(&configured, &nodes, &primary_keys);
+            let secondary = Map::from_iter_dedup(
+                secondary
+                    .iter_pairs()
+                    .filter(|(key, _)| primary.position(key).is_none())
+                    .map(|(key, address)| (key.clone(), address.clone())),
+            );
+            if (&primary, &secondary) == (&tracked.0, &tracked.1) {
                 stale = false;
                 continue;
             }
-            let peers = AddressableTrackedPeers::new(validators.clone(), secondary.clone());
+            let peers = AddressableTrackedPeers::new(primary.clone(), secondary.clone());
             if !manager.track(height, peers).accepted() {
                 warn!(
                     height,
@@ -188,10 +266,11 @@ pub fn track_registered<E, M>(
             }
             info!(
                 height,
+                committee_peers = primary.len(),
                 full_nodes = secondary.len(),
-                "tracking registered full nodes"
+                "tracking committees and registered full nodes"
             );
-            tracked = secondary;
+            tracked = (primary, secondary);
             stale = false;
         }
     });

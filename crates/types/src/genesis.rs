@@ -42,6 +42,39 @@ pub struct Params {
     /// privileged calls.
     #[serde(default)]
     pub privileged_account: Option<Address>,
+    /// Epoch length from genesis on, blocks (`None`: the staking default, 7,200); governance
+    /// changes it later (`staking::SetConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_length_blocks: Option<u64>,
+    /// Seats of an elected committee (`None`: the staking default, 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committee_size: Option<u16>,
+    /// Elect committees from stake from genesis on (default: proof of authority by the genesis
+    /// validators until a governance proposal switches elections on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub elections: bool,
+}
+
+impl Params {
+    /// True if the genesis sets any staking setting (they are then part of the chain id).
+    pub fn sets_staking(&self) -> bool {
+        self.epoch_length_blocks.is_some() || self.committee_size.is_some() || self.elections
+    }
+
+    /// The staking settings at genesis: the module defaults with this genesis' overrides (the
+    /// unbonding period is raised to three epochs if a long epoch needs it).
+    pub fn staking_config(&self) -> crate::staking::StakingConfig {
+        let mut config = crate::staking::StakingConfig::default();
+        if let Some(length) = self.epoch_length_blocks {
+            config.epoch_length_blocks = length;
+            config.unbonding_blocks = config.unbonding_blocks.max(length.saturating_mul(3));
+        }
+        if let Some(size) = self.committee_size {
+            config.committee_size = size;
+        }
+        config.elections = self.elections;
+        config
+    }
 }
 
 impl Default for Params {
@@ -50,6 +83,9 @@ impl Default for Params {
             min_fee: Amount(1_000),
             max_block_transactions: 2_048,
             privileged_account: None,
+            epoch_length_blocks: None,
+            committee_size: None,
+            elections: false,
         }
     }
 }
@@ -151,6 +187,16 @@ impl Genesis {
                 "max_block_transactions above {MAX_BLOCK_TRANSACTIONS_MAX}"
             ));
         }
+        if self.params.staking_config().check().is_err() {
+            return invalid(format!(
+                "staking settings out of bounds (epoch length {}..={} blocks, committee size \
+                 {}..={})",
+                crate::staking::EPOCH_LENGTH_MIN_BLOCKS,
+                crate::staking::EPOCH_LENGTH_MAX_BLOCKS,
+                crate::staking::COMMITTEE_MIN,
+                crate::staking::COMMITTEE_MAX
+            ));
+        }
         let keys = self.validator_keys()?;
         let unique: std::collections::BTreeSet<_> = keys.iter().collect();
         if unique.len() != keys.len() {
@@ -213,6 +259,13 @@ impl Genesis {
         for (address, balance) in &balances {
             address.write(&mut bytes);
             balance.write(&mut bytes);
+        }
+        // Only a genesis that sets them commits to them: older ids stay as they were.
+        if self.params.sets_staking() {
+            let config = self.params.staking_config();
+            config.epoch_length_blocks.write(&mut bytes);
+            config.committee_size.write(&mut bytes);
+            u8::from(config.elections).write(&mut bytes);
         }
         ChainId(hash(&[b"logos-genesis-v1", &bytes]))
     }

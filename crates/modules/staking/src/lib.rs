@@ -1065,6 +1065,27 @@ impl Module for Staking {
         for epoch in [Epoch(0), Epoch(1)] {
             writes.insert(Committees::key(&epoch), Some(encode(&committee)));
         }
+        // A genesis that sets staking settings stores them, and the first epoch's length;
+        // one that does not keeps the stored defaults (and its state root).
+        if genesis.params.sets_staking() {
+            let config = genesis.params.staking_config();
+            config
+                .check()
+                .map_err(|_| "genesis staking settings out of bounds".to_string())?;
+            let first = EpochInfo {
+                epoch: Epoch(0),
+                start_height: 1,
+                length_blocks: config.epoch_length_blocks,
+            };
+            writes.insert(
+                <Config as logos_types::StorageValue>::key(),
+                Some(encode(&config)),
+            );
+            writes.insert(
+                <CurrentEpoch as logos_types::StorageValue>::key(),
+                Some(encode(&first)),
+            );
+        }
         Ok(writes)
     }
 }
