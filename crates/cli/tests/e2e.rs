@@ -5,7 +5,7 @@ use jsonrpsee::{
     core::client::Subscription, http_client::HttpClientBuilder, ws_client::WsClientBuilder,
 };
 use logos_api::rpc::{codes, EventRecord, LogosApiClient};
-use logos_primitives::{Address, Amount, ChainId, PrivateKey};
+use logos_primitives::{format_public_key, Address, Amount, ChainId, PrivateKey};
 use logos_types::{balances, codec::encode as codec_bytes, Call, Event, TransactionPayload};
 use std::{
     io::{Read, Write},
@@ -49,6 +49,27 @@ impl Devnet {
         extra_config: &str,
         full_nodes: usize,
     ) -> Self {
+        Self::init_with_args(
+            name,
+            validators,
+            accounts,
+            port_base,
+            extra_config,
+            full_nodes,
+            &[],
+        )
+    }
+
+    /// [`Self::init_with_full_nodes`] with `extra_args` passed to `logos devnet`.
+    fn init_with_args(
+        name: &str,
+        validators: usize,
+        accounts: usize,
+        port_base: u16,
+        extra_config: &str,
+        full_nodes: usize,
+        extra_args: &[&str],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("logos-e2e-{name}-{}", std::process::id()));
         let status = Command::new(LOGOS)
             .args([
@@ -64,6 +85,7 @@ impl Devnet {
             .args(["--p2p-base-port", &port_base.to_string()])
             .args(["--rpc-base-port", &(port_base + 1_000).to_string()])
             .args(["--metrics-base-port", &(port_base + 2_000).to_string()])
+            .args(extra_args)
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -1817,4 +1839,107 @@ fn governance_changes_a_price_at_its_enactment_block_and_outlives_the_authority(
     let committee: serde_json::Value =
         serde_json::from_str(&logos_cli(&devnet, &["query", "committee"]).unwrap()).unwrap();
     assert_eq!(committee["members"].as_array().unwrap().len(), 4);
+}
+
+/// Elected committees run consensus across processes: five validators with epochs of 60
+/// blocks and elections from genesis; four bond and declare themselves candidates with their
+/// own consensus keys and on-chain p2p addresses, the fifth does not. From the first epoch
+/// whose committee is those four, every block is proposed by one of them, and the fifth
+/// (out of the committee) keeps following the chain over p2p as a full node.
+#[test]
+fn elected_committees_run_consensus_and_the_rest_follow() {
+    const PORT_BASE: u16 = 21_900;
+    const EPOCH_BLOCKS: u64 = 60;
+    let devnet = Devnet::init_with_args(
+        "epochs",
+        5,
+        0,
+        PORT_BASE,
+        "",
+        0,
+        &[
+            "--epoch-length-blocks",
+            &EPOCH_BLOCKS.to_string(),
+            "--committee-size",
+            "4",
+            "--elections",
+        ],
+    );
+    let rt = runtime();
+    rt.block_on(wait_for_height(&devnet.rpc[0], 1, Duration::from_secs(60)));
+    let mut candidates = Vec::new();
+    for i in 0..4u16 {
+        let name = format!("validator-{i}");
+        let amount = (u128::from(i + 2) * 1_000_000_000).to_string();
+        logos_cli(
+            &devnet,
+            &["stake", "bond", "--amount", &amount, "--from", &name],
+        )
+        .unwrap();
+        let address = format!("127.0.0.1:{}", PORT_BASE + i);
+        logos_cli(
+            &devnet,
+            &[
+                "stake",
+                "validate",
+                "--consensus-key",
+                &name,
+                "--p2p-address",
+                &address,
+                "--from",
+                &name,
+            ],
+        )
+        .unwrap();
+        candidates.push(format_public_key(&devnet.key(&name).public_key()));
+    }
+    candidates.sort();
+    // The first epoch served by the elected four (an election needs its candidates declared
+    // before the epoch two earlier ends).
+    let committee = |epoch: u64| -> Option<Vec<String>> {
+        let shown = logos_cli(
+            &devnet,
+            &["query", "committee", "--epoch", &epoch.to_string()],
+        )
+        .ok()?;
+        let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        let mut keys: Vec<String> = shown["members"]
+            .as_array()?
+            .iter()
+            .map(|member| member["consensus_key"].as_str().unwrap().to_string())
+            .collect();
+        keys.sort();
+        Some(keys)
+    };
+    let mut elected = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while elected.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the four were never elected"
+        );
+        elected = (2..12).find(|epoch| committee(*epoch).as_ref() == Some(&candidates));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let epoch = elected.unwrap();
+    let first = epoch * EPOCH_BLOCKS + 1;
+    let last = first + EPOCH_BLOCKS / 2;
+    rt.block_on(async {
+        // Both the members and the outsider reach well into the elected epoch.
+        wait_for_height(&devnet.rpc[0], last, Duration::from_secs(240)).await;
+        wait_for_height(&devnet.rpc[4], last, Duration::from_secs(60)).await;
+        let outsider = format_public_key(&devnet.key("validator-4").public_key());
+        for height in first..=last {
+            let block = client(&devnet.rpc[4])
+                .get_block_by_height(height)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                candidates.contains(&block.proposer) && block.proposer != outsider,
+                "block {height} of epoch {epoch} proposed by {}",
+                block.proposer
+            );
+        }
+    });
 }

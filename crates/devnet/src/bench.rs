@@ -863,3 +863,36 @@ fn epoch_gaps(
         "epoch_length_blocks": epoch_length_blocks,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrivals(gaps_ms: &[(u64, u64)]) -> Vec<(u64, Instant)> {
+        let start = Instant::now();
+        let mut at = Duration::ZERO;
+        gaps_ms
+            .iter()
+            .map(|(height, gap_ms)| {
+                at += Duration::from_millis(*gap_ms);
+                (*height, start + at)
+            })
+            .collect()
+    }
+
+    /// A change is the gap across a multiple of the epoch length (heights skipped by the
+    /// subscription included); other gaps are block intervals; too few changes are an error.
+    #[test]
+    fn epoch_changes_are_the_gaps_across_epoch_ends() {
+        let heads = arrivals(&[(9, 0), (10, 25), (11, 400), (12, 30), (19, 25), (21, 900)]);
+        let report = epoch_gaps(&heads, 10, 2).unwrap();
+        assert_eq!(
+            report["epoch_change_gaps_ms"],
+            serde_json::json!([400.0, 900.0])
+        );
+        assert_eq!(report["epoch_change_gap_ms"], 900.0);
+        assert_eq!(report["block_interval_ms_max"], 30.0);
+        assert_eq!(report["slow_intervals"], serde_json::json!([[21, 900.0]]));
+        assert!(epoch_gaps(&heads, 10, 3).is_err());
+    }
+}

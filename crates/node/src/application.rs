@@ -24,12 +24,14 @@
 use crate::{
     chain::{ChainError, PRUNE_INTERVAL_BLOCKS},
     engine::MarshalMailbox,
+    epochs::Epochs,
     invariants::InvariantCheck,
     shared::{FinalizedBlock, Shared},
 };
 use commonware_consensus::{
     marshal::{ancestry::Ancestry, Update},
     simplex::types::Context,
+    types::{Epoch, Epocher as _},
     Reporter,
 };
 use commonware_cryptography::{BatchEntry, BatchVerifier, Digested, Digestible};
@@ -381,7 +383,7 @@ pub struct Finalizer<E: Storage + Clock + Metrics + Spawner> {
     receiver: mpsc::UnboundedReceiver<Update<Block>>,
     metrics: FinalizerMetrics,
     invariants: Option<InvariantCheck>,
-    retention: Option<(MarshalMailbox, u64)>,
+    retention: Option<(MarshalMailbox, u64, Epochs)>,
 }
 
 impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
@@ -393,9 +395,10 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
 
     /// Also asks marshal to prune finalized blocks and certificates more than `blocks` below
     /// the tip, every [`PRUNE_INTERVAL_BLOCKS`] blocks (marshal drops whole archive sections,
-    /// so up to a section more is kept).
-    pub fn retain(mut self, marshal: MarshalMailbox, blocks: u64) -> Self {
-        self.retention = Some((marshal, blocks));
+    /// so up to a section more is kept), never the current epoch's floor (the previous
+    /// epoch's last block, which `epochs` names and a restarted engine builds on).
+    pub fn retain(mut self, marshal: MarshalMailbox, blocks: u64, epochs: Epochs) -> Self {
+        self.retention = Some((marshal, blocks, epochs));
         self
     }
 
@@ -554,10 +557,15 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
                 "finalized"
             );
         }
-        if let Some((marshal, blocks)) = &self.retention {
+        if let Some((marshal, blocks, epochs)) = &self.retention {
             let height = block.height.get();
             if height.is_multiple_of(PRUNE_INTERVAL_BLOCKS) && height > *blocks {
-                marshal.prune(Height::new(height - blocks));
+                // The block the current epoch's engine builds on stays (a restart needs it).
+                let floor = epochs
+                    .current()
+                    .and_then(|epoch| epochs.first(Epoch::new(epoch)))
+                    .map_or(0, |first| first.get().saturating_sub(1));
+                marshal.prune(Height::new((height - blocks).min(floor)));
                 self.shared
                     .receipts_mut()
                     .await

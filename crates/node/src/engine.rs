@@ -21,7 +21,7 @@
 //!
 //! A node's peers are the validators and the full nodes it lets connect (p2p secondary peers,
 //! see [`crate::full`]). What goes "to all" on channels 0, 4 and 5 goes to the consensus peers
-//! only (the recent committees, [`ValidatorsOnly`]): votes are of no use to a full node, and
+//! only (the recent committees, [`ToCommittees`]): votes are of no use to a full node, and
 //! a leader uploading each block to every full node would compete with its upload to the
 //! committee (full nodes fetch finalized blocks by backfill). Certificates (channel 1) reach
 //! full nodes: they follow them.
@@ -215,15 +215,15 @@ pub mod channels {
 
 /// A p2p sender whose [`Recipients::All`] means the consensus peers (other than this node;
 /// see [`crate::epochs`]) rather than every connected peer (see the module docs), or, made
-/// with [`ValidatorsOnly::everyone`], every connected peer.
+/// with [`ToCommittees::everyone`], every connected peer.
 #[derive(Clone)]
-pub struct ValidatorsOnly<S> {
+pub struct ToCommittees<S> {
     inner: S,
     /// `None`: every connected peer.
     epochs: Option<(Epochs, PublicKey)>,
 }
 
-impl<S> ValidatorsOnly<S> {
+impl<S> ToCommittees<S> {
     /// Wraps `inner`; `me` is this node's key.
     pub fn new(inner: S, epochs: &Epochs, me: &PublicKey) -> Self {
         Self {
@@ -241,7 +241,7 @@ impl<S> ValidatorsOnly<S> {
     }
 }
 
-impl<S: LimitedSender<PublicKey = PublicKey>> LimitedSender for ValidatorsOnly<S> {
+impl<S: LimitedSender<PublicKey = PublicKey>> LimitedSender for ToCommittees<S> {
     type PublicKey = PublicKey;
     type Checked<'a>
         = S::Checked<'a>
@@ -270,13 +270,13 @@ impl<S: LimitedSender<PublicKey = PublicKey>> LimitedSender for ValidatorsOnly<S
 /// a few hundred registered keys could make a node decode their messages. The sender is not
 /// blocked: a node behind the chain does not know the newest committee yet, and must still
 /// take its members' backfill answers on other channels.
-pub struct FromValidatorsOnly<R> {
+pub struct FromCommittees<R> {
     inner: R,
     epochs: Epochs,
     dropped: Counter,
 }
 
-impl<R> FromValidatorsOnly<R> {
+impl<R> FromCommittees<R> {
     /// Wraps `inner`; messages from other than `epochs`' consensus peers are dropped and
     /// counted in `dropped`.
     pub fn new(inner: R, epochs: &Epochs, dropped: Counter) -> Self {
@@ -288,15 +288,15 @@ impl<R> FromValidatorsOnly<R> {
     }
 }
 
-impl<R: std::fmt::Debug> std::fmt::Debug for FromValidatorsOnly<R> {
+impl<R: std::fmt::Debug> std::fmt::Debug for FromCommittees<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FromValidatorsOnly")
+        f.debug_struct("FromCommittees")
             .field("inner", &self.inner)
             .finish()
     }
 }
 
-impl<R> Receiver for FromValidatorsOnly<R>
+impl<R> Receiver for FromCommittees<R>
 where
     R: Receiver<PublicKey = PublicKey>,
 {
@@ -618,7 +618,7 @@ pub(crate) fn start_orchestrator<E, S, R, B>(
     config: &Config,
     parts: OrchestratorParts<E, B>,
     (votes, certificates, resolver): ((S, R), (S, R), (S, R)),
-    start_engine: Option<StartEngine<ValidatorsOnly<S>>>,
+    start_engine: Option<StartEngine<ToCommittees<S>>>,
 ) -> Handle<()>
 where
     E: Spawner + Storage + Clock + Metrics + Supervisor + rand::CryptoRng + Send + Sync + 'static,
@@ -631,17 +631,14 @@ where
         "non_member_messages_dropped",
         "messages on consensus channels from keys of no recent committee",
     );
-    let only = |receiver| FromValidatorsOnly::new(receiver, &parts.epochs, dropped.clone());
+    let only = |receiver| FromCommittees::new(receiver, &parts.epochs, dropped.clone());
     let channels = (
         (
-            ValidatorsOnly::new(votes.0, &parts.epochs, &me),
+            ToCommittees::new(votes.0, &parts.epochs, &me),
             only(votes.1),
         ),
-        (
-            ValidatorsOnly::everyone(certificates.0),
-            only(certificates.1),
-        ),
-        (ValidatorsOnly::everyone(resolver.0), only(resolver.1)),
+        (ToCommittees::everyone(certificates.0), only(certificates.1)),
+        (ToCommittees::everyone(resolver.0), only(resolver.1)),
     );
     let orchestrator = Orchestrator::new(
         context.child("orchestrator"),
@@ -741,11 +738,11 @@ where
         "blocks from keys of no recent committee",
     );
     let blocks = (
-        ValidatorsOnly::new(blocks.0, &epochs, &me),
-        FromValidatorsOnly::new(blocks.1, &epochs, dropped),
+        ToCommittees::new(blocks.0, &epochs, &me),
+        FromCommittees::new(blocks.1, &epochs, dropped),
     );
     let transactions = (
-        ValidatorsOnly::new(transactions.0, &epochs, &me),
+        ToCommittees::new(transactions.0, &epochs, &me),
         transactions.1,
     );
 
@@ -835,7 +832,7 @@ where
     actor.start(reporter, buffer, resolver);
     let tip = restore_tip(&shared, &marshal, &genesis_block).await?;
     if let Some(blocks) = retention_blocks {
-        finalizer = finalizer.retain(marshal.clone(), blocks);
+        finalizer = finalizer.retain(marshal.clone(), blocks, epochs.clone());
     }
     if config.check_invariants {
         let check = InvariantCheck::new(&config.genesis, &context.child("invariants"))?

@@ -14,7 +14,8 @@
 //! re-proposals of `Inline`) and its certificate [`Provider`] (a signing scheme for epochs whose
 //! committee holds this node's key, a verifier otherwise), and it lists the consensus peers:
 //! the members of the previous, current and next committees (late votes of the last epoch and
-//! early connections of the next one are let through; anyone else is blocked).
+//! early connections of the next one are let through; what anyone else sends on a consensus
+//! channel is dropped unread).
 //!
 //! Bounds: the spans of the last [`EPOCHS_KEPT`] epochs and the schemes of the last
 //! [`SCHEMES_KEPT`] epochs (the previous, the current, the next and one more for a node that

@@ -5,8 +5,8 @@
 //! most [`BATCH_BLOCKS_MAX`] at a time, and none past the end of its state's current epoch),
 //! checks that they link by parent digest to its tip, checks the simplex finalization
 //! certificate of the batch's last block against the epoch's committee as its own state names
-//! it (the genesis validators, then each elected committee, fixed on chain two epochs ahead;
-//! this finalizes every ancestor), then executes each block on its own QMDB state
+//! it (the genesis validators, then each elected committee, fixed on chain two epochs ahead
+//! and only shrunk meanwhile, by a slash; this finalizes every ancestor), then executes each block on its own QMDB state
 //! and refuses any whose state root differs from its own execution. The serving node is
 //! trusted for nothing: a wrong block fails the link, certificate or state-root check and the
 //! follower stops advancing until a correct answer comes.

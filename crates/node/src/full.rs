@@ -4,7 +4,7 @@
 //! It joins the validators' p2p network with its own key (it dials the validators; each
 //! validator tracks it as a *secondary* peer, commonware p2p's tier for peers that follow
 //! progress without driving it; of what validators send to all peers it receives the
-//! certificates, see [`crate::engine::ValidatorsOnly`]). It runs
+//! certificates, see [`crate::engine::ToCommittees`]). It runs
 //! everything a validator runs but consensus ([`crate::engine::start_base`]):
 //! - **finalizations**: every committee member broadcasts each finalization certificate it
 //!   forms on channel 1 (the subchannel of its epoch). The full node decodes each one, drops
@@ -25,8 +25,8 @@
 //!   (channel 5), which admit them with their own checks.
 //!
 //! Channels 0 (votes) and 2 (simplex's resolver) are multiplexed by epoch like a validator's
-//! and no subchannel of theirs is opened: whatever arrives on them is dropped (a vote of a
-//! later epoch tells the node it is behind, see [`crate::orchestrator`]).
+//! and no subchannel of theirs is opened: whatever arrives on them is dropped (a certificate
+//! of a later epoch tells the node it is behind, see [`crate::orchestrator`]).
 //!
 //! A full node starts from genesis: it catches up only while the validators still hold the
 //! blocks it lacks (their `retention_blocks`, 1,000,000 by default; devnet validators archive).

@@ -11,16 +11,19 @@
 //!   members broadcast on the epoch's certificate subchannel, checks each against the epoch's
 //!   committee and hands it to marshal (a malformed or forged one blocks its sender).
 //!
-//! Entering an epoch also opens the next epoch's subchannels: what its members send before this
-//! node has executed the boundary waits there (bounded by the channel's capacity) rather than
-//! being dropped, so the new epoch's first leader is heard by everyone. A node further behind
-//! sees votes or certificates of a later epoch on a subchannel it has not opened (the muxers'
-//! backup queues): it asks that sender for the finalization of its own epoch's last block, so
-//! it crosses the boundary without waiting for its backfill.
+//! Messages of an epoch this node has not entered arrive on subchannels it has not opened (the
+//! vote and certificate muxers' backup queues). Those of the next epoch are kept (at most
+//! [`EARLY_MESSAGES_MAX`] per channel and [`EARLY_BYTES_MAX`] in all) and handed to that
+//! epoch's engine first when it starts, so the new epoch's first leader is heard even by a node
+//! that executes the boundary a little after the others. Any message of a later epoch also
+//! tells the node it is behind: it asks that sender (at most every [`HINT_INTERVAL_MS`]) for
+//! the finalization of its own epoch's last block, so it crosses the boundary even if it
+//! missed that certificate and its peers have stopped the old engine.
 //!
 //! The old engine is stopped as soon as the boundary block is executed: the boundary's
-//! finalization is already in marshal, which serves it to any member still behind. The journal
-//! of the epoch before the previous one is removed at each change (its views are final).
+//! finalization is already in marshal, which serves it (backfill) to a node still behind that
+//! asks, as above. The journal of the epoch before the previous one is removed at each change
+//! (its views are final).
 
 use crate::{
     engine::MarshalMailbox,
@@ -51,12 +54,92 @@ use commonware_utils::{channel::mpsc, vec::NonEmptyVec};
 use futures::FutureExt as _;
 use logos_api::consensus::Scheme;
 use logos_primitives::{Hash, PublicKey};
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn};
 
-/// A pair of subchannel ends of one epoch.
-pub type SubChannel<S> = (SubSender<S>, SubReceiver<PublicKey>);
+/// Messages of the next epoch kept per channel before it is entered.
+pub const EARLY_MESSAGES_MAX: usize = 1_024;
+/// Bytes of messages of the next epoch kept in all before it is entered.
+pub const EARLY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Shortest time between two requests for the boundary finalization, ms.
+pub const HINT_INTERVAL_MS: u64 = 200;
+
+/// A pair of subchannel ends of one epoch (the receiver first yields what arrived early).
+pub type SubChannel<S> = (SubSender<S>, Replay<SubReceiver<PublicKey>>);
+
+/// A receiver that yields messages kept from before it was opened, then its own.
+pub struct Replay<R> {
+    early: VecDeque<Message<PublicKey>>,
+    inner: R,
+}
+
+impl<R> std::fmt::Debug for Replay<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("early", &self.early.len())
+            .finish()
+    }
+}
+
+impl<R: Receiver<PublicKey = PublicKey>> Receiver for Replay<R> {
+    type Error = R::Error;
+    type PublicKey = PublicKey;
+
+    async fn recv(&mut self) -> Result<Message<PublicKey>, Self::Error> {
+        match self.early.pop_front() {
+            Some(message) => Ok(message),
+            None => self.inner.recv().await,
+        }
+    }
+
+    fn capacity(&self) -> std::num::NonZeroUsize {
+        self.inner.capacity()
+    }
+}
+
+/// What arrived for the next epoch before this node entered it (see the module docs).
+#[derive(Default)]
+struct Early {
+    epoch: u64,
+    votes: VecDeque<Message<PublicKey>>,
+    certificates: VecDeque<Message<PublicKey>>,
+    bytes: usize,
+}
+
+impl Early {
+    /// Keeps `message` of `epoch`'s `votes` (else certificates) channel if it is the next
+    /// epoch's and the bounds allow.
+    fn keep(&mut self, next: u64, epoch: u64, votes: bool, message: Message<PublicKey>) {
+        if epoch != next {
+            return;
+        }
+        if self.epoch != next {
+            *self = Self {
+                epoch: next,
+                ..Self::default()
+            };
+        }
+        let size = message.1.len();
+        let queue = match votes {
+            true => &mut self.votes,
+            false => &mut self.certificates,
+        };
+        if queue.len() < EARLY_MESSAGES_MAX && self.bytes.saturating_add(size) <= EARLY_BYTES_MAX {
+            self.bytes += size;
+            queue.push_back(message);
+        }
+    }
+
+    /// The kept messages of `epoch` (votes, certificates), emptying the store.
+    fn take(&mut self, epoch: u64) -> (VecDeque<Message<PublicKey>>, VecDeque<Message<PublicKey>>) {
+        let early = std::mem::take(self);
+        match early.epoch == epoch {
+            true => (early.votes, early.certificates),
+            false => Default::default(),
+        }
+    }
+}
 
 /// What an epoch's engine is started with.
 pub struct EngineStart<S: Sender> {
@@ -105,8 +188,10 @@ pub struct Orchestrator<E: Storage + Clock + Metrics + Spawner, S: Sender, B> {
     vote_backup: Backup,
     certificate_backup: Backup,
     genesis: Hash,
-    /// The next epoch's subchannels, opened when this one was entered.
-    opened: Option<(u64, Opened<S>)>,
+    /// Messages of the next epoch that came before it was entered.
+    early: Early,
+    /// When the boundary finalization was last asked for.
+    hinted: Option<std::time::SystemTime>,
 }
 
 /// Settings of [`Orchestrator::new`].
@@ -167,7 +252,8 @@ where
             vote_backup,
             certificate_backup,
             genesis: config.genesis,
-            opened: None,
+            early: Early::default(),
+            hinted: None,
         }
     }
 
@@ -192,7 +278,10 @@ where
                     Err(error) => warn!(%error, "epoch unreadable at the finalized tip"),
                 }
             }
-            let current = active.as_ref().map(|active| active.epoch);
+            let current = active
+                .as_ref()
+                .map(|active| active.epoch)
+                .or_else(|| self.epochs.current());
             futures::select_biased! {
                 received = blocks.recv().fuse() => match received {
                     Ok(finalized) => {
@@ -203,11 +292,11 @@ where
                     Err(RecvError::Closed) => return,
                 },
                 backup = self.vote_backup.recv().fuse() => match backup {
-                    Some((epoch, (from, _))) => self.behind(current, epoch, from),
+                    Some((epoch, message)) => self.early(current, epoch, true, message),
                     None => return,
                 },
                 backup = self.certificate_backup.recv().fuse() => match backup {
-                    Some((epoch, (from, _))) => self.behind(current, epoch, from),
+                    Some((epoch, message)) => self.early(current, epoch, false, message),
                     None => return,
                 },
             }
@@ -215,27 +304,61 @@ where
     }
 
     /// A message of `their` epoch came on a subchannel this node has not opened: if that
-    /// epoch is later than ours, ask its sender for our epoch's last finalization.
-    fn behind(&self, ours: Option<u64>, their: Channel, from: PublicKey) {
+    /// epoch is later than ours, ask its sender (at most every [`HINT_INTERVAL_MS`]) for our
+    /// epoch's last finalization, and keep it if it is the next epoch's.
+    fn early(
+        &mut self,
+        ours: Option<u64>,
+        their: Channel,
+        votes: bool,
+        message: Message<PublicKey>,
+    ) {
         let Some(ours) = ours.filter(|ours| their > *ours) else {
             return;
         };
-        if let Some(last) = self.epochs.last(Epoch::new(ours)) {
+        let now = self.context.current();
+        let due = self.hinted.is_none_or(|at| {
+            now.duration_since(at).unwrap_or_default() >= Duration::from_millis(HINT_INTERVAL_MS)
+        });
+        if let (true, Some(last)) = (due, self.epochs.last(Epoch::new(ours))) {
             debug!(ours, their, %last, "a peer is in a later epoch; fetching our boundary");
-            self.marshal.hint_finalized(last, NonEmptyVec::new(from));
+            self.marshal
+                .hint_finalized(last, NonEmptyVec::new(message.0.clone()));
+            self.hinted = Some(now);
+        }
+        self.early
+            .keep(ours.saturating_add(1), their, votes, message);
+    }
+
+    /// Takes what waits in the backup queues (before `epoch`'s subchannels are opened, after
+    /// which its messages no longer go there).
+    fn drain_backups(&mut self, epoch: u64) {
+        let ours = epoch.checked_sub(1);
+        while let Ok((their, message)) = self.vote_backup.try_recv() {
+            self.early(ours, their, true, message);
+        }
+        while let Ok((their, message)) = self.certificate_backup.try_recv() {
+            self.early(ours, their, false, message);
         }
     }
 
-    /// Opens `epoch`'s subchannels: certificates always, votes and resolver where this node
-    /// is a member.
-    async fn open(&mut self, epoch: u64) -> Option<Opened<S>> {
-        let member = self.epochs.is_member(epoch) && self.start_engine.is_some();
-        let certificates = self.certificates.register(epoch).await.ok()?;
+    /// Opens `epoch`'s subchannels (certificates always, votes and resolver where this node is
+    /// a member), their receivers yielding first what arrived early.
+    async fn open(&mut self, epoch: u64, member: bool) -> Option<Opened<S>> {
+        self.drain_backups(epoch);
+        let (early_votes, early_certificates) = self.early.take(epoch);
+        let (sender, receiver) = self.certificates.register(epoch).await.ok()?;
+        let certificates = (sender, replay(early_certificates, receiver));
         let (votes, resolver) = match member {
-            true => (
-                Some(self.votes.register(epoch).await.ok()?),
-                Some(self.resolver.register(epoch).await.ok()?),
-            ),
+            true => {
+                let (sender, receiver) = self.votes.register(epoch).await.ok()?;
+                let votes = (sender, replay(early_votes, receiver));
+                let (sender, receiver) = self.resolver.register(epoch).await.ok()?;
+                (
+                    Some(votes),
+                    Some((sender, replay(VecDeque::new(), receiver))),
+                )
+            }
             false => (None, None),
         };
         Some(Opened {
@@ -245,13 +368,9 @@ where
         })
     }
 
-    /// Starts what this node runs in `state`'s epoch, and opens the next epoch's subchannels
-    /// (what its members send before this node crosses the boundary waits there, bounded by
-    /// the channel's capacity, instead of being lost: a leader's proposal of the new epoch's
-    /// first view would otherwise cost a leader timeout).
+    /// Starts what this node runs in `state`'s epoch.
     async fn enter(&mut self, state: &EpochState) -> Option<Active> {
         let epoch = state.current.epoch.get();
-        let floor = floor(&self.marshal, self.genesis, state).await?;
         if let Some(old) = epoch.checked_sub(2) {
             // Best effort: a journal left behind costs disk only.
             let _ = self
@@ -260,7 +379,7 @@ where
                 .await;
         }
         let scoped = self.epochs.scoped(Epoch::new(epoch))?;
-        let member = self.epochs.is_member(epoch);
+        let member = self.epochs.is_member(epoch) && self.start_engine.is_some();
         info!(
             epoch,
             start_height = state.current.start_height,
@@ -268,16 +387,13 @@ where
             member,
             "entered epoch"
         );
-        let opened = match self.opened.take().filter(|(at, _)| *at == epoch) {
-            Some((_, opened)) => opened,
-            None => self.open(epoch).await?,
-        };
-        if state.committee(epoch + 1).is_some() {
-            self.opened = self.open(epoch + 1).await.map(|next| (epoch + 1, next));
-        }
-        if let (true, Some(start)) = (member, self.start_engine.as_mut()) {
-            let (Some(votes), Some(resolver)) = (opened.votes, opened.resolver) else {
-                warn!(epoch, "member subchannels missing; not entering");
+        if member {
+            // Only an engine builds on the floor (a follower takes certificates).
+            let floor = floor(&self.marshal, self.genesis, state).await?;
+            let opened = self.open(epoch, true).await?;
+            let (Some(votes), Some(resolver), Some(start)) =
+                (opened.votes, opened.resolver, self.start_engine.as_mut())
+            else {
                 return None;
             };
             let scheme = scoped.into_scheme()?.as_ref().clone();
@@ -289,6 +405,7 @@ where
             });
             return Some(Active { epoch, handle });
         }
+        let opened = self.open(epoch, false).await?;
         let follower = CertificateFollower::new(
             &self.context.child("certificates"),
             Epoch::new(epoch),
@@ -305,7 +422,11 @@ where
     }
 }
 
-/// Subchannels of one epoch opened ahead of it.
+fn replay<R>(early: VecDeque<Message<PublicKey>>, inner: R) -> Replay<R> {
+    Replay { early, inner }
+}
+
+/// The subchannels of one epoch.
 struct Opened<S: Sender> {
     votes: Option<SubChannel<S>>,
     certificates: SubChannel<S>,

@@ -811,6 +811,57 @@ fn conflicting_voter(seed: u64) {
     });
 }
 
+/// A validator cut off before an epoch change, while the others cross two changes (epochs of
+/// 40 blocks), catches up once the links return although its peers have stopped the engines of
+/// the epochs it missed: it fetches the finalized blocks (marshal's repair, hurried by the
+/// orchestrator's requests for each boundary's finalization when later epochs' messages
+/// arrive), enters each epoch in turn and votes again in the current one; all agree on every
+/// block.
+#[test]
+fn a_validator_cut_off_across_epoch_changes_catches_up() {
+    over_seeds_n(7_500, 5, |seed| {
+        simulate(seed, |context| async move {
+            let mut net = network(&context, 4).await;
+            net.genesis.params.epoch_length_blocks = Some(40);
+            let mut nodes = Vec::new();
+            for index in 0..4 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            connect(&net.oracle, &net.keys, 10).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            wait_for_height(&context, &refs, 12, Duration::from_secs(30)).await;
+            let cut = net.keys[3].public_key();
+            for other in &net.keys[..3] {
+                for (a, b) in [
+                    (cut.clone(), other.public_key()),
+                    (other.public_key(), cut.clone()),
+                ] {
+                    net.oracle.remove_link(a, b).await.unwrap();
+                }
+            }
+            wait_for_height(&context, &refs[..3], 45, Duration::from_secs(60)).await;
+            assert!(
+                tip(&nodes[3]).await.get() <= 20,
+                "the cut-off validator was not cut off"
+            );
+            for other in &net.keys[..3] {
+                for (a, b) in [
+                    (cut.clone(), other.public_key()),
+                    (other.public_key(), cut.clone()),
+                ] {
+                    net.oracle.add_link(a, b, link(10)).await.unwrap();
+                }
+            }
+            wait_for_height(&context, &refs, 170, Duration::from_secs(120)).await;
+            assert_safety(&refs).await;
+            let state = logos_node::epochs::read_epoch_state(&nodes[3].shared)
+                .await
+                .unwrap();
+            assert!(state.current.epoch.get() >= 4, "{:?}", state.current);
+        });
+    });
+}
+
 /// Blocks per epoch in [`elected_committees`].
 const EPOCH_BLOCKS: u64 = 40;
 

@@ -7,6 +7,9 @@
 //! [params]
 //! min_fee = "1000"
 //! max_block_transactions = 2048
+//! epoch_length_blocks = 100   # optional (staking default 7,200)
+//! committee_size = 7          # optional (default 16)
+//! elections = true            # optional (default: proof of authority)
 //! [[validators]]
 //! public_key = "0x…"          # ed25519, 32 bytes hex
 //! p2p_address = "127.0.0.1:30300"

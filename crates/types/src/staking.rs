@@ -13,9 +13,8 @@
 //! - **Epochs.** Epoch 0 starts at height 1; an epoch lasts `epoch_length_blocks` as set when it
 //!   started ([`EpochInfo`]). At the end of an epoch's last block the next one starts, and the
 //!   committee of the epoch *after* it is fixed: every node knows a committee a full epoch
-//!   before it serves. Genesis fixes epochs 0 and 1 to the genesis validators. (Consensus
-//!   itself still runs the genesis validators for every epoch: the committees decide rewards
-//!   and slashes until the node switches engines at epoch boundaries.)
+//!   before it serves. Genesis fixes epochs 0 and 1 to the genesis validators. Each epoch's
+//!   committee runs that epoch's consensus (`logos_node::orchestrator`).
 //! - **Election.** While `elections` is off (proof of authority, a genesis' default) each
 //!   committee carries the previous one forward. With it on, the committee is elected by
 //!   sequential Phragmén (Phragmén 1895; Brill, Freeman, Janson, Lackner, "Phragmén's voting
