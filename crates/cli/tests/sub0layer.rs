@@ -404,13 +404,15 @@ fn signed_request(
 }
 
 /// Posts `observe` requests signed by a fresh key each (strangers to the agent) to `url`, one
-/// every 2.5 ms, until aborted; counts the 429 answers in `throttled`.
+/// every 2.5 ms (at most 32 awaiting their answers, so a slow agent on a loaded machine still
+/// sees the rate), until aborted; counts the 429 answers in `throttled`.
 async fn flood(
     url: String,
     (provider, chain_id): (ProviderId, String),
     throttled: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     let http = reqwest::Client::new();
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
     let mut tick = tokio::time::interval(Duration::from_micros(2_500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 0u64.. {
@@ -422,11 +424,18 @@ async fn flood(
         let what = (provider, EnvironmentId(0), 1);
         let chain = (chain_id.clone(), 1_000);
         let request = signed_request(&stranger, chain, what, Action::Observe, n);
-        if let Ok(response) = http.post(&url).json(&request).send().await {
-            if response.status() == 429 {
-                throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (http, url, throttled) = (http.clone(), url.clone(), throttled.clone());
+        tokio::spawn(async move {
+            if let Ok(response) = http.post(&url).json(&request).send().await {
+                if response.status() == 429 {
+                    throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
-        }
+            drop(permit);
+        });
     }
 }
 

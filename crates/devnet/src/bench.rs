@@ -240,16 +240,7 @@ impl ConsensusBench {
         let (validators, tps, seconds) = (self.validators, self.load.tps, self.load.seconds);
         let args = bench_devnet(validators, self.accounts, 0, self.dir.clone());
         let layout = devnet::init(&args)?;
-        let mut processes = Vec::new();
-        for config in &layout.configs {
-            match devnet::spawn(config, None, Duration::from_secs(60)) {
-                Ok(process) => processes.push(process),
-                Err(error) => {
-                    devnet::stop(&mut processes);
-                    return Err(error);
-                }
-            }
-        }
+        let mut processes = spawn_validators(&layout)?;
         if !self.json {
             eprintln!("{validators} validators up; loading {tps} tx/s for {seconds} s");
         }
@@ -285,6 +276,21 @@ impl ConsensusBench {
         report["rss_mb_max"] = serde_json::json!((rss_mb_max * 10.0).round() / 10.0);
         Ok(report)
     }
+}
+
+/// Starts every validator of `layout`; on a failure, stops those started.
+fn spawn_validators(layout: &devnet::Layout) -> Result<Vec<devnet::Validator>> {
+    let mut processes = Vec::new();
+    for config in &layout.configs {
+        match devnet::spawn(config, None, Duration::from_secs(60)) {
+            Ok(process) => processes.push(process),
+            Err(error) => {
+                devnet::stop(&mut processes);
+                return Err(error);
+            }
+        }
+    }
+    Ok(processes)
 }
 
 /// Peak resident set of `pid` in MiB (VmHWM from /proc).
@@ -778,16 +784,7 @@ pub fn run_epoch_bench(
     let mut args = bench_devnet(validators, 0, 0, dir);
     args.epoch_length_blocks = Some(epoch_length_blocks);
     let layout = devnet::init(&args)?;
-    let mut processes = Vec::new();
-    for config in &layout.configs {
-        match devnet::spawn(config, None, Duration::from_secs(60)) {
-            Ok(process) => processes.push(process),
-            Err(error) => {
-                devnet::stop(&mut processes);
-                return Err(error);
-            }
-        }
-    }
+    let mut processes = spawn_validators(&layout)?;
     // Epoch 0 spans heights 0 to L; epoch k ends at (k + 1) L.
     let last = epoch_length_blocks.saturating_mul(epochs).saturating_add(2);
     if !json {

@@ -560,11 +560,13 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
         if let Some((marshal, blocks, epochs)) = &self.retention {
             let height = block.height.get();
             if height.is_multiple_of(PRUNE_INTERVAL_BLOCKS) && height > *blocks {
-                // The block the current epoch's engine builds on stays (a restart needs it).
+                // The block the current epoch's engine builds on stays (a restart needs it);
+                // epoch 0 builds on the genesis block, which is not archived.
                 let floor = epochs
                     .current()
+                    .filter(|epoch| *epoch > 0)
                     .and_then(|epoch| epochs.first(Epoch::new(epoch)))
-                    .map_or(0, |first| first.get().saturating_sub(1));
+                    .map_or(u64::MAX, |first| first.get().saturating_sub(1));
                 marshal.prune(Height::new((height - blocks).min(floor)));
                 self.shared
                     .receipts_mut()

@@ -37,6 +37,7 @@ use logos_types::{
 };
 use std::{
     collections::BTreeMap,
+    net::SocketAddr,
     sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
@@ -55,6 +56,8 @@ pub struct EpochState {
     /// Consensus keys of the committees of the previous (if any), current and next epochs,
     /// by epoch number.
     pub committees: BTreeMap<u64, Vec<PublicKey>>,
+    /// The same members' on-chain p2p addresses, in the same order.
+    pub addresses: BTreeMap<u64, Vec<SocketAddr>>,
 }
 
 impl EpochState {
@@ -82,7 +85,7 @@ pub async fn epoch_state<E: Storage + Clock + Metrics + Spawner>(
         None => CurrentEpoch::default_value(),
     };
     let epoch = current.epoch.get();
-    let mut committees = BTreeMap::new();
+    let (mut committees, mut addresses) = (BTreeMap::new(), BTreeMap::new());
     for number in [epoch.checked_sub(1), Some(epoch), epoch.checked_add(1)]
         .into_iter()
         .flatten()
@@ -91,12 +94,18 @@ pub async fn epoch_state<E: Storage + Clock + Metrics + Spawner>(
         if let Some(bytes) = chain.read(&tip.digest, &key).await? {
             let committee: Committee = decode(&bytes).map_err(storage)?;
             committees.insert(number, consensus_keys(&committee)?);
+            let members = committee.members.iter();
+            addresses.insert(
+                number,
+                members.map(|m| m.p2p_address.socket_address()).collect(),
+            );
         }
     }
     Ok(EpochState {
         height: tip.height.get(),
         current,
         committees,
+        addresses,
     })
 }
 
@@ -326,6 +335,7 @@ mod tests {
                 .iter()
                 .map(|(epoch, keys)| (*epoch, keys.iter().map(|k| k.public_key()).collect()))
                 .collect(),
+            addresses: BTreeMap::new(),
         }
     }
 

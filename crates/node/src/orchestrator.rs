@@ -286,7 +286,9 @@ where
                 received = blocks.recv().fuse() => match received {
                     Ok(finalized) => {
                         let last = current.and_then(|epoch| self.epochs.last(Epoch::new(epoch)));
-                        stale = last.is_none_or(|last| finalized.block.height >= last);
+                        // A failed entry is retried at each block.
+                        stale = active.is_none()
+                            || last.is_none_or(|last| finalized.block.height >= last);
                     }
                     Err(RecvError::Lagged(_)) => stale = true,
                     Err(RecvError::Closed) => return,

@@ -35,8 +35,7 @@ use logos_primitives::{NodeKey, PublicKey};
 use logos_types::{
     codec::decode,
     peers::{self, FullNode, FullNodeKeys, FullNodes},
-    staking::{self, Committees, CurrentEpoch, Epoch as StakingEpoch},
-    Event, StorageItem, StorageMap, StorageValue,
+    staking, Event, StorageMap, StorageValue,
 };
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::sync::broadcast::error::RecvError;
@@ -127,31 +126,15 @@ pub fn primary_peers(
 pub async fn read_committee_peers<E: Storage + Clock + Metrics + Spawner>(
     shared: &Shared<E>,
 ) -> Result<Vec<(PublicKey, SocketAddr)>, ChainError> {
-    let chain = shared.chain().await;
-    let tip = chain.tip().digest;
-    let key = CurrentEpoch::key();
-    let current = match chain.read(&tip, &key).await? {
-        Some(bytes) => CurrentEpoch::decode_value(&key, &bytes)
-            .map_err(|error| ChainError::Storage(error.to_string()))?,
-        None => CurrentEpoch::default_value(),
-    };
-    let epoch = current.epoch.get();
+    let state = crate::epochs::read_epoch_state(shared).await?;
     let mut members = Vec::new();
-    for number in [epoch.checked_sub(1), Some(epoch), epoch.checked_add(1)]
-        .into_iter()
-        .flatten()
-    {
-        let key = Committees::key(&StakingEpoch(number));
-        let Some(bytes) = chain.read(&tip, &key).await? else {
-            continue;
-        };
-        let committee = Committees::decode_value(&key, &bytes)
-            .map_err(|error| ChainError::Storage(error.to_string()))?;
-        for member in committee.members.iter() {
-            if let Ok(key) = member.consensus_key.public_key() {
-                members.push((key, member.p2p_address.socket_address()));
-            }
-        }
+    for (epoch, keys) in &state.committees {
+        let addresses = state
+            .addresses
+            .get(epoch)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        members.extend(keys.iter().cloned().zip(addresses.iter().copied()));
     }
     Ok(members)
 }
