@@ -492,7 +492,7 @@ async fn serve(
     engine_config.mempool = config.mempool();
     engine_config.retention_blocks = config.retention();
     let role = config.role;
-    let node = match role {
+    let (node, serves_full_nodes) = match role {
         Role::Validator => {
             let node = engine::start(
                 context.child("node"),
@@ -500,18 +500,8 @@ async fn serve(
                 networks,
                 oracle.clone(),
                 oracle,
-            )
-            .await?;
-            // Full nodes registered on chain get a slot too, and elected committees theirs.
-            logos_node::peers::track_registered(
-                context.child("peers"),
-                node.shared.clone(),
-                registry_manager,
-                peers,
-                full_nodes,
-                true,
             );
-            node
+            (node.await?, true)
         }
         Role::Full => {
             let node = full::start_full(
@@ -520,20 +510,20 @@ async fn serve(
                 networks,
                 oracle.clone(),
                 oracle,
-            )
-            .await?;
-            // Full nodes serve no other full node: they track the committees only.
-            logos_node::peers::track_registered(
-                context.child("peers"),
-                node.shared.clone(),
-                registry_manager,
-                peers,
-                full_nodes,
-                false,
             );
-            node
+            (node.await?, false)
         }
     };
+    // Elected committees get a slot, and full nodes registered on chain on a validator (full
+    // nodes serve no other full node).
+    logos_node::peers::track_registered(
+        context.child("peers"),
+        node.shared.clone(),
+        registry_manager,
+        peers,
+        full_nodes,
+        serves_full_nodes,
+    );
 
     let rpc_config = RpcConfig {
         listen: config.rpc_listen,

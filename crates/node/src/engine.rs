@@ -492,15 +492,13 @@ where
         blocker.clone(),
     )
     .await?;
-    let Base {
-        shared,
-        marshal,
-        relay,
-        genesis_block,
-        epochs,
-        page_cache,
-        mailbox_size,
-    } = base;
+    let (shared, marshal, relay, epochs) = (
+        base.shared.clone(),
+        base.marshal.clone(),
+        base.relay.clone(),
+        base.epochs.clone(),
+    );
+    let (page_cache, mailbox_size) = (base.page_cache.clone(), base.mailbox_size);
 
     // Consensus: one simplex engine per epoch whose committee holds this key.
     let application = wrap(Application::new(
@@ -571,26 +569,14 @@ where
             engine.start(votes, certificates, resolver)
         }) as StartEngine<_>
     };
-    let consensus = start_orchestrator(
+    Ok(start_orchestrator(
         &context,
         &config,
-        OrchestratorParts {
-            shared: shared.clone(),
-            epochs,
-            marshal: marshal.clone(),
-            blocker,
-            genesis: genesis_block.digest(),
-        },
+        base,
+        blocker,
         (votes, certificates, resolver),
         Some(start_engine),
-    );
-    Ok(Node {
-        shared,
-        marshal,
-        relay,
-        genesis_block,
-        consensus,
-    })
+    ))
 }
 
 /// Partition of epoch `epoch`'s simplex journal (epoch 0 keeps the name it had before epochs).
@@ -601,25 +587,17 @@ pub fn simplex_partition(prefix: &str, epoch: u64) -> String {
     }
 }
 
-/// What [`start_orchestrator`] needs from the base.
-pub(crate) struct OrchestratorParts<E: Storage + Clock + Metrics + Spawner, B> {
-    pub(crate) shared: Arc<Shared<E>>,
-    pub(crate) epochs: Epochs,
-    pub(crate) marshal: MarshalMailbox,
-    pub(crate) blocker: B,
-    pub(crate) genesis: Hash,
-}
-
 /// Wraps the three consensus channels (votes to the consensus peers only, certificates and
-/// resolver requests as asked; each taken only from consensus peers) and spawns the
-/// [`Orchestrator`]; returns its task.
+/// resolver requests as asked; each taken only from consensus peers), spawns the
+/// [`Orchestrator`] over `base` (with `start_engine` on a validator) and returns the node.
 pub(crate) fn start_orchestrator<E, S, R, B>(
     context: &E,
     config: &Config,
-    parts: OrchestratorParts<E, B>,
+    base: Base<E>,
+    blocker: B,
     (votes, certificates, resolver): ((S, R), (S, R), (S, R)),
     start_engine: Option<StartEngine<ToCommittees<S>>>,
-) -> Handle<()>
+) -> Node<E>
 where
     E: Spawner + Storage + Clock + Metrics + Supervisor + rand::CryptoRng + Send + Sync + 'static,
     S: Sender<PublicKey = PublicKey>,
@@ -631,30 +609,33 @@ where
         "non_member_messages_dropped",
         "messages on consensus channels from keys of no recent committee",
     );
-    let only = |receiver| FromCommittees::new(receiver, &parts.epochs, dropped.clone());
+    let only = |receiver| FromCommittees::new(receiver, &base.epochs, dropped.clone());
     let channels = (
-        (
-            ToCommittees::new(votes.0, &parts.epochs, &me),
-            only(votes.1),
-        ),
+        (ToCommittees::new(votes.0, &base.epochs, &me), only(votes.1)),
         (ToCommittees::everyone(certificates.0), only(certificates.1)),
         (ToCommittees::everyone(resolver.0), only(resolver.1)),
     );
     let orchestrator = Orchestrator::new(
         context.child("orchestrator"),
-        parts.shared,
-        parts.epochs,
-        parts.marshal,
-        parts.blocker,
+        base.shared.clone(),
+        base.epochs.clone(),
+        base.marshal.clone(),
+        blocker,
         channels,
         OrchestratorConfig {
             start_engine,
             partition: simplex_partition,
             prefix: config.partition_prefix.clone(),
-            genesis: parts.genesis,
+            genesis: base.genesis_block.digest(),
         },
     );
-    context.child("epochs").spawn(move |_| orchestrator.run())
+    Node {
+        shared: base.shared,
+        marshal: base.marshal,
+        relay: base.relay,
+        genesis_block: base.genesis_block,
+        consensus: context.child("epochs").spawn(move |_| orchestrator.run()),
+    }
 }
 
 /// What a validator and a full node share (see [`start_base`]).

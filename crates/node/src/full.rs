@@ -34,10 +34,8 @@
 //! Trust: the genesis validators, and each committee the chain elects after them. A validator that serves a wrong block fails the
 //! certificate or execution check; a certificate is never taken from a peer without checking.
 
-use crate::engine::{
-    start_base, start_orchestrator, Base, Config, EngineError, Networks, Node, OrchestratorParts,
-};
-use commonware_cryptography::{Digestible as _, Signer};
+use crate::engine::{start_base, start_orchestrator, Config, EngineError, Networks, Node};
+use commonware_cryptography::Signer;
 use commonware_p2p::{Blocker, Provider, Receiver, Sender};
 use commonware_runtime::{Clock, Metrics, Spawner, Storage, Supervisor};
 use logos_primitives::PublicKey;
@@ -80,14 +78,7 @@ where
         blocks,
         transactions,
     } = networks;
-    let Base {
-        shared,
-        marshal,
-        relay,
-        genesis_block,
-        epochs,
-        ..
-    } = start_base(
+    let base = start_base(
         &context,
         &config,
         (backfill, blocks, transactions),
@@ -95,24 +86,12 @@ where
         blocker.clone(),
     )
     .await?;
-    let consensus = start_orchestrator(
+    Ok(start_orchestrator(
         &context,
         &config,
-        OrchestratorParts {
-            shared: shared.clone(),
-            epochs,
-            marshal: marshal.clone(),
-            blocker,
-            genesis: genesis_block.digest(),
-        },
+        base,
+        blocker,
         (votes, certificates, resolver),
         None,
-    );
-    Ok(Node {
-        shared,
-        marshal,
-        relay,
-        genesis_block,
-        consensus,
-    })
+    ))
 }

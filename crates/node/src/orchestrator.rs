@@ -527,3 +527,44 @@ impl<B: Blocker<PublicKey = PublicKey>> CertificateFollower<B> {
         self.blocker.block(peer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_cryptography::Signer as _;
+
+    fn message(size: usize) -> Message<PublicKey> {
+        let key = logos_primitives::PrivateKey::from_seed(1).public_key();
+        (key, vec![0u8; size].into())
+    }
+
+    /// A flood of early messages keeps at most the bounds, only the next epoch's, and a later
+    /// epoch's store replaces the old one; what is kept is handed over once.
+    #[test]
+    fn early_messages_are_bounded_and_only_the_next_epochs() {
+        let mut early = Early::default();
+        for _ in 0..EARLY_MESSAGES_MAX + 10 {
+            early.keep(3, 3, true, message(8));
+        }
+        early.keep(3, 7, true, message(8));
+        early.keep(3, 2, false, message(8));
+        assert_eq!(early.votes.len(), EARLY_MESSAGES_MAX);
+        assert!(early.certificates.is_empty(), "other epochs are not kept");
+        // Large certificates stop at the byte bound.
+        for _ in 0..64 {
+            early.keep(3, 3, false, message(1 << 20));
+        }
+        assert!(early.bytes <= EARLY_BYTES_MAX);
+        assert!(early.certificates.len() < 4);
+        assert_eq!(
+            early.take(4).0.len(),
+            0,
+            "a store of epoch 3 is not epoch 4's"
+        );
+        assert!(early.votes.is_empty() && early.certificates.is_empty());
+        early.keep(4, 4, true, message(8));
+        early.keep(5, 5, true, message(8));
+        let (votes, _) = early.take(5);
+        assert_eq!(votes.len(), 1, "the newer epoch's store replaced the older");
+    }
+}

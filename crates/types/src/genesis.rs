@@ -344,4 +344,31 @@ mod tests {
         zero.params.max_block_transactions = 0;
         assert!(matches!(zero.validate(), Err(GenesisError::Invalid(_))));
     }
+
+    /// Staking settings out of bounds are refused; set ones change the chain id, absent ones
+    /// leave it as it was.
+    #[test]
+    fn staking_settings_are_bounded_and_committed_to_only_when_set() {
+        let plain = genesis();
+        for (length, size) in [
+            (Some(0), None),
+            (Some(9), None),
+            (None, Some(1)),
+            (None, Some(u16::MAX)),
+        ] {
+            let mut bad = genesis();
+            bad.params.epoch_length_blocks = length;
+            bad.params.committee_size = size;
+            assert!(bad.validate().is_err(), "{length:?} {size:?}");
+        }
+        let mut set = genesis();
+        set.params.epoch_length_blocks = Some(100);
+        set.validate().unwrap();
+        assert_ne!(set.chain_id(), plain.chain_id());
+        let mut elections = genesis();
+        elections.params.elections = true;
+        assert_ne!(elections.chain_id(), set.chain_id());
+        let text = plain.to_toml().unwrap();
+        assert!(!text.contains("epoch_length_blocks") && !text.contains("elections"));
+    }
 }
