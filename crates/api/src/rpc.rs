@@ -6,6 +6,7 @@
 //! | method | params | result |
 //! |---|---|---|
 //! | `logos_chainInfo` | | [`ChainInfo`] |
+//! | `logos_getGenesis` | | the genesis TOML (check its chain id) |
 //! | `logos_submitTransaction` | hex of the signed transaction | [`Submitted`] |
 //! | `logos_getAccount` | address | [`AccountState`] at the finalized head |
 //! | `logos_getBlockByHeight` | height | [`BlockInfo`] or null |
@@ -107,6 +108,9 @@ pub struct ChainInfo {
     pub min_fee: Amount,
     /// Maximum transactions per block.
     pub max_block_transactions: u32,
+    /// The parent network of a spin-off (absent for a network started from scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<logos_types::genesis::GenesisParent>,
 }
 
 /// The answer to an accepted transaction.
@@ -358,6 +362,12 @@ pub trait LogosApi {
     /// Network identity and parameters.
     #[method(name = "chainInfo")]
     async fn chain_info(&self) -> Result<ChainInfo, ErrorObjectOwned>;
+
+    /// The network's genesis file (TOML), whose chain id is [`ChainInfo::chain_id`]: what a
+    /// follower or a spin-off starts from. Check it with `Genesis::chain_id` against a chain
+    /// id you trust; the answer is bounded by the server's response limit (16 MiB).
+    #[method(name = "getGenesis")]
+    async fn get_genesis(&self) -> Result<String, ErrorObjectOwned>;
 
     /// Validates a signed transaction (hex of its wire form), adds it to the mempool and
     /// relays it to the other validators.

@@ -7,6 +7,7 @@ mod keys;
 mod lease;
 mod node;
 mod operator;
+mod spinoff;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -102,6 +103,10 @@ enum Command {
         #[command(subcommand)]
         command: gov::GovCommand,
     },
+    /// Start a new network from another one's finalized state at a height: every block up to
+    /// it replayed and checked, balances kept, new validators and chain id (`logos devnet
+    /// --resume --dir DIR` starts it).
+    Spinoff(spinoff::SpinoffArgs),
     /// Measure whole scenarios.
     Bench {
         #[command(subcommand)]
@@ -121,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tx { command } => client::run_tx(command),
         Command::Query { command } => client::run_query(command),
         Command::Bench { command } => logos_devnet::bench::run(command),
+        Command::Spinoff(args) => spinoff::run(args),
         Command::Provider { command } => operator::run_provider(command),
         Command::Agent { command } => operator::run_agent(command),
         Command::Provisioner { command } => operator::run_provisioner(command),

@@ -1943,3 +1943,295 @@ fn elected_committees_run_consensus_and_the_rest_follow() {
         }
     });
 }
+
+/// `logos spinoff …` with `args`: (success, stdout, stderr).
+fn spinoff(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(LOGOS)
+        .arg("spinoff")
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+/// A JSON-RPC server that forwards to `genuine`, except that the raw block at `height` comes
+/// back with one byte changed. Returns its URL.
+async fn block_tampering_proxy(genuine: String, height: u64) -> String {
+    use axum::{extract::State, routing::post, Json, Router};
+    async fn handle(
+        State((genuine, height, http)): State<(String, u64, reqwest::Client)>,
+        Json(request): Json<serde_json::Value>,
+    ) -> Json<serde_json::Value> {
+        let mut response: serde_json::Value = http
+            .post(&genuine)
+            .json(&request)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if request["method"] == "logos_getRawBlock" && request["params"][0] == height {
+            let hex = response["result"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x");
+            let mut bytes = hex::decode(hex).unwrap();
+            // The first byte of the parent digest: a block that claims another history.
+            bytes[0] ^= 1;
+            response["result"] = format!("0x{}", hex::encode(bytes)).into();
+        }
+        Json(response)
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().route("/", post(handle)).with_state((
+        genuine,
+        height,
+        reqwest::Client::new(),
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Every account's total balance (free + reserved) in `url`'s finalized state.
+async fn totals(url: &str, addresses: &[Address]) -> std::collections::BTreeMap<Address, Amount> {
+    let chain = logos_client::Client::connect(url).await.unwrap();
+    let mut totals = std::collections::BTreeMap::new();
+    for address in addresses {
+        let (account, _) = chain.map::<balances::Accounts>(address).await.unwrap();
+        let account = account.unwrap_or_default();
+        let total = account.balance.checked_add(account.reserved).unwrap();
+        if total != Amount::ZERO {
+            totals.insert(*address, total);
+        }
+    }
+    totals
+}
+
+/// A spin-off end to end: a network is derived from a running devnet's state at height H
+/// (bonded stake and a fresh account included), every balance in the child's genesis equals
+/// the parent's at H and the child's issuance the parent's, the child finalizes with its own
+/// validators from `logos devnet --resume`, refuses a transaction signed for the parent
+/// (wrong chain id), and runs independently. From the attacker's side: a server that alters a
+/// replayed block, a parent chain id that is not the server's, a height not yet finalized and
+/// a directory already in use are refused, and write no network.
+#[test]
+fn a_spin_off_keeps_the_parents_balances_at_its_height_and_runs_on_its_own() {
+    const PORT_BASE: u16 = 20_800;
+    const CHILD_PORT_BASE: u16 = 25_000;
+    let parent = Devnet::init("spinoff", 4, 2, PORT_BASE, "");
+    let rt = runtime();
+    let url = parent.rpc[0].clone();
+    let dev = logos_client::Wallet::new(parent.key("dev"));
+    let bonder = logos_client::Wallet::new(parent.key("account-0"));
+    let recipient = Address([0x5a; 20]);
+    let chain = rt.block_on(logos_client::Client::connect(&url)).unwrap();
+    let parent_id = chain.info().chain_id;
+    rt.block_on(chain.execute(
+        &dev,
+        Call::Balances(balances::Call::Transfer {
+            to: recipient,
+            amount: Amount(123_456_789),
+        }),
+    ))
+    .unwrap();
+    // Bonded stake is reserved on the parent; the child returns it to its owner.
+    rt.block_on(chain.execute(
+        &bonder,
+        Call::Staking(logos_types::staking::Call::Bond {
+            amount: Amount(10_000_000_000),
+        }),
+    ))
+    .unwrap();
+    let parent_genesis = logos_types::Genesis::load(&parent.dir.join("genesis.toml")).unwrap();
+    let mut addresses: Vec<Address> = parent_genesis
+        .accounts
+        .iter()
+        .map(|account| account.address)
+        .collect();
+    addresses.push(recipient);
+    let before = rt.block_on(totals(&url, &addresses));
+    let height = rt.block_on(head_height(&url));
+    let (issuance, _) = rt
+        .block_on(chain.value::<balances::TotalIssuance>())
+        .unwrap();
+    assert!(before[&bonder.address()] > Amount::ZERO);
+    let dir = parent.dir.with_file_name(format!(
+        "{}-child",
+        parent.dir.file_name().unwrap().to_string_lossy()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_text = dir.to_string_lossy().to_string();
+    let height_text = height.to_string();
+    let parent_id_text = parent_id.to_string();
+    let child_ports = [
+        "--p2p-base-port".to_string(),
+        CHILD_PORT_BASE.to_string(),
+        "--rpc-base-port".into(),
+        (CHILD_PORT_BASE + 1_000).to_string(),
+        "--metrics-base-port".into(),
+        (CHILD_PORT_BASE + 2_000).to_string(),
+    ];
+    let with = |from: &str, height: &str, chain_id: &str| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--from",
+            from,
+            "--height",
+            height,
+            "--name",
+            "child",
+            "--validators",
+            "3",
+            "--dir",
+            &dir_text,
+            "--parent-chain-id",
+            chain_id,
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        args.extend(child_ports.iter().cloned());
+        args
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        spinoff(&args)
+    };
+
+    // A server that alters one replayed block is caught; nothing is written.
+    let liar = rt.block_on(block_tampering_proxy(url.clone(), height / 2));
+    let (ok, _, stderr) = run(with(&liar, &height_text, &parent_id_text));
+    assert!(!ok && stderr.contains("does not extend"), "{stderr}");
+    assert!(!dir.join("genesis.toml").exists());
+    // A parent chain id the server's genesis does not hash to.
+    let other_id = ChainId(logos_primitives::hash(&[b"another network"])).to_string();
+    let (ok, _, stderr) = run(with(&url, &height_text, &other_id));
+    assert!(
+        !ok && stderr.contains("not to the parent chain id"),
+        "{stderr}"
+    );
+    // A height the parent has not finalized.
+    let (ok, _, stderr) = run(with(&url, "100000000", &parent_id_text));
+    assert!(!ok && stderr.contains("below the asked height"), "{stderr}");
+    assert!(!dir.join("genesis.toml").exists());
+
+    // The spin-off itself.
+    let (ok, stdout, stderr) = run(with(&url, &height_text, &parent_id_text));
+    assert!(ok, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let child_genesis = logos_types::Genesis::load(&dir.join("genesis.toml")).unwrap();
+    assert_eq!(summary["chain_id"], child_genesis.chain_id().to_string());
+    // The parent's balances did not move after H (no transaction since), so `before` is
+    // their value at H; every account's balance in the child's genesis equals it, and no
+    // other account exists.
+    assert_eq!(rt.block_on(totals(&url, &addresses)), before);
+    assert_eq!(child_genesis.balances(), before);
+    let child_total = child_genesis
+        .accounts
+        .iter()
+        .fold(Amount::ZERO, |sum, account| {
+            sum.checked_add(account.balance).unwrap()
+        });
+    assert_eq!(child_total, issuance);
+    let parent_ref = child_genesis.parent.clone().unwrap();
+    let block = rt
+        .block_on(client(&url).get_block_by_height(height))
+        .unwrap()
+        .unwrap();
+    assert_eq!(parent_ref.chain_id, parent_id);
+    assert_eq!(parent_ref.height, height);
+    assert_eq!(
+        logos_primitives::format_hash(&parent_ref.block_hash),
+        block.hash
+    );
+    assert_eq!(
+        logos_primitives::format_hash(&parent_ref.state_root),
+        block.state_root
+    );
+    assert_ne!(child_genesis.chain_id(), parent_id);
+    // The directory is taken now: a second spin-off into it is refused.
+    let (ok, _, stderr) = run(with(&url, &height_text, &parent_id_text));
+    assert!(!ok && stderr.contains("not empty"), "{stderr}");
+
+    // `logos devnet --resume --dir DIR` starts the child with its own validators.
+    let mut child = Command::new(LOGOS)
+        .args(["devnet", "--resume", "--dir", &dir_text])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child_url = format!("http://127.0.0.1:{}", CHILD_PORT_BASE + 1_000);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            wait_for_height(&child_url, 5, Duration::from_secs(90)).await;
+            let info = client(&child_url).chain_info().await.unwrap();
+            assert_eq!(info.chain_id, child_genesis.chain_id());
+            assert_eq!(info.parent, Some(parent_ref.clone()));
+            let child_keys: Vec<String> = child_genesis
+                .validators
+                .iter()
+                .map(|validator| validator.public_key.clone())
+                .collect();
+            assert_eq!(info.validators, child_keys);
+            assert!(info.validators.iter().all(|key| !parent_genesis
+                .validators
+                .iter()
+                .any(|v| &v.public_key == key)));
+            // A transaction signed for the parent: refused by the child, wrong chain id.
+            let dev_key = parent.key("dev");
+            let nonce = account_nonce(&url, &dev.address()).await;
+            let for_parent = transfer(&dev_key, parent_id, nonce, recipient, 1, 1_000);
+            let (code, message) = error_code(
+                client(&child_url)
+                    .submit_transaction(to_hex(for_parent, &dev_key))
+                    .await,
+            );
+            assert_eq!(code, codes::WRONG_CHAIN_ID, "{message}");
+            // The same key signing for the child moves its balance there, not on the parent.
+            let on_child = logos_client::Client::connect(&child_url).await.unwrap();
+            // A wallet of its own: its nonces on the child start again at 0.
+            let dev_on_child = logos_client::Wallet::new(dev_key);
+            on_child
+                .execute(
+                    &dev_on_child,
+                    Call::Balances(balances::Call::Transfer {
+                        to: recipient,
+                        amount: Amount(1),
+                    }),
+                )
+                .await
+                .unwrap();
+            let child_recipient = totals(&child_url, &[recipient]).await[&recipient];
+            assert_eq!(child_recipient, Amount(123_456_790));
+            assert_eq!(
+                totals(&url, &[recipient]).await[&recipient],
+                Amount(123_456_789)
+            );
+        })
+    }));
+    terminate_and_wait(&mut child);
+    outcome.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGTERM through kill(1), then waits (the devnet stops its validators on SIGTERM).
+fn terminate_and_wait(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use commonware_cryptography::Signer;
 use logos_client::keystore;
-use logos_primitives::{format_public_key, Address, Amount};
+use logos_primitives::{format_public_key, parse_public_key, Address, Amount};
 use logos_types::{
     genesis::{GenesisAccount, GenesisValidator},
     Genesis, Params,
@@ -176,8 +176,8 @@ impl DevnetArgs {
     }
 }
 
-/// Writes (or, with `--resume`, reuses) the devnet directory.
-pub fn init(args: &DevnetArgs) -> Result<Layout> {
+/// The directory layout `args` describe (nothing is written).
+fn layout(args: &DevnetArgs) -> Result<Layout> {
     if args.validators == 0 {
         bail!("a devnet needs at least one validator");
     }
@@ -186,9 +186,8 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         bail!("--network-base-index: agents take indices 1 to 250 (this devnet needs up to {last_index})");
     }
     let dir = args.directory();
-    let keystore = dir.join("keys");
-    let layout = Layout {
-        keystore: keystore.clone(),
+    Ok(Layout {
+        keystore: dir.join("keys"),
         genesis: dir.join("genesis.toml"),
         configs: (0..args.validators)
             .map(|i| dir.join(format!("validator-{i}")).join("config.toml"))
@@ -206,44 +205,32 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         providers: args.providers,
         agent_base_port: args.agent_base_port,
         images: dir.join("images.toml"),
-    };
+    })
+}
+
+/// Writes (or, with `--resume`, reuses) the devnet directory.
+pub fn init(args: &DevnetArgs) -> Result<Layout> {
+    let layout = layout(args)?;
     if args.resume && layout.genesis.exists() {
         return Ok(layout);
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("remove old devnet {}", dir.display()))?;
+    if layout.dir.exists() {
+        std::fs::remove_dir_all(&layout.dir)
+            .with_context(|| format!("remove old devnet {}", layout.dir.display()))?;
     }
-    std::fs::create_dir_all(&dir)?;
-    eprintln!(
-        "*** devnet keys in {} are encrypted with an EMPTY passphrase: for this throwaway \
-         network only ***",
-        keystore.display()
-    );
-    let mut validators = Vec::new();
+    std::fs::create_dir_all(&layout.dir)?;
+    let keystore = &layout.keystore;
+    warn_empty_passphrase(keystore);
+    let validators = generate_validators(args, keystore)?;
     let mut accounts = Vec::new();
-    for i in 0..args.validators {
-        let key = keystore::generate()?;
-        keystore::save(
-            &keystore,
-            &format!("validator-{i}"),
-            &key,
-            DEVNET_PASSPHRASE,
-        )?;
-        validators.push(GenesisValidator {
-            public_key: format_public_key(&key.public_key()),
-            p2p_address: std::net::SocketAddr::new(
-                args.address(Role::Validator(i)),
-                u16::try_from(args.p2p_base_port as usize + i)?,
-            ),
-        });
+    for validator in &validators {
         accounts.push(GenesisAccount {
-            address: Address::from_public_key(&key.public_key()),
+            address: Address::from_public_key(&parse_public_key(&validator.public_key)?),
             balance: Amount(ACCOUNT_BALANCE),
         });
     }
     let dev = keystore::generate()?;
-    keystore::save(&keystore, "dev", &dev, DEVNET_PASSPHRASE)?;
+    keystore::save(keystore, "dev", &dev, DEVNET_PASSPHRASE)?;
     accounts.push(GenesisAccount {
         address: Address::from_public_key(&dev.public_key()),
         balance: Amount(DEV_BALANCE),
@@ -253,18 +240,15 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         .chain(crate::sub0::key_names(args.validators, args.providers));
     for name in names {
         let key = keystore::generate()?;
-        keystore::save(&keystore, &name, &key, DEVNET_PASSPHRASE)?;
+        keystore::save(keystore, &name, &key, DEVNET_PASSPHRASE)?;
         accounts.push(GenesisAccount {
             address: Address::from_public_key(&key.public_key()),
             balance: Amount(ACCOUNT_BALANCE),
         });
     }
-    let timestamp_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as u64;
     let genesis = Genesis {
         chain_name: "logos-devnet".into(),
-        timestamp_ms,
+        timestamp_ms: now_ms()?,
         params: Params {
             privileged_account: Some(Address::from_public_key(&dev.public_key())),
             epoch_length_blocks: args.epoch_length_blocks,
@@ -274,10 +258,75 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         },
         validators,
         accounts,
+        parent: None,
     };
     genesis.validate()?;
     std::fs::write(&layout.genesis, genesis.to_toml()?)?;
-    let full_nodes = write_full_nodes(args, &layout)?;
+    write_configs(args, &layout)?;
+    Ok(layout)
+}
+
+/// Writes a new network directory in the devnet layout for a genesis made elsewhere (a
+/// spin-off): validator keys and configurations as [`init`] writes them, the genesis from
+/// `make_genesis` given the validators. Refuses a directory that exists and is not empty.
+pub fn init_network(
+    args: &DevnetArgs,
+    make_genesis: impl FnOnce(Vec<GenesisValidator>) -> Result<Genesis>,
+) -> Result<Layout> {
+    let layout = layout(args)?;
+    if std::fs::read_dir(&layout.dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        bail!(
+            "{} exists and is not empty: choose a new directory",
+            layout.dir.display()
+        );
+    }
+    std::fs::create_dir_all(&layout.dir)?;
+    warn_empty_passphrase(&layout.keystore);
+    let validators = generate_validators(args, &layout.keystore)?;
+    let genesis = make_genesis(validators)?;
+    genesis.validate()?;
+    std::fs::write(&layout.genesis, genesis.to_toml()?)?;
+    write_configs(args, &layout)?;
+    Ok(layout)
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> Result<u64> {
+    Ok(u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?)
+}
+
+fn warn_empty_passphrase(keystore: &Path) {
+    eprintln!(
+        "*** devnet keys in {} are encrypted with an EMPTY passphrase: for this throwaway \
+         network only ***",
+        keystore.display()
+    );
+}
+
+/// Generates and saves `validator-<i>` keys; returns the genesis validators.
+fn generate_validators(args: &DevnetArgs, keystore: &Path) -> Result<Vec<GenesisValidator>> {
+    let mut validators = Vec::new();
+    for i in 0..args.validators {
+        let key = keystore::generate()?;
+        keystore::save(keystore, &format!("validator-{i}"), &key, DEVNET_PASSPHRASE)?;
+        validators.push(GenesisValidator {
+            public_key: format_public_key(&key.public_key()),
+            p2p_address: std::net::SocketAddr::new(
+                args.address(Role::Validator(i)),
+                u16::try_from(args.p2p_base_port as usize + i)?,
+            ),
+        });
+    }
+    Ok(validators)
+}
+
+/// Writes the validators' and full nodes' configurations and the recorded [`Shape`].
+fn write_configs(args: &DevnetArgs, layout: &Layout) -> Result<()> {
+    let full_nodes = write_full_nodes(args, layout)?;
     for (i, config) in layout.configs.iter().enumerate() {
         std::fs::create_dir_all(config.parent().expect("config has a directory"))?;
         let ip = args.address(Role::Validator(i));
@@ -301,7 +350,92 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
         );
         std::fs::write(config, text)?;
     }
-    Ok(layout)
+    let shape = toml::to_string_pretty(&Shape::of(args))?;
+    std::fs::write(layout.dir.join(SHAPE_FILE), shape)?;
+    Ok(())
+}
+
+/// The file in a devnet directory that records its [`Shape`].
+pub const SHAPE_FILE: &str = "devnet.toml";
+
+/// What `--resume` takes from the directory rather than from its flags: the processes the
+/// directory has keys and configurations for, and their ports and hosts
+/// (`<dir>/devnet.toml`, written with the directory).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shape {
+    /// Validators.
+    pub validators: usize,
+    /// Full nodes.
+    pub full_nodes: usize,
+    /// Provider agents (0: the chain alone).
+    pub providers: usize,
+    /// First p2p port.
+    pub p2p_base_port: u16,
+    /// First RPC port.
+    pub rpc_base_port: u16,
+    /// First metrics port.
+    pub metrics_base_port: u16,
+    /// First agent API port.
+    pub agent_base_port: u16,
+    /// Network index of the first agent.
+    pub network_base_index: u8,
+    /// A network namespace per process.
+    pub hosts: bool,
+}
+
+impl Shape {
+    /// The shape `args` describe.
+    pub fn of(args: &DevnetArgs) -> Self {
+        Self {
+            validators: args.validators,
+            full_nodes: args.full_nodes,
+            providers: args.providers,
+            p2p_base_port: args.p2p_base_port,
+            rpc_base_port: args.rpc_base_port,
+            metrics_base_port: args.metrics_base_port,
+            agent_base_port: args.agent_base_port,
+            network_base_index: args.network_base_index,
+            hosts: args.hosts,
+        }
+    }
+
+    /// `args` with this shape.
+    pub fn apply(&self, mut args: DevnetArgs) -> DevnetArgs {
+        args.validators = self.validators;
+        args.full_nodes = self.full_nodes;
+        args.providers = self.providers;
+        args.p2p_base_port = self.p2p_base_port;
+        args.rpc_base_port = self.rpc_base_port;
+        args.metrics_base_port = self.metrics_base_port;
+        args.agent_base_port = self.agent_base_port;
+        args.network_base_index = self.network_base_index;
+        args.hosts = self.hosts;
+        args
+    }
+}
+
+/// With `--resume` and a recorded shape, `args` with that shape (the directory's keys and
+/// configurations were written for it); otherwise `args` as given.
+pub fn resumed(args: DevnetArgs) -> Result<DevnetArgs> {
+    let path = args.directory().join(SHAPE_FILE);
+    if !args.resume || !path.exists() {
+        return Ok(args);
+    }
+    let text = std::fs::read_to_string(&path)?;
+    let shape: Shape =
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    if shape != Shape::of(&args) {
+        eprintln!(
+            "resuming with the shape recorded in {} (validators {}, providers {}, full nodes {}, \
+             rpc from port {})",
+            path.display(),
+            shape.validators,
+            shape.providers,
+            shape.full_nodes,
+            shape.rpc_base_port
+        );
+    }
+    Ok(shape.apply(args))
 }
 
 /// Writes the full nodes' keys and configurations; returns the validators' `full_nodes` line.
@@ -447,6 +581,7 @@ fn terminate(pid: u32) {
 
 /// Runs `logos devnet`.
 pub fn run(args: DevnetArgs) -> Result<()> {
+    let args = resumed(args)?;
     let layout = init(&args)?;
     eprintln!("devnet directory: {}", layout.dir.display());
     if args.init_only {
@@ -676,10 +811,19 @@ fn print_summary(args: &DevnetArgs, layout: &Layout, network: &Network) {
             tenant.namespace, tenant.address, tenant.namespace
         );
     }
+    let rpc = &network.validators[0].rpc;
+    if !layout.keystore.join("dev.key").exists() {
+        // A spin-off: its accounts are the parent's, whose keys their owners hold.
+        println!(
+            "keystore {} (validator keys only: the accounts are the parent network's)\ntry: \
+             logos query chain --rpc {rpc}",
+            layout.keystore.display()
+        );
+        return;
+    }
     println!(
         "keystore {}  (funded key: dev)\ntry: logos catalog --rpc {rpc}\n     logos lease create --keystore {ks} --from dev --template 0 --wait --rpc {rpc}",
         layout.keystore.display(),
-        rpc = network.validators[0].rpc,
         ks = layout.keystore.display(),
     );
 }
@@ -705,5 +849,49 @@ async fn supervise(network: &mut Network) -> Option<String> {
     tokio::select! {
         () = crate::wait_for_signal() => None,
         exited = watcher => Some(exited),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: DevnetArgs,
+    }
+
+    fn args(flags: &[&str]) -> DevnetArgs {
+        Wrapper::parse_from(std::iter::once("devnet").chain(flags.iter().copied())).args
+    }
+
+    #[test]
+    fn a_resumed_devnet_takes_the_shape_its_directory_was_written_for() {
+        let dir = std::env::temp_dir().join(format!("logos-shape-{}", std::process::id()));
+        let dir_text = dir.to_string_lossy().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let written = args(&["--dir", &dir_text, "--validators", "2", "--providers", "0"]);
+        let shape = Shape {
+            rpc_base_port: 9_999,
+            ..Shape::of(&written)
+        };
+        std::fs::write(dir.join(SHAPE_FILE), toml::to_string(&shape).unwrap()).unwrap();
+        // Default flags with --resume: the recorded shape wins.
+        let resumed = resumed(args(&["--dir", &dir_text, "--resume"])).unwrap();
+        assert_eq!(Shape::of(&resumed), shape);
+        // Without --resume the flags are taken as given (the directory is rewritten).
+        let fresh = resumed_or_given(&["--dir", &dir_text]);
+        assert_eq!(fresh.validators, 4);
+        // A corrupt record is an error, not a guess.
+        std::fs::write(dir.join(SHAPE_FILE), "validators = \"many\"").unwrap();
+        assert!(super::resumed(args(&["--dir", &dir_text, "--resume"])).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn resumed_or_given(flags: &[&str]) -> DevnetArgs {
+        resumed(args(flags)).unwrap()
     }
 }

@@ -17,7 +17,7 @@
 //! body, `synced: false`) otherwise.
 
 use crate::{
-    chain::{ChainError, ChainState},
+    chain::{ChainError, ChainState, Executed},
     engine::{block_cfg, genesis_block},
     epochs::{epoch_state, EpochState},
 };
@@ -41,6 +41,9 @@ use std::{
 
 /// Most blocks fetched and checked per poll.
 pub const BATCH_BLOCKS_MAX: u64 = 256;
+/// How many blocks from a batch's end are asked for a finalization certificate (a block
+/// finalized through a descendant has none of its own).
+pub const CERTIFICATE_SEARCH_BLOCKS: u64 = 16;
 /// How far behind the seen head the follower may be and still call itself synced, blocks.
 pub const SYNC_SLACK_BLOCKS: u64 = 64;
 
@@ -115,7 +118,7 @@ pub async fn run<E: Storage + Clock + Metrics + Spawner>(
     let mut restored = chain.tip().height.get() == 0;
     loop {
         let result = match restored {
-            true => poll(&rpc, genesis, &mut chain).await,
+            true => poll(&rpc, genesis, &mut chain, u64::MAX, &mut |_| ()).await,
             false => restore(&rpc, genesis, &mut chain).await.map(|()| {
                 restored = true;
                 0
@@ -165,7 +168,11 @@ async fn restore<E: Storage + Clock + Metrics + Spawner>(
     Ok(())
 }
 
-async fn fetch(rpc: &HttpClient, genesis: &Genesis, height: u64) -> Result<Block, FollowError> {
+pub(crate) async fn fetch(
+    rpc: &HttpClient,
+    genesis: &Genesis,
+    height: u64,
+) -> Result<Block, FollowError> {
     let hex = rpc
         .get_raw_block(height)
         .await?
@@ -185,21 +192,28 @@ async fn fetch(rpc: &HttpClient, genesis: &Genesis, height: u64) -> Result<Block
     Ok(block)
 }
 
-/// One poll: fetch, check and execute the next batch. Returns the head seen.
-async fn poll<E: Storage + Clock + Metrics + Spawner>(
+/// One poll: fetch, check and execute the next batch, executing no block above `stop_at` and
+/// handing each executed block's [`Executed`] to `on_executed`. Returns the head seen.
+pub(crate) async fn poll<E: Storage + Clock + Metrics + Spawner>(
     rpc: &HttpClient,
     genesis: &Genesis,
     chain: &mut ChainState<E>,
+    stop_at: u64,
+    on_executed: &mut dyn FnMut(&Executed),
 ) -> Result<u64, FollowError> {
     let head = rpc.get_finalized_head().await?.height;
     let tip = chain.tip().height.get();
-    if head <= tip {
+    if head <= tip || tip >= stop_at {
         return Ok(head);
     }
     // A batch stays within the current epoch: the next one's committee signs past its end.
+    // Past `stop_at` it takes the few blocks that may carry the certificate finalizing it.
     let epochs = epoch_state(chain).await?;
     let epoch_end = epochs.current.last_height().unwrap_or(u64::MAX);
-    let last = head.min(tip + BATCH_BLOCKS_MAX).min(epoch_end);
+    let last = head
+        .min(tip + BATCH_BLOCKS_MAX)
+        .min(epoch_end)
+        .min(stop_at.saturating_add(CERTIFICATE_SEARCH_BLOCKS));
     let mut blocks = Vec::with_capacity((last - tip) as usize);
     let mut parent = chain.tip().digest;
     for height in tip + 1..=last {
@@ -215,7 +229,10 @@ async fn poll<E: Storage + Clock + Metrics + Spawner>(
     }
     let certified = certified_prefix(rpc, genesis, &epochs, &blocks).await?;
     let chain_id = genesis.chain_id();
-    for block in &blocks[..certified] {
+    for block in blocks[..certified]
+        .iter()
+        .take_while(|block| block.height.get() <= stop_at)
+    {
         let context = BlockContext {
             chain_id,
             height: block.height.get(),
@@ -225,7 +242,8 @@ async fn poll<E: Storage + Clock + Metrics + Spawner>(
         };
         // Verify first: a wrong state root is an error here, not a panic as in `finalize`.
         chain.verify(block, &context).await?;
-        chain.finalize(block, &context).await?;
+        let executed = chain.finalize(block, &context).await?;
+        on_executed(&executed);
     }
     // One fsync for the whole batch (a batch cut short by an error above stays applied in
     // memory and is committed with the next one).
@@ -246,7 +264,12 @@ async fn certified_prefix(
     let committee = epochs
         .committee(epoch)
         .ok_or_else(|| FollowError::Genesis(format!("no committee for epoch {epoch}")))?;
-    for (index, block) in blocks.iter().enumerate().rev().take(16) {
+    for (index, block) in blocks
+        .iter()
+        .enumerate()
+        .rev()
+        .take(CERTIFICATE_SEARCH_BLOCKS as usize)
+    {
         let Some(hex) = rpc.get_finalization(block.height.get()).await? else {
             continue;
         };

@@ -20,6 +20,8 @@
 //! - [`full`]: a full node, a non-voting p2p peer that executes every finalized block and
 //!   serves the validator's JSON-RPC.
 //! - [`follower`]: a full node that follows the chain through another node's RPC.
+//! - [`spinoff`]: a parent network's state at a height, replayed and checked from its genesis,
+//!   and the spin-off genesis derived from it.
 
 pub mod application;
 pub mod chain;
@@ -36,3 +38,4 @@ pub mod receipts;
 pub mod relay;
 pub mod rpc;
 pub mod shared;
+pub mod spinoff;

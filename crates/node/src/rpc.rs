@@ -105,6 +105,8 @@ pub struct RpcServer<E: Storage + Clock + Metrics + Spawner> {
     shared: Arc<Shared<E>>,
     marshal: MarshalMailbox,
     relay: relay::Mailbox,
+    /// The genesis TOML, written once (a large genesis is not re-serialised per request).
+    genesis_toml: Arc<std::sync::OnceLock<String>>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -215,6 +217,7 @@ where
         shared,
         marshal,
         relay,
+        genesis_toml: Arc::default(),
     }
     .into_rpc()
     .into();
@@ -651,7 +654,16 @@ where
             validators: validators.iter().map(format_public_key).collect(),
             min_fee: genesis.params.min_fee,
             max_block_transactions: genesis.params.max_block_transactions,
+            parent: genesis.parent.clone(),
         })
+    }
+
+    async fn get_genesis(&self) -> Result<String, ErrorObjectOwned> {
+        if let Some(text) = self.genesis_toml.get() {
+            return Ok(text.clone());
+        }
+        let text = self.shared.genesis().to_toml().map_err(unavailable)?;
+        Ok(self.genesis_toml.get_or_init(|| text).clone())
     }
 
     async fn submit_transaction(&self, transaction: String) -> Result<Submitted, ErrorObjectOwned> {

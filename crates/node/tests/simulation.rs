@@ -116,6 +116,7 @@ fn genesis(keys: &[PrivateKey], funded: &PrivateKey) -> Genesis {
             address: Address::from_public_key(&funded.public_key()),
             balance: Amount(1_000_000_000_000),
         }],
+        parent: None,
     }
 }
 

@@ -80,6 +80,7 @@ impl MockChain {
                     balance: Amount(*amount),
                 })
                 .collect(),
+            parent: None,
         };
         let mut chain = Self {
             state: State::new(),

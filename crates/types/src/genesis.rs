@@ -16,13 +16,20 @@
 //! [[accounts]]
 //! address = "0x…"             # 20 bytes hex
 //! balance = "1000000000000"   # smallest unit, decimal string
+//! [parent]                    # a spin-off only (`logos spinoff`)
+//! chain_id = "0x…"            # the parent network's chain id
+//! height = 1200               # the parent's finalized height the state was taken at
+//! block_hash = "0x…"          # the parent's block at that height
+//! state_root = "0x…"          # its state root
 //! ```
 //! The [`ChainId`] is the SHA-256 of the canonical encoding of the chain name, timestamp,
 //! parameters, sorted validator keys and sorted accounts, so any change to the genesis (a
 //! spin-off included) gives a new chain id.
 
 use commonware_codec::{Encode, Write};
-use logos_primitives::{hash, parse_public_key, Address, Amount, ChainId, PublicKey};
+use logos_primitives::{
+    format_hash, hash, parse_hash, parse_public_key, Address, Amount, ChainId, Hash, PublicKey,
+};
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 /// Largest number of validators a genesis may list.
@@ -111,6 +118,38 @@ pub struct GenesisAccount {
     pub balance: Amount,
 }
 
+/// Where a spin-off network comes from: the parent network's finalized block whose state
+/// the spin-off's genesis was derived from (`logos spinoff`). It is part of the chain id.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GenesisParent {
+    /// The parent network's chain id.
+    pub chain_id: ChainId,
+    /// The parent's finalized height the state was taken at.
+    pub height: u64,
+    /// The parent's block at `height` (its digest, `0x` hex).
+    #[serde(with = "hash_text")]
+    pub block_hash: Hash,
+    /// That block's state root (`0x` hex).
+    #[serde(with = "hash_text")]
+    pub state_root: Hash,
+}
+
+/// A [`Hash`] as `0x` hex text in TOML and JSON.
+mod hash_text {
+    use super::{format_hash, parse_hash, Hash};
+
+    pub fn serialize<S: serde::Serializer>(hash: &Hash, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_hash(hash))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Hash, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        parse_hash(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A network's genesis.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Genesis {
@@ -126,6 +165,9 @@ pub struct Genesis {
     /// Initial balances.
     #[serde(default)]
     pub accounts: Vec<GenesisAccount>,
+    /// The parent network of a spin-off (`None` for a network started from scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<GenesisParent>,
 }
 
 /// Errors loading or validating a genesis.
@@ -270,6 +312,14 @@ impl Genesis {
             config.committee_size.write(&mut bytes);
             u8::from(config.elections).write(&mut bytes);
         }
+        // A spin-off commits to its parent (older ids stay as they were).
+        if let Some(parent) = &self.parent {
+            bytes.extend_from_slice(b"parent");
+            parent.chain_id.0.write(&mut bytes);
+            parent.height.write(&mut bytes);
+            parent.block_hash.write(&mut bytes);
+            parent.state_root.write(&mut bytes);
+        }
         ChainId(hash(&[b"logos-genesis-v1", &bytes]))
     }
 
@@ -301,6 +351,7 @@ mod tests {
                 address: Address([1; 20]),
                 balance: Amount(100),
             }],
+            parent: None,
         }
     }
 
@@ -313,6 +364,52 @@ mod tests {
         let mut spin_off = original.clone();
         spin_off.chain_name = "spin-off".into();
         assert_ne!(spin_off.chain_id(), original.chain_id());
+    }
+
+    #[test]
+    fn a_spin_off_commits_to_its_parent_and_round_trips() {
+        let original = genesis();
+        let parent = GenesisParent {
+            chain_id: original.chain_id(),
+            height: 1_200,
+            block_hash: hash(&[b"block"]),
+            state_root: hash(&[b"root"]),
+        };
+        let mut child = original.clone();
+        child.parent = Some(parent.clone());
+        let parsed = Genesis::from_toml(&child.to_toml().unwrap()).unwrap();
+        assert_eq!(parsed, child);
+        assert_ne!(child.chain_id(), original.chain_id());
+        // Every field of the parent is committed to.
+        let mut other_height = child.clone();
+        other_height.parent = Some(GenesisParent {
+            height: 1_201,
+            ..parent.clone()
+        });
+        let mut other_root = child.clone();
+        other_root.parent = Some(GenesisParent {
+            state_root: hash(&[b"other"]),
+            ..parent.clone()
+        });
+        let mut other_block = child.clone();
+        other_block.parent = Some(GenesisParent {
+            block_hash: hash(&[b"other"]),
+            ..parent
+        });
+        for variant in [other_height, other_root, other_block] {
+            assert_ne!(variant.chain_id(), child.chain_id());
+        }
+        // A genesis without a parent keeps the id it always had (no `[parent]` written).
+        assert!(!original.to_toml().unwrap().contains("[parent]"));
+        // A malformed parent hash is refused.
+        let text = child
+            .to_toml()
+            .unwrap()
+            .replace("block_hash = \"0x", "block_hash = \"0xzz");
+        assert!(matches!(
+            Genesis::from_toml(&text),
+            Err(GenesisError::Toml(_))
+        ));
     }
 
     #[test]
