@@ -57,3 +57,31 @@ pub fn decode_finalization(
         &verifier.certificate_codec_config(),
     )
 }
+
+/// The epoch a finalization certificate (its codec form) claims, read from its proposal
+/// without the signatures: which committee to decode and verify the rest with. Unverified.
+pub fn finalization_epoch(bytes: &[u8]) -> Result<u64, commonware_codec::Error> {
+    use commonware_codec::ReadExt as _;
+    let mut reader = commonware_codec::Copying(bytes);
+    let proposal = commonware_consensus::simplex::types::Proposal::<Hash>::read(&mut reader)?;
+    Ok(proposal.round.epoch().get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_too_short_for_its_proposal_has_no_epoch() {
+        assert!(finalization_epoch(&[]).is_err());
+        // An epoch varint that never ends.
+        assert!(finalization_epoch(&[0xff; 9]).is_err());
+        // A round and parent view, but the payload digest is cut short.
+        assert!(finalization_epoch(&[3, 7, 6, 1, 2, 3]).is_err());
+        // The proposal alone is enough: what follows is checked when decoding with a committee.
+        let mut bytes = vec![3, 7, 6];
+        bytes.extend_from_slice(&[0xab; 32]);
+        bytes.extend_from_slice(b"anything");
+        assert_eq!(finalization_epoch(&bytes).unwrap(), 3);
+    }
+}

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `logos_chainInfo` | | [`ChainInfo`] |
 //! | `logos_getGenesis` | | the genesis TOML (check its chain id) |
+//! | `logos_getEpochProof` | epoch | [`EpochProof`] of its committee, or null |
 //! | `logos_submitTransaction` | hex of the signed transaction | [`Submitted`] |
 //! | `logos_getAccount` | address | [`AccountState`] at the finalized head |
 //! | `logos_getBlockByHeight` | height | [`BlockInfo`] or null |
@@ -305,6 +306,29 @@ pub struct StorageValue {
     pub block_hash: String,
 }
 
+/// How a client learns an epoch's committee without trusting the server: the state of the
+/// previous epoch's last block (`height`) holds both the epoch that starts after it and its
+/// committee, proven against that block's state root. The block's header is then certified by
+/// the previous epoch's committee (`logos_getBlockHeader`, `logos_getFinalization`), and so on
+/// back to the genesis validators. Stored by every node as it finalizes each epoch's last
+/// block.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EpochProof {
+    /// The epoch whose committee this proves.
+    pub epoch: u64,
+    /// Height of the previous epoch's last block.
+    pub height: u64,
+    /// Hex of `staking::CurrentEpoch` in that block's state (the epoch starting at
+    /// `height + 1`).
+    pub epoch_info: String,
+    /// Hex of its [`crate::proof::StateProof`].
+    pub epoch_info_proof: String,
+    /// Hex of `staking::Committees[epoch]` in that block's state.
+    pub committee: String,
+    /// Hex of its [`crate::proof::StateProof`].
+    pub committee_proof: String,
+}
+
 /// An event with where it happened.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EventRecord {
@@ -362,6 +386,11 @@ pub trait LogosApi {
     /// Network identity and parameters.
     #[method(name = "chainInfo")]
     async fn chain_info(&self) -> Result<ChainInfo, ErrorObjectOwned>;
+
+    /// The proof of `epoch`'s committee (see [`EpochProof`]), or null for epoch 0 (the
+    /// genesis validators), an epoch not started yet, or one this node did not record.
+    #[method(name = "getEpochProof")]
+    async fn get_epoch_proof(&self, epoch: u64) -> Result<Option<EpochProof>, ErrorObjectOwned>;
 
     /// The network's genesis file (TOML), whose chain id is [`ChainInfo::chain_id`]: what a
     /// follower or a spin-off starts from. Check it with `Genesis::chain_id` against a chain

@@ -1845,7 +1845,9 @@ fn governance_changes_a_price_at_its_enactment_block_and_outlives_the_authority(
 /// blocks and elections from genesis; four bond and declare themselves candidates with their
 /// own consensus keys and on-chain p2p addresses, the fifth does not. From the first epoch
 /// whose committee is those four, every block is proposed by one of them, and the fifth
-/// (out of the committee) keeps following the chain over p2p as a full node.
+/// (out of the committee) keeps following the chain over p2p as a full node. A light client
+/// trusting only the genesis proves a read in the elected epoch by following the committee
+/// changes, and refuses a server that falsifies one of them.
 #[test]
 fn elected_committees_run_consensus_and_the_rest_follow() {
     const PORT_BASE: u16 = 21_900;
@@ -1942,6 +1944,94 @@ fn elected_committees_run_consensus_and_the_rest_follow() {
             );
         }
     });
+    // A light client that trusts only the genesis follows the committee changes to the
+    // elected epoch: a proven read at a height the elected four finalized.
+    let genesis = devnet.dir.join("genesis.toml");
+    let account = Address::from_public_key(&devnet.key("validator-0").public_key());
+    let (ok, stdout, stderr) = prove_account(account, &genesis, &devnet.rpc[4]);
+    assert!(ok, "{stderr}");
+    let proven: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(proven["height"].as_u64().unwrap() >= first, "{stdout}");
+    assert_eq!(proven["verified"], true);
+    // From the attacker's side: a server that falsifies a step of the walk is refused.
+    for lie in [
+        EpochLie::OtherCommittee,
+        EpochLie::EarlierBlock,
+        EpochLie::Missing,
+    ] {
+        let proxy = rt.block_on(epoch_lying_proxy(devnet.rpc[0].clone(), epoch, lie));
+        let (ok, stdout, stderr) = prove_account(account, &genesis, &proxy);
+        assert!(!ok, "{lie:?} was accepted: {stdout}");
+        assert!(
+            stderr.contains(&format!("epoch {epoch}:")),
+            "{lie:?}: {stderr}"
+        );
+    }
+}
+
+/// How [`epoch_lying_proxy`] lies about one epoch's committee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EpochLie {
+    /// The epoch's proof with the committee of epoch 1 (a genuine value of another key).
+    OtherCommittee,
+    /// The proof moved to the block before the epoch's boundary.
+    EarlierBlock,
+    /// No proof at all.
+    Missing,
+}
+
+/// A JSON-RPC server that forwards to `genuine`, except that `logos_getEpochProof(epoch)` is
+/// falsified as `lie` says. Returns its URL.
+async fn epoch_lying_proxy(genuine: String, epoch: u64, lie: EpochLie) -> String {
+    use axum::{extract::State, routing::post, Json, Router};
+    type Shared = (String, u64, EpochLie, reqwest::Client);
+    async fn forward(
+        http: &reqwest::Client,
+        url: &str,
+        request: &serde_json::Value,
+    ) -> serde_json::Value {
+        http.post(url)
+            .json(request)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+    async fn handle(
+        State((genuine, epoch, lie, http)): State<Shared>,
+        Json(request): Json<serde_json::Value>,
+    ) -> Json<serde_json::Value> {
+        let mut response = forward(&http, &genuine, &request).await;
+        if request["method"] != "logos_getEpochProof" || request["params"][0] != epoch {
+            return Json(response);
+        }
+        match lie {
+            EpochLie::OtherCommittee => {
+                let mut other = request.clone();
+                other["params"][0] = 1.into();
+                let other = forward(&http, &genuine, &other).await;
+                response["result"]["committee"] = other["result"]["committee"].clone();
+            }
+            EpochLie::EarlierBlock => {
+                let height = response["result"]["height"].as_u64().unwrap();
+                response["result"]["height"] = (height - 1).into();
+            }
+            EpochLie::Missing => response["result"] = serde_json::Value::Null,
+        }
+        Json(response)
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().route("/", post(handle)).with_state((
+        genuine,
+        epoch,
+        lie,
+        reqwest::Client::new(),
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }
 
 /// `logos spinoff …` with `args`: (success, stdout, stderr).

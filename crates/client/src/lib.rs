@@ -9,8 +9,12 @@
 //!   and validator set) comes from the network's genesis file, never from the server. For a
 //!   present value it checks the QMDB proof against a state root, then fetches that height's
 //!   [`BlockHeader`] (`logos_getBlockHeader`), recomputes the block digest from it, checks the
-//!   simplex finalization certificate over that digest with a quorum of the anchor's
-//!   validators, and requires the header's own `state_root` to be the proof's root. The JSON
+//!   simplex finalization certificate over that digest with a quorum of the committee of the
+//!   certificate's epoch, and requires the header's own `state_root` to be the proof's root.
+//!   The genesis validators are epoch 0's committee; each later committee is learned by
+//!   following the changes from genesis ([`Client::committee`]): the previous epoch's last
+//!   block, certified by the previous committee, holds the next epoch and its committee in its
+//!   state, proven against its state root (`logos_getEpochProof`). The JSON
 //!   `state_root` and `block_hash` the server attaches are only hints. Absence is proven the
 //!   same way, with the ordered QMDB's exclusion proof (`logos_api::proof::AbsenceProof`). A
 //!   client never accepts an answer from a lower height than one it already proved (a server
@@ -28,7 +32,7 @@ use commonware_cryptography::Signer;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use logos_api::{
     block::BlockHeader,
-    consensus::{decode_finalization, verify_finalization},
+    consensus::{decode_finalization, finalization_epoch, verify_finalization},
     proof::{decode_absence_proof, decode_proof, verify_absence, verify_value},
     receipt::verify_receipt,
     rpc::{ChainInfo, LogosApiClient, ReceiptInfo, StorageValue as StoredValue},
@@ -47,6 +51,10 @@ pub const WAIT_TIMEOUT_MS: u64 = 60_000;
 pub const CERTIFIED_SEARCH_BLOCKS: u64 = 256;
 /// Finalized roots remembered by [`Client::read_proven`] (oldest dropped first).
 const VERIFIED_ROOTS_MAX: usize = 64;
+/// Verified committees remembered (the lowest epochs dropped first; epoch 0 is the anchor's).
+pub const COMMITTEES_CACHED_MAX: usize = 64;
+/// Most epochs [`Client::committee`] walks in one call (each costs four RPC calls).
+pub const EPOCHS_WALKED_MAX: u64 = 100_000;
 
 /// Errors of the client.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +220,9 @@ pub struct Client {
     /// The highest height a proven read was answered at: an answer from a lower height (a
     /// server replaying an older state) is refused.
     highest: Mutex<u64>,
+    /// Committees verified by following the changes from genesis, by epoch (epoch 0 is the
+    /// anchor's validators, never stored).
+    committees: Mutex<BTreeMap<u64, Vec<PublicKey>>>,
 }
 
 impl Client {
@@ -228,6 +239,7 @@ impl Client {
             anchor: None,
             verified: Mutex::new(BTreeMap::new()),
             highest: Mutex::new(0),
+            committees: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -610,23 +622,134 @@ impl Client {
     /// `header`'s digest; false if the server has no certificate at its height; an error if the
     /// certificate it serves does not sign that digest.
     async fn certify(&self, header: &BlockHeader) -> Result<bool, ClientError> {
-        let anchor = self.anchor.as_ref().ok_or(ClientError::NoTrustAnchor)?;
         let height = header.height.get();
         let Some(certificate) = self.rpc.get_finalization(height).await? else {
             return Ok(false);
         };
-        let certificate =
-            decode_finalization(&anchor.chain_id, &anchor.validators, &unhex(&certificate)?)
-                .map_err(|error| ClientError::NotProven(error.to_string()))?;
+        let bytes = unhex(&certificate)?;
+        let epoch = finalization_epoch(&bytes)
+            .map_err(|error| ClientError::NotProven(format!("certificate: {error}")))?;
+        let committee = self.committee(epoch).await?;
+        self.check_certificate(header, &bytes, epoch, &committee)?;
+        Ok(true)
+    }
+
+    /// Checks that `bytes` is a finalization certificate of `epoch` signing `header`'s digest
+    /// with a quorum of `committee`.
+    fn check_certificate(
+        &self,
+        header: &BlockHeader,
+        bytes: &[u8],
+        epoch: u64,
+        committee: &[PublicKey],
+    ) -> Result<(), ClientError> {
+        let anchor = self.anchor.as_ref().ok_or(ClientError::NoTrustAnchor)?;
+        let height = header.height.get();
+        let certificate = decode_finalization(&anchor.chain_id, committee, bytes)
+            .map_err(|error| ClientError::NotProven(error.to_string()))?;
         let digest = header.digest();
-        if !verify_finalization(&anchor.chain_id, &anchor.validators, &certificate, &digest) {
+        if certificate.proposal.round.epoch().get() != epoch
+            || !verify_finalization(&anchor.chain_id, committee, &certificate, &digest)
+        {
             return Err(ClientError::NotProven(format!(
                 "the finalization certificate of height {height} does not sign block {} \
-                 with a quorum of the trusted validators",
+                 with a quorum of epoch {epoch}'s committee",
                 format_hash(&digest)
             )));
         }
-        Ok(true)
+        Ok(())
+    }
+
+    /// The consensus keys of `epoch`'s committee, verified from the trust anchor: epoch 0's
+    /// are the genesis validators; each later one is learned from the previous epoch's last
+    /// block, whose header a quorum of the previous committee finalized and whose state holds
+    /// the next epoch (starting right after it) and that epoch's committee, both proven
+    /// against its state root (`logos_getEpochProof`). Verified committees are remembered
+    /// (at most [`COMMITTEES_CACHED_MAX`]); at most [`EPOCHS_WALKED_MAX`] epochs are walked
+    /// per call. Errors: the server lacks or falsifies a step ([`ClientError::NotProven`]).
+    pub async fn committee(&self, epoch: u64) -> Result<Vec<PublicKey>, ClientError> {
+        let anchor = self.anchor.as_ref().ok_or(ClientError::NoTrustAnchor)?;
+        let (mut known, mut keys) = self
+            .committees
+            .lock()
+            .expect("committees lock")
+            .range(..=epoch)
+            .next_back()
+            .map(|(known, keys)| (*known, keys.clone()))
+            .unwrap_or((0, anchor.validators.clone()));
+        if epoch - known > EPOCHS_WALKED_MAX {
+            return Err(ClientError::NotProven(format!(
+                "epoch {epoch} is more than {EPOCHS_WALKED_MAX} epochs past epoch {known}, \
+                 the last committee this client verified"
+            )));
+        }
+        while known < epoch {
+            let next = known + 1;
+            keys = self.next_committee(next, &keys).await?;
+            let mut committees = self.committees.lock().expect("committees lock");
+            committees.insert(next, keys.clone());
+            while committees.len() > COMMITTEES_CACHED_MAX {
+                committees.pop_first();
+            }
+            known = next;
+        }
+        Ok(keys)
+    }
+
+    /// `epoch`'s committee from its proof, given the previous epoch's `previous` committee.
+    async fn next_committee(
+        &self,
+        epoch: u64,
+        previous: &[PublicKey],
+    ) -> Result<Vec<PublicKey>, ClientError> {
+        use logos_types::staking::{Committees, CurrentEpoch, Epoch};
+        let not_proven = |what: String| ClientError::NotProven(format!("epoch {epoch}: {what}"));
+        let proof = self
+            .rpc
+            .get_epoch_proof(epoch)
+            .await?
+            .ok_or_else(|| not_proven("the server has no proof of its committee".into()))?;
+        if proof.epoch != epoch {
+            return Err(not_proven(format!("the server sent epoch {}", proof.epoch)));
+        }
+        // The previous epoch's last block, certified by the previous committee itself.
+        let header = self.header(proof.height).await?;
+        let certificate = self
+            .rpc
+            .get_finalization(proof.height)
+            .await?
+            .ok_or_else(|| not_proven(format!("no certificate of block {}", proof.height)))?;
+        self.check_certificate(&header, &unhex(&certificate)?, epoch - 1, previous)?;
+        let root = header.state_root;
+        let info_bytes = unhex(&proof.epoch_info)?;
+        let info_key = CurrentEpoch::key();
+        let info_proof = decode_proof(&unhex(&proof.epoch_info_proof)?).map_err(malformed)?;
+        if !verify_value(&info_key, &info_bytes, &info_proof, &root) {
+            return Err(not_proven(
+                "the epoch record's proof does not verify".into(),
+            ));
+        }
+        let info = CurrentEpoch::decode_value(&info_key, &info_bytes).map_err(malformed)?;
+        if info.epoch != Epoch(epoch) || Some(info.start_height) != proof.height.checked_add(1) {
+            return Err(not_proven(format!(
+                "block {} is not the last block before it",
+                proof.height
+            )));
+        }
+        let committee_key = Committees::key(&Epoch(epoch));
+        let committee_bytes = unhex(&proof.committee)?;
+        let committee_proof = decode_proof(&unhex(&proof.committee_proof)?).map_err(malformed)?;
+        if !verify_value(&committee_key, &committee_bytes, &committee_proof, &root) {
+            return Err(not_proven("the committee's proof does not verify".into()));
+        }
+        let committee = Committees::decode_value(&committee_key, &committee_bytes)
+            .map_err(malformed)?
+            .consensus_keys()
+            .map_err(malformed)?;
+        if committee.is_empty() {
+            return Err(not_proven("an empty committee".into()));
+        }
+        Ok(committee)
     }
 
     /// The receipt of transaction `hash` as the server reports it, unverified; `None` if no

@@ -530,7 +530,17 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
             let account = chain.account_at(&tip, &sender).await?;
             senders.insert(sender, account);
         }
+        // Proofs against this block's state exist only while it is the tip.
+        let epoch_proof = crate::chain::epoch_proof(&chain, block.height.get()).await?;
         drop(chain);
+        if let Some((epoch, parts)) = epoch_proof {
+            self.shared
+                .receipts_mut()
+                .await
+                .put_epoch(epoch, block.digest(), parts)
+                .await
+                .map_err(|error| ChainError::Storage(error.to_string()))?;
+        }
         // Included nonces leave the pool; what the block made unpayable (an escrow the pool
         // could not see) leaves with them.
         let pooled = self.shared.with_mempool(|pool| {

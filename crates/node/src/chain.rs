@@ -613,6 +613,45 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     }
 }
 
+/// If the finalized tip (at `height`) is an epoch's last block: the epoch that starts after it
+/// and the proof of that epoch's committee against the tip's state (see
+/// `logos_api::rpc::EpochProof`).
+pub async fn epoch_proof<E: Storage + Clock + Metrics + Spawner>(
+    chain: &ChainState<E>,
+    height: u64,
+) -> Result<Option<(u64, crate::receipts::EpochProofParts)>, ChainError> {
+    use logos_types::{
+        staking::{Committees, CurrentEpoch},
+        StorageValue as _,
+    };
+    let info_key = CurrentEpoch::key();
+    let Proven::Value(epoch_info, info_proof) = chain.prove(&info_key).await? else {
+        return Ok(None);
+    };
+    let info = CurrentEpoch::decode_value(&info_key, &epoch_info)
+        .map_err(|error| ChainError::Storage(error.to_string()))?;
+    if info.start_height != height.saturating_add(1) || info.epoch.0 == 0 {
+        return Ok(None);
+    }
+    let committee_key = Committees::key(&info.epoch);
+    let Proven::Value(committee, committee_proof) = chain.prove(&committee_key).await? else {
+        return Err(ChainError::Storage(format!(
+            "epoch {} started without a committee",
+            info.epoch.0
+        )));
+    };
+    Ok(Some((
+        info.epoch.0,
+        crate::receipts::EpochProofParts {
+            height,
+            epoch_info,
+            epoch_info_proof: logos_api::proof::encode_proof(&info_proof),
+            committee,
+            committee_proof: logos_api::proof::encode_proof(&committee_proof),
+        },
+    )))
+}
+
 async fn stage<E: Storage + Clock + Metrics + Spawner>(
     db: &StateDb<E>,
     parent: Option<&StateBatch>,

@@ -119,11 +119,7 @@ fn decode_item<I: StorageItem>(bytes: &[u8]) -> Result<I::Value, ChainError> {
 
 /// The members' consensus keys (the chain checked each when it was declared).
 fn consensus_keys(committee: &Committee) -> Result<Vec<PublicKey>, ChainError> {
-    committee
-        .members
-        .iter()
-        .map(|member| member.consensus_key.public_key().map_err(storage))
-        .collect()
+    committee.consensus_keys().map_err(storage)
 }
 
 /// The epochs a node knows (see the module docs). Clones share one table.

@@ -4,7 +4,10 @@
 //! - `receipts`: per finalized block (key: its digest) the canonical bytes of its receipts in
 //!   block order ([`logos_api::receipt`]), from which any receipt's inclusion proof under the
 //!   block's `receipts_root` is rebuilt;
-//! - `transactions`: per included transaction (key: its hash) its `(height, position)`.
+//! - `transactions`: per included transaction (key: its hash) its `(height, position)`;
+//! - `epoch-proofs`, indexed by epoch: per epoch the proof of its committee from the previous
+//!   epoch's last block (key: that block's digest; [`EpochProofParts`]), written when that
+//!   block is finalized, never pruned (light clients walk every committee change from genesis).
 //!
 //! The finalizer writes a block's receipts before it applies the block's state: each
 //! [`ReceiptStore::put`] hands the writes to the operating system and starts their fsync in the
@@ -30,6 +33,59 @@ use logos_primitives::Hash;
 pub const RECEIPTS_PER_BLOCK_MAX: usize = logos_types::genesis::MAX_BLOCK_TRANSACTIONS_MAX as usize;
 
 type Receipts<E> = prunable::Archive<EightCap, E, Hash, Vec<Vec<u8>>>;
+
+/// Epochs per section of the `epoch-proofs` archive.
+pub const EPOCH_PROOFS_PER_SECTION: u64 = 64;
+/// Largest part of an epoch proof entry, bytes: a storage value or a state proof.
+pub const EPOCH_PROOF_PART_MAX_BYTES: usize = logos_types::storage::STORAGE_VALUE_MAX_BYTES
+    + 32 * logos_api::proof::PROOF_DIGESTS_MAX
+    + 1_024;
+
+/// One epoch's committee proof as stored: the previous epoch's last block and, proven against
+/// its state root, the epoch that starts after it and the committee (see
+/// `logos_api::rpc::EpochProof`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochProofParts {
+    /// Height of the previous epoch's last block.
+    pub height: u64,
+    /// `staking::CurrentEpoch` after it, codec bytes.
+    pub epoch_info: Vec<u8>,
+    /// Its state proof, codec bytes.
+    pub epoch_info_proof: Vec<u8>,
+    /// `staking::Committees[epoch]` after it, codec bytes.
+    pub committee: Vec<u8>,
+    /// Its state proof, codec bytes.
+    pub committee_proof: Vec<u8>,
+}
+
+impl EpochProofParts {
+    fn into_entry(self) -> Vec<Vec<u8>> {
+        vec![
+            self.height.to_be_bytes().to_vec(),
+            self.epoch_info,
+            self.epoch_info_proof,
+            self.committee,
+            self.committee_proof,
+        ]
+    }
+
+    fn from_entry(entry: Vec<Vec<u8>>) -> Result<Self, ReceiptStoreError> {
+        let [height, epoch_info, epoch_info_proof, committee, committee_proof]: [Vec<u8>; 5] =
+            entry
+                .try_into()
+                .map_err(|_| storage_error("an epoch proof entry is not five parts"))?;
+        let height: [u8; 8] = height
+            .try_into()
+            .map_err(|_| storage_error("an epoch proof height is not 8 bytes"))?;
+        Ok(Self {
+            height: u64::from_be_bytes(height),
+            epoch_info,
+            epoch_info_proof,
+            committee,
+            committee_proof,
+        })
+    }
+}
 type Positions<E> = prunable::Archive<EightCap, E, Hash, (u64, u32)>;
 
 /// Errors of the receipt store.
@@ -58,6 +114,7 @@ pub struct Located {
 pub struct ReceiptStore<E: Storage + Metrics + Clock> {
     receipts: Option<Receipts<E>>,
     positions: Option<Positions<E>>,
+    epochs: Option<Receipts<E>>,
     /// Syncs started by [`Self::put`] and not yet taken by [`Self::take_syncs`] (at most two
     /// per block of a commit group).
     syncing: Vec<Handle<()>>,
@@ -96,9 +153,25 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         )
         .await
         .map_err(storage_error)?;
+        let epochs = Receipts::init(
+            context.child("epoch_proofs"),
+            archive_config(
+                prefix,
+                "epoch-proofs",
+                EPOCH_PROOFS_PER_SECTION,
+                page_cache,
+                (
+                    RangeCfg::from(0..=5),
+                    (RangeCfg::from(0..=EPOCH_PROOF_PART_MAX_BYTES), ()),
+                ),
+            ),
+        )
+        .await
+        .map_err(storage_error)?;
         Ok(Self {
             receipts: Some(receipts),
             positions: Some(positions),
+            epochs: Some(epochs),
             syncing: Vec::new(),
         })
     }
@@ -158,6 +231,47 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
             self.syncing.push(handle);
         }
         Ok(())
+    }
+
+    /// Stores `epoch`'s committee proof from the finalized block `digest` (the previous
+    /// epoch's last); one already stored is left as it is. Durable like [`Self::put`].
+    pub async fn put_epoch(
+        &mut self,
+        epoch: u64,
+        digest: Hash,
+        parts: EpochProofParts,
+    ) -> Result<(), ReceiptStoreError> {
+        let epochs = self.epochs.as_ref().ok_or_else(closed)?;
+        if epochs
+            .has(Identifier::Index(epoch))
+            .await
+            .map_err(storage_error)?
+        {
+            return Ok(());
+        }
+        let archive = self.epochs.take().ok_or_else(closed)?;
+        let (archive, handle) = archive
+            .put(epoch, digest, &parts.into_entry())
+            .await
+            .map_err(storage_error)?
+            .start_sync()
+            .await
+            .map_err(storage_error)?;
+        self.epochs = Some(archive);
+        self.syncing.push(handle);
+        Ok(())
+    }
+
+    /// `epoch`'s committee proof, if this node recorded it.
+    pub async fn epoch(&self, epoch: u64) -> Result<Option<EpochProofParts>, ReceiptStoreError> {
+        let entry = self
+            .epochs
+            .as_ref()
+            .ok_or_else(closed)?
+            .get(Identifier::Index(epoch))
+            .await
+            .map_err(storage_error)?;
+        entry.map(EpochProofParts::from_entry).transpose()
     }
 
     /// The fsyncs started since the last call: every receipt written so far is durable once

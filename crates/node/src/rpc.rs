@@ -55,9 +55,9 @@ use jsonrpsee::{
 use logos_api::receipt::receipt_proof;
 pub use logos_api::rpc::codes;
 use logos_api::rpc::{
-    error, error_with_data, AccountState, BlockInfo, ChainInfo, EventRecord, FullNodeRegistration,
-    Head, Health, LogosApiServer, ReceiptInfo, StorageValue, Submitted, TransactionInfo,
-    TransactionLookup, TransactionStatus, HEALTH_STALE_MS,
+    error, error_with_data, AccountState, BlockInfo, ChainInfo, EpochProof, EventRecord,
+    FullNodeRegistration, Head, Health, LogosApiServer, ReceiptInfo, StorageValue, Submitted,
+    TransactionInfo, TransactionLookup, TransactionStatus, HEALTH_STALE_MS,
 };
 use logos_limits::{Slot, Slots};
 use logos_mempool::Rejection;
@@ -757,6 +757,25 @@ where
     async fn get_finalization(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned> {
         let finalization = self.marshal.get_finalization(Height::new(height)).await;
         Ok(finalization.map(|certificate| format!("0x{}", hex::encode(certificate.encode()))))
+    }
+
+    async fn get_epoch_proof(&self, epoch: u64) -> Result<Option<EpochProof>, ErrorObjectOwned> {
+        let parts = self
+            .shared
+            .receipts()
+            .await
+            .epoch(epoch)
+            .await
+            .map_err(unavailable)?;
+        let hex = |bytes: &[u8]| format!("0x{}", hex::encode(bytes));
+        Ok(parts.map(|parts| EpochProof {
+            epoch,
+            height: parts.height,
+            epoch_info: hex(&parts.epoch_info),
+            epoch_info_proof: hex(&parts.epoch_info_proof),
+            committee: hex(&parts.committee),
+            committee_proof: hex(&parts.committee_proof),
+        }))
     }
 
     async fn get_raw_block(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned> {

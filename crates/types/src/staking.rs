@@ -268,6 +268,20 @@ pub struct Committee {
     pub members: BoundedVec<Member, COMMITTEE_MAX>,
 }
 
+impl Committee {
+    /// The members' consensus keys, in member order (the epoch's simplex participants once
+    /// sorted). Errors: a key that is not a valid ed25519 point (the chain checked each when
+    /// it was declared).
+    pub fn consensus_keys(
+        &self,
+    ) -> Result<Vec<logos_primitives::PublicKey>, logos_primitives::ParseError> {
+        self.members
+            .iter()
+            .map(|member| member.consensus_key.public_key())
+            .collect()
+    }
+}
+
 /// The current epoch.
 #[record]
 #[derive(Copy)]
