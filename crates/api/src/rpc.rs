@@ -132,6 +132,10 @@ pub struct AccountState {
     pub balance: Amount,
     /// Finalized height the values were read at.
     pub height: u64,
+    /// The nonce after the account's transactions pooled on this server (its own node's
+    /// records included): what a new transaction should carry. Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_nonce: Option<u64>,
 }
 
 /// Where a transaction is (`logos_getTransaction`).

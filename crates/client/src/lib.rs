@@ -306,7 +306,9 @@ impl Client {
             return Ok(nonce);
         }
         let account = self.rpc.get_account(wallet.address().to_string()).await?;
-        Ok(account.nonce)
+        // After what the server already pools for the account (a validator's node records its
+        // votes from the validator's account).
+        Ok(account.pending_nonce.unwrap_or(account.nonce))
     }
 
     /// Submits `call` and waits until it is finalized; returns its receipt (which says whether

@@ -51,6 +51,8 @@ pub struct BlockContext {
     /// fixed before the block's transactions are chosen). Breaks placement ties and draws
     /// provisioners.
     pub randomness: Hash,
+    /// The parent block's digest (what the parent's finalize votes sign).
+    pub parent: Hash,
 }
 
 /// What a call or hook runs with: the state through an overlay, the block, and (for a call)

@@ -519,6 +519,12 @@ where
         let epochs = epochs.clone();
         move |context| evidence::submit(context, shared, relay, key, epochs, faults)
     });
+    // Its finalize votes for the chain's vote samples, so that missed votes can be told.
+    context.child("votes").spawn({
+        let (shared, relay, key) = (shared.clone(), relay.clone(), config.signer.clone());
+        let (marshal, epochs) = (marshal.clone(), epochs.clone());
+        move |_| crate::votes::record(shared, relay, marshal, key, epochs)
+    });
     let start_engine = {
         let (context, blocker, prefix) = (
             context.child("simplex"),

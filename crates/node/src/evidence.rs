@@ -196,7 +196,7 @@ async fn punished<E: Storage + Clock + Metrics + Spawner>(
 }
 
 /// The nonce after `sender`'s finalized one and its pooled transactions.
-async fn next_nonce<E: Storage + Clock + Metrics + Spawner>(
+pub(crate) async fn next_nonce<E: Storage + Clock + Metrics + Spawner>(
     shared: &Shared<E>,
     sender: &Address,
 ) -> u64 {

@@ -239,6 +239,7 @@ pub(crate) async fn poll<E: Storage + Clock + Metrics + Spawner>(
             author: Address::from_public_key(&block.proposer),
             params: genesis.params.clone(),
             randomness: block.parent,
+            parent: block.parent,
         };
         // Verify first: a wrong state root is an error here, not a panic as in `finalize`.
         chain.verify(block, &context).await?;

@@ -20,6 +20,7 @@
 //! - [`full`]: a full node, a non-voting p2p peer that executes every finalized block and
 //!   serves the validator's JSON-RPC.
 //! - [`follower`]: a full node that follows the chain through another node's RPC.
+//! - [`votes`]: a validator records its finalize votes for the chain's vote samples.
 //! - [`spinoff`]: a parent network's state at a height, replayed and checked from its genesis,
 //!   and the spin-off genesis derived from it.
 
@@ -39,3 +40,4 @@ pub mod relay;
 pub mod rpc;
 pub mod shared;
 pub mod spinoff;
+pub mod votes;

@@ -694,11 +694,15 @@ where
             .finalized_account(&address)
             .await
             .map_err(unavailable)?;
+        let pending_nonce = self
+            .shared
+            .with_mempool(|pool| pool.next_nonce(&address, account.nonce));
         Ok(AccountState {
             address,
             nonce: account.nonce,
             balance: account.balance,
             height: tip.height.get(),
+            pending_nonce: Some(pending_nonce),
         })
     }
 

@@ -92,6 +92,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
             author,
             params: self.genesis.params.clone(),
             randomness: parent,
+            parent,
         }
     }
 

@@ -1719,3 +1719,72 @@ fn a_non_member_sending_votes_or_blocks_is_dropped_unread() {
         });
     });
 }
+
+/// The finalized value of value item `I` on `node`.
+async fn finalized_value<I: logos_types::StorageValue>(node: &Node<Context>) -> I::Value {
+    let chain = node.shared.chain().await;
+    let tip = chain.tip().digest;
+    match chain.read(&tip, &I::key()).await.unwrap() {
+        Some(bytes) => I::decode_value(&I::key(), &bytes).unwrap(),
+        None => I::default_value(),
+    }
+}
+
+/// Missed votes are told on chain: five validators, one offline. The four online validators'
+/// nodes record their finalize votes for every vote sample (a certificate, or their own vote
+/// that the recorded certificates lack); the tally counts each closed sample for them and none
+/// for the offline one, whose reward it will cut.
+#[test]
+fn validators_record_their_votes_and_an_offline_one_is_counted_missing() {
+    over_seeds_n(8_500, 3, |seed| {
+        simulate(seed, |context| async move {
+            use logos_types::staking::Votes;
+            let mut net = network(&context, 5).await;
+            net.genesis.params.epoch_length_blocks = Some(400);
+            // Validators pay the fees of their records.
+            for key in &net.keys {
+                net.genesis.accounts.push(GenesisAccount {
+                    address: Address::from_public_key(&key.public_key()),
+                    balance: Amount(10_000_000_000),
+                });
+            }
+            connect(&net.oracle, &net.keys, 10).await;
+            let mut nodes = Vec::new();
+            for index in 0..4 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            // Samples every 12 blocks (400 / 32), each open for 32 blocks.
+            let deadline = context.current() + Duration::from_secs(300);
+            let tally = loop {
+                let tally = finalized_value::<Votes>(&nodes[0]).await;
+                if tally.samples >= 4 {
+                    break tally;
+                }
+                assert!(
+                    context.current() < deadline,
+                    "no vote samples closed with votes (tally {tally:?}, tip {})",
+                    tip(&nodes[0]).await
+                );
+                context.sleep(Duration::from_millis(100)).await;
+            };
+            let mut sorted: Vec<PublicKey> = net.keys.iter().map(|k| k.public_key()).collect();
+            sorted.sort();
+            let rank = |index: usize| {
+                sorted
+                    .iter()
+                    .position(|key| *key == net.keys[index].public_key())
+                    .unwrap()
+            };
+            for index in 0..4 {
+                assert_eq!(
+                    tally.signed.get(rank(index)).copied().unwrap_or(0),
+                    tally.samples,
+                    "validator {index} (tally {tally:?})"
+                );
+            }
+            assert_eq!(tally.signed.get(rank(4)).copied().unwrap_or(0), 0);
+            assert_safety(&refs).await;
+        })
+    });
+}

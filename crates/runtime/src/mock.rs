@@ -141,7 +141,13 @@ impl MockChain {
             author: self.author,
             params: self.params.clone(),
             randomness: hash(&[&self.seed.to_be_bytes(), &self.height.to_be_bytes()]),
+            parent: Self::block_digest(self.height),
         }
+    }
+
+    /// The digest the mock chain gives its block at `height` (blocks here have no content).
+    pub fn block_digest(height: u64) -> logos_primitives::Hash {
+        hash(&[b"mock-block", &height.to_be_bytes()])
     }
 
     /// `call` signed by `key` with its next nonce and the minimum fee.

@@ -27,9 +27,7 @@
 //! spin-off included) gives a new chain id.
 
 use commonware_codec::{Encode, Write};
-use logos_primitives::{
-    format_hash, hash, parse_hash, parse_public_key, Address, Amount, ChainId, Hash, PublicKey,
-};
+use logos_primitives::{hash, parse_public_key, Address, Amount, ChainId, Hash, PublicKey};
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 /// Largest number of validators a genesis may list.
@@ -127,27 +125,11 @@ pub struct GenesisParent {
     /// The parent's finalized height the state was taken at.
     pub height: u64,
     /// The parent's block at `height` (its digest, `0x` hex).
-    #[serde(with = "hash_text")]
+    #[serde(with = "crate::runtime::hash_hex")]
     pub block_hash: Hash,
     /// That block's state root (`0x` hex).
-    #[serde(with = "hash_text")]
+    #[serde(with = "crate::runtime::hash_hex")]
     pub state_root: Hash,
-}
-
-/// A [`Hash`] as `0x` hex text in TOML and JSON.
-mod hash_text {
-    use super::{format_hash, parse_hash, Hash};
-
-    pub fn serialize<S: serde::Serializer>(hash: &Hash, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_hash(hash))
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Hash, D::Error> {
-        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
-        parse_hash(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 /// A network's genesis.

@@ -98,7 +98,7 @@ pub enum RuntimeEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     /// Hash of the transaction.
-    #[serde(with = "hash_hex")]
+    #[serde(with = "crate::runtime::hash_hex")]
     pub transaction: Hash,
     /// Whether the call succeeded (the fee is paid either way).
     pub success: bool,
@@ -109,7 +109,8 @@ pub struct Receipt {
     pub events: Vec<Event>,
 }
 
-mod hash_hex {
+/// A [`Hash`] as `0x` hex text in JSON and TOML (`#[serde(with = "crate::runtime::hash_hex")]`).
+pub(crate) mod hash_hex {
     use logos_primitives::{format_hash, parse_hash, Hash};
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -46,10 +46,21 @@
 //!   (equal parts when nobody has backing, under proof of authority), reduced in proportion to
 //!   the leader turns it missed (blocks proposed with its consensus key: `min(produced,
 //!   expected) / expected` with `expected` = epoch
-//!   length / committee size: an offline or skipped leader proposes fewer blocks); what is
+//!   length / committee size: an offline or skipped leader proposes fewer blocks) and to the
+//!   votes it missed (`voted / samples`, below); what is
 //!   withheld stays in the treasury. Of a member's part it keeps its commission, and the rest
 //!   is split between its self-bond and its nominators' exposure pro rata (floor; the
 //!   remainder to the member).
+//! - **Missed votes.** The chain samples blocks: the block before each height that is a
+//!   multiple of the interval (epoch length / [`VOTE_SAMPLES_PER_EPOCH`], at least
+//!   [`VOTE_SAMPLE_INTERVAL_MIN_BLOCKS`]) becomes an open [`VoteSample`] when its child
+//!   executes. For [`VOTE_SAMPLE_WINDOW_BLOCKS`] blocks anyone may record the current
+//!   committee's finalize votes for it ([`Call::RecordVotes`]): a certificate, or one member's
+//!   vote that the certificates recorded so far lack, so no submitter can leave a member out.
+//!   Each signature is verified on its own (no batch: its randomness would be public here).
+//!   A closed sample with any vote counts in [`Votes`]. At the epoch's end each member's
+//!   reward is multiplied by the samples it signed over the samples counted (all of it when
+//!   none was counted). Validators' nodes record the votes themselves.
 //!
 //! # Storage
 //! | item | key | value |
@@ -68,6 +79,8 @@
 //! | 11 [`Disqualified`] | [`Address`] | first epoch a slashed validator may validate again |
 //! | 12 [`Produced`] | | blocks each author proposed in the current epoch |
 //! | 13 [`Exposures`] | [`ExposureKey`] (epoch, member) | its nominators' stake, largest first |
+//! | 14 [`OpenSamples`] | | vote samples taking records |
+//! | 15 [`Votes`] | | the current epoch's closed samples and who signed them |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -82,6 +95,7 @@
 //! | 7 | [`Call::SetConfig`] | privileged (governance) |
 //! | 8 | [`Call::ReportEquivocation`] | anyone (the reporter is rewarded) |
 //! | 9 | [`Call::SetElections`] | privileged (governance) |
+//! | 10 | [`Call::RecordVotes`] | anyone |
 
 use crate::{calls, codec::BoundedVec, errors, events, peers::P2pAddress, record, storage};
 use commonware_codec::Encode;
@@ -122,6 +136,21 @@ pub const EXPOSURES_MAX: usize = NOMINATORS_MAX;
 pub const EXPOSURE_EPOCHS: u64 = 3;
 /// Largest encoded evidence of a consensus fault, bytes (two votes of about 120 bytes).
 pub const EVIDENCE_MAX_BYTES: usize = 512;
+/// Fewest blocks between two vote samples ([`OpenSamples`]).
+pub const VOTE_SAMPLE_INTERVAL_MIN_BLOCKS: u64 = 8;
+/// Vote samples per epoch at most: the sampling interval is the epoch's length over this, and
+/// at least [`VOTE_SAMPLE_INTERVAL_MIN_BLOCKS`].
+pub const VOTE_SAMPLES_PER_EPOCH: u64 = 32;
+/// Blocks a vote sample takes records after it opens (then it is counted and closed).
+pub const VOTE_SAMPLE_WINDOW_BLOCKS: u64 = 32;
+/// Vote samples open at once at most (window over the smallest interval, plus one).
+pub const OPEN_SAMPLES_MAX: usize = 5;
+/// Largest [`Call::RecordVotes`] evidence, bytes: a finalization certificate of the largest
+/// committee (a proposal of about 50 bytes, a signer bitmap, 64 bytes per signature).
+pub const VOTES_MAX_BYTES: usize = 17_000;
+/// Bytes of a sample's signer bitmap (one bit per participant of the largest committee).
+pub const SIGNER_BITMAP_BYTES: usize = COMMITTEE_MAX.div_ceil(8);
+
 /// Epochs a slashed validator may not declare or be elected, counted from the offence's
 /// report: it misses at least the next election.
 pub const DISQUALIFIED_EPOCHS: u64 = 2;
@@ -347,6 +376,55 @@ pub enum FaultKind {
     NullifyFinalize,
 }
 
+/// What [`Call::RecordVotes`] carries (commonware-consensus simplex types, ed25519 scheme).
+/// Wire: one byte, the index.
+#[record]
+#[derive(Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum VoteKind {
+    /// A finalization certificate (`Finalization`): its signers' finalize votes.
+    #[index(0)]
+    Certificate,
+    /// One finalize vote (`Finalize`): a member whose vote the recorded certificates lack.
+    #[index(1)]
+    Vote,
+}
+
+/// A finalized block whose finalize votes are being recorded (see the module docs: missed
+/// votes reduce rewards).
+#[record]
+pub struct VoteSample {
+    /// The block's height.
+    pub height: u64,
+    /// Its digest (what the votes sign).
+    #[serde(with = "crate::runtime::hash_hex")]
+    pub digest: logos_primitives::Hash,
+    /// The first height at which it takes no more records.
+    pub closes_at: u64,
+    /// Who voted, one bit per participant in simplex's order (ascending consensus keys),
+    /// least significant bit first.
+    pub signed: BoundedVec<u8, SIGNER_BITMAP_BYTES>,
+}
+
+impl VoteSample {
+    /// True if participant `index` voted.
+    pub fn has(&self, index: usize) -> bool {
+        self.signed
+            .get(index / 8)
+            .is_some_and(|byte| byte & (1 << (index % 8)) != 0)
+    }
+}
+
+/// The current epoch's closed vote samples: how many, and how many each participant signed.
+#[record]
+#[derive(Default)]
+pub struct VoteTally {
+    /// Samples closed with at least one vote recorded.
+    pub samples: u32,
+    /// Samples each participant signed, in simplex's order (ascending consensus keys).
+    pub signed: BoundedVec<u32, COMMITTEE_MAX>,
+}
+
 /// A nominator's stake behind one committee member in one epoch, fixed at the election.
 #[record]
 #[derive(Copy)]
@@ -468,6 +546,16 @@ pub enum Call {
         /// The evidence's codec form (commonware-consensus simplex types, ed25519 scheme).
         evidence: BoundedVec<u8, EVIDENCE_MAX_BYTES>,
     },
+    /// Record finalize votes of the current committee for an open vote sample (a block the
+    /// chain samples to count who votes): each signature is verified on its own against the
+    /// committee; at least one must be new. Missed votes reduce the member's reward.
+    #[index(10)]
+    RecordVotes {
+        /// A certificate or a single vote.
+        kind: VoteKind,
+        /// Its codec form.
+        evidence: BoundedVec<u8, VOTES_MAX_BYTES>,
+    },
 }
 
 /// Events of `staking`.
@@ -588,6 +676,17 @@ pub enum Event {
         produced: u64,
         /// Blocks a member was expected to propose (epoch length / committee size).
         expected: u64,
+        /// Vote samples it signed.
+        voted: u32,
+        /// Vote samples of the epoch (with any vote recorded).
+        samples: u32,
+    },
+    /// Finalize votes were recorded for a vote sample.
+    VotesRecorded {
+        /// The sampled block's height.
+        height: u64,
+        /// Members whose vote was new.
+        added: u16,
     },
     /// A slashed validator was taken out of a committee already fixed.
     RemovedFromCommittee {
@@ -707,6 +806,18 @@ pub enum Error {
     #[index(21)]
     #[error("{0} cannot be replaced: it holds as much stake, or serves in a committee")]
     NotReplaceable(Address),
+    /// No open vote sample is for the block the votes sign.
+    #[index(22)]
+    #[error("no open vote sample for block {0} (samples close {VOTE_SAMPLE_WINDOW_BLOCKS} blocks after they open)")]
+    NoOpenSample(crate::codec::BoundedString<80>),
+    /// Every vote given is recorded already.
+    #[index(23)]
+    #[error("every vote given is recorded already")]
+    NoNewVotes,
+    /// The votes do not decode or verify against the current committee.
+    #[index(24)]
+    #[error("invalid votes: {0}")]
+    InvalidVotes(crate::codec::BoundedString<128>),
 }
 
 storage! {
@@ -744,4 +855,8 @@ storage! {
     pub Produced: value(12) BoundedVec<Authored, COMMITTEE_MAX>;
     /// The nominators behind each member of an elected committee, largest first.
     pub Exposures: map(13) ExposureKey => BoundedVec<Exposure, EXPOSURES_MAX>;
+    /// Vote samples taking records, oldest first.
+    pub OpenSamples: value(14) BoundedVec<VoteSample, OPEN_SAMPLES_MAX>;
+    /// The current epoch's closed vote samples.
+    pub Votes: value(15) VoteTally;
 }

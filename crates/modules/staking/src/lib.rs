@@ -23,6 +23,7 @@ pub mod rewards;
 pub mod slashing;
 #[cfg(test)]
 mod tests;
+pub mod votes;
 
 pub use election::{elect, Candidate, Nominator, Seat};
 
@@ -40,10 +41,11 @@ use logos_types::{
     staking::{
         intent_message, CallHandler, Committee, Committees, Config, CurrentEpoch, Disqualified,
         Epoch, EpochInfo, Error, Event, Exposure, ExposureKey, Exposures, FaultKind, KeyOwners,
-        Ledger, Ledgers, Member, Nominations, NominatorList, Offence, Offences, Produced,
-        StakingConfig, TotalActive, Unlocking, ValidatorList, Validators, COMMISSION_MAX_PERMILLE,
-        COMMITTEE_MIN, DISQUALIFIED_EPOCHS, EVIDENCE_MAX_BYTES, EXPOSURES_MAX, EXPOSURE_EPOCHS,
-        INTENT_NAMESPACE, NOMINATIONS_MAX,
+        Ledger, Ledgers, Member, Nominations, NominatorList, Offence, Offences, OpenSamples,
+        Produced, StakingConfig, TotalActive, Unlocking, ValidatorList, Validators, VoteKind,
+        VoteTally, Votes, COMMISSION_MAX_PERMILLE, COMMITTEE_MIN, DISQUALIFIED_EPOCHS,
+        EVIDENCE_MAX_BYTES, EXPOSURES_MAX, EXPOSURE_EPOCHS, INTENT_NAMESPACE, NOMINATIONS_MAX,
+        VOTES_MAX_BYTES,
     },
     DispatchError, Genesis, StateError, StorageMap,
 };
@@ -529,6 +531,35 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Staking {
         Ok(events([Event::ConfigChanged { config }]))
     }
 
+    async fn record_votes(
+        ctx: &mut Context<'_, '_, R>,
+        kind: &VoteKind,
+        evidence: &BoundedVec<u8, VOTES_MAX_BYTES>,
+    ) -> DispatchResult {
+        ctx.sender()?;
+        let current = CurrentEpoch::get(ctx.overlay).await?;
+        let committee = Committees::get(ctx.overlay, &current.epoch)
+            .await?
+            .ok_or(Error::UnknownEpoch(current.epoch))?;
+        let checked = votes::verify(*kind, evidence, &ctx.block.chain_id, &committee)?;
+        let mut open = OpenSamples::get(ctx.overlay).await?;
+        let sample = open
+            .iter_mut()
+            .find(|sample| sample.digest == checked.digest && checked.epoch == current.epoch.0)
+            .ok_or_else(|| {
+                Error::NoOpenSample(BoundedString::truncated(&logos_primitives::format_hash(
+                    &checked.digest,
+                )))
+            })?;
+        let added = votes::mark(sample, &checked.signers);
+        if added == 0 {
+            return Err(Error::NoNewVotes.into());
+        }
+        let height = sample.height;
+        OpenSamples::put(ctx.overlay, &open)?;
+        Ok(events([Event::VotesRecorded { height, added }]))
+    }
+
     async fn report_equivocation(
         ctx: &mut Context<'_, '_, R>,
         kind: &FaultKind,
@@ -863,7 +894,44 @@ async fn count_author<R: StateReader>(ctx: &mut Context<'_, '_, R>) -> Result<()
     Ok(())
 }
 
-/// Pays the committee of the epoch that ends (see the types' docs); clears [`Produced`].
+/// Closes the vote samples due (all of them at the epoch's end) into [`Votes`], then opens
+/// the one this block's parent is, if sampled (see the types' docs).
+async fn sample_votes<R: StateReader>(
+    ctx: &mut Context<'_, '_, R>,
+    current: &EpochInfo,
+    epoch_ends: bool,
+) -> Result<(), DispatchError> {
+    let mut open = OpenSamples::get(ctx.overlay).await?;
+    let height = ctx.height();
+    let due = open
+        .iter()
+        .filter(|sample| epoch_ends || sample.closes_at <= height)
+        .count();
+    if due > 0 {
+        let members = Committees::get(ctx.overlay, &current.epoch)
+            .await?
+            .map_or(0, |committee| committee.members.len());
+        let mut tally = Votes::get(ctx.overlay).await?;
+        for sample in open.iter().take(due) {
+            votes::count(&mut tally, sample, members);
+        }
+        Votes::put(ctx.overlay, &tally)?;
+        let kept: Vec<_> = open.iter().skip(due).cloned().collect();
+        open = BoundedVec::try_from(kept).map_err(|_| corruption("open samples"))?;
+    }
+    if !epoch_ends {
+        if let Some(sample) = votes::opened_by(current, height, ctx.block.parent) {
+            // The bound holds by construction (window over the smallest interval); a sample
+            // that finds it full is skipped rather than failing the block.
+            let _ = open.try_push(sample);
+        }
+    }
+    OpenSamples::put(ctx.overlay, &open)?;
+    Ok(())
+}
+
+/// Pays the committee of the epoch that ends (see the types' docs); clears [`Produced`] and
+/// [`Votes`].
 async fn pay_rewards<R: StateReader>(
     ctx: &mut Context<'_, '_, R>,
     ending: &EpochInfo,
@@ -871,14 +939,21 @@ async fn pay_rewards<R: StateReader>(
 ) -> Result<Vec<Event>, DispatchError> {
     let produced = Produced::get(ctx.overlay).await?;
     Produced::put(ctx.overlay, &BoundedVec::default())?;
+    let tally = Votes::get(ctx.overlay).await?;
+    Votes::put(ctx.overlay, &VoteTally::default())?;
     let Some(committee) = Committees::get(ctx.overlay, &ending.epoch).await? else {
         return Ok(Vec::new());
     };
     let treasury = community_account();
     let held = Balances::account(ctx.overlay, &treasury).await?.balance;
     let budget = config.epoch_reward.min(held);
-    let parts =
-        rewards::member_rewards(&committee.members, &produced, ending.length_blocks, budget);
+    let parts = rewards::member_rewards(
+        &committee.members,
+        &produced,
+        &tally,
+        ending.length_blocks,
+        budget,
+    );
     let mut remaining = budget;
     let mut emitted = Vec::new();
     for (member, mut part) in committee.members.iter().zip(parts) {
@@ -924,6 +999,8 @@ async fn pay_rewards<R: StateReader>(
             amount: part.amount,
             produced: part.produced,
             expected: part.expected,
+            voted: part.voted,
+            samples: part.samples,
         });
     }
     Ok(emitted)
@@ -941,8 +1018,10 @@ impl Module for Staking {
             .last_height()
             .ok_or_else(|| corruption("epoch end overflows"))?;
         if ctx.height() < last {
+            sample_votes(ctx, &current, false).await?;
             return Ok(Vec::new());
         }
+        sample_votes(ctx, &current, true).await?;
         let config = Config::get(ctx.overlay).await?;
         let mut emitted = pay_rewards(ctx, &current, &config).await?;
         let next = EpochInfo {
@@ -1039,6 +1118,22 @@ impl Module for Staking {
             }
             let accounts: Vec<_> = committee.members.iter().map(|m| m.validator).collect();
             ensure_ascending(&accounts, "committee members")?;
+        }
+        let members = Committees::get_from(state, &epoch)
+            .map_err(text)?
+            .map_or(0, |committee| committee.members.len());
+        let open = OpenSamples::get_from(state).map_err(text)?;
+        let heights: Vec<u64> = open.iter().map(|sample| sample.height).collect();
+        ensure_ascending(&heights, "open vote samples")?;
+        if open.iter().any(|sample| {
+            (members..sample.signed.len().saturating_mul(8)).any(|index| sample.has(index))
+        }) {
+            return Err("a vote sample marks a signer outside the committee".into());
+        }
+        let tally = Votes::get_from(state).map_err(text)?;
+        if tally.signed.len() > members || tally.signed.iter().any(|signed| *signed > tally.samples)
+        {
+            return Err("the vote tally counts more than its samples or members".into());
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! among a committee and, within a member's part, among its self-bond and nominators.
 
 use logos_primitives::{Address, Amount};
-use logos_types::staking::{Authored, Member};
+use logos_types::staking::{Authored, Member, VoteTally};
 
 /// One member's part of an epoch's rewards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,10 @@ pub struct MemberReward {
     pub produced: u64,
     /// Blocks it was expected to propose.
     pub expected: u64,
+    /// Vote samples it signed.
+    pub voted: u32,
+    /// Vote samples counted in the epoch.
+    pub samples: u32,
 }
 
 /// `value × numerator / denominator`, floor, in 128-bit integers; 0 for a zero denominator.
@@ -44,14 +48,19 @@ pub fn mul_div(value: u128, numerator: u128, denominator: u128) -> u128 {
 
 /// Splits `budget` among `members` by backing (equally when no member has backing), each part
 /// reduced to `min(produced, expected) / expected` of itself with `expected = max(1,
-/// length_blocks / members)`; a member's blocks are those authored by the address of its
-/// consensus key (the key that proposes). The parts never sum above `budget`.
+/// length_blocks / members)`, then to `min(voted, samples) / samples` of that (`votes`, by
+/// participant index: the members' rank by consensus key; nothing taken when no sample was
+/// counted); a member's blocks are those authored by the address of its consensus key (the
+/// key that proposes). The parts never sum above `budget`.
 pub fn member_rewards(
     members: &[Member],
     produced: &[Authored],
+    votes: &VoteTally,
     length_blocks: u64,
     budget: Amount,
 ) -> Vec<MemberReward> {
+    let mut keys: Vec<_> = members.iter().map(|member| member.consensus_key).collect();
+    keys.sort_by_key(|key| key.0);
     let count = u64::try_from(members.len()).unwrap_or(u64::MAX).max(1);
     let expected = length_blocks.checked_div(count).unwrap_or(0).max(1);
     let total_backing = members
@@ -75,11 +84,22 @@ pub fn member_rewards(
                 .find(|authored| Some(authored.author) == proposer)
                 .map_or(0, |authored| authored.blocks);
             let earned = mul_div(base, u128::from(blocks.min(expected)), u128::from(expected));
+            let index = keys.iter().position(|key| *key == member.consensus_key);
+            let voted = index
+                .and_then(|index| votes.signed.get(index).copied())
+                .unwrap_or(0)
+                .min(votes.samples);
+            let earned = match votes.samples {
+                0 => earned,
+                samples => mul_div(earned, u128::from(voted), u128::from(samples)),
+            };
             MemberReward {
                 validator: member.validator,
                 amount: Amount(earned),
                 produced: blocks,
                 expected,
+                voted,
+                samples: votes.samples,
             }
         })
         .collect()

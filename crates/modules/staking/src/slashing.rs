@@ -115,12 +115,11 @@ fn decode<T: Read<Cfg = ()>>(bytes: &[u8]) -> Result<T, Error> {
     logos_types::codec::decode::<T>(bytes).map_err(|error| invalid(&error.to_string()))
 }
 
-fn check<T: Evidence>(
-    evidence: T,
-    chain_id: &ChainId,
+/// The committee's members in simplex's participant order (ascending consensus keys; the
+/// committee itself is ordered by account). Errors: a key that is not a point, a key twice.
+pub(crate) fn sorted_members(
     committee: &Committee,
-) -> Result<Fault, Error> {
-    // Simplex orders participants by key; the committee is ordered by account.
+) -> Result<Vec<(PublicKey, Address, NodeKey)>, Error> {
     let mut members: Vec<(PublicKey, Address, NodeKey)> = Vec::new();
     for member in committee.members.iter() {
         let key = member
@@ -130,10 +129,27 @@ fn check<T: Evidence>(
         members.push((key, member.validator, member.consensus_key));
     }
     members.sort_by(|a, b| a.0.cmp(&b.0));
-    let participants = Set::from_iter_dedup(members.iter().map(|(key, _, _)| key.clone()));
-    if participants.len() != members.len() {
+    if members.windows(2).any(|pair| pair[0].0 == pair[1].0) {
         return Err(invalid("the committee repeats a key"));
     }
+    Ok(members)
+}
+
+/// The committee's simplex participant set (see [`sorted_members`]).
+pub(crate) fn participants(committee: &Committee) -> Result<Set<PublicKey>, Error> {
+    let members = sorted_members(committee)?;
+    Ok(Set::from_iter_dedup(
+        members.into_iter().map(|(key, _, _)| key),
+    ))
+}
+
+fn check<T: Evidence>(
+    evidence: T,
+    chain_id: &ChainId,
+    committee: &Committee,
+) -> Result<Fault, Error> {
+    let members = sorted_members(committee)?;
+    let participants = Set::from_iter_dedup(members.iter().map(|(key, _, _)| key.clone()));
     let signer = usize::try_from(evidence.signer().get()).unwrap_or(usize::MAX);
     let (_, validator, consensus_key) = members
         .get(signer)

@@ -1262,13 +1262,25 @@ mod lists_and_rewards {
             },
         ];
         // 100 blocks, 2 members: 50 expected each.
-        let parts = member_rewards(&members, &produced, 100, Amount(1_000));
+        let parts = member_rewards(
+            &members,
+            &produced,
+            &logos_types::staking::VoteTally::default(),
+            100,
+            Amount(1_000),
+        );
         assert_eq!(parts[0].amount, Amount(750));
         assert_eq!(parts[1].amount, Amount(125));
         assert_eq!((parts[1].produced, parts[1].expected), (25, 50));
         // Nobody backed (proof of authority): equal parts.
         let poa = [member(1, 0, 0), member(2, 0, 0)];
-        let parts = member_rewards(&poa, &produced, 100, Amount(1_000));
+        let parts = member_rewards(
+            &poa,
+            &produced,
+            &logos_types::staking::VoteTally::default(),
+            100,
+            Amount(1_000),
+        );
         assert_eq!(parts[0].amount, Amount(500));
         // Overflow-free on extremes.
         assert_eq!(mul_div(u128::MAX, u128::MAX, u128::MAX), u128::MAX);
@@ -1323,5 +1335,240 @@ mod lists_and_rewards {
             world.chain.account(&address(&genesis[1])).balance,
             Amount::ZERO
         );
+    }
+}
+
+/// Missed votes: vote samples recorded from the attacker's side too, and rewards cut by them.
+mod missed_votes {
+    use super::*;
+    use commonware_codec::Encode;
+    use commonware_consensus::{
+        simplex::{
+            scheme::ed25519::Scheme,
+            types::{Finalization, Finalize, Proposal},
+        },
+        types::{Epoch as SimplexEpoch, Round, View},
+    };
+    use commonware_parallel::Sequential;
+    use commonware_utils::ordered::Set;
+    use logos_primitives::{ChainId, PublicKey};
+    use logos_types::{
+        balances::community_account,
+        staking::{Event, OpenSamples, VoteKind, VoteSample, Votes},
+    };
+
+    /// Genesis validator `index`'s signing scheme over `participants` on `chain_id`.
+    fn scheme(index: usize, chain_id: &ChainId, participants: &[PrivateKey]) -> Scheme {
+        let set: Set<PublicKey> = Set::from_iter_dedup(participants.iter().map(|k| k.public_key()));
+        let keys = MockChain::genesis_validators();
+        Scheme::signer(&chain_id.consensus_namespace(), set, keys[index].clone()).unwrap()
+    }
+
+    fn finalize(
+        index: usize,
+        chain_id: &ChainId,
+        epoch: u64,
+        height: u64,
+    ) -> Finalize<Scheme, logos_primitives::Hash> {
+        let genesis = MockChain::genesis_validators();
+        let proposal = Proposal::new(
+            Round::new(SimplexEpoch::new(epoch), View::new(height + 1)),
+            View::new(height),
+            MockChain::block_digest(height),
+        );
+        Finalize::sign(&scheme(index, chain_id, &genesis), proposal).unwrap()
+    }
+
+    /// A finalization certificate of genesis validators `signers` for the block at `height`.
+    fn certificate(chain_id: ChainId, signers: &[usize], height: u64) -> Vec<u8> {
+        let votes: Vec<_> = signers
+            .iter()
+            .map(|index| finalize(*index, &chain_id, 0, height))
+            .collect();
+        let genesis = MockChain::genesis_validators();
+        let scheme = scheme(signers[0], &chain_id, &genesis);
+        let votes = commonware_utils::iter::NonEmpty::try_new(votes.into_iter()).unwrap();
+        Finalization::from_owned_finalizes(&scheme, votes, &Sequential)
+            .unwrap()
+            .encode()
+            .to_vec()
+    }
+
+    fn record(world: &mut World, kind: VoteKind, bytes: Vec<u8>) -> logos_types::Receipt {
+        // Anyone may record (funded in the test's first lines).
+        let sender = PrivateKey::from_seed(55);
+        world.chain.call(
+            &sender,
+            Call::RecordVotes {
+                kind,
+                evidence: bytes.try_into().unwrap(),
+            },
+        )
+    }
+
+    /// Advances to the next open sample; returns it.
+    fn next_sample(world: &mut World, after: u64) -> VoteSample {
+        loop {
+            world.chain.advance(1);
+            let open = world.chain.value::<OpenSamples>();
+            if let Some(sample) = open.iter().find(|sample| sample.height > after) {
+                return sample.clone();
+            }
+        }
+    }
+
+    /// Validator `index`'s participant rank (simplex orders by key).
+    fn rank(index: usize) -> usize {
+        let keys = MockChain::genesis_validators();
+        let mut sorted: Vec<PublicKey> = keys.iter().map(|k| k.public_key()).collect();
+        sorted.sort();
+        sorted
+            .iter()
+            .position(|key| *key == keys[index].public_key())
+            .unwrap()
+    }
+
+    #[test]
+    fn recorded_votes_count_and_forged_replayed_or_late_ones_change_nothing() {
+        let mut world = world(false);
+        world.privileged(balances::Call::Transfer {
+            to: community_account(),
+            amount: Amount(500_000_000),
+        });
+        funded(&mut world, 55, 1_000_000);
+        let genesis = MockChain::genesis_validators();
+        let author = address(&genesis[0]);
+        world.chain.author = author;
+        let chain_id = world.chain.chain_id;
+        let first = next_sample(&mut world, 0);
+        assert_eq!(first.digest, MockChain::block_digest(first.height));
+        // A quorum's certificate: four new votes.
+        let receipt = record(
+            &mut world,
+            VoteKind::Certificate,
+            certificate(chain_id, &[0, 1, 2, 3], first.height),
+        );
+        assert!(receipt.success, "{receipt:?}");
+        assert!(receipt.events.iter().any(|event| matches!(
+            event,
+            RuntimeEvent::Staking(Event::VotesRecorded { added: 4, .. })
+        )));
+        // Replayed: nothing new.
+        assert_failed(
+            &record(
+                &mut world,
+                VoteKind::Certificate,
+                certificate(chain_id, &[0, 1, 2, 3], first.height),
+            ),
+            "staking",
+            "NoNewVotes",
+        );
+        let before = world.chain.value::<OpenSamples>();
+        // Forged: a vote for another network, a flipped signature byte, garbage, a block
+        // that is not sampled, a vote of another epoch, a non-member's vote.
+        let foreign = ChainId(logos_primitives::hash(&[b"another chain"]));
+        let attacks: Vec<(VoteKind, Vec<u8>)> = vec![
+            (
+                VoteKind::Vote,
+                finalize(4, &foreign, 0, first.height).encode().to_vec(),
+            ),
+            (VoteKind::Vote, {
+                let mut bytes = finalize(4, &chain_id, 0, first.height).encode().to_vec();
+                let last = bytes.len() - 1;
+                bytes[last] ^= 1;
+                bytes
+            }),
+            (VoteKind::Certificate, vec![0xff; 64]),
+            (VoteKind::Vote, Vec::new()),
+            (
+                VoteKind::Vote,
+                finalize(4, &chain_id, 0, first.height - 1)
+                    .encode()
+                    .to_vec(),
+            ),
+            (
+                VoteKind::Vote,
+                finalize(4, &chain_id, 1, first.height).encode().to_vec(),
+            ),
+            (VoteKind::Vote, {
+                // Signed by a key outside the committee (the scheme of 6 participants).
+                let mut six = genesis.clone();
+                six.push(PrivateKey::from_seed(77));
+                let outsider = Scheme::signer(
+                    &chain_id.consensus_namespace(),
+                    Set::from_iter_dedup(six.iter().map(|k| k.public_key())),
+                    PrivateKey::from_seed(77),
+                )
+                .unwrap();
+                let proposal = Proposal::new(
+                    Round::new(SimplexEpoch::new(0), View::new(first.height + 1)),
+                    View::new(first.height),
+                    first.digest,
+                );
+                Finalize::sign(&outsider, proposal)
+                    .unwrap()
+                    .encode()
+                    .to_vec()
+            }),
+        ];
+        let expected = [
+            "InvalidVotes", // another network's namespace
+            "InvalidVotes", // a flipped signature byte
+            "InvalidVotes", // garbage
+            "InvalidVotes", // nothing
+            "NoOpenSample", // a block that is not sampled
+            "NoOpenSample", // another epoch
+            "InvalidVotes", // a key outside the committee
+        ];
+        assert_eq!(attacks.len(), expected.len());
+        for ((kind, bytes), error) in attacks.into_iter().zip(expected) {
+            assert_failed(&record(&mut world, kind, bytes), "staking", error);
+        }
+        assert_eq!(world.chain.value::<OpenSamples>(), before);
+        // The member the certificate left out adds its own vote.
+        let receipt = record(
+            &mut world,
+            VoteKind::Vote,
+            finalize(4, &chain_id, 0, first.height).encode().to_vec(),
+        );
+        assert!(receipt.success, "{receipt:?}");
+        // A second sample: validator 0 (the author) misses it.
+        let second = next_sample(&mut world, first.height);
+        assert!(
+            record(
+                &mut world,
+                VoteKind::Certificate,
+                certificate(chain_id, &[1, 2, 3, 4], second.height)
+            )
+            .success
+        );
+        // Closed: a late vote is refused.
+        let closes_at = second.closes_at;
+        world.chain.advance(closes_at - world.chain.height);
+        assert_failed(
+            &record(
+                &mut world,
+                VoteKind::Vote,
+                finalize(0, &chain_id, 0, second.height).encode().to_vec(),
+            ),
+            "staking",
+            "NoOpenSample",
+        );
+        let tally = world.chain.value::<Votes>();
+        assert_eq!(tally.samples, 2);
+        assert_eq!(tally.signed[rank(0)], 1);
+        assert_eq!(tally.signed[rank(4)], 2);
+        // At the epoch's end validator 0, the only proposer (100,000,000 for its blocks), is
+        // paid for half: it signed one sample of two.
+        let before = world.chain.account(&author).balance;
+        let epoch = world.chain.value::<CurrentEpoch>();
+        world
+            .chain
+            .advance(epoch.last_height().unwrap() - world.chain.height);
+        assert_eq!(
+            world.chain.account(&author).balance.0 - before.0,
+            50_000_000
+        );
+        assert_eq!(world.chain.value::<Votes>().samples, 0);
     }
 }
