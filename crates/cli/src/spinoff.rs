@@ -72,7 +72,15 @@ pub fn run(args: SpinoffArgs) -> Result<()> {
         format!("--metrics-base-port={}", args.metrics_base_port),
     ])?
     .args;
-    let replay_dir = std::env::temp_dir().join(format!("logos-spinoff-{}", std::process::id()));
+    // A fresh directory of this process (created here: one that exists, or a link planted
+    // under the name, is refused), removed once the replay ends.
+    let replay_dir = std::env::temp_dir().join(format!(
+        "logos-spinoff-{}-{}",
+        std::process::id(),
+        logos_devnet::network::now_ms()?
+    ));
+    std::fs::create_dir(&replay_dir)
+        .with_context(|| format!("create the replay directory {}", replay_dir.display()))?;
     let config = runtime::Config::new()
         .with_storage_directory(replay_dir.join("storage"))
         .with_worker_threads(1)

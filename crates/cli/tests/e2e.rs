@@ -1954,19 +1954,139 @@ fn elected_committees_run_consensus_and_the_rest_follow() {
     assert!(proven["height"].as_u64().unwrap() >= first, "{stdout}");
     assert_eq!(proven["verified"], true);
     // From the attacker's side: a server that falsifies a step of the walk is refused.
-    for lie in [
-        EpochLie::OtherCommittee,
-        EpochLie::EarlierBlock,
-        EpochLie::Missing,
+    // The genesis committee, retired since (this test holds all its keys), signs the genuine
+    // header of a height of the elected epoch: refused, its epoch does not span that height.
+    let genesis_keys: Vec<PrivateKey> = (0..5)
+        .map(|i| devnet.key(&format!("validator-{i}")))
+        .collect();
+    let chain_id = rt
+        .block_on(logos_client::Client::connect(&devnet.rpc[0]))
+        .unwrap()
+        .info()
+        .chain_id;
+    let proxy = rt.block_on(retired_committee_proxy(
+        devnet.rpc[0].clone(),
+        chain_id,
+        genesis_keys,
+    ));
+    let (ok, stdout, stderr) = prove_account(account, &genesis, &proxy);
+    assert!(
+        !ok,
+        "a retired committee's certificate was accepted: {stdout}"
+    );
+    assert!(
+        stderr.contains("is of epoch 0, which spans heights 1 to"),
+        "{stderr}"
+    );
+    for (lie, why) in [
+        (
+            EpochLie::OtherCommittee,
+            "the committee's proof does not verify",
+        ),
+        (EpochLie::EarlierBlock, "is not the last block before it"),
+        (
+            EpochLie::Missing,
+            "the server has no proof of its committee",
+        ),
     ] {
         let proxy = rt.block_on(epoch_lying_proxy(devnet.rpc[0].clone(), epoch, lie));
         let (ok, stdout, stderr) = prove_account(account, &genesis, &proxy);
         assert!(!ok, "{lie:?} was accepted: {stdout}");
         assert!(
-            stderr.contains(&format!("epoch {epoch}:")),
+            stderr.contains(&format!("epoch {epoch}: ")) && stderr.contains(why),
             "{lie:?}: {stderr}"
         );
     }
+}
+
+/// A JSON-RPC server that forwards to `genuine`, except that every finalization it serves is
+/// a certificate of epoch 0 signed by all of `keys` (a committee since retired) over the
+/// genuine header's digest. Returns its URL.
+async fn retired_committee_proxy(
+    genuine: String,
+    chain_id: ChainId,
+    keys: Vec<PrivateKey>,
+) -> String {
+    use axum::{extract::State, routing::post, Json, Router};
+    use commonware_codec::{DecodeExt, Encode};
+    use commonware_consensus::{
+        simplex::types::{Finalization, Finalize, Proposal},
+        types::{Epoch, Round, View},
+    };
+    type Shared = (String, ChainId, Vec<PrivateKey>, reqwest::Client);
+    async fn handle(
+        State((genuine, chain_id, keys, http)): State<Shared>,
+        Json(request): Json<serde_json::Value>,
+    ) -> Json<serde_json::Value> {
+        let forward = |request: serde_json::Value| {
+            let (http, genuine) = (http.clone(), genuine.clone());
+            async move {
+                http.post(&genuine)
+                    .json(&request)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let mut response = forward(request.clone()).await;
+        if request["method"] != "logos_getFinalization" {
+            return Json(response);
+        }
+        let height = request["params"][0].as_u64().unwrap();
+        let header = forward(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"logos_getBlockHeader","params":[height]})).await;
+        let Some(hex_header) = header["result"].as_str() else {
+            return Json(response);
+        };
+        let bytes = hex::decode(hex_header.trim_start_matches("0x")).unwrap();
+        let digest =
+            logos_api::block::BlockHeader::decode(commonware_codec::Copying(bytes.as_slice()))
+                .unwrap()
+                .digest();
+        let validators: Vec<_> = keys.iter().map(|key| key.public_key()).collect();
+        let namespace = chain_id.consensus_namespace();
+        let proposal = Proposal::new(
+            Round::new(Epoch::new(0), View::new(1_000_000 + height)),
+            View::new(999_999 + height),
+            digest,
+        );
+        let votes: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                let scheme = logos_api::consensus::Scheme::signer(
+                    &namespace,
+                    logos_api::consensus::participants(&validators),
+                    key.clone(),
+                )
+                .unwrap();
+                Finalize::sign(&scheme, proposal.clone()).unwrap()
+            })
+            .collect();
+        let scheme = logos_api::consensus::Scheme::signer(
+            &namespace,
+            logos_api::consensus::participants(&validators),
+            keys[0].clone(),
+        )
+        .unwrap();
+        let votes = commonware_utils::iter::NonEmpty::try_new(votes.into_iter()).unwrap();
+        let certificate =
+            Finalization::from_owned_finalizes(&scheme, votes, &commonware_parallel::Sequential)
+                .unwrap();
+        response["result"] = format!("0x{}", hex::encode(certificate.encode())).into();
+        Json(response)
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().route("/", post(handle)).with_state((
+        genuine,
+        chain_id,
+        keys,
+        reqwest::Client::new(),
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }
 
 /// How [`epoch_lying_proxy`] lies about one epoch's committee.

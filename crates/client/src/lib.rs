@@ -51,6 +51,8 @@ pub const WAIT_TIMEOUT_MS: u64 = 60_000;
 pub const CERTIFIED_SEARCH_BLOCKS: u64 = 256;
 /// Finalized roots remembered by [`Client::read_proven`] (oldest dropped first).
 const VERIFIED_ROOTS_MAX: usize = 64;
+/// How far past the finalized nonce a server's `pending_nonce` is taken.
+pub const PENDING_NONCES_MAX: u64 = 256;
 /// Verified committees remembered (the lowest epochs dropped first; epoch 0 is the anchor's).
 pub const COMMITTEES_CACHED_MAX: usize = 64;
 /// Most epochs [`Client::committee`] walks in one call (each costs four RPC calls).
@@ -196,8 +198,10 @@ impl Wallet {
 pub struct TrustAnchor {
     /// The network's chain id (hash of its genesis).
     pub chain_id: ChainId,
-    /// The validators whose quorum signs finalizations.
+    /// The validators whose quorum signs finalizations (epoch 0's committee).
     pub validators: Vec<PublicKey>,
+    /// Length of epoch 0 (heights 1 to this), blocks.
+    pub first_epoch_length_blocks: u64,
 }
 
 impl TrustAnchor {
@@ -206,7 +210,33 @@ impl TrustAnchor {
         Ok(Self {
             chain_id: genesis.chain_id(),
             validators: genesis.validator_keys().map_err(malformed)?,
+            first_epoch_length_blocks: genesis.params.staking_config().epoch_length_blocks,
         })
+    }
+}
+
+/// A verified epoch: its committee's consensus keys and the heights it spans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownEpoch {
+    /// The committee's consensus keys.
+    pub committee: Vec<PublicKey>,
+    /// Its first height.
+    pub start_height: u64,
+    /// Its length, blocks.
+    pub length_blocks: u64,
+}
+
+impl KnownEpoch {
+    /// Its last height (`u64::MAX` on overflow).
+    pub fn last_height(&self) -> u64 {
+        self.start_height
+            .saturating_add(self.length_blocks)
+            .saturating_sub(1)
+    }
+
+    /// True if `height` is one of its blocks.
+    pub fn spans(&self, height: u64) -> bool {
+        (self.start_height..=self.last_height()).contains(&height)
     }
 }
 
@@ -222,7 +252,7 @@ pub struct Client {
     highest: Mutex<u64>,
     /// Committees verified by following the changes from genesis, by epoch (epoch 0 is the
     /// anchor's validators, never stored).
-    committees: Mutex<BTreeMap<u64, Vec<PublicKey>>>,
+    committees: Mutex<BTreeMap<u64, KnownEpoch>>,
 }
 
 impl Client {
@@ -307,8 +337,11 @@ impl Client {
         }
         let account = self.rpc.get_account(wallet.address().to_string()).await?;
         // After what the server already pools for the account (a validator's node records its
-        // votes from the validator's account).
-        Ok(account.pending_nonce.unwrap_or(account.nonce))
+        // votes from the validator's account); a server cannot push it far ahead.
+        Ok(account.pending_nonce.unwrap_or(account.nonce).clamp(
+            account.nonce,
+            account.nonce.saturating_add(PENDING_NONCES_MAX),
+        ))
     }
 
     /// Submits `call` and waits until it is finalized; returns its receipt (which says whether
@@ -631,8 +664,18 @@ impl Client {
         let bytes = unhex(&certificate)?;
         let epoch = finalization_epoch(&bytes)
             .map_err(|error| ClientError::NotProven(format!("certificate: {error}")))?;
-        let committee = self.committee(epoch).await?;
-        self.check_certificate(header, &bytes, epoch, &committee)?;
+        let known = self.committee(epoch).await?;
+        // A committee signs only its own epoch's blocks: a retired one (with nothing left to
+        // slash) cannot vouch for a later height.
+        if !known.spans(height) {
+            return Err(ClientError::NotProven(format!(
+                "the certificate of height {height} is of epoch {epoch}, which spans heights \
+                 {} to {}",
+                known.start_height,
+                known.last_height()
+            )));
+        }
+        self.check_certificate(header, &bytes, epoch, &known.committee)?;
         Ok(true)
     }
 
@@ -669,8 +712,13 @@ impl Client {
     /// against its state root (`logos_getEpochProof`). Verified committees are remembered
     /// (at most [`COMMITTEES_CACHED_MAX`]); at most [`EPOCHS_WALKED_MAX`] epochs are walked
     /// per call. Errors: the server lacks or falsifies a step ([`ClientError::NotProven`]).
-    pub async fn committee(&self, epoch: u64) -> Result<Vec<PublicKey>, ClientError> {
+    pub async fn committee(&self, epoch: u64) -> Result<KnownEpoch, ClientError> {
         let anchor = self.anchor.as_ref().ok_or(ClientError::NoTrustAnchor)?;
+        let genesis_epoch = KnownEpoch {
+            committee: anchor.validators.clone(),
+            start_height: 1,
+            length_blocks: anchor.first_epoch_length_blocks,
+        };
         let (mut known, mut keys) = self
             .committees
             .lock()
@@ -678,7 +726,7 @@ impl Client {
             .range(..=epoch)
             .next_back()
             .map(|(known, keys)| (*known, keys.clone()))
-            .unwrap_or((0, anchor.validators.clone()));
+            .unwrap_or((0, genesis_epoch));
         if epoch - known > EPOCHS_WALKED_MAX {
             return Err(ClientError::NotProven(format!(
                 "epoch {epoch} is more than {EPOCHS_WALKED_MAX} epochs past epoch {known}, \
@@ -702,8 +750,8 @@ impl Client {
     async fn next_committee(
         &self,
         epoch: u64,
-        previous: &[PublicKey],
-    ) -> Result<Vec<PublicKey>, ClientError> {
+        previous: &KnownEpoch,
+    ) -> Result<KnownEpoch, ClientError> {
         use logos_types::staking::{Committees, CurrentEpoch, Epoch};
         let not_proven = |what: String| ClientError::NotProven(format!("epoch {epoch}: {what}"));
         let proof = self
@@ -714,6 +762,13 @@ impl Client {
         if proof.epoch != epoch {
             return Err(not_proven(format!("the server sent epoch {}", proof.epoch)));
         }
+        if proof.height != previous.last_height() {
+            return Err(not_proven(format!(
+                "block {} is not the last block before it ({})",
+                proof.height,
+                previous.last_height()
+            )));
+        }
         // The previous epoch's last block, certified by the previous committee itself.
         let header = self.header(proof.height).await?;
         let certificate = self
@@ -721,7 +776,12 @@ impl Client {
             .get_finalization(proof.height)
             .await?
             .ok_or_else(|| not_proven(format!("no certificate of block {}", proof.height)))?;
-        self.check_certificate(&header, &unhex(&certificate)?, epoch - 1, previous)?;
+        self.check_certificate(
+            &header,
+            &unhex(&certificate)?,
+            epoch - 1,
+            &previous.committee,
+        )?;
         let root = header.state_root;
         let info_bytes = unhex(&proof.epoch_info)?;
         let info_key = CurrentEpoch::key();
@@ -751,7 +811,11 @@ impl Client {
         if committee.is_empty() {
             return Err(not_proven("an empty committee".into()));
         }
-        Ok(committee)
+        Ok(KnownEpoch {
+            committee,
+            start_height: info.start_height,
+            length_blocks: info.length_blocks,
+        })
     }
 
     /// The receipt of transaction `hash` as the server reports it, unverified; `None` if no

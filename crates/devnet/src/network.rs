@@ -214,6 +214,13 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
     if args.resume && layout.genesis.exists() {
         return Ok(layout);
     }
+    // A spin-off's directory holds the only copy of its genesis and validator keys.
+    if Genesis::load(&layout.genesis).is_ok_and(|genesis| genesis.parent.is_some()) {
+        bail!(
+            "{} holds a spin-off network: start it with --resume, or choose another --dir",
+            layout.dir.display()
+        );
+    }
     if layout.dir.exists() {
         std::fs::remove_dir_all(&layout.dir)
             .with_context(|| format!("remove old devnet {}", layout.dir.display()))?;

@@ -242,6 +242,13 @@ impl Mempool {
         if self.by_hash.contains_key(&hash) {
             return Err(Rejection::AlreadyKnown);
         }
+        // A transaction built locally (a node's own evidence or vote records) never went
+        // through the decoder's bound: one larger than the wire allows would be relayed and
+        // every peer would refuse the message and block this node.
+        let size_bytes = logos_types::transaction_size(&transaction.payload().call);
+        if size_bytes > logos_types::TRANSACTION_MAX_BYTES {
+            return Err(TransactionError::Oversize { size_bytes }.into());
+        }
         transaction.check_chain_id(&admission.chain_id)?;
         let payload = transaction.payload();
         if payload.fee < admission.min_fee {

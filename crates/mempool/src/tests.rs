@@ -404,3 +404,37 @@ fn a_pooled_nonce_can_be_replaced_but_not_skipped() {
     );
     assert_spend_consistent(&pool);
 }
+
+/// A transaction built locally above the wire limit (it never passed the decoder's bound) is
+/// refused: relayed, every peer would refuse the message and block the sender's node.
+#[test]
+fn a_locally_built_oversize_transaction_is_refused() {
+    let key = PrivateKey::from_seed(1);
+    let evidence = vec![0u8; logos_types::staking::VOTES_MAX_BYTES];
+    let call = Call::Staking(staking::Call::RecordVotes {
+        kind: staking::VoteKind::Certificate,
+        evidence: evidence.try_into().unwrap(),
+    });
+    assert!(logos_types::transaction_size(&call) > logos_types::TRANSACTION_MAX_BYTES);
+    let oversize = TransactionPayload {
+        chain_id: chain(),
+        sender: key.public_key(),
+        nonce: 0,
+        fee: Amount(1_000),
+        call,
+    }
+    .sign(&key);
+    let mut pool = Mempool::new(Config::default());
+    assert!(matches!(
+        pool.insert(oversize, &admission(0, 1_000_000)),
+        Err(Rejection::Invalid(TransactionError::Oversize { .. }))
+    ));
+    assert_eq!(pool.len(), 0);
+    // A record of a few bytes less fits.
+    let fits = vec![0u8; logos_types::staking::VOTES_MAX_BYTES - 8];
+    let call = Call::Staking(staking::Call::RecordVotes {
+        kind: staking::VoteKind::Vote,
+        evidence: fits.try_into().unwrap(),
+    });
+    assert!(logos_types::transaction_size(&call) <= logos_types::TRANSACTION_MAX_BYTES);
+}

@@ -537,7 +537,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Finalizer<E> {
             self.shared
                 .receipts_mut()
                 .await
-                .put_epoch(epoch, block.digest(), parts)
+                .put_epoch(epoch, parts)
                 .await
                 .map_err(|error| ChainError::Storage(error.to_string()))?;
         }

@@ -625,14 +625,19 @@ pub async fn epoch_proof<E: Storage + Clock + Metrics + Spawner>(
         StorageValue as _,
     };
     let info_key = CurrentEpoch::key();
-    let Proven::Value(epoch_info, info_proof) = chain.prove(&info_key).await? else {
+    // Read first: a proof is built only at an epoch's last block.
+    let tip = chain.tip().digest;
+    let Some(bytes) = chain.read(&tip, &info_key).await? else {
         return Ok(None);
     };
-    let info = CurrentEpoch::decode_value(&info_key, &epoch_info)
+    let info = CurrentEpoch::decode_value(&info_key, &bytes)
         .map_err(|error| ChainError::Storage(error.to_string()))?;
     if info.start_height != height.saturating_add(1) || info.epoch.0 == 0 {
         return Ok(None);
     }
+    let Proven::Value(epoch_info, info_proof) = chain.prove(&info_key).await? else {
+        return Ok(None);
+    };
     let committee_key = Committees::key(&info.epoch);
     let Proven::Value(committee, committee_proof) = chain.prove(&committee_key).await? else {
         return Err(ChainError::Storage(format!(

@@ -514,6 +514,9 @@ where
     );
     // Faults simplex attributes become evidence transactions from this validator's account.
     let (reporter, faults) = EvidenceReporter::new(inline.clone());
+    // This node's own finalize votes, kept for the vote samples' records.
+    let own_votes = crate::votes::OwnVoteLog::new(config.signer.public_key(), epochs.clone());
+    let reporter = crate::votes::OwnVotes::new(reporter, own_votes.clone());
     context.child("evidence").spawn({
         let (shared, relay, key) = (shared.clone(), relay.clone(), config.signer.clone());
         let epochs = epochs.clone();
@@ -522,8 +525,8 @@ where
     // Its finalize votes for the chain's vote samples, so that missed votes can be told.
     context.child("votes").spawn({
         let (shared, relay, key) = (shared.clone(), relay.clone(), config.signer.clone());
-        let (marshal, epochs) = (marshal.clone(), epochs.clone());
-        move |_| crate::votes::record(shared, relay, marshal, key, epochs)
+        let (marshal, own) = (marshal.clone(), own_votes);
+        move |_| crate::votes::record(shared, relay, marshal, key, own)
     });
     let start_engine = {
         let (context, blocker, prefix) = (
@@ -698,13 +701,27 @@ where
     .await?;
     chain.keep_writes(config.check_invariants);
     chain.prune_history(retention_blocks.is_some());
-    let receipts = ReceiptStore::open(
+    let mut receipts = ReceiptStore::open(
         context.child("receipt_store"),
         &format!("{prefix}-receipts"),
         config.archive_items_per_section,
         &page_cache,
     )
     .await?;
+    // A crash between an epoch's last block and its committee proof: the tip is still that
+    // block, so the proof can be taken now.
+    if let Some((epoch, parts)) =
+        crate::chain::epoch_proof(&chain, chain.tip().height.get()).await?
+    {
+        if receipts.epoch(epoch).await?.is_none() {
+            receipts.put_epoch(epoch, parts).await?;
+            for handle in receipts.take_syncs() {
+                handle
+                    .await
+                    .map_err(|error| ChainError::Storage(error.to_string()))?;
+            }
+        }
+    }
     let shared = Arc::new(Shared::new(
         chain,
         receipts,

@@ -6,8 +6,9 @@
 //!   block's `receipts_root` is rebuilt;
 //! - `transactions`: per included transaction (key: its hash) its `(height, position)`;
 //! - `epoch-proofs`, indexed by epoch: per epoch the proof of its committee from the previous
-//!   epoch's last block (key: that block's digest; [`EpochProofParts`]), written when that
-//!   block is finalized, never pruned (light clients walk every committee change from genesis).
+//!   epoch's last block ([`EpochProofParts`]), written when that block is finalized (or, after
+//!   a crash in between, when the node restarts on it), never pruned (light clients walk every
+//!   committee change from genesis).
 //!
 //! The finalizer writes a block's receipts before it applies the block's state: each
 //! [`ReceiptStore::put`] hands the writes to the operating system and starts their fsync in the
@@ -233,14 +234,15 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         Ok(())
     }
 
-    /// Stores `epoch`'s committee proof from the finalized block `digest` (the previous
-    /// epoch's last); one already stored is left as it is. Durable like [`Self::put`].
+    /// Stores `epoch`'s committee proof (taken at the previous epoch's last block); one
+    /// already stored is left as it is. Durable like [`Self::put`].
     pub async fn put_epoch(
         &mut self,
         epoch: u64,
-        digest: Hash,
         parts: EpochProofParts,
     ) -> Result<(), ReceiptStoreError> {
+        // Entries are found by epoch; the archive's key is only a fixed function of it.
+        let digest = logos_primitives::hash(&[b"epoch-proof", &epoch.to_be_bytes()]);
         let epochs = self.epochs.as_ref().ok_or_else(closed)?;
         if epochs
             .has(Identifier::Index(epoch))

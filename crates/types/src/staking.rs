@@ -58,9 +58,10 @@
 //!   committee's finalize votes for it ([`Call::RecordVotes`]): a certificate, or one member's
 //!   vote that the certificates recorded so far lack, so no submitter can leave a member out.
 //!   Each signature is verified on its own (no batch: its randomness would be public here).
-//!   A closed sample with any vote counts in [`Votes`]. At the epoch's end each member's
-//!   reward is multiplied by the samples it signed over the samples counted (all of it when
-//!   none was counted). Validators' nodes record the votes themselves.
+//!   A sample opens only if its window ends within the epoch. A closed sample with any vote
+//!   counts in [`Votes`]. At the epoch's end each member's reward is multiplied by the samples
+//!   it signed over the samples counted (all of it when none was counted). Validators' nodes
+//!   record the votes their engines sent.
 //!
 //! # Storage
 //! | item | key | value |
@@ -145,9 +146,12 @@ pub const VOTE_SAMPLES_PER_EPOCH: u64 = 32;
 pub const VOTE_SAMPLE_WINDOW_BLOCKS: u64 = 32;
 /// Vote samples open at once at most (window over the smallest interval, plus one).
 pub const OPEN_SAMPLES_MAX: usize = 5;
-/// Largest [`Call::RecordVotes`] evidence, bytes: a finalization certificate of the largest
-/// committee (a proposal of about 50 bytes, a signer bitmap, 64 bytes per signature).
-pub const VOTES_MAX_BYTES: usize = 17_000;
+/// Largest [`Call::RecordVotes`] evidence, bytes: the transaction limit less its fixed part
+/// (the whole transaction must also fit `TRANSACTION_MAX_BYTES`, a few bytes less). One vote
+/// takes about 110 bytes; a certificate about 50 plus 64 per signature, so certificates fit
+/// only committees of up to 12 signers: larger committees record single votes.
+pub const VOTES_MAX_BYTES: usize =
+    crate::transaction::TRANSACTION_MAX_BYTES - crate::transaction::TRANSACTION_OVERHEAD_BYTES;
 /// Bytes of a sample's signer bitmap (one bit per participant of the largest committee).
 pub const SIGNER_BITMAP_BYTES: usize = COMMITTEE_MAX.div_ceil(8);
 

@@ -37,17 +37,23 @@ pub fn interval(epoch: &EpochInfo) -> u64 {
 }
 
 /// The sample a block at `height` (whose parent is `parent`) opens, if its parent is sampled:
-/// a block of `epoch` at a multiple of the interval from the epoch's start.
+/// a block of `epoch` at a multiple of the interval from the epoch's start, late enough that
+/// its whole window ends before the epoch does (a window cut short at the epoch's end would
+/// let that block's leader record its own vote alone and count everyone else missing).
 pub fn opened_by(epoch: &EpochInfo, height: u64, parent: Hash) -> Option<VoteSample> {
     let sampled = height.checked_sub(1)?;
     let offset = sampled.checked_sub(epoch.start_height)?;
     if offset == 0 || !offset.is_multiple_of(interval(epoch)) {
         return None;
     }
+    let closes_at = height.checked_add(VOTE_SAMPLE_WINDOW_BLOCKS)?;
+    if closes_at > epoch.last_height()? {
+        return None;
+    }
     Some(VoteSample {
         height: sampled,
         digest: parent,
-        closes_at: height.saturating_add(VOTE_SAMPLE_WINDOW_BLOCKS),
+        closes_at,
         signed: BoundedVec::default(),
     })
 }
@@ -174,4 +180,71 @@ fn rng() -> rand::rngs::StdRng {
 fn decode<T: Read>(bytes: &[u8], cfg: T::Cfg) -> Result<T, Error> {
     T::decode_cfg(commonware_codec::Copying(bytes), &cfg)
         .map_err(|error| invalid(&error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logos_types::staking::Epoch;
+
+    fn epoch(start_height: u64, length_blocks: u64) -> EpochInfo {
+        EpochInfo {
+            epoch: Epoch(3),
+            start_height,
+            length_blocks,
+        }
+    }
+
+    #[test]
+    fn samples_fall_on_the_interval_and_close_within_their_epoch() {
+        let digest = logos_primitives::hash(&[b"parent"]);
+        // 400 blocks from height 101: an interval of 12; the block at 113 is sampled by 114.
+        let long = epoch(101, 400);
+        assert_eq!(interval(&long), 12);
+        let opened: Vec<u64> = (101..=500)
+            .filter_map(|height| opened_by(&long, height, digest))
+            .map(|sample| sample.height)
+            .collect();
+        assert_eq!(opened.first(), Some(&113));
+        assert!(opened.iter().all(|height| (height - 101) % 12 == 0));
+        // Every window ends by the epoch's last block (500).
+        assert!((101..=500)
+            .filter_map(|height| opened_by(&long, height, digest))
+            .all(|sample| sample.closes_at <= 500));
+        assert_eq!(opened.last(), Some(&461));
+        // The epoch's first block (whose parent is the previous epoch's) opens nothing, and a
+        // short epoch (at least the 8-block interval, no room for a window) opens none.
+        assert!(opened_by(&long, 101, digest).is_none());
+        let short = epoch(1, 30);
+        assert!((1..=30).all(|height| opened_by(&short, height, digest).is_none()));
+        // Heights near the end of the range never overflow.
+        assert!(opened_by(&epoch(u64::MAX - 10, 10), u64::MAX, digest).is_none());
+    }
+
+    #[test]
+    fn marks_count_once_and_stay_within_the_bitmap() {
+        let mut sample = VoteSample {
+            height: 1,
+            digest: logos_primitives::hash(&[b"d"]),
+            closes_at: 40,
+            signed: BoundedVec::default(),
+        };
+        assert_eq!(mark(&mut sample, &[0, 3, 3, 9]), 3);
+        assert_eq!(mark(&mut sample, &[3, 9]), 0);
+        // Past the largest committee: ignored.
+        assert_eq!(mark(&mut sample, &[SIGNER_BITMAP_BYTES * 8]), 0);
+        assert!(sample.has(0) && sample.has(3) && sample.has(9) && !sample.has(1));
+        let mut tally = VoteTally::default();
+        count(&mut tally, &sample, 10);
+        count(
+            &mut tally,
+            &VoteSample {
+                signed: BoundedVec::default(),
+                ..sample.clone()
+            },
+            10,
+        );
+        assert_eq!(tally.samples, 1);
+        assert_eq!(tally.signed.to_vec(), vec![1, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+    }
 }
