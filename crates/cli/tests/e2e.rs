@@ -820,6 +820,30 @@ fn rpc_limits_batches_and_floods_per_client() {
     });
 }
 
+/// Forwards the JSON-RPC `request` to `url` and returns its answer (for the lying proxies).
+async fn forward(
+    http: &reqwest::Client,
+    url: &str,
+    request: &serde_json::Value,
+) -> serde_json::Value {
+    http.post(url)
+        .json(request)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Serves `app` on a free loopback port; returns its URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
 /// How the lying RPC server of [`lying_proxy`] lies.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lie {
@@ -838,20 +862,6 @@ enum Lie {
 async fn lying_proxy(genuine: String, foreign: String, lie: Lie) -> String {
     use axum::{extract::State, routing::post, Json, Router};
     type Shared = (String, String, Lie, reqwest::Client);
-    async fn forward(
-        http: &reqwest::Client,
-        url: &str,
-        request: &serde_json::Value,
-    ) -> serde_json::Value {
-        http.post(url)
-            .json(request)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
     async fn handle(
         State((genuine, foreign, lie, http)): State<Shared>,
         Json(request): Json<serde_json::Value>,
@@ -901,16 +911,13 @@ async fn lying_proxy(genuine: String, foreign: String, lie: Lie) -> String {
         }
         Json(response)
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new().route("/", post(handle)).with_state((
         genuine,
         foreign,
         lie,
         reqwest::Client::new(),
     ));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    serve(app).await
 }
 
 /// `logos query account ADDRESS --prove --genesis GENESIS --rpc RPC`: (success, stdout, stderr).
@@ -1052,15 +1059,7 @@ async fn receipt_proxy(genuine: String, lie: ReceiptLie) -> String {
         State((genuine, lie, http)): State<(String, ReceiptLie, reqwest::Client)>,
         Json(request): Json<serde_json::Value>,
     ) -> Json<serde_json::Value> {
-        let mut response: serde_json::Value = http
-            .post(&genuine)
-            .json(&request)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let mut response = forward(&http, &genuine, &request).await;
         let result = &mut response["result"];
         if request["method"] == "logos_getReceipt" && result.is_object() {
             match lie {
@@ -1082,14 +1081,11 @@ async fn receipt_proxy(genuine: String, lie: ReceiptLie) -> String {
         }
         Json(response)
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app =
         Router::new()
             .route("/", post(handle))
             .with_state((genuine, lie, reqwest::Client::new()));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    serve(app).await
 }
 
 /// `logos tx status HASH --rpc RPC [--genesis GENESIS]`: the JSON on success, stderr otherwise.
@@ -2018,25 +2014,13 @@ async fn retired_committee_proxy(
         State((genuine, chain_id, keys, http)): State<Shared>,
         Json(request): Json<serde_json::Value>,
     ) -> Json<serde_json::Value> {
-        let forward = |request: serde_json::Value| {
-            let (http, genuine) = (http.clone(), genuine.clone());
-            async move {
-                http.post(&genuine)
-                    .json(&request)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<serde_json::Value>()
-                    .await
-                    .unwrap()
-            }
-        };
-        let mut response = forward(request.clone()).await;
+        let mut response = forward(&http, &genuine, &request).await;
         if request["method"] != "logos_getFinalization" {
             return Json(response);
         }
         let height = request["params"][0].as_u64().unwrap();
-        let header = forward(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"logos_getBlockHeader","params":[height]})).await;
+        let request = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"logos_getBlockHeader","params":[height]});
+        let header = forward(&http, &genuine, &request).await;
         let Some(hex_header) = header["result"].as_str() else {
             return Json(response);
         };
@@ -2077,16 +2061,13 @@ async fn retired_committee_proxy(
         response["result"] = format!("0x{}", hex::encode(certificate.encode())).into();
         Json(response)
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new().route("/", post(handle)).with_state((
         genuine,
         chain_id,
         keys,
         reqwest::Client::new(),
     ));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    serve(app).await
 }
 
 /// How [`epoch_lying_proxy`] lies about one epoch's committee.
@@ -2105,20 +2086,6 @@ enum EpochLie {
 async fn epoch_lying_proxy(genuine: String, epoch: u64, lie: EpochLie) -> String {
     use axum::{extract::State, routing::post, Json, Router};
     type Shared = (String, u64, EpochLie, reqwest::Client);
-    async fn forward(
-        http: &reqwest::Client,
-        url: &str,
-        request: &serde_json::Value,
-    ) -> serde_json::Value {
-        http.post(url)
-            .json(request)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
     async fn handle(
         State((genuine, epoch, lie, http)): State<Shared>,
         Json(request): Json<serde_json::Value>,
@@ -2142,16 +2109,13 @@ async fn epoch_lying_proxy(genuine: String, epoch: u64, lie: EpochLie) -> String
         }
         Json(response)
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new().route("/", post(handle)).with_state((
         genuine,
         epoch,
         lie,
         reqwest::Client::new(),
     ));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    serve(app).await
 }
 
 /// `logos spinoff …` with `args`: (success, stdout, stderr).
@@ -2177,15 +2141,7 @@ async fn block_tampering_proxy(genuine: String, height: u64) -> String {
         State((genuine, height, http)): State<(String, u64, reqwest::Client)>,
         Json(request): Json<serde_json::Value>,
     ) -> Json<serde_json::Value> {
-        let mut response: serde_json::Value = http
-            .post(&genuine)
-            .json(&request)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let mut response = forward(&http, &genuine, &request).await;
         if request["method"] == "logos_getRawBlock" && request["params"][0] == height {
             let hex = response["result"]
                 .as_str()
@@ -2198,15 +2154,12 @@ async fn block_tampering_proxy(genuine: String, height: u64) -> String {
         }
         Json(response)
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = Router::new().route("/", post(handle)).with_state((
         genuine,
         height,
         reqwest::Client::new(),
     ));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    serve(app).await
 }
 
 /// Every account's total balance (free + reserved) in `url`'s finalized state.
