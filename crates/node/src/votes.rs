@@ -49,7 +49,13 @@ pub struct OwnVoteLog {
     me: PublicKey,
     epochs: Epochs,
     votes: Arc<Mutex<VecDeque<Finalize<Scheme, Hash>>>>,
+    /// This node's participant index in the last epoch asked (every peer's vote passes here:
+    /// the committee is sorted once per epoch, not once per vote).
+    index: Arc<Mutex<Option<KnownIndex>>>,
 }
+
+/// An epoch and this node's participant index in it (`None`: not a member).
+type KnownIndex = (u64, Option<usize>);
 
 impl OwnVoteLog {
     /// An empty log of the votes of a node with key `me`.
@@ -58,7 +64,24 @@ impl OwnVoteLog {
             me,
             epochs,
             votes: Arc::default(),
+            index: Arc::default(),
         }
+    }
+
+    /// This node's participant index in `epoch` (remembered for the last epoch asked, once
+    /// its committee is known).
+    fn my_index(&self, epoch: u64) -> Option<usize> {
+        let mut cached = self.index.lock().expect("own index lock");
+        if let Some((known, index)) = *cached {
+            if known == epoch {
+                return index;
+            }
+        }
+        let index = my_index(&self.epochs, epoch, &self.me);
+        if self.epochs.committee(epoch).is_some() {
+            *cached = Some((epoch, index));
+        }
+        index
     }
 
     /// This node's finalize vote of `epoch` for `digest`, if its engine sent one lately.
@@ -73,7 +96,8 @@ impl OwnVoteLog {
 
     /// Keeps `vote` if this node signed it (the last [`OWN_VOTES_MAX`]).
     fn keep(&self, vote: &Finalize<Scheme, Hash>) {
-        let mine = my_index(&self.epochs, vote.epoch().get(), &self.me)
+        let mine = self
+            .my_index(vote.epoch().get())
             .is_some_and(|me| u64::from(vote.signer().get()) == me as u64);
         if !mine {
             return;
