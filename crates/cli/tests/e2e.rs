@@ -1944,6 +1944,20 @@ fn elected_committees_run_consensus_and_the_rest_follow() {
     // elected epoch: a proven read at a height the elected four finalized.
     let genesis = devnet.dir.join("genesis.toml");
     let account = Address::from_public_key(&devnet.key("validator-0").public_key());
+    // The proof RPC from the attacker's side: epoch 0 (the genesis validators), an epoch not
+    // started and the largest number answer null; a malformed epoch is refused.
+    rt.block_on(async {
+        let rpc = client(&devnet.rpc[0]);
+        for unknown in [0, epoch + 1_000, u64::MAX] {
+            assert_eq!(rpc.get_epoch_proof(unknown).await.unwrap(), None);
+        }
+        let proof = rpc.get_epoch_proof(epoch).await.unwrap().unwrap();
+        assert_eq!(proof.epoch, epoch);
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"logos_getEpochProof","params":["x"]}"#;
+        let server = devnet.rpc[0].trim_start_matches("http://");
+        let answer = post_from("127.0.0.1", server, body).await;
+        assert!(answer.contains("\"error\""), "{answer}");
+    });
     let (ok, stdout, stderr) = prove_account(account, &genesis, &devnet.rpc[4]);
     assert!(ok, "{stderr}");
     let proven: serde_json::Value = serde_json::from_str(&stdout).unwrap();

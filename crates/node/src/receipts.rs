@@ -214,24 +214,14 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
             self.positions = Some(positions);
             self.syncing.push(handle);
         }
-        let entry_stored = self
-            .receipts()?
-            .has(Identifier::Index(height))
-            .await
-            .map_err(storage_error)?;
-        if !entry_stored {
-            let archive = self.receipts.take().ok_or_else(closed)?;
-            let (archive, handle) = archive
-                .put(height, digest, &receipts.to_vec())
-                .await
-                .map_err(storage_error)?
-                .start_sync()
-                .await
-                .map_err(storage_error)?;
-            self.receipts = Some(archive);
-            self.syncing.push(handle);
-        }
-        Ok(())
+        put_once(
+            &mut self.receipts,
+            &mut self.syncing,
+            height,
+            digest,
+            receipts.to_vec(),
+        )
+        .await
     }
 
     /// Stores `epoch`'s committee proof (taken at the previous epoch's last block); one
@@ -243,25 +233,14 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
     ) -> Result<(), ReceiptStoreError> {
         // Entries are found by epoch; the archive's key is only a fixed function of it.
         let digest = logos_primitives::hash(&[b"epoch-proof", &epoch.to_be_bytes()]);
-        let epochs = self.epochs.as_ref().ok_or_else(closed)?;
-        if epochs
-            .has(Identifier::Index(epoch))
-            .await
-            .map_err(storage_error)?
-        {
-            return Ok(());
-        }
-        let archive = self.epochs.take().ok_or_else(closed)?;
-        let (archive, handle) = archive
-            .put(epoch, digest, &parts.into_entry())
-            .await
-            .map_err(storage_error)?
-            .start_sync()
-            .await
-            .map_err(storage_error)?;
-        self.epochs = Some(archive);
-        self.syncing.push(handle);
-        Ok(())
+        put_once(
+            &mut self.epochs,
+            &mut self.syncing,
+            epoch,
+            digest,
+            parts.into_entry(),
+        )
+        .await
     }
 
     /// `epoch`'s committee proof, if this node recorded it.
@@ -327,6 +306,37 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
     fn receipts(&self) -> Result<&Receipts<E>, ReceiptStoreError> {
         self.receipts.as_ref().ok_or_else(closed)
     }
+}
+
+/// Writes `value` at `index` of the archive in `slot` unless an entry is there already, and
+/// starts its fsync (the handle joins `syncing`). A failed write leaves the slot empty.
+async fn put_once<E: Storage + Metrics + Clock>(
+    slot: &mut Option<Receipts<E>>,
+    syncing: &mut Vec<Handle<()>>,
+    index: u64,
+    key: Hash,
+    value: Vec<Vec<u8>>,
+) -> Result<(), ReceiptStoreError> {
+    let stored = slot
+        .as_ref()
+        .ok_or_else(closed)?
+        .has(Identifier::Index(index))
+        .await
+        .map_err(storage_error)?;
+    if stored {
+        return Ok(());
+    }
+    let archive = slot.take().ok_or_else(closed)?;
+    let (archive, handle) = archive
+        .put(index, key, &value)
+        .await
+        .map_err(storage_error)?
+        .start_sync()
+        .await
+        .map_err(storage_error)?;
+    *slot = Some(archive);
+    syncing.push(handle);
+    Ok(())
 }
 
 /// A failed write consumed an archive: every later call says so.
