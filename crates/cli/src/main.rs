@@ -1,6 +1,7 @@
 //! `logos`: the command-line interface of the Logos chain. Devnets and benchmarks live in
 //! `logos-devnet`, which this binary calls.
 
+mod attest;
 mod client;
 mod gov;
 mod keys;
@@ -107,6 +108,11 @@ enum Command {
     /// it replayed and checked, balances kept, new validators and chain id (`logos devnet
     /// --resume --dir DIR` starts it).
     Spinoff(spinoff::SpinoffArgs),
+    /// Machine Integrity Attestation tools: `replay` measurement logs into PCRs.
+    Attest {
+        #[command(subcommand)]
+        command: attest::AttestCommand,
+    },
     /// Measure whole scenarios.
     Bench {
         #[command(subcommand)]
@@ -127,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         Command::Query { command } => client::run_query(command),
         Command::Bench { command } => logos_devnet::bench::run(command),
         Command::Spinoff(args) => spinoff::run(args),
+        Command::Attest { command } => attest::run(command),
         Command::Provider { command } => operator::run_provider(command),
         Command::Agent { command } => operator::run_agent(command),
         Command::Provisioner { command } => operator::run_provisioner(command),

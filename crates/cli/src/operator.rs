@@ -68,6 +68,10 @@ impl KeyArgs {
 /// `logos provider …`
 #[derive(Subcommand)]
 pub enum ProviderCommand {
+    /// Collect one attestation on this machine by hand (TPM quote, measured-boot and IMA logs,
+    /// file snapshot, LKRG, eBPF, tamper flag), check it as the chain would, and show each
+    /// component.
+    Attest(crate::attest::ProviderAttestArgs),
     /// Register the signing account's machine as a provider (pending until admitted).
     Register {
         #[command(flatten)]
@@ -283,6 +287,7 @@ pub enum ProvisionerCommand {
 pub fn run_provider(command: ProviderCommand) -> Result<()> {
     runtime()?.block_on(async move {
         match command {
+            ProviderCommand::Attest(args) => crate::attest::run_provider_attest(args),
             ProviderCommand::Register {
                 key,
                 endpoint,

@@ -1,0 +1,208 @@
+//! `TPM2_MakeCredential` in software: a challenge only the TPM that holds an endorsement key
+//! can answer, and only for an attestation key loaded on that same TPM.
+//!
+//! Source: TPM 2.0 Library Part 1 §24 ("Credential Protection"), §11.4.10.2 (`KDFa`), Part 2
+//! §10.6 (names). A verifier who knows the EK's public key and the AK's name:
+//! 1. draws a random `seed` (32 bytes, the EK's name algorithm SHA-256) and encrypts it to
+//!    the EK with RSA-OAEP-SHA-256, label `"IDENTITY\0"`: the `secret`;
+//! 2. derives `symKey = KDFa(SHA-256, seed, "STORAGE", AK name, -, 128)` and encrypts the
+//!    credential (as a `TPM2B_DIGEST`) with AES-128-CFB, IV zero: `encIdentity`;
+//! 3. derives `hmacKey = KDFa(SHA-256, seed, "INTEGRITY", -, -, 256)` and computes
+//!    `outerHMAC = HMAC-SHA-256(hmacKey, encIdentity || AK name)`;
+//! 4. sends `credentialBlob = TPM2B(outerHMAC) || encIdentity` and `secret`.
+//!
+//! `TPM2_ActivateCredential` on the machine decrypts `seed` with the EK (so it needs that
+//! TPM) and checks the HMAC over the name of the key it is given (so the AK must be loaded on
+//! that TPM, and be the one named). Whoever returns the credential therefore has both keys
+//! in one TPM. The AK's name binds its attributes, so a key named here is the restricted,
+//! fixedTPM key [`crate::quote::AkPublic`] accepted.
+
+use crate::{
+    limits::PUBLIC_KEY_MAX_BYTES,
+    pcr::{self, Digest},
+};
+use aes::cipher::{AsyncStreamCipher as _, KeyIvInit as _};
+use hmac::{Hmac, Mac as _};
+use rsa::{rand_core::CryptoRngCore, BigUint, Oaep, RsaPublicKey};
+use sha2::Sha256;
+use tpm2_protocol::{
+    data::{TpmAlgId, TpmtPublic, TpmuPublicId, TpmuPublicParms, TpmuSymKeyBits},
+    TpmUnmarshal,
+};
+
+/// The largest credential, bytes (a `TPM2B_DIGEST` of the EK's name algorithm).
+pub const CREDENTIAL_MAX_BYTES: usize = 32;
+/// `TPM_ALG_SHA256`, the name algorithm of every name here.
+const NAME_ALG_SHA256: [u8; 2] = [0x00, 0x0B];
+/// The default RSA public exponent, which `TPMT_PUBLIC` encodes as 0.
+const RSA_DEFAULT_EXPONENT: u32 = 65_537;
+
+/// A challenge for `TPM2_ActivateCredential`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The `TPM2B_ID_OBJECT` contents: `TPM2B(outerHMAC) || encIdentity`.
+    pub credential_blob: Vec<u8>,
+    /// The `TPM2B_ENCRYPTED_SECRET` contents: the seed, encrypted to the EK.
+    pub secret: Vec<u8>,
+}
+
+/// Why a challenge could not be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// The endorsement key is not an RSA-2048 storage key with SHA-256 names and AES-128.
+    #[error("unsupported endorsement key: {0}")]
+    UnsupportedEndorsementKey(&'static str),
+    /// The credential is empty or longer than [`CREDENTIAL_MAX_BYTES`].
+    #[error("a credential is 1 to {CREDENTIAL_MAX_BYTES} bytes")]
+    CredentialSize,
+    /// RSA-OAEP, AES or HMAC refused its input.
+    #[error("encrypting the credential to the endorsement key failed")]
+    Encryption,
+}
+
+/// The name of an object: `nameAlg || SHA-256(TPMT_PUBLIC)` (Part 1 §16), for SHA-256 names.
+pub fn name(tpmt_public: &[u8]) -> Vec<u8> {
+    let mut name = NAME_ALG_SHA256.to_vec();
+    name.extend_from_slice(&pcr::sha256(tpmt_public));
+    name
+}
+
+/// `KDFa` with HMAC-SHA-256 (SP 800-108 counter mode): `bits` of key from `key`, `label`
+/// (NUL appended), `context_u` and `context_v`.
+pub fn kdfa(
+    key: &[u8],
+    label: &str,
+    context_u: &[u8],
+    context_v: &[u8],
+    bits: u32,
+) -> Result<Vec<u8>, CredentialError> {
+    let bytes = bits.div_ceil(8) as usize;
+    let mut out = Vec::with_capacity(bytes);
+    let mut counter: u32 = 0;
+    while out.len() < bytes {
+        counter = counter.saturating_add(1);
+        let mut mac =
+            <Hmac<Sha256>>::new_from_slice(key).map_err(|_| CredentialError::Encryption)?;
+        mac.update(&counter.to_be_bytes());
+        mac.update(label.as_bytes());
+        mac.update(&[0]);
+        mac.update(context_u);
+        mac.update(context_v);
+        mac.update(&bits.to_be_bytes());
+        out.extend_from_slice(&mac.finalize().into_bytes());
+    }
+    out.truncate(bytes);
+    Ok(out)
+}
+
+/// The EK's RSA public key, if it is an RSA-2048 restricted decryption key with SHA-256 names
+/// and AES-128-CFB as its symmetric algorithm (the TCG default EK template, L-1).
+fn endorsement_rsa(ek_public: &[u8]) -> Result<RsaPublicKey, CredentialError> {
+    let unsupported = CredentialError::UnsupportedEndorsementKey;
+    if ek_public.len() > PUBLIC_KEY_MAX_BYTES {
+        return Err(unsupported("larger than a public key"));
+    }
+    let public = match TpmtPublic::unmarshal(ek_public) {
+        Ok((public, [])) => public,
+        _ => return Err(unsupported("malformed TPMT_PUBLIC")),
+    };
+    if public.name_alg != TpmAlgId::Sha256 {
+        return Err(unsupported("its name algorithm is not SHA-256"));
+    }
+    let (TpmuPublicParms::Rsa(params), TpmuPublicId::Rsa(modulus)) =
+        (&public.parameters, &public.unique)
+    else {
+        return Err(unsupported("not an RSA key"));
+    };
+    let aes_128 =
+        matches!(params.symmetric.key_bits, TpmuSymKeyBits::Aes(bits) if bits.value() == 128);
+    if params.symmetric.algorithm != TpmAlgId::Aes || !aes_128 {
+        return Err(unsupported("its symmetric algorithm is not AES-128"));
+    }
+    if modulus.len() != 256 {
+        return Err(unsupported("not 2048 bits"));
+    }
+    let exponent = match params.exponent.value() {
+        0 => RSA_DEFAULT_EXPONENT,
+        other => other,
+    };
+    RsaPublicKey::new(BigUint::from_bytes_be(modulus), BigUint::from(exponent))
+        .map_err(|_| unsupported("invalid RSA key"))
+}
+
+/// Makes a challenge that returns `credential` only to the TPM holding `ek_public` (its
+/// `TPMT_PUBLIC`) with the key named `ak_name` loaded ([`name`]).
+pub fn make_credential(
+    ek_public: &[u8],
+    ak_name: &[u8],
+    credential: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Result<Challenge, CredentialError> {
+    if credential.is_empty() || credential.len() > CREDENTIAL_MAX_BYTES {
+        return Err(CredentialError::CredentialSize);
+    }
+    let ek = endorsement_rsa(ek_public)?;
+    let mut seed: Digest = [0; 32];
+    rng.fill_bytes(&mut seed);
+    let secret = ek
+        .encrypt(rng, Oaep::new_with_label::<Sha256, _>("IDENTITY\0"), &seed)
+        .map_err(|_| CredentialError::Encryption)?;
+    let sym_key = kdfa(&seed, "STORAGE", ak_name, &[], 128)?;
+    let mut enc_identity = (credential.len() as u16).to_be_bytes().to_vec();
+    enc_identity.extend_from_slice(credential);
+    let cipher = cfb_mode::Encryptor::<aes::Aes128>::new_from_slices(&sym_key, &[0; 16])
+        .map_err(|_| CredentialError::Encryption)?;
+    cipher.encrypt(&mut enc_identity);
+    let hmac_key = kdfa(&seed, "INTEGRITY", &[], &[], 256)?;
+    let mut mac =
+        <Hmac<Sha256>>::new_from_slice(&hmac_key).map_err(|_| CredentialError::Encryption)?;
+    mac.update(&enc_identity);
+    mac.update(ak_name);
+    let outer_hmac = mac.finalize().into_bytes();
+    let mut credential_blob = 32u16.to_be_bytes().to_vec();
+    credential_blob.extend_from_slice(&outer_hmac);
+    credential_blob.extend_from_slice(&enc_identity);
+    Ok(Challenge {
+        credential_blob,
+        secret,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kdfa_matches_a_known_answer() {
+        // KDFa's definition (Part 1 §11.4.10.2), one block written out by hand:
+        // HMAC-SHA-256(key, 00000001 || "STORAGE\0" || 00000080), first 16 bytes. That the
+        // whole challenge is what a TPM expects is tested against swtpm.
+        let key: Vec<u8> = (0u8..32).collect();
+        let mut mac = <Hmac<Sha256>>::new_from_slice(&key).unwrap();
+        mac.update(&[0, 0, 0, 1]);
+        mac.update(b"STORAGE\0");
+        mac.update(&[0, 0, 0, 0x80]);
+        let expected = mac.finalize().into_bytes()[..16].to_vec();
+        assert_eq!(kdfa(&key, "STORAGE", &[], &[], 128).unwrap(), expected);
+        assert_eq!(kdfa(&key, "INTEGRITY", &[], &[], 512).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn oversize_and_empty_credentials_and_bad_keys_are_refused() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        assert_eq!(
+            make_credential(&[], b"name", &[], &mut rng),
+            Err(CredentialError::CredentialSize)
+        );
+        assert_eq!(
+            make_credential(&[], b"name", &[0; 33], &mut rng),
+            Err(CredentialError::CredentialSize)
+        );
+        assert!(matches!(
+            make_credential(&[0; 10], b"name", &[1], &mut rng),
+            Err(CredentialError::UnsupportedEndorsementKey(_))
+        ));
+    }
+
+    use rand_chacha::rand_core::SeedableRng as _;
+}
