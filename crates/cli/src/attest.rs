@@ -111,7 +111,7 @@ fn replay(
     if let Some(path) = eventlog_path {
         let bytes = read_bounded(&path, EVENT_LOG_MAX_BYTES)?;
         let log = eventlog::parse(&bytes).with_context(|| format!("{}", path.display()))?;
-        pcrs.extend(eventlog::replay(&log).select(pcr::BOOT_PCRS));
+        pcrs.extend(eventlog::replay(&log).select(pcr::FIRMWARE_PCRS));
     }
     let mut ima_replay = None;
     if let Some(path) = ima_path {
@@ -230,15 +230,21 @@ fn load_or_create_ak(path: &std::path::Path, tpm: &mut TssTpm) -> Result<Attesta
     Ok(key)
 }
 
+/// Writes `bytes` to `path`, owner-only, all or nothing: a temporary file renamed into place,
+/// so a crash never leaves a truncated key file behind.
 fn write_owner_only(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let temporary = path.with_extension("partial");
+    let _ = std::fs::remove_file(&temporary);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .open(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
     file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -372,9 +378,17 @@ fn check(key: &AttestationKey, nonce: &[u8], collected: &Collected) -> Result<At
             covered_by_quote: ima::matched_prefix([0; 32], &entries, &quoted_ima),
             template_hash_mismatches: ima::template_hash_mismatches(&entries),
         }),
-        components: collected.components,
+        // What the chain would record: the verifier's components (`boot` and `ima` from
+        // verified values), or this machine's own when its evidence does not verify.
+        components: outcome
+            .as_ref()
+            .map_or(collected.components, |v| v.components),
         ebpf_programs: collected.ebpf_programs,
-        integrity_hash: hex::encode(collected.integrity_hash()),
+        integrity_hash: hex::encode(
+            outcome
+                .as_ref()
+                .map_or(collected.integrity_hash(), |v| v.integrity_hash),
+        ),
     })
 }
 

@@ -4,6 +4,9 @@
 //! lease of the "Logos full node" template, the time from submitting `CreateLease` to the
 //! environment's `Ready` and `Verified` conditions (see [`run_lease_bench`] for the fields).
 //!
+//! `logos bench attest --json` measures verifying one attestation report as the state
+//! transition does (see [`attest`] for the fields).
+//!
 //! `logos bench epoch --json` starts a devnet with short epochs and reports the longest pause
 //! in finality across epoch changes (see [`run_epoch_bench`]).
 //!
@@ -31,6 +34,8 @@
 //! the run failed: then its step is `{"offered_tps", "error"}`), and prints `{"steps": [one
 //! object as above per run], "max_offered_tps_p99_within_1s", "finalized_tps_at_max"}` (null
 //! when even the first run was not sustained).
+
+pub mod attest;
 
 use crate::network::{self as devnet, DevnetArgs};
 use anyhow::{bail, Context, Result};
@@ -125,6 +130,19 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Verifying one Machine Integrity Attestation report as the state transition does: a
+    /// swtpm quote, the measured-boot log, new IMA entries, the integrity hash.
+    Attest {
+        /// Reports verified (each after its own quote).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        reports: u64,
+        /// New IMA entries per report.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=4_096))]
+        entries: u64,
+        /// Print only the JSON result.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs `logos bench …`.
@@ -177,6 +195,15 @@ pub fn run(command: BenchCommand) -> Result<()> {
             json,
             dir,
         } => run_lease_bench(leases, TemplateId(template), validators, json, dir),
+        BenchCommand::Attest {
+            reports,
+            entries,
+            json,
+        } => {
+            let report = attest::run(reports as usize, entries as usize, json)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     CollectError,
 };
 use logos_mia::{
-    evidence::quoted_pcrs,
+    evidence::{quote_nonce, quoted_pcrs},
     integrity::{self, Components, Status},
     limits::{EVENT_LOG_MAX_BYTES, IMA_LOG_MAX_BYTES},
     pcr::{self, Digest},
@@ -89,31 +89,38 @@ fn quoted_digest(attest: &[u8]) -> Option<Digest> {
     attest.get(start..)?.try_into().ok()
 }
 
-/// Collects one attestation.
+/// Collects one attestation for the chain's `chain_nonce`: the components first, then the
+/// quote over [`quote_nonce`] (which binds them), then the logs.
 pub fn collect(
     tpm: &mut dyn Tpm,
     ak: &AttestationKey,
-    nonce: &[u8],
+    chain_nonce: &[u8],
     sources: &Sources<'_>,
 ) -> Result<Collected, CollectError> {
-    let (quote, pcrs) = quote_pcrs(tpm, ak, nonce)?;
+    let EbpfSummary {
+        status: ebpf,
+        programs,
+    } = sources.kernel.ebpf()?;
+    let reported = Components {
+        boot: Status::Unavailable,
+        ima: Status::Unavailable,
+        files: sources.files.collect()?,
+        lkrg: sources.kernel.lkrg()?,
+        ebpf,
+        tamper: sources.tamper.read()?,
+    };
+    let nonce = quote_nonce(chain_nonce, &reported);
+    let (quote, pcrs) = quote_pcrs(tpm, ak, &nonce)?;
     let event_log = logs::read_optional(&sources.event_log, EVENT_LOG_MAX_BYTES)?;
     let ima_log = logs::read_optional(&sources.ima_log, IMA_LOG_MAX_BYTES)?;
     let ima = match &ima_log {
         Some(bytes) => ima_component(bytes, &pcrs)?,
         None => Status::Unavailable,
     };
-    let EbpfSummary {
-        status: ebpf,
-        programs,
-    } = sources.kernel.ebpf()?;
     let components = Components {
         boot: integrity::boot_component(&pcrs),
         ima,
-        files: sources.files.collect()?,
-        lkrg: sources.kernel.lkrg()?,
-        ebpf,
-        tamper: sources.tamper.read()?,
+        ..reported
     };
     Ok(Collected {
         quote,
@@ -125,11 +132,16 @@ pub fn collect(
     })
 }
 
-/// The `ima` component over the entries the quoted PCR 10 covers.
+/// The `ima` component over the entries the quoted PCR 10 covers; unavailable when PCR 10 is
+/// zero.
 fn ima_component(bytes: &[u8], pcrs: &BTreeMap<u32, Digest>) -> Result<Status, CollectError> {
+    let quoted = pcrs.get(&pcr::IMA_PCR).copied().unwrap_or_default();
+    if quoted == [0; 32] {
+        // IMA is not running this boot, whatever a file says.
+        return Ok(Status::Unavailable);
+    }
     let entries = logos_mia::ima::parse(bytes, usize::MAX)
         .map_err(|e| CollectError::Invalid(e.to_string()))?;
-    let quoted = pcrs.get(&pcr::IMA_PCR).copied().unwrap_or_default();
     let prefix = logos_mia::ima::matched_prefix([0; 32], &entries, &quoted).ok_or_else(|| {
         CollectError::Invalid("no prefix of this machine's IMA list replays to its PCR 10".into())
     })?;

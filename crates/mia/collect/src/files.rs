@@ -14,7 +14,10 @@ use logos_mia::{integrity::Status, pcr::Digest};
 use sha2::{Digest as _, Sha256};
 use std::{
     io::Read,
-    os::unix::{ffi::OsStrExt, fs::MetadataExt},
+    os::unix::{
+        ffi::OsStrExt,
+        fs::{MetadataExt, OpenOptionsExt},
+    },
     path::{Path, PathBuf},
 };
 
@@ -106,13 +109,43 @@ fn hash_entry(path: &Path, hasher: &mut Sha256) -> Result<(), CollectError> {
     field(hasher, &metadata.gid().to_le_bytes());
     if metadata.is_file() {
         field(hasher, &metadata.len().to_le_bytes());
-        field(hasher, &hash_file(path)?);
+        field(hasher, &hash_regular_file(path, &metadata)?);
     } else if metadata.file_type().is_symlink() {
         let target = std::fs::read_link(path)
             .map_err(|e| CollectError::io(path.display().to_string(), e))?;
         field(hasher, target.as_os_str().as_bytes());
     }
     Ok(())
+}
+
+/// SHA-256 of the regular file `path` that `lstat` described as `metadata`: opened without
+/// following a symlink and without blocking (a FIFO swapped in does not hang the walk), and
+/// refused unless it is still the same regular file; at most its size is read.
+fn hash_regular_file(path: &Path, metadata: &std::fs::Metadata) -> Result<Digest, CollectError> {
+    let error = |e| CollectError::io(path.display().to_string(), e);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(error)?;
+    let opened = file.metadata().map_err(error)?;
+    if !opened.is_file() || opened.dev() != metadata.dev() || opened.ino() != metadata.ino() {
+        return Err(CollectError::Invalid(format!(
+            "{} changed while the snapshot was taken",
+            path.display()
+        )));
+    }
+    let mut hasher = Sha256::new();
+    let mut reader = file.take(opened.len());
+    let mut buffer = vec![0; 64 << 10];
+    loop {
+        let read = reader.read(&mut buffer).map_err(error)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hasher.finalize().into())
 }
 
 /// SHA-256 of a file's contents, streamed.

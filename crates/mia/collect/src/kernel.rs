@@ -13,10 +13,13 @@ use crate::CollectError;
 use logos_mia::integrity::Status;
 use sha2::{Digest as _, Sha256};
 use std::{
+    io::Read as _,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
+/// The largest LKRG setting read, bytes.
+const SETTING_MAX_BYTES: usize = 256;
 /// The most LKRG settings read.
 const LKRG_SETTINGS_MAX: usize = 256;
 /// The most eBPF programs summarized.
@@ -62,26 +65,42 @@ impl KernelProbe for HostKernel {
     }
 
     fn ebpf(&self) -> Result<EbpfSummary, CollectError> {
-        let output = match Command::new("bpftool")
-            .args(["prog", "show", "--json"])
-            .output()
-        {
-            Ok(output) if output.status.success() => output,
-            // Not installed, or not privileged: the kernel's programs cannot be listed here.
-            _ => {
-                return Ok(EbpfSummary {
-                    status: Status::Unavailable,
-                    programs: 0,
-                })
-            }
+        let unavailable = EbpfSummary {
+            status: Status::Unavailable,
+            programs: 0,
         };
-        if output.stdout.len() > BPFTOOL_OUTPUT_MAX_BYTES {
+        let spawned = Command::new("bpftool")
+            .args(["prog", "show", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        // Not installed: the kernel's programs cannot be listed here.
+        let Ok(mut child) = spawned else {
+            return Ok(unavailable);
+        };
+        let mut output = Vec::new();
+        let limit = u64::try_from(BPFTOOL_OUTPUT_MAX_BYTES)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let read = child
+            .stdout
+            .take()
+            .map(|stdout| stdout.take(limit).read_to_end(&mut output));
+        if output.len() > BPFTOOL_OUTPUT_MAX_BYTES {
+            let _ = child.kill();
+            let _ = child.wait();
             return Err(CollectError::TooLarge {
                 what: "bpftool's output".into(),
                 max: BPFTOOL_OUTPUT_MAX_BYTES,
             });
         }
-        ebpf_summary(&output.stdout)
+        let status = child.wait().map_err(|e| CollectError::io("bpftool", e))?;
+        // Not privileged (or failed): unavailable, not a guess.
+        if !status.success() || !matches!(read, Some(Ok(_))) {
+            return Ok(unavailable);
+        }
+        ebpf_summary(&output)
     }
 }
 
@@ -105,10 +124,10 @@ pub fn lkrg_settings(dir: &Path) -> Result<Status, CollectError> {
         }
         let path = entry.path();
         // Write-only controls (e.g. `trigger`) cannot be read and carry no state.
-        if let Ok(value) = std::fs::read_to_string(&path) {
+        if let Ok(Some(value)) = crate::logs::read_optional(&path, SETTING_MAX_BYTES) {
             settings.push((
                 entry.file_name().to_string_lossy().into_owned(),
-                value.trim().to_owned(),
+                String::from_utf8_lossy(&value).trim().to_owned(),
             ));
         }
     }

@@ -6,16 +6,22 @@
 //! serves it with `swtpm socket` on `127.0.0.1:<port>`, its control channel on `<port> + 1`
 //! (where the TSS2 `swtpm` TCTI looks for it, to set the locality). The TPM starts with `TPM2_Startup(CLEAR)`, so PCRs are zero as after a
 //! power-on. The process is killed when the [`Swtpm`] is dropped; the state directory (the
-//! TPM's seeds) stays, so the same machine keeps the same EK across restarts.
+//! TPM's seeds, owner-only) stays, so the same machine keeps the same EK across restarts.
+//!
+//! swtpm's TCP channels have no authentication: any local user can send it commands (reset
+//! it, extend PCRs, read its state through the control channel). It stands in for a TPM on a
+//! devnet and in tests; a provider's production machine uses its hardware TPM.
 
 use crate::CollectError;
 use std::{
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+/// Port pairs tried when the caller lets [`Swtpm::start`] pick.
+const PORT_ATTEMPTS: usize = 4;
 /// How long swtpm may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,11 +48,25 @@ impl Swtpm {
     /// Starts swtpm with its state in `dir` (manufactured on first use), serving on
     /// `127.0.0.1:port` and its control channel on `port + 1`; `port` 0 picks a free pair.
     pub fn start(dir: &Path, port: u16) -> Result<Self, CollectError> {
-        std::fs::create_dir_all(dir).map_err(|e| CollectError::io(dir.display().to_string(), e))?;
+        create_private_dir(dir)?;
         if !dir.join("tpm2-00.permall").exists() {
             manufacture(dir)?;
         }
-        let port = if port == 0 { free_port_pair()? } else { port };
+        if port != 0 {
+            return Self::serve(dir, port);
+        }
+        // A picked pair can be taken before swtpm binds it: pick again.
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            match Self::serve(dir, free_port_pair()?) {
+                Ok(swtpm) => return Ok(swtpm),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| CollectError::Invalid("swtpm did not start".into())))
+    }
+
+    fn serve(dir: &Path, port: u16) -> Result<Self, CollectError> {
         let ctrl_port = port.checked_add(1).ok_or_else(|| {
             CollectError::Invalid("the swtpm port must leave room for its control port".into())
         })?;
@@ -77,19 +97,21 @@ impl Swtpm {
         Ok(swtpm)
     }
 
+    /// Waits until this swtpm process itself listens on its port and its control port: a
+    /// connection alone could reach another process that took a port after it was picked.
     fn wait_ready(&mut self) -> Result<(), CollectError> {
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
             if let Ok(Some(status)) = self.child.try_wait() {
                 let log = std::fs::read_to_string(self.dir.join("swtpm.log")).unwrap_or_default();
                 return Err(CollectError::Invalid(format!(
                     "swtpm exited at start ({status}): {}",
                     log.trim()
                 )));
+            }
+            let ctrl = self.port.saturating_add(1);
+            if listens_on(self.child.id(), self.port) && listens_on(self.child.id(), ctrl) {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(CollectError::Invalid(
@@ -123,6 +145,43 @@ impl Drop for Swtpm {
     }
 }
 
+/// Whether process `pid` holds a socket listening on `127.0.0.1:port` (from `/proc/net/tcp`
+/// and the process's file descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    // Columns: sl, local_address, rem_address, st (0A = LISTEN), …, inode (the 10th).
+    let inodes: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|columns| columns.get(1) == Some(&local.as_str()) && columns.get(3) == Some(&"0A"))
+        .filter_map(|columns| columns.get(9).copied())
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| {
+            let target = target.to_string_lossy();
+            inodes
+                .iter()
+                .any(|inode| target == format!("socket:[{inode}]"))
+        })
+}
+
+/// Creates `dir` (and parents) with the state directory itself owner-only: it holds the TPM's
+/// seeds.
+fn create_private_dir(dir: &Path) -> Result<(), CollectError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let error = |e| CollectError::io(dir.display().to_string(), e);
+    std::fs::create_dir_all(dir).map_err(error)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)
+}
+
 /// Manufactures a TPM 2.0 in `dir`: seeds, an EK and its certificate, SHA-1 and SHA-256 banks.
 fn manufacture(dir: &Path) -> Result<(), CollectError> {
     let output = Command::new("swtpm_setup")
@@ -153,6 +212,9 @@ fn manufacture(dir: &Path) -> Result<(), CollectError> {
 
 /// A TCP port on loopback that, with the next one, nobody listens on right now.
 fn free_port_pair() -> Result<u16, CollectError> {
+    // Ports that failed stay bound until the end, so the system hands out a new one each time
+    // (a port just closed is often given again).
+    let mut tried = Vec::new();
     for _ in 0..32 {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .map_err(|e| CollectError::io("picking a port", e))?;
@@ -160,12 +222,13 @@ fn free_port_pair() -> Result<u16, CollectError> {
             .local_addr()
             .map_err(|e| CollectError::io("picking a port", e))?
             .port();
-        let Some(next) = port.checked_add(1) else {
-            continue;
-        };
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, next)).is_ok() {
+        let next_free = port
+            .checked_add(1)
+            .is_some_and(|next| TcpListener::bind((Ipv4Addr::LOCALHOST, next)).is_ok());
+        if next_free {
             return Ok(port);
         }
+        tried.push(listener);
     }
     Err(CollectError::Invalid(
         "no two adjacent free ports on loopback".into(),

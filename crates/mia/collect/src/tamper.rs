@@ -8,6 +8,9 @@ use crate::CollectError;
 use logos_mia::integrity::Tamper;
 use std::path::PathBuf;
 
+/// The largest tamper source read, bytes (it holds one digit and a newline).
+const FLAG_MAX_BYTES: usize = 16;
+
 /// Where the tamper flag comes from.
 pub trait TamperSource {
     /// The flag now.
@@ -26,13 +29,10 @@ impl TamperSource for FileTamper {
         let Some(path) = &self.path else {
             return Ok(Tamper::Unavailable);
         };
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Tamper::Unavailable)
-            }
-            Err(error) => return Err(CollectError::io(path.display().to_string(), error)),
+        let Some(bytes) = crate::logs::read_optional(path, FLAG_MAX_BYTES)? else {
+            return Ok(Tamper::Unavailable);
         };
+        let text = String::from_utf8_lossy(&bytes);
         match text.trim() {
             "0" => Ok(Tamper::Clear),
             "1" => Ok(Tamper::Tripped),

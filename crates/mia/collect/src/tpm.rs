@@ -312,7 +312,10 @@ fn start_session(context: &mut Context, kind: SessionType) -> Result<AuthSession
         )?
         .ok_or_else(|| CollectError::Invalid("the TPM started no session".into()))?;
     let (attributes, mask) = SessionAttributesBuilder::new().build();
-    context.tr_sess_set_attributes(session, attributes, mask)?;
+    if let Err(error) = context.tr_sess_set_attributes(session, attributes, mask) {
+        let _ = context.flush_context(SessionHandle::from(session).into());
+        return Err(error.into());
+    }
     Ok(session)
 }
 

@@ -13,7 +13,7 @@ use logos_mia::{
 use logos_mia_collect::{
     evidence::{collect, quote_pcrs, Sources},
     files::FileSnapshot,
-    kernel::HostKernel,
+    kernel::{HostKernel, KernelProbe as _},
     swtpm::Swtpm,
     tamper::FileTamper,
     tpm::{AkKind, AttestationKey, QuoteBytes, Tpm, TssTpm},
@@ -99,7 +99,8 @@ fn a_genuine_quote_verifies_with_an_ecdsa_or_an_rsa_key() {
         let nonce = [7u8; 32];
         let (quote, pcrs) = quote_pcrs(&mut machine.tpm, &key, &nonce).unwrap();
         let verified = verify_quote(&key, &quote, &nonce, &pcrs).unwrap();
-        assert_eq!(verified.pcrs, vec![0, 1, 2, 3, 4, 5, 6, 7, 10], "{kind:?}");
+        assert_eq!(verified.pcrs, evidence::quoted_pcrs(), "{kind:?}");
+        assert_eq!(verified.pcrs, (0..=14).collect::<Vec<u32>>());
     }
 }
 
@@ -245,7 +246,8 @@ fn booted() -> Booted {
     let (mut machine, key) = machine_with_key(AkKind::EcdsaP256);
     let (log, entries) = boot_like_the_guest(&mut machine.tpm);
     let nonce = [9u8; 32];
-    let (quote, pcrs) = quote_pcrs(&mut machine.tpm, &key, &nonce).unwrap();
+    let bound = evidence::quote_nonce(&nonce, &reported());
+    let (quote, pcrs) = quote_pcrs(&mut machine.tpm, &key, &bound).unwrap();
     Booted {
         machine,
         key,
@@ -418,7 +420,8 @@ fn a_reboot_starts_the_ima_replay_from_zero_and_a_continuation_from_the_last_rep
             .unwrap();
     }
     let nonce = [10u8; 32];
-    let (quote, pcrs) = quote_pcrs(&mut booted.machine.tpm, &booted.key, &nonce).unwrap();
+    let bound = evidence::quote_nonce(&nonce, &reported());
+    let (quote, pcrs) = quote_pcrs(&mut booted.machine.tpm, &booted.key, &bound).unwrap();
     let evidence = Evidence {
         quote: Quote {
             attest: &quote.attest,
@@ -462,8 +465,12 @@ fn collect_gathers_every_component_and_the_chain_side_agrees() {
     let collected = collect(&mut machine.tpm, &key, &nonce, &sources).unwrap();
     assert_eq!(collected.components.tamper, Tamper::Clear);
     assert!(matches!(collected.components.files, Status::Measured(_)));
-    // This host has no LKRG module.
-    assert_eq!(collected.components.lkrg, Status::Unavailable);
+    assert!(matches!(collected.components.ima, Status::Measured(_)));
+    assert_eq!(
+        collected.components.lkrg,
+        kernel.lkrg().unwrap(),
+        "LKRG as this host has it"
+    );
     // The chain, given the machine's own measured set as its allowlist, reaches the same hash.
     let allowed = integrity::measured_digests(&entries);
     let evidence = Evidence {
@@ -492,13 +499,9 @@ fn make_credential_in_software_is_answered_only_by_the_tpm_with_both_keys() {
     let (mut machine, key) = machine_with_key(AkKind::EcdsaP256);
     let endorsement = machine.tpm.endorsement().unwrap();
     let secret_value = [0x5A; 32];
-    let challenge = credential::make_credential(
-        &endorsement.public,
-        &credential::name(&key.public),
-        &secret_value,
-        &mut rng,
-    )
-    .unwrap();
+    let challenge =
+        credential::make_credential(&endorsement.public, &key.public, &secret_value, &mut rng)
+            .unwrap();
     let answer = machine
         .tpm
         .activate_credential(&key, &challenge.credential_blob, &challenge.secret)
@@ -514,26 +517,32 @@ fn make_credential_in_software_is_answered_only_by_the_tpm_with_both_keys() {
         .tpm
         .activate_credential(&other, &challenge.credential_blob, &challenge.secret)
         .is_err());
-    // The same AK blob cannot even be loaded on another TPM; a challenge made for another
-    // TPM's EK cannot be opened here.
+    // Another TPM with its own AK cannot open this TPM's challenge (the seed is encrypted to
+    // this EK), even when the challenge names that AK.
     let (mut elsewhere, elsewhere_key) = machine_with_key(AkKind::EcdsaP256);
-    let foreign = elsewhere.tpm.endorsement().unwrap();
-    let for_foreign = credential::make_credential(
-        &foreign.public,
-        &credential::name(&key.public),
+    let for_their_ak = credential::make_credential(
+        &endorsement.public,
+        &elsewhere_key.public,
         &secret_value,
         &mut rng,
     )
     .unwrap();
+    assert!(elsewhere
+        .tpm
+        .activate_credential(
+            &elsewhere_key,
+            &for_their_ak.credential_blob,
+            &for_their_ak.secret
+        )
+        .is_err());
+    // And a challenge made for the other TPM's EK cannot be opened here.
+    let foreign = elsewhere.tpm.endorsement().unwrap();
+    let for_foreign =
+        credential::make_credential(&foreign.public, &key.public, &secret_value, &mut rng).unwrap();
     assert!(machine
         .tpm
         .activate_credential(&key, &for_foreign.credential_blob, &for_foreign.secret)
         .is_err());
-    assert!(elsewhere
-        .tpm
-        .activate_credential(&key, &challenge.credential_blob, &challenge.secret)
-        .is_err());
-    let _ = elsewhere_key;
     // A tampered blob is refused by the TPM's integrity check.
     let mut tampered = challenge.credential_blob.clone();
     let last = tampered.len() - 1;
@@ -542,18 +551,160 @@ fn make_credential_in_software_is_answered_only_by_the_tpm_with_both_keys() {
         .tpm
         .activate_credential(&key, &tampered, &challenge.secret)
         .is_err());
-    // The AK is not an endorsement key.
+    // The AK is not an endorsement key, and the EK is not an attestation key.
+    assert!(matches!(
+        credential::make_credential(&key.public, &key.public, &secret_value, &mut rng),
+        Err(CredentialError::UnsupportedEndorsementKey(_))
+    ));
     assert!(matches!(
         credential::make_credential(
-            &key.public,
-            &credential::name(&key.public),
+            &endorsement.public,
+            &endorsement.public,
             &secret_value,
             &mut rng
         ),
-        Err(CredentialError::UnsupportedEndorsementKey(_))
+        Err(CredentialError::NotAnAttestationKey(_))
     ));
     // After all of this, no transient object or session is left behind: more quotes work.
     for _ in 0..8 {
         quote_pcrs(&mut machine.tpm, &key, &[1; 32]).unwrap();
     }
+}
+
+impl Machine {
+    /// Power-cycles the TPM: the same state directory (same EK), PCRs back to zero, the reset
+    /// count one higher.
+    fn reboot(self) -> Machine {
+        let Machine { tpm, _swtpm, _dir } = self;
+        let state = _swtpm.dir().to_owned();
+        drop(tpm);
+        drop(_swtpm);
+        let swtpm = Swtpm::start(&state, 0).expect("swtpm restarts");
+        let tpm = TssTpm::open(&swtpm.tcti()).expect("the TCTI connects");
+        Machine {
+            tpm,
+            _swtpm: swtpm,
+            _dir,
+        }
+    }
+}
+
+/// Verifies a fresh quote of `machine` carrying `entries`, after `previous`.
+fn report(
+    machine: &mut Machine,
+    key: &AttestationKey,
+    log: &eventlog::EventLog,
+    entries: &[Entry],
+    previous: Option<Previous>,
+    allowed: &BTreeSet<Digest>,
+) -> Result<evidence::Verified, EvidenceError> {
+    let nonce = [0x33u8; 32];
+    let bound = evidence::quote_nonce(&nonce, &reported());
+    let (quote, pcrs) = quote_pcrs(&mut machine.tpm, key, &bound).unwrap();
+    let evidence = Evidence {
+        quote: Quote {
+            attest: &quote.attest,
+            signature: &quote.signature,
+        },
+        pcrs: &pcrs,
+        event_log: log,
+        ima: entries,
+        reported: reported(),
+    };
+    evidence::verify(&ak_public(key), &nonce, previous, allowed, &evidence)
+}
+
+#[test]
+fn after_a_reboot_the_ima_list_starts_again_from_its_boot_aggregate() {
+    let (mut machine, key) = machine_with_key(AkKind::EcdsaP256);
+    let (log, entries) = boot_like_the_guest(&mut machine.tpm);
+    let allowed = integrity::measured_digests(&entries);
+    let first = report(&mut machine, &key, &log, &entries, None, &allowed).unwrap();
+    let previous = Previous {
+        clock: first.quote.clock,
+        ima_pcr: first.ima_pcr,
+    };
+    let mut machine = machine.reboot();
+    boot_like_the_guest(&mut machine.tpm);
+    let again = report(&mut machine, &key, &log, &entries, Some(previous), &allowed).unwrap();
+    assert!(again.quote.clock.reset_count > first.quote.clock.reset_count);
+    assert_eq!(again.ima_accepted, entries.len());
+    // Only the new boot's list counts: the entries after the old report's PCR 10 do not.
+    assert!(matches!(
+        report(
+            &mut machine,
+            &key,
+            &log,
+            &entries[3..],
+            Some(previous),
+            &allowed
+        ),
+        Err(EvidenceError::Ima(ImaError::NoMatchingPrefix { .. }))
+    ));
+}
+
+#[test]
+fn a_forged_boot_aggregate_and_ima_turned_off_are_each_caught() {
+    let (mut machine, key) = machine_with_key(AkKind::EcdsaP256);
+    let log =
+        eventlog::parse(&std::fs::read(fixture("binary_bios_measurements")).unwrap()).unwrap();
+    for event in log
+        .events
+        .iter()
+        .filter(|e| e.event_type != eventlog::EV_NO_ACTION)
+    {
+        machine.tpm.extend(event.pcr, &event.sha256).unwrap();
+    }
+    // IMA off: PCR 10 stays zero; the component is unavailable, and a list is refused.
+    let none = report(&mut machine, &key, &log, &[], None, &BTreeSet::new()).unwrap();
+    assert_eq!(none.components.ima, Status::Unavailable);
+    let made_up = [Entry::measured(1, &[7; 32], "/usr/bin/sshd")];
+    assert_eq!(
+        report(&mut machine, &key, &log, &made_up, None, &BTreeSet::new()).unwrap_err(),
+        EvidenceError::Ima(ImaError::NotRunning { entries: 1 })
+    );
+    // A list whose first entry is named boot_aggregate but does not hash the boot PCRs.
+    let forged = vec![
+        Entry::measured(1, &[0xBA; 32], ima::BOOT_AGGREGATE),
+        Entry::measured(2, &[1; 32], "/init"),
+    ];
+    for entry in &forged {
+        machine.tpm.extend(10, &entry.sha256_extend()).unwrap();
+    }
+    let allowed = BTreeSet::from([[1; 32]]);
+    assert_eq!(
+        report(&mut machine, &key, &log, &forged, None, &allowed).unwrap_err(),
+        EvidenceError::Ima(ImaError::BootAggregateMismatch)
+    );
+}
+
+#[test]
+fn components_are_bound_to_the_quote() {
+    let booted = booted();
+    // The machine quoted with one tamper flag and reports another.
+    let evidence = Evidence {
+        quote: Quote {
+            attest: &booted.quote.attest,
+            signature: &booted.quote.signature,
+        },
+        pcrs: &booted.pcrs,
+        event_log: &booted.log,
+        ima: &booted.entries,
+        reported: Components {
+            tamper: Tamper::Tripped,
+            ..reported()
+        },
+    };
+    let allowed = integrity::measured_digests(&booted.entries);
+    assert_eq!(
+        evidence::verify(
+            &ak_public(&booted.key),
+            &booted.nonce,
+            None,
+            &allowed,
+            &evidence
+        )
+        .unwrap_err(),
+        EvidenceError::Quote(QuoteError::NonceMismatch)
+    );
 }

@@ -26,12 +26,16 @@ use hmac::{Hmac, Mac as _};
 use rsa::{rand_core::CryptoRngCore, BigUint, Oaep, RsaPublicKey};
 use sha2::Sha256;
 use tpm2_protocol::{
-    data::{TpmAlgId, TpmtPublic, TpmuPublicId, TpmuPublicParms, TpmuSymKeyBits},
+    data::{TpmAlgId, TpmaObject, TpmtPublic, TpmuPublicId, TpmuPublicParms, TpmuSymKeyBits},
     TpmUnmarshal,
 };
 
 /// The largest credential, bytes (a `TPM2B_DIGEST` of the EK's name algorithm).
 pub const CREDENTIAL_MAX_BYTES: usize = 32;
+/// The smallest credential, bytes: a shorter one could be guessed.
+pub const CREDENTIAL_MIN_BYTES: usize = 16;
+/// The most key bits [`kdfa`] derives here.
+const KDFA_MAX_BITS: u32 = 512;
 /// `TPM_ALG_SHA256`, the name algorithm of every name here.
 const NAME_ALG_SHA256: [u8; 2] = [0x00, 0x0B];
 /// The default RSA public exponent, which `TPMT_PUBLIC` encodes as 0.
@@ -52,31 +56,39 @@ pub enum CredentialError {
     /// The endorsement key is not an RSA-2048 storage key with SHA-256 names and AES-128.
     #[error("unsupported endorsement key: {0}")]
     UnsupportedEndorsementKey(&'static str),
-    /// The credential is empty or longer than [`CREDENTIAL_MAX_BYTES`].
-    #[error("a credential is 1 to {CREDENTIAL_MAX_BYTES} bytes")]
+    /// The credential is shorter than [`CREDENTIAL_MIN_BYTES`] or longer than
+    /// [`CREDENTIAL_MAX_BYTES`].
+    #[error("a credential is {CREDENTIAL_MIN_BYTES} to {CREDENTIAL_MAX_BYTES} bytes")]
     CredentialSize,
+    /// The named key is not an attestation key (see [`crate::quote::AkPublic::from_tpmt_public`]).
+    #[error("the named key is not an attestation key: {0}")]
+    NotAnAttestationKey(String),
     /// RSA-OAEP, AES or HMAC refused its input.
     #[error("encrypting the credential to the endorsement key failed")]
     Encryption,
 }
 
-/// The name of an object: `nameAlg || SHA-256(TPMT_PUBLIC)` (Part 1 §16), for SHA-256 names.
-pub fn name(tpmt_public: &[u8]) -> Vec<u8> {
+/// The name of an attestation key: `nameAlg || SHA-256(TPMT_PUBLIC)` (Part 1 §16), after
+/// checking the bytes are an attestation key with SHA-256 names (the TPM names the key it
+/// loads from exactly these bytes).
+pub fn ak_name(tpmt_public: &[u8]) -> Result<Vec<u8>, CredentialError> {
+    crate::quote::AkPublic::from_tpmt_public(tpmt_public)
+        .map_err(|e| CredentialError::NotAnAttestationKey(e.to_string()))?;
     let mut name = NAME_ALG_SHA256.to_vec();
     name.extend_from_slice(&pcr::sha256(tpmt_public));
-    name
+    Ok(name)
 }
 
-/// `KDFa` with HMAC-SHA-256 (SP 800-108 counter mode): `bits` of key from `key`, `label`
-/// (NUL appended), `context_u` and `context_v`.
-pub fn kdfa(
+/// `KDFa` with HMAC-SHA-256 (SP 800-108 counter mode): `bits` (at most 512) of key from
+/// `key`, `label` (NUL appended), `context_u` and `context_v`.
+fn kdfa(
     key: &[u8],
     label: &str,
     context_u: &[u8],
     context_v: &[u8],
     bits: u32,
 ) -> Result<Vec<u8>, CredentialError> {
-    let bytes = bits.div_ceil(8) as usize;
+    let bytes = bits.min(KDFA_MAX_BITS).div_ceil(8) as usize;
     let mut out = Vec::with_capacity(bytes);
     let mut counter: u32 = 0;
     while out.len() < bytes {
@@ -109,6 +121,16 @@ fn endorsement_rsa(ek_public: &[u8]) -> Result<RsaPublicKey, CredentialError> {
     if public.name_alg != TpmAlgId::Sha256 {
         return Err(unsupported("its name algorithm is not SHA-256"));
     }
+    let storage = TpmaObject::RESTRICTED
+        | TpmaObject::DECRYPT
+        | TpmaObject::FIXED_TPM
+        | TpmaObject::FIXED_PARENT;
+    let attributes = public.object_attributes;
+    if !attributes.contains(storage) || attributes.contains(TpmaObject::SIGN_ENCRYPT) {
+        return Err(unsupported(
+            "not a restricted decryption key fixed to its TPM",
+        ));
+    }
     let (TpmuPublicParms::Rsa(params), TpmuPublicId::Rsa(modulus)) =
         (&public.parameters, &public.unique)
     else {
@@ -131,17 +153,23 @@ fn endorsement_rsa(ek_public: &[u8]) -> Result<RsaPublicKey, CredentialError> {
 }
 
 /// Makes a challenge that returns `credential` only to the TPM holding `ek_public` (its
-/// `TPMT_PUBLIC`) with the key named `ak_name` loaded ([`name`]).
+/// `TPMT_PUBLIC`) with the attestation key `ak_public` (its `TPMT_PUBLIC`) loaded.
+///
+/// Run it off the chain, by whoever admits the machine: the seed and the credential must stay
+/// secret until the machine answers, and everything in the state transition is public (the
+/// chain keeps only a hash of the credential).
 pub fn make_credential(
     ek_public: &[u8],
-    ak_name: &[u8],
+    ak_public: &[u8],
     credential: &[u8],
     rng: &mut impl CryptoRngCore,
 ) -> Result<Challenge, CredentialError> {
-    if credential.is_empty() || credential.len() > CREDENTIAL_MAX_BYTES {
+    if credential.len() < CREDENTIAL_MIN_BYTES || credential.len() > CREDENTIAL_MAX_BYTES {
         return Err(CredentialError::CredentialSize);
     }
     let ek = endorsement_rsa(ek_public)?;
+    let ak_name = ak_name(ak_public)?;
+    let ak_name = ak_name.as_slice();
     let mut seed: Digest = [0; 32];
     rng.fill_bytes(&mut seed);
     let secret = ek
@@ -188,20 +216,28 @@ mod tests {
     }
 
     #[test]
-    fn oversize_and_empty_credentials_and_bad_keys_are_refused() {
+    fn short_and_oversize_credentials_and_bad_keys_are_refused() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-        assert_eq!(
-            make_credential(&[], b"name", &[], &mut rng),
-            Err(CredentialError::CredentialSize)
-        );
-        assert_eq!(
-            make_credential(&[], b"name", &[0; 33], &mut rng),
-            Err(CredentialError::CredentialSize)
-        );
+        for size in [0, 1, CREDENTIAL_MIN_BYTES - 1, CREDENTIAL_MAX_BYTES + 1] {
+            assert_eq!(
+                make_credential(&[], &[], &vec![7; size], &mut rng),
+                Err(CredentialError::CredentialSize),
+                "{size}"
+            );
+        }
         assert!(matches!(
-            make_credential(&[0; 10], b"name", &[1], &mut rng),
+            make_credential(&[0; 10], &[], &[1; 16], &mut rng),
             Err(CredentialError::UnsupportedEndorsementKey(_))
         ));
+        assert!(matches!(
+            ak_name(&[0; 10]),
+            Err(CredentialError::NotAnAttestationKey(_))
+        ));
+        assert_eq!(
+            kdfa(&[1], "X", &[], &[], u32::MAX).unwrap().len(),
+            64,
+            "capped"
+        );
     }
 
     use rand_chacha::rand_core::SeedableRng as _;

@@ -1,27 +1,57 @@
 //! One attestation's evidence, verified as a whole: the quote, then the logs against the
 //! quoted PCRs, then the components and the integrity hash against a reference.
 //!
-//! The PCRs a report quotes are the boot PCRs 0–7 and PCR 10 (IMA). The measured-boot log
-//! must replay to PCRs 0–7; the IMA entries, replayed from the PCR 10 value the machine's last
-//! accepted report reached (zeros after a reboot), must reach the quoted PCR 10 at some
-//! prefix, and every file they measured must be in the reference's allowed digests. The
-//! components the machine reports for what a quote cannot cover (file snapshot, LKRG, eBPF,
-//! tamper) are taken as reported; `boot` (from the quoted PCRs) and `ima` (the digest of the
-//! allowed set the entries were checked against, [`integrity::allowlist_digest`]) are set
-//! here from verified values, so a machine cannot claim them.
+//! A report quotes the boot PCRs ([`pcr::BOOT_PCRS`]: firmware, boot loader, kernel and
+//! command line) and PCR 10 (IMA), with the nonce [`quote_nonce`]: the chain's nonce bound to
+//! the components the machine reports, so the TPM's signature covers them too.
+//! - The measured-boot log must replay to the quoted boot PCRs.
+//! - IMA: on the same boot (same TPM reset and restart counts) as the machine's last accepted
+//!   report, the entries since then, replayed from the PCR 10 that report reached, must reach
+//!   the quoted PCR 10 at some prefix. After a reboot the list starts from zero and its first
+//!   entry must be the boot aggregate of the quoted PCRs 0–9 (after a TPM restart, which may or
+//!   may not have reset the PCRs, either reading is tried). Every file the accepted entries
+//!   measured must be in the reference's allowed digests. A quoted PCR 10 of zero after a
+//!   reboot means IMA is off: the component is `unavailable` and no entry may be offered.
+//! - `boot` and `ima` are set here from verified values (the boot PCRs' digest; the allowlist
+//!   the entries passed), so a machine cannot claim them. `files`, `lkrg`, `ebpf` and `tamper`
+//!   are the machine's word, signed by its TPM through the nonce but not measured into a PCR:
+//!   they tell an honest machine's state changes apart; they do not stop a lying root.
 
 use crate::{
     eventlog::{self, EventLogError},
     ima::{self, Entry, ImaError},
     integrity::{self, Components, Status},
-    pcr::{Digest, BOOT_PCRS, IMA_PCR},
+    pcr::{self, Digest, BOOT_PCRS, IMA_PCR},
     quote::{self, AkPublic, Quote, QuoteError, TpmClock, VerifiedQuote},
 };
+use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The PCRs every report quotes: 0–7 and 10.
+/// The domain separator of [`quote_nonce`].
+const NONCE_DOMAIN: &[u8] = b"logos/mia/quote-nonce/v1\0";
+
+/// The PCRs every report quotes: the boot PCRs and 10, ascending.
 pub fn quoted_pcrs() -> Vec<u32> {
-    BOOT_PCRS.chain([IMA_PCR]).collect()
+    let mut pcrs: Vec<u32> = BOOT_PCRS.iter().copied().chain([IMA_PCR]).collect();
+    pcrs.sort_unstable();
+    pcrs
+}
+
+/// The nonce a machine puts in its quote: SHA-256 of a domain separator, the chain's nonce
+/// and the canonical encoding of the components it reports (with `boot` and `ima`, which the
+/// verifier computes, as unavailable).
+pub fn quote_nonce(chain_nonce: &[u8], reported: &Components) -> Digest {
+    let bound = Components {
+        boot: Status::Unavailable,
+        ima: Status::Unavailable,
+        ..*reported
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(NONCE_DOMAIN);
+    hasher.update((chain_nonce.len() as u64).to_le_bytes());
+    hasher.update(chain_nonce);
+    hasher.update(bound.encode());
+    hasher.finalize().into()
 }
 
 /// A report's evidence, parsed.
@@ -33,10 +63,9 @@ pub struct Evidence<'a> {
     pub pcrs: &'a BTreeMap<u32, Digest>,
     /// The measured-boot event log.
     pub event_log: &'a eventlog::EventLog,
-    /// The IMA entries since the last accepted report (all of them after a reboot).
+    /// The IMA entries since the last accepted report (the whole list after a reboot).
     pub ima: &'a [Entry],
-    /// What the machine reports for the components no quote covers; `boot` and `ima` here
-    /// are ignored and recomputed.
+    /// The components the machine reports; `boot` and `ima` here are ignored and recomputed.
     pub reported: Components,
 }
 
@@ -60,6 +89,9 @@ pub struct Verified {
     pub integrity_hash: Digest,
     /// How many of the offered IMA entries the quote covers.
     pub ima_accepted: usize,
+    /// How many of those are violations (a file measured while open for writing, or written
+    /// while open for reading): the reference decides whether it tolerates them.
+    pub ima_violations: usize,
     /// PCR 10 after them.
     pub ima_pcr: Digest,
 }
@@ -76,8 +108,8 @@ pub enum EvidenceError {
     /// The IMA list failed.
     #[error(transparent)]
     Ima(#[from] ImaError),
-    /// The report does not quote PCRs 0–7 and 10.
-    #[error("the report must quote PCRs 0-7 and 10")]
+    /// The report does not quote exactly [`quoted_pcrs`].
+    #[error("the report must quote PCRs 0-14")]
     MissingPcrs,
     /// The integrity hash is not the reference.
     #[error("the integrity hash {found} is not the reference {reference}")]
@@ -89,40 +121,97 @@ pub enum EvidenceError {
     },
 }
 
-/// Verifies `evidence` for a machine whose attestation key is `ak`, against `nonce` and what
-/// the chain remembers of its last report, with `allowed_ima` the file digests the machine's
-/// reference allows. When the TPM was reset since (a reboot), the IMA list starts from zeros.
+/// The IMA outcome of one report.
+struct ImaOutcome {
+    status: Status,
+    accepted: usize,
+}
+
+/// Verifies `evidence` for a machine whose attestation key is `ak`, against the chain's
+/// `chain_nonce` and what the chain remembers of its last report, with `allowed_ima` the file
+/// digests the machine's reference allows (module docs).
 pub fn verify(
     ak: &AkPublic,
-    nonce: &[u8],
+    chain_nonce: &[u8],
     previous: Option<Previous>,
     allowed_ima: &BTreeSet<Digest>,
     evidence: &Evidence<'_>,
 ) -> Result<Verified, EvidenceError> {
-    if evidence.pcrs.keys().copied().collect::<Vec<_>>() != quoted_pcrs() {
+    if !evidence.pcrs.keys().copied().eq(quoted_pcrs()) {
         return Err(EvidenceError::MissingPcrs);
     }
+    let nonce = quote_nonce(chain_nonce, &evidence.reported);
     let last_clock = previous.map(|p| p.clock);
-    let quote = quote::verify(ak, evidence.quote, nonce, evidence.pcrs, last_clock)?;
+    let quote = quote::verify(ak, evidence.quote, &nonce, evidence.pcrs, last_clock)?;
     eventlog::verify(evidence.event_log, evidence.pcrs)?;
-    let start = match previous {
-        Some(p) if p.clock.reset_count == quote.clock.reset_count => p.ima_pcr,
-        _ => [0; 32],
-    };
     let quoted_ima = evidence.pcrs.get(&IMA_PCR).copied().unwrap_or_default();
-    let ima_accepted = ima::verify(start, evidence.ima, &quoted_ima)?;
-    ima::check_allowed(&evidence.ima[..ima_accepted], allowed_ima)?;
+    let same_boot =
+        previous.filter(|p| p.clock.reset_count == quote.clock.reset_count && p.ima_pcr != [0; 32]);
+    let continued = |p: Previous| continue_ima(p.ima_pcr, evidence.ima, &quoted_ima, allowed_ima);
+    let ima = match same_boot {
+        Some(p) if p.clock.restart_count == quote.clock.restart_count => continued(p)?,
+        Some(p) => continued(p).or_else(|_| ima_from_boot(evidence, &quoted_ima, allowed_ima))?,
+        None => ima_from_boot(evidence, &quoted_ima, allowed_ima)?,
+    };
+    let accepted = &evidence.ima[..ima.accepted];
     let components = Components {
         boot: integrity::boot_component(evidence.pcrs),
-        ima: Status::Measured(integrity::allowlist_digest(allowed_ima)),
+        ima: ima.status,
         ..evidence.reported
     };
     Ok(Verified {
         quote,
         integrity_hash: components.integrity_hash(),
         components,
-        ima_accepted,
+        ima_accepted: ima.accepted,
+        ima_violations: accepted.iter().filter(|e| e.is_violation()).count(),
         ima_pcr: quoted_ima,
+    })
+}
+
+/// The entries since a report of the same boot that reached `start`.
+fn continue_ima(
+    start: Digest,
+    entries: &[Entry],
+    quoted: &Digest,
+    allowed: &BTreeSet<Digest>,
+) -> Result<ImaOutcome, ImaError> {
+    let accepted = ima::verify(start, entries, quoted)?;
+    ima::check_allowed(&entries[..accepted], allowed)?;
+    Ok(ImaOutcome {
+        status: Status::Measured(integrity::allowlist_digest(allowed)),
+        accepted,
+    })
+}
+
+/// A whole list from a (re)boot: IMA off (PCR 10 zero, no entries), or starting with the boot
+/// aggregate of the quoted PCRs 0–9.
+fn ima_from_boot(
+    evidence: &Evidence<'_>,
+    quoted: &Digest,
+    allowed: &BTreeSet<Digest>,
+) -> Result<ImaOutcome, ImaError> {
+    if *quoted == [0; 32] {
+        if !evidence.ima.is_empty() {
+            return Err(ImaError::NotRunning {
+                entries: evidence.ima.len(),
+            });
+        }
+        return Ok(ImaOutcome {
+            status: Status::Unavailable,
+            accepted: 0,
+        });
+    }
+    let accepted = ima::verify([0; 32], evidence.ima, quoted)?;
+    let (first, files) = match evidence.ima[..accepted].split_first() {
+        Some(split) => split,
+        None => return Err(ImaError::BootAggregateMismatch),
+    };
+    ima::check_boot_aggregate(first, evidence.pcrs)?;
+    ima::check_allowed(files, allowed)?;
+    Ok(ImaOutcome {
+        status: Status::Measured(integrity::allowlist_digest(allowed)),
+        accepted,
     })
 }
 
@@ -132,7 +221,7 @@ pub fn check_reference(verified: &Verified, reference: &Digest) -> Result<(), Ev
         return Ok(());
     }
     Err(EvidenceError::IntegrityMismatch {
-        found: hex::encode(verified.integrity_hash),
-        reference: hex::encode(reference),
+        found: pcr::to_hex(&verified.integrity_hash),
+        reference: pcr::to_hex(reference),
     })
 }

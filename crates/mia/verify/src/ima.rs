@@ -29,7 +29,7 @@ use crate::{
     pcr::{self, Digest, IMA_PCR},
 };
 use sha1::{Digest as _, Sha1};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The legacy template, whose template hash is over a fixed-size field layout; unsupported.
 const LEGACY_TEMPLATE: &str = "ima";
@@ -120,6 +120,15 @@ pub enum ImaError {
         /// The quoted PCR 10, hex.
         quoted: String,
     },
+    /// PCR 10 is zero (IMA did not run this boot) but entries were offered.
+    #[error("PCR 10 is zero, so IMA is not running, yet {entries} IMA entries were offered")]
+    NotRunning {
+        /// The entries offered.
+        entries: usize,
+    },
+    /// After a reboot the list must start with the boot aggregate of the quoted PCRs 0–9.
+    #[error("the IMA list does not start with the boot aggregate of the quoted PCRs 0-9")]
+    BootAggregateMismatch,
     /// A measured file's digest is not in the reference's allowed digests.
     #[error("IMA entry {line} measured {path} with a digest the reference does not allow")]
     NotAllowed {
@@ -131,6 +140,19 @@ pub enum ImaError {
 }
 
 impl Entry {
+    /// The `ima-ng` entry IMA would log for a file with SHA-256 `digest` at `path`, at
+    /// position `line`.
+    pub fn measured(line: usize, digest: &Digest, path: &str) -> Self {
+        let template_data = template_data("sha256", digest, path, None);
+        Self {
+            line,
+            pcr: IMA_PCR,
+            template_hash: Sha1::digest(&template_data).into(),
+            template_name: "ima-ng".to_owned(),
+            template_data,
+        }
+    }
+
     /// Whether this entry records a violation (template hash all zeros).
     pub fn is_violation(&self) -> bool {
         self.template_hash == [0; 20]
@@ -365,19 +387,6 @@ pub fn template_hash_mismatches(entries: &[Entry]) -> Vec<usize> {
         .collect()
 }
 
-/// Replays `entries` from `start` (zeros for a fresh boot) and returns PCR 10 after each: the
-/// value after `k` entries is at index `k`, so the result has `entries.len() + 1` values.
-pub fn replay_steps(start: Digest, entries: &[Entry]) -> Vec<Digest> {
-    let mut steps = Vec::with_capacity(entries.len().saturating_add(1));
-    let mut value = start;
-    steps.push(value);
-    for entry in entries {
-        value = pcr::extend(&value, &entry.sha256_extend());
-        steps.push(value);
-    }
-    steps
-}
-
 /// PCR 10 after replaying all of `entries` from `start`.
 pub fn replay(start: Digest, entries: &[Entry]) -> Digest {
     entries.iter().fold(start, |value, entry| {
@@ -387,9 +396,17 @@ pub fn replay(start: Digest, entries: &[Entry]) -> Digest {
 
 /// How many entries, replayed from `start`, give `quoted` (the first such prefix), if any.
 pub fn matched_prefix(start: Digest, entries: &[Entry], quoted: &Digest) -> Option<usize> {
-    replay_steps(start, entries)
-        .iter()
-        .position(|value| value == quoted)
+    let mut value = start;
+    if value == *quoted {
+        return Some(0);
+    }
+    for (count, entry) in (1..).zip(entries) {
+        value = pcr::extend(&value, &entry.sha256_extend());
+        if value == *quoted {
+            return Some(count);
+        }
+    }
+    None
 }
 
 /// Verifies a list against the quoted PCR 10: every entry extends PCR 10 and has a matching
@@ -412,14 +429,12 @@ pub fn verify(start: Digest, entries: &[Entry], quoted: &Digest) -> Result<usize
     })
 }
 
-/// Checks that every measured file's SHA-256 digest is in `allowed` (violations and the
-/// boot aggregate, which the boot PCRs already cover, are not files).
+/// Checks that every measured file's SHA-256 digest is in `allowed` (violations, which carry
+/// no digest, are counted by the caller). The boot aggregate is not exempt here: the caller
+/// checks the first entry after a reboot with [`check_boot_aggregate`] and passes the rest.
 pub fn check_allowed(entries: &[Entry], allowed: &BTreeSet<Digest>) -> Result<(), ImaError> {
     for entry in entries.iter().filter(|entry| !entry.is_violation()) {
         let measurement = entry.measurement()?;
-        if measurement.path == BOOT_AGGREGATE {
-            continue;
-        }
         let digest: Option<Digest> = measurement.digest.as_slice().try_into().ok();
         let allowed_digest =
             measurement.algorithm == "sha256" && digest.is_some_and(|d| allowed.contains(&d));
@@ -434,13 +449,33 @@ pub fn check_allowed(entries: &[Entry], allowed: &BTreeSet<Digest>) -> Result<()
 }
 
 /// The boot aggregate IMA records first with a SHA-256 TPM bank: SHA-256 over PCRs 0–7, then
-/// PCRs 8 and 9 (Linux 5.8 and later, TPM 2.0).
-pub fn boot_aggregate(bank: &crate::PcrBank) -> Digest {
+/// PCRs 8 and 9 (Linux 5.8 and later, TPM 2.0); a PCR missing from `pcrs` counts as zeros.
+pub fn boot_aggregate(pcrs: &BTreeMap<u32, Digest>) -> Digest {
     let mut hasher = sha2::Sha256::new();
     for index in 0..=9 {
-        hasher.update(bank.get(index).copied().unwrap_or_default());
+        hasher.update(pcrs.get(&index).copied().unwrap_or_default());
     }
     hasher.finalize().into()
+}
+
+/// Checks that `first` is the boot aggregate of the quoted `pcrs`: path `boot_aggregate`,
+/// SHA-256, the right digest, not a violation. Only the first entry after a reboot may be it;
+/// a file elsewhere that IMA logged under that name (the kernel falls back to the bare name
+/// when it cannot build a path) is an ordinary file.
+pub fn check_boot_aggregate(first: &Entry, pcrs: &BTreeMap<u32, Digest>) -> Result<(), ImaError> {
+    if first.is_violation() {
+        return Err(ImaError::BootAggregateMismatch);
+    }
+    let measurement = first.measurement()?;
+    let expected = boot_aggregate(pcrs);
+    let matches = measurement.path == BOOT_AGGREGATE
+        && measurement.algorithm == "sha256"
+        && measurement.digest == expected;
+    if matches {
+        Ok(())
+    } else {
+        Err(ImaError::BootAggregateMismatch)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The integrity hash: one digest over every component of a machine's measured state.
 //!
 //! Components, in this fixed order:
-//! 1. `boot`: PCRs 0–7 of the SHA-256 bank (firmware, option ROMs, boot loader), as quoted;
+//! 1. `boot`: the boot PCRs of the SHA-256 bank (0–9 and 11–14: firmware, option ROMs, boot
+//!    loader, kernel and command line), as quoted;
 //! 2. `ima`: the allowed file digests the IMA entries were checked against
 //!    ([`allowlist_digest`]); on a machine, the set of distinct files it measured, which is the
 //!    smallest allowlist its log passes ([`ima_component`]);
@@ -56,7 +57,7 @@ pub enum Tamper {
 /// Every component of a machine's measured state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Components {
-    /// PCRs 0–7 ([`boot_component`]).
+    /// The boot PCRs ([`boot_component`]).
     pub boot: Status,
     /// The files IMA measured ([`ima_component`]).
     pub ima: Status,
@@ -100,10 +101,15 @@ impl Components {
     }
 }
 
-/// The `boot` component: SHA-256 of PCRs 0–7 in order; unavailable unless all eight are given.
+/// The `boot` component: SHA-256 of the boot PCRs ([`pcr::BOOT_PCRS`]) in order; unavailable
+/// unless all of them are given.
 pub fn boot_component(pcrs: &BTreeMap<u32, Digest>) -> Status {
-    let boot: BTreeMap<u32, Digest> = pcrs.range(pcr::BOOT_PCRS).map(|(i, v)| (*i, *v)).collect();
-    if boot.len() == 8 {
+    let boot: BTreeMap<u32, Digest> = pcrs
+        .iter()
+        .filter(|(index, _)| pcr::BOOT_PCRS.contains(index))
+        .map(|(i, v)| (*i, *v))
+        .collect();
+    if boot.len() == pcr::BOOT_PCRS.len() {
         Status::Measured(pcr::quote_digest(&boot))
     } else {
         Status::Unavailable
@@ -119,14 +125,19 @@ pub fn allowlist_digest(allowed: &BTreeSet<Digest>) -> Digest {
     hasher.finalize().into()
 }
 
-/// The distinct SHA-256 file digests `entries` measured (violations, the boot aggregate and
-/// entries that do not parse are left out: the boot PCRs and the replay cover them).
+/// The distinct SHA-256 file digests a whole list (from a boot) measured: a leading boot
+/// aggregate, violations and entries that do not parse are left out (the boot PCRs and the
+/// replay cover them).
 pub fn measured_digests(entries: &[Entry]) -> BTreeSet<Digest> {
-    entries
+    let files = match entries.first().and_then(|e| e.measurement().ok()) {
+        Some(first) if first.path == BOOT_AGGREGATE => entries.get(1..).unwrap_or_default(),
+        _ => entries,
+    };
+    files
         .iter()
         .filter(|entry| !entry.is_violation())
         .filter_map(|entry| entry.measurement().ok())
-        .filter(|m| m.algorithm == "sha256" && m.path != BOOT_AGGREGATE)
+        .filter(|m| m.algorithm == "sha256")
         .filter_map(|m| m.digest.as_slice().try_into().ok())
         .collect()
 }
@@ -217,8 +228,9 @@ mod tests {
     }
 
     #[test]
-    fn boot_needs_all_eight_pcrs() {
-        let mut pcrs: BTreeMap<u32, Digest> = (0..=7).map(|i| (i, [i as u8; 32])).collect();
+    fn boot_needs_every_boot_pcr() {
+        let mut pcrs: BTreeMap<u32, Digest> =
+            pcr::BOOT_PCRS.iter().map(|&i| (i, [i as u8; 32])).collect();
         pcrs.insert(10, [10; 32]);
         let Status::Measured(digest) = boot_component(&pcrs) else {
             panic!("measured")

@@ -14,7 +14,8 @@
 //!   values the report carries. The attestation key must be a restricted signing key fixed to
 //!   its TPM, or a forged `TPMS_ATTEST` could carry its signature.
 //! - [`eventlog`]: the measured-boot log (TCG PC Client Platform Firmware Profile §10, the
-//!   crypto-agile format), replayed into PCRs 0–7 of the SHA-256 bank.
+//!   crypto-agile format), replayed into the boot PCRs of the SHA-256 bank (0–9 and 11–14:
+//!   firmware, boot loader, kernel and command line).
 //! - [`ima`]: the Linux IMA runtime measurement list, ascii or binary, templates `ima-ng` and
 //!   `ima-sig` (and any template in binary form): each entry's template hash is checked, the
 //!   list is replayed into PCR 10 of the SHA-256 bank, and a list that runs ahead of the

@@ -1,9 +1,9 @@
 //! The bounds every parser here checks before it reads.
 //!
-//! Two sets: the on-machine tools (`logos attest replay`, the agent) read a whole log from
-//! the kernel, which grows for as long as the machine runs; the chain reads only what one
-//! report carries. Both are explicit so a hostile log cannot make a parser allocate without
-//! limit.
+//! The on-machine tools (`logos attest replay`, the agent) read a whole log from the kernel,
+//! which grows for as long as the machine runs, within these bounds; the chain reads only what
+//! one report carries, which its transaction size bounds far below them. Every parser checks
+//! its bound before it allocates, so a hostile log cannot make it allocate without limit.
 
 /// The largest measured-boot event log read, bytes. A UEFI machine's log is 20–100 KiB;
 /// SeaBIOS writes about 1 KiB.

@@ -16,8 +16,14 @@ pub const PCR_COUNT: usize = 24;
 /// The PCR IMA extends (the kernel's `CONFIG_IMA_MEASURE_PCR_IDX`).
 pub const IMA_PCR: u32 = 10;
 
-/// The PCRs measured boot extends up to the boot loader (TCG PC Client PFP §3.3.4).
-pub const BOOT_PCRS: std::ops::RangeInclusive<u32> = 0..=7;
+/// The PCRs the firmware extends up to the boot loader (TCG PC Client PFP §3.3.4): 0–7.
+pub const FIRMWARE_PCRS: std::ops::RangeInclusive<u32> = 0..=7;
+
+/// The PCRs that make a machine's boot state: the firmware's (0–7), the boot loader's kernel,
+/// initrd and command line (8–9, GRUB), and the UEFI stub's and shim's (11–14). A report
+/// quotes all of them, so a different kernel or command line shows even where the firmware
+/// and boot loader are the same. (PCR 10 is IMA's.)
+pub const BOOT_PCRS: [u32; 14] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14];
 
 /// The SHA-256 bank of one TPM's PCRs, all zeros at start.
 #[derive(Clone, Debug, PartialEq, Eq)]

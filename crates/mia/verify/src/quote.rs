@@ -12,6 +12,10 @@
 //! That the AK lives on the same TPM as a registered endorsement key is proved once, at
 //! registration, with `TPM2_MakeCredential`/`TPM2_ActivateCredential`.
 //!
+//! ECDSA signatures are accepted in both the low-S and the high-S form, and a scalar with or
+//! without leading zeros, so one quote has several valid signature encodings: freshness comes
+//! from the nonce and the clock, never from the bytes of a signature or a report.
+//!
 //! [`verify`] checks, in this order, each with its own [`QuoteError`]: the structures parse;
 //! the signature verifies with the AK; it is a quote; `extraData` is the expected nonce; the
 //! TPM clock moved past the last accepted quote (a replay does not); the quote selects the
@@ -28,7 +32,7 @@ use std::collections::BTreeMap;
 use tpm2_protocol::{
     data::{
         TpmAlgId, TpmEccCurve, TpmSt, TpmaObject, TpmsAttest, TpmtPublic, TpmtSignature,
-        TpmuAttest, TpmuPublicId, TpmuPublicParms, TpmuSignature,
+        TpmuAsymScheme, TpmuAttest, TpmuPublicId, TpmuPublicParms, TpmuSignature,
     },
     TpmUnmarshal,
 };
@@ -167,12 +171,17 @@ impl AkPublic {
         if public.object_attributes.contains(TpmaObject::DECRYPT) {
             return Err(not_an_ak("it must not be a decryption key"));
         }
+        if public.name_alg != TpmAlgId::Sha256 {
+            return Err(not_an_ak("its name algorithm must be SHA-256"));
+        }
         match (&public.parameters, &public.unique) {
             (TpmuPublicParms::Rsa(params), TpmuPublicId::Rsa(modulus)) => {
-                if params.scheme.scheme != TpmAlgId::Rsassa {
-                    return Err(not_an_ak("its RSA scheme must be RSASSA"));
+                if params.scheme.scheme != TpmAlgId::Rsassa
+                    || !hashes_with_sha256(&params.scheme.details)
+                {
+                    return Err(not_an_ak("its RSA scheme must be RSASSA with SHA-256"));
                 }
-                if modulus.len().saturating_mul(8) < RSA_MIN_BITS {
+                if BigUint::from_bytes_be(modulus).bits() < RSA_MIN_BITS {
                     return Err(not_an_ak("its RSA modulus is under 2048 bits"));
                 }
                 let exponent = match params.exponent.value() {
@@ -185,10 +194,12 @@ impl AkPublic {
                 })
             }
             (TpmuPublicParms::Ecc(params), TpmuPublicId::Ecc(point)) => {
-                if params.curve_id != TpmEccCurve::NistP256
-                    || params.scheme.scheme != TpmAlgId::Ecdsa
-                {
-                    return Err(not_an_ak("its ECC key must be ECDSA on NIST P-256"));
+                let ecdsa_sha256 = params.scheme.scheme == TpmAlgId::Ecdsa
+                    && hashes_with_sha256(&params.scheme.details);
+                if params.curve_id != TpmEccCurve::NistP256 || !ecdsa_sha256 {
+                    return Err(not_an_ak(
+                        "its ECC key must be ECDSA with SHA-256 on NIST P-256",
+                    ));
                 }
                 let x = point
                     .x
@@ -243,6 +254,11 @@ impl AkPublic {
             _ => Err(QuoteError::WrongScheme),
         }
     }
+}
+
+/// Whether a key's signing scheme names SHA-256.
+fn hashes_with_sha256(details: &TpmuAsymScheme) -> bool {
+    matches!(details, TpmuAsymScheme::Hash(scheme) if scheme.hash_alg == TpmAlgId::Sha256)
 }
 
 /// A P-256 scalar as the TPM gives it (big-endian, leading zeros possibly stripped), padded.

@@ -129,7 +129,7 @@ fn the_boot_aggregate_is_the_hash_of_pcrs_0_to_9() {
         assert_eq!(first.path, ima::BOOT_AGGREGATE);
         assert_eq!(
             first.digest,
-            ima::boot_aggregate(&eventlog::replay(&log)),
+            ima::boot_aggregate(&eventlog::replay(&log).select(0..=9)),
             "{template}"
         );
     }

@@ -5,15 +5,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn entry(line: usize, path: &str, content: &[u8]) -> Entry {
-    let digest = pcr::sha256(content);
-    let template_data = template_data("sha256", &digest, path, None);
-    Entry {
-        line,
-        pcr: IMA_PCR,
-        template_hash: Sha1::digest(&template_data).into(),
-        template_name: "ima-ng".to_owned(),
-        template_data,
-    }
+    Entry::measured(line, &pcr::sha256(content), path)
 }
 
 fn list() -> Vec<Entry> {
@@ -181,18 +173,62 @@ fn ima_sig_lines_with_and_without_a_signature() {
 #[test]
 fn the_allowlist_admits_listed_digests_only() {
     let entries = list();
+    let files = &entries[1..];
     let mut allowed: BTreeSet<Digest> = [b"init".as_slice(), b"busybox", b"conf"]
         .iter()
         .map(|c| pcr::sha256(c))
         .collect();
-    assert_eq!(check_allowed(&entries, &allowed), Ok(()));
+    assert_eq!(check_allowed(files, &allowed), Ok(()));
     allowed.remove(&pcr::sha256(b"busybox"));
     assert_eq!(
-        check_allowed(&entries, &allowed),
+        check_allowed(files, &allowed),
         Err(ImaError::NotAllowed {
             line: 3,
             path: "/bin/busybox".to_owned()
         })
+    );
+}
+
+#[test]
+fn a_file_logged_as_boot_aggregate_is_an_ordinary_file() {
+    // The kernel logs a bare name when it cannot build a path: a program called
+    // boot_aggregate run from such a place gets no exemption.
+    let allowed: BTreeSet<Digest> = [pcr::sha256(b"init")].into();
+    let entries = vec![
+        entry(1, "/init", b"init"),
+        entry(2, BOOT_AGGREGATE, b"rootkit"),
+    ];
+    assert_eq!(
+        check_allowed(&entries, &allowed),
+        Err(ImaError::NotAllowed {
+            line: 2,
+            path: BOOT_AGGREGATE.to_owned()
+        })
+    );
+}
+
+#[test]
+fn the_boot_aggregate_must_hash_the_quoted_pcrs_0_to_9() {
+    let pcrs: BTreeMap<u32, Digest> = (0..=14).map(|i| (i, [i as u8; 32])).collect();
+    let genuine = Entry::measured(1, &boot_aggregate(&pcrs), BOOT_AGGREGATE);
+    assert_eq!(check_boot_aggregate(&genuine, &pcrs), Ok(()));
+    let mut other_pcrs = pcrs.clone();
+    other_pcrs.insert(8, [0xEE; 32]);
+    assert_eq!(
+        check_boot_aggregate(&genuine, &other_pcrs),
+        Err(ImaError::BootAggregateMismatch),
+        "PCR 8 (the kernel) is part of it"
+    );
+    let renamed = Entry::measured(1, &boot_aggregate(&pcrs), "/boot_aggregate");
+    assert_eq!(
+        check_boot_aggregate(&renamed, &pcrs),
+        Err(ImaError::BootAggregateMismatch)
+    );
+    let mut violation = genuine.clone();
+    violation.template_hash = [0; 20];
+    assert_eq!(
+        check_boot_aggregate(&violation, &pcrs),
+        Err(ImaError::BootAggregateMismatch)
     );
 }
 
