@@ -340,7 +340,14 @@ fn check(key: &AttestationKey, nonce: &[u8], collected: &Collected) -> Result<At
         Some(bytes) => ima::parse(bytes, usize::MAX)?,
         None => Vec::new(),
     };
-    let allowed = logos_mia::integrity::measured_digests(&entries);
+    let quoted_ima = collected
+        .pcrs
+        .get(&pcr::IMA_PCR)
+        .copied()
+        .unwrap_or_default();
+    // The files the quote covers (entries logged after it are not yet attested).
+    let covered = ima::matched_prefix([0; 32], &entries, &quoted_ima).unwrap_or(entries.len());
+    let allowed = logos_mia::integrity::measured_digests(&entries[..covered]);
     let evidence = Evidence {
         quote: Quote {
             attest: &collected.quote.attest,
@@ -352,11 +359,6 @@ fn check(key: &AttestationKey, nonce: &[u8], collected: &Collected) -> Result<At
         reported: collected.components,
     };
     let outcome = evidence::verify(&ak, nonce, None, &allowed, &evidence);
-    let quoted_ima = collected
-        .pcrs
-        .get(&pcr::IMA_PCR)
-        .copied()
-        .unwrap_or_default();
     Ok(AttestReport {
         verdict: match &outcome {
             Ok(_) => Verdict::Verified,

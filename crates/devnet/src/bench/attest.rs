@@ -47,12 +47,11 @@ pub fn run(reports: usize, entries_per_report: usize, json: bool) -> Result<serd
         Swtpm::installed(),
         "swtpm is not installed (scripts/install-deps installs it)"
     );
-    let dir = std::env::temp_dir().join(format!("logos-bench-attest-{}", std::process::id()));
-    let swtpm = Swtpm::start(&dir, 0)?;
-    let outcome = measure(&swtpm, reports, entries_per_report, json);
-    drop(swtpm);
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
+    let dir = tempfile::Builder::new()
+        .prefix("logos-bench-attest-")
+        .tempdir()?;
+    let swtpm = Swtpm::start(&dir.path().join("tpm"), 0)?;
+    measure(&swtpm, reports, entries_per_report, json)
 }
 
 fn measure(

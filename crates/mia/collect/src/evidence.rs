@@ -1,4 +1,4 @@
-//! One attestation, collected: the quote over PCRs 0–7 and 10, the logs that explain them, and
+//! One attestation, collected: the quote over PCRs 0–14, the logs that explain them, and
 //! the components no quote covers.
 //!
 //! Order matters. The PCRs are read, then quoted, and the quote's digest must match what was
@@ -44,7 +44,7 @@ pub struct Sources<'a> {
 pub struct Collected {
     /// The quote.
     pub quote: QuoteBytes,
-    /// The quoted SHA-256 PCRs (0–7 and 10).
+    /// The quoted SHA-256 PCRs (0–14).
     pub pcrs: BTreeMap<u32, Digest>,
     /// The measured-boot log, `None` when the kernel offers none.
     pub event_log: Option<Vec<u8>>,

@@ -176,9 +176,16 @@ fn listens_on(pid: u32, port: u16) -> bool {
 /// Creates `dir` (and parents) with the state directory itself owner-only: it holds the TPM's
 /// seeds.
 fn create_private_dir(dir: &Path) -> Result<(), CollectError> {
+    use std::os::unix::fs::DirBuilderExt as _;
     use std::os::unix::fs::PermissionsExt as _;
     let error = |e| CollectError::io(dir.display().to_string(), e);
-    std::fs::create_dir_all(dir).map_err(error)?;
+    // Created owner-only (no window with default permissions); one that already exists is
+    // tightened.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(error)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)
 }
 

@@ -308,6 +308,13 @@ fn genuine_evidence_with_the_guests_logs_verifies() {
         verified.integrity_hash,
         verified.components.integrity_hash()
     );
+    // The guest provoked two IMA violations: a reference that tolerates none refuses them.
+    assert_eq!(verified.ima_violations, 2);
+    evidence::check_violations(&verified, 2).unwrap();
+    assert_eq!(
+        evidence::check_violations(&verified, 0).unwrap_err(),
+        EvidenceError::Violations { count: 2, max: 0 }
+    );
     // The same evidence passes its reference and fails another.
     evidence::check_reference(&verified, &verified.integrity_hash).unwrap();
     assert!(matches!(
@@ -675,6 +682,16 @@ fn a_forged_boot_aggregate_and_ima_turned_off_are_each_caught() {
     assert_eq!(
         report(&mut machine, &key, &log, &forged, None, &allowed).unwrap_err(),
         EvidenceError::Ima(ImaError::BootAggregateMismatch)
+    );
+    // After a report of this boot found IMA off, PCR 10 turning non-zero is refused outright:
+    // IMA starts only at boot, so user space extended it.
+    let previous = Previous {
+        clock: none.quote.clock,
+        ima_pcr: none.ima_pcr,
+    };
+    assert_eq!(
+        report(&mut machine, &key, &log, &forged, Some(previous), &allowed).unwrap_err(),
+        EvidenceError::Ima(ImaError::StartedMidBoot)
     );
 }
 

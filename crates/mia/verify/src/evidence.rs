@@ -13,7 +13,11 @@
 //!   measured must be in the reference's allowed digests. A quoted PCR 10 of zero after a
 //!   reboot means IMA is off: the component is `unavailable` and no entry may be offered.
 //! - `boot` and `ima` are set here from verified values (the boot PCRs' digest; the allowlist
-//!   the entries passed), so a machine cannot claim them. `files`, `lkrg`, `ebpf` and `tamper`
+//!   the entries passed), so a machine cannot claim them. The `ima` result means something
+//!   only on a machine whose boot PCRs are the reference's: a kernel of the attacker's choice
+//!   logs whatever it likes, and root can extend PCR 10 from user space when no kernel does;
+//!   so the chain acts on a report only after [`check_reference`] passed, which covers the
+//!   boot PCRs (kernel and command line included). `files`, `lkrg`, `ebpf` and `tamper`
 //!   are the machine's word, signed by its TPM through the nonce but not measured into a PCR:
 //!   they tell an honest machine's state changes apart; they do not stop a lying root.
 
@@ -111,6 +115,14 @@ pub enum EvidenceError {
     /// The report does not quote exactly [`quoted_pcrs`].
     #[error("the report must quote PCRs 0-14")]
     MissingPcrs,
+    /// More IMA violations than the reference tolerates.
+    #[error("{count} IMA violations, the reference tolerates {max}")]
+    Violations {
+        /// Violations in the accepted entries.
+        count: usize,
+        /// The reference's bound.
+        max: usize,
+    },
     /// The integrity hash is not the reference.
     #[error("the integrity hash {found} is not the reference {reference}")]
     IntegrityMismatch {
@@ -145,12 +157,23 @@ pub fn verify(
     let quote = quote::verify(ak, evidence.quote, &nonce, evidence.pcrs, last_clock)?;
     eventlog::verify(evidence.event_log, evidence.pcrs)?;
     let quoted_ima = evidence.pcrs.get(&IMA_PCR).copied().unwrap_or_default();
-    let same_boot =
-        previous.filter(|p| p.clock.reset_count == quote.clock.reset_count && p.ima_pcr != [0; 32]);
+    let same_reset = previous.filter(|p| p.clock.reset_count == quote.clock.reset_count);
+    let same_boot = same_reset.filter(|p| p.ima_pcr != [0; 32]);
+    let same_start = |p: &Previous| p.clock.restart_count == quote.clock.restart_count;
+    // IMA starts only at boot: a PCR 10 that turns non-zero later in the same boot was
+    // extended from user space.
+    if same_reset.is_some_and(|p| same_start(&p) && p.ima_pcr == [0; 32]) && quoted_ima != [0; 32] {
+        return Err(ImaError::StartedMidBoot.into());
+    }
     let continued = |p: Previous| continue_ima(p.ima_pcr, evidence.ima, &quoted_ima, allowed_ima);
     let ima = match same_boot {
-        Some(p) if p.clock.restart_count == quote.clock.restart_count => continued(p)?,
-        Some(p) => continued(p).or_else(|_| ima_from_boot(evidence, &quoted_ima, allowed_ima))?,
+        Some(p) if same_start(&p) => continued(p)?,
+        // After a TPM restart the PCRs may or may not have been reset: either reading; when
+        // both fail, the continuation's reason is the more telling one.
+        Some(p) => match continued(p) {
+            Ok(outcome) => outcome,
+            Err(error) => ima_from_boot(evidence, &quoted_ima, allowed_ima).map_err(|_| error)?,
+        },
         None => ima_from_boot(evidence, &quoted_ima, allowed_ima)?,
     };
     let accepted = &evidence.ima[..ima.accepted];
@@ -212,6 +235,19 @@ fn ima_from_boot(
     Ok(ImaOutcome {
         status: Status::Measured(integrity::allowlist_digest(allowed)),
         accepted,
+    })
+}
+
+/// Checks that a verified report has at most `violations_max` IMA violations (files measured
+/// while open for writing, or written while open for reading: what ran may not be what was
+/// measured). The reference sets the bound; zero tolerates none.
+pub fn check_violations(verified: &Verified, violations_max: usize) -> Result<(), EvidenceError> {
+    if verified.ima_violations <= violations_max {
+        return Ok(());
+    }
+    Err(EvidenceError::Violations {
+        count: verified.ima_violations,
+        max: violations_max,
     })
 }
 

@@ -126,6 +126,10 @@ pub enum ImaError {
         /// The entries offered.
         entries: usize,
     },
+    /// PCR 10 was zero at the last report of this boot (IMA off) and is not now: IMA starts only
+    /// at boot, so something else extended it.
+    #[error("PCR 10 turned non-zero after a report of this boot found IMA off")]
+    StartedMidBoot,
     /// After a reboot the list must start with the boot aggregate of the quoted PCRs 0–9.
     #[error("the IMA list does not start with the boot aggregate of the quoted PCRs 0-9")]
     BootAggregateMismatch,

@@ -299,7 +299,9 @@ proptest! {
             for entry in &entries {
                 let _ = entry.measurement();
             }
-            let _ = verify([0; 32], &entries, &[0; 32]);
+            let whole = replay([0; 32], &entries);
+            let _ = verify([0; 32], &entries, &whole);
+            let _ = check_allowed(&entries, &BTreeSet::new());
         }
     }
 

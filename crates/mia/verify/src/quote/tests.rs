@@ -321,6 +321,54 @@ fn keys_missing_an_attestation_key_property_are_refused() {
     assert!(AkPublic::from_tpmt_public(&ak()).is_ok());
 }
 
+/// An RSA `TPMT_PUBLIC` with the AK's attributes, `scheme` (RSASSA 0x0014, RSAPSS 0x0016) and
+/// `modulus`.
+fn rsa_public(scheme: u16, modulus: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0x0001u16.to_be_bytes());
+    out.extend_from_slice(&0x000Bu16.to_be_bytes());
+    out.extend_from_slice(&AK_ATTRIBUTES.to_be_bytes());
+    out.extend_from_slice(&tpm2b(&[]));
+    out.extend_from_slice(&0x0010u16.to_be_bytes()); // symmetric: null
+    out.extend_from_slice(&scheme.to_be_bytes());
+    out.extend_from_slice(&0x000Bu16.to_be_bytes());
+    out.extend_from_slice(&((modulus.len() * 8) as u16).to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes()); // exponent: the default
+    out.extend_from_slice(&tpm2b(modulus));
+    out
+}
+
+#[test]
+fn rsa_keys_need_rsassa_and_2048_bits() {
+    let mut modulus = vec![0xC5; 256];
+    modulus[255] |= 1;
+    assert!(matches!(
+        AkPublic::from_tpmt_public(&rsa_public(0x0014, &modulus)),
+        Ok(AkPublic::Rsa {
+            exponent: 65_537,
+            ..
+        })
+    ));
+    let refused = [
+        ("RSAPSS", rsa_public(0x0016, &modulus)),
+        ("1024 bits", rsa_public(0x0014, &modulus[..128])),
+        // 256 bytes, but the top byte zero: 2040 bits.
+        (
+            "leading zeros",
+            rsa_public(0x0014, &[&[0u8][..], &modulus[1..]].concat()),
+        ),
+    ];
+    for (what, public) in refused {
+        assert!(
+            matches!(
+                AkPublic::from_tpmt_public(&public),
+                Err(QuoteError::NotAnAttestationKey { .. })
+            ),
+            "{what}"
+        );
+    }
+}
+
 fn ecdsa_key() -> AkPublic {
     // The P-256 generator: a valid point.
     let x =
