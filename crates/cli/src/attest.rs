@@ -9,7 +9,7 @@ use logos_mia::{
     ima,
     limits::{EVENT_LOG_MAX_BYTES, IMA_LOG_MAX_BYTES},
     pcr::{self, Digest},
-    quote::{AkPublic, Quote},
+    quote::AkPublic,
 };
 use logos_mia_collect::{
     evidence::{collect, Collected, Sources},
@@ -259,7 +259,17 @@ pub fn run_provider_attest(args: ProviderAttestArgs) -> Result<()> {
     let mut tpm = TssTpm::open(&tcti).with_context(|| format!("opening the TPM at {tcti}"))?;
     let key = load_or_create_ak(&args.ak, &mut tpm)?;
     let nonce = match &args.nonce {
-        Some(text) => hex::decode(text.trim_start_matches("0x")).context("--nonce must be hex")?,
+        Some(text) => {
+            let nonce =
+                hex::decode(text.trim_start_matches("0x")).context("--nonce must be hex")?;
+            if nonce.len() > logos_mia_collect::tpm::NONCE_MAX_BYTES {
+                bail!(
+                    "the nonce exceeds the limit of {} bytes",
+                    logos_mia_collect::tpm::NONCE_MAX_BYTES
+                );
+            }
+            nonce
+        }
         None => {
             let mut nonce = vec![0; 32];
             getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -349,10 +359,7 @@ fn check(key: &AttestationKey, nonce: &[u8], collected: &Collected) -> Result<At
     let covered = ima::matched_prefix([0; 32], &entries, &quoted_ima).unwrap_or(entries.len());
     let allowed = logos_mia::integrity::measured_digests(&entries[..covered]);
     let evidence = Evidence {
-        quote: Quote {
-            attest: &collected.quote.attest,
-            signature: &collected.quote.signature,
-        },
+        quote: collected.quote.as_quote(),
         pcrs: &collected.pcrs,
         event_log: &log,
         ima: &entries,

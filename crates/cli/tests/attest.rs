@@ -202,3 +202,47 @@ fn provider_attest_on_swtpm_shows_every_component_and_verifies() {
     assert_eq!(tripped["components"]["tamper"], "tripped");
     assert_ne!(tripped["integrity_hash"], first["integrity_hash"]);
 }
+
+#[test]
+fn provider_attest_refuses_a_corrupt_key_file_and_an_oversize_nonce() {
+    let dir = tempfile::tempdir().unwrap();
+    let tpm = dir.path().join("tpm").display().to_string();
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, "{\"public\": \"zz\", \"private\": \"00\"}").unwrap();
+    let corrupt = corrupt.display().to_string();
+    let forged = dir.path().join("forged.json");
+    // Valid hex, but not a TPMT_PUBLIC and not a blob this TPM wrapped.
+    std::fs::write(&forged, "{\"public\": \"0001\", \"private\": \"00\"}").unwrap();
+    let forged = forged.display().to_string();
+    let fresh = dir.path().join("ak.json").display().to_string();
+    let long_nonce = "00".repeat(65);
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["provider", "attest", "--swtpm", &tpm, "--ak", &corrupt],
+            "Invalid character",
+        ),
+        (
+            &["provider", "attest", "--swtpm", &tpm, "--ak", &forged],
+            "TPM",
+        ),
+        (
+            &[
+                "provider",
+                "attest",
+                "--swtpm",
+                &tpm,
+                "--ak",
+                &fresh,
+                "--nonce",
+                &long_nonce,
+            ],
+            "the nonce exceeds the limit of 64",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = logos(args);
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -25,7 +25,7 @@ use logos_mia::{
     ima::{self, Entry},
     integrity::{self, Components, Status, Tamper},
     pcr::Digest,
-    quote::{AkPublic, Quote},
+    quote::AkPublic,
 };
 use logos_mia_collect::{
     evidence::quote_pcrs,
@@ -153,10 +153,7 @@ fn report(
     let started = Instant::now();
     let ak = AkPublic::from_tpmt_public(&key.public)?;
     let evidence = Evidence {
-        quote: Quote {
-            attest: &quote.attest,
-            signature: &quote.signature,
-        },
+        quote: quote.as_quote(),
         pcrs: &pcrs,
         event_log: log,
         ima: entries,

@@ -135,27 +135,22 @@ fn hash_regular_file(path: &Path, metadata: &std::fs::Metadata) -> Result<Digest
             path.display()
         )));
     }
-    let mut hasher = Sha256::new();
-    let mut reader = file.take(opened.len());
-    let mut buffer = vec![0; 64 << 10];
-    loop {
-        let read = reader.read(&mut buffer).map_err(error)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hasher.finalize().into())
+    hash_stream(file.take(opened.len()), path)
 }
 
 /// SHA-256 of a file's contents, streamed.
 pub fn hash_file(path: &Path) -> Result<Digest, CollectError> {
-    let mut file =
+    let file =
         std::fs::File::open(path).map_err(|e| CollectError::io(path.display().to_string(), e))?;
+    hash_stream(file, path)
+}
+
+/// SHA-256 of everything `reader` (the file at `path`) gives.
+fn hash_stream(mut reader: impl Read, path: &Path) -> Result<Digest, CollectError> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; 64 << 10];
     loop {
-        let read = file
+        let read = reader
             .read(&mut buffer)
             .map_err(|e| CollectError::io(path.display().to_string(), e))?;
         if read == 0 {

@@ -78,6 +78,16 @@ pub struct QuoteBytes {
     pub signature: Vec<u8>,
 }
 
+impl QuoteBytes {
+    /// The quote as the verifier takes it.
+    pub fn as_quote(&self) -> logos_mia::quote::Quote<'_> {
+        logos_mia::quote::Quote {
+            attest: &self.attest,
+            signature: &self.signature,
+        }
+    }
+}
+
 /// What the attestation needs from a TPM.
 pub trait Tpm {
     /// The endorsement key and its certificate.

@@ -8,7 +8,7 @@ use logos_mia::{
     ima::{self, Entry, ImaError},
     integrity::{self, Components, Status, Tamper},
     pcr::Digest,
-    quote::{self, AkPublic, Quote, QuoteError},
+    quote::{self, AkPublic, QuoteError},
 };
 use logos_mia_collect::{
     evidence::{collect, quote_pcrs, Sources},
@@ -84,10 +84,7 @@ fn verify_quote(
     nonce: &[u8],
     pcrs: &BTreeMap<u32, Digest>,
 ) -> Result<quote::VerifiedQuote, QuoteError> {
-    let quote = Quote {
-        attest: &quote.attest,
-        signature: &quote.signature,
-    };
+    let quote = quote.as_quote();
     quote::verify(&ak_public(key), quote, nonce, pcrs, None)
 }
 
@@ -128,10 +125,7 @@ fn a_replayed_quote_is_refused_and_a_fresh_one_accepted() {
     let nonce = [3u8; 32];
     let (first, pcrs) = quote_pcrs(&mut machine.tpm, &key, &nonce).unwrap();
     let accepted = verify_quote(&key, &first, &nonce, &pcrs).unwrap();
-    let replay = Quote {
-        attest: &first.attest,
-        signature: &first.signature,
-    };
+    let replay = first.as_quote();
     assert_eq!(
         quote::verify(
             &ak_public(&key),
@@ -147,10 +141,7 @@ fn a_replayed_quote_is_refused_and_a_fresh_one_accepted() {
     );
     std::thread::sleep(std::time::Duration::from_millis(5));
     let (second, pcrs) = quote_pcrs(&mut machine.tpm, &key, &nonce).unwrap();
-    let fresh = Quote {
-        attest: &second.attest,
-        signature: &second.signature,
-    };
+    let fresh = second.as_quote();
     let verified =
         quote::verify(&ak_public(&key), fresh, &nonce, &pcrs, Some(accepted.clock)).unwrap();
     assert!(verified.clock > accepted.clock);
@@ -278,10 +269,7 @@ impl Booted {
     ) -> Result<evidence::Verified, EvidenceError> {
         let allowed = integrity::measured_digests(&self.entries);
         let evidence = Evidence {
-            quote: Quote {
-                attest: &self.quote.attest,
-                signature: &self.quote.signature,
-            },
+            quote: self.quote.as_quote(),
             pcrs: &self.pcrs,
             event_log: log,
             ima: entries,
@@ -352,10 +340,7 @@ fn an_ima_entry_altered_removed_or_reordered_is_refused_with_its_reason() {
     // A file outside the reference's allowlist.
     let allowed: BTreeSet<Digest> = BTreeSet::new();
     let evidence = Evidence {
-        quote: Quote {
-            attest: &booted.quote.attest,
-            signature: &booted.quote.signature,
-        },
+        quote: booted.quote.as_quote(),
         pcrs: &booted.pcrs,
         event_log: &booted.log,
         ima: &booted.entries,
@@ -430,10 +415,7 @@ fn a_reboot_starts_the_ima_replay_from_zero_and_a_continuation_from_the_last_rep
     let bound = evidence::quote_nonce(&nonce, &reported());
     let (quote, pcrs) = quote_pcrs(&mut booted.machine.tpm, &booted.key, &bound).unwrap();
     let evidence = Evidence {
-        quote: Quote {
-            attest: &quote.attest,
-            signature: &quote.signature,
-        },
+        quote: quote.as_quote(),
         pcrs: &pcrs,
         event_log: &booted.log,
         ima: &more,
@@ -481,10 +463,7 @@ fn collect_gathers_every_component_and_the_chain_side_agrees() {
     // The chain, given the machine's own measured set as its allowlist, reaches the same hash.
     let allowed = integrity::measured_digests(&entries);
     let evidence = Evidence {
-        quote: Quote {
-            attest: &collected.quote.attest,
-            signature: &collected.quote.signature,
-        },
+        quote: collected.quote.as_quote(),
         pcrs: &collected.pcrs,
         event_log: &log,
         ima: &entries,
@@ -609,10 +588,7 @@ fn report(
     let bound = evidence::quote_nonce(&nonce, &reported());
     let (quote, pcrs) = quote_pcrs(&mut machine.tpm, key, &bound).unwrap();
     let evidence = Evidence {
-        quote: Quote {
-            attest: &quote.attest,
-            signature: &quote.signature,
-        },
+        quote: quote.as_quote(),
         pcrs: &pcrs,
         event_log: log,
         ima: entries,
@@ -700,10 +676,7 @@ fn components_are_bound_to_the_quote() {
     let booted = booted();
     // The machine quoted with one tamper flag and reports another.
     let evidence = Evidence {
-        quote: Quote {
-            attest: &booted.quote.attest,
-            signature: &booted.quote.signature,
-        },
+        quote: booted.quote.as_quote(),
         pcrs: &booted.pcrs,
         event_log: &booted.log,
         ima: &booted.entries,

@@ -20,14 +20,14 @@
 use crate::{
     limits::PUBLIC_KEY_MAX_BYTES,
     pcr::{self, Digest},
+    quote::{parse_whole, rsa_exponent},
 };
 use aes::cipher::{AsyncStreamCipher as _, KeyIvInit as _};
 use hmac::{Hmac, Mac as _};
 use rsa::{rand_core::CryptoRngCore, BigUint, Oaep, RsaPublicKey};
 use sha2::Sha256;
-use tpm2_protocol::{
-    data::{TpmAlgId, TpmaObject, TpmtPublic, TpmuPublicId, TpmuPublicParms, TpmuSymKeyBits},
-    TpmUnmarshal,
+use tpm2_protocol::data::{
+    TpmAlgId, TpmaObject, TpmtPublic, TpmuPublicId, TpmuPublicParms, TpmuSymKeyBits,
 };
 
 /// The largest credential, bytes (a `TPM2B_DIGEST` of the EK's name algorithm).
@@ -38,8 +38,6 @@ pub const CREDENTIAL_MIN_BYTES: usize = 16;
 const KDFA_MAX_BITS: u32 = 512;
 /// `TPM_ALG_SHA256`, the name algorithm of every name here.
 const NAME_ALG_SHA256: [u8; 2] = [0x00, 0x0B];
-/// The default RSA public exponent, which `TPMT_PUBLIC` encodes as 0.
-const RSA_DEFAULT_EXPONENT: u32 = 65_537;
 
 /// A challenge for `TPM2_ActivateCredential`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,13 +109,8 @@ fn kdfa(
 /// and AES-128-CFB as its symmetric algorithm (the TCG default EK template, L-1).
 fn endorsement_rsa(ek_public: &[u8]) -> Result<RsaPublicKey, CredentialError> {
     let unsupported = CredentialError::UnsupportedEndorsementKey;
-    if ek_public.len() > PUBLIC_KEY_MAX_BYTES {
-        return Err(unsupported("larger than a public key"));
-    }
-    let public = match TpmtPublic::unmarshal(ek_public) {
-        Ok((public, [])) => public,
-        _ => return Err(unsupported("malformed TPMT_PUBLIC")),
-    };
+    let public = parse_whole::<TpmtPublic>(ek_public, "endorsement key", PUBLIC_KEY_MAX_BYTES)
+        .map_err(|_| unsupported("malformed or oversize TPMT_PUBLIC"))?;
     if public.name_alg != TpmAlgId::Sha256 {
         return Err(unsupported("its name algorithm is not SHA-256"));
     }
@@ -144,10 +137,7 @@ fn endorsement_rsa(ek_public: &[u8]) -> Result<RsaPublicKey, CredentialError> {
     if modulus.len() != 256 {
         return Err(unsupported("not 2048 bits"));
     }
-    let exponent = match params.exponent.value() {
-        0 => RSA_DEFAULT_EXPONENT,
-        other => other,
-    };
+    let exponent = rsa_exponent(params.exponent.value());
     RsaPublicKey::new(BigUint::from_bytes_be(modulus), BigUint::from(exponent))
         .map_err(|_| unsupported("invalid RSA key"))
 }

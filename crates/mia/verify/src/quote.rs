@@ -184,10 +184,7 @@ impl AkPublic {
                 if BigUint::from_bytes_be(modulus).bits() < RSA_MIN_BITS {
                     return Err(not_an_ak("its RSA modulus is under 2048 bits"));
                 }
-                let exponent = match params.exponent.value() {
-                    0 => RSA_DEFAULT_EXPONENT,
-                    other => other,
-                };
+                let exponent = rsa_exponent(params.exponent.value());
                 Ok(Self::Rsa {
                     modulus: modulus.to_vec(),
                     exponent,
@@ -269,8 +266,16 @@ fn left_pad_32(bytes: &[u8]) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The RSA public exponent a `TPMT_PUBLIC` encodes (0 stands for the default, 65,537).
+pub(crate) fn rsa_exponent(encoded: u32) -> u32 {
+    match encoded {
+        0 => RSA_DEFAULT_EXPONENT,
+        other => other,
+    }
+}
+
 /// Parses a whole `T` from `bytes`, at most `max` bytes, with no trailing bytes.
-fn parse_whole<T: TpmUnmarshal>(
+pub(crate) fn parse_whole<T: TpmUnmarshal>(
     bytes: &[u8],
     what: &'static str,
     max: usize,
