@@ -109,6 +109,10 @@ pub struct ChainInfo {
     pub min_fee: Amount,
     /// Maximum transactions per block.
     pub max_block_transactions: u32,
+    /// Providers take leases without Machine Integrity Attestation (the genesis says
+    /// `unattested`: a devnet without a TPM). False on a chain that requires attestation.
+    #[serde(default)]
+    pub unattested: bool,
     /// The parent network of a spin-off (absent for a network started from scratch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<logos_types::genesis::GenesisParent>,

@@ -347,9 +347,38 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                 let mut value = serde_json::to_value(&provider)?;
                 value["id"] = id.get().into();
                 value["height"] = height.into();
+                value["attestation"] = attestation_state(&client, id).await?;
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 Ok(())
             }
+        }
+    })
+}
+
+/// A provider's Machine Integrity Attestation as proven chain state shows it:
+/// `{"state": "unattested"}` on a chain whose genesis lets providers go without,
+/// `{"state": "attested", "last_report_height": H}`, or the machine's step without a verified
+/// report: `unregistered`, `awaiting_challenge`, `challenged`, `attesting` (proven, no report
+/// yet) or `excluded` (with `reason`).
+async fn attestation_state(client: &Client, id: ProviderId) -> Result<serde_json::Value> {
+    use logos_types::attestation::{MachineStatus, Machines};
+    let (unattested, _) = client.value_proven::<dvci::Unattested>().await?;
+    if unattested {
+        return Ok(serde_json::json!({"state": "unattested"}));
+    }
+    if let (Some(height), _) = client.map_proven::<dvci::Attested>(&id).await? {
+        return Ok(serde_json::json!({"state": "attested", "last_report_height": height}));
+    }
+    let (machine, _) = client.map_proven::<Machines>(&id).await?;
+    Ok(match machine.map(|machine| machine.status) {
+        None => serde_json::json!({"state": "unregistered"}),
+        Some(MachineStatus::AwaitingChallenge { .. }) => {
+            serde_json::json!({"state": "awaiting_challenge"})
+        }
+        Some(MachineStatus::Challenged { .. }) => serde_json::json!({"state": "challenged"}),
+        Some(MachineStatus::Attesting) => serde_json::json!({"state": "attesting"}),
+        Some(MachineStatus::Excluded { at, reason }) => {
+            serde_json::json!({"state": "excluded", "at": at, "reason": reason})
         }
     })
 }

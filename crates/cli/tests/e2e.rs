@@ -390,7 +390,12 @@ fn rpc_rejects_bad_input_with_clear_errors() {
     runtime.block_on(async {
         wait_for_height(&url, 1, Duration::from_secs(30)).await;
         let client = client(&url);
-        let chain_id = client.chain_info().await.unwrap().chain_id;
+        let info = client.chain_info().await.unwrap();
+        let chain_id = info.chain_id;
+        assert!(
+            info.unattested,
+            "a devnet's providers are unattested, and RPC says so"
+        );
 
         // Malformed JSON: JSON-RPC parse error.
         let response = raw_post(&address, br#"{"jsonrpc":"2.0","method":"#);

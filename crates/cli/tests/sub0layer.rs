@@ -455,6 +455,10 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         let accounts = all_accounts(&devnet);
         let (total, issuance) = holdings(&client, &accounts).await;
         assert_eq!(total, issuance, "balances add up at genesis");
+        // The devnet's agents do not attest: its genesis says so, and the CLI shows it.
+        assert!(client.info().unattested);
+        let provider = cli(&devnet, &["provider", "status", "0"]);
+        assert_eq!(provider["attestation"]["state"], "unattested", "{provider}");
 
         // Lease → Running → Verified, with the full node inside synced.
         let id = lease(&client, &dev, 0, 36_000).await;

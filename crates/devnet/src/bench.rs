@@ -4,8 +4,9 @@
 //! lease of the "Logos full node" template, the time from submitting `CreateLease` to the
 //! environment's `Ready` and `Verified` conditions (see [`run_lease_bench`] for the fields).
 //!
-//! `logos bench attest --json` measures verifying one attestation report as the state
-//! transition does (see [`attest`] for the fields).
+//! `logos bench attest --json` measures verifying attestation reports in the state transition
+//! (module `attestation`, real TPMs: swtpm), and how many fit in a block (see [`attest`] for
+//! the fields).
 //!
 //! `logos bench epoch --json` starts a devnet with short epochs and reports the longest pause
 //! in finality across epoch changes (see [`run_epoch_bench`]).
@@ -130,15 +131,22 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Verifying one Machine Integrity Attestation report as the state transition does: a
-    /// swtpm quote, the measured-boot log, new IMA entries, the integrity hash.
+    /// Machine Integrity Attestation reports through the state transition: machines with
+    /// swtpm admitted on an in-memory chain, then blocks of one report (staged IMA entries and
+    /// a fresh quote) per machine, executed by the runtime and timed.
     Attest {
-        /// Reports verified (each after its own quote).
+        /// Reports verified in all (one per machine per block).
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         reports: u64,
         /// New IMA entries per report.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=4_096))]
         entries: u64,
+        /// Machines, each with its own swtpm: the reports in one block.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+        machines: u64,
+        /// Execution time one block's reports may take, ms (`reports_per_block`).
+        #[arg(long, default_value_t = 10.0)]
+        budget_ms: f64,
         /// Print only the JSON result.
         #[arg(long)]
         json: bool,
@@ -198,9 +206,21 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Attest {
             reports,
             entries,
+            machines,
+            budget_ms,
             json,
         } => {
-            let report = attest::run(reports as usize, entries as usize, json)?;
+            anyhow::ensure!(
+                budget_ms.is_finite() && budget_ms > 0.0,
+                "--budget-ms must be a positive number of milliseconds"
+            );
+            let bench = attest::AttestBench {
+                reports: reports as usize,
+                entries: entries as usize,
+                machines: machines as usize,
+                budget_ms,
+            };
+            let report = attest::run(&bench, json)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }

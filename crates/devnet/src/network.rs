@@ -261,6 +261,8 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
             epoch_length_blocks: args.epoch_length_blocks,
             committee_size: args.committee_size,
             elections: args.elections,
+            // The devnet's agents do not attest yet: its providers are `unattested`.
+            unattested: true,
             ..Params::default()
         },
         validators,

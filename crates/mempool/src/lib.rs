@@ -558,7 +558,8 @@ fn check_balance(
         Call::Peers(peers::Call::RegisterFullNode { deposit, .. }) => *deposit,
         Call::Peers(_) => Amount::ZERO,
         Call::Staking(staking::Call::Bond { amount }) => *amount,
-        Call::Staking(_) | Call::Governance(_) => Amount::ZERO,
+        // Attestation calls move no tokens (their exclusions refund, never charge).
+        Call::Staking(_) | Call::Governance(_) | Call::Attestation(_) => Amount::ZERO,
     };
     let unpayable = |required| Rejection::InsufficientBalance {
         available,

@@ -654,6 +654,7 @@ where
             validators: validators.iter().map(format_public_key).collect(),
             min_fee: genesis.params.min_fee,
             max_block_transactions: genesis.params.max_block_transactions,
+            unattested: genesis.params.unattested,
             parent: genesis.parent.clone(),
         })
     }

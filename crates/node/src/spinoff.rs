@@ -228,6 +228,7 @@ pub fn child_genesis(
             epoch_length_blocks: Some(staking.epoch_length_blocks),
             committee_size: Some(staking.committee_size),
             elections: staking.elections,
+            unattested: parent_genesis.params.unattested,
         },
         validators,
         accounts,

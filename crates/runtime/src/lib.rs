@@ -39,6 +39,7 @@
 //!      │  └───────────────────────┘
 //!      ├── peers (6)
 //!      └── staking (7) ◀── governance (8)
+//! attestation (9) ──▶ dvci (1), market (2), provisioning (4)
 //! ```
 //! Arrows point to the module used. `market` needs an environment per lease from the modules
 //! above it: it declares [`logos_market::EnvironmentLifecycle`], and [`Runtime`] implements it
@@ -65,6 +66,7 @@ pub use logos_governance::Governance as GovernanceModule;
 pub use logos_staking::Staking as StakingModule;
 
 use executor::hook_failure;
+use logos_attestation::Attestation;
 use logos_balances::Balances;
 use logos_catalog::CatalogModule;
 use logos_dvci::Dvci;
@@ -89,6 +91,9 @@ pub struct Runtime;
 
 /// The market, creating environments through the runtime.
 pub type MarketModule = Market<Runtime>;
+
+/// Machine Integrity Attestation, closing excluded providers' leases through the market.
+pub type AttestationModule = Attestation<Runtime>;
 
 impl EnvironmentLifecycle for Runtime {
     async fn create<R: StateReader>(
@@ -155,6 +160,7 @@ pub async fn dispatch<R: StateReader>(
         Call::Peers(call) => Peers::dispatch(ctx, origin, call).await,
         Call::Staking(call) => Staking::dispatch(ctx, origin, call).await,
         Call::Governance(call) => Governance::dispatch(ctx, origin, call).await,
+        Call::Attestation(call) => AttestationModule::dispatch(ctx, origin, call).await,
     }
 }
 
@@ -265,6 +271,7 @@ pub async fn on_block_end<R: StateReader>(
     hook::<Peers, R>(overlay, block, &mut emitted).await?;
     hook::<Staking, R>(overlay, block, &mut emitted).await?;
     hook::<Governance, R>(overlay, block, &mut emitted).await?;
+    hook::<AttestationModule, R>(overlay, block, &mut emitted).await?;
     Ok(emitted)
 }
 
@@ -281,6 +288,7 @@ pub fn genesis_state(genesis: &Genesis) -> Result<WriteSet, String> {
         Peers::genesis(genesis)?,
         Staking::genesis(genesis)?,
         Governance::genesis(genesis)?,
+        AttestationModule::genesis(genesis)?,
     ] {
         writes.extend(module_writes);
     }
@@ -292,7 +300,7 @@ type Check = (&'static str, fn(&State) -> TryStateResult);
 
 /// Every module's invariants and the chain-wide ones (see the crate docs) over a full state.
 pub fn try_state_all(state: &State) -> TryStateResult {
-    let checks: [Check; 9] = [
+    let checks: [Check; 10] = [
         (Balances::NAME, Balances::try_state),
         (Dvci::NAME, Dvci::try_state),
         (MarketModule::NAME, MarketModule::try_state),
@@ -302,6 +310,7 @@ pub fn try_state_all(state: &State) -> TryStateResult {
         (Peers::NAME, Peers::try_state),
         (Staking::NAME, Staking::try_state),
         (Governance::NAME, Governance::try_state),
+        (AttestationModule::NAME, AttestationModule::try_state),
     ];
     for (module, check) in checks {
         check(state).map_err(|violation| format!("{module}: {violation}"))?;

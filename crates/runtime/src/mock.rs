@@ -40,15 +40,21 @@ pub fn address(key: &PrivateKey) -> Address {
 }
 
 impl MockChain {
-    /// A chain whose genesis funds `balances`, without a bootstrap authority.
+    /// A chain whose genesis funds `balances`, without a bootstrap authority (providers
+    /// `unattested`, as on a devnet: the attestation module's tests use [`Self::with_params`]).
     pub fn new(balances: &[(Address, u128)]) -> Self {
-        Self::with_params(balances, Params::default())
+        let params = Params {
+            unattested: true,
+            ..Params::default()
+        };
+        Self::with_params(balances, params)
     }
 
     /// A chain whose genesis funds `balances` and names `authority` the bootstrap authority.
     pub fn with_authority(balances: &[(Address, u128)], authority: Address) -> Self {
         let params = Params {
             privileged_account: Some(authority),
+            unattested: true,
             ..Params::default()
         };
         Self::with_params(balances, params)
@@ -59,7 +65,8 @@ impl MockChain {
         (0..5).map(|i| PrivateKey::from_seed(9_000 + i)).collect()
     }
 
-    fn with_params(balances: &[(Address, u128)], params: Params) -> Self {
+    /// A chain whose genesis funds `balances` with `params`.
+    pub fn with_params(balances: &[(Address, u128)], params: Params) -> Self {
         let validators = Self::genesis_validators()
             .iter()
             .enumerate()
@@ -292,20 +299,36 @@ pub mod fixtures {
     }
 
     /// `providers` active providers in [`REGION`] (provider `k`'s agent key from seed
-    /// `500 + k`), the catalog and a price; no provisioners.
+    /// `500 + k`), the catalog and a price; no provisioners. Providers are `unattested`.
     pub fn bare(providers: u64) -> World {
+        bare_with(providers, true)
+    }
+
+    /// [`market`] on a chain that requires attestation: its providers take no lease until
+    /// their machines attest.
+    pub fn attested_market(providers: u64) -> World {
+        let mut world = bare_with(providers, false);
+        world.add_provisioners(PROVISIONERS);
+        world
+    }
+
+    fn bare_with(providers: u64, unattested: bool) -> World {
         let (root, owner, tenant) = (
             PrivateKey::from_seed(1),
             PrivateKey::from_seed(2),
             PrivateKey::from_seed(3),
         );
-        let chain = MockChain::with_authority(
+        let chain = MockChain::with_params(
             &[
                 (address(&root), 1_000_000_000),
                 (address(&owner), 1_000_000_000),
                 (address(&tenant), 1_000_000),
             ],
-            address(&root),
+            Params {
+                privileged_account: Some(address(&root)),
+                unattested,
+                ..Params::default()
+            },
         );
         let mut world = World {
             chain,

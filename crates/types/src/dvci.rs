@@ -12,6 +12,8 @@
 //! | 4 [`BufferPercent`] | | u8, default [`DEFAULT_BUFFER_PERCENT`] |
 //! | 5 [`MinimumBond`] | | [`Amount`], default [`DEFAULT_MINIMUM_BOND`] |
 //! | 6 [`Reliabilities`] | [`ProviderId`] | [`Reliability`] (absent: a new provider) |
+//! | 7 [`Unattested`] | | bool: providers need no attestation (genesis `unattested`), default false |
+//! | 8 [`Attested`] | [`ProviderId`] | the height its machine's last report verified at (written through `Dvci::set_attested` by `attestation`) |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -461,4 +463,11 @@ storage! {
     pub MinimumBond: value(5) Amount = DEFAULT_MINIMUM_BOND;
     /// Providers' service records (see [`Reliability`]).
     pub Reliabilities: map(6) ProviderId => Reliability;
+    /// Providers take leases without attestation (a genesis `unattested`); false by default,
+    /// so a chain requires attested machines unless its genesis says otherwise.
+    pub Unattested: value(7) bool;
+    /// Providers whose machine is attested (`attestation` keeps it through
+    /// `Dvci::set_attested`), with the height of its last verified report: placement takes
+    /// only these unless [`Unattested`].
+    pub Attested: map(8) ProviderId => u64;
 }

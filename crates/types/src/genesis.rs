@@ -61,6 +61,11 @@ pub struct Params {
     /// validators until a governance proposal switches elections on).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub elections: bool,
+    /// Providers take leases without Machine Integrity Attestation (a devnet without a TPM).
+    /// Off by default: a provider must keep its machine attested (`attestation`). Part of the
+    /// chain id when set, and shown by the CLI and RPC.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unattested: bool,
 }
 
 impl Params {
@@ -94,6 +99,7 @@ impl Default for Params {
             epoch_length_blocks: None,
             committee_size: None,
             elections: false,
+            unattested: false,
         }
     }
 }
@@ -293,6 +299,10 @@ impl Genesis {
             config.epoch_length_blocks.write(&mut bytes);
             config.committee_size.write(&mut bytes);
             u8::from(config.elections).write(&mut bytes);
+        }
+        // Only a genesis without attestation commits to it (older ids stay as they were).
+        if self.params.unattested {
+            bytes.extend_from_slice(b"unattested");
         }
         // A spin-off commits to its parent (older ids stay as they were).
         if let Some(parent) = &self.parent {

@@ -15,6 +15,7 @@
 //! | 6 | [`peers`] | registered full nodes (p2p keys validators let connect) |
 //! | 7 | [`staking`] | bonded stake, validator candidates, nominations, epochs and elected committees |
 //! | 8 | [`governance`] | proposals, stake-weighted votes, enactment, the bootstrap authority |
+//! | 9 | [`attestation`] | machines' TPMs, references, IMA allowlists, deployers, report deadlines |
 //!
 //! Each module's shape, declared once on its types:
 //! - calls: `#[derive(Codec, Dispatch)]` with a fixed `#[index(N)]` per call gives the wire
@@ -37,6 +38,7 @@
 #[macro_use]
 mod ids;
 
+pub mod attestation;
 pub mod balances;
 pub mod catalog;
 pub mod codec;

@@ -139,6 +139,10 @@ pub enum CloseReason {
     /// Its environment went unverified for longer than the deadline.
     #[index(3)]
     ServiceLost,
+    /// Its provider's machine failed or missed an attestation (`attestation`): the unspent
+    /// escrow refunded.
+    #[index(4)]
+    ProviderExcluded,
 }
 
 /// A lease. `escrow` is reserved on the tenant's account and pays `rate` at the end of every

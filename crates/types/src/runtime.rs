@@ -4,8 +4,8 @@
 //! index is each module's `INDEX`, the call index its `#[index]`, both declared once.
 
 use crate::{
-    balances, catalog, dvci, governance, market, operations, peers, provisioning, staking,
-    CallError, Codec, MaxEncodeSize,
+    attestation, balances, catalog, dvci, governance, market, operations, peers, provisioning,
+    staking, CallError, Codec, MaxEncodeSize,
 };
 use logos_primitives::Hash;
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,7 @@ runtime_enums!(
     peers => Peers,
     staking => Staking,
     governance => Governance,
+    attestation => Attestation,
 );
 
 /// Events of the runtime (not of a module).

@@ -142,6 +142,12 @@ fn endorsement_rsa(ek_public: &[u8]) -> Result<RsaPublicKey, CredentialError> {
         .map_err(|_| unsupported("invalid RSA key"))
 }
 
+/// Checks that `ek_public` (a `TPMT_PUBLIC`) is an endorsement key [`make_credential`] can
+/// encrypt to: RSA-2048, a restricted decryption key with SHA-256 names and AES-128-CFB.
+pub fn check_endorsement_key(ek_public: &[u8]) -> Result<(), CredentialError> {
+    endorsement_rsa(ek_public).map(|_| ())
+}
+
 /// Makes a challenge that returns `credential` only to the TPM holding `ek_public` (its
 /// `TPMT_PUBLIC`) with the attestation key `ak_public` (its `TPMT_PUBLIC`) loaded.
 ///

@@ -36,7 +36,7 @@ const LEGACY_TEMPLATE: &str = "ima";
 /// The path the kernel gives the first entry, the hash of the boot PCRs.
 pub const BOOT_AGGREGATE: &str = "boot_aggregate";
 /// The value a violation extends into every bank.
-const VIOLATION_EXTEND: Digest = [0xFF; 32];
+pub const VIOLATION_EXTEND: Digest = [0xFF; 32];
 
 /// One IMA measurement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,31 +179,34 @@ impl Entry {
     /// The digest, path and signature fields, for the templates that start with `d-ng` and
     /// `n-ng` (`ima-ng`, `ima-sig`, `ima-buf`).
     pub fn measurement(&self) -> Result<Measurement, ImaError> {
-        let malformed = |reason| ImaError::Malformed {
-            line: self.line,
-            reason,
-        };
-        let mut fields = Fields {
-            rest: &self.template_data,
-        };
-        let digest_field = fields.next().ok_or(malformed("no digest field"))?;
-        let path_field = fields.next().ok_or(malformed("no path field"))?;
-        let signature = fields.next().unwrap_or_default().to_vec();
-        let split = digest_field.windows(2).position(|w| w == b":\0");
-        let split = split.map(|at| digest_field.split_at(at));
-        let (algorithm, digest) = match split {
-            Some((algorithm, rest)) => (algorithm, rest.get(2..).unwrap_or_default()),
-            None => return Err(malformed("the digest field has no algorithm")),
-        };
-        let algorithm = std::str::from_utf8(algorithm).map_err(|_| malformed("algorithm"))?;
-        let path = path_field.strip_suffix(&[0]).unwrap_or(path_field);
-        Ok(Measurement {
-            algorithm: algorithm.to_owned(),
-            digest: digest.to_vec(),
-            path: String::from_utf8_lossy(path).into_owned(),
-            signature,
-        })
+        measurement_of(self.line, &self.template_data)
     }
+}
+
+/// The digest, path and signature fields of `template_data` (templates that start with `d-ng`
+/// and `n-ng`: `ima-ng`, `ima-sig`, `ima-buf`); `line` names the entry in errors.
+pub fn measurement_of(line: usize, template_data: &[u8]) -> Result<Measurement, ImaError> {
+    let malformed = |reason| ImaError::Malformed { line, reason };
+    let mut fields = Fields {
+        rest: template_data,
+    };
+    let digest_field = fields.next().ok_or(malformed("no digest field"))?;
+    let path_field = fields.next().ok_or(malformed("no path field"))?;
+    let signature = fields.next().unwrap_or_default().to_vec();
+    let split = digest_field.windows(2).position(|w| w == b":\0");
+    let split = split.map(|at| digest_field.split_at(at));
+    let (algorithm, digest) = match split {
+        Some((algorithm, rest)) => (algorithm, rest.get(2..).unwrap_or_default()),
+        None => return Err(malformed("the digest field has no algorithm")),
+    };
+    let algorithm = std::str::from_utf8(algorithm).map_err(|_| malformed("algorithm"))?;
+    let path = path_field.strip_suffix(&[0]).unwrap_or(path_field);
+    Ok(Measurement {
+        algorithm: algorithm.to_owned(),
+        digest: digest.to_vec(),
+        path: String::from_utf8_lossy(path).into_owned(),
+        signature,
+    })
 }
 
 /// Length-prefixed template fields.

@@ -12,6 +12,9 @@
 //!   hands out the backup buffer: after it, the aggregate's allocation stays within
 //!   `capacity × (100 − buffer) / 100` in every dimension, and the provider's within its
 //!   inventory. Raising the buffer does not evict what is placed.
+//! - **Attestation.** Unless the genesis said `unattested` ([`Unattested`]), placement takes
+//!   only providers listed in [`Attested`], which `attestation` keeps through
+//!   [`Dvci::set_attested`] and [`Dvci::exclude`] (status `Excluded`).
 //!
 //! # Invariant ([`Dvci::try_state`])
 //! Each aggregate's capacity and allocation equal the sums over the active providers it lists;
@@ -28,19 +31,19 @@ mod tests;
 use logos_balances::Balances;
 use logos_framework::{
     ensure_ascending, events, Context, DispatchResult, MapExt, Module, Overlay, State, StateReader,
-    TryStateResult, ValueExt,
+    TryStateResult, ValueExt, WriteSet,
 };
 use logos_primitives::{Amount, NodeKey};
 use logos_types::{
     codec::BoundedString,
     corruption,
     dvci::{
-        Aggregate, Aggregates, BufferPercent, CallHandler, Endpoint, Error, Event, MinimumBond,
-        NextProviderId, Provider, ProviderId, ProviderStatus, Providers, Region, RegionId, Regions,
-        Reliabilities, Reliability, ResourceClass, Resources, BUFFER_PERCENT_MAX,
-        REGION_NAME_MAX_BYTES,
+        Aggregate, Aggregates, Attested, BufferPercent, CallHandler, Endpoint, Error, Event,
+        MinimumBond, NextProviderId, Provider, ProviderId, ProviderStatus, Providers, Region,
+        RegionId, Regions, Reliabilities, Reliability, ResourceClass, Resources, Unattested,
+        BUFFER_PERCENT_MAX, REGION_NAME_MAX_BYTES,
     },
-    DispatchError, StateError,
+    DispatchError, Genesis, StateError,
 };
 use std::collections::BTreeMap;
 
@@ -198,6 +201,48 @@ impl Dvci {
         service.faults = service.faults.saturating_add(1);
         Reliabilities::insert(overlay, &id, &service)?;
         Ok(amount)
+    }
+}
+
+/// What `attestation` uses of `dvci`: whether a provider's machine is attested, and its
+/// exclusion.
+impl Dvci {
+    /// Records whether provider `id`'s machine is attested ([`Attested`]): `Some(height)` of
+    /// its last verified report, or `None`.
+    pub async fn set_attested<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+        attested: Option<u64>,
+    ) -> Result<(), StateError> {
+        match attested {
+            Some(height) => Attested::insert(overlay, &id, &height),
+            None => Attested::remove(overlay, &id),
+        }
+    }
+
+    /// Excludes provider `id` (status `Excluded`, out of its aggregate, not attested); nothing
+    /// if it is excluded already.
+    pub async fn exclude<R: StateReader>(
+        overlay: &mut Overlay<'_, R>,
+        id: ProviderId,
+    ) -> DispatchResult {
+        Self::set_attested(overlay, id, None).await?;
+        let record = Providers::require(overlay, &id).await?;
+        if record.status == ProviderStatus::Excluded {
+            return Ok(Vec::new());
+        }
+        Self::set_status(overlay, id, ProviderStatus::Excluded).await
+    }
+
+    /// Whether placement may use provider `id` as far as attestation goes.
+    pub async fn attestation_allows<R: StateReader>(
+        overlay: &Overlay<'_, R>,
+        id: ProviderId,
+    ) -> Result<bool, StateError> {
+        if Unattested::get(overlay).await? {
+            return Ok(true);
+        }
+        Attested::contains(overlay, &id).await
     }
 }
 
@@ -414,6 +459,18 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
 
 impl Module for Dvci {
     logos_framework::module_calls!(logos_types::dvci);
+
+    /// A genesis `unattested` stores [`Unattested`]; otherwise nothing (attestation required).
+    fn genesis(genesis: &Genesis) -> Result<WriteSet, String> {
+        let mut writes = WriteSet::new();
+        if genesis.params.unattested {
+            writes.insert(
+                <Unattested as logos_types::StorageValue>::key(),
+                Some(logos_types::codec::encode(&true)),
+            );
+        }
+        Ok(writes)
+    }
 
     /// See the module docs.
     fn try_state(state: &State) -> TryStateResult {

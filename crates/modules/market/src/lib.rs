@@ -173,6 +173,22 @@ impl<L: EnvironmentLifecycle> Market<L> {
         Ok(emitted)
     }
 
+    /// Closes every open lease placed on `provider` (its machine was excluded by
+    /// `attestation`): unspent escrow refunded, environments destroyed. Events in lease order.
+    pub async fn close_provider_leases<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+    ) -> DispatchResult {
+        let mut emitted = Vec::new();
+        for id in ActiveLeases::get(ctx.overlay).await? {
+            let record = Leases::require(ctx.overlay, &id).await?;
+            if record.provider == provider {
+                emitted.extend(Self::close(ctx, id, record, CloseReason::ProviderExcluded).await?);
+            }
+        }
+        Ok(emitted)
+    }
+
     /// Counts one block of `id`'s service and charges it if verified (or in grace); closes
     /// the lease past the verification deadline or when its escrow cannot pay the next block.
     async fn bill<R: StateReader>(
@@ -331,8 +347,12 @@ pub async fn schedule<R: StateReader>(
     let mut ranked = Vec::with_capacity(group.providers.len());
     for id in group.providers {
         let record = Providers::require(ctx.overlay, &id).await?;
-        // Under-bonded, or without an agent key (nobody could check what it runs).
-        if record.bond < minimum_bond || record.agent_key.is_none() {
+        // Under-bonded, without an agent key (nobody could check what it runs), or not
+        // attested where the chain requires it.
+        if record.bond < minimum_bond
+            || record.agent_key.is_none()
+            || !Dvci::attestation_allows(ctx.overlay, id).await?
+        {
             continue;
         }
         let score = Dvci::reliability(ctx.overlay, id).await?.score_permille();

@@ -199,7 +199,7 @@ impl Provisioning {
     }
 
     /// The eligible provisioners other than `excluded`, with their stakes, ascending.
-    async fn candidates<R: StateReader>(
+    pub async fn candidates<R: StateReader>(
         ctx: &Context<'_, '_, R>,
         excluded: &[Address],
     ) -> Result<Vec<(Address, Amount)>, DispatchError> {

@@ -1,0 +1,771 @@
+//! Types of `attestation` (module index 9): Machine Integrity Attestation on chain (seed `003`:
+//! "Don't trust. Verify."). The chain verifies each machine's TPM evidence in its own state
+//! transition (with `logos-mia`), so every full node checks every attestation and nobody is the
+//! verifier.
+//!
+//! # The protocol
+//! 1. **Registration.** A provider's owner registers the machine's TPM
+//!    ([`Call::RegisterMachine`]): the endorsement key's and an attestation key's `TPMT_PUBLIC`.
+//!    The chain checks the AK is a restricted signing key that never leaves the TPM
+//!    (`logos_mia::quote::AkPublic`) and draws a **challenger** among the staked provisioners
+//!    (by stake, from the block's randomness, never the provider's owner).
+//! 2. **Credential.** The challenger runs `TPM2_MakeCredential` off chain
+//!    (`logos_mia::credential`) with a secret credential of its choice and posts the
+//!    challenge with the credential's SHA-256 ([`Call::Challenge`]); the challenge is public
+//!    by design, since only the TPM holding that EK, with that AK loaded, can open it. The
+//!    owner answers with the credential ([`Call::ActivateCredential`]); its hash must match.
+//!    A challenger silent for [`Parameters::challenge_timeout_blocks`] is replaced by another
+//!    draw; so is one whose challenge goes unanswered (a challenger that posts a hash of
+//!    another secret only delays the machine; it cannot admit one).
+//! 3. **Reports.** From then on the machine quotes PCRs 0–14 with the nonce
+//!    `logos_mia::evidence::quote_nonce(anchor nonce, reported components)`, where the anchor
+//!    nonce is [`Nonces`]`[anchor]` of a block at most [`Parameters::nonce_window_blocks`]
+//!    old, and sends the quote with the components it reports ([`Call::Attest`]). A report
+//!    carries no PCR values: the chain computes them (the reference's golden boot PCRs, and PCR
+//!    10 replayed from the IMA entries the owner staged with [`Call::StageIma`] since the last
+//!    report) and checks the quote's PCR digest against them. A report is due every
+//!    [`Parameters::period_blocks`].
+//! 4. **Zero tolerance.** A quote genuinely signed by the machine's AK, over a fresh nonce, that
+//!    does not match the machine's reference (PCRs, IMA allowlist and violations, file
+//!    snapshot, LKRG, eBPF, a tripped tamper flag), and a missed deadline, exclude the provider
+//!    at that block: `dvci` status `Excluded` (placement stops), its open leases closed with
+//!    their escrow refunded (`market`), and [`Event::MachineExcluded`] says why. Evidence that
+//!    is not the machine's word (a bad signature, a stale or foreign nonce, a replayed clock)
+//!    is refused as an error and changes nothing.
+//! 5. **Verified reference update.** Governance approves references ([`Call::ApproveReference`],
+//!    the artifact hash is [`Reference::id`]) and deployers ([`Call::SetDeployer`]). A
+//!    deployer signs a deployment of an approved reference to a machine ([`Call::Deploy`]); the
+//!    machine's next report that matches the deployment makes it the machine's reference. Any
+//!    other change stays a violation.
+//!
+//! A genesis with `unattested = true` (devnets without a TPM) lets providers take leases
+//! without attestation; `dvci::AttestationRequired` records which.
+//!
+//! # Storage
+//! | item | key | value |
+//! |---|---|---|
+//! | 0 [`Machines`] | [`ProviderId`] | [`Machine`] |
+//! | 1 [`References`] | [`Digest`] (the reference id) | [`Reference`] |
+//! | 2 [`ClassReferences`] | [`ResourceClass`] | [`Digest`]: the reference new machines of the class start from |
+//! | 3 [`AllowedFiles`] | (policy, file [`Digest`]) | the height it was allowed at |
+//! | 4 [`Deployers`] | [`Address`] | the height it was authorized at |
+//! | 5 [`Nonces`] | height | [`Digest`]: the block's randomness, kept for the nonce window |
+//! | 6 [`DueAt`] | height | the machines whose deadline is that height |
+//! | 7 [`Params`] | | [`Parameters`] |
+//! | 8 [`MachineCount`] | | how many machines are registered |
+//! | 9 [`Endorsements`] | [`Digest`] (SHA-256 of an EK's `TPMT_PUBLIC`) | the [`ProviderId`] whose machine holds it: one TPM backs one provider |
+//!
+//! # Calls
+//! | index | call | origin |
+//! |---|---|---|
+//! | 0 | [`Call::RegisterMachine`] | the provider's owner or its agent's account |
+//! | 1 | [`Call::Challenge`] | the drawn challenger |
+//! | 2 | [`Call::ActivateCredential`] | the provider's owner or its agent's account |
+//! | 3 | [`Call::StageIma`] | the provider's owner or its agent's account |
+//! | 4 | [`Call::Attest`] | the provider's owner or its agent's account |
+//!
+//! "Its agent's account" is the account of the provider's `agent_key` (`dvci`): the agent on
+//! the machine holds the TPM and runs the protocol without the owner's key.
+//! | 5 | [`Call::Deploy`] | an authorized deployer |
+//! | 6 | [`Call::ApproveReference`] | privileged |
+//! | 7 | [`Call::SetClassReference`] | privileged |
+//! | 8 | [`Call::AllowFiles`] | privileged |
+//! | 9 | [`Call::SetDeployer`] | privileged |
+//! | 10 | [`Call::SetParams`] | privileged |
+
+use crate::{
+    calls,
+    codec::BoundedVec,
+    dvci::{ProviderId, ResourceClass},
+    errors, events, record, storage, Codec, MaxEncodeSize,
+};
+use logos_primitives::{hash, Address};
+
+/// Name of the module (in receipts and logs).
+pub const NAME: &str = "attestation";
+/// Module index of `attestation`: storage prefix, call routing, error index.
+pub const INDEX: u8 = 9;
+
+/// Largest endorsement key `TPMT_PUBLIC`, bytes (an RSA-2048 EK with its policy is ~314).
+pub const EK_PUBLIC_MAX_BYTES: usize = 400;
+/// Largest attestation key `TPMT_PUBLIC`, bytes (RSA-2048 ~280, ECC P-256 ~90).
+pub const AK_PUBLIC_MAX_BYTES: usize = 400;
+/// Largest `TPM2B_ID_OBJECT` contents of a challenge, bytes (68 for a 32-byte credential).
+pub const CREDENTIAL_BLOB_MAX_BYTES: usize = 96;
+/// Largest encrypted seed of a challenge, bytes (an RSA-4096 EK's ciphertext).
+pub const ENCRYPTED_SECRET_MAX_BYTES: usize = 512;
+/// Shortest credential, bytes (`logos_mia::credential::CREDENTIAL_MIN_BYTES`).
+pub const CREDENTIAL_MIN_BYTES: usize = 16;
+/// Longest credential, bytes (`logos_mia::credential::CREDENTIAL_MAX_BYTES`).
+pub const CREDENTIAL_MAX_BYTES: usize = 32;
+/// Largest `TPMS_ATTEST` of a report, bytes (a quote of one bank is ~150).
+pub const ATTEST_MAX_BYTES: usize = 256;
+/// Largest `TPMT_SIGNATURE` of a report, bytes (RSA-4096; the 1 KiB transaction limit leaves
+/// room for RSA-3072 at most).
+pub const SIGNATURE_MAX_BYTES: usize = 518;
+/// Largest IMA template data staged per entry, bytes (an `ima-ng` entry is ~90 + its path).
+pub const IMA_ENTRY_MAX_BYTES: usize = 768;
+/// Most IMA entries one [`Call::StageIma`] carries.
+pub const IMA_ENTRIES_PER_CALL_MAX: usize = 16;
+/// Most file digests one [`Call::AllowFiles`] carries.
+pub const FILES_PER_CALL_MAX: usize = 16;
+/// Most machines whose deadline falls on one height ([`DueAt`]): a deadline that finds its
+/// height full moves to the next one with room.
+pub const DUE_PER_HEIGHT_MAX: usize = 64;
+/// How far a deadline moves at most to find room, blocks (`64 × 64` slots cover every
+/// machine of [`MACHINES_MAX`]).
+pub const DUE_SPREAD_MAX_BLOCKS: u64 = 64;
+/// Most registered machines.
+pub const MACHINES_MAX: u64 = 4_096;
+/// Longest nonce window, blocks.
+pub const NONCE_WINDOW_MAX_BLOCKS: u64 = 1_024;
+/// Shortest attestation period, blocks (shorter than the nonce window makes no sense and
+/// floods the chain).
+pub const PERIOD_MIN_BLOCKS: u64 = 16;
+/// The boot PCRs a reference fixes, in order: 0–9 and 11–14 (`logos_mia::pcr::BOOT_PCRS`).
+pub const BOOT_PCRS: [u32; 14] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14];
+/// Namespace of a [`Reference`]'s id.
+pub const REFERENCE_DOMAIN: &[u8] = b"logos/attestation/reference/v1";
+
+/// A SHA-256 digest; lowercase hex (no prefix) in JSON.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Codec, MaxEncodeSize)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The all-zero digest (a PCR's reset value).
+    pub const ZERO: Digest = Digest([0; 32]);
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for Digest {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        logos_primitives::decode_hex_array::<32>(text)
+            .map(Digest)
+            .map_err(|error| format!("not a 32-byte hex digest: {error}"))
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A component a reference fixes (`logos_mia::integrity::Status`).
+#[record]
+#[derive(Copy)]
+#[serde(rename_all = "snake_case", tag = "status", content = "digest")]
+pub enum Component {
+    /// The machine cannot measure it.
+    #[index(0)]
+    Unavailable,
+    /// Its digest.
+    #[index(1)]
+    Measured(Digest),
+}
+
+/// The physical tamper flag a machine reports (`logos_mia::integrity::Tamper`).
+#[record]
+#[derive(Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Tamper {
+    /// No tamper source.
+    #[index(0)]
+    Unavailable,
+    /// Closed.
+    #[index(1)]
+    Clear,
+    /// Opened: always a violation.
+    #[index(2)]
+    Tripped,
+}
+
+/// What a machine reports of itself (bound into its quote's nonce): the components the chain
+/// cannot compute.
+#[record]
+#[derive(Copy)]
+pub struct Reported {
+    /// The file-integrity snapshot.
+    pub files: Component,
+    /// LKRG's settings.
+    pub lkrg: Component,
+    /// The loaded eBPF programs.
+    pub ebpf: Component,
+    /// The tamper flag.
+    pub tamper: Tamper,
+}
+
+/// How a reference treats IMA.
+#[record]
+#[derive(Copy)]
+pub struct ImaPolicy {
+    /// The allowlist ([`AllowedFiles`]) the measured files must be in.
+    pub policy: u32,
+    /// The digest that names this allowlist in the integrity hash (governance's choice, e.g.
+    /// `logos_mia::integrity::allowlist_digest` of its files at approval).
+    pub digest: Digest,
+    /// Violations tolerated per report (files measured while open for writing).
+    pub violations_max: u32,
+}
+
+/// Reference values of a machine's measured state, approved by governance. Its id, the
+/// artifact hash a deployment names, is [`Reference::id`].
+#[record]
+pub struct Reference {
+    /// The machine class it is for.
+    pub class: ResourceClass,
+    /// Golden values of the boot PCRs [`BOOT_PCRS`], in that order (SHA-256 bank): exactly
+    /// 14 (on the heap, so that a call carrying a reference stays small).
+    pub boot_pcrs: BoundedVec<Digest, 14>,
+    /// IMA: required with this allowlist, or off (PCR 10 must stay zero).
+    pub ima: Option<ImaPolicy>,
+    /// The file snapshot the machine must report.
+    pub files: Component,
+    /// The LKRG state the machine must report.
+    pub lkrg: Component,
+    /// The eBPF state the machine must report.
+    pub ebpf: Component,
+}
+
+impl Reference {
+    /// The reference's id: SHA-256 of [`REFERENCE_DOMAIN`] and its canonical encoding.
+    pub fn id(&self) -> Digest {
+        let encoded = crate::codec::encode(self);
+        Digest(hash(&[REFERENCE_DOMAIN, &encoded]).0)
+    }
+}
+
+/// Where a machine stands.
+#[record]
+#[derive(Copy)]
+pub enum MachineStatus {
+    /// Waiting for `challenger`'s challenge.
+    #[index(0)]
+    AwaitingChallenge {
+        /// The drawn provisioner.
+        challenger: Address,
+    },
+    /// Waiting for the owner's answer to `challenger`'s challenge.
+    #[index(1)]
+    Challenged {
+        /// Who posted it.
+        challenger: Address,
+        /// SHA-256 of the credential.
+        credential_hash: Digest,
+    },
+    /// The AK is proven; reports are due.
+    #[index(2)]
+    Attesting,
+    /// Excluded at `at` (see [`Exclusion`]); a new registration starts over.
+    #[index(3)]
+    Excluded {
+        /// The height.
+        at: u64,
+        /// Why.
+        reason: Exclusion,
+    },
+}
+
+/// Why a machine was excluded.
+#[record]
+#[derive(Copy)]
+pub enum Exclusion {
+    /// No accepted report before its deadline.
+    #[index(0)]
+    ReportMissing,
+    /// The quoted PCRs are not the reference's (boot chain, kernel, command line) with PCR 10
+    /// replayed from the staged IMA entries.
+    #[index(1)]
+    PcrMismatch,
+    /// A staged IMA entry the quote covers measured a file outside the allowlist.
+    #[index(2)]
+    FileNotAllowed,
+    /// More IMA violations than the reference tolerates.
+    #[index(3)]
+    ImaViolations,
+    /// The staged list after a reboot does not start with the reference's boot aggregate.
+    #[index(4)]
+    BootAggregateMismatch,
+    /// A reported component (files, LKRG, eBPF) is not the reference's.
+    #[index(5)]
+    ComponentMismatch,
+    /// The tamper flag is tripped.
+    #[index(6)]
+    Tampered,
+}
+
+/// The IMA entries staged since the last accepted report, folded as they arrive.
+#[record]
+#[derive(Copy, Default)]
+pub struct Staged {
+    /// Whether the list starts from a (re)boot (PCR 10 from zero) rather than the last report.
+    pub from_boot: bool,
+    /// PCR 10 after the staged entries.
+    pub pcr: Digest,
+    /// Entries staged.
+    pub entries: u32,
+    /// Violations among them.
+    pub violations: u32,
+    /// The first entry's template data digest after a reboot (the boot aggregate it claims).
+    pub boot_aggregate: Option<Digest>,
+    /// The allowlists checked at staging, with whether every file passed (the current
+    /// reference's and a pending deployment's).
+    pub checked: [Option<(u32, bool)>; 2],
+}
+
+/// A deployment of an approved reference to a machine, signed by a deployer.
+#[record]
+#[derive(Copy)]
+pub struct Deployment {
+    /// The approved reference.
+    pub reference: Digest,
+    /// Who deployed it.
+    pub deployer: Address,
+    /// The last height a report may adopt it.
+    pub expires_at: u64,
+}
+
+/// A posted `TPM2_MakeCredential` challenge, kept until answered: what the machine's agent
+/// reads to run `TPM2_ActivateCredential`.
+#[record]
+pub struct CredentialChallenge {
+    /// The `TPM2B_ID_OBJECT` contents.
+    pub credential_blob: BoundedVec<u8, CREDENTIAL_BLOB_MAX_BYTES>,
+    /// The `TPM2B_ENCRYPTED_SECRET` contents.
+    pub encrypted_secret: BoundedVec<u8, ENCRYPTED_SECRET_MAX_BYTES>,
+}
+
+/// The last accepted report.
+#[record]
+#[derive(Copy)]
+pub struct LastReport {
+    /// Its height.
+    pub height: u64,
+    /// The anchor height of its nonce.
+    pub anchor: u64,
+    /// The TPM's reset count.
+    pub reset_count: u32,
+    /// The TPM's restart count.
+    pub restart_count: u32,
+    /// The TPM's clock, ms.
+    pub clock_ms: u64,
+    /// PCR 10 after the entries it accepted.
+    pub ima_pcr: Digest,
+    /// The integrity hash it established.
+    pub integrity_hash: Digest,
+}
+
+/// A registered machine: a provider's TPM.
+#[record]
+pub struct Machine {
+    /// SHA-256 of the endorsement key's `TPMT_PUBLIC`.
+    pub ek_hash: Digest,
+    /// The endorsement key's `TPMT_PUBLIC` (what challengers encrypt to).
+    pub ek_public: BoundedVec<u8, EK_PUBLIC_MAX_BYTES>,
+    /// The attestation key's `TPMT_PUBLIC`.
+    pub ak_public: BoundedVec<u8, AK_PUBLIC_MAX_BYTES>,
+    /// Its current reference.
+    pub reference: Digest,
+    /// Where it stands.
+    pub status: MachineStatus,
+    /// The height by which the next step is due (challenge, answer or report).
+    pub due: u64,
+    /// The last accepted report.
+    pub last: Option<LastReport>,
+    /// IMA entries staged for the next report.
+    pub staged: Option<Staged>,
+    /// A deployment awaiting the report that adopts it.
+    pub pending: Option<Deployment>,
+    /// The posted challenge, while it waits for its answer.
+    pub challenge: Option<CredentialChallenge>,
+    /// Challengers drawn so far (mixed into the next draw).
+    pub draws: u32,
+}
+
+/// The module's parameters.
+#[record]
+#[derive(Copy)]
+pub struct Parameters {
+    /// Blocks between a machine's reports at most.
+    pub period_blocks: u64,
+    /// How old a report's anchor may be, blocks.
+    pub nonce_window_blocks: u64,
+    /// Blocks a challenger has to post its challenge, and the owner to answer it.
+    pub challenge_timeout_blocks: u64,
+    /// Blocks a deployment may wait for the report that adopts it.
+    pub deployment_timeout_blocks: u64,
+}
+
+impl Default for Parameters {
+    fn default() -> Self {
+        Self {
+            period_blocks: 600,
+            nonce_window_blocks: 256,
+            challenge_timeout_blocks: 600,
+            deployment_timeout_blocks: 3_600,
+        }
+    }
+}
+
+/// Calls of `attestation`.
+#[calls]
+pub enum Call {
+    /// (owner or agent) Register `provider`'s machine: its TPM's endorsement key and an attestation key
+    /// (`TPMT_PUBLIC` each), checked by the chain; a challenger is drawn.
+    #[index(0)]
+    RegisterMachine {
+        /// The provider.
+        provider: ProviderId,
+        /// The EK's `TPMT_PUBLIC`.
+        ek_public: BoundedVec<u8, EK_PUBLIC_MAX_BYTES>,
+        /// The AK's `TPMT_PUBLIC`.
+        ak_public: BoundedVec<u8, AK_PUBLIC_MAX_BYTES>,
+    },
+    /// (the drawn challenger) Post a `TPM2_MakeCredential` challenge and its credential's hash.
+    #[index(1)]
+    Challenge {
+        /// The provider.
+        provider: ProviderId,
+        /// The `TPM2B_ID_OBJECT` contents.
+        credential_blob: BoundedVec<u8, CREDENTIAL_BLOB_MAX_BYTES>,
+        /// The `TPM2B_ENCRYPTED_SECRET` contents.
+        encrypted_secret: BoundedVec<u8, ENCRYPTED_SECRET_MAX_BYTES>,
+        /// SHA-256 of the credential.
+        credential_hash: Digest,
+    },
+    /// (owner or agent) Answer the challenge with the credential `TPM2_ActivateCredential` returned.
+    #[index(2)]
+    ActivateCredential {
+        /// The provider.
+        provider: ProviderId,
+        /// The credential.
+        credential: BoundedVec<u8, CREDENTIAL_MAX_BYTES>,
+    },
+    /// (owner or agent) Stage IMA entries for the next report: each entry's template data (`d-ng`,
+    /// `n-ng`, optional `sig`), empty for a violation. `from_boot` starts over from PCR 10 =
+    /// zero (after a reboot; the first entry is then the boot aggregate).
+    #[index(3)]
+    StageIma {
+        /// The provider.
+        provider: ProviderId,
+        /// Start over from a reboot.
+        from_boot: bool,
+        /// The entries' template data, in log order.
+        entries: BoundedVec<BoundedVec<u8, IMA_ENTRY_MAX_BYTES>, IMA_ENTRIES_PER_CALL_MAX>,
+    },
+    /// (owner or agent) Report: a quote of PCRs 0–14 over the nonce bound to `anchor` and `reported`.
+    #[index(4)]
+    Attest {
+        /// The provider.
+        provider: ProviderId,
+        /// The height whose [`Nonces`] entry the quote's nonce is built from.
+        anchor: u64,
+        /// The `TPMS_ATTEST`.
+        attest: BoundedVec<u8, ATTEST_MAX_BYTES>,
+        /// The AK's `TPMT_SIGNATURE` over it.
+        signature: BoundedVec<u8, SIGNATURE_MAX_BYTES>,
+        /// The components the machine reports.
+        reported: Reported,
+    },
+    /// (deployer) Deploy an approved reference to a machine: its next matching report adopts
+    /// it.
+    #[index(5)]
+    Deploy {
+        /// The provider.
+        provider: ProviderId,
+        /// The approved reference's id.
+        reference: Digest,
+    },
+    /// (privileged) Approve a reference.
+    #[index(6)]
+    ApproveReference {
+        /// The reference.
+        reference: Reference,
+    },
+    /// (privileged) Set the reference new machines of a class start from.
+    #[index(7)]
+    SetClassReference {
+        /// The class.
+        class: ResourceClass,
+        /// An approved reference of that class.
+        reference: Digest,
+    },
+    /// (privileged) Allow (or disallow) file digests in an IMA allowlist.
+    #[index(8)]
+    AllowFiles {
+        /// The allowlist.
+        policy: u32,
+        /// SHA-256 file digests.
+        files: BoundedVec<Digest, FILES_PER_CALL_MAX>,
+        /// Allow (true) or remove (false).
+        allowed: bool,
+    },
+    /// (privileged) Authorize or remove a deployer.
+    #[index(9)]
+    SetDeployer {
+        /// The account.
+        deployer: Address,
+        /// Authorized or not.
+        authorized: bool,
+    },
+    /// (privileged) Set the parameters.
+    #[index(10)]
+    SetParams {
+        /// The new parameters.
+        params: Parameters,
+    },
+}
+
+/// Events of `attestation`.
+#[events]
+pub enum Event {
+    /// A machine was registered; `challenger` is to challenge its TPM.
+    MachineRegistered {
+        /// The provider.
+        provider: ProviderId,
+        /// The drawn challenger.
+        challenger: Address,
+    },
+    /// A challenge was posted.
+    Challenged {
+        /// The provider.
+        provider: ProviderId,
+        /// The challenger.
+        challenger: Address,
+    },
+    /// The AK was proven to live on the EK's TPM.
+    CredentialActivated {
+        /// The provider.
+        provider: ProviderId,
+    },
+    /// A new challenger was drawn (the last one, or the answer, timed out).
+    ChallengerRedrawn {
+        /// The provider.
+        provider: ProviderId,
+        /// The new challenger.
+        challenger: Address,
+    },
+    /// IMA entries were staged.
+    ImaStaged {
+        /// The provider.
+        provider: ProviderId,
+        /// Entries staged so far.
+        entries: u32,
+    },
+    /// A report verified.
+    Attested {
+        /// The provider.
+        provider: ProviderId,
+        /// Its integrity hash.
+        integrity_hash: Digest,
+        /// The next report's deadline.
+        due: u64,
+    },
+    /// A report adopted a deployment: the machine's reference changed.
+    ReferenceUpdated {
+        /// The provider.
+        provider: ProviderId,
+        /// The new reference.
+        reference: Digest,
+    },
+    /// The machine was excluded: its provider takes no environments and its leases closed.
+    MachineExcluded {
+        /// The provider.
+        provider: ProviderId,
+        /// Why.
+        reason: Exclusion,
+    },
+    /// A deployment was signed.
+    Deployed {
+        /// The provider.
+        provider: ProviderId,
+        /// The reference.
+        reference: Digest,
+        /// The deployer.
+        deployer: Address,
+    },
+    /// A reference was approved.
+    ReferenceApproved {
+        /// Its id.
+        reference: Digest,
+        /// Its class.
+        class: ResourceClass,
+    },
+    /// A class's starting reference changed.
+    ClassReferenceSet {
+        /// The class.
+        class: ResourceClass,
+        /// The reference.
+        reference: Digest,
+    },
+    /// An allowlist changed.
+    FilesAllowed {
+        /// The allowlist.
+        policy: u32,
+        /// How many digests.
+        files: u32,
+        /// Allowed or removed.
+        allowed: bool,
+    },
+    /// A deployer was authorized or removed.
+    DeployerSet {
+        /// The account.
+        deployer: Address,
+        /// Authorized.
+        authorized: bool,
+    },
+    /// The parameters changed.
+    ParamsSet {
+        /// The new parameters.
+        params: Parameters,
+    },
+}
+
+/// Errors of `attestation`.
+#[errors]
+pub enum Error {
+    /// No such provider.
+    #[index(0)]
+    #[error("unknown provider {0}")]
+    UnknownProvider(ProviderId),
+    /// Only the provider's owner (or its agent's account) may make this call.
+    #[index(1)]
+    #[error("not the provider's owner or agent")]
+    NotOwner,
+    /// The provider has a machine in good standing already.
+    #[index(2)]
+    #[error("provider {0} has a machine registered")]
+    AlreadyRegistered(ProviderId),
+    /// No machine registered for the provider.
+    #[index(3)]
+    #[error("provider {0} has no machine registered")]
+    UnknownMachine(ProviderId),
+    /// The keys are not an EK and a restricted, fixedTPM signing AK with SHA-256 names.
+    #[index(4)]
+    #[error("invalid TPM key: {0}")]
+    InvalidKey(crate::codec::BoundedString<128>),
+    /// No reference is set for the provider's class.
+    #[index(5)]
+    #[error("no reference for the provider's class")]
+    NoReference,
+    /// No staked provisioner can challenge the machine.
+    #[index(6)]
+    #[error("no provisioner can challenge the machine")]
+    NoChallenger,
+    /// The machine is not at the step this call is for.
+    #[index(7)]
+    #[error("the machine is not at this step")]
+    WrongStep,
+    /// Only the drawn challenger may challenge.
+    #[index(8)]
+    #[error("not the drawn challenger")]
+    NotChallenger,
+    /// The credential does not hash to the challenge's.
+    #[index(9)]
+    #[error("the credential does not match the challenge")]
+    CredentialMismatch,
+    /// The credential's size is outside 16–32 bytes.
+    #[index(10)]
+    #[error("a credential is 16 to 32 bytes")]
+    CredentialSize,
+    /// The anchor is not a recent block's nonce (too old, not yet, or not newer than the last
+    /// report's).
+    #[index(11)]
+    #[error("anchor {0} is not a usable recent height")]
+    StaleAnchor(u64),
+    /// The quote is not the machine's word (unparsable, bad signature, not a quote, wrong
+    /// nonce, replayed clock, wrong bank or PCR selection).
+    #[index(12)]
+    #[error("quote refused: {0}")]
+    QuoteRefused(crate::codec::BoundedString<128>),
+    /// A staged IMA entry is malformed.
+    #[index(13)]
+    #[error("IMA entry {0} is malformed")]
+    MalformedImaEntry(u32),
+    /// The staged list does not continue (staging on a reference without IMA, or continuing
+    /// before any report).
+    #[index(14)]
+    #[error("IMA entries cannot be staged now")]
+    ImaNotExpected,
+    /// The reference is not approved.
+    #[index(15)]
+    #[error("reference {0} is not approved")]
+    UnknownReference(Digest),
+    /// The reference is for another class.
+    #[index(16)]
+    #[error("the reference is for another class")]
+    WrongClass,
+    /// The sender is not an authorized deployer.
+    #[index(17)]
+    #[error("not an authorized deployer")]
+    NotDeployer,
+    /// A parameter is out of range.
+    #[index(18)]
+    #[error("invalid parameters: {0}")]
+    InvalidParams(&'static str),
+    /// [`MACHINES_MAX`] machines are registered, or no deadline slot is free.
+    #[index(19)]
+    #[error("too many machines")]
+    TooManyMachines,
+    /// Too many entries staged (the period's list exceeds `u32`).
+    #[index(20)]
+    #[error("too many IMA entries staged")]
+    TooManyEntries,
+    /// The endorsement key backs another provider's machine.
+    #[index(21)]
+    #[error("the endorsement key backs provider {0}'s machine")]
+    EndorsementInUse(ProviderId),
+    /// A reference must fix all 14 boot PCRs.
+    #[index(22)]
+    #[error("a reference fixes exactly the 14 boot PCRs")]
+    InvalidReference,
+}
+
+storage! {
+    module = INDEX;
+    /// Registered machines by provider.
+    pub Machines: map(0) ProviderId => Machine;
+    /// Approved references by id.
+    pub References: map(1) Digest => Reference;
+    /// The reference each class's new machines start from.
+    pub ClassReferences: map(2) ResourceClass => Digest;
+    /// IMA allowlists: (policy, file digest), present while allowed: the height it was
+    /// allowed at.
+    pub AllowedFiles: map(3) (u32, Digest) => u64;
+    /// Authorized deployers: the height each was authorized at.
+    pub Deployers: map(4) Address => u64;
+    /// Each recent block's randomness by height (the last `nonce_window_blocks` + 1).
+    pub Nonces: map(5) u64 => Digest;
+    /// Machines whose deadline is a height, at most [`DUE_PER_HEIGHT_MAX`].
+    pub DueAt: map(6) u64 => BoundedVec<ProviderId, DUE_PER_HEIGHT_MAX>;
+    /// The parameters.
+    pub Params: value(7) Parameters = Parameters::default();
+    /// How many machines are registered (excluded ones included, until re-registered).
+    pub MachineCount: value(8) u64;
+    /// Which provider's machine each endorsement key belongs to: one TPM cannot back two
+    /// providers.
+    pub Endorsements: map(9) Digest => ProviderId;
+}
