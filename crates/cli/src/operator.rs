@@ -357,21 +357,25 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
 
 /// A provider's Machine Integrity Attestation as proven chain state shows it:
 /// `{"state": "unattested"}` on a chain whose genesis lets providers go without,
-/// `{"state": "attested", "last_report_height": H}`, or the machine's step without a verified
-/// report: `unregistered`, `awaiting_challenge`, `challenged`, `attesting` (proven, no report
-/// yet) or `excluded` (with `reason`).
+/// `{"state": "attested", "until": H}` (the height its last verified report covers), or the
+/// machine's step without such a report: `unregistered`, `awaiting_draw`,
+/// `awaiting_challenge`, `challenged`, `attesting` (AK proven, no report covering now) or
+/// `excluded` (with `at` and `reason`).
 async fn attestation_state(client: &Client, id: ProviderId) -> Result<serde_json::Value> {
     use logos_types::attestation::{MachineStatus, Machines};
     let (unattested, _) = client.value_proven::<dvci::Unattested>().await?;
     if unattested {
         return Ok(serde_json::json!({"state": "unattested"}));
     }
-    if let (Some(height), _) = client.map_proven::<dvci::Attested>(&id).await? {
-        return Ok(serde_json::json!({"state": "attested", "last_report_height": height}));
+    if let (Some(until), head) = client.map_proven::<dvci::Attested>(&id).await? {
+        if until >= head {
+            return Ok(serde_json::json!({"state": "attested", "until": until}));
+        }
     }
     let (machine, _) = client.map_proven::<Machines>(&id).await?;
     Ok(match machine.map(|machine| machine.status) {
         None => serde_json::json!({"state": "unregistered"}),
+        Some(MachineStatus::AwaitingDraw) => serde_json::json!({"state": "awaiting_draw"}),
         Some(MachineStatus::AwaitingChallenge { .. }) => {
             serde_json::json!({"state": "awaiting_challenge"})
         }

@@ -120,6 +120,16 @@ impl MockChain {
         transactions: &[Transaction],
     ) -> Result<(Vec<Receipt>, Vec<Event>), BlockError> {
         let outcome = self.dry_run(transactions)?;
+        // A hook fails only on a corrupted state; an executed block must not hide one (its
+        // writes, deadlines or bills would be dropped without a test noticing).
+        if let Some(failed) = outcome.block_events.iter().find(|event| {
+            matches!(
+                event,
+                Event::Runtime(logos_types::RuntimeEvent::HookFailed { .. })
+            )
+        }) {
+            panic!("a hook failed in block {}: {failed:?}", self.height + 1);
+        }
         self.height += 1;
         self.apply(outcome.writes);
         Ok((outcome.receipts, outcome.block_events))
@@ -202,6 +212,12 @@ impl MockChain {
     pub fn corrupt<I: StorageMap>(&mut self, key: &I::Key, value: &I::Value) {
         self.state
             .insert(I::key(key), logos_types::codec::encode(value));
+    }
+
+    /// Writes `value` as item `I` directly into the state, bypassing every module.
+    pub fn corrupt_value<I: StorageValue>(&mut self, value: &I::Value) {
+        self.state
+            .insert(I::key(), logos_types::codec::encode(value));
     }
 
     /// `address`'s account.

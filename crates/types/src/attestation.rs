@@ -4,42 +4,69 @@
 //! verifier.
 //!
 //! # The protocol
-//! 1. **Registration.** A provider's owner registers the machine's TPM
+//! 1. **Registration.** A provider's owner (or its agent) registers the machine's TPM
 //!    ([`Call::RegisterMachine`]): the endorsement key's and an attestation key's `TPMT_PUBLIC`.
-//!    The chain checks the AK is a restricted signing key that never leaves the TPM
-//!    (`logos_mia::quote::AkPublic`) and draws a **challenger** among the staked provisioners
-//!    (by stake, from the block's randomness, never the provider's owner).
+//!    The chain checks the AK is a restricted signing key (`logos_mia::quote::AkPublic`) and
+//!    the EK an RSA-2048 EK a challenger can encrypt to. [`DRAW_DELAY_BLOCKS`] later, with that
+//!    block's randomness (unknown when the registration was sent), it draws a **challenger**
+//!    by stake among the provisioners, never the provider's owner or agent nor one drawn before
+//!    for this registration.
 //! 2. **Credential.** The challenger runs `TPM2_MakeCredential` off chain
 //!    (`logos_mia::credential`) with a secret credential of its choice and posts the
 //!    challenge with the credential's SHA-256 ([`Call::Challenge`]); the challenge is public
 //!    by design, since only the TPM holding that EK, with that AK loaded, can open it. The
-//!    owner answers with the credential ([`Call::ActivateCredential`]); its hash must match.
-//!    A challenger silent for [`Parameters::challenge_timeout_blocks`] is replaced by another
-//!    draw; so is one whose challenge goes unanswered (a challenger that posts a hash of
-//!    another secret only delays the machine; it cannot admit one).
+//!    owner answers with the credential ([`Call::ActivateCredential`]); its hash must match,
+//!    and only then is the EK bound to the provider ([`Endorsements`], keyed by the EK's RSA
+//!    modulus: one TPM backs one provider). A challenger silent for
+//!    [`Parameters::challenge_timeout_blocks`], or a challenge unanswered as long, ends the
+//!    round; after [`CHALLENGE_ROUNDS_MAX`] rounds the registration is dropped.
+//!
+//!    **What this proves, and what it does not yet.** The AK and the EK live in one TPM, as
+//!    far as the drawn challenger is honest (a colluding challenger can admit any key, and
+//!    nothing on chain can tell). Nothing checks yet that the EK is a genuine TPM's: the EK
+//!    certificate chain against governance-approved manufacturer roots is not verified, so a
+//!    software TPM (swtpm, or an RSA key dressed as an EK) is admitted like hardware. Until
+//!    it is, admission (`dvci` `Active`) stays governance's decision.
 //! 3. **Reports.** From then on the machine quotes PCRs 0–14 with the nonce
-//!    `logos_mia::evidence::quote_nonce(anchor nonce, reported components)`, where the anchor
-//!    nonce is [`Nonces`]`[anchor]` of a block at most [`Parameters::nonce_window_blocks`]
-//!    old, and sends the quote with the components it reports ([`Call::Attest`]). A report
-//!    carries no PCR values: the chain computes them (the reference's golden boot PCRs, and PCR
-//!    10 replayed from the IMA entries the owner staged with [`Call::StageIma`] since the last
-//!    report) and checks the quote's PCR digest against them. A report is due every
+//!    `logos_mia::evidence::quote_nonce(`[`report_nonce`]`(anchor nonce, provider), reported
+//!    components)`, where the anchor nonce is [`Nonces`]`[anchor]` of a block at most
+//!    [`Parameters::nonce_window_blocks`] old, and sends the quote with the components it
+//!    reports and the PCR 10 it claims ([`Call::Attest`]). The chain checks the quote's PCR
+//!    digest against the reference's golden boot PCRs and that PCR 10, then the PCR 10 against
+//!    the IMA entries staged with [`Call::StageIma`] since the last report (from zero after a
+//!    reboot, which the quote's TPM reset or restart count must show). A report is due every
 //!    [`Parameters::period_blocks`].
-//! 4. **Zero tolerance.** A quote genuinely signed by the machine's AK, over a fresh nonce, that
-//!    does not match the machine's reference (PCRs, IMA allowlist and violations, file
-//!    snapshot, LKRG, eBPF, a tripped tamper flag), and a missed deadline, exclude the provider
-//!    at that block: `dvci` status `Excluded` (placement stops), its open leases closed with
-//!    their escrow refunded (`market`), and [`Event::MachineExcluded`] says why. Evidence that
-//!    is not the machine's word (a bad signature, a stale or foreign nonce, a replayed clock)
-//!    is refused as an error and changes nothing.
+//! 4. **Zero tolerance.** A quote genuinely signed by the machine's AK, over a fresh nonce, whose
+//!    boot PCRs are not the reference's, whose staged IMA entries measured a file outside the
+//!    allowlist (or more violations than it tolerates, or a wrong boot aggregate), with IMA
+//!    running where the reference has it off or off where it requires it, with reported
+//!    components other than the reference's or a tripped tamper flag, and a missed deadline,
+//!    exclude the provider at that block: `dvci` status `Excluded` (placement stops until
+//!    governance admits it again), its open leases closed with their escrow refunded
+//!    (`market`), and [`Event::MachineExcluded`] says why. Evidence that is not the machine's
+//!    word (a bad signature, a stale or foreign nonce, a replayed clock), and IMA entries that
+//!    do not replay to the quoted PCR 10 (incomplete staging), are refused as errors and
+//!    change nothing: the deadline still runs. `files`, `lkrg`, `ebpf` and `tamper` are the
+//!    machine's word, signed by its TPM through the nonce but not measured into a PCR: they
+//!    tell an honest machine's changes apart, they do not stop a lying root (the boot PCRs
+//!    and IMA do that).
+//!
+//!    Limits: measurements taken after a report and lost in a reboot before the next one are
+//!    not seen (IMA starts over at boot); the IMA policy must measure the provider's own
+//!    system, not tenants' workloads (a tenant's binary would exclude its provider); an entry
+//!    longer than [`IMA_ENTRY_MAX_BYTES`] cannot be staged.
 //! 5. **Verified reference update.** Governance approves references ([`Call::ApproveReference`],
 //!    the artifact hash is [`Reference::id`]) and deployers ([`Call::SetDeployer`]). A
 //!    deployer signs a deployment of an approved reference to a machine ([`Call::Deploy`]); the
 //!    machine's next report that matches the deployment makes it the machine's reference. Any
 //!    other change stays a violation.
 //!
+//! 6. **Deregistration.** The owner or agent removes its machine ([`Call::DeregisterMachine`]):
+//!    an attesting machine's provider is excluded first (`Deregistered`), its leases refunded.
+//!    A machine whose provider left `dvci` is removed at its next deadline.
+//!
 //! A genesis with `unattested = true` (devnets without a TPM) lets providers take leases
-//! without attestation; `dvci::AttestationRequired` records which.
+//! without attestation; `dvci::Unattested` records it.
 //!
 //! # Storage
 //! | item | key | value |
@@ -49,11 +76,12 @@
 //! | 2 [`ClassReferences`] | [`ResourceClass`] | [`Digest`]: the reference new machines of the class start from |
 //! | 3 [`AllowedFiles`] | (policy, file [`Digest`]) | the height it was allowed at |
 //! | 4 [`Deployers`] | [`Address`] | the height it was authorized at |
-//! | 5 [`Nonces`] | height | [`Digest`]: the block's randomness, kept for the nonce window |
+//! | 5 [`Nonces`] | height | [`Digest`]: the block's randomness, for the last [`NONCE_WINDOW_MAX_BLOCKS`] + 1 blocks |
 //! | 6 [`DueAt`] | height | the machines whose deadline is that height |
 //! | 7 [`Params`] | | [`Parameters`] |
 //! | 8 [`MachineCount`] | | how many machines are registered |
-//! | 9 [`Endorsements`] | [`Digest`] (SHA-256 of an EK's `TPMT_PUBLIC`) | the [`ProviderId`] whose machine holds it: one TPM backs one provider |
+//! | 9 [`Endorsements`] | [`Digest`] (SHA-256 of an EK's RSA modulus) | the [`ProviderId`] whose activated machine holds it: one TPM backs one provider |
+//! | 10 [`DueCursor`] | | the lowest height whose deadlines are not all handled |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -63,15 +91,16 @@
 //! | 2 | [`Call::ActivateCredential`] | the provider's owner or its agent's account |
 //! | 3 | [`Call::StageIma`] | the provider's owner or its agent's account |
 //! | 4 | [`Call::Attest`] | the provider's owner or its agent's account |
-//!
-//! "Its agent's account" is the account of the provider's `agent_key` (`dvci`): the agent on
-//! the machine holds the TPM and runs the protocol without the owner's key.
 //! | 5 | [`Call::Deploy`] | an authorized deployer |
 //! | 6 | [`Call::ApproveReference`] | privileged |
 //! | 7 | [`Call::SetClassReference`] | privileged |
 //! | 8 | [`Call::AllowFiles`] | privileged |
 //! | 9 | [`Call::SetDeployer`] | privileged |
 //! | 10 | [`Call::SetParams`] | privileged |
+//! | 11 | [`Call::DeregisterMachine`] | the provider's owner or its agent's account |
+//!
+//! "Its agent's account" is the account of the provider's `agent_key` (`dvci`): the agent on
+//! the machine holds the TPM and runs the protocol without the owner's key.
 
 use crate::{
     calls,
@@ -126,6 +155,32 @@ pub const PERIOD_MIN_BLOCKS: u64 = 16;
 pub const BOOT_PCRS: [u32; 14] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14];
 /// Namespace of a [`Reference`]'s id.
 pub const REFERENCE_DOMAIN: &[u8] = b"logos/attestation/reference/v1";
+/// Namespace of [`report_nonce`].
+pub const REPORT_NONCE_DOMAIN: &[u8] = b"logos/attestation/report-nonce/v1";
+/// Blocks between a registration and its challenger's draw (the draw uses a block the
+/// registrant could not see).
+pub const DRAW_DELAY_BLOCKS: u64 = 2;
+/// Challenge rounds (a challenger silent, or a challenge unanswered) before a registration is
+/// dropped.
+pub const CHALLENGE_ROUNDS_MAX: u32 = 3;
+/// Challengers remembered per registration (not drawn again while others are eligible).
+pub const CHALLENGERS_MAX: usize = 8;
+/// Most deadlines handled at one block's end; the rest wait for the next blocks.
+pub const DUE_HANDLED_PER_BLOCK_MAX: u32 = 16;
+
+/// The chain nonce a machine's quote is bound to for a report of `provider` anchored at a
+/// block whose [`Nonces`] entry is `anchor_nonce`: SHA-256 of [`REPORT_NONCE_DOMAIN`], the
+/// anchor nonce and the provider id (big-endian), so that one quote serves one provider.
+pub fn report_nonce(anchor_nonce: &Digest, provider: ProviderId) -> Digest {
+    Digest(
+        hash(&[
+            REPORT_NONCE_DOMAIN,
+            &anchor_nonce.0,
+            &provider.get().to_be_bytes(),
+        ])
+        .0,
+    )
+}
 
 /// A SHA-256 digest; lowercase hex (no prefix) in JSON.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Codec, MaxEncodeSize)]
@@ -262,6 +317,9 @@ impl Reference {
 #[record]
 #[derive(Copy)]
 pub enum MachineStatus {
+    /// Registered; its challenger is drawn at its deadline.
+    #[index(4)]
+    AwaitingDraw,
     /// Waiting for `challenger`'s challenge.
     #[index(0)]
     AwaitingChallenge {
@@ -279,7 +337,8 @@ pub enum MachineStatus {
     /// The AK is proven; reports are due.
     #[index(2)]
     Attesting,
-    /// Excluded at `at` (see [`Exclusion`]); a new registration starts over.
+    /// Excluded at `at` (see [`Exclusion`]); a new registration starts over, and its provider
+    /// takes leases again only once governance admits it again (`dvci` status).
     #[index(3)]
     Excluded {
         /// The height.
@@ -315,13 +374,16 @@ pub enum Exclusion {
     /// The tamper flag is tripped.
     #[index(6)]
     Tampered,
+    /// Its owner deregistered the machine.
+    #[index(7)]
+    Deregistered,
 }
 
 /// The IMA entries staged since the last accepted report, folded as they arrive.
 #[record]
 #[derive(Copy, Default)]
 pub struct Staged {
-    /// Whether the list starts from a (re)boot (PCR 10 from zero) rather than the last report.
+    /// Whether the list starts from a reboot (PCR 10 from zero) rather than the last report.
     pub from_boot: bool,
     /// PCR 10 after the staged entries.
     pub pcr: Digest,
@@ -329,11 +391,27 @@ pub struct Staged {
     pub entries: u32,
     /// Violations among them.
     pub violations: u32,
-    /// The first entry's template data digest after a reboot (the boot aggregate it claims).
+    /// The file digest of the first entry after a reboot, if it is the boot aggregate.
     pub boot_aggregate: Option<Digest>,
     /// The allowlists checked at staging, with whether every file passed (the current
     /// reference's and a pending deployment's).
     pub checked: [Option<(u32, bool)>; 2],
+}
+
+/// Where a [`Call::StageIma`] starts.
+#[record]
+#[derive(Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// After the entries staged so far.
+    #[index(0)]
+    Continue,
+    /// Over, from the PCR 10 of the last accepted report (dropping what was staged).
+    #[index(1)]
+    LastReport,
+    /// Over, from zero: the machine rebooted; the first entry is the boot aggregate.
+    #[index(2)]
+    Boot,
 }
 
 /// A deployment of an approved reference to a machine, signed by a deployer.
@@ -381,8 +459,8 @@ pub struct LastReport {
 /// A registered machine: a provider's TPM.
 #[record]
 pub struct Machine {
-    /// SHA-256 of the endorsement key's `TPMT_PUBLIC`.
-    pub ek_hash: Digest,
+    /// The endorsement key's id: SHA-256 of its RSA modulus (`logos_mia::credential`).
+    pub ek_id: Digest,
     /// The endorsement key's `TPMT_PUBLIC` (what challengers encrypt to).
     pub ek_public: BoundedVec<u8, EK_PUBLIC_MAX_BYTES>,
     /// The attestation key's `TPMT_PUBLIC`.
@@ -401,8 +479,10 @@ pub struct Machine {
     pub pending: Option<Deployment>,
     /// The posted challenge, while it waits for its answer.
     pub challenge: Option<CredentialChallenge>,
-    /// Challengers drawn so far (mixed into the next draw).
-    pub draws: u32,
+    /// Challenge rounds ended without an answer.
+    pub rounds: u32,
+    /// Challengers drawn for this registration, oldest first.
+    pub challengers: BoundedVec<Address, CHALLENGERS_MAX>,
 }
 
 /// The module's parameters.
@@ -464,15 +544,14 @@ pub enum Call {
         /// The credential.
         credential: BoundedVec<u8, CREDENTIAL_MAX_BYTES>,
     },
-    /// (owner or agent) Stage IMA entries for the next report: each entry's template data (`d-ng`,
-    /// `n-ng`, optional `sig`), empty for a violation. `from_boot` starts over from PCR 10 =
-    /// zero (after a reboot; the first entry is then the boot aggregate).
+    /// (owner or agent) Stage IMA entries for the next report: each entry's template data
+    /// (`d-ng`, `n-ng`, optional `sig`), empty for a violation, from `start`.
     #[index(3)]
     StageIma {
         /// The provider.
         provider: ProviderId,
-        /// Start over from a reboot.
-        from_boot: bool,
+        /// Where the entries start.
+        start: Start,
         /// The entries' template data, in log order.
         entries: BoundedVec<BoundedVec<u8, IMA_ENTRY_MAX_BYTES>, IMA_ENTRIES_PER_CALL_MAX>,
     },
@@ -489,6 +568,8 @@ pub enum Call {
         signature: BoundedVec<u8, SIGNATURE_MAX_BYTES>,
         /// The components the machine reports.
         reported: Reported,
+        /// The PCR 10 the quote covers (checked through the quote's PCR digest).
+        ima_pcr: Digest,
     },
     /// (deployer) Deploy an approved reference to a machine: its next matching report adopts
     /// it.
@@ -537,17 +618,29 @@ pub enum Call {
         /// The new parameters.
         params: Parameters,
     },
+    /// (owner or agent) Remove the machine: an attesting one's provider is excluded first.
+    #[index(11)]
+    DeregisterMachine {
+        /// The provider.
+        provider: ProviderId,
+    },
 }
 
 /// Events of `attestation`.
 #[events]
 pub enum Event {
-    /// A machine was registered; `challenger` is to challenge its TPM.
+    /// A machine was registered; its challenger is drawn at `draw_at`.
     MachineRegistered {
         /// The provider.
         provider: ProviderId,
-        /// The drawn challenger.
-        challenger: Address,
+        /// The height of the draw.
+        draw_at: u64,
+    },
+    /// A machine was removed (deregistered, its provider gone, or its registration never
+    /// answered in [`CHALLENGE_ROUNDS_MAX`] rounds).
+    MachineRemoved {
+        /// The provider.
+        provider: ProviderId,
     },
     /// A challenge was posted.
     Challenged {
@@ -561,8 +654,8 @@ pub enum Event {
         /// The provider.
         provider: ProviderId,
     },
-    /// A new challenger was drawn (the last one, or the answer, timed out).
-    ChallengerRedrawn {
+    /// A challenger was drawn (after the registration, or when a round timed out).
+    ChallengerDrawn {
         /// The provider.
         provider: ProviderId,
         /// The new challenger.
@@ -742,6 +835,24 @@ pub enum Error {
     #[index(22)]
     #[error("a reference fixes exactly the 14 boot PCRs")]
     InvalidReference,
+    /// The entries were staged from a boot, but the quote shows no reboot since the last report.
+    #[index(23)]
+    #[error("IMA entries staged from a boot, but the TPM was not reset or restarted")]
+    RebootNotQuoted,
+    /// The staged entries do not replay to the quoted PCR 10: stage the rest (or start over)
+    /// and report again before the deadline.
+    #[index(24)]
+    #[error("the staged IMA entries do not reach the quoted PCR 10")]
+    ImaIncomplete,
+    /// The staged entries were not checked against this reference's allowlist (a deployment
+    /// came after staging began): stage them again.
+    #[index(25)]
+    #[error("the staged IMA entries were not checked against the deployed allowlist")]
+    ImaNotChecked,
+    /// A challenge is not the shape `TPM2_MakeCredential` gives for an RSA-2048 EK.
+    #[index(26)]
+    #[error("malformed challenge")]
+    InvalidChallenge,
 }
 
 storage! {
@@ -757,7 +868,7 @@ storage! {
     pub AllowedFiles: map(3) (u32, Digest) => u64;
     /// Authorized deployers: the height each was authorized at.
     pub Deployers: map(4) Address => u64;
-    /// Each recent block's randomness by height (the last `nonce_window_blocks` + 1).
+    /// Each recent block's randomness by height (the last [`NONCE_WINDOW_MAX_BLOCKS`] + 1).
     pub Nonces: map(5) u64 => Digest;
     /// Machines whose deadline is a height, at most [`DUE_PER_HEIGHT_MAX`].
     pub DueAt: map(6) u64 => BoundedVec<ProviderId, DUE_PER_HEIGHT_MAX>;
@@ -765,7 +876,10 @@ storage! {
     pub Params: value(7) Parameters = Parameters::default();
     /// How many machines are registered (excluded ones included, until re-registered).
     pub MachineCount: value(8) u64;
-    /// Which provider's machine each endorsement key belongs to: one TPM cannot back two
-    /// providers.
+    /// Which provider's activated machine each endorsement key (by RSA modulus) belongs to:
+    /// one TPM cannot back two providers.
     pub Endorsements: map(9) Digest => ProviderId;
+    /// The lowest height whose deadlines are not all handled (deadlines are handled in height
+    /// order, at most [`DUE_HANDLED_PER_BLOCK_MAX`] per block).
+    pub DueCursor: value(10) u64;
 }

@@ -13,7 +13,7 @@
 //! | 5 [`MinimumBond`] | | [`Amount`], default [`DEFAULT_MINIMUM_BOND`] |
 //! | 6 [`Reliabilities`] | [`ProviderId`] | [`Reliability`] (absent: a new provider) |
 //! | 7 [`Unattested`] | | bool: providers need no attestation (genesis `unattested`), default false |
-//! | 8 [`Attested`] | [`ProviderId`] | the height its machine's last report verified at (written through `Dvci::set_attested` by `attestation`) |
+//! | 8 [`Attested`] | [`ProviderId`] | the last height its machine's last verified report covers (its next deadline; written through `Dvci::set_attested` by `attestation`) |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -467,7 +467,7 @@ storage! {
     /// so a chain requires attested machines unless its genesis says otherwise.
     pub Unattested: value(7) bool;
     /// Providers whose machine is attested (`attestation` keeps it through
-    /// `Dvci::set_attested`), with the height of its last verified report: placement takes
-    /// only these unless [`Unattested`].
+    /// `Dvci::set_attested`), with the last height their last verified report covers:
+    /// placement takes only these, until then, unless [`Unattested`].
     pub Attested: map(8) ProviderId => u64;
 }

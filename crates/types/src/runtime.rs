@@ -146,8 +146,8 @@ mod tests {
         assert!(decode::<Call>(&trailing).is_err());
         assert!(decode::<Call>(&bytes[..bytes.len() - 1]).is_err());
         assert!(matches!(
-            decode::<Call>(&[9, 0]),
-            Err(Error::InvalidEnum(9))
+            decode::<Call>(&[10, 0]),
+            Err(Error::InvalidEnum(10))
         ));
         // `peers` (6): a registration whose address is cut short does not decode.
         let register = Call::Peers(peers::Call::RegisterFullNode {

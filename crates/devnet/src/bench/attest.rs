@@ -26,6 +26,7 @@
 use anyhow::{bail, ensure, Context as _, Result};
 use commonware_cryptography::Signer as _;
 use futures::executor::block_on;
+use logos_framework::MapExt as _;
 use logos_mia::{
     credential,
     evidence::{quote_nonce, quoted_pcrs},
@@ -38,12 +39,12 @@ use logos_mia_collect::{
     tpm::{AkKind, AttestationKey, Tpm, TssTpm},
 };
 use logos_primitives::{hash, Address, Amount, ChainId, PrivateKey};
-use logos_framework::MapExt as _;
 use logos_runtime::{execute_block, genesis_state, BlockContext, State};
 use logos_types::{
     attestation::{
-        self, Component, Digest, ImaPolicy, MachineStatus, Machines, Nonces, Reference, Reported,
-        Tamper, FILES_PER_CALL_MAX, IMA_ENTRIES_PER_CALL_MAX,
+        self, report_nonce, Component, Digest, ImaPolicy, MachineStatus, Machines, Nonces,
+        Reference, Reported, Start, Tamper, DRAW_DELAY_BLOCKS, FILES_PER_CALL_MAX,
+        IMA_ENTRIES_PER_CALL_MAX,
     },
     codec::{encode, BoundedVec},
     dvci::{self, ProviderId, RegionId, ResourceClass, Resources},
@@ -358,6 +359,9 @@ impl Chain {
                     .map_err(anyhow::Error::msg)?,
             },
         )?;
+        for _ in 0..DRAW_DELAY_BLOCKS {
+            self.execute(&[])?;
+        }
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
         let challenge =
@@ -422,13 +426,13 @@ fn bound_components() -> integrity::Components {
 fn staging(
     chain: &mut Chain,
     provider: ProviderId,
-    from_boot: bool,
+    start: Start,
     list: &[Vec<u8>],
 ) -> Result<Vec<Transaction>> {
     let owner = chain.owner.clone();
     let mut transactions = Vec::new();
     let mut pending: Vec<Vec<u8>> = Vec::new();
-    let mut first = from_boot;
+    let mut first = start;
     for data in list {
         let candidate: Vec<Vec<u8>> = pending.iter().cloned().chain([data.clone()]).collect();
         let fits = candidate.len() <= IMA_ENTRIES_PER_CALL_MAX
@@ -439,7 +443,7 @@ fn staging(
                 <= 700;
         if !fits {
             transactions.push(stage_call(chain, &owner, provider, first, &pending)?);
-            first = false;
+            first = Start::Continue;
             pending.clear();
         }
         pending.push(data.clone());
@@ -454,7 +458,7 @@ fn stage_call(
     chain: &mut Chain,
     owner: &PrivateKey,
     provider: ProviderId,
-    from_boot: bool,
+    start: Start,
     entries: &[Vec<u8>],
 ) -> Result<Transaction> {
     let entries: Vec<BoundedVec<u8, { attestation::IMA_ENTRY_MAX_BYTES }>> = entries
@@ -465,7 +469,7 @@ fn stage_call(
         owner,
         attestation::Call::StageIma {
             provider,
-            from_boot,
+            start,
             entries: entries.try_into().map_err(anyhow::Error::msg)?,
         },
     ))
@@ -486,8 +490,7 @@ fn measure(
     let mut next_file = files.iter().cycle();
     for block in 0..=blocks {
         let anchor = chain.height;
-        let chain_nonce = Nonces::get_from(&chain.state, &anchor)?.context("the last nonce")?;
-        let nonce = quote_nonce(&chain_nonce.0, &bound_components());
+        let anchor_nonce = Nonces::get_from(&chain.state, &anchor)?.context("the last nonce")?;
         let mut transactions = Vec::new();
         for (index, machine) in (0u64..).zip(machines.iter_mut()) {
             let provider = ProviderId(index);
@@ -502,7 +505,15 @@ fn measure(
             for data in &list {
                 machine.tpm.extend(10, &pcr::sha256(data))?;
             }
-            transactions.extend(staging(chain, provider, block == 0, &list)?);
+            let start = match block {
+                0 => Start::Boot,
+                _ => Start::LastReport,
+            };
+            if !list.is_empty() {
+                transactions.extend(staging(chain, provider, start, &list)?);
+            }
+            let chain_nonce = report_nonce(&anchor_nonce, provider);
+            let nonce = quote_nonce(&chain_nonce.0, &bound_components());
             let quoted = Instant::now();
             let quote = machine.tpm.quote(&machine.key, &nonce, &quoted_pcrs())?;
             quote_ms.push(quoted.elapsed().as_secs_f64() * 1e3);
@@ -515,6 +526,7 @@ fn measure(
                     attest: quote.attest.try_into().map_err(anyhow::Error::msg)?,
                     signature: quote.signature.try_into().map_err(anyhow::Error::msg)?,
                     reported: reported(),
+                    ima_pcr: Digest(machine.tpm.read_pcrs(&[10])?[&10]),
                 },
             );
             transactions.push(report);

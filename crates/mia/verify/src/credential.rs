@@ -142,10 +142,15 @@ fn endorsement_rsa(ek_public: &[u8]) -> Result<RsaPublicKey, CredentialError> {
         .map_err(|_| unsupported("invalid RSA key"))
 }
 
-/// Checks that `ek_public` (a `TPMT_PUBLIC`) is an endorsement key [`make_credential`] can
-/// encrypt to: RSA-2048, a restricted decryption key with SHA-256 names and AES-128-CFB.
-pub fn check_endorsement_key(ek_public: &[u8]) -> Result<(), CredentialError> {
-    endorsement_rsa(ek_public).map(|_| ())
+/// The id of an endorsement key [`make_credential`] can encrypt to (RSA-2048, a restricted
+/// decryption key with SHA-256 names and AES-128-CFB): SHA-256 of its modulus, big-endian.
+/// Keyed on the key itself, not its encoding: the same EK written with another exponent
+/// encoding, policy or attribute bits has the same id.
+pub fn endorsement_key_id(ek_public: &[u8]) -> Result<Digest, CredentialError> {
+    let key = endorsement_rsa(ek_public)?;
+    Ok(pcr::sha256(
+        &rsa::traits::PublicKeyParts::n(&key).to_bytes_be(),
+    ))
 }
 
 /// Makes a challenge that returns `credential` only to the TPM holding `ek_public` (its

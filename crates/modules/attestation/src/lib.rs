@@ -1,41 +1,44 @@
 //! `attestation` (module index 9): Machine Integrity Attestation verified in the state
 //! transition. The protocol (registration, credential, reports, zero tolerance, verified
-//! reference updates) is stated in [`logos_types::attestation`], which declares the types,
-//! calls and storage; the evidence is checked with `logos-mia` (pure Rust, bounded).
+//! reference updates, deregistration) and what it does not prove yet are stated in
+//! [`logos_types::attestation`], which declares the types, calls and storage; the evidence is
+//! checked with `logos-mia` (pure Rust, bounded).
 //!
 //! Owns [`Machines`], [`References`], [`ClassReferences`], [`AllowedFiles`], [`Deployers`],
-//! [`Nonces`], [`DueAt`], [`Params`], [`MachineCount`] and [`Endorsements`]. Uses `dvci` (whether a provider is
-//! attested, its exclusion), `market` (closing an excluded provider's leases) and
-//! `provisioning` (the staked provisioners a challenger is drawn from).
+//! [`Nonces`], `DueAt`, `DueCursor`, [`Params`], [`MachineCount`] and [`Endorsements`].
+//! Uses `dvci` (whether a provider is attested, its exclusion), `market` (closing an excluded
+//! provider's leases) and `provisioning` (the staked provisioners a challenger is drawn from).
 //!
-//! # What a report is checked against
-//! The quote must verify with the machine's AK over `quote_nonce(Nonces[anchor], reported)`,
-//! with a TPM clock after the last accepted one, quoting exactly PCRs 0–14 of the SHA-256
-//! bank: otherwise it is not the machine's word and the call fails (nothing changes). Its PCR
-//! digest is then compared with the values the chain expects: the reference's golden boot
-//! PCRs, and PCR 10 as the staged IMA entries (or, with none staged, the last report) leave
-//! it; zero when the reference has IMA off. The current reference is tried first, then a
-//! pending deployment's. A quote that matches neither, or matches with a file outside the
-//! allowlist, too many violations, a boot aggregate that is not the reference's, a reported
-//! component other than the reference's or a tripped tamper flag, excludes the machine.
+//! # A report
+//! The quote is judged against the machine's reference, then against a pending deployment's
+//! ([`report`] states the order of checks). A candidate that accepts it wins; otherwise a
+//! refusal (not the machine's word, or incomplete staging) fails the call and changes nothing;
+//! otherwise the first candidate's reason excludes the machine.
 //!
 //! # End of block
 //! Records the block's randomness in [`Nonces`] (the last [`NONCE_WINDOW_MAX_BLOCKS`] + 1
-//! heights), then handles the machines due at this height ([`DueAt`]): a silent challenger,
-//! or an unanswered challenge, gets a new challenger drawn; an attesting machine without a
-//! report is excluded (`ReportMissing`).
+//! heights), then handles the deadlines due ([`deadlines`]): a registration gets its
+//! challenger drawn; a silent challenger, or an unanswered challenge, ends a round (a new
+//! challenger, or after `CHALLENGE_ROUNDS_MAX` (3) rounds the registration is removed); an
+//! attesting machine without a report is excluded (`ReportMissing`); a machine whose provider
+//! left is removed.
 //!
 //! # Invariant ([`Attestation::try_state`])
-//! [`MachineCount`] counts [`Machines`]; every machine's AK is an attestation key, its EK
-//! recorded for it alone in [`Endorsements`] and its reference approved; every machine not excluded is listed exactly once in [`DueAt`], at its
-//! `due` height, and nothing else is listed; every provider `dvci` lists as attested has an
-//! attesting machine with an accepted report; [`Nonces`] holds at most
-//! [`NONCE_WINDOW_MAX_BLOCKS`] + 1 heights.
+//! [`MachineCount`] counts [`Machines`]; every machine's AK is an attestation key, its
+//! reference (and a pending deployment's) approved, a posted challenge present exactly while
+//! it is `Challenged`; [`Endorsements`] holds exactly the EKs of the activated machines
+//! (attesting or excluded), each for its own provider; every machine not excluded is listed
+//! exactly once in `DueAt`, at its `due` height, no list is below `DueCursor` and nothing
+//! else is listed; every provider `dvci` lists as attested has an attesting machine with an
+//! accepted report; [`Nonces`] holds at most [`NONCE_WINDOW_MAX_BLOCKS`] + 1 heights.
 
 // State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
 // only), outside tests.
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
+mod deadlines;
+mod invariants;
+pub mod report;
 #[cfg(test)]
 mod tests;
 
@@ -47,49 +50,38 @@ use logos_market::{EnvironmentLifecycle, Market};
 use logos_mia::{
     evidence::quote_nonce,
     ima::{self, BOOT_AGGREGATE, VIOLATION_EXTEND},
-    integrity::{self, Components},
     pcr,
-    quote::{self, AkPublic, Quote, QuoteError, TpmClock},
+    quote::{AkPublic, Quote},
 };
-use logos_primitives::{hash, Address};
-use logos_provisioning::{draw, Provisioning};
+use logos_primitives::Address;
 use logos_types::{
     attestation::{
-        AllowedFiles, CallHandler, ClassReferences, Component, Deployers, Deployment, Digest,
-        DueAt, Endorsements, Error, Event, Exclusion, ImaPolicy, LastReport, Machine, MachineCount,
-        MachineStatus, Machines, Nonces, Parameters, Params, Reference, References, Reported,
-        Staged, Tamper, BOOT_PCRS, CREDENTIAL_BLOB_MAX_BYTES, CREDENTIAL_MAX_BYTES,
-        CREDENTIAL_MIN_BYTES, DUE_SPREAD_MAX_BLOCKS, ENCRYPTED_SECRET_MAX_BYTES,
-        FILES_PER_CALL_MAX, IMA_ENTRIES_PER_CALL_MAX, IMA_ENTRY_MAX_BYTES, MACHINES_MAX,
-        NONCE_WINDOW_MAX_BLOCKS, PERIOD_MIN_BLOCKS,
+        report_nonce, AllowedFiles, CallHandler, ClassReferences, Deployers, Deployment, Digest,
+        Endorsements, Error, Event, Exclusion, Machine, MachineCount, MachineStatus, Machines,
+        Nonces, Parameters, Params, Reference, References, Reported, Staged, Start,
+        AK_PUBLIC_MAX_BYTES, ATTEST_MAX_BYTES, BOOT_PCRS, CREDENTIAL_BLOB_MAX_BYTES,
+        CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES, DRAW_DELAY_BLOCKS, EK_PUBLIC_MAX_BYTES,
+        ENCRYPTED_SECRET_MAX_BYTES, FILES_PER_CALL_MAX, IMA_ENTRIES_PER_CALL_MAX,
+        IMA_ENTRY_MAX_BYTES, MACHINES_MAX, NONCE_WINDOW_MAX_BLOCKS, PERIOD_MIN_BLOCKS,
+        SIGNATURE_MAX_BYTES,
     },
-    codec::{BoundedString, BoundedVec},
+    codec::BoundedVec,
     corruption,
-    dvci::{Attested, Provider, ProviderId, Providers, ResourceClass},
-    operations::EnvironmentId,
-    DispatchError, Event as RuntimeEvent,
+    dvci::{Provider, ProviderId, Providers, ResourceClass},
+    DispatchError,
 };
-use std::{collections::BTreeMap, marker::PhantomData};
+use report::{text, Verdict};
+use std::marker::PhantomData;
 
 /// The longest any timeout parameter may be, blocks.
 const TIMEOUT_MAX_BLOCKS: u64 = 1_000_000;
-/// Domain of the challenger draw's randomness.
-const CHALLENGER_DOMAIN: &[u8] = b"logos/attestation/challenger/v1";
+/// The encrypted seed of a challenge to an RSA-2048 EK, bytes.
+const ENCRYPTED_SEED_BYTES: usize = 256;
+/// The smallest `TPM2B_ID_OBJECT` contents: an HMAC (2 + 32) and a 16-byte credential (2 + 16).
+const CREDENTIAL_BLOB_MIN_BYTES: usize = 52;
 
 /// The `attestation` module; excluded providers' leases close through `Market<L>`.
 pub struct Attestation<L>(PhantomData<L>);
-
-/// A short error text for a receipt.
-fn text(message: impl ToString) -> BoundedString<128> {
-    BoundedString::truncated(&message.to_string())
-}
-
-/// What one candidate reference concluded about a report.
-struct Judged {
-    reference: Digest,
-    adopted: bool,
-    outcome: Result<LastReport, Exclusion>,
-}
 
 impl<L: EnvironmentLifecycle> Attestation<L> {
     /// Provider `id`, if the sender may act for its machine: its owner, or the account of its
@@ -119,80 +111,6 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         Ok(Machines::get(ctx.overlay, &id)
             .await?
             .ok_or(Error::UnknownMachine(id))?)
-    }
-
-    /// Draws a challenger for `provider` among the staked provisioners other than `owner`.
-    async fn draw_challenger<R: StateReader>(
-        ctx: &Context<'_, '_, R>,
-        provider: ProviderId,
-        owner: Address,
-        draws: u32,
-    ) -> Result<Address, DispatchError> {
-        let candidates = Provisioning::candidates(ctx, &[owner]).await?;
-        let randomness = hash(&[
-            CHALLENGER_DOMAIN,
-            ctx.block.randomness.as_ref(),
-            &provider.get().to_be_bytes(),
-        ]);
-        let picked = draw(
-            &candidates,
-            randomness.as_ref(),
-            EnvironmentId(provider.get()),
-            u64::from(draws),
-            1,
-        );
-        Ok(picked.first().copied().ok_or(Error::NoChallenger)?)
-    }
-
-    /// Lists `provider` as due at the first height from `at` with room; returns it.
-    async fn schedule<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        provider: ProviderId,
-        at: u64,
-    ) -> Result<u64, DispatchError> {
-        for offset in 0..DUE_SPREAD_MAX_BLOCKS {
-            let height = at.saturating_add(offset);
-            let mut due = DueAt::get(ctx.overlay, &height).await?.unwrap_or_default();
-            if due.try_push(provider).is_ok() {
-                DueAt::insert(ctx.overlay, &height, &due)?;
-                return Ok(height);
-            }
-        }
-        Err(Error::TooManyMachines.into())
-    }
-
-    /// Takes `provider` off the list of height `at`.
-    async fn unschedule<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        provider: ProviderId,
-        at: u64,
-    ) -> Result<(), DispatchError> {
-        let Some(mut due) = DueAt::get(ctx.overlay, &at).await? else {
-            return Err(corruption("a machine's deadline is not listed"));
-        };
-        let before = due.len();
-        due.retain(|listed| *listed != provider);
-        if due.len() == before {
-            return Err(corruption("a machine's deadline is not listed"));
-        }
-        if due.is_empty() {
-            DueAt::remove(ctx.overlay, &at)?;
-        } else {
-            DueAt::insert(ctx.overlay, &at, &due)?;
-        }
-        Ok(())
-    }
-
-    /// Moves `machine`'s deadline to `at` (or the next height with room).
-    async fn reschedule<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        provider: ProviderId,
-        machine: &mut Machine,
-        at: u64,
-    ) -> Result<(), DispatchError> {
-        Self::unschedule(ctx, provider, machine.due).await?;
-        machine.due = Self::schedule(ctx, provider, at).await?;
-        Ok(())
     }
 
     /// Excludes `provider`'s machine for `reason`: off the deadline list, `dvci` status
@@ -252,7 +170,7 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         staged.entries = staged.entries.checked_add(1).ok_or(Error::TooManyEntries)?;
         if data.is_empty() {
             staged.violations = staged.violations.saturating_add(1);
-            staged.pcr = Digest(pcr::extend(&staged.pcr.0, &VIOLATION_EXTEND));
+            staged.pcr = report::extend(&staged.pcr, &VIOLATION_EXTEND);
             return Ok(());
         }
         let measurement = ima::measurement_of(number as usize, data)
@@ -271,146 +189,27 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
                 *passed = *passed && AllowedFiles::contains(ctx.overlay, &key).await?;
             }
         }
-        staged.pcr = Digest(pcr::extend(&staged.pcr.0, &pcr::sha256(data)));
+        staged.pcr = report::extend(&staged.pcr, &pcr::sha256(data));
         Ok(())
     }
 
-    /// The PCR 10 `reference` expects of the next quote.
-    fn expected_ima_pcr(reference: &Reference, machine: &Machine) -> Digest {
-        if reference.ima.is_none() {
-            return Digest::ZERO;
-        }
-        match (&machine.staged, &machine.last) {
-            (Some(staged), _) => staged.pcr,
-            (None, Some(last)) => last.ima_pcr,
-            (None, None) => Digest::ZERO,
-        }
-    }
-
-    /// The PCR values `reference` expects: its boot PCRs and `ima_pcr`.
-    fn expected_pcrs(reference: &Reference, ima_pcr: Digest) -> BTreeMap<u32, [u8; 32]> {
-        let mut pcrs: BTreeMap<u32, [u8; 32]> = BOOT_PCRS
-            .iter()
-            .zip(reference.boot_pcrs.iter())
-            .map(|(index, value)| (*index, value.0))
-            .collect();
-        pcrs.insert(pcr::IMA_PCR, ima_pcr.0);
-        pcrs
-    }
-
-    /// The integrity hash of a machine matching `reference` (`logos_mia::integrity`).
-    fn integrity_hash(reference: &Reference, reported: &Reported) -> Digest {
-        let pcrs = Self::expected_pcrs(reference, Digest::ZERO);
-        let status = |component: Component| match component {
-            Component::Unavailable => integrity::Status::Unavailable,
-            Component::Measured(digest) => integrity::Status::Measured(digest.0),
-        };
-        let components = Components {
-            boot: integrity::boot_component(&pcrs),
-            ima: match reference.ima {
-                Some(policy) => integrity::Status::Measured(policy.digest.0),
-                None => integrity::Status::Unavailable,
-            },
-            files: status(reported.files),
-            lkrg: status(reported.lkrg),
-            ebpf: status(reported.ebpf),
-            tamper: tamper(reported.tamper),
-        };
-        Digest(components.integrity_hash())
-    }
-
-    /// What `reference` requires beyond the PCR digest: staged IMA within its policy, the
-    /// boot aggregate after a reboot, the reported components, no tamper.
-    fn judge_components(
-        reference: &Reference,
-        staged: Option<&Staged>,
-        reported: &Reported,
-        ima_pcr: Digest,
-    ) -> Result<(), Exclusion> {
-        if reported.tamper == Tamper::Tripped {
-            return Err(Exclusion::Tampered);
-        }
-        if (reported.files, reported.lkrg, reported.ebpf)
-            != (reference.files, reference.lkrg, reference.ebpf)
-        {
-            return Err(Exclusion::ComponentMismatch);
-        }
-        let Some(policy) = reference.ima else {
-            return Ok(());
-        };
-        if ima_pcr == Digest::ZERO {
-            // The reference requires IMA; a zero PCR 10 means it is off.
-            return Err(Exclusion::ComponentMismatch);
-        }
-        let Some(staged) = staged else {
-            return Ok(());
-        };
-        judge_staged(reference, &policy, staged)
-    }
-
-    /// Verifies the quote against one candidate reference.
-    fn judge(
-        ctx_height: u64,
-        anchor: u64,
-        machine: &Machine,
-        (id, reference, adopted): (Digest, &Reference, bool),
-        quote: (&AkPublic, Quote<'_>, &[u8; 32]),
-        reported: &Reported,
-    ) -> Result<Judged, DispatchError> {
-        let (ak, evidence, nonce) = quote;
-        let ima_pcr = Self::expected_ima_pcr(reference, machine);
-        let pcrs = Self::expected_pcrs(reference, ima_pcr);
-        let last = machine.last.map(|last| TpmClock {
-            reset_count: last.reset_count,
-            restart_count: last.restart_count,
-            clock_ms: last.clock_ms,
-        });
-        let verified = match quote::verify(ak, evidence, nonce, &pcrs, last) {
-            Ok(verified) => verified,
-            Err(QuoteError::PcrDigestMismatch) => {
-                return Ok(Judged {
-                    reference: id,
-                    adopted,
-                    outcome: Err(Exclusion::PcrMismatch),
-                })
-            }
-            Err(error) => return Err(Error::QuoteRefused(text(error)).into()),
-        };
-        let staged = machine.staged.as_ref().filter(|_| reference.ima.is_some());
-        let outcome =
-            Self::judge_components(reference, staged, reported, ima_pcr).map(|()| LastReport {
-                height: ctx_height,
-                anchor,
-                reset_count: verified.clock.reset_count,
-                restart_count: verified.clock.restart_count,
-                clock_ms: verified.clock.clock_ms,
-                ima_pcr,
-                integrity_hash: Self::integrity_hash(reference, reported),
-            });
-        Ok(Judged {
-            reference: id,
-            adopted,
-            outcome,
-        })
-    }
-
-    /// Accepts a report that matched `judged`: the machine's last report, reference and
-    /// deadline move on, and `dvci` lists the provider as attested.
+    /// Accepts a report: the machine's last report, reference and deadline move on, and
+    /// `dvci` lists the provider as attested until its next deadline.
     async fn accept<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         provider: ProviderId,
         mut machine: Machine,
-        judged: Judged,
-        last: LastReport,
+        adopted: Option<Digest>,
+        last: logos_types::attestation::LastReport,
     ) -> DispatchResult {
         let params = Params::get(ctx.overlay).await?;
         let mut emitted = Vec::new();
-        if judged.adopted {
-            machine.reference = judged.reference;
+        if let Some(reference) = adopted {
+            machine.reference = reference;
             machine.pending = None;
             emitted.extend(events([Event::ReferenceUpdated {
                 provider,
-                reference: judged.reference,
+                reference,
             }]));
         }
         machine.last = Some(last);
@@ -418,7 +217,7 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         let next = ctx.height().saturating_add(params.period_blocks);
         Self::reschedule(ctx, provider, &mut machine, next).await?;
         Machines::insert(ctx.overlay, &provider, &machine)?;
-        Dvci::set_attested(ctx.overlay, provider, Some(ctx.height())).await?;
+        Dvci::set_attested(ctx.overlay, provider, Some(machine.due)).await?;
         emitted.extend(events([Event::Attested {
             provider,
             integrity_hash: last.integrity_hash,
@@ -445,152 +244,84 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             .ok_or(Error::StaleAnchor(anchor))?)
     }
 
-    /// Handles one machine whose deadline is this height.
-    async fn due<R: StateReader>(
-        ctx: &mut Context<'_, '_, R>,
-        provider: ProviderId,
-    ) -> DispatchResult {
-        let Some(mut machine) = Machines::get(ctx.overlay, &provider).await? else {
-            return Err(corruption("a deadline of an unknown machine"));
-        };
-        if machine.due != ctx.height() {
-            return Err(corruption(
-                "a machine listed at another height than its deadline",
-            ));
+    /// The candidate references of a report: the machine's, then a pending deployment's.
+    async fn candidates<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        machine: &Machine,
+    ) -> Result<Vec<(Digest, Reference, bool)>, DispatchError> {
+        let mut candidates = vec![(machine.reference, false)];
+        if let Some(deployment) = Self::pending(machine, ctx.height()) {
+            candidates.push((deployment.reference, true));
         }
-        match machine.status {
-            MachineStatus::Attesting => {
-                Self::exclude(ctx, provider, machine, Exclusion::ReportMissing).await
-            }
-            MachineStatus::AwaitingChallenge { .. } | MachineStatus::Challenged { .. } => {
-                let params = Params::get(ctx.overlay).await?;
-                let owner = Providers::require(ctx.overlay, &provider).await?.owner;
-                machine.draws = machine.draws.saturating_add(1);
-                let next = ctx.height().saturating_add(params.challenge_timeout_blocks);
-                let mut emitted = Vec::new();
-                match Self::draw_challenger(ctx, provider, owner, machine.draws).await {
-                    Ok(challenger) => {
-                        machine.status = MachineStatus::AwaitingChallenge { challenger };
-                        machine.challenge = None;
-                        emitted = events([Event::ChallengerRedrawn {
-                            provider,
-                            challenger,
-                        }]);
-                    }
-                    // Nobody to draw: the current step waits another timeout.
-                    Err(DispatchError::Module(_)) => {}
-                    Err(error) => return Err(error),
-                }
-                Self::reschedule(ctx, provider, &mut machine, next).await?;
-                Machines::insert(ctx.overlay, &provider, &machine)?;
-                Ok(emitted)
-            }
-            MachineStatus::Excluded { .. } => Err(corruption("an excluded machine is listed")),
+        let mut loaded = Vec::with_capacity(candidates.len());
+        for (id, adopted) in candidates {
+            loaded.push((id, References::require(ctx.overlay, &id).await?, adopted));
         }
+        Ok(loaded)
     }
-}
-
-/// The tamper flag as `logos-mia` names it.
-fn tamper(flag: Tamper) -> integrity::Tamper {
-    match flag {
-        Tamper::Unavailable => integrity::Tamper::Unavailable,
-        Tamper::Clear => integrity::Tamper::Clear,
-        Tamper::Tripped => integrity::Tamper::Tripped,
-    }
-}
-
-/// Whether the staged entries meet `policy` of `reference`.
-fn judge_staged(
-    reference: &Reference,
-    policy: &ImaPolicy,
-    staged: &Staged,
-) -> Result<(), Exclusion> {
-    if staged.violations > policy.violations_max {
-        return Err(Exclusion::ImaViolations);
-    }
-    let passed = staged
-        .checked
-        .iter()
-        .flatten()
-        .any(|(checked, passed)| *checked == policy.policy && *passed);
-    if !passed {
-        return Err(Exclusion::FileNotAllowed);
-    }
-    if staged.from_boot {
-        let pcrs: BTreeMap<u32, [u8; 32]> = BOOT_PCRS
-            .iter()
-            .zip(reference.boot_pcrs.iter())
-            .map(|(index, value)| (*index, value.0))
-            .collect();
-        if staged.boot_aggregate != Some(Digest(ima::boot_aggregate(&pcrs))) {
-            return Err(Exclusion::BootAggregateMismatch);
-        }
-    }
-    Ok(())
 }
 
 impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> for Attestation<L> {
     async fn register_machine(
         ctx: &mut Context<'_, '_, R>,
         provider: &ProviderId,
-        ek_public: &BoundedVec<u8, { logos_types::attestation::EK_PUBLIC_MAX_BYTES }>,
-        ak_public: &BoundedVec<u8, { logos_types::attestation::AK_PUBLIC_MAX_BYTES }>,
+        ek_public: &BoundedVec<u8, EK_PUBLIC_MAX_BYTES>,
+        ak_public: &BoundedVec<u8, AK_PUBLIC_MAX_BYTES>,
     ) -> DispatchResult {
         let record = Self::owned(ctx, *provider).await?;
         let existing = Machines::get(ctx.overlay, provider).await?;
-        let replaces = match &existing {
-            Some(machine) if !matches!(machine.status, MachineStatus::Excluded { .. }) => {
-                return Err(Error::AlreadyRegistered(*provider).into())
+        if let Some(machine) = &existing {
+            if !matches!(machine.status, MachineStatus::Excluded { .. }) {
+                return Err(Error::AlreadyRegistered(*provider).into());
             }
-            Some(_) => true,
-            None => false,
-        };
+        }
         let count = MachineCount::get(ctx.overlay).await?;
-        if !replaces && count >= MACHINES_MAX {
+        if existing.is_none() && count >= MACHINES_MAX {
             return Err(Error::TooManyMachines.into());
         }
         AkPublic::from_tpmt_public(ak_public).map_err(|error| Error::InvalidKey(text(error)))?;
-        logos_mia::credential::check_endorsement_key(ek_public)
+        let ek_id = logos_mia::credential::endorsement_key_id(ek_public)
+            .map(Digest)
             .map_err(|error| Error::InvalidKey(text(error)))?;
-        let ek_hash = Digest(pcr::sha256(ek_public));
-        match Endorsements::get(ctx.overlay, &ek_hash).await? {
-            Some(holder) if holder != *provider => {
-                return Err(Error::EndorsementInUse(holder).into())
+        if let Some(holder) = Endorsements::get(ctx.overlay, &ek_id).await? {
+            if holder != *provider {
+                return Err(Error::EndorsementInUse(holder).into());
             }
-            _ => {}
         }
         let reference = ClassReferences::get(ctx.overlay, &record.class)
             .await?
             .ok_or(Error::NoReference)?;
-        let challenger = Self::draw_challenger(ctx, *provider, record.owner, 0).await?;
-        let params = Params::get(ctx.overlay).await?;
-        let at = ctx.height().saturating_add(params.challenge_timeout_blocks);
-        let due = Self::schedule(ctx, *provider, at).await?;
-        if let Some(old) = existing.filter(|old| old.ek_hash != ek_hash) {
-            Endorsements::remove(ctx.overlay, &old.ek_hash)?;
+        if let Some(old) = existing {
+            // The registration starts over: its TPM is bound again only by a new activation.
+            if Endorsements::get(ctx.overlay, &old.ek_id).await? == Some(*provider) {
+                Endorsements::remove(ctx.overlay, &old.ek_id)?;
+            }
         }
-        Endorsements::insert(ctx.overlay, &ek_hash, provider)?;
+        let draw_at = ctx.height().saturating_add(DRAW_DELAY_BLOCKS);
+        let due = Self::schedule(ctx, *provider, draw_at).await?;
         let machine = Machine {
-            ek_hash,
+            ek_id,
             ek_public: ek_public.clone(),
             ak_public: ak_public.clone(),
             reference,
-            status: MachineStatus::AwaitingChallenge { challenger },
+            status: MachineStatus::AwaitingDraw,
             due,
             last: None,
             staged: None,
             pending: None,
             challenge: None,
-            draws: 0,
+            rounds: 0,
+            challengers: BoundedVec::default(),
         };
+        let was_counted = Machines::contains(ctx.overlay, provider).await?;
         Machines::insert(ctx.overlay, provider, &machine)?;
-        if !replaces {
+        if !was_counted {
             MachineCount::put(ctx.overlay, &count.saturating_add(1))?;
         }
         Dvci::set_attested(ctx.overlay, *provider, None).await?;
         Ok(events([Event::MachineRegistered {
             provider: *provider,
-            challenger,
+            draw_at: due,
         }]))
     }
 
@@ -609,8 +340,10 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         if sender != challenger {
             return Err(Error::NotChallenger.into());
         }
-        if credential_blob.is_empty() || encrypted_secret.is_empty() {
-            return Err(Error::WrongStep.into());
+        if credential_blob.len() < CREDENTIAL_BLOB_MIN_BYTES
+            || encrypted_secret.len() != ENCRYPTED_SEED_BYTES
+        {
+            return Err(Error::InvalidChallenge.into());
         }
         let params = Params::get(ctx.overlay).await?;
         machine.status = MachineStatus::Challenged {
@@ -649,6 +382,13 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         if Digest(pcr::sha256(credential)) != credential_hash {
             return Err(Error::CredentialMismatch.into());
         }
+        // The EK is bound only now: a registration that never answers holds no TPM.
+        if let Some(holder) = Endorsements::get(ctx.overlay, &machine.ek_id).await? {
+            if holder != *provider {
+                return Err(Error::EndorsementInUse(holder).into());
+            }
+        }
+        Endorsements::insert(ctx.overlay, &machine.ek_id, provider)?;
         let params = Params::get(ctx.overlay).await?;
         machine.status = MachineStatus::Attesting;
         machine.challenge = None;
@@ -663,7 +403,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
     async fn stage_ima(
         ctx: &mut Context<'_, '_, R>,
         provider: &ProviderId,
-        from_boot: &bool,
+        start: &Start,
         entries: &BoundedVec<BoundedVec<u8, IMA_ENTRY_MAX_BYTES>, IMA_ENTRIES_PER_CALL_MAX>,
     ) -> DispatchResult {
         Self::owned(ctx, *provider).await?;
@@ -675,19 +415,19 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         if checked.iter().all(Option::is_none) {
             return Err(Error::ImaNotExpected.into());
         }
-        let mut staged = match (*from_boot, machine.staged, &machine.last) {
-            (true, _, _) => Staged {
+        let mut staged = match (start, machine.staged, &machine.last) {
+            (Start::Boot, _, _) => Staged {
                 from_boot: true,
                 checked,
                 ..Staged::default()
             },
-            (false, Some(staged), _) => staged,
-            (false, None, Some(last)) => Staged {
+            (Start::Continue, Some(staged), _) => staged,
+            (Start::LastReport, _, Some(last)) => Staged {
                 pcr: last.ima_pcr,
                 checked,
                 ..Staged::default()
             },
-            (false, None, None) => return Err(Error::ImaNotExpected.into()),
+            _ => return Err(Error::ImaNotExpected.into()),
         };
         for data in entries {
             let number = staged.entries.saturating_add(1);
@@ -705,9 +445,10 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         ctx: &mut Context<'_, '_, R>,
         provider: &ProviderId,
         anchor: &u64,
-        attest: &BoundedVec<u8, { logos_types::attestation::ATTEST_MAX_BYTES }>,
-        signature: &BoundedVec<u8, { logos_types::attestation::SIGNATURE_MAX_BYTES }>,
+        attest: &BoundedVec<u8, ATTEST_MAX_BYTES>,
+        signature: &BoundedVec<u8, SIGNATURE_MAX_BYTES>,
         reported: &Reported,
+        ima_pcr: &Digest,
     ) -> DispatchResult {
         Self::owned(ctx, *provider).await?;
         let machine = Self::machine(ctx, *provider).await?;
@@ -719,40 +460,36 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             Self::anchor_nonce(ctx, &machine, *anchor, params.nonce_window_blocks).await?;
         let ak = AkPublic::from_tpmt_public(&machine.ak_public)
             .map_err(|_| corruption("a registered AK does not parse"))?;
-        let bound = Components {
-            boot: integrity::Status::Unavailable,
-            ima: integrity::Status::Unavailable,
-            files: status_of(reported.files),
-            lkrg: status_of(reported.lkrg),
-            ebpf: status_of(reported.ebpf),
-            tamper: tamper(reported.tamper),
+        let chain_nonce = report_nonce(&anchor_nonce, *provider);
+        let nonce = quote_nonce(&chain_nonce.0, &report::bound_components(reported));
+        let report = report::Report {
+            height: ctx.height(),
+            anchor: *anchor,
+            quote: Quote { attest, signature },
+            nonce: &nonce,
+            reported,
+            ima_pcr: *ima_pcr,
         };
-        let nonce = quote_nonce(&anchor_nonce.0, &bound);
-        let evidence = Quote { attest, signature };
-        let mut candidates = vec![(machine.reference, false)];
-        if let Some(deployment) = Self::pending(&machine, ctx.height()) {
-            candidates.push((deployment.reference, true));
-        }
-        let mut first: Option<Judged> = None;
-        for (id, adopted) in candidates {
-            let reference = References::require(ctx.overlay, &id).await?;
-            let judged = Self::judge(
-                ctx.height(),
-                *anchor,
-                &machine,
-                (id, &reference, adopted),
-                (&ak, evidence, &nonce),
-                reported,
-            )?;
-            if let Ok(last) = judged.outcome {
-                return Self::accept(ctx, *provider, machine, judged, last).await;
+        let mut refusal = None;
+        let mut exclusion = None;
+        for (id, reference, adopted) in Self::candidates(ctx, &machine).await? {
+            match report::judge(&ak, &machine, &reference, &report) {
+                Verdict::Accept(last) => {
+                    let adopted = adopted.then_some(id);
+                    return Self::accept(ctx, *provider, machine, adopted, last).await;
+                }
+                Verdict::Refuse(error) => {
+                    refusal.get_or_insert(error);
+                }
+                Verdict::Exclude(reason) => {
+                    exclusion.get_or_insert(reason);
+                }
             }
-            first.get_or_insert(judged);
         }
-        let reason = match first.map(|judged| judged.outcome) {
-            Some(Err(reason)) => reason,
-            _ => return Err(corruption("no reference judged the report")),
-        };
+        if let Some(error) = refusal {
+            return Err(error.into());
+        }
+        let reason = exclusion.ok_or_else(|| corruption("no reference judged the report"))?;
         Self::exclude(ctx, *provider, machine, reason).await
     }
 
@@ -872,13 +609,20 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         Params::put(ctx.overlay, params)?;
         Ok(events([Event::ParamsSet { params: *params }]))
     }
-}
 
-/// A reported component as `logos-mia` names it.
-fn status_of(component: Component) -> integrity::Status {
-    match component {
-        Component::Unavailable => integrity::Status::Unavailable,
-        Component::Measured(digest) => integrity::Status::Measured(digest.0),
+    async fn deregister_machine(
+        ctx: &mut Context<'_, '_, R>,
+        provider: &ProviderId,
+    ) -> DispatchResult {
+        Self::owned(ctx, *provider).await?;
+        let mut machine = Self::machine(ctx, *provider).await?;
+        let mut emitted = Vec::new();
+        if machine.status == MachineStatus::Attesting {
+            emitted = Self::exclude(ctx, *provider, machine, Exclusion::Deregistered).await?;
+            machine = Self::machine(ctx, *provider).await?;
+        }
+        emitted.extend(Self::remove(ctx, *provider, machine).await?);
+        Ok(emitted)
     }
 }
 
@@ -917,99 +661,11 @@ impl<L: EnvironmentLifecycle> Module for Attestation<L> {
         if let Some(old) = height.checked_sub(NONCE_WINDOW_MAX_BLOCKS.saturating_add(1)) {
             Nonces::remove(ctx.overlay, &old)?;
         }
-        let Some(due) = DueAt::get(ctx.overlay, &height).await? else {
-            return Ok(Vec::new());
-        };
-        let mut emitted: Vec<RuntimeEvent> = Vec::new();
-        for provider in due {
-            emitted.extend(Self::due(ctx, provider).await?);
-        }
-        Ok(emitted)
+        Self::handle_deadlines(ctx).await
     }
 
     /// See the module docs.
     fn try_state(state: &State) -> TryStateResult {
-        let text = |error: logos_types::StateError| error.to_string();
-        let mut listed: BTreeMap<ProviderId, u64> = BTreeMap::new();
-        for entry in DueAt::iter_from(state) {
-            let (height, due) = entry.map_err(text)?;
-            if due.is_empty() {
-                return Err(format!("an empty deadline list at {height}"));
-            }
-            for provider in due {
-                if listed.insert(provider, height).is_some() {
-                    return Err(format!("machine {provider} is listed twice"));
-                }
-            }
-        }
-        let mut count = 0u64;
-        for entry in Machines::iter_from(state) {
-            let (provider, machine) = entry.map_err(text)?;
-            count = count.saturating_add(1);
-            check_machine(state, provider, &machine, listed.remove(&provider))?;
-        }
-        if let Some((provider, _)) = listed.into_iter().next() {
-            return Err(format!("deadline listed for unknown machine {provider}"));
-        }
-        if MachineCount::get_from(state).map_err(text)? != count {
-            return Err(format!("the machine count is not {count}"));
-        }
-        // Each machine's EK maps to it (checked per machine): as many endorsements as machines.
-        let endorsements = Endorsements::iter_from(state).count() as u64;
-        if endorsements != count {
-            return Err(format!("{endorsements} endorsements for {count} machines"));
-        }
-        for entry in Attested::iter_from(state) {
-            let (provider, _) = entry.map_err(text)?;
-            let machine = Machines::get_from(state, &provider).map_err(text)?;
-            let attesting = machine.is_some_and(|machine| {
-                machine.status == MachineStatus::Attesting && machine.last.is_some()
-            });
-            if !attesting {
-                return Err(format!("provider {provider} is attested without a report"));
-            }
-        }
-        let nonces = Nonces::iter_from(state).count() as u64;
-        if nonces > NONCE_WINDOW_MAX_BLOCKS.saturating_add(1) {
-            return Err(format!("{nonces} nonces kept"));
-        }
-        Ok(())
-    }
-}
-
-/// One machine's invariants; `listed` is the height [`DueAt`] lists it at.
-fn check_machine(
-    state: &State,
-    provider: ProviderId,
-    machine: &Machine,
-    listed: Option<u64>,
-) -> TryStateResult {
-    if AkPublic::from_tpmt_public(&machine.ak_public).is_err() {
-        return Err(format!("machine {provider}'s AK does not parse"));
-    }
-    if machine.ek_hash != Digest(pcr::sha256(&machine.ek_public)) {
-        return Err(format!("machine {provider}'s EK hash is not its EK's"));
-    }
-    let holder =
-        Endorsements::get_from(state, &machine.ek_hash).map_err(|error| error.to_string())?;
-    if holder != Some(provider) {
-        return Err(format!(
-            "machine {provider}'s EK is recorded for {holder:?}"
-        ));
-    }
-    let approved = References::get_from(state, &machine.reference)
-        .map_err(|error| error.to_string())?
-        .is_some();
-    if !approved {
-        return Err(format!("machine {provider}'s reference is not approved"));
-    }
-    let excluded = matches!(machine.status, MachineStatus::Excluded { .. });
-    match (excluded, listed) {
-        (true, None) => Ok(()),
-        (false, Some(height)) if height == machine.due => Ok(()),
-        _ => Err(format!(
-            "machine {provider} (due {}) is listed at {listed:?}",
-            machine.due
-        )),
+        invariants::check(state)
     }
 }

@@ -18,8 +18,8 @@ use logos_primitives::Amount;
 use logos_runtime::mock::{address, assert_failed, fixtures, fixtures::World};
 use logos_types::{
     attestation::{
-        Call, Component, Digest, Event, Exclusion, ImaPolicy, MachineStatus, Machines, Nonces,
-        Reference, Reported, Tamper,
+        report_nonce, Call, Component, Digest, Event, Exclusion, ImaPolicy, MachineStatus,
+        Machines, Nonces, Reference, Reported, Start, Tamper, DRAW_DELAY_BLOCKS,
     },
     codec::encode,
     dvci::{ProviderId, ProviderStatus, Providers, ResourceClass},
@@ -126,14 +126,17 @@ fn report(world: &mut World, tpm: &mut TssTpm, ak: &AttestationKey) -> Receipt {
         ebpf: integrity::Status::Unavailable,
         tamper: integrity::Tamper::Unavailable,
     };
+    let chain_nonce = report_nonce(&chain_nonce, PROVIDER);
     let nonce = quote_nonce(&chain_nonce.0, &components);
     let quote = tpm.quote(ak, &nonce, &quoted_pcrs()).unwrap();
+    let ima_pcr = Digest(tpm.read_pcrs(&[10]).unwrap()[&10]);
     let call = Call::Attest {
         provider: PROVIDER,
         anchor,
         attest: quote.attest.clone().try_into().unwrap(),
         signature: quote.signature.clone().try_into().unwrap(),
         reported: reported(),
+        ima_pcr,
     };
     let owner = world.owner.clone();
     let transaction = world.chain.sign(&owner, call.into());
@@ -188,6 +191,7 @@ fn admitted_with_swtpm(kind: AkKind) {
         },
     );
     assert!(registered.success, "{registered:?}");
+    world.chain.advance(DRAW_DELAY_BLOCKS);
 
     // The drawn challenger makes a credential only this TPM can open.
     let MachineStatus::AwaitingChallenge { challenger } =
@@ -241,7 +245,7 @@ fn admitted_with_swtpm(kind: AkKind) {
         &mut world,
         Call::StageIma {
             provider: PROVIDER,
-            from_boot: true,
+            start: Start::Boot,
             entries,
         },
     );

@@ -19,7 +19,7 @@
 //! # Invariant ([`Dvci::try_state`])
 //! Each aggregate's capacity and allocation equal the sums over the active providers it lists;
 //! every listed provider is active and of its region and class; every active provider is
-//! listed; no provider's allocation exceeds its inventory.
+//! listed; no provider's allocation exceeds its inventory; every attested provider exists.
 
 // State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
 // only), outside tests.
@@ -207,8 +207,8 @@ impl Dvci {
 /// What `attestation` uses of `dvci`: whether a provider's machine is attested, and its
 /// exclusion.
 impl Dvci {
-    /// Records whether provider `id`'s machine is attested ([`Attested`]): `Some(height)` of
-    /// its last verified report, or `None`.
+    /// Records whether provider `id`'s machine is attested ([`Attested`]): `Some(height)`, the
+    /// last height its last verified report covers (its next deadline), or `None`.
     pub async fn set_attested<R: StateReader>(
         overlay: &mut Overlay<'_, R>,
         id: ProviderId,
@@ -234,15 +234,19 @@ impl Dvci {
         Self::set_status(overlay, id, ProviderStatus::Excluded).await
     }
 
-    /// Whether placement may use provider `id` as far as attestation goes.
+    /// Whether placement may use provider `id` at `height` as far as attestation goes: the
+    /// genesis said `unattested`, or its last verified report covers `height`.
     pub async fn attestation_allows<R: StateReader>(
         overlay: &Overlay<'_, R>,
         id: ProviderId,
+        height: u64,
     ) -> Result<bool, StateError> {
         if Unattested::get(overlay).await? {
             return Ok(true);
         }
-        Attested::contains(overlay, &id).await
+        Ok(Attested::get(overlay, &id)
+            .await?
+            .is_some_and(|until| until >= height))
     }
 }
 
@@ -389,6 +393,8 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Dvci {
         }
         Balances::unreserve(ctx.overlay, &record.owner, record.bond).await?;
         Providers::remove(ctx.overlay, &id)?;
+        // Its machine (module `attestation`) is removed at the machine's next deadline.
+        Attested::remove(ctx.overlay, &id)?;
         Ok(events([Event::ProviderDeregistered { provider: id }]))
     }
 
@@ -478,6 +484,12 @@ impl Module for Dvci {
         let providers: BTreeMap<ProviderId, Provider> = Providers::iter_from(state)
             .collect::<Result<_, _>>()
             .map_err(text)?;
+        for entry in Attested::iter_from(state) {
+            let (id, _) = entry.map_err(text)?;
+            if !providers.contains_key(&id) {
+                return Err(format!("unknown provider {id} is attested"));
+            }
+        }
         let mut listed = 0usize;
         for entry in Aggregates::iter_from(state) {
             let ((region, class), group) = entry.map_err(text)?;

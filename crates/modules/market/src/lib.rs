@@ -351,7 +351,7 @@ pub async fn schedule<R: StateReader>(
         // attested where the chain requires it.
         if record.bond < minimum_bond
             || record.agent_key.is_none()
-            || !Dvci::attestation_allows(ctx.overlay, id).await?
+            || !Dvci::attestation_allows(ctx.overlay, id, ctx.height()).await?
         {
             continue;
         }

@@ -1,0 +1,229 @@
+//! Deadlines: every machine not excluded is listed once in `DueAt` at its `due` height; at a
+//! block's end the deadlines up to that height are handled in height order, at most
+//! [`DUE_HANDLED_PER_BLOCK_MAX`] per block (the rest wait for the next blocks; `DueCursor`
+//! remembers where), and each handler takes its machine off the list, so every deadline is
+//! handled exactly once.
+
+use crate::Attestation;
+use logos_dvci::Dvci;
+use logos_framework::{events, Context, DispatchResult, MapExt, StateReader, ValueExt};
+use logos_market::EnvironmentLifecycle;
+use logos_primitives::{hash, Address};
+use logos_provisioning::{draw, Provisioning};
+use logos_types::{
+    attestation::{
+        DueAt, DueCursor, Endorsements, Error, Event, Exclusion, Machine, MachineCount,
+        MachineStatus, Machines, Params, CHALLENGE_ROUNDS_MAX, DUE_HANDLED_PER_BLOCK_MAX,
+        DUE_SPREAD_MAX_BLOCKS,
+    },
+    corruption,
+    dvci::{ProviderId, Providers},
+    operations::EnvironmentId,
+    DispatchError, Event as RuntimeEvent,
+};
+
+/// Domain of the challenger draw's randomness.
+const CHALLENGER_DOMAIN: &[u8] = b"logos/attestation/challenger/v1";
+
+impl<L: EnvironmentLifecycle> Attestation<L> {
+    /// Lists `provider` as due at the first height from `at` with room; returns it.
+    pub(crate) async fn schedule<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+        at: u64,
+    ) -> Result<u64, DispatchError> {
+        for offset in 0..DUE_SPREAD_MAX_BLOCKS {
+            let height = at.saturating_add(offset);
+            let mut due = DueAt::get(ctx.overlay, &height).await?.unwrap_or_default();
+            if due.try_push(provider).is_ok() {
+                DueAt::insert(ctx.overlay, &height, &due)?;
+                return Ok(height);
+            }
+        }
+        Err(Error::TooManyMachines.into())
+    }
+
+    /// Takes `provider` off the list of height `at`.
+    pub(crate) async fn unschedule<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+        at: u64,
+    ) -> Result<(), DispatchError> {
+        let mut due = DueAt::get(ctx.overlay, &at).await?.unwrap_or_default();
+        let before = due.len();
+        due.retain(|listed| *listed != provider);
+        if due.len() == before {
+            return Err(corruption("a machine's deadline is not listed"));
+        }
+        match due.is_empty() {
+            true => DueAt::remove(ctx.overlay, &at)?,
+            false => DueAt::insert(ctx.overlay, &at, &due)?,
+        }
+        Ok(())
+    }
+
+    /// Moves `machine`'s deadline to `at` (or the next height with room).
+    pub(crate) async fn reschedule<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+        machine: &mut Machine,
+        at: u64,
+    ) -> Result<(), DispatchError> {
+        Self::unschedule(ctx, provider, machine.due).await?;
+        machine.due = Self::schedule(ctx, provider, at).await?;
+        Ok(())
+    }
+
+    /// Handles the deadlines up to this height (module docs).
+    pub(crate) async fn handle_deadlines<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+    ) -> DispatchResult {
+        let height = ctx.height();
+        let mut cursor = DueCursor::get(ctx.overlay).await?;
+        let mut emitted: Vec<RuntimeEvent> = Vec::new();
+        let mut budget = DUE_HANDLED_PER_BLOCK_MAX;
+        while budget > 0 && cursor <= height {
+            let first = DueAt::get(ctx.overlay, &cursor)
+                .await?
+                .and_then(|due| due.first().copied());
+            match first {
+                Some(provider) => {
+                    emitted.extend(Self::due(ctx, provider, cursor).await?);
+                    budget = budget.saturating_sub(1);
+                }
+                None => cursor = cursor.saturating_add(1),
+            }
+        }
+        DueCursor::put(ctx.overlay, &cursor)?;
+        Ok(emitted)
+    }
+
+    /// Handles one machine due at `at`; takes it off that list.
+    async fn due<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+        at: u64,
+    ) -> DispatchResult {
+        let Some(mut machine) = Machines::get(ctx.overlay, &provider).await? else {
+            return Err(corruption("a deadline of an unknown machine"));
+        };
+        if machine.due != at {
+            return Err(corruption(
+                "a machine listed at another height than its deadline",
+            ));
+        }
+        let Some(record) = Providers::get(ctx.overlay, &provider).await? else {
+            // Its provider left `dvci`: the machine goes too.
+            return Self::remove(ctx, provider, machine).await;
+        };
+        match machine.status {
+            MachineStatus::Attesting => {
+                Self::exclude(ctx, provider, machine, Exclusion::ReportMissing).await
+            }
+            MachineStatus::AwaitingChallenge { .. } | MachineStatus::Challenged { .. }
+                if machine.rounds.saturating_add(1) >= CHALLENGE_ROUNDS_MAX =>
+            {
+                Self::remove(ctx, provider, machine).await
+            }
+            MachineStatus::AwaitingDraw
+            | MachineStatus::AwaitingChallenge { .. }
+            | MachineStatus::Challenged { .. } => {
+                if machine.status != MachineStatus::AwaitingDraw {
+                    machine.rounds = machine.rounds.saturating_add(1);
+                }
+                let agent = record
+                    .agent_key
+                    .and_then(|key| key.public_key().ok())
+                    .map(|key| Address::from_public_key(&key));
+                let excluded: Vec<Address> =
+                    [Some(record.owner), agent].into_iter().flatten().collect();
+                Self::next_round(ctx, provider, machine, &excluded).await
+            }
+            MachineStatus::Excluded { .. } => Err(corruption("an excluded machine is listed")),
+        }
+    }
+
+    /// Draws the next challenger (or waits another timeout when nobody is eligible).
+    async fn next_round<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+        mut machine: Machine,
+        excluded: &[Address],
+    ) -> DispatchResult {
+        let params = Params::get(ctx.overlay).await?;
+        let next = ctx.height().saturating_add(params.challenge_timeout_blocks);
+        let mut emitted = Vec::new();
+        machine.challenge = None;
+        machine.status = MachineStatus::AwaitingDraw;
+        if let Some(challenger) = Self::draw_challenger(ctx, provider, &machine, excluded).await? {
+            if machine.challengers.is_full() {
+                machine.challengers.remove(0);
+            }
+            // Room was just made.
+            let _ = machine.challengers.try_push(challenger);
+            machine.status = MachineStatus::AwaitingChallenge { challenger };
+            emitted = events([Event::ChallengerDrawn {
+                provider,
+                challenger,
+            }]);
+        }
+        Self::reschedule(ctx, provider, &mut machine, next).await?;
+        Machines::insert(ctx.overlay, &provider, &machine)?;
+        Ok(emitted)
+    }
+
+    /// A challenger for `provider`'s machine: by stake among the provisioners other than
+    /// `excluded` and, while others are eligible, those drawn before for it.
+    async fn draw_challenger<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        provider: ProviderId,
+        machine: &Machine,
+        excluded: &[Address],
+    ) -> Result<Option<Address>, DispatchError> {
+        let candidates = Provisioning::candidates(ctx, excluded).await?;
+        let fresh: Vec<_> = candidates
+            .iter()
+            .filter(|(account, _)| !machine.challengers.contains(account))
+            .copied()
+            .collect();
+        let pool = match fresh.is_empty() {
+            true => candidates,
+            false => fresh,
+        };
+        let randomness = hash(&[
+            CHALLENGER_DOMAIN,
+            ctx.block.randomness.as_ref(),
+            &provider.get().to_be_bytes(),
+        ]);
+        let round = u64::from(machine.rounds);
+        let picked = draw(
+            &pool,
+            randomness.as_ref(),
+            EnvironmentId(provider.get()),
+            round,
+            1,
+        );
+        Ok(picked.first().copied())
+    }
+
+    /// Removes `provider`'s machine: off the deadline list, its EK released, uncounted.
+    pub(crate) async fn remove<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+        machine: Machine,
+    ) -> DispatchResult {
+        if !matches!(machine.status, MachineStatus::Excluded { .. }) {
+            Self::unschedule(ctx, provider, machine.due).await?;
+        }
+        if Endorsements::get(ctx.overlay, &machine.ek_id).await? == Some(provider) {
+            Endorsements::remove(ctx.overlay, &machine.ek_id)?;
+        }
+        Machines::remove(ctx.overlay, &provider)?;
+        let count = MachineCount::get(ctx.overlay).await?;
+        MachineCount::put(ctx.overlay, &count.saturating_sub(1))?;
+        if Providers::contains(ctx.overlay, &provider).await? {
+            Dvci::set_attested(ctx.overlay, provider, None).await?;
+        }
+        Ok(events([Event::MachineRemoved { provider }]))
+    }
+}

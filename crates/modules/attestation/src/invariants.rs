@@ -1,0 +1,126 @@
+//! The module's invariants over a full state (see the crate docs).
+
+use logos_framework::{MapExt, State, TryStateResult, ValueExt};
+use logos_mia::quote::AkPublic;
+use logos_types::{
+    attestation::{
+        DueAt, DueCursor, Endorsements, Machine, MachineCount, MachineStatus, Machines, Nonces,
+        References, NONCE_WINDOW_MAX_BLOCKS,
+    },
+    dvci::{Attested, ProviderId},
+    StateError,
+};
+use std::collections::BTreeMap;
+
+fn text(error: StateError) -> String {
+    error.to_string()
+}
+
+/// Checks every invariant of the crate docs.
+pub fn check(state: &State) -> TryStateResult {
+    let mut listed = deadlines(state)?;
+    let mut endorsements: BTreeMap<_, _> = Endorsements::iter_from(state)
+        .collect::<Result<_, _>>()
+        .map_err(text)?;
+    let mut count = 0u64;
+    for entry in Machines::iter_from(state) {
+        let (provider, machine) = entry.map_err(text)?;
+        count = count.saturating_add(1);
+        check_machine(state, provider, &machine, listed.remove(&provider))?;
+        let activated = matches!(
+            machine.status,
+            MachineStatus::Attesting | MachineStatus::Excluded { .. }
+        );
+        if activated && endorsements.remove(&machine.ek_id) != Some(provider) {
+            return Err(format!("machine {provider}'s EK is not recorded for it"));
+        }
+    }
+    if let Some((provider, _)) = listed.into_iter().next() {
+        return Err(format!("deadline listed for unknown machine {provider}"));
+    }
+    if let Some((ek, provider)) = endorsements.into_iter().next() {
+        return Err(format!(
+            "EK {ek} is recorded for {provider} without an activated machine"
+        ));
+    }
+    if MachineCount::get_from(state).map_err(text)? != count {
+        return Err(format!("the machine count is not {count}"));
+    }
+    attested(state)?;
+    let nonces = Nonces::iter_from(state).count() as u64;
+    if nonces > NONCE_WINDOW_MAX_BLOCKS.saturating_add(1) {
+        return Err(format!("{nonces} nonces kept"));
+    }
+    Ok(())
+}
+
+/// The deadline lists: each machine once, none below the cursor.
+fn deadlines(state: &State) -> Result<BTreeMap<ProviderId, u64>, String> {
+    let cursor = DueCursor::get_from(state).map_err(text)?;
+    let mut listed = BTreeMap::new();
+    for entry in DueAt::iter_from(state) {
+        let (height, due) = entry.map_err(text)?;
+        if due.is_empty() || height < cursor {
+            return Err(format!("a deadline list at {height} (cursor {cursor})"));
+        }
+        for provider in due {
+            if listed.insert(provider, height).is_some() {
+                return Err(format!("machine {provider} is listed twice"));
+            }
+        }
+    }
+    Ok(listed)
+}
+
+/// Every provider `dvci` lists as attested has an attesting machine with a report.
+fn attested(state: &State) -> TryStateResult {
+    for entry in Attested::iter_from(state) {
+        let (provider, _) = entry.map_err(text)?;
+        let machine = Machines::get_from(state, &provider).map_err(text)?;
+        let attesting = machine.is_some_and(|machine| {
+            machine.status == MachineStatus::Attesting && machine.last.is_some()
+        });
+        if !attesting {
+            return Err(format!("provider {provider} is attested without a report"));
+        }
+    }
+    Ok(())
+}
+
+/// One machine's invariants; `listed` is the height `DueAt` lists it at.
+fn check_machine(
+    state: &State,
+    provider: ProviderId,
+    machine: &Machine,
+    listed: Option<u64>,
+) -> TryStateResult {
+    if AkPublic::from_tpmt_public(&machine.ak_public).is_err() {
+        return Err(format!("machine {provider}'s AK does not parse"));
+    }
+    let pending = machine.pending.map(|deployment| deployment.reference);
+    for reference in [Some(machine.reference), pending].into_iter().flatten() {
+        if References::get_from(state, &reference)
+            .map_err(text)?
+            .is_none()
+        {
+            return Err(format!(
+                "machine {provider}'s reference {reference} is not approved"
+            ));
+        }
+    }
+    let challenged = matches!(machine.status, MachineStatus::Challenged { .. });
+    if challenged != machine.challenge.is_some() {
+        return Err(format!(
+            "machine {provider}'s challenge does not match its step"
+        ));
+    }
+    let excluded = matches!(machine.status, MachineStatus::Excluded { .. });
+    match (excluded, listed) {
+        (true, None) => Ok(()),
+        (false, Some(height)) if height == machine.due => Ok(()),
+        _ => Err(format!(
+            "machine {provider} (due {}) is listed at {listed:?}",
+            machine.due
+        )),
+    }
+}
