@@ -98,6 +98,20 @@ pub enum ClientError {
     /// The chain does not hold what was expected (e.g. an event of a successful call).
     #[error("{0}")]
     Missing(String),
+    /// Another transaction from the same account took the nonce: this one was not included
+    /// and never will be. The client does not resubmit by itself (it cannot prove the
+    /// transaction absent, and a lying server would have it execute twice).
+    #[error(
+        "nonce {nonce} of this account was used by another transaction; {hash} was not \
+         included: another process signs with this key (a validator's node records its votes \
+         from its account), check the account and submit again"
+    )]
+    Displaced {
+        /// The nonce.
+        nonce: u64,
+        /// The displaced transaction.
+        hash: String,
+    },
 }
 
 /// The first event of `receipt` that `pick` recognizes (named `name` in the error).
@@ -375,9 +389,10 @@ impl Client {
                 }
             }
             if account.nonce > nonce && scanned >= account.height {
-                return Err(ClientError::Malformed(format!(
-                    "nonce {nonce} used but no receipt for {hash} after height {start}"
-                )));
+                return Err(ClientError::Displaced {
+                    nonce,
+                    hash: hash.to_string(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

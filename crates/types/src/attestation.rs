@@ -17,16 +17,23 @@
 //!    by design, since only the TPM holding that EK, with that AK loaded, can open it. The
 //!    owner answers with the credential ([`Call::ActivateCredential`]); its hash must match,
 //!    and only then is the EK bound to the provider ([`Endorsements`], keyed by the EK's RSA
-//!    modulus: one TPM backs one provider). A challenger silent for
-//!    [`Parameters::challenge_timeout_blocks`], or a challenge unanswered as long, ends the
-//!    round; after [`CHALLENGE_ROUNDS_MAX`] rounds the registration is dropped.
+//!    modulus, so the same EK written differently is the same EK; the binding stays until
+//!    another EK of the provider is activated or the machine is removed). A challenger silent
+//!    for [`Parameters::challenge_timeout_blocks`] (not drawn again for this provider while
+//!    others are eligible), or a challenge unanswered as long, ends the round; after
+//!    [`CHALLENGE_ROUNDS_MAX`] rounds the registration is dropped. A provider gets at most
+//!    [`DRAWS_MAX_PER_PROVIDER`] draws in all (deregistering and registering again does not
+//!    buy fresh ones); governance grants more ([`Call::ResetDraws`]). Every step after its
+//!    deadline is refused.
 //!
 //!    **What this proves, and what it does not yet.** The AK and the EK live in one TPM, as
 //!    far as the drawn challenger is honest (a colluding challenger can admit any key, and
-//!    nothing on chain can tell). Nothing checks yet that the EK is a genuine TPM's: the EK
+//!    nothing on chain can tell). Nothing checks yet that the EK is a genuine TPM's EK: the EK
 //!    certificate chain against governance-approved manufacturer roots is not verified, so a
-//!    software TPM (swtpm, or an RSA key dressed as an EK) is admitted like hardware. Until
-//!    it is, admission (`dvci` `Active`) stays governance's decision.
+//!    software TPM (swtpm, or an RSA key dressed as an EK) is admitted like hardware, and one
+//!    TPM can create many EK-shaped keys, so "one TPM backs one provider" holds only for its
+//!    real EK. Until the certificate is checked, admission (`dvci` `Active`) stays
+//!    governance's decision.
 //! 3. **Reports.** From then on the machine quotes PCRs 0–14 with the nonce
 //!    `logos_mia::evidence::quote_nonce(`[`report_nonce`]`(anchor nonce, provider), reported
 //!    components)`, where the anchor nonce is [`Nonces`]`[anchor]` of a block at most
@@ -63,7 +70,8 @@
 //!
 //! 6. **Deregistration.** The owner or agent removes its machine ([`Call::DeregisterMachine`]):
 //!    an attesting machine's provider is excluded first (`Deregistered`), its leases refunded.
-//!    A machine whose provider left `dvci` is removed at its next deadline.
+//!    A machine whose provider left `dvci` is removed at its next deadline, or by anyone at
+//!    any time.
 //!
 //! A genesis with `unattested = true` (devnets without a TPM) lets providers take leases
 //! without attestation; `dvci::Unattested` records it.
@@ -82,6 +90,7 @@
 //! | 8 [`MachineCount`] | | how many machines are registered |
 //! | 9 [`Endorsements`] | [`Digest`] (SHA-256 of an EK's RSA modulus) | the [`ProviderId`] whose activated machine holds it: one TPM backs one provider |
 //! | 10 [`DueCursor`] | | the lowest height whose deadlines are not all handled |
+//! | 11 [`Draws`] | [`ProviderId`] | [`DrawHistory`]: the provider's draws and silent challengers, across registrations |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -97,7 +106,8 @@
 //! | 8 | [`Call::AllowFiles`] | privileged |
 //! | 9 | [`Call::SetDeployer`] | privileged |
 //! | 10 | [`Call::SetParams`] | privileged |
-//! | 11 | [`Call::DeregisterMachine`] | the provider's owner or its agent's account |
+//! | 11 | [`Call::DeregisterMachine`] | the provider's owner or its agent's account; anyone once the provider is gone |
+//! | 12 | [`Call::ResetDraws`] | privileged |
 //!
 //! "Its agent's account" is the account of the provider's `agent_key` (`dvci`): the agent on
 //! the machine holds the TPM and runs the protocol without the owner's key.
@@ -148,9 +158,9 @@ pub const DUE_SPREAD_MAX_BLOCKS: u64 = 64;
 pub const MACHINES_MAX: u64 = 4_096;
 /// Longest nonce window, blocks.
 pub const NONCE_WINDOW_MAX_BLOCKS: u64 = 1_024;
-/// Shortest attestation period, blocks (shorter than the nonce window makes no sense and
-/// floods the chain).
-pub const PERIOD_MIN_BLOCKS: u64 = 16;
+/// Shortest attestation period and challenge timeout, blocks: [`MACHINES_MAX`] deadlines
+/// spread over it stay within [`DUE_HANDLED_PER_BLOCK_MAX`] per block.
+pub const PERIOD_MIN_BLOCKS: u64 = 256;
 /// The boot PCRs a reference fixes, in order: 0–9 and 11–14 (`logos_mia::pcr::BOOT_PCRS`).
 pub const BOOT_PCRS: [u32; 14] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14];
 /// Namespace of a [`Reference`]'s id.
@@ -163,8 +173,12 @@ pub const DRAW_DELAY_BLOCKS: u64 = 2;
 /// Challenge rounds (a challenger silent, or a challenge unanswered) before a registration is
 /// dropped.
 pub const CHALLENGE_ROUNDS_MAX: u32 = 3;
-/// Challengers remembered per registration (not drawn again while others are eligible).
+/// Silent challengers remembered per provider (not drawn again while others are eligible).
 pub const CHALLENGERS_MAX: usize = 8;
+/// Challenger draws a provider gets in all, across its registrations, until governance grants
+/// more ([`Call::ResetDraws`]): a registrant cannot re-register until a colluding challenger
+/// is drawn.
+pub const DRAWS_MAX_PER_PROVIDER: u32 = 8;
 /// Most deadlines handled at one block's end; the rest wait for the next blocks.
 pub const DUE_HANDLED_PER_BLOCK_MAX: u32 = 16;
 
@@ -479,10 +493,22 @@ pub struct Machine {
     pub pending: Option<Deployment>,
     /// The posted challenge, while it waits for its answer.
     pub challenge: Option<CredentialChallenge>,
-    /// Challenge rounds ended without an answer.
+    /// Challenge rounds of this registration ended without an answer.
     pub rounds: u32,
-    /// Challengers drawn for this registration, oldest first.
-    pub challengers: BoundedVec<Address, CHALLENGERS_MAX>,
+    /// Who may not challenge it: the provider's owner and agent account at registration.
+    pub excluded: BoundedVec<Address, 2>,
+    /// The EK bound to this provider in [`Endorsements`] (by its last activation), if any.
+    pub bound_ek: Option<Digest>,
+}
+
+/// A provider's challenger draws, kept across its registrations.
+#[record]
+#[derive(Default)]
+pub struct DrawHistory {
+    /// Draws so far.
+    pub draws: u32,
+    /// Challengers that stayed silent, oldest first.
+    pub silent: BoundedVec<Address, CHALLENGERS_MAX>,
 }
 
 /// The module's parameters.
@@ -618,9 +644,16 @@ pub enum Call {
         /// The new parameters.
         params: Parameters,
     },
-    /// (owner or agent) Remove the machine: an attesting one's provider is excluded first.
+    /// (owner or agent; anyone once the provider is gone) Remove the machine: an attesting
+    /// one's provider is excluded first.
     #[index(11)]
     DeregisterMachine {
+        /// The provider.
+        provider: ProviderId,
+    },
+    /// (privileged) Grant a provider [`DRAWS_MAX_PER_PROVIDER`] new challenger draws.
+    #[index(12)]
+    ResetDraws {
         /// The provider.
         provider: ProviderId,
     },
@@ -734,6 +767,17 @@ pub enum Event {
     ParamsSet {
         /// The new parameters.
         params: Parameters,
+    },
+    /// A provider was granted new challenger draws.
+    DrawsReset {
+        /// The provider.
+        provider: ProviderId,
+    },
+    /// A deadline could not be handled (a corrupted state): it was dropped so that the others
+    /// go on.
+    DeadlineDropped {
+        /// The provider.
+        provider: ProviderId,
     },
 }
 
@@ -853,6 +897,10 @@ pub enum Error {
     #[index(26)]
     #[error("malformed challenge")]
     InvalidChallenge,
+    /// The step's deadline has passed.
+    #[index(27)]
+    #[error("the deadline at {0} has passed")]
+    DeadlinePassed(u64),
 }
 
 storage! {
@@ -882,4 +930,6 @@ storage! {
     /// The lowest height whose deadlines are not all handled (deadlines are handled in height
     /// order, at most [`DUE_HANDLED_PER_BLOCK_MAX`] per block).
     pub DueCursor: value(10) u64;
+    /// Each provider's challenger draws, across its registrations.
+    pub Draws: map(11) ProviderId => DrawHistory;
 }

@@ -12,9 +12,9 @@ use logos_primitives::{hash, Address};
 use logos_provisioning::{draw, Provisioning};
 use logos_types::{
     attestation::{
-        DueAt, DueCursor, Endorsements, Error, Event, Exclusion, Machine, MachineCount,
-        MachineStatus, Machines, Params, CHALLENGE_ROUNDS_MAX, DUE_HANDLED_PER_BLOCK_MAX,
-        DUE_SPREAD_MAX_BLOCKS,
+        Draws, DueAt, DueCursor, Endorsements, Error, Event, Exclusion, Machine, MachineCount,
+        MachineStatus, Machines, Params, CHALLENGE_ROUNDS_MAX, DRAWS_MAX_PER_PROVIDER,
+        DUE_HANDLED_PER_BLOCK_MAX, DUE_SPREAD_MAX_BLOCKS,
     },
     corruption,
     dvci::{ProviderId, Providers},
@@ -86,12 +86,22 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             let first = DueAt::get(ctx.overlay, &cursor)
                 .await?
                 .and_then(|due| due.first().copied());
-            match first {
-                Some(provider) => {
-                    emitted.extend(Self::due(ctx, provider, cursor).await?);
-                    budget = budget.saturating_sub(1);
+            let Some(provider) = first else {
+                match cursor.checked_add(1) {
+                    Some(next) => cursor = next,
+                    None => break,
                 }
-                None => cursor = cursor.saturating_add(1),
+                continue;
+            };
+            budget = budget.saturating_sub(1);
+            match Self::due(ctx, provider, cursor).await {
+                Ok(handled) => emitted.extend(handled),
+                Err(DispatchError::Backend(reason)) => return Err(DispatchError::Backend(reason)),
+                // A corrupted entry must not stop every other deadline: dropped, and said.
+                Err(_) => {
+                    Self::unschedule(ctx, provider, cursor).await?;
+                    emitted.extend(events([Event::DeadlineDropped { provider }]));
+                }
             }
         }
         DueCursor::put(ctx.overlay, &cursor)?;
@@ -112,10 +122,10 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
                 "a machine listed at another height than its deadline",
             ));
         }
-        let Some(record) = Providers::get(ctx.overlay, &provider).await? else {
+        if !Providers::contains(ctx.overlay, &provider).await? {
             // Its provider left `dvci`: the machine goes too.
             return Self::remove(ctx, provider, machine).await;
-        };
+        }
         match machine.status {
             MachineStatus::Attesting => {
                 Self::exclude(ctx, provider, machine, Exclusion::ReportMissing).await
@@ -128,39 +138,50 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             MachineStatus::AwaitingDraw
             | MachineStatus::AwaitingChallenge { .. }
             | MachineStatus::Challenged { .. } => {
+                if let MachineStatus::AwaitingChallenge { challenger } = machine.status {
+                    Self::remember_silent(ctx, provider, challenger).await?;
+                }
                 if machine.status != MachineStatus::AwaitingDraw {
                     machine.rounds = machine.rounds.saturating_add(1);
                 }
-                let agent = record
-                    .agent_key
-                    .and_then(|key| key.public_key().ok())
-                    .map(|key| Address::from_public_key(&key));
-                let excluded: Vec<Address> =
-                    [Some(record.owner), agent].into_iter().flatten().collect();
-                Self::next_round(ctx, provider, machine, &excluded).await
+                Self::next_round(ctx, provider, machine).await
             }
             MachineStatus::Excluded { .. } => Err(corruption("an excluded machine is listed")),
         }
     }
 
-    /// Draws the next challenger (or waits another timeout when nobody is eligible).
+    /// Remembers a challenger that stayed silent for `provider` (not drawn again while others
+    /// are eligible); the oldest is forgotten when the list is full.
+    async fn remember_silent<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+        challenger: Address,
+    ) -> Result<(), DispatchError> {
+        let mut history = Draws::get(ctx.overlay, &provider)
+            .await?
+            .unwrap_or_default();
+        if history.silent.is_full() {
+            history.silent.remove(0);
+        }
+        if history.silent.try_push(challenger).is_err() {
+            return Err(corruption("no room in a list just made room in"));
+        }
+        Ok(Draws::insert(ctx.overlay, &provider, &history)?)
+    }
+
+    /// Draws the next challenger (or waits another timeout when nobody is eligible or the
+    /// provider has no draws left).
     async fn next_round<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         provider: ProviderId,
         mut machine: Machine,
-        excluded: &[Address],
     ) -> DispatchResult {
         let params = Params::get(ctx.overlay).await?;
         let next = ctx.height().saturating_add(params.challenge_timeout_blocks);
         let mut emitted = Vec::new();
         machine.challenge = None;
         machine.status = MachineStatus::AwaitingDraw;
-        if let Some(challenger) = Self::draw_challenger(ctx, provider, &machine, excluded).await? {
-            if machine.challengers.is_full() {
-                machine.challengers.remove(0);
-            }
-            // Room was just made.
-            let _ = machine.challengers.try_push(challenger);
+        if let Some(challenger) = Self::draw_challenger(ctx, provider, &machine).await? {
             machine.status = MachineStatus::AwaitingChallenge { challenger };
             emitted = events([Event::ChallengerDrawn {
                 provider,
@@ -172,18 +193,24 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         Ok(emitted)
     }
 
-    /// A challenger for `provider`'s machine: by stake among the provisioners other than
-    /// `excluded` and, while others are eligible, those drawn before for it.
+    /// A challenger for `provider`'s machine, if the provider has draws left: by stake among
+    /// the provisioners other than the machine's excluded accounts and, while others are
+    /// eligible, those that stayed silent for this provider. Counts the draw.
     async fn draw_challenger<R: StateReader>(
-        ctx: &Context<'_, '_, R>,
+        ctx: &mut Context<'_, '_, R>,
         provider: ProviderId,
         machine: &Machine,
-        excluded: &[Address],
     ) -> Result<Option<Address>, DispatchError> {
-        let candidates = Provisioning::candidates(ctx, excluded).await?;
+        let mut history = Draws::get(ctx.overlay, &provider)
+            .await?
+            .unwrap_or_default();
+        if history.draws >= DRAWS_MAX_PER_PROVIDER {
+            return Ok(None);
+        }
+        let candidates = Provisioning::candidates(ctx, &machine.excluded).await?;
         let fresh: Vec<_> = candidates
             .iter()
-            .filter(|(account, _)| !machine.challengers.contains(account))
+            .filter(|(account, _)| !history.silent.contains(account))
             .copied()
             .collect();
         let pool = match fresh.is_empty() {
@@ -195,7 +222,7 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             ctx.block.randomness.as_ref(),
             &provider.get().to_be_bytes(),
         ]);
-        let round = u64::from(machine.rounds);
+        let round = u64::from(history.draws);
         let picked = draw(
             &pool,
             randomness.as_ref(),
@@ -203,7 +230,12 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             round,
             1,
         );
-        Ok(picked.first().copied())
+        let challenger = picked.first().copied();
+        if challenger.is_some() {
+            history.draws = history.draws.saturating_add(1);
+            Draws::insert(ctx.overlay, &provider, &history)?;
+        }
+        Ok(challenger)
     }
 
     /// Removes `provider`'s machine: off the deadline list, its EK released, uncounted.
@@ -215,8 +247,8 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         if !matches!(machine.status, MachineStatus::Excluded { .. }) {
             Self::unschedule(ctx, provider, machine.due).await?;
         }
-        if Endorsements::get(ctx.overlay, &machine.ek_id).await? == Some(provider) {
-            Endorsements::remove(ctx.overlay, &machine.ek_id)?;
+        if let Some(bound) = machine.bound_ek {
+            Endorsements::remove(ctx.overlay, &bound)?;
         }
         Machines::remove(ctx.overlay, &provider)?;
         let count = MachineCount::get(ctx.overlay).await?;

@@ -1,11 +1,11 @@
 //! The module's invariants over a full state (see the crate docs).
 
 use logos_framework::{MapExt, State, TryStateResult, ValueExt};
-use logos_mia::quote::AkPublic;
+use logos_mia::{credential::endorsement_key_id, quote::AkPublic};
 use logos_types::{
     attestation::{
-        DueAt, DueCursor, Endorsements, Machine, MachineCount, MachineStatus, Machines, Nonces,
-        References, NONCE_WINDOW_MAX_BLOCKS,
+        Digest, DueAt, DueCursor, Endorsements, Machine, MachineCount, MachineStatus, Machines,
+        Nonces, References, CHALLENGE_ROUNDS_MAX, NONCE_WINDOW_MAX_BLOCKS,
     },
     dvci::{Attested, ProviderId},
     StateError,
@@ -27,12 +27,11 @@ pub fn check(state: &State) -> TryStateResult {
         let (provider, machine) = entry.map_err(text)?;
         count = count.saturating_add(1);
         check_machine(state, provider, &machine, listed.remove(&provider))?;
-        let activated = matches!(
-            machine.status,
-            MachineStatus::Attesting | MachineStatus::Excluded { .. }
-        );
-        if activated && endorsements.remove(&machine.ek_id) != Some(provider) {
-            return Err(format!("machine {provider}'s EK is not recorded for it"));
+        let bound = machine.bound_ek.map(|ek| endorsements.remove(&ek));
+        if bound.is_some_and(|holder| holder != Some(provider)) {
+            return Err(format!(
+                "machine {provider}'s bound EK is not recorded for it"
+            ));
         }
     }
     if let Some((provider, _)) = listed.into_iter().next() {
@@ -40,7 +39,7 @@ pub fn check(state: &State) -> TryStateResult {
     }
     if let Some((ek, provider)) = endorsements.into_iter().next() {
         return Err(format!(
-            "EK {ek} is recorded for {provider} without an activated machine"
+            "EK {ek} is recorded for {provider}, whose machine does not hold it"
         ));
     }
     if MachineCount::get_from(state).map_err(text)? != count {
@@ -72,16 +71,21 @@ fn deadlines(state: &State) -> Result<BTreeMap<ProviderId, u64>, String> {
     Ok(listed)
 }
 
-/// Every provider `dvci` lists as attested has an attesting machine with a report.
+/// Every provider `dvci` lists as attested has an attesting machine with a report, attested
+/// until the machine's deadline.
 fn attested(state: &State) -> TryStateResult {
     for entry in Attested::iter_from(state) {
-        let (provider, _) = entry.map_err(text)?;
+        let (provider, until) = entry.map_err(text)?;
         let machine = Machines::get_from(state, &provider).map_err(text)?;
         let attesting = machine.is_some_and(|machine| {
-            machine.status == MachineStatus::Attesting && machine.last.is_some()
+            machine.status == MachineStatus::Attesting
+                && machine.last.is_some()
+                && machine.due == until
         });
         if !attesting {
-            return Err(format!("provider {provider} is attested without a report"));
+            return Err(format!(
+                "provider {provider} is attested until {until} without a report due then"
+            ));
         }
     }
     Ok(())
@@ -96,6 +100,14 @@ fn check_machine(
 ) -> TryStateResult {
     if AkPublic::from_tpmt_public(&machine.ak_public).is_err() {
         return Err(format!("machine {provider}'s AK does not parse"));
+    }
+    if endorsement_key_id(&machine.ek_public).ok().map(Digest) != Some(machine.ek_id) {
+        return Err(format!("machine {provider}'s EK id is not its EK's"));
+    }
+    if machine.rounds >= CHALLENGE_ROUNDS_MAX {
+        return Err(format!(
+            "machine {provider} is past its last challenge round"
+        ));
     }
     let pending = machine.pending.map(|deployment| deployment.reference);
     for reference in [Some(machine.reference), pending].into_iter().flatten() {

@@ -57,8 +57,8 @@ use logos_primitives::Address;
 use logos_types::{
     attestation::{
         report_nonce, AllowedFiles, CallHandler, ClassReferences, Deployers, Deployment, Digest,
-        Endorsements, Error, Event, Exclusion, Machine, MachineCount, MachineStatus, Machines,
-        Nonces, Parameters, Params, Reference, References, Reported, Staged, Start,
+        Draws, Endorsements, Error, Event, Exclusion, Machine, MachineCount, MachineStatus,
+        Machines, Nonces, Parameters, Params, Reference, References, Reported, Staged, Start,
         AK_PUBLIC_MAX_BYTES, ATTEST_MAX_BYTES, BOOT_PCRS, CREDENTIAL_BLOB_MAX_BYTES,
         CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES, DRAW_DELAY_BLOCKS, EK_PUBLIC_MAX_BYTES,
         ENCRYPTED_SECRET_MAX_BYTES, FILES_PER_CALL_MAX, IMA_ENTRIES_PER_CALL_MAX,
@@ -136,6 +136,17 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             emitted.extend(Market::<L>::close_provider_leases(ctx, provider).await?);
         }
         Ok(emitted)
+    }
+
+    /// Refuses a step after the machine's deadline (its handling may wait for a backlog).
+    fn before_deadline<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        machine: &Machine,
+    ) -> Result<(), Error> {
+        match ctx.height() > machine.due {
+            true => Err(Error::DeadlinePassed(machine.due)),
+            false => Ok(()),
+        }
     }
 
     /// The pending deployment of `machine`, unless it expired.
@@ -291,12 +302,16 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         let reference = ClassReferences::get(ctx.overlay, &record.class)
             .await?
             .ok_or(Error::NoReference)?;
-        if let Some(old) = existing {
-            // The registration starts over: its TPM is bound again only by a new activation.
-            if Endorsements::get(ctx.overlay, &old.ek_id).await? == Some(*provider) {
-                Endorsements::remove(ctx.overlay, &old.ek_id)?;
-            }
-        }
+        let agent = record
+            .agent_key
+            .and_then(|key| key.public_key().ok())
+            .map(|key| Address::from_public_key(&key));
+        let excluded = [Some(record.owner), agent]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .try_into()
+            .map_err(|_| corruption("more than two excluded challengers"))?;
         let draw_at = ctx.height().saturating_add(DRAW_DELAY_BLOCKS);
         let due = Self::schedule(ctx, *provider, draw_at).await?;
         let machine = Machine {
@@ -311,7 +326,9 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             pending: None,
             challenge: None,
             rounds: 0,
-            challengers: BoundedVec::default(),
+            excluded,
+            // The TPM bound by an earlier activation stays bound until another is activated.
+            bound_ek: existing.and_then(|old| old.bound_ek),
         };
         let was_counted = Machines::contains(ctx.overlay, provider).await?;
         Machines::insert(ctx.overlay, provider, &machine)?;
@@ -337,6 +354,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         let MachineStatus::AwaitingChallenge { challenger } = machine.status else {
             return Err(Error::WrongStep.into());
         };
+        Self::before_deadline(ctx, &machine)?;
         if sender != challenger {
             return Err(Error::NotChallenger.into());
         }
@@ -379,6 +397,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         if credential.len() < CREDENTIAL_MIN_BYTES {
             return Err(Error::CredentialSize.into());
         }
+        Self::before_deadline(ctx, &machine)?;
         if Digest(pcr::sha256(credential)) != credential_hash {
             return Err(Error::CredentialMismatch.into());
         }
@@ -388,7 +407,11 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
                 return Err(Error::EndorsementInUse(holder).into());
             }
         }
+        if let Some(old) = machine.bound_ek.filter(|old| *old != machine.ek_id) {
+            Endorsements::remove(ctx.overlay, &old)?;
+        }
         Endorsements::insert(ctx.overlay, &machine.ek_id, provider)?;
+        machine.bound_ek = Some(machine.ek_id);
         let params = Params::get(ctx.overlay).await?;
         machine.status = MachineStatus::Attesting;
         machine.challenge = None;
@@ -455,6 +478,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         if machine.status != MachineStatus::Attesting {
             return Err(Error::WrongStep.into());
         }
+        Self::before_deadline(ctx, &machine)?;
         let params = Params::get(ctx.overlay).await?;
         let anchor_nonce =
             Self::anchor_nonce(ctx, &machine, *anchor, params.nonce_window_blocks).await?;
@@ -603,6 +627,14 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         }]))
     }
 
+    async fn reset_draws(ctx: &mut Context<'_, '_, R>, provider: &ProviderId) -> DispatchResult {
+        ctx.ensure_privileged()?;
+        Draws::remove(ctx.overlay, provider)?;
+        Ok(events([Event::DrawsReset {
+            provider: *provider,
+        }]))
+    }
+
     async fn set_params(ctx: &mut Context<'_, '_, R>, params: &Parameters) -> DispatchResult {
         ctx.ensure_privileged()?;
         check_params(params)?;
@@ -614,7 +646,10 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         ctx: &mut Context<'_, '_, R>,
         provider: &ProviderId,
     ) -> DispatchResult {
-        Self::owned(ctx, *provider).await?;
+        // Anyone may remove the machine of a provider that is gone; otherwise its owner or agent.
+        if Providers::contains(ctx.overlay, provider).await? {
+            Self::owned(ctx, *provider).await?;
+        }
         let mut machine = Self::machine(ctx, *provider).await?;
         let mut emitted = Vec::new();
         if machine.status == MachineStatus::Attesting {
@@ -637,16 +672,13 @@ fn check_params(params: &Parameters) -> Result<(), Error> {
     {
         return Err(Error::InvalidParams("nonce_window_blocks"));
     }
-    for (value, name) in [
-        (params.challenge_timeout_blocks, "challenge_timeout_blocks"),
-        (
-            params.deployment_timeout_blocks,
-            "deployment_timeout_blocks",
-        ),
-    ] {
-        if value == 0 || value > TIMEOUT_MAX_BLOCKS {
-            return Err(Error::InvalidParams(name));
-        }
+    let timeout = params.challenge_timeout_blocks;
+    if !(PERIOD_MIN_BLOCKS..=TIMEOUT_MAX_BLOCKS).contains(&timeout) {
+        return Err(Error::InvalidParams("challenge_timeout_blocks"));
+    }
+    let timeout = params.deployment_timeout_blocks;
+    if timeout == 0 || timeout > TIMEOUT_MAX_BLOCKS {
+        return Err(Error::InvalidParams("deployment_timeout_blocks"));
     }
     Ok(())
 }

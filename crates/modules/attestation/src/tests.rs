@@ -17,7 +17,8 @@ use logos_types::{
     attestation::{
         report_nonce, Call, Component, Digest, DueAt, Event, Exclusion, ImaPolicy, Machine,
         MachineCount, MachineStatus, Machines, Nonces, Parameters, Params, Reference, Reported,
-        Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX, DRAW_DELAY_BLOCKS, MACHINES_MAX,
+        Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX, DRAWS_MAX_PER_PROVIDER, DRAW_DELAY_BLOCKS,
+        DUE_HANDLED_PER_BLOCK_MAX, MACHINES_MAX,
     },
     codec::BoundedVec,
     dvci::{self, Attested, ProviderId, ProviderStatus, Providers, ResourceClass},
@@ -377,7 +378,12 @@ fn report_at(world: &World, tpm: &mut Tpm, reported: Reported, anchor: u64) -> C
 /// An admitted machine that booted into reference 0 with IMA, staged its boot list and
 /// reported once; the tenant holds lease 0 on it.
 fn attesting() -> (World, Tpm) {
-    let mut world = world();
+    attesting_with(1)
+}
+
+/// [`attesting`] on a chain of `providers` providers (provider 0 attesting).
+fn attesting_with(providers: u64) -> (World, Tpm) {
+    let mut world = world_with(providers, reference(0));
     let mut tpm = Tpm::booted(PROVIDER, &reference(0));
     admit(&mut world, &tpm);
     let list = [
@@ -776,7 +782,9 @@ fn evidence_that_is_not_the_machines_word_is_refused_and_changes_nothing() {
 fn a_quote_for_one_provider_does_not_serve_another() {
     let mut world = world_with(2, reference(0));
     let mut first = Tpm::booted(PROVIDER, &reference(0));
-    let second = Tpm::booted(ProviderId(1), &reference(0));
+    let mut second = Tpm::booted(ProviderId(1), &reference(0));
+    // The same AK on both (one TPM's key claimed twice): only the nonce tells them apart.
+    second.key = first.key.clone();
     admit(&mut world, &first);
     admit(&mut world, &second);
     let list = [boot_aggregate(&reference(0))];
@@ -790,7 +798,7 @@ fn a_quote_for_one_provider_does_not_serve_another() {
     else {
         unreachable!()
     };
-    // Provider 1 presents provider 0's quote (its AK differs too; the nonce alone refuses it).
+    // Provider 1 presents provider 0's quote, signed by the same AK.
     let stolen = Call::Attest {
         provider: ProviderId(1),
         anchor,
@@ -799,11 +807,12 @@ fn a_quote_for_one_provider_does_not_serve_another() {
         reported: honest(),
         ima_pcr: first.ima_pcr(),
     };
-    assert_failed(
+    let message = assert_failed(
         &owner_call(&mut world, stolen),
         "attestation",
         "QuoteRefused",
     );
+    assert!(message.contains("nonce"), "{message}");
 }
 
 #[test]
@@ -1315,12 +1324,171 @@ fn silent_challengers_are_replaced_by_others_and_an_unanswered_registration_is_d
         );
         seen.push(address(&next));
     }
-    // The last round ends unanswered: the registration is dropped, its EK was never bound.
+    // The last round ends unanswered: the registration is dropped, its EK was never bound
+    // (another provider's machine takes it).
     let due = machine(&world).due;
     world.chain.advance(due - world.chain.height);
     assert!(world.chain.map::<Machines>(&PROVIDER).is_none());
     assert_eq!(world.chain.value::<MachineCount>(), 0);
+    let _ = tpm;
+}
+
+#[test]
+fn an_unanswered_registration_never_binds_its_ek() {
+    let mut world = world_with(2, reference(0));
+    let tpm = Tpm::booted(PROVIDER, &reference(0));
     assert!(register(&mut world, &tpm).success);
+    for _ in 0..CHALLENGE_ROUNDS_MAX {
+        // Each challenger challenges; the registrant never answers.
+        let challenger = challenger_of(&world, PROVIDER);
+        assert!(challenge(&mut world, PROVIDER, &challenger).success);
+        let due = machine(&world).due;
+        world.chain.advance(due - world.chain.height);
+    }
+    assert!(world.chain.map::<Machines>(&PROVIDER).is_none());
+    let mut other = Tpm::booted(ProviderId(1), &reference(0));
+    other.ek = tpm.ek.clone();
+    admit(&mut world, &other);
+}
+
+#[test]
+fn a_registrant_cannot_buy_fresh_draws_by_registering_again() {
+    let mut world = world();
+    let tpm = Tpm::booted(PROVIDER, &reference(0));
+    let mut drawn = 0;
+    loop {
+        assert!(register(&mut world, &tpm).success);
+        if !matches!(
+            machine(&world).status,
+            MachineStatus::AwaitingChallenge { .. }
+        ) {
+            break;
+        }
+        drawn += 1;
+        let removed = owner_call(&mut world, Call::DeregisterMachine { provider: PROVIDER });
+        assert!(removed.success, "{removed:?}");
+    }
+    assert_eq!(drawn, DRAWS_MAX_PER_PROVIDER);
+    assert_eq!(machine(&world).status, MachineStatus::AwaitingDraw);
+    // Governance grants more; the waiting registration gets its challenger at its deadline.
+    world.privileged(Call::ResetDraws { provider: PROVIDER });
+    let due = machine(&world).due;
+    world.chain.advance(due - world.chain.height);
+    assert!(matches!(
+        machine(&world).status,
+        MachineStatus::AwaitingChallenge { .. }
+    ));
+}
+
+#[test]
+fn deadlines_past_the_per_block_budget_wait_their_turn_and_refuse_late_steps() {
+    const MACHINES: u64 = 18;
+    let mut world = world_with(MACHINES, reference(0));
+    let mut tpms: Vec<Tpm> = (0..MACHINES)
+        .map(|id| Tpm::booted(ProviderId(id), &reference(0)))
+        .collect();
+    let owner = world.owner.clone();
+    // All register in one block: their draws fall on one height.
+    let registrations: Vec<_> = tpms
+        .iter()
+        .map(|tpm| world.chain.sign(&owner, tpm.register_call().into()))
+        .collect();
+    assert!(world
+        .chain
+        .execute(&registrations)
+        .unwrap()
+        .iter()
+        .all(|r| r.success));
+    world.chain.advance(DRAW_DELAY_BLOCKS);
+    let waiting = |world: &World| {
+        (0..MACHINES)
+            .filter(|id| machine_of(world, ProviderId(*id)).status == MachineStatus::AwaitingDraw)
+            .count() as u64
+    };
+    let budget = u64::from(DUE_HANDLED_PER_BLOCK_MAX);
+    assert_eq!(
+        waiting(&world),
+        MACHINES - budget,
+        "16 handled, the rest carried over"
+    );
+    world.chain.advance(1);
+    assert_eq!(waiting(&world), 0);
+    // All challenged, answered and reported in the same blocks: all due at one height.
+    let challenges: Vec<_> = (0..MACHINES)
+        .map(|id| {
+            let key = challenger_of(&world, ProviderId(id));
+            let call = Call::Challenge {
+                provider: ProviderId(id),
+                credential_blob: vec![1; 68].try_into().unwrap(),
+                encrypted_secret: vec![2; 256].try_into().unwrap(),
+                credential_hash: Digest(pcr::sha256(&CREDENTIAL)),
+            };
+            world.chain.sign(&key, call.into())
+        })
+        .collect();
+    assert!(world
+        .chain
+        .execute(&challenges)
+        .unwrap()
+        .iter()
+        .all(|r| r.success));
+    let answers: Vec<_> = (0..MACHINES)
+        .map(|id| {
+            let call = Call::ActivateCredential {
+                provider: ProviderId(id),
+                credential: CREDENTIAL.to_vec().try_into().unwrap(),
+            };
+            world.chain.sign(&owner, call.into())
+        })
+        .collect();
+    assert!(world
+        .chain
+        .execute(&answers)
+        .unwrap()
+        .iter()
+        .all(|r| r.success));
+    let due = machine_of(&world, PROVIDER).due;
+    assert!((0..MACHINES).all(|id| machine_of(&world, ProviderId(id)).due == due));
+    world.chain.advance(due - world.chain.height);
+    let excluded_now = |world: &World| {
+        (0..MACHINES)
+            .filter(|id| {
+                matches!(
+                    machine_of(world, ProviderId(*id)).status,
+                    MachineStatus::Excluded { .. }
+                )
+            })
+            .count() as u64
+    };
+    assert_eq!(excluded_now(&world), budget);
+    // A machine whose deadline passed but is not handled yet cannot report its way out.
+    let late = tpms.last_mut().unwrap();
+    let call = report(&world, late, honest());
+    assert_failed(
+        &owner_call(&mut world, call),
+        "attestation",
+        "DeadlinePassed",
+    );
+    assert_eq!(excluded_now(&world), MACHINES);
+}
+
+#[test]
+fn a_challenge_the_registrant_leaves_unanswered_ends_the_round() {
+    let mut world = world();
+    let tpm = Tpm::booted(PROVIDER, &reference(0));
+    assert!(register(&mut world, &tpm).success);
+    let first = challenger_of(&world, PROVIDER);
+    assert!(challenge(&mut world, PROVIDER, &first).success);
+    let due = machine(&world).due;
+    // Too late to answer once the round is over.
+    world.chain.advance(due - world.chain.height);
+    assert_eq!(machine(&world).rounds, 1);
+    assert!(machine(&world).challenge.is_none());
+    assert_failed(
+        &activate(&mut world, PROVIDER, &CREDENTIAL),
+        "attestation",
+        "WrongStep",
+    );
 }
 
 #[test]
@@ -1350,7 +1518,7 @@ fn one_tpm_cannot_back_two_providers_however_its_ek_is_written() {
 
 #[test]
 fn a_deregistered_machine_releases_its_tpm_and_refunds_its_leases() {
-    let (mut world, tpm) = attesting();
+    let (mut world, tpm) = attesting_with(2);
     let receipt = owner_call(&mut world, Call::DeregisterMachine { provider: PROVIDER });
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(excluded(&receipt), Some(Exclusion::Deregistered));
@@ -1361,8 +1529,10 @@ fn a_deregistered_machine_releases_its_tpm_and_refunds_its_leases() {
         lease.closed,
         Some((_, CloseReason::ProviderExcluded))
     ));
-    // Its TPM is free again.
-    assert!(register(&mut world, &tpm).success);
+    // Its TPM is free again, for another provider too.
+    let mut other = Tpm::booted(ProviderId(1), &reference(0));
+    other.ek = tpm.ek.clone();
+    admit(&mut world, &other);
 }
 
 #[test]
@@ -1420,7 +1590,7 @@ fn privileged_calls_need_the_privileged_origin_and_parameters_stay_in_range() {
     let defaults = Parameters::default();
     for params in [
         Parameters {
-            period_blocks: 15,
+            period_blocks: 255,
             ..defaults
         },
         Parameters {
@@ -1437,7 +1607,7 @@ fn privileged_calls_need_the_privileged_origin_and_parameters_stay_in_range() {
             ..defaults
         },
         Parameters {
-            challenge_timeout_blocks: 0,
+            challenge_timeout_blocks: 255,
             ..defaults
         },
         Parameters {
