@@ -400,8 +400,10 @@ impl Client {
     }
 
     async fn receipt_in(&self, height: u64, hash: &str) -> Result<Option<Receipt>, ClientError> {
+        // Heights up to the account's are finalized: a block the server does not serve is not
+        // evidence that the transaction is absent (it could be displaced only in a block seen).
         let Some(block) = self.rpc.get_block_by_height(height).await? else {
-            return Ok(None);
+            return Err(malformed(format!("finalized block {height} not served")));
         };
         if !block.transactions.iter().any(|tx| tx.hash == hash) {
             return Ok(None);

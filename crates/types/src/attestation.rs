@@ -21,10 +21,11 @@
 //!    another EK of the provider is activated or the machine is removed). A challenger silent
 //!    for [`Parameters::challenge_timeout_blocks`] (not drawn again for this provider while
 //!    others are eligible), or a challenge unanswered as long, ends the round; after
-//!    [`CHALLENGE_ROUNDS_MAX`] rounds the registration is dropped. A provider gets at most
-//!    [`DRAWS_MAX_PER_PROVIDER`] draws in all (deregistering and registering again does not
-//!    buy fresh ones); governance grants more ([`Call::ResetDraws`]). Every step after its
-//!    deadline is refused.
+//!    [`CHALLENGE_ROUNDS_MAX`] rounds (a round without any challenger drawn counts too) the
+//!    registration is dropped. A provider gets at most [`DRAWS_MAX_PER_PROVIDER`] draws per
+//!    [`DRAW_WINDOW_BLOCKS`] (deregistering and registering again does not buy fresh ones);
+//!    governance grants more at once ([`Call::ResetDraws`]). Every step after its deadline is
+//!    refused.
 //!
 //!    **What this proves, and what it does not yet.** The AK and the EK live in one TPM, as
 //!    far as the drawn challenger is honest (a colluding challenger can admit any key, and
@@ -175,10 +176,13 @@ pub const DRAW_DELAY_BLOCKS: u64 = 2;
 pub const CHALLENGE_ROUNDS_MAX: u32 = 3;
 /// Silent challengers remembered per provider (not drawn again while others are eligible).
 pub const CHALLENGERS_MAX: usize = 8;
-/// Challenger draws a provider gets in all, across its registrations, until governance grants
-/// more ([`Call::ResetDraws`]): a registrant cannot re-register until a colluding challenger
-/// is drawn.
+/// Challenger draws a provider gets per [`DRAW_WINDOW_BLOCKS`], across its registrations
+/// (governance grants more at once with [`Call::ResetDraws`]): a registrant cannot keep
+/// registering again until a colluding challenger is drawn. A challenger that stays silent
+/// gives its draw back, so a provisioner cannot burn another provider's draws by silence.
 pub const DRAWS_MAX_PER_PROVIDER: u32 = 8;
+/// The window [`DRAWS_MAX_PER_PROVIDER`] counts over, blocks (a day at 6-second blocks).
+pub const DRAW_WINDOW_BLOCKS: u64 = 14_400;
 /// Most deadlines handled at one block's end; the rest wait for the next blocks.
 pub const DUE_HANDLED_PER_BLOCK_MAX: u32 = 16;
 
@@ -391,6 +395,10 @@ pub enum Exclusion {
     /// Its owner deregistered the machine.
     #[index(7)]
     Deregistered,
+    /// Its deadline could not be handled (a corrupted state): dropped, the machine set aside
+    /// so that it can be removed.
+    #[index(8)]
+    DeadlineFailed,
 }
 
 /// The IMA entries staged since the last accepted report, folded as they arrive.
@@ -505,8 +513,10 @@ pub struct Machine {
 #[record]
 #[derive(Default)]
 pub struct DrawHistory {
-    /// Draws so far.
+    /// Draws in the current window (a silent challenger's draw is given back).
     pub draws: u32,
+    /// The height the current window started at.
+    pub window_start: u64,
     /// Challengers that stayed silent, oldest first.
     pub silent: BoundedVec<Address, CHALLENGERS_MAX>,
 }
@@ -651,7 +661,7 @@ pub enum Call {
         /// The provider.
         provider: ProviderId,
     },
-    /// (privileged) Grant a provider [`DRAWS_MAX_PER_PROVIDER`] new challenger draws.
+    /// (privileged) Grant a provider [`DRAWS_MAX_PER_PROVIDER`] new challenger draws now.
     #[index(12)]
     ResetDraws {
         /// The provider.
@@ -684,6 +694,12 @@ pub enum Event {
     },
     /// The AK was proven to live on the EK's TPM.
     CredentialActivated {
+        /// The provider.
+        provider: ProviderId,
+    },
+    /// No challenger could be drawn (none eligible, or the provider's draws are spent): the
+    /// registration waits another timeout, and counts a round.
+    NoChallengerDrawn {
         /// The provider.
         provider: ProviderId,
     },

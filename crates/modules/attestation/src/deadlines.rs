@@ -2,7 +2,9 @@
 //! block's end the deadlines up to that height are handled in height order, at most
 //! [`DUE_HANDLED_PER_BLOCK_MAX`] per block (the rest wait for the next blocks; `DueCursor`
 //! remembers where), and each handler takes its machine off the list, so every deadline is
-//! handled exactly once.
+//! handled exactly once. Each deadline runs in a layer of its own: one that fails on a
+//! corrupted state is rolled back alone and dropped (`DeadlineDropped`), its machine excluded
+//! for `DeadlineFailed`.
 
 use crate::Attestation;
 use logos_dvci::Dvci;
@@ -14,12 +16,12 @@ use logos_types::{
     attestation::{
         Draws, DueAt, DueCursor, Endorsements, Error, Event, Exclusion, Machine, MachineCount,
         MachineStatus, Machines, Params, CHALLENGE_ROUNDS_MAX, DRAWS_MAX_PER_PROVIDER,
-        DUE_HANDLED_PER_BLOCK_MAX, DUE_SPREAD_MAX_BLOCKS,
+        DRAW_WINDOW_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX, DUE_SPREAD_MAX_BLOCKS,
     },
     corruption,
     dvci::{ProviderId, Providers},
     operations::EnvironmentId,
-    DispatchError, Event as RuntimeEvent,
+    DispatchError, Event as RuntimeEvent, StateError,
 };
 
 /// Domain of the challenger draw's randomness.
@@ -74,18 +76,28 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         Ok(())
     }
 
-    /// Handles the deadlines up to this height (module docs).
+    /// Handles the deadlines up to this height (module docs). What the hook wrote so far is
+    /// kept first, then each deadline in a layer of its own: one that fails (a corrupted
+    /// state) is rolled back alone and dropped, its machine set aside, and the others go on.
     pub(crate) async fn handle_deadlines<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
     ) -> DispatchResult {
+        ctx.overlay.commit();
         let height = ctx.height();
         let mut cursor = DueCursor::get(ctx.overlay).await?;
         let mut emitted: Vec<RuntimeEvent> = Vec::new();
         let mut budget = DUE_HANDLED_PER_BLOCK_MAX;
         while budget > 0 && cursor <= height {
-            let first = DueAt::get(ctx.overlay, &cursor)
-                .await?
-                .and_then(|due| due.first().copied());
+            let first = match DueAt::get(ctx.overlay, &cursor).await {
+                Ok(due) => due.and_then(|due| due.first().copied()),
+                Err(StateError::Backend(reason)) => return Err(DispatchError::Backend(reason)),
+                // A list that does not decode is dropped; its machines are set aside by the
+                // invariant check's report, not here (their ids are unreadable).
+                Err(_) => {
+                    DueAt::remove(ctx.overlay, &cursor)?;
+                    None
+                }
+            };
             let Some(provider) = first else {
                 match cursor.checked_add(1) {
                     Some(next) => cursor = next,
@@ -95,17 +107,45 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             };
             budget = budget.saturating_sub(1);
             match Self::due(ctx, provider, cursor).await {
-                Ok(handled) => emitted.extend(handled),
+                Ok(handled) => {
+                    ctx.overlay.commit();
+                    emitted.extend(handled);
+                }
                 Err(DispatchError::Backend(reason)) => return Err(DispatchError::Backend(reason)),
-                // A corrupted entry must not stop every other deadline: dropped, and said.
                 Err(_) => {
-                    Self::unschedule(ctx, provider, cursor).await?;
-                    emitted.extend(events([Event::DeadlineDropped { provider }]));
+                    ctx.overlay.rollback();
+                    emitted.extend(Self::drop_deadline(ctx, provider, cursor).await?);
+                    ctx.overlay.commit();
                 }
             }
         }
         DueCursor::put(ctx.overlay, &cursor)?;
         Ok(emitted)
+    }
+
+    /// Drops `provider`'s deadline at `at` that could not be handled: off the list, and its
+    /// machine (if it reads) excluded for `DeadlineFailed`, not attested, so that its owner or
+    /// anyone can remove it.
+    async fn drop_deadline<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+        at: u64,
+    ) -> DispatchResult {
+        Self::unschedule(ctx, provider, at).await?;
+        if let Ok(Some(mut machine)) = Machines::get(ctx.overlay, &provider).await {
+            machine.status = MachineStatus::Excluded {
+                at: ctx.height(),
+                reason: Exclusion::DeadlineFailed,
+            };
+            machine.staged = None;
+            machine.pending = None;
+            machine.challenge = None;
+            Machines::insert(ctx.overlay, &provider, &machine)?;
+        }
+        if Providers::contains(ctx.overlay, &provider).await? {
+            Dvci::set_attested(ctx.overlay, provider, None).await?;
+        }
+        Ok(events([Event::DeadlineDropped { provider }]))
     }
 
     /// Handles one machine due at `at`; takes it off that list.
@@ -126,32 +166,27 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             // Its provider left `dvci`: the machine goes too.
             return Self::remove(ctx, provider, machine).await;
         }
-        match machine.status {
-            MachineStatus::Attesting => {
-                Self::exclude(ctx, provider, machine, Exclusion::ReportMissing).await
-            }
-            MachineStatus::AwaitingChallenge { .. } | MachineStatus::Challenged { .. }
-                if machine.rounds.saturating_add(1) >= CHALLENGE_ROUNDS_MAX =>
-            {
-                Self::remove(ctx, provider, machine).await
-            }
-            MachineStatus::AwaitingDraw
-            | MachineStatus::AwaitingChallenge { .. }
-            | MachineStatus::Challenged { .. } => {
-                if let MachineStatus::AwaitingChallenge { challenger } = machine.status {
-                    Self::remember_silent(ctx, provider, challenger).await?;
-                }
-                if machine.status != MachineStatus::AwaitingDraw {
-                    machine.rounds = machine.rounds.saturating_add(1);
-                }
-                Self::next_round(ctx, provider, machine).await
-            }
-            MachineStatus::Excluded { .. } => Err(corruption("an excluded machine is listed")),
+        if machine.status == MachineStatus::Attesting {
+            return Self::exclude(ctx, provider, machine, Exclusion::ReportMissing).await;
         }
+        if let MachineStatus::Excluded { .. } = machine.status {
+            return Err(corruption("an excluded machine is listed"));
+        }
+        // A registration's round ends: silent challenger, unanswered challenge, or no draw.
+        if let MachineStatus::AwaitingChallenge { challenger } = machine.status {
+            Self::remember_silent(ctx, provider, challenger).await?;
+        }
+        if machine.status != MachineStatus::AwaitingDraw {
+            machine.rounds = machine.rounds.saturating_add(1);
+        }
+        if machine.rounds >= CHALLENGE_ROUNDS_MAX {
+            return Self::remove(ctx, provider, machine).await;
+        }
+        Self::next_round(ctx, provider, machine).await
     }
 
     /// Remembers a challenger that stayed silent for `provider` (not drawn again while others
-    /// are eligible); the oldest is forgotten when the list is full.
+    /// are eligible; the oldest is forgotten when the list is full) and gives its draw back.
     async fn remember_silent<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         provider: ProviderId,
@@ -166,11 +201,12 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         if history.silent.try_push(challenger).is_err() {
             return Err(corruption("no room in a list just made room in"));
         }
+        history.draws = history.draws.saturating_sub(1);
         Ok(Draws::insert(ctx.overlay, &provider, &history)?)
     }
 
-    /// Draws the next challenger (or waits another timeout when nobody is eligible or the
-    /// provider has no draws left).
+    /// Draws the next challenger, or waits another timeout (counting a round) when nobody is
+    /// eligible or the provider has no draws left.
     async fn next_round<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         provider: ProviderId,
@@ -178,24 +214,29 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
     ) -> DispatchResult {
         let params = Params::get(ctx.overlay).await?;
         let next = ctx.height().saturating_add(params.challenge_timeout_blocks);
-        let mut emitted = Vec::new();
         machine.challenge = None;
-        machine.status = MachineStatus::AwaitingDraw;
-        if let Some(challenger) = Self::draw_challenger(ctx, provider, &machine).await? {
-            machine.status = MachineStatus::AwaitingChallenge { challenger };
-            emitted = events([Event::ChallengerDrawn {
-                provider,
-                challenger,
-            }]);
-        }
+        let emitted = match Self::draw_challenger(ctx, provider, &machine).await? {
+            Some(challenger) => {
+                machine.status = MachineStatus::AwaitingChallenge { challenger };
+                events([Event::ChallengerDrawn {
+                    provider,
+                    challenger,
+                }])
+            }
+            None => {
+                machine.status = MachineStatus::AwaitingDraw;
+                machine.rounds = machine.rounds.saturating_add(1);
+                events([Event::NoChallengerDrawn { provider }])
+            }
+        };
         Self::reschedule(ctx, provider, &mut machine, next).await?;
         Machines::insert(ctx.overlay, &provider, &machine)?;
         Ok(emitted)
     }
 
-    /// A challenger for `provider`'s machine, if the provider has draws left: by stake among
-    /// the provisioners other than the machine's excluded accounts and, while others are
-    /// eligible, those that stayed silent for this provider. Counts the draw.
+    /// A challenger for `provider`'s machine, if the provider has draws left in the window: by
+    /// stake among the provisioners other than the machine's excluded accounts and, while
+    /// others are eligible, those that stayed silent for this provider. Counts the draw.
     async fn draw_challenger<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         provider: ProviderId,
@@ -204,6 +245,11 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         let mut history = Draws::get(ctx.overlay, &provider)
             .await?
             .unwrap_or_default();
+        let window_end = history.window_start.saturating_add(DRAW_WINDOW_BLOCKS);
+        if ctx.height() >= window_end {
+            history.draws = 0;
+            history.window_start = ctx.height();
+        }
         if history.draws >= DRAWS_MAX_PER_PROVIDER {
             return Ok(None);
         }

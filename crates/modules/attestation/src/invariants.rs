@@ -104,6 +104,11 @@ fn check_machine(
     if endorsement_key_id(&machine.ek_public).ok().map(Digest) != Some(machine.ek_id) {
         return Err(format!("machine {provider}'s EK id is not its EK's"));
     }
+    if machine.status == MachineStatus::Attesting && machine.bound_ek != Some(machine.ek_id) {
+        return Err(format!(
+            "attesting machine {provider}'s EK is not bound to it"
+        ));
+    }
     if machine.rounds >= CHALLENGE_ROUNDS_MAX {
         return Err(format!(
             "machine {provider} is past its last challenge round"

@@ -5,7 +5,8 @@
 //! checked with `logos-mia` (pure Rust, bounded).
 //!
 //! Owns [`Machines`], [`References`], [`ClassReferences`], [`AllowedFiles`], [`Deployers`],
-//! [`Nonces`], `DueAt`, `DueCursor`, [`Params`], [`MachineCount`] and [`Endorsements`].
+//! [`Nonces`], `DueAt`, `DueCursor`, [`Params`], [`MachineCount`], [`Endorsements`] and
+//! [`Draws`].
 //! Uses `dvci` (whether a provider is attested, its exclusion), `market` (closing an excluded
 //! provider's leases) and `provisioning` (the staked provisioners a challenger is drawn from).
 //!
@@ -26,8 +27,8 @@
 //! # Invariant ([`Attestation::try_state`])
 //! [`MachineCount`] counts [`Machines`]; every machine's AK is an attestation key, its
 //! reference (and a pending deployment's) approved, a posted challenge present exactly while
-//! it is `Challenged`; [`Endorsements`] holds exactly the EKs of the activated machines
-//! (attesting or excluded), each for its own provider; every machine not excluded is listed
+//! it is `Challenged`, an attesting machine's own EK bound to it; [`Endorsements`] holds
+//! exactly the machines' bound EKs, each for its own provider; every machine not excluded is listed
 //! exactly once in `DueAt`, at its `due` height, no list is below `DueCursor` and nothing
 //! else is listed; every provider `dvci` lists as attested has an attesting machine with an
 //! accepted report; [`Nonces`] holds at most [`NONCE_WINDOW_MAX_BLOCKS`] + 1 heights.
@@ -629,7 +630,11 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
 
     async fn reset_draws(ctx: &mut Context<'_, '_, R>, provider: &ProviderId) -> DispatchResult {
         ctx.ensure_privileged()?;
-        Draws::remove(ctx.overlay, provider)?;
+        // The silent challengers stay remembered; only the count starts over.
+        let mut history = Draws::get(ctx.overlay, provider).await?.unwrap_or_default();
+        history.draws = 0;
+        history.window_start = ctx.height();
+        Draws::insert(ctx.overlay, provider, &history)?;
         Ok(events([Event::DrawsReset {
             provider: *provider,
         }]))

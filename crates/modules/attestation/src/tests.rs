@@ -15,10 +15,10 @@ use logos_primitives::{Amount, PrivateKey};
 use logos_runtime::mock::{address, assert_failed, fixtures, fixtures::World};
 use logos_types::{
     attestation::{
-        report_nonce, Call, Component, Digest, DueAt, Event, Exclusion, ImaPolicy, Machine,
-        MachineCount, MachineStatus, Machines, Nonces, Parameters, Params, Reference, Reported,
-        Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX, DRAWS_MAX_PER_PROVIDER, DRAW_DELAY_BLOCKS,
-        DUE_HANDLED_PER_BLOCK_MAX, MACHINES_MAX,
+        report_nonce, Call, Component, Digest, DueAt, Endorsements, Event, Exclusion, ImaPolicy,
+        Machine, MachineCount, MachineStatus, Machines, Nonces, Parameters, Params, Reference,
+        Reported, Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX, DRAWS_MAX_PER_PROVIDER,
+        DRAW_DELAY_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX, MACHINES_MAX,
     },
     codec::BoundedVec,
     dvci::{self, Attested, ProviderId, ProviderStatus, Providers, ResourceClass},
@@ -375,6 +375,14 @@ fn report_at(world: &World, tpm: &mut Tpm, reported: Reported, anchor: u64) -> C
     }
 }
 
+/// A report `call` with what it claims changed by `alter` (the quote and signature kept).
+fn altered(call: Call, alter: impl FnOnce(&mut Call)) -> Call {
+    assert!(matches!(call, Call::Attest { .. }), "a report");
+    let mut call = call;
+    alter(&mut call);
+    call
+}
+
 /// An admitted machine that booted into reference 0 with IMA, staged its boot list and
 /// reported once; the tenant holds lease 0 on it.
 fn attesting() -> (World, Tpm) {
@@ -672,21 +680,12 @@ fn evidence_that_is_not_the_machines_word_is_refused_and_changes_nothing() {
     assert!(message.contains("signature"), "{message}");
 
     // A genuine quote over another height's nonce, presented for this one.
-    let anchor = world.chain.height;
-    let Call::Attest {
-        attest, signature, ..
-    } = report_at(&world, &mut tpm, honest(), anchor - 1)
-    else {
-        unreachable!()
-    };
-    let moved = Call::Attest {
-        provider: PROVIDER,
-        anchor,
-        attest,
-        signature,
-        reported: honest(),
-        ima_pcr: tpm.ima_pcr(),
-    };
+    let now = world.chain.height;
+    let moved = altered(report_at(&world, &mut tpm, honest(), now - 1), |call| {
+        if let Call::Attest { anchor, .. } = call {
+            *anchor = now;
+        }
+    });
     let message = assert_failed(
         &owner_call(&mut world, moved),
         "attestation",
@@ -695,26 +694,11 @@ fn evidence_that_is_not_the_machines_word_is_refused_and_changes_nothing() {
     assert!(message.contains("nonce"), "{message}");
 
     // Components other than the quoted ones: the nonce binds them.
-    let Call::Attest {
-        anchor,
-        attest,
-        signature,
-        ..
-    } = report(&world, &mut tpm, honest())
-    else {
-        unreachable!()
-    };
-    let swapped = Call::Attest {
-        provider: PROVIDER,
-        anchor,
-        attest,
-        signature,
-        reported: Reported {
-            lkrg: Component::Measured(Digest([3; 32])),
-            ..honest()
-        },
-        ima_pcr: tpm.ima_pcr(),
-    };
+    let swapped = altered(report(&world, &mut tpm, honest()), |call| {
+        if let Call::Attest { reported, .. } = call {
+            reported.lkrg = Component::Measured(Digest([3; 32]));
+        }
+    });
     assert_failed(
         &owner_call(&mut world, swapped),
         "attestation",
@@ -789,24 +773,12 @@ fn a_quote_for_one_provider_does_not_serve_another() {
     admit(&mut world, &second);
     let list = [boot_aggregate(&reference(0))];
     measure_and_stage(&mut world, &mut first, Start::Boot, &list);
-    let Call::Attest {
-        anchor,
-        attest,
-        signature,
-        ..
-    } = report(&world, &mut first, honest())
-    else {
-        unreachable!()
-    };
     // Provider 1 presents provider 0's quote, signed by the same AK.
-    let stolen = Call::Attest {
-        provider: ProviderId(1),
-        anchor,
-        attest,
-        signature,
-        reported: honest(),
-        ima_pcr: first.ima_pcr(),
-    };
+    let stolen = altered(report(&world, &mut first, honest()), |call| {
+        if let Call::Attest { provider, .. } = call {
+            *provider = ProviderId(1);
+        }
+    });
     let message = assert_failed(
         &owner_call(&mut world, stolen),
         "attestation",
@@ -970,23 +942,11 @@ fn a_hidden_ima_entry_is_refused_until_disclosed_and_a_lie_about_pcr_10_excludes
     // Claiming the PCR 10 the staged entries reach instead of the real one: the quote's
     // digest gives the lie away.
     let staged_pcr = machine(&world).staged.unwrap().pcr;
-    let Call::Attest {
-        anchor,
-        attest,
-        signature,
-        ..
-    } = report(&world, &mut tpm, honest())
-    else {
-        unreachable!()
-    };
-    let lie = Call::Attest {
-        provider: PROVIDER,
-        anchor,
-        attest,
-        signature,
-        reported: honest(),
-        ima_pcr: staged_pcr,
-    };
+    let lie = altered(report(&world, &mut tpm, honest()), |call| {
+        if let Call::Attest { ima_pcr, .. } = call {
+            *ima_pcr = staged_pcr;
+        }
+    });
     assert_eq!(
         excluded(&owner_call(&mut world, lie)),
         Some(Exclusion::PcrMismatch)
@@ -1330,7 +1290,6 @@ fn silent_challengers_are_replaced_by_others_and_an_unanswered_registration_is_d
     world.chain.advance(due - world.chain.height);
     assert!(world.chain.map::<Machines>(&PROVIDER).is_none());
     assert_eq!(world.chain.value::<MachineCount>(), 0);
-    let _ = tpm;
 }
 
 #[test]
@@ -1338,10 +1297,12 @@ fn an_unanswered_registration_never_binds_its_ek() {
     let mut world = world_with(2, reference(0));
     let tpm = Tpm::booted(PROVIDER, &reference(0));
     assert!(register(&mut world, &tpm).success);
+    let ek_id = machine(&world).ek_id;
     for _ in 0..CHALLENGE_ROUNDS_MAX {
-        // Each challenger challenges; the registrant never answers.
+        // Each challenger challenges; the registrant never answers; the EK stays unbound.
         let challenger = challenger_of(&world, PROVIDER);
         assert!(challenge(&mut world, PROVIDER, &challenger).success);
+        assert!(world.chain.map::<Endorsements>(&ek_id).is_none());
         let due = machine(&world).due;
         world.chain.advance(due - world.chain.height);
     }
@@ -1576,6 +1537,7 @@ fn privileged_calls_need_the_privileged_origin_and_parameters_stay_in_range() {
         Call::SetParams {
             params: Parameters::default(),
         },
+        Call::ResetDraws { provider: PROVIDER },
     ] {
         let receipt = world.chain.call(&owner, call);
         assert_failed(&receipt, "attestation", "BadOrigin");
@@ -1648,6 +1610,49 @@ fn the_machine_count_is_bounded() {
     let transaction = world.chain.sign(&owner, tpm.register_call().into());
     let outcome = world.chain.dry_run(&[transaction]).unwrap();
     assert_failed(&outcome.receipts[0], "attestation", "TooManyMachines");
+}
+
+#[test]
+fn a_deadline_that_cannot_be_handled_is_dropped_alone_and_the_others_go_on() {
+    let mut world = world_with(2, reference(0));
+    let tpms = [
+        Tpm::booted(PROVIDER, &reference(0)),
+        Tpm::booted(ProviderId(1), &reference(0)),
+    ];
+    let owner = world.owner.clone();
+    let registrations: Vec<_> = tpms
+        .iter()
+        .map(|tpm| world.chain.sign(&owner, tpm.register_call().into()))
+        .collect();
+    assert!(world
+        .chain
+        .execute(&registrations)
+        .unwrap()
+        .iter()
+        .all(|r| r.success));
+    // Provider 0's machine record says another deadline than its list (a corrupted state).
+    let mut broken = machine(&world);
+    broken.due += 7;
+    world.chain.corrupt::<Machines>(&PROVIDER, &broken);
+    world.chain.height += DRAW_DELAY_BLOCKS - 1;
+    let outcome = world.chain.dry_run(&[]).unwrap();
+    let events = &outcome.block_events;
+    assert!(
+        !events.iter().any(|event| matches!(
+            event,
+            RuntimeEvent::Runtime(logos_types::RuntimeEvent::HookFailed { .. })
+        )),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|event| matches!(
+        event,
+        RuntimeEvent::Attestation(Event::DeadlineDropped { provider }) if *provider == PROVIDER
+    )));
+    assert!(events.iter().any(|event| matches!(
+        event,
+        RuntimeEvent::Attestation(Event::ChallengerDrawn { provider, .. })
+            if *provider == ProviderId(1)
+    )));
 }
 
 #[test]
