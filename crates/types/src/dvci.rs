@@ -214,6 +214,15 @@ pub struct Provider {
     pub agent_key: Option<NodeKey>,
 }
 
+impl Provider {
+    /// The account of its agent key: the agent on the machine, which may act for the machine
+    /// (`attestation`); none without a usable agent key.
+    pub fn agent_account(&self) -> Option<Address> {
+        let key = self.agent_key?.public_key().ok()?;
+        Some(Address::from_public_key(&key))
+    }
+}
+
 /// A provider's service record, kept by the chain and used by placement: blocks its leased
 /// environments were verified or not, and faults a quorum of cross-checkers observed (its agent
 /// unreachable, or a workload it says runs dead at its endpoint).

@@ -26,6 +26,7 @@
 use anyhow::{bail, ensure, Context as _, Result};
 use commonware_cryptography::Signer as _;
 use futures::executor::block_on;
+use logos_attestation::report::bound_components;
 use logos_framework::MapExt as _;
 use logos_mia::{
     credential,
@@ -411,17 +412,6 @@ fn reported() -> Reported {
     }
 }
 
-fn bound_components() -> integrity::Components {
-    integrity::Components {
-        boot: integrity::Status::Unavailable,
-        ima: integrity::Status::Unavailable,
-        files: integrity::Status::Measured(FILES.0),
-        lkrg: integrity::Status::Unavailable,
-        ebpf: integrity::Status::Unavailable,
-        tamper: integrity::Tamper::Clear,
-    }
-}
-
 /// `StageIma` transactions carrying `list`, each within the transaction limit.
 fn staging(
     chain: &mut Chain,
@@ -513,7 +503,7 @@ fn measure(
                 transactions.extend(staging(chain, provider, start, &list)?);
             }
             let chain_nonce = report_nonce(&anchor_nonce, provider);
-            let nonce = quote_nonce(&chain_nonce.0, &bound_components());
+            let nonce = quote_nonce(&chain_nonce.0, &bound_components(&reported()));
             let quoted = Instant::now();
             let quote = machine.tpm.quote(&machine.key, &nonce, &quoted_pcrs())?;
             quote_ms.push(quoted.elapsed().as_secs_f64() * 1e3);

@@ -95,11 +95,7 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         let provider = Providers::get(ctx.overlay, &id)
             .await?
             .ok_or(Error::UnknownProvider(id))?;
-        let agent = provider
-            .agent_key
-            .and_then(|key| key.public_key().ok())
-            .map(|key| Address::from_public_key(&key));
-        if provider.owner != sender && agent != Some(sender) {
+        if provider.owner != sender && provider.agent_account() != Some(sender) {
             return Err(Error::NotOwner.into());
         }
         Ok(provider)
@@ -303,11 +299,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         let reference = ClassReferences::get(ctx.overlay, &record.class)
             .await?
             .ok_or(Error::NoReference)?;
-        let agent = record
-            .agent_key
-            .and_then(|key| key.public_key().ok())
-            .map(|key| Address::from_public_key(&key));
-        let excluded = [Some(record.owner), agent]
+        let excluded = [Some(record.owner), record.agent_account()]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()

@@ -7,7 +7,7 @@
 use logos_mia::{
     credential,
     evidence::{quote_nonce, quoted_pcrs},
-    ima, integrity,
+    ima,
     pcr::{self, BOOT_PCRS},
 };
 use logos_mia_collect::{
@@ -118,14 +118,7 @@ fn owner_call(world: &mut World, call: Call) -> Receipt {
 fn report(world: &mut World, tpm: &mut TssTpm, ak: &AttestationKey) -> Receipt {
     let anchor = world.chain.height;
     let chain_nonce = world.chain.map::<Nonces>(&anchor).unwrap();
-    let components = integrity::Components {
-        boot: integrity::Status::Unavailable,
-        ima: integrity::Status::Unavailable,
-        files: integrity::Status::Measured([0xF1; 32]),
-        lkrg: integrity::Status::Unavailable,
-        ebpf: integrity::Status::Unavailable,
-        tamper: integrity::Tamper::Unavailable,
-    };
+    let components = logos_attestation::report::bound_components(&reported());
     let chain_nonce = report_nonce(&chain_nonce, PROVIDER);
     let nonce = quote_nonce(&chain_nonce.0, &components);
     let quote = tpm.quote(ak, &nonce, &quoted_pcrs()).unwrap();
