@@ -5,6 +5,8 @@
 //! - [`gatekeeper`]: the HTTP API of `logos_api::agent` around those decisions (it reads the
 //!   facts with proofs), garbage collection of what the chain no longer wants, and the relay of
 //!   environments' chain traffic (the only path from an environment to the chain).
+//! - [`attest`]: the machine's side of Machine Integrity Attestation: registers the TPM,
+//!   answers the challenger's credential, stages IMA entries and reports quotes on schedule.
 //! - [`driver`]: the [`driver::Driver`] trait every way of running environments implements.
 //! - [`image`]: OCI images pinned by digest: pulled, verified blob by blob, cached, unpacked.
 //! - [`container`]: the container driver: runc with a user namespace, no capabilities, the
@@ -15,6 +17,7 @@
 //! runtime).
 
 pub mod admission;
+pub mod attest;
 pub mod authorize;
 pub mod container;
 pub mod driver;

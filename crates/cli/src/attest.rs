@@ -199,55 +199,6 @@ pub struct ProviderAttestArgs {
     json: bool,
 }
 
-/// The attestation key file: the key's `TPMT_PUBLIC` and its private blob, hex. The blob is
-/// wrapped by the TPM (under its endorsement key), so it is useless anywhere else: it needs no
-/// passphrase, but the file is still written owner-only.
-#[derive(Serialize, serde::Deserialize)]
-struct AkFile {
-    public: String,
-    private: String,
-}
-
-fn load_or_create_ak(path: &std::path::Path, tpm: &mut TssTpm) -> Result<AttestationKey> {
-    use logos_mia_collect::tpm::Tpm as _;
-    if path.exists() {
-        let file: AkFile = serde_json::from_slice(&std::fs::read(path)?)
-            .with_context(|| format!("{}", path.display()))?;
-        return Ok(AttestationKey {
-            public: hex::decode(file.public)?,
-            private: hex::decode(file.private)?,
-        });
-    }
-    let key = tpm.create_attestation_key(AkKind::EcdsaP256)?;
-    let file = AkFile {
-        public: hex::encode(&key.public),
-        private: hex::encode(&key.private),
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    write_owner_only(path, &serde_json::to_vec_pretty(&file)?)?;
-    Ok(key)
-}
-
-/// Writes `bytes` to `path`, owner-only, all or nothing: a temporary file renamed into place,
-/// so a crash never leaves a truncated key file behind.
-fn write_owner_only(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
-    let temporary = path.with_extension("partial");
-    let _ = std::fs::remove_file(&temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("creating {}", temporary.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 /// Runs `logos provider attest`.
 pub fn run_provider_attest(args: ProviderAttestArgs) -> Result<()> {
     let swtpm = args
@@ -257,7 +208,7 @@ pub fn run_provider_attest(args: ProviderAttestArgs) -> Result<()> {
         .transpose()?;
     let tcti = swtpm.as_ref().map_or(args.tcti.clone(), Swtpm::tcti);
     let mut tpm = TssTpm::open(&tcti).with_context(|| format!("opening the TPM at {tcti}"))?;
-    let key = load_or_create_ak(&args.ak, &mut tpm)?;
+    let key = logos_mia_collect::keyfile::load_or_create(&args.ak, &mut tpm, AkKind::EcdsaP256)?;
     let nonce = match &args.nonce {
         Some(text) => {
             let nonce =

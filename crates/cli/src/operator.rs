@@ -5,6 +5,7 @@ use crate::client::DEFAULT_RPC;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use logos_agent::{
+    attest::{AttestConfig, Attestor},
     container::{
         network::{Network, PUBLISHED_PORTS},
         seccomp, shim, ContainerConfig, ContainerDriver, DEFAULT_IMAGE_CACHE_MAX_BYTES,
@@ -15,6 +16,7 @@ use logos_agent::{
 };
 use logos_client::{keystore, Client, Wallet};
 use logos_devnet::{runtime, wait_for_signal};
+use logos_mia_collect::files::FileSnapshot;
 use logos_primitives::{Amount, NodeKey};
 use logos_provisioner::{Provisioner, ProvisionerConfig};
 use logos_types::{
@@ -22,6 +24,9 @@ use logos_types::{
     provisioning, Call,
 };
 use std::{net::SocketAddr, path::PathBuf};
+
+/// Time between the attestor's reads of its machine's record, ms.
+const ATTEST_POLL_MS: u64 = 1_000;
 
 /// Relayed connections one environment may hold besides one per validator (RPC clients).
 const RELAY_RPC_CONNECTIONS_PER_ENVIRONMENT: u32 = 8;
@@ -224,6 +229,33 @@ pub struct AgentRunArgs {
     /// take down the bridge, firewall rules and cgroups.
     #[arg(long)]
     pub destroy_on_exit: bool,
+    /// Attest this machine (Machine Integrity Attestation) through the TPM at this TSS2 TCTI
+    /// (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`); needs `--key-file`.
+    #[arg(long, conflicts_with = "swtpm")]
+    pub tpm_tcti: Option<String>,
+    /// Attest through a software TPM (swtpm) started here with its state in this directory
+    /// (a devnet's machines; its TCTI is written to `DIR/tcti`); needs `--key-file`.
+    #[arg(long)]
+    pub swtpm: Option<PathBuf>,
+    /// The attestation key file (created under the TPM's EK when absent); default
+    /// `STATE_DIR/attestation-key.json`.
+    #[arg(long)]
+    pub ak_file: Option<PathBuf>,
+    /// A path the file-integrity snapshot covers (repeat the flag).
+    #[arg(long = "attest-file")]
+    pub attest_files: Vec<PathBuf>,
+    /// AIDE's database: the file snapshot is its hash (instead of `--attest-file`).
+    #[arg(long, conflicts_with = "attest_files")]
+    pub aide_db: Option<PathBuf>,
+    /// The IMA measurement list.
+    #[arg(long, default_value = logos_mia_collect::logs::IMA_BINARY_PATH)]
+    pub ima_log: PathBuf,
+    /// The tamper flag's file or sysfs path (`0` closed, `1` opened).
+    #[arg(long)]
+    pub tamper: Option<PathBuf>,
+    /// Reports per attestation period.
+    #[arg(long, default_value_t = 4)]
+    pub reports_per_period: u64,
 }
 
 /// `logos agent shim` options.
@@ -441,6 +473,14 @@ fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
         requests_per_second,
         gc_interval_ms,
         destroy_on_exit,
+        tpm_tcti,
+        swtpm,
+        ak_file,
+        attest_files,
+        aide_db,
+        ima_log,
+        tamper,
+        reports_per_period,
     } = args;
     let validators = logos_types::Genesis::load(&genesis)?.validators;
     let p2p_relays = u16::try_from(validators.len()).context("too many validators to relay")?;
@@ -456,6 +496,36 @@ fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
     }
     let key = key_file.as_deref().map(keystore::load_file).transpose()?;
     crate::node::init_logging("info");
+    // The software TPM lives as long as this agent (a restart is the machine's reboot).
+    let swtpm = swtpm
+        .map(|dir| -> Result<_> {
+            let tpm = logos_mia_collect::swtpm::Swtpm::start(&dir, 0)?;
+            std::fs::write(dir.join("tcti"), tpm.tcti())?;
+            Ok(tpm)
+        })
+        .transpose()?;
+    let tcti = tpm_tcti.or_else(|| swtpm.as_ref().map(|tpm| tpm.tcti()));
+    let attest = match (&tcti, &key) {
+        (Some(tcti), Some(key)) => Some((
+            AttestConfig {
+                provider,
+                tcti: tcti.clone(),
+                ak_file: ak_file.unwrap_or_else(|| state_dir.join("attestation-key.json")),
+                ima_log,
+                files: match aide_db {
+                    Some(database) => FileSnapshot::Aide(database),
+                    None if attest_files.is_empty() => FileSnapshot::None,
+                    None => FileSnapshot::Paths(attest_files),
+                },
+                tamper,
+                poll_ms: ATTEST_POLL_MS,
+                reports_per_period,
+            },
+            Wallet::new(key.clone()),
+        )),
+        (Some(_), None) => bail!("attestation (--tpm-tcti, --swtpm) needs --key-file: the agent reports from its agent account"),
+        (None, _) => None,
+    };
     let binds = vec![(
         genesis.canonicalize()?,
         "/opt/logos/genesis.toml".to_string(),
@@ -514,10 +584,15 @@ fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
         let driver = ContainerDriver::new(container)?;
         driver.prepare_host().await?;
         let client = crate::client::trusted_client(&rpc, Some(&genesis)).await?;
+        if let Some((config, wallet)) = attest {
+            let client = crate::client::trusted_client(&rpc, Some(&genesis)).await?;
+            let attestor = Attestor::new(config, client, wallet);
+            tokio::spawn(attestor.run());
+        }
         let address = gatekeeper::start(config, client, driver.clone()).await?;
         println!(
             "{}",
-            serde_json::json!({"ready": true, "agent": address.to_string(), "provider": provider, "cgroups": format!("{:?}", driver.hierarchy())})
+            serde_json::json!({"ready": true, "agent": address.to_string(), "provider": provider, "cgroups": format!("{:?}", driver.hierarchy()), "tpm": tcti})
         );
         wait_for_signal().await;
         if destroy_on_exit {

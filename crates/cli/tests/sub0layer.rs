@@ -11,6 +11,7 @@ use logos_provisioner::{
     AgentEffects, Effects, Provisioner as Daemon, ProvisionerConfig, ProvisionerError, Target,
 };
 use logos_types::{
+    attestation,
     balances::{community_account, Accounts, TotalIssuance},
     catalog::{self, ProductId, Template, TemplateId, Workload},
     dvci::{ProviderId, Providers, RegionId},
@@ -455,10 +456,11 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         let accounts = all_accounts(&devnet);
         let (total, issuance) = holdings(&client, &accounts).await;
         assert_eq!(total, issuance, "balances add up at genesis");
-        // The devnet's agents do not attest: its genesis says so, and the CLI shows it.
-        assert!(client.info().unattested);
+        // The devnet's agents attest with a software TPM each: the genesis requires it, and
+        // the devnet waited for every machine's first accepted report.
+        assert!(!client.info().unattested);
         let provider = cli(&devnet, &["provider", "status", "0"]);
-        assert_eq!(provider["attestation"]["state"], "unattested", "{provider}");
+        assert_eq!(provider["attestation"]["state"], "attested", "{provider}");
 
         // Lease → Running → Verified, with the full node inside synced.
         let id = lease(&client, &dev, 0, 36_000).await;
@@ -910,9 +912,19 @@ impl Effects for Liar {
 
 #[test]
 fn lying_provisioner_is_slashed_and_memory_limit_is_enforced() {
-    let devnet = Devnet::start("byzantine", 24_600, 13, &["--external-provisioners", "0"]);
+    // Unattested (the devnet's opt-out): providers take leases without a TPM, as the genesis
+    // says and the CLI shows.
+    let devnet = Devnet::start(
+        "byzantine",
+        24_600,
+        13,
+        &["--external-provisioners", "0", "--unattested"],
+    );
     runtime().block_on(async {
         let client = trusted(&devnet).await;
+        assert!(client.info().unattested);
+        let provider = cli(&devnet, &["provider", "status", "0"]);
+        assert_eq!(provider["attestation"]["state"], "unattested", "{provider}");
         let dev = devnet.wallet("dev");
         let liar_wallet = devnet.wallet("provisioner-0");
         let liar = liar_wallet.address();
@@ -1435,5 +1447,229 @@ fn a_leased_node_on_its_providers_host_is_reached_from_the_tenants_updated_and_l
                 .exists(),
             "agent cgroups left"
         );
+    }
+}
+
+/// The TPM of provider `k`'s machine (its agent's swtpm), as root on that machine would reach
+/// it.
+fn machine_tpm(devnet: &Devnet, k: usize) -> logos_mia_collect::tpm::TssTpm {
+    let tcti = std::fs::read_to_string(devnet.dir.join(format!("agent-{k}/tpm/tcti"))).unwrap();
+    logos_mia_collect::tpm::TssTpm::open(tcti.trim()).unwrap()
+}
+
+async fn machine(client: &Client, provider: ProviderId) -> attestation::Machine {
+    read::<attestation::Machines>(client, &provider)
+        .await
+        .unwrap()
+}
+
+#[test]
+fn a_machine_whose_pcr_moves_is_excluded_and_a_signed_update_is_adopted() {
+    use logos_mia_collect::tpm::Tpm as _;
+    use logos_types::attestation::{Call as Attestation, Exclusion, MachineStatus};
+    let devnet = Devnet::start("attest", 25_600, 17, &[]);
+    runtime().block_on(async {
+        let client = trusted(&devnet).await;
+        let dev = devnet.wallet("dev");
+        let (params, _) = client.value::<attestation::Params>().await.unwrap();
+        // Both machines attest (registered, challenged by a drawn provisioner, reporting).
+        for k in 0..2 {
+            let record = machine(&client, ProviderId(k)).await;
+            assert_eq!(record.status, MachineStatus::Attesting);
+            assert!(record.last.is_some());
+        }
+        // A tenant of its own: its reserved balance is its lease's escrow alone.
+        let tenant = Wallet::new(logos_client::keystore::generate().unwrap());
+        let fund = Call::Balances(logos_types::balances::Call::Transfer {
+            to: tenant.address(),
+            amount: logos_primitives::Amount(1_000_000_000_000),
+        });
+        execute(&client, &dev, fund).await;
+        let id = lease(&client, &tenant, 1, 36_000).await;
+        let leased = environment(&client, id).await.provider;
+        let other = ProviderId(1 - leased.get());
+        let (account, _) = client.map::<Accounts>(&tenant.address()).await.unwrap();
+        assert!(
+            account.unwrap().reserved.0 > 0,
+            "the lease's escrow is reserved"
+        );
+
+        // A signed update: governance approves the updated machine's reference (PCR 14 moved
+        // by a new measured component), the deployer deploys it to `other`, then the machine
+        // changes. Its next report adopts the reference and it stays in.
+        let update = logos_mia::pcr::sha256(b"a signed kernel module update");
+        let current = machine(&client, other).await.reference;
+        let mut updated = read::<attestation::References>(&client, &current)
+            .await
+            .unwrap();
+        let slot = 13; // PCR 14 is the 14th boot PCR.
+        updated.boot_pcrs[slot] =
+            attestation::Digest(logos_mia::pcr::extend(&updated.boot_pcrs[slot].0, &update));
+        let reference = updated.id();
+        execute(
+            &client,
+            &dev,
+            Call::Attestation(Attestation::ApproveReference { reference: updated }),
+        )
+        .await;
+        execute(
+            &client,
+            &dev,
+            Call::Attestation(Attestation::Deploy {
+                provider: other,
+                reference,
+            }),
+        )
+        .await;
+        machine_tpm(&devnet, other.get() as usize)
+            .extend(14, &update)
+            .unwrap();
+        eventually(
+            "the deployment adopted",
+            Duration::from_secs(120),
+            || async {
+                let record = machine(&client, other).await;
+                assert_eq!(record.status, MachineStatus::Attesting, "{record:?}");
+                (record.reference == reference).then_some(())
+            },
+        )
+        .await;
+
+        // The same change without a deployment, on the leased machine: its next report
+        // excludes it within one period; placement stops and the lease is refunded.
+        let changed_at = client.head_height().await.unwrap();
+        machine_tpm(&devnet, leased.get() as usize)
+            .extend(14, &update)
+            .unwrap();
+        let excluded_at = eventually("the exclusion", Duration::from_secs(120), || async {
+            match machine(&client, leased).await.status {
+                MachineStatus::Excluded { at, reason } => Some((at, reason)),
+                _ => None,
+            }
+        })
+        .await;
+        assert_eq!(excluded_at.1, Exclusion::PcrMismatch);
+        eprintln!(
+            "PCR 14 moved at {changed_at}, excluded at {} (period {} blocks)",
+            excluded_at.0, params.period_blocks
+        );
+        assert!(
+            excluded_at.0 <= changed_at + params.period_blocks,
+            "excluded at {} for a change at {changed_at}",
+            excluded_at.0
+        );
+        let provider = cli(&devnet, &["provider", "status", &leased.to_string()]);
+        let excluded = serde_json::to_value(logos_types::dvci::ProviderStatus::Excluded).unwrap();
+        assert_eq!(provider["status"], excluded, "{provider}");
+        assert_eq!(provider["attestation"]["state"], "excluded", "{provider}");
+        let reason = serde_json::to_value(Exclusion::PcrMismatch).unwrap();
+        assert_eq!(provider["attestation"]["reason"], reason, "{provider}");
+        let (lease, _) = client.map::<Leases>(&LeaseId(id.get())).await.unwrap();
+        assert!(
+            matches!(
+                lease.unwrap().closed,
+                Some((_, CloseReason::ProviderExcluded))
+            ),
+            "the lease is closed for the exclusion"
+        );
+        let (account, _) = client.map::<Accounts>(&tenant.address()).await.unwrap();
+        assert_eq!(
+            account.unwrap().reserved.0,
+            0,
+            "the unspent escrow is refunded"
+        );
+        // The updated machine is still attested, its reports accepted.
+        let record = machine(&client, other).await;
+        assert_eq!(record.status, MachineStatus::Attesting);
+        assert_eq!(record.reference, reference);
+
+        // IMA turned on by a signed deployment: governance allows the update's file, approves
+        // the reference with that allowlist, the deployer deploys it; the machine's kernel
+        // measures the file. The agent stages the entry and the report adopts the reference.
+        let mut ima = Ima::new(&devnet, other);
+        let file = logos_mia::pcr::sha256(b"logos-update 2.0");
+        let allowed = std::collections::BTreeSet::from([file]);
+        let policy = attestation::ImaPolicy {
+            policy: 1,
+            digest: attestation::Digest(logos_mia::integrity::allowlist_digest(&allowed)),
+            violations_max: 0,
+        };
+        let mut with_ima = read::<attestation::References>(&client, &reference)
+            .await
+            .unwrap();
+        with_ima.ima = Some(policy);
+        let with_ima_id = with_ima.id();
+        let calls = [
+            Attestation::AllowFiles {
+                policy: 1,
+                files: vec![attestation::Digest(file)].try_into().unwrap(),
+                allowed: true,
+            },
+            Attestation::ApproveReference {
+                reference: with_ima,
+            },
+            Attestation::Deploy {
+                provider: other,
+                reference: with_ima_id,
+            },
+        ];
+        for call in calls {
+            execute(&client, &dev, Call::Attestation(call)).await;
+        }
+        ima.measure(&devnet, &file, "/usr/bin/logos-update");
+        eventually(
+            "the IMA deployment adopted",
+            Duration::from_secs(120),
+            || async {
+                let record = machine(&client, other).await;
+                assert_eq!(record.status, MachineStatus::Attesting, "{record:?}");
+                (record.reference == with_ima_id).then_some(())
+            },
+        )
+        .await;
+        // A file outside the allowlist measured: excluded for it.
+        ima.measure(&devnet, &logos_mia::pcr::sha256(b"a tool"), "/tmp/tool");
+        let reason = eventually("the IMA exclusion", Duration::from_secs(120), || async {
+            match machine(&client, other).await.status {
+                MachineStatus::Excluded { reason, .. } => Some(reason),
+                _ => None,
+            }
+        })
+        .await;
+        assert_eq!(reason, Exclusion::FileNotAllowed);
+    });
+}
+
+/// The IMA list of a devnet machine, played by the test as its kernel would: each measured
+/// file appended to `<dir>/agent-<k>/ima.log` (ascii form) and extended into PCR 10.
+struct Ima {
+    path: PathBuf,
+    provider: ProviderId,
+    lines: String,
+}
+
+impl Ima {
+    /// An empty list (IMA running, nothing measured yet).
+    fn new(devnet: &Devnet, provider: ProviderId) -> Self {
+        let path = devnet.dir.join(format!("agent-{provider}/ima.log"));
+        std::fs::write(&path, "").unwrap();
+        Self {
+            path,
+            provider,
+            lines: String::new(),
+        }
+    }
+
+    fn measure(&mut self, devnet: &Devnet, digest: &[u8; 32], path: &str) {
+        use logos_mia_collect::tpm::Tpm as _;
+        let entry = logos_mia::ima::Entry::measured(1, digest, path);
+        self.lines += &format!(
+            "10 {} ima-ng sha256:{} {path}\n",
+            hex::encode(entry.template_hash),
+            hex::encode(digest)
+        );
+        std::fs::write(&self.path, &self.lines).unwrap();
+        let mut tpm = machine_tpm(devnet, self.provider.get() as usize);
+        tpm.extend(10, &entry.sha256_extend()).unwrap();
     }
 }

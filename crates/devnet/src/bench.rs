@@ -651,6 +651,7 @@ fn bench_devnet(
         epoch_length_blocks: None,
         committee_size: None,
         elections: false,
+        unattested: false,
     }
 }
 

@@ -128,6 +128,11 @@ pub struct DevnetArgs {
     /// proof-of-authority committee until a governance proposal switches elections on).
     #[arg(long)]
     pub elections: bool,
+    /// Let providers take leases without attesting (genesis `unattested`). By default each
+    /// provider's agent attests with a software TPM of its own (swtpm); without swtpm
+    /// installed the devnet is unattested anyway.
+    #[arg(long)]
+    pub unattested: bool,
 }
 
 /// A devnet on disk.
@@ -261,8 +266,8 @@ pub fn init(args: &DevnetArgs) -> Result<Layout> {
             epoch_length_blocks: args.epoch_length_blocks,
             committee_size: args.committee_size,
             elections: args.elections,
-            // The devnet's agents do not attest yet: its providers are `unattested`.
-            unattested: true,
+            // Agents attest with a software TPM each when swtpm is installed.
+            unattested: args.unattested || !logos_mia_collect::swtpm::Swtpm::installed(),
             ..Params::default()
         },
         validators,
@@ -591,6 +596,13 @@ fn terminate(pid: u32) {
 /// Runs `logos devnet`.
 pub fn run(args: DevnetArgs) -> Result<()> {
     let args = resumed(args)?;
+    if args.providers > 0 && !args.init_only && !args.unattested {
+        // Before the genesis is written: it says whether providers attest, which needs swtpm
+        // (installed here by the project's scripts when missing).
+        if let Err(error) = crate::sub0::prepare_host() {
+            eprintln!("preparing the host: {error:#}");
+        }
+    }
     let layout = init(&args)?;
     eprintln!("devnet directory: {}", layout.dir.display());
     if args.init_only {

@@ -16,9 +16,15 @@
 //!    bridge's address, N = `network_base_index + k`; on `--hosts`, its host's address; agent
 //!    key `agent-<k>`) and admits them, registers `provisioner-<i>` (one per validator, at
 //!    least [`provisioner_count`]: enough to assign and cross-check a lease) with a stake;
-//! 4. starts one `logos agent run` per provider (runc driver; needs root: namespaces, cgroups,
+//! 4. with an attested genesis (swtpm installed, no `--unattested`): sets the attestation
+//!    period to [`ATTESTATION_PERIOD_BLOCKS`], makes `dev` a deployer, and approves the
+//!    reference of a known-good machine (a fresh swtpm measured with the agents' collectors,
+//!    the file snapshot over the `logos` binary) for the compute-hosted class;
+//! 5. starts one `logos agent run` per provider (runc driver; needs root: namespaces, cgroups,
 //!    loop devices, the firewall) and one `logos provisioner run` per provisioner, each against
-//!    the RPC of validator `i mod validators`, on its host.
+//!    the RPC of validator `i mod validators`, on its host; each agent attests with a swtpm of
+//!    its own (`<dir>/agent-<k>/tpm`, its TCTI in `tpm/tcti`), and the devnet waits until every
+//!    machine has an accepted report (the drawn provisioner challenges each registration).
 
 use crate::{
     hosts::Role,
@@ -40,6 +46,12 @@ use logos_types::{
     market, provisioning, Call,
 };
 use std::{ffi::OsString, time::Duration};
+
+/// The devnet's attestation period, blocks (a minute at the devnet's 25 ms blocks: a changed
+/// machine is excluded within it, and an agent restart fits well inside it).
+pub const ATTESTATION_PERIOD_BLOCKS: u64 = 2_400;
+/// Longest wait for every provider's first accepted report.
+pub const ATTESTED_WAIT: Duration = Duration::from_secs(180);
 
 /// Price of a compute-hosted compute unit per block, smallest unit.
 pub const PRICE_PER_UNIT: u128 = 1_000;
@@ -225,6 +237,9 @@ pub async fn bootstrap(
         class: ResourceClass::ComputeHosted,
         price: Amount(PRICE_PER_UNIT),
     }));
+    if attested(layout)? {
+        calls.extend(attestation_calls(layout, &dev)?);
+    }
     client.execute_all(&dev, calls).await?;
     let owners = (0..layout.providers)
         .map(|k| wallet(layout, &format!("provider-{k}")))
@@ -277,6 +292,104 @@ pub async fn bootstrap(
     admitted?;
     staked?;
     Ok(providers)
+}
+
+/// Whether the devnet's providers attest (its genesis is not `unattested`).
+pub fn attested(layout: &Layout) -> Result<bool> {
+    Ok(!logos_types::Genesis::load(&layout.genesis)?
+        .params
+        .unattested)
+}
+
+/// The file-integrity snapshot the devnet's machines report: the `logos` binary they run.
+fn attested_files() -> Result<Vec<std::path::PathBuf>> {
+    Ok(vec![std::env::current_exe()?])
+}
+
+/// The privileged calls that set the devnet's attestation up: the period
+/// ([`ATTESTATION_PERIOD_BLOCKS`]), `dev` as a deployer, and the reference of a known-good
+/// machine (a fresh software TPM measured with the collectors the agents use) approved and made
+/// the compute-hosted class's.
+fn attestation_calls(layout: &Layout, dev: &Wallet) -> Result<Vec<Call>> {
+    use logos_mia_collect::{files::FileSnapshot, swtpm::Swtpm, tamper::FileTamper, tpm::TssTpm};
+    use logos_types::attestation::{self, Parameters};
+    let dir = tempfile_dir(layout, "golden-tpm")?;
+    let swtpm = Swtpm::start(&dir, 0).context("starting the golden machine's swtpm")?;
+    let mut tpm = TssTpm::open(&swtpm.tcti())?;
+    let reference = logos_agent::attest::measured_reference(
+        &mut tpm,
+        ResourceClass::ComputeHosted,
+        None,
+        &FileSnapshot::Paths(attested_files()?),
+        &FileTamper::default(),
+    )?;
+    drop(tpm);
+    drop(swtpm);
+    let _ = std::fs::remove_dir_all(&dir);
+    let id = reference.id();
+    let params = Parameters {
+        period_blocks: ATTESTATION_PERIOD_BLOCKS,
+        // The shortest: a silent challenger (an operator's provisioner not running yet) costs
+        // a few seconds before another is drawn.
+        challenge_timeout_blocks: logos_types::attestation::PERIOD_MIN_BLOCKS,
+        // Shorter than the period, as the chain requires; a report takes a few blocks.
+        nonce_window_blocks: 64,
+        ..Parameters::default()
+    };
+    Ok(vec![
+        Call::Attestation(attestation::Call::SetParams { params }),
+        Call::Attestation(attestation::Call::SetDeployer {
+            deployer: dev.address(),
+            authorized: true,
+        }),
+        Call::Attestation(attestation::Call::ApproveReference { reference }),
+        Call::Attestation(attestation::Call::SetClassReference {
+            class: ResourceClass::ComputeHosted,
+            reference: id,
+        }),
+    ])
+}
+
+/// An empty directory `name` under the devnet directory.
+fn tempfile_dir(layout: &Layout, name: &str) -> Result<std::path::PathBuf> {
+    let dir = layout.dir.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Waits until every provider's machine has an accepted report (bounded by [`ATTESTED_WAIT`]).
+async fn wait_attested(client: &Client, providers: &[ProviderId]) -> Result<()> {
+    use logos_types::attestation::{MachineStatus, Machines};
+    let started = std::time::Instant::now();
+    for provider in providers {
+        loop {
+            let (machine, _) = client.map::<Machines>(provider).await?;
+            match machine {
+                Some(machine)
+                    if machine.status == MachineStatus::Attesting && machine.last.is_some() =>
+                {
+                    eprintln!(
+                        "provider {provider} attested ({} ms into the wait)",
+                        started.elapsed().as_millis()
+                    );
+                    break;
+                }
+                Some(machine) if matches!(machine.status, MachineStatus::Excluded { .. }) => {
+                    bail!(
+                        "provider {provider}'s machine was excluded: {:?}",
+                        machine.status
+                    )
+                }
+                _ if started.elapsed() > ATTESTED_WAIT => bail!(
+                    "provider {provider} did not attest within {} s (see its agent's log)",
+                    ATTESTED_WAIT.as_secs()
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where agent `k` listens: its host's address (`--hosts`), or on one host its bridge's
@@ -391,6 +504,7 @@ fn agent_args(
     provider: ProviderId,
     rpc: &str,
     registries: &[String],
+    attest: bool,
 ) -> Vec<OsString> {
     let index = args.network_base_index as usize + k;
     let dir = layout.dir.join(format!("agent-{k}"));
@@ -427,6 +541,19 @@ fn agent_args(
     if args.hosts {
         agent.extend(["--public-ip".into(), address.to_string()]);
     }
+    if attest {
+        // A software TPM per machine, started by its agent (a restart is a reboot).
+        agent.extend(["--swtpm".into(), dir.join("tpm").display().to_string()]);
+        // The software TPM's machine has no kernel measuring into it: its IMA list is this
+        // file (absent: no IMA), written by whoever plays that kernel (the tests).
+        agent.extend([
+            "--ima-log".into(),
+            dir.join("ima.log").display().to_string(),
+        ]);
+        for file in attested_files().unwrap_or_default() {
+            agent.extend(["--attest-file".into(), file.display().to_string()]);
+        }
+    }
     for registry in registries {
         agent.extend(["--insecure-registry".into(), registry.clone()]);
     }
@@ -442,6 +569,7 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
     let images = prepare_images(layout, args.images.as_deref(), &args.registry)?;
     let images = images_for_agents(args, layout, images)?;
     let runtime = crate::runtime()?;
+    let attest = attested(layout)?;
     eprintln!("publishing the catalog, registering providers and provisioners…");
     let providers = runtime.block_on(async {
         let client = Client::connect(&rpc).await?;
@@ -460,7 +588,7 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
     registries.dedup();
     for (k, provider) in providers.iter().enumerate() {
         let rpc = &network.validators[k % network.validators.len()].rpc;
-        let agent = agent_args(args, layout, k, *provider, rpc, &registries);
+        let agent = agent_args(args, layout, k, *provider, rpc, &registries, attest);
         eprintln!("starting agent {k} for provider {provider}…");
         let log = layout.dir.join(format!("agent-{k}")).join("agent.log");
         let daemon = Daemon::start(
@@ -499,6 +627,13 @@ pub fn start(args: &DevnetArgs, layout: &Layout, network: &mut Network) -> Resul
             dir.join("provisioner.log"),
         )?;
         network.daemons.push(daemon);
+    }
+    if attest {
+        eprintln!("waiting for the providers' machines to attest (registration, challenge, first report)…");
+        runtime.block_on(async {
+            let client = Client::connect(&rpc).await?;
+            wait_attested(&client, &providers).await
+        })?;
     }
     Ok(())
 }

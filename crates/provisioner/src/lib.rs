@@ -16,11 +16,14 @@
 //!    [`RECONCILE_STEPS_MAX`] times per item.
 //! 4. **Cross-check** a drawn round: ask the agent what runs, probe the reported endpoint
 //!    itself, and vote what [`core::decide_vote`] says.
+//! 5. **Challenge** a machine registration it was drawn for (Machine Integrity Attestation,
+//!    [`challenge`]): a `TPM2_MakeCredential` blob only that TPM can open.
 //!
 //! Effects go through an [`Effects`] handler: [`AgentEffects`] in the daemon; tests wrap it to
 //! play a lying provisioner, so no misbehaviour is compiled into the shipped binary. The
 //! provisioner verifies proofs; it never executes blocks.
 
+pub mod challenge;
 pub mod core;
 mod effects;
 mod probe;
@@ -36,9 +39,11 @@ use futures::future::join_all;
 use logos_api::agent::WorkloadState;
 use logos_client::{Client, ClientError, Wallet};
 use logos_types::{
-    dvci::{Provider, Providers},
+    attestation::Machines,
+    dvci::{NextProviderId, Provider, ProviderId, Providers},
     operations::{ActiveEnvironments, Environment, EnvironmentId, Environments},
     provisioning::{Assignment, Assignments, Report},
+    Call,
 };
 use queue::{Item, WorkQueue, QUEUE_MAX};
 use std::{
@@ -121,6 +126,8 @@ pub struct Provisioner<E: Effects = AgentEffects> {
     voted: Mutex<BTreeSet<(EnvironmentId, u64)>>,
     /// Desired state and assignment last seen per active environment.
     fingerprints: Mutex<BTreeMap<EnvironmentId, String>>,
+    /// The next provider id whose machine is scanned for a challenge ([`challenge`]).
+    scan_cursor: Mutex<u64>,
 }
 
 impl Provisioner<AgentEffects> {
@@ -150,6 +157,7 @@ impl<E: Effects> Provisioner<E> {
             submitted: Mutex::new(BTreeMap::new()),
             voted: Mutex::new(BTreeSet::new()),
             fingerprints: Mutex::new(BTreeMap::new()),
+            scan_cursor: Mutex::new(0),
         })
     }
 
@@ -171,7 +179,8 @@ impl<E: Effects> Provisioner<E> {
                 .await
                 .unwrap_or(last_head);
             let resync_due = last_resync.is_none_or(|at| at.elapsed() >= resync);
-            if head != last_head || resync_due {
+            let new_head = head != last_head;
+            if new_head || resync_due {
                 match self.observe(&mut queue, resync_due).await {
                     Ok(()) => {
                         last_head = head;
@@ -180,6 +189,11 @@ impl<E: Effects> Provisioner<E> {
                         }
                     }
                     Err(error) => tracing::warn!(%error, "observe"),
+                }
+                if new_head {
+                    if let Err(error) = self.challenge_drawn().await {
+                        tracing::warn!(%error, "challenge");
+                    }
                 }
             }
             let items = queue.take(WORKERS, Instant::now());
@@ -236,6 +250,53 @@ impl<E: Effects> Provisioner<E> {
         *lock(&self.fingerprints) = fingerprints;
         let remembered = Duration::from_millis(self.config.resync_ms.max(SUBMITTED_MEMORY_MIN_MS));
         lock(&self.submitted).retain(|_, (_, at)| at.elapsed() < remembered);
+        Ok(())
+    }
+
+    /// Scans the next [`challenge::SCAN_PROVIDERS_PER_HEAD`] providers' machines and
+    /// challenges those this provisioner was drawn for.
+    async fn challenge_drawn(&self) -> Result<(), ProvisionerError> {
+        let me = self.me();
+        let client = &self.connection.client;
+        let (next, _) = client.value::<NextProviderId>().await?;
+        let cursor = *lock(&self.scan_cursor);
+        let (range, cursor) =
+            challenge::scan_range(cursor, next.get(), challenge::SCAN_PROVIDERS_PER_HEAD);
+        *lock(&self.scan_cursor) = cursor;
+        for provider in range.map(ProviderId) {
+            let (machine, _) = client.map::<Machines>(&provider).await?;
+            if !machine.is_some_and(|machine| challenge::must_challenge(&me, &machine)) {
+                continue;
+            }
+            let (machine, _) = client.map_proven::<Machines>(&provider).await?;
+            let Some(machine) = machine.filter(|m| challenge::must_challenge(&me, m)) else {
+                continue;
+            };
+            let call = {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).map_err(|error| {
+                    ProvisionerError::NotReady(format!("no randomness: {error}"))
+                })?;
+                let mut rng =
+                    <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(
+                        seed,
+                    );
+                challenge::challenge_call(provider, &machine, &mut rng)
+            };
+            let call = match call {
+                Ok(call) => call,
+                Err(error) => {
+                    // The chain checked the keys at registration: a record it cannot challenge
+                    // is left to time out (the round ends, another challenger is drawn).
+                    tracing::warn!(%provider, %error, "cannot challenge the machine");
+                    continue;
+                }
+            };
+            let (_, height) = client
+                .execute(&self.connection.wallet, Call::Attestation(call))
+                .await?;
+            tracing::info!(%provider, height, "challenged the machine's registration");
+        }
         Ok(())
     }
 

@@ -89,14 +89,10 @@ fn quoted_digest(attest: &[u8]) -> Option<Digest> {
     attest.get(start..)?.try_into().ok()
 }
 
-/// Collects one attestation for the chain's `chain_nonce`: the components first, then the
-/// quote over [`quote_nonce`] (which binds them), then the logs.
-pub fn collect(
-    tpm: &mut dyn Tpm,
-    ak: &AttestationKey,
-    chain_nonce: &[u8],
-    sources: &Sources<'_>,
-) -> Result<Collected, CollectError> {
+/// The components a machine reports of itself (`files`, `lkrg`, `ebpf`, `tamper`; `boot` and
+/// `ima` unavailable: the verifier computes those from the quote and the logs), as the quote's
+/// nonce binds them, and how many eBPF programs were loaded.
+pub fn reported(sources: &Sources<'_>) -> Result<(Components, usize), CollectError> {
     let EbpfSummary {
         status: ebpf,
         programs,
@@ -109,6 +105,18 @@ pub fn collect(
         ebpf,
         tamper: sources.tamper.read()?,
     };
+    Ok((reported, programs))
+}
+
+/// Collects one attestation for the chain's `chain_nonce`: the components first, then the
+/// quote over [`quote_nonce`] (which binds them), then the logs.
+pub fn collect(
+    tpm: &mut dyn Tpm,
+    ak: &AttestationKey,
+    chain_nonce: &[u8],
+    sources: &Sources<'_>,
+) -> Result<Collected, CollectError> {
+    let (reported, programs) = reported(sources)?;
     let nonce = quote_nonce(chain_nonce, &reported);
     let (quote, pcrs) = quote_pcrs(tpm, ak, &nonce)?;
     let event_log = logs::read_optional(&sources.event_log, EVENT_LOG_MAX_BYTES)?;

@@ -13,12 +13,14 @@
 //!   offers them; `unavailable` otherwise, never a made-up value.
 //! - [`tamper::TamperSource`]: the physical tamper flag, from a file or sysfs path.
 //!
-//! [`evidence::collect`] runs them all for one report. [`swtpm::Swtpm`] runs a software TPM
+//! [`evidence::collect`] runs them all for one report; [`keyfile`] keeps the attestation key
+//! between runs. [`swtpm::Swtpm`] runs a software TPM
 //! 2.0 on loopback, for machines without one (the devnet) and for tests.
 
 pub mod evidence;
 pub mod files;
 pub mod kernel;
+pub mod keyfile;
 pub mod logs;
 pub mod swtpm;
 pub mod tamper;

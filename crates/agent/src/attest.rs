@@ -1,0 +1,497 @@
+//! The attestor: the machine's side of Machine Integrity Attestation (`attestation` module,
+//! whose `//!` in `logos-types` states the protocol), run by the provider's agent from its
+//! agent account (`dvci` `agent_key`), so the owner's key stays off the machine.
+//!
+//! Every [`AttestConfig::poll_ms`] it reads its machine's record from finalized state, with
+//! proofs, and does what [`plan::next_step`] says:
+//! 1. **Register** the TPM's endorsement key and this agent's attestation key (created under
+//!    the EK on first start and kept in [`AttestConfig::ak_file`]).
+//! 2. **Activate**: once the drawn challenger posted its `TPM2_MakeCredential` blob, open it
+//!    with `TPM2_ActivateCredential` (only this TPM, with this AK loaded, can) and answer.
+//! 3. **Report**, at once after activation and then [`AttestConfig::reports_per_period`] times
+//!    per attestation period: the components it reports (files, LKRG, eBPF, tamper), a quote of
+//!    PCRs 0–14 over `quote_nonce(report_nonce(Nonces[head], provider), components)`, checked
+//!    here as the chain will check it; when the reference measures IMA, the entries of the
+//!    kernel's list since the last report (or since boot, when the TPM's reset or restart count
+//!    moved) staged first, in calls within the transaction limit ([`plan::chunks`]); then the
+//!    report.
+//!
+//! The TPM is opened for each step and closed after it (a TPM serves one client at a time;
+//! swtpm has no resource manager), on a blocking thread. A failed step is retried after a
+//! backoff ([`plan::backoff`], at most 8 polls, well inside a period), a challenge whose answer
+//! the chain refused is not answered again (its round ends); nothing here decides for the chain: a report of a changed machine is sent as it is,
+//! and the chain excludes it.
+
+pub mod plan;
+
+use logos_client::{Client, ClientError, Wallet};
+use logos_mia::{
+    evidence::quote_nonce,
+    ima,
+    integrity::{self, Components, Status},
+    limits::{IMA_ENTRIES_MAX, IMA_LOG_MAX_BYTES},
+    pcr::{self, IMA_PCR},
+    quote::{self, AkPublic},
+};
+use logos_mia_collect::{
+    evidence::{quote_pcrs, reported, Sources},
+    files::FileSnapshot,
+    kernel::HostKernel,
+    keyfile, logs,
+    tamper::FileTamper,
+    tpm::{AkKind, AttestationKey, QuoteBytes, Tpm as _, TssTpm},
+    CollectError,
+};
+use logos_types::{
+    attestation::{
+        report_nonce, Call, Component, Digest, Event, Machine, MachineStatus, Machines, Nonces,
+        Params, References, Reported, Tamper,
+    },
+    dvci::ProviderId,
+    Call as RuntimeCall, Event as RuntimeEvent, Receipt,
+};
+use plan::{chunks, ima_plan, next_step, Step};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+/// Attestor settings.
+#[derive(Clone, Debug)]
+pub struct AttestConfig {
+    /// The provider whose machine this is.
+    pub provider: ProviderId,
+    /// The TPM's TSS2 TCTI (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`).
+    pub tcti: String,
+    /// The attestation key file ([`keyfile`]).
+    pub ak_file: PathBuf,
+    /// The kernel's IMA measurement list (binary or ascii).
+    pub ima_log: PathBuf,
+    /// The file-integrity snapshot.
+    pub files: FileSnapshot,
+    /// The tamper flag's path, if the machine has one.
+    pub tamper: Option<PathBuf>,
+    /// Time between reads of the machine's record, ms.
+    pub poll_ms: u64,
+    /// Reports per attestation period (the deadline is one period after the last report).
+    pub reports_per_period: u64,
+}
+
+/// Why an attestation step failed (retried at the next poll).
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// The chain could not be read, or refused a call.
+    #[error("chain: {0}")]
+    Chain(#[from] ClientError),
+    /// The TPM or a collector failed.
+    #[error("collector: {0}")]
+    Collect(#[from] CollectError),
+    /// This machine's own quote does not verify (the chain would refuse it).
+    #[error("own quote does not verify: {0}")]
+    Quote(#[from] quote::QuoteError),
+    /// The IMA list does not fit the quote or the last report.
+    #[error("IMA list: {0}")]
+    Plan(#[from] plan::PlanError),
+    /// Finalized state lacks what the step needs.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// The attestor (see the module docs).
+pub struct Attestor {
+    config: AttestConfig,
+    client: Client,
+    wallet: Wallet,
+    /// The last reason to wait, so that it is logged once.
+    waiting: String,
+    /// The credential hash of a challenge whose answer the chain refused (not answered again).
+    refused_challenge: Option<Digest>,
+}
+
+impl Attestor {
+    /// An attestor for `config.provider`, signing with `wallet` (the provider's agent key).
+    pub fn new(config: AttestConfig, client: Client, wallet: Wallet) -> Self {
+        Self {
+            config,
+            client,
+            wallet,
+            waiting: String::new(),
+            refused_challenge: None,
+        }
+    }
+
+    /// Runs until the process ends.
+    pub async fn run(mut self) {
+        let poll = Duration::from_millis(self.config.poll_ms);
+        let ak = loop {
+            match self.attestation_key().await {
+                Ok(ak) => break ak,
+                Err(error) => tracing::warn!(%error, "attestation key"),
+            }
+            tokio::time::sleep(poll).await;
+        };
+        let mut failures = 0;
+        loop {
+            match self.tick(&ak).await {
+                Ok(done) => {
+                    failures = 0;
+                    if let Some(done) = done {
+                        tracing::info!(provider = %self.config.provider, "{done}");
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, failures, "attestation step failed; retrying");
+                }
+            }
+            tokio::time::sleep(poll * plan::backoff(failures)).await;
+        }
+    }
+
+    /// One step: what [`next_step`] says for the machine's record now. `Some(what was done)`.
+    pub async fn tick(&mut self, ak: &AttestationKey) -> Result<Option<String>, AttestError> {
+        let provider = self.config.provider;
+        let (machine, height) = self.client.map_proven::<Machines>(&provider).await?;
+        let (params, _) = self.client.value_proven::<Params>().await?;
+        let step = next_step(
+            machine.as_ref(),
+            &ak.public,
+            height,
+            &params,
+            self.config.reports_per_period,
+        );
+        let done = match (step, machine) {
+            (Step::Register, _) => self.register(ak).await?,
+            (Step::Activate, Some(machine)) => {
+                let posted = match machine.status {
+                    MachineStatus::Challenged {
+                        credential_hash, ..
+                    } => credential_hash,
+                    _ => Digest::ZERO,
+                };
+                if self.refused_challenge == Some(posted) {
+                    // A challenge whose credential is not what its hash says (a lying
+                    // challenger): answered once; the round ends and another is drawn.
+                    return Ok(None);
+                }
+                match self.activate(ak, &machine).await {
+                    Err(AttestError::Chain(ClientError::CallFailed { height, error })) => {
+                        self.refused_challenge = Some(posted);
+                        return Err(AttestError::Chain(ClientError::CallFailed {
+                            height,
+                            error,
+                        }));
+                    }
+                    done => done?,
+                }
+            }
+            (Step::Report, Some(machine)) => self.report(ak, &machine, height).await?,
+            (Step::Wait(why), _) => {
+                if why != self.waiting {
+                    tracing::info!(%provider, "attestation: {why}");
+                    self.waiting = why;
+                }
+                return Ok(None);
+            }
+            (step, None) => {
+                return Err(AttestError::Missing(format!("{step:?} without a machine")))
+            }
+        };
+        self.waiting.clear();
+        Ok(Some(done))
+    }
+
+    /// The attestation key, created under the EK when the key file does not exist.
+    pub async fn attestation_key(&self) -> Result<AttestationKey, AttestError> {
+        let path = self.config.ak_file.clone();
+        self.with_tpm(move |tpm| keyfile::load_or_create(&path, tpm, AkKind::EcdsaP256))
+            .await
+    }
+
+    async fn with_tpm<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut TssTpm) -> Result<T, CollectError> + Send + 'static,
+    ) -> Result<T, AttestError> {
+        let tcti = self.config.tcti.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut tpm = TssTpm::open(&tcti)?;
+            work(&mut tpm)
+        })
+        .await;
+        joined
+            .map_err(|error| AttestError::Missing(format!("TPM thread: {error}")))?
+            .map_err(AttestError::from)
+    }
+
+    async fn execute(&self, call: Call) -> Result<(Receipt, u64), AttestError> {
+        Ok(self
+            .client
+            .execute(&self.wallet, RuntimeCall::Attestation(call))
+            .await?)
+    }
+
+    async fn register(&self, ak: &AttestationKey) -> Result<String, AttestError> {
+        let endorsement = self.with_tpm(|tpm| tpm.endorsement()).await?;
+        let too_long = |what: &str| AttestError::Missing(format!("the {what} is too long"));
+        let call = Call::RegisterMachine {
+            provider: self.config.provider,
+            ek_public: endorsement.public.try_into().map_err(|_| too_long("EK"))?,
+            ak_public: ak.public.clone().try_into().map_err(|_| too_long("AK"))?,
+        };
+        let (_, height) = self.execute(call).await?;
+        Ok(format!("machine registered at {height}"))
+    }
+
+    async fn activate(
+        &self,
+        ak: &AttestationKey,
+        machine: &Machine,
+    ) -> Result<String, AttestError> {
+        let challenge = machine
+            .challenge
+            .clone()
+            .ok_or_else(|| AttestError::Missing("no challenge stored".into()))?;
+        let key = ak.clone();
+        let credential = self
+            .with_tpm(move |tpm| {
+                tpm.activate_credential(
+                    &key,
+                    &challenge.credential_blob,
+                    &challenge.encrypted_secret,
+                )
+            })
+            .await?;
+        let call = Call::ActivateCredential {
+            provider: self.config.provider,
+            credential: credential
+                .try_into()
+                .map_err(|_| AttestError::Missing("the credential is too long".into()))?,
+        };
+        let (_, height) = self.execute(call).await?;
+        Ok(format!("credential activated at {height}"))
+    }
+
+    /// Quotes, stages IMA if the reference (or a pending deployment's) measures it, reports.
+    async fn report(
+        &self,
+        ak: &AttestationKey,
+        machine: &Machine,
+        anchor: u64,
+    ) -> Result<String, AttestError> {
+        let provider = self.config.provider;
+        let (anchor_nonce, _) = self.client.map_proven::<Nonces>(&anchor).await?;
+        let anchor_nonce = anchor_nonce
+            .ok_or_else(|| AttestError::Missing(format!("no chain nonce at {anchor}")))?;
+        let stages_ima = self.stages_ima(machine).await?;
+        let chain_nonce = report_nonce(&anchor_nonce, provider);
+        let quoted = self.quote(ak, chain_nonce).await?;
+        let ima_pcr = quoted.pcrs.get(&IMA_PCR).copied().unwrap_or_default();
+        if stages_ima {
+            self.stage(machine, quoted.rebooted(machine), &ima_pcr)
+                .await?;
+        }
+        let too_long = |what: &str| AttestError::Missing(format!("the {what} is too long"));
+        let call = Call::Attest {
+            provider,
+            anchor,
+            attest: quoted
+                .quote
+                .attest
+                .try_into()
+                .map_err(|_| too_long("quote"))?,
+            signature: quoted
+                .quote
+                .signature
+                .try_into()
+                .map_err(|_| too_long("signature"))?,
+            reported: reported_of(&quoted.components),
+            ima_pcr: Digest(ima_pcr),
+        };
+        let (receipt, height) = self.execute(call).await?;
+        Ok(describe(&receipt, height))
+    }
+
+    /// Whether the machine's reference, or a pending deployment's, measures IMA.
+    async fn stages_ima(&self, machine: &Machine) -> Result<bool, AttestError> {
+        let mut references = vec![machine.reference];
+        references.extend(machine.pending.map(|pending| pending.reference));
+        for id in references {
+            let (reference, _) = self.client.map_proven::<References>(&id).await?;
+            let reference =
+                reference.ok_or_else(|| AttestError::Missing(format!("no reference {id}")))?;
+            if reference.ima.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The reported components and a quote over them, checked as the chain will check it.
+    async fn quote(&self, ak: &AttestationKey, chain_nonce: Digest) -> Result<Quoted, AttestError> {
+        let key = ak.clone();
+        let (files, tamper) = (self.config.files.clone(), self.config.tamper.clone());
+        let ima_log = self.config.ima_log.clone();
+        let (components, quote, pcrs) = self
+            .with_tpm(move |tpm| {
+                let kernel = HostKernel::default();
+                let tamper = FileTamper { path: tamper };
+                let sources = Sources {
+                    event_log: PathBuf::new(),
+                    ima_log,
+                    files: &files,
+                    kernel: &kernel,
+                    tamper: &tamper,
+                };
+                let (components, _) = reported(&sources)?;
+                let nonce = quote_nonce(&chain_nonce.0, &components);
+                let (quote, pcrs) = quote_pcrs(tpm, &key, &nonce)?;
+                Ok((components, quote, pcrs))
+            })
+            .await?;
+        let nonce = quote_nonce(&chain_nonce.0, &components);
+        let ak_public = AkPublic::from_tpmt_public(&ak.public)?;
+        let verified = quote::verify(&ak_public, quote.as_quote(), &nonce, &pcrs, None)?;
+        Ok(Quoted {
+            components,
+            quote,
+            pcrs,
+            clock: verified.clock,
+        })
+    }
+
+    /// Stages the IMA entries the quote covers since the last report (or the boot).
+    async fn stage(
+        &self,
+        machine: &Machine,
+        rebooted: bool,
+        ima_pcr: &[u8; 32],
+    ) -> Result<(), AttestError> {
+        let bytes =
+            logs::read_optional(&self.config.ima_log, IMA_LOG_MAX_BYTES)?.ok_or_else(|| {
+                AttestError::Missing("the reference measures IMA; no IMA list".into())
+            })?;
+        let list = ima::parse(&bytes, IMA_ENTRIES_MAX)
+            .map_err(|error| AttestError::Missing(format!("IMA list: {error}")))?;
+        let plan = ima_plan(&list, machine.last.as_ref(), rebooted, ima_pcr)?;
+        let staged_before = machine.staged.is_some_and(|staged| staged.entries > 0);
+        if plan.entries.is_empty() && !rebooted && !staged_before {
+            return Ok(());
+        }
+        let data: Vec<&[u8]> = list[plan.entries]
+            .iter()
+            .map(|entry| entry.template_data.as_slice())
+            .collect();
+        for (start, entries) in chunks(plan.start, &data) {
+            let entries = entries
+                .into_iter()
+                .map(|entry| entry.try_into())
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|entries| entries.try_into())
+                .map_err(|_| AttestError::Missing("an IMA call exceeds its bounds".into()))?;
+            let call = Call::StageIma {
+                provider: self.config.provider,
+                start,
+                entries,
+            };
+            self.execute(call).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A quote over the reported components.
+struct Quoted {
+    components: Components,
+    quote: QuoteBytes,
+    pcrs: BTreeMap<u32, pcr::Digest>,
+    clock: quote::TpmClock,
+}
+
+impl Quoted {
+    /// Whether the TPM was reset or restarted since `machine`'s last report (IMA starts over).
+    fn rebooted(&self, machine: &Machine) -> bool {
+        machine.last.is_none_or(|last| {
+            (last.reset_count, last.restart_count)
+                != (self.clock.reset_count, self.clock.restart_count)
+        })
+    }
+}
+
+/// The reference a machine in its current state would match, as governance approves one after
+/// measuring a known-good machine of `class`: the TPM's boot PCRs, IMA off when PCR 10 is zero
+/// (no IMA) and otherwise `ima` (an allowlist governance fills with `AllowFiles`), and the
+/// components `files` and `tamper` give with this host's kernel.
+pub fn measured_reference(
+    tpm: &mut dyn logos_mia_collect::tpm::Tpm,
+    class: logos_types::dvci::ResourceClass,
+    ima: Option<logos_types::attestation::ImaPolicy>,
+    files: &FileSnapshot,
+    tamper: &FileTamper,
+) -> Result<logos_types::attestation::Reference, AttestError> {
+    let mut indices = pcr::BOOT_PCRS.to_vec();
+    indices.push(IMA_PCR);
+    let pcrs = tpm.read_pcrs(&indices)?;
+    let boot_pcrs: Vec<Digest> = pcr::BOOT_PCRS
+        .iter()
+        .map(|index| Digest(pcrs.get(index).copied().unwrap_or_default()))
+        .collect();
+    let kernel = HostKernel::default();
+    let sources = Sources {
+        event_log: PathBuf::new(),
+        ima_log: PathBuf::new(),
+        files,
+        kernel: &kernel,
+        tamper,
+    };
+    let reported = reported_of(&reported(&sources)?.0);
+    let ima_off = pcrs.get(&IMA_PCR).is_none_or(|value| *value == [0; 32]);
+    Ok(logos_types::attestation::Reference {
+        class,
+        boot_pcrs: boot_pcrs
+            .try_into()
+            .map_err(|_| AttestError::Missing("14 boot PCRs".into()))?,
+        ima: if ima_off { None } else { ima },
+        files: reported.files,
+        lkrg: reported.lkrg,
+        ebpf: reported.ebpf,
+    })
+}
+
+/// The components as the `attestation` module's `Reported` (the inverse of the chain's
+/// binding into the nonce: `boot` and `ima` are the chain's to compute).
+pub fn reported_of(components: &Components) -> Reported {
+    let component = |status: Status| match status {
+        Status::Unavailable => Component::Unavailable,
+        Status::Measured(digest) => Component::Measured(Digest(digest)),
+    };
+    Reported {
+        files: component(components.files),
+        lkrg: component(components.lkrg),
+        ebpf: component(components.ebpf),
+        tamper: match components.tamper {
+            integrity::Tamper::Unavailable => Tamper::Unavailable,
+            integrity::Tamper::Clear => Tamper::Clear,
+            integrity::Tamper::Tripped => Tamper::Tripped,
+        },
+    }
+}
+
+/// What the chain made of a report.
+fn describe(receipt: &Receipt, height: u64) -> String {
+    let mut said = Vec::new();
+    for event in &receipt.events {
+        match event {
+            RuntimeEvent::Attestation(Event::Attested { due, .. }) => {
+                said.push(format!("attested at {height}, next deadline {due}"))
+            }
+            RuntimeEvent::Attestation(Event::ReferenceUpdated { reference, .. }) => {
+                said.push(format!("reference updated to {reference}"))
+            }
+            RuntimeEvent::Attestation(Event::MachineExcluded { reason, .. }) => {
+                said.push(format!("EXCLUDED at {height}: {reason:?}"))
+            }
+            _ => {}
+        }
+    }
+    if said.is_empty() {
+        return format!("report finalized at {height}");
+    }
+    said.join("; ")
+}
