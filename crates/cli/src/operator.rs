@@ -144,7 +144,7 @@ pub enum ProviderCommand {
 pub enum AgentCommand {
     /// Run the provider agent with the container driver (runc; needs root: namespaces,
     /// cgroups, loop-mounted disks, the firewall).
-    Run(AgentRunArgs),
+    Run(Box<AgentRunArgs>),
     /// (internal) The shim of one environment: runs `runc run` for the agent, keeps the
     /// workload's output in rotating logs and its exit status.
     #[command(hide = true)]
@@ -439,7 +439,7 @@ pub fn run_agent(command: AgentCommand) -> Result<()> {
             let code = shim::run(&config)?;
             std::process::exit(code.clamp(0, 255));
         }
-        AgentCommand::Run(args) => run_agent_daemon(args),
+        AgentCommand::Run(args) => run_agent_daemon(*args),
     }
 }
 
