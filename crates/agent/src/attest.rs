@@ -18,8 +18,10 @@
 //!
 //! The TPM is opened for each step and closed after it (a TPM serves one client at a time;
 //! swtpm has no resource manager), on a blocking thread. A failed step is retried after a
-//! backoff ([`plan::backoff`], at most 8 polls, well inside a period), a challenge whose answer
-//! the chain refused is not answered again (its round ends); nothing here decides for the chain: a report of a changed machine is sent as it is,
+//! backoff ([`plan::backoff`], at most 8 polls), a challenge that cannot be answered (this TPM
+//! cannot open it, or its credential does not match the posted hash, checked here before any
+//! fee is paid) is not tried again (its round ends), a refused registration waits
+//! [`REGISTER_RETRY`]; IMA calls go back to back in batches; nothing here decides for the chain: a report of a changed machine is sent as it is,
 //! and the chain excludes it.
 
 pub mod plan;
@@ -36,7 +38,7 @@ use logos_mia::{
 use logos_mia_collect::{
     evidence::{quote_pcrs, reported, Sources},
     files::FileSnapshot,
-    kernel::HostKernel,
+    kernel::{EbpfSummary, HostKernel, KernelProbe},
     keyfile, logs,
     tamper::FileTamper,
     tpm::{AkKind, AttestationKey, QuoteBytes, Tpm as _, TssTpm},
@@ -68,6 +70,8 @@ pub struct AttestConfig {
     pub files: FileSnapshot,
     /// The tamper flag's path, if the machine has one.
     pub tamper: Option<PathBuf>,
+    /// Report the loaded eBPF programs (host-wide; see [`measured_reference`]).
+    pub ebpf: bool,
     /// Time between reads of the machine's record, ms.
     pub poll_ms: u64,
     /// Reports per attestation period (the deadline is one period after the last report).
@@ -92,6 +96,10 @@ pub enum AttestError {
     /// Finalized state lacks what the step needs.
     #[error("{0}")]
     Missing(String),
+    /// What the chain posted cannot be answered (a challenge this TPM cannot open or whose
+    /// credential does not match its hash).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The attestor (see the module docs).
@@ -101,9 +109,17 @@ pub struct Attestor {
     wallet: Wallet,
     /// The last reason to wait, so that it is logged once.
     waiting: String,
-    /// The credential hash of a challenge whose answer the chain refused (not answered again).
+    /// The credential hash of a challenge that could not be answered (not tried again).
     refused_challenge: Option<Digest>,
+    /// When the chain last refused this machine's registration.
+    register_refused: Option<std::time::Instant>,
 }
+
+/// Time before a registration the chain refused is sent again.
+pub const REGISTER_RETRY: Duration = Duration::from_secs(300);
+/// Most `StageIma` calls submitted back to back before waiting for them (within the mempool's
+/// pending nonces per account).
+pub const STAGE_CALLS_PER_BATCH: usize = 64;
 
 impl Attestor {
     /// An attestor for `config.provider`, signing with `wallet` (the provider's agent key).
@@ -114,6 +130,7 @@ impl Attestor {
             wallet,
             waiting: String::new(),
             refused_challenge: None,
+            register_refused: None,
         }
     }
 
@@ -158,7 +175,26 @@ impl Attestor {
             self.config.reports_per_period,
         );
         let done = match (step, machine) {
-            (Step::Register, _) => self.register(ak).await?,
+            (Step::Register, _) => {
+                if self
+                    .register_refused
+                    .is_some_and(|at| at.elapsed() < REGISTER_RETRY)
+                {
+                    return Ok(None);
+                }
+                match self.register(ak).await {
+                    Err(AttestError::Chain(ClientError::CallFailed { height, error })) => {
+                        // Refusals such as NoReference or EndorsementInUse last until
+                        // governance or the operator acts: not paid for every few seconds.
+                        self.register_refused = Some(std::time::Instant::now());
+                        return Err(AttestError::Chain(ClientError::CallFailed {
+                            height,
+                            error,
+                        }));
+                    }
+                    done => done?,
+                }
+            }
             (Step::Activate, Some(machine)) => {
                 let posted = match machine.status {
                     MachineStatus::Challenged {
@@ -167,11 +203,16 @@ impl Attestor {
                     _ => Digest::ZERO,
                 };
                 if self.refused_challenge == Some(posted) {
-                    // A challenge whose credential is not what its hash says (a lying
-                    // challenger): answered once; the round ends and another is drawn.
+                    // A challenge this TPM cannot open, or whose credential is not what its
+                    // hash says (a lying challenger): tried once; the round ends and another
+                    // challenger is drawn.
                     return Ok(None);
                 }
-                match self.activate(ak, &machine).await {
+                match self.activate(ak, &machine, &posted).await {
+                    Err(error @ (AttestError::Collect(_) | AttestError::Refused(_))) => {
+                        self.refused_challenge = Some(posted);
+                        return Err(error);
+                    }
                     Err(AttestError::Chain(ClientError::CallFailed { height, error })) => {
                         self.refused_challenge = Some(posted);
                         return Err(AttestError::Chain(ClientError::CallFailed {
@@ -243,6 +284,7 @@ impl Attestor {
         &self,
         ak: &AttestationKey,
         machine: &Machine,
+        posted: &Digest,
     ) -> Result<String, AttestError> {
         let challenge = machine
             .challenge
@@ -258,11 +300,17 @@ impl Attestor {
                 )
             })
             .await?;
+        // Checked here as the chain will: a lying challenger costs no fee.
+        if Digest(pcr::sha256(&credential)) != *posted {
+            return Err(AttestError::Refused(
+                "the challenge's credential does not match its posted hash".into(),
+            ));
+        }
         let call = Call::ActivateCredential {
             provider: self.config.provider,
             credential: credential
                 .try_into()
-                .map_err(|_| AttestError::Missing("the credential is too long".into()))?,
+                .map_err(|_| AttestError::Refused("the credential is too long".into()))?,
         };
         let (_, height) = self.execute(call).await?;
         Ok(format!("credential activated at {height}"))
@@ -273,15 +321,18 @@ impl Attestor {
         &self,
         ak: &AttestationKey,
         machine: &Machine,
-        anchor: u64,
+        read_at: u64,
     ) -> Result<String, AttestError> {
         let provider = self.config.provider;
+        let stages_ima = self.stages_ima(machine, read_at).await?;
+        // The components first (hashing files takes time), then the freshest anchor.
+        let components = self.components().await?;
+        let anchor = self.client.head_height().await?.max(read_at);
         let (anchor_nonce, _) = self.client.map_proven::<Nonces>(&anchor).await?;
         let anchor_nonce = anchor_nonce
             .ok_or_else(|| AttestError::Missing(format!("no chain nonce at {anchor}")))?;
-        let stages_ima = self.stages_ima(machine).await?;
         let chain_nonce = report_nonce(&anchor_nonce, provider);
-        let quoted = self.quote(ak, chain_nonce).await?;
+        let quoted = self.quote(ak, components, chain_nonce).await?;
         let ima_pcr = quoted.pcrs.get(&IMA_PCR).copied().unwrap_or_default();
         if stages_ima {
             self.stage(machine, quoted.rebooted(machine), &ima_pcr)
@@ -308,10 +359,14 @@ impl Attestor {
         Ok(describe(&receipt, height))
     }
 
-    /// Whether the machine's reference, or a pending deployment's, measures IMA.
-    async fn stages_ima(&self, machine: &Machine) -> Result<bool, AttestError> {
+    /// Whether the machine's reference, or a pending deployment's still open at `height`,
+    /// measures IMA.
+    async fn stages_ima(&self, machine: &Machine, height: u64) -> Result<bool, AttestError> {
         let mut references = vec![machine.reference];
-        references.extend(machine.pending.map(|pending| pending.reference));
+        let open = machine
+            .pending
+            .filter(|pending| pending.expires_at >= height);
+        references.extend(open.map(|pending| pending.reference));
         for id in references {
             let (reference, _) = self.client.map_proven::<References>(&id).await?;
             let reference =
@@ -323,29 +378,30 @@ impl Attestor {
         Ok(false)
     }
 
-    /// The reported components and a quote over them, checked as the chain will check it.
-    async fn quote(&self, ak: &AttestationKey, chain_nonce: Digest) -> Result<Quoted, AttestError> {
+    /// The components this machine reports, on a blocking thread.
+    async fn components(&self) -> Result<Components, AttestError> {
+        let files = self.config.files.clone();
+        let tamper = FileTamper {
+            path: self.config.tamper.clone(),
+        };
+        let ebpf = self.config.ebpf;
+        let joined =
+            tokio::task::spawn_blocking(move || reported_components(&files, &tamper, ebpf)).await;
+        joined.map_err(|error| AttestError::Missing(format!("collector thread: {error}")))?
+    }
+
+    /// A quote over `components` and `chain_nonce`, checked as the chain will check it.
+    async fn quote(
+        &self,
+        ak: &AttestationKey,
+        components: Components,
+        chain_nonce: Digest,
+    ) -> Result<Quoted, AttestError> {
         let key = ak.clone();
-        let (files, tamper) = (self.config.files.clone(), self.config.tamper.clone());
-        let ima_log = self.config.ima_log.clone();
-        let (components, quote, pcrs) = self
-            .with_tpm(move |tpm| {
-                let kernel = HostKernel::default();
-                let tamper = FileTamper { path: tamper };
-                let sources = Sources {
-                    event_log: PathBuf::new(),
-                    ima_log,
-                    files: &files,
-                    kernel: &kernel,
-                    tamper: &tamper,
-                };
-                let (components, _) = reported(&sources)?;
-                let nonce = quote_nonce(&chain_nonce.0, &components);
-                let (quote, pcrs) = quote_pcrs(tpm, &key, &nonce)?;
-                Ok((components, quote, pcrs))
-            })
-            .await?;
         let nonce = quote_nonce(&chain_nonce.0, &components);
+        let (quote, pcrs) = self
+            .with_tpm(move |tpm| quote_pcrs(tpm, &key, &nonce))
+            .await?;
         let ak_public = AkPublic::from_tpmt_public(&ak.public)?;
         let verified = quote::verify(&ak_public, quote.as_quote(), &nonce, &pcrs, None)?;
         Ok(Quoted {
@@ -363,21 +419,26 @@ impl Attestor {
         rebooted: bool,
         ima_pcr: &[u8; 32],
     ) -> Result<(), AttestError> {
-        let bytes =
-            logs::read_optional(&self.config.ima_log, IMA_LOG_MAX_BYTES)?.ok_or_else(|| {
-                AttestError::Missing("the reference measures IMA; no IMA list".into())
-            })?;
-        let list = ima::parse(&bytes, IMA_ENTRIES_MAX)
-            .map_err(|error| AttestError::Missing(format!("IMA list: {error}")))?;
+        let list = match logs::read_optional(&self.config.ima_log, IMA_LOG_MAX_BYTES)? {
+            Some(bytes) => ima::parse(&bytes, IMA_ENTRIES_MAX)
+                .map_err(|error| AttestError::Missing(format!("IMA list: {error}")))?,
+            // No IMA on this machine: nothing to stage (the report shows PCR 10 as it is).
+            None if *ima_pcr == [0; 32] => Vec::new(),
+            None => {
+                return Err(AttestError::Missing(
+                    "PCR 10 is extended; no IMA list".into(),
+                ))
+            }
+        };
+        // Only PCR 10's entries replay into it (a policy may measure into other PCRs).
+        let list: Vec<ima::Entry> = list.into_iter().filter(|e| e.pcr == IMA_PCR).collect();
         let plan = ima_plan(&list, machine.last.as_ref(), rebooted, ima_pcr)?;
         let staged_before = machine.staged.is_some_and(|staged| staged.entries > 0);
         if plan.entries.is_empty() && !rebooted && !staged_before {
             return Ok(());
         }
-        let data: Vec<&[u8]> = list[plan.entries]
-            .iter()
-            .map(|entry| entry.template_data.as_slice())
-            .collect();
+        let data: Vec<&[u8]> = list[plan.entries].iter().map(plan::staged_data).collect();
+        let mut calls = Vec::new();
         for (start, entries) in chunks(plan.start, &data) {
             let entries = entries
                 .into_iter()
@@ -385,12 +446,17 @@ impl Attestor {
                 .collect::<Result<Vec<_>, _>>()
                 .and_then(|entries| entries.try_into())
                 .map_err(|_| AttestError::Missing("an IMA call exceeds its bounds".into()))?;
-            let call = Call::StageIma {
+            calls.push(RuntimeCall::Attestation(Call::StageIma {
                 provider: self.config.provider,
                 start,
                 entries,
-            };
-            self.execute(call).await?;
+            }));
+        }
+        // Back to back, a batch at a time: a long list stages in a few blocks.
+        let mut calls = calls.into_iter().peekable();
+        while calls.peek().is_some() {
+            let batch: Vec<RuntimeCall> = calls.by_ref().take(STAGE_CALLS_PER_BATCH).collect();
+            self.client.execute_all(&self.wallet, batch).await?;
         }
         Ok(())
     }
@@ -417,13 +483,14 @@ impl Quoted {
 /// The reference a machine in its current state would match, as governance approves one after
 /// measuring a known-good machine of `class`: the TPM's boot PCRs, IMA off when PCR 10 is zero
 /// (no IMA) and otherwise `ima` (an allowlist governance fills with `AllowFiles`), and the
-/// components `files` and `tamper` give with this host's kernel.
+/// components `files`, `tamper` and this host's kernel give (eBPF only with `ebpf`).
 pub fn measured_reference(
     tpm: &mut dyn logos_mia_collect::tpm::Tpm,
     class: logos_types::dvci::ResourceClass,
     ima: Option<logos_types::attestation::ImaPolicy>,
     files: &FileSnapshot,
     tamper: &FileTamper,
+    ebpf: bool,
 ) -> Result<logos_types::attestation::Reference, AttestError> {
     let mut indices = pcr::BOOT_PCRS.to_vec();
     indices.push(IMA_PCR);
@@ -432,15 +499,7 @@ pub fn measured_reference(
         .iter()
         .map(|index| Digest(pcrs.get(index).copied().unwrap_or_default()))
         .collect();
-    let kernel = HostKernel::default();
-    let sources = Sources {
-        event_log: PathBuf::new(),
-        ima_log: PathBuf::new(),
-        files,
-        kernel: &kernel,
-        tamper,
-    };
-    let reported = reported_of(&reported(&sources)?.0);
+    let reported = reported_of(&reported_components(files, tamper, ebpf)?);
     let ima_off = pcrs.get(&IMA_PCR).is_none_or(|value| *value == [0; 32]);
     Ok(logos_types::attestation::Reference {
         class,
@@ -452,6 +511,50 @@ pub fn measured_reference(
         lkrg: reported.lkrg,
         ebpf: reported.ebpf,
     })
+}
+
+/// This host's kernel, with the eBPF summary only when asked for: the loaded programs are
+/// host-wide, and container runtimes load some per container (runc's device filter on cgroup
+/// v2), so a reference fixing them would exclude a provider for taking a lease.
+struct Kernel {
+    host: HostKernel,
+    ebpf: bool,
+}
+
+impl KernelProbe for Kernel {
+    fn lkrg(&self) -> Result<Status, CollectError> {
+        self.host.lkrg()
+    }
+
+    fn ebpf(&self) -> Result<EbpfSummary, CollectError> {
+        match self.ebpf {
+            true => self.host.ebpf(),
+            false => Ok(EbpfSummary {
+                status: Status::Unavailable,
+                programs: 0,
+            }),
+        }
+    }
+}
+
+/// The components a machine reports (`boot` and `ima` are the chain's to compute).
+fn reported_components(
+    files: &FileSnapshot,
+    tamper: &FileTamper,
+    ebpf: bool,
+) -> Result<Components, AttestError> {
+    let kernel = Kernel {
+        host: HostKernel::default(),
+        ebpf,
+    };
+    let sources = Sources {
+        event_log: PathBuf::new(),
+        ima_log: PathBuf::new(),
+        files,
+        kernel: &kernel,
+        tamper,
+    };
+    Ok(reported(&sources)?.0)
 }
 
 /// The components as the `attestation` module's `Reported` (the inverse of the chain's

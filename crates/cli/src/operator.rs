@@ -253,8 +253,12 @@ pub struct AgentRunArgs {
     /// The tamper flag's file or sysfs path (`0` closed, `1` opened).
     #[arg(long)]
     pub tamper: Option<PathBuf>,
-    /// Reports per attestation period.
-    #[arg(long, default_value_t = 4)]
+    /// Report the loaded eBPF programs (host-wide: container runtimes load some per
+    /// container, so the reference must allow for them).
+    #[arg(long)]
+    pub attest_ebpf: bool,
+    /// Reports per attestation period (at least 2: one per period lands after the deadline).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=64))]
     pub reports_per_period: u64,
 }
 
@@ -480,6 +484,7 @@ fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
         aide_db,
         ima_log,
         tamper,
+        attest_ebpf,
         reports_per_period,
     } = args;
     let validators = logos_types::Genesis::load(&genesis)?.validators;
@@ -518,6 +523,7 @@ fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
                     None => FileSnapshot::Paths(attest_files),
                 },
                 tamper,
+                ebpf: attest_ebpf,
                 poll_ms: ATTEST_POLL_MS,
                 reports_per_period,
             },

@@ -1668,7 +1668,10 @@ impl Ima {
             hex::encode(entry.template_hash),
             hex::encode(digest)
         );
-        std::fs::write(&self.path, &self.lines).unwrap();
+        // Whole, as the kernel's list only grows: never a half-written list to the agent.
+        let partial = self.path.with_extension("partial");
+        std::fs::write(&partial, &self.lines).unwrap();
+        std::fs::rename(&partial, &self.path).unwrap();
         let mut tpm = machine_tpm(devnet, self.provider.get() as usize);
         tpm.extend(10, &entry.sha256_extend()).unwrap();
     }

@@ -19,7 +19,7 @@
 //! 4. with an attested genesis (swtpm installed, no `--unattested`): sets the attestation
 //!    period to [`ATTESTATION_PERIOD_BLOCKS`], makes `dev` a deployer, and approves the
 //!    reference of a known-good machine (a fresh swtpm measured with the agents' collectors,
-//!    the file snapshot over the `logos` binary) for the compute-hosted class;
+//!    the file snapshot over `<dir>/machine-release`) for the compute-hosted class;
 //! 5. starts one `logos agent run` per provider (runc driver; needs root: namespaces, cgroups,
 //!    loop devices, the firewall) and one `logos provisioner run` per provisioner, each against
 //!    the RPC of validator `i mod validators`, on its host; each agent attests with a swtpm of
@@ -301,9 +301,15 @@ pub fn attested(layout: &Layout) -> Result<bool> {
         .unattested)
 }
 
-/// The file-integrity snapshot the devnet's machines report: the `logos` binary they run.
-fn attested_files() -> Result<Vec<std::path::PathBuf>> {
-    Ok(vec![std::env::current_exe()?])
+/// The file-integrity snapshot the devnet's machines report: a small release file the devnet
+/// writes once (`<dir>/machine-release`), standing for the system a real machine's snapshot
+/// covers (a rebuilt `logos` binary must not exclude every provider of a running devnet).
+fn attested_files(layout: &Layout) -> Result<Vec<std::path::PathBuf>> {
+    let path = layout.dir.join("machine-release");
+    if !path.exists() {
+        std::fs::write(&path, "logos-devnet machine, release 1\n")?;
+    }
+    Ok(vec![path])
 }
 
 /// The privileged calls that set the devnet's attestation up: the period
@@ -320,8 +326,9 @@ fn attestation_calls(layout: &Layout, dev: &Wallet) -> Result<Vec<Call>> {
         &mut tpm,
         ResourceClass::ComputeHosted,
         None,
-        &FileSnapshot::Paths(attested_files()?),
+        &FileSnapshot::Paths(attested_files(layout)?),
         &FileTamper::default(),
+        false,
     )?;
     drop(tpm);
     drop(swtpm);
@@ -329,11 +336,11 @@ fn attestation_calls(layout: &Layout, dev: &Wallet) -> Result<Vec<Call>> {
     let id = reference.id();
     let params = Parameters {
         period_blocks: ATTESTATION_PERIOD_BLOCKS,
-        // The shortest: a silent challenger (an operator's provisioner not running yet) costs
-        // a few seconds before another is drawn.
-        challenge_timeout_blocks: logos_types::attestation::PERIOD_MIN_BLOCKS,
-        // Shorter than the period, as the chain requires; a report takes a few blocks.
-        nonce_window_blocks: 64,
+        // Half a minute: room for an agent's retries; a silent challenger (an operator's
+        // provisioner not running yet) costs that long before another is drawn.
+        challenge_timeout_blocks: ATTESTATION_PERIOD_BLOCKS / 2,
+        // The longest the chain allows (shorter than the period, as it requires).
+        nonce_window_blocks: logos_types::attestation::NONCE_WINDOW_MAX_BLOCKS,
         ..Parameters::default()
     };
     Ok(vec![
@@ -409,12 +416,15 @@ fn agent_endpoint(args: &DevnetArgs, layout: &Layout, k: usize) -> String {
 /// Host commands the sub0layer needs besides the container driver's
 /// ([`logos_agent::container::HOST_COMMANDS`]): the image build's and the registry's, and the
 /// Debian package of each.
-const IMAGE_COMMANDS: [(&str, &str); 5] = [
+const IMAGE_COMMANDS: [(&str, &str); 7] = [
     ("skopeo", "skopeo"),
     ("docker-registry", "docker-registry"),
     ("busybox", "busybox-static"),
     ("curl", "curl"),
     ("nsenter", "util-linux"),
+    // The machines' software TPMs (attestation).
+    ("swtpm", "swtpm"),
+    ("swtpm_setup", "swtpm-tools"),
 ];
 
 /// Why this host cannot run the sub0layer's agents, if it cannot: not root, or a command of
@@ -550,7 +560,7 @@ fn agent_args(
             "--ima-log".into(),
             dir.join("ima.log").display().to_string(),
         ]);
-        for file in attested_files().unwrap_or_default() {
+        for file in attested_files(layout).unwrap_or_default() {
             agent.extend(["--attest-file".into(), file.display().to_string()]);
         }
     }

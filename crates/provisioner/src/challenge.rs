@@ -7,7 +7,10 @@
 //!
 //! Machines are found by scanning `Machines` for provider ids round-robin,
 //! [`SCAN_PROVIDERS_PER_HEAD`] per new finalized head (the listing is a hint; a challenge is
-//! made only from the record re-read with a proof).
+//! made only from the record re-read with a proof, before its deadline). A challenge timeout of
+//! `T` blocks covers `64 × T` provider ids (16,384 at the shortest, 256); past that, a drawn
+//! challenger may miss its turn (counted silent): finding draws from `ChallengerDrawn` events
+//! would lift the bound.
 
 use logos_mia::credential::{self, CredentialError};
 use logos_primitives::Address;

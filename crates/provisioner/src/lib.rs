@@ -38,6 +38,7 @@ use crate::core::{AgentView, Effect, Observed};
 use futures::future::join_all;
 use logos_api::agent::WorkloadState;
 use logos_client::{Client, ClientError, Wallet};
+use logos_primitives::Address;
 use logos_types::{
     attestation::Machines,
     dvci::{NextProviderId, Provider, ProviderId, Providers},
@@ -46,6 +47,7 @@ use logos_types::{
     Call,
 };
 use queue::{Item, WorkQueue, QUEUE_MAX};
+use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, MutexGuard},
@@ -264,39 +266,44 @@ impl<E: Effects> Provisioner<E> {
             challenge::scan_range(cursor, next.get(), challenge::SCAN_PROVIDERS_PER_HEAD);
         *lock(&self.scan_cursor) = cursor;
         for provider in range.map(ProviderId) {
-            let (machine, _) = client.map::<Machines>(&provider).await?;
-            if !machine.is_some_and(|machine| challenge::must_challenge(&me, &machine)) {
-                continue;
+            // One machine's failure (gone meanwhile, a refused call) does not skip the others.
+            if let Err(error) = self.challenge(provider, &me).await {
+                tracing::warn!(%provider, %error, "challenge");
             }
-            let (machine, _) = client.map_proven::<Machines>(&provider).await?;
-            let Some(machine) = machine.filter(|m| challenge::must_challenge(&me, m)) else {
-                continue;
-            };
-            let call = {
-                let mut seed = [0u8; 32];
-                getrandom::fill(&mut seed).map_err(|error| {
-                    ProvisionerError::NotReady(format!("no randomness: {error}"))
-                })?;
-                let mut rng =
-                    <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(
-                        seed,
-                    );
-                challenge::challenge_call(provider, &machine, &mut rng)
-            };
-            let call = match call {
-                Ok(call) => call,
-                Err(error) => {
-                    // The chain checked the keys at registration: a record it cannot challenge
-                    // is left to time out (the round ends, another challenger is drawn).
-                    tracing::warn!(%provider, %error, "cannot challenge the machine");
-                    continue;
-                }
-            };
-            let (_, height) = client
-                .execute(&self.connection.wallet, Call::Attestation(call))
-                .await?;
-            tracing::info!(%provider, height, "challenged the machine's registration");
         }
+        Ok(())
+    }
+
+    /// Challenges `provider`'s machine if this provisioner is drawn for it and its deadline has
+    /// not passed.
+    async fn challenge(&self, provider: ProviderId, me: &Address) -> Result<(), ProvisionerError> {
+        let client = &self.connection.client;
+        let (machine, _) = client.map::<Machines>(&provider).await?;
+        if !machine.is_some_and(|machine| challenge::must_challenge(me, &machine)) {
+            return Ok(());
+        }
+        let (machine, height) = client.map_proven::<Machines>(&provider).await?;
+        let Some(machine) = machine.filter(|m| challenge::must_challenge(me, m) && m.due > height)
+        else {
+            return Ok(());
+        };
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|error| ProvisionerError::NotReady(format!("no randomness: {error}")))?;
+        let mut rng = <ChaCha20Rng as SeedableRng>::from_seed(seed);
+        let call = match challenge::challenge_call(provider, &machine, &mut rng) {
+            Ok(call) => call,
+            Err(error) => {
+                // The chain checked the keys at registration: a record it cannot challenge is
+                // left to time out (the round ends, another challenger is drawn).
+                tracing::warn!(%provider, %error, "cannot challenge the machine");
+                return Ok(());
+            }
+        };
+        let (_, height) = client
+            .execute(&self.connection.wallet, Call::Attestation(call))
+            .await?;
+        tracing::info!(%provider, height, "challenged the machine's registration");
         Ok(())
     }
 

@@ -56,11 +56,13 @@ pub fn next_step(
         MachineStatus::Challenged { .. } if machine.challenge.is_some() => Step::Activate,
         MachineStatus::Challenged { .. } => Step::Wait("the challenge is not stored".into()),
         MachineStatus::Excluded { at, reason } => Step::Wait(format!(
-            "excluded at {at} ({reason:?}): fix the machine, deregister it and restart the \
-             agent to register again; governance admits the provider again"
+            "excluded at {at} ({reason:?}): once the machine is fixed, its owner deregisters it \
+             (attestation DeregisterMachine) and this agent registers it again; governance \
+             admits the provider again"
         )),
         MachineStatus::Attesting => {
-            let interval = (params.period_blocks / reports_per_period.max(1)).max(1);
+            // At least two reports per period: one per period would land after the deadline.
+            let interval = (params.period_blocks / reports_per_period.max(2)).max(1);
             match machine.last {
                 None => Step::Report,
                 Some(last) if head >= last.height.saturating_add(interval) => Step::Report,
@@ -71,6 +73,15 @@ pub fn next_step(
                 )),
             }
         }
+    }
+}
+
+/// What [`chunks`] stages for `entry`: its template data, or nothing for a violation (the
+/// chain extends an empty entry as a violation, `0xFF…`, as the kernel does).
+pub fn staged_data(entry: &Entry) -> &[u8] {
+    match entry.is_violation() {
+        true => &[],
+        false => &entry.template_data,
     }
 }
 
@@ -129,7 +140,7 @@ pub fn ima_plan(
     };
     if let Some(entry) = list[first..end]
         .iter()
-        .find(|entry| entry.template_data.len() > IMA_ENTRY_MAX_BYTES)
+        .find(|entry| staged_data(entry).len() > IMA_ENTRY_MAX_BYTES)
     {
         return Err(PlanError::EntryTooLong {
             line: entry.line,
@@ -246,13 +257,20 @@ mod tests {
         assert!(
             matches!(step(Some(&excluded), 10_000), Step::Wait(why) if why.contains("PcrMismatch"))
         );
-        // A zero report rate is read as one report per period, not a division by zero.
+        // A rate below two reports per period is read as two (one per period would land
+        // after the deadline), and zero is not a division by zero.
         let reported = machine(MachineStatus::Attesting, Some(100));
         let params = Parameters::default();
-        assert_eq!(
-            next_step(Some(&reported), &[1, 2, 3], 700, &params, 0),
-            Step::Report
-        );
+        for rate in [0, 1, 2] {
+            assert_eq!(
+                next_step(Some(&reported), &[1, 2, 3], 400, &params, rate),
+                Step::Report
+            );
+            assert!(matches!(
+                next_step(Some(&reported), &[1, 2, 3], 399, &params, rate),
+                Step::Wait(_)
+            ));
+        }
     }
 
     fn list(paths: &[&str]) -> Vec<Entry> {
@@ -314,6 +332,49 @@ mod tests {
             ima_plan(&list, None, true, &quoted),
             Err(PlanError::EntryTooLong { line: 2, .. })
         ));
+    }
+
+    #[test]
+    fn a_violation_is_staged_empty_so_that_the_chain_extends_it_as_the_kernel_did() {
+        let mut list = list(&["boot_aggregate", "/var/log/open-for-write"]);
+        // The kernel logs a violation with zeroed hashes and extends 0xFF… into PCR 10.
+        list[1].template_hash = [0; 20];
+        assert!(list[1].is_violation());
+        let quoted = ima::replay([0; 32], &list);
+        assert_eq!(ima_plan(&list, None, true, &quoted).unwrap().entries, 0..2);
+        assert!(staged_data(&list[1]).is_empty());
+        assert_eq!(staged_data(&list[0]), &list[0].template_data[..]);
+    }
+
+    #[test]
+    fn the_largest_staging_call_fits_a_transaction() {
+        use logos_types::{attestation::Call, codec::encode, transaction::TRANSACTION_MAX_BYTES};
+        // A signed transaction's envelope (chain id, sender key, nonce, fee, signature and
+        // tags) takes at most 160 bytes besides its call.
+        const ENVELOPE_MAX_BYTES: usize = 160;
+        let sizes = [[700, 90].as_slice(), &[50; 16], &[IMA_ENTRY_MAX_BYTES]];
+        for sizes in sizes {
+            let entries: Vec<Vec<u8>> = sizes.iter().map(|size| vec![7u8; *size]).collect();
+            let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+            for (start, call) in chunks(Start::Boot, &refs) {
+                let call = Call::StageIma {
+                    provider: logos_types::dvci::ProviderId(u64::MAX),
+                    start,
+                    entries: call
+                        .into_iter()
+                        .map(|entry| entry.try_into().unwrap())
+                        .collect::<Vec<_>>()
+                        .try_into()
+                        .unwrap(),
+                };
+                let call = logos_types::Call::Attestation(call);
+                let size = encode(&call).len();
+                assert!(
+                    size + ENVELOPE_MAX_BYTES <= TRANSACTION_MAX_BYTES,
+                    "{size} bytes"
+                );
+            }
+        }
     }
 
     #[test]

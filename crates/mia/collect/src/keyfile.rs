@@ -67,3 +67,70 @@ fn write_owner_only(path: &Path, bytes: &[u8]) -> Result<(), CollectError> {
     file.sync_all().map_err(|e| io(&temporary, e))?;
     std::fs::rename(&temporary, path).map_err(|e| io(path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tpm::{Endorsement, QuoteBytes};
+    use logos_mia::pcr::Digest;
+    use std::{collections::BTreeMap, os::unix::fs::PermissionsExt as _};
+
+    /// A TPM double that only creates one fixed key, counting how often.
+    struct Creates(u32);
+
+    impl Tpm for Creates {
+        fn endorsement(&mut self) -> Result<Endorsement, CollectError> {
+            unimplemented!("not used")
+        }
+        fn create_attestation_key(&mut self, _: AkKind) -> Result<AttestationKey, CollectError> {
+            self.0 += 1;
+            Ok(AttestationKey {
+                public: vec![1, 2],
+                private: vec![3],
+            })
+        }
+        fn read_pcrs(&mut self, _: &[u32]) -> Result<BTreeMap<u32, Digest>, CollectError> {
+            unimplemented!("not used")
+        }
+        fn quote(
+            &mut self,
+            _: &AttestationKey,
+            _: &[u8],
+            _: &[u32],
+        ) -> Result<QuoteBytes, CollectError> {
+            unimplemented!("not used")
+        }
+        fn extend(&mut self, _: u32, _: &Digest) -> Result<(), CollectError> {
+            unimplemented!("not used")
+        }
+        fn activate_credential(
+            &mut self,
+            _: &AttestationKey,
+            _: &[u8],
+            _: &[u8],
+        ) -> Result<Vec<u8>, CollectError> {
+            unimplemented!("not used")
+        }
+    }
+
+    #[test]
+    fn a_key_is_created_once_owner_only_and_a_damaged_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/ak.json");
+        let mut tpm = Creates(0);
+        let created = load_or_create(&path, &mut tpm, AkKind::EcdsaP256).unwrap();
+        let loaded = load_or_create(&path, &mut tpm, AkKind::EcdsaP256).unwrap();
+        assert_eq!((created, tpm.0), (loaded, 1));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        for damaged in [
+            "{",
+            "{\"public\":\"zz\",\"private\":\"00\"}",
+            &"0".repeat(KEY_FILE_MAX_BYTES + 1),
+        ] {
+            std::fs::write(&path, damaged).unwrap();
+            assert!(load_or_create(&path, &mut tpm, AkKind::EcdsaP256).is_err());
+        }
+        assert_eq!(tpm.0, 1, "a damaged file is never replaced by a new key");
+    }
+}
