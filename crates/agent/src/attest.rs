@@ -47,7 +47,7 @@ use logos_mia_collect::{
 use logos_types::{
     attestation::{
         report_nonce, Call, Component, Digest, Event, Machine, MachineStatus, Machines, Nonces,
-        Params, References, Reported, Tamper,
+        Params, References, Reported, Tamper, CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES,
     },
     dvci::ProviderId,
     Call as RuntimeCall, Event as RuntimeEvent, Receipt,
@@ -113,7 +113,12 @@ pub struct Attestor {
     refused_challenge: Option<Digest>,
     /// When the chain last refused this machine's registration.
     register_refused: Option<std::time::Instant>,
+    /// The challenge the TPM failed to open, and how many times.
+    challenge_tries: (Digest, u32),
 }
+
+/// Times the TPM may fail to open one challenge before it is given up for its round.
+pub const CHALLENGE_TRIES_MAX: u32 = 3;
 
 /// Time before a registration the chain refused is sent again.
 pub const REGISTER_RETRY: Duration = Duration::from_secs(300);
@@ -131,6 +136,7 @@ impl Attestor {
             waiting: String::new(),
             refused_challenge: None,
             register_refused: None,
+            challenge_tries: (Digest::ZERO, 0),
         }
     }
 
@@ -209,8 +215,21 @@ impl Attestor {
                     return Ok(None);
                 }
                 match self.activate(ak, &machine, &posted).await {
-                    Err(error @ (AttestError::Collect(_) | AttestError::Refused(_))) => {
+                    Err(error @ AttestError::Refused(_)) => {
                         self.refused_challenge = Some(posted);
+                        return Err(error);
+                    }
+                    Err(error @ AttestError::Collect(_)) => {
+                        // The TPM could not open it, or could not be reached: tried again a
+                        // few times (a busy TPM), then given up for this round.
+                        let tries = match self.challenge_tries {
+                            (hash, tries) if hash == posted => tries.saturating_add(1),
+                            _ => 1,
+                        };
+                        self.challenge_tries = (posted, tries);
+                        if tries >= CHALLENGE_TRIES_MAX {
+                            self.refused_challenge = Some(posted);
+                        }
                         return Err(error);
                     }
                     Err(AttestError::Chain(ClientError::CallFailed { height, error })) => {
@@ -301,7 +320,8 @@ impl Attestor {
             })
             .await?;
         // Checked here as the chain will: a lying challenger costs no fee.
-        if Digest(pcr::sha256(&credential)) != *posted {
+        let size = CREDENTIAL_MIN_BYTES..=CREDENTIAL_MAX_BYTES;
+        if !size.contains(&credential.len()) || Digest(pcr::sha256(&credential)) != *posted {
             return Err(AttestError::Refused(
                 "the challenge's credential does not match its posted hash".into(),
             ));

@@ -52,6 +52,7 @@ impl Swtpm {
         if !dir.join("tpm2-00.permall").exists() {
             manufacture(dir)?;
         }
+        stop_stale(dir);
         if port != 0 {
             return Self::serve(dir, port);
         }
@@ -84,6 +85,8 @@ impl Swtpm {
             .arg(format!("type=tcp,port={ctrl_port},bindaddr=127.0.0.1"))
             .arg("--flags")
             .arg("not-need-init,startup-clear")
+            .arg("--pid")
+            .arg(format!("file={}", dir.join(PID_FILE).display()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -144,6 +147,43 @@ impl Drop for Swtpm {
         let _ = self.child.wait();
     }
 }
+
+/// The pid file swtpm writes in its state directory.
+const PID_FILE: &str = "swtpm.pid";
+
+/// Stops a swtpm still serving `dir` for a process that died without stopping it (killed with
+/// SIGKILL: its child outlives it and holds the state's lock, so a new swtpm would be refused).
+/// Only a live `swtpm` process whose command line names `dir` is stopped.
+fn stop_stale(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join(PID_FILE)) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return;
+    };
+    let serves_dir = || {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        cmdline.starts_with("swtpm ") && cmdline.contains(&format!("dir={} ", dir.display()))
+    };
+    if !serves_dir() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+    // A dead process's command line is empty (a zombie's too): its lock is released.
+    for _ in 0..STALE_WAIT_POLLS {
+        if !serves_dir() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Polls of 20 ms waiting for a stale swtpm to die.
+const STALE_WAIT_POLLS: u32 = 250;
 
 /// Whether process `pid` holds a socket listening on `127.0.0.1:port` (from `/proc/net/tcp`
 /// and the process's file descriptors).

@@ -698,3 +698,16 @@ fn components_are_bound_to_the_quote() {
         EvidenceError::Quote(QuoteError::NonceMismatch)
     );
 }
+
+#[test]
+fn a_swtpm_left_behind_by_a_killed_agent_is_replaced_on_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tpm");
+    let first = Swtpm::start(&state, 0).expect("swtpm starts");
+    let endorsement = TssTpm::open(&first.tcti()).unwrap().endorsement().unwrap();
+    // The agent dies without stopping its swtpm (kill -9): the process stays, holding the lock.
+    std::mem::forget(first);
+    let second = Swtpm::start(&state, 0).expect("a second swtpm starts on the same state");
+    let again = TssTpm::open(&second.tcti()).unwrap().endorsement().unwrap();
+    assert_eq!(again.public, endorsement.public, "the same TPM, rebooted");
+}
