@@ -496,6 +496,15 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             .await
             .unwrap();
         assert_eq!(leased.info().chain_id, client.info().chain_id);
+        // Compared once the leased node has caught up with the validators: it may still be a
+        // few blocks behind, before the lease allocated the provider's resources.
+        let height = client.head_height().await.unwrap();
+        eventually(
+            "leased node at the validators' height",
+            Duration::from_secs(30),
+            || async { (leased.head_height().await.ok()? >= height).then_some(()) },
+        )
+        .await;
         let (provider, _) = leased
             .map_proven::<Providers>(&ProviderId(0))
             .await
@@ -506,13 +515,6 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             .unwrap();
         assert_eq!(provider, expected);
         assert!(provider.is_some());
-        let height = client.head_height().await.unwrap();
-        eventually(
-            "leased node at the validators' height",
-            Duration::from_secs(30),
-            || async { (leased.head_height().await.ok()? >= height).then_some(()) },
-        )
-        .await;
 
         // The CLI shows the catalog and the lease, and extends it.
         let catalog = cli(&devnet, &["catalog"]);
