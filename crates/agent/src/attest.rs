@@ -5,7 +5,9 @@
 //! Every [`AttestConfig::poll_ms`] it reads its machine's record from finalized state, with
 //! proofs, and does what [`plan::next_step`] says:
 //! 1. **Register** the TPM's endorsement key and this agent's attestation key (created under
-//!    the EK on first start and kept in [`AttestConfig::ak_file`]).
+//!    the EK on first start and kept in [`AttestConfig::ak_file`]), after staging the EK's
+//!    certificate chain (the TPM's EK certificate, or [`AttestConfig::ek_certificate`], then
+//!    the CA certificates of [`AttestConfig::ek_chain`]) unless the chain holds it already.
 //! 2. **Activate**: once the drawn challenger posted its `TPM2_MakeCredential` blob, open it
 //!    with `TPM2_ActivateCredential` (only this TPM, with this AK loaded, can) and answer.
 //! 3. **Report**, at once after activation and then [`AttestConfig::reports_per_period`] times
@@ -36,6 +38,7 @@ use logos_mia::{
     quote::{self, AkPublic},
 };
 use logos_mia_collect::{
+    certs,
     evidence::{quote_pcrs, reported, Sources},
     files::FileSnapshot,
     kernel::{EbpfSummary, HostKernel, KernelProbe},
@@ -47,7 +50,8 @@ use logos_mia_collect::{
 use logos_types::{
     attestation::{
         report_nonce, Call, Component, Digest, Event, Machine, MachineStatus, Machines, Nonces,
-        Params, References, Reported, Tamper, CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES,
+        Params, References, Reported, StagedEndorsements, Tamper, CREDENTIAL_MAX_BYTES,
+        CREDENTIAL_MIN_BYTES, ENDORSEMENT_CHUNK_MAX_BYTES,
     },
     dvci::ProviderId,
     Call as RuntimeCall, Event as RuntimeEvent, Receipt,
@@ -64,6 +68,11 @@ pub struct AttestConfig {
     pub tcti: String,
     /// The attestation key file ([`keyfile`]).
     pub ak_file: PathBuf,
+    /// The EK's certificate (DER or PEM), for a TPM that does not hold it in its NV.
+    pub ek_certificate: Option<PathBuf>,
+    /// The CA certificates above the EK's, issuer first, root last (a PEM bundle, or one DER
+    /// certificate): what the chain's endorsement roots are reached through.
+    pub ek_chain: Option<PathBuf>,
     /// The kernel's IMA measurement list (binary or ascii).
     pub ima_log: PathBuf,
     /// The file-integrity snapshot.
@@ -289,6 +298,8 @@ impl Attestor {
 
     async fn register(&self, ak: &AttestationKey) -> Result<String, AttestError> {
         let endorsement = self.with_tpm(|tpm| tpm.endorsement()).await?;
+        let chain = self.endorsement_chain(endorsement.certificate.as_deref())?;
+        self.stage_endorsement(&chain).await?;
         let too_long = |what: &str| AttestError::Missing(format!("the {what} is too long"));
         let call = Call::RegisterMachine {
             provider: self.config.provider,
@@ -297,6 +308,53 @@ impl Attestor {
         };
         let (_, height) = self.execute(call).await?;
         Ok(format!("machine registered at {height}"))
+    }
+
+    /// The EK's certificate chain: its certificate (the file's, else the TPM's), then the CA
+    /// bundle's.
+    fn endorsement_chain(&self, from_tpm: Option<&[u8]>) -> Result<Vec<u8>, AttestError> {
+        let leaf = match &self.config.ek_certificate {
+            Some(path) => certs::read_bundle(path)?.swap_remove(0),
+            None => from_tpm
+                .ok_or_else(|| {
+                    AttestError::Missing(
+                        "the TPM holds no EK certificate: give the manufacturer's with \
+                         --ek-certificate"
+                            .into(),
+                    )
+                })?
+                .to_vec(),
+        };
+        let authorities = match &self.config.ek_chain {
+            Some(path) => certs::read_bundle(path)?,
+            None => Vec::new(),
+        };
+        Ok(certs::chain(&leaf, &authorities)?)
+    }
+
+    /// Stages `chain` for the registration, unless the chain holds it already.
+    async fn stage_endorsement(&self, chain: &[u8]) -> Result<(), AttestError> {
+        let provider = self.config.provider;
+        let (staged, _) = self
+            .client
+            .map_proven::<StagedEndorsements>(&provider)
+            .await?;
+        if staged.is_some_and(|staged| staged[..] == *chain) {
+            return Ok(());
+        }
+        let mut calls = Vec::new();
+        for (index, chunk) in chain.chunks(ENDORSEMENT_CHUNK_MAX_BYTES).enumerate() {
+            calls.push(RuntimeCall::Attestation(Call::StageEndorsement {
+                provider,
+                start: index == 0,
+                chunk: chunk
+                    .to_vec()
+                    .try_into()
+                    .map_err(|_| AttestError::Missing("a chunk exceeds its bound".into()))?,
+            }));
+        }
+        self.client.execute_all(&self.wallet, calls).await?;
+        Ok(())
     }
 
     async fn activate(

@@ -18,7 +18,7 @@ use logos_mia_collect::{
     logs,
     swtpm::Swtpm,
     tamper::FileTamper,
-    tpm::{AkKind, AttestationKey, TssTpm},
+    tpm::{AkKind, AttestationKey, Tpm as _, TssTpm},
 };
 use serde::{ser::SerializeMap, Serialize, Serializer};
 use std::{collections::BTreeMap, path::PathBuf};
@@ -172,6 +172,10 @@ pub struct ProviderAttestArgs {
     /// Start a software TPM (swtpm) with its state in this directory and use it.
     #[arg(long)]
     swtpm: Option<PathBuf>,
+    /// The CA (swtpm's `swtpm_localca`, in this directory) that certifies a software TPM
+    /// manufactured by `--swtpm`, and whose certificates make its chain.
+    #[arg(long, requires = "swtpm")]
+    swtpm_ca: Option<PathBuf>,
     /// The attestation key file (created under the TPM's EK when absent).
     #[arg(long)]
     ak: PathBuf,
@@ -194,6 +198,16 @@ pub struct ProviderAttestArgs {
     /// The tamper flag's file or sysfs path (`0` closed, `1` opened).
     #[arg(long)]
     tamper: Option<PathBuf>,
+    /// The EK's certificate (DER or PEM), for a TPM that does not hold it in its NV.
+    #[arg(long)]
+    ek_certificate: Option<PathBuf>,
+    /// The CA certificates above the EK's (PEM bundle, issuer first, root last).
+    #[arg(long)]
+    ek_chain: Option<PathBuf>,
+    /// An endorsement root's key hash (hex, as `SetEndorsementRoot` approves it) to check the
+    /// chain against (repeat the flag); without one, the chain's key hashes are shown.
+    #[arg(long = "endorsement-root")]
+    endorsement_roots: Vec<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -201,11 +215,24 @@ pub struct ProviderAttestArgs {
 
 /// Runs `logos provider attest`.
 pub fn run_provider_attest(args: ProviderAttestArgs) -> Result<()> {
+    let ca = args
+        .swtpm_ca
+        .as_deref()
+        .map(logos_mia_collect::swtpm::LocalCa::at)
+        .transpose()?;
     let swtpm = args
         .swtpm
         .as_deref()
-        .map(|dir| Swtpm::start(dir, 0))
+        .map(|dir| match &ca {
+            Some(ca) => Swtpm::start_certified(dir, 0, ca),
+            None => Swtpm::start(dir, 0),
+        })
         .transpose()?;
+    let ek_chain = match (&args.ek_chain, &ca) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(ca)) => Some(ca.bundle()?),
+        (None, None) => None,
+    };
     let tcti = swtpm.as_ref().map_or(args.tcti.clone(), Swtpm::tcti);
     let mut tpm = TssTpm::open(&tcti).with_context(|| format!("opening the TPM at {tcti}"))?;
     let key = logos_mia_collect::keyfile::load_or_create(&args.ak, &mut tpm, AkKind::EcdsaP256)?;
@@ -244,7 +271,8 @@ pub fn run_provider_attest(args: ProviderAttestArgs) -> Result<()> {
         tamper: &tamper,
     };
     let collected = collect(&mut tpm, &key, &nonce, &sources)?;
-    let report = check(&key, &nonce, &collected)?;
+    let mut report = check(&key, &nonce, &collected)?;
+    report.endorsement = Some(endorsement(&mut tpm, &args, ek_chain.as_deref()));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -283,6 +311,82 @@ struct AttestReport {
     components: logos_mia::integrity::Components,
     ebpf_programs: usize,
     integrity_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endorsement: Option<EndorsementSummary>,
+}
+
+/// The EK's certificate chain as the chain would check it at registration.
+#[derive(Serialize)]
+struct EndorsementSummary {
+    /// Certificates in the chain, the EK's first.
+    certificates: usize,
+    /// Each certificate's key hash (hex): what `SetEndorsementRoot` approves.
+    key_hashes: Vec<String>,
+    /// Against `--endorsement-root`: verified, or why not (absent without a root given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<Verdict>,
+}
+
+/// The EK's chain (the TPM's certificate or `--ek-certificate`, then `--ek-chain`), checked
+/// against the roots given.
+fn endorsement(
+    tpm: &mut TssTpm,
+    args: &ProviderAttestArgs,
+    ek_chain: Option<&std::path::Path>,
+) -> EndorsementSummary {
+    let refused = |reason: String| EndorsementSummary {
+        certificates: 0,
+        key_hashes: Vec::new(),
+        verdict: Some(Verdict::Refused(reason)),
+    };
+    let chain = (|| -> Result<Vec<u8>> {
+        let leaf = match &args.ek_certificate {
+            Some(path) => logos_mia_collect::certs::read_bundle(path)?.swap_remove(0),
+            None => tpm
+                .endorsement()?
+                .certificate
+                .context("the TPM holds no EK certificate (give it with --ek-certificate)")?,
+        };
+        let authorities = match ek_chain {
+            Some(path) => logos_mia_collect::certs::read_bundle(path)?,
+            None => Vec::new(),
+        };
+        Ok(logos_mia_collect::certs::chain(&leaf, &authorities)?)
+    })();
+    let ek = tpm.endorsement().map(|e| e.public);
+    let (chain, ek) = match (chain, ek) {
+        (Ok(chain), Ok(ek)) => (chain, ek),
+        (Err(error), _) => return refused(format!("{error:#}")),
+        (_, Err(error)) => return refused(error.to_string()),
+    };
+    let parsed = match logos_mia::endorsement::Chain::parse(&chain) {
+        Ok(parsed) => parsed,
+        Err(error) => return refused(error.to_string()),
+    };
+    let hashes = parsed.key_hashes().unwrap_or_default();
+    let roots: Vec<String> = args
+        .endorsement_roots
+        .iter()
+        .map(|root| root.trim_start_matches("0x").to_lowercase())
+        .collect();
+    let approved: Vec<bool> = hashes
+        .iter()
+        .map(|hash| roots.contains(&hex::encode(hash)))
+        .collect();
+    let verdict = (!roots.is_empty()).then(|| {
+        match parsed
+            .anchor(&approved)
+            .and_then(|anchor| parsed.verify(&ek, anchor))
+        {
+            Ok(()) => Verdict::Verified,
+            Err(error) => Verdict::Refused(error.to_string()),
+        }
+    });
+    EndorsementSummary {
+        certificates: parsed.len(),
+        key_hashes: hashes.iter().map(hex::encode).collect(),
+        verdict,
+    }
 }
 
 /// Checks the collected evidence as the chain would, with this machine's own measured files as
@@ -327,6 +431,7 @@ fn check(key: &AttestationKey, nonce: &[u8], collected: &Collected) -> Result<At
             AkPublic::EcdsaP256 { .. } => "ecdsa-p256",
         },
         tpm_clock_ms: outcome.as_ref().ok().map(|v| v.quote.clock.clock_ms),
+        endorsement: None,
         pcrs: Pcrs(collected.pcrs.clone()),
         event_log: collected.event_log.as_ref().map(|_| LogSummary {
             entries: log.events.len(),
@@ -368,6 +473,20 @@ fn print_report(report: &AttestReport) {
     };
     println!("verdict     {verdict}");
     println!("AK          {}", report.attestation_key);
+    if let Some(endorsement) = &report.endorsement {
+        let verdict = match &endorsement.verdict {
+            None => "no --endorsement-root given".to_owned(),
+            Some(Verdict::Verified) => "verified to an approved root".to_owned(),
+            Some(Verdict::Refused(reason)) => format!("REFUSED: {reason}"),
+        };
+        println!(
+            "EK chain    {} certificates, {verdict}",
+            endorsement.certificates
+        );
+        for (index, hash) in endorsement.key_hashes.iter().enumerate() {
+            println!("  key {index}     {hash}");
+        }
+    }
     for (index, value) in &report.pcrs.0 {
         println!("PCR {index:>2}      {}", pcr::to_hex(value));
     }

@@ -237,10 +237,23 @@ pub struct AgentRunArgs {
     /// (a devnet's machines; its TCTI is written to `DIR/tcti`); needs `--key-file`.
     #[arg(long)]
     pub swtpm: Option<PathBuf>,
+    /// The certificate authority (swtpm's `swtpm_localca`, in this directory) that certifies
+    /// the EK of a software TPM manufactured by `--swtpm`, and whose certificates make its
+    /// chain (a devnet's own CA, the one its genesis approves); default: the system's.
+    #[arg(long, requires = "swtpm")]
+    pub swtpm_ca: Option<PathBuf>,
     /// The attestation key file (created under the TPM's EK when absent); default
     /// `STATE_DIR/attestation-key.json`.
     #[arg(long)]
     pub ak_file: Option<PathBuf>,
+    /// The EK's certificate (DER or PEM), for a TPM that does not hold it in its NV (firmware
+    /// TPMs' makers publish it online).
+    #[arg(long)]
+    pub ek_certificate: Option<PathBuf>,
+    /// The CA certificates above the EK's (a PEM bundle, issuer first, root last, or one DER
+    /// certificate), up to a root the chain approved; default with `--swtpm-ca`: that CA's.
+    #[arg(long)]
+    pub ek_chain: Option<PathBuf>,
     /// A path the file-integrity snapshot covers (repeat the flag).
     #[arg(long = "attest-file")]
     pub attest_files: Vec<PathBuf>,
@@ -479,7 +492,10 @@ fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
         destroy_on_exit,
         tpm_tcti,
         swtpm,
+        swtpm_ca,
         ak_file,
+        ek_certificate,
+        ek_chain,
         attest_files,
         aide_db,
         ima_log,
@@ -502,13 +518,26 @@ fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
     let key = key_file.as_deref().map(keystore::load_file).transpose()?;
     crate::node::init_logging("info");
     // The software TPM lives as long as this agent (a restart is the machine's reboot).
+    let ca = swtpm_ca
+        .as_deref()
+        .map(logos_mia_collect::swtpm::LocalCa::at)
+        .transpose()?;
     let swtpm = swtpm
         .map(|dir| -> Result<_> {
-            let tpm = logos_mia_collect::swtpm::Swtpm::start(&dir, 0)?;
+            use logos_mia_collect::swtpm::Swtpm;
+            let tpm = match &ca {
+                Some(ca) => Swtpm::start_certified(&dir, 0, ca)?,
+                None => Swtpm::start(&dir, 0)?,
+            };
             std::fs::write(dir.join("tcti"), tpm.tcti())?;
             Ok(tpm)
         })
         .transpose()?;
+    let ek_chain = match (ek_chain, &ca) {
+        (Some(path), _) => Some(path),
+        (None, Some(ca)) => Some(ca.bundle()?),
+        (None, None) => None,
+    };
     let tcti = tpm_tcti.or_else(|| swtpm.as_ref().map(|tpm| tpm.tcti()));
     let attest = match (&tcti, &key) {
         (Some(tcti), Some(key)) => Some((
@@ -516,6 +545,8 @@ fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
                 provider,
                 tcti: tcti.clone(),
                 ak_file: ak_file.unwrap_or_else(|| state_dir.join("attestation-key.json")),
+                ek_certificate,
+                ek_chain,
                 ima_log,
                 files: match aide_db {
                     Some(database) => FileSnapshot::Aide(database),

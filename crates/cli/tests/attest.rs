@@ -204,6 +204,53 @@ fn provider_attest_on_swtpm_shows_every_component_and_verifies() {
 }
 
 #[test]
+fn provider_attest_checks_the_ek_chain_against_the_roots_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let (tpm, ca, ak) = (path("tpm"), path("ca"), path("ak.json"));
+    let base = [
+        "provider",
+        "attest",
+        "--swtpm",
+        &tpm,
+        "--swtpm-ca",
+        &ca,
+        "--ak",
+        &ak,
+        "--event-log",
+        "/nonexistent/bios",
+        "--ima",
+        "/nonexistent/ima",
+        "--json",
+    ];
+    // The EK's certificate, the CA's intermediate and its root; no root given, no verdict.
+    let shown = json_of(&base);
+    let endorsement = &shown["endorsement"];
+    assert_eq!(endorsement["certificates"], 3, "{shown}");
+    assert_eq!(endorsement["verdict"], Value::Null);
+    let root = endorsement["key_hashes"][2].as_str().unwrap().to_owned();
+    let issuer = endorsement["key_hashes"][1].as_str().unwrap().to_owned();
+    let with_root = |root: &str| {
+        let mut args = base.to_vec();
+        args.extend(["--endorsement-root", root]);
+        json_of(&args)["endorsement"]["verdict"].clone()
+    };
+    assert_eq!(with_root(&root), "verified");
+    // An intermediate approved alone leaves the root trailing; the EK's own key is no root.
+    let trailing = with_root(&issuer);
+    assert!(
+        trailing["refused"].as_str().unwrap().contains("follow"),
+        "{trailing}"
+    );
+    let own = endorsement["key_hashes"][0].as_str().unwrap().to_owned();
+    let refused = with_root(&own);
+    assert!(
+        refused["refused"].as_str().unwrap().contains("anchor"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn provider_attest_refuses_a_corrupt_key_file_and_an_oversize_nonce() {
     let dir = tempfile::tempdir().unwrap();
     let tpm = dir.path().join("tpm").display().to_string();

@@ -17,13 +17,15 @@
 //!    key `agent-<k>`) and admits them, registers `provisioner-<i>` (one per validator, at
 //!    least [`provisioner_count`]: enough to assign and cross-check a lease) with a stake;
 //! 4. with an attested genesis (swtpm installed, no `--unattested`): sets the attestation
-//!    period to [`ATTESTATION_PERIOD_BLOCKS`], makes `dev` a deployer, and approves the
-//!    reference of a known-good machine (a fresh swtpm measured with the agents' collectors,
+//!    period to [`ATTESTATION_PERIOD_BLOCKS`], makes `dev` a deployer, approves the root of
+//!    the devnet's own TPM CA (`<dir>/tpm-ca`, swtpm's `swtpm_localca`) as the only
+//!    endorsement root, and approves the reference of a known-good machine (a fresh swtpm measured with the agents' collectors,
 //!    the file snapshot over `<dir>/machine-release`) for the compute-hosted class;
 //! 5. starts one `logos agent run` per provider (runc driver; needs root: namespaces, cgroups,
 //!    loop devices, the firewall) and one `logos provisioner run` per provisioner, each against
 //!    the RPC of validator `i mod validators`, on its host; each agent attests with a swtpm of
-//!    its own (`<dir>/agent-<k>/tpm`, its TCTI in `tpm/tcti`), and the devnet waits until every
+//!    its own (`<dir>/agent-<k>/tpm`, its TCTI in `tpm/tcti`, its EK certified by the devnet's
+//!    CA, whose certificates make its chain), and the devnet waits until every
 //!    machine has an accepted report (the drawn provisioner challenges each registration).
 
 use crate::{
@@ -312,15 +314,31 @@ fn attested_files(layout: &Layout) -> Result<Vec<std::path::PathBuf>> {
     Ok(vec![path])
 }
 
+/// The directory of the devnet's TPM certificate authority (swtpm's `swtpm_localca`): it
+/// certifies the EK of every software TPM of this devnet, and no other devnet's.
+fn tpm_ca_dir(layout: &Layout) -> std::path::PathBuf {
+    layout.dir.join("tpm-ca")
+}
+
 /// The privileged calls that set the devnet's attestation up: the period
-/// ([`ATTESTATION_PERIOD_BLOCKS`]), `dev` as a deployer, and the reference of a known-good
-/// machine (a fresh software TPM measured with the collectors the agents use) approved and made
-/// the compute-hosted class's.
+/// ([`ATTESTATION_PERIOD_BLOCKS`]), `dev` as a deployer, the devnet's TPM CA approved as an
+/// endorsement root, and the reference of a known-good machine (a fresh software TPM measured
+/// with the collectors the agents use) approved and made the compute-hosted class's.
 fn attestation_calls(layout: &Layout, dev: &Wallet) -> Result<Vec<Call>> {
-    use logos_mia_collect::{files::FileSnapshot, swtpm::Swtpm, tamper::FileTamper, tpm::TssTpm};
+    use logos_mia_collect::{
+        files::FileSnapshot,
+        swtpm::{LocalCa, Swtpm},
+        tamper::FileTamper,
+        tpm::TssTpm,
+    };
     use logos_types::attestation::{self, Parameters};
     let dir = tempfile_dir(layout, "golden-tpm")?;
-    let swtpm = Swtpm::start(&dir, 0).context("starting the golden machine's swtpm")?;
+    let ca = LocalCa::at(&tpm_ca_dir(layout))?;
+    let swtpm =
+        Swtpm::start_certified(&dir, 0, &ca).context("starting the golden machine's swtpm")?;
+    // The golden machine's manufacture created the CA's root (when it was new).
+    let root = logos_mia::endorsement::certificate_key_hash(&ca.root()?)
+        .map_err(|e| anyhow::anyhow!("the devnet's TPM CA root: {e}"))?;
     let mut tpm = TssTpm::open(&swtpm.tcti())?;
     let reference = logos_agent::attest::measured_reference(
         &mut tpm,
@@ -348,6 +366,10 @@ fn attestation_calls(layout: &Layout, dev: &Wallet) -> Result<Vec<Call>> {
         Call::Attestation(attestation::Call::SetDeployer {
             deployer: dev.address(),
             authorized: true,
+        }),
+        Call::Attestation(attestation::Call::SetEndorsementRoot {
+            root: attestation::Digest(root),
+            approved: true,
         }),
         Call::Attestation(attestation::Call::ApproveReference { reference }),
         Call::Attestation(attestation::Call::SetClassReference {
@@ -552,8 +574,13 @@ fn agent_args(
         agent.extend(["--public-ip".into(), address.to_string()]);
     }
     if attest {
-        // A software TPM per machine, started by its agent (a restart is a reboot).
+        // A software TPM per machine, started by its agent (a restart is a reboot), its EK
+        // certified by the devnet's own CA (the root its chain approves).
         agent.extend(["--swtpm".into(), dir.join("tpm").display().to_string()]);
+        agent.extend([
+            "--swtpm-ca".into(),
+            tpm_ca_dir(layout).display().to_string(),
+        ]);
         // The software TPM's machine has no kernel measuring into it: its IMA list is this
         // file (absent: no IMA), written by whoever plays that kernel (the tests).
         agent.extend([

@@ -4,10 +4,18 @@
 //! verifier.
 //!
 //! # The protocol
-//! 1. **Registration.** A provider's owner (or its agent) registers the machine's TPM
-//!    ([`Call::RegisterMachine`]): the endorsement key's and an attestation key's `TPMT_PUBLIC`.
-//!    The chain checks the AK is a restricted signing key (`logos_mia::quote::AkPublic`) and
-//!    the EK an RSA-2048 EK a challenger can encrypt to. [`DRAW_DELAY_BLOCKS`] later, with that
+//! 1. **Registration.** A provider's owner (or its agent) stages the EK's certificate chain
+//!    ([`Call::StageEndorsement`], in chunks: a chain is larger than a transaction), then
+//!    registers the machine's TPM ([`Call::RegisterMachine`]): the endorsement key's and an
+//!    attestation key's `TPMT_PUBLIC`. The chain checks the AK is a restricted signing key
+//!    (`logos_mia::quote::AkPublic`), the EK an RSA-2048 EK a challenger can encrypt to, and
+//!    the staged chain (`logos_mia::endorsement`): the EK's certificate, signed through its
+//!    intermediates up to a key governance approved as an **endorsement root**
+//!    ([`Call::SetEndorsementRoot`], [`EndorsementRoots`]: TPM manufacturers' roots; a devnet
+//!    approves the CA its software TPMs were made by, and no other network should). The
+//!    machine records the root it was endorsed by ([`Machine::endorsed_by`]); once governance
+//!    revokes that root, the machine's next report excludes it (`EndorsementRevoked`) and a
+//!    pending registration cannot activate. [`DRAW_DELAY_BLOCKS`] later, with that
 //!    block's randomness (unknown when the registration was sent), it draws a **challenger**
 //!    by stake among the provisioners, never the provider's owner or agent nor one drawn before
 //!    for this registration.
@@ -27,14 +35,14 @@
 //!    governance grants more at once ([`Call::ResetDraws`]). Every step after its deadline is
 //!    refused.
 //!
-//!    **What this proves, and what it does not yet.** The AK and the EK live in one TPM, as
-//!    far as the drawn challenger is honest (a colluding challenger can admit any key, and
-//!    nothing on chain can tell). Nothing checks yet that the EK is a genuine TPM's EK: the EK
-//!    certificate chain against governance-approved manufacturer roots is not verified, so a
-//!    software TPM (swtpm, or an RSA key dressed as an EK) is admitted like hardware, and one
-//!    TPM can create many EK-shaped keys, so "one TPM backs one provider" holds only for its
-//!    real EK. Until the certificate is checked, admission (`dvci` `Active`) stays
-//!    governance's decision.
+//!    **What this proves, and what it does not.** The EK is one an approved manufacturer
+//!    certified, so it lives in a TPM that manufacturer built (a software TPM or an RSA key
+//!    dressed as an EK has no such certificate), and one TPM has one certified RSA EK, so one
+//!    TPM backs one provider ([`Endorsements`]). The AK lives in that same TPM as far as the
+//!    drawn challenger is honest (a colluding challenger can admit an AK held elsewhere, and
+//!    nothing on chain can tell); admission (`dvci` `Active`) stays governance's decision.
+//!    Certificate validity periods are not checked (no agreed clock in the state transition);
+//!    a compromised CA is handled by revoking its root.
 //! 3. **Reports.** From then on the machine quotes PCRs 0–14 with the nonce
 //!    `logos_mia::evidence::quote_nonce(`[`report_nonce`]`(anchor nonce, provider), reported
 //!    components)`, where the anchor nonce is [`Nonces`]`[anchor]` of a block at most
@@ -92,6 +100,8 @@
 //! | 9 [`Endorsements`] | [`Digest`] (SHA-256 of an EK's RSA modulus) | the [`ProviderId`] whose activated machine holds it: one TPM backs one provider |
 //! | 10 [`DueCursor`] | | the lowest height whose deadlines are not all handled |
 //! | 11 [`Draws`] | [`ProviderId`] | [`DrawHistory`]: the provider's draws and silent challengers, across registrations |
+//! | 12 [`EndorsementRoots`] | [`Digest`] (SHA-256 of a root key's DER `SubjectPublicKeyInfo`) | the height it was approved at |
+//! | 13 [`StagedEndorsements`] | [`ProviderId`] | the EK certificate chain staged for the provider's registrations (at most [`ENDORSEMENT_CHAIN_MAX_BYTES`]) |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -109,6 +119,8 @@
 //! | 10 | [`Call::SetParams`] | privileged |
 //! | 11 | [`Call::DeregisterMachine`] | the provider's owner or its agent's account; anyone once the provider is gone |
 //! | 12 | [`Call::ResetDraws`] | privileged |
+//! | 13 | [`Call::StageEndorsement`] | the provider's owner or its agent's account |
+//! | 14 | [`Call::SetEndorsementRoot`] | privileged |
 //!
 //! "Its agent's account" is the account of the provider's `agent_key` (`dvci`): the agent on
 //! the machine holds the TPM and runs the protocol without the owner's key.
@@ -143,6 +155,12 @@ pub const ATTEST_MAX_BYTES: usize = 256;
 /// Largest `TPMT_SIGNATURE` of a report, bytes (RSA-4096; the 1 KiB transaction limit leaves
 /// room for RSA-3072 at most).
 pub const SIGNATURE_MAX_BYTES: usize = 518;
+/// Largest EK certificate chain staged for a registration, bytes
+/// (`logos_mia::endorsement::CHAIN_MAX_BYTES`: an EK certificate and three CA certificates).
+pub const ENDORSEMENT_CHAIN_MAX_BYTES: usize = 6_144;
+/// Largest piece of a chain one [`Call::StageEndorsement`] carries, bytes (within a 1 KiB
+/// transaction).
+pub const ENDORSEMENT_CHUNK_MAX_BYTES: usize = 768;
 /// Largest IMA template data staged per entry, bytes (an `ima-ng` entry is ~90 + its path).
 pub const IMA_ENTRY_MAX_BYTES: usize = 768;
 /// Most IMA entries one [`Call::StageIma`] carries.
@@ -399,6 +417,9 @@ pub enum Exclusion {
     /// so that it can be removed.
     #[index(8)]
     DeadlineFailed,
+    /// Governance revoked the endorsement root its EK was certified under.
+    #[index(9)]
+    EndorsementRevoked,
 }
 
 /// The IMA entries staged since the last accepted report, folded as they arrive.
@@ -507,6 +528,8 @@ pub struct Machine {
     pub excluded: BoundedVec<Address, 2>,
     /// The EK bound to this provider in [`Endorsements`] (by its last activation), if any.
     pub bound_ek: Option<Digest>,
+    /// The endorsement root ([`EndorsementRoots`]) its EK's certificate chain reached.
+    pub endorsed_by: Digest,
 }
 
 /// A provider's challenger draws, kept across its registrations.
@@ -667,6 +690,28 @@ pub enum Call {
         /// The provider.
         provider: ProviderId,
     },
+    /// (owner or agent) Stage a piece of the EK's certificate chain for the next
+    /// [`Call::RegisterMachine`]: concatenated DER certificates, the EK's first, each followed
+    /// by its issuer's, up to the approved root's (`logos_mia::endorsement`).
+    #[index(13)]
+    StageEndorsement {
+        /// The provider.
+        provider: ProviderId,
+        /// Start a new chain (true) or continue the staged one.
+        start: bool,
+        /// The next bytes of the chain.
+        chunk: BoundedVec<u8, ENDORSEMENT_CHUNK_MAX_BYTES>,
+    },
+    /// (privileged) Approve (or revoke) an endorsement root: a TPM manufacturer's CA key, by
+    /// the SHA-256 of its DER `SubjectPublicKeyInfo`
+    /// (`logos_mia::endorsement::certificate_key_hash` of its certificate).
+    #[index(14)]
+    SetEndorsementRoot {
+        /// The root key's hash.
+        root: Digest,
+        /// Approved (true) or revoked.
+        approved: bool,
+    },
 }
 
 /// Events of `attestation`.
@@ -795,6 +840,20 @@ pub enum Event {
         /// The provider.
         provider: ProviderId,
     },
+    /// A piece of an EK certificate chain was staged.
+    EndorsementStaged {
+        /// The provider.
+        provider: ProviderId,
+        /// Bytes staged so far.
+        bytes: u32,
+    },
+    /// An endorsement root was approved or revoked.
+    EndorsementRootSet {
+        /// The root key's hash.
+        root: Digest,
+        /// Approved (true) or revoked.
+        approved: bool,
+    },
 }
 
 /// Errors of `attestation`.
@@ -917,6 +976,21 @@ pub enum Error {
     #[index(27)]
     #[error("the deadline at {0} has passed")]
     DeadlinePassed(u64),
+    /// The staged chain does not certify the EK up to an approved endorsement root (or none
+    /// is staged).
+    #[index(28)]
+    #[error("endorsement refused: {0}")]
+    EndorsementRefused(crate::codec::BoundedString<128>),
+    /// The staged chain would exceed [`ENDORSEMENT_CHAIN_MAX_BYTES`], or continues nothing.
+    #[index(29)]
+    #[error(
+        "a staged chain starts with `start` and is at most {ENDORSEMENT_CHAIN_MAX_BYTES} bytes"
+    )]
+    EndorsementStaging,
+    /// The endorsement root the machine's EK was certified under is revoked.
+    #[index(30)]
+    #[error("the machine's endorsement root is revoked")]
+    EndorsementRevoked,
 }
 
 storage! {
@@ -948,4 +1022,10 @@ storage! {
     pub DueCursor: value(10) u64;
     /// Each provider's challenger draws, across its registrations.
     pub Draws: map(11) ProviderId => DrawHistory;
+    /// Approved endorsement roots (TPM manufacturers' CA keys): the height each was approved
+    /// at.
+    pub EndorsementRoots: map(12) Digest => u64;
+    /// The EK certificate chain each provider staged for its registrations (kept until a new
+    /// one is staged, or its machine is removed after the provider left `dvci`).
+    pub StagedEndorsements: map(13) ProviderId => BoundedVec<u8, ENDORSEMENT_CHAIN_MAX_BYTES>;
 }

@@ -209,6 +209,7 @@ mod tests {
             rounds: 0,
             excluded: BoundedVec::default(),
             bound_ek: None,
+            endorsed_by: Digest::ZERO,
         }
     }
 

@@ -86,8 +86,9 @@ pub fn run(bench: &AttestBench, json: bool) -> Result<serde_json::Value> {
         .prefix("logos-bench-attest-")
         .tempdir()?;
     let mut machines = Vec::with_capacity(bench.machines);
+    let ca = logos_mia_collect::swtpm::LocalCa::at(&dir.path().join("ca"))?;
     for index in 0..bench.machines {
-        let swtpm = Swtpm::start(&dir.path().join(format!("tpm-{index}")), 0)?;
+        let swtpm = Swtpm::start_certified(&dir.path().join(format!("tpm-{index}")), 0, &ca)?;
         let mut tpm = TssTpm::open(&swtpm.tcti())?;
         let boot_list = boot(&mut tpm)?;
         let key = tpm.create_attestation_key(AkKind::EcdsaP256)?;
@@ -107,7 +108,7 @@ pub fn run(bench: &AttestBench, json: bool) -> Result<serde_json::Value> {
         );
     }
     let mut chain = Chain::new(bench.machines)?;
-    chain.admit(&mut machines, &files)?;
+    chain.admit(&mut machines, &files, &ca)?;
     measure(&mut chain, &mut machines, &files, bench, blocks)
 }
 
@@ -288,9 +289,14 @@ impl Chain {
         Ok(())
     }
 
-    /// Approves the machines' reference and allowlist, registers each machine and has the
-    /// provisioner challenge it and its TPM answer.
-    fn admit(&mut self, machines: &mut [Machine], files: &[(String, [u8; 32])]) -> Result<()> {
+    /// Approves the machines' reference, allowlist and CA root, registers each machine (its
+    /// EK's chain staged) and has the provisioner challenge it and its TPM answer.
+    fn admit(
+        &mut self,
+        machines: &mut [Machine],
+        files: &[(String, [u8; 32])],
+        ca: &logos_mia_collect::swtpm::LocalCa,
+    ) -> Result<()> {
         let Some(first) = machines.first_mut() else {
             bail!("no machines");
         };
@@ -328,9 +334,16 @@ impl Chain {
                 allowed: true,
             })?;
         }
+        let root = logos_mia::endorsement::certificate_key_hash(&ca.root()?)
+            .map_err(anyhow::Error::msg)?;
+        self.privileged(attestation::Call::SetEndorsementRoot {
+            root: Digest(root),
+            approved: true,
+        })?;
+        let authorities = ca.authorities()?;
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
         for (index, machine) in (0u64..).zip(machines.iter_mut()) {
-            self.admit_one(ProviderId(index), machine, &mut rng)?;
+            self.admit_one(ProviderId(index), machine, &authorities, &mut rng)?;
         }
         Ok(())
     }
@@ -339,10 +352,29 @@ impl Chain {
         &mut self,
         provider: ProviderId,
         machine: &mut Machine,
+        authorities: &[Vec<u8>],
         rng: &mut rand_chacha::ChaCha20Rng,
     ) -> Result<()> {
         let endorsement = machine.tpm.endorsement()?;
         let owner = self.owner.clone();
+        let certificate = endorsement
+            .certificate
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("swtpm stored no EK certificate"))?;
+        let chain = logos_mia_collect::certs::chain(certificate, authorities)?;
+        for (index, chunk) in chain
+            .chunks(attestation::ENDORSEMENT_CHUNK_MAX_BYTES)
+            .enumerate()
+        {
+            self.call(
+                &owner,
+                attestation::Call::StageEndorsement {
+                    provider,
+                    start: index == 0,
+                    chunk: chunk.to_vec().try_into().map_err(anyhow::Error::msg)?,
+                },
+            )?;
+        }
         self.call(
             &owner,
             attestation::Call::RegisterMachine {

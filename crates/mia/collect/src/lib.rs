@@ -14,9 +14,10 @@
 //! - [`tamper::TamperSource`]: the physical tamper flag, from a file or sysfs path.
 //!
 //! [`evidence::collect`] runs them all for one report; [`keyfile`] keeps the attestation key
-//! between runs. [`swtpm::Swtpm`] runs a software TPM
+//! between runs; [`certs`] assembles the EK's certificate chain. [`swtpm::Swtpm`] runs a software TPM
 //! 2.0 on loopback, for machines without one (the devnet) and for tests.
 
+pub mod certs;
 pub mod evidence;
 pub mod files;
 pub mod kernel;

@@ -2,7 +2,8 @@
 //! providers) and for tests.
 //!
 //! [`Swtpm::start`] manufactures a TPM in a state directory once (`swtpm_setup --tpm2
-//! --create-ek-cert --pcr-banks sha1,sha256`: an EK certificate signed by swtpm's local CA) and
+//! --create-ek-cert --pcr-banks sha1,sha256`: an EK certificate signed by swtpm's local CA,
+//! the system's, or with [`Swtpm::start_certified`] a [`LocalCa`] of the caller's) and
 //! serves it with `swtpm socket` on `127.0.0.1:<port>`, its control channel on `<port> + 1`
 //! (where the TSS2 `swtpm` TCTI looks for it, to set the locality). The TPM starts with `TPM2_Startup(CLEAR)`, so PCRs are zero as after a
 //! power-on. The process is killed when the [`Swtpm`] is dropped; the state directory (the
@@ -45,12 +46,22 @@ impl Swtpm {
         })
     }
 
-    /// Starts swtpm with its state in `dir` (manufactured on first use), serving on
-    /// `127.0.0.1:port` and its control channel on `port + 1`; `port` 0 picks a free pair.
+    /// Starts swtpm with its state in `dir` (manufactured on first use, its EK certified by
+    /// the system's swtpm local CA), serving on `127.0.0.1:port` and its control channel on
+    /// `port + 1`; `port` 0 picks a free pair.
     pub fn start(dir: &Path, port: u16) -> Result<Self, CollectError> {
+        Self::start_with(dir, port, None)
+    }
+
+    /// [`Swtpm::start`], a TPM manufactured here getting its EK certificate from `ca`.
+    pub fn start_certified(dir: &Path, port: u16, ca: &LocalCa) -> Result<Self, CollectError> {
+        Self::start_with(dir, port, Some(ca))
+    }
+
+    fn start_with(dir: &Path, port: u16, ca: Option<&LocalCa>) -> Result<Self, CollectError> {
         create_private_dir(dir)?;
         if !dir.join("tpm2-00.permall").exists() {
-            manufacture(dir)?;
+            manufacture(dir, ca)?;
         }
         stop_stale(dir);
         if port != 0 {
@@ -141,8 +152,25 @@ impl Swtpm {
     }
 }
 
+/// How long an orderly shutdown may take before swtpm is killed regardless.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Drop for Swtpm {
+    /// Shuts the TPM down in order (`TPM2_Shutdown(CLEAR)`), then stops swtpm. Without the
+    /// shutdown, every start after a use of the AK counts as a failed authorization to the
+    /// TPM's dictionary-attack protection, and a few restarts lock the AK out
+    /// (`TPM_RC_LOCKOUT`). The shutdown runs on a thread of its own: a client that still
+    /// holds the TPM's single connection would make it wait, and the kill ends that wait.
     fn drop(&mut self) {
+        let tcti = self.tcti();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(mut tpm) = crate::tpm::TssTpm::open(&tcti) {
+                let _ = tpm.shutdown();
+            }
+            let _ = done.send(());
+        });
+        let _ = finished.recv_timeout(SHUTDOWN_TIMEOUT);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -229,9 +257,14 @@ fn create_private_dir(dir: &Path) -> Result<(), CollectError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)
 }
 
-/// Manufactures a TPM 2.0 in `dir`: seeds, an EK and its certificate, SHA-1 and SHA-256 banks.
-fn manufacture(dir: &Path) -> Result<(), CollectError> {
-    let output = Command::new("swtpm_setup")
+/// Manufactures a TPM 2.0 in `dir`: seeds, an EK and its certificate (from `ca`, or the
+/// system's local CA), SHA-1 and SHA-256 banks.
+fn manufacture(dir: &Path, ca: Option<&LocalCa>) -> Result<(), CollectError> {
+    let mut command = Command::new("swtpm_setup");
+    if let Some(ca) = ca {
+        command.arg("--config").arg(ca.setup_config());
+    }
+    let output = command
         .arg("--tpm2")
         .arg("--tpmstate")
         .arg(dir)
@@ -280,4 +313,84 @@ fn free_port_pair() -> Result<u16, CollectError> {
     Err(CollectError::Invalid(
         "no two adjacent free ports on loopback".into(),
     ))
+}
+
+/// A certificate authority of swtpm's `swtpm_localca` in a directory of its own, so that the
+/// TPMs of one devnet (or test) are certified by a root nobody else's are: a chain approves
+/// that root alone. `swtpm_localca` creates the root and its intermediate ("swtpm-localca")
+/// when it first certifies an EK.
+pub struct LocalCa {
+    dir: PathBuf,
+}
+
+/// The root's certificate, in `swtpm_localca`'s state directory.
+const CA_ROOT_PEM: &str = "swtpm-localca-rootca-cert.pem";
+/// The intermediate's certificate.
+const CA_ISSUER_PEM: &str = "issuercert.pem";
+
+impl LocalCa {
+    /// The CA in `dir` (created, with its configuration, when absent).
+    pub fn at(dir: &Path) -> Result<Self, CollectError> {
+        create_private_dir(dir)?;
+        let error = |e| CollectError::io(dir.display().to_string(), e);
+        let path = |name: &str| dir.join(name).display().to_string();
+        let localca = format!(
+            "statedir = {}\nsigningkey = {}\nissuercert = {}\ncertserial = {}\n",
+            dir.display(),
+            path("signkey.pem"),
+            path(CA_ISSUER_PEM),
+            path("certserial"),
+        );
+        std::fs::write(dir.join("swtpm-localca.conf"), localca).map_err(error)?;
+        let options = "--platform-manufacturer Logos\n--platform-version 2.1\n\
+                       --platform-model swtpm\n";
+        std::fs::write(dir.join("swtpm-localca.options"), options).map_err(error)?;
+        let setup = format!(
+            "create_certs_tool = swtpm_localca\ncreate_certs_tool_config = {}\n\
+             create_certs_tool_options = {}\nactive_pcr_banks = sha256\n",
+            path("swtpm-localca.conf"),
+            path("swtpm-localca.options"),
+        );
+        std::fs::write(dir.join("swtpm_setup.conf"), setup).map_err(error)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn setup_config(&self) -> PathBuf {
+        self.dir.join("swtpm_setup.conf")
+    }
+
+    /// The DER certificates above an EK's: the intermediate's, then the root's (present once
+    /// a TPM was manufactured with this CA).
+    pub fn authorities(&self) -> Result<Vec<Vec<u8>>, CollectError> {
+        let mut certificates = Vec::new();
+        for name in [CA_ISSUER_PEM, CA_ROOT_PEM] {
+            certificates.extend(crate::certs::read_bundle(&self.dir.join(name))?);
+        }
+        Ok(certificates)
+    }
+
+    /// Writes [`LocalCa::authorities`] as one PEM bundle file (what an agent's `--ek-chain`
+    /// reads) and returns its path.
+    pub fn bundle(&self) -> Result<PathBuf, CollectError> {
+        let mut pem = String::new();
+        for name in [CA_ISSUER_PEM, CA_ROOT_PEM] {
+            let path = self.dir.join(name);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| CollectError::io(path.display().to_string(), e))?;
+            pem.push_str(text.trim_end());
+            pem.push('\n');
+        }
+        let path = self.dir.join("ek-chain.pem");
+        std::fs::write(&path, pem).map_err(|e| CollectError::io(path.display().to_string(), e))?;
+        Ok(path)
+    }
+
+    /// The root's DER certificate.
+    pub fn root(&self) -> Result<Vec<u8>, CollectError> {
+        let mut root = crate::certs::read_bundle(&self.dir.join(CA_ROOT_PEM))?;
+        root.pop()
+            .ok_or_else(|| CollectError::Invalid("the CA has no root certificate".into()))
+    }
 }

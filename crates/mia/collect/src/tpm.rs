@@ -131,6 +131,15 @@ impl TssTpm {
         })
     }
 
+    /// Shuts the TPM down in order (`TPM2_Shutdown(CLEAR)`, Part 3 §9.4), as an operating
+    /// system does before a reboot: the next start is not counted against the
+    /// dictionary-attack protection.
+    pub fn shutdown(&mut self) -> Result<(), CollectError> {
+        Ok(self
+            .context
+            .shutdown(tss_esapi::constants::StartupType::Clear)?)
+    }
+
     /// Runs `f` with the endorsement key loaded, and flushes it afterwards.
     fn with_ek<T>(
         &mut self,

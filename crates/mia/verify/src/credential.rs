@@ -107,7 +107,7 @@ fn kdfa(
 
 /// The EK's RSA public key, if it is an RSA-2048 restricted decryption key with SHA-256 names
 /// and AES-128-CFB as its symmetric algorithm (the TCG default EK template, L-1).
-fn endorsement_rsa(ek_public: &[u8]) -> Result<RsaPublicKey, CredentialError> {
+pub(crate) fn endorsement_rsa(ek_public: &[u8]) -> Result<RsaPublicKey, CredentialError> {
     let unsupported = CredentialError::UnsupportedEndorsementKey;
     let public = parse_whole::<TpmtPublic>(ek_public, "endorsement key", PUBLIC_KEY_MAX_BYTES)
         .map_err(|_| unsupported("malformed or oversize TPMT_PUBLIC"))?;

@@ -22,6 +22,8 @@
 //!   quoted PCR is accepted up to the prefix that matches it (as Keylime does).
 //! - [`credential`]: `TPM2_MakeCredential` in software, the challenge that proves an
 //!   attestation key lives on the same TPM as an endorsement key.
+//! - [`endorsement`]: the EK's X.509 certificate chain up to a governance-approved anchor
+//!   (a TPM manufacturer's root), RSA or ECDSA signatures (RustCrypto, `x509-cert`).
 //! - [`evidence`]: all of the above for one report, against the machine's last report and its
 //!   reference.
 //! - [`integrity`]: the integrity hash, a domain-separated SHA-256 over a canonical encoding of
@@ -34,6 +36,7 @@
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 pub mod credential;
+pub mod endorsement;
 pub mod eventlog;
 pub mod evidence;
 pub mod ima;
@@ -41,5 +44,7 @@ pub mod integrity;
 pub mod limits;
 pub mod pcr;
 pub mod quote;
+#[cfg(any(test, feature = "test-ca"))]
+pub mod test_ca;
 
 pub use pcr::{Digest, PcrBank};

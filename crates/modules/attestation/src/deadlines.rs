@@ -15,8 +15,9 @@ use logos_provisioning::{draw, Provisioning};
 use logos_types::{
     attestation::{
         Draws, DueAt, DueCursor, Endorsements, Error, Event, Exclusion, Machine, MachineCount,
-        MachineStatus, Machines, Params, CHALLENGE_ROUNDS_MAX, DRAWS_MAX_PER_PROVIDER,
-        DRAW_WINDOW_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX, DUE_SPREAD_MAX_BLOCKS,
+        MachineStatus, Machines, Params, StagedEndorsements, CHALLENGE_ROUNDS_MAX,
+        DRAWS_MAX_PER_PROVIDER, DRAW_WINDOW_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX,
+        DUE_SPREAD_MAX_BLOCKS,
     },
     corruption,
     dvci::{ProviderId, Providers},
@@ -299,8 +300,11 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         Machines::remove(ctx.overlay, &provider)?;
         let count = MachineCount::get(ctx.overlay).await?;
         MachineCount::put(ctx.overlay, &count.saturating_sub(1))?;
-        if Providers::contains(ctx.overlay, &provider).await? {
-            Dvci::set_attested(ctx.overlay, provider, None).await?;
+        match Providers::contains(ctx.overlay, &provider).await? {
+            true => Dvci::set_attested(ctx.overlay, provider, None).await?,
+            // Its staged chain goes with a provider that left (kept otherwise, for the TPM's
+            // next registration).
+            false => StagedEndorsements::remove(ctx.overlay, &provider)?,
         }
         Ok(events([Event::MachineRemoved { provider }]))
     }

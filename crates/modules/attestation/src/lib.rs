@@ -5,10 +5,18 @@
 //! checked with `logos-mia` (pure Rust, bounded).
 //!
 //! Owns [`Machines`], [`References`], [`ClassReferences`], [`AllowedFiles`], [`Deployers`],
-//! [`Nonces`], `DueAt`, `DueCursor`, [`Params`], [`MachineCount`], [`Endorsements`] and
-//! [`Draws`].
+//! [`Nonces`], `DueAt`, `DueCursor`, [`Params`], [`MachineCount`], [`Endorsements`],
+//! [`Draws`], [`EndorsementRoots`] and [`StagedEndorsements`].
 //! Uses `dvci` (whether a provider is attested, its exclusion), `market` (closing an excluded
 //! provider's leases) and `provisioning` (the staked provisioners a challenger is drawn from).
+//!
+//! # A registration
+//! The staged chain is parsed (bounded), the first certificate past the EK's whose key is an
+//! approved root is its anchor, and `logos_mia::endorsement` checks every link below it. The
+//! staged chain stays for a later registration of the same TPM (after an exclusion or a
+//! deregistration) until a new one is staged, or the machine is removed after its provider
+//! left. A revoked root refuses the answer to a
+//! challenge and excludes an attesting machine at its next report.
 //!
 //! # A report
 //! The quote is judged against the machine's reference, then against a pending deployment's
@@ -58,11 +66,12 @@ use logos_primitives::Address;
 use logos_types::{
     attestation::{
         report_nonce, AllowedFiles, CallHandler, ClassReferences, Deployers, Deployment, Digest,
-        Draws, Endorsements, Error, Event, Exclusion, Machine, MachineCount, MachineStatus,
-        Machines, Nonces, Parameters, Params, Reference, References, Reported, Staged, Start,
-        AK_PUBLIC_MAX_BYTES, ATTEST_MAX_BYTES, BOOT_PCRS, CREDENTIAL_BLOB_MAX_BYTES,
-        CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES, DRAW_DELAY_BLOCKS, EK_PUBLIC_MAX_BYTES,
-        ENCRYPTED_SECRET_MAX_BYTES, FILES_PER_CALL_MAX, IMA_ENTRIES_PER_CALL_MAX,
+        Draws, EndorsementRoots, Endorsements, Error, Event, Exclusion, Machine, MachineCount,
+        MachineStatus, Machines, Nonces, Parameters, Params, Reference, References, Reported,
+        Staged, StagedEndorsements, Start, AK_PUBLIC_MAX_BYTES, ATTEST_MAX_BYTES, BOOT_PCRS,
+        CREDENTIAL_BLOB_MAX_BYTES, CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES, DRAW_DELAY_BLOCKS,
+        EK_PUBLIC_MAX_BYTES, ENCRYPTED_SECRET_MAX_BYTES, ENDORSEMENT_CHAIN_MAX_BYTES,
+        ENDORSEMENT_CHUNK_MAX_BYTES, FILES_PER_CALL_MAX, IMA_ENTRIES_PER_CALL_MAX,
         IMA_ENTRY_MAX_BYTES, MACHINES_MAX, NONCE_WINDOW_MAX_BLOCKS, PERIOD_MIN_BLOCKS,
         SIGNATURE_MAX_BYTES,
     },
@@ -252,6 +261,31 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             .ok_or(Error::StaleAnchor(anchor))?)
     }
 
+    /// The endorsement root `provider`'s staged chain certifies `ek_public` under (see the
+    /// module docs).
+    async fn endorsement_root<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        provider: ProviderId,
+        ek_public: &[u8],
+    ) -> Result<Digest, DispatchError> {
+        use logos_mia::endorsement::Chain;
+        let refused = |error: logos_mia::endorsement::EndorsementError| {
+            Error::EndorsementRefused(text(error))
+        };
+        let staged = StagedEndorsements::get(ctx.overlay, &provider)
+            .await?
+            .ok_or_else(|| Error::EndorsementRefused(text("no certificate chain staged")))?;
+        let chain = Chain::parse(&staged).map_err(refused)?;
+        let hashes = chain.key_hashes().map_err(refused)?;
+        let mut approved = Vec::with_capacity(hashes.len());
+        for hash in &hashes {
+            approved.push(EndorsementRoots::contains(ctx.overlay, &Digest(*hash)).await?);
+        }
+        let anchor = chain.anchor(&approved).map_err(refused)?;
+        chain.verify(ek_public, anchor).map_err(refused)?;
+        Ok(Digest(hashes[anchor]))
+    }
+
     /// The candidate references of a report: the machine's, then a pending deployment's.
     async fn candidates<R: StateReader>(
         ctx: &Context<'_, '_, R>,
@@ -299,6 +333,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         let reference = ClassReferences::get(ctx.overlay, &record.class)
             .await?
             .ok_or(Error::NoReference)?;
+        let endorsed_by = Self::endorsement_root(ctx, *provider, ek_public).await?;
         let excluded = [Some(record.owner), record.agent_account()]
             .into_iter()
             .flatten()
@@ -322,6 +357,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             excluded,
             // The TPM bound by an earlier activation stays bound until another is activated.
             bound_ek: existing.and_then(|old| old.bound_ek),
+            endorsed_by,
         };
         let was_counted = Machines::contains(ctx.overlay, provider).await?;
         Machines::insert(ctx.overlay, provider, &machine)?;
@@ -393,6 +429,9 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         Self::before_deadline(ctx, &machine)?;
         if Digest(pcr::sha256(credential)) != credential_hash {
             return Err(Error::CredentialMismatch.into());
+        }
+        if !EndorsementRoots::contains(ctx.overlay, &machine.endorsed_by).await? {
+            return Err(Error::EndorsementRevoked.into());
         }
         // The EK is bound only now: a registration that never answers holds no TPM.
         if let Some(holder) = Endorsements::get(ctx.overlay, &machine.ek_id).await? {
@@ -472,6 +511,10 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             return Err(Error::WrongStep.into());
         }
         Self::before_deadline(ctx, &machine)?;
+        if !EndorsementRoots::contains(ctx.overlay, &machine.endorsed_by).await? {
+            let reason = Exclusion::EndorsementRevoked;
+            return Self::exclude(ctx, *provider, machine, reason).await;
+        }
         let params = Params::get(ctx.overlay).await?;
         let anchor_nonce =
             Self::anchor_nonce(ctx, &machine, *anchor, params.nonce_window_blocks).await?;
@@ -655,6 +698,47 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         }
         emitted.extend(Self::remove(ctx, *provider, machine).await?);
         Ok(emitted)
+    }
+
+    async fn stage_endorsement(
+        ctx: &mut Context<'_, '_, R>,
+        provider: &ProviderId,
+        start: &bool,
+        chunk: &BoundedVec<u8, ENDORSEMENT_CHUNK_MAX_BYTES>,
+    ) -> DispatchResult {
+        Self::owned(ctx, *provider).await?;
+        let mut staged = match start {
+            true => Vec::new(),
+            false => StagedEndorsements::get(ctx.overlay, provider)
+                .await?
+                .ok_or(Error::EndorsementStaging)?
+                .into_inner(),
+        };
+        staged.extend_from_slice(chunk);
+        let bytes = u32::try_from(staged.len()).map_err(|_| Error::EndorsementStaging)?;
+        let staged: BoundedVec<u8, ENDORSEMENT_CHAIN_MAX_BYTES> =
+            staged.try_into().map_err(|_| Error::EndorsementStaging)?;
+        StagedEndorsements::insert(ctx.overlay, provider, &staged)?;
+        Ok(events([Event::EndorsementStaged {
+            provider: *provider,
+            bytes,
+        }]))
+    }
+
+    async fn set_endorsement_root(
+        ctx: &mut Context<'_, '_, R>,
+        root: &Digest,
+        approved: &bool,
+    ) -> DispatchResult {
+        ctx.ensure_privileged()?;
+        match approved {
+            true => EndorsementRoots::insert(ctx.overlay, root, &ctx.height())?,
+            false => EndorsementRoots::remove(ctx.overlay, root)?,
+        }
+        Ok(events([Event::EndorsementRootSet {
+            root: *root,
+            approved: *approved,
+        }]))
     }
 }
 

@@ -6,6 +6,7 @@
 //! `tests/swtpm.rs`); the quote structures are built here byte by byte.
 
 use commonware_cryptography::Signer as _;
+use logos_mia::test_ca::{ek_public, TestCa};
 use logos_mia::{
     evidence::quote_nonce,
     ima,
@@ -18,7 +19,8 @@ use logos_types::{
         report_nonce, Call, Component, Digest, DueAt, Endorsements, Event, Exclusion, ImaPolicy,
         Machine, MachineCount, MachineStatus, Machines, Nonces, Parameters, Params, Reference,
         Reported, Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX, DRAWS_MAX_PER_PROVIDER,
-        DRAW_DELAY_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX, MACHINES_MAX,
+        DRAW_DELAY_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX, ENDORSEMENT_CHAIN_MAX_BYTES,
+        ENDORSEMENT_CHUNK_MAX_BYTES, MACHINES_MAX,
     },
     codec::BoundedVec,
     dvci::{self, Attested, ProviderId, ProviderStatus, Providers, ResourceClass},
@@ -26,7 +28,7 @@ use logos_types::{
     Event as RuntimeEvent, Receipt,
 };
 use p256::ecdsa::{signature::hazmat::PrehashSigner, Signature, SigningKey};
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::OnceLock};
 
 const PROVIDER: ProviderId = ProviderId(0);
 /// The IMA allowlist of the test references.
@@ -65,20 +67,33 @@ fn ak_public(key: &SigningKey, attributes: u32) -> Vec<u8> {
     out
 }
 
-/// An RSA-2048 EK's `TPMT_PUBLIC` in the TCG default template's shape, modulus bytes
-/// `modulus`, exponent field `exponent` (0 means 65537).
-fn ek_public(modulus: u8, exponent: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0x0001u16.to_be_bytes());
-    out.extend_from_slice(&0x000Bu16.to_be_bytes());
-    out.extend_from_slice(&0x0003_00B2u32.to_be_bytes());
-    out.extend_from_slice(&tpm2b(&[0x83; 32]));
-    for field in [0x0006u16, 128, 0x0043, 0x0010, 2048] {
-        out.extend_from_slice(&field.to_be_bytes());
-    }
-    out.extend_from_slice(&exponent.to_be_bytes());
-    out.extend_from_slice(&tpm2b(&[modulus; 256]));
-    out
+/// The test CA whose root every test chain approves.
+fn ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| TestCa::new(1))
+}
+
+/// Gives `tpm` the EK `ek`, its certified chain staged for `tpm`'s provider.
+fn give_ek(world: &mut World, tpm: &mut Tpm, ek: &[u8]) {
+    tpm.ek = ek.to_vec();
+    let staged = stage_chain(world, tpm.provider, &ca().chain(ek));
+    assert!(staged.iter().all(|r| r.success), "{staged:?}");
+}
+
+/// Stages `chain` for `provider`'s next registration, by its owner.
+fn stage_chain(world: &mut World, provider: ProviderId, chain: &[u8]) -> Vec<Receipt> {
+    chain
+        .chunks(ENDORSEMENT_CHUNK_MAX_BYTES)
+        .enumerate()
+        .map(|(index, chunk)| {
+            let call = Call::StageEndorsement {
+                provider,
+                start: index == 0,
+                chunk: chunk.to_vec().try_into().unwrap(),
+            };
+            owner_call(world, call)
+        })
+        .collect()
 }
 
 /// The golden boot PCRs of reference `version`.
@@ -139,13 +154,18 @@ impl Tpm {
         let mut tpm = Self {
             provider,
             key: SigningKey::from_bytes(&[seed; 32].into()).unwrap(),
-            ek: ek_public(0xC5 + 2 * provider.get() as u8, 0),
+            ek: Self::ek_of(provider),
             pcrs: BTreeMap::new(),
             clock_ms: 1_000,
             reset_count: 1,
         };
         tpm.boot(reference);
         tpm
+    }
+
+    /// The EK of `provider`'s machine.
+    fn ek_of(provider: ProviderId) -> Vec<u8> {
+        ek_public(0xC5 + 2 * provider.get() as u8, 0)
     }
 
     /// Reboots into `reference`'s boot chain: PCRs reset, the TPM's reset count moves on.
@@ -229,9 +249,19 @@ fn boot_aggregate(reference: &Reference) -> Vec<u8> {
 }
 
 /// The chain with `providers` providers that require attestation, `class_reference` approved
-/// as the class's, [`ALLOWED`] in its allowlist.
+/// as the class's, [`ALLOWED`] in its allowlist, the test CA's root approved and each
+/// provider's EK certificate chain ([`Tpm::booted`]'s EK) staged.
 fn world_with(providers: u64, class_reference: Reference) -> World {
     let mut world = fixtures::attested_market(providers);
+    world.privileged(Call::SetEndorsementRoot {
+        root: Digest(ca().root_key_hash()),
+        approved: true,
+    });
+    for id in 0..providers {
+        let chain = ca().chain(&Tpm::ek_of(ProviderId(id)));
+        let staged = stage_chain(&mut world, ProviderId(id), &chain);
+        assert!(staged.iter().all(|r| r.success), "{staged:?}");
+    }
     let id = class_reference.id();
     world.privileged(Call::ApproveReference {
         reference: class_reference,
@@ -1308,7 +1338,7 @@ fn an_unanswered_registration_never_binds_its_ek() {
     }
     assert!(world.chain.map::<Machines>(&PROVIDER).is_none());
     let mut other = Tpm::booted(ProviderId(1), &reference(0));
-    other.ek = tpm.ek.clone();
+    give_ek(&mut world, &mut other, &tpm.ek);
     admit(&mut world, &other);
 }
 
@@ -1458,7 +1488,7 @@ fn one_tpm_cannot_back_two_providers_however_its_ek_is_written() {
     let first = Tpm::booted(PROVIDER, &reference(0));
     // A registration that never activates does not hold the EK.
     let mut squatter = Tpm::booted(ProviderId(1), &reference(0));
-    squatter.ek = first.ek.clone();
+    give_ek(&mut world, &mut squatter, &first.ek);
     assert!(register(&mut world, &squatter).success);
     admit(&mut world, &first);
     // Once bound, the same EK is refused, written with the other exponent encoding too.
@@ -1492,7 +1522,7 @@ fn a_deregistered_machine_releases_its_tpm_and_refunds_its_leases() {
     ));
     // Its TPM is free again, for another provider too.
     let mut other = Tpm::booted(ProviderId(1), &reference(0));
-    other.ek = tpm.ek.clone();
+    give_ek(&mut world, &mut other, &tpm.ek);
     admit(&mut world, &other);
 }
 
@@ -1538,6 +1568,10 @@ fn privileged_calls_need_the_privileged_origin_and_parameters_stay_in_range() {
             params: Parameters::default(),
         },
         Call::ResetDraws { provider: PROVIDER },
+        Call::SetEndorsementRoot {
+            root: Digest(TestCa::new(9).root_key_hash()),
+            approved: true,
+        },
     ] {
         let receipt = world.chain.call(&owner, call);
         assert_failed(&receipt, "attestation", "BadOrigin");
@@ -1680,4 +1714,166 @@ fn an_unattested_genesis_places_without_attestation() {
     let mut world = fixtures::market(1);
     assert!(world.chain.value::<dvci::Unattested>());
     assert!(world.lease(10).success);
+}
+
+#[test]
+fn an_ek_without_a_chain_to_an_approved_root_is_not_registered() {
+    use logos_mia::test_ca::der;
+    let mut world = world_with(2, reference(0));
+    let tpm = Tpm::booted(PROVIDER, &reference(0));
+    let refused = |world: &mut World, chain: &[u8], reason: &str| {
+        let staged = stage_chain(world, PROVIDER, chain);
+        assert!(staged.iter().all(|r| r.success), "{staged:?}");
+        let receipt = owner_call(world, tpm.register_call());
+        let message = assert_failed(&receipt, "attestation", "EndorsementRefused");
+        assert!(message.contains(reason), "{message}");
+        assert!(world.chain.map::<Machines>(&PROVIDER).is_none());
+        assert_eq!(world.chain.value::<MachineCount>(), 0);
+    };
+    // A software TPM's own CA (not approved), another machine's chain, a chain cut below the
+    // root, an intermediate's certificate in the EK's place, garbage.
+    refused(
+        &mut world,
+        &TestCa::new(2).chain(&tpm.ek),
+        "no certificate in the chain has an approved anchor key",
+    );
+    let other = Tpm::ek_of(ProviderId(1));
+    refused(&mut world, &ca().chain(&other), "not the endorsement key's");
+    let leaf = ca().certify(&tpm.ek);
+    refused(&mut world, &der(&[&leaf, &ca().issuer]), "approved anchor");
+    refused(
+        &mut world,
+        &der(&[&ca().issuer, &ca().root]),
+        "not the endorsement key's",
+    );
+    refused(&mut world, &[0x30, 0x03, 1, 2, 3], "malformed");
+    // Someone else's chain cannot be staged for this provider, nor replace its own.
+    let genuine = ca().chain(&tpm.ek);
+    assert!(stage_chain(&mut world, PROVIDER, &genuine)
+        .iter()
+        .all(|r| r.success));
+    let tenant = world.tenant.clone();
+    let call = Call::StageEndorsement {
+        provider: PROVIDER,
+        start: true,
+        chunk: vec![0; 16].try_into().unwrap(),
+    };
+    assert_failed(&world.chain.call(&tenant, call), "attestation", "NotOwner");
+    // The genuine chain registers, and stays for a later registration.
+    assert!(register(&mut world, &tpm).success);
+    assert_eq!(machine(&world).endorsed_by, Digest(ca().root_key_hash()));
+    let staged = world
+        .chain
+        .map::<logos_types::attestation::StagedEndorsements>(&PROVIDER);
+    assert_eq!(staged.map(|s| s.into_inner()), Some(genuine));
+    // Deregistering keeps it: the same TPM registers again without staging.
+    let call = Call::DeregisterMachine { provider: PROVIDER };
+    assert!(owner_call(&mut world, call).success);
+    assert!(register(&mut world, &tpm).success);
+    // A provider that never staged has no chain.
+    let mut world = fixtures::attested_market(1);
+    world.privileged(Call::SetEndorsementRoot {
+        root: Digest(ca().root_key_hash()),
+        approved: true,
+    });
+    world.privileged(Call::ApproveReference {
+        reference: reference(0),
+    });
+    world.privileged(Call::SetClassReference {
+        class: ResourceClass::ComputeHosted,
+        reference: reference(0).id(),
+    });
+    let message = assert_failed(
+        &owner_call(&mut world, tpm.register_call()),
+        "attestation",
+        "EndorsementRefused",
+    );
+    assert!(message.contains("no certificate chain staged"), "{message}");
+    // Nor can it continue one.
+    let call = Call::StageEndorsement {
+        provider: PROVIDER,
+        start: false,
+        chunk: vec![0x30].try_into().unwrap(),
+    };
+    let receipt = owner_call(&mut world, call);
+    assert_failed(&receipt, "attestation", "EndorsementStaging");
+}
+
+#[test]
+fn staging_is_bounded_and_continues_only_what_was_started() {
+    let mut world = world_with(1, reference(0));
+    let chunk = |start: bool| Call::StageEndorsement {
+        provider: PROVIDER,
+        start,
+        chunk: vec![0x30; ENDORSEMENT_CHUNK_MAX_BYTES].try_into().unwrap(),
+    };
+    // 6,144 bytes fit, one more chunk does not and leaves the staged bytes as they were.
+    assert!(owner_call(&mut world, chunk(true)).success);
+    for _ in 1..ENDORSEMENT_CHAIN_MAX_BYTES / ENDORSEMENT_CHUNK_MAX_BYTES {
+        assert!(owner_call(&mut world, chunk(false)).success);
+    }
+    let full = world
+        .chain
+        .map::<logos_types::attestation::StagedEndorsements>(&PROVIDER)
+        .unwrap();
+    assert_eq!(full.len(), ENDORSEMENT_CHAIN_MAX_BYTES);
+    assert_failed(
+        &owner_call(&mut world, chunk(false)),
+        "attestation",
+        "EndorsementStaging",
+    );
+    assert_eq!(
+        world
+            .chain
+            .map::<logos_types::attestation::StagedEndorsements>(&PROVIDER),
+        Some(full)
+    );
+    // Nobody stages for a provider that does not exist.
+    let unknown = Call::StageEndorsement {
+        provider: ProviderId(5),
+        start: false,
+        chunk: vec![0].try_into().unwrap(),
+    };
+    assert_failed(
+        &owner_call(&mut world, unknown),
+        "attestation",
+        "UnknownProvider",
+    );
+    // A largest staging call fits a transaction (signed last: it takes a nonce).
+    let owner = world.owner.clone();
+    let transaction = world.chain.sign(&owner, chunk(false).into());
+    assert!(
+        logos_types::codec::encode(&transaction).len()
+            <= logos_types::transaction::TRANSACTION_MAX_BYTES
+    );
+}
+
+#[test]
+fn a_revoked_root_excludes_at_the_next_report_and_refuses_an_activation() {
+    let (mut world, mut tpm) = attesting_with(2);
+    let second = Tpm::booted(ProviderId(1), &reference(0));
+    assert!(register(&mut world, &second).success);
+    let challenger = challenger_of(&world, ProviderId(1));
+    assert!(challenge(&mut world, ProviderId(1), &challenger).success);
+    let revoke = Call::SetEndorsementRoot {
+        root: Digest(ca().root_key_hash()),
+        approved: false,
+    };
+    world.privileged(revoke);
+    // Valid a block ago, not now: the pending registration cannot activate...
+    assert_failed(
+        &activate(&mut world, ProviderId(1), &CREDENTIAL),
+        "attestation",
+        "EndorsementRevoked",
+    );
+    assert!(matches!(
+        machine_of(&world, ProviderId(1)).status,
+        MachineStatus::Challenged { .. }
+    ));
+    // ...and the attesting machine's next report, genuine as it is, excludes it.
+    world.chain.advance(2);
+    let call = report(&world, &mut tpm, honest());
+    let receipt = owner_call(&mut world, call);
+    assert_eq!(excluded(&receipt), Some(Exclusion::EndorsementRevoked));
+    assert_excluded(&mut world, Exclusion::EndorsementRevoked);
 }

@@ -1,8 +1,9 @@
 //! The chain verifies a real TPM 2.0: swtpm on loopback (installed by `scripts/install-deps`)
 //! holds the endorsement and attestation keys, answers the challenger's
 //! `TPM2_MakeCredential` with `TPM2_ActivateCredential`, and signs the quotes the mock chain's
-//! state transition verifies. Once a PCR moves, the next report excludes the provider and
-//! refunds its tenant.
+//! state transition verifies; its EK certificate, made by a CA of the test's own
+//! (`swtpm_localca`, RSA), is verified up to that CA's root, refused until the root is
+//! approved. Once a PCR moves, the next report excludes the provider and refunds its tenant.
 
 use logos_mia::{
     credential,
@@ -11,7 +12,8 @@ use logos_mia::{
     pcr::{self, BOOT_PCRS},
 };
 use logos_mia_collect::{
-    swtpm::Swtpm,
+    certs,
+    swtpm::{LocalCa, Swtpm},
     tpm::{AkKind, AttestationKey, Tpm, TssTpm},
 };
 use logos_primitives::Amount;
@@ -20,6 +22,7 @@ use logos_types::{
     attestation::{
         report_nonce, Call, Component, Digest, Event, Exclusion, ImaPolicy, MachineStatus,
         Machines, Nonces, Reference, Reported, Start, Tamper, DRAW_DELAY_BLOCKS,
+        ENDORSEMENT_CHUNK_MAX_BYTES,
     },
     codec::encode,
     dvci::{ProviderId, ProviderStatus, Providers, ResourceClass},
@@ -32,9 +35,10 @@ use rand_chacha::rand_core::{RngCore as _, SeedableRng as _};
 const PROVIDER: ProviderId = ProviderId(0);
 const POLICY: u32 = 7;
 
-/// A fresh swtpm and a connection to it.
+/// A fresh swtpm certified by a CA of its own, and a connection to it.
 struct Machine {
     tpm: TssTpm,
+    ca: LocalCa,
     _swtpm: Swtpm,
     _dir: tempfile::TempDir,
 }
@@ -45,10 +49,12 @@ fn machine() -> Machine {
         "swtpm is not installed: run scripts/install-deps"
     );
     let dir = tempfile::tempdir().unwrap();
-    let swtpm = Swtpm::start(&dir.path().join("tpm"), 0).expect("swtpm starts");
+    let ca = LocalCa::at(&dir.path().join("ca")).unwrap();
+    let swtpm = Swtpm::start_certified(&dir.path().join("tpm"), 0, &ca).expect("swtpm starts");
     let tpm = TssTpm::open(&swtpm.tcti()).expect("the TCTI connects");
     Machine {
         tpm,
+        ca,
         _swtpm: swtpm,
         _dir: dir,
     }
@@ -153,6 +159,7 @@ fn admitted_with_swtpm(kind: AkKind) {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
     let mut world = fixtures::attested_market(1);
     let mut machine = machine();
+    let ca = &machine.ca;
     let tpm = &mut machine.tpm;
     let list = boot(tpm);
     let reference = reference(tpm);
@@ -172,18 +179,43 @@ fn admitted_with_swtpm(kind: AkKind) {
         allowed: true,
     });
 
-    // Registration: the TPM's EK and a fresh AK.
+    // Registration: the EK's certificate chain staged, the TPM's EK and a fresh AK.
     let endorsement = tpm.endorsement().unwrap();
     let ak = tpm.create_attestation_key(kind).unwrap();
-    let registered = owner_call(
-        &mut world,
-        Call::RegisterMachine {
+    let certificate = endorsement
+        .certificate
+        .clone()
+        .expect("swtpm_setup stored one");
+    let chain = certs::chain(&certificate, &ca.authorities().unwrap()).unwrap();
+    for (index, chunk) in chain.chunks(ENDORSEMENT_CHUNK_MAX_BYTES).enumerate() {
+        let call = Call::StageEndorsement {
             provider: PROVIDER,
-            ek_public: endorsement.public.clone().try_into().unwrap(),
-            ak_public: ak.public.clone().try_into().unwrap(),
-        },
-    );
+            start: index == 0,
+            chunk: chunk.to_vec().try_into().unwrap(),
+        };
+        let staged = owner_call(&mut world, call);
+        assert!(staged.success, "{staged:?}");
+    }
+    let register = Call::RegisterMachine {
+        provider: PROVIDER,
+        ek_public: endorsement.public.clone().try_into().unwrap(),
+        ak_public: ak.public.clone().try_into().unwrap(),
+    };
+    // A genuine chain, but to a root nobody approved: refused.
+    let refused = owner_call(&mut world, register.clone());
+    let message = assert_failed(&refused, "attestation", "EndorsementRefused");
+    assert!(message.contains("approved anchor"), "{message}");
+    let root = logos_mia::endorsement::certificate_key_hash(&ca.root().unwrap()).unwrap();
+    world.privileged(Call::SetEndorsementRoot {
+        root: Digest(root),
+        approved: true,
+    });
+    let registered = owner_call(&mut world, register);
     assert!(registered.success, "{registered:?}");
+    assert_eq!(
+        world.chain.map::<Machines>(&PROVIDER).unwrap().endorsed_by,
+        Digest(root)
+    );
     world.chain.advance(DRAW_DELAY_BLOCKS);
 
     // The drawn challenger makes a credential only this TPM can open.
