@@ -49,9 +49,9 @@ use logos_mia_collect::{
 };
 use logos_types::{
     attestation::{
-        report_nonce, Call, Component, Digest, Event, Machine, MachineStatus, Machines, Nonces,
-        Params, References, Reported, StagedEndorsements, Tamper, CREDENTIAL_MAX_BYTES,
-        CREDENTIAL_MIN_BYTES, ENDORSEMENT_CHUNK_MAX_BYTES,
+        report_nonce, Call, Component, Digest, EndorsementRoots, Event, Machine, MachineStatus,
+        Machines, Nonces, Params, References, Reported, StagedEndorsements, Tamper,
+        CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES, ENDORSEMENT_CHUNK_MAX_BYTES,
     },
     dvci::ProviderId,
     Call as RuntimeCall, Event as RuntimeEvent, Receipt,
@@ -198,14 +198,15 @@ impl Attestor {
                     return Ok(None);
                 }
                 match self.register(ak).await {
-                    Err(AttestError::Chain(ClientError::CallFailed { height, error })) => {
-                        // Refusals such as NoReference or EndorsementInUse last until
-                        // governance or the operator acts: not paid for every few seconds.
+                    Err(
+                        error @ (AttestError::Chain(ClientError::CallFailed { .. })
+                        | AttestError::Refused(_)),
+                    ) => {
+                        // Refusals such as NoReference, EndorsementInUse or a chain to no
+                        // approved root last until governance or the operator acts: not paid
+                        // for every few seconds.
                         self.register_refused = Some(std::time::Instant::now());
-                        return Err(AttestError::Chain(ClientError::CallFailed {
-                            height,
-                            error,
-                        }));
+                        return Err(error);
                     }
                     done => done?,
                 }
@@ -299,6 +300,7 @@ impl Attestor {
     async fn register(&self, ak: &AttestationKey) -> Result<String, AttestError> {
         let endorsement = self.with_tpm(|tpm| tpm.endorsement()).await?;
         let chain = self.endorsement_chain(endorsement.certificate.as_deref())?;
+        self.check_chain(&chain, &endorsement.public).await?;
         self.stage_endorsement(&chain).await?;
         let too_long = |what: &str| AttestError::Missing(format!("the {what} is too long"));
         let call = Call::RegisterMachine {
@@ -314,7 +316,15 @@ impl Attestor {
     /// bundle's.
     fn endorsement_chain(&self, from_tpm: Option<&[u8]>) -> Result<Vec<u8>, AttestError> {
         let leaf = match &self.config.ek_certificate {
-            Some(path) => certs::read_bundle(path)?.swap_remove(0),
+            Some(path) => match certs::read_bundle(path)?.as_slice() {
+                [one] => one.clone(),
+                _ => {
+                    return Err(AttestError::Missing(format!(
+                        "{}: give the EK's certificate alone (its CAs go in --ek-chain)",
+                        path.display()
+                    )))
+                }
+            },
             None => from_tpm
                 .ok_or_else(|| {
                     AttestError::Missing(
@@ -330,6 +340,26 @@ impl Attestor {
             None => Vec::new(),
         };
         Ok(certs::chain(&leaf, &authorities)?)
+    }
+
+    /// Checks `chain` as the chain will at the registration's first deadline, against the
+    /// endorsement roots it approved: a chain it would refuse is not paid for.
+    async fn check_chain(&self, chain: &[u8], ek_public: &[u8]) -> Result<(), AttestError> {
+        use logos_mia::endorsement::Chain;
+        let refused = |error: logos_mia::endorsement::EndorsementError| {
+            AttestError::Refused(format!("the EK certificate chain: {error}"))
+        };
+        let parsed = Chain::parse(chain).map_err(refused)?;
+        let mut approved = Vec::with_capacity(parsed.len());
+        for hash in parsed.key_hashes().map_err(refused)? {
+            let (root, _) = self
+                .client
+                .map_proven::<EndorsementRoots>(&Digest(hash))
+                .await?;
+            approved.push(root.is_some());
+        }
+        let anchor = parsed.anchor(&approved).map_err(refused)?;
+        parsed.verify(ek_public, anchor).map_err(refused)
     }
 
     /// Stages `chain` for the registration, unless the chain holds it already.

@@ -9,24 +9,32 @@
 //!    registers the machine's TPM ([`Call::RegisterMachine`]): the endorsement key's and an
 //!    attestation key's `TPMT_PUBLIC`. The chain checks the AK is a restricted signing key
 //!    (`logos_mia::quote::AkPublic`), the EK an RSA-2048 EK a challenger can encrypt to, and
-//!    the staged chain (`logos_mia::endorsement`): the EK's certificate, signed through its
-//!    intermediates up to a key governance approved as an **endorsement root**
-//!    ([`Call::SetEndorsementRoot`], [`EndorsementRoots`]: TPM manufacturers' roots; a devnet
-//!    approves the CA its software TPMs were made by, and no other network should). The
-//!    machine records the root it was endorsed by ([`Machine::endorsed_by`]); once governance
-//!    revokes that root, the machine's next report excludes it (`EndorsementRevoked`) and a
-//!    pending registration cannot activate. [`DRAW_DELAY_BLOCKS`] later, with that
+//!    that a chain is staged. At the registration's first deadline ([`DRAW_DELAY_BLOCKS`]
+//!    later; at most 4 chain checks per block, so the work a block does on chains is bounded
+//!    whatever transactions it carries) it checks the staged chain
+//!    (`logos_mia::endorsement`): the EK's certificate, signed through its intermediates up to
+//!    a key governance approved as an **endorsement root** ([`Call::SetEndorsementRoot`],
+//!    [`EndorsementRoots`]: TPM manufacturers' roots; a devnet approves the CA its software
+//!    TPMs were made by, and no other network should). The check consumes the staged chain; a
+//!    refused one removes the registration ([`Event::EndorsementRefused`]). The machine
+//!    records the root it was endorsed by ([`Machine::endorsed_by`]); once governance revokes
+//!    that root, the machine's next report excludes it (`EndorsementRevoked`), and a pending
+//!    registration can be neither challenged nor activated and is removed at its next
+//!    deadline. At that first deadline, with that
 //!    block's randomness (unknown when the registration was sent), it draws a **challenger**
-//!    by stake among the provisioners, never the provider's owner or agent nor one drawn before
-//!    for this registration.
+//!    by stake among the provisioners, never the provider's owner or agent nor one this
+//!    registration answered already.
 //! 2. **Credential.** The challenger runs `TPM2_MakeCredential` off chain
 //!    (`logos_mia::credential`) with a secret credential of its choice and posts the
 //!    challenge with the credential's SHA-256 ([`Call::Challenge`]); the challenge is public
 //!    by design, since only the TPM holding that EK, with that AK loaded, can open it. The
-//!    owner answers with the credential ([`Call::ActivateCredential`]); its hash must match,
-//!    and only then is the EK bound to the provider ([`Endorsements`], keyed by the EK's RSA
-//!    modulus, so the same EK written differently is the same EK; the binding stays until
-//!    another EK of the provider is activated or the machine is removed). A challenger silent
+//!    owner answers with the credential ([`Call::ActivateCredential`]); its hash must match.
+//!    Until [`Parameters::challenges_required`] (default 3) distinct challengers were
+//!    answered ([`Machine::answered`]), the next one is drawn [`DRAW_DELAY_BLOCKS`] after the
+//!    answer, from that block's randomness; only then is the EK bound to the provider
+//!    ([`Endorsements`], keyed by the EK's RSA modulus, so the same EK written differently is
+//!    the same EK; the binding stays until another EK of the provider is activated or the
+//!    machine is removed) and the machine attests. A challenger silent
 //!    for [`Parameters::challenge_timeout_blocks`] (not drawn again for this provider while
 //!    others are eligible), or a challenge unanswered as long, ends the round; after
 //!    [`CHALLENGE_ROUNDS_MAX`] rounds (a round without any challenger drawn counts too) the
@@ -38,9 +46,14 @@
 //!    **What this proves, and what it does not.** The EK is one an approved manufacturer
 //!    certified, so it lives in a TPM that manufacturer built (a software TPM or an RSA key
 //!    dressed as an EK has no such certificate), and one TPM has one certified RSA EK, so one
-//!    TPM backs one provider ([`Endorsements`]). The AK lives in that same TPM as far as the
-//!    drawn challenger is honest (a colluding challenger can admit an AK held elsewhere, and
-//!    nothing on chain can tell); admission (`dvci` `Active`) stays governance's decision.
+//!    TPM backs one provider ([`Endorsements`]; a TPM whose maker certified both a low-range
+//!    and a high-range RSA-2048 EK (EK Credential Profile 2.3+) could back two). The AK lives in that same TPM unless every
+//!    one of the required challengers colluded with the provider (each knows its credential;
+//!    nothing on chain can tell a leaked one): with a share `s` of the provisioners' stake, an
+//!    attacker's chance that a registration draws only its own is about `s` to the power of
+//!    the required count, and an honest challenger's credential cannot be answered without
+//!    the AK in the TPM (the round ends, and after [`CHALLENGE_ROUNDS_MAX`] the registration
+//!    is dropped). Admission (`dvci` `Active`) stays governance's decision.
 //!    Certificate validity periods are not checked (no agreed clock in the state transition);
 //!    a compromised CA is handled by revoking its root.
 //! 3. **Reports.** From then on the machine quotes PCRs 0–14 with the nonce
@@ -101,7 +114,7 @@
 //! | 10 [`DueCursor`] | | the lowest height whose deadlines are not all handled |
 //! | 11 [`Draws`] | [`ProviderId`] | [`DrawHistory`]: the provider's draws and silent challengers, across registrations |
 //! | 12 [`EndorsementRoots`] | [`Digest`] (SHA-256 of a root key's DER `SubjectPublicKeyInfo`) | the height it was approved at |
-//! | 13 [`StagedEndorsements`] | [`ProviderId`] | the EK certificate chain staged for the provider's registrations (at most [`ENDORSEMENT_CHAIN_MAX_BYTES`]) |
+//! | 13 [`StagedEndorsements`] | [`ProviderId`] | the EK certificate chain staged for the provider's next registration (at most [`ENDORSEMENT_CHAIN_MAX_BYTES`]) |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -194,6 +207,9 @@ pub const DRAW_DELAY_BLOCKS: u64 = 2;
 pub const CHALLENGE_ROUNDS_MAX: u32 = 3;
 /// Silent challengers remembered per provider (not drawn again while others are eligible).
 pub const CHALLENGERS_MAX: usize = 8;
+/// The most distinct challengers a registration may have to answer
+/// ([`Parameters::challenges_required`]).
+pub const CHALLENGES_REQUIRED_MAX: usize = 5;
 /// Challenger draws a provider gets per [`DRAW_WINDOW_BLOCKS`], across its registrations
 /// (governance grants more at once with [`Call::ResetDraws`]): a registrant cannot keep
 /// registering again until a colluding challenger is drawn. A challenger that stays silent
@@ -528,8 +544,12 @@ pub struct Machine {
     pub excluded: BoundedVec<Address, 2>,
     /// The EK bound to this provider in [`Endorsements`] (by its last activation), if any.
     pub bound_ek: Option<Digest>,
-    /// The endorsement root ([`EndorsementRoots`]) its EK's certificate chain reached.
-    pub endorsed_by: Digest,
+    /// The challengers whose credential this registration answered, in order (each drawn
+    /// once; [`Parameters::challenges_required`] of them admit the machine).
+    pub answered: BoundedVec<Address, CHALLENGES_REQUIRED_MAX>,
+    /// The endorsement root ([`EndorsementRoots`]) its EK's certificate chain reached, once
+    /// checked (at the registration's first deadline).
+    pub endorsed_by: Option<Digest>,
 }
 
 /// A provider's challenger draws, kept across its registrations.
@@ -556,6 +576,10 @@ pub struct Parameters {
     pub challenge_timeout_blocks: u64,
     /// Blocks a deployment may wait for the report that adopts it.
     pub deployment_timeout_blocks: u64,
+    /// Distinct challengers, each drawn after the last one was answered, whose credentials a
+    /// registration must answer (1 to [`CHALLENGES_REQUIRED_MAX`]): admitting a key outside
+    /// the TPM takes all of them colluding.
+    pub challenges_required: u32,
 }
 
 impl Default for Parameters {
@@ -565,6 +589,7 @@ impl Default for Parameters {
             nonce_window_blocks: 256,
             challenge_timeout_blocks: 600,
             deployment_timeout_blocks: 3_600,
+            challenges_required: 3,
         }
     }
 }
@@ -678,7 +703,8 @@ pub enum Call {
         params: Parameters,
     },
     /// (owner or agent; anyone once the provider is gone) Remove the machine: an attesting
-    /// one's provider is excluded first.
+    /// one's provider is excluded first. For a provider that is gone and has no machine, it
+    /// drops the chain it staged.
     #[index(11)]
     DeregisterMachine {
         /// The provider.
@@ -737,10 +763,14 @@ pub enum Event {
         /// The challenger.
         challenger: Address,
     },
-    /// The AK was proven to live on the EK's TPM.
+    /// A challenger's credential was answered: the AK was proven to live on the EK's TPM to
+    /// one more challenger (the machine attests once `answered` reaches
+    /// [`Parameters::challenges_required`]; until then the next challenger is drawn).
     CredentialActivated {
         /// The provider.
         provider: ProviderId,
+        /// Challengers answered so far for this registration.
+        answered: u32,
     },
     /// No challenger could be drawn (none eligible, or the provider's draws are spent): the
     /// registration waits another timeout, and counts a round.
@@ -837,6 +867,19 @@ pub enum Event {
     /// A deadline could not be handled (a corrupted state): it was dropped so that the others
     /// go on.
     DeadlineDropped {
+        /// The provider.
+        provider: ProviderId,
+    },
+    /// A registration's staged chain did not certify its EK up to an approved root: the
+    /// registration was removed (its staged chain too).
+    EndorsementRefused {
+        /// The provider.
+        provider: ProviderId,
+        /// Why.
+        reason: crate::codec::BoundedString<128>,
+    },
+    /// The staged chain of a provider that left was dropped.
+    StagedEndorsementDropped {
         /// The provider.
         provider: ProviderId,
     },
@@ -976,8 +1019,7 @@ pub enum Error {
     #[index(27)]
     #[error("the deadline at {0} has passed")]
     DeadlinePassed(u64),
-    /// The staged chain does not certify the EK up to an approved endorsement root (or none
-    /// is staged).
+    /// No certificate chain is staged for the registration.
     #[index(28)]
     #[error("endorsement refused: {0}")]
     EndorsementRefused(crate::codec::BoundedString<128>),
@@ -1025,7 +1067,8 @@ storage! {
     /// Approved endorsement roots (TPM manufacturers' CA keys): the height each was approved
     /// at.
     pub EndorsementRoots: map(12) Digest => u64;
-    /// The EK certificate chain each provider staged for its registrations (kept until a new
-    /// one is staged, or its machine is removed after the provider left `dvci`).
+    /// The EK certificate chain each provider staged for its next registration (consumed by
+    /// the registration's check; one of a provider that left is dropped by anyone, through
+    /// [`Call::DeregisterMachine`]).
     pub StagedEndorsements: map(13) ProviderId => BoundedVec<u8, ENDORSEMENT_CHAIN_MAX_BYTES>;
 }

@@ -209,7 +209,8 @@ mod tests {
             rounds: 0,
             excluded: BoundedVec::default(),
             bound_ek: None,
-            endorsed_by: Digest::ZERO,
+            endorsed_by: None,
+            answered: Default::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use crate::CollectError;
 use logos_mia::endorsement::{Chain, CHAIN_MAX_BYTES};
 use std::path::Path;
 use x509_cert::{
-    der::{Decode as _, DecodePem as _, Encode as _},
+    der::{Decode as _, DecodePem as _, Encode as _, Reader as _, SliceReader},
     Certificate,
 };
 
@@ -20,15 +20,22 @@ pub fn read_bundle(path: &Path) -> Result<Vec<Vec<u8>>, CollectError> {
     let bytes = crate::logs::read_optional(path, BUNDLE_MAX_BYTES)?
         .ok_or_else(|| CollectError::Invalid(format!("{}: no such file", path.display())))?;
     let invalid = |what: &str| CollectError::Invalid(format!("{}: {what}", path.display()));
-    if !bytes.starts_with(b"-----BEGIN") {
-        Certificate::from_der(&bytes).map_err(|_| invalid("not a DER certificate"))?;
-        return Ok(vec![bytes]);
-    }
-    let text = std::str::from_utf8(&bytes).map_err(|_| invalid("not PEM text"))?;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
+    let Some(text) = std::str::from_utf8(&bytes)
+        .ok()
+        .filter(|text| text.contains(BEGIN))
+    else {
+        let der = first_certificate(&bytes).map_err(|_| invalid("not a DER certificate"))?;
+        return Ok(vec![der]);
+    };
+    // PEM blocks, whatever text surrounds them (`subject=` lines, comments).
     let mut certificates = Vec::new();
     for block in text.split_inclusive(END).filter(|b| b.contains(END)) {
-        let certificate = Certificate::from_pem(block.trim_start())
+        let start = block
+            .find(BEGIN)
+            .ok_or_else(|| invalid("an END without a BEGIN"))?;
+        let certificate = Certificate::from_pem(&block[start..])
             .map_err(|_| invalid("a malformed PEM certificate"))?;
         certificates.push(certificate.to_der().map_err(|_| invalid("a certificate"))?);
     }
@@ -38,10 +45,26 @@ pub fn read_bundle(path: &Path) -> Result<Vec<Vec<u8>>, CollectError> {
     }
 }
 
-/// The chain the chain checks: `ek_certificate` then `authorities`, parsed back to check it
-/// is within the bounds before anything is sent.
+/// The first DER certificate of `bytes`, without what follows it: TPMs pad their NV
+/// certificate (ST33 fills 0xFF up to 1,600 bytes), and some prefix it with the PC Client
+/// header `10 01` and a 2-byte length (TCG PC Client Platform TPM Profile §7.3.2).
+pub fn first_certificate(bytes: &[u8]) -> Result<Vec<u8>, CollectError> {
+    let bytes = match bytes {
+        [0x10, 0x01, _, _, rest @ ..] => rest,
+        _ => bytes,
+    };
+    let invalid = || CollectError::Invalid("the EK certificate is not DER X.509".into());
+    let mut reader = SliceReader::new(bytes).map_err(|_| invalid())?;
+    Certificate::decode(&mut reader).map_err(|_| invalid())?;
+    let end = usize::try_from(u32::from(reader.position())).map_err(|_| invalid())?;
+    Ok(bytes.get(..end).ok_or_else(invalid)?.to_vec())
+}
+
+/// The chain the chain checks: the certificate at the start of `ek_certificate` (see
+/// [`first_certificate`]) then `authorities`, parsed back to check it is within the bounds
+/// before anything is sent.
 pub fn chain(ek_certificate: &[u8], authorities: &[Vec<u8>]) -> Result<Vec<u8>, CollectError> {
-    let mut chain = ek_certificate.to_vec();
+    let mut chain = first_certificate(ek_certificate)?;
     for authority in authorities {
         chain.extend_from_slice(authority);
     }
@@ -77,14 +100,25 @@ mod tests {
             read_bundle(&der_path).unwrap(),
             vec![ca.root.to_der().unwrap()]
         );
-        // The assembled chain is what the chain verifies.
+        // The assembled chain is what the chain verifies, from an NV certificate padded or
+        // behind the PC Client header too.
         let ek = ek_public(0xC5, 0);
         let leaf = ca.certify(&ek).to_der().unwrap();
         assert_eq!(chain(&leaf, &read).unwrap(), ca.chain(&ek));
+        let mut padded = leaf.clone();
+        padded.resize(1_600, 0xFF);
+        assert_eq!(chain(&padded, &read).unwrap(), ca.chain(&ek));
+        let headed = [&[0x10, 0x01, 0x06, 0x40][..], &leaf].concat();
+        assert_eq!(chain(&headed, &read).unwrap(), ca.chain(&ek));
+        // PEM with text around its blocks.
+        let noisy = dir.path().join("noisy.pem");
+        std::fs::write(&noisy, format!("subject=CN=x\n# issuer\n{pem}trailing\n")).unwrap();
+        assert_eq!(read_bundle(&noisy).unwrap(), read);
 
         for (name, bytes) in [
             ("garbage.der", b"not a certificate".to_vec()),
             ("empty.pem", b"-----BEGIN nothing-----\n".to_vec()),
+            ("padding.der", vec![0xFF; 64]),
             ("broken.pem", pem.replace("MII", "XXX").into_bytes()),
             ("huge.pem", vec![b'-'; BUNDLE_MAX_BYTES + 1]),
         ] {

@@ -31,6 +31,8 @@ pub struct Swtpm {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// Whether this process was seen serving its ports (only then is the TPM shut down).
+    ready: bool,
 }
 
 impl Swtpm {
@@ -106,8 +108,10 @@ impl Swtpm {
             child,
             port,
             dir: dir.to_owned(),
+            ready: false,
         };
         swtpm.wait_ready()?;
+        swtpm.ready = true;
         Ok(swtpm)
     }
 
@@ -162,17 +166,27 @@ impl Drop for Swtpm {
     /// (`TPM_RC_LOCKOUT`). The shutdown runs on a thread of its own: a client that still
     /// holds the TPM's single connection would make it wait, and the kill ends that wait.
     fn drop(&mut self) {
-        let tcti = self.tcti();
-        let (done, finished) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            if let Ok(mut tpm) = crate::tpm::TssTpm::open(&tcti) {
-                let _ = tpm.shutdown();
-            }
-            let _ = done.send(());
+        // Only a swtpm seen serving, and still running: its port could be another's otherwise.
+        let running = self.ready && matches!(self.child.try_wait(), Ok(None));
+        let shutdown = running.then(|| {
+            let tcti = self.tcti();
+            let (done, finished) = std::sync::mpsc::channel();
+            let thread = std::thread::spawn(move || {
+                if let Ok(mut tpm) = crate::tpm::TssTpm::open(&tcti) {
+                    let _ = tpm.shutdown();
+                }
+                let _ = done.send(());
+            });
+            let _ = finished.recv_timeout(SHUTDOWN_TIMEOUT);
+            thread
         });
-        let _ = finished.recv_timeout(SHUTDOWN_TIMEOUT);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Killed, swtpm closed its sockets: a shutdown still waiting ends now, and never
+        // reaches a swtpm started later on the same port.
+        if let Some(thread) = shutdown {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -315,6 +329,17 @@ fn free_port_pair() -> Result<u16, CollectError> {
     ))
 }
 
+/// Writes `text` to `path` unless it holds it already, through a file renamed into place:
+/// agents starting together must never read a half-written configuration.
+fn write_if_changed(path: &Path, text: &str) -> std::io::Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)
+}
+
 /// A certificate authority of swtpm's `swtpm_localca` in a directory of its own, so that the
 /// TPMs of one devnet (or test) are certified by a root nobody else's are: a chain approves
 /// that root alone. `swtpm_localca` creates the root and its intermediate ("swtpm-localca")
@@ -341,17 +366,17 @@ impl LocalCa {
             path(CA_ISSUER_PEM),
             path("certserial"),
         );
-        std::fs::write(dir.join("swtpm-localca.conf"), localca).map_err(error)?;
+        write_if_changed(&dir.join("swtpm-localca.conf"), &localca).map_err(error)?;
         let options = "--platform-manufacturer Logos\n--platform-version 2.1\n\
                        --platform-model swtpm\n";
-        std::fs::write(dir.join("swtpm-localca.options"), options).map_err(error)?;
+        write_if_changed(&dir.join("swtpm-localca.options"), options).map_err(error)?;
         let setup = format!(
             "create_certs_tool = swtpm_localca\ncreate_certs_tool_config = {}\n\
              create_certs_tool_options = {}\nactive_pcr_banks = sha256\n",
             path("swtpm-localca.conf"),
             path("swtpm-localca.options"),
         );
-        std::fs::write(dir.join("swtpm_setup.conf"), setup).map_err(error)?;
+        write_if_changed(&dir.join("swtpm_setup.conf"), &setup).map_err(error)?;
         Ok(Self {
             dir: dir.to_owned(),
         })

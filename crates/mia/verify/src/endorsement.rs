@@ -13,19 +13,27 @@
 //! including the certificate of an approved **anchor** (RFC 5280 §6.1.1 (d): a trust anchor is
 //! a public key, here named by the SHA-256 of its DER `SubjectPublicKeyInfo`,
 //! [`key_hash`]). [`Chain::parse`] reads at most [`CHAIN_CERTIFICATES_MAX`] certificates from at
-//! most [`CHAIN_MAX_BYTES`]; the caller finds which certificate's key is approved
-//! ([`Chain::key_hashes`]) and [`Chain::verify`] checks, for every certificate below it:
-//! - its issuer name is the next certificate's subject name (byte for byte) and the signature
+//! most [`CHAIN_MAX_BYTES`], after checking no SET holds more than [`SET_ELEMENTS_MAX`]
+//! elements and nothing nests deeper than [`NESTING_MAX`] (a decoder sorts each SET OF, in
+//! time quadratic in its size); the caller finds which certificate's key is approved
+//! ([`Chain::key_hashes`]) and [`Chain::verify`] checks, for every certificate below the
+//! first approved one:
+//! - its issuer name equals the next certificate's subject name (as decoded) and the signature
 //!   algorithm inside and outside its `tbsCertificate` agree;
-//! - the next certificate is a CA (`basicConstraints` `cA` true, its `pathLenConstraint`
-//!   respected) and its key signed this one: RSASSA-PKCS1-v1_5 with SHA-256/384/512, or ECDSA
-//!   on P-256 or P-384 with SHA-256/384 (RFC 5758 §3.2; RustCrypto);
+//! - the next certificate, unless it is the anchor's, is a CA (`basicConstraints` `cA` true,
+//!   its `pathLenConstraint` respected), and its key signed this one: RSASSA-PKCS1-v1_5 with
+//!   SHA-256/384/512 (a public exponent of at most 65,537), or ECDSA on P-256 or P-384 with
+//!   SHA-256/384 (RFC 5758 §3.2; RustCrypto);
 //! - the first certificate's key is the EK (same RSA modulus and exponent).
 //!
-//! The anchor's own certificate is not checked (its key is what is trusted); nothing may
-//! follow it. Validity periods are not checked: the state transition has no agreed clock, and
-//! manufacturers' EK certificates run for decades (swtpm's until 9999). A compromised root or
-//! intermediate is handled by revoking its anchor, which reaches every machine it endorsed.
+//! The anchor's own certificate is not checked (its key is what is trusted, whatever the
+//! certificate around it says), and certificates after it are ignored (a manufacturer's full
+//! bundle works when governance approved an intermediate). Validity periods are not checked:
+//! the state transition has no agreed clock, and manufacturers' EK certificates run for decades
+//! (swtpm's until 9999). A compromised root or intermediate is handled by revoking its anchor,
+//! which reaches every machine it endorsed. Nothing here requires the first certificate to
+//! be an EK certificate (TCG's EKU or SAN): an approved root must be a CA that certifies only
+//! EKs, as manufacturers' EK CAs are.
 //!
 //! Pure, bounded, no panics: the chain's state transition runs it.
 
@@ -49,6 +57,12 @@ use x509_cert::{
 pub const CHAIN_MAX_BYTES: usize = 6_144;
 /// The most certificates a chain may hold: the EK's and three CAs'.
 pub const CHAIN_CERTIFICATES_MAX: usize = 4;
+/// The most elements any SET in a chain may hold (a name's attributes per RDN are 1–3).
+pub const SET_ELEMENTS_MAX: usize = 8;
+/// The deepest nesting of constructed values in a chain (a certificate needs about 8).
+pub const NESTING_MAX: usize = 16;
+/// The largest RSA public exponent of a CA key (F4; a larger one only makes verifying slower).
+const RSA_EXPONENT_MAX: u32 = 65_537;
 
 /// Why a chain does not endorse an EK. Certificates are numbered from 0, the EK's.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +73,10 @@ pub enum EndorsementError {
     /// More than [`CHAIN_MAX_BYTES`] or [`CHAIN_CERTIFICATES_MAX`] certificates.
     #[error("a chain is at most {CHAIN_CERTIFICATES_MAX} certificates, {CHAIN_MAX_BYTES} bytes")]
     TooLong,
+    /// A SET of more than [`SET_ELEMENTS_MAX`] elements, nesting deeper than [`NESTING_MAX`],
+    /// or a tag or length DER does not allow.
+    #[error("the chain's encoding is not DER within its bounds")]
+    Structure,
     /// Certificate `.0` is not DER X.509.
     #[error("certificate {0} is malformed")]
     Malformed(usize),
@@ -71,9 +89,6 @@ pub enum EndorsementError {
     /// No certificate past the first has an approved key.
     #[error("no certificate in the chain has an approved anchor key")]
     NoApprovedAnchor,
-    /// Certificates follow the anchor's.
-    #[error("certificates follow the anchor's")]
-    TrailingCertificates,
     /// Certificate `.0`'s issuer is not the next certificate's subject.
     #[error("certificate {0} was not issued by the next one's subject")]
     IssuerMismatch(usize),
@@ -116,6 +131,7 @@ impl Chain {
         if bytes.len() > CHAIN_MAX_BYTES {
             return Err(EndorsementError::TooLong);
         }
+        check_structure(bytes, 0).ok_or(EndorsementError::Structure)?;
         let mut reader = SliceReader::new(bytes).map_err(|_| EndorsementError::TooLong)?;
         let mut certificates = Vec::new();
         while !reader.is_finished() {
@@ -171,9 +187,6 @@ impl Chain {
         if anchor == 0 || anchor >= self.certificates.len() {
             return Err(EndorsementError::NoApprovedAnchor);
         }
-        if anchor.saturating_add(1) != self.certificates.len() {
-            return Err(EndorsementError::TrailingCertificates);
-        }
         let ek = credential::endorsement_rsa(ek_public)
             .map_err(|_| EndorsementError::UnsupportedEndorsementKey)?;
         let leaf = &self.certificates[0].tbs_certificate.subject_public_key_info;
@@ -189,13 +202,66 @@ impl Chain {
                 return Err(EndorsementError::IssuerMismatch(index));
             }
             // Certificates 1..=index are the intermediates below this issuer (RFC 5280
-            // §4.2.1.9: `pathLenConstraint` counts them, not the EK's).
-            is_ca_over(issuer, index)
-                .then_some(())
-                .ok_or(EndorsementError::NotACa(issuer_index))?;
+            // §4.2.1.9: `pathLenConstraint` counts them, not the EK's). The anchor's
+            // certificate is whatever its sender wrote: only its key counts.
+            if issuer_index != anchor && !is_ca_over(issuer, index) {
+                return Err(EndorsementError::NotACa(issuer_index));
+            }
             verify_signature(subject, issuer, index)?;
         }
         Ok(())
+    }
+}
+
+/// Walks the DER values of `bytes` (at nesting `depth`): `Some` when every tag is a
+/// single-byte one, every length definite and within its value, no SET holds more than
+/// [`SET_ELEMENTS_MAX`] elements and nothing nests deeper than [`NESTING_MAX`].
+fn check_structure(mut bytes: &[u8], depth: usize) -> Option<()> {
+    if depth > NESTING_MAX {
+        return None;
+    }
+    while let Some((&tag, rest)) = bytes.split_first() {
+        // High-tag-number form: not used by X.509.
+        if tag & 0x1F == 0x1F {
+            return None;
+        }
+        let (length, rest) = der_length(rest)?;
+        let (value, after) = (rest.get(..length)?, rest.get(length..)?);
+        if tag & 0x20 != 0 {
+            if tag == 0x31 && elements(value)? > SET_ELEMENTS_MAX {
+                return None;
+            }
+            check_structure(value, depth.saturating_add(1))?;
+        }
+        bytes = after;
+    }
+    Some(())
+}
+
+/// How many values `bytes` holds, one after the other.
+fn elements(mut bytes: &[u8]) -> Option<usize> {
+    let mut count = 0usize;
+    while let Some((_, rest)) = bytes.split_first() {
+        let (length, rest) = der_length(rest)?;
+        bytes = rest.get(length..)?;
+        count = count.saturating_add(1);
+    }
+    Some(count)
+}
+
+/// A DER length (short form, or long form of 1 or 2 bytes: a chain is below 64 KiB) and what
+/// follows it.
+fn der_length(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let (&first, rest) = bytes.split_first()?;
+    match first {
+        0..=0x7F => Some((usize::from(first), rest)),
+        0x81 => rest.split_first().map(|(&b, rest)| (usize::from(b), rest)),
+        0x82 => {
+            let (high, rest) = rest.split_first()?;
+            let (low, rest) = rest.split_first()?;
+            Some((usize::from(u16::from_be_bytes([*high, *low])), rest))
+        }
+        _ => None,
     }
 }
 
@@ -285,7 +351,10 @@ fn verify_signature(
     match scheme {
         Scheme::Rsa(hash) => {
             let der = key.to_der().map_err(|_| unsupported.clone())?;
-            let rsa = RsaPublicKey::from_public_key_der(&der).map_err(|_| unsupported)?;
+            let rsa = RsaPublicKey::from_public_key_der(&der).map_err(|_| unsupported.clone())?;
+            if *rsa::traits::PublicKeyParts::e(&rsa) > rsa::BigUint::from(RSA_EXPONENT_MAX) {
+                return Err(unsupported);
+            }
             rsa.verify(hash.pkcs1v15(), &hash.digest(&signed), signature)
                 .map_err(|_| bad)
         }

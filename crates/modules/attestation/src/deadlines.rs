@@ -1,12 +1,13 @@
 //! Deadlines: every machine not excluded is listed once in `DueAt` at its `due` height; at a
-//! block's end the deadlines up to that height are handled in height order, at most
-//! [`DUE_HANDLED_PER_BLOCK_MAX`] per block (the rest wait for the next blocks; `DueCursor`
-//! remembers where), and each handler takes its machine off the list, so every deadline is
+//! block's end the deadlines up to that height are handled in height order, within a budget of
+//! [`DUE_HANDLED_PER_BLOCK_MAX`] per block, a registration's first deadline (its chain check)
+//! costing [`CHAIN_CHECK_COST`] (the rest wait for the next blocks; `DueCursor` remembers
+//! where), and each handler takes its machine off the list, so every deadline is
 //! handled exactly once. Each deadline runs in a layer of its own: one that fails on a
 //! corrupted state is rolled back alone and dropped (`DeadlineDropped`), its machine excluded
 //! for `DeadlineFailed`.
 
-use crate::Attestation;
+use crate::{report::text, Attestation};
 use logos_dvci::Dvci;
 use logos_framework::{events, Context, DispatchResult, MapExt, StateReader, ValueExt};
 use logos_market::EnvironmentLifecycle;
@@ -24,6 +25,11 @@ use logos_types::{
     operations::EnvironmentId,
     DispatchError, Event as RuntimeEvent, StateError,
 };
+
+/// The share of a block's deadline budget ([`DUE_HANDLED_PER_BLOCK_MAX`]) one certificate
+/// chain check takes: at most 4 per block (about 0.6 ms each for RSA-3072 CA keys,
+/// `logos bench attest`'s `endorsement_us_p50`).
+const CHAIN_CHECK_COST: u32 = 4;
 
 /// Domain of the challenger draw's randomness.
 const CHALLENGER_DOMAIN: &[u8] = b"logos/attestation/challenger/v1";
@@ -106,7 +112,13 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
                 }
                 continue;
             };
-            budget = budget.saturating_sub(1);
+            // A registration's first deadline checks its certificate chain: it costs more of
+            // the block's budget, and waits for the next block when too little is left.
+            let cost = Self::deadline_cost(ctx, provider).await?;
+            if cost > budget && budget < DUE_HANDLED_PER_BLOCK_MAX {
+                break;
+            }
+            budget = budget.saturating_sub(cost);
             match Self::due(ctx, provider, cursor).await {
                 Ok(handled) => {
                     ctx.overlay.commit();
@@ -122,6 +134,19 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         }
         DueCursor::put(ctx.overlay, &cursor)?;
         Ok(emitted)
+    }
+
+    /// What handling `provider`'s deadline costs of a block's budget: [`CHAIN_CHECK_COST`] for
+    /// a registration whose chain is still to check, 1 otherwise (or for an unreadable record).
+    async fn deadline_cost<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        provider: ProviderId,
+    ) -> Result<u32, DispatchError> {
+        match Machines::get(ctx.overlay, &provider).await {
+            Ok(Some(machine)) if machine.endorsed_by.is_none() => Ok(CHAIN_CHECK_COST),
+            Err(StateError::Backend(reason)) => Err(DispatchError::Backend(reason)),
+            _ => Ok(1),
+        }
     }
 
     /// Drops `provider`'s deadline at `at` that could not be handled: off the list, and its
@@ -172,6 +197,23 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         }
         if let MachineStatus::Excluded { .. } = machine.status {
             return Err(corruption("an excluded machine is listed"));
+        }
+        if machine.endorsed_by.is_none() {
+            // The registration's first deadline: its staged chain is checked (and consumed).
+            let checked = Self::check_endorsement(ctx, provider, &machine.ek_public).await?;
+            StagedEndorsements::remove(ctx.overlay, &provider)?;
+            match checked {
+                Ok(root) => machine.endorsed_by = Some(root),
+                Err(error) => {
+                    let reason = text(error);
+                    let mut emitted = events([Event::EndorsementRefused { provider, reason }]);
+                    emitted.extend(Self::remove(ctx, provider, machine).await?);
+                    return Ok(emitted);
+                }
+            }
+        } else if !Self::root_approved(ctx, &machine).await? {
+            // Its root was revoked while it waited for its challengers.
+            return Self::remove(ctx, provider, machine).await;
         }
         // A registration's round ends: silent challenger, unanswered challenge, or no draw.
         if let MachineStatus::AwaitingChallenge { challenger } = machine.status {
@@ -236,7 +278,8 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
     }
 
     /// A challenger for `provider`'s machine, if the provider has draws left in the window: by
-    /// stake among the provisioners other than the machine's excluded accounts and, while
+    /// stake among the provisioners other than the machine's excluded accounts and the
+    /// challengers it answered and, while
     /// others are eligible, those that stayed silent for this provider. Counts the draw.
     async fn draw_challenger<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
@@ -254,7 +297,10 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         if history.draws >= DRAWS_MAX_PER_PROVIDER {
             return Ok(None);
         }
-        let candidates = Provisioning::candidates(ctx, &machine.excluded).await?;
+        // Never the owner or agent, nor a challenger this registration answered already.
+        let mut excluded = machine.excluded.to_vec();
+        excluded.extend(machine.answered.iter().copied());
+        let candidates = Provisioning::candidates(ctx, &excluded).await?;
         let fresh: Vec<_> = candidates
             .iter()
             .filter(|(account, _)| !history.silent.contains(account))
@@ -302,8 +348,7 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         MachineCount::put(ctx.overlay, &count.saturating_sub(1))?;
         match Providers::contains(ctx.overlay, &provider).await? {
             true => Dvci::set_attested(ctx.overlay, provider, None).await?,
-            // Its staged chain goes with a provider that left (kept otherwise, for the TPM's
-            // next registration).
+            // A chain staged for it goes with a provider that left.
             false => StagedEndorsements::remove(ctx.overlay, &provider)?,
         }
         Ok(events([Event::MachineRemoved { provider }]))

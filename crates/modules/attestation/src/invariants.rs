@@ -91,6 +91,35 @@ fn attested(state: &State) -> TryStateResult {
     Ok(())
 }
 
+/// The challengers a machine answered: distinct, never its owner or agent, at least one once
+/// it attests; none before its chain was checked, at its first deadline.
+fn answered(provider: ProviderId, machine: &Machine) -> TryStateResult {
+    let mut seen = std::collections::BTreeSet::new();
+    for challenger in machine.answered.iter() {
+        if !seen.insert(*challenger) || machine.excluded.contains(challenger) {
+            return Err(format!(
+                "machine {provider} answered challenger {challenger} twice or its own account"
+            ));
+        }
+    }
+    if machine.status == MachineStatus::Attesting && machine.answered.is_empty() {
+        return Err(format!(
+            "attesting machine {provider} answered no challenger"
+        ));
+    }
+    // Unchecked chains wait for their first deadline, before any challenger.
+    let unchecked = machine.endorsed_by.is_none();
+    let first = machine.status == MachineStatus::AwaitingDraw
+        && machine.answered.is_empty()
+        && machine.rounds == 0;
+    if unchecked && !first {
+        return Err(format!(
+            "machine {provider} went past its first deadline with its chain unchecked"
+        ));
+    }
+    Ok(())
+}
+
 /// One machine's invariants; `listed` is the height `DueAt` lists it at.
 fn check_machine(
     state: &State,
@@ -114,6 +143,7 @@ fn check_machine(
             "machine {provider} is past its last challenge round"
         ));
     }
+    answered(provider, machine)?;
     let pending = machine.pending.map(|deployment| deployment.reference);
     for reference in [Some(machine.reference), pending].into_iter().flatten() {
         if References::get_from(state, &reference)

@@ -11,12 +11,13 @@
 //! provider's leases) and `provisioning` (the staked provisioners a challenger is drawn from).
 //!
 //! # A registration
-//! The staged chain is parsed (bounded), the first certificate past the EK's whose key is an
-//! approved root is its anchor, and `logos_mia::endorsement` checks every link below it. The
-//! staged chain stays for a later registration of the same TPM (after an exclusion or a
-//! deregistration) until a new one is staged, or the machine is removed after its provider
-//! left. A revoked root refuses the answer to a
-//! challenge and excludes an attesting machine at its next report.
+//! The call only checks the keys and that a chain is staged. At the registration's first
+//! deadline (in the end-of-block hook, within its per-block budget) the staged chain is parsed
+//! (bounded), the first certificate past the EK's whose key is an approved root is its anchor,
+//! and `logos_mia::endorsement` checks every link below it; the staged chain is consumed, and a
+//! refused one removes the registration. A revoked root refuses a challenge and its answer,
+//! removes a pending registration at its next deadline, and excludes an attesting machine at
+//! its next report.
 //!
 //! # A report
 //! The quote is judged against the machine's reference, then against a pending deployment's
@@ -35,7 +36,8 @@
 //! # Invariant ([`Attestation::try_state`])
 //! [`MachineCount`] counts [`Machines`]; every machine's AK is an attestation key, its
 //! reference (and a pending deployment's) approved, a posted challenge present exactly while
-//! it is `Challenged`, an attesting machine's own EK bound to it; [`Endorsements`] holds
+//! it is `Challenged`, its answered challengers distinct and none its owner or agent (at least
+//! one once it attests, none before its chain was checked), an attesting machine's own EK bound to it; [`Endorsements`] holds
 //! exactly the machines' bound EKs, each for its own provider; every machine not excluded is listed
 //! exactly once in `DueAt`, at its `due` height, no list is below `DueCursor` and nothing
 //! else is listed; every provider `dvci` lists as attested has an attesting machine with an
@@ -69,11 +71,11 @@ use logos_types::{
         Draws, EndorsementRoots, Endorsements, Error, Event, Exclusion, Machine, MachineCount,
         MachineStatus, Machines, Nonces, Parameters, Params, Reference, References, Reported,
         Staged, StagedEndorsements, Start, AK_PUBLIC_MAX_BYTES, ATTEST_MAX_BYTES, BOOT_PCRS,
-        CREDENTIAL_BLOB_MAX_BYTES, CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES, DRAW_DELAY_BLOCKS,
-        EK_PUBLIC_MAX_BYTES, ENCRYPTED_SECRET_MAX_BYTES, ENDORSEMENT_CHAIN_MAX_BYTES,
-        ENDORSEMENT_CHUNK_MAX_BYTES, FILES_PER_CALL_MAX, IMA_ENTRIES_PER_CALL_MAX,
-        IMA_ENTRY_MAX_BYTES, MACHINES_MAX, NONCE_WINDOW_MAX_BLOCKS, PERIOD_MIN_BLOCKS,
-        SIGNATURE_MAX_BYTES,
+        CHALLENGES_REQUIRED_MAX, CREDENTIAL_BLOB_MAX_BYTES, CREDENTIAL_MAX_BYTES,
+        CREDENTIAL_MIN_BYTES, DRAW_DELAY_BLOCKS, EK_PUBLIC_MAX_BYTES, ENCRYPTED_SECRET_MAX_BYTES,
+        ENDORSEMENT_CHAIN_MAX_BYTES, ENDORSEMENT_CHUNK_MAX_BYTES, FILES_PER_CALL_MAX,
+        IMA_ENTRIES_PER_CALL_MAX, IMA_ENTRY_MAX_BYTES, MACHINES_MAX, NONCE_WINDOW_MAX_BLOCKS,
+        PERIOD_MIN_BLOCKS, SIGNATURE_MAX_BYTES,
     },
     codec::BoundedVec,
     corruption,
@@ -261,29 +263,49 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             .ok_or(Error::StaleAnchor(anchor))?)
     }
 
-    /// The endorsement root `provider`'s staged chain certifies `ek_public` under (see the
-    /// module docs).
-    async fn endorsement_root<R: StateReader>(
+    /// The endorsement root `provider`'s staged chain certifies `ek_public` under, or why
+    /// not (see the module docs); the outer error is the state's.
+    pub(crate) async fn check_endorsement<R: StateReader>(
         ctx: &Context<'_, '_, R>,
         provider: ProviderId,
         ek_public: &[u8],
-    ) -> Result<Digest, DispatchError> {
-        use logos_mia::endorsement::Chain;
-        let refused = |error: logos_mia::endorsement::EndorsementError| {
-            Error::EndorsementRefused(text(error))
+    ) -> Result<Result<Digest, logos_mia::endorsement::EndorsementError>, DispatchError> {
+        use logos_mia::endorsement::{Chain, EndorsementError};
+        let Some(staged) = StagedEndorsements::get(ctx.overlay, &provider).await? else {
+            return Ok(Err(EndorsementError::Empty));
         };
-        let staged = StagedEndorsements::get(ctx.overlay, &provider)
-            .await?
-            .ok_or_else(|| Error::EndorsementRefused(text("no certificate chain staged")))?;
-        let chain = Chain::parse(&staged).map_err(refused)?;
-        let hashes = chain.key_hashes().map_err(refused)?;
+        let chain = match Chain::parse(&staged) {
+            Ok(chain) => chain,
+            Err(error) => return Ok(Err(error)),
+        };
+        let hashes = match chain.key_hashes() {
+            Ok(hashes) => hashes,
+            Err(error) => return Ok(Err(error)),
+        };
         let mut approved = Vec::with_capacity(hashes.len());
         for hash in &hashes {
             approved.push(EndorsementRoots::contains(ctx.overlay, &Digest(*hash)).await?);
         }
-        let anchor = chain.anchor(&approved).map_err(refused)?;
-        chain.verify(ek_public, anchor).map_err(refused)?;
-        Ok(Digest(hashes[anchor]))
+        let anchored = chain
+            .anchor(&approved)
+            .and_then(|anchor| chain.verify(ek_public, anchor).map(|()| anchor));
+        Ok(anchored.and_then(|anchor| {
+            hashes
+                .get(anchor)
+                .map(|hash| Digest(*hash))
+                .ok_or(EndorsementError::NoApprovedAnchor)
+        }))
+    }
+
+    /// Whether `machine`'s endorsement root is checked and still approved.
+    pub(crate) async fn root_approved<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        machine: &Machine,
+    ) -> Result<bool, DispatchError> {
+        match machine.endorsed_by {
+            Some(root) => Ok(EndorsementRoots::contains(ctx.overlay, &root).await?),
+            None => Ok(false),
+        }
     }
 
     /// The candidate references of a report: the machine's, then a pending deployment's.
@@ -333,7 +355,10 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         let reference = ClassReferences::get(ctx.overlay, &record.class)
             .await?
             .ok_or(Error::NoReference)?;
-        let endorsed_by = Self::endorsement_root(ctx, *provider, ek_public).await?;
+        // The chain itself is checked at the first deadline, within a bounded budget.
+        if !StagedEndorsements::contains(ctx.overlay, provider).await? {
+            return Err(Error::EndorsementRefused(text("no certificate chain staged")).into());
+        }
         let excluded = [Some(record.owner), record.agent_account()]
             .into_iter()
             .flatten()
@@ -357,7 +382,8 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             excluded,
             // The TPM bound by an earlier activation stays bound until another is activated.
             bound_ek: existing.and_then(|old| old.bound_ek),
-            endorsed_by,
+            answered: BoundedVec::default(),
+            endorsed_by: None,
         };
         let was_counted = Machines::contains(ctx.overlay, provider).await?;
         Machines::insert(ctx.overlay, provider, &machine)?;
@@ -392,6 +418,9 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         {
             return Err(Error::InvalidChallenge.into());
         }
+        if !Self::root_approved(ctx, &machine).await? {
+            return Err(Error::EndorsementRevoked.into());
+        }
         let params = Params::get(ctx.overlay).await?;
         machine.status = MachineStatus::Challenged {
             challenger,
@@ -418,7 +447,8 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         Self::owned(ctx, *provider).await?;
         let mut machine = Self::machine(ctx, *provider).await?;
         let MachineStatus::Challenged {
-            credential_hash, ..
+            credential_hash,
+            challenger,
         } = machine.status
         else {
             return Err(Error::WrongStep.into());
@@ -430,8 +460,26 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         if Digest(pcr::sha256(credential)) != credential_hash {
             return Err(Error::CredentialMismatch.into());
         }
-        if !EndorsementRoots::contains(ctx.overlay, &machine.endorsed_by).await? {
+        if !Self::root_approved(ctx, &machine).await? {
             return Err(Error::EndorsementRevoked.into());
+        }
+        machine
+            .answered
+            .try_push(challenger)
+            .map_err(|_| corruption("more challengers answered than required"))?;
+        machine.challenge = None;
+        let params = Params::get(ctx.overlay).await?;
+        let answered = u32::try_from(machine.answered.len()).unwrap_or(u32::MAX);
+        if answered < params.challenges_required {
+            // The next challenger comes from a later block's randomness.
+            machine.status = MachineStatus::AwaitingDraw;
+            let draw_at = ctx.height().saturating_add(DRAW_DELAY_BLOCKS);
+            Self::reschedule(ctx, *provider, &mut machine, draw_at).await?;
+            Machines::insert(ctx.overlay, provider, &machine)?;
+            return Ok(events([Event::CredentialActivated {
+                provider: *provider,
+                answered,
+            }]));
         }
         // The EK is bound only now: a registration that never answers holds no TPM.
         if let Some(holder) = Endorsements::get(ctx.overlay, &machine.ek_id).await? {
@@ -444,14 +492,13 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         }
         Endorsements::insert(ctx.overlay, &machine.ek_id, provider)?;
         machine.bound_ek = Some(machine.ek_id);
-        let params = Params::get(ctx.overlay).await?;
         machine.status = MachineStatus::Attesting;
-        machine.challenge = None;
         let next = ctx.height().saturating_add(params.period_blocks);
         Self::reschedule(ctx, *provider, &mut machine, next).await?;
         Machines::insert(ctx.overlay, provider, &machine)?;
         Ok(events([Event::CredentialActivated {
             provider: *provider,
+            answered,
         }]))
     }
 
@@ -511,7 +558,7 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             return Err(Error::WrongStep.into());
         }
         Self::before_deadline(ctx, &machine)?;
-        if !EndorsementRoots::contains(ctx.overlay, &machine.endorsed_by).await? {
+        if !Self::root_approved(ctx, &machine).await? {
             let reason = Exclusion::EndorsementRevoked;
             return Self::exclude(ctx, *provider, machine, reason).await;
         }
@@ -687,8 +734,16 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         provider: &ProviderId,
     ) -> DispatchResult {
         // Anyone may remove the machine of a provider that is gone; otherwise its owner or agent.
-        if Providers::contains(ctx.overlay, provider).await? {
+        let gone = !Providers::contains(ctx.overlay, provider).await?;
+        if !gone {
             Self::owned(ctx, *provider).await?;
+        }
+        let staged = StagedEndorsements::contains(ctx.overlay, provider).await?;
+        if gone && staged && !Machines::contains(ctx.overlay, provider).await? {
+            StagedEndorsements::remove(ctx.overlay, provider)?;
+            return Ok(events([Event::StagedEndorsementDropped {
+                provider: *provider,
+            }]));
         }
         let mut machine = Self::machine(ctx, *provider).await?;
         let mut emitted = Vec::new();
@@ -760,6 +815,10 @@ fn check_params(params: &Parameters) -> Result<(), Error> {
     let timeout = params.deployment_timeout_blocks;
     if timeout == 0 || timeout > TIMEOUT_MAX_BLOCKS {
         return Err(Error::InvalidParams("deployment_timeout_blocks"));
+    }
+    let required = usize::try_from(params.challenges_required).unwrap_or(usize::MAX);
+    if !(1..=CHALLENGES_REQUIRED_MAX).contains(&required) {
+        return Err(Error::InvalidParams("challenges_required"));
     }
     Ok(())
 }

@@ -18,9 +18,9 @@ use logos_types::{
     attestation::{
         report_nonce, Call, Component, Digest, DueAt, Endorsements, Event, Exclusion, ImaPolicy,
         Machine, MachineCount, MachineStatus, Machines, Nonces, Parameters, Params, Reference,
-        Reported, Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX, DRAWS_MAX_PER_PROVIDER,
-        DRAW_DELAY_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX, ENDORSEMENT_CHAIN_MAX_BYTES,
-        ENDORSEMENT_CHUNK_MAX_BYTES, MACHINES_MAX,
+        Reported, StagedEndorsements, Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX,
+        DRAWS_MAX_PER_PROVIDER, DRAW_DELAY_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX,
+        ENDORSEMENT_CHAIN_MAX_BYTES, ENDORSEMENT_CHUNK_MAX_BYTES, MACHINES_MAX,
     },
     codec::BoundedVec,
     dvci::{self, Attested, ProviderId, ProviderStatus, Providers, ResourceClass},
@@ -282,6 +282,22 @@ fn world() -> World {
     world_with(1, reference(0))
 }
 
+/// Runs `blocks` empty blocks; returns their end-of-block events.
+fn advance_with_events(world: &mut World, blocks: u64) -> Vec<RuntimeEvent> {
+    let mut events = Vec::new();
+    for _ in 0..blocks {
+        let (_, block) = world.chain.execute_with_events(&[]).unwrap();
+        events.extend(block);
+    }
+    events
+}
+
+/// Runs any module's `call` from the owner.
+fn owner_call_any(world: &mut World, call: impl Into<logos_types::Call>) -> Receipt {
+    let owner = world.owner.clone();
+    world.chain.call(&owner, call)
+}
+
 fn owner_call(world: &mut World, call: Call) -> Receipt {
     let owner = world.owner.clone();
     world.chain.call(&owner, call)
@@ -295,8 +311,17 @@ fn machine(world: &World) -> Machine {
     machine_of(world, PROVIDER)
 }
 
-/// Registers `tpm`'s machine and runs the blocks until its challenger is drawn.
+/// Registers `tpm`'s machine (its chain staged first unless one is) and runs the blocks until
+/// its challenger is drawn.
 fn register(world: &mut World, tpm: &Tpm) -> Receipt {
+    if world
+        .chain
+        .map::<StagedEndorsements>(&tpm.provider)
+        .is_none()
+    {
+        let staged = stage_chain(world, tpm.provider, &ca().chain(&tpm.ek));
+        assert!(staged.iter().all(|r| r.success), "{staged:?}");
+    }
     let receipt = owner_call(world, tpm.register_call());
     if receipt.success {
         assert_eq!(
@@ -338,17 +363,33 @@ fn activate(world: &mut World, provider: ProviderId, credential: &[u8]) -> Recei
     )
 }
 
-/// Registers, challenges and activates `tpm`'s machine.
+/// Registers `tpm`'s machine and answers every challenger until it attests.
 fn admit(world: &mut World, tpm: &Tpm) {
     assert!(register(world, tpm).success);
     let challenger = challenger_of(world, tpm.provider);
     assert!(challenge(world, tpm.provider, &challenger).success);
     let activated = activate(world, tpm.provider, &CREDENTIAL);
     assert!(activated.success, "{activated:?}");
-    assert_eq!(
-        machine_of(world, tpm.provider).status,
-        MachineStatus::Attesting
-    );
+    let owner = world.owner.clone();
+    answer_rest(world, tpm.provider, &owner);
+}
+
+/// After an answer, draws and answers (from `by`) the next challengers until the machine
+/// attests.
+fn answer_rest(world: &mut World, provider: ProviderId, by: &PrivateKey) {
+    while machine_of(world, provider).status != MachineStatus::Attesting {
+        let status = machine_of(world, provider).status;
+        assert_eq!(status, MachineStatus::AwaitingDraw, "{status:?}");
+        world.chain.advance(DRAW_DELAY_BLOCKS);
+        let challenger = challenger_of(world, provider);
+        assert!(challenge(world, provider, &challenger).success);
+        let call = Call::ActivateCredential {
+            provider,
+            credential: CREDENTIAL.to_vec().try_into().unwrap(),
+        };
+        let activated = world.chain.call(by, call);
+        assert!(activated.success, "{activated:?}");
+    }
 }
 
 fn stage_for(
@@ -486,7 +527,32 @@ fn an_honest_machine_is_admitted_attests_and_only_then_takes_leases() {
     assert_ne!(address(&challenger), address(&world.owner));
     assert!(challenge(&mut world, PROVIDER, &challenger).success);
     assert!(machine(&world).challenge.is_some(), "the agent reads it");
-    assert!(activate(&mut world, PROVIDER, &CREDENTIAL).success);
+    let first = activate(&mut world, PROVIDER, &CREDENTIAL);
+    assert!(first.events.iter().any(|e| matches!(
+        e,
+        RuntimeEvent::Attestation(Event::CredentialActivated { answered: 1, .. })
+    )));
+    // One answered challenger is not enough: the next is drawn, never the same one, and the
+    // EK is bound only once all are answered.
+    assert_eq!(machine(&world).status, MachineStatus::AwaitingDraw);
+    assert!(world
+        .chain
+        .map::<Endorsements>(&machine(&world).ek_id)
+        .is_none());
+    let call = report(&world, &mut tpm, honest());
+    assert_failed(&owner_call(&mut world, call), "attestation", "WrongStep");
+    let owner = world.owner.clone();
+    answer_rest(&mut world, PROVIDER, &owner);
+    let record = machine(&world);
+    let required = world.chain.value::<Params>().challenges_required as usize;
+    assert_eq!(record.answered.len(), required);
+    let distinct: std::collections::BTreeSet<_> = record.answered.iter().collect();
+    assert_eq!(distinct.len(), required, "{:?}", record.answered);
+    assert!(!record.answered.contains(&address(&world.owner)));
+    assert_eq!(
+        world.chain.map::<Endorsements>(&record.ek_id),
+        Some(PROVIDER)
+    );
     assert_failed(&world.lease(10), "market", "NoCapacity");
 
     let list = [boot_aggregate(&reference(0)), entry(&ALLOWED, "/usr/bin/a")];
@@ -616,6 +682,8 @@ fn every_step_refuses_the_wrong_actor_and_the_wrong_keys() {
     let call = report(&world, &mut tpm, honest());
     assert_failed(&owner_call(&mut world, call), "attestation", "WrongStep");
     assert!(activate(&mut world, PROVIDER, &CREDENTIAL).success);
+    let owner = world.owner.clone();
+    answer_rest(&mut world, PROVIDER, &owner);
     // Another account cannot report, stage or deregister for the owner's machine.
     let call = report(&world, &mut tpm, honest());
     assert_failed(&world.chain.call(&tenant, call), "attestation", "NotOwner");
@@ -666,6 +734,7 @@ fn the_providers_agent_runs_the_protocol_without_the_owners_key() {
         },
     );
     assert!(activated.success, "{activated:?}");
+    answer_rest(&mut world, PROVIDER, &agent);
     let list = [boot_aggregate(&reference(0))];
     tpm.measure(&list[0]);
     let entries = vec![list[0].clone().try_into().unwrap()]
@@ -1375,6 +1444,13 @@ fn a_registrant_cannot_buy_fresh_draws_by_registering_again() {
 fn deadlines_past_the_per_block_budget_wait_their_turn_and_refuse_late_steps() {
     const MACHINES: u64 = 18;
     let mut world = world_with(MACHINES, reference(0));
+    // One challenger each: the machines attest after one answer, all at the same height.
+    world.privileged(Call::SetParams {
+        params: Parameters {
+            challenges_required: 1,
+            ..world.chain.value::<Params>()
+        },
+    });
     let mut tpms: Vec<Tpm> = (0..MACHINES)
         .map(|id| Tpm::booted(ProviderId(id), &reference(0)))
         .collect();
@@ -1396,14 +1472,16 @@ fn deadlines_past_the_per_block_budget_wait_their_turn_and_refuse_late_steps() {
             .filter(|id| machine_of(world, ProviderId(*id)).status == MachineStatus::AwaitingDraw)
             .count() as u64
     };
-    let budget = u64::from(DUE_HANDLED_PER_BLOCK_MAX);
+    // First deadlines check a certificate chain each: 4 of the budget of 16 apiece.
+    let checks = 4;
     assert_eq!(
         waiting(&world),
-        MACHINES - budget,
-        "16 handled, the rest carried over"
+        MACHINES - checks,
+        "4 chains checked, the rest carried over"
     );
-    world.chain.advance(1);
+    world.chain.advance(MACHINES.div_ceil(checks) - 1);
     assert_eq!(waiting(&world), 0);
+    let budget = u64::from(DUE_HANDLED_PER_BLOCK_MAX);
     // All challenged, answered and reported in the same blocks: all due at one height.
     let challenges: Vec<_> = (0..MACHINES)
         .map(|id| {
@@ -1610,6 +1688,14 @@ fn privileged_calls_need_the_privileged_origin_and_parameters_stay_in_range() {
             deployment_timeout_blocks: u64::MAX,
             ..defaults
         },
+        Parameters {
+            challenges_required: 0,
+            ..defaults
+        },
+        Parameters {
+            challenges_required: 6,
+            ..defaults
+        },
     ] {
         let receipt = world.chain.call(&root, Call::SetParams { params });
         assert_failed(&receipt, "attestation", "InvalidParams");
@@ -1725,9 +1811,20 @@ fn an_ek_without_a_chain_to_an_approved_root_is_not_registered() {
         let staged = stage_chain(world, PROVIDER, chain);
         assert!(staged.iter().all(|r| r.success), "{staged:?}");
         let receipt = owner_call(world, tpm.register_call());
-        let message = assert_failed(&receipt, "attestation", "EndorsementRefused");
+        assert!(receipt.success, "{receipt:?}");
+        // Checked at the registration's first deadline, in the end-of-block hook.
+        let events = advance_with_events(world, DRAW_DELAY_BLOCKS);
+        let refusal = events.iter().find_map(|event| match event {
+            RuntimeEvent::Attestation(Event::EndorsementRefused { provider, reason }) => {
+                Some((*provider, reason.to_string()))
+            }
+            _ => None,
+        });
+        let (provider, message) = refusal.expect("an EndorsementRefused event");
+        assert_eq!(provider, PROVIDER);
         assert!(message.contains(reason), "{message}");
         assert!(world.chain.map::<Machines>(&PROVIDER).is_none());
+        assert!(world.chain.map::<StagedEndorsements>(&PROVIDER).is_none());
         assert_eq!(world.chain.value::<MachineCount>(), 0);
     };
     // A software TPM's own CA (not approved), another machine's chain, a chain cut below the
@@ -1746,50 +1843,16 @@ fn an_ek_without_a_chain_to_an_approved_root_is_not_registered() {
         &der(&[&ca().issuer, &ca().root]),
         "not the endorsement key's",
     );
-    refused(&mut world, &[0x30, 0x03, 1, 2, 3], "malformed");
-    // Someone else's chain cannot be staged for this provider, nor replace its own.
-    let genuine = ca().chain(&tpm.ek);
-    assert!(stage_chain(&mut world, PROVIDER, &genuine)
-        .iter()
-        .all(|r| r.success));
-    let tenant = world.tenant.clone();
-    let call = Call::StageEndorsement {
-        provider: PROVIDER,
-        start: true,
-        chunk: vec![0; 16].try_into().unwrap(),
-    };
-    assert_failed(&world.chain.call(&tenant, call), "attestation", "NotOwner");
-    // The genuine chain registers, and stays for a later registration.
-    assert!(register(&mut world, &tpm).success);
-    assert_eq!(machine(&world).endorsed_by, Digest(ca().root_key_hash()));
-    let staged = world
-        .chain
-        .map::<logos_types::attestation::StagedEndorsements>(&PROVIDER);
-    assert_eq!(staged.map(|s| s.into_inner()), Some(genuine));
-    // Deregistering keeps it: the same TPM registers again without staging.
-    let call = Call::DeregisterMachine { provider: PROVIDER };
-    assert!(owner_call(&mut world, call).success);
-    assert!(register(&mut world, &tpm).success);
-    // A provider that never staged has no chain.
-    let mut world = fixtures::attested_market(1);
-    world.privileged(Call::SetEndorsementRoot {
-        root: Digest(ca().root_key_hash()),
-        approved: true,
-    });
-    world.privileged(Call::ApproveReference {
-        reference: reference(0),
-    });
-    world.privileged(Call::SetClassReference {
-        class: ResourceClass::ComputeHosted,
-        reference: reference(0).id(),
-    });
+    refused(&mut world, &[0x30, 0x03, 1, 2, 3], "not DER");
+    refused(&mut world, &[0x30, 0x03, 2, 1, 3], "malformed");
+    // The chain was consumed: registering again needs a new one.
     let message = assert_failed(
         &owner_call(&mut world, tpm.register_call()),
         "attestation",
         "EndorsementRefused",
     );
     assert!(message.contains("no certificate chain staged"), "{message}");
-    // Nor can it continue one.
+    // Nor can a chain be continued before it is started.
     let call = Call::StageEndorsement {
         provider: PROVIDER,
         start: false,
@@ -1797,6 +1860,47 @@ fn an_ek_without_a_chain_to_an_approved_root_is_not_registered() {
     };
     let receipt = owner_call(&mut world, call);
     assert_failed(&receipt, "attestation", "EndorsementStaging");
+    // Someone else's chain cannot be staged for this provider.
+    let tenant = world.tenant.clone();
+    let call = Call::StageEndorsement {
+        provider: PROVIDER,
+        start: true,
+        chunk: vec![0; 16].try_into().unwrap(),
+    };
+    assert_failed(&world.chain.call(&tenant, call), "attestation", "NotOwner");
+    // The genuine chain registers; its check consumed it.
+    let genuine = ca().chain(&tpm.ek);
+    assert!(stage_chain(&mut world, PROVIDER, &genuine)
+        .iter()
+        .all(|r| r.success));
+    assert!(register(&mut world, &tpm).success);
+    let record = machine(&world);
+    assert_eq!(record.endorsed_by, Some(Digest(ca().root_key_hash())));
+    assert!(matches!(
+        record.status,
+        MachineStatus::AwaitingChallenge { .. }
+    ));
+    assert!(world.chain.map::<StagedEndorsements>(&PROVIDER).is_none());
+}
+
+#[test]
+fn a_chain_staged_by_a_provider_that_left_is_dropped_by_anyone() {
+    let mut world = world_with(1, reference(0));
+    assert!(world.chain.map::<StagedEndorsements>(&PROVIDER).is_some());
+    let call = dvci::Call::DeregisterProvider { provider: PROVIDER };
+    let left = owner_call_any(&mut world, call);
+    assert!(left.success, "{left:?}");
+    let tenant = world.tenant.clone();
+    let call = Call::DeregisterMachine { provider: PROVIDER };
+    let dropped = world.chain.call(&tenant, call.clone());
+    assert!(dropped.success, "{dropped:?}");
+    assert!(world.chain.map::<StagedEndorsements>(&PROVIDER).is_none());
+    // Nothing left to drop.
+    assert_failed(
+        &world.chain.call(&tenant, call),
+        "attestation",
+        "UnknownMachine",
+    );
 }
 
 #[test]
@@ -1870,10 +1974,27 @@ fn a_revoked_root_excludes_at_the_next_report_and_refuses_an_activation() {
         machine_of(&world, ProviderId(1)).status,
         MachineStatus::Challenged { .. }
     ));
-    // ...and the attesting machine's next report, genuine as it is, excludes it.
-    world.chain.advance(2);
+    // ...the attesting machine's next report, genuine as it is, excludes it...
     let call = report(&world, &mut tpm, honest());
     let receipt = owner_call(&mut world, call);
     assert_eq!(excluded(&receipt), Some(Exclusion::EndorsementRevoked));
     assert_excluded(&mut world, Exclusion::EndorsementRevoked);
+    // ...and the pending registration goes at its next deadline.
+    let due = machine_of(&world, ProviderId(1)).due;
+    world.chain.advance(due - world.chain.height);
+    assert!(world.chain.map::<Machines>(&ProviderId(1)).is_none());
+}
+
+#[test]
+fn a_challenge_for_a_machine_under_a_revoked_root_is_refused() {
+    let mut world = world_with(1, reference(0));
+    let tpm = Tpm::booted(PROVIDER, &reference(0));
+    assert!(register(&mut world, &tpm).success);
+    let challenger = challenger_of(&world, PROVIDER);
+    world.privileged(Call::SetEndorsementRoot {
+        root: Digest(ca().root_key_hash()),
+        approved: false,
+    });
+    let receipt = challenge(&mut world, PROVIDER, &challenger);
+    assert_failed(&receipt, "attestation", "EndorsementRevoked");
 }

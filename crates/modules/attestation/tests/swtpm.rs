@@ -21,7 +21,7 @@ use logos_runtime::mock::{address, assert_failed, fixtures, fixtures::World};
 use logos_types::{
     attestation::{
         report_nonce, Call, Component, Digest, Event, Exclusion, ImaPolicy, MachineStatus,
-        Machines, Nonces, Reference, Reported, Start, Tamper, DRAW_DELAY_BLOCKS,
+        Machines, Nonces, Params, Reference, Reported, Start, Tamper, DRAW_DELAY_BLOCKS,
         ENDORSEMENT_CHUNK_MAX_BYTES,
     },
     codec::encode,
@@ -155,6 +155,67 @@ fn excluded(receipt: &Receipt) -> Option<Exclusion> {
     })
 }
 
+/// Stages `chain` for provider 0's registration.
+fn stage(world: &mut World, chain: &[u8]) {
+    for (index, chunk) in chain.chunks(ENDORSEMENT_CHUNK_MAX_BYTES).enumerate() {
+        let call = Call::StageEndorsement {
+            provider: PROVIDER,
+            start: index == 0,
+            chunk: chunk.to_vec().try_into().unwrap(),
+        };
+        let staged = owner_call(world, call);
+        assert!(staged.success, "{staged:?}");
+    }
+}
+
+/// The drawn challenger's `TPM2_MakeCredential`, posted, and the machine's answer with its TPM.
+fn answer_challenger(
+    world: &mut World,
+    tpm: &mut TssTpm,
+    ek_public: &[u8],
+    ak: &AttestationKey,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) {
+    let MachineStatus::AwaitingChallenge { challenger } =
+        world.chain.map::<Machines>(&PROVIDER).unwrap().status
+    else {
+        panic!("no challenger drawn")
+    };
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut secret);
+    let challenge = credential::make_credential(ek_public, &ak.public, &secret, rng).unwrap();
+    let challenger = world.key_of(challenger);
+    let posted = world.chain.call(
+        &challenger,
+        Call::Challenge {
+            provider: PROVIDER,
+            credential_blob: challenge.credential_blob.try_into().unwrap(),
+            encrypted_secret: challenge.secret.try_into().unwrap(),
+            credential_hash: Digest(pcr::sha256(&secret)),
+        },
+    );
+    assert!(posted.success, "{posted:?}");
+
+    // The machine reads the challenge from the chain and answers with its TPM.
+    let stored = world
+        .chain
+        .map::<Machines>(&PROVIDER)
+        .unwrap()
+        .challenge
+        .unwrap();
+    let answer = tpm
+        .activate_credential(ak, &stored.credential_blob, &stored.encrypted_secret)
+        .unwrap();
+    let activated = owner_call(
+        world,
+        Call::ActivateCredential {
+            provider: PROVIDER,
+            credential: answer.try_into().unwrap(),
+        },
+    );
+    assert!(activated.success, "{activated:?}");
+}
+
 fn admitted_with_swtpm(kind: AkKind) {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
     let mut world = fixtures::attested_market(1);
@@ -187,77 +248,45 @@ fn admitted_with_swtpm(kind: AkKind) {
         .clone()
         .expect("swtpm_setup stored one");
     let chain = certs::chain(&certificate, &ca.authorities().unwrap()).unwrap();
-    for (index, chunk) in chain.chunks(ENDORSEMENT_CHUNK_MAX_BYTES).enumerate() {
-        let call = Call::StageEndorsement {
-            provider: PROVIDER,
-            start: index == 0,
-            chunk: chunk.to_vec().try_into().unwrap(),
-        };
-        let staged = owner_call(&mut world, call);
-        assert!(staged.success, "{staged:?}");
-    }
     let register = Call::RegisterMachine {
         provider: PROVIDER,
         ek_public: endorsement.public.clone().try_into().unwrap(),
         ak_public: ak.public.clone().try_into().unwrap(),
     };
-    // A genuine chain, but to a root nobody approved: refused.
-    let refused = owner_call(&mut world, register.clone());
-    let message = assert_failed(&refused, "attestation", "EndorsementRefused");
-    assert!(message.contains("approved anchor"), "{message}");
+    // A genuine chain, but to a root nobody approved: the registration is removed at its
+    // first deadline.
+    stage(&mut world, &chain);
+    assert!(owner_call(&mut world, register.clone()).success);
+    world.chain.advance(DRAW_DELAY_BLOCKS);
+    assert!(world.chain.map::<Machines>(&PROVIDER).is_none());
     let root = logos_mia::endorsement::certificate_key_hash(&ca.root().unwrap()).unwrap();
     world.privileged(Call::SetEndorsementRoot {
         root: Digest(root),
         approved: true,
     });
+    stage(&mut world, &chain);
     let registered = owner_call(&mut world, register);
     assert!(registered.success, "{registered:?}");
+    world.chain.advance(DRAW_DELAY_BLOCKS);
     assert_eq!(
         world.chain.map::<Machines>(&PROVIDER).unwrap().endorsed_by,
-        Digest(root)
+        Some(Digest(root))
     );
-    world.chain.advance(DRAW_DELAY_BLOCKS);
 
-    // The drawn challenger makes a credential only this TPM can open.
-    let MachineStatus::AwaitingChallenge { challenger } =
-        world.chain.map::<Machines>(&PROVIDER).unwrap().status
-    else {
-        panic!("no challenger drawn")
-    };
-    let mut secret = [0u8; 32];
-    rng.fill_bytes(&mut secret);
-    let challenge =
-        credential::make_credential(&endorsement.public, &ak.public, &secret, &mut rng).unwrap();
-    let challenger = world.key_of(challenger);
-    let posted = world.chain.call(
-        &challenger,
-        Call::Challenge {
-            provider: PROVIDER,
-            credential_blob: challenge.credential_blob.try_into().unwrap(),
-            encrypted_secret: challenge.secret.try_into().unwrap(),
-            credential_hash: Digest(pcr::sha256(&secret)),
-        },
-    );
-    assert!(posted.success, "{posted:?}");
-
-    // The machine reads the challenge from the chain and answers with its TPM.
-    let stored = world
-        .chain
-        .map::<Machines>(&PROVIDER)
-        .unwrap()
-        .challenge
-        .unwrap();
-    let answer = tpm
-        .activate_credential(&ak, &stored.credential_blob, &stored.encrypted_secret)
-        .unwrap();
-    let activated = owner_call(
-        &mut world,
-        Call::ActivateCredential {
-            provider: PROVIDER,
-            credential: answer.try_into().unwrap(),
-        },
-    );
-    assert!(activated.success, "{activated:?}");
+    // Each drawn challenger makes a credential only this TPM can open; the machine answers
+    // them one after the other until it attests.
+    let required = world.chain.value::<Params>().challenges_required;
+    for answered in 1..=required {
+        answer_challenger(&mut world, tpm, &endorsement.public, &ak, &mut rng);
+        let status = world.chain.map::<Machines>(&PROVIDER).unwrap().status;
+        match answered == required {
+            true => assert_eq!(status, MachineStatus::Attesting),
+            false => {
+                assert_eq!(status, MachineStatus::AwaitingDraw);
+                world.chain.advance(DRAW_DELAY_BLOCKS);
+            }
+        }
+    }
 
     // The first report: the whole IMA list since boot, then a genuine quote.
     let entries = list

@@ -30,13 +30,14 @@ fn a_chain_to_an_approved_root_endorses_its_ek_and_only_it() {
         ),
         Ok(2)
     );
-    // An approved intermediate is an anchor too; the root after it is then trailing.
+    // An approved intermediate is an anchor too; the root after it is then ignored.
     let issuer = key_hash(&ca.issuer.tbs_certificate.subject_public_key_info).unwrap();
     let leaf = ca.certify(&ek);
     assert_eq!(endorse(&der(&[&leaf, &ca.issuer]), &ek, &[issuer]), Ok(1));
+    assert_eq!(endorse(&ca.chain(&ek), &ek, &[issuer]), Ok(1));
     assert_eq!(
-        endorse(&ca.chain(&ek), &ek, &[issuer]),
-        Err(EndorsementError::TrailingCertificates)
+        endorse(&ca.chain(&ek), &ek, &[issuer, ca.root_key_hash()]),
+        Ok(1)
     );
     // Another EK, the chain of another CA, no anchor approved.
     assert_eq!(
@@ -169,6 +170,14 @@ fn malformed_empty_and_oversize_chains_are_refused_before_any_signature() {
     assert_eq!(endorse(&[], &ek, &roots), Err(EndorsementError::Empty));
     assert_eq!(
         endorse(&[0x30, 0x82, 0xFF], &ek, &roots),
+        Err(EndorsementError::Structure)
+    );
+    assert_eq!(
+        endorse(&[0x30, 0x03, 1, 2, 3], &ek, &roots),
+        Err(EndorsementError::Structure)
+    );
+    assert_eq!(
+        endorse(&[0x30, 0x03, 2, 1, 3], &ek, &roots),
         Err(EndorsementError::Malformed(0))
     );
     let mut trailing_garbage = ca.chain(&ek);
@@ -176,6 +185,35 @@ fn malformed_empty_and_oversize_chains_are_refused_before_any_signature() {
     assert_eq!(
         endorse(&trailing_garbage, &ek, &roots),
         Err(EndorsementError::Malformed(3))
+    );
+    // A name of many attributes in one RDN (a SET OF a decoder sorts in quadratic time), and
+    // values nested past the bound, are refused before any decoding.
+    let many = (0..SET_ELEMENTS_MAX + 1)
+        .map(|i| format!("CN=n{i}"))
+        .collect::<Vec<_>>()
+        .join("+");
+    let wide = certificate(
+        Profile::Leaf {
+            issuer: ca.issuer.tbs_certificate.subject.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: true,
+        },
+        3,
+        &many,
+        crate::test_ca::ek_spki(&ek),
+        &ca.issuer_key,
+    );
+    assert_eq!(
+        endorse(&der(&[&wide, &ca.issuer, &ca.root]), &ek, &roots),
+        Err(EndorsementError::Structure)
+    );
+    let mut deep = Vec::new();
+    for _ in 0..=NESTING_MAX {
+        deep = [vec![0x30, deep.len() as u8], deep].concat();
+    }
+    assert_eq!(
+        endorse(&deep, &ek, &roots),
+        Err(EndorsementError::Structure)
     );
     let leaf = ca.certify(&ek);
     let five = der(&[&leaf, &ca.issuer, &ca.issuer, &ca.issuer, &ca.root]);
