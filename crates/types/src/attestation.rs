@@ -47,13 +47,19 @@
 //!    certified, so it lives in a TPM that manufacturer built (a software TPM or an RSA key
 //!    dressed as an EK has no such certificate), and one TPM has one certified RSA EK, so one
 //!    TPM backs one provider ([`Endorsements`]; a TPM whose maker certified both a low-range
-//!    and a high-range RSA-2048 EK (EK Credential Profile 2.3+) could back two). The AK lives in that same TPM unless every
-//!    one of the required challengers colluded with the provider (each knows its credential;
-//!    nothing on chain can tell a leaked one): with a share `s` of the provisioners' stake, an
-//!    attacker's chance that a registration draws only its own is about `s` to the power of
-//!    the required count, and an honest challenger's credential cannot be answered without
-//!    the AK in the TPM (the round ends, and after [`CHALLENGE_ROUNDS_MAX`] the registration
-//!    is dropped). Admission (`dvci` `Active`) stays governance's decision.
+//!    and a high-range RSA-2048 EK (EK Credential Profile 2.3+) could back two). The AK lives
+//!    in that same TPM unless the required challengers, drawn in a row, all colluded with the
+//!    provider (each knows its credential; nothing on chain can tell a leaked one). An honest
+//!    challenger's credential cannot be answered without the AK in the TPM, and leaving one
+//!    unanswered starts the answers over, so an attacker with a share `s` of the
+//!    provisioners' stake needs `s` to the power of the required count, for each of the
+//!    [`CHALLENGE_ROUNDS_MAX`] tries a registration has. Draws count only accounts registered
+//!    before the draw's randomness (the parent block's digest) was known; a provisioner that
+//!    leaves in the draw's block, and the block's proposer (who can grind its digest), can
+//!    still steer a draw until the chain has an unbiasable beacon. Raising
+//!    [`Parameters::challenges_required`] does not re-challenge attesting machines; lowering
+//!    it applies to registrations under way. Admission (`dvci` `Active`) stays governance's
+//!    decision.
 //!    Certificate validity periods are not checked (no agreed clock in the state transition);
 //!    a compromised CA is handled by revoking its root.
 //! 3. **Reports.** From then on the machine quotes PCRs 0–14 with the nonce

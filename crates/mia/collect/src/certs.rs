@@ -26,8 +26,7 @@ pub fn read_bundle(path: &Path) -> Result<Vec<Vec<u8>>, CollectError> {
         .ok()
         .filter(|text| text.contains(BEGIN))
     else {
-        let der = first_certificate(&bytes).map_err(|_| invalid("not a DER certificate"))?;
-        return Ok(vec![der]);
+        return der_certificates(&bytes).ok_or_else(|| invalid("not DER certificates"));
     };
     // PEM blocks, whatever text surrounds them (`subject=` lines, comments).
     let mut certificates = Vec::new();
@@ -43,6 +42,21 @@ pub fn read_bundle(path: &Path) -> Result<Vec<Vec<u8>>, CollectError> {
         true => Err(invalid("no certificate")),
         false => Ok(certificates),
     }
+}
+
+/// The concatenated DER certificates of `bytes` (`cat issuer.der root.der`), or `None` when
+/// anything else is there too.
+fn der_certificates(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut reader = SliceReader::new(bytes).ok()?;
+    let mut certificates = Vec::new();
+    let mut start = 0usize;
+    while !reader.is_finished() {
+        Certificate::decode(&mut reader).ok()?;
+        let end = usize::try_from(u32::from(reader.position())).ok()?;
+        certificates.push(bytes.get(start..end)?.to_vec());
+        start = end;
+    }
+    (!certificates.is_empty()).then_some(certificates)
 }
 
 /// The first DER certificate of `bytes`, without what follows it: TPMs pad their NV
@@ -100,6 +114,11 @@ mod tests {
             read_bundle(&der_path).unwrap(),
             vec![ca.root.to_der().unwrap()]
         );
+        // `cat issuer.der root.der`: both, in order.
+        let both = dir.path().join("both.der");
+        let concatenated = [ca.issuer.to_der().unwrap(), ca.root.to_der().unwrap()].concat();
+        std::fs::write(&both, concatenated).unwrap();
+        assert_eq!(read_bundle(&both).unwrap(), read);
         // The assembled chain is what the chain verifies, from an NV certificate padded or
         // behind the PC Client header too.
         let ek = ek_public(0xC5, 0);

@@ -171,21 +171,21 @@ impl Drop for Swtpm {
         let shutdown = running.then(|| {
             let tcti = self.tcti();
             let (done, finished) = std::sync::mpsc::channel();
-            let thread = std::thread::spawn(move || {
+            std::thread::spawn(move || {
                 if let Ok(mut tpm) = crate::tpm::TssTpm::open(&tcti) {
                     let _ = tpm.shutdown();
                 }
                 let _ = done.send(());
             });
             let _ = finished.recv_timeout(SHUTDOWN_TIMEOUT);
-            thread
+            finished
         });
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Killed, swtpm closed its sockets: a shutdown still waiting ends now, and never
-        // reaches a swtpm started later on the same port.
-        if let Some(thread) = shutdown {
-            let _ = thread.join();
+        // Killed, swtpm closed its sockets: a shutdown still waiting ends now (waited for a
+        // bounded time, never forever).
+        if let Some(finished) = shutdown {
+            let _ = finished.recv_timeout(SHUTDOWN_TIMEOUT);
         }
     }
 }
@@ -335,7 +335,9 @@ fn write_if_changed(path: &Path, text: &str) -> std::io::Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(());
     }
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".tmp-{}", std::process::id()));
+    let temporary = PathBuf::from(temporary);
     std::fs::write(&temporary, text)?;
     std::fs::rename(&temporary, path)
 }

@@ -17,7 +17,7 @@ use logos_types::{
     attestation::{
         Draws, DueAt, DueCursor, Endorsements, Error, Event, Exclusion, Machine, MachineCount,
         MachineStatus, Machines, Params, StagedEndorsements, CHALLENGE_ROUNDS_MAX,
-        DRAWS_MAX_PER_PROVIDER, DRAW_WINDOW_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX,
+        DRAWS_MAX_PER_PROVIDER, DRAW_DELAY_BLOCKS, DRAW_WINDOW_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX,
         DUE_SPREAD_MAX_BLOCKS,
     },
     corruption,
@@ -213,11 +213,20 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             }
         } else if !Self::root_approved(ctx, &machine).await? {
             // Its root was revoked while it waited for its challengers.
-            return Self::remove(ctx, provider, machine).await;
+            let reason = text("its endorsement root was revoked");
+            let mut emitted = events([Event::EndorsementRefused { provider, reason }]);
+            emitted.extend(Self::remove(ctx, provider, machine).await?);
+            return Ok(emitted);
         }
         // A registration's round ends: silent challenger, unanswered challenge, or no draw.
-        if let MachineStatus::AwaitingChallenge { challenger } = machine.status {
-            Self::remember_silent(ctx, provider, challenger).await?;
+        match machine.status {
+            MachineStatus::AwaitingChallenge { challenger } => {
+                Self::remember_silent(ctx, provider, challenger).await?;
+            }
+            // A challenge left unanswered starts the count over: the answers must come from
+            // challengers in a row, so that skipping honest ones gains nothing.
+            MachineStatus::Challenged { .. } => machine.answered.clear(),
+            _ => {}
         }
         if machine.status != MachineStatus::AwaitingDraw {
             machine.rounds = machine.rounds.saturating_add(1);
@@ -226,6 +235,19 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             return Self::remove(ctx, provider, machine).await;
         }
         Self::next_round(ctx, provider, machine).await
+    }
+
+    /// Gives `provider` one draw back (a silent challenger's, or an answered one's: only
+    /// draws that end in a failed round use the budget).
+    pub(crate) async fn give_draw_back<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        provider: ProviderId,
+    ) -> Result<(), DispatchError> {
+        if let Some(mut history) = Draws::get(ctx.overlay, &provider).await? {
+            history.draws = history.draws.saturating_sub(1);
+            Draws::insert(ctx.overlay, &provider, &history)?;
+        }
+        Ok(())
     }
 
     /// Remembers a challenger that stayed silent for `provider` (not drawn again while others
@@ -297,10 +319,13 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
         if history.draws >= DRAWS_MAX_PER_PROVIDER {
             return Ok(None);
         }
-        // Never the owner or agent, nor a challenger this registration answered already.
+        // Never the owner or agent, nor a challenger this registration answered already, nor
+        // an account that registered once this block's randomness (the parent's digest) was
+        // known.
         let mut excluded = machine.excluded.to_vec();
         excluded.extend(machine.answered.iter().copied());
-        let candidates = Provisioning::candidates(ctx, &excluded).await?;
+        let settled = ctx.height().saturating_sub(DRAW_DELAY_BLOCKS);
+        let candidates = Provisioning::candidates_registered_by(ctx, &excluded, settled).await?;
         let fresh: Vec<_> = candidates
             .iter()
             .filter(|(account, _)| !history.silent.contains(account))

@@ -112,7 +112,9 @@ fn answered(provider: ProviderId, machine: &Machine) -> TryStateResult {
     let first = machine.status == MachineStatus::AwaitingDraw
         && machine.answered.is_empty()
         && machine.rounds == 0;
-    if unchecked && !first {
+    // A dropped deadline sets a machine aside as excluded, wherever it was.
+    let set_aside = matches!(machine.status, MachineStatus::Excluded { .. });
+    if unchecked && !first && !set_aside {
         return Err(format!(
             "machine {provider} went past its first deadline with its chain unchecked"
         ));

@@ -37,9 +37,9 @@
 //! [`MachineCount`] counts [`Machines`]; every machine's AK is an attestation key, its
 //! reference (and a pending deployment's) approved, a posted challenge present exactly while
 //! it is `Challenged`, its answered challengers distinct and none its owner or agent (at least
-//! one once it attests, none before its chain was checked), an attesting machine's own EK bound to it; [`Endorsements`] holds
-//! exactly the machines' bound EKs, each for its own provider; every machine not excluded is listed
-//! exactly once in `DueAt`, at its `due` height, no list is below `DueCursor` and nothing
+//! one once it attests, none before its chain was checked), an attesting machine's own EK
+//! bound to it; [`Endorsements`] holds exactly the machines' bound EKs, each for its own
+//! provider; every machine not excluded is listed exactly once in `DueAt`, at its `due` height, no list is below `DueCursor` and nothing
 //! else is listed; every provider `dvci` lists as attested has an attesting machine with an
 //! accepted report; [`Nonces`] holds at most [`NONCE_WINDOW_MAX_BLOCKS`] + 1 heights.
 
@@ -463,11 +463,19 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
         if !Self::root_approved(ctx, &machine).await? {
             return Err(Error::EndorsementRevoked.into());
         }
+        // The EK must be free at every answer, not only the last: no challenger works for a
+        // registration that cannot finish.
+        if let Some(holder) = Endorsements::get(ctx.overlay, &machine.ek_id).await? {
+            if holder != *provider {
+                return Err(Error::EndorsementInUse(holder).into());
+            }
+        }
         machine
             .answered
             .try_push(challenger)
             .map_err(|_| corruption("more challengers answered than required"))?;
         machine.challenge = None;
+        Self::give_draw_back(ctx, *provider).await?;
         let params = Params::get(ctx.overlay).await?;
         let answered = u32::try_from(machine.answered.len()).unwrap_or(u32::MAX);
         if answered < params.challenges_required {
@@ -482,11 +490,6 @@ impl<R: StateReader, L: EnvironmentLifecycle> CallHandler<Context<'_, '_, R>> fo
             }]));
         }
         // The EK is bound only now: a registration that never answers holds no TPM.
-        if let Some(holder) = Endorsements::get(ctx.overlay, &machine.ek_id).await? {
-            if holder != *provider {
-                return Err(Error::EndorsementInUse(holder).into());
-            }
-        }
         if let Some(old) = machine.bound_ek.filter(|old| *old != machine.ek_id) {
             Endorsements::remove(ctx.overlay, &old)?;
         }

@@ -16,9 +16,9 @@ use logos_primitives::{Amount, PrivateKey};
 use logos_runtime::mock::{address, assert_failed, fixtures, fixtures::World};
 use logos_types::{
     attestation::{
-        report_nonce, Call, Component, Digest, DueAt, Endorsements, Event, Exclusion, ImaPolicy,
-        Machine, MachineCount, MachineStatus, Machines, Nonces, Parameters, Params, Reference,
-        Reported, StagedEndorsements, Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX,
+        report_nonce, Call, Component, Digest, Draws, DueAt, Endorsements, Event, Exclusion,
+        ImaPolicy, Machine, MachineCount, MachineStatus, Machines, Nonces, Parameters, Params,
+        Reference, Reported, StagedEndorsements, Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX,
         DRAWS_MAX_PER_PROVIDER, DRAW_DELAY_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX,
         ENDORSEMENT_CHAIN_MAX_BYTES, ENDORSEMENT_CHUNK_MAX_BYTES, MACHINES_MAX,
     },
@@ -1997,4 +1997,62 @@ fn a_challenge_for_a_machine_under_a_revoked_root_is_refused() {
     });
     let receipt = challenge(&mut world, PROVIDER, &challenger);
     assert_failed(&receipt, "attestation", "EndorsementRevoked");
+}
+
+#[test]
+fn a_provisioner_joining_once_the_draws_randomness_is_known_is_not_drawn() {
+    let mut world = world_with(1, reference(0));
+    let tpm = Tpm::booted(PROVIDER, &reference(0));
+    // An attacker with almost all the stake, registering the block before the draw (when the
+    // draw's randomness, the parent's digest, can be known).
+    let attacker = PrivateKey::from_seed(4_242);
+    let root = world.root.clone();
+    let funded = world.chain.call(
+        &root,
+        logos_types::balances::Call::Transfer {
+            to: address(&attacker),
+            amount: Amount(600_000_000),
+        },
+    );
+    assert!(funded.success);
+    assert!(owner_call(&mut world, tpm.register_call()).success);
+    let joined = world.chain.call(
+        &attacker,
+        logos_types::provisioning::Call::RegisterProvisioner {
+            stake: Amount(500_000_000),
+        },
+    );
+    assert!(joined.success, "{joined:?}");
+    world.chain.advance(DRAW_DELAY_BLOCKS - 1);
+    let challenger = challenger_of(&world, PROVIDER);
+    assert_ne!(address(&challenger), address(&attacker));
+}
+
+#[test]
+fn an_unanswered_challenge_starts_the_answers_over_and_answers_cost_no_draws() {
+    let mut world = world_with(1, reference(0));
+    let tpm = Tpm::booted(PROVIDER, &reference(0));
+    assert!(register(&mut world, &tpm).success);
+    let first = challenger_of(&world, PROVIDER);
+    assert!(challenge(&mut world, PROVIDER, &first).success);
+    assert!(activate(&mut world, PROVIDER, &CREDENTIAL).success);
+    assert_eq!(machine(&world).answered.len(), 1);
+    // The answered challenger's draw is given back.
+    assert_eq!(world.chain.map::<Draws>(&PROVIDER).unwrap().draws, 0);
+    world.chain.advance(DRAW_DELAY_BLOCKS);
+    let second = challenger_of(&world, PROVIDER);
+    assert!(challenge(&mut world, PROVIDER, &second).success);
+    // The provider skips this challenge (an honest challenger it cannot fool): at the deadline
+    // its earlier answer no longer counts.
+    let due = machine(&world).due;
+    world.chain.advance(due - world.chain.height);
+    let record = machine(&world);
+    assert!(record.answered.is_empty(), "{:?}", record.answered);
+    assert_eq!(record.rounds, 1);
+    // The skipped challenger's draw counts, and so does the next one's, drawn at once.
+    assert!(matches!(
+        record.status,
+        MachineStatus::AwaitingChallenge { .. }
+    ));
+    assert_eq!(world.chain.map::<Draws>(&PROVIDER).unwrap().draws, 2);
 }

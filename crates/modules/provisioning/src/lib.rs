@@ -203,13 +203,24 @@ impl Provisioning {
         ctx: &Context<'_, '_, R>,
         excluded: &[Address],
     ) -> Result<Vec<(Address, Amount)>, DispatchError> {
+        Self::candidates_registered_by(ctx, excluded, u64::MAX).await
+    }
+
+    /// [`Self::candidates`] registered at `registered_by` or before: a draw whose randomness
+    /// is known before its block (the parent's digest) must not count accounts that joined
+    /// once it was known, with a stake chosen to be drawn.
+    pub async fn candidates_registered_by<R: StateReader>(
+        ctx: &Context<'_, '_, R>,
+        excluded: &[Address],
+        registered_by: u64,
+    ) -> Result<Vec<(Address, Amount)>, DispatchError> {
         let mut candidates = Vec::new();
         for account in Eligible::get(ctx.overlay).await? {
             if !excluded.contains(&account) {
-                let stake = Provisioners::require(ctx.overlay, &account).await?.stake;
+                let record = Provisioners::require(ctx.overlay, &account).await?;
                 // Nothing at stake, nothing to lose: never drawn (see `draw`).
-                if stake > Amount::ZERO {
-                    candidates.push((account, stake));
+                if record.stake > Amount::ZERO && record.registered_at <= registered_by {
+                    candidates.push((account, record.stake));
                 }
             }
         }
