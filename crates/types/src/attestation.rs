@@ -53,10 +53,11 @@
 //!    challenger's credential cannot be answered without the AK in the TPM, and leaving one
 //!    unanswered starts the answers over, so an attacker with a share `s` of the
 //!    provisioners' stake needs `s` to the power of the required count, for each of the
-//!    [`CHALLENGE_ROUNDS_MAX`] tries a registration has. Draws count only accounts registered
-//!    before the draw's randomness (the parent block's digest) was known; a provisioner that
-//!    leaves in the draw's block, and the block's proposer (who can grind its digest), can
-//!    still steer a draw until the chain has an unbiasable beacon. Raising
+//!    [`CHALLENGE_ROUNDS_MAX`] tries a registration has. A draw counts the provisioners as
+//!    they stood before its randomness (the parent block's digest) was known: not those that
+//!    joined since, and still those that left since (`provisioning::Departures`), so nobody
+//!    steers it by joining or leaving; the block's proposer, who can grind its digest, can,
+//!    until the chain has an unbiasable beacon. Raising
 //!    [`Parameters::challenges_required`] does not re-challenge attesting machines; lowering
 //!    it applies to registrations under way. Admission (`dvci` `Active`) stays governance's
 //!    decision.

@@ -10,6 +10,7 @@
 //! | 2 [`Assignments`] | [`EnvironmentId`] | [`Assignment`] |
 //! | 3 [`MinimumStake`] | | [`Amount`], default [`DEFAULT_MINIMUM_STAKE`] |
 //! | 4 [`Params`] | | [`Parameters`], default [`Parameters::default`] |
+//! | 5 [`Departures`] | | the provisioners that left in the last [`DEPARTURES_KEPT_BLOCKS`] blocks ([`Departed`], at most [`DEPARTURES_MAX`]) |
 //!
 //! # Calls
 //! | index | call | origin |
@@ -39,6 +40,12 @@ pub const INDEX: u8 = 4;
 
 /// Most registered provisioners.
 pub const PROVISIONERS_MAX: usize = 128;
+/// Most provisioners that may leave within [`DEPARTURES_KEPT_BLOCKS`] blocks.
+pub const DEPARTURES_MAX: usize = 16;
+/// Blocks a departed provisioner is remembered for: a draw whose randomness (the parent
+/// block's digest) was known before it left still counts it, so that leaving cannot steer a
+/// draw (`attestation`'s challenger draw).
+pub const DEPARTURES_KEPT_BLOCKS: u64 = 2;
 /// Most cross-checkers a round can draw ([`Parameters::checkers`] is at most this).
 pub const CHECKERS_MAX: usize = 7;
 /// Minimum stake unless changed, smallest unit.
@@ -190,6 +197,17 @@ pub struct Provisioner {
     pub slashed: Amount,
     /// Height it registered at.
     pub registered_at: u64,
+}
+
+/// A provisioner that left, remembered for [`DEPARTURES_KEPT_BLOCKS`] blocks.
+#[record]
+pub struct Departed {
+    /// Its account.
+    pub account: Address,
+    /// The stake it had, smallest unit.
+    pub stake: Amount,
+    /// Height it left at.
+    pub left_at: u64,
 }
 
 /// Namespace of an agent's signature over [`attestation_message`].
@@ -647,6 +665,11 @@ pub enum Error {
     #[index(18)]
     #[error("round {0} found a fault; a new Running report waits for its recheck")]
     RecheckPending(u64),
+    /// [`DEPARTURES_MAX`] provisioners left in the last [`DEPARTURES_KEPT_BLOCKS`] blocks:
+    /// leave a few blocks later.
+    #[index(19)]
+    #[error("too many provisioners are leaving now; try again in a few blocks")]
+    TooManyDepartures,
 }
 
 storage! {
@@ -661,4 +684,6 @@ storage! {
     pub MinimumStake: value(3) Amount = DEFAULT_MINIMUM_STAKE;
     /// The verification parameters.
     pub Params: value(4) Parameters = Parameters::default();
+    /// The provisioners that left lately (see [`DEPARTURES_KEPT_BLOCKS`]).
+    pub Departures: value(5) BoundedVec<Departed, DEPARTURES_MAX>;
 }

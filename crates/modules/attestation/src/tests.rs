@@ -2056,3 +2056,26 @@ fn an_unanswered_challenge_starts_the_answers_over_and_answers_cost_no_draws() {
     ));
     assert_eq!(world.chain.map::<Draws>(&PROVIDER).unwrap().draws, 2);
 }
+
+#[test]
+fn a_provisioner_leaving_in_the_draws_block_does_not_steer_it() {
+    // The same chain twice, up to the draw's block; in one, a provisioner leaves in that
+    // block (after its randomness, the parent's digest, was known). Whoever leaves, the draw
+    // is the same: the leaver still counts.
+    for leaver in 0..fixtures::PROVISIONERS as usize {
+        let drawn = |leaves: bool| {
+            let mut world = world_with(1, reference(0));
+            let tpm = Tpm::booted(PROVIDER, &reference(0));
+            assert!(owner_call(&mut world, tpm.register_call()).success);
+            world.chain.advance(DRAW_DELAY_BLOCKS - 1);
+            let key = world.provisioners[leaver].clone();
+            let call = logos_types::provisioning::Call::DeregisterProvisioner;
+            match leaves {
+                true => assert!(world.chain.call(&key, call).success),
+                false => world.chain.advance(1),
+            }
+            address(&challenger_of(&world, PROVIDER))
+        };
+        assert_eq!(drawn(true), drawn(false), "provisioner {leaver} left");
+    }
+}

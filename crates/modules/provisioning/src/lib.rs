@@ -2,8 +2,9 @@
 //! cross-checks it (seed `002`: provisioners realize desired state off chain, cross-check each
 //! other and are slashed for lying).
 //!
-//! Owns [`Provisioners`], [`Eligible`], [`Assignments`], the minimum stake and the
-//! [`Parameters`]; types, calls and storage are declared in [`logos_types::provisioning`].
+//! Owns [`Provisioners`], [`Eligible`], [`Assignments`], the minimum stake, the
+//! [`Parameters`] and [`Departures`] (who left lately, still counted by a draw whose
+//! randomness was known before they left); types, calls and storage are declared in [`logos_types::provisioning`].
 //! Stakes are reserved and slashed through `balances`, provider bonds through `dvci`;
 //! environments are read and their status written through `operations`.
 //!
@@ -96,10 +97,10 @@ use logos_types::{
     },
     provisioning::{
         attestation_message, AssignReason, Assignment, Assignments, Attested, CallHandler,
-        Eligible, Error, Event, MinimumStake, Outcome, Parameters, Params, Provisioner,
-        Provisioners, Report, Verdict, Verifiers, ATTESTATION_EXPIRY_MAX_BLOCKS,
-        ATTESTATION_NAMESPACE, CHECK_TIMEOUT_BLOCKS, RECHECK_INTERVAL_BLOCKS,
-        REPORT_TIMEOUT_BLOCKS, SLASH_PERCENT,
+        Departed, Departures, Eligible, Error, Event, MinimumStake, Outcome, Parameters, Params,
+        Provisioner, Provisioners, Report, Verdict, Verifiers, ATTESTATION_EXPIRY_MAX_BLOCKS,
+        ATTESTATION_NAMESPACE, CHECK_TIMEOUT_BLOCKS, DEPARTURES_KEPT_BLOCKS,
+        RECHECK_INTERVAL_BLOCKS, REPORT_TIMEOUT_BLOCKS, SLASH_PERCENT,
     },
     DispatchError, Event as RuntimeEvent, StateError,
 };
@@ -206,9 +207,10 @@ impl Provisioning {
         Self::candidates_registered_by(ctx, excluded, u64::MAX).await
     }
 
-    /// [`Self::candidates`] registered at `registered_by` or before: a draw whose randomness
-    /// is known before its block (the parent's digest) must not count accounts that joined
-    /// once it was known, with a stake chosen to be drawn.
+    /// The candidates as they stood at height `registered_by` (a draw whose randomness is
+    /// known before its block, the parent's digest, must not let anyone steer it once it is
+    /// known): [`Self::candidates`] registered by then, and those that left since (from
+    /// [`Departures`], at most [`DEPARTURES_KEPT_BLOCKS`] blocks back), ascending.
     pub async fn candidates_registered_by<R: StateReader>(
         ctx: &Context<'_, '_, R>,
         excluded: &[Address],
@@ -223,6 +225,18 @@ impl Provisioning {
                     candidates.push((account, record.stake));
                 }
             }
+        }
+        if registered_by != u64::MAX {
+            for departed in Departures::get(ctx.overlay).await? {
+                let counted = departed.left_at > registered_by
+                    && departed.stake > Amount::ZERO
+                    && !excluded.contains(&departed.account)
+                    && !candidates.iter().any(|(a, _)| *a == departed.account);
+                if counted {
+                    candidates.push((departed.account, departed.stake));
+                }
+            }
+            candidates.sort_by_key(|(account, _)| *account);
         }
         Ok(candidates)
     }
@@ -825,6 +839,20 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
                 return Err(Error::StillAssigned(environment).into());
             }
         }
+        // Remembered for a few blocks: a draw whose randomness was known before it left still
+        // counts it.
+        let height = ctx.height();
+        let mut departures = Departures::get(ctx.overlay).await?;
+        departures.retain(|d| d.left_at.saturating_add(DEPARTURES_KEPT_BLOCKS) >= height);
+        let departed = Departed {
+            account,
+            stake: record.stake,
+            left_at: height,
+        };
+        departures
+            .try_push(departed)
+            .map_err(|_| Error::TooManyDepartures)?;
+        Departures::put(ctx.overlay, &departures)?;
         Balances::unreserve(ctx.overlay, &account, record.stake).await?;
         Provisioners::remove(ctx.overlay, &account)?;
         let mut eligible = Eligible::get(ctx.overlay).await?;

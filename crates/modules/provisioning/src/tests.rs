@@ -1087,3 +1087,32 @@ fn an_endpoint_must_be_the_providers_host_at_the_health_ports_published_port() {
     let accepted = world.provisioning(&assignee, report("10.77.1.100:24000"));
     assert!(accepted.success, "{accepted:?}");
 }
+
+#[test]
+fn departures_are_remembered_for_draws_and_bounded_per_window() {
+    let mut world = bare(1);
+    world.add_provisioners(DEPARTURES_MAX as u64 + 1);
+    let keys = world.provisioners.clone();
+    // All leave in one block: the bound refuses the last, and the state keeps it eligible.
+    let transactions: Vec<_> = keys
+        .iter()
+        .map(|key| world.chain.sign(key, Call::DeregisterProvisioner.into()))
+        .collect();
+    let receipts = world.chain.execute(&transactions).unwrap();
+    assert!(receipts[..DEPARTURES_MAX].iter().all(|r| r.success));
+    let last = receipts.last().unwrap();
+    assert_failed(last, "provisioning", "TooManyDepartures");
+    let departed = world.chain.value::<Departures>();
+    assert_eq!(departed.len(), DEPARTURES_MAX);
+    assert!(departed.iter().all(|d| d.stake == STAKE));
+    let straggler = keys.last().unwrap();
+    assert!(world
+        .chain
+        .map::<Provisioners>(&address(straggler))
+        .is_some());
+    // A few blocks on, the window has moved: it leaves, and old departures are forgotten.
+    world.chain.advance(DEPARTURES_KEPT_BLOCKS);
+    let left = world.provisioning(straggler, Call::DeregisterProvisioner);
+    assert!(left.success, "{left:?}");
+    assert_eq!(world.chain.value::<Departures>().len(), 1);
+}
