@@ -206,6 +206,8 @@ pub struct Departed {
     pub account: Address,
     /// The stake it had, smallest unit.
     pub stake: Amount,
+    /// Height it had registered at.
+    pub registered_at: u64,
     /// Height it left at.
     pub left_at: u64,
 }

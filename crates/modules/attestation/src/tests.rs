@@ -2079,3 +2079,37 @@ fn a_provisioner_leaving_in_the_draws_block_does_not_steer_it() {
         assert_eq!(drawn(true), drawn(false), "provisioner {leaver} left");
     }
 }
+
+#[test]
+fn joining_and_leaving_in_the_draws_block_does_not_count() {
+    let mut world = world_with(1, reference(0));
+    let tpm = Tpm::booted(PROVIDER, &reference(0));
+    let attacker = PrivateKey::from_seed(4_243);
+    let root = world.root.clone();
+    let funded = world.chain.call(
+        &root,
+        logos_types::balances::Call::Transfer {
+            to: address(&attacker),
+            amount: Amount(600_000_000),
+        },
+    );
+    assert!(funded.success);
+    assert!(owner_call(&mut world, tpm.register_call()).success);
+    world.chain.advance(DRAW_DELAY_BLOCKS - 1);
+    // In the draw's block: join with almost all the stake, and leave at once.
+    let join = world.chain.sign(
+        &attacker,
+        logos_types::provisioning::Call::RegisterProvisioner {
+            stake: Amount(500_000_000),
+        }
+        .into(),
+    );
+    let leave = world.chain.sign(
+        &attacker,
+        logos_types::provisioning::Call::DeregisterProvisioner.into(),
+    );
+    let receipts = world.chain.execute(&[join, leave]).unwrap();
+    assert!(receipts.iter().all(|r| r.success), "{receipts:?}");
+    let challenger = challenger_of(&world, PROVIDER);
+    assert_ne!(address(&challenger), address(&attacker));
+}

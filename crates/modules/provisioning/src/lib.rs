@@ -4,7 +4,8 @@
 //!
 //! Owns [`Provisioners`], [`Eligible`], [`Assignments`], the minimum stake, the
 //! [`Parameters`] and [`Departures`] (who left lately, still counted by a draw whose
-//! randomness was known before they left); types, calls and storage are declared in [`logos_types::provisioning`].
+//! randomness was known before they left); types, calls and storage are declared in
+//! [`logos_types::provisioning`].
 //! Stakes are reserved and slashed through `balances`, provider bonds through `dvci`;
 //! environments are read and their status written through `operations`.
 //!
@@ -228,7 +229,10 @@ impl Provisioning {
         }
         if registered_by != u64::MAX {
             for departed in Departures::get(ctx.overlay).await? {
+                // Left since, but had joined by then: joining and leaving at once counts
+                // no more than joining.
                 let counted = departed.left_at > registered_by
+                    && departed.registered_at <= registered_by
                     && departed.stake > Amount::ZERO
                     && !excluded.contains(&departed.account)
                     && !candidates.iter().any(|(a, _)| *a == departed.account);
@@ -847,6 +851,7 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Provisioning {
         let departed = Departed {
             account,
             stake: record.stake,
+            registered_at: record.registered_at,
             left_at: height,
         };
         departures
