@@ -49,9 +49,9 @@ use logos_mia_collect::{
 };
 use logos_types::{
     attestation::{
-        report_nonce, Call, Component, Digest, EndorsementRoots, Event, Machine, MachineStatus,
-        Machines, Nonces, Params, References, Reported, StagedEndorsements, Tamper,
-        CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES, ENDORSEMENT_CHUNK_MAX_BYTES,
+        report_nonce, staging_calls, Call, Component, Digest, EndorsementRoots, Event, Machine,
+        MachineStatus, Machines, Nonces, Params, References, Reported, StagedEndorsements, Tamper,
+        CREDENTIAL_MAX_BYTES, CREDENTIAL_MIN_BYTES,
     },
     dvci::ProviderId,
     Call as RuntimeCall, Event as RuntimeEvent, Receipt,
@@ -350,16 +350,20 @@ impl Attestor {
             AttestError::Refused(format!("the EK certificate chain: {error}"))
         };
         let parsed = Chain::parse(chain).map_err(refused)?;
-        let mut approved = Vec::with_capacity(parsed.len());
+        let mut approved = Vec::new();
         for hash in parsed.key_hashes().map_err(refused)? {
             let (root, _) = self
                 .client
                 .map_proven::<EndorsementRoots>(&Digest(hash))
                 .await?;
-            approved.push(root.is_some());
+            if root.is_some() {
+                approved.push(hash);
+            }
         }
-        let anchor = parsed.anchor(&approved).map_err(refused)?;
-        parsed.verify(ek_public, anchor).map_err(refused)
+        parsed
+            .endorse(ek_public, |hash| approved.contains(hash))
+            .map(|_| ())
+            .map_err(refused)
     }
 
     /// Stages `chain` for the registration, unless the chain holds it already.
@@ -372,17 +376,10 @@ impl Attestor {
         if staged.is_some_and(|staged| staged[..] == *chain) {
             return Ok(());
         }
-        let mut calls = Vec::new();
-        for (index, chunk) in chain.chunks(ENDORSEMENT_CHUNK_MAX_BYTES).enumerate() {
-            calls.push(RuntimeCall::Attestation(Call::StageEndorsement {
-                provider,
-                start: index == 0,
-                chunk: chunk
-                    .to_vec()
-                    .try_into()
-                    .map_err(|_| AttestError::Missing("a chunk exceeds its bound".into()))?,
-            }));
-        }
+        let calls = staging_calls(provider, chain)
+            .into_iter()
+            .map(RuntimeCall::Attestation)
+            .collect();
         self.client.execute_all(&self.wallet, calls).await?;
         Ok(())
     }

@@ -369,16 +369,9 @@ fn endorsement(
         .iter()
         .map(|root| root.trim_start_matches("0x").to_lowercase())
         .collect();
-    let approved: Vec<bool> = hashes
-        .iter()
-        .map(|hash| roots.contains(&hex::encode(hash)))
-        .collect();
     let verdict = (!roots.is_empty()).then(|| {
-        match parsed
-            .anchor(&approved)
-            .and_then(|anchor| parsed.verify(&ek, anchor))
-        {
-            Ok(()) => Verdict::Verified,
+        match parsed.endorse(&ek, |hash| roots.contains(&hex::encode(hash))) {
+            Ok(_) => Verdict::Verified,
             Err(error) => Verdict::Refused(error.to_string()),
         }
     });

@@ -601,6 +601,21 @@ impl Default for Parameters {
     }
 }
 
+/// The [`Call::StageEndorsement`] calls that stage `chain` for `provider`, in order (the
+/// first starts a new chain), each within a transaction.
+pub fn staging_calls(provider: ProviderId, chain: &[u8]) -> Vec<Call> {
+    chain
+        .chunks(ENDORSEMENT_CHUNK_MAX_BYTES)
+        .enumerate()
+        .map(|(index, chunk)| Call::StageEndorsement {
+            provider,
+            start: index == 0,
+            // A chunk is at most its bound by construction.
+            chunk: BoundedVec::truncated(chunk.to_vec()),
+        })
+        .collect()
+}
+
 /// Calls of `attestation`.
 #[calls]
 pub enum Call {

@@ -63,6 +63,12 @@ impl<T, const MAX: usize> BoundedVec<T, MAX> {
         Self(Vec::new())
     }
 
+    /// The first [`Self::MAX`] of `items` (all of them when they fit).
+    pub fn truncated(mut items: Vec<T>) -> Self {
+        items.truncate(MAX);
+        Self(items)
+    }
+
     /// Appends `item`, unless the list is full.
     pub fn try_push(&mut self, item: T) -> Result<(), BoundError> {
         self.check_room()?;

@@ -133,15 +133,8 @@ fn endorsement_us(machines: &mut [Machine], ca: &logos_mia_collect::swtpm::Local
     for _ in 0..64 {
         let start = std::time::Instant::now();
         let parsed = Chain::parse(&chain).map_err(anyhow::Error::msg)?;
-        let approved: Vec<bool> = parsed
-            .key_hashes()
-            .map_err(anyhow::Error::msg)?
-            .iter()
-            .map(|hash| *hash == root)
-            .collect();
-        let anchor = parsed.anchor(&approved).map_err(anyhow::Error::msg)?;
         parsed
-            .verify(&endorsement.public, anchor)
+            .endorse(&endorsement.public, |hash| *hash == root)
             .map_err(anyhow::Error::msg)?;
         runs.push(start.elapsed().as_secs_f64() * 1e6);
     }
@@ -401,18 +394,8 @@ impl Chain {
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("swtpm stored no EK certificate"))?;
         let chain = logos_mia_collect::certs::chain(certificate, authorities)?;
-        for (index, chunk) in chain
-            .chunks(attestation::ENDORSEMENT_CHUNK_MAX_BYTES)
-            .enumerate()
-        {
-            self.call(
-                &owner,
-                attestation::Call::StageEndorsement {
-                    provider,
-                    start: index == 0,
-                    chunk: chunk.to_vec().try_into().map_err(anyhow::Error::msg)?,
-                },
-            )?;
+        for call in attestation::staging_calls(provider, &chain) {
+            self.call(&owner, call)?;
         }
         self.call(
             &owner,

@@ -181,6 +181,24 @@ impl Chain {
             .ok_or(EndorsementError::NoApprovedAnchor)
     }
 
+    /// The whole check: the anchor is the first certificate past the EK's whose key
+    /// `approved` accepts (given each key's [`key_hash`]), every link below it is verified
+    /// for `ek_public`; returns the anchor's key hash (the endorsement root).
+    pub fn endorse(
+        &self,
+        ek_public: &[u8],
+        approved: impl Fn(&Digest) -> bool,
+    ) -> Result<Digest, EndorsementError> {
+        let hashes = self.key_hashes()?;
+        let flags: Vec<bool> = hashes.iter().map(&approved).collect();
+        let anchor = self.anchor(&flags)?;
+        self.verify(ek_public, anchor)?;
+        hashes
+            .get(anchor)
+            .copied()
+            .ok_or(EndorsementError::NoApprovedAnchor)
+    }
+
     /// Checks that the certificates below `anchor` endorse `ek_public` (the EK's
     /// `TPMT_PUBLIC`) up to the anchor's key (see the module docs).
     pub fn verify(&self, ek_public: &[u8], anchor: usize) -> Result<(), EndorsementError> {

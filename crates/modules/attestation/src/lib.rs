@@ -283,18 +283,14 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             Err(error) => return Ok(Err(error)),
         };
         let mut approved = Vec::with_capacity(hashes.len());
-        for hash in &hashes {
-            approved.push(EndorsementRoots::contains(ctx.overlay, &Digest(*hash)).await?);
+        for hash in hashes {
+            if EndorsementRoots::contains(ctx.overlay, &Digest(hash)).await? {
+                approved.push(hash);
+            }
         }
-        let anchored = chain
-            .anchor(&approved)
-            .and_then(|anchor| chain.verify(ek_public, anchor).map(|()| anchor));
-        Ok(anchored.and_then(|anchor| {
-            hashes
-                .get(anchor)
-                .map(|hash| Digest(*hash))
-                .ok_or(EndorsementError::NoApprovedAnchor)
-        }))
+        Ok(chain
+            .endorse(ek_public, |hash| approved.contains(hash))
+            .map(Digest))
     }
 
     /// Whether `machine`'s endorsement root is checked and still approved.

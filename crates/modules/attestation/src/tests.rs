@@ -16,10 +16,10 @@ use logos_primitives::{Amount, PrivateKey};
 use logos_runtime::mock::{address, assert_failed, fixtures, fixtures::World};
 use logos_types::{
     attestation::{
-        report_nonce, Call, Component, Digest, Draws, DueAt, Endorsements, Event, Exclusion,
-        ImaPolicy, Machine, MachineCount, MachineStatus, Machines, Nonces, Parameters, Params,
-        Reference, Reported, StagedEndorsements, Start, Tamper, BOOT_PCRS, CHALLENGE_ROUNDS_MAX,
-        DRAWS_MAX_PER_PROVIDER, DRAW_DELAY_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX,
+        report_nonce, staging_calls, Call, Component, Digest, Draws, DueAt, Endorsements, Event,
+        Exclusion, ImaPolicy, Machine, MachineCount, MachineStatus, Machines, Nonces, Parameters,
+        Params, Reference, Reported, StagedEndorsements, Start, Tamper, BOOT_PCRS,
+        CHALLENGE_ROUNDS_MAX, DRAWS_MAX_PER_PROVIDER, DRAW_DELAY_BLOCKS, DUE_HANDLED_PER_BLOCK_MAX,
         ENDORSEMENT_CHAIN_MAX_BYTES, ENDORSEMENT_CHUNK_MAX_BYTES, MACHINES_MAX,
     },
     codec::BoundedVec,
@@ -82,17 +82,9 @@ fn give_ek(world: &mut World, tpm: &mut Tpm, ek: &[u8]) {
 
 /// Stages `chain` for `provider`'s next registration, by its owner.
 fn stage_chain(world: &mut World, provider: ProviderId, chain: &[u8]) -> Vec<Receipt> {
-    chain
-        .chunks(ENDORSEMENT_CHUNK_MAX_BYTES)
-        .enumerate()
-        .map(|(index, chunk)| {
-            let call = Call::StageEndorsement {
-                provider,
-                start: index == 0,
-                chunk: chunk.to_vec().try_into().unwrap(),
-            };
-            owner_call(world, call)
-        })
+    staging_calls(provider, chain)
+        .into_iter()
+        .map(|call| owner_call(world, call))
         .collect()
 }
 
@@ -1999,13 +1991,12 @@ fn a_challenge_for_a_machine_under_a_revoked_root_is_refused() {
     assert_failed(&receipt, "attestation", "EndorsementRevoked");
 }
 
-#[test]
-fn a_provisioner_joining_once_the_draws_randomness_is_known_is_not_drawn() {
-    let mut world = world_with(1, reference(0));
-    let tpm = Tpm::booted(PROVIDER, &reference(0));
-    // An attacker with almost all the stake, registering the block before the draw (when the
-    // draw's randomness, the parent's digest, can be known).
-    let attacker = PrivateKey::from_seed(4_242);
+/// An attacker's stake: almost all of it (the fixture's provisioners hold 5 × 2,000,000).
+const ATTACKER_STAKE: Amount = Amount(500_000_000);
+
+/// An account of seed `seed`, funded to stake [`ATTACKER_STAKE`].
+fn funded_attacker(world: &mut World, seed: u64) -> PrivateKey {
+    let attacker = PrivateKey::from_seed(seed);
     let root = world.root.clone();
     let funded = world.chain.call(
         &root,
@@ -2015,11 +2006,21 @@ fn a_provisioner_joining_once_the_draws_randomness_is_known_is_not_drawn() {
         },
     );
     assert!(funded.success);
+    attacker
+}
+
+#[test]
+fn a_provisioner_joining_once_the_draws_randomness_is_known_is_not_drawn() {
+    let mut world = world_with(1, reference(0));
+    let tpm = Tpm::booted(PROVIDER, &reference(0));
+    // An attacker with almost all the stake, registering the block before the draw (when the
+    // draw's randomness, the parent's digest, can be known).
+    let attacker = funded_attacker(&mut world, 4_242);
     assert!(owner_call(&mut world, tpm.register_call()).success);
     let joined = world.chain.call(
         &attacker,
         logos_types::provisioning::Call::RegisterProvisioner {
-            stake: Amount(500_000_000),
+            stake: ATTACKER_STAKE,
         },
     );
     assert!(joined.success, "{joined:?}");
@@ -2084,23 +2085,14 @@ fn a_provisioner_leaving_in_the_draws_block_does_not_steer_it() {
 fn joining_and_leaving_in_the_draws_block_does_not_count() {
     let mut world = world_with(1, reference(0));
     let tpm = Tpm::booted(PROVIDER, &reference(0));
-    let attacker = PrivateKey::from_seed(4_243);
-    let root = world.root.clone();
-    let funded = world.chain.call(
-        &root,
-        logos_types::balances::Call::Transfer {
-            to: address(&attacker),
-            amount: Amount(600_000_000),
-        },
-    );
-    assert!(funded.success);
+    let attacker = funded_attacker(&mut world, 4_243);
     assert!(owner_call(&mut world, tpm.register_call()).success);
     world.chain.advance(DRAW_DELAY_BLOCKS - 1);
     // In the draw's block: join with almost all the stake, and leave at once.
     let join = world.chain.sign(
         &attacker,
         logos_types::provisioning::Call::RegisterProvisioner {
-            stake: Amount(500_000_000),
+            stake: ATTACKER_STAKE,
         }
         .into(),
     );

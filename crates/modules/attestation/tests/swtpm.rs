@@ -20,9 +20,9 @@ use logos_primitives::Amount;
 use logos_runtime::mock::{address, assert_failed, fixtures, fixtures::World};
 use logos_types::{
     attestation::{
-        report_nonce, Call, Component, Digest, Event, Exclusion, ImaPolicy, MachineStatus,
-        Machines, Nonces, Params, Reference, Reported, Start, Tamper, DRAW_DELAY_BLOCKS,
-        ENDORSEMENT_CHUNK_MAX_BYTES,
+        report_nonce, staging_calls, Call, Component, Digest, Event, Exclusion, ImaPolicy,
+        MachineStatus, Machines, Nonces, Params, Reference, Reported, Start, Tamper,
+        DRAW_DELAY_BLOCKS,
     },
     codec::encode,
     dvci::{ProviderId, ProviderStatus, Providers, ResourceClass},
@@ -157,12 +157,7 @@ fn excluded(receipt: &Receipt) -> Option<Exclusion> {
 
 /// Stages `chain` for provider 0's registration.
 fn stage(world: &mut World, chain: &[u8]) {
-    for (index, chunk) in chain.chunks(ENDORSEMENT_CHUNK_MAX_BYTES).enumerate() {
-        let call = Call::StageEndorsement {
-            provider: PROVIDER,
-            start: index == 0,
-            chunk: chunk.to_vec().try_into().unwrap(),
-        };
+    for call in staging_calls(PROVIDER, chain) {
         let staged = owner_call(world, call);
         assert!(staged.success, "{staged:?}");
     }
