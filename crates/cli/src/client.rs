@@ -1,5 +1,6 @@
 //! `logos tx …` and `logos query …`: clients of a node's JSON-RPC.
 
+use crate::{output::Format, progress::Spinner};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use commonware_cryptography::Signer;
@@ -23,7 +24,7 @@ pub enum TxCommand {
     /// Transfer tokens.
     Transfer {
         /// Name of the sender's key in the keystore.
-        #[arg(long)]
+        #[arg(long, env = "LOGOS_FROM")]
         from: String,
         /// Recipient address (0x + 40 hex digits).
         #[arg(long)]
@@ -46,6 +47,8 @@ pub enum TxCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// Where a transaction is: `finalized` (with its receipt: success, error, events, block),
     /// `pending` in the node's mempool, or `unknown` (never seen, dropped, or pruned). With a
@@ -59,6 +62,8 @@ pub enum TxCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
 }
 
@@ -79,6 +84,8 @@ pub enum QueryCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// A finalized block by height or hash.
     Block {
@@ -87,12 +94,16 @@ pub enum QueryCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// The finalized head.
     Head {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// The committee (validators, consensus keys, backing) of an epoch, the current one by
     /// default.
@@ -103,12 +114,16 @@ pub enum QueryCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// Network identity and parameters.
     Chain {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
 }
 
@@ -120,15 +135,9 @@ pub fn connect(url: &str) -> Result<HttpClient> {
         .with_context(|| format!("RPC endpoint {url}"))
 }
 
-/// Prints `value` as pretty JSON on stdout.
-pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
 /// Runs `logos tx …`.
 pub fn run_tx(command: TxCommand) -> Result<()> {
-    let (from, to, amount, fee, nonce, wait, keystore, rpc) = match command {
+    let (from, to, amount, fee, nonce, wait, keystore, rpc, format) = match command {
         TxCommand::Transfer {
             from,
             to,
@@ -138,10 +147,16 @@ pub fn run_tx(command: TxCommand) -> Result<()> {
             wait,
             keystore,
             rpc,
-        } => (from, to, amount, fee, nonce, wait, keystore, rpc),
-        TxCommand::Status { hash, genesis, rpc } => {
+            format,
+        } => (from, to, amount, fee, nonce, wait, keystore, rpc, format),
+        TxCommand::Status {
+            hash,
+            genesis,
+            rpc,
+            format,
+        } => {
             return logos_devnet::runtime()?.block_on(async move {
-                print_json(&transaction_status(&rpc, &hash, genesis.as_deref()).await?)
+                format.print(&transaction_status(&rpc, &hash, genesis.as_deref()).await?)
             })
         }
     };
@@ -167,13 +182,17 @@ pub fn run_tx(command: TxCommand) -> Result<()> {
             .await
             .context("submit transaction")?;
         if !wait {
-            return print_json(&submitted);
+            return format.print(&submitted);
         }
-        eprintln!("submitted {}; waiting for finality…", submitted.hash);
+        let spinner = Spinner::start(format!(
+            "{}: submitted, waiting for finality",
+            submitted.hash
+        ));
         for _ in 0..600 {
             let account = client.get_account(sender.to_string()).await?;
             if account.nonce > nonce {
-                return print_json(&serde_json::json!({
+                spinner.stop();
+                return format.print(&serde_json::json!({
                     "hash": submitted.hash,
                     "finalized_at_or_before": account.height,
                     "sender_balance": account.balance,
@@ -255,24 +274,29 @@ pub fn run_query(command: QueryCommand) -> Result<()> {
                 prove,
                 genesis,
                 rpc,
+                format,
             } => {
                 if prove {
-                    return print_json(&prove_account(&rpc, &address, genesis).await?);
+                    return format.print(&prove_account(&rpc, &address, genesis).await?);
                 }
-                print_json(&connect(&rpc)?.get_account(address.to_string()).await?)
+                format.print(&connect(&rpc)?.get_account(address.to_string()).await?)
             }
-            QueryCommand::Block { id, rpc } => {
+            QueryCommand::Block { id, rpc, format } => {
                 let client = connect(&rpc)?;
                 let block = match id.parse::<u64>() {
                     Ok(height) => client.get_block_by_height(height).await?,
                     Err(_) => client.get_block_by_hash(id).await?,
                 };
-                print_json(&block)
+                format.print(&block)
             }
-            QueryCommand::Head { rpc } => print_json(&connect(&rpc)?.get_finalized_head().await?),
-            QueryCommand::Chain { rpc } => print_json(&connect(&rpc)?.chain_info().await?),
-            QueryCommand::Committee { epoch, rpc } => {
-                print_json(&crate::gov::query_committee(epoch, &rpc).await?)
+            QueryCommand::Head { rpc, format } => {
+                format.print(&connect(&rpc)?.get_finalized_head().await?)
+            }
+            QueryCommand::Chain { rpc, format } => {
+                format.print(&connect(&rpc)?.chain_info().await?)
+            }
+            QueryCommand::Committee { epoch, rpc, format } => {
+                format.print(&crate::gov::query_committee(epoch, &rpc).await?)
             }
         }
     })

@@ -1,7 +1,12 @@
 //! `logos stake …`, `logos gov …` and `logos query committee`: staking, the DAO and the
 //! committees, through a node's RPC.
 
-use crate::{client::print_json, client::DEFAULT_RPC, operator::KeyArgs};
+use crate::{
+    client::DEFAULT_RPC,
+    operator::KeyArgs,
+    output::{print_json, Format},
+    progress,
+};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use logos_client::{keystore, Client};
@@ -41,6 +46,8 @@ pub enum StakeCommand {
         key: KeyArgs,
         #[command(flatten)]
         rpc: Rpc,
+        #[command(flatten)]
+        format: Format,
     },
     /// Start unbonding active stake (withdrawable after the unbonding period).
     Unbond {
@@ -51,6 +58,8 @@ pub enum StakeCommand {
         key: KeyArgs,
         #[command(flatten)]
         rpc: Rpc,
+        #[command(flatten)]
+        format: Format,
     },
     /// Make unbonding stake active again (newest first).
     Rebond {
@@ -61,6 +70,8 @@ pub enum StakeCommand {
         key: KeyArgs,
         #[command(flatten)]
         rpc: Rpc,
+        #[command(flatten)]
+        format: Format,
     },
     /// Release matured unbonded stake to the free balance.
     Withdraw {
@@ -68,6 +79,8 @@ pub enum StakeCommand {
         key: KeyArgs,
         #[command(flatten)]
         rpc: Rpc,
+        #[command(flatten)]
+        format: Format,
     },
     /// Back validator candidates with the account's active stake.
     Nominate {
@@ -81,6 +94,8 @@ pub enum StakeCommand {
         key: KeyArgs,
         #[command(flatten)]
         rpc: Rpc,
+        #[command(flatten)]
+        format: Format,
     },
     /// Declare the account a validator candidate with a consensus key it proves it holds.
     Validate {
@@ -101,6 +116,8 @@ pub enum StakeCommand {
         key: KeyArgs,
         #[command(flatten)]
         rpc: Rpc,
+        #[command(flatten)]
+        format: Format,
     },
     /// Drop the account's candidacy or nominations.
     Chill {
@@ -108,6 +125,8 @@ pub enum StakeCommand {
         key: KeyArgs,
         #[command(flatten)]
         rpc: Rpc,
+        #[command(flatten)]
+        format: Format,
     },
     /// An account's stake, intent and the current epoch.
     Status {
@@ -241,25 +260,43 @@ pub enum GovCommand {
 
 /// Runs `logos stake …`.
 pub fn run_stake(command: StakeCommand) -> Result<()> {
-    let (call, key, rpc) = match command {
+    let (call, key, rpc, format) = match command {
         StakeCommand::Status { address, json, rpc } => {
             return runtime()?.block_on(stake_status(address, json, rpc.rpc))
         }
-        StakeCommand::Bond { amount, key, rpc } => (staking::Call::Bond { amount }, key, rpc),
-        StakeCommand::Unbond { amount, key, rpc } => (staking::Call::Unbond { amount }, key, rpc),
-        StakeCommand::Rebond { amount, key, rpc } => (staking::Call::Rebond { amount }, key, rpc),
-        StakeCommand::Withdraw { key, rpc } => (staking::Call::WithdrawUnbonded, key, rpc),
-        StakeCommand::Chill { key, rpc } => (staking::Call::Chill, key, rpc),
+        StakeCommand::Bond {
+            amount,
+            key,
+            rpc,
+            format,
+        } => (staking::Call::Bond { amount }, key, rpc, format),
+        StakeCommand::Unbond {
+            amount,
+            key,
+            rpc,
+            format,
+        } => (staking::Call::Unbond { amount }, key, rpc, format),
+        StakeCommand::Rebond {
+            amount,
+            key,
+            rpc,
+            format,
+        } => (staking::Call::Rebond { amount }, key, rpc, format),
+        StakeCommand::Withdraw { key, rpc, format } => {
+            (staking::Call::WithdrawUnbonded, key, rpc, format)
+        }
+        StakeCommand::Chill { key, rpc, format } => (staking::Call::Chill, key, rpc, format),
         StakeCommand::Nominate {
             targets,
             evict,
             key,
             rpc,
+            format,
         } => {
             let targets = targets
                 .try_into()
                 .map_err(|_| anyhow::anyhow!("at most {} targets", staking::NOMINATIONS_MAX))?;
-            (staking::Call::Nominate { targets, evict }, key, rpc)
+            (staking::Call::Nominate { targets, evict }, key, rpc, format)
         }
         StakeCommand::Validate {
             consensus_key,
@@ -268,6 +305,7 @@ pub fn run_stake(command: StakeCommand) -> Result<()> {
             evict,
             key,
             rpc,
+            format,
         } => {
             let intent = Intent {
                 consensus_key,
@@ -275,13 +313,14 @@ pub fn run_stake(command: StakeCommand) -> Result<()> {
                 commission_permille,
                 evict,
             };
-            return runtime()?.block_on(validate(intent, key, rpc.rpc));
+            return runtime()?.block_on(validate(intent, key, rpc.rpc, format));
         }
     };
     runtime()?.block_on(async move {
         let (wallet, client) = key.connect(&rpc.rpc).await?;
-        let (receipt, height) = client.execute(&wallet, Call::Staking(call)).await?;
-        print_json(&serde_json::json!({"height": height, "events": receipt.events}))
+        let call = Call::Staking(call);
+        let (receipt, height) = progress::execute(&client, &wallet, call, "staking").await?;
+        format.print(&serde_json::json!({"height": height, "events": receipt.events}))
     })
 }
 
@@ -293,7 +332,7 @@ struct Intent {
     evict: Option<Address>,
 }
 
-async fn validate(intent: Intent, key: KeyArgs, rpc: String) -> Result<()> {
+async fn validate(intent: Intent, key: KeyArgs, rpc: String, format: Format) -> Result<()> {
     let Intent {
         consensus_key,
         p2p_address,
@@ -315,8 +354,9 @@ async fn validate(intent: Intent, key: KeyArgs, rpc: String) -> Result<()> {
         signature,
         evict,
     };
-    let (receipt, height) = client.execute(&wallet, Call::Staking(call)).await?;
-    print_json(&serde_json::json!({"height": height, "events": receipt.events}))
+    let call = Call::Staking(call);
+    let (receipt, height) = progress::execute(&client, &wallet, call, "candidacy").await?;
+    format.print(&serde_json::json!({"height": height, "events": receipt.events}))
 }
 
 async fn stake_status(address: Address, json: bool, rpc: String) -> Result<()> {
@@ -402,7 +442,8 @@ pub fn run_gov(command: GovCommand) -> Result<()> {
             } => {
                 let (wallet, client) = key.connect(&rpc.rpc).await?;
                 let call = governance::Call::Vote { proposal: id, aye };
-                let (_, height) = client.execute(&wallet, Call::Governance(call)).await?;
+                let call = Call::Governance(call);
+                let (_, height) = progress::execute(&client, &wallet, call, "vote").await?;
                 let vote = if aye { "aye" } else { "nay" };
                 match json {
                     true => print_json(
@@ -445,7 +486,8 @@ async fn propose(proposal: Proposal) -> Result<()> {
         )
     })?;
     let propose = governance::Call::Propose { encoded };
-    let (receipt, height) = client.execute(&wallet, Call::Governance(propose)).await?;
+    let propose = Call::Governance(propose);
+    let (receipt, height) = progress::execute(&client, &wallet, propose, "proposal").await?;
     let found = receipt.events.iter().find_map(|event| match event {
         Event::Governance(governance::Event::Proposed {
             proposal,

@@ -1,5 +1,6 @@
 //! `logos keys …`: the keystore (see `logos_client::keystore`).
 
+use crate::{output::Format, views};
 use anyhow::Result;
 use clap::Subcommand;
 use logos_client::keystore::{self, PublicInfo};
@@ -13,13 +14,20 @@ pub enum KeysCommand {
     New {
         /// Name of the key.
         name: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// List keys.
-    List,
+    List {
+        #[command(flatten)]
+        format: Format,
+    },
     /// Show a key's public key and address.
     Show {
         /// Name of the key.
         name: String,
+        #[command(flatten)]
+        format: Format,
     },
 }
 
@@ -27,16 +35,16 @@ pub enum KeysCommand {
 pub fn run(command: KeysCommand, keystore: Option<PathBuf>) -> Result<()> {
     let dir = keystore::directory(keystore);
     match command {
-        KeysCommand::New { name } => {
+        KeysCommand::New { name, format } => {
             let key = keystore::generate()?;
             let passphrase = keystore::new_passphrase(&dir.join(format!("{name}.key")))?;
             let path = keystore::save(&dir, &name, &key, &passphrase)?;
-            crate::client::print_json(&PublicInfo::of(&name, &key))?;
+            format.print(&PublicInfo::of(&name, &key))?;
             eprintln!("saved to {}", path.display());
         }
-        KeysCommand::List => crate::client::print_json(&keystore::list(&dir)?)?,
-        KeysCommand::Show { name } => {
-            crate::client::print_json(&PublicInfo::of(&name, &keystore::load(&dir, &name)?))?
+        KeysCommand::List { format } => format.print_with(&keystore::list(&dir)?, views::keys)?,
+        KeysCommand::Show { name, format } => {
+            format.print(&PublicInfo::of(&name, &keystore::load(&dir, &name)?))?
         }
     }
     Ok(())

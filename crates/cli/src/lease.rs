@@ -2,8 +2,11 @@
 //! logs|stats`: the tenant (and catalog author) side of the sub0layer.
 
 use crate::{
-    client::{print_json, DEFAULT_RPC},
+    client::DEFAULT_RPC,
     operator::KeyArgs,
+    output::{printable, Format},
+    progress::{self, Spinner},
+    views,
 };
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -70,6 +73,8 @@ pub enum LeaseCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// A lease with its environment's desired state, status and assignment.
     Status {
@@ -78,6 +83,8 @@ pub enum LeaseCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// Leases, newest first (optionally only a tenant's).
     List {
@@ -87,6 +94,8 @@ pub enum LeaseCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// Escrow `blocks` more blocks for a lease.
     Extend {
@@ -100,6 +109,8 @@ pub enum LeaseCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// Move a lease's environment to its template's current workload (a new generation): the
     /// provider restarts it with the new image and spec on the same volume. Prints
@@ -112,6 +123,8 @@ pub enum LeaseCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// Close a lease now and get the unspent escrow back; its environment is destroyed. A
     /// full-node key its workload offered and the signer registered is deregistered too (the
@@ -124,6 +137,8 @@ pub enum LeaseCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
 }
 
@@ -164,6 +179,8 @@ pub enum EnvCommand {
         /// Genesis file whose validators are trusted to prove the environment and provider.
         #[arg(long, env = "LOGOS_GENESIS")]
         genesis: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        format: Format,
     },
 }
 
@@ -186,6 +203,8 @@ pub enum CatalogCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
 }
 
@@ -205,6 +224,8 @@ pub enum TemplateCommand {
         /// Check the product against this node's catalog.
         #[arg(long)]
         rpc: Option<String>,
+        #[command(flatten)]
+        format: Format,
     },
 }
 
@@ -269,6 +290,7 @@ pub fn run_template(command: TemplateCommand) -> Result<()> {
         file,
         images: images_file,
         rpc,
+        format,
     } = command;
     let (parsed, images) = load_template(&file, images_file.as_deref())?;
     let product = match &rpc {
@@ -285,7 +307,7 @@ pub fn run_template(command: TemplateCommand) -> Result<()> {
     let (template, size) = parsed
         .template(product, &images)
         .with_context(|| format!("{} is not a valid template", file.display()))?;
-    print_json(&serde_json::json!({
+    format.print(&serde_json::json!({
         "valid": true,
         "template": template,
         "product_checked": rpc.is_some(),
@@ -300,6 +322,7 @@ pub fn run_catalog_publish(command: CatalogCommand) -> Result<()> {
         file,
         images: images_file,
         rpc,
+        format,
     } = command;
     let (parsed, images) = load_template(&file, images_file.as_deref())?;
     runtime()?.block_on(async move {
@@ -307,20 +330,20 @@ pub fn run_catalog_publish(command: CatalogCommand) -> Result<()> {
         let product = product_id(&client, &parsed.product).await?;
         let (template, size) = parsed.template(product, &images)?;
         let call = Call::Catalog(catalog::Call::AddTemplate { template });
-        let (receipt, height) = client.execute(&wallet, call).await?;
+        let (receipt, height) = progress::execute(&client, &wallet, call, "template").await?;
         let id = receipt.events.iter().find_map(|event| match event {
             Event::Catalog(catalog::Event::TemplateSet { id }) => Some(*id),
             _ => None,
         });
         let id = id.context("no TemplateSet event in the receipt")?;
-        print_json(
+        format.print(
             &serde_json::json!({"template": id, "height": height, "transaction_bytes": size}),
         )
     })
 }
 
 /// Runs `logos catalog`.
-pub fn run_catalog(rpc: String) -> Result<()> {
+pub fn run_catalog(rpc: String, format: Format) -> Result<()> {
     runtime()?.block_on(async move {
         let client = Client::connect(&rpc).await?;
         let mut entries = Vec::new();
@@ -345,7 +368,7 @@ pub fn run_catalog(rpc: String) -> Result<()> {
                 "price_per_block": price.map(|price| price.to_string()),
             }));
         }
-        print_json(&entries)
+        format.print_with(&entries, views::catalog)
     })
 }
 
@@ -361,18 +384,26 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 wait,
                 timeout_s,
                 rpc,
+                format,
             } => {
                 let (wallet, client) = key.connect(&rpc).await?;
                 let started = Instant::now();
-                eprintln!("submitting the lease of template {template}; waiting for finality…");
-                let (lease, height) =
-                    create_lease(&client, &wallet, template, region, blocks).await?;
-                eprintln!("lease {lease} created at height {height}");
+                let spinner = Spinner::start(format!(
+                    "lease of template {template}: submitted, waiting for finality"
+                ));
+                let created = create_lease(&client, &wallet, template, region, blocks).await;
+                let (lease, height) = created?;
+                spinner.say(&format!("lease {lease} created at height {height}"));
                 if !wait {
-                    return print_json(&serde_json::json!({"lease": lease, "height": height}));
+                    spinner.stop();
+                    return format.print(&serde_json::json!({"lease": lease, "height": height}));
                 }
-                let mut say =
-                    |step: String| eprintln!("[{:>6} ms] {step}", started.elapsed().as_millis());
+                spinner.set(format!(
+                    "lease {lease}: waiting for its environment to be Verified"
+                ));
+                let mut say = |step: String| {
+                    spinner.say(&format!("[{:>6} ms] {step}", started.elapsed().as_millis()))
+                };
                 let milestones = watch(
                     &client,
                     lease,
@@ -380,59 +411,79 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                     Some(&wallet),
                     &mut say,
                 )
-                .await?;
+                .await;
+                spinner.stop();
+                let milestones = milestones?;
                 let ms = |at: Option<Instant>| at.map(|at| (at - started).as_millis() as u64);
-                print_json(&serde_json::json!({
+                format.print(&serde_json::json!({
                     "lease": lease,
                     "height": height,
                     "running_ms": ms(milestones.running),
                     "verified_ms": ms(milestones.verified),
                 }))
             }
-            LeaseCommand::Status { id, rpc } => {
+            LeaseCommand::Status { id, rpc, format } => {
                 let client = Client::connect(&rpc).await?;
-                print_json(&lease_status(&client, id).await?)
+                format.print_with(&lease_status(&client, id).await?, views::lease)
             }
-            LeaseCommand::List { tenant, rpc } => list(tenant, &rpc).await,
+            LeaseCommand::List {
+                tenant,
+                rpc,
+                format,
+            } => list(tenant, &rpc, format).await,
             LeaseCommand::Extend {
                 key,
                 id,
                 blocks,
                 rpc,
+                format,
             } => {
                 let (wallet, client) = key.connect(&rpc).await?;
                 let call = Call::Market(market::Call::ExtendLease { lease: id, blocks });
-                let (_, height) = client.execute(&wallet, call).await?;
+                let what = format!("extension of lease {id}");
+                let (_, height) = progress::execute(&client, &wallet, call, &what).await?;
                 let status = lease_status(&client, id).await?;
-                print_json(&serde_json::json!({
+                format.print(&serde_json::json!({
                     "lease": id,
                     "extended_at": height,
                     "escrow": status.record.escrow,
                 }))
             }
-            LeaseCommand::Update { key, id, rpc } => {
+            LeaseCommand::Update {
+                key,
+                id,
+                rpc,
+                format,
+            } => {
                 let (wallet, client) = key.connect(&rpc).await?;
                 let environment = EnvironmentId::from(id);
                 let call = Call::Operations(operations::Call::UpdateEnvironment { environment });
-                let (receipt, height) = client.execute(&wallet, call).await?;
+                let what = format!("update of lease {id}");
+                let (receipt, height) = progress::execute(&client, &wallet, call, &what).await?;
                 let generation = receipt.events.iter().find_map(|event| match event {
                     Event::Operations(operations::Event::EnvironmentUpdated {
                         generation, ..
                     }) => Some(*generation),
                     _ => None,
                 });
-                print_json(&serde_json::json!({
+                format.print(&serde_json::json!({
                     "lease": id,
                     "generation": generation,
                     "height": height,
                 }))
             }
-            LeaseCommand::Close { key, id, rpc } => {
+            LeaseCommand::Close {
+                key,
+                id,
+                rpc,
+                format,
+            } => {
                 let (wallet, client) = key.connect(&rpc).await?;
                 // Before the workload goes: the full-node key it may have had registered.
                 let registered = registered_node(&client, &wallet, id).await;
                 let call = Call::Market(market::Call::CloseLease { lease: id });
-                let (receipt, height) = client.execute(&wallet, call).await?;
+                let what = format!("closing of lease {id}");
+                let (receipt, height) = progress::execute(&client, &wallet, call, &what).await?;
                 let refund = receipt.events.iter().find_map(|event| match event {
                     Event::Market(market::Event::LeaseClosed { refund, .. }) => Some(*refund),
                     _ => None,
@@ -441,10 +492,11 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 if let Some(node) = registered {
                     // The registry is bounded: the slot and the deposit come back with the lease.
                     let call = Call::Peers(peers::Call::DeregisterFullNode { key: node });
-                    client.execute(&wallet, call).await?;
+                    let what = format!("deregistration of full node {node}");
+                    progress::execute(&client, &wallet, call, &what).await?;
                     deregistered = Some(node);
                 }
-                print_json(&serde_json::json!({
+                format.print(&serde_json::json!({
                     "lease": id,
                     "closed_at": height,
                     "refund": refund,
@@ -470,7 +522,7 @@ async fn registered_node(client: &Client, wallet: &Wallet, id: LeaseId) -> Optio
 }
 
 /// `logos lease list`: the newest [`LIST_MAX`] leases, optionally only `tenant`'s.
-async fn list(tenant: Option<Address>, rpc: &str) -> Result<()> {
+async fn list(tenant: Option<Address>, rpc: &str, format: Format) -> Result<()> {
     let client = Client::connect(rpc).await?;
     let (next, _) = client.value::<NextLeaseId>().await?;
     let mut leases = Vec::new();
@@ -485,7 +537,7 @@ async fn list(tenant: Option<Address>, rpc: &str) -> Result<()> {
         value["lease"] = id.into();
         leases.push(value);
     }
-    print_json(&leases)
+    format.print_with(&leases, views::leases)
 }
 
 /// The environment's record and its provider's, proven.
@@ -543,9 +595,10 @@ pub fn run_env(command: EnvCommand) -> Result<()> {
             id,
             rpc,
             genesis,
+            format,
         } => {
             let wallet = key.wallet()?;
-            runtime()?.block_on(stats(wallet, id, rpc, genesis))
+            runtime()?.block_on(stats(wallet, id, rpc, genesis, format))
         }
     }
 }
@@ -578,12 +631,10 @@ async fn logs(
         if !status.is_success() {
             let bound = LOGS_ERROR_MAX_BYTES;
             let text = String::from_utf8_lossy(&read_bounded(response, bound).await?).into_owned();
-            bail!("agent answered {status}: {text}");
+            bail!("agent answered {status}: {}", printable(&text));
         }
-        use std::io::Write;
         while let Some(chunk) = response.chunk().await? {
-            std::io::stdout().write_all(&chunk)?;
-            std::io::stdout().flush()?;
+            write_logs(&chunk)?;
         }
         return Ok(());
     }
@@ -595,12 +646,36 @@ async fn logs(
     let status = response.status();
     // The agent is the provider's: at most the asked bytes plus room for an error.
     let bound = usize::try_from(LOGS_MAX_BYTES).unwrap_or(usize::MAX) + LOGS_ERROR_MAX_BYTES;
-    let text = String::from_utf8_lossy(&read_bounded(response, bound).await?).into_owned();
+    let body = read_bounded(response, bound).await?;
     if !status.is_success() {
-        bail!("agent answered {status}: {text}");
+        bail!(
+            "agent answered {status}: {}",
+            printable(&String::from_utf8_lossy(&body))
+        );
     }
-    print!("{text}");
-    Ok(())
+    write_logs(&body)
+}
+
+/// Writes workload output to standard output: the bytes as they are into a file or pipe, but
+/// with control characters other than newline and tab escaped on a terminal, where the
+/// provider (or the workload) could otherwise move the cursor, retitle the window or hide
+/// lines with escape sequences.
+fn write_logs(bytes: &[u8]) -> Result<()> {
+    use std::io::{IsTerminal as _, Write as _};
+    let mut stdout = std::io::stdout().lock();
+    if !stdout.is_terminal() {
+        stdout.write_all(bytes)?;
+        return Ok(stdout.flush()?);
+    }
+    for line in String::from_utf8_lossy(bytes).split_inclusive('\n') {
+        let (body, newline) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        let safe: Vec<String> = body.split('\t').map(printable).collect();
+        write!(stdout, "{}{newline}", safe.join("\t"))?;
+    }
+    Ok(stdout.flush()?)
 }
 
 /// `logos env stats`: asks the agent, then checks its signature against the provider's agent
@@ -610,6 +685,7 @@ async fn stats(
     id: EnvironmentId,
     rpc: String,
     genesis: Option<std::path::PathBuf>,
+    format: Format,
 ) -> Result<()> {
     let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
     let (environment, provider) = environment_and_provider(&client, id).await?;
@@ -631,7 +707,7 @@ async fn stats(
     if !status.is_success() {
         bail!(
             "agent answered {status}: {}",
-            String::from_utf8_lossy(&body)
+            printable(&String::from_utf8_lossy(&body))
         );
     }
     let signed: SignedStats =
@@ -639,7 +715,7 @@ async fn stats(
     let stats = verify_stats(&signed, &agent_key, environment.provider, id, timestamp_s)?;
     let mut value = serde_json::to_value(&stats)?;
     value["signed_by"] = agent_key.to_string().into();
-    print_json(&value)
+    format.print(&value)
 }
 
 /// The stats in `signed` if the provider's agent key signed exactly those bytes, for this

@@ -3,15 +3,20 @@
 
 mod attest;
 mod client;
+mod config;
 mod gov;
+mod hint;
 mod keys;
 mod lease;
 mod node;
 mod operator;
+mod output;
+mod progress;
 mod spinoff;
+mod views;
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{CommandFactory, Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode};
 
 /// The Logos chain command line.
 #[derive(Parser)]
@@ -31,6 +36,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write ~/.logos/config.toml (or $LOGOS_CONFIG): the RPC endpoint, keystore, key and
+    /// genesis other commands use when their flags are left out.
+    Init(config::InitArgs),
+    /// Print a shell completion script: `logos completions bash > ~/.local/share/bash-completion/completions/logos`,
+    /// `logos completions zsh > "${fpath[1]}/_logos"`, `logos completions fish > ~/.config/fish/completions/logos.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Manage ed25519 keys in a keystore directory.
     Keys {
         #[command(subcommand)]
@@ -78,6 +92,8 @@ enum Command {
         /// Node RPC endpoint.
         #[arg(long, default_value = client::DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: output::Format,
     },
     /// Template files: check one before publishing it.
     Template {
@@ -120,12 +136,29 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    let outcome = config::apply(&std::env::args().collect::<Vec<_>>()).and_then(|()| run());
+    let Err(error) = outcome else {
+        return ExitCode::SUCCESS;
+    };
+    eprintln!("Error: {error:?}");
+    if let Some(hint) = hint::next_step(&error) {
+        eprintln!("\nhint: {hint}");
+    }
+    ExitCode::FAILURE
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(path) = cli.passphrase_file {
         logos_client::keystore::set_passphrase_file(path);
     }
     match cli.command {
+        Command::Init(args) => config::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "logos", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Keys { command, keystore } => keys::run(command, keystore),
         Command::Node { command } => node::run(command),
         Command::Devnet(args) => logos_devnet::run(args),
@@ -137,7 +170,11 @@ fn main() -> anyhow::Result<()> {
         Command::Provider { command } => operator::run_provider(command),
         Command::Agent { command } => operator::run_agent(command),
         Command::Provisioner { command } => operator::run_provisioner(command),
-        Command::Catalog { command: None, rpc } => lease::run_catalog(rpc),
+        Command::Catalog {
+            command: None,
+            rpc,
+            format,
+        } => lease::run_catalog(rpc, format),
         Command::Catalog {
             command: Some(command),
             ..

@@ -87,6 +87,8 @@ pub enum NodeCommand {
         /// Chain RPC endpoint.
         #[arg(long, default_value = crate::client::DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: crate::output::Format,
     },
     /// Deregister a full node registered by the signing account and release its deposit.
     /// Prints `{"key", "height"}`.
@@ -99,6 +101,8 @@ pub enum NodeCommand {
         /// Chain RPC endpoint.
         #[arg(long, default_value = crate::client::DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: crate::output::Format,
     },
 }
 
@@ -181,8 +185,14 @@ pub fn run(command: NodeCommand) -> Result<()> {
             node,
             deposit,
             rpc,
-        } => return register(key, node, deposit, rpc),
-        NodeCommand::Deregister { key, node_key, rpc } => return deregister(key, node_key, rpc),
+            format,
+        } => return register(key, node, (deposit, rpc), format),
+        NodeCommand::Deregister {
+            key,
+            node_key,
+            rpc,
+            format,
+        } => return deregister(key, node_key, rpc, format),
     };
     let mut config = match &file {
         Some(file) => NodeConfig::load(file)?,
@@ -301,8 +311,8 @@ impl FullNodeFlags {
 fn register(
     key: crate::operator::KeyArgs,
     node: String,
-    deposit: Option<logos_primitives::Amount>,
-    rpc: String,
+    (deposit, rpc): (Option<logos_primitives::Amount>, String),
+    format: crate::output::Format,
 ) -> Result<()> {
     logos_devnet::runtime()?.block_on(async move {
         let (wallet, client) = key.connect(&rpc).await?;
@@ -317,10 +327,14 @@ fn register(
                     logos_client::http::HEALTH_BODY_MAX_BYTES
                 )
             })?;
-        let (height, deposit) =
-            logos_client::tenant::register_full_node(&client, &wallet, &registration, deposit)
-                .await?;
-        crate::client::print_json(&serde_json::json!({
+        let registered =
+            logos_client::tenant::register_full_node(&client, &wallet, &registration, deposit);
+        let (height, deposit) = crate::progress::wait(
+            "full node registration: submitted, waiting for finality",
+            async { Ok(registered.await?) },
+        )
+        .await?;
+        format.print(&serde_json::json!({
             "key": registration.key,
             "address": registration.address,
             "deposit": deposit,
@@ -334,14 +348,16 @@ fn deregister(
     key: crate::operator::KeyArgs,
     node_key: logos_primitives::NodeKey,
     rpc: String,
+    format: crate::output::Format,
 ) -> Result<()> {
     logos_devnet::runtime()?.block_on(async move {
         let (wallet, client) = key.connect(&rpc).await?;
         let call = logos_types::Call::Peers(logos_types::peers::Call::DeregisterFullNode {
             key: node_key,
         });
-        let (_, height) = client.execute(&wallet, call).await?;
-        crate::client::print_json(&serde_json::json!({ "key": node_key, "height": height }))
+        let what = "full node deregistration";
+        let (_, height) = crate::progress::execute(&client, &wallet, call, what).await?;
+        format.print(&serde_json::json!({ "key": node_key, "height": height }))
     })
 }
 

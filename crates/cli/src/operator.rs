@@ -1,7 +1,7 @@
 //! `logos provider …`, `logos agent run` and `logos provisioner …`: the operator side of the
 //! sub0layer.
 
-use crate::client::DEFAULT_RPC;
+use crate::{client::DEFAULT_RPC, output::Format, progress};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use logos_agent::{
@@ -40,8 +40,8 @@ fn relay_share(validators: u16) -> u32 {
 /// Key selection shared by operator commands.
 #[derive(clap::Args, Clone, Debug)]
 pub struct KeyArgs {
-    /// Name of the signing key in the keystore.
-    #[arg(long)]
+    /// Name of the signing key in the keystore (default: `logos init --from`).
+    #[arg(long, env = "LOGOS_FROM")]
     pub from: Option<String>,
     /// Path of a key file (instead of --from).
     #[arg(long)]
@@ -64,7 +64,11 @@ impl KeyArgs {
             (None, Some(name)) => {
                 keystore::load(&keystore::directory(self.keystore.clone()), name)?
             }
-            (None, None) => bail!("give --from NAME or --key-file PATH"),
+            (None, None) => bail!(
+                "no signing key chosen: give --from NAME (a key of the keystore, see `logos keys \
+                 list`) or --key-file PATH, or choose one for every command with `logos init \
+                 --from NAME`"
+            ),
         };
         Ok(Wallet::new(key))
     }
@@ -111,6 +115,8 @@ pub enum ProviderCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// Set the key a provider's agent signs with (owner only).
     SetAgentKey {
@@ -125,6 +131,8 @@ pub enum ProviderCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// A provider's record (status, inventory, allocation, bond).
     Status {
@@ -136,6 +144,8 @@ pub enum ProviderCommand {
         /// Genesis file whose validators are trusted to prove the record.
         #[arg(long, env = "LOGOS_GENESIS")]
         genesis: Option<PathBuf>,
+        #[command(flatten)]
+        format: Format,
     },
 }
 
@@ -308,6 +318,8 @@ pub enum ProvisionerCommand {
         /// Node RPC endpoint.
         #[arg(long, default_value = DEFAULT_RPC, env = "LOGOS_RPC")]
         rpc: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// Run the provisioner daemon.
     Run {
@@ -349,6 +361,7 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                 bond,
                 agent_key,
                 rpc,
+                format,
             } => {
                 let (wallet, client) = key.connect(&rpc).await?;
                 let call = dvci::Call::RegisterProvider {
@@ -363,33 +376,40 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                     region,
                     bond,
                 };
-                let (provider, height) = client.register_provider(&wallet, call).await?;
+                let registered = client.register_provider(&wallet, call);
+                let (provider, height) =
+                    progress::wait("provider registration: submitted, waiting for finality", async {
+                        Ok(registered.await?)
+                    })
+                    .await?;
                 if let Some(agent_key) = agent_key {
                     let call = Call::Dvci(dvci::Call::SetAgentKey { provider, key: agent_key });
-                    client.execute(&wallet, call).await?;
+                    progress::execute(&client, &wallet, call, "agent key").await?;
                 }
-                println!(
-                    "{}",
-                    serde_json::json!({"provider": provider, "height": height, "status": "pending", "agent_key": agent_key})
-                );
-                Ok(())
+                format.print(
+                    &serde_json::json!({"provider": provider, "height": height, "status": "pending", "agent_key": agent_key}),
+                )
             }
             ProviderCommand::SetAgentKey {
                 key,
                 provider,
                 agent_key,
                 rpc,
+                format,
             } => {
                 let (wallet, client) = key.connect(&rpc).await?;
                 let call = Call::Dvci(dvci::Call::SetAgentKey { provider, key: agent_key });
-                let (_, height) = client.execute(&wallet, call).await?;
-                println!(
-                    "{}",
-                    serde_json::json!({"provider": provider, "agent_key": agent_key, "height": height})
-                );
-                Ok(())
+                let (_, height) = progress::execute(&client, &wallet, call, "agent key").await?;
+                format.print(
+                    &serde_json::json!({"provider": provider, "agent_key": agent_key, "height": height}),
+                )
             }
-            ProviderCommand::Status { id, rpc, genesis } => {
+            ProviderCommand::Status {
+                id,
+                rpc,
+                genesis,
+                format,
+            } => {
                 let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
                 let (provider, height) = client.map_proven::<Providers>(&id).await?;
                 let provider = provider.with_context(|| format!("no provider {id}"))?;
@@ -397,8 +417,7 @@ pub fn run_provider(command: ProviderCommand) -> Result<()> {
                 value["id"] = id.get().into();
                 value["height"] = height.into();
                 value["attestation"] = attestation_state(&client, id).await?;
-                println!("{}", serde_json::to_string_pretty(&value)?);
-                Ok(())
+                format.print(&value)
             }
         }
     })
@@ -643,15 +662,18 @@ fn run_agent_daemon(args: AgentRunArgs) -> Result<()> {
 pub fn run_provisioner(command: ProvisionerCommand) -> Result<()> {
     runtime()?.block_on(async move {
         match command {
-            ProvisionerCommand::Register { key, stake, rpc } => {
+            ProvisionerCommand::Register {
+                key,
+                stake,
+                rpc,
+                format,
+            } => {
                 let (wallet, client) = key.connect(&rpc).await?;
                 let call = Call::Provisioning(provisioning::Call::RegisterProvisioner { stake });
-                let (_, height) = client.execute(&wallet, call).await?;
-                println!(
-                    "{}",
-                    serde_json::json!({"provisioner": wallet.address(), "height": height})
-                );
-                Ok(())
+                let what = "provisioner registration";
+                let (_, height) = progress::execute(&client, &wallet, call, what).await?;
+                format
+                    .print(&serde_json::json!({"provisioner": wallet.address(), "height": height}))
             }
             ProvisionerCommand::Run {
                 key,

@@ -936,6 +936,7 @@ fn prove_account(address: Address, genesis: &std::path::Path, rpc: &str) -> (boo
             "account",
             &address.to_string(),
             "--prove",
+            "--json",
             "--rpc",
             rpc,
         ])
@@ -1104,7 +1105,7 @@ fn tx_status(
 ) -> Result<serde_json::Value, String> {
     let mut command = Command::new(LOGOS);
     command
-        .args(["tx", "status", hash, "--rpc", rpc])
+        .args(["tx", "status", hash, "--json", "--rpc", rpc])
         .env_remove("LOGOS_GENESIS")
         .env("RUST_BACKTRACE", "0");
     if let Some(genesis) = genesis {
@@ -1517,7 +1518,7 @@ fn a_full_node_registered_on_chain_is_let_in_by_every_validator() {
     let cli = |args: &[&str]| {
         let output = Command::new(LOGOS)
             .args(args)
-            .args(["--rpc", &validator, "--key-file"])
+            .args(["--json", "--rpc", &validator, "--key-file"])
             .arg(devnet.dir.join("keys/account-0.key"))
             .output()
             .unwrap();
@@ -1853,7 +1854,8 @@ fn governance_changes_a_price_at_its_enactment_block_and_outlives_the_authority(
     assert_eq!(price, Some(Amount(5_000)));
     // The committee query answers with the genesis validators (proof of authority).
     let committee: serde_json::Value =
-        serde_json::from_str(&logos_cli(&devnet, &["query", "committee"]).unwrap()).unwrap();
+        serde_json::from_str(&logos_cli(&devnet, &["query", "committee", "--json"]).unwrap())
+            .unwrap();
     assert_eq!(committee["members"].as_array().unwrap().len(), 4);
 }
 
@@ -1917,7 +1919,13 @@ fn elected_committees_run_consensus_and_the_rest_follow() {
     let committee = |epoch: u64| -> Option<Vec<String>> {
         let shown = logos_cli(
             &devnet,
-            &["query", "committee", "--epoch", &epoch.to_string()],
+            &[
+                "query",
+                "committee",
+                "--json",
+                "--epoch",
+                &epoch.to_string(),
+            ],
         )
         .ok()?;
         let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();

@@ -165,11 +165,11 @@ async fn trusted(devnet: &Devnet) -> Client {
         .unwrap()
 }
 
-/// Runs `logos <args> --rpc … --keystore …` and parses its JSON output.
+/// Runs `logos <args> --rpc … --keystore … --json` and parses its JSON output.
 fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
     let output = Command::new(LOGOS)
         .args(args)
-        .args(["--rpc", &devnet.rpc])
+        .args(["--rpc", &devnet.rpc, "--json"])
         .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
         .env("LOGOS_GENESIS", devnet.dir.join("genesis.toml"))
         .env("LOGOS_IMAGES", devnet.dir.join("images.toml"))
@@ -194,6 +194,74 @@ fn cli_error(devnet: &Devnet, args: &[&str]) -> String {
         .unwrap();
     assert!(!output.status.success(), "logos {args:?} succeeded");
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// As a person uses the CLI: `logos init` once, then commands without flags print tables.
+fn people_see_tables_with_flags_from_init(devnet: &Devnet, id: EnvironmentId) {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config.toml");
+    let person = |args: &[&str]| {
+        let mut command = Command::new(LOGOS);
+        for variable in ["LOGOS_RPC", "LOGOS_KEYSTORE", "LOGOS_FROM", "LOGOS_GENESIS"] {
+            command.env_remove(variable);
+        }
+        let output = command
+            .args(args)
+            .env("LOGOS_CONFIG", &config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "logos {args:?}: {stderr}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let keystore = devnet.dir.join("keys");
+    let genesis = devnet.dir.join("genesis.toml");
+    person(&[
+        "init",
+        "--rpc",
+        &devnet.rpc,
+        "--keystore",
+        keystore.to_str().unwrap(),
+        "--from",
+        "dev",
+        "--genesis",
+        genesis.to_str().unwrap(),
+    ]);
+    let catalog = person(&["catalog"]);
+    let mut lines = catalog.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.contains("TEMPLATE") && header.contains("PRICE/BLOCK"),
+        "{catalog}"
+    );
+    assert!(
+        lines.next().unwrap().contains("Logos full node"),
+        "{catalog}"
+    );
+    let status = person(&["lease", "status", &id.to_string()]);
+    assert!(status.contains("CONDITIONS"), "{status}");
+    let verified = status.lines().find(|line| line.contains("Verified"));
+    assert!(
+        verified.is_some_and(|line| line.contains("True")),
+        "{status}"
+    );
+    let listed = person(&["lease", "list"]);
+    let row = listed.lines().nth(1).unwrap();
+    assert!(
+        row.trim_start().starts_with(&id.get().to_string()),
+        "{listed}"
+    );
+    assert!(row.contains("open"), "{listed}");
+    // On a terminal (`script` gives the command a pseudo-terminal) a wait shows a spinner.
+    let extend = format!("{LOGOS} lease extend {id} --blocks 1");
+    let output = Command::new("script")
+        .args(["-q", "-e", "-c", &extend, "/dev/null"])
+        .env("LOGOS_CONFIG", &config)
+        .output()
+        .unwrap();
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{terminal}");
+    assert!(terminal.contains("waiting for finality"), "{terminal}");
 }
 
 /// A template file of a busybox web server on 8080 running `image`.
@@ -524,6 +592,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
         assert_eq!(status["environment"]["conditions"][2]["status"], "True");
         let listed = cli(&devnet, &["lease", "list"]);
         assert_eq!(listed[0]["lease"], id.get());
+        people_see_tables_with_flags_from_init(&devnet, id);
         let before = read::<Leases>(&client, &LeaseId::from(id)).await.unwrap();
         let extended = cli(
             &devnet,
@@ -1234,7 +1303,7 @@ fn workload(image: &str, command: &[&str], ports: &[u16], health_port: u16) -> W
 /// Runs `logos <args> --rpc …` on the tenant's host of a `--hosts` devnet and parses its JSON.
 fn tenant_cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
     let mut command = in_host(&format!("lgd{}t", devnet.network_index), LOGOS);
-    command.args(args);
+    command.args(args).arg("--json");
     if !args.contains(&"--rpc") {
         command.args(["--rpc", &devnet.rpc]);
     }
