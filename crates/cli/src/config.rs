@@ -11,8 +11,11 @@
 //! Precedence: a flag, then the environment (`LOGOS_RPC`, `LOGOS_KEYSTORE`, `LOGOS_FROM`,
 //! `LOGOS_GENESIS`), then the file, then the built-in default. The file only fills environment
 //! variables that are unset, before the command line is parsed, and only for the commands a
-//! user runs against a network (never for `devnet`, `node`, `agent`, `bench` or `spinoff`,
-//! which start processes of their own).
+//! user runs against a network (never for `devnet`, `node run|follow`, `agent`,
+//! `provisioner run`, `bench` or `spinoff`, which configure themselves, nor for the devnet's
+//! children, which are among those). A file that cannot be used (damaged, oversize, writable by
+//! others) is ignored with a warning: every command still runs, with flags and defaults. Without
+//! `HOME` (and `LOGOS_CONFIG`) there is no file: the current directory is never searched.
 
 use crate::{client::DEFAULT_RPC, output::Format};
 use anyhow::{bail, Context, Result};
@@ -35,6 +38,8 @@ const SELF_CONFIGURED: &[&[&str]] = &[
     &["init"],
     &["node", "run"],
     &["node", "follow"],
+    &["provisioner", "run"],
+    &["completions"],
 ];
 
 /// What `logos init` records.
@@ -90,13 +95,14 @@ pub struct InitArgs {
     format: Format,
 }
 
-/// The configuration file's path: `$LOGOS_CONFIG`, else `~/.logos/config.toml`.
-pub fn path() -> PathBuf {
+/// The configuration file's path: `$LOGOS_CONFIG`, else `$HOME/.logos/config.toml`; none
+/// without either.
+pub fn path() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("LOGOS_CONFIG") {
-        return PathBuf::from(path);
+        return Some(PathBuf::from(path));
     }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".logos").join("config.toml")
+    let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
+    Some(PathBuf::from(home).join(".logos").join("config.toml"))
 }
 
 /// Reads the configuration file at `path`; `None` when there is none.
@@ -106,6 +112,15 @@ pub fn read(path: &Path) -> Result<Option<Config>> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error).with_context(|| format!("{}", path.display())),
     };
+    // Someone else who can write it could point the endpoint and the key elsewhere.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata()?.permissions());
+    if mode & 0o022 != 0 {
+        bail!(
+            "{} is writable by other users (mode {:o}): `chmod 600` it",
+            path.display(),
+            mode & 0o777
+        );
+    }
     let mut text = String::new();
     file.take(CONFIG_MAX_BYTES + 1)
         .read_to_string(&mut text)
@@ -124,25 +139,34 @@ pub fn read(path: &Path) -> Result<Option<Config>> {
 }
 
 /// Fills the unset `LOGOS_*` variables from the configuration file, unless `args`' command
-/// configures itself (see the module docs). Called first thing, while the process has one
-/// thread.
-pub fn apply(args: &[String]) -> Result<()> {
+/// configures itself (see the module docs); a file that cannot be used is ignored with a
+/// warning on standard error. Called first thing, while the process has one thread.
+pub fn apply(args: &[String]) {
     let words = subcommands(args);
     if SELF_CONFIGURED
         .iter()
         .any(|command| words.starts_with(command))
     {
-        return Ok(());
+        return;
     }
-    let Some(config) = read(&path())? else {
-        return Ok(());
+    let Some(path) = path() else {
+        return;
+    };
+    let config = match read(&path) {
+        Ok(Some(config)) => config,
+        Ok(None) => return,
+        Err(error) => {
+            let report = crate::output::error_report(&error);
+            let report = report.trim_start_matches("Error: ");
+            eprintln!("warning: ignoring the configuration file: {report}");
+            return;
+        }
     };
     for (variable, value) in config.variables() {
         if let (Some(value), None) = (value, std::env::var_os(variable)) {
             std::env::set_var(variable, value);
         }
     }
-    Ok(())
 }
 
 /// The first two words of `args` (after the program) that are not options or the global
@@ -165,16 +189,11 @@ fn subcommands(args: &[String]) -> Vec<&str> {
 
 /// Runs `logos init`.
 pub fn run(args: InitArgs) -> Result<()> {
-    let path = path();
+    let Some(path) = path() else {
+        bail!("no place for the configuration file: set HOME or LOGOS_CONFIG");
+    };
     if !args.force && path.exists() {
-        bail!(
-            "{} exists: pass --force to replace it (it holds: {})",
-            path.display(),
-            std::fs::read_to_string(&path)
-                .unwrap_or_default()
-                .replace('\n', " ")
-                .trim()
-        );
+        bail!("{} exists: pass --force to replace it", path.display());
     }
     let config = Config {
         rpc: Some(args.rpc),
@@ -183,7 +202,7 @@ pub fn run(args: InitArgs) -> Result<()> {
         genesis: args.genesis.map(absolute).transpose()?,
     };
     let warnings = check(&config);
-    write(&path, &config)?;
+    write(&path, &config, args.force)?;
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }
@@ -228,8 +247,9 @@ fn check(config: &Config) -> Vec<String> {
     warnings
 }
 
-/// Writes `config` to `path` atomically: a private file (0600) in a private directory (0700).
-fn write(path: &Path, config: &Config) -> Result<()> {
+/// Writes `config` to `path` atomically: a private file (0600) in a private directory (0700,
+/// when created). Without `replace`, an existing file is kept (even one made meanwhile).
+fn write(path: &Path, config: &Config, replace: bool) -> Result<()> {
     let directory = path.parent().unwrap_or(Path::new("."));
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -238,16 +258,24 @@ fn write(path: &Path, config: &Config) -> Result<()> {
         .with_context(|| format!("{}", directory.display()))?;
     let text = toml::to_string(config)?;
     let temporary = path.with_extension(format!("toml.{}.tmp", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("{}", temporary.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path).with_context(|| format!("{}", path.display()))?;
-    Ok(())
+    let written = (|| -> Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .with_context(|| format!("{}", temporary.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        match replace {
+            true => std::fs::rename(&temporary, path),
+            // A link fails if the file exists: no check-then-write window.
+            false => std::fs::hard_link(&temporary, path),
+        }
+        .with_context(|| format!("{}", path.display()))
+    })();
+    let _ = std::fs::remove_file(&temporary);
+    written
 }
 
 #[cfg(test)]
@@ -279,6 +307,8 @@ mod tests {
         assert!(own("logos node run --config c.toml"));
         assert!(!own("logos node register --node 1.2.3.4:8545"));
         assert!(own("logos devnet"));
+        assert!(own("logos provisioner run --config p.toml"));
+        assert!(!own("logos provisioner register"));
         assert!(!own("logos catalog"));
     }
 
@@ -292,11 +322,25 @@ mod tests {
             from: Some("alice".into()),
             ..Config::default()
         };
-        write(&path, &config).unwrap();
-        assert_eq!(read(&path).unwrap(), Some(config));
+        write(&path, &config, false).unwrap();
+        assert_eq!(read(&path).unwrap(), Some(config.clone()));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        // Not replaced unless asked, and no temporary file is left either way.
+        let other = Config::default();
+        assert!(write(&path, &other, false).is_err());
+        assert_eq!(read(&path).unwrap(), Some(config));
+        write(&path, &other, true).unwrap();
+        assert_eq!(read(&path).unwrap(), Some(other));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1
+        );
+        // Writable by others: refused (they could point the endpoint and the key elsewhere).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(format!("{:#}", read(&path).unwrap_err()).contains("chmod 600"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&path, "rpc = 3").unwrap();
         assert!(format!("{:#}", read(&path).unwrap_err()).contains("logos init --force"));
         std::fs::write(&path, "unknown = \"x\"").unwrap();

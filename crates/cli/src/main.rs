@@ -137,11 +137,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let outcome = config::apply(&std::env::args().collect::<Vec<_>>()).and_then(|()| run());
+    config::apply(&std::env::args().collect::<Vec<_>>());
+    let outcome = run();
     let Err(error) = outcome else {
         return ExitCode::SUCCESS;
     };
-    eprintln!("Error: {error:?}");
+    eprintln!("{}", output::error_report(&error));
     if let Some(hint) = hint::next_step(&error) {
         eprintln!("\nhint: {hint}");
     }
@@ -184,5 +185,16 @@ fn run() -> anyhow::Result<()> {
         Command::Env { command } => lease::run_env(command),
         Command::Stake { command } => gov::run_stake(command),
         Command::Gov { command } => gov::run_gov(command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap's own checks: no two arguments with one name or flag, defaults that parse, …
+        super::Cli::command().debug_assert();
     }
 }

@@ -18,8 +18,11 @@ const FLATTEN_DEPTH_MAX: usize = 4;
 const CELL_CHARS_MAX: usize = 72;
 /// Most items of a list of plain values shown in one cell.
 const LIST_ITEMS_MAX: usize = 8;
-/// Most rows of one table; the rest are counted in a last line (`--json` prints them all).
+/// Most rows of one table (or lines of a list, or fields of an object); the rest are counted
+/// in a last line (`--json` prints them all).
 const ROWS_MAX: usize = 500;
+/// Most columns of one table (fields beyond are left to `--json`).
+const COLUMNS_MAX: usize = 32;
 
 /// The output flag every command that prints data takes.
 #[derive(clap::Args, Clone, Copy, Debug, Default)]
@@ -37,11 +40,11 @@ impl Format {
 
     /// Prints `value`: pretty JSON with `--json`, else `human` of its JSON form.
     pub fn print_with(self, value: &impl Serialize, human: fn(&Value) -> String) -> Result<()> {
-        let value = serde_json::to_value(value)?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            // Straight from the type, so fields keep their declared order.
+            println!("{}", serde_json::to_string_pretty(value)?);
         } else {
-            println!("{}", human(&value).trim_end());
+            println!("{}", human(&serde_json::to_value(value)?).trim_end());
         }
         Ok(())
     }
@@ -61,7 +64,7 @@ pub fn table(headers: &[&str]) -> Table {
         .set_header(
             headers
                 .iter()
-                .map(|header| Cell::new(header.to_uppercase())),
+                .map(|header| Cell::new(printable(&header.to_uppercase()))),
         );
     table
 }
@@ -70,7 +73,7 @@ pub fn table(headers: &[&str]) -> Table {
 pub fn fields(rows: &[(&str, String)]) -> String {
     let mut table = table(&["field", "value"]);
     for (name, value) in rows {
-        table.add_row(vec![name.to_string(), value.clone()]);
+        table.add_row(vec![cut(&printable(name), CELL_CHARS_MAX), value.clone()]);
     }
     table.trim_fmt()
 }
@@ -92,7 +95,16 @@ fn render_list(items: &[Value]) -> String {
     if items.iter().all(Value::is_object) {
         return rows(items);
     }
-    items.iter().map(text).collect::<Vec<_>>().join("\n")
+    let mut lines: Vec<String> = items.iter().take(ROWS_MAX).map(cell).collect();
+    if items.len() > ROWS_MAX {
+        lines.push(more(items.len() - ROWS_MAX));
+    }
+    lines.join("\n")
+}
+
+/// The last line of a list cut at [`ROWS_MAX`].
+fn more(left_out: usize) -> String {
+    format!("… {left_out} more (--json shows all)")
 }
 
 /// An object: its FIELD/VALUE table, then each list of objects in it as a titled table.
@@ -111,7 +123,7 @@ fn render_object(map: &Map<String, Value>) -> String {
     }
     for (title, items) in sections {
         out.push('\n');
-        out.push_str(&title.to_uppercase());
+        out.push_str(&printable(&title.to_uppercase()));
         out.push('\n');
         out.push_str(&render_list(items));
         out.push('\n');
@@ -128,6 +140,9 @@ fn flatten<'a>(
     sections: &mut Vec<(String, &'a [Value])>,
 ) {
     for (key, value) in map {
+        if fields.len() + sections.len() >= ROWS_MAX {
+            return;
+        }
         let name = match prefix {
             "" => key.clone(),
             _ => format!("{prefix}.{key}"),
@@ -147,9 +162,9 @@ fn flatten<'a>(
 /// One table for a list of objects: a column per field, in order of first appearance.
 fn rows(items: &[Value]) -> String {
     let mut columns: Vec<&str> = Vec::new();
-    for item in items {
+    for item in items.iter().take(ROWS_MAX) {
         for key in item.as_object().into_iter().flat_map(Map::keys) {
-            if !columns.contains(&key.as_str()) {
+            if columns.len() < COLUMNS_MAX && !columns.contains(&key.as_str()) {
                 columns.push(key);
             }
         }
@@ -160,10 +175,8 @@ fn rows(items: &[Value]) -> String {
     }
     let mut out = table.trim_fmt();
     if items.len() > ROWS_MAX {
-        out.push_str(&format!(
-            "\n… {} more (--json shows all)",
-            items.len() - ROWS_MAX
-        ));
+        out.push('\n');
+        out.push_str(&more(items.len() - ROWS_MAX));
     }
     out
 }
@@ -188,28 +201,60 @@ pub fn cell(value: &Value) -> String {
     cut(&full, CELL_CHARS_MAX)
 }
 
-/// A plain value as text (`-` for null, strings unquoted and [`printable`]); anything else
-/// compact JSON.
+/// A plain value as text (`-` for null, strings unquoted); anything else compact JSON; always
+/// [`printable`] (JSON escapes only C0 controls, not DEL, C1 or bidi overrides).
 pub fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
         Value::String(text) => printable(text),
-        other => other.to_string(),
+        other => printable(&other.to_string()),
     }
 }
 
-/// `text` with every control character escaped (`\n`, `\u{1b}`): strings come from other
-/// people (template authors, providers), and a raw escape sequence would drive the reader's
-/// terminal or a newline would forge a row.
+/// True for a character that changes how a terminal shows other text instead of showing
+/// itself: controls (C0, DEL, C1: escape sequences, `\r`, newlines), Unicode's line and
+/// paragraph separators, and the invisible format characters that reorder or hide text
+/// (bidi embeddings, overrides and isolates, zero-width characters, the byte-order mark;
+/// Unicode general category Cf in the ranges terminals act on).
+pub fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
+/// `text` with every [`is_unsafe`] character escaped (`\n`, `\u{1b}`, `\u{202e}`): strings
+/// come from other people (template authors, providers, RPC servers), and a raw escape
+/// sequence would drive the reader's terminal, a newline would forge a row and a bidi
+/// override would reorder a cell.
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        match c.is_control() {
+        match is_unsafe(c) {
             true => out.extend(c.escape_default()),
             false => out.push(c),
         }
     }
     out
+}
+
+/// `Error: …` and its causes, one per line, each line [`printable`]: errors carry text from
+/// servers (a refused call's message, a chain id, a decoding error quoting the answer) and
+/// from files (a damaged config's line).
+pub fn error_report(error: &anyhow::Error) -> String {
+    format!("Error: {error:?}")
+        .lines()
+        .map(printable)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `text` cut to at most `chars` characters, the last one `…` when cut.
@@ -278,5 +323,63 @@ mod tests {
         assert!(!out.contains('\u{1b}'), "{out:?}");
         assert_eq!(out.lines().count(), 2, "{out}");
         assert!(out.contains("evil\\nFIELD\\u{1b}[2J"), "{out}");
+    }
+
+    /// Every character a terminal acts on instead of showing.
+    const HOSTILE: [char; 9] = [
+        '\u{1b}', '\r', '\u{7f}', '\u{9b}', '\u{202e}', '\u{2066}', '\u{200b}', '\u{2028}',
+        '\u{feff}',
+    ];
+
+    fn shows_none_raw(out: &str) {
+        for c in HOSTILE {
+            assert!(!out.contains(c), "{c:?} raw in {out:?}");
+        }
+    }
+
+    #[test]
+    fn bidi_c1_and_invisible_characters_are_escaped_in_cells_nested_values_keys_and_errors() {
+        let hostile: String = HOSTILE.iter().collect();
+        // A plain cell, a value nested past flattening, a list cell, a key and a section title.
+        let nested = json!({"a": {"b": {"c": {"d": {"e": {"f": hostile}}}}}});
+        let value = json!({
+            "name": hostile,
+            "deep": nested,
+            "list": [hostile, 1],
+            hostile.clone(): 1,
+            "rows": [{ hostile.clone(): hostile }],
+        });
+        let out = render(&value);
+        shows_none_raw(&out);
+        assert!(
+            out.contains("\\u{202e}") && out.contains("\\u{9b}"),
+            "{out}"
+        );
+        shows_none_raw(&render(&json!([hostile, hostile])));
+        // An error whose text came from a server, with causes on their own lines.
+        let error = anyhow::anyhow!("server said {hostile}").context("reading the lease");
+        let report = error_report(&error);
+        shows_none_raw(&report);
+        assert!(report.starts_with("Error: reading the lease"), "{report}");
+        assert!(report.lines().count() >= 3, "{report}");
+    }
+
+    #[test]
+    fn huge_objects_and_lists_are_cut_to_their_bounds() {
+        let wide: serde_json::Map<String, Value> =
+            (0..5_000).map(|i| (format!("k{i}"), json!(i))).collect();
+        let out = render(&Value::Object(wide.clone()));
+        assert!(
+            out.lines().count() <= ROWS_MAX + 1,
+            "{}",
+            out.lines().count()
+        );
+        let rows = render(&json!([Value::Object(wide)]));
+        let header = rows.lines().next().unwrap();
+        assert_eq!(header.split_whitespace().count(), COLUMNS_MAX, "{header}");
+        let plain: Vec<Value> = (0..2_000).map(|i| json!(i)).collect();
+        let out = render(&Value::Array(plain));
+        assert_eq!(out.lines().count(), ROWS_MAX + 1);
+        assert!(out.ends_with("… 1500 more (--json shows all)"), "{out}");
     }
 }

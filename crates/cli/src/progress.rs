@@ -1,7 +1,9 @@
 //! Spinners for every wait (`indicatif`), on standard error so standard output stays the
 //! command's result. On a terminal a spinner shows what is awaited and for how long; piped or
-//! redirected, the spinner is hidden and its steps are plain lines.
+//! redirected, the spinner is hidden and its steps are plain lines. Messages and steps are
+//! [`printable`]: they carry text from servers and providers (hashes, condition messages).
 
+use crate::output::printable;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use logos_client::{Client, Wallet};
@@ -23,21 +25,22 @@ impl Spinner {
         let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
-        bar.set_message(message.into());
+        bar.set_message(printable(&message.into()));
         bar.enable_steady_tick(Duration::from_millis(TICK_MS));
         Self { bar }
     }
 
     /// Changes the message.
     pub fn set(&self, message: impl Into<String>) {
-        self.bar.set_message(message.into());
+        self.bar.set_message(printable(&message.into()));
     }
 
     /// Prints a finished step above the spinner (a plain line when it is hidden).
     pub fn say(&self, line: &str) {
+        let line = printable(line);
         match self.bar.is_hidden() {
             true => eprintln!("{line}"),
-            false => self.bar.println(line),
+            false => self.bar.println(&line),
         }
     }
 

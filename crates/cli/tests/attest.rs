@@ -16,7 +16,11 @@ fn fixture(template: &str, name: &str) -> String {
 }
 
 fn logos(args: &[&str]) -> std::process::Output {
-    Command::new(LOGOS).args(args).output().expect("logos runs")
+    Command::new(LOGOS)
+        .args(args)
+        .env("LOGOS_CONFIG", "/nonexistent/logos-config.toml")
+        .output()
+        .expect("logos runs")
 }
 
 fn json_of(args: &[&str]) -> Value {

@@ -17,7 +17,7 @@ use std::{
 
 mod common;
 
-use common::{load_key, runtime, stdout_lines, LOGOS};
+use common::{load_key, logos_command, runtime, stdout_lines};
 
 struct Devnet {
     dir: PathBuf,
@@ -71,7 +71,7 @@ impl Devnet {
         extra_args: &[&str],
     ) -> Self {
         let dir = std::env::temp_dir().join(format!("logos-e2e-{name}-{}", std::process::id()));
-        let status = Command::new(LOGOS)
+        let status = logos_command()
             .args([
                 "devnet",
                 "--init-only",
@@ -130,7 +130,7 @@ impl Devnet {
             .append(true)
             .open(self.dir.join(format!("validator-{index}/node.log")))
             .unwrap();
-        let mut child = Command::new(LOGOS)
+        let mut child = logos_command()
             .args(["node", "run", "--config"])
             .arg(&config)
             .stdout(Stdio::piped())
@@ -930,7 +930,7 @@ async fn lying_proxy(genuine: String, foreign: String, lie: Lie) -> String {
 
 /// `logos query account ADDRESS --prove --genesis GENESIS --rpc RPC`: (success, stdout, stderr).
 fn prove_account(address: Address, genesis: &std::path::Path, rpc: &str) -> (bool, String, String) {
-    let output = Command::new(LOGOS)
+    let output = logos_command()
         .args([
             "query",
             "account",
@@ -1015,7 +1015,7 @@ fn a_lying_server_cannot_forge_a_proven_read() {
     assert!(!ok);
     assert!(stderr.contains("the trusted genesis defines"), "{stderr}");
     // No genesis, no proven read.
-    let output = Command::new(LOGOS)
+    let output = logos_command()
         .args([
             "query",
             "account",
@@ -1103,7 +1103,7 @@ fn tx_status(
     rpc: &str,
     genesis: Option<&std::path::Path>,
 ) -> Result<serde_json::Value, String> {
-    let mut command = Command::new(LOGOS);
+    let mut command = logos_command();
     command
         .args(["tx", "status", hash, "--json", "--rpc", rpc])
         .env_remove("LOGOS_GENESIS")
@@ -1245,7 +1245,7 @@ fn start_full_node(config: &std::path::Path, passphrase: &str) -> (Child, String
         .append(true)
         .open(config.parent().unwrap().join("node.log"))
         .unwrap();
-    let mut child = Command::new(LOGOS)
+    let mut child = logos_command()
         .args(["node", "run", "--role", "full", "--config"])
         .arg(config)
         .env("LOGOS_PASSPHRASE", passphrase)
@@ -1287,7 +1287,7 @@ fn a_full_node_follows_over_p2p_and_serves_the_validators_rpc() {
 
     // A validator's key cannot run a full node.
     let validator_config = devnet.dir.join("validator-0/config.toml");
-    let refused = Command::new(LOGOS)
+    let refused = logos_command()
         .args(["node", "run", "--role", "full", "--config"])
         .arg(&validator_config)
         .output()
@@ -1366,7 +1366,7 @@ fn a_full_node_follows_over_p2p_and_serves_the_validators_rpc() {
     // A full node no validator lists is refused by every validator's p2p handshake.
     let stranger = devnet.dir.join("stranger");
     std::fs::create_dir_all(&stranger).unwrap();
-    let status = Command::new(LOGOS)
+    let status = logos_command()
         .args(["keys", "new", "stranger", "--keystore"])
         .arg(&stranger)
         .env("LOGOS_PASSPHRASE", "stranger passphrase")
@@ -1468,7 +1468,7 @@ fn a_full_node_registered_on_chain_is_let_in_by_every_validator() {
     let genesis = devnet.dir.join("genesis.toml");
     let data_dir = devnet.dir.join("registered-node");
     let run = |register_for: &str| {
-        let mut command = Command::new(LOGOS);
+        let mut command = logos_command();
         command
             .args(["node", "run", "--role", "full", "--genesis"])
             .arg(&genesis)
@@ -1516,7 +1516,7 @@ fn a_full_node_registered_on_chain_is_let_in_by_every_validator() {
     assert_eq!(body["public_key"], key);
 
     let cli = |args: &[&str]| {
-        let output = Command::new(LOGOS)
+        let output = logos_command()
             .args(args)
             .args(["--json", "--rpc", &validator, "--key-file"])
             .arg(devnet.dir.join("keys/account-0.key"))
@@ -1580,7 +1580,7 @@ fn a_full_node_registered_on_chain_is_let_in_by_every_validator() {
         );
     for (lie, announce_length, reason) in lies {
         let liar = runtime.block_on(lying_health(lie.clone(), announce_length));
-        let output = Command::new(LOGOS)
+        let output = logos_command()
             .args(["node", "register", "--node", &liar.to_string()])
             .args(["--rpc", &validator, "--key-file"])
             .arg(devnet.dir.join("keys/account-0.key"))
@@ -1667,7 +1667,7 @@ fn logos_cli(devnet: &Devnet, args: &[&str]) -> Result<String, String> {
 }
 
 fn logos_cli_once(devnet: &Devnet, args: &[&str]) -> Result<String, String> {
-    let mut command = Command::new(LOGOS);
+    let mut command = logos_command();
     command.args(args).args(["--rpc", &devnet.rpc[0]]);
     if args.contains(&"--from") {
         command.arg("--keystore").arg(devnet.dir.join("keys"));
@@ -2162,7 +2162,7 @@ async fn epoch_lying_proxy(genuine: String, epoch: u64, lie: EpochLie) -> String
 
 /// `logos spinoff …` with `args`: (success, stdout, stderr).
 fn spinoff(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(LOGOS)
+    let output = logos_command()
         .arg("spinoff")
         .args(args)
         .env("RUST_BACKTRACE", "0")
@@ -2375,7 +2375,7 @@ fn a_spin_off_keeps_the_parents_balances_at_its_height_and_runs_on_its_own() {
     assert!(!ok && stderr.contains("not empty"), "{stderr}");
 
     // `logos devnet --resume --dir DIR` starts the child with its own validators.
-    let mut child = Command::new(LOGOS)
+    let mut child = logos_command()
         .args(["devnet", "--resume", "--dir", &dir_text])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -23,77 +23,15 @@ use logos_types::{
 };
 use std::{
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 mod common;
 
-use common::{load_key, runtime, stdout_lines, LOGOS};
-
-/// A `logos devnet` process with its sub0layer.
-struct Devnet {
-    dir: PathBuf,
-    rpc: String,
-    network_index: u8,
-    child: Child,
-    /// The daemons' pids as the devnet printed them (`agent-0` → pid).
-    pids: std::collections::BTreeMap<String, u32>,
-}
+use common::{logos_command, runtime, sub0::Devnet, LOGOS};
 
 impl Devnet {
-    /// Starts 4 validators, 2 agents and 4 provisioners. Ports: p2p `base + i`, RPC
-    /// `base + 1000 + i`, metrics `base + 2000 + i`, agents `base + 3000 + k` (all below the
-    /// ephemeral range).
-    fn start(name: &str, base: u16, network_index: u8, extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("logos-sub0-{name}-{}", std::process::id()));
-        let mut child = Command::new(LOGOS)
-            .args(["devnet", "--validators", "4", "--providers", "2"])
-            .args(["--p2p-base-port", &base.to_string()])
-            .args(["--rpc-base-port", &(base + 1_000).to_string()])
-            .args(["--metrics-base-port", &(base + 2_000).to_string()])
-            .args(["--agent-base-port", &(base + 3_000).to_string()])
-            .args(["--network-base-index", &network_index.to_string()])
-            .args(extra)
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
-            .spawn()
-            .unwrap();
-        let receiver = stdout_lines(&mut child);
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let mut rpc = None;
-        let mut pids = std::collections::BTreeMap::new();
-        loop {
-            let line = receiver
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("devnet not ready; see {}.log", dir.display()));
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.as_slice() {
-                ["validator-0", "rpc", url, ..] => rpc = Some(url.to_string()),
-                [name, "pid", pid] => {
-                    pids.insert(name.to_string(), pid.parse().unwrap());
-                }
-                _ => {}
-            }
-            if line.contains("press Ctrl-C") {
-                break;
-            }
-        }
-        Self {
-            rpc: rpc.expect("validator-0's RPC printed"),
-            dir,
-            network_index,
-            child,
-            pids,
-        }
-    }
-
-    fn wallet(&self, name: &str) -> Wallet {
-        Wallet::new(load_key(&self.dir.join(format!("keys/{name}.key"))))
-    }
-
     fn cgroup(&self, agent: usize, environment: EnvironmentId) -> PathBuf {
         let hierarchy = logos_agent::container::cgroup::Hierarchy::detect().unwrap();
         let path = format!(
@@ -125,38 +63,6 @@ impl Devnet {
     }
 }
 
-impl Devnet {
-    /// Stops the devnet as Ctrl-C would (agents destroy their environments and take their
-    /// bridges, firewall rules and cgroups down; a `--hosts` devnet removes its hosts).
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        self.stop();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-            let _ = std::fs::remove_file(self.dir.with_extension("log"));
-        }
-    }
-}
-
 /// A client of the devnet whose proven reads trust the devnet's genesis file.
 async fn trusted(devnet: &Devnet) -> Client {
     let genesis = logos_types::Genesis::load(&devnet.dir.join("genesis.toml")).unwrap();
@@ -167,7 +73,7 @@ async fn trusted(devnet: &Devnet) -> Client {
 
 /// Runs `logos <args> --rpc … --keystore … --json` and parses its JSON output.
 fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
-    let output = Command::new(LOGOS)
+    let output = logos_command()
         .args(args)
         .args(["--rpc", &devnet.rpc, "--json"])
         .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
@@ -185,7 +91,7 @@ fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
 
 /// Runs `logos <args> --rpc …` expecting it to fail; its standard error.
 fn cli_error(devnet: &Devnet, args: &[&str]) -> String {
-    let output = Command::new(LOGOS)
+    let output = logos_command()
         .args(args)
         .args(["--rpc", &devnet.rpc])
         .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
@@ -201,7 +107,7 @@ fn people_see_tables_with_flags_from_init(devnet: &Devnet, id: EnvironmentId) {
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("config.toml");
     let person = |args: &[&str]| {
-        let mut command = Command::new(LOGOS);
+        let mut command = logos_command();
         for variable in ["LOGOS_RPC", "LOGOS_KEYSTORE", "LOGOS_FROM", "LOGOS_GENESIS"] {
             command.env_remove(variable);
         }
@@ -759,7 +665,7 @@ fn leased_full_node_runs_verified_billed_restored_and_destroyed() {
             .contains("expired at height 1"));
 
         // The tenant reads the workload's logs through the agent.
-        let logs = Command::new(LOGOS)
+        let logs = logos_command()
             .args([
                 "env",
                 "logs",
@@ -1308,6 +1214,7 @@ fn tenant_cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
         command.args(["--rpc", &devnet.rpc]);
     }
     let output = command
+        .env("LOGOS_CONFIG", "/nonexistent/logos-config.toml")
         .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
         .env("LOGOS_GENESIS", devnet.dir.join("genesis.toml"))
         .output()

@@ -155,13 +155,40 @@ fn init_writes_a_private_config_that_fills_left_out_flags_and_flags_beat_it() {
     assert!(error.contains("nobody.key"), "{error}");
     assert!(error.contains("logos keys new"), "{error}");
 
-    // A damaged file is named, with the way to fix it, before anything runs.
-    std::fs::write(&config, "rpc = [1, 2]\n").unwrap();
-    let error = failed(logos(&config, &["keys", "list"]));
-    assert!(error.contains("logos init --force"), "{error}");
-    // Commands that configure themselves never read it (a devnet's children included).
-    let help = logos(&config, &["node", "run", "--help"]);
-    assert!(help.status.success(), "{}", stderr(&help));
+    // A damaged file is named with the way to fix it, and ignored: the command still runs
+    // (here without the file's keystore, so it finds no keys).
+    std::fs::write(&config, "rpc = [1, 2]\n\u{1b}]0;owned\u{7}").unwrap();
+    let listed = logos(&config, &["keys", "list"]);
+    let warning = stderr(&listed);
+    assert!(
+        warning.contains("ignoring the configuration file"),
+        "{warning}"
+    );
+    assert!(warning.contains("logos init --force"), "{warning}");
+    assert!(!warning.contains('\u{1b}'), "{warning:?}");
+    assert!(!ok(listed).contains("alice"));
+    // Commands that configure themselves never read it (the devnet's children among them).
+    for command in [
+        &["node", "run", "--help"][..],
+        &["provisioner", "run", "--help"],
+    ] {
+        let help = logos(&config, command);
+        assert!(help.status.success(), "{}", stderr(&help));
+        assert!(stderr(&help).is_empty(), "{}", stderr(&help));
+    }
+    // Without HOME or LOGOS_CONFIG there is no file: the current directory is not searched.
+    let planted = dir.path().join("cwd");
+    std::fs::create_dir_all(planted.join(".logos")).unwrap();
+    std::fs::write(planted.join(".logos/config.toml"), "from = \"planted\"\n").unwrap();
+    let output = Command::new(LOGOS)
+        .args(["lease", "close", "0", "--rpc", DEAD_RPC])
+        .current_dir(&planted)
+        .env_clear()
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let error = failed(output);
+    assert!(error.contains("no signing key chosen"), "{error}");
 }
 
 #[test]

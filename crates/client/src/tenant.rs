@@ -10,9 +10,9 @@ use crate::{
 use logos_api::rpc::FullNodeRegistration;
 use logos_primitives::{Amount, ChainId, NodeKey};
 use logos_types::{
-    catalog::TemplateId,
+    catalog::{NextTemplateId, Product, Products, Template, TemplateId, Templates},
     dvci::RegionId,
-    market::{self, Lease, LeaseId, Leases, Payout},
+    market::{self, Lease, LeaseId, Leases, Payout, Prices},
     operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments},
     peers::{self, FullNodes, MinimumDeposit},
     provisioning::{Assignment, Assignments},
@@ -116,6 +116,133 @@ pub async fn create_lease(
         _ => None,
     })?;
     Ok((lease, height))
+}
+
+/// Templates [`catalog`] reads at most: ids `0..CATALOG_MAX` (3 reads each).
+pub const CATALOG_MAX: u32 = 128;
+
+/// One template of the catalog with its product and its price.
+#[derive(Clone, Debug)]
+pub struct CatalogEntry {
+    /// Its id.
+    pub id: TemplateId,
+    /// The template record (name, product, workload).
+    pub template: Template,
+    /// Its product (none if the product was removed since).
+    pub product: Option<Product>,
+    /// Price of one block, smallest unit: the product's class price × its compute units (none
+    /// if the product or its class price is missing, or the product overflows).
+    pub price_per_block: Option<Amount>,
+}
+
+/// The catalog as finalized: every template with an id below both [`NextTemplateId`] and
+/// [`CATALOG_MAX`], oldest first (not proven: for display and choosing).
+pub async fn catalog(client: &Client) -> Result<Vec<CatalogEntry>, ClientError> {
+    let (next, _) = client.value::<NextTemplateId>().await?;
+    let mut entries = Vec::new();
+    for id in (0..next.0.min(CATALOG_MAX)).map(TemplateId) {
+        let (Some(template), _) = client.map::<Templates>(&id).await? else {
+            continue;
+        };
+        let (product, _) = client.map::<Products>(&template.product).await?;
+        let price_per_block = match &product {
+            Some(product) => client
+                .map::<Prices>(&product.class)
+                .await?
+                .0
+                .and_then(|price| price.0.checked_mul(u128::from(product.compute_units)))
+                .map(Amount),
+            None => None,
+        };
+        entries.push(CatalogEntry {
+            id,
+            template,
+            product,
+            price_per_block,
+        });
+    }
+    Ok(entries)
+}
+
+/// The template of `entries` named `name`; an error names the templates there are, or the
+/// ids when more than one has that name.
+pub fn template_named<'a>(
+    entries: &'a [CatalogEntry],
+    name: &str,
+) -> Result<&'a CatalogEntry, ClientError> {
+    let mut named = entries
+        .iter()
+        .filter(|entry| entry.template.name.as_str() == name);
+    match (named.next(), named.next()) {
+        (Some(entry), None) => Ok(entry),
+        (Some(first), Some(second)) => Err(ClientError::Malformed(format!(
+            "more than one template is named {name:?} (ids {}, {}, …): name one by id",
+            first.id, second.id
+        ))),
+        (None, _) => {
+            let names: Vec<&str> = entries
+                .iter()
+                .map(|entry| entry.template.name.as_str())
+                .collect();
+            Err(ClientError::Missing(format!(
+                "no template named {name:?} in the catalog (there are: {})",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// What [`close_lease`] did.
+#[derive(Clone, Copy, Debug)]
+pub struct Closed {
+    /// Height of the block that closed the lease.
+    pub height: u64,
+    /// Escrow given back to the tenant, smallest unit (none if the receipt did not say).
+    pub refund: Option<Amount>,
+    /// The full-node key the workload had registered for the tenant, deregistered with it
+    /// (its deposit back).
+    pub deregistered: Option<NodeKey>,
+}
+
+/// Closes lease `id` from `wallet` (its tenant): the unspent escrow comes back; a full-node
+/// key the workload had registered for the wallet is deregistered after, since the registry
+/// is bounded and the deposit is the tenant's.
+pub async fn close_lease(
+    client: &Client,
+    wallet: &Wallet,
+    id: LeaseId,
+) -> Result<Closed, ClientError> {
+    // Read before the workload goes.
+    let registered = registered_node(client, wallet, id).await;
+    let call = Call::Market(market::Call::CloseLease { lease: id });
+    let (receipt, height) = client.execute(wallet, call).await?;
+    let refund = receipt.events.iter().find_map(|event| match event {
+        Event::Market(market::Event::LeaseClosed { refund, .. }) => Some(*refund),
+        _ => None,
+    });
+    if let Some(node) = registered {
+        let call = Call::Peers(peers::Call::DeregisterFullNode { key: node });
+        client.execute(wallet, call).await?;
+    }
+    Ok(Closed {
+        height,
+        refund,
+        deregistered: registered,
+    })
+}
+
+/// The full-node key registered by `wallet` that lease `id`'s workload offers at `/health`, if
+/// any (best effort: an unreachable workload has none).
+async fn registered_node(client: &Client, wallet: &Wallet, id: LeaseId) -> Option<NodeKey> {
+    let (environment, _) = client
+        .map::<Environments>(&EnvironmentId::from(id))
+        .await
+        .ok()?;
+    let endpoint = environment?.endpoint;
+    let http = untrusted(Duration::from_millis(HEALTH_TIMEOUT_MS)).ok()?;
+    let offer = offered_registration(&http, &endpoint).await?;
+    let (record, _) = client.map::<FullNodes>(&offer.key).await.ok()?;
+    (record?.owner == wallet.address()).then_some(offer.key)
 }
 
 /// Milestones of a lease, in the order they happen.

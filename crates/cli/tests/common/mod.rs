@@ -2,6 +2,8 @@
 // Each test binary uses some of these helpers.
 #![allow(dead_code)]
 
+pub mod sub0;
+
 use logos_primitives::PrivateKey;
 use std::{
     io::{BufRead, BufReader},
@@ -12,6 +14,14 @@ use std::{
 
 /// The `logos` binary under test.
 pub const LOGOS: &str = env!("CARGO_BIN_EXE_logos");
+
+/// `logos` as a command that reads no configuration file (`logos init`'s, which a
+/// developer's home may hold, must not steer the tests).
+pub fn logos_command() -> std::process::Command {
+    let mut command = std::process::Command::new(LOGOS);
+    command.env("LOGOS_CONFIG", "/nonexistent/logos-config.toml");
+    command
+}
 
 /// The lines `child` prints on stdout (piped), as they come.
 pub fn stdout_lines(child: &mut Child) -> Receiver<String> {

@@ -1,0 +1,110 @@
+//! A `logos devnet` with its sub0layer, as the sub0layer and Terraform tests start it.
+
+use super::{load_key, logos_command, stdout_lines};
+use logos_client::Wallet;
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A `logos devnet` process with its sub0layer.
+pub struct Devnet {
+    /// The devnet directory (genesis, keys, images.toml).
+    pub dir: PathBuf,
+    /// validator-0's RPC endpoint.
+    pub rpc: String,
+    /// The devnet's `--network-base-index`.
+    pub network_index: u8,
+    /// The `logos devnet` process.
+    pub child: Child,
+    /// The daemons' pids as the devnet printed them (`agent-0` → pid).
+    pub pids: std::collections::BTreeMap<String, u32>,
+}
+
+impl Devnet {
+    /// Starts 4 validators, 2 agents and 4 provisioners. Ports: p2p `base + i`, RPC
+    /// `base + 1000 + i`, metrics `base + 2000 + i`, agents `base + 3000 + k` (all below the
+    /// ephemeral range).
+    pub fn start(name: &str, base: u16, network_index: u8, extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("logos-sub0-{name}-{}", std::process::id()));
+        let mut child = logos_command()
+            .args(["devnet", "--validators", "4", "--providers", "2"])
+            .args(["--p2p-base-port", &base.to_string()])
+            .args(["--rpc-base-port", &(base + 1_000).to_string()])
+            .args(["--metrics-base-port", &(base + 2_000).to_string()])
+            .args(["--agent-base-port", &(base + 3_000).to_string()])
+            .args(["--network-base-index", &network_index.to_string()])
+            .args(extra)
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let receiver = stdout_lines(&mut child);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut rpc = None;
+        let mut pids = std::collections::BTreeMap::new();
+        loop {
+            let line = receiver
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("devnet not ready; see {}.log", dir.display()));
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["validator-0", "rpc", url, ..] => rpc = Some(url.to_string()),
+                [name, "pid", pid] => {
+                    pids.insert(name.to_string(), pid.parse().unwrap());
+                }
+                _ => {}
+            }
+            if line.contains("press Ctrl-C") {
+                break;
+            }
+        }
+        Self {
+            rpc: rpc.expect("validator-0's RPC printed"),
+            dir,
+            network_index,
+            child,
+            pids,
+        }
+    }
+
+    /// The wallet of devnet key `name`.
+    pub fn wallet(&self, name: &str) -> Wallet {
+        Wallet::new(load_key(&self.dir.join(format!("keys/{name}.key"))))
+    }
+}
+
+impl Devnet {
+    /// Stops the devnet as Ctrl-C would (agents destroy their environments and take their
+    /// bridges, firewall rules and cgroups down; a `--hosts` devnet removes its hosts).
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = std::fs::remove_file(self.dir.with_extension("log"));
+        }
+    }
+}
