@@ -10,39 +10,25 @@ use crate::{
 };
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use commonware_codec::Encode;
-use logos_api::agent::{
-    logs_message, EnvironmentStats, SignedStats, LOGS_MAX_BYTES, LOGS_NAMESPACE, STATS_NAMESPACE,
-    STATS_REQUEST_NAMESPACE,
-};
 use logos_client::{
-    http::{read_bounded, untrusted},
+    agent,
     template::{Images, ProductRef, TemplateFile},
     tenant::{catalog, close_lease, create_lease, lease_status, watch},
     Client, Wallet,
 };
 use logos_devnet::runtime;
-use logos_primitives::{format_public_key, Address, NodeKey};
+use logos_primitives::Address;
 use logos_types::{
     catalog::{self, ProductId, Products, TemplateId},
-    dvci::{Provider, Providers, RegionId},
+    dvci::RegionId,
     market::{self, LeaseId, Leases, NextLeaseId},
-    operations::{self, EnvironmentId, Environments},
+    operations::{self, EnvironmentId},
     Call, Event,
 };
 use std::time::{Duration, Instant};
 
-/// Timeout of `env logs`' request to the provider's agent, ms.
-const LOGS_TIMEOUT_MS: u64 = 10_000;
-/// Room for an agent's error message beyond the logs asked for, bytes.
-const LOGS_ERROR_MAX_BYTES: usize = 4_096;
-
 /// Products a template file's product name is looked up among (ids `0..PRODUCT_SCAN`).
 pub const PRODUCT_SCAN: u32 = 64;
-/// Largest stats answer read from an agent, bytes.
-const STATS_MAX_BYTES: usize = 16 * 1024;
-/// Agent stats older (by the agent's clock) than this many seconds are refused.
-const STATS_MAX_AGE_S: u64 = 60;
 /// Leases `logos lease list` looks at (the newest).
 pub const LIST_MAX: u64 = 256;
 
@@ -502,42 +488,6 @@ async fn list(tenant: Option<Address>, rpc: &str, format: Format) -> Result<()> 
     format.print_with(&leases, views::leases)
 }
 
-/// The environment's record and its provider's, proven.
-async fn environment_and_provider(
-    client: &Client,
-    id: EnvironmentId,
-) -> Result<(logos_types::operations::Environment, Provider)> {
-    let (environment, _) = client.map_proven::<Environments>(&id).await?;
-    let environment = environment.with_context(|| format!("no environment {id}"))?;
-    let (provider, _) = client
-        .map_proven::<Providers>(&environment.provider)
-        .await?;
-    Ok((environment, provider.context("provider gone")?))
-}
-
-/// The query of a tenant's signed read of `id` in `namespace` (followed or not), and its
-/// timestamp.
-fn signed_read(
-    wallet: &Wallet,
-    id: EnvironmentId,
-    namespace: &[u8],
-    follow: bool,
-) -> Result<(Vec<(&'static str, String)>, u64)> {
-    let timestamp_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    let signature = wallet.sign(namespace, &logs_message(id, timestamp_s, follow));
-    let query = vec![
-        ("timestamp_s", timestamp_s.to_string()),
-        ("public_key", format_public_key(&wallet.public_key())),
-        (
-            "signature",
-            format!("0x{}", hex::encode(signature.encode())),
-        ),
-    ];
-    Ok((query, timestamp_s))
-}
-
 /// Runs `logos env …`.
 pub fn run_env(command: EnvCommand) -> Result<()> {
     match command {
@@ -574,53 +524,19 @@ async fn logs(
     genesis: Option<std::path::PathBuf>,
 ) -> Result<()> {
     let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
-    let (_, provider) = environment_and_provider(&client, id).await?;
-    let (mut query, _) = signed_read(&wallet, id, LOGS_NAMESPACE, follow)?;
-    query.push(("bytes", bytes.min(LOGS_MAX_BYTES).to_string()));
-    let url = format!("http://{}/v1/environments/{id}/logs", provider.endpoint);
-    if follow {
-        query.push(("follow", "true".into()));
-        // No overall timeout: the agent ends the stream; each read is bounded by the stream.
-        let mut response = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_millis(LOGS_TIMEOUT_MS))
-            .build()?
-            .get(&url)
-            .query(&query)
-            .send()
-            .await?;
-        let status = response.status();
-        if !status.is_success() {
-            let bound = LOGS_ERROR_MAX_BYTES;
-            let text = String::from_utf8_lossy(&read_bounded(response, bound).await?).into_owned();
-            bail!("agent answered {status}: {}", printable(&text));
-        }
-        // A character split between chunks waits for its rest (at most 3 bytes carried).
-        let mut carried = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
-            carried.extend_from_slice(&chunk);
-            let whole = whole_characters(&carried);
-            write_logs(&carried[..whole])?;
-            carried.drain(..whole);
-        }
-        return write_logs(&carried);
+    if !follow {
+        return write_logs(&agent::logs_tail(&client, &wallet, id, bytes).await?);
     }
-    let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?
-        .get(&url)
-        .query(&query)
-        .send()
-        .await?;
-    let status = response.status();
-    // The agent is the provider's: at most the asked bytes plus room for an error.
-    let bound = usize::try_from(LOGS_MAX_BYTES).unwrap_or(usize::MAX) + LOGS_ERROR_MAX_BYTES;
-    let body = read_bounded(response, bound).await?;
-    if !status.is_success() {
-        bail!(
-            "agent answered {status}: {}",
-            printable(&String::from_utf8_lossy(&body))
-        );
+    let mut response = agent::logs_followed(&client, &wallet, id, bytes).await?;
+    // A character split between chunks waits for its rest (at most 3 bytes carried).
+    let mut carried = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        carried.extend_from_slice(&chunk);
+        let whole = whole_characters(&carried);
+        write_logs(&carried[..whole])?;
+        carried.drain(..whole);
     }
-    write_logs(&body)
+    write_logs(&carried)
 }
 
 /// How many leading bytes of `bytes` to write now: all but a UTF-8 sequence cut short at the
@@ -669,7 +585,8 @@ fn write_logs(bytes: &[u8]) -> Result<()> {
 }
 
 /// `logos env stats`: asks the agent, then checks its signature against the provider's agent
-/// key on chain, the environment, the provider and the freshness before printing.
+/// key on chain, the environment, the provider and the freshness before printing
+/// (`logos_client::agent::stats`).
 async fn stats(
     wallet: Wallet,
     id: EnvironmentId,
@@ -678,79 +595,25 @@ async fn stats(
     format: Format,
 ) -> Result<()> {
     let client = crate::client::trusted_client(&rpc, genesis.as_deref()).await?;
-    let (environment, provider) = environment_and_provider(&client, id).await?;
-    let agent_key = provider.agent_key.with_context(|| {
-        format!(
-            "provider {} has no agent key on chain: its stats cannot be checked",
-            environment.provider
-        )
-    })?;
-    let (query, timestamp_s) = signed_read(&wallet, id, STATS_REQUEST_NAMESPACE, false)?;
-    let url = format!("http://{}/v1/environments/{id}/stats", provider.endpoint);
-    let response = untrusted(Duration::from_millis(LOGS_TIMEOUT_MS))?
-        .get(&url)
-        .query(&query)
-        .send()
-        .await?;
-    let status = response.status();
-    let body = read_bounded(response, STATS_MAX_BYTES).await?;
-    if !status.is_success() {
-        bail!(
-            "agent answered {status}: {}",
-            printable(&String::from_utf8_lossy(&body))
-        );
-    }
-    let signed: SignedStats =
-        serde_json::from_slice(&body).context("the agent's answer is not signed stats")?;
-    let stats = verify_stats(&signed, &agent_key, environment.provider, id, timestamp_s)?;
+    let (stats, agent_key) = agent::stats(&client, &wallet, id).await?;
     let mut value = serde_json::to_value(&stats)?;
     value["signed_by"] = agent_key.to_string().into();
     format.print(&value)
-}
-
-/// The stats in `signed` if the provider's agent key signed exactly those bytes, for this
-/// provider, environment and request (a replayed or foreign answer is refused).
-fn verify_stats(
-    signed: &SignedStats,
-    agent_key: &NodeKey,
-    provider: logos_types::dvci::ProviderId,
-    id: EnvironmentId,
-    request_timestamp_s: u64,
-) -> Result<EnvironmentStats> {
-    let signature: logos_primitives::KeySignature =
-        signed.signature.parse().context("signature")?;
-    if !agent_key.verifies(STATS_NAMESPACE, signed.stats.as_bytes(), &signature) {
-        bail!("the stats are not signed by provider {provider}'s agent key {agent_key}");
-    }
-    let stats: EnvironmentStats = serde_json::from_str(&signed.stats)?;
-    if stats.provider != provider || stats.environment != id {
-        bail!(
-            "the signed stats are about provider {} environment {}",
-            stats.provider,
-            stats.environment
-        );
-    }
-    if stats.request_timestamp_s != request_timestamp_s {
-        bail!("the signed stats answer another request (a replay)");
-    }
-    let measured_s = stats.measured_at_ms / 1_000;
-    if measured_s.abs_diff(request_timestamp_s) > STATS_MAX_AGE_S {
-        bail!("the signed stats were measured at {measured_s}, not near the request ({request_timestamp_s})");
-    }
-    Ok(stats)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use commonware_cryptography::Signer;
+    use logos_api::agent::{EnvironmentStats, SignedStats};
+    use logos_client::agent::verify_stats;
+    use logos_primitives::NodeKey;
     use logos_primitives::PrivateKey;
 
     fn signed(key: &PrivateKey, stats: &EnvironmentStats) -> SignedStats {
         logos_agent::gatekeeper::sign_stats(key, stats)
     }
 
-    /// A tenant holds the provider to what its agent signed, and only to that.
     #[test]
     fn a_character_split_between_log_chunks_waits_for_its_rest() {
         let text = "a€b😀".as_bytes();
@@ -768,6 +631,7 @@ mod tests {
         assert_eq!(whole_characters(b""), 0);
     }
 
+    /// A tenant holds the provider to what its agent signed, and only to that.
     #[test]
     fn only_fresh_stats_signed_by_the_providers_agent_key_for_this_request_are_shown() {
         let agent = PrivateKey::from_seed(5);

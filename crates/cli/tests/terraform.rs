@@ -173,12 +173,22 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
     let record = read(first);
     // The state's escrow is the chain's at its height (billing lowers it every verified block:
     // an output of it changes at each refresh, the lease does not).
-    let state: serde_json::Value =
-        serde_json::from_str(&workspace.ok(&["show", "-json"])).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&workspace.ok(&["show", "-json"])).unwrap();
     let resources = &state["values"]["root_module"]["resources"];
-    let lease = resources.as_array().unwrap().iter().find(|r| r["type"] == "logos_lease");
-    let escrow: u128 = lease.unwrap()["values"]["escrow"].as_str().unwrap().parse().unwrap();
-    assert!(escrow >= record.escrow.0 && escrow <= 1_000 * record.rate.0, "{escrow}");
+    let lease = resources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "logos_lease");
+    let escrow: u128 = lease.unwrap()["values"]["escrow"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        escrow >= record.escrow.0 && escrow <= 1_000 * record.rate.0,
+        "{escrow}"
+    );
     assert_eq!((record.tenant, record.closed), (tenant, None));
     // The data sources show what the chain holds.
     let entries = rt.block_on(catalog(&client)).unwrap();

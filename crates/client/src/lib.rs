@@ -22,6 +22,7 @@
 //! - [`tenant`]: leasing and following a lease until its environment is verified.
 //! - [`keystore`]: key files on disk, owner-only.
 
+pub mod agent;
 pub mod http;
 pub mod keystore;
 pub mod template;
