@@ -455,9 +455,14 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
             } => {
                 let (wallet, client) = key.connect(&rpc).await?;
                 let what = format!("closing of lease {id}: submitted, waiting for finality");
-                let closed =
-                    progress::wait(what, async { Ok(close_lease(&client, &wallet, id).await?) })
-                        .await?;
+                let closing = async { Ok(close_lease(&client, &wallet, id, None).await?) };
+                let closed = progress::wait(what, closing).await?;
+                if let Some(error) = &closed.deregistration_error {
+                    eprintln!(
+                        "warning: {}; retry with `logos node deregister`",
+                        printable(error)
+                    );
+                }
                 format.print(&serde_json::json!({
                     "lease": id,
                     "closed_at": closed.height,

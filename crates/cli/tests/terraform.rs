@@ -236,6 +236,11 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
         text.contains("no template named") && text.contains("Logos full node"),
         "{text}"
     );
+    // Another template replaces the lease (planned only here).
+    workspace.configure(&main_tf(&devnet, "Static web server", 1_500));
+    let (code, text) = workspace.plan();
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("must be replaced"), "{text}");
     let unchanged = read(first);
     assert_eq!(
         unchanged.escrow.0 + (unchanged.blocks_billed - billed) as u128 * unchanged.rate.0,
@@ -265,6 +270,23 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
     assert_ne!(second, first);
     assert_eq!(read(second).closed, None);
 
+    // import adopts an open lease of the key (and refuses what is not a lease id).
+    workspace.ok(&["state", "rm", "logos_lease.node"]);
+    let refused = workspace.terraform(&["import", "-no-color", "logos_lease.node", "x; y"]);
+    assert!(!refused.status.success());
+    let refused = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(refused.contains("a lease id is a number"), "{refused}");
+    workspace.ok(&[
+        "import",
+        "-no-color",
+        "logos_lease.node",
+        &second.to_string(),
+    ]);
+    assert_eq!(lease_id(&workspace.outputs()), second);
+    let (code, text) = workspace.plan();
+    assert_ne!(code, 1, "{text}");
+    assert!(!text.contains("must be replaced"), "{text}");
+
     // destroy: closed by its tenant, the unspent escrow back in the tenant's balance.
     let balance = |rt: &tokio::runtime::Runtime| {
         let (account, _) = rt.block_on(client.map::<Accounts>(&tenant)).unwrap();
@@ -280,9 +302,7 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
     // Refunded: what the escrow held less what was billed after the read, less fees.
     let gained = balance(&rt).saturating_sub(balance_before);
     assert!(gained > held / 2, "gained {gained} of {held}");
-    let (code, text) = workspace.plan();
-    assert_eq!(code, 2, "{text}");
-    assert!(text.contains("will be created"), "{text}");
+    assert_eq!(workspace.ok(&["state", "list"]).trim(), "");
     devnet.stop();
 }
 

@@ -27,6 +27,7 @@ pub mod http;
 pub mod keystore;
 pub mod template;
 pub mod tenant;
+pub mod text;
 
 use commonware_codec::DecodeExt;
 use commonware_cryptography::Signer;
@@ -522,6 +523,31 @@ impl Client {
             .map(|value| I::decode_value(&key, &value).map_err(malformed))
             .transpose()?;
         Ok((decoded, height))
+    }
+
+    /// True if this client proves what it reads against a trust anchor (a genesis).
+    pub fn is_trusted(&self) -> bool {
+        self.anchor.is_some()
+    }
+
+    /// [`Self::map_proven`] when this client is trusted, else [`Self::map`]: what a caller
+    /// decides on (what to pay for, what to close) is proven whenever it can be.
+    pub async fn map_checked<I: StorageMap>(
+        &self,
+        key: &I::Key,
+    ) -> Result<(Option<I::Value>, u64), ClientError> {
+        match self.is_trusted() {
+            true => self.map_proven::<I>(key).await,
+            false => self.map::<I>(key).await,
+        }
+    }
+
+    /// [`Self::value_proven`] when this client is trusted, else [`Self::value`].
+    pub async fn value_checked<I: StorageValue>(&self) -> Result<(I::Value, u64), ClientError> {
+        match self.is_trusted() {
+            true => self.value_proven::<I>().await,
+            false => self.value::<I>().await,
+        }
     }
 
     /// Like [`Self::value`], proven (its default when proven absent). Errors: those of

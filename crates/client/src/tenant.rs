@@ -97,7 +97,11 @@ pub async fn lease_status(client: &Client, id: LeaseId) -> Result<LeaseStatus, C
 }
 
 /// Leases `template` in `region` for `blocks` blocks from `wallet`; returns the lease's id and
-/// the height it was created at.
+/// the height it was created at. The lease the receipt names is checked on chain (proven
+/// when the client is trusted): the wallet's, of that template, created after submission.
+/// When the transaction was submitted but its receipt could not be had (a timeout, a server
+/// that stopped answering), the lease is looked for among the newest ([`ADOPT_SCAN`]) so a
+/// paid lease is not lost; if none is found the error names the transaction.
 pub async fn create_lease(
     client: &Client,
     wallet: &Wallet,
@@ -110,16 +114,80 @@ pub async fn create_lease(
         region,
         blocks,
     });
-    let (receipt, height) = client.execute(wallet, call).await?;
+    let start = client.head_height().await?;
+    let (hash, nonce) = client.submit(wallet, call).await?;
+    let waited = client.wait(&wallet.address(), &hash, nonce, start).await;
+    let (receipt, height) = match waited.and_then(|(receipt, height)| crate::check(receipt, height))
+    {
+        Ok(done) => done,
+        Err(error @ ClientError::CallFailed { .. }) => return Err(error),
+        Err(error) => {
+            return match created_since(client, wallet, template, start).await? {
+                Some(found) => Ok(found),
+                None => Err(ClientError::Missing(format!(
+                    "lease transaction {hash} was submitted but not seen finalized ({error}); \
+                     if it finalizes, the lease is {}'s newest (`logos lease list --tenant \
+                     {}`)",
+                    wallet.address(),
+                    wallet.address()
+                ))),
+            }
+        }
+    };
     let lease = find_event(&receipt, "LeaseCreated", |event| match event {
         Event::Market(market::Event::LeaseCreated { lease, .. }) => Some(*lease),
         _ => None,
     })?;
+    let (record, _) = client.map_checked::<Leases>(&lease).await?;
+    let ours = record.is_some_and(|record| {
+        record.tenant == wallet.address()
+            && record.template == template
+            && record.created_at > start
+    });
+    if !ours {
+        return Err(ClientError::Malformed(format!(
+            "the receipt names lease {lease}, which is not the one just created"
+        )));
+    }
     Ok((lease, height))
+}
+
+/// Leases [`create_lease`] looks among (the newest) for one it submitted but did not see
+/// finalized.
+pub const ADOPT_SCAN: u64 = 32;
+
+/// The only lease of `template` that `wallet` created after height `start`, among the newest
+/// [`ADOPT_SCAN`] (none if there is none, or more than one).
+async fn created_since(
+    client: &Client,
+    wallet: &Wallet,
+    template: TemplateId,
+    start: u64,
+) -> Result<Option<(LeaseId, u64)>, ClientError> {
+    let (next, _) = client.value_checked::<market::NextLeaseId>().await?;
+    let mut found = Vec::new();
+    for id in (next.get().saturating_sub(ADOPT_SCAN)..next.get()).map(LeaseId) {
+        let (Some(record), _) = client.map_checked::<Leases>(&id).await? else {
+            continue;
+        };
+        if record.tenant == wallet.address()
+            && record.template == template
+            && record.created_at > start
+        {
+            found.push((id, record.created_at));
+        }
+    }
+    Ok(match found.as_slice() {
+        [only] => Some(*only),
+        _ => None,
+    })
 }
 
 /// Templates [`catalog`] reads at most: ids `0..CATALOG_MAX` (3 reads each).
 pub const CATALOG_MAX: u32 = 128;
+
+/// Template names an error lists at most.
+const NAMES_SHOWN_MAX: usize = 16;
 
 /// One template of the catalog with its product and its price.
 #[derive(Clone, Debug)]
@@ -136,18 +204,19 @@ pub struct CatalogEntry {
 }
 
 /// The catalog as finalized: every template with an id below both [`NextTemplateId`] and
-/// [`CATALOG_MAX`], oldest first (not proven: for display and choosing).
+/// [`CATALOG_MAX`], oldest first; proven when the client is trusted
+/// ([`Client::map_checked`]), since a tenant chooses and pays by it.
 pub async fn catalog(client: &Client) -> Result<Vec<CatalogEntry>, ClientError> {
-    let (next, _) = client.value::<NextTemplateId>().await?;
+    let (next, _) = client.value_checked::<NextTemplateId>().await?;
     let mut entries = Vec::new();
     for id in (0..next.0.min(CATALOG_MAX)).map(TemplateId) {
-        let (Some(template), _) = client.map::<Templates>(&id).await? else {
+        let (Some(template), _) = client.map_checked::<Templates>(&id).await? else {
             continue;
         };
-        let (product, _) = client.map::<Products>(&template.product).await?;
+        let (product, _) = client.map_checked::<Products>(&template.product).await?;
         let price_per_block = match &product {
             Some(product) => client
-                .map::<Prices>(&product.class)
+                .map_checked::<Prices>(&product.class)
                 .await?
                 .0
                 .and_then(|price| price.0.checked_mul(u128::from(product.compute_units)))
@@ -164,8 +233,8 @@ pub async fn catalog(client: &Client) -> Result<Vec<CatalogEntry>, ClientError> 
     Ok(entries)
 }
 
-/// The template of `entries` named `name`; an error names the templates there are, or the
-/// ids when more than one has that name.
+/// The template of `entries` named `name`; an error names the templates there are (cut to
+/// their bounds), or the ids when more than one has that name.
 pub fn template_named<'a>(
     entries: &'a [CatalogEntry],
     name: &str,
@@ -182,6 +251,7 @@ pub fn template_named<'a>(
         (None, _) => {
             let names: Vec<&str> = entries
                 .iter()
+                .take(NAMES_SHOWN_MAX)
                 .map(|entry| entry.template.name.as_str())
                 .collect();
             Err(ClientError::Missing(format!(
@@ -193,56 +263,75 @@ pub fn template_named<'a>(
 }
 
 /// What [`close_lease`] did.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Closed {
     /// Height of the block that closed the lease.
     pub height: u64,
     /// Escrow given back to the tenant, smallest unit (none if the receipt did not say).
     pub refund: Option<Amount>,
-    /// The full-node key the workload had registered for the tenant, deregistered with it
-    /// (its deposit back).
+    /// The full-node key deregistered with the lease (its deposit back).
     pub deregistered: Option<NodeKey>,
+    /// Why the full-node key could not be deregistered (the lease is closed all the same;
+    /// `logos node deregister` retries).
+    pub deregistration_error: Option<String>,
 }
 
-/// Closes lease `id` from `wallet` (its tenant): the unspent escrow comes back; a full-node
-/// key the workload had registered for the wallet is deregistered after, since the registry
-/// is bounded and the deposit is the tenant's.
+/// Closes lease `id` from `wallet` (its tenant): the unspent escrow comes back. Then the
+/// full-node key registered for it is deregistered, since the registry is bounded and the
+/// deposit is the tenant's: `known`, the key the caller registered for this lease (exact), or
+/// else the key the workload offers at `/health` (best effort: a provider could name another
+/// of the tenant's nodes, so callers that registered the key should pass it). A failed
+/// deregistration is reported in [`Closed::deregistration_error`], not as an error.
 pub async fn close_lease(
     client: &Client,
     wallet: &Wallet,
     id: LeaseId,
+    known: Option<NodeKey>,
 ) -> Result<Closed, ClientError> {
     // Read before the workload goes.
-    let registered = registered_node(client, wallet, id).await;
+    let registered = match known {
+        Some(key) => owned_node(client, wallet, key).await,
+        None => offered_node(client, wallet, id).await,
+    };
     let call = Call::Market(market::Call::CloseLease { lease: id });
     let (receipt, height) = client.execute(wallet, call).await?;
     let refund = receipt.events.iter().find_map(|event| match event {
         Event::Market(market::Event::LeaseClosed { refund, .. }) => Some(*refund),
         _ => None,
     });
-    if let Some(node) = registered {
-        let call = Call::Peers(peers::Call::DeregisterFullNode { key: node });
-        client.execute(wallet, call).await?;
-    }
-    Ok(Closed {
+    let mut closed = Closed {
         height,
         refund,
-        deregistered: registered,
-    })
+        deregistered: None,
+        deregistration_error: None,
+    };
+    if let Some(node) = registered {
+        let call = Call::Peers(peers::Call::DeregisterFullNode { key: node });
+        match client.execute(wallet, call).await {
+            Ok(_) => closed.deregistered = Some(node),
+            Err(error) => closed.deregistration_error = Some(format!("full node {node}: {error}")),
+        }
+    }
+    Ok(closed)
+}
+
+/// `key` if the chain says `wallet` registered it.
+async fn owned_node(client: &Client, wallet: &Wallet, key: NodeKey) -> Option<NodeKey> {
+    let (record, _) = client.map_checked::<FullNodes>(&key).await.ok()?;
+    (record?.owner == wallet.address()).then_some(key)
 }
 
 /// The full-node key registered by `wallet` that lease `id`'s workload offers at `/health`, if
 /// any (best effort: an unreachable workload has none).
-async fn registered_node(client: &Client, wallet: &Wallet, id: LeaseId) -> Option<NodeKey> {
+async fn offered_node(client: &Client, wallet: &Wallet, id: LeaseId) -> Option<NodeKey> {
     let (environment, _) = client
-        .map::<Environments>(&EnvironmentId::from(id))
+        .map_checked::<Environments>(&EnvironmentId::from(id))
         .await
         .ok()?;
     let endpoint = environment?.endpoint;
     let http = untrusted(Duration::from_millis(HEALTH_TIMEOUT_MS)).ok()?;
     let offer = offered_registration(&http, &endpoint).await?;
-    let (record, _) = client.map::<FullNodes>(&offer.key).await.ok()?;
-    (record?.owner == wallet.address()).then_some(offer.key)
+    owned_node(client, wallet, offer.key).await
 }
 
 /// Milestones of a lease, in the order they happen.

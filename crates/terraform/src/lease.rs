@@ -1,9 +1,13 @@
 //! `resource "logos_lease"`: a lease of a catalog template, mapped to the market's
 //! transactions (see the crate docs for the mapping).
 
-use crate::connection::{Connection, Error, Shared};
+use crate::connection::{Connection, Shared};
 use async_trait::async_trait;
-use logos_client::tenant::{catalog, close_lease, create_lease, template_named, watch};
+use logos_client::{
+    tenant::{catalog, close_lease, create_lease, template_named, watch},
+    text::printable,
+};
+use logos_primitives::NodeKey;
 use logos_types::{
     catalog::NAME_MAX_BYTES,
     dvci::RegionId,
@@ -63,6 +67,9 @@ impl LeaseState<'_> {
 
     /// The region as configured, or [`DEFAULT_REGION`].
     fn region(&self) -> Result<RegionId, String> {
+        if self.region.is_unknown() {
+            return Err("region is not known yet".into());
+        }
         match self.region.as_ref_option() {
             None => Ok(RegionId(DEFAULT_REGION)),
             Some(&region) => u16::try_from(region)
@@ -89,6 +96,14 @@ impl LeaseState<'_> {
         self.endpoint = ValueString::Unknown;
         self.escrow = ValueString::Unknown;
     }
+}
+
+/// What the provider keeps in the state beside the attributes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LeasePrivate<'a> {
+    /// The full-node key `create` registered for the lease's workload (deregistered exactly
+    /// at destroy).
+    pub registered: ValueString<'a>,
 }
 
 /// The highest condition of `environment` that is true.
@@ -151,18 +166,42 @@ impl LeaseResource {
     }
 }
 
-/// Reads lease `id` and its environment; `None` if the chain has no such lease.
-async fn read_lease(
-    connection: &Connection,
-    id: LeaseId,
-) -> Result<Option<(Lease, Option<Environment>)>, Error> {
-    let Some(record) = connection.read::<Leases>(&id).await? else {
-        return Ok(None);
-    };
+/// What `read`, `update` and `destroy` find of a lease in the state.
+enum Found {
+    /// Open, the provider key's.
+    Open(Box<Lease>, Option<Box<Environment>>),
+    /// Closed (for good: closing is final).
+    Closed,
+}
+
+/// Reads lease `id` and its environment. A lease the chain does not have is an error, never
+/// a deletion (the chain keeps every lease record, so absence means a stale or lying
+/// server); another account's lease is an error before anything is paid.
+async fn read_lease(connection: &Connection, id: LeaseId) -> Result<Found, String> {
+    let record = connection
+        .read::<Leases>(&id)
+        .await
+        .map_err(|error| printable(&error.to_string()))?
+        .ok_or_else(|| {
+            format!("the server has no lease {id}: it is stale or lying (leases are never deleted)")
+        })?;
+    if let Ok(wallet) = connection.wallet() {
+        if record.tenant != wallet.address() {
+            return Err(format!(
+                "lease {id} belongs to {}, not to the provider's key {}",
+                record.tenant,
+                wallet.address()
+            ));
+        }
+    }
+    if record.closed.is_some() {
+        return Ok(Found::Closed);
+    }
     let environment = connection
         .read::<Environments>(&EnvironmentId::from(id))
-        .await?;
-    Ok(Some((record, environment)))
+        .await
+        .map_err(|error| printable(&error.to_string()))?;
+    Ok(Found::Open(Box::new(record), environment.map(Box::new)))
 }
 
 fn attribute(kind: AttributeType, constraint: AttributeConstraint, text: &str) -> Attribute {
@@ -177,7 +216,7 @@ fn attribute(kind: AttributeType, constraint: AttributeConstraint, text: &str) -
 #[async_trait]
 impl Resource for LeaseResource {
     type State<'a> = LeaseState<'a>;
-    type PrivateState<'a> = ValueEmpty;
+    type PrivateState<'a> = LeasePrivate<'a>;
     type ProviderMetaState<'a> = ValueEmpty;
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
@@ -237,21 +276,19 @@ impl Resource for LeaseResource {
                 return Some((state, private_state));
             }
         };
-        let (record, environment) = match read_lease(&connection, id).await {
-            Ok(Some(found)) => found,
-            // Gone from the chain: Terraform shows it as deleted outside of Terraform.
-            Ok(None) => return None,
-            Err(error) => {
-                diags.root_error(format!("cannot read lease {id}"), error.to_string());
-                return Some((state, private_state));
+        match read_lease(&connection, id).await {
+            Ok(Found::Open(record, environment)) => {
+                let mut state = state;
+                state.observed(&record, environment.as_deref());
+                Some((state, private_state))
             }
-        };
-        if record.closed.is_some() {
-            return None;
+            // Closed outside Terraform: the plan shows it deleted and creates it again.
+            Ok(Found::Closed) => None,
+            Err(reason) => {
+                diags.root_error(format!("cannot read lease {id}"), reason);
+                Some((state, private_state))
+            }
         }
-        let mut state = state;
-        state.observed(&record, environment.as_ref());
-        Some((state, private_state))
     }
 
     async fn plan_create<'a>(
@@ -309,7 +346,7 @@ impl Resource for LeaseResource {
         if state.template != prior_state.template {
             replace.push(AttributePath::new("template"));
         }
-        if state.region.is_value() && state.region != prior_state.region {
+        if !state.region.is_null() && state.region != prior_state.region {
             replace.push(AttributePath::new("region"));
         }
         if state.region.is_null() {
@@ -323,6 +360,7 @@ impl Resource for LeaseResource {
             state.blocks.as_ref_option(),
             prior_state.blocks.as_ref_option(),
         ) {
+            (Some(new), Some(old)) if new == old => {}
             (Some(new), Some(old)) if new < old => {
                 diags.error(
                     "blocks can only grow",
@@ -334,8 +372,12 @@ impl Resource for LeaseResource {
                 );
                 return None;
             }
-            (Some(new), Some(old)) if new > old => state.escrow = ValueString::Unknown,
-            _ => {}
+            // Raised, or not known yet: the extension changes what the chain reports.
+            _ => {
+                state.status = ValueString::Unknown;
+                state.endpoint = ValueString::Unknown;
+                state.escrow = ValueString::Unknown;
+            }
         }
         Some((state, prior_private_state, replace))
     }
@@ -372,14 +414,20 @@ impl Resource for LeaseResource {
         // Created from here on: whatever happens next, the state must keep it.
         let timeout = Duration::from_secs(CREATE_TIMEOUT_S);
         let wallet = connection.wallet().ok();
-        if let Err(error) = watch(&connection.client, id, timeout, wallet, &mut |_| {}).await {
-            diags.root_error(
+        let mut private = planned_private_state;
+        match watch(&connection.client, id, timeout, wallet, &mut |_| {}).await {
+            Ok(milestones) => {
+                if let Some(key) = milestones.registered {
+                    private.registered = key.to_string().into();
+                }
+            }
+            Err(error) => diags.root_error(
                 format!("lease {id} was created but did not become Verified"),
-                error.to_string(),
-            );
+                printable(&error.to_string()),
+            ),
         }
         refresh(&connection, id, &mut state, diags).await;
-        Some((state, planned_private_state))
+        Some((state, private))
     }
 
     async fn update<'a>(
@@ -409,35 +457,62 @@ impl Resource for LeaseResource {
         &self,
         diags: &mut Diagnostics,
         prior_state: Self::State<'a>,
-        _planned_private_state: Self::PrivateState<'a>,
+        planned_private_state: Self::PrivateState<'a>,
         _provider_meta_state: Self::ProviderMetaState<'a>,
     ) -> Option<()> {
         let connection = self.connection(diags)?;
-        match destroy(&connection, &prior_state).await {
-            Ok(()) => Some(()),
+        let registered = planned_private_state
+            .registered
+            .as_deref_option()
+            .and_then(|key| key.parse().ok());
+        match destroy(&connection, &prior_state, registered).await {
+            Ok(None) => Some(()),
+            Ok(Some(warning)) => {
+                diags.root_warning(
+                    "the lease is closed; its full node is still registered",
+                    warning,
+                );
+                Some(())
+            }
             Err(reason) => {
                 diags.root_error("cannot close the lease", reason);
                 None
             }
         }
     }
+
+    async fn import<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        id: String,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let connection = self.connection(diags)?;
+        match import(&connection, &id).await {
+            Ok(state) => Some((state, Default::default())),
+            Err(reason) => {
+                diags.root_error(format!("cannot import lease {}", printable(&id)), reason);
+                None
+            }
+        }
+    }
 }
 
-/// Leases the planned template; returns the lease id.
+fn shown(error: impl std::fmt::Display) -> String {
+    printable(&error.to_string())
+}
+
+/// Leases the planned template; returns the lease id (see `create_lease`: the lease is checked
+/// on chain, and found again if its receipt was lost).
 async fn create(connection: &Connection, planned: &LeaseState<'_>) -> Result<LeaseId, String> {
-    let wallet = connection.wallet().map_err(|error| error.to_string())?;
+    let wallet = connection.wallet().map_err(shown)?;
     let name = planned.template.as_deref_option().unwrap_or_default();
-    let entries = catalog(&connection.client)
-        .await
-        .map_err(|error| error.to_string())?;
-    let template = template_named(&entries, name)
-        .map_err(|error| error.to_string())?
-        .id;
+    let entries = catalog(&connection.client).await.map_err(shown)?;
+    let template = template_named(&entries, name).map_err(shown)?.id;
     let (blocks, region) = (planned.blocks()?, planned.region()?);
     let _turn = connection.submitting.lock().await;
     let (id, _) = create_lease(&connection.client, wallet, template, region, blocks)
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(shown)?;
     Ok(id)
 }
 
@@ -452,7 +527,10 @@ async fn extend(
     if added == 0 {
         return Ok(id);
     }
-    let wallet = connection.wallet().map_err(|error| error.to_string())?;
+    if let Found::Closed = read_lease(connection, id).await? {
+        return Err(format!("lease {id} is closed: it cannot be extended"));
+    }
+    let wallet = connection.wallet().map_err(shown)?;
     let call = Call::Market(market::Call::ExtendLease {
         lease: id,
         blocks: added,
@@ -462,25 +540,61 @@ async fn extend(
         .client
         .execute(wallet, call)
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(shown)?;
     Ok(id)
 }
 
-/// Closes the lease unless it is already closed or gone.
-async fn destroy(connection: &Connection, prior: &LeaseState<'_>) -> Result<(), String> {
+/// Closes the lease unless it is already closed (a warning if its full node could not be
+/// deregistered after).
+async fn destroy(
+    connection: &Connection,
+    prior: &LeaseState<'_>,
+    registered: Option<NodeKey>,
+) -> Result<Option<String>, String> {
     let id = prior.lease()?;
-    let found = read_lease(connection, id)
-        .await
-        .map_err(|error| error.to_string())?;
-    if found.is_none_or(|(record, _)| record.closed.is_some()) {
-        return Ok(());
+    if let Found::Closed = read_lease(connection, id).await? {
+        return Ok(None);
     }
-    let wallet = connection.wallet().map_err(|error| error.to_string())?;
+    let wallet = connection.wallet().map_err(shown)?;
     let _turn = connection.submitting.lock().await;
-    close_lease(&connection.client, wallet, id)
+    let closed = close_lease(&connection.client, wallet, id, registered)
         .await
-        .map_err(|error| error.to_string())?;
-    Ok(())
+        .map_err(shown)?;
+    Ok(closed.deregistration_error.map(shown))
+}
+
+/// The state of an existing open lease of the provider's key (`terraform import`): its
+/// template's name, the blocks bought so far (billed plus what the escrow still pays) and
+/// what the chain reports.
+async fn import(connection: &Connection, id: &str) -> Result<LeaseState<'static>, String> {
+    let id: LeaseId = id
+        .parse()
+        .map_err(|_| "a lease id is a number (see `logos lease list`)".to_string())?;
+    connection.wallet().map_err(shown)?;
+    let Found::Open(record, environment) = read_lease(connection, id).await? else {
+        return Err(format!("lease {id} is closed"));
+    };
+    let entries = catalog(&connection.client).await.map_err(shown)?;
+    let name = entries
+        .iter()
+        .find(|entry| entry.id == record.template)
+        .map(|entry| entry.template.name.as_str().to_string())
+        .ok_or_else(|| {
+            format!(
+                "lease {id}'s template {} is not in the catalog",
+                record.template
+            )
+        })?;
+    let left = record.escrow.0.checked_div(record.rate.0).unwrap_or(0);
+    let bought = u128::from(record.blocks_billed).saturating_add(left);
+    let mut state = LeaseState {
+        template: name.into(),
+        blocks: i64::try_from(bought).unwrap_or(i64::MAX).into(),
+        id: id.to_string().into(),
+        ..Default::default()
+    };
+    state.observed(&record, environment.as_deref());
+    Ok(state)
 }
 
 /// Fills `state`'s computed attributes from the chain (a warning if it cannot).
@@ -491,9 +605,13 @@ async fn refresh(
     diags: &mut Diagnostics,
 ) {
     match read_lease(connection, id).await {
-        Ok(Some((record, environment))) => state.observed(&record, environment.as_ref()),
-        Ok(None) => diags.root_warning_short(format!("lease {id} is not on chain yet")),
-        Err(error) => diags.root_warning(format!("cannot read lease {id}"), error.to_string()),
+        Ok(Found::Open(record, environment)) => state.observed(&record, environment.as_deref()),
+        Ok(Found::Closed) => {
+            diags.root_warning_short(format!("lease {id} is closed"));
+            state.status = "Closed".to_string().into();
+            state.endpoint = String::new().into();
+        }
+        Err(reason) => diags.root_warning(format!("cannot read lease {id}"), reason),
     }
 }
 

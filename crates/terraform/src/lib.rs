@@ -18,14 +18,23 @@
 //! ```
 //!
 //! How Terraform's operations map to the chain ([`lease`]): create is `CreateLease` (escrow
-//! `blocks` × the template's price) followed until the environment is Verified (a leased full
-//! node's p2p key registered on the way, as `logos lease create --wait` does); read is the
-//! finalized lease record (a lease closed outside Terraform reads as gone, so the next plan
-//! shows the drift and creates it again); raising `blocks` is `ExtendLease` by the difference,
-//! in place (lowering it is refused at plan: paid escrow comes back only on close); a new
-//! `template` or `region` replaces the lease; destroy is `CloseLease`, which refunds the unspent
-//! escrow (and deregisters the full node's key). The key never leaves this process: Terraform
-//! sees only the lease's public fields.
+//! `blocks` × the template's price), the lease the receipt names checked on chain (the key's,
+//! of that template, new), then followed until the environment is Verified (a leased full
+//! node's p2p key registered on the way and kept in the private state); read is the finalized
+//! lease record: closed outside Terraform, it reads as gone, so the next plan shows the drift
+//! and creates it again; absent, or another account's, it is an error (the chain never deletes
+//! a lease, so absence means a stale or lying server); raising `blocks` is `ExtendLease` by the
+//! difference, in place (lowering it is refused at plan: paid escrow comes back only on
+//! close); a new `template` or `region` replaces the lease; destroy is `CloseLease`, which
+//! refunds the unspent escrow, and deregisters the full-node key registered at create;
+//! `terraform import logos_lease.NAME ID` adopts an open lease of the key. If a create's receipt
+//! is lost after submission, the lease is found among the newest; failing that, the error
+//! names the transaction. The key never leaves this process: Terraform sees only the lease's
+//! public fields.
+//!
+//! Trust: with `genesis`, every read the provider decides on (the catalog and prices it pays
+//! by, the leases it reads, extends and closes) is proven against the genesis validators;
+//! without it the RPC server is trusted, and the provider says so in a warning.
 //!
 //! Signing: the key file is decrypted with `LOGOS_PASSPHRASE` or `LOGOS_PASSPHRASE_FILE`
 //! (Terraform passes its environment to the provider; devnet keys need none).

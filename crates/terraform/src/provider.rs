@@ -36,6 +36,10 @@ impl ProviderConfig<'_> {
     /// endpoint an `http://` or `https://` URL; a key name without path separators).
     pub fn settings(&self) -> Result<Settings, String> {
         let text = |value: &ValueString<'_>, name: &str| -> Result<Option<String>, String> {
+            if value.is_unknown() {
+                // Left unset it would quietly mean the default endpoint, or no proofs.
+                return Err(format!("{name} must be known when planning"));
+            }
             match value.as_ref_option() {
                 Some(text) if text.len() > SETTING_MAX_BYTES => {
                     Err(format!("{name} is over {SETTING_MAX_BYTES} bytes"))
@@ -101,8 +105,9 @@ impl Provider for LogosProvider {
                     "keystore" => setting("Keystore directory (default ~/.logos/keys)."),
                     "key" => setting("Name of the tenant's key in the keystore (leases need one; \
                         its passphrase comes from LOGOS_PASSPHRASE or LOGOS_PASSPHRASE_FILE)."),
-                    "genesis" => setting("Genesis file: reads are proven against its validators \
-                        instead of trusting the RPC server."),
+                    "genesis" => setting("Genesis file: what the provider decides on (the \
+                        catalog and prices it pays by, the leases it reads, extends and closes) is \
+                        proven against its validators. Without it the RPC server is trusted."),
                 },
                 ..Default::default()
             },
@@ -110,6 +115,11 @@ impl Provider for LogosProvider {
     }
 
     async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::Config<'a>) -> Option<()> {
+        let settings = [&config.rpc, &config.keystore, &config.key, &config.genesis];
+        if settings.iter().any(|value| value.is_unknown()) {
+            // Checked again, known, when the provider is configured.
+            return Some(());
+        }
         if let Err(reason) = config.settings() {
             diags.root_error("invalid provider settings", reason);
         }
@@ -129,6 +139,13 @@ impl Provider for LogosProvider {
                 return None;
             }
         };
+        if settings.genesis.is_none() {
+            diags.root_warning(
+                "no genesis: the RPC server is trusted",
+                "without `genesis` the provider believes what the RPC server says about the \
+                 catalog, prices and leases it pays for and closes; set `genesis` to prove it",
+            );
+        }
         match Connection::open(&settings).await {
             Ok(connection) => {
                 self.shared.set(connection);
