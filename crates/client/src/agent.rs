@@ -85,6 +85,17 @@ fn transport(error: impl std::fmt::Display) -> ClientError {
     ClientError::Malformed(format!("agent: {error}"))
 }
 
+/// `GET url?query` from an agent, the whole exchange bounded by [`AGENT_TIMEOUT_MS`].
+async fn get(url: &str, query: &[(&str, String)]) -> Result<reqwest::Response, ClientError> {
+    untrusted(Duration::from_millis(AGENT_TIMEOUT_MS))
+        .map_err(transport)?
+        .get(url)
+        .query(query)
+        .send()
+        .await
+        .map_err(transport)
+}
+
 /// The last `bytes` (at most [`LOGS_MAX_BYTES`]) of environment `id`'s logs.
 pub async fn logs_tail(
     client: &Client,
@@ -96,13 +107,7 @@ pub async fn logs_tail(
     let mut query = signed_query(wallet, id, LOGS_NAMESPACE, false, now_s());
     query.push(("bytes", bytes.min(LOGS_MAX_BYTES).to_string()));
     let url = format!("http://{}/v1/environments/{id}/logs", provider.endpoint);
-    let response = untrusted(Duration::from_millis(AGENT_TIMEOUT_MS))
-        .map_err(transport)?
-        .get(&url)
-        .query(&query)
-        .send()
-        .await
-        .map_err(transport)?;
+    let response = get(&url, &query).await?;
     let status = response.status();
     // The agent is the provider's: at most the asked bytes plus room for an error.
     let bound = usize::try_from(LOGS_MAX_BYTES).unwrap_or(usize::MAX) + AGENT_ERROR_MAX_BYTES;
@@ -134,8 +139,12 @@ pub async fn logs_followed(
         .map_err(transport)?
         .get(&url)
         .query(&query)
-        .send()
+        .send();
+    // Bounded until the answer starts (an agent that accepts and never answers would hold the
+    // caller), unbounded after: the agent ends the stream.
+    let response = tokio::time::timeout(Duration::from_millis(AGENT_TIMEOUT_MS), response)
         .await
+        .map_err(|_| transport("no answer in time"))?
         .map_err(transport)?;
     let status = response.status();
     if !status.is_success() {
@@ -164,13 +173,7 @@ pub async fn stats(
     let timestamp_s = now_s();
     let query = signed_query(wallet, id, STATS_REQUEST_NAMESPACE, false, timestamp_s);
     let url = format!("http://{}/v1/environments/{id}/stats", provider.endpoint);
-    let response = untrusted(Duration::from_millis(AGENT_TIMEOUT_MS))
-        .map_err(transport)?
-        .get(&url)
-        .query(&query)
-        .send()
-        .await
-        .map_err(transport)?;
+    let response = get(&url, &query).await?;
     let status = response.status();
     let body = read_bounded(response, STATS_MAX_BYTES)
         .await

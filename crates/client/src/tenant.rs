@@ -79,13 +79,14 @@ impl Billing {
     }
 }
 
-/// Reads a lease's full status (not proven: for display).
+/// Reads a lease's full status, proven when the client is trusted ([`Client::map_checked`]:
+/// callers decide what to pay for by it).
 pub async fn lease_status(client: &Client, id: LeaseId) -> Result<LeaseStatus, ClientError> {
-    let (record, height) = client.map::<Leases>(&id).await?;
+    let (record, height) = client.map_checked::<Leases>(&id).await?;
     let record = record.ok_or_else(|| ClientError::Missing(format!("no lease {id}")))?;
     let environment_id = EnvironmentId::from(id);
-    let (environment, _) = client.map::<Environments>(&environment_id).await?;
-    let (assignment, _) = client.map::<Assignments>(&environment_id).await?;
+    let (environment, _) = client.map_checked::<Environments>(&environment_id).await?;
+    let (assignment, _) = client.map_checked::<Assignments>(&environment_id).await?;
     Ok(LeaseStatus {
         lease: id,
         billing: Billing::of(&record),

@@ -51,13 +51,20 @@ function followLogs(element) {
   source.addEventListener("open", () => {
     lines.length = 0;
   });
-  source.addEventListener("lines", (event) => {
-    if (event.data === "") return;
-    lines.push(...event.data.split("\n"));
+  const show = (text) => {
+    if (text === "") return;
+    lines.push(...text.split("\n"));
     lines.splice(0, Math.max(0, lines.length - LOG_LINES_MAX));
     const atBottom = element.scrollTop + element.clientHeight >= element.scrollHeight - 4;
     element.textContent = lines.join("\n");
     if (atBottom) element.scrollTop = element.scrollHeight;
+  };
+  source.addEventListener("lines", (event) => show(event.data));
+  // The stream ended (the agent closed it, or the console's bound was reached): stop, rather
+  // than reconnect and replay the tail. Reloading the page follows again.
+  source.addEventListener("end", (event) => {
+    show(event.data);
+    source.close();
   });
 }
 
@@ -93,7 +100,15 @@ function followStats(element) {
   const poll = async () => {
     try {
       const response = await fetch(element.dataset.stats, { credentials: "same-origin" });
-      if (!response.ok) throw new Error(await response.text());
+      if (response.status >= 400 && response.status < 500) {
+        // Refused (read-only console, not the tenant, gone): asking again will not help.
+        if (error) {
+          error.hidden = false;
+          error.textContent = `Stats unavailable (${response.status}).`;
+        }
+        return;
+      }
+      if (!response.ok) throw new Error(`the console answered ${response.status}`);
       const stats = await response.json();
       if (previous && stats.measured_at_ms > previous.measured_at_ms) {
         const busy = stats.cpu_usage_us - previous.cpu_usage_us;
@@ -109,12 +124,23 @@ function followStats(element) {
         error.textContent = "Stats unavailable: " + String(failure.message).slice(0, 200);
       }
     }
+    // The next poll starts after this one ended: polls never pile up.
+    setTimeout(poll, STATS_INTERVAL_MS);
   };
   poll();
-  setInterval(poll, STATS_INTERVAL_MS);
+}
+
+// A submitted form's button is disabled: a double click does not lease twice.
+function guardForms() {
+  for (const form of document.querySelectorAll("form[method=post]")) {
+    form.addEventListener("submit", () => {
+      for (const button of form.querySelectorAll("button")) button.disabled = true;
+    });
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  guardForms();
   followPace();
   for (const element of document.querySelectorAll("[data-logs]")) followLogs(element);
   for (const element of document.querySelectorAll("[data-stats]")) followStats(element);

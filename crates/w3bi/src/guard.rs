@@ -1,13 +1,16 @@
-//! What keeps other sites and other users away from the key the console holds: the `Host`
-//! check (DNS rebinding), the form token and `Origin` check (cross-site requests), and the
-//! headers every answer carries (no framing, no foreign scripts or styles, no caching).
+//! What keeps other sites and other users away from the key the console holds: the session
+//! (a secret printed at start, traded for an `HttpOnly`, `SameSite=Strict` cookie: other local
+//! users, who can reach loopback too, cannot use the console without it), the `Host` check
+//! (DNS rebinding), fetch metadata, the form token and the `Origin` check (cross-site
+//! requests), and the headers every answer carries (no framing, no foreign scripts or styles,
+//! no caching).
 
 use crate::Console;
 use axum::{
     extract::{Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::{IntoResponse, Redirect, Response},
 };
 use std::{net::SocketAddr, sync::Arc};
 
@@ -49,22 +52,37 @@ pub fn origin_allowed(headers: &HeaderMap, listen: SocketAddr) -> bool {
         .is_some_and(|host| host_allowed(host, listen))
 }
 
-/// Refuses requests for another host and cross-site state changes, and adds the security
-/// headers to every answer.
+/// Name of the session cookie.
+pub const COOKIE: &str = "logos_console";
+
+/// The session secret a request carries in its cookie, if any.
+pub fn session_of(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .find_map(|cookie| cookie.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+/// The `key` query parameter of `query`, if any (the secret URL the console prints).
+pub fn key_of(query: Option<&str>) -> Option<&str> {
+    query?.split('&').find_map(|pair| pair.strip_prefix("key="))
+}
+
+/// True if a request's fetch metadata says another site made it (browsers send
+/// `Sec-Fetch-Site`; a URL typed or pasted says `none`).
+pub fn cross_site(headers: &HeaderMap) -> bool {
+    let site = headers
+        .get("sec-fetch-site")
+        .and_then(|value| value.to_str().ok());
+    matches!(site, Some("cross-site" | "same-site"))
+}
+
+/// Refuses requests for another host, from another site or without the session; turns the
+/// secret URL into the session cookie; adds the security headers to every answer.
 pub async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .unwrap_or_default();
-    if !host_allowed(host, console.listen) {
-        return (StatusCode::MISDIRECTED_REQUEST, "unknown host").into_response();
-    }
-    let changes = request.method() != axum::http::Method::GET;
-    if changes && !origin_allowed(request.headers(), console.listen) {
-        return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
-    }
-    let mut response = next.run(request).await;
+    let mut response = admit(&console, request, next).await;
     let headers = response.headers_mut();
     let set = |headers: &mut HeaderMap, name, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
@@ -80,6 +98,43 @@ pub async fn guard(State(console): State<Arc<Console>>, request: Request, next: 
     set(headers, header::REFERRER_POLICY, "same-origin");
     set(headers, header::CACHE_CONTROL, "no-store");
     response
+}
+
+async fn admit(console: &Console, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or_default();
+    if !host_allowed(host, console.listen) {
+        return (StatusCode::MISDIRECTED_REQUEST, "unknown host").into_response();
+    }
+    let changes = request.method() != axum::http::Method::GET;
+    if cross_site(headers) || (changes && !origin_allowed(headers, console.listen)) {
+        return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+    }
+    // The secret URL: set the session and go to the page without the secret in it.
+    if let Some(key) = key_of(request.uri().query()) {
+        if !token_matches(key, &console.session) {
+            return (StatusCode::UNAUTHORIZED, "wrong console key").into_response();
+        }
+        let cookie = format!("{COOKIE}={key}; HttpOnly; SameSite=Strict; Path=/");
+        let mut response = Redirect::to(request.uri().path()).into_response();
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+        return response;
+    }
+    let public = request.uri().path().starts_with("/assets/");
+    let signed_in = session_of(headers).is_some_and(|key| token_matches(key, &console.session));
+    if !public && !signed_in {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "open the URL `logos w3bi` printed (it carries this console's key)",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 #[cfg(test)]
@@ -119,6 +174,36 @@ mod tests {
         ] {
             headers.insert(header::ORIGIN, HeaderValue::from_static(foreign));
             assert!(!origin_allowed(&headers, listen), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn the_session_comes_from_its_cookie_or_the_secret_url_only() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(session_of(&headers), None);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; logos_console=abc; b=2"),
+        );
+        assert_eq!(session_of(&headers), Some("abc"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("logos_consoleX=abc"),
+        );
+        assert_eq!(session_of(&headers), None);
+        assert_eq!(key_of(Some("x=1&key=s3cret")), Some("s3cret"));
+        assert_eq!(key_of(Some("monkey=1")), None);
+        assert_eq!(key_of(None), None);
+        let mut headers = HeaderMap::new();
+        assert!(!cross_site(&headers));
+        for (site, foreign) in [
+            ("same-origin", false),
+            ("none", false),
+            ("cross-site", true),
+            ("same-site", true),
+        ] {
+            headers.insert("sec-fetch-site", HeaderValue::from_static(site));
+            assert_eq!(cross_site(&headers), foreign, "{site}");
         }
     }
 

@@ -14,8 +14,11 @@
 //! `/events` (server-sent events fed by the node's `logos_subscribeFinalizedHeads`) and
 //! re-renders the page's live fragments; charts are SVG drawn by that script.
 //!
-//! Security: the server answers only requests whose `Host` is its listen address (a page of
-//! another site cannot reach it by DNS rebinding); every state-changing request is a POST
+//! Security ([`guard`]): `logos w3bi` prints its URL with a per-process key, which the browser
+//! trades for a session cookie (`HttpOnly`, `SameSite=Strict`): other users of the machine,
+//! who can reach loopback too, get nothing without it. The server answers only requests whose
+//! `Host` is its listen address (a page of another site cannot reach it by DNS rebinding) and
+//! that no other site made (fetch metadata); every state-changing request is a POST
 //! carrying the per-process token embedded in the console's own forms and no foreign `Origin`
 //! (cross-site forms are refused); responses forbid framing and foreign scripts (CSP); bodies
 //! are at most [`routes::BODY_MAX_BYTES`]; log streams and background watchers are bounded.
@@ -95,6 +98,9 @@ pub struct Console {
     pub listen: SocketAddr,
     /// The token every form carries (hex of 32 random bytes, per process).
     pub token: String,
+    /// The session secret (hex of 32 random bytes, per process): printed in the console's
+    /// URL, then carried by the browser's cookie.
+    pub session: String,
     /// Finalized heads as seen live.
     pub heads: live::Heads,
     /// Bounds the log streams open at once.
@@ -130,13 +136,18 @@ impl Console {
             }
             None => None,
         };
-        let mut token = [0u8; 32];
-        getrandom::fill(&mut token).map_err(|error| Error::Randomness(error.to_string()))?;
+        let secret = || {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map(|()| hex::encode(bytes))
+                .map_err(|error| Error::Randomness(error.to_string()))
+        };
         Ok(Self {
             client,
             wallet,
             listen: args.listen,
-            token: hex::encode(token),
+            token: secret()?,
+            session: secret()?,
             heads: live::Heads::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(STREAMS_MAX)),
             watchers: Arc::new(tokio::sync::Semaphore::new(WATCHERS_MAX)),
@@ -164,7 +175,8 @@ pub async fn run(args: W3biArgs) -> Result<(), Error> {
         .await
         .map_err(serve_error)?;
     tokio::spawn(live::follow(console.clone(), args.rpc.clone()));
-    println!("console: http://{}/", args.listen);
+    // The key in the URL is the session: only who reads this can use the console.
+    println!("console: http://{}/?key={}", args.listen, console.session);
     axum::serve(listener, routes::router(console))
         .await
         .map_err(serve_error)

@@ -7,7 +7,10 @@ use crate::{
     live::Pace,
     Console,
 };
-use logos_client::tenant::{CatalogEntry, LeaseStatus};
+use logos_client::{
+    tenant::{CatalogEntry, LeaseStatus},
+    text::printable,
+};
 use logos_types::{
     catalog::TemplateId,
     governance::ProposalStatus,
@@ -43,7 +46,7 @@ pub fn layout(console: &Console, title: &str, content: Markup) -> Markup {
                         a href="/network" { "Network" }
                         a href="/governance" { "Governance" }
                     }
-                    p.pace aria-live="polite" {
+                    p.pace {
                         "Finalized " strong data-live="height" { (pace.height) }
                         " · finality " strong data-live="latency_ms" { (pace.latency_ms) } " ms"
                     }
@@ -65,11 +68,22 @@ pub fn layout(console: &Console, title: &str, content: Markup) -> Markup {
 
 /// A form that posts to `action` with the console's token and a submit button `label`.
 pub fn action(console: &Console, path: &str, label: &str, fields: Markup) -> Markup {
+    action_labelled(console, path, label, label, fields)
+}
+
+/// [`action`] with a longer name for assistive technology (`aria-label`).
+pub fn action_labelled(
+    console: &Console,
+    path: &str,
+    label: &str,
+    name: &str,
+    fields: Markup,
+) -> Markup {
     html! {
         form method="post" action=(path) {
             input type="hidden" name="token" value=(console.token);
             (fields)
-            button type="submit" { (label) }
+            button type="submit" aria-label=(name) { (label) }
         }
     }
 }
@@ -104,17 +118,24 @@ pub fn blocks_left(lease: &Lease) -> Option<u128> {
 fn template_name(names: &BTreeMap<TemplateId, String>, id: TemplateId) -> String {
     names
         .get(&id)
-        .cloned()
+        .map(|name| printable(name))
         .unwrap_or_else(|| format!("template {id}"))
 }
 
-/// `/`: the console account's leases.
+/// `/`: the console account's leases, in a container the script refreshes.
 pub fn leases(rows: &[LeaseRow], names: &BTreeMap<TemplateId, String>) -> Markup {
+    html! {
+        div data-fragment="/fragments/leases" { (leases_fragment(rows, names)) }
+    }
+}
+
+/// The inside of the leases container.
+pub fn leases_fragment(rows: &[LeaseRow], names: &BTreeMap<TemplateId, String>) -> Markup {
     html! {
         @if rows.is_empty() {
             p { "No leases yet. " a href="/catalog" { "Deploy one from the catalog." } }
         } @else {
-            table data-fragment="/fragments/leases" {
+            table {
                 caption { "Your leases, newest first" }
                 thead { tr {
                     th scope="col" { "Lease" } th scope="col" { "Template" }
@@ -127,7 +148,7 @@ pub fn leases(rows: &[LeaseRow], names: &BTreeMap<TemplateId, String>) -> Markup
                             td { a href={ "/leases/" (row.id) } { "#" (row.id) } }
                             td { (template_name(names, row.record.template)) }
                             td.status data-status=(lease_state(row)) { (lease_state(row)) }
-                            td { code { (row.environment.as_ref().map(|e| e.endpoint.as_str()).unwrap_or("-")) } }
+                            td { code { (printable(row.environment.as_ref().map(|e| e.endpoint.as_str()).unwrap_or("-"))) } }
                             td.number { (row.record.escrow) }
                             td.number { (blocks_left(&row.record).map_or("-".into(), |b| b.to_string())) }
                         }
@@ -151,7 +172,7 @@ pub fn catalog(console: &Console, entries: &[CatalogEntry]) -> Markup {
         table {
             caption { "Templates and their price per block (smallest token unit), as finalized" }
             thead { tr {
-                th scope="col" { "Template" } th scope="col" { "Product" }
+                th scope="col" { "Id" } th scope="col" { "Template" } th scope="col" { "Product" }
                 th scope="col" { "vCPU" } th scope="col" { "Memory (MiB)" }
                 th scope="col" { "Disk (GiB)" } th scope="col" { "Price / block" }
                 th scope="col" { "Deploy" }
@@ -159,16 +180,18 @@ pub fn catalog(console: &Console, entries: &[CatalogEntry]) -> Markup {
             tbody {
                 @for entry in entries {
                     @let resources = entry.product.as_ref().map(|product| product.resources);
+                    @let name = printable(entry.template.name.as_str());
                     tr {
-                        th scope="row" { (entry.template.name.as_str()) }
-                        td { (entry.product.as_ref().map_or("-", |p| p.name.as_str())) }
+                        td.number { (entry.id) }
+                        th scope="row" { (name) }
+                        td { (printable(entry.product.as_ref().map_or("-", |p| p.name.as_str()))) }
                         td.number { (resources.map_or("-".into(), |r| r.vcpu.to_string())) }
                         td.number { (resources.map_or("-".into(), |r| r.memory_mib.to_string())) }
                         td.number { (resources.map_or("-".into(), |r| r.disk_gib.to_string())) }
                         td.number { (entry.price_per_block.map_or("-".into(), |p| p.to_string())) }
                         td {
                             @if console.wallet.is_some() {
-                                (action(console, "/leases", "Deploy", html! {
+                                (action_labelled(console, "/leases", "Deploy", &format!("Deploy {name} (template {})", entry.id), html! {
                                     input type="hidden" name="template" value=(entry.id);
                                     label { "Blocks "
                                         input type="number" name="blocks" min="1"
@@ -230,10 +253,10 @@ pub fn lease_fragment(status: &LeaseStatus, name: &str) -> Markup {
         None => status_word(environment).to_string(),
     };
     html! {
-        h2 id="state" { "Lease #" (status.lease) " · " (name) }
+        h2 id="state" { (printable(name)) }
         dl.summary {
             dt { "Status" } dd.status data-status=(state) data-testid="status" { (state) }
-            dt { "Endpoint" } dd { code data-testid="endpoint" { (environment.map_or("-", |e| e.endpoint.as_str())) } }
+            dt { "Endpoint" } dd { code data-testid="endpoint" { (printable(environment.map_or("-", |e| e.endpoint.as_str()))) } }
             dt { "Provider" } dd { (record.provider) }
             dt { "Generation" } dd { (environment.map_or("-".into(), |e| e.generation.to_string())) }
             dt { "Cost so far" } dd { (status.billing.charged) " (" (status.billing.charged_blocks) " blocks)" }
@@ -251,8 +274,8 @@ pub fn lease_fragment(status: &LeaseStatus, name: &str) -> Markup {
                         tr {
                             th scope="row" { (format!("{:?}", condition.kind)) }
                             td { (format!("{:?}", condition.status)) }
-                            td { (condition.reason.as_str()) }
-                            td { (condition.message.as_str()) }
+                            td { (printable(condition.reason.as_str())) }
+                            td { (printable(condition.message.as_str())) }
                             td.number { (condition.last_transition_height) }
                         }
                     }
@@ -277,8 +300,8 @@ pub fn providers(rows: &[ProviderRow]) -> Markup {
                 h2 id={ "provider-" (row.id) } { "Provider " (row.id) " · " (format!("{:?}", provider.status)) }
                 dl.summary {
                     dt { "Owner" } dd { code { (provider.owner) } }
-                    dt { "Agent" } dd { code { (provider.endpoint.as_str()) } }
-                    dt { "Region" } dd { (row.region.as_ref().map_or_else(|| provider.region.to_string(), |r| r.name.as_str().to_string())) }
+                    dt { "Agent" } dd { code { (printable(provider.endpoint.as_str())) } }
+                    dt { "Region" } dd { (row.region.as_ref().map_or_else(|| provider.region.to_string(), |r| printable(r.name.as_str()))) }
                     dt { "Class" } dd { (format!("{:?}", provider.class)) }
                     dt { "Machine" } dd { (provider.inventory.vcpu) " vCPU · " (provider.inventory.memory_mib) " MiB · " (provider.inventory.disk_gib) " GiB" }
                     dt { "Allocated" } dd { (provider.allocated.vcpu) " vCPU · " (provider.allocated.memory_mib) " MiB · " (provider.allocated.disk_gib) " GiB" }
@@ -355,7 +378,7 @@ pub fn network(pace: &Pace, view: &NetworkView) -> Markup {
                 thead { tr { th scope="col" { "Region" } th scope="col" { "Class" } th scope="col" { "Providers" } th scope="col" { "vCPU free / total" } th scope="col" { "Memory free / total (MiB)" } } }
                 tbody { @for ((region, class), (named, aggregate)) in &view.capacity {
                     tr {
-                        td { (named.as_ref().map_or_else(|| region.to_string(), |r| r.name.as_str().to_string())) }
+                        td { (named.as_ref().map_or_else(|| region.to_string(), |r| printable(r.name.as_str()))) }
                         td { (format!("{class:?}")) }
                         td.number { (aggregate.providers.len()) }
                         td.number { (aggregate.capacity.vcpu.saturating_sub(aggregate.allocated.vcpu)) " / " (aggregate.capacity.vcpu) }
@@ -376,7 +399,7 @@ pub fn governance(console: &Console, rows: &[ProposalRow]) -> Markup {
             @let tally = &proposal.tally;
             article.proposal aria-labelledby={ "proposal-" (row.id) } {
                 h2 id={ "proposal-" (row.id) } { "Proposal " (row.id) " · " (format!("{:?}", proposal.status)) }
-                p { code { (row.call.as_ref().map_or_else(|| "(undecodable call)".into(), |call| serde_json::to_string(call).unwrap_or_default())) } }
+                p { code { (printable(&row.call.as_ref().map_or_else(|| "(undecodable call)".into(), |call| serde_json::to_string(call).unwrap_or_default()))) } }
                 dl.summary {
                     dt { "Ayes" } dd { (tally.ayes) } dt { "Nays" } dd { (tally.nays) }
                     dt { "Active stake" } dd { (tally.total_active) } dt { "Voters" } dd { (tally.voters) }

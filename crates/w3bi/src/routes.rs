@@ -42,8 +42,11 @@ pub const LOGS_STREAM_MAX_BYTES: usize = 4 * 1024 * 1024;
 pub const LINE_MAX_BYTES: usize = 64 * 1024;
 /// How long a new lease is followed to register a leased full node's key, s.
 pub const WATCH_TIMEOUT_S: u64 = 300;
-/// Region of leases made from the console.
+/// Region of leases deployed from the catalog.
 pub const REGION: RegionId = RegionId(1);
+/// Most blocks one deploy or extension buys (about 115 days at 1 block/s): a mistyped number
+/// cannot lock a fortune in escrow.
+pub const BLOCKS_MAX: u64 = 10_000_000;
 
 /// The console's router, behind [`guard::guard`].
 pub fn router(console: Arc<Console>) -> Router {
@@ -145,7 +148,10 @@ async fn leases_markup(console: &Console) -> Result<Markup, Failure> {
 }
 
 async fn leases_fragment(State(console): State<Arc<Console>>) -> Result<Html<String>, Failure> {
-    Ok(Html(leases_markup(&console).await?.into_string()))
+    let wallet = wallet(&console)?;
+    let rows = chain::tenant_leases(&console.client, wallet.address()).await?;
+    let names = template_names(&console).await?;
+    Ok(Html(pages::leases_fragment(&rows, &names).into_string()))
 }
 
 async fn catalog_page(State(console): State<Arc<Console>>) -> Page {
@@ -214,7 +220,7 @@ async fn deploy(
     Form(form): Form<DeployForm>,
 ) -> Result<Redirect, Failure> {
     authorized(&console, &form.token)?;
-    let id = lease_template(&console, TemplateId(form.template), form.blocks).await?;
+    let id = lease_template(&console, TemplateId(form.template), REGION, form.blocks).await?;
     Ok(Redirect::to(&format!("/leases/{id}")))
 }
 
@@ -223,18 +229,14 @@ async fn deploy(
 async fn lease_template(
     console: &Arc<Console>,
     template: TemplateId,
+    region: RegionId,
     blocks: u64,
 ) -> Result<LeaseId, Failure> {
     let wallet = wallet(console)?;
-    if blocks == 0 {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            "blocks must be at least 1".into(),
-        ));
-    }
+    check_blocks(blocks)?;
     let (id, _) = {
         let _turn = console.submitting.lock().await;
-        create_lease(&console.client, wallet, template, REGION, blocks).await?
+        create_lease(&console.client, wallet, template, region, blocks).await?
     };
     if let Ok(permit) = console.watchers.clone().try_acquire_owned() {
         let console = console.clone();
@@ -248,6 +250,17 @@ async fn lease_template(
         });
     }
     Ok(id)
+}
+
+/// Refuses 0 blocks (a fee for nothing) and more than [`BLOCKS_MAX`].
+fn check_blocks(blocks: u64) -> Result<(), Failure> {
+    match blocks {
+        1..=BLOCKS_MAX => Ok(()),
+        _ => Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("blocks must be 1 to {BLOCKS_MAX}, not {blocks}"),
+        )),
+    }
 }
 
 /// A form with only the token.
@@ -303,6 +316,7 @@ async fn extend(
 ) -> Result<Redirect, Failure> {
     authorized(&console, &form.token)?;
     let lease = LeaseId(id);
+    check_blocks(form.blocks)?;
     own_open_lease(&console, lease).await?;
     execute(
         &console,
@@ -338,11 +352,15 @@ async fn replica(
 ) -> Result<Redirect, Failure> {
     authorized(&console, &form.token)?;
     let status = own_open_lease(&console, LeaseId(id)).await?;
+    // As many blocks as the lease has left, in its region (read proven with a genesis).
     let blocks = pages::blocks_left(&status.record)
         .and_then(|blocks| u64::try_from(blocks).ok())
-        .filter(|blocks| *blocks > 0)
-        .unwrap_or(pages::DEFAULT_BLOCKS);
-    let replica = lease_template(&console, status.record.template, blocks).await?;
+        .ok_or(Failure(
+            StatusCode::CONFLICT,
+            format!("lease {id} has no escrow left to match: extend it first"),
+        ))?;
+    let record = &status.record;
+    let replica = lease_template(&console, record.template, record.region, blocks).await?;
     Ok(Redirect::to(&format!("/leases/{replica}")))
 }
 
@@ -416,30 +434,53 @@ async fn logs(
     let wallet = wallet(&console)?;
     let response =
         agent::logs_followed(&console.client, wallet, EnvironmentId(id), LOGS_TAIL_BYTES).await?;
-    let state = (response, Vec::<u8>::new(), 0usize, permit);
-    let stream = futures::stream::unfold(
-        state,
-        |(mut response, mut carried, relayed, permit)| async move {
-            if relayed >= LOGS_STREAM_MAX_BYTES {
-                return None;
-            }
-            let chunk = response.chunk().await.ok()??;
-            carried.extend_from_slice(&chunk);
-            // Whole lines go now; a partial line waits, unless it grew past its bound.
-            let cut = match carried.iter().rposition(|byte| *byte == b'\n') {
-                Some(at) => at + 1,
-                None if carried.len() > LINE_MAX_BYTES => carried.len(),
-                None => 0,
-            };
-            let lines: Vec<u8> = carried.drain(..cut).collect();
-            let event = Event::default().event("lines").data(sse_text(&lines));
-            Some((
-                Ok(event),
-                (response, carried, relayed + chunk.len(), permit),
-            ))
-        },
-    );
+    let relay = LogRelay {
+        response: Some(response),
+        carried: Vec::new(),
+        relayed: 0,
+        _permit: permit,
+    };
+    let stream = futures::stream::unfold(relay, |mut relay| async move {
+        let event = relay.next().await?;
+        Some((Ok(event), relay))
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A log stream being relayed: the agent's answer (none once ended), the partial line held
+/// back, the bytes relayed so far and the stream's permit.
+struct LogRelay {
+    response: Option<reqwest::Response>,
+    carried: Vec<u8>,
+    relayed: usize,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl LogRelay {
+    /// The next event: `lines` (whole lines; a partial one past [`LINE_MAX_BYTES`]), then one
+    /// `end` when the agent ends the stream or [`LOGS_STREAM_MAX_BYTES`] were relayed (the page
+    /// stops listening instead of reconnecting and replaying the tail), then nothing.
+    async fn next(&mut self) -> Option<Event> {
+        let response = self.response.as_mut()?;
+        let chunk = match self.relayed < LOGS_STREAM_MAX_BYTES {
+            true => response.chunk().await.ok().flatten(),
+            false => None,
+        };
+        let Some(chunk) = chunk else {
+            self.response = None;
+            let rest = std::mem::take(&mut self.carried);
+            return Some(Event::default().event("end").data(sse_text(&rest)));
+        };
+        self.relayed = self.relayed.saturating_add(chunk.len());
+        self.carried.extend_from_slice(&chunk);
+        let cut = match self.carried.iter().rposition(|byte| *byte == b'\n') {
+            Some(at) => at + 1,
+            None if self.carried.len() > LINE_MAX_BYTES => self.carried.len(),
+            None => 0,
+        };
+        let lines: Vec<u8> = self.carried.drain(..cut).collect();
+        Some(Event::default().event("lines").data(sse_text(&lines)))
+    }
 }
 
 /// `bytes` as the text of one event: lossy UTF-8, the final newline dropped, and carriage
