@@ -83,7 +83,12 @@ pub struct Failure(StatusCode, String);
 
 impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Self {
-        Failure(StatusCode::BAD_GATEWAY, error.to_string())
+        let status = match error {
+            ClientError::Missing(_) => StatusCode::NOT_FOUND,
+            ClientError::CallFailed { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        Failure(status, error.to_string())
     }
 }
 
@@ -180,30 +185,31 @@ async fn governance_page(State(console): State<Arc<Console>>) -> Page {
     page(&console, "Governance", pages::governance(&console, &rows))
 }
 
-async fn lease_page(State(console): State<Arc<Console>>, Path(id): Path<u64>) -> Page {
+/// Lease `id`'s status and its template's name.
+async fn lease_and_name(
+    console: &Console,
+    id: u64,
+) -> Result<(logos_client::tenant::LeaseStatus, String), Failure> {
     let status = lease_status(&console.client, LeaseId(id)).await?;
-    let names = template_names(&console).await?;
+    let names = template_names(console).await?;
     let name = names
         .get(&status.record.template)
         .cloned()
         .unwrap_or_default();
-    page(
-        &console,
-        &format!("Lease #{id}"),
-        pages::lease(&console, &status, &name),
-    )
+    Ok((status, name))
+}
+
+async fn lease_page(State(console): State<Arc<Console>>, Path(id): Path<u64>) -> Page {
+    let (status, name) = lease_and_name(&console, id).await?;
+    let content = pages::lease(&console, &status, &name);
+    page(&console, &format!("Lease #{id}"), content)
 }
 
 async fn lease_fragment(
     State(console): State<Arc<Console>>,
     Path(id): Path<u64>,
 ) -> Result<Html<String>, Failure> {
-    let status = lease_status(&console.client, LeaseId(id)).await?;
-    let names = template_names(&console).await?;
-    let name = names
-        .get(&status.record.template)
-        .cloned()
-        .unwrap_or_default();
+    let (status, name) = lease_and_name(&console, id).await?;
     Ok(Html(pages::lease_fragment(&status, &name).into_string()))
 }
 

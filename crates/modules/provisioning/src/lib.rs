@@ -169,7 +169,7 @@ impl Provisioning {
     ) -> DispatchResult {
         let params = Params::get(ctx.overlay).await?;
         let owner = Self::provider_owner(ctx, environment).await?;
-        let eligible = Self::candidates(ctx, &[owner]).await?;
+        let eligible = Self::candidates(ctx, &owner).await?;
         if eligible.len() < usize::from(params.min_provisioners) {
             return Err(Error::TooFewProvisioners {
                 eligible: eligible.len() as u64,
@@ -189,15 +189,19 @@ impl Provisioning {
         Provisioners::sum_from(state, |record| record.stake)
     }
 
-    /// The owner of the provider `environment` is placed on.
+    /// The owner of the provider `environment` is placed on (excluded from realizing and
+    /// checking it), as a list: empty once the provider deregistered, which it may do while an
+    /// environment it no longer hosts is still being destroyed (its allocation is freed at the
+    /// lease's close, the record goes at the destruction's confirmation).
     async fn provider_owner<R: StateReader>(
         ctx: &Context<'_, '_, R>,
         environment: EnvironmentId,
-    ) -> Result<Address, DispatchError> {
+    ) -> Result<Vec<Address>, DispatchError> {
         let provider = Environments::require(ctx.overlay, &environment)
             .await?
             .provider;
-        Ok(Providers::require(ctx.overlay, &provider).await?.owner)
+        let record = Providers::get(ctx.overlay, &provider).await?;
+        Ok(record.map(|record| record.owner).into_iter().collect())
     }
 
     /// The eligible provisioners other than `excluded`, with their stakes, ascending.
@@ -255,7 +259,7 @@ impl Provisioning {
         reason: AssignReason,
     ) -> DispatchResult {
         let owner = Self::provider_owner(ctx, environment).await?;
-        let eligible = Self::candidates(ctx, &[owner]).await?;
+        let eligible = Self::candidates(ctx, &owner).await?;
         Ok(Self::assign_among(
             ctx,
             environment,
@@ -347,8 +351,9 @@ impl Provisioning {
         let assignee = record
             .assigned
             .ok_or_else(|| corruption("a round without an assignee"))?;
-        let owner = Self::provider_owner(ctx, environment).await?;
-        let candidates = Self::candidates(ctx, &[assignee, owner]).await?;
+        let mut excluded = Self::provider_owner(ctx, environment).await?;
+        excluded.push(assignee);
+        let candidates = Self::candidates(ctx, &excluded).await?;
         let count = usize::from(params.checkers);
         if candidates.len() < count {
             return Ok(Vec::new());
