@@ -11,7 +11,7 @@ use logos_primitives::{Address, Amount};
 use logos_types::{
     balances::{self, Accounts},
     codec::encode,
-    Call, Genesis, TransactionPayload,
+    Call, TransactionPayload,
 };
 use std::{path::PathBuf, time::Duration};
 
@@ -336,7 +336,5 @@ pub async fn trusted_client(
     genesis: Option<&std::path::Path>,
 ) -> Result<logos_client::Client> {
     let path = genesis.ok_or(logos_client::ClientError::NoTrustAnchor)?;
-    let genesis = Genesis::load(path)
-        .with_context(|| format!("cannot read the trusted genesis {}", path.display()))?;
-    Ok(logos_client::Client::connect_trusted(rpc, &genesis).await?)
+    Ok(logos_client::Client::connect_with(rpc, Some(path)).await?)
 }

@@ -276,6 +276,32 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
     assert!(!refused.status.success());
     let refused = String::from_utf8_lossy(&refused.stderr).into_owned();
     assert!(refused.contains("a lease id is a number"), "{refused}");
+    // Another tenant's lease (provider-1's key leases one) is refused before anything is paid.
+    let foreign = logos_command()
+        .args([
+            "lease",
+            "create",
+            "--template",
+            "1",
+            "--blocks",
+            "10",
+            "--json",
+        ])
+        .args(["--rpc", &devnet.rpc, "--from", "provider-1"])
+        .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
+        .output()
+        .unwrap();
+    assert!(
+        foreign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&foreign.stderr)
+    );
+    let foreign: serde_json::Value = serde_json::from_slice(&foreign.stdout).unwrap();
+    let foreign = foreign["lease"].as_u64().unwrap().to_string();
+    let refused = workspace.terraform(&["import", "-no-color", "logos_lease.node", &foreign]);
+    assert!(!refused.status.success());
+    let refused = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(refused.contains("belongs to"), "{refused}");
     workspace.ok(&[
         "import",
         "-no-color",

@@ -100,6 +100,14 @@ pub enum ClientError {
     /// The chain does not hold what was expected (e.g. an event of a successful call).
     #[error("{0}")]
     Missing(String),
+    /// The genesis file to trust could not be read.
+    #[error("genesis file {path}: {reason}")]
+    Genesis {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Another transaction from the same account took the nonce: this one was not included
     /// and never will be. The client does not resubmit by itself (it cannot prove the
     /// transaction absent, and a lying server would have it execute twice).
@@ -294,6 +302,22 @@ impl Client {
         Self::connect(url)
             .await?
             .trust(TrustAnchor::from_genesis(genesis)?)
+    }
+
+    /// Connects to `url`, trusting the genesis file at `genesis` for proven reads when one is
+    /// given ([`Self::connect_trusted`]), else trusting nothing ([`Self::connect`]).
+    pub async fn connect_with(
+        url: &str,
+        genesis: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
+        let Some(path) = genesis else {
+            return Self::connect(url).await;
+        };
+        let genesis = Genesis::load(path).map_err(|error| ClientError::Genesis {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+        Self::connect_trusted(url, &genesis).await
     }
 
     /// Uses `anchor` for proven reads. Errors: the server reports another chain id

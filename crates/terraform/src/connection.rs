@@ -33,14 +33,6 @@ pub enum Error {
     /// A resource needs a signing key and the provider block names none.
     #[error("no signing key: set `key` (a key of the keystore) in the provider block")]
     NoKey,
-    /// The genesis file could not be read.
-    #[error("genesis file {path}: {reason}")]
-    Genesis {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
     /// The key could not be loaded.
     #[error(transparent)]
     Keystore(#[from] keystore::KeystoreError),
@@ -66,16 +58,7 @@ impl Connection {
     /// Loads the key and connects as `settings` say.
     pub async fn open(settings: &Settings) -> Result<Self, Error> {
         let rpc = settings.rpc.as_deref().unwrap_or(DEFAULT_RPC);
-        let client = match &settings.genesis {
-            Some(path) => {
-                let genesis = logos_types::Genesis::load(path).map_err(|error| Error::Genesis {
-                    path: path.clone(),
-                    reason: error.to_string(),
-                })?;
-                Client::connect_trusted(rpc, &genesis).await?
-            }
-            None => Client::connect(rpc).await?,
-        };
+        let client = Client::connect_with(rpc, settings.genesis.as_deref()).await?;
         let wallet = match &settings.key {
             Some(name) => {
                 let directory = keystore::directory(settings.keystore.clone());

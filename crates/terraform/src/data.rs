@@ -1,7 +1,10 @@
 //! `data "logos_catalog"` (every template with its product and price) and
 //! `data "logos_prices"` (the DAO's price per compute unit and block, by resource class).
 
-use crate::connection::{Connection, Error, Shared};
+use crate::{
+    attribute,
+    connection::{Connection, Error, Shared},
+};
 use async_trait::async_trait;
 use logos_client::tenant::catalog;
 use logos_types::{dvci::ResourceClass, market::Prices};
@@ -57,12 +60,7 @@ pub const CLASSES: [(ResourceClass, &str); 4] = [
 ];
 
 fn computed(kind: AttributeType, text: &str) -> Attribute {
-    Attribute {
-        attr_type: kind,
-        description: Description::plain(text),
-        constraint: AttributeConstraint::Computed,
-        ..Default::default()
-    }
+    attribute(kind, AttributeConstraint::Computed, text)
 }
 
 fn connection(shared: &Shared, diags: &mut Diagnostics) -> Option<Arc<Connection>> {

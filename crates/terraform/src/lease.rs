@@ -1,7 +1,10 @@
 //! `resource "logos_lease"`: a lease of a catalog template, mapped to the market's
 //! transactions (see the crate docs for the mapping).
 
-use crate::connection::{Connection, Shared};
+use crate::{
+    attribute,
+    connection::{Connection, Shared},
+};
 use async_trait::async_trait;
 use logos_client::{
     tenant::{catalog, close_lease, create_lease, template_named, watch},
@@ -19,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::{sync::Arc, time::Duration};
 use tf_provider::{
     map,
-    schema::{Attribute, AttributeConstraint, AttributeType, Block, Description, Schema},
+    schema::{AttributeConstraint, AttributeType, Block, Description, Schema},
     value::{ValueEmpty, ValueNumber, ValueString},
     AttributePath, Diagnostics, Resource,
 };
@@ -202,15 +205,6 @@ async fn read_lease(connection: &Connection, id: LeaseId) -> Result<Found, Strin
         .await
         .map_err(|error| printable(&error.to_string()))?;
     Ok(Found::Open(Box::new(record), environment.map(Box::new)))
-}
-
-fn attribute(kind: AttributeType, constraint: AttributeConstraint, text: &str) -> Attribute {
-    Attribute {
-        attr_type: kind,
-        description: Description::plain(text),
-        constraint,
-        ..Default::default()
-    }
 }
 
 #[async_trait]

@@ -46,6 +46,22 @@ pub mod provider;
 
 pub use provider::LogosProvider;
 
+use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Description};
+
+/// A schema attribute of `kind` with `constraint`, described by `text`.
+pub(crate) fn attribute(
+    kind: AttributeType,
+    constraint: AttributeConstraint,
+    text: &str,
+) -> Attribute {
+    Attribute {
+        attr_type: kind,
+        description: Description::plain(text),
+        constraint,
+        ..Default::default()
+    }
+}
+
 /// Serves the provider to the Terraform process that started this one (blocks until it is
 /// done with it).
 pub async fn serve() -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The `provider "logos"` block: its schema, its checks and `configure`, which connects.
 
 use crate::{
+    attribute,
     connection::{Connection, Settings, Shared},
     data::{CatalogSource, PricesSource},
     lease::LeaseResource,
@@ -79,12 +80,11 @@ pub struct LogosProvider {
 }
 
 fn setting(description: &str) -> Attribute {
-    Attribute {
-        attr_type: AttributeType::String,
-        description: Description::plain(description),
-        constraint: AttributeConstraint::Optional,
-        ..Default::default()
-    }
+    attribute(
+        AttributeType::String,
+        AttributeConstraint::Optional,
+        description,
+    )
 }
 
 #[async_trait]

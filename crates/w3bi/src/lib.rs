@@ -67,14 +67,6 @@ pub enum Error {
     /// The node could not be reached, or is another chain than the genesis'.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The genesis file could not be read.
-    #[error("genesis file {path}: {reason}")]
-    Genesis {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
     /// The listen address could not be bound, or serving failed.
     #[error("serving on {address}: {source}")]
     Serve {
@@ -119,16 +111,7 @@ pub const WATCHERS_MAX: usize = 16;
 impl Console {
     /// Connects and loads the key as `args` say.
     pub async fn open(args: &W3biArgs) -> Result<Self, Error> {
-        let client = match &args.genesis {
-            Some(path) => {
-                let genesis = logos_types::Genesis::load(path).map_err(|error| Error::Genesis {
-                    path: path.clone(),
-                    reason: error.to_string(),
-                })?;
-                Client::connect_trusted(&args.rpc, &genesis).await?
-            }
-            None => Client::connect(&args.rpc).await?,
-        };
+        let client = Client::connect_with(&args.rpc, args.genesis.as_deref()).await?;
         let wallet = match &args.from {
             Some(name) => {
                 let directory = keystore::directory(args.keystore.clone());
