@@ -2,8 +2,9 @@
 //! against a devnet, installed as `scripts/terraform-dev` says (dev_overrides): `apply` leases
 //! the Logos full node and waits until it is Verified, `plan` then shows no change, raising
 //! `blocks` extends the lease in place, lowering it or naming a template the catalog lacks fails
-//! at plan with the chain untouched, a lease closed outside Terraform shows as drift (and is
-//! created again), and `destroy` closes it and refunds the escrow. The data sources read the
+//! at plan with the chain untouched, two `replicas` lease a second one in place and one again
+//! closes it, a lease closed outside Terraform shows as drift (and is created again), and
+//! `destroy` closes it and refunds the escrow. The data sources read the
 //! catalog and the prices. Needs root, as the sub0layer tests do, and `terraform` on the PATH.
 
 use logos_client::{tenant::catalog, Client};
@@ -109,8 +110,13 @@ impl Workspace {
     }
 }
 
-/// The configuration of one Logos full node lease of `blocks` blocks on `devnet`.
+/// The configuration of one lease of `template` for `blocks` blocks on `devnet`.
 fn main_tf(devnet: &Devnet, template: &str, blocks: u64) -> String {
+    main_tf_with(devnet, template, blocks, "")
+}
+
+/// [`main_tf`] with `settings` added to the resource.
+fn main_tf_with(devnet: &Devnet, template: &str, blocks: u64, settings: &str) -> String {
     let dir = devnet.dir.display();
     format!(
         r#"
@@ -133,9 +139,12 @@ data "logos_prices" "now" {{}}
 resource "logos_lease" "node" {{
   template = "{template}"
   blocks   = {blocks}
+  {settings}
 }}
 
 output "id" {{ value = logos_lease.node.id }}
+output "lease_ids" {{ value = logos_lease.node.lease_ids }}
+output "endpoints" {{ value = logos_lease.node.endpoints }}
 output "status" {{ value = logos_lease.node.status }}
 output "endpoint" {{ value = logos_lease.node.endpoint }}
 output "full_node_price" {{
@@ -223,7 +232,51 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
         before.escrow.0 + 500 * after.rate.0
     );
 
+    // Two replicas: a second lease of the template in place, bought for as many blocks and
+    // Verified; then back to one: the newest is closed by its tenant, the first kept.
+    let replicated = |count: u32| {
+        let settings = format!("replicas = {count}");
+        workspace.configure(&main_tf_with(&devnet, "Logos full node", 1_500, &settings));
+        let (code, text) = workspace.plan();
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains("updated in-place"), "{text}");
+        assert!(!text.contains("must be replaced"), "{text}");
+        workspace.apply();
+        let outputs = workspace.outputs();
+        assert_eq!(lease_id(&outputs), first);
+        assert_eq!(outputs["status"]["value"], "Verified", "{outputs}");
+        let ids: Vec<LeaseId> = outputs["lease_ids"]["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| LeaseId(id.as_str().unwrap().parse().unwrap()))
+            .collect();
+        let endpoints = outputs["endpoints"]["value"].as_array().unwrap().clone();
+        assert_eq!(
+            (ids.len(), endpoints.len()),
+            (count as usize, count as usize)
+        );
+        assert_eq!(ids[0], first);
+        ids
+    };
+    let ids = replicated(2);
+    let replica = read(ids[1]);
+    assert_eq!((replica.tenant, replica.closed), (tenant, None));
+    assert_eq!(replica.template, read(first).template);
+    let bought = replica.blocks_billed as u128 + replica.escrow.0 / replica.rate.0;
+    assert_eq!(bought, 1_500);
+    let (code, text) = workspace.plan();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(replicated(1), [first]);
+    assert!(
+        matches!(read(ids[1]).closed, Some((_, CloseReason::ClosedByTenant))),
+        "{:?}",
+        read(ids[1])
+    );
+    assert_eq!(read(first).closed, None);
+
     // Fewer blocks, or a template the catalog lacks: refused at plan, the chain untouched.
+    let after = read(first);
     let (escrow, billed) = (after.escrow.0, after.blocks_billed);
     workspace.configure(&main_tf(&devnet, "Logos full node", 100));
     let (code, text) = workspace.plan();

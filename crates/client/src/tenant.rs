@@ -567,6 +567,10 @@ fn summarize_health(body: &serde_json::Value, chain_height: u64) -> String {
         Some(height) => format!(
             "leased full node synced to finalized height {height} (chain head {chain_height})"
         ),
+        // A body that is not JSON (another chain's check) reads as `{}`.
+        None if body.as_object().is_some_and(|fields| fields.is_empty()) => {
+            "health check passing".into()
+        }
         None => body.to_string(),
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! After the validators are up, `logos devnet` (unless `--providers 0`):
 //! 1. builds the project's OCI images and pushes them to the loopback registry
-//!    (`scripts/images`: `busybox`, and `logos-node` from this very binary), and writes
+//!    (`scripts/images`: `busybox`, `logos-node` from this very binary, `litecoin-node` and
+//!    `monero-node`), and writes
 //!    `<dir>/images.toml` (`name = "registry/logos/name@sha256:…"`), or takes `--images FILE`;
 //! 2. publishes with the privileged `dev` key: region 1 `local`, products `full-node`
 //!    (1 vCPU, 1024 MiB, 10 GiB, 4 compute units) and `micro` (1 vCPU, 64 MiB, 1 GiB, 1 unit),
@@ -11,7 +12,9 @@
 //!    "Logos full node" (the `logos-node` image running `logos node run --role full`: a p2p
 //!    full node that dials the validators through the agent's p2p relays, serves JSON-RPC and
 //!    `/health` on [`FULL_NODE_RPC_PORT`] and offers its tenant a signed registration, which
-//!    the tenant's `lease create --wait` or `--demo` submits) and template 1 "Static web server";
+//!    the tenant's `lease create --wait` or `--demo` submits), template 1 "Static web server",
+//!    and templates 2 "Litecoin regtest node" and 3 "Monero regtest node" (the `litecoin-node`
+//!    and `monero-node` images: Debian's litecoind and monerod, healthy once synced);
 //! 3. registers `provider-<k>` as providers (agent at `10.88.N.1:agent_base_port + k`, its
 //!    bridge's address, N = `network_base_index + k`; on `--hosts`, its host's address; agent
 //!    key `agent-<k>`) and admits them, registers `provisioner-<i>` (one per validator, at
@@ -70,7 +73,7 @@ pub const DEFAULT_REGISTRY: &str = "127.0.0.1:5000";
 /// The registry's port on a `--hosts` devnet's bridge address.
 pub const REGISTRY_PORT: u16 = 5000;
 /// The template files of the default catalog, in the order they are published (ids 0, 1, …).
-pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
+pub const DEFAULT_TEMPLATES: [(&str, &str); 4] = [
     (
         "templates/logos-full-node.toml",
         include_str!("../../../templates/logos-full-node.toml"),
@@ -78,6 +81,14 @@ pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
     (
         "templates/static-web-server.toml",
         include_str!("../../../templates/static-web-server.toml"),
+    ),
+    (
+        "templates/litecoin-regtest-node.toml",
+        include_str!("../../../templates/litecoin-regtest-node.toml"),
+    ),
+    (
+        "templates/monero-regtest-node.toml",
+        include_str!("../../../templates/monero-regtest-node.toml"),
     ),
 ];
 
@@ -438,12 +449,15 @@ fn agent_endpoint(args: &DevnetArgs, layout: &Layout, k: usize) -> String {
 /// Host commands the sub0layer needs besides the container driver's
 /// ([`logos_agent::container::HOST_COMMANDS`]): the image build's and the registry's, and the
 /// Debian package of each.
-const IMAGE_COMMANDS: [(&str, &str); 7] = [
+const IMAGE_COMMANDS: [(&str, &str); 9] = [
     ("skopeo", "skopeo"),
     ("docker-registry", "docker-registry"),
     ("busybox", "busybox-static"),
     ("curl", "curl"),
     ("nsenter", "util-linux"),
+    // The other chains' node images (the catalog's Litecoin and Monero nodes).
+    ("litecoin-cli", "litecoind"),
+    ("monerod", "monero"),
     // The machines' software TPMs (attestation).
     ("swtpm", "swtpm"),
     ("swtpm_setup", "swtpm-tools"),

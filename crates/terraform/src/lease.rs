@@ -1,5 +1,5 @@
-//! `resource "logos_lease"`: a lease of a catalog template, mapped to the market's
-//! transactions (see the crate docs for the mapping).
+//! `resource "logos_lease"`: `replicas` leases of one catalog template (one unless told),
+//! mapped to the market's transactions (see the crate docs for the mapping).
 
 use crate::{
     attribute,
@@ -19,11 +19,11 @@ use logos_types::{
     Call,
 };
 use serde::{Deserialize, Serialize};
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use tf_provider::{
     map,
     schema::{AttributeConstraint, AttributeType, Block, Description, Schema},
-    value::{ValueEmpty, ValueNumber, ValueString},
+    value::{Value, ValueEmpty, ValueList, ValueNumber, ValueString},
     AttributePath, Diagnostics, Resource,
 };
 
@@ -31,32 +31,73 @@ use tf_provider::{
 pub const CREATE_TIMEOUT_S: u64 = 300;
 /// Region of a lease whose configuration names none (the devnet's region).
 pub const DEFAULT_REGION: u16 = 1;
+/// Most leases one `logos_lease` keeps open (its `replicas`).
+pub const REPLICAS_MAX: usize = 16;
+/// Statuses from the least to the most advanced (see [`status`]).
+const STATUSES: [&str; 4] = ["Pending", "Scheduled", "Ready", "Verified"];
 
 /// A `logos_lease` as configured, planned and stored in the Terraform state.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LeaseState<'a> {
     /// Name of the catalog template leased.
     pub template: ValueString<'a>,
-    /// Blocks of escrow bought over the lease's life (creation plus extensions).
+    /// Blocks of escrow bought for each lease over its life (creation plus extensions).
     pub blocks: ValueNumber,
     /// Region id.
     pub region: ValueNumber,
-    /// Lease id (= environment id), decimal.
+    /// Leases of the template kept open: 1 (the default) to [`REPLICAS_MAX`].
+    pub replicas: ValueNumber,
+    /// The first lease's id (= environment id), decimal.
     pub id: ValueString<'a>,
-    /// `Verified`, `Ready`, `Scheduled` or `Pending` (the highest condition that is true).
+    /// `Verified`, `Ready`, `Scheduled` or `Pending`: the least advanced lease's highest true
+    /// condition (`Verified` only when every replica is).
     pub status: ValueString<'a>,
-    /// `host:port` of the environment (empty until placed).
+    /// `host:port` of the first lease's environment (empty until placed).
     pub endpoint: ValueString<'a>,
-    /// Escrow left, smallest token unit, decimal.
+    /// Escrow left in all the leases together, smallest token unit, decimal.
     pub escrow: ValueString<'a>,
+    /// Every open lease's id, oldest first (the first is `id`).
+    pub lease_ids: ValueList<ValueString<'a>>,
+    /// Every open lease's `host:port`, in `lease_ids` order.
+    pub endpoints: ValueList<ValueString<'a>>,
+}
+
+/// An open lease of the state, as finalized.
+struct Open {
+    id: LeaseId,
+    record: Box<Lease>,
+    environment: Option<Box<Environment>>,
+}
+
+/// A lease id as the state or an import names it.
+fn lease_id(text: &str) -> Result<LeaseId, String> {
+    text.parse()
+        .map_err(|_| format!("a lease id is a number (see `logos lease list`), not {text:?}"))
+}
+
+/// Blocks `record` was bought for: billed plus what its escrow still pays.
+fn bought(record: &Lease) -> u64 {
+    let left = record.escrow.0.checked_div(record.rate.0).unwrap_or(0);
+    let total = u128::from(record.blocks_billed).saturating_add(left);
+    u64::try_from(total).unwrap_or(u64::MAX)
 }
 
 impl LeaseState<'_> {
-    /// The lease id of a created lease.
-    fn lease(&self) -> Result<LeaseId, String> {
-        let text = self.id.as_deref_option().unwrap_or_default();
-        text.parse()
-            .map_err(|_| format!("lease id {text:?} in the state is not a number"))
+    /// The leases of the state, oldest first (`lease_ids`, or `id` in a state without them).
+    fn leases(&self) -> Result<Vec<LeaseId>, String> {
+        let listed = self.lease_ids.as_ref_option().filter(|ids| !ids.is_empty());
+        let ids: Vec<&str> = match listed {
+            Some(ids) => ids
+                .iter()
+                .map(|id| id.as_deref_option().unwrap_or_default())
+                .collect(),
+            None => vec![self.id.as_deref_option().unwrap_or_default()],
+        };
+        if ids.len() > REPLICAS_MAX {
+            return Err(format!("the state holds more than {REPLICAS_MAX} leases"));
+        }
+        ids.into_iter().map(lease_id).collect()
     }
 
     /// Blocks as configured: at least 1.
@@ -65,6 +106,20 @@ impl LeaseState<'_> {
             Some(&blocks) if blocks >= 1 => Ok(blocks as u64),
             Some(blocks) => Err(format!("blocks must be at least 1, not {blocks}")),
             None => Err("blocks is not known".into()),
+        }
+    }
+
+    /// Replicas as configured: 1 to [`REPLICAS_MAX`], 1 if not set.
+    fn replicas(&self) -> Result<usize, String> {
+        if self.replicas.is_unknown() {
+            return Err("replicas is not known yet".into());
+        }
+        match self.replicas.as_ref_option() {
+            None => Ok(1),
+            Some(&replicas) => usize::try_from(replicas)
+                .ok()
+                .filter(|replicas| (1..=REPLICAS_MAX).contains(replicas))
+                .ok_or_else(|| format!("replicas must be 1 to {REPLICAS_MAX}, not {replicas}")),
         }
     }
 
@@ -81,32 +136,103 @@ impl LeaseState<'_> {
         }
     }
 
-    /// Fills the computed attributes from the finalized lease and environment.
-    fn observed(&mut self, record: &Lease, environment: Option<&Environment>) {
-        self.escrow = record.escrow.0.to_string().into();
-        self.region = i64::from(record.region.get()).into();
-        self.status = status(environment).to_string().into();
-        self.endpoint = environment
-            .map(|environment| environment.endpoint.as_str().to_string())
-            .unwrap_or_default()
-            .into();
+    /// Takes `open` (not empty) as the resource's leases: the first is its id.
+    fn adopt(&mut self, open: &[Open]) {
+        if let Some(first) = open.first() {
+            self.id = first.id.to_string().into();
+        }
+        self.replicas = (open.len() as i64).into();
+        self.lease_ids = Value::Value(open.iter().map(|o| o.id.to_string().into()).collect());
+    }
+
+    /// Fills the computed attributes from the open leases, oldest first.
+    fn observed(&mut self, open: &[Open]) {
+        let endpoint = |o: &Open| {
+            let environment = o.environment.as_deref();
+            environment
+                .map(|e| e.endpoint.as_str().to_string())
+                .unwrap_or_default()
+        };
+        let escrow = open
+            .iter()
+            .fold(0u128, |sum, o| sum.saturating_add(o.record.escrow.0));
+        self.escrow = escrow.to_string().into();
+        if let Some(first) = open.first() {
+            self.region = i64::from(first.record.region.get()).into();
+            self.endpoint = endpoint(first).into();
+        }
+        let least = open
+            .iter()
+            .map(|o| status(o.environment.as_deref()))
+            .min_by_key(|status| STATUSES.iter().position(|s| s == status));
+        self.status = least.unwrap_or("Pending").to_string().into();
+        self.endpoints = Value::Value(open.iter().map(|o| endpoint(o).into()).collect());
+    }
+
+    /// Marks what a change of the leases changes as known only after apply.
+    fn unknown_observations(&mut self) {
+        self.status = ValueString::Unknown;
+        self.endpoint = ValueString::Unknown;
+        self.escrow = ValueString::Unknown;
+        self.endpoints = Value::Unknown;
     }
 
     /// Marks the computed attributes as known only after apply.
     fn unknown_after_apply(&mut self) {
+        self.unknown_observations();
         self.id = ValueString::Unknown;
-        self.status = ValueString::Unknown;
-        self.endpoint = ValueString::Unknown;
-        self.escrow = ValueString::Unknown;
+        self.lease_ids = Value::Unknown;
     }
 }
 
 /// What the provider keeps in the state beside the attributes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct LeasePrivate<'a> {
-    /// The full-node key `create` registered for the lease's workload (deregistered exactly
-    /// at destroy).
-    pub registered: ValueString<'a>,
+#[serde(default)]
+pub struct LeasePrivate {
+    /// Lease id → the full-node key the provider registered for its workload (deregistered
+    /// exactly when the lease is closed). A state of the provider before replicas held one
+    /// key, of the state's `id`: it is read as [`FIRST_LEASE`]'s.
+    #[serde(deserialize_with = "registered_keys")]
+    pub registered: BTreeMap<String, String>,
+}
+
+/// The key of [`LeasePrivate::registered`] that stands for the state's first lease.
+const FIRST_LEASE: &str = "first";
+
+/// [`LeasePrivate::registered`] as this provider writes it (a map), or as the provider before
+/// replicas did (one key, or none).
+fn registered_keys<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Registered {
+        Keys(BTreeMap<String, String>),
+        One(Option<String>),
+    }
+    Ok(match Registered::deserialize(deserializer)? {
+        Registered::Keys(keys) => keys,
+        Registered::One(key) => key
+            .into_iter()
+            .map(|key| (FIRST_LEASE.to_string(), key))
+            .collect(),
+    })
+}
+
+impl LeasePrivate {
+    /// The key registered for `id`'s workload, if any.
+    fn key(&self, id: LeaseId) -> Option<NodeKey> {
+        self.registered.get(&id.to_string())?.parse().ok()
+    }
+
+    /// Keeps the keys of `ids` only, the first lease's key of an older state under its id.
+    fn keep(&mut self, ids: &[LeaseId], first: Option<LeaseId>) {
+        if let (Some(key), Some(first)) = (self.registered.remove(FIRST_LEASE), first) {
+            self.registered.entry(first.to_string()).or_insert(key);
+        }
+        self.registered
+            .retain(|id, _| ids.iter().any(|lease| lease.to_string() == *id));
+    }
 }
 
 /// The highest condition of `environment` that is true.
@@ -145,6 +271,9 @@ pub fn check(config: &LeaseState<'_>) -> Result<(), String> {
     }
     if config.region.is_value() {
         config.region()?;
+    }
+    if config.replicas.is_value() {
+        config.replicas()?;
     }
     Ok(())
 }
@@ -207,39 +336,64 @@ async fn read_lease(connection: &Connection, id: LeaseId) -> Result<Found, Strin
     Ok(Found::Open(Box::new(record), environment.map(Box::new)))
 }
 
+/// The leases of `ids` that are open, in order (closed ones are left out).
+async fn read_open(connection: &Connection, ids: &[LeaseId]) -> Result<Vec<Open>, String> {
+    let mut open = Vec::with_capacity(ids.len());
+    for &id in ids {
+        match read_lease(connection, id).await {
+            Ok(Found::Open(record, environment)) => open.push(Open {
+                id,
+                record,
+                environment,
+            }),
+            Ok(Found::Closed) => {}
+            Err(reason) => return Err(format!("lease {id}: {reason}")),
+        }
+    }
+    Ok(open)
+}
+
 #[async_trait]
 impl Resource for LeaseResource {
     type State<'a> = LeaseState<'a>;
-    type PrivateState<'a> = LeasePrivate<'a>;
+    type PrivateState<'a> = LeasePrivate;
     type ProviderMetaState<'a> = ValueEmpty;
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
         use AttributeConstraint::{Computed, OptionalComputed, Required};
-        use AttributeType::{Number, String};
+        use AttributeType::{List, Number, String};
         Some(Schema {
             version: 1,
             block: Block {
                 version: 1,
                 description: Description::plain(
-                    "A lease of a catalog template: an environment on a provider, paid per \
-                     verified block from an escrow.",
+                    "Leases of a catalog template (one per replica): each an environment on a \
+                     provider, paid per verified block from its escrow.",
                 ),
                 attributes: map! {
                     "template" => attribute(String, Required,
                         "Name of the catalog template (see data.logos_catalog); changing it \
-                         replaces the lease."),
+                         replaces the leases."),
                     "blocks" => attribute(Number, Required,
-                        "Blocks of escrow bought over the lease's life; raising it extends the \
-                         lease in place, lowering it is refused."),
+                        "Blocks of escrow bought for each lease over its life; raising it \
+                         extends the leases in place, lowering it is refused."),
                     "region" => attribute(Number, OptionalComputed,
-                        "Region id (default 1); changing it replaces the lease."),
-                    "id" => attribute(String, Computed, "Lease id."),
+                        "Region id (default 1); changing it replaces the leases."),
+                    "replicas" => attribute(Number, OptionalComputed,
+                        "Leases of the template kept open, 1 (default) to 16; raising it \
+                         leases more in place, lowering it closes the newest (refunded)."),
+                    "id" => attribute(String, Computed, "The first lease's id."),
                     "status" => attribute(String, Computed,
-                        "Verified, Ready, Scheduled or Pending: the highest true condition."),
+                        "Verified, Ready, Scheduled or Pending: the least advanced lease's \
+                         highest true condition."),
                     "endpoint" => attribute(String, Computed,
-                        "host:port of the environment."),
+                        "host:port of the first lease's environment."),
                     "escrow" => attribute(String, Computed,
-                        "Escrow left, in the smallest token unit."),
+                        "Escrow left in all the leases, in the smallest token unit."),
+                    "lease_ids" => attribute(List(Box::new(String)), Computed,
+                        "Every open lease's id, oldest first."),
+                    "endpoints" => attribute(List(Box::new(String)), Computed,
+                        "Every open lease's host:port, in lease_ids order."),
                 },
                 ..Default::default()
             },
@@ -263,23 +417,22 @@ impl Resource for LeaseResource {
         let Some(connection) = self.connection(diags) else {
             return Some((state, private_state));
         };
-        let id = match state.lease() {
-            Ok(id) => id,
-            Err(reason) => {
-                diags.root_error("cannot read logos_lease", reason);
-                return Some((state, private_state));
-            }
+        let read = match state.leases() {
+            Ok(ids) => read_open(&connection, &ids).await,
+            Err(reason) => Err(reason),
         };
-        match read_lease(&connection, id).await {
-            Ok(Found::Open(record, environment)) => {
+        match read {
+            // All closed outside Terraform: the plan shows it deleted and creates it again.
+            Ok(open) if open.is_empty() => None,
+            // Some closed outside Terraform: the plan shows fewer replicas and leases again.
+            Ok(open) => {
                 let mut state = state;
-                state.observed(&record, environment.as_deref());
+                state.adopt(&open);
+                state.observed(&open);
                 Some((state, private_state))
             }
-            // Closed outside Terraform: the plan shows it deleted and creates it again.
-            Ok(Found::Closed) => None,
             Err(reason) => {
-                diags.root_error(format!("cannot read lease {id}"), reason);
+                diags.root_error("cannot read logos_lease", reason);
                 Some((state, private_state))
             }
         }
@@ -299,6 +452,9 @@ impl Resource for LeaseResource {
         }
         if state.region.is_null() {
             state.region = i64::from(DEFAULT_REGION).into();
+        }
+        if state.replicas.is_null() {
+            state.replicas = 1.into();
         }
         // A name that is not in the catalog fails the plan, not the apply.
         if let (Some(name), Some(connection)) = (
@@ -327,7 +483,7 @@ impl Resource for LeaseResource {
         diags: &mut Diagnostics,
         prior_state: Self::State<'a>,
         proposed_state: Self::State<'a>,
-        _config_state: Self::State<'a>,
+        config_state: Self::State<'a>,
         prior_private_state: Self::PrivateState<'a>,
         _provider_meta_state: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
@@ -346,9 +502,22 @@ impl Resource for LeaseResource {
         if state.region.is_null() {
             state.region = prior_state.region;
         }
+        // Not configured: one, as at create.
+        if config_state.replicas.is_null() {
+            state.replicas = 1.into();
+        }
+        // A state of the provider before replicas lists no leases yet.
+        if prior_state.lease_ids.is_null() {
+            state.lease_ids = Value::Unknown;
+        }
         if !replace.is_empty() {
             state.unknown_after_apply();
             return Some((state, prior_private_state, replace));
+        }
+        // More or fewer replicas, or not known yet: the leases change.
+        if state.replicas != prior_state.replicas {
+            state.unknown_observations();
+            state.lease_ids = Value::Unknown;
         }
         match (
             state.blocks.as_ref_option(),
@@ -367,11 +536,7 @@ impl Resource for LeaseResource {
                 return None;
             }
             // Raised, or not known yet: the extension changes what the chain reports.
-            _ => {
-                state.status = ValueString::Unknown;
-                state.endpoint = ValueString::Unknown;
-                state.escrow = ValueString::Unknown;
-            }
+            _ => state.unknown_observations(),
         }
         Some((state, prior_private_state, replace))
     }
@@ -395,32 +560,14 @@ impl Resource for LeaseResource {
         _provider_meta_state: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let connection = self.connection(diags)?;
-        let created = create(&connection, &planned_state).await;
-        let id = match created {
-            Ok(id) => id,
-            Err(reason) => {
-                diags.root_error("cannot create the lease", reason);
-                return None;
-            }
-        };
-        let mut state = planned_state;
-        state.id = id.to_string().into();
-        // Created from here on: whatever happens next, the state must keep it.
-        let timeout = Duration::from_secs(CREATE_TIMEOUT_S);
-        let wallet = connection.wallet().ok();
         let mut private = planned_private_state;
-        match watch(&connection.client, id, timeout, wallet, &mut |_| {}).await {
-            Ok(milestones) => {
-                if let Some(key) = milestones.registered {
-                    private.registered = key.to_string().into();
-                }
-            }
-            Err(error) => diags.root_error(
-                format!("lease {id} was created but did not become Verified"),
-                printable(&error.to_string()),
-            ),
-        }
-        refresh(&connection, id, &mut state, diags).await;
+        let ids = grow(&connection, &planned_state, Vec::new(), &mut private, diags).await;
+        let &first = ids.first()?;
+        // Created from here on: whatever happens next, the state must keep them.
+        let mut state = planned_state;
+        state.id = first.to_string().into();
+        state.lease_ids = Value::Value(ids.iter().map(|id| id.to_string().into()).collect());
+        refresh(&connection, &ids, &mut state, diags).await;
         Some((state, private))
     }
 
@@ -434,17 +581,41 @@ impl Resource for LeaseResource {
         _provider_meta_state: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let connection = self.connection(diags)?;
-        let extended = extend(&connection, &prior_state, &planned_state).await;
-        let id = match extended {
-            Ok(id) => id,
+        // The leases still open (a refresh may be skipped, or stale).
+        let open = match prior_state.leases() {
+            Ok(ids) => read_open(&connection, &ids).await,
+            Err(reason) => Err(reason),
+        };
+        let ids: Vec<LeaseId> = match open {
+            Ok(open) => open.iter().map(|o| o.id).collect(),
             Err(reason) => {
-                diags.root_error("cannot extend the lease", reason);
+                diags.root_error("cannot update logos_lease", reason);
                 return None;
             }
         };
+        let mut private = planned_private_state;
+        private.keep(
+            &ids,
+            prior_state.leases().ok().and_then(|l| l.first().copied()),
+        );
+        if let Err(reason) = extend(&connection, &ids, &planned_state).await {
+            diags.root_error("cannot extend the leases", reason);
+            return None;
+        }
+        let ids = match planned_state.replicas() {
+            Ok(wanted) if wanted < ids.len() => {
+                shrink(&connection, ids, wanted, &mut private, diags).await
+            }
+            Ok(_) => grow(&connection, &planned_state, ids, &mut private, diags).await,
+            Err(reason) => {
+                diags.root_error("cannot update logos_lease", reason);
+                ids
+            }
+        };
         let mut state = planned_state;
-        refresh(&connection, id, &mut state, diags).await;
-        Some((state, planned_private_state))
+        state.lease_ids = Value::Value(ids.iter().map(|id| id.to_string().into()).collect());
+        refresh(&connection, &ids, &mut state, diags).await;
+        Some((state, private))
     }
 
     async fn destroy<'a>(
@@ -455,24 +626,17 @@ impl Resource for LeaseResource {
         _provider_meta_state: Self::ProviderMetaState<'a>,
     ) -> Option<()> {
         let connection = self.connection(diags)?;
-        let registered = planned_private_state
-            .registered
-            .as_deref_option()
-            .and_then(|key| key.parse().ok());
-        match destroy(&connection, &prior_state, registered).await {
-            Ok(None) => Some(()),
-            Ok(Some(warning)) => {
-                diags.root_warning(
-                    "the lease is closed; its full node is still registered",
-                    warning,
-                );
-                Some(())
-            }
+        let ids = match prior_state.leases() {
+            Ok(ids) => ids,
             Err(reason) => {
-                diags.root_error("cannot close the lease", reason);
-                None
+                diags.root_error("cannot close the leases", reason);
+                return None;
             }
-        }
+        };
+        let mut private = planned_private_state;
+        private.keep(&ids, ids.first().copied());
+        let left = shrink(&connection, ids, 0, &mut private, diags).await;
+        left.is_empty().then_some(())
     }
 
     async fn import<'a>(
@@ -510,42 +674,122 @@ async fn create(connection: &Connection, planned: &LeaseState<'_>) -> Result<Lea
     Ok(id)
 }
 
-/// Extends the lease by the blocks added since `prior`; returns the lease id.
-async fn extend(
+/// Leases more until `ids` holds the planned replicas, then follows each new lease until it
+/// is Verified (a leased full node's key registered on the way, kept in `private`). Returns
+/// the leases there are: a failure is said in `diags` and stops the growth, never loses a
+/// lease already paid for.
+async fn grow(
     connection: &Connection,
-    prior: &LeaseState<'_>,
     planned: &LeaseState<'_>,
-) -> Result<LeaseId, String> {
-    let id = prior.lease()?;
-    let added = planned.blocks()?.saturating_sub(prior.blocks()?);
-    if added == 0 {
-        return Ok(id);
+    mut ids: Vec<LeaseId>,
+    private: &mut LeasePrivate,
+    diags: &mut Diagnostics,
+) -> Vec<LeaseId> {
+    let wanted = match planned.replicas() {
+        Ok(wanted) => wanted,
+        Err(reason) => {
+            diags.root_error("cannot lease", reason);
+            return ids;
+        }
+    };
+    let mut created = Vec::new();
+    while ids.len() < wanted {
+        match create(connection, planned).await {
+            Ok(id) => {
+                ids.push(id);
+                created.push(id);
+            }
+            Err(reason) => {
+                diags.root_error("cannot create the lease", reason);
+                break;
+            }
+        }
     }
-    if let Found::Closed = read_lease(connection, id).await? {
-        return Err(format!("lease {id} is closed: it cannot be extended"));
+    let timeout = Duration::from_secs(CREATE_TIMEOUT_S);
+    let wallet = connection.wallet().ok();
+    for id in created {
+        match watch(&connection.client, id, timeout, wallet, &mut |_| {}).await {
+            Ok(milestones) => {
+                if let Some(key) = milestones.registered {
+                    private.registered.insert(id.to_string(), key.to_string());
+                }
+            }
+            Err(error) => diags.root_error(
+                format!("lease {id} was created but did not become Verified"),
+                printable(&error.to_string()),
+            ),
+        }
     }
-    let wallet = connection.wallet().map_err(shown)?;
-    let call = Call::Market(market::Call::ExtendLease {
-        lease: id,
-        blocks: added,
-    });
-    let _turn = connection.submitting.lock().await;
-    connection
-        .client
-        .execute(wallet, call)
-        .await
-        .map_err(shown)?;
-    Ok(id)
+    ids
 }
 
-/// Closes the lease unless it is already closed (a warning if its full node could not be
-/// deregistered after).
-async fn destroy(
+/// Buys each open lease of `ids` up to the planned blocks (what it was bought for is read on
+/// chain, so a retry after a partial failure pays nothing twice).
+async fn extend(
     connection: &Connection,
-    prior: &LeaseState<'_>,
+    ids: &[LeaseId],
+    planned: &LeaseState<'_>,
+) -> Result<(), String> {
+    let target = planned.blocks()?;
+    for open in read_open(connection, ids).await? {
+        let added = target.saturating_sub(bought(&open.record));
+        if added == 0 {
+            continue;
+        }
+        let wallet = connection.wallet().map_err(shown)?;
+        let call = Call::Market(market::Call::ExtendLease {
+            lease: open.id,
+            blocks: added,
+        });
+        let _turn = connection.submitting.lock().await;
+        connection
+            .client
+            .execute(wallet, call)
+            .await
+            .map_err(|error| format!("lease {}: {}", open.id, shown(error)))?;
+    }
+    Ok(())
+}
+
+/// Closes the newest leases of `ids` until `wanted` are left (each refunded, its registered
+/// full node deregistered; one already closed is skipped). Returns the leases left: a failure
+/// is said in `diags` and keeps the lease it failed on.
+async fn shrink(
+    connection: &Connection,
+    mut ids: Vec<LeaseId>,
+    wanted: usize,
+    private: &mut LeasePrivate,
+    diags: &mut Diagnostics,
+) -> Vec<LeaseId> {
+    while ids.len() > wanted {
+        let Some(&id) = ids.last() else { break };
+        match close(connection, id, private.key(id)).await {
+            Ok(warning) => {
+                if let Some(warning) = warning {
+                    diags.root_warning(
+                        format!("lease {id} is closed; its full node is still registered"),
+                        warning,
+                    );
+                }
+                private.registered.remove(&id.to_string());
+                ids.pop();
+            }
+            Err(reason) => {
+                diags.root_error(format!("cannot close lease {id}"), reason);
+                break;
+            }
+        }
+    }
+    ids
+}
+
+/// Closes lease `id` unless it is already closed (a warning if its full node could not be
+/// deregistered after).
+async fn close(
+    connection: &Connection,
+    id: LeaseId,
     registered: Option<NodeKey>,
 ) -> Result<Option<String>, String> {
-    let id = prior.lease()?;
     if let Found::Closed = read_lease(connection, id).await? {
         return Ok(None);
     }
@@ -557,55 +801,84 @@ async fn destroy(
     Ok(closed.deregistration_error.map(shown))
 }
 
-/// The state of an existing open lease of the provider's key (`terraform import`): its
-/// template's name, the blocks bought so far (billed plus what the escrow still pays) and
-/// what the chain reports.
-async fn import(connection: &Connection, id: &str) -> Result<LeaseState<'static>, String> {
-    let id: LeaseId = id
-        .parse()
-        .map_err(|_| "a lease id is a number (see `logos lease list`)".to_string())?;
+/// The state of existing open leases of the provider's key (`terraform import`), named `ID`
+/// or `ID,ID,…` (at most [`REPLICAS_MAX`], distinct, one template and region; oldest first,
+/// as ids are given out): the template's name, the blocks the shortest was bought for (billed
+/// plus what its escrow still pays; an extension tops the others up to no more) and what the
+/// chain reports.
+async fn import(connection: &Connection, text: &str) -> Result<LeaseState<'static>, String> {
+    let ids = import_ids(text)?;
     connection.wallet().map_err(shown)?;
-    let Found::Open(record, environment) = read_lease(connection, id).await? else {
-        return Err(format!("lease {id} is closed"));
-    };
+    let open = read_open(connection, &ids).await?;
+    if open.len() < ids.len() {
+        return Err("only open leases are imported: one is closed".into());
+    }
+    let first = &open[0].record;
+    let blocks = open.iter().map(|o| bought(&o.record)).min().unwrap_or(0);
+    if let Some(other) = open
+        .iter()
+        .find(|o| (o.record.template, o.record.region) != (first.template, first.region))
+    {
+        return Err(format!(
+            "lease {} is of another template or region than lease {}",
+            other.id, open[0].id
+        ));
+    }
     let entries = catalog(&connection.client).await.map_err(shown)?;
     let name = entries
         .iter()
-        .find(|entry| entry.id == record.template)
+        .find(|entry| entry.id == first.template)
         .map(|entry| entry.template.name.as_str().to_string())
         .ok_or_else(|| {
             format!(
-                "lease {id}'s template {} is not in the catalog",
-                record.template
+                "lease {}'s template {} is not in the catalog",
+                open[0].id, first.template
             )
         })?;
-    let left = record.escrow.0.checked_div(record.rate.0).unwrap_or(0);
-    let bought = u128::from(record.blocks_billed).saturating_add(left);
     let mut state = LeaseState {
         template: name.into(),
-        blocks: i64::try_from(bought).unwrap_or(i64::MAX).into(),
-        id: id.to_string().into(),
+        blocks: i64::try_from(blocks).unwrap_or(i64::MAX).into(),
         ..Default::default()
     };
-    state.observed(&record, environment.as_deref());
+    state.adopt(&open);
+    state.observed(&open);
     Ok(state)
+}
+
+/// The leases an import names: `ID` or `ID,ID,…`, at most [`REPLICAS_MAX`], distinct.
+fn import_ids(text: &str) -> Result<Vec<LeaseId>, String> {
+    let named: Vec<&str> = text.split(',').take(REPLICAS_MAX + 1).collect();
+    if named.len() > REPLICAS_MAX {
+        return Err(format!("at most {REPLICAS_MAX} leases are imported as one"));
+    }
+    let mut ids = named
+        .into_iter()
+        .map(|id| lease_id(id.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort();
+    if ids.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err("a lease is named twice".into());
+    }
+    Ok(ids)
 }
 
 /// Fills `state`'s computed attributes from the chain (a warning if it cannot).
 async fn refresh(
     connection: &Connection,
-    id: LeaseId,
+    ids: &[LeaseId],
     state: &mut LeaseState<'_>,
     diags: &mut Diagnostics,
 ) {
-    match read_lease(connection, id).await {
-        Ok(Found::Open(record, environment)) => state.observed(&record, environment.as_deref()),
-        Ok(Found::Closed) => {
-            diags.root_warning_short(format!("lease {id} is closed"));
+    match read_open(connection, ids).await {
+        Ok(open) if open.is_empty() => {
+            diags.root_warning_short("the leases are closed");
             state.status = "Closed".to_string().into();
             state.endpoint = String::new().into();
+            state.escrow = "0".to_string().into();
+            state.endpoints = Value::Value(Vec::new());
         }
-        Err(reason) => diags.root_warning(format!("cannot read lease {id}"), reason),
+        Ok(open) => state.observed(&open),
+        Err(reason) => diags.root_warning("cannot read the leases", reason),
     }
 }
 
@@ -654,11 +927,94 @@ mod tests {
     fn a_state_whose_id_is_not_a_lease_id_is_refused() {
         let mut state = config("a", 1);
         state.id = "7".to_string().into();
-        assert_eq!(state.lease(), Ok(LeaseId(7)));
+        assert_eq!(state.leases(), Ok(vec![LeaseId(7)]));
         for forged in ["-1", "0x7", "7; rm -rf /", "", "18446744073709551616"] {
             state.id = forged.to_string().into();
-            assert!(state.lease().is_err(), "{forged}");
+            assert!(state.leases().is_err(), "{forged}");
         }
+        // With replicas, the list is the leases; one forged entry refuses the state.
+        let listed = |ids: &[&str]| -> ValueList<ValueString<'static>> {
+            Value::Value(ids.iter().map(|id| id.to_string().into()).collect())
+        };
+        state.lease_ids = listed(&["7", "9"]);
+        assert_eq!(state.leases(), Ok(vec![LeaseId(7), LeaseId(9)]));
+        state.lease_ids = listed(&["7", "x"]);
+        assert!(state.leases().is_err());
+        let many: Vec<String> = (0..=REPLICAS_MAX).map(|i| i.to_string()).collect();
+        state.lease_ids = Value::Value(many.into_iter().map(Into::into).collect());
+        assert!(state.leases().unwrap_err().contains("more than"));
+    }
+
+    #[test]
+    fn a_private_state_of_the_provider_before_replicas_is_read() {
+        let key = "0x".to_string() + &"ab".repeat(32);
+        let old = serde_json::json!({ "registered": key });
+        let mut private: LeasePrivate = serde_json::from_value(old).unwrap();
+        private.keep(&[LeaseId(7), LeaseId(9)], Some(LeaseId(7)));
+        assert_eq!(private.registered.get("7"), Some(&key));
+        for none in [
+            serde_json::json!({ "registered": null }),
+            serde_json::json!({}),
+        ] {
+            let private: LeasePrivate = serde_json::from_value(none).unwrap();
+            assert!(private.registered.is_empty());
+        }
+        // As Terraform stores it (MessagePack), old and new alike.
+        let old = rmp_serde::to_vec_named(&serde_json::json!({ "registered": key })).unwrap();
+        let read: LeasePrivate = rmp_serde::from_slice(&old).unwrap();
+        assert_eq!(read.registered.get(FIRST_LEASE), Some(&key));
+        let new = rmp_serde::to_vec_named(&private).unwrap();
+        let read: LeasePrivate = rmp_serde::from_slice(&new).unwrap();
+        assert_eq!(read.registered, private.registered);
+        // Keys of leases no longer in the state are dropped.
+        let mut kept = LeasePrivate::default();
+        kept.registered.insert("9".into(), key.clone());
+        kept.keep(&[LeaseId(7)], Some(LeaseId(7)));
+        assert!(kept.registered.is_empty());
+        // A forged type is refused, not read as no key.
+        assert!(
+            serde_json::from_value::<LeasePrivate>(serde_json::json!({ "registered": 7 })).is_err()
+        );
+    }
+
+    #[test]
+    fn replicas_are_bounded_and_default_to_one() {
+        let mut state = config("a", 1);
+        assert_eq!(state.replicas(), Ok(1));
+        for replicas in [1, 16] {
+            state.replicas = replicas.into();
+            assert_eq!(state.replicas(), Ok(replicas as usize));
+            assert_eq!(check(&state), Ok(()));
+        }
+        for replicas in [0, -1, 17, i64::MIN, i64::MAX] {
+            state.replicas = replicas.into();
+            assert!(
+                check(&state).unwrap_err().contains("replicas"),
+                "{replicas}"
+            );
+        }
+        state.replicas = ValueNumber::Unknown;
+        assert_eq!(check(&state), Ok(()));
+        assert!(state.replicas().is_err(), "unknown is not one");
+    }
+
+    #[test]
+    fn an_import_names_distinct_lease_ids() {
+        assert_eq!(import_ids("7"), Ok(vec![LeaseId(7)]));
+        assert_eq!(import_ids("7, 9"), Ok(vec![LeaseId(7), LeaseId(9)]));
+        assert_eq!(
+            import_ids("9,7"),
+            Ok(vec![LeaseId(7), LeaseId(9)]),
+            "oldest first"
+        );
+        assert!(import_ids("7,7").unwrap_err().contains("twice"));
+        for forged in ["", ",", "7,", "7;9", "x", "-7"] {
+            assert!(import_ids(forged).is_err(), "{forged:?}");
+        }
+        let many = vec!["1"; REPLICAS_MAX + 1].join(",");
+        assert!(import_ids(&many).unwrap_err().contains("at most"));
+        // A huge import is refused before any parsing.
+        assert!(import_ids(&",".repeat(1 << 20)).is_err());
     }
 
     #[test]

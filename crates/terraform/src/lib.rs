@@ -11,26 +11,31 @@
 //! }
 //! resource "logos_lease" "node" {
 //!   template = "Logos full node"   # a catalog template's name
-//!   blocks   = 36000               # blocks of escrow bought over the lease's life
+//!   blocks   = 36000               # blocks of escrow bought for each lease over its life
+//!   replicas = 2                   # optional: leases of the template kept open (default 1)
 //! }
 //! data "logos_catalog" "all" {}
 //! data "logos_prices" "now" {}
 //! ```
 //!
-//! How Terraform's operations map to the chain ([`lease`]): create is `CreateLease` (escrow
-//! `blocks` × the template's price), the lease the receipt names checked on chain (the key's,
-//! of that template, new), then followed until the environment is Verified (a leased full
-//! node's p2p key registered on the way and kept in the private state); read is the finalized
-//! lease record: closed outside Terraform, it reads as gone, so the next plan shows the drift
-//! and creates it again; absent, or another account's, it is an error (the chain never deletes
-//! a lease, so absence means a stale or lying server); raising `blocks` is `ExtendLease` by the
-//! difference, in place (lowering it is refused at plan: paid escrow comes back only on
-//! close); a new `template` or `region` replaces the lease; destroy is `CloseLease`, which
-//! refunds the unspent escrow, and deregisters the full-node key registered at create;
-//! `terraform import logos_lease.NAME ID` adopts an open lease of the key. If a create's receipt
-//! is lost after submission, the lease is found among the newest; failing that, the error
-//! names the transaction. The key never leaves this process: Terraform sees only the lease's
-//! public fields.
+//! How Terraform's operations map to the chain ([`lease`]): create is one `CreateLease` per
+//! replica (escrow `blocks` × the template's price each), the lease each receipt names checked
+//! on chain (the key's, of that template, new), then each followed until its environment is
+//! Verified (a leased full node's p2p key registered on the way and kept in the private
+//! state); read is the finalized lease records: all closed outside Terraform, the resource
+//! reads as gone, so the next plan shows the drift and creates it again; some closed, it reads
+//! with fewer `replicas`, so the plan leases again in place; absent, or another account's, it
+//! is an error (the chain never deletes a lease, so absence means a stale or lying server);
+//! raising `blocks` is `ExtendLease` of each lease up to it (what each was bought for is read
+//! on chain, so a retried apply pays nothing twice), in place (lowering it is refused at plan:
+//! paid escrow comes back only on close); raising `replicas` leases more in place, lowering it
+//! closes the newest; a new `template` or `region` replaces the leases; destroy is `CloseLease`
+//! of each, which refunds the unspent escrow, and deregisters the full-node keys registered at
+//! create; `terraform import logos_lease.NAME ID[,ID…]` adopts open leases of the key (one
+//! template and region). If a create's receipt is lost after submission, the lease is found
+//! among the newest; failing that, the error names the transaction. A failure part-way keeps
+//! every lease already paid for in the state. The key never leaves this process: Terraform
+//! sees only the leases' public fields.
 //!
 //! Trust: with `genesis`, every read the provider decides on (the catalog and prices it pays
 //! by, the leases it reads, extends and closes) is proven against the genesis validators;
