@@ -4,7 +4,8 @@
 //! `blocks` extends the lease in place, lowering it or naming a template the catalog lacks fails
 //! at plan with the chain untouched, two `replicas` lease a second one in place and one again
 //! closes it, a lease closed outside Terraform shows as drift (and is created again), and
-//! `destroy` closes it and refunds the escrow. The data sources read the
+//! `destroy` closes it and refunds the escrow; a chain node that waits for its network is
+//! applied with `wait_until = "Placed"`. The data sources read the
 //! catalog and the prices. Needs root, as the sub0layer tests do, and `terraform` on the PATH.
 
 use logos_client::{tenant::catalog, Client};
@@ -382,6 +383,35 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
     let gained = balance(&rt).saturating_sub(balance_before);
     assert!(gained > held / 2, "gained {gained} of {held}");
     assert_eq!(workspace.ok(&["state", "list"]).trim(), "");
+
+    // A node that syncs only once its network dials it: apply waits until it is placed (its
+    // ports known), not until it is Verified; an unknown wait is refused at plan.
+    let settings = r#"wait_until = "Soon""#;
+    workspace.configure(&main_tf_with(
+        &devnet,
+        "Litecoin regtest node",
+        100,
+        settings,
+    ));
+    let (code, text) = workspace.plan();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("wait_until must be"), "{text}");
+    let settings = r#"wait_until = "Placed""#;
+    workspace.configure(&main_tf_with(
+        &devnet,
+        "Litecoin regtest node",
+        100,
+        settings,
+    ));
+    workspace.apply();
+    let outputs = workspace.outputs();
+    assert_ne!(outputs["status"]["value"], "Verified", "{outputs}");
+    let endpoints = outputs["endpoints"]["value"].as_array().unwrap();
+    assert!(endpoints[0].as_str().unwrap().contains(':'), "{outputs}");
+    let placed = lease_id(&outputs);
+    assert_eq!(read(placed).closed, None);
+    workspace.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(read(placed).closed.is_some());
     devnet.stop();
 }
 

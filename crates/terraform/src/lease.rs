@@ -61,7 +61,33 @@ pub struct LeaseState<'a> {
     pub lease_ids: ValueList<ValueString<'a>>,
     /// Every open lease's `host:port`, in `lease_ids` order.
     pub endpoints: ValueList<ValueString<'a>>,
+    /// What apply waits for after leasing: `Verified` (the default) or `Placed`
+    /// ([`WaitUntil`]).
+    pub wait_until: ValueString<'a>,
 }
+
+/// What apply waits for after leasing, per new lease (at most [`CREATE_TIMEOUT_S`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitUntil {
+    /// Healthy and cross-checked (a leased Logos full node's key registered on the way).
+    Verified,
+    /// The environment reports its endpoint and ports: for a node that syncs only once its
+    /// network dials it, which its tenant can do only when it knows where.
+    Placed,
+}
+
+impl WaitUntil {
+    /// Its name in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Verified => "Verified",
+            Self::Placed => "Placed",
+        }
+    }
+}
+
+/// How often `Placed` is checked for, ms.
+const PLACED_POLL_MS: u64 = 250;
 
 /// An open lease of the state, as finalized.
 struct Open {
@@ -106,6 +132,22 @@ impl LeaseState<'_> {
             Some(&blocks) if blocks >= 1 => Ok(blocks as u64),
             Some(blocks) => Err(format!("blocks must be at least 1, not {blocks}")),
             None => Err("blocks is not known".into()),
+        }
+    }
+
+    /// What apply waits for, as configured (`Verified` if not set).
+    fn wait_until(&self) -> Result<WaitUntil, String> {
+        match self.wait_until.as_deref_option() {
+            None => Ok(WaitUntil::Verified),
+            Some(name) => [WaitUntil::Verified, WaitUntil::Placed]
+                .into_iter()
+                .find(|until| until.name() == name)
+                .ok_or_else(|| {
+                    format!(
+                        "wait_until must be \"Verified\" or \"Placed\", not {:?}",
+                        printable(name)
+                    )
+                }),
         }
     }
 
@@ -275,6 +317,9 @@ pub fn check(config: &LeaseState<'_>) -> Result<(), String> {
     if config.replicas.is_value() {
         config.replicas()?;
     }
+    if config.wait_until.is_value() {
+        config.wait_until()?;
+    }
     Ok(())
 }
 
@@ -360,7 +405,7 @@ impl Resource for LeaseResource {
     type ProviderMetaState<'a> = ValueEmpty;
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
-        use AttributeConstraint::{Computed, OptionalComputed, Required};
+        use AttributeConstraint::{Computed, Optional, OptionalComputed, Required};
         use AttributeType::{List, Number, String};
         Some(Schema {
             version: 1,
@@ -394,6 +439,11 @@ impl Resource for LeaseResource {
                         "Every open lease's id, oldest first."),
                     "endpoints" => attribute(List(Box::new(String)), Computed,
                         "Every open lease's host:port, in lease_ids order."),
+                    "wait_until" => attribute(String, Optional,
+                        "What apply waits for after leasing, up to 300 s a lease: \"Verified\" \
+                         (default: healthy and cross-checked; a leased Logos full node is \
+                         registered on the way) or \"Placed\" (its endpoint and ports are \
+                         known: for a node that syncs only once its network dials it)."),
                 },
                 ..Default::default()
             },
@@ -707,20 +757,44 @@ async fn grow(
     }
     let timeout = Duration::from_secs(CREATE_TIMEOUT_S);
     let wallet = connection.wallet().ok();
+    let until = planned.wait_until().unwrap_or(WaitUntil::Verified);
     for id in created {
-        match watch(&connection.client, id, timeout, wallet, &mut |_| {}).await {
-            Ok(milestones) => {
-                if let Some(key) = milestones.registered {
-                    private.registered.insert(id.to_string(), key.to_string());
-                }
+        let waited = match until {
+            WaitUntil::Placed => placed(connection, id, timeout).await.map(|()| None),
+            WaitUntil::Verified => watch(&connection.client, id, timeout, wallet, &mut |_| {})
+                .await
+                .map(|milestones| milestones.registered)
+                .map_err(shown),
+        };
+        match waited {
+            Ok(Some(key)) => {
+                private.registered.insert(id.to_string(), key.to_string());
             }
-            Err(error) => diags.root_error(
-                format!("lease {id} was created but did not become Verified"),
-                printable(&error.to_string()),
+            Ok(None) => {}
+            Err(reason) => diags.root_error(
+                format!("lease {id} was created but is not {}", until.name()),
+                reason,
             ),
         }
     }
     ids
+}
+
+/// Follows lease `id` until its environment reports where it is reachable, for at most
+/// `timeout`.
+async fn placed(connection: &Connection, id: LeaseId, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match read_lease(connection, id).await? {
+            Found::Closed => return Err(format!("lease {id} is closed")),
+            Found::Open(_, Some(environment)) if !environment.endpoint.is_empty() => return Ok(()),
+            Found::Open(..) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("not placed within {} s", timeout.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(PLACED_POLL_MS)).await;
+    }
 }
 
 /// Buys each open lease of `ids` up to the planned blocks (what it was bought for is read on
@@ -975,6 +1049,22 @@ mod tests {
         assert!(
             serde_json::from_value::<LeasePrivate>(serde_json::json!({ "registered": 7 })).is_err()
         );
+    }
+
+    #[test]
+    fn wait_until_is_verified_unless_placed_is_asked_for() {
+        let mut state = config("a", 1);
+        assert_eq!(state.wait_until(), Ok(WaitUntil::Verified));
+        for until in [WaitUntil::Verified, WaitUntil::Placed] {
+            state.wait_until = until.name().to_string().into();
+            assert_eq!((state.wait_until(), check(&state)), (Ok(until), Ok(())));
+        }
+        for forged in ["", "verified", "Running", "Placed\u{202e}", "Verified "] {
+            state.wait_until = forged.to_string().into();
+            let refused = check(&state).unwrap_err();
+            assert!(refused.contains("wait_until"), "{forged:?}");
+            assert!(!refused.contains('\u{202e}'), "shown printable: {refused}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   template = "Logos full node"   # a catalog template's name
 //!   blocks   = 36000               # blocks of escrow bought for each lease over its life
 //!   replicas = 2                   # optional: leases of the template kept open (default 1)
+//!   wait_until = "Verified"        # optional: or "Placed" (see lease::WaitUntil)
 //! }
 //! data "logos_catalog" "all" {}
 //! data "logos_prices" "now" {}
@@ -22,7 +23,7 @@
 //! replica (escrow `blocks` × the template's price each), the lease each receipt names checked
 //! on chain (the key's, of that template, new), then each followed until its environment is
 //! Verified (a leased full node's p2p key registered on the way and kept in the private
-//! state); read is the finalized lease records: all closed outside Terraform, the resource
+//! state), or only until it is placed (`wait_until = "Placed"`); read is the finalized lease records: all closed outside Terraform, the resource
 //! reads as gone, so the next plan shows the drift and creates it again; some closed, it reads
 //! with fewer `replicas`, so the plan leases again in place; absent, or another account's, it
 //! is an error (the chain never deletes a lease, so absence means a stale or lying server);
