@@ -11,7 +11,8 @@
 use logos_client::{tenant::catalog, Client};
 use logos_types::{
     balances::Accounts,
-    market::{CloseReason, LeaseId, Leases},
+    market::{self, CloseReason, LeaseId, LeaseTerms, Leases, Terms},
+    Call,
 };
 use std::{
     path::{Path, PathBuf},
@@ -146,6 +147,7 @@ resource "logos_lease" "node" {{
 output "id" {{ value = logos_lease.node.id }}
 output "lease_ids" {{ value = logos_lease.node.lease_ids }}
 output "endpoints" {{ value = logos_lease.node.endpoints }}
+output "ports" {{ value = logos_lease.node.ports }}
 output "status" {{ value = logos_lease.node.status }}
 output "endpoint" {{ value = logos_lease.node.endpoint }}
 output "full_node_price" {{
@@ -385,7 +387,16 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
     assert_eq!(workspace.ok(&["state", "list"]).trim(), "");
 
     // A node that syncs only once its network dials it: apply waits until it is placed (its
-    // ports known), not until it is Verified; an unknown wait is refused at plan.
+    // ports known, the p2p port among them), not until it is Verified (which this one, with no
+    // network, never is: the terms give it time); an unknown wait is refused at plan.
+    let terms = rt.block_on(client.value::<LeaseTerms>()).unwrap().0;
+    let terms = Terms {
+        verify_deadline_blocks: 24_000,
+        ..terms
+    };
+    let call = Call::Market(market::Call::SetTerms { terms });
+    rt.block_on(client.execute(&devnet.wallet("dev"), call))
+        .unwrap();
     let settings = r#"wait_until = "Soon""#;
     workspace.configure(&main_tf_with(
         &devnet,
@@ -405,13 +416,39 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
     ));
     workspace.apply();
     let outputs = workspace.outputs();
-    assert_ne!(outputs["status"]["value"], "Verified", "{outputs}");
-    let endpoints = outputs["endpoints"]["value"].as_array().unwrap();
-    assert!(endpoints[0].as_str().unwrap().contains(':'), "{outputs}");
+    let endpoint = outputs["endpoints"]["value"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p2p = outputs["ports"]["value"]["9333"].as_str().unwrap();
+    let host = endpoint.rsplit_once(':').unwrap().0;
+    assert!(
+        p2p.starts_with(&format!("{host}:")) && p2p != endpoint,
+        "{outputs}"
+    );
+    assert_eq!(outputs["ports"]["value"]["8080"], endpoint, "{outputs}");
     let placed = lease_id(&outputs);
     assert_eq!(read(placed).closed, None);
+    // Changing only what apply waits for changes nothing on chain, and applies cleanly.
+    let settings = r#"wait_until = "Verified""#;
+    workspace.configure(&main_tf_with(
+        &devnet,
+        "Litecoin regtest node",
+        100,
+        settings,
+    ));
+    let (code, text) = workspace.plan();
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("updated in-place"), "{text}");
+    workspace.apply();
+    assert_eq!(lease_id(&workspace.outputs()), placed);
+    assert_eq!(read(placed).closed, None);
     workspace.ok(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
-    assert!(read(placed).closed.is_some());
+    let record = read(placed);
+    assert!(
+        matches!(record.closed, Some((_, CloseReason::ClosedByTenant))),
+        "{record:?}"
+    );
     devnet.stop();
 }
 

@@ -19,11 +19,11 @@ use logos_types::{
     Call,
 };
 use serde::{Deserialize, Serialize};
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc, time::Duration};
 use tf_provider::{
     map,
     schema::{AttributeConstraint, AttributeType, Block, Description, Schema},
-    value::{Value, ValueEmpty, ValueList, ValueNumber, ValueString},
+    value::{Value, ValueEmpty, ValueList, ValueMap, ValueNumber, ValueString},
     AttributePath, Diagnostics, Resource,
 };
 
@@ -61,6 +61,9 @@ pub struct LeaseState<'a> {
     pub lease_ids: ValueList<ValueString<'a>>,
     /// Every open lease's `host:port`, in `lease_ids` order.
     pub endpoints: ValueList<ValueString<'a>>,
+    /// The first lease's declared ports and where each is published: `"9333" = "host:port"`
+    /// (a node's p2p port, say, for its network to dial).
+    pub ports: ValueMap<'a, ValueString<'a>>,
     /// What apply waits for after leasing: `Verified` (the default) or `Placed`
     /// ([`WaitUntil`]).
     pub wait_until: ValueString<'a>,
@@ -102,6 +105,27 @@ fn lease_id(text: &str) -> Result<LeaseId, String> {
         .map_err(|_| format!("a lease id is a number (see `logos lease list`), not {text:?}"))
 }
 
+/// `environment`'s declared ports and where each is published (`host:port`, at its
+/// endpoint's host), as last reported.
+fn published(
+    environment: Option<&Environment>,
+) -> BTreeMap<Cow<'static, str>, ValueString<'static>> {
+    let Some(environment) = environment else {
+        return BTreeMap::new();
+    };
+    let Some((host, _)) = environment.endpoint.as_str().rsplit_once(':') else {
+        return BTreeMap::new();
+    };
+    environment
+        .ports
+        .iter()
+        .map(|mapping| {
+            let address = format!("{host}:{}", mapping.published);
+            (Cow::Owned(mapping.port.to_string()), address.into())
+        })
+        .collect()
+}
+
 /// Blocks `record` was bought for: billed plus what its escrow still pays.
 fn bought(record: &Lease) -> u64 {
     let left = record.escrow.0.checked_div(record.rate.0).unwrap_or(0);
@@ -109,7 +133,7 @@ fn bought(record: &Lease) -> u64 {
     u64::try_from(total).unwrap_or(u64::MAX)
 }
 
-impl LeaseState<'_> {
+impl<'a> LeaseState<'a> {
     /// The leases of the state, oldest first (`lease_ids`, or `id` in a state without them).
     fn leases(&self) -> Result<Vec<LeaseId>, String> {
         let listed = self.lease_ids.as_ref_option().filter(|ids| !ids.is_empty());
@@ -199,9 +223,11 @@ impl LeaseState<'_> {
             .iter()
             .fold(0u128, |sum, o| sum.saturating_add(o.record.escrow.0));
         self.escrow = escrow.to_string().into();
+        self.ports = Value::Value(BTreeMap::new());
         if let Some(first) = open.first() {
             self.region = i64::from(first.record.region.get()).into();
             self.endpoint = endpoint(first).into();
+            self.ports = Value::Value(published(first.environment.as_deref()));
         }
         let least = open
             .iter()
@@ -217,6 +243,25 @@ impl LeaseState<'_> {
         self.endpoint = ValueString::Unknown;
         self.escrow = ValueString::Unknown;
         self.endpoints = Value::Unknown;
+        self.ports = Value::Unknown;
+    }
+
+    /// Takes from `fresh` the computed attributes the plan left unknown: a value the plan
+    /// knew must come back as planned (Terraform refuses an apply that changes it), and the
+    /// next refresh shows what moved since.
+    fn settle(&mut self, fresh: LeaseState<'a>) {
+        fn take<T>(planned: &mut Value<T>, fresh: Value<T>) {
+            if planned.is_unknown() {
+                *planned = fresh;
+            }
+        }
+        take(&mut self.id, fresh.id);
+        take(&mut self.status, fresh.status);
+        take(&mut self.endpoint, fresh.endpoint);
+        take(&mut self.escrow, fresh.escrow);
+        take(&mut self.lease_ids, fresh.lease_ids);
+        take(&mut self.endpoints, fresh.endpoints);
+        take(&mut self.ports, fresh.ports);
     }
 
     /// Marks the computed attributes as known only after apply.
@@ -406,7 +451,7 @@ impl Resource for LeaseResource {
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
         use AttributeConstraint::{Computed, Optional, OptionalComputed, Required};
-        use AttributeType::{List, Number, String};
+        use AttributeType::{List, Map, Number, String};
         Some(Schema {
             version: 1,
             block: Block {
@@ -439,6 +484,9 @@ impl Resource for LeaseResource {
                         "Every open lease's id, oldest first."),
                     "endpoints" => attribute(List(Box::new(String)), Computed,
                         "Every open lease's host:port, in lease_ids order."),
+                    "ports" => attribute(Map(Box::new(String)), Computed,
+                        "The first lease's declared ports and where each is published, \
+                         e.g. {\"9333\" = \"host:port\"}."),
                     "wait_until" => attribute(String, Optional,
                         "What apply waits for after leasing, up to 300 s a lease: \"Verified\" \
                          (default: healthy and cross-checked; a leased Logos full node is \
@@ -612,11 +660,11 @@ impl Resource for LeaseResource {
         let connection = self.connection(diags)?;
         let mut private = planned_private_state;
         let ids = grow(&connection, &planned_state, Vec::new(), &mut private, diags).await;
-        let &first = ids.first()?;
+        if ids.is_empty() {
+            return None;
+        }
         // Created from here on: whatever happens next, the state must keep them.
         let mut state = planned_state;
-        state.id = first.to_string().into();
-        state.lease_ids = Value::Value(ids.iter().map(|id| id.to_string().into()).collect());
         refresh(&connection, &ids, &mut state, diags).await;
         Some((state, private))
     }
@@ -648,22 +696,21 @@ impl Resource for LeaseResource {
             &ids,
             prior_state.leases().ok().and_then(|l| l.first().copied()),
         );
+        let wanted = match planned_state.replicas() {
+            Ok(wanted) => wanted,
+            Err(reason) => {
+                diags.root_error("cannot update logos_lease", reason);
+                return None;
+            }
+        };
+        // Fewer first, so that no lease about to close is extended.
+        let ids = shrink(&connection, ids, wanted, &mut private, diags).await;
         if let Err(reason) = extend(&connection, &ids, &planned_state).await {
             diags.root_error("cannot extend the leases", reason);
             return None;
         }
-        let ids = match planned_state.replicas() {
-            Ok(wanted) if wanted < ids.len() => {
-                shrink(&connection, ids, wanted, &mut private, diags).await
-            }
-            Ok(_) => grow(&connection, &planned_state, ids, &mut private, diags).await,
-            Err(reason) => {
-                diags.root_error("cannot update logos_lease", reason);
-                ids
-            }
-        };
+        let ids = grow(&connection, &planned_state, ids, &mut private, diags).await;
         let mut state = planned_state;
-        state.lease_ids = Value::Value(ids.iter().map(|id| id.to_string().into()).collect());
         refresh(&connection, &ids, &mut state, diags).await;
         Some((state, private))
     }
@@ -784,14 +831,19 @@ async fn grow(
 /// `timeout`.
 async fn placed(connection: &Connection, id: LeaseId, timeout: Duration) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::from("not placed");
     loop {
-        match read_lease(connection, id).await? {
-            Found::Closed => return Err(format!("lease {id} is closed")),
-            Found::Open(_, Some(environment)) if !environment.endpoint.is_empty() => return Ok(()),
-            Found::Open(..) => {}
+        match read_lease(connection, id).await {
+            Ok(Found::Closed) => return Err("it is closed".into()),
+            Ok(Found::Open(_, Some(environment))) if !environment.endpoint.is_empty() => {
+                return Ok(())
+            }
+            Ok(Found::Open(..)) => {}
+            // A read that failed once may not fail again (the wait is bounded all the same).
+            Err(reason) => last = reason,
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!("not placed within {} s", timeout.as_secs()));
+            return Err(format!("{last} within {} s", timeout.as_secs()));
         }
         tokio::time::sleep(Duration::from_millis(PLACED_POLL_MS)).await;
     }
@@ -936,24 +988,36 @@ fn import_ids(text: &str) -> Result<Vec<LeaseId>, String> {
     Ok(ids)
 }
 
-/// Fills `state`'s computed attributes from the chain (a warning if it cannot).
+/// Fills the computed attributes the plan left unknown from the chain: `ids` are the leases,
+/// the first the id (a warning if the chain cannot be read: then what is unknown is left
+/// empty).
 async fn refresh(
     connection: &Connection,
     ids: &[LeaseId],
     state: &mut LeaseState<'_>,
     diags: &mut Diagnostics,
 ) {
+    let mut fresh = state.clone();
+    fresh.id = ids
+        .first()
+        .map(|id| id.to_string())
+        .unwrap_or_default()
+        .into();
+    fresh.lease_ids = Value::Value(ids.iter().map(|id| id.to_string().into()).collect());
+    fresh.status = "Pending".to_string().into();
+    fresh.endpoint = String::new().into();
+    fresh.escrow = "0".to_string().into();
+    fresh.endpoints = Value::Value(Vec::new());
+    fresh.ports = Value::Value(BTreeMap::new());
     match read_open(connection, ids).await {
         Ok(open) if open.is_empty() => {
             diags.root_warning_short("the leases are closed");
-            state.status = "Closed".to_string().into();
-            state.endpoint = String::new().into();
-            state.escrow = "0".to_string().into();
-            state.endpoints = Value::Value(Vec::new());
+            fresh.status = "Closed".to_string().into();
         }
-        Ok(open) => state.observed(&open),
+        Ok(open) => fresh.observed(&open),
         Err(reason) => diags.root_warning("cannot read the leases", reason),
     }
+    state.settle(fresh);
 }
 
 #[cfg(test)]
@@ -1049,6 +1113,42 @@ mod tests {
         assert!(
             serde_json::from_value::<LeasePrivate>(serde_json::json!({ "registered": 7 })).is_err()
         );
+    }
+
+    #[test]
+    fn ports_are_published_at_the_endpoints_host_and_a_plan_known_value_is_kept() {
+        use logos_types::{
+            catalog::TemplateId,
+            dvci::ProviderId,
+            operations::{PortMapping, Spec},
+        };
+        assert!(published(None).is_empty());
+        let tenant = logos_primitives::Address::default();
+        let mut environment =
+            Environment::new(tenant, ProviderId(0), TemplateId(0), Spec::default(), 1);
+        let mapping = |port, published| PortMapping { port, published };
+        environment.ports = vec![mapping(9333, 24_000), mapping(8080, 24_001)]
+            .try_into()
+            .unwrap();
+        // Not placed yet: nothing to dial.
+        assert!(published(Some(&environment)).is_empty());
+        environment.endpoint = "10.88.1.1:24001".try_into().unwrap();
+        let ports = published(Some(&environment));
+        assert_eq!(ports["9333"].as_deref_option(), Some("10.88.1.1:24000"));
+        assert_eq!(ports["8080"].as_deref_option(), Some("10.88.1.1:24001"));
+
+        // What the plan knew stays; what it left unknown is filled.
+        let mut planned = config("a", 1);
+        planned.escrow = "500".to_string().into();
+        planned.unknown_observations();
+        planned.id = "7".to_string().into();
+        let mut fresh = planned.clone();
+        fresh.id = "9".to_string().into();
+        fresh.status = "Verified".to_string().into();
+        planned.settle(fresh);
+        assert_eq!(planned.id.as_deref_option(), Some("7"));
+        assert_eq!(planned.status.as_deref_option(), Some("Verified"));
+        assert!(planned.escrow.is_unknown(), "fresh had it unknown too");
     }
 
     #[test]
