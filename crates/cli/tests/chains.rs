@@ -17,9 +17,8 @@ use logos_client::{
 };
 use logos_types::{
     dvci::RegionId,
-    market::{self, LeaseId, LeaseTerms, Terms},
+    market::LeaseId,
     operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments, Phase},
-    Call,
 };
 use std::{
     path::Path,
@@ -401,17 +400,22 @@ fn attack_health_server_and_rpc(devnet: &Devnet, record: &Environment, node: &Le
     );
 }
 
-/// Gives leases 10 minutes (24,000 blocks of 25 ms) to be verified: a node is verified only
-/// once synced, and these wait for the test's network.
-fn patient_terms(rt: &tokio::runtime::Runtime, client: &Client, authority: &Wallet) {
-    let (terms, _) = rt.block_on(client.value::<LeaseTerms>()).unwrap();
-    let terms = Terms {
-        verify_deadline_blocks: 24_000,
-        ..terms
-    };
-    let call = Call::Market(market::Call::SetTerms { terms });
-    let (receipt, _) = rt.block_on(client.execute(authority, call)).unwrap();
-    assert!(receipt.success, "{receipt:?}");
+/// Leases the catalog's template `name` and waits until it is reported, then until its
+/// health check says `unsynced` (the lease neither Ready nor Verified), and tries the
+/// attacker's requests on it (its RPC on `rpc_port`).
+fn unsynced_lease(
+    rt: &tokio::runtime::Runtime,
+    (devnet, client): (&Devnet, &Client),
+    name: &str,
+    (p2p_port, rpc_port): (u16, u16),
+    unsynced: &str,
+) -> Leased {
+    let id = lease(rt, client, &devnet.wallet("dev"), name);
+    let node = reported(rt, client, id, p2p_port);
+    refused_while_unsynced(rt, (devnet, client), &node, unsynced);
+    let record = environment(rt, client, node.lease);
+    attack_health_server_and_rpc(devnet, &record, &node, rpc_port);
+    node
 }
 
 #[test]
@@ -419,16 +423,17 @@ fn litecoin_and_monero_nodes_are_verified_only_once_synced_with_their_network() 
     let devnet = Devnet::start("chains", 25_100, 81, &[]);
     let rt = runtime();
     let client = rt.block_on(Client::connect(&devnet.rpc)).unwrap();
-    let tenant = devnet.wallet("dev");
-    patient_terms(&rt, &client, &tenant);
+    // 10 minutes (24,000 blocks of 25 ms) to be verified, which waits for the test's network.
+    devnet.give_leases_time(24_000);
 
     // Litecoin: in initial block download with no peer, so not Verified.
-    let litecoin = lease(&rt, &client, &tenant, "Litecoin regtest node");
-    let litecoin = reported(&rt, &client, litecoin, 9333);
-    let unsynced = "initial block download: chain regtest blocks 0 headers 0 peers 0";
-    refused_while_unsynced(&rt, (&devnet, &client), &litecoin, unsynced);
-    let record = environment(&rt, &client, litecoin.lease);
-    attack_health_server_and_rpc(&devnet, &record, &litecoin, 9332);
+    let litecoin = unsynced_lease(
+        &rt,
+        (&devnet, &client),
+        "Litecoin regtest node",
+        (9333, 9332),
+        "initial block download: chain regtest blocks 0 headers 0 peers 0",
+    );
     // The host's regtest network mines, then dials the leased node.
     let rpc_port = 25_180;
     let host = host_litecoind(rpc_port);
@@ -457,12 +462,13 @@ fn litecoin_and_monero_nodes_are_verified_only_once_synced_with_their_network() 
 
     // Monero: no peer, so not synchronized and not Verified; then a host network that mined
     // alone joins it, and it is Verified at the network's height.
-    let monero = lease(&rt, &client, &tenant, "Monero regtest node");
-    let monero = reported(&rt, &client, monero, 18080);
-    let unsynced = "not synchronized: nettype fakechain height 1 target 0 peers 0";
-    refused_while_unsynced(&rt, (&devnet, &client), &monero, unsynced);
-    let record = environment(&rt, &client, monero.lease);
-    attack_health_server_and_rpc(&devnet, &record, &monero, 18081);
+    let monero = unsynced_lease(
+        &rt,
+        (&devnet, &client),
+        "Monero regtest node",
+        (18080, 18081),
+        "not synchronized: nettype fakechain height 1 target 0 peers 0",
+    );
     let (_host, height) = monero_network((25_181, 25_182), &monero.p2p);
     assert_eq!(
         height,

@@ -11,8 +11,7 @@
 use logos_client::{tenant::catalog, Client};
 use logos_types::{
     balances::Accounts,
-    market::{self, CloseReason, LeaseId, LeaseTerms, Leases, Terms},
-    Call,
+    market::{CloseReason, LeaseId, Leases},
 };
 use std::{
     path::{Path, PathBuf},
@@ -389,31 +388,20 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
     // A node that syncs only once its network dials it: apply waits until it is placed (its
     // ports known, the p2p port among them), not until it is Verified (which this one, with no
     // network, never is: the terms give it time); an unknown wait is refused at plan.
-    let terms = rt.block_on(client.value::<LeaseTerms>()).unwrap().0;
-    let terms = Terms {
-        verify_deadline_blocks: 24_000,
-        ..terms
+    devnet.give_leases_time(24_000);
+    let litecoin = |settings: &str| {
+        workspace.configure(&main_tf_with(
+            &devnet,
+            "Litecoin regtest node",
+            100,
+            settings,
+        ));
+        workspace.plan()
     };
-    let call = Call::Market(market::Call::SetTerms { terms });
-    rt.block_on(client.execute(&devnet.wallet("dev"), call))
-        .unwrap();
-    let settings = r#"wait_until = "Soon""#;
-    workspace.configure(&main_tf_with(
-        &devnet,
-        "Litecoin regtest node",
-        100,
-        settings,
-    ));
-    let (code, text) = workspace.plan();
+    let (code, text) = litecoin(r#"wait_until = "Soon""#);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("wait_until must be"), "{text}");
-    let settings = r#"wait_until = "Placed""#;
-    workspace.configure(&main_tf_with(
-        &devnet,
-        "Litecoin regtest node",
-        100,
-        settings,
-    ));
+    litecoin(r#"wait_until = "Placed""#);
     workspace.apply();
     let outputs = workspace.outputs();
     let endpoint = outputs["endpoints"]["value"][0]
@@ -430,14 +418,7 @@ fn terraform_applies_extends_sees_drift_and_destroys_a_lease() {
     let placed = lease_id(&outputs);
     assert_eq!(read(placed).closed, None);
     // Changing only what apply waits for changes nothing on chain, and applies cleanly.
-    let settings = r#"wait_until = "Verified""#;
-    workspace.configure(&main_tf_with(
-        &devnet,
-        "Litecoin regtest node",
-        100,
-        settings,
-    ));
-    let (code, text) = workspace.plan();
+    let (code, text) = litecoin(r#"wait_until = "Verified""#);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("updated in-place"), "{text}");
     workspace.apply();

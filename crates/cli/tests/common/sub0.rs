@@ -75,6 +75,30 @@ impl Devnet {
     pub fn wallet(&self, name: &str) -> Wallet {
         Wallet::new(load_key(&self.dir.join(format!("keys/{name}.key"))))
     }
+
+    /// Gives leases `blocks` blocks to be verified (`SetTerms` by the bootstrap authority
+    /// `dev`): a chain node is verified only once synced, and these tests' nodes wait for the
+    /// test's own network.
+    pub fn give_leases_time(&self, blocks: u64) {
+        use logos_types::{
+            market::{self, LeaseTerms, Terms},
+            Call,
+        };
+        let rt = super::runtime();
+        let client = rt
+            .block_on(logos_client::Client::connect(&self.rpc))
+            .unwrap();
+        let (terms, _) = rt.block_on(client.value::<LeaseTerms>()).unwrap();
+        let terms = Terms {
+            verify_deadline_blocks: blocks,
+            ..terms
+        };
+        let call = Call::Market(market::Call::SetTerms { terms });
+        let (receipt, _) = rt
+            .block_on(client.execute(&self.wallet("dev"), call))
+            .unwrap();
+        assert!(receipt.success, "{receipt:?}");
+    }
 }
 
 impl Devnet {
