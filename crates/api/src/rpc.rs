@@ -370,6 +370,24 @@ pub struct FullNodeRegistration {
     pub signature: logos_primitives::KeySignature,
 }
 
+/// What a validator node signs so that one account can declare it a candidate
+/// (`logos_types::staking::Call::Validate`): served in its [`Health`] answer, harmless to anyone
+/// else (the consensus key signed the account and the p2p address, so only that account can
+/// submit it, and only for that address). The consensus key never leaves the node: this is how
+/// a validator leased from the sub0layer becomes its tenant's candidate.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ValidatorIntent {
+    /// The node's consensus (and p2p) key.
+    pub consensus_key: logos_primitives::NodeKey,
+    /// The account allowed to submit the intent.
+    pub owner: Address,
+    /// Where the node accepts p2p connections, `IP:port` (its connections come from that IP).
+    pub p2p_address: logos_types::peers::P2pAddress,
+    /// The consensus key's signature over `logos_types::staking::intent_message` in
+    /// `logos_types::staking::INTENT_NAMESPACE`.
+    pub signature: logos_primitives::KeySignature,
+}
+
 /// `GET /health` on a node's RPC port: HTTP 200 when synced, 503 otherwise, this body either way.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Health {
@@ -386,6 +404,10 @@ pub struct Health {
     /// A registration the node asks an account to submit, if configured
     /// (`logos node run --register-for`).
     pub registration: Option<FullNodeRegistration>,
+    /// A validator intent the node asks an account to submit, if configured
+    /// (`logos node run --role validator --validate-for`; absent from older nodes' answers).
+    #[serde(default)]
+    pub intent: Option<ValidatorIntent>,
 }
 
 /// The Logos JSON-RPC API (server and client from one definition).

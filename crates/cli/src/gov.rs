@@ -9,6 +9,7 @@ use crate::{
 };
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use logos_api::rpc::ValidatorIntent;
 use logos_client::{keystore, Client};
 use logos_devnet::runtime;
 use logos_primitives::{Address, Amount};
@@ -97,14 +98,21 @@ pub enum StakeCommand {
         #[command(flatten)]
         format: Format,
     },
-    /// Declare the account a validator candidate with a consensus key it proves it holds.
+    /// Declare the account a validator candidate with a consensus key it proves it holds:
+    /// a key of the keystore (`--consensus-key` and `--p2p-address`), or the intent a
+    /// validator node signed for the account (`--node`, e.g. a leased "Logos validator":
+    /// its key never leaves it).
     Validate {
         /// Keystore name of the consensus (node) key, e.g. validator-0.
-        #[arg(long)]
-        consensus_key: String,
+        #[arg(long, required_unless_present = "node", requires = "p2p_address")]
+        consensus_key: Option<String>,
         /// Where the validator accepts p2p connections (`ip:port`).
-        #[arg(long)]
-        p2p_address: P2pAddress,
+        #[arg(long, requires = "consensus_key")]
+        p2p_address: Option<P2pAddress>,
+        /// A validator node's RPC endpoint (`host:port`) whose `GET /health` offers an intent
+        /// for this account (`logos node run --validate-for`; a leased validator's endpoint).
+        #[arg(long, conflicts_with_all = ["consensus_key", "p2p_address"])]
+        node: Option<String>,
         /// Commission, permille (0 to 1000).
         #[arg(long, default_value_t = 0)]
         commission_permille: u16,
@@ -301,15 +309,23 @@ pub fn run_stake(command: StakeCommand) -> Result<()> {
         StakeCommand::Validate {
             consensus_key,
             p2p_address,
+            node,
             commission_permille,
             evict,
             key,
             rpc,
             format,
         } => {
+            let intent = match (consensus_key, p2p_address, node) {
+                (Some(consensus_key), Some(p2p_address), None) => IntentFrom::Keystore {
+                    consensus_key,
+                    p2p_address,
+                },
+                (None, None, Some(node)) => IntentFrom::Node(node),
+                _ => bail!("give --consensus-key with --p2p-address, or --node"),
+            };
             let intent = Intent {
-                consensus_key,
-                p2p_address,
+                from: intent,
                 commission_permille,
                 evict,
             };
@@ -326,37 +342,71 @@ pub fn run_stake(command: StakeCommand) -> Result<()> {
 
 /// What `logos stake validate` declares.
 struct Intent {
-    consensus_key: String,
-    p2p_address: P2pAddress,
+    from: IntentFrom,
     commission_permille: u16,
     evict: Option<Address>,
 }
 
+/// Where the consensus key's signed intent comes from.
+enum IntentFrom {
+    /// A key of the keystore, signed here.
+    Keystore {
+        consensus_key: String,
+        p2p_address: P2pAddress,
+    },
+    /// The offer of a validator node's `GET /health`, at this endpoint.
+    Node(String),
+}
+
 async fn validate(intent: Intent, key: KeyArgs, rpc: String, format: Format) -> Result<()> {
-    let Intent {
-        consensus_key,
-        p2p_address,
-        commission_permille,
-        evict,
-    } = intent;
     let (wallet, client) = key.connect(&rpc).await?;
-    let consensus = keystore::load(&keystore::directory(key.keystore.clone()), &consensus_key)?;
-    let (consensus_key, signature) = staking::sign_intent(
-        &consensus,
-        &client.info().chain_id,
-        &wallet.address(),
-        &p2p_address,
-    );
-    let call = staking::Call::Validate {
-        consensus_key,
-        p2p_address,
-        commission_permille,
-        signature,
-        evict,
+    let offer = match intent.from {
+        IntentFrom::Keystore {
+            consensus_key,
+            p2p_address,
+        } => {
+            let directory = keystore::directory(key.keystore.clone());
+            let consensus = keystore::load(&directory, &consensus_key)?;
+            let (consensus_key, signature) = staking::sign_intent(
+                &consensus,
+                &client.info().chain_id,
+                &wallet.address(),
+                &p2p_address,
+            );
+            ValidatorIntent {
+                consensus_key,
+                owner: wallet.address(),
+                p2p_address,
+                signature,
+            }
+        }
+        IntentFrom::Node(node) => {
+            let http = logos_client::http::untrusted(std::time::Duration::from_secs(5))?;
+            let endpoint = node.trim_start_matches("http://").trim_end_matches('/');
+            logos_client::tenant::offered_intent(&http, endpoint)
+                .await
+                .with_context(|| {
+                    format!(
+                        "{endpoint}/health offers no validator intent (unreachable, not JSON, \
+                         over {} bytes, or no `intent` field: is it a validator started with \
+                         --validate-for?)",
+                        logos_client::http::HEALTH_BODY_MAX_BYTES
+                    )
+                })?
+        }
     };
-    let call = Call::Staking(call);
-    let (receipt, height) = progress::execute(&client, &wallet, call, "candidacy").await?;
-    format.print(&serde_json::json!({"height": height, "events": receipt.events}))
+    let terms = (intent.commission_permille, intent.evict);
+    let declared = logos_client::tenant::declare_validator(&client, &wallet, &offer, terms);
+    let (receipt, height) = progress::wait("candidacy: submitted, waiting for finality", async {
+        Ok(declared.await?)
+    })
+    .await?;
+    format.print(&serde_json::json!({
+        "height": height,
+        "consensus_key": offer.consensus_key,
+        "p2p_address": offer.p2p_address,
+        "events": receipt.events,
+    }))
 }
 
 async fn stake_status(address: Address, json: bool, rpc: String) -> Result<()> {

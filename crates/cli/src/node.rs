@@ -39,10 +39,12 @@ pub enum NodeCommand {
         config: Option<PathBuf>,
         #[command(flatten)]
         full: FullNodeFlags,
-        /// `validator` (votes; its key must be a genesis validator's) or `full` (a non-voting
-        /// peer that executes every finalized block and serves the same JSON-RPC; validators
-        /// let it connect if they list its key in `full_nodes` or it is registered on chain,
-        /// `logos node register`). Overrides the file's `role`.
+        /// `validator` (votes in every epoch whose committee holds its key: a genesis
+        /// validator's, or a candidate's elected by stake, `logos stake validate`; follows the
+        /// chain meanwhile) or `full` (a non-voting peer that executes every finalized block
+        /// and serves the same JSON-RPC; validators let it connect if they list its key in
+        /// `full_nodes` or it is registered on chain, `logos node register`). Overrides the
+        /// file's `role`.
         #[arg(long, value_enum)]
         role: Option<RoleArg>,
         /// Finalized blocks (with certificates) and state history to keep behind the tip
@@ -196,7 +198,7 @@ pub fn run(command: NodeCommand) -> Result<()> {
     };
     let mut config = match &file {
         Some(file) => NodeConfig::load(file)?,
-        None => flags.config(role)?,
+        None => flags.config()?,
     };
     if !flags.validator_addresses.is_empty() {
         config.validator_addresses = flags.validator_addresses.clone();
@@ -210,15 +212,28 @@ pub fn run(command: NodeCommand) -> Result<()> {
         config.role = role.into();
     }
     let genesis = Genesis::load(&config.genesis_file)?;
-    if flags.register_for.is_some() && config.role != Role::Full {
-        anyhow::bail!("--register-for: only a full node is registered (run with --role full)");
+    if flags.validate_for.is_some() && config.role != Role::Validator {
+        anyhow::bail!(
+            "--validate-for: only a validator declares itself a candidate (run with --role \
+             validator)"
+        );
     }
     // Checked before the key exists: a mistyped flag creates nothing.
     let offer = flags
         .register_for
         .as_deref()
-        .map(parse_register_for)
+        .map(|text| parse_offer(text, "--register-for"))
         .transpose()?;
+    let intent_offer = flags
+        .validate_for
+        .as_deref()
+        .map(|text| parse_offer(text, "--validate-for"))
+        .transpose()?;
+    if let Some((_, address)) = &intent_offer {
+        if address.port == 0 {
+            anyhow::bail!("--validate-for: {address} has no port to accept connections on");
+        }
+    }
     if file.is_none() && !config.key_file.exists() {
         create_node_key(&config.key_file)?;
     }
@@ -233,8 +248,25 @@ pub fn run(command: NodeCommand) -> Result<()> {
             signature,
         }
     });
+    let intent = intent_offer.map(|(owner, p2p_address)| {
+        let (consensus_key, signature) =
+            logos_types::staking::sign_intent(&signer, &genesis.chain_id(), &owner, &p2p_address);
+        logos_api::rpc::ValidatorIntent {
+            consensus_key,
+            owner,
+            p2p_address,
+            signature,
+        }
+    });
     // Before anything binds a port: a wrong key for the role is the likelier mistake.
     let is_validator = genesis.validator_keys()?.contains(&signer.public_key());
+    if is_validator && registration.is_some() {
+        anyhow::bail!(
+            "--register-for: {} is a genesis validator's key, which validators never take as a \
+             registered full node",
+            config.key_file.display()
+        );
+    }
     match (config.role, is_validator) {
         (Role::Full, true) => anyhow::bail!(
             "{}: a full node's key must not be a validator's (it would take the validator's \
@@ -256,8 +288,10 @@ pub fn run(command: NodeCommand) -> Result<()> {
         .with_tcp_nodelay(Some(true))
         .with_catch_panics(false);
     let runner = runtime::Runner::new(runtime_config);
-    runner
-        .start(|context| async move { serve(context, config, genesis, signer, registration).await })
+    runner.start(|context| async move {
+        let offers = (registration, intent);
+        serve(context, config, genesis, signer, offers).await
+    })
 }
 
 /// The flags that configure a full node without a file (and its registration offer).
@@ -266,8 +300,8 @@ pub struct FullNodeFlags {
     /// (without `--config`) Genesis file of the network.
     #[arg(long, conflicts_with = "config", requires = "data_dir")]
     genesis: Option<PathBuf>,
-    /// (without `--config`) Directory for all storage. The p2p key is `<dir>/p2p.key`,
-    /// created on first start (encrypted with `LOGOS_PASSPHRASE`, else with the empty
+    /// (without `--config`) Directory for all storage. The p2p key (a validator's consensus
+    /// key too) is `<dir>/p2p.key`, created on first start (encrypted with `LOGOS_PASSPHRASE`, else with the empty
     /// passphrase, said on stderr).
     #[arg(long, conflicts_with = "config")]
     data_dir: Option<PathBuf>,
@@ -275,7 +309,7 @@ pub struct FullNodeFlags {
     #[arg(long, conflicts_with = "config")]
     rpc_listen: Option<std::net::SocketAddr>,
     /// (without `--config`) p2p listen address (a full node dials out; it may stay on
-    /// loopback).
+    /// loopback; a validator accepts its committee's connections there).
     #[arg(long, conflicts_with = "config", default_value = "127.0.0.1:0")]
     p2p_listen: std::net::SocketAddr,
     /// Where to dial the genesis validators, comma-separated in genesis order (e.g. a
@@ -284,17 +318,22 @@ pub struct FullNodeFlags {
     validator_addresses: Vec<std::net::SocketAddr>,
     /// `ACCOUNT@IP:PORT`: sign a registration of this node's p2p key for ACCOUNT, with
     /// connections from IP, and serve it at `GET /health` for ACCOUNT to submit
-    /// (`logos node register`).
+    /// (`logos node register`): how a node that is not a genesis validator follows the chain
+    /// over p2p.
     #[arg(long)]
     register_for: Option<String>,
+    /// `ACCOUNT@IP:PORT` (a validator): sign a validator intent of this node's consensus key
+    /// for ACCOUNT, accepting p2p connections at IP:PORT (and making them from IP), and serve
+    /// it at `GET /health` for ACCOUNT to submit (`logos stake validate --node`). The key never
+    /// leaves the node.
+    #[arg(long)]
+    validate_for: Option<String>,
 }
 
 impl FullNodeFlags {
-    /// A full node's configuration from the flags (`--role validator` needs a file).
-    fn config(&self, role: Option<RoleArg>) -> Result<NodeConfig> {
-        if matches!(role, Some(RoleArg::Validator)) {
-            anyhow::bail!("a validator needs --config (its key file and peers)");
-        }
+    /// A node's configuration from the flags: a full node, or with `--role validator` a
+    /// validator whose key (`<data-dir>/p2p.key`) a committee may hold once elected.
+    fn config(&self) -> Result<NodeConfig> {
         let (Some(genesis), Some(data_dir)) = (&self.genesis, &self.data_dir) else {
             anyhow::bail!("without --config, give --genesis and --data-dir");
         };
@@ -380,21 +419,22 @@ fn create_node_key(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// The account and address of `--register-for ACCOUNT@IP:PORT`.
-fn parse_register_for(
+/// The account and address of `flag ACCOUNT@IP:PORT` (`--register-for`, `--validate-for`).
+fn parse_offer(
     text: &str,
+    flag: &str,
 ) -> Result<(logos_primitives::Address, logos_types::peers::P2pAddress)> {
     let (owner, address) = text
         .split_once('@')
-        .with_context(|| format!("--register-for {text}: expected ACCOUNT@IP:PORT"))?;
+        .with_context(|| format!("{flag} {text}: expected ACCOUNT@IP:PORT"))?;
     let owner: logos_primitives::Address = owner
         .parse()
-        .with_context(|| format!("--register-for: account {owner}"))?;
+        .with_context(|| format!("{flag}: account {owner}"))?;
     let p2p_address: logos_types::peers::P2pAddress = address
         .parse()
-        .with_context(|| format!("--register-for: address {address} is not IP:PORT"))?;
+        .with_context(|| format!("{flag}: address {address} is not IP:PORT"))?;
     if !p2p_address.is_source() {
-        anyhow::bail!("--register-for: {address} cannot be a connection's source");
+        anyhow::bail!("{flag}: {address} cannot be a connection's source");
     }
     Ok((owner, p2p_address))
 }
@@ -425,7 +465,10 @@ async fn serve(
     config: NodeConfig,
     genesis: Genesis,
     signer: logos_primitives::PrivateKey,
-    registration: Option<logos_api::rpc::FullNodeRegistration>,
+    (registration, intent): (
+        Option<logos_api::rpc::FullNodeRegistration>,
+        Option<logos_api::rpc::ValidatorIntent>,
+    ),
 ) -> Result<()> {
     init_logging(&config.log_level);
     if let Some(address) = config.metrics_listen {
@@ -559,6 +602,7 @@ async fn serve(
             .to_string(),
         public_key: format_public_key(&signer.public_key()),
         registration,
+        intent,
     };
     let (address, _rpc) = rpc::start(
         &rpc_config,

@@ -23,12 +23,12 @@ use logos_types::{
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 mod common;
 
-use common::{logos_command, runtime, sub0::Devnet};
+use common::{eventually, eventually_or, logos_command, runtime, sub0::Devnet};
 
 /// The health check both images serve on their port 8080.
 const HEALTH_PATH: &str = "/cgi-bin/synced";
@@ -186,30 +186,6 @@ fn get(address: &str, path: &str) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     let (body, status) = text.rsplit_once('\n')?;
     Some((status.parse().ok()?, body.to_string()))
-}
-
-/// Calls `check` every 500 ms until it returns `Some`, for at most `bound`.
-fn eventually<T>(what: &str, bound: Duration, check: impl FnMut() -> Option<T>) -> T {
-    eventually_or(what, bound, check, String::new)
-}
-
-/// [`eventually`], saying what `explain` returns if it times out.
-fn eventually_or<T>(
-    what: &str,
-    bound: Duration,
-    mut check: impl FnMut() -> Option<T>,
-    explain: impl FnOnce() -> String,
-) -> T {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out waiting for {what}\n{}", explain());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// The tail of `lease`'s workload output as its tenant reads it (`logos env logs`), and its

@@ -7,7 +7,7 @@ use crate::{
     http::{probe_health, read_bounded, untrusted, HEALTH_BODY_MAX_BYTES},
     Client, ClientError, Wallet,
 };
-use logos_api::rpc::FullNodeRegistration;
+use logos_api::rpc::{FullNodeRegistration, ValidatorIntent};
 use logos_primitives::{Amount, ChainId, NodeKey};
 use logos_types::{
     catalog::{NextTemplateId, Product, Products, Template, TemplateId, Templates},
@@ -16,7 +16,7 @@ use logos_types::{
     operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments},
     peers::{self, FullNodes, MinimumDeposit},
     provisioning::{Assignment, Assignments},
-    Call, Event,
+    staking, Call, Event,
 };
 use std::time::{Duration, Instant};
 
@@ -356,13 +356,77 @@ pub async fn offered_registration(
     http: &reqwest::Client,
     endpoint: &str,
 ) -> Option<FullNodeRegistration> {
+    offered(http, endpoint, "registration").await
+}
+
+/// The validator intent a workload's `GET http://{endpoint}/health` offers (a leased validator
+/// started with `--validate-for`), whatever its status; `None` as for
+/// [`offered_registration`]. The offer is untrusted: [`declare_validator`] checks it.
+pub async fn offered_intent(http: &reqwest::Client, endpoint: &str) -> Option<ValidatorIntent> {
+    offered(http, endpoint, "intent").await
+}
+
+/// Field `field` of the health answer at `endpoint`, bounded as [`bounded_json`] reads it.
+async fn offered<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    endpoint: &str,
+    field: &str,
+) -> Option<T> {
     let response = http
         .get(format!("http://{endpoint}/health"))
         .send()
         .await
         .ok()?;
     let body = bounded_json(response).await?;
-    serde_json::from_value(body.get("registration")?.clone()).ok()
+    serde_json::from_value(body.get(field)?.clone()).ok()
+}
+
+/// True if the consensus key signed `intent` for this chain, its owner and its p2p address
+/// (what the chain checks; a forged offer is refused here instead of costing a fee).
+pub fn intent_verifies(intent: &ValidatorIntent, chain_id: &ChainId) -> bool {
+    let message = staking::intent_message(chain_id, &intent.owner, &intent.p2p_address);
+    intent
+        .consensus_key
+        .verifies(staking::INTENT_NAMESPACE, &message, &intent.signature)
+}
+
+/// Declares `wallet`'s account a validator candidate with the consensus key and p2p address
+/// of `intent` (a node's offer: the key never leaves it), at `commission_permille`, replacing
+/// `evict` when the candidate list is full, and waits for finality; returns the receipt and
+/// the height. Refused before submission if the intent names another account, does not
+/// verify, or gives an address no connection can come from.
+pub async fn declare_validator(
+    client: &Client,
+    wallet: &Wallet,
+    intent: &ValidatorIntent,
+    (commission_permille, evict): (u16, Option<logos_primitives::Address>),
+) -> Result<(logos_types::Receipt, u64), ClientError> {
+    if intent.owner != wallet.address() {
+        return Err(ClientError::Malformed(format!(
+            "the validator intent is for {}, not {}",
+            intent.owner,
+            wallet.address()
+        )));
+    }
+    if !intent.p2p_address.is_source() || intent.p2p_address.port == 0 {
+        return Err(ClientError::Malformed(format!(
+            "the validator intent's p2p address {} accepts no connection",
+            intent.p2p_address
+        )));
+    }
+    if !intent_verifies(intent, &client.info().chain_id) {
+        return Err(ClientError::Malformed(
+            "the validator intent's signature does not verify for this chain".into(),
+        ));
+    }
+    let call = Call::Staking(staking::Call::Validate {
+        consensus_key: intent.consensus_key,
+        p2p_address: intent.p2p_address,
+        commission_permille,
+        signature: intent.signature,
+        evict,
+    });
+    client.execute(wallet, call).await
 }
 
 /// The JSON body of `response`, read at most [`HEALTH_BODY_MAX_BYTES`] (more is refused, as

@@ -14,7 +14,10 @@
 //!    `/health` on [`FULL_NODE_RPC_PORT`] and offers its tenant a signed registration, which
 //!    the tenant's `lease create --wait` or `--demo` submits), template 1 "Static web server",
 //!    and templates 2 "Litecoin regtest node" and 3 "Monero regtest node" (the `litecoin-node`
-//!    and `monero-node` images: Debian's litecoind and monerod, healthy once synced);
+//!    and `monero-node` images: Debian's litecoind and monerod, healthy once synced), and
+//!    template 4 "Logos validator" (`logos-node` in the validator role: its consensus key
+//!    made and kept in the environment, which offers its tenant a full-node registration and
+//!    a validator intent for `logos stake validate --node`);
 //! 3. registers `provider-<k>` as providers (agent at `10.88.N.1:agent_base_port + k`, its
 //!    bridge's address, N = `network_base_index + k`; on `--hosts`, its host's address; agent
 //!    key `agent-<k>`) and admits them, registers `provisioner-<i>` (one per validator, at
@@ -73,7 +76,7 @@ pub const DEFAULT_REGISTRY: &str = "127.0.0.1:5000";
 /// The registry's port on a `--hosts` devnet's bridge address.
 pub const REGISTRY_PORT: u16 = 5000;
 /// The template files of the default catalog, in the order they are published (ids 0, 1, …).
-pub const DEFAULT_TEMPLATES: [(&str, &str); 4] = [
+pub const DEFAULT_TEMPLATES: [(&str, &str); 5] = [
     (
         "templates/logos-full-node.toml",
         include_str!("../../../templates/logos-full-node.toml"),
@@ -89,6 +92,10 @@ pub const DEFAULT_TEMPLATES: [(&str, &str); 4] = [
     (
         "templates/monero-regtest-node.toml",
         include_str!("../../../templates/monero-regtest-node.toml"),
+    ),
+    (
+        "templates/logos-validator.toml",
+        include_str!("../../../templates/logos-validator.toml"),
     ),
 ];
 

@@ -24,7 +24,8 @@
 //! # Health
 //! `GET /health` answers [`logos_api::rpc::Health`] (HTTP 200 when the finalized tip is younger
 //! than [`logos_api::rpc::HEALTH_STALE_MS`], 503 otherwise): the node's role, p2p key, tip and,
-//! on a full node started with `--register-for`, its signed registration. It is charged like
+//! on a node started with `--register-for`, its signed registration, and on a validator started
+//! with `--validate-for`, its signed validator intent. It is charged like
 //! one call to the connection's, the IP's and the server's buckets (HTTP 429 once one is
 //! empty, the body naming which).
 
@@ -57,7 +58,7 @@ pub use logos_api::rpc::codes;
 use logos_api::rpc::{
     error, error_with_data, AccountState, BlockInfo, ChainInfo, EpochProof, EventRecord,
     FullNodeRegistration, Head, Health, LogosApiServer, ReceiptInfo, StorageValue, Submitted,
-    TransactionInfo, TransactionLookup, TransactionStatus, HEALTH_STALE_MS,
+    TransactionInfo, TransactionLookup, TransactionStatus, ValidatorIntent, HEALTH_STALE_MS,
 };
 use logos_limits::{Slot, Slots};
 use logos_mempool::Rejection;
@@ -124,6 +125,8 @@ pub struct Identity {
     pub public_key: String,
     /// The registration it asks an account to submit, if any.
     pub registration: Option<FullNodeRegistration>,
+    /// The validator intent it asks an account to submit, if any.
+    pub intent: Option<ValidatorIntent>,
 }
 
 /// The `GET /health` answer: status and body (see the module docs).
@@ -151,6 +154,7 @@ where
         finalized_height: height,
         age_ms,
         registration: identity.registration.clone(),
+        intent: identity.intent.clone(),
     };
     (status, body)
 }

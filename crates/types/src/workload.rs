@@ -43,6 +43,36 @@ const DIGEST_HEX_LENGTH: usize = 64;
 /// Paths a volume may not be mounted over (the runtime's own mounts).
 const RESERVED_PATHS: [&str; 5] = ["/proc", "/sys", "/dev", "/tmp", "/opt/logos"];
 
+/// Start of the placeholder `${PUBLISHED:<port>}` in a command argument: the agent replaces
+/// it with `ip:port`, the address at which the declared `<port>` is published (as the
+/// environment's endpoint is for the health port). A leased validator declares it on chain as
+/// its p2p address.
+pub const PUBLISHED_PLACEHOLDER_PREFIX: &str = "${PUBLISHED:";
+
+/// The placeholder for where declared `port` is published, `${PUBLISHED:<port>}`.
+pub fn published_placeholder(port: u16) -> String {
+    format!("{PUBLISHED_PLACEHOLDER_PREFIX}{port}}}")
+}
+
+/// The ports `${PUBLISHED:<port>}` placeholders of `argument` name, in order; `Err` with the
+/// text after the prefix when one is not a port number closed by `}`.
+pub fn published_placeholders(argument: &str) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    let mut rest = argument;
+    while let Some((_, after)) = rest.split_once(PUBLISHED_PLACEHOLDER_PREFIX) {
+        let port = after
+            .split_once('}')
+            .and_then(|(digits, _)| {
+                let plain = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+                plain.then(|| digits.parse::<u16>().ok()).flatten()
+            })
+            .ok_or_else(|| after.to_string())?;
+        ports.push(port);
+        rest = after;
+    }
+    Ok(ports)
+}
+
 /// An image reference (see the module docs).
 pub type ImageReference = BoundedString<IMAGE_REFERENCE_MAX_BYTES>;
 /// A command argument or an environment value.
@@ -149,6 +179,12 @@ pub enum WorkloadError {
     /// A capability is listed twice.
     #[error("capability {0:?} is listed twice")]
     CapabilityDuplicate(Capability),
+    /// A `${PUBLISHED:<port>}` placeholder is not closed by `}` after a port number.
+    #[error("placeholder ${{PUBLISHED:{0}: expected ${{PUBLISHED:<port>}} with a declared port")]
+    PublishedPlaceholder(String),
+    /// A `${PUBLISHED:<port>}` placeholder names a port the workload does not declare.
+    #[error("${{PUBLISHED:{0}}} names port {0}, which is not one of the declared ports")]
+    PublishedPortUndeclared(u16),
 }
 
 /// A parsed, valid image reference.
@@ -265,6 +301,7 @@ impl Workload {
     pub fn validate(&self) -> Result<(), WorkloadError> {
         parse_image_reference(&self.image)?;
         self.validate_ports()?;
+        self.validate_published()?;
         self.validate_env()?;
         if let Some(path) = &self.volume_path {
             if !valid_volume_path(path) {
@@ -299,6 +336,17 @@ impl Workload {
             let visible = path.chars().all(|c| c.is_ascii_graphic());
             if !path.starts_with('/') || !visible {
                 return Err(WorkloadError::HealthPath(path.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_published(&self) -> Result<(), WorkloadError> {
+        for argument in self.command.iter() {
+            let ports =
+                published_placeholders(argument).map_err(WorkloadError::PublishedPlaceholder)?;
+            if let Some(port) = ports.into_iter().find(|port| !self.ports.contains(port)) {
+                return Err(WorkloadError::PublishedPortUndeclared(port));
             }
         }
         Ok(())
@@ -408,6 +456,56 @@ mod tests {
                 ),
                 "{reference:?} accepted"
             );
+        }
+    }
+
+    #[test]
+    fn published_placeholders_name_declared_ports_only() {
+        assert_eq!(published_placeholder(30400), "${PUBLISHED:30400}");
+        assert_eq!(
+            published_placeholders("--validate-for=a@${PUBLISHED:30400},${PUBLISHED:8545}"),
+            Ok(vec![30400, 8545])
+        );
+        assert_eq!(published_placeholders("${PUBLISHED}"), Ok(vec![]));
+        let mut declared = workload();
+        declared
+            .command
+            .try_push(
+                "--validate-for=${TENANT}@${PUBLISHED:30400}"
+                    .try_into()
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(declared.validate(), Ok(()));
+        for (argument, expected) in [
+            (
+                "${PUBLISHED:9000}",
+                WorkloadError::PublishedPortUndeclared(9000),
+            ),
+            (
+                "x${PUBLISHED:8545}${PUBLISHED:1}",
+                WorkloadError::PublishedPortUndeclared(1),
+            ),
+            (
+                "${PUBLISHED:8545",
+                WorkloadError::PublishedPlaceholder("8545".into()),
+            ),
+            (
+                "${PUBLISHED:}",
+                WorkloadError::PublishedPlaceholder("}".into()),
+            ),
+            (
+                "${PUBLISHED:+8545}",
+                WorkloadError::PublishedPlaceholder("+8545}".into()),
+            ),
+            (
+                "${PUBLISHED:70000}",
+                WorkloadError::PublishedPlaceholder("70000}".into()),
+            ),
+        ] {
+            let mut bad = workload();
+            bad.command.try_push(argument.try_into().unwrap()).unwrap();
+            assert_eq!(bad.validate(), Err(expected), "{argument:?}");
         }
     }
 

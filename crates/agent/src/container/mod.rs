@@ -50,7 +50,7 @@ use crate::{
 use cgroup::Hierarchy;
 use command::system;
 use logos_api::agent::{Observation, Usage, WorkloadState};
-use logos_types::operations::{EnvironmentId, Spec};
+use logos_types::operations::{EnvironmentId, PortMapping, Spec};
 use network::{Network, HOSTS};
 use record::{Record, Records};
 use runc::Runc;
@@ -552,11 +552,12 @@ impl ContainerDriver {
     }
 
     /// The process's arguments: the template's command (or the image's entrypoint and
-    /// command) with the placeholders replaced.
+    /// command) with the placeholders replaced, `${PUBLISHED:<port>}` by where `ports`
+    /// publishes that declared port (the chain refuses a template naming another port).
     fn arguments(
         &self,
         environment: EnvironmentId,
-        spec: &Spec,
+        (spec, ports): (&Spec, &[PortMapping]),
         image: &ImageConfig,
     ) -> Result<Vec<String>, DriverError> {
         let network = &self.config.network;
@@ -590,6 +591,7 @@ impl ContainerDriver {
                     .replace(P2P_EGRESS_PLACEHOLDER, &egress)
                     .replace(ENVIRONMENT_PLACEHOLDER, &id)
             })
+            .map(|part| network.with_published(part, ports))
             .collect())
     }
 
@@ -654,7 +656,7 @@ impl ContainerDriver {
         let input = SpecInput {
             environment,
             rootfs: dir.join("disk/rootfs"),
-            args: self.arguments(environment, spec, image)?,
+            args: self.arguments(environment, (spec, &record.ports), image)?,
             env: self.variables(environment, spec, image),
             cwd: working_dir(image).unwrap_or_else(|| volume_path.clone()),
             ids: self.ids(record.host),

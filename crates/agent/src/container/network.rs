@@ -26,7 +26,7 @@ use super::command::{kill, output, run, run_with_input};
 use crate::driver::DriverError;
 use logos_types::{
     operations::{EnvironmentId, PortMapping},
-    workload::PORTS_MAX,
+    workload::{published_placeholder, PORTS_MAX},
 };
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -173,6 +173,19 @@ impl Network {
     /// `public_ip:port`.
     pub fn endpoint(&self, published: u16) -> String {
         SocketAddr::new(self.public_ip.into(), published).to_string()
+    }
+
+    /// `argument` with each `${PUBLISHED:<port>}` of a port in `ports` replaced by its
+    /// [`Self::endpoint`] (others are left as they are: the chain refuses a template whose
+    /// placeholder names a port it does not declare).
+    pub fn with_published(&self, argument: String, ports: &[PortMapping]) -> String {
+        ports.iter().fold(argument, |argument, mapping| {
+            let placeholder = published_placeholder(mapping.port);
+            match argument.contains(&placeholder) {
+                true => argument.replace(&placeholder, &self.endpoint(mapping.published)),
+                false => argument,
+            }
+        })
     }
 
     /// Creates the bridge, its address and the host firewall (idempotent; the port mappings

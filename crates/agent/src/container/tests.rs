@@ -55,6 +55,20 @@ fn names_and_addresses_follow_the_network_index() {
 }
 
 #[test]
+fn published_placeholders_become_the_ports_public_addresses() {
+    let ports = NETWORK.published(5, &[8545, 30333]).unwrap();
+    let argument = "--validate-for=x@${PUBLISHED:30333} ${PUBLISHED:8545} ${PUBLISHED:9}";
+    assert_eq!(
+        NETWORK.with_published(argument.to_string(), &ports),
+        "--validate-for=x@192.0.2.7:24049 192.0.2.7:24048 ${PUBLISHED:9}"
+    );
+    assert_eq!(
+        NETWORK.with_published("${PUBLISHED:30333}".into(), &[]),
+        "${PUBLISHED:30333}"
+    );
+}
+
+#[test]
 fn each_host_gets_its_own_block_of_published_ports() {
     let mapping = |port, published| PortMapping { port, published };
     assert_eq!(

@@ -10,6 +10,7 @@ use std::{
     path::Path,
     process::Child,
     sync::mpsc::Receiver,
+    time::{Duration, Instant},
 };
 
 /// The `logos` binary under test.
@@ -48,4 +49,28 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Calls `check` every 500 ms until it returns `Some`, for at most `bound`.
+pub fn eventually<T>(what: &str, bound: Duration, check: impl FnMut() -> Option<T>) -> T {
+    eventually_or(what, bound, check, String::new)
+}
+
+/// [`eventually`], saying what `explain` returns if it times out.
+pub fn eventually_or<T>(
+    what: &str,
+    bound: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}\n{}", explain());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
