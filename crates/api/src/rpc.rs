@@ -381,7 +381,9 @@ pub struct ValidatorIntent {
     pub consensus_key: logos_primitives::NodeKey,
     /// The account allowed to submit the intent.
     pub owner: Address,
-    /// Where the node accepts p2p connections, `IP:port` (its connections come from that IP).
+    /// Where the node accepts p2p connections, `IP:port` (on chain, also the IP its own
+    /// connections are accepted from: a leased node's come through its provider's relays, so
+    /// they are let in only where that IP is the provider's p2p egress address).
     pub p2p_address: logos_types::peers::P2pAddress,
     /// The consensus key's signature over `logos_types::staking::intent_message` in
     /// `logos_types::staking::INTENT_NAMESPACE`.
@@ -406,7 +408,6 @@ pub struct Health {
     pub registration: Option<FullNodeRegistration>,
     /// A validator intent the node asks an account to submit, if configured
     /// (`logos node run --role validator --validate-for`; absent from older nodes' answers).
-    #[serde(default)]
     pub intent: Option<ValidatorIntent>,
 }
 

@@ -383,7 +383,7 @@ async fn validate(intent: Intent, key: KeyArgs, rpc: String, format: Format) -> 
         IntentFrom::Node(node) => {
             let http = logos_client::http::untrusted(std::time::Duration::from_secs(5))?;
             let endpoint = node.trim_start_matches("http://").trim_end_matches('/');
-            logos_client::tenant::offered_intent(&http, endpoint)
+            let offer = logos_client::tenant::offered_intent(&http, endpoint)
                 .await
                 .with_context(|| {
                     format!(
@@ -392,7 +392,16 @@ async fn validate(intent: Intent, key: KeyArgs, rpc: String, format: Format) -> 
                          --validate-for?)",
                         logos_client::http::HEALTH_BODY_MAX_BYTES
                     )
-                })?
+                })?;
+            let host = endpoint.parse::<std::net::SocketAddr>().map(|a| a.ip());
+            if host.is_ok_and(|host| host != offer.p2p_address.ip()) {
+                eprintln!(
+                    "warning: the node offers p2p address {} on another host than its endpoint \
+                     {endpoint}: make sure its committee can reach it there",
+                    offer.p2p_address
+                );
+            }
+            offer
         }
     };
     let terms = (intent.commission_permille, intent.evict);

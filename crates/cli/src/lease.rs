@@ -463,11 +463,18 @@ pub fn run_lease(command: LeaseCommand) -> Result<()> {
                         printable(error)
                     );
                 }
+                if let Some(error) = &closed.chill_error {
+                    eprintln!(
+                        "warning: {}; retry with `logos stake chill`",
+                        printable(error)
+                    );
+                }
                 format.print(&serde_json::json!({
                     "lease": id,
                     "closed_at": closed.height,
                     "refund": closed.refund,
                     "deregistered_full_node": closed.deregistered,
+                    "chilled_validator": closed.chilled,
                 }))
             }
         }

@@ -211,6 +211,12 @@ pub fn run(command: NodeCommand) -> Result<()> {
     if let Some(role) = role {
         config.role = role.into();
     }
+    if flags.validate_for.is_some() && config.p2p_listen.port() == 0 {
+        anyhow::bail!(
+            "--validate-for: the node would listen for p2p on a random port; give --p2p-listen \
+             IP:PORT (the port its committee reaches at the intent's address)"
+        );
+    }
     let genesis = Genesis::load(&config.genesis_file)?;
     if flags.validate_for.is_some() && config.role != Role::Validator {
         anyhow::bail!(
@@ -294,15 +300,16 @@ pub fn run(command: NodeCommand) -> Result<()> {
     })
 }
 
-/// The flags that configure a full node without a file (and its registration offer).
+/// The flags that configure a node without a file (a full node, or a validator with `--role
+/// validator`), and the registration and validator intent it offers.
 #[derive(clap::Args)]
 pub struct FullNodeFlags {
     /// (without `--config`) Genesis file of the network.
     #[arg(long, conflicts_with = "config", requires = "data_dir")]
     genesis: Option<PathBuf>,
     /// (without `--config`) Directory for all storage. The p2p key (a validator's consensus
-    /// key too) is `<dir>/p2p.key`, created on first start (encrypted with `LOGOS_PASSPHRASE`, else with the empty
-    /// passphrase, said on stderr).
+    /// key too) is `<dir>/p2p.key`, created on first start (encrypted with
+    /// `LOGOS_PASSPHRASE`, else with the empty passphrase, said on stderr).
     #[arg(long, conflicts_with = "config")]
     data_dir: Option<PathBuf>,
     /// (without `--config`) JSON-RPC listen address (`GET /health` too).
@@ -323,9 +330,9 @@ pub struct FullNodeFlags {
     #[arg(long)]
     register_for: Option<String>,
     /// `ACCOUNT@IP:PORT` (a validator): sign a validator intent of this node's consensus key
-    /// for ACCOUNT, accepting p2p connections at IP:PORT (and making them from IP), and serve
-    /// it at `GET /health` for ACCOUNT to submit (`logos stake validate --node`). The key never
-    /// leaves the node.
+    /// for ACCOUNT, reached at IP:PORT (where its `--p2p-listen` port is published; validators
+    /// also take its own connections only from IP), and serve it at `GET /health` for ACCOUNT
+    /// to submit (`logos stake validate --node`). The key never leaves the node.
     #[arg(long)]
     validate_for: Option<String>,
 }

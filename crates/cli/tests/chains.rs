@@ -376,6 +376,54 @@ fn attack_health_server_and_rpc(devnet: &Devnet, record: &Environment, node: &Le
     );
 }
 
+/// From the attacker's side: one source opens far more idle connections to the health port
+/// than the agent's firewall lets one source hold (each would be a forked `httpd` waiting for a
+/// request, and enough of them would exhaust the environment's pids and kill its PID 1). The
+/// excess is reset at once; once the flood ends the check answers again and the lease stays
+/// Verified.
+fn flood_from_one_source(
+    rt: &tokio::runtime::Runtime,
+    (devnet, client): (&Devnet, &Client),
+    node: &Leased,
+) {
+    const FLOOD: usize = 200;
+    let address: std::net::SocketAddr = node.endpoint.parse().unwrap();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..FLOOD {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)) {
+            Ok(stream) => held.push(stream),
+            Err(error) => {
+                assert_eq!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionRefused,
+                    "{error}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    // This host is one source (the bridge address); a probe of the provisioners may hold a
+    // slot meanwhile.
+    assert!(
+        (28..=32).contains(&held.len()) && refused == FLOOD - held.len(),
+        "{} held, {refused} refused",
+        held.len()
+    );
+    drop(held);
+    let (status, body) = eventually("the check after the flood", NODE_WAIT, || {
+        get(&node.endpoint, HEALTH_PATH).filter(|(status, _)| *status == 200)
+    });
+    assert!(body.contains("synced"), "{status} {body}");
+    let record = environment(rt, client, node.lease);
+    assert_eq!(
+        record.condition(ConditionType::Verified).status,
+        ConditionStatus::True,
+        "{}",
+        diagnosis(devnet, node)
+    );
+}
+
 /// Leases the catalog's template `name` and waits until it is reported, then until its
 /// health check says `unsynced` (the lease neither Ready nor Verified), and tries the
 /// attacker's requests on it (its RPC on `rpc_port`).
@@ -435,6 +483,7 @@ fn litecoin_and_monero_nodes_are_verified_only_once_synced_with_their_network() 
     let synced =
         format!("synced: chain regtest blocks {LITECOIN_BLOCKS} headers {LITECOIN_BLOCKS} peers 1");
     assert!(body.contains(&synced), "{body}");
+    flood_from_one_source(&rt, (&devnet, &client), &litecoin);
 
     // Monero: no peer, so not synchronized and not Verified; then a host network that mined
     // alone joins it, and it is Verified at the network's height.

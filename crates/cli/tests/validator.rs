@@ -4,25 +4,34 @@
 //! leased node is elected and votes: blocks of its epoch are proposed by it, through the
 //! connections its committee opens to its published p2p port.
 //!
+//! A new generation stops it with SIGTERM (the node shuts down cleanly) and it comes back with
+//! the same key; closing the lease drops the tenant's candidacy, and once the node is gone
+//! finality goes on without it (one member of four).
+//!
 //! From the attacker's side: another account cannot use the offer (the chain refuses the
 //! signature, and `logos stake validate --node` refuses it before spending a fee), an intent
-//! moved to another address does not verify, and closing the lease takes one member of four
-//! away without stopping finality. Needs root, as the sub0layer tests do.
+//! moved to another address does not verify, and `logos node run` refuses flags that would
+//! offer an unusable intent before it makes a key. Needs root, as the sub0layer tests do.
 
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use logos_api::rpc::{LogosApiClient, ValidatorIntent};
 use logos_client::{
-    tenant::{catalog, close_lease, create_lease},
+    tenant::{catalog, create_lease},
     Client,
 };
 use logos_primitives::format_public_key;
 use logos_types::{
+    balances,
     dvci::RegionId,
     market::LeaseId,
     operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments},
     staking, Call,
 };
-use std::{process::Command, time::Duration};
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 mod common;
 
@@ -74,10 +83,17 @@ fn health(endpoint: &str) -> Option<(u16, serde_json::Value)> {
     Some((status.parse().ok()?, serde_json::from_str(body).ok()?))
 }
 
-/// The tail of the lease's workload output (`logos env logs`): what a failure shows.
-fn logs(devnet: &Devnet, lease: LeaseId) -> String {
+/// The last `bytes` of the lease's workload output (`logos env logs`; 4 KiB: what a failure
+/// shows).
+fn tail(devnet: &Devnet, lease: LeaseId, bytes: u64) -> String {
     let output = logos_command()
-        .args(["env", "logs", &lease.to_string(), "--bytes", "4096"])
+        .args([
+            "env",
+            "logs",
+            &lease.to_string(),
+            "--bytes",
+            &bytes.to_string(),
+        ])
         .args(["--rpc", &devnet.rpc, "--from", "dev"])
         .arg("--genesis")
         .arg(devnet.dir.join("genesis.toml"))
@@ -85,6 +101,10 @@ fn logs(devnet: &Devnet, lease: LeaseId) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn logs(devnet: &Devnet, lease: LeaseId) -> String {
+    tail(devnet, lease, 4096)
 }
 
 /// The consensus keys of `epoch`'s committee, sorted (`None` before it is elected).
@@ -158,6 +178,12 @@ fn attack_the_offer(
     intent: &ValidatorIntent,
 ) {
     let thief = devnet.wallet("provider-1");
+    let account = |wallet: &logos_client::Wallet| {
+        rt.block_on(client.map::<balances::Accounts>(&wallet.address()))
+            .unwrap()
+            .0
+    };
+    let before = account(&thief);
     let refused = cli(
         devnet,
         &[
@@ -174,6 +200,7 @@ fn attack_the_offer(
         refused.contains(&format!("is for {}", intent.owner)),
         "{refused}"
     );
+    assert_eq!(account(&thief), before, "refused before a fee was spent");
     let moved = "10.0.0.9:30333".parse().unwrap();
     for (sender, p2p_address) in [(&thief, intent.p2p_address), (&devnet.wallet("dev"), moved)] {
         let call = Call::Staking(staking::Call::Validate {
@@ -194,22 +221,33 @@ fn attack_the_offer(
 }
 
 /// `logos node run` refuses, before it makes a key or binds a port, an intent on a full node,
-/// for an address no connection can come from or no port, and a registration of a genesis
-/// validator's key.
+/// for an address no connection can come from or no port, from a node listening on a random
+/// port, and a registration of a genesis validator's key.
 fn refused_flags(devnet: &Devnet) {
     let dir = tempfile::tempdir().unwrap();
     let run = |role: &str, data_dir: &std::path::Path, flags: &[&str]| {
-        let output = logos_command()
+        let mut child = logos_command()
             .args(["node", "run", "--role", role, "--genesis"])
             .arg(devnet.dir.join("genesis.toml"))
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--rpc-listen", "127.0.0.1:0"])
             .args(flags)
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        assert!(!output.status.success(), "{role} {flags:?} accepted");
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        // A node that took the flags would run on: the test fails instead of hanging.
+        let exited = eventually_or(
+            "the node to refuse its flags",
+            Duration::from_secs(30),
+            || child.try_wait().unwrap(),
+            || format!("{role} {flags:?} accepted"),
+        );
+        let mut error = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut error);
+        assert!(!exited.success(), "{role} {flags:?} accepted: {error}");
+        error
     };
     let dev = devnet.wallet("dev").address();
     for (role, flag, expected) in [
@@ -222,8 +260,14 @@ fn refused_flags(devnet: &Devnet) {
         ),
         ("validator", "0x12@127.0.0.1:1".to_string(), "account"),
         ("validator", format!("{dev}@host:1"), "not IP:PORT"),
+        ("validator", format!("{dev}@127.0.0.1:1"), "random port"),
     ] {
-        let error = run(role, dir.path(), &["--validate-for", &flag]);
+        let listen = match expected {
+            "random port" => "127.0.0.1:0",
+            _ => "127.0.0.1:30999",
+        };
+        let flags = ["--p2p-listen", listen, "--validate-for", &flag];
+        let error = run(role, dir.path(), &flags);
         assert!(
             error.contains("--validate-for") && error.contains(expected),
             "{flag}: {error}"
@@ -407,12 +451,62 @@ fn a_leased_validator_is_elected_and_votes_through_its_published_port() {
     let (status, body) = health(&endpoint).unwrap();
     assert_eq!(status, 200, "{body}");
 
-    // The tenant closes the lease: one member of four goes, finality goes on.
-    rt.block_on(close_lease(&client, &dev, lease, None))
+    // A new generation restarts it on its volume: stopped by SIGTERM (the node shuts down
+    // cleanly), the same key, voting again.
+    let updated = cli(
+        &devnet,
+        &["lease", "update", &lease.to_string(), "--from", "dev"],
+    )
+    .unwrap();
+    assert_eq!(updated["generation"], 2, "{updated}");
+    eventually_or(
+        "generation 2 running and synced",
+        WAIT,
+        || {
+            let record = environment(&rt, &client, lease);
+            let ready = record.observed_generation == 2
+                && record.condition(ConditionType::Ready).status == ConditionStatus::True;
+            let (status, body) = health(&endpoint)?;
+            (ready && status == 200 && body["public_key"] == leased_key.as_str()).then_some(())
+        },
+        || logs(&devnet, lease),
+    );
+    let output = tail(&devnet, lease, logos_api::agent::LOGS_MAX_BYTES);
+    assert!(
+        output.contains("signalled; stopping"),
+        "generation 1 was not stopped by a signal it handled:\n{output}"
+    );
+
+    // The tenant closes the lease: its candidacy is dropped with it (the key is gone with the
+    // volume), and once the node is gone, finality goes on without the member.
+    let closed = cli(
+        &devnet,
+        &["lease", "close", &lease.to_string(), "--from", "dev"],
+    )
+    .unwrap();
+    assert_eq!(closed["chilled_validator"], leased_key, "{closed}");
+    assert_eq!(closed["deregistered_full_node"], leased_key, "{closed}");
+    let (candidate, _) = rt
+        .block_on(client.map::<staking::Validators>(&dev.address()))
         .unwrap();
-    let closed_at = rt.block_on(client.head_height()).unwrap();
+    assert!(candidate.is_none(), "still a candidate: {candidate:?}");
+    eventually("the leased node to be gone", WAIT, || {
+        health(&endpoint).is_none().then_some(())
+    });
+    let gone_at = rt.block_on(client.head_height()).unwrap();
+    let after = gone_at + EPOCH_BLOCKS / 3;
     eventually("finality after the leased member left", WAIT, || {
         let head = rt.block_on(client.head_height()).ok()?;
-        (head >= closed_at + 2 * EPOCH_BLOCKS / 3).then_some(())
+        (head >= after).then_some(())
     });
+    for height in gone_at + 1..=after {
+        let block = rt
+            .block_on(rpc.get_block_by_height(height))
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            block.proposer, leased_key,
+            "block {height} after the node was gone"
+        );
+    }
 }

@@ -7,7 +7,7 @@
 //! are refused and change nothing. Needs root (the devnet's sub0layer) and Chromium
 //! (scripts/install-deps).
 
-use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator};
 use std::{
     net::TcpStream,
     path::PathBuf,
@@ -101,6 +101,22 @@ async fn browser() -> Client {
         .expect("a Chromium session")
 }
 
+/// `logos <args> --rpc … --json` with the devnet's keystore; its parsed output.
+fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
+    let output = logos_command()
+        .args(args)
+        .args(["--rpc", &devnet.rpc, "--json"])
+        .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "logos {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 fn url(path: &str) -> String {
     format!("http://127.0.0.1:{CONSOLE_PORT}{path}")
 }
@@ -137,9 +153,17 @@ async fn screenshot(browser: &Client, name: &str) {
     std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
 }
 
-async fn button(browser: &Client, label: &str) -> Element {
-    let xpath = format!("//button[normalize-space()='{label}']");
-    browser.find(Locator::XPath(&xpath)).await.unwrap()
+/// Clicks the button at `xpath`, then accepts (or dismisses) the question the console asks;
+/// the question.
+async fn click_and_answer(browser: &Client, xpath: &str, accept: bool) -> String {
+    let button = browser.find(Locator::XPath(xpath)).await.unwrap();
+    button.click().await.unwrap();
+    let question = browser.get_alert_text().await.unwrap();
+    match accept {
+        true => browser.accept_alert().await.unwrap(),
+        false => browser.dismiss_alert().await.unwrap(),
+    }
+    question
 }
 
 #[test]
@@ -171,16 +195,19 @@ fn a_tenant_deploys_watches_and_closes_a_node_in_the_browser() {
             assert!(ready > 0.0 && ready < 1_000.0, "{page}: {ready} ms");
         }
 
-        // Deploy the Logos full node from the catalog.
+        // Deploy the Logos full node from the catalog: the console first asks, with the
+        // escrow the blocks take (price × blocks); declined, nothing is leased.
         browser.goto(&url("/catalog")).await.unwrap();
         let deploy = "//tr[th[normalize-space()='Logos full node']]//button";
-        browser
-            .find(Locator::XPath(deploy))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let price = 4 * logos_devnet::sub0::PRICE_PER_UNIT;
+        let escrow = format!("36000 blocks × {price} per block = {}", 36_000 * price);
+        let question = click_and_answer(&browser, deploy, false).await;
+        assert!(
+            question.contains("Deploy Logos full node") && question.contains(&escrow),
+            "{question}"
+        );
+        assert_eq!(browser.current_url().await.unwrap().as_str(), url("/catalog"));
+        click_and_answer(&browser, deploy, true).await;
         let status = text_until(
             &browser,
             "[data-testid=status]",
@@ -223,6 +250,17 @@ fn a_tenant_deploys_watches_and_closes_a_node_in_the_browser() {
         )
         .await;
         println!("provider 0 attestation: {attestation}");
+        // Per component: each matched the machine's reference in its last report.
+        let components = text_until(
+            &browser,
+            "[data-testid=attestation-components]",
+            Duration::from_secs(5),
+            |t| t.matches("matched (report at").count() == 6,
+        )
+        .await;
+        for component in ["Boot chain", "IMA (PCR 10)", "Files", "LKRG", "eBPF", "Tamper"] {
+            assert!(components.contains(component), "{components}");
+        }
         assert!(browser.source().await.unwrap().contains("Provider 0"));
         screenshot(&browser, "providers").await;
         browser.goto(&url("/network")).await.unwrap();
@@ -235,6 +273,39 @@ fn a_tenant_deploys_watches_and_closes_a_node_in_the_browser() {
         .await;
         println!("finality latency shown: {latency} ms");
         screenshot(&browser, "network").await;
+
+        // Governance: a proposal made with the CLI is voted on in the console with the
+        // console key's bonded stake, and its tally shows the vote.
+        cli(&devnet, &["stake", "bond", "--amount", "1000000000", "--from", "dev"]);
+        let proposed = cli(
+            &devnet,
+            &[
+                "gov", "propose", "set-price", "--class", "compute-hosted", "--amount", "1000",
+                "--from", "dev",
+            ],
+        );
+        let proposal = proposed["id"].as_u64().unwrap();
+        browser.goto(&url("/governance")).await.unwrap();
+        let vote = format!("//article[h2[starts-with(normalize-space(), 'Proposal {proposal} ')]]//button[normalize-space()='Vote aye']");
+        browser
+            .find(Locator::XPath(&vote))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let tally = text_until(
+            &browser,
+            &format!("article[aria-labelledby=proposal-{proposal}] dl"),
+            Duration::from_secs(30),
+            |text| {
+                text.contains("aye with 1000000000")
+                    && text.contains("1000000000 (the quorum's base at the tally)")
+            },
+        )
+        .await;
+        println!("proposal {proposal} after the console's vote: {tally}");
+        screenshot(&browser, "governance").await;
 
         // Attacks on the console: each refused, the lease untouched.
         let http = reqwest::Client::new();
@@ -314,12 +385,10 @@ fn a_tenant_deploys_watches_and_closes_a_node_in_the_browser() {
         )
         .await;
 
-        // Close it from the page.
-        button(&browser, "Close and refund")
-            .await
-            .click()
-            .await
-            .unwrap();
+        // Close it from the page (asked first).
+        let close = "//button[normalize-space()='Close and refund']";
+        let question = click_and_answer(&browser, close, true).await;
+        assert!(question.starts_with("Close lease"), "{question}");
         let closed = text_until(
             &browser,
             "[data-testid=status]",

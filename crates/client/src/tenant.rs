@@ -275,14 +275,24 @@ pub struct Closed {
     /// Why the full-node key could not be deregistered (the lease is closed all the same;
     /// `logos node deregister` retries).
     pub deregistration_error: Option<String>,
+    /// The consensus key of the tenant's validator candidacy dropped with the lease
+    /// (`staking::Chill`): a leased validator's key goes with its volume, and a candidate
+    /// nobody runs would be elected into committees it cannot serve.
+    pub chilled: Option<NodeKey>,
+    /// Why the candidacy could not be dropped (`logos stake chill` retries).
+    pub chill_error: Option<String>,
 }
 
 /// Closes lease `id` from `wallet` (its tenant): the unspent escrow comes back. Then the
 /// full-node key registered for it is deregistered, since the registry is bounded and the
 /// deposit is the tenant's: `known`, the key the caller registered for this lease (exact), or
 /// else the key the workload offers at `/health` (best effort: a provider could name another
-/// of the tenant's nodes, so callers that registered the key should pass it). A failed
-/// deregistration is reported in [`Closed::deregistration_error`], not as an error.
+/// of the tenant's nodes, so callers that registered the key should pass it). And when the
+/// tenant's validator candidacy holds that key (or the consensus key of the intent the
+/// workload offers), the candidacy is dropped (`staking::Chill`; the stake stays bonded, and
+/// committees already elected keep the member until the next election). A failed
+/// deregistration or chill is reported in [`Closed::deregistration_error`] or
+/// [`Closed::chill_error`], not as an error.
 pub async fn close_lease(
     client: &Client,
     wallet: &Wallet,
@@ -293,6 +303,10 @@ pub async fn close_lease(
     let registered = match known {
         Some(key) => owned_node(client, wallet, key).await,
         None => offered_node(client, wallet, id).await,
+    };
+    let candidacy = match known.or(registered) {
+        Some(key) => declared_key(client, wallet, key).await,
+        None => offered_candidacy(client, wallet, id).await,
     };
     let call = Call::Market(market::Call::CloseLease { lease: id });
     let (receipt, height) = client.execute(wallet, call).await?;
@@ -305,6 +319,8 @@ pub async fn close_lease(
         refund,
         deregistered: None,
         deregistration_error: None,
+        chilled: None,
+        chill_error: None,
     };
     if let Some(node) = registered {
         let call = Call::Peers(peers::Call::DeregisterFullNode { key: node });
@@ -313,7 +329,38 @@ pub async fn close_lease(
             Err(error) => closed.deregistration_error = Some(format!("full node {node}: {error}")),
         }
     }
+    if let Some(key) = candidacy {
+        match client
+            .execute(wallet, Call::Staking(staking::Call::Chill))
+            .await
+        {
+            Ok(_) => closed.chilled = Some(key),
+            Err(error) => closed.chill_error = Some(format!("candidacy of {key}: {error}")),
+        }
+    }
     Ok(closed)
+}
+
+/// `key` if `wallet`'s account is a validator candidate with it as its consensus key.
+async fn declared_key(client: &Client, wallet: &Wallet, key: NodeKey) -> Option<NodeKey> {
+    let (candidate, _) = client
+        .map_checked::<staking::Validators>(&wallet.address())
+        .await
+        .ok()?;
+    (candidate?.consensus_key == key).then_some(key)
+}
+
+/// The consensus key of the intent lease `id`'s workload offers at `/health`, if `wallet`'s
+/// candidacy holds it (best effort, as [`offered_node`]).
+async fn offered_candidacy(client: &Client, wallet: &Wallet, id: LeaseId) -> Option<NodeKey> {
+    let (environment, _) = client
+        .map_checked::<Environments>(&EnvironmentId::from(id))
+        .await
+        .ok()?;
+    let endpoint = environment?.endpoint;
+    let http = untrusted(Duration::from_millis(HEALTH_TIMEOUT_MS)).ok()?;
+    let offer = offered_intent(&http, &endpoint).await?;
+    declared_key(client, wallet, offer.consensus_key).await
 }
 
 /// `key` if the chain says `wallet` registered it.

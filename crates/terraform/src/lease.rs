@@ -924,7 +924,11 @@ async fn close(
     let closed = close_lease(&connection.client, wallet, id, registered)
         .await
         .map_err(shown)?;
-    Ok(closed.deregistration_error.map(shown))
+    let warnings: Vec<String> = [closed.deregistration_error, closed.chill_error]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok((!warnings.is_empty()).then(|| shown(warnings.join("; "))))
 }
 
 /// The state of existing open leases of the provider's key (`terraform import`), named `ID`

@@ -54,8 +54,10 @@ pub fn published_placeholder(port: u16) -> String {
     format!("{PUBLISHED_PLACEHOLDER_PREFIX}{port}}}")
 }
 
-/// The ports `${PUBLISHED:<port>}` placeholders of `argument` name, in order; `Err` with the
-/// text after the prefix when one is not a port number closed by `}`.
+/// The ports `${PUBLISHED:<port>}` placeholders of `argument` name, in order; `Err` with (at
+/// most 16 bytes of) what follows the prefix when one is not [`published_placeholder`] of a
+/// port (a decimal number without leading zeros, closed by `}`), the only form the agent
+/// replaces.
 pub fn published_placeholders(argument: &str) -> Result<Vec<u16>, String> {
     let mut ports = Vec::new();
     let mut rest = argument;
@@ -63,10 +65,12 @@ pub fn published_placeholders(argument: &str) -> Result<Vec<u16>, String> {
         let port = after
             .split_once('}')
             .and_then(|(digits, _)| {
-                let plain = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-                plain.then(|| digits.parse::<u16>().ok()).flatten()
+                digits
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| p.to_string() == digits)
             })
-            .ok_or_else(|| after.to_string())?;
+            .ok_or_else(|| after.chars().take(16).collect::<String>())?;
         ports.push(port);
         rest = after;
     }
@@ -501,6 +505,18 @@ mod tests {
             (
                 "${PUBLISHED:70000}",
                 WorkloadError::PublishedPlaceholder("70000}".into()),
+            ),
+            (
+                "${PUBLISHED:030400}",
+                WorkloadError::PublishedPlaceholder("030400}".into()),
+            ),
+            (
+                "${PUBLISHED:8545 }",
+                WorkloadError::PublishedPlaceholder("8545 }".into()),
+            ),
+            (
+                "${PUBLISHED:0123456789012345678901}",
+                WorkloadError::PublishedPlaceholder("0123456789012345".into()),
             ),
         ] {
             let mut bad = workload();

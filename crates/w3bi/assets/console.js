@@ -130,10 +130,32 @@ function followStats(element) {
   poll();
 }
 
-// A submitted form's button is disabled: a double click does not lease twice.
+// The question a form asks before it is sent (data-confirm), with the escrow a deploy takes
+// (data-price × its blocks, exact: BigInt), or null.
+function confirmation(form) {
+  const question = form.dataset.confirm;
+  if (!question) return null;
+  const blocks = form.querySelector("input[name=blocks]");
+  if (form.dataset.price === undefined || !blocks) return question;
+  try {
+    const escrow = BigInt(form.dataset.price) * BigInt(blocks.value);
+    return `${question}\n${blocks.value} blocks × ${form.dataset.price} per block = ${escrow} ` +
+      "(smallest unit) held in escrow; what is not spent comes back when the lease closes.";
+  } catch (_) {
+    return question;
+  }
+}
+
+// A form that spends or closes asks first; a submitted form's button is disabled: a double
+// click does not lease twice.
 function guardForms() {
   for (const form of document.querySelectorAll("form[method=post]")) {
-    form.addEventListener("submit", () => {
+    form.addEventListener("submit", (event) => {
+      const question = confirmation(form);
+      if (question !== null && !window.confirm(question)) {
+        event.preventDefault();
+        return;
+      }
       for (const button of form.querySelectorAll("button")) button.disabled = true;
     });
   }

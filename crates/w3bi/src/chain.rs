@@ -4,7 +4,7 @@
 use logos_client::{Client, ClientError};
 use logos_primitives::{Address, Amount};
 use logos_types::{
-    attestation::{Machine, Machines},
+    attestation::{Machine, Machines, Reference, References},
     codec::decode,
     dvci::{
         Aggregate, Aggregates, NextProviderId, Provider, ProviderId, Providers, Region, RegionId,
@@ -74,6 +74,8 @@ pub struct ProviderRow {
     pub reliability: Option<Reliability>,
     /// Its attestation record (none: never registered a TPM).
     pub machine: Option<Machine>,
+    /// The reference its machine is held to (none without a machine, or if unreadable).
+    pub reference: Option<Reference>,
     /// Its region.
     pub region: Option<Region>,
     /// The host aggregate of its region and class.
@@ -96,10 +98,16 @@ pub async fn providers(client: &Client) -> Result<Vec<ProviderRow>, ClientError>
             .flat_map(|(_, lease)| lease.payouts.iter())
             .filter(|payout| payout.role == Role::Provider && payout.account == provider.owner)
             .fold(0u128, |sum, payout| sum.saturating_add(payout.amount.0));
+        let machine = client.map::<Machines>(&id).await?.0;
+        let reference = match &machine {
+            Some(machine) => client.map::<References>(&machine.reference).await?.0,
+            None => None,
+        };
         rows.push(ProviderRow {
             id,
             reliability: client.map::<Reliabilities>(&id).await?.0,
-            machine: client.map::<Machines>(&id).await?.0,
+            machine,
+            reference,
             region: client.map::<Regions>(&provider.region).await?.0,
             aggregate: client
                 .map::<Aggregates>(&(provider.region, provider.class))
@@ -153,6 +161,9 @@ pub struct ProposalRow {
     pub call: Option<Call>,
     /// The console's account's vote on it.
     pub my_vote: Option<Vote>,
+    /// All active stake now (`staking::TotalActive`): the quorum's base if it were tallied
+    /// now (the tally records its own once voting ends).
+    pub active_now: Amount,
 }
 
 /// The newest [`PROPOSALS_MAX`] proposals, newest first, with `voter`'s votes.
@@ -161,6 +172,7 @@ pub async fn proposals(
     voter: Option<Address>,
 ) -> Result<Vec<ProposalRow>, ClientError> {
     let (next, _) = client.value::<NextProposalId>().await?;
+    let (active_now, _) = client.value::<logos_types::staking::TotalActive>().await?;
     let mut rows = Vec::new();
     for id in (next.get().saturating_sub(PROPOSALS_MAX)..next.get()).rev() {
         let id = ProposalId(id);
@@ -182,6 +194,7 @@ pub async fn proposals(
             call: decode::<Call>(&proposal.call).ok(),
             proposal,
             my_vote,
+            active_now,
         });
     }
     Ok(rows)

@@ -23,6 +23,7 @@
 //! (cross-site forms are refused); responses forbid framing and foreign scripts (CSP); bodies
 //! are at most [`routes::BODY_MAX_BYTES`]; log streams and background watchers are bounded.
 
+pub mod attestation;
 pub mod chain;
 pub mod guard;
 pub mod live;

@@ -3,6 +3,7 @@
 //! that change with the chain are fragments the script reloads at each finalized head.
 
 use crate::{
+    attestation::components,
     chain::{LeaseRow, NetworkView, ProposalRow, ProviderRow},
     live::Pace,
     Console,
@@ -79,8 +80,33 @@ pub fn action_labelled(
     name: &str,
     fields: Markup,
 ) -> Markup {
+    let confirm = Confirm {
+        question: None,
+        price: None,
+    };
+    action_confirmed(console, (path, label, name), confirm, fields)
+}
+
+/// What the script asks before a form that spends or closes is sent (`data-confirm`): the
+/// question, and for a deploy the price per block, so that it shows the escrow the chosen
+/// blocks take (price × blocks, in the smallest unit).
+pub struct Confirm {
+    /// The question (none: sent without asking).
+    pub question: Option<String>,
+    /// Price per block, smallest unit (a deploy).
+    pub price: Option<String>,
+}
+
+/// [`action_labelled`] that asks `confirm` first (with the script; without it, the form is
+/// sent as it is).
+pub fn action_confirmed(
+    console: &Console,
+    (path, label, name): (&str, &str, &str),
+    confirm: Confirm,
+    fields: Markup,
+) -> Markup {
     html! {
-        form method="post" action=(path) {
+        form method="post" action=(path) data-confirm=[confirm.question] data-price=[confirm.price] {
             input type="hidden" name="token" value=(console.token);
             (fields)
             button type="submit" aria-label=(name) { (label) }
@@ -191,7 +217,11 @@ pub fn catalog(console: &Console, entries: &[CatalogEntry]) -> Markup {
                         td.number { (entry.price_per_block.map_or("-".into(), |p| p.to_string())) }
                         td {
                             @if console.wallet.is_some() {
-                                (action_labelled(console, "/leases", "Deploy", &format!("Deploy {name} (template {})", entry.id), html! {
+                                @let confirm = Confirm {
+                                    question: Some(format!("Deploy {name} (template {})?", entry.id)),
+                                    price: entry.price_per_block.map(|p| p.to_string()),
+                                };
+                                (action_confirmed(console, ("/leases", "Deploy", &format!("Deploy {name} (template {})", entry.id)), confirm, html! {
                                     input type="hidden" name="template" value=(entry.id);
                                     label { "Blocks "
                                         input type="number" name="blocks" min="1"
@@ -217,12 +247,20 @@ pub fn lease(console: &Console, status: &LeaseStatus, name: &str) -> Markup {
         }
         @if open && console.wallet.is_some() {
             section.actions aria-label="Actions" {
-                (action(console, &format!("/leases/{id}/extend"), "Extend", html! {
+                @let confirm = Confirm {
+                    question: Some(format!("Extend lease {id}?")),
+                    price: Some(status.record.rate.to_string()),
+                };
+                (action_confirmed(console, (&format!("/leases/{id}/extend"), "Extend", "Extend"), confirm, html! {
                     label { "Blocks " input type="number" name="blocks" min="1" value="1000" required; }
                 }))
                 (action(console, &format!("/leases/{id}/update"), "Update (new generation)", html! {}))
                 (action(console, &format!("/leases/{id}/replica"), "Add a replica", html! {}))
-                (action(console, &format!("/leases/{id}/close"), "Close and refund", html! {}))
+                @let confirm = Confirm {
+                    question: Some(format!("Close lease {id} and stop its workload? What is left of its escrow comes back to you.")),
+                    price: None,
+                };
+                (action_confirmed(console, (&format!("/leases/{id}/close"), "Close and refund", "Close and refund"), confirm, html! {}))
             }
         }
         @if open {
@@ -290,7 +328,7 @@ fn status_word(environment: Option<&Environment>) -> &'static str {
 }
 
 /// `/providers`: every machine with its region, aggregate, reliability, earnings and
-/// attestation state.
+/// attestation state, as a whole and per component ([`crate::attestation`]).
 pub fn providers(rows: &[ProviderRow]) -> Markup {
     html! {
         @if rows.is_empty() { p { "No providers registered." } }
@@ -329,6 +367,15 @@ pub fn providers(rows: &[ProviderRow]) -> Markup {
                             }
                             None => { "no TPM registered" }
                         }
+                    }
+                }
+                @if let Some(machine) = &row.machine {
+                    table data-testid="attestation-components" {
+                        caption { "Attestation per component: what the machine's reference requires, and where it stands" }
+                        thead { tr { th scope="col" { "Component" } th scope="col" { "Reference" } th scope="col" { "State" } } }
+                        tbody { @for component in components(machine, row.reference.as_ref()) {
+                            tr { th scope="row" { (component.name) } td { (component.required) } td { (component.state) } }
+                        } }
                     }
                 }
             }
@@ -402,7 +449,12 @@ pub fn governance(console: &Console, rows: &[ProposalRow]) -> Markup {
                 p { code { (printable(&row.call.as_ref().map_or_else(|| "(undecodable call)".into(), |call| serde_json::to_string(call).unwrap_or_default()))) } }
                 dl.summary {
                     dt { "Ayes" } dd { (tally.ayes) } dt { "Nays" } dd { (tally.nays) }
-                    dt { "Active stake" } dd { (tally.total_active) } dt { "Voters" } dd { (tally.voters) }
+                    @if proposal.status == ProposalStatus::Voting {
+                        dt { "Active stake now" } dd { (row.active_now) " (the quorum's base at the tally)" }
+                    } @else {
+                        dt { "Active stake at the tally" } dd { (tally.total_active) }
+                    }
+                    dt { "Voters" } dd { (tally.voters) }
                     dt { "Voting ends at" } dd { (proposal.voting_ends_at) }
                     dt { "Enactment at" } dd { (proposal.enact_at.map_or("-".into(), |h| h.to_string())) }
                     @if let Some(vote) = &row.my_vote {

@@ -70,6 +70,11 @@ const START_POLL_MS: u64 = 20;
 /// How long a stop waits for the workload to die: polls × interval.
 const STOP_POLLS: u32 = 250;
 const STOP_POLL_MS: u64 = 20;
+/// Longest a stop waits for a workload whose init catches SIGTERM to exit on it before
+/// killing it, ms (Docker's default grace period): a chain node gets to close its database.
+pub const STOP_GRACE_MS: u64 = 10_000;
+/// SIGTERM (signal 15) in a `/proc/PID/status` signal mask (bit 14).
+const SIGTERM_MASK: u64 = 1 << 14;
 /// Largest log file before the shim rotates it, bytes (two files are kept).
 pub const DEFAULT_LOG_FILE_MAX_BYTES: u64 = 1024 * 1024;
 /// Most output a workload writes per second before it blocks, bytes.
@@ -733,9 +738,11 @@ impl ContainerDriver {
         Ok(())
     }
 
-    /// Kills the workload and waits for it and its shim to be gone; deletes the container.
+    /// Stops the workload (SIGTERM first, see [`Self::terminate`], then SIGKILL to every
+    /// process) and waits for it and its shim to be gone; deletes the container.
     async fn stop(&self, environment: EnvironmentId) -> Result<(), DriverError> {
         let id = self.container_id(environment);
+        self.terminate(&id).await;
         let shim = match self.records.read(environment).await {
             Ok(Some(record)) => record.shim_pid,
             _ => 0,
@@ -758,6 +765,36 @@ impl ContainerDriver {
             let _ = command::run("kill", &["-9", &shim.to_string()]).await;
         }
         self.runc.delete(&id).await
+    }
+
+    /// Sends SIGTERM to the running workload's init and waits up to [`STOP_GRACE_MS`] for it
+    /// to exit, if the init catches SIGTERM: an init without a handler ignores it (the kernel
+    /// drops it, pid_namespaces(7)), so waiting would only delay the kill.
+    async fn terminate(&self, id: &str) {
+        let Some(state) = self.runc.state(id).await else {
+            return;
+        };
+        let status = std::fs::read_to_string(format!("/proc/{}/status", state.pid));
+        let catches = status.is_ok_and(|status| catches_sigterm(&status));
+        if state.status != "running" || state.pid <= 0 || !catches {
+            return;
+        }
+        self.runc.signal(id, "TERM").await;
+        for _ in 0..STOP_GRACE_MS / STOP_POLL_MS {
+            if !self
+                .runc
+                .state(id)
+                .await
+                .is_some_and(|state| state.is_alive())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+        }
+        tracing::warn!(
+            container = id,
+            "still running {STOP_GRACE_MS} ms after SIGTERM; killing it"
+        );
     }
 
     /// Removes everything of `environment`: container, port mappings, namespace, disk,
@@ -827,6 +864,15 @@ impl ContainerDriver {
 
 /// Whether `pid` is the running shim writing `exit` (`… agent shim … --exit-file <exit> …`):
 /// a reused pid is some other process, another environment's shim included.
+/// Whether a `/proc/PID/status` text says the process catches SIGTERM (its `SigCgt` mask).
+pub fn catches_sigterm(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & SIGTERM_MASK != 0)
+}
+
 fn shim_running(pid: u32, exit: &Path) -> bool {
     if pid == 0 {
         return false;

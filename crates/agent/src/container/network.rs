@@ -3,7 +3,9 @@
 //! the bridge), its declared ports published on the provider's public address.
 //!
 //! Firewall (iptables and ip6tables alike, so IPv6 is filtered as IPv4 is):
-//! - **inside the namespace**: inbound only to the declared ports, loopback and replies;
+//! - **inside the namespace**: inbound only to the declared ports (at most
+//!   [`CONNECTIONS_PER_SOURCE_MAX`] connections from one source to each), loopback and
+//!   replies;
 //! - **host input from the bridge** (`LOGOS-LGBRN`): only to the agent's relays on the
 //!   bridge address (the chain RPC relay and one p2p relay per genesis validator: the
 //!   environments' one path to the chain) and replies; nothing over IPv6;
@@ -51,6 +53,10 @@ const NEIGHBOUR_DISCOVERY: [&str; 4] = [
     "neighbour-solicitation",
     "neighbour-advertisement",
 ];
+/// Connections one source (an IPv4 address, an IPv6 /64) may hold open to one declared port
+/// of an environment; more are refused (see [`inbound_rules`]). Sources behind one address (a
+/// NAT, or every process of the provider's own host on a single-host devnet) share it.
+pub const CONNECTIONS_PER_SOURCE_MAX: u32 = 32;
 /// Published ports one agent uses from its base: every host number times [`PORTS_MAX`].
 pub const PUBLISHED_PORTS: u16 = 253 * PORTS_MAX as u16;
 
@@ -577,7 +583,10 @@ impl Network {
 
 /// The namespace's `iptables-restore` (or, with `ipv6`, `ip6tables-restore`) input: inbound
 /// only to `ports`, loopback and replies (and IPv6 neighbour discovery, without which no IPv6
-/// packet reaches anyone: IPv4's ARP is not filtered); nothing forwarded.
+/// packet reaches anyone: IPv4's ARP is not filtered); nothing forwarded. A source (an IPv4
+/// address, an IPv6 /64) opens at most [`CONNECTIONS_PER_SOURCE_MAX`] connections to each
+/// port; more are reset at their SYN (`connlimit`), so one client cannot take every slot or
+/// pid of a server that forks per connection.
 pub fn inbound_rules(ports: &[u16], ipv6: bool) -> String {
     let mut rules = String::from(
         "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
@@ -594,8 +603,13 @@ pub fn inbound_rules(ports: &[u16], ipv6: bool) -> String {
     let mut ports = ports.to_vec();
     ports.sort();
     ports.dedup();
+    let mask = if ipv6 { 64 } else { 32 };
     for port in ports {
-        rules.push_str(&format!("-A INPUT -p tcp --dport {port} -j ACCEPT\n"));
+        rules.push_str(&format!(
+            "-A INPUT -p tcp --syn --dport {port} -m connlimit --connlimit-above \
+             {CONNECTIONS_PER_SOURCE_MAX} --connlimit-mask {mask} -j REJECT --reject-with \
+             tcp-reset\n-A INPUT -p tcp --dport {port} -j ACCEPT\n"
+        ));
     }
     rules.push_str("COMMIT\n");
     rules

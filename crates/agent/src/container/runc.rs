@@ -79,6 +79,13 @@ impl Runc {
         let _ = run("runc", &["--root", &root, "kill", "--all", id, "KILL"]).await;
     }
 
+    /// Sends `signal` (e.g. `TERM`) to the init process of container `id` only (nothing if it
+    /// is stopped or unknown): the init passes it on to what it started, as `docker stop` does.
+    pub async fn signal(&self, id: &str, signal: &str) {
+        let root = self.root.display().to_string();
+        let _ = run("runc", &["--root", &root, "kill", id, signal]).await;
+    }
+
     /// Removes container `id` (killing what still runs); nothing if unknown. A container runc
     /// cannot even report a state of (one whose start failed half-way) is deleted too: its
     /// state directory would otherwise block every later `run` of that id.

@@ -2,8 +2,11 @@
 //! in the agent's integration tests and the end-to-end tests, as root).
 
 use super::{
-    interface_traffic,
-    network::{inbound_rules, Network, INTERFACE_NAME_MAX_BYTES, PUBLISHED_PORTS},
+    catches_sigterm, interface_traffic,
+    network::{
+        inbound_rules, Network, CONNECTIONS_PER_SOURCE_MAX, INTERFACE_NAME_MAX_BYTES,
+        PUBLISHED_PORTS,
+    },
 };
 use logos_types::operations::{EnvironmentId, PortMapping};
 use std::net::Ipv4Addr;
@@ -100,7 +103,21 @@ fn only_declared_ports_are_admitted_inbound() {
     assert!(v6.contains(":INPUT DROP") && v6.contains("--dport 8080 -j ACCEPT"));
     assert!(rules.contains(":INPUT DROP"));
     assert!(rules.contains(":FORWARD DROP"));
-    assert_eq!(rules.matches("--dport 8080").count(), 1, "deduplicated");
+    assert_eq!(
+        rules.matches("--dport 8080 -j ACCEPT").count(),
+        1,
+        "deduplicated"
+    );
+    let limit = format!(
+        "-A INPUT -p tcp --syn --dport 8080 -m connlimit --connlimit-above \
+         {CONNECTIONS_PER_SOURCE_MAX} --connlimit-mask 32 -j REJECT --reject-with tcp-reset\n\
+         -A INPUT -p tcp --dport 8080 -j ACCEPT\n"
+    );
+    assert!(
+        rules.contains(&limit),
+        "each port's limit comes before its accept: {rules}"
+    );
+    assert!(v6.contains("--connlimit-mask 64"), "{v6}");
     assert!(rules.contains("--dport 8645 -j ACCEPT"));
     assert!(!rules.contains("--dport 9000"));
     assert!(rules.ends_with("COMMIT\n"));
@@ -115,4 +132,19 @@ fn veth_counters_parse_from_proc_net_dev() {
     assert_eq!(interface_traffic(text, "lg3h42"), Some((5_000, 7_000)));
     assert_eq!(interface_traffic(text, "lg3h4"), None);
     assert_eq!(interface_traffic("lg3h42: 1 2\n", "lg3h42"), None);
+}
+
+#[test]
+fn a_stop_waits_only_for_an_init_that_catches_sigterm() {
+    let status =
+        |caught: &str| format!("Name:\tlogos\nSigIgn:\t0000000000001000\nSigCgt:\t{caught}\n");
+    assert!(
+        catches_sigterm(&status("0000000180004002")),
+        "TERM, INT and more"
+    );
+    assert!(catches_sigterm(&status("0000000000004000")));
+    assert!(!catches_sigterm(&status("0000000000000002")), "INT only");
+    assert!(!catches_sigterm(&status("0000000000000000")));
+    assert!(!catches_sigterm(&status("not hex")));
+    assert!(!catches_sigterm("Name:\tsh\n"), "no mask");
 }
