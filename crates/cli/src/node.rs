@@ -211,17 +211,17 @@ pub fn run(command: NodeCommand) -> Result<()> {
     if let Some(role) = role {
         config.role = role.into();
     }
-    if flags.validate_for.is_some() && config.p2p_listen.port() == 0 {
-        anyhow::bail!(
-            "--validate-for: the node would listen for p2p on a random port; give --p2p-listen \
-             IP:PORT (the port its committee reaches at the intent's address)"
-        );
-    }
     let genesis = Genesis::load(&config.genesis_file)?;
     if flags.validate_for.is_some() && config.role != Role::Validator {
         anyhow::bail!(
             "--validate-for: only a validator declares itself a candidate (run with --role \
              validator)"
+        );
+    }
+    if flags.validate_for.is_some() && config.p2p_listen.port() == 0 {
+        anyhow::bail!(
+            "--validate-for: the node would listen for p2p on a random port; give --p2p-listen \
+             IP:PORT (the port its committee reaches at the intent's address)"
         );
     }
     // Checked before the key exists: a mistyped flag creates nothing.

@@ -73,20 +73,9 @@ async fn trusted(devnet: &Devnet) -> Client {
 
 /// Runs `logos <args> --rpc … --keystore … --json` and parses its JSON output.
 fn cli(devnet: &Devnet, args: &[&str]) -> serde_json::Value {
-    let output = logos_command()
-        .args(args)
-        .args(["--rpc", &devnet.rpc, "--json"])
-        .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
-        .env("LOGOS_GENESIS", devnet.dir.join("genesis.toml"))
-        .env("LOGOS_IMAGES", devnet.dir.join("images.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "logos {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    devnet
+        .cli(args)
+        .unwrap_or_else(|error| panic!("logos {args:?}: {error}"))
 }
 
 /// Runs `logos <args> --rpc …` expecting it to fail; its standard error.

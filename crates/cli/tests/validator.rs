@@ -24,11 +24,10 @@ use logos_types::{
     balances,
     dvci::RegionId,
     market::LeaseId,
-    operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments},
+    operations::{ConditionStatus, ConditionType, Environment, EnvironmentId, Environments, Phase},
     staking, Call,
 };
 use std::{
-    io::Read,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -46,21 +45,6 @@ const P2P_PORT: u16 = 30333;
 const WAIT: Duration = Duration::from_secs(300);
 /// Stake each candidate bonds, smallest unit.
 const BOND: u128 = 2_000_000_000;
-
-/// `logos <args> --rpc … --json` against the devnet with its keystore: the parsed output, or
-/// standard error if it failed.
-fn cli(devnet: &Devnet, args: &[&str]) -> Result<serde_json::Value, String> {
-    let output = logos_command()
-        .args(args)
-        .args(["--rpc", &devnet.rpc, "--json"])
-        .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
-        .output()
-        .unwrap();
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&output.stdout).unwrap())
-}
 
 /// The lease's environment as finalized.
 fn environment(rt: &tokio::runtime::Runtime, client: &Client, lease: LeaseId) -> Environment {
@@ -83,37 +67,16 @@ fn health(endpoint: &str) -> Option<(u16, serde_json::Value)> {
     Some((status.parse().ok()?, serde_json::from_str(body).ok()?))
 }
 
-/// The last `bytes` of the lease's workload output (`logos env logs`; 4 KiB: what a failure
-/// shows).
-fn tail(devnet: &Devnet, lease: LeaseId, bytes: u64) -> String {
-    let output = logos_command()
-        .args([
-            "env",
-            "logs",
-            &lease.to_string(),
-            "--bytes",
-            &bytes.to_string(),
-        ])
-        .args(["--rpc", &devnet.rpc, "--from", "dev"])
-        .arg("--genesis")
-        .arg(devnet.dir.join("genesis.toml"))
-        .env("LOGOS_KEYSTORE", devnet.dir.join("keys"))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
+/// The tail of the lease's workload output: what a failure shows.
 fn logs(devnet: &Devnet, lease: LeaseId) -> String {
-    tail(devnet, lease, 4096)
+    devnet.logs(lease.get(), 4096)
 }
 
 /// The consensus keys of `epoch`'s committee, sorted (`None` before it is elected).
 fn committee(devnet: &Devnet, epoch: u64) -> Option<Vec<String>> {
-    let shown = cli(
-        devnet,
-        &["query", "committee", "--epoch", &epoch.to_string()],
-    )
-    .ok()?;
+    let shown = devnet
+        .cli(&["query", "committee", "--epoch", &epoch.to_string()])
+        .ok()?;
     let mut keys: Vec<String> = shown["members"]
         .as_array()?
         .iter()
@@ -184,18 +147,16 @@ fn attack_the_offer(
             .0
     };
     let before = account(&thief);
-    let refused = cli(
-        devnet,
-        &[
+    let refused = devnet
+        .cli(&[
             "stake",
             "validate",
             "--node",
             endpoint,
             "--from",
             "provider-1",
-        ],
-    )
-    .unwrap_err();
+        ])
+        .unwrap_err();
     assert!(
         refused.contains(&format!("is for {}", intent.owner)),
         "{refused}"
@@ -226,6 +187,7 @@ fn attack_the_offer(
 fn refused_flags(devnet: &Devnet) {
     let dir = tempfile::tempdir().unwrap();
     let run = |role: &str, data_dir: &std::path::Path, flags: &[&str]| {
+        let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut child = logos_command()
             .args(["node", "run", "--role", role, "--genesis"])
             .arg(devnet.dir.join("genesis.toml"))
@@ -234,19 +196,27 @@ fn refused_flags(devnet: &Devnet) {
             .args(["--rpc-listen", "127.0.0.1:0"])
             .args(flags)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr.reopen().unwrap())
             .spawn()
             .unwrap();
-        // A node that took the flags would run on: the test fails instead of hanging.
-        let exited = eventually_or(
-            "the node to refuse its flags",
-            Duration::from_secs(30),
-            || child.try_wait().unwrap(),
-            || format!("{role} {flags:?} accepted"),
+        // A node that took the flags would run on: killed, and the test fails.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let exited = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let error = std::fs::read_to_string(stderr.path()).unwrap();
+        assert!(
+            exited.is_some_and(|status| !status.success()),
+            "{role} {flags:?} accepted: {error}"
         );
-        let mut error = String::new();
-        let _ = child.stderr.take().unwrap().read_to_string(&mut error);
-        assert!(!exited.success(), "{role} {flags:?} accepted: {error}");
         error
     };
     let dev = devnet.wallet("dev").address();
@@ -331,11 +301,9 @@ fn a_leased_validator_is_elected_and_votes_through_its_published_port() {
     attack_the_offer(&rt, (&devnet, &client), &endpoint, &intent);
 
     // Registered, it follows the chain: Verified.
-    cli(
-        &devnet,
-        &["node", "register", "--node", &endpoint, "--from", "dev"],
-    )
-    .unwrap();
+    devnet
+        .cli(&["node", "register", "--node", &endpoint, "--from", "dev"])
+        .unwrap();
     eventually_or(
         "the leased validator to be Verified",
         WAIT,
@@ -354,15 +322,12 @@ fn a_leased_validator_is_elected_and_votes_through_its_published_port() {
     for i in 0..3u16 {
         let name = format!("validator-{i}");
         let amount = BOND.to_string();
-        cli(
-            &devnet,
-            &["stake", "bond", "--amount", &amount, "--from", &name],
-        )
-        .unwrap();
+        devnet
+            .cli(&["stake", "bond", "--amount", &amount, "--from", &name])
+            .unwrap();
         let address = format!("127.0.0.1:{}", BASE + i);
-        cli(
-            &devnet,
-            &[
+        devnet
+            .cli(&[
                 "stake",
                 "validate",
                 "--consensus-key",
@@ -371,30 +336,25 @@ fn a_leased_validator_is_elected_and_votes_through_its_published_port() {
                 &address,
                 "--from",
                 &name,
-            ],
-        )
-        .unwrap();
+            ])
+            .unwrap();
         let key = format_public_key(&devnet.wallet(&name).public_key());
         candidates.push(key);
     }
     candidates.sort();
-    cli(
-        &devnet,
-        &[
+    devnet
+        .cli(&[
             "stake",
             "bond",
             "--amount",
             &BOND.to_string(),
             "--from",
             "dev",
-        ],
-    )
-    .unwrap();
-    let declared = cli(
-        &devnet,
-        &["stake", "validate", "--node", &endpoint, "--from", "dev"],
-    )
-    .unwrap();
+        ])
+        .unwrap();
+    let declared = devnet
+        .cli(&["stake", "validate", "--node", &endpoint, "--from", "dev"])
+        .unwrap();
     assert_eq!(declared["consensus_key"], leased_key, "{declared}");
     assert_eq!(declared["p2p_address"], intent.p2p_address.to_string());
 
@@ -403,7 +363,7 @@ fn a_leased_validator_is_elected_and_votes_through_its_published_port() {
         "the leased validator to be elected",
         WAIT,
         || {
-            let current = cli(&devnet, &["query", "committee"]).ok()?["epoch"].as_u64()?;
+            let current = devnet.cli(&["query", "committee"]).ok()?["epoch"].as_u64()?;
             (current..=current + 2)
                 .find(|epoch| committee(&devnet, *epoch).as_ref() == Some(&candidates))
         },
@@ -453,11 +413,9 @@ fn a_leased_validator_is_elected_and_votes_through_its_published_port() {
 
     // A new generation restarts it on its volume: stopped by SIGTERM (the node shuts down
     // cleanly), the same key, voting again.
-    let updated = cli(
-        &devnet,
-        &["lease", "update", &lease.to_string(), "--from", "dev"],
-    )
-    .unwrap();
+    let updated = devnet
+        .cli(&["lease", "update", &lease.to_string(), "--from", "dev"])
+        .unwrap();
     assert_eq!(updated["generation"], 2, "{updated}");
     eventually_or(
         "generation 2 running and synced",
@@ -471,19 +429,39 @@ fn a_leased_validator_is_elected_and_votes_through_its_published_port() {
         },
         || logs(&devnet, lease),
     );
-    let output = tail(&devnet, lease, logos_api::agent::LOGS_MAX_BYTES);
+    let output = devnet.logs(lease.get(), logos_api::agent::LOGS_MAX_BYTES);
     assert!(
         output.contains("signalled; stopping"),
         "generation 1 was not stopped by a signal it handled:\n{output}"
     );
+    // It exited on that signal, within the grace period (not killed after it).
+    let agent_log = devnet
+        .dir
+        .join(format!("agent-{}", record.provider.0))
+        .join("agent.log");
+    let agent_log = std::fs::read_to_string(agent_log).unwrap();
+    let field = format!("environment={}", EnvironmentId::from(lease));
+    let mine = |line: &&str| line.split_whitespace().any(|word| word == field);
+    assert!(
+        agent_log
+            .lines()
+            .filter(mine)
+            .any(|line| line.contains("workload exited on SIGTERM")),
+        "no clean exit on SIGTERM in the agent's log"
+    );
+    assert!(
+        !agent_log
+            .lines()
+            .filter(mine)
+            .any(|l| l.contains("after SIGTERM; killing it")),
+        "killed after the grace period"
+    );
 
     // The tenant closes the lease: its candidacy is dropped with it (the key is gone with the
     // volume), and once the node is gone, finality goes on without the member.
-    let closed = cli(
-        &devnet,
-        &["lease", "close", &lease.to_string(), "--from", "dev"],
-    )
-    .unwrap();
+    let closed = devnet
+        .cli(&["lease", "close", &lease.to_string(), "--from", "dev"])
+        .unwrap();
     assert_eq!(closed["chilled_validator"], leased_key, "{closed}");
     assert_eq!(closed["deregistered_full_node"], leased_key, "{closed}");
     let (candidate, _) = rt
@@ -491,9 +469,15 @@ fn a_leased_validator_is_elected_and_votes_through_its_published_port() {
         .unwrap();
     assert!(candidate.is_none(), "still a candidate: {candidate:?}");
     eventually("the leased node to be gone", WAIT, || {
-        health(&endpoint).is_none().then_some(())
+        let destroyed = environment(&rt, &client, lease).phase == Phase::Destroyed;
+        (destroyed && health(&endpoint).is_none()).then_some(())
     });
     let gone_at = rt.block_on(client.head_height()).unwrap();
+    // Still a member of the committee that serves now (a chill acts at the next election):
+    // the other three finalize without it.
+    let serving = devnet.cli(&["query", "committee"]).unwrap();
+    let serving = serving["members"].to_string();
+    assert!(serving.contains(&leased_key), "{serving}");
     let after = gone_at + EPOCH_BLOCKS / 3;
     eventually("finality after the leased member left", WAIT, || {
         let head = rt.block_on(client.head_height()).ok()?;

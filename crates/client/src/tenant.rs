@@ -288,9 +288,9 @@ pub struct Closed {
 /// deposit is the tenant's: `known`, the key the caller registered for this lease (exact), or
 /// else the key the workload offers at `/health` (best effort: a provider could name another
 /// of the tenant's nodes, so callers that registered the key should pass it). And when the
-/// tenant's validator candidacy holds that key (or the consensus key of the intent the
-/// workload offers), the candidacy is dropped (`staking::Chill`; the stake stays bonded, and
-/// committees already elected keep the member until the next election). A failed
+/// tenant's validator candidacy is at an address this lease publishes (a leased validator,
+/// whose key goes with the volume), it is dropped (`staking::Chill`; the stake stays bonded,
+/// and committees already elected keep the member until the next election). A failed
 /// deregistration or chill is reported in [`Closed::deregistration_error`] or
 /// [`Closed::chill_error`], not as an error.
 pub async fn close_lease(
@@ -304,10 +304,7 @@ pub async fn close_lease(
         Some(key) => owned_node(client, wallet, key).await,
         None => offered_node(client, wallet, id).await,
     };
-    let candidacy = match known.or(registered) {
-        Some(key) => declared_key(client, wallet, key).await,
-        None => offered_candidacy(client, wallet, id).await,
-    };
+    let published = published_addresses(client, id).await;
     let call = Call::Market(market::Call::CloseLease { lease: id });
     let (receipt, height) = client.execute(wallet, call).await?;
     let refund = receipt.events.iter().find_map(|event| match event {
@@ -329,11 +326,10 @@ pub async fn close_lease(
             Err(error) => closed.deregistration_error = Some(format!("full node {node}: {error}")),
         }
     }
-    if let Some(key) = candidacy {
-        match client
-            .execute(wallet, Call::Staking(staking::Call::Chill))
-            .await
-        {
+    // Read now, after the close: a candidacy declared meanwhile for another node is kept.
+    if let Some(key) = candidacy_at(client, wallet, &published).await {
+        let chill = Call::Staking(staking::Call::Chill);
+        match client.execute(wallet, chill).await {
             Ok(_) => closed.chilled = Some(key),
             Err(error) => closed.chill_error = Some(format!("candidacy of {key}: {error}")),
         }
@@ -341,26 +337,43 @@ pub async fn close_lease(
     Ok(closed)
 }
 
-/// `key` if `wallet`'s account is a validator candidate with it as its consensus key.
-async fn declared_key(client: &Client, wallet: &Wallet, key: NodeKey) -> Option<NodeKey> {
+/// Where lease `id`'s declared ports are published (`host:port`, the host its provider's, as
+/// `provisioning` checks the endpoint's), from its finalized environment record.
+async fn published_addresses(client: &Client, id: LeaseId) -> Vec<std::net::SocketAddr> {
+    let environment = client
+        .map_checked::<Environments>(&EnvironmentId::from(id))
+        .await
+        .ok()
+        .and_then(|(environment, _)| environment);
+    let Some(environment) = environment else {
+        return Vec::new();
+    };
+    let Ok(endpoint) = environment.endpoint.parse::<std::net::SocketAddr>() else {
+        return Vec::new();
+    };
+    environment
+        .ports
+        .iter()
+        .map(|mapping| std::net::SocketAddr::new(endpoint.ip(), mapping.published))
+        .collect()
+}
+
+/// The consensus key of `wallet`'s validator candidacy if its p2p address is one of
+/// `published` (a validator leased with this lease: an address only this lease publishes, so
+/// what the workload says cannot make the tenant drop another node's candidacy).
+async fn candidacy_at(
+    client: &Client,
+    wallet: &Wallet,
+    published: &[std::net::SocketAddr],
+) -> Option<NodeKey> {
     let (candidate, _) = client
         .map_checked::<staking::Validators>(&wallet.address())
         .await
         .ok()?;
-    (candidate?.consensus_key == key).then_some(key)
-}
-
-/// The consensus key of the intent lease `id`'s workload offers at `/health`, if `wallet`'s
-/// candidacy holds it (best effort, as [`offered_node`]).
-async fn offered_candidacy(client: &Client, wallet: &Wallet, id: LeaseId) -> Option<NodeKey> {
-    let (environment, _) = client
-        .map_checked::<Environments>(&EnvironmentId::from(id))
-        .await
-        .ok()?;
-    let endpoint = environment?.endpoint;
-    let http = untrusted(Duration::from_millis(HEALTH_TIMEOUT_MS)).ok()?;
-    let offer = offered_intent(&http, &endpoint).await?;
-    declared_key(client, wallet, offer.consensus_key).await
+    let candidate = candidate?;
+    published
+        .contains(&candidate.p2p_address.socket_address())
+        .then_some(candidate.consensus_key)
 }
 
 /// `key` if the chain says `wallet` registered it.
@@ -372,14 +385,23 @@ async fn owned_node(client: &Client, wallet: &Wallet, key: NodeKey) -> Option<No
 /// The full-node key registered by `wallet` that lease `id`'s workload offers at `/health`, if
 /// any (best effort: an unreachable workload has none).
 async fn offered_node(client: &Client, wallet: &Wallet, id: LeaseId) -> Option<NodeKey> {
+    let offer: FullNodeRegistration = workload_offer(client, id, "registration").await?;
+    owned_node(client, wallet, offer.key).await
+}
+
+/// Field `field` of what lease `id`'s workload answers at `/health` (best effort, untrusted).
+async fn workload_offer<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    id: LeaseId,
+    field: &str,
+) -> Option<T> {
     let (environment, _) = client
         .map_checked::<Environments>(&EnvironmentId::from(id))
         .await
         .ok()?;
     let endpoint = environment?.endpoint;
     let http = untrusted(Duration::from_millis(HEALTH_TIMEOUT_MS)).ok()?;
-    let offer = offered_registration(&http, &endpoint).await?;
-    owned_node(client, wallet, offer.key).await
+    offered(&http, &endpoint, field).await
 }
 
 /// Milestones of a lease, in the order they happen.

@@ -55,7 +55,7 @@ pub fn published_placeholder(port: u16) -> String {
 }
 
 /// The ports `${PUBLISHED:<port>}` placeholders of `argument` name, in order; `Err` with (at
-/// most 16 bytes of) what follows the prefix when one is not [`published_placeholder`] of a
+/// most 16 characters of) what follows the prefix when one is not [`published_placeholder`] of a
 /// port (a decimal number without leading zeros, closed by `}`), the only form the agent
 /// replaces.
 pub fn published_placeholders(argument: &str) -> Result<Vec<u16>, String> {

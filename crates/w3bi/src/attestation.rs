@@ -29,17 +29,36 @@ pub struct ComponentRow {
 
 /// The rows of `machine` under `reference` (the one its record names, if it could be read).
 pub fn components(machine: &Machine, reference: Option<&Reference>) -> Vec<ComponentRow> {
-    let required = required(reference);
+    let unmeasured = unmeasured(reference);
     COMPONENTS
         .iter()
-        .zip(required)
+        .zip(required(reference))
         .enumerate()
         .map(|(index, (name, required))| ComponentRow {
             name,
             required,
-            state: state(machine, index),
+            state: match unmeasured.contains(&index) {
+                true => "not measured".to_string(),
+                false => state(machine, index),
+            },
         })
         .collect()
+}
+
+/// The components `reference` says the machine cannot measure (nothing is checked of them).
+fn unmeasured(reference: Option<&Reference>) -> Vec<usize> {
+    let Some(reference) = reference else {
+        return Vec::new();
+    };
+    [
+        (2, &reference.files),
+        (3, &reference.lkrg),
+        (4, &reference.ebpf),
+    ]
+    .into_iter()
+    .filter(|(_, component)| matches!(component, Component::Unavailable))
+    .map(|(index, _)| index)
+    .collect()
 }
 
 /// What `reference` requires of each of [`COMPONENTS`].
@@ -82,8 +101,12 @@ fn state(machine: &Machine, index: usize) -> String {
         .as_ref()
         .map(|last| format!("matched (report at {})", last.height));
     match machine.status {
+        // The excluding report was judged only up to the check that failed.
         MachineStatus::Excluded { at, reason } => match blamed(reason) {
-            Some(blamed) if !blamed.contains(&index) => matched.unwrap_or_else(|| "-".into()),
+            Some(blamed) if !blamed.contains(&index) => match &machine.last {
+                Some(last) => format!("last matched at {}; not judged since", last.height),
+                None => "-".into(),
+            },
             _ => format!("excluded at {at}: {}", exclusion(reason)),
         },
         MachineStatus::Attesting => {
@@ -99,12 +122,14 @@ fn state(machine: &Machine, index: usize) -> String {
 /// machine as a whole (no report, deregistered, its EK's root revoked).
 fn blamed(reason: Exclusion) -> Option<&'static [usize]> {
     match reason {
-        Exclusion::PcrMismatch => Some(&[0]),
+        // The quoted PCRs, the claimed PCR 10 among them.
+        Exclusion::PcrMismatch => Some(&[0, 1]),
         Exclusion::FileNotAllowed | Exclusion::ImaViolations | Exclusion::BootAggregateMismatch => {
             Some(&[1])
         }
-        // The chain does not say which of the three differed.
-        Exclusion::ComponentMismatch => Some(&[2, 3, 4]),
+        // The chain does not say which differed: IMA on or off against the reference, or
+        // one of the three measured components.
+        Exclusion::ComponentMismatch => Some(&[1, 2, 3, 4]),
         Exclusion::Tampered => Some(&[5]),
         Exclusion::ReportMissing
         | Exclusion::Deregistered
@@ -117,11 +142,11 @@ fn blamed(reason: Exclusion) -> Option<&'static [usize]> {
 fn exclusion(reason: Exclusion) -> &'static str {
     match reason {
         Exclusion::ReportMissing => "no report before its deadline",
-        Exclusion::PcrMismatch => "boot PCRs not the reference's",
+        Exclusion::PcrMismatch => "boot PCRs or PCR 10 not the reference's",
         Exclusion::FileNotAllowed => "a measured file outside the allowlist",
         Exclusion::ImaViolations => "more IMA violations than allowed",
         Exclusion::BootAggregateMismatch => "IMA boot aggregate not the reference's",
-        Exclusion::ComponentMismatch => "files, LKRG or eBPF not the reference's",
+        Exclusion::ComponentMismatch => "IMA state, files, LKRG or eBPF not the reference's",
         Exclusion::Tampered => "tamper switch tripped",
         Exclusion::Deregistered => "deregistered",
         Exclusion::DeadlineFailed => "its deadline could not be handled",
@@ -188,9 +213,12 @@ mod tests {
             Some(&reference()),
         );
         assert_eq!(rows.len(), COMPONENTS.len());
-        assert!(states(&rows)
-            .iter()
-            .all(|s| *s == "matched (report at 640)"));
+        let matched = "matched (report at 640)";
+        let unmeasured = "not measured";
+        assert_eq!(
+            states(&rows),
+            [matched, matched, matched, unmeasured, unmeasured, matched]
+        );
         assert_eq!(rows[0].required, "14 golden values");
         assert_eq!(
             rows[1].required,
@@ -216,22 +244,21 @@ mod tests {
             &machine(excluded(Exclusion::FileNotAllowed), Some(640)),
             None,
         );
+        let before = "last matched at 640; not judged since";
+        let file = "excluded at 900: a measured file outside the allowlist";
         assert_eq!(
             states(&rows),
-            [
-                "matched (report at 640)",
-                "excluded at 900: a measured file outside the allowlist",
-                "matched (report at 640)",
-                "matched (report at 640)",
-                "matched (report at 640)",
-                "matched (report at 640)",
-            ]
+            [before, file, before, before, before, before]
         );
+        let rows = components(&machine(excluded(Exclusion::PcrMismatch), Some(640)), None);
+        assert!(states(&rows)[..2].iter().all(|s| s.contains("PCR 10")));
+        assert!(states(&rows)[2..].iter().all(|s| *s == before));
         let rows = components(&machine(excluded(Exclusion::ComponentMismatch), None), None);
-        assert_eq!(states(&rows)[..2], ["-", "-"]);
-        assert!(states(&rows)[2..5]
+        assert_eq!(states(&rows)[0], "-");
+        assert!(states(&rows)[1..5]
             .iter()
-            .all(|s| s.contains("files, LKRG or eBPF")));
+            .all(|s| s.contains("IMA state, files")));
+        assert_eq!(states(&rows)[5], "-");
         let rows = components(
             &machine(excluded(Exclusion::ReportMissing), Some(640)),
             None,

@@ -100,7 +100,11 @@ pub async fn providers(client: &Client) -> Result<Vec<ProviderRow>, ClientError>
             .fold(0u128, |sum, payout| sum.saturating_add(payout.amount.0));
         let machine = client.map::<Machines>(&id).await?.0;
         let reference = match &machine {
-            Some(machine) => client.map::<References>(&machine.reference).await?.0,
+            Some(machine) => client
+                .map::<References>(&machine.reference)
+                .await
+                .ok()
+                .and_then(|(reference, _)| reference),
             None => None,
         };
         rows.push(ProviderRow {

@@ -257,7 +257,7 @@ pub fn lease(console: &Console, status: &LeaseStatus, name: &str) -> Markup {
                 (action(console, &format!("/leases/{id}/update"), "Update (new generation)", html! {}))
                 (action(console, &format!("/leases/{id}/replica"), "Add a replica", html! {}))
                 @let confirm = Confirm {
-                    question: Some(format!("Close lease {id} and stop its workload? What is left of its escrow comes back to you.")),
+                    question: Some(format!("Close lease {id} and stop its workload? What is left of its escrow comes back to you; a validator candidacy of yours at this lease's address is dropped too.")),
                     price: None,
                 };
                 (action_confirmed(console, (&format!("/leases/{id}/close"), "Close and refund", "Close and refund"), confirm, html! {}))
@@ -450,7 +450,7 @@ pub fn governance(console: &Console, rows: &[ProposalRow]) -> Markup {
                 dl.summary {
                     dt { "Ayes" } dd { (tally.ayes) } dt { "Nays" } dd { (tally.nays) }
                     @if proposal.status == ProposalStatus::Voting {
-                        dt { "Active stake now" } dd { (row.active_now) " (the quorum's base at the tally)" }
+                        dt { "Active stake now" } dd { (row.active_now) " (the quorum's base if tallied now)" }
                     } @else {
                         dt { "Active stake at the tally" } dd { (tally.total_active) }
                     }

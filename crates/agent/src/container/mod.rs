@@ -738,11 +738,11 @@ impl ContainerDriver {
         Ok(())
     }
 
-    /// Stops the workload (SIGTERM first, see [`Self::terminate`], then SIGKILL to every
-    /// process) and waits for it and its shim to be gone; deletes the container.
+    /// Kills the workload (SIGKILL to every process; an update or a destroy asked it to stop
+    /// first, see [`Self::terminate`]) and waits for it and its shim to be gone; deletes the
+    /// container.
     async fn stop(&self, environment: EnvironmentId) -> Result<(), DriverError> {
         let id = self.container_id(environment);
-        self.terminate(&id).await;
         let shim = match self.records.read(environment).await {
             Ok(Some(record)) => record.shim_pid,
             _ => 0,
@@ -769,9 +769,12 @@ impl ContainerDriver {
 
     /// Sends SIGTERM to the running workload's init and waits up to [`STOP_GRACE_MS`] for it
     /// to exit, if the init catches SIGTERM: an init without a handler ignores it (the kernel
-    /// drops it, pid_namespaces(7)), so waiting would only delay the kill.
-    async fn terminate(&self, id: &str) {
-        let Some(state) = self.runc.state(id).await else {
+    /// drops it, pid_namespaces(7)), so waiting would only delay the kill. Called before the
+    /// changes lock is taken, so a workload that lingers delays only its own update or
+    /// destroy; the stop under the lock kills whatever is left.
+    async fn terminate(&self, environment: EnvironmentId) {
+        let id = self.container_id(environment);
+        let Some(state) = self.runc.state(&id).await else {
             return;
         };
         let status = std::fs::read_to_string(format!("/proc/{}/status", state.pid));
@@ -779,22 +782,22 @@ impl ContainerDriver {
         if state.status != "running" || state.pid <= 0 || !catches {
             return;
         }
-        self.runc.signal(id, "TERM").await;
+        self.runc.signal(&id, "TERM").await;
+        let started = std::time::Instant::now();
         for _ in 0..STOP_GRACE_MS / STOP_POLL_MS {
-            if !self
+            let alive = self
                 .runc
-                .state(id)
+                .state(&id)
                 .await
-                .is_some_and(|state| state.is_alive())
-            {
+                .is_some_and(|state| state.is_alive());
+            if !alive {
+                let elapsed_ms = started.elapsed().as_millis();
+                tracing::info!(%environment, elapsed_ms, "workload exited on SIGTERM");
                 return;
             }
             tokio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
         }
-        tracing::warn!(
-            container = id,
-            "still running {STOP_GRACE_MS} ms after SIGTERM; killing it"
-        );
+        tracing::warn!(%environment, "still running {STOP_GRACE_MS} ms after SIGTERM; killing it");
     }
 
     /// Removes everything of `environment`: container, port mappings, namespace, disk,
@@ -862,8 +865,6 @@ impl ContainerDriver {
     }
 }
 
-/// Whether `pid` is the running shim writing `exit` (`… agent shim … --exit-file <exit> …`):
-/// a reused pid is some other process, another environment's shim included.
 /// Whether a `/proc/PID/status` text says the process catches SIGTERM (its `SigCgt` mask).
 pub fn catches_sigterm(status: &str) -> bool {
     status
@@ -873,6 +874,8 @@ pub fn catches_sigterm(status: &str) -> bool {
         .is_some_and(|mask| mask & SIGTERM_MASK != 0)
 }
 
+/// Whether `pid` is the running shim writing `exit` (`… agent shim … --exit-file <exit> …`):
+/// a reused pid is some other process, another environment's shim included.
 fn shim_running(pid: u32, exit: &Path) -> bool {
     if pid == 0 {
         return false;
@@ -934,6 +937,11 @@ impl Driver for ContainerDriver {
         // Pulled before the changes lock (a pull takes only its image's lock), pinned until
         // the environment records it.
         let (image, _pin) = self.image(&spec.workload.image).await?;
+        // An update stops the old generation: asked first, outside the lock.
+        let updating = self.records.read(environment).await.ok().flatten();
+        if updating.is_some_and(|record| record.built && record.generation != generation) {
+            self.terminate(environment).await;
+        }
         let _guard = self.changes.lock().await;
         let existing = match self.records.read(environment).await? {
             // A creation that did not finish (an agent killed, say) starts over.
@@ -972,6 +980,7 @@ impl Driver for ContainerDriver {
     }
 
     async fn destroy(&self, environment: EnvironmentId) -> Result<(), DriverError> {
+        self.terminate(environment).await;
         let _guard = self.changes.lock().await;
         self.remove(environment).await
     }

@@ -102,6 +102,49 @@ impl Devnet {
 }
 
 impl Devnet {
+    /// Runs `logos <args> --rpc … --json` with the devnet's keystore, genesis and images: its
+    /// parsed output, or its standard error if it failed.
+    pub fn cli(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let output = logos_command()
+            .args(args)
+            .args(["--rpc", &self.rpc, "--json"])
+            .env("LOGOS_KEYSTORE", self.dir.join("keys"))
+            .env("LOGOS_GENESIS", self.dir.join("genesis.toml"))
+            .env("LOGOS_IMAGES", self.dir.join("images.toml"))
+            .output()
+            .unwrap();
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(serde_json::from_slice(&output.stdout).unwrap())
+    }
+
+    /// The last `bytes` (at most 64 KiB) of lease `lease`'s workload output, as its tenant
+    /// `dev` reads it (`logos env logs`).
+    pub fn logs(&self, lease: u64, bytes: u64) -> String {
+        let output = logos_command()
+            .args([
+                "env",
+                "logs",
+                &lease.to_string(),
+                "--bytes",
+                &bytes.to_string(),
+            ])
+            .args(["--rpc", &self.rpc, "--from", "dev"])
+            .arg("--genesis")
+            .arg(self.dir.join("genesis.toml"))
+            .env("LOGOS_KEYSTORE", self.dir.join("keys"))
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+}
+
+impl Devnet {
     /// Stops the devnet as Ctrl-C would (agents destroy their environments and take their
     /// bridges, firewall rules and cgroups down; a `--hosts` devnet removes its hosts).
     pub fn stop(&mut self) {
