@@ -473,8 +473,8 @@ fn a_leased_validator_is_elected_and_votes_through_its_published_port() {
         (destroyed && health(&endpoint).is_none()).then_some(())
     });
     let gone_at = rt.block_on(client.head_height()).unwrap();
-    // Still a member of the committee that serves now (a chill acts at the next election):
-    // the other three finalize without it.
+    // Still a member of the committee that serves now (with three candidates left, elections
+    // fail and the committee is carried forward): the other three finalize without it.
     let serving = devnet.cli(&["query", "committee"]).unwrap();
     let serving = serving["members"].to_string();
     assert!(serving.contains(&leased_key), "{serving}");

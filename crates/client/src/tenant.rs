@@ -327,7 +327,7 @@ pub async fn close_lease(
         }
     }
     // Read now, after the close: a candidacy declared meanwhile for another node is kept.
-    if let Some(key) = candidacy_at(client, wallet, &published).await {
+    if let Some(key) = candidacy_at(client, wallet, (&published, known)).await {
         let chill = Call::Staking(staking::Call::Chill);
         match client.execute(wallet, chill).await {
             Ok(_) => closed.chilled = Some(key),
@@ -360,20 +360,24 @@ async fn published_addresses(client: &Client, id: LeaseId) -> Vec<std::net::Sock
 
 /// The consensus key of `wallet`'s validator candidacy if its p2p address is one of
 /// `published` (a validator leased with this lease: an address only this lease publishes, so
-/// what the workload says cannot make the tenant drop another node's candidacy).
+/// what the workload says cannot make the tenant drop another node's candidacy), or if its key
+/// is `known`, the caller's own record of this lease's node (a crashed workload's report
+/// carries no ports).
 async fn candidacy_at(
     client: &Client,
     wallet: &Wallet,
-    published: &[std::net::SocketAddr],
+    (published, known): (&[std::net::SocketAddr], Option<NodeKey>),
 ) -> Option<NodeKey> {
     let (candidate, _) = client
         .map_checked::<staking::Validators>(&wallet.address())
         .await
         .ok()?;
     let candidate = candidate?;
-    published
-        .contains(&candidate.p2p_address.socket_address())
-        .then_some(candidate.consensus_key)
+    let address = peers::P2pAddress::from;
+    let here = published
+        .iter()
+        .any(|published| address(*published) == candidate.p2p_address);
+    (here || known == Some(candidate.consensus_key)).then_some(candidate.consensus_key)
 }
 
 /// `key` if the chain says `wallet` registered it.

@@ -37,12 +37,24 @@ pub fn components(machine: &Machine, reference: Option<&Reference>) -> Vec<Compo
         .map(|(index, (name, required))| ComponentRow {
             name,
             required,
-            state: match unmeasured.contains(&index) {
+            // An exclusion that may blame it (a machine reporting what its reference says it
+            // cannot measure) still shows.
+            state: match unmeasured.contains(&index) && !blames(machine, index) {
                 true => "not measured".to_string(),
                 false => state(machine, index),
             },
         })
         .collect()
+}
+
+/// Whether `machine` is excluded for a reason that may lie with component `index`.
+fn blames(machine: &Machine, index: usize) -> bool {
+    match machine.status {
+        MachineStatus::Excluded { reason, .. } => {
+            blamed(reason).is_none_or(|blamed| blamed.contains(&index))
+        }
+        _ => false,
+    }
 }
 
 /// The components `reference` says the machine cannot measure (nothing is checked of them).
@@ -253,6 +265,15 @@ mod tests {
         let rows = components(&machine(excluded(Exclusion::PcrMismatch), Some(640)), None);
         assert!(states(&rows)[..2].iter().all(|s| s.contains("PCR 10")));
         assert!(states(&rows)[2..].iter().all(|s| *s == before));
+        let measured = components(
+            &machine(excluded(Exclusion::ComponentMismatch), Some(640)),
+            Some(&reference()),
+        );
+        assert!(
+            states(&measured)[3].starts_with("excluded at 900"),
+            "an unmeasured component the exclusion may blame: {:?}",
+            states(&measured)
+        );
         let rows = components(&machine(excluded(Exclusion::ComponentMismatch), None), None);
         assert_eq!(states(&rows)[0], "-");
         assert!(states(&rows)[1..5]

@@ -140,7 +140,16 @@ pub struct ContainerDriver {
     seccomp: Arc<String>,
     /// Serializes changes (create, update, restart, destroy).
     changes: Arc<tokio::sync::Mutex<()>>,
+    /// Serializes the changes of each environment, taken before [`Self::changes`] and held
+    /// through it, so that a stop's SIGTERM grace (outside `changes`) is never overtaken by
+    /// another change of the same environment (one entry per environment with a change under
+    /// way or done, at most one per record: [`HOSTS`] per agent).
+    environment_changes: EnvironmentLocks,
 }
+
+/// One lock per environment (see [`ContainerDriver::environment_changes`]).
+type EnvironmentLocks =
+    Arc<std::sync::Mutex<std::collections::BTreeMap<EnvironmentId, Arc<tokio::sync::Mutex<()>>>>>;
 
 /// Milliseconds since the Unix epoch by this machine's clock.
 fn now_ms() -> u64 {
@@ -175,7 +184,71 @@ impl ContainerDriver {
             seccomp: Arc::new(profile),
             config: Arc::new(config),
             changes: Arc::new(tokio::sync::Mutex::new(())),
+            environment_changes: Arc::default(),
         })
+    }
+
+    /// What [`Driver::ensure`] does under the changes lock: create, update or restart.
+    async fn ensure_locked(
+        &self,
+        environment: EnvironmentId,
+        (generation, spec): (u64, &Spec),
+        image: &Image,
+    ) -> Result<Observation, DriverError> {
+        let existing = match self.records.read(environment).await? {
+            // A creation that did not finish (an agent killed, say) starts over.
+            Some(record) if !record.built => {
+                self.remove(environment).await?;
+                None
+            }
+            other => other,
+        };
+        let record = match existing {
+            None => {
+                let record = self.create(environment, generation, spec, image).await?;
+                self.evict_images().await;
+                record
+            }
+            Some(record) if record.generation != generation => {
+                let record = self
+                    .update(environment, record, generation, spec, image)
+                    .await?;
+                self.evict_images().await;
+                record
+            }
+            Some(record) => self.restart(environment, record).await?,
+        };
+        Ok(self.observe(environment, &record).await)
+    }
+
+    /// Takes `environment`'s own change lock (see [`Self::environment_changes`]).
+    async fn environment_lock(
+        &self,
+        environment: EnvironmentId,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .environment_changes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            locks.entry(environment).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Forgets `environment`'s lock once no change of it waits (after a destroy).
+    fn forget_lock(&self, environment: EnvironmentId) {
+        let mut locks = self
+            .environment_changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Held by the map alone: no other change has it or waits for it.
+        if locks
+            .get(&environment)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(&environment);
+        }
     }
 
     /// The driver's settings.
@@ -937,36 +1010,23 @@ impl Driver for ContainerDriver {
         // Pulled before the changes lock (a pull takes only its image's lock), pinned until
         // the environment records it.
         let (image, _pin) = self.image(&spec.workload.image).await?;
-        // An update stops the old generation: asked first, outside the lock.
+        let own = self.environment_lock(environment).await;
+        // An update to a newer generation stops the old one: asked first, outside the lock.
         let updating = self.records.read(environment).await.ok().flatten();
-        if updating.is_some_and(|record| record.built && record.generation != generation) {
+        if updating.is_some_and(|record| record.built && record.generation < generation) {
             self.terminate(environment).await;
         }
-        let _guard = self.changes.lock().await;
-        let existing = match self.records.read(environment).await? {
-            // A creation that did not finish (an agent killed, say) starts over.
-            Some(record) if !record.built => {
-                self.remove(environment).await?;
-                None
-            }
-            other => other,
+        let ensured = {
+            let _guard = self.changes.lock().await;
+            self.ensure_locked(environment, (generation, spec), &image)
+                .await
         };
-        let record = match existing {
-            None => {
-                let record = self.create(environment, generation, spec, &image).await?;
-                self.evict_images().await;
-                record
-            }
-            Some(record) if record.generation != generation => {
-                let record = self
-                    .update(environment, record, generation, spec, &image)
-                    .await?;
-                self.evict_images().await;
-                record
-            }
-            Some(record) => self.restart(environment, record).await?,
-        };
-        Ok(self.observe(environment, &record).await)
+        drop(own);
+        // A creation that failed left no record: its lock goes too.
+        if !matches!(self.records.read(environment).await, Ok(Some(_))) {
+            self.forget_lock(environment);
+        }
+        ensured
     }
 
     async fn inspect(
@@ -980,9 +1040,15 @@ impl Driver for ContainerDriver {
     }
 
     async fn destroy(&self, environment: EnvironmentId) -> Result<(), DriverError> {
+        let own = self.environment_lock(environment).await;
         self.terminate(environment).await;
-        let _guard = self.changes.lock().await;
-        self.remove(environment).await
+        let removed = {
+            let _guard = self.changes.lock().await;
+            self.remove(environment).await
+        };
+        drop(own);
+        self.forget_lock(environment);
+        removed
     }
 
     async fn list(&self) -> Result<Vec<EnvironmentId>, DriverError> {
