@@ -532,6 +532,53 @@ fn an_update_keeps_the_volume_a_restarted_agent_adopts_and_a_wrong_digest_is_ref
     );
     assert_eq!(second.endpoint, first.endpoint, "the same published port");
 
+    // The first unpack left the image's tree in the rootfs cache; another environment of the
+    // image gets a copy with the ids moved to its own range: inside, the image's files are
+    // root's (an id left in the first range would show as the overflow id 65534).
+    let digest = busybox.rsplit(':').next().unwrap();
+    let kept = host.state.join("rootfs").join(digest).join("rootfs");
+    assert!(
+        kept.join("bin/busybox").exists(),
+        "no cached tree at {kept:?}"
+    );
+    let other = EnvironmentId(5);
+    let owners = "stat -c %u:%g / /bin /bin/busybox > /data/owners; exec httpd -f -p 8080 -h /data";
+    runtime()
+        .block_on(
+            host.driver
+                .ensure(other, 1, &spec(&busybox, owners, &[8080], 1)),
+        )
+        .unwrap();
+    let seen = host
+        .driver
+        .environment_dir(other)
+        .join("disk/volume/owners");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "0:0\n0:0\n0:0\n",
+        "the copy's ids are its own range's root"
+    );
+    let host_owner = |id: EnvironmentId| {
+        use std::os::unix::fs::MetadataExt;
+        let bin = host
+            .driver
+            .environment_dir(id)
+            .join("disk/rootfs/bin/busybox");
+        std::fs::symlink_metadata(bin).unwrap().uid()
+    };
+    assert_ne!(
+        host_owner(other),
+        host_owner(id),
+        "each environment its own range"
+    );
+    assert!(host_owner(other) >= 65_536 && host_owner(id) >= 65_536);
+    runtime().block_on(host.driver.destroy(other)).unwrap();
+    assert_leaves_nothing(&host, other);
+
     // The agent goes away without a word (as after kill -9) and a new one starts: the
     // workload kept running under its shim and is adopted, its port published again.
     let pids = host.driver.hierarchy().pids(&host.driver.cgroup(id));

@@ -5,8 +5,9 @@
 //! - `envs/E/record.json` ([`record`]): what it realizes; makes every operation idempotent
 //!   and lets a restarted agent adopt what runs;
 //! - `envs/E/disk.img`, mounted at `envs/E/disk` ([`disk`]): `rootfs/` (the image unpacked by
-//!   [`crate::image`] with the environment's id range) and `volume/` (kept across
-//!   generations, mounted at the workload's volume path);
+//!   [`crate::image`] with the environment's id range, or copied from the tree an earlier
+//!   unpack of the same image left in [`rootfs`]) and `volume/` (kept across generations,
+//!   mounted at the workload's volume path);
 //! - `envs/E/bundle/config.json` ([`spec`]): the runtime spec; `envs/E/logs/` and
 //!   `envs/E/exit`: the shim's output ([`shim`]);
 //! - network namespace `lgN-E` on bridge `lgbrN`, ports published on the provider's address
@@ -38,6 +39,7 @@ mod command;
 pub mod disk;
 pub mod network;
 pub mod record;
+pub mod rootfs;
 pub mod runc;
 pub mod seccomp;
 pub mod shim;
@@ -53,6 +55,7 @@ use logos_api::agent::{Observation, Usage, WorkloadState};
 use logos_types::operations::{EnvironmentId, PortMapping, Spec};
 use network::{Network, HOSTS};
 use record::{Record, Records};
+use rootfs::RootfsCache;
 use runc::Runc;
 use shim::{LogCursor, ShimConfig};
 use spec::{IdRange, SpecInput, ID_RANGE};
@@ -135,6 +138,8 @@ pub struct ContainerDriver {
     config: Arc<ContainerConfig>,
     records: Records,
     images: Arc<ImageStore>,
+    /// Unpacked images, copied into environments with a warm cache.
+    rootfs: RootfsCache,
     runc: Runc,
     hierarchy: Hierarchy,
     seccomp: Arc<String>,
@@ -178,6 +183,7 @@ impl ContainerDriver {
         .map_err(system)?;
         Ok(Self {
             records: Records::new(&config.state_dir),
+            rootfs: RootfsCache::new(&config.state_dir, ID_RANGE),
             runc: Runc::new(&config.state_dir.join("runc")),
             images: Arc::new(images),
             hierarchy,
@@ -291,6 +297,7 @@ impl ContainerDriver {
             )));
         }
         self.images.prepare().await.map_err(system)?;
+        self.rootfs.prepare().await?;
         self.config
             .network
             .prepare_host(&self.forwarding_marker())
@@ -573,7 +580,8 @@ impl ContainerDriver {
         self.records.write(environment, record).await
     }
 
-    /// Unpacks `image` over a fresh `rootfs/` on the environment's disk.
+    /// Makes a fresh `rootfs/` of `image` on the environment's disk: a copy of the image's
+    /// cached tree ([`rootfs`]), else unpacked (and then kept in that cache).
     async fn unpack(
         &self,
         environment: EnvironmentId,
@@ -585,13 +593,25 @@ impl ContainerDriver {
             tokio::fs::remove_dir_all(&rootfs).await.map_err(system)?;
         }
         let ids = self.ids(record.host);
-        let unpacked = self.images.unpack(image, &rootfs, ids.base, ID_RANGE).await;
-        if let Err(error) = unpacked {
-            let _ = tokio::fs::remove_dir_all(&rootfs).await;
-            return Err(DriverError::Image(format!(
-                "{error} (the environment's disk holds {} GiB)",
-                record.spec.resources.disk_gib
-            )));
+        let copied = self
+            .rootfs
+            .copy(&image.digest_hex, &rootfs, ids.base)
+            .await
+            // Unpacked instead: a disk too small for the image fails there, with its reason.
+            .inspect_err(|error| tracing::warn!(%environment, %error, "rootfs copy failed"));
+        if !matches!(copied, Ok(true)) {
+            let unpacked = self.images.unpack(image, &rootfs, ids.base, ID_RANGE).await;
+            if let Err(error) = unpacked {
+                let _ = tokio::fs::remove_dir_all(&rootfs).await;
+                return Err(DriverError::Image(format!(
+                    "{error} (the environment's disk holds {} GiB)",
+                    record.spec.resources.disk_gib
+                )));
+            }
+            let kept = self.rootfs.keep(&image.digest_hex, &rootfs, ids.base).await;
+            if let Err(error) = kept {
+                tracing::warn!(%environment, %error, "cannot keep the unpacked rootfs");
+            }
         }
         record.image_digest_hex = image.digest_hex.clone();
         record.image_config = image.config.clone();
@@ -921,6 +941,10 @@ impl ContainerDriver {
             .await
         {
             tracing::warn!(%error, "image cache eviction failed");
+        }
+        let cached = self.images.names().await.unwrap_or_default();
+        if let Err(error) = self.rootfs.retain(&cached).await {
+            tracing::warn!(%error, "rootfs cache eviction failed");
         }
     }
 

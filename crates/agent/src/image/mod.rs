@@ -633,6 +633,12 @@ impl ImageStore {
         Ok(total)
     }
 
+    /// The names of the cached images (pinned digest hexes).
+    pub async fn names(&self) -> Result<Vec<String>, ImageError> {
+        let names = self.layout.names().await?;
+        Ok(names.into_iter().map(|(name, _)| name).collect())
+    }
+
     /// The cache's directory.
     pub fn root(&self) -> PathBuf {
         self.layout.root().to_path_buf()
