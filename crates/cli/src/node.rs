@@ -240,10 +240,12 @@ pub fn run(command: NodeCommand) -> Result<()> {
             anyhow::bail!("--validate-for: {address} has no port to accept connections on");
         }
     }
-    if file.is_none() && !config.key_file.exists() {
-        create_node_key(&config.key_file)?;
-    }
-    let signer = keystore::load_file(&config.key_file)?;
+    // A key made now is used as made: reading it back would derive its encryption key again.
+    let signer = if file.is_none() && !config.key_file.exists() {
+        create_node_key(&config.key_file)?
+    } else {
+        keystore::load_file(&config.key_file)?
+    };
     let registration = offer.map(|(owner, address)| {
         let (key, signature) =
             logos_types::peers::sign_registration(&signer, &genesis.chain_id(), &owner, &address);
@@ -407,8 +409,8 @@ fn deregister(
     })
 }
 
-/// Creates a full node's p2p key at `path` (see `--data-dir`).
-fn create_node_key(path: &std::path::Path) -> Result<()> {
+/// Creates a full node's p2p key at `path` (see `--data-dir`) and returns it.
+fn create_node_key(path: &std::path::Path) -> Result<logos_primitives::PrivateKey> {
     let passphrase = std::env::var("LOGOS_PASSPHRASE").unwrap_or_default();
     if passphrase.is_empty() {
         eprintln!(
@@ -422,8 +424,9 @@ fn create_node_key(path: &std::path::Path) -> Result<()> {
         .file_stem()
         .and_then(|stem| stem.to_str())
         .context("key file name")?;
-    keystore::save(dir, name, &keystore::generate()?, &passphrase)?;
-    Ok(())
+    let key = keystore::generate()?;
+    keystore::save(dir, name, &key, &passphrase)?;
+    Ok(key)
 }
 
 /// The account and address of `flag ACCOUNT@IP:PORT` (`--register-for`, `--validate-for`).
@@ -452,14 +455,9 @@ fn parse_offer(
 /// reads a peer that exceeds it more slowly, every channel of that connection at once. All
 /// nodes of a network must use the same quotas.
 const CONSENSUS_MESSAGES_PER_SECOND: u32 = 1_000;
-/// Messages per second one peer may send on each data channel (resolver, relayed
+/// Messages per second one peer may send on each data channel (resolver, backfill, relayed
 /// transactions).
 const DATA_MESSAGES_PER_SECOND: u32 = 500;
-/// Messages per second one peer may send on the backfill channel: one request or one block
-/// each, so it bounds how fast a node syncs from one peer (marshal fetches a block per
-/// request, from the peers that answer best; the answers come from the finalized archive).
-/// Measured with marshal's settings: `logos_node::engine::tuning::MAX_REPAIR_BLOCKS`.
-const BACKFILL_MESSAGES_PER_SECOND: u32 = 2_000;
 /// Messages one peer may send at once on a consensus channel above its rate. commonware-p2p
 /// preallocates each channel's inbound mailbox, and the router's, for one burst from every
 /// peer a set may hold (validators + 256 registrable full nodes + configured ones), about 220
@@ -467,12 +465,10 @@ const BACKFILL_MESSAGES_PER_SECOND: u32 = 2_000;
 /// (measured peak RSS of a loaded validator: 766 MB before, about 255 MB with these).
 /// Honest validators send a few votes, one certificate of each kind and one block per view.
 const CONSENSUS_BURST_MESSAGES: u32 = 128;
-/// Messages one peer may send at once on a data channel: room for a resolver's answers when
-/// a lagging peer asks for many views at once; the relay sends one batch per 5 ms.
+/// Messages one peer may send at once on a data channel: twice marshal's 64 repairs in
+/// flight, room for a resolver's answers when a lagging peer asks for many views at once; the
+/// relay sends one batch per 5 ms.
 const DATA_BURST_MESSAGES: u32 = 128;
-/// Messages one peer may send at once on the backfill channel: marshal's 256 repairs in
-/// flight, should every one go to the same peer (about 18 MiB more preallocated than 128).
-const BACKFILL_BURST_MESSAGES: u32 = 256;
 
 async fn serve(
     context: runtime::Context,
@@ -545,13 +541,11 @@ async fn serve(
         .allow_burst(NZU32!(CONSENSUS_BURST_MESSAGES));
     let data_quota = Quota::per_second(NZU32!(DATA_MESSAGES_PER_SECOND))
         .allow_burst(NZU32!(DATA_BURST_MESSAGES));
-    let backfill_quota = Quota::per_second(NZU32!(BACKFILL_MESSAGES_PER_SECOND))
-        .allow_burst(NZU32!(BACKFILL_BURST_MESSAGES));
     let networks = Networks {
         votes: network.register(channels::VOTES, consensus_quota),
         certificates: network.register(channels::CERTIFICATES, consensus_quota),
         resolver: network.register(channels::RESOLVER, data_quota),
-        backfill: network.register(channels::BACKFILL, backfill_quota),
+        backfill: network.register(channels::BACKFILL, data_quota),
         blocks: network.register(channels::BLOCKS, consensus_quota),
         transactions: network.register(channels::TRANSACTIONS, data_quota),
     };

@@ -534,15 +534,24 @@ fn an_update_keeps_the_volume_a_restarted_agent_adopts_and_a_wrong_digest_is_ref
 
     // The first unpack left the image's tree in the rootfs cache; another environment of the
     // image gets a copy with the ids moved to its own range: inside, the image's files are
-    // root's (an id left in the first range would show as the overflow id 65534).
+    // root's (an id left in the first range would show as the overflow id 65534). A file
+    // added to the cached tree (in its range) shows that the copy, not an unpack, made it.
     let digest = busybox.rsplit(':').next().unwrap();
     let kept = host.state.join("rootfs").join(digest).join("rootfs");
     assert!(
         kept.join("bin/busybox").exists(),
         "no cached tree at {kept:?}"
     );
+    let marker = kept.join("from-cache");
+    std::fs::write(&marker, b"").unwrap();
+    let cache_root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(&kept).unwrap().uid()
+    };
+    std::os::unix::fs::lchown(&marker, Some(cache_root), Some(cache_root)).unwrap();
     let other = EnvironmentId(5);
-    let owners = "stat -c %u:%g / /bin /bin/busybox > /data/owners; exec httpd -f -p 8080 -h /data";
+    let owners = "stat -c %u:%g / /bin /bin/busybox /from-cache > /data/owners.tmp; \
+                  mv /data/owners.tmp /data/owners; exec httpd -f -p 8080 -h /data";
     runtime()
         .block_on(
             host.driver
@@ -559,7 +568,7 @@ fn an_update_keeps_the_volume_a_restarted_agent_adopts_and_a_wrong_digest_is_ref
     }
     assert_eq!(
         std::fs::read_to_string(&seen).unwrap(),
-        "0:0\n0:0\n0:0\n",
+        "0:0\n0:0\n0:0\n0:0\n",
         "the copy's ids are its own range's root"
     );
     let host_owner = |id: EnvironmentId| {

@@ -97,18 +97,10 @@ pub mod tuning {
     pub const MARSHAL_VIEW_RETENTION: u64 = 10;
     /// Views simplex keeps its state for.
     pub const SIMPLEX_VIEW_RETENTION: u64 = 256;
-    /// Most blocks marshal repairs at once: the depth of a catching-up node's pipeline of
-    /// block requests (one block each, spread over the peers by their answers' speed; a
-    /// request past the epochs the node knows yet is answered, ignored and asked again
-    /// later). With this at 256, [`MAX_PENDING_ACKS`] at 128 and the backfill channel at
-    /// 2,000 messages/s, `logos bench lease` (a leased full node syncing 500 to 1,000
-    /// blocks from genesis) measured `lease_to_running_ms_p50` 2,728 and 2,223 ms in two
-    /// rounds; with 64, 16 and 500/s, 2,944 and 2,445 ms (alternated, same machine).
-    pub const MAX_REPAIR_BLOCKS: usize = 256;
-    /// Most finalized blocks delivered and not yet acknowledged by the finalizer: the most
-    /// a catching-up node makes durable with one commit (one fsync each for receipts and
-    /// state). Marshal keeps up to twice this many blocks in memory for dispatch.
-    pub const MAX_PENDING_ACKS: usize = 128;
+    /// Most blocks marshal repairs at once.
+    pub const MAX_REPAIR_BLOCKS: usize = 64;
+    /// Most finalized blocks delivered and not yet acknowledged by the finalizer.
+    pub const MAX_PENDING_ACKS: usize = 16;
     /// A skipped leader's timeout, in multiples of the leader timeout.
     pub const SKIP_TIMEOUT_LEADER_TIMEOUTS: u64 = 4;
     /// Headroom over a maximal block in a p2p message (certificates, framing).

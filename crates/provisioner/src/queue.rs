@@ -14,12 +14,12 @@ pub const BACKOFF_MAX_MS: u64 = 8_000;
 /// Retry delay of a workload that runs and is not healthy yet (it is starting: a node's
 /// health check passes once it has synced), ms, while it has quick rechecks left: constant, so
 /// a lease turns `Running` within this of its workload turning healthy.
-pub const STARTING_RECHECK_MS: u64 = 100;
+pub const STARTING_RECHECK_MS: u64 = 250;
 /// Quick rechecks (every [`STARTING_RECHECK_MS`]) an item gets per [`STARTING_WINDOW_MS`]
-/// (10 s of them, each one request to the workload's agent); after them it backs off
-/// normally. Counted apart from other failures and not reset by a success, so a workload
-/// that never turns healthy, or flaps, gets at most this many extra probes a minute.
-pub const STARTING_RECHECKS_MAX: u32 = 100;
+/// (10 s of them); after them it backs off normally. Counted apart from other failures and not
+/// reset by a success, so a workload that never turns healthy, or flaps, gets at most this
+/// many extra probes a minute.
+pub const STARTING_RECHECKS_MAX: u32 = 40;
 /// The window over which [`STARTING_RECHECKS_MAX`] counts, ms.
 pub const STARTING_WINDOW_MS: u64 = 60_000;
 /// Most items in the work queue.

@@ -2,7 +2,9 @@
 //! `nosuid,nodev` at `<env>/disk`. It holds the unpacked image (`rootfs/`, replaced at every
 //! generation) and the persistent volume (`volume/`, kept across generations, wiped with the
 //! environment). Its size is the product's `disk_gib`, so neither a large image nor a workload
-//! writing without end can take more of the host's disk (writes past it fail with `ENOSPC`).
+//! writing without end can take more of the host's disk (writes past it fail with `ENOSPC`);
+//! an unpacked image that fits may also be kept in the bounded rootfs cache
+//! ([`super::rootfs`]).
 //!
 //! Uses Debian's `e2fsprogs` (`mkfs.ext4`) and util-linux (`mount -o loop`, `umount`, `df`).
 

@@ -942,8 +942,12 @@ impl ContainerDriver {
         {
             tracing::warn!(%error, "image cache eviction failed");
         }
-        let cached = self.images.names().await.unwrap_or_default();
-        if let Err(error) = self.rootfs.retain(&cached).await {
+        // An unreadable image index keeps every tree (it would otherwise name no image).
+        let retained = match self.images.names().await {
+            Ok(cached) => self.rootfs.retain(&cached).await,
+            Err(error) => Err(system(error)),
+        };
+        if let Err(error) = retained {
             tracing::warn!(%error, "rootfs cache eviction failed");
         }
     }

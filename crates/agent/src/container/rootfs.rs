@@ -1,21 +1,30 @@
 //! The cache of unpacked root filesystems: one tree per image (by its pinned digest), so that
 //! an environment whose image was unpacked before gets its root filesystem by a copy
-//! (`cp -a`, about 50 ms for the 65 MB Logos node image) instead of a decompression
+//! (`cp -a`, about 80 ms for the 65 MB Logos node image) instead of a decompression
 //! (`umoci raw unpack`, about 850 ms).
 //!
 //! - **Filled only from an environment's own unpack.** A tree enters the cache as a copy of an
-//!   environment's freshly unpacked `rootfs/`, before its workload first runs. It was unpacked
-//!   onto that environment's fixed-size disk, so a decompression bomb never reaches the host's
-//!   disk. A tree over [`TREE_MAX_BYTES`] is not kept.
+//!   environment's freshly unpacked `rootfs/`, before its workload first runs, so no workload
+//!   ever wrote to it. It was unpacked onto that environment's fixed-size disk, so a
+//!   decompression bomb fills only that disk; a tree over [`TREE_MAX_BYTES`], with more than
+//!   [`TREE_MAX_ENTRIES`] entries or deeper than [`TREE_DEPTH_MAX`] is not kept, nor one that
+//!   would leave less than [`FREE_RESERVE_BYTES`] free on the state directory's filesystem.
+//!   The cache takes at most [`TREES_MAX`] × [`TREE_MAX_BYTES`] (2 GiB) of the host's disk.
 //! - **Ids.** The tree keeps that environment's host ids (an unprivileged range, recorded with
 //!   the tree in `base`). A copy for an environment with another range has every uid and gid
-//!   moved by the difference ([`shift_ids`]). An id outside the recorded range refuses the copy.
+//!   moved by the difference ([`shift_ids`]); an id outside the recorded range refuses that
+//!   copy. POSIX ACL entries are not moved (images rarely carry them).
 //! - **Bounds.** At most [`TREES_MAX`] trees (least recently used go first), and only trees of
 //!   images the image cache still holds ([`RootfsCache::retain`]).
-//! - **Access.** The directory is root's alone (mode 0700). A copy a crash interrupted
-//!   (`*.partial`) is removed at start.
+//! - **Crashes.** A tree is written as `<hex>.partial` and renamed when complete; one is
+//!   removed by renaming it back to `.partial` first; `.partial` entries are removed at start.
+//!   Trees are not synced to the disk: `base` records the boot they were written in
+//!   (`/proc/sys/kernel/random/boot_id`), and a tree of an earlier boot (a power loss may have
+//!   cut it short) is never copied.
+//! - **Access.** The directory is root's alone (mode 0700).
 //!
-//! Layout: `<state>/rootfs/<digest hex>/{base, rootfs/}`.
+//! Layout: `<state>/rootfs/<digest hex>/{base, rootfs/}`; `base` holds the id base and the
+//! boot id, one per line.
 //!
 //! Set-user/group-id bits and file capabilities (`security.capability`) do not survive a move
 //! of ids: the kernel clears them on a change of owner. Workloads run with `no_new_privs`,
@@ -25,16 +34,26 @@ use super::command::system;
 use crate::driver::DriverError;
 use std::{
     collections::BTreeSet,
+    fs::Metadata,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
 /// Most trees kept.
-pub const TREES_MAX: usize = 8;
+pub const TREES_MAX: usize = 4;
 /// Largest tree kept (disk blocks used), bytes.
-pub const TREE_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-/// Suffix of a tree being written.
+pub const TREE_MAX_BYTES: u64 = 512 * 1024 * 1024;
+/// Most entries (files, directories, links) of a tree kept.
+pub const TREE_MAX_ENTRIES: u64 = 65_536;
+/// Deepest directory nesting of a tree kept (one open directory per level while walking).
+pub const TREE_DEPTH_MAX: usize = 64;
+/// Free space a kept tree must leave on the state directory's filesystem, bytes (the
+/// environments' sparse disks grow there).
+pub const FREE_RESERVE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Suffix of a tree being written or removed.
 const PARTIAL_SUFFIX: &str = ".partial";
+/// Where the kernel tells this boot's id.
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
 /// The cache (see the module docs).
 #[derive(Clone, Debug)]
@@ -53,7 +72,8 @@ impl RootfsCache {
         }
     }
 
-    /// Creates the directory (mode 0700) and removes what an interrupted copy left.
+    /// Creates the directory (mode 0700) and removes what an interrupted write or removal
+    /// left.
     pub async fn prepare(&self) -> Result<(), DriverError> {
         use std::os::unix::fs::PermissionsExt;
         tokio::fs::create_dir_all(&self.root)
@@ -64,75 +84,82 @@ impl RootfsCache {
             .map_err(system)?;
         for name in self.entries().await? {
             if name.ends_with(PARTIAL_SUFFIX) {
-                remove(&self.root.join(name)).await;
+                remove_tree(&self.root.join(name)).await;
             }
         }
         Ok(())
     }
 
     /// Copies the cached tree of image `hex` to `target` (which must not exist) with its ids
-    /// moved to the range from `base`; `false` if no tree is cached. A failed copy removes
-    /// what it wrote of `target`.
+    /// moved to the range from `base`; `false` if no usable tree is cached. A failed copy
+    /// removes what it wrote of `target`.
     pub async fn copy(&self, hex: &str, target: &Path, base: u32) -> Result<bool, DriverError> {
         let dir = self.root.join(hex);
         let Some(from) = read_base(&dir).await else {
             return Ok(false);
         };
-        // Rewritten: its modification time orders the trees for eviction.
-        tokio::fs::write(dir.join("base"), from.to_string())
-            .await
-            .map_err(system)?;
+        // Its modification time orders the trees for eviction.
+        touch(&dir.join("base")).await;
         let copied = async {
             cp_archive(&dir.join("rootfs"), target).await?;
-            if from != base {
-                let (target, count) = (target.to_path_buf(), self.id_count);
-                tokio::task::spawn_blocking(move || shift_ids(&target, from, base, count))
-                    .await
-                    .map_err(system)??;
-            }
-            Ok(())
+            let (target, count) = (target.to_path_buf(), self.id_count);
+            tokio::task::spawn_blocking(move || shift_ids(&target, from, base, count))
+                .await
+                .map_err(system)?
         }
         .await;
         if let Err(error) = copied {
-            remove(target).await;
+            remove_tree(target).await;
             return Err(error);
         }
         Ok(true)
     }
 
     /// Keeps a copy of `rootfs` (image `hex` just unpacked with ids from `base`) unless it is
-    /// over [`TREE_MAX_BYTES`] or already kept; then evicts beyond [`TREES_MAX`].
+    /// over a bound (see the module docs) or already kept; then evicts beyond [`TREES_MAX`].
     pub async fn keep(&self, hex: &str, rootfs: &Path, base: u32) -> Result<(), DriverError> {
         let dir = self.root.join(hex);
         if read_base(&dir).await.is_some() {
             return Ok(());
         }
+        // An unusable entry (an earlier boot's, a damaged one) makes room for this one.
+        if tokio::fs::symlink_metadata(&dir).await.is_ok() {
+            self.remove(hex).await;
+        }
         let measured = rootfs.to_path_buf();
-        let bytes = tokio::task::spawn_blocking(move || tree_bytes(&measured, TREE_MAX_BYTES))
+        let bytes = tokio::task::spawn_blocking(move || measure(&measured))
             .await
             .map_err(system)??;
-        if bytes > TREE_MAX_BYTES {
+        let free = super::disk::free_bytes(&self.root).await;
+        let Some(bytes) = bytes.filter(|bytes| bytes.saturating_add(FREE_RESERVE_BYTES) <= free)
+        else {
             tracing::info!(
                 image = hex,
-                "unpacked image over the rootfs cache's bound: not kept"
+                "unpacked image not kept in the rootfs cache (bounds)"
             );
             return Ok(());
-        }
+        };
         let partial = self.root.join(format!("{hex}{PARTIAL_SUFFIX}"));
-        remove(&partial).await;
+        remove_tree(&partial).await;
         let written = async {
             tokio::fs::create_dir(&partial).await.map_err(system)?;
             cp_archive(rootfs, &partial.join("rootfs")).await?;
-            tokio::fs::write(partial.join("base"), base.to_string())
+            let stamp = format!("{base}\n{}\n", boot_id().await?);
+            tokio::fs::write(partial.join("base"), stamp)
                 .await
                 .map_err(system)?;
             tokio::fs::rename(&partial, &dir).await.map_err(system)
         }
         .await;
         if let Err(error) = written {
-            remove(&partial).await;
+            remove_tree(&partial).await;
             return Err(error);
         }
+        tracing::debug!(
+            image = hex,
+            bytes,
+            "unpacked image kept in the rootfs cache"
+        );
         self.evict().await
     }
 
@@ -140,13 +167,13 @@ impl RootfsCache {
     pub async fn retain(&self, images: &[String]) -> Result<(), DriverError> {
         for name in self.entries().await? {
             if !name.ends_with(PARTIAL_SUFFIX) && !images.contains(&name) {
-                remove(&self.root.join(name)).await;
+                self.remove(&name).await;
             }
         }
         Ok(())
     }
 
-    /// The images with a tree kept (digest hexes), in no particular order.
+    /// The images with a usable tree kept (digest hexes), in no particular order.
     pub async fn kept(&self) -> Result<Vec<String>, DriverError> {
         let mut kept = Vec::new();
         for name in self.entries().await? {
@@ -161,6 +188,9 @@ impl RootfsCache {
     async fn evict(&self) -> Result<(), DriverError> {
         let mut trees = Vec::new();
         for name in self.entries().await? {
+            if name.ends_with(PARTIAL_SUFFIX) {
+                continue;
+            }
             let base = self.root.join(&name).join("base");
             if let Ok(used) = tokio::fs::metadata(&base)
                 .await
@@ -172,9 +202,20 @@ impl RootfsCache {
         trees.sort();
         let excess = trees.len().saturating_sub(TREES_MAX);
         for (_, name) in trees.into_iter().take(excess) {
-            remove(&self.root.join(name)).await;
+            self.remove(&name).await;
         }
         Ok(())
+    }
+
+    /// Removes the tree named `name`: renamed to `.partial` first, so that a removal a crash
+    /// cuts short is never taken for a tree.
+    async fn remove(&self, name: &str) {
+        let partial = self.root.join(format!("{name}{PARTIAL_SUFFIX}"));
+        remove_tree(&partial).await;
+        match tokio::fs::rename(self.root.join(name), &partial).await {
+            Ok(()) => remove_tree(&partial).await,
+            Err(error) => tracing::warn!(name, %error, "cannot remove a cached rootfs"),
+        }
     }
 
     /// The names in the cache's directory (none if it does not exist).
@@ -192,11 +233,34 @@ impl RootfsCache {
     }
 }
 
-/// The id base recorded with a complete tree in `dir`.
+/// The id base recorded with a complete tree of this boot in `dir`.
 async fn read_base(dir: &Path) -> Option<u32> {
     let text = tokio::fs::read_to_string(dir.join("base")).await.ok()?;
-    let base = text.trim().parse().ok()?;
-    dir.join("rootfs").is_dir().then_some(base)
+    let mut lines = text.lines();
+    let base = lines.next()?.trim().parse().ok()?;
+    let boot = lines.next()?.trim();
+    let current = boot_id().await.ok()?;
+    (boot == current && dir.join("rootfs").is_dir()).then_some(base)
+}
+
+/// This boot's id.
+async fn boot_id() -> Result<String, DriverError> {
+    let text = tokio::fs::read_to_string(BOOT_ID_PATH)
+        .await
+        .map_err(|error| system(format!("{BOOT_ID_PATH}: {error}")))?;
+    Ok(text.trim().to_string())
+}
+
+/// Sets `path`'s modification time to now (best effort: only eviction order depends on it).
+async fn touch(path: &Path) {
+    let path = path.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || {
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+    })
+    .await;
 }
 
 /// `cp -a source target`: contents, modes, owners, times, hard links and extended attributes.
@@ -219,7 +283,7 @@ async fn cp_archive(source: &Path, target: &Path) -> Result<(), DriverError> {
 }
 
 /// Removes `path` (a directory tree), ignoring that it is gone.
-async fn remove(path: &Path) {
+async fn remove_tree(path: &Path) {
     if let Err(error) = tokio::fs::remove_dir_all(path).await {
         if error.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(path = %path.display(), %error, "cannot remove");
@@ -227,9 +291,44 @@ async fn remove(path: &Path) {
     }
 }
 
-/// Moves the owner and group of every entry under `root` (itself included, symbolic links
-/// not followed, each inode once) from the range `from..from + count` to `to..to + count`.
-/// An id outside the range is refused.
+/// Visits `root` and every entry under it, depth first, symbolic links not followed, with at
+/// most one open directory per level; stops (`Ok(false)`) when `visit` says so or the tree is
+/// deeper than [`TREE_DEPTH_MAX`].
+fn walk(
+    root: &Path,
+    mut visit: impl FnMut(&Path, &Metadata) -> Result<bool, DriverError>,
+) -> Result<bool, DriverError> {
+    let meta = std::fs::symlink_metadata(root).map_err(system)?;
+    if !visit(root, &meta)? {
+        return Ok(false);
+    }
+    if !meta.is_dir() {
+        return Ok(true);
+    }
+    let mut open = vec![std::fs::read_dir(root).map_err(system)?];
+    while let Some(entries) = open.last_mut() {
+        let Some(entry) = entries.next() else {
+            open.pop();
+            continue;
+        };
+        let path = entry.map_err(system)?.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(system)?;
+        if !visit(&path, &meta)? {
+            return Ok(false);
+        }
+        if meta.is_dir() {
+            if open.len() >= TREE_DEPTH_MAX {
+                return Ok(false);
+            }
+            open.push(std::fs::read_dir(&path).map_err(system)?);
+        }
+    }
+    Ok(true)
+}
+
+/// Moves the owner and group of every entry under `root` (itself included, each inode once)
+/// from the range `from..from + count` to `to..to + count`; refuses an id outside the first
+/// range, and a tree over the walk's bounds.
 pub fn shift_ids(root: &Path, from: u32, to: u32, count: u32) -> Result<(), DriverError> {
     let shift = |id: u32| -> Result<u32, DriverError> {
         let offset = id
@@ -240,50 +339,46 @@ pub fn shift_ids(root: &Path, from: u32, to: u32, count: u32) -> Result<(), Driv
             .ok_or_else(|| system(format!("id range from {to} overflows")))
     };
     let mut seen = BTreeSet::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&path).map_err(system)?;
+    let mut entries: u64 = 0;
+    let complete = walk(root, |path, meta| {
+        entries += 1;
+        if entries > TREE_MAX_ENTRIES {
+            return Ok(false);
+        }
         if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
-            continue;
+            return Ok(true);
         }
-        std::os::unix::fs::lchown(&path, Some(shift(meta.uid())?), Some(shift(meta.gid())?))
-            .map_err(|error| system(format!("{}: {error}", path.display())))?;
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(&path).map_err(system)? {
-                pending.push(entry.map_err(system)?.path());
-            }
+        let (uid, gid) = (shift(meta.uid())?, shift(meta.gid())?);
+        if from != to {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+                .map_err(|error| system(format!("{}: {error}", path.display())))?;
         }
+        Ok(true)
+    })?;
+    if !complete {
+        return Err(system("the cached tree is over the walk's bounds"));
     }
     Ok(())
 }
 
-/// Disk bytes the tree under `root` uses (blocks × 512, each inode once), counting stopped
-/// past `max_bytes`.
-pub fn tree_bytes(root: &Path, max_bytes: u64) -> Result<u64, DriverError> {
-    let mut total: u64 = 0;
+/// Disk bytes the tree under `root` uses (blocks × 512, each inode once), or `None` if it is
+/// over [`TREE_MAX_BYTES`], [`TREE_MAX_ENTRIES`] or [`TREE_DEPTH_MAX`] (counting stops there).
+pub fn measure(root: &Path) -> Result<Option<u64>, DriverError> {
+    let (mut bytes, mut entries) = (0u64, 0u64);
     let mut seen = BTreeSet::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&path).map_err(system)?;
-        if !seen.insert((meta.dev(), meta.ino())) {
-            continue;
+    let complete = walk(root, |_, meta| {
+        entries += 1;
+        if seen.insert((meta.dev(), meta.ino())) {
+            bytes = bytes.saturating_add(meta.blocks().saturating_mul(512));
         }
-        total = total.saturating_add(meta.blocks().saturating_mul(512));
-        if total > max_bytes {
-            return Ok(total);
-        }
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(&path).map_err(system)? {
-                pending.push(entry.map_err(system)?.path());
-            }
-        }
-    }
-    Ok(total)
+        Ok(entries <= TREE_MAX_ENTRIES && bytes <= TREE_MAX_BYTES)
+    })?;
+    Ok(complete.then_some(bytes))
 }
 
 #[cfg(test)]
 mod tests {
-    //! Run as root (the ids are changed for real), as the driver's tests are.
+    //! Run as root: the ids are changed for real.
     use super::*;
     use std::os::unix::fs::{symlink, MetadataExt};
 
@@ -321,11 +416,16 @@ mod tests {
         (meta.uid(), meta.gid())
     }
 
+    async fn prepared(dir: &Path) -> RootfsCache {
+        let cache = RootfsCache::new(&dir.join("state"), COUNT);
+        cache.prepare().await.unwrap();
+        cache
+    }
+
     #[tokio::test]
     async fn a_kept_tree_is_copied_with_the_ids_moved_to_the_new_range() {
         let dir = scratch("copy");
-        let cache = RootfsCache::new(&dir.join("state"), COUNT);
-        cache.prepare().await.unwrap();
+        let cache = prepared(&dir).await;
         let target = dir.join("env-rootfs");
         assert!(
             !cache.copy("aa", &target, TO).await.unwrap(),
@@ -362,18 +462,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_id_outside_the_cached_range_refuses_the_copy_and_leaves_nothing() {
+    async fn an_id_outside_the_cached_range_refuses_every_copy_and_leaves_nothing() {
         let dir = scratch("outside");
-        let cache = RootfsCache::new(&dir.join("state"), COUNT);
-        cache.prepare().await.unwrap();
+        let cache = prepared(&dir).await;
         let rootfs = tree(&dir);
-        // A host id of no environment's range (root's): never given to the copy's range.
+        // A host id of no environment's range (root's): never given to a copy.
         std::os::unix::fs::lchown(rootfs.join("srv/data"), Some(0), Some(0)).unwrap();
         cache.keep("bb", &rootfs, FROM).await.unwrap();
+        for base in [TO, FROM] {
+            let target = dir.join("env-rootfs");
+            let error = cache.copy("bb", &target, base).await.unwrap_err();
+            assert!(error.to_string().contains("id 0 outside"), "{error}");
+            assert!(!target.exists(), "a refused copy is removed");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_tree_of_an_earlier_boot_or_a_damaged_one_is_never_copied_and_is_replaced() {
+        let dir = scratch("boot");
+        let cache = prepared(&dir).await;
+        let rootfs = tree(&dir);
+        cache.keep("cc", &rootfs, FROM).await.unwrap();
+        let base = dir.join("state/rootfs/cc/base");
+        // Written before a power loss: its files may be cut short.
+        std::fs::write(
+            &base,
+            format!("{FROM}\n00000000-0000-0000-0000-000000000000\n"),
+        )
+        .unwrap();
         let target = dir.join("env-rootfs");
-        let error = cache.copy("bb", &target, TO).await.unwrap_err();
-        assert!(error.to_string().contains("id 0 outside"), "{error}");
-        assert!(!target.exists(), "a refused copy is removed");
+        assert!(!cache.copy("cc", &target, TO).await.unwrap());
+        assert!(cache.kept().await.unwrap().is_empty());
+        // The next unpack of the image replaces it; an empty stamp is no tree either.
+        cache.keep("cc", &rootfs, FROM).await.unwrap();
+        assert_eq!(cache.kept().await.unwrap(), ["cc"]);
+        std::fs::write(&base, "").unwrap();
+        assert!(!cache.copy("cc", &target, TO).await.unwrap());
+        cache.keep("cc", &rootfs, FROM).await.unwrap();
+        assert!(cache.copy("cc", &target, TO).await.unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -381,26 +508,27 @@ mod tests {
     async fn the_cache_keeps_at_most_its_bound_of_trees_and_only_of_cached_images() {
         let dir = scratch("bounds");
         let state = dir.join("state");
-        let cache = RootfsCache::new(&state, COUNT);
-        cache.prepare().await.unwrap();
+        let cache = prepared(&dir).await;
         let rootfs = tree(&dir);
-        for index in 0..=TREES_MAX {
+        for index in 0..TREES_MAX {
             cache
                 .keep(&format!("{index:02}"), &rootfs, FROM)
                 .await
                 .unwrap();
         }
+        // A copy makes a tree the most recently used: the oldest unused one goes.
+        let target = dir.join("env-rootfs");
+        assert!(cache.copy("00", &target, TO).await.unwrap());
+        cache.keep("99", &rootfs, FROM).await.unwrap();
         let mut kept = cache.kept().await.unwrap();
         kept.sort();
         assert_eq!(kept.len(), TREES_MAX);
-        assert!(
-            !kept.contains(&"00".to_string()),
-            "the least recently used went"
-        );
+        assert!(kept.contains(&"00".to_string()) && !kept.contains(&"01".to_string()));
         // Only trees of images the image cache still holds stay.
         cache.retain(&["03".to_string()]).await.unwrap();
         assert_eq!(cache.kept().await.unwrap(), ["03"]);
-        // A copy a crash interrupted is removed at start; the directory is root's alone.
+        // What a crash left half-written or half-removed goes at start; the directory is
+        // root's alone.
         std::fs::create_dir_all(state.join("rootfs/04.partial/rootfs")).unwrap();
         cache.prepare().await.unwrap();
         assert!(!state.join("rootfs/04.partial").exists());
@@ -409,15 +537,34 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn a_tree_is_measured_by_its_blocks_and_the_count_stops_past_the_bound() {
+    #[tokio::test]
+    async fn a_tree_too_deep_or_with_too_many_entries_is_not_kept() {
         let dir = scratch("measure");
+        let cache = prepared(&dir).await;
         let rootfs = tree(&dir);
         std::fs::write(rootfs.join("srv/big"), vec![7u8; 1 << 20]).unwrap();
-        let bytes = tree_bytes(&rootfs, u64::MAX).unwrap();
+        let bytes = measure(&rootfs).unwrap().unwrap();
         assert!(bytes >= 1 << 20, "{bytes}");
-        let stopped = tree_bytes(&rootfs, 4096).unwrap();
-        assert!(stopped > 4096 && stopped <= bytes, "{stopped}");
+        let deep = dir.join("deep");
+        let mut path = deep.clone();
+        for _ in 0..=TREE_DEPTH_MAX {
+            path.push("d");
+        }
+        std::fs::create_dir_all(&path).unwrap();
+        assert_eq!(measure(&deep).unwrap(), None);
+        cache.keep("dd", &deep, 0).await.unwrap();
+        let wide = dir.join("wide");
+        std::fs::create_dir_all(&wide).unwrap();
+        for index in 0..TREE_MAX_ENTRIES {
+            std::fs::File::create(wide.join(index.to_string())).unwrap();
+        }
+        assert_eq!(
+            measure(&wide).unwrap(),
+            None,
+            "the directory itself is one more"
+        );
+        cache.keep("ee", &wide, 0).await.unwrap();
+        assert!(cache.kept().await.unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,7 +24,8 @@
 //! [`ImageStore::unpack`] runs Debian's `umoci raw unpack` on a cached image with the
 //! environment's uid/gid mapping, so the root filesystem's files belong to the environment's
 //! unprivileged host range. The caller unpacks onto the environment's fixed-size disk, so an
-//! image that expands beyond it fails there (a decompression bomb fills only that disk).
+//! image that expands beyond it fails there (a decompression bomb fills only that disk; the
+//! driver's rootfs cache keeps only bounded trees).
 //!
 //! Errors name what was refused and why ([`ImageError`]).
 
