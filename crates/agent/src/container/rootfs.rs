@@ -13,14 +13,15 @@
 //! - **Ids.** The tree keeps that environment's host ids (an unprivileged range, recorded with
 //!   the tree in `base`). A copy for an environment with another range has every uid and gid
 //!   moved by the difference ([`shift_ids`]); an id outside the recorded range refuses that
-//!   copy. POSIX ACL entries are not moved (images rarely carry them).
+//!   copy, and the tree is removed (the next unpack of the image replaces it). POSIX ACL
+//!   entries are not moved (images rarely carry them).
 //! - **Bounds.** At most [`TREES_MAX`] trees (least recently used go first), and only trees of
 //!   images the image cache still holds ([`RootfsCache::retain`]).
 //! - **Crashes.** A tree is written as `<hex>.partial` and renamed when complete; one is
 //!   removed by renaming it back to `.partial` first; `.partial` entries are removed at start.
 //!   Trees are not synced to the disk: `base` records the boot they were written in
 //!   (`/proc/sys/kernel/random/boot_id`), and a tree of an earlier boot (a power loss may have
-//!   cut it short) is never copied.
+//!   cut it short) is never copied and is removed at start.
 //! - **Access.** The directory is root's alone (mode 0700).
 //!
 //! Layout: `<state>/rootfs/<digest hex>/{base, rootfs/}`; `base` holds the id base and the
@@ -61,6 +62,8 @@ pub struct RootfsCache {
     root: PathBuf,
     /// Ids per environment (the size of every range).
     id_count: u32,
+    /// Free space a kept tree must leave, bytes ([`FREE_RESERVE_BYTES`] unless set).
+    free_reserve_bytes: u64,
 }
 
 impl RootfsCache {
@@ -69,11 +72,18 @@ impl RootfsCache {
         Self {
             root: state_dir.join("rootfs"),
             id_count,
+            free_reserve_bytes: FREE_RESERVE_BYTES,
         }
     }
 
+    /// The same cache with another free-space reserve, bytes.
+    pub fn with_free_reserve_bytes(mut self, bytes: u64) -> Self {
+        self.free_reserve_bytes = bytes;
+        self
+    }
+
     /// Creates the directory (mode 0700) and removes what an interrupted write or removal
-    /// left.
+    /// left, and every tree it would not copy (an earlier boot's, a damaged one).
     pub async fn prepare(&self) -> Result<(), DriverError> {
         use std::os::unix::fs::PermissionsExt;
         tokio::fs::create_dir_all(&self.root)
@@ -85,6 +95,9 @@ impl RootfsCache {
         for name in self.entries().await? {
             if name.ends_with(PARTIAL_SUFFIX) {
                 remove_tree(&self.root.join(name)).await;
+            } else if read_base(&self.root.join(&name)).await.is_none() {
+                // An earlier boot's tree, or a damaged one.
+                self.remove(&name).await;
             }
         }
         Ok(())
@@ -92,7 +105,7 @@ impl RootfsCache {
 
     /// Copies the cached tree of image `hex` to `target` (which must not exist) with its ids
     /// moved to the range from `base`; `false` if no usable tree is cached. A failed copy
-    /// removes what it wrote of `target`.
+    /// removes what it wrote of `target`; a tree whose ids refuse the move is removed too.
     pub async fn copy(&self, hex: &str, target: &Path, base: u32) -> Result<bool, DriverError> {
         let dir = self.root.join(hex);
         let Some(from) = read_base(&dir).await else {
@@ -100,23 +113,27 @@ impl RootfsCache {
         };
         // Its modification time orders the trees for eviction.
         touch(&dir.join("base")).await;
-        let copied = async {
-            cp_archive(&dir.join("rootfs"), target).await?;
-            let (target, count) = (target.to_path_buf(), self.id_count);
-            tokio::task::spawn_blocking(move || shift_ids(&target, from, base, count))
-                .await
-                .map_err(system)?
-        }
-        .await;
-        if let Err(error) = copied {
+        if let Err(error) = cp_archive(&dir.join("rootfs"), target).await {
             remove_tree(target).await;
+            return Err(error);
+        }
+        let (copy, count) = (target.to_path_buf(), self.id_count);
+        let shifted = tokio::task::spawn_blocking(move || shift_ids(&copy, from, base, count))
+            .await
+            .map_err(system)
+            .and_then(|shifted| shifted);
+        if let Err(error) = shifted {
+            // The tree itself is unusable: the next unpack of the image replaces it.
+            remove_tree(target).await;
+            self.remove(hex).await;
             return Err(error);
         }
         Ok(true)
     }
 
     /// Keeps a copy of `rootfs` (image `hex` just unpacked with ids from `base`) unless it is
-    /// over a bound (see the module docs) or already kept; then evicts beyond [`TREES_MAX`].
+    /// over a bound (see the module docs) or already kept; the least recently used trees make
+    /// room for it beyond [`TREES_MAX`] - 1.
     pub async fn keep(&self, hex: &str, rootfs: &Path, base: u32) -> Result<(), DriverError> {
         let dir = self.root.join(hex);
         if read_base(&dir).await.is_some() {
@@ -131,14 +148,16 @@ impl RootfsCache {
             .await
             .map_err(system)??;
         let free = super::disk::free_bytes(&self.root).await;
-        let Some(bytes) = bytes.filter(|bytes| bytes.saturating_add(FREE_RESERVE_BYTES) <= free)
-        else {
+        let reserve = self.free_reserve_bytes;
+        let Some(bytes) = bytes.filter(|bytes| bytes.saturating_add(reserve) <= free) else {
             tracing::info!(
                 image = hex,
                 "unpacked image not kept in the rootfs cache (bounds)"
             );
             return Ok(());
         };
+        // Room first: the cache never holds more than its bound of trees.
+        self.evict(TREES_MAX.saturating_sub(1)).await?;
         let partial = self.root.join(format!("{hex}{PARTIAL_SUFFIX}"));
         remove_tree(&partial).await;
         let written = async {
@@ -160,7 +179,7 @@ impl RootfsCache {
             bytes,
             "unpacked image kept in the rootfs cache"
         );
-        self.evict().await
+        Ok(())
     }
 
     /// Removes the trees of images not in `images` (digest hexes the image cache holds).
@@ -177,15 +196,16 @@ impl RootfsCache {
     pub async fn kept(&self) -> Result<Vec<String>, DriverError> {
         let mut kept = Vec::new();
         for name in self.entries().await? {
-            if read_base(&self.root.join(&name)).await.is_some() {
+            let usable = read_base(&self.root.join(&name)).await.is_some();
+            if usable && !name.ends_with(PARTIAL_SUFFIX) {
                 kept.push(name);
             }
         }
         Ok(kept)
     }
 
-    /// Removes the least recently used trees beyond [`TREES_MAX`].
-    async fn evict(&self) -> Result<(), DriverError> {
+    /// Removes the least recently used trees beyond `keep`.
+    async fn evict(&self, keep: usize) -> Result<(), DriverError> {
         let mut trees = Vec::new();
         for name in self.entries().await? {
             if name.ends_with(PARTIAL_SUFFIX) {
@@ -200,7 +220,7 @@ impl RootfsCache {
             }
         }
         trees.sort();
-        let excess = trees.len().saturating_sub(TREES_MAX);
+        let excess = trees.len().saturating_sub(keep);
         for (_, name) in trees.into_iter().take(excess) {
             self.remove(&name).await;
         }
@@ -317,7 +337,8 @@ fn walk(
             return Ok(false);
         }
         if meta.is_dir() {
-            if open.len() >= TREE_DEPTH_MAX {
+            // `open` holds this directory's ancestors: it is that deep.
+            if open.len() > TREE_DEPTH_MAX {
                 return Ok(false);
             }
             open.push(std::fs::read_dir(&path).map_err(system)?);
@@ -417,7 +438,8 @@ mod tests {
     }
 
     async fn prepared(dir: &Path) -> RootfsCache {
-        let cache = RootfsCache::new(&dir.join("state"), COUNT);
+        // Kept whatever the free space of the test machine's temporary directory.
+        let cache = RootfsCache::new(&dir.join("state"), COUNT).with_free_reserve_bytes(0);
         cache.prepare().await.unwrap();
         cache
     }
@@ -462,18 +484,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_id_outside_the_cached_range_refuses_every_copy_and_leaves_nothing() {
+    async fn an_id_outside_the_cached_range_refuses_every_copy_and_the_tree_goes() {
         let dir = scratch("outside");
         let cache = prepared(&dir).await;
         let rootfs = tree(&dir);
         // A host id of no environment's range (root's): never given to a copy.
         std::os::unix::fs::lchown(rootfs.join("srv/data"), Some(0), Some(0)).unwrap();
-        cache.keep("bb", &rootfs, FROM).await.unwrap();
         for base in [TO, FROM] {
+            cache.keep("bb", &rootfs, FROM).await.unwrap();
             let target = dir.join("env-rootfs");
             let error = cache.copy("bb", &target, base).await.unwrap_err();
             assert!(error.to_string().contains("id 0 outside"), "{error}");
             assert!(!target.exists(), "a refused copy is removed");
+            // So is the tree: the next unpack of the image keeps a fresh one.
+            assert!(cache.kept().await.unwrap().is_empty());
+            assert!(!cache.copy("bb", &target, base).await.unwrap());
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -501,6 +526,10 @@ mod tests {
         assert!(!cache.copy("cc", &target, TO).await.unwrap());
         cache.keep("cc", &rootfs, FROM).await.unwrap();
         assert!(cache.copy("cc", &target, TO).await.unwrap());
+        // A restarted agent removes what it would not copy.
+        std::fs::write(&base, "").unwrap();
+        cache.prepare().await.unwrap();
+        assert!(!dir.join("state/rootfs/cc").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -547,11 +576,16 @@ mod tests {
         assert!(bytes >= 1 << 20, "{bytes}");
         let deep = dir.join("deep");
         let mut path = deep.clone();
-        for _ in 0..=TREE_DEPTH_MAX {
+        for _ in 0..TREE_DEPTH_MAX {
             path.push("d");
         }
         std::fs::create_dir_all(&path).unwrap();
-        assert_eq!(measure(&deep).unwrap(), None);
+        assert!(
+            measure(&deep).unwrap().is_some(),
+            "{TREE_DEPTH_MAX} levels are kept"
+        );
+        std::fs::create_dir(path.join("d")).unwrap();
+        assert_eq!(measure(&deep).unwrap(), None, "one more is not");
         cache.keep("dd", &deep, 0).await.unwrap();
         let wide = dir.join("wide");
         std::fs::create_dir_all(&wide).unwrap();
