@@ -31,7 +31,7 @@
 //! of ids: the kernel clears them on a change of owner. Workloads run with `no_new_privs`,
 //! under which neither takes effect.
 
-use super::command::system;
+use super::command::{run, system};
 use crate::driver::DriverError;
 use std::{
     collections::BTreeSet,
@@ -285,21 +285,8 @@ async fn touch(path: &Path) {
 
 /// `cp -a source target`: contents, modes, owners, times, hard links and extended attributes.
 async fn cp_archive(source: &Path, target: &Path) -> Result<(), DriverError> {
-    let output = tokio::process::Command::new("cp")
-        .arg("-a")
-        .arg("--")
-        .arg(source)
-        .arg(target)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|error| system(format!("cp: {error}")))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let last = stderr.lines().last().unwrap_or("").trim().to_string();
-    Err(DriverError::System(last))
+    let (source, target) = (source.display().to_string(), target.display().to_string());
+    run("cp", &["-a", "--", &source, &target]).await
 }
 
 /// Removes `path` (a directory tree), ignoring that it is gone.
