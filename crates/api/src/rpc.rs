@@ -19,6 +19,8 @@
 //! | `logos_getBlockHeader` | height | hex of the finalized block's [`crate::block::BlockHeader`] (176 bytes), or null |
 //! | `logos_getTransaction` | transaction hash | [`TransactionLookup`] (pooled or finalized), or null |
 //! | `logos_getReceipt` | transaction hash | [`ReceiptInfo`] with its inclusion proof, or null |
+//! | `logos_getStateTarget` | | [`StateTarget`] of the finalized tip (for state sync), or null |
+//! | `logos_getStateOperations` | size, start, max_ops, boundary | hex of a QMDB sync response (see [`LogosApiServer::get_state_operations`]) |
 //! | `logos_subscribeFinalizedHeads` | | notifications `logos_finalizedHead`: [`Head`] |
 //! | `logos_subscribeEvents` | | notifications `logos_event`: [`EventRecord`] |
 
@@ -337,6 +339,38 @@ pub struct EpochProof {
     pub committee_proof: String,
 }
 
+/// Where a node starting from an empty data directory can sync its state to instead of
+/// executing every block from genesis (`logos node run --state-sync`): the state after the
+/// finalized block `height`, as QMDB's sync engine names it (the root of the operations log at
+/// `range_end` operations, whose operations from `range_start` define the state), and the
+/// witness that ties that root to the block's `state_root` (QMDB `current`'s canonical root
+/// combines the log's root with its activity bitmap's). The server is trusted for nothing: the
+/// syncing node certifies the block header against the committee of its epoch, checks the
+/// witness against the header's `state_root`, and every operation it fetches against `ops_root`
+/// (`commonware_storage::qmdb::sync`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StateTarget {
+    /// Height of the finalized block whose state this is; the server holds the block's own
+    /// finalization certificate (`logos_getFinalization`).
+    pub height: u64,
+    /// Digest of that block.
+    pub block_hash: String,
+    /// Root of the state's operations log at `range_end` operations, hex.
+    pub ops_root: String,
+    /// First operation the state needs (the log's sync boundary).
+    pub range_start: u64,
+    /// Operations in the log after the block (exclusive end).
+    pub range_end: u64,
+    /// Hex of the `qmdb::current::proof::OpsRootWitness` tying `ops_root` to the block's
+    /// `state_root`.
+    pub witness: String,
+}
+
+/// Most operations one `logos_getStateOperations` call returns: 64 operations of at most
+/// 64 KiB (a storage value) and their proof stay below the server's 16 MiB response limit in
+/// hex.
+pub const STATE_OPERATIONS_MAX: u64 = 64;
+
 /// An event with where it happened.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EventRecord {
@@ -409,6 +443,11 @@ pub struct Health {
     /// A validator intent the node asks an account to submit, if configured
     /// (`logos node run --role validator --validate-for`; absent from older nodes' answers).
     pub intent: Option<ValidatorIntent>,
+    /// On a node that synced its state instead of executing every block from genesis
+    /// (`logos node run --state-sync`), the height of the block it synced to: it holds no
+    /// block, receipt or certificate below it. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_synced_at: Option<u64>,
 }
 
 /// The Logos JSON-RPC API (server and client from one definition).
@@ -482,6 +521,27 @@ pub trait LogosApi {
     /// `receipts_root` (see [`crate::receipt`]); `null` if no retained finalized block holds it.
     #[method(name = "getReceipt")]
     async fn get_receipt(&self, hash: String) -> Result<Option<ReceiptInfo>, ErrorObjectOwned>;
+
+    /// Where a node can sync its state to (see [`StateTarget`]): the state after this node's
+    /// finalized tip, or null while the tip has no finalization certificate of its own (one
+    /// finalized through a descendant's; ask again after the next block).
+    #[method(name = "getStateTarget")]
+    async fn get_state_target(&self) -> Result<Option<StateTarget>, ErrorObjectOwned>;
+
+    /// Operations of the state's log with their proof, hex of the codec form of a
+    /// `commonware_storage::qmdb::sync::Response` (tag 0: operations `[start, start + n)`,
+    /// `n ≤ max_ops`, proven against the log's root at `size` operations; with `boundary`
+    /// (tag 1): the one operation at `start` and the pinned nodes below it). `max_ops` is at
+    /// most [`STATE_OPERATIONS_MAX`]; `start < size ≤` the log's size; a pruned `start` is
+    /// [`codes::UNAVAILABLE`], anything else out of range [`codes::INVALID_PARAMS`].
+    #[method(name = "getStateOperations")]
+    async fn get_state_operations(
+        &self,
+        size: u64,
+        start: u64,
+        max_ops: u64,
+        boundary: bool,
+    ) -> Result<String, ErrorObjectOwned>;
 
     /// Finalized heads as they are executed.
     #[subscription(name = "subscribeFinalizedHeads" => "finalizedHead", unsubscribe = "unsubscribeFinalizedHeads", item = Head)]

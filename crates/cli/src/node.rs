@@ -23,6 +23,7 @@ use logos_node::{
     engine::{self, channels, Networks},
     full,
     rpc::{self, RpcConfig},
+    statesync::{self, Floor},
 };
 use logos_primitives::{format_public_key, parse_public_key, PublicKey};
 use logos_types::{peers::FULL_NODES_MAX, Genesis};
@@ -54,6 +55,21 @@ pub enum NodeCommand {
         /// Keep every block, certificate and state operation (overrides the file's `archive`).
         #[arg(long)]
         archive: bool,
+        /// On a first start (no state in the data directory yet), take the state after a
+        /// recent finalized block from the node at `--state-sync-rpc` instead of executing
+        /// every block from genesis (`logos_node::statesync`): the block is certified by its
+        /// epoch's committee, followed from the genesis validators, and every operation of
+        /// the state is proven against it. After a refusal or `--state-sync-timeout-ms`,
+        /// the node starts from genesis. Ignored on later starts.
+        #[arg(long, requires = "state_sync_rpc")]
+        state_sync: bool,
+        /// The RPC endpoint state sync asks (a provider's environments get theirs in
+        /// `LOGOS_CHAIN_RPC`).
+        #[arg(long, env = "LOGOS_CHAIN_RPC")]
+        state_sync_rpc: Option<String>,
+        /// Longest state sync may take before the node starts from genesis, ms.
+        #[arg(long, default_value_t = STATE_SYNC_TIMEOUT_MS)]
+        state_sync_timeout_ms: u64,
     },
     /// Run a full node that follows the chain through another node's RPC, executing and
     /// checking every block itself (no validator key); serves `GET /health`.
@@ -167,14 +183,22 @@ async fn serve_metrics(context: runtime::Context, address: std::net::SocketAddr)
 
 /// Runs `logos node …`.
 pub fn run(command: NodeCommand) -> Result<()> {
-    let (file, role, retention_blocks, archive, flags) = match command {
+    let (file, role, retention_blocks, archive, flags, state_sync) = match command {
         NodeCommand::Run {
             config,
             full,
             role,
             retention_blocks,
             archive,
-        } => (config, role, retention_blocks, archive, full),
+            state_sync,
+            state_sync_rpc,
+            state_sync_timeout_ms,
+        } => {
+            let state_sync = state_sync_rpc
+                .filter(|_| state_sync)
+                .map(|rpc| (rpc, Duration::from_millis(state_sync_timeout_ms)));
+            (config, role, retention_blocks, archive, full, state_sync)
+        }
         NodeCommand::Follow {
             genesis,
             rpc,
@@ -296,10 +320,236 @@ pub fn run(command: NodeCommand) -> Result<()> {
         .with_tcp_nodelay(Some(true))
         .with_catch_panics(false);
     let runner = runtime::Runner::new(runtime_config);
+    if state_sync.is_some() && config.role == Role::Validator {
+        anyhow::bail!(
+            "--state-sync: a validator runs consensus from its epoch's first block, which a \
+             state-synced node does not hold; sync a full node"
+        );
+    }
+    if state_sync.is_some() && config.check_invariants {
+        anyhow::bail!(
+            "--state-sync: the invariant check (check_invariants) replays every block from \
+             genesis, which a state-synced node does not hold"
+        );
+    }
     runner.start(|context| async move {
+        init_logging(&config.log_level);
+        let floor = state_floor(&context, &config.data_dir, &genesis, state_sync).await?;
         let offers = (registration, intent);
-        serve(context, config, genesis, signer, offers).await
+        serve(context, config, genesis, signer, offers, floor).await
     })
+}
+
+/// Longest a state sync may take by default, ms: a devnet's state syncs in well under a
+/// second; a server that answers slower than this is not worth waiting for.
+const STATE_SYNC_TIMEOUT_MS: u64 = 60_000;
+/// How often a state sync asks for a target whose block has its own certificate.
+const STATE_TARGET_ATTEMPTS: u32 = 20;
+/// Time between those attempts, ms (about a block time).
+const STATE_TARGET_RETRY_MS: u64 = 100;
+/// Prefix of every storage partition of a node run by this command.
+const PARTITION_PREFIX: &str = "logos";
+/// What a state sync leaves in the data directory while it runs: found at a start without a
+/// floor, the state partitions are incomplete and are removed.
+const STATE_SYNC_MARKER: &str = "state-sync-partial";
+/// Oldest block whose state a state sync takes, by its timestamp and this machine's clock, ms:
+/// far below what peers keep of the blocks after it (`retention_blocks`), so the node catches
+/// up from it.
+const STATE_TARGET_AGE_MAX_MS: u64 = 120_000;
+
+/// The node's floor (`logos_node::statesync::Floor`): the one kept in `data_dir` by an earlier
+/// state sync, else, with `state_sync` on a data directory without state, a new one (or none
+/// if the sync fails or times out: the node starts from genesis).
+async fn state_floor(
+    context: &runtime::Context,
+    data_dir: &std::path::Path,
+    genesis: &Genesis,
+    state_sync: Option<(String, Duration)>,
+) -> Result<Option<Floor>> {
+    let marker = data_dir.join(STATE_SYNC_MARKER);
+    let floor_file = data_dir.join(Floor::FILE);
+    // The floor is written (durably) only once the state is complete: with it, a marker left
+    // by a crash before the marker's removal says nothing.
+    if floor_file.exists() {
+        remove_synced(&marker)?;
+        let bytes =
+            std::fs::read(&floor_file).with_context(|| format!("read {}", floor_file.display()))?;
+        let cfg = engine::block_cfg(genesis);
+        return Ok(Some(Floor::from_bytes(&bytes, &cfg).with_context(
+            || {
+                format!(
+                    "{} (remove the data directory to start again)",
+                    floor_file.display()
+                )
+            },
+        )?));
+    }
+    if marker.exists() {
+        tracing::warn!("an earlier state sync was cut short: removing its partial state");
+        remove_state(data_dir)?;
+        remove_synced(&marker)?;
+    }
+    let Some((rpc, timeout)) = state_sync else {
+        return Ok(None);
+    };
+    if !state_entries(data_dir)?.is_empty() {
+        return Ok(None);
+    }
+    write_synced(&marker, b"")?;
+    let started = std::time::Instant::now();
+    let partition = engine::state_partition(PARTITION_PREFIX);
+    let synced = tokio::time::timeout(timeout, sync_state(context, genesis, &rpc, &partition));
+    let floor = match synced.await {
+        Ok(Ok(floor)) => Some(floor),
+        Ok(Err(error)) => {
+            tracing::warn!(%rpc, "state sync failed, starting from genesis: {error:#}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%rpc, ?timeout, "state sync timed out, starting from genesis");
+            None
+        }
+    };
+    match &floor {
+        Some(floor) => {
+            write_synced(&floor_file, &floor.to_bytes())?;
+            tracing::info!(
+                height = floor.block.height.get(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "state synced"
+            );
+        }
+        None => remove_state(data_dir)?,
+    }
+    remove_synced(&marker)?;
+    Ok(floor)
+}
+
+/// One state sync from `rpc` into `partition`: a recent target whose block has its own
+/// certificate (asked again while the server's tip has none), the block certified from
+/// `genesis`, the target checked against it, the operations fetched and proven.
+async fn sync_state(
+    context: &runtime::Context,
+    genesis: &Genesis,
+    rpc: &str,
+    partition: &str,
+) -> Result<Floor> {
+    use logos_api::rpc::LogosApiClient as _;
+    let client = logos_client::Client::connect_trusted(rpc, genesis).await?;
+    for _ in 0..STATE_TARGET_ATTEMPTS {
+        let target = client.rpc().get_state_target().await?;
+        let certified = match &target {
+            Some(target) => client.certified_header(target.height).await?,
+            None => None,
+        };
+        let (Some(target), Some((header, finalization))) = (target, certified) else {
+            tokio::time::sleep(Duration::from_millis(STATE_TARGET_RETRY_MS)).await;
+            continue;
+        };
+        // An old state, however well certified, may lie below what peers still keep of the
+        // blocks after it: the node would never catch up.
+        let age_ms = now_ms().saturating_sub(header.timestamp_ms);
+        if age_ms > STATE_TARGET_AGE_MAX_MS {
+            anyhow::bail!(
+                "{rpc} offers the state of block {}, {age_ms} ms old (at most \
+                 {STATE_TARGET_AGE_MAX_MS})",
+                target.height
+            );
+        }
+        let verified = statesync::verify_target(&header, &target)?;
+        let block = client
+            .rpc()
+            .get_raw_block(target.height)
+            .await?
+            .with_context(|| format!("{rpc} does not serve block {}", target.height))?;
+        let floor = Floor::new(&header, &block, &engine::block_cfg(genesis), finalization)?;
+        let source = statesync::RpcSource::new(rpc)?;
+        statesync::sync_state(
+            context.child("state_sync"),
+            partition,
+            logos_node::chain::STATE_LOG_ITEMS_PER_SECTION,
+            source,
+            &verified,
+        )
+        .await?;
+        return Ok(floor);
+    }
+    anyhow::bail!("{rpc} offered no state target with its own certificate")
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// The chain state's partitions in `data_dir` (entries of the runtime's storage directory
+/// named after the state partition; QMDB derives several names from it).
+fn state_entries(data_dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let storage = data_dir.join("storage");
+    let prefix = format!("{}-", engine::state_partition(PARTITION_PREFIX));
+    let entries = match std::fs::read_dir(&storage) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("list {}", storage.display())),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("list {}", storage.display()))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
+/// Removes every partition of the chain state in `data_dir` (what a state sync cut short or
+/// refused left), durably.
+fn remove_state(data_dir: &std::path::Path) -> Result<()> {
+    for path in state_entries(data_dir)? {
+        let removed = match path.is_dir() {
+            true => std::fs::remove_dir_all(&path),
+            false => std::fs::remove_file(&path),
+        };
+        removed.with_context(|| format!("remove {}", path.display()))?;
+    }
+    sync_dir(&data_dir.join("storage"))
+}
+
+/// Writes `bytes` to `path` durably: a temporary file, synced, renamed over it, the directory
+/// synced.
+fn write_synced(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let partial = path.with_extension("partial");
+    let mut file =
+        std::fs::File::create(&partial).with_context(|| format!("create {}", partial.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path).with_context(|| format!("write {}", path.display()))?;
+    sync_dir(path.parent().unwrap_or(std::path::Path::new(".")))
+}
+
+/// Removes `path` if it exists, durably.
+fn remove_synced(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(path.parent().unwrap_or(std::path::Path::new("."))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("remove {}", path.display())),
+    }
+}
+
+/// Makes the entries of directory `dir` durable (nothing to do if it does not exist).
+fn sync_dir(dir: &std::path::Path) -> Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(directory) => directory
+            .sync_all()
+            .with_context(|| format!("sync {}", dir.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("open {}", dir.display())),
+    }
 }
 
 /// The flags that configure a node without a file (a full node, or a validator with `--role
@@ -479,8 +729,8 @@ async fn serve(
         Option<logos_api::rpc::FullNodeRegistration>,
         Option<logos_api::rpc::ValidatorIntent>,
     ),
+    floor: Option<Floor>,
 ) -> Result<()> {
-    init_logging(&config.log_level);
     if let Some(address) = config.metrics_listen {
         serve_metrics(context.child("metrics"), address).await?;
     }
@@ -551,7 +801,9 @@ async fn serve(
     };
     network.start();
 
-    let mut engine_config = engine::Config::new(signer.clone(), genesis, "logos".into());
+    let state_synced_at = floor.as_ref().map(|floor| floor.block.height.get());
+    let mut engine_config = engine::Config::new(signer.clone(), genesis, PARTITION_PREFIX.into());
+    engine_config.floor = floor;
     engine_config.block_time_ms = config.block_time_ms;
     engine_config.fetch_timeout_ms = config.fetch_timeout_ms.unwrap_or(match config.role {
         Role::Validator => engine_config.fetch_timeout_ms,
@@ -613,6 +865,7 @@ async fn serve(
         public_key: format_public_key(&signer.public_key()),
         registration,
         intent,
+        state_synced_at,
     };
     let (address, _rpc) = rpc::start(
         &rpc_config,
@@ -693,6 +946,49 @@ fn follow(
 mod tests {
     use super::*;
     use logos_node::config::FullNodePeer;
+
+    /// What a state sync cut short or refused leaves is found and removed: every partition QMDB
+    /// derives from the state's name, and nothing else of the data directory.
+    #[test]
+    fn removing_the_state_removes_every_state_partition_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            state_entries(dir.path()).unwrap().is_empty(),
+            "no storage yet"
+        );
+        remove_state(dir.path()).unwrap();
+        let storage = dir.path().join("storage");
+        let state = [
+            "logos-state-ordered-log_data",
+            "logos-state-ordered-log_offsets-blobs",
+            "logos-state-ordered-merkle-journal-blobs",
+        ];
+        for name in state {
+            std::fs::create_dir_all(storage.join(name)).unwrap();
+            std::fs::write(storage.join(name).join("0"), b"ops").unwrap();
+        }
+        std::fs::write(storage.join("logos-state-ordered-merkle-metadata"), b"m").unwrap();
+        let kept = [
+            "logos-blocks-pruned-keys",
+            "logos-statesync-other",
+            "other-state-x",
+        ];
+        for name in kept {
+            std::fs::create_dir_all(storage.join(name)).unwrap();
+        }
+        std::fs::write(dir.path().join(Floor::FILE), b"floor").unwrap();
+        assert_eq!(state_entries(dir.path()).unwrap().len(), 4);
+        remove_state(dir.path()).unwrap();
+        assert!(state_entries(dir.path()).unwrap().is_empty());
+        for name in kept {
+            assert!(storage.join(name).exists(), "{name} removed");
+        }
+        assert!(dir.path().join(Floor::FILE).exists());
+        write_synced(&dir.path().join(STATE_SYNC_MARKER), b"").unwrap();
+        remove_synced(&dir.path().join(STATE_SYNC_MARKER)).unwrap();
+        remove_synced(&dir.path().join(STATE_SYNC_MARKER)).unwrap();
+        assert!(!dir.path().join(STATE_SYNC_MARKER).exists());
+    }
 
     fn config_with(full_nodes: Vec<FullNodePeer>) -> NodeConfig {
         let text = "key_file = \"k\"\ngenesis_file = \"g\"\ndata_dir = \".\"\np2p_listen = \"127.0.0.1:1\"\n";

@@ -1449,6 +1449,122 @@ fn health(port: u16) -> (u16, serde_json::Value) {
     })
 }
 
+/// State sync from the command line, the attacker's side first: a node told to sync its state
+/// from a server that is not there, or from a server of another chain, says why and starts
+/// from genesis (nothing half-synced left behind); one that runs out of time does too. From a
+/// validator's RPC it takes the state after a finalized block (its `/health` says which, its
+/// state is at least there before it follows a single block over p2p), keeps its floor in the
+/// data directory, and after a restart without the flag carries on from it.
+#[test]
+fn a_full_node_syncs_its_state_from_an_rpc_or_starts_from_genesis() {
+    const PORT_BASE: u16 = 24_300;
+    const RPC_PORT: u16 = PORT_BASE + 1_010;
+    let devnet = Devnet::init("statesync", 4, 1, PORT_BASE, "");
+    let validator = devnet.rpc[0].clone();
+    let runtime = runtime();
+    runtime.block_on(wait_for_height(&validator, 60, Duration::from_secs(60)));
+    let genesis = devnet.dir.join("genesis.toml");
+    let mut other_chain = logos_types::Genesis::load(&genesis).unwrap();
+    other_chain.chain_name = "another chain".into();
+    let other_genesis = devnet.dir.join("other-genesis.toml");
+    std::fs::write(&other_genesis, other_chain.to_toml().unwrap()).unwrap();
+    // Starts a full node on `data_dir` with `args`, waits for its ready line, returns its
+    // `/health` and standard error, and stops it.
+    let start = |name: &str, genesis: &std::path::Path, args: &[&str]| {
+        let data_dir = devnet.dir.join(name);
+        let log_path = devnet.dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = logos_command()
+            .args(["node", "run", "--role", "full", "--genesis"])
+            .arg(genesis)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--rpc-listen", &format!("127.0.0.1:{RPC_PORT}")])
+            .args(args)
+            .env("LOGOS_PASSPHRASE", "node passphrase")
+            .env_remove("LOGOS_CHAIN_RPC")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let ready = stdout_lines(&mut child)
+            .recv_timeout(Duration::from_secs(90))
+            .unwrap_or_default();
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(
+            ready.contains("\"ready\":true"),
+            "not ready: {ready:?}\n{log}"
+        );
+        let (_, body) = health(RPC_PORT);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        (body, std::fs::read_to_string(&log_path).unwrap(), data_dir)
+    };
+    let nobody = format!("http://127.0.0.1:{}", PORT_BASE + 1_900);
+    for (name, genesis, rpc, timeout_ms, why) in [
+        (
+            "absent",
+            &genesis,
+            nobody.as_str(),
+            "60000",
+            "state sync failed",
+        ),
+        (
+            "foreign",
+            &other_genesis,
+            validator.as_str(),
+            "60000",
+            "state sync failed",
+        ),
+        (
+            "slow",
+            &genesis,
+            validator.as_str(),
+            "1",
+            "state sync timed out",
+        ),
+    ] {
+        let args = [
+            "--state-sync",
+            "--state-sync-rpc",
+            rpc,
+            "--state-sync-timeout-ms",
+            timeout_ms,
+        ];
+        let (body, log, data_dir) = start(name, genesis, &args);
+        assert!(log.contains(why), "{name}: {log}");
+        assert_eq!(body["finalized_height"], 0, "{name}: {body}");
+        assert!(body.get("state_synced_at").is_none(), "{name}: {body}");
+        assert!(!data_dir.join("state-sync-floor").exists(), "{name}");
+        assert!(!data_dir.join("state-sync-partial").exists(), "{name}");
+    }
+
+    let args = ["--state-sync", "--state-sync-rpc", validator.as_str()];
+    let (body, log, data_dir) = start("synced", &genesis, &args);
+    let synced_at = body["state_synced_at"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{body}\n{log}"));
+    assert!(synced_at >= 60, "{body}");
+    assert!(
+        body["finalized_height"].as_u64().unwrap() >= synced_at,
+        "{body}"
+    );
+    assert!(log.contains("state synced"), "{log}");
+    assert!(data_dir.join("state-sync-floor").exists());
+    // A restart without the flag carries on from the floor and its state.
+    let (body, log, _) = start("synced", &genesis, &[]);
+    assert_eq!(
+        body["state_synced_at"].as_u64(),
+        Some(synced_at),
+        "{body}\n{log}"
+    );
+    assert!(
+        body["finalized_height"].as_u64().unwrap() >= synced_at,
+        "{body}"
+    );
+    assert!(!log.contains("state synced"), "synced again: {log}");
+}
+
 /// A full node no validator's file lists gets a slot by registration on chain: started with no
 /// file (`--genesis`, `--data-dir`, key created), it offers at `/health` a registration signed
 /// by its key for one account (503 while not synced); `logos node register` submits it, every

@@ -721,6 +721,26 @@ impl Client {
         Ok(header)
     }
 
+    /// The header of the block finalized at `height` with its own finalization certificate
+    /// (codec bytes), signed by a quorum of the committee of the certificate's epoch, which
+    /// must span `height` (committees followed from the trust anchor, see [`Self::committee`]);
+    /// `None` if the server has no certificate of that height (a block finalized through a
+    /// descendant's). What a state-syncing node takes as its floor
+    /// (`logos_node::statesync`). Errors: the server lacks the header, or the certificate does
+    /// not sign it ([`ClientError::NotProven`]).
+    pub async fn certified_header(
+        &self,
+        height: u64,
+    ) -> Result<Option<(BlockHeader, Vec<u8>)>, ClientError> {
+        let header = self.header(height).await?;
+        let Some(certificate) = self.rpc.get_finalization(height).await? else {
+            return Ok(None);
+        };
+        let bytes = unhex(&certificate)?;
+        self.check_own_certificate(&header, &bytes).await?;
+        Ok(Some((header, bytes)))
+    }
+
     /// True if a finalization certificate signed by a quorum of the anchor's validators covers
     /// `header`'s digest; false if the server has no certificate at its height; an error if the
     /// certificate it serves does not sign that digest.
@@ -729,8 +749,20 @@ impl Client {
         let Some(certificate) = self.rpc.get_finalization(height).await? else {
             return Ok(false);
         };
-        let bytes = unhex(&certificate)?;
-        let epoch = finalization_epoch(&bytes)
+        self.check_own_certificate(header, &unhex(&certificate)?)
+            .await?;
+        Ok(true)
+    }
+
+    /// Checks that `bytes` is a finalization certificate of an epoch spanning `header`'s
+    /// height, signing its digest with a quorum of that epoch's committee.
+    async fn check_own_certificate(
+        &self,
+        header: &BlockHeader,
+        bytes: &[u8],
+    ) -> Result<(), ClientError> {
+        let height = header.height.get();
+        let epoch = finalization_epoch(bytes)
             .map_err(|error| ClientError::NotProven(format!("certificate: {error}")))?;
         let known = self.committee(epoch).await?;
         // A committee signs only its own epoch's blocks: a retired one (with nothing left to
@@ -743,8 +775,7 @@ impl Client {
                 known.last_height()
             )));
         }
-        self.check_certificate(header, &bytes, epoch, &known.committee)?;
-        Ok(true)
+        self.check_certificate(header, bytes, epoch, &known.committee)
     }
 
     /// Checks that `bytes` is a finalization certificate of `epoch` signing `header`'s digest

@@ -195,10 +195,16 @@ impl<E: Storage + Clock + Metrics + Spawner> StateReader for Reader<'_, E> {
 
 /// Codec bounds of a state operation: the key needs none, values are at most
 /// [`STORAGE_VALUE_MAX_BYTES`].
-type OperationCfg = ((), (RangeCfg<usize>, ()));
+/// Decoding bounds of one state operation (a value is at most a storage value).
+pub(crate) type OperationCfg = ((), (RangeCfg<usize>, ()));
+
+/// The decoding bounds of one operation of the state's log.
+pub(crate) fn operation_cfg() -> OperationCfg {
+    ((), (RangeCfg::from(0..=STORAGE_VALUE_MAX_BYTES), ()))
+}
 
 /// Configuration of the state database's storage.
-fn db_config(
+pub(crate) fn db_config(
     partition: &str,
     log_items_per_section: u64,
 ) -> current::VariableConfig<EightCap, OperationCfg, Sequential> {
@@ -220,7 +226,7 @@ fn db_config(
             partition: format!("{partition}-log"),
             items_per_section: NonZeroU64::new(log_items_per_section).unwrap_or(NonZeroU64::MIN),
             compression: None,
-            codec_config: ((), (RangeCfg::from(0..=STORAGE_VALUE_MAX_BYTES), ())),
+            codec_config: operation_cfg(),
             page_cache,
             write_buffer: NZUsize!(1 << 20),
             replay_buffer: NZUsize!(1 << 20),

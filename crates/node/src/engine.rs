@@ -38,6 +38,7 @@ use crate::{
     shared::Shared,
 };
 use commonware_broadcast::buffered;
+use commonware_codec::Decode as _;
 use commonware_consensus::{
     marshal::{
         self,
@@ -49,6 +50,7 @@ use commonware_consensus::{
         self,
         config::{ForwardPolicy, SkipBudget, SkipPolicy},
         elector::RoundRobin,
+        types::Finalization,
     },
     types::ViewDelta,
 };
@@ -60,7 +62,10 @@ use commonware_runtime::{
     telemetry::metrics::{Counter, MetricsExt as _},
     Clock, Handle, Metrics, Spawner, Storage, Supervisor,
 };
-use commonware_storage::{archive::prunable, translator::EightCap};
+use commonware_storage::{
+    archive::{prunable, Archive as _},
+    translator::EightCap,
+};
 use commonware_utils::{NZDuration, NZUsize, NZU16, NZU64};
 use logos_api::{
     block::BlockCfg,
@@ -150,6 +155,16 @@ pub struct Config {
     /// [`crate::chain::STATE_LOG_ITEMS_PER_SECTION`]). Fixed for the life of the data
     /// directory.
     pub state_log_items_per_section: u64,
+    /// Where a state-synced node's history starts ([`crate::statesync`]): marshal starts
+    /// from this finalization instead of genesis, and the tip is restored from its header
+    /// while marshal does not hold its block yet. `None`: from genesis. Not with
+    /// `check_invariants` (which replays every block from genesis).
+    pub floor: Option<crate::statesync::Floor>,
+}
+
+/// The partition of the chain state of a node whose partitions start with `prefix`.
+pub fn state_partition(prefix: &str) -> String {
+    format!("{prefix}-state")
 }
 
 /// Finalized blocks a pruning node keeps by default (about 7 hours at 25 ms blocks: a
@@ -177,6 +192,7 @@ impl Config {
             retention_blocks: Some(RETENTION_BLOCKS_DEFAULT),
             archive_items_per_section: ARCHIVE_ITEMS_PER_SECTION,
             state_log_items_per_section: crate::chain::STATE_LOG_ITEMS_PER_SECTION,
+            floor: None,
         }
     }
 }
@@ -364,6 +380,9 @@ pub enum EngineError {
     /// Marshal does not have the block at the state's height (storage out of step).
     #[error("no finalized block at the state's height {0}")]
     MissingTipBlock(u64),
+    /// A state-synced node's floor is unusable (see [`Config::floor`]).
+    #[error("state-sync floor: {0}")]
+    Floor(String),
     /// The retention window is below [`RETENTION_BLOCKS_MIN`].
     #[error("retention of {0} blocks is below the minimum of {RETENTION_BLOCKS_MIN}")]
     RetentionTooShort(u64),
@@ -683,6 +702,13 @@ where
     if let Some(blocks) = retention_blocks.filter(|blocks| *blocks < RETENTION_BLOCKS_MIN) {
         return Err(EngineError::RetentionTooShort(blocks));
     }
+    if config.floor.is_some() && config.check_invariants {
+        return Err(EngineError::Floor(
+            "the invariant check replays every block from genesis, which a state-synced node \
+             does not hold"
+                .into(),
+        ));
+    }
     let me = config.signer.public_key();
     let genesis_block = genesis_block(&config.genesis)?;
     let prefix = config.partition_prefix.clone();
@@ -693,7 +719,7 @@ where
     // Chain state.
     let mut chain = ChainState::open(
         context.child("state"),
-        &format!("{prefix}-state"),
+        &state_partition(&prefix),
         config.state_log_items_per_section,
         &config.genesis,
         &genesis_block,
@@ -802,6 +828,25 @@ where
     )
     .await
     .expect("open blocks archive");
+    // A state-synced node's floor block is in the archive before marshal looks for it:
+    // fetching it from peers would wait a fetch timeout for each one not connected yet. Only
+    // while the state is still at the floor: later, marshal holds it or pruned it.
+    let state_height = shared.tip().await.height;
+    let floor = config
+        .floor
+        .as_ref()
+        .filter(|floor| floor.block.height == state_height);
+    let finalized_blocks = match floor {
+        Some(floor) => finalized_blocks
+            .put_sync(
+                floor.block.height.get(),
+                floor.block.digest(),
+                &Arc::new(floor.block.clone()),
+            )
+            .await
+            .map_err(|error| EngineError::Floor(format!("store its block: {error}")))?,
+        None => finalized_blocks,
+    };
     let (actor, marshal, _floor) = marshal::core::Actor::init(
         context.child("marshal"),
         finalizations_by_height,
@@ -809,10 +854,7 @@ where
         marshal::Config {
             provider: epochs.clone(),
             epocher: epochs.clone(),
-            start: marshal::Start::Genesis(Digested::precomputed(
-                genesis_block.clone(),
-                genesis_block.digest(),
-            )),
+            start: marshal_start(config.floor.as_ref(), &genesis_block)?,
             mailbox_size,
             view_retention: ViewDelta::new(MARSHAL_VIEW_RETENTION),
             max_repair: NZUsize!(MAX_REPAIR_BLOCKS),
@@ -834,7 +876,7 @@ where
     // block at that height, from marshal's archive, gives the digest).
     let (mut finalizer, reporter) = Finalizer::new(shared.clone(), &context.child("chain"));
     actor.start(reporter, buffer, resolver);
-    let tip = restore_tip(&shared, &marshal, &genesis_block).await?;
+    let tip = restore_tip(&shared, &marshal, &genesis_block, config.floor.as_ref()).await?;
     if let Some(blocks) = retention_blocks {
         finalizer = finalizer.retain(marshal.clone(), blocks, epochs.clone());
     }
@@ -865,11 +907,38 @@ where
     })
 }
 
-/// Restores the tip's digest and root from marshal's archive; returns the tip's height.
+/// Marshal's start: genesis, or a state-synced node's floor.
+fn marshal_start(
+    floor: Option<&crate::statesync::Floor>,
+    genesis_block: &Block,
+) -> Result<marshal::Start<Scheme, Hash, Digested<Block>>, EngineError> {
+    let Some(floor) = floor else {
+        return Ok(marshal::Start::Genesis(Digested::precomputed(
+            genesis_block.clone(),
+            genesis_block.digest(),
+        )));
+    };
+    let finalization = Finalization::<Scheme, Hash>::decode_cfg(
+        commonware_codec::Copying(floor.finalization.as_slice()),
+        &Scheme::certificate_codec_config_unbounded(),
+    )
+    .map_err(|error| EngineError::Floor(error.to_string()))?;
+    if finalization.proposal.payload != floor.block.digest() {
+        return Err(EngineError::Floor(format!(
+            "the certificate does not finalize block {}",
+            floor.block.height.get()
+        )));
+    }
+    Ok(marshal::Start::Floor(finalization))
+}
+
+/// Restores the tip's digest and root from marshal's archive (or, on a state-synced node
+/// whose floor block marshal does not hold yet, from the floor); returns the tip's height.
 async fn restore_tip<E: Storage + Clock + Metrics + Spawner>(
     shared: &Shared<E>,
     marshal: &MarshalMailbox,
     genesis_block: &Block,
+    floor: Option<&crate::statesync::Floor>,
 ) -> Result<Height, EngineError> {
     let mut chain = shared.chain_mut().await;
     let height = chain.tip().height;
@@ -877,10 +946,12 @@ async fn restore_tip<E: Storage + Clock + Metrics + Spawner>(
         chain.restore_tip(genesis_block);
         return Ok(height);
     }
-    let block = marshal
-        .get_block(marshal::Identifier::Height(height))
-        .await
-        .ok_or(EngineError::MissingTipBlock(height.get()))?;
-    chain.restore_tip(block.inner());
+    match marshal.get_block(marshal::Identifier::Height(height)).await {
+        Some(block) => chain.restore_tip(block.inner()),
+        None => match floor.filter(|floor| floor.block.height == height) {
+            Some(floor) => chain.restore_tip(&floor.block),
+            None => return Err(EngineError::MissingTipBlock(height.get())),
+        },
+    }
     Ok(height)
 }

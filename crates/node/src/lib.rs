@@ -40,4 +40,5 @@ pub mod relay;
 pub mod rpc;
 pub mod shared;
 pub mod spinoff;
+pub mod statesync;
 pub mod votes;

@@ -57,8 +57,9 @@ use logos_api::receipt::receipt_proof;
 pub use logos_api::rpc::codes;
 use logos_api::rpc::{
     error, error_with_data, AccountState, BlockInfo, ChainInfo, EpochProof, EventRecord,
-    FullNodeRegistration, Head, Health, LogosApiServer, ReceiptInfo, StorageValue, Submitted,
-    TransactionInfo, TransactionLookup, TransactionStatus, ValidatorIntent, HEALTH_STALE_MS,
+    FullNodeRegistration, Head, Health, LogosApiServer, ReceiptInfo, StateTarget, StorageValue,
+    Submitted, TransactionInfo, TransactionLookup, TransactionStatus, ValidatorIntent,
+    HEALTH_STALE_MS,
 };
 use logos_limits::{Slot, Slots};
 use logos_mempool::Rejection;
@@ -127,6 +128,8 @@ pub struct Identity {
     pub registration: Option<FullNodeRegistration>,
     /// The validator intent it asks an account to submit, if any.
     pub intent: Option<ValidatorIntent>,
+    /// The height it synced its state to, if it did ([`crate::statesync`]).
+    pub state_synced_at: Option<u64>,
 }
 
 /// The `GET /health` answer: status and body (see the module docs).
@@ -155,6 +158,7 @@ where
         age_ms,
         registration: identity.registration.clone(),
         intent: identity.intent.clone(),
+        state_synced_at: identity.state_synced_at,
     };
     (status, body)
 }
@@ -785,6 +789,40 @@ where
             committee: hex(&parts.committee),
             committee_proof: hex(&parts.committee_proof),
         }))
+    }
+
+    async fn get_state_target(&self) -> Result<Option<StateTarget>, ErrorObjectOwned> {
+        let target = {
+            let chain = self.shared.chain().await;
+            crate::statesync::serve_target(&chain)
+                .await
+                .map_err(unavailable)?
+        };
+        // A tip finalized through a descendant's certificate has none of its own: a syncing
+        // node needs one of exactly this height for marshal's floor.
+        if self.marshal.get_finalization(target.height).await.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(target.to_rpc()))
+    }
+
+    async fn get_state_operations(
+        &self,
+        size: u64,
+        start: u64,
+        max_ops: u64,
+        boundary: bool,
+    ) -> Result<String, ErrorObjectOwned> {
+        use crate::statesync::StateSyncError;
+        let chain = self.shared.chain().await;
+        let bytes = crate::statesync::serve_operations(&chain, (size, start, max_ops), boundary)
+            .await
+            .map_err(|refused| match refused {
+                StateSyncError::OutOfRange(_) => invalid_params(refused),
+                _ => unavailable(refused),
+            })?;
+        drop(chain);
+        Ok(format!("0x{}", hex::encode(bytes)))
     }
 
     async fn get_raw_block(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned> {

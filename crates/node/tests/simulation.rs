@@ -13,6 +13,7 @@
 //! crash of every validator followed by a restart from what storage kept, and pooled
 //! transactions that cannot pay.
 
+use commonware_codec::Encode as _;
 use commonware_consensus::{
     marshal::{ancestry::Ancestry, Identifier},
     simplex::{elector::RoundRobin, mocks, types::Context as RoundContext},
@@ -24,15 +25,18 @@ use commonware_p2p::{
     utils::mux::{Muxer, SubReceiver, SubSender},
 };
 use commonware_runtime::{deterministic, Clock, Metrics as _, Quota, Runner, Spawner, Supervisor};
+use commonware_storage::qmdb::sync::{self, Request, Response, Source};
 use commonware_utils::{probability, NZUsize, NZU32};
 use logos_api::{
     consensus::{consensus_namespace, participants, Scheme},
     Block,
 };
+use logos_api::{proof::StateFamily, rpc::STATE_OPERATIONS_MAX};
 use logos_node::{
     application::{now_ms, Application, TIMESTAMP_DRIFT_MAX_MS},
     engine::{self, Networks, Node},
     full,
+    statesync::{self, Floor, StateOperation, StateSyncError},
 };
 use logos_primitives::{format_public_key, Address, Amount, Hash, Height, PrivateKey, PublicKey};
 use logos_types::{
@@ -1439,9 +1443,20 @@ fn a_retention_below_the_minimum_is_refused() {
 /// Starts a full node with `key` (a secondary peer of the network, see
 /// `track_full_node`), linked to every validator.
 async fn start_full_node(context: &Context, net: &Network_, key: &PrivateKey) -> Node<Context> {
+    start_full_node_from(context, net, key, None).await
+}
+
+/// [`start_full_node`] from a state-synced `floor` (see `logos_node::statesync`).
+async fn start_full_node_from(
+    context: &Context,
+    net: &Network_,
+    key: &PrivateKey,
+    floor: Option<Floor>,
+) -> Node<Context> {
     let networks = channels(&net.oracle, &key.public_key()).await;
     let mut config = engine::Config::new(key.clone(), net.genesis.clone(), "full-node".into());
     (net.configure)(&mut config);
+    config.floor = floor;
     let node = full::start_full(
         context.child("full_node"),
         config,
@@ -1523,6 +1538,227 @@ fn a_full_node_started_after_ten_thousand_blocks_catches_up_over_p2p() {
             for node in &all {
                 assert_eq!(recipient_balance(node).await, Amount(110));
             }
+            assert!(net.oracle.blocked().await.unwrap().is_empty());
+        });
+    });
+}
+
+/// A state source over a node's chain through the bytes `logos_getStateOperations` carries;
+/// with `forge`, every answer of two or more operations has its first two swapped.
+#[derive(Clone)]
+struct ChainSource {
+    shared: Arc<logos_node::shared::Shared<Context>>,
+    forge: bool,
+}
+
+impl Source for ChainSource {
+    type Family = StateFamily;
+    type Digest = Hash;
+    type Op = StateOperation;
+    type Error = StateSyncError;
+
+    async fn serve(&self, request: Request<StateFamily>) -> sync::source::Result<Self> {
+        let (size, start, max_ops) = (*request.size(), *request.start(), request.max_ops().get());
+        let boundary = matches!(request, Request::Boundary { .. });
+        let bytes = {
+            let chain = self.shared.chain().await;
+            statesync::serve_operations(&chain, (size, start, max_ops), boundary).await?
+        };
+        let mut response = statesync::decode_response(&bytes, max_ops)?;
+        if let (true, Response::Operations { operations, .. }) = (self.forge, &mut response) {
+            if operations.len() >= 2 {
+                operations.swap(0, 1);
+            }
+        }
+        Ok((response, None))
+    }
+}
+
+/// The must-show of state sync, from the attacker's side first: a serving node refuses a
+/// request for no, too many, or out-of-range operations; an answer decodes only within the
+/// operations asked for; a target that names another block, another height, a root the witness
+/// does not tie to the block, or an empty range is refused, and so is a block that is not the
+/// certified one; a source that forges operations fails the sync. Then a full node syncs the state after
+/// a validator's tip (operations through the RPC's bytes), starts with marshal's floor there,
+/// follows the chain without holding any block below it, and agrees with the validators on
+/// every block above it and on an account read.
+#[test]
+fn a_state_synced_full_node_follows_from_its_floor_and_refuses_forgeries() {
+    over_seeds_n(18_000, 1, |seed| {
+        let config = deterministic::Config::new()
+            .with_seed(seed)
+            .with_timeout(Some(Duration::from_secs(1_800)));
+        deterministic::Runner::new(config).start(|context| async move {
+            let mut net = network(&context, 4).await;
+            net.configure = |config| config.block_time_ms = 5;
+            let full_key = PrivateKey::from_seed(2_000);
+            track_full_node(&net, &full_key).await;
+            let mut nodes = Vec::new();
+            for index in 0..4 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            connect(&net.oracle, &net.keys, 5).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            submit_transfers(&nodes[0], &net, 10).await;
+            wait_for_height(&context, &refs, 300, Duration::from_secs(600)).await;
+
+            // The serving side's bounds.
+            let (target, block, finalization) = loop {
+                let target = {
+                    let chain = nodes[0].shared.chain().await;
+                    statesync::serve_target(&chain).await.expect("target")
+                };
+                let certificate = nodes[0].marshal.get_finalization(target.height).await;
+                let block = nodes[0]
+                    .marshal
+                    .get_block(Identifier::Height(target.height))
+                    .await;
+                if let (Some(certificate), Some(block)) = (certificate, block) {
+                    let block = block.inner().clone();
+                    break (target.to_rpc(), block, certificate.encode().to_vec());
+                }
+                context.sleep(Duration::from_millis(5)).await;
+            };
+            {
+                let chain = nodes[0].shared.chain().await;
+                let size = target.range_end;
+                for (request, why) in [
+                    ((size, 0, 0), "no operations"),
+                    ((size, 0, STATE_OPERATIONS_MAX + 1), "too many operations"),
+                    ((size, size, 1), "start at the end"),
+                    ((size + 1_000_000, 0, 1), "a size the log never had"),
+                ] {
+                    let refused = statesync::serve_operations(&chain, request, false).await;
+                    assert!(
+                        matches!(refused, Err(StateSyncError::OutOfRange(_))),
+                        "{why}: {:?}",
+                        refused.map(|bytes| bytes.len())
+                    );
+                }
+                let start = target.range_start;
+                let bytes = statesync::serve_operations(&chain, (size, start, 4), false)
+                    .await
+                    .expect("four operations");
+                assert!(statesync::decode_response(&bytes, 4).is_ok());
+                assert!(matches!(
+                    statesync::decode_response(&bytes[..bytes.len() - 1], 4),
+                    Err(StateSyncError::Malformed(_))
+                ));
+                assert!(matches!(
+                    statesync::decode_response(&bytes, 2),
+                    Err(StateSyncError::Malformed(_))
+                ));
+            }
+
+            // Targets and blocks that do not match the certified block.
+            let header = block.header();
+            let verified = statesync::verify_target(&header, &target).expect("genuine target");
+            let other = nodes[0]
+                .marshal
+                .get_block(Identifier::Height(Height::new(target.height - 1)))
+                .await
+                .expect("parent")
+                .inner()
+                .header();
+            let mut flipped_root = target.clone();
+            flipped_root.ops_root = logos_primitives::format_hash(&other.state_root);
+            let mut empty = target.clone();
+            empty.range_start = empty.range_end;
+            let mut short_witness = target.clone();
+            short_witness.witness.truncate(10);
+            for (forged, header, why) in [
+                (&target, &other, "another block's header"),
+                (&flipped_root, &header, "a root the witness does not tie"),
+                (&empty, &header, "an empty range"),
+                (&short_witness, &header, "a truncated witness"),
+            ] {
+                assert!(
+                    statesync::verify_target(header, forged).is_err(),
+                    "{why} taken"
+                );
+            }
+            let cfg = engine::block_cfg(&net.genesis);
+            let hex = |block: &Block| format!("0x{}", hex::encode(block.encode()));
+            let parent = nodes[0]
+                .marshal
+                .get_block(Identifier::Height(Height::new(target.height - 1)))
+                .await
+                .unwrap()
+                .inner()
+                .clone();
+            assert!(matches!(
+                Floor::new(&header, &hex(&parent), &cfg, finalization.clone()),
+                Err(StateSyncError::Mismatch(_))
+            ));
+            assert!(matches!(
+                Floor::new(&header, "0x00", &cfg, finalization.clone()),
+                Err(StateSyncError::Malformed(_))
+            ));
+            let floor = Floor::new(&header, &hex(&block), &cfg, finalization.clone())
+                .expect("the certified block");
+            let bytes = floor.to_bytes();
+            assert_eq!(Floor::from_bytes(&bytes, &cfg).unwrap(), floor);
+            for (bytes, why) in [
+                (&bytes[..3], "no length"),
+                (&bytes[..bytes.len() - finalization.len()], "no certificate"),
+                (&bytes[..20], "a block cut short"),
+            ] {
+                assert!(Floor::from_bytes(bytes, &cfg).is_err(), "{why} read");
+            }
+
+            // A source that forges operations fails the sync.
+            let forging = ChainSource {
+                shared: nodes[0].shared.clone(),
+                forge: true,
+            };
+            let forged = statesync::sync_state(
+                context.child("forged_sync"),
+                &engine::state_partition("forged"),
+                logos_node::chain::STATE_LOG_ITEMS_PER_SECTION,
+                forging,
+                &verified,
+            )
+            .await;
+            assert!(
+                matches!(forged, Err(StateSyncError::Sync(_))),
+                "forged operations taken: {forged:?}"
+            );
+
+            // The genuine sync, and a full node from its floor.
+            let honest = ChainSource {
+                shared: nodes[0].shared.clone(),
+                forge: false,
+            };
+            statesync::sync_state(
+                context.child("state_sync"),
+                &engine::state_partition("full-node"),
+                logos_node::chain::STATE_LOG_ITEMS_PER_SECTION,
+                honest,
+                &verified,
+            )
+            .await
+            .expect("state synced");
+            let floor_height = header.height.get();
+            let full = start_full_node_from(&context, &net, &full_key, Some(floor)).await;
+            let head = tip(&nodes[0]).await.get();
+            wait_for_height(&context, &[&full], head + 30, Duration::from_secs(300)).await;
+            let mut all = refs.clone();
+            all.push(&full);
+            assert_safety_from(&all, floor_height + 1).await;
+            assert!(
+                full.marshal
+                    .get_block(Identifier::Height(Height::new(1)))
+                    .await
+                    .is_none(),
+                "the state-synced node fetched history below its floor"
+            );
+            let (theirs, _) = nodes[1].shared.finalized_account(&RECIPIENT).await.unwrap();
+            let (ours, _) = full.shared.finalized_account(&RECIPIENT).await.unwrap();
+            assert_eq!(
+                ours, theirs,
+                "the state-synced node answers like a validator"
+            );
+            assert_eq!(ours.balance, Amount(100));
             assert!(net.oracle.blocked().await.unwrap().is_empty());
         });
     });
