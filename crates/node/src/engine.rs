@@ -156,9 +156,9 @@ pub struct Config {
     /// directory.
     pub state_log_items_per_section: u64,
     /// Where a state-synced node's history starts ([`crate::statesync`]): marshal starts
-    /// from this finalization instead of genesis, and the tip is restored from its header
-    /// while marshal does not hold its block yet. `None`: from genesis. Not with
-    /// `check_invariants` (which replays every block from genesis).
+    /// from this finalization instead of genesis, with the floor block put in its archive
+    /// while the state is at the floor (the tip is restored from it). `None`: from genesis.
+    /// Not with `check_invariants` (which replays every block from genesis).
     pub floor: Option<crate::statesync::Floor>,
 }
 

@@ -20,12 +20,12 @@
 //!    rebuilds its activity bitmap and grafted tree from the operations; its canonical root
 //!    must equal the header's `state_root` and its last commit must name height `T`.
 //! 5. The node starts with marshal's floor at `T` (`marshal::Start::Floor`, see
-//!    [`crate::engine::Config::floor`]): marshal fetches block `T` and delivers every block
-//!    from it on; the finalizer skips `T` (already its tip) and executes the rest. The
-//!    [`Floor`] (block `T`, fetched with `logos_getRawBlock` and checked against the certified
-//!    header, and its certificate) is kept in the data directory and put in marshal's
-//!    finalized archive before marshal starts, so marshal need not fetch it from peers the node
-//!    may not be connected to yet.
+//!    [`crate::engine::Config::floor`]): marshal delivers every block from `T` on, which the
+//!    finalizer skips (`T` is already its tip) and then executes. The [`Floor`] (block `T`,
+//!    fetched with `logos_getRawBlock` and checked against the certified header, and its
+//!    certificate) is kept in the data directory, and block `T` is put in marshal's finalized
+//!    archive before marshal starts, so marshal need not fetch it from peers the node may not
+//!    be connected to yet.
 //!
 //! Trust: the genesis validators and the committees the chain elects after them, as for a node
 //! that executes every block. A server can withhold or delay its answers (the caller bounds the
@@ -34,8 +34,9 @@
 //! certificate.
 //!
 //! A state-synced node lacks the blocks, receipts, certificates and epoch proofs below its
-//! floor: it serves them from its floor on (a client that follows committees from genesis asks
-//! a node that kept them).
+//! floor (and `T`'s receipts): it serves them from its floor on. A client that follows
+//! committees from genesis through it alone fails for epochs that ended at or before `T`.
+//! Validators do not state-sync: simplex starts an epoch from its first block.
 
 use crate::chain::{db_config, operation_cfg, ChainState, StateDb};
 use commonware_codec::{Copying, Decode as _, DecodeExt as _, Encode as _};
