@@ -144,7 +144,7 @@ pub fn logs_message(environment: EnvironmentId, timestamp_s: u64, follow: bool) 
 pub fn decode_signer(key: &str, signature: &str) -> Result<(PublicKey, Signature), String> {
     use commonware_codec::DecodeExt;
     let key = parse_public_key(key).map_err(|error| error.to_string())?;
-    let bytes = hex::decode(signature.trim_start_matches("0x")).map_err(|e| e.to_string())?;
+    let bytes = logos_primitives::decode_hex(signature).map_err(|e| e.to_string())?;
     let signature = Signature::decode(commonware_codec::Copying(bytes.as_slice()))
         .map_err(|error| format!("signature: {error}"))?;
     Ok((key, signature))

@@ -67,6 +67,9 @@ pub mod codes {
     pub const RATE_LIMITED_CONNECTION: i32 = -32031;
     /// The call ran longer than the server's request timeout.
     pub const TIMED_OUT: i32 = -32032;
+    /// The server is serving as many `logos_getStateOperations` answers as it takes at once
+    /// (each can be several MiB); ask again shortly.
+    pub const BUSY: i32 = -32033;
 }
 
 /// Builds an error object with `code` and `message`.
@@ -371,6 +374,12 @@ pub struct StateTarget {
 /// hex.
 pub const STATE_OPERATIONS_MAX: u64 = 64;
 
+/// Tokens one `logos_getStateOperations` call takes from each rate-limit bucket (connection,
+/// IP, server), where any other call takes 1: its answer can be about 8 MiB. A sync of 2,000
+/// operations (32 calls) fits in the default per-IP second (2,000 tokens); a flood from one
+/// address gets a sixteenth of the calls it would otherwise.
+pub const STATE_OPERATIONS_WEIGHT: u32 = 16;
+
 /// An event with where it happened.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EventRecord {
@@ -532,8 +541,10 @@ pub trait LogosApi {
     /// `commonware_storage::qmdb::sync::Response` (tag 0: operations `[start, start + n)`,
     /// `n ≤ max_ops`, proven against the log's root at `size` operations; with `boundary`
     /// (tag 1): the one operation at `start` and the pinned nodes below it). `max_ops` is at
-    /// most [`STATE_OPERATIONS_MAX`]; `start < size ≤` the log's size; a pruned `start` is
-    /// [`codes::UNAVAILABLE`], anything else out of range [`codes::INVALID_PARAMS`].
+    /// most [`STATE_OPERATIONS_MAX`]; `start < size ≤` the log's size and `size` just after a
+    /// commit; a pruned `start` is [`codes::UNAVAILABLE`], anything else out of range
+    /// [`codes::INVALID_PARAMS`]. Charged [`STATE_OPERATIONS_WEIGHT`] calls to the rate limits;
+    /// refused with [`codes::BUSY`] while the server serves as many such answers as it takes.
     #[method(name = "getStateOperations")]
     async fn get_state_operations(
         &self,

@@ -825,6 +825,47 @@ fn rpc_limits_batches_and_floods_per_client() {
         let response = health_from("127.0.0.4", &server).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(response.contains("\"synced\":true"), "{response}");
+
+        // A state-operations call (an answer of up to ~8 MiB) weighs 16 calls: two in one
+        // batch are over a connection's 20 per second, one is answered.
+        let state_call = |id: usize| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"logos_getStateOperations","params":[1,0,1,false]}}"#
+            )
+        };
+        let limited = |response: &str| {
+            [
+                codes::RATE_LIMITED,
+                codes::RATE_LIMITED_IP,
+                codes::RATE_LIMITED_CONNECTION,
+                codes::BUSY,
+            ]
+            .iter()
+            .any(|code| response.contains(&format!("\"code\":{code}")))
+        };
+        let two = format!("[{},{}]", state_call(0), state_call(1));
+        let response = post_from("127.0.0.5", &server, &two).await;
+        assert!(
+            response.contains(&codes::RATE_LIMITED_CONNECTION.to_string()),
+            "{response}"
+        );
+        let response = post_from("127.0.0.6", &server, &state_call(0)).await;
+        assert!(!limited(&response), "{response}");
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // A flood of state calls from one address over many connections: three fit its 60
+        // tokens a second, the rest are refused; another address is answered.
+        let one = state_call(0);
+        let flood: Vec<_> = (0..8)
+            .map(|_| post_from("127.0.0.8", &server, &one))
+            .collect();
+        let responses = futures::future::join_all(flood).await;
+        let refused = responses
+            .iter()
+            .filter(|response| response.contains(&codes::RATE_LIMITED_IP.to_string()))
+            .count();
+        assert!((4..=5).contains(&refused), "{refused} of 8 refused");
+        let response = post_from("127.0.0.9", &server, &state_call(0)).await;
+        assert!(!limited(&response), "{response}");
     });
 }
 

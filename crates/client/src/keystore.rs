@@ -220,7 +220,7 @@ fn decrypt(
         ));
     }
     let hex_field =
-        |text: &str| hex::decode(text.trim_start_matches("0x")).map_err(|_| "not hex".to_string());
+        |text: &str| logos_primitives::decode_hex(text).map_err(|_| "not hex".to_string());
     let salt = hex_field(&crypto.salt)?;
     let nonce = hex_field(&crypto.nonce)?;
     let ciphertext = hex_field(&crypto.ciphertext)?;
@@ -400,7 +400,7 @@ pub fn load_file(path: &Path) -> Result<PrivateKey, KeystoreError> {
                 path.display()
             );
             zeroize::Zeroizing::new(
-                hex::decode(plaintext.trim_start_matches("0x"))
+                logos_primitives::decode_hex(plaintext)
                     .map_err(|_| invalid("private key is not hex".into()))?,
             )
         }

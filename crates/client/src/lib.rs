@@ -158,7 +158,7 @@ fn malformed(error: impl std::fmt::Display) -> ClientError {
 }
 
 fn unhex(text: &str) -> Result<Vec<u8>, ClientError> {
-    hex::decode(text.trim_start_matches("0x")).map_err(malformed)
+    logos_primitives::decode_hex(text).map_err(malformed)
 }
 
 fn unlinked(height: u64) -> ClientError {

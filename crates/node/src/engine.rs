@@ -920,7 +920,7 @@ fn marshal_start(
     };
     let finalization = Finalization::<Scheme, Hash>::decode_cfg(
         commonware_codec::Copying(floor.finalization.as_slice()),
-        &Scheme::certificate_codec_config_unbounded(),
+        &logos_types::staking::COMMITTEE_MAX,
     )
     .map_err(|error| EngineError::Floor(error.to_string()))?;
     if finalization.proposal.payload != floor.block.digest() {

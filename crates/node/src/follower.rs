@@ -177,8 +177,8 @@ pub(crate) async fn fetch(
         .get_raw_block(height)
         .await?
         .ok_or_else(|| FollowError::Rejected(format!("block {height} not served")))?;
-    let bytes = hex::decode(hex.trim_start_matches("0x"))
-        .map_err(|e| FollowError::Rejected(e.to_string()))?;
+    let bytes =
+        logos_primitives::decode_hex(&hex).map_err(|e| FollowError::Rejected(e.to_string()))?;
     let block = Block::decode_cfg(
         commonware_codec::Copying(bytes.as_slice()),
         &block_cfg(genesis),
@@ -274,8 +274,8 @@ async fn certified_prefix(
         let Some(hex) = rpc.get_finalization(block.height.get()).await? else {
             continue;
         };
-        let bytes = hex::decode(hex.trim_start_matches("0x"))
-            .map_err(|e| FollowError::Rejected(e.to_string()))?;
+        let bytes =
+            logos_primitives::decode_hex(&hex).map_err(|e| FollowError::Rejected(e.to_string()))?;
         let certificate = decode_finalization(&chain_id, committee, &bytes)
             .map_err(|e| FollowError::Rejected(format!("certificate: {e}")))?;
         if certificate.proposal.round.epoch().get() != epoch

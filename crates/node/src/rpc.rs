@@ -9,12 +9,15 @@
 //! - a batch of more than `batch_max` calls is refused whole
 //!   ([`codes::BATCH_TOO_LARGE`], jsonrpsee's `BatchRequestConfig`);
 //! - three token buckets ([`governor`]), each refilled per second, charge one token per call
-//!   and one per call of a batch: per connection ([`codes::RATE_LIMITED_CONNECTION`]), per
+//!   and one per call of a batch (a `logos_getStateOperations` call
+//!   [`logos_api::rpc::STATE_OPERATIONS_WEIGHT`]): per connection ([`codes::RATE_LIMITED_CONNECTION`]), per
 //!   client IP address ([`codes::RATE_LIMITED_IP`]), and for the whole server
 //!   ([`codes::RATE_LIMITED`]), so one client's flood exhausts its own buckets, not the
 //!   server's, as long as the per-IP rate is below the server's;
 //! - a call running longer than `request_timeout_ms` is answered with
-//!   [`codes::TIMED_OUT`].
+//!   [`codes::TIMED_OUT`];
+//! - at most [`STATE_SERVES_MAX`] `logos_getStateOperations` answers are built at once, server
+//!   wide; another call meanwhile is refused with [`codes::BUSY`].
 //!
 //! The per-IP buckets forget idle clients every [`LIMITER_SWEEP_MS`]; beyond
 //! [`LIMITER_KEYS_MAX`] keys new clients share one overflow bucket of the per-IP size until the
@@ -59,7 +62,7 @@ use logos_api::rpc::{
     error, error_with_data, AccountState, BlockInfo, ChainInfo, EpochProof, EventRecord,
     FullNodeRegistration, Head, Health, LogosApiServer, ReceiptInfo, StateTarget, StorageValue,
     Submitted, TransactionInfo, TransactionLookup, TransactionStatus, ValidatorIntent,
-    HEALTH_STALE_MS,
+    HEALTH_STALE_MS, STATE_OPERATIONS_WEIGHT,
 };
 use logos_limits::{Slot, Slots};
 use logos_mempool::Rejection;
@@ -78,6 +81,9 @@ pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 64;
 pub const LIMITER_SWEEP_MS: u64 = 10_000;
 /// Most client keys the per-IP buckets track at once.
 pub const LIMITER_KEYS_MAX: usize = 65_536;
+/// Most `logos_getStateOperations` answers built at once (each up to about 8 MiB, under a read
+/// of the chain state the finalizer waits behind): 64 MiB of answers at most.
+pub const STATE_SERVES_MAX: usize = 8;
 
 /// Limits of the RPC server (see the module docs).
 #[derive(Clone, Debug)]
@@ -109,6 +115,8 @@ pub struct RpcServer<E: Storage + Clock + Metrics + Spawner> {
     relay: relay::Mailbox,
     /// The genesis TOML, written once (a large genesis is not re-serialised per request).
     genesis_toml: Arc<std::sync::OnceLock<String>>,
+    /// Permits for state answers being built ([`STATE_SERVES_MAX`]).
+    state_serves: Arc<tokio::sync::Semaphore>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -226,6 +234,7 @@ where
         marshal,
         relay,
         genesis_toml: Arc::default(),
+        state_serves: Arc::new(tokio::sync::Semaphore::new(STATE_SERVES_MAX)),
     }
     .into_rpc()
     .into();
@@ -448,17 +457,17 @@ impl Limits {
         self.per_ip.shrink_to_fit();
     }
 
-    /// Charges `calls` tokens to the connection, the IP and the server, in that order; the
-    /// error of the first bucket that cannot pay. When the per-IP map is full, clients share
+    /// Charges `tokens` (calls, weighed by [`call_weight`]) to the connection, the IP and the
+    /// server, in that order; the error of the first bucket that cannot pay. When the per-IP map is full, clients share
     /// one overflow bucket of the per-IP size until the next sweep.
     fn charge(
         &self,
         extensions: &jsonrpsee::types::Extensions,
-        calls: u32,
+        tokens: u32,
     ) -> Result<(), ErrorObjectOwned> {
-        let calls = NonZeroU32::new(calls).unwrap_or(NonZeroU32::MIN);
+        let tokens = NonZeroU32::new(tokens).unwrap_or(NonZeroU32::MIN);
         if let Some(ConnectionBucket(bucket)) = extensions.get::<ConnectionBucket>() {
-            if !matches!(bucket.check_n(calls), Ok(Ok(()))) {
+            if !matches!(bucket.check_n(tokens), Ok(Ok(()))) {
                 return Err(error(
                     codes::RATE_LIMITED_CONNECTION,
                     "rate limit of this connection exceeded",
@@ -467,9 +476,9 @@ impl Limits {
         }
         if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
             let paid = if self.per_ip.len() < LIMITER_KEYS_MAX {
-                self.per_ip.check_key_n(ip, calls)
+                self.per_ip.check_key_n(ip, tokens)
             } else {
-                self.overflow.check_n(calls)
+                self.overflow.check_n(tokens)
             };
             if !matches!(paid, Ok(Ok(()))) {
                 return Err(error(
@@ -478,7 +487,7 @@ impl Limits {
                 ));
             }
         }
-        if !matches!(self.server.check_n(calls), Ok(Ok(()))) {
+        if !matches!(self.server.check_n(tokens), Ok(Ok(()))) {
             return Err(error(codes::RATE_LIMITED, "rate limit exceeded"));
         }
         Ok(())
@@ -515,7 +524,9 @@ where
         &self,
         request: Request<'a>,
     ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-        let charged = self.limits.charge(request.extensions(), 1);
+        let charged = self
+            .limits
+            .charge(request.extensions(), call_weight(request.method_name()));
         let timeout = self.limits.timeout;
         let service = self.service.clone();
         async move {
@@ -534,8 +545,8 @@ where
         &self,
         mut requests: Batch<'a>,
     ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-        let calls = u32::try_from(requests.len()).unwrap_or(u32::MAX);
-        let charged = self.limits.charge(requests.extensions(), calls);
+        let tokens = batch_weight(&requests);
+        let charged = self.limits.charge(requests.extensions(), tokens);
         let timeout = self.limits.timeout;
         let service = self.service.clone();
         async move {
@@ -590,6 +601,39 @@ fn unavailable(message: impl std::fmt::Display) -> ErrorObjectOwned {
 
 fn invalid_params(message: impl std::fmt::Display) -> ErrorObjectOwned {
     error(codes::INVALID_PARAMS, message.to_string())
+}
+
+/// A permit to build one state answer, or [`codes::BUSY`] while [`STATE_SERVES_MAX`] are
+/// being built.
+fn state_serve_permit(
+    permits: &tokio::sync::Semaphore,
+) -> Result<tokio::sync::SemaphorePermit<'_>, ErrorObjectOwned> {
+    permits.try_acquire().map_err(|_| {
+        error(
+            codes::BUSY,
+            format!("{STATE_SERVES_MAX} state answers are being built; ask again"),
+        )
+    })
+}
+
+/// Tokens a call of `method` takes from each rate-limit bucket.
+fn call_weight(method: &str) -> u32 {
+    match method {
+        "logos_getStateOperations" => STATE_OPERATIONS_WEIGHT,
+        _ => 1,
+    }
+}
+
+/// Tokens a batch takes: its calls' weights (an entry that did not parse, 1).
+fn batch_weight(batch: &Batch<'_>) -> u32 {
+    batch
+        .iter()
+        .map(|entry| {
+            entry
+                .as_ref()
+                .map_or(1, |entry| call_weight(entry.method_name()))
+        })
+        .fold(0, u32::saturating_add)
 }
 
 impl<E: Storage + Clock + Metrics + Spawner> RpcServer<E> {
@@ -814,6 +858,7 @@ where
         boundary: bool,
     ) -> Result<String, ErrorObjectOwned> {
         use crate::statesync::StateSyncError;
+        let _permit = state_serve_permit(&self.state_serves)?;
         let chain = self.shared.chain().await;
         let bytes = crate::statesync::serve_operations(&chain, (size, start, max_ops), boundary)
             .await
@@ -1033,5 +1078,51 @@ mod tests {
             Some(codes::RATE_LIMITED_IP)
         );
         assert_eq!(code(limits.charge(&other, 10)), None);
+    }
+
+    #[test]
+    fn a_state_operations_call_weighs_more_than_any_other() {
+        let call = |method: &'static str| {
+            Ok(jsonrpsee::core::middleware::BatchEntry::Call(
+                Request::borrowed(method, None, Id::Number(1)),
+            ))
+        };
+        assert_eq!(
+            call_weight("logos_getStateOperations"),
+            STATE_OPERATIONS_WEIGHT
+        );
+        assert_eq!(call_weight("logos_getStateTarget"), 1);
+        assert_eq!(call_weight("logos_chainInfo"), 1);
+        let batch = Batch::from(vec![
+            call("logos_getStateOperations"),
+            call("logos_getStateOperations"),
+            call("logos_chainInfo"),
+        ]);
+        assert_eq!(batch_weight(&batch), 2 * STATE_OPERATIONS_WEIGHT + 1);
+        // Weighed, a flood of state calls from one address empties its bucket 16 times sooner.
+        let limits = Limits::new(&config(1_000, 10));
+        let mut extensions = jsonrpsee::types::Extensions::new();
+        extensions.insert(ClientIp("10.0.0.1".parse().unwrap()));
+        let code = |result: Result<(), ErrorObjectOwned>| result.err().map(|error| error.code());
+        assert_eq!(
+            code(limits.charge(&extensions, call_weight("logos_getStateOperations"))),
+            Some(codes::RATE_LIMITED_IP)
+        );
+        assert_eq!(
+            code(limits.charge(&extensions, call_weight("logos_chainInfo"))),
+            None
+        );
+    }
+
+    #[test]
+    fn state_answers_are_built_at_most_eight_at_once() {
+        let permits = tokio::sync::Semaphore::new(STATE_SERVES_MAX);
+        let held: Vec<_> = (0..STATE_SERVES_MAX)
+            .map(|_| state_serve_permit(&permits).expect("a permit"))
+            .collect();
+        let refused = state_serve_permit(&permits).map(|_| ()).unwrap_err();
+        assert_eq!(refused.code(), codes::BUSY);
+        drop(held);
+        assert!(state_serve_permit(&permits).is_ok());
     }
 }

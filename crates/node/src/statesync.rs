@@ -59,7 +59,7 @@ use logos_api::{
     rpc::{LogosApiClient, StateTarget, STATE_OPERATIONS_MAX},
     Block,
 };
-use logos_primitives::{format_hash, parse_hash, Hash, Height};
+use logos_primitives::{decode_hex, format_hash, parse_hash, Hash, Height};
 use std::{num::NonZeroU64, time::Duration};
 
 /// One operation of the state's log (a key's update, deletion or a block's commit).
@@ -77,7 +77,8 @@ pub type StateResponse = Response<StateFamily, StateOperation, Hash>;
 pub const OUTSTANDING_REQUESTS: usize = 4;
 
 /// Times [`RpcSource`] asks again after a transport error (a refused or dropped connection),
-/// a rate limit or a call cut at the server's time limit, before the sync fails.
+/// a rate limit, a busy server or a call cut at the server's time limit, before the sync
+/// fails.
 pub const REQUEST_RETRIES: u32 = 3;
 
 /// Time between those attempts, ms.
@@ -183,9 +184,9 @@ where
 
 /// Operations of `chain`'s log with their proof against the log's root at `size` operations,
 /// as codec bytes of a [`StateResponse`] (see `logos_getStateOperations`). Errors:
-/// `max_ops` is 0 or above [`STATE_OPERATIONS_MAX`], `start ≥ size` or `size` above the log
-/// ([`StateSyncError::OutOfRange`]); `start` below what the log still holds
-/// ([`StateSyncError::Pruned`]).
+/// `max_ops` is 0 or above [`STATE_OPERATIONS_MAX`], `start ≥ size`, `size` above the log or
+/// not just after a commit ([`StateSyncError::OutOfRange`]); `start` below what the log still
+/// holds ([`StateSyncError::Pruned`]).
 pub async fn serve_operations<E>(
     chain: &ChainState<E>,
     (size, start, max_ops): (u64, u64, u64),
@@ -213,19 +214,24 @@ where
             *bounds.start
         )));
     }
-    let (size, start) = (Location::new(size), Location::new(start));
     let request = match boundary {
-        true => Request::Boundary { size, start },
+        true => Request::Boundary {
+            size: Location::new(size),
+            start: Location::new(start),
+        },
         false => Request::Operations {
-            size,
-            start,
+            size: Location::new(size),
+            start: Location::new(start),
             max_ops,
         },
     };
-    let (response, _) = db
-        .serve(request)
-        .await
-        .map_err(|error| StateSyncError::Storage(error.to_string()))?;
+    let (response, _) = db.serve(request).await.map_err(|error| match error {
+        // `size − 1` is held (`start` is), so it is not a commit: the caller's mistake.
+        commonware_storage::qmdb::Error::HistoricalFloorPruned(_) => {
+            StateSyncError::OutOfRange(format!("size {size} is not a commit boundary of the log"))
+        }
+        error => StateSyncError::Storage(error.to_string()),
+    })?;
     Ok(response.encode().to_vec())
 }
 
@@ -402,7 +408,7 @@ impl Source for RpcSource {
 }
 
 /// True for the failures of a call that another try may not meet: a transport error, a rate
-/// limit, a call cut at the server's time limit.
+/// limit, a busy server, a call cut at the server's time limit.
 fn retryable(error: &jsonrpsee::core::client::Error) -> bool {
     use logos_api::rpc::codes;
     match error {
@@ -413,6 +419,7 @@ fn retryable(error: &jsonrpsee::core::client::Error) -> bool {
                 | codes::RATE_LIMITED_IP
                 | codes::RATE_LIMITED_CONNECTION
                 | codes::TIMED_OUT
+                | codes::BUSY
         ),
         _ => false,
     }
@@ -444,12 +451,7 @@ impl Floor {
         cfg: &BlockCfg,
         certificate: Vec<u8>,
     ) -> Result<Self, StateSyncError> {
-        if certificate.is_empty() || certificate.len() > FINALIZATION_MAX_BYTES {
-            return Err(StateSyncError::Malformed(format!(
-                "certificate of {} bytes (1 to {FINALIZATION_MAX_BYTES})",
-                certificate.len()
-            )));
-        }
+        check_certificate_len(&certificate)?;
         let block = Block::decode_cfg(Copying(&unhex(block)?), cfg)
             .map_err(|error| StateSyncError::Malformed(format!("block: {error}")))?;
         if block.digest() != header.digest() {
@@ -491,12 +493,7 @@ impl Floor {
         let (block, certificate) = rest.split_at(length);
         let block = Block::decode_cfg(Copying(block), cfg)
             .map_err(|error| malformed(format!("block: {error}")))?;
-        if certificate.is_empty() || certificate.len() > FINALIZATION_MAX_BYTES {
-            return Err(malformed(format!(
-                "certificate of {} bytes (1 to {FINALIZATION_MAX_BYTES})",
-                certificate.len()
-            )));
-        }
+        check_certificate_len(certificate).map_err(|error| malformed(error.to_string()))?;
         Ok(Self {
             block,
             finalization: certificate.to_vec(),
@@ -504,7 +501,16 @@ impl Floor {
     }
 }
 
+/// A floor's certificate holds 1 to [`FINALIZATION_MAX_BYTES`] bytes.
+fn check_certificate_len(certificate: &[u8]) -> Result<(), StateSyncError> {
+    match certificate.len() {
+        1..=FINALIZATION_MAX_BYTES => Ok(()),
+        length => Err(StateSyncError::Malformed(format!(
+            "certificate of {length} bytes (1 to {FINALIZATION_MAX_BYTES})"
+        ))),
+    }
+}
+
 fn unhex(text: &str) -> Result<Vec<u8>, StateSyncError> {
-    hex::decode(text.trim_start_matches("0x"))
-        .map_err(|error| StateSyncError::Malformed(format!("hex: {error}")))
+    decode_hex(text).map_err(|error| StateSyncError::Malformed(error.to_string()))
 }

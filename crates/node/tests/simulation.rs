@@ -1396,6 +1396,19 @@ fn pruning_validators_keep_a_bounded_window_and_agree() {
                 }
                 let chain = node.shared.chain().await;
                 assert!(chain.oldest_retained_operation() > 0, "state log pruned");
+                // State sync from a pruning node: the pruned operations are unavailable, the
+                // ones from the sync boundary on are served.
+                let target = statesync::serve_target(&chain).await.expect("target");
+                let size = target.range_end;
+                let pruned = statesync::serve_operations(&chain, (size, 0, 1), false).await;
+                assert!(
+                    matches!(pruned, Err(StateSyncError::Pruned(_))),
+                    "operation 0 served after pruning"
+                );
+                let start = target.range_start;
+                assert!(start >= chain.oldest_retained_operation());
+                let served = statesync::serve_operations(&chain, (size, start, 64), false).await;
+                assert!(served.is_ok(), "the boundary refused: {:?}", served.err());
                 drop(chain);
                 // The early transfers' receipts went with their blocks.
                 let receipts = node.shared.receipts().await;
@@ -1490,6 +1503,24 @@ async fn track_full_node(net: &Network_, full_node: &PrivateKey) {
     );
 }
 
+/// Four validators (5 ms blocks) that track the full node of key seed 2,000 as a secondary
+/// peer, connected, with 10 transfers submitted: where the full-node tests start.
+async fn validators_with_a_full_node(
+    context: &Context,
+) -> (Network_, PrivateKey, Vec<Node<Context>>) {
+    let mut net = network(context, 4).await;
+    net.configure = |config| config.block_time_ms = 5;
+    let full_key = PrivateKey::from_seed(2_000);
+    track_full_node(&net, &full_key).await;
+    let mut nodes = Vec::new();
+    for index in 0..4 {
+        nodes.push(start_validator(context, &net, index).await);
+    }
+    connect(&net.oracle, &net.keys, 5).await;
+    submit_transfers(&nodes[0], &net, 10).await;
+    (net, full_key, nodes)
+}
+
 /// The must-show of full nodes: 10,000 blocks (with transfers early on) are finalized before a
 /// full node starts; it catches up over p2p (finalizations from the validators' broadcasts,
 /// every missing block by backfill), executes every block, agrees with the validators on every
@@ -1502,17 +1533,8 @@ fn a_full_node_started_after_ten_thousand_blocks_catches_up_over_p2p() {
             .with_seed(seed)
             .with_timeout(Some(Duration::from_secs(3_600)));
         deterministic::Runner::new(config).start(|context| async move {
-            let mut net = network(&context, 4).await;
-            net.configure = |config| config.block_time_ms = 5;
-            let full_key = PrivateKey::from_seed(2_000);
-            track_full_node(&net, &full_key).await;
-            let mut nodes = Vec::new();
-            for index in 0..4 {
-                nodes.push(start_validator(&context, &net, index).await);
-            }
-            connect(&net.oracle, &net.keys, 5).await;
+            let (net, full_key, nodes) = validators_with_a_full_node(&context).await;
             let refs: Vec<&Node<Context>> = nodes.iter().collect();
-            submit_transfers(&nodes[0], &net, 10).await;
             wait_for_height(&context, &refs, 10_000, Duration::from_secs(3_000)).await;
 
             let full = start_full_node(&context, &net, &full_key).await;
@@ -1589,17 +1611,8 @@ fn a_state_synced_full_node_follows_from_its_floor_and_refuses_forgeries() {
             .with_seed(seed)
             .with_timeout(Some(Duration::from_secs(1_800)));
         deterministic::Runner::new(config).start(|context| async move {
-            let mut net = network(&context, 4).await;
-            net.configure = |config| config.block_time_ms = 5;
-            let full_key = PrivateKey::from_seed(2_000);
-            track_full_node(&net, &full_key).await;
-            let mut nodes = Vec::new();
-            for index in 0..4 {
-                nodes.push(start_validator(&context, &net, index).await);
-            }
-            connect(&net.oracle, &net.keys, 5).await;
+            let (net, full_key, nodes) = validators_with_a_full_node(&context).await;
             let refs: Vec<&Node<Context>> = nodes.iter().collect();
-            submit_transfers(&nodes[0], &net, 10).await;
             wait_for_height(&context, &refs, 300, Duration::from_secs(600)).await;
 
             // The serving side's bounds.
@@ -1636,6 +1649,27 @@ fn a_state_synced_full_node_follows_from_its_floor_and_refuses_forgeries() {
                     );
                 }
                 let start = target.range_start;
+                // A size just after an operation that is not a commit names no state the log
+                // had: refused as the caller's mistake, not as the server's failure.
+                let bytes = statesync::serve_operations(&chain, (size, start, 64), false)
+                    .await
+                    .expect("64 operations");
+                let Response::Operations { operations, .. } =
+                    statesync::decode_response(&bytes, 64).unwrap()
+                else {
+                    panic!("not an operations answer");
+                };
+                let inside = operations
+                    .iter()
+                    .position(|op| !matches!(op, StateOperation::CommitFloor(..)))
+                    .expect("an update among 64 operations");
+                let inside = start + u64::try_from(inside).unwrap() + 1;
+                let refused = statesync::serve_operations(&chain, (inside, start, 1), false).await;
+                assert!(
+                    matches!(&refused, Err(StateSyncError::OutOfRange(why)) if why.contains("commit")),
+                    "a size inside a commit: {:?}",
+                    refused.map(|bytes| bytes.len())
+                );
                 let bytes = statesync::serve_operations(&chain, (size, start, 4), false)
                     .await
                     .expect("four operations");

@@ -83,11 +83,16 @@ pub fn hash(parts: &[&[u8]]) -> Hash {
     Sha256::hash(parts)
 }
 
+/// Decodes a hex string with at most one `0x` prefix (`0x0x…` is refused). Errors:
+/// [`ParseError::Hex`] for anything but an even number of hex digits.
+pub fn decode_hex(text: &str) -> Result<Vec<u8>, ParseError> {
+    let text = text.strip_prefix("0x").unwrap_or(text);
+    hex::decode(text).map_err(|error| ParseError::Hex(error.to_string()))
+}
+
 /// Decodes a hex string (an optional `0x` prefix is accepted) into exactly `N` bytes.
 pub fn decode_hex_array<const N: usize>(text: &str) -> Result<[u8; N], ParseError> {
-    let text = text.strip_prefix("0x").unwrap_or(text);
-    let bytes = hex::decode(text).map_err(|error| ParseError::Hex(error.to_string()))?;
-    bytes
+    decode_hex(text)?
         .try_into()
         .map_err(|bytes: Vec<u8>| ParseError::Length {
             expected: N,
@@ -141,5 +146,18 @@ mod tests {
             decode_hex_array::<1>("zz"),
             Err(ParseError::Hex(_))
         ));
+    }
+
+    #[test]
+    fn hex_takes_one_prefix_at_most() {
+        assert_eq!(decode_hex("0x0102").unwrap(), vec![1, 2]);
+        assert_eq!(decode_hex("0102").unwrap(), vec![1, 2]);
+        assert_eq!(decode_hex("").unwrap(), Vec::<u8>::new());
+        for refused in ["0x0x0102", "0x012", "0X0102", " 0x01"] {
+            assert!(
+                matches!(decode_hex(refused), Err(ParseError::Hex(_))),
+                "{refused} taken"
+            );
+        }
     }
 }
