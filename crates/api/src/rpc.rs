@@ -375,9 +375,10 @@ pub struct StateTarget {
 pub const STATE_OPERATIONS_MAX: u64 = 64;
 
 /// Tokens one `logos_getStateOperations` call takes from each rate-limit bucket (connection,
-/// IP, server), where any other call takes 1: its answer can be about 8 MiB. A sync of 2,000
-/// operations (32 calls) fits in the default per-IP second (2,000 tokens); a flood from one
-/// address gets a sixteenth of the calls it would otherwise.
+/// IP, server; at most the bucket's size), where any other call takes 1: its answer can be
+/// about 8 MiB. A sync of 2,000 operations (32 calls, 512 tokens) fits in the default per-IP
+/// second (2,000 tokens); a flood from one address gets a sixteenth of the calls it would
+/// otherwise.
 pub const STATE_OPERATIONS_WEIGHT: u32 = 16;
 
 /// An event with where it happened.
@@ -504,7 +505,8 @@ pub trait LogosApi {
     #[method(name = "getStorage")]
     async fn get_storage(&self, key: String) -> Result<StorageValue, ErrorObjectOwned>;
 
-    /// The finalization certificate of the block at `height`, hex of its codec form.
+    /// The finalization certificate of the block at `height`, hex of its codec form (on a
+    /// state-synced node, below its floor only for epochs' last blocks).
     #[method(name = "getFinalization")]
     async fn get_finalization(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
 
@@ -514,7 +516,8 @@ pub trait LogosApi {
     async fn get_raw_block(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
 
     /// The header of the finalized block at `height` (hex of its 176-byte codec form), from
-    /// which a client recomputes the block digest that the finalization certificate signs.
+    /// which a client recomputes the block digest that the finalization certificate signs (on
+    /// a state-synced node, below its floor only for epochs' last blocks).
     #[method(name = "getBlockHeader")]
     async fn get_block_header(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
 
@@ -544,7 +547,8 @@ pub trait LogosApi {
     /// most [`STATE_OPERATIONS_MAX`]; `start < size ≤` the log's size and `size` just after a
     /// commit; a pruned `start` is [`codes::UNAVAILABLE`], anything else out of range
     /// [`codes::INVALID_PARAMS`]. Charged [`STATE_OPERATIONS_WEIGHT`] calls to the rate limits;
-    /// refused with [`codes::BUSY`] while the server serves as many such answers as it takes.
+    /// served over HTTP only and not in a batch (`-32600`); [`codes::BUSY`] while the server
+    /// builds as many such answers as it takes, overall or for this client.
     #[method(name = "getStateOperations")]
     async fn get_state_operations(
         &self,

@@ -238,8 +238,7 @@ pub fn run_provider_attest(args: ProviderAttestArgs) -> Result<()> {
     let key = logos_mia_collect::keyfile::load_or_create(&args.ak, &mut tpm, AkKind::EcdsaP256)?;
     let nonce = match &args.nonce {
         Some(text) => {
-            let nonce =
-                hex::decode(text.trim_start_matches("0x")).context("--nonce must be hex")?;
+            let nonce = logos_primitives::decode_hex(text).context("--nonce must be hex")?;
             if nonce.len() > logos_mia_collect::tpm::NONCE_MAX_BYTES {
                 bail!(
                     "the nonce exceeds the limit of {} bytes",
@@ -367,7 +366,10 @@ fn endorsement(
     let roots: Vec<String> = args
         .endorsement_roots
         .iter()
-        .map(|root| root.trim_start_matches("0x").to_lowercase())
+        .map(|root| {
+            let root = root.to_lowercase();
+            root.strip_prefix("0x").map(str::to_owned).unwrap_or(root)
+        })
         .collect();
     let verdict = (!roots.is_empty()).then(|| {
         match parsed.endorse(&ek, |hash| roots.contains(&hex::encode(hash))) {

@@ -436,6 +436,8 @@ async fn sync_state(
 ) -> Result<Floor> {
     use logos_api::rpc::LogosApiClient as _;
     let client = logos_client::Client::connect_trusted(rpc, genesis).await?;
+    // The committee walk that certifies the target is kept: the node serves it on.
+    client.record_epoch_links();
     for _ in 0..STATE_TARGET_ATTEMPTS {
         let target = client.rpc().get_state_target().await?;
         let certified = match &target {
@@ -472,9 +474,31 @@ async fn sync_state(
             &verified,
         )
         .await?;
+        // Before the floor is written: a crash in between starts from genesis, and the links
+        // already stored are verified ones all the same.
+        engine::store_epoch_links(
+            context.child("epoch_links"),
+            PARTITION_PREFIX,
+            engine::tuning::ARCHIVE_ITEMS_PER_SECTION,
+            &floor_links(&client)?,
+        )
+        .await?;
         return Ok(floor);
     }
     anyhow::bail!("{rpc} offered no state target with its own certificate")
+}
+
+/// The committee links `client` verified, for the floor; none (with a warning) past the
+/// client's recording bounds: the node then cannot serve the walk below its floor.
+fn floor_links(client: &logos_client::Client) -> Result<Vec<statesync::FloorLink>> {
+    let Some(links) = client.take_epoch_links() else {
+        tracing::warn!("the committee walk was too long to keep: clients must walk it elsewhere");
+        return Ok(Vec::new());
+    };
+    let links = links
+        .into_iter()
+        .map(|link| statesync::FloorLink::new(&link.proof, link.header, link.certificate));
+    Ok(links.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Milliseconds since the Unix epoch by this machine's clock.

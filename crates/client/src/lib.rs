@@ -37,7 +37,7 @@ use logos_api::{
     consensus::{decode_finalization, finalization_epoch, verify_finalization},
     proof::{decode_absence_proof, decode_proof, verify_absence, verify_value},
     receipt::verify_receipt,
-    rpc::{ChainInfo, LogosApiClient, ReceiptInfo, StorageValue as StoredValue},
+    rpc::{ChainInfo, EpochProof, LogosApiClient, ReceiptInfo, StorageValue as StoredValue},
 };
 use logos_primitives::{format_hash, parse_hash, Address, ChainId, Hash, PrivateKey, PublicKey};
 use logos_types::{
@@ -59,6 +59,72 @@ pub const PENDING_NONCES_MAX: u64 = 256;
 pub const COMMITTEES_CACHED_MAX: usize = 64;
 /// Most epochs [`Client::committee`] walks in one call (each costs four RPC calls).
 pub const EPOCHS_WALKED_MAX: u64 = 100_000;
+/// Most epoch links a client records ([`Client::record_epoch_links`]).
+pub const EPOCH_LINKS_RECORDED_MAX: usize = 16_384;
+/// Most bytes of epoch links a client records (hex as served; a link of a small committee is
+/// a few KiB).
+pub const EPOCH_LINKS_RECORDED_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// One verified step of the committee chain ([`Client::committee`]): epoch `proof.epoch`'s
+/// committee proven against the state of the previous epoch's last block, that block's header
+/// and its finalization certificate (codec bytes) by the previous committee. What a node that
+/// did not execute those blocks (a state-synced one) keeps to serve the same walk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochLink {
+    /// The committee's proof, as served.
+    pub proof: EpochProof,
+    /// The previous epoch's last block's header.
+    pub header: BlockHeader,
+    /// Its finalization certificate.
+    pub certificate: Vec<u8>,
+}
+
+impl EpochLink {
+    fn size_bytes(&self) -> usize {
+        let proof = &self.proof;
+        [
+            proof.epoch_info.len(),
+            proof.epoch_info_proof.len(),
+            proof.committee.len(),
+            proof.committee_proof.len(),
+            self.certificate.len(),
+            std::mem::size_of::<Self>(),
+        ]
+        .iter()
+        .fold(0, |total, part| total.saturating_add(*part))
+    }
+}
+
+/// The epoch links a client walked, while asked to record them.
+#[derive(Default)]
+struct LinkRecorder {
+    recording: bool,
+    /// By epoch: a walk asked again (past the committee cache) records an epoch once.
+    links: BTreeMap<u64, EpochLink>,
+    size_bytes: usize,
+    overflowed: bool,
+}
+
+impl LinkRecorder {
+    /// Keeps `link` while recording and within [`EPOCH_LINKS_RECORDED_MAX`] and
+    /// [`EPOCH_LINKS_RECORDED_MAX_BYTES`]; past them, drops every link (a partial walk is of
+    /// no use to serve).
+    fn push(&mut self, link: EpochLink) {
+        if !self.recording || self.overflowed || self.links.contains_key(&link.proof.epoch) {
+            return;
+        }
+        let size_bytes = self.size_bytes.saturating_add(link.size_bytes());
+        if self.links.len() >= EPOCH_LINKS_RECORDED_MAX
+            || size_bytes > EPOCH_LINKS_RECORDED_MAX_BYTES
+        {
+            self.overflowed = true;
+            self.links = BTreeMap::new();
+            return;
+        }
+        self.size_bytes = size_bytes;
+        self.links.insert(link.proof.epoch, link);
+    }
+}
 
 /// Errors of the client.
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +343,8 @@ pub struct Client {
     /// Committees verified by following the changes from genesis, by epoch (epoch 0 is the
     /// anchor's validators, never stored).
     committees: Mutex<BTreeMap<u64, KnownEpoch>>,
+    /// Links walked while recording ([`Self::record_epoch_links`]).
+    links: Mutex<LinkRecorder>,
 }
 
 impl Client {
@@ -294,7 +362,30 @@ impl Client {
             verified: Mutex::new(BTreeMap::new()),
             highest: Mutex::new(0),
             committees: Mutex::new(BTreeMap::new()),
+            links: Mutex::new(LinkRecorder::default()),
         })
+    }
+
+    /// From now on, every committee link this client verifies while walking
+    /// ([`Self::committee`]) is kept, up to [`EPOCH_LINKS_RECORDED_MAX`] links and
+    /// [`EPOCH_LINKS_RECORDED_MAX_BYTES`].
+    pub fn record_epoch_links(&self) {
+        let mut recorder = self.links.lock().expect("links lock");
+        *recorder = LinkRecorder {
+            recording: true,
+            ..LinkRecorder::default()
+        };
+    }
+
+    /// The links recorded since [`Self::record_epoch_links`], by epoch, and stops recording;
+    /// `None` if they went past the bounds (none are kept then) or nothing was recording.
+    pub fn take_epoch_links(&self) -> Option<Vec<EpochLink>> {
+        let recorder = std::mem::take(&mut *self.links.lock().expect("links lock"));
+        (recorder.recording && !recorder.overflowed).then(|| recorder.links.into_values().collect())
+    }
+
+    fn record_link(&self, link: EpochLink) {
+        self.links.lock().expect("links lock").push(link);
     }
 
     /// Connects to `url` and trusts `genesis` for proven reads (see [`Self::trust`]).
@@ -875,12 +966,8 @@ impl Client {
             .get_finalization(proof.height)
             .await?
             .ok_or_else(|| not_proven(format!("no certificate of block {}", proof.height)))?;
-        self.check_certificate(
-            &header,
-            &unhex(&certificate)?,
-            epoch - 1,
-            &previous.committee,
-        )?;
+        let certificate = unhex(&certificate)?;
+        self.check_certificate(&header, &certificate, epoch - 1, &previous.committee)?;
         let root = header.state_root;
         let info_bytes = unhex(&proof.epoch_info)?;
         let info_key = CurrentEpoch::key();
@@ -910,6 +997,11 @@ impl Client {
         if committee.is_empty() {
             return Err(not_proven("an empty committee".into()));
         }
+        self.record_link(EpochLink {
+            proof,
+            header,
+            certificate,
+        });
         Ok(KnownEpoch {
             committee,
             start_height: info.start_height,
@@ -955,5 +1047,72 @@ impl Client {
             block_hash,
             index: info.index,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(epoch: u64, certificate_bytes: usize) -> EpochLink {
+        let hash = logos_primitives::hash(&[b"test"]);
+        EpochLink {
+            proof: EpochProof {
+                epoch,
+                height: epoch * 20,
+                epoch_info: "0x00".into(),
+                epoch_info_proof: "0x00".into(),
+                committee: "0x00".into(),
+                committee_proof: "0x00".into(),
+            },
+            header: BlockHeader {
+                parent: hash,
+                height: logos_primitives::Height::new(epoch * 20),
+                timestamp_ms: 0,
+                proposer: PrivateKey::from_seed(1).public_key(),
+                state_root: hash,
+                transactions_root: hash,
+                receipts_root: hash,
+            },
+            certificate: vec![0; certificate_bytes],
+        }
+    }
+
+    #[test]
+    fn epoch_links_are_kept_only_while_recording_and_within_bounds() {
+        let mut idle = LinkRecorder::default();
+        idle.push(link(1, 10));
+        assert!(idle.links.is_empty(), "kept without being asked");
+
+        let mut recorder = LinkRecorder {
+            recording: true,
+            ..LinkRecorder::default()
+        };
+        for epoch in 1..=3 {
+            recorder.push(link(epoch, 100));
+        }
+        recorder.push(link(2, 50));
+        let epochs: Vec<u64> = recorder.links.keys().copied().collect();
+        assert_eq!(epochs, vec![1, 2, 3]);
+        assert_eq!(
+            recorder.links[&2].certificate.len(),
+            100,
+            "an epoch recorded twice"
+        );
+
+        // Past the byte bound every link goes: a walk with a hole serves nobody.
+        recorder.push(link(4, EPOCH_LINKS_RECORDED_MAX_BYTES));
+        assert!(recorder.overflowed && recorder.links.is_empty());
+        recorder.push(link(5, 10));
+        assert!(recorder.links.is_empty(), "kept after overflowing");
+
+        let mut counted = LinkRecorder {
+            recording: true,
+            ..LinkRecorder::default()
+        };
+        for epoch in 0..=EPOCH_LINKS_RECORDED_MAX as u64 {
+            counted.push(link(epoch, 0));
+        }
+        assert!(counted.overflowed && counted.links.is_empty());
     }
 }

@@ -907,6 +907,44 @@ where
     })
 }
 
+/// Stores a state-synced node's committee links ([`crate::statesync::FloorLink`]) durably in
+/// the receipt store of the node whose partitions are named after `prefix` (opened with the
+/// `archive_items_per_section` the node runs with, then closed), before the node starts: what
+/// it serves of the committee walk below its floor (`logos_getEpochProof`, and the boundary
+/// headers and certificates marshal does not hold). Links already stored are left as they are.
+pub async fn store_epoch_links<E>(
+    context: E,
+    prefix: &str,
+    archive_items_per_section: u64,
+    links: &[crate::statesync::FloorLink],
+) -> Result<(), EngineError>
+where
+    E: Storage + Metrics + Clock + Supervisor,
+{
+    let page_cache = CacheRef::new(NZU16!(PAGE_BYTES), NZUsize!(PAGE_CACHE_PAGES));
+    let mut receipts = ReceiptStore::open(
+        context,
+        &format!("{prefix}-receipts"),
+        archive_items_per_section,
+        &page_cache,
+    )
+    .await?;
+    for link in links {
+        receipts.put_epoch(link.epoch, link.proof.clone()).await?;
+        let header = commonware_codec::Encode::encode(&link.header).to_vec();
+        let (epoch, height) = (link.epoch, link.proof.height);
+        receipts
+            .put_boundary(epoch, height, header, link.certificate.clone())
+            .await?;
+    }
+    for handle in receipts.take_syncs() {
+        handle
+            .await
+            .map_err(|error| ChainError::Storage(error.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Marshal's start: genesis, or a state-synced node's floor.
 fn marshal_start(
     floor: Option<&crate::statesync::Floor>,

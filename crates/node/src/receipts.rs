@@ -1,6 +1,6 @@
 //! Receipts kept on disk, with a lookup by transaction hash.
 //!
-//! Two commonware prunable archives, both indexed by block height:
+//! Commonware prunable archives (the first two indexed by block height):
 //! - `receipts`: per finalized block (key: its digest) the canonical bytes of its receipts in
 //!   block order ([`logos_api::receipt`]), from which any receipt's inclusion proof under the
 //!   block's `receipts_root` is rebuilt;
@@ -8,7 +8,12 @@
 //! - `epoch-proofs`, indexed by epoch: per epoch the proof of its committee from the previous
 //!   epoch's last block ([`EpochProofParts`]), written when that block is finalized (or, after
 //!   a crash in between, when the node restarts on it), never pruned (light clients walk every
-//!   committee change from genesis).
+//!   committee change from genesis);
+//! - `epoch-boundaries`, indexed by epoch (key: a hash of the height): on a state-synced
+//!   node, per epoch below its floor the previous epoch's last block's header and
+//!   finalization certificate (codec bytes), which it holds no block of
+//!   (`logos_node::statesync`), never pruned. With the epoch proofs they let it serve the
+//!   committee walk from genesis.
 //!
 //! The finalizer writes a block's receipts before it applies the block's state: each
 //! [`ReceiptStore::put`] hands the writes to the operating system and starts their fsync in the
@@ -116,6 +121,7 @@ pub struct ReceiptStore<E: Storage + Metrics + Clock> {
     receipts: Option<Receipts<E>>,
     positions: Option<Positions<E>>,
     epochs: Option<Receipts<E>>,
+    boundaries: Option<Receipts<E>>,
     /// Syncs started by [`Self::put`] and not yet taken by [`Self::take_syncs`] (at most two
     /// per block of a commit group).
     syncing: Vec<Handle<()>>,
@@ -169,10 +175,26 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
         )
         .await
         .map_err(storage_error)?;
+        let boundaries = Receipts::init(
+            context.child("epoch_boundaries"),
+            archive_config(
+                prefix,
+                "epoch-boundaries",
+                EPOCH_PROOFS_PER_SECTION,
+                page_cache,
+                (
+                    RangeCfg::from(0..=2),
+                    (RangeCfg::from(0..=EPOCH_PROOF_PART_MAX_BYTES), ()),
+                ),
+            ),
+        )
+        .await
+        .map_err(storage_error)?;
         Ok(Self {
             receipts: Some(receipts),
             positions: Some(positions),
             epochs: Some(epochs),
+            boundaries: Some(boundaries),
             syncing: Vec::new(),
         })
     }
@@ -253,6 +275,47 @@ impl<E: Storage + Metrics + Clock> ReceiptStore<E> {
             .await
             .map_err(storage_error)?;
         entry.map(EpochProofParts::from_entry).transpose()
+    }
+
+    /// Stores the header and finalization certificate (codec bytes) of the block at `height`,
+    /// the last block before `epoch` and below a state-synced node's floor, which the caller
+    /// verified; one already stored for `epoch` is left as it is. Durable like [`Self::put`].
+    pub async fn put_boundary(
+        &mut self,
+        epoch: u64,
+        height: u64,
+        header: Vec<u8>,
+        certificate: Vec<u8>,
+    ) -> Result<(), ReceiptStoreError> {
+        put_once(
+            &mut self.boundaries,
+            &mut self.syncing,
+            epoch,
+            boundary_key(height),
+            vec![header, certificate],
+        )
+        .await
+    }
+
+    /// The header and finalization certificate stored by [`Self::put_boundary`] at `height`.
+    pub async fn boundary(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, ReceiptStoreError> {
+        let entry = self
+            .boundaries
+            .as_ref()
+            .ok_or_else(closed)?
+            .get(Identifier::Key(&boundary_key(height)))
+            .await
+            .map_err(storage_error)?;
+        entry
+            .map(|entry| {
+                <[Vec<u8>; 2]>::try_from(entry)
+                    .map(|[header, certificate]| (header, certificate))
+                    .map_err(|_| storage_error("an epoch boundary entry is not two parts"))
+            })
+            .transpose()
     }
 
     /// The fsyncs started since the last call: every receipt written so far is durable once
@@ -337,6 +400,11 @@ async fn put_once<E: Storage + Metrics + Clock>(
     *slot = Some(archive);
     syncing.push(handle);
     Ok(())
+}
+
+/// The `epoch-boundaries` archive's key of the block at `height`.
+fn boundary_key(height: u64) -> Hash {
+    logos_primitives::hash(&[b"epoch-boundary", &height.to_be_bytes()])
 }
 
 /// A failed write consumed an archive: every later call says so.

@@ -9,15 +9,20 @@
 //! - a batch of more than `batch_max` calls is refused whole
 //!   ([`codes::BATCH_TOO_LARGE`], jsonrpsee's `BatchRequestConfig`);
 //! - three token buckets ([`governor`]), each refilled per second, charge one token per call
-//!   and one per call of a batch (a `logos_getStateOperations` call
-//!   [`logos_api::rpc::STATE_OPERATIONS_WEIGHT`]): per connection ([`codes::RATE_LIMITED_CONNECTION`]), per
+//!   and one per call of a batch: per connection ([`codes::RATE_LIMITED_CONNECTION`]), per
 //!   client IP address ([`codes::RATE_LIMITED_IP`]), and for the whole server
 //!   ([`codes::RATE_LIMITED`]), so one client's flood exhausts its own buckets, not the
 //!   server's, as long as the per-IP rate is below the server's;
 //! - a call running longer than `request_timeout_ms` is answered with
 //!   [`codes::TIMED_OUT`];
-//! - at most [`STATE_SERVES_MAX`] `logos_getStateOperations` answers are built at once, server
-//!   wide; another call meanwhile is refused with [`codes::BUSY`].
+//! - `logos_getStateOperations` (answers of up to ~8 MiB) is charged
+//!   [`logos_api::rpc::STATE_OPERATIONS_WEIGHT`] tokens (at most the smallest bucket's size),
+//!   served over HTTP/1.1 only (a WebSocket's or HTTP/2 connection's unread answers would pile
+//!   up in its send buffers) and
+//!   never in a batch (`-32600`); at most [`STATE_SERVES_MAX`] answers are built at once and
+//!   [`STATE_SERVES_PER_IP_MAX`] per client (built or waiting); a call waits, first come first
+//!   served, up to [`STATE_SERVE_WAIT_MS`], else [`codes::BUSY`], as does a client over its
+//!   share.
 //!
 //! The per-IP buckets forget idle clients every [`LIMITER_SWEEP_MS`]; beyond
 //! [`LIMITER_KEYS_MAX`] keys new clients share one overflow bucket of the per-IP size until the
@@ -81,9 +86,16 @@ pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 64;
 pub const LIMITER_SWEEP_MS: u64 = 10_000;
 /// Most client keys the per-IP buckets track at once.
 pub const LIMITER_KEYS_MAX: usize = 65_536;
-/// Most `logos_getStateOperations` answers built at once (each up to about 8 MiB, under a read
-/// of the chain state the finalizer waits behind): 64 MiB of answers at most.
+/// Most `logos_getStateOperations` answers built at once, server wide (each up to about 8 MiB
+/// of bytes and as much again of hex, built under a read of the chain state the finalizer
+/// waits behind, and held until serialised): about 130 MiB at most.
 pub const STATE_SERVES_MAX: usize = 8;
+/// Most of those one client (IPv4 address or IPv6 /64) has built or waiting at once: a
+/// syncing node keeps 4 calls in flight.
+pub const STATE_SERVES_PER_IP_MAX: usize = 4;
+/// Longest a state call waits (first come, first served) for one of the
+/// [`STATE_SERVES_MAX`], ms, before [`codes::BUSY`].
+pub const STATE_SERVE_WAIT_MS: u64 = 2_000;
 
 /// Limits of the RPC server (see the module docs).
 #[derive(Clone, Debug)]
@@ -115,8 +127,6 @@ pub struct RpcServer<E: Storage + Clock + Metrics + Spawner> {
     relay: relay::Mailbox,
     /// The genesis TOML, written once (a large genesis is not re-serialised per request).
     genesis_toml: Arc<std::sync::OnceLock<String>>,
-    /// Permits for state answers being built ([`STATE_SERVES_MAX`]).
-    state_serves: Arc<tokio::sync::Semaphore>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -169,6 +179,13 @@ where
         state_synced_at: identity.state_synced_at,
     };
     (status, body)
+}
+
+/// `request` comes over a connection whose answers can wait unread in a send buffer while
+/// the client keeps asking: a WebSocket (the server's own upgrade test) or HTTP/2 (streams).
+fn is_multiplexed<B>(request: &jsonrpsee::server::HttpRequest<B>) -> bool {
+    jsonrpsee::server::ws::is_upgrade_request(request)
+        || request.version() >= hyper::Version::HTTP_2
 }
 
 /// `request` asks for `GET /health`.
@@ -234,7 +251,6 @@ where
         marshal,
         relay,
         genesis_toml: Arc::default(),
-        state_serves: Arc::new(tokio::sync::Semaphore::new(STATE_SERVES_MAX)),
     }
     .into_rpc()
     .into();
@@ -274,6 +290,9 @@ where
                 move |mut request: jsonrpsee::server::HttpRequest<hyper::body::Incoming>| {
                     request.extensions_mut().insert(client);
                     request.extensions_mut().insert(bucket.clone());
+                    if is_multiplexed(&request) {
+                        request.extensions_mut().insert(Multiplexed);
+                    }
                     // `/health` pays like one call: connection, IP and server buckets.
                     let health_asked = is_health(&request).then(|| {
                         limits
@@ -436,6 +455,10 @@ struct Limits {
     /// One per-IP-sized bucket shared by the clients beyond [`LIMITER_KEYS_MAX`].
     overflow: DefaultDirectRateLimiter,
     timeout: Duration,
+    /// The smallest bucket's size: no single call weighs more (a heavier one could never
+    /// be paid).
+    weight_cap: u32,
+    state_serves: StateServes,
 }
 
 fn per_second(rate: u32) -> Quota {
@@ -449,7 +472,23 @@ impl Limits {
             per_ip: RateLimiter::keyed(per_second(config.requests_per_second_per_ip)),
             overflow: RateLimiter::direct(per_second(config.requests_per_second_per_ip)),
             timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+            weight_cap: config
+                .requests_per_second
+                .min(config.requests_per_second_per_ip)
+                .min(config.requests_per_second_per_connection)
+                .max(1),
+            state_serves: StateServes::new(
+                STATE_SERVES_MAX,
+                STATE_SERVES_PER_IP_MAX,
+                Duration::from_millis(STATE_SERVE_WAIT_MS),
+            ),
         }
+    }
+
+    /// Tokens a call of `method` takes from each bucket: [`call_weight`], at most the
+    /// smallest bucket.
+    fn weigh(&self, method: &str) -> u32 {
+        call_weight(method).min(self.weight_cap)
     }
 
     fn sweep(&self) {
@@ -524,17 +563,37 @@ where
         &self,
         request: Request<'a>,
     ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-        let charged = self
-            .limits
-            .charge(request.extensions(), call_weight(request.method_name()));
-        let timeout = self.limits.timeout;
+        let weight = self.limits.weigh(request.method_name());
+        let charged = self.limits.charge(request.extensions(), weight);
+        let state_call = request.method_name() == STATE_OPERATIONS_METHOD;
+        let multiplexed = request.extensions().get::<Multiplexed>().is_some();
+        let ip = request
+            .extensions()
+            .get::<ClientIp>()
+            .map(|client| client.0);
+        let limits = self.limits.clone();
         let service = self.service.clone();
         async move {
             if let Err(refusal) = charged {
                 return MethodResponse::error(request.id, refusal);
             }
+            // Held until the answer is serialised: what bounds the memory of state answers.
+            let _serve = match (state_call, multiplexed) {
+                (false, _) => None,
+                (true, true) => {
+                    let refusal = error(
+                        jsonrpsee::types::error::INVALID_REQUEST_CODE,
+                        format!("{STATE_OPERATIONS_METHOD} is served over HTTP/1.1 only"),
+                    );
+                    return MethodResponse::error(request.id, refusal);
+                }
+                (true, false) => match limits.state_serves.acquire(ip).await {
+                    Ok(serve) => Some(serve),
+                    Err(refusal) => return MethodResponse::error(request.id, refusal),
+                },
+            };
             let id = request.id.clone();
-            match tokio::time::timeout(timeout, service.call(request)).await {
+            match tokio::time::timeout(limits.timeout, service.call(request)).await {
                 Ok(response) => response,
                 Err(_) => MethodResponse::error(id, timed_out()),
             }
@@ -545,8 +604,14 @@ where
         &self,
         mut requests: Batch<'a>,
     ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-        let tokens = batch_weight(&requests);
-        let charged = self.limits.charge(requests.extensions(), tokens);
+        let calls = u32::try_from(requests.len()).unwrap_or(u32::MAX);
+        let charged = match batch_has_state_call(&requests) {
+            true => Err(error(
+                jsonrpsee::types::error::INVALID_REQUEST_CODE,
+                format!("{STATE_OPERATIONS_METHOD} is not served in a batch"),
+            )),
+            false => self.limits.charge(requests.extensions(), calls),
+        };
         let timeout = self.limits.timeout;
         let service = self.service.clone();
         async move {
@@ -603,40 +668,136 @@ fn invalid_params(message: impl std::fmt::Display) -> ErrorObjectOwned {
     error(codes::INVALID_PARAMS, message.to_string())
 }
 
-/// A permit to build one state answer, or [`codes::BUSY`] while [`STATE_SERVES_MAX`] are
-/// being built.
-fn state_serve_permit(
-    permits: &tokio::sync::Semaphore,
-) -> Result<tokio::sync::SemaphorePermit<'_>, ErrorObjectOwned> {
-    permits.try_acquire().map_err(|_| {
-        error(
-            codes::BUSY,
-            format!("{STATE_SERVES_MAX} state answers are being built; ask again"),
-        )
-    })
-}
+/// The method whose answers are large (state sync): weighed, served one by one over HTTP,
+/// never in a batch, within [`StateServes`].
+const STATE_OPERATIONS_METHOD: &str = "logos_getStateOperations";
 
-/// Tokens a call of `method` takes from each rate-limit bucket.
+/// Tokens a call of `method` takes from each rate-limit bucket (before [`Limits::weigh`]'s
+/// cap).
 fn call_weight(method: &str) -> u32 {
     match method {
-        "logos_getStateOperations" => STATE_OPERATIONS_WEIGHT,
+        STATE_OPERATIONS_METHOD => STATE_OPERATIONS_WEIGHT,
         _ => 1,
     }
 }
 
-/// Tokens a batch takes: its calls' weights (an entry that did not parse, 1).
-fn batch_weight(batch: &Batch<'_>) -> u32 {
-    batch
-        .iter()
-        .map(|entry| {
-            entry
-                .as_ref()
-                .map_or(1, |entry| call_weight(entry.method_name()))
-        })
-        .fold(0, u32::saturating_add)
+/// A batch holds a state-operations call.
+fn batch_has_state_call(batch: &Batch<'_>) -> bool {
+    batch.iter().any(|entry| {
+        entry
+            .as_ref()
+            .is_ok_and(|entry| entry.method_name() == STATE_OPERATIONS_METHOD)
+    })
 }
 
+/// Counts of state answers in progress per client.
+type ClientCounts = Arc<std::sync::Mutex<std::collections::BTreeMap<IpAddr, usize>>>;
+
+/// Who builds state answers now: at most `total` at once, `per_ip_max` of them for one client
+/// (an IPv4 address or IPv6 /64); a call waits up to `wait` for one of the `total`, a client
+/// at its `per_ip_max` is refused at once. The counts hold only clients with a call in
+/// progress (each needs one of the server's `connections_max` connections).
+struct StateServes {
+    total: Arc<tokio::sync::Semaphore>,
+    per_ip: ClientCounts,
+    per_ip_max: usize,
+    wait: Duration,
+}
+
+/// One state answer's share of [`StateServes`], given back when dropped.
+struct StateServe {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _client: Option<ClientShare>,
+}
+
+/// One call counted against a client in [`StateServes`].
+struct ClientShare {
+    per_ip: ClientCounts,
+    ip: IpAddr,
+}
+
+impl Drop for ClientShare {
+    fn drop(&mut self) {
+        let mut counts = self
+            .per_ip
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl StateServes {
+    fn new(total: usize, per_ip_max: usize, wait: Duration) -> Self {
+        Self {
+            total: Arc::new(tokio::sync::Semaphore::new(total)),
+            per_ip: Arc::default(),
+            per_ip_max,
+            wait,
+        }
+    }
+
+    /// A share for one state answer of client `ip`, or [`codes::BUSY`].
+    async fn acquire(&self, ip: Option<IpAddr>) -> Result<StateServe, ErrorObjectOwned> {
+        let busy = |why: String| error(codes::BUSY, format!("{why}; ask again"));
+        let client = match ip {
+            Some(ip) => Some(self.count(ip).ok_or_else(|| {
+                busy(format!(
+                    "{} state answers are being built for {ip}",
+                    self.per_ip_max
+                ))
+            })?),
+            None => None,
+        };
+        let permit = tokio::time::timeout(self.wait, self.total.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| busy("as many state answers as the server builds at once".into()))?;
+        Ok(StateServe {
+            _permit: permit,
+            _client: client,
+        })
+    }
+
+    fn count(&self, ip: IpAddr) -> Option<ClientShare> {
+        let mut counts = self
+            .per_ip
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.per_ip_max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientShare {
+            per_ip: self.per_ip.clone(),
+            ip,
+        })
+    }
+}
+
+/// Put into the extensions of the requests of a WebSocket or HTTP/2 connection
+/// ([`is_multiplexed`]): its answers may wait in the connection's send buffers, so no large
+/// ones are built for it. (Over HTTP/1.1 a connection holds at most one answer unread.)
+#[derive(Clone, Copy, Debug)]
+struct Multiplexed;
+
 impl<E: Storage + Clock + Metrics + Spawner> RpcServer<E> {
+    /// On a state-synced node, the header and certificate (codec bytes) of an epoch's last
+    /// block below its floor, kept from the sync's committee walk (marshal has no block there).
+    async fn epoch_boundary(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, ErrorObjectOwned> {
+        let receipts = self.shared.receipts().await;
+        receipts.boundary(height).await.map_err(unavailable)
+    }
+
     async fn block_info(
         &self,
         identifier: Identifier<logos_primitives::Hash>,
@@ -813,7 +974,11 @@ where
 
     async fn get_finalization(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned> {
         let finalization = self.marshal.get_finalization(Height::new(height)).await;
-        Ok(finalization.map(|certificate| format!("0x{}", hex::encode(certificate.encode()))))
+        if let Some(certificate) = finalization {
+            return Ok(Some(format!("0x{}", hex::encode(certificate.encode()))));
+        }
+        let boundary = self.epoch_boundary(height).await?;
+        Ok(boundary.map(|(_, certificate)| format!("0x{}", hex::encode(certificate))))
     }
 
     async fn get_epoch_proof(&self, epoch: u64) -> Result<Option<EpochProof>, ErrorObjectOwned> {
@@ -858,7 +1023,6 @@ where
         boundary: bool,
     ) -> Result<String, ErrorObjectOwned> {
         use crate::statesync::StateSyncError;
-        let _permit = state_serve_permit(&self.state_serves)?;
         let chain = self.shared.chain().await;
         let bytes = crate::statesync::serve_operations(&chain, (size, start, max_ops), boundary)
             .await
@@ -883,7 +1047,14 @@ where
             .marshal
             .get_block(Identifier::Height(Height::new(height)))
             .await;
-        Ok(block.map(|block| format!("0x{}", hex::encode(block.inner().header().encode()))))
+        if let Some(block) = block {
+            return Ok(Some(format!(
+                "0x{}",
+                hex::encode(block.inner().header().encode())
+            )));
+        }
+        let boundary = self.epoch_boundary(height).await?;
+        Ok(boundary.map(|(header, _)| format!("0x{}", hex::encode(header))))
     }
 
     async fn get_transaction(
@@ -1081,48 +1252,84 @@ mod tests {
     }
 
     #[test]
-    fn a_state_operations_call_weighs_more_than_any_other() {
+    fn a_state_operations_call_weighs_sixteen_calls_and_never_rides_in_a_batch() {
         let call = |method: &'static str| {
             Ok(jsonrpsee::core::middleware::BatchEntry::Call(
                 Request::borrowed(method, None, Id::Number(1)),
             ))
         };
         assert_eq!(
-            call_weight("logos_getStateOperations"),
+            call_weight(STATE_OPERATIONS_METHOD),
             STATE_OPERATIONS_WEIGHT
         );
         assert_eq!(call_weight("logos_getStateTarget"), 1);
-        assert_eq!(call_weight("logos_chainInfo"), 1);
-        let batch = Batch::from(vec![
-            call("logos_getStateOperations"),
-            call("logos_getStateOperations"),
-            call("logos_chainInfo"),
-        ]);
-        assert_eq!(batch_weight(&batch), 2 * STATE_OPERATIONS_WEIGHT + 1);
-        // Weighed, a flood of state calls from one address empties its bucket 16 times sooner.
-        let limits = Limits::new(&config(1_000, 10));
+        assert_eq!(call_weight("logos_getstateoperations"), 1);
+        let mut rates = config(1_000, 10);
+        rates.requests_per_second_per_ip = 40;
+        rates.requests_per_second_per_connection = 1_000;
+        let limits = Limits::new(&rates);
         let mut extensions = jsonrpsee::types::Extensions::new();
         extensions.insert(ClientIp("10.0.0.1".parse().unwrap()));
         let code = |result: Result<(), ErrorObjectOwned>| result.err().map(|error| error.code());
+        let state = limits.weigh(STATE_OPERATIONS_METHOD);
+        assert_eq!(state, STATE_OPERATIONS_WEIGHT);
+        assert_eq!(code(limits.charge(&extensions, state)), None);
+        assert_eq!(code(limits.charge(&extensions, state)), None);
         assert_eq!(
-            code(limits.charge(&extensions, call_weight("logos_getStateOperations"))),
-            Some(codes::RATE_LIMITED_IP)
+            code(limits.charge(&extensions, state)),
+            Some(codes::RATE_LIMITED_IP),
+            "a third state call in the second"
         );
-        assert_eq!(
-            code(limits.charge(&extensions, call_weight("logos_chainInfo"))),
-            None
-        );
+        let plain = limits.weigh("logos_chainInfo");
+        assert_eq!(code(limits.charge(&extensions, plain)), None);
+        // Buckets smaller than the weight: a state call costs a whole bucket, not forever.
+        let small = Limits::new(&config(1_000, 10));
+        assert_eq!(small.weigh(STATE_OPERATIONS_METHOD), 5);
+        assert_eq!(code(small.charge(&extensions, 5)), None);
+        // A batch holding a state call is refused whole (checked before it is charged).
+        let with_state = Batch::from(vec![call("logos_chainInfo"), call(STATE_OPERATIONS_METHOD)]);
+        assert!(batch_has_state_call(&with_state));
+        let without = Batch::from(vec![call("logos_chainInfo"), call("logos_getStateTarget")]);
+        assert!(!batch_has_state_call(&without));
     }
 
-    #[test]
-    fn state_answers_are_built_at_most_eight_at_once() {
-        let permits = tokio::sync::Semaphore::new(STATE_SERVES_MAX);
-        let held: Vec<_> = (0..STATE_SERVES_MAX)
-            .map(|_| state_serve_permit(&permits).expect("a permit"))
-            .collect();
-        let refused = state_serve_permit(&permits).map(|_| ()).unwrap_err();
+    #[tokio::test]
+    async fn state_answers_are_shared_out_per_client_and_waited_for_in_turn() {
+        let wait = Duration::from_millis(200);
+        let serves = StateServes::new(8, 4, wait);
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            "10.0.0.3".parse().unwrap(),
+        );
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(serves.acquire(Some(a)).await.expect("a's share"));
+        }
+        // A client over its share is refused at once, not queued.
+        let started = std::time::Instant::now();
+        let refused = serves.acquire(Some(a)).await.map(|_| ()).unwrap_err();
         assert_eq!(refused.code(), codes::BUSY);
+        assert!(started.elapsed() < wait);
+        for _ in 0..4 {
+            held.push(serves.acquire(Some(b)).await.expect("b's share"));
+        }
+        // The server is full: another client waits its turn, then is refused.
+        let started = std::time::Instant::now();
+        let refused = serves.acquire(Some(c)).await.map(|_| ()).unwrap_err();
+        assert_eq!(refused.code(), codes::BUSY);
+        assert!(started.elapsed() >= wait);
+        // One answer done while c waits: c is served.
+        let waiting = serves.acquire(Some(c));
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            held.pop();
+        };
+        let (served, ()) = tokio::join!(waiting, release);
+        let served = served.expect("c served once a share is free");
+        drop(served);
         drop(held);
-        assert!(state_serve_permit(&permits).is_ok());
+        let counts = serves.per_ip.lock().unwrap();
+        assert!(counts.is_empty(), "counts left behind: {counts:?}");
     }
 }

@@ -33,12 +33,18 @@
 //! finalize: a forged operation fails its range proof, a forged root fails the witness or the
 //! certificate.
 //!
-//! A state-synced node lacks the blocks, receipts, certificates and epoch proofs below its
-//! floor (and `T`'s receipts): it serves them from its floor on. A client that follows
-//! committees from genesis through it alone fails for epochs that ended at or before `T`.
+//! A state-synced node lacks the blocks, receipts and certificates below its floor (and `T`'s
+//! receipts): it serves them from its floor on. What certified `T` (the committee walk from
+//! genesis: each epoch's proof, the previous epoch's last header and its certificate, all
+//! verified by the client) is kept ([`FloorLink`], stored in the receipt store by
+//! `engine::store_epoch_links` before the floor is written), so clients and other syncing
+//! nodes can walk the committees through it.
 //! Validators do not state-sync: simplex starts an epoch from its first block.
 
-use crate::chain::{db_config, operation_cfg, ChainState, StateDb};
+use crate::{
+    chain::{db_config, operation_cfg, ChainState, StateDb},
+    receipts::EpochProofParts,
+};
 use commonware_codec::{Copying, Decode as _, DecodeExt as _, Encode as _};
 use commonware_cryptography::Digestible as _;
 use commonware_cryptography::Sha256;
@@ -56,7 +62,7 @@ use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use logos_api::{
     block::{BlockCfg, BlockHeader},
     proof::StateFamily,
-    rpc::{LogosApiClient, StateTarget, STATE_OPERATIONS_MAX},
+    rpc::{EpochProof, LogosApiClient, StateTarget, STATE_OPERATIONS_MAX},
     Block,
 };
 use logos_primitives::{decode_hex, format_hash, parse_hash, Hash, Height};
@@ -79,9 +85,10 @@ pub const OUTSTANDING_REQUESTS: usize = 4;
 /// Times [`RpcSource`] asks again after a transport error (a refused or dropped connection),
 /// a rate limit, a busy server or a call cut at the server's time limit, before the sync
 /// fails.
-pub const REQUEST_RETRIES: u32 = 3;
+pub const REQUEST_RETRIES: u32 = 5;
 
-/// Time between those attempts, ms.
+/// Time before the first of those attempts, ms; it doubles for each next one (100 ms to
+/// 1.6 s, 3.1 s in all).
 const REQUEST_RETRY_MS: u64 = 100;
 
 /// Operations applied to the syncing log per batch.
@@ -394,11 +401,12 @@ impl Source for RpcSource {
                 .await
             {
                 Ok(hex) => break hex,
-                // A lost connection, a rate limit or a slow call is worth asking again; any
-                // other answer is the server's word.
+                // A lost connection, a rate limit, a busy server or a slow call is worth asking
+                // again, later each time; any other answer is the server's word.
                 Err(error) if retryable(&error) && attempt < REQUEST_RETRIES => {
+                    let backoff_ms = REQUEST_RETRY_MS << attempt;
                     attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(REQUEST_RETRY_MS)).await;
+                    tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
                 }
                 Err(error) => return Err(StateSyncError::Rpc(error.to_string())),
             }
@@ -436,6 +444,45 @@ pub struct Floor {
     pub block: Block,
     /// Its finalization certificate.
     pub finalization: Vec<u8>,
+}
+
+/// One step of the committee walk below a floor: `epoch`'s committee proof and the header and
+/// finalization certificate (codec bytes) of the previous epoch's last block, as the syncing
+/// client verified them (`logos_client::EpochLink`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FloorLink {
+    /// The epoch whose committee is proven.
+    pub epoch: u64,
+    /// The proof, as `logos_getEpochProof` serves it from the receipt store.
+    pub proof: EpochProofParts,
+    /// The previous epoch's last block's header.
+    pub header: BlockHeader,
+    /// Its finalization certificate.
+    pub certificate: Vec<u8>,
+}
+
+impl FloorLink {
+    /// The link of `proof` (hex parts as served), `header` and `certificate`. Errors: a part
+    /// that is not hex, a certificate of more than [`FINALIZATION_MAX_BYTES`].
+    pub fn new(
+        proof: &EpochProof,
+        header: BlockHeader,
+        certificate: Vec<u8>,
+    ) -> Result<Self, StateSyncError> {
+        check_certificate_len(&certificate)?;
+        Ok(Self {
+            epoch: proof.epoch,
+            proof: EpochProofParts {
+                height: proof.height,
+                epoch_info: unhex(&proof.epoch_info)?,
+                epoch_info_proof: unhex(&proof.epoch_info_proof)?,
+                committee: unhex(&proof.committee)?,
+                committee_proof: unhex(&proof.committee_proof)?,
+            },
+            header,
+            certificate,
+        })
+    }
 }
 
 impl Floor {
