@@ -921,6 +921,10 @@ pub async fn store_epoch_links<E>(
 where
     E: Storage + Metrics + Clock + Supervisor,
 {
+    // Within the genesis epoch there is no link: the store is not opened for nothing.
+    if links.is_empty() {
+        return Ok(());
+    }
     let page_cache = CacheRef::new(NZU16!(PAGE_BYTES), NZUsize!(PAGE_CACHE_PAGES));
     let mut receipts = ReceiptStore::open(
         context,
