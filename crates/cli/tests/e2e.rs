@@ -1647,6 +1647,11 @@ fn a_full_node_syncs_its_state_from_an_rpc_or_starts_from_genesis() {
         let client = logos_client::Client::connect_trusted(&first_rpc, &anchor)
             .await
             .unwrap();
+        // Below the floor, only epochs' last blocks are kept: any other height is unknown.
+        use logos_api::rpc::LogosApiClient as _;
+        let inside = floor_epoch * 20 - 1;
+        assert_eq!(client.rpc().get_block_header(inside).await.unwrap(), None);
+        assert_eq!(client.rpc().get_finalization(inside).await.unwrap(), None);
         client.committee(floor_epoch).await
     });
     let walked = walked.unwrap_or_else(|error| panic!("walk through the synced node: {error}"));
