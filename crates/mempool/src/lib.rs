@@ -559,7 +559,9 @@ fn check_balance(
         Call::Peers(_) => Amount::ZERO,
         Call::Staking(staking::Call::Bond { amount }) => *amount,
         // Attestation calls move no tokens (their exclusions refund, never charge).
-        Call::Staking(_) | Call::Governance(_) | Call::Attestation(_) => Amount::ZERO,
+        Call::Staking(_) | Call::Governance(_) | Call::Attestation(_) | Call::Beacon(_) => {
+            Amount::ZERO
+        }
     };
     let unpayable = |required| Rejection::InsufficientBalance {
         available,

@@ -18,7 +18,8 @@
 //!      error (the fee stays paid).
 //! 2. The end-of-block hooks run in module order ([`on_block_end`]): `market` bills leases,
 //!    `provisioning` keeps assignments alive, `staking` starts epochs and fixes committees,
-//!    `governance` tallies the votes that end. A failing hook's writes are dropped and a
+//!    `governance` tallies the votes that end, `beacon` forms the group key of the epoch
+//!    `staking` just started. A failing hook's writes are dropped and a
 //!    `HookFailed` event says why; the chain goes on.
 //! 3. The block's write set is the union of all kept writes, in key order.
 //!
@@ -40,6 +41,7 @@
 //!      ├── peers (6)
 //!      └── staking (7) ◀── governance (8)
 //! attestation (9) ──▶ dvci (1), market (2), provisioning (4)
+//! beacon (10) ──▶ staking (7)
 //! ```
 //! Arrows point to the module used. `market` needs an environment per lease from the modules
 //! above it: it declares [`logos_market::EnvironmentLifecycle`], and [`Runtime`] implements it
@@ -68,6 +70,7 @@ pub use logos_staking::Staking as StakingModule;
 use executor::hook_failure;
 use logos_attestation::Attestation;
 use logos_balances::Balances;
+use logos_beacon::Beacon;
 use logos_catalog::CatalogModule;
 use logos_dvci::Dvci;
 use logos_framework::{Context, DispatchResult, MapExt, Module, Overlay, TryStateResult};
@@ -161,6 +164,7 @@ pub async fn dispatch<R: StateReader>(
         Call::Staking(call) => Staking::dispatch(ctx, origin, call).await,
         Call::Governance(call) => Governance::dispatch(ctx, origin, call).await,
         Call::Attestation(call) => AttestationModule::dispatch(ctx, origin, call).await,
+        Call::Beacon(call) => Beacon::dispatch(ctx, origin, call).await,
     }
 }
 
@@ -272,6 +276,7 @@ pub async fn on_block_end<R: StateReader>(
     hook::<Staking, R>(overlay, block, &mut emitted).await?;
     hook::<Governance, R>(overlay, block, &mut emitted).await?;
     hook::<AttestationModule, R>(overlay, block, &mut emitted).await?;
+    hook::<Beacon, R>(overlay, block, &mut emitted).await?;
     Ok(emitted)
 }
 
@@ -300,7 +305,7 @@ type Check = (&'static str, fn(&State) -> TryStateResult);
 
 /// Every module's invariants and the chain-wide ones (see the crate docs) over a full state.
 pub fn try_state_all(state: &State) -> TryStateResult {
-    let checks: [Check; 10] = [
+    let checks: [Check; 11] = [
         (Balances::NAME, Balances::try_state),
         (Dvci::NAME, Dvci::try_state),
         (MarketModule::NAME, MarketModule::try_state),
@@ -311,6 +316,7 @@ pub fn try_state_all(state: &State) -> TryStateResult {
         (Staking::NAME, Staking::try_state),
         (Governance::NAME, Governance::try_state),
         (AttestationModule::NAME, AttestationModule::try_state),
+        (Beacon::NAME, Beacon::try_state),
     ];
     for (module, check) in checks {
         check(state).map_err(|violation| format!("{module}: {violation}"))?;

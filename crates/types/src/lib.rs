@@ -16,6 +16,7 @@
 //! | 7 | [`staking`] | bonded stake, validator candidates, nominations, epochs and elected committees |
 //! | 8 | [`governance`] | proposals, stake-weighted votes, enactment, the bootstrap authority |
 //! | 9 | [`attestation`] | machines' TPMs, references, IMA allowlists, deployers, report deadlines |
+//! | 10 | [`beacon`] | each epoch's threshold group key, from a DKG run on chain |
 //!
 //! Each module's shape, declared once on its types:
 //! - calls: `#[derive(Codec, Dispatch)]` with a fixed `#[index(N)]` per call gives the wire
@@ -40,6 +41,7 @@ mod ids;
 
 pub mod attestation;
 pub mod balances;
+pub mod beacon;
 pub mod catalog;
 pub mod codec;
 mod dispatch;

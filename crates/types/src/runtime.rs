@@ -4,8 +4,8 @@
 //! index is each module's `INDEX`, the call index its `#[index]`, both declared once.
 
 use crate::{
-    attestation, balances, catalog, dvci, governance, market, operations, peers, provisioning,
-    staking, CallError, Codec, MaxEncodeSize,
+    attestation, balances, beacon, catalog, dvci, governance, market, operations, peers,
+    provisioning, staking, CallError, Codec, MaxEncodeSize,
 };
 use logos_primitives::Hash;
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,7 @@ runtime_enums!(
     staking => Staking,
     governance => Governance,
     attestation => Attestation,
+    beacon => Beacon,
 );
 
 /// Events of the runtime (not of a module).
@@ -146,8 +147,8 @@ mod tests {
         assert!(decode::<Call>(&trailing).is_err());
         assert!(decode::<Call>(&bytes[..bytes.len() - 1]).is_err());
         assert!(matches!(
-            decode::<Call>(&[10, 0]),
-            Err(Error::InvalidEnum(10))
+            decode::<Call>(&[11, 0]),
+            Err(Error::InvalidEnum(11))
         ));
         // `peers` (6): a registration whose address is cut short does not decode.
         let register = Call::Peers(peers::Call::RegisterFullNode {

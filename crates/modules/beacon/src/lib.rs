@@ -1,0 +1,422 @@
+//! `beacon` (module index 10): each epoch's threshold BLS group key, from a Joint-Feldman DKG
+//! run on chain by the previous epoch's committee.
+//!
+//! Owns [`Rounds`], [`Dealings`] and [`GroupKeys`]; types, calls and storage are declared in
+//! [`logos_types::beacon`], which states the protocol. The cryptography is commonware's
+//! `feldman_desmedt` (dealer logs checked and combined by its `observe`); this module decides
+//! which logs count: those of the round's dealers, submitted in full from the dealer's own
+//! consensus-key account before the epoch's last block, each signed by that dealer for this
+//! chain and epoch.
+//!
+//! # Invariant ([`Beacon::try_state`])
+//! At most one round is open; every stored dealing belongs to it and to one of its dealers, and
+//! a complete one is not empty; every group key decodes, its public key is its polynomial's
+//! constant term, and at most [`GROUP_KEYS_KEPT_EPOCHS`] are kept.
+
+// State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
+// only), outside tests.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
+#[cfg(test)]
+mod tests;
+
+use commonware_codec::{Copying, Decode as _, DecodeExt as _, Encode as _};
+use commonware_cryptography::bls12381::{
+    dkg::feldman_desmedt::{observe, Failure, Info, Logs, Output, Reveal, SignedDealerLog},
+    primitives::{
+        ops,
+        sharing::{Mode, ModeVersion},
+        variant::{MinSig, Variant},
+    },
+};
+use commonware_parallel::Sequential;
+use commonware_utils::{ordered::Set, Faults as _, N3f1};
+use logos_framework::{
+    events, Context, DispatchResult, MapExt, Module, State, StateReader, TryStateResult, ValueExt,
+};
+use logos_primitives::{hash, Address, ChainId, Hash, NodeKey, PublicKey};
+use logos_staking::Staking;
+use logos_types::{
+    beacon::{
+        round_namespace, CallHandler, Dealing, DealingKey, Dealings, Error, Event, GroupKey,
+        GroupKeys, Round, Rounds, DEALING_PART_MAX_BYTES, GROUP_KEYS_KEPT_EPOCHS,
+    },
+    codec::{BoundedString, BoundedVec},
+    staking::{CurrentEpoch, Epoch, COMMITTEE_MAX},
+    DispatchError,
+};
+use rand::SeedableRng as _;
+use std::num::NonZeroU32;
+
+/// The DKG's signature variant: signatures in G1 (48 bytes), public keys in G2 (96 bytes).
+pub type Bls = MinSig;
+/// The public output of an epoch's DKG.
+pub type GroupOutput = Output<Bls, PublicKey>;
+/// One epoch's DKG round, as commonware describes it.
+pub type RoundInfo = Info<Bls, PublicKey>;
+/// A dealer's signed log.
+pub type SignedLog = SignedDealerLog<Bls, PublicKey>;
+
+/// Domain of the seed of the batch verification when logs are combined.
+const OBSERVE_SEED_DOMAIN: &[u8] = b"logos-beacon-observe-v1";
+/// Namespace of the threshold signature of a height ([`verify_seed`]).
+pub const SEED_NAMESPACE: &[u8] = b"logos-beacon-seed-v1";
+
+/// The `beacon` module.
+pub struct Beacon;
+
+/// The commonware round of the DKG for `epoch` on `chain_id`: fresh (no previous key), the
+/// epoch as round number, dealers and players as stored. Errors: a key that is not a valid
+/// ed25519 point, or an empty set (`InvalidCommittee`).
+pub fn round_info(chain_id: &ChainId, epoch: Epoch, round: &Round) -> Result<RoundInfo, Error> {
+    Info::new::<N3f1>(
+        &round_namespace(chain_id),
+        epoch.get(),
+        None,
+        Mode::NonZeroCounter,
+        Reveal::V1,
+        key_set(&round.dealers)?,
+        key_set(&round.players)?,
+    )
+    .map_err(|_| Error::InvalidCommittee)
+}
+
+/// Parses consensus keys into an ordered set.
+fn key_set(keys: &[NodeKey]) -> Result<Set<PublicKey>, Error> {
+    let keys = keys
+        .iter()
+        .map(NodeKey::public_key)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Error::InvalidCommittee)?;
+    Set::try_from(keys).map_err(|_| Error::InvalidCommittee)
+}
+
+/// Decodes a signed dealer log of a round with `players` players (exactly its bytes).
+pub fn decode_log(bytes: &[u8], players: usize) -> Result<SignedLog, Error> {
+    let players = u32::try_from(players)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or(Error::InvalidCommittee)?;
+    SignedLog::decode_cfg(Copying(bytes), &players)
+        .map_err(|error| Error::InvalidDealing(BoundedString::truncated(&error.to_string())))
+}
+
+/// Decodes a stored group key's DKG output.
+pub fn decode_output(key: &GroupKey) -> Result<GroupOutput, String> {
+    let max = NonZeroU32::new(COMMITTEE_MAX as u32).ok_or("no committee")?;
+    GroupOutput::decode_cfg(Copying(&key.output[..]), &(max, ModeVersion::v0()))
+        .map_err(|error| error.to_string())
+}
+
+/// What the group signs for a height: the chain id and the height (big-endian).
+pub fn seed_message(chain_id: &ChainId, height: u64) -> Vec<u8> {
+    let mut message = chain_id.encode().to_vec();
+    message.extend(height.to_be_bytes());
+    message
+}
+
+/// Checks a threshold signature of `height` (48 bytes, G1) under an epoch's group key and
+/// returns the seed it gives, `SHA-256(signature)`. `None` if it does not verify. The
+/// signature is unique: whoever recovers it from a quorum of shares gets the same bytes.
+pub fn verify_seed(
+    output: &GroupOutput,
+    chain_id: &ChainId,
+    height: u64,
+    signature: &[u8],
+) -> Option<Hash> {
+    let decoded = <Bls as Variant>::Signature::decode(Copying(signature)).ok()?;
+    let message = seed_message(chain_id, height);
+    ops::verify_message::<Bls>(output.public().public(), SEED_NAMESPACE, &message, &decoded)
+        .ok()?;
+    Some(hash(&[signature]))
+}
+
+impl Beacon {
+    /// The open round for `epoch`, or a new one from staking's committees of the epoch before
+    /// (dealers) and of `epoch` (players), stored.
+    async fn round<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        epoch: Epoch,
+        current: Epoch,
+    ) -> Result<Round, DispatchError> {
+        if let Some(round) = Rounds::get(ctx.overlay, &epoch).await? {
+            return Ok(round);
+        }
+        let dealers = committee_keys(ctx, current).await?;
+        let players = committee_keys(ctx, epoch).await?;
+        let round = Round { dealers, players };
+        Rounds::insert(ctx.overlay, &epoch, &round)?;
+        Ok(round)
+    }
+
+    /// Combines the complete logs of `epoch`'s round into its group key (or reports the
+    /// failure), and removes the round.
+    async fn conclude<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        epoch: Epoch,
+    ) -> DispatchResult {
+        let Some(round) = Rounds::get(ctx.overlay, &epoch).await? else {
+            let dealers = match epoch.get().checked_sub(1) {
+                Some(previous) => committee_keys(ctx, Epoch(previous)).await?.len(),
+                None => 0,
+            };
+            return Ok(events([Event::DkgFailed {
+                epoch,
+                required: N3f1::quorum(dealers),
+                found: 0,
+            }]));
+        };
+        let info = round_info(&ctx.block.chain_id, epoch, &round)?;
+        let mut logs = Logs::<Bls, PublicKey, N3f1>::new(info.clone());
+        for dealer in round.dealers.iter() {
+            let key = DealingKey {
+                epoch,
+                dealer: *dealer,
+            };
+            let Some(dealing) = Dealings::get(ctx.overlay, &key).await? else {
+                continue;
+            };
+            Dealings::remove(ctx.overlay, &key)?;
+            if !dealing.complete {
+                continue;
+            }
+            // Checked when completed; checked again against the same round (cheap, and no
+            // log counts unsigned).
+            let signed = decode_log(&dealing.bytes, round.players.len())?;
+            if let Some((signer, log)) = signed.check(&info) {
+                logs.record(signer, log);
+            }
+        }
+        Rounds::remove(ctx.overlay, &epoch)?;
+        // Batch verification's coefficients come from this block's randomness, fixed after
+        // every log (none is taken in the epoch's last block): no dealer knew them.
+        let seed = hash(&[OBSERVE_SEED_DOMAIN, ctx.block.randomness.as_ref()]);
+        let mut rng = rand::rngs::StdRng::from_seed(seed.0);
+        let event = match observe::<Bls, PublicKey, N3f1>(&mut rng, logs, &Sequential) {
+            Ok(output) => {
+                let key = GroupKey {
+                    public_key: bytes(output.public().public().encode().to_vec())?,
+                    output: bytes(output.encode().to_vec())?,
+                };
+                GroupKeys::insert(ctx.overlay, &epoch, &key)?;
+                Event::GroupKeyFormed {
+                    epoch,
+                    dealers: count(output.dealers().len()),
+                    players: count(output.players().len()),
+                }
+            }
+            Err(Failure::InsufficientLogs {
+                required, found, ..
+            }) => Event::DkgFailed {
+                epoch,
+                required,
+                found,
+            },
+        };
+        Ok(events([event]))
+    }
+
+    /// Removes a round left open by a failed hook, with its dealings.
+    async fn clear<R: StateReader>(
+        ctx: &mut Context<'_, '_, R>,
+        epoch: Epoch,
+    ) -> Result<(), DispatchError> {
+        let Some(round) = Rounds::get(ctx.overlay, &epoch).await? else {
+            return Ok(());
+        };
+        for dealer in round.dealers.iter() {
+            Dealings::remove(
+                ctx.overlay,
+                &DealingKey {
+                    epoch,
+                    dealer: *dealer,
+                },
+            )?;
+        }
+        Rounds::remove(ctx.overlay, &epoch)?;
+        Ok(())
+    }
+}
+
+/// The consensus keys of `epoch`'s committee, ascending.
+async fn committee_keys<R: StateReader>(
+    ctx: &mut Context<'_, '_, R>,
+    epoch: Epoch,
+) -> Result<BoundedVec<NodeKey, COMMITTEE_MAX>, DispatchError> {
+    let committee = Staking::committee(ctx.overlay, epoch)
+        .await?
+        .unwrap_or_default();
+    let mut keys: Vec<NodeKey> = committee
+        .members
+        .iter()
+        .map(|member| member.consensus_key)
+        .collect();
+    keys.sort();
+    Ok(BoundedVec::truncated(keys))
+}
+
+/// Bytes into a bounded vector (the bounds fit every committee: see the crate's tests).
+fn bytes<const MAX: usize>(bytes: Vec<u8>) -> Result<BoundedVec<u8, MAX>, DispatchError> {
+    BoundedVec::try_from(bytes)
+        .map_err(|_| logos_types::corruption("a DKG output exceeds its bound".to_string()))
+}
+
+/// A set's size as the events carry it.
+fn count(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Beacon {
+    async fn submit_dealing(
+        ctx: &mut Context<'_, '_, R>,
+        epoch: &Epoch,
+        offset: &u32,
+        part: &BoundedVec<u8, DEALING_PART_MAX_BYTES>,
+        last: &bool,
+    ) -> DispatchResult {
+        let sender = ctx.sender()?;
+        let current = CurrentEpoch::get(ctx.overlay).await?;
+        // Open for the next epoch until the block before the current one's last.
+        let open = current.epoch.next() == Some(*epoch)
+            && current
+                .last_height()
+                .is_some_and(|last| ctx.height() < last);
+        if !open {
+            return Err(Error::DealingClosed(*epoch).into());
+        }
+        let round = Self::round(ctx, *epoch, current.epoch).await?;
+        let dealer = dealer_of(&round, &sender)?;
+        let key = DealingKey {
+            epoch: *epoch,
+            dealer,
+        };
+        let stored = Dealings::get(ctx.overlay, &key).await?.unwrap_or_default();
+        if stored.complete {
+            return Err(Error::DealingComplete.into());
+        }
+        // Offset 0 starts the log over.
+        let mut dealing = if *offset == 0 {
+            Dealing::default()
+        } else {
+            stored
+        };
+        let stored = count(dealing.bytes.len());
+        if *offset != stored {
+            return Err(Error::WrongOffset {
+                offset: *offset,
+                stored,
+            }
+            .into());
+        }
+        let mut appended = dealing.bytes.to_vec();
+        appended.extend_from_slice(part);
+        dealing.bytes = BoundedVec::try_from(appended).map_err(|_| Error::DealingTooLarge)?;
+        if *last {
+            check_log(ctx, *epoch, &round, &dealer, &dealing.bytes)?;
+            dealing.complete = true;
+        }
+        Dealings::insert(ctx.overlay, &key, &dealing)?;
+        Ok(events([Event::DealingStored {
+            epoch: *epoch,
+            dealer,
+            size_bytes: count(dealing.bytes.len()),
+            complete: dealing.complete,
+        }]))
+    }
+}
+
+/// The dealer of `round` whose consensus key's account is `sender`.
+fn dealer_of(round: &Round, sender: &Address) -> Result<NodeKey, Error> {
+    for dealer in round.dealers.iter() {
+        let key = dealer.public_key().map_err(|_| Error::InvalidCommittee)?;
+        if Address::from_public_key(&key) == *sender {
+            return Ok(*dealer);
+        }
+    }
+    Err(Error::NotADealer)
+}
+
+/// A complete log must decode and carry `dealer`'s signature for this chain, epoch, dealers
+/// and players.
+fn check_log<R: StateReader>(
+    ctx: &Context<'_, '_, R>,
+    epoch: Epoch,
+    round: &Round,
+    dealer: &NodeKey,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    let info = round_info(&ctx.block.chain_id, epoch, round)?;
+    let signed = decode_log(bytes, round.players.len())?;
+    match signed.check(&info) {
+        Some((signer, _)) if NodeKey::from_public_key(&signer) == *dealer => Ok(()),
+        Some(_) => Err(Error::InvalidDealing(BoundedString::truncated(
+            "signed by another dealer",
+        ))),
+        None => Err(Error::InvalidDealing(BoundedString::truncated(
+            "the dealer's signature does not verify for this chain and round",
+        ))),
+    }
+}
+
+impl Module for Beacon {
+    logos_framework::module_calls!(logos_types::beacon);
+
+    /// When `staking` has just started an epoch (its first height is the next block's), that
+    /// epoch's DKG is concluded; a round a failed hook left open is cleared, and the key that
+    /// has aged out is removed.
+    async fn on_block_end<R: StateReader>(ctx: &mut Context<'_, '_, R>) -> DispatchResult {
+        let current = CurrentEpoch::get(ctx.overlay).await?;
+        if ctx.height().checked_add(1) != Some(current.start_height) {
+            return Ok(Vec::new());
+        }
+        let epoch = current.epoch;
+        if let Some(previous) = epoch.get().checked_sub(1) {
+            Self::clear(ctx, Epoch(previous)).await?;
+        }
+        if let Some(old) = epoch.get().checked_sub(GROUP_KEYS_KEPT_EPOCHS) {
+            GroupKeys::remove(ctx.overlay, &Epoch(old))?;
+        }
+        Self::conclude(ctx, epoch).await
+    }
+
+    /// See the module docs.
+    fn try_state(state: &State) -> TryStateResult {
+        let mut rounds = Vec::new();
+        for entry in Rounds::iter_from(state) {
+            rounds.push(entry.map_err(|error| error.to_string())?);
+        }
+        if rounds.len() > 1 {
+            return Err(format!("{} rounds open", rounds.len()));
+        }
+        for entry in Dealings::iter_from(state) {
+            let (key, dealing) = entry.map_err(|error| error.to_string())?;
+            let owned = rounds
+                .iter()
+                .any(|(epoch, round)| *epoch == key.epoch && round.dealers.contains(&key.dealer));
+            if !owned {
+                return Err(format!(
+                    "dealing of {} for epoch {} outside the open round",
+                    key.dealer, key.epoch
+                ));
+            }
+            if dealing.complete && dealing.bytes.is_empty() {
+                return Err(format!("empty complete dealing of {}", key.dealer));
+            }
+        }
+        let mut keys = 0u64;
+        for entry in GroupKeys::iter_from(state) {
+            let (epoch, key) = entry.map_err(|error| error.to_string())?;
+            let output = decode_output(&key)?;
+            if output.public().public().encode().as_ref() != &key.public_key[..] {
+                return Err(format!(
+                    "group key of epoch {epoch} is not its polynomial's"
+                ));
+            }
+            keys = keys.saturating_add(1);
+        }
+        if keys > GROUP_KEYS_KEPT_EPOCHS {
+            return Err(format!("{keys} group keys kept"));
+        }
+        Ok(())
+    }
+}
