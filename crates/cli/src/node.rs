@@ -822,6 +822,7 @@ async fn serve(
         backfill: network.register(channels::BACKFILL, data_quota),
         blocks: network.register(channels::BLOCKS, consensus_quota),
         transactions: network.register(channels::TRANSACTIONS, data_quota),
+        dkg: network.register(channels::DKG, data_quota),
     };
     network.start();
 

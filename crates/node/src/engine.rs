@@ -16,8 +16,8 @@
 //! relay (transactions channel) ─ Mempool
 //! ```
 //! Channels: 0 votes, 1 certificates, 2 simplex resolver (these three multiplexed by epoch),
-//! 3 marshal backfill, 4 block broadcast, 5 transaction relay. Every validator must use the
-//! same channel numbers.
+//! 3 marshal backfill, 4 block broadcast, 5 transaction relay, 6 the epochs' DKG (validators
+//! only, `crate::dkg`). Every validator must use the same channel numbers.
 //!
 //! A node's peers are the validators and the full nodes it lets connect (p2p secondary peers,
 //! see [`crate::full`]). What goes "to all" on channels 0, 4 and 5 goes to the consensus peers
@@ -211,6 +211,8 @@ pub struct Networks<S, R> {
     pub blocks: (S, R),
     /// Channel 5.
     pub transactions: (S, R),
+    /// Channel 6.
+    pub dkg: (S, R),
 }
 
 /// p2p channel numbers.
@@ -227,6 +229,8 @@ pub mod channels {
     pub const BLOCKS: u64 = 4;
     /// Transaction relay.
     pub const TRANSACTIONS: u64 = 5;
+    /// Dealings and acknowledgements of the epochs' DKG (`crate::dkg`).
+    pub const DKG: u64 = 6;
 }
 
 /// A p2p sender whose [`Recipients::All`] means the consensus peers (other than this node;
@@ -502,6 +506,7 @@ where
         backfill,
         blocks,
         transactions,
+        dkg,
     } = networks;
     let base = start_base(
         &context,
@@ -546,6 +551,12 @@ where
         let (shared, relay, key) = (shared.clone(), relay.clone(), config.signer.clone());
         let (marshal, own) = (marshal.clone(), own_votes);
         move |_| crate::votes::record(shared, relay, marshal, key, own)
+    });
+    // Its part in the DKG of each next epoch's group key.
+    context.child("dkg").spawn({
+        let (shared, relay, key) = (shared.clone(), relay.clone(), config.signer.clone());
+        let blocker = blocker.clone();
+        move |context| crate::dkg::Dkg::new(context, key).run(shared, relay, dkg, blocker)
     });
     let start_engine = {
         let (context, blocker, prefix) = (

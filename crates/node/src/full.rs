@@ -77,6 +77,8 @@ where
         backfill,
         blocks,
         transactions,
+        // Full nodes neither deal nor play.
+        dkg: _,
     } = networks;
     let base = start_base(
         &context,

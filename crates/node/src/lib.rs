@@ -27,6 +27,7 @@
 pub mod application;
 pub mod chain;
 pub mod config;
+pub mod dkg;
 pub mod engine;
 pub mod epochs;
 pub mod evidence;

@@ -156,7 +156,7 @@ async fn channels(
 ) -> Networks<simulated::Sender<PublicKey, Context>, simulated::Receiver<PublicKey>> {
     let control = oracle.control(key.clone());
     let mut registered = Vec::new();
-    for channel in 0..6 {
+    for channel in 0..7 {
         registered.push(control.register(channel, QUOTA).await.unwrap());
     }
     let mut registered = registered.into_iter();
@@ -167,6 +167,7 @@ async fn channels(
         backfill: registered.next().unwrap(),
         blocks: registered.next().unwrap(),
         transactions: registered.next().unwrap(),
+        dkg: registered.next().unwrap(),
     }
 }
 
@@ -867,6 +868,54 @@ fn a_validator_cut_off_across_epoch_changes_catches_up() {
     });
 }
 
+/// Each epoch's committee deals the next epoch's group key (module `beacon`) over the DKG
+/// channel and on chain. Three of four validators run (the fourth never starts, so every
+/// dealer reveals its share and closes its log at half the epoch); every epoch from 1 on gets
+/// a key, with the running validators' logs, all four players and the absent one revealed, the
+/// same on every node.
+#[test]
+fn each_epoch_gets_a_group_key_from_its_previous_committees_dkg() {
+    use logos_types::{beacon::GroupKeys, staking::Epoch as StakingEpoch};
+    over_seeds_n(8_100, 2, |seed| {
+        simulate(seed, |context| async move {
+            let mut net = network(&context, 4).await;
+            net.genesis.params.epoch_length_blocks = Some(20);
+            // The dealers' accounts pay the fees of their logs.
+            for key in &net.keys {
+                net.genesis.accounts.push(GenesisAccount {
+                    address: Address::from_public_key(&key.public_key()),
+                    balance: Amount(100_000_000_000),
+                });
+            }
+            let mut nodes = Vec::new();
+            for index in 0..3 {
+                nodes.push(start_validator(&context, &net, index).await);
+            }
+            connect(&net.oracle, &net.keys, 10).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            wait_for_height(&context, &refs, 20 * 3 + 2, Duration::from_secs(120)).await;
+            assert_safety(&refs).await;
+            let absent = net.keys[3].public_key();
+            for epoch in 1..=3u64 {
+                let key = finalized::<GroupKeys>(&nodes[0], &StakingEpoch(epoch))
+                    .await
+                    .unwrap_or_else(|| panic!("no group key for epoch {epoch}"));
+                let output = logos_beacon::decode_output(&key).unwrap();
+                assert_eq!(output.dealers().len(), 3, "epoch {epoch}");
+                assert_eq!(output.players().len(), 4, "epoch {epoch}");
+                assert!(
+                    output.revealed().position(&absent).is_some(),
+                    "epoch {epoch}"
+                );
+                for node in &refs[1..] {
+                    let theirs = finalized::<GroupKeys>(node, &StakingEpoch(epoch)).await;
+                    assert_eq!(theirs.as_ref(), Some(&key), "epoch {epoch}");
+                }
+            }
+        });
+    });
+}
+
 /// Blocks per epoch in [`elected_committees`].
 const EPOCH_BLOCKS: u64 = 40;
 
@@ -875,7 +924,8 @@ const EPOCH_BLOCKS: u64 = 40;
 /// three weakest, then three others, and the strongest leaves. Each elected committee, and
 /// only it, proposes and finalizes its epoch's blocks (the nodes out of it follow as full
 /// nodes); finality never pauses longer than one leader timeout at an epoch change; all ten
-/// agree on every block and state root.
+/// agree on every block and state root; each epoch from 1 on has a group key its committee
+/// holds shares of.
 #[test]
 fn ten_staked_validators_elect_committees_of_seven_over_five_epochs() {
     over_seeds_n(7_000, 3, elected_committees);
@@ -957,8 +1007,10 @@ fn elected_committees(seed: u64) {
         let chain_id = net.genesis.chain_id();
         for (index, key) in net.keys.iter().enumerate() {
             let amount = Amount(1_000_000_000 * (index as u128 + 1));
+            // Through the validator's own node, whose pool holds the DKG logs it submits from
+            // the same account: the next nonce counts them.
             submit_call(
-                &nodes[0],
+                &nodes[index],
                 &net,
                 key,
                 Call::Staking(staking::Call::Bond { amount }),
@@ -979,7 +1031,7 @@ fn elected_committees(seed: u64) {
                 signature,
                 evict: None,
             };
-            submit_call(&nodes[0], &net, key, Call::Staking(validate)).await;
+            submit_call(&nodes[index], &net, key, Call::Staking(validate)).await;
         }
         let accounts: Vec<Address> = net
             .keys
@@ -1015,7 +1067,7 @@ fn elected_committees(seed: u64) {
         // Epoch 3: the strongest candidate leaves (out of the committee of epoch 5).
         wait_for_epoch(&context, &nodes[0], 3).await;
         submit_call(
-            &nodes[0],
+            &nodes[9],
             &net,
             &net.keys[9],
             Call::Staking(staking::Call::Chill),
@@ -1064,6 +1116,24 @@ fn elected_committees(seed: u64) {
             committees[4]
         );
         assert!(!committees[5].contains(&9), "{:?}", committees[5]);
+        // Each epoch's group key was dealt by the committee before it to its own committee.
+        for epoch in 1..=5u64 {
+            let key = finalized::<logos_types::beacon::GroupKeys>(&nodes[0], &StakingEpoch(epoch))
+                .await
+                .unwrap_or_else(|| panic!("no group key for epoch {epoch}"));
+            let output = logos_beacon::decode_output(&key).unwrap();
+            let players: std::collections::BTreeSet<usize> = output
+                .players()
+                .iter()
+                .map(|player| {
+                    net.keys
+                        .iter()
+                        .position(|key| key.public_key() == *player)
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(players, committees[epoch as usize], "epoch {epoch}");
+        }
         // Each epoch's blocks are proposed by its committee only, and every member of an
         // elected committee proposed (it ran the epoch's engine).
         for epoch in 0..6u64 {

@@ -294,6 +294,7 @@ pub fn genesis_state(genesis: &Genesis) -> Result<WriteSet, String> {
         Staking::genesis(genesis)?,
         Governance::genesis(genesis)?,
         AttestationModule::genesis(genesis)?,
+        Beacon::genesis(genesis)?,
     ] {
         writes.extend(module_writes);
     }

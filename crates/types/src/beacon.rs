@@ -10,35 +10,39 @@
 //! with signatures in G1 (`MinSig`), and the N3f1 fault model (quorum `n - f`, `f = (n - 1) / 3`):
 //! - **Round.** The DKG for epoch `E` runs during epoch `E - 1`: its dealers are the committee
 //!   of `E - 1` (the validators running it), its players the committee of `E` (fixed when
-//!   `E - 1` started). The round's players are taken from staking when the round's first
-//!   dealing part arrives and kept ([`Rounds`]), so a member removed from `E`'s committee
-//!   later (slashing) stays a player and cannot void the round. Every round is a fresh DKG
-//!   (no previous key), bound to the chain by [`round_namespace`] and to the epoch by its
-//!   round number.
+//!   `E - 1` started). Both are taken from staking in the block that starts `E - 1` (genesis
+//!   for epoch 1) and kept ([`Rounds`]): a member removed from `E`'s committee later
+//!   (slashing) stays a player, and cannot void the dealers' signed logs. Every round is a
+//!   fresh DKG (no previous key), bound to the chain by [`round_namespace`] and to the epoch by
+//!   its round number.
 //! - **Off chain.** Each dealer sends each player its private share over an encrypted p2p
 //!   channel; each player acknowledges (an ed25519 signature over the dealer and its
 //!   commitment); the dealer signs its log: the commitment, and for every player its
 //!   acknowledgement or, failing one, the share itself (revealed).
 //! - **On chain.** The dealer's node submits the signed log from the dealer's consensus-key
-//!   account ([`Call::SubmitDealing`]), in parts of at most [`DEALING_PART_MAX_BYTES`] (a
-//!   transaction holds 1,024 bytes), each appended at its offset; the last part completes it
-//!   and the log is decoded and its dealer signature checked against the round then. Parts
-//!   are accepted until the block before epoch `E - 1`'s last: the last block's randomness
-//!   (its parent's digest) is fixed after every log, and seeds the batch verification.
+//!   account ([`Call::SubmitDealing`]; each part pays the fee there, about 52 parts for a
+//!   256-member round), in parts of at most [`DEALING_PART_MAX_BYTES`] (a transaction holds
+//!   1,024 bytes), each appended at its offset; the last part completes it and the log is
+//!   decoded and its dealer signature checked against the round then, once: a log that fails
+//!   is rejected for the round (`DealingRejected`), so a dealer cannot make every block decode
+//!   its log again. Parts are accepted until the block before epoch `E - 1`'s last: the last
+//!   block's randomness (its parent's digest), hashed with every log, seeds the batch
+//!   verification, so no dealer knew its coefficients.
 //! - **Key.** At the end of epoch `E - 1`'s last block (after `staking` started `E`), the
 //!   complete logs are checked and combined (`observe`): at least a quorum of the dealers'
 //!   logs must be valid (acknowledgements that verify, reveals that match). The result, the
 //!   group's public polynomial with the dealers and players ([`GroupKey`]), is stored for
 //!   epoch `E` (`GroupKeyFormed`); otherwise `E` has no key (`DkgFailed`, with how many
-//!   logs were usable) and the chain's randomness there stays the parent digest. Each player
-//!   derives its private share from the same logs. Keys are kept
+//!   logs were usable) and the chain's randomness there stays the parent digest. The round
+//!   and its complete logs stay through epoch `E`, for each player to derive its private
+//!   share from them, and are removed when `E + 1` starts. Keys are kept
 //!   [`GROUP_KEYS_KEPT_EPOCHS`] epochs.
 //!
 //! # Storage
 //! | item | key | value |
 //! |---|---|---|
-//! | 0 [`Rounds`] | [`Epoch`] (the epoch keyed) | [`Round`]: dealers and players (at most one round) |
-//! | 1 [`Dealings`] | [`DealingKey`] (epoch, dealer's consensus key) | [`Dealing`]: the log's bytes so far |
+//! | 0 [`Rounds`] | [`Epoch`] (the epoch keyed) | [`Round`]: dealers and players (the current epoch's and the next one's) |
+//! | 1 [`Dealings`] | [`DealingKey`] (epoch, dealer's consensus key) | [`Dealing`]: the log's bytes so far, complete or rejected |
 //! | 2 [`GroupKeys`] | [`Epoch`] | [`GroupKey`] |
 //!
 //! # Calls
@@ -62,8 +66,9 @@ pub const NAME: &str = "beacon";
 pub const INDEX: u8 = 10;
 
 /// Largest signed dealer log, bytes: a commitment of up to [`COMMITTEE_MAX`] G2 points (96
-/// bytes each) and one acknowledgement (key and signature, 97 bytes) per player, about 50 KiB
-/// for 256 members.
+/// bytes each; a round of `n` players commits to `n - f`) and one acknowledgement (key and
+/// signature, 97 bytes) per player: about 41 KiB for 256 members, 60 KiB at the codec's
+/// bound.
 pub const DEALER_LOG_MAX_BYTES: usize = 60 * 1024;
 /// Largest part of a dealer log in one call, bytes (the call fits a 1,024-byte transaction).
 pub const DEALING_PART_MAX_BYTES: usize = 800;
@@ -111,6 +116,8 @@ pub struct Dealing {
     pub bytes: BoundedVec<u8, DEALER_LOG_MAX_BYTES>,
     /// Whether the last part arrived (the log decoded and its signature verified).
     pub complete: bool,
+    /// Whether the last part arrived and the log failed its check (no more parts this round).
+    pub rejected: bool,
 }
 
 /// An epoch's group key: the DKG's public output.
@@ -152,6 +159,15 @@ pub enum Event {
         size_bytes: u32,
         /// Whether the log is complete (and its signature verified).
         complete: bool,
+    },
+    /// A dealer's complete log failed its check: it takes no part in the round.
+    DealingRejected {
+        /// The epoch the DKG is for.
+        epoch: Epoch,
+        /// The dealer.
+        dealer: NodeKey,
+        /// Why.
+        reason: BoundedString<96>,
     },
     /// An epoch's group key was formed.
     GroupKeyFormed {
@@ -202,10 +218,10 @@ pub enum Error {
     #[index(4)]
     #[error("the dealing is complete")]
     DealingComplete,
-    /// The completed log does not decode, or is not signed by the sender's key for this round.
+    /// The dealer's log was rejected this round.
     #[index(5)]
-    #[error("invalid dealing: {0}")]
-    InvalidDealing(BoundedString<96>),
+    #[error("the dealing was rejected")]
+    DealingRejected,
     /// A committee's key is not a valid ed25519 point.
     #[index(6)]
     #[error("invalid committee key")]
@@ -214,9 +230,10 @@ pub enum Error {
 
 storage! {
     module = INDEX;
-    /// The DKG round of the next epoch, once a dealing arrived (at most one entry).
+    /// The DKG rounds of the current epoch (concluded) and of the next (open, once a dealing
+    /// arrived).
     pub Rounds: map(0) Epoch => Round;
-    /// Dealers' logs of the round.
+    /// Dealers' logs of the rounds.
     pub Dealings: map(1) DealingKey => Dealing;
     /// Each epoch's group key, for the last [`GROUP_KEYS_KEPT_EPOCHS`] epochs.
     pub GroupKeys: map(2) Epoch => GroupKey;

@@ -9,8 +9,9 @@
 //! chain and epoch.
 //!
 //! # Invariant ([`Beacon::try_state`])
-//! At most one round is open; every stored dealing belongs to it and to one of its dealers, and
-//! a complete one is not empty; every group key decodes, its public key is its polynomial's
+//! At most two rounds are kept (the current epoch's, concluded, and the next epoch's, open);
+//! every stored dealing belongs to one of them and to one of its dealers, and a complete one is
+//! not empty; every group key decodes, its public key is its polynomial's
 //! constant term, and at most [`GROUP_KEYS_KEPT_EPOCHS`] are kept.
 
 // State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
@@ -33,19 +34,20 @@ use commonware_parallel::Sequential;
 use commonware_utils::{ordered::Set, Faults as _, N3f1};
 use logos_framework::{
     events, Context, DispatchResult, MapExt, Module, State, StateReader, TryStateResult, ValueExt,
+    WriteSet,
 };
-use logos_primitives::{hash, Address, ChainId, Hash, NodeKey, PublicKey};
+use logos_primitives::{hash, parse_public_key, Address, ChainId, Hash, NodeKey, PublicKey};
 use logos_staking::Staking;
 use logos_types::{
     beacon::{
         round_namespace, CallHandler, Dealing, DealingKey, Dealings, Error, Event, GroupKey,
         GroupKeys, Round, Rounds, DEALING_PART_MAX_BYTES, GROUP_KEYS_KEPT_EPOCHS,
     },
-    codec::{BoundedString, BoundedVec},
-    staking::{CurrentEpoch, Epoch, COMMITTEE_MAX},
-    DispatchError,
+    codec::{encode, BoundedString, BoundedVec},
+    staking::{Committee, CurrentEpoch, Epoch, COMMITTEE_MAX},
+    DispatchError, Genesis, StorageMap as _,
 };
-use rand::SeedableRng as _;
+use rand_chacha::rand_core::SeedableRng as _;
 use std::num::NonZeroU32;
 
 /// The DKG's signature variant: signatures in G1 (48 bytes), public keys in G2 (96 bytes).
@@ -91,14 +93,54 @@ fn key_set(keys: &[NodeKey]) -> Result<Set<PublicKey>, Error> {
     Set::try_from(keys).map_err(|_| Error::InvalidCommittee)
 }
 
-/// Decodes a signed dealer log of a round with `players` players (exactly its bytes).
-pub fn decode_log(bytes: &[u8], players: usize) -> Result<SignedLog, Error> {
+/// Decodes a signed dealer log of a round with `players` players (exactly its bytes); the
+/// codec's error otherwise.
+pub fn decode_log(bytes: &[u8], players: usize) -> Result<SignedLog, String> {
     let players = u32::try_from(players)
         .ok()
         .and_then(NonZeroU32::new)
-        .ok_or(Error::InvalidCommittee)?;
-    SignedLog::decode_cfg(Copying(bytes), &players)
-        .map_err(|error| Error::InvalidDealing(BoundedString::truncated(&error.to_string())))
+        .ok_or("no players")?;
+    SignedLog::decode_cfg(Copying(bytes), &players).map_err(|error| error.to_string())
+}
+
+/// The commonware log set of `epoch`'s round from its complete dealings: each decoded and its
+/// dealer signature checked again against the round (a log that fails is left out). What the
+/// chain combines at the epoch change, and what each player derives its share from.
+pub fn round_logs(
+    chain_id: &ChainId,
+    epoch: Epoch,
+    round: &Round,
+    complete: &[Dealing],
+) -> Result<Logs<Bls, PublicKey, N3f1>, Error> {
+    let info = round_info(chain_id, epoch, round)?;
+    let mut logs = Logs::<Bls, PublicKey, N3f1>::new(info.clone());
+    for dealing in complete {
+        // Each was checked when completed; one that fails now is left out.
+        let Ok(signed) = decode_log(&dealing.bytes, round.players.len()) else {
+            continue;
+        };
+        if let Some((signer, log)) = signed.check(&info) {
+            logs.record(signer, log);
+        }
+    }
+    Ok(logs)
+}
+
+/// The seed of the batch checks when `epoch`'s logs are combined: this block's randomness
+/// (fixed after every log: none is taken in an epoch's last block) hashed with the chain, the
+/// epoch and every log, so that no dealer knew its coefficients when it signed, whatever the
+/// chain's randomness becomes.
+fn observe_seed<R: StateReader>(ctx: &Context<'_, '_, R>, epoch: Epoch, logs: &[Dealing]) -> Hash {
+    let logs: Vec<Hash> = logs.iter().map(|log| hash(&[&log.bytes[..]])).collect();
+    let mut parts: Vec<&[u8]> = vec![
+        OBSERVE_SEED_DOMAIN,
+        ctx.block.chain_id.0.as_ref(),
+        ctx.block.randomness.as_ref(),
+    ];
+    let epoch = epoch.get().to_be_bytes();
+    parts.push(&epoch);
+    parts.extend(logs.iter().map(|log| log.as_ref()));
+    hash(&parts)
 }
 
 /// Decodes a stored group key's DKG output.
@@ -142,56 +184,50 @@ impl Beacon {
         if let Some(round) = Rounds::get(ctx.overlay, &epoch).await? {
             return Ok(round);
         }
-        let dealers = committee_keys(ctx, current).await?;
-        let players = committee_keys(ctx, epoch).await?;
-        let round = Round { dealers, players };
+        let dealers = committee(ctx, current).await?;
+        let players = committee(ctx, epoch).await?;
+        let round = round_of(&dealers, &players);
         Rounds::insert(ctx.overlay, &epoch, &round)?;
         Ok(round)
     }
 
-    /// Combines the complete logs of `epoch`'s round into its group key (or reports the
-    /// failure), and removes the round.
+    /// Combines the complete logs of `epoch`'s round into its group key, or reports why not
+    /// (`DkgFailed`). The round and its complete logs stay through `epoch` (its players derive
+    /// their shares from them); incomplete ones are removed.
     async fn conclude<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         epoch: Epoch,
     ) -> DispatchResult {
-        let Some(round) = Rounds::get(ctx.overlay, &epoch).await? else {
-            let dealers = match epoch.get().checked_sub(1) {
-                Some(previous) => committee_keys(ctx, Epoch(previous)).await?.len(),
-                None => 0,
-            };
-            return Ok(events([Event::DkgFailed {
+        let failed = |required: usize, found: u32| {
+            events([Event::DkgFailed {
                 epoch,
-                required: N3f1::quorum(dealers),
-                found: 0,
-            }]));
+                required: if required == 0 {
+                    0
+                } else {
+                    N3f1::quorum(required)
+                },
+                found,
+            }])
         };
-        let info = round_info(&ctx.block.chain_id, epoch, &round)?;
-        let mut logs = Logs::<Bls, PublicKey, N3f1>::new(info.clone());
+        let Some(round) = Rounds::get(ctx.overlay, &epoch).await? else {
+            return Ok(failed(0, 0));
+        };
+        let mut complete = Vec::new();
         for dealer in round.dealers.iter() {
             let key = DealingKey {
                 epoch,
                 dealer: *dealer,
             };
-            let Some(dealing) = Dealings::get(ctx.overlay, &key).await? else {
-                continue;
-            };
-            Dealings::remove(ctx.overlay, &key)?;
-            if !dealing.complete {
-                continue;
-            }
-            // Checked when completed; checked again against the same round (cheap, and no
-            // log counts unsigned).
-            let signed = decode_log(&dealing.bytes, round.players.len())?;
-            if let Some((signer, log)) = signed.check(&info) {
-                logs.record(signer, log);
+            match Dealings::get(ctx.overlay, &key).await? {
+                Some(dealing) if dealing.complete => complete.push(dealing),
+                Some(_) => Dealings::remove(ctx.overlay, &key)?,
+                None => {}
             }
         }
-        Rounds::remove(ctx.overlay, &epoch)?;
-        // Batch verification's coefficients come from this block's randomness, fixed after
-        // every log (none is taken in the epoch's last block): no dealer knew them.
-        let seed = hash(&[OBSERVE_SEED_DOMAIN, ctx.block.randomness.as_ref()]);
-        let mut rng = rand::rngs::StdRng::from_seed(seed.0);
+        let Ok(logs) = round_logs(&ctx.block.chain_id, epoch, &round, &complete) else {
+            return Ok(failed(round.dealers.len(), 0));
+        };
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed(observe_seed(ctx, epoch, &complete).0);
         let event = match observe::<Bls, PublicKey, N3f1>(&mut rng, logs, &Sequential) {
             Ok(output) => {
                 let key = GroupKey {
@@ -216,7 +252,7 @@ impl Beacon {
         Ok(events([event]))
     }
 
-    /// Removes a round left open by a failed hook, with its dealings.
+    /// Removes a round and its dealings: the previous epoch's, or one a failed hook left open.
     async fn clear<R: StateReader>(
         ctx: &mut Context<'_, '_, R>,
         epoch: Epoch,
@@ -238,21 +274,32 @@ impl Beacon {
     }
 }
 
-/// The consensus keys of `epoch`'s committee, ascending.
-async fn committee_keys<R: StateReader>(
+/// `epoch`'s committee (empty if none is stored).
+async fn committee<R: StateReader>(
     ctx: &mut Context<'_, '_, R>,
     epoch: Epoch,
-) -> Result<BoundedVec<NodeKey, COMMITTEE_MAX>, DispatchError> {
-    let committee = Staking::committee(ctx.overlay, epoch)
+) -> Result<Committee, DispatchError> {
+    Ok(Staking::committee(ctx.overlay, epoch)
         .await?
-        .unwrap_or_default();
-    let mut keys: Vec<NodeKey> = committee
-        .members
-        .iter()
-        .map(|member| member.consensus_key)
-        .collect();
-    keys.sort();
-    Ok(BoundedVec::truncated(keys))
+        .unwrap_or_default())
+}
+
+/// The round dealt by committee `dealers` to committee `players`: their consensus keys, each
+/// ascending.
+pub fn round_of(dealers: &Committee, players: &Committee) -> Round {
+    let keys = |committee: &Committee| {
+        let mut keys: Vec<NodeKey> = committee
+            .members
+            .iter()
+            .map(|member| member.consensus_key)
+            .collect();
+        keys.sort();
+        BoundedVec::truncated(keys)
+    };
+    Round {
+        dealers: keys(dealers),
+        players: keys(players),
+    }
 }
 
 /// Bytes into a bounded vector (the bounds fit every committee: see the crate's tests).
@@ -291,6 +338,9 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Beacon {
             dealer,
         };
         let stored = Dealings::get(ctx.overlay, &key).await?.unwrap_or_default();
+        if stored.rejected {
+            return Err(Error::DealingRejected.into());
+        }
         if stored.complete {
             return Err(Error::DealingComplete.into());
         }
@@ -312,7 +362,20 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Beacon {
         appended.extend_from_slice(part);
         dealing.bytes = BoundedVec::try_from(appended).map_err(|_| Error::DealingTooLarge)?;
         if *last {
-            check_log(ctx, *epoch, &round, &dealer, &dealing.bytes)?;
+            // Checked once: a log that fails is rejected for the round, so nobody makes every
+            // block decode it again (its bytes are dropped).
+            if let Err(reason) = check_log(ctx, *epoch, &round, &dealer, &dealing.bytes) {
+                let rejected = Dealing {
+                    rejected: true,
+                    ..Dealing::default()
+                };
+                Dealings::insert(ctx.overlay, &key, &rejected)?;
+                return Ok(events([Event::DealingRejected {
+                    epoch: *epoch,
+                    dealer,
+                    reason: BoundedString::truncated(&reason),
+                }]));
+            }
             dealing.complete = true;
         }
         Dealings::insert(ctx.overlay, &key, &dealing)?;
@@ -337,46 +400,69 @@ fn dealer_of(round: &Round, sender: &Address) -> Result<NodeKey, Error> {
 }
 
 /// A complete log must decode and carry `dealer`'s signature for this chain, epoch, dealers
-/// and players.
+/// and players; otherwise why not.
 fn check_log<R: StateReader>(
     ctx: &Context<'_, '_, R>,
     epoch: Epoch,
     round: &Round,
     dealer: &NodeKey,
     bytes: &[u8],
-) -> Result<(), Error> {
-    let info = round_info(&ctx.block.chain_id, epoch, round)?;
+) -> Result<(), String> {
+    let info = round_info(&ctx.block.chain_id, epoch, round).map_err(|error| error.to_string())?;
     let signed = decode_log(bytes, round.players.len())?;
     match signed.check(&info) {
         Some((signer, _)) if NodeKey::from_public_key(&signer) == *dealer => Ok(()),
-        Some(_) => Err(Error::InvalidDealing(BoundedString::truncated(
-            "signed by another dealer",
-        ))),
-        None => Err(Error::InvalidDealing(BoundedString::truncated(
-            "the dealer's signature does not verify for this chain and round",
-        ))),
+        Some(_) => Err("signed by another dealer".into()),
+        None => Err("the dealer's signature does not verify for this chain and round".into()),
     }
 }
 
 impl Module for Beacon {
     logos_framework::module_calls!(logos_types::beacon);
 
-    /// When `staking` has just started an epoch (its first height is the next block's), that
-    /// epoch's DKG is concluded; a round a failed hook left open is cleared, and the key that
-    /// has aged out is removed.
+    /// When `staking` has just started an epoch `E` (its first height is the next block's):
+    /// the rounds of `E - 1` (and of `E - 2`, had a hook failed) are removed with their logs
+    /// and the key that aged out; `E`'s DKG is concluded; `E + 1`'s round is fixed from the
+    /// committees of `E` and `E + 1` staking holds now.
     async fn on_block_end<R: StateReader>(ctx: &mut Context<'_, '_, R>) -> DispatchResult {
         let current = CurrentEpoch::get(ctx.overlay).await?;
         if ctx.height().checked_add(1) != Some(current.start_height) {
             return Ok(Vec::new());
         }
         let epoch = current.epoch;
-        if let Some(previous) = epoch.get().checked_sub(1) {
-            Self::clear(ctx, Epoch(previous)).await?;
+        for back in [1, 2] {
+            if let Some(old) = epoch.get().checked_sub(back) {
+                Self::clear(ctx, Epoch(old)).await?;
+            }
         }
         if let Some(old) = epoch.get().checked_sub(GROUP_KEYS_KEPT_EPOCHS) {
             GroupKeys::remove(ctx.overlay, &Epoch(old))?;
         }
-        Self::conclude(ctx, epoch).await
+        let emitted = Self::conclude(ctx, epoch).await?;
+        if let Some(next) = epoch.next() {
+            Self::round(ctx, next, epoch).await?;
+        }
+        Ok(emitted)
+    }
+
+    /// Round 1 from the genesis validators (the committee of epochs 0 and 1).
+    fn genesis(genesis: &Genesis) -> Result<WriteSet, String> {
+        let mut keys = Vec::new();
+        for validator in &genesis.validators {
+            let key = parse_public_key(&validator.public_key)
+                .map_err(|error| format!("validator key {}: {error}", validator.public_key))?;
+            keys.push(NodeKey::from_public_key(&key));
+        }
+        keys.sort();
+        let keys = BoundedVec::try_from(keys)
+            .map_err(|_| "more genesis validators than a committee holds".to_string())?;
+        let round = Round {
+            dealers: keys.clone(),
+            players: keys,
+        };
+        let mut writes = WriteSet::new();
+        writes.insert(Rounds::key(&Epoch(1)), Some(encode(&round)));
+        Ok(writes)
     }
 
     /// See the module docs.
@@ -385,8 +471,9 @@ impl Module for Beacon {
         for entry in Rounds::iter_from(state) {
             rounds.push(entry.map_err(|error| error.to_string())?);
         }
-        if rounds.len() > 1 {
-            return Err(format!("{} rounds open", rounds.len()));
+        // The current epoch's (concluded) and the next epoch's (open).
+        if rounds.len() > 2 {
+            return Err(format!("{} rounds kept", rounds.len()));
         }
         for entry in Dealings::iter_from(state) {
             let (key, dealing) = entry.map_err(|error| error.to_string())?;
@@ -395,17 +482,31 @@ impl Module for Beacon {
                 .any(|(epoch, round)| *epoch == key.epoch && round.dealers.contains(&key.dealer));
             if !owned {
                 return Err(format!(
-                    "dealing of {} for epoch {} outside the open round",
+                    "dealing of {} for epoch {} outside the rounds kept",
                     key.dealer, key.epoch
                 ));
             }
             if dealing.complete && dealing.bytes.is_empty() {
                 return Err(format!("empty complete dealing of {}", key.dealer));
             }
+            if dealing.rejected && (dealing.complete || !dealing.bytes.is_empty()) {
+                return Err(format!("rejected dealing of {} kept", key.dealer));
+            }
         }
+        let current = CurrentEpoch::get_from(state)
+            .map_err(|error| error.to_string())?
+            .epoch
+            .get();
         let mut keys = 0u64;
         for entry in GroupKeys::iter_from(state) {
             let (epoch, key) = entry.map_err(|error| error.to_string())?;
+            let kept = epoch.get() <= current
+                && epoch.get().saturating_add(GROUP_KEYS_KEPT_EPOCHS) > current;
+            if !kept {
+                return Err(format!(
+                    "group key of epoch {epoch} kept in epoch {current}"
+                ));
+            }
             let output = decode_output(&key)?;
             if output.public().public().encode().as_ref() != &key.public_key[..] {
                 return Err(format!(

@@ -16,6 +16,7 @@ use logos_primitives::{Amount, PrivateKey};
 use logos_runtime::mock::{address, assert_failed, MockChain};
 use logos_types::{
     beacon::{Call, DEALER_LOG_MAX_BYTES},
+    staking::Committees,
     transaction_size, Event as RuntimeEvent, Params, TRANSACTION_MAX_BYTES,
 };
 use rand::SeedableRng as _;
@@ -63,7 +64,6 @@ fn genesis_round() -> Round {
 /// log, and the players to finalize. `silent` player does not acknowledge dealer 0 (who must
 /// reveal its share instead).
 struct Ceremony {
-    info: RoundInfo,
     logs: Vec<(PrivateKey, SignedLog)>,
     players: BTreeMap<PublicKey, Player<Bls, PrivateKey>>,
 }
@@ -96,11 +96,7 @@ fn ceremony(chain_id: &ChainId, epoch: Epoch, silent: Option<usize>) -> Ceremony
         }
         logs.push((dealer_key.clone(), dealer.finalize::<N3f1>()));
     }
-    Ceremony {
-        info,
-        logs,
-        players,
-    }
+    Ceremony { logs, players }
 }
 
 /// Submits `bytes` from `key` in parts, all in one block; true if every part was taken.
@@ -187,11 +183,7 @@ fn a_quorum_of_dealings_forms_the_group_key_the_players_sign_heights_with() {
     let mut chain = chain();
     let epoch = Epoch(1);
     // Player 4 does not acknowledge dealer 0, whose log reveals that share instead.
-    let Ceremony {
-        info,
-        logs,
-        players,
-    } = ceremony(&chain.chain_id, epoch, Some(4));
+    let Ceremony { logs, players, .. } = ceremony(&chain.chain_id, epoch, Some(4));
     for (key, log) in &logs {
         assert!(submit(&mut chain, key, epoch, &log.encode()));
     }
@@ -205,16 +197,25 @@ fn a_quorum_of_dealings_forms_the_group_key_the_players_sign_heights_with() {
             players: 5
         }]
     );
-    assert_clean(&chain, epoch);
     let stored = chain.map::<GroupKeys>(&epoch).unwrap();
     let output = decode_output(&stored).unwrap();
 
-    // Every player derives its share from the same logs and the same public output.
-    let mut recorded = Logs::<Bls, PublicKey, N3f1>::new(info.clone());
-    for (_, log) in logs {
-        let (dealer, log) = log.check(&info).unwrap();
-        recorded.record(dealer, log);
-    }
+    // Every player derives its share from the logs the chain keeps through the epoch, and the
+    // same public output.
+    let round = chain.map::<Rounds>(&epoch).unwrap();
+    let kept: Vec<Dealing> = round
+        .dealers
+        .iter()
+        .map(|dealer| {
+            let key = DealingKey {
+                epoch,
+                dealer: *dealer,
+            };
+            chain.map::<Dealings>(&key).unwrap()
+        })
+        .collect();
+    assert_eq!(kept.len(), logs.len());
+    let recorded = round_logs(&chain.chain_id, epoch, &round, &kept).unwrap();
     let height = 11;
     let message = seed_message(&chain.chain_id, height);
     let mut partials = Vec::new();
@@ -247,6 +248,10 @@ fn a_quorum_of_dealings_forms_the_group_key_the_players_sign_heights_with() {
     let short = threshold::recover::<Bls, _>(output.public(), &partials[..3], &Sequential);
     assert!(short.is_err());
     assert!(verify_seed(&output, &chain.chain_id, height, &first[1..]).is_none());
+    // The round and its logs go when the next epoch starts.
+    finish_epoch(&mut chain);
+    assert_clean(&chain, epoch);
+    assert!(chain.map::<GroupKeys>(&epoch).is_some());
 }
 
 #[test]
@@ -275,6 +280,13 @@ fn too_few_dealings_leave_the_epoch_without_a_key() {
         }]
     );
     assert!(chain.map::<GroupKeys>(&epoch).is_none());
+    // The incomplete log is gone at once, the complete ones at the next epoch's start.
+    let dealer = NodeKey::from_public_key(&key.public_key());
+    assert!(chain
+        .map::<Dealings>(&DealingKey { epoch, dealer })
+        .is_none());
+    assert!(chain.map::<Rounds>(&epoch).is_some());
+    finish_epoch(&mut chain);
     assert_clean(&chain, epoch);
 }
 
@@ -318,9 +330,18 @@ fn outsiders_other_epochs_and_the_last_block_are_refused() {
         let receipt = chain.call(&logs[0].0, part(epoch, 0, first, false));
         assert_failed(&receipt, "beacon", "DealingClosed");
     }
-    assert!(chain.map::<Rounds>(&Epoch(1)).is_none());
-    // The epoch's last block (height 10) takes no dealing: its randomness seeds the check.
-    chain.advance(EPOCH_LENGTH_BLOCKS - 1 - chain.height);
+    // Nothing stored for anyone; the round is genesis' own.
+    assert_eq!(chain.map::<Rounds>(&Epoch(1)), Some(genesis_round()));
+    assert!(chain.map::<Rounds>(&Epoch(2)).is_none());
+    // The block before the epoch's last (height 9) still takes a dealing; the last (height
+    // 10) takes none: its randomness seeds the check.
+    chain.advance(EPOCH_LENGTH_BLOCKS - 2 - chain.height);
+    assert!(
+        chain
+            .call(&logs[1].0, part(Epoch(1), 0, first, false))
+            .success
+    );
+    assert_eq!(chain.height, EPOCH_LENGTH_BLOCKS - 1);
     let receipt = chain.call(&logs[0].0, part(Epoch(1), 0, first, false));
     assert_eq!(chain.height, EPOCH_LENGTH_BLOCKS);
     assert_failed(&receipt, "beacon", "DealingClosed");
@@ -330,7 +351,7 @@ fn outsiders_other_epochs_and_the_last_block_are_refused() {
 }
 
 #[test]
-fn parts_out_of_order_replays_and_oversize_logs_are_refused() {
+fn parts_out_of_order_and_oversize_logs_are_refused_and_a_complete_one_is_kept() {
     let mut chain = chain();
     let epoch = Epoch(1);
     let Ceremony { logs, .. } = ceremony(&chain.chain_id, epoch, None);
@@ -340,20 +361,14 @@ fn parts_out_of_order_replays_and_oversize_logs_are_refused() {
     let stored = |chain: &MockChain| chain.map::<Dealings>(&DealingKey { epoch, dealer });
     let first = &bytes[..DEALING_PART_MAX_BYTES];
     assert!(chain.call(key, part(epoch, 0, first, false)).success);
-    // The same part again, a gap, a part from before.
-    for offset in [2 * DEALING_PART_MAX_BYTES as u32, 1_000_000, 1] {
+    // A gap, a part from before, one far past the end.
+    for offset in [2 * DEALING_PART_MAX_BYTES as u32, 1, 1_000_000] {
         let receipt = chain.call(key, part(epoch, offset, first, false));
         assert_failed(&receipt, "beacon", "WrongOffset");
     }
     assert_eq!(stored(&chain).unwrap().bytes.len(), DEALING_PART_MAX_BYTES);
-    // Garbage as the last part: not a log; what was stored stays.
-    let receipt = chain.call(
-        key,
-        part(epoch, DEALING_PART_MAX_BYTES as u32, &[7; 10], true),
-    );
-    assert_failed(&receipt, "beacon", "InvalidDealing");
-    assert_eq!(stored(&chain).unwrap().bytes.len(), DEALING_PART_MAX_BYTES);
-    // Past the size bound: every part up to the bound is taken, the one beyond is refused.
+    // Past the size bound (from offset 0, which starts over): every part up to the bound is
+    // taken, the one beyond is refused.
     let full = vec![0u8; DEALER_LOG_MAX_BYTES + 1];
     let transactions = parts(&mut chain, key, epoch, 0, &full);
     let receipts = chain.execute(&transactions).unwrap();
@@ -363,7 +378,7 @@ fn parts_out_of_order_replays_and_oversize_logs_are_refused() {
         .iter()
         .all(|receipt| receipt.success));
     assert!(stored(&chain).unwrap().bytes.len() <= DEALER_LOG_MAX_BYTES);
-    // Offset 0 starts over; the real log completes; a replay of it is refused.
+    // Offset 0 starts over; the real log completes; sending it again is refused.
     assert!(submit(&mut chain, key, epoch, &bytes));
     assert!(stored(&chain).unwrap().complete);
     let receipt = chain.call(key, part(epoch, 0, first, false));
@@ -371,56 +386,103 @@ fn parts_out_of_order_replays_and_oversize_logs_are_refused() {
     assert_eq!(stored(&chain).unwrap().bytes.to_vec(), bytes.to_vec());
 }
 
+/// Completes a log of `bytes` from `key`: the event of its last part.
+fn complete(chain: &mut MockChain, key: &PrivateKey, epoch: Epoch, bytes: &[u8]) -> Event {
+    let transactions = parts(chain, key, epoch, 0, bytes);
+    let (receipts, _) = chain.execute_with_events(&transactions).unwrap();
+    assert!(receipts.iter().all(|receipt| receipt.success));
+    let events = beacon_events(&receipts.last().unwrap().events);
+    events.last().unwrap().clone()
+}
+
 #[test]
-fn logs_signed_by_another_dealer_for_another_chain_or_epoch_are_refused() {
+fn garbage_and_logs_signed_by_another_dealer_for_another_chain_or_epoch_are_rejected_once() {
     let mut chain = chain();
     let epoch = Epoch(1);
     let Ceremony { logs, .. } = ceremony(&chain.chain_id, epoch, None);
-    // Dealer 1's log submitted from dealer 0's account.
-    assert!(!submit(&mut chain, &logs[0].0, epoch, &logs[1].1.encode()));
-    // Logs signed for the parent chain of a spin-off, or for another epoch's round.
     let foreign = ceremony(&ChainId(hash(&[b"parent"])), epoch, None);
-    assert!(!submit(
-        &mut chain,
-        &logs[0].0,
-        epoch,
-        &foreign.logs[0].1.encode()
-    ));
     let later = ceremony(&chain.chain_id, Epoch(2), None);
-    assert!(!submit(
-        &mut chain,
-        &logs[0].0,
-        epoch,
-        &later.logs[0].1.encode()
-    ));
-    // Each was refused at its last part, with the reason.
-    let bytes = later.logs[0].1.encode();
-    let offset = bytes.len() - bytes.len() % DEALING_PART_MAX_BYTES;
-    let offset = if offset == bytes.len() {
-        offset - DEALING_PART_MAX_BYTES
-    } else {
-        offset
-    };
-    let receipt = chain.call(
-        &logs[0].0,
-        part(epoch, offset as u32, &bytes[offset..], true),
+    // Dealer 0 sends dealer 1's log; dealer 1 one signed for a spin-off's parent; dealer 2
+    // one signed for epoch 2's round; dealer 3 bytes that are no log.
+    let forged = [
+        (0, logs[1].1.encode().to_vec(), "signed by another dealer"),
+        (1, foreign.logs[1].1.encode().to_vec(), "does not verify"),
+        (2, later.logs[2].1.encode().to_vec(), "does not verify"),
+        (3, vec![7u8; 10], ""),
+    ];
+    for (dealer, bytes, why) in forged {
+        let key = &logs[dealer].0;
+        match complete(&mut chain, key, epoch, &bytes) {
+            Event::DealingRejected { reason, .. } => assert!(reason.contains(why), "{reason}"),
+            other => panic!("dealer {dealer}: {other:?}"),
+        }
+        let node = NodeKey::from_public_key(&key.public_key());
+        let stored = chain.map::<Dealings>(&DealingKey {
+            epoch,
+            dealer: node,
+        });
+        assert!(stored.is_some_and(|dealing| dealing.rejected && dealing.bytes.is_empty()));
+        // Rejected for the round: not even its own log is taken now.
+        let own = logs[dealer].1.encode();
+        let receipt = chain.call(key, part(epoch, 0, &own[..DEALING_PART_MAX_BYTES], false));
+        assert_failed(&receipt, "beacon", "DealingRejected");
+    }
+    // The honest dealer left is taken; one log of five is no quorum.
+    assert!(submit(&mut chain, &logs[4].0, epoch, &logs[4].1.encode()));
+    let events = beacon_events(&finish_epoch(&mut chain));
+    assert_eq!(
+        events,
+        vec![Event::DkgFailed {
+            epoch,
+            required: 4,
+            found: 1
+        }]
     );
-    let reason = assert_failed(&receipt, "beacon", "InvalidDealing");
-    assert!(reason.contains("does not verify"), "{reason}");
-    // The honest log still goes in after all that.
-    assert!(submit(&mut chain, &logs[0].0, epoch, &logs[0].1.encode()));
+}
+
+#[test]
+fn a_player_removed_from_the_committee_after_the_round_was_fixed_stays_a_player() {
+    let mut chain = chain();
+    // Epoch 2's round is fixed when epoch 1 starts (height 10).
+    finish_epoch(&mut chain);
+    let round = chain.map::<Rounds>(&Epoch(2)).unwrap();
+    assert_eq!(round, genesis_round());
+    // Staking then drops a member of epoch 2's committee (as a slash does).
+    let mut committee = chain.map::<Committees>(&Epoch(2)).unwrap();
+    let removed = committee.members.to_vec().remove(0);
+    let kept: Vec<_> = committee.members.iter().copied().skip(1).collect();
+    committee.members = BoundedVec::try_from(kept).unwrap();
+    chain.corrupt::<Committees>(&Epoch(2), &committee);
+    // The dealers' logs, signed over the five players, still count.
+    let epoch = Epoch(2);
+    let Ceremony { logs, .. } = ceremony(&chain.chain_id, epoch, None);
+    for (key, log) in &logs {
+        assert!(submit(&mut chain, key, epoch, &log.encode()));
+    }
+    let events = beacon_events(&finish_epoch(&mut chain));
+    assert_eq!(
+        events,
+        vec![Event::GroupKeyFormed {
+            epoch,
+            dealers: 4,
+            players: 5
+        }]
+    );
+    let output = decode_output(&chain.map::<GroupKeys>(&epoch).unwrap()).unwrap();
+    let removed = removed.consensus_key.public_key().unwrap();
+    assert!(output.players().position(&removed).is_some());
 }
 
 #[test]
 fn the_invariants_catch_a_stray_dealing_and_a_wrong_group_key() {
     let mut chain = chain();
     let stray = DealingKey {
-        epoch: Epoch(1),
+        epoch: Epoch(5),
         dealer: genesis_round().dealers[0],
     };
     chain.corrupt::<Dealings>(&stray, &Dealing::default());
     let error = Beacon::try_state(&chain.state).unwrap_err();
-    assert!(error.contains("outside the open round"), "{error}");
+    assert!(error.contains("outside the rounds kept"), "{error}");
 
     let mut chain = self::chain();
     let epoch = Epoch(1);
@@ -434,6 +496,19 @@ fn the_invariants_catch_a_stray_dealing_and_a_wrong_group_key() {
     chain.corrupt::<GroupKeys>(&epoch, &key);
     let error = Beacon::try_state(&chain.state).unwrap_err();
     assert!(error.contains("not its polynomial's"), "{error}");
+    // A key outside the kept window (a failed hook's leftover, say).
+    let mut chain = self::chain();
+    let good = {
+        let Ceremony { logs, .. } = ceremony(&chain.chain_id, epoch, None);
+        for (key, log) in &logs {
+            assert!(submit(&mut chain, key, epoch, &log.encode()));
+        }
+        finish_epoch(&mut chain);
+        chain.map::<GroupKeys>(&epoch).unwrap()
+    };
+    chain.corrupt::<GroupKeys>(&Epoch(40), &good);
+    let error = Beacon::try_state(&chain.state).unwrap_err();
+    assert!(error.contains("kept in epoch"), "{error}");
 }
 
 #[test]
