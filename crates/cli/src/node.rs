@@ -815,6 +815,8 @@ async fn serve(
         .allow_burst(NZU32!(CONSENSUS_BURST_MESSAGES));
     let data_quota = Quota::per_second(NZU32!(DATA_MESSAGES_PER_SECOND))
         .allow_burst(NZU32!(DATA_BURST_MESSAGES));
+    let dkg_quota = Quota::per_second(NZU32!(logos_node::dkg::MESSAGES_PER_SECOND))
+        .allow_burst(NZU32!(logos_node::dkg::BURST_MESSAGES));
     let networks = Networks {
         votes: network.register(channels::VOTES, consensus_quota),
         certificates: network.register(channels::CERTIFICATES, consensus_quota),
@@ -822,7 +824,7 @@ async fn serve(
         backfill: network.register(channels::BACKFILL, data_quota),
         blocks: network.register(channels::BLOCKS, consensus_quota),
         transactions: network.register(channels::TRANSACTIONS, data_quota),
-        dkg: network.register(channels::DKG, data_quota),
+        dkg: network.register(channels::DKG, dkg_quota),
     };
     network.start();
 

@@ -2,30 +2,40 @@
 //! protocol is in `logos_types::beacon`).
 //!
 //! While the chain is in epoch `e`, the DKG for epoch `e + 1` runs: its dealers are `e`'s
-//! committee, its players `e + 1`'s (as the chain's round records them once a dealing arrived,
-//! else as the committees stand). After each finalized block this node:
+//! committee, its players `e + 1`'s, as the chain's round fixed them when `e` started. After
+//! each finalized block this node:
 //! - **as a dealer**, starts its dealing once (the randomness derived from its key, the chain
-//!   and the epoch, so a restarted node deals the same), sends each player its commitment and
+//!   and the round, so a restarted node deals the same), sends each player its commitment and
 //!   private share on the DKG channel ([`crate::engine::channels::DKG`]) until the player
-//!   acknowledges (every [`RESEND_INTERVAL_MS`]), and when every player has, or half the epoch
-//!   has passed, signs its log and submits it in parts from its consensus key's account (fee
-//!   paid there). If the finalized state does not show the log complete [`RETRY_BLOCKS`]
-//!   later, it submits it again, until the block before the epoch's last;
+//!   acknowledges (at most every [`RESEND_INTERVAL_MS`]), and when every player has, or half
+//!   the epoch has passed (and, for a dealing started after that, as a restarted node's is, it
+//!   sent at least [`SENDS_BEFORE_DEADLINE`] times), signs its log
+//!   and submits it in parts from its consensus key's account (fees paid there). If the
+//!   finalized state shows it neither complete nor rejected [`RETRY_BLOCKS`] later, and none
+//!   of the account's transactions is pooled, it submits it again at a doubled fee (at most
+//!   [`FEE_DOUBLINGS_MAX`] times), until the block before the epoch's last;
 //! - **as a player**, checks each dealer's share against its commitment and answers with its
-//!   acknowledgement (the same one again when a dealer sends again); once the chain stored the
-//!   epoch's group key, derives its share from the logs the chain keeps through that epoch
-//!   and checks that its output is the chain's.
+//!   acknowledgement (the same one again, without decoding, when a dealer resends); once the
+//!   chain stored the epoch's group key, derives its share from the logs the chain keeps
+//!   through that epoch and checks that its output is the chain's. The share is then dropped:
+//!   blocks carry no seed to sign yet (ARCHITECTURE.md, "The beacon").
 //!
-//! A message is read only from a dealer of this node's player round or a player of its dealer
-//! round (anything else is dropped unread), one that does not decode blocks its sender, and a
-//! share that does not match its commitment is not acknowledged (the dealer must reveal it).
-//! Shares are held in memory only: a restarted player cannot finalize the round it was in,
-//! and blocks do not carry a seed signed with them yet (ARCHITECTURE.md, "The beacon").
+//! Inbound messages are judged by their first 9 bytes (kind and epoch) before anything else is
+//! read: a dealing is read only from a dealer of this node's player round of that epoch not
+//! acknowledged or refused yet, an acknowledgement only from a player of its dealing still
+//! open. Anything else is dropped unread; a message from a member of one of its rounds that
+//! does not decode blocks its sender; a
+//! share that does not match its commitment, or an acknowledgement that does not verify,
+//! makes its sender ignored for the round (it is a committee member: blocking it would cut a
+//! consensus link). The channel's quota ([`MESSAGES_PER_SECOND`] per peer) bounds the rest.
+//! Message handling is pure ([`Dkg::on_message`] returns [`Effects`]); the run loop sends and
+//! blocks.
 
 use crate::{evidence::next_nonce, relay, shared::Shared};
 use bytes::BufMut;
 use commonware_codec::{
-    Buf, Decode as _, Encode as _, EncodeSize, Error as CodecError, Read, ReadExt as _, Write,
+    Buf, Copying, Decode as _, Encode as _, EncodeSize, Error as CodecError, Read, ReadExt as _,
+    Write,
 };
 use commonware_cryptography::{
     bls12381::dkg::feldman_desmedt::{Dealer, DealerPrivMsg, DealerPubMsg, Player, PlayerAck},
@@ -39,14 +49,14 @@ use commonware_runtime::{
 };
 use commonware_utils::N3f1;
 use futures::FutureExt as _;
-use logos_beacon::{decode_output, round_info, round_logs, round_of, Bls};
-use logos_primitives::{hash, Address, NodeKey, PrivateKey, PublicKey};
+use logos_beacon::{decode_output, round_info, round_logs, Bls};
+use logos_primitives::{hash, Address, Amount, NodeKey, PrivateKey, PublicKey};
 use logos_types::{
     beacon::{
         self, Dealing, DealingKey, Dealings, GroupKeys, Round, Rounds, DEALING_PART_MAX_BYTES,
     },
     codec::BoundedVec,
-    staking::{Committees, CurrentEpoch, Epoch, EpochInfo, COMMITTEE_MAX},
+    staking::{CurrentEpoch, Epoch, EpochInfo, COMMITTEE_MAX},
     Call, StorageItem as _, StorageMap, StorageValue as _, TransactionPayload,
 };
 use rand::SeedableRng as _;
@@ -63,6 +73,21 @@ use tracing::{debug, info, warn};
 pub const RESEND_INTERVAL_MS: u64 = 1_000;
 /// Blocks after which a log the finalized state does not show complete is submitted again.
 pub const RETRY_BLOCKS: u64 = 8;
+/// Sends of a dealing before the half-epoch deadline may sign the log (a dealer restarted
+/// late first gives its players the chance to acknowledge again).
+pub const SENDS_BEFORE_DEADLINE: u32 = 3;
+/// Most doublings of a resubmitted log's fee (the first submission pays the minimum).
+pub const FEE_DOUBLINGS_MAX: u32 = 8;
+/// Messages per second each peer may send on the DKG channel (a dealer sends each player about
+/// one per second, a player one acknowledgement per dealing).
+pub const MESSAGES_PER_SECOND: u32 = 8;
+/// Burst of messages each peer may send on the DKG channel.
+pub const BURST_MESSAGES: u32 = 32;
+/// Bytes of a message's header: its kind (1) and epoch (8).
+const HEADER_BYTES: usize = 9;
+/// Largest message on the DKG channel, bytes: a dealing for the largest committee (tag, epoch,
+/// a commitment of at most [`COMMITTEE_MAX`] G2 points with its header, a 32-byte share).
+pub const MESSAGE_MAX_BYTES: usize = 1 + 8 + 96 * COMMITTEE_MAX + 16 + 32;
 /// Domain of the dealer's randomness (hashed with its key, the chain id and the epoch).
 const DEALER_SEED_DOMAIN: &[u8] = b"logos-beacon-dealer-v1";
 
@@ -124,20 +149,18 @@ impl EncodeSize for Message {
 }
 
 impl Read for Message {
-    type Cfg = ();
+    /// The round's players (a commitment has fewer points).
+    type Cfg = NonZeroU32;
 
-    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+    fn read_cfg(buf: &mut impl Buf, players: &NonZeroU32) -> Result<Self, CodecError> {
         let tag = u8::read(buf)?;
         let epoch = u64::read(buf)?;
         match tag {
-            0 => {
-                let max = NonZeroU32::new(COMMITTEE_MAX as u32).unwrap_or(NonZeroU32::MIN);
-                Ok(Self::Dealing {
-                    epoch,
-                    public: DealerPubMsg::read_cfg(buf, &max)?,
-                    private: DealerPrivMsg::read(buf)?,
-                })
-            }
+            0 => Ok(Self::Dealing {
+                epoch,
+                public: DealerPubMsg::read_cfg(buf, players)?,
+                private: DealerPrivMsg::read(buf)?,
+            }),
             1 => Ok(Self::Ack {
                 epoch,
                 ack: PlayerAck::read(buf)?,
@@ -155,16 +178,25 @@ struct Dealt {
     public: DealerPubMsg<Bls>,
     shares: BTreeMap<PublicKey, DealerPrivMsg>,
     acked: BTreeSet<PublicKey>,
+    /// Players whose acknowledgement did not verify: ignored for the round.
+    refused: BTreeSet<PublicKey>,
     log: Option<Vec<u8>>,
+    /// Height of the first block after which it was looked at.
+    started_at: Option<u64>,
     submitted_at: Option<u64>,
+    attempts: u32,
+    sends: u32,
     last_sent: Option<SystemTime>,
 }
 
 /// This node's part as a player of one epoch.
 struct Playing {
+    players: NonZeroU32,
     dealers: BTreeSet<PublicKey>,
     player: Player<Bls, PrivateKey>,
     acks: BTreeMap<PublicKey, PlayerAck<PublicKey>>,
+    /// Dealers whose share did not match their commitment: ignored for the round.
+    refused: BTreeSet<PublicKey>,
 }
 
 /// The DKG task's state (see the module docs).
@@ -179,14 +211,25 @@ pub struct Dkg<E> {
     derived: Counter,
 }
 
+/// What handling a message or a resend asks of the network.
+#[derive(Debug, Default, PartialEq)]
+pub struct Effects {
+    /// Messages to send, each to one peer.
+    pub sends: Vec<(PublicKey, Message)>,
+    /// Whether to block the sender (its message did not decode).
+    pub block: bool,
+}
+
 /// What the finalized state says of the DKG at the tip.
 struct View {
     height: u64,
     current: EpochInfo,
-    /// The next epoch's round (the chain's, or from the committees).
+    /// The next epoch's round, as the chain fixed it.
     next: Round,
-    /// Whether this node's log for the next epoch is complete on chain.
-    complete: bool,
+    /// Whether this node's log for the next epoch is complete or rejected on chain.
+    settled: bool,
+    /// Whether this node's account has transactions in the pool.
+    pooled: bool,
 }
 
 impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
@@ -228,19 +271,29 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
             let resend = self
                 .context
                 .sleep(Duration::from_millis(RESEND_INTERVAL_MS));
-            futures::select_biased! {
+            let effects = futures::select_biased! {
                 block = finalized.recv().fuse() => match block {
                     Ok(_) | Err(RecvError::Lagged(_)) => {
                         self.on_block(&shared, &relay).await;
-                        self.resend(&mut sender);
+                        self.resend()
                     }
                     Err(RecvError::Closed) => return,
                 },
                 message = receiver.recv().fuse() => match message {
-                    Ok((peer, bytes)) => self.on_message(peer, bytes, &mut sender, &mut blocker),
+                    Ok((peer, bytes)) => {
+                        let effects = self.on_message(&peer, bytes.as_ref());
+                        if effects.block {
+                            warn!(?peer, "malformed DKG message; peer blocked");
+                            let _ = blocker.block(peer);
+                        }
+                        effects
+                    }
                     Err(_) => return,
                 },
-                _ = resend.fuse() => self.resend(&mut sender),
+                _ = resend.fuse() => self.resend(),
+            };
+            for (peer, message) in effects.sends {
+                let _ = sender.send(Recipients::One(peer), message.encode(), false);
             }
         }
     }
@@ -251,61 +304,72 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
             return;
         };
         let epoch = view.current.epoch.get();
-        let target = epoch.saturating_add(1);
-        let chain_id = shared.chain_id();
-        if self.dealt.as_ref().map(|dealt| dealt.epoch) != Some(target) {
-            self.dealt = self.start_dealing(&chain_id, target, &view.next);
-        }
-        if !self.playing.contains_key(&target) && view.next.players.contains(&self.me) {
-            if let Ok(info) = round_info(&chain_id, Epoch(target), &view.next) {
-                if let Ok(player) = Player::new(info.clone(), self.key.clone()) {
-                    let dealers = keys(&view.next.dealers);
-                    self.playing.insert(
-                        target,
-                        Playing {
-                            dealers,
-                            player,
-                            acks: BTreeMap::new(),
-                        },
-                    );
-                }
-            }
-        }
+        self.join(&shared.chain_id(), epoch.saturating_add(1), &view.next);
         self.playing.retain(|kept, _| *kept >= epoch);
         self.close_dealing(&view, shared, relay).await;
         self.derive_share(shared, epoch).await;
+    }
+
+    /// Takes this node's parts in `round`, the DKG for `epoch`: its dealing if it deals, its
+    /// player if it plays (each once).
+    fn join(&mut self, chain_id: &logos_primitives::ChainId, epoch: u64, round: &Round) {
+        if self.dealt.as_ref().map(|dealt| dealt.epoch) != Some(epoch) {
+            self.dealt = self.start_dealing(chain_id, epoch, round);
+        }
+        if self.playing.contains_key(&epoch) || !round.players.contains(&self.me) {
+            return;
+        }
+        let Ok(info) = round_info(chain_id, Epoch(epoch), round) else {
+            return;
+        };
+        let players = u32::try_from(round.players.len())
+            .ok()
+            .and_then(NonZeroU32::new);
+        if let (Ok(player), Some(players)) = (Player::new(info, self.key.clone()), players) {
+            let playing = Playing {
+                players,
+                dealers: keys(&round.dealers),
+                player,
+                acks: BTreeMap::new(),
+                refused: BTreeSet::new(),
+            };
+            self.playing.insert(epoch, playing);
+        }
     }
 
     /// The finalized state's epoch, next round and this node's log, at the tip.
     async fn view(&self, shared: &Shared<E>) -> Option<View> {
         let chain = shared.chain().await;
         let tip = chain.tip();
-        let at = tip.digest;
+        let (at, height) = (tip.digest, tip.height.get());
         let current = match chain.read(&at, &CurrentEpoch::key()).await.ok()? {
             Some(bytes) => CurrentEpoch::decode_value(&CurrentEpoch::key(), &bytes).ok()?,
             None => CurrentEpoch::default_value(),
         };
         let target = current.epoch.next()?;
-        let next = match read::<Rounds, E>(&chain, &at, &target).await {
-            Some(round) => round,
-            None => {
-                let dealers = read::<Committees, E>(&chain, &at, &current.epoch).await?;
-                let players = read::<Committees, E>(&chain, &at, &target).await?;
-                round_of(&dealers, &players)
-            }
-        };
+        // Only the chain's round: the same randomness never deals two rounds.
+        let next = read::<Rounds, E>(&chain, &at, &target).await?;
         let key = DealingKey {
             epoch: target,
             dealer: self.me,
         };
-        let complete = read::<Dealings, E>(&chain, &at, &key)
+        let settled = read::<Dealings, E>(&chain, &at, &key)
             .await
-            .is_some_and(|dealing| dealing.complete);
+            .is_some_and(|dealing| dealing.complete || dealing.rejected);
+        let account = Address::from_public_key(&self.key.public_key());
+        let finalized = chain
+            .account_at(&at, &account)
+            .await
+            .unwrap_or_default()
+            .nonce;
+        drop(chain);
+        let pooled = shared.with_mempool(|pool| pool.next_nonce(&account, finalized)) > finalized;
         Some(View {
-            height: tip.height.get(),
+            height,
             current,
             next,
-            complete,
+            settled,
+            pooled,
         })
     }
 
@@ -326,6 +390,7 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
             &self.key.encode(),
             &chain_id.encode(),
             &epoch.to_be_bytes(),
+            &round.encode(),
         ]);
         let rng = rand::rngs::StdRng::from_seed(seed.0);
         let (dealer, public, shares) = Dealer::start::<N3f1>(rng, info, self.key.clone(), None)
@@ -338,22 +403,31 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
             public,
             shares: shares.into_iter().collect(),
             acked: BTreeSet::new(),
+            refused: BTreeSet::new(),
             log: None,
+            started_at: None,
             submitted_at: None,
+            attempts: 0,
+            sends: 0,
             last_sent: None,
         })
     }
 
-    /// Signs the log once every player acknowledged or half the epoch passed, and submits it
-    /// (again if the chain does not show it complete [`RETRY_BLOCKS`] later).
+    /// Signs the log once every player acknowledged, or half the epoch passed after a few
+    /// sends, and submits it (again, at a higher fee, if the chain does not show it settled
+    /// [`RETRY_BLOCKS`] later and nothing of this account is pooled).
     async fn close_dealing(&mut self, view: &View, shared: &Shared<E>, relay: &relay::Mailbox) {
         let Some(dealt) = self.dealt.as_mut() else {
             return;
         };
         let start = view.current.start_height;
         let half = start.saturating_add(view.current.length_blocks / 2);
+        let started_at = *dealt.started_at.get_or_insert(view.height);
         let everyone = dealt.acked.len() == dealt.shares.len();
-        if everyone || view.height >= half {
+        // A dealing started after the deadline (a restart) first gives players a few sends.
+        let deadline =
+            view.height >= half && (started_at < half || dealt.sends >= SENDS_BEFORE_DEADLINE);
+        if everyone || deadline {
             if let Some(dealer) = dealt.dealer.take() {
                 dealt.log = Some(dealer.finalize::<N3f1>().encode().to_vec());
             }
@@ -369,12 +443,22 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         let Some(log) = dealt.log.clone() else {
             return;
         };
-        if view.complete || !open || !due {
+        if view.settled || view.pooled || !open || !due {
             return;
         }
         dealt.submitted_at = Some(view.height);
+        let doublings = dealt.attempts.min(FEE_DOUBLINGS_MAX);
+        dealt.attempts = dealt.attempts.saturating_add(1);
         let epoch = dealt.epoch;
-        match self.submit(shared, relay, epoch, &log).await {
+        let fee = Amount(
+            shared
+                .genesis()
+                .params
+                .min_fee
+                .0
+                .saturating_mul(1u128 << doublings),
+        );
+        match self.submit(shared, relay, epoch, &log, fee).await {
             Ok(()) => {
                 self.submitted.inc();
                 info!(epoch, size_bytes = log.len(), "DKG log submitted");
@@ -392,6 +476,7 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         relay: &relay::Mailbox,
         epoch: u64,
         log: &[u8],
+        fee: Amount,
     ) -> Result<(), logos_mempool::Rejection> {
         let sender = Address::from_public_key(&self.key.public_key());
         let chunks: Vec<&[u8]> = log.chunks(DEALING_PART_MAX_BYTES).collect();
@@ -407,7 +492,7 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
                 chain_id: shared.chain_id(),
                 sender: self.key.public_key(),
                 nonce: next_nonce(shared, &sender).await,
-                fee: shared.genesis().params.min_fee,
+                fee,
                 call: Call::Beacon(call),
             }
             .sign(&self.key);
@@ -467,15 +552,16 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         }
     }
 
-    /// Sends each unacknowledged player its share again, at most every
-    /// [`RESEND_INTERVAL_MS`].
-    fn resend<S: Sender<PublicKey = PublicKey>>(&mut self, sender: &mut S) {
+    /// The dealing for each player that has not acknowledged it, at most every
+    /// [`RESEND_INTERVAL_MS`] (this node's own share is taken at once, without the network).
+    pub fn resend(&mut self) -> Effects {
         let now = self.context.current();
+        let me = self.key.public_key();
         let Some(dealt) = self.dealt.as_mut() else {
-            return;
+            return Effects::default();
         };
         if dealt.dealer.is_none() {
-            return;
+            return Effects::default();
         }
         let interval = Duration::from_millis(RESEND_INTERVAL_MS);
         let recent = dealt.last_sent.is_some_and(|sent| {
@@ -483,117 +569,147 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
                 .is_ok_and(|elapsed| elapsed < interval)
         });
         if recent {
-            return;
+            return Effects::default();
         }
         dealt.last_sent = Some(now);
-        let outgoing: Vec<(PublicKey, Message)> = dealt
+        dealt.sends = dealt.sends.saturating_add(1);
+        let epoch = dealt.epoch;
+        let outgoing: Vec<(PublicKey, DealerPrivMsg)> = dealt
             .shares
             .iter()
             .filter(|(player, _)| !dealt.acked.contains(*player))
-            .map(|(player, private)| {
-                let message = Message::Dealing {
-                    epoch: dealt.epoch,
-                    public: dealt.public.clone(),
-                    private: private.clone(),
-                };
-                (player.clone(), message)
-            })
+            .map(|(player, share)| (player.clone(), share.clone()))
             .collect();
-        for (player, message) in outgoing {
-            if player == self.key.public_key() {
-                // To itself: no network.
-                self.acknowledge(player, message, sender);
-            } else {
-                let _ = sender.send(Recipients::One(player), message.encode(), false);
+        let public = dealt.public.clone();
+        let mut effects = Effects::default();
+        for (player, share) in outgoing {
+            if player == me {
+                if let Some(ack) = self.play(&me, epoch, public.clone(), share) {
+                    self.take_ack(&me, epoch, ack);
+                }
+                continue;
             }
+            let message = Message::Dealing {
+                epoch,
+                public: public.clone(),
+                private: share,
+            };
+            effects.sends.push((player, message));
+        }
+        effects
+    }
+
+    /// A message from `peer` on the DKG channel: what to send back, and whether to block it
+    /// (see the module docs for what is read).
+    pub fn on_message(&mut self, peer: &PublicKey, bytes: &[u8]) -> Effects {
+        let header = bytes.split_first().and_then(|(&kind, rest)| {
+            let epoch = rest.get(..HEADER_BYTES - 1)?.try_into().ok()?;
+            Some((kind, u64::from_be_bytes(epoch)))
+        });
+        match header {
+            Some((0, epoch)) => self.on_dealing(peer, epoch, bytes),
+            Some((1, epoch)) => self.on_ack(peer, epoch, bytes),
+            // Not a message: blocked if it comes from a member of a round of ours.
+            _ if self.knows(peer) => Effects::blocking(),
+            _ => Effects::default(),
         }
     }
 
-    /// A message from `peer` (see the module docs for what is read).
-    fn on_message<S, B>(
-        &mut self,
-        peer: PublicKey,
-        bytes: commonware_runtime::IoBuf,
-        sender: &mut S,
-        blocker: &mut B,
-    ) where
-        S: Sender<PublicKey = PublicKey>,
-        B: Blocker<PublicKey = PublicKey>,
-    {
-        let expected = self
-            .playing
+    /// Whether `peer` is a dealer or player of one of this node's rounds.
+    fn knows(&self, peer: &PublicKey) -> bool {
+        self.playing
             .values()
-            .any(|playing| playing.dealers.contains(&peer))
+            .any(|playing| playing.dealers.contains(peer))
             || self
                 .dealt
                 .as_ref()
-                .is_some_and(|dealt| dealt.shares.contains_key(&peer));
-        if !expected {
-            debug!(
-                ?peer,
-                "DKG message from no dealer or player of ours; dropped"
-            );
-            return;
-        }
-        let Ok(message) = Message::decode_cfg(bytes, &()) else {
-            warn!(?peer, "malformed DKG message; peer blocked");
-            let _ = blocker.block(peer);
-            return;
+                .is_some_and(|dealt| dealt.shares.contains_key(peer))
+    }
+
+    /// A dealing from `peer` for `epoch`.
+    fn on_dealing(&mut self, peer: &PublicKey, epoch: u64, bytes: &[u8]) -> Effects {
+        let Some(playing) = self.playing.get(&epoch) else {
+            return Effects::default();
         };
-        self.acknowledge(peer, message, sender);
-    }
-
-    /// Handles a decoded `message` from `peer` (this node itself for its own share).
-    fn acknowledge<S: Sender<PublicKey = PublicKey>>(
-        &mut self,
-        peer: PublicKey,
-        message: Message,
-        sender: &mut S,
-    ) {
-        match message {
-            Message::Dealing {
-                epoch,
-                public,
-                private,
-            } => {
-                let Some(playing) = self.playing.get_mut(&epoch) else {
-                    return;
-                };
-                if !playing.dealers.contains(&peer) {
-                    return;
-                }
-                let ack = match playing.acks.get(&peer) {
-                    Some(ack) => ack.clone(),
-                    None => {
-                        match playing
-                            .player
-                            .dealer_message::<N3f1>(peer.clone(), public, private)
-                        {
-                            Ok(Some(ack)) => {
-                                playing.acks.insert(peer.clone(), ack.clone());
-                                ack
-                            }
-                            Ok(None) => return,
-                            Err(error) => {
-                                warn!(?peer, %error, epoch, "DKG share refused");
-                                return;
-                            }
-                        }
-                    }
-                };
-                if peer == self.key.public_key() {
-                    self.take_ack(peer, epoch, ack);
-                } else {
-                    let reply = Message::Ack { epoch, ack };
-                    let _ = sender.send(Recipients::One(peer), reply.encode(), false);
-                }
-            }
-            Message::Ack { epoch, ack } => self.take_ack(peer, epoch, ack),
+        if !playing.dealers.contains(peer) || playing.refused.contains(peer) {
+            return Effects::default();
+        }
+        // Acknowledged already: the same acknowledgement, nothing decoded.
+        if let Some(ack) = playing.acks.get(peer) {
+            return Effects::reply(
+                peer,
+                Message::Ack {
+                    epoch,
+                    ack: ack.clone(),
+                },
+            );
+        }
+        let Ok(Message::Dealing {
+            public, private, ..
+        }) = Message::decode_cfg(Copying(bytes), &playing.players)
+        else {
+            return Effects::blocking();
+        };
+        match self.play(peer, epoch, public, private) {
+            Some(ack) => Effects::reply(peer, Message::Ack { epoch, ack }),
+            None => Effects::default(),
         }
     }
 
-    /// A player's acknowledgement of this node's dealing.
-    fn take_ack(&mut self, player: PublicKey, epoch: u64, ack: PlayerAck<PublicKey>) {
+    /// Hands a dealing to this node's player of `epoch`: its acknowledgement, if the share
+    /// matches the commitment (a dealer whose share does not is ignored for the round).
+    fn play(
+        &mut self,
+        dealer: &PublicKey,
+        epoch: u64,
+        public: DealerPubMsg<Bls>,
+        private: DealerPrivMsg,
+    ) -> Option<PlayerAck<PublicKey>> {
+        let playing = self.playing.get_mut(&epoch)?;
+        if let Some(ack) = playing.acks.get(dealer) {
+            return Some(ack.clone());
+        }
+        match playing
+            .player
+            .dealer_message::<N3f1>(dealer.clone(), public, private)
+        {
+            Ok(Some(ack)) => {
+                playing.acks.insert(dealer.clone(), ack.clone());
+                Some(ack)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                warn!(?dealer, %error, epoch, "DKG share refused; dealer ignored this round");
+                playing.refused.insert(dealer.clone());
+                None
+            }
+        }
+    }
+
+    /// An acknowledgement from `peer` of this node's dealing for `epoch`.
+    fn on_ack(&mut self, peer: &PublicKey, epoch: u64, bytes: &[u8]) -> Effects {
+        let Some(dealt) = self.dealt.as_ref().filter(|dealt| dealt.epoch == epoch) else {
+            return Effects::default();
+        };
+        let open = dealt.dealer.is_some()
+            && dealt.shares.contains_key(peer)
+            && !dealt.acked.contains(peer)
+            && !dealt.refused.contains(peer);
+        if !open {
+            return Effects::default();
+        }
+        let players = NonZeroU32::new(u32::try_from(dealt.shares.len()).unwrap_or(u32::MAX))
+            .unwrap_or(NonZeroU32::MIN);
+        let Ok(Message::Ack { ack, .. }) = Message::decode_cfg(Copying(bytes), &players) else {
+            return Effects::blocking();
+        };
+        self.take_ack(peer, epoch, ack);
+        Effects::default()
+    }
+
+    /// A player's acknowledgement of this node's dealing (one that does not verify makes the
+    /// player ignored for the round).
+    fn take_ack(&mut self, player: &PublicKey, epoch: u64, ack: PlayerAck<PublicKey>) {
         let Some(dealt) = self.dealt.as_mut().filter(|dealt| dealt.epoch == epoch) else {
             return;
         };
@@ -602,9 +718,28 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         };
         match dealer.receive_player_ack(player.clone(), ack) {
             Ok(()) => {
-                dealt.acked.insert(player);
+                dealt.acked.insert(player.clone());
             }
-            Err(error) => debug!(?player, %error, epoch, "DKG acknowledgement refused"),
+            Err(error) => {
+                warn!(?player, %error, epoch, "DKG acknowledgement refused; player ignored this round");
+                dealt.refused.insert(player.clone());
+            }
+        }
+    }
+}
+
+impl Effects {
+    fn blocking() -> Self {
+        Self {
+            sends: Vec::new(),
+            block: true,
+        }
+    }
+
+    fn reply(peer: &PublicKey, message: Message) -> Self {
+        Self {
+            sends: vec![(peer.clone(), message)],
+            block: false,
         }
     }
 }
@@ -630,54 +765,220 @@ async fn read<I: StorageMap, E: Storage + Clock + Metrics + Spawner>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use commonware_codec::Copying;
+    use commonware_codec::FixedSize as _;
+    use commonware_runtime::{deterministic, Runner as _, Supervisor as _};
 
-    #[test]
-    fn messages_round_trip_and_garbage_does_not_decode() {
-        let keys: Vec<PrivateKey> = (0..4).map(PrivateKey::from_seed).collect();
-        let mut members: Vec<NodeKey> = keys
+    const EPOCH: u64 = 1;
+
+    fn chain_id() -> logos_primitives::ChainId {
+        logos_primitives::ChainId(hash(&[b"dkg"]))
+    }
+
+    /// Four members dealing to themselves, ascending by key.
+    fn members() -> (Vec<PrivateKey>, Round) {
+        let mut keys: Vec<PrivateKey> = (0..4).map(PrivateKey::from_seed).collect();
+        keys.sort_by_key(|key| key.public_key());
+        let members: Vec<NodeKey> = keys
             .iter()
             .map(|key| NodeKey::from_public_key(&key.public_key()))
             .collect();
-        members.sort();
         let round = Round {
             dealers: BoundedVec::truncated(members.clone()),
             players: BoundedVec::truncated(members),
         };
-        let chain_id = logos_primitives::ChainId(hash(&[b"dkg"]));
-        let info = round_info(&chain_id, Epoch(1), &round).unwrap();
-        let rng = rand::rngs::StdRng::seed_from_u64(1);
-        let (_, public, shares) =
-            Dealer::<Bls, PrivateKey>::start::<N3f1>(rng, info.clone(), keys[0].clone(), None)
-                .unwrap();
-        let (player_key, private) = shares[0].clone();
-        let player = keys
-            .iter()
-            .find(|key| key.public_key() == player_key)
-            .unwrap();
-        let mut player = Player::new(info, player.clone()).unwrap();
-        let ack = player
-            .dealer_message::<N3f1>(keys[0].public_key(), public.clone(), private.clone())
-            .unwrap()
-            .unwrap();
-        for message in [
-            Message::Dealing {
-                epoch: 1,
+        (keys, round)
+    }
+
+    /// Member `index`'s task, joined to the round.
+    fn member(context: &deterministic::Context, index: usize) -> Dkg<deterministic::Context> {
+        let (keys, round) = members();
+        let mut dkg = Dkg::new(
+            context.child("dkg").with_attribute("member", index),
+            keys[index].clone(),
+        );
+        dkg.join(&chain_id(), EPOCH, &round);
+        dkg
+    }
+
+    /// Member `index`'s dealing to member `to`, as sent.
+    fn dealing(dkg: &mut Dkg<deterministic::Context>, to: &PublicKey) -> Message {
+        dkg.resend()
+            .sends
+            .into_iter()
+            .find(|(peer, _)| peer == to)
+            .map(|(_, message)| message)
+            .expect("a dealing for the player")
+    }
+
+    #[test]
+    fn the_largest_dealing_fits_the_message_bound() {
+        let max = NonZeroU32::new(COMMITTEE_MAX as u32).unwrap();
+        let largest = 1 + 8 + DealerPubMsg::<Bls>::max_encode_size(max) + DealerPrivMsg::SIZE;
+        assert!(largest <= MESSAGE_MAX_BYTES, "{largest}");
+        // A network of one-transaction blocks still carries it.
+        let mut genesis = logos_types::Genesis {
+            chain_name: "small".into(),
+            timestamp_ms: 0,
+            params: logos_types::Params::default(),
+            validators: Vec::new(),
+            accounts: Vec::new(),
+            parent: None,
+        };
+        genesis.params.max_block_transactions = 1;
+        let bound = crate::engine::max_message_size_bytes(&genesis) as usize;
+        assert!(bound >= MESSAGE_MAX_BYTES, "{bound}");
+    }
+
+    #[test]
+    fn a_dealing_is_acknowledged_once_and_a_resend_gets_the_same_ack_unread() {
+        deterministic::Runner::default().start(|context| async move {
+            let (keys, _) = members();
+            let (mut dealer, mut player) = (member(&context, 0), member(&context, 1));
+            let to = keys[1].public_key();
+            let message = dealing(&mut dealer, &to);
+            let from = keys[0].public_key();
+            let first = player.on_message(&from, &message.encode());
+            assert!(!first.block);
+            let [(peer, Message::Ack { epoch, ack })] = &first.sends[..] else {
+                panic!("{first:?}");
+            };
+            assert_eq!((peer, *epoch), (&from, EPOCH));
+            // Sent again, even with a body that would not decode: the same ack, nothing read.
+            let mut garbage = message.encode().to_vec();
+            garbage.truncate(HEADER_BYTES + 3);
+            let again = player.on_message(&from, &garbage);
+            assert_eq!(again.sends, first.sends);
+            assert!(!again.block);
+            // The dealer takes it; a second copy is dropped unread.
+            let reply = Message::Ack {
+                epoch: EPOCH,
+                ack: ack.clone(),
+            }
+            .encode();
+            assert_eq!(dealer.on_message(&to, &reply), Effects::default());
+            assert!(dealer.dealt.as_ref().unwrap().acked.contains(&to));
+            assert_eq!(
+                dealer.on_message(&to, &reply[..HEADER_BYTES]),
+                Effects::default()
+            );
+        });
+    }
+
+    #[test]
+    fn strangers_and_other_epochs_are_dropped_unread_and_garbage_blocks_members() {
+        deterministic::Runner::default().start(|context| async move {
+            let (keys, _) = members();
+            let mut player = member(&context, 1);
+            let stranger = PrivateKey::from_seed(99).public_key();
+            let dealer = keys[0].public_key();
+            // A stranger's bytes are not even read: no block, nothing sent.
+            for bytes in [&[0u8; 3][..], &[0u8; 200][..], &[1u8; 80][..]] {
+                assert_eq!(player.on_message(&stranger, bytes), Effects::default());
+            }
+            // A member's dealing for an epoch this node does not play: dropped.
+            let mut other = vec![0u8];
+            other.extend(7u64.to_be_bytes());
+            other.extend([0u8; 100]);
+            assert_eq!(player.on_message(&dealer, &other), Effects::default());
+            // A member's message too short for its header, of an unknown kind, or that does not
+            // decode: blocked.
+            let mut unknown = vec![9u8];
+            unknown.extend(EPOCH.to_be_bytes());
+            let mut cut = vec![0u8];
+            cut.extend(EPOCH.to_be_bytes());
+            cut.extend([1u8; 20]);
+            for bytes in [&[0u8; 5][..], &unknown[..], &cut[..]] {
+                assert!(player.on_message(&dealer, bytes).block);
+            }
+        });
+    }
+
+    #[test]
+    fn a_share_that_does_not_match_gets_no_ack_and_its_dealer_is_ignored() {
+        deterministic::Runner::default().start(|context| async move {
+            let (keys, _) = members();
+            let (mut dealer, mut player) = (member(&context, 0), member(&context, 1));
+            let from = keys[0].public_key();
+            // Player 2's share sent to player 1.
+            let Message::Dealing {
+                public, private, ..
+            } = dealing(&mut dealer, &keys[2].public_key())
+            else {
+                unreachable!()
+            };
+            let wrong = Message::Dealing {
+                epoch: EPOCH,
                 public,
                 private,
-            },
-            Message::Ack { epoch: 1, ack },
-        ] {
+            };
+            assert_eq!(
+                player.on_message(&from, &wrong.encode()),
+                Effects::default()
+            );
+            // Its right share afterwards is not read either: the dealer is out of the round.
+            dealer.dealt.as_mut().unwrap().last_sent = None;
+            let right = dealing(&mut dealer, &keys[1].public_key());
+            assert_eq!(
+                player.on_message(&from, &right.encode()),
+                Effects::default()
+            );
+            assert!(player.playing[&EPOCH].acks.is_empty());
+        });
+    }
+
+    #[test]
+    fn acks_that_do_not_verify_and_acks_from_non_players_count_for_nothing() {
+        deterministic::Runner::default().start(|context| async move {
+            let (keys, _) = members();
+            let mut dealer = member(&context, 0);
+            assert_eq!(
+                dealer.resend().sends.len(),
+                3,
+                "one dealing per other player"
+            );
+            let (mut second, mut third) = (member(&context, 1), member(&context, 2));
+            // Player 1's acknowledgement of dealer 1's dealing, passed off as one of dealer 0's.
+            let own = dealing(&mut second, &keys[2].public_key());
+            let reply = third.on_message(&keys[1].public_key(), &own.encode());
+            let [(_, Message::Ack { ack, .. })] = &reply.sends[..] else {
+                panic!("{reply:?}");
+            };
+            let forged = Message::Ack {
+                epoch: EPOCH,
+                ack: ack.clone(),
+            }
+            .encode();
+            assert_eq!(
+                dealer.on_message(&keys[2].public_key(), &forged),
+                Effects::default()
+            );
+            let dealt = dealer.dealt.as_ref().unwrap();
+            assert!(dealt.refused.contains(&keys[2].public_key()));
+            assert!(!dealt.acked.contains(&keys[2].public_key()));
+            // This node's own share was taken without the network, once per send window.
+            assert!(dealt.acked.contains(&keys[0].public_key()));
+            // From a stranger: unread.
+            let stranger = PrivateKey::from_seed(99).public_key();
+            assert_eq!(dealer.on_message(&stranger, &forged), Effects::default());
+            assert_eq!(dealer.resend(), Effects::default());
+        });
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        deterministic::Runner::default().start(|context| async move {
+            let (keys, _) = members();
+            let mut dealer = member(&context, 0);
+            let message = dealing(&mut dealer, &keys[1].public_key());
+            let players = NonZeroU32::new(4).unwrap();
             let bytes = message.encode().to_vec();
-            assert_eq!(Message::decode_cfg(Copying(&bytes), &()).unwrap(), message);
-            // Cut short, one byte more, an unknown tag.
-            assert!(Message::decode_cfg(Copying(&bytes[..bytes.len() - 1]), &()).is_err());
+            assert_eq!(
+                Message::decode_cfg(Copying(&bytes), &players).unwrap(),
+                message
+            );
             let mut longer = bytes.clone();
             longer.push(0);
-            assert!(Message::decode_cfg(Copying(&longer), &()).is_err());
-            let mut tagged = bytes.clone();
-            tagged[0] = 9;
-            assert!(Message::decode_cfg(Copying(&tagged), &()).is_err());
-        }
+            assert!(Message::decode_cfg(Copying(&longer), &players).is_err());
+        });
     }
 }

@@ -339,10 +339,12 @@ where
     }
 }
 
-/// Largest p2p message in bytes: a block at its bound plus framing.
+/// Largest p2p message in bytes: a block at its bound, or a DKG dealing for the largest
+/// committee (for networks whose blocks are small), plus framing.
 pub fn max_message_size_bytes(genesis: &Genesis) -> u32 {
     let cfg = block_cfg(genesis);
-    u32::try_from(Block::max_size_bytes(&cfg) + MESSAGE_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+    let largest = Block::max_size_bytes(&cfg).max(crate::dkg::MESSAGE_MAX_BYTES);
+    u32::try_from(largest + MESSAGE_OVERHEAD_BYTES).unwrap_or(u32::MAX)
 }
 
 /// Decoding bounds of blocks on this network.

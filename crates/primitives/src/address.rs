@@ -22,7 +22,13 @@ impl Address {
 
     /// Derives the address controlled by `public_key`.
     pub fn from_public_key(public_key: &PublicKey) -> Self {
-        let digest = hash(&[ADDRESS_DOMAIN, public_key.as_ref()]);
+        Self::from_key_bytes(public_key.as_ref())
+    }
+
+    /// The address of the ed25519 public key encoded as `bytes` (32), without decompressing
+    /// it (the same as [`Self::from_public_key`] for a valid key).
+    pub fn from_key_bytes(bytes: &[u8]) -> Self {
+        let digest = hash(&[ADDRESS_DOMAIN, bytes]);
         let mut bytes = [0u8; Self::LENGTH];
         bytes.copy_from_slice(&digest.as_ref()[..Self::LENGTH]);
         Self(bytes)

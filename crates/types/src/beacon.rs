@@ -230,8 +230,8 @@ pub enum Error {
 
 storage! {
     module = INDEX;
-    /// The DKG rounds of the current epoch (concluded) and of the next (open, once a dealing
-    /// arrived).
+    /// The DKG rounds of the current epoch (concluded) and of the next (open; fixed when the
+    /// current epoch started).
     pub Rounds: map(0) Epoch => Round;
     /// Dealers' logs of the rounds.
     pub Dealings: map(1) DealingKey => Dealing;

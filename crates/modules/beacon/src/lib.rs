@@ -388,15 +388,15 @@ impl<R: StateReader> CallHandler<Context<'_, '_, R>> for Beacon {
     }
 }
 
-/// The dealer of `round` whose consensus key's account is `sender`.
+/// The dealer of `round` whose consensus key's account is `sender` (each key hashed as it is
+/// stored, not decompressed: any account may call, and pay for no curve arithmetic).
 fn dealer_of(round: &Round, sender: &Address) -> Result<NodeKey, Error> {
-    for dealer in round.dealers.iter() {
-        let key = dealer.public_key().map_err(|_| Error::InvalidCommittee)?;
-        if Address::from_public_key(&key) == *sender {
-            return Ok(*dealer);
-        }
-    }
-    Err(Error::NotADealer)
+    round
+        .dealers
+        .iter()
+        .find(|dealer| Address::from_key_bytes(&dealer.0) == *sender)
+        .copied()
+        .ok_or(Error::NotADealer)
 }
 
 /// A complete log must decode and carry `dealer`'s signature for this chain, epoch, dealers
