@@ -2441,6 +2441,32 @@ async fn totals(url: &str, addresses: &[Address]) -> std::collections::BTreeMap<
     totals
 }
 
+/// Waits until every genesis validator's DKG log for epoch 1 is complete on chain (the parts pay
+/// fees from the validators' accounts); panics after 60 s.
+async fn dkg_logs_in(url: &str, genesis: &logos_types::Genesis) {
+    use logos_types::{
+        beacon::{DealingKey, Dealings},
+        staking::Epoch,
+    };
+    let chain = logos_client::Client::connect(url).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for validator in &genesis.validators {
+        let key = logos_primitives::parse_public_key(&validator.public_key).unwrap();
+        let dealing = DealingKey {
+            epoch: Epoch(1),
+            dealer: logos_primitives::NodeKey::from_public_key(&key),
+        };
+        loop {
+            let (stored, _) = chain.map::<Dealings>(&dealing).await.unwrap();
+            if stored.is_some_and(|dealing| dealing.complete) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no DKG log of {key}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// A spin-off end to end: a network is derived from a running devnet's state at height H
 /// (bonded stake and a fresh account included), every balance in the child's genesis equals
 /// the parent's at H and the child's issuance the parent's, the child finalizes with its own
@@ -2453,7 +2479,8 @@ fn a_spin_off_keeps_the_parents_balances_at_its_height_and_runs_on_its_own() {
     const PORT_BASE: u16 = 20_800;
     const CHILD_PORT_BASE: u16 = 25_000;
     // Epochs of 1,000,000 blocks: no vote sample (and no record transaction of the
-    // validators) falls in the test, so no balance moves after H.
+    // validators) falls in the test, and the validators' DKG logs for epoch 1 are in before H
+    // (waited for below), so no balance moves after H.
     let parent = Devnet::init_with_args(
         "spinoff",
         4,
@@ -2493,6 +2520,7 @@ fn a_spin_off_keeps_the_parents_balances_at_its_height_and_runs_on_its_own() {
         .map(|account| account.address)
         .collect();
     addresses.push(recipient);
+    rt.block_on(dkg_logs_in(&url, &parent_genesis));
     let before = rt.block_on(totals(&url, &addresses));
     let height = rt.block_on(head_height(&url));
     let (issuance, _) = rt

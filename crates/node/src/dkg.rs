@@ -524,7 +524,9 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
                     dealer: *dealer,
                 };
                 if let Some(dealing) = read::<Dealings, E>(&chain, &at, &key).await {
-                    complete.push(dealing);
+                    if dealing.complete {
+                        complete.push(dealing);
+                    }
                 }
             }
             (stored, complete, round)

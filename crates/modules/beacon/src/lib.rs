@@ -6,13 +6,14 @@
 //! `feldman_desmedt` (dealer logs checked and combined by its `observe`); this module decides
 //! which logs count: those of the round's dealers, submitted in full from the dealer's own
 //! consensus-key account before the epoch's last block, each signed by that dealer for this
-//! chain and epoch.
+//! chain and epoch (checked once, when complete). `benches/observe.rs` measures the epoch
+//! change: 22.6 / 81.8 / 299 ms for 16 / 32 / 64 members (quadratic).
 //!
 //! # Invariant ([`Beacon::try_state`])
 //! At most two rounds are kept (the current epoch's, concluded, and the next epoch's, open);
-//! every stored dealing belongs to one of them and to one of its dealers, and a complete one is
-//! not empty; every group key decodes, its public key is its polynomial's
-//! constant term, and at most [`GROUP_KEYS_KEPT_EPOCHS`] are kept.
+//! every stored dealing belongs to one of them and to one of its dealers, a complete one is not
+//! empty and a rejected one keeps no bytes; every group key decodes, its public key is its
+//! polynomial's constant term, and its epoch is one of the last [`GROUP_KEYS_KEPT_EPOCHS`].
 
 // State-machine code: no arithmetic that can overflow, wrap or panic (checked or saturating
 // only), outside tests.
