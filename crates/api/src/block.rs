@@ -3,10 +3,18 @@
 //! Wire form:
 //! ```text
 //! parent (32) | height u64 (8) | timestamp_ms u64 (8) | proposer ed25519 key (32)
-//! | state_root (32) | receipts_root (32) | transaction count (varint) | transactions…
+//! | state_root (32) | receipts_root (32) | seed (1 + 48 or 1) | transaction count (varint)
+//! | transactions…
 //! ```
 //! The digest is `SHA-256(parent | height | timestamp_ms | proposer | state_root | tx_root |
-//! receipts_root)` with `tx_root = SHA-256(hash(tx_0) | … | hash(tx_n))`.
+//! receipts_root | randomness)` with `tx_root = SHA-256(hash(tx_0) | … | hash(tx_n))`.
+//!
+//! **Randomness.** A block's `seed`, when present, is the group's threshold BLS signature of
+//! its parent's height (module `beacon`: unique, so nobody chooses it, and unknown until a
+//! quorum of the committee signed once the parent was proposed). The block's randomness is
+//! `SHA-256(seed)`, or the parent's digest in a block without a seed (the parent's epoch had
+//! no group key: epoch 0, or a `DkgFailed` epoch). Whether a block must carry a seed is the
+//! chain's rule (`ChainState::verify`), not the codec's.
 //!
 //! `state_root` is the root of the authenticated state (see [`crate::proof`]) after executing
 //! this block on its parent's state; `receipts_root` commits to the receipts that execution
@@ -42,13 +50,51 @@ pub struct Block {
     pub state_root: Hash,
     /// Root of the block's receipts ([`crate::receipt::receipts_root`]).
     pub receipts_root: Hash,
+    /// The group's signature of the parent's height, if the parent's epoch has a group key.
+    pub seed: Option<Seed>,
     /// Transactions in execution order.
     pub transactions: Vec<Transaction>,
     digest: Hash,
 }
 
+/// A threshold BLS signature of a height (BLS12-381 `MinSig`, a compressed G1 point: 48
+/// bytes), as a block carries it. Only its bytes: the chain checks it against the epoch's
+/// group key (`logos_beacon::verify_seed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seed(pub [u8; SEED_BYTES]);
+
+/// Length of a [`Seed`] (bytes).
+pub const SEED_BYTES: usize = 48;
+
+impl Seed {
+    /// The randomness it gives: `SHA-256(seed)`.
+    pub fn randomness(&self) -> Hash {
+        logos_primitives::hash(&[&self.0])
+    }
+}
+
+impl Write for Seed {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.0.write(buf);
+    }
+}
+
+impl commonware_codec::FixedSize for Seed {
+    const SIZE: usize = SEED_BYTES;
+}
+
+impl Read for Seed {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self(<[u8; SEED_BYTES]>::read(buf)?))
+    }
+}
+
 impl Block {
-    /// Assembles a block and computes its digest.
+    /// Assembles a block and computes its digest (`seed`: see the module docs).
+    // One argument per wire field, in wire order.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         parent: Hash,
         height: Height,
@@ -56,6 +102,7 @@ impl Block {
         proposer: PublicKey,
         state_root: Hash,
         receipts_root: Hash,
+        seed: Option<Seed>,
         transactions: Vec<Transaction>,
     ) -> Self {
         let mut block = Self {
@@ -65,6 +112,7 @@ impl Block {
             proposer,
             state_root,
             receipts_root,
+            seed,
             transactions,
             digest: Hash::from([0u8; 32]),
         };
@@ -85,6 +133,7 @@ impl Block {
             proposer,
             chain_id.0,
             crate::receipt::receipts_root(&[]),
+            None,
             Vec::new(),
         )
     }
@@ -99,12 +148,28 @@ impl Block {
             state_root: self.state_root,
             transactions_root: transactions_root(&self.transactions),
             receipts_root: self.receipts_root,
+            randomness: self.randomness(),
         }
+    }
+
+    /// The block's randomness: `SHA-256(seed)`, or the parent's digest without a seed.
+    pub fn randomness(&self) -> Hash {
+        self.seed
+            .as_ref()
+            .map_or(self.parent, |seed| seed.randomness())
     }
 
     /// Encoded size bound for `cfg`.
     pub fn max_size_bytes(cfg: &BlockCfg) -> usize {
-        32 + 8 + 8 + 32 + 32 + 32 + 10 + cfg.max_transactions * TRANSACTION_MAX_BYTES
+        32 + 8
+            + 8
+            + 32
+            + 32
+            + 32
+            + 1
+            + SEED_BYTES
+            + 10
+            + cfg.max_transactions * TRANSACTION_MAX_BYTES
     }
 }
 
@@ -121,8 +186,8 @@ pub fn transactions_root(transactions: &[Transaction]) -> Hash {
 /// A block without its transactions: enough to recompute the block's digest, so a light
 /// client checks a finalization certificate and a state root without trusting the server.
 ///
-/// Wire form (176 bytes): `parent (32) | height u64 (8) | timestamp_ms u64 (8) | proposer (32)
-/// | state_root (32) | transactions_root (32) | receipts_root (32)`.
+/// Wire form (208 bytes): `parent (32) | height u64 (8) | timestamp_ms u64 (8) | proposer (32)
+/// | state_root (32) | transactions_root (32) | receipts_root (32) | randomness (32)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockHeader {
     /// Digest of the parent block.
@@ -139,6 +204,8 @@ pub struct BlockHeader {
     pub transactions_root: Hash,
     /// Root of the block's receipts ([`crate::receipt`]).
     pub receipts_root: Hash,
+    /// The block's randomness ([`Block::randomness`]).
+    pub randomness: Hash,
 }
 
 impl BlockHeader {
@@ -152,6 +219,7 @@ impl BlockHeader {
             self.state_root.as_ref(),
             self.transactions_root.as_ref(),
             self.receipts_root.as_ref(),
+            self.randomness.as_ref(),
         ])
     }
 }
@@ -165,11 +233,12 @@ impl Write for BlockHeader {
         self.state_root.write(buf);
         self.transactions_root.write(buf);
         self.receipts_root.write(buf);
+        self.randomness.write(buf);
     }
 }
 
 impl commonware_codec::FixedSize for BlockHeader {
-    const SIZE: usize = 32 + 8 + 8 + 32 + 32 + 32 + 32;
+    const SIZE: usize = 32 + 8 + 8 + 32 + 32 + 32 + 32 + 32;
 }
 
 impl Read for BlockHeader {
@@ -184,6 +253,7 @@ impl Read for BlockHeader {
             state_root: Hash::read(buf)?,
             transactions_root: Hash::read(buf)?,
             receipts_root: Hash::read(buf)?,
+            randomness: Hash::read(buf)?,
         })
     }
 }
@@ -196,6 +266,7 @@ impl Write for Block {
         self.proposer.write(buf);
         self.state_root.write(buf);
         self.receipts_root.write(buf);
+        self.seed.write(buf);
         self.transactions.write(buf);
     }
 }
@@ -207,6 +278,7 @@ impl EncodeSize for Block {
             + self.proposer.encode_size()
             + self.state_root.encode_size()
             + self.receipts_root.encode_size()
+            + self.seed.encode_size()
             + self.transactions.encode_size()
     }
 }
@@ -221,6 +293,7 @@ impl Read for Block {
         let proposer = PublicKey::read(buf)?;
         let state_root = Hash::read(buf)?;
         let receipts_root = Hash::read(buf)?;
+        let seed = Option::<Seed>::read(buf)?;
         let transactions =
             Vec::<Transaction>::read_cfg(buf, &(RangeCfg::new(0..=cfg.max_transactions), ()))?;
         Ok(Self::new(
@@ -230,6 +303,7 @@ impl Read for Block {
             proposer,
             state_root,
             receipts_root,
+            seed,
             transactions,
         ))
     }
@@ -294,6 +368,7 @@ mod tests {
             key.public_key(),
             Hash::from([8; 32]),
             Hash::from([6; 32]),
+            None,
             transactions,
         )
     }
@@ -328,7 +403,7 @@ mod tests {
         let honest = block(1);
         let mut header = honest.header();
         assert_eq!(header.digest(), honest.digest());
-        assert_eq!(header.encode().len(), 176);
+        assert_eq!(header.encode().len(), 208);
         header.receipts_root = Hash::from([5; 32]);
         assert_ne!(header.digest(), honest.digest());
         let forged = Block::new(
@@ -338,8 +413,52 @@ mod tests {
             honest.proposer.clone(),
             honest.state_root,
             Hash::from([5; 32]),
+            None,
             honest.transactions.clone(),
         );
         assert_ne!(forged.digest(), honest.digest());
+    }
+
+    #[test]
+    fn digest_and_header_commit_to_the_seed() {
+        let unseeded = block(1);
+        assert_eq!(unseeded.randomness(), unseeded.parent);
+        let seeded = |byte: u8| {
+            Block::new(
+                unseeded.parent,
+                unseeded.height,
+                unseeded.timestamp_ms,
+                unseeded.proposer.clone(),
+                unseeded.state_root,
+                unseeded.receipts_root,
+                Some(Seed([byte; SEED_BYTES])),
+                unseeded.transactions.clone(),
+            )
+        };
+        let (one, two) = (seeded(1), seeded(2));
+        assert_eq!(
+            one.randomness(),
+            logos_primitives::hash(&[&[1u8; SEED_BYTES]])
+        );
+        assert_ne!(one.digest(), two.digest());
+        assert_ne!(one.digest(), unseeded.digest());
+        assert_eq!(one.header().digest(), one.digest());
+        let cfg = BlockCfg {
+            max_transactions: 10,
+        };
+        let decoded = Block::decode_cfg(one.encode(), &cfg).unwrap();
+        assert_eq!(decoded, one);
+        assert!(one.encode().len() <= Block::max_size_bytes(&cfg));
+        // A seed cut short, or a flag that is neither 0 nor 1, does not decode.
+        let mut bytes = one.encode().to_vec();
+        let flag_at = 32 + 8 + 8 + 32 + 32 + 32;
+        bytes[flag_at] = 2;
+        assert!(Block::decode_cfg(commonware_codec::Copying(&bytes[..]), &cfg).is_err());
+        let unseeded_bytes = unseeded.encode();
+        assert!(Block::decode_cfg(
+            commonware_codec::Copying(&unseeded_bytes[..flag_at + 1]),
+            &cfg
+        )
+        .is_err());
     }
 }

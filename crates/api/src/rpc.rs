@@ -16,7 +16,7 @@
 //! | `logos_getStorage` | hex storage key | [`StorageValue`] with proof |
 //! | `logos_getFinalization` | height | hex of the finalization certificate, or null |
 //! | `logos_getRawBlock` | height | hex of the finalized block's codec form, or null |
-//! | `logos_getBlockHeader` | height | hex of the finalized block's [`crate::block::BlockHeader`] (176 bytes), or null |
+//! | `logos_getBlockHeader` | height | hex of the finalized block's [`crate::block::BlockHeader`] (208 bytes), or null |
 //! | `logos_getTransaction` | transaction hash | [`TransactionLookup`] (pooled or finalized), or null |
 //! | `logos_getReceipt` | transaction hash | [`ReceiptInfo`] with its inclusion proof, or null |
 //! | `logos_getStateTarget` | | [`StateTarget`] of the finalized tip (for state sync), or null |
@@ -240,6 +240,13 @@ pub struct BlockInfo {
     pub proposer: String,
     /// State root after the block.
     pub state_root: String,
+    /// The block's randomness ([`Block::randomness`]: `SHA-256(seed)`, or the parent digest).
+    #[serde(default)]
+    pub randomness: String,
+    /// The block's seed, `0x` and 96 hex digits (the group's threshold BLS signature of the
+    /// parent's height, module `beacon`), or null where the epoch has no group key.
+    #[serde(default)]
+    pub seed: Option<String>,
     /// Transactions.
     pub transactions: Vec<TransactionInfo>,
     /// Receipts, when the node still holds them (its retention window; read from disk they
@@ -258,6 +265,11 @@ impl BlockInfo {
             timestamp_ms: block.timestamp_ms,
             proposer: format_public_key(&block.proposer),
             state_root: format_hash(&block.state_root),
+            randomness: format_hash(&block.randomness()),
+            seed: block
+                .seed
+                .as_ref()
+                .map(|seed| format!("0x{}", hex::encode(seed.0))),
             transactions: block
                 .transactions
                 .iter()
@@ -515,7 +527,7 @@ pub trait LogosApi {
     #[method(name = "getRawBlock")]
     async fn get_raw_block(&self, height: u64) -> Result<Option<String>, ErrorObjectOwned>;
 
-    /// The header of the finalized block at `height` (hex of its 176-byte codec form), from
+    /// The header of the finalized block at `height` (hex of its 208-byte codec form), from
     /// which a client recomputes the block digest that the finalization certificate signs (on
     /// a state-synced node, below its floor only for epochs' last blocks).
     #[method(name = "getBlockHeader")]

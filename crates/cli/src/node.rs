@@ -817,6 +817,8 @@ async fn serve(
         .allow_burst(NZU32!(DATA_BURST_MESSAGES));
     let dkg_quota = Quota::per_second(NZU32!(logos_node::dkg::MESSAGES_PER_SECOND))
         .allow_burst(NZU32!(logos_node::dkg::BURST_MESSAGES));
+    let seeds_quota = Quota::per_second(NZU32!(logos_node::seeds::MESSAGES_PER_SECOND))
+        .allow_burst(NZU32!(logos_node::seeds::BURST_MESSAGES));
     let networks = Networks {
         votes: network.register(channels::VOTES, consensus_quota),
         certificates: network.register(channels::CERTIFICATES, consensus_quota),
@@ -825,6 +827,7 @@ async fn serve(
         blocks: network.register(channels::BLOCKS, consensus_quota),
         transactions: network.register(channels::TRANSACTIONS, data_quota),
         dkg: network.register(channels::DKG, dkg_quota),
+        seeds: network.register(channels::SEEDS, seeds_quota),
     };
     network.start();
 

@@ -1073,6 +1073,7 @@ mod tests {
                 state_root: hash,
                 transactions_root: hash,
                 receipts_root: hash,
+                randomness: hash,
             },
             certificate: vec![0; certificate_bytes],
         }

@@ -808,6 +808,8 @@ const SLOW_INTERVALS_MAX: usize = 32;
 
 /// Most time to wait for the devnet to cross the epochs of [`run_epoch_bench`], per block, ms.
 const EPOCH_BENCH_WAIT_PER_BLOCK_MS: u64 = 1_000;
+/// Longest wait for the first finalized head of the epoch benchmark.
+const EPOCH_BENCH_FIRST_HEAD_WAIT: Duration = Duration::from_secs(60);
 
 /// `logos bench epoch`: an N-validator devnet whose genesis sets `epoch_length_blocks`; a
 /// subscriber of validator 0's finalized heads notes when each height arrives, until `epochs`
@@ -833,17 +835,15 @@ pub fn run_epoch_bench(
     args.epoch_length_blocks = Some(epoch_length_blocks);
     let layout = devnet::init(&args)?;
     let mut processes = spawn_validators(&layout)?;
-    // Epoch 0 spans heights 0 to L; epoch k ends at (k + 1) L.
-    let last = epoch_length_blocks.saturating_mul(epochs).saturating_add(2);
     if !json {
-        eprintln!("{validators} validators up; following finality to height {last}");
+        eprintln!("{validators} validators up; following finality across {epochs} epoch changes");
     }
     let url = processes[0].rpc.replace("http://", "ws://");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let arrivals = runtime.block_on(follow_heads(&url, last));
+    let arrivals = runtime.block_on(follow_heads(&url, epochs, epoch_length_blocks));
     devnet::stop(&mut processes);
     let _ = std::fs::remove_dir_all(&layout.dir);
     let arrivals = arrivals?;
@@ -852,13 +852,31 @@ pub fn run_epoch_bench(
     Ok(report)
 }
 
-/// When each finalized height arrived at a subscriber of `url`, until `last`.
-async fn follow_heads(url: &str, last: u64) -> Result<Vec<(u64, Instant)>> {
+/// When each finalized height arrived at a subscriber of `url`, until `epochs` epoch changes
+/// (epochs of `epoch_length_blocks`) were crossed after the first head it saw: the chain runs
+/// while the last validators start, so the subscription may begin past the first changes.
+async fn follow_heads(
+    url: &str,
+    epochs: u64,
+    epoch_length_blocks: u64,
+) -> Result<Vec<(u64, Instant)>> {
     let client = WsClientBuilder::default().build(url).await?;
     let mut heads: Subscription<Head> = client.subscribe_finalized_heads().await?;
-    let wait = Duration::from_millis(EPOCH_BENCH_WAIT_PER_BLOCK_MS.saturating_mul(last));
+    let first = tokio::time::timeout(EPOCH_BENCH_FIRST_HEAD_WAIT, heads.next())
+        .await
+        .context("no finalized head")?
+        .context("head subscription closed")??;
+    // Epoch 0 spans heights 1 to L; epoch k ends at (k + 1) L. A change lies after each
+    // multiple of L: the first at or above the first head seen.
+    let length = epoch_length_blocks.max(1);
+    let first_change = first.height.div_ceil(length).max(1).saturating_mul(length);
+    let last = first_change
+        .saturating_add(length.saturating_mul(epochs.saturating_sub(1)))
+        .saturating_add(2);
+    let blocks = last.saturating_sub(first.height);
+    let wait = Duration::from_millis(EPOCH_BENCH_WAIT_PER_BLOCK_MS.saturating_mul(blocks));
     let deadline = Instant::now() + wait;
-    let mut arrivals = Vec::new();
+    let mut arrivals = vec![(first.height, Instant::now())];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let head = tokio::time::timeout(left, heads.next())

@@ -47,9 +47,11 @@ pub struct BlockContext {
     pub author: Address,
     /// Chain parameters from genesis.
     pub params: Params,
-    /// Chain randomness for this block: the parent block's digest (known to every validator,
-    /// fixed before the block's transactions are chosen). Breaks placement ties and draws
-    /// provisioners.
+    /// Chain randomness for this block: `SHA-256` of the block's seed, the committee's
+    /// threshold BLS signature of the parent's height (module `beacon`: unique, so no proposer
+    /// chooses it; known once a quorum signed after the parent was proposed). In an epoch without
+    /// a group key (epoch 0, a failed DKG) it is the parent's digest, which that parent's
+    /// proposer could grind. Breaks placement ties and draws provisioners and challengers.
     pub randomness: Hash,
     /// The parent block's digest (what the parent's finalize votes sign).
     pub parent: Hash,

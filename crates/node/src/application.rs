@@ -42,7 +42,7 @@ use commonware_runtime::{
 };
 use commonware_utils::Acknowledgement;
 use futures::{channel::mpsc, StreamExt};
-use logos_api::{consensus::Scheme, receipt::receipt_bytes, Block};
+use logos_api::{block::Seed, consensus::Scheme, receipt::receipt_bytes, Block};
 use logos_mempool::Mempool;
 use logos_primitives::{Address, Hash, Height, PublicKey};
 use logos_types::{codec::encode, Transaction, TRANSACTION_NAMESPACE};
@@ -59,6 +59,11 @@ use tracing::{debug, info, warn};
 /// leader's proposal miss its view, because a proposer waits at most `block_time_ms` for its
 /// parent's timestamp to pass (see [`Application`]'s `propose`).
 pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 500;
+
+/// Longest a proposer waits for the seed its block must carry (its parent's height signed by a
+/// quorum of the epoch's committee, [`crate::seeds`]), in ms: the default leader timeout. If it
+/// does not come, the leader proposes nothing and the view times out.
+pub const SEED_WAIT_MAX_MS: u64 = 1_000;
 
 /// Builds and verifies blocks (see the module docs).
 pub struct Application<E: Storage + Clock + Metrics + Spawner> {
@@ -134,12 +139,15 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
     /// Builds the child of `parent`. Candidates that cannot be included on the parent's state
     /// are left out and evicted from the mempool (with their senders' later nonces), so a
     /// block is always built unless the state cannot be read or too many blocks are pending.
-    async fn build(&self, parent: &Block, timestamp_ms: u64) -> Option<Block> {
+    async fn build(&self, parent: &Block, timestamp_ms: u64, seed: Option<Seed>) -> Option<Block> {
         let parent_digest = parent.digest();
         let height = Height::new(parent.height.get().saturating_add(1));
         let candidates = self.candidates(&parent_digest).await;
         let author = Address::from_public_key(&self.me);
-        let context = self.shared.context(height.get(), author, parent_digest);
+        let randomness = seed.map_or(parent_digest, |seed| seed.randomness());
+        let context = self
+            .shared
+            .context(height.get(), author, parent_digest, randomness);
         let chain = self.shared.chain().await;
         let built = match chain
             .build(&parent_digest, height, &context, &candidates)
@@ -175,6 +183,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
             self.me.clone(),
             built.batch.root(),
             built.executed.receipts_root,
+            seed,
             built.included,
         );
         let mut chain = self.shared.chain_mut().await;
@@ -222,6 +231,33 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
             .into_iter()
             .map(|transaction| (*transaction).clone())
             .collect()
+    }
+
+    /// The seed a child of `parent` must carry: `Some(None)` if `parent`'s state holds no group
+    /// key for the child's epoch, `Some(Some(seed))` once a quorum's partials recovered it
+    /// (waiting at most [`SEED_WAIT_MAX_MS`]), `None` if it did not come (no proposal).
+    async fn parent_seed(&self, runtime: &E, parent: &Block) -> Option<Option<Seed>> {
+        let known = self.shared.chain().await.seed_key(&parent.digest()).await;
+        let (epoch, key) = match known {
+            Ok(known) => known,
+            Err(error) => {
+                warn!(%error, "parent's group key unreadable; no proposal");
+                return None;
+            }
+        };
+        if key.is_none() {
+            return Some(None);
+        }
+        let height = parent.height.get();
+        let wait = Duration::from_millis(SEED_WAIT_MAX_MS);
+        let seed = crate::seeds::wait_for(runtime, &self.shared, height, epoch, wait).await;
+        if seed.is_none() {
+            warn!(
+                height,
+                epoch, "no seed recovered for the parent; no proposal"
+            );
+        }
+        seed.map(Some)
     }
 
     fn signatures_valid(&self, rng: &mut impl rand::CryptoRng, block: &Block) -> bool {
@@ -281,8 +317,13 @@ where
         if wait_ms > 0 {
             runtime.sleep(Duration::from_millis(wait_ms)).await;
         }
+        // The parent's height is this node's to sign too (a parent verified before a restart
+        // was not noted since).
+        self.shared.note_block(parent.height.get(), parent.digest());
+        let seed = self.parent_seed(&runtime, parent).await?;
         let timestamp_ms = now_ms(&runtime).max(parent.timestamp_ms);
-        let block = self.build(parent, timestamp_ms).await?;
+        let block = self.build(parent, timestamp_ms, seed).await?;
+        self.shared.note_block(block.height.get(), block.digest());
         debug!(
             height = block.height.get(),
             transactions = block.transactions.len(),
@@ -342,7 +383,13 @@ where
             }
         };
         let mut chain = self.shared.chain_mut().await;
-        chain.insert_pending(block, batch, executed).is_ok()
+        let kept = chain.insert_pending(block, batch, executed).is_ok();
+        drop(chain);
+        if kept {
+            // This node may sign the block's height: the next block's seed.
+            self.shared.note_block(block.height.get(), block.digest());
+        }
+        kept
     }
 }
 

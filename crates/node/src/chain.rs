@@ -37,8 +37,11 @@ use logos_runtime::{
 };
 use logos_types::{
     balances::{AccountInfo, Accounts},
+    beacon::GroupKeys,
+    staking::CurrentEpoch,
     storage::STORAGE_VALUE_MAX_BYTES,
-    Event, Genesis, Receipt, StateError, StorageItem, StorageKey, StorageMap, Transaction,
+    Event, Genesis, Receipt, StateError, StorageItem, StorageKey, StorageMap, StorageValue,
+    Transaction,
 };
 use std::{collections::BTreeMap, num::NonZeroU64, sync::Arc};
 
@@ -102,7 +105,17 @@ pub enum ChainError {
     /// The genesis state could not be built.
     #[error("genesis: {0}")]
     Genesis(String),
+    /// The block's seed breaks the chain's rule ([`logos_beacon::check_seed`]).
+    #[error("seed: {0}")]
+    Seed(#[from] logos_beacon::SeedError),
 }
+
+/// Most decoded group keys kept by [`ChainState::seed_key`] (the current epoch's, the next
+/// one's, and forks' at a boundary).
+const SEED_KEYS_CACHED: usize = 4;
+
+/// The epoch a child of some block is in and that epoch's group key, if the state holds one.
+pub type SeedKey = (u64, Option<Arc<logos_beacon::GroupOutput>>);
 
 fn storage_error(error: impl std::fmt::Display) -> ChainError {
     ChainError::Storage(error.to_string())
@@ -175,6 +188,9 @@ pub struct ChainState<E: Storage + Clock + Metrics + Spawner> {
     uncommitted_blocks: u64,
     /// A pruning height was applied since the last commit.
     prune_due: bool,
+    /// Decoded group keys by the hash of their stored bytes (at most [`SEED_KEYS_CACHED`]):
+    /// every block's seed is checked against one, decoding it once per epoch.
+    seed_keys: std::sync::Mutex<BTreeMap<Hash, Arc<logos_beacon::GroupOutput>>>,
 }
 
 struct Reader<'a, E: Storage + Clock + Metrics + Spawner> {
@@ -262,6 +278,7 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
                 state_root: genesis_block.state_root,
             },
             pending: BTreeMap::new(),
+            seed_keys: std::sync::Mutex::new(BTreeMap::new()),
             keep_writes: false,
             prune_history: false,
             uncommitted_blocks: 0,
@@ -326,6 +343,18 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
     /// The state database (finalized state).
     pub fn db(&self) -> &StateDb<E> {
         self.db.as_ref().expect("db present")
+    }
+
+    /// A block at `height` whose state is known here (the finalized tip or a verified pending
+    /// block; the first by digest if forks hold several).
+    pub fn block_at(&self, height: u64) -> Option<Hash> {
+        if self.tip.height.get() == height {
+            return Some(self.tip.digest);
+        }
+        self.pending
+            .iter()
+            .find(|(_, pending)| pending.height.get() == height)
+            .map(|(digest, _)| *digest)
     }
 
     /// True if the state after `digest` is known (finalized tip or verified pending block).
@@ -432,12 +461,67 @@ impl<E: Storage + Clock + Metrics + Spawner> ChainState<E> {
         self.insert_pending(block, batch, executed)
     }
 
-    /// Executes `block` on its parent's state and checks its state root; nothing is stored.
+    /// The epoch of a child of `parent` (the [`CurrentEpoch`] after it) and its group key, if
+    /// the state after `parent` holds one: what the child's seed must verify against.
+    pub async fn seed_key(&self, parent: &Hash) -> Result<SeedKey, ChainError> {
+        let epoch = match self.read(parent, &CurrentEpoch::key()).await? {
+            Some(bytes) => {
+                CurrentEpoch::decode_value(&CurrentEpoch::key(), &bytes)
+                    .map_err(storage_error)?
+                    .epoch
+            }
+            None => CurrentEpoch::default_value().epoch,
+        };
+        let key = GroupKeys::key(&epoch);
+        let Some(bytes) = self.read(parent, &key).await? else {
+            return Ok((epoch.get(), None));
+        };
+        let digest = logos_primitives::hash(&[&bytes]);
+        let mut cache = self
+            .seed_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(output) = cache.get(&digest) {
+            return Ok((epoch.get(), Some(output.clone())));
+        }
+        let stored = GroupKeys::decode_value(&key, &bytes).map_err(storage_error)?;
+        // `try_state` holds every stored key decodable: a failure is a corrupt state.
+        let output = Arc::new(logos_beacon::decode_output(&stored).map_err(ChainError::Storage)?);
+        if cache.len() >= SEED_KEYS_CACHED {
+            cache.clear();
+        }
+        cache.insert(digest, output.clone());
+        Ok((epoch.get(), Some(output)))
+    }
+
+    /// Checks `block`'s seed against the group key of its epoch in its parent's state
+    /// ([`logos_beacon::check_seed`]).
+    pub async fn check_seed(
+        &self,
+        block: &Block,
+        context: &BlockContext,
+    ) -> Result<(), ChainError> {
+        let (epoch, key) = self.seed_key(&block.parent).await?;
+        let parent_height = block.height.get().saturating_sub(1);
+        let seed = block.seed.as_ref().map(|seed| &seed.0[..]);
+        logos_beacon::check_seed(
+            key.as_deref(),
+            epoch,
+            &context.chain_id,
+            parent_height,
+            seed,
+        )?;
+        Ok(())
+    }
+
+    /// Checks `block`'s seed, executes it on its parent's state and checks its state root;
+    /// nothing is stored.
     pub async fn execute_block(
         &self,
         block: &Block,
         context: &BlockContext,
     ) -> Result<(StateBatch, Executed), ChainError> {
+        self.check_seed(block, context).await?;
         let (batch, executed) = self
             .execute(&block.parent, block.height, context, &block.transactions)
             .await?;

@@ -17,8 +17,14 @@
 //! - **as a player**, checks each dealer's share against its commitment and answers with its
 //!   acknowledgement (the same one again, without decoding, when a dealer resends); once the
 //!   chain stored the epoch's group key, derives its share from the logs the chain keeps
-//!   through that epoch and checks that its output is the chain's. The share is then dropped:
-//!   blocks carry no seed to sign yet (ARCHITECTURE.md, "The beacon").
+//!   through that epoch, checks that its output is the chain's, and hands the share to the
+//!   seed task ([`crate::seeds`]), which signs every height of the epoch with it.
+//!
+//! Every dealing it accepted and every share it derived is kept on disk, encrypted
+//! ([`crate::secrets`]): after a restart the dealings of the running round are replayed into a
+//! new player (and of the current round too, if its share was not derived yet), and the shares
+//! go back to the seed task, so a crash of every validator does not leave the epoch unable to
+//! sign its blocks' seeds.
 //!
 //! Inbound messages are judged by their first 9 bytes (kind and epoch) before anything else is
 //! read: a dealing is read only from a dealer of this node's player round of that epoch not
@@ -31,14 +37,22 @@
 //! Message handling is pure ([`Dkg::on_message`] returns [`Effects`]); the run loop sends and
 //! blocks.
 
-use crate::{evidence::next_nonce, relay, shared::Shared};
+use crate::{
+    evidence::next_nonce,
+    relay,
+    secrets::{Secrets, Slot},
+    shared::Shared,
+};
 use bytes::BufMut;
 use commonware_codec::{
-    Buf, Copying, Decode as _, Encode as _, EncodeSize, Error as CodecError, Read, ReadExt as _,
-    Write,
+    Buf, Copying, Decode as _, DecodeExt as _, Encode as _, EncodeSize, Error as CodecError, Read,
+    ReadExt as _, Write,
 };
 use commonware_cryptography::{
-    bls12381::dkg::feldman_desmedt::{Dealer, DealerPrivMsg, DealerPubMsg, Player, PlayerAck},
+    bls12381::{
+        dkg::feldman_desmedt::{Dealer, DealerPrivMsg, DealerPubMsg, Player, PlayerAck},
+        primitives::group::Share,
+    },
     Signer as _,
 };
 use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
@@ -68,6 +82,7 @@ use std::{
 };
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
 
 /// Time between two sends of a dealing a player has not acknowledged, ms.
 pub const RESEND_INTERVAL_MS: u64 = 1_000;
@@ -200,13 +215,19 @@ struct Playing {
 }
 
 /// The DKG task's state (see the module docs).
-pub struct Dkg<E> {
+pub struct Dkg<E: Storage + Clock + Metrics> {
     context: E,
     key: PrivateKey,
     me: NodeKey,
     dealt: Option<Dealt>,
     /// By epoch: the next epoch's, and the current one's until its share is derived.
     playing: BTreeMap<u64, Playing>,
+    /// The encrypted store of accepted dealings and derived shares (`None` if it cannot open).
+    secrets: Option<Secrets<E>>,
+    /// Secrets to store after the current event (message handling stays pure).
+    unsaved: Vec<(Slot, Zeroizing<Vec<u8>>)>,
+    /// The epoch whose player was last rebuilt from stored dealings (once per epoch).
+    rebuilt: Option<u64>,
     submitted: Counter,
     derived: Counter,
 }
@@ -224,6 +245,8 @@ pub struct Effects {
 struct View {
     height: u64,
     current: EpochInfo,
+    /// The current epoch's round, kept through the epoch (its logs give the shares).
+    this: Option<Round>,
     /// The next epoch's round, as the chain fixed it.
     next: Round,
     /// Whether this node's log for the next epoch is complete or rejected on chain.
@@ -249,9 +272,18 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
             key,
             dealt: None,
             playing: BTreeMap::new(),
+            secrets: None,
+            unsaved: Vec::new(),
+            rebuilt: None,
             submitted,
             derived,
         }
+    }
+
+    /// Keeps this node's DKG secrets in `secrets` (without it, a restart loses them).
+    pub fn with_secrets(mut self, secrets: Secrets<E>) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// Runs until the node stops (see the module docs).
@@ -266,6 +298,7 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         R: Receiver<PublicKey = PublicKey>,
         B: Blocker<PublicKey = PublicKey>,
     {
+        self.load_shares(&shared);
         let mut finalized = shared.subscribe();
         loop {
             let resend = self
@@ -292,10 +325,85 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
                 },
                 _ = resend.fuse() => self.resend(),
             };
+            // Stored before any acknowledgement leaves: a dealer holding it relies on this
+            // node keeping the share it acknowledged.
+            self.save().await;
             for (peer, message) in effects.sends {
                 let _ = sender.send(Recipients::One(peer), message.encode(), false);
             }
         }
+    }
+
+    /// Hands the shares the secret store keeps to the seed task.
+    fn load_shares(&mut self, shared: &Shared<E>) {
+        let Some(secrets) = self.secrets.as_ref() else {
+            return;
+        };
+        for (epoch, bytes) in secrets.shares() {
+            match Share::decode(Copying(&bytes[..])) {
+                Ok(share) => shared.with_seeds(|book| book.add_share(epoch, share)),
+                Err(error) => warn!(%error, epoch, "stored DKG share unreadable"),
+            }
+        }
+        shared.seed_work().notify_one();
+    }
+
+    /// Stores the secrets the last event produced.
+    async fn save(&mut self) {
+        let Some(secrets) = self.secrets.as_mut() else {
+            self.unsaved.clear();
+            return;
+        };
+        for (slot, secret) in self.unsaved.drain(..) {
+            if let Err(error) = secrets.put(slot, &secret).await {
+                warn!(%error, ?slot, "DKG secret not stored");
+            }
+        }
+    }
+
+    /// After a restart: a player for the current epoch rebuilt from the stored dealings, if
+    /// this node plays it and holds no share of it (once per epoch).
+    fn rebuild_current(&mut self, shared: &Shared<E>, epoch: u64, round: Option<&Round>) {
+        let Some(round) = round else {
+            return;
+        };
+        if self.rebuilt == Some(epoch)
+            || self.playing.contains_key(&epoch)
+            || shared.with_seeds(|book| book.has_share(epoch))
+        {
+            return;
+        }
+        self.rebuilt = Some(epoch);
+        self.join_playing(&shared.chain_id(), epoch, round);
+    }
+
+    /// Replays the stored dealings of `epoch` into its new player (their acknowledgements are
+    /// sent again when their dealers resend).
+    fn replay(&mut self, epoch: u64) {
+        let Some(playing) = self.playing.get(&epoch) else {
+            return;
+        };
+        let dealers: Vec<PublicKey> = playing.dealers.iter().cloned().collect();
+        let players = playing.players;
+        let stored = self
+            .secrets
+            .as_ref()
+            .map(|secrets| secrets.dealings(epoch))
+            .unwrap_or_default();
+        for (position, bytes) in stored {
+            let Some(dealer) = dealers.get(usize::from(position)) else {
+                continue;
+            };
+            if let Ok(Message::Dealing {
+                public, private, ..
+            }) = Message::decode_cfg(Copying(&bytes[..]), &players)
+            {
+                let _ = self.play(dealer, epoch, public, private);
+            }
+        }
+        // Stored already.
+        self.unsaved.clear();
+        debug!(epoch, "stored DKG dealings replayed");
     }
 
     /// After a finalized block: starts, closes and submits this node's rounds.
@@ -305,7 +413,13 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         };
         let epoch = view.current.epoch.get();
         self.join(&shared.chain_id(), epoch.saturating_add(1), &view.next);
+        self.rebuild_current(shared, epoch, view.this.as_ref());
         self.playing.retain(|kept, _| *kept >= epoch);
+        if let Some(secrets) = self.secrets.as_mut() {
+            if let Err(error) = secrets.retain_from(epoch.saturating_sub(1)).await {
+                warn!(%error, "old DKG secrets not removed");
+            }
+        }
         self.close_dealing(&view, shared, relay).await;
         self.derive_share(shared, epoch).await;
     }
@@ -316,6 +430,12 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         if self.dealt.as_ref().map(|dealt| dealt.epoch) != Some(epoch) {
             self.dealt = self.start_dealing(chain_id, epoch, round);
         }
+        self.join_playing(chain_id, epoch, round);
+    }
+
+    /// This node's player of `round`, the DKG for `epoch`, if it plays (once), with the
+    /// dealings stored for it replayed.
+    fn join_playing(&mut self, chain_id: &logos_primitives::ChainId, epoch: u64, round: &Round) {
         if self.playing.contains_key(&epoch) || !round.players.contains(&self.me) {
             return;
         }
@@ -334,6 +454,7 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
                 refused: BTreeSet::new(),
             };
             self.playing.insert(epoch, playing);
+            self.replay(epoch);
         }
     }
 
@@ -349,6 +470,7 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         let target = current.epoch.next()?;
         // Only the chain's round: the same randomness never deals two rounds.
         let next = read::<Rounds, E>(&chain, &at, &target).await?;
+        let this = read::<Rounds, E>(&chain, &at, &current.epoch).await;
         let key = DealingKey {
             epoch: target,
             dealer: self.me,
@@ -367,6 +489,7 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         Some(View {
             height,
             current,
+            this,
             next,
             settled,
             pooled,
@@ -541,11 +664,18 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
             .player
             .finalize::<N3f1>(&mut self.context, logs, &Sequential)
         {
-            Ok((output, _share)) => {
+            Ok((output, share)) => {
                 let theirs = decode_output(&stored).ok();
                 if theirs.as_ref() == Some(&output) {
                     self.derived.inc();
                     info!(epoch, "DKG share derived; the group key is the chain's");
+                    let secret = Zeroizing::new(share.encode().to_vec());
+                    self.unsaved.push((Slot::Share(epoch), secret));
+                    shared.with_seeds(|book| {
+                        book.add_key(epoch, Arc::new(output));
+                        book.add_share(epoch, share);
+                    });
+                    shared.seed_work().notify_one();
                 } else {
                     warn!(epoch, "DKG output differs from the chain's group key");
                 }
@@ -671,12 +801,26 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         if let Some(ack) = playing.acks.get(dealer) {
             return Some(ack.clone());
         }
+        let message = Message::Dealing {
+            epoch,
+            public: public.clone(),
+            private: private.clone(),
+        };
         match playing
             .player
             .dealer_message::<N3f1>(dealer.clone(), public, private)
         {
             Ok(Some(ack)) => {
                 playing.acks.insert(dealer.clone(), ack.clone());
+                let position = playing
+                    .dealers
+                    .iter()
+                    .position(|known| known == dealer)
+                    .and_then(|position| u16::try_from(position).ok());
+                if let Some(position) = position {
+                    let secret = Zeroizing::new(message.encode().to_vec());
+                    self.unsaved.push((Slot::Dealing(epoch, position), secret));
+                }
                 Some(ack)
             }
             Ok(None) => None,

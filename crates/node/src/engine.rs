@@ -17,7 +17,8 @@
 //! ```
 //! Channels: 0 votes, 1 certificates, 2 simplex resolver (these three multiplexed by epoch),
 //! 3 marshal backfill, 4 block broadcast, 5 transaction relay, 6 the epochs' DKG (validators
-//! only, `crate::dkg`). Every validator must use the same channel numbers.
+//! only, `crate::dkg`), 7 partial signatures of the block seeds (validators only, to and from
+//! the consensus peers, `crate::seeds`). Every validator must use the same channel numbers.
 //!
 //! A node's peers are the validators and the full nodes it lets connect (p2p secondary peers,
 //! see [`crate::full`]). What goes "to all" on channels 0, 4 and 5 goes to the consensus peers
@@ -213,6 +214,8 @@ pub struct Networks<S, R> {
     pub transactions: (S, R),
     /// Channel 6.
     pub dkg: (S, R),
+    /// Channel 7.
+    pub seeds: (S, R),
 }
 
 /// p2p channel numbers.
@@ -231,6 +234,8 @@ pub mod channels {
     pub const TRANSACTIONS: u64 = 5;
     /// Dealings and acknowledgements of the epochs' DKG (`crate::dkg`).
     pub const DKG: u64 = 6;
+    /// Partial signatures of the block seeds (`crate::seeds`).
+    pub const SEEDS: u64 = 7;
 }
 
 /// A p2p sender whose [`Recipients::All`] means the consensus peers (other than this node;
@@ -508,7 +513,8 @@ where
         backfill,
         blocks,
         transactions,
-        dkg,
+        dkg: dkg_channel,
+        seeds,
     } = networks;
     let base = start_base(
         &context,
@@ -557,8 +563,37 @@ where
     // Its part in the DKG of each next epoch's group key.
     context.child("dkg").spawn({
         let (shared, relay, key) = (shared.clone(), relay.clone(), config.signer.clone());
-        let blocker = blocker.clone();
-        move |context| crate::dkg::Dkg::new(context, key).run(shared, relay, dkg, blocker)
+        let (blocker, prefix) = (blocker.clone(), config.partition_prefix.clone());
+        move |context| async move {
+            let chain_id = shared.chain_id();
+            let opened =
+                crate::secrets::Secrets::open(context.child("secrets"), &prefix, &key, chain_id)
+                    .await;
+            let mut dkg = crate::dkg::Dkg::new(context, key);
+            match opened {
+                Ok(secrets) => dkg = dkg.with_secrets(secrets),
+                Err(error) => {
+                    tracing::warn!(%error, "DKG secrets cannot be opened; a restart loses this node's shares")
+                }
+            }
+            dkg.run(shared, relay, dkg_channel, blocker).await
+        }
+    });
+    // Its partial signature of each height it knows, and the seeds it recovers for proposals.
+    context.child("seeds").spawn({
+        let (shared, blocker) = (shared.clone(), blocker.clone());
+        let (sender, receiver) = seeds;
+        let me = config.signer.public_key();
+        let consensus_only = FromCommittees::new(
+            receiver,
+            &epochs,
+            context.child("seed_channel").counter(
+                "non_member_messages_dropped",
+                "seed messages from keys of no recent committee",
+            ),
+        );
+        let channel = (ToCommittees::new(sender, &epochs, &me), consensus_only);
+        move |context| crate::seeds::run(context, shared, channel, blocker)
     });
     let start_engine = {
         let (context, blocker, prefix) = (

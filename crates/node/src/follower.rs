@@ -238,7 +238,7 @@ pub(crate) async fn poll<E: Storage + Clock + Metrics + Spawner>(
             height: block.height.get(),
             author: Address::from_public_key(&block.proposer),
             params: genesis.params.clone(),
-            randomness: block.parent,
+            randomness: block.randomness(),
             parent: block.parent,
         };
         // Verify first: a wrong state root is an error here, not a panic as in `finalize`.

@@ -77,8 +77,9 @@ where
         backfill,
         blocks,
         transactions,
-        // Full nodes neither deal nor play.
+        // Full nodes neither deal nor play, nor sign seeds.
         dkg: _,
+        seeds: _,
     } = networks;
     let base = start_base(
         &context,

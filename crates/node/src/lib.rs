@@ -21,6 +21,10 @@
 //!   serves the validator's JSON-RPC.
 //! - [`follower`]: a full node that follows the chain through another node's RPC.
 //! - [`votes`]: a validator records its finalize votes for the chain's vote samples.
+//! - [`dkg`]: a validator deals and plays each next epoch's group-key DKG.
+//! - [`seeds`]: a validator signs each height with its share and recovers the seed the next
+//!   block carries (the chain's randomness).
+//! - [`secrets`]: this node's DKG secrets (received dealings, derived shares), encrypted at rest.
 //! - [`spinoff`]: a parent network's state at a height, replayed and checked from its genesis,
 //!   and the spin-off genesis derived from it.
 
@@ -39,6 +43,8 @@ pub mod peers;
 pub mod receipts;
 pub mod relay;
 pub mod rpc;
+pub mod secrets;
+pub mod seeds;
 pub mod shared;
 pub mod spinoff;
 pub mod statesync;

@@ -5,6 +5,7 @@
 //! what it needs and no caller holds two of them (the finalizer writes receipts between two
 //! holds of the chain lock, never inside one).
 
+use crate::seeds::SeedBook;
 use crate::{
     chain::{ChainError, ChainState, Executed, FinalizedTip},
     receipts::ReceiptStore,
@@ -19,7 +20,7 @@ use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
 };
-use tokio::sync::{broadcast, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{broadcast, Notify, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Finalized blocks kept in memory with their receipts (for RPC); the oldest is dropped first.
 pub const RECENT_BLOCKS_MAX: usize = 1_024;
@@ -45,6 +46,8 @@ pub struct Shared<E: Storage + Clock + Metrics + Spawner> {
     finalized: broadcast::Sender<Arc<FinalizedBlock>>,
     recent: Mutex<BTreeMap<u64, Arc<FinalizedBlock>>>,
     receipts: RwLock<ReceiptStore<E>>,
+    seeds: Mutex<SeedBook>,
+    seed_work: Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -63,6 +66,8 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
     ) -> Self {
         let chain_id = genesis.chain_id();
         let (finalized, _) = broadcast::channel(NOTIFICATIONS_MAX);
+        let mut seeds = SeedBook::new(chain_id);
+        seeds.set_tip(chain.tip().height.get());
         Self {
             chain: RwLock::new(chain),
             mempool: Mutex::new(mempool),
@@ -71,7 +76,26 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
             finalized,
             recent: Mutex::new(BTreeMap::new()),
             receipts: RwLock::new(receipts),
+            seeds: Mutex::new(seeds),
+            seed_work: Notify::new(),
         }
+    }
+
+    /// Runs `f` on the block seeds this node collects ([`crate::seeds`]).
+    pub fn with_seeds<T>(&self, f: impl FnOnce(&mut SeedBook) -> T) -> T {
+        f(&mut lock(&self.seeds))
+    }
+
+    /// Notes that this node knows the block `digest` at `height` (verified or proposed): the
+    /// seed task signs its height if this node holds a share of its child's epoch key.
+    pub fn note_block(&self, height: u64, digest: Hash) {
+        self.with_seeds(|book| book.note_block(height, digest));
+        self.seed_work.notify_one();
+    }
+
+    /// Wakes the seed task (a block was noted, or a share derived).
+    pub fn seed_work(&self) -> &Notify {
+        &self.seed_work
     }
 
     /// The network's genesis.
@@ -84,14 +108,21 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
         self.chain_id
     }
 
-    /// The execution context of a block at `height` by `proposer` on `parent`.
-    pub fn context(&self, height: u64, author: Address, parent: Hash) -> BlockContext {
+    /// The execution context of a block at `height` by `author` on `parent` with
+    /// `randomness` ([`Block::randomness`]: its seed's hash, or `parent`).
+    pub fn context(
+        &self,
+        height: u64,
+        author: Address,
+        parent: Hash,
+        randomness: Hash,
+    ) -> BlockContext {
         BlockContext {
             chain_id: self.chain_id,
             height,
             author,
             params: self.genesis.params.clone(),
-            randomness: parent,
+            randomness,
             parent,
         }
     }
@@ -99,7 +130,7 @@ impl<E: Storage + Clock + Metrics + Spawner> Shared<E> {
     /// The execution context of `block`.
     pub fn block_context(&self, block: &Block) -> BlockContext {
         let author = Address::from_public_key(&block.proposer);
-        self.context(block.height.get(), author, block.parent)
+        self.context(block.height.get(), author, block.parent, block.randomness())
     }
 
     /// Reads the chain state.

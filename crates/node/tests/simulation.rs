@@ -28,6 +28,7 @@ use commonware_runtime::{deterministic, Clock, Metrics as _, Quota, Runner, Spaw
 use commonware_storage::qmdb::sync::{self, Request, Response, Source};
 use commonware_utils::{probability, NZUsize, NZU32};
 use logos_api::{
+    block::Seed,
     consensus::{consensus_namespace, participants, Scheme},
     Block,
 };
@@ -156,7 +157,7 @@ async fn channels(
 ) -> Networks<simulated::Sender<PublicKey, Context>, simulated::Receiver<PublicKey>> {
     let control = oracle.control(key.clone());
     let mut registered = Vec::new();
-    for channel in 0..7 {
+    for channel in 0..8 {
         registered.push(control.register(channel, QUOTA).await.unwrap());
     }
     let mut registered = registered.into_iter();
@@ -168,6 +169,7 @@ async fn channels(
         blocks: registered.next().unwrap(),
         transactions: registered.next().unwrap(),
         dkg: registered.next().unwrap(),
+        seeds: registered.next().unwrap(),
     }
 }
 
@@ -240,6 +242,10 @@ enum Fault {
     /// Stamps the block exactly the allowed drift ahead (valid: honest leaders after it must
     /// still make their views).
     TimestampAtDriftBound,
+    /// Leaves out the seed its block must carry (valid only where the epoch has no group key).
+    SeedDropped,
+    /// Carries the seed of an earlier height: the group's signature, of another height.
+    SeedReplayed,
 }
 
 impl Fault {
@@ -260,6 +266,8 @@ struct Byzantine {
     chain_id: logos_primitives::ChainId,
     /// Corrupted blocks proposed so far.
     proposed: Arc<AtomicUsize>,
+    /// The last seed it saw in its own honest builds (for [`Fault::SeedReplayed`]).
+    last_seed: Arc<std::sync::Mutex<Option<Seed>>>,
 }
 
 impl Byzantine {
@@ -268,6 +276,7 @@ impl Byzantine {
         let mut state_root = honest.state_root;
         let mut receipts_root = honest.receipts_root;
         let mut transactions = honest.transactions.clone();
+        let mut seed = honest.seed;
         let forger = PrivateKey::from_seed(7_777);
         match self.fault {
             Fault::WrongStateRoot => state_root = Hash::from([0xab; 32]),
@@ -300,6 +309,14 @@ impl Byzantine {
             ),
             Fault::FutureTimestamp => timestamp_ms = now_ms + 10 * TIMESTAMP_DRIFT_MAX_MS,
             Fault::TimestampAtDriftBound => timestamp_ms = now_ms + TIMESTAMP_DRIFT_MAX_MS,
+            Fault::SeedDropped => seed = None,
+            Fault::SeedReplayed => {
+                let mut last = self.last_seed.lock().unwrap();
+                if honest.seed.is_some() {
+                    seed = *last;
+                    *last = honest.seed;
+                }
+            }
         }
         Block::new(
             honest.parent,
@@ -308,6 +325,7 @@ impl Byzantine {
             honest.proposer.clone(),
             state_root,
             receipts_root,
+            seed,
             transactions,
         )
     }
@@ -362,6 +380,7 @@ async fn start_byzantine(
         victim,
         chain_id,
         proposed: counter,
+        last_seed: Arc::default(),
     })
     .await;
     (node, proposed)
@@ -878,15 +897,7 @@ fn each_epoch_gets_a_group_key_from_its_previous_committees_dkg() {
     use logos_types::{beacon::GroupKeys, staking::Epoch as StakingEpoch};
     over_seeds_n(8_100, 2, |seed| {
         simulate(seed, |context| async move {
-            let mut net = network(&context, 4).await;
-            net.genesis.params.epoch_length_blocks = Some(20);
-            // The dealers' accounts pay the fees of their logs.
-            for key in &net.keys {
-                net.genesis.accounts.push(GenesisAccount {
-                    address: Address::from_public_key(&key.public_key()),
-                    balance: Amount(100_000_000_000),
-                });
-            }
+            let net = keyed_network(&context, 4).await;
             let mut nodes = Vec::new();
             for index in 0..3 {
                 nodes.push(start_validator(&context, &net, index).await);
@@ -921,8 +932,165 @@ fn each_epoch_gets_a_group_key_from_its_previous_committees_dkg() {
                 .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
                 .sum();
             assert!(derived >= 9, "{derived} shares derived");
+            assert_seeded(&nodes[0], &net).await;
+            let recovered = metric_total(&metrics, "seeds_recovered_total");
+            assert!(recovered > 0, "{recovered} seeds recovered");
         });
     });
+}
+
+/// A network of `n` validators with 20-block epochs whose consensus-key accounts can pay the
+/// fees of their DKG logs: every epoch from 1 on gets a group key, and its blocks seeds.
+async fn keyed_network(context: &Context, n: u64) -> Network_ {
+    let mut net = network(context, n).await;
+    net.genesis.params.epoch_length_blocks = Some(20);
+    for key in &net.keys {
+        net.genesis.accounts.push(GenesisAccount {
+            address: Address::from_public_key(&key.public_key()),
+            balance: Amount(100_000_000_000),
+        });
+    }
+    net
+}
+
+/// Every validator crashes at once while the epochs have group keys (20-block epochs; by seed,
+/// during the DKG of the next epoch or around its boundary), then restarts from its storage:
+/// the shares and dealings each kept (encrypted) let the committee sign the seeds again, the
+/// next epochs get keys, and every finalized block carries the seed the chain's rule asks for.
+#[test]
+fn every_validator_crashes_in_a_keyed_epoch_and_the_seeds_resume() {
+    over_seeds_n(18_000, 2, |seed| {
+        let config = deterministic::Config::new()
+            .with_seed(seed)
+            .with_timeout(Some(Duration::from_secs(600)));
+        let (before, checkpoint) =
+            deterministic::Runner::new(config).start_and_recover(move |context| async move {
+                let net = keyed_network(&context, 4).await;
+                let nodes = start_all(&context, &net).await;
+                let refs: Vec<&Node<Context>> = nodes.iter().collect();
+                let crash_at = 25 + (seed * 7) % 20;
+                wait_for_height(&context, &refs, crash_at, Duration::from_secs(120)).await;
+                context.sleep(Duration::from_millis(seed * 37 % 400)).await;
+                let mut highest = 0;
+                for node in &nodes {
+                    highest = highest.max(tip(node).await.get());
+                }
+                highest
+            });
+        deterministic::Runner::from(checkpoint).start(move |context| async move {
+            let net = keyed_network(&context, 4).await;
+            let nodes = start_all(&context, &net).await;
+            let refs: Vec<&Node<Context>> = nodes.iter().collect();
+            // Two more boundaries: keys dealt before and after the crash both sign.
+            wait_for_height(&context, &refs, before + 45, Duration::from_secs(180)).await;
+            assert_safety(&refs).await;
+            for node in &nodes {
+                assert_seeded(node, &net).await;
+            }
+        });
+    });
+}
+
+/// Starts every validator of `net` and connects them (10 ms links).
+async fn start_all(context: &Context, net: &Network_) -> Vec<Node<Context>> {
+    let mut nodes = Vec::new();
+    for index in 0..net.keys.len() {
+        nodes.push(start_validator(context, net, index).await);
+    }
+    connect(&net.oracle, &net.keys, 10).await;
+    nodes
+}
+
+/// The sum of the samples of metric `name` in an encoded registry.
+fn metric_total(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| line.contains(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Every finalized block of `node` (20-block epochs) carries the seed the chain's rule asks
+/// for: none while the parent's state has no group key for the block's epoch (epoch 0), from
+/// height 21 on the group's signature of its parent's height under its epoch's key, with the
+/// randomness its hash, not the parent's digest; the seeds all differ.
+async fn assert_seeded(node: &Node<Context>, net: &Network_) {
+    use logos_types::{beacon::GroupKeys, staking::Epoch as StakingEpoch};
+    let chain_id = net.genesis.chain_id();
+    let mut seen = std::collections::BTreeSet::new();
+    for height in 1..=tip(node).await.get() {
+        let block = node
+            .marshal
+            .get_block(Identifier::Height(Height::new(height)))
+            .await
+            .expect("finalized block stored");
+        let block = block.inner();
+        // Epoch 0 spans heights 1 to 20; epoch `e` from `20e + 1` to `20e + 20`.
+        if height <= 20 {
+            assert_eq!(block.seed, None, "height {height}");
+            assert_eq!(block.randomness(), block.parent, "height {height}");
+            continue;
+        }
+        let epoch = (height - 1) / 20;
+        let key = finalized::<GroupKeys>(node, &StakingEpoch(epoch))
+            .await
+            .unwrap_or_else(|| panic!("no group key for epoch {epoch}"));
+        let output = logos_beacon::decode_output(&key).unwrap();
+        let seed = block.seed.unwrap_or_else(|| panic!("no seed at {height}"));
+        let randomness = logos_beacon::verify_seed(&output, &chain_id, height - 1, &seed.0)
+            .unwrap_or_else(|| panic!("seed at {height} does not verify"));
+        assert_eq!(block.randomness(), randomness, "height {height}");
+        assert_ne!(block.randomness(), block.parent, "height {height}");
+        assert!(seen.insert(seed.0), "seed repeated at {height}");
+    }
+}
+
+/// A byzantine leader (one of four) that drops or replays the seed its blocks must carry: no
+/// such block is finalized once the epoch has a group key (heights from 21 on), its blocks of
+/// epoch 0 (no key, no seed) are, and the chain keeps finalizing with seeds.
+fn byzantine_seed(fault: Fault, seed: u64) {
+    simulate(seed, move |context| async move {
+        let net = keyed_network(&context, 4).await;
+        let mut honest = Vec::new();
+        for index in 0..3 {
+            honest.push(start_validator(&context, &net, index).await);
+        }
+        let (_byzantine, proposed) = start_byzantine(&context, &net, 3, fault).await;
+        connect(&net.oracle, &net.keys, 10).await;
+        let refs: Vec<&Node<Context>> = honest.iter().collect();
+        wait_for_height(&context, &refs, 20 * 3 + 2, Duration::from_secs(180)).await;
+        assert_safety(&refs).await;
+        assert!(
+            proposed.load(Ordering::Relaxed) > 0,
+            "the byzantine validator led a view"
+        );
+        let byzantine_key = net.keys[3].public_key();
+        for node in &honest {
+            for height in 21..=tip(node).await.get() {
+                let block = node
+                    .marshal
+                    .get_block(Identifier::Height(Height::new(height)))
+                    .await
+                    .expect("finalized block stored");
+                assert_ne!(
+                    block.inner().proposer,
+                    byzantine_key,
+                    "a block with {fault:?} was finalized at {height}"
+                );
+            }
+            assert_seeded(node, &net).await;
+        }
+    });
+}
+
+#[test]
+fn byzantine_leader_without_the_seed_is_refused() {
+    over_seeds_n(16_000, 2, |seed| byzantine_seed(Fault::SeedDropped, seed));
+}
+
+#[test]
+fn byzantine_leader_with_a_replayed_seed_is_refused() {
+    over_seeds_n(17_000, 2, |seed| byzantine_seed(Fault::SeedReplayed, seed));
 }
 
 /// Blocks per epoch in [`elected_committees`].

@@ -54,10 +54,11 @@
 //!    unanswered starts the answers over, so an attacker with a share `s` of the
 //!    provisioners' stake needs `s` to the power of the required count, for each of the
 //!    [`CHALLENGE_ROUNDS_MAX`] tries a registration has. A draw counts the provisioners as
-//!    they stood before its randomness (the parent block's digest) was known: not those that
-//!    joined since, and still those that left since (`provisioning::Departures`), so nobody
-//!    steers it by joining or leaving; the block's proposer, who can grind its digest, can,
-//!    until the chain has an unbiasable beacon. Raising
+//!    they stood before its randomness (known once the parent block exists) was known: not
+//!    those that joined since, and still those that left since (`provisioning::Departures`),
+//!    so nobody steers it by joining or leaving; the randomness is the hash of the block's seed
+//!    (module `beacon`), which no proposer can grind, except in an epoch without a group key,
+//!    where it is the parent's digest and that parent's proposer can. Raising
 //!    [`Parameters::challenges_required`] does not re-challenge attesting machines; lowering
 //!    it applies to registrations under way. Admission (`dvci` `Active`) stays governance's
 //!    decision.

@@ -2,7 +2,9 @@
 //! distributed key generation (DKG) run on chain by the previous epoch's committee.
 //!
 //! The randomness beacon signs each height with this key (a threshold BLS signature is unique:
-//! no proposer can pick among several). This module is its first half: it makes the key.
+//! no proposer can pick among several): block `h` carries the signature of `h − 1` and its
+//! randomness is that signature's hash (`logos_beacon::check_seed` states the rule). This module
+//! makes the key.
 //!
 //! # Protocol
 //! The DKG is Joint-Feldman with Desmedt resharing (GJKR99, Desmedt97) as
@@ -26,7 +28,8 @@
 //!   decoded and its dealer signature checked against the round then, once: a log that fails
 //!   is rejected for the round (`DealingRejected`), so a dealer cannot make every block decode
 //!   its log again. Parts are accepted until the block before epoch `E - 1`'s last: the last
-//!   block's randomness (its parent's digest), hashed with every log, seeds the batch
+//!   block's randomness (its seed's hash, or its parent's digest in an epoch without a key),
+//!   hashed with every log, seeds the batch
 //!   verification, so no dealer knew its coefficients.
 //! - **Key.** At the end of epoch `E - 1`'s last block (after `staking` started `E`), the
 //!   complete logs are checked and combined (`observe`): at least a quorum of the dealers'

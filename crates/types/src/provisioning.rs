@@ -42,8 +42,8 @@ pub const INDEX: u8 = 4;
 pub const PROVISIONERS_MAX: usize = 128;
 /// Most provisioners that may leave within [`DEPARTURES_KEPT_BLOCKS`] blocks.
 pub const DEPARTURES_MAX: usize = 16;
-/// Blocks a departed provisioner is remembered for: a draw whose randomness (the parent
-/// block's digest) was known before it left still counts it, so that leaving cannot steer a
+/// Blocks a departed provisioner is remembered for: a draw whose randomness (known once the
+/// parent block exists) was known before it left still counts it, so that leaving cannot steer a
 /// draw (`attestation`'s challenger draw).
 pub const DEPARTURES_KEPT_BLOCKS: u64 = 2;
 /// Most cross-checkers a round can draw ([`Parameters::checkers`] is at most this).
@@ -63,8 +63,8 @@ pub struct Parameters {
     /// `checkers + 1`: an assignee and a full round of checkers. Below it leases are refused.
     pub min_provisioners: u8,
     /// Blocks between the block that includes a `Running` report and the block whose
-    /// randomness draws its checkers (at least 2: that randomness is the digest of a block
-    /// built after the report's, so the report's own proposer cannot grind it).
+    /// randomness draws its checkers (at least 2: that randomness is known only once a block
+    /// after the report's exists, so the report's own proposer cannot know or grind it).
     pub draw_delay_blocks: u64,
     /// Share of a checker's stake taken when it votes against the quorum or does not answer
     /// before the round times out, percent.

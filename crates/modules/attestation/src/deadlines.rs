@@ -320,8 +320,8 @@ impl<L: EnvironmentLifecycle> Attestation<L> {
             return Ok(None);
         }
         // Never the owner or agent, nor a challenger this registration answered already, nor
-        // an account that registered once this block's randomness (the parent's digest) was
-        // known.
+        // an account that registered once this block's randomness (known once its parent
+        // exists) was known.
         let mut excluded = machine.excluded.to_vec();
         excluded.extend(machine.answered.iter().copied());
         let settled = ctx.height().saturating_sub(DRAW_DELAY_BLOCKS);

@@ -174,6 +174,61 @@ pub fn verify_seed(
     Some(hash(&[signature]))
 }
 
+/// Why a block's seed is refused ([`check_seed`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SeedError {
+    /// The parent's state holds a group key for the child's epoch, and the block has no seed.
+    #[error("epoch {epoch} has a group key: the block must carry the seed of height {height}")]
+    Missing {
+        /// The child's epoch.
+        epoch: u64,
+        /// The parent's height (what the seed signs).
+        height: u64,
+    },
+    /// The block carries a seed though its epoch has no group key (epoch 0, `DkgFailed`).
+    #[error("epoch {epoch} has no group key: the block must carry no seed")]
+    Unexpected {
+        /// The child's epoch.
+        epoch: u64,
+    },
+    /// The seed is not the group's signature of the parent's height on this chain.
+    #[error("the seed is not epoch {epoch}'s group signature of height {height}")]
+    Invalid {
+        /// The child's epoch.
+        epoch: u64,
+        /// The parent's height.
+        height: u64,
+    },
+}
+
+/// The chain's rule for a block's seed: a block whose parent's state holds a group key for the
+/// epoch it is in (`key`, the [`GroupKeys`] entry of [`CurrentEpoch`] after the parent) must
+/// carry that group's signature of the parent's height ([`verify_seed`]); a block without one
+/// carries none (its randomness is then its parent's digest). No proposer has a choice: the
+/// seed is unique, and its absence is allowed only where nobody could sign.
+pub fn check_seed(
+    key: Option<&GroupOutput>,
+    epoch: u64,
+    chain_id: &ChainId,
+    parent_height: u64,
+    seed: Option<&[u8]>,
+) -> Result<(), SeedError> {
+    match (key, seed) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(SeedError::Unexpected { epoch }),
+        (Some(_), None) => Err(SeedError::Missing {
+            epoch,
+            height: parent_height,
+        }),
+        (Some(output), Some(seed)) => verify_seed(output, chain_id, parent_height, seed)
+            .map(|_| ())
+            .ok_or(SeedError::Invalid {
+                epoch,
+                height: parent_height,
+            }),
+    }
+}
+
 impl Beacon {
     /// The open round for `epoch`, or a new one from staking's committees of the epoch before
     /// (dealers) and of `epoch` (players), stored.

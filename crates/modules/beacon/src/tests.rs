@@ -248,6 +248,31 @@ fn a_quorum_of_dealings_forms_the_group_key_the_players_sign_heights_with() {
     let short = threshold::recover::<Bls, _>(output.public(), &partials[..3], &Sequential);
     assert!(short.is_err());
     assert!(verify_seed(&output, &chain.chain_id, height, &first[1..]).is_none());
+    // The block rule: the seed of the parent's height where the epoch has a key, none elsewhere.
+    let id = chain.chain_id;
+    assert_eq!(
+        check_seed(Some(&output), 1, &id, height, Some(&first)),
+        Ok(())
+    );
+    assert_eq!(
+        check_seed(Some(&output), 1, &id, height, None),
+        Err(SeedError::Missing { epoch: 1, height })
+    );
+    assert_eq!(
+        check_seed(Some(&output), 1, &id, height + 1, Some(&first)),
+        Err(SeedError::Invalid {
+            epoch: 1,
+            height: height + 1
+        })
+    );
+    let other = ChainId(hash(&[b"other"]));
+    assert!(check_seed(Some(&output), 1, &other, height, Some(&first)).is_err());
+    assert!(check_seed(Some(&output), 1, &id, height, Some(&[0u8; 48])).is_err());
+    assert_eq!(
+        check_seed(None, 0, &id, height, Some(&first)),
+        Err(SeedError::Unexpected { epoch: 0 })
+    );
+    assert_eq!(check_seed(None, 0, &id, height, None), Ok(()));
     // The round and its logs go when the next epoch starts.
     finish_epoch(&mut chain);
     assert_clean(&chain, epoch);

@@ -59,15 +59,16 @@
 //! that is assigned, or is a checker of an undecided round, cannot leave.
 //!
 //! # What the draw still lets one party steer
-//! The randomness of block `h` is the digest of block `h − 1`, chosen by that block's
-//! proposer. A reporter cannot pick its checkers: the block whose digest draws them is built
-//! `draw_delay_blocks − 1` blocks after the report is included, and a report cannot be
-//! withdrawn or replaced while its round is open. A proposer of that block who colludes with
-//! the reporter can try `k` variants of its block (transaction order, inclusion) and keep the
-//! one whose draw suits it: if a quorum of Sybil checkers is drawn with probability `p` per
-//! draw, that proposer gets it with probability at most `1 − (1 − p)^k ≤ k·p`, once per round
-//! and only in the views it leads. Skipping its view instead hands the block to the next
-//! leader. A beacon no proposer can grind (threshold signatures) removes the `k`.
+//! The randomness of block `h` is the hash of its seed, the epoch committee's threshold
+//! signature of height `h − 1` (module `beacon`), unknown until a block at `h − 1` exists and
+//! unique, so no proposer can grind it. A reporter cannot pick its checkers: the randomness
+//! that draws them is known only once a block `draw_delay_blocks − 1` blocks after the report's
+//! exists, and a report cannot be withdrawn or replaced while its round is open. In an epoch
+//! without a group key (epoch 0, a failed DKG) the randomness of `h` is the digest of block
+//! `h − 1`: a proposer of that block who colludes with the reporter can try `k` variants of its
+//! block (transaction order, inclusion) and keep the one whose draw suits it; if a quorum of
+//! Sybil checkers is drawn with probability `p` per draw, that proposer gets it with probability
+//! at most `1 − (1 − p)^k ≤ k·p`, once per round and only in the views it leads.
 //!
 //! # Invariant ([`Provisioning::try_state`])
 //! The eligible list is ascending and each entry has a record; exactly the active environments
@@ -213,7 +214,7 @@ impl Provisioning {
     }
 
     /// The candidates as they stood at height `registered_by` (a draw whose randomness is
-    /// known before its block, the parent's digest, must not let anyone steer it once it is
+    /// known before its block, once its parent exists, must not let anyone steer it once it is
     /// known): [`Self::candidates`] registered by then, and those that left since (from
     /// [`Departures`], at most [`DEPARTURES_KEPT_BLOCKS`] blocks back), ascending.
     pub async fn candidates_registered_by<R: StateReader>(
