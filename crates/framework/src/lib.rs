@@ -49,7 +49,8 @@ pub struct BlockContext {
     pub params: Params,
     /// Chain randomness for this block: `SHA-256` of the block's seed, the committee's
     /// threshold BLS signature of the parent's height (module `beacon`: unique, so no proposer
-    /// chooses it; known once a quorum signed after the parent was proposed). In an epoch without
+    /// chooses it; known once a quorum signed, after a block at the parent's height was
+    /// proposed). In an epoch without
     /// a group key (epoch 0, a failed DKG) it is the parent's digest, which that parent's
     /// proposer could grind. Breaks placement ties and draws provisioners and challengers.
     pub randomness: Hash,

@@ -132,6 +132,10 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
                 warn!(height = block.inner().height.get(), %error, "ancestor failed to execute");
                 return false;
             }
+            drop(chain);
+            // Known here now: its height may be this node's to sign.
+            self.shared
+                .note_block(block.inner().height.get(), block.digest());
         }
         true
     }
@@ -251,13 +255,24 @@ impl<E: Storage + Clock + Metrics + Spawner> Application<E> {
         let height = parent.height.get();
         let wait = Duration::from_millis(SEED_WAIT_MAX_MS);
         let seed = crate::seeds::wait_for(runtime, &self.shared, height, epoch, wait).await;
-        if seed.is_none() {
+        let Some(seed) = seed else {
             warn!(
                 height,
                 epoch, "no seed recovered for the parent; no proposal"
             );
+            return None;
+        };
+        // Recovered against the key this node holds for the epoch: checked against the
+        // parent's own (a fork's key could differ), so this node never proposes a block the
+        // chain's rule refuses.
+        let chain_id = self.shared.chain_id();
+        let checked =
+            logos_beacon::check_seed(key.as_deref(), epoch, &chain_id, height, Some(&seed.0));
+        if let Err(error) = checked {
+            warn!(height, %error, "recovered seed does not fit the parent; no proposal");
+            return None;
         }
-        seed.map(Some)
+        Some(Some(seed))
     }
 
     fn signatures_valid(&self, rng: &mut impl rand::CryptoRng, block: &Block) -> bool {

@@ -326,8 +326,10 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
                 _ = resend.fuse() => self.resend(),
             };
             // Stored before any acknowledgement leaves: a dealer holding it relies on this
-            // node keeping the share it acknowledged.
-            self.save().await;
+            // node keeping the share it acknowledged. One not stored is withheld, so its dealer
+            // reveals the share in its log instead.
+            let unsaved = self.save().await;
+            let effects = self.withhold(effects, &unsaved);
             for (peer, message) in effects.sends {
                 let _ = sender.send(Recipients::One(peer), message.encode(), false);
             }
@@ -348,17 +350,43 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         shared.seed_work().notify_one();
     }
 
-    /// Stores the secrets the last event produced.
-    async fn save(&mut self) {
-        let Some(secrets) = self.secrets.as_mut() else {
-            self.unsaved.clear();
-            return;
-        };
-        for (slot, secret) in self.unsaved.drain(..) {
-            if let Err(error) = secrets.put(slot, &secret).await {
+    /// Stores the secrets the last event produced; returns the dealings that could not be
+    /// stored (all of them without a store), as (epoch, dealer position).
+    async fn save(&mut self) -> Vec<(u64, u16)> {
+        let mut failed = Vec::new();
+        for (slot, secret) in std::mem::take(&mut self.unsaved) {
+            let stored = match self.secrets.as_mut() {
+                Some(secrets) => secrets.put(slot, &secret).await,
+                None => Err(crate::secrets::SecretsError::Closed),
+            };
+            if let Err(error) = stored {
                 warn!(%error, ?slot, "DKG secret not stored");
+                if let Slot::Dealing(epoch, position) = slot {
+                    failed.push((epoch, position));
+                }
             }
         }
+        failed
+    }
+
+    /// `effects` without the acknowledgements of the dealings in `unsaved` (epoch, dealer
+    /// position), which are forgotten: their dealers, unacknowledged, reveal those shares in
+    /// their logs, so this node never holds an acknowledged share it could lose in a restart.
+    pub fn withhold(&mut self, mut effects: Effects, unsaved: &[(u64, u16)]) -> Effects {
+        for &(epoch, position) in unsaved {
+            let Some(playing) = self.playing.get_mut(&epoch) else {
+                continue;
+            };
+            let Some(dealer) = playing.dealers.iter().nth(usize::from(position)).cloned() else {
+                continue;
+            };
+            playing.acks.remove(&dealer);
+            effects.sends.retain(|(peer, message)| {
+                !(peer == &dealer
+                    && matches!(message, Message::Ack { epoch: at, .. } if *at == epoch))
+            });
+        }
+        effects
     }
 
     /// After a restart: a player for the current epoch rebuilt from the stored dealings, if
@@ -954,6 +982,34 @@ mod tests {
             .find(|(peer, _)| peer == to)
             .map(|(_, message)| message)
             .expect("a dealing for the player")
+    }
+
+    #[test]
+    fn an_acknowledgement_of_a_dealing_not_stored_is_withheld_for_good() {
+        deterministic::Runner::default().start(|context| async move {
+            let (keys, _) = members();
+            let (mut dealer, mut player) = (member(&context, 0), member(&context, 1));
+            let to = keys[1].public_key();
+            let message = dealing(&mut dealer, &to);
+            let from = keys[0].public_key();
+            let effects = player.on_message(&from, &message.encode());
+            assert_eq!(effects.sends.len(), 1);
+            // Queued for the store (this player has none: nothing is stored).
+            assert_eq!(player.unsaved.len(), 1);
+            let unsaved = player.save().await;
+            let position = player.playing[&EPOCH]
+                .dealers
+                .iter()
+                .position(|dealer| dealer == &from)
+                .unwrap() as u16;
+            assert_eq!(unsaved, vec![(EPOCH, position)]);
+            let withheld = player.withhold(effects, &unsaved);
+            assert!(withheld.sends.is_empty(), "{withheld:?}");
+            // The dealer sending it again gets no acknowledgement either: it reveals the share.
+            let again = player.on_message(&from, &message.encode());
+            assert!(again.sends.is_empty(), "{again:?}");
+            assert!(!again.block);
+        });
     }
 
     #[test]

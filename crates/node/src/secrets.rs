@@ -5,10 +5,12 @@
 //! Storage is commonware's `Metadata` (a key-value store synced atomically) in the partition
 //! `<prefix>-beacon-secrets`, keyed by a [`Slot`]. Every value is sealed with
 //! XChaCha20-Poly1305: the key is `SHA-256(domain ‖ consensus private key)` (the consensus key
-//! is itself encrypted at rest by the keystore), the nonce `SHA-256(encryption key ‖ slot ‖
-//! plaintext)`'s first 24 bytes (unique per plaintext, reveals nothing without the key), the
-//! associated data the chain id and the slot. A value that does not open (another key, a
-//! tampered file) reads as absent.
+//! is itself encrypted at rest by the keystore), the nonce the first 24 bytes of
+//! `SHA-256(nonce key ‖ slot ‖ plaintext)` with a nonce key derived the same way under another
+//! domain (unique per plaintext, reveals nothing without the key), the associated data the
+//! chain id and the slot. A value that does not open (another key, a tampered file) reads as
+//! absent. A failed write closes the store for the run (commonware's `Metadata` drops its
+//! handle): the DKG then withholds its acknowledgements, so dealers reveal those shares.
 //!
 //! Bounds: values of at most [`VALUE_MAX_BYTES`]; the slots of at most [`EPOCHS_KEPT`] epochs
 //! (older ones are removed by [`Secrets::retain_from`]), each with one share and one dealing per
@@ -31,6 +33,12 @@ pub const VALUE_MAX_BYTES: usize = crate::dkg::MESSAGE_MAX_BYTES + 24 + 16;
 pub const EPOCHS_KEPT: u64 = 3;
 /// Domain of the encryption key.
 const KEY_DOMAIN: &[u8] = b"logos-beacon-secrets-v1";
+/// Domain of the key that derives nonces (apart from the encryption key).
+const NONCE_DOMAIN: &[u8] = b"logos-beacon-secrets-nonce-v1";
+/// Bits of a slot key below the epoch.
+const LOW_BITS: u32 = 17;
+/// Epoch bits kept in a slot key.
+const EPOCH_MASK: u64 = (1 << (64 - LOW_BITS)) - 1;
 
 /// Where a secret is kept: an epoch and what of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,18 +50,19 @@ pub enum Slot {
 }
 
 impl Slot {
-    /// The storage key: the epoch in the high 48 bits, 0 for the share or 1 + the dealer's
-    /// position in the low 16.
+    /// The storage key: the epoch in the high 47 bits, 0 for the share or 1 + the dealer's
+    /// position in the low 17 (a position takes 16: no two slots share a key for epochs below
+    /// 2^47, millions of years of epochs).
     fn key(self) -> U64 {
         let (epoch, low) = match self {
             Self::Share(epoch) => (epoch, 0u64),
             Self::Dealing(epoch, position) => (epoch, u64::from(position).saturating_add(1)),
         };
-        U64::new(epoch.wrapping_shl(16) | low)
+        U64::new((epoch & EPOCH_MASK) << LOW_BITS | low)
     }
 
     fn epoch_of(key: &U64) -> u64 {
-        u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8])) >> 16
+        u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8])) >> LOW_BITS
     }
 }
 
@@ -69,12 +78,17 @@ pub enum SecretsError {
     /// Sealing failed.
     #[error("secret could not be sealed")]
     Seal,
+    /// The store is closed: it could not be opened, or an earlier write failed (commonware's
+    /// `Metadata` drops its handle on a failed sync); nothing more is stored this run.
+    #[error("secret store closed after an earlier failure")]
+    Closed,
 }
 
 /// The encrypted store (see the module docs).
 pub struct Secrets<E: Storage + Clock + Metrics> {
     store: Option<Metadata<E, U64, Vec<u8>>>,
     key: Zeroizing<[u8; 32]>,
+    nonce_key: Zeroizing<[u8; 32]>,
     chain_id: ChainId,
 }
 
@@ -96,9 +110,11 @@ impl<E: Storage + Clock + Metrics> Secrets<E> {
         .await?;
         let secret = Zeroizing::new(signer.encode().to_vec());
         let key = Zeroizing::new(hash(&[KEY_DOMAIN, &secret]).0);
+        let nonce_key = Zeroizing::new(hash(&[NONCE_DOMAIN, &secret]).0);
         Ok(Self {
             store: Some(store),
             key,
+            nonce_key,
             chain_id,
         })
     }
@@ -136,7 +152,7 @@ impl<E: Storage + Clock + Metrics> Secrets<E> {
             return Err(SecretsError::TooLarge(secret.len()));
         }
         let aad = self.aad(slot);
-        let digest = hash(&[self.key.as_ref(), slot.key().as_ref(), secret]);
+        let digest = hash(&[self.nonce_key.as_ref(), slot.key().as_ref(), secret]);
         let nonce = XNonce::from_slice(&digest.0[..24]);
         let cipher = XChaCha20Poly1305::new(self.key.as_ref().into());
         let ciphertext = cipher
@@ -150,7 +166,7 @@ impl<E: Storage + Clock + Metrics> Secrets<E> {
             .map_err(|_| SecretsError::Seal)?;
         let mut sealed = nonce.to_vec();
         sealed.extend(ciphertext);
-        let mut store = self.store.take().ok_or(SecretsError::Seal)?;
+        let mut store = self.store.take().ok_or(SecretsError::Closed)?;
         store.put(slot.key(), sealed);
         self.store = Some(store.sync().await?);
         Ok(())
@@ -164,7 +180,7 @@ impl<E: Storage + Clock + Metrics> Secrets<E> {
         if store.keys().all(|key| Slot::epoch_of(key) >= epoch) {
             return Ok(());
         }
-        let mut store = self.store.take().ok_or(SecretsError::Seal)?;
+        let mut store = self.store.take().ok_or(SecretsError::Closed)?;
         store.retain(|key, _| Slot::epoch_of(key) >= epoch);
         self.store = Some(store.sync().await?);
         Ok(())
@@ -195,7 +211,7 @@ impl<E: Storage + Clock + Metrics> Secrets<E> {
             .keys()
             .filter(|key| Slot::epoch_of(key) == epoch)
             .filter_map(|key| {
-                let low = u64::from_be_bytes(key.as_ref().try_into().ok()?) & 0xffff;
+                let low = u64::from_be_bytes(key.as_ref().try_into().ok()?) & ((1 << LOW_BITS) - 1);
                 u16::try_from(low.checked_sub(1)?).ok()
             })
             .collect();
@@ -269,6 +285,28 @@ mod tests {
             assert!(elsewhere.get(Slot::Share(4)).is_none());
             assert!(elsewhere.dealings(5).is_empty());
         });
+    }
+
+    #[test]
+    fn slots_never_share_a_key() {
+        let slots = [
+            Slot::Share(0),
+            Slot::Share(1),
+            Slot::Dealing(0, 0),
+            Slot::Dealing(0, u16::MAX),
+            Slot::Dealing(1, 0),
+            Slot::Dealing(1, u16::MAX),
+            Slot::Share(EPOCH_MASK),
+            Slot::Dealing(EPOCH_MASK, u16::MAX),
+        ];
+        let keys: std::collections::BTreeSet<U64> = slots.iter().map(|slot| slot.key()).collect();
+        assert_eq!(keys.len(), slots.len());
+        for slot in slots {
+            let epoch = match slot {
+                Slot::Share(epoch) | Slot::Dealing(epoch, _) => epoch,
+            };
+            assert_eq!(Slot::epoch_of(&slot.key()), epoch);
+        }
     }
 
     #[test]

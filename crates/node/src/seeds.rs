@@ -168,23 +168,38 @@ impl SeedBook {
         self.wanted.retain(|height| *height >= tip);
     }
 
-    /// Heights other members signed and this node did not, taken (see [`Self::on_message`]).
-    pub fn take_wanted(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.wanted).into_iter().collect()
+    /// Heights other members signed and this node did not (see [`Self::on_message`]); each
+    /// stays until it is noted ([`Self::note_block`]) or the tip passes it.
+    pub fn wanted(&self) -> Vec<u64> {
+        self.wanted.iter().copied().collect()
     }
 
     fn in_window(&self, height: u64) -> bool {
         height >= self.tip && height <= self.tip.saturating_add(HEIGHTS_AHEAD_MAX)
     }
 
-    /// Keeps `epoch`'s group key (the newest [`EPOCHS_KEPT`] epochs).
+    /// Keeps `epoch`'s group key as the finalized chain holds it (the newest [`EPOCHS_KEPT`]
+    /// epochs). A different key than the one kept (taken from an unfinalized block of a fork)
+    /// replaces it, with what was judged against it.
     pub fn add_key(&mut self, epoch: u64, output: Arc<GroupOutput>) {
+        if self.keys.get(&epoch).is_some_and(|kept| *kept != output) {
+            self.collected.retain(|(_, at), _| *at != epoch);
+            self.ignored.retain(|(at, _)| *at != epoch);
+        }
         self.keys.insert(epoch, output);
         while self.keys.len() > EPOCHS_KEPT {
             self.keys.pop_first();
         }
         let oldest = self.keys.keys().next().copied().unwrap_or(0);
         self.ignored.retain(|(epoch, _)| *epoch >= oldest);
+    }
+
+    /// Keeps `epoch`'s group key as an unfinalized block's state holds it, unless one is kept
+    /// already (the finalized chain's, from [`Self::add_key`], takes precedence).
+    pub fn add_key_if_absent(&mut self, epoch: u64, output: Arc<GroupOutput>) {
+        if !self.keys.contains_key(&epoch) {
+            self.add_key(epoch, output);
+        }
     }
 
     /// Keeps this node's share of `epoch`'s group key (the newest [`EPOCHS_KEPT`] epochs).
@@ -204,6 +219,7 @@ impl SeedBook {
     pub fn note_block(&mut self, height: u64, digest: Hash) {
         if self.in_window(height) {
             self.to_sign.insert(height, digest);
+            self.wanted.remove(&height);
         }
     }
 
@@ -258,11 +274,19 @@ impl SeedBook {
         Some(encoded)
     }
 
-    /// This node's partials of heights whose children are not finalized (to send again).
+    /// This node's partials to send again: those of heights not recovered here, and of the
+    /// highest height it signed (the next proposal's parent, whose proposer may lack it).
     pub fn resends(&self) -> Vec<Vec<u8>> {
+        let highest = self
+            .collected
+            .iter()
+            .rev()
+            .find(|(_, collected)| collected.own.is_some())
+            .map(|(key, _)| *key);
         self.collected
-            .values()
-            .filter_map(|collected| collected.own.clone())
+            .iter()
+            .filter(|(key, collected)| collected.recovered.is_none() || Some(**key) == highest)
+            .filter_map(|(_, collected)| collected.own.clone())
             .collect()
     }
 
@@ -297,8 +321,9 @@ impl SeedBook {
             return Verdict::Malformed;
         };
         let collected = self.collected.entry((height, epoch)).or_default();
-        if collected.own.is_none() && self.shares.contains_key(&epoch) {
-            // A member signed it: this node signs it too, once it knows a block there.
+        if collected.own.is_none() {
+            // A member signed it: this node signs it too, once it knows a block there (its
+            // share may still be loading or deriving).
             self.wanted.insert(height);
         }
         collected.partials.insert(index, message.partial);
@@ -345,12 +370,17 @@ impl SeedBook {
             .map(|partial| partial.index.get())
             .collect();
         for index in wrong {
-            collected.partials.remove(&index);
             warn!(
                 height,
                 epoch, index, "wrong seed partial; member ignored for the epoch"
             );
             self.ignored.insert((epoch, index));
+            // Its partials of other heights would each cost a failed recovery: dropped unread.
+            for ((_, at), collected) in self.collected.iter_mut() {
+                if *at == epoch {
+                    collected.partials.remove(&index);
+                }
+            }
         }
         false
     }
@@ -390,7 +420,7 @@ pub async fn wait_for<E: Clock + Storage + Metrics + Spawner>(
 /// Signs the heights noted in the book that this node can sign, with the group keys their
 /// blocks' states hold (the keys are kept in the book too), and returns the messages to send.
 async fn sign_noted<E: Clock + Storage + Metrics + Spawner>(shared: &Shared<E>) -> Vec<Vec<u8>> {
-    let wanted = shared.with_seeds(|book| book.take_wanted());
+    let wanted = shared.with_seeds(|book| book.wanted());
     if !wanted.is_empty() {
         let chain = shared.chain().await;
         let known: Vec<(u64, Hash)> = wanted
@@ -421,7 +451,7 @@ async fn sign_noted<E: Clock + Storage + Metrics + Spawner>(shared: &Shared<E>) 
             continue;
         };
         let signed = shared.with_seeds(|book| {
-            book.add_key(epoch, key);
+            book.add_key_if_absent(epoch, key);
             if !book.has_share(epoch) {
                 // Kept: the share may come (the DKG derives it once the key is finalized).
                 return None;
@@ -672,7 +702,12 @@ mod tests {
             Verdict::Stored
         );
         assert_eq!(book.recovered(11, EPOCH), None);
-        // Member 1 is ignored for the epoch, even with a right partial.
+        // Member 1 is ignored for the epoch, even with a right partial, and its partials of
+        // other heights are gone.
+        assert!(book
+            .collected
+            .values()
+            .all(|collected| !collected.partials.contains_key(&1)));
         assert_eq!(
             book.on_message(&keys[1], &partial(&shares[1], 13, EPOCH)),
             Verdict::Ignored
@@ -690,12 +725,15 @@ mod tests {
     fn a_flood_of_partials_stays_within_the_window() {
         let (keys, output, shares) = group();
         let mut book = book(&output, None);
+        book.add_key(EPOCH + 1, output.clone());
+        book.add_key(EPOCH + 2, output.clone());
         for height in 0..1_000u64 {
-            for epoch in [EPOCH, EPOCH + 1, u64::MAX] {
+            for epoch in [EPOCH, EPOCH + 1, EPOCH + 2, EPOCH + 3, u64::MAX] {
                 book.on_message(&keys[1], &partial(&shares[1], height, epoch));
             }
         }
-        assert!(book.collected.len() <= HEIGHTS_AHEAD_MAX as usize + 1);
+        let window = HEIGHTS_AHEAD_MAX as usize + 1;
+        assert_eq!(book.collected.len(), EPOCHS_KEPT * window);
         assert!(book.collected.values().all(|kept| kept.partials.len() == 1));
         // Noted blocks are bounded by the same window.
         for height in 0..1_000u64 {
@@ -714,9 +752,49 @@ mod tests {
     #[test]
     fn a_member_signs_a_height_another_signed_once_it_knows_a_block_there() {
         let (keys, output, shares) = group();
-        let mut book = book(&output, Some(&shares[0]));
+        // Its share is not loaded yet: the height stays wanted.
+        let mut book = book(&output, None);
         book.on_message(&keys[1], &partial(&shares[1], 11, EPOCH));
-        assert_eq!(book.take_wanted(), vec![11]);
-        assert!(book.take_wanted().is_empty());
+        assert_eq!(book.wanted(), vec![11]);
+        assert_eq!(book.wanted(), vec![11]);
+        // Noting a block there takes it; the tip passing it drops it too.
+        book.on_message(&keys[1], &partial(&shares[1], 12, EPOCH));
+        book.note_block(11, hash(&[b"eleven"]));
+        assert_eq!(book.wanted(), vec![12]);
+        book.set_tip(13);
+        assert!(book.wanted().is_empty());
+    }
+
+    #[test]
+    fn a_key_from_a_fork_gives_way_to_the_finalized_one() {
+        let (keys, output, shares) = group();
+        let (_, other, _) = {
+            let mut fork_keys: Vec<PublicKey> = (10..14)
+                .map(|seed| PrivateKey::from_seed(seed).public_key())
+                .collect();
+            fork_keys.sort();
+            let players = Set::try_from(fork_keys.clone()).unwrap();
+            let rng = rand::rngs::StdRng::seed_from_u64(8);
+            let (fork, _) =
+                deal::<Bls, PublicKey, N3f1>(rng, Mode::NonZeroCounter, players).unwrap();
+            (fork_keys, Arc::new(fork), ())
+        };
+        let mut book = SeedBook::new(chain_id());
+        book.set_tip(10);
+        // A fork's key came first: the honest partials do not count against it.
+        book.add_key_if_absent(EPOCH, other.clone());
+        book.add_key_if_absent(EPOCH, output.clone());
+        assert_eq!(
+            book.on_message(&keys[1], &partial(&shares[1], 11, EPOCH)),
+            Verdict::Ignored
+        );
+        // The finalized key replaces it, and the partials count.
+        book.add_key(EPOCH, output.clone());
+        book.on_message(&keys[1], &partial(&shares[1], 11, EPOCH));
+        book.on_message(&keys[2], &partial(&shares[2], 11, EPOCH));
+        assert_eq!(
+            book.on_message(&keys[3], &partial(&shares[3], 11, EPOCH)),
+            Verdict::Recovered(11)
+        );
     }
 }

@@ -227,7 +227,7 @@ where
 }
 
 /// What a byzantine leader does to the block its honest application built.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
     /// Commits to a state root execution does not give.
     WrongStateRoot,
@@ -246,6 +246,8 @@ enum Fault {
     SeedDropped,
     /// Carries the seed of an earlier height: the group's signature, of another height.
     SeedReplayed,
+    /// Carries 48 bytes of its own as the seed (where a seed is due and where none is).
+    SeedForged,
 }
 
 impl Fault {
@@ -268,6 +270,8 @@ struct Byzantine {
     proposed: Arc<AtomicUsize>,
     /// The last seed it saw in its own honest builds (for [`Fault::SeedReplayed`]).
     last_seed: Arc<std::sync::Mutex<Option<Seed>>>,
+    /// Corrupted blocks proposed where a seed was due, and those carrying another height's.
+    seeded: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl Byzantine {
@@ -315,8 +319,15 @@ impl Byzantine {
                 if honest.seed.is_some() {
                     seed = *last;
                     *last = honest.seed;
+                    if seed.is_some() {
+                        self.seeded.1.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
+            Fault::SeedForged => seed = Some(Seed([0x5a; 48])),
+        }
+        if honest.seed.is_some() {
+            self.seeded.0.fetch_add(1, Ordering::Relaxed);
         }
         Block::new(
             honest.parent,
@@ -362,18 +373,24 @@ impl commonware_consensus::Application<Context> for Byzantine {
     }
 }
 
-/// Starts validator `index` as a [`Byzantine`] leader with `fault`; the counter gives how
-/// many corrupted blocks it proposed.
+/// Starts validator `index` as a [`Byzantine`] leader with `fault`; the counters give how
+/// many corrupted blocks it proposed, and [`Byzantine::seeded`].
 async fn start_byzantine(
     context: &Context,
     net: &Network_,
     index: usize,
     fault: Fault,
-) -> (Node<Context>, Arc<AtomicUsize>) {
+) -> (
+    Node<Context>,
+    Arc<AtomicUsize>,
+    Arc<(AtomicUsize, AtomicUsize)>,
+) {
     let victim = net.funded.public_key();
     let chain_id = net.genesis.chain_id();
     let proposed = Arc::new(AtomicUsize::new(0));
     let counter = proposed.clone();
+    let seeded: Arc<(AtomicUsize, AtomicUsize)> = Arc::default();
+    let seeded_counter = seeded.clone();
     let node = launch(context, net, index, move |inner| Byzantine {
         inner,
         fault,
@@ -381,9 +398,10 @@ async fn start_byzantine(
         chain_id,
         proposed: counter,
         last_seed: Arc::default(),
+        seeded: seeded_counter,
     })
     .await;
-    (node, proposed)
+    (node, proposed, seeded)
 }
 
 async fn connect(oracle: &Oracle<PublicKey, Context>, keys: &[PrivateKey], latency_ms: u64) {
@@ -1045,9 +1063,11 @@ async fn assert_seeded(node: &Node<Context>, net: &Network_) {
     }
 }
 
-/// A byzantine leader (one of four) that drops or replays the seed its blocks must carry: no
-/// such block is finalized once the epoch has a group key (heights from 21 on), its blocks of
-/// epoch 0 (no key, no seed) are, and the chain keeps finalizing with seeds.
+/// A byzantine leader (one of four) that drops, replays or forges the seed its blocks must
+/// carry: no such block is finalized once the epoch has a group key (heights from 21 on; a
+/// forged seed nowhere, epoch 0 included, where none is due), and the chain keeps finalizing
+/// with seeds through three keyed epochs. The byzantine validator is checked to have led views
+/// where a seed was due (and, replaying, to have carried another height's).
 fn byzantine_seed(fault: Fault, seed: u64) {
     simulate(seed, move |context| async move {
         let net = keyed_network(&context, 4).await;
@@ -1055,18 +1075,27 @@ fn byzantine_seed(fault: Fault, seed: u64) {
         for index in 0..3 {
             honest.push(start_validator(&context, &net, index).await);
         }
-        let (_byzantine, proposed) = start_byzantine(&context, &net, 3, fault).await;
+        let (_byzantine, proposed, seeded) = start_byzantine(&context, &net, 3, fault).await;
         connect(&net.oracle, &net.keys, 10).await;
         let refs: Vec<&Node<Context>> = honest.iter().collect();
-        wait_for_height(&context, &refs, 20 * 3 + 2, Duration::from_secs(180)).await;
+        wait_for_height(&context, &refs, 20 * 4 + 2, Duration::from_secs(240)).await;
         assert_safety(&refs).await;
         assert!(
             proposed.load(Ordering::Relaxed) > 0,
             "the byzantine validator led a view"
         );
+        assert!(
+            seeded.0.load(Ordering::Relaxed) > 0,
+            "the byzantine validator never led a view where a seed was due"
+        );
+        if fault == Fault::SeedReplayed {
+            assert!(seeded.1.load(Ordering::Relaxed) > 0, "no seed was replayed");
+        }
+        // A forged seed is refused even where none is due.
+        let refused_from = if fault == Fault::SeedForged { 1 } else { 21 };
         let byzantine_key = net.keys[3].public_key();
         for node in &honest {
-            for height in 21..=tip(node).await.get() {
+            for height in refused_from..=tip(node).await.get() {
                 let block = node
                     .marshal
                     .get_block(Identifier::Height(Height::new(height)))
@@ -1091,6 +1120,11 @@ fn byzantine_leader_without_the_seed_is_refused() {
 #[test]
 fn byzantine_leader_with_a_replayed_seed_is_refused() {
     over_seeds_n(17_000, 2, |seed| byzantine_seed(Fault::SeedReplayed, seed));
+}
+
+#[test]
+fn byzantine_leader_with_a_forged_seed_is_refused() {
+    over_seeds_n(19_000, 2, |seed| byzantine_seed(Fault::SeedForged, seed));
 }
 
 /// Blocks per epoch in [`elected_committees`].
@@ -1473,7 +1507,7 @@ fn byzantine_leader(fault: Fault, seed: u64) {
         for index in 0..3 {
             honest.push(start_validator(&context, &net, index).await);
         }
-        let (_byzantine, proposed) = start_byzantine(&context, &net, 3, fault).await;
+        let (_byzantine, proposed, _) = start_byzantine(&context, &net, 3, fault).await;
         connect(&net.oracle, &net.keys, 10).await;
         let refs: Vec<&Node<Context>> = honest.iter().collect();
         submit_transfers(&honest[0], &net, 5).await;

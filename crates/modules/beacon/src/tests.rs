@@ -273,6 +273,32 @@ fn a_quorum_of_dealings_forms_the_group_key_the_players_sign_heights_with() {
         Err(SeedError::Unexpected { epoch: 0 })
     );
     assert_eq!(check_seed(None, 0, &id, height, None), Ok(()));
+    // The signature of the same height by another group (another epoch's key) is refused.
+    let mut others: Vec<PublicKey> = (20..24)
+        .map(|seed| PrivateKey::from_seed(seed).public_key())
+        .collect();
+    others.sort();
+    let (other, shares) =
+        commonware_cryptography::bls12381::dkg::feldman_desmedt::deal::<Bls, PublicKey, N3f1>(
+            rng(99),
+            Mode::NonZeroCounter,
+            Set::try_from(others).unwrap(),
+        )
+        .unwrap();
+    let theirs: Vec<PartialSignature<Bls>> = shares
+        .values()
+        .iter()
+        .map(|share| threshold::sign_message::<Bls>(share, SEED_NAMESPACE, &message))
+        .collect();
+    let foreign = threshold::recover::<Bls, _>(other.public(), &theirs, &Sequential)
+        .unwrap()
+        .encode()
+        .to_vec();
+    assert!(verify_seed(&other, &id, height, &foreign).is_some());
+    assert_eq!(
+        check_seed(Some(&output), 1, &id, height, Some(&foreign)),
+        Err(SeedError::Invalid { epoch: 1, height })
+    );
     // The round and its logs go when the next epoch starts.
     finish_epoch(&mut chain);
     assert_clean(&chain, epoch);
