@@ -8,11 +8,16 @@
 //!   `block_time_ms`), pick transactions from the mempool (nonce order per sender, highest fee
 //!   first), execute them, leave out and evict from the mempool any that are invalid on the
 //!   parent's state (`logos_runtime::build_block`), and commit to the resulting state root and
-//!   receipts root. A leader always proposes, an empty block if nothing is includable.
+//!   receipts root. Where the parent's state holds a group key for the block's epoch, the
+//!   block carries the seed (the parent's height signed by the committee, [`crate::seeds`]):
+//!   the leader waits for it at most [`SEED_WAIT_MAX_MS`] and proposes nothing without it.
+//!   Otherwise a leader always proposes, an empty block if nothing is includable.
 //! - **verify**: the proposer must be the round's leader, the timestamp must not go backwards
 //!   nor run more than [`TIMESTAMP_DRIFT_MAX_MS`] ahead of the local clock, every signature must
 //!   verify (batched; transactions already in the local mempool were verified on admission),
-//!   and re-execution must give the block's state root and receipts root.
+//!   the seed must follow the chain's rule (`logos_beacon::check_seed`), and re-execution must
+//!   give the block's state root and receipts root. A verified block's height is noted for this
+//!   node to sign.
 //! - **finalize** ([`Finalizer`]): marshal delivers finalized blocks in height order, at least
 //!   once; each block's receipts are written to the receipt store, then its state is applied
 //!   (readers and subscribers see it at once); the blocks marshal has ready are then made

@@ -212,6 +212,8 @@ struct Playing {
     acks: BTreeMap<PublicKey, PlayerAck<PublicKey>>,
     /// Dealers whose share did not match their commitment: ignored for the round.
     refused: BTreeSet<PublicKey>,
+    /// Dealers whose dealing could not be stored: never acknowledged, their resends unread.
+    withheld: BTreeSet<PublicKey>,
 }
 
 /// The DKG task's state (see the module docs).
@@ -239,6 +241,9 @@ pub struct Effects {
     pub sends: Vec<(PublicKey, Message)>,
     /// Whether to block the sender (its message did not decode).
     pub block: bool,
+    /// This node's acknowledgement of its own dealing (epoch, acknowledgement), taken by its
+    /// dealer only once the share is stored ([`Dkg::withhold`], [`Dkg::take_own`]).
+    pub own: Option<(u64, PlayerAck<PublicKey>)>,
 }
 
 /// What the finalized state says of the DKG at the tip.
@@ -329,10 +334,19 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
             // node keeping the share it acknowledged. One not stored is withheld, so its dealer
             // reveals the share in its log instead.
             let unsaved = self.save().await;
-            let effects = self.withhold(effects, &unsaved);
+            let mut effects = self.withhold(effects, &unsaved);
+            self.take_own(&mut effects);
             for (peer, message) in effects.sends {
                 let _ = sender.send(Recipients::One(peer), message.encode(), false);
             }
+        }
+    }
+
+    /// Gives this node's dealer its own acknowledgement, if `effects` carries it (stored).
+    pub fn take_own(&mut self, effects: &mut Effects) {
+        if let Some((epoch, ack)) = effects.own.take() {
+            let me = self.key.public_key();
+            self.take_ack(&me, epoch, ack);
         }
     }
 
@@ -381,6 +395,12 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
                 continue;
             };
             playing.acks.remove(&dealer);
+            playing.withheld.insert(dealer.clone());
+            if dealer == self.key.public_key()
+                && effects.own.as_ref().is_some_and(|(at, _)| *at == epoch)
+            {
+                effects.own = None;
+            }
             effects.sends.retain(|(peer, message)| {
                 !(peer == &dealer
                     && matches!(message, Message::Ack { epoch: at, .. } if *at == epoch))
@@ -480,6 +500,7 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
                 player,
                 acks: BTreeMap::new(),
                 refused: BTreeSet::new(),
+                withheld: BTreeSet::new(),
             };
             self.playing.insert(epoch, playing);
             self.replay(epoch);
@@ -744,9 +765,9 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         let mut effects = Effects::default();
         for (player, share) in outgoing {
             if player == me {
-                if let Some(ack) = self.play(&me, epoch, public.clone(), share) {
-                    self.take_ack(&me, epoch, ack);
-                }
+                effects.own = self
+                    .play(&me, epoch, public.clone(), share)
+                    .map(|ack| (epoch, ack));
                 continue;
             }
             let message = Message::Dealing {
@@ -791,7 +812,10 @@ impl<E: Storage + Clock + Metrics + Spawner + rand::CryptoRng> Dkg<E> {
         let Some(playing) = self.playing.get(&epoch) else {
             return Effects::default();
         };
-        if !playing.dealers.contains(peer) || playing.refused.contains(peer) {
+        if !playing.dealers.contains(peer)
+            || playing.refused.contains(peer)
+            || playing.withheld.contains(peer)
+        {
             return Effects::default();
         }
         // Acknowledged already: the same acknowledgement, nothing decoded.
@@ -907,6 +931,7 @@ impl Effects {
         Self {
             sends: Vec::new(),
             block: true,
+            own: None,
         }
     }
 
@@ -914,6 +939,7 @@ impl Effects {
         Self {
             sends: vec![(peer.clone(), message)],
             block: false,
+            own: None,
         }
     }
 }
@@ -1005,6 +1031,16 @@ mod tests {
             assert_eq!(unsaved, vec![(EPOCH, position)]);
             let withheld = player.withhold(effects, &unsaved);
             assert!(withheld.sends.is_empty(), "{withheld:?}");
+            // Its own dealing too: the dealer gets no acknowledgement from itself unstored.
+            let mut own = player.resend();
+            assert!(own.own.is_some());
+            let unsaved = player.save().await;
+            assert_eq!(unsaved.len(), 1, "{unsaved:?}");
+            let mut own = player.withhold(std::mem::take(&mut own), &unsaved);
+            assert!(own.own.is_none());
+            player.take_own(&mut own);
+            let me = keys[1].public_key();
+            assert!(!player.dealt.as_ref().unwrap().acked.contains(&me));
             // The dealer sending it again gets no acknowledgement either: it reveals the share.
             let again = player.on_message(&from, &message.encode());
             assert!(again.sends.is_empty(), "{again:?}");
@@ -1133,11 +1169,10 @@ mod tests {
         deterministic::Runner::default().start(|context| async move {
             let (keys, _) = members();
             let mut dealer = member(&context, 0);
-            assert_eq!(
-                dealer.resend().sends.len(),
-                3,
-                "one dealing per other player"
-            );
+            let mut effects = dealer.resend();
+            assert_eq!(effects.sends.len(), 3, "one dealing per other player");
+            assert!(effects.own.is_some());
+            dealer.take_own(&mut effects);
             let (mut second, mut third) = (member(&context, 1), member(&context, 2));
             // Player 1's acknowledgement of dealer 1's dealing, passed off as one of dealer 0's.
             let own = dealing(&mut second, &keys[2].public_key());

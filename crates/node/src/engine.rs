@@ -573,7 +573,7 @@ where
             match opened {
                 Ok(secrets) => dkg = dkg.with_secrets(secrets),
                 Err(error) => {
-                    tracing::warn!(%error, "DKG secrets cannot be opened; a restart loses this node's shares")
+                    tracing::warn!(%error, "DKG secrets cannot be opened; this node acknowledges no dealing (its dealers reveal its shares) and keeps no share across a restart")
                 }
             }
             dkg.run(shared, relay, dkg_channel, blocker).await

@@ -32,9 +32,9 @@ pub const VALUE_MAX_BYTES: usize = crate::dkg::MESSAGE_MAX_BYTES + 24 + 16;
 /// Epochs whose secrets are kept (the current, the next and the previous).
 pub const EPOCHS_KEPT: u64 = 3;
 /// Domain of the encryption key.
-const KEY_DOMAIN: &[u8] = b"logos-beacon-secrets-v1";
+const KEY_DOMAIN: &[u8] = b"logos-beacon-secrets-v2";
 /// Domain of the key that derives nonces (apart from the encryption key).
-const NONCE_DOMAIN: &[u8] = b"logos-beacon-secrets-nonce-v1";
+const NONCE_DOMAIN: &[u8] = b"logos-beacon-secrets-nonce-v2";
 /// Bits of a slot key below the epoch.
 const LOW_BITS: u32 = 17;
 /// Epoch bits kept in a slot key.

@@ -2,15 +2,19 @@
 //! (module `beacon`; the rule is [`logos_beacon::check_seed`]).
 //!
 //! A member of epoch `e`'s committee holds a share of `e`'s group key (derived by
-//! [`crate::dkg`]). Once it knows a block at height `x` whose state puts its child in `e`
-//! (it verified or proposed that block, or saw it finalized), it signs `x` with its share
+//! [`crate::dkg`]). Once it knows a block at height `x` whose state puts its child in `e` (it
+//! verified, proposed or executed as an ancestor that block, saw it finalized, or holds it when
+//! another member's partial of `x` arrives), it signs `x` with its share
 //! ([`logos_beacon::seed_message`]) and sends the partial signature to the consensus peers on the
-//! seed channel ([`crate::engine::channels::SEEDS`]), again every [`RESEND_INTERVAL_MS`] until a
-//! child of `x` is finalized. Anyone holding a quorum of partials of `(x, e)` recovers the
-//! signature; it is unique, so the proposer of `x + 1` has nothing to choose: it waits for it
-//! (at most its leader timeout) and puts it in the block, whose randomness is its hash. Honest
-//! members sign `x` only after a block at `x` exists, so nobody knows the randomness of `x + 1`
-//! before `x` was proposed (as with the parent's digest before), and no proposer can grind it.
+//! seed channel ([`crate::engine::channels::SEEDS`]); again every [`RESEND_INTERVAL_MS`] while
+//! it has not recovered the seed (or `x` is the highest height it signed), and every
+//! [`FULL_RESEND_INTERVAL_MS`] until a child of `x` is finalized. Anyone holding a quorum of
+//! partials of `(x, e)` recovers the signature; it is unique, so the proposer of `x + 1` has
+//! nothing to choose: it waits for it (at most its leader timeout) and puts it in the block,
+//! whose randomness is its hash. Honest members sign `x` only after a block at `x` exists, so
+//! nobody knows the randomness of `x + 1` before a block at `x` was proposed (as with the
+//! parent's digest before), and no proposer can grind it. The group key a partial is judged
+//! against is the finalized chain's (one taken from an unfinalized block gives way to it).
 //!
 //! Inbound partials are judged before any curve arithmetic: the message is within its bound, its
 //! height is in the window this node keeps ([`HEIGHTS_AHEAD_MAX`] above the finalized tip), its
@@ -46,8 +50,12 @@ use std::{
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
-/// Time between two sends of this node's partial for a height whose child is not finalized, ms.
+/// Time between two sends of this node's partial for a height not recovered here (or the
+/// highest it signed), ms.
 pub const RESEND_INTERVAL_MS: u64 = 100;
+/// Time between two sends of every partial of this node whose height's child is not
+/// finalized, ms.
+pub const FULL_RESEND_INTERVAL_MS: u64 = 1_000;
 /// Heights above the finalized tip whose partials are kept (a proposal more than this far
 /// ahead of this node's finalized tip waits for it to catch up).
 pub const HEIGHTS_AHEAD_MAX: u64 = 64;
@@ -274,9 +282,11 @@ impl SeedBook {
         Some(encoded)
     }
 
-    /// This node's partials to send again: those of heights not recovered here, and of the
+    /// This node's partials to send again: with `all`, every one of a height not finalized's
+    /// child (sent every [`FULL_RESEND_INTERVAL_MS`]: a proposal may fall back to an older
+    /// parent after a nullified view); else those of heights not recovered here and of the
     /// highest height it signed (the next proposal's parent, whose proposer may lack it).
-    pub fn resends(&self) -> Vec<Vec<u8>> {
+    pub fn resends(&self, all: bool) -> Vec<Vec<u8>> {
         let highest = self
             .collected
             .iter()
@@ -285,7 +295,9 @@ impl SeedBook {
             .map(|(key, _)| *key);
         self.collected
             .iter()
-            .filter(|(key, collected)| collected.recovered.is_none() || Some(**key) == highest)
+            .filter(|(key, collected)| {
+                all || collected.recovered.is_none() || Some(**key) == highest
+            })
             .filter_map(|(_, collected)| collected.own.clone())
             .collect()
     }
@@ -464,6 +476,18 @@ async fn sign_noted<E: Clock + Storage + Metrics + Spawner>(shared: &Shared<E>) 
     messages
 }
 
+/// Keeps the group key the finalized block `digest`'s state holds for its child's epoch: it
+/// replaces one taken from an unfinalized fork.
+async fn adopt_finalized_key<E: Clock + Storage + Metrics + Spawner>(
+    shared: &Shared<E>,
+    digest: &Hash,
+) {
+    let found = shared.chain().await.seed_key(digest).await;
+    if let Ok((epoch, Some(key))) = found {
+        shared.with_seeds(|book| book.add_key(epoch, key));
+    }
+}
+
 /// Runs the seed task of a validator until the node stops (see the module docs).
 pub async fn run<E, S, R, B>(
     context: E,
@@ -482,6 +506,7 @@ pub async fn run<E, S, R, B>(
     let tip = shared.tip().await;
     shared.note_block(tip.height.get(), tip.digest);
     let mut last_resend = context.current();
+    let mut last_full_resend = context.current();
     loop {
         let tick = context.sleep(Duration::from_millis(RESEND_INTERVAL_MS));
         let mut sends = futures::select_biased! {
@@ -492,6 +517,7 @@ pub async fn run<E, S, R, B>(
                         book.set_tip(height);
                         book.note_block(height, digest);
                     });
+                    adopt_finalized_key(&shared, &digest).await;
                     sign_noted(&shared).await
                 }
                 Err(RecvError::Lagged(_)) => {
@@ -532,7 +558,13 @@ pub async fn run<E, S, R, B>(
             .is_ok_and(|elapsed| elapsed >= Duration::from_millis(RESEND_INTERVAL_MS));
         if due {
             last_resend = now;
-            sends.extend(shared.with_seeds(|book| book.resends()));
+            let all = now
+                .duration_since(last_full_resend)
+                .is_ok_and(|elapsed| elapsed >= Duration::from_millis(FULL_RESEND_INTERVAL_MS));
+            if all {
+                last_full_resend = now;
+            }
+            sends.extend(shared.with_seeds(|book| book.resends(all)));
         }
         for message in sends {
             let _ = sender.send(Recipients::All, message, false);
@@ -618,7 +650,7 @@ mod tests {
         assert_eq!(other.recovered(11, EPOCH), Some(seed));
         // Signed once (resends come from `resends`); a later partial changes nothing.
         assert_eq!(first.sign(11, EPOCH), None);
-        assert_eq!(first.resends().len(), 1);
+        assert_eq!(first.resends(false).len(), 1);
         assert_eq!(
             first.on_message(&keys[3], &partial(&shares[3], 11, EPOCH)),
             Verdict::Ignored
@@ -626,7 +658,7 @@ mod tests {
         // The tip passing the height drops it.
         first.set_tip(12);
         assert_eq!(first.recovered(11, EPOCH), None);
-        assert!(first.resends().is_empty());
+        assert!(first.resends(true).is_empty());
     }
 
     #[test]
@@ -768,30 +800,31 @@ mod tests {
     #[test]
     fn a_key_from_a_fork_gives_way_to_the_finalized_one() {
         let (keys, output, shares) = group();
-        let (_, other, _) = {
-            let mut fork_keys: Vec<PublicKey> = (10..14)
-                .map(|seed| PrivateKey::from_seed(seed).public_key())
-                .collect();
-            fork_keys.sort();
-            let players = Set::try_from(fork_keys.clone()).unwrap();
-            let rng = rand::rngs::StdRng::seed_from_u64(8);
-            let (fork, _) =
-                deal::<Bls, PublicKey, N3f1>(rng, Mode::NonZeroCounter, players).unwrap();
-            (fork_keys, Arc::new(fork), ())
-        };
+        // Another key for the same players (a fork's DKG).
+        let players = Set::try_from(keys.clone()).unwrap();
+        let rng = rand::rngs::StdRng::seed_from_u64(8);
+        let (fork, _) = deal::<Bls, PublicKey, N3f1>(rng, Mode::NonZeroCounter, players).unwrap();
+        let fork = Arc::new(fork);
         let mut book = SeedBook::new(chain_id());
         book.set_tip(10);
-        // A fork's key came first: the honest partials do not count against it.
-        book.add_key_if_absent(EPOCH, other.clone());
+        // The fork's key came first (a later unfinalized one does not replace it): the honest
+        // partials do not give its signature, so their members are ignored.
+        book.add_key_if_absent(EPOCH, fork.clone());
         book.add_key_if_absent(EPOCH, output.clone());
-        assert_eq!(
-            book.on_message(&keys[1], &partial(&shares[1], 11, EPOCH)),
-            Verdict::Ignored
-        );
-        // The finalized key replaces it, and the partials count.
+        for index in 1..4 {
+            assert_eq!(
+                book.on_message(&keys[index], &partial(&shares[index], 11, EPOCH)),
+                Verdict::Stored
+            );
+        }
+        assert_eq!(book.recovered(11, EPOCH), None);
+        assert_eq!(book.ignored.len(), 3);
+        // The finalized key replaces it, with what was judged against it: the partials count.
         book.add_key(EPOCH, output.clone());
-        book.on_message(&keys[1], &partial(&shares[1], 11, EPOCH));
-        book.on_message(&keys[2], &partial(&shares[2], 11, EPOCH));
+        assert!(book.ignored.is_empty());
+        for index in 1..3 {
+            book.on_message(&keys[index], &partial(&shares[index], 11, EPOCH));
+        }
         assert_eq!(
             book.on_message(&keys[3], &partial(&shares[3], 11, EPOCH)),
             Verdict::Recovered(11)

@@ -1091,6 +1091,10 @@ fn byzantine_seed(fault: Fault, seed: u64) {
         if fault == Fault::SeedReplayed {
             assert!(seeded.1.load(Ordering::Relaxed) > 0, "no seed was replayed");
         }
+        if fault == Fault::SeedForged {
+            let unkeyed = proposed.load(Ordering::Relaxed) - seeded.0.load(Ordering::Relaxed);
+            assert!(unkeyed > 0, "never led a view where no seed was due");
+        }
         // A forged seed is refused even where none is due.
         let refused_from = if fault == Fault::SeedForged { 1 } else { 21 };
         let byzantine_key = net.keys[3].public_key();
